@@ -1,0 +1,42 @@
+# Two commands set up and run everything on a machine with only python3 and make:
+#   make demo   - a full migration of a seeded sandbox organization (local moto, embedded Prefect)
+#   make test   - lint, format check and the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# Embedded Prefect keeps its database and results here, not in ~/.prefect.
+export PREFECT_HOME ?= $(CURDIR)/.iamc/prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_LOGGING_LEVEL ?= WARNING
+
+.PHONY: demo test lint bench ui lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/iamc demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest -n 2 --durations=15 $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# Re-pin every dependency from a fresh resolve of pyproject.toml.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --disable-pip-version-check '.[dev]'
+	{ echo '# Pinned versions of every dependency (pip freeze of a working .venv); make uses it as a pip constraints file.'; \
+	  echo '# Regenerate: make lock'; .lock-venv/bin/pip freeze --exclude-editable | grep -v '^iam-centralize'; } > constraints.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .iamc .pytest_cache .ruff_cache

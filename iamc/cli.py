@@ -1,0 +1,112 @@
+"""The `iamc` command line: parses arguments and calls flows; no AWS calls or SQL here."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from iamc.errors import IamcError
+
+app = typer.Typer(
+    help="Move the IAM users of an AWS Organization to IAM Identity Center (CIS AWS 1.21).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+sandbox_app = typer.Typer(help="A strict local AWS organization (moto) to rehearse on.")
+app.add_typer(sandbox_app, name="sandbox")
+
+console = Console()
+err_console = Console(stderr=True)
+
+SpecOption = Annotated[
+    Path, typer.Option("--spec", "-c", help="The migration spec (TOML).", show_default=False)
+]
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command("check")
+def check(spec: SpecOption) -> None:
+    """Validate a migration spec and print it as understood."""
+    from iamc.spec import load_spec
+
+    loaded = load_spec(spec)
+    console.print(f"[green]{spec}: valid[/green]")
+    console.print_json(data=loaded.model_dump(mode="json"))
+
+
+@sandbox_app.command("up")
+def sandbox_up(
+    accounts: Annotated[int, typer.Option(min=0, max=500, help="Member accounts.")] = 6,
+    users_per_account: Annotated[int, typer.Option(min=0, max=5000)] = 12,
+    seed: Annotated[int, typer.Option(help="Same seed, same organization.")] = 7,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port.")] = 5123,
+    empty: Annotated[bool, typer.Option(help="Seed only the org and Identity Center.")] = False,
+    samples_dir: Annotated[
+        Path | None, typer.Option(help="Where to write sample code with a hard-coded key.")
+    ] = Path(".iamc/sandbox-samples"),
+) -> None:
+    """Run a seeded local AWS organization on 127.0.0.1 until interrupted (Ctrl-C)."""
+    from sandbox.run import up
+
+    up(
+        accounts=accounts,
+        users_per_account=users_per_account,
+        seed=seed,
+        port=port,
+        empty=empty,
+        samples_dir=samples_dir,
+        console=console,
+    )
+
+
+@app.command("demo")
+def demo(
+    accounts: Annotated[int, typer.Option(min=1, max=500)] = 6,
+    users_per_account: Annotated[int, typer.Option(min=0, max=5000)] = 12,
+    seed: int = 7,
+    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its spec and state.")] = Path(
+        ".iamc/demo"
+    ),
+) -> None:
+    """Seed a sandbox organization and run the migration steps against it, end to end."""
+    from flows.demo import run_demo
+
+    run_demo(
+        accounts=accounts,
+        users_per_account=users_per_account,
+        seed=seed,
+        workdir=workdir,
+        console=console,
+    )
+
+
+def main() -> None:
+    """Console-script entry point: runs the app and maps our errors to messages and exit codes."""
+    try:
+        app()
+    except IamcError as err:
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(err))}", highlight=False)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The one error hierarchy of iam-centralize; the CLI maps it to messages and exit codes."""
+
+from __future__ import annotations
+
+
+class IamcError(Exception):
+    """Base of every error the tool raises on purpose.
+
+    The CLI prints ``str(err)`` (no traceback) and exits with ``exit_code``.
+    """
+
+    exit_code = 1
+
+
+class SpecError(IamcError):
+    """The migration spec (TOML) is unreadable or invalid.
+
+    Args:
+        path: The spec file.
+        problems: One ``(key, message)`` pair per invalid field; the key is dotted
+            (``decommission.bake_days``) or empty for a file-level problem.
+    """
+
+    exit_code = 2
+
+    def __init__(self, path: str, problems: list[tuple[str, str]]):
+        self.path = path
+        self.problems = problems
+        lines = [f"{path}: invalid migration spec"]
+        for key, message in problems:
+            lines.append(f"  {key}: {message}" if key else f"  {message}")
+        super().__init__("\n".join(lines))
+
+
+class InputFileError(IamcError):
+    """A user-supplied file (CSV, overrides) is malformed; names the file, line and field."""
+
+    exit_code = 2
+
+    def __init__(self, path: str, message: str, line: int | None = None, field: str | None = None):
+        self.path, self.line, self.field = path, line, field
+        where = path if line is None else f"{path}:{line}"
+        if field:
+            where += f" (field {field!r})"
+        super().__init__(f"{where}: {message}")
+
+
+class StateError(IamcError):
+    """The state store can't be opened, upgraded or read."""
+
+    exit_code = 3
+
+
+class AwsAccessError(IamcError):
+    """AWS refused us or can't be reached: expired credentials, a role we can't assume, etc."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, account_id: str | None = None, operation: str | None = None):
+        self.account_id, self.operation = account_id, operation
+        prefix = []
+        if account_id:
+            prefix.append(f"account {account_id}")
+        if operation:
+            prefix.append(operation)
+        super().__init__(f"{' '.join(prefix)}: {message}" if prefix else message)
+
+
+class UnknownAccountError(IamcError):
+    """The spec or a command names an account that is not in the organization."""
+
+    exit_code = 2
+
+
+class SandboxError(IamcError):
+    """The local sandbox AWS could not be started or seeded."""
+
+    exit_code = 5

@@ -1,0 +1,197 @@
+"""The migration spec: a TOML file, validated with pydantic, that says what to migrate and how."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from iamc.errors import SpecError
+
+# An account id is 12 digits; an OU id is ou-<root 4-32>-<8-32> (Organizations API reference,
+# OrganizationalUnit.Id); "*" means every account.
+_ACCOUNT_OR_OU = re.compile(r"^(\*|\d{12}|ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}|r-[0-9a-z]{4,32})$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+# IAM role names: [\w+=,.@-]{1,64} (IAM API reference, CreateRole).
+_ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
+_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+
+# Defaults per API family, requests per second. sso-admin and identitystore share ~20/s each
+# (IAM Identity Center quotas); IAM publishes no rate, so we stay well under what throttles.
+DEFAULT_RATE_LIMITS: dict[str, float] = {
+    "iam": 10.0,
+    "sts": 20.0,
+    "organizations": 5.0,
+    "sso-admin": 20.0,
+    "identitystore": 20.0,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Scope(_Strict):
+    include_accounts: list[str] = Field(default_factory=lambda: ["*"])
+    exclude_accounts: list[str] = Field(default_factory=list)
+
+    @field_validator("include_accounts", "exclude_accounts")
+    @classmethod
+    def _account_or_ou(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not _ACCOUNT_OR_OU.match(value):
+                raise ValueError(
+                    f"{value!r} is not a 12-digit account id, an OU id (ou-xxxx-xxxxxxxx), "
+                    "a root id (r-xxxx) or '*'"
+                )
+        return values
+
+
+class Decommission(_Strict):
+    inactive_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    bake_days: Annotated[int, Field(ge=0, le=365)] = 14
+
+
+class Inventory(_Strict):
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+
+
+class Aws(_Strict):
+    """How we talk to AWS: retries and one rate limit per API family."""
+
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 8
+    rate_limits: dict[str, Annotated[float, Field(gt=0, le=1000)]] = Field(
+        default_factory=lambda: dict(DEFAULT_RATE_LIMITS)
+    )
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _known_families(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(DEFAULT_RATE_LIMITS))
+        if unknown:
+            raise ValueError(
+                f"unknown API family {', '.join(unknown)}; expected some of "
+                f"{', '.join(sorted(DEFAULT_RATE_LIMITS))}"
+            )
+        return {**DEFAULT_RATE_LIMITS, **value}
+
+
+class MigrationSpec(_Strict):
+    """One staged migration (a wave of accounts), named so its state can be found again."""
+
+    name: str
+    region: str = "us-east-1"
+    member_role: str = "OrganizationAccountAccessRole"
+    state: str = "sqlite:///.iamc/state.db"
+    protected_users: list[str] = Field(default_factory=list)
+    protected_tag: str = "iamc:protected"
+    scope: Scope = Field(default_factory=Scope)
+    decommission: Decommission = Field(default_factory=Decommission)
+    inventory: Inventory = Field(default_factory=Inventory)
+    aws: Aws = Field(default_factory=Aws)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("expected 1-63 letters, digits, '.', '_' or '-', starting alphanumeric")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not _REGION.match(value):
+            raise ValueError("expected an AWS region name such as 'us-east-1'")
+        return value
+
+    @field_validator("member_role")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        if not _ROLE_NAME.match(value):
+            raise ValueError("expected an IAM role name: 1-64 characters of [A-Za-z0-9+=,.@_-]")
+        return value
+
+    @field_validator("state")
+    @classmethod
+    def _state_url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError(
+                "expected a SQLAlchemy URL such as 'sqlite:///.iamc/state.db' or "
+                "'postgresql+psycopg://user@host/db'"
+            )
+        return value
+
+    @field_validator("protected_users")
+    @classmethod
+    def _globs(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not value.strip():
+                raise ValueError("an empty glob would protect nothing; remove it")
+        return values
+
+
+def _key_of(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _explain(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key (check its spelling)"
+    if kind == "missing":
+        return "required key is missing"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    received = error.get("input")
+    if kind not in ("missing",) and not isinstance(received, dict | list):
+        message += f" (got {received!r})"
+    return message
+
+
+def parse_spec(data: dict[str, Any], path: str = "<spec>") -> MigrationSpec:
+    """Validate a parsed TOML document.
+
+    Raises:
+        SpecError: naming each invalid key with what was expected.
+    """
+    try:
+        spec = MigrationSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(path, [(_key_of(e["loc"]), _explain(e)) for e in err.errors()]) from None
+    return spec
+
+
+def load_spec(path: str | Path) -> MigrationSpec:
+    """Read and validate a migration spec.
+
+    A relative SQLite path in ``state`` is resolved against the spec's own directory, so the
+    same spec finds the same state whatever directory the command runs from.
+
+    Raises:
+        SpecError: the file is missing, not TOML, or has invalid keys.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(str(path), [("", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError(str(path), [("", f"cannot read: {err}")]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(str(path), [("", f"not valid TOML: {err}")]) from None
+    spec = parse_spec(data, str(path))
+    return spec.model_copy(update={"state": resolve_state_url(spec.state, path.parent)})
+
+
+def resolve_state_url(url: str, base: Path) -> str:
+    """Make a relative ``sqlite:///relative/path`` absolute against ``base``."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        return prefix + str((base / url[len(prefix) :]).resolve())
+    return url

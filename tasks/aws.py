@@ -1,0 +1,240 @@
+"""The one place that makes AWS sessions: management chain, member AssumeRole, retries, limits."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from pyrate_limiter import Duration, Limiter, Rate
+
+from iamc.errors import AwsAccessError
+from iamc.spec import DEFAULT_RATE_LIMITS, MigrationSpec
+
+log = logging.getLogger(__name__)
+
+# Error codes that mean "your credentials are no good", not "this call is wrong".
+CREDENTIAL_ERROR_CODES = frozenset(
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "RequestExpired",
+    }
+)
+
+# Refresh assumed-role credentials this long before they expire, so a long inventory or a
+# provisioning wait never sends a request with credentials that lapse mid-flight.
+EXPIRY_WINDOW_SECONDS = 15 * 60
+
+# botocore's event names use the service id, hyphenated and lower-cased (e.g. "sso-admin").
+_API_FAMILY_OF_SERVICE_ID = {"sso-admin": "sso-admin", "identitystore": "identitystore"}
+
+
+class RateLimiters:
+    """One thread-safe limiter per API family and account.
+
+    IAM throttles per account; sso-admin and identitystore per Identity Center instance, which
+    lives in one (the management or delegated admin) account. Keying by account keeps a busy
+    account from starving the others while still honouring each family's rate.
+    """
+
+    def __init__(self, rates: dict[str, float]):
+        self._rates = {**DEFAULT_RATE_LIMITS, **rates}
+        self._limiters: dict[tuple[str, str], Limiter] = {}
+        self._lock = threading.Lock()
+        self.waits: dict[str, int] = {}
+
+    def limiter(self, family: str, account_id: str) -> Limiter | None:
+        rate = self._rates.get(family)
+        if rate is None:
+            return None
+        with self._lock:
+            key = (family, account_id)
+            if key not in self._limiters:
+                # Rates below 1/s are expressed per minute so pyrate-limiter gets an integer.
+                if rate >= 1:
+                    self._limiters[key] = Limiter(Rate(int(rate), Duration.SECOND))
+                else:
+                    self._limiters[key] = Limiter(Rate(max(1, int(rate * 60)), Duration.MINUTE))
+            return self._limiters[key]
+
+    def hook_for(self, account_id: str) -> Callable[..., None]:
+        """A botocore ``before-send`` handler: runs before every HTTP attempt, retries included."""
+
+        def before_send(event_name: str, **_: object) -> None:
+            service_id = event_name.split(".")[1]
+            family = _API_FAMILY_OF_SERVICE_ID.get(service_id, service_id)
+            limiter = self.limiter(family, account_id)
+            if limiter is not None:
+                limiter.try_acquire(family, blocking=True)
+
+        return before_send
+
+
+def client_config(max_attempts: int) -> Config:
+    """Standard retry mode: throttling and transient errors only, with exponential backoff."""
+    return Config(
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        connect_timeout=10,
+        read_timeout=60,
+        max_pool_connections=32,
+    )
+
+
+@dataclass
+class AwsSessions:
+    """Makes and caches boto3 sessions for the management and member accounts.
+
+    The management session comes from the standard boto3 chain (profile, environment, SSO), so
+    ``AWS_ENDPOINT_URL`` points everything at a sandbox with no special code. Member sessions
+    assume ``member_role`` from the management session and refresh before expiry.
+    """
+
+    region: str
+    member_role: str = "OrganizationAccountAccessRole"
+    rate_limits: dict[str, float] = field(default_factory=dict)
+    max_attempts: int = 8
+    profile: str | None = None
+    role_session_name: str = "iam-centralize"
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _members: dict[str, boto3.Session] = field(default_factory=dict, repr=False)
+    _management: boto3.Session | None = field(default=None, repr=False)
+    _management_account: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.limiters = RateLimiters(self.rate_limits)
+
+    @classmethod
+    def from_spec(cls, spec: MigrationSpec, profile: str | None = None) -> AwsSessions:
+        return cls(
+            region=spec.region,
+            member_role=spec.member_role,
+            rate_limits=dict(spec.aws.rate_limits),
+            max_attempts=spec.aws.max_attempts,
+            profile=profile,
+        )
+
+    def _configure(self, core: botocore.session.Session, account_id: str) -> botocore.session.Session:
+        core.set_default_client_config(client_config(self.max_attempts))
+        core.register("before-send", self.limiters.hook_for(account_id))
+        return core
+
+    def management(self) -> boto3.Session:
+        """The session of the organization's management account (boto3 credential chain)."""
+        with self._lock:
+            if self._management is None:
+                core = botocore.session.Session(profile=self.profile)
+                # Limit management calls under a fixed key until we know the account id.
+                self._configure(core, "management")
+                self._management = boto3.Session(botocore_session=core, region_name=self.region)
+            return self._management
+
+    def management_account_id(self) -> str:
+        """The management account's id, from sts:GetCallerIdentity (one call, cached)."""
+        if self._management_account is None:
+            with translate_errors(operation="sts:GetCallerIdentity"):
+                identity = self.management().client("sts").get_caller_identity()
+            self._management_account = identity["Account"]
+        return self._management_account
+
+    def role_arn(self, account_id: str) -> str:
+        return f"arn:aws:iam::{account_id}:role/{self.member_role}"
+
+    def for_account(self, account_id: str) -> boto3.Session:
+        """A session in a member account, by AssumeRole into ``member_role``.
+
+        Credentials are fetched lazily and refreshed ``EXPIRY_WINDOW_SECONDS`` before expiry;
+        call :meth:`check_access` to fail early with a clear message.
+        """
+        with self._lock:
+            cached = self._members.get(account_id)
+            if cached is not None:
+                return cached
+        source = self.management()
+        source_core = source._session  # noqa: SLF001 - boto3 exposes no public accessor
+        fetcher = AssumeRoleCredentialFetcher(
+            client_creator=source_core.create_client,
+            source_credentials=source_core.get_credentials(),
+            role_arn=self.role_arn(account_id),
+            extra_args={"RoleSessionName": self.role_session_name},
+            expiry_window_seconds=EXPIRY_WINDOW_SECONDS,
+        )
+        core = botocore.session.Session()
+        core._credentials = DeferredRefreshableCredentials(  # noqa: SLF001
+            refresh_using=fetcher.fetch_credentials, method="assume-role"
+        )
+        self._configure(core, account_id)
+        session = boto3.Session(botocore_session=core, region_name=self.region)
+        with self._lock:
+            return self._members.setdefault(account_id, session)
+
+    def check_access(self, account_id: str) -> None:
+        """Assume the member role now.
+
+        Raises:
+            AwsAccessError: "cannot assume role X in account Y: reason".
+        """
+        session = self.for_account(account_id)
+        try:
+            session.get_credentials().get_frozen_credentials()
+        except ClientError as err:
+            with self._lock:
+                self._members.pop(account_id, None)
+            code = err.response.get("Error", {}).get("Code", "")
+            message = err.response.get("Error", {}).get("Message", str(err))
+            raise AwsAccessError(
+                f"cannot assume role {self.member_role} in account {account_id}: "
+                f"{code}: {message}",
+                account_id=account_id,
+            ) from err
+
+
+@contextmanager
+def translate_errors(account_id: str | None = None, operation: str | None = None) -> Iterator[None]:
+    """Turn credential and connection failures into :class:`AwsAccessError` with context.
+
+    Other ``ClientError`` codes pass through: the caller knows what they mean.
+    """
+    try:
+        yield
+    except NoCredentialsError as err:
+        raise AwsAccessError(
+            "no AWS credentials found: set AWS_PROFILE, run 'aws sso login', or export "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+            account_id=account_id,
+            operation=operation,
+        ) from err
+    except ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "")
+        if code in CREDENTIAL_ERROR_CODES:
+            raise AwsAccessError(
+                f"AWS credentials were refused ({code}): they have expired or are invalid; "
+                "refresh them (e.g. 'aws sso login') and run the command again",
+                account_id=account_id,
+                operation=operation,
+            ) from err
+        raise
+    except BotoCoreError as err:
+        raise AwsAccessError(str(err), account_id=account_id, operation=operation) from err
+
+
+def error_code(err: ClientError) -> str:
+    """The AWS error code of a ClientError ('' if absent)."""
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def mask_key_id(key_id: str) -> str:
+    """Show an access key id as prefix + last four (``AKIA…WXYZ``), never whole outside state."""
+    if len(key_id) <= 8:
+        return "…" + key_id[-4:]
+    return f"{key_id[:4]}…{key_id[-4:]}"

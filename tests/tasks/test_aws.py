@@ -1,0 +1,124 @@
+"""Session factory: management chain, member AssumeRole, retries on throttling, rate limits."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from iamc.errors import AwsAccessError
+from tasks.aws import AwsSessions, mask_key_id, translate_errors
+
+
+def error_response(status: int, code: str, message: str = "injected") -> AWSResponse:
+    body = (
+        f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>"
+        f"<Message>{message}</Message></Error><RequestId>1</RequestId></ErrorResponse>"
+    ).encode()
+    return AWSResponse("https://sandbox", status, {}, _Raw(body))
+
+
+class _Raw:
+    def __init__(self, body: bytes):
+        self._body = body
+
+    def stream(self, **_):
+        yield self._body
+
+
+def member_account(sessions: AwsSessions) -> str:
+    org = sessions.management().client("organizations")
+    org.create_organization(FeatureSet="ALL")
+    status = org.create_account(AccountName="dev", Email="dev@example.com")["CreateAccountStatus"]
+    return status["AccountId"]
+
+
+def test_member_session_assumes_the_member_role(aws):
+    sessions = AwsSessions(region="us-east-1")
+    account_id = member_account(sessions)
+    sessions.check_access(account_id)
+    identity = sessions.for_account(account_id).client("sts").get_caller_identity()
+    assert identity["Account"] == account_id
+    assert "OrganizationAccountAccessRole" in identity["Arn"]
+    assert sessions.for_account(account_id) is sessions.for_account(account_id)
+    assert sessions.management_account_id() != account_id
+
+
+def test_refused_assume_role_names_role_account_and_reason(aws):
+    sessions = AwsSessions(region="us-east-1", member_role="AuditRole")
+    account_id = member_account(sessions)
+
+    def deny(**_):
+        return error_response(403, "AccessDenied", "not authorized to perform sts:AssumeRole")
+
+    sessions.management()._session.register("before-send.sts.AssumeRole", deny)
+    with pytest.raises(AwsAccessError) as caught:
+        sessions.check_access(account_id)
+    message = str(caught.value)
+    assert f"cannot assume role AuditRole in account {account_id}" in message
+    assert "AccessDenied" in message
+
+
+def test_throttling_is_retried_by_botocore(aws):
+    sessions = AwsSessions(region="us-east-1", max_attempts=5)
+    attempts = []
+
+    def throttle_twice(**_):
+        attempts.append(1)
+        if len(attempts) <= 2:
+            return error_response(400, "Throttling", "Rate exceeded")
+        return None
+
+    session = sessions.management()
+    session._session.register("before-send.iam.ListUsers", throttle_twice)
+    assert session.client("iam").list_users()["Users"] == []
+    assert len(attempts) == 3
+
+
+def test_access_denied_is_not_retried(aws):
+    sessions = AwsSessions(region="us-east-1", max_attempts=5)
+    attempts = []
+
+    def deny(**_):
+        attempts.append(1)
+        return error_response(403, "AccessDenied")
+
+    session = sessions.management()
+    session._session.register("before-send.iam.ListUsers", deny)
+    with pytest.raises(Exception, match="AccessDenied"):
+        session.client("iam").list_users()
+    assert len(attempts) == 1
+
+
+def test_expired_credentials_become_a_clear_error(aws):
+    session = AwsSessions(region="us-east-1").management()
+    session._session.register(
+        "before-send.iam.ListUsers", lambda **_: error_response(403, "ExpiredToken")
+    )
+    with pytest.raises(AwsAccessError, match=r"expired or are invalid") as caught:
+        with translate_errors(account_id="123456789012", operation="iam:ListUsers"):
+            session.client("iam").list_users()
+    assert caught.value.exit_code != 0
+    assert "account 123456789012 iam:ListUsers" in str(caught.value)
+
+
+def test_rate_limit_per_family_spaces_calls(aws):
+    sessions = AwsSessions(region="us-east-1", rate_limits={"iam": 4})
+    iam = sessions.management().client("iam")
+    started = time.monotonic()
+    for _ in range(6):
+        iam.list_users()
+    # 4 calls fit in the first second; the 5th and 6th wait for the window to move on.
+    assert time.monotonic() - started >= 0.8
+    sts = sessions.management().client("sts")
+    started = time.monotonic()
+    for _ in range(4):
+        sts.get_caller_identity()
+    # sts has its own limiter (20/s): not held back by iam's.
+    assert time.monotonic() - started < 0.8
+
+
+def test_mask_key_id():
+    assert mask_key_id("AKIAIOSFODNN7EXAMPLE") == "AKIA…MPLE"
+    assert "IOSFODNN7" not in mask_key_id("AKIAIOSFODNN7EXAMPLE")
