@@ -97,7 +97,9 @@ class MigrationSpec(_Strict):
     @classmethod
     def _name(cls, value: str) -> str:
         if not _NAME.match(value):
-            raise ValueError("expected 1-63 letters, digits, '.', '_' or '-', starting alphanumeric")
+            raise ValueError(
+                "expected 1-63 letters, digits, '.', '_' or '-', starting alphanumeric"
+            )
         return value
 
     @field_validator("region")

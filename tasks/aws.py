@@ -124,7 +124,9 @@ class AwsSessions:
             profile=profile,
         )
 
-    def _configure(self, core: botocore.session.Session, account_id: str) -> botocore.session.Session:
+    def _configure(
+        self, core: botocore.session.Session, account_id: str
+    ) -> botocore.session.Session:
         core.set_default_client_config(client_config(self.max_attempts))
         core.register("before-send", self.limiters.hook_for(account_id))
         return core
@@ -161,7 +163,7 @@ class AwsSessions:
             if cached is not None:
                 return cached
         source = self.management()
-        source_core = source._session  # noqa: SLF001 - boto3 exposes no public accessor
+        source_core = source._session  # boto3 exposes no public accessor
         fetcher = AssumeRoleCredentialFetcher(
             client_creator=source_core.create_client,
             source_credentials=source_core.get_credentials(),
@@ -170,7 +172,7 @@ class AwsSessions:
             expiry_window_seconds=EXPIRY_WINDOW_SECONDS,
         )
         core = botocore.session.Session()
-        core._credentials = DeferredRefreshableCredentials(  # noqa: SLF001
+        core._credentials = DeferredRefreshableCredentials(
             refresh_using=fetcher.fetch_credentials, method="assume-role"
         )
         self._configure(core, account_id)
@@ -193,8 +195,7 @@ class AwsSessions:
             code = err.response.get("Error", {}).get("Code", "")
             message = err.response.get("Error", {}).get("Message", str(err))
             raise AwsAccessError(
-                f"cannot assume role {self.member_role} in account {account_id}: "
-                f"{code}: {message}",
+                f"cannot assume role {self.member_role} in account {account_id}: {code}: {message}",
                 account_id=account_id,
             ) from err
 

@@ -64,10 +64,20 @@ def test_postgres_url_is_kept_as_is(tmp_path: Path):
             "IAM role name",
         ),
         ('state = "sqlite:///.iamc/state.db"', 'state = "state.db"', "state", "SQLAlchemy URL"),
-        ('include_accounts = ["*"]', 'include_accounts = ["12345"]', "scope.include_accounts", "12-digit"),
+        (
+            'include_accounts = ["*"]',
+            'include_accounts = ["12345"]',
+            "scope.include_accounts",
+            "12-digit",
+        ),
         ("inactive_days = 90", "inactive_days = 0", "decommission.inactive_days", "greater than"),
         ("bake_days = 14", 'bake_days = "two weeks"', "decommission.bake_days", "integer"),
-        ('protected_users = ["breakglass-*"]', 'protected_users = [""]', "protected_users", "empty glob"),
+        (
+            'protected_users = ["breakglass-*"]',
+            'protected_users = [""]',
+            "protected_users",
+            "empty glob",
+        ),
         ("[decommission]", "[decommision]", "decommision", "unknown key"),
     ],
 )
@@ -84,7 +94,9 @@ def test_each_bad_field_is_named(tmp_path, replace, by, key, expected):
 
 
 def test_two_bad_fields_give_two_messages(tmp_path):
-    text = GOOD.replace('region = "us-east-1"', 'region = "x"').replace("bake_days = 14", "bake_days = -1")
+    text = GOOD.replace('region = "us-east-1"', 'region = "x"').replace(
+        "bake_days = 14", "bake_days = -1"
+    )
     with pytest.raises(SpecError) as caught:
         load_spec(write(tmp_path, text))
     keys = [k for k, _ in caught.value.problems]

@@ -96,9 +96,11 @@ def test_expired_credentials_become_a_clear_error(aws):
     session._session.register(
         "before-send.iam.ListUsers", lambda **_: error_response(403, "ExpiredToken")
     )
-    with pytest.raises(AwsAccessError, match=r"expired or are invalid") as caught:
-        with translate_errors(account_id="123456789012", operation="iam:ListUsers"):
-            session.client("iam").list_users()
+    with (
+        pytest.raises(AwsAccessError, match=r"expired or are invalid") as caught,
+        translate_errors(account_id="123456789012", operation="iam:ListUsers"),
+    ):
+        session.client("iam").list_users()
     assert caught.value.exit_code != 0
     assert "account 123456789012 iam:ListUsers" in str(caught.value)
 

@@ -1,0 +1,448 @@
+"""Inventory of one account's IAM users, with the fewest calls that give the full picture.
+
+Two bulk reads do most of the work: GetAccountAuthorizationDetails (users, groups, policies with
+documents, memberships, boundaries, tags) and the credential report (password, MFA and key
+activity). Per user we only ask what those two don't give.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+from tenacity import retry, retry_if_result, stop_after_delay, wait_exponential
+
+from iamc.records import (
+    AccessKey,
+    Account,
+    AccountInventory,
+    AttachedPolicy,
+    Group,
+    InlinePolicy,
+    ManagedPolicy,
+    MfaDevice,
+    ServiceSpecificCredential,
+    SigningCertificate,
+    SshPublicKey,
+    User,
+    UserClass,
+)
+from tasks.aws import error_code, translate_errors
+
+log = logging.getLogger(__name__)
+
+READ_PERMISSIONS = (
+    "iam:GetAccountAuthorizationDetails",
+    "iam:GenerateCredentialReport",
+    "iam:GetCredentialReport",
+    "iam:ListAccessKeys",
+    "iam:GetAccessKeyLastUsed",
+    "iam:ListMFADevices",
+    "iam:ListSSHPublicKeys",
+    "iam:ListSigningCertificates",
+    "iam:ListServiceSpecificCredentials",
+)
+
+# The credential report writes these instead of a date (IAM user guide, "Getting credential
+# reports": N/A, no_information, not_supported).
+_NO_DATE = {"", "N/A", "no_information", "not_supported"}
+
+# How the endpoint tells us an operation does not exist: moto in-process raises
+# NotImplementedError; a server answers with one of these codes or HTTP 501.
+_NOT_IMPLEMENTED_CODES = {"NotImplemented", "InvalidAction", "UnknownOperationException"}
+
+
+@dataclass(frozen=True)
+class ClassificationRules:
+    """What the spec says about classifying users."""
+
+    protected_globs: tuple[str, ...] = ()
+    protected_tag: str = "iamc:protected"
+    inactive_days: int = 90
+
+
+@dataclass
+class _Gaps:
+    """Operations the endpoint doesn't implement: recorded once, then not called again."""
+
+    missing: set[str] = field(default_factory=set)
+
+    def call(self, operation: str, fn, *args, **kwargs):
+        if operation in self.missing:
+            return None
+        try:
+            return fn(*args, **kwargs)
+        except NotImplementedError:
+            self.missing.add(operation)
+        except ClientError as err:
+            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if error_code(err) in _NOT_IMPLEMENTED_CODES or status == 501:
+                self.missing.add(operation)
+            else:
+                raise
+        log.warning("%s is not implemented by this endpoint: recorded as a gap", operation)
+        return None
+
+
+def _date(value: str | None) -> datetime | None:
+    if value is None or value in _NO_DATE:
+        return None
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _document(raw: Any) -> dict[str, Any]:
+    """Policy documents arrive URL-encoded JSON (API reference) unless botocore decoded them."""
+    if isinstance(raw, dict):
+        return raw
+    return json.loads(urllib.parse.unquote(raw))
+
+
+def _pages(client, operation: str, key: str, **kwargs) -> Iterator[dict[str, Any]]:
+    for page in client.get_paginator(operation).paginate(**kwargs):
+        yield from page.get(key, [])
+
+
+def read_authorization_details(
+    iam,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Users, groups and managed policies of the account, paginated; roles are not needed."""
+    users: list[dict[str, Any]] = []
+    groups: list[dict[str, Any]] = []
+    policies: dict[str, dict[str, Any]] = {}
+    paginator = iam.get_paginator("get_account_authorization_details")
+    for page in paginator.paginate(
+        Filter=["User", "Group", "LocalManagedPolicy", "AWSManagedPolicy"]
+    ):
+        users.extend(page.get("UserDetailList", []))
+        groups.extend(page.get("GroupDetailList", []))
+        for policy in page.get("Policies", []):
+            policies[policy["Arn"]] = policy
+    return users, groups, policies
+
+
+@retry(
+    retry=retry_if_result(lambda state: state != "COMPLETE"),
+    wait=wait_exponential(multiplier=0.2, max=5),
+    stop=stop_after_delay(300),
+    reraise=True,
+)
+def _generate_credential_report(iam) -> str:
+    # Generate returns STARTED/INPROGRESS until the report is ready; AWS reuses a report
+    # younger than four hours (IAM user guide, "Getting credential reports").
+    return iam.generate_credential_report()["State"]
+
+
+def read_credential_report(iam) -> dict[str, dict[str, str]]:
+    """The credential report as {user name: row}."""
+    _generate_credential_report(iam)
+    content = iam.get_credential_report()["Content"]
+    text = content.decode("utf-8") if isinstance(content, bytes) else content
+    return {row["user"]: row for row in csv.DictReader(io.StringIO(text))}
+
+
+def _attached(items: list[dict[str, Any]]) -> list[AttachedPolicy]:
+    return [AttachedPolicy(arn=p["PolicyArn"], name=p["PolicyName"]) for p in items]
+
+
+def _inline(items: list[dict[str, Any]]) -> list[InlinePolicy]:
+    return [
+        InlinePolicy(name=p["PolicyName"], document=_document(p["PolicyDocument"])) for p in items
+    ]
+
+
+def _managed_policy(raw: dict[str, Any]) -> ManagedPolicy:
+    default = raw.get("DefaultVersionId")
+    document = None
+    for version in raw.get("PolicyVersionList", []):
+        if version.get("IsDefaultVersion") or version.get("VersionId") == default:
+            document = _document(version["Document"])
+            break
+    return ManagedPolicy(
+        arn=raw["Arn"],
+        # moto omits PolicyName here; the name is the ARN's last segment anyway.
+        name=raw.get("PolicyName") or raw["Arn"].rsplit("/", 1)[-1],
+        path=raw.get("Path", "/"),
+        aws_managed=raw["Arn"].startswith("arn:aws:iam::aws:policy/")
+        or ":iam::aws:policy/" in raw["Arn"],
+        default_version_id=default,
+        document=document,
+    )
+
+
+def _has_keys(row: dict[str, str] | None) -> bool:
+    if row is None:
+        return True  # no report row: ask rather than assume
+    return any(
+        row.get(f"access_key_{n}_last_rotated", "N/A") not in _NO_DATE for n in (1, 2)
+    ) or any(row.get(f"access_key_{n}_active") == "true" for n in (1, 2))
+
+
+def _has_certs(row: dict[str, str] | None) -> bool:
+    if row is None:
+        return True
+    return any(row.get(f"cert_{n}_active") == "true" for n in (1, 2)) or any(
+        row.get(f"cert_{n}_last_rotated", "N/A") not in _NO_DATE for n in (1, 2)
+    )
+
+
+def _read_credentials(iam, user: User, row: dict[str, str] | None, gaps: _Gaps) -> None:
+    """Fill in what the two bulk reads don't give, one user at a time."""
+    name = user.name
+    if _has_keys(row):
+        for raw in _pages(iam, "list_access_keys", "AccessKeyMetadata", UserName=name):
+            key = AccessKey(
+                key_id=raw["AccessKeyId"], status=raw["Status"], created=_utc(raw.get("CreateDate"))
+            )
+            used = iam.get_access_key_last_used(AccessKeyId=key.key_id).get("AccessKeyLastUsed", {})
+            key.last_used_date = _utc(used.get("LastUsedDate"))
+            key.last_used_service = (
+                None if used.get("ServiceName") in _NO_DATE else used.get("ServiceName")
+            )
+            key.last_used_region = None if used.get("Region") in _NO_DATE else used.get("Region")
+            user.access_keys.append(key)
+    if user.mfa_active or row is None:
+        for raw in _pages(iam, "list_mfa_devices", "MFADevices", UserName=name):
+            serial = raw["SerialNumber"]
+            user.mfa_devices.append(
+                MfaDevice(
+                    serial=serial,
+                    enabled=_utc(raw.get("EnableDate")),
+                    # Virtual devices have an ARN serial (arn:aws:iam::123:mfa/name).
+                    virtual=serial.startswith("arn:"),
+                )
+            )
+    ssh = gaps.call(
+        "iam:ListSSHPublicKeys",
+        lambda: list(_pages(iam, "list_ssh_public_keys", "SSHPublicKeys", UserName=name)),
+    )
+    for raw in ssh or []:
+        user.ssh_public_keys.append(
+            SshPublicKey(
+                key_id=raw["SSHPublicKeyId"],
+                status=raw["Status"],
+                uploaded=_utc(raw.get("UploadDate")),
+            )
+        )
+    if _has_certs(row):
+        certs = gaps.call(
+            "iam:ListSigningCertificates",
+            lambda: list(_pages(iam, "list_signing_certificates", "Certificates", UserName=name)),
+        )
+        for raw in certs or []:
+            user.signing_certificates.append(
+                SigningCertificate(
+                    certificate_id=raw["CertificateId"],
+                    status=raw["Status"],
+                    uploaded=_utc(raw.get("UploadDate")),
+                )
+            )
+    # Not paginated in the API, and absent from the credential report.
+    service_creds = gaps.call(
+        "iam:ListServiceSpecificCredentials",
+        lambda: iam.list_service_specific_credentials(UserName=name).get(
+            "ServiceSpecificCredentials", []
+        ),
+    )
+    for raw in service_creds or []:
+        user.service_specific_credentials.append(
+            ServiceSpecificCredential(
+                credential_id=raw["ServiceSpecificCredentialId"],
+                service_name=raw["ServiceName"],
+                service_user_name=raw.get("ServiceUserName", ""),
+                status=raw["Status"],
+                created=_utc(raw.get("CreateDate")),
+            )
+        )
+
+
+def _user_from_details(raw: dict[str, Any], row: dict[str, str] | None) -> User:
+    boundary = raw.get("PermissionsBoundary") or {}
+    user = User(
+        name=raw["UserName"],
+        user_id=raw["UserId"],
+        arn=raw["Arn"],
+        path=raw.get("Path", "/"),
+        created=_utc(raw.get("CreateDate")),
+        attached_policies=_attached(raw.get("AttachedManagedPolicies", [])),
+        inline_policies=_inline(raw.get("UserPolicyList", [])),
+        groups=sorted(raw.get("GroupList", [])),
+        permissions_boundary_arn=boundary.get("PermissionsBoundaryArn"),
+        tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
+    )
+    if row is not None:
+        user.password_enabled = row.get("password_enabled") == "true"
+        user.password_last_used = _date(row.get("password_last_used"))
+        user.password_last_changed = _date(row.get("password_last_changed"))
+        user.mfa_active = row.get("mfa_active") == "true"
+    return user
+
+
+def inventory_account(
+    session: boto3.Session,
+    account: Account,
+    rules: ClassificationRules,
+    now: datetime | None = None,
+) -> AccountInventory:
+    """Everything about the IAM users of one account, classified.
+
+    Args:
+        session: A session in the member account.
+        account: The account being read.
+        rules: How to classify users.
+        now: The reference time for "inactive" (defaults to the current time).
+
+    Raises:
+        AwsAccessError: credentials refused while reading this account.
+        botocore.exceptions.ClientError: any other AWS error (the caller records it).
+    """
+    now = now or datetime.now(UTC)
+    iam = session.client("iam")
+    gaps = _Gaps()
+    with translate_errors(
+        account_id=account.account_id, operation="iam:GetAccountAuthorizationDetails"
+    ):
+        raw_users, raw_groups, raw_policies = read_authorization_details(iam)
+    with translate_errors(account_id=account.account_id, operation="iam:GetCredentialReport"):
+        report = read_credential_report(iam)
+
+    users = []
+    for raw in sorted(raw_users, key=lambda u: u["UserName"]):
+        row = report.get(raw["UserName"])
+        user = _user_from_details(raw, row)
+        with translate_errors(
+            account_id=account.account_id, operation=f"credentials of {user.name}"
+        ):
+            _read_credentials(iam, user, row, gaps)
+        user.user_class, user.class_reason, user.last_activity = classify_user(user, rules, now)
+        users.append(user)
+
+    groups = [
+        Group(
+            name=raw["GroupName"],
+            group_id=raw["GroupId"],
+            arn=raw["Arn"],
+            path=raw.get("Path", "/"),
+            attached_policies=_attached(raw.get("AttachedManagedPolicies", [])),
+            inline_policies=_inline(raw.get("GroupPolicyList", [])),
+        )
+        for raw in sorted(raw_groups, key=lambda g: g["GroupName"])
+    ]
+    # Keep only the managed policies our users can reach (directly, through groups, or as a
+    # boundary): AWS-managed policies number in the thousands and are the same everywhere.
+    referenced = {p.arn for u in users for p in u.attached_policies}
+    referenced |= {p.arn for g in groups for p in g.attached_policies}
+    referenced |= {u.permissions_boundary_arn for u in users if u.permissions_boundary_arn}
+    policies = [
+        _managed_policy(raw_policies[arn]) for arn in sorted(referenced) if arn in raw_policies
+    ]
+    missing = sorted(referenced - set(raw_policies))
+    inventory = AccountInventory(
+        account=account,
+        users=users,
+        groups=groups,
+        managed_policies=policies,
+        gaps=sorted(gaps.missing),
+    )
+    if missing:
+        inventory.gaps.append(f"policy documents not returned for: {', '.join(missing)}")
+    return inventory
+
+
+def _usable_credentials(user: User) -> list[str]:
+    found = []
+    if user.password_enabled:
+        found.append("console password")
+    active_keys = [k for k in user.access_keys if k.status == "Active"]
+    if active_keys:
+        found.append(f"{len(active_keys)} active access key{'s' if len(active_keys) > 1 else ''}")
+    if any(k.status == "Active" for k in user.ssh_public_keys):
+        found.append("SSH public key")
+    if any(c.status == "Active" for c in user.signing_certificates):
+        found.append("signing certificate")
+    if any(c.status == "Active" for c in user.service_specific_credentials):
+        found.append("service-specific credential")
+    return found
+
+
+def classify_user(
+    user: User, rules: ClassificationRules, now: datetime
+) -> tuple[UserClass, str, datetime | None]:
+    """One class per user, with the reason, and the user's last activity.
+
+    Order matters: protected beats everything (never touched); a user whose credentials are
+    all idle is unused whatever kind it was; then console or MFA makes a human; what remains
+    holds only programmatic credentials and needs a role, not a person.
+    """
+    lowered = user.name.lower()
+    for glob in rules.protected_globs:
+        if fnmatchcase(lowered, glob.lower()):
+            return UserClass.PROTECTED, f"name matches protected glob {glob!r}", None
+    if user.tags.get(rules.protected_tag, "").strip().lower() == "true":
+        return UserClass.PROTECTED, f"tagged {rules.protected_tag}=true", None
+
+    used = [user.password_last_used] + [k.last_used_date for k in user.access_keys]
+    used_dates = [d for d in used if d is not None]
+    last_activity = max(used_dates) if used_dates else user.created
+    credentials = _usable_credentials(user)
+    if not credentials:
+        return UserClass.UNUSED, "no usable credentials", last_activity
+    if last_activity is not None and now - last_activity > timedelta(days=rules.inactive_days):
+        when = "never used" if not used_dates else f"last used {last_activity:%Y-%m-%d}"
+        return (
+            UserClass.UNUSED,
+            f"no credential used in {rules.inactive_days} days "
+            f"({when}; has {', '.join(credentials)})",
+            last_activity,
+        )
+    if user.password_enabled or user.mfa_devices:
+        why = "console password" if user.password_enabled else "MFA device"
+        return UserClass.HUMAN, why, last_activity
+    return (
+        UserClass.WORKLOAD,
+        f"programmatic credentials only ({', '.join(credentials)})",
+        last_activity,
+    )
+
+
+@dataclass
+class EffectiveAccess:
+    """What a user can do: its own policies, those inherited from its groups, and its boundary."""
+
+    managed_policy_arns: list[str]
+    inline_policies: list[tuple[str, InlinePolicy]]  # (source: "user" or "group:NAME", policy)
+    boundary_arn: str | None
+
+
+def effective_access(user: User, groups: list[Group]) -> EffectiveAccess:
+    """Gather a user's managed and inline policies, including those inherited from groups."""
+    by_name = {g.name: g for g in groups}
+    arns = {p.arn for p in user.attached_policies}
+    inline: list[tuple[str, InlinePolicy]] = [("user", p) for p in user.inline_policies]
+    for name in user.groups:
+        group = by_name.get(name)
+        if group is None:
+            continue
+        arns |= {p.arn for p in group.attached_policies}
+        inline.extend((f"group:{name}", p) for p in group.inline_policies)
+    return EffectiveAccess(
+        managed_policy_arns=sorted(arns),
+        inline_policies=inline,
+        boundary_arn=user.permissions_boundary_arn,
+    )

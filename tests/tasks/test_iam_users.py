@@ -1,0 +1,238 @@
+"""Inventory of one account against moto: every kind of credential, policies, classification."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from iamc.records import AccessKey, Account, User, UserClass
+from tasks.aws import AwsSessions
+from tasks.iam_users import ClassificationRules, classify_user, effective_access, inventory_account
+
+RULES = ClassificationRules(protected_globs=("breakglass-*",), inactive_days=90)
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
+ADMIN_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+}
+S3_READ = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:Get*", "Resource": "*"}],
+}
+
+
+def self_signed_certificate() -> str:
+    """A real X.509 certificate: UploadSigningCertificate parses what it is given."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "soap-user")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(datetime(2026, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2036, 1, 1, tzinfo=UTC))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+SSH_KEY = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 someone@example.com"
+
+
+@pytest.fixture
+def member(aws):
+    sessions = AwsSessions(region="us-east-1")
+    org = sessions.management().client("organizations")
+    org.create_organization(FeatureSet="ALL")
+    account_id = org.create_account(AccountName="dev", Email="dev@example.com")[
+        "CreateAccountStatus"
+    ]["AccountId"]
+    return sessions.for_account(account_id), Account(account_id=account_id, name="dev")
+
+
+def by_name(inventory):
+    return {u.name: u for u in inventory.users}
+
+
+def test_every_kind_of_credential_is_read(member):
+    session, account = member
+    iam = session.client("iam")
+    iam.create_user(UserName="alice", Tags=[{"Key": "email", "Value": "alice@example.com"}])
+    iam.create_login_profile(UserName="alice", Password="Sandbox-Only-1!")
+    device = iam.create_virtual_mfa_device(VirtualMFADeviceName="alice")["VirtualMFADevice"]
+    iam.enable_mfa_device(
+        UserName="alice",
+        SerialNumber=device["SerialNumber"],
+        AuthenticationCode1="123456",
+        AuthenticationCode2="654321",
+    )
+    iam.create_user(UserName="ci-deploy")
+    first = iam.create_access_key(UserName="ci-deploy")["AccessKey"]["AccessKeyId"]
+    second = iam.create_access_key(UserName="ci-deploy")["AccessKey"]["AccessKeyId"]
+    iam.update_access_key(UserName="ci-deploy", AccessKeyId=second, Status="Inactive")
+    iam.create_user(UserName="git-user")
+    iam.upload_ssh_public_key(UserName="git-user", SSHPublicKeyBody=SSH_KEY)
+    iam.create_user(UserName="soap-user")
+    iam.upload_signing_certificate(UserName="soap-user", CertificateBody=self_signed_certificate())
+
+    inventory = inventory_account(session, account, RULES, now=NOW)
+    users = by_name(inventory)
+
+    alice = users["alice"]
+    assert alice.password_enabled and alice.mfa_active
+    assert [d.serial for d in alice.mfa_devices] == [device["SerialNumber"]]
+    assert alice.mfa_devices[0].virtual
+    assert alice.tags == {"email": "alice@example.com"}
+    ci = users["ci-deploy"]
+    assert {(k.key_id, k.status) for k in ci.access_keys} == {
+        (first, "Active"),
+        (second, "Inactive"),
+    }
+    assert not ci.password_enabled
+    assert [k.status for k in users["git-user"].ssh_public_keys] == ["Active"]
+    assert [c.status for c in users["soap-user"].signing_certificates] == ["Active"]
+    # moto does not implement service-specific credentials: a recorded gap, not a crash.
+    assert "iam:ListServiceSpecificCredentials" in inventory.gaps
+
+
+def test_policies_groups_and_documents(member):
+    session, account = member
+    iam = session.client("iam")
+    policy_arn = iam.create_policy(PolicyName="s3-read", PolicyDocument=json.dumps(S3_READ))[
+        "Policy"
+    ]["Arn"]
+    iam.create_group(GroupName="admins")
+    iam.put_group_policy(
+        GroupName="admins", PolicyName="all", PolicyDocument=json.dumps(ADMIN_POLICY)
+    )
+    iam.attach_group_policy(GroupName="admins", PolicyArn="arn:aws:iam::aws:policy/ReadOnlyAccess")
+    iam.create_user(UserName="bob")
+    iam.add_user_to_group(GroupName="admins", UserName="bob")
+    iam.attach_user_policy(UserName="bob", PolicyArn=policy_arn)
+    iam.put_user_policy(UserName="bob", PolicyName="own", PolicyDocument=json.dumps(S3_READ))
+    iam.create_policy(PolicyName="unreferenced", PolicyDocument=json.dumps(S3_READ))
+
+    inventory = inventory_account(session, account, RULES, now=NOW)
+    bob = by_name(inventory)["bob"]
+    assert bob.groups == ["admins"]
+    assert [p.arn for p in bob.attached_policies] == [policy_arn]
+    assert bob.inline_policies[0].document == S3_READ
+    policies = {p.arn: p for p in inventory.managed_policies}
+    # Only what users reach is kept, with its default version's document.
+    assert set(policies) == {policy_arn, "arn:aws:iam::aws:policy/ReadOnlyAccess"}
+    assert policies[policy_arn].document == S3_READ and not policies[policy_arn].aws_managed
+    assert policies["arn:aws:iam::aws:policy/ReadOnlyAccess"].aws_managed
+    access = effective_access(bob, inventory.groups)
+    assert access.managed_policy_arns == sorted(
+        [policy_arn, "arn:aws:iam::aws:policy/ReadOnlyAccess"]
+    )
+    assert [source for source, _ in access.inline_policies] == ["user", "group:admins"]
+
+
+def test_protected_by_glob_and_by_tag(member):
+    session, account = member
+    iam = session.client("iam")
+    iam.create_user(UserName="BreakGlass-Admin")
+    iam.create_login_profile(UserName="BreakGlass-Admin", Password="Sandbox-Only-1!")
+    iam.create_user(UserName="vault", Tags=[{"Key": "iamc:protected", "Value": "True"}])
+    iam.create_access_key(UserName="vault")
+    users = by_name(inventory_account(session, account, RULES, now=datetime.now(UTC)))
+    assert users["BreakGlass-Admin"].user_class is UserClass.PROTECTED
+    assert "glob 'breakglass-*'" in users["BreakGlass-Admin"].class_reason
+    assert users["vault"].user_class is UserClass.PROTECTED
+    assert "tagged iamc:protected=true" in users["vault"].class_reason
+
+
+def user(**kwargs) -> User:
+    base = {"name": "u", "user_id": "AIDAEXAMPLE", "arn": "arn:aws:iam::111111111111:user/u"}
+    base["created"] = NOW - timedelta(days=400)
+    return User(**{**base, **kwargs})
+
+
+def recent(days: int = 1) -> datetime:
+    return NOW - timedelta(days=days)
+
+
+@pytest.mark.parametrize(
+    ("record", "expected", "reason"),
+    [
+        (user(), UserClass.UNUSED, "no usable credentials"),
+        (
+            user(access_keys=[AccessKey("AKIA1", "Inactive", last_used_date=recent())]),
+            UserClass.UNUSED,
+            "no usable credentials",
+        ),
+        (
+            user(
+                password_enabled=True,
+                password_last_used=recent(),
+                access_keys=[AccessKey("AKIA1", "Active", last_used_date=recent())],
+            ),
+            UserClass.HUMAN,
+            "console password",
+        ),
+        (
+            user(access_keys=[AccessKey("AKIA1", "Active", last_used_date=recent(3))]),
+            UserClass.WORKLOAD,
+            "programmatic credentials only (1 active access key)",
+        ),
+        (
+            user(password_enabled=True, password_last_used=recent(200)),
+            UserClass.UNUSED,
+            "last used 2026-05-12",
+        ),
+        (
+            user(password_enabled=True, created=recent(5)),
+            UserClass.HUMAN,
+            "console password",
+        ),
+        (
+            user(password_enabled=True, created=recent(100)),
+            UserClass.UNUSED,
+            "never used",
+        ),
+        (
+            # A key used yesterday keeps a console user whose password is stale in play.
+            user(
+                password_enabled=True,
+                password_last_used=recent(300),
+                access_keys=[AccessKey("AKIA1", "Active", last_used_date=recent())],
+            ),
+            UserClass.HUMAN,
+            "console password",
+        ),
+    ],
+    ids=[
+        "nothing",
+        "inactive-key-only",
+        "console-and-keys",
+        "keys-only",
+        "stale-console",
+        "new-console",
+        "never-used-console",
+        "stale-password-fresh-key",
+    ],
+)
+def test_classification_edge_cases(record, expected, reason):
+    klass, why, _ = classify_user(record, RULES, NOW)
+    assert klass is expected
+    assert reason in why
+
+
+def test_mfa_only_user_with_fresh_key_is_human():
+    from iamc.records import MfaDevice
+
+    record = user(
+        mfa_devices=[MfaDevice("arn:aws:iam::1:mfa/u")],
+        access_keys=[AccessKey("AKIA1", "Active", last_used_date=recent())],
+    )
+    assert classify_user(record, RULES, NOW)[0] is UserClass.HUMAN
