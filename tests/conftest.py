@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +24,9 @@ def _aws_test_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> 
     config_dir = tmp_path_factory.getbasetemp() / "aws-config"
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config_dir / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(config_dir / "credentials"))
-    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    # Loading ~1,300 AWS-managed policies costs ~1 s per moto account: only tests that need
+    # them ask for it (the `aws_managed_policies` fixture).
+    monkeypatch.delenv("MOTO_IAM_LOAD_MANAGED_POLICIES", raising=False)
 
 
 @pytest.fixture
@@ -30,3 +36,40 @@ def aws() -> Iterator[None]:
 
     with mock_aws():
         yield
+
+
+POSTGRES_URL_ENV = "IAMC_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty state DB: a SQLite file, or a fresh PostgreSQL database per test.
+
+    The PostgreSQL variant needs ``IAMC_TEST_POSTGRES_URL`` (e.g.
+    ``postgresql+psycopg://postgres@127.0.0.1:5432/test``); each test gets its own database,
+    created beside the one named there and dropped afterwards, so xdist workers don't collide.
+    """
+    if request.param == "sqlite":
+        # A not-yet-existing directory: opening the store must create it.
+        yield f"sqlite:///{tmp_path / 'state' / 'state.db'}"
+        return
+    base_url = os.environ.get(POSTGRES_URL_ENV)
+    if not base_url:
+        pytest.skip(f"{POSTGRES_URL_ENV} not set: PostgreSQL store tests skipped")
+    name = f"iamc_test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(base_url).set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as connection:
+            # FORCE (PostgreSQL 13+) ends connections a failed test left open.
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def aws_managed_policies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto load AWS-managed policies (ReadOnlyAccess, ...) into new IAM backends."""
+    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")

@@ -104,7 +104,7 @@ def test_every_kind_of_credential_is_read(member):
     assert "iam:ListServiceSpecificCredentials" in inventory.gaps
 
 
-def test_policies_groups_and_documents(member):
+def test_policies_groups_and_documents(aws_managed_policies, member):
     session, account = member
     iam = session.client("iam")
     policy_arn = iam.create_policy(PolicyName="s3-read", PolicyDocument=json.dumps(S3_READ))[

@@ -1,0 +1,401 @@
+"""The store: full round trips through a reopened DB, runs, findings and concurrent saves."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+
+from iamc.errors import StateError
+from iamc.records import (
+    AccessKey,
+    Account,
+    AccountInventory,
+    AttachedPolicy,
+    Finding,
+    Group,
+    InlinePolicy,
+    ManagedPolicy,
+    MfaDevice,
+    ServiceSpecificCredential,
+    SigningCertificate,
+    SshPublicKey,
+    User,
+    UserClass,
+)
+from state import Store
+
+T0 = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+# A non-UTC zone on input must come back as the same instant in UTC.
+PLUS_TWO = timezone(timedelta(hours=2))
+DOC = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+}
+
+
+def full_inventory(account_id: str = "111111111111") -> AccountInventory:
+    """An account with one of everything, lists in the order load_snapshot returns them.
+
+    (Users and groups by name, managed policies by ARN, everything else as saved.)
+    """
+    arn = f"arn:aws:iam::{account_id}"
+    alice = User(
+        name="alice",
+        user_id="AIDAALICE0000000001",
+        arn=f"{arn}:user/people/alice",
+        path="/people/",
+        created=T0,
+        password_enabled=True,
+        password_last_used=datetime(2024, 5, 1, 14, 0, tzinfo=PLUS_TWO),
+        password_last_changed=T0 + timedelta(days=1),
+        mfa_active=True,
+        access_keys=[
+            AccessKey(
+                key_id="AKIAALICE00000000001",
+                status="Active",
+                created=T0,
+                last_used_date=T0 + timedelta(days=3),
+                last_used_service="s3",
+                last_used_region="eu-west-1",
+            ),
+            AccessKey(key_id="AKIAALICE00000000002", status="Inactive"),
+        ],
+        mfa_devices=[
+            MfaDevice(serial=f"{arn}:mfa/alice", enabled=T0, virtual=True),
+            MfaDevice(serial="GAHT12345678", enabled=None, virtual=False),
+        ],
+        ssh_public_keys=[SshPublicKey(key_id="APKAALICE", status="Active", uploaded=T0)],
+        signing_certificates=[
+            SigningCertificate(certificate_id="CERTALICE", status="Inactive", uploaded=T0)
+        ],
+        service_specific_credentials=[
+            ServiceSpecificCredential(
+                credential_id="ACCAALICE",
+                service_name="codecommit.amazonaws.com",
+                service_user_name="alice-at-111111111111",
+                status="Active",
+                created=T0,
+            )
+        ],
+        attached_policies=[
+            AttachedPolicy(arn="arn:aws:iam::aws:policy/ReadOnlyAccess", name="ReadOnlyAccess"),
+            AttachedPolicy(arn=f"{arn}:policy/Custom", name="Custom"),
+        ],
+        inline_policies=[InlinePolicy(name="b-inline", document=DOC), InlinePolicy("a", DOC)],
+        groups=["devs", "admins"],
+        permissions_boundary_arn=f"{arn}:policy/Boundary",
+        tags={"team": "platform", "iamc:protected": ""},
+        user_class=UserClass.HUMAN,
+        class_reason="console password used 3 days ago",
+        last_activity=T0 + timedelta(days=3),
+    )
+    bot = User(
+        name="ci-bot",
+        user_id="AIDABOT000000000001",
+        arn=f"{arn}:user/ci-bot",
+        access_keys=[AccessKey(key_id="AKIABOT0000000000001", status="Active", created=T0)],
+        user_class=UserClass.WORKLOAD,
+        class_reason="access keys only",
+    )
+    bare = User(name="zed", user_id="AIDAZED000000000001", arn=f"{arn}:user/zed")
+    return AccountInventory(
+        account=Account(
+            account_id=account_id,
+            name="Production",
+            email="prod@example.com",
+            status="ACTIVE",
+            parent_id="ou-abcd-12345678",
+        ),
+        users=[alice, bot, bare],
+        groups=[
+            Group(
+                name="admins",
+                group_id="AGPAADMINS",
+                arn=f"{arn}:group/admins",
+                attached_policies=[
+                    AttachedPolicy("arn:aws:iam::aws:policy/AdministratorAccess", "Admin")
+                ],
+            ),
+            Group(
+                name="devs",
+                group_id="AGPADEVS",
+                arn=f"{arn}:group/eng/devs",
+                path="/eng/",
+                inline_policies=[InlinePolicy(name="devs-inline", document=DOC)],
+            ),
+        ],
+        managed_policies=[
+            ManagedPolicy(arn=f"{arn}:policy/Boundary", name="Boundary", document=DOC),
+            ManagedPolicy(
+                arn=f"{arn}:policy/Custom",
+                name="Custom",
+                path="/custom/",
+                default_version_id="v2",
+                document=None,
+            ),
+            ManagedPolicy(
+                arn="arn:aws:iam::aws:policy/ReadOnlyAccess",
+                name="ReadOnlyAccess",
+                aws_managed=True,
+                default_version_id="v118",
+                document=DOC,
+            ),
+        ],
+        gaps=["ListServiceSpecificCredentials"],
+    )
+
+
+def failed_inventory(account_id: str) -> AccountInventory:
+    return AccountInventory(
+        account=Account(account_id=account_id, status="SUSPENDED"),
+        gaps=["GetAccountAuthorizationDetails"],
+        error="AccessDenied: cannot assume OrganizationAccountAccessRole",
+    )
+
+
+def _all_datetimes(value: object) -> list[datetime]:
+    if isinstance(value, datetime):
+        return [value]
+    if isinstance(value, list):
+        return [d for item in value for d in _all_datetimes(item)]
+    if isinstance(value, dict):
+        return [d for item in value.values() for d in _all_datetimes(item)]
+    if hasattr(value, "__dataclass_fields__"):
+        return [
+            d for name in value.__dataclass_fields__ for d in _all_datetimes(getattr(value, name))
+        ]
+    return []
+
+
+@pytest.fixture
+def store(store_url: str) -> Store:
+    with Store.open(store_url) as opened:
+        yield opened
+
+
+def test_inventory_round_trips_through_a_reopened_store(store_url: str) -> None:
+    with Store.open(store_url) as store:
+        migration_id = store.ensure_migration("wave-1", {"name": "wave-1", "region": "us-east-1"})
+        run_id = store.start_run(migration_id, "inventory", {"accounts": 2})
+        snapshot_id = store.new_snapshot(migration_id, run_id)
+        # Saved out of order: loading sorts by account id.
+        store.save_account_inventory(snapshot_id, failed_inventory("999999999999"))
+        store.save_account_inventory(snapshot_id, full_inventory())
+        store.complete_snapshot(snapshot_id)
+        store.add_findings(
+            run_id,
+            [
+                Finding(
+                    "warning",
+                    "inventory-gap",
+                    "no ListServiceSpecificCredentials",
+                    account_id="111111111111",
+                    details={"calls": ["List"]},
+                ),
+                Finding("blocking", "cannot-assume-role", "denied", account_id="999999999999"),
+            ],
+        )
+        store.finish_run(run_id, "succeeded", summary={"users": 3})
+
+    with Store.open(store_url) as store:
+        loaded = store.load_snapshot(snapshot_id)
+        assert loaded == [full_inventory(), failed_inventory("999999999999")]
+        stamps = _all_datetimes(loaded)
+        assert len(stamps) >= 10
+        assert all(
+            stamp.tzinfo is not None and stamp.utcoffset() == timedelta(0) for stamp in stamps
+        )
+        alice = loaded[0].users[0]
+        assert alice.password_last_used == datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+        assert alice.user_class is UserClass.HUMAN
+        assert loaded[0].users[2].user_class is None
+
+        latest = store.latest_snapshot(migration_id)
+        assert latest is not None
+        assert (latest.id, latest.run_id, latest.account_count) == (snapshot_id, run_id, 2)
+        assert latest.completed is not None and latest.completed >= latest.created
+
+        run = store.get_run(run_id)
+        assert (run.migration, run.kind, run.status) == ("wave-1", "inventory", "succeeded")
+        assert run.params == {"accounts": 2} and run.summary == {"users": 3} and run.error is None
+        assert run.finished is not None and run.finished.tzinfo is not None
+
+        found = store.findings(run_id=run_id)
+        assert [f.kind for f in found] == ["inventory-gap", "cannot-assume-role"]
+        assert found[0] == Finding(
+            "warning", "inventory-gap", "no ListServiceSpecificCredentials",
+            account_id="111111111111", details={"calls": ["List"]},
+        )  # fmt: skip
+        assert found[1].details == {} and found[1].subject is None
+
+
+def test_resaving_an_account_replaces_it(store: Store) -> None:
+    migration_id = store.ensure_migration("wave-1", {})
+    snapshot_id = store.new_snapshot(migration_id, store.start_run(migration_id, "inventory"))
+    store.save_account_inventory(snapshot_id, full_inventory())
+    smaller = full_inventory()
+    smaller.users = smaller.users[1:]
+    smaller.groups = []
+    store.save_account_inventory(snapshot_id, smaller)
+    assert store.load_snapshot(snapshot_id) == [smaller]
+
+
+def test_only_completed_snapshots_are_latest(store: Store) -> None:
+    migration_id = store.ensure_migration("wave-1", {})
+    assert store.latest_snapshot(migration_id) is None
+    first = store.new_snapshot(migration_id, store.start_run(migration_id, "inventory"))
+    store.save_account_inventory(first, full_inventory())
+    store.complete_snapshot(first)
+    second_run = store.start_run(migration_id, "inventory")
+    second = store.new_snapshot(migration_id, second_run)
+    assert store.new_snapshot(migration_id, second_run) == second  # idempotent per run
+    store.save_account_inventory(second, full_inventory("222222222222"))
+    latest = store.latest_snapshot(migration_id)
+    assert latest is not None and latest.id == first and latest.account_count == 1
+    store.complete_snapshot(second)
+    latest = store.latest_snapshot(migration_id)
+    assert latest is not None and latest.id == second
+    other = store.ensure_migration("wave-2", {})
+    assert store.latest_snapshot(other) is None
+
+
+def test_migrations_and_runs(store: Store) -> None:
+    first = store.ensure_migration("wave-1", {"bake_days": 14})
+    assert store.ensure_migration("wave-1", {"bake_days": 7}) == first
+    second = store.ensure_migration("wave-2", {})
+    run_a = store.start_run(first, "inventory")
+    run_b = store.start_run(second, "plan", {"dry_run": True})
+    store.finish_run(run_a, "failed", error="boom")
+
+    failed = store.get_run(run_a)
+    assert (failed.status, failed.error, failed.summary, failed.params) == (
+        "failed",
+        "boom",
+        None,
+        {},
+    )
+    running = store.get_run(run_b)
+    assert running.status == "running" and running.finished is None
+    assert [run.id for run in store.list_runs()] == [run_a, run_b]
+    assert [run.id for run in store.list_runs(second)] == [run_b]
+
+    with pytest.raises(ValueError, match="succeeded"):
+        store.finish_run(run_b, "done")
+    with pytest.raises(StateError, match="no run 424242"):
+        store.get_run(424242)
+    with pytest.raises(StateError, match="no snapshot 424242"):
+        store.load_snapshot(424242)
+    with pytest.raises(StateError):
+        store.start_run(424242, "inventory")  # no such migration: foreign keys are enforced
+
+
+def test_findings_filters(store: Store) -> None:
+    wave1 = store.ensure_migration("wave-1", {})
+    wave2 = store.ensure_migration("wave-2", {})
+    run1, run2 = store.start_run(wave1, "inventory"), store.start_run(wave2, "inventory")
+    store.add_findings(run1, [Finding("info", "a", "one"), Finding("error", "b", "two")])
+    store.add_findings(run2, [Finding("info", "a", "three", subject="bob")])
+    store.add_findings(run2, [])
+    assert [f.message for f in store.findings()] == ["one", "two", "three"]
+    assert [f.message for f in store.findings(run_id=run2)] == ["three"]
+    assert [f.message for f in store.findings(migration_id=wave1)] == ["one", "two"]
+    assert [f.message for f in store.findings(kind="a")] == ["one", "three"]
+    assert [f.message for f in store.findings(migration_id=wave2, kind="b")] == []
+
+
+def test_concurrent_saves_from_eight_threads(store: Store) -> None:
+    migration_id = store.ensure_migration("wave-1", {})
+    snapshot_id = store.new_snapshot(migration_id, store.start_run(migration_id, "inventory"))
+    account_ids = [f"{n:012d}" for n in range(100000000001, 100000000017)]
+    start = threading.Barrier(8)
+
+    def save(account_id: str) -> None:
+        if account_id in account_ids[:8]:
+            start.wait()  # the first eight really do start together
+        store.save_account_inventory(snapshot_id, full_inventory(account_id))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(save, account_ids))
+    store.complete_snapshot(snapshot_id)
+    loaded = store.load_snapshot(snapshot_id)
+    assert [inventory.account.account_id for inventory in loaded] == account_ids
+    assert loaded == [full_inventory(account_id) for account_id in account_ids]
+
+
+def test_thousands_of_users_in_a_handful_of_queries(store: Store) -> None:
+    migration_id = store.ensure_migration("wave-1", {})
+    snapshot_id = store.new_snapshot(migration_id, store.start_run(migration_id, "inventory"))
+    inventory = full_inventory()
+    template = inventory.users[0]
+    inventory.users = [
+        User(
+            name=f"user-{n:05d}",
+            user_id=f"AIDA{n:016d}",
+            arn=f"arn:aws:iam::111111111111:user/user-{n:05d}",
+            access_keys=list(template.access_keys),
+            mfa_devices=list(template.mfa_devices),
+            attached_policies=list(template.attached_policies),
+            inline_policies=list(template.inline_policies),
+            groups=list(template.groups),
+            tags=dict(template.tags),
+            user_class=UserClass.UNUSED,
+        )
+        for n in range(3000)
+    ]
+    statements: list[str] = []
+    event.listen(store._engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    began = time.perf_counter()
+    store.save_account_inventory(snapshot_id, inventory)
+    saved = time.perf_counter()
+    save_statements = len(statements)
+    statements.clear()
+    loaded = store.load_snapshot(snapshot_id)
+    loaded_at = time.perf_counter()
+    assert loaded == [inventory]
+    # One statement per table (executemany may batch into a few), never one per user.
+    assert save_statements < 100
+    assert len(statements) < 20
+    assert saved - began < 30 and loaded_at - saved < 30
+
+
+def test_sqlite_creates_the_directory_and_sets_wal_and_foreign_keys(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "state.db"
+    with Store.open(f"sqlite:///{path}") as store:
+        assert path.is_file()
+        with store._engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_in_memory_sqlite_works_across_threads() -> None:
+    with Store.open("sqlite://") as store:
+        migration_id = store.ensure_migration("wave-1", {})
+        snapshot_id = store.new_snapshot(migration_id, store.start_run(migration_id, "inventory"))
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            accounts = [f"{n:012d}" for n in range(1, 9)]
+            list(
+                pool.map(
+                    lambda a: store.save_account_inventory(snapshot_id, full_inventory(a)), accounts
+                )
+            )
+        assert len(store.load_snapshot(snapshot_id)) == 8
+
+
+def test_open_failure_names_the_url_with_the_password_masked() -> None:
+    url = "postgresql+psycopg://iamc:hunter2@127.0.0.1:1/state"
+    with pytest.raises(StateError) as caught:
+        Store.open(url)
+    message = str(caught.value)
+    assert "hunter2" not in message
+    assert "postgresql+psycopg://iamc:***@127.0.0.1:1/state" in message
+
+
+def test_open_rejects_a_malformed_url() -> None:
+    with pytest.raises(StateError, match="cannot open state DB"):
+        Store.open("nosuchdialect://x")
