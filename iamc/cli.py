@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -21,10 +23,20 @@ app = typer.Typer(
 )
 sandbox_app = typer.Typer(help="A strict local AWS organization (moto) to rehearse on.")
 app.add_typer(sandbox_app, name="sandbox")
+report_app = typer.Typer(help="Reports from the state store.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
 
 console = Console()
 err_console = Console(stderr=True)
 
+# Our own progress display replaces Prefect's per-run log lines on the console.
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+ProfileOption = Annotated[
+    str | None,
+    typer.Option("--profile", help="AWS profile of the management account (default: boto3 chain)."),
+]
 SpecOption = Annotated[
     Path, typer.Option("--spec", "-c", help="The migration spec (TOML).", show_default=False)
 ]
@@ -48,6 +60,80 @@ def check(spec: SpecOption) -> None:
     loaded = load_spec(spec)
     console.print(f"[green]{spec}: valid[/green]")
     console.print_json(data=loaded.model_dump(mode="json"))
+
+
+class ReportFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+@app.command("inventory")
+def inventory(spec: SpecOption, profile: ProfileOption = None) -> None:
+    """Inventory the IAM users of every in-scope member account into a new snapshot."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flows.inventory import run_inventory
+    from flows.progress import listening
+
+    with Progress(
+        TextColumn("[bold]inventory[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("accounts · {task.fields[users]} users"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        bar = progress.add_task("accounts", total=None, users=0)
+        found = {"users": 0}
+
+        def on_event(event: str, data: dict) -> None:
+            if event == "scope":
+                progress.update(bar, total=data["accounts"])
+            elif event == "account-done":
+                found["users"] += data["users"]
+                progress.update(bar, advance=1, users=found["users"])
+
+        with listening(on_event):
+            summary = run_inventory(spec, profile)
+    failed = summary["accounts_failed"]
+    console.print(
+        f"snapshot {summary['snapshot_id']} (run {summary['run_id']}): "
+        f"{summary['accounts']} accounts, {summary['users']} IAM users"
+        + (f", [red]{len(failed)} accounts failed[/]: {', '.join(failed)}" if failed else ""),
+        highlight=False,
+    )
+    console.print(f"next: iamc report inventory -c {spec}", style="dim")
+
+
+@report_app.command("inventory")
+def report_inventory(
+    spec: SpecOption,
+    output_format: Annotated[
+        ReportFormat, typer.Option("--format", "-f", help="table, json or csv.")
+    ] = ReportFormat.table,
+) -> None:
+    """Per account: users by class, key activity, console users without MFA, CIS 1.21 verdict."""
+    from flows.reports import inventory_report
+    from iamc import reports
+
+    rows, meta, findings = inventory_report(spec)
+    if output_format is ReportFormat.json:
+        print(reports.render_json(rows, meta))
+    elif output_format is ReportFormat.csv:
+        print(reports.render_csv(rows), end="")
+    else:
+        reports.print_table(
+            console, rows, f"{meta['migration']}: snapshot {meta['snapshot_id']} ({meta['taken']})"
+        )
+        for finding in findings:
+            if finding.severity in ("warning", "error", "blocking"):
+                console.print(
+                    f"[yellow]{finding.severity}[/] {finding.account_id or ''} {finding.kind}: "
+                    f"{escape(finding.message)}",
+                    highlight=False,
+                )
 
 
 @sandbox_app.command("up")

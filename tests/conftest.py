@@ -73,3 +73,16 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def aws_managed_policies(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make moto load AWS-managed policies (ReadOnlyAccess, ...) into new IAM backends."""
     monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each test process gets its own Prefect home (database, results): runs never leak."""
+    import tempfile
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    home = tempfile.mkdtemp(prefix=f"iamc-prefect-{worker}-")
+    os.environ["PREFECT_HOME"] = home
+    os.environ.pop("PREFECT_API_URL", None)
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+    os.environ["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "false"

@@ -1,0 +1,127 @@
+"""Reports computed from stored snapshots and rendered as a table, JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from iamc.records import AccountInventory, UserClass
+
+# CIS 1.21 asks that IAM users be managed centrally: an account passes when the only IAM users
+# left are protected ones (break-glass), which the benchmark's guidance accepts.
+CIS_PASS, CIS_FAIL, CIS_UNKNOWN = "PASS", "FAIL", "UNKNOWN"
+KEY_RECENCY_DAYS = 90
+
+INVENTORY_COLUMNS = [
+    "account_id",
+    "account_name",
+    "users",
+    *[c.value for c in UserClass],
+    "active_keys",
+    "keys_used_90d",
+    "console_without_mfa",
+    "gaps",
+    "cis_1_21",
+    "error",
+]
+
+
+def inventory_rows(inventories: list[AccountInventory], now: datetime) -> list[dict[str, Any]]:
+    """One row per account: users by class, key activity, console users without MFA, CIS 1.21."""
+    rows = []
+    recent = now - timedelta(days=KEY_RECENCY_DAYS)
+    for inventory in inventories:
+        classes = Counter(u.user_class for u in inventory.users)
+        keys = [k for u in inventory.users for k in u.access_keys]
+        unprotected = len(inventory.users) - classes[UserClass.PROTECTED]
+        if inventory.error:
+            verdict = CIS_UNKNOWN
+        else:
+            verdict = CIS_PASS if unprotected == 0 else CIS_FAIL
+        rows.append(
+            {
+                "account_id": inventory.account.account_id,
+                "account_name": inventory.account.name,
+                "users": len(inventory.users),
+                **{c.value: classes[c] for c in UserClass},
+                "active_keys": sum(1 for k in keys if k.status == "Active"),
+                "keys_used_90d": sum(
+                    1 for k in keys if k.last_used_date is not None and k.last_used_date >= recent
+                ),
+                "console_without_mfa": sum(
+                    1 for u in inventory.users if u.password_enabled and not u.mfa_devices
+                ),
+                "gaps": len(inventory.gaps),
+                "cis_1_21": verdict,
+                "error": inventory.error or "",
+            }
+        )
+    return rows
+
+
+def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    numeric = [
+        c for c in INVENTORY_COLUMNS if c not in ("account_id", "account_name", "cis_1_21", "error")
+    ]
+    total: dict[str, Any] = {c: sum(r[c] for r in rows) for c in numeric}
+    total["accounts"] = len(rows)
+    total["accounts_passing"] = sum(1 for r in rows if r["cis_1_21"] == CIS_PASS)
+    total["accounts_failing"] = sum(1 for r in rows if r["cis_1_21"] == CIS_FAIL)
+    total["accounts_unknown"] = sum(1 for r in rows if r["cis_1_21"] == CIS_UNKNOWN)
+    return total
+
+
+def render_json(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    return json.dumps({**meta, "accounts": rows, "totals": totals(rows)}, indent=2, default=str)
+
+
+def render_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=INVENTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def print_table(console: Console, rows: list[dict[str, Any]], title: str) -> None:
+    table = Table(title=title, show_footer=True)
+    total = totals(rows)
+    headers = {
+        "account_id": "account",
+        "account_name": "name",
+        "keys_used_90d": "keys used ≤90d",
+        "active_keys": "active keys",
+        "console_without_mfa": "console, no MFA",
+        "cis_1_21": "CIS 1.21",
+    }
+    columns = [c for c in INVENTORY_COLUMNS if c != "error"]
+    for column in columns:
+        if column == "account_id":
+            footer = f"{total['accounts']} accounts"
+        elif column == "cis_1_21":
+            footer = f"{total['accounts_passing']} pass"
+        elif column in total:
+            footer = str(total[column])
+        else:
+            footer = ""
+        table.add_column(
+            headers.get(column, column),
+            footer=footer,
+            justify="left" if column in ("account_id", "account_name", "cis_1_21") else "right",
+        )
+    styles = {CIS_PASS: "green", CIS_FAIL: "red", CIS_UNKNOWN: "yellow"}
+    for row in rows:
+        cells = [str(row[c]) for c in columns]
+        cells[-1] = f"[{styles[row['cis_1_21']]}]{row['cis_1_21']}[/]"
+        table.add_row(*cells)
+    console.print(table)
+    for row in rows:
+        if row["error"]:
+            console.print(f"[yellow]{row['account_id']}[/]: {row['error']}", highlight=False)
