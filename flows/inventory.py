@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -70,7 +70,10 @@ def inventory_one_account(runtime: _Runtime, account: Account) -> AccountOutcome
         findings.append(
             Finding(severity="error", kind=kind, message=str(err), account_id=account.account_id)
         )
-    except (ClientError, BotoCoreError) as err:
+    except Exception as err:
+        # Inventory only reads: one account's failure (an AWS error, a malformed response)
+        # is recorded against that account and the others go on; the run reports it.
+        log.warning("inventory of %s failed", account.account_id, exc_info=True)
         code = error_code(err) if isinstance(err, ClientError) else type(err).__name__
         message = f"inventory failed: {code}: {err}"
         inventory = AccountInventory(account=account, error=message)

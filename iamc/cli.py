@@ -71,39 +71,9 @@ class ReportFormat(StrEnum):
 @app.command("inventory")
 def inventory(spec: SpecOption, profile: ProfileOption = None) -> None:
     """Inventory the IAM users of every in-scope member account into a new snapshot."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from iamc import ui
 
-    from flows.inventory import run_inventory
-    from flows.progress import listening
-
-    with Progress(
-        TextColumn("[bold]inventory[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("accounts · {task.fields[users]} users"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        bar = progress.add_task("accounts", total=None, users=0)
-        found = {"users": 0}
-
-        def on_event(event: str, data: dict) -> None:
-            if event == "scope":
-                progress.update(bar, total=data["accounts"])
-            elif event == "account-done":
-                found["users"] += data["users"]
-                progress.update(bar, advance=1, users=found["users"])
-
-        with listening(on_event):
-            summary = run_inventory(spec, profile)
-    failed = summary["accounts_failed"]
-    console.print(
-        f"snapshot {summary['snapshot_id']} (run {summary['run_id']}): "
-        f"{summary['accounts']} accounts, {summary['users']} IAM users"
-        + (f", [red]{len(failed)} accounts failed[/]: {', '.join(failed)}" if failed else ""),
-        highlight=False,
-    )
+    ui.inventory_with_progress(console, spec, profile)
     console.print(f"next: iamc report inventory -c {spec}", style="dim")
 
 
@@ -115,25 +85,9 @@ def report_inventory(
     ] = ReportFormat.table,
 ) -> None:
     """Per account: users by class, key activity, console users without MFA, CIS 1.21 verdict."""
-    from flows.reports import inventory_report
-    from iamc import reports
+    from iamc import ui
 
-    rows, meta, findings = inventory_report(spec)
-    if output_format is ReportFormat.json:
-        print(reports.render_json(rows, meta))
-    elif output_format is ReportFormat.csv:
-        print(reports.render_csv(rows), end="")
-    else:
-        reports.print_table(
-            console, rows, f"{meta['migration']}: snapshot {meta['snapshot_id']} ({meta['taken']})"
-        )
-        for finding in findings:
-            if finding.severity in ("warning", "error", "blocking"):
-                console.print(
-                    f"[yellow]{finding.severity}[/] {finding.account_id or ''} {finding.kind}: "
-                    f"{escape(finding.message)}",
-                    highlight=False,
-                )
+    ui.inventory_report(console, spec, output_format.value)
 
 
 @sandbox_app.command("up")

@@ -1,0 +1,7 @@
+"""A strict local AWS organization (moto's server plus the checks moto lacks) to rehearse on."""
+
+from __future__ import annotations
+
+from sandbox.strict import Strictness
+
+__all__ = ["Strictness"]

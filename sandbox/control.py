@@ -1,0 +1,73 @@
+"""A small client for the sandbox's ``/_iamc/*`` control endpoints, usable from any process."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from iamc.errors import SandboxError
+
+
+class SandboxControl:
+    """Read the call recorder and change the strictness of a running sandbox.
+
+    Args:
+        url: The sandbox endpoint, e.g. ``http://127.0.0.1:5123``.
+    """
+
+    def __init__(self, url: str, timeout: float = 10.0):
+        if not url.startswith(("http://", "https://")):
+            raise SandboxError(f"not an http(s) sandbox URL: {url!r}")
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def _request(self, method: str, path: str, payload: Any = None) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(  # noqa: S310 - scheme checked in __init__
+            f"{self.url}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as err:
+            detail = err.read().decode(errors="replace")
+            raise SandboxError(f"{method} {path} failed: HTTP {err.code}: {detail}") from err
+        except OSError as err:
+            raise SandboxError(f"cannot reach the sandbox at {self.url}: {err}") from err
+
+    def calls(self) -> dict[str, Any]:
+        """Counts so far: ``calls``/``throttled``/``errors`` keyed ``service:Operation``,
+        ``by_account``, ``total`` and ``throttled_total``."""
+        return self._request("GET", "/_iamc/calls")
+
+    def reset_calls(self) -> None:
+        self._request("POST", "/_iamc/calls/reset", {})
+
+    def config(self) -> dict[str, Any]:
+        return self._request("GET", "/_iamc/config")
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        """Change strictness settings (see :class:`sandbox.strict.Strictness`); returns them all.
+
+        ``throttle=True`` means the default rates; ``throttle={}`` switches throttling off.
+        """
+        return self._request("POST", "/_iamc/config", settings)
+
+    def fail_next_assignment(
+        self, account_id: str, permission_set_arn: str, reason: str = "Injected failure"
+    ) -> None:
+        """Make the next CreateAccountAssignment for this account and permission set end FAILED."""
+        self._request(
+            "POST",
+            "/_iamc/faults",
+            {"account_id": account_id, "permission_set_arn": permission_set_arn, "reason": reason},
+        )
+
+    def manifest(self) -> dict[str, Any]:
+        """The seed manifest of the running sandbox (``iamc sandbox up`` publishes it)."""
+        return self._request("GET", "/_iamc/manifest")

@@ -1,0 +1,158 @@
+"""The sandbox server: moto's WSGI app behind the strictness middleware, on a local port."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from types import TracebackType
+from typing import Any
+
+from iamc.errors import SandboxError
+from sandbox.strict import StrictMiddleware, Strictness
+
+log = logging.getLogger(__name__)
+
+REGION = "us-east-1"
+# moto accepts any credentials; these map to its default (management) account 123456789012.
+DUMMY_ACCESS_KEY_ID = "testing"
+DUMMY_SECRET_ACCESS_KEY = "testing"  # noqa: S105 - a placeholder moto accepts, not a secret
+
+
+def _load_managed_policies(on: bool) -> bool:
+    """Switch moto's loading of AWS-managed policies; returns the previous setting.
+
+    moto decides when it creates an account's IAM backend, from its user config or
+    ``MOTO_IAM_LOAD_MANAGED_POLICIES`` (moto/settings.py). The sandbox sets the config, which
+    no test fixture's environment juggling can undo while it serves; it is process-wide, so
+    ``stop()`` puts the old value back.
+    """
+    from moto.core.config import default_user_config
+
+    iam_config = default_user_config.setdefault("iam", {})
+    previous = bool(iam_config.get("load_aws_managed_policies", False))
+    iam_config["load_aws_managed_policies"] = on
+    return previous
+
+
+def _quiet_handler() -> type:
+    """moto's request handler with werkzeug's per-request access log moved to DEBUG."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    class QuietHandler(MotoRequestHandler):
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            log.debug("%s %s -> %s", self.command, self.path, code)
+
+    return QuietHandler
+
+
+class Sandbox:
+    """A strict moto server on ``host:port`` (0 picks a free port), served from a thread.
+
+    moto keeps its state in module globals, so every Sandbox in one process shares one AWS.
+
+    Example:
+        with Sandbox() as sandbox:
+            iam = boto3.client("iam", endpoint_url=sandbox.url, ...)
+    """
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, strictness: Strictness | None = None
+    ):
+        self.host = host
+        self.port = port
+        self.strictness = strictness or Strictness()
+        self.middleware: StrictMiddleware | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._managed_policies_before: bool | None = None
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise SandboxError("the sandbox is not started")
+        return f"http://{self.host}:{self._server.server_port}"
+
+    def start(self) -> str:
+        """Start serving in a background thread and return the endpoint URL.
+
+        Raises:
+            SandboxError: The port is taken or moto can't be loaded.
+        """
+        self._managed_policies_before = _load_managed_policies(True)
+        try:
+            from moto.moto_server.werkzeug_app import (
+                DomainDispatcherApplication,
+                create_backend_app,
+            )
+            from werkzeug.serving import make_server
+        except ImportError as err:  # pragma: no cover - moto[server] is a dependency
+            raise SandboxError(f"moto's server is not installed: {err}") from err
+        app = DomainDispatcherApplication(create_backend_app)
+        self.middleware = StrictMiddleware(app, self.strictness)
+        try:
+            self._server = make_server(
+                self.host,
+                self.port,
+                self.middleware,
+                threaded=True,
+                request_handler=_quiet_handler(),
+            )
+        except OSError as err:
+            raise SandboxError(f"cannot listen on {self.host}:{self.port}: {err}") from err
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="iamc-sandbox", daemon=True
+        )
+        self._thread.start()
+        log.info("sandbox serving on %s", self.url)
+        return self.url
+
+    def stop(self) -> None:
+        """Stop serving and wait for the server thread; safe to call twice."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = None
+        self._thread = None
+        if self._managed_policies_before is not None:
+            _load_managed_policies(self._managed_policies_before)
+            self._managed_policies_before = None
+
+    def reset(self, seed: int | None = None) -> None:
+        """Forget all AWS state (moto's reset), recorded calls and async requests; re-seed ids.
+
+        Args:
+            seed: Seed moto's random source so the ids that follow are the same on every run.
+        """
+        from moto.core.base_backend import BackendDict
+        from moto.moto_api._internal import mock_random
+
+        BackendDict.reset()
+        if seed is not None:
+            mock_random.seed(seed)
+        if self.middleware is not None:
+            self.middleware.recorder.reset()
+            self.middleware.reset_async()
+
+    def env(self) -> dict[str, str]:
+        """The environment a shell or child process needs to use this sandbox."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": DUMMY_ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": DUMMY_SECRET_ACCESS_KEY,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+        }
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

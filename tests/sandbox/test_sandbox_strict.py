@@ -1,0 +1,385 @@
+"""The sandbox's strictness rules, each against a live server, through boto3."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from iamc.errors import SandboxError
+from sandbox.control import SandboxControl
+from sandbox.seed import _signing_certificate
+from sandbox.server import Sandbox
+
+_names = itertools.count(1)
+READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
+ACCOUNT = "111122223333"
+
+
+def _code(err: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
+    response = err.value.response
+    return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+# -- DeleteUser -----------------------------------------------------------------------------
+
+
+def _add_dependent(iam: Any, user: str, kind: str) -> Callable[[], None]:
+    """Give ``user`` one dependent object of ``kind``; return how to remove it."""
+    if kind == "login-profile":
+        iam.create_login_profile(UserName=user, Password="Sandbox-Passw0rd!")
+        return lambda: iam.delete_login_profile(UserName=user)
+    if kind == "access-keys":
+        key_id = iam.create_access_key(UserName=user)["AccessKey"]["AccessKeyId"]
+        return lambda: iam.delete_access_key(UserName=user, AccessKeyId=key_id)
+    if kind == "signing-certificates":
+        cert = iam.upload_signing_certificate(
+            UserName=user, CertificateBody=_signing_certificate()
+        )["Certificate"]["CertificateId"]
+        return lambda: iam.delete_signing_certificate(UserName=user, CertificateId=cert)
+    if kind == "ssh-public-keys":
+        key = iam.upload_ssh_public_key(UserName=user, SSHPublicKeyBody="ssh-ed25519 AAAAC3 t@h")
+        key_id = key["SSHPublicKey"]["SSHPublicKeyId"]
+        return lambda: iam.delete_ssh_public_key(UserName=user, SSHPublicKeyId=key_id)
+    if kind == "mfa-devices":
+        serial = iam.create_virtual_mfa_device(VirtualMFADeviceName=user)["VirtualMFADevice"][
+            "SerialNumber"
+        ]
+        iam.enable_mfa_device(
+            UserName=user,
+            SerialNumber=serial,
+            AuthenticationCode1="123456",
+            AuthenticationCode2="654321",
+        )
+
+        def remove() -> None:
+            iam.deactivate_mfa_device(UserName=user, SerialNumber=serial)
+            iam.delete_virtual_mfa_device(SerialNumber=serial)
+
+        return remove
+    if kind == "inline-policies":
+        iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=_ALLOW_ALL)
+        return lambda: iam.delete_user_policy(UserName=user, PolicyName="p")
+    if kind == "attached-policies":
+        # An AWS-managed policy: proves MOTO_IAM_LOAD_MANAGED_POLICIES took effect.
+        iam.attach_user_policy(UserName=user, PolicyArn=READ_ONLY)
+        return lambda: iam.detach_user_policy(UserName=user, PolicyArn=READ_ONLY)
+    if kind == "groups":
+        group = f"group-{user}"
+        iam.create_group(GroupName=group)
+        iam.add_user_to_group(UserName=user, GroupName=group)
+        return lambda: iam.remove_user_from_group(UserName=user, GroupName=group)
+    raise AssertionError(kind)
+
+
+_ALLOW_ALL = (
+    '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}'
+)
+
+# In the order AWS documents for deleting a user, with a word of the expected message.
+DEPENDENTS = (
+    ("login-profile", "login profile"),
+    ("access-keys", "access keys"),
+    ("signing-certificates", "signing certificates"),
+    ("ssh-public-keys", "SSH public keys"),
+    ("mfa-devices", "MFA device"),
+    ("inline-policies", "delete policies"),
+    ("attached-policies", "detach all policies"),
+    ("groups", "groups"),
+)
+
+
+@pytest.mark.parametrize(("kind", "words"), DEPENDENTS, ids=[d[0] for d in DEPENDENTS])
+def test_delete_user_refuses_while_dependent_remains(client, control, kind, words) -> None:
+    iam = client("iam")
+    user = f"dependent-{kind}-{next(_names)}"
+    iam.create_user(UserName=user)
+    remove = _add_dependent(iam, user, kind)
+
+    with pytest.raises(ClientError) as err:
+        iam.delete_user(UserName=user)
+    assert _code(err) == ("DeleteConflict", 409)
+    assert words in err.value.response["Error"]["Message"]
+    assert iam.get_user(UserName=user)["User"]["UserName"] == user
+
+    remove()
+    iam.delete_user(UserName=user)
+    with pytest.raises(ClientError) as gone:
+        iam.get_user(UserName=user)
+    assert _code(gone)[0] == "NoSuchEntity"
+
+
+def test_delete_user_succeeds_after_teardown_in_aws_order(client, control) -> None:
+    iam = client("iam")
+    user = f"everything-{next(_names)}"
+    iam.create_user(UserName=user)
+    removers = [(words, _add_dependent(iam, user, kind)) for kind, words in DEPENDENTS]
+    for words, remove in removers:
+        with pytest.raises(ClientError) as err:
+            iam.delete_user(UserName=user)
+        assert _code(err) == ("DeleteConflict", 409)
+        assert words in err.value.response["Error"]["Message"]
+        remove()
+    iam.delete_user(UserName=user)
+
+
+def test_delete_user_conflicts_can_be_switched_off(client, control) -> None:
+    control.configure(delete_conflicts=False)
+    iam = client("iam")
+    user = f"lenient-{next(_names)}"
+    iam.create_user(UserName=user)
+    iam.create_access_key(UserName=user)
+    iam.delete_user(UserName=user)  # moto's own leniency
+
+
+# -- sso-admin: asynchronous statuses -------------------------------------------------------
+
+
+@pytest.fixture
+def identity_center(client) -> dict[str, str]:
+    sso = client("sso-admin")
+    instance = sso.list_instances()["Instances"][0]["InstanceArn"]
+    name = f"PS{next(_names)}"
+    ps = sso.create_permission_set(InstanceArn=instance, Name=name)["PermissionSet"]
+    return {"instance": instance, "permission_set": ps["PermissionSetArn"], "name": name}
+
+
+def _assign(sso: Any, ic: dict[str, str], principal: str) -> dict[str, Any]:
+    return sso.create_account_assignment(
+        InstanceArn=ic["instance"],
+        TargetId=ACCOUNT,
+        TargetType="AWS_ACCOUNT",
+        PermissionSetArn=ic["permission_set"],
+        PrincipalType="USER",
+        PrincipalId=principal,
+    )["AccountAssignmentCreationStatus"]
+
+
+def _creation_status(sso: Any, ic: dict[str, str], request_id: str) -> dict[str, Any]:
+    return sso.describe_account_assignment_creation_status(
+        InstanceArn=ic["instance"], AccountAssignmentCreationRequestId=request_id
+    )["AccountAssignmentCreationStatus"]
+
+
+def test_assignment_creation_is_in_progress_then_succeeded(client, control, identity_center):
+    sso = client("sso-admin")
+    created = _assign(sso, identity_center, "user-a")
+    other = _assign(sso, identity_center, "user-b")
+    assert created["Status"] == "IN_PROGRESS"
+    assert created["RequestId"] != other["RequestId"]
+
+    statuses = [_creation_status(sso, identity_center, created["RequestId"]) for _ in range(3)]
+    assert [s["Status"] for s in statuses] == ["IN_PROGRESS", "IN_PROGRESS", "SUCCEEDED"]
+    assert statuses[-1]["PrincipalId"] == "user-a"
+    assert statuses[-1]["TargetId"] == ACCOUNT
+
+    listed = sso.list_account_assignment_creation_status(InstanceArn=identity_center["instance"])
+    ids = {s["RequestId"] for s in listed["AccountAssignmentsCreationStatus"]}
+    assert {created["RequestId"], other["RequestId"]} <= ids
+
+
+def test_in_progress_polls_are_configurable(client, control, identity_center) -> None:
+    control.configure(async_in_progress_polls=0)
+    sso = client("sso-admin")
+    created = _assign(sso, identity_center, "user-now")
+    assert created["Status"] == "IN_PROGRESS"
+    assert _creation_status(sso, identity_center, created["RequestId"])["Status"] == "SUCCEEDED"
+
+
+def test_assignment_deletion_is_in_progress_then_succeeded(client, control, identity_center):
+    sso = client("sso-admin")
+    _assign(sso, identity_center, "user-del")
+    deleted = sso.delete_account_assignment(
+        InstanceArn=identity_center["instance"],
+        TargetId=ACCOUNT,
+        TargetType="AWS_ACCOUNT",
+        PermissionSetArn=identity_center["permission_set"],
+        PrincipalType="USER",
+        PrincipalId="user-del",
+    )["AccountAssignmentDeletionStatus"]
+    assert deleted["Status"] == "IN_PROGRESS"
+    statuses = [
+        sso.describe_account_assignment_deletion_status(
+            InstanceArn=identity_center["instance"],
+            AccountAssignmentDeletionRequestId=deleted["RequestId"],
+        )["AccountAssignmentDeletionStatus"]["Status"]
+        for _ in range(3)
+    ]
+    assert statuses == ["IN_PROGRESS", "IN_PROGRESS", "SUCCEEDED"]
+
+
+def test_provisioning_is_in_progress_then_succeeded(client, control, identity_center) -> None:
+    sso = client("sso-admin")
+    provisioned = sso.provision_permission_set(
+        InstanceArn=identity_center["instance"],
+        PermissionSetArn=identity_center["permission_set"],
+        TargetType="AWS_ACCOUNT",
+        TargetId=ACCOUNT,
+    )["PermissionSetProvisioningStatus"]
+    assert provisioned["Status"] == "IN_PROGRESS"
+    assert provisioned["AccountId"] == ACCOUNT
+    statuses = [
+        sso.describe_permission_set_provisioning_status(
+            InstanceArn=identity_center["instance"],
+            ProvisionPermissionSetRequestId=provisioned["RequestId"],
+        )["PermissionSetProvisioningStatus"]["Status"]
+        for _ in range(3)
+    ]
+    assert statuses == ["IN_PROGRESS", "IN_PROGRESS", "SUCCEEDED"]
+    listed = sso.list_permission_set_provisioning_status(
+        InstanceArn=identity_center["instance"], Filter={"Status": "SUCCEEDED"}
+    )["PermissionSetsProvisioningStatus"]
+    assert provisioned["RequestId"] in {s["RequestId"] for s in listed}
+
+
+def test_unknown_request_id_is_not_found(client, control, identity_center) -> None:
+    with pytest.raises(ClientError) as err:
+        _creation_status(
+            client("sso-admin"), identity_center, "00000000-0000-4000-8000-000000000000"
+        )
+    assert _code(err)[0] == "ResourceNotFoundException"
+
+
+def test_injected_failure_ends_failed_and_assigns_nothing(client, control, identity_center):
+    sso = client("sso-admin")
+    control.fail_next_assignment(ACCOUNT, identity_center["permission_set"], "Quota exceeded")
+    failed = _assign(sso, identity_center, "user-f")
+    assert failed["Status"] == "IN_PROGRESS"
+    statuses = [_creation_status(sso, identity_center, failed["RequestId"]) for _ in range(3)]
+    assert [s["Status"] for s in statuses] == ["IN_PROGRESS", "IN_PROGRESS", "FAILED"]
+    assert statuses[-1]["FailureReason"] == "Quota exceeded"
+    assignments = sso.list_account_assignments(
+        InstanceArn=identity_center["instance"],
+        AccountId=ACCOUNT,
+        PermissionSetArn=identity_center["permission_set"],
+    )["AccountAssignments"]
+    assert "user-f" not in {a["PrincipalId"] for a in assignments}
+
+    # The fault is used up: the retry succeeds.
+    retried = _assign(sso, identity_center, "user-f")
+    final = [_creation_status(sso, identity_center, retried["RequestId"]) for _ in range(3)]
+    assert final[-1]["Status"] == "SUCCEEDED"
+    assert control.config()["faults"] == []
+
+
+# -- sso-admin: conflicts -------------------------------------------------------------------
+
+
+def test_duplicate_permission_set_name_conflicts(client, control, identity_center) -> None:
+    sso = client("sso-admin")
+    with pytest.raises(ClientError) as err:
+        sso.create_permission_set(
+            InstanceArn=identity_center["instance"], Name=identity_center["name"]
+        )
+    assert _code(err) == ("ConflictException", 409)
+
+
+def test_duplicate_assignment_conflicts(client, control, identity_center) -> None:
+    sso = client("sso-admin")
+    _assign(sso, identity_center, "user-dup")
+    with pytest.raises(ClientError) as err:
+        _assign(sso, identity_center, "user-dup")
+    assert _code(err) == ("ConflictException", 409)
+    # Another principal, same permission set and account, is a different assignment.
+    assert _assign(sso, identity_center, "user-dup-2")["Status"] == "IN_PROGRESS"
+
+
+# -- throttling, latency, recorder ----------------------------------------------------------
+
+
+def test_throttling_is_seen_and_retried_by_botocore(client, control) -> None:
+    control.configure(throttle={"iam": 4})
+    iam = client("iam", max_attempts=10)
+    control.reset_calls()
+    retries = sum(iam.get_account_summary()["ResponseMetadata"]["RetryAttempts"] for _ in range(10))
+    calls = control.calls()
+    assert calls["calls"]["iam:GetAccountSummary"] == 10
+    assert calls["throttled"]["iam:GetAccountSummary"] == retries
+    assert retries >= 1
+
+
+def test_throttling_json_service(client, control) -> None:
+    control.configure(throttle=True)  # defaults: 20/s for sso-admin and identitystore
+    assert control.config()["throttle"]["sso-admin"] == 20
+    control.configure(throttle={"sso-admin": 1})
+    sso = client("sso-admin", max_attempts=1)  # no retries: see the raw error
+    sso.list_instances()
+    with pytest.raises(ClientError) as err:
+        for _ in range(5):
+            sso.list_instances()
+    assert _code(err) == ("ThrottlingException", 400)
+    assert control.calls()["throttled"]["sso-admin:ListInstances"] >= 1
+
+
+def test_latency_is_applied(client, control) -> None:
+    iam = client("iam")
+    iam.get_account_summary()
+    control.configure(latency_ms=300)
+    started = time.monotonic()
+    iam.get_account_summary()
+    assert time.monotonic() - started >= 0.3
+
+
+def test_recorder_counts_and_resets(client, control, sandbox: Sandbox) -> None:
+    control.reset_calls()
+    assert control.calls()["total"] == 0
+    client("iam").list_users()
+    client("iam").list_users()
+    client("sts").get_caller_identity()
+    calls = control.calls()
+    assert calls["calls"] == {"iam:ListUsers": 2, "sts:GetCallerIdentity": 1}
+    assert calls["by_account"]["123456789012"]["iam:ListUsers"] == 2
+    control.reset_calls()
+    assert control.calls()["calls"] == {}
+
+
+def test_config_rejects_unknown_settings(control) -> None:
+    with pytest.raises(SandboxError, match="unknown setting"):
+        control.configure(no_such_thing=1)
+    with pytest.raises(SandboxError, match="unknown API family"):
+        control.configure(throttle={"ec2": 1})
+    assert control.configure(latency_ms=5)["latency_ms"] == 5
+
+
+def test_env_points_at_the_sandbox(sandbox: Sandbox) -> None:
+    env = sandbox.env()
+    assert env["AWS_ENDPOINT_URL"] == sandbox.url
+    assert env["AWS_DEFAULT_REGION"] == env["AWS_REGION"] == "us-east-1"
+    assert SandboxControl(sandbox.url).calls()["total"] >= 0
+
+
+def test_assume_role_of_a_missing_role_is_denied(client, control) -> None:
+    sts = client("sts")
+    org = client("organizations")
+    try:
+        org.create_organization(FeatureSet="ALL")
+    except ClientError as err:
+        assert err.response["Error"]["Code"] == "AlreadyInOrganizationException"
+    account_id = org.create_account(AccountName="assume-test", Email="assume@example.com")[
+        "CreateAccountStatus"
+    ]["AccountId"]
+    good = f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole"
+    assert sts.assume_role(RoleArn=good, RoleSessionName="test")["Credentials"]["AccessKeyId"]
+    missing = f"arn:aws:iam::{account_id}:role/NoSuchRole"
+    with pytest.raises(ClientError) as caught:
+        sts.assume_role(RoleArn=missing, RoleSessionName="test")
+    assert caught.value.response["Error"]["Code"] == "AccessDenied"
+    assert missing in caught.value.response["Error"]["Message"]
+    control.configure(assume_role_checks=False)
+    assert sts.assume_role(RoleArn=missing, RoleSessionName="test")["Credentials"]
+
+
+def test_unimplemented_operation_is_a_501_not_a_retried_500(client, control) -> None:
+    iam = client("iam", max_attempts=5)
+    iam.create_user(UserName="svc-creds")
+    control.reset_calls()
+    with pytest.raises(ClientError) as caught:
+        iam.list_service_specific_credentials(UserName="svc-creds")
+    assert caught.value.response["Error"]["Code"] == "NotImplemented"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
+    # Not retried: one attempt reached the sandbox.
+    assert control.calls()["calls"]["iam:ListServiceSpecificCredentials"] == 1
