@@ -31,7 +31,7 @@ def inventory_report(
             )
         inventories = store.load_snapshot(snapshot.id)
         findings = store.findings(run_id=snapshot.run_id)
-    meta = {
+    meta: dict[str, Any] = {
         "migration": spec.name,
         "snapshot_id": snapshot.id,
         "run_id": snapshot.run_id,

@@ -26,8 +26,10 @@ app.add_typer(sandbox_app, name="sandbox")
 report_app = typer.Typer(help="Reports from the state store.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
 
-console = Console()
-err_console = Console(stderr=True)
+# Reports are wide tables: when output goes to a file or pipe, don't squeeze them to 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 200
+console = Console(width=_WIDTH)
+err_console = Console(stderr=True, width=_WIDTH)
 
 # Our own progress display replaces Prefect's per-run log lines on the console.
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -46,10 +48,19 @@ SpecOption = Annotated[
 def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # Our own packages log to stderr; Prefect's run loggers go to its API (and UI), and to
+    # the console only with --verbose, so an expected error reads as one line, not a traceback.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("iamc", "flows", "tasks", "state", "sandbox"):
+        package_logger = logging.getLogger(name)
+        package_logger.addHandler(handler)
+        package_logger.setLevel(logging.INFO if verbose else logging.WARNING)
+        package_logger.propagate = False
+    if verbose:
+        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+    else:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 
 
 @app.command("check")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from iamc import reports
+from iamc.records import Finding
 
 
 def inventory_with_progress(
@@ -57,6 +59,7 @@ def inventory_report(console: Console, spec: Path | str, output_format: str = "t
     rows, meta, findings = load_report(spec)
     # Machine formats bypass rich: no wrapping, no markup, exactly what a pipe expects.
     if output_format == "json":
+        meta["findings"] = [asdict(f) for f in findings]
         sys.stdout.write(reports.render_json(rows, meta) + "\n")
     elif output_format == "csv":
         sys.stdout.write(reports.render_csv(rows))
@@ -64,10 +67,20 @@ def inventory_report(console: Console, spec: Path | str, output_format: str = "t
         reports.print_table(
             console, rows, f"{meta['migration']}: snapshot {meta['snapshot_id']} ({meta['taken']})"
         )
-        for finding in findings:
-            if finding.severity in ("warning", "error", "blocking"):
-                console.print(
-                    f"[yellow]{finding.severity}[/] {finding.account_id or ''} {finding.kind}: "
-                    f"{escape(finding.message)}",
-                    highlight=False,
-                )
+        print_findings(console, findings)
+
+
+def print_findings(console: Console, findings: list[Finding]) -> None:
+    """Warnings and errors, the same finding in many accounts folded into one line."""
+    folded: dict[tuple[str, str, str], list[str]] = {}
+    for finding in findings:
+        if finding.severity not in ("warning", "error", "blocking"):
+            continue
+        key = (finding.severity, finding.kind, finding.message)
+        folded.setdefault(key, []).append(finding.account_id or "-")
+    for (severity, kind, message), accounts in folded.items():
+        where = accounts[0] if len(accounts) == 1 else f"{len(accounts)} accounts"
+        style = "red" if severity in ("error", "blocking") else "yellow"
+        console.print(
+            f"[{style}]{severity}[/] {kind} ({where}): {escape(message)}", highlight=False
+        )

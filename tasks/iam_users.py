@@ -90,7 +90,7 @@ class _Gaps:
                 self.missing.add(operation)
             else:
                 raise
-        log.warning("%s is not implemented by this endpoint: recorded as a gap", operation)
+        log.info("%s is not implemented by this endpoint: recorded as a gap", operation)
         return None
 
 

@@ -119,5 +119,5 @@ def test_missing_file(tmp_path):
 
 
 def test_unknown_rate_limit_family(tmp_path):
-    with pytest.raises(SpecError, match="aws.rate_limits: unknown API family s3"):
+    with pytest.raises(SpecError, match=r"aws\.rate_limits: unknown API family s3"):
         load_spec(write(tmp_path, 'name = "w"\n[aws.rate_limits]\ns3 = 5\n'))

@@ -61,9 +61,9 @@ def test_nested_ou_include_and_account_exclude(org):
 def test_unknown_account_is_a_clear_error(org):
     session, _ = org
     tree = walk_organization(session)
-    with pytest.raises(UnknownAccountError, match="scope.include_accounts: 999999999999 is not"):
+    with pytest.raises(UnknownAccountError, match=r"scope\.include_accounts: 999999999999 is not"):
         select_accounts(tree, Scope(include_accounts=["999999999999"]))
-    with pytest.raises(UnknownAccountError, match="scope.exclude_accounts: ou-zzzz-zzzzzzzz"):
+    with pytest.raises(UnknownAccountError, match=r"scope\.exclude_accounts: ou-zzzz-zzzzzzzz"):
         select_accounts(tree, Scope(exclude_accounts=["ou-zzzz-zzzzzzzz"]))
 
 

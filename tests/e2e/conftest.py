@@ -1,0 +1,95 @@
+"""End-to-end: `iamc sandbox up` in its own process, `iamc` commands run as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sandbox.control import SandboxControl
+
+IAMC = [sys.executable, "-m", "iamc.cli"]
+_URL = re.compile(r"export AWS_ENDPOINT_URL=(\S+)")
+
+
+@dataclass
+class RunningSandbox:
+    url: str
+    control: SandboxControl
+    env: dict[str, str]
+    process: subprocess.Popen
+
+
+def start_sandbox(tmp: Path, accounts: int, users: int, seed: int) -> RunningSandbox:
+    log = (tmp / "sandbox.log").open("w+")
+    process = subprocess.Popen(
+        [
+            *IAMC,
+            "sandbox",
+            "up",
+            "--port",
+            "0",
+            "--accounts",
+            str(accounts),
+            "--users-per-account",
+            str(users),
+            "--seed",
+            str(seed),
+            "--samples-dir",
+            str(tmp / "samples"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        log.seek(0)
+        match = _URL.search(log.read())
+        if match:
+            url = match.group(1).strip("'")
+            env = {
+                "AWS_ENDPOINT_URL": url,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            }
+            return RunningSandbox(url, SandboxControl(url), env, process)
+        if process.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"sandbox exited: {log.read()}")
+        time.sleep(0.3)
+    process.kill()
+    raise RuntimeError("sandbox did not start within 180 s")
+
+
+@pytest.fixture(scope="module")
+def sandbox_process(tmp_path_factory) -> Iterator[RunningSandbox]:
+    running = start_sandbox(tmp_path_factory.mktemp("sandbox"), accounts=3, users=12, seed=11)
+    yield running
+    running.process.terminate()
+    try:
+        running.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        running.process.kill()
+
+
+@pytest.fixture
+def iamc(sandbox_process: RunningSandbox, tmp_path: Path):
+    """``iamc("inventory", "-c", spec)``: the CLI as a user runs it, sandbox exports set."""
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(sandbox_process.env)
+        return subprocess.run(
+            [*IAMC, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
+
+    return run

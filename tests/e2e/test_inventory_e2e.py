@@ -1,0 +1,157 @@
+"""Inventory end to end: sandbox up, `iamc inventory`, and the report equals the seed."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import boto3
+
+from state import Store
+
+SPEC = """name = "e2e"
+state = "sqlite:///state.db"
+protected_users = ["breakglass-*"]
+[inventory]
+concurrency = 4
+[aws]
+rate_limits = { iam = 40 }
+"""
+
+
+def write_spec(directory: Path, text: str = SPEC, name: str = "spec.toml") -> Path:
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+def report(iamc, spec: Path) -> dict:
+    result = iamc("report", "inventory", "-c", str(spec), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def expected_by_account(manifest: dict) -> dict[str, dict[str, int]]:
+    return {
+        a["account_id"]: a["counts_by_class"]
+        for a in manifest["accounts"]
+        if a["status"] == "ACTIVE" and a["users"]
+    }
+
+
+def test_report_counts_equal_what_the_seed_created(iamc, sandbox_process, tmp_path):
+    manifest = sandbox_process.control.manifest()
+    spec = write_spec(tmp_path)
+
+    result = iamc("inventory", "-c", str(spec))
+    assert result.returncode == 0, result.stderr
+    assert "36 IAM users" in result.stdout
+
+    data = report(iamc, spec)
+    expected = expected_by_account(manifest)
+    assert {row["account_id"] for row in data["accounts"]} == set(expected)
+    for row in data["accounts"]:
+        counts = {c: row[c] for c in ("human", "workload", "unused", "protected") if row[c]}
+        assert counts == expected[row["account_id"]], row["account_id"]
+        assert row["cis_1_21"] == "FAIL"  # unprotected users remain everywhere
+    assert data["totals"]["users"] == sum(sum(c.values()) for c in expected.values())
+    suspended = [a["account_id"] for a in manifest["accounts"] if a["status"] == "SUSPENDED"]
+    skipped = {f["account_id"] for f in data["findings"] if f["kind"] == "account-not-active"}
+    assert skipped == set(suspended) and suspended
+
+    as_csv = iamc("report", "inventory", "-c", str(spec), "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert [r["account_id"] for r in rows] == [r["account_id"] for r in data["accounts"]]
+    table = iamc("report", "inventory", "-c", str(spec))
+    assert "CIS 1.21" in table.stdout and "FAIL" in table.stdout
+
+
+def test_throttled_iam_is_retried_and_the_inventory_completes(iamc, sandbox_process, tmp_path):
+    control = sandbox_process.control
+    # Faster than the server allows: the client limiter lets 40/s per account through.
+    control.configure(throttle={"iam": 15})
+    control.reset_calls()
+    try:
+        spec = write_spec(tmp_path)
+        result = iamc("inventory", "-c", str(spec))
+    finally:
+        control.configure(throttle={})
+    assert result.returncode == 0, result.stderr
+    calls = control.calls()
+    assert calls["throttled_total"] > 0
+    data = report(iamc, spec)
+    assert data["totals"]["users"] == 36 and data["totals"]["accounts_unknown"] == 0
+
+
+def test_bad_input_is_a_clear_error_and_the_state_is_intact(iamc, tmp_path):
+    spec = write_spec(tmp_path)
+    assert iamc("inventory", "-c", str(spec)).returncode == 0
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        migration = store.list_runs()[0].migration_id
+        before = store.latest_snapshot(migration)
+
+    unknown = write_spec(
+        tmp_path, SPEC + '[scope]\ninclude_accounts = ["999999999999"]\n', "bad.toml"
+    )
+    result = iamc("inventory", "-c", str(unknown))
+    assert result.returncode == 2
+    assert "scope.include_accounts: 999999999999 is not an account" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+    typo = write_spec(tmp_path, SPEC.replace("[inventory]", "[inventroy]"), "typo.toml")
+    result = iamc("inventory", "-c", str(typo))
+    assert result.returncode == 2
+    assert "typo.toml" in result.stderr and "inventroy: unknown key" in result.stderr
+
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        after = store.latest_snapshot(migration)
+        assert after == before
+        assert len(store.load_snapshot(after.id)) == 3
+        assert store.list_runs()[-1].status == "failed"
+
+
+def test_account_whose_role_cannot_be_assumed_is_a_finding(iamc, sandbox_process, tmp_path):
+    manifest = sandbox_process.control.manifest()
+    victim = next(iter(expected_by_account(manifest)))
+    session = boto3.Session(
+        **{
+            k.lower(): v
+            for k, v in sandbox_process.env.items()
+            if k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        },
+        region_name="us-east-1",
+    )
+    url = sandbox_process.url
+    creds = session.client("sts", endpoint_url=url).assume_role(
+        RoleArn=f"arn:aws:iam::{victim}:role/OrganizationAccountAccessRole", RoleSessionName="e2e"
+    )["Credentials"]
+    iam = boto3.client(
+        "iam",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+    role = "OrganizationAccountAccessRole"
+    for policy in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]:
+        iam.detach_role_policy(RoleName=role, PolicyArn=policy["PolicyArn"])
+    for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        iam.delete_role_policy(RoleName=role, PolicyName=name)
+    iam.delete_role(RoleName=role)
+
+    spec = write_spec(tmp_path)
+    result = iamc("inventory", "-c", str(spec))
+    assert result.returncode == 0, result.stderr
+    assert "1 accounts failed" in result.stdout
+    data = report(iamc, spec)
+    rows = {r["account_id"]: r for r in data["accounts"]}
+    assert rows[victim]["cis_1_21"] == "UNKNOWN"
+    assert f"cannot assume role {role} in account {victim}" in rows[victim]["error"]
+    assert "AccessDenied" in rows[victim]["error"]
+    kinds = {(f["kind"], f["account_id"]) for f in data["findings"]}
+    assert ("cannot-assume-role", victim) in kinds
+    others = [r for a, r in rows.items() if a != victim]
+    assert all(r["cis_1_21"] == "FAIL" and r["users"] == 12 for r in others)
