@@ -28,7 +28,7 @@ test: lint
 	$(BIN)/pytest -n 2 --durations=15 $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+	$(BIN)/python -m sandbox.bench $(or $(BENCH_ARGS),inventory)
 
 # Re-pin every dependency from a fresh resolve of pyproject.toml.
 lock:

@@ -44,6 +44,10 @@ class UtcDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
+    @property
+    def python_type(self) -> type[datetime]:
+        return datetime
+
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
@@ -115,9 +119,7 @@ class Snapshot(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     migration_id: Mapped[int] = _parent("migrations")
-    run_id: Mapped[int] = mapped_column(
-        Id, ForeignKey("runs.id", ondelete="CASCADE"), unique=True
-    )
+    run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id", ondelete="CASCADE"), unique=True)
     created: Mapped[datetime] = mapped_column(UtcDateTime)
     completed: Mapped[datetime | None] = mapped_column(UtcDateTime)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -399,3 +401,45 @@ def test_open_failure_names_the_url_with_the_password_masked() -> None:
 def test_open_rejects_a_malformed_url() -> None:
     with pytest.raises(StateError, match="cannot open state DB"):
         Store.open("nosuchdialect://x")
+
+
+def test_resaving_one_account_concurrently_keeps_one_copy(store: Store) -> None:
+    migration_id = store.ensure_migration("wave-1", {})
+    snapshot_id = store.new_snapshot(migration_id, store.start_run(migration_id, "inventory"))
+    start = threading.Barrier(6)
+
+    def save(_: int) -> None:
+        start.wait()
+        store.save_account_inventory(snapshot_id, full_inventory())
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(save, range(6)))
+    assert store.load_snapshot(snapshot_id) == [full_inventory()]
+
+
+def test_stores_opened_at_once_upgrade_once(store_url: str, tmp_path: Path) -> None:
+    # Separate processes, so the DB's own lock (advisory lock / BEGIN IMMEDIATE) is what
+    # keeps them from running the DDL twice, not the in-process lock.
+    go = tmp_path / "go"
+    script = (
+        "import sys, time, pathlib\n"
+        "from state import Store\n"
+        "go = pathlib.Path(sys.argv[2])\n"
+        "while not go.exists(): time.sleep(0.01)\n"
+        "with Store.open(sys.argv[1]) as store:\n"
+        "    print(store.ensure_migration('wave-1', {}))\n"
+    )
+    openers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, store_url, str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    time.sleep(1.5)  # let every interpreter finish importing and wait on the file
+    go.touch()
+    results = [opener.communicate(timeout=120) for opener in openers]
+    assert [opener.returncode for opener in openers] == [0] * 4, [err for _, err in results]
+    assert len({out.strip() for out, _ in results}) == 1

@@ -1,0 +1,1 @@
+"""Alembic revisions of the state DB; ``state.engine`` configures Alembic in code to run them."""
