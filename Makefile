@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/pytest -n 2 --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m sandbox.bench $(or $(BENCH_ARGS),inventory)

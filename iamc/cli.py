@@ -101,6 +101,23 @@ def report_inventory(
     ui.inventory_report(console, spec, output_format.value)
 
 
+@app.command("policy")
+def policy(
+    which: Annotated[
+        str, typer.Argument(help="management or member (the role iamc assumes in members).")
+    ] = "member",
+) -> None:
+    """Print the least-privilege IAM policy iamc needs, generated from the code's declarations."""
+    import json
+
+    from tasks.permissions import least_privilege_policies
+
+    policies = least_privilege_policies()
+    if which not in policies:
+        raise typer.BadParameter(f"expected one of {', '.join(sorted(policies))}")
+    sys.stdout.write(json.dumps(policies[which], indent=2) + "\n")
+
+
 @sandbox_app.command("up")
 def sandbox_up(
     accounts: Annotated[int, typer.Option(min=0, max=500, help="Member accounts.")] = 6,

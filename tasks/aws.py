@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import boto3
 import botocore.session
@@ -106,6 +107,9 @@ class AwsSessions:
     max_attempts: int = 8
     profile: str | None = None
     role_session_name: str = "iam-centralize"
+    expiry_window_seconds: int = EXPIRY_WINDOW_SECONDS
+    # botocore's clock for deciding when credentials need refreshing (tests move it forward).
+    clock: Callable[[], datetime] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _members: dict[str, boto3.Session] = field(default_factory=dict, repr=False)
     _management: boto3.Session | None = field(default=None, repr=False)
@@ -169,11 +173,14 @@ class AwsSessions:
             source_credentials=source_core.get_credentials(),
             role_arn=self.role_arn(account_id),
             extra_args={"RoleSessionName": self.role_session_name},
-            expiry_window_seconds=EXPIRY_WINDOW_SECONDS,
+            expiry_window_seconds=self.expiry_window_seconds,
         )
         core = botocore.session.Session()
+        # botocore refreshes these before they expire: in the background from 15 minutes
+        # before expiry, blocking from 10 minutes before (RefreshableCredentials).
+        extra = {"time_fetcher": self.clock} if self.clock else {}
         core._credentials = DeferredRefreshableCredentials(
-            refresh_using=fetcher.fetch_credentials, method="assume-role"
+            refresh_using=fetcher.fetch_credentials, method="assume-role", **extra
         )
         self._configure(core, account_id)
         session = boto3.Session(botocore_session=core, region_name=self.region)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.awsrequest import AWSResponse
@@ -124,3 +125,41 @@ def test_rate_limit_per_family_spaces_calls(aws):
 def test_mask_key_id():
     assert mask_key_id("AKIAIOSFODNN7EXAMPLE") == "AKIA…MPLE"
     assert "IOSFODNN7" not in mask_key_id("AKIAIOSFODNN7EXAMPLE")
+
+
+def count_assume_role(sessions: AwsSessions) -> list[int]:
+    seen: list[int] = []
+    sessions.management()._session.register(
+        "before-send.sts.AssumeRole", lambda **_: seen.append(1)
+    )
+    return seen
+
+
+def test_member_credentials_are_cached_until_near_expiry(aws):
+    sessions = AwsSessions(region="us-east-1")
+    account_id = member_account(sessions)
+    assumed = count_assume_role(sessions)
+    iam = sessions.for_account(account_id).client("iam")
+    for _ in range(5):
+        iam.list_users()
+    assert len(assumed) == 1
+
+
+def test_member_credentials_are_refreshed_before_expiry(aws):
+    now = [datetime.now(UTC)]
+    sessions = AwsSessions(
+        region="us-east-1",
+        clock=lambda: now[0],
+        # The fetcher's own cache must also see them as expiring (it reads the real clock).
+        expiry_window_seconds=2 * 3600,
+    )
+    account_id = member_account(sessions)
+    assumed = count_assume_role(sessions)
+    iam = sessions.for_account(account_id).client("iam")
+    iam.list_users()
+    iam.list_users()
+    assert len(assumed) == 1
+    # 50 minutes on, the one-hour credentials are inside botocore's refresh window.
+    now[0] += timedelta(minutes=50)
+    iam.list_users()
+    assert len(assumed) == 2
