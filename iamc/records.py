@@ -149,3 +149,57 @@ class Finding:
     account_id: str | None = None
     subject: str | None = None  # user or group name
     details: dict[str, Any] = field(default_factory=dict)
+
+
+# -- Identity Center side: the identity store as the IdP sync left it, and the mapping ------
+
+
+class MatchStatus(StrEnum):
+    MATCHED = "matched"
+    UNMATCHED = "unmatched"
+    AMBIGUOUS = "ambiguous"  # more than one candidate: never guess
+
+
+@dataclass
+class IdentityUser:
+    """A user of IAM Identity Center's identity store (synced from the company IdP)."""
+
+    user_id: str
+    user_name: str
+    display_name: str = ""
+    emails: list[str] = field(default_factory=list)
+    external_id: str | None = None
+
+
+@dataclass
+class IdentityGroup:
+    group_id: str
+    display_name: str
+    member_ids: list[str] = field(default_factory=list)  # identity-store user ids
+
+
+@dataclass
+class UserMapping:
+    """Which identity an IAM user of one account maps to, and the rule that decided it."""
+
+    account_id: str
+    iam_user: str
+    status: MatchStatus
+    rule: str | None = None  # the rule that matched (or found the ambiguity)
+    identity_user_id: str | None = None
+    identity_user_name: str | None = None
+    candidates: list[str] = field(default_factory=list)  # identity user names, when ambiguous
+    reason: str = ""
+
+
+@dataclass
+class GroupMapping:
+    """Which identity-store group an IAM group of one account maps to, if any."""
+
+    account_id: str
+    iam_group: str
+    status: MatchStatus
+    rule: str | None = None
+    identity_group_id: str | None = None
+    identity_group_name: str | None = None
+    reason: str = ""

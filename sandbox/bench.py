@@ -82,6 +82,8 @@ def bench_inventory(args: argparse.Namespace) -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="iamc-bench-"))
     os.environ.setdefault("PREFECT_HOME", str(workdir / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     with Sandbox(port=0) as sandbox:
         sandbox.reset(seed=args.seed)
         os.environ.update(sandbox.env())
