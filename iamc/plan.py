@@ -1,0 +1,459 @@
+"""The dry-run plan: typed actions with stable ids, per-target fingerprints and a content hash.
+
+Plans are data (Terraform's saved plan): computing them is here, rendering is in
+``iamc.plan_render``, storing in ``state``. Nothing in this module talks to AWS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from iamc.records import (
+    AccountInventory,
+    Finding,
+    GroupMapping,
+    MatchStatus,
+    User,
+    UserClass,
+    UserMapping,
+)
+from tasks.teardown import QUARANTINE_POLICY, QUARANTINE_POLICY_NAME, TEARDOWN
+
+PLAN_FORMAT = 1
+
+
+class Stage(StrEnum):
+    PROVISION = "provision"
+    DISABLE = "disable"
+    DELETE = "delete"
+
+
+STAGE_ORDER = {Stage.PROVISION: 0, Stage.DISABLE: 1, Stage.DELETE: 2}
+
+
+class Outcome(StrEnum):
+    """What the plan does with one IAM user."""
+
+    MIGRATE = "migrate"  # provision its access in Identity Center, then disable and delete
+    RETIRE = "retire"  # unused: disable and delete, nothing to provision
+    SKIP_PROTECTED = "skip-protected"
+    SKIP_WORKLOAD = "skip-workload"
+    SKIP_UNMATCHED = "skip-unmatched"
+    SKIP_AMBIGUOUS = "skip-ambiguous"
+    SKIP_BLOCKED = "skip-blocked"
+
+
+@dataclass
+class PlanAction:
+    id: str
+    stage: Stage
+    kind: str
+    account_id: str | None
+    target: str
+    target_fingerprint: str
+    params: dict[str, Any] = field(default_factory=dict)
+    irreversible: bool = False
+    depends_on: list[str] = field(default_factory=list)
+
+
+@dataclass
+class UserPlan:
+    account_id: str
+    user: str
+    user_class: str
+    outcome: Outcome
+    reason: str
+    target_fingerprint: str
+    identity: str | None = None  # identity-store user name it maps to
+    permission_sets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    migration: str
+    inventory_snapshot_id: int
+    mapping_run_id: int | None
+    settings: dict[str, Any]
+    users: list[UserPlan]
+    actions: list[PlanAction]
+    permission_sets: list[dict[str, Any]]
+    assignments: list[dict[str, Any]]
+    required_customer_policies: list[dict[str, str]]
+    findings: list[Finding]
+
+    @property
+    def blocking(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "blocking"]
+
+    def content(self) -> dict[str, Any]:
+        """Everything the plan says, deterministic: the input of its hash."""
+        return {
+            "format": PLAN_FORMAT,
+            "migration": self.migration,
+            "inventory_snapshot_id": self.inventory_snapshot_id,
+            "mapping_run_id": self.mapping_run_id,
+            "settings": self.settings,
+            "users": [asdict(u) for u in self.users],
+            "actions": [asdict(a) for a in self.actions],
+            "permission_sets": self.permission_sets,
+            "assignments": self.assignments,
+            "required_customer_policies": self.required_customer_policies,
+            "findings": [asdict(f) for f in self.findings],
+        }
+
+    def content_hash(self) -> str:
+        return sha256_of(self.content())
+
+    @classmethod
+    def from_content(cls, content: dict[str, Any]) -> Plan:
+        return cls(
+            migration=content["migration"],
+            inventory_snapshot_id=content["inventory_snapshot_id"],
+            mapping_run_id=content["mapping_run_id"],
+            settings=content["settings"],
+            users=[UserPlan(**{**u, "outcome": Outcome(u["outcome"])}) for u in content["users"]],
+            actions=[PlanAction(**{**a, "stage": Stage(a["stage"])}) for a in content["actions"]],
+            permission_sets=content["permission_sets"],
+            assignments=content["assignments"],
+            required_customer_policies=content["required_customer_policies"],
+            findings=[Finding(**f) for f in content["findings"]],
+        )
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def sha256_of(value: Any) -> str:
+    return hashlib.sha256(canonical(value).encode()).hexdigest()
+
+
+def user_fingerprint(user: User) -> str:
+    """The live state a user-level action is planned from.
+
+    Last-used dates are left out on purpose: they move every day without changing what the
+    plan would do. Everything that changes what a disable or delete touches is in.
+    """
+    return sha256_of(
+        {
+            "arn": user.arn,
+            "user_id": user.user_id,
+            "password_enabled": user.password_enabled,
+            "access_keys": sorted((k.key_id, k.status) for k in user.access_keys),
+            "mfa": sorted(d.serial for d in user.mfa_devices),
+            "ssh": sorted((k.key_id, k.status) for k in user.ssh_public_keys),
+            "certs": sorted((c.certificate_id, c.status) for c in user.signing_certificates),
+            "service_credentials": sorted(
+                (c.credential_id, c.status) for c in user.service_specific_credentials
+            ),
+            "attached": sorted(p.arn for p in user.attached_policies),
+            "inline": sorted((p.name, canonical(p.document)) for p in user.inline_policies),
+            "groups": sorted(user.groups),
+            "boundary": user.permissions_boundary_arn,
+            "tags": user.tags,
+        }
+    )
+
+
+def _users_blocked(
+    findings: list[Finding], group_members: dict[tuple[str, str], list[str]]
+) -> dict[tuple[str, str], str]:
+    """(account, user) -> reason, for blocking findings about users or their groups.
+
+    Synthesis names who holds a permission set as "user NAME" or "group NAME"; a group's
+    members are blocked with it, since their access could not be provisioned either.
+    """
+    blocked: dict[tuple[str, str], str] = {}
+    for finding in findings:
+        if finding.severity != "blocking" or not finding.account_id:
+            continue
+        holders = list(finding.details.get("holders") or [])
+        if finding.subject:
+            holders.append(finding.subject)
+        for holder in holders:
+            kind, _, name = str(holder).partition(" ")
+            if kind == "user":
+                names = [name]
+            elif kind == "group":
+                names = group_members.get((finding.account_id, name), [])
+            else:
+                continue
+            for user_name in names:
+                blocked.setdefault(
+                    (finding.account_id, user_name), f"{finding.kind}: {finding.message}"
+                )
+    return blocked
+
+
+def build_plan(
+    *,
+    migration: str,
+    inventory_snapshot_id: int,
+    mapping_run_id: int | None,
+    inventories: list[AccountInventory],
+    user_mappings: list[UserMapping],
+    group_mappings: list[GroupMapping],
+    synthesis: Any,
+    settings: dict[str, Any],
+    extra_findings: list[Finding] | None = None,
+) -> Plan:
+    """Turn an inventory, its mapping and the synthesized access into an ordered plan.
+
+    Args:
+        synthesis: a ``tasks.synthesis.SynthesisResult``.
+        settings: what the change board should see of the spec (bake days, inactive days...).
+    """
+    mappings = {(m.account_id, m.iam_user): m for m in user_mappings}
+    findings = sorted(
+        [*synthesis.findings, *(extra_findings or [])],
+        key=lambda f: (f.severity, f.kind, f.account_id or "", f.subject or "", f.message),
+    )
+    permission_sets = {ps.name: ps for ps in synthesis.permission_sets}
+    ps_of_user: dict[tuple[str, str], list[str]] = {}
+    group_members: dict[tuple[str, str], list[str]] = {}
+    for inventory in inventories:
+        for user in inventory.users:
+            for group in user.groups:
+                group_members.setdefault((inventory.account.account_id, group), []).append(
+                    user.name
+                )
+
+    # Who an assignment gives access to: indexes, so a 10,000-user plan stays linear.
+    users_of_identity: dict[tuple[str, str], list[str]] = {}
+    for mapping in user_mappings:
+        if mapping.status == MatchStatus.MATCHED and mapping.identity_user_id:
+            key = (mapping.account_id, mapping.identity_user_id)
+            users_of_identity.setdefault(key, []).append(mapping.iam_user)
+    groups_of_identity_group: dict[tuple[str, str], list[str]] = {}
+    for group_mapping in group_mappings:
+        if group_mapping.status == MatchStatus.MATCHED and group_mapping.identity_group_id:
+            key = (group_mapping.account_id, group_mapping.identity_group_id)
+            groups_of_identity_group.setdefault(key, []).append(group_mapping.iam_group)
+
+    blocked = _users_blocked(findings, group_members)
+    actions: list[PlanAction] = []
+    assignment_ids: dict[tuple[str, str], list[str]] = {}  # (account, user) -> action ids
+    provision_ids: dict[tuple[str, str], str] = {}
+
+    ps_dicts = []
+    for name in sorted(permission_sets):
+        ps = permission_sets[name]
+        definition = asdict(ps)
+        ps_dicts.append(definition)
+        create_id = f"provision:create-permission-set:{name}"
+        actions.append(
+            PlanAction(
+                id=create_id,
+                stage=Stage.PROVISION,
+                kind="create-permission-set",
+                account_id=None,
+                target=name,
+                target_fingerprint=sha256_of(definition),
+                params={"definition": definition},
+            )
+        )
+    required: dict[str, list[dict[str, str]]] = {}
+    required_list = []
+    for account_id, policy_name, path in sorted(synthesis.required_customer_policies):
+        required.setdefault(account_id, []).append({"name": policy_name, "path": path})
+        required_list.append({"account_id": account_id, "name": policy_name, "path": path})
+
+    assignments = sorted(
+        synthesis.assignments,
+        key=lambda a: (a.account_id, a.permission_set_name, a.principal_type, a.principal_id),
+    )
+    for account_id, name in sorted({(a.account_id, a.permission_set_name) for a in assignments}):
+        action_id = f"provision:provision-permission-set:{name}:{account_id}"
+        provision_ids[(account_id, name)] = action_id
+        actions.append(
+            PlanAction(
+                id=action_id,
+                stage=Stage.PROVISION,
+                kind="provision-permission-set",
+                account_id=account_id,
+                target=name,
+                target_fingerprint=sha256_of(
+                    {"definition": sha256_of(asdict(permission_sets[name])), "account": account_id}
+                ),
+                params={"required_customer_policies": required.get(account_id, [])},
+                depends_on=[f"provision:create-permission-set:{name}"],
+            )
+        )
+    assignment_dicts = []
+    for assignment in assignments:
+        raw = asdict(assignment)
+        assignment_dicts.append(raw)
+        action_id = (
+            f"provision:create-assignment:{assignment.account_id}:{assignment.permission_set_name}"
+            f":{assignment.principal_type}:{assignment.principal_id}"
+        )
+        actions.append(
+            PlanAction(
+                id=action_id,
+                stage=Stage.PROVISION,
+                kind="create-assignment",
+                account_id=assignment.account_id,
+                target=f"{assignment.principal_type.lower()} {assignment.principal_name}"
+                f" -> {assignment.permission_set_name}",
+                target_fingerprint=sha256_of(raw),
+                params=raw,
+                depends_on=[provision_ids[(assignment.account_id, assignment.permission_set_name)]],
+            )
+        )
+        # Who this assignment gives access to: the user itself, or the group's IAM members.
+        key = (assignment.account_id, assignment.principal_id)
+        if assignment.principal_type == "USER":
+            covered = users_of_identity.get(key, [])
+        else:
+            covered = [
+                member
+                for iam_group in groups_of_identity_group.get(key, [])
+                for member in group_members.get((assignment.account_id, iam_group), [])
+            ]
+        for iam_user in covered:
+            assignment_ids.setdefault((assignment.account_id, iam_user), []).append(action_id)
+            ps_of_user.setdefault((assignment.account_id, iam_user), []).append(
+                assignment.permission_set_name
+            )
+
+    users: list[UserPlan] = []
+    bake_days = settings.get("bake_days", 14)
+    for inventory in sorted(inventories, key=lambda i: i.account.account_id):
+        account_id = inventory.account.account_id
+        for user in sorted(inventory.users, key=lambda u: u.name):
+            fingerprint = user_fingerprint(user)
+            mapping = mappings.get((account_id, user.name))
+            outcome, reason = _outcome(user, mapping, blocked.get((account_id, user.name)))
+            users.append(
+                UserPlan(
+                    account_id=account_id,
+                    user=user.name,
+                    user_class=str(user.user_class),
+                    outcome=outcome,
+                    reason=reason,
+                    target_fingerprint=fingerprint,
+                    identity=mapping.identity_user_name if mapping else None,
+                    permission_sets=sorted(set(ps_of_user.get((account_id, user.name), []))),
+                )
+            )
+            if outcome not in (Outcome.MIGRATE, Outcome.RETIRE):
+                continue
+            prerequisites = assignment_ids.get((account_id, user.name), [])
+            actions.extend(_disable_actions(account_id, user, fingerprint, prerequisites))
+            actions.extend(_delete_actions(account_id, user, fingerprint, bake_days))
+
+    actions.sort(key=lambda a: (STAGE_ORDER[a.stage], a.account_id or "", a.id))
+    return Plan(
+        migration=migration,
+        inventory_snapshot_id=inventory_snapshot_id,
+        mapping_run_id=mapping_run_id,
+        settings=settings,
+        users=users,
+        actions=actions,
+        permission_sets=ps_dicts,
+        assignments=assignment_dicts,
+        required_customer_policies=required_list,
+        findings=findings,
+    )
+
+
+def _outcome(user: User, mapping: UserMapping | None, blocked: str | None) -> tuple[Outcome, str]:
+    if user.user_class == UserClass.PROTECTED:
+        return Outcome.SKIP_PROTECTED, user.class_reason
+    if user.user_class == UserClass.WORKLOAD:
+        return (
+            Outcome.SKIP_WORKLOAD,
+            "programmatic credentials only: needs an IAM role, not a person",
+        )
+    if blocked:
+        return Outcome.SKIP_BLOCKED, blocked
+    if user.user_class == UserClass.UNUSED:
+        return Outcome.RETIRE, user.class_reason
+    if mapping is None:
+        return Outcome.SKIP_UNMATCHED, "no mapping result for this user (run iamc map)"
+    if mapping.status == MatchStatus.AMBIGUOUS:
+        return Outcome.SKIP_AMBIGUOUS, f"ambiguous: {', '.join(mapping.candidates)}"
+    if mapping.status != MatchStatus.MATCHED:
+        return Outcome.SKIP_UNMATCHED, mapping.reason or "no identity-store user matches"
+    return Outcome.MIGRATE, f"maps to {mapping.identity_user_name} (rule {mapping.rule})"
+
+
+def _disable_actions(
+    account_id: str, user: User, fingerprint: str, prerequisites: list[str]
+) -> list[PlanAction]:
+    base = f"disable:{account_id}:{user.name}"
+    actions = [
+        PlanAction(
+            id=f"{base}:deactivate-access-key:{key.key_id}",
+            stage=Stage.DISABLE,
+            kind="deactivate-access-key",
+            account_id=account_id,
+            target=user.name,
+            target_fingerprint=fingerprint,
+            params={"user": user.name, "access_key_id": key.key_id},
+            depends_on=list(prerequisites),
+        )
+        for key in user.access_keys
+        if key.status == "Active"
+    ]
+    actions.append(
+        PlanAction(
+            id=f"{base}:attach-quarantine-policy",
+            stage=Stage.DISABLE,
+            kind="attach-quarantine-policy",
+            account_id=account_id,
+            target=user.name,
+            target_fingerprint=fingerprint,
+            params={
+                "user": user.name,
+                "policy_name": QUARANTINE_POLICY_NAME,
+                "policy": QUARANTINE_POLICY,
+            },
+            depends_on=list(prerequisites),
+        )
+    )
+    return actions
+
+
+def _delete_actions(
+    account_id: str, user: User, fingerprint: str, bake_days: int
+) -> list[PlanAction]:
+    base = f"delete:{account_id}:{user.name}"
+    snapshot_id = f"{base}:00-snapshot-user"
+    actions = [
+        PlanAction(
+            id=snapshot_id,
+            stage=Stage.DELETE,
+            kind="snapshot-user",
+            account_id=account_id,
+            target=user.name,
+            target_fingerprint=fingerprint,
+            params={"user": user.name, "not_before_days_after_disable": bake_days},
+            depends_on=[f"disable:{account_id}:{user.name}:attach-quarantine-policy"],
+        )
+    ]
+    previous = snapshot_id
+    for position, step in enumerate(TEARDOWN, start=1):
+        items = step.items(user)
+        if not items:
+            continue
+        action_id = f"{base}:{position:02d}-{step.kind}"
+        actions.append(
+            PlanAction(
+                id=action_id,
+                stage=Stage.DELETE,
+                kind=step.kind,
+                account_id=account_id,
+                target=user.name,
+                target_fingerprint=fingerprint,
+                params={"user": user.name, "items": items},
+                irreversible=True,
+                depends_on=[previous],
+            )
+        )
+        previous = action_id
+    return actions

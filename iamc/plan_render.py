@@ -1,0 +1,193 @@
+"""Renderings of a plan: Markdown for a change board, JSON for machines, CSV of assignments."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from typing import Any
+
+from iamc.plan import Outcome, Plan, Stage
+
+_OUTCOME_WORDS = {
+    Outcome.MIGRATE: "migrate to Identity Center, then disable and delete",
+    Outcome.RETIRE: "unused: disable and delete",
+    Outcome.SKIP_PROTECTED: "skipped: protected",
+    Outcome.SKIP_WORKLOAD: "skipped: workload (needs a role)",
+    Outcome.SKIP_UNMATCHED: "skipped: no identity matches",
+    Outcome.SKIP_AMBIGUOUS: "skipped: ambiguous identity",
+    Outcome.SKIP_BLOCKED: "skipped: blocking error",
+}
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def render_json(plan: Plan, meta: dict[str, Any]) -> str:
+    return json.dumps({**meta, **plan.content()}, indent=2, sort_keys=True, default=str)
+
+
+def render_assignments_csv(plan: Plan) -> str:
+    out = io.StringIO()
+    columns = [
+        "account_id",
+        "permission_set_name",
+        "principal_type",
+        "principal_id",
+        "principal_name",
+        "reason",
+    ]
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(plan.assignments)
+    return out.getvalue()
+
+
+def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
+    """The change board's document: summary first, then risks, permission sets, per account."""
+    lines: list[str] = []
+    add = lines.append
+    outcomes = Counter(u.outcome for u in plan.users)
+    stages = Counter(a.stage for a in plan.actions)
+    irreversible = [a for a in plan.actions if a.irreversible]
+    accounts = sorted({u.account_id for u in plan.users})
+    blocking = plan.blocking
+    warnings = [f for f in plan.findings if f.severity == "warning"]
+
+    add(f"# Migration plan `{plan.migration}` — plan {meta.get('plan_id', '?')}")
+    add("")
+    add(f"- **Plan hash:** `{meta.get('hash', plan.content_hash())}`")
+    add(
+        f"- **Computed from:** inventory snapshot {plan.inventory_snapshot_id}, "
+        f"mapping run {plan.mapping_run_id}"
+    )
+    if meta.get("created"):
+        add(f"- **Computed at:** {meta['created']}")
+    add(
+        "- **Status:** "
+        + (
+            f"**{len(blocking)} blocking error(s): this plan cannot be approved**"
+            if blocking
+            else "no blocking errors; dry run — nothing has been changed"
+        )
+    )
+    for approval in meta.get("approvals", []):
+        add(
+            f"- **{approval['decision']}** for stage `{approval['stage']}` by "
+            f"{approval['approver']} (ticket {approval['ticket']}) at {approval['at']}"
+        )
+    add("")
+    add("## Summary")
+    add("")
+    add("| | |")
+    add("|---|---:|")
+    add(f"| Accounts | {len(accounts)} |")
+    add(f"| IAM users | {len(plan.users)} |")
+    for outcome in Outcome:
+        if outcomes[outcome]:
+            add(f"| — {_OUTCOME_WORDS[outcome]} | {outcomes[outcome]} |")
+    add(f"| Permission sets to create | {len(plan.permission_sets)} |")
+    add(f"| Account assignments to create | {len(plan.assignments)} |")
+    for stage in Stage:
+        add(f"| Actions in stage `{stage}` | {stages[stage]} |")
+    add(
+        f"| **Irreversible actions** (stage `delete`, not before {plan.settings.get('bake_days')} "
+        f"days after disable) | **{len(irreversible)}** |"
+    )
+    add("")
+    add(
+        "Stages are approved and applied separately: `provision` creates access in Identity "
+        "Center; `disable` deactivates keys and attaches a deny-all quarantine policy "
+        "(reversible); `delete` removes users in the order AWS requires, after a snapshot "
+        "(irreversible: a deleted user's keys, password and MFA can never be restored)."
+    )
+    add("")
+    if blocking:
+        add("## Blocking errors")
+        add("")
+        for finding in blocking:
+            where = " ".join(x for x in (finding.account_id, finding.subject) if x)
+            add(f"- **{finding.kind}** {where}: {_cell(finding.message)}")
+        add("")
+    add("## Risks")
+    add("")
+    risks = 0
+    for finding in warnings:
+        where = " ".join(x for x in (finding.account_id, finding.subject) if x)
+        add(f"- {finding.kind} {where}: {_cell(finding.message)}")
+        risks += 1
+    if plan.required_customer_policies:
+        add(
+            f"- {len(plan.required_customer_policies)} customer-managed policy reference(s) "
+            "must exist (same name and path) in their target accounts before provisioning: "
+            + ", ".join(
+                f"{r['path']}{r['name']} in {r['account_id']}"
+                for r in plan.required_customer_policies[:10]
+            )
+            + (" …" if len(plan.required_customer_policies) > 10 else "")
+        )
+        risks += 1
+    skipped_humans = outcomes[Outcome.SKIP_UNMATCHED] + outcomes[Outcome.SKIP_AMBIGUOUS]
+    if skipped_humans:
+        add(
+            f"- {skipped_humans} human user(s) stay as IAM users until the IdP team provisions "
+            "or disambiguates their identity (`iamc report mapping --unmatched`)."
+        )
+        risks += 1
+    if outcomes[Outcome.SKIP_WORKLOAD]:
+        add(
+            f"- {outcomes[Outcome.SKIP_WORKLOAD]} workload user(s) keep their keys: each needs an "
+            "IAM role for its workload first."
+        )
+        risks += 1
+    if not risks:
+        add("- none found")
+    add("")
+    add("## Permission sets")
+    add("")
+    if plan.permission_sets:
+        add("| Name | Managed policies | Customer-managed | Inline | Boundary | Description |")
+        add("|---|---|---|---|---|---|")
+        for ps in plan.permission_sets:
+            managed = ", ".join(a.rsplit("/", 1)[-1] for a in ps.get("aws_managed_policy_arns", []))
+            customer = ", ".join(c["name"] for c in ps.get("customer_managed_policies", []))
+            inline = ps.get("inline_policy")
+            statements = len(inline.get("Statement", [])) if inline else 0
+            boundary = ps.get("permissions_boundary") or ""
+            add(
+                f"| `{ps['name']}` | {_cell(managed) or '—'} | {_cell(customer) or '—'} | "
+                f"{f'{statements} statement(s)' if statements else '—'} | "
+                f"{_cell(boundary) or '—'} | {_cell(ps.get('description', ''))} |"
+            )
+    else:
+        add("None.")
+    add("")
+    add("## Per account")
+    for account_id in accounts:
+        account_users = [u for u in plan.users if u.account_id == account_id]
+        add("")
+        add(f"### Account {account_id}")
+        add("")
+        add("| IAM user | Class | Outcome | Identity | Permission sets | Why |")
+        add("|---|---|---|---|---|---|")
+        for user in account_users:
+            add(
+                f"| `{user.user}` | {user.user_class} | {_OUTCOME_WORDS[user.outcome]} | "
+                f"{_cell(user.identity or '—')} | {_cell(', '.join(user.permission_sets) or '—')} "
+                f"| {_cell(user.reason)} |"
+            )
+        account_assignments = [a for a in plan.assignments if a["account_id"] == account_id]
+        if account_assignments:
+            add("")
+            add(
+                "Assignments: "
+                + "; ".join(
+                    f"{a['principal_type'].lower()} `{a['principal_name']}` → "
+                    f"`{a['permission_set_name']}`"
+                    for a in account_assignments
+                )
+            )
+    add("")
+    return "\n".join(lines)
