@@ -64,6 +64,39 @@ def run_demo(
             ui.inventory_report(console, spec_path)
             expected = manifest.counts_by_class()
             console.print(f"seeded users by expected class: {expected}", highlight=False)
+
+            console.print(Rule("4. identity mapping: iamc map -c " + str(spec_path)))
+            ui.mapping_with_status(console, spec_path)
+            console.print(
+                f"seeded: unmatched {manifest.unmatched_humans}, ambiguous "
+                f"{sorted(manifest.ambiguous_humans)}; the IdP team's list: "
+                f"iamc report mapping -c {spec_path} --unmatched --format csv",
+                highlight=False,
+            )
+
+            console.print(Rule("5. the dry-run plan: iamc plan -c " + str(spec_path)))
+            plan = ui.plan_with_summary(console, spec_path, workdir / "plan")
+            console.print(Rule(f"6. approval: iamc approve {plan['plan_id']} --stage provision"))
+            if plan["blocking"]:
+                console.print("[red]the plan has blocking errors: nothing to approve[/]")
+            else:
+                from flows.plan import record_decision
+
+                meta = record_decision(
+                    spec_path,
+                    plan["plan_id"],
+                    approver="demo-change-board",
+                    ticket="DEMO-1",
+                    stage="provision",
+                    expected_hash=plan["hash"][:12],
+                    comment="approved by make demo, for illustration",
+                )
+                approval = meta["approvals"][-1]
+                console.print(
+                    f"stage {approval['stage']} {approval['decision']} by {approval['approver']} "
+                    f"(ticket {approval['ticket']}); a reviewer reads {plan['files']['markdown']}",
+                    highlight=False,
+                )
         finally:
             for name, value in previous.items():
                 if value is None:

@@ -101,6 +101,107 @@ def report_inventory(
     ui.inventory_report(console, spec, output_format.value)
 
 
+plan_app = typer.Typer(
+    help="Compute the dry-run plan (default), or show a stored one.", invoke_without_command=True
+)
+app.add_typer(plan_app, name="plan")
+
+
+@plan_app.callback()
+def plan(
+    ctx: typer.Context,
+    spec: Annotated[
+        Path | None, typer.Option("--spec", "-c", help="The migration spec (TOML).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write plan.md, plan.json, assignments.csv.")
+    ] = None,
+) -> None:
+    """Compute the plan from the latest inventory and mapping; exit 2 if it has blocking errors."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if spec is None:
+        raise typer.BadParameter("missing option --spec / -c", param_hint="--spec")
+    from iamc import ui
+
+    result = ui.plan_with_summary(console, spec, out)
+    if result["blocking"]:
+        raise typer.Exit(2)
+
+
+@plan_app.command("show")
+def plan_show(
+    plan_id: Annotated[int, typer.Argument(help="The plan's id (iamc plan prints it).")],
+    spec: SpecOption,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="markdown or json.")] = (
+        "markdown"
+    ),
+) -> None:
+    """Print a stored plan with its approval status."""
+    from iamc import ui
+
+    ui.show_plan(console, spec, plan_id, output_format)
+
+
+@app.command("approve")
+def approve(
+    plan_id: Annotated[int, typer.Argument(help="The plan's id.")],
+    spec: SpecOption,
+    by: Annotated[str, typer.Option("--by", help="Who approves (name or e-mail).")],
+    ticket: Annotated[str, typer.Option("--ticket", help="The change ticket.")],
+    stage: Annotated[str, typer.Option(help="all, provision, disable or delete.")] = "all",
+    plan_hash: Annotated[
+        str | None, typer.Option("--hash", help="The hash the reviewer read in plan.md.")
+    ] = None,
+    comment: str = "",
+    reject: Annotated[bool, typer.Option("--reject", help="Record a rejection instead.")] = False,
+) -> None:
+    """Record who approved which plan hash, for which stage, and when."""
+    from flows.plan import record_decision
+
+    meta = record_decision(
+        spec,
+        plan_id,
+        approver=by,
+        ticket=ticket,
+        decision="rejected" if reject else "approved",
+        stage=stage,
+        expected_hash=plan_hash,
+        comment=comment,
+    )
+    latest = meta["approvals"][-1]
+    console.print(
+        f"plan {plan_id} ({meta['hash'][:12]}): stage {latest['stage']} {latest['decision']} by "
+        f"{latest['approver']}, ticket {latest['ticket']}, at {latest['at']}",
+        highlight=False,
+    )
+
+
+@app.command("map")
+def map_identities(spec: SpecOption, profile: ProfileOption = None) -> None:
+    """Map the latest inventory's human IAM users and groups to Identity Center identities."""
+    from iamc import ui
+
+    ui.mapping_with_status(console, spec, profile)
+    console.print(f"next: iamc report mapping -c {spec} --unmatched", style="dim")
+
+
+@report_app.command("mapping")
+def report_mapping(
+    spec: SpecOption,
+    unmatched: Annotated[
+        bool, typer.Option("--unmatched", help="Only unmatched and ambiguous users and groups.")
+    ] = False,
+    output_format: Annotated[
+        ReportFormat, typer.Option("--format", "-f", help="table, json or csv.")
+    ] = ReportFormat.table,
+) -> None:
+    """Per IAM user: the identity it maps to and the rule, or why not (csv: for the IdP team)."""
+    from iamc import ui
+
+    ui.mapping_report(console, spec, unmatched, output_format.value)
+
+
 @app.command("policy")
 def policy(
     which: Annotated[

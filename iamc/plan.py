@@ -337,7 +337,9 @@ def build_plan(
                     reason=reason,
                     target_fingerprint=fingerprint,
                     identity=mapping.identity_user_name if mapping else None,
-                    permission_sets=sorted(set(ps_of_user.get((account_id, user.name), []))),
+                    permission_sets=sorted(set(ps_of_user.get((account_id, user.name), [])))
+                    if outcome == Outcome.MIGRATE
+                    else [],
                 )
             )
             if outcome not in (Outcome.MIGRATE, Outcome.RETIRE):

@@ -7,7 +7,14 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from iamc.errors import SpecError
 
@@ -79,6 +86,80 @@ class Aws(_Strict):
         return {**DEFAULT_RATE_LIMITS, **value}
 
 
+# Identity-mapping rules (see tasks/mapping.py): "override" (the overrides CSV), "tag:<key>" (an
+# IAM user tag), "username" (the IAM user name), "email-localpart" (the part of an identity
+# email before "@"), or a template containing "username" such as "username@example.com".
+USER_RULE_KINDS = ("override", "tag:<key>", "username", "email-localpart", "<template>")
+GROUP_RULE_KINDS = ("override", "name")
+# An IAM tag key: 1-128 characters of letters, digits, spaces and _.:/=+-@ (IAM API, Tag).
+_TAG_KEY = re.compile(r"^[\w .:/=+\-@]{1,128}$")
+
+
+def user_rule_problem(rule: str) -> str | None:
+    """Why ``rule`` is not a user-mapping rule, or None when it is one."""
+    if rule in ("override", "username", "email-localpart"):
+        return None
+    if rule.startswith("tag:"):
+        if not _TAG_KEY.match(rule[len("tag:") :]):
+            return f"{rule!r}: expected 'tag:<key>' with an IAM tag key, e.g. 'tag:email'"
+        return None
+    if "username" in rule and not any(c.isspace() for c in rule):
+        return None
+    return (
+        f"unknown rule {rule!r}; expected one of override, tag:<key>, username, "
+        "email-localpart, or a template containing 'username' such as 'username@example.com'"
+    )
+
+
+class Mapping(_Strict):
+    """How IAM users and groups are matched to identity-store users and groups."""
+
+    rules: list[str] = Field(
+        default_factory=lambda: ["override", "tag:email", "username", "email-localpart"]
+    )
+    overrides: str | None = None  # CSV account_id,iam_user,idp_user; relative to the spec
+    group_rules: list[str] = Field(default_factory=lambda: ["override", "name"])
+    group_overrides: str | None = None  # CSV account_id,iam_group,idp_group
+    # Pin the Identity Center instance when more than one is visible (account instances).
+    identity_store_id: str | None = None
+    instance_arn: str | None = None
+
+    @field_validator("rules")
+    @classmethod
+    def _user_rules(cls, values: list[str]) -> list[str]:
+        if not values:
+            raise ValueError("at least one rule is needed")
+        problems = [p for p in map(user_rule_problem, values) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
+        if len(set(values)) != len(values):
+            raise ValueError("a rule is listed twice")
+        return values
+
+    @field_validator("group_rules")
+    @classmethod
+    def _group_rules(cls, values: list[str]) -> list[str]:
+        if not values:
+            raise ValueError("at least one rule is needed")
+        unknown = [v for v in values if v not in GROUP_RULE_KINDS]
+        if unknown:
+            raise ValueError(
+                f"unknown rule {', '.join(map(repr, unknown))}; expected override or name"
+            )
+        if len(set(values)) != len(values):
+            raise ValueError("a rule is listed twice")
+        return values
+
+    @model_validator(mode="after")
+    def _overrides_need_their_rule(self) -> Mapping:
+        # An overrides file the rules never consult would be silently ignored.
+        if self.overrides and "override" not in self.rules:
+            raise ValueError("overrides is set but 'override' is not in mapping.rules")
+        if self.group_overrides and "override" not in self.group_rules:
+            raise ValueError("group_overrides is set but 'override' is not in mapping.group_rules")
+        return self
+
+
 class MigrationSpec(_Strict):
     """One staged migration (a wave of accounts), named so its state can be found again."""
 
@@ -92,6 +173,7 @@ class MigrationSpec(_Strict):
     decommission: Decommission = Field(default_factory=Decommission)
     inventory: Inventory = Field(default_factory=Inventory)
     aws: Aws = Field(default_factory=Aws)
+    mapping: Mapping = Field(default_factory=Mapping)
 
     @field_validator("name")
     @classmethod
@@ -170,8 +252,9 @@ def parse_spec(data: dict[str, Any], path: str = "<spec>") -> MigrationSpec:
 def load_spec(path: str | Path) -> MigrationSpec:
     """Read and validate a migration spec.
 
-    A relative SQLite path in ``state`` is resolved against the spec's own directory, so the
-    same spec finds the same state whatever directory the command runs from.
+    A relative SQLite path in ``state``, and the mapping's override CSVs, are resolved against
+    the spec's own directory, so the same spec finds the same files whatever directory the
+    command runs from.
 
     Raises:
         SpecError: the file is missing, not TOML, or has invalid keys.
@@ -188,7 +271,16 @@ def load_spec(path: str | Path) -> MigrationSpec:
     except tomllib.TOMLDecodeError as err:
         raise SpecError(str(path), [("", f"not valid TOML: {err}")]) from None
     spec = parse_spec(data, str(path))
-    return spec.model_copy(update={"state": resolve_state_url(spec.state, path.parent)})
+    mapping = spec.mapping.model_copy(
+        update={
+            key: str((path.parent / value).resolve())
+            for key in ("overrides", "group_overrides")
+            if (value := getattr(spec.mapping, key))
+        }
+    )
+    return spec.model_copy(
+        update={"state": resolve_state_url(spec.state, path.parent), "mapping": mapping}
+    )
 
 
 def resolve_state_url(url: str, base: Path) -> str:

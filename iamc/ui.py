@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,6 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from iamc import reports
 from iamc.records import Finding
+
+if TYPE_CHECKING:
+    from state.identity import MappingInfo
 
 
 def inventory_with_progress(
@@ -84,3 +87,219 @@ def print_findings(console: Console, findings: list[Finding]) -> None:
         console.print(
             f"[{style}]{severity}[/] {kind} ({where}): {escape(message)}", highlight=False
         )
+
+
+def plan_with_summary(console: Console, spec: Path | str, out: Path | None) -> dict[str, Any]:
+    """Run the plan flow and print what a reviewer needs first."""
+    from flows.plan import plan_flow
+
+    with console.status("computing the plan…"):
+        result = plan_flow(str(spec), str(out) if out else None)
+    outcomes = ", ".join(f"{k} {v}" for k, v in result["outcomes"].items())
+    console.print(
+        f"plan {result['plan_id']} hash {result['hash'][:12]}"
+        + (" (same as an earlier plan: reused)" if result["reused"] else ""),
+        highlight=False,
+    )
+    console.print(f"users: {result['users']} ({outcomes})", highlight=False)
+    console.print(
+        f"permission sets {result['permission_sets']}, assignments {result['assignments']}, "
+        f"actions {result['actions']}, irreversible {result['irreversible']}",
+        highlight=False,
+    )
+    for kind, path in result["files"].items():
+        console.print(f"  {kind}: {path}", highlight=False)
+    if result["blocking"]:
+        console.print(
+            f"[red]{result['blocking']} blocking error(s)[/]: see plan.md; this plan can't be "
+            "approved"
+        )
+    else:
+        console.print(
+            f"next: iamc approve {result['plan_id']} -c {spec} --by NAME --ticket ID "
+            f"--hash {result['hash'][:12]}",
+            style="dim",
+            highlight=False,
+        )
+    return result
+
+
+def show_plan(console: Console, spec: Path | str, plan_id: int, output_format: str) -> None:
+    from flows.plan import load_plan
+    from iamc.plan_render import render_json, render_markdown
+
+    plan, meta = load_plan(spec, plan_id)
+    if output_format == "json":
+        sys.stdout.write(render_json(plan, meta) + "\n")
+        return
+    from rich.markdown import Markdown
+
+    approvals = meta["approvals"]
+    status = (
+        "; ".join(
+            f"{a['stage']} {a['decision']} by {a['approver']} ({a['ticket']})" for a in approvals
+        )
+        if approvals
+        else "not approved"
+    )
+    console.print(f"plan {plan_id} hash {meta['hash']}: {status}", highlight=False)
+    console.print(Markdown(render_markdown(plan, meta)))
+
+
+# -- identity mapping -------------------------------------------------------------------------
+
+MAPPING_CSV_COLUMNS = [
+    "account_id",
+    "iam_user",
+    "status",
+    "identity_user",
+    "rule",
+    "candidates",
+    "email_tag",
+    "reason",
+]
+_STATUS_STYLES = {"matched": "green", "unmatched": "red", "ambiguous": "yellow"}
+
+
+def mapping_with_status(
+    console: Console, spec: Path | str, profile: str | None = None
+) -> dict[str, Any]:
+    """Run the mapping flow with a spinner, then print its summary."""
+    from flows.mapping import run_mapping
+
+    with console.status("mapping IAM users to Identity Center identities…"):
+        summary = run_mapping(spec, profile)
+    print_mapping_summary(console, summary)
+    return summary
+
+
+def print_mapping_summary(console: Console, summary: dict[str, Any]) -> None:
+    """Matched/unmatched/ambiguous users, identities, groups mapped: a few lines."""
+    console.print(
+        f"mapping {summary.get('mapping_id', '-')} (run {summary['run_id']}, snapshot "
+        f"{summary['snapshot_id']}): {summary['iam_users']} human IAM users: "
+        f"[green]{summary['matched']} matched[/], [red]{summary['unmatched']} unmatched[/], "
+        f"[yellow]{summary['ambiguous']} ambiguous[/]",
+        highlight=False,
+    )
+    console.print(
+        f"  {summary['identities']} identities ({summary['identities_in_several_accounts']} with "
+        f"IAM users in several accounts); by rule: "
+        + (", ".join(f"{rule} {n}" for rule, n in summary["by_rule"].items()) or "-"),
+        highlight=False,
+    )
+    console.print(
+        f"  IAM groups: {summary['groups_matched']} of {summary['groups']} mapped to IdP groups"
+        f" ({summary['groups_unmatched']} unmatched, {summary['groups_ambiguous']} ambiguous); "
+        f"{summary['workload_users']} workload users need roles, not people",
+        highlight=False,
+    )
+
+
+def mapping_user_rows(
+    mapping: MappingInfo, tags: dict[tuple[str, str], dict[str, str]], tag_keys: list[str]
+) -> list[dict[str, Any]]:
+    """One row per human IAM user, for the IdP team: the candidates and email tag to act on."""
+    keys = tag_keys or ["email"]
+    rows = []
+    for m in mapping.user_mappings:
+        user_tags = tags.get((m.account_id, m.iam_user), {})
+        rows.append(
+            {
+                "account_id": m.account_id,
+                "iam_user": m.iam_user,
+                "status": str(m.status),
+                "identity_user": m.identity_user_name or "",
+                "identity_user_id": m.identity_user_id or "",
+                "rule": m.rule or "",
+                "candidates": list(m.candidates),
+                "email_tag": next((user_tags[k] for k in keys if user_tags.get(k)), ""),
+                "reason": m.reason,
+            }
+        )
+    return rows
+
+
+def mapping_report(
+    console: Console, spec: Path | str, unmatched_only: bool = False, output_format: str = "table"
+) -> None:
+    """Print the latest mapping as a table, JSON or CSV (``--unmatched``: what needs a person)."""
+    import csv
+    import io
+    import json
+
+    from flows.mapping import latest_mapping
+
+    mapping, tags, meta = latest_mapping(spec)
+    users = mapping_user_rows(mapping, tags, meta["tag_keys"])
+    groups = [
+        {
+            "account_id": g.account_id,
+            "iam_group": g.iam_group,
+            "status": str(g.status),
+            "identity_group": g.identity_group_name or "",
+            "identity_group_id": g.identity_group_id or "",
+            "rule": g.rule or "",
+            "reason": g.reason,
+        }
+        for g in mapping.group_mappings
+    ]
+    if unmatched_only:
+        users = [u for u in users if u["status"] != "matched"]
+        groups = [g for g in groups if g["status"] != "matched"]
+    findings: list[Finding] = meta.pop("findings")
+    if output_format == "json":
+        data = {**meta, "users": users, "groups": groups, "findings": [asdict(f) for f in findings]}
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        return
+    if output_format == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(
+            out, fieldnames=MAPPING_CSV_COLUMNS, lineterminator="\n", extrasaction="ignore"
+        )
+        writer.writeheader()
+        writer.writerows({**u, "candidates": ";".join(u["candidates"])} for u in users)
+        sys.stdout.write(out.getvalue())
+        return
+    from rich.table import Table
+
+    title = f"{meta['migration']}: mapping {meta['mapping_id']} ({meta['created']})"
+    table = Table(title=title + (" — not matched" if unmatched_only else ""))
+    for column in ("account", "IAM user", "status", "identity", "rule", "reason"):
+        table.add_column(column)
+    for u in users:
+        style = _STATUS_STYLES.get(u["status"], "")
+        identity = u["identity_user"] or ", ".join(u["candidates"])
+        table.add_row(
+            u["account_id"],
+            escape(u["iam_user"]),
+            f"[{style}]{u['status']}[/]",
+            escape(identity),
+            escape(u["rule"]),
+            escape(u["reason"]),
+        )
+    console.print(table)
+    group_table = Table(title="IAM groups")
+    for column in ("account", "IAM group", "status", "IdP group", "rule", "reason"):
+        group_table.add_column(column)
+    for g in groups:
+        style = _STATUS_STYLES.get(g["status"], "")
+        group_table.add_row(
+            g["account_id"],
+            escape(g["iam_group"]),
+            f"[{style}]{g['status']}[/]",
+            escape(g["identity_group"]),
+            escape(g["rule"]),
+            escape(g["reason"]),
+        )
+    console.print(group_table)
+    if meta["summary"]:
+        print_mapping_summary(console, meta["summary"])
+    workloads = [f for f in findings if f.kind == "workload-needs-role"]
+    if workloads:
+        console.print(
+            f"[yellow]warning[/] workload-needs-role: {len(workloads)} workload IAM users need an "
+            "IAM role, not a person (--format json lists them)",
+            highlight=False,
+        )
+    print_findings(console, [f for f in findings if f.kind != "workload-needs-role"])

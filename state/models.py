@@ -335,3 +335,111 @@ class FindingRow(Base):
     subject: Mapped[str | None] = mapped_column(String(256))
     message: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+# -- Identity mapping (revision 0002) ---------------------------------------------------------
+
+
+class MappingRow(Base):
+    """One mapping run's result: computed from an inventory snapshot and the identity store."""
+
+    __tablename__ = "mappings"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id", ondelete="CASCADE"), unique=True)
+    snapshot_id: Mapped[int] = _parent("snapshots")
+    created: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class IdentityUserRow(Base):
+    """An identity-store user as the mapping saw it."""
+
+    __tablename__ = "identity_users"
+    __table_args__ = (UniqueConstraint("mapping_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    mapping_id: Mapped[int] = _parent("mappings")
+    user_id: Mapped[str] = mapped_column(String(64))
+    user_name: Mapped[str] = mapped_column(String(128))
+    display_name: Mapped[str] = mapped_column(String(1024))
+    emails: Mapped[list[str]] = mapped_column(Json)
+    external_id: Mapped[str | None] = mapped_column(String(256))
+
+
+class IdentityGroupRow(Base):
+    """An identity-store group with its members' user ids."""
+
+    __tablename__ = "identity_groups"
+    __table_args__ = (UniqueConstraint("mapping_id", "group_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    mapping_id: Mapped[int] = _parent("mappings")
+    group_id: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(1024))
+    member_ids: Mapped[list[str]] = mapped_column(Json)
+
+
+class UserMappingRow(Base):
+    """Which identity an IAM user of an account maps to, and the rule that decided it."""
+
+    __tablename__ = "user_mappings"
+    __table_args__ = (UniqueConstraint("mapping_id", "account_id", "iam_user"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    mapping_id: Mapped[int] = _parent("mappings")
+    account_id: Mapped[str] = mapped_column(String(12))
+    iam_user: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    rule: Mapped[str | None] = mapped_column(String(256))
+    identity_user_id: Mapped[str | None] = mapped_column(String(64))
+    identity_user_name: Mapped[str | None] = mapped_column(String(128))
+    candidates: Mapped[list[str]] = mapped_column(Json)
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class GroupMappingRow(Base):
+    """Which identity-store group an IAM group of an account maps to, if any."""
+
+    __tablename__ = "group_mappings"
+    __table_args__ = (UniqueConstraint("mapping_id", "account_id", "iam_group"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    mapping_id: Mapped[int] = _parent("mappings")
+    account_id: Mapped[str] = mapped_column(String(12))
+    iam_group: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    rule: Mapped[str | None] = mapped_column(String(256))
+    identity_group_id: Mapped[str | None] = mapped_column(String(64))
+    identity_group_name: Mapped[str | None] = mapped_column(String(1024))
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class PlanRow(Base):
+    """A computed plan: its content (actions, fingerprints) and the hash of that content."""
+
+    __tablename__ = "plans"
+    __table_args__ = (UniqueConstraint("migration_id", "hash"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    migration_id: Mapped[int] = _parent("migrations")
+    run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    created: Mapped[datetime] = mapped_column(UtcDateTime)
+    hash: Mapped[str] = mapped_column(String(64))
+    blocking: Mapped[int] = mapped_column(Integer)
+    content: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+class ApprovalRow(Base):
+    """Who approved (or rejected) which plan hash, for which stage, and when."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    plan_id: Mapped[int] = _parent("plans")
+    stage: Mapped[str] = mapped_column(String(16))
+    decision: Mapped[str] = mapped_column(String(16))
+    approver: Mapped[str] = mapped_column(String(256))
+    ticket: Mapped[str] = mapped_column(String(256))
+    comment: Mapped[str] = mapped_column(Text)
+    plan_hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -20,6 +20,8 @@ from iamc import records
 from iamc.errors import StateError
 from state import models as m
 from state.engine import make_engine, mask_url, sqlite_write_lock, upgrade_to_head
+from state.identity import IdentityMixin
+from state.plans import PlanMixin
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Store:
+class Store(IdentityMixin, PlanMixin):
     """The state DB, upgraded to this code's schema; safe to share between threads.
 
     Each call runs in its own session and transaction, so the inventory's per-account tasks

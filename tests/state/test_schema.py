@@ -22,7 +22,7 @@ _SECRET_LIKE = re.compile(r"secret|password|passwd|private|seed|token|credential
 
 def test_one_head_with_readable_ids() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0001"]
+    assert len(script.get_heads()) == 1
     revisions = [revision.revision for revision in script.walk_revisions()]
     assert all(re.fullmatch(r"\d{4}", revision) for revision in revisions)
 
@@ -44,7 +44,7 @@ def test_upgrade_from_empty_creates_every_table(store_url: str) -> None:
     finally:
         engine.dispose()
     assert set(Base.metadata.tables) <= tables
-    assert version == "0001"
+    assert version == ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def test_models_match_migrations(store_url: str) -> None:

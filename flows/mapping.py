@@ -1,0 +1,214 @@
+"""Runbook step 2: map each human IAM user (and IAM group) to an Identity Center identity."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.progress import emit
+from flows.reports import NoInventoryError
+from iamc.errors import IamcError
+from iamc.records import AccountInventory
+from iamc.spec import MigrationSpec, load_spec
+from state import Store
+from state.identity import MappingInfo
+from tasks.aws import AwsSessions
+from tasks.identity_store import IdentityStoreContents, find_instance, read_identity_store
+from tasks.mapping import (
+    GROUP_OVERRIDE_HEADER,
+    USER_OVERRIDE_HEADER,
+    MappingResult,
+    Overrides,
+    check_overrides,
+    map_identities,
+    parse_overrides,
+)
+
+log = logging.getLogger(__name__)
+
+
+class NoMappingError(IamcError):
+    exit_code = 2
+
+
+class _Runtime:
+    """What the tasks share. A plain class, so Prefect does not walk or hash it."""
+
+    def __init__(self, spec: MigrationSpec, spec_path: str, sessions: AwsSessions):
+        self.spec = spec
+        self.spec_path = spec_path
+        self.sessions = sessions
+
+
+@task(name="read-identity-store", cache_policy=NO_CACHE, persist_result=False)
+def read_identity(runtime: _Runtime) -> IdentityStoreContents:
+    session = runtime.sessions.management()
+    instance = find_instance(
+        session,
+        identity_store_id=runtime.spec.mapping.identity_store_id,
+        instance_arn=runtime.spec.mapping.instance_arn,
+        spec_path=runtime.spec_path,
+    )
+    return read_identity_store(session, instance.identity_store_id)
+
+
+class _MappingInput:
+    """The snapshot, identity store and overrides; a plain class, so Prefect does not walk
+    thousands of records looking for futures in the task's arguments."""
+
+    def __init__(
+        self,
+        inventories: list[AccountInventory],
+        identity: IdentityStoreContents,
+        overrides: Overrides | None,
+        group_overrides: Overrides | None,
+    ):
+        self.inventories = inventories
+        self.identity = identity
+        self.overrides = overrides
+        self.group_overrides = group_overrides
+
+
+@task(name="map-identities", cache_policy=NO_CACHE, persist_result=False)
+def map_all(runtime: _Runtime, given: _MappingInput) -> MappingResult:
+    return map_identities(
+        given.inventories,
+        given.identity.users,
+        given.identity.groups,
+        runtime.spec.mapping.rules,
+        runtime.spec.mapping.group_rules,
+        given.overrides,
+        given.group_overrides,
+    )
+
+
+def load_overrides(spec: MigrationSpec) -> tuple[Overrides | None, Overrides | None]:
+    """Parse the spec's override CSVs (syntax only: names are checked against the store later).
+
+    Raises:
+        InputFileError: naming the file, line and column.
+    """
+    users = (
+        parse_overrides(spec.mapping.overrides, USER_OVERRIDE_HEADER)
+        if spec.mapping.overrides
+        else None
+    )
+    groups = (
+        parse_overrides(spec.mapping.group_overrides, GROUP_OVERRIDE_HEADER)
+        if spec.mapping.group_overrides
+        else None
+    )
+    return users, groups
+
+
+@flow(name="mapping", log_prints=False)
+def mapping_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
+    """Map the latest inventory's human IAM users and IAM groups to the identity store.
+
+    Everything that can be wrong with the input (overrides CSVs, no inventory yet) is found
+    before anything is written: a bad CSV leaves the state DB as it was.
+
+    Args:
+        spec_path: The migration spec (TOML).
+        profile: An AWS profile for the management account (default: the boto3 chain).
+
+    Returns:
+        The run's summary: run id, snapshot id, counts by status, groups mapped.
+
+    Raises:
+        InputFileError: An overrides CSV is malformed or names an unknown identity.
+        NoInventoryError: No complete inventory snapshot yet.
+    """
+    spec = load_spec(spec_path)
+    overrides, group_overrides = load_overrides(spec)
+    runtime = _Runtime(spec, spec_path, AwsSessions.from_spec(spec, profile=profile))
+    with Store.open(spec.state) as store:
+        known = store.find_migration(spec.name)
+        snapshot = store.latest_snapshot(known) if known is not None else None
+        if known is None or snapshot is None:
+            raise NoInventoryError(
+                f"no inventory yet for migration {spec.name!r}: run 'iamc inventory -c "
+                f"{spec_path}' first"
+            )
+        identity = read_identity(runtime)
+        check_overrides(overrides, group_overrides, identity.users, identity.groups)
+        emit("identity-read", users=len(identity.users), groups=len(identity.groups))
+        given = _MappingInput(
+            store.load_snapshot(snapshot.id), identity, overrides, group_overrides
+        )
+        result = map_all(runtime, given)
+
+        migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
+        run_id = store.start_run(migration_id, "mapping", {"spec": str(Path(spec_path))})
+        try:
+            mapping_id = store.save_mapping(
+                run_id,
+                snapshot.id,
+                identity.users,
+                identity.groups,
+                result.users,
+                result.groups,
+            )
+            store.add_findings(run_id, result.findings)
+            summary = {
+                "run_id": run_id,
+                "mapping_id": mapping_id,
+                "snapshot_id": snapshot.id,
+                "identity_store_id": identity.identity_store_id,
+                "identity_users": len(identity.users),
+                "identity_groups": len(identity.groups),
+                **result.summary(),
+            }
+        except BaseException as err:
+            store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
+            raise
+        store.finish_run(run_id, "succeeded", summary=summary)
+        return summary
+
+
+def run_mapping(spec_path: str | Path, profile: str | None = None) -> dict[str, Any]:
+    """Run the mapping flow; returns its summary (see :func:`mapping_flow`)."""
+    return mapping_flow(str(spec_path), profile)
+
+
+def latest_mapping(spec_path: str | Path) -> tuple[MappingInfo, dict[str, Any], dict[str, Any]]:
+    """The latest mapping for the report: the mapping, the IAM users' tags, and metadata.
+
+    Returns:
+        ``(mapping, tags, meta)``; ``tags`` is ``{(account_id, iam_user): {key: value}}`` from
+        the inventory snapshot the mapping was computed from; ``meta`` holds the migration
+        name, ids, the run's summary and findings.
+
+    Raises:
+        NoMappingError: No mapping run has succeeded yet.
+    """
+    spec = load_spec(spec_path)
+    with Store.open(spec.state) as store:
+        known = store.find_migration(spec.name)
+        mapping = store.latest_mapping(known) if known is not None else None
+        if known is None or mapping is None:
+            raise NoMappingError(
+                f"no mapping yet for migration {spec.name!r}: run 'iamc map -c {spec_path}'"
+            )
+        tags = {
+            (inventory.account.account_id, user.name): dict(user.tags)
+            for inventory in store.load_snapshot(mapping.snapshot_id)
+            for user in inventory.users
+        }
+        run = store.get_run(mapping.run_id)
+        findings = store.findings(run_id=mapping.run_id)
+    meta = {
+        "migration": spec.name,
+        "mapping_id": mapping.id,
+        "run_id": mapping.run_id,
+        "snapshot_id": mapping.snapshot_id,
+        "created": mapping.created.isoformat(),
+        "summary": run.summary or {},
+        "findings": findings,
+        "tag_keys": [r[len("tag:") :] for r in spec.mapping.rules if r.startswith("tag:")],
+    }
+    return mapping, tags, meta

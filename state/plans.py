@@ -1,0 +1,171 @@
+"""Store methods for plans and their approvals (mixed into ``state.Store``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from state import models as m
+
+
+@dataclass(frozen=True)
+class ApprovalInfo:
+    stage: str
+    decision: str
+    approver: str
+    ticket: str
+    comment: str
+    plan_hash: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class PlanInfo:
+    id: int
+    migration_id: int
+    migration: str
+    run_id: int
+    created: datetime
+    hash: str
+    blocking: int
+    content: dict[str, Any]
+    approvals: list[ApprovalInfo]
+
+
+class PlanMixin:
+    """Plans are stored whole (their content is the thing approved) and found by hash."""
+
+    def save_plan(
+        self,
+        migration_id: int,
+        run_id: int,
+        plan_hash: str,
+        content: dict[str, Any],
+        blocking: int,
+    ) -> tuple[int, bool]:
+        """Store a plan, or find the identical one already stored.
+
+        Returns:
+            (plan id, whether an identical plan already existed and was reused).
+        """
+
+        def work(session: Session) -> tuple[int, bool]:
+            found = session.execute(
+                select(m.PlanRow.id).where(
+                    m.PlanRow.migration_id == migration_id, m.PlanRow.hash == plan_hash
+                )
+            ).scalar_one_or_none()
+            if found is not None:
+                return found, True
+            plan_id = session.execute(
+                insert(m.PlanRow)
+                .values(
+                    migration_id=migration_id,
+                    run_id=run_id,
+                    created=datetime.now(UTC),
+                    hash=plan_hash,
+                    blocking=blocking,
+                    content=content,
+                )
+                .returning(m.PlanRow.id)
+            ).scalar_one()
+            return plan_id, False
+
+        return self._retrying_on_conflict(work)  # type: ignore[attr-defined]
+
+    def get_plan(self, plan_id: int) -> PlanInfo | None:
+        """A stored plan with its approvals, oldest first; None if there is no such plan."""
+        with self._session(write=False) as session:  # type: ignore[attr-defined]
+            row = session.execute(
+                select(m.PlanRow, m.Migration.name)
+                .join(m.Migration, m.Migration.id == m.PlanRow.migration_id)
+                .where(m.PlanRow.id == plan_id)
+            ).one_or_none()
+            if row is None:
+                return None
+            plan, migration = row
+            approvals = session.execute(
+                select(m.ApprovalRow)
+                .where(m.ApprovalRow.plan_id == plan_id)
+                .order_by(m.ApprovalRow.id)
+            ).scalars()
+            return PlanInfo(
+                id=plan.id,
+                migration_id=plan.migration_id,
+                migration=migration,
+                run_id=plan.run_id,
+                created=plan.created,
+                hash=plan.hash,
+                blocking=plan.blocking,
+                content=plan.content,
+                approvals=[
+                    ApprovalInfo(
+                        stage=a.stage,
+                        decision=a.decision,
+                        approver=a.approver,
+                        ticket=a.ticket,
+                        comment=a.comment,
+                        plan_hash=a.plan_hash,
+                        at=a.at,
+                    )
+                    for a in approvals
+                ],
+            )
+
+    def record_approval(
+        self,
+        plan_id: int,
+        *,
+        stage: str,
+        decision: str,
+        approver: str,
+        ticket: str,
+        comment: str,
+        plan_hash: str,
+        overlapping_stages: set[str],
+    ) -> ApprovalInfo | None:
+        """Append a decision unless one already covers an overlapping stage.
+
+        The check and the insert share one transaction, with the plan row locked on
+        PostgreSQL (SQLite serializes writers), so two approvers racing can't both win.
+
+        Returns:
+            None when recorded; otherwise the earlier decision that overlaps.
+        """
+        with self._session(write=True) as session:  # type: ignore[attr-defined]
+            session.execute(
+                select(m.PlanRow.id).where(m.PlanRow.id == plan_id).with_for_update()
+            ).scalar_one()
+            for earlier in session.execute(
+                select(m.ApprovalRow)
+                .where(
+                    m.ApprovalRow.plan_id == plan_id, m.ApprovalRow.stage.in_(overlapping_stages)
+                )
+                .order_by(m.ApprovalRow.id)
+            ).scalars():
+                return ApprovalInfo(
+                    stage=earlier.stage,
+                    decision=earlier.decision,
+                    approver=earlier.approver,
+                    ticket=earlier.ticket,
+                    comment=earlier.comment,
+                    plan_hash=earlier.plan_hash,
+                    at=earlier.at,
+                )
+            session.execute(
+                insert(m.ApprovalRow).values(
+                    plan_id=plan_id,
+                    stage=stage,
+                    decision=decision,
+                    approver=approver,
+                    ticket=ticket,
+                    comment=comment,
+                    plan_hash=plan_hash,
+                    at=datetime.now(UTC),
+                )
+            )
+        return None

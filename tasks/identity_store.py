@@ -1,0 +1,175 @@
+"""The IAM Identity Center instance and its identity store: users, groups and memberships."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from iamc.errors import AwsAccessError, SpecError
+from iamc.records import IdentityGroup, IdentityUser
+from tasks.aws import translate_errors
+
+log = logging.getLogger(__name__)
+
+# sso-admin's IAM action prefix is "sso" (Service Authorization Reference, IAM Identity Center).
+READ_PERMISSIONS = (
+    "sso:ListInstances",
+    "identitystore:ListUsers",
+    "identitystore:ListGroups",
+    "identitystore:ListGroupMemberships",
+)
+
+
+@dataclass(frozen=True)
+class IdentityCenterInstance:
+    instance_arn: str
+    identity_store_id: str
+
+
+@dataclass
+class IdentityStoreContents:
+    """Everything read from one identity store, as the IdP sync left it."""
+
+    identity_store_id: str
+    users: list[IdentityUser] = field(default_factory=list)
+    groups: list[IdentityGroup] = field(default_factory=list)
+
+
+def _pages(client, operation: str, key: str, page_size: int | None, **kwargs) -> Iterator[Any]:
+    config = {"PageSize": page_size} if page_size else {}
+    for page in client.get_paginator(operation).paginate(PaginationConfig=config, **kwargs):
+        yield from page.get(key, [])
+
+
+def find_instance(
+    session: boto3.Session,
+    identity_store_id: str | None = None,
+    instance_arn: str | None = None,
+    spec_path: str = "<spec>",
+) -> IdentityCenterInstance:
+    """The Identity Center instance to read: the only one visible, or the one the spec pins.
+
+    Args:
+        session: The management (or delegated administrator) account's session.
+        identity_store_id: ``mapping.identity_store_id`` from the spec, if pinned.
+        instance_arn: ``mapping.instance_arn`` from the spec, if pinned.
+        spec_path: The spec file, for the message when a pin is wrong.
+
+    Returns:
+        The instance.
+
+    Raises:
+        AwsAccessError: No instance is visible, or credentials were refused.
+        SpecError: Several instances and none pinned, or the pinned one is not visible.
+    """
+    client = session.client("sso-admin")
+    with translate_errors(operation="sso:ListInstances"):
+        instances = [
+            IdentityCenterInstance(raw["InstanceArn"], raw["IdentityStoreId"])
+            for raw in _pages(client, "list_instances", "Instances", None)
+        ]
+    if not instances:
+        raise AwsAccessError(
+            "no IAM Identity Center instance is visible: enable Identity Center, or run from "
+            "its delegated administrator account",
+            operation="sso:ListInstances",
+        )
+    pinned = [
+        i
+        for i in instances
+        if (identity_store_id is None or i.identity_store_id == identity_store_id)
+        and (instance_arn is None or i.instance_arn == instance_arn)
+    ]
+    visible = ", ".join(f"{i.identity_store_id} ({i.instance_arn})" for i in instances)
+    if identity_store_id or instance_arn:
+        if not pinned:
+            key = "mapping.identity_store_id" if identity_store_id else "mapping.instance_arn"
+            raise SpecError(
+                spec_path, [(key, f"no such Identity Center instance; visible: {visible}")]
+            )
+        return pinned[0]
+    if len(instances) > 1:
+        raise SpecError(
+            spec_path,
+            [("mapping.identity_store_id", f"several instances are visible, pin one: {visible}")],
+        )
+    return instances[0]
+
+
+def _identity_user(raw: dict[str, Any]) -> IdentityUser:
+    external = raw.get("ExternalIds") or []
+    return IdentityUser(
+        user_id=raw["UserId"],
+        user_name=raw.get("UserName", ""),
+        display_name=raw.get("DisplayName") or "",
+        emails=[e["Value"] for e in raw.get("Emails") or [] if e.get("Value")],
+        external_id=external[0].get("Id") if external and external[0] else None,
+    )
+
+
+def read_identity_store(
+    session: boto3.Session, identity_store_id: str, page_size: int | None = None
+) -> IdentityStoreContents:
+    """Read every user and group, and each group's members, through the paginators.
+
+    Everything is read and matched locally: ``ListUsers`` filters only on one attribute at a
+    time (identitystore API reference, Filter), and moto implements only the UserName filter.
+
+    Args:
+        session: The session of the account that holds the identity store.
+        identity_store_id: The store's id (``d-…``).
+        page_size: Items per page (tests make it small to cross page boundaries).
+
+    Returns:
+        Users and groups, each sorted by name.
+
+    Raises:
+        AwsAccessError: Credentials were refused.
+    """
+    client = session.client("identitystore")
+    contents = IdentityStoreContents(identity_store_id=identity_store_id)
+    with translate_errors(operation="identitystore:ListUsers"):
+        contents.users = [
+            _identity_user(raw)
+            for raw in _pages(
+                client, "list_users", "Users", page_size, IdentityStoreId=identity_store_id
+            )
+        ]
+    with translate_errors(operation="identitystore:ListGroups"):
+        raw_groups = list(
+            _pages(client, "list_groups", "Groups", page_size, IdentityStoreId=identity_store_id)
+        )
+    for raw in raw_groups:
+        with translate_errors(operation="identitystore:ListGroupMemberships"):
+            members = [
+                membership["MemberId"]["UserId"]
+                for membership in _pages(
+                    client,
+                    "list_group_memberships",
+                    "GroupMemberships",
+                    page_size,
+                    IdentityStoreId=identity_store_id,
+                    GroupId=raw["GroupId"],
+                )
+                if "UserId" in (membership.get("MemberId") or {})
+            ]
+        contents.groups.append(
+            IdentityGroup(
+                group_id=raw["GroupId"],
+                display_name=raw.get("DisplayName") or "",
+                member_ids=sorted(set(members)),
+            )
+        )
+    contents.users.sort(key=lambda u: (u.user_name.lower(), u.user_id))
+    contents.groups.sort(key=lambda g: (g.display_name.lower(), g.group_id))
+    log.info(
+        "identity store %s: %d users, %d groups",
+        identity_store_id,
+        len(contents.users),
+        len(contents.groups),
+    )
+    return contents

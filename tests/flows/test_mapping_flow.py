@@ -1,0 +1,162 @@
+"""The mapping flow as a real Prefect flow run, against in-process moto and a SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.inventory import run_inventory
+from flows.mapping import NoInventoryError, run_mapping
+from iamc.errors import InputFileError
+from iamc.records import MatchStatus
+from state import Store
+from tasks.aws import AwsSessions
+
+
+def _human(iam, name: str, email: str | None, groups: tuple[str, ...] = ()) -> None:
+    tags = [{"Key": "email", "Value": email}] if email else []
+    iam.create_user(UserName=name, Tags=tags)
+    iam.create_login_profile(UserName=name, Password="Sandbox-Only-1!")
+    for group in groups:
+        iam.add_user_to_group(UserName=name, GroupName=group)
+
+
+@pytest.fixture
+def organization(aws):
+    """Two accounts: jane in both, victor unmatched, alex ambiguous, a workload; an IdP."""
+    sessions = AwsSessions(region="us-east-1")
+    management = sessions.management()
+    org = management.client("organizations")
+    org.create_organization(FeatureSet="ALL")
+    ids = [
+        org.create_account(AccountName=name, Email=f"{name}@example.com")["CreateAccountStatus"][
+            "AccountId"
+        ]
+        for name in ("alpha", "beta")
+    ]
+    for account_id in ids:
+        iam = sessions.for_account(account_id).client("iam")
+        iam.create_group(GroupName="developers")
+        _human(iam, "jane.doe", "jane.doe@example.com", ("developers",))
+    alpha = sessions.for_account(ids[0]).client("iam")
+    alpha.create_group(GroupName="auditors")
+    alpha.add_user_to_group(UserName="jane.doe", GroupName="auditors")
+    _human(alpha, "victor.stone", "victor.stone@example.com", ("developers",))
+    _human(alpha, "alex.kim", None)
+    alpha.create_user(UserName="deployer")
+    alpha.create_access_key(UserName="deployer")
+
+    store_id = management.client("sso-admin").list_instances()["Instances"][0]["IdentityStoreId"]
+    idp = management.client("identitystore")
+    users = {}
+    for user_name in (
+        "jane.doe@example.com",
+        "alex.kim@example.com",
+        "alex.kim@contractors.example.com",
+    ):
+        users[user_name] = idp.create_user(
+            IdentityStoreId=store_id,
+            UserName=user_name,
+            DisplayName=user_name,
+            Name={"GivenName": "x", "FamilyName": "y"},
+            Emails=[{"Value": user_name, "Type": "work", "Primary": True}],
+        )["UserId"]
+    group = idp.create_group(IdentityStoreId=store_id, DisplayName="developers")["GroupId"]
+    idp.create_group_membership(
+        IdentityStoreId=store_id, GroupId=group, MemberId={"UserId": users["jane.doe@example.com"]}
+    )
+    return ids, users
+
+
+def write_spec(tmp_path: Path, mapping: str = "") -> Path:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'name = "wave-1"\nstate = "sqlite:///state.db"\n[inventory]\nconcurrency = 2\n'
+        + (f"[mapping]\n{mapping}" if mapping else "")
+    )
+    return spec
+
+
+def state_counts(tmp_path: Path) -> tuple[int, list]:
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        runs = store.list_runs()
+        mapping = store.latest_mapping(runs[0].migration_id) if runs else None
+        return len(runs), mapping
+
+
+def test_mapping_flow_stores_mappings_findings_and_the_identity_store(organization, tmp_path):
+    (alpha, beta), users = organization
+    spec = write_spec(tmp_path)
+    with pytest.raises(NoInventoryError, match="run 'iamc inventory"):
+        run_mapping(spec)
+
+    inventory = run_inventory(spec)
+    summary = run_mapping(spec)
+
+    assert (summary["matched"], summary["unmatched"], summary["ambiguous"]) == (2, 1, 1)
+    assert summary["identities"] == 1 and summary["identities_in_several_accounts"] == 1
+    assert (summary["groups"], summary["groups_matched"], summary["groups_unmatched"]) == (3, 2, 1)
+    assert summary["snapshot_id"] == inventory["snapshot_id"]
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        run = store.get_run(summary["run_id"])
+        assert (run.kind, run.status) == ("mapping", "succeeded")
+        mapping = store.latest_mapping(run.migration_id)
+        assert mapping is not None and mapping.run_id == run.id
+        assert mapping.snapshot_id == inventory["snapshot_id"]
+        assert len(mapping.identity_users) == 3 and len(mapping.identity_groups) == 1
+        got = {(m.account_id, m.iam_user): m for m in mapping.user_mappings}
+        assert set(got) == {
+            (alpha, "jane.doe"),
+            (beta, "jane.doe"),
+            (alpha, "victor.stone"),
+            (alpha, "alex.kim"),
+        }
+        jane_id = users["jane.doe@example.com"]
+        assert got[(alpha, "jane.doe")].identity_user_id == jane_id
+        assert got[(beta, "jane.doe")].identity_user_id == jane_id
+        assert got[(alpha, "jane.doe")].rule == "tag:email"
+        assert got[(alpha, "victor.stone")].status == MatchStatus.UNMATCHED
+        alex = got[(alpha, "alex.kim")]
+        assert (alex.status, alex.rule) == (MatchStatus.AMBIGUOUS, "email-localpart")
+        assert sorted(alex.candidates) == [
+            "alex.kim@contractors.example.com",
+            "alex.kim@example.com",
+        ]
+        groups = {(g.account_id, g.iam_group): g for g in mapping.group_mappings}
+        assert groups[(beta, "developers")].status == MatchStatus.MATCHED
+        # victor is unmatched, so only jane counts in alpha: the IdP group holds her.
+        assert groups[(alpha, "developers")].status == MatchStatus.MATCHED
+        assert groups[(alpha, "auditors")].status == MatchStatus.UNMATCHED  # no such IdP group
+        findings = store.findings(run_id=run.id)
+        assert [(f.kind, f.subject) for f in findings if f.kind == "workload-needs-role"] == [
+            ("workload-needs-role", "deployer")
+        ]
+
+
+def test_bad_overrides_csv_stops_before_anything_is_stored(organization, tmp_path):
+    (alpha, _beta), _users = organization
+    spec = write_spec(tmp_path, 'overrides = "people.csv"\n')
+    csv_path = tmp_path / "people.csv"
+    csv_path.write_text(f"account_id,iam_user,idp_user\n{alpha},alex.kim,alex.kim@example.com\n")
+    run_inventory(spec)
+    good = run_mapping(spec)
+    assert good["ambiguous"] == 0 and good["by_rule"]["override"] == 1
+    runs_before, mapping_before = state_counts(tmp_path)
+    db_before = (tmp_path / "state.db").read_bytes()
+
+    csv_path.write_text(f"account_id,iam_user,idp_user\n{alpha},alex.kim\n")
+    with pytest.raises(InputFileError) as caught:
+        run_mapping(spec)
+    assert caught.value.line == 2 and str(csv_path) in str(caught.value)
+
+    # Syntactically fine, but the identity does not exist: found after reading the store.
+    csv_path.write_text("account_id,iam_user,idp_user\n*,alex.kim,alex@nowhere.example\n")
+    with pytest.raises(InputFileError) as caught:
+        run_mapping(spec)
+    assert (caught.value.line, caught.value.field) == (2, "idp_user")
+
+    runs_after, mapping_after = state_counts(tmp_path)
+    assert runs_after == runs_before
+    assert mapping_after == mapping_before
+    assert (tmp_path / "state.db").read_bytes() == db_before

@@ -1,0 +1,205 @@
+"""The plan flow and approvals: stored plans, refusals, and the Prefect approval pause."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from flows.plan import PlanError, plan_and_approve, plan_flow, record_decision
+from iamc.records import (
+    AccessKey,
+    Account,
+    AccountInventory,
+    AttachedPolicy,
+    IdentityUser,
+    ManagedPolicy,
+    MatchStatus,
+    User,
+    UserClass,
+    UserMapping,
+)
+from state import Store
+
+READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
+DOC = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+
+
+def seed_store(url: str, managed_policies: int = 1) -> None:
+    """An inventory and a mapping written straight into the store: no AWS needed."""
+    arns = [READ_ONLY] + [f"arn:aws:iam::aws:policy/Extra{n}" for n in range(managed_policies - 1)]
+    users = [
+        User(
+            name=name,
+            user_id=f"AIDA{name.upper()}",
+            arn=f"arn:aws:iam::111111111111:user/{name}",
+            created=datetime(2025, 1, 1, tzinfo=UTC),
+            password_enabled=True,
+            access_keys=[AccessKey(f"AKIA{name.upper():0<16}", "Active")],
+            attached_policies=[AttachedPolicy(arn, arn.rsplit("/", 1)[-1]) for arn in arns],
+            user_class=UserClass.HUMAN,
+            class_reason="console password",
+        )
+        for name in ("ana", "bo")
+    ]
+    inventory = AccountInventory(
+        account=Account("111111111111", "alpha"),
+        users=users,
+        managed_policies=[
+            ManagedPolicy(arn, arn.rsplit("/", 1)[-1], aws_managed=True, document=DOC)
+            for arn in arns
+        ],
+    )
+    with Store.open(url) as store:
+        migration = store.ensure_migration("wave-1", {})
+        run = store.start_run(migration, "inventory")
+        snapshot = store.new_snapshot(migration, run)
+        store.save_account_inventory(snapshot, inventory)
+        store.complete_snapshot(snapshot)
+        store.finish_run(run, "succeeded")
+        mapping_run = store.start_run(migration, "mapping")
+        identities = [IdentityUser(f"id-{u.name}", f"{u.name}@example.com") for u in users]
+        mappings = [
+            UserMapping(
+                "111111111111", u.name, MatchStatus.MATCHED, "username", i.user_id, i.user_name
+            )
+            for u, i in zip(users, identities, strict=True)
+        ]
+        store.save_mapping(mapping_run, snapshot, identities, [], mappings, [])
+        store.finish_run(mapping_run, "succeeded")
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text('name = "wave-1"\nstate = "sqlite:///state.db"\n')
+    seed_store(f"sqlite:///{tmp_path / 'state.db'}")
+    return path
+
+
+def test_plan_is_stored_written_and_reused_for_the_same_inputs(spec: Path):
+    first = plan_flow(str(spec))
+    assert first["blocking"] == 0 and first["permission_sets"] == 1 and first["assignments"] == 2
+    markdown = Path(first["files"]["markdown"]).read_text()
+    assert markdown.startswith("# Migration plan `wave-1`") and first["hash"] in markdown
+    assert Path(first["files"]["json"]).is_file() and Path(first["files"]["assignments"]).is_file()
+    second = plan_flow(str(spec))
+    assert second["hash"] == first["hash"] and second["plan_id"] == first["plan_id"]
+    assert second["reused"]
+
+
+def test_approval_is_recorded_once_and_bound_to_the_hash(spec: Path):
+    result = plan_flow(str(spec))
+    plan_id, digest = result["plan_id"], result["hash"]
+    with pytest.raises(PlanError, match="not the 000000000000 that was reviewed"):
+        record_decision(spec, plan_id, approver="cab", ticket="CHG-1", expected_hash="000000000000")
+    meta = record_decision(
+        spec, plan_id, approver="cab", ticket="CHG-1", stage="provision", expected_hash=digest[:12]
+    )
+    assert [(a["stage"], a["decision"], a["approver"]) for a in meta["approvals"]] == [
+        ("provision", "approved", "cab")
+    ]
+    with pytest.raises(PlanError, match="already approved by cab"):
+        record_decision(spec, plan_id, approver="someone", ticket="CHG-2", stage="provision")
+    with pytest.raises(PlanError, match="already approved"):
+        record_decision(spec, plan_id, approver="someone", ticket="CHG-2", stage="all")
+    # Another stage is a separate decision.
+    meta = record_decision(spec, plan_id, approver="cab", ticket="CHG-3", stage="disable")
+    assert len(meta["approvals"]) == 2
+    with pytest.raises(PlanError, match="no plan 999"):
+        record_decision(spec, 999, approver="cab", ticket="CHG-1")
+
+
+def test_a_plan_whose_content_changed_is_not_approved(spec: Path, tmp_path: Path):
+    result = plan_flow(str(spec))
+    engine = create_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    with engine.begin() as connection:
+        content = connection.execute(text("SELECT content FROM plans")).scalar_one()
+        connection.execute(
+            text("UPDATE plans SET content = :c"),
+            {"c": content.replace('"bake_days": 14', '"bake_days": 0')},
+        )
+    engine.dispose()
+    with pytest.raises(PlanError, match="changed since it was computed"):
+        record_decision(spec, result["plan_id"], approver="cab", ticket="CHG-1")
+
+
+def test_a_plan_with_blocking_errors_cannot_be_approved(tmp_path: Path):
+    path = tmp_path / "spec.toml"
+    path.write_text('name = "wave-1"\nstate = "sqlite:///state.db"\n')
+    seed_store(f"sqlite:///{tmp_path / 'state.db'}", managed_policies=12)
+    result = plan_flow(str(path))
+    assert result["blocking"] > 0
+    markdown = Path(result["files"]["markdown"]).read_text()
+    assert "## Blocking errors" in markdown and "12 managed policies > 10" in markdown
+    with pytest.raises(PlanError, match="blocking error"):
+        record_decision(path, result["plan_id"], approver="cab", ticket="CHG-1")
+
+
+def _paused_run_id(flow_name: str, deadline: float) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+                ),
+            )
+            if runs:
+                return str(runs[0].id)
+            time.sleep(0.5)
+    raise AssertionError("the approval flow never paused")
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_approval_pause_is_resumed_through_the_api_like_the_ui(spec: Path, decision: str):
+    from prefect.flow_runs import resume_flow_run
+
+    plan_id = plan_flow(str(spec))["plan_id"]
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["meta"] = plan_and_approve(str(spec), plan_id, timeout_seconds=120)
+        except BaseException as err:  # surfaced by the assertions below
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    flow_run_id = _paused_run_id("plan-and-approve", time.monotonic() + 90)
+    resume_flow_run(
+        flow_run_id,
+        run_input={
+            "approver": "change-board",
+            "ticket": "CHG-42",
+            "decision": decision,
+            "stage": "provision",
+            "comment": "reviewed plan.md",
+        },
+    )
+    thread.join(timeout=90)
+    assert not thread.is_alive()
+    assert "error" not in outcome, outcome.get("error")
+    approvals = outcome["meta"]["approvals"]
+    expected = "approved" if decision == "approve" else "rejected"
+    assert [(a["decision"], a["approver"], a["ticket"], a["stage"]) for a in approvals] == [
+        (expected, "change-board", "CHG-42", "provision")
+    ]
+    if decision == "reject":
+        # A rejected stage can't be approved afterwards: a new plan is needed.
+        with pytest.raises(PlanError, match="already rejected"):
+            record_decision(spec, plan_id, approver="cab", ticket="CHG-43", stage="provision")
