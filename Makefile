@@ -27,6 +27,11 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -n 2 --dist loadfile --durations=15 $(PYTEST_ARGS)
 
+# A local Prefect server and UI on http://127.0.0.1:4200, a seeded sandbox AWS, and the
+# runbook's deployments served to it (SPEC=path/to/spec.toml to serve your own migration).
+ui: $(STAMP)
+	$(BIN)/iamc ui $(if $(SPEC),--spec $(SPEC) --no-sandbox)
+
 bench: $(STAMP)
 	$(BIN)/python -m sandbox.bench $(or $(BENCH_ARGS),inventory)
 

@@ -202,6 +202,35 @@ def report_mapping(
     ui.mapping_report(console, spec, unmatched, output_format.value)
 
 
+@app.command("serve")
+def serve(spec: SpecOption) -> None:
+    """Serve the runbook's flows as Prefect deployments (start, watch and Retry them in the UI).
+
+    Talks to the Prefect API named by PREFECT_API_URL; runs the flow runs in this process.
+    """
+    from flows.serve import serve_deployments
+
+    serve_deployments(spec)
+
+
+@app.command("ui")
+def ui_command(
+    spec: Annotated[
+        Path | None,
+        typer.Option("--spec", "-c", help="The migration spec; default: a sandbox demo spec."),
+    ] = None,
+    port: Annotated[int, typer.Option(help="Port of the local Prefect server and UI.")] = 4200,
+    with_sandbox: Annotated[
+        bool, typer.Option("--sandbox/--no-sandbox", help="Also run a seeded sandbox AWS.")
+    ] = True,
+    workdir: Path = Path(".iamc/ui"),
+) -> None:
+    """Start a local Prefect server and UI, and serve the runbook's deployments to it."""
+    from flows.ui import run_ui
+
+    run_ui(console, spec=spec, port=port, with_sandbox=with_sandbox, workdir=workdir)
+
+
 @app.command("policy")
 def policy(
     which: Annotated[

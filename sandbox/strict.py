@@ -80,7 +80,10 @@ DELETE_USER_DEPENDENTS: tuple[tuple[str, str], ...] = (
 
 @dataclass
 class AssignmentFault:
-    """Make the next assignment creation for (account, permission set) end FAILED."""
+    """Make the next assignment creation for (account, permission set) end FAILED.
+
+    Either field may be "*" to match any account or permission set.
+    """
 
     account_id: str
     permission_set_arn: str
@@ -663,8 +666,9 @@ class StrictMiddleware:
     def _take_fault(self, account_id: str | None, permission_set_arn: str | None) -> Any:
         with self._lock:
             for fault in self.strictness.faults:
-                if (fault.account_id, fault.permission_set_arn) == (
-                    account_id,
+                # "*" matches any: a test can't know a permission set's ARN before it exists.
+                if fault.account_id in ("*", account_id) and fault.permission_set_arn in (
+                    "*",
                     permission_set_arn,
                 ):
                     self.strictness.faults.remove(fault)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -81,13 +82,30 @@ def sandbox_process(tmp_path_factory) -> Iterator[RunningSandbox]:
         running.process.kill()
 
 
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory) -> Iterator[str]:
+    """One real Prefect server per test process: CLI runs report to it, as in production.
+
+    It also spares every CLI call the ~7 s start of a temporary server of its own.
+    """
+    from flows.serve import start_server, stop_process
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process, api_url = start_server(port, tmp_path_factory.mktemp("prefect-server"))
+    yield api_url
+    stop_process(process)
+
+
 @pytest.fixture
-def iamc(sandbox_process: RunningSandbox, tmp_path: Path):
+def iamc(sandbox_process: RunningSandbox, prefect_api: str, tmp_path: Path):
     """``iamc("inventory", "-c", spec)``: the CLI as a user runs it, sandbox exports set."""
 
     def run(*args: str) -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(sandbox_process.env)
+        env["PREFECT_API_URL"] = prefect_api
         return subprocess.run(
             [*IAMC, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
         )

@@ -266,6 +266,16 @@ def test_injected_failure_ends_failed_and_assigns_nothing(client, control, ident
     assert control.config()["faults"] == []
 
 
+def test_wildcard_fault_matches_any_permission_set(client, control, identity_center) -> None:
+    sso = client("sso-admin")
+    control.fail_next_assignment("*", "*", "Wildcard failure")
+    failed = _assign(sso, identity_center, "user-w")
+    statuses = [_creation_status(sso, identity_center, failed["RequestId"]) for _ in range(3)]
+    assert statuses[-1]["Status"] == "FAILED"
+    assert statuses[-1]["FailureReason"] == "Wildcard failure"
+    assert control.config()["faults"] == []
+
+
 # -- sso-admin: conflicts -------------------------------------------------------------------
 
 

@@ -1,0 +1,54 @@
+"""`make ui`: a local Prefect server and UI, the runbook served to it, and optionally a sandbox."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import boto3
+from rich.console import Console
+
+from flows.demo import DEMO_SPEC
+
+
+def run_ui(
+    console: Console, *, spec: Path | None, port: int, with_sandbox: bool, workdir: Path
+) -> None:
+    """Serve until Ctrl-C; stops the deployments before the server (or its shutdown hangs)."""
+    from flows.serve import start_server, stop_process
+
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    sandbox = None
+    if with_sandbox:
+        from sandbox.seed import seed_organization
+        from sandbox.server import Sandbox
+
+        sandbox = Sandbox(port=0)
+        sandbox.start()
+        sandbox.reset(seed=7)
+        os.environ.update(sandbox.env())
+        with console.status("seeding a sandbox organization…"):
+            seed_organization(boto3.Session(), endpoint_url=sandbox.url)
+        console.print(f"sandbox AWS at {sandbox.url}", highlight=False)
+    if spec is None:
+        spec = workdir / "spec.toml"
+        spec.write_text(DEMO_SPEC)
+        for stale in workdir.glob("state.db*"):
+            stale.unlink()
+    server, api_url = start_server(port, workdir / "prefect-server")
+    os.environ["PREFECT_API_URL"] = api_url
+    console.print(
+        f"Prefect UI: http://127.0.0.1:{port}  (deployments of {spec}; Ctrl-C stops)",
+        highlight=False,
+    )
+    try:
+        from flows.serve import serve_deployments
+
+        serve_deployments(spec)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_process(server)
+        if sandbox is not None:
+            sandbox.stop()
