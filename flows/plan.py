@@ -13,7 +13,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
 from iamc.errors import IamcError
-from iamc.plan import Plan, Stage, build_plan
+from iamc.plan import Plan, Stage, build_plan, sha256_of
 from iamc.plan_render import render_assignments_csv, render_json, render_markdown
 from iamc.spec import MigrationSpec, load_spec
 from state import Store
@@ -105,9 +105,10 @@ def plan_flow(spec_path: str, out_dir: str | None = None) -> dict[str, Any]:
         run_id = store.start_run(migration_id, "plan", {"spec": spec_path})
         try:
             plan = compute_plan(spec, store, migration_id)
-            content_hash = plan.content_hash()
+            content = plan.content()
+            content_hash = sha256_of(content)
             plan_id, reused = store.save_plan(
-                migration_id, run_id, content_hash, plan.content(), len(plan.blocking)
+                migration_id, run_id, content_hash, content, len(plan.blocking)
             )
             info = store.get_plan(plan_id)
             meta = _meta(info)

@@ -165,8 +165,14 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
         add("None.")
     add("")
     add("## Per account")
+    users_by_account: dict[str, list[Any]] = {}
+    for user in plan.users:
+        users_by_account.setdefault(user.account_id, []).append(user)
+    assignments_by_account: dict[str, list[dict[str, Any]]] = {}
+    for assignment in plan.assignments:
+        assignments_by_account.setdefault(assignment["account_id"], []).append(assignment)
     for account_id in accounts:
-        account_users = [u for u in plan.users if u.account_id == account_id]
+        account_users = users_by_account[account_id]
         add("")
         add(f"### Account {account_id}")
         add("")
@@ -178,7 +184,7 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
                 f"{_cell(user.identity or '—')} | {_cell(', '.join(user.permission_sets) or '—')} "
                 f"| {_cell(user.reason)} |"
             )
-        account_assignments = [a for a in plan.assignments if a["account_id"] == account_id]
+        account_assignments = assignments_by_account.get(account_id, [])
         if account_assignments:
             add("")
             add(
