@@ -21,6 +21,7 @@ from iamc.records import (
     UserClass,
     UserMapping,
 )
+from tasks.aws import mask_key_id
 from tasks.teardown import QUARANTINE_POLICY, QUARANTINE_POLICY_NAME, TEARDOWN
 
 PLAN_FORMAT = 1
@@ -106,6 +107,17 @@ class Plan:
             "required_customer_policies": self.required_customer_policies,
             "findings": [asdict(f) for f in self.findings],
         }
+
+    def access_key_ids(self) -> set[str]:
+        """Every access key id the plan names (to mask them in what people read)."""
+        found = {a.params["access_key_id"] for a in self.actions if "access_key_id" in a.params}
+        found |= {
+            item
+            for a in self.actions
+            if a.kind == "delete-access-key"
+            for item in a.params.get("items", [])
+        }
+        return found
 
     def content_hash(self) -> str:
         return sha256_of(self.content())
@@ -396,7 +408,8 @@ def _disable_actions(
     base = f"disable:{account_id}:{user.name}"
     actions = [
         PlanAction(
-            id=f"{base}:deactivate-access-key:{key.key_id}",
+            # Ids are shown to people (plan files, status): never a whole key id in them.
+            id=f"{base}:deactivate-access-key:{mask_key_id(key.key_id)}",
             stage=Stage.DISABLE,
             kind="deactivate-access-key",
             account_id=account_id,

@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 from iamc.plan import Outcome, Plan, Stage
+from tasks.aws import mask_key_id
 
 _OUTCOME_WORDS = {
     Outcome.MIGRATE: "migrate to Identity Center, then disable and delete",
@@ -25,8 +26,16 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def mask_key_ids(text: str, key_ids: set[str]) -> str:
+    """Key ids appear as AKIA…WXYZ outside the state DB (the plan there keeps them whole)."""
+    for key_id in sorted(key_ids, key=len, reverse=True):
+        text = text.replace(key_id, mask_key_id(key_id))
+    return text
+
+
 def render_json(plan: Plan, meta: dict[str, Any]) -> str:
-    return json.dumps({**meta, **plan.content()}, indent=2, sort_keys=True, default=str)
+    text = json.dumps({**meta, **plan.content()}, indent=2, sort_keys=True, default=str)
+    return mask_key_ids(text, plan.access_key_ids())
 
 
 def render_assignments_csv(plan: Plan) -> str:
@@ -196,4 +205,4 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
                 )
             )
     add("")
-    return "\n".join(lines)
+    return mask_key_ids("\n".join(lines), plan.access_key_ids())

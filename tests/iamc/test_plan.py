@@ -162,7 +162,8 @@ def test_protected_and_skipped_users_get_no_actions():
 def test_disable_waits_for_access_and_delete_follows_aws_order():
     plan = make_plan()
     by_id = {a.id: a for a in plan.actions}
-    deactivate = by_id[f"disable:{A}:jane.doe:deactivate-access-key:AKIAAAAAAAAAAAAAJANE"]
+    deactivate = by_id[f"disable:{A}:jane.doe:deactivate-access-key:AKIA…JANE"]
+    assert deactivate.params["access_key_id"] == "AKIAAAAAAAAAAAAAJANE"
     assert deactivate.depends_on and all(
         d.startswith("provision:create-assignment") for d in deactivate.depends_on
     )
@@ -230,7 +231,12 @@ def test_markdown_puts_the_summary_first_and_counts_irreversible_actions():
     irreversible = sum(1 for a in plan.actions if a.irreversible)
     assert f"| **{irreversible}** |" in markdown
     assert "victor.stone" in markdown and "skipped: no identity matches" in markdown
-    data = json.loads(render_json(plan, {"plan_id": 7}))
+    text = render_json(plan, {"plan_id": 7})
+    # No whole access key id leaves the state DB: files show AKIA…WXYZ.
+    for rendered in (text, markdown):
+        assert "AKIAAAAAAAAAAAAAJANE" not in rendered and "AKIAAAAAAAAAAAAAACID" not in rendered
+    assert "AKIA…JANE" in text
+    data = json.loads(text)
     assert data["plan_id"] == 7 and len(data["actions"]) == len(plan.actions)
     csv_lines = render_assignments_csv(plan).splitlines()
     assert csv_lines[0].startswith("account_id,permission_set_name,principal_type")
