@@ -177,6 +177,64 @@ def approve(
     )
 
 
+@app.command("apply")
+def apply(
+    plan_id: Annotated[int, typer.Argument(help="The approved plan's id.")],
+    spec: SpecOption,
+    stage: Annotated[str, typer.Option(help="provision (disable and delete: later).")] = (
+        "provision"
+    ),
+) -> None:
+    """Apply one stage of an approved plan, journaled: a resume continues where it stopped."""
+    from iamc import ui
+
+    ui.apply_with_progress(console, spec, plan_id, stage)
+
+
+@app.command("runs")
+def runs(spec: SpecOption) -> None:
+    """List the migration's runs (inventory, plan, apply, rollback) with their status."""
+    from iamc import ui
+
+    ui.print_runs(console, spec)
+
+
+@app.command("status")
+def status(
+    run_id: Annotated[int, typer.Argument(help="An apply or rollback run's id.")],
+    spec: SpecOption,
+) -> None:
+    """Per stage and account: done, pending and failed actions of a run, with the errors."""
+    from iamc import ui
+
+    ui.print_status(console, spec, run_id)
+
+
+@app.command("resume")
+def resume(
+    run_id: Annotated[int, typer.Argument(help="The apply or rollback run to continue.")],
+    spec: SpecOption,
+) -> None:
+    """Continue a failed or interrupted apply or rollback run; done steps are skipped."""
+    from iamc import ui
+
+    ui.resume_with_progress(console, spec, run_id)
+
+
+@app.command("rollback")
+def rollback(
+    run_id: Annotated[int, typer.Argument(help="The apply run to undo.")],
+    spec: SpecOption,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list what would be undone.")
+    ] = False,
+) -> None:
+    """Undo what an apply run created (assignments, then permission sets); adopted ones stay."""
+    from iamc import ui
+
+    ui.rollback_with_listing(console, spec, run_id, dry_run)
+
+
 @app.command("map")
 def map_identities(spec: SpecOption, profile: ProfileOption = None) -> None:
     """Map the latest inventory's human IAM users and groups to Identity Center identities."""

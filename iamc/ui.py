@@ -303,3 +303,140 @@ def mapping_report(
             highlight=False,
         )
     print_findings(console, [f for f in findings if f.kind != "workload-needs-role"])
+
+
+# -- apply, status, rollback ------------------------------------------------------------------
+
+
+def _apply_progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]apply[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("actions · {task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _watch(console: Console, work: Any) -> dict[str, Any]:
+    from flows.progress import listening
+
+    with _apply_progress(console) as progress:
+        bar = progress.add_task("actions", total=None, failed=0)
+        failed = {"n": 0}
+
+        def on_event(event: str, data: dict[str, Any]) -> None:
+            if event == "apply-start":
+                progress.update(bar, total=data["actions"])
+            elif event == "action-done":
+                if data["status"] == "failed":
+                    failed["n"] += 1
+                    reason = escape(data["error"] or "")
+                    progress.console.print(
+                        f"[red]failed[/] {escape(data['action_id'])}: {reason}", highlight=False
+                    )
+                progress.update(bar, advance=1, failed=failed["n"])
+
+        with listening(on_event):
+            return work()
+
+
+def _print_apply_summary(console: Console, spec: Path | str, summary: dict[str, Any]) -> None:
+    console.print(
+        f"run {summary['run_id']} (plan {summary['plan_id']}, stage {summary['stage']}): "
+        f"{summary['succeeded']} done, {summary['adopted']} adopted (already there), "
+        f"{summary['failed']} failed, {summary['pending']} pending of {summary['actions']}",
+        highlight=False,
+    )
+    console.print(f"next: iamc status {summary['run_id']} -c {spec}", style="dim", highlight=False)
+
+
+def apply_with_progress(console: Console, spec: Path | str, plan_id: int, stage: str) -> None:
+    """Run the apply flow with a progress bar (actions done/total, failures as they happen)."""
+    from flows.apply import apply_flow
+
+    summary = _watch(console, lambda: apply_flow(str(spec), plan_id, stage))
+    _print_apply_summary(console, spec, summary)
+
+
+def resume_with_progress(console: Console, spec: Path | str, run_id: int) -> None:
+    from flows.apply import resume
+
+    summary = _watch(console, lambda: resume(spec, run_id))
+    if "succeeded" in summary:
+        _print_apply_summary(console, spec, summary)
+    else:
+        console.print(f"rollback run {summary['run_id']}: done", highlight=False)
+
+
+def print_runs(console: Console, spec: Path | str) -> None:
+    from rich.table import Table
+
+    from flows.apply import list_runs
+
+    table = Table(title="runs")
+    for column in ("run", "kind", "status", "plan", "stage", "started", "finished", "error"):
+        table.add_column(column)
+    styles = {"succeeded": "green", "failed": "red", "running": "yellow"}
+    for run in list_runs(spec):
+        style = styles.get(run["status"], "")
+        table.add_row(
+            str(run["id"]),
+            run["kind"],
+            f"[{style}]{run['status']}[/]",
+            str(run["plan_id"] or ""),
+            run["stage"] or "",
+            run["started"],
+            run["finished"] or "",
+            escape(run["error"] or ""),
+        )
+    console.print(table)
+
+
+def print_status(console: Console, spec: Path | str, run_id: int) -> None:
+    from rich.table import Table
+
+    from flows.apply import run_status
+
+    status = run_status(spec, run_id)
+    run = status["run"]
+    console.print(
+        f"run {run['id']} ({run['kind']} of plan {run['plan_id']}, stage {run['stage']}): "
+        f"{run['status']}",
+        highlight=False,
+    )
+    table = Table(title=f"stage {run['stage']}")
+    for column in ("account", "done", "adopted", "pending", "failed", "rolled back"):
+        table.add_column(column)
+    for account, row in status["accounts"].items():
+        table.add_row(
+            account,
+            str(row["done"]),
+            str(row["adopted"]),
+            str(row["pending"]),
+            f"[red]{row['failed']}[/]" if row["failed"] else "0",
+            str(row["rolled_back"]),
+        )
+    console.print(table)
+    for account, row in status["accounts"].items():
+        for error in row["errors"]:
+            console.print(f"[red]error[/] {account}: {escape(error)}", highlight=False)
+
+
+def rollback_with_listing(console: Console, spec: Path | str, run_id: int, dry_run: bool) -> None:
+    from flows.apply import rollback_flow
+
+    result = rollback_flow(str(spec), run_id, dry_run)
+    verb = "would undo" if dry_run else "undone"
+    console.print(
+        f"rollback of run {run_id} (plan {result['plan_id']}, stage {result['stage']}): "
+        f"{len(result['undo'])} {verb}, {len(result['left_alone'])} left alone",
+        highlight=False,
+    )
+    for line in result["undo"]:
+        console.print(f"  {verb}: {escape(line)}", highlight=False)
+    for line in result["left_alone"]:
+        console.print(f"  left alone: {escape(line)}", highlight=False)
+    if not dry_run:
+        console.print(f"rollback run {result['run_id']}", highlight=False)

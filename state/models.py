@@ -443,3 +443,34 @@ class ApprovalRow(Base):
     comment: Mapped[str] = mapped_column(Text)
     plan_hash: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# -- Step journal (revision 0004) -------------------------------------------------------------
+
+
+class JournalRow(Base):
+    """One mutating action of a plan: its intent before the AWS call, outcome after, and undo.
+
+    Forward actions use the plan's action id; a rollback of one uses ``rollback:<action id>``.
+    ``intent["existed_before"]`` tells a thing we created (ours to finish and undo) from one
+    that was already there (adopted, never undone).
+    """
+
+    __tablename__ = "journal"
+    __table_args__ = (UniqueConstraint("plan_id", "action_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    plan_id: Mapped[int] = _parent("plans")
+    stage: Mapped[str] = mapped_column(String(16))
+    action_id: Mapped[str] = mapped_column(String(512))
+    kind: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[str | None] = mapped_column(String(12))
+    status: Mapped[str] = mapped_column(String(16))
+    intent: Mapped[dict[str, Any]] = mapped_column(Json)
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    undo: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    started: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -21,6 +21,7 @@ from iamc.errors import StateError
 from state import models as m
 from state.engine import make_engine, mask_url, sqlite_write_lock, upgrade_to_head
 from state.identity import IdentityMixin
+from state.journal import JournalMixin
 from state.plans import PlanMixin
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Store(IdentityMixin, PlanMixin):
+class Store(IdentityMixin, PlanMixin, JournalMixin):
     """The state DB, upgraded to this code's schema; safe to share between threads.
 
     Each call runs in its own session and transaction, so the inventory's per-account tasks

@@ -173,3 +173,54 @@ def read_identity_store(
         len(contents.groups),
     )
     return contents
+
+
+PRINCIPAL_READ_PERMISSIONS = ("identitystore:DescribeUser", "identitystore:DescribeGroup")
+READ_PERMISSIONS = READ_PERMISSIONS + PRINCIPAL_READ_PERMISSIONS
+
+
+def principal_problems(
+    session: boto3.Session, identity_store_id: str, principals: list[tuple[str, str, str]]
+) -> list[str]:
+    """Which planned principals no longer exist, or were renamed, in the identity store.
+
+    Args:
+        session: The session of the account that holds the identity store.
+        identity_store_id: The store's id.
+        principals: ``(USER|GROUP, id, name as planned)``; a user's name is its UserName,
+            a group's its DisplayName.
+
+    Returns:
+        One message per principal that is gone or renamed.
+    """
+    from botocore.exceptions import ClientError
+
+    from tasks.aws import error_code
+
+    client = session.client("identitystore")
+    problems = []
+    for principal_type, principal_id, name in sorted(set(principals)):
+        try:
+            with translate_errors(operation=f"identitystore:Describe{principal_type.title()}"):
+                if principal_type == "USER":
+                    raw = client.describe_user(
+                        IdentityStoreId=identity_store_id, UserId=principal_id
+                    )
+                    found = raw.get("UserName", "")
+                else:
+                    raw = client.describe_group(
+                        IdentityStoreId=identity_store_id, GroupId=principal_id
+                    )
+                    found = raw.get("DisplayName") or ""
+        except ClientError as err:
+            if error_code(err) != "ResourceNotFoundException":
+                raise
+            problems.append(f"{principal_type.lower()} {name} ({principal_id}) no longer exists")
+            continue
+        # A group planned without a display name is named by its id.
+        if found != name and name != principal_id:
+            problems.append(
+                f"{principal_type.lower()} {principal_id} is now named {found!r}, "
+                f"planned as {name!r}"
+            )
+    return problems

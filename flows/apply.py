@@ -1,0 +1,708 @@
+"""Runbook step 7: apply an approved plan's provision stage, journaled; resume, status, rollback.
+
+Every mutating step goes through ``tasks.executor.Executor``, which records it in the state
+store's journal before and after the AWS call; re-running ``apply_flow`` on the same plan and
+stage (a Prefect Retry, ``iamc resume``) skips what is done and reconciles what was cut off.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.progress import emit
+from iamc.errors import IamcError
+from iamc.plan import Outcome, Plan, PlanAction, Stage, user_fingerprint
+from iamc.spec import MigrationSpec, load_spec
+from state import Store
+from state.journal import (
+    ADOPTED,
+    DONE_STATUSES,
+    FAILED,
+    ROLLBACK_PREFIX,
+    ROLLED_BACK,
+    JournalEntry,
+)
+from state.plans import PlanInfo
+from tasks.assignments import verify_assignments
+from tasks.aws import AwsSessions
+from tasks.executor import (
+    ActionError,
+    BlockedError,
+    ConflictError,
+    ExecutionContext,
+    Executor,
+    PollPolicy,
+)
+from tasks.identity_store import find_instance, principal_problems
+from tasks.permission_sets import CreatePermissionSet, missing_customer_policies
+from tasks.provisioning import HANDLERS, UNDO_ORDER
+
+log = logging.getLogger(__name__)
+
+APPLY_RUN = "apply"
+ROLLBACK_RUN = "rollback"
+IMPLEMENTED_STAGES = (Stage.PROVISION,)
+ACCOUNT_CONCURRENCY = 8
+
+
+class ApplyRefused(IamcError):
+    """Nothing was changed: the plan is not approved, stale, in conflict, or not runnable."""
+
+    exit_code = 2
+
+
+class ApplyFailed(IamcError):
+    """The run ended with failed actions; what is done stays done, a resume continues."""
+
+    exit_code = 1
+
+
+@dataclass
+class AccountReport:
+    """What one account's task did: statuses by action, and why it stopped, if it did."""
+
+    account_id: str
+    statuses: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+class _Runtime:
+    """What the tasks share. A plain class, so Prefect does not walk or hash it."""
+
+    def __init__(
+        self,
+        spec: MigrationSpec,
+        store: Store,
+        plan: Plan,
+        plan_id: int,
+        executor: Executor,
+    ):
+        self.spec = spec
+        self.store = store
+        self.plan = plan
+        self.plan_id = plan_id
+        self.executor = executor
+        self.ctx = executor.ctx
+
+
+# -- checks before anything is changed ----------------------------------------------------------
+
+
+def _plan_info(store: Store, spec: MigrationSpec, plan_id: int) -> PlanInfo:
+    info = store.get_plan(plan_id)
+    if info is None or info.migration != spec.name:
+        raise ApplyRefused(f"no plan {plan_id} in migration {spec.name!r}")
+    return info
+
+
+def check_runnable(info: PlanInfo, stage: str, spec_path: str) -> Plan:
+    """The plan, if its content is intact and the change board approved this stage.
+
+    Raises:
+        ApplyRefused: unknown or unimplemented stage, changed content, blocking errors,
+            rejected or missing approval.
+    """
+    if stage not in {s.value for s in Stage}:
+        raise ApplyRefused(f"--stage: expected one of provision, disable, delete; got {stage!r}")
+    if stage not in IMPLEMENTED_STAGES:
+        raise ApplyRefused(
+            f"stage {stage!r} is not implemented yet in this version: only 'provision' can be "
+            "applied; nothing was changed"
+        )
+    plan = Plan.from_content(info.content)
+    if plan.content_hash() != info.hash:
+        raise ApplyRefused(
+            f"plan {info.id} changed since it was computed (stored hash {info.hash[:12]}): "
+            "refusing; compute a new plan with 'iamc plan'"
+        )
+    if info.blocking:
+        raise ApplyRefused(f"plan {info.id} has {info.blocking} blocking error(s): re-plan")
+    covering = [a for a in info.approvals if a.stage in (stage, "all")]
+    for approval in covering:
+        if approval.decision != "approved":
+            raise ApplyRefused(
+                f"plan {info.id} stage {approval.stage} was {approval.decision} by "
+                f"{approval.approver} (ticket {approval.ticket}): refusing"
+            )
+    if not any(a.plan_hash == info.hash for a in covering):
+        raise ApplyRefused(
+            f"plan {info.id} is not approved for stage {stage}: refusing; after review run "
+            f"'iamc approve {info.id} -c {spec_path} --stage {stage} --by NAME --ticket ID "
+            f"--hash {info.hash[:12]}'"
+        )
+    return plan
+
+
+def stale_targets(
+    store: Store, migration_id: int, plan: Plan, session: Any, store_id: str
+) -> list[str]:
+    """What the provision stage's targets depend on that changed since the plan.
+
+    Two checks: every assignment's identity-store principal still exists under its planned
+    name; and the IAM users the assignments serve are as planned — taken as true while the
+    plan's inventory snapshot is still the latest complete one, and otherwise checked user
+    by user against the newer snapshot's fingerprints (a routine re-inventory that changed
+    nothing relevant does not make an approved plan stale).
+
+    Returns:
+        One message per stale target; empty when the plan is current.
+    """
+    problems: list[str] = []
+    latest = store.latest_snapshot(migration_id)
+    if latest is None:
+        problems.append("the migration has no complete inventory snapshot any more")
+    elif latest.id != plan.inventory_snapshot_id:
+        current = {
+            (inventory.account.account_id, user.name): user_fingerprint(user)
+            for inventory in store.load_snapshot(latest.id)
+            for user in inventory.users
+        }
+        for user in plan.users:
+            if user.outcome != Outcome.MIGRATE:
+                continue
+            now = current.get((user.account_id, user.user))
+            if now is None:
+                problems.append(
+                    f"user {user.account_id}/{user.user}: gone in inventory snapshot {latest.id}"
+                )
+            elif now != user.target_fingerprint:
+                problems.append(
+                    f"user {user.account_id}/{user.user}: changed since the plan's snapshot "
+                    f"{plan.inventory_snapshot_id} (snapshot {latest.id} differs)"
+                )
+    principals = [
+        (a.params["principal_type"], a.params["principal_id"], a.params["principal_name"])
+        for a in plan.actions
+        if a.stage == Stage.PROVISION and a.kind == "create-assignment"
+    ]
+    problems.extend(principal_problems(session, store_id, principals))
+    return problems
+
+
+def preflight(rt: _Runtime, actions: list[PlanAction]) -> list[str]:
+    """Read-only checks that would otherwise stop the run half-way.
+
+    A permission set that exists under a planned name with another definition (and is not
+    our own unfinished work), and customer-managed policies missing from a target account.
+    """
+    problems = []
+    creator = CreatePermissionSet()
+    for action in actions:
+        if action.kind == "create-permission-set":
+            entry = rt.store.journal_entry(rt.plan_id, action.id)
+            if entry is not None and (
+                entry.status in DONE_STATUSES or entry.intent.get("existed_before") is False
+            ):
+                continue
+            live = creator.probe(rt.ctx, action)
+            if live.exists and live.difference:
+                problems.append(
+                    f"permission set {action.target} already exists and differs from the plan: "
+                    f"{live.difference}"
+                )
+        elif action.kind == "provision-permission-set":
+            account_id = action.account_id or ""
+            policies = action.params.get("required_customer_policies") or []
+            if policies:
+                missing = missing_customer_policies(rt.ctx.member(account_id), account_id, policies)
+                problems.extend(
+                    f"account {account_id}: customer-managed policy {arn} does not exist "
+                    f"(needed by {action.target})"
+                    for arn in missing
+                )
+    return sorted(set(problems))
+
+
+# -- the work ------------------------------------------------------------------------------------
+
+
+def _run_one(rt: _Runtime, action: PlanAction, report: AccountReport) -> bool:
+    """Run one action; False when its account must stop (it failed)."""
+    try:
+        report.statuses[action.id] = rt.executor.run(action)
+    except ConflictError:
+        raise
+    except BlockedError as err:
+        report.statuses[action.id] = "blocked"
+        report.errors.append(str(err))
+    except ActionError as err:
+        report.statuses[action.id] = FAILED
+        report.errors.append(str(err))
+        return False
+    return True
+
+
+def create_permission_sets(rt: _Runtime, actions: list[PlanAction]) -> AccountReport:
+    """Create (or adopt) every permission set, in the management account; one by one."""
+    report = AccountReport("management")
+    for action in actions:
+        # A set that fails leaves only its own provisioning and assignments blocked.
+        _run_one(rt, action, report)
+    return report
+
+
+def provision_account(rt: _Runtime, account_id: str, actions: list[PlanAction]) -> AccountReport:
+    """Provision the account's permission sets, then create its assignments.
+
+    Assignments run on up to ``max_outstanding`` threads, all accounts together capped by
+    the context's semaphore; the first FAILED one stops the account's assignments not yet
+    started, and its reason is recorded.
+    """
+    report = AccountReport(account_id)
+    provisions = [a for a in actions if a.kind == "provision-permission-set"]
+    assignments = [a for a in actions if a.kind == "create-assignment"]
+    for action in provisions:
+        if not _run_one(rt, action, report):
+            return report
+    stop = threading.Event()
+
+    def work(action: PlanAction) -> None:
+        if stop.is_set():
+            return
+        if not _run_one(rt, action, report):
+            stop.set()
+
+    with ThreadPoolExecutor(
+        max_workers=max(1, rt.ctx.max_outstanding), thread_name_prefix=f"assign-{account_id}"
+    ) as pool:
+        futures = [pool.submit(work, action) for action in assignments]
+        for future in futures:
+            future.result()
+    return report
+
+
+@task(name="create-permission-sets", cache_policy=NO_CACHE, persist_result=False)
+def create_permission_sets_task(rt: _Runtime, actions: list[PlanAction]) -> AccountReport:
+    return create_permission_sets(rt, actions)
+
+
+@task(name="provision-account", cache_policy=NO_CACHE, persist_result=False)
+def provision_account_task(
+    rt: _Runtime, account_id: str, actions: list[PlanAction]
+) -> AccountReport:
+    return provision_account(rt, account_id, actions)
+
+
+def _by_account(actions: list[PlanAction]) -> dict[str, list[PlanAction]]:
+    grouped: dict[str, list[PlanAction]] = {}
+    for action in actions:
+        if action.account_id:
+            grouped.setdefault(action.account_id, []).append(action)
+    return dict(sorted(grouped.items()))
+
+
+def _execute(rt: _Runtime, actions: list[PlanAction], in_flow: bool) -> list[AccountReport]:
+    sets = [a for a in actions if a.kind == "create-permission-set"]
+    accounts = _by_account([a for a in actions if a.kind != "create-permission-set"])
+    if in_flow:
+        reports = [create_permission_sets_task(rt, sets)]
+        futures = [
+            provision_account_task.submit(rt, account_id, account_actions)
+            for account_id, account_actions in accounts.items()
+        ]
+        reports.extend(future.result() for future in futures)
+        return reports
+    reports = [create_permission_sets(rt, sets)]
+    reports.extend(
+        provision_account(rt, a, account_actions) for a, account_actions in accounts.items()
+    )
+    return reports
+
+
+def _open_run(
+    store: Store,
+    migration_id: int,
+    kind: str,
+    params: dict[str, Any],
+    resume_run_id: int | None,
+) -> int:
+    """The run to record steps under: the one resumed, the one this Prefect flow run already
+    started (a Retry runs the flow again from the top), or a new one."""
+    if resume_run_id is not None:
+        store.reopen_run(resume_run_id)
+        return resume_run_id
+    flow_run_id = params.get("prefect_flow_run_id")
+    if flow_run_id:
+        for run in store.list_runs(migration_id):
+            if run.kind == kind and run.params.get("prefect_flow_run_id") == flow_run_id:
+                store.reopen_run(run.id)
+                return run.id
+    return store.start_run(migration_id, kind, params)
+
+
+def _prefect_flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id) if flow_run.id else None
+
+
+def _context(spec: MigrationSpec, spec_path: str, poll: PollPolicy | None) -> ExecutionContext:
+    sessions = AwsSessions.from_spec(spec)
+    management = sessions.management()
+    instance = find_instance(
+        management,
+        identity_store_id=spec.mapping.identity_store_id,
+        instance_arn=spec.mapping.instance_arn,
+        spec_path=spec_path,
+    )
+    return ExecutionContext(management, sessions.for_account, instance, poll=poll)
+
+
+def _on_done(action_id: str, status: str, error: str | None) -> None:
+    emit("action-done", action_id=action_id, status=status, error=error)
+
+
+def apply_plan(
+    spec_path: str | Path,
+    plan_id: int,
+    stage: str = "provision",
+    *,
+    resume_run_id: int | None = None,
+    fault: tuple[str, str] | None = None,
+    poll: PollPolicy | None = None,
+    in_flow: bool = False,
+) -> dict[str, Any]:
+    """Apply one stage of an approved plan through the journal (what ``apply_flow`` runs).
+
+    Args:
+        spec_path: The migration spec.
+        plan_id: The plan.
+        stage: Only ``provision`` in this version.
+        resume_run_id: Continue this run (``iamc resume``) instead of starting one.
+        fault: Simulate the process dying at ``(action id, point)`` (tests only).
+        poll: How to poll asynchronous requests (tests make it quick).
+        in_flow: Run per-account work as Prefect tasks (inside ``apply_flow``).
+
+    Returns:
+        The run's summary.
+
+    Raises:
+        ApplyRefused: Unapproved, stale, conflicting or unimplemented; nothing was changed.
+        ApplyFailed: Some actions failed; the rest is done, and a resume continues.
+    """
+    spec_path = str(spec_path)
+    spec = load_spec(spec_path)
+    with Store.open(spec.state) as store:
+        info = _plan_info(store, spec, plan_id)
+        plan = check_runnable(info, stage, spec_path)
+        actions = [a for a in plan.actions if a.stage == stage]
+        ctx = _context(spec, spec_path, poll)
+        stale = stale_targets(
+            store, info.migration_id, plan, ctx.management, ctx.instance.identity_store_id
+        )
+        if stale:
+            raise ApplyRefused(
+                f"plan {plan_id} is stale: {len(stale)} target(s) changed since it was "
+                "computed; nothing was changed. Re-run inventory, map and plan, then approve "
+                "again:\n  " + "\n  ".join(stale)
+            )
+        params = {
+            "spec": spec_path,
+            "plan_id": plan_id,
+            "stage": stage,
+            "prefect_flow_run_id": _prefect_flow_run_id() if in_flow else None,
+        }
+        run_id = _open_run(store, info.migration_id, APPLY_RUN, params, resume_run_id)
+        executor = Executor(
+            store,
+            HANDLERS,
+            ctx,
+            run_id=run_id,
+            plan_id=plan_id,
+            stage=stage,
+            fault=fault,
+            on_done=_on_done,
+        )
+        rt = _Runtime(spec, store, plan, plan_id, executor)
+        try:
+            problems = preflight(rt, actions)
+            if problems:
+                raise ApplyRefused(
+                    f"plan {plan_id} can't be applied as is; nothing was changed:\n  "
+                    + "\n  ".join(problems)
+                )
+            emit("apply-start", actions=len(actions), run_id=run_id)
+            reports = _execute(rt, actions, in_flow)
+            done = {
+                a.id
+                for a in actions
+                if a.kind == "create-assignment"
+                and (entry := store.journal_entry(plan_id, a.id)) is not None
+                and entry.done
+            }
+            unverified = verify_assignments(ctx, [a for a in actions if a.id in done])
+        except ConflictError as err:
+            store.finish_run(run_id, "failed", error=str(err))
+            raise ApplyRefused(f"run {run_id} stopped: {err}") from err
+        except BaseException as err:
+            store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
+            raise
+        summary = _summary(store, run_id, plan_id, stage, actions)
+        errors = [e for r in reports for e in r.errors] + [f"verify: {u}" for u in unverified]
+        summary["errors"] = errors
+        if errors or summary["failed"] or summary["pending"]:
+            message = (
+                f"run {run_id}: {summary['failed']} failed, {summary['pending']} pending of "
+                f"{summary['actions']} actions; fix the cause, then 'iamc resume {run_id} -c "
+                f"{spec_path}':\n  " + "\n  ".join(errors or ["(see iamc status)"])
+            )
+            store.finish_run(run_id, "failed", summary=summary, error=message)
+            raise ApplyFailed(message)
+        store.finish_run(run_id, "succeeded", summary=summary)
+        return summary
+
+
+def _summary(
+    store: Store, run_id: int, plan_id: int, stage: str, actions: list[PlanAction]
+) -> dict[str, Any]:
+    entries = {e.action_id: e for e in store.journal_entries(plan_id, stage)}
+    counts = {"succeeded": 0, "adopted": 0, "failed": 0, "pending": 0}
+    for action in actions:
+        entry = entries.get(action.id)
+        status = entry.status if entry else "pending"
+        if status == FAILED:
+            counts["failed"] += 1
+        elif status in DONE_STATUSES:
+            counts[status] += 1
+        else:
+            counts["pending"] += 1
+    return {"run_id": run_id, "plan_id": plan_id, "stage": stage, "actions": len(actions), **counts}
+
+
+@flow(
+    name="apply",
+    log_prints=False,
+    task_runner=ThreadPoolTaskRunner(max_workers=ACCOUNT_CONCURRENCY),
+)
+def apply_flow(
+    spec_path: str, plan_id: int, stage: str = "provision", resume_run_id: int | None = None
+) -> dict[str, Any]:
+    """Apply one stage of an approved plan: permission sets, then each account's provisioning
+    and assignments as one task per account. Safe to re-run from the top (Prefect Retry):
+    the journal of (plan, stage) says what is done.
+
+    Args:
+        spec_path: The migration spec (TOML).
+        plan_id: The approved plan.
+        stage: ``provision`` (``disable`` and ``delete`` are refused in this version).
+        resume_run_id: Continue this run instead of starting one (``iamc resume``).
+
+    Returns:
+        The run's summary: counts of succeeded, adopted, failed and pending actions.
+    """
+    return apply_plan(spec_path, plan_id, stage, resume_run_id=resume_run_id, in_flow=True)
+
+
+# -- rollback ------------------------------------------------------------------------------------
+
+
+def _forward_entries(store: Store, plan_id: int, stage: str) -> list[JournalEntry]:
+    entries = [
+        e
+        for e in store.journal_entries(plan_id, stage)
+        if not e.action_id.startswith(ROLLBACK_PREFIX)
+    ]
+    rank = {kind: i for i, kind in enumerate(UNDO_ORDER)}
+    # Reverse of the order they were done in, grouped so assignments go before their sets.
+    ordered = list(reversed(entries))
+    return sorted(ordered, key=lambda e: rank.get(e.kind, len(rank)))
+
+
+def _describe(entry: JournalEntry) -> str:
+    target = (entry.intent.get("action") or {}).get("target", entry.action_id)
+    where = f" in {entry.account_id}" if entry.account_id else ""
+    return f"{entry.kind} {target}{where}"
+
+
+def rollback_plan(
+    spec_path: str | Path,
+    run_id: int,
+    dry_run: bool = False,
+    *,
+    resume_run_id: int | None = None,
+    fault: tuple[str, str] | None = None,
+    poll: PollPolicy | None = None,
+) -> dict[str, Any]:
+    """Undo, in reverse order, what an apply run's plan and stage created; journaled.
+
+    Only what this migration created is undone: adopted things (there before the run) and
+    anything the journal does not record are never touched.
+
+    Raises:
+        ApplyRefused: The run is not an apply run of this migration.
+        ApplyFailed: An undo failed; a resume of the rollback run continues.
+    """
+    spec_path = str(spec_path)
+    spec = load_spec(spec_path)
+    with Store.open(spec.state) as store:
+        run = store.get_run(run_id)
+        if run.migration != spec.name or run.kind != APPLY_RUN:
+            raise ApplyRefused(f"run {run_id} is not an apply run of migration {spec.name!r}")
+        plan_id, stage = int(run.params["plan_id"]), str(run.params["stage"])
+        entries = _forward_entries(store, plan_id, stage)
+        undo = [
+            e
+            for e in entries
+            if e.status not in (ADOPTED, ROLLED_BACK) and e.intent.get("existed_before") is False
+        ]
+        kept = [e for e in entries if e.status == ADOPTED or e.intent.get("existed_before")]
+        listing = {
+            "of_run": run_id,
+            "plan_id": plan_id,
+            "stage": stage,
+            "undo": [_describe(e) for e in undo],
+            "left_alone": [f"{_describe(e)} (existed before: adopted)" for e in kept],
+        }
+        if dry_run:
+            return {**listing, "dry_run": True}
+        params = {
+            "spec": spec_path,
+            "plan_id": plan_id,
+            "stage": stage,
+            "of_run": run_id,
+            "prefect_flow_run_id": _prefect_flow_run_id(),
+        }
+        rollback_run = _open_run(store, run.migration_id, ROLLBACK_RUN, params, resume_run_id)
+        ctx = _context(spec, spec_path, poll)
+        executor = Executor(
+            store,
+            HANDLERS,
+            ctx,
+            run_id=rollback_run,
+            plan_id=plan_id,
+            stage=stage,
+            fault=fault,
+            on_done=_on_done,
+        )
+        try:
+            for entry in undo:
+                executor.undo(entry)
+        except ActionError as err:
+            message = f"rollback run {rollback_run} stopped: {err}; 'iamc resume {rollback_run}'"
+            store.finish_run(rollback_run, "failed", error=message)
+            raise ApplyFailed(message) from err
+        except BaseException as err:
+            store.finish_run(rollback_run, "failed", error=str(err) or type(err).__name__)
+            raise
+        summary = {**listing, "run_id": rollback_run, "dry_run": False}
+        store.finish_run(rollback_run, "succeeded", summary=summary)
+        return summary
+
+
+@flow(name="rollback", log_prints=False)
+def rollback_flow(
+    spec_path: str, run_id: int, dry_run: bool = False, resume_run_id: int | None = None
+) -> dict[str, Any]:
+    """Undo what an apply run created: assignments first, then the permission sets.
+
+    Args:
+        spec_path: The migration spec (TOML).
+        run_id: The apply run to roll back.
+        dry_run: Only list what would be undone and what is left alone.
+        resume_run_id: Continue this rollback run instead of starting one.
+    """
+    return rollback_plan(spec_path, run_id, dry_run, resume_run_id=resume_run_id)
+
+
+def resume(spec_path: str | Path, run_id: int) -> dict[str, Any]:
+    """Continue an apply or rollback run where it stopped, under the same run id."""
+    spec = load_spec(spec_path)
+    with Store.open(spec.state) as store:
+        run = store.get_run(run_id)
+    if run.migration != spec.name or run.kind not in (APPLY_RUN, ROLLBACK_RUN):
+        raise ApplyRefused(f"run {run_id} is not an apply or rollback run of {spec.name!r}")
+    if run.kind == APPLY_RUN:
+        return apply_flow(
+            str(spec_path), int(run.params["plan_id"]), str(run.params["stage"]), run_id
+        )
+    return rollback_flow(str(spec_path), int(run.params["of_run"]), False, run_id)
+
+
+# -- status ----------------------------------------------------------------------------------------
+
+
+def run_status(spec_path: str | Path, run_id: int) -> dict[str, Any]:
+    """Per account: done, pending and failed actions of a run's plan stage, with errors.
+
+    Returns:
+        ``{"run": {...}, "accounts": {account: {"done", "pending", "failed", "errors"}}}``;
+        the management account's permission sets are under ``"management"``.
+    """
+    spec = load_spec(spec_path)
+    with Store.open(spec.state) as store:
+        run = store.get_run(run_id)
+        if run.migration != spec.name or run.kind not in (APPLY_RUN, ROLLBACK_RUN):
+            raise ApplyRefused(f"run {run_id} is not an apply or rollback run of {spec.name!r}")
+        plan_id, stage = int(run.params["plan_id"]), str(run.params["stage"])
+        info = _plan_info(store, spec, plan_id)
+        entries = {e.action_id: e for e in store.journal_entries(plan_id, stage)}
+    plan = Plan.from_content(info.content)
+    accounts: dict[str, dict[str, Any]] = {}
+    rollback = run.kind == ROLLBACK_RUN
+    for action in plan.actions:
+        if action.stage != stage:
+            continue
+        key = action.account_id or "management"
+        row = accounts.setdefault(
+            key,
+            {"done": 0, "pending": 0, "failed": 0, "adopted": 0, "rolled_back": 0, "errors": []},
+        )
+        entry = entries.get(ROLLBACK_PREFIX + action.id) if rollback else entries.get(action.id)
+        forward = entries.get(action.id)
+        if rollback and forward is not None and forward.status == ADOPTED:
+            row["adopted"] += 1
+            continue
+        status = entry.status if entry else "pending"
+        if status == FAILED:
+            row["failed"] += 1
+            row["errors"].append(f"{action.target}: {entry.error if entry else ''}")
+        elif status in DONE_STATUSES:
+            row["done"] += 1
+            row["adopted"] += status == ADOPTED
+        elif status == ROLLED_BACK:
+            row["rolled_back"] += 1
+        else:
+            row["pending"] += 1
+    return {
+        "run": {
+            "id": run.id,
+            "kind": run.kind,
+            "status": run.status,
+            "plan_id": plan_id,
+            "stage": stage,
+            "started": run.started.isoformat(),
+            "finished": run.finished.isoformat() if run.finished else None,
+            "error": run.error,
+        },
+        "accounts": dict(sorted(accounts.items())),
+    }
+
+
+def list_runs(spec_path: str | Path) -> list[dict[str, Any]]:
+    """The migration's runs, oldest first, with plan and stage for apply and rollback runs."""
+    spec = load_spec(spec_path)
+    with Store.open(spec.state) as store:
+        migration_id = store.find_migration(spec.name)
+        runs = [] if migration_id is None else store.list_runs(migration_id)
+    return [
+        {
+            "id": r.id,
+            "kind": r.kind,
+            "status": r.status,
+            "started": r.started.isoformat(timespec="seconds"),
+            "finished": r.finished.isoformat(timespec="seconds") if r.finished else None,
+            "plan_id": r.params.get("plan_id"),
+            "stage": r.params.get("stage"),
+            "error": (r.error or "").splitlines()[0] if r.error else None,
+        }
+        for r in runs
+    ]

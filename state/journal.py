@@ -1,0 +1,234 @@
+"""The store's step journal: each mutating action's intent, outcome and undo (mixed into Store)."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from iamc.errors import StateError
+from state import models as m
+
+# Journal statuses. A forward action is started, then succeeded (we did it), adopted (it was
+# already there, identical: never undone) or failed; a rollback marks it rolled-back.
+STARTED = "started"
+SUCCEEDED = "succeeded"
+ADOPTED = "adopted"
+FAILED = "failed"
+ROLLED_BACK = "rolled-back"
+DONE_STATUSES = frozenset({SUCCEEDED, ADOPTED})
+ROLLBACK_PREFIX = "rollback:"
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One journal row as recorded."""
+
+    run_id: int
+    plan_id: int
+    stage: str
+    action_id: str
+    kind: str
+    account_id: str | None
+    status: str
+    intent: dict[str, Any]
+    outcome: dict[str, Any] | None
+    undo: dict[str, Any] | None
+    error: str | None
+    attempts: int
+    started: datetime
+    finished: datetime | None
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE_STATUSES
+
+
+def _entry(row: m.JournalRow) -> JournalEntry:
+    return JournalEntry(
+        run_id=row.run_id,
+        plan_id=row.plan_id,
+        stage=row.stage,
+        action_id=row.action_id,
+        kind=row.kind,
+        account_id=row.account_id,
+        status=row.status,
+        intent=row.intent or {},
+        outcome=row.outcome,
+        undo=row.undo,
+        error=row.error,
+        attempts=row.attempts,
+        started=row.started,
+        finished=row.finished,
+    )
+
+
+class JournalMixin:
+    """Journal methods of :class:`state.Store`; each call is its own committed transaction.
+
+    The executor writes the intent with :meth:`journal_intent` *before* the AWS call, so a
+    process that dies during the call leaves a ``started`` row for the next run to reconcile.
+    """
+
+    if TYPE_CHECKING:
+        _masked_url: str
+
+        def _session(self, *, write: bool) -> AbstractContextManager[Session]: ...
+
+    def journal_entry(self, plan_id: int, action_id: str) -> JournalEntry | None:
+        """The row of one action of a plan, or None if it was never attempted."""
+        with self._session(write=False) as session:
+            row = session.execute(
+                select(m.JournalRow).where(
+                    m.JournalRow.plan_id == plan_id, m.JournalRow.action_id == action_id
+                )
+            ).scalar_one_or_none()
+            return None if row is None else _entry(row)
+
+    def journal_entries(self, plan_id: int, stage: str | None = None) -> list[JournalEntry]:
+        """A plan's rows (forward and rollback) in the order they were first written."""
+        query = select(m.JournalRow).where(m.JournalRow.plan_id == plan_id)
+        if stage is not None:
+            query = query.where(m.JournalRow.stage == stage)
+        with self._session(write=False) as session:
+            return [
+                _entry(row) for row in session.execute(query.order_by(m.JournalRow.id)).scalars()
+            ]
+
+    def journal_intent(
+        self,
+        *,
+        run_id: int,
+        plan_id: int,
+        stage: str,
+        action_id: str,
+        kind: str,
+        account_id: str | None,
+        intent: dict[str, Any],
+    ) -> JournalEntry:
+        """Record that an action is about to be attempted, and commit, before calling AWS.
+
+        A second attempt of the same action updates its row: attempts go up, the outcome and
+        error are cleared, the undo of an earlier attempt is kept.
+
+        Raises:
+            StateError: The DB can't be written.
+        """
+        now = datetime.now(UTC)
+        with self._session(write=True) as session:
+            row = session.execute(
+                select(m.JournalRow)
+                .where(m.JournalRow.plan_id == plan_id, m.JournalRow.action_id == action_id)
+                .with_for_update()
+            ).scalar_one_or_none()
+            if row is None:
+                session.execute(
+                    insert(m.JournalRow).values(
+                        run_id=run_id,
+                        plan_id=plan_id,
+                        stage=stage,
+                        action_id=action_id,
+                        kind=kind,
+                        account_id=account_id,
+                        status=STARTED,
+                        intent=intent,
+                        attempts=1,
+                        started=now,
+                    )
+                )
+            else:
+                session.execute(
+                    update(m.JournalRow)
+                    .where(m.JournalRow.id == row.id)
+                    .values(
+                        run_id=run_id,
+                        status=STARTED,
+                        intent=intent,
+                        outcome=None,
+                        error=None,
+                        attempts=row.attempts + 1,
+                        started=now,
+                        finished=None,
+                    )
+                )
+        entry = self.journal_entry(plan_id, action_id)
+        assert entry is not None
+        return entry
+
+    def journal_progress(
+        self,
+        plan_id: int,
+        action_id: str,
+        outcome: dict[str, Any] | None = None,
+        undo: dict[str, Any] | None = None,
+    ) -> None:
+        """Record what is known mid-action (a request id, the ARN just created), still started."""
+        values: dict[str, Any] = {}
+        if outcome is not None:
+            values["outcome"] = outcome
+        if undo is not None:
+            values["undo"] = undo
+        if values:
+            self._update_entry(plan_id, action_id, values)
+
+    def journal_finish(
+        self,
+        plan_id: int,
+        action_id: str,
+        status: str,
+        *,
+        outcome: dict[str, Any] | None = None,
+        undo: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record how an action ended; ``undo`` None keeps what an earlier step recorded."""
+        values: dict[str, Any] = {
+            "status": status,
+            "outcome": outcome,
+            "error": error,
+            "finished": datetime.now(UTC),
+        }
+        if undo is not None:
+            values["undo"] = undo
+        self._update_entry(plan_id, action_id, values)
+
+    def journal_mark(self, plan_id: int, action_id: str, status: str) -> None:
+        """Change only the status of a row (a forward action that a rollback undid)."""
+        self._update_entry(plan_id, action_id, {"status": status})
+
+    def journal_forget(self, plan_id: int, action_id: str) -> None:
+        """Delete a row: the rollback row of an action that is applied again."""
+        with self._session(write=True) as session:
+            session.execute(
+                delete(m.JournalRow).where(
+                    m.JournalRow.plan_id == plan_id, m.JournalRow.action_id == action_id
+                )
+            )
+
+    def _update_entry(self, plan_id: int, action_id: str, values: dict[str, Any]) -> None:
+        with self._session(write=True) as session:
+            result = session.execute(
+                update(m.JournalRow)
+                .where(m.JournalRow.plan_id == plan_id, m.JournalRow.action_id == action_id)
+                .values(**values)
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                raise StateError(
+                    f"state DB {self._masked_url} has no journal row {action_id!r} "
+                    f"of plan {plan_id}"
+                )
+
+    def reopen_run(self, run_id: int) -> None:
+        """Mark a finished run running again: a resume or a retried flow run continues it."""
+        with self._session(write=True) as session:
+            result = session.execute(
+                update(m.Run)
+                .where(m.Run.id == run_id)
+                .values(status="running", finished=None, error=None)
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                raise StateError(f"state DB {self._masked_url} has no run {run_id}")

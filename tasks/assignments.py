@@ -1,0 +1,221 @@
+"""Account assignments: give a permission set to a user or group in an account, and verify it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from iamc.plan import PlanAction
+from state.journal import JournalEntry
+from tasks.aws import error_code
+from tasks.executor import ActionError, Done, ExecutionContext, Live
+from tasks.permission_sets import FAILED, IN_PROGRESS, permission_set_arn, wait_for_status
+
+log = logging.getLogger(__name__)
+
+READ_PERMISSIONS = (
+    "sso:ListAccountAssignments",
+    "sso:DescribeAccountAssignmentCreationStatus",
+    "sso:DescribeAccountAssignmentDeletionStatus",
+    "sso:ListAccountAssignmentCreationStatus",
+)
+PERMISSIONS = ("sso:CreateAccountAssignment", "sso:DeleteAccountAssignment")
+
+
+def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[Any]:
+    for page in client.get_paginator(operation).paginate(**kwargs):
+        yield from page.get(key, [])
+
+
+def _message(err: ClientError) -> str:
+    return f"{error_code(err)}: {err.response.get('Error', {}).get('Message', err)}"
+
+
+def list_assignments(ctx: ExecutionContext, account_id: str, ps_arn: str) -> set[tuple[str, str]]:
+    """(principal type, principal id) of every assignment of a permission set in an account."""
+    return {
+        (a["PrincipalType"], a["PrincipalId"])
+        for a in _pages(
+            ctx.sso(),
+            "list_account_assignments",
+            "AccountAssignments",
+            InstanceArn=ctx.instance.instance_arn,
+            AccountId=account_id,
+            PermissionSetArn=ps_arn,
+        )
+    }
+
+
+def _pending_creation(ctx: ExecutionContext, key: dict[str, str]) -> str | None:
+    """The request id of an IN_PROGRESS creation of this very assignment, if any.
+
+    A process that died after CreateAccountAssignment but before recording its request id
+    leaves one; waiting on it is right, sending another would conflict.
+    """
+    sso, instance = ctx.sso(), ctx.instance.instance_arn
+    for status in _pages(
+        sso,
+        "list_account_assignment_creation_status",
+        "AccountAssignmentsCreationStatus",
+        InstanceArn=instance,
+        Filter={"Status": IN_PROGRESS},
+    ):
+        described = sso.describe_account_assignment_creation_status(
+            InstanceArn=instance, AccountAssignmentCreationRequestId=status["RequestId"]
+        )["AccountAssignmentCreationStatus"]
+        if all(described.get(k) == v for k, v in key.items()):
+            return status["RequestId"]
+    return None
+
+
+class CreateAssignment:
+    """``create-assignment``: one account assignment, created and polled to SUCCEEDED."""
+
+    PERMISSIONS = PERMISSIONS
+
+    @staticmethod
+    def _key(ctx: ExecutionContext, action: PlanAction) -> dict[str, str] | None:
+        ps_arn = permission_set_arn(ctx, action.params["permission_set_name"])
+        if ps_arn is None:
+            return None
+        return {
+            "TargetId": action.params["account_id"],
+            "PermissionSetArn": ps_arn,
+            "PrincipalType": action.params["principal_type"],
+            "PrincipalId": action.params["principal_id"],
+        }
+
+    def probe(self, ctx: ExecutionContext, action: PlanAction) -> Live:
+        key = self._key(ctx, action)
+        if key is None:
+            return Live(exists=False)
+        found = list_assignments(ctx, key["TargetId"], key["PermissionSetArn"])
+        exists = (key["PrincipalType"], key["PrincipalId"]) in found
+        # Same account, set and principal is the same assignment: it can't differ.
+        return Live(exists=exists, detail={"permission_set_arn": key["PermissionSetArn"]})
+
+    def apply(
+        self,
+        ctx: ExecutionContext,
+        action: PlanAction,
+        live: Live,
+        progress: Callable[[dict[str, Any]], None],
+        prior: JournalEntry | None,
+    ) -> Done:
+        key = self._key(ctx, action)
+        if key is None:
+            raise ActionError(
+                action.id, f"permission set {action.params['permission_set_name']} does not exist"
+            )
+        undo = {"instance_arn": ctx.instance.instance_arn, **key}
+        if live.exists:  # our own earlier attempt got there (resume after a crash)
+            return Done(outcome={"existing": True}, undo=undo)
+        sso, instance = ctx.sso(), ctx.instance.instance_arn
+        with ctx.outstanding:  # at most N creations outstanding across the instance
+            try:
+                request_id = self._request_of_earlier_attempt(ctx, prior, key)
+                if request_id is None:
+                    request_id = sso.create_account_assignment(
+                        InstanceArn=instance, TargetType="AWS_ACCOUNT", **key
+                    )["AccountAssignmentCreationStatus"]["RequestId"]
+                    progress({"request_id": request_id, "undo": undo})
+                final = wait_for_status(
+                    lambda: sso.describe_account_assignment_creation_status(
+                        InstanceArn=instance, AccountAssignmentCreationRequestId=request_id
+                    )["AccountAssignmentCreationStatus"],
+                    ctx.poll,
+                    action.id,
+                    f"assignment {action.target} in {key['TargetId']}",
+                )
+            except ClientError as err:
+                raise ActionError(action.id, _message(err)) from err
+        if final.get("Status") == FAILED:
+            raise ActionError(
+                action.id,
+                f"assignment {action.target} in account {key['TargetId']} FAILED: "
+                f"{final.get('FailureReason') or 'no reason given'}",
+            )
+        return Done(outcome={"request_id": request_id}, undo=undo)
+
+    @staticmethod
+    def _request_of_earlier_attempt(
+        ctx: ExecutionContext, prior: JournalEntry | None, key: dict[str, str]
+    ) -> str | None:
+        if prior is None or prior.intent.get("existed_before") is not False:
+            return None
+        recorded = (prior.outcome or {}).get("request_id")
+        if recorded:
+            status = ctx.sso().describe_account_assignment_creation_status(
+                InstanceArn=ctx.instance.instance_arn,
+                AccountAssignmentCreationRequestId=recorded,
+            )["AccountAssignmentCreationStatus"]
+            return recorded if status.get("Status") == IN_PROGRESS else None
+        return _pending_creation(ctx, key)
+
+    def undo(self, ctx: ExecutionContext, entry: JournalEntry) -> dict[str, Any]:
+        recorded = dict(entry.undo or {})
+        if not recorded.get("PermissionSetArn"):
+            # Died between the create call and recording it: derive the key from the intent.
+            params = (entry.intent.get("action") or {}).get("params") or {}
+            ps_arn = permission_set_arn(ctx, params.get("permission_set_name", ""))
+            if ps_arn is None:
+                return {"deleted": None, "note": "never created"}
+            recorded = {
+                "TargetId": params["account_id"],
+                "PermissionSetArn": ps_arn,
+                "PrincipalType": params["principal_type"],
+                "PrincipalId": params["principal_id"],
+            }
+        instance = recorded.pop("instance_arn", ctx.instance.instance_arn)
+        principal = (recorded["PrincipalType"], recorded["PrincipalId"])
+        sso = ctx.sso()
+        try:
+            if principal not in list_assignments(
+                ctx, recorded["TargetId"], recorded["PermissionSetArn"]
+            ):
+                return {"deleted": None, "note": "already gone"}
+            with ctx.outstanding:
+                request_id = sso.delete_account_assignment(
+                    InstanceArn=instance, TargetType="AWS_ACCOUNT", **recorded
+                )["AccountAssignmentDeletionStatus"]["RequestId"]
+                final = wait_for_status(
+                    lambda: sso.describe_account_assignment_deletion_status(
+                        InstanceArn=instance, AccountAssignmentDeletionRequestId=request_id
+                    )["AccountAssignmentDeletionStatus"],
+                    ctx.poll,
+                    entry.action_id,
+                    "assignment deletion",
+                )
+        except ClientError as err:
+            raise ActionError(entry.action_id, _message(err)) from err
+        if final.get("Status") == FAILED:
+            raise ActionError(
+                entry.action_id,
+                f"deleting the assignment FAILED: {final.get('FailureReason') or 'no reason'}",
+            )
+        return {"deleted": request_id}
+
+
+def verify_assignments(ctx: ExecutionContext, actions: list[PlanAction]) -> list[str]:
+    """Check with ListAccountAssignments that each planned assignment exists.
+
+    Returns:
+        One message per planned assignment that is missing.
+    """
+    missing = []
+    listed: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for action in actions:
+        params = action.params
+        ps_arn = permission_set_arn(ctx, params["permission_set_name"])
+        if ps_arn is None:
+            missing.append(f"{action.target} in {params['account_id']}: permission set missing")
+            continue
+        where = (params["account_id"], ps_arn)
+        if where not in listed:
+            listed[where] = list_assignments(ctx, *where)
+        if (params["principal_type"], params["principal_id"]) not in listed[where]:
+            missing.append(f"{action.target} in {params['account_id']}: not assigned")
+    return missing

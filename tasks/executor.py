@@ -1,0 +1,390 @@
+"""The one executor every mutating plan action runs through, journaled step by step.
+
+For each action: read the journal (a done action is skipped); read live state; write the
+intent — with whether the thing already existed — and commit it *before* calling AWS; call
+the handler; record the outcome and what undoes it. A row left ``started`` by a process that
+died is reconciled from live state before anything is re-sent: handlers converge from what
+exists, so a resume never creates a second copy. Prefect's caching is not relied on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import boto3
+
+from iamc.errors import IamcError
+from iamc.plan import PlanAction
+from state.journal import (
+    ADOPTED,
+    DONE_STATUSES,
+    FAILED,
+    ROLLBACK_PREFIX,
+    ROLLED_BACK,
+    SUCCEEDED,
+    JournalEntry,
+)
+from tasks.identity_store import IdentityCenterInstance
+
+log = logging.getLogger(__name__)
+
+FAULT_ENV = "IAMC_FAULT"
+AFTER_INTENT = "after-intent"
+AFTER_CALL = "after-call"
+FAULT_POINTS = (AFTER_INTENT, AFTER_CALL)
+
+# Identity Center allows 10-15 outstanding assignment creations per instance (userguide/limits).
+MAX_OUTSTANDING_ASSIGNMENTS = 10
+
+
+class ActionError(IamcError):
+    """One action failed in a way AWS explained; its account's remaining work stops."""
+
+    def __init__(self, action_id: str, message: str):
+        self.action_id = action_id
+        super().__init__(f"{action_id}: {message}")
+
+
+class ConflictError(ActionError):
+    """What the action would create exists already but differs: the whole run stops."""
+
+    exit_code = 2
+
+
+class BlockedError(ActionError):
+    """An action whose prerequisite is not done: left pending."""
+
+
+class InjectedCrash(BaseException):
+    """Raised by the fault hook at a step boundary; only tests inject it."""
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """How long and how often to poll an asynchronous sso-admin request (tenacity)."""
+
+    initial: float = 0.5
+    maximum: float = 10.0
+    timeout: float = 900.0
+
+
+@dataclass
+class Live:
+    """What a handler found in AWS for an action: whether it exists, and how it differs."""
+
+    exists: bool
+    difference: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Done:
+    """A handler's result: what it did, and what undoes it (None: nothing to undo)."""
+
+    outcome: dict[str, Any]
+    undo: dict[str, Any] | None
+
+
+class Journal(Protocol):
+    """The part of :class:`state.Store` the executor uses."""
+
+    def journal_entry(self, plan_id: int, action_id: str) -> JournalEntry | None: ...
+
+    def journal_intent(self, **kwargs: Any) -> JournalEntry: ...
+
+    def journal_progress(
+        self,
+        plan_id: int,
+        action_id: str,
+        outcome: dict[str, Any] | None = None,
+        undo: dict[str, Any] | None = None,
+    ) -> None: ...
+
+    def journal_finish(self, plan_id: int, action_id: str, status: str, **kwargs: Any) -> None: ...
+
+    def journal_mark(self, plan_id: int, action_id: str, status: str) -> None: ...
+
+    def journal_forget(self, plan_id: int, action_id: str) -> None: ...
+
+
+class Handler(Protocol):
+    """How one kind of action is done, checked and undone; every method is idempotent."""
+
+    PERMISSIONS: tuple[str, ...]
+
+    def probe(self, ctx: ExecutionContext, action: PlanAction) -> Live: ...
+
+    def apply(
+        self,
+        ctx: ExecutionContext,
+        action: PlanAction,
+        live: Live,
+        progress: Callable[[dict[str, Any]], None],
+        prior: JournalEntry | None,
+    ) -> Done: ...
+
+    def undo(self, ctx: ExecutionContext, entry: JournalEntry) -> dict[str, Any]: ...
+
+
+class ExecutionContext:
+    """What handlers share: sessions, the Identity Center instance, limits, known ARNs."""
+
+    def __init__(
+        self,
+        management: boto3.Session,
+        member: Callable[[str], boto3.Session],
+        instance: IdentityCenterInstance,
+        poll: PollPolicy | None = None,
+        max_outstanding: int = MAX_OUTSTANDING_ASSIGNMENTS,
+    ):
+        self.management = management
+        self.member = member
+        self.instance = instance
+        self.poll = poll or PollPolicy()
+        self.max_outstanding = max_outstanding
+        # Shared by every account's task: the cap on outstanding creations is per instance.
+        self.outstanding = threading.BoundedSemaphore(max_outstanding)
+        self._lock = threading.Lock()
+        self._permission_sets: dict[str, str] | None = None
+        self._client_local = threading.local()
+
+    def sso(self) -> Any:
+        """An sso-admin client of the management session, one per thread (clients are not
+        shared between threads that create them lazily)."""
+        client = getattr(self._client_local, "sso", None)
+        if client is None:
+            client = self._client_local.sso = self.management.client("sso-admin")
+        return client
+
+    def permission_set_arn(self, name: str, loader: Callable[[], dict[str, str]]) -> str | None:
+        """The ARN of the permission set called ``name``; the listing is read once."""
+        with self._lock:
+            if self._permission_sets is None:
+                self._permission_sets = loader()
+            return self._permission_sets.get(name)
+
+    def remember_permission_set(self, name: str, arn: str | None) -> None:
+        with self._lock:
+            if self._permission_sets is None:
+                return
+            if arn is None:
+                self._permission_sets.pop(name, None)
+            else:
+                self._permission_sets[name] = arn
+
+
+def parse_fault(text: str | None) -> tuple[str, str] | None:
+    """``ACTION_ID:after-intent`` -> (action id, point); action ids contain colons."""
+    if not text:
+        return None
+    action_id, _, point = text.rpartition(":")
+    if point not in FAULT_POINTS or not action_id:
+        raise ValueError(f"{FAULT_ENV}: expected ACTION_ID:{'|'.join(FAULT_POINTS)}, got {text!r}")
+    return action_id, point
+
+
+class Executor:
+    """Runs a plan stage's actions, and their rollback, through the journal.
+
+    Args:
+        journal: The state store.
+        handlers: kind -> handler (see :data:`tasks.provisioning.HANDLERS`).
+        ctx: Sessions and shared limits.
+        run_id: The run that records its steps.
+        plan_id: The plan whose actions these are.
+        stage: The plan stage.
+        fault: ``(action id, point)`` to simulate the process dying there (tests only);
+            default from ``IAMC_FAULT``.
+        on_done: Called with each journal row an action ends with (progress display).
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        handlers: dict[str, Handler],
+        ctx: ExecutionContext,
+        *,
+        run_id: int,
+        plan_id: int,
+        stage: str,
+        fault: tuple[str, str] | None = None,
+        on_done: Callable[[str, str, str | None], None] | None = None,
+    ):
+        self.journal = journal
+        self.handlers = handlers
+        self.ctx = ctx
+        self.run_id = run_id
+        self.plan_id = plan_id
+        self.stage = stage
+        self.fault = fault if fault is not None else parse_fault(os.environ.get(FAULT_ENV))
+        self.on_done = on_done
+        self._crashed = threading.Event()
+
+    # -- step boundaries --------------------------------------------------------------------
+
+    def _boundary(self, action_id: str, point: str) -> None:
+        if self.fault == (action_id, point):
+            self._crashed.set()
+            raise InjectedCrash(f"injected crash at {action_id} {point}")
+
+    def _alive(self) -> None:
+        # A simulated death stops every thread at its next step, as a real one would.
+        if self._crashed.is_set():
+            raise InjectedCrash("the process died")
+
+    def _handler(self, kind: str) -> Handler:
+        handler = self.handlers.get(kind)
+        if handler is None:
+            raise IamcError(f"no handler for action kind {kind!r}")
+        return handler
+
+    def _finish(self, action_id: str, status: str, error: str | None = None, **kw: Any) -> None:
+        self.journal.journal_finish(self.plan_id, action_id, status, error=error, **kw)
+        if self.on_done is not None:
+            self.on_done(action_id, status, error)
+
+    # -- forward ----------------------------------------------------------------------------
+
+    def run(self, action: PlanAction) -> str:
+        """Do one action unless the journal says it is done; returns its final status.
+
+        Raises:
+            ConflictError: It exists but differs from the plan (recorded as failed).
+            ActionError: AWS refused or reported FAILED (recorded as failed, with the reason).
+            BlockedError: A prerequisite is not done (nothing recorded).
+        """
+        self._alive()
+        entry = self.journal.journal_entry(self.plan_id, action.id)
+        if entry is not None and entry.status in DONE_STATUSES:
+            log.debug("%s: already %s", action.id, entry.status)
+            if self.on_done is not None:
+                self.on_done(action.id, entry.status, None)
+            return entry.status
+        for dependency in action.depends_on:
+            before = self.journal.journal_entry(self.plan_id, dependency)
+            if before is None or before.status not in DONE_STATUSES:
+                raise BlockedError(action.id, f"waits for {dependency}, which is not done")
+        handler = self._handler(action.kind)
+        prior = entry
+        if entry is not None and entry.status == ROLLED_BACK:
+            # Applied again after a rollback: the old rollback row no longer describes it.
+            self.journal.journal_forget(self.plan_id, ROLLBACK_PREFIX + action.id)
+            prior = None
+        # Ours: an earlier attempt found nothing there, so whatever exists now is our own
+        # half-finished work (the process died mid-step) — finish it, never re-create it.
+        ours = prior is not None and prior.intent.get("existed_before") is False
+        live = handler.probe(self.ctx, action)
+        record = {"action": _action_record(action)}
+        if live.exists and not ours:
+            self.journal.journal_intent(
+                run_id=self.run_id,
+                plan_id=self.plan_id,
+                stage=self.stage,
+                action_id=action.id,
+                kind=action.kind,
+                account_id=action.account_id,
+                intent={**record, "existed_before": True, "live": live.detail},
+            )
+            if live.difference:
+                message = (
+                    f"{action.target} already exists and differs from the plan: "
+                    f"{live.difference}; refusing to change what this migration did not create"
+                )
+                self._finish(action.id, FAILED, error=message)
+                raise ConflictError(action.id, message)
+            self._boundary(action.id, AFTER_INTENT)
+            self._finish(action.id, ADOPTED, outcome={"adopted": live.detail})
+            return ADOPTED
+        self.journal.journal_intent(
+            run_id=self.run_id,
+            plan_id=self.plan_id,
+            stage=self.stage,
+            action_id=action.id,
+            kind=action.kind,
+            account_id=action.account_id,
+            intent={**record, "existed_before": False, "resumed": ours},
+        )
+        self._boundary(action.id, AFTER_INTENT)
+
+        def progress(known: dict[str, Any]) -> None:
+            # What is known mid-call (a request id, an ARN) survives a crash for reconcile.
+            self.journal.journal_progress(
+                self.plan_id, action.id, outcome=known, undo=known.get("undo")
+            )
+
+        try:
+            done = handler.apply(self.ctx, action, live, progress, prior)
+        except ActionError as err:
+            self._finish(action.id, FAILED, error=str(err).removeprefix(f"{action.id}: "))
+            raise
+        self._boundary(action.id, AFTER_CALL)
+        self._finish(action.id, SUCCEEDED, outcome=done.outcome, undo=done.undo)
+        return SUCCEEDED
+
+    # -- rollback ---------------------------------------------------------------------------
+
+    def undo(self, entry: JournalEntry) -> str:
+        """Undo one forward action this migration did; adopted things are never touched.
+
+        Returns:
+            ``"skipped"`` (adopted, or nothing was done), or the rollback row's status.
+        """
+        self._alive()
+        if entry.status in (ADOPTED, ROLLED_BACK) or entry.intent.get("existed_before", True):
+            return "skipped"
+        rollback_id = ROLLBACK_PREFIX + entry.action_id
+        done = self.journal.journal_entry(self.plan_id, rollback_id)
+        if done is not None and done.status == SUCCEEDED:
+            self.journal.journal_mark(self.plan_id, entry.action_id, ROLLED_BACK)
+            return SUCCEEDED
+        handler = self._handler(entry.kind)
+        self.journal.journal_intent(
+            run_id=self.run_id,
+            plan_id=self.plan_id,
+            stage=self.stage,
+            action_id=rollback_id,
+            kind=entry.kind,
+            account_id=entry.account_id,
+            intent={"undo_of": entry.action_id, "undo": entry.undo},
+        )
+        self._boundary(rollback_id, AFTER_INTENT)
+        try:
+            outcome = handler.undo(self.ctx, entry)
+        except ActionError as err:
+            self._finish(rollback_id, FAILED, error=str(err).removeprefix(f"{entry.action_id}: "))
+            raise
+        self._boundary(rollback_id, AFTER_CALL)
+        self._finish(rollback_id, SUCCEEDED, outcome=outcome)
+        self.journal.journal_mark(self.plan_id, entry.action_id, ROLLED_BACK)
+        return SUCCEEDED
+
+
+def _action_record(action: PlanAction) -> dict[str, Any]:
+    """The action as the journal keeps it: enough to undo it without the plan."""
+    return {
+        "kind": action.kind,
+        "account_id": action.account_id,
+        "target": action.target,
+        "params": action.params,
+    }
+
+
+def action_from_entry(entry: JournalEntry) -> PlanAction:
+    """Rebuild the planned action a journal row recorded (for undo)."""
+    from iamc.plan import Stage
+
+    recorded = entry.intent.get("action") or {}
+    return PlanAction(
+        id=entry.action_id,
+        stage=Stage(entry.stage),
+        kind=entry.kind,
+        account_id=entry.account_id,
+        target=recorded.get("target", ""),
+        target_fingerprint="",
+        params=recorded.get("params") or {},
+    )

@@ -1,0 +1,423 @@
+"""Permission sets in IAM Identity Center: read, compare, create, provision and delete them."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_exponential
+
+from iamc.plan import PlanAction
+from state.journal import JournalEntry
+from tasks.aws import error_code
+from tasks.executor import ActionError, Done, ExecutionContext, Live, PollPolicy
+from tasks.synthesis import PermissionSetDefinition, canonical_json
+
+log = logging.getLogger(__name__)
+
+# sso-admin's IAM action prefix is "sso" (Service Authorization Reference, IAM Identity Center).
+READ_PERMISSIONS = (
+    "sso:ListPermissionSets",
+    "sso:DescribePermissionSet",
+    "sso:GetInlinePolicyForPermissionSet",
+    "sso:ListManagedPoliciesInPermissionSet",
+    "sso:ListCustomerManagedPolicyReferencesInPermissionSet",
+    "sso:GetPermissionsBoundaryForPermissionSet",
+    "sso:ListPermissionSetsProvisionedToAccount",
+    "sso:DescribePermissionSetProvisioningStatus",
+    "iam:GetPolicy",  # in member accounts: customer-managed policies must exist there first
+)
+CREATE_PERMISSIONS = (
+    "sso:CreatePermissionSet",
+    "sso:UpdatePermissionSet",
+    "sso:PutInlinePolicyToPermissionSet",
+    "sso:AttachManagedPolicyToPermissionSet",
+    "sso:AttachCustomerManagedPolicyReferenceToPermissionSet",
+    "sso:PutPermissionsBoundaryToPermissionSet",
+    "sso:DeletePermissionSet",
+)
+PROVISION_PERMISSIONS = ("sso:ProvisionPermissionSet",)
+PERMISSIONS = CREATE_PERMISSIONS + PROVISION_PERMISSIONS
+
+# Async status values (sso-admin API reference, PermissionSetProvisioningStatus.Status).
+IN_PROGRESS = "IN_PROGRESS"
+FAILED = "FAILED"
+
+
+def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[Any]:
+    for page in client.get_paginator(operation).paginate(**kwargs):
+        yield from page.get(key, [])
+
+
+def wait_for_status(
+    describe: Callable[[], dict[str, Any]], poll: PollPolicy, action_id: str, what: str
+) -> dict[str, Any]:
+    """Poll an asynchronous request until it is no longer IN_PROGRESS (bounded, backing off).
+
+    Raises:
+        ActionError: It is still IN_PROGRESS after ``poll.timeout`` seconds.
+    """
+    retrying = Retrying(
+        retry=retry_if_result(lambda status: status.get("Status") == IN_PROGRESS),
+        wait=wait_exponential(multiplier=poll.initial, max=poll.maximum),
+        stop=stop_after_delay(poll.timeout),
+    )
+    try:
+        return retrying(describe)
+    except RetryError as err:
+        raise ActionError(
+            action_id, f"{what} still IN_PROGRESS after {poll.timeout:.0f} s; run resume later"
+        ) from err
+
+
+def permission_set_names(client: Any, instance_arn: str) -> dict[str, str]:
+    """name -> ARN of every permission set of the instance (one Describe per set)."""
+    found: dict[str, str] = {}
+    for arn in _pages(client, "list_permission_sets", "PermissionSets", InstanceArn=instance_arn):
+        described = client.describe_permission_set(InstanceArn=instance_arn, PermissionSetArn=arn)
+        found[described["PermissionSet"]["Name"]] = arn
+    return found
+
+
+def read_permission_set(client: Any, instance_arn: str, arn: str) -> dict[str, Any]:
+    """A permission set as it is now, in the shape of a ``PermissionSetDefinition``."""
+    ids = {"InstanceArn": instance_arn, "PermissionSetArn": arn}
+    described = client.describe_permission_set(**ids)["PermissionSet"]
+    inline = client.get_inline_policy_for_permission_set(**ids).get("InlinePolicy") or None
+    managed = [
+        p["Arn"]
+        for p in _pages(
+            client, "list_managed_policies_in_permission_set", "AttachedManagedPolicies", **ids
+        )
+    ]
+    customer = [
+        {"name": p["Name"], "path": p.get("Path") or "/"}
+        for p in _pages(
+            client,
+            "list_customer_managed_policy_references_in_permission_set",
+            "CustomerManagedPolicyReferences",
+            **ids,
+        )
+    ]
+    try:
+        boundary_raw = client.get_permissions_boundary_for_permission_set(**ids).get(
+            "PermissionsBoundary"
+        )
+    except ClientError as err:
+        # No boundary is ResourceNotFoundException; moto lacks the call (NotImplemented).
+        if error_code(err) not in ("ResourceNotFoundException", "NotImplemented"):
+            raise
+        boundary_raw = None
+    return {
+        "arn": arn,
+        "name": described["Name"],
+        "description": described.get("Description") or "",
+        "session_duration": described.get("SessionDuration"),
+        "inline_policy": json.loads(inline) if inline else None,
+        "aws_managed_policy_arns": sorted(managed),
+        "customer_managed_policies": sorted(customer, key=lambda r: (r["path"], r["name"])),
+        "permissions_boundary": _boundary_from_api(boundary_raw),
+    }
+
+
+def _boundary_from_api(raw: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    if raw.get("ManagedPolicyArn"):
+        return {"managed_policy_arn": raw["ManagedPolicyArn"]}
+    ref = raw.get("CustomerManagedPolicyReference") or {}
+    return {
+        "customer_managed_policy_reference": {"name": ref["Name"], "path": ref.get("Path", "/")}
+    }
+
+
+def _boundary_to_api(boundary: dict[str, Any]) -> dict[str, Any]:
+    if "managed_policy_arn" in boundary:
+        return {"ManagedPolicyArn": boundary["managed_policy_arn"]}
+    ref = boundary["customer_managed_policy_reference"]
+    return {"CustomerManagedPolicyReference": {"Name": ref["name"], "Path": ref.get("path", "/")}}
+
+
+def differences(definition: PermissionSetDefinition, live: dict[str, Any]) -> list[str]:
+    """What differs between the planned definition and the live permission set, in words."""
+    found = []
+    if (definition.description or "") != live["description"]:
+        found.append(f"description {live['description']!r} (plan: {definition.description!r})")
+    if definition.session_duration != live["session_duration"]:
+        found.append(
+            f"session duration {live['session_duration']} (plan: {definition.session_duration})"
+        )
+    planned_inline = definition.inline_policy_json
+    live_inline = None if live["inline_policy"] is None else canonical_json(live["inline_policy"])
+    if planned_inline != live_inline:
+        found.append("inline policy differs")
+    if sorted(definition.aws_managed_policy_arns) != live["aws_managed_policy_arns"]:
+        found.append(
+            f"managed policies {live['aws_managed_policy_arns']} "
+            f"(plan: {sorted(definition.aws_managed_policy_arns)})"
+        )
+    planned_customer = sorted(
+        (
+            {"name": r["name"], "path": r.get("path") or "/"}
+            for r in definition.customer_managed_policies
+        ),
+        key=lambda r: (r["path"], r["name"]),
+    )
+    if planned_customer != live["customer_managed_policies"]:
+        found.append("customer-managed policy references differ")
+    if (definition.permissions_boundary or None) != live["permissions_boundary"]:
+        found.append("permissions boundary differs")
+    return found
+
+
+def definition_of(action: PlanAction) -> PermissionSetDefinition:
+    return PermissionSetDefinition(**action.params["definition"])
+
+
+def _names_loader(ctx: ExecutionContext) -> Callable[[], dict[str, str]]:
+    return lambda: permission_set_names(ctx.sso(), ctx.instance.instance_arn)
+
+
+def permission_set_arn(ctx: ExecutionContext, name: str) -> str | None:
+    """The ARN of a permission set by name (the instance's listing is read once per run)."""
+    return ctx.permission_set_arn(name, _names_loader(ctx))
+
+
+def missing_customer_policies(
+    session: boto3.Session, account_id: str, policies: list[dict[str, str]]
+) -> list[str]:
+    """Customer-managed policies a permission set references that the account lacks.
+
+    Identity Center requires them to exist, same name and path, in every account the
+    permission set is provisioned to (userguide, customer managed policies).
+
+    Args:
+        session: The member account's session.
+        account_id: The account.
+        policies: ``{"name", "path"}`` of each reference.
+
+    Returns:
+        The ARNs that do not exist.
+    """
+    iam = session.client("iam")
+    missing = []
+    for policy in policies:
+        arn = f"arn:aws:iam::{account_id}:policy{policy.get('path') or '/'}{policy['name']}"
+        try:
+            iam.get_policy(PolicyArn=arn)
+        except ClientError as err:
+            if error_code(err) != "NoSuchEntity":
+                raise
+            missing.append(arn)
+    return missing
+
+
+class CreatePermissionSet:
+    """``create-permission-set``: one permission set, converged to its planned definition."""
+
+    PERMISSIONS = CREATE_PERMISSIONS
+
+    def probe(self, ctx: ExecutionContext, action: PlanAction) -> Live:
+        definition = definition_of(action)
+        arn = permission_set_arn(ctx, definition.name)
+        if arn is None:
+            return Live(exists=False)
+        live = read_permission_set(ctx.sso(), ctx.instance.instance_arn, arn)
+        differ = differences(definition, live)
+        return Live(exists=True, difference="; ".join(differ) or None, detail={"arn": arn})
+
+    def apply(
+        self,
+        ctx: ExecutionContext,
+        action: PlanAction,
+        live: Live,
+        progress: Callable[[dict[str, Any]], None],
+        prior: JournalEntry | None,
+    ) -> Done:
+        definition = definition_of(action)
+        sso, instance = ctx.sso(), ctx.instance.instance_arn
+        arn = live.detail.get("arn")
+        try:
+            if arn is None:
+                extra = {"Description": definition.description} if definition.description else {}
+                created = sso.create_permission_set(
+                    InstanceArn=instance,
+                    Name=definition.name,
+                    SessionDuration=definition.session_duration,
+                    **extra,
+                )["PermissionSet"]
+                arn = created["PermissionSetArn"]
+                ctx.remember_permission_set(definition.name, arn)
+                # Recorded at once: if we die before the attachments, rollback can delete it.
+                progress({"arn": arn, "undo": {"permission_set_arn": arn, "name": definition.name}})
+                current = None
+            else:
+                current = read_permission_set(sso, instance, arn)
+            self._converge(sso, instance, arn, definition, current, action.id)
+        except ClientError as err:
+            raise ActionError(
+                action.id, f"{error_code(err)}: {err.response.get('Error', {}).get('Message', err)}"
+            ) from err
+        undo = {"permission_set_arn": arn, "name": definition.name}
+        return Done(outcome={"arn": arn}, undo=undo)
+
+    @staticmethod
+    def _converge(
+        sso: Any,
+        instance: str,
+        arn: str,
+        definition: PermissionSetDefinition,
+        current: dict[str, Any] | None,
+        action_id: str,
+    ) -> None:
+        """Bring a permission set we created (maybe half-way) to its definition."""
+        ids = {"InstanceArn": instance, "PermissionSetArn": arn}
+        if current is not None and (
+            current["description"] != (definition.description or "")
+            or current["session_duration"] != definition.session_duration
+        ):
+            extra = {"Description": definition.description} if definition.description else {}
+            sso.update_permission_set(**ids, SessionDuration=definition.session_duration, **extra)
+        have_inline = None if current is None else current["inline_policy"]
+        if definition.inline_policy is not None and (
+            have_inline is None or canonical_json(have_inline) != definition.inline_policy_json
+        ):
+            sso.put_inline_policy_to_permission_set(
+                **ids, InlinePolicy=definition.inline_policy_json
+            )
+        have_managed = set() if current is None else set(current["aws_managed_policy_arns"])
+        for policy_arn in sorted(set(definition.aws_managed_policy_arns) - have_managed):
+            sso.attach_managed_policy_to_permission_set(**ids, ManagedPolicyArn=policy_arn)
+        have_customer = (
+            set()
+            if current is None
+            else {(r["name"], r["path"]) for r in current["customer_managed_policies"]}
+        )
+        for ref in definition.customer_managed_policies:
+            key = (ref["name"], ref.get("path") or "/")
+            if key not in have_customer:
+                sso.attach_customer_managed_policy_reference_to_permission_set(
+                    **ids, CustomerManagedPolicyReference={"Name": key[0], "Path": key[1]}
+                )
+        if definition.permissions_boundary and (
+            current is None or current["permissions_boundary"] != definition.permissions_boundary
+        ):
+            try:
+                sso.put_permissions_boundary_to_permission_set(
+                    **ids, PermissionsBoundary=_boundary_to_api(definition.permissions_boundary)
+                )
+            except ClientError as err:
+                if error_code(err) != "NotImplemented":
+                    raise
+                # Never silently skipped: without its boundary the set would grant more.
+                raise ActionError(
+                    action_id,
+                    f"permission set {definition.name} needs a permissions boundary, but this "
+                    "endpoint does not implement PutPermissionsBoundaryToPermissionSet "
+                    "(NotImplemented); it was created without one and stays unassigned until "
+                    "this action succeeds (rollback deletes it)",
+                ) from err
+
+    def undo(self, ctx: ExecutionContext, entry: JournalEntry) -> dict[str, Any]:
+        recorded = entry.undo or {}
+        name = recorded.get("name") or (entry.intent.get("action") or {}).get("target", "")
+        arn = recorded.get("permission_set_arn") or permission_set_arn(ctx, name)
+        if arn is None:
+            return {"deleted": None, "note": "it does not exist"}
+        try:
+            ctx.sso().delete_permission_set(
+                InstanceArn=ctx.instance.instance_arn, PermissionSetArn=arn
+            )
+        except ClientError as err:
+            if error_code(err) == "ResourceNotFoundException":
+                return {"deleted": None, "note": "already gone"}
+            raise ActionError(
+                entry.action_id,
+                f"cannot delete permission set {name}: {error_code(err)}: "
+                f"{err.response.get('Error', {}).get('Message', err)}",
+            ) from err
+        ctx.remember_permission_set(name, None)
+        return {"deleted": arn}
+
+
+class ProvisionPermissionSet:
+    """``provision-permission-set``: deploy a permission set to one account and wait."""
+
+    PERMISSIONS = PROVISION_PERMISSIONS
+
+    def probe(self, ctx: ExecutionContext, action: PlanAction) -> Live:
+        # Provisioning is idempotent and re-deploys the current definition: always do it.
+        return Live(exists=False)
+
+    def apply(
+        self,
+        ctx: ExecutionContext,
+        action: PlanAction,
+        live: Live,
+        progress: Callable[[dict[str, Any]], None],
+        prior: JournalEntry | None,
+    ) -> Done:
+        account_id = action.account_id or ""
+        missing = missing_customer_policies(
+            ctx.member(account_id), account_id, action.params.get("required_customer_policies", [])
+        )
+        if missing:
+            raise ActionError(
+                action.id,
+                f"customer-managed policies missing in account {account_id}: "
+                f"{', '.join(missing)}; create them (same name and path) before provisioning",
+            )
+        arn = permission_set_arn(ctx, action.target)
+        if arn is None:
+            raise ActionError(action.id, f"permission set {action.target} does not exist")
+        sso, instance = ctx.sso(), ctx.instance.instance_arn
+        try:
+            status = sso.provision_permission_set(
+                InstanceArn=instance,
+                PermissionSetArn=arn,
+                TargetType="AWS_ACCOUNT",
+                TargetId=account_id,
+            )["PermissionSetProvisioningStatus"]
+            request_id = status["RequestId"]
+            progress({"request_id": request_id})
+            final = wait_for_status(
+                lambda: sso.describe_permission_set_provisioning_status(
+                    InstanceArn=instance, ProvisionPermissionSetRequestId=request_id
+                )["PermissionSetProvisioningStatus"],
+                ctx.poll,
+                action.id,
+                f"provisioning {action.target} to {account_id}",
+            )
+        except ClientError as err:
+            raise ActionError(
+                action.id, f"{error_code(err)}: {err.response.get('Error', {}).get('Message', err)}"
+            ) from err
+        if final.get("Status") == FAILED:
+            raise ActionError(
+                action.id,
+                f"provisioning {action.target} to {account_id} FAILED: "
+                f"{final.get('FailureReason', 'no reason given')}",
+            )
+        # Nothing to undo on its own: removing the last assignment of the set from the account
+        # and deleting the set removes the role Identity Center provisioned there.
+        return Done(outcome={"request_id": request_id, "arn": arn}, undo={"note": "none needed"})
+
+    def undo(self, ctx: ExecutionContext, entry: JournalEntry) -> dict[str, Any]:
+        return {"note": "deprovisioned when its assignments and permission set are deleted"}
+
+
+def provisioned_permission_sets(ctx: ExecutionContext, account_id: str) -> list[str]:
+    """ARNs of the permission sets provisioned to an account (for status and tests)."""
+    return list(
+        _pages(
+            ctx.sso(),
+            "list_permission_sets_provisioned_to_account",
+            "PermissionSets",
+            InstanceArn=ctx.instance.instance_arn,
+            AccountId=account_id,
+        )
+    )

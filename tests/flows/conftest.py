@@ -1,0 +1,258 @@
+"""A small organization in an in-process sandbox, and an approved plan to provision it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+
+from flows.plan import record_decision
+from iamc.plan import build_plan
+from sandbox.control import SandboxControl
+from sandbox.server import Sandbox
+from sandbox.strict import Strictness
+from state import Store
+from tasks.executor import PollPolicy
+from tasks.synthesis import AssignmentDefinition, PermissionSetDefinition
+
+READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
+CUSTOMER_POLICY = {"name": "team-read", "path": "/iamc/"}
+QUICK = PollPolicy(initial=0.005, maximum=0.05, timeout=30)
+DOC = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}],
+}
+
+
+@dataclass
+class World:
+    """The sandbox, its member accounts and identities, and how to reach them."""
+
+    sandbox: Sandbox
+    control: SandboxControl
+    accounts: list[str]
+    instance_arn: str
+    identity_store_id: str
+    users: dict[str, str]  # user name -> id
+    groups: dict[str, str]  # display name -> id
+
+    def session(self) -> boto3.Session:
+        return boto3.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        )
+
+    def client(self, service: str) -> Any:
+        return self.session().client(service, endpoint_url=self.sandbox.url)
+
+    def member_iam(self, account_id: str) -> Any:
+        creds = self.client("sts").assume_role(
+            RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
+            RoleSessionName="test",
+        )["Credentials"]
+        return boto3.client(
+            "iam",
+            endpoint_url=self.sandbox.url,
+            region_name="us-east-1",
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+        )
+
+
+def _build_world(sandbox: Sandbox) -> World:
+    sandbox.reset(seed=3)
+    world = World(sandbox, SandboxControl(sandbox.url), [], "", "", {}, {})
+    org = world.client("organizations")
+    org.create_organization(FeatureSet="ALL")
+    for n in (1, 2):
+        request = org.create_account(AccountName=f"member{n}", Email=f"m{n}@example.com")
+        world.accounts.append(
+            org.describe_create_account_status(
+                CreateAccountRequestId=request["CreateAccountStatus"]["Id"]
+            )["CreateAccountStatus"]["AccountId"]
+        )
+    instance = world.client("sso-admin").list_instances()["Instances"][0]
+    world.instance_arn, world.identity_store_id = (
+        instance["InstanceArn"],
+        instance["IdentityStoreId"],
+    )
+    store = world.client("identitystore")
+    for name in ("alice@example.com", "bob@example.com"):
+        world.users[name] = store.create_user(
+            IdentityStoreId=world.identity_store_id,
+            UserName=name,
+            DisplayName=name,
+            Name={"GivenName": "A", "FamilyName": "B"},
+        )["UserId"]
+    world.groups["devs"] = store.create_group(
+        IdentityStoreId=world.identity_store_id, DisplayName="devs"
+    )["GroupId"]
+    for account_id in world.accounts:
+        world.member_iam(account_id).create_policy(
+            PolicyName=CUSTOMER_POLICY["name"],
+            Path=CUSTOMER_POLICY["path"],
+            PolicyDocument=json.dumps(DOC),
+        )
+    return world
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    with Sandbox(port=0) as sandbox:
+        yield _build_world(sandbox)
+
+
+def wipe_identity_center(world: World) -> None:
+    """Forget every permission set, assignment and async request; reset strictness and calls."""
+    from moto.ssoadmin.models import ssoadmin_backends
+
+    backend = ssoadmin_backends["123456789012"]["us-east-1"]
+    backend.permission_sets.clear()
+    backend.account_assignments.clear()
+    world.sandbox.middleware.reset_async()
+    world.control.configure(**Strictness().to_dict())
+    world.control.reset_calls()
+
+
+@pytest.fixture
+def clean(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
+    """The world with an empty Identity Center, and boto3 pointed at the sandbox."""
+    wipe_identity_center(world)
+    for key, value in world.sandbox.env().items():
+        monkeypatch.setenv(key, value)
+    return world
+
+
+def permission_sets() -> list[PermissionSetDefinition]:
+    return [
+        PermissionSetDefinition(
+            name="Admins",
+            description="admin access of the devs group",
+            fingerprint="f-admins",
+            session_duration="PT2H",
+            inline_policy={
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+            },
+        ),
+        PermissionSetDefinition(
+            name="Readers",
+            description="read access",
+            fingerprint="f-readers",
+            session_duration="PT4H",
+            inline_policy=DOC,
+            aws_managed_policy_arns=[READ_ONLY],
+            customer_managed_policies=[dict(CUSTOMER_POLICY)],
+        ),
+    ]
+
+
+def assignments(world: World) -> list[AssignmentDefinition]:
+    a1, a2 = world.accounts
+    alice, bob = world.users["alice@example.com"], world.users["bob@example.com"]
+    devs = world.groups["devs"]
+    return [
+        AssignmentDefinition(a1, "Readers", "USER", alice, "alice@example.com", "user alice"),
+        AssignmentDefinition(a1, "Admins", "GROUP", devs, "devs", "group devs"),
+        AssignmentDefinition(a2, "Readers", "USER", bob, "bob@example.com", "user bob"),
+        AssignmentDefinition(a2, "Readers", "GROUP", devs, "devs", "group devs"),
+    ]
+
+
+def write_approved_plan(
+    world: World,
+    tmp_path: Path,
+    *,
+    approve: str | None = "provision",
+    sets: list[PermissionSetDefinition] | None = None,
+    extra_assignments: list[AssignmentDefinition] = (),
+) -> tuple[Path, int]:
+    """A spec, a state DB with a complete (empty) snapshot, and the plan, approved if asked."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'name = "wave-1"\nstate = "sqlite:///state.db"\n'
+        "[aws]\nrate_limits = { sso-admin = 1000, identitystore = 1000, iam = 1000 }\n"
+    )
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    sets = permission_sets() if sets is None else sets
+    required = sorted((a, CUSTOMER_POLICY["name"], CUSTOMER_POLICY["path"]) for a in world.accounts)
+    synthesis = SimpleNamespace(
+        findings=[],
+        permission_sets=sets,
+        assignments=[*assignments(world), *extra_assignments],
+        required_customer_policies=required,
+    )
+    with Store.open(url) as store:
+        migration = store.ensure_migration("wave-1", {})
+        run = store.start_run(migration, "inventory")
+        snapshot = store.new_snapshot(migration, run)
+        store.complete_snapshot(snapshot)
+        store.finish_run(run, "succeeded")
+        plan = build_plan(
+            migration="wave-1",
+            inventory_snapshot_id=snapshot,
+            mapping_run_id=None,
+            inventories=[],
+            user_mappings=[],
+            group_mappings=[],
+            synthesis=synthesis,
+            settings={},
+        )
+        plan_run = store.start_run(migration, "plan")
+        plan_id, _ = store.save_plan(migration, plan_run, plan.content_hash(), plan.content(), 0)
+        store.finish_run(plan_run, "succeeded")
+    if approve:
+        record_decision(spec, plan_id, approver="cab", ticket="CHG-1", stage=approve)
+    return spec, plan_id
+
+
+def live_state(world: World) -> dict[str, Any]:
+    """Every permission set (by name, with its policies) and assignment, ARNs left out."""
+    from tasks.permission_sets import permission_set_names, read_permission_set
+
+    sso = world.client("sso-admin")
+    names = permission_set_names(sso, world.instance_arn)
+    sets = {}
+    for name, arn in sorted(names.items()):
+        found = read_permission_set(sso, world.instance_arn, arn)
+        found.pop("arn")
+        sets[name] = found
+    by_arn = {arn: name for name, arn in names.items()}
+    assigned = sorted(
+        (account_id, by_arn[arn], a["PrincipalType"], a["PrincipalId"])
+        for account_id in world.accounts
+        for arn in names.values()
+        for a in sso.list_account_assignments(
+            InstanceArn=world.instance_arn, AccountId=account_id, PermissionSetArn=arn
+        )["AccountAssignments"]
+    )
+    return {"permission_sets": sets, "assignments": assigned}
+
+
+def calls(world: World) -> Callable[[str], int]:
+    counts = world.control.calls()["calls"]
+    return lambda operation: counts.get(f"sso-admin:{operation}", 0)
+
+
+@pytest.fixture
+def kit() -> SimpleNamespace:
+    """The helpers above, for test modules (conftest is not importable under importlib mode)."""
+    return SimpleNamespace(
+        QUICK=QUICK,
+        DOC=DOC,
+        READ_ONLY=READ_ONLY,
+        permission_sets=permission_sets,
+        assignments=assignments,
+        write_approved_plan=write_approved_plan,
+        live_state=live_state,
+        calls=calls,
+        wipe=wipe_identity_center,
+        AssignmentDefinition=AssignmentDefinition,
+        PermissionSetDefinition=PermissionSetDefinition,
+    )
