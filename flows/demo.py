@@ -97,6 +97,18 @@ def run_demo(
                     f"(ticket {approval['ticket']}); a reviewer reads {plan['files']['markdown']}",
                     highlight=False,
                 )
+                console.print(
+                    Rule(f"7. provisioning: iamc apply {plan['plan_id']} --stage provision")
+                )
+                applied = ui.apply_with_progress(console, spec_path, plan["plan_id"], "provision")
+                console.print(Rule(f"8. iamc status {applied['run_id']}"))
+                ui.print_status(console, spec_path, applied["run_id"])
+                console.print(
+                    "The disable and delete stages of this plan wait for their own approval "
+                    "(delete not before the spec's bake_days after disable); "
+                    f"undo provisioning with: iamc rollback {applied['run_id']} -c {spec_path}",
+                    highlight=False,
+                )
         finally:
             for name, value in previous.items():
                 if value is None:

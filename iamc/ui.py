@@ -352,12 +352,15 @@ def _print_apply_summary(console: Console, spec: Path | str, summary: dict[str, 
     console.print(f"next: iamc status {summary['run_id']} -c {spec}", style="dim", highlight=False)
 
 
-def apply_with_progress(console: Console, spec: Path | str, plan_id: int, stage: str) -> None:
+def apply_with_progress(
+    console: Console, spec: Path | str, plan_id: int, stage: str
+) -> dict[str, Any]:
     """Run the apply flow with a progress bar (actions done/total, failures as they happen)."""
     from flows.apply import apply_flow
 
     summary = _watch(console, lambda: apply_flow(str(spec), plan_id, stage))
     _print_apply_summary(console, spec, summary)
+    return summary
 
 
 def resume_with_progress(console: Console, spec: Path | str, run_id: int) -> None:
