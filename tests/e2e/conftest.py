@@ -11,7 +11,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 
 from sandbox.control import SandboxControl
@@ -26,6 +28,26 @@ class RunningSandbox:
     control: SandboxControl
     env: dict[str, str]
     process: subprocess.Popen
+
+    def member_iam(self, account_id: str) -> Any:
+        """An IAM client in a member account, through its OrganizationAccountAccessRole."""
+        credentials = dict(
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+        )
+        sts = boto3.client("sts", endpoint_url=self.url, region_name="us-east-1", **credentials)
+        assumed = sts.assume_role(
+            RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
+            RoleSessionName="e2e-tests",
+        )["Credentials"]
+        return boto3.client(
+            "iam",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=assumed["AccessKeyId"],
+            aws_secret_access_key=assumed["SecretAccessKey"],
+            aws_session_token=assumed["SessionToken"],
+        )
 
 
 def start_sandbox(tmp: Path, accounts: int, users: int, seed: int) -> RunningSandbox:

@@ -7,8 +7,6 @@ import io
 import json
 from pathlib import Path
 
-import boto3
-
 from state import Store
 
 SPEC = """name = "e2e"
@@ -115,26 +113,7 @@ def test_bad_input_is_a_clear_error_and_the_state_is_intact(iamc, tmp_path):
 def test_account_whose_role_cannot_be_assumed_is_a_finding(iamc, sandbox_process, tmp_path):
     manifest = sandbox_process.control.manifest()
     victim = next(iter(expected_by_account(manifest)))
-    session = boto3.Session(
-        **{
-            k.lower(): v
-            for k, v in sandbox_process.env.items()
-            if k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-        },
-        region_name="us-east-1",
-    )
-    url = sandbox_process.url
-    creds = session.client("sts", endpoint_url=url).assume_role(
-        RoleArn=f"arn:aws:iam::{victim}:role/OrganizationAccountAccessRole", RoleSessionName="e2e"
-    )["Credentials"]
-    iam = boto3.client(
-        "iam",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-    )
+    iam = sandbox_process.member_iam(victim)
     role = "OrganizationAccountAccessRole"
     for policy in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]:
         iam.detach_role_policy(RoleName=role, PolicyArn=policy["PolicyArn"])

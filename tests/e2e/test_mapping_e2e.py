@@ -7,8 +7,6 @@ import io
 import json
 from pathlib import Path
 
-import boto3
-
 SPEC = """name = "e2e-mapping"
 state = "sqlite:///state.db"
 protected_users = ["breakglass-*"]
@@ -19,30 +17,6 @@ rate_limits = { iam = 40 }
 [mapping]
 rules = ["override", "tag:email", "username", "email-localpart"]
 """
-
-
-def member_iam(sandbox_process, account_id: str):
-    env = sandbox_process.env
-    url = sandbox_process.url
-    sts = boto3.client(
-        "sts",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-    creds = sts.assume_role(
-        RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
-        RoleSessionName="e2e",
-    )["Credentials"]
-    return boto3.client(
-        "iam",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-    )
 
 
 def same_person_in_two_accounts(sandbox_process, manifest: dict) -> tuple[str, list[str]]:
@@ -58,7 +32,7 @@ def same_person_in_two_accounts(sandbox_process, manifest: dict) -> tuple[str, l
             return name, accounts
     name, (first, *_) = sorted(humans.items())[0]
     second = next(a["account_id"] for a in active if a["account_id"] != first)
-    iam = member_iam(sandbox_process, second)
+    iam = sandbox_process.member_iam(second)
     iam.create_user(UserName=name, Tags=[{"Key": "email", "Value": f"{name}@example.com"}])
     iam.create_login_profile(UserName=name, Password="Sandbox-Only-1!x")
     return name, [first, second]

@@ -6,8 +6,6 @@ import json
 import re
 from pathlib import Path
 
-import boto3
-
 SPEC = """name = "e2e-plan"
 state = "sqlite:///state.db"
 protected_users = ["breakglass-*"]
@@ -16,28 +14,6 @@ concurrency = 4
 [aws]
 rate_limits = { iam = 40 }
 """
-
-
-def member_iam(sandbox_process, account_id: str):
-    url, env = sandbox_process.url, sandbox_process.env
-    creds = boto3.client(
-        "sts",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    ).assume_role(
-        RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
-        RoleSessionName="e2e-plan",
-    )["Credentials"]
-    return boto3.client(
-        "iam",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-    )
 
 
 def plan_once(iamc, spec: Path, out: Path) -> tuple[dict, str]:
@@ -112,7 +88,7 @@ def test_plan_matches_the_seed_is_stable_and_tracks_one_change(iamc, sandbox_pro
 
     # One user changes in AWS: after re-inventory and re-plan, only its fingerprint moves.
     stale = next(u for u in plan["users"] if u["outcome"] == "retire")
-    member_iam(sandbox_process, stale["account_id"]).tag_user(
+    sandbox_process.member_iam(stale["account_id"]).tag_user(
         UserName=stale["user"], Tags=[{"Key": "owner", "Value": "someone-new"}]
     )
     changed, _ = plan_once(iamc, spec, tmp_path / "changed")
