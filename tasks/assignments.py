@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from iamc.plan import PlanAction
 from state.journal import JournalEntry
-from tasks.aws import error_code
+from tasks.aws import error_message
 from tasks.executor import ActionError, Done, ExecutionContext, Live
 from tasks.permission_sets import FAILED, IN_PROGRESS, permission_set_arn, wait_for_status
 
@@ -28,10 +28,6 @@ PERMISSIONS = ("sso:CreateAccountAssignment", "sso:DeleteAccountAssignment")
 def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[Any]:
     for page in client.get_paginator(operation).paginate(**kwargs):
         yield from page.get(key, [])
-
-
-def _message(err: ClientError) -> str:
-    return f"{error_code(err)}: {err.response.get('Error', {}).get('Message', err)}"
 
 
 def list_assignments(ctx: ExecutionContext, account_id: str, ps_arn: str) -> set[tuple[str, str]]:
@@ -131,7 +127,7 @@ class CreateAssignment:
                     f"assignment {action.target} in {key['TargetId']}",
                 )
             except ClientError as err:
-                raise ActionError(action.id, _message(err)) from err
+                raise ActionError(action.id, error_message(err)) from err
         if final.get("Status") == FAILED:
             raise ActionError(
                 action.id,
@@ -190,7 +186,7 @@ class CreateAssignment:
                     "assignment deletion",
                 )
         except ClientError as err:
-            raise ActionError(entry.action_id, _message(err)) from err
+            raise ActionError(entry.action_id, error_message(err)) from err
         if final.get("Status") == FAILED:
             raise ActionError(
                 entry.action_id,

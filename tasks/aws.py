@@ -241,6 +241,11 @@ def error_code(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
 
 
+def error_message(err: ClientError) -> str:
+    """``Code: message`` of a ClientError, as AWS gave them (for journals and status lines)."""
+    return f"{error_code(err)}: {err.response.get('Error', {}).get('Message', err)}"
+
+
 def mask_key_id(key_id: str) -> str:
     """Show an access key id as prefix + last four (``AKIA…WXYZ``), never whole outside state."""
     if len(key_id) <= 8:

@@ -13,7 +13,7 @@ from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wa
 
 from iamc.plan import PlanAction
 from state.journal import JournalEntry
-from tasks.aws import error_code
+from tasks.aws import error_code, error_message
 from tasks.executor import ActionError, Done, ExecutionContext, Live, PollPolicy
 from tasks.synthesis import PermissionSetDefinition, canonical_json
 
@@ -259,9 +259,7 @@ class CreatePermissionSet:
                 current = read_permission_set(sso, instance, arn)
             self._converge(sso, instance, arn, definition, current, action.id)
         except ClientError as err:
-            raise ActionError(
-                action.id, f"{error_code(err)}: {err.response.get('Error', {}).get('Message', err)}"
-            ) from err
+            raise ActionError(action.id, error_message(err)) from err
         undo = {"permission_set_arn": arn, "name": definition.name}
         return Done(outcome={"arn": arn}, undo=undo)
 
@@ -393,9 +391,7 @@ class ProvisionPermissionSet:
                 f"provisioning {action.target} to {account_id}",
             )
         except ClientError as err:
-            raise ActionError(
-                action.id, f"{error_code(err)}: {err.response.get('Error', {}).get('Message', err)}"
-            ) from err
+            raise ActionError(action.id, error_message(err)) from err
         if final.get("Status") == FAILED:
             raise ActionError(
                 action.id,
