@@ -88,7 +88,11 @@ class CreateAssignment:
         key = self._key(ctx, action)
         if key is None:
             return Live(exists=False)
-        found = list_assignments(ctx, key["TargetId"], key["PermissionSetArn"])
+        found = ctx.assignments_of(
+            key["TargetId"],
+            key["PermissionSetArn"],
+            lambda: list_assignments(ctx, key["TargetId"], key["PermissionSetArn"]),
+        )
         exists = (key["PrincipalType"], key["PrincipalId"]) in found
         # Same account, set and principal is the same assignment: it can't differ.
         return Live(exists=exists, detail={"permission_set_arn": key["PermissionSetArn"]})
@@ -134,6 +138,12 @@ class CreateAssignment:
                 f"assignment {action.target} in account {key['TargetId']} FAILED: "
                 f"{final.get('FailureReason') or 'no reason given'}",
             )
+        ctx.remember_assignment(
+            key["TargetId"],
+            key["PermissionSetArn"],
+            (key["PrincipalType"], key["PrincipalId"]),
+            present=True,
+        )
         return Done(outcome={"request_id": request_id}, undo=undo)
 
     @staticmethod
@@ -192,6 +202,9 @@ class CreateAssignment:
                 entry.action_id,
                 f"deleting the assignment FAILED: {final.get('FailureReason') or 'no reason'}",
             )
+        ctx.remember_assignment(
+            recorded["TargetId"], recorded["PermissionSetArn"], principal, present=False
+        )
         return {"deleted": request_id}
 
 

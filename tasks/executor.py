@@ -151,6 +151,8 @@ class ExecutionContext:
         self.outstanding = threading.BoundedSemaphore(max_outstanding)
         self._lock = threading.Lock()
         self._permission_sets: dict[str, str] | None = None
+        self._assignments: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self._assignment_locks: dict[tuple[str, str], threading.Lock] = {}
         self._client_local = threading.local()
 
     def sso(self) -> Any:
@@ -167,6 +169,44 @@ class ExecutionContext:
             if self._permission_sets is None:
                 self._permission_sets = loader()
             return self._permission_sets.get(name)
+
+    def assignments_of(
+        self,
+        account_id: str,
+        permission_set_arn: str,
+        loader: Callable[[], set[tuple[str, str]]],
+    ) -> set[tuple[str, str]]:
+        """(principal type, id) assigned a permission set in an account, listed once per run.
+
+        Probing each of N assignments of one (account, set) pair would otherwise list the pair
+        N times; at 20 sso-admin requests/s those listings cost a fifth of the budget. The
+        run's own creations and deletions keep the listing current (remember_assignment).
+        """
+        key = (account_id, permission_set_arn)
+        with self._lock:
+            loading = self._assignment_locks.setdefault(key, threading.Lock())
+        # One loader per pair: threads probing the same pair at once wait for its listing.
+        with loading:
+            with self._lock:
+                cached = self._assignments.get(key)
+            if cached is None:
+                listed = loader()
+                with self._lock:
+                    cached = self._assignments.setdefault(key, listed)
+        with self._lock:
+            return set(cached)
+
+    def remember_assignment(
+        self, account_id: str, permission_set_arn: str, principal: tuple[str, str], present: bool
+    ) -> None:
+        with self._lock:
+            cached = self._assignments.get((account_id, permission_set_arn))
+            if cached is None:
+                return
+            if present:
+                cached.add(principal)
+            else:
+                cached.discard(principal)
 
     def remember_permission_set(self, name: str, arn: str | None) -> None:
         with self._lock:
