@@ -362,6 +362,19 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except Exception as err:
+        # Credentials that expire or go missing mid-run can surface from any AWS call: say
+        # so in one line, as for the calls that translate them at the boundary.
+        from tasks.aws import AwsAccessError, translate_errors
+
+        try:
+            with translate_errors():
+                raise err
+        except AwsAccessError as access:
+            err_console.print(f"[bold red]error:[/bold red] {escape(str(access))}")
+            sys.exit(access.exit_code)
+        except Exception:
+            raise err from None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,54 @@
+"""The CLI as a user meets it: bad input and missing credentials give one line and an exit code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "iamc.cli", *args],
+        cwd=cwd,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_missing_credentials_is_one_clear_line(tmp_path: Path):
+    (tmp_path / "spec.toml").write_text('name = "x"\nstate = "sqlite:///s.db"\n')
+    result = run(
+        ["inventory", "-c", "spec.toml"],
+        tmp_path,
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_ENDPOINT_URL="http://127.0.0.1:9",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    assert result.returncode == 4
+    assert "no AWS credentials found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_spec_names_the_file_and_key(tmp_path: Path):
+    (tmp_path / "spec.toml").write_text('name = "x"\n[decommission]\nbake_days = "soon"\n')
+    result = run(["check", "-c", "spec.toml"], tmp_path)
+    assert result.returncode == 2
+    assert "spec.toml" in result.stderr and "decommission.bake_days" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_policy_prints_valid_json(tmp_path: Path):
+    import json
+
+    result = run(["policy", "management"], tmp_path)
+    assert result.returncode == 0
+    actions = {a for s in json.loads(result.stdout)["Statement"] for a in s["Action"]}
+    assert "sso:CreateAccountAssignment" in actions and "sts:AssumeRole" in actions
