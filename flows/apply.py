@@ -8,9 +8,15 @@ stage (a Prefect Retry, ``iamc resume``) skips what is done and reconciles what 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -318,6 +324,50 @@ def _execute(rt: _Runtime, actions: list[PlanAction], in_flow: bool) -> list[Acc
     return reports
 
 
+# A run renews its lock this often; one silent for LOCK_STALE_AFTER is presumed dead (killed),
+# and the next apply, resume or rollback of that stage may take over.
+LOCK_HEARTBEAT_SECONDS = 15.0
+LOCK_STALE_AFTER = timedelta(minutes=2)
+
+
+@contextmanager
+def _exclusive(store: Store, plan_id: int, stage: str) -> Iterator[str]:
+    """Hold the (plan, stage) lock: two processes never change the same stage at once.
+
+    Without it, `iamc resume` and a Retry pressed in the UI (or two operators) could send the
+    same creations twice. The lock is a lease renewed by a heartbeat thread.
+
+    Raises:
+        ApplyRefused: Another live process holds it.
+    """
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    blocker = store.acquire_stage_lock(plan_id, stage, holder, stale_after=LOCK_STALE_AFTER)
+    if blocker is not None:
+        age = (datetime.now(UTC) - blocker.heartbeat).total_seconds()
+        raise ApplyRefused(
+            f"plan {plan_id} stage {stage} is being changed by run {blocker.run_id} "
+            f"({blocker.holder}, last seen {age:.0f} s ago); nothing was changed. Wait for it "
+            f"to finish; if that process is gone, try again after "
+            f"{LOCK_STALE_AFTER.total_seconds():.0f} s of silence"
+        )
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.wait(LOCK_HEARTBEAT_SECONDS):
+            if not store.heartbeat_stage_lock(plan_id, stage, holder):
+                log.error("lost the lock on plan %s stage %s", plan_id, stage)
+                return
+
+    beating = threading.Thread(target=heartbeat, name="iamc-stage-lock", daemon=True)
+    beating.start()
+    try:
+        yield holder
+    finally:
+        stop.set()
+        beating.join(timeout=5)
+        store.release_stage_lock(plan_id, stage, holder)
+
+
 def _open_run(
     store: Store,
     migration_id: int,
@@ -411,54 +461,56 @@ def apply_plan(
             "stage": stage,
             "prefect_flow_run_id": _prefect_flow_run_id() if in_flow else None,
         }
-        run_id = _open_run(store, info.migration_id, APPLY_RUN, params, resume_run_id)
-        executor = Executor(
-            store,
-            HANDLERS,
-            ctx,
-            run_id=run_id,
-            plan_id=plan_id,
-            stage=stage,
-            fault=fault,
-            on_done=_on_done,
-        )
-        rt = _Runtime(spec, store, plan, plan_id, executor)
-        try:
-            problems = preflight(rt, actions)
-            if problems:
-                raise ApplyRefused(
-                    f"plan {plan_id} can't be applied as is; nothing was changed:\n  "
-                    + "\n  ".join(problems)
-                )
-            emit("apply-start", actions=len(actions), run_id=run_id)
-            reports = _execute(rt, actions, in_flow)
-            done = {
-                a.id
-                for a in actions
-                if a.kind == "create-assignment"
-                and (entry := store.journal_entry(plan_id, a.id)) is not None
-                and entry.done
-            }
-            unverified = verify_assignments(ctx, [a for a in actions if a.id in done])
-        except ConflictError as err:
-            store.finish_run(run_id, "failed", error=str(err))
-            raise ApplyRefused(f"run {run_id} stopped: {err}") from err
-        except BaseException as err:
-            store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
-            raise
-        summary = _summary(store, run_id, plan_id, stage, actions)
-        errors = [e for r in reports for e in r.errors] + [f"verify: {u}" for u in unverified]
-        summary["errors"] = errors
-        if errors or summary["failed"] or summary["pending"]:
-            message = (
-                f"run {run_id}: {summary['failed']} failed, {summary['pending']} pending of "
-                f"{summary['actions']} actions; fix the cause, then 'iamc resume {run_id} -c "
-                f"{spec_path}':\n  " + "\n  ".join(errors or ["(see iamc status)"])
+        with _exclusive(store, plan_id, stage) as holder:
+            run_id = _open_run(store, info.migration_id, APPLY_RUN, params, resume_run_id)
+            store.stage_lock_run(plan_id, stage, holder, run_id)
+            executor = Executor(
+                store,
+                HANDLERS,
+                ctx,
+                run_id=run_id,
+                plan_id=plan_id,
+                stage=stage,
+                fault=fault,
+                on_done=_on_done,
             )
-            store.finish_run(run_id, "failed", summary=summary, error=message)
-            raise ApplyFailed(message)
-        store.finish_run(run_id, "succeeded", summary=summary)
-        return summary
+            rt = _Runtime(spec, store, plan, plan_id, executor)
+            try:
+                problems = preflight(rt, actions)
+                if problems:
+                    raise ApplyRefused(
+                        f"plan {plan_id} can't be applied as is; nothing was changed:\n  "
+                        + "\n  ".join(problems)
+                    )
+                emit("apply-start", actions=len(actions), run_id=run_id)
+                reports = _execute(rt, actions, in_flow)
+                done = {
+                    a.id
+                    for a in actions
+                    if a.kind == "create-assignment"
+                    and (entry := store.journal_entry(plan_id, a.id)) is not None
+                    and entry.done
+                }
+                unverified = verify_assignments(ctx, [a for a in actions if a.id in done])
+            except ConflictError as err:
+                store.finish_run(run_id, "failed", error=str(err))
+                raise ApplyRefused(f"run {run_id} stopped: {err}") from err
+            except BaseException as err:
+                store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
+                raise
+            summary = _summary(store, run_id, plan_id, stage, actions)
+            errors = [e for r in reports for e in r.errors] + [f"verify: {u}" for u in unverified]
+            summary["errors"] = errors
+            if errors or summary["failed"] or summary["pending"]:
+                message = (
+                    f"run {run_id}: {summary['failed']} failed, {summary['pending']} pending of "
+                    f"{summary['actions']} actions; fix the cause, then 'iamc resume {run_id} -c "
+                    f"{spec_path}':\n  " + "\n  ".join(errors or ["(see iamc status)"])
+                )
+                store.finish_run(run_id, "failed", summary=summary, error=message)
+                raise ApplyFailed(message)
+            store.finish_run(run_id, "succeeded", summary=summary)
+            return summary
 
 
 def _summary(
@@ -571,31 +623,35 @@ def rollback_plan(
             "of_run": run_id,
             "prefect_flow_run_id": _prefect_flow_run_id(),
         }
-        rollback_run = _open_run(store, run.migration_id, ROLLBACK_RUN, params, resume_run_id)
-        ctx = _context(spec, spec_path, poll)
-        executor = Executor(
-            store,
-            HANDLERS,
-            ctx,
-            run_id=rollback_run,
-            plan_id=plan_id,
-            stage=stage,
-            fault=fault,
-            on_done=_on_done,
-        )
-        try:
-            for entry in undo:
-                executor.undo(entry)
-        except ActionError as err:
-            message = f"rollback run {rollback_run} stopped: {err}; 'iamc resume {rollback_run}'"
-            store.finish_run(rollback_run, "failed", error=message)
-            raise ApplyFailed(message) from err
-        except BaseException as err:
-            store.finish_run(rollback_run, "failed", error=str(err) or type(err).__name__)
-            raise
-        summary = {**listing, "run_id": rollback_run, "dry_run": False}
-        store.finish_run(rollback_run, "succeeded", summary=summary)
-        return summary
+        with _exclusive(store, plan_id, stage) as holder:
+            rollback_run = _open_run(store, run.migration_id, ROLLBACK_RUN, params, resume_run_id)
+            store.stage_lock_run(plan_id, stage, holder, rollback_run)
+            ctx = _context(spec, spec_path, poll)
+            executor = Executor(
+                store,
+                HANDLERS,
+                ctx,
+                run_id=rollback_run,
+                plan_id=plan_id,
+                stage=stage,
+                fault=fault,
+                on_done=_on_done,
+            )
+            try:
+                for entry in undo:
+                    executor.undo(entry)
+            except ActionError as err:
+                message = (
+                    f"rollback run {rollback_run} stopped: {err}; 'iamc resume {rollback_run}'"
+                )
+                store.finish_run(rollback_run, "failed", error=message)
+                raise ApplyFailed(message) from err
+            except BaseException as err:
+                store.finish_run(rollback_run, "failed", error=str(err) or type(err).__name__)
+                raise
+            summary = {**listing, "run_id": rollback_run, "dry_run": False}
+            store.finish_run(rollback_run, "succeeded", summary=summary)
+            return summary
 
 
 @flow(name="rollback", log_prints=False)

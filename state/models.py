@@ -474,3 +474,18 @@ class JournalRow(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     started: Mapped[datetime] = mapped_column(UtcDateTime)
     finished: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class StageLockRow(Base):
+    """Who is changing a plan's stage right now: one process at a time, kept by a heartbeat."""
+
+    __tablename__ = "stage_locks"
+    __table_args__ = (UniqueConstraint("plan_id", "stage"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    plan_id: Mapped[int] = _parent("plans")
+    stage: Mapped[str] = mapped_column(String(16))
+    holder: Mapped[str] = mapped_column(String(256))
+    run_id: Mapped[int | None] = mapped_column(Id)
+    acquired: Mapped[datetime] = mapped_column(UtcDateTime)
+    heartbeat: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -22,6 +22,7 @@ from state import models as m
 from state.engine import make_engine, mask_url, sqlite_write_lock, upgrade_to_head
 from state.identity import IdentityMixin
 from state.journal import JournalMixin
+from state.locks import LockMixin
 from state.plans import PlanMixin
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Store(IdentityMixin, PlanMixin, JournalMixin):
+class Store(IdentityMixin, PlanMixin, JournalMixin, LockMixin):
     """The state DB, upgraded to this code's schema; safe to share between threads.
 
     Each call runs in its own session and transaction, so the inventory's per-account tasks

@@ -246,3 +246,47 @@ def test_a_failed_assignment_fails_the_run_with_its_reason_and_a_resume_complete
     # One create FAILED and was sent again; every other one once.
     assert kit.calls(clean)("CreateAccountAssignment") == 5
     assert canonical_json(kit.live_state(clean)["assignments"])
+
+
+# -- one process per stage ------------------------------------------------------------------
+
+
+def test_a_stage_another_live_process_is_changing_is_refused(clean, kit, tmp_path: Path):
+    spec, plan_id = kit.write_approved_plan(clean, tmp_path)
+    from datetime import timedelta
+
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        store.acquire_stage_lock(
+            plan_id, "provision", "ops-host:4242:cafe", stale_after=timedelta(1)
+        )
+        store.stage_lock_run(plan_id, "provision", "ops-host:4242:cafe", 99)
+    with pytest.raises(ApplyRefused, match=r"being changed by run 99 \(ops-host:4242:cafe") as err:
+        apply_plan(spec, plan_id, poll=kit.QUICK)
+    assert err.value.exit_code == 2
+    assert _mutations(clean, kit) == 0
+
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        store.release_stage_lock(plan_id, "provision", "ops-host:4242:cafe")
+    summary = apply_plan(spec, plan_id, poll=kit.QUICK)
+    assert summary["failed"] == 0 and summary["pending"] == 0
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        # Released at the end: the next process gets it at once.
+        assert (
+            store.acquire_stage_lock(plan_id, "provision", "next", stale_after=timedelta(1)) is None
+        )
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(clean, kit, tmp_path: Path):
+    from datetime import UTC, datetime, timedelta
+
+    spec, plan_id = kit.write_approved_plan(clean, tmp_path)
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        store.acquire_stage_lock(
+            plan_id,
+            "provision",
+            "killed:1:dead",
+            stale_after=timedelta(minutes=2),
+            now=datetime.now(UTC) - timedelta(minutes=30),
+        )
+    summary = apply_plan(spec, plan_id, poll=kit.QUICK)
+    assert summary["failed"] == 0 and summary["pending"] == 0
