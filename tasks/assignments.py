@@ -12,7 +12,7 @@ from iamc.plan import PlanAction
 from state.journal import JournalEntry
 from tasks.aws import error_message
 from tasks.executor import ActionError, Done, ExecutionContext, Live
-from tasks.permission_sets import FAILED, IN_PROGRESS, permission_set_arn, wait_for_status
+from tasks.permission_sets import IN_PROGRESS, permission_set_arn, wait_for_status
 
 log = logging.getLogger(__name__)
 
@@ -122,22 +122,16 @@ class CreateAssignment:
                         InstanceArn=instance, TargetType="AWS_ACCOUNT", **key
                     )["AccountAssignmentCreationStatus"]["RequestId"]
                     progress({"request_id": request_id, "undo": undo})
-                final = wait_for_status(
+                wait_for_status(
                     lambda: sso.describe_account_assignment_creation_status(
                         InstanceArn=instance, AccountAssignmentCreationRequestId=request_id
                     )["AccountAssignmentCreationStatus"],
                     ctx.poll,
                     action.id,
-                    f"assignment {action.target} in {key['TargetId']}",
+                    f"assignment {action.target} in account {key['TargetId']}",
                 )
             except ClientError as err:
                 raise ActionError(action.id, error_message(err)) from err
-        if final.get("Status") == FAILED:
-            raise ActionError(
-                action.id,
-                f"assignment {action.target} in account {key['TargetId']} FAILED: "
-                f"{final.get('FailureReason') or 'no reason given'}",
-            )
         ctx.remember_assignment(
             key["TargetId"],
             key["PermissionSetArn"],
@@ -187,21 +181,16 @@ class CreateAssignment:
                 request_id = sso.delete_account_assignment(
                     InstanceArn=instance, TargetType="AWS_ACCOUNT", **recorded
                 )["AccountAssignmentDeletionStatus"]["RequestId"]
-                final = wait_for_status(
+                wait_for_status(
                     lambda: sso.describe_account_assignment_deletion_status(
                         InstanceArn=instance, AccountAssignmentDeletionRequestId=request_id
                     )["AccountAssignmentDeletionStatus"],
                     ctx.poll,
                     entry.action_id,
-                    "assignment deletion",
+                    "deleting the assignment",
                 )
         except ClientError as err:
             raise ActionError(entry.action_id, error_message(err)) from err
-        if final.get("Status") == FAILED:
-            raise ActionError(
-                entry.action_id,
-                f"deleting the assignment FAILED: {final.get('FailureReason') or 'no reason'}",
-            )
         ctx.remember_assignment(
             recorded["TargetId"], recorded["PermissionSetArn"], principal, present=False
         )

@@ -56,10 +56,11 @@ def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[Any
 def wait_for_status(
     describe: Callable[[], dict[str, Any]], poll: PollPolicy, action_id: str, what: str
 ) -> dict[str, Any]:
-    """Poll an asynchronous request until it is no longer IN_PROGRESS (bounded, backing off).
+    """Poll an asynchronous request until it SUCCEEDED (bounded, backing off).
 
     Raises:
-        ActionError: It is still IN_PROGRESS after ``poll.timeout`` seconds.
+        ActionError: It FAILED (with the reason AWS gave), or is still IN_PROGRESS after
+            ``poll.timeout`` seconds.
     """
     retrying = Retrying(
         retry=retry_if_result(lambda status: status.get("Status") == IN_PROGRESS),
@@ -67,11 +68,16 @@ def wait_for_status(
         stop=stop_after_delay(poll.timeout),
     )
     try:
-        return retrying(describe)
+        final = retrying(describe)
     except RetryError as err:
         raise ActionError(
             action_id, f"{what} still IN_PROGRESS after {poll.timeout:.0f} s; run resume later"
         ) from err
+    if final.get("Status") == FAILED:
+        raise ActionError(
+            action_id, f"{what} FAILED: {final.get('FailureReason') or 'no reason given'}"
+        )
+    return final
 
 
 def permission_set_names(client: Any, instance_arn: str) -> dict[str, str]:
@@ -382,7 +388,7 @@ class ProvisionPermissionSet:
             )["PermissionSetProvisioningStatus"]
             request_id = status["RequestId"]
             progress({"request_id": request_id})
-            final = wait_for_status(
+            wait_for_status(
                 lambda: sso.describe_permission_set_provisioning_status(
                     InstanceArn=instance, ProvisionPermissionSetRequestId=request_id
                 )["PermissionSetProvisioningStatus"],
@@ -392,12 +398,6 @@ class ProvisionPermissionSet:
             )
         except ClientError as err:
             raise ActionError(action.id, error_message(err)) from err
-        if final.get("Status") == FAILED:
-            raise ActionError(
-                action.id,
-                f"provisioning {action.target} to {account_id} FAILED: "
-                f"{final.get('FailureReason', 'no reason given')}",
-            )
         # Nothing to undo on its own: removing the last assignment of the set from the account
         # and deleting the set removes the role Identity Center provisioned there.
         return Done(outcome={"request_id": request_id, "arn": arn}, undo={"note": "none needed"})
