@@ -320,11 +320,7 @@ def _bench_provision_plan(
     sets: int,
 ) -> int:
     """Store a plan giving every set to every principal in every account; approve provision."""
-    from types import SimpleNamespace
-
-    from flows.plan import record_decision
-    from iamc.plan import build_plan
-    from state import Store
+    from sandbox.plans import store_provision_plan
     from tasks.synthesis import AssignmentDefinition, PermissionSetDefinition
 
     definitions = [
@@ -353,32 +349,9 @@ def _bench_provision_plan(
         for ps in definitions
         for name, user_id in principals.items()
     ]
-    synthesis = SimpleNamespace(
-        findings=[],
-        permission_sets=definitions,
-        assignments=assignments,
-        required_customer_policies=[],
+    plan_id = store_provision_plan(
+        spec, state_url, "bench-provision", definitions, assignments, approver="bench"
     )
-    with Store.open(state_url) as store:
-        migration = store.ensure_migration("bench-provision", {})
-        run = store.start_run(migration, "inventory")
-        snapshot = store.new_snapshot(migration, run)
-        store.complete_snapshot(snapshot)
-        store.finish_run(run, "succeeded")
-        plan = build_plan(
-            migration="bench-provision",
-            inventory_snapshot_id=snapshot,
-            mapping_run_id=None,
-            inventories=[],
-            user_mappings=[],
-            group_mappings=[],
-            synthesis=synthesis,
-            settings={},
-        )
-        plan_run = store.start_run(migration, "plan")
-        plan_id, _ = store.save_plan(migration, plan_run, plan.content_hash(), plan.content(), 0)
-        store.finish_run(plan_run, "succeeded")
-    record_decision(spec, plan_id, approver="bench", ticket="BENCH-1", stage="provision")
     return plan_id
 
 

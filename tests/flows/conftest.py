@@ -12,14 +12,12 @@ from typing import Any
 import boto3
 import pytest
 
-from flows.plan import record_decision
-from iamc.plan import build_plan
 from sandbox.control import SandboxControl
+from sandbox.plans import store_provision_plan
 from sandbox.server import Sandbox
 from sandbox.strict import Strictness
-from state import Store
 from tasks.executor import PollPolicy
-from tasks.synthesis import AssignmentDefinition, PermissionSetDefinition
+from tasks.synthesis import AssignmentDefinition, PermissionSetDefinition, RequiredPolicy
 
 READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 CUSTOMER_POLICY = {"name": "team-read", "path": "/iamc/"}
@@ -181,34 +179,20 @@ def write_approved_plan(
     )
     url = f"sqlite:///{tmp_path / 'state.db'}"
     sets = permission_sets() if sets is None else sets
-    required = sorted((a, CUSTOMER_POLICY["name"], CUSTOMER_POLICY["path"]) for a in world.accounts)
-    synthesis = SimpleNamespace(
-        findings=[],
-        permission_sets=sets,
-        assignments=[*assignments(world), *extra_assignments],
-        required_customer_policies=required,
+    required = [
+        RequiredPolicy(a, CUSTOMER_POLICY["name"], CUSTOMER_POLICY["path"])
+        for a in sorted(world.accounts)
+    ]
+    plan_id = store_provision_plan(
+        spec,
+        url,
+        "wave-1",
+        sets,
+        [*assignments(world), *extra_assignments],
+        required,
+        approve_stage=approve,
+        approver="cab",
     )
-    with Store.open(url) as store:
-        migration = store.ensure_migration("wave-1", {})
-        run = store.start_run(migration, "inventory")
-        snapshot = store.new_snapshot(migration, run)
-        store.complete_snapshot(snapshot)
-        store.finish_run(run, "succeeded")
-        plan = build_plan(
-            migration="wave-1",
-            inventory_snapshot_id=snapshot,
-            mapping_run_id=None,
-            inventories=[],
-            user_mappings=[],
-            group_mappings=[],
-            synthesis=synthesis,
-            settings={},
-        )
-        plan_run = store.start_run(migration, "plan")
-        plan_id, _ = store.save_plan(migration, plan_run, plan.content_hash(), plan.content(), 0)
-        store.finish_run(plan_run, "succeeded")
-    if approve:
-        record_decision(spec, plan_id, approver="cab", ticket="CHG-1", stage=approve)
     return spec, plan_id
 
 

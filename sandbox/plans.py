@@ -1,0 +1,67 @@
+"""Rehearsal plans: a provision-only plan stored straight from permission sets and assignments.
+
+Tests and benchmarks of the provision stage need an approved plan without running inventory and
+mapping against an organization first; this builds one through the real planner and store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flows.plan import record_decision
+from iamc.plan import build_plan
+from state import Store
+from tasks.synthesis import (
+    AssignmentDefinition,
+    PermissionSetDefinition,
+    RequiredPolicy,
+    SynthesisResult,
+)
+
+
+def store_provision_plan(
+    spec_path: Path,
+    state_url: str,
+    migration: str,
+    permission_sets: list[PermissionSetDefinition],
+    assignments: list[AssignmentDefinition],
+    required_customer_policies: list[RequiredPolicy] | None = None,
+    approve_stage: str | None = "provision",
+    approver: str = "rehearsal",
+) -> int:
+    """Store a plan (after an empty, complete inventory snapshot) and approve it if asked.
+
+    Returns:
+        The plan's id.
+    """
+    synthesis = SynthesisResult(
+        permission_sets=permission_sets,
+        assignments=assignments,
+        required_customer_policies=required_customer_policies or [],
+    )
+    with Store.open(state_url) as store:
+        migration_id = store.ensure_migration(migration, {})
+        run = store.start_run(migration_id, "inventory")
+        snapshot = store.new_snapshot(migration_id, run)
+        store.complete_snapshot(snapshot)
+        store.finish_run(run, "succeeded")
+        plan = build_plan(
+            migration=migration,
+            inventory_snapshot_id=snapshot,
+            mapping_run_id=None,
+            inventories=[],
+            user_mappings=[],
+            group_mappings=[],
+            synthesis=synthesis,
+            settings={},
+        )
+        plan_run = store.start_run(migration_id, "plan")
+        plan_id, _ = store.save_plan(
+            migration_id, plan_run, plan.content_hash(), plan.content(), len(plan.blocking)
+        )
+        store.finish_run(plan_run, "succeeded")
+    if approve_stage:
+        record_decision(
+            spec_path, plan_id, approver=approver, ticket="REHEARSAL-1", stage=approve_stage
+        )
+    return plan_id
