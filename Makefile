@@ -33,7 +33,7 @@ ui: $(STAMP)
 	$(BIN)/iamc ui $(if $(SPEC),--spec $(SPEC) --no-sandbox)
 
 bench: $(STAMP)
-	$(BIN)/python -m sandbox.bench $(or $(BENCH_ARGS),inventory)
+	$(BIN)/python -m bench $(or $(BENCH_ARGS),inventory)
 
 # Re-pin every dependency from a fresh resolve of pyproject.toml.
 lock:

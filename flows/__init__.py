@@ -1,1 +1,1 @@
-"""Prefect flows: thin orchestration that reads like the runbook; no AWS calls, no SQL."""
+"""Prefect flows, one per runbook step: thin orchestration, no AWS calls, no SQL of their own."""

@@ -8,15 +8,9 @@ stage (a Prefect Retry, ``iamc resume``) skips what is done and reconciles what 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +18,16 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.progress import emit
-from iamc.errors import IamcError
-from iamc.plan import Outcome, Plan, PlanAction, Stage, user_fingerprint
-from iamc.spec import MigrationSpec, load_spec
+from domain.errors import (
+    ActionError,
+    ApplyFailed,
+    ApplyRefused,
+    BlockedError,
+    ConflictError,
+)
+from domain.plan import Plan, PlanAction, Stage
+from domain.progress import emit
+from domain.spec import MigrationSpec, load_spec
 from state import Store
 from state.journal import (
     ADOPTED,
@@ -38,38 +38,18 @@ from state.journal import (
     JournalEntry,
 )
 from state.plans import PlanInfo
+from state.runs import APPLY_RUN, ROLLBACK_RUN, open_run, stage_lease
 from tasks.assignments import verify_assignments
 from tasks.aws import AwsSessions
-from tasks.executor import (
-    ActionError,
-    BlockedError,
-    ConflictError,
-    ExecutionContext,
-    Executor,
-    PollPolicy,
-)
-from tasks.identity_store import find_instance, principal_problems
-from tasks.permission_sets import CreatePermissionSet, missing_customer_policies
+from tasks.executor import ExecutionContext, Executor, PollPolicy
+from tasks.identity_store import find_instance
+from tasks.preflight import preflight, stale_targets
 from tasks.provisioning import HANDLERS, UNDO_ORDER
 
 log = logging.getLogger(__name__)
 
-APPLY_RUN = "apply"
-ROLLBACK_RUN = "rollback"
 IMPLEMENTED_STAGES = (Stage.PROVISION,)
 ACCOUNT_CONCURRENCY = 8
-
-
-class ApplyRefused(IamcError):
-    """Nothing was changed: the plan is not approved, stale, in conflict, or not runnable."""
-
-    exit_code = 2
-
-
-class ApplyFailed(IamcError):
-    """The run ended with failed actions; what is done stays done, a resume continues."""
-
-    exit_code = 1
 
 
 @dataclass
@@ -146,86 +126,6 @@ def check_runnable(info: PlanInfo, stage: str, spec_path: str) -> Plan:
             f"--hash {info.hash[:12]}'"
         )
     return plan
-
-
-def stale_targets(
-    store: Store, migration_id: int, plan: Plan, session: Any, store_id: str
-) -> list[str]:
-    """What the provision stage's targets depend on that changed since the plan.
-
-    Two checks: every assignment's identity-store principal still exists under its planned
-    name; and the IAM users the assignments serve are as planned — taken as true while the
-    plan's inventory snapshot is still the latest complete one, and otherwise checked user
-    by user against the newer snapshot's fingerprints (a routine re-inventory that changed
-    nothing relevant does not make an approved plan stale).
-
-    Returns:
-        One message per stale target; empty when the plan is current.
-    """
-    problems: list[str] = []
-    latest = store.latest_snapshot(migration_id)
-    if latest is None:
-        problems.append("the migration has no complete inventory snapshot any more")
-    elif latest.id != plan.inventory_snapshot_id:
-        current = {
-            (inventory.account.account_id, user.name): user_fingerprint(user)
-            for inventory in store.load_snapshot(latest.id)
-            for user in inventory.users
-        }
-        for user in plan.users:
-            if user.outcome != Outcome.MIGRATE:
-                continue
-            now = current.get((user.account_id, user.user))
-            if now is None:
-                problems.append(
-                    f"user {user.account_id}/{user.user}: gone in inventory snapshot {latest.id}"
-                )
-            elif now != user.target_fingerprint:
-                problems.append(
-                    f"user {user.account_id}/{user.user}: changed since the plan's snapshot "
-                    f"{plan.inventory_snapshot_id} (snapshot {latest.id} differs)"
-                )
-    principals = [
-        (a.params["principal_type"], a.params["principal_id"], a.params["principal_name"])
-        for a in plan.actions
-        if a.stage == Stage.PROVISION and a.kind == "create-assignment"
-    ]
-    problems.extend(principal_problems(session, store_id, principals))
-    return problems
-
-
-def preflight(rt: _Runtime, actions: list[PlanAction]) -> list[str]:
-    """Read-only checks that would otherwise stop the run half-way.
-
-    A permission set that exists under a planned name with another definition (and is not
-    our own unfinished work), and customer-managed policies missing from a target account.
-    """
-    problems = []
-    creator = CreatePermissionSet()
-    for action in actions:
-        if action.kind == "create-permission-set":
-            entry = rt.store.journal_entry(rt.plan_id, action.id)
-            if entry is not None and (
-                entry.status in DONE_STATUSES or entry.intent.get("existed_before") is False
-            ):
-                continue
-            live = creator.probe(rt.ctx, action)
-            if live.exists and live.difference:
-                problems.append(
-                    f"permission set {action.target} already exists and differs from the plan: "
-                    f"{live.difference}"
-                )
-        elif action.kind == "provision-permission-set":
-            account_id = action.account_id or ""
-            policies = action.params.get("required_customer_policies") or []
-            if policies:
-                missing = missing_customer_policies(rt.ctx.member(account_id), account_id, policies)
-                problems.extend(
-                    f"account {account_id}: customer-managed policy {arn} does not exist "
-                    f"(needed by {action.target})"
-                    for arn in missing
-                )
-    return sorted(set(problems))
 
 
 # -- the work ------------------------------------------------------------------------------------
@@ -324,71 +224,6 @@ def _execute(rt: _Runtime, actions: list[PlanAction], in_flow: bool) -> list[Acc
     return reports
 
 
-# A run renews its lock this often; one silent for LOCK_STALE_AFTER is presumed dead (killed),
-# and the next apply, resume or rollback of that stage may take over.
-LOCK_HEARTBEAT_SECONDS = 15.0
-LOCK_STALE_AFTER = timedelta(minutes=2)
-
-
-@contextmanager
-def _exclusive(store: Store, plan_id: int, stage: str) -> Iterator[str]:
-    """Hold the (plan, stage) lock: two processes never change the same stage at once.
-
-    Without it, `iamc resume` and a Retry pressed in the UI (or two operators) could send the
-    same creations twice. The lock is a lease renewed by a heartbeat thread.
-
-    Raises:
-        ApplyRefused: Another live process holds it.
-    """
-    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    blocker = store.acquire_stage_lock(plan_id, stage, holder, stale_after=LOCK_STALE_AFTER)
-    if blocker is not None:
-        age = (datetime.now(UTC) - blocker.heartbeat).total_seconds()
-        raise ApplyRefused(
-            f"plan {plan_id} stage {stage} is being changed by run {blocker.run_id} "
-            f"({blocker.holder}, last seen {age:.0f} s ago); nothing was changed. Wait for it "
-            f"to finish; if that process is gone, try again after "
-            f"{LOCK_STALE_AFTER.total_seconds():.0f} s of silence"
-        )
-    stop = threading.Event()
-
-    def heartbeat() -> None:
-        while not stop.wait(LOCK_HEARTBEAT_SECONDS):
-            if not store.heartbeat_stage_lock(plan_id, stage, holder):
-                log.error("lost the lock on plan %s stage %s", plan_id, stage)
-                return
-
-    beating = threading.Thread(target=heartbeat, name="iamc-stage-lock", daemon=True)
-    beating.start()
-    try:
-        yield holder
-    finally:
-        stop.set()
-        beating.join(timeout=5)
-        store.release_stage_lock(plan_id, stage, holder)
-
-
-def _open_run(
-    store: Store,
-    migration_id: int,
-    kind: str,
-    params: dict[str, Any],
-    resume_run_id: int | None,
-) -> int:
-    """The run to record steps under: the one resumed, the one this Prefect flow run already
-    started (a Retry runs the flow again from the top), or a new one."""
-    if resume_run_id is not None:
-        store.reopen_run(resume_run_id)
-        return resume_run_id
-    flow_run_id = params.get("prefect_flow_run_id")
-    if flow_run_id:
-        for run in store.list_runs(migration_id):
-            if run.kind == kind and run.params.get("prefect_flow_run_id") == flow_run_id:
-                store.reopen_run(run.id)
-                return run.id
-    return store.start_run(migration_id, kind, params)
-
-
 def _prefect_flow_run_id() -> str | None:
     from prefect.runtime import flow_run
 
@@ -461,8 +296,8 @@ def apply_plan(
             "stage": stage,
             "prefect_flow_run_id": _prefect_flow_run_id() if in_flow else None,
         }
-        with _exclusive(store, plan_id, stage) as holder:
-            run_id = _open_run(store, info.migration_id, APPLY_RUN, params, resume_run_id)
+        with stage_lease(store, plan_id, stage) as holder:
+            run_id = open_run(store, info.migration_id, APPLY_RUN, params, resume_run_id)
             store.stage_lock_run(plan_id, stage, holder, run_id)
             executor = Executor(
                 store,
@@ -476,7 +311,7 @@ def apply_plan(
             )
             rt = _Runtime(spec, store, plan, plan_id, executor)
             try:
-                problems = preflight(rt, actions)
+                problems = preflight(store, plan_id, ctx, actions)
                 if problems:
                     raise ApplyRefused(
                         f"plan {plan_id} can't be applied as is; nothing was changed:\n  "
@@ -623,8 +458,8 @@ def rollback_plan(
             "of_run": run_id,
             "prefect_flow_run_id": _prefect_flow_run_id(),
         }
-        with _exclusive(store, plan_id, stage) as holder:
-            rollback_run = _open_run(store, run.migration_id, ROLLBACK_RUN, params, resume_run_id)
+        with stage_lease(store, plan_id, stage) as holder:
+            rollback_run = open_run(store, run.migration_id, ROLLBACK_RUN, params, resume_run_id)
             store.stage_lock_run(plan_id, stage, holder, rollback_run)
             ctx = _context(spec, spec_path, poll)
             executor = Executor(
@@ -681,84 +516,3 @@ def resume(spec_path: str | Path, run_id: int) -> dict[str, Any]:
             str(spec_path), int(run.params["plan_id"]), str(run.params["stage"]), run_id
         )
     return rollback_flow(str(spec_path), int(run.params["of_run"]), False, run_id)
-
-
-# -- status ----------------------------------------------------------------------------------------
-
-
-def run_status(spec_path: str | Path, run_id: int) -> dict[str, Any]:
-    """Per account: done, pending and failed actions of a run's plan stage, with errors.
-
-    Returns:
-        ``{"run": {...}, "accounts": {account: {"done", "pending", "failed", "errors"}}}``;
-        the management account's permission sets are under ``"management"``.
-    """
-    spec = load_spec(spec_path)
-    with Store.open(spec.state) as store:
-        run = store.get_run(run_id)
-        if run.migration != spec.name or run.kind not in (APPLY_RUN, ROLLBACK_RUN):
-            raise ApplyRefused(f"run {run_id} is not an apply or rollback run of {spec.name!r}")
-        plan_id, stage = int(run.params["plan_id"]), str(run.params["stage"])
-        info = _plan_info(store, spec, plan_id)
-        entries = {e.action_id: e for e in store.journal_entries(plan_id, stage)}
-    plan = Plan.from_content(info.content)
-    accounts: dict[str, dict[str, Any]] = {}
-    rollback = run.kind == ROLLBACK_RUN
-    for action in plan.actions:
-        if action.stage != stage:
-            continue
-        key = action.account_id or "management"
-        row = accounts.setdefault(
-            key,
-            {"done": 0, "pending": 0, "failed": 0, "adopted": 0, "rolled_back": 0, "errors": []},
-        )
-        entry = entries.get(ROLLBACK_PREFIX + action.id) if rollback else entries.get(action.id)
-        forward = entries.get(action.id)
-        if rollback and forward is not None and forward.status == ADOPTED:
-            row["adopted"] += 1
-            continue
-        status = entry.status if entry else "pending"
-        if status == FAILED:
-            row["failed"] += 1
-            row["errors"].append(f"{action.target}: {entry.error if entry else ''}")
-        elif status in DONE_STATUSES:
-            row["done"] += 1
-            row["adopted"] += status == ADOPTED
-        elif status == ROLLED_BACK:
-            row["rolled_back"] += 1
-        else:
-            row["pending"] += 1
-    return {
-        "run": {
-            "id": run.id,
-            "kind": run.kind,
-            "status": run.status,
-            "plan_id": plan_id,
-            "stage": stage,
-            "started": run.started.isoformat(),
-            "finished": run.finished.isoformat() if run.finished else None,
-            "error": run.error,
-        },
-        "accounts": dict(sorted(accounts.items())),
-    }
-
-
-def list_runs(spec_path: str | Path) -> list[dict[str, Any]]:
-    """The migration's runs, oldest first, with plan and stage for apply and rollback runs."""
-    spec = load_spec(spec_path)
-    with Store.open(spec.state) as store:
-        migration_id = store.find_migration(spec.name)
-        runs = [] if migration_id is None else store.list_runs(migration_id)
-    return [
-        {
-            "id": r.id,
-            "kind": r.kind,
-            "status": r.status,
-            "started": r.started.isoformat(timespec="seconds"),
-            "finished": r.finished.isoformat(timespec="seconds") if r.finished else None,
-            "plan_id": r.params.get("plan_id"),
-            "stage": r.params.get("stage"),
-            "error": (r.error or "").splitlines()[0] if r.error else None,
-        }
-        for r in runs
-    ]

@@ -13,10 +13,10 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.progress import emit
-from iamc.errors import AwsAccessError
-from iamc.records import Account, AccountInventory, Finding
-from iamc.spec import MigrationSpec, load_spec
+from domain.errors import AwsAccessError
+from domain.progress import emit
+from domain.records import Account, AccountInventory, Finding
+from domain.spec import MigrationSpec, load_spec
 from state import Store
 from tasks.aws import AwsSessions, error_code
 from tasks.iam_users import ClassificationRules, inventory_account

@@ -9,13 +9,11 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.progress import emit
-from flows.reports import NoInventoryError
-from iamc.errors import IamcError
-from iamc.records import AccountInventory
-from iamc.spec import MigrationSpec, load_spec
+from domain.errors import NoInventoryError
+from domain.progress import emit
+from domain.records import AccountInventory
+from domain.spec import MigrationSpec, load_spec
 from state import Store
-from state.identity import MappingInfo
 from tasks.aws import AwsSessions
 from tasks.identity_store import IdentityStoreContents, find_instance, read_identity_store
 from tasks.mapping import (
@@ -29,10 +27,6 @@ from tasks.mapping import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class NoMappingError(IamcError):
-    exit_code = 2
 
 
 class _Runtime:
@@ -173,42 +167,3 @@ def mapping_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
 def run_mapping(spec_path: str | Path, profile: str | None = None) -> dict[str, Any]:
     """Run the mapping flow; returns its summary (see :func:`mapping_flow`)."""
     return mapping_flow(str(spec_path), profile)
-
-
-def latest_mapping(spec_path: str | Path) -> tuple[MappingInfo, dict[str, Any], dict[str, Any]]:
-    """The latest mapping for the report: the mapping, the IAM users' tags, and metadata.
-
-    Returns:
-        ``(mapping, tags, meta)``; ``tags`` is ``{(account_id, iam_user): {key: value}}`` from
-        the inventory snapshot the mapping was computed from; ``meta`` holds the migration
-        name, ids, the run's summary and findings.
-
-    Raises:
-        NoMappingError: No mapping run has succeeded yet.
-    """
-    spec = load_spec(spec_path)
-    with Store.open(spec.state) as store:
-        known = store.find_migration(spec.name)
-        mapping = store.latest_mapping(known) if known is not None else None
-        if known is None or mapping is None:
-            raise NoMappingError(
-                f"no mapping yet for migration {spec.name!r}: run 'iamc map -c {spec_path}'"
-            )
-        tags = {
-            (inventory.account.account_id, user.name): dict(user.tags)
-            for inventory in store.load_snapshot(mapping.snapshot_id)
-            for user in inventory.users
-        }
-        run = store.get_run(mapping.run_id)
-        findings = store.findings(run_id=mapping.run_id)
-    meta = {
-        "migration": spec.name,
-        "mapping_id": mapping.id,
-        "run_id": mapping.run_id,
-        "snapshot_id": mapping.snapshot_id,
-        "created": mapping.created.isoformat(),
-        "summary": run.summary or {},
-        "findings": findings,
-        "tag_keys": [r[len("tag:") :] for r in spec.mapping.rules if r.startswith("tag:")],
-    }
-    return mapping, tags, meta

@@ -12,22 +12,16 @@ from prefect.cache_policies import NO_CACHE
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
-from iamc.errors import IamcError
-from iamc.plan import Plan, Stage, build_plan, sha256_of
-from iamc.plan_render import render_assignments_csv, render_json, render_markdown
-from iamc.spec import MigrationSpec, load_spec
+from domain.errors import PlanError
+from domain.plan import Plan, build_plan, sha256_of
+from domain.plan_render import render_assignments_csv, render_json, render_markdown
+from domain.spec import MigrationSpec, load_spec
 from state import Store
+from state.approvals import record_decision
+from state.reports import load_plan, plan_meta
 from tasks.synthesis import synthesize
 
 log = logging.getLogger(__name__)
-
-APPROVAL_STAGES = ("all", *(s.value for s in Stage))
-
-
-class PlanError(IamcError):
-    """The plan can't be computed, found, or approved as asked."""
-
-    exit_code = 2
 
 
 def _plan_settings(spec: MigrationSpec) -> dict[str, Any]:
@@ -111,7 +105,7 @@ def plan_flow(spec_path: str, out_dir: str | None = None) -> dict[str, Any]:
                 migration_id, run_id, content_hash, content, len(plan.blocking)
             )
             info = store.get_plan(plan_id)
-            meta = _meta(info)
+            meta = plan_meta(info)
             target = Path(out_dir) if out_dir else Path(spec_path).parent / "plans" / str(plan_id)
             files = write_plan_files(plan, meta, target)
             markdown = render_markdown(plan, meta)
@@ -126,99 +120,6 @@ def plan_flow(spec_path: str, out_dir: str | None = None) -> dict[str, Any]:
             raise
         store.finish_run(run_id, "succeeded", summary=summary)
     return {**summary, "files": files}
-
-
-def _meta(info: Any) -> dict[str, Any]:
-    return {
-        "plan_id": info.id,
-        "hash": info.hash,
-        "created": info.created.isoformat(),
-        "approvals": [
-            {
-                "stage": a.stage,
-                "decision": a.decision,
-                "approver": a.approver,
-                "ticket": a.ticket,
-                "comment": a.comment,
-                "at": a.at.isoformat(),
-            }
-            for a in info.approvals
-        ],
-    }
-
-
-def load_plan(spec_path: str | Path, plan_id: int) -> tuple[Plan, dict[str, Any]]:
-    """A stored plan and its metadata (hash, approvals), checked against its own hash."""
-    spec = load_spec(spec_path)
-    with Store.open(spec.state) as store:
-        info = _get_plan(store, spec, plan_id)
-    return Plan.from_content(info.content), _meta(info)
-
-
-def _get_plan(store: Store, spec: MigrationSpec, plan_id: int) -> Any:
-    info = store.get_plan(plan_id)
-    if info is None or info.migration != spec.name:
-        raise PlanError(f"no plan {plan_id} in migration {spec.name!r}")
-    return info
-
-
-def record_decision(
-    spec_path: str | Path,
-    plan_id: int,
-    *,
-    approver: str,
-    ticket: str,
-    decision: Literal["approved", "rejected"] = "approved",
-    stage: str = "all",
-    expected_hash: str | None = None,
-    comment: str = "",
-) -> dict[str, Any]:
-    """Record who approved (or rejected) which plan hash, for which stage, and when.
-
-    Raises:
-        PlanError: unknown plan; its content no longer matches its hash; the reviewer's hash
-            differs; blocking errors; a decision already recorded for that stage.
-    """
-    if stage not in APPROVAL_STAGES:
-        raise PlanError(f"--stage: expected one of {', '.join(APPROVAL_STAGES)}, got {stage!r}")
-    if not approver.strip() or not ticket.strip():
-        raise PlanError("an approval needs both --by (who) and --ticket (the change record)")
-    spec = load_spec(spec_path)
-    with Store.open(spec.state) as store:
-        info = _get_plan(store, spec, plan_id)
-        actual = Plan.from_content(info.content).content_hash()
-        if actual != info.hash:
-            raise PlanError(
-                f"plan {plan_id} changed since it was computed (stored hash {info.hash[:12]}, "
-                f"content hash {actual[:12]}): refusing; compute a new plan with 'iamc plan'"
-            )
-        if expected_hash and not info.hash.startswith(expected_hash):
-            raise PlanError(
-                f"plan {plan_id} has hash {info.hash[:12]}, not the {expected_hash[:12]} that was "
-                "reviewed: refusing; review the current plan.md"
-            )
-        if decision == "approved" and info.blocking:
-            raise PlanError(
-                f"plan {plan_id} has {info.blocking} blocking error(s): fix them and re-plan"
-            )
-        # "all" overlaps every stage; a stage overlaps itself and "all".
-        overlapping = set(APPROVAL_STAGES) if stage == "all" else {stage, "all"}
-        earlier = store.record_approval(
-            plan_id,
-            stage=stage,
-            decision=decision,
-            approver=approver,
-            ticket=ticket,
-            comment=comment,
-            plan_hash=info.hash,
-            overlapping_stages=overlapping,
-        )
-        if earlier is not None:
-            raise PlanError(
-                f"plan {plan_id} stage {earlier.stage} was already {earlier.decision} by "
-                f"{earlier.approver} (ticket {earlier.ticket}) at {earlier.at:%Y-%m-%d %H:%M}"
-            )
-        return _meta(store.get_plan(plan_id))
 
 
 class ApprovalInput(RunInput):

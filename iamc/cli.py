@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from iamc.errors import IamcError
+from domain.errors import IamcError
 
 app = typer.Typer(
     help="Move the IAM users of an AWS Organization to IAM Identity Center (CIS AWS 1.21).",
@@ -66,7 +66,7 @@ def _root(
 @app.command("check")
 def check(spec: SpecOption) -> None:
     """Validate a migration spec and print it as understood."""
-    from iamc.spec import load_spec
+    from domain.spec import load_spec
 
     loaded = load_spec(spec)
     console.print(f"[green]{spec}: valid[/green]")
@@ -82,9 +82,9 @@ class ReportFormat(StrEnum):
 @app.command("inventory")
 def inventory(spec: SpecOption, profile: ProfileOption = None) -> None:
     """Inventory the IAM users of every in-scope member account into a new snapshot."""
-    from iamc import ui
+    from iamc import views
 
-    ui.inventory_with_progress(console, spec, profile)
+    views.inventory_with_progress(console, spec, profile)
     console.print(f"next: iamc report inventory -c {spec}", style="dim")
 
 
@@ -96,9 +96,9 @@ def report_inventory(
     ] = ReportFormat.table,
 ) -> None:
     """Per account: users by class, key activity, console users without MFA, CIS 1.21 verdict."""
-    from iamc import ui
+    from iamc import views
 
-    ui.inventory_report(console, spec, output_format.value)
+    views.print_inventory_report(console, spec, output_format.value)
 
 
 plan_app = typer.Typer(
@@ -122,9 +122,9 @@ def plan(
         return
     if spec is None:
         raise typer.BadParameter("missing option --spec / -c", param_hint="--spec")
-    from iamc import ui
+    from iamc import views
 
-    result = ui.plan_with_summary(console, spec, out)
+    result = views.plan_with_summary(console, spec, out)
     if result["blocking"]:
         raise typer.Exit(2)
 
@@ -138,9 +138,9 @@ def plan_show(
     ),
 ) -> None:
     """Print a stored plan with its approval status."""
-    from iamc import ui
+    from iamc import views
 
-    ui.show_plan(console, spec, plan_id, output_format)
+    views.show_plan(console, spec, plan_id, output_format)
 
 
 @app.command("approve")
@@ -157,7 +157,7 @@ def approve(
     reject: Annotated[bool, typer.Option("--reject", help="Record a rejection instead.")] = False,
 ) -> None:
     """Record who approved which plan hash, for which stage, and when."""
-    from flows.plan import record_decision
+    from state.approvals import record_decision
 
     meta = record_decision(
         spec,
@@ -186,17 +186,17 @@ def apply(
     ),
 ) -> None:
     """Apply one stage of an approved plan, journaled: a resume continues where it stopped."""
-    from iamc import ui
+    from iamc import views
 
-    ui.apply_with_progress(console, spec, plan_id, stage)
+    views.apply_with_progress(console, spec, plan_id, stage)
 
 
 @app.command("runs")
 def runs(spec: SpecOption) -> None:
     """List the migration's runs (inventory, plan, apply, rollback) with their status."""
-    from iamc import ui
+    from iamc import views
 
-    ui.print_runs(console, spec)
+    views.print_runs(console, spec)
 
 
 @app.command("status")
@@ -205,9 +205,9 @@ def status(
     spec: SpecOption,
 ) -> None:
     """Per stage and account: done, pending and failed actions of a run, with the errors."""
-    from iamc import ui
+    from iamc import views
 
-    ui.print_status(console, spec, run_id)
+    views.print_status(console, spec, run_id)
 
 
 @app.command("resume")
@@ -216,9 +216,9 @@ def resume(
     spec: SpecOption,
 ) -> None:
     """Continue a failed or interrupted apply or rollback run; done steps are skipped."""
-    from iamc import ui
+    from iamc import views
 
-    ui.resume_with_progress(console, spec, run_id)
+    views.resume_with_progress(console, spec, run_id)
 
 
 @app.command("rollback")
@@ -230,17 +230,17 @@ def rollback(
     ] = False,
 ) -> None:
     """Undo what an apply run created (assignments, then permission sets); adopted ones stay."""
-    from iamc import ui
+    from iamc import views
 
-    ui.rollback_with_listing(console, spec, run_id, dry_run)
+    views.rollback_with_listing(console, spec, run_id, dry_run)
 
 
 @app.command("map")
 def map_identities(spec: SpecOption, profile: ProfileOption = None) -> None:
     """Map the latest inventory's human IAM users and groups to Identity Center identities."""
-    from iamc import ui
+    from iamc import views
 
-    ui.mapping_with_status(console, spec, profile)
+    views.mapping_with_status(console, spec, profile)
     console.print(f"next: iamc report mapping -c {spec} --unmatched", style="dim")
 
 
@@ -255,9 +255,9 @@ def report_mapping(
     ] = ReportFormat.table,
 ) -> None:
     """Per IAM user: the identity it maps to and the rule, or why not (csv: for the IdP team)."""
-    from iamc import ui
+    from iamc import views
 
-    ui.mapping_report(console, spec, unmatched, output_format.value)
+    views.mapping_report(console, spec, unmatched, output_format.value)
 
 
 @app.command("serve")
@@ -266,7 +266,7 @@ def serve(spec: SpecOption) -> None:
 
     Talks to the Prefect API named by PREFECT_API_URL; runs the flow runs in this process.
     """
-    from flows.serve import serve_deployments
+    from iamc.serve import serve_deployments
 
     serve_deployments(spec)
 
@@ -284,7 +284,7 @@ def ui_command(
     workdir: Path = Path(".iamc/ui"),
 ) -> None:
     """Start a local Prefect server and UI, and serve the runbook's deployments to it."""
-    from flows.ui import run_ui
+    from iamc.prefect_ui import run_ui
 
     run_ui(console, spec=spec, port=port, with_sandbox=with_sandbox, workdir=workdir)
 
@@ -341,7 +341,7 @@ def demo(
     ),
 ) -> None:
     """Seed a sandbox organization and run the migration steps against it, end to end."""
-    from flows.demo import run_demo
+    from iamc.demo import run_demo
 
     run_demo(
         accounts=accounts,

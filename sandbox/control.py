@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from iamc.errors import SandboxError
+from domain.errors import SandboxError
 
 
 class SandboxControl:

@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from iamc.errors import SandboxError
+from domain.errors import SandboxError
 
 log = logging.getLogger(__name__)
 

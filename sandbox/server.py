@@ -7,7 +7,7 @@ import threading
 from types import TracebackType
 from typing import Any
 
-from iamc.errors import SandboxError
+from domain.errors import SandboxError
 from sandbox.strict import StrictMiddleware, Strictness
 
 log = logging.getLogger(__name__)

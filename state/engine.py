@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
-from iamc.errors import StateError
+from domain.errors import StateError
 
 log = logging.getLogger(__name__)
 

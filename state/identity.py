@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from iamc import records
-from iamc.errors import StateError
+from domain import records
+from domain.errors import StateError
 from state import models as m
 
 # state.store.RUN_SUCCEEDED; not imported, as state.store imports this module.

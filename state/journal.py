@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from iamc.errors import StateError
+from domain.errors import StateError
 from state import models as m
 
 # Journal statuses. A forward action is started, then succeeded (we did it), adopted (it was
@@ -221,14 +221,3 @@ class JournalMixin:
                     f"state DB {self._masked_url} has no journal row {action_id!r} "
                     f"of plan {plan_id}"
                 )
-
-    def reopen_run(self, run_id: int) -> None:
-        """Mark a finished run running again: a resume or a retried flow run continues it."""
-        with self._session(write=True) as session:
-            result = session.execute(
-                update(m.Run)
-                .where(m.Run.id == run_id)
-                .values(status="running", finished=None, error=None)
-            )
-            if result.rowcount == 0:  # type: ignore[attr-defined]
-                raise StateError(f"state DB {self._masked_url} has no run {run_id}")

@@ -1,1 +1,2 @@
-"""Plain functions that act on AWS, grouped by AWS noun; flows wrap them as Prefect tasks."""
+"""Plain functions that act on AWS (taking a boto3 session), grouped by AWS noun; flows wrap
+them as Prefect tasks. Also the read-only checks before a change (``preflight``)."""

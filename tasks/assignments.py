@@ -8,10 +8,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from iamc.plan import PlanAction
+from domain.errors import ActionError
+from domain.plan import PlanAction
 from state.journal import JournalEntry
 from tasks.aws import error_message
-from tasks.executor import ActionError, Done, ExecutionContext, Live
+from tasks.executor import Done, ExecutionContext, Live
 from tasks.permission_sets import IN_PROGRESS, permission_set_arn, wait_for_status
 
 log = logging.getLogger(__name__)

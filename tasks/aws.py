@@ -16,8 +16,8 @@ from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshabl
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from pyrate_limiter import Duration, Limiter, Rate
 
-from iamc.errors import AwsAccessError
-from iamc.spec import DEFAULT_RATE_LIMITS, MigrationSpec
+from domain.errors import AwsAccessError
+from domain.spec import DEFAULT_RATE_LIMITS, MigrationSpec
 
 log = logging.getLogger(__name__)
 
@@ -244,10 +244,3 @@ def error_code(err: ClientError) -> str:
 def error_message(err: ClientError) -> str:
     """``Code: message`` of a ClientError, as AWS gave them (for journals and status lines)."""
     return f"{error_code(err)}: {err.response.get('Error', {}).get('Message', err)}"
-
-
-def mask_key_id(key_id: str) -> str:
-    """Show an access key id as prefix + last four (``AKIA…WXYZ``), never whole outside state."""
-    if len(key_id) <= 8:
-        return "…" + key_id[-4:]
-    return f"{key_id[:4]}…{key_id[-4:]}"

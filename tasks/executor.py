@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import boto3
 
-from iamc.errors import IamcError
-from iamc.plan import PlanAction
+from domain.errors import ActionError, BlockedError, ConflictError, IamcError
+from domain.plan import PlanAction
 from state.journal import (
     ADOPTED,
     DONE_STATUSES,
@@ -40,24 +40,6 @@ FAULT_POINTS = (AFTER_INTENT, AFTER_CALL)
 
 # Identity Center allows 10-15 outstanding assignment creations per instance (userguide/limits).
 MAX_OUTSTANDING_ASSIGNMENTS = 10
-
-
-class ActionError(IamcError):
-    """One action failed in a way AWS explained; its account's remaining work stops."""
-
-    def __init__(self, action_id: str, message: str):
-        self.action_id = action_id
-        super().__init__(f"{action_id}: {message}")
-
-
-class ConflictError(ActionError):
-    """What the action would create exists already but differs: the whole run stops."""
-
-    exit_code = 2
-
-
-class BlockedError(ActionError):
-    """An action whose prerequisite is not done: left pending."""
 
 
 class InjectedCrash(BaseException):
@@ -416,7 +398,7 @@ def _action_record(action: PlanAction) -> dict[str, Any]:
 
 def action_from_entry(entry: JournalEntry) -> PlanAction:
     """Rebuild the planned action a journal row recorded (for undo)."""
-    from iamc.plan import Stage
+    from domain.plan import Stage
 
     recorded = entry.intent.get("action") or {}
     return PlanAction(

@@ -22,7 +22,7 @@ import boto3
 from botocore.exceptions import ClientError
 from tenacity import retry, retry_if_result, stop_after_delay, wait_exponential
 
-from iamc.records import (
+from domain.records import (
     AccessKey,
     Account,
     AccountInventory,

@@ -9,8 +9,8 @@ from typing import Any
 
 import boto3
 
-from iamc.errors import AwsAccessError, SpecError
-from iamc.records import IdentityGroup, IdentityUser
+from domain.errors import AwsAccessError, SpecError
+from domain.records import IdentityGroup, IdentityUser
 from tasks.aws import translate_errors
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iamc.errors import InputFileError, SpecError
-from iamc.records import (
+from domain.errors import InputFileError, SpecError
+from domain.records import (
     AccountInventory,
     Finding,
     GroupMapping,
@@ -28,7 +28,7 @@ from iamc.records import (
     UserClass,
     UserMapping,
 )
-from iamc.spec import GROUP_RULE_KINDS, user_rule_problem
+from domain.spec import GROUP_RULE_KINDS, user_rule_problem
 
 USER_OVERRIDE_HEADER = ("account_id", "iam_user", "idp_user")
 GROUP_OVERRIDE_HEADER = ("account_id", "iam_group", "idp_group")

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import boto3
 
-from iamc.errors import UnknownAccountError
-from iamc.records import Account, Finding
-from iamc.spec import Scope
+from domain.errors import UnknownAccountError
+from domain.records import Account, Finding
+from domain.spec import Scope
 from tasks.aws import translate_errors
 
 log = logging.getLogger(__name__)

@@ -11,11 +11,13 @@ import boto3
 from botocore.exceptions import ClientError
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_exponential
 
-from iamc.plan import PlanAction
+from domain.access import PermissionSetDefinition
+from domain.errors import ActionError
+from domain.plan import PlanAction
+from domain.policy_documents import canonical_json
 from state.journal import JournalEntry
 from tasks.aws import error_code, error_message
-from tasks.executor import ActionError, Done, ExecutionContext, Live, PollPolicy
-from tasks.synthesis import PermissionSetDefinition, canonical_json
+from tasks.executor import Done, ExecutionContext, Live, PollPolicy
 
 log = logging.getLogger(__name__)
 

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
-from iamc.records import (
+from domain.access import (
+    AssignmentDefinition,
+    PermissionSetDefinition,
+    RequiredPolicy,
+    SynthesisResult,
+)
+from domain.policy_documents import (
+    DEFAULT_POLICY_VERSION,
+    SID_PATTERN,
+    canonical_json,
+    policy_fingerprint,
+    sha256_hex,
+    statement_pairs,
+)
+from domain.records import (
     AccountInventory,
     Finding,
     Group,
@@ -22,244 +34,24 @@ from iamc.records import (
     UserMapping,
 )
 from tasks.iam_users import effective_access
-
-# Omitting Version means 2008-10-17 to IAM, but the issue asks us to normalise to the current
-# language version; the "policy-version-changed" finding flags where that changes meaning.
-DEFAULT_POLICY_VERSION = "2012-10-17"
-
-# IAM Identity Center quotas (userguide/limits) and IAM quotas (IAM user guide, "IAM and AWS
-# STS quotas"): a permission set is provisioned as an AWSReservedSSO_* role in each account, so
-# the role's IAM limits are the ones that bite at provisioning time.
-MAX_INLINE_BYTES = 32_768  # Identity Center: one inline policy per permission set
-MAX_INLINE_CHARS = 10_240  # IAM: role inline policies, whitespace not counted
-MAX_MANAGED_PER_ROLE = 10  # IAM default managed policies per role (adjustable)
-MAX_MANAGED_PER_PERMISSION_SET = 20  # Identity Center; irrelevant once it is a role
-MAX_NAME_LENGTH = 32
-MAX_DESCRIPTION_LENGTH = 700
-DEFAULT_MAX_PERMISSION_SETS = 2_000  # per instance, adjustable up to 3,500
-DEFAULT_MAX_PER_ACCOUNT = 250  # provisioned per account, 250-500: stay conservative
+from tasks.permission_set_quotas import (
+    DEFAULT_MAX_PER_ACCOUNT,
+    DEFAULT_MAX_PERMISSION_SETS,
+    MAX_DESCRIPTION_LENGTH,
+    MAX_MANAGED_PER_ROLE,
+    MAX_NAME_LENGTH,
+    check_quotas,
+)
 
 # Identity Center names: [\w+=,.@-]{1,32}. Java's \w is ASCII-only, so say so explicitly.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_+=,.@-]{1,32}")
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_+=,.@-]+")
-# IAM JSON policy reference, "Sid": ASCII letters and digits only.
-_SID_PATTERN = re.compile(r"[A-Za-z0-9]+")
 # ISO-8601 duration as Identity Center accepts it for SessionDuration (1 to 12 hours).
 _DURATION_PATTERN = re.compile(r"PT(?:(\d+)H)?(?:(\d+)M)?")
+_SEVERITY_ORDER = {"blocking": 0, "error": 1, "warning": 2, "info": 3}
 _HASH_DIGITS = 8
 # Leaves a readable stem beside "-" and the hash, and room for more digits on a clash.
 MAX_PREFIX_LENGTH = 12
-_SEVERITY_ORDER = {"blocking": 0, "error": 1, "warning": 2, "info": 3}
-_MESSAGE_NAMES = 5  # holders named in a message before "and N more"
-
-_ACTION_KEYS = ("Action", "NotAction")
-_RESOURCE_KEYS = ("Resource", "NotResource")
-_PRINCIPAL_KEYS = ("Principal", "NotPrincipal")
-
-
-# -- Normalisation -------------------------------------------------------------------------
-
-
-def canonical_json(obj: Any) -> str:
-    """Serialise to the one canonical JSON text: sorted keys, no whitespace, UTF-8 characters.
-
-    Args:
-        obj: Any JSON-serialisable value.
-
-    Returns:
-        The compact, key-sorted JSON text.
-    """
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def _sorted_unique(values: Any) -> list[Any]:
-    """A single item and a one-item list mean the same in IAM: always a sorted, unique list."""
-    by_key: dict[str, Any] = {}
-    for value in _as_list(values):
-        by_key.setdefault(canonical_json(value), value)
-    return [by_key[key] for key in sorted(by_key)]
-
-
-def _actions(values: Any, *, fold: bool) -> list[str]:
-    # Action names are case-insensitive (IAM JSON policy elements reference, "Action"):
-    # compare lower-cased; when shown, lower-case the service prefix and keep the smallest
-    # spelling of the name, so the choice doesn't depend on which document came first.
-    chosen: dict[str, str] = {}
-    for raw in _as_list(values):
-        text = str(raw)
-        prefix, sep, rest = text.partition(":")
-        spelled = text.lower() if fold else prefix.lower() + sep + rest
-        key = spelled.lower()
-        if key not in chosen or spelled < chosen[key]:
-            chosen[key] = spelled
-    return [chosen[key] for key in sorted(chosen)]
-
-
-def _principal(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {kind: _sorted_unique(ids) for kind, ids in sorted(value.items())}
-    return value  # "*"
-
-
-def _condition(value: Any) -> Any:
-    if not isinstance(value, dict):
-        return value
-    return {
-        operator: (
-            {key: _sorted_unique(v) for key, v in sorted(keys.items())}
-            if isinstance(keys, dict)
-            else keys
-        )
-        for operator, keys in sorted(value.items())
-    }
-
-
-def _statement(raw: dict[str, Any], *, for_output: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key == "Sid":
-            # A Sid is a label: it changes no access, so only the shown form keeps it.
-            if for_output:
-                out[key] = value
-        elif key in _ACTION_KEYS:
-            out[key] = _actions(value, fold=not for_output)
-        elif key in _RESOURCE_KEYS:
-            out[key] = _sorted_unique(value)
-        elif key in _PRINCIPAL_KEYS:
-            out[key] = _principal(value)
-        elif key == "Condition":
-            out[key] = _condition(value)
-        else:
-            out[key] = value
-    return {key: out[key] for key in sorted(out)}
-
-
-def _statement_pairs(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(fingerprint key, shown statement) per distinct statement, sorted by key."""
-    chosen: dict[str, tuple[str, dict[str, Any]]] = {}
-    for raw in _as_list(document.get("Statement", [])):
-        if not isinstance(raw, dict):
-            continue
-        key = canonical_json(_statement(raw, for_output=False))
-        shown = _statement(raw, for_output=True)
-        shown_text = canonical_json(shown)
-        if key not in chosen or shown_text < chosen[key][0]:
-            chosen[key] = (shown_text, shown)
-    return [(key, chosen[key][1]) for key in sorted(chosen)]
-
-
-def _loads(document: dict[str, Any] | str) -> dict[str, Any]:
-    return json.loads(document) if isinstance(document, str) else document
-
-
-def normalize_policy(document: dict[str, Any] | str, *, for_output: bool = False) -> dict[str, Any]:
-    """Normalise a policy document so that documents granting the same access compare equal.
-
-    Keys are sorted; ``Action``, ``NotAction``, ``Resource``, ``NotResource``, principal and
-    condition values become sorted, de-duplicated lists (a single item equals a one-item list);
-    action names compare case-insensitively; statements are de-duplicated and sorted by their
-    canonical JSON; ``Version`` defaults to 2012-10-17. Wildcards are not expanded: two
-    documents that grant the same access in different words still differ, which only costs an
-    extra permission set, never a wrong one.
-
-    Args:
-        document: A policy document (dict, or its JSON text).
-        for_output: False (default) gives the fingerprint form: no ``Sid`` or ``Id``, actions
-            all lower-case. True gives the form to write: ``Sid`` kept, service prefix
-            lower-case, action names in their canonical spelling.
-
-    Returns:
-        The normalised document.
-    """
-    document = _loads(document)
-    normalized: dict[str, Any] = {
-        "Statement": [
-            shown if for_output else json.loads(key) for key, shown in _statement_pairs(document)
-        ],
-        "Version": document.get("Version", DEFAULT_POLICY_VERSION),
-    }
-    if for_output and "Id" in document:
-        normalized["Id"] = document["Id"]
-    return normalized
-
-
-def policy_fingerprint(document: dict[str, Any] | str) -> str:
-    """The sha256 hex digest of a policy document's normalised (fingerprint) form.
-
-    Args:
-        document: A policy document (dict, or its JSON text).
-
-    Returns:
-        64 hex characters; equal for documents that differ only in form.
-    """
-    return _sha256(canonical_json(normalize_policy(document)))
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-# -- Results -------------------------------------------------------------------------------
-
-
-@dataclass
-class PermissionSetDefinition:
-    """One permission set to create: the shared form of identical IAM access."""
-
-    name: str
-    description: str
-    fingerprint: str
-    session_duration: str = "PT8H"
-    inline_policy: dict[str, Any] | None = None
-    aws_managed_policy_arns: list[str] = field(default_factory=list)
-    customer_managed_policies: list[dict[str, str]] = field(default_factory=list)  # name, path
-    # {"managed_policy_arn": arn} or {"customer_managed_policy_reference": {name, path}}
-    permissions_boundary: dict[str, Any] | None = None
-    sources: list[str] = field(default_factory=list)
-
-    @property
-    def inline_policy_json(self) -> str | None:
-        """The inline policy exactly as it must be sent: the text the quotas were checked on."""
-        return None if self.inline_policy is None else canonical_json(self.inline_policy)
-
-
-@dataclass(frozen=True)
-class AssignmentDefinition:
-    """One account assignment: a permission set given to an identity-store user or group."""
-
-    account_id: str
-    permission_set_name: str
-    principal_type: str  # USER | GROUP
-    principal_id: str
-    principal_name: str
-    reason: str  # e.g. "user jane.doe", "group developers"
-
-
-class RequiredPolicy(NamedTuple):
-    """A customer-managed policy that must exist, by name and path, in an account."""
-
-    account_id: str
-    name: str
-    path: str
-
-
-@dataclass
-class SynthesisResult:
-    """Permission sets, assignments, prerequisites and findings, each sorted deterministically."""
-
-    permission_sets: list[PermissionSetDefinition] = field(default_factory=list)
-    assignments: list[AssignmentDefinition] = field(default_factory=list)
-    required_customer_policies: list[RequiredPolicy] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def blocking(self) -> list[Finding]:
-        """The findings that must stop the plan."""
-        return [f for f in self.findings if f.severity == "blocking"]
 
 
 # -- Access --------------------------------------------------------------------------------
@@ -369,7 +161,7 @@ class _Account:
             # Without Version (or with 2008-10-17) "${...}" is literal text; merged under
             # 2012-10-17 it becomes a policy variable (IAM JSON policy elements, "Version").
             changes = version != DEFAULT_POLICY_VERSION and "${" in canonical_json(policy.document)
-            self._inline[key] = (_statement_pairs(policy.document), changes)
+            self._inline[key] = (statement_pairs(policy.document), changes)
         pairs, changes = self._inline[key]
         if changes:
             self.old_versions[f"{source}/{policy.name}"].add(subject)
@@ -428,7 +220,7 @@ def _build_access(
         boundary=boundary,
         inline_names=sorted(set(inline_names)),
     )
-    access.fingerprint = _sha256(
+    access.fingerprint = sha256_hex(
         canonical_json(
             {
                 "aws_managed": [r.arn for r in aws],
@@ -519,7 +311,7 @@ def synthesize(
                 _Account(inventory), users_by_key, groups_by_key, idp_groups, holders, findings
             )
     result = _assemble(holders, session_duration, name_prefix, findings)
-    _check_quotas(result, holders, max_permission_sets, max_per_account, max_managed_policies)
+    check_quotas(result, holders, max_permission_sets, max_per_account, max_managed_policies)
     result.findings.sort(
         key=lambda f: (
             _SEVERITY_ORDER.get(f.severity, 9),
@@ -785,7 +577,7 @@ def _inline_document(access: _Access) -> dict[str, Any] | None:
     used: set[str] = set()
     for statement in statements:
         sid = statement.pop("Sid", None)
-        if not isinstance(sid, str) or not _SID_PATTERN.fullmatch(sid):
+        if not isinstance(sid, str) or not SID_PATTERN.fullmatch(sid):
             continue
         candidate, n = sid, 1
         while candidate in used:
@@ -894,115 +686,3 @@ def _unique_names(stems: dict[str, tuple[str, bool]], prefix: str) -> dict[str, 
             for fp in fps:
                 plain[fp] = False
                 digits[fp] = min(digits[fp] + 4, widest)
-
-
-# -- Quotas --------------------------------------------------------------------------------
-
-
-def _names_text(names: list[str]) -> str:
-    shown = ", ".join(names[:_MESSAGE_NAMES])
-    more = len(names) - _MESSAGE_NAMES
-    return f"{shown} and {more} more" if more > 0 else shown
-
-
-def _check_quotas(
-    result: SynthesisResult,
-    holders: list[_Holder],
-    max_permission_sets: int,
-    max_per_account: int,
-    max_managed_policies: int,
-) -> None:
-    by_name = {p.name: p for p in result.permission_sets}
-    holders_of: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for assignment in result.assignments:
-        holders_of[assignment.permission_set_name][assignment.account_id].append(assignment.reason)
-    for name, permission_set in by_name.items():
-        problems = _set_problems(permission_set, max_managed_policies)
-        for account_id, reasons in sorted(holders_of[name].items()):
-            for kind, what, numbers in problems:
-                result.findings.append(
-                    Finding(
-                        severity="blocking",
-                        kind=kind,
-                        message=f"Permission set {name} for {_names_text(reasons)} in "
-                        f"{account_id}: {what}",
-                        account_id=account_id,
-                        subject=", ".join(reasons),
-                        details={"permission_set": name, "holders": reasons, **numbers},
-                    )
-                )
-
-    total = len(result.permission_sets)
-    if total > max_permission_sets:
-        result.findings.append(
-            Finding(
-                severity="blocking",
-                kind="quota-permission-sets",
-                message=f"{total} permission sets > {max_permission_sets} per Identity Center "
-                "instance (IAM Identity Center quotas; adjustable up to 3,500)",
-                details={"permission_sets": total, "limit": max_permission_sets},
-            )
-        )
-    per_account: dict[str, set[str]] = defaultdict(set)
-    for assignment in result.assignments:
-        per_account[assignment.account_id].add(assignment.permission_set_name)
-    for account_id, names in sorted(per_account.items()):
-        if len(names) > max_per_account:
-            result.findings.append(
-                Finding(
-                    severity="blocking",
-                    kind="quota-permission-sets-per-account",
-                    message=f"{len(names)} permission sets provisioned to {account_id} > "
-                    f"{max_per_account} per account (IAM Identity Center quotas: 250-500)",
-                    account_id=account_id,
-                    details={"permission_sets": len(names), "limit": max_per_account},
-                )
-            )
-
-
-def _set_problems(
-    permission_set: PermissionSetDefinition, max_managed: int
-) -> list[tuple[str, str, dict[str, Any]]]:
-    """(kind, message, numbers) for each quota the permission set breaks."""
-    problems: list[tuple[str, str, dict[str, Any]]] = []
-    managed = len(permission_set.aws_managed_policy_arns) + len(
-        permission_set.customer_managed_policies
-    )
-    if managed > max_managed:
-        problems.append(
-            (
-                "quota-managed-policies",
-                f"{managed} managed policies > {max_managed} per role (IAM quota for managed "
-                f"policies per role; Identity Center allows {MAX_MANAGED_PER_PERMISSION_SET} "
-                "per permission set, but provisions it as an AWSReservedSSO_ role)",
-                {
-                    "managed_policies": managed,
-                    "limit": max_managed,
-                    "identity_center_limit": MAX_MANAGED_PER_PERMISSION_SET,
-                },
-            )
-        )
-    text = permission_set.inline_policy_json
-    if text is not None:
-        size = len(text.encode("utf-8"))
-        chars = sum(1 for c in text if not c.isspace())
-        if size > MAX_INLINE_BYTES:
-            problems.append(
-                (
-                    "quota-inline-size",
-                    f"merged inline policy is {size:,} bytes > {MAX_INLINE_BYTES:,} bytes "
-                    "(IAM Identity Center quotas: inline policy size)",
-                    {"bytes": size, "limit": MAX_INLINE_BYTES, "characters": chars},
-                )
-            )
-        if chars > MAX_INLINE_CHARS:
-            problems.append(
-                (
-                    "quota-inline-chars",
-                    f"merged inline policy has {chars:,} non-whitespace characters > "
-                    f"{MAX_INLINE_CHARS:,} (IAM quota for a role's inline policies, the stricter "
-                    "limit once provisioned as an AWSReservedSSO_ role)",
-                    {"characters": chars, "limit": MAX_INLINE_CHARS, "bytes": size},
-                )
-            )
-    return problems

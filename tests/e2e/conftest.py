@@ -110,7 +110,7 @@ def prefect_api(tmp_path_factory) -> Iterator[str]:
 
     It also spares every CLI call the ~7 s start of a temporary server of its own.
     """
-    from flows.serve import start_server, stop_process
+    from iamc.serve import start_server, stop_process
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from flows.serve import stop_process
+from iamc.serve import stop_process
 
 SPEC = """name = "e2e-served"
 state = "sqlite:///state.db"

@@ -12,12 +12,12 @@ from typing import Any
 import boto3
 import pytest
 
+from bench.plans import store_provision_plan
+from domain.access import AssignmentDefinition, PermissionSetDefinition, RequiredPolicy
 from sandbox.control import SandboxControl
-from sandbox.plans import store_provision_plan
 from sandbox.server import Sandbox
 from sandbox.strict import Strictness
 from tasks.executor import PollPolicy
-from tasks.synthesis import AssignmentDefinition, PermissionSetDefinition, RequiredPolicy
 
 READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 CUSTOMER_POLICY = {"name": "team-read", "path": "/iamc/"}

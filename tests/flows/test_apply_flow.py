@@ -8,20 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from flows.apply import (
-    ApplyFailed,
-    ApplyRefused,
-    apply_flow,
-    apply_plan,
-    list_runs,
-    resume,
-    rollback_plan,
-    run_status,
-)
-from flows.plan import load_plan
+from domain.errors import ApplyFailed, ApplyRefused
+from domain.policy_documents import canonical_json
+from flows.apply import apply_flow, apply_plan, resume, rollback_plan
 from state import Store
+from state.reports import load_plan
+from state.runs import list_runs, run_status
 from tasks.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
-from tasks.synthesis import canonical_json
 
 MUTATIONS = (
     "CreatePermissionSet",

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from domain.records import UserClass
 from flows.inventory import run_inventory
-from iamc.records import UserClass
 from state import Store
 from tasks.aws import AwsSessions
 

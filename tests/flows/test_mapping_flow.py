@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from domain.errors import InputFileError
+from domain.records import MatchStatus
 from flows.inventory import run_inventory
 from flows.mapping import NoInventoryError, run_mapping
-from iamc.errors import InputFileError
-from iamc.records import MatchStatus
 from state import Store
 from tasks.aws import AwsSessions
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from flows.plan import PlanError, plan_and_approve, plan_flow, record_decision
-from iamc.records import (
+from domain.errors import PlanError
+from domain.records import (
     AccessKey,
     Account,
     AccountInventory,
@@ -23,7 +23,9 @@ from iamc.records import (
     UserClass,
     UserMapping,
 )
+from flows.plan import plan_and_approve, plan_flow
 from state import Store
+from state.approvals import record_decision
 
 READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 DOC = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from iamc.errors import SandboxError
+from domain.errors import SandboxError
 from sandbox.control import SandboxControl
 from sandbox.seed import _signing_certificate
 from sandbox.server import Sandbox

@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
-from iamc.errors import StateError
+from domain.errors import StateError
 from state import Store
 from state.engine import alembic_config, migrations_dir
 from state.models import Base

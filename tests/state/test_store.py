@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
-from iamc.errors import StateError
-from iamc.records import (
+from domain.errors import StateError
+from domain.records import (
     AccessKey,
     Account,
     AccountInventory,

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from iamc.errors import AwsAccessError
-from tasks.aws import AwsSessions, mask_key_id, translate_errors
+from domain.errors import AwsAccessError
+from domain.keys import mask_key_id
+from tasks.aws import AwsSessions, translate_errors
 
 
 def error_response(status: int, code: str, message: str = "injected") -> AWSResponse:

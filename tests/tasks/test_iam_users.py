@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from iamc.records import AccessKey, Account, User, UserClass
+from domain.records import AccessKey, Account, User, UserClass
 from tasks.aws import AwsSessions
 from tasks.iam_users import ClassificationRules, classify_user, effective_access, inventory_account
 
@@ -229,7 +229,7 @@ def test_classification_edge_cases(record, expected, reason):
 
 
 def test_mfa_only_user_with_fresh_key_is_human():
-    from iamc.records import MfaDevice
+    from domain.records import MfaDevice
 
     record = user(
         mfa_devices=[MfaDevice("arn:aws:iam::1:mfa/u")],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iamc.errors import SpecError
+from domain.errors import SpecError
 from tasks.aws import AwsSessions
 from tasks.identity_store import find_instance, read_identity_store
 

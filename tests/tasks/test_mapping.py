@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from iamc.errors import InputFileError, SpecError
-from iamc.records import (
+from domain.errors import InputFileError, SpecError
+from domain.records import (
     Account,
     AccountInventory,
     Group,
@@ -17,7 +17,7 @@ from iamc.records import (
     User,
     UserClass,
 )
-from iamc.spec import load_spec
+from domain.spec import load_spec
 from tasks.mapping import (
     GROUP_OVERRIDE_HEADER,
     IdentityIndex,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from iamc.errors import UnknownAccountError
-from iamc.spec import Scope
+from domain.errors import UnknownAccountError
+from domain.spec import Scope
 from tasks.aws import AwsSessions
 from tasks.organizations import select_accounts, walk_organization
 

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from iamc.records import (
+from domain.access import RequiredPolicy, SynthesisResult
+from domain.policy_documents import canonical_json, normalize_policy, policy_fingerprint
+from domain.records import (
     Account,
     AccountInventory,
     AttachedPolicy,
@@ -22,17 +24,8 @@ from iamc.records import (
     User,
     UserMapping,
 )
-from tasks.synthesis import (
-    MAX_INLINE_BYTES,
-    MAX_INLINE_CHARS,
-    NAME_PATTERN,
-    RequiredPolicy,
-    SynthesisResult,
-    canonical_json,
-    normalize_policy,
-    policy_fingerprint,
-    synthesize,
-)
+from tasks.permission_set_quotas import MAX_INLINE_BYTES, MAX_INLINE_CHARS
+from tasks.synthesis import NAME_PATTERN, synthesize
 
 A1 = "111111111111"
 A2 = "222222222222"

@@ -8,14 +8,14 @@ from pathlib import Path
 import boto3
 from rich.console import Console
 
-from flows.demo import DEMO_SPEC
+from iamc.demo import DEMO_SPEC
 
 
 def run_ui(
     console: Console, *, spec: Path | None, port: int, with_sandbox: bool, workdir: Path
 ) -> None:
     """Serve until Ctrl-C; stops the deployments before the server (or its shutdown hangs)."""
-    from flows.serve import start_server, stop_process
+    from iamc.serve import start_server, stop_process
 
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -43,7 +43,7 @@ def run_ui(
         highlight=False,
     )
     try:
-        from flows.serve import serve_deployments
+        from iamc.serve import serve_deployments
 
         serve_deployments(spec)
     except KeyboardInterrupt:

@@ -8,8 +8,8 @@ import json
 from collections import Counter
 from typing import Any
 
-from iamc.plan import Outcome, Plan, Stage
-from tasks.aws import mask_key_id
+from domain.keys import mask_key_id
+from domain.plan import Outcome, Plan, Stage
 
 _OUTCOME_WORDS = {
     Outcome.MIGRATE: "migrate to Identity Center, then disable and delete",

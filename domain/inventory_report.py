@@ -1,4 +1,4 @@
-"""Reports computed from stored snapshots and rendered as a table, JSON or CSV."""
+"""The inventory report: per-account rows from a snapshot (CIS 1.21 verdicts), as JSON or CSV."""
 
 from __future__ import annotations
 
@@ -9,10 +9,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
-from iamc.records import AccountInventory, UserClass
+from domain.records import AccountInventory, UserClass
 
 # CIS 1.21 asks that IAM users be managed centrally: an account passes when the only IAM users
 # left are protected ones (break-glass), which the benchmark's guidance accepts.
@@ -88,40 +85,3 @@ def render_csv(rows: list[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
-
-
-def print_table(console: Console, rows: list[dict[str, Any]], title: str) -> None:
-    table = Table(title=title, show_footer=True)
-    total = totals(rows)
-    headers = {
-        "account_id": "account",
-        "account_name": "name",
-        "keys_used_90d": "keys used ≤90d",
-        "active_keys": "active keys",
-        "console_without_mfa": "console, no MFA",
-        "cis_1_21": "CIS 1.21",
-    }
-    columns = [c for c in INVENTORY_COLUMNS if c != "error"]
-    for column in columns:
-        if column == "account_id":
-            footer = f"{total['accounts']} accounts"
-        elif column == "cis_1_21":
-            footer = f"{total['accounts_passing']} pass"
-        elif column in total:
-            footer = str(total[column])
-        else:
-            footer = ""
-        table.add_column(
-            headers.get(column, column),
-            footer=footer,
-            justify="left" if column in ("account_id", "account_name", "cis_1_21") else "right",
-        )
-    styles = {CIS_PASS: "green", CIS_FAIL: "red", CIS_UNKNOWN: "yellow"}
-    for row in rows:
-        cells = [str(row[c]) for c in columns]
-        cells[-1] = f"[{styles[row['cis_1_21']]}]{row['cis_1_21']}[/]"
-        table.add_row(*cells)
-    console.print(table)
-    for row in rows:
-        if row["error"]:
-            console.print(f"[yellow]{row['account_id']}[/]: {row['error']}", highlight=False)

@@ -8,9 +8,9 @@ import json
 import random
 from datetime import UTC, datetime
 
-from iamc.plan import Outcome, Plan, Stage, build_plan
-from iamc.plan_render import render_assignments_csv, render_json, render_markdown
-from iamc.records import (
+from domain.plan import Outcome, Plan, Stage, build_plan
+from domain.plan_render import render_assignments_csv, render_json, render_markdown
+from domain.records import (
     AccessKey,
     Account,
     AccountInventory,

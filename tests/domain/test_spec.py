@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from iamc.errors import SpecError
-from iamc.spec import load_spec
+from domain.errors import SpecError
+from domain.spec import load_spec
 
 GOOD = """
 name = "acme-2026q4"

@@ -76,3 +76,57 @@ class SandboxError(IamcError):
     """The local sandbox AWS could not be started or seeded."""
 
     exit_code = 5
+
+
+class ApplyRefused(IamcError):
+    """Nothing was changed: the plan is not approved, stale, in conflict, or not runnable."""
+
+    exit_code = 2
+
+
+class ApplyFailed(IamcError):
+    """The run ended with failed actions; what is done stays done, a resume continues."""
+
+    exit_code = 1
+
+
+class NoMappingError(IamcError):
+    """No mapping run has succeeded yet for the migration."""
+
+    exit_code = 2
+
+
+class PlanError(IamcError):
+    """The plan can't be computed, found, or approved as asked."""
+
+    exit_code = 2
+
+
+class NoInventoryError(IamcError):
+    """No complete inventory snapshot exists yet for the migration."""
+
+    exit_code = 2
+
+
+class ServeError(IamcError):
+    """The Prefect server or the served deployments could not be started."""
+
+    exit_code = 5
+
+
+class ActionError(IamcError):
+    """One action failed in a way AWS explained; its account's remaining work stops."""
+
+    def __init__(self, action_id: str, message: str):
+        self.action_id = action_id
+        super().__init__(f"{action_id}: {message}")
+
+
+class ConflictError(ActionError):
+    """What the action would create exists already but differs: the whole run stops."""
+
+    exit_code = 2
+
+
+class BlockedError(ActionError):
+    """An action whose prerequisite is not done: left pending."""

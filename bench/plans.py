@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.plan import record_decision
-from iamc.plan import build_plan
-from state import Store
-from tasks.synthesis import (
+from domain.access import (
     AssignmentDefinition,
     PermissionSetDefinition,
     RequiredPolicy,
     SynthesisResult,
 )
+from domain.plan import build_plan
+from state import Store
+from state.approvals import record_decision
 
 
 def store_provision_plan(

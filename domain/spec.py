@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from iamc.errors import SpecError
+from domain.errors import SpecError
 
 # An account id is 12 digits; an OU id is ou-<root 4-32>-<8-32> (Organizations API reference,
 # OrganizationalUnit.Id); "*" means every account.

@@ -17,14 +17,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from iamc.errors import IamcError
-from iamc.spec import load_spec
+from domain.errors import ServeError
+from domain.spec import load_spec
 
 log = logging.getLogger(__name__)
-
-
-class ServeError(IamcError):
-    exit_code = 5
 
 
 def deployments(spec_path: str | Path) -> list[Any]:

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from iamc import reports
-from iamc.records import Finding
+from domain import inventory_report
+from domain.records import Finding
 
 if TYPE_CHECKING:
     from state.identity import MappingInfo
@@ -22,8 +23,8 @@ def inventory_with_progress(
     console: Console, spec: Path | str, profile: str | None = None
 ) -> dict[str, Any]:
     """Run the inventory flow with a progress bar (accounts done/total, users found)."""
+    from domain.progress import listening
     from flows.inventory import run_inventory
-    from flows.progress import listening
 
     with Progress(
         TextColumn("[bold]inventory[/]"),
@@ -55,19 +56,21 @@ def inventory_with_progress(
     return summary
 
 
-def inventory_report(console: Console, spec: Path | str, output_format: str = "table") -> None:
+def print_inventory_report(
+    console: Console, spec: Path | str, output_format: str = "table"
+) -> None:
     """Print the latest snapshot's per-account report as a table, JSON or CSV."""
-    from flows.reports import inventory_report as load_report
+    from state.reports import inventory_report as load_report
 
     rows, meta, findings = load_report(spec)
     # Machine formats bypass rich: no wrapping, no markup, exactly what a pipe expects.
     if output_format == "json":
         meta["findings"] = [asdict(f) for f in findings]
-        sys.stdout.write(reports.render_json(rows, meta) + "\n")
+        sys.stdout.write(inventory_report.render_json(rows, meta) + "\n")
     elif output_format == "csv":
-        sys.stdout.write(reports.render_csv(rows))
+        sys.stdout.write(inventory_report.render_csv(rows))
     else:
-        reports.print_table(
+        print_inventory_table(
             console, rows, f"{meta['migration']}: snapshot {meta['snapshot_id']} ({meta['taken']})"
         )
         print_findings(console, findings)
@@ -125,8 +128,8 @@ def plan_with_summary(console: Console, spec: Path | str, out: Path | None) -> d
 
 
 def show_plan(console: Console, spec: Path | str, plan_id: int, output_format: str) -> None:
-    from flows.plan import load_plan
-    from iamc.plan_render import render_json, render_markdown
+    from domain.plan_render import render_json, render_markdown
+    from state.reports import load_plan
 
     plan, meta = load_plan(spec, plan_id)
     if output_format == "json":
@@ -228,7 +231,7 @@ def mapping_report(
     import io
     import json
 
-    from flows.mapping import latest_mapping
+    from state.reports import latest_mapping
 
     mapping, tags, meta = latest_mapping(spec)
     users = mapping_user_rows(mapping, tags, meta["tag_keys"])
@@ -320,7 +323,7 @@ def _apply_progress(console: Console) -> Progress:
 
 
 def _watch(console: Console, work: Any) -> dict[str, Any]:
-    from flows.progress import listening
+    from domain.progress import listening
 
     with _apply_progress(console) as progress:
         bar = progress.add_task("actions", total=None, failed=0)
@@ -376,7 +379,7 @@ def resume_with_progress(console: Console, spec: Path | str, run_id: int) -> Non
 def print_runs(console: Console, spec: Path | str) -> None:
     from rich.table import Table
 
-    from flows.apply import list_runs
+    from state.runs import list_runs
 
     table = Table(title="runs")
     for column in ("run", "kind", "status", "plan", "stage", "started", "finished", "error"):
@@ -400,7 +403,7 @@ def print_runs(console: Console, spec: Path | str) -> None:
 def print_status(console: Console, spec: Path | str, run_id: int) -> None:
     from rich.table import Table
 
-    from flows.apply import run_status
+    from state.runs import run_status
 
     status = run_status(spec, run_id)
     run = status["run"]
@@ -443,3 +446,44 @@ def rollback_with_listing(console: Console, spec: Path | str, run_id: int, dry_r
         console.print(f"  left alone: {escape(line)}", highlight=False)
     if not dry_run:
         console.print(f"rollback run {result['run_id']}", highlight=False)
+
+
+def print_inventory_table(console: Console, rows: list[dict[str, Any]], title: str) -> None:
+    table = Table(title=title, show_footer=True)
+    total = inventory_report.totals(rows)
+    headers = {
+        "account_id": "account",
+        "account_name": "name",
+        "keys_used_90d": "keys used ≤90d",
+        "active_keys": "active keys",
+        "console_without_mfa": "console, no MFA",
+        "cis_1_21": "CIS 1.21",
+    }
+    columns = [c for c in inventory_report.INVENTORY_COLUMNS if c != "error"]
+    for column in columns:
+        if column == "account_id":
+            footer = f"{total['accounts']} accounts"
+        elif column == "cis_1_21":
+            footer = f"{total['accounts_passing']} pass"
+        elif column in total:
+            footer = str(total[column])
+        else:
+            footer = ""
+        table.add_column(
+            headers.get(column, column),
+            footer=footer,
+            justify="left" if column in ("account_id", "account_name", "cis_1_21") else "right",
+        )
+    styles = {
+        inventory_report.CIS_PASS: "green",
+        inventory_report.CIS_FAIL: "red",
+        inventory_report.CIS_UNKNOWN: "yellow",
+    }
+    for row in rows:
+        cells = [str(row[c]) for c in columns]
+        cells[-1] = f"[{styles[row['cis_1_21']]}]{row['cis_1_21']}[/]"
+        table.add_row(*cells)
+    console.print(table)
+    for row in rows:
+        if row["error"]:
+            console.print(f"[yellow]{row['account_id']}[/]: {row['error']}", highlight=False)

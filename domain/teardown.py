@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from iamc.records import User
+from domain.records import User
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def run_demo(
     accounts: int, users_per_account: int, seed: int, workdir: Path, console: Console
 ) -> None:
     """Start a sandbox, seed it, and run every step built so far against it."""
-    from iamc import ui
+    from iamc import views
     from sandbox.run import print_summary
     from sandbox.seed import seed_organization
     from sandbox.server import Sandbox
@@ -59,14 +59,14 @@ def run_demo(
             console.print(f"sandbox at {sandbox.url}; spec {spec_path}", highlight=False)
 
             console.print(Rule("2. inventory: iamc inventory -c " + str(spec_path)))
-            ui.inventory_with_progress(console, spec_path)
+            views.inventory_with_progress(console, spec_path)
             console.print(Rule("3. iamc report inventory -c " + str(spec_path)))
-            ui.inventory_report(console, spec_path)
+            views.print_inventory_report(console, spec_path)
             expected = manifest.counts_by_class()
             console.print(f"seeded users by expected class: {expected}", highlight=False)
 
             console.print(Rule("4. identity mapping: iamc map -c " + str(spec_path)))
-            ui.mapping_with_status(console, spec_path)
+            views.mapping_with_status(console, spec_path)
             console.print(
                 f"seeded: unmatched {manifest.unmatched_humans}, ambiguous "
                 f"{sorted(manifest.ambiguous_humans)}; the IdP team's list: "
@@ -75,12 +75,12 @@ def run_demo(
             )
 
             console.print(Rule("5. the dry-run plan: iamc plan -c " + str(spec_path)))
-            plan = ui.plan_with_summary(console, spec_path, workdir / "plan")
+            plan = views.plan_with_summary(console, spec_path, workdir / "plan")
             console.print(Rule(f"6. approval: iamc approve {plan['plan_id']} --stage provision"))
             if plan["blocking"]:
                 console.print("[red]the plan has blocking errors: nothing to approve[/]")
             else:
-                from flows.plan import record_decision
+                from state.approvals import record_decision
 
                 meta = record_decision(
                     spec_path,
@@ -100,9 +100,11 @@ def run_demo(
                 console.print(
                     Rule(f"7. provisioning: iamc apply {plan['plan_id']} --stage provision")
                 )
-                applied = ui.apply_with_progress(console, spec_path, plan["plan_id"], "provision")
+                applied = views.apply_with_progress(
+                    console, spec_path, plan["plan_id"], "provision"
+                )
                 console.print(Rule(f"8. iamc status {applied['run_id']}"))
-                ui.print_status(console, spec_path, applied["run_id"])
+                views.print_status(console, spec_path, applied["run_id"])
                 console.print(
                     "The disable and delete stages of this plan wait for their own approval "
                     "(delete not before the spec's bake_days after disable); "

@@ -1,7 +1,7 @@
 """The dry-run plan: typed actions with stable ids, per-target fingerprints and a content hash.
 
 Plans are data (Terraform's saved plan): computing them is here, rendering is in
-``iamc.plan_render``, storing in ``state``. Nothing in this module talks to AWS.
+``domain.plan_render``, storing in ``state``. Nothing in this module talks to AWS.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
-from iamc.records import (
+from domain.keys import mask_key_id
+from domain.records import (
     AccountInventory,
     Finding,
     GroupMapping,
@@ -21,8 +22,7 @@ from iamc.records import (
     UserClass,
     UserMapping,
 )
-from tasks.aws import mask_key_id
-from tasks.teardown import QUARANTINE_POLICY, QUARANTINE_POLICY_NAME, TEARDOWN
+from domain.teardown import QUARANTINE_POLICY, QUARANTINE_POLICY_NAME, TEARDOWN
 
 PLAN_FORMAT = 1
 

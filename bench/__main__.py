@@ -1,0 +1,50 @@
+"""`make bench`: scale runs of the runbook's steps on the sandbox, reported as figures, not tests.
+
+python -m bench inventory --accounts 20 --users 50 --latency-ms 20 --concurrency 1 8
+python -m bench plan --accounts 500 --users 20
+python -m bench provision --accounts 50 --permission-sets 10 --assignments 5
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import inventory, plan, provision
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    sub = parser.add_subparsers(dest="bench", required=True)
+    inventory_args = sub.add_parser("inventory", help="inventory of a seeded organization")
+    inventory_args.add_argument("--accounts", type=int, default=20)
+    inventory_args.add_argument("--users", type=int, default=50)
+    inventory_args.add_argument("--seed", type=int, default=7)
+    inventory_args.add_argument("--latency-ms", type=int, default=20)
+    inventory_args.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    inventory_args.add_argument(
+        "--iam-rate", type=float, default=100.0, help="client limit, calls/s per account"
+    )
+    inventory_args.add_argument(
+        "--extra", type=int, default=30, help="groups+policies added to one account"
+    )
+    plan_args = sub.add_parser("plan", help="plan of a synthetic inventory in the store")
+    plan_args.add_argument("--accounts", type=int, default=500)
+    plan_args.add_argument("--users", type=int, default=20)
+    provision_args = sub.add_parser(
+        "provision", help="the provision stage through apply_flow, sso-admin throttled"
+    )
+    provision_args.add_argument("--accounts", type=int, default=50)
+    provision_args.add_argument("--permission-sets", type=int, default=10)
+    provision_args.add_argument(
+        "--assignments", type=int, default=5, help="users assigned each set in every account"
+    )
+    provision_args.add_argument(
+        "--sso-rate", type=float, default=20.0, help="sandbox sso-admin rate"
+    )
+    provision_args.add_argument("--polls", type=int, default=2, help="IN_PROGRESS polls each")
+    args = parser.parse_args()
+    {"inventory": inventory, "plan": plan, "provision": provision}[args.bench].run(args)
+
+
+if __name__ == "__main__":
+    main()

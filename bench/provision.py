@@ -1,0 +1,233 @@
+"""The provision stage at scale through ``apply_flow``, with the sandbox's sso-admin throttled."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from bench.harness import bench_workdir
+
+BENCH_MANAGED_POLICIES = (
+    "arn:aws:iam::aws:policy/ReadOnlyAccess",
+    "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess",
+    "arn:aws:iam::aws:policy/AmazonEC2ReadOnlyAccess",
+    "arn:aws:iam::aws:policy/CloudWatchReadOnlyAccess",
+    "arn:aws:iam::aws:policy/AWSLambda_ReadOnlyAccess",
+)
+# Per permission set the apply must create it, put its inline policy and attach its one
+# AWS-managed policy (tasks/permission_sets.py, CreatePermissionSet._converge).
+CALLS_PER_SET = 3
+
+
+def _bench_org(url: str, accounts: int, users: int) -> tuple[list[str], str, str, dict[str, str]]:
+    """An organization of ``accounts`` members and ``users`` identity-store users."""
+    org = boto3.client("organizations", endpoint_url=url)
+    org.create_organization(FeatureSet="ALL")
+    account_ids = []
+    for n in range(accounts):
+        request = org.create_account(AccountName=f"bench-{n:03d}", Email=f"b{n}@example.com")
+        account_ids.append(
+            org.describe_create_account_status(
+                CreateAccountRequestId=request["CreateAccountStatus"]["Id"]
+            )["CreateAccountStatus"]["AccountId"]
+        )
+    instance = boto3.client("sso-admin", endpoint_url=url).list_instances()["Instances"][0]
+    store_id = instance["IdentityStoreId"]
+    identitystore = boto3.client("identitystore", endpoint_url=url)
+    principals = {}
+    for n in range(users):
+        name = f"bench-user-{n:02d}@example.com"
+        principals[name] = identitystore.create_user(
+            IdentityStoreId=store_id,
+            UserName=name,
+            DisplayName=name,
+            Name={"GivenName": "Bench", "FamilyName": f"User{n}"},
+        )["UserId"]
+    return account_ids, instance["InstanceArn"], store_id, principals
+
+
+def _bench_provision_plan(
+    spec: Path,
+    state_url: str,
+    accounts: list[str],
+    principals: dict[str, str],
+    sets: int,
+) -> int:
+    """Store a plan giving every set to every principal in every account; approve provision."""
+    from bench.plans import store_provision_plan
+    from domain.access import AssignmentDefinition, PermissionSetDefinition
+
+    definitions = [
+        PermissionSetDefinition(
+            name=f"Bench{n:02d}",
+            description=f"bench permission set {n}",
+            fingerprint=f"f-bench-{n}",
+            session_duration="PT4H",
+            inline_policy={
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": ["s3:GetObject", "s3:ListBucket"],
+                        "Resource": f"arn:aws:s3:::bench-bucket-{n}/*",
+                    }
+                ],
+            },
+            aws_managed_policy_arns=[BENCH_MANAGED_POLICIES[n % len(BENCH_MANAGED_POLICIES)]],
+        )
+        for n in range(sets)
+    ]
+    assignments = [
+        AssignmentDefinition(account_id, ps.name, "USER", user_id, name, f"user {name}")
+        for account_id in accounts
+        for ps in definitions
+        for name, user_id in principals.items()
+    ]
+    plan_id = store_provision_plan(
+        spec, state_url, "bench-provision", definitions, assignments, approver="bench"
+    )
+    return plan_id
+
+
+def run(args: argparse.Namespace) -> None:
+    """The provision stage at scale through ``apply_flow``, with sso-admin throttled."""
+    from domain.progress import listening
+    from domain.spec import DEFAULT_RATE_LIMITS
+    from flows.apply import apply_flow
+    from sandbox.server import Sandbox
+    from tasks.executor import MAX_OUTSTANDING_ASSIGNMENTS, PollPolicy
+
+    workdir = bench_workdir("iamc-bench-provision-")
+    spec = workdir / "spec.toml"
+    # The client-side limits are the spec's defaults: what an operator runs with.
+    spec.write_text('name = "bench-provision"\nstate = "sqlite:///state.db"\n')
+    state_url = f"sqlite:///{workdir / 'state.db'}"
+    n_sets, n_users = args.permission_sets, args.assignments
+    with Sandbox(port=0) as sandbox:
+        sandbox.reset(seed=11)
+        os.environ.update(sandbox.env())
+        control = sandbox.middleware
+        assert control is not None
+        t0 = time.monotonic()
+        accounts, _, _, principals = _bench_org(sandbox.url, args.accounts, n_users)
+        plan_id = _bench_provision_plan(spec, state_url, accounts, principals, n_sets)
+        n_provisions = len(accounts) * n_sets
+        n_assignments = n_provisions * n_users
+        print(
+            f"set up {len(accounts)} accounts, {n_users} identity-store users, plan {plan_id}: "
+            f"{n_sets} permission sets, {n_provisions} provisionings, {n_assignments} "
+            f"assignments ({time.monotonic() - t0:.1f} s)"
+        )
+        control.strictness.update(
+            {"throttle": {"sso-admin": args.sso_rate}, "async_in_progress_polls": args.polls}
+        )
+        print(
+            f"sandbox: sso-admin throttled at {args.sso_rate:g} req/s, {args.polls} IN_PROGRESS "
+            f"poll(s) per async request; client limits (spec defaults) {DEFAULT_RATE_LIMITS}"
+        )
+        lock = threading.Lock()
+        seen = {"done": 0, "start": 0.0, "last": 0.0}
+        total_actions = n_sets + n_provisions + n_assignments
+
+        def progress(event: str, data: dict[str, Any]) -> None:
+            with lock:
+                now = time.monotonic() - started
+                if event == "apply-start":
+                    seen["start"] = now
+                    print(f"  {now:7.1f} s  apply-start: {data.get('actions')} actions", flush=True)
+                elif event == "action-done":
+                    seen["done"] += 1
+                    seen["last"] = now
+                    if seen["done"] % max(1, total_actions // 20) == 0:
+                        snap = control.recorder.snapshot()
+                        print(
+                            f"  {now:7.1f} s  {seen['done']:5d}/{total_actions} actions done, "
+                            f"{snap['total']} calls, {snap['throttled_total']} throttled",
+                            flush=True,
+                        )
+
+        control.recorder.reset()
+        started = time.monotonic()
+        with listening(progress):
+            summary = apply_flow(str(spec), plan_id, "provision")
+        wall = time.monotonic() - started
+        calls = control.recorder.snapshot()
+    stage_wall = seen["last"] - seen["start"]
+    print(
+        f"\napply_flow: {summary['succeeded']} succeeded, {summary['adopted']} adopted, "
+        f"{summary['failed']} failed, {summary['pending']} pending of {summary['actions']}"
+    )
+    print(f"wall time: {wall:.1f} s for apply_flow (Prefect start, checks, work, verification)")
+    print(f"           {stage_wall:.1f} s from apply-start to the last action done")
+
+    def table(title: str, counts: dict[str, int]) -> None:
+        print(f"\n{title}:")
+        for key, count in sorted(counts.items(), key=lambda kv: (kv[0].split(":")[0], -kv[1])):
+            print(f"  {key:58s} {count:7d}")
+
+    table("calls by operation (admitted)", calls["calls"])
+    sso_calls = sum(v for k, v in calls["calls"].items() if k.startswith("sso-admin:"))
+    print(f"  {'sso-admin total':58s} {sso_calls:7d}")
+    print(f"  {'other total':58s} {calls['total'] - sso_calls:7d}")
+    print(f"  {'total':58s} {calls['total']:7d}")
+    table("throttled attempts (answered ThrottlingException)", calls["throttled"])
+    print(f"  {'total':58s} {calls['throttled_total']:7d}")
+    if calls["errors"]:
+        table("errors", calls["errors"])
+
+    # (a) The rate bound: sso-admin requests the stage can't do without, at the limit.
+    rate = args.sso_rate
+    creates = n_sets * CALLS_PER_SET
+    minimum_one_poll = creates + 2 * n_provisions + 2 * n_assignments
+    describes = args.polls + 1  # IN_PROGRESS `polls` times, then SUCCEEDED
+    minimum_sandbox = creates + (1 + describes) * (n_provisions + n_assignments)
+    print("\nlower bounds")
+    print(
+        f"(a) rate, {rate:g} sso-admin requests/s:\n"
+        f"    minimum calls, one status poll each = {n_sets} sets x {CALLS_PER_SET} "
+        f"(Create, PutInline, AttachManaged) + {n_provisions} x (Provision + 1 Describe) + "
+        f"{n_assignments} x (CreateAssignment + 1 Describe) = {minimum_one_poll} calls "
+        f"-> {minimum_one_poll / rate:.1f} s\n"
+        f"    minimum calls in this sandbox ({describes} Describes each: {args.polls} "
+        f"IN_PROGRESS + SUCCEEDED) = {creates} + {n_provisions + n_assignments} x "
+        f"{1 + describes} = {minimum_sandbox} calls -> {minimum_sandbox / rate:.1f} s\n"
+        f"    sso-admin calls actually admitted = {sso_calls} -> {sso_calls / rate:.1f} s"
+    )
+    # (b) The concurrency bound: creations in flight at once x how long each must stay there.
+    poll = PollPolicy()
+    waits = [min(poll.maximum, poll.initial * 2**k) for k in range(args.polls)]
+    one_creation = sum(waits)
+    naive = args.polls * poll.initial
+    waves = n_assignments / MAX_OUTSTANDING_ASSIGNMENTS
+    concurrency_bound = waves * one_creation
+    print(
+        f"(b) concurrency, {MAX_OUTSTANDING_ASSIGNMENTS} outstanding creations: "
+        f"{n_assignments} / {MAX_OUTSTANDING_ASSIGNMENTS} = {waves:g} waves x "
+        f"{one_creation:.2f} s = {concurrency_bound:.1f} s\n"
+        f"    one creation reports SUCCEEDED no sooner than the executor's tenacity waits "
+        f"before polls 2..{describes}: {' + '.join(f'{w:g}' for w in waits)} s "
+        f"(wait_exponential(multiplier={poll.initial:g}, max={poll.maximum:g}));\n"
+        f"    counted as polls x minimum interval ({args.polls} x {poll.initial:g} s) it would "
+        f"be {waves * naive:.1f} s"
+    )
+    bounds = {
+        "rate (minimum calls, sandbox polls)": minimum_sandbox / rate,
+        "concurrency": concurrency_bound,
+    }
+    binding = max(bounds, key=bounds.__getitem__)
+    bound = bounds[binding]
+    print(f"binding: {binding} = {bound:.1f} s")
+    print(
+        f"wall / bound = {wall:.1f} / {bound:.1f} = {wall / bound:.2f} (apply_flow); "
+        f"{stage_wall / bound:.2f} (apply-start to last action)"
+    )
+    print(
+        f"rate bound from calls actually made: {sso_calls / rate:.1f} s; "
+        f"wall / that = {wall / (sso_calls / rate):.2f}"
+    )

@@ -1,0 +1,65 @@
+"""Synthesized access as plain records: permission-set definitions, assignments, prerequisites."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from domain.policy_documents import canonical_json
+from domain.records import Finding
+
+
+@dataclass
+class PermissionSetDefinition:
+    """One permission set to create: the shared form of identical IAM access."""
+
+    name: str
+    description: str
+    fingerprint: str
+    session_duration: str = "PT8H"
+    inline_policy: dict[str, Any] | None = None
+    aws_managed_policy_arns: list[str] = field(default_factory=list)
+    customer_managed_policies: list[dict[str, str]] = field(default_factory=list)  # name, path
+    # {"managed_policy_arn": arn} or {"customer_managed_policy_reference": {name, path}}
+    permissions_boundary: dict[str, Any] | None = None
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def inline_policy_json(self) -> str | None:
+        """The inline policy exactly as it must be sent: the text the quotas were checked on."""
+        return None if self.inline_policy is None else canonical_json(self.inline_policy)
+
+
+@dataclass(frozen=True)
+class AssignmentDefinition:
+    """One account assignment: a permission set given to an identity-store user or group."""
+
+    account_id: str
+    permission_set_name: str
+    principal_type: str  # USER | GROUP
+    principal_id: str
+    principal_name: str
+    reason: str  # e.g. "user jane.doe", "group developers"
+
+
+class RequiredPolicy(NamedTuple):
+    """A customer-managed policy that must exist, by name and path, in an account."""
+
+    account_id: str
+    name: str
+    path: str
+
+
+@dataclass
+class SynthesisResult:
+    """Permission sets, assignments, prerequisites and findings, each sorted deterministically."""
+
+    permission_sets: list[PermissionSetDefinition] = field(default_factory=list)
+    assignments: list[AssignmentDefinition] = field(default_factory=list)
+    required_customer_policies: list[RequiredPolicy] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def blocking(self) -> list[Finding]:
+        """The findings that must stop the plan."""
+        return [f for f in self.findings if f.severity == "blocking"]

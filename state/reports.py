@@ -1,0 +1,114 @@
+"""What the stored state says, for people: the latest inventory report, mapping and a plan.
+
+Read-only: these open the migration's store, read, and close it; no AWS, no Prefect.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from domain.errors import NoInventoryError, NoMappingError, PlanError
+from domain.inventory_report import inventory_rows
+from domain.plan import Plan
+from domain.records import Finding
+from domain.spec import MigrationSpec, load_spec
+from state.identity import MappingInfo
+from state.store import Store
+
+
+def inventory_report(
+    spec_path: str | Path,
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[Finding]]:
+    """Rows of the latest complete snapshot, its metadata, and the findings of its run."""
+    spec = load_spec(spec_path)
+    with Store.open(spec.state) as store:
+        migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
+        snapshot = store.latest_snapshot(migration_id)
+        if snapshot is None:
+            raise NoInventoryError(
+                f"no inventory yet for migration {spec.name!r}: run 'iamc inventory -c {spec_path}'"
+            )
+        inventories = store.load_snapshot(snapshot.id)
+        findings = store.findings(run_id=snapshot.run_id)
+    meta: dict[str, Any] = {
+        "migration": spec.name,
+        "snapshot_id": snapshot.id,
+        "run_id": snapshot.run_id,
+        "taken": snapshot.created.isoformat(),
+    }
+    return inventory_rows(inventories, datetime.now(UTC)), meta, findings
+
+
+def latest_mapping(spec_path: str | Path) -> tuple[MappingInfo, dict[str, Any], dict[str, Any]]:
+    """The latest mapping for the report: the mapping, the IAM users' tags, and metadata.
+
+    Returns:
+        ``(mapping, tags, meta)``; ``tags`` is ``{(account_id, iam_user): {key: value}}`` from
+        the inventory snapshot the mapping was computed from; ``meta`` holds the migration
+        name, ids, the run's summary and findings.
+
+    Raises:
+        NoMappingError: No mapping run has succeeded yet.
+    """
+    spec = load_spec(spec_path)
+    with Store.open(spec.state) as store:
+        known = store.find_migration(spec.name)
+        mapping = store.latest_mapping(known) if known is not None else None
+        if known is None or mapping is None:
+            raise NoMappingError(
+                f"no mapping yet for migration {spec.name!r}: run 'iamc map -c {spec_path}'"
+            )
+        tags = {
+            (inventory.account.account_id, user.name): dict(user.tags)
+            for inventory in store.load_snapshot(mapping.snapshot_id)
+            for user in inventory.users
+        }
+        run = store.get_run(mapping.run_id)
+        findings = store.findings(run_id=mapping.run_id)
+    meta = {
+        "migration": spec.name,
+        "mapping_id": mapping.id,
+        "run_id": mapping.run_id,
+        "snapshot_id": mapping.snapshot_id,
+        "created": mapping.created.isoformat(),
+        "summary": run.summary or {},
+        "findings": findings,
+        "tag_keys": [r[len("tag:") :] for r in spec.mapping.rules if r.startswith("tag:")],
+    }
+    return mapping, tags, meta
+
+
+def plan_meta(info: Any) -> dict[str, Any]:
+    return {
+        "plan_id": info.id,
+        "hash": info.hash,
+        "created": info.created.isoformat(),
+        "approvals": [
+            {
+                "stage": a.stage,
+                "decision": a.decision,
+                "approver": a.approver,
+                "ticket": a.ticket,
+                "comment": a.comment,
+                "at": a.at.isoformat(),
+            }
+            for a in info.approvals
+        ],
+    }
+
+
+def load_plan(spec_path: str | Path, plan_id: int) -> tuple[Plan, dict[str, Any]]:
+    """A stored plan and its metadata (hash, approvals), checked against its own hash."""
+    spec = load_spec(spec_path)
+    with Store.open(spec.state) as store:
+        info = get_plan_info(store, spec, plan_id)
+    return Plan.from_content(info.content), plan_meta(info)
+
+
+def get_plan_info(store: Store, spec: MigrationSpec, plan_id: int) -> Any:
+    info = store.get_plan(plan_id)
+    if info is None or info.migration != spec.name:
+        raise PlanError(f"no plan {plan_id} in migration {spec.name!r}")
+    return info

@@ -1,0 +1,99 @@
+"""Read-only checks before a stage changes anything: is the plan still true of live AWS?
+
+``stale_targets`` compares what the plan was made from with what is there now;
+``preflight`` finds what would stop a run half-way (a conflicting permission set, a missing
+customer-managed policy). Both only read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.plan import Outcome, Plan, PlanAction, Stage, user_fingerprint
+from state.journal import DONE_STATUSES
+from state.store import Store
+from tasks.executor import ExecutionContext
+from tasks.identity_store import principal_problems
+from tasks.permission_sets import CreatePermissionSet, missing_customer_policies
+
+
+def stale_targets(
+    store: Store, migration_id: int, plan: Plan, session: Any, store_id: str
+) -> list[str]:
+    """What the provision stage's targets depend on that changed since the plan.
+
+    Two checks: every assignment's identity-store principal still exists under its planned
+    name; and the IAM users the assignments serve are as planned — taken as true while the
+    plan's inventory snapshot is still the latest complete one, and otherwise checked user
+    by user against the newer snapshot's fingerprints (a routine re-inventory that changed
+    nothing relevant does not make an approved plan stale).
+
+    Returns:
+        One message per stale target; empty when the plan is current.
+    """
+    problems: list[str] = []
+    latest = store.latest_snapshot(migration_id)
+    if latest is None:
+        problems.append("the migration has no complete inventory snapshot any more")
+    elif latest.id != plan.inventory_snapshot_id:
+        current = {
+            (inventory.account.account_id, user.name): user_fingerprint(user)
+            for inventory in store.load_snapshot(latest.id)
+            for user in inventory.users
+        }
+        for user in plan.users:
+            if user.outcome != Outcome.MIGRATE:
+                continue
+            now = current.get((user.account_id, user.user))
+            if now is None:
+                problems.append(
+                    f"user {user.account_id}/{user.user}: gone in inventory snapshot {latest.id}"
+                )
+            elif now != user.target_fingerprint:
+                problems.append(
+                    f"user {user.account_id}/{user.user}: changed since the plan's snapshot "
+                    f"{plan.inventory_snapshot_id} (snapshot {latest.id} differs)"
+                )
+    principals = [
+        (a.params["principal_type"], a.params["principal_id"], a.params["principal_name"])
+        for a in plan.actions
+        if a.stage == Stage.PROVISION and a.kind == "create-assignment"
+    ]
+    problems.extend(principal_problems(session, store_id, principals))
+    return problems
+
+
+def preflight(
+    store: Store, plan_id: int, ctx: ExecutionContext, actions: list[PlanAction]
+) -> list[str]:
+    """Read-only checks that would otherwise stop the run half-way.
+
+    A permission set that exists under a planned name with another definition (and is not
+    our own unfinished work), and customer-managed policies missing from a target account.
+    """
+    problems = []
+    creator = CreatePermissionSet()
+    for action in actions:
+        if action.kind == "create-permission-set":
+            entry = store.journal_entry(plan_id, action.id)
+            if entry is not None and (
+                entry.status in DONE_STATUSES or entry.intent.get("existed_before") is False
+            ):
+                continue
+            live = creator.probe(ctx, action)
+            if live.exists and live.difference:
+                problems.append(
+                    f"permission set {action.target} already exists and differs from the plan: "
+                    f"{live.difference}"
+                )
+        elif action.kind == "provision-permission-set":
+            account_id = action.account_id or ""
+            policies = action.params.get("required_customer_policies") or []
+            if policies:
+                missing = missing_customer_policies(ctx.member(account_id), account_id, policies)
+                problems.extend(
+                    f"account {account_id}: customer-managed policy {arn} does not exist "
+                    f"(needed by {action.target})"
+                    for arn in missing
+                )
+    return sorted(set(problems))
