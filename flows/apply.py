@@ -25,8 +25,9 @@ from domain.errors import (
     BlockedError,
     ConflictError,
 )
-from domain.plan import Plan, PlanAction, Stage
+from domain.plan import Outcome, Plan, PlanAction, Stage
 from domain.progress import emit
+from domain.records import AccountInventory
 from domain.spec import MigrationSpec, load_spec
 from state import Store
 from state.journal import (
@@ -38,12 +39,12 @@ from state.journal import (
     JournalEntry,
 )
 from state.plans import PlanInfo
-from state.runs import APPLY_RUN, ROLLBACK_RUN, open_run, stage_lease
+from state.runs import APPLY_RUN, ROLLBACK_RUN, check_resumable, open_run, stage_lease
 from tasks.assignments import verify_assignments
 from tasks.aws import AwsSessions
 from tasks.executor import ExecutionContext, Executor, PollPolicy
 from tasks.identity_store import find_instance
-from tasks.preflight import preflight, stale_targets
+from tasks.preflight import live_access_changes, preflight, stale_targets
 from tasks.provisioning import HANDLERS, UNDO_ORDER
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,26 @@ class _Runtime:
         self.plan_id = plan_id
         self.executor = executor
         self.ctx = executor.ctx
+        self._planned: dict[str, AccountInventory] | None = None
+        self._lock = threading.Lock()
+
+    def planned_account(self, account_id: str) -> AccountInventory | None:
+        """The account as the plan's inventory snapshot saw it (loaded once, on first use)."""
+        with self._lock:
+            if self._planned is None:
+                self._planned = {
+                    inventory.account.account_id: inventory
+                    for inventory in self.store.load_snapshot(self.plan.inventory_snapshot_id)
+                }
+        return self._planned.get(account_id)
+
+    def users_acted_for(self, account_id: str) -> list[str]:
+        """The IAM users of an account whose access this plan reproduces or retires."""
+        return [
+            u.user
+            for u in self.plan.users
+            if u.account_id == account_id and u.outcome in (Outcome.MIGRATE, Outcome.RETIRE)
+        ]
 
 
 # -- checks before anything is changed ----------------------------------------------------------
@@ -156,6 +177,35 @@ def create_permission_sets(rt: _Runtime, actions: list[PlanAction]) -> AccountRe
     return report
 
 
+def _refused_as_changed(
+    rt: _Runtime, account_id: str, actions: list[PlanAction], report: AccountReport
+) -> bool:
+    """Re-read the account live before its first change; True (and why) if it changed.
+
+    Only when the account still has work to do: a finished account is not re-read.
+    """
+    pending = [
+        a
+        for a in actions
+        if (entry := rt.store.journal_entry(rt.plan_id, a.id)) is None or not entry.done
+    ]
+    planned = rt.planned_account(account_id)
+    if not pending or planned is None:
+        return False
+    changes = live_access_changes(
+        rt.ctx.member(account_id), planned, rt.users_acted_for(account_id)
+    )
+    if not changes:
+        return False
+    for action in pending:
+        report.statuses[action.id] = "refused"
+    report.errors.append(
+        f"account {account_id}: nothing changed here, because IAM changed since the plan was "
+        "made (re-run inventory, map and plan, then approve again): " + "; ".join(changes)
+    )
+    return True
+
+
 def provision_account(rt: _Runtime, account_id: str, actions: list[PlanAction]) -> AccountReport:
     """Provision the account's permission sets, then create its assignments.
 
@@ -164,6 +214,8 @@ def provision_account(rt: _Runtime, account_id: str, actions: list[PlanAction]) 
     started, and its reason is recorded.
     """
     report = AccountReport(account_id)
+    if _refused_as_changed(rt, account_id, actions, report):
+        return report
     provisions = [a for a in actions if a.kind == "provision-permission-set"]
     assignments = [a for a in actions if a.kind == "create-assignment"]
     for action in provisions:
@@ -280,24 +332,27 @@ def apply_plan(
         info = _plan_info(store, spec, plan_id)
         plan = check_runnable(info, stage, spec_path)
         actions = [a for a in plan.actions if a.stage == stage]
-        ctx = _context(spec, spec_path, poll)
-        stale = stale_targets(
-            store, info.migration_id, plan, ctx.management, ctx.instance.identity_store_id
-        )
-        if stale:
-            raise ApplyRefused(
-                f"plan {plan_id} is stale: {len(stale)} target(s) changed since it was "
-                "computed; nothing was changed. Re-run inventory, map and plan, then approve "
-                "again:\n  " + "\n  ".join(stale)
-            )
         params = {
             "spec": spec_path,
             "plan_id": plan_id,
             "stage": stage,
             "prefect_flow_run_id": _prefect_flow_run_id() if in_flow else None,
         }
+        # The lease first: a second process is refused at once, before any AWS read, and no
+        # other run of this stage can start while the checks below read live AWS.
         with stage_lease(store, plan_id, stage) as holder:
-            run_id = open_run(store, info.migration_id, APPLY_RUN, params, resume_run_id)
+            if resume_run_id is not None:
+                check_resumable(store, store.get_run(resume_run_id), spec_path)
+            ctx = _context(spec, spec_path, poll)
+            _refuse_if_stale(store, info.migration_id, plan, plan_id, ctx)
+            problems = preflight(store, plan_id, ctx, actions)
+            if problems:
+                # A refusal before any change records no run.
+                raise ApplyRefused(
+                    f"plan {plan_id} can't be applied as is; nothing was changed:\n  "
+                    + "\n  ".join(problems)
+                )
+            run_id = open_run(store, info.migration_id, APPLY_RUN, params, resume_run_id, spec_path)
             store.stage_lock_run(plan_id, stage, holder, run_id)
             executor = Executor(
                 store,
@@ -311,12 +366,6 @@ def apply_plan(
             )
             rt = _Runtime(spec, store, plan, plan_id, executor)
             try:
-                problems = preflight(store, plan_id, ctx, actions)
-                if problems:
-                    raise ApplyRefused(
-                        f"plan {plan_id} can't be applied as is; nothing was changed:\n  "
-                        + "\n  ".join(problems)
-                    )
                 emit("apply-start", actions=len(actions), run_id=run_id)
                 reports = _execute(rt, actions, in_flow)
                 done = {
@@ -346,6 +395,18 @@ def apply_plan(
                 raise ApplyFailed(message)
             store.finish_run(run_id, "succeeded", summary=summary)
             return summary
+
+
+def _refuse_if_stale(
+    store: Store, migration_id: int, plan: Plan, plan_id: int, ctx: ExecutionContext
+) -> None:
+    stale = stale_targets(store, migration_id, plan, ctx.management, ctx.instance.identity_store_id)
+    if stale:
+        raise ApplyRefused(
+            f"plan {plan_id} is stale: {len(stale)} target(s) changed since it was "
+            "computed; nothing was changed. Re-run inventory, map and plan, then approve "
+            "again:\n  " + "\n  ".join(stale)
+        )
 
 
 def _summary(
@@ -442,10 +503,23 @@ def rollback_plan(
             if e.status not in (ADOPTED, ROLLED_BACK) and e.intent.get("existed_before") is False
         ]
         kept = [e for e in entries if e.status == ADOPTED or e.intent.get("existed_before")]
+        apply_runs = [
+            r.id
+            for r in store.list_runs(run.migration_id)
+            if r.kind == APPLY_RUN
+            and r.params.get("plan_id") == plan_id
+            and r.params.get("stage") == stage
+        ]
         listing = {
             "of_run": run_id,
             "plan_id": plan_id,
             "stage": stage,
+            # The unit is the plan stage, not the run named: the journal has one row per
+            # action, whichever of the stage's runs did it.
+            "unit": (
+                f"plan {plan_id} stage {stage}: everything its apply runs "
+                f"({', '.join(map(str, apply_runs))}) created, not only run {run_id}'s"
+            ),
             "undo": [_describe(e) for e in undo],
             "left_alone": [f"{_describe(e)} (existed before: adopted)" for e in kept],
         }
@@ -459,9 +533,14 @@ def rollback_plan(
             "prefect_flow_run_id": _prefect_flow_run_id(),
         }
         with stage_lease(store, plan_id, stage) as holder:
-            rollback_run = open_run(store, run.migration_id, ROLLBACK_RUN, params, resume_run_id)
-            store.stage_lock_run(plan_id, stage, holder, rollback_run)
+            if resume_run_id is not None:
+                check_resumable(store, store.get_run(resume_run_id), spec_path)
+            # Credentials are checked before the run is recorded: a refusal records no run.
             ctx = _context(spec, spec_path, poll)
+            rollback_run = open_run(
+                store, run.migration_id, ROLLBACK_RUN, params, resume_run_id, spec_path
+            )
+            store.stage_lock_run(plan_id, stage, holder, rollback_run)
             executor = Executor(
                 store,
                 HANDLERS,
@@ -509,8 +588,10 @@ def resume(spec_path: str | Path, run_id: int) -> dict[str, Any]:
     spec = load_spec(spec_path)
     with Store.open(spec.state) as store:
         run = store.get_run(run_id)
-    if run.migration != spec.name or run.kind not in (APPLY_RUN, ROLLBACK_RUN):
-        raise ApplyRefused(f"run {run_id} is not an apply or rollback run of {spec.name!r}")
+        if run.migration != spec.name or run.kind not in (APPLY_RUN, ROLLBACK_RUN):
+            raise ApplyRefused(f"run {run_id} is not an apply or rollback run of {spec.name!r}")
+        # Refused here, before a flow run starts, and again under the stage lease.
+        check_resumable(store, run, spec_path)
     if run.kind == APPLY_RUN:
         return apply_flow(
             str(spec_path), int(run.params["plan_id"]), str(run.params["stage"]), run_id

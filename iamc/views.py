@@ -373,7 +373,25 @@ def resume_with_progress(console: Console, spec: Path | str, run_id: int) -> Non
     if "succeeded" in summary:
         _print_apply_summary(console, spec, summary)
     else:
-        console.print(f"rollback run {summary['run_id']}: done", highlight=False)
+        console.print(
+            f"rollback run {summary['run_id']} ({summary['unit']}): "
+            f"{len(summary['undo'])} undone, {len(summary['left_alone'])} left alone",
+            highlight=False,
+        )
+
+
+_STATUS_STYLES = {
+    "succeeded": "green",
+    "failed": "red",
+    "running": "yellow",
+    "interrupted": "red",
+    "superseded": "dim",
+}
+
+
+def _styled(status: str) -> str:
+    style = _STATUS_STYLES.get(status, "")
+    return f"[{style}]{status}[/]" if style else status
 
 
 def print_runs(console: Console, spec: Path | str) -> None:
@@ -384,13 +402,15 @@ def print_runs(console: Console, spec: Path | str) -> None:
     table = Table(title="runs")
     for column in ("run", "kind", "status", "plan", "stage", "started", "finished", "error"):
         table.add_column(column)
-    styles = {"succeeded": "green", "failed": "red", "running": "yellow"}
-    for run in list_runs(spec):
-        style = styles.get(run["status"], "")
+    runs = list_runs(spec)
+    for run in runs:
+        status = _styled(run["status"])
+        if run["superseded_by"]:
+            status += f" (by {run['superseded_by']})"
         table.add_row(
             str(run["id"]),
             run["kind"],
-            f"[{style}]{run['status']}[/]",
+            status,
             str(run["plan_id"] or ""),
             run["stage"] or "",
             run["started"],
@@ -398,36 +418,66 @@ def print_runs(console: Console, spec: Path | str) -> None:
             escape(run["error"] or ""),
         )
     console.print(table)
+    for run in runs:
+        if run["next"] and run["status"] in ("failed", "interrupted"):
+            console.print(f"run {run['id']} {run['status']}: continue with {run['next']}")
+
+
+def _account_table(title: str, rows: dict[str, Any], columns: list[tuple[str, str]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("account")
+    for header, _ in columns:
+        table.add_column(header, justify="right")
+    for account, row in rows.items():
+        cells = [
+            f"[red]{row[key]}[/]" if key == "failed" and row[key] else str(row[key])
+            for _, key in columns
+        ]
+        table.add_row(account, *cells)
+    return table
 
 
 def print_status(console: Console, spec: Path | str, run_id: int) -> None:
-    from rich.table import Table
-
     from state.runs import run_status
 
     status = run_status(spec, run_id)
     run = status["run"]
-    console.print(
+    line = (
         f"run {run['id']} ({run['kind']} of plan {run['plan_id']}, stage {run['stage']}): "
-        f"{run['status']}",
-        highlight=False,
+        f"{_styled(run['status'])}"
     )
-    table = Table(title=f"stage {run['stage']}")
-    for column in ("account", "done", "adopted", "pending", "failed", "rolled back"):
-        table.add_column(column)
-    for account, row in status["accounts"].items():
-        table.add_row(
-            account,
-            str(row["done"]),
-            str(row["adopted"]),
-            str(row["pending"]),
-            f"[red]{row['failed']}[/]" if row["failed"] else "0",
-            str(row["rolled_back"]),
+    if run["superseded_by"]:
+        line += f" by run {run['superseded_by']}: only the latest run of a stage acts"
+    console.print(line, highlight=False)
+    rollback = run["kind"] == "rollback"
+    own = (
+        [("undone", "rolled_back"), ("failed", "failed")]
+        if rollback
+        else [("done", "done"), ("adopted", "adopted"), ("failed", "failed")]
+    )
+    if status["accounts"]:
+        console.print(_account_table(f"what run {run['id']} did", status["accounts"], own))
+    else:
+        console.print(f"run {run['id']} changed nothing", highlight=False)
+    stage_columns = [
+        ("done", "done"),
+        ("adopted", "adopted"),
+        ("pending", "pending"),
+        ("failed", "failed"),
+        ("rolled back", "rolled_back"),
+    ]
+    console.print(
+        _account_table(
+            f"plan {run['plan_id']} stage {run['stage']} now", status["stage"], stage_columns
         )
-    console.print(table)
-    for account, row in status["accounts"].items():
+    )
+    for account, row in status["stage"].items():
         for error in row["errors"]:
             console.print(f"[red]error[/] {account}: {escape(error)}", highlight=False)
+    if run["next"]:
+        console.print(f"next: {run['next']}", highlight=False)
 
 
 def rollback_with_listing(console: Console, spec: Path | str, run_id: int, dry_run: bool) -> None:
@@ -436,7 +486,7 @@ def rollback_with_listing(console: Console, spec: Path | str, run_id: int, dry_r
     result = rollback_flow(str(spec), run_id, dry_run)
     verb = "would undo" if dry_run else "undone"
     console.print(
-        f"rollback of run {run_id} (plan {result['plan_id']}, stage {result['stage']}): "
+        f"rollback of {result['unit']}: "
         f"{len(result['undo'])} {verb}, {len(result['left_alone'])} left alone",
         highlight=False,
     )

@@ -67,6 +67,21 @@ def _entry(row: m.JournalRow) -> JournalEntry:
     )
 
 
+@dataclass(frozen=True)
+class JournalEvent:
+    """One outcome of one action in one run."""
+
+    run_id: int
+    plan_id: int
+    stage: str
+    action_id: str
+    kind: str
+    account_id: str | None
+    status: str
+    error: str | None
+    at: datetime
+
+
 class JournalMixin:
     """Journal methods of :class:`state.Store`; each call is its own committed transaction.
 
@@ -185,16 +200,68 @@ class JournalMixin:
         undo: dict[str, Any] | None = None,
         error: str | None = None,
     ) -> None:
-        """Record how an action ended; ``undo`` None keeps what an earlier step recorded."""
+        """Record how an action ended; ``undo`` None keeps what an earlier step recorded.
+
+        The same transaction appends a journal event for the run the row belongs to, so the
+        run's own history survives a later run re-stamping the row.
+        """
+        now = datetime.now(UTC)
         values: dict[str, Any] = {
             "status": status,
             "outcome": outcome,
             "error": error,
-            "finished": datetime.now(UTC),
+            "finished": now,
         }
         if undo is not None:
             values["undo"] = undo
-        self._update_entry(plan_id, action_id, values)
+        with self._session(write=True) as session:
+            row = session.execute(
+                select(m.JournalRow).where(
+                    m.JournalRow.plan_id == plan_id, m.JournalRow.action_id == action_id
+                )
+            ).scalar_one_or_none()
+            if row is None:
+                raise StateError(
+                    f"state DB {self._masked_url} has no journal row {action_id!r} "
+                    f"of plan {plan_id}"
+                )
+            session.execute(update(m.JournalRow).where(m.JournalRow.id == row.id).values(**values))
+            session.execute(
+                insert(m.JournalEventRow).values(
+                    run_id=row.run_id,
+                    plan_id=plan_id,
+                    stage=row.stage,
+                    action_id=action_id,
+                    kind=row.kind,
+                    account_id=row.account_id,
+                    status=status,
+                    error=error,
+                    at=now,
+                )
+            )
+
+    def journal_events(self, run_id: int) -> list[JournalEvent]:
+        """What one run did, action by action, in the order it happened."""
+        query = (
+            select(m.JournalEventRow)
+            .where(m.JournalEventRow.run_id == run_id)
+            .order_by(m.JournalEventRow.id)
+        )
+        with self._session(write=False) as session:
+            return [
+                JournalEvent(
+                    run_id=row.run_id,
+                    plan_id=row.plan_id,
+                    stage=row.stage,
+                    action_id=row.action_id,
+                    kind=row.kind,
+                    account_id=row.account_id,
+                    status=row.status,
+                    error=row.error,
+                    at=row.at,
+                )
+                for row in session.execute(query).scalars()
+            ]
 
     def journal_mark(self, plan_id: int, action_id: str, status: str) -> None:
         """Change only the status of a row (a forward action that a rollback undid)."""

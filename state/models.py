@@ -110,6 +110,7 @@ class Run(Base):
     params: Mapped[dict[str, Any] | None] = mapped_column(Json)
     summary: Mapped[dict[str, Any] | None] = mapped_column(Json)
     error: Mapped[str | None] = mapped_column(Text)
+    process: Mapped[str | None] = mapped_column(String(256))  # host:pid running it
 
 
 class Snapshot(Base):
@@ -474,6 +475,23 @@ class JournalRow(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     started: Mapped[datetime] = mapped_column(UtcDateTime)
     finished: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class JournalEventRow(Base):
+    """One outcome of one action in one run: the history the journal row's latest state hides."""
+
+    __tablename__ = "journal_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    plan_id: Mapped[int] = _parent("plans")
+    stage: Mapped[str] = mapped_column(String(16))
+    action_id: Mapped[str] = mapped_column(String(512))
+    kind: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[str | None] = mapped_column(String(12))
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class StageLockRow(Base):

@@ -57,6 +57,7 @@ class RunInfo:
     summary: dict[str, Any] | None
     error: str | None
     migration_id: int
+    process: str | None = None
 
 
 def _now() -> datetime:
@@ -96,6 +97,7 @@ class RunsMixin:
                     status=RUN_RUNNING,
                     started=_now(),
                     params=params or {},
+                    process=this_process(),
                 )
                 .returning(m.Run.id)
             ).scalar_one()
@@ -151,6 +153,7 @@ class RunsMixin:
             summary=row.summary,
             error=row.error,
             migration_id=row.migration_id,
+            process=row.process,
         )
 
     def get_run(self, run_id: int) -> RunInfo:
@@ -192,7 +195,12 @@ class RunsMixin:
             result = session.execute(
                 update(m.Run)
                 .where(m.Run.id == run_id)
-                .values(status="running", finished=None, error=None)
+                .values(
+                    status=RUN_RUNNING,
+                    finished=None,
+                    error=None,
+                    process=this_process(),
+                )
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise StateError(f"state DB {self._masked_url} has no run {run_id}")
@@ -267,6 +275,11 @@ class StageLockMixin:
             )
             return None
 
+    def list_stage_locks(self) -> list[StageLockInfo]:
+        """Every lease held now (live or lapsed): which run holds which plan stage."""
+        with self._session(write=False) as session:  # type: ignore[attr-defined]
+            return [_info(row) for row in session.execute(select(m.StageLockRow)).scalars()]
+
     def stage_lock_run(self, plan_id: int, stage: str, holder: str, run_id: int) -> None:
         """Record which run the holder is executing (shown to anyone refused)."""
         with self._session(write=True) as session:  # type: ignore[attr-defined]
@@ -305,7 +318,7 @@ class StageLockMixin:
             )
 
 
-# -- the lifecycle: one writer per stage, which run continues, what each run did ---------------
+# -- the lifecycle: one writer per stage, which run may act, what each run did ------------------
 
 
 # A run renews its lock this often; one silent for LOCK_STALE_AFTER is presumed dead (killed),
@@ -313,26 +326,167 @@ class StageLockMixin:
 LOCK_HEARTBEAT_SECONDS = 15.0
 LOCK_STALE_AFTER = timedelta(minutes=2)
 
+# What a run is, as an operator reads it. Stored: running, succeeded, failed. Derived on read:
+# interrupted (still "running" in the DB, but its process is gone: no live lease, no live pid)
+# and superseded (a later run of the same plan stage exists: only the latest run may act).
+RUN_INTERRUPTED = "interrupted"
+RUN_SUPERSEDED = "superseded"
+STAGE_RUN_KINDS = (APPLY_RUN, ROLLBACK_RUN)
+
+
+def this_process() -> str:
+    """``host:pid`` of this process, as recorded on the runs it starts or continues."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_alive(process: str | None) -> bool | None:
+    """True/False for a process on this host; None when it ran elsewhere (can't tell)."""
+    if not process or ":" not in process:
+        return None
+    host, _, pid = process.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _holder_process(holder: str) -> str:
+    """``host:pid`` of a stage-lock holder (``host:pid:nonce``)."""
+    return holder.rsplit(":", 1)[0]
+
+
+def _plan_stage(run: RunInfo) -> tuple[int, str] | None:
+    if run.kind not in STAGE_RUN_KINDS or "plan_id" not in run.params:
+        return None
+    return int(run.params["plan_id"]), str(run.params.get("stage", ""))
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run as an operator reads it: its lifecycle status and, if any, the run after it."""
+
+    run: RunInfo
+    status: str
+    superseded_by: int | None = None
+    lease_frees: datetime | None = None
+
+
+def view_runs(
+    runs: list[RunInfo], locks: list[StageLockInfo], now: datetime | None = None
+) -> dict[int, RunView]:
+    """Each run's lifecycle status, from the runs, the stage leases and this host's processes.
+
+    Only the latest run of a (plan, stage) may act; an earlier one that did not succeed is
+    superseded. A run still marked running whose lease lapsed (or whose process on this host is
+    gone) was interrupted: its process was killed or the machine went away.
+    """
+    now = now or datetime.now(UTC)
+    latest: dict[tuple[int, str], int] = {}
+    for run in runs:
+        key = _plan_stage(run)
+        if key is not None:
+            latest[key] = max(latest.get(key, 0), run.id)
+    live_lease = {
+        lock.run_id: lock.heartbeat + LOCK_STALE_AFTER
+        for lock in locks
+        if lock.run_id is not None
+        and now - lock.heartbeat < LOCK_STALE_AFTER
+        and _process_alive(_holder_process(lock.holder)) is not False
+    }
+    views: dict[int, RunView] = {}
+    for run in runs:
+        key = _plan_stage(run)
+        later = latest.get(key) if key is not None else None
+        superseded_by = later if later is not None and later > run.id else None
+        status = run.status
+        if status == RUN_RUNNING:
+            if key is not None:
+                alive = run.id in live_lease
+            else:
+                alive = _process_alive(run.process) is not False
+            if not alive:
+                status = RUN_INTERRUPTED
+        if superseded_by is not None and status != RUN_SUCCEEDED:
+            status = RUN_SUPERSEDED
+        views[run.id] = RunView(run, status, superseded_by, live_lease.get(run.id))
+    return views
+
+
+def next_step(view: RunView, spec_path: str | Path) -> str | None:
+    """The command that continues or follows a run, for the CLI and the UI alike."""
+    run = view.run
+    if run.kind not in STAGE_RUN_KINDS:
+        return None
+    if view.status in (RUN_FAILED, RUN_INTERRUPTED):
+        return f"iamc resume {run.id} -c {spec_path}"
+    if view.status == RUN_SUPERSEDED:
+        return f"iamc status {view.superseded_by} -c {spec_path} (the run that superseded it)"
+    return None
+
+
+def check_resumable(store: Store, run: RunInfo, spec_path: str | Path = "SPEC") -> None:
+    """Refuse to continue a run that may no longer act.
+
+    Raises:
+        ApplyRefused: The run succeeded (nothing to resume), is still running, or was
+            superseded by a later run of the same plan stage (it would replay a stale view).
+    """
+    key = _plan_stage(run)
+    if key is None:
+        raise ApplyRefused(f"run {run.id} is a {run.kind} run: only apply and rollback resume")
+    views = view_runs(store.list_runs(run.migration_id), store.list_stage_locks())
+    view = views[run.id]
+    plan_id, stage = key
+    if view.superseded_by is not None:
+        later = views[view.superseded_by]
+        raise ApplyRefused(
+            f"run {run.id} was superseded by run {later.run.id} ({later.run.kind} of plan "
+            f"{plan_id} stage {stage}, {later.status}): only the latest run of a stage may act, "
+            f"so run {run.id} will not resume; nothing was changed. See 'iamc status "
+            f"{later.run.id} -c {spec_path}'"
+        )
+    if view.status == RUN_SUCCEEDED:
+        raise ApplyRefused(
+            f"run {run.id} succeeded: there is nothing to resume; nothing was changed"
+        )
+    if view.status == RUN_RUNNING:
+        raise ApplyRefused(
+            f"run {run.id} is still running ({run.process or 'another process'});"
+            " nothing was changed"
+        )
+
 
 @contextmanager
 def stage_lease(store: Store, plan_id: int, stage: str) -> Iterator[str]:
     """Hold the (plan, stage) lock: two processes never change the same stage at once.
 
     Without it, `iamc resume` and a Retry pressed in the UI (or two operators) could send the
-    same creations twice. The lock is a lease renewed by a heartbeat thread.
+    same creations twice. The lock is a lease renewed by a heartbeat thread; taking it never
+    waits: a held lease is refused at once, saying when it frees if its holder is gone.
 
     Raises:
         ApplyRefused: Another live process holds it.
     """
-    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    holder = f"{this_process()}:{uuid.uuid4().hex[:8]}"
     blocker = store.acquire_stage_lock(plan_id, stage, holder, stale_after=LOCK_STALE_AFTER)
+    if blocker is not None and _process_alive(_holder_process(blocker.holder)) is False:
+        # Its holder ran on this host and is gone (killed): no need to wait out the lease.
+        log.info("taking over plan %s stage %s from %s (gone)", plan_id, stage, blocker.holder)
+        blocker = store.acquire_stage_lock(plan_id, stage, holder, stale_after=timedelta(0))
     if blocker is not None:
-        age = (datetime.now(UTC) - blocker.heartbeat).total_seconds()
+        now = datetime.now(UTC)
+        age = (now - blocker.heartbeat).total_seconds()
+        frees = blocker.heartbeat + LOCK_STALE_AFTER
         raise ApplyRefused(
             f"plan {plan_id} stage {stage} is being changed by run {blocker.run_id} "
-            f"({blocker.holder}, last seen {age:.0f} s ago); nothing was changed. Wait for it "
-            f"to finish; if that process is gone, try again after "
-            f"{LOCK_STALE_AFTER.total_seconds():.0f} s of silence"
+            f"({blocker.holder}, last heartbeat {age:.0f} s ago); nothing was changed. Wait for "
+            f"it to finish (iamc runs shows it); if that process is gone, its lease frees at "
+            f"{frees:%H:%M:%S} UTC, in {max(0.0, (frees - now).total_seconds()):.0f} s"
         )
     stop = threading.Event()
 
@@ -358,72 +512,108 @@ def open_run(
     kind: str,
     params: dict[str, Any],
     resume_run_id: int | None,
+    spec_path: str | Path = "SPEC",
 ) -> int:
     """The run to record steps under: the one resumed, the one this Prefect flow run already
-    started (a Retry runs the flow again from the top), or a new one."""
+    started (a Retry runs the flow again from the top), or a new one.
+
+    Call it holding the stage lease, so no other run of the stage starts meanwhile.
+
+    Raises:
+        ApplyRefused: The run to continue was superseded or has finished (``check_resumable``).
+    """
+    if resume_run_id is None:
+        flow_run_id = params.get("prefect_flow_run_id")
+        if flow_run_id:
+            for run in store.list_runs(migration_id):
+                if run.kind == kind and run.params.get("prefect_flow_run_id") == flow_run_id:
+                    resume_run_id = run.id
     if resume_run_id is not None:
+        check_resumable(store, store.get_run(resume_run_id), spec_path)
         store.reopen_run(resume_run_id)
         return resume_run_id
-    flow_run_id = params.get("prefect_flow_run_id")
-    if flow_run_id:
-        for run in store.list_runs(migration_id):
-            if run.kind == kind and run.params.get("prefect_flow_run_id") == flow_run_id:
-                store.reopen_run(run.id)
-                return run.id
     return store.start_run(migration_id, kind, params)
 
 
+def _count(row: dict[str, Any], status: str, error: str | None, target: str) -> None:
+    if status == FAILED:
+        row["failed"] += 1
+        row["errors"].append(f"{target}: {error or ''}")
+    elif status == ADOPTED:
+        row["adopted"] += 1
+    elif status in DONE_STATUSES:
+        row["done"] += 1
+    elif status == ROLLED_BACK:
+        row["rolled_back"] += 1
+    else:
+        row["pending"] += 1
+
+
+def _empty_row() -> dict[str, Any]:
+    return {"done": 0, "adopted": 0, "pending": 0, "failed": 0, "rolled_back": 0, "errors": []}
+
+
 def run_status(spec_path: str | Path, run_id: int) -> dict[str, Any]:
-    """Per account: done, pending and failed actions of a run's plan stage, with errors.
+    """What one run did, per account, and where its plan stage stands now.
+
+    ``accounts`` counts only this run's own outcomes (from its journal events): for an apply
+    run, actions it did (``done``), found already there (``adopted``) or that failed; for a
+    rollback run, actions it undid (``rolled_back``). ``stage`` is the stage's current state
+    from the journal, whichever run did the work: done, adopted, pending, failed, rolled back.
 
     Returns:
-        ``{"run": {...}, "accounts": {account: {"done", "pending", "failed", "errors"}}}``;
-        the management account's permission sets are under ``"management"``.
+        ``{"run": {...}, "accounts": {...}, "stage": {...}}``; the management account's
+        permission sets are under ``"management"``.
     """
     from state.store import Store  # this module is mixed into Store
 
     spec = load_spec(spec_path)
     with Store.open(spec.state) as store:
         run = store.get_run(run_id)
-        if run.migration != spec.name or run.kind not in (APPLY_RUN, ROLLBACK_RUN):
+        if run.migration != spec.name or run.kind not in STAGE_RUN_KINDS:
             raise ApplyRefused(f"run {run_id} is not an apply or rollback run of {spec.name!r}")
         plan_id, stage = int(run.params["plan_id"]), str(run.params["stage"])
         info = store.get_plan(plan_id)
         if info is None or info.migration != spec.name:
             raise ApplyRefused(f"no plan {plan_id} in migration {spec.name!r}")
         entries = {e.action_id: e for e in store.journal_entries(plan_id, stage)}
+        events = store.journal_events(run_id)
+        view = view_runs(store.list_runs(run.migration_id), store.list_stage_locks())[run_id]
     plan = Plan.from_content(info.content)
-    accounts: dict[str, dict[str, Any]] = {}
     rollback = run.kind == ROLLBACK_RUN
+    targets = {a.id: (a.account_id or "management", a.target) for a in plan.actions}
+    stage_rows: dict[str, dict[str, Any]] = {}
     for action in plan.actions:
         if action.stage != stage:
             continue
-        key = action.account_id or "management"
-        row = accounts.setdefault(
-            key,
-            {"done": 0, "pending": 0, "failed": 0, "adopted": 0, "rolled_back": 0, "errors": []},
-        )
-        entry = entries.get(ROLLBACK_PREFIX + action.id) if rollback else entries.get(action.id)
         forward = entries.get(action.id)
-        if rollback and forward is not None and forward.status == ADOPTED:
-            row["adopted"] += 1
-            continue
-        status = entry.status if entry else "pending"
-        if status == FAILED:
-            row["failed"] += 1
-            row["errors"].append(f"{action.target}: {entry.error if entry else ''}")
-        elif status in DONE_STATUSES:
-            row["done"] += 1
-            row["adopted"] += status == ADOPTED
-        elif status == ROLLED_BACK:
-            row["rolled_back"] += 1
-        else:
-            row["pending"] += 1
+        status = forward.status if forward else "pending"
+        _count(
+            stage_rows.setdefault(action.account_id or "management", _empty_row()),
+            status,
+            forward.error if forward else None,
+            action.target,
+        )
+    # The run's own outcomes: the last event of each action in this run.
+    last: dict[str, Any] = {}
+    for event in events:
+        last[event.action_id] = event
+    accounts: dict[str, dict[str, Any]] = {}
+    for action_id, event in last.items():
+        forward_id = action_id.removeprefix(ROLLBACK_PREFIX)
+        account, target = targets.get(forward_id, (event.account_id or "management", forward_id))
+        row = accounts.setdefault(account, _empty_row())
+        status = event.status
+        if rollback and action_id.startswith(ROLLBACK_PREFIX) and status in DONE_STATUSES:
+            status = ROLLED_BACK
+        _count(row, status, event.error, target)
     return {
         "run": {
             "id": run.id,
             "kind": run.kind,
-            "status": run.status,
+            "status": view.status,
+            "superseded_by": view.superseded_by,
+            "next": next_step(view, spec_path),
             "plan_id": plan_id,
             "stage": stage,
             "started": run.started.isoformat(),
@@ -431,27 +621,31 @@ def run_status(spec_path: str | Path, run_id: int) -> dict[str, Any]:
             "error": run.error,
         },
         "accounts": dict(sorted(accounts.items())),
+        "stage": dict(sorted(stage_rows.items())),
     }
 
 
 def list_runs(spec_path: str | Path) -> list[dict[str, Any]]:
-    """The migration's runs, oldest first, with plan and stage for apply and rollback runs."""
+    """The migration's runs, oldest first, with their lifecycle status and next step."""
     from state.store import Store  # this module is mixed into Store
 
     spec = load_spec(spec_path)
     with Store.open(spec.state) as store:
         migration_id = store.find_migration(spec.name)
         runs = [] if migration_id is None else store.list_runs(migration_id)
+        views = view_runs(runs, store.list_stage_locks())
     return [
         {
             "id": r.id,
             "kind": r.kind,
-            "status": r.status,
+            "status": views[r.id].status,
+            "superseded_by": views[r.id].superseded_by,
             "started": r.started.isoformat(timespec="seconds"),
             "finished": r.finished.isoformat(timespec="seconds") if r.finished else None,
             "plan_id": r.params.get("plan_id"),
             "stage": r.params.get("stage"),
             "error": (r.error or "").splitlines()[0] if r.error else None,
+            "next": next_step(views[r.id], spec_path),
         }
         for r in runs
     ]

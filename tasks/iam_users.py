@@ -294,6 +294,38 @@ def _user_from_details(raw: dict[str, Any], row: dict[str, str] | None) -> User:
     return user
 
 
+def _groups_from_details(raw_groups: list[dict[str, Any]]) -> list[Group]:
+    return [
+        Group(
+            name=raw["GroupName"],
+            group_id=raw["GroupId"],
+            arn=raw["Arn"],
+            path=raw.get("Path", "/"),
+            attached_policies=_attached(raw.get("AttachedManagedPolicies", [])),
+            inline_policies=_inline(raw.get("GroupPolicyList", [])),
+        )
+        for raw in sorted(raw_groups, key=lambda g: g["GroupName"])
+    ]
+
+
+def read_account_access(session: boto3.Session, account_id: str) -> tuple[list[User], list[Group]]:
+    """The account's IAM users and groups with their policies, live, from one bulk read.
+
+    What apply compares with the plan before it changes an account: GetAccountAuthorizationDetails
+    alone (paginated) gives every user's policies, groups, boundary and tags; credentials are
+    not read here.
+
+    Raises:
+        AwsAccessError: credentials refused while reading the account.
+    """
+    with translate_errors(account_id=account_id, operation="iam:GetAccountAuthorizationDetails"):
+        raw_users, raw_groups, _ = read_authorization_details(session.client("iam"))
+    users = [
+        _user_from_details(raw, None) for raw in sorted(raw_users, key=lambda u: u["UserName"])
+    ]
+    return users, _groups_from_details(raw_groups)
+
+
 def inventory_account(
     session: boto3.Session,
     account: Account,
@@ -333,17 +365,7 @@ def inventory_account(
         user.user_class, user.class_reason, user.last_activity = classify_user(user, rules, now)
         users.append(user)
 
-    groups = [
-        Group(
-            name=raw["GroupName"],
-            group_id=raw["GroupId"],
-            arn=raw["Arn"],
-            path=raw.get("Path", "/"),
-            attached_policies=_attached(raw.get("AttachedManagedPolicies", [])),
-            inline_policies=_inline(raw.get("GroupPolicyList", [])),
-        )
-        for raw in sorted(raw_groups, key=lambda g: g["GroupName"])
-    ]
+    groups = _groups_from_details(raw_groups)
     # Keep only the managed policies our users can reach (directly, through groups, or as a
     # boundary): AWS-managed policies number in the thousands and are the same everywhere.
     referenced = {p.arn for u in users for p in u.attached_policies}

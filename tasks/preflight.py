@@ -10,9 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from domain.plan import Outcome, Plan, PlanAction, Stage, user_fingerprint
+from domain.policy_documents import canonical_json
+from domain.records import AccountInventory, Group, User
 from state.journal import DONE_STATUSES
 from state.store import Store
 from tasks.executor import ExecutionContext
+from tasks.iam_users import effective_access, read_account_access
 from tasks.identity_store import principal_problems
 from tasks.permission_sets import CreatePermissionSet, missing_customer_policies
 
@@ -97,3 +100,72 @@ def preflight(
                     for arn in missing
                 )
     return sorted(set(problems))
+
+
+def _access(user: User, groups: list[Group]) -> dict[str, Any]:
+    """What a user can do, in a form two reads of the same access compare equal in."""
+    access = effective_access(user, groups)
+    return {
+        "user id": user.user_id,
+        "groups": sorted(user.groups),
+        "managed policies": sorted(access.managed_policy_arns),
+        "inline policies": sorted(
+            f"{source}/{p.name}={canonical_json(p.document)}"
+            for source, p in access.inline_policies
+        ),
+        "permissions boundary": access.boundary_arn,
+    }
+
+
+def _difference(name: str, planned: dict[str, Any], live: dict[str, Any]) -> list[str]:
+    changes = []
+    for key, was in planned.items():
+        now = live[key]
+        if was == now:
+            continue
+        if isinstance(was, list):
+            added = sorted(set(now) - set(was))
+            removed = sorted(set(was) - set(now))
+            # Inline documents are long: name the policy, not its text.
+            show = (lambda v: v.split("=", 1)[0]) if key == "inline policies" else str
+            parts = [f"+{show(v)}" for v in added] + [f"-{show(v)}" for v in removed]
+            changes.append(f"{key} {' '.join(parts)}")
+        elif key == "user id":
+            changes.append(f"re-created (user id {was} is now {now})")
+        else:
+            changes.append(f"{key} {was} -> {now}")
+    return [f"user {name}: {'; '.join(changes)}"] if changes else []
+
+
+def live_access_changes(
+    session: Any, planned: AccountInventory, user_names: list[str]
+) -> list[str]:
+    """Re-read an account live and name each planned user whose access changed since the plan.
+
+    The plan's snapshot is not the world: someone may have attached a policy, deleted or
+    re-created a user after the change board approved. Apply calls this before the first
+    change in an account (Terraform refreshes before apply for the same reason) and leaves the
+    account untouched when anything is named.
+
+    Args:
+        session: A session in the member account.
+        planned: The account as the plan's inventory snapshot saw it.
+        user_names: The users the stage acts for in this account.
+
+    Returns:
+        One message per changed or vanished user; empty when the account is as planned.
+    """
+    users, groups = read_account_access(session, planned.account.account_id)
+    live = {u.name: u for u in users}
+    then = {u.name: u for u in planned.users}
+    problems = []
+    for name in sorted(set(user_names)):
+        before = then.get(name)
+        if before is None:
+            continue  # not in the snapshot: the snapshot-level check reports it
+        now = live.get(name)
+        if now is None:
+            problems.append(f"user {name}: deleted since the plan")
+            continue
+        problems.extend(_difference(name, _access(before, planned.groups), _access(now, groups)))
+    return problems

@@ -104,7 +104,8 @@ def test_a_permission_set_that_differs_is_a_conflict_that_changes_nothing(
     assert "description 'other team readers' (plan: 'read access')" in str(err.value)
     assert kit.live_state(clean) == before
     assert _mutations(clean, kit) == 0
-    assert list_runs(spec)[-1]["status"] == "failed"
+    # A refusal before any change records no run (issue 9): only the plan's own runs exist.
+    assert [r for r in list_runs(spec) if r["kind"] == "apply"] == []
 
 
 def test_a_boundary_the_endpoint_cannot_set_fails_its_action_clearly(clean, kit, tmp_path):
