@@ -29,7 +29,8 @@ app.add_typer(report_app, name="report")
 # Reports are wide tables: when output goes to a file or pipe, don't squeeze them to 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 200
 console = Console(width=_WIDTH)
-err_console = Console(stderr=True, width=_WIDTH)
+# An error is one logical line per problem: never hard-wrapped, so it can be grepped and pasted.
+err_console = Console(stderr=True, width=_WIDTH, soft_wrap=True)
 
 # Our own progress display replaces Prefect's per-run log lines on the console.
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

@@ -105,10 +105,14 @@ def preflight(
 def _access(user: User, groups: list[Group]) -> dict[str, Any]:
     """What a user can do, in a form two reads of the same access compare equal in."""
     access = effective_access(user, groups)
+    own = {p.arn for p in user.attached_policies}
     return {
         "user id": user.user_id,
         "groups": sorted(user.groups),
-        "managed policies": sorted(access.managed_policy_arns),
+        # Its own attachments apart from those through groups: both change what the plan
+        # reproduces, and its own are what a disable or delete touches.
+        "attached policies": sorted(own),
+        "policies through groups": sorted(set(access.managed_policy_arns) - own),
         "inline policies": sorted(
             f"{source}/{p.name}={canonical_json(p.document)}"
             for source, p in access.inline_policies

@@ -49,6 +49,28 @@ class RunningSandbox:
             aws_session_token=assumed["SessionToken"],
         )
 
+    def identity_center(self) -> dict[str, set]:
+        """Every permission set ARN and (account, set, principal) assignment in the sandbox."""
+        sso = boto3.client(
+            "sso-admin",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+        )
+        instance = sso.list_instances()["Instances"][0]["InstanceArn"]
+        sets = set(sso.list_permission_sets(InstanceArn=instance)["PermissionSets"])
+        accounts = {a["account_id"] for a in self.control.manifest()["accounts"]}
+        assigned = {
+            (account, arn, a["PrincipalId"])
+            for account in accounts
+            for arn in sets
+            for a in sso.list_account_assignments(
+                InstanceArn=instance, AccountId=account, PermissionSetArn=arn
+            )["AccountAssignments"]
+        }
+        return {"permission_sets": sets, "assignments": assigned}
+
 
 def start_sandbox(tmp: Path, accounts: int, users: int, seed: int) -> RunningSandbox:
     log = (tmp / "sandbox.log").open("w+")
@@ -125,11 +147,36 @@ def iamc(sandbox_process: RunningSandbox, prefect_api: str, tmp_path: Path):
     """``iamc("inventory", "-c", spec)``: the CLI as a user runs it, sandbox exports set."""
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(sandbox_process.env)
-        env["PREFECT_API_URL"] = prefect_api
         return subprocess.run(
-            [*IAMC, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+            [*IAMC, *args],
+            env=_cli_env(sandbox_process, prefect_api),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
 
     return run
+
+
+@pytest.fixture
+def iamc_started(sandbox_process: RunningSandbox, prefect_api: str, tmp_path: Path):
+    """``iamc_started("rollback", "3", "-c", spec)``: the CLI started in the background."""
+
+    def start(*args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [*IAMC, *args],
+            env=_cli_env(sandbox_process, prefect_api),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    return start
+
+
+def _cli_env(sandbox_process: RunningSandbox, prefect_api: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(sandbox_process.env)
+    env["PREFECT_API_URL"] = prefect_api
+    return env

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import re
 
-import boto3
-
 SPEC = """name = "e2e-apply"
 state = "sqlite:///state.db"
 protected_users = ["breakglass-*"]
@@ -15,30 +13,6 @@ concurrency = 4
 [aws]
 rate_limits = { iam = 40 }
 """
-
-
-def identity_center(sandbox_process) -> dict[str, set]:
-    """Every permission set ARN and (account, set, principal) assignment in the sandbox."""
-    env = sandbox_process.env
-    sso = boto3.client(
-        "sso-admin",
-        endpoint_url=sandbox_process.url,
-        region_name="us-east-1",
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-    instance = sso.list_instances()["Instances"][0]["InstanceArn"]
-    sets = set(sso.list_permission_sets(InstanceArn=instance)["PermissionSets"])
-    accounts = {a["account_id"] for a in sandbox_process.control.manifest()["accounts"]}
-    assigned = {
-        (account, arn, a["PrincipalId"])
-        for account in accounts
-        for arn in sets
-        for a in sso.list_account_assignments(
-            InstanceArn=instance, AccountId=account, PermissionSetArn=arn
-        )["AccountAssignments"]
-    }
-    return {"permission_sets": sets, "assignments": assigned}
 
 
 def test_apply_status_and_rollback_through_the_cli(iamc, sandbox_process, tmp_path):
@@ -52,12 +26,12 @@ def test_apply_status_and_rollback_through_the_cli(iamc, sandbox_process, tmp_pa
     plan = json.loads((tmp_path / "plan" / "plan.json").read_text())
     plan_id = str(plan["plan_id"])
     assert plan["permission_sets"] and plan["assignments"]
-    before = identity_center(sandbox_process)
+    before = sandbox_process.identity_center()
 
     refused = iamc("apply", plan_id, "-c", str(spec), "--stage", "provision")
     assert refused.returncode == 2
     assert "not approved for stage provision" in refused.stderr
-    assert identity_center(sandbox_process) == before
+    assert sandbox_process.identity_center() == before
 
     approve = iamc(
         "approve", plan_id, "-c", str(spec), "--by", "cab", "--ticket", "CHG-9",
@@ -68,7 +42,7 @@ def test_apply_status_and_rollback_through_the_cli(iamc, sandbox_process, tmp_pa
     assert applied.returncode == 0, applied.stdout + applied.stderr
     run_id = re.search(r"run (\d+) \(plan", applied.stdout).group(1)
     assert "0 failed, 0 pending" in applied.stdout
-    after = identity_center(sandbox_process)
+    after = sandbox_process.identity_center()
     assert len(after["assignments"] - before["assignments"]) == len(plan["assignments"])
 
     status = iamc("status", run_id, "-c", str(spec))
@@ -82,8 +56,8 @@ def test_apply_status_and_rollback_through_the_cli(iamc, sandbox_process, tmp_pa
     assert dry.returncode == 0, dry.stderr
     assert "would undo: create-assignment" in dry.stdout
     assert "would undo: create-permission-set" in dry.stdout
-    assert identity_center(sandbox_process) == after
+    assert sandbox_process.identity_center() == after
 
     rolled = iamc("rollback", run_id, "-c", str(spec))
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
-    assert identity_center(sandbox_process) == before
+    assert sandbox_process.identity_center() == before
