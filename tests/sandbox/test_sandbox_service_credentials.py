@@ -77,7 +77,9 @@ def test_service_name_filter_and_quota(client, control) -> None:
     assert [c["ServiceSpecificCredentialId"] for c in only] == [
         keyspaces["ServiceSpecificCredential"]["ServiceSpecificCredentialId"]
     ]
-    assert len(iam.list_service_specific_credentials(UserName=user)["ServiceSpecificCredentials"]) == 3
+    assert (
+        len(iam.list_service_specific_credentials(UserName=user)["ServiceSpecificCredentials"]) == 3
+    )
     with pytest.raises(ClientError) as unsupported:
         iam.create_service_specific_credential(UserName=user, ServiceName="s3.amazonaws.com")
     assert _code(unsupported) == ("NotSupportedService", 404)
