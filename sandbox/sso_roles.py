@@ -65,7 +65,9 @@ def _trust_policy(account_id: str) -> str:
     )
 
 
-def _session_seconds(duration: str | None) -> int:
+def _session_seconds(duration: str | int | None) -> int:
+    if isinstance(duration, int):  # moto's default when none was given
+        return duration or 3600
     match = _DURATION.match(duration or "")
     if not match or not any(match.groups()):
         return 3600
