@@ -264,3 +264,13 @@ def test_lookup_is_throttled_at_two_per_second(client, control) -> None:
     retried = client("cloudtrail", max_attempts=10)
     for _ in range(4):
         retried.lookup_events(MaxResults=1)
+
+
+def test_credential_checks_can_be_switched_off(client, control, as_user) -> None:
+    control.configure(credential_checks=False)
+    user, key_id, user_client = as_user("lenient")
+    client("iam").update_access_key(UserName=user, AccessKeyId=key_id, Status="Inactive")
+    assert user_client("iam").get_user()["User"]["UserName"] == user  # moto's own leniency
+    # Still recorded, without an error.
+    [event] = _lookup(client, "AccessKeyId", key_id)
+    assert "errorCode" not in json.loads(event["CloudTrailEvent"])
