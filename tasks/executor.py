@@ -282,24 +282,33 @@ class Executor:
         """
         self._alive()
         entry = self.journal.journal_entry(self.plan_id, action.id)
+        in_doubt = False
         if entry is not None and entry.status in DONE_STATUSES:
-            log.debug("%s: already %s", action.id, entry.status)
-            if self.on_done is not None:
-                self.on_done(action.id, entry.status, None)
-            return entry.status
+            undoing = self.journal.journal_entry(self.plan_id, ROLLBACK_PREFIX + action.id)
+            if undoing is None:
+                log.debug("%s: already %s", action.id, entry.status)
+                if self.on_done is not None:
+                    self.on_done(action.id, entry.status, None)
+                return entry.status
+            # A rollback of it was cut off (its process died during or right after the undo
+            # call): the journal can't tell whether it still exists, so AWS is asked again.
+            log.info("%s: a rollback of it was interrupted; checking AWS", action.id)
+            in_doubt = True
         for dependency in action.depends_on:
             before = self.journal.journal_entry(self.plan_id, dependency)
             if before is None or before.status not in DONE_STATUSES:
                 raise BlockedError(action.id, f"waits for {dependency}, which is not done")
         handler = self._handler(action.kind)
         prior = entry
-        if entry is not None and entry.status == ROLLED_BACK:
-            # Applied again after a rollback: the old rollback row no longer describes it.
+        if entry is not None and (entry.status == ROLLED_BACK or in_doubt):
+            # Applied again after a rollback: the old rollback row no longer describes it, and
+            # the earlier attempt's request (SUCCEEDED long ago) says nothing about today.
             self.journal.journal_forget(self.plan_id, ROLLBACK_PREFIX + action.id)
             prior = None
         # Ours: an earlier attempt found nothing there, so whatever exists now is our own
         # half-finished work (the process died mid-step) — finish it, never re-create it.
         ours = prior is not None and prior.intent.get("existed_before") is False
+        ours = ours or (in_doubt and entry is not None and not entry.intent.get("existed_before"))
         live = handler.probe(self.ctx, action)
         record = {"action": _action_record(action)}
         if live.exists and not ours:

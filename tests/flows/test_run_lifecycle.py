@@ -119,3 +119,21 @@ def test_a_rollback_refused_for_credentials_leaves_no_running_run(
     after = _runs(tmp_path)
     assert [r.id for r in after] == [r.id for r in before]
     assert all(r.status != "running" for r in after)
+
+
+def test_an_apply_after_an_interrupted_rollback_checks_aws_not_the_journal(
+    clean, kit, tmp_path: Path
+):
+    # Found by the soak (seed 538978): the rollback died right after deleting an assignment,
+    # so the journal still said "done"; the next apply skipped it and AWS lacked it.
+    spec, plan_id = kit.write_approved_plan(clean, tmp_path)
+    run_a = apply_plan(spec, plan_id, poll=kit.QUICK)["run_id"]
+    applied = kit.live_state(clean)
+    plan, _ = load_plan(spec, plan_id)
+    victim = next(a for a in plan.actions if a.kind == "create-assignment")
+    with pytest.raises(InjectedCrash):
+        rollback_plan(spec, run_a, fault=(ROLLBACK_PREFIX + victim.id, AFTER_CALL), poll=kit.QUICK)
+    assert kit.live_state(clean) != applied
+    summary = apply_plan(spec, plan_id, poll=kit.QUICK)
+    assert summary["failed"] == summary["pending"] == 0 and summary["errors"] == []
+    assert kit.live_state(clean) == applied
