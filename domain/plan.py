@@ -177,6 +177,60 @@ def user_fingerprint(user: User) -> str:
     )
 
 
+def unseen_account_findings(
+    inventories: list[AccountInventory],
+    reasons: dict[str, str],
+    exclude_accounts: list[str],
+) -> list[Finding]:
+    """One finding per in-scope account the inventory could not read.
+
+    A plan made without seeing an account can't say what happens to that account's IAM users:
+    it is blocking, unless the spec now excludes the account (by id, or by its parent OU), in
+    which case it is only noted.
+
+    Args:
+        inventories: The snapshot's accounts; those with ``error`` set were not read.
+        reasons: account id -> failure kind (``unreachable``, ``cannot-assume-role``, ...).
+        exclude_accounts: The spec's ``scope.exclude_accounts``.
+    """
+    findings = []
+    for inventory in sorted(inventories, key=lambda i: i.account.account_id):
+        if not inventory.error:
+            continue
+        account = inventory.account
+        reason = reasons.get(account.account_id, "inventory-failed")
+        label = f"{account.account_id} ({account.name})" if account.name else account.account_id
+        excluded = account.account_id in exclude_accounts or (
+            account.parent_id is not None and account.parent_id in exclude_accounts
+        )
+        details = {"account_name": account.name, "reason": reason, "error": inventory.error}
+        if excluded:
+            findings.append(
+                Finding(
+                    severity="info",
+                    kind="account-not-inventoried-excluded",
+                    message=f"account {label} was not inventoried ({reason}) and the spec now "
+                    "excludes it: nothing is planned for it",
+                    account_id=account.account_id,
+                    details=details,
+                )
+            )
+            continue
+        findings.append(
+            Finding(
+                severity="blocking",
+                kind="account-not-inventoried",
+                message=f"account {label} could not be inventoried ({reason}: "
+                f"{inventory.error}): this plan can't say what happens to its IAM users; run "
+                "'iamc inventory' again once it answers, or exclude it in [scope] "
+                "exclude_accounts",
+                account_id=account.account_id,
+                details=details,
+            )
+        )
+    return findings
+
+
 def _users_blocked(
     findings: list[Finding], group_members: dict[tuple[str, str], list[str]]
 ) -> dict[tuple[str, str], str]:

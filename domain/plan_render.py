@@ -26,6 +26,12 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def _unseen_label(finding: Any) -> str:
+    name = finding.details.get("account_name")
+    label = f"`{finding.account_id}`" + (f" ({_cell(name)})" if name else "")
+    return f"{label}: {_cell(finding.details.get('reason', 'not inventoried'))}"
+
+
 def mask_key_ids(text: str, key_ids: set[str]) -> str:
     """Key ids appear as AKIA…WXYZ outside the state DB (the plan there keeps them whole)."""
     for key_id in sorted(key_ids, key=len, reverse=True):
@@ -93,6 +99,20 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
     add("| | |")
     add("|---|---:|")
     add(f"| Accounts | {len(accounts)} |")
+    unseen = [f for f in plan.findings if f.kind == "account-not-inventoried"]
+    if unseen:
+        add(
+            f"| **Accounts not inventoried** (blocking) | **{len(unseen)}**: "
+            + "; ".join(_unseen_label(f) for f in unseen)
+            + " |"
+        )
+    excluded = [f for f in plan.findings if f.kind == "account-not-inventoried-excluded"]
+    if excluded:
+        add(
+            f"| Accounts not inventoried, excluded by the spec | {len(excluded)}: "
+            + "; ".join(_unseen_label(f) for f in excluded)
+            + " |"
+        )
     add(f"| IAM users | {len(plan.users)} |")
     for outcome in Outcome:
         if outcomes[outcome]:

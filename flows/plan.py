@@ -13,7 +13,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
 from domain.errors import PlanError
-from domain.plan import Plan, build_plan, sha256_of
+from domain.plan import Plan, build_plan, sha256_of, unseen_account_findings
 from domain.plan_render import render_assignments_csv, render_json, render_markdown
 from domain.spec import MigrationSpec, load_spec
 from state import Store
@@ -48,6 +48,13 @@ def compute_plan(spec: MigrationSpec, store: Store, migration_id: int) -> Plan:
             "run 'iamc map' again so the plan reads one consistent picture"
         )
     inventories = store.load_snapshot(snapshot.id)
+    # Why each unread account failed, as the inventory run filed it (unreachable, denied...).
+    reasons = {
+        f.account_id: str(f.details.get("reason") or f.kind)
+        for f in store.findings(run_id=snapshot.run_id)
+        if f.severity == "error" and f.account_id
+    }
+    unseen = unseen_account_findings(inventories, reasons, spec.scope.exclude_accounts)
     synthesis = synthesize(
         inventories, mapping.user_mappings, mapping.group_mappings, mapping.identity_groups
     )
@@ -60,6 +67,7 @@ def compute_plan(spec: MigrationSpec, store: Store, migration_id: int) -> Plan:
         group_mappings=mapping.group_mappings,
         synthesis=synthesis,
         settings=_plan_settings(spec),
+        extra_findings=unseen,
     )
 
 

@@ -187,8 +187,9 @@ def print_mapping_summary(console: Console, summary: dict[str, Any]) -> None:
     )
     console.print(
         f"  {summary['identities']} identities ({summary['identities_in_several_accounts']} with "
-        f"IAM users in several accounts); by rule: "
-        + (", ".join(f"{rule} {n}" for rule, n in summary["by_rule"].items()) or "-"),
+        f"IAM users in several accounts); matched by rule: "
+        + (", ".join(f"{rule} {n}" for rule, n in summary["by_rule"].items()) or "-")
+        + (f"; ambiguous {summary['ambiguous']}" if summary.get("ambiguous") else ""),
         highlight=False,
     )
     console.print(
@@ -197,6 +198,15 @@ def print_mapping_summary(console: Console, summary: dict[str, Any]) -> None:
         f"{summary['workload_users']} workload users need roles, not people",
         highlight=False,
     )
+    for problem in summary.get("override_problems", []):
+        console.print(f"[yellow]warning[/] override: {escape(problem)}", highlight=False)
+    unseen = summary.get("accounts_not_inventoried") or {}
+    for account_id, error in sorted(unseen.items()):
+        console.print(
+            f"[red]not inventoried[/] {account_id}: {escape(error or '')}: its users are not "
+            "mapped, and a plan is blocked until it is inventoried or excluded",
+            highlight=False,
+        )
 
 
 def mapping_user_rows(

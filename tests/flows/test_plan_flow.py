@@ -16,6 +16,7 @@ from domain.records import (
     Account,
     AccountInventory,
     AttachedPolicy,
+    Finding,
     IdentityUser,
     ManagedPolicy,
     MatchStatus,
@@ -31,8 +32,11 @@ READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 DOC = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
 
-def seed_store(url: str, managed_policies: int = 1) -> None:
-    """An inventory and a mapping written straight into the store: no AWS needed."""
+def seed_store(url: str, managed_policies: int = 1, unreachable: str | None = None) -> None:
+    """An inventory and a mapping written straight into the store: no AWS needed.
+
+    ``unreachable``: an account id saved as not inventoried (its endpoint did not answer).
+    """
     arns = [READ_ONLY] + [f"arn:aws:iam::aws:policy/Extra{n}" for n in range(managed_policies - 1)]
     users = [
         User(
@@ -61,8 +65,25 @@ def seed_store(url: str, managed_policies: int = 1) -> None:
         run = store.start_run(migration, "inventory")
         snapshot = store.new_snapshot(migration, run)
         store.save_account_inventory(snapshot, inventory)
+        if unreachable:
+            error = f"account {unreachable} iam:GetAccountAuthorizationDetails: unreachable: ..."
+            store.save_account_inventory(
+                snapshot, AccountInventory(account=Account(unreachable, "beta"), error=error)
+            )
+            store.add_findings(
+                run,
+                [
+                    Finding(
+                        "error",
+                        "unreachable",
+                        error,
+                        unreachable,
+                        details={"reason": "unreachable"},
+                    )
+                ],
+            )
         store.complete_snapshot(snapshot)
-        store.finish_run(run, "succeeded")
+        store.finish_run(run, "failed" if unreachable else "succeeded")
         mapping_run = store.start_run(migration, "mapping")
         identities = [IdentityUser(f"id-{u.name}", f"{u.name}@example.com") for u in users]
         mappings = [
@@ -205,3 +226,33 @@ def test_approval_pause_is_resumed_through_the_api_like_the_ui(spec: Path, decis
         # A rejected stage can't be approved afterwards: a new plan is needed.
         with pytest.raises(PlanError, match="already rejected"):
             record_decision(spec, plan_id, approver="cab", ticket="CHG-43", stage="provision")
+
+
+def test_an_account_the_inventory_could_not_read_blocks_the_plan(tmp_path: Path):
+    path = tmp_path / "spec.toml"
+    path.write_text('name = "wave-1"\nstate = "sqlite:///state.db"\n')
+    seed_store(f"sqlite:///{tmp_path / 'state.db'}", unreachable="222222222222")
+    result = plan_flow(str(path))
+    assert result["blocking"] == 1
+    markdown = Path(result["files"]["markdown"]).read_text()
+    summary = markdown[markdown.index("## Summary") : markdown.index("## Risks")]
+    assert "222222222222" in summary and "beta" in summary and "unreachable" in summary
+    blocking = markdown[markdown.index("## Blocking errors") : markdown.index("## Risks")]
+    assert "account-not-inventoried" in blocking and "222222222222 (beta)" in blocking
+    with pytest.raises(PlanError, match="blocking error"):
+        record_decision(
+            path, result["plan_id"], approver="cab", ticket="CHG-1", expected_hash=result["hash"]
+        )
+
+
+def test_an_unread_account_the_spec_now_excludes_does_not_block(tmp_path: Path):
+    path = tmp_path / "spec.toml"
+    path.write_text(
+        'name = "wave-1"\nstate = "sqlite:///state.db"\n'
+        '[scope]\nexclude_accounts = ["222222222222"]\n'
+    )
+    seed_store(f"sqlite:///{tmp_path / 'state.db'}", unreachable="222222222222")
+    result = plan_flow(str(path))
+    assert result["blocking"] == 0
+    markdown = Path(result["files"]["markdown"]).read_text()
+    assert "excluded by the spec" in markdown and "222222222222" in markdown
