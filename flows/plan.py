@@ -11,13 +11,14 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
+from pydantic import Field, field_validator
 
 from domain.errors import PlanError
 from domain.plan import Plan, build_plan, sha256_of, unseen_account_findings
 from domain.plan_render import render_assignments_csv, render_json, render_markdown
 from domain.spec import MigrationSpec, load_spec
 from state import Store
-from state.approvals import record_decision
+from state.approvals import MIN_HASH_PREFIX, record_decision
 from state.reports import load_plan, plan_meta
 from tasks.synthesis import synthesize
 
@@ -131,13 +132,32 @@ def plan_flow(spec_path: str, out_dir: str | None = None) -> dict[str, Any]:
 
 
 class ApprovalInput(RunInput):
-    """The form a change board fills in the Prefect UI to approve or reject a plan."""
+    """The form a change board fills in the Prefect UI to approve or reject a plan.
+
+    ``plan_hash`` is prefilled with the hash of the plan this run published; the decision is
+    refused unless it is (a 12+ character prefix of) the stored plan's hash when recorded.
+    """
 
     approver: str
     ticket: str
     decision: Literal["approve", "reject"]
     stage: Literal["all", "provision", "disable", "delete"] = "all"
+    plan_hash: str = Field(
+        default="",
+        description="The plan hash you reviewed (plan.md / the plan artifact): 12+ characters",
+    )
     comment: str = ""
+
+    @field_validator("plan_hash")
+    @classmethod
+    def _hex_prefix(cls, value: str) -> str:
+        value = value.strip().lower()
+        if len(value) < MIN_HASH_PREFIX or any(c not in "0123456789abcdef" for c in value):
+            raise ValueError(
+                f"plan_hash: give at least {MIN_HASH_PREFIX} hex characters of the plan hash "
+                "shown in the plan artifact"
+            )
+        return value
 
 
 @flow(name="plan-and-approve", log_prints=False)
@@ -157,7 +177,11 @@ def plan_and_approve(
         markdown=render_markdown(plan, meta),
         description=f"Plan {plan_id}: approve or reject from this run's Resume form",
     )
-    answer = pause_flow_run(wait_for_input=ApprovalInput, timeout=timeout_seconds)
+    form = ApprovalInput.with_initial_data(
+        description=f"Plan {plan_id}, hash {meta['hash']}: approve or reject",
+        plan_hash=meta["hash"],
+    )
+    answer = pause_flow_run(wait_for_input=form, timeout=timeout_seconds)
     decision = "approved" if answer.decision == "approve" else "rejected"
     return record_decision(
         spec_path,
@@ -166,5 +190,6 @@ def plan_and_approve(
         ticket=answer.ticket,
         decision=decision,
         stage=answer.stage,
+        expected_hash=answer.plan_hash,
         comment=answer.comment,
     )

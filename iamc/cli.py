@@ -149,10 +149,13 @@ def approve(
     spec: SpecOption,
     by: Annotated[str, typer.Option("--by", help="Who approves (name or e-mail).")],
     ticket: Annotated[str, typer.Option("--ticket", help="The change ticket.")],
-    stage: Annotated[str, typer.Option(help="all, provision, disable or delete.")] = "all",
     plan_hash: Annotated[
-        str | None, typer.Option("--hash", help="The hash the reviewer read in plan.md.")
-    ] = None,
+        str,
+        typer.Option(
+            "--hash", help="The plan hash the reviewer read in plan.md (at least 12 characters)."
+        ),
+    ],
+    stage: Annotated[str, typer.Option(help="all, provision, disable or delete.")] = "all",
     comment: str = "",
     reject: Annotated[bool, typer.Option("--reject", help="Record a rejection instead.")] = False,
 ) -> None:

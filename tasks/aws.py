@@ -229,7 +229,7 @@ def unreachable(
 ) -> AwsUnreachableError:
     """The error for a transport failure: says the endpoint, not AWS, is the problem."""
     return AwsUnreachableError(
-        f"unreachable: cannot reach the AWS endpoint ({type(err).__name__}: {err})",
+        f"cannot reach the AWS endpoint ({type(err).__name__}: {err})",
         account_id=account_id,
         operation=operation,
     )

@@ -122,11 +122,15 @@ def prefect_api(tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture
 def iamc(sandbox_process: RunningSandbox, prefect_api: str, tmp_path: Path):
-    """``iamc("inventory", "-c", spec)``: the CLI as a user runs it, sandbox exports set."""
+    """``iamc("inventory", "-c", spec)``: the CLI as a user runs it, sandbox exports set.
 
-    def run(*args: str) -> subprocess.CompletedProcess:
+    Keyword arguments are extra environment variables (``AWS_ENDPOINT_URL_IAM=...``).
+    """
+
+    def run(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(sandbox_process.env)
+        env.update(extra_env)
         env["PREFECT_API_URL"] = prefect_api
         return subprocess.run(
             [*IAMC, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300

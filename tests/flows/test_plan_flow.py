@@ -127,14 +127,46 @@ def test_approval_is_recorded_once_and_bound_to_the_hash(spec: Path):
         ("provision", "approved", "cab")
     ]
     with pytest.raises(PlanError, match="already approved by cab"):
-        record_decision(spec, plan_id, approver="someone", ticket="CHG-2", stage="provision")
+        record_decision(
+            spec, plan_id, approver="someone", ticket="CHG-2", stage="provision",
+            expected_hash=digest,
+        )  # fmt: skip
     with pytest.raises(PlanError, match="already approved"):
-        record_decision(spec, plan_id, approver="someone", ticket="CHG-2", stage="all")
+        record_decision(
+            spec, plan_id, approver="someone", ticket="CHG-2", stage="all", expected_hash=digest
+        )
     # Another stage is a separate decision.
-    meta = record_decision(spec, plan_id, approver="cab", ticket="CHG-3", stage="disable")
+    meta = record_decision(
+        spec, plan_id, approver="cab", ticket="CHG-3", stage="disable", expected_hash=digest
+    )
     assert len(meta["approvals"]) == 2
     with pytest.raises(PlanError, match="no plan 999"):
-        record_decision(spec, 999, approver="cab", ticket="CHG-1")
+        record_decision(spec, 999, approver="cab", ticket="CHG-1", expected_hash=digest)
+
+
+@pytest.mark.parametrize("reviewed", ["missing", "empty", "1 char", "11 chars", "not hex"])
+def test_an_approval_without_a_12_character_hash_is_refused(spec: Path, reviewed: str):
+    result = plan_flow(str(spec))
+    plan_id, digest = result["plan_id"], result["hash"]
+    quoted = {
+        "missing": None,
+        "empty": "",
+        "1 char": digest[:1],  # `--hash e`: a prefix of the stored hash, but proves nothing
+        "11 chars": digest[:11],
+        "not hex": "z" * 12,
+    }[reviewed]
+    with pytest.raises(PlanError) as caught:
+        record_decision(
+            spec, plan_id, approver="x", ticket="y", stage="delete", expected_hash=quoted
+        )
+    assert digest[:12] in str(caught.value) and "refusing" in str(caught.value)
+    with Store.open(f"sqlite:///{spec.parent / 'state.db'}") as store:
+        assert store.get_plan(plan_id).approvals == []
+    # Twelve characters, in either case, bind the approval.
+    meta = record_decision(
+        spec, plan_id, approver="x", ticket="y", stage="delete", expected_hash=digest[:12].upper()
+    )
+    assert [a["stage"] for a in meta["approvals"]] == ["delete"]
 
 
 def test_a_plan_whose_content_changed_is_not_approved(spec: Path, tmp_path: Path):
@@ -148,7 +180,9 @@ def test_a_plan_whose_content_changed_is_not_approved(spec: Path, tmp_path: Path
         )
     engine.dispose()
     with pytest.raises(PlanError, match="changed since it was computed"):
-        record_decision(spec, result["plan_id"], approver="cab", ticket="CHG-1")
+        record_decision(
+            spec, result["plan_id"], approver="cab", ticket="CHG-1", expected_hash=result["hash"]
+        )
 
 
 def test_a_plan_with_blocking_errors_cannot_be_approved(tmp_path: Path):
@@ -160,7 +194,9 @@ def test_a_plan_with_blocking_errors_cannot_be_approved(tmp_path: Path):
     markdown = Path(result["files"]["markdown"]).read_text()
     assert "## Blocking errors" in markdown and "12 managed policies > 10" in markdown
     with pytest.raises(PlanError, match="blocking error"):
-        record_decision(path, result["plan_id"], approver="cab", ticket="CHG-1")
+        record_decision(
+            path, result["plan_id"], approver="cab", ticket="CHG-1", expected_hash=result["hash"]
+        )
 
 
 def _paused_run_id(flow_name: str, deadline: float) -> str:
@@ -225,7 +261,10 @@ def test_approval_pause_is_resumed_through_the_api_like_the_ui(spec: Path, decis
     if decision == "reject":
         # A rejected stage can't be approved afterwards: a new plan is needed.
         with pytest.raises(PlanError, match="already rejected"):
-            record_decision(spec, plan_id, approver="cab", ticket="CHG-43", stage="provision")
+            record_decision(
+                spec, plan_id, approver="cab", ticket="CHG-43", stage="provision",
+                expected_hash=outcome["meta"]["hash"],
+            )  # fmt: skip
 
 
 def test_an_account_the_inventory_could_not_read_blocks_the_plan(tmp_path: Path):
@@ -256,3 +295,38 @@ def test_an_unread_account_the_spec_now_excludes_does_not_block(tmp_path: Path):
     assert result["blocking"] == 0
     markdown = Path(result["files"]["markdown"]).read_text()
     assert "excluded by the spec" in markdown and "222222222222" in markdown
+
+
+def test_the_approval_form_refuses_a_hash_other_than_the_stored_plans(spec: Path):
+    from prefect.flow_runs import resume_flow_run
+
+    result = plan_flow(str(spec))
+    plan_id = result["plan_id"]
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["meta"] = plan_and_approve(str(spec), plan_id, timeout_seconds=120)
+        except BaseException as err:
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    flow_run_id = _paused_run_id("plan-and-approve", time.monotonic() + 90)
+    other = "0" * 12 if not result["hash"].startswith("0" * 12) else "f" * 12
+    resume_flow_run(
+        flow_run_id,
+        run_input={
+            "approver": "change-board",
+            "ticket": "CHG-42",
+            "decision": "approve",
+            "stage": "provision",
+            "plan_hash": other,
+        },
+    )
+    thread.join(timeout=90)
+    assert not thread.is_alive()
+    assert isinstance(outcome.get("error"), PlanError), outcome
+    assert f"has hash {result['hash'][:12]}, not the {other}" in str(outcome["error"])
+    with Store.open(f"sqlite:///{spec.parent / 'state.db'}") as store:
+        assert store.get_plan(plan_id).approvals == []

@@ -187,4 +187,5 @@ def test_connection_failures_are_unreachable_not_access_denied(failure):
     ):
         raise error
     assert isinstance(caught.value, AwsAccessError)  # still an AWS problem to old handlers
-    assert "unreachable" in str(caught.value) and "111111111111" in str(caught.value)
+    assert "cannot reach the AWS endpoint" in str(caught.value)
+    assert "111111111111" in str(caught.value)
