@@ -80,19 +80,38 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
     )
     if meta.get("created"):
         add(f"- **Computed at:** {meta['created']}")
-    add(
-        "- **Status:** "
-        + (
-            f"**{len(blocking)} blocking error(s): this plan cannot be approved**"
-            if blocking
-            else "no blocking errors; dry run — nothing has been changed"
-        )
-    )
+    runs = meta.get("runs") or []
+    if blocking:
+        add(f"- **Status:** **{len(blocking)} blocking error(s): this plan cannot be approved**")
+    elif runs:
+        add("- **Status:** this plan has been acted on; per stage below")
+    else:
+        add("- **Status:** no blocking errors; dry run — nothing has been changed")
     for approval in meta.get("approvals", []):
         add(
             f"- **{approval['decision']}** for stage `{approval['stage']}` by "
             f"{approval['approver']} (ticket {approval['ticket']}) at {approval['at']}"
         )
+    for stage in Stage:
+        stage_runs = [r for r in runs if r.get("stage") == stage]
+        if not stage_runs:
+            continue
+        approved = [
+            a
+            for a in meta.get("approvals", [])
+            if a["stage"] in (stage, "all") and a["decision"] == "approved"
+        ]
+        by = (
+            f"approved by {approved[0]['approver']} (ticket {approved[0]['ticket']})"
+            if approved
+            else "no approval on record"
+        )
+        done = "; ".join(
+            f"{'applied' if r['kind'] == 'apply' else 'rolled back'} by run {r['id']} "
+            f"({r['status']}" + (f", finished {r['finished']}" if r.get("finished") else "") + ")"
+            for r in stage_runs
+        )
+        add(f"- **Stage `{stage}`:** {by}; {done}")
     add("")
     add("## Summary")
     add("")
@@ -139,6 +158,13 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
         for finding in blocking:
             where = " ".join(x for x in (finding.account_id, finding.subject) if x)
             add(f"- **{finding.kind}** {where}: {_cell(finding.message)}")
+        for finding in plan.findings:
+            if finding.kind == "blocked-access-left-out":
+                add("")
+                add(
+                    f"Left out of this plan: {_cell(finding.message)} "
+                    "(the counts above and assignments.csv do not include them)."
+                )
         add("")
     add("## Risks")
     add("")

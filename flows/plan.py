@@ -14,7 +14,7 @@ from prefect.input import RunInput
 from pydantic import Field, field_validator
 
 from domain.errors import PlanError
-from domain.plan import Plan, build_plan, sha256_of, unseen_account_findings
+from domain.plan import Plan, build_plan, unseen_account_findings
 from domain.plan_render import render_assignments_csv, render_json, render_markdown
 from domain.spec import MigrationSpec, load_spec
 from state import Store
@@ -108,13 +108,17 @@ def plan_flow(spec_path: str, out_dir: str | None = None) -> dict[str, Any]:
         run_id = store.start_run(migration_id, "plan", {"spec": spec_path})
         try:
             plan = compute_plan(spec, store, migration_id)
-            content = plan.content()
-            content_hash = sha256_of(content)
+            content_hash = plan.content_hash()
+            # Same content, same plan: an identical plan is reused with its id and approvals,
+            # whatever snapshot or mapping run it was recomputed from (see PLAN_FORMAT).
             plan_id, reused = store.save_plan(
-                migration_id, run_id, content_hash, content, len(plan.blocking)
+                migration_id, run_id, content_hash, plan.content(), len(plan.blocking)
             )
             info = store.get_plan(plan_id)
             meta = plan_meta(info)
+            if reused:
+                # Its files show the stored plan, as approved, byte for byte.
+                plan = Plan.from_content(info.content)
             target = Path(out_dir) if out_dir else Path(spec_path).parent / "plans" / str(plan_id)
             files = write_plan_files(plan, meta, target)
             markdown = render_markdown(plan, meta)
@@ -123,7 +127,14 @@ def plan_flow(spec_path: str, out_dir: str | None = None) -> dict[str, Any]:
                 markdown=markdown,
                 description=f"Plan {plan_id} of {spec.name}, hash {content_hash[:12]}",
             )
-            summary = {"plan_id": plan_id, "hash": content_hash, "reused": reused, **_summary(plan)}
+            summary = {
+                "plan_id": plan_id,
+                "hash": content_hash,
+                "reused": reused,
+                "computed": meta["created"],
+                "approvals": meta["approvals"],
+                **_summary(plan),
+            }
         except BaseException as err:
             store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise

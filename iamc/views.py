@@ -98,18 +98,8 @@ def plan_with_summary(console: Console, spec: Path | str, out: Path | None) -> d
 
     with console.status("computing the plan…"):
         result = plan_flow(str(spec), str(out) if out else None)
-    outcomes = ", ".join(f"{k} {v}" for k, v in result["outcomes"].items())
-    console.print(
-        f"plan {result['plan_id']} hash {result['hash'][:12]}"
-        + (" (same as an earlier plan: reused)" if result["reused"] else ""),
-        highlight=False,
-    )
-    console.print(f"users: {result['users']} ({outcomes})", highlight=False)
-    console.print(
-        f"permission sets {result['permission_sets']}, assignments {result['assignments']}, "
-        f"actions {result['actions']}, irreversible {result['irreversible']}",
-        highlight=False,
-    )
+    for line in plan_summary_lines(result):
+        console.print(line, highlight=False)
     for kind, path in result["files"].items():
         console.print(f"  {kind}: {path}", highlight=False)
     if result["blocking"]:
@@ -125,6 +115,37 @@ def plan_with_summary(console: Console, spec: Path | str, out: Path | None) -> d
             highlight=False,
         )
     return result
+
+
+def _counted(counts: dict[str, int], order: list[str] | None = None) -> str:
+    keys = [k for k in (order or []) if k in counts] + [k for k in counts if k not in (order or [])]
+    return ", ".join(f"{counts[k]} {k}" for k in keys if counts[k]) or "none"
+
+
+def plan_summary_lines(result: dict[str, Any]) -> list[str]:
+    """What a reviewer reads first about a computed plan, in sentences, not Python dicts."""
+    head = f"plan {result['plan_id']}, hash {result['hash'][:12]}"
+    if result["reused"]:
+        head += (
+            f": same content as the plan computed {result.get('computed', 'earlier')}, reused "
+            "(same id and hash"
+        )
+        approvals = result.get("approvals") or []
+        if approvals:
+            head += "; its decisions still apply: " + "; ".join(
+                f"{a['stage']} {a['decision']} by {a['approver']} ({a['ticket']})"
+                for a in approvals
+            )
+        head += ")"
+    stages = ["provision", "disable", "delete"]
+    return [
+        head,
+        f"IAM users: {result['users']} ({_counted(result['outcomes'])})",
+        f"to create: {result['permission_sets']} permission set(s), "
+        f"{result['assignments']} account assignment(s)",
+        f"actions by stage: {_counted(result['actions'], stages)}; "
+        f"{result['irreversible']} of them irreversible (stage delete)",
+    ]
 
 
 def show_plan(console: Console, spec: Path | str, plan_id: int, output_format: str) -> None:

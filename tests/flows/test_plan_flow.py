@@ -330,3 +330,95 @@ def test_the_approval_form_refuses_a_hash_other_than_the_stored_plans(spec: Path
     assert f"has hash {result['hash'][:12]}, not the {other}" in str(outcome["error"])
     with Store.open(f"sqlite:///{spec.parent / 'state.db'}") as store:
         assert store.get_plan(plan_id).approvals == []
+
+
+def test_blocked_users_access_is_left_out_of_the_plan(tmp_path: Path):
+    import csv
+    import json
+
+    path = tmp_path / "spec.toml"
+    path.write_text('name = "wave-1"\nstate = "sqlite:///state.db"\n')
+    seed_store(f"sqlite:///{tmp_path / 'state.db'}", managed_policies=12)
+    result = plan_flow(str(path))
+    assert result["blocking"] > 0
+    # ana and bo share the one permission set that breaks the quota: nothing to provision.
+    assert result["permission_sets"] == 0 and result["assignments"] == 0
+    assert "provision" not in result["actions"]
+    with open(result["files"]["assignments"]) as handle:
+        assert list(csv.DictReader(handle)) == []
+    plan = json.loads(Path(result["files"]["json"]).read_text())
+    assert {u["outcome"] for u in plan["users"]} == {"skip-blocked"}
+    assert not [a for a in plan["actions"] if a["stage"] == "provision"]
+    markdown = Path(result["files"]["markdown"]).read_text()
+    assert "| Permission sets to create | 0 |" in markdown
+    assert "| Account assignments to create | 0 |" in markdown
+    assert "Left out of this plan: 2 account assignment(s) and 1 permission set(s)" in markdown
+
+
+def test_recomputing_from_a_new_inventory_and_mapping_keeps_the_plan_and_its_approval(
+    spec: Path, tmp_path: Path
+):
+    from flows.apply import check_runnable
+
+    first = plan_flow(str(spec))
+    record_decision(
+        spec, first["plan_id"], approver="cab", ticket="CHG-1", stage="provision",
+        expected_hash=first["hash"],
+    )  # fmt: skip
+    # `iamc inventory` and `iamc map` again, nothing changed: new snapshot, new mapping run.
+    seed_store(f"sqlite:///{tmp_path / 'state.db'}")
+    again = plan_flow(str(spec))
+    assert again["hash"] == first["hash"]
+    assert again["plan_id"] == first["plan_id"] and again["reused"]
+    assert [a["ticket"] for a in again["approvals"]] == ["CHG-1"]
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        assert len(store.list_runs()) == 6  # 2 x (inventory, mapping, plan)
+        info = store.get_plan(first["plan_id"])
+        check_runnable(info, "provision", str(spec))  # the approval still applies
+
+
+def test_plan_show_of_an_applied_plan_says_what_was_applied(spec: Path, tmp_path: Path):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from iamc.views import show_plan
+
+    result = plan_flow(str(spec))
+    plan_id = result["plan_id"]
+    record_decision(
+        spec, plan_id, approver="cab", ticket="CHG-7", stage="provision",
+        expected_hash=result["hash"],
+    )  # fmt: skip
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        migration = store.find_migration("wave-1")
+        run = store.start_run(migration, "apply", {"plan_id": plan_id, "stage": "provision"})
+        store.finish_run(run, "succeeded")
+
+    out = StringIO()
+    show_plan(Console(file=out, width=200), spec, plan_id, "markdown")
+    text = out.getvalue()
+    assert "nothing has been changed" not in text
+    assert "approved by cab (ticket CHG-7)" in text
+    assert f"applied by run {run} (succeeded" in text
+
+
+def test_iamc_plan_prints_sentences_not_python_dicts(spec: Path):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from iamc.views import plan_with_summary
+
+    out = StringIO()
+    plan_with_summary(Console(file=out, width=200), spec, None)
+    text = out.getvalue()
+    assert "{" not in text and "'" not in text, text
+    assert "IAM users: 2 (2 migrate)" in text
+    assert "to create: 1 permission set(s), 2 account assignment(s)" in text
+    import re
+
+    assert re.search(
+        r"actions by stage: \d+ provision, \d+ disable, \d+ delete; \d+ of them irreversible",
+        text,
+    ), text
