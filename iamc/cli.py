@@ -143,6 +143,20 @@ def plan_show(
     views.show_plan(console, spec, plan_id, output_format)
 
 
+@plan_app.command("verify")
+def plan_verify(
+    path: Annotated[Path, typer.Argument(help="A plan.json written by 'iamc plan'.")],
+    spec: SpecOption,
+) -> None:
+    """Check that a plan.json is the stored plan, content and hash; show its approvals.
+
+    Exits 1 and names what differs when the file was edited (or the stored plan changed).
+    """
+    from iamc import views
+
+    views.verify_plan_file(console, spec, path)
+
+
 @app.command("approve")
 def approve(
     plan_id: Annotated[int, typer.Argument(help="The plan's id.")],

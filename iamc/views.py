@@ -170,6 +170,64 @@ def show_plan(console: Console, spec: Path | str, plan_id: int, output_format: s
     console.print(Markdown(render_markdown(plan, meta)))
 
 
+def verify_plan_file(console: Console, spec: Path | str, path: Path) -> None:
+    """Tell a change board whether ``path`` is the stored plan, and its approvals per stage.
+
+    Raises:
+        InputFileError: the file is not a plan.json.
+        PlanMismatchError: the file's content or hash differs from the stored plan's.
+    """
+    import json
+
+    from domain.errors import InputFileError, PlanMismatchError
+    from domain.plan import Stage
+    from domain.plan_verify import compare_plan_file
+    from state.reports import load_plan
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InputFileError(str(path), f"not a readable plan.json: {err}") from err
+    if not isinstance(data, dict) or not isinstance(data.get("plan_id"), int):
+        raise InputFileError(str(path), "no plan_id: not a plan.json written by 'iamc plan'")
+    plan_id = data["plan_id"]
+    plan, meta = load_plan(spec, plan_id)
+    check = compare_plan_file(data, plan, meta["hash"])
+    if plan.content_hash() != meta["hash"]:
+        check.differences.insert(
+            0,
+            f"the stored plan {plan_id} no longer matches its own hash {meta['hash'][:12]}: the "
+            "state DB was changed after the plan was computed",
+        )
+    console.print(
+        f"{escape(str(path))}: plan {plan_id}, stored hash {meta['hash']}", highlight=False
+    )
+    console.print(f"  content hash recomputed from the file: {check.file_hash}", highlight=False)
+    console.print(
+        f"  the stored plan, rendered the same way: {check.expected_hash}", highlight=False
+    )
+    for stage in Stage:
+        decisions = [a for a in meta["approvals"] if a["stage"] in (stage, "all")]
+        text = "; ".join(
+            f"{a['decision']} by {a['approver']} (ticket {a['ticket']}) at {a['at']}"
+            for a in decisions
+        )
+        runs = [r for r in meta.get("runs", []) if r.get("stage") == stage]
+        if runs:
+            text += "; " + ", ".join(f"{r['kind']} run {r['id']} {r['status']}" for r in runs)
+        console.print(f"  stage {stage}: {escape(text or 'not approved')}", highlight=False)
+    if check.differences:
+        raise PlanMismatchError(
+            f"{path} is NOT plan {plan_id} as stored; do not approve from it:\n"
+            + "\n".join(f"  - {d}" for d in check.differences)
+        )
+    console.print(
+        f"[green]identical[/]: this file is plan {plan_id} as stored, byte for byte in content "
+        f"(hash {meta['hash'][:12]})",
+        highlight=False,
+    )
+
+
 # -- identity mapping -------------------------------------------------------------------------
 
 MAPPING_CSV_COLUMNS = [

@@ -422,3 +422,54 @@ def test_iamc_plan_prints_sentences_not_python_dicts(spec: Path):
         r"actions by stage: \d+ provision, \d+ disable, \d+ delete; \d+ of them irreversible",
         text,
     ), text
+
+
+def _iamc(*args: str, cwd: Path):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "iamc.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_plan_verify_tells_the_stored_plan_from_an_edited_file(spec: Path, tmp_path: Path):
+    import json
+
+    result = plan_flow(str(spec))
+    record_decision(
+        spec, result["plan_id"], approver="cab", ticket="CHG-7", stage="provision",
+        expected_hash=result["hash"],
+    )  # fmt: skip
+    plan_json = Path(result["files"]["json"])
+
+    same = _iamc("plan", "verify", str(plan_json), "-c", str(spec), cwd=tmp_path)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "identical" in same.stdout and result["hash"] in same.stdout
+    assert "stage provision: approved by cab (ticket CHG-7)" in same.stdout
+    assert "stage delete: not approved" in same.stdout
+
+    # Someone edits the file on disk: a longer bake period, one action's target.
+    data = json.loads(plan_json.read_text())
+    data["settings"]["bake_days"] = 0
+    edited_action = data["actions"][0]
+    edited_action["target"] = "someone-else"
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(data, indent=2))
+    changed = _iamc("plan", "verify", str(edited), "-c", str(spec), cwd=tmp_path)
+    assert changed.returncode == 1, changed.stdout + changed.stderr
+    assert "is NOT plan" in changed.stderr and "content hash of the file" in changed.stderr
+    assert "section 'settings'" in changed.stderr
+    assert f"section 'actions': 1 changed ({edited_action['id']})" in changed.stderr
+    assert "Traceback" not in changed.stderr
+
+    # The hash line alone edited (to match another plan): also refused, and said so.
+    data = json.loads(plan_json.read_text())
+    data["hash"] = "0" * 64
+    edited.write_text(json.dumps(data))
+    rehashed = _iamc("plan", "verify", str(edited), "-c", str(spec), cwd=tmp_path)
+    assert rehashed.returncode == 1 and "the file says hash 000000000000" in rehashed.stderr
