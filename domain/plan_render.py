@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections import Counter
 from typing import Any
 
@@ -32,11 +33,22 @@ def _unseen_label(finding: Any) -> str:
     return f"{label}: {_cell(finding.details.get('reason', 'not inventoried'))}"
 
 
+# A run of word characters as long as an access key id can be (the API promises 16-128 word
+# characters, so no narrower shape is assumed): each run is looked up once.
+_WORD_RUN = re.compile(r"(?<!\w)\w{16,128}(?!\w)")
+
+
 def mask_key_ids(text: str, key_ids: set[str]) -> str:
-    """Key ids appear as AKIA…WXYZ outside the state DB (the plan there keeps them whole)."""
-    for key_id in sorted(key_ids, key=len, reverse=True):
-        text = text.replace(key_id, mask_key_id(key_id))
-    return text
+    """Key ids appear as AKIA…WXYZ outside the state DB (the plan there keeps them whole).
+
+    One pass over the text with one compiled pattern, whatever the number of keys: a
+    ``str.replace`` per key id scanned a 50 MB plan.json 20,000 times. Key ids are masked
+    where they stand as whole words, which is how plans write them (JSON strings, table cells).
+    """
+    if not key_ids:
+        return text
+    masked = {key_id: mask_key_id(key_id) for key_id in key_ids}
+    return _WORD_RUN.sub(lambda m: masked.get(m.group(), m.group()), text)
 
 
 def render_json(plan: Plan, meta: dict[str, Any]) -> str:
