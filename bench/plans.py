@@ -62,6 +62,11 @@ def store_provision_plan(
         store.finish_run(plan_run, "succeeded")
     if approve_stage:
         record_decision(
-            spec_path, plan_id, approver=approver, ticket="REHEARSAL-1", stage=approve_stage
+            spec_path,
+            plan_id,
+            approver=approver,
+            ticket="REHEARSAL-1",
+            stage=approve_stage,
+            expected_hash=plan.content_hash(),
         )
     return plan_id

@@ -66,6 +66,44 @@ class AwsAccessError(IamcError):
         super().__init__(f"{' '.join(prefix)}: {message}" if prefix else message)
 
 
+class AwsUnreachableError(AwsAccessError):
+    """An AWS endpoint could not be reached (refused, timed out, closed): not a refusal by AWS."""
+
+
+class InventoryIncompleteError(IamcError):
+    """In-scope accounts could not be inventoried; the snapshot holds only those that answered.
+
+    Args:
+        snapshot_id: The snapshot that was stored (partial).
+        run_id: The inventory run, recorded as failed.
+        accounts: How many in-scope accounts were tried.
+        failures: One ``(account_id, account_name, reason, message, what_to_do)`` per account.
+    """
+
+    exit_code = 4
+
+    def __init__(
+        self,
+        snapshot_id: int,
+        run_id: int,
+        accounts: int,
+        failures: list[tuple[str, str, str, str, str]],
+    ):
+        self.snapshot_id, self.run_id, self.accounts = snapshot_id, run_id, accounts
+        self.failures = failures
+        lines = [
+            f"inventory incomplete: {len(failures)} of {accounts} in-scope account(s) could not "
+            f"be read; snapshot {snapshot_id} (run {run_id}, recorded as failed) holds only the "
+            f"{accounts - len(failures)} that answered, and a plan made from it is blocked "
+            "until every in-scope account is inventoried or excluded"
+        ]
+        for account_id, name, reason, message, what_to_do in failures:
+            label = f"{account_id} ({name})" if name else account_id
+            lines.append(f"  {label}: {reason}: {message}")
+            lines.append(f"    what to do: {what_to_do}")
+        super().__init__("\n".join(lines))
+
+
 class UnknownAccountError(IamcError):
     """The spec or a command names an account that is not in the organization."""
 
@@ -100,6 +138,12 @@ class PlanError(IamcError):
     """The plan can't be computed, found, or approved as asked."""
 
     exit_code = 2
+
+
+class PlanMismatchError(PlanError):
+    """A plan file is not the stored plan: its content (or hash) differs from what was stored."""
+
+    exit_code = 1
 
 
 class NoInventoryError(IamcError):

@@ -24,7 +24,19 @@ from domain.records import (
 )
 from domain.teardown import QUARANTINE_POLICY, QUARANTINE_POLICY_NAME, TEARDOWN
 
-PLAN_FORMAT = 1
+# Format 2: the hash covers what the plan does, not where it was computed from (format 1
+# hashed the snapshot and mapping-run ids too, so re-running inventory or map with nothing
+# changed made a new plan and orphaned its approval). Format-1 plans keep their old hash.
+PLAN_FORMAT = 2
+# Recorded in the plan for the reader, left out of its hash.
+PROVENANCE_KEYS = ("inventory_snapshot_id", "mapping_run_id")
+
+
+def hashed_content(content: dict[str, Any]) -> dict[str, Any]:
+    """The part of a plan's content its hash covers: everything but its provenance."""
+    if content.get("format", 1) < 2:
+        return content
+    return {k: v for k, v in content.items() if k not in PROVENANCE_KEYS}
 
 
 class Stage(StrEnum):
@@ -85,6 +97,7 @@ class Plan:
     assignments: list[dict[str, Any]]
     required_customer_policies: list[dict[str, str]]
     findings: list[Finding]
+    format: int = PLAN_FORMAT
 
     @property
     def blocking(self) -> list[Finding]:
@@ -95,7 +108,7 @@ class Plan:
         # Shallow dicts, not dataclasses.asdict: asdict deep-copies every action's params,
         # which dominated planning time at 10,000 users. Params are JSON data already.
         return {
-            "format": PLAN_FORMAT,
+            "format": self.format,
             "migration": self.migration,
             "inventory_snapshot_id": self.inventory_snapshot_id,
             "mapping_run_id": self.mapping_run_id,
@@ -120,7 +133,8 @@ class Plan:
         return found
 
     def content_hash(self) -> str:
-        return sha256_of(self.content())
+        """The hash a change board approves: of the content, not of the ids it came from."""
+        return sha256_of(hashed_content(self.content()))
 
     @classmethod
     def from_content(cls, content: dict[str, Any]) -> Plan:
@@ -135,6 +149,7 @@ class Plan:
             assignments=content["assignments"],
             required_customer_policies=content["required_customer_policies"],
             findings=[Finding(**f) for f in content["findings"]],
+            format=content.get("format", 1),
         )
 
 
@@ -177,6 +192,60 @@ def user_fingerprint(user: User) -> str:
     )
 
 
+def unseen_account_findings(
+    inventories: list[AccountInventory],
+    reasons: dict[str, str],
+    exclude_accounts: list[str],
+) -> list[Finding]:
+    """One finding per in-scope account the inventory could not read.
+
+    A plan made without seeing an account can't say what happens to that account's IAM users:
+    it is blocking, unless the spec now excludes the account (by id, or by its parent OU), in
+    which case it is only noted.
+
+    Args:
+        inventories: The snapshot's accounts; those with ``error`` set were not read.
+        reasons: account id -> failure kind (``unreachable``, ``cannot-assume-role``, ...).
+        exclude_accounts: The spec's ``scope.exclude_accounts``.
+    """
+    findings = []
+    for inventory in sorted(inventories, key=lambda i: i.account.account_id):
+        if not inventory.error:
+            continue
+        account = inventory.account
+        reason = reasons.get(account.account_id, "inventory-failed")
+        label = f"{account.account_id} ({account.name})" if account.name else account.account_id
+        excluded = account.account_id in exclude_accounts or (
+            account.parent_id is not None and account.parent_id in exclude_accounts
+        )
+        details = {"account_name": account.name, "reason": reason, "error": inventory.error}
+        if excluded:
+            findings.append(
+                Finding(
+                    severity="info",
+                    kind="account-not-inventoried-excluded",
+                    message=f"account {label} was not inventoried ({reason}) and the spec now "
+                    "excludes it: nothing is planned for it",
+                    account_id=account.account_id,
+                    details=details,
+                )
+            )
+            continue
+        findings.append(
+            Finding(
+                severity="blocking",
+                kind="account-not-inventoried",
+                message=f"account {label} could not be inventoried ({reason}: "
+                f"{inventory.error}): this plan can't say what happens to its IAM users; run "
+                "'iamc inventory' again once it answers, or exclude it in [scope] "
+                "exclude_accounts",
+                account_id=account.account_id,
+                details=details,
+            )
+        )
+    return findings
+
+
 def _users_blocked(
     findings: list[Finding], group_members: dict[tuple[str, str], list[str]]
 ) -> dict[tuple[str, str], str]:
@@ -189,9 +258,13 @@ def _users_blocked(
     for finding in findings:
         if finding.severity != "blocking" or not finding.account_id:
             continue
-        holders = list(finding.details.get("holders") or [])
+        holders = [
+            *(finding.details.get("holders") or []),
+            *(finding.details.get("needed_by") or []),
+        ]
         if finding.subject:
-            holders.append(finding.subject)
+            # Synthesis joins several holders into one subject: "user a, group b".
+            holders.extend(finding.subject.split(", "))
         for holder in holders:
             kind, _, name = str(holder).partition(" ")
             if kind == "user":
@@ -253,6 +326,52 @@ def build_plan(
             groups_of_identity_group.setdefault(key, []).append(group_mapping.iam_group)
 
     blocked = _users_blocked(findings, group_members)
+
+    def covered_users(assignment: Any) -> list[str]:
+        """The IAM users an assignment gives access to: the user, or the group's members."""
+        key = (assignment.account_id, assignment.principal_id)
+        if assignment.principal_type == "USER":
+            return users_of_identity.get(key, [])
+        return [
+            member
+            for iam_group in groups_of_identity_group.get(key, [])
+            for member in group_members.get((assignment.account_id, iam_group), [])
+        ]
+
+    # A blocked user's access is not provisioned: leave out the assignments that serve only
+    # blocked users (or hand out a permission set a blocking finding names in that account),
+    # and the permission sets no remaining assignment uses.
+    blocked_sets = {
+        (f.account_id, f.details["permission_set"])
+        for f in findings
+        if f.severity == "blocking" and f.account_id and f.details.get("permission_set")
+    }
+    kept_assignments, dropped_assignments = [], []
+    for assignment in synthesis.assignments:
+        covered = covered_users(assignment)
+        if (assignment.account_id, assignment.permission_set_name) in blocked_sets or (
+            covered and all((assignment.account_id, u) in blocked for u in covered)
+        ):
+            dropped_assignments.append(assignment)
+        else:
+            kept_assignments.append(assignment)
+    used_sets = {a.permission_set_name for a in kept_assignments}
+    dropped_sets = sorted(name for name in permission_sets if name not in used_sets)
+    if dropped_assignments:
+        permission_sets = {n: ps for n, ps in permission_sets.items() if n in used_sets}
+        findings.append(
+            Finding(
+                severity="info",
+                kind="blocked-access-left-out",
+                message=f"{len(dropped_assignments)} account assignment(s) and "
+                f"{len(dropped_sets)} permission set(s) of users with blocking errors are left "
+                "out of this plan: they are planned once the errors are fixed",
+                details={
+                    "assignments": len(dropped_assignments),
+                    "permission_sets": dropped_sets,
+                },
+            )
+        )
     actions: list[PlanAction] = []
     assignment_ids: dict[tuple[str, str], list[str]] = {}  # (account, user) -> action ids
     provision_ids: dict[tuple[str, str], str] = {}
@@ -274,14 +393,30 @@ def build_plan(
                 params={"definition": definition},
             )
         )
+    # Customer-managed policies still needed: those the kept permission sets reference, in
+    # the accounts they are still provisioned to.
+    references: dict[str, set[tuple[str, str]]] = {}
+    for name, ps in permission_sets.items():
+        refs = {(c["name"], c.get("path", "/")) for c in ps.customer_managed_policies}
+        boundary = (ps.permissions_boundary or {}).get("customer_managed_policy_reference")
+        if boundary:
+            refs.add((boundary["name"], boundary.get("path", "/")))
+        references[name] = refs
+    needed = {
+        (a.account_id, ref_name, ref_path)
+        for a in kept_assignments
+        for ref_name, ref_path in references.get(a.permission_set_name, set())
+    }
     required: dict[str, list[dict[str, str]]] = {}
     required_list = []
     for account_id, policy_name, path in sorted(synthesis.required_customer_policies):
+        if dropped_assignments and (account_id, policy_name, path) not in needed:
+            continue
         required.setdefault(account_id, []).append({"name": policy_name, "path": path})
         required_list.append({"account_id": account_id, "name": policy_name, "path": path})
 
     assignments = sorted(
-        synthesis.assignments,
+        kept_assignments,
         key=lambda a: (a.account_id, a.permission_set_name, a.principal_type, a.principal_id),
     )
     for account_id, name in sorted({(a.account_id, a.permission_set_name) for a in assignments}):
@@ -323,16 +458,7 @@ def build_plan(
             )
         )
         # Who this assignment gives access to: the user itself, or the group's IAM members.
-        key = (assignment.account_id, assignment.principal_id)
-        if assignment.principal_type == "USER":
-            covered = users_of_identity.get(key, [])
-        else:
-            covered = [
-                member
-                for iam_group in groups_of_identity_group.get(key, [])
-                for member in group_members.get((assignment.account_id, iam_group), [])
-            ]
-        for iam_user in covered:
+        for iam_user in covered_users(assignment):
             assignment_ids.setdefault((assignment.account_id, iam_user), []).append(action_id)
             ps_of_user.setdefault((assignment.account_id, iam_user), []).append(
                 assignment.permission_set_name

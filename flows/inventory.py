@@ -13,12 +13,12 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from domain.errors import AwsAccessError
+from domain.errors import AwsAccessError, AwsUnreachableError, InventoryIncompleteError
 from domain.progress import emit
 from domain.records import Account, AccountInventory, Finding
 from domain.spec import MigrationSpec, load_spec
 from state import Store
-from tasks.aws import AwsSessions, error_code
+from tasks.aws import UNREACHABLE_ERRORS, AwsSessions, error_code, unreachable
 from tasks.iam_users import ClassificationRules, inventory_account
 from tasks.organizations import ScopedAccounts, select_accounts, walk_organization
 
@@ -47,6 +47,28 @@ class AccountOutcome:
     users: int
     error: str | None
     findings: list[Finding]
+    account_name: str = ""
+    reason: str | None = None  # the failure's kind: unreachable, access-denied, ...
+
+
+# What an operator does about each kind of account failure.
+WHAT_TO_DO = {
+    "unreachable": "the AWS endpoint did not answer: check the network, proxy or "
+    "AWS_ENDPOINT_URL, then run 'iamc inventory' again",
+    "cannot-assume-role": "make sure the member role exists in the account and trusts the "
+    "management account, or exclude the account in [scope] exclude_accounts; then run "
+    "'iamc inventory' again",
+    "access-denied": "AWS refused a read: compare the member role with 'iamc policy member' "
+    "(or refresh expired credentials), then run 'iamc inventory' again",
+    "inventory-failed": "AWS answered with an error the inventory could not handle: see "
+    "'iamc report inventory' and run 'iamc inventory' again",
+}
+
+
+def _failure_kind(err: AwsAccessError) -> str:
+    if isinstance(err, AwsUnreachableError):
+        return "unreachable"
+    return "cannot-assume-role" if "cannot assume role" in str(err) else "access-denied"
 
 
 @task(name="resolve-scope", cache_policy=NO_CACHE, persist_result=False)
@@ -55,7 +77,12 @@ def resolve_scope(runtime: _Runtime) -> ScopedAccounts:
     return select_accounts(tree, runtime.spec.scope)
 
 
-@task(name="inventory-account", cache_policy=NO_CACHE, persist_result=False)
+@task(
+    name="inventory-account",
+    task_run_name="inventory {account.account_id}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
 def inventory_one_account(runtime: _Runtime, account: Account) -> AccountOutcome:
     """Read one account and save it; an account that fails becomes findings, not a crash."""
     findings: list[Finding] = []
@@ -64,11 +91,19 @@ def inventory_one_account(runtime: _Runtime, account: Account) -> AccountOutcome
         inventory = inventory_account(
             runtime.sessions.for_account(account.account_id), account, runtime.rules, runtime.now
         )
-    except AwsAccessError as err:
-        inventory = AccountInventory(account=account, error=str(err))
-        kind = "cannot-assume-role" if "cannot assume role" in str(err) else "access-denied"
+    except (AwsAccessError, *UNREACHABLE_ERRORS) as err:
+        # A transport failure that escaped translate_errors is an outage all the same.
+        failure = err if isinstance(err, AwsAccessError) else unreachable(err, account.account_id)
+        inventory = AccountInventory(account=account, error=str(failure))
+        kind = _failure_kind(failure)
         findings.append(
-            Finding(severity="error", kind=kind, message=str(err), account_id=account.account_id)
+            Finding(
+                severity="error",
+                kind=kind,
+                message=str(failure),
+                account_id=account.account_id,
+                details={"reason": kind},
+            )
         )
     except Exception as err:
         # Inventory only reads: one account's failure (an AWS error, a malformed response)
@@ -83,7 +118,7 @@ def inventory_one_account(runtime: _Runtime, account: Account) -> AccountOutcome
                 kind="inventory-failed",
                 message=message,
                 account_id=account.account_id,
-                details={"code": code},
+                details={"code": code, "reason": "inventory-failed"},
             )
         )
     for gap in inventory.gaps:
@@ -99,7 +134,15 @@ def inventory_one_account(runtime: _Runtime, account: Account) -> AccountOutcome
         )
     runtime.store.save_account_inventory(runtime.snapshot_id, inventory)
     emit("account-done", account_id=account.account_id, users=len(inventory.users))
-    return AccountOutcome(account.account_id, len(inventory.users), inventory.error, findings)
+    reason = next((f.kind for f in findings if f.severity == "error"), None)
+    return AccountOutcome(
+        account.account_id,
+        len(inventory.users),
+        inventory.error,
+        findings,
+        account_name=account.name,
+        reason=reason if inventory.error else None,
+    )
 
 
 @flow(name="inventory", log_prints=False)
@@ -112,23 +155,46 @@ def inventory_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]
 
     Returns:
         The run's summary: run id, snapshot id, accounts, users, failed accounts.
+
+    Raises:
+        InventoryIncompleteError: An in-scope account could not be read. The snapshot of the
+            accounts that answered is stored (a plan made from it is blocked), the run is
+            recorded as failed, and the error names each account, its reason and the fix.
     """
     spec = load_spec(spec_path)
     with Store.open(spec.state) as store:
         migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
         run_id = store.start_run(migration_id, "inventory", {"spec": str(Path(spec_path))})
         try:
-            summary = _inventory(spec, store, migration_id, run_id, profile)
+            summary, failures = _inventory(spec, store, migration_id, run_id, profile)
         except BaseException as err:
             store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise
+        if failures:
+            incomplete = InventoryIncompleteError(
+                summary["snapshot_id"],
+                run_id,
+                summary["accounts"],
+                [
+                    (
+                        o.account_id,
+                        o.account_name,
+                        o.reason or "inventory-failed",
+                        o.error or "",
+                        WHAT_TO_DO.get(o.reason or "", WHAT_TO_DO["inventory-failed"]),
+                    )
+                    for o in failures
+                ],
+            )
+            store.finish_run(run_id, "failed", summary=summary, error=str(incomplete))
+            raise incomplete
         store.finish_run(run_id, "succeeded", summary=summary)
         return summary
 
 
 def _inventory(
     spec: MigrationSpec, store: Store, migration_id: int, run_id: int, profile: str | None
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[AccountOutcome]]:
     sessions = AwsSessions.from_spec(spec, profile=profile)
     snapshot_id = store.new_snapshot(migration_id, run_id)
     runtime = _Runtime(spec, sessions, store, snapshot_id)
@@ -139,15 +205,17 @@ def _inventory(
     outcomes = [future.result() for future in futures]
     store.add_findings(run_id, [f for outcome in outcomes for f in outcome.findings])
     store.complete_snapshot(snapshot_id)
-    failed = sorted(o.account_id for o in outcomes if o.error)
-    return {
+    failed = sorted((o for o in outcomes if o.error), key=lambda o: o.account_id)
+    summary = {
         "run_id": run_id,
         "snapshot_id": snapshot_id,
         "accounts": len(outcomes),
-        "accounts_failed": failed,
+        "accounts_failed": [o.account_id for o in failed],
+        "failures": {o.account_id: {"reason": o.reason, "error": o.error} for o in failed},
         "users": sum(o.users for o in outcomes),
         "skipped_accounts": len(scoped.findings),
     }
+    return summary, failed
 
 
 def run_inventory(spec_path: str | Path, profile: str | None = None) -> dict[str, Any]:

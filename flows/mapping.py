@@ -131,9 +131,8 @@ def mapping_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
         identity = read_identity(runtime)
         check_overrides(overrides, group_overrides, identity.users, identity.groups)
         emit("identity-read", users=len(identity.users), groups=len(identity.groups))
-        given = _MappingInput(
-            store.load_snapshot(snapshot.id), identity, overrides, group_overrides
-        )
+        inventories = store.load_snapshot(snapshot.id)
+        given = _MappingInput(inventories, identity, overrides, group_overrides)
         result = map_all(runtime, given)
 
         migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
@@ -156,6 +155,13 @@ def mapping_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
                 "identity_users": len(identity.users),
                 "identity_groups": len(identity.groups),
                 **result.summary(),
+                # What a person must see in map's own output, not only in 'report mapping'.
+                "accounts_not_inventoried": {
+                    i.account.account_id: i.error for i in inventories if i.error
+                },
+                "override_problems": [
+                    f.message for f in result.findings if f.kind == "override-unused"
+                ],
             }
         except BaseException as err:
             store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)

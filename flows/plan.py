@@ -11,13 +11,14 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
+from pydantic import Field, field_validator
 
 from domain.errors import PlanError
-from domain.plan import Plan, build_plan, sha256_of
+from domain.plan import Plan, build_plan, unseen_account_findings
 from domain.plan_render import render_assignments_csv, render_json, render_markdown
 from domain.spec import MigrationSpec, load_spec
 from state import Store
-from state.approvals import record_decision
+from state.approvals import MIN_HASH_PREFIX, record_decision
 from state.reports import load_plan, plan_meta
 from tasks.synthesis import synthesize
 
@@ -48,6 +49,13 @@ def compute_plan(spec: MigrationSpec, store: Store, migration_id: int) -> Plan:
             "run 'iamc map' again so the plan reads one consistent picture"
         )
     inventories = store.load_snapshot(snapshot.id)
+    # Why each unread account failed, as the inventory run filed it (unreachable, denied...).
+    reasons = {
+        f.account_id: str(f.details.get("reason") or f.kind)
+        for f in store.findings(run_id=snapshot.run_id)
+        if f.severity == "error" and f.account_id
+    }
+    unseen = unseen_account_findings(inventories, reasons, spec.scope.exclude_accounts)
     synthesis = synthesize(
         inventories, mapping.user_mappings, mapping.group_mappings, mapping.identity_groups
     )
@@ -60,6 +68,7 @@ def compute_plan(spec: MigrationSpec, store: Store, migration_id: int) -> Plan:
         group_mappings=mapping.group_mappings,
         synthesis=synthesis,
         settings=_plan_settings(spec),
+        extra_findings=unseen,
     )
 
 
@@ -99,13 +108,17 @@ def plan_flow(spec_path: str, out_dir: str | None = None) -> dict[str, Any]:
         run_id = store.start_run(migration_id, "plan", {"spec": spec_path})
         try:
             plan = compute_plan(spec, store, migration_id)
-            content = plan.content()
-            content_hash = sha256_of(content)
+            content_hash = plan.content_hash()
+            # Same content, same plan: an identical plan is reused with its id and approvals,
+            # whatever snapshot or mapping run it was recomputed from (see PLAN_FORMAT).
             plan_id, reused = store.save_plan(
-                migration_id, run_id, content_hash, content, len(plan.blocking)
+                migration_id, run_id, content_hash, plan.content(), len(plan.blocking)
             )
             info = store.get_plan(plan_id)
             meta = plan_meta(info)
+            if reused:
+                # Its files show the stored plan, as approved, byte for byte.
+                plan = Plan.from_content(info.content)
             target = Path(out_dir) if out_dir else Path(spec_path).parent / "plans" / str(plan_id)
             files = write_plan_files(plan, meta, target)
             markdown = render_markdown(plan, meta)
@@ -114,7 +127,14 @@ def plan_flow(spec_path: str, out_dir: str | None = None) -> dict[str, Any]:
                 markdown=markdown,
                 description=f"Plan {plan_id} of {spec.name}, hash {content_hash[:12]}",
             )
-            summary = {"plan_id": plan_id, "hash": content_hash, "reused": reused, **_summary(plan)}
+            summary = {
+                "plan_id": plan_id,
+                "hash": content_hash,
+                "reused": reused,
+                "computed": meta["created"],
+                "approvals": meta["approvals"],
+                **_summary(plan),
+            }
         except BaseException as err:
             store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise
@@ -123,13 +143,32 @@ def plan_flow(spec_path: str, out_dir: str | None = None) -> dict[str, Any]:
 
 
 class ApprovalInput(RunInput):
-    """The form a change board fills in the Prefect UI to approve or reject a plan."""
+    """The form a change board fills in the Prefect UI to approve or reject a plan.
+
+    ``plan_hash`` is prefilled with the hash of the plan this run published; the decision is
+    refused unless it is (a 12+ character prefix of) the stored plan's hash when recorded.
+    """
 
     approver: str
     ticket: str
     decision: Literal["approve", "reject"]
     stage: Literal["all", "provision", "disable", "delete"] = "all"
+    plan_hash: str = Field(
+        default="",
+        description="The plan hash you reviewed (plan.md / the plan artifact): 12+ characters",
+    )
     comment: str = ""
+
+    @field_validator("plan_hash")
+    @classmethod
+    def _hex_prefix(cls, value: str) -> str:
+        value = value.strip().lower()
+        if len(value) < MIN_HASH_PREFIX or any(c not in "0123456789abcdef" for c in value):
+            raise ValueError(
+                f"plan_hash: give at least {MIN_HASH_PREFIX} hex characters of the plan hash "
+                "shown in the plan artifact"
+            )
+        return value
 
 
 @flow(name="plan-and-approve", log_prints=False)
@@ -149,7 +188,11 @@ def plan_and_approve(
         markdown=render_markdown(plan, meta),
         description=f"Plan {plan_id}: approve or reject from this run's Resume form",
     )
-    answer = pause_flow_run(wait_for_input=ApprovalInput, timeout=timeout_seconds)
+    form = ApprovalInput.with_initial_data(
+        description=f"Plan {plan_id}, hash {meta['hash']}: approve or reject",
+        plan_hash=meta["hash"],
+    )
+    answer = pause_flow_run(wait_for_input=form, timeout=timeout_seconds)
     decision = "approved" if answer.decision == "approve" else "rejected"
     return record_decision(
         spec_path,
@@ -158,5 +201,6 @@ def plan_and_approve(
         ticket=answer.ticket,
         decision=decision,
         stage=answer.stage,
+        expected_hash=answer.plan_hash,
         comment=answer.comment,
     )

@@ -144,16 +144,33 @@ def plan_show(
     views.show_plan(console, spec, plan_id, output_format)
 
 
+@plan_app.command("verify")
+def plan_verify(
+    path: Annotated[Path, typer.Argument(help="A plan.json written by 'iamc plan'.")],
+    spec: SpecOption,
+) -> None:
+    """Check that a plan.json is the stored plan, content and hash; show its approvals.
+
+    Exits 1 and names what differs when the file was edited (or the stored plan changed).
+    """
+    from iamc import views
+
+    views.verify_plan_file(console, spec, path)
+
+
 @app.command("approve")
 def approve(
     plan_id: Annotated[int, typer.Argument(help="The plan's id.")],
     spec: SpecOption,
     by: Annotated[str, typer.Option("--by", help="Who approves (name or e-mail).")],
     ticket: Annotated[str, typer.Option("--ticket", help="The change ticket.")],
-    stage: Annotated[str, typer.Option(help="all, provision, disable or delete.")] = "all",
     plan_hash: Annotated[
-        str | None, typer.Option("--hash", help="The hash the reviewer read in plan.md.")
-    ] = None,
+        str,
+        typer.Option(
+            "--hash", help="The plan hash the reviewer read in plan.md (at least 12 characters)."
+        ),
+    ],
+    stage: Annotated[str, typer.Option(help="all, provision, disable or delete.")] = "all",
     comment: str = "",
     reject: Annotated[bool, typer.Option("--reject", help="Record a rejection instead.")] = False,
 ) -> None:

@@ -98,18 +98,8 @@ def plan_with_summary(console: Console, spec: Path | str, out: Path | None) -> d
 
     with console.status("computing the plan…"):
         result = plan_flow(str(spec), str(out) if out else None)
-    outcomes = ", ".join(f"{k} {v}" for k, v in result["outcomes"].items())
-    console.print(
-        f"plan {result['plan_id']} hash {result['hash'][:12]}"
-        + (" (same as an earlier plan: reused)" if result["reused"] else ""),
-        highlight=False,
-    )
-    console.print(f"users: {result['users']} ({outcomes})", highlight=False)
-    console.print(
-        f"permission sets {result['permission_sets']}, assignments {result['assignments']}, "
-        f"actions {result['actions']}, irreversible {result['irreversible']}",
-        highlight=False,
-    )
+    for line in plan_summary_lines(result):
+        console.print(line, highlight=False)
     for kind, path in result["files"].items():
         console.print(f"  {kind}: {path}", highlight=False)
     if result["blocking"]:
@@ -125,6 +115,37 @@ def plan_with_summary(console: Console, spec: Path | str, out: Path | None) -> d
             highlight=False,
         )
     return result
+
+
+def _counted(counts: dict[str, int], order: list[str] | None = None) -> str:
+    keys = [k for k in (order or []) if k in counts] + [k for k in counts if k not in (order or [])]
+    return ", ".join(f"{counts[k]} {k}" for k in keys if counts[k]) or "none"
+
+
+def plan_summary_lines(result: dict[str, Any]) -> list[str]:
+    """What a reviewer reads first about a computed plan, in sentences, not Python dicts."""
+    head = f"plan {result['plan_id']}, hash {result['hash'][:12]}"
+    if result["reused"]:
+        head += (
+            f": same content as the plan computed {result.get('computed', 'earlier')}, reused "
+            "(same id and hash"
+        )
+        approvals = result.get("approvals") or []
+        if approvals:
+            head += "; its decisions still apply: " + "; ".join(
+                f"{a['stage']} {a['decision']} by {a['approver']} ({a['ticket']})"
+                for a in approvals
+            )
+        head += ")"
+    stages = ["provision", "disable", "delete"]
+    return [
+        head,
+        f"IAM users: {result['users']} ({_counted(result['outcomes'])})",
+        f"to create: {result['permission_sets']} permission set(s), "
+        f"{result['assignments']} account assignment(s)",
+        f"actions by stage: {_counted(result['actions'], stages)}; "
+        f"{result['irreversible']} of them irreversible (stage delete)",
+    ]
 
 
 def show_plan(console: Console, spec: Path | str, plan_id: int, output_format: str) -> None:
@@ -147,6 +168,64 @@ def show_plan(console: Console, spec: Path | str, plan_id: int, output_format: s
     )
     console.print(f"plan {plan_id} hash {meta['hash']}: {status}", highlight=False)
     console.print(Markdown(render_markdown(plan, meta)))
+
+
+def verify_plan_file(console: Console, spec: Path | str, path: Path) -> None:
+    """Tell a change board whether ``path`` is the stored plan, and its approvals per stage.
+
+    Raises:
+        InputFileError: the file is not a plan.json.
+        PlanMismatchError: the file's content or hash differs from the stored plan's.
+    """
+    import json
+
+    from domain.errors import InputFileError, PlanMismatchError
+    from domain.plan import Stage
+    from domain.plan_verify import compare_plan_file
+    from state.reports import load_plan
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InputFileError(str(path), f"not a readable plan.json: {err}") from err
+    if not isinstance(data, dict) or not isinstance(data.get("plan_id"), int):
+        raise InputFileError(str(path), "no plan_id: not a plan.json written by 'iamc plan'")
+    plan_id = data["plan_id"]
+    plan, meta = load_plan(spec, plan_id)
+    check = compare_plan_file(data, plan, meta["hash"])
+    if plan.content_hash() != meta["hash"]:
+        check.differences.insert(
+            0,
+            f"the stored plan {plan_id} no longer matches its own hash {meta['hash'][:12]}: the "
+            "state DB was changed after the plan was computed",
+        )
+    console.print(
+        f"{escape(str(path))}: plan {plan_id}, stored hash {meta['hash']}", highlight=False
+    )
+    console.print(f"  content hash recomputed from the file: {check.file_hash}", highlight=False)
+    console.print(
+        f"  the stored plan, rendered the same way: {check.expected_hash}", highlight=False
+    )
+    for stage in Stage:
+        decisions = [a for a in meta["approvals"] if a["stage"] in (stage, "all")]
+        text = "; ".join(
+            f"{a['decision']} by {a['approver']} (ticket {a['ticket']}) at {a['at']}"
+            for a in decisions
+        )
+        runs = [r for r in meta.get("runs", []) if r.get("stage") == stage]
+        if runs:
+            text += "; " + ", ".join(f"{r['kind']} run {r['id']} {r['status']}" for r in runs)
+        console.print(f"  stage {stage}: {escape(text or 'not approved')}", highlight=False)
+    if check.differences:
+        raise PlanMismatchError(
+            f"{path} is NOT plan {plan_id} as stored; do not approve from it:\n"
+            + "\n".join(f"  - {d}" for d in check.differences)
+        )
+    console.print(
+        f"[green]identical[/]: this file is plan {plan_id} as stored, byte for byte in content "
+        f"(hash {meta['hash'][:12]})",
+        highlight=False,
+    )
 
 
 # -- identity mapping -------------------------------------------------------------------------
@@ -187,8 +266,9 @@ def print_mapping_summary(console: Console, summary: dict[str, Any]) -> None:
     )
     console.print(
         f"  {summary['identities']} identities ({summary['identities_in_several_accounts']} with "
-        f"IAM users in several accounts); by rule: "
-        + (", ".join(f"{rule} {n}" for rule, n in summary["by_rule"].items()) or "-"),
+        f"IAM users in several accounts); matched by rule: "
+        + (", ".join(f"{rule} {n}" for rule, n in summary["by_rule"].items()) or "-")
+        + (f"; ambiguous {summary['ambiguous']}" if summary.get("ambiguous") else ""),
         highlight=False,
     )
     console.print(
@@ -197,6 +277,15 @@ def print_mapping_summary(console: Console, summary: dict[str, Any]) -> None:
         f"{summary['workload_users']} workload users need roles, not people",
         highlight=False,
     )
+    for problem in summary.get("override_problems", []):
+        console.print(f"[yellow]warning[/] override: {escape(problem)}", highlight=False)
+    unseen = summary.get("accounts_not_inventoried") or {}
+    for account_id, error in sorted(unseen.items()):
+        console.print(
+            f"[red]not inventoried[/] {account_id}: {escape(error or '')}: its users are not "
+            "mapped, and a plan is blocked until it is inventoried or excluded",
+            highlight=False,
+        )
 
 
 def mapping_user_rows(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,6 +13,37 @@ from state.reports import get_plan_info, plan_meta
 from state.store import Store
 
 APPROVAL_STAGES = ("all", *(s.value for s in Stage))
+# A reviewer proves they read this plan by quoting its hash: 12 hex digits (48 bits) at least,
+# so no shorter prefix, and no other plan's hash, can pass for it by chance.
+MIN_HASH_PREFIX = 12
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def check_reviewed_hash(plan_id: int, stored_hash: str, reviewed: str | None) -> None:
+    """The hash the reviewer quotes must be the stored plan's, 12 hex characters at least.
+
+    Raises:
+        PlanError: missing, too short, not hex, or another plan's hash; the message names
+            the stored hash's first 12 characters to compare with plan.md.
+    """
+    stored = stored_hash[:MIN_HASH_PREFIX]
+    given = (reviewed or "").strip().lower()
+    if not given:
+        raise PlanError(
+            f"plan {plan_id}: an approval must quote the hash the reviewer read in plan.md "
+            f"(--hash, at least {MIN_HASH_PREFIX} hex characters; this plan's begins "
+            f"{stored}): refusing"
+        )
+    if len(given) < MIN_HASH_PREFIX or not _HEX.fullmatch(given):
+        raise PlanError(
+            f"plan {plan_id}: --hash {reviewed!r} is not at least {MIN_HASH_PREFIX} hex "
+            f"characters of a plan hash (this plan's begins {stored}): refusing"
+        )
+    if not stored_hash.startswith(given):
+        raise PlanError(
+            f"plan {plan_id} has hash {stored}, not the {given[:MIN_HASH_PREFIX]} that was "
+            "reviewed: refusing; review the current plan.md"
+        )
 
 
 def record_decision(
@@ -22,14 +54,19 @@ def record_decision(
     ticket: str,
     decision: Literal["approved", "rejected"] = "approved",
     stage: str = "all",
-    expected_hash: str | None = None,
+    expected_hash: str | None,
     comment: str = "",
 ) -> dict[str, Any]:
     """Record who approved (or rejected) which plan hash, for which stage, and when.
 
+    Args:
+        expected_hash: The plan hash the reviewer read (at least its first 12 hex characters):
+            required, so a decision always binds the content that was reviewed.
+
     Raises:
         PlanError: unknown plan; its content no longer matches its hash; the reviewer's hash
-            differs; blocking errors; a decision already recorded for that stage.
+            missing, too short or different; blocking errors; a decision already recorded for
+            that stage.
     """
     if stage not in APPROVAL_STAGES:
         raise PlanError(f"--stage: expected one of {', '.join(APPROVAL_STAGES)}, got {stage!r}")
@@ -44,11 +81,7 @@ def record_decision(
                 f"plan {plan_id} changed since it was computed (stored hash {info.hash[:12]}, "
                 f"content hash {actual[:12]}): refusing; compute a new plan with 'iamc plan'"
             )
-        if expected_hash and not info.hash.startswith(expected_hash):
-            raise PlanError(
-                f"plan {plan_id} has hash {info.hash[:12]}, not the {expected_hash[:12]} that was "
-                "reviewed: refusing; review the current plan.md"
-            )
+        check_reviewed_hash(plan_id, info.hash, expected_hash)
         if decision == "approved" and info.blocking:
             raise PlanError(
                 f"plan {plan_id} has {info.blocking} blocking error(s): fix them and re-plan"

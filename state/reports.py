@@ -99,12 +99,28 @@ def plan_meta(info: Any) -> dict[str, Any]:
     }
 
 
+def plan_runs(store: Store, migration_id: int, plan_id: int) -> list[dict[str, Any]]:
+    """The apply and rollback runs of a plan, oldest first: what was done with it."""
+    return [
+        {
+            "id": run.id,
+            "kind": run.kind,
+            "stage": run.params.get("stage"),
+            "status": run.status,
+            "finished": run.finished.isoformat(timespec="seconds") if run.finished else None,
+        }
+        for run in store.list_runs(migration_id)
+        if run.kind in ("apply", "rollback") and run.params.get("plan_id") == plan_id
+    ]
+
+
 def load_plan(spec_path: str | Path, plan_id: int) -> tuple[Plan, dict[str, Any]]:
-    """A stored plan and its metadata (hash, approvals), checked against its own hash."""
+    """A stored plan and its metadata (hash, approvals, its apply and rollback runs)."""
     spec = load_spec(spec_path)
     with Store.open(spec.state) as store:
         info = get_plan_info(store, spec, plan_id)
-    return Plan.from_content(info.content), plan_meta(info)
+        runs = plan_runs(store, info.migration_id, plan_id)
+    return Plan.from_content(info.content), {**plan_meta(info), "runs": runs}
 
 
 def get_plan_info(store: Store, spec: MigrationSpec, plan_id: int) -> Any:

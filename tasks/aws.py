@@ -13,10 +13,16 @@ import boto3
 import botocore.session
 from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from pyrate_limiter import Duration, Limiter, Rate
 
-from domain.errors import AwsAccessError
+from domain.errors import AwsAccessError, AwsUnreachableError
 from domain.spec import DEFAULT_RATE_LIMITS, MigrationSpec
 
 log = logging.getLogger(__name__)
@@ -32,6 +38,12 @@ CREDENTIAL_ERROR_CODES = frozenset(
         "RequestExpired",
     }
 )
+
+# Transport failures: the endpoint refused, timed out or dropped the connection (botocore's
+# EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError, SSLError are
+# ConnectionErrors; ReadTimeoutError, ConnectionClosedError are HTTPClientErrors). Nothing
+# was refused by AWS: the fix is the network, not IAM.
+UNREACHABLE_ERRORS = (BotoConnectionError, HTTPClientError)
 
 # Refresh assumed-role credentials this long before they expire, so a long inventory or a
 # provisioning wait never sends a request with credentials that lapse mid-flight.
@@ -191,11 +203,16 @@ class AwsSessions:
         """Assume the member role now.
 
         Raises:
+            AwsUnreachableError: STS could not be reached.
             AwsAccessError: "cannot assume role X in account Y: reason".
         """
         session = self.for_account(account_id)
         try:
             session.get_credentials().get_frozen_credentials()
+        except UNREACHABLE_ERRORS as err:
+            with self._lock:
+                self._members.pop(account_id, None)
+            raise unreachable(err, account_id=account_id, operation="sts:AssumeRole") from err
         except ClientError as err:
             with self._lock:
                 self._members.pop(account_id, None)
@@ -207,11 +224,24 @@ class AwsSessions:
             ) from err
 
 
+def unreachable(
+    err: BaseException, account_id: str | None = None, operation: str | None = None
+) -> AwsUnreachableError:
+    """The error for a transport failure: says the endpoint, not AWS, is the problem."""
+    return AwsUnreachableError(
+        f"cannot reach the AWS endpoint ({type(err).__name__}: {err})",
+        account_id=account_id,
+        operation=operation,
+    )
+
+
 @contextmanager
 def translate_errors(account_id: str | None = None, operation: str | None = None) -> Iterator[None]:
     """Turn credential and connection failures into :class:`AwsAccessError` with context.
 
-    Other ``ClientError`` codes pass through: the caller knows what they mean.
+    A transport failure (connection refused, timeouts) becomes :class:`AwsUnreachableError`,
+    so an outage is never reported as a refusal. Other ``ClientError`` codes pass through:
+    the caller knows what they mean.
     """
     try:
         yield
@@ -232,6 +262,8 @@ def translate_errors(account_id: str | None = None, operation: str | None = None
                 operation=operation,
             ) from err
         raise
+    except UNREACHABLE_ERRORS as err:
+        raise unreachable(err, account_id=account_id, operation=operation) from err
     except BotoCoreError as err:
         raise AwsAccessError(str(err), account_id=account_id, operation=operation) from err
 

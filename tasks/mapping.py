@@ -500,7 +500,14 @@ class MappingResult:
             "ambiguous": users[MatchStatus.AMBIGUOUS],
             "identities": len(accounts_of),
             "identities_in_several_accounts": sum(1 for a in accounts_of.values() if len(a) > 1),
-            "by_rule": dict(sorted(Counter(m.rule for m in self.users if m.rule).items())),
+            # Matched users only: an ambiguous user names a rule too, but nothing was decided.
+            "by_rule": dict(
+                sorted(
+                    Counter(
+                        m.rule for m in self.users if m.rule and m.status == MatchStatus.MATCHED
+                    ).items()
+                )
+            ),
             "groups": len(self.groups),
             "groups_matched": groups[MatchStatus.MATCHED],
             "groups_unmatched": groups[MatchStatus.UNMATCHED],
@@ -574,7 +581,9 @@ def map_identities(
                 )
             )
     result.findings.extend(_consistency_findings(result.users))
-    result.findings.extend(_unused_override_findings((overrides, group_overrides), used))
+    result.findings.extend(
+        _unused_override_findings((overrides, group_overrides), used, inventories)
+    )
     return result
 
 
@@ -629,24 +638,49 @@ def _consistency_findings(mappings: list[UserMapping]) -> list[Finding]:
     return findings
 
 
+def _why_unused(row: OverrideRow, is_user: bool, inventories: list[AccountInventory]) -> str:
+    """What is unknown about an override row that never applied: the account, or the name."""
+    accounts = {i.account.account_id: i for i in inventories}
+    if row.account_id != ANY_ACCOUNT and row.account_id not in accounts:
+        return f"unknown account {row.account_id}: not in the inventory snapshot"
+    searched = [accounts[row.account_id]] if row.account_id != ANY_ACCOUNT else inventories
+    where = "any account" if row.account_id == ANY_ACCOUNT else f"account {row.account_id}"
+    name = row.iam_name.lower()
+    if is_user:
+        found = [u for i in searched for u in i.users if u.name.lower() == name]
+        if not found:
+            return f"unknown IAM user {row.iam_name!r}: none in {where}"
+        classes = sorted({str(u.user_class) for u in found if u.user_class != UserClass.HUMAN})
+        if classes and len(classes) == len({str(u.user_class) for u in found}):
+            return (
+                f"IAM user {row.iam_name!r} in {where} is {', '.join(classes)}, not human: "
+                "only human users are mapped"
+            )
+        return f"IAM user {row.iam_name!r} in {where} was decided by an earlier rule"
+    if not any(g.name.lower() == name for i in searched for g in i.groups):
+        return f"unknown IAM group {row.iam_name!r}: none in {where}"
+    return f"IAM group {row.iam_name!r} in {where} was decided by an earlier rule"
+
+
 def _unused_override_findings(
-    all_overrides: tuple[Overrides | None, ...], used: set[tuple[str, int]]
+    all_overrides: tuple[Overrides | None, ...],
+    used: set[tuple[str, int]],
+    inventories: list[AccountInventory],
 ) -> list[Finding]:
     findings = []
     for overrides in all_overrides:
         if overrides is None:
             continue
+        is_user = overrides.header == USER_OVERRIDE_HEADER
         for row in sorted(overrides.rows.values(), key=lambda r: r.line):
             if (overrides.path, row.line) in used:
                 continue
-            where = "any account" if row.account_id == ANY_ACCOUNT else f"account {row.account_id}"
-            noun = "human IAM user" if overrides.header == USER_OVERRIDE_HEADER else "IAM group"
             findings.append(
                 Finding(
                     severity="warning",
                     kind="override-unused",
-                    message=f"{overrides.where(row)}: never applied: no {noun} {row.iam_name!r} "
-                    f"in {where} reached the override rule",
+                    message=f"{overrides.where(row)}: never applied: "
+                    f"{_why_unused(row, is_user, inventories)}",
                     account_id=None if row.account_id == ANY_ACCOUNT else row.account_id,
                     subject=row.iam_name,
                     details={"path": overrides.path, "line": row.line},

@@ -144,12 +144,15 @@ def prefect_api(tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture
 def iamc(sandbox_process: RunningSandbox, prefect_api: str, tmp_path: Path):
-    """``iamc("inventory", "-c", spec)``: the CLI as a user runs it, sandbox exports set."""
+    """``iamc("inventory", "-c", spec)``: the CLI as a user runs it, sandbox exports set.
 
-    def run(*args: str) -> subprocess.CompletedProcess:
+    Keyword arguments are extra environment variables (``AWS_ENDPOINT_URL_IAM=...``).
+    """
+
+    def run(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [*IAMC, *args],
-            env=_cli_env(sandbox_process, prefect_api),
+            env={**_cli_env(sandbox_process, prefect_api), **extra_env},
             cwd=tmp_path,
             capture_output=True,
             text=True,

@@ -110,9 +110,27 @@ def test_bad_input_is_a_clear_error_and_the_state_is_intact(iamc, tmp_path):
         assert store.list_runs()[-1].status == "failed"
 
 
-def test_account_whose_role_cannot_be_assumed_is_a_finding(iamc, sandbox_process, tmp_path):
+def test_an_outage_is_unreachable_and_the_inventory_fails(iamc, sandbox_process, tmp_path):
+    """IAM's endpoint refuses connections (a closed port): not access denied, not a success."""
+    spec = write_spec(tmp_path, SPEC + "max_attempts = 2\n")
+    result = iamc("inventory", "-c", str(spec), AWS_ENDPOINT_URL_IAM="http://127.0.0.1:9")
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "inventory incomplete: 3 of 3 in-scope account(s) could not be read" in result.stderr
+    active = expected_by_account(sandbox_process.control.manifest())
+    for account_id in active:
+        assert f"{account_id} (" in result.stderr
+    assert result.stderr.count(": unreachable:") == 3
+    assert "access-denied" not in result.stderr and "what to do:" in result.stderr
+    assert "Traceback" not in result.stderr
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        run = store.list_runs()[-1]
+        assert (run.kind, run.status) == ("inventory", "failed")
+
+
+def test_account_whose_role_cannot_be_assumed_blocks_the_plan(iamc, sandbox_process, tmp_path):
     manifest = sandbox_process.control.manifest()
     victim = next(iter(expected_by_account(manifest)))
+    victim_name = next(a["name"] for a in manifest["accounts"] if a["account_id"] == victim)
     iam = sandbox_process.member_iam(victim)
     role = "OrganizationAccountAccessRole"
     for policy in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]:
@@ -123,8 +141,11 @@ def test_account_whose_role_cannot_be_assumed_is_a_finding(iamc, sandbox_process
 
     spec = write_spec(tmp_path)
     result = iamc("inventory", "-c", str(spec))
-    assert result.returncode == 0, result.stderr
-    assert "1 accounts failed" in result.stdout
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "1 of 3 in-scope account(s) could not be read" in result.stderr
+    assert f"{victim} ({victim_name}): cannot-assume-role" in result.stderr
+    assert "what to do: make sure the member role exists" in result.stderr
+    # The accounts that answered are stored and reported.
     data = report(iamc, spec)
     rows = {r["account_id"]: r for r in data["accounts"]}
     assert rows[victim]["cis_1_21"] == "UNKNOWN"
@@ -134,3 +155,30 @@ def test_account_whose_role_cannot_be_assumed_is_a_finding(iamc, sandbox_process
     assert ("cannot-assume-role", victim) in kinds
     others = [r for a, r in rows.items() if a != victim]
     assert all(r["cis_1_21"] == "FAIL" and r["users"] == 12 for r in others)
+
+    mapped = iamc("map", "-c", str(spec))
+    assert mapped.returncode == 0, mapped.stderr
+    assert f"not inventoried {victim}" in mapped.stdout
+
+    planned = iamc("plan", "-c", str(spec), "--out", str(tmp_path / "plan"))
+    assert planned.returncode == 2, planned.stdout + planned.stderr
+    markdown = (tmp_path / "plan" / "plan.md").read_text()
+    summary = markdown[markdown.index("## Summary") : markdown.index("## Risks")]
+    assert "Accounts not inventoried" in summary and victim in summary
+    assert victim_name in summary and "cannot-assume-role" in summary
+    plan = json.loads((tmp_path / "plan" / "plan.json").read_text())
+    blocking = [f for f in plan["findings"] if f["severity"] == "blocking"]
+    assert [(f["kind"], f["account_id"]) for f in blocking] == [("account-not-inventoried", victim)]
+    approve = iamc(
+        "approve",
+        str(plan["plan_id"]),
+        "-c",
+        str(spec),
+        "--by",
+        "cab",
+        "--ticket",
+        "CHG-1",
+        "--hash",
+        plan["hash"][:12],
+    )
+    assert approve.returncode == 2 and "blocking error" in approve.stderr

@@ -79,12 +79,22 @@ def test_plan_matches_the_seed_is_stable_and_tracks_one_change(iamc, sandbox_pro
         "cab",
         "--ticket",
         "CHG-8",
+        "--hash",
+        plan["hash"][:12],
         "--stage",
         "provision",
     )
     assert twice.returncode == 2 and "already approved by cab" in twice.stderr
     shown = iamc("plan", "show", str(plan["plan_id"]), "-c", str(spec))
     assert re.search(r"provision approved by cab \(CHG-7\)", shown.stdout)
+
+    # Inventory and map again, nothing changed: the same plan, and its approval still applies.
+    kept, out = plan_once(iamc, spec, tmp_path / "kept")
+    assert kept["hash"] == plan["hash"] and kept["plan_id"] == plan["plan_id"]
+    assert "reused" in out and "provision approved by cab (CHG-7)" in out
+    verified = iamc("plan", "verify", str(tmp_path / "kept" / "plan.json"), "-c", str(spec))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "identical" in verified.stdout
 
     # One user changes in AWS: after re-inventory and re-plan, only its fingerprint moves.
     stale = next(u for u in plan["users"] if u["outcome"] == "retire")

@@ -71,6 +71,8 @@ def test_a_failed_apply_is_retried_like_the_ui_and_completes(
         "cab",
         "--ticket",
         "CHG-9",
+        "--hash",
+        plan["hash"][:12],
         "--stage",
         "provision",
     )

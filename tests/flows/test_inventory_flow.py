@@ -78,3 +78,50 @@ def test_inventory_flow_writes_one_snapshot_per_run(organization, tmp_path):
         )
         # The earlier snapshot stays for comparison.
         assert len(store.load_snapshot(first_snapshot)) == 2
+
+
+def test_an_unreachable_account_fails_the_run_and_the_rest_is_stored(
+    organization, tmp_path, monkeypatch
+):
+    """An outage is not "access denied", and a partial inventory is not a success."""
+    from botocore.exceptions import EndpointConnectionError
+
+    from domain.errors import InventoryIncompleteError
+
+    alpha, beta, _ = organization
+    original = AwsSessions.for_account
+
+    def refuse(request, **_):
+        raise EndpointConnectionError(endpoint_url=request.url)
+
+    def for_account(self, account_id):
+        session = original(self, account_id)
+        if account_id == beta:
+            session._session.register("before-send.iam", refuse, unique_id="outage")
+        return session
+
+    monkeypatch.setattr(AwsSessions, "for_account", for_account)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'name = "wave-1"\nstate = "sqlite:///state.db"\nprotected_users = ["breakglass-*"]\n'
+        "[inventory]\nconcurrency = 2\n[aws]\nmax_attempts = 1\n"
+    )
+
+    with pytest.raises(InventoryIncompleteError) as caught:
+        run_inventory(spec)
+
+    err = caught.value
+    assert err.exit_code != 0
+    assert [(f[0], f[1], f[2]) for f in err.failures] == [(beta, "beta", "unreachable")]
+    message = str(err)
+    assert f"{beta} (beta): unreachable" in message and "what to do:" in message
+    assert "access-denied" not in message
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        run = store.get_run(err.run_id)
+        assert run.status == "failed" and beta in (run.error or "")
+        assert run.summary["accounts_failed"] == [beta]
+        inventories = {i.account.account_id: i for i in store.load_snapshot(err.snapshot_id)}
+        assert len(inventories[alpha].users) == 4 and inventories[alpha].error is None
+        assert "cannot reach the AWS endpoint" in (inventories[beta].error or "")
+        kinds = {(f.kind, f.account_id) for f in store.findings(run_id=err.run_id)}
+        assert ("unreachable", beta) in kinds and ("access-denied", beta) not in kinds

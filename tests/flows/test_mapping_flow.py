@@ -160,3 +160,34 @@ def test_bad_overrides_csv_stops_before_anything_is_stored(organization, tmp_pat
     assert runs_after == runs_before
     assert mapping_after == mapping_before
     assert (tmp_path / "state.db").read_bytes() == db_before
+
+
+def test_map_counts_rules_of_matched_users_and_names_unknown_override_rows(organization, tmp_path):
+    from iamc.views import print_mapping_summary
+
+    (alpha, _beta), _users = organization
+    spec = write_spec(tmp_path, 'overrides = "people.csv"\n')
+    (tmp_path / "people.csv").write_text(
+        "account_id,iam_user,idp_user\n"
+        "999999999999,jane.doe,jane.doe@example.com\n"
+        f"{alpha},no.such.user,jane.doe@example.com\n"
+    )
+    run_inventory(spec)
+    summary = run_mapping(spec)
+
+    # alex.kim is ambiguous by email-localpart: counted as ambiguous, not under its rule.
+    assert summary["ambiguous"] == 1
+    assert summary["by_rule"] == {"tag:email": 2}
+    problems = summary["override_problems"]
+    assert any("people.csv:2" in p and "unknown account 999999999999" in p for p in problems)
+    assert any("people.csv:3" in p and "unknown IAM user 'no.such.user'" in p for p in problems)
+
+    from io import StringIO
+
+    from rich.console import Console
+
+    out = StringIO()
+    print_mapping_summary(Console(file=out, width=200), summary)
+    text = out.getvalue()
+    assert "people.csv:2" in text and "people.csv:3" in text
+    assert "matched by rule: tag:email 2; ambiguous 1" in text

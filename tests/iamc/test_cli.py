@@ -52,3 +52,11 @@ def test_policy_prints_valid_json(tmp_path: Path):
     assert result.returncode == 0
     actions = {a for s in json.loads(result.stdout)["Statement"] for a in s["Action"]}
     assert "sso:CreateAccountAssignment" in actions and "sts:AssumeRole" in actions
+
+
+def test_approve_without_a_hash_is_refused_before_anything_is_read(tmp_path: Path):
+    (tmp_path / "spec.toml").write_text('name = "x"\nstate = "sqlite:///s.db"\n')
+    args = ["approve", "1", "-c", "spec.toml", "--stage", "delete", "--by", "x", "--ticket", "y"]
+    result = run(args, tmp_path)
+    assert result.returncode == 2
+    assert "--hash" in result.stderr and "Missing option" in result.stderr

@@ -164,3 +164,28 @@ def test_member_credentials_are_refreshed_before_expiry(aws):
     now[0] += timedelta(minutes=50)
     iam.list_users()
     assert len(assumed) == 2
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+    ],
+)
+def test_connection_failures_are_unreachable_not_access_denied(failure):
+    import botocore.exceptions
+
+    from domain.errors import AwsUnreachableError
+
+    error = getattr(botocore.exceptions, failure)(endpoint_url="https://iam.amazonaws.com")
+    with (
+        pytest.raises(AwsUnreachableError) as caught,
+        translate_errors(account_id="111111111111", operation="iam:ListUsers"),
+    ):
+        raise error
+    assert isinstance(caught.value, AwsAccessError)  # still an AWS problem to old handlers
+    assert "cannot reach the AWS endpoint" in str(caught.value)
+    assert "111111111111" in str(caught.value)
