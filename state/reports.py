@@ -15,6 +15,7 @@ from domain.plan import Plan
 from domain.records import Finding
 from domain.spec import MigrationSpec, load_spec
 from state.identity import MappingInfo
+from state.runs import STAGE_RUN_KINDS, view_runs
 from state.store import Store
 
 
@@ -100,17 +101,22 @@ def plan_meta(info: Any) -> dict[str, Any]:
 
 
 def plan_runs(store: Store, migration_id: int, plan_id: int) -> list[dict[str, Any]]:
-    """The apply and rollback runs of a plan, oldest first: what was done with it."""
+    """The apply and rollback runs of a plan, oldest first: what was done with it.
+
+    Statuses are the lifecycle's (interrupted, superseded), as ``iamc runs`` shows them.
+    """
+    runs = store.list_runs(migration_id)
+    views = view_runs(runs, store.list_stage_locks())
     return [
         {
             "id": run.id,
             "kind": run.kind,
             "stage": run.params.get("stage"),
-            "status": run.status,
+            "status": views[run.id].status,
             "finished": run.finished.isoformat(timespec="seconds") if run.finished else None,
         }
-        for run in store.list_runs(migration_id)
-        if run.kind in ("apply", "rollback") and run.params.get("plan_id") == plan_id
+        for run in runs
+        if run.kind in STAGE_RUN_KINDS and run.params.get("plan_id") == plan_id
     ]
 
 
