@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from flows.apply import apply_plan, resume, rollback_plan
 from state import Store
 from state.journal import ROLLBACK_PREFIX
 from state.reports import load_plan
-from state.runs import list_runs, run_status
+from state.runs import LOCK_STALE_AFTER, list_runs, run_status, this_process
 from tasks.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
 
 
@@ -137,3 +138,20 @@ def test_an_apply_after_an_interrupted_rollback_checks_aws_not_the_journal(
     summary = apply_plan(spec, plan_id, poll=kit.QUICK)
     assert summary["failed"] == summary["pending"] == 0 and summary["errors"] == []
     assert kit.live_state(clean) == applied
+
+
+def test_a_held_stage_is_refused_at_once_saying_when_the_lease_frees(clean, kit, tmp_path: Path):
+    spec, plan_id = kit.write_approved_plan(clean, tmp_path)
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        holder = f"{this_process()}:other-op"  # a live process: this one
+        assert (
+            store.acquire_stage_lock(plan_id, "provision", holder, stale_after=LOCK_STALE_AFTER)
+            is None
+        )
+    clean.control.reset_calls()
+    began = time.monotonic()
+    with pytest.raises(ApplyRefused, match=r"lease frees at \d\d:\d\d:\d\d UTC, in \d+ s"):
+        apply_plan(spec, plan_id, poll=kit.QUICK)
+    assert time.monotonic() - began < 5
+    assert clean.control.calls()["total"] == 0  # refused before any AWS read
+    assert [r for r in list_runs(spec) if r["kind"] == "apply"] == []
