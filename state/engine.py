@@ -9,18 +9,17 @@ import re
 import threading
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from domain.errors import StateError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +78,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
     Returns:
         The configuration.
     """
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     if connection is not None:
@@ -174,6 +175,44 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+_REVISION_LINE = re.compile(r'^(revision|down_revision)\b[^=]*=\s*"?([0-9A-Za-z_]+|None)"?', re.M)
+_code_head: str | None = None
+
+
+def code_head() -> str:
+    """The head revision of this code's migrations, read from the revision files' text.
+
+    Cheaper than Alembic's script directory (which imports every revision); the schema
+    tests check that it agrees with Alembic's head.
+
+    Raises:
+        StateError: The revisions do not form one line ending in exactly one head.
+    """
+    global _code_head
+    if _code_head is None:
+        revisions, parents = set(), set()
+        for path in (migrations_dir() / "versions").glob("*.py"):
+            found = dict(_REVISION_LINE.findall(path.read_text()))
+            if "revision" in found:
+                revisions.add(found["revision"])
+                parents.add(found.get("down_revision"))
+        heads = sorted(revisions - parents)
+        if len(heads) != 1:
+            raise StateError(f"the state DB migrations have {len(heads)} heads: {heads}")
+        _code_head = heads[0]
+    return _code_head
+
+
+def _current_revisions(engine: Engine) -> tuple[str, ...]:
+    """The DB's Alembic revisions, read with plain SQL; empty if it has none yet."""
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT version_num FROM alembic_version"))
+            return tuple(sorted(row[0] for row in rows))
+    except SQLAlchemyError:
+        return ()
+
+
 def upgrade_to_head(engine: Engine) -> str:
     """Upgrade the schema to this code's head, refusing a DB newer than the code.
 
@@ -190,6 +229,16 @@ def upgrade_to_head(engine: Engine) -> str:
     Raises:
         StateError: The DB is at a revision this code does not know.
     """
+    head = code_head()
+    if _current_revisions(engine) == (head,):
+        # At head already, the common case: no Alembic import, no DDL lock (~0.5 s saved on
+        # every command; the advisory lock and Alembic run only when an upgrade is due).
+        return head
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
     script = ScriptDirectory.from_config(alembic_config())
     head = script.get_current_head()
     known = {revision.revision for revision in script.walk_revisions()}
@@ -211,6 +260,11 @@ def upgrade_to_head(engine: Engine) -> str:
             )
         if tuple(current) != (head,):
             log.info("upgrading state DB from %s to %s", current or "empty", head)
-            command.upgrade(alembic_config(connection), "head")
+            try:
+                command.upgrade(alembic_config(connection), "head")
+            except CommandError as err:
+                raise StateError(
+                    f"cannot upgrade state DB {mask_url(str(engine.url))}: {err}"
+                ) from err
     assert head is not None
     return head

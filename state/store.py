@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
-from alembic.util import CommandError
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -74,7 +73,7 @@ class Store(RunsMixin, StageLockMixin, SnapshotMixin, IdentityMixin, PlanMixin, 
             if engine is not None:
                 engine.dispose()
             raise
-        except (SQLAlchemyError, CommandError, OSError, ImportError) as err:
+        except (SQLAlchemyError, OSError, ImportError) as err:
             if engine is not None:
                 engine.dispose()
             raise StateError(f"cannot open state DB {masked}: {_reason(err)}") from err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -12,7 +14,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from domain.errors import StateError
 from state import Store
-from state.engine import alembic_config, migrations_dir
+from state.engine import alembic_config, code_head, migrations_dir
 from state.models import Base
 
 # Facts about a password (whether one is set, when used) are fine; the password is not.
@@ -25,6 +27,22 @@ def test_one_head_with_readable_ids() -> None:
     assert len(script.get_heads()) == 1
     revisions = [revision.revision for revision in script.walk_revisions()]
     assert all(re.fullmatch(r"\d{4}", revision) for revision in revisions)
+    # The fast path that skips Alembic when a DB is at head reads the same head from text.
+    assert code_head() == script.get_current_head()
+
+
+def test_a_db_at_head_opens_without_importing_alembic(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    Store.open(url).close()  # creates and upgrades (imports Alembic)
+    probe = (
+        "import sys; from state import Store; "
+        f"Store.open({url!r}).close(); "
+        "print('alembic' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
 
 
 def test_migrations_package_is_found_without_alembic_ini() -> None:
