@@ -25,6 +25,11 @@ sandbox_app = typer.Typer(help="A strict local AWS organization (moto) to rehear
 app.add_typer(sandbox_app, name="sandbox")
 report_app = typer.Typer(help="Reports from the state store.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
+server_app = typer.Typer(
+    help="The local Prefect server the step commands report to (started by the first).",
+    no_args_is_help=True,
+)
+app.add_typer(server_app, name="server")
 
 # Reports are wide tables: when output goes to a file or pipe, don't squeeze them to 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 200
@@ -85,8 +90,16 @@ def inventory(spec: SpecOption, profile: ProfileOption = None) -> None:
     """Inventory the IAM users of every in-scope member account into a new snapshot."""
     from iamc import views
 
+    _report_to_prefect()
     views.inventory_with_progress(console, spec, profile)
     console.print(f"next: iamc report inventory -c {spec}", style="dim")
+
+
+def _report_to_prefect() -> None:
+    """Flows of this command report to the local Prefect server (started once, then reused)."""
+    from iamc.prefect_server import use_local_server
+
+    use_local_server(err_console)
 
 
 @report_app.command("inventory")
@@ -125,6 +138,7 @@ def plan(
         raise typer.BadParameter("missing option --spec / -c", param_hint="--spec")
     from iamc import views
 
+    _report_to_prefect()
     result = views.plan_with_summary(console, spec, out)
     if result["blocking"]:
         raise typer.Exit(2)
@@ -206,6 +220,7 @@ def apply(
     """Apply one stage of an approved plan, journaled: a resume continues where it stopped."""
     from iamc import views
 
+    _report_to_prefect()
     views.apply_with_progress(console, spec, plan_id, stage)
 
 
@@ -236,6 +251,7 @@ def resume(
     """Continue a failed or interrupted apply or rollback run; done steps are skipped."""
     from iamc import views
 
+    _report_to_prefect()
     views.resume_with_progress(console, spec, run_id)
 
 
@@ -250,6 +266,7 @@ def rollback(
     """Undo what an apply run created (assignments, then permission sets); adopted ones stay."""
     from iamc import views
 
+    _report_to_prefect()
     views.rollback_with_listing(console, spec, run_id, dry_run)
 
 
@@ -258,6 +275,7 @@ def map_identities(spec: SpecOption, profile: ProfileOption = None) -> None:
     """Map the latest inventory's human IAM users and groups to Identity Center identities."""
     from iamc import views
 
+    _report_to_prefect()
     views.mapping_with_status(console, spec, profile)
     console.print(f"next: iamc report mapping -c {spec} --unmatched", style="dim")
 
@@ -368,6 +386,36 @@ def demo(
         workdir=workdir,
         console=console,
     )
+
+
+@server_app.command("start")
+def server_start() -> None:
+    """Start the local Prefect server now (the first step command otherwise does)."""
+    from iamc import prefect_server
+
+    server = prefect_server.running() or prefect_server.start(err_console)
+    console.print(f"Prefect server: {server.ui_url} (API {server.api_url}, pid {server.pid})")
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Whether the local Prefect server runs, and where its UI is; exit 1 if it does not."""
+    from iamc import prefect_server
+
+    server = prefect_server.running()
+    if server is None:
+        console.print("no local Prefect server runs; the next step command starts one")
+        raise typer.Exit(1)
+    console.print(f"Prefect server: {server.ui_url} (API {server.api_url}, pid {server.pid})")
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the local Prefect server (runs stay in its database for the next start)."""
+    from iamc import prefect_server
+
+    stopped = prefect_server.stop()
+    console.print(f"stopped the Prefect server (pid {stopped.pid})" if stopped else "none ran")
 
 
 def main() -> None:

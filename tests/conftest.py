@@ -83,6 +83,8 @@ def pytest_configure(config: pytest.Config) -> None:
     home = tempfile.mkdtemp(prefix=f"iamc-prefect-{worker}-")
     os.environ["PREFECT_HOME"] = home
     os.environ.pop("PREFECT_API_URL", None)
+    # CLI runs in tests use a temporary server each, or the one a test starts: none outlives it.
+    os.environ["IAMC_LOCAL_PREFECT_SERVER"] = "off"
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
     os.environ["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "false"
