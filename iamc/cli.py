@@ -420,6 +420,9 @@ def server_stop() -> None:
 
 def main() -> None:
     """Console-script entry point: runs the app and maps our errors to messages and exit codes."""
+    # Prefect's temporary server (when no local or remote one is used) gets 20 s to start by
+    # default; a busy machine misses that and the command fails before doing anything.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     try:
         app()
     except IamcError as err:

@@ -85,6 +85,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("PREFECT_API_URL", None)
     # CLI runs in tests use a temporary server each, or the one a test starts: none outlives it.
     os.environ["IAMC_LOCAL_PREFECT_SERVER"] = "off"
+    # Prefect's temporary server gets 20 s to start by default, which a loaded 2-core machine
+    # misses ("Timed out while attempting to connect to ephemeral Prefect API server").
+    os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
     os.environ["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "false"
