@@ -36,7 +36,8 @@ NEIGHBOUR_BYTES = 4096
 
 _KEY_ID_RE = re.compile(KEY_ID_PATTERN)
 _ALNUM = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
-_SECRET_RUN_RE = re.compile(rb"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{40}(?![A-Za-z0-9+/=])")
+# 40 secret characters not inside a longer run ('=' after it would be base64 padding of one).
+_SECRET_RUN_RE = re.compile(rb"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{40}(?![A-Za-z0-9+/=])")
 # A secret-looking name, an assignment of some syntax (=, :, =>, :=, a tuple's comma, an XML
 # element's >), optional quotes, then exactly 40 secret characters.
 _SECRET_ASSIGNMENT_RE = re.compile(
