@@ -189,7 +189,7 @@ class _ContentScanner:
             hit = False
             for name, content in members:
                 result.stats.archive_members += 1
-                inner = f"{display}!{name}" if name else display.removesuffix(".gz")
+                inner = f"{display}!{name}"
                 hit |= self.scan(content, inner, result, inner_source, depth + 1, budget, **fields)
             return hit
         except _ArchiveBomb as bomb:
@@ -253,26 +253,24 @@ class _ContentScanner:
         inflater = zlib.decompressobj(wbits=31)
         chunks: list[bytes] = []
         produced = 0
-        view = memoryview(data)
-        for offset in range(0, len(data), MiB):
-            chunk = inflater.decompress(view[offset : offset + MiB], limit + 1 - produced)
+        pending: bytes | memoryview = memoryview(data)
+        while not inflater.eof:
+            # At most 1 MiB out per call: a bomb is caught after inflating 1 MiB past a limit.
+            chunk = inflater.decompress(pending, MiB)
+            pending = inflater.unconsumed_tail
+            if not chunk and not pending:
+                raise EOFError("gzip stream ends early")
             produced += len(chunk)
             chunks.append(chunk)
-            while inflater.unconsumed_tail and produced <= limit:
-                chunk = inflater.decompress(inflater.unconsumed_tail, limit + 1 - produced)
-                produced += len(chunk)
-                chunks.append(chunk)
-            self._check_gzip(produced, limit, offset + MiB)
-            if inflater.eof:
-                break
-        if not inflater.eof:
-            raise EOFError("gzip stream ends early")
+            self._check_gzip(produced, limit, len(data) - len(pending))
         self._count(budget, 1, produced)
         content = b"".join(chunks)
         if archive_kind(content[:SNIFF_BYTES]) == "tar":
             yield from self._tar_members(content, budget)
         else:
-            yield "", content
+            # A single compressed file: name it as gunzip would.
+            name = display.rsplit("!", 1)[-1].rsplit("/", 1)[-1]
+            yield name.removesuffix(".gz").removesuffix(".gzip") or "content", content
 
     def _check_gzip(self, produced: int, limit: int, consumed: int) -> None:
         if produced > limit:

@@ -144,7 +144,7 @@ def test_manifest_classes_match_what_iam_reports(seeded, client) -> None:
 def test_samples_hold_the_planted_key(seeded) -> None:
     manifest, samples = seeded[1], seeded[2]
     assert manifest.sample_key_id and manifest.sample_key_id.startswith("AKIA")
-    texts = {p.name: p.read_text() for p in samples.iterdir()}
+    texts = {p.name: p.read_text() for p in samples.iterdir() if p.is_file()}
     for name in ("upload_reports.py", ".env", "main.tf"):
         assert manifest.sample_key_id in texts[name]
     assert FALSE_POSITIVE_KEY_ID in texts["upload_reports.py"]
