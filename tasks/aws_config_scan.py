@@ -436,14 +436,14 @@ def scan_account(
                 except NotImplementedError as err:
                     # moto in-process raises this for operations it lacks.
                     result.gaps.append(
-                        ScanGap(account_id, name, "?", f"not implemented: {err}", region)
+                        ScanGap(account_id, str(name), "?", f"not implemented: {err}", region)
                     )
                 except ClientError as err:
                     reason = _gap_reason(err)
                     if reason is None:
                         raise
                     operation = err.operation_name
-                    result.gaps.append(ScanGap(account_id, name, operation, reason, region))
+                    result.gaps.append(ScanGap(account_id, str(name), operation, reason, region))
             for operation, count in counter.calls.items():
                 result.stats.calls[operation] = result.stats.calls.get(operation, 0) + count
     for gap in result.gaps:
