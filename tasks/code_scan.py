@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import multiprocessing
 import os
 import stat
 import subprocess
@@ -20,7 +21,7 @@ import threading
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -61,7 +62,7 @@ class ScanOptions:
         limits: Archive-bomb limits.
         max_file_bytes: Larger files and blobs are skipped with a reason.
         history: Also scan the git history of paths that are repositories.
-        workers: Threads reading the working tree (file reads and Hyperscan overlap); None: 2.
+        workers: Processes scanning a large working tree; None: up to 2 (the cores here).
         engine: The detection engine ("auto", "hyperscan", "re").
     """
 
@@ -82,18 +83,18 @@ class _Budget:
     bytes: int = 0
 
 
-def is_binary(head: bytes) -> bool:
+def is_binary(data: bytes) -> bool:
     """Binary by content: a NUL byte in the first block."""
-    return b"\0" in head[:SNIFF_BYTES]
+    return data.find(b"\0", 0, SNIFF_BYTES) != -1
 
 
-def archive_kind(head: bytes) -> str | None:
+def archive_kind(data: bytes) -> str | None:
     """'zip', 'gzip' or 'tar' from the magic bytes, or None."""
-    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+    if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
-    if head[:2] == b"\x1f\x8b":
+    if data.startswith(b"\x1f\x8b"):
         return "gzip"
-    if len(head) >= 262 and head[257:262] == b"ustar":
+    if data.startswith(b"ustar", 257):
         return "tar"
     return None
 
@@ -124,7 +125,7 @@ class _ContentScanner:
         **fields: object,
     ) -> bool:
         """Scan ``data`` shown as ``display``; returns whether anything was hit."""
-        kind = archive_kind(data[:SNIFF_BYTES])
+        kind = archive_kind(data)
         if kind is not None:
             return self._archive(kind, data, display, result, source, depth, budget, **fields)
         if is_binary(data):
@@ -265,7 +266,7 @@ class _ContentScanner:
             self._check_gzip(produced, limit, len(data) - len(pending))
         self._count(budget, 1, produced)
         content = b"".join(chunks)
-        if archive_kind(content[:SNIFF_BYTES]) == "tar":
+        if archive_kind(content) == "tar":
             yield from self._tar_members(content, budget)
         else:
             # A single compressed file: name it as gunzip would.
@@ -282,13 +283,14 @@ class _ContentScanner:
 # -- working tree -----------------------------------------------------------------------------
 
 
-def _walk(root: Path, result: ScanResult, root_label: str) -> Iterator[tuple[Path, str, int]]:
+def _walk(root: Path, result: ScanResult, root_label: str) -> Iterator[tuple[str, str, int]]:
     """(path, path relative to root, size) of every regular file, .git internals excepted."""
-    stack = [(root, "")]
+    stack = [(str(root), "")]
     while stack:
         directory, prefix = stack.pop()
         try:
-            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
         except OSError as err:
             result.skipped.append(
                 SkippedItem(prefix or ".", f"cannot list directory: {err.strerror}", "", root_label)
@@ -296,9 +298,9 @@ def _walk(root: Path, result: ScanResult, root_label: str) -> Iterator[tuple[Pat
             continue
         subdirs = []
         for entry in entries:
-            relative = f"{prefix}{entry.name}"
             if entry.name == ".git":
                 continue  # repository internals (a directory, or a file in worktrees)
+            relative = prefix + entry.name
             try:
                 info = entry.stat(follow_symlinks=False)
             except OSError as err:
@@ -306,13 +308,12 @@ def _walk(root: Path, result: ScanResult, root_label: str) -> Iterator[tuple[Pat
                     SkippedItem(relative, f"cannot stat: {err.strerror}", "", root_label)
                 )
                 continue
-            if stat.S_ISLNK(info.st_mode):
-                continue  # not followed: its target is scanned where it lives, if in a root
-            if stat.S_ISDIR(info.st_mode):
-                subdirs.append((Path(entry.path), relative + "/"))
-            elif stat.S_ISREG(info.st_mode):
-                yield Path(entry.path), relative, info.st_size
-            else:
+            mode = info.st_mode
+            if stat.S_ISREG(mode):
+                yield entry.path, relative, info.st_size
+            elif stat.S_ISDIR(mode):
+                subdirs.append((entry.path, relative + "/"))
+            elif not stat.S_ISLNK(mode):  # links are not followed: targets are scanned in place
                 result.skipped.append(
                     SkippedItem(
                         relative, "not a regular file (device, FIFO or socket)", "", root_label
@@ -321,14 +322,70 @@ def _walk(root: Path, result: ScanResult, root_label: str) -> Iterator[tuple[Pat
         stack.extend(reversed(subdirs))
 
 
-def _read_file(path: Path, size_limit: int) -> bytes:
-    """The content; only the first block of a binary non-archive is read."""
-    with open(path, "rb") as handle:
-        head = handle.read(SNIFF_BYTES)
-        if archive_kind(head) is None and is_binary(head):
-            return head
-        rest = handle.read(size_limit + 1 - len(head))
-        return head + rest
+def _read_file(path: str | Path, size_limit: int) -> bytes:
+    """The content; of a large binary non-archive only the first block is read."""
+    with open(path, "rb", buffering=0) as handle:
+        if os.fstat(handle.fileno()).st_size > 8 * SNIFF_BYTES:
+            head = handle.read(SNIFF_BYTES)
+            if archive_kind(head) is None and is_binary(head):
+                return head
+            handle.seek(0)
+        return handle.read(size_limit + 1) or b""
+
+
+# Below this many bytes a tree is scanned in-process: starting workers would cost more.
+PARALLEL_MIN_BYTES = 64 * MiB
+_BATCH_BYTES = 8 * MiB
+_WORKER_DETECTORS: dict[tuple[bytes, str], KeyDetector] = {}
+
+
+def _scan_files(
+    files: list[tuple[str, str, int]],
+    label: str,
+    options: ScanOptions,
+    detector: KeyDetector | None = None,
+    salt: bytes = b"",
+) -> tuple[ScanResult, set[str]]:
+    """Scan a batch of working-tree files (in this process or a worker process)."""
+    if detector is None:  # in a worker: one detector per process and salt
+        key = (salt, options.engine)
+        detector = _WORKER_DETECTORS.get(key) or KeyDetector(salt, engine=options.engine)
+        _WORKER_DETECTORS[key] = detector
+    scanner = _ContentScanner(detector, options, label)
+    result = ScanResult()
+    hit_blobs: set[str] = set()
+    source = str(HitSource.WORKING_TREE)
+    for path, relative, size in files:
+        if size > options.max_file_bytes:
+            result.skipped.append(
+                SkippedItem(relative, f"larger than {options.max_file_bytes} bytes", source, label)
+            )
+            continue
+        try:
+            data = _read_file(path, options.max_file_bytes)
+        except OSError as err:
+            result.skipped.append(
+                SkippedItem(relative, f"cannot read: {err.strerror or err}", source, label)
+            )
+            continue
+        result.stats.files += 1
+        result.stats.bytes += size
+        if scanner.scan(data, relative, result, source):
+            hit_blobs.add(git_blob_id(data))
+    return result, hit_blobs
+
+
+def _batches(files: list[tuple[str, str, int]]) -> Iterator[list[tuple[str, str, int]]]:
+    batch: list[tuple[str, str, int]] = []
+    size = 0
+    for item in files:
+        batch.append(item)
+        size += item[2]
+        if size >= _BATCH_BYTES or len(batch) >= 2048:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def scan_working_tree(
@@ -340,9 +397,12 @@ def scan_working_tree(
 ) -> tuple[ScanResult, set[str]]:
     """Scan every file under ``root`` (untracked and ignored ones too), opening archives.
 
+    Trees of at least :data:`PARALLEL_MIN_BYTES` are spread over ``options.workers``
+    processes (forkserver: safe from a process with threads, such as a Prefect worker).
+
     Args:
         root: A directory.
-        detector: The scan's detector (holds the salt).
+        detector: The scan's detector (holds the salt; workers get the same salt).
         options: Limits and worker count.
         root_label: How the root is named in records (default: ``str(root)``).
 
@@ -352,50 +412,26 @@ def scan_working_tree(
     """
     options = options or ScanOptions()
     label = root_label or str(root)
-    scanner = _ContentScanner(detector, options, label)
     result = ScanResult()
+    files = list(_walk(root, result, label))
+    workers = options.workers if options.workers is not None else min(2, os.cpu_count() or 1)
+    total = sum(size for _, _, size in files)
     hit_blobs: set[str] = set()
-    lock = threading.Lock()
-
-    def scan_one(item: tuple[Path, str, int]) -> None:
-        path, relative, size = item
-        local = ScanResult()
-        if size > options.max_file_bytes:
-            local.skipped.append(
-                SkippedItem(
-                    relative, f"larger than {options.max_file_bytes} bytes", "working-tree", label
-                )
-            )
-        else:
-            try:
-                data = _read_file(path, options.max_file_bytes)
-            except OSError as err:
-                local.skipped.append(
-                    SkippedItem(
-                        relative, f"cannot read: {err.strerror or err}", "working-tree", label
-                    )
-                )
-            else:
-                local.stats.files += 1
-                local.stats.bytes += size
-                if scanner.scan(data, relative, local, str(HitSource.WORKING_TREE)):
-                    blob = git_blob_id(data)
-                    with lock:
-                        hit_blobs.add(blob)
-        with lock:
-            result.extend(local)
-
-    files = _walk(root, result, label)
-    workers = options.workers if options.workers is not None else 2
-    if workers <= 1:
-        for item in files:
-            scan_one(item)
+    if workers <= 1 or total < PARALLEL_MIN_BYTES:
+        partial, hit_blobs = _scan_files(files, label, options, detector)
+        result.extend(partial)
     else:
-        # Reads release the GIL, so a second thread keeps the disk/page cache busy while the
-        # first one runs the engine; results are merged under a lock and sorted below.
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan") as pool:
-            for _ in pool.map(scan_one, files):
-                pass
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            jobs = [
+                pool.submit(_scan_files, batch, label, options, None, detector.salt)
+                for batch in _batches(files)
+            ]
+            for job in jobs:
+                partial, blobs = job.result()
+                result.extend(partial)
+                hit_blobs |= blobs
     _sort(result)
     return result, hit_blobs
 

@@ -40,10 +40,14 @@ _ALNUM = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 _SECRET_RUN_RE = re.compile(rb"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{40}(?![A-Za-z0-9+/=])")
 # A secret-looking name, an assignment of some syntax (=, :, =>, :=, a tuple's comma, an XML
 # element's >), optional quotes, then exactly 40 secret characters.
-_SECRET_ASSIGNMENT_RE = re.compile(
-    rb"(?i:secret)[A-Za-z0-9_.\-]{0,40}[\"']?\s{0,8}(?:=>|:=|=|:|,|>)\s{0,8}[\"']?"
-    rb"([A-Za-z0-9+/]{40})(?![A-Za-z0-9+/=])"
+_SECRET_ASSIGNMENT = (
+    rb"(?i:secret)[A-Za-z0-9_.\-]{0,24}[\"']?\s{0,8}(?:=>|:=|=|:|,|>)\s{0,8}[\"']?"
+    rb"[A-Za-z0-9+/]{40}"
 )
+_SECRET_ASSIGNMENT_RE = re.compile(
+    _SECRET_ASSIGNMENT[: -len(rb"[A-Za-z0-9+/]{40}")] + rb"([A-Za-z0-9+/]{40})(?![A-Za-z0-9+/=])"
+)
+_SECRET_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 _HEX40_RE = re.compile(rb"[0-9a-f]{40}|[0-9A-F]{40}")
 _BASE32 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 # Random 40-character secrets carry ~4.7 bits per character; English-like identifiers < 4.2.
@@ -115,7 +119,8 @@ class _Engine(Protocol):
     name: str
 
     def candidates(self, data: bytes) -> tuple[list[int], list[int]]:
-        """(start offsets of key-id matches, start offsets of 'secret' in any case)."""
+        """(start offsets of key-id matches, start offsets of 40-character values assigned
+        to a secret-looking name)."""
         ...
 
 
@@ -126,19 +131,20 @@ class _StdlibEngine:
 
     def candidates(self, data: bytes) -> tuple[list[int], list[int]]:
         ids = [m.start() for m in _KEY_ID_RE.finditer(data)]
-        names: list[int] = []
+        values: set[int] = set()
         for literal in (b"ecret", b"ECRET"):  # secret, Secret, SECRET, aws_secret…, secretKey
             at = data.find(literal, 1)
             while at != -1:
                 if data[at - 1] in b"sS":
-                    names.append(at - 1)
+                    match = _SECRET_ASSIGNMENT_RE.match(data, at - 1, at + 160)
+                    if match is not None:
+                        values.add(match.start(1))
                 at = data.find(literal, at + 1)
-        names.sort()
-        return ids, names
+        return ids, sorted(values)
 
 
 class _HyperscanEngine:
-    """Hyperscan: both patterns in one pass (~6 GB/s on this machine)."""
+    """Hyperscan: key ids and secret assignments in one pass (~6 GB/s on this machine)."""
 
     name = "hyperscan"
 
@@ -153,28 +159,31 @@ class _HyperscanEngine:
         if db is None:
             hs = self._hyperscan
             db = hs.Database(mode=hs.HS_MODE_BLOCK)
+            # The whole assignment, not just "secret": the word is common in code and a
+            # Python callback per occurrence would cost more than the scan itself.
             db.compile(
-                expressions=[KEY_ID_PATTERN, rb"secret"],
+                expressions=[KEY_ID_PATTERN, _SECRET_ASSIGNMENT],
                 ids=[0, 1],
                 elements=2,
-                flags=[0, hs.HS_FLAG_CASELESS],
+                flags=[0, 0],
             )
             self._local.db = db
         return db
 
     def candidates(self, data: bytes) -> tuple[list[int], list[int]]:
         ids: list[int] = []
-        names: list[int] = []
+        values: set[int] = set()
+        size = len(data)
 
         def on_match(pattern: int, _start: int, end: int, _flags: int, _ctx: object) -> None:
             if pattern == 0:
                 ids.append(end - KEY_ID_LENGTH)
-            else:
-                names.append(end - 6)
+            elif end >= size or (data[end] not in _SECRET_CHARS and data[end] != 61):  # "="
+                values.add(end - SECRET_LENGTH)  # exactly 40 characters, as re's lookahead
 
         if data:
             self._database().scan(data, match_event_handler=on_match)
-        return ids, names
+        return ids, sorted(values)
 
 
 def _make_engine(name: str) -> _Engine:
@@ -262,9 +271,9 @@ class KeyDetector:
         Returns:
             Hits and ignored look-alikes with 1-based line numbers; the caller adds where.
         """
-        id_starts, name_starts = self._engine.candidates(data)
+        id_starts, value_starts = self._engine.candidates(data)
         found = Detection()
-        if not id_starts and not name_starts:
+        if not id_starts and not value_starts:
             return found
         lines = _Lines(data)
         used_secrets: set[int] = set()  # start offsets of secrets already tied to a key id
@@ -289,7 +298,7 @@ class KeyDetector:
                 used_secrets.add(secret_at)
                 digest = secret_digest(self.salt, data[secret_at : secret_at + SECRET_LENGTH])
             found.hits.append(KeyHit(text_id, line, secret_at is not None, digest))
-        self._assigned_secrets(data, name_starts, used_secrets, reported_secrets, found)
+        self._assigned_secrets(data, value_starts, used_secrets, reported_secrets, found)
         found.hits.sort(key=lambda hit: hit.line)
         found.ignored.sort(key=lambda hit: hit.line)
         return found
@@ -324,20 +333,16 @@ class KeyDetector:
     def _assigned_secrets(
         self,
         data: bytes,
-        name_starts: list[int],
+        value_starts: list[int],
         used: set[int],
         reported: set[int],
         found: Detection,
     ) -> None:
         lines = _Lines(data)
-        for start in name_starts:
-            match = _SECRET_ASSIGNMENT_RE.match(data, start, start + 160)
-            if match is None:
-                continue
-            at = match.start(1)
+        for at in value_starts:
             if at in used or at in reported:
                 continue
-            secret = match.group(1)
+            secret = data[at : at + SECRET_LENGTH]
             reason = classify_secret(secret)
             line = lines.line_of(at)
             if reason is not None:

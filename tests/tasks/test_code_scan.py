@@ -194,8 +194,8 @@ def test_unreadable_file_is_skipped(repo: Path, monkeypatch: pytest.MonkeyPatch)
     if os.geteuid() == 0:  # root reads mode-000 files: make the read fail as it would for others
         real = code_scan._read_file
 
-        def refuse(path: Path, limit: int) -> bytes:
-            if path == secret_file:
+        def refuse(path: str | Path, limit: int) -> bytes:
+            if Path(path) == secret_file:
                 raise PermissionError(13, "Permission denied", str(path))
             return real(path, limit)
 
@@ -268,8 +268,13 @@ def test_archive_bombs_become_skipped_items(
     assert [h.location for h in result.hits] == ["ok.txt:1"]
 
 
-def test_re_engine_and_one_worker_give_the_same_result(repo: Path) -> None:
-    fast = scan_paths([repo], salt=b"s", options=ScanOptions(workers=2))
+def test_re_engine_and_worker_processes_give_the_same_result(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(code_scan, "PARALLEL_MIN_BYTES", 0)  # two worker processes, tiny tree
+    monkeypatch.setattr(code_scan, "_BATCH_BYTES", 100)
+    parallel = scan_paths([repo], salt=b"s", options=ScanOptions(workers=2))
     plain = scan_paths([repo], salt=b"s", options=ScanOptions(workers=1, engine="re"))
-    assert fast.hits == plain.hits
-    assert fast.ignored == plain.ignored
+    assert parallel.hits == plain.hits and parallel.hits
+    assert parallel.ignored == plain.ignored
+    assert parallel.stats.files == plain.stats.files
