@@ -26,7 +26,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from tasks.key_detection import KeyDetector
-from tasks.key_records import HitSource, IgnoredHit, KeyHit, ScanGap, ScanResult
+from domain.key_findings import HitSource, IgnoredHit, KeyHit, ScanGap, ScanResult
 
 log = logging.getLogger(__name__)
 

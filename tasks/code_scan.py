@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tasks.key_detection import KeyDetector
-from tasks.key_records import HitSource, ScanResult, SkippedItem
+from domain.key_findings import HitSource, ScanResult, SkippedItem
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from tasks.key_records import IgnoredHit, IgnoreReason, KeyHit
+from domain.key_findings import IgnoredHit, IgnoreReason, KeyHit
 
 log = logging.getLogger(__name__)
 

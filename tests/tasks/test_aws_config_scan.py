@@ -20,7 +20,7 @@ from botocore.stub import Stubber
 import tasks.aws_config_scan as aws_config_scan
 from tasks.aws_config_scan import READ_PERMISSIONS, SOURCE_PERMISSIONS, scan_account
 from tasks.key_detection import KeyDetector
-from tasks.key_records import ScanResult
+from domain.key_findings import ScanResult
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

@@ -15,7 +15,7 @@ import pytest
 
 import tasks.code_scan as code_scan
 from tasks.code_scan import ArchiveLimits, ScanOptions, scan_paths
-from tasks.key_records import ScanResult
+from domain.key_findings import ScanResult
 
 # Key ids and secrets made up for these tests (base32 ids, 40-character secrets).
 WORKING = "AKIAQ3EGRDZ5V7WKTJNM"
