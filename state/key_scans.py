@@ -1,4 +1,4 @@
-"""Key scans in the state DB (mixed into ``state.Store``): findings, coverage, problems, acceptances.
+"""Key scans in the state DB (mixed into ``state.Store``): findings, coverage, acceptances.
 
 Whole key ids are stored here and nowhere else; secrets never (there is no column for one).
 """
@@ -175,7 +175,9 @@ class KeyScanMixin:
                 .order_by(m.KeyScanProblemRow.id)
             ).scalars()
             return [
-                ScanProblem(row.kind, row.source, row.location, row.reason, row.root, row.account_id)
+                ScanProblem(
+                    row.kind, row.source, row.location, row.reason, row.root, row.account_id
+                )
                 for row in rows
             ]
 

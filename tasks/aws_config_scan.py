@@ -25,8 +25,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from tasks.key_detection import KeyDetector
 from domain.key_findings import HitSource, IgnoredHit, KeyHit, ScanGap, ScanResult
+from tasks.key_detection import KeyDetector
 
 log = logging.getLogger(__name__)
 

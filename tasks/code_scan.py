@@ -26,8 +26,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tasks.key_detection import KeyDetector
 from domain.key_findings import HitSource, ScanResult, SkippedItem
+from tasks.key_detection import KeyDetector
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Where the scan engines' records used to live: they are plain data, now in ``domain.key_findings``.
+"""Where the key scan's records used to live: plain data, now in ``domain.key_findings``.
 
 Kept so that older imports keep working; the one masking function is ``domain.keys.mask_key_id``.
 """

@@ -18,9 +18,9 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 import tasks.aws_config_scan as aws_config_scan
+from domain.key_findings import ScanResult
 from tasks.aws_config_scan import READ_PERMISSIONS, SOURCE_PERMISSIONS, scan_account
 from tasks.key_detection import KeyDetector
-from domain.key_findings import ScanResult
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

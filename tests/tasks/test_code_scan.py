@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import tasks.code_scan as code_scan
-from tasks.code_scan import ArchiveLimits, ScanOptions, scan_paths
 from domain.key_findings import ScanResult
+from tasks.code_scan import ArchiveLimits, ScanOptions, scan_paths
 
 # Key ids and secrets made up for these tests (base32 ids, 40-character secrets).
 WORKING = "AKIAQ3EGRDZ5V7WKTJNM"

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from domain.key_findings import IgnoreReason, KeyHit, ScanResult, mask_key_id
 from tasks.key_detection import (
     KeyDetector,
     classify_key_id,
@@ -14,7 +15,6 @@ from tasks.key_detection import (
     new_salt,
     secret_digest,
 )
-from domain.key_findings import IgnoreReason, KeyHit, ScanResult, mask_key_id
 
 KEY_ID = "AKIAQ3EGRDZ5V7WKTJNM"
 SECRET = "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"
