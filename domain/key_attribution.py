@@ -322,6 +322,8 @@ def attribute(
             "line": item.line,
             "root": item.root,
             "blob": item.blob,
+            "found_in_account": item.account_id,
+            "region": item.region,
         }
         promotable = item.reason != IgnoreReason.DOCUMENTATION_EXAMPLE
         if item.kind == "key-id" and item.key_id and promotable and item.key_id in latest:

@@ -103,6 +103,8 @@ class IgnoredHit:
     location: str = ""
     root: str | None = None
     blob: str | None = None  # the git blob id, for history look-alikes
+    account_id: str | None = None  # AWS-side look-alikes: the account and region read
+    region: str | None = None
 
     def __str__(self) -> str:
         what = mask_key_id(self.key_id) if self.kind == "key-id" else "secret look-alike"
