@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import subprocess
 import zipfile
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
