@@ -112,7 +112,13 @@ def plan_with_summary(console: Console, spec: Path | str, out: Path | None) -> d
     )
     for kind, path in result["files"].items():
         console.print(f"  {kind}: {path}", highlight=False)
-    if result["blocking"]:
+    if result["blocking"] and not result.get("blocking_provision", result["blocking"]):
+        console.print(
+            f"[red]{result['blocking']} blocking error(s)[/] for stages disable/delete (keys "
+            "written down, see plan.md): only stage provision can be approved",
+            highlight=False,
+        )
+    elif result["blocking"]:
         console.print(
             f"[red]{result['blocking']} blocking error(s)[/]: see plan.md; this plan can't be "
             "approved"

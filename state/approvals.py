@@ -49,9 +49,11 @@ def record_decision(
                 f"plan {plan_id} has hash {info.hash[:12]}, not the {expected_hash[:12]} that was "
                 "reviewed: refusing; review the current plan.md"
             )
-        if decision == "approved" and info.blocking:
+        blocking = Plan.from_content(info.content).blocking_for(stage)
+        if decision == "approved" and blocking:
             raise PlanError(
-                f"plan {plan_id} has {info.blocking} blocking error(s): fix them and re-plan"
+                f"plan {plan_id} has {len(blocking)} blocking error(s) for stage {stage}: "
+                "fix them and re-plan"
             )
         # "all" overlaps every stage; a stage overlaps itself and "all".
         overlapping = set(APPROVAL_STAGES) if stage == "all" else {stage, "all"}

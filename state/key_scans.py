@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from domain.key_attribution import KeyAcceptance, KeyFinding, KeyOwner, ScanProblem, unit_of
+from domain.key_attribution import (
+    KeyAcceptance,
+    KeyFinding,
+    KeyOwner,
+    ScanProblem,
+    unit_of,
+)
 from state import models as m
 
 KEY_SCAN_RUN = "key-scan"
