@@ -514,5 +514,126 @@ def _run(args: argparse.Namespace, base: Path) -> int:
     return int(status)
 
 
+# -- AWS side: calls per account per source and wall time, through the key-scan flow ----------
+
+AWS_SPEC = """name = "bench-scan"
+state = "sqlite:///state.db"
+protected_users = ["breakglass-*"]
+[inventory]
+concurrency = 8
+[aws]
+rate_limits = {{ iam = 100 }}
+[scan]
+aws = true
+concurrency = {concurrency}
+"""
+
+
+def run_aws(args: argparse.Namespace) -> int:
+    """Seed ``--accounts`` sandbox accounts (keys planted AWS-side), inventory them, then run
+    the key-scan flow at each ``--concurrency``: calls per account per source, wall time."""
+    import boto3
+
+    from bench.harness import bench_workdir
+    from flows.inventory import run_inventory
+    from flows.key_scan import run_key_scan
+    from sandbox.seed import seed_organization
+    from sandbox.server import Sandbox
+
+    workdir = bench_workdir("iamc-bench-scan-aws-")
+    with Sandbox(port=0) as sandbox:
+        sandbox.reset(seed=args.seed)
+        os.environ.update(sandbox.env())
+        started = time.monotonic()
+        manifest = seed_organization(
+            boto3.Session(),
+            accounts=args.accounts,
+            users_per_account=args.users,
+            seed=args.seed,
+            endpoint_url=sandbox.url,
+        )
+        print(
+            f"\nAWS side: seeded {args.accounts} accounts x {args.users} users in "
+            f"{time.monotonic() - started:.1f} s; {len(manifest.planted_keys)} keys planted"
+        )
+        control = sandbox.middleware
+        assert control is not None
+        spec = workdir / "spec.toml"
+        spec.write_text(AWS_SPEC.format(concurrency=1))
+        run_inventory(spec)
+        aws_planted = {p["key_id"] for p in manifest.planted_keys if " / " in p["where"]}
+        status = 0
+        for concurrency in args.concurrency:
+            spec.write_text(AWS_SPEC.format(concurrency=concurrency))
+            control.strictness.update({"latency_ms": args.latency_ms})
+            control.recorder.reset()
+            t0 = time.monotonic()
+            summary = run_key_scan(spec)
+            wall = time.monotonic() - t0
+            control.strictness.update({"latency_ms": 0})
+            accounts = summary["accounts"]
+            calls = summary["calls_by_source"]
+            recorded = control.recorder.snapshot()
+            print(
+                f"[concurrency {concurrency}, latency {args.latency_ms} ms] {accounts} accounts, "
+                f"{sum(calls.values())} scan calls ({recorded['total']} at the endpoint, STS "
+                f"included), wall {wall:.1f} s ({wall / max(accounts, 1):.2f} s per account); "
+                f"{summary['org_keys']} org keys, {summary['gaps']} gaps, "
+                f"{len(summary['accounts_failed'])} accounts failed"
+            )
+            print("  calls per account by source (mean):")
+            for source, total in calls.items():
+                print(f"    {source:22s} {total / max(accounts, 1):6.1f}")
+            print(f"    {'total':22s} {sum(calls.values()) / max(accounts, 1):6.1f}")
+            from state import Store
+
+            with Store.open(f"sqlite:///{workdir / 'state.db'}") as store:
+                found = {
+                    f.key_id
+                    for f in store.key_scan_findings(summary["run_id"])
+                    if f.is_org_key and not f.is_code
+                }
+            missing = aws_planted - found
+            print(
+                f"  recall {len(aws_planted) - len(missing)}/{len(aws_planted)} AWS-side planted "
+                f"keys; {len(found - aws_planted)} other org keys"
+            )
+            status |= bool(missing) or bool(summary["accounts_failed"])
+    return int(status)
+
+
+def run(args: argparse.Namespace) -> None:
+    """``python -m bench scan``: the code-scan figures, then the AWS-side figures."""
+    status = 0
+    if not args.skip_code:
+        base = args.workdir or Path(tempfile.mkdtemp(prefix="iamc-bench-scan-"))
+        try:
+            status |= _run(args, base)
+        finally:
+            if not args.keep:
+                shutil.rmtree(base, ignore_errors=True)
+    if not args.skip_aws:
+        status |= run_aws(args)
+    if status:
+        print("some targets were not met (see above)")
+        sys.exit(1)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``scan`` benchmark's options (shared by ``python -m bench scan``)."""
+    parser.add_argument("--size-mb", type=int, default=520, help="tree size (default 520)")
+    parser.add_argument("--commits", type=int, default=2000)
+    parser.add_argument("--subset-mb", type=float, default=3, help="detect-secrets subset")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--workdir", type=Path, help="where to generate (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated data")
+    parser.add_argument("--accounts", type=int, default=20, help="AWS side: member accounts")
+    parser.add_argument("--users", type=int, default=12, help="AWS side: users per account")
+    parser.add_argument("--latency-ms", type=int, default=20, help="AWS side: per call")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--skip-code", action="store_true", help="only the AWS side")
+    parser.add_argument("--skip-aws", action="store_true", help="only the code scan")
+
+
 if __name__ == "__main__":
     sys.exit(main())
