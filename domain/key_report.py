@@ -132,7 +132,7 @@ def render_json(
         ],
         "never_scanned": unscanned,
     }
-    return json.dumps(data, indent=2, sort_keys=False, default=str)
+    return json.dumps(data, indent=2, default=str, ensure_ascii=False)
 
 
 def render_csv(findings: list[KeyFinding]) -> str:
@@ -251,4 +251,4 @@ def render_sarif(
             }
         ],
     }
-    return json.dumps(document, indent=2)
+    return json.dumps(document, indent=2, ensure_ascii=False)
