@@ -10,6 +10,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -60,7 +61,7 @@ class _Runtime:
 def _logger() -> logging.Logger | logging.LoggerAdapter:
     try:
         return get_run_logger()
-    except Exception:  # outside a run (a test calling a task's .fn)
+    except MissingContextError:  # outside a run (a test calling a task's .fn)
         return log
 
 

@@ -225,3 +225,26 @@ def test_git_history_hit_names_its_commit(org, tmp_path):
         if f.key_id == deployer and f.source == "git-history" and f.location.startswith("app.py")
     ]
     assert history.history_only and history.commit and "app.py:1" in history.where()
+
+
+def test_an_unreachable_account_makes_the_scan_incomplete_not_failed(org, tmp_path, monkeypatch):
+    from domain.errors import AwsAccessError
+
+    run_inventory(org["spec"])
+    first = run_key_scan(org["spec"])
+
+    def refused(self, account_id):
+        raise AwsAccessError("cannot assume role X: AccessDenied", account_id=account_id)
+
+    monkeypatch.setattr(AwsSessions, "check_access", refused)
+    second = run_key_scan(org["spec"])
+    assert second["accounts_failed"] == [org["alpha"]]
+    assert any(p.startswith(f"failed {org['alpha']}") for p in second["problems"])
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        assert store.get_run(second["run_id"]).status == "succeeded"
+        units = {u.unit: u.status for u in store.key_scan_units(second["run_id"])}
+        assert units[f"aws:{org['alpha']}:lambda:us-east-1"] == "failed"
+        current, _ = store.current_key_findings(store.find_migration("wave-1"))
+    # The Lambda finding of the first scan still counts: nobody has looked since.
+    assert first["run_id"] != second["run_id"]
+    assert any(f.source == "lambda" for f in current)
