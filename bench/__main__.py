@@ -3,13 +3,14 @@
 python -m bench inventory --accounts 20 --users 50 --latency-ms 20 --concurrency 1 8
 python -m bench plan --accounts 500 --users 20
 python -m bench provision --accounts 50 --permission-sets 10 --assignments 5
+python -m bench scan --size-mb 520 --commits 2000 --accounts 20
 """
 
 from __future__ import annotations
 
 import argparse
 
-from bench import inventory, plan, provision
+from bench import inventory, plan, provision, scan
 
 
 def main() -> None:
@@ -42,8 +43,14 @@ def main() -> None:
         "--sso-rate", type=float, default=20.0, help="sandbox sso-admin rate"
     )
     provision_args.add_argument("--polls", type=int, default=2, help="IN_PROGRESS polls each")
+    scan_args = sub.add_parser(
+        "scan",
+        help="key scan: MB/s vs rg and detect-secrets, recall; AWS-side calls and wall time",
+    )
+    scan.add_arguments(scan_args)
     args = parser.parse_args()
-    {"inventory": inventory, "plan": plan, "provision": provision}[args.bench].run(args)
+    benches = {"inventory": inventory, "plan": plan, "provision": provision, "scan": scan}
+    benches[args.bench].run(args)
 
 
 if __name__ == "__main__":

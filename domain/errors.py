@@ -174,3 +174,15 @@ class ConflictError(ActionError):
 
 class BlockedError(ActionError):
     """An action whose prerequisite is not done: left pending."""
+
+
+class NoKeyScanError(IamcError):
+    """No key scan has succeeded yet for the migration."""
+
+    exit_code = 2
+
+
+class ScanIncomplete(IamcError):
+    """The key scan ran, but some accounts could not be read: what was read is stored."""
+
+    exit_code = 1

@@ -103,6 +103,16 @@ class Plan:
     def blocking(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == "blocking"]
 
+    def blocking_for(self, stage: str) -> list[Finding]:
+        """Blocking findings that hold ``stage`` ("all": any). A finding may name the stages
+        it holds in ``details["stages"]`` (a hard-coded active key holds disable and delete,
+        not provision); one that names none holds every stage."""
+        return [
+            f
+            for f in self.blocking
+            if stage == "all" or not f.details.get("stages") or stage in f.details["stages"]
+        ]
+
     def content(self) -> dict[str, Any]:
         """Everything the plan says, deterministic: the input of its hash."""
         # Shallow dicts, not dataclasses.asdict: asdict deep-copies every action's params,

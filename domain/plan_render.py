@@ -9,6 +9,7 @@ import re
 from collections import Counter
 from typing import Any
 
+from domain.key_risks import worklist_markdown
 from domain.keys import mask_key_id
 from domain.plan import Outcome, Plan, Stage
 
@@ -212,6 +213,7 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
     if not risks:
         add("- none found")
     add("")
+    lines.extend(worklist_markdown(plan))
     add("## Permission sets")
     add("")
     if plan.permission_sets:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -84,6 +85,63 @@ class Aws(_Strict):
                 f"{', '.join(sorted(DEFAULT_RATE_LIMITS))}"
             )
         return {**DEFAULT_RATE_LIMITS, **value}
+
+
+class Scan(_Strict):
+    """Runbook step 4, the hard-coded key scan: which code paths, and the AWS side or not."""
+
+    paths: list[str] = Field(default_factory=list)  # directories or git repos; relative to spec
+    aws: bool = True  # also every in-scope member account's configuration (Lambda, SSM, ...)
+    regions: list[str] = Field(default_factory=list)  # AWS-side regions; default: the spec's
+    history: bool = True  # the whole git history of paths that are repositories
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 4  # accounts scanned at once
+
+    @field_validator("paths")
+    @classmethod
+    def _paths(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not value.strip():
+                raise ValueError("an empty path would scan nothing; remove it")
+        if len(set(values)) != len(values):
+            raise ValueError("a path is listed twice")
+        return values
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not _REGION.match(value):
+                raise ValueError(f"{value!r} is not an AWS region name such as 'us-east-1'")
+        return values
+
+
+@dataclass(frozen=True)
+class ScanPath:
+    """A ``[scan] paths`` entry: as written (its label in reports) and resolved."""
+
+    label: str
+    path: Path
+    problem: str | None = None  # one line naming the file and key, when it can't be scanned
+
+
+def scan_paths_of(spec: MigrationSpec, spec_path: str | Path) -> list[ScanPath]:
+    """The spec's scan paths resolved against the spec's directory, each with its problem.
+
+    A missing path is not a spec error: the scan of the rest still runs and lists it as
+    skipped, with this one line.
+    """
+    base = Path(spec_path).parent
+    found = []
+    for index, label in enumerate(spec.scan.paths):
+        path = (base / label).resolve()
+        problem = None
+        if not path.exists():
+            problem = (
+                f"{spec_path}: scan.paths[{index}]: {label!r} does not exist (looked for {path}): "
+                "skipped; the rest of the scan goes on"
+            )
+        found.append(ScanPath(label, path, problem))
+    return found
 
 
 # Identity-mapping rules (see tasks/mapping.py): "override" (the overrides CSV), "tag:<key>" (an
@@ -174,6 +232,7 @@ class MigrationSpec(_Strict):
     inventory: Inventory = Field(default_factory=Inventory)
     aws: Aws = Field(default_factory=Aws)
     mapping: Mapping = Field(default_factory=Mapping)
+    scan: Scan = Field(default_factory=Scan)
 
     @field_validator("name")
     @classmethod

@@ -131,8 +131,9 @@ def check_runnable(info: PlanInfo, stage: str, spec_path: str) -> Plan:
             f"plan {info.id} changed since it was computed (stored hash {info.hash[:12]}): "
             "refusing; compute a new plan with 'iamc plan'"
         )
-    if info.blocking:
-        raise ApplyRefused(f"plan {info.id} has {info.blocking} blocking error(s): re-plan")
+    if plan.blocking_for(stage):
+        blocking = len(plan.blocking_for(stage))
+        raise ApplyRefused(f"plan {info.id} has {blocking} blocking error(s): re-plan")
     covering = [a for a in info.approvals if a.stage in (stage, "all")]
     for approval in covering:
         if approval.decision != "approved":

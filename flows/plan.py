@@ -14,6 +14,7 @@ from prefect.input import RunInput
 from pydantic import Field, field_validator
 
 from domain.errors import PlanError
+from domain.key_risks import add_hard_coded_key_risks
 from domain.plan import Plan, build_plan, unseen_account_findings
 from domain.plan_render import render_assignments_csv, render_json, render_markdown
 from domain.spec import MigrationSpec, load_spec
@@ -59,7 +60,7 @@ def compute_plan(spec: MigrationSpec, store: Store, migration_id: int) -> Plan:
     synthesis = synthesize(
         inventories, mapping.user_mappings, mapping.group_mappings, mapping.identity_groups
     )
-    return build_plan(
+    plan = build_plan(
         migration=spec.name,
         inventory_snapshot_id=snapshot.id,
         mapping_run_id=mapping.run_id,
@@ -70,6 +71,12 @@ def compute_plan(spec: MigrationSpec, store: Store, migration_id: int) -> Plan:
         settings=_plan_settings(spec),
         extra_findings=unseen,
     )
+    # Runbook step 4: keys the scans found written down hold their users' disable and delete.
+    found, unscanned = store.current_key_findings(migration_id)
+    add_hard_coded_key_risks(
+        plan, inventories, found, store.key_acceptances(migration_id), unscanned
+    )
+    return plan
 
 
 def _summary(plan: Plan) -> dict[str, Any]:
@@ -83,6 +90,7 @@ def _summary(plan: Plan) -> dict[str, Any]:
         "actions": dict(sorted(Counter(str(a.stage) for a in plan.actions).items())),
         "irreversible": sum(1 for a in plan.actions if a.irreversible),
         "blocking": len(plan.blocking),
+        "blocking_provision": len(plan.blocking_for("provision")),
     }
 
 

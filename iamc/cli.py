@@ -224,6 +224,84 @@ def apply(
     views.apply_with_progress(console, spec, plan_id, stage)
 
 
+scan_app = typer.Typer(
+    help="Find every place an access key is written down (default), or accept a finding.",
+    invoke_without_command=True,
+)
+app.add_typer(scan_app, name="scan")
+
+
+@scan_app.callback()
+def scan(
+    ctx: typer.Context,
+    spec: Annotated[
+        Path | None, typer.Option("--spec", "-c", help="The migration spec (TOML).")
+    ] = None,
+    profile: ProfileOption = None,
+) -> None:
+    """Scan the spec's code paths and every in-scope account's configuration for access keys.
+
+    Exit 1 when an account could not be scanned (the rest is stored); a skipped path or a gap
+    is reported, not fatal.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if spec is None:
+        raise typer.BadParameter("missing option --spec / -c", param_hint="--spec")
+    from domain.errors import ScanIncomplete
+    from iamc import views
+
+    summary = views.scan_with_progress(console, spec, profile)
+    if summary["accounts_failed"]:
+        raise ScanIncomplete(
+            f"key scan run {summary['run_id']} is incomplete: account(s) "
+            f"{', '.join(summary['accounts_failed'])} could not be scanned"
+        )
+    console.print(f"next: iamc report keys -c {spec}; iamc plan -c {spec}", style="dim")
+
+
+@scan_app.command("accept")
+def scan_accept(
+    target: Annotated[str, typer.Argument(help="ACCOUNT/USER whose hard-coded keys to accept.")],
+    spec: SpecOption,
+    by: Annotated[str, typer.Option("--by", help="Who accepts (name or e-mail).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why disabling it is safe anyway.")],
+) -> None:
+    """Record that a user's hard-coded keys (as found now) need not hold its disable/delete."""
+    from state.key_acceptance import accept_hard_coded_keys
+
+    account_id, sep, user = target.partition("/")
+    if not sep or not account_id or not user:
+        raise typer.BadParameter("expected ACCOUNT/USER, e.g. 111111111111/deployer")
+    acceptance = accept_hard_coded_keys(spec, account_id, user, approver=by, reason=reason)
+    console.print(
+        f"accepted {len(acceptance.key_ids)} hard-coded key(s) of {account_id}/{user} by "
+        f"{acceptance.approver} at {acceptance.at:%Y-%m-%d %H:%M}: the next 'iamc plan' shows "
+        "them as an accepted risk",
+        highlight=False,
+    )
+
+
+class KeyReportFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    sarif = "sarif"
+
+
+@report_app.command("keys")
+def report_keys(
+    spec: SpecOption,
+    output_format: Annotated[
+        KeyReportFormat, typer.Option("--format", "-f", help="table, json, csv or sarif.")
+    ] = KeyReportFormat.table,
+) -> None:
+    """Every access key written down, its owner and status (key ids masked); SARIF for code."""
+    from iamc import views
+
+    views.print_key_report(console, spec, output_format.value)
+
+
 @app.command("runs")
 def runs(spec: SpecOption) -> None:
     """List the migration's runs (inventory, plan, apply, rollback) with their status."""

@@ -29,6 +29,7 @@ def deployments(spec_path: str | Path) -> list[Any]:
 
     from flows.apply import apply_flow, rollback_flow
     from flows.inventory import inventory_flow
+    from flows.key_scan import key_scan_flow
     from flows.mapping import mapping_flow
     from flows.plan import plan_and_approve, plan_flow
 
@@ -41,6 +42,9 @@ def deployments(spec_path: str | Path) -> list[Any]:
     return [
         inventory.to_deployment(name=spec.name, parameters={"spec_path": path}, tags=tags),
         mapping_flow.to_deployment(name=spec.name, parameters={"spec_path": path}, tags=tags),
+        key_scan_flow.with_options(
+            task_runner=ThreadPoolTaskRunner(max_workers=spec.scan.concurrency)
+        ).to_deployment(name=spec.name, parameters={"spec_path": path}, tags=tags),
         plan_flow.to_deployment(name=spec.name, parameters={"spec_path": path}, tags=tags),
         plan_and_approve.to_deployment(name=spec.name, parameters={"spec_path": path}, tags=tags),
         apply_flow.to_deployment(

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import io
 import json
 import logging
+import os
 import random
+import shutil
+import subprocess
+import zipfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,6 +39,12 @@ PROTECTED_TAG = ("iamc:protected", "true")
 INACTIVE_DAYS = 90
 # A documentation key id every scanner must ignore (AWS's own example key).
 FALSE_POSITIVE_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+# …and its example secret (published by AWS, not a credential).
+FALSE_POSITIVE_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # noqa: S105
+# Users whose access keys are seeded into workload configuration and the sample repository.
+WORKLOAD_KINDS = ("workload", "workload-two-keys", "workload-policies")
+# Marks a samples directory's .git as ours, so a re-seed may replace it (never anyone else's).
+SAMPLES_GIT_MARKER = "iamc-sandbox-samples"
 
 # The kinds of IAM user each member account cycles through, in this order. The order puts the
 # special kinds early so that the first account holds every one of them whenever M >= 10.
@@ -159,6 +170,12 @@ class SeedManifest:
     sample_key_id: str | None = None  # the access key id planted in the sample code
     sample_key_user: str | None = None
     sample_key_account: str | None = None
+    # Every access key planted for the key scan to find (AWS-side and in the samples), with
+    # where it must be found: {"key_id", "user", "account_id", "source", "where",
+    # "with_secret", "history_only"}; "where" is the start of the scanner's location string.
+    planted_keys: list[dict[str, Any]] = field(default_factory=list)
+    # Look-alikes in the samples that a scan must not report as keys: {"where", "kind", "why"}.
+    decoys: list[dict[str, str]] = field(default_factory=list)
 
     def counts_by_class(self) -> dict[str, int]:
         total: Counter[str] = Counter()
@@ -295,6 +312,11 @@ class _Seeder:
         self.now = datetime.now(UTC).replace(microsecond=0)
         self.region = session.region_name or "us-east-1"
         self._sample_secret: str | None = None
+        # (account id, user, active key id) of workload users, in creation order.
+        self._workload_keys: list[tuple[str, str, str]] = []
+        # Planting draws from its own source so the users' random draws stay as they were.
+        self.plant_rng = random.Random(f"{seed}-planted-keys")
+        self._member_credentials: dict[str, dict[str, Any]] = {}
 
     def client(self, service: str, session: boto3.Session | None = None) -> Any:
         return (session or self.session).client(service, endpoint_url=self.endpoint_url)
@@ -352,6 +374,7 @@ class _Seeder:
                 continue
             self._seed_account(manifest, account, users_per_account, people, first)
             first = False
+        self._plant_aws_keys(manifest)
         if samples_dir is not None and manifest.sample_key_id:
             self._write_samples(manifest, samples_dir)
         return self._finish(manifest, samples_dir)
@@ -562,6 +585,8 @@ class _Seeder:
             key = iam.create_access_key(UserName=name)["AccessKey"]
             plan["keys"].append((key["AccessKeyId"], recent))
             has_other = True
+            if kind in WORKLOAD_KINDS:
+                self._workload_keys.append((account.account_id, name, key["AccessKeyId"]))
             if kind == "workload" and manifest.sample_key_id is None:
                 manifest.sample_key_id = key["AccessKeyId"]
                 manifest.sample_key_user = name
@@ -665,6 +690,176 @@ class _Seeder:
             for device in user.mfa_devices.values():
                 device.enable_date = _naive(plan["created"] + timedelta(days=1))
 
+    # -- keys written down in workload configuration ----------------------------------------
+
+    def _fake_secret(self) -> str:
+        """40 secret-access-key characters that are nobody's secret (planted next to real ids)."""
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+        return "".join(self.plant_rng.choice(alphabet) for _ in range(40))
+
+    def _workload_key(self, index: int, account_id: str) -> tuple[str, str, str]:
+        """The index-th workload key of an account (of any account if it has none)."""
+        keys = [k for k in self._workload_keys if k[0] == account_id] or self._workload_keys
+        return keys[index % len(keys)]
+
+    def _plant(
+        self,
+        manifest: SeedManifest,
+        key: tuple[str, str, str],
+        source: str,
+        where: str,
+        *,
+        with_secret: bool = True,
+        history_only: bool = False,
+    ) -> None:
+        manifest.planted_keys.append(
+            {
+                "key_id": key[2],
+                "user": key[1],
+                "account_id": key[0],
+                "source": source,
+                "where": where,
+                "with_secret": with_secret,
+                "history_only": history_only,
+            }
+        )
+
+    def _member_client(self, account_id: str, service: str) -> Any:
+        """A member-account client made from the management session: it reuses that session's
+        loaded service models (a fresh Session re-reads EC2's large model, ~0.5 s)."""
+        if account_id not in self._member_credentials:
+            self._member_credentials[account_id] = self.client("sts").assume_role(
+                RoleArn=f"arn:aws:iam::{account_id}:role/{MEMBER_ROLE}",
+                RoleSessionName="iamc-sandbox-seed",
+            )["Credentials"]
+        credentials = self._member_credentials[account_id]
+        return self.session.client(
+            service,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+        )
+
+    def _workload_role(self, account_id: str) -> str:
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": ["lambda.amazonaws.com", "codebuild.amazonaws.com"]},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+        return self._member_client(account_id, "iam").create_role(
+            RoleName="acme-workload-runner", AssumeRolePolicyDocument=json.dumps(trust)
+        )["Role"]["Arn"]
+
+    def _plant_aws_keys(self, manifest: SeedManifest) -> None:
+        """Workload users' key ids (with fake secrets) where teams paste them: Lambda, SSM, EC2
+        launch templates, CodeBuild; spread over the first two active accounts."""
+        active = [a.account_id for a in manifest.accounts if a.status == "ACTIVE"]
+        if not self._workload_keys or not active:
+            return
+        warning = "SANDBOX ONLY: planted for the key scan; the secret is fake"
+        first, second = active[0], active[1 % len(active)]
+        where = f"{first} / {self.region} /"
+        role_arn = self._workload_role(first)
+
+        key = self._workload_key(1, first)
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as bundle:
+            bundle.writestr("handler.py", "def handler(event, context):\n    return {}\n")
+        self._member_client(first, "lambda").create_function(
+            FunctionName="acme-report-uploader",
+            Runtime="python3.12",
+            Role=role_arn,
+            Handler="handler.handler",
+            Code={"ZipFile": code.getvalue()},
+            Description=warning,
+            Environment={
+                "Variables": {
+                    "AWS_ACCESS_KEY_ID": key[2],
+                    "AWS_SECRET_ACCESS_KEY": self._fake_secret(),
+                    "REPORT_BUCKET": "acme-reports",
+                }
+            },
+        )
+        self._plant(
+            manifest,
+            key,
+            "lambda",
+            f"{where} Lambda function acme-report-uploader (env AWS_ACCESS_KEY_ID)",
+        )
+
+        key = self._workload_key(2, first)
+        ssm = self._member_client(first, "ssm")
+        for name, value in (("aws_access_key_id", key[2]), ("region", self.region)):
+            ssm.put_parameter(
+                Name=f"/acme/exporter/{name}", Value=value, Type="String", Description=warning
+            )
+        self._plant(
+            manifest,
+            key,
+            "ssm",
+            f"{where} SSM parameter /acme/exporter/aws_access_key_id",
+            with_secret=False,
+        )
+
+        where = f"{second} / {self.region} /"
+        role_arn = role_arn if second == first else self._workload_role(second)
+        key = self._workload_key(0, second)
+        user_data = (
+            "#!/bin/bash\n"
+            f"# {warning}\n"
+            "cat > /etc/acme/aws.env <<'EOF'\n"
+            f"AWS_ACCESS_KEY_ID={key[2]}\n"
+            f"AWS_SECRET_ACCESS_KEY={self._fake_secret()}\n"
+            "EOF\n"
+        )
+        self._member_client(second, "ec2").create_launch_template(
+            LaunchTemplateName="acme-batch-worker",
+            LaunchTemplateData={
+                "InstanceType": "t3.micro",
+                "UserData": base64.b64encode(user_data.encode()).decode(),
+            },
+        )
+        self._plant(
+            manifest,
+            key,
+            "ec2-launch-template",
+            f"{where} EC2 launch template acme-batch-worker version 1 (user data line 4)",
+        )
+
+        key = self._workload_key(1, second)
+        self._member_client(second, "codebuild").create_project(
+            name="acme-nightly-build",
+            description=warning,
+            source={"type": "S3", "location": "acme-build-sources/app.zip"},
+            artifacts={"type": "NO_ARTIFACTS"},
+            environment={
+                "type": "LINUX_CONTAINER",
+                "image": "aws/codebuild/standard:7.0",
+                "computeType": "BUILD_GENERAL1_SMALL",
+                "environmentVariables": [
+                    {"name": "AWS_ACCESS_KEY_ID", "value": key[2], "type": "PLAINTEXT"},
+                    {
+                        "name": "AWS_SECRET_ACCESS_KEY",
+                        "value": self._fake_secret(),
+                        "type": "PLAINTEXT",
+                    },
+                ],
+            },
+            serviceRole=role_arn,
+        )
+        self._plant(
+            manifest,
+            key,
+            "codebuild",
+            f"{where} CodeBuild project acme-nightly-build (env AWS_ACCESS_KEY_ID)",
+        )
+
     # -- samples ----------------------------------------------------------------------------
 
     def _write_samples(self, manifest: SeedManifest, samples_dir: Path) -> None:
@@ -706,6 +901,128 @@ class _Seeder:
             f"{warning}\nThe key ids in these files are meant to be found by `iamc` key scans; "
             f"{FALSE_POSITIVE_KEY_ID} is AWS's documentation example and must be ignored.\n"
         )
+        sample = (manifest.sample_key_account or "", manifest.sample_key_user or "", key_id or "")
+        for name in ("upload_reports.py", ".env", "main.tf"):
+            self._plant(
+                manifest,
+                sample,
+                "working-tree",
+                _where(samples_dir, samples_dir / name, key_id or ""),
+            )
+        self._sample_decoys(manifest, samples_dir)
+        self._sample_bundle(manifest, samples_dir, warning)
+        self._sample_repository(manifest, samples_dir, warning)
+
+    def _sample_decoys(self, manifest: SeedManifest, samples_dir: Path) -> None:
+        """Look-alikes a scanner must not report: documentation examples, placeholders, a key
+        id inside a longer word, a git SHA where a secret would be."""
+        tail = "".join(self.plant_rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))
+        sha = "".join(self.plant_rng.choice("0123456789abcdef") for _ in range(40))
+        docs = samples_dir / "docs"
+        docs.mkdir(exist_ok=True)
+        path = docs / "aws-setup.md"
+        path.write_text(
+            "# Setting up AWS credentials\n\n"
+            "Never commit a key. The AWS documentation's example profile looks like this:\n\n"
+            "    [default]\n"
+            f"    aws_access_key_id = {FALSE_POSITIVE_KEY_ID}\n"
+            f"    aws_secret_access_key = {FALSE_POSITIVE_SECRET}\n\n"
+            "Templates use a placeholder: `AKIAXXXXXXXXXXXXXXXX` or `<AWS_ACCESS_KEY_ID>`.\n"
+            f"A build tag is not a key: BUILDAKIA{tail}X\n"
+            f'secret_commit = "{sha}"  # the release commit, not a secret\n'
+        )
+        for value, kind, why in (
+            (FALSE_POSITIVE_KEY_ID, "key-id", "aws-documentation-example"),
+            (FALSE_POSITIVE_SECRET, "secret", "aws-documentation-example"),
+            ("AKIAXXXXXXXXXXXXXXXX", "key-id", "low-entropy"),
+            (f"AKIA{tail}", "key-id", "inside-a-longer-word"),
+            (sha, "secret", "40-hex-git-sha"),
+        ):
+            manifest.decoys.append(
+                {"where": _where(samples_dir, path, value), "kind": kind, "why": why}
+            )
+
+    def _sample_bundle(self, manifest: SeedManifest, samples_dir: Path, warning: str) -> None:
+        """A deploy bundle (zip) with a key in a properties file."""
+        key = self._workload_key(3, manifest.sample_key_account or "")
+        member = "config/credentials.properties"
+        bundle = io.BytesIO()
+        with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as archive:
+            # A fixed date keeps the zip's bytes, and so the seed, deterministic.
+            info = zipfile.ZipInfo(member, date_time=(2024, 1, 2, 3, 4, 5))
+            archive.writestr(
+                info,
+                f"# {warning}\naws.accessKeyId={key[2]}\naws.secretKey={self._fake_secret()}\n",
+            )
+            archive.writestr(zipfile.ZipInfo("app.js", (2024, 1, 2, 3, 4, 5)), "main();\n")
+        (samples_dir / "build").mkdir(exist_ok=True)
+        (samples_dir / "build" / "deploy-bundle.zip").write_bytes(bundle.getvalue())
+        self._plant(manifest, key, "archive", f"build/deploy-bundle.zip!{member}:2")
+
+    def _sample_repository(self, manifest: SeedManifest, samples_dir: Path, warning: str) -> None:
+        """Make the samples a git repository whose history holds a key removed since, with the
+        ``.env`` git-ignored (a scan must read it anyway)."""
+        git_dir = samples_dir / ".git"
+        if git_dir.exists():
+            if not (git_dir / SAMPLES_GIT_MARKER).exists():
+                log.warning("%s is not the sandbox's repository: no sample history", git_dir)
+                return
+            shutil.rmtree(git_dir)
+        key = self._workload_key(2, manifest.accounts[-1].account_id)
+        settings = samples_dir / "config" / "settings.py"
+        settings.parent.mkdir(exist_ok=True)
+        (samples_dir / ".gitignore").write_text(".env\nseed-manifest.json\n")
+        settings.write_text(
+            f'"""Exporter settings. {warning}."""\n\n'
+            f'AWS_ACCESS_KEY_ID = "{key[2]}"\n'
+            f'AWS_SECRET_ACCESS_KEY = "{self._fake_secret()}"\n'
+        )
+        where = _where(samples_dir, settings, key[2])
+        try:
+            self._git(samples_dir, "init", "--quiet", "--initial-branch=main")
+            (git_dir / SAMPLES_GIT_MARKER).write_text("written by iamc sandbox seeding\n")
+            self._git(samples_dir, "add", "--all")
+            self._git(samples_dir, "commit", "--quiet", "-m", "Add the report exporter", day=1)
+            settings.write_text(
+                '"""Exporter settings: credentials come from the environment (role)."""\n\n'
+                "import os\n\n"
+                'AWS_REGION = os.environ.get("AWS_REGION", "us-east-1")\n'
+            )
+            self._git(samples_dir, "commit", "--quiet", "--all", "-m", "Drop the key", day=2)
+        except (OSError, subprocess.CalledProcessError) as err:
+            log.warning("no sample git history (git failed: %s)", err)
+            return
+        self._plant(manifest, key, "git-history", where, history_only=True)
+
+    def _git(self, cwd: Path, *args: str, day: int = 0) -> None:
+        # Fixed identity and dates, no user or system config: the same seed, the same commits.
+        date = f"2024-01-{day + 1:02d}T09:00:00+00:00"
+        env = {
+            **os.environ,
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_AUTHOR_NAME": "ACME Dev",
+            "GIT_AUTHOR_EMAIL": "dev@example.com",
+            "GIT_COMMITTER_NAME": "ACME Dev",
+            "GIT_COMMITTER_EMAIL": "dev@example.com",
+            "GIT_AUTHOR_DATE": date,
+            "GIT_COMMITTER_DATE": date,
+        }
+        subprocess.run(  # noqa: S603 - git with fixed arguments
+            ["git", *args],  # noqa: S607 - git from PATH, as a developer runs it
+            cwd=cwd,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+
+
+def _where(root: Path, path: Path, needle: str) -> str:
+    """``relative/path:line`` of the first line of a written sample that holds ``needle``."""
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if needle in line:
+            return f"{path.relative_to(root).as_posix()}:{number}"
+    raise SandboxError(f"{needle!r} is not in {path}")
 
 
 def _naive(moment: datetime) -> datetime:

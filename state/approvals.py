@@ -82,9 +82,11 @@ def record_decision(
                 f"content hash {actual[:12]}): refusing; compute a new plan with 'iamc plan'"
             )
         check_reviewed_hash(plan_id, info.hash, expected_hash)
-        if decision == "approved" and info.blocking:
+        blocking = Plan.from_content(info.content).blocking_for(stage)
+        if decision == "approved" and blocking:
             raise PlanError(
-                f"plan {plan_id} has {info.blocking} blocking error(s): fix them and re-plan"
+                f"plan {plan_id} has {len(blocking)} blocking error(s) for stage {stage}: "
+                "fix them and re-plan"
             )
         # "all" overlaps every stage; a stage overlaps itself and "all".
         overlapping = set(APPROVAL_STAGES) if stage == "all" else {stage, "all"}

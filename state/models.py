@@ -507,3 +507,87 @@ class StageLockRow(Base):
     run_id: Mapped[int | None] = mapped_column(Id)
     acquired: Mapped[datetime] = mapped_column(UtcDateTime)
     heartbeat: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# -- Hard-coded key scans (revision 0007) -----------------------------------------------------
+
+
+class KeyScanFindingRow(Base):
+    """Where a key scan found an access key id (or a look-alike), and whose key it is.
+
+    The key id is whole: the state DB is the one place whole ids live. Of a secret access key
+    only whether it was found next to the id (``pair_found``) and its HMAC under the scan's
+    salt (``pair_hmac``, comparable within that scan only) are kept; the secret never is.
+    """
+
+    __tablename__ = "key_scan_findings"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    unit: Mapped[str] = mapped_column(String(512))  # what was scanned: a path or account/source
+    classification: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(32))
+    location: Mapped[str] = mapped_column(Text)
+    line: Mapped[int] = mapped_column(Integer)
+    key_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    note: Mapped[str] = mapped_column(Text)
+    root: Mapped[str | None] = mapped_column(Text)
+    commit_id: Mapped[str | None] = mapped_column(String(64))
+    blob_id: Mapped[str | None] = mapped_column(String(64))
+    history_only: Mapped[bool] = mapped_column(Boolean)
+    found_in_account: Mapped[str | None] = mapped_column(String(12))
+    region: Mapped[str | None] = mapped_column(String(32))
+    pair_found: Mapped[bool] = mapped_column(Boolean)
+    pair_hmac: Mapped[str | None] = mapped_column(String(64))
+    owner_account_id: Mapped[str | None] = mapped_column(String(12))
+    owner_user: Mapped[str | None] = mapped_column(String(128))
+    owner_class: Mapped[str | None] = mapped_column(String(16))
+    key_status: Mapped[str | None] = mapped_column(String(16))
+    key_last_used: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class KeyScanUnitRow(Base):
+    """One thing a key scan set out to read (a code path, or one source of one account in one
+    region) and how that went: scanned, skipped, gap or failed. A later scan supersedes an
+    earlier one's findings only for the units it scanned."""
+
+    __tablename__ = "key_scan_units"
+    __table_args__ = (UniqueConstraint("run_id", "unit"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    unit: Mapped[str] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text)
+
+
+class KeyScanProblemRow(Base):
+    """Something a key scan could not read (completely): a skipped item or a gap, and why."""
+
+    __tablename__ = "key_scan_problems"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # skipped | gap | failed
+    source: Mapped[str] = mapped_column(String(32))
+    location: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    root: Mapped[str | None] = mapped_column(Text)
+    account_id: Mapped[str | None] = mapped_column(String(12))
+
+
+class KeyAcceptanceRow(Base):
+    """An approver's recorded decision that a user's hard-coded keys need not hold its disable
+    and delete: for the key ids found when it was made (a key found later blocks again)."""
+
+    __tablename__ = "key_acceptances"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    migration_id: Mapped[int] = _parent("migrations")
+    account_id: Mapped[str] = mapped_column(String(12))
+    user_name: Mapped[str] = mapped_column(String(128))
+    approver: Mapped[str] = mapped_column(String(256))
+    reason: Mapped[str] = mapped_column(Text)
+    key_ids: Mapped[list[str]] = mapped_column(Json)
+    scan_run_id: Mapped[int | None] = mapped_column(Id)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from domain.errors import NoInventoryError, NoMappingError, PlanError
+from domain.errors import NoInventoryError, NoKeyScanError, NoMappingError, PlanError
 from domain.inventory_report import inventory_rows
 from domain.plan import Plan
 from domain.records import Finding
@@ -134,3 +134,41 @@ def get_plan_info(store: Store, spec: MigrationSpec, plan_id: int) -> Any:
     if info is None or info.migration != spec.name:
         raise PlanError(f"no plan {plan_id} in migration {spec.name!r}")
     return info
+
+
+def key_scan_report(spec_path: str | Path) -> dict[str, Any]:
+    """What the key scans say now (as the plan reads it), for ``iamc report keys``.
+
+    Returns:
+        ``findings`` (current, per unit the latest scan that read it), ``problems`` (of the
+        latest scan), ``unscanned`` (units no scan has read), ``roots`` ({label: path} of the
+        spec's scan paths) and ``meta``.
+
+    Raises:
+        NoKeyScanError: No key scan has succeeded yet for the migration.
+    """
+    from domain.spec import scan_paths_of
+
+    spec = load_spec(spec_path)
+    with Store.open(spec.state) as store:
+        known = store.find_migration(spec.name)
+        latest = store.latest_key_scan_run(known) if known is not None else None
+        if known is None or latest is None:
+            raise NoKeyScanError(
+                f"no key scan yet for migration {spec.name!r}: run 'iamc scan -c {spec_path}'"
+            )
+        findings, unscanned = store.current_key_findings(known)
+        problems = store.key_scan_problems(latest)
+        run = store.get_run(latest)
+    return {
+        "findings": findings,
+        "problems": problems,
+        "unscanned": unscanned,
+        "roots": {entry.label: entry.path for entry in scan_paths_of(spec, spec_path)},
+        "meta": {
+            "migration": spec.name,
+            "scan_run_id": latest,
+            "scanned_at": run.started.isoformat(),
+            "snapshot_id": (run.summary or {}).get("snapshot_id"),
+        },
+    }

@@ -18,6 +18,7 @@ from state import models as m
 from state.engine import make_engine, mask_url, sqlite_write_lock, upgrade_to_head
 from state.identity import IdentityMixin
 from state.journal import JournalMixin
+from state.key_scans import KeyScanMixin
 from state.plans import PlanMixin
 from state.runs import RunsMixin, StageLockMixin
 from state.snapshots import SnapshotMixin
@@ -29,7 +30,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Store(RunsMixin, StageLockMixin, SnapshotMixin, IdentityMixin, PlanMixin, JournalMixin):
+class Store(
+    RunsMixin,
+    StageLockMixin,
+    SnapshotMixin,
+    IdentityMixin,
+    PlanMixin,
+    JournalMixin,
+    KeyScanMixin,
+):
     """The state DB, upgraded to this code's schema; safe to share between threads.
 
     Each call runs in its own session and transaction, so the inventory's per-account tasks

@@ -16,7 +16,10 @@ import tasks
 
 # Where each action runs: member-account actions go in the member role's policy; the rest run
 # with the management account's credentials.
-MEMBER_ACCOUNT_SERVICES = frozenset({"iam"})
+# The key scan reads workload configuration in each member account (tasks.aws_config_scan).
+MEMBER_ACCOUNT_SERVICES = frozenset(
+    {"iam", "lambda", "ecs", "ec2", "ssm", "cloudformation", "codebuild"}
+)
 
 
 def declared_permissions() -> dict[str, dict[str, tuple[str, ...]]]:

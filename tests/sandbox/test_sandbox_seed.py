@@ -144,13 +144,114 @@ def test_manifest_classes_match_what_iam_reports(seeded, client) -> None:
 def test_samples_hold_the_planted_key(seeded) -> None:
     manifest, samples = seeded[1], seeded[2]
     assert manifest.sample_key_id and manifest.sample_key_id.startswith("AKIA")
-    texts = {p.name: p.read_text() for p in samples.iterdir()}
+    texts = {p.name: p.read_text() for p in samples.iterdir() if p.is_file()}
     for name in ("upload_reports.py", ".env", "main.tf"):
         assert manifest.sample_key_id in texts[name]
     assert FALSE_POSITIVE_KEY_ID in texts["upload_reports.py"]
     assert '"sample_key_id"' in texts["seed-manifest.json"]
 
 
+def _workload_key_ids(client, manifest: SeedManifest) -> dict[str, tuple[str, str]]:
+    found = {}
+    for account in (a for a in manifest.accounts if a.status == "ACTIVE"):
+        iam = _member_iam(client, account.account_id)
+        for user in account.users:
+            for key in iam.list_access_keys(UserName=user.name)["AccessKeyMetadata"]:
+                found[key["AccessKeyId"]] = (account.account_id, user.name)
+    return found
+
+
+def test_planted_keys_are_inventory_keys_in_every_source(seeded, client) -> None:
+    manifest = seeded[1]
+    sources = {p["source"] for p in manifest.planted_keys}
+    assert sources == {
+        "working-tree",
+        "archive",
+        "git-history",
+        "lambda",
+        "ssm",
+        "ec2-launch-template",
+        "codebuild",
+    }
+    inventory = _workload_key_ids(client, manifest)
+    for planted in manifest.planted_keys:
+        assert inventory[planted["key_id"]] == (planted["account_id"], planted["user"])
+    aws_side = {p["account_id"] for p in manifest.planted_keys if " / " in p["where"]}
+    assert (
+        len({w.split(" / ")[0] for w in (p["where"] for p in manifest.planted_keys) if " / " in w})
+        == 2
+    )
+    assert aws_side
+
+
+def test_code_scan_of_the_samples_finds_every_planted_key_and_no_decoy(seeded) -> None:
+    from tasks.code_scan import scan_paths
+
+    manifest, samples = seeded[1], seeded[2]
+    result = scan_paths([samples])
+    hits = {(h.key_id, h.source, h.location, h.history_only) for h in result.hits}
+    for planted in (p for p in manifest.planted_keys if " / " not in p["where"]):
+        assert (
+            planted["key_id"],
+            planted["source"],
+            planted["where"],
+            planted["history_only"],
+        ) in hits, planted
+    decoys = {d["where"]: d["why"] for d in manifest.decoys}
+    assert not {h.location for h in result.hits} & set(decoys)
+    assert {i.location: i.reason for i in result.ignored if i.location in decoys} == decoys
+    planted_ids = {p["key_id"] for p in manifest.planted_keys}
+    # Every hit is a planted key (the manifest itself lists them too).
+    assert {h.key_id for h in result.hits} <= planted_ids
+    assert git_log(samples).count("\n") == 1  # two commits: the key was added, then removed
+
+
+def git_log(path: Path) -> str:
+    import subprocess
+
+    return subprocess.run(
+        ["git", "-C", str(path), "log", "--format=%H %s"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def test_aws_scan_of_the_seeded_accounts_finds_every_planted_key(
+    seeded, client, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks.aws_config_scan import scan_account
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", sandbox.url)  # the sources make their own clients
+    manifest = seeded[1]
+    found = set()
+    for account in (a for a in manifest.accounts if a.status == "ACTIVE"):
+        creds = client("sts").assume_role(
+            RoleArn=f"arn:aws:iam::{account.account_id}:role/OrganizationAccountAccessRole",
+            RoleSessionName="test",
+        )["Credentials"]
+        member = boto3.Session(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            region_name="us-east-1",
+        )
+        result = scan_account(member, account.account_id)
+        found |= {(h.key_id, h.source, h.location, h.secret_found) for h in result.hits}
+        assert not result.ignored
+    for planted in (p for p in manifest.planted_keys if " / " in p["where"]):
+        assert (
+            planted["key_id"],
+            planted["source"],
+            planted["where"],
+            planted["with_secret"],
+        ) in found, planted
+    assert {k for k, *_ in found} == {
+        p["key_id"] for p in manifest.planted_keys if " / " in p["where"]
+    }
+
+
+# Last: it re-seeds the module's sandbox, which the tests above read.
 def test_empty_seed_has_no_iam_users(sandbox: Sandbox, client) -> None:
     session = boto3.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"

@@ -1,0 +1,639 @@
+"""Benchmark of the hard-coded key scan against ripgrep and detect-secrets (issue 11's figures).
+
+Generates, deterministically and in a temporary directory, a tree of mixed text, minified JS,
+binaries and archives with planted keys and decoys, and a git repository of 2,000+ commits with
+keys committed and removed again; warms the page cache; then measures, in one run:
+
+- our scan (``tasks.code_scan``) of the tree in MB/s, with the chosen engine and with plain ``re``;
+- ``rg`` searching the same tree for the key-id pattern alone (the practical limit);
+- ``detect-secrets scan --all-files`` on a proportional subset of the tree (it is ~1,000x slower;
+  the subset keeps the run short) and our scan on the same subset;
+- our scan of the repository's whole history in MB/s of unique blobs;
+- recall and precision on the planted keys.
+
+Run: ``.venv/bin/python -m bench.scan`` (``--help`` for sizes). Nothing is written to the
+repository; the data is deleted afterwards unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tasks import code_scan
+from tasks.code_scan import ScanOptions, scan_git_history, scan_paths, scan_working_tree
+from tasks.key_detection import KeyDetector, classify_key_id, classify_secret
+
+MB = 1_000_000
+KEY_ID_REGEX = r"(AKIA|ASIA)[A-Z2-7]{16}"
+B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+# Code-like vocabulary. Words a scanner must look twice at ("secret", "AKIA") are kept to
+# the rare config lines below, as in real code: a corpus where every 20th word is "secret"
+# slows Hyperscan's confirmation of the assignment pattern to ~400 MB/s.
+_VOCABULARY = """
+self return import from def class if else elif for while try except finally with as
+yield lambda None True False config client session bucket region account user policy role
+token value name key items data result error logger request response handler event context
+Access Control Allow Origin Content Type AWS_REGION us-east-1 eu-west-1 arn:aws:iam::
+s3://acme-data/ 0 1 2 42 1024 const let var function => async await new this map filter
+reduce push length string number boolean object Promise resolve reject console log info
+warn debug timeout retries max_attempts paginator get_paginator paginate page items append
+extend update dict list tuple set int str bytes len range enumerate zip sorted reversed
+HTTPStatusCode ResponseMetadata Metadata Tags Key Value Arn Name Id Status Active Inactive
+"""
+WORDS = tuple(_VOCABULARY.split())
+SECRETISH_LINES = (
+    'secret_name = "prod/app/db"',
+    'client = boto3.client("secretsmanager")',
+    'value = client.get_secret_value(SecretId=secret_name)["SecretString"]',
+)
+
+
+@dataclass
+class Planted:
+    key_id: str
+    where: str  # relative path (or archive!member) the hit's location must start with
+    with_secret: bool
+    history_only: bool = False
+
+
+@dataclass
+class Corpus:
+    rng: random.Random
+    text: str = ""
+    planted: list[Planted] = field(default_factory=list)
+    decoys: list[str] = field(default_factory=list)  # paths holding only decoys
+
+    def __post_init__(self) -> None:
+        lines = []
+        size = 0
+        while size < 4 * MB:
+            indent = " " * self.rng.choice((0, 4, 8, 12))
+            words = self.rng.choices(WORDS, k=self.rng.randint(3, 14))
+            line = indent + " ".join(words)
+            if self.rng.random() < 0.005:
+                line = indent + self.rng.choice(SECRETISH_LINES)
+            if self.rng.random() < 0.03:  # base64 blobs, hashes: high-entropy noise
+                # (not 40 long after a secret-looking word: that would be a real finding)
+                line += ' = "' + "".join(self.rng.choices(B64, k=self.rng.choice((32, 64, 88))))
+                line += '"'
+            lines.append(line)
+            size += len(line) + 1
+        self.text = "\n".join(lines) + "\n"
+
+    def slice(self, size: int) -> str:
+        start = self.rng.randrange(0, len(self.text) - size - 1)
+        start = self.text.find("\n", start) + 1
+        return self.text[start : start + size]
+
+    def key(self) -> tuple[str, str]:
+        while True:
+            key_id = "AKIA" + "".join(self.rng.choices(B32, k=16))
+            secret = "".join(self.rng.choices(B64, k=40))
+            if (
+                classify_key_id(key_id.encode()) is None
+                and classify_secret(secret.encode()) is None
+            ):
+                return key_id, secret
+
+    def decoy_lines(self) -> list[str]:
+        tail = "".join(self.rng.choices(B32, k=16))
+        sha = "".join(self.rng.choices("0123456789abcdef", k=40))
+        return [
+            'aws_access_key_id = "AKIAIOSFODNN7EXAMPLE"',
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "access_key: AKIAXXXXXXXXXXXXXXXX  # placeholder",
+            "AWS_ACCESS_KEY_ID=AKIAABCDEFGHIJKLMNOP",
+            f"build_id = BUILDAKIA{tail}",
+            f'secret_commit = "{sha}"',
+        ]
+
+
+def _with_lines(body: str, extra: list[str], rng: random.Random) -> str:
+    lines = body.split("\n")
+    at = rng.randrange(0, max(1, len(lines) - 1))
+    return "\n".join(lines[:at] + extra + lines[at:])
+
+
+def _key_lines(key_id: str, secret: str, with_secret: bool, style: int) -> list[str]:
+    if style == 0:
+        lines = [f'AWS_ACCESS_KEY_ID = "{key_id}"']
+        if with_secret:
+            lines.append(f'AWS_SECRET_ACCESS_KEY = "{secret}"')
+    elif style == 1:
+        lines = [f"    access_key: {key_id}"]
+        if with_secret:
+            lines.append(f"    secret_key: {secret}")
+    else:
+        lines = [f'client = boto3.client("s3", aws_access_key_id="{key_id}",']
+        if with_secret:
+            lines.append(f'    aws_secret_access_key="{secret}")')
+    return lines
+
+
+def generate_tree(root: Path, size_mb: int, seed: int) -> tuple[Corpus, dict[str, int]]:
+    """Mixed content of about size_mb MB: text 46%, minified JS 20%, binary 29%, archives 5%."""
+    rng = random.Random(seed)
+    corpus = Corpus(rng)
+    target = size_mb * MB
+    budget = {"text": 0.46, "minified-js": 0.20, "binary": 0.29, "archive": 0.05}
+    written = dict.fromkeys(budget, 0)
+    n = 0
+
+    def write(relative: str, data: bytes, kind: str) -> None:
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        written[kind] += len(data)
+
+    def plant(relative: str, body: str, style: int) -> str:
+        key_id, secret = corpus.key()
+        with_secret = rng.random() < 0.7
+        corpus.planted.append(Planted(key_id, relative, with_secret))
+        return _with_lines(body, _key_lines(key_id, secret, with_secret, style), rng)
+
+    while written["text"] < target * budget["text"]:
+        n += 1
+        ext = rng.choice(("py", "js", "yaml", "tf", "json", "md", "sh", "cfg", ""))
+        relative = f"src/pkg{n % 40}/mod{n}{'.' + ext if ext else ''}"
+        body = corpus.slice(rng.randint(4_000, 80_000))
+        if n % 97 == 0:
+            body = plant(relative, body, n % 3)
+        elif n % 89 == 0:
+            body = _with_lines(body, corpus.decoy_lines(), rng)
+            corpus.decoys.append(relative)
+        if n % 211 == 0:  # an ignored-looking dotfile with a key
+            env = f"svc{n}/.env"
+            key_id, secret = corpus.key()
+            corpus.planted.append(Planted(key_id, env, True))
+            write(
+                env,
+                f"AWS_ACCESS_KEY_ID={key_id}\nAWS_SECRET_ACCESS_KEY={secret}\n".encode(),
+                "text",
+            )
+        write(relative, body.encode(), "text")
+    while written["minified-js"] < target * budget["minified-js"]:
+        n += 1
+        relative = f"web/dist/bundle{n}.min.js"
+        body = corpus.slice(rng.randint(200_000, 2_000_000)).replace("\n", ";").replace("    ", "")
+        if n % 7 == 0:
+            key_id, secret = corpus.key()
+            corpus.planted.append(Planted(key_id, relative, True))
+            cut = rng.randrange(0, len(body))
+            pair = f'var c={{accessKeyId:"{key_id}",secretAccessKey:"{secret}"}}'
+            body = f"{body[:cut]};{pair};{body[cut:]}"
+        write(relative, body.encode(), "minified-js")
+    while written["binary"] < target * budget["binary"]:
+        n += 1
+        relative = f"assets/blob{n}.{rng.choice(('png', 'so', 'bin', 'dat', 'txt'))}"
+        data = bytearray(rng.randbytes(rng.randint(64_000, 6_000_000)))
+        data[100] = 0  # binary by content: a NUL in the first block
+        write(relative, bytes(data), "binary")
+    while written["archive"] < target * budget["archive"]:
+        n += 1
+        kind = rng.choice(("zip", "jar", "tar.gz"))
+        relative = f"dist/release{n}.{kind}"
+        members: dict[str, bytes] = {}
+        for m in range(rng.randint(3, 12)):
+            name = f"app/conf{m}.properties"
+            body = corpus.slice(rng.randint(2_000, 60_000))
+            if m == 1 and n % 3 == 0:
+                body = plant(f"{relative}!{name}", body, 1)
+            members[name] = body.encode()
+            members[f"app/lib{m}.bin"] = b"\0" + rng.randbytes(rng.randint(2_000, 50_000))
+        write(relative, _archive(kind, members), "archive")
+    return corpus, written
+
+
+def _archive(kind: str, members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    if kind == "tar.gz":
+        with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as archive:
+            for name, content in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(content)
+                info.mtime = 1_700_000_000
+                archive.addfile(info, io.BytesIO(content))
+    else:
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, content in members.items():
+                archive.writestr(zipfile.ZipInfo(name, (2024, 1, 1, 0, 0, 0)), content)
+    return buffer.getvalue()
+
+
+def generate_repo(root: Path, commits: int, seed: int) -> list[Planted]:
+    """A repository built with ``git fast-import``: commits touching a few files each, keys
+    added and removed again (history only), one kept, one on a tag only."""
+    rng = random.Random(seed + 1)
+    corpus = Corpus(rng)
+    planted: list[Planted] = []
+    root.mkdir(parents=True)
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    _command(["git", "init", "-q", "-b", "main", str(root)], check=True, env=env)
+    stream = io.BytesIO()
+
+    def data(payload: bytes) -> None:
+        stream.write(b"data %d\n" % len(payload) + payload + b"\n")
+
+    files = [f"src/module{i}.py" for i in range(150)]
+    removals: dict[int, str] = {}
+    for number in range(1, commits + 1):
+        stream.write(b"commit refs/heads/main\nmark :%d\n" % number)
+        stream.write(b"committer Dev <dev@example.com> %d +0000\n" % (1_700_000_000 + number * 600))
+        data(f"change {number}".encode())
+        touched = files if number == 1 else rng.sample(files, rng.randint(1, 3))
+        for path in touched:
+            stream.write(f"M 100644 inline {path}\n".encode())
+            data(corpus.slice(rng.randint(3_000, 40_000)).encode())
+        if number % 100 == 50:  # a key committed, removed three commits later
+            key_id, secret = corpus.key()
+            path = f"config/keys_{number}.py"
+            body = "\n".join(_key_lines(key_id, secret, True, number % 3)) + "\n"
+            stream.write(f"M 100644 inline {path}\n".encode())
+            data(body.encode())
+            removals[number + 3] = path
+            planted.append(Planted(key_id, path, True, history_only=True))
+        if number % 250 == 125:
+            path = f"docs/setup_{number}.md"
+            stream.write(f"M 100644 inline {path}\n".encode())
+            data("\n".join(corpus.decoy_lines()).encode())
+        if number in removals:
+            stream.write(f"D {removals.pop(number)}\n".encode())
+        if number == commits // 2:
+            key_id, secret = corpus.key()
+            stream.write(b"M 100644 inline deploy/settings.env\n")
+            data(f"AWS_ACCESS_KEY_ID={key_id}\n".encode())
+            planted.append(Planted(key_id, "deploy/settings.env", False))
+        stream.write(b"\n")
+    # One more commit reachable from a tag only.
+    key_id, _ = corpus.key()
+    stream.write(b"commit refs/tags/experiment\nmark :%d\n" % (commits + 1))
+    stream.write(b"committer Dev <dev@example.com> 1800000000 +0000\n")
+    data(b"experiment")
+    stream.write(b"from :%d\nM 100644 inline experiment.cfg\n" % commits)
+    data(f"key={key_id}\n".encode())
+    planted.append(Planted(key_id, "experiment.cfg", False, history_only=True))
+    _command(
+        ["git", "-C", str(root), "fast-import", "--quiet"],
+        input=stream.getvalue(),
+        check=True,
+        env=env,
+    )
+    _command(["git", "-C", str(root), "checkout", "-q", "main"], check=True, env=env)
+    return planted
+
+
+def _command(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    # git, rg and detect-secrets with arguments built here, never from input.
+    return subprocess.run(command, **kwargs)  # noqa: S603
+
+
+def tree_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def warm(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                while handle.read(8 * 1024 * 1024):
+                    pass
+
+
+def timed(fn, repeat: int = 2):
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def rg_binary() -> str | None:
+    beside = Path(sys.executable).with_name("rg")
+    return str(beside) if beside.exists() else shutil.which("rg")
+
+
+def run_rg(rg: str, root: Path) -> int:
+    done = _command(
+        [rg, "--no-ignore", "--hidden", "-c", "--no-messages", "-e", KEY_ID_REGEX, str(root)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return sum(int(line.rsplit(":", 1)[1]) for line in done.stdout.splitlines() if ":" in line)
+
+
+def subset(root: Path, target: Path, fraction: float, seed: int) -> int:
+    """Copy every n-th file of each kind: the same mix, a fraction of the size."""
+    rng = random.Random(seed + 2)
+    copied = 0
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if rng.random() < fraction:
+            destination = target / path.relative_to(root)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, destination)
+            copied += path.stat().st_size
+    return copied
+
+
+def run_detect_secrets(root: Path) -> int:
+    executable = Path(sys.executable).with_name("detect-secrets")
+    done = _command(
+        [str(executable), "scan", "--all-files", "-n", "."],  # -n: never verify over the network
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return sum(len(found) for found in json.loads(done.stdout)["results"].values())
+
+
+def recall(planted: list[Planted], hits, history: bool = False) -> tuple[int, int, int]:
+    """(found, of which secret found where planted with one, history-only flags right)."""
+    found = secret_ok = flags_ok = 0
+    for item in planted:
+        matches = [
+            h
+            for h in hits
+            if h.key_id == item.key_id
+            and (h.location.startswith(item.where + ":") or h.location.startswith(item.where + "!"))
+        ]
+        if matches:
+            found += 1
+            secret_ok += any(h.secret_found for h in matches) == item.with_secret
+            if history:
+                flags_ok += any(h.history_only == item.history_only and h.commit for h in matches)
+    return found, secret_ok, flags_ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=520, help="tree size (default 520)")
+    parser.add_argument("--commits", type=int, default=2000)
+    parser.add_argument("--subset-mb", type=float, default=3, help="detect-secrets subset")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--workdir", type=Path, help="where to generate (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated data")
+    args = parser.parse_args(argv)
+
+    base = args.workdir or Path(tempfile.mkdtemp(prefix="iamc-bench-scan-"))
+    try:
+        return _run(args, base)
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+        else:
+            print(f"data kept in {base}")
+
+
+def _run(args: argparse.Namespace, base: Path) -> int:
+    tree, repo, small = base / "tree", base / "repo", base / "subset"
+    start = time.perf_counter()
+    corpus, written = generate_tree(tree, args.size_mb, args.seed)
+    repo_planted = generate_repo(repo, args.commits, args.seed)
+    total = tree_bytes(tree)
+    print(f"generated in {time.perf_counter() - start:.1f} s under {base}")
+    mix = ", ".join(f"{k} {v / total:.0%}" for k, v in written.items())
+    files = sum(1 for p in tree.rglob("*") if p.is_file())
+    print(f"tree: {total / MB:.0f} MB in {files} files ({mix})")
+    warm(tree)
+    warm(repo / ".git")
+
+    detector = KeyDetector(engine="auto")
+    parallel_min = code_scan.PARALLEL_MIN_BYTES
+    ours_s, result = timed(
+        lambda: scan_paths([tree], detector=detector, options=ScanOptions(history=False))
+    )
+    ours = total / MB / ours_s
+    re_s, _ = timed(
+        lambda: scan_paths([tree], options=ScanOptions(history=False, engine="re")), repeat=1
+    )
+    code_scan.PARALLEL_MIN_BYTES = 0  # force the worker processes, start-up included
+    two_s, _ = timed(
+        lambda: scan_paths(
+            [tree], detector=detector, options=ScanOptions(history=False, workers=2)
+        ),
+        repeat=2,
+    )
+    code_scan.PARALLEL_MIN_BYTES = parallel_min
+    engine = detector.engine
+    print(f"  iamc scan, {engine}, default (1 process): {ours:7.0f} MB/s ({ours_s:.2f} s)")
+    two = total / MB / two_s
+    print(f"  iamc scan, {engine}, 2 processes:         {two:7.0f} MB/s ({two_s:.2f} s)")
+    print(
+        f"  iamc scan, re engine, 1 process:          {total / MB / re_s:7.0f} MB/s ({re_s:.2f} s)"
+    )
+
+    rg = rg_binary()
+    status = 0
+    if rg:
+        version = _command([rg, "--version"], capture_output=True, text=True).stdout.split()[1]
+        rg_s, rg_hits = timed(lambda: run_rg(rg, tree), repeat=3)
+        rg_rate = total / MB / rg_s
+        verdict = "met" if ours >= rg_rate / 2 else "NOT met"
+        print(
+            f"  rg {version} (key-id pattern only): {rg_rate:7.0f} MB/s ({rg_s:.2f} s, {rg_hits} "
+            f"matching lines)\n  target iamc >= 1/2 rg: {ours / rg_rate:.2f} x rg -> {verdict}"
+        )
+        status |= verdict != "met"
+    else:
+        print("  rg: not found (pip install ripgrep)")
+
+    fraction = args.subset_mb * MB / total
+    copied = subset(tree, small, fraction, args.seed)
+    warm(small)
+    ds_s, ds_found = timed(lambda: run_detect_secrets(small), repeat=1)
+    ds_rate = copied / MB / ds_s
+    sub_s, _ = timed(
+        lambda: scan_paths([small], detector=detector, options=ScanOptions(history=False))
+    )
+    verdict = "met" if ours / ds_rate >= 50 else "NOT met"
+    print(
+        f"  detect-secrets --all-files on a {copied / MB:.1f} MB subset (same mix): "
+        f"{ds_rate:.2f} MB/s ({ds_s:.1f} s, {ds_found} findings); iamc on that subset "
+        f"{copied / MB / sub_s:.0f} MB/s\n  target iamc >= 50 x detect-secrets: "
+        f"{ours / ds_rate:.0f} x -> {verdict}"
+    )
+    status |= verdict != "met"
+
+    found, secret_ok, _ = recall(corpus.planted, result.hits)
+    planted_ids = {p.key_id for p in corpus.planted}
+    key_hits = [h for h in result.hits if h.key_id]
+    false = [h for h in key_hits if h.key_id not in planted_ids]
+    decoy_hits = [
+        h for h in result.hits if any(h.location.startswith(d + ":") for d in corpus.decoys)
+    ]
+    precision = 1 - len(false) / max(1, len(key_hits))
+    print(
+        f"  recall {found}/{len(corpus.planted)} planted keys (text, .env, minified JS, archives); "
+        f"secret next to it right for {secret_ok}/{found}; precision {precision:.3f} "
+        f"({len(false)} unplanted key hits, {len(decoy_hits)} decoys reported, "
+        f"{len(result.ignored)} look-alikes ignored with a reason); "
+        f"{len(result.skipped)} skipped"
+    )
+    status |= found != len(corpus.planted) or bool(false) or bool(decoy_hits)
+
+    commits = _command(
+        ["git", "-C", str(repo), "rev-list", "--all", "--count"], capture_output=True, text=True
+    ).stdout.strip()
+    # The working tree's blobs with hits, as scan_paths passes them: not history-only.
+    _, current = scan_working_tree(repo, detector, ScanOptions())
+    history_s, history = timed(
+        lambda: scan_git_history(repo, detector, ScanOptions(), working_tree_blobs=current),
+        repeat=2,
+    )
+    blob_mb = history.stats.blob_bytes / MB
+    found, secret_ok, flags_ok = recall(repo_planted, history.hits, history=True)
+    false = [
+        h for h in history.hits if h.key_id and h.key_id not in {p.key_id for p in repo_planted}
+    ]
+    print(
+        f"history: {commits} commits, {history.stats.blobs} unique blobs, {blob_mb:.0f} MB: "
+        f"{blob_mb / history_s:.0f} MB/s ({history_s:.2f} s, rev-list + cat-file --batch + scan)"
+    )
+    print(
+        f"  recall {found}/{len(repo_planted)} planted keys "
+        f"({sum(p.history_only for p in repo_planted)} history-only); commit and history-only "
+        f"flag right for {flags_ok}/{found}; {len(false)} unplanted key hits"
+    )
+    status |= found != len(repo_planted) or bool(false)
+    return int(status)
+
+
+# -- AWS side: calls per account per source and wall time, through the key-scan flow ----------
+
+AWS_SPEC = """name = "bench-scan"
+state = "sqlite:///state.db"
+protected_users = ["breakglass-*"]
+[inventory]
+concurrency = 8
+[aws]
+rate_limits = {{ iam = 100 }}
+[scan]
+aws = true
+concurrency = {concurrency}
+"""
+
+
+def run_aws(args: argparse.Namespace) -> int:
+    """Seed ``--accounts`` sandbox accounts (keys planted AWS-side), inventory them, then run
+    the key-scan flow at each ``--concurrency``: calls per account per source, wall time."""
+    import boto3
+
+    from bench.harness import bench_workdir
+    from flows.inventory import run_inventory
+    from flows.key_scan import run_key_scan
+    from sandbox.seed import seed_organization
+    from sandbox.server import Sandbox
+
+    workdir = bench_workdir("iamc-bench-scan-aws-")
+    with Sandbox(port=0) as sandbox:
+        sandbox.reset(seed=args.seed)
+        os.environ.update(sandbox.env())
+        started = time.monotonic()
+        manifest = seed_organization(
+            boto3.Session(),
+            accounts=args.accounts,
+            users_per_account=args.users,
+            seed=args.seed,
+            endpoint_url=sandbox.url,
+        )
+        print(
+            f"\nAWS side: seeded {args.accounts} accounts x {args.users} users in "
+            f"{time.monotonic() - started:.1f} s; {len(manifest.planted_keys)} keys planted"
+        )
+        control = sandbox.middleware
+        assert control is not None
+        spec = workdir / "spec.toml"
+        spec.write_text(AWS_SPEC.format(concurrency=1))
+        run_inventory(spec)
+        aws_planted = {p["key_id"] for p in manifest.planted_keys if " / " in p["where"]}
+        status = 0
+        for concurrency in args.concurrency:
+            spec.write_text(AWS_SPEC.format(concurrency=concurrency))
+            control.strictness.update({"latency_ms": args.latency_ms})
+            control.recorder.reset()
+            t0 = time.monotonic()
+            summary = run_key_scan(spec)
+            wall = time.monotonic() - t0
+            control.strictness.update({"latency_ms": 0})
+            accounts = summary["accounts"]
+            calls = summary["calls_by_source"]
+            recorded = control.recorder.snapshot()
+            print(
+                f"[concurrency {concurrency}, latency {args.latency_ms} ms] {accounts} accounts, "
+                f"{sum(calls.values())} scan calls ({recorded['total']} at the endpoint, STS "
+                f"included), wall {wall:.1f} s ({wall / max(accounts, 1):.2f} s per account); "
+                f"{summary['org_keys']} org keys, {summary['gaps']} gaps, "
+                f"{len(summary['accounts_failed'])} accounts failed"
+            )
+            print("  calls per account by source (mean):")
+            for source, total in calls.items():
+                print(f"    {source:22s} {total / max(accounts, 1):6.1f}")
+            print(f"    {'total':22s} {sum(calls.values()) / max(accounts, 1):6.1f}")
+            from state import Store
+
+            with Store.open(f"sqlite:///{workdir / 'state.db'}") as store:
+                found = {
+                    f.key_id
+                    for f in store.key_scan_findings(summary["run_id"])
+                    if f.is_org_key and not f.is_code
+                }
+            missing = aws_planted - found
+            print(
+                f"  recall {len(aws_planted) - len(missing)}/{len(aws_planted)} AWS-side planted "
+                f"keys; {len(found - aws_planted)} other org keys"
+            )
+            status |= bool(missing) or bool(summary["accounts_failed"])
+    return int(status)
+
+
+def run(args: argparse.Namespace) -> None:
+    """``python -m bench scan``: the code-scan figures, then the AWS-side figures."""
+    status = 0
+    if not args.skip_code:
+        base = args.workdir or Path(tempfile.mkdtemp(prefix="iamc-bench-scan-"))
+        try:
+            status |= _run(args, base)
+        finally:
+            if not args.keep:
+                shutil.rmtree(base, ignore_errors=True)
+    if not args.skip_aws:
+        status |= run_aws(args)
+    if status:
+        print("some targets were not met (see above)")
+        sys.exit(1)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``scan`` benchmark's options (shared by ``python -m bench scan``)."""
+    parser.add_argument("--size-mb", type=int, default=520, help="tree size (default 520)")
+    parser.add_argument("--commits", type=int, default=2000)
+    parser.add_argument("--subset-mb", type=float, default=3, help="detect-secrets subset")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--workdir", type=Path, help="where to generate (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated data")
+    parser.add_argument("--accounts", type=int, default=20, help="AWS side: member accounts")
+    parser.add_argument("--users", type=int, default=12, help="AWS side: users per account")
+    parser.add_argument("--latency-ms", type=int, default=20, help="AWS side: per call")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--skip-code", action="store_true", help="only the AWS side")
+    parser.add_argument("--skip-aws", action="store_true", help="only the code scan")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

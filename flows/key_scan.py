@@ -1,0 +1,311 @@
+"""Runbook step 4: find every place an access key is written down, and whose key it is."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+from prefect.states import Failed, State
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from domain.errors import AwsAccessError, NoInventoryError, UnknownAccountError
+from domain.key_attribution import (
+    KeyFinding,
+    OrgView,
+    ScanProblem,
+    attribute,
+    inventory_index,
+)
+from domain.progress import emit
+from domain.spec import MigrationSpec, ScanPath, load_spec, scan_paths_of
+from state import Store
+from state.key_scans import KEY_SCAN_RUN
+from tasks.aws import AwsSessions
+from tasks.key_detection import KeyDetector
+from tasks.key_scan import ScanOutcome, scan_code_path, scan_member_account
+from tasks.organizations import select_accounts, walk_organization
+
+log = logging.getLogger(__name__)
+
+
+class _Runtime:
+    """What every scan task shares. A plain class, so Prefect does not walk or hash it.
+
+    It holds the detector, and so the scan's salt: it must never become a task parameter
+    that Prefect could record.
+    """
+
+    def __init__(
+        self,
+        spec: MigrationSpec,
+        sessions: AwsSessions,
+        detector: KeyDetector,
+        paths: list[ScanPath],
+    ):
+        self.spec = spec
+        self.sessions = sessions
+        self.detector = detector
+        self.paths = paths
+        self.regions = list(spec.scan.regions) or [spec.region]
+        # Outcomes by account, kept here so a failed account's task can end Failed (red in the
+        # UI, one message, no traceback) while the flow still records what it found.
+        self.outcomes: dict[str, ScanOutcome] = {}
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    try:
+        return get_run_logger()
+    except MissingContextError:  # outside a run (a test calling a task's .fn)
+        return log
+
+
+@task(name="resolve-organization", cache_policy=NO_CACHE, persist_result=False)
+def resolve_organization(runtime: _Runtime) -> tuple[OrgView, list[str], ScanProblem | None]:
+    """The organization's accounts and the in-scope ones; unreadable is a gap for a code scan."""
+    try:
+        tree = walk_organization(runtime.sessions.management())
+        scoped = select_accounts(tree, runtime.spec.scope)
+    except (AwsAccessError, UnknownAccountError) as err:
+        if runtime.spec.scan.aws:
+            raise
+        problem = ScanProblem(
+            "gap",
+            "organizations",
+            "organization",
+            f"{err}: keys of accounts outside the inventory can't be told apart",
+        )
+        return OrgView(), [], problem
+    in_scope = [a.account_id for a in scoped.in_scope]
+    view = OrgView(
+        accounts=frozenset(tree.accounts),
+        in_scope=frozenset(in_scope),
+        management_account_id=tree.management_account_id,
+    )
+    return view, in_scope, None
+
+
+@task(
+    name="scan-code",
+    task_run_name="scan code {label}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def scan_code(runtime: _Runtime, label: str, index: int) -> ScanOutcome:
+    """One spec path: working tree (ignored files too), archives, whole git history."""
+    entry = runtime.paths[index]
+    logger = _logger()
+    if entry.problem:
+        logger.warning("%s", entry.problem)
+    outcome = scan_code_path(
+        label,
+        entry.path,
+        runtime.detector,
+        history=runtime.spec.scan.history,
+        problem=entry.problem,
+    )
+    stats = outcome.result.stats
+    logger.info(
+        "code %s: %d files (%.1f MB), %d history blobs: %d key hits, %d look-alikes, %d skipped",
+        label,
+        stats.files,
+        stats.bytes / 1e6,
+        stats.blobs,
+        len(outcome.result.hits),
+        len(outcome.result.ignored),
+        len(outcome.result.skipped),
+    )
+    emit("scan-unit-done", what=outcome.what, hits=len(outcome.result.hits))
+    return outcome
+
+
+@task(
+    name="scan-account",
+    task_run_name="scan account {account_id}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def scan_account_config(runtime: _Runtime, account_id: str) -> ScanOutcome | State:
+    """One member account through the member role: Lambda, ECS, EC2, SSM, CFN, CodeBuild.
+
+    Ends Failed (red in the UI) when the account could not be read at all; the flow still
+    records the rest of the scan.
+    """
+    logger = _logger()
+    outcome = scan_member_account(runtime.sessions, account_id, runtime.detector, runtime.regions)
+    runtime.outcomes[account_id] = outcome
+    emit("scan-unit-done", what=outcome.what, hits=len(outcome.result.hits))
+    if outcome.failed:
+        logger.error("account %s: not scanned: %s", account_id, outcome.failed)
+        return Failed(message=f"account {account_id} not scanned: {outcome.failed}")
+    logger.info(
+        "account %s: %d key hits, %d look-alikes, %d gaps, %d calls in %.1f s",
+        account_id,
+        len(outcome.result.hits),
+        len(outcome.result.ignored),
+        len(outcome.result.gaps),
+        sum(outcome.calls.values()),
+        outcome.seconds,
+    )
+    return outcome
+
+
+@flow(name="key-scan", log_prints=False)
+def key_scan_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
+    """Scan the spec's code paths and every in-scope account's configuration for access keys.
+
+    Args:
+        spec_path: The migration spec (TOML) with its ``[scan]`` section.
+        profile: An AWS profile for the management account (default: the boto3 chain).
+
+    Returns:
+        The run's summary: run id, snapshot joined, findings by classification, problems,
+        failed accounts, AWS calls per source.
+    """
+    spec = load_spec(spec_path)
+    with Store.open(spec.state) as store:
+        migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
+        run_id = store.start_run(migration_id, KEY_SCAN_RUN, {"spec": str(Path(spec_path))})
+        try:
+            summary = _scan(spec, spec_path, store, migration_id, run_id, profile)
+        except BaseException as err:
+            store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
+            raise
+        store.finish_run(run_id, "succeeded", summary=summary)
+        return summary
+
+
+def _scan(
+    spec: MigrationSpec,
+    spec_path: str,
+    store: Store,
+    migration_id: int,
+    run_id: int,
+    profile: str | None,
+) -> dict[str, Any]:
+    snapshot = store.latest_snapshot(migration_id)
+    if snapshot is None:
+        raise NoInventoryError(
+            f"no inventory yet for migration {spec.name!r}: run 'iamc inventory -c {spec_path}' "
+            "first, so found keys can be matched to their owners"
+        )
+    runtime = _Runtime(
+        spec,
+        AwsSessions.from_spec(spec, profile=profile),
+        KeyDetector(),
+        scan_paths_of(spec, spec_path),
+    )
+    org, in_scope, org_problem = resolve_organization(runtime)
+    accounts = in_scope if spec.scan.aws else []
+    emit("scan-scope", units=len(runtime.paths) + len(accounts))
+
+    code_futures = [
+        scan_code.submit(runtime, entry.label, index) for index, entry in enumerate(runtime.paths)
+    ]
+    account_futures = [scan_account_config.submit(runtime, a) for a in accounts]
+    outcomes: list[ScanOutcome] = [future.result() for future in code_futures]
+    for future in account_futures:
+        future.wait()
+    outcomes += [runtime.outcomes[a] for a in accounts]
+
+    hits = [hit for outcome in outcomes for hit in outcome.result.hits]
+    ignored = [item for outcome in outcomes for item in outcome.result.ignored]
+    latest = inventory_index(store.load_snapshot(snapshot.id))
+    earlier = store.earlier_key_owners(migration_id, snapshot.id)
+    if not org.accounts:
+        # The organization could not be read: the snapshot's accounts are what is in scope.
+        org = OrgView(in_scope=frozenset(o.account_id for o in latest.values()))
+    findings = attribute(hits, ignored, latest, earlier, org)
+    problems = [p for outcome in outcomes for p in outcome.problems]
+    if org_problem is not None:
+        problems.insert(0, org_problem)
+    units = [unit for outcome in outcomes for unit in outcome.units]
+    store.save_key_scan(run_id, findings, units, problems)
+    summary = _summary(run_id, snapshot.id, outcomes, findings, problems)
+    _publish(spec, summary, outcomes, findings)
+    return summary
+
+
+def _summary(
+    run_id: int,
+    snapshot_id: int,
+    outcomes: list[ScanOutcome],
+    findings: list[KeyFinding],
+    problems: list[ScanProblem],
+) -> dict[str, Any]:
+    classes = Counter(f.classification for f in findings)
+    org_keys = {f.key_id for f in findings if f.is_org_key}
+    users = {(f.owner_account_id, f.owner_user) for f in findings if f.is_org_key}
+    calls: Counter[str] = Counter()
+    for outcome in outcomes:
+        calls.update(outcome.calls)
+    accounts = [o for o in outcomes if o.what.startswith("account ")]
+    return {
+        "run_id": run_id,
+        "snapshot_id": snapshot_id,
+        "paths": sum(1 for o in outcomes if o.what.startswith("code ")),
+        "accounts": len(accounts),
+        "accounts_failed": sorted(o.what.split(" ", 1)[1] for o in accounts if o.failed),
+        "findings": dict(sorted(classes.items())),
+        "org_keys": len(org_keys),
+        "users": len(users),
+        "skipped": sum(1 for p in problems if p.kind == "skipped"),
+        "gaps": sum(1 for p in problems if p.kind == "gap"),
+        "problems": [str(p) for p in problems],
+        "calls_by_source": dict(sorted(calls.items())),
+        "bytes": sum(o.result.stats.bytes + o.result.stats.blob_bytes for o in outcomes),
+    }
+
+
+def _publish(
+    spec: MigrationSpec,
+    summary: dict[str, Any],
+    outcomes: list[ScanOutcome],
+    findings: list[KeyFinding],
+) -> None:
+    """Artifacts for the UI: one row per code path and account, and the org keys (masked)."""
+    key = f"key-scan-{spec.name}".lower().replace("_", "-").replace(".", "-")
+    rows = []
+    for outcome in outcomes:
+        rows.append(
+            {
+                "scanned": outcome.what,
+                "status": "failed" if outcome.failed else "scanned",
+                "hits": len(outcome.result.hits),
+                "look-alikes": len(outcome.result.ignored),
+                "skipped or gaps": len(outcome.problems),
+                "AWS calls": sum(outcome.calls.values()),
+                "seconds": round(outcome.seconds, 2),
+            }
+        )
+    create_table_artifact(
+        key=key, table=rows, description=f"Key scan run {summary['run_id']} of {spec.name}"
+    )
+    lines = [
+        f"# Key scan run {summary['run_id']} of `{spec.name}`",
+        "",
+        f"Joined with inventory snapshot {summary['snapshot_id']}: "
+        + ", ".join(f"{k} {v}" for k, v in summary["findings"].items()),
+        "",
+        "| Classification | Key | Owner | Where |",
+        "|---|---|---|---|",
+    ]
+    for finding in findings:
+        if finding.is_org_key:
+            owner = f"{finding.owner_account_id} / {finding.owner_user}"
+            where = finding.where().replace("|", "\\|")
+            lines.append(f"| {finding.classification} | {finding.masked_key} | {owner} | {where} |")
+    lines += ["", *[f"- {p}" for p in summary["problems"]]]
+    create_markdown_artifact(key=f"{key}-findings", markdown="\n".join(lines))
+
+
+def run_key_scan(spec_path: str | Path, profile: str | None = None) -> dict[str, Any]:
+    """Run the key-scan flow with the spec's concurrency (accounts and paths at once)."""
+    spec = load_spec(spec_path)
+    runner = ThreadPoolTaskRunner(max_workers=spec.scan.concurrency)
+    return key_scan_flow.with_options(task_runner=runner)(str(spec_path), profile)

@@ -1,0 +1,163 @@
+"""The key scan's units of work: one code path, or one member account's configuration.
+
+Each returns what it found, what it covered (units) and what it could not read (problems),
+never raising for a bad path, an unimplemented source or an unreachable account: the flow
+records those and the scan of the rest goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from domain.errors import AwsAccessError
+from domain.key_attribution import ScanProblem, aws_unit, code_unit
+from domain.key_findings import ScanResult
+from state.key_scans import UNIT_SCANNED, ScanUnit
+from tasks.aws import AwsSessions, error_code
+from tasks.aws_config_scan import SOURCES, scan_account
+from tasks.code_scan import ScanOptions, scan_paths
+from tasks.key_detection import KeyDetector
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScanOutcome:
+    """What one unit of work produced."""
+
+    what: str  # "code PATH" or "account ID", for progress lines and task names
+    result: ScanResult = field(default_factory=ScanResult)
+    units: list[ScanUnit] = field(default_factory=list)
+    problems: list[ScanProblem] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=dict)  # AWS source -> API calls
+    seconds: float = 0.0
+    failed: str | None = None  # why the whole account could not be scanned
+
+
+def scan_code_path(
+    label: str,
+    path: Path,
+    detector: KeyDetector,
+    *,
+    history: bool = True,
+    problem: str | None = None,
+) -> ScanOutcome:
+    """Scan one ``[scan] paths`` entry: working tree, archives, and git history.
+
+    Args:
+        label: The path as the spec writes it; records name their root by it.
+        path: The resolved path.
+        detector: The scan's detector (one salt for the whole scan).
+        history: Also the git history, if the path is a repository.
+        problem: Why the path can't be scanned (it does not exist): recorded, not scanned.
+
+    Returns:
+        Hits, look-alikes and skipped items with ``root`` = ``label``.
+    """
+    outcome = ScanOutcome(f"code {label}")
+    unit = code_unit(label)
+    if problem is not None or not path.exists():
+        reason = problem or f"{label}: path does not exist"
+        outcome.units.append(ScanUnit(unit, "skipped", reason))
+        outcome.problems.append(ScanProblem("skipped", "code", label, reason, label))
+        return outcome
+    started = time.monotonic()
+    raw = scan_paths([path], detector=detector, options=ScanOptions(history=history))
+    result = ScanResult(stats=raw.stats)
+    result.hits = [replace(h, root=label) for h in raw.hits]
+    result.ignored = [replace(i, root=label) for i in raw.ignored]
+    result.skipped = [replace(s, root=label) for s in raw.skipped]
+    outcome.result = result
+    outcome.seconds = time.monotonic() - started
+    outcome.units.append(
+        ScanUnit(unit, UNIT_SCANNED, f"{raw.stats.files} files, {raw.stats.blobs} blobs")
+    )
+    for skipped in result.skipped:
+        outcome.problems.append(
+            ScanProblem(
+                "skipped", skipped.source or "code", skipped.location, skipped.reason, label
+            )
+        )
+    return outcome
+
+
+def scan_member_account(
+    sessions: AwsSessions,
+    account_id: str,
+    detector: KeyDetector,
+    regions: list[str],
+) -> ScanOutcome:
+    """Scan one member account's configuration, source by source, through the member role.
+
+    A source the endpoint does not implement or refuses is a gap (that unit is not "scanned",
+    so earlier scans' findings there still count); an account whose role can't be assumed or
+    whose credentials are refused fails as a whole.
+
+    Args:
+        sessions: The session factory (assumes the member role).
+        account_id: The member account.
+        detector: The scan's detector.
+        regions: Regions to read.
+
+    Returns:
+        Hits and look-alikes (look-alikes tagged with the account and region), units per
+        (source, region), gaps, and the API calls each source made.
+    """
+    outcome = ScanOutcome(f"account {account_id}")
+    started = time.monotonic()
+    try:
+        sessions.check_access(account_id)
+        session = sessions.for_account(account_id)
+        for region in regions:
+            for source in SOURCES:
+                part = scan_account(
+                    session, account_id, detector=detector, sources=[source], regions=[region]
+                )
+                outcome.result.hits.extend(part.hits)
+                outcome.result.ignored.extend(
+                    replace(i, account_id=account_id, region=region) for i in part.ignored
+                )
+                outcome.result.gaps.extend(part.gaps)
+                outcome.result.stats.add(part.stats)
+                outcome.calls[source] = outcome.calls.get(source, 0) + sum(
+                    part.stats.calls.values()
+                )
+                unit = aws_unit(account_id, source, region)
+                if part.gaps:
+                    reason = "; ".join(f"{g.operation}: {g.reason}" for g in part.gaps)
+                    outcome.units.append(ScanUnit(unit, "gap", reason))
+                    for gap in part.gaps:
+                        outcome.problems.append(
+                            ScanProblem(
+                                "gap",
+                                source,
+                                f"{account_id} / {region} / {source}",
+                                f"{gap.operation}: {gap.reason}",
+                                account_id=account_id,
+                            )
+                        )
+                else:
+                    outcome.units.append(ScanUnit(unit, UNIT_SCANNED, ""))
+    except (AwsAccessError, ClientError, BotoCoreError) as err:
+        # The account could not be read as a whole (role, credentials, network): its units
+        # are failed, so earlier scans' findings there keep counting; the run is incomplete.
+        code = error_code(err) if isinstance(err, ClientError) else type(err).__name__
+        reason = str(err) if isinstance(err, AwsAccessError) else f"{code}: {err}"
+        log.warning("key scan of account %s failed: %s", account_id, reason)
+        outcome.failed = reason
+        done = {u.unit for u in outcome.units}
+        for region in regions:
+            for source in SOURCES:
+                unit = aws_unit(account_id, source, region)
+                if unit not in done:
+                    outcome.units.append(ScanUnit(unit, "failed", reason))
+        outcome.problems.append(
+            ScanProblem("failed", "account", account_id, reason, account_id=account_id)
+        )
+    outcome.seconds = time.monotonic() - started
+    return outcome
