@@ -134,12 +134,18 @@ def test_an_active_hard_coded_key_holds_disable_and_delete_until_accepted(spec: 
     assert "Lambda function uploader" in markdown and "Lambda execution role" in markdown
     assert BOT_KEY not in Path(result["files"]["json"]).read_text()
 
-    plan_id = result["plan_id"]
+    plan_id, reviewed = result["plan_id"], result["hash"][:12]
     with pytest.raises(PlanError, match=r"blocking error.*for stage disable"):
-        record_decision(spec, plan_id, approver="cab", ticket="CHG-1", stage="disable")
+        record_decision(
+            spec, plan_id, approver="cab", ticket="CHG-1", stage="disable", expected_hash=reviewed
+        )
     with pytest.raises(PlanError, match="for stage all"):
-        record_decision(spec, plan_id, approver="cab", ticket="CHG-1", stage="all")
-    record_decision(spec, plan_id, approver="cab", ticket="CHG-1", stage="provision")
+        record_decision(
+            spec, plan_id, approver="cab", ticket="CHG-1", stage="all", expected_hash=reviewed
+        )
+    record_decision(
+        spec, plan_id, approver="cab", ticket="CHG-1", stage="provision", expected_hash=reviewed
+    )
 
     with pytest.raises(PlanError, match="no key of 111111111111/nobody"):
         accept_hard_coded_keys(spec, ACCOUNT, "nobody", approver="sec", reason="n/a")
