@@ -247,7 +247,11 @@ def test_same_policies_in_different_order_share_one_permission_set():
     permission_set = result.permission_sets[0]
     assert permission_set.aws_managed_policy_arns == [S3_FULL, READ_ONLY]
     assert len(permission_set.inline_policy["Statement"]) == 2
-    assert "2 users in 2 accounts" in permission_set.description
+    # The description says what the set grants, never whom or where: the same in every wave.
+    assert permission_set.description == (
+        "IAM access: AWS-managed AmazonS3FullAccess, ReadOnlyAccess; 2 inline statements; "
+        f"access {permission_set.fingerprint[:12]} (iamc)"
+    )
     assert [
         (a.account_id, a.principal_type, a.principal_id, a.reason) for a in result.assignments
     ] == [
@@ -528,7 +532,8 @@ def test_names_are_valid_readable_and_stable_across_input_order():
     for name in names:
         assert NAME_PATTERN.fullmatch(name) and len(name) <= 32, name
     assert "ReadOnlyAccess" in names  # carol: one AWS-managed policy, nothing else
-    assert any(n.startswith("developers-") for n in names)  # alice: the group's access
+    # alice: the group's access, named after its policies (never after its holders).
+    assert any(n.startswith("ReadOnlyAccess-") for n in names)
     for p in reference.permission_sets:
         assert len(p.description) <= 700
     for seed in range(5):
@@ -546,7 +551,7 @@ def test_name_prefix_and_long_stems_stay_within_32_characters():
         name_prefix="iamc-",
     )
     [permission_set] = result.permission_sets
-    assert permission_set.name.startswith("iamc-a-very-long")
+    assert permission_set.name.startswith("iamc-AmazonS3FullAccess")
     assert len(permission_set.name) == 32
     assert permission_set.name.endswith("-" + permission_set.fingerprint[:8])
 
@@ -607,10 +612,10 @@ def test_per_user_when_the_group_is_not_matched():
         ("USER", "id-bob"),
         ("USER", "id-carol"),
     ]
-    # alice and bob have the group's access only: one shared set named after the group.
+    # alice and bob have the group's access only: one shared set named after its policies.
     alice_bob = {a.permission_set_name for a in result.assignments if a.principal_id != "id-carol"}
     [name] = alice_bob
-    assert name.startswith("developers-")
+    assert name.startswith("ReadOnlyAccess-")
 
 
 def test_member_missing_from_the_idp_group_is_assigned_per_user():
