@@ -72,6 +72,15 @@ def render_assignments_csv(plan: Plan) -> str:
     return out.getvalue()
 
 
+def _in_aws(name: str, notes: dict[str, str], updating: set[str], known: bool) -> str:
+    """Whether applying creates the set, adopts the organization's, or updates it."""
+    if name in updating:
+        return f"{notes.get(name, 'exists')}; **updated** (see above)"
+    if name in notes:
+        return f"{notes[name]}; adopted as is"
+    return "new: created" if known else "created, or adopted if identical"
+
+
 def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
     """The change board's document: summary first, then risks, permission sets, per account."""
     lines: list[str] = []
@@ -253,10 +262,12 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
         )
         add("")
         add(
-            "| Name | Serves | Managed policies | Customer-managed | Inline | Boundary | "
+            "| Name | Serves | In AWS | Managed policies | Customer-managed | Inline | Boundary | "
             "Description |"
         )
-        add("|---|---:|---|---|---|---|---|")
+        add("|---|---:|---|---|---|---|---|---|")
+        notes = meta.get("organization_sets") or {}
+        updating = {a.target for a in updates}
         for ps in plan.permission_sets:
             managed = ", ".join(a.rsplit("/", 1)[-1] for a in ps.get("aws_managed_policy_arns", []))
             customer = ", ".join(c["name"] for c in ps.get("customer_managed_policies", []))
@@ -264,7 +275,9 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
             statements = len(inline.get("Statement", [])) if inline else 0
             boundary = ps.get("permissions_boundary") or ""
             add(
-                f"| `{ps['name']}` | {serves[ps['name']]} | {_cell(managed) or '—'} | "
+                f"| `{ps['name']}` | {serves[ps['name']]} | "
+                f"{_cell(_in_aws(ps['name'], notes, updating, 'organization_sets' in meta))} | "
+                f"{_cell(managed) or '—'} | "
                 f"{_cell(customer) or '—'} | "
                 f"{f'{statements} statement(s)' if statements else '—'} | "
                 f"{_cell(boundary) or '—'} | {_cell(ps.get('description', ''))} |"

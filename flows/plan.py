@@ -50,6 +50,14 @@ def wave_accounts(spec: MigrationSpec, inventories: list[AccountInventory]) -> d
     return resolve_waves(spec, chains, nodes)
 
 
+def organization_notes(store: Store, migration_id: int) -> dict[str, str]:
+    """Set name -> who created it, for the change board (not part of the plan or its hash)."""
+    return {
+        known.name: f"exists: created by {known.created_by}" if known.ours else "exists: adopted"
+        for known in organization_sets(store.journal_uses(migration_id)).values()
+    }
+
+
 def known_permission_sets(
     organization: dict[str, OrgPermissionSet],
 ) -> dict[str, KnownPermissionSet]:
@@ -179,7 +187,7 @@ def plan_flow(
                 migration_id, run_id, content_hash, plan.content(), len(plan.blocking), wave
             )
             info = store.get_plan(plan_id)
-            meta = plan_meta(info)
+            meta = {**plan_meta(info), "organization_sets": organization_notes(store, migration_id)}
             if reused:
                 # Its files show the stored plan, as approved, byte for byte.
                 plan = Plan.from_content(info.content)
@@ -239,15 +247,19 @@ class ApprovalInput(RunInput):
 
 @flow(name="plan-and-approve", log_prints=False)
 def plan_and_approve(
-    spec_path: str, plan_id: int | None = None, timeout_seconds: int = 7 * 24 * 3600
+    spec_path: str,
+    plan_id: int | None = None,
+    timeout_seconds: int = 7 * 24 * 3600,
+    wave: str | None = None,
 ) -> dict[str, Any]:
     """Compute (or take) a plan, publish it as a Markdown artifact, and wait for a decision.
 
     The run pauses until someone resumes it from the UI (or ``resume_flow_run``) with an
-    :class:`ApprovalInput`; the decision is recorded like ``iamc approve``.
+    :class:`ApprovalInput`; the decision is recorded like ``iamc approve``. ``wave``: the wave
+    to plan when the spec has ``[[waves]]``.
     """
     if plan_id is None:
-        plan_id = plan_flow(spec_path)["plan_id"]
+        plan_id = plan_flow(spec_path, wave=wave)["plan_id"]
     plan, meta = load_plan(spec_path, plan_id)
     create_markdown_artifact(
         key=f"plan-{plan_id}-for-approval",
