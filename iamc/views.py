@@ -543,8 +543,9 @@ def print_status(console: Console, spec: Path | str, run_id: int) -> None:
 
     status = run_status(spec, run_id)
     run = status["run"]
+    wave = f" of wave {run['wave']}" if run.get("wave") else ""
     line = (
-        f"run {run['id']} ({run['kind']} of plan {run['plan_id']}, stage {run['stage']}): "
+        f"run {run['id']} ({run['kind']} of plan {run['plan_id']}{wave}, stage {run['stage']}): "
         f"{_styled(run['status'])}"
     )
     if run["superseded_by"]:
