@@ -162,8 +162,13 @@ def organization_sets(uses: list[JournalUse]) -> dict[str, OrgPermissionSet]:
     """
     found: dict[str, OrgPermissionSet] = {}
     by_name: dict[str, OrgPermissionSet] = {}
+    # An adoption by a plan that was rolled back since says nothing about today.
     ordered = sorted(
-        (u for u in uses if u.done and u.kind in SET_KINDS),
+        (
+            u
+            for u in uses
+            if u.done and u.kind in SET_KINDS and not (u.released and u.status == "adopted")
+        ),
         key=lambda u: (u.finished or u.started or datetime.min, u.plan_id),
     )
     for use in ordered:

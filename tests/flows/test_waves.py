@@ -289,3 +289,30 @@ def test_waves_report_and_wave_errors(org: Org, waves: Path):
     waves.write_text(text)
     with pytest.raises(WaveError, match="account 999999999999 is not an inventoried account"):
         plan_flow(str(waves), None, "wave-1")
+
+
+def test_an_update_cut_off_after_its_intent_resumes_without_a_second_change(org: Org, waves: Path):
+    from flows.apply import resume
+    from state import Store
+    from tasks.executor import AFTER_INTENT, InjectedCrash
+
+    _approve_and_apply(waves, "wave-1")
+    waves.write_text(waves.read_text().replace('"PT8H"', '"PT4H"'))
+    two = plan_flow(str(waves), str(waves.parent / "wave-2"), "wave-2")
+    plan, _ = load_plan(waves, two["plan_id"])
+    update = next(a for a in plan.actions if a.kind == "update-permission-set")
+    record_decision(
+        waves, two["plan_id"], approver="cab", ticket="CHG-2", stage="provision",
+        expected_hash=two["hash"][:12],
+    )  # fmt: skip
+    with pytest.raises(InjectedCrash):
+        apply_plan(waves, two["plan_id"], fault=(update.id, AFTER_INTENT), poll=QUICK)
+    with Store.open(f"sqlite:///{waves.parent / 'state.db'}") as store:
+        run_id = max(r.id for r in store.list_runs() if r.kind == "apply")
+    updates_before = org.calls("UpdatePermissionSet")
+    resume(waves, run_id)
+    sessions = org.identity_center()["permission_sets"]
+    assert sessions[update.target][1] == "PT4H"
+    # One UpdatePermissionSet per updated set, the cut-off one included: none twice.
+    updated = sum(1 for a in plan.actions if a.kind == "update-permission-set")
+    assert org.calls("UpdatePermissionSet") - updates_before == updated
