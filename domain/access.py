@@ -31,6 +31,17 @@ class PermissionSetDefinition:
 
 
 @dataclass(frozen=True)
+class KnownPermissionSet:
+    """A permission set the organization already has for an access (from an earlier wave)."""
+
+    name: str
+    inline_policy: dict[str, Any] | None = None
+    # Kept as they are for a set this migration did not create (it only ever adopts those).
+    description: str | None = None
+    session_duration: str | None = None
+
+
+@dataclass(frozen=True)
 class AssignmentDefinition:
     """One account assignment: a permission set given to an identity-store user or group."""
 

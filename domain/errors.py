@@ -110,6 +110,12 @@ class UnknownAccountError(IamcError):
     exit_code = 2
 
 
+class WaveError(IamcError):
+    """A wave is unknown, or its accounts can't be resolved (unknown, out of scope, in two)."""
+
+    exit_code = 2
+
+
 class SandboxError(IamcError):
     """The local sandbox AWS could not be started or seeded."""
 

@@ -23,6 +23,7 @@ from domain.records import (
     UserMapping,
 )
 from domain.teardown import QUARANTINE_POLICY, QUARANTINE_POLICY_NAME, TEARDOWN
+from domain.waves import OrgPermissionSet, definition_changes
 
 # Format 2: the hash covers what the plan does, not where it was computed from (format 1
 # hashed the snapshot and mapping-run ids too, so re-running inventory or map with nothing
@@ -98,6 +99,8 @@ class Plan:
     required_customer_policies: list[dict[str, str]]
     findings: list[Finding]
     format: int = PLAN_FORMAT
+    # {"name": ..., "accounts": [...]} for a plan of one wave; None: the spec has no waves.
+    wave: dict[str, Any] | None = None
 
     @property
     def blocking(self) -> list[Finding]:
@@ -129,7 +132,13 @@ class Plan:
             "assignments": self.assignments,
             "required_customer_policies": self.required_customer_policies,
             "findings": [asdict(f) for f in self.findings],
+            # Only in wave plans, so a spec without waves keeps the content (and hash) it had.
+            **({"wave": self.wave} if self.wave is not None else {}),
         }
+
+    @property
+    def wave_name(self) -> str | None:
+        return self.wave["name"] if self.wave else None
 
     def access_key_ids(self) -> set[str]:
         """Every access key id the plan names (to mask them in what people read)."""
@@ -160,6 +169,7 @@ class Plan:
             required_customer_policies=content["required_customer_policies"],
             findings=[Finding(**f) for f in content["findings"]],
             format=content.get("format", 1),
+            wave=content.get("wave"),
         )
 
 
@@ -301,12 +311,19 @@ def build_plan(
     synthesis: Any,
     settings: dict[str, Any],
     extra_findings: list[Finding] | None = None,
+    wave: dict[str, Any] | None = None,
+    organization: dict[str, OrgPermissionSet] | None = None,
 ) -> Plan:
     """Turn an inventory, its mapping and the synthesized access into an ordered plan.
 
     Args:
         synthesis: a ``tasks.synthesis.SynthesisResult``.
         settings: what the change board should see of the spec (bake days, inactive days...).
+        wave: ``{"name", "accounts"}`` when the plan is one wave's.
+        organization: the permission sets earlier plans created, by fingerprint
+            (:func:`domain.waves.organization_sets`). A set of this plan whose definition
+            differs from the one the organization has (session duration, description) is
+            planned as an update, re-provisioned to every account that already has it.
     """
     mappings = {(m.account_id, m.iam_user): m for m in user_mappings}
     findings = sorted(
@@ -387,14 +404,44 @@ def build_plan(
     provision_ids: dict[tuple[str, str], str] = {}
 
     ps_dicts = []
+    set_action: dict[str, str] = {}  # name -> the action that creates or updates it
+    updated: dict[str, OrgPermissionSet] = {}
     for name in sorted(permission_sets):
         ps = permission_sets[name]
         definition = asdict(ps)
         ps_dicts.append(definition)
-        create_id = f"provision:create-permission-set:{name}"
+        known = (organization or {}).get(ps.fingerprint)
+        changes = (
+            definition_changes(definition, known.definition)
+            if known is not None and known.ours and known.name == name
+            else []
+        )
+        if changes:
+            assert known is not None
+            updated[name] = known
+            set_action[name] = f"provision:update-permission-set:{name}"
+            actions.append(
+                PlanAction(
+                    id=set_action[name],
+                    stage=Stage.PROVISION,
+                    kind="update-permission-set",
+                    account_id=None,
+                    target=name,
+                    target_fingerprint=sha256_of(definition),
+                    params={
+                        "definition": definition,
+                        "previous": known.definition,
+                        "changes": changes,
+                        "created_by": known.created_by,
+                        "reprovision_accounts": list(known.accounts),
+                    },
+                )
+            )
+            continue
+        set_action[name] = f"provision:create-permission-set:{name}"
         actions.append(
             PlanAction(
-                id=create_id,
+                id=set_action[name],
                 stage=Stage.PROVISION,
                 kind="create-permission-set",
                 account_id=None,
@@ -412,6 +459,9 @@ def build_plan(
         if boundary:
             refs.add((boundary["name"], boundary.get("path", "/")))
         references[name] = refs
+    references_of = {
+        name: [{"name": n, "path": p} for n, p in refs] for name, refs in references.items()
+    }
     needed = {
         (a.account_id, ref_name, ref_path)
         for a in kept_assignments
@@ -443,9 +493,38 @@ def build_plan(
                     {"definition": sha256_of(asdict(permission_sets[name])), "account": account_id}
                 ),
                 params={"required_customer_policies": required.get(account_id, [])},
-                depends_on=[f"provision:create-permission-set:{name}"],
+                depends_on=[set_action[name]],
             )
         )
+    # An updated set changes nothing in an account until it is provisioned there again
+    # (sso-admin, ProvisionPermissionSet): every account that already has it, in any wave.
+    for name, known in sorted(updated.items()):
+        references = sorted(references_of.get(name, []), key=lambda r: (r["path"], r["name"]))
+        for account_id in known.accounts:
+            if (account_id, name) in provision_ids:
+                continue
+            action_id = f"provision:provision-permission-set:{name}:{account_id}"
+            provision_ids[(account_id, name)] = action_id
+            actions.append(
+                PlanAction(
+                    id=action_id,
+                    stage=Stage.PROVISION,
+                    kind="provision-permission-set",
+                    account_id=account_id,
+                    target=name,
+                    target_fingerprint=sha256_of(
+                        {
+                            "definition": sha256_of(asdict(permission_sets[name])),
+                            "account": account_id,
+                        }
+                    ),
+                    params={
+                        "required_customer_policies": references,
+                        "reprovision": f"updated by {set_action[name]}",
+                    },
+                    depends_on=[set_action[name]],
+                )
+            )
     assignment_dicts = []
     for assignment in assignments:
         raw = asdict(assignment)
@@ -514,6 +593,7 @@ def build_plan(
         assignments=assignment_dicts,
         required_customer_policies=required_list,
         findings=findings,
+        wave=wave,
     )
 
 

@@ -73,6 +73,15 @@ def render_assignments_csv(plan: Plan) -> str:
     return out.getvalue()
 
 
+def _in_aws(name: str, notes: dict[str, str], updating: set[str], known: bool) -> str:
+    """Whether applying creates the set, adopts the organization's, or updates it."""
+    if name in updating:
+        return f"{notes.get(name, 'exists')}; **updated** (see above)"
+    if name in notes:
+        return f"{notes[name]}; adopted as is"
+    return "new: created" if known else "created, or adopted if identical"
+
+
 def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
     """The change board's document: summary first, then risks, permission sets, per account."""
     lines: list[str] = []
@@ -87,6 +96,11 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
     add(f"# Migration plan `{plan.migration}` — plan {meta.get('plan_id', '?')}")
     add("")
     add(f"- **Plan hash:** `{meta.get('hash', plan.content_hash())}`")
+    if plan.wave:
+        add(
+            f"- **Wave:** `{plan.wave['name']}`: {len(plan.wave['accounts'])} account(s) "
+            f"({', '.join(plan.wave['accounts'])})"
+        )
     add(
         f"- **Computed from:** inventory snapshot {plan.inventory_snapshot_id}, "
         f"mapping run {plan.mapping_run_id}"
@@ -214,11 +228,48 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
         add("- none found")
     add("")
     lines.extend(worklist_markdown(plan))
+    updates = [a for a in plan.actions if a.kind == "update-permission-set"]
+    if updates:
+        add("## Updates to the organization's permission sets")
+        add("")
+        add(
+            "These sets already exist (an earlier wave created them) and are used there: "
+            "the update changes them for every account that has them, and each such account "
+            "is provisioned again. A rollback of this plan restores the previous definition "
+            "and provisions it again."
+        )
+        add("")
+        add("| Permission set | Created by | Changes | Accounts re-provisioned |")
+        add("|---|---|---|---|")
+        provisions: dict[str, list[str]] = {}
+        for action in plan.actions:
+            if action.kind == "provision-permission-set" and action.account_id:
+                provisions.setdefault(action.target, []).append(action.account_id)
+        for action in updates:
+            accounts_touched = sorted(provisions.get(action.target, []))
+            add(
+                f"| `{action.target}` | {_cell(action.params.get('created_by') or '—')} | "
+                f"{_cell('; '.join(action.params.get('changes', [])))} | "
+                f"{len(accounts_touched)}: {', '.join(accounts_touched) or '—'} |"
+            )
+        add("")
     add("## Permission sets")
     add("")
+    serves = Counter(name for user in plan.users for name in user.permission_sets)
     if plan.permission_sets:
-        add("| Name | Managed policies | Customer-managed | Inline | Boundary | Description |")
-        add("|---|---|---|---|---|---|")
+        add(
+            "A permission set is the organization's: its name and description follow from "
+            "its access alone, so another wave with the same access adopts it. *Serves* counts "
+            "this plan's IAM users."
+        )
+        add("")
+        add(
+            "| Name | Serves | In AWS | Managed policies | Customer-managed | Inline | Boundary | "
+            "Description |"
+        )
+        add("|---|---:|---|---|---|---|---|---|")
+        notes = meta.get("organization_sets") or {}
+        updating = {a.target for a in updates}
         for ps in plan.permission_sets:
             managed = ", ".join(a.rsplit("/", 1)[-1] for a in ps.get("aws_managed_policy_arns", []))
             customer = ", ".join(c["name"] for c in ps.get("customer_managed_policies", []))
@@ -226,7 +277,10 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
             statements = len(inline.get("Statement", [])) if inline else 0
             boundary = ps.get("permissions_boundary") or ""
             add(
-                f"| `{ps['name']}` | {_cell(managed) or '—'} | {_cell(customer) or '—'} | "
+                f"| `{ps['name']}` | {serves[ps['name']]} | "
+                f"{_cell(_in_aws(ps['name'], notes, updating, 'organization_sets' in meta))} | "
+                f"{_cell(managed) or '—'} | "
+                f"{_cell(customer) or '—'} | "
                 f"{f'{statements} statement(s)' if statements else '—'} | "
                 f"{_cell(boundary) or '—'} | {_cell(ps.get('description', ''))} |"
             )

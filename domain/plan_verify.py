@@ -16,7 +16,7 @@ from domain.plan import Plan, hashed_content, sha256_of
 from domain.plan_render import render_json
 
 # Keys of plan.json that describe the plan rather than belong to it (plan_meta and friends).
-META_KEYS = frozenset({"plan_id", "hash", "created", "approvals", "runs"})
+META_KEYS = frozenset({"plan_id", "hash", "created", "approvals", "runs", "organization_sets"})
 _SHOWN = 5  # items named per section before "and N more"
 
 # How the items of a list section are told apart, to name what was added, removed or changed.

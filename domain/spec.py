@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from domain.errors import SpecError
+from domain.errors import SpecError, WaveError
 
 # An account id is 12 digits; an OU id is ou-<root 4-32>-<8-32> (Organizations API reference,
 # OrganizationalUnit.Id); "*" means every account.
@@ -49,13 +49,17 @@ class Scope(_Strict):
     @field_validator("include_accounts", "exclude_accounts")
     @classmethod
     def _account_or_ou(cls, values: list[str]) -> list[str]:
-        for value in values:
-            if not _ACCOUNT_OR_OU.match(value):
-                raise ValueError(
-                    f"{value!r} is not a 12-digit account id, an OU id (ou-xxxx-xxxxxxxx), "
-                    "a root id (r-xxxx) or '*'"
-                )
-        return values
+        return _selectors(values)
+
+
+def _selectors(values: list[str]) -> list[str]:
+    for value in values:
+        if not _ACCOUNT_OR_OU.match(value):
+            raise ValueError(
+                f"{value!r} is not a 12-digit account id, an OU id (ou-xxxx-xxxxxxxx), "
+                "a root id (r-xxxx) or '*'"
+            )
+    return values
 
 
 class Decommission(_Strict):
@@ -218,8 +222,71 @@ class Mapping(_Strict):
         return self
 
 
+class Wave(_Strict):
+    """One wave of accounts: planned, approved, applied and rolled back on its own.
+
+    Waves share the migration's state: inventory and mapping cover the whole ``[scope]``, and
+    permission sets are the organization's, adopted by every wave that needs the same access.
+    """
+
+    name: str
+    include_accounts: list[str]
+    exclude_accounts: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _wave_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                "expected 1-63 letters, digits, '.', '_' or '-', starting alphanumeric"
+            )
+        return value
+
+    @field_validator("include_accounts")
+    @classmethod
+    def _some_accounts(cls, values: list[str]) -> list[str]:
+        if not values:
+            raise ValueError("a wave needs at least one account or OU id")
+        if "*" in values:
+            raise ValueError("'*' would put every account in one wave; list account or OU ids")
+        return values
+
+    @field_validator("include_accounts", "exclude_accounts")
+    @classmethod
+    def _wave_account_or_ou(cls, values: list[str]) -> list[str]:
+        return _selectors(values)
+
+
+# ISO-8601 duration as Identity Center accepts it for SessionDuration (1 to 12 hours).
+_DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?$")
+
+
+class PermissionSets(_Strict):
+    """How synthesized permission sets are defined (the same for every wave)."""
+
+    session_duration: str = "PT8H"
+    name_prefix: str = ""
+
+    @field_validator("session_duration")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        match = _DURATION.match(value)
+        minutes = int(match.group(1) or 0) * 60 + int(match.group(2) or 0) if match else 0
+        if not 60 <= minutes <= 720:
+            raise ValueError("expected an ISO-8601 duration of 1 to 12 hours, such as 'PT8H'")
+        return value
+
+    @field_validator("name_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9_+=,.@-]{1,12}", value):
+            raise ValueError("expected at most 12 characters of [A-Za-z0-9_+=,.@-]")
+        return value
+
+
 class MigrationSpec(_Strict):
-    """One staged migration (a wave of accounts), named so its state can be found again."""
+    """One migration of an organization, named so its state can be found again; its accounts
+    are migrated at once or in ``waves``."""
 
     name: str
     region: str = "us-east-1"
@@ -233,6 +300,50 @@ class MigrationSpec(_Strict):
     aws: Aws = Field(default_factory=Aws)
     mapping: Mapping = Field(default_factory=Mapping)
     scan: Scan = Field(default_factory=Scan)
+    permission_sets: PermissionSets = Field(default_factory=PermissionSets)
+    waves: list[Wave] = Field(default_factory=list)
+
+    @field_validator("waves")
+    @classmethod
+    def _distinct_waves(cls, waves: list[Wave]) -> list[Wave]:
+        seen: dict[str, str] = {}
+        names: set[str] = set()
+        for wave in waves:
+            if wave.name in names:
+                raise ValueError(f"wave name {wave.name!r} is used twice; wave names are unique")
+            names.add(wave.name)
+            for selector in wave.include_accounts:
+                if selector in seen:
+                    raise ValueError(
+                        f"{selector} is in wave {seen[selector]!r} and in wave {wave.name!r}; "
+                        "an account belongs to one wave"
+                    )
+                seen[selector] = wave.name
+        return waves
+
+    def wave(self, name: str | None) -> Wave | None:
+        """The wave called ``name``; None for a spec without waves (its scope is one wave).
+
+        Raises:
+            WaveError: the spec has waves and ``name`` is not one of them, or it has none and
+                a wave was named.
+        """
+        known = ", ".join(w.name for w in self.waves)
+        if not self.waves:
+            if name is None:
+                return None
+            raise WaveError(
+                f"--wave {name}: migration {self.name!r} defines no [[waves]]; leave --wave out "
+                "(its [scope] is one wave)"
+            )
+        if name is None:
+            raise WaveError(
+                f"migration {self.name!r} is planned in waves: name one with --wave ({known})"
+            )
+        for wave in self.waves:
+            if wave.name == name:
+                return wave
+        raise WaveError(f"--wave {name}: no such wave in migration {self.name!r} ({known})")
 
     @field_validator("name")
     @classmethod

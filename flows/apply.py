@@ -29,6 +29,8 @@ from domain.plan import Outcome, Plan, PlanAction, Stage
 from domain.progress import emit
 from domain.records import AccountInventory
 from domain.spec import MigrationSpec, load_spec
+from domain.waves import still_used_by
+from flows.waves import publish_waves_artifact
 from state import Store
 from state.journal import (
     ADOPTED,
@@ -45,7 +47,7 @@ from tasks.aws import AwsSessions
 from tasks.executor import ExecutionContext, Executor, PollPolicy
 from tasks.identity_store import find_instance
 from tasks.preflight import live_access_changes, preflight, stale_targets
-from tasks.provisioning import HANDLERS, UNDO_ORDER
+from tasks.provisioning import HANDLERS, PERMISSION_SET_KINDS, UNDO_ORDER
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,26 @@ def check_runnable(info: PlanInfo, stage: str, spec_path: str) -> Plan:
             f"--hash {info.hash[:12]}'"
         )
     return plan
+
+
+def check_wave(spec: MigrationSpec, plan: Plan, plan_id: int) -> None:
+    """Refuse a wave's plan once the spec no longer has that wave (or has waves, or none).
+
+    Raises:
+        ApplyRefused: the plan's wave and the spec's waves disagree; nothing was changed.
+    """
+    names = [w.name for w in spec.waves]
+    wave = plan.wave_name
+    if wave is None and names:
+        raise ApplyRefused(
+            f"plan {plan_id} covers the whole scope, but migration {spec.name!r} is now planned "
+            f"in waves ({', '.join(names)}): re-plan with --wave; nothing was changed"
+        )
+    if wave is not None and wave not in names:
+        raise ApplyRefused(
+            f"plan {plan_id} is of wave {wave!r}, which the spec no longer has: re-plan; "
+            "nothing was changed"
+        )
 
 
 # -- the work ------------------------------------------------------------------------------------
@@ -260,8 +282,8 @@ def _by_account(actions: list[PlanAction]) -> dict[str, list[PlanAction]]:
 
 
 def _execute(rt: _Runtime, actions: list[PlanAction], in_flow: bool) -> list[AccountReport]:
-    sets = [a for a in actions if a.kind == "create-permission-set"]
-    accounts = _by_account([a for a in actions if a.kind != "create-permission-set"])
+    sets = [a for a in actions if a.kind in PERMISSION_SET_KINDS]
+    accounts = _by_account([a for a in actions if a.kind not in PERMISSION_SET_KINDS])
     if in_flow:
         reports = [create_permission_sets_task(rt, sets)]
         futures = [
@@ -332,6 +354,7 @@ def apply_plan(
     with Store.open(spec.state) as store:
         info = _plan_info(store, spec, plan_id)
         plan = check_runnable(info, stage, spec_path)
+        check_wave(spec, plan, plan_id)
         actions = [a for a in plan.actions if a.stage == stage]
         params = {
             "spec": spec_path,
@@ -448,7 +471,10 @@ def apply_flow(
     Returns:
         The run's summary: counts of succeeded, adopted, failed and pending actions.
     """
-    return apply_plan(spec_path, plan_id, stage, resume_run_id=resume_run_id, in_flow=True)
+    try:
+        return apply_plan(spec_path, plan_id, stage, resume_run_id=resume_run_id, in_flow=True)
+    finally:
+        publish_waves_artifact(spec_path)
 
 
 # -- rollback ------------------------------------------------------------------------------------
@@ -464,6 +490,29 @@ def _forward_entries(store: Store, plan_id: int, stage: str) -> list[JournalEntr
     # Reverse of the order they were done in, grouped so assignments go before their sets.
     ordered = list(reversed(entries))
     return sorted(ordered, key=lambda e: rank.get(e.kind, len(rank)))
+
+
+def _used_by_other_plans(
+    store: Store, migration_id: int, plan_id: int, stage: str, entries: list[JournalEntry]
+) -> dict[str, list[str]]:
+    """action id -> the other plans (waves) that still use what it created or updated."""
+    if stage != Stage.PROVISION or not entries:
+        return {}
+    uses = store.journal_uses(migration_id, stage)
+    found = {}
+    for entry in entries:
+        action = entry.intent.get("action") or {}
+        users = still_used_by(
+            entry.kind,
+            str(action.get("target", "")),
+            action.get("params") or {},
+            entry.finished,
+            plan_id,
+            uses,
+        )
+        if users:
+            found[entry.action_id] = users
+    return found
 
 
 def _describe(entry: JournalEntry) -> str:
@@ -504,6 +553,9 @@ def rollback_plan(
             if e.status not in (ADOPTED, ROLLED_BACK) and e.intent.get("existed_before") is False
         ]
         kept = [e for e in entries if e.status == ADOPTED or e.intent.get("existed_before")]
+        # Waves build on each other: what another wave's plan still uses stays, whoever made it.
+        in_use = _used_by_other_plans(store, run.migration_id, plan_id, stage, undo)
+        undo = [e for e in undo if e.action_id not in in_use]
         apply_runs = [
             r.id
             for r in store.list_runs(run.migration_id)
@@ -522,7 +574,13 @@ def rollback_plan(
                 f"({', '.join(map(str, apply_runs))}) created, not only run {run_id}'s"
             ),
             "undo": [_describe(e) for e in undo],
-            "left_alone": [f"{_describe(e)} (existed before: adopted)" for e in kept],
+            "left_alone": [f"{_describe(e)} (existed before: adopted)" for e in kept]
+            + [
+                f"{_describe(e)} (still used by {', '.join(users)}: kept; roll back again "
+                "once they no longer use it)"
+                for e in entries
+                if (users := in_use.get(e.action_id))
+            ],
         }
         if dry_run:
             return {**listing, "dry_run": True}

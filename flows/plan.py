@@ -13,14 +13,20 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import Field, field_validator
 
+from domain.access import KnownPermissionSet
 from domain.errors import PlanError
 from domain.key_risks import add_hard_coded_key_risks
 from domain.plan import Plan, build_plan, unseen_account_findings
 from domain.plan_render import render_assignments_csv, render_json, render_markdown
+from domain.records import AccountInventory
 from domain.spec import MigrationSpec, load_spec
+from domain.waves import OrgPermissionSet, names_only_accounts, organization_sets, resolve_waves
+from flows.waves import publish_waves_artifact
 from state import Store
 from state.approvals import MIN_HASH_PREFIX, record_decision
 from state.reports import load_plan, plan_meta
+from tasks.aws import AwsSessions
+from tasks.organizations import account_ancestors
 from tasks.synthesis import synthesize
 
 log = logging.getLogger(__name__)
@@ -35,8 +41,45 @@ def _plan_settings(spec: MigrationSpec) -> dict[str, Any]:
     }
 
 
+def wave_accounts(spec: MigrationSpec, inventories: list[AccountInventory]) -> dict[str, list[str]]:
+    """Every wave's accounts, checked: the organization is read only when a wave names an OU."""
+    account_ids = [i.account.account_id for i in inventories]
+    if names_only_accounts(spec):
+        return resolve_waves(spec, {a: [] for a in account_ids})
+    session = AwsSessions.from_spec(spec).management()
+    chains, nodes = account_ancestors(session, account_ids)
+    return resolve_waves(spec, chains, nodes)
+
+
+def organization_notes(store: Store, migration_id: int) -> dict[str, str]:
+    """Set name -> who created it, for the change board (not part of the plan or its hash)."""
+    return {
+        known.name: f"exists: created by {known.created_by}" if known.ours else "exists: adopted"
+        for known in organization_sets(store.journal_uses(migration_id)).values()
+    }
+
+
+def known_permission_sets(
+    organization: dict[str, OrgPermissionSet],
+) -> dict[str, KnownPermissionSet]:
+    """What synthesis keeps of the organization's sets: the name and document of each access;
+    a set this migration did not create (adopted) keeps its whole definition: never changed."""
+    return {
+        fp: KnownPermissionSet(
+            name=known.name,
+            inline_policy=known.definition.get("inline_policy"),
+            description=None if known.ours else known.definition.get("description"),
+            session_duration=None if known.ours else known.definition.get("session_duration"),
+        )
+        for fp, known in organization.items()
+    }
+
+
 @task(name="compute-plan", cache_policy=NO_CACHE, persist_result=False)
-def compute_plan(spec: MigrationSpec, store: Store, migration_id: int) -> Plan:
+def compute_plan(
+    spec: MigrationSpec, store: Store, migration_id: int, wave_name: str | None = None
+) -> Plan:
+    wave = spec.wave(wave_name)
     snapshot = store.latest_snapshot(migration_id)
     if snapshot is None:
         raise PlanError(f"no inventory yet for migration {spec.name!r}: run 'iamc inventory'")
@@ -50,6 +93,15 @@ def compute_plan(spec: MigrationSpec, store: Store, migration_id: int) -> Plan:
             "run 'iamc map' again so the plan reads one consistent picture"
         )
     inventories = store.load_snapshot(snapshot.id)
+    user_mappings, group_mappings = mapping.user_mappings, mapping.group_mappings
+    wave_info = None
+    if wave is not None:
+        # Inventory and mapping cover the whole scope; the plan covers the wave's accounts.
+        accounts = set(wave_accounts(spec, inventories)[wave.name])
+        inventories = [i for i in inventories if i.account.account_id in accounts]
+        user_mappings = [m for m in user_mappings if m.account_id in accounts]
+        group_mappings = [m for m in group_mappings if m.account_id in accounts]
+        wave_info = {"name": wave.name, "accounts": sorted(accounts)}
     # Why each unread account failed, as the inventory run filed it (unreachable, denied...).
     reasons = {
         f.account_id: str(f.details.get("reason") or f.kind)
@@ -57,19 +109,29 @@ def compute_plan(spec: MigrationSpec, store: Store, migration_id: int) -> Plan:
         if f.severity == "error" and f.account_id
     }
     unseen = unseen_account_findings(inventories, reasons, spec.scope.exclude_accounts)
+    # The organization's permission sets, as every earlier plan's journal left them.
+    organization = organization_sets(store.journal_uses(migration_id))
     synthesis = synthesize(
-        inventories, mapping.user_mappings, mapping.group_mappings, mapping.identity_groups
+        inventories,
+        user_mappings,
+        group_mappings,
+        mapping.identity_groups,
+        session_duration=spec.permission_sets.session_duration,
+        name_prefix=spec.permission_sets.name_prefix,
+        known=known_permission_sets(organization),
     )
     plan = build_plan(
         migration=spec.name,
         inventory_snapshot_id=snapshot.id,
         mapping_run_id=mapping.run_id,
         inventories=inventories,
-        user_mappings=mapping.user_mappings,
-        group_mappings=mapping.group_mappings,
+        user_mappings=user_mappings,
+        group_mappings=group_mappings,
         synthesis=synthesis,
         settings=_plan_settings(spec),
         extra_findings=unseen,
+        wave=wave_info,
+        organization=organization,
     )
     # Runbook step 4: keys the scans found written down hold their users' disable and delete.
     found, unscanned = store.current_key_findings(migration_id)
@@ -86,6 +148,7 @@ def _summary(plan: Plan) -> dict[str, Any]:
         "users": len(plan.users),
         "outcomes": dict(sorted(Counter(str(u.outcome) for u in plan.users).items())),
         "permission_sets": len(plan.permission_sets),
+        "permission_set_updates": sum(1 for a in plan.actions if a.kind == "update-permission-set"),
         "assignments": len(plan.assignments),
         "actions": dict(sorted(Counter(str(a.stage) for a in plan.actions).items())),
         "irreversible": sum(1 for a in plan.actions if a.irreversible),
@@ -108,22 +171,31 @@ def write_plan_files(plan: Plan, meta: dict[str, Any], out_dir: Path) -> dict[st
 
 
 @flow(name="plan", log_prints=False)
-def plan_flow(spec_path: str, out_dir: str | None = None) -> dict[str, Any]:
-    """Compute the plan from the latest inventory and mapping, store it, write its files."""
+def plan_flow(
+    spec_path: str, out_dir: str | None = None, wave: str | None = None
+) -> dict[str, Any]:
+    """Compute the plan from the latest inventory and mapping, store it, write its files.
+
+    Args:
+        spec_path: The migration spec (TOML).
+        out_dir: Where to write plan.md, plan.json and assignments.csv.
+        wave: The wave to plan, when the spec has ``[[waves]]`` (required then).
+    """
     spec = load_spec(spec_path)
+    spec.wave(wave)  # an unknown wave is refused before a run is recorded
     with Store.open(spec.state) as store:
         migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
-        run_id = store.start_run(migration_id, "plan", {"spec": spec_path})
+        run_id = store.start_run(migration_id, "plan", {"spec": spec_path, "wave": wave})
         try:
-            plan = compute_plan(spec, store, migration_id)
+            plan = compute_plan(spec, store, migration_id, wave)
             content_hash = plan.content_hash()
             # Same content, same plan: an identical plan is reused with its id and approvals,
             # whatever snapshot or mapping run it was recomputed from (see PLAN_FORMAT).
             plan_id, reused = store.save_plan(
-                migration_id, run_id, content_hash, plan.content(), len(plan.blocking)
+                migration_id, run_id, content_hash, plan.content(), len(plan.blocking), wave
             )
             info = store.get_plan(plan_id)
-            meta = plan_meta(info)
+            meta = {**plan_meta(info), "organization_sets": organization_notes(store, migration_id)}
             if reused:
                 # Its files show the stored plan, as approved, byte for byte.
                 plan = Plan.from_content(info.content)
@@ -137,6 +209,7 @@ def plan_flow(spec_path: str, out_dir: str | None = None) -> dict[str, Any]:
             )
             summary = {
                 "plan_id": plan_id,
+                "wave": wave,
                 "hash": content_hash,
                 "reused": reused,
                 "computed": meta["created"],
@@ -147,6 +220,7 @@ def plan_flow(spec_path: str, out_dir: str | None = None) -> dict[str, Any]:
             store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise
         store.finish_run(run_id, "succeeded", summary=summary)
+    publish_waves_artifact(spec_path)
     return {**summary, "files": files}
 
 
@@ -181,15 +255,19 @@ class ApprovalInput(RunInput):
 
 @flow(name="plan-and-approve", log_prints=False)
 def plan_and_approve(
-    spec_path: str, plan_id: int | None = None, timeout_seconds: int = 7 * 24 * 3600
+    spec_path: str,
+    plan_id: int | None = None,
+    timeout_seconds: int = 7 * 24 * 3600,
+    wave: str | None = None,
 ) -> dict[str, Any]:
     """Compute (or take) a plan, publish it as a Markdown artifact, and wait for a decision.
 
     The run pauses until someone resumes it from the UI (or ``resume_flow_run``) with an
-    :class:`ApprovalInput`; the decision is recorded like ``iamc approve``.
+    :class:`ApprovalInput`; the decision is recorded like ``iamc approve``. ``wave``: the wave
+    to plan when the spec has ``[[waves]]``.
     """
     if plan_id is None:
-        plan_id = plan_flow(spec_path)["plan_id"]
+        plan_id = plan_flow(spec_path, wave=wave)["plan_id"]
     plan, meta = load_plan(spec_path, plan_id)
     create_markdown_artifact(
         key=f"plan-{plan_id}-for-approval",

@@ -130,6 +130,9 @@ def plan(
     out: Annotated[
         Path | None, typer.Option(help="Where to write plan.md, plan.json, assignments.csv.")
     ] = None,
+    wave: Annotated[
+        str | None, typer.Option("--wave", help="The wave to plan (specs with [[waves]]).")
+    ] = None,
 ) -> None:
     """Compute the plan from the latest inventory and mapping; exit 2 if it has blocking errors."""
     if ctx.invoked_subcommand is not None:
@@ -139,7 +142,7 @@ def plan(
     from iamc import views
 
     _report_to_prefect()
-    result = views.plan_with_summary(console, spec, out)
+    result = views.plan_with_summary(console, spec, out, wave)
     if result["blocking"]:
         raise typer.Exit(2)
 
@@ -356,6 +359,19 @@ def map_identities(spec: SpecOption, profile: ProfileOption = None) -> None:
     _report_to_prefect()
     views.mapping_with_status(console, spec, profile)
     console.print(f"next: iamc report mapping -c {spec} --unmatched", style="dim")
+
+
+@report_app.command("waves")
+def report_waves(
+    spec: SpecOption,
+    output_format: Annotated[
+        ReportFormat, typer.Option("--format", "-f", help="table, json or csv.")
+    ] = ReportFormat.table,
+) -> None:
+    """Per wave: accounts, users migrated, disabled, deleted, CIS 1.21 verdicts, what is pending."""
+    from iamc import views
+
+    views.print_waves_report(console, spec, output_format.value)
 
 
 @report_app.command("mapping")

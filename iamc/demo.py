@@ -25,6 +25,17 @@ concurrency = 8
 """
 
 
+def demo_waves(accounts: list[str]) -> str:
+    """The spec's [[waves]]: the first half of the active accounts, then the rest."""
+    half = max(1, len(accounts) // 2)
+    lines = []
+    for n, chunk in enumerate((accounts[:half], accounts[half:]), start=1):
+        if chunk:
+            ids = ", ".join(f'"{a}"' for a in chunk)
+            lines += ["[[waves]]", f'name = "wave-{n}"', f"include_accounts = [{ids}]"]
+    return "\n".join(lines) + "\n"
+
+
 def run_demo(
     accounts: int, users_per_account: int, seed: int, workdir: Path, console: Console
 ) -> None:
@@ -36,7 +47,6 @@ def run_demo(
 
     workdir.mkdir(parents=True, exist_ok=True)
     spec_path = workdir / "spec.toml"
-    spec_path.write_text(DEMO_SPEC)
     # A fresh state per demo: the sandbox's account ids are new every time it starts.
     for stale in workdir.glob("state.db*"):
         stale.unlink()
@@ -56,6 +66,8 @@ def run_demo(
                     endpoint_url=sandbox.url,
                 )
             print_summary(console, manifest, workdir / "samples")
+            active = sorted(a.account_id for a in manifest.accounts if a.status == "ACTIVE")
+            spec_path.write_text(DEMO_SPEC + demo_waves(active))
             console.print(f"sandbox at {sandbox.url}; spec {spec_path}", highlight=False)
 
             console.print(Rule("2. inventory: iamc inventory -c " + str(spec_path)))
@@ -74,46 +86,66 @@ def run_demo(
                 highlight=False,
             )
 
-            console.print(Rule("5. the dry-run plan: iamc plan -c " + str(spec_path)))
-            plan = views.plan_with_summary(console, spec_path, workdir / "plan")
-            console.print(Rule(f"6. approval: iamc approve {plan['plan_id']} --stage provision"))
-            if plan["blocking"]:
-                console.print("[red]the plan has blocking errors: nothing to approve[/]")
-            else:
-                from state.approvals import record_decision
+            from domain.spec import load_spec
 
-                meta = record_decision(
-                    spec_path,
-                    plan["plan_id"],
-                    approver="demo-change-board",
-                    ticket="DEMO-1",
-                    stage="provision",
-                    expected_hash=plan["hash"][:12],
-                    comment="approved by make demo, for illustration",
-                )
-                approval = meta["approvals"][-1]
-                console.print(
-                    f"stage {approval['stage']} {approval['decision']} by {approval['approver']} "
-                    f"(ticket {approval['ticket']}); a reviewer reads {plan['files']['markdown']}",
-                    highlight=False,
-                )
-                console.print(
-                    Rule(f"7. provisioning: iamc apply {plan['plan_id']} --stage provision")
-                )
-                applied = views.apply_with_progress(
-                    console, spec_path, plan["plan_id"], "provision"
-                )
-                console.print(Rule(f"8. iamc status {applied['run_id']}"))
-                views.print_status(console, spec_path, applied["run_id"])
-                console.print(
-                    "The disable and delete stages of this plan wait for their own approval "
-                    "(delete not before the spec's bake_days after disable); "
-                    f"undo provisioning with: iamc rollback {applied['run_id']} -c {spec_path}",
-                    highlight=False,
-                )
+            waves = [w.name for w in load_spec(spec_path).waves]
+            for wave in waves:
+                _migrate_wave(console, spec_path, workdir, wave, sandbox.url)
+            console.print(Rule("iamc report waves -c " + str(spec_path)))
+            views.print_waves_report(console, spec_path)
+            console.print(
+                "Undo a wave's provisioning with iamc rollback RUN_ID -c "
+                f"{spec_path}: what another wave uses stays. The disable and delete stages of "
+                "each plan wait for their own approval (delete not before the spec's bake_days "
+                "after disable).",
+                highlight=False,
+            )
         finally:
             for name, value in previous.items():
                 if value is None:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+
+def _migrate_wave(
+    console: Console, spec_path: Path, workdir: Path, wave: str, sandbox_url: str
+) -> None:
+    """Plan, approve and provision one wave, then say how many sets it created."""
+    from iamc import views
+    from sandbox.control import SandboxControl
+    from state.approvals import record_decision
+
+    control = SandboxControl(sandbox_url)
+    console.print(Rule(f"{wave}: iamc plan -c {spec_path} --wave {wave}"))
+    plan = views.plan_with_summary(console, spec_path, workdir / "plans" / wave, wave)
+    if plan["blocking"]:
+        console.print(f"[red]the plan of {wave} has blocking errors: nothing to approve[/]")
+        return
+    meta = record_decision(
+        spec_path,
+        plan["plan_id"],
+        approver="demo-change-board",
+        ticket=f"DEMO-{wave}",
+        stage="provision",
+        expected_hash=plan["hash"][:12],
+        comment="approved by make demo, for illustration",
+    )
+    approval = meta["approvals"][-1]
+    console.print(
+        f"{wave}: stage {approval['stage']} {approval['decision']} by {approval['approver']} "
+        f"(ticket {approval['ticket']}); a reviewer reads {plan['files']['markdown']}",
+        highlight=False,
+    )
+    created_before = control.calls()["calls"].get("sso-admin:CreatePermissionSet", 0)
+    console.print(Rule(f"{wave}: iamc apply {plan['plan_id']} -c {spec_path} --stage provision"))
+    applied = views.apply_with_progress(console, spec_path, plan["plan_id"], "provision")
+    created = control.calls()["calls"].get("sso-admin:CreatePermissionSet", 0) - created_before
+    console.print(
+        f"{wave}: {plan['permission_sets']} permission set(s) in the plan, {created} created "
+        f"(CreatePermissionSet), the rest adopted from earlier waves; "
+        f"{applied['adopted']} action(s) adopted",
+        highlight=False,
+    )
+    console.print(Rule(f"{wave}: iamc status {applied['run_id']}"))
+    views.print_status(console, spec_path, applied["run_id"])

@@ -92,12 +92,14 @@ def print_findings(console: Console, findings: list[Finding]) -> None:
         )
 
 
-def plan_with_summary(console: Console, spec: Path | str, out: Path | None) -> dict[str, Any]:
+def plan_with_summary(
+    console: Console, spec: Path | str, out: Path | None, wave: str | None = None
+) -> dict[str, Any]:
     """Run the plan flow and print what a reviewer needs first."""
     from flows.plan import plan_flow
 
     with console.status("computing the plan…"):
-        result = plan_flow(str(spec), str(out) if out else None)
+        result = plan_flow(str(spec), str(out) if out else None, wave)
     for line in plan_summary_lines(result):
         console.print(line, highlight=False)
     for kind, path in result["files"].items():
@@ -131,6 +133,8 @@ def _counted(counts: dict[str, int], order: list[str] | None = None) -> str:
 def plan_summary_lines(result: dict[str, Any]) -> list[str]:
     """What a reviewer reads first about a computed plan, in sentences, not Python dicts."""
     head = f"plan {result['plan_id']}, hash {result['hash'][:12]}"
+    if result.get("wave"):
+        head = f"wave {result['wave']}: {head}"
     if result["reused"]:
         head += (
             f": same content as the plan computed {result.get('computed', 'earlier')}, reused "
@@ -148,7 +152,13 @@ def plan_summary_lines(result: dict[str, Any]) -> list[str]:
         head,
         f"IAM users: {result['users']} ({_counted(result['outcomes'])})",
         f"to create: {result['permission_sets']} permission set(s), "
-        f"{result['assignments']} account assignment(s)",
+        f"{result['assignments']} account assignment(s)"
+        + (
+            f"; {result['permission_set_updates']} update(s) of the organization's sets"
+            if result.get("permission_set_updates")
+            else ""
+        )
+        + " (a set the organization already has for the same access is adopted)",
         f"actions by stage: {_counted(result['actions'], stages)}; "
         f"{result['irreversible']} of them irreversible (stage delete)",
     ]
@@ -539,8 +549,9 @@ def print_status(console: Console, spec: Path | str, run_id: int) -> None:
 
     status = run_status(spec, run_id)
     run = status["run"]
+    wave = f" of wave {run['wave']}" if run.get("wave") else ""
     line = (
-        f"run {run['id']} ({run['kind']} of plan {run['plan_id']}, stage {run['stage']}): "
+        f"run {run['id']} ({run['kind']} of plan {run['plan_id']}{wave}, stage {run['stage']}): "
         f"{_styled(run['status'])}"
     )
     if run["superseded_by"]:
@@ -754,3 +765,44 @@ def print_key_report(console: Console, spec: Path | str, output_format: str = "t
         console.print(f"[yellow]{escape(str(problem))}[/]", highlight=False)
     for unit in unscanned:
         console.print(f"[yellow]never scanned:[/] {escape(unit)}", highlight=False)
+
+
+def print_waves_report(console: Console, spec: Path | str, output_format: str = "table") -> None:
+    """Per wave: accounts, users migrated, disabled, deleted, CIS 1.21 and what is pending."""
+    import csv
+    import io
+    import json
+
+    from rich.table import Table
+
+    from state.reports import WAVE_COLUMNS, waves_report
+
+    rows, meta = waves_report(spec)
+    if output_format == "json":
+        console.print_json(json.dumps({**meta, "waves": rows}, default=str))
+        return
+    if output_format == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(
+            out, fieldnames=WAVE_COLUMNS, extrasaction="ignore", lineterminator="\n"
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+        console.print(out.getvalue(), end="", markup=False, highlight=False)
+        return
+    table = Table(title=f"waves of {meta['migration']} (inventory snapshot {meta['snapshot_id']})")
+    headers = {
+        "to_migrate": "to migrate",
+        "cis_pass": "CIS pass",
+        "cis_fail": "CIS fail",
+        "cis_unknown": "CIS ?",
+    }
+    for column in WAVE_COLUMNS:
+        table.add_column(
+            headers.get(column, column),
+            justify="left" if column in ("wave", "pending") else "right",
+        )
+    for row in rows:
+        cells = ["" if row[c] is None else str(row[c]) for c in WAVE_COLUMNS]
+        table.add_row(*(escape(c) for c in cells))
+    console.print(table)

@@ -428,6 +428,8 @@ class PlanRow(Base):
     hash: Mapped[str] = mapped_column(String(64))
     blocking: Mapped[int] = mapped_column(Integer)
     content: Mapped[dict[str, Any]] = mapped_column(Json)
+    # The wave the plan is for (None: the spec has no waves); also in its content.
+    wave: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class ApprovalRow(Base):

@@ -34,6 +34,7 @@ class PlanInfo:
     blocking: int
     content: dict[str, Any]
     approvals: list[ApprovalInfo]
+    wave: str | None = None
 
 
 class PlanMixin:
@@ -46,6 +47,7 @@ class PlanMixin:
         plan_hash: str,
         content: dict[str, Any],
         blocking: int,
+        wave: str | None = None,
     ) -> tuple[int, bool]:
         """Store a plan, or find the identical one already stored.
 
@@ -70,6 +72,7 @@ class PlanMixin:
                     hash=plan_hash,
                     blocking=blocking,
                     content=content,
+                    wave=wave,
                 )
                 .returning(m.PlanRow.id)
             ).scalar_one()
@@ -114,6 +117,7 @@ class PlanMixin:
                     )
                     for a in approvals
                 ],
+                wave=plan.wave,
             )
 
     def record_approval(

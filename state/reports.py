@@ -172,3 +172,187 @@ def key_scan_report(spec_path: str | Path) -> dict[str, Any]:
             "snapshot_id": (run.summary or {}).get("snapshot_id"),
         },
     }
+
+
+# -- waves ---------------------------------------------------------------------------------------
+
+WAVE_COLUMNS = [
+    "wave",
+    "accounts",
+    "users",
+    "to_migrate",
+    "migrated",
+    "disabled",
+    "deleted",
+    "cis_pass",
+    "cis_fail",
+    "cis_unknown",
+    "plan",
+    "pending",
+]
+NO_WAVES = "(scope)"  # the one implicit wave of a spec without [[waves]]
+
+
+def _wave_accounts(
+    spec: MigrationSpec, inventories: list[Any], plans: dict[str, Plan]
+) -> tuple[dict[str, list[str]], str | None]:
+    """Each wave's accounts: as its latest plan resolved them, else from the snapshot.
+
+    A wave never planned that names a nested OU is placed by its accounts' direct parents
+    only (the report reads no AWS); ``iamc plan --wave`` resolves it against the organization.
+    """
+    from domain.errors import WaveError
+    from domain.waves import resolve_waves
+
+    if not spec.waves:
+        return {NO_WAVES: sorted(i.account.account_id for i in inventories)}, None
+    chains = {
+        i.account.account_id: [i.account.parent_id] if i.account.parent_id else []
+        for i in inventories
+    }
+    try:
+        resolved = resolve_waves(spec, chains)
+        problem = None
+    except WaveError as err:
+        resolved, problem = {}, str(err)
+    for name, plan in plans.items():
+        if plan.wave:
+            resolved[name] = list(plan.wave["accounts"])
+    return resolved, problem
+
+
+def _user_progress(plan: Plan, journal: dict[str, Any]) -> dict[str, int]:
+    """Users migrated (all their assignments done), disabled and deleted, per the journal."""
+    from domain.plan import Outcome
+
+    def done(action_id: str) -> bool:
+        entry = journal.get(action_id)
+        return entry is not None and entry.done
+
+    quarantine = {
+        (a.account_id, a.target): a for a in plan.actions if a.kind == "attach-quarantine-policy"
+    }
+    deleted_ids = {(a.account_id, a.target): a.id for a in plan.actions if a.kind == "delete-user"}
+    provisioned = any(e.stage == "provision" and e.done for e in journal.values())
+    counts = {"to_migrate": 0, "migrated": 0, "disabled": 0, "deleted": 0}
+    for user in plan.users:
+        key = (user.account_id, user.user)
+        if user.outcome == Outcome.MIGRATE:
+            counts["to_migrate"] += 1
+            action = quarantine.get(key)
+            prerequisites = action.depends_on if action else []
+            if (prerequisites and all(done(p) for p in prerequisites)) or (
+                not prerequisites and provisioned
+            ):
+                counts["migrated"] += 1
+        if key in quarantine and done(quarantine[key].id):
+            counts["disabled"] += 1
+        if key in deleted_ids and done(deleted_ids[key]):
+            counts["deleted"] += 1
+    return counts
+
+
+def _pending(
+    name: str, plan_id: int | None, info: Any, stage_runs: list[Any], spec_path: str
+) -> str:
+    """What the wave waits for, in one line: the next command when there is one."""
+    wave_option = f" --wave {name}" if name != NO_WAVES else ""
+    if plan_id is None:
+        return f"no plan: iamc plan -c {spec_path}{wave_option}"
+    if info.blocking:
+        return f"plan {plan_id} has {info.blocking} blocking error(s): fix them and re-plan"
+    if stage_runs:
+        last = stage_runs[-1]
+        if last.status in ("failed", "interrupted"):
+            return f"run {last.run.id} {last.status}: iamc resume {last.run.id} -c {spec_path}"
+        if last.status == "running":
+            return f"run {last.run.id} is running"
+        if last.run.kind == "rollback":
+            return f"rolled back by run {last.run.id}: re-plan or apply again"
+        return f"provisioned (run {last.run.id}); next: the disable stage"
+    approved = [
+        a
+        for a in info.approvals
+        if a.stage in ("provision", "all") and a.decision == "approved" and a.plan_hash == info.hash
+    ]
+    if not approved:
+        rejected = [a for a in info.approvals if a.decision == "rejected"]
+        if rejected:
+            return f"plan {plan_id} rejected by {rejected[-1].approver}: re-plan"
+        return (
+            f"plan {plan_id} not approved: iamc approve {plan_id} -c {spec_path} --stage provision"
+        )
+    return f"plan {plan_id} approved, not applied: iamc apply {plan_id} -c {spec_path}"
+
+
+def waves_report(spec_path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per wave: accounts, users migrated, disabled and deleted, CIS 1.21 verdicts, and what
+    is pending; from the latest inventory and each wave's latest plan and its runs.
+
+    Raises:
+        NoInventoryError: No inventory yet.
+    """
+    from domain.inventory_report import CIS_FAIL, CIS_PASS, CIS_UNKNOWN
+
+    spec = load_spec(spec_path)
+    with Store.open(spec.state) as store:
+        migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
+        snapshot = store.latest_snapshot(migration_id)
+        if snapshot is None:
+            raise NoInventoryError(
+                f"no inventory yet for migration {spec.name!r}: run 'iamc inventory -c {spec_path}'"
+            )
+        inventories = store.load_snapshot(snapshot.id)
+        latest: dict[str, int] = {}
+        for head in store.plan_heads(migration_id):
+            latest[head.wave or NO_WAVES] = head.id
+        infos = {name: store.get_plan(plan_id) for name, plan_id in latest.items()}
+        plans = {name: Plan.from_content(info.content) for name, info in infos.items()}
+        journals = {
+            name: {e.action_id: e for e in store.journal_entries(info.id)}
+            for name, info in infos.items()
+        }
+        runs = store.list_runs(migration_id)
+        views = view_runs(runs, store.list_stage_locks())
+    wave_names = [w.name for w in spec.waves] or [NO_WAVES]
+    accounts_of, problem = _wave_accounts(spec, inventories, plans)
+    rows_by_account = {r["account_id"]: r for r in inventory_rows(inventories, datetime.now(UTC))}
+    rows = []
+    for name in wave_names:
+        accounts = accounts_of.get(name, [])
+        cis = [rows_by_account[a]["cis_1_21"] for a in accounts if a in rows_by_account]
+        plan_id = latest.get(name)
+        progress = {"to_migrate": 0, "migrated": 0, "disabled": 0, "deleted": 0}
+        stage_runs = []
+        if plan_id is not None:
+            progress = _user_progress(plans[name], journals[name])
+            stage_runs = [
+                views[r.id]
+                for r in runs
+                if r.kind in STAGE_RUN_KINDS
+                and r.params.get("plan_id") == plan_id
+                and r.params.get("stage") == "provision"
+            ]
+        pending = _pending(name, plan_id, infos.get(name), stage_runs, str(spec_path))
+        if problem and name not in plans:
+            pending = problem
+        rows.append(
+            {
+                "wave": name,
+                "accounts": len(accounts),
+                "users": sum(rows_by_account[a]["users"] for a in accounts if a in rows_by_account),
+                **progress,
+                "cis_pass": cis.count(CIS_PASS),
+                "cis_fail": cis.count(CIS_FAIL),
+                "cis_unknown": cis.count(CIS_UNKNOWN),
+                "plan": plan_id,
+                "pending": pending,
+                "account_ids": accounts,
+            }
+        )
+    meta = {
+        "migration": spec.name,
+        "snapshot_id": snapshot.id,
+        "taken": snapshot.created.isoformat(),
+    }
+    return rows, meta

@@ -615,6 +615,7 @@ def run_status(spec_path: str | Path, run_id: int) -> dict[str, Any]:
             "superseded_by": view.superseded_by,
             "next": next_step(view, spec_path),
             "plan_id": plan_id,
+            "wave": info.wave,
             "stage": stage,
             "started": run.started.isoformat(),
             "finished": run.finished.isoformat() if run.finished else None,

@@ -22,6 +22,7 @@ from state.key_scans import KeyScanMixin
 from state.plans import PlanMixin
 from state.runs import RunsMixin, StageLockMixin
 from state.snapshots import SnapshotMixin
+from state.waves import WavesMixin
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Store(
     PlanMixin,
     JournalMixin,
     KeyScanMixin,
+    WavesMixin,
 ):
     """The state DB, upgraded to this code's schema; safe to share between threads.
 

@@ -143,3 +143,21 @@ def select_accounts(tree: OrganizationTree, scope: Scope) -> ScopedAccounts:
             continue
         in_scope.append(account)
     return ScopedAccounts(in_scope=in_scope, findings=findings)
+
+
+def account_ancestors(
+    session: boto3.Session, account_ids: list[str]
+) -> tuple[dict[str, list[str]], set[str]]:
+    """Each account's parent chain, and every OU and root id, for resolving waves by OU.
+
+    Args:
+        session: The management account's session.
+        account_ids: The accounts to place (those of the inventory).
+
+    Returns:
+        ``(account id -> [parent OU, ..., root], OU and root ids of the organization)``;
+        an account the organization no longer has gets an empty chain.
+    """
+    tree = walk_organization(session)
+    chains = {a: tree.ancestors(a) if a in tree.accounts else [] for a in account_ids}
+    return chains, set(tree.parents) | set(tree.roots)

@@ -43,7 +43,19 @@ CREATE_PERMISSIONS = (
     "sso:DeletePermissionSet",
 )
 PROVISION_PERMISSIONS = ("sso:ProvisionPermissionSet",)
-PERMISSIONS = CREATE_PERMISSIONS + PROVISION_PERMISSIONS
+# An update (of a set an earlier wave created) may also remove what its definition no longer has.
+UPDATE_PERMISSIONS = (
+    "sso:UpdatePermissionSet",
+    "sso:PutInlinePolicyToPermissionSet",
+    "sso:DeleteInlinePolicyFromPermissionSet",
+    "sso:AttachManagedPolicyToPermissionSet",
+    "sso:DetachManagedPolicyFromPermissionSet",
+    "sso:AttachCustomerManagedPolicyReferenceToPermissionSet",
+    "sso:DetachCustomerManagedPolicyReferenceFromPermissionSet",
+    "sso:PutPermissionsBoundaryToPermissionSet",
+    "sso:DeletePermissionsBoundaryFromPermissionSet",
+)
+PERMISSIONS = CREATE_PERMISSIONS + UPDATE_PERMISSIONS + PROVISION_PERMISSIONS
 
 # Async status values (sso-admin API reference, PermissionSetProvisioningStatus.Status).
 IN_PROGRESS = "IN_PROGRESS"
@@ -348,6 +360,143 @@ class CreatePermissionSet:
             ) from err
         ctx.remember_permission_set(name, None)
         return {"deleted": arn}
+
+
+def converge_definition(
+    sso: Any, instance: str, arn: str, definition: PermissionSetDefinition, live: dict[str, Any]
+) -> None:
+    """Make a permission set equal to ``definition``: change, add and remove what differs.
+
+    Used by an update and by its undo; the accounts see the change only once the set is
+    provisioned to them again.
+    """
+    ids = {"InstanceArn": instance, "PermissionSetArn": arn}
+    if (
+        live["description"] != (definition.description or "")
+        or live["session_duration"] != definition.session_duration
+    ):
+        extra = {"Description": definition.description} if definition.description else {}
+        sso.update_permission_set(**ids, SessionDuration=definition.session_duration, **extra)
+    have_inline = live["inline_policy"]
+    if definition.inline_policy is None:
+        if have_inline is not None:
+            sso.delete_inline_policy_from_permission_set(**ids)
+    elif have_inline is None or canonical_json(have_inline) != definition.inline_policy_json:
+        sso.put_inline_policy_to_permission_set(**ids, InlinePolicy=definition.inline_policy_json)
+    want_managed, have_managed = (
+        set(definition.aws_managed_policy_arns),
+        set(live["aws_managed_policy_arns"]),
+    )
+    for policy_arn in sorted(have_managed - want_managed):
+        sso.detach_managed_policy_from_permission_set(**ids, ManagedPolicyArn=policy_arn)
+    for policy_arn in sorted(want_managed - have_managed):
+        sso.attach_managed_policy_to_permission_set(**ids, ManagedPolicyArn=policy_arn)
+    want_customer = {
+        (r["name"], r.get("path") or "/") for r in definition.customer_managed_policies
+    }
+    have_customer = {(r["name"], r["path"]) for r in live["customer_managed_policies"]}
+    for name, path in sorted(have_customer - want_customer):
+        sso.detach_customer_managed_policy_reference_from_permission_set(
+            **ids, CustomerManagedPolicyReference={"Name": name, "Path": path}
+        )
+    for name, path in sorted(want_customer - have_customer):
+        sso.attach_customer_managed_policy_reference_to_permission_set(
+            **ids, CustomerManagedPolicyReference={"Name": name, "Path": path}
+        )
+    boundary = definition.permissions_boundary or None
+    if boundary != live["permissions_boundary"]:
+        if boundary is None:
+            sso.delete_permissions_boundary_from_permission_set(**ids)
+        else:
+            sso.put_permissions_boundary_to_permission_set(
+                **ids, PermissionsBoundary=_boundary_to_api(boundary)
+            )
+
+
+class UpdatePermissionSet:
+    """``update-permission-set``: change a set an earlier plan (wave) created, announced in
+    the plan with its previous definition; undone by restoring that definition.
+
+    Only a set that is exactly as the previous definition (or already as planned) is
+    changed: one edited outside iamc since is a conflict, never overwritten.
+    """
+
+    PERMISSIONS = UPDATE_PERMISSIONS + PROVISION_PERMISSIONS
+
+    def probe(self, ctx: ExecutionContext, action: PlanAction) -> Live:
+        definition = definition_of(action)
+        arn = permission_set_arn(ctx, definition.name)
+        if arn is None:
+            return Live(exists=False)
+        live = read_permission_set(ctx.sso(), ctx.instance.instance_arn, arn)
+        if not differences(definition, live):
+            return Live(exists=True, detail={"arn": arn, "note": "already as planned"})
+        previous = PermissionSetDefinition(**action.params["previous"])
+        drift = differences(previous, live)
+        if drift:
+            return Live(
+                exists=True,
+                difference="it differs from the definition the plan updates from (changed "
+                f"outside iamc?): {'; '.join(drift)}",
+                detail={"arn": arn},
+            )
+        return Live(exists=False, detail={"arn": arn})
+
+    def apply(
+        self,
+        ctx: ExecutionContext,
+        action: PlanAction,
+        live: Live,
+        progress: Callable[[dict[str, Any]], None],
+        prior: JournalEntry | None,
+    ) -> Done:
+        definition = definition_of(action)
+        arn = live.detail.get("arn") or permission_set_arn(ctx, definition.name)
+        if arn is None:
+            raise ActionError(action.id, f"permission set {definition.name} does not exist")
+        undo = {
+            "permission_set_arn": arn,
+            "name": definition.name,
+            "previous": action.params["previous"],
+        }
+        # Recorded before the first call: a crash mid-update still knows what to restore.
+        progress({"arn": arn, "undo": undo})
+        sso, instance = ctx.sso(), ctx.instance.instance_arn
+        try:
+            current = read_permission_set(sso, instance, arn)
+            converge_definition(sso, instance, arn, definition, current)
+        except ClientError as err:
+            raise ActionError(action.id, error_message(err)) from err
+        return Done(outcome={"arn": arn, "changes": action.params.get("changes", [])}, undo=undo)
+
+    def undo(self, ctx: ExecutionContext, entry: JournalEntry) -> dict[str, Any]:
+        recorded = entry.undo or {}
+        previous = recorded.get("previous") or (
+            ((entry.intent.get("action") or {}).get("params") or {}).get("previous")
+        )
+        name = recorded.get("name") or (entry.intent.get("action") or {}).get("target", "")
+        arn = recorded.get("permission_set_arn") or permission_set_arn(ctx, name)
+        if arn is None or previous is None:
+            return {"restored": None, "note": "it does not exist"}
+        sso, instance = ctx.sso(), ctx.instance.instance_arn
+        try:
+            current = read_permission_set(sso, instance, arn)
+            converge_definition(sso, instance, arn, PermissionSetDefinition(**previous), current)
+            # The accounts keep the updated roles until the set is provisioned again.
+            request_id = sso.provision_permission_set(
+                InstanceArn=instance, PermissionSetArn=arn, TargetType="ALL_PROVISIONED_ACCOUNTS"
+            )["PermissionSetProvisioningStatus"]["RequestId"]
+            wait_for_status(
+                lambda: sso.describe_permission_set_provisioning_status(
+                    InstanceArn=instance, ProvisionPermissionSetRequestId=request_id
+                )["PermissionSetProvisioningStatus"],
+                ctx.poll,
+                entry.action_id,
+                f"re-provisioning {name} with its previous definition",
+            )
+        except ClientError as err:
+            raise ActionError(entry.action_id, error_message(err)) from err
+        return {"restored": arn, "reprovisioned": request_id}
 
 
 class ProvisionPermissionSet:

@@ -17,7 +17,11 @@ from state.store import Store
 from tasks.executor import ExecutionContext
 from tasks.iam_users import effective_access, read_account_access
 from tasks.identity_store import principal_problems
-from tasks.permission_sets import CreatePermissionSet, missing_customer_policies
+from tasks.permission_sets import (
+    CreatePermissionSet,
+    UpdatePermissionSet,
+    missing_customer_policies,
+)
 
 
 def stale_targets(
@@ -75,15 +79,18 @@ def preflight(
     our own unfinished work), and customer-managed policies missing from a target account.
     """
     problems = []
-    creator = CreatePermissionSet()
+    probes = {
+        "create-permission-set": CreatePermissionSet(),
+        "update-permission-set": UpdatePermissionSet(),
+    }
     for action in actions:
-        if action.kind == "create-permission-set":
+        if action.kind in probes:
             entry = store.journal_entry(plan_id, action.id)
             if entry is not None and (
                 entry.status in DONE_STATUSES or entry.intent.get("existed_before") is False
             ):
                 continue
-            live = creator.probe(ctx, action)
+            live = probes[action.kind].probe(ctx, action)
             if live.exists and live.difference:
                 problems.append(
                     f"permission set {action.target} already exists and differs from the plan: "

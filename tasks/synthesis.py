@@ -9,6 +9,7 @@ from typing import Any
 
 from domain.access import (
     AssignmentDefinition,
+    KnownPermissionSet,
     PermissionSetDefinition,
     RequiredPolicy,
     SynthesisResult,
@@ -264,6 +265,7 @@ def synthesize(
     max_permission_sets: int = DEFAULT_MAX_PERMISSION_SETS,
     max_per_account: int = DEFAULT_MAX_PER_ACCOUNT,
     max_managed_policies: int = MAX_MANAGED_PER_ROLE,
+    known: dict[str, KnownPermissionSet] | None = None,
 ) -> SynthesisResult:
     """Permission sets and assignments that reproduce the access of every matched IAM user.
 
@@ -283,6 +285,8 @@ def synthesize(
         max_per_account: Permission sets allowed to be provisioned to one account.
         max_managed_policies: Managed policies allowed per role in the member accounts (raise it
             only where the IAM quota was raised in every account).
+        known: The organization's permission sets by fingerprint (earlier waves): an access
+            one of them has keeps that set's name and inline document.
 
     Returns:
         The permission sets, assignments, required customer-managed policies and findings.
@@ -310,7 +314,7 @@ def synthesize(
             _synthesize_account(
                 _Account(inventory), users_by_key, groups_by_key, idp_groups, holders, findings
             )
-    result = _assemble(holders, session_duration, name_prefix, findings)
+    result = _assemble(holders, session_duration, name_prefix, findings, known)
     check_quotas(result, holders, max_permission_sets, max_per_account, max_managed_policies)
     result.findings.sort(
         key=lambda f: (
@@ -510,8 +514,12 @@ def _no_access(account_id: str, user_name: str) -> Finding:
 # -- Naming and assembly -------------------------------------------------------------------
 
 
-def _stem(access: _Access, holders: list[_Holder]) -> tuple[str, bool]:
-    """The readable part of a name, and whether it may stand alone (without the hash)."""
+def _stem(access: _Access) -> tuple[str, bool]:
+    """The readable part of a name, and whether it may stand alone (without the hash).
+
+    A function of the access alone, never of who holds it: a later wave computes the same
+    name for the same access whatever users, groups or accounts it comes from.
+    """
     if (
         len(access.aws_managed) == 1
         and not access.customer_managed
@@ -519,20 +527,10 @@ def _stem(access: _Access, holders: list[_Holder]) -> tuple[str, bool]:
         and access.boundary is None
     ):
         return access.aws_managed[0].name, True
-    group_sets = {h.groups for h in holders}
-    if not any(h.own_policies for h in holders) and len(group_sets) == 1:
-        only = next(iter(group_sets))
-        if len(only) == 1:
-            return only[0], False
     managed = access.aws_managed + access.customer_managed
-    if len(managed) == 1 and not access.statements:
-        return managed[0].name, False
-    subjects = {h.subject for h in holders}
-    if len(subjects) == 1:
-        return next(iter(subjects)), False
-    if not any(h.own_policies for h in holders) and len(group_sets) == 1:
-        return "+".join(next(iter(group_sets))), False
-    return "shared", False
+    if managed:
+        return "+".join(r.name for r in managed), False
+    return "inline", False
 
 
 def _name(prefix: str, stem: str, fingerprint: str, digits: int, plain: bool) -> str:
@@ -543,20 +541,27 @@ def _name(prefix: str, stem: str, fingerprint: str, digits: int, plain: bool) ->
     return f"{prefix}{clean[:room].rstrip('-') or 'ps'}-{fingerprint[:digits]}"
 
 
-def _description(access: _Access, holders: list[_Holder], sources: list[str]) -> str:
-    users = sum(1 for h in holders if h.principal_type == "USER")
-    groups = sum(1 for h in holders if h.principal_type == "GROUP")
-    accounts = len({h.account_id for h in holders})
-    who = [f"{users} user{'s' if users != 1 else ''}"] if users else []
-    if groups:
-        who.append(f"{groups} group{'s' if groups != 1 else ''}")
-    text = (
-        f"Reproduces IAM access of {' and '.join(who)} in {accounts} "
-        f"account{'s' if accounts != 1 else ''}; sources: {', '.join(sources) or 'none'}"
-    )
-    if len(text) > MAX_DESCRIPTION_LENGTH:
-        text = text[: MAX_DESCRIPTION_LENGTH - 3] + "..."
-    return text
+def _description(access: _Access) -> str:
+    """What the set grants, from its access alone: the same in every wave and re-plan.
+
+    No counts of users or accounts (they differ per wave; the plan says whom a set serves).
+    """
+    parts = []
+    if access.aws_managed:
+        parts.append("AWS-managed " + ", ".join(r.name for r in access.aws_managed))
+    if access.customer_managed:
+        names = ", ".join(r.path + r.name for r in access.customer_managed)
+        parts.append("customer-managed " + names)
+    if access.statements:
+        count = len(access.statements)
+        parts.append(f"{count} inline statement{'s' if count != 1 else ''}")
+    if access.boundary:
+        parts.append(f"boundary {access.boundary.name}")
+    tail = f"; access {access.fingerprint[:12]} (iamc)"
+    text = "IAM access: " + "; ".join(parts or ["none"])
+    if len(text) + len(tail) > MAX_DESCRIPTION_LENGTH:
+        text = text[: MAX_DESCRIPTION_LENGTH - len(tail) - 3] + "..."
+    return text + tail
 
 
 def _sources(access: _Access, holders: list[_Holder]) -> list[str]:
@@ -600,7 +605,11 @@ def _boundary(ref: _PolicyRef | None) -> dict[str, Any] | None:
 
 
 def _assemble(
-    holders: list[_Holder], session_duration: str, prefix: str, findings: list[Finding]
+    holders: list[_Holder],
+    session_duration: str,
+    prefix: str,
+    findings: list[Finding],
+    known: dict[str, KnownPermissionSet] | None = None,
 ) -> SynthesisResult:
     by_fingerprint: dict[str, list[_Holder]] = defaultdict(list)
     for holder in holders:
@@ -608,20 +617,26 @@ def _assemble(
     for group in by_fingerprint.values():
         group.sort(key=_Holder.sort_key)
 
-    stems = {fp: _stem(group[0].access, group) for fp, group in by_fingerprint.items()}
-    names = _unique_names(stems, prefix)
+    known = known or {}
+    stems = {fp: _stem(group[0].access) for fp, group in by_fingerprint.items()}
+    taken = {k.name: fp for fp, k in known.items()}
+    names = _unique_names({fp: st for fp, st in stems.items() if fp not in known}, prefix, taken)
+    names.update({fp: known[fp].name for fp in by_fingerprint if fp in known})
 
     permission_sets = []
     for fp, group in by_fingerprint.items():
         access = group[0].access  # the first holder in sorted order: input-order independent
         sources = _sources(access, group)
+        # A set the organization has for this access keeps its document: the statements are
+        # the same (same fingerprint), only Sids or their shown form may differ per holder.
+        inline = known[fp].inline_policy if fp in known else _inline_document(access)
         permission_sets.append(
             PermissionSetDefinition(
                 name=names[fp],
-                description=_description(access, group, sources),
+                description=(fp in known and known[fp].description) or _description(access),
                 fingerprint=fp,
-                session_duration=session_duration,
-                inline_policy=_inline_document(access),
+                session_duration=(fp in known and known[fp].session_duration) or session_duration,
+                inline_policy=inline,
                 aws_managed_policy_arns=[r.arn for r in access.aws_managed],
                 customer_managed_policies=[
                     {"name": r.name, "path": r.path} for r in access.customer_managed
@@ -666,16 +681,26 @@ def _assemble(
     )
 
 
-def _unique_names(stems: dict[str, tuple[str, bool]], prefix: str) -> dict[str, str]:
-    """Names per fingerprint; where two collide, both get more hash digits until they don't."""
+def _unique_names(
+    stems: dict[str, tuple[str, bool]], prefix: str, taken: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Names per fingerprint; where two collide, both get more hash digits until they don't.
+
+    ``taken``: names the organization already uses (name -> fingerprint); a new access never
+    takes one of them.
+    """
+    taken = taken or {}
     digits = dict.fromkeys(stems, _HASH_DIGITS)
     plain = {fp: stem[1] for fp, stem in stems.items()}
     while True:
         names = {fp: _name(prefix, stems[fp][0], fp, digits[fp], plain[fp]) for fp in stems}
         seen: dict[str, list[str]] = defaultdict(list)
-        for fp, name in names.items():
+        for name, fp in taken.items():
             seen[name].append(fp)
-        clashes = [fps for fps in seen.values() if len(fps) > 1]
+        for fp, name in names.items():
+            if fp not in seen[name]:
+                seen[name].append(fp)
+        clashes = [[fp for fp in fps if fp in stems] for fps in seen.values() if len(fps) > 1]
         if not clashes:
             return names
         widest = MAX_NAME_LENGTH - len(prefix) - 2  # one stem character, "-", the digits

@@ -247,7 +247,11 @@ def test_same_policies_in_different_order_share_one_permission_set():
     permission_set = result.permission_sets[0]
     assert permission_set.aws_managed_policy_arns == [S3_FULL, READ_ONLY]
     assert len(permission_set.inline_policy["Statement"]) == 2
-    assert "2 users in 2 accounts" in permission_set.description
+    # The description says what the set grants, never whom or where: the same in every wave.
+    assert permission_set.description == (
+        "IAM access: AWS-managed AmazonS3FullAccess, ReadOnlyAccess; 2 inline statements; "
+        f"access {permission_set.fingerprint[:12]} (iamc)"
+    )
     assert [
         (a.account_id, a.principal_type, a.principal_id, a.reason) for a in result.assignments
     ] == [
@@ -528,7 +532,8 @@ def test_names_are_valid_readable_and_stable_across_input_order():
     for name in names:
         assert NAME_PATTERN.fullmatch(name) and len(name) <= 32, name
     assert "ReadOnlyAccess" in names  # carol: one AWS-managed policy, nothing else
-    assert any(n.startswith("developers-") for n in names)  # alice: the group's access
+    # alice: the group's access, named after its policies (never after its holders).
+    assert any(n.startswith("ReadOnlyAccess-") for n in names)
     for p in reference.permission_sets:
         assert len(p.description) <= 700
     for seed in range(5):
@@ -546,7 +551,7 @@ def test_name_prefix_and_long_stems_stay_within_32_characters():
         name_prefix="iamc-",
     )
     [permission_set] = result.permission_sets
-    assert permission_set.name.startswith("iamc-a-very-long")
+    assert permission_set.name.startswith("iamc-AmazonS3FullAccess")
     assert len(permission_set.name) == 32
     assert permission_set.name.endswith("-" + permission_set.fingerprint[:8])
 
@@ -607,10 +612,10 @@ def test_per_user_when_the_group_is_not_matched():
         ("USER", "id-bob"),
         ("USER", "id-carol"),
     ]
-    # alice and bob have the group's access only: one shared set named after the group.
+    # alice and bob have the group's access only: one shared set named after its policies.
     alice_bob = {a.permission_set_name for a in result.assignments if a.principal_id != "id-carol"}
     [name] = alice_bob
-    assert name.startswith("developers-")
+    assert name.startswith("ReadOnlyAccess-")
 
 
 def test_member_missing_from_the_idp_group_is_assigned_per_user():
@@ -709,3 +714,69 @@ def test_policy_variables_in_an_unversioned_policy_are_flagged():
     )
     [warning] = [f for f in result.findings if f.kind == "policy-version-changed"]
     assert warning.severity == "warning" and "user:jane/home" in warning.message
+
+
+# -- waves: a set's name and description are functions of its access -----------------------------
+
+
+def _one_wave(account_id: str, holder: str, sid: str, extra_users: int = 0) -> SynthesisResult:
+    """jane (or another holder) with ReadOnlyAccess plus one inline statement."""
+    statement = {**allow(["s3:GetObject"]), "Sid": sid}
+    users = [
+        user(holder, managed=(READ_ONLY,), inline=(InlinePolicy(f"{holder}-s3", doc(statement)),))
+    ]
+    users += [user(f"extra{n}", managed=(READ_ONLY,)) for n in range(extra_users)]
+    return synthesize(
+        [inventory(account_id, users, policies=[aws_policy(READ_ONLY)])],
+        [matched(account_id, u.name) for u in users],
+        [],
+        [],
+    )
+
+
+def test_the_same_access_gets_the_same_name_and_description_in_any_wave():
+    wave_one = _one_wave(A1, "jane", "ReadS3")
+    # Another account, another holder with another policy name and Sid, more sets around.
+    wave_two = _one_wave(A2, "john", "Other", extra_users=3)
+    shared = {p.fingerprint: p for p in wave_two.permission_sets}
+    [first] = [p for p in wave_one.permission_sets]
+    second = shared[first.fingerprint]
+    assert (second.name, second.description) == (first.name, first.description)
+    assert first.name == f"ReadOnlyAccess-{first.fingerprint[:8]}"
+    assert "jane" not in first.description and "1 user" not in first.description
+
+
+def test_a_known_set_keeps_its_name_and_document_and_no_new_set_takes_its_name():
+    from domain.access import KnownPermissionSet
+
+    wave_one = _one_wave(A1, "jane", "ReadS3")
+    [first] = wave_one.permission_sets
+    legacy = KnownPermissionSet(name="jane-legacy-name", inline_policy=first.inline_policy)
+    # Wave 2's statement has another Sid: same access, so the organization's document stays.
+    wave_two = synthesize(
+        [
+            inventory(
+                A2,
+                [
+                    user(
+                        "john",
+                        managed=(READ_ONLY,),
+                        inline=(InlinePolicy("p", doc({**allow(["s3:GetObject"]), "Sid": "X"})),),
+                    ),
+                    user("carol", managed=(READ_ONLY,)),
+                ],
+                policies=[aws_policy(READ_ONLY)],
+            )
+        ],
+        [matched(A2, "john"), matched(A2, "carol")],
+        [],
+        [],
+        known={first.fingerprint: legacy, "another-access": KnownPermissionSet("ReadOnlyAccess")},
+    )
+    by_fp = {p.fingerprint: p for p in wave_two.permission_sets}
+    assert by_fp[first.fingerprint].name == "jane-legacy-name"
+    assert by_fp[first.fingerprint].inline_policy == first.inline_policy
+    # carol's access would be plainly "ReadOnlyAccess", a name the organization uses for
+    # another access: it gets its hash instead.
+    [carol] = [p for fp, p in by_fp.items() if fp != first.fingerprint]
+    assert carol.name.startswith("ReadOnlyAccess-") and carol.name != "ReadOnlyAccess"
