@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from datetime import datetime
 from typing import Any
 
 from domain.errors import SandboxError
@@ -67,6 +68,62 @@ class SandboxControl:
             "/_iamc/faults",
             {"account_id": account_id, "permission_set_arn": permission_set_arn, "reason": reason},
         )
+
+    def clock(self) -> dict[str, Any]:
+        """The sandbox's clock: ``now`` (ISO 8601, UTC) and ``offset_seconds`` from real time."""
+        return self._request("GET", "/_iamc/clock")
+
+    def shift_clock(self, seconds: float) -> datetime:
+        """Move the sandbox's clock forward (or back, if negative) by ``seconds``.
+
+        CloudTrail event times, the 90-day LookupEvents window, access keys' last-used dates
+        and new service-specific credentials' dates follow this clock; moto's own dates don't.
+
+        Returns:
+            The sandbox's new now.
+        """
+        answer = self._request("POST", "/_iamc/clock", {"advance_seconds": seconds})
+        return datetime.fromisoformat(answer["now"])
+
+    def reset_clock(self) -> None:
+        """Put the sandbox's clock back on real time."""
+        self._request("POST", "/_iamc/clock", {"offset_seconds": 0})
+
+    def record_console_login_failure(
+        self,
+        account_id: str,
+        user_name: str,
+        *,
+        event_time: datetime | None = None,
+        source_ip: str | None = None,
+        user_agent: str | None = None,
+        mfa_used: bool = False,
+    ) -> dict[str, Any]:
+        """Record a failed console sign-in of an IAM user in the account's CloudTrail.
+
+        Args:
+            account_id: The account the user lives in.
+            user_name: The IAM user who failed to sign in.
+            event_time: When it happened (timezone-aware); the sandbox's now if omitted.
+            source_ip: The sign-in's source address.
+            user_agent: The browser's user agent.
+            mfa_used: Whether the sign-in used MFA.
+
+        Returns:
+            The event as LookupEvents returns it (``EventId``, ``CloudTrailEvent``, …).
+        """
+        payload: dict[str, Any] = {
+            "account_id": account_id,
+            "user_name": user_name,
+            "mfa_used": mfa_used,
+        }
+        if event_time is not None:
+            payload["event_time"] = event_time.isoformat()
+        if source_ip:
+            payload["source_ip"] = source_ip
+        if user_agent:
+            payload["user_agent"] = user_agent
+        return self._request("POST", "/_iamc/trail/console-login", payload)
 
     def manifest(self) -> dict[str, Any]:
         """The seed manifest of the running sandbox (``iamc sandbox up`` publishes it)."""

@@ -120,7 +120,9 @@ class Sandbox:
             self._managed_policies_before = None
 
     def reset(self, seed: int | None = None) -> None:
-        """Forget all AWS state (moto's reset), recorded calls and async requests; re-seed ids.
+        """Forget all AWS state: moto's, and what the strict layer keeps beside it (recorded
+        calls, async requests, service-specific credentials, CloudTrail events, the clock's
+        offset); re-seed ids.
 
         Args:
             seed: Seed moto's random source so the ids that follow are the same on every run.
@@ -133,7 +135,7 @@ class Sandbox:
             mock_random.seed(seed)
         if self.middleware is not None:
             self.middleware.recorder.reset()
-            self.middleware.reset_async()
+            self.middleware.reset_state()
 
     def env(self) -> dict[str, str]:
         """The environment a shell or child process needs to use this sandbox."""

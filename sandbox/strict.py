@@ -15,7 +15,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import parse_qs
-from xml.sax.saxutils import escape
+
+from sandbox.cloudtrail import Clock, Trail, UserKey, mark_used, parse_event_time, user_key
+from sandbox.gaad import get_account_authorization_details
+from sandbox.service_credentials import ServiceCredentials
+from sandbox.sso_roles import SsoRoles
+from sandbox.wire import Call as _Call
+from sandbox.wire import Reply as _Reply
+from sandbox.wire import (
+    error_message_of,
+    error_reply,
+    json_error,
+    json_reply,
+    xml_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,21 +37,26 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # Requests per second when throttling is switched "on" without rates: IAM Identity Center
 # quotas give sso-admin and identitystore ~20 requests/s each
 # (https://docs.aws.amazon.com/singlesignon/latest/userguide/limits.html).
-DEFAULT_THROTTLE: dict[str, float] = {"sso-admin": 20.0, "identitystore": 20.0}
+# CloudTrail's LookupEvents allows 2 requests/s per account per region (CloudTrail API
+# reference, LookupEvents).
+DEFAULT_THROTTLE: dict[str, float] = {"sso-admin": 20.0, "identitystore": 20.0, "cloudtrail": 2.0}
 
-API_FAMILIES = ("iam", "sts", "organizations", "sso-admin", "identitystore")
-
-# Services that speak the query protocol (form body, XML answers); the others speak JSON 1.1.
-_QUERY_SERVICES = frozenset({"iam", "sts"})
+API_FAMILIES = ("iam", "sts", "organizations", "sso-admin", "identitystore", "cloudtrail")
+# Families whose quota is per account and region rather than one bucket for the sandbox.
+_PER_ACCOUNT_REGION = frozenset({"cloudtrail"})
 
 # X-Amz-Target prefixes of the JSON services (botocore's service models, metadata.targetPrefix).
 _FAMILY_OF_TARGET = {
     "SWBExternalService": "sso-admin",
     "AWSIdentityStore": "identitystore",
     "AWSOrganizationsV20161128": "organizations",
+    "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101": "cloudtrail",
 }
 # The SigV4 credential scope names the signing name, which for sso-admin is "sso".
 _FAMILY_OF_SCOPE = {"sso": "sso-admin"}
+
+# What AWS answers a request signed by an inactive (or unknown) access key.
+_INVALID_TOKEN = "The security token included in the request is invalid."  # noqa: S105
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
@@ -51,11 +69,7 @@ _THROTTLE_CODE = {
     "organizations": "TooManyRequestsException",
     "sso-admin": "ThrottlingException",
     "identitystore": "ThrottlingException",
-}
-
-_XML_NAMESPACE = {
-    "iam": "https://iam.amazonaws.com/doc/2010-05-08/",
-    "sts": "https://sts.amazonaws.com/doc/2011-06-15/",
+    "cloudtrail": "ThrottlingException",
 }
 
 # What DeleteUser requires removed first, in the order AWS documents for deleting a user
@@ -100,8 +114,12 @@ class Strictness:
             AccessDenied, as AWS does (moto hands out credentials for any ARN).
         async_in_progress_polls: Describe* polls that report IN_PROGRESS before the final status.
         conflicts: Duplicate permission-set names and duplicate assignments are refused.
+        credential_checks: A request signed by an ``Inactive`` access key is refused
+            (``InvalidClientTokenId``) and one signed by a user holding the quarantine policy
+            is denied (``AccessDenied``), as AWS would; either way CloudTrail records it.
         throttle: Requests per second per API family (``iam``, ``sts``, ``organizations``,
-            ``sso-admin``, ``identitystore``); a family not listed is not throttled.
+            ``sso-admin``, ``identitystore``, ``cloudtrail``); a family not listed is not
+            throttled. ``cloudtrail`` is per account and region, as AWS's quota is.
         latency_ms: Fixed delay added to every AWS call.
         faults: Pending injected assignment failures, consumed one per matching creation.
     """
@@ -110,6 +128,7 @@ class Strictness:
     assume_role_checks: bool = True
     async_in_progress_polls: int = 2
     conflicts: bool = True
+    credential_checks: bool = True
     throttle: dict[str, float] = field(default_factory=dict)
     latency_ms: int = 0
     faults: list[AssignmentFault] = field(default_factory=list)
@@ -132,7 +151,12 @@ class Strictness:
                 setattr(self, name, _parse_throttle(value))
             elif name == "faults":
                 self.faults = [AssignmentFault(**fault) for fault in value or []]
-            elif name in ("delete_conflicts", "conflicts", "assume_role_checks"):
+            elif name in (
+                "delete_conflicts",
+                "conflicts",
+                "assume_role_checks",
+                "credential_checks",
+            ):
                 setattr(self, name, bool(value))
             else:
                 number = int(value)
@@ -239,62 +263,6 @@ class _AsyncRequest:
         return self.view()
 
 
-@dataclass
-class _Call:
-    family: str
-    operation: str
-    account_id: str
-    region: str
-    body: bytes
-    environ: dict[str, Any] = field(repr=False, default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return f"{self.family}:{self.operation}"
-
-    def json(self) -> dict[str, Any]:
-        return json.loads(self.body or b"{}")
-
-    def form(self) -> dict[str, str]:
-        return {k: v[0] for k, v in parse_qs(self.body.decode()).items()}
-
-
-class _Reply:
-    """A complete WSGI response built by the middleware."""
-
-    def __init__(self, status: int, body: bytes, content_type: str, extra: dict[str, str]):
-        self.status, self.body, self.content_type, self.extra = status, body, content_type, extra
-
-    def __call__(self, start_response: Callable[..., Any]) -> list[bytes]:
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict"}
-        headers = [
-            ("Content-Type", self.content_type),
-            ("Content-Length", str(len(self.body))),
-            *self.extra.items(),
-        ]
-        start_response(f"{self.status} {reason.get(self.status, 'Error')}", headers)
-        return [self.body]
-
-
-def json_reply(payload: Any, status: int = 200) -> _Reply:
-    return _Reply(status, json.dumps(payload).encode(), "application/x-amz-json-1.1", {})
-
-
-def json_error(code: str, message: str, status: int) -> _Reply:
-    body = json.dumps({"__type": code, "Message": message, "message": message}).encode()
-    return _Reply(status, body, "application/x-amz-json-1.1", {"x-amzn-ErrorType": code})
-
-
-def xml_error(family: str, code: str, message: str, status: int) -> _Reply:
-    namespace = _XML_NAMESPACE.get(family, "")
-    body = (
-        f'<ErrorResponse xmlns="{namespace}"><Error><Type>Sender</Type>'
-        f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message></Error>"
-        f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
-    ).encode()
-    return _Reply(status, body, "text/xml", {})
-
-
 def caller_account_id(headers: dict[str, str], access_key: str | None) -> str:
     """The account moto serves a request from, resolved as moto's BaseResponse does.
 
@@ -323,11 +291,17 @@ class StrictMiddleware:
         self.strictness = strictness or Strictness()
         self.recorder = CallRecorder()
         self.manifest: dict[str, Any] | None = None
+        self.clock = Clock()
+        self.trail = Trail(self.clock)
+        self.service_credentials = ServiceCredentials(self.clock.naive_now, self._caller_user)
+        self.sso_roles = SsoRoles()
         self._lock = threading.RLock()
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets: dict[Any, TokenBucket] = {}
         self._requests: dict[str, _AsyncRequest] = {}
         self._handlers: dict[str, Callable[[_Call], _Reply | None]] = {
             "iam:DeleteUser": self._delete_user,
+            "iam:GetAccountAuthorizationDetails": get_account_authorization_details,
+            **self.service_credentials.handlers(),
             "sts:AssumeRole": self._assume_role,
             "sso-admin:CreatePermissionSet": self._create_permission_set,
             "sso-admin:CreateAccountAssignment": self._create_account_assignment,
@@ -339,6 +313,7 @@ class StrictMiddleware:
             "sso-admin:ListAccountAssignmentCreationStatus": self._list_statuses("creation"),
             "sso-admin:ListAccountAssignmentDeletionStatus": self._list_statuses("deletion"),
             "sso-admin:ListPermissionSetProvisioningStatus": self._list_statuses("provisioning"),
+            "cloudtrail:LookupEvents": self.trail.lookup_events,
         }
 
     # -- WSGI entry -------------------------------------------------------------------------
@@ -353,28 +328,106 @@ class StrictMiddleware:
             return self._control(environ["REQUEST_METHOD"], path, body)(start_response)
         call = self._identify(environ, body)
         if call is None:
-            return self.app(environ, start_response)
+            return self._unidentified(environ, start_response)
+
+        who = user_key(call.account_id, call.access_key)
+        if who is not None:
+            denial = self._authenticate(who, call)
+            if denial is not None:
+                self.recorder.record_error(call.key, str(denial.status))
+                return denial(start_response)
 
         latency = self.strictness.latency_ms
         if latency:
             time.sleep(latency / 1000)
-        if not self._admit(call.family):
+        if not self._admit(call):
             self.recorder.record(call.key, call.account_id, throttled=True)
-            code = _THROTTLE_CODE[call.family]
+            code = _THROTTLE_CODE.get(call.family, "ThrottlingException")
             log.debug("throttled %s", call.key)
-            if call.family in _QUERY_SERVICES:
-                return xml_error(call.family, code, "Rate exceeded", 400)(start_response)
-            return json_error(code, "Rate exceeded", 400)(start_response)
+            return error_reply(call, code, "Rate exceeded", 400)(start_response)
         self.recorder.record(call.key, call.account_id)
 
+        reply: _Reply | None = None
         handler = self._handlers.get(call.key)
         if handler is not None:
             reply = handler(call)
-            if reply is not None:
-                if reply.status >= 400:
-                    self.recorder.record_error(call.key, str(reply.status))
-                return reply(start_response)
-        return self._pass_through(call, environ, start_response)
+        if reply is None and who is not None:
+            # Buffer moto's answer to learn its error code for the trail.
+            reply = self._forward_reply(call)
+        if reply is None:
+            return self._pass_through(call, environ, start_response)
+        if reply.status >= 400:
+            self.recorder.record_error(call.key, str(reply.status))
+        if who is not None:
+            self._note_use(who, call, reply)
+        return reply(start_response)
+
+    def _unidentified(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """A request whose operation the layer can't name (REST services such as S3).
+
+        An inactive key is still refused, whatever the service: AWS authenticates every
+        request before routing it.
+        """
+        match = _CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
+        if match is not None and self.strictness.credential_checks:
+            access_key, _, scope = match.groups()
+            headers = {"x-moto-account-id": environ.get("HTTP_X_MOTO_ACCOUNT_ID", "")}
+            who = user_key(caller_account_id(headers, access_key), access_key)
+            if who is not None and not who.active:
+                if scope == "s3":
+                    # S3 names a key it won't accept this way (S3 API reference, error codes).
+                    body = (
+                        b"<Error><Code>InvalidAccessKeyId</Code><Message>The AWS Access Key Id "
+                        b"you provided does not exist in our records.</Message></Error>"
+                    )
+                    return _Reply(403, body, "application/xml", {})(start_response)
+                return json_error("UnrecognizedClientException", _INVALID_TOKEN, 403)(
+                    start_response
+                )
+        return self.app(environ, start_response)
+
+    def _authenticate(self, who: UserKey, call: _Call) -> _Reply | None:
+        """Refuse an inactive key and deny a quarantined user, recording both in the trail."""
+        if not self.strictness.credential_checks:
+            return None
+        if not who.active:
+            # Query services answer InvalidClientTokenId (403); JSON services answer
+            # UnrecognizedClientException (400) with the same message.
+            if call.is_query:
+                denial = xml_error(call.family, "InvalidClientTokenId", _INVALID_TOKEN, 403)
+            else:
+                denial = json_error("UnrecognizedClientException", _INVALID_TOKEN, 400)
+            self.trail.record_call(
+                who, call, error_code=denial.error_code, error_message=_INVALID_TOKEN
+            )
+            return denial
+        if who.quarantined and call.key != "sts:GetCallerIdentity":
+            # GetCallerIdentity needs no permission and an explicit deny can't stop it (STS
+            # API reference, GetCallerIdentity); everything else meets the deny-all policy.
+            action = f"{call.scope or call.family}:{call.operation}"
+            message = (
+                f"User: {who.user_arn} is not authorized to perform: {action} on resource: * "
+                "with an explicit deny in an identity-based policy"
+            )
+            if call.is_query:
+                denial = xml_error(call.family, "AccessDenied", message, 403)
+            else:
+                denial = json_error("AccessDeniedException", message, 400)
+            self.trail.record_call(who, call, error_code="AccessDenied", error_message=message)
+            # AWS authenticated the key, so its last use moves even though access was denied.
+            mark_used(who, call.scope or call.family, call.region, self.clock.naive_now())
+            return denial
+        return None
+
+    def _note_use(self, who: UserKey, call: _Call, reply: _Reply) -> None:
+        code = reply.error_code
+        message = error_message_of(reply.body) if code else None
+        self.trail.record_call(who, call, error_code=code, error_message=message)
+        mark_used(who, call.scope or call.family, call.region, self.clock.naive_now())
+
+    def _caller_user(self, call: _Call) -> str | None:
+        who = user_key(call.account_id, call.access_key)
+        return who.user_name if who is not None else None
 
     def _pass_through(
         self, call: _Call, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -387,31 +440,43 @@ class StrictMiddleware:
         try:
             return self.app(environ, recording_start_response)
         except NotImplementedError as err:
-            # moto raises for operations it lacks, which its server turns into an HTML 500
-            # that clients retry as a transient fault. An endpoint without the operation
-            # answers 501 NotImplemented, which clients don't retry.
-            self.recorder.record_error(call.key, "501")
-            if call.family in _QUERY_SERVICES:
-                return xml_error(call.family, "NotImplemented", str(err), 501)(start_response)
-            return json_error("NotImplemented", str(err), 501)(start_response)
+            return self._not_implemented(call, err)(start_response)
+
+    def _not_implemented(self, call: _Call, err: NotImplementedError) -> _Reply:
+        # moto raises for operations it lacks, which its server turns into an HTML 500 that
+        # clients retry as a transient fault. An endpoint without the operation answers 501
+        # NotImplemented, which clients don't retry.
+        self.recorder.record_error(call.key, "501")
+        return error_reply(call, "NotImplemented", str(err), 501)
 
     def _forward(self, call: _Call) -> tuple[int, bytes]:
         """Send the call to moto and return its status and body, for rewriting."""
+        reply = self._forward_reply(call)
+        return reply.status, reply.body
+
+    def _forward_reply(self, call: _Call) -> _Reply:
+        """Send the call to moto and keep its whole answer."""
         captured: dict[str, Any] = {}
 
         def capture(status: str, headers: list[Any], *_: Any) -> None:
             captured["status"] = int(status.split(" ", 1)[0])
+            captured["headers"] = headers
 
         environ = dict(call.environ)
         environ["wsgi.input"] = io.BytesIO(call.body)
-        chunks = self.app(environ, capture)
+        try:
+            chunks = self.app(environ, capture)
+        except NotImplementedError as err:
+            return self._not_implemented(call, err)
         try:
             body = b"".join(chunks)
         finally:
             close = getattr(chunks, "close", None)
             if close:
                 close()
-        return captured["status"], body
+        headers = {k: v for k, v in captured.get("headers", []) if k.lower() != "content-length"}
+        content_type = headers.pop("Content-Type", headers.pop("content-type", "text/xml"))
+        return _Reply(captured.get("status", 500), body, content_type, headers)
 
     # -- identification, throttling ---------------------------------------------------------
 
@@ -423,7 +488,8 @@ class StrictMiddleware:
         access_key, region, scope = match.groups()
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target:
-            prefix, _, operation = target.partition(".")
+            # The operation follows the last dot: CloudTrail's prefix has dots of its own.
+            prefix, _, operation = target.rpartition(".")
             family = _FAMILY_OF_TARGET.get(prefix, _FAMILY_OF_SCOPE.get(scope, scope))
         else:
             family = _FAMILY_OF_SCOPE.get(scope, scope)
@@ -435,16 +501,19 @@ class StrictMiddleware:
             return None
         headers = {"x-moto-account-id": environ.get("HTTP_X_MOTO_ACCOUNT_ID", "")}
         account_id = caller_account_id(headers, access_key)
-        return _Call(family, operation, account_id, region, body, environ)
+        return _Call(family, operation, account_id, region, body, environ, access_key, scope)
 
-    def _admit(self, family: str) -> bool:
-        rate = self.strictness.throttle.get(family)
+    def _admit(self, call: _Call) -> bool:
+        rate = self.strictness.throttle.get(call.family)
         if not rate:
             return True
+        bucket_key: Any = call.family
+        if call.family in _PER_ACCOUNT_REGION:
+            bucket_key = (call.family, call.account_id, call.region)
         with self._lock:
-            bucket = self._buckets.get(family)
+            bucket = self._buckets.get(bucket_key)
             if bucket is None or bucket.rate != rate:
-                bucket = self._buckets[family] = TokenBucket(rate)
+                bucket = self._buckets[bucket_key] = TokenBucket(rate)
             return bucket.take()
 
     # -- control endpoints ------------------------------------------------------------------
@@ -475,22 +544,71 @@ class StrictMiddleware:
             with self._lock:
                 self.strictness.faults.append(fault)
             return json_reply(self.strictness.to_dict())
+        if path == "/_iamc/clock":
+            return self._control_clock(method, payload)
+        if path == "/_iamc/trail/console-login" and method == "POST":
+            return self._control_console_login(payload)
         if path == "/_iamc/manifest" and method == "GET":
             return json_reply(self.manifest or {}, 200 if self.manifest else 404)
         if path == "/_iamc/health":
             return json_reply({"ok": True})
         return json_reply({"error": f"no such control endpoint: {method} {path}"}, 404)
 
+    def _clock_view(self) -> dict[str, Any]:
+        return {
+            "now": self.clock.now().isoformat(),
+            "offset_seconds": self.clock.offset.total_seconds(),
+        }
+
+    def _control_clock(self, method: str, payload: dict[str, Any]) -> _Reply:
+        if method == "POST":
+            try:
+                if "offset_seconds" in payload:
+                    self.clock.set_offset(float(payload["offset_seconds"]))
+                if "advance_seconds" in payload:
+                    self.clock.shift(float(payload["advance_seconds"]))
+            except (TypeError, ValueError) as err:
+                return json_reply({"error": f"not a number of seconds: {err}"}, 400)
+        return json_reply(self._clock_view())
+
+    def _control_console_login(self, payload: dict[str, Any]) -> _Reply:
+        try:
+            account_id = str(payload["account_id"])
+            user_name = str(payload["user_name"])
+            event_time = parse_event_time(payload.get("event_time"))
+        except KeyError as err:
+            return json_reply({"error": f"missing {err}"}, 400)
+        except ValueError as err:
+            return json_reply({"error": f"bad event_time: {err}"}, 400)
+        extra = {k: payload[k] for k in ("source_ip", "user_agent") if payload.get(k)}
+        event = self.trail.record_console_login_failure(
+            account_id,
+            user_name,
+            event_time=event_time,
+            mfa_used=bool(payload.get("mfa_used", False)),
+            **extra,
+        )
+        return json_reply(event.lookup_view())
+
     def reset_async(self) -> None:
         """Forget tracked asynchronous requests (after moto's state is reset)."""
         with self._lock:
             self._requests.clear()
 
+    def reset_state(self) -> None:
+        """Forget everything the layer keeps beside moto: async requests, service-specific
+        credentials, provisioned roles, CloudTrail events and the clock's offset."""
+        self.reset_async()
+        self.service_credentials.reset()
+        self.sso_roles.reset()
+        self.trail.reset()
+        self.clock.set_offset(0)
+        with self._lock:
+            self._buckets.clear()
+
     # -- IAM DeleteUser ---------------------------------------------------------------------
 
     def _delete_user(self, call: _Call) -> _Reply | None:
-        if not self.strictness.delete_conflicts:
-            return None
         from moto.iam.models import iam_backends
         from moto.utilities.utils import get_partition
 
@@ -498,10 +616,19 @@ class StrictMiddleware:
         user = backend.users.get(call.form().get("UserName", ""))
         if user is None:
             return None  # moto answers NoSuchEntity
-        for dependent, message in DELETE_USER_DEPENDENTS:
-            if _user_has(backend, user, dependent):
-                return xml_error("iam", "DeleteConflict", message, 409)
-        return None
+        if self.strictness.delete_conflicts:
+            for dependent, message in DELETE_USER_DEPENDENTS:
+                if dependent == "service-specific-credentials":
+                    has = self.service_credentials.user_has(call.account_id, user.name)
+                else:
+                    has = _user_has(backend, user, dependent)
+                if has:
+                    return xml_error("iam", "DeleteConflict", message, 409)
+        reply = self._forward_reply(call)
+        if reply.status == 200:
+            # A deleted user's service-specific credentials go with it.
+            self.service_credentials.forget_user(call.account_id, user.name)
+        return reply
 
     # -- STS AssumeRole ---------------------------------------------------------------------
 
@@ -577,34 +704,92 @@ class StrictMiddleware:
             tracked = self._track("creation", summary, "FAILED", fault.reason)
             log.info("injected FAILED for assignment %s", tracked.request_id)
             return json_reply({"AccountAssignmentCreationStatus": tracked.view()})
+        # Creating an assignment provisions the permission set to the account (sso-admin API
+        # reference, CreateAccountAssignment): if that can't succeed, neither does this.
+        permission_set = self._permission_set(call, params.get("PermissionSetArn"))
+        account_id = str(params.get("TargetId"))
+        if permission_set is not None:
+            reason = self.sso_roles.check(permission_set, account_id)
+            if reason is not None:
+                tracked = self._track("creation", summary, "FAILED", reason)
+                return json_reply({"AccountAssignmentCreationStatus": tracked.view()})
         status, body = self._forward(call)
         if status != 200:
             return _Reply(status, body, "application/x-amz-json-1.1", {})
+        if permission_set is not None:
+            self.sso_roles.provision(permission_set, account_id)
         created = json.loads(body)["AccountAssignmentCreationStatus"]
         tracked = self._track("creation", {**summary, **_without_status(created)})
         return json_reply({"AccountAssignmentCreationStatus": tracked.view()})
 
     def _delete_account_assignment(self, call: _Call) -> _Reply | None:
+        params = call.json()
+        permission_set = self._permission_set(call, params.get("PermissionSetArn"))
         status, body = self._forward(call)
         if status != 200:
             return _Reply(status, body, "application/x-amz-json-1.1", {})
+        account_id = str(params.get("TargetId"))
+        ps_arn = params.get("PermissionSetArn")
+        remaining = [
+            a
+            for a in list(self._ssoadmin(call).account_assignments)
+            if a.target_id == account_id and a.permission_set_arn == ps_arn
+        ]
+        if permission_set is not None and not remaining:
+            # The role lives while the set is assigned in the account: removing the last
+            # assignment removes the AWSReservedSSO_ role ("Remove permission sets in IAM
+            # Identity Center", https://docs.aws.amazon.com/singlesignon/latest/userguide/
+            # howtoremovepermissionset.html; practitioners report the same, e.g.
+            # github.com/ministryofjustice/modernisation-platform/issues/6216).
+            self.sso_roles.remove(ps_arn, permission_set.name, account_id)
         deleted = json.loads(body)["AccountAssignmentDeletionStatus"]
         tracked = self._track("deletion", _without_status(deleted))
         return json_reply({"AccountAssignmentDeletionStatus": tracked.view()})
 
     def _provision_permission_set(self, call: _Call) -> _Reply | None:
         params = call.json()
-        status, body = self._forward(call)
+        ps_arn = params.get("PermissionSetArn")
+        permission_set = self._permission_set(call, ps_arn)
+        if params.get("TargetType") == "AWS_ACCOUNT":
+            accounts = [str(params.get("TargetId"))]
+        else:  # ALL_PROVISIONED_ACCOUNTS
+            assigned = {
+                a.target_id
+                for a in list(self._ssoadmin(call).account_assignments)
+                if a.permission_set_arn == ps_arn
+            }
+            accounts = sorted(assigned | set(self.sso_roles.provisioned_accounts(ps_arn)))
+        reason = None
+        if permission_set is not None:
+            reason = next(
+                (r for r in (self.sso_roles.check(permission_set, a) for a in accounts) if r),
+                None,
+            )
+        status, body = self._forward(call) if reason is None else (200, b"")
         if status != 200:
             return _Reply(status, body, "application/x-amz-json-1.1", {})
-        provisioned = _without_status(json.loads(body)["PermissionSetProvisioningStatus"])
+        provisioned: dict[str, Any] = {"PermissionSetArn": ps_arn, "CreatedDate": time.time()}
+        if body:
+            provisioned = _without_status(json.loads(body)["PermissionSetProvisioningStatus"])
         # AWS reports the target account only for TargetType AWS_ACCOUNT; moto reports the
         # caller's account.
         provisioned.pop("AccountId", None)
         if params.get("TargetType") == "AWS_ACCOUNT":
             provisioned["AccountId"] = params.get("TargetId")
+        if reason is not None:
+            tracked = self._track("provisioning", provisioned, "FAILED", reason)
+            return json_reply({"PermissionSetProvisioningStatus": tracked.view()})
+        if permission_set is not None:
+            for account_id in accounts:
+                self.sso_roles.provision(permission_set, account_id)
         tracked = self._track("provisioning", provisioned)
         return json_reply({"PermissionSetProvisioningStatus": tracked.view()})
+
+    def _permission_set(self, call: _Call, permission_set_arn: str | None) -> Any:
+        for permission_set in list(self._ssoadmin(call).permission_sets):
+            if permission_set.permission_set_arn == permission_set_arn:
+                return permission_set
+        return None
 
     def _describe(self, kind: str) -> Callable[[_Call], _Reply | None]:
         id_key, out_key = _STATUS_KEY[kind]
@@ -711,7 +896,7 @@ def _user_has(backend: Any, user: Any, dependent: str) -> bool:
     if dependent == "ssh-public-keys":
         return bool(user.ssh_public_keys)
     if dependent == "service-specific-credentials":
-        # moto 5.2.5 does not model them; a later moto may.
+        # moto 5.2.5 does not model them: the middleware keeps them (ServiceCredentials).
         return bool(getattr(user, "service_specific_credentials", None))
     if dependent == "mfa-devices":
         return bool(user.mfa_devices)
