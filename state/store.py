@@ -22,6 +22,7 @@ from state.journal import JournalMixin
 from state.plans import PlanMixin
 from state.runs import RunsMixin, StageLockMixin
 from state.snapshots import SnapshotMixin
+from state.user_snapshots import RetireMixin
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Store(RunsMixin, StageLockMixin, SnapshotMixin, IdentityMixin, PlanMixin, JournalMixin):
+class Store(
+    RunsMixin,
+    StageLockMixin,
+    SnapshotMixin,
+    IdentityMixin,
+    PlanMixin,
+    JournalMixin,
+    RetireMixin,
+):
     """The state DB, upgraded to this code's schema; safe to share between threads.
 
     Each call runs in its own session and transaction, so the inventory's per-account tasks

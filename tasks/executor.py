@@ -136,6 +136,20 @@ class ExecutionContext:
         self._assignments: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._assignment_locks: dict[tuple[str, str], threading.Lock] = {}
         self._client_local = threading.local()
+        # The retire stages' extras, set by the flow that runs them: where a snapshot taken
+        # before a user's deletion is stored, and what "now" is (tests move it).
+        self.snapshot_sink: Callable[[str, str, dict[str, Any]], None] | None = None
+        self.shared: dict[str, Any] = {}
+
+    def iam(self, account_id: str) -> Any:
+        """An IAM client of a member account, one per thread and account."""
+        clients = getattr(self._client_local, "iam", None)
+        if clients is None:
+            clients = self._client_local.iam = {}
+        client = clients.get(account_id)
+        if client is None:
+            client = clients[account_id] = self.member(account_id).client("iam")
+        return client
 
     def sso(self) -> Any:
         """An sso-admin client of the management session, one per thread (clients are not
