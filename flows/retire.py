@@ -181,6 +181,22 @@ def retire_accounts(
     for action in actions:
         grouped.setdefault(action.account_id or "", []).append(action)
     accounts = sorted(grouped.items())
+    if stage == Stage.DELETE:
+
+        def store_snapshot(account_id: str, user: str, content: dict[str, Any]) -> None:
+            rt.store.save_user_snapshot(
+                migration_id=rt.migration_id,
+                plan_id=rt.plan_id,
+                run_id=rt.executor.run_id,
+                account_id=account_id,
+                user_name=user,
+                user_id=content["user_id"],
+                arn=content["arn"],
+                taken=rt.clock(),
+                content=content,
+            )
+
+        rt.ctx.snapshot_sink = store_snapshot
     if in_flow:
         futures = [
             retire_account_task.submit(rt, account_id, account_actions, stage)

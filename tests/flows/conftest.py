@@ -290,7 +290,10 @@ def seed_user(world: World, account_id: str, name: str, **what: Any) -> dict[str
             "SerialNumber"
         ]
         iam.enable_mfa_device(
-            UserName=name, SerialNumber=serial, AuthenticationCode1="1", AuthenticationCode2="2"
+            UserName=name,
+            SerialNumber=serial,
+            AuthenticationCode1="123456",
+            AuthenticationCode2="654321",
         )
         made["mfa"] = serial
     if what.get("inline"):
