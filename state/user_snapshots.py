@@ -266,3 +266,20 @@ class RetireMixin:
                 )
                 for r in rows
             ]
+
+    def deleted_users(self, migration_id: int) -> set[tuple[str, str]]:
+        """(account, user) of every user whose delete-user step this migration finished."""
+        query = (
+            select(m.JournalRow.account_id, m.JournalRow.intent)
+            .join(m.PlanRow, m.PlanRow.id == m.JournalRow.plan_id)
+            .where(
+                m.PlanRow.migration_id == migration_id,
+                m.JournalRow.kind == "delete-user",
+                m.JournalRow.status.in_(("succeeded", "adopted")),
+            )
+        )
+        with self._session(write=False) as session:
+            return {
+                (account_id or "", str(((intent or {}).get("action") or {}).get("target", "")))
+                for account_id, intent in session.execute(query)
+            }
