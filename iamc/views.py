@@ -352,6 +352,8 @@ def _print_apply_summary(console: Console, spec: Path | str, summary: dict[str, 
         f"{summary['failed']} failed, {summary['pending']} pending of {summary['actions']}",
         highlight=False,
     )
+    for refused in summary.get("refused_by_plan") or []:
+        console.print(f"[yellow]refused by the plan[/] {escape(refused)}", highlight=False)
     console.print(f"next: iamc status {summary['run_id']} -c {spec}", style="dim", highlight=False)
 
 
@@ -430,13 +432,16 @@ def print_status(console: Console, spec: Path | str, run_id: int) -> None:
             console.print(f"[red]error[/] {account}: {escape(error)}", highlight=False)
 
 
-def rollback_with_listing(console: Console, spec: Path | str, run_id: int, dry_run: bool) -> None:
+def rollback_with_listing(
+    console: Console, spec: Path | str, run_id: int, dry_run: bool, user: str | None = None
+) -> None:
     from flows.apply import rollback_flow
 
-    result = rollback_flow(str(spec), run_id, dry_run)
+    result = rollback_flow(str(spec), run_id, dry_run, user=user)
     verb = "would undo" if dry_run else "undone"
+    who = f", user {user}" if user else ""
     console.print(
-        f"rollback of run {run_id} (plan {result['plan_id']}, stage {result['stage']}): "
+        f"rollback of run {run_id} (plan {result['plan_id']}, stage {result['stage']}{who}): "
         f"{len(result['undo'])} {verb}, {len(result['left_alone'])} left alone",
         highlight=False,
     )

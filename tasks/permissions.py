@@ -16,7 +16,20 @@ import tasks
 
 # Where each action runs: member-account actions go in the member role's policy; the rest run
 # with the management account's credentials.
-MEMBER_ACCOUNT_SERVICES = frozenset({"iam"})
+MEMBER_ACCOUNT_SERVICES = frozenset(
+    {
+        "iam",
+        # Retiring users reads, in each member account, CloudTrail (use since disabling) and
+        # the resource policies that could name a user.
+        "cloudtrail",
+        "s3",
+        "kms",
+        "sqs",
+        "sns",
+        "secretsmanager",
+        "lambda",
+    }
+)
 
 
 def declared_permissions() -> dict[str, dict[str, tuple[str, ...]]]:
