@@ -3,13 +3,14 @@
 python -m bench inventory --accounts 20 --users 50 --latency-ms 20 --concurrency 1 8
 python -m bench plan --accounts 500 --users 20
 python -m bench provision --accounts 50 --permission-sets 10 --assignments 5
+python -m bench retire --accounts 20 --users 50
 """
 
 from __future__ import annotations
 
 import argparse
 
-from bench import inventory, plan, provision
+from bench import inventory, plan, provision, retire
 
 
 def main() -> None:
@@ -42,8 +43,23 @@ def main() -> None:
         "--sso-rate", type=float, default=20.0, help="sandbox sso-admin rate"
     )
     provision_args.add_argument("--polls", type=int, default=2, help="IN_PROGRESS polls each")
+    retire_args = sub.add_parser(
+        "retire", help="the disable and delete stages, IAM throttled per account"
+    )
+    retire_args.add_argument("--accounts", type=int, default=20)
+    retire_args.add_argument("--users", type=int, default=50, help="per account")
+    retire_args.add_argument(
+        "--iam-rate", type=float, default=10.0, help="client IAM limit, calls/s per account"
+    )
+    retire_args.add_argument(
+        "--sandbox-iam-rate", type=float, default=15.0, help="sandbox IAM rate per account"
+    )
+    retire_args.add_argument(
+        "--cloudtrail-rate", type=float, default=2.0, help="LookupEvents/s per account"
+    )
     args = parser.parse_args()
-    {"inventory": inventory, "plan": plan, "provision": provision}[args.bench].run(args)
+    benches = {"inventory": inventory, "plan": plan, "provision": provision, "retire": retire}
+    benches[args.bench].run(args)
 
 
 if __name__ == "__main__":

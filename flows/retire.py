@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 # Users of one account worked on at once. IAM's rate is per account and the session's limiter
 # holds every thread to it; a few threads only hide each call's latency.
 USER_CONCURRENCY = 4
+# Accounts worked on at once outside a Prefect flow: each has its own IAM rate, so more
+# accounts at once costs no account anything.
+RETIRE_ACCOUNT_CONCURRENCY = 16
 
 # Plan params that name a credential a disable action turns off.
 CREDENTIAL_PARAMS = ("access_key_id", "ssh_public_key_id", "certificate_id", "credential_id")
@@ -203,7 +206,8 @@ def retire_accounts(
             for account_id, account_actions in accounts
         ]
         return [future.result() for future in futures]
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="retire") as pool:
+    workers = max(concurrency, RETIRE_ACCOUNT_CONCURRENCY)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="retire") as pool:
         futures2 = [
             pool.submit(retire_account, rt, account_id, account_actions, stage)
             for account_id, account_actions in accounts

@@ -62,6 +62,8 @@ class Live:
     exists: bool
     difference: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    # What the probe read that apply may act on without reading it again (never journaled).
+    items: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -433,7 +433,13 @@ class TeardownStep:
     def probe(self, ctx: ExecutionContext, action: PlanAction) -> Live:
         items = live_items(ctx.iam(action.account_id or ""), self.kind, action.params["user"])
         # Nothing left of this kind: the step's end state already holds (adopted, no call).
-        return Live(exists=not items, detail={"remaining": [_shown(self.kind, i) for i in items]})
+        if not items:
+            return Live(exists=True, detail={"remaining": []})
+        # The items read here are what apply removes, without listing them again (a Live
+        # that does not exist is never journaled, so the raw ids stay out of the journal).
+        return Live(
+            exists=False, detail={"remaining": [_shown(self.kind, i) for i in items]}, items=items
+        )
 
     def apply(
         self,
@@ -448,8 +454,11 @@ class TeardownStep:
         planned = set(action.params.get("items") or [])
         removed: list[str] = []
         unplanned: list[str] = []
+        # A step resumed after a crash (live.exists: nothing was left when probed) or a
+        # probe that found items: no second listing.
+        items = [] if live.exists else (live.items or live_items(iam, self.kind, user))
         try:
-            for item in live_items(iam, self.kind, user):
+            for item in items:
                 if self.kind == "delete-user":
                     removed.extend(self._delete_user(iam, user, progress))
                     continue
