@@ -60,6 +60,7 @@ def bake_report(
     *,
     collect: bool = True,
     clock: Callable[[], datetime] | None = None,
+    plan_id: int | None = None,
 ) -> dict[str, Any]:
     """Look for use of every disabled user (unless ``collect`` is False) and report its state.
 
@@ -68,6 +69,7 @@ def bake_report(
         collect: Read CloudTrail and key last-used dates now (the watch); False only reports
             what is recorded.
         clock: What "now" is (tests move it); default the real time.
+        plan_id: Only the users this plan disabled.
 
     Returns:
         ``{"run_id", "users": [BakeStatus as dict...], "counts": {state: n}, "errors": [...]}``.
@@ -81,9 +83,14 @@ def bake_report(
         migration_id = store.find_migration(spec.name)
         if migration_id is None:
             raise ApplyRefused(f"migration {spec.name!r} has no state yet: nothing was disabled")
-        run_id = store.start_run(migration_id, BAKE_RUN, {"spec": str(spec_path)})
+        # Only a watch that reads AWS is a run; a report of what is recorded only reads.
+        run_id = (
+            store.start_run(migration_id, BAKE_RUN, {"spec": str(spec_path)}) if collect else None
+        )
         try:
             latest = _latest_disable(store.disabled_users(migration_id))
+            if plan_id is not None:
+                latest = {k: row for k, row in latest.items() if row.plan_id == plan_id}
             deleted = store.deleted_users(migration_id)
             errors: list[str] = []
             if collect:
@@ -110,15 +117,20 @@ def bake_report(
                     )
                 )
         except BaseException as err:
-            store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
+            if run_id is not None:
+                store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise
         counts: dict[str, int] = {}
         for status in statuses:
             counts[status.state] = counts.get(status.state, 0) + 1
         summary = {"run_id": run_id, "counts": counts, "errors": errors}
-        store.finish_run(
-            run_id, "failed" if errors else "succeeded", summary=summary, error="; ".join(errors)
-        )
+        if run_id is not None:
+            store.finish_run(
+                run_id,
+                "failed" if errors else "succeeded",
+                summary=summary,
+                error="; ".join(errors) or None,
+            )
     return {**summary, "users": [_status_dict(s) for s in statuses], "now": now.isoformat()}
 
 

@@ -39,7 +39,8 @@ def bake_with_table(console: Console, spec: Path | str, collect: bool = True) ->
         )
     console.print(table)
     counts = ", ".join(f"{n} {state}" for state, n in sorted(report["counts"].items()))
-    console.print(f"bake run {report['run_id']}: {counts or 'no disabled users'}", highlight=False)
+    what = f"bake run {report['run_id']}" if report["run_id"] else "bake (as recorded)"
+    console.print(f"{what}: {counts or 'no disabled users'}", highlight=False)
     for error in report["errors"]:
         console.print(f"[red]not read[/] {escape(error)}", highlight=False)
     if report["counts"].get("in-use"):
@@ -79,3 +80,25 @@ def restore_with_listing(
             console.print(f"  [yellow]not restored[/] {escape(line)}", highlight=False)
     console.print(f"restore run {summary['run_id']}", highlight=False)
     return summary
+
+
+def print_delete_preconditions(console: Console, spec: Path | str, plan_id: int) -> None:
+    """Where each user this plan disabled stands against the delete preconditions (as
+    recorded: no AWS reads; the delete stage checks again, live)."""
+    from flows.bake import bake_report
+
+    report = bake_report(spec, collect=False, plan_id=plan_id)
+    if not report["users"]:
+        return
+    table = Table(title=f"delete preconditions of plan {plan_id} (as recorded)")
+    for column in ("user", "state", "deletable from", "why"):
+        table.add_column(column)
+    for user in report["users"]:
+        style = _STYLE.get(user["state"], "")
+        table.add_row(
+            user["user"],
+            f"[{style}]{user['state']}[/]",
+            (user["deletable_from"] or "")[:16],
+            escape(user["reason"]),
+        )
+    console.print(table)

@@ -147,6 +147,9 @@ def show_plan(console: Console, spec: Path | str, plan_id: int, output_format: s
     )
     console.print(f"plan {plan_id} hash {meta['hash']}: {status}", highlight=False)
     console.print(Markdown(render_markdown(plan, meta)))
+    from iamc.retire_views import print_delete_preconditions
+
+    print_delete_preconditions(console, spec, plan_id)
 
 
 # -- identity mapping -------------------------------------------------------------------------
