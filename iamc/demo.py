@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import boto3
 from rich.console import Console
@@ -105,15 +106,107 @@ def run_demo(
                 )
                 console.print(Rule(f"8. iamc status {applied['run_id']}"))
                 views.print_status(console, spec_path, applied["run_id"])
-                console.print(
-                    "The disable and delete stages of this plan wait for their own approval "
-                    "(delete not before the spec's bake_days after disable); "
-                    f"undo provisioning with: iamc rollback {applied['run_id']} -c {spec_path}",
-                    highlight=False,
-                )
+                retire_demo(console, spec_path, plan["plan_id"], sandbox)
         finally:
             for name, value in previous.items():
                 if value is None:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+
+def _use_a_disabled_key(console: Console, spec_path: Path, plan_id: int, url: str) -> None:
+    """Play a forgotten script: sign a request with one disabled user's (now inactive) key."""
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+    from moto.iam.models import iam_backends
+
+    from domain.keys import mask_key_id
+    from state.reports import load_plan
+
+    plan, _ = load_plan(spec_path, plan_id)
+    action = next((a for a in plan.actions if a.kind == "deactivate-access-key"), None)
+    if action is None:
+        return
+    key_id = action.params["access_key_id"]
+    # The sandbox runs in this process: its moto backend knows the seeded secret.
+    secret = iam_backends[action.account_id]["aws"].access_keys[key_id].secret_access_key
+    script = boto3.client(
+        "iam",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        config=Config(user_agent="nightly-report.sh/1.4", retries={"max_attempts": 1}),
+    )
+    try:
+        script.list_users()
+    except ClientError as err:
+        console.print(
+            f"a forgotten script of {action.account_id}/{action.target} signs with key "
+            f"{mask_key_id(key_id)}: {err.response['Error']['Code']}",
+            highlight=False,
+        )
+
+
+def retire_demo(console: Console, spec_path: Path, plan_id: int, sandbox: Any) -> None:
+    """Steps 9-13: disable, the bake period, delete after it, and the CIS 1.21 verdicts."""
+    from datetime import UTC, datetime, timedelta
+
+    from domain.errors import IamcError
+    from domain.spec import load_spec
+    from flows.apply import apply_plan
+    from iamc import views
+    from iamc.retire_views import bake_with_table
+    from sandbox.control import SandboxControl
+    from state.approvals import record_decision
+
+    for stage in ("disable", "delete"):
+        record_decision(
+            spec_path,
+            plan_id,
+            approver="demo-change-board",
+            ticket="DEMO-2",
+            stage=stage,
+            comment="approved by make demo, for illustration",
+        )
+    console.print(Rule(f"9. disable: iamc apply {plan_id} -c {spec_path} --stage disable"))
+    try:
+        disabled = views.apply_with_progress(console, spec_path, plan_id, "disable")
+        console.print(
+            f"bring one person back: iamc rollback {disabled['run_id']} -c {spec_path} "
+            "--user ACCOUNT/NAME",
+            style="dim",
+            highlight=False,
+        )
+    except IamcError as err:
+        console.print(f"[yellow]{err}[/]", highlight=False)
+
+    console.print(Rule(f"10. the bake period: iamc bake -c {spec_path}"))
+    _use_a_disabled_key(console, spec_path, plan_id, sandbox.url)
+    bake_with_table(console, spec_path)
+
+    bake_days = load_spec(spec_path).decommission.bake_days
+    console.print(
+        Rule(f"11. {bake_days + 1} days later: iamc apply {plan_id} -c {spec_path} --stage delete")
+    )
+    SandboxControl(sandbox.url).shift_clock((bake_days + 1) * 86400)
+    later = datetime.now(UTC) + timedelta(days=bake_days + 1)
+    try:
+        deleted = views._watch(
+            console, lambda: apply_plan(spec_path, plan_id, "delete", clock=lambda: later)
+        )
+        views._print_apply_summary(console, spec_path, deleted)
+    except IamcError as err:
+        # Users refused by a precondition stay disabled; the message says who and why.
+        console.print(f"[yellow]{err}[/]", highlight=False)
+    console.print(
+        f"a deleted user comes back (as far as AWS allows) with: iamc restore -c {spec_path} "
+        "ACCOUNT/NAME",
+        style="dim",
+        highlight=False,
+    )
+
+    console.print(Rule(f"12. inventory again: iamc report inventory -c {spec_path}"))
+    views.inventory_with_progress(console, spec_path)
+    views.print_inventory_report(console, spec_path)
