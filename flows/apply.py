@@ -1,4 +1,4 @@
-"""Runbook step 7: apply an approved plan's provision stage, journaled; resume, status, rollback.
+"""Runbook steps 3, 5 and 7: apply an approved plan stage, journaled; resume, status, rollback.
 
 Every mutating step goes through ``tasks.executor.Executor``, which records it in the state
 store's journal before and after the AWS call; re-running ``apply_flow`` on the same plan and
@@ -409,7 +409,7 @@ def apply_flow(
     Args:
         spec_path: The migration spec (TOML).
         plan_id: The approved plan.
-        stage: ``provision`` (``disable`` and ``delete`` are refused in this version).
+        stage: ``provision``, ``disable`` or ``delete`` (see ``flows.retire``).
         resume_run_id: Continue this run instead of starting one (``iamc resume``).
 
     Returns:
