@@ -150,10 +150,16 @@ def retire_account(
 
         run_user = delete_user
     work = users_of(actions)
+
+    def one_user(user: UserWork) -> bool:
+        # A dead process does no more work, not even the reads before a user's first step.
+        rt.executor.check_alive()
+        return run_user(rt, user, report)
+
     with ThreadPoolExecutor(
         max_workers=USER_CONCURRENCY, thread_name_prefix=f"{stage}-{account_id}"
     ) as pool:
-        for future in [pool.submit(run_user, rt, user, report) for user in work]:
+        for future in [pool.submit(one_user, user) for user in work]:
             future.result()
     done = sum(1 for a in actions if report.statuses.get(a.id) in DONE_STATUSES)
     log.info("account %s: %s of %s %s actions done", account_id, done, len(actions), stage)

@@ -275,6 +275,10 @@ class Executor:
         if self._crashed.is_set():
             raise InjectedCrash("the process died")
 
+    def check_alive(self) -> None:
+        """Raise InjectedCrash if a simulated death happened (before work that only reads)."""
+        self._alive()
+
     def _handler(self, kind: str) -> Handler:
         handler = self.handlers.get(kind)
         if handler is None:
