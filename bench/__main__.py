@@ -4,13 +4,14 @@ python -m bench inventory --accounts 20 --users 50 --latency-ms 20 --concurrency
 python -m bench plan --accounts 500 --users 20
 python -m bench provision --accounts 50 --permission-sets 10 --assignments 5
 python -m bench scan --size-mb 520 --commits 2000 --accounts 20
+python -m bench retire --accounts 20 --users 50
 """
 
 from __future__ import annotations
 
 import argparse
 
-from bench import inventory, plan, provision, scan
+from bench import inventory, plan, provision, retire, scan
 
 
 def main() -> None:
@@ -48,8 +49,28 @@ def main() -> None:
         help="key scan: MB/s vs rg and detect-secrets, recall; AWS-side calls and wall time",
     )
     scan.add_arguments(scan_args)
+    retire_args = sub.add_parser(
+        "retire", help="the disable and delete stages, IAM throttled per account"
+    )
+    retire_args.add_argument("--accounts", type=int, default=20)
+    retire_args.add_argument("--users", type=int, default=50, help="per account")
+    retire_args.add_argument(
+        "--iam-rate", type=float, default=10.0, help="client IAM limit, calls/s per account"
+    )
+    retire_args.add_argument(
+        "--sandbox-iam-rate", type=float, default=15.0, help="sandbox IAM rate per account"
+    )
+    retire_args.add_argument(
+        "--cloudtrail-rate", type=float, default=2.0, help="LookupEvents/s per account"
+    )
     args = parser.parse_args()
-    benches = {"inventory": inventory, "plan": plan, "provision": provision, "scan": scan}
+    benches = {
+        "inventory": inventory,
+        "plan": plan,
+        "provision": provision,
+        "retire": retire,
+        "scan": scan,
+    }
     benches[args.bench].run(args)
 
 

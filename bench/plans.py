@@ -15,6 +15,7 @@ from domain.access import (
     SynthesisResult,
 )
 from domain.plan import build_plan
+from domain.records import AccountInventory, Finding
 from state import Store
 from state.approvals import record_decision
 
@@ -68,5 +69,54 @@ def store_provision_plan(
             ticket="REHEARSAL-1",
             stage=approve_stage,
             expected_hash=plan.content_hash(),
+        )
+    return plan_id
+
+
+def store_retire_plan(
+    spec_path: Path,
+    state_url: str,
+    migration: str,
+    inventories: list[AccountInventory],
+    *,
+    approve_stage: str | None = "all",
+    approver: str = "rehearsal",
+    bake_days: int = 14,
+    extra_findings: list[Finding] | None = None,
+) -> int:
+    """Store a plan that disables and deletes the given inventories' unused users.
+
+    The inventories are stored as the plan's (complete) snapshot, so the plan is current.
+
+    Returns:
+        The plan's id.
+    """
+    with Store.open(state_url) as store:
+        migration_id = store.ensure_migration(migration, {})
+        run = store.start_run(migration_id, "inventory")
+        snapshot = store.new_snapshot(migration_id, run)
+        for inventory in inventories:
+            store.save_account_inventory(snapshot, inventory)
+        store.complete_snapshot(snapshot)
+        store.finish_run(run, "succeeded")
+        plan = build_plan(
+            migration=migration,
+            inventory_snapshot_id=snapshot,
+            mapping_run_id=None,
+            inventories=inventories,
+            user_mappings=[],
+            group_mappings=[],
+            synthesis=SynthesisResult(),
+            settings={"bake_days": bake_days},
+            extra_findings=extra_findings,
+        )
+        plan_run = store.start_run(migration_id, "plan")
+        plan_id, _ = store.save_plan(
+            migration_id, plan_run, plan.content_hash(), plan.content(), len(plan.blocking)
+        )
+        store.finish_run(plan_run, "succeeded")
+    if approve_stage:
+        record_decision(
+            spec_path, plan_id, approver=approver, ticket="REHEARSAL-2", stage=approve_stage
         )
     return plan_id

@@ -104,7 +104,12 @@ class Plan:
 
     @property
     def blocking(self) -> list[Finding]:
-        return [f for f in self.findings if f.severity == "blocking"]
+        """Blocking findings about the whole plan; user-scoped ones only skip their user."""
+        return [f for f in self.findings if f.severity == "blocking" and not user_scoped(f)]
+
+    def refused_users(self) -> list[UserPlan]:
+        """Users the plan will not disable or delete because something blocks them."""
+        return [u for u in self.users if u.outcome == Outcome.SKIP_BLOCKED]
 
     def blocking_for(self, stage: str) -> list[Finding]:
         """Blocking findings that hold ``stage`` ("all": any). A finding may name the stages
@@ -171,6 +176,20 @@ class Plan:
             format=content.get("format", 1),
             wave=content.get("wave"),
         )
+
+
+# A blocking finding with ``details["scope"] == "user"`` (a hard-coded active key of one user,
+# say) blocks only that user: it is skipped with the reason, and the plan stays approvable.
+USER_SCOPE = "user"
+
+
+def user_scoped(finding: Finding) -> bool:
+    """Whether a finding blocks one user (named by subject ``user NAME``), not the plan."""
+    return (
+        finding.details.get("scope") == USER_SCOPE
+        and bool(finding.account_id)
+        and str(finding.subject or "").startswith("user ")
+    )
 
 
 def _shallow(record: Any) -> dict[str, Any]:
@@ -621,21 +640,52 @@ def _outcome(user: User, mapping: UserMapping | None, blocked: str | None) -> tu
 def _disable_actions(
     account_id: str, user: User, fingerprint: str, prerequisites: list[str]
 ) -> list[PlanAction]:
+    """Quarantine the user, then set every active credential Inactive, one action each.
+
+    Only credentials that are Active get an action: one already Inactive stays as it is,
+    and a rollback never turns it on. The console password is left alone (irreversible to
+    delete); the quarantine's explicit deny makes it grant nothing.
+    """
     base = f"disable:{account_id}:{user.name}"
+    credentials: list[tuple[str, str, str, str]] = [
+        # (kind, params key, id, id as people may see it)
+        ("deactivate-access-key", "access_key_id", k.key_id, mask_key_id(k.key_id))
+        for k in user.access_keys
+        if k.status == "Active"
+    ]
+    credentials += [
+        ("deactivate-ssh-public-key", "ssh_public_key_id", k.key_id, k.key_id)
+        for k in user.ssh_public_keys
+        if k.status == "Active"
+    ]
+    credentials += [
+        ("deactivate-signing-certificate", "certificate_id", c.certificate_id, c.certificate_id)
+        for c in user.signing_certificates
+        if c.status == "Active"
+    ]
+    credentials += [
+        (
+            "deactivate-service-specific-credential",
+            "credential_id",
+            c.credential_id,
+            c.credential_id,
+        )
+        for c in user.service_specific_credentials
+        if c.status == "Active"
+    ]
     actions = [
         PlanAction(
             # Ids are shown to people (plan files, status): never a whole key id in them.
-            id=f"{base}:deactivate-access-key:{mask_key_id(key.key_id)}",
+            id=f"{base}:{kind}:{shown}",
             stage=Stage.DISABLE,
-            kind="deactivate-access-key",
+            kind=kind,
             account_id=account_id,
             target=user.name,
             target_fingerprint=fingerprint,
-            params={"user": user.name, "access_key_id": key.key_id},
+            params={"user": user.name, key: credential_id},
             depends_on=list(prerequisites),
         )
-        for key in user.access_keys
-        if key.status == "Active"
+        for kind, key, credential_id, shown in credentials
     ]
     actions.append(
         PlanAction(

@@ -179,6 +179,16 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
         "(irreversible: a deleted user's keys, password and MFA can never be restored)."
     )
     add("")
+    add(
+        "Before each user's first delete action these preconditions are checked live, and a "
+        "user that fails one stays disabled with the reason: disabled by this migration at "
+        f"least {plan.settings.get('bake_days')} days before (journal time); no evidence of use "
+        "since then (CloudTrail by user name and access key id, key last-used dates) unless a "
+        "decision was recorded after the newest evidence; still quarantined with no active "
+        "credential; no resource policy in its account names it (S3 bucket, KMS key, SQS "
+        "queue, SNS topic, IAM role trust, Secrets Manager and Lambda function policies)."
+    )
+    add("")
     if blocking:
         add("## Blocking errors")
         add("")

@@ -35,6 +35,8 @@ DEFAULT_RATE_LIMITS: dict[str, float] = {
     "organizations": 5.0,
     "sso-admin": 20.0,
     "identitystore": 20.0,
+    # LookupEvents: 2 requests/s per account and region (CloudTrail API reference).
+    "cloudtrail": 2.0,
 }
 
 

@@ -1,4 +1,4 @@
-"""Runbook step 7: apply an approved plan's provision stage, journaled; resume, status, rollback.
+"""Runbook steps 3, 5 and 7: apply an approved plan stage, journaled; resume, status, rollback.
 
 Every mutating step goes through ``tasks.executor.Executor``, which records it in the state
 store's journal before and after the AWS call; re-running ``apply_flow`` on the same plan and
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from domain.progress import emit
 from domain.records import AccountInventory
 from domain.spec import MigrationSpec, load_spec
 from domain.waves import still_used_by
+from flows import retire
 from flows.waves import publish_waves_artifact
 from state import Store
 from state.journal import (
@@ -47,12 +50,19 @@ from tasks.aws import AwsSessions
 from tasks.executor import ExecutionContext, Executor, PollPolicy
 from tasks.identity_store import find_instance
 from tasks.preflight import live_access_changes, preflight, stale_targets
-from tasks.provisioning import HANDLERS, PERMISSION_SET_KINDS, UNDO_ORDER
+from tasks.provisioning import HANDLERS as PROVISION_HANDLERS
+from tasks.provisioning import PERMISSION_SET_KINDS
+from tasks.provisioning import UNDO_ORDER as PROVISION_UNDO_ORDER
+from tasks.user_disable import HANDLERS as DISABLE_HANDLERS
+from tasks.user_disable import UNDO_ORDER as DISABLE_UNDO_ORDER
+from tasks.user_teardown import HANDLERS as DELETE_HANDLERS
 
 log = logging.getLogger(__name__)
 
-IMPLEMENTED_STAGES = (Stage.PROVISION,)
+IMPLEMENTED_STAGES = (Stage.PROVISION, Stage.DISABLE, Stage.DELETE)
 ACCOUNT_CONCURRENCY = 8
+HANDLERS = {**PROVISION_HANDLERS, **DISABLE_HANDLERS, **DELETE_HANDLERS}
+UNDO_ORDER = (*PROVISION_UNDO_ORDER, *DISABLE_UNDO_ORDER)
 
 
 @dataclass
@@ -81,6 +91,9 @@ class _Runtime:
         self.plan_id = plan_id
         self.executor = executor
         self.ctx = executor.ctx
+        # The retire stages' extras (flows.retire): the migration, and what "now" is.
+        self.migration_id = 0
+        self.clock: Callable[[], datetime] = retire.utc_now
         self._planned: dict[str, AccountInventory] | None = None
         self._lock = threading.Lock()
 
@@ -281,7 +294,11 @@ def _by_account(actions: list[PlanAction]) -> dict[str, list[PlanAction]]:
     return dict(sorted(grouped.items()))
 
 
-def _execute(rt: _Runtime, actions: list[PlanAction], in_flow: bool) -> list[AccountReport]:
+def _execute(
+    rt: _Runtime, actions: list[PlanAction], in_flow: bool, stage: str = Stage.PROVISION
+) -> list[AccountReport]:
+    if stage != Stage.PROVISION:
+        return retire.retire_accounts(rt, stage, actions, in_flow, ACCOUNT_CONCURRENCY)
     sets = [a for a in actions if a.kind in PERMISSION_SET_KINDS]
     accounts = _by_account([a for a in actions if a.kind not in PERMISSION_SET_KINDS])
     if in_flow:
@@ -330,17 +347,19 @@ def apply_plan(
     fault: tuple[str, str] | None = None,
     poll: PollPolicy | None = None,
     in_flow: bool = False,
+    clock: Callable[[], datetime] | None = None,
 ) -> dict[str, Any]:
     """Apply one stage of an approved plan through the journal (what ``apply_flow`` runs).
 
     Args:
         spec_path: The migration spec.
         plan_id: The plan.
-        stage: Only ``provision`` in this version.
+        stage: ``provision``, ``disable`` or ``delete``.
         resume_run_id: Continue this run (``iamc resume``) instead of starting one.
         fault: Simulate the process dying at ``(action id, point)`` (tests only).
         poll: How to poll asynchronous requests (tests make it quick).
         in_flow: Run per-account work as Prefect tasks (inside ``apply_flow``).
+        clock: What "now" is for the bake period (tests move it); default: the real time.
 
     Returns:
         The run's summary.
@@ -368,7 +387,10 @@ def apply_plan(
             if resume_run_id is not None:
                 check_resumable(store, store.get_run(resume_run_id), spec_path)
             ctx = _context(spec, spec_path, poll)
-            _refuse_if_stale(store, info.migration_id, plan, plan_id, ctx)
+            if stage != Stage.DELETE:
+                # Disabling changes the users it plans from, so the delete stage checks each
+                # user live instead (flows.retire_delete), right before its first delete.
+                _refuse_if_stale(store, info.migration_id, plan, plan_id, ctx)
             problems = preflight(store, plan_id, ctx, actions)
             if problems:
                 # A refusal before any change records no run.
@@ -389,9 +411,11 @@ def apply_plan(
                 on_done=_on_done,
             )
             rt = _Runtime(spec, store, plan, plan_id, executor)
+            rt.migration_id = info.migration_id
+            rt.clock = clock or retire.utc_now
             try:
                 emit("apply-start", actions=len(actions), run_id=run_id)
-                reports = _execute(rt, actions, in_flow)
+                reports = _execute(rt, actions, in_flow, stage)
                 done = {
                     a.id
                     for a in actions
@@ -409,6 +433,8 @@ def apply_plan(
             summary = _summary(store, run_id, plan_id, stage, actions)
             errors = [e for r in reports for e in r.errors] + [f"verify: {u}" for u in unverified]
             summary["errors"] = errors
+            if stage != Stage.PROVISION:
+                summary["refused_by_plan"] = retire.refused_by_plan(plan)
             if errors or summary["failed"] or summary["pending"]:
                 message = (
                     f"run {run_id}: {summary['failed']} failed, {summary['pending']} pending of "
@@ -465,7 +491,7 @@ def apply_flow(
     Args:
         spec_path: The migration spec (TOML).
         plan_id: The approved plan.
-        stage: ``provision`` (``disable`` and ``delete`` are refused in this version).
+        stage: ``provision``, ``disable`` or ``delete`` (see ``flows.retire``).
         resume_run_id: Continue this run instead of starting one (``iamc resume``).
 
     Returns:
@@ -529,14 +555,20 @@ def rollback_plan(
     resume_run_id: int | None = None,
     fault: tuple[str, str] | None = None,
     poll: PollPolicy | None = None,
+    user: str | None = None,
 ) -> dict[str, Any]:
     """Undo, in reverse order, what an apply run's plan and stage created; journaled.
 
     Only what this migration created is undone: adopted things (there before the run) and
     anything the journal does not record are never touched.
 
+    Args:
+        user: ``ACCOUNT/NAME``: undo only what the run did to this one IAM user (bring one
+            person back from a disable run without touching the others).
+
     Raises:
-        ApplyRefused: The run is not an apply run of this migration.
+        ApplyRefused: The run is not an apply run of this migration; it deleted users
+            (irreversible: see ``iamc restore``); ``user`` is malformed or not in the run.
         ApplyFailed: An undo failed; a resume of the rollback run continues.
     """
     spec_path = str(spec_path)
@@ -546,7 +578,16 @@ def rollback_plan(
         if run.migration != spec.name or run.kind != APPLY_RUN:
             raise ApplyRefused(f"run {run_id} is not an apply run of migration {spec.name!r}")
         plan_id, stage = int(run.params["plan_id"]), str(run.params["stage"])
+        if stage == Stage.DELETE:
+            raise ApplyRefused(
+                f"run {run_id} deleted IAM users, which can't be undone (a re-created user "
+                f"gets a new unique id); nothing was changed. Re-create what AWS allows from "
+                f"the snapshots: 'iamc restore -c {spec_path} --run {run_id}' or "
+                f"'iamc restore -c {spec_path} ACCOUNT/NAME'"
+            )
         entries = _forward_entries(store, plan_id, stage)
+        if user is not None:
+            entries = retire.entries_of_user(entries, user, run_id)
         undo = [
             e
             for e in entries
@@ -573,6 +614,7 @@ def rollback_plan(
                 f"plan {plan_id} stage {stage}: everything its apply runs "
                 f"({', '.join(map(str, apply_runs))}) created, not only run {run_id}'s"
             ),
+            "user": user,
             "undo": [_describe(e) for e in undo],
             "left_alone": [f"{_describe(e)} (existed before: adopted)" for e in kept]
             + [
@@ -589,6 +631,7 @@ def rollback_plan(
             "plan_id": plan_id,
             "stage": stage,
             "of_run": run_id,
+            "user": user,
             "prefect_flow_run_id": _prefect_flow_run_id(),
         }
         with stage_lease(store, plan_id, stage) as holder:
@@ -629,17 +672,23 @@ def rollback_plan(
 
 @flow(name="rollback", log_prints=False)
 def rollback_flow(
-    spec_path: str, run_id: int, dry_run: bool = False, resume_run_id: int | None = None
+    spec_path: str,
+    run_id: int,
+    dry_run: bool = False,
+    resume_run_id: int | None = None,
+    user: str | None = None,
 ) -> dict[str, Any]:
-    """Undo what an apply run created: assignments first, then the permission sets.
+    """Undo what an apply run did: assignments before permission sets; for a disable run,
+    credentials back to their prior status, then the quarantine lifted.
 
     Args:
         spec_path: The migration spec (TOML).
         run_id: The apply run to roll back.
         dry_run: Only list what would be undone and what is left alone.
         resume_run_id: Continue this rollback run instead of starting one.
+        user: ``ACCOUNT/NAME``: only this IAM user (bring one person back).
     """
-    return rollback_plan(spec_path, run_id, dry_run, resume_run_id=resume_run_id)
+    return rollback_plan(spec_path, run_id, dry_run, resume_run_id=resume_run_id, user=user)
 
 
 def resume(spec_path: str | Path, run_id: int) -> dict[str, Any]:
@@ -655,4 +704,6 @@ def resume(spec_path: str | Path, run_id: int) -> dict[str, Any]:
         return apply_flow(
             str(spec_path), int(run.params["plan_id"]), str(run.params["stage"]), run_id
         )
-    return rollback_flow(str(spec_path), int(run.params["of_run"]), False, run_id)
+    return rollback_flow(
+        str(spec_path), int(run.params["of_run"]), False, run_id, run.params.get("user")
+    )

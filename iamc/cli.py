@@ -216,11 +216,13 @@ def approve(
 def apply(
     plan_id: Annotated[int, typer.Argument(help="The approved plan's id.")],
     spec: SpecOption,
-    stage: Annotated[str, typer.Option(help="provision (disable and delete: later).")] = (
-        "provision"
-    ),
+    stage: Annotated[str, typer.Option(help="provision, disable or delete.")] = "provision",
 ) -> None:
-    """Apply one stage of an approved plan, journaled: a resume continues where it stopped."""
+    """Apply one stage of an approved plan, journaled: a resume continues where it stopped.
+
+    disable: credentials Inactive and the quarantine policy on (reversible); delete: after
+    the bake period, with a snapshot first (irreversible; see iamc restore).
+    """
     from iamc import views
 
     _report_to_prefect()
@@ -343,12 +345,93 @@ def rollback(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only list what would be undone.")
     ] = False,
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="ACCOUNT/NAME: bring back only this IAM user (disable runs)."),
+    ] = None,
 ) -> None:
-    """Undo what an apply run created (assignments, then permission sets); adopted ones stay."""
+    """Undo what an apply run did; --user brings back one IAM user of a disable run.
+
+    Assignments before permission sets; credentials back to their prior status, then the
+    quarantine lifted. Adopted things stay. A delete run can't be undone: see restore.
+    """
     from iamc import views
 
     _report_to_prefect()
-    views.rollback_with_listing(console, spec, run_id, dry_run)
+    views.rollback_with_listing(console, spec, run_id, dry_run, user)
+
+
+bake_app = typer.Typer(
+    help="The bake period: look for use of disabled users (default), or record a decision.",
+    invoke_without_command=True,
+)
+app.add_typer(bake_app, name="bake")
+
+
+@bake_app.callback()
+def bake(
+    ctx: typer.Context,
+    spec: Annotated[
+        Path | None, typer.Option("--spec", "-c", help="The migration spec (TOML).")
+    ] = None,
+    no_lookup: Annotated[
+        bool, typer.Option("--no-lookup", help="Only report what is recorded; read no AWS.")
+    ] = False,
+) -> None:
+    """Look for attempted use of every disabled user (CloudTrail, key last use); show who is
+    baking, ready, in use (who/when/where), kept or re-enabled. Exit 3 if any is in use."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if spec is None:
+        raise typer.BadParameter("missing option --spec / -c", param_hint="--spec")
+    from iamc.retire_views import bake_with_table
+
+    report = bake_with_table(console, spec, collect=not no_lookup)
+    if report["counts"].get("in-use"):
+        raise typer.Exit(3)
+
+
+@bake_app.command("decide")
+def bake_decide(
+    user: Annotated[str, typer.Argument(help="ACCOUNT/NAME of a disabled user.")],
+    spec: SpecOption,
+    by: Annotated[str, typer.Option("--by", help="Who decides (name or e-mail).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept with the decision).")],
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the user (never delete it in this plan).")
+    ] = False,
+) -> None:
+    """Record a decision about a user with evidence of use: delete it anyway, or --keep it."""
+    from domain.retire import Decision
+    from flows.bake import decide
+    from iamc.retire_views import print_decision
+
+    print_decision(
+        console,
+        decide(
+            spec, user, by=by, reason=reason, decision=Decision.KEEP if keep else Decision.DELETE
+        ),
+    )
+
+
+@app.command("restore")
+def restore(
+    spec: SpecOption,
+    user: Annotated[
+        str | None, typer.Argument(help="ACCOUNT/NAME of a deleted user.", show_default=False)
+    ] = None,
+    run_id: Annotated[
+        int | None, typer.Option("--run", help="Every user this delete run deleted.")
+    ] = None,
+) -> None:
+    """Re-create deleted users from their snapshots as far as AWS allows; list the rest.
+
+    What can't come back is printed: access key secrets, the password, MFA devices,
+    resource-policy grants. Access keys are never created.
+    """
+    from iamc.retire_views import restore_with_listing
+
+    restore_with_listing(console, spec, user, run_id)
 
 
 @app.command("map")

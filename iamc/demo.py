@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import boto3
 from rich.console import Console
@@ -89,17 +90,17 @@ def run_demo(
             from domain.spec import load_spec
 
             waves = [w.name for w in load_spec(spec_path).waves]
-            for wave in waves:
-                _migrate_wave(console, spec_path, workdir, wave, sandbox.url)
+            plan_ids = [
+                _migrate_wave(console, spec_path, workdir, wave, sandbox.url) for wave in waves
+            ]
             console.print(Rule("iamc report waves -c " + str(spec_path)))
             views.print_waves_report(console, spec_path)
             console.print(
                 "Undo a wave's provisioning with iamc rollback RUN_ID -c "
-                f"{spec_path}: what another wave uses stays. The disable and delete stages of "
-                "each plan wait for their own approval (delete not before the spec's bake_days "
-                "after disable).",
+                f"{spec_path}: what another wave uses stays.",
                 highlight=False,
             )
+            retire_demo(console, spec_path, [p for p in plan_ids if p is not None], sandbox)
         finally:
             for name, value in previous.items():
                 if value is None:
@@ -110,7 +111,7 @@ def run_demo(
 
 def _migrate_wave(
     console: Console, spec_path: Path, workdir: Path, wave: str, sandbox_url: str
-) -> None:
+) -> int | None:
     """Plan, approve and provision one wave, then say how many sets it created."""
     from iamc import views
     from sandbox.control import SandboxControl
@@ -121,7 +122,7 @@ def _migrate_wave(
     plan = views.plan_with_summary(console, spec_path, workdir / "plans" / wave, wave)
     if plan["blocking"]:
         console.print(f"[red]the plan of {wave} has blocking errors: nothing to approve[/]")
-        return
+        return None
     meta = record_decision(
         spec_path,
         plan["plan_id"],
@@ -149,3 +150,115 @@ def _migrate_wave(
     )
     console.print(Rule(f"{wave}: iamc status {applied['run_id']}"))
     views.print_status(console, spec_path, applied["run_id"])
+    return int(plan["plan_id"])
+
+
+def _use_a_disabled_key(console: Console, spec_path: Path, plan_id: int, url: str) -> None:
+    """Play a forgotten script: sign a request with one disabled user's (now inactive) key."""
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+    from moto.iam.models import iam_backends
+
+    from domain.keys import mask_key_id
+    from state.reports import load_plan
+
+    plan, _ = load_plan(spec_path, plan_id)
+    action = next((a for a in plan.actions if a.kind == "deactivate-access-key"), None)
+    if action is None:
+        return
+    key_id = action.params["access_key_id"]
+    # The sandbox runs in this process: its moto backend knows the seeded secret.
+    secret = iam_backends[action.account_id]["aws"].access_keys[key_id].secret_access_key
+    script = boto3.client(
+        "iam",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        config=Config(user_agent="nightly-report.sh/1.4", retries={"max_attempts": 1}),
+    )
+    try:
+        script.list_users()
+    except ClientError as err:
+        console.print(
+            f"a forgotten script of {action.account_id}/{action.target} signs with key "
+            f"{mask_key_id(key_id)}: {err.response['Error']['Code']}",
+            highlight=False,
+        )
+
+
+def retire_demo(console: Console, spec_path: Path, plan_ids: list[int], sandbox: Any) -> None:
+    """Steps 9-13 for every wave's plan: disable, the bake period, delete after it, and the
+    CIS 1.21 verdicts."""
+    from datetime import UTC, datetime, timedelta
+
+    from domain.errors import IamcError
+    from domain.spec import load_spec
+    from flows.apply import apply_plan
+    from iamc import views
+    from iamc.retire_views import bake_with_table
+    from sandbox.control import SandboxControl
+    from state.approvals import record_decision
+    from state.reports import load_plan
+
+    if not plan_ids:
+        return
+    for plan_id in plan_ids:
+        reviewed = load_plan(spec_path, plan_id)[1]["hash"][:12]
+        for stage in ("disable", "delete"):
+            record_decision(
+                spec_path,
+                plan_id,
+                approver="demo-change-board",
+                ticket="DEMO-2",
+                stage=stage,
+                expected_hash=reviewed,
+                comment="approved by make demo, for illustration",
+            )
+        console.print(Rule(f"9. disable: iamc apply {plan_id} -c {spec_path} --stage disable"))
+        try:
+            disabled = views.apply_with_progress(console, spec_path, plan_id, "disable")
+            console.print(
+                f"bring one person back: iamc rollback {disabled['run_id']} -c {spec_path} "
+                "--user ACCOUNT/NAME",
+                style="dim",
+                highlight=False,
+            )
+        except IamcError as err:
+            console.print(f"[yellow]{err}[/]", highlight=False)
+
+    console.print(Rule(f"10. the bake period: iamc bake -c {spec_path}"))
+    _use_a_disabled_key(console, spec_path, plan_ids[0], sandbox.url)
+    bake_with_table(console, spec_path)
+
+    bake_days = load_spec(spec_path).decommission.bake_days
+    SandboxControl(sandbox.url).shift_clock((bake_days + 1) * 86400)
+    later = datetime.now(UTC) + timedelta(days=bake_days + 1)
+    for plan_id in plan_ids:
+        console.print(
+            Rule(
+                f"11. {bake_days + 1} days later: iamc apply {plan_id} -c {spec_path} "
+                "--stage delete"
+            )
+        )
+        try:
+            deleted = views._watch(
+                console,
+                lambda plan_id=plan_id: apply_plan(
+                    spec_path, plan_id, "delete", clock=lambda: later
+                ),
+            )
+            views._print_apply_summary(console, spec_path, deleted)
+        except IamcError as err:
+            # Users refused by a precondition stay disabled; the message says who and why.
+            console.print(f"[yellow]{err}[/]", highlight=False)
+    console.print(
+        f"a deleted user comes back (as far as AWS allows) with: iamc restore -c {spec_path} "
+        "ACCOUNT/NAME",
+        style="dim",
+        highlight=False,
+    )
+
+    console.print(Rule(f"12. inventory again: iamc report inventory -c {spec_path}"))
+    views.inventory_with_progress(console, spec_path)
+    views.print_inventory_report(console, spec_path)

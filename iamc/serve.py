@@ -28,10 +28,12 @@ def deployments(spec_path: str | Path) -> list[Any]:
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from flows.apply import apply_flow, rollback_flow
+    from flows.bake import bake_watch_flow
     from flows.inventory import inventory_flow
     from flows.key_scan import key_scan_flow
     from flows.mapping import mapping_flow
     from flows.plan import plan_and_approve, plan_flow
+    from flows.restore import restore_flow
 
     spec = load_spec(spec_path)
     path = str(Path(spec_path).resolve())
@@ -51,6 +53,11 @@ def deployments(spec_path: str | Path) -> list[Any]:
             name=spec.name, parameters={"spec_path": path, "stage": "provision"}, tags=tags
         ),
         rollback_flow.to_deployment(name=spec.name, parameters={"spec_path": path}, tags=tags),
+        # The bake watch runs daily (07:00 UTC): evidence of use is in the table by morning.
+        bake_watch_flow.to_deployment(
+            name=spec.name, parameters={"spec_path": path}, tags=tags, cron="0 7 * * *"
+        ),
+        restore_flow.to_deployment(name=spec.name, parameters={"spec_path": path}, tags=tags),
     ]
 
 

@@ -184,6 +184,9 @@ def show_plan(console: Console, spec: Path | str, plan_id: int, output_format: s
     )
     console.print(f"plan {plan_id} hash {meta['hash']}: {status}", highlight=False)
     console.print(Markdown(render_markdown(plan, meta)))
+    from iamc.retire_views import print_delete_preconditions
+
+    print_delete_preconditions(console, spec, plan_id)
 
 
 def verify_plan_file(console: Console, spec: Path | str, path: Path) -> None:
@@ -457,6 +460,8 @@ def _print_apply_summary(console: Console, spec: Path | str, summary: dict[str, 
         f"{summary['failed']} failed, {summary['pending']} pending of {summary['actions']}",
         highlight=False,
     )
+    for refused in summary.get("refused_by_plan") or []:
+        console.print(f"[yellow]refused by the plan[/] {escape(refused)}", highlight=False)
     console.print(f"next: iamc status {summary['run_id']} -c {spec}", style="dim", highlight=False)
 
 
@@ -586,13 +591,16 @@ def print_status(console: Console, spec: Path | str, run_id: int) -> None:
         console.print(f"next: {run['next']}", highlight=False)
 
 
-def rollback_with_listing(console: Console, spec: Path | str, run_id: int, dry_run: bool) -> None:
+def rollback_with_listing(
+    console: Console, spec: Path | str, run_id: int, dry_run: bool, user: str | None = None
+) -> None:
     from flows.apply import rollback_flow
 
-    result = rollback_flow(str(spec), run_id, dry_run)
+    result = rollback_flow(str(spec), run_id, dry_run, user=user)
     verb = "would undo" if dry_run else "undone"
+    who = f", user {user}" if user else ""
     console.print(
-        f"rollback of {result['unit']}: "
+        f"rollback of {result['unit']}{who}: "
         f"{len(result['undo'])} {verb}, {len(result['left_alone'])} left alone",
         highlight=False,
     )

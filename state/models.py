@@ -584,6 +584,39 @@ class KeyAcceptanceRow(Base):
 
     __tablename__ = "key_acceptances"
 
+
+# -- Retiring users: snapshots before deletion, bake-period evidence and decisions (0006) -----
+
+
+class UserSnapshotRow(Base):
+    """What an IAM user was, stored right before its first delete action (never a secret).
+
+    ``content`` holds path, tags, boundary, inline documents, attached policy ARNs, groups,
+    key ids and dates, MFA serials, SSH public key bodies, signing certificate bodies and
+    whether a console password existed: what ``iamc restore`` re-creates or names.
+    """
+
+    __tablename__ = "user_snapshots"
+    __table_args__ = (UniqueConstraint("plan_id", "account_id", "user_name"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    migration_id: Mapped[int] = _parent("migrations")
+    plan_id: Mapped[int] = _parent("plans")
+    run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(String(12))
+    user_name: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(128))
+    arn: Mapped[str] = mapped_column(String(2048))
+    taken: Mapped[datetime] = mapped_column(UtcDateTime)
+    content: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+class UseEvidenceRow(Base):
+    """One sign that a disabled user was still being used: who, when, where, what."""
+
+    __tablename__ = "use_evidence"
+    __table_args__ = (UniqueConstraint("migration_id", "account_id", "user_name", "event_key"),)
+
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     migration_id: Mapped[int] = _parent("migrations")
     account_id: Mapped[str] = mapped_column(String(12))
@@ -592,4 +625,30 @@ class KeyAcceptanceRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     key_ids: Mapped[list[str]] = mapped_column(Json)
     scan_run_id: Mapped[int | None] = mapped_column(Id)
+
+    user_name: Mapped[str] = mapped_column(String(64))
+    event_key: Mapped[str] = mapped_column(String(256))  # CloudTrail event id, or key+date
+    source: Mapped[str] = mapped_column(String(32))  # cloudtrail | access-key-last-used
+    event_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    event_name: Mapped[str] = mapped_column(String(128))
+    event_source: Mapped[str | None] = mapped_column(String(128))
+    source_ip: Mapped[str | None] = mapped_column(String(128))
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    access_key_id: Mapped[str | None] = mapped_column(String(128))
+    error_code: Mapped[str | None] = mapped_column(String(128))
+    found: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class BakeDecisionRow(Base):
+    """A person's decision about a disabled user with use evidence: delete it anyway, or keep."""
+
+    __tablename__ = "bake_decisions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    migration_id: Mapped[int] = _parent("migrations")
+    account_id: Mapped[str] = mapped_column(String(12))
+    user_name: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(16))  # delete | keep
+    decided_by: Mapped[str] = mapped_column(String(256))
+    reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -22,6 +22,7 @@ from state.key_scans import KeyScanMixin
 from state.plans import PlanMixin
 from state.runs import RunsMixin, StageLockMixin
 from state.snapshots import SnapshotMixin
+from state.user_snapshots import RetireMixin
 from state.waves import WavesMixin
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class Store(
     JournalMixin,
     KeyScanMixin,
     WavesMixin,
+    RetireMixin,
 ):
     """The state DB, upgraded to this code's schema; safe to share between threads.
 

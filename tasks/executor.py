@@ -62,6 +62,8 @@ class Live:
     exists: bool
     difference: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    # What the probe read that apply may act on without reading it again (never journaled).
+    items: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -136,6 +138,20 @@ class ExecutionContext:
         self._assignments: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._assignment_locks: dict[tuple[str, str], threading.Lock] = {}
         self._client_local = threading.local()
+        # The retire stages' extras, set by the flow that runs them: where a snapshot taken
+        # before a user's deletion is stored, and what "now" is (tests move it).
+        self.snapshot_sink: Callable[[str, str, dict[str, Any]], None] | None = None
+        self.shared: dict[str, Any] = {}
+
+    def iam(self, account_id: str) -> Any:
+        """An IAM client of a member account, one per thread and account."""
+        clients = getattr(self._client_local, "iam", None)
+        if clients is None:
+            clients = self._client_local.iam = {}
+        client = clients.get(account_id)
+        if client is None:
+            client = clients[account_id] = self.member(account_id).client("iam")
+        return client
 
     def sso(self) -> Any:
         """An sso-admin client of the management session, one per thread (clients are not
@@ -258,6 +274,10 @@ class Executor:
         # A simulated death stops every thread at its next step, as a real one would.
         if self._crashed.is_set():
             raise InjectedCrash("the process died")
+
+    def check_alive(self) -> None:
+        """Raise InjectedCrash if a simulated death happened (before work that only reads)."""
+        self._alive()
 
     def _handler(self, kind: str) -> Handler:
         handler = self.handlers.get(kind)

@@ -16,9 +16,24 @@ import tasks
 
 # Where each action runs: member-account actions go in the member role's policy; the rest run
 # with the management account's credentials.
-# The key scan reads workload configuration in each member account (tasks.aws_config_scan).
+# Read in each member account: workload configuration for the key scan (tasks.aws_config_scan);
+# CloudTrail (use since disabling) and the resource policies that could name a user (retiring).
 MEMBER_ACCOUNT_SERVICES = frozenset(
-    {"iam", "lambda", "ecs", "ec2", "ssm", "cloudformation", "codebuild"}
+    {
+        "iam",
+        "lambda",
+        "ecs",
+        "ec2",
+        "ssm",
+        "cloudformation",
+        "codebuild",
+        "cloudtrail",
+        "s3",
+        "kms",
+        "sqs",
+        "sns",
+        "secretsmanager",
+    }
 )
 
 

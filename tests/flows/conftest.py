@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -239,4 +240,189 @@ def kit() -> SimpleNamespace:
         wipe=wipe_identity_center,
         AssignmentDefinition=AssignmentDefinition,
         PermissionSetDefinition=PermissionSetDefinition,
+    )
+
+
+# -- retiring users: IAM users in the member accounts, a plan to disable and delete them --------
+
+
+def seed_user(world: World, account_id: str, name: str, **what: Any) -> dict[str, Any]:
+    """Create an IAM user with the credentials and attachments asked for.
+
+    ``what``: keys (active access keys), inactive_keys, ssh, cert, service_credential,
+    password, mfa, inline, managed, group, tags.
+    """
+    from sandbox.seed import _signing_certificate
+
+    iam = world.member_iam(account_id)
+    iam.create_user(
+        UserName=name,
+        Path="/people/",
+        Tags=[{"Key": k, "Value": v} for k, v in (what.get("tags") or {}).items()],
+    )
+    made: dict[str, Any] = {"keys": [], "inactive_keys": []}
+    for _ in range(what.get("keys", 1)):
+        made["keys"].append(iam.create_access_key(UserName=name)["AccessKey"])
+    for _ in range(what.get("inactive_keys", 0)):
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Inactive")
+        made["inactive_keys"].append(key)
+    if what.get("ssh"):
+        blob = b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes(range(32))
+        import base64
+
+        body = f"ssh-ed25519 {base64.b64encode(blob).decode()} {name}@host"
+        made["ssh"] = iam.upload_ssh_public_key(UserName=name, SSHPublicKeyBody=body)[
+            "SSHPublicKey"
+        ]["SSHPublicKeyId"]
+    if what.get("cert"):
+        made["cert"] = iam.upload_signing_certificate(
+            UserName=name, CertificateBody=_signing_certificate()
+        )["Certificate"]["CertificateId"]
+    if what.get("service_credential"):
+        made["service_credential"] = iam.create_service_specific_credential(
+            UserName=name, ServiceName="codecommit.amazonaws.com"
+        )["ServiceSpecificCredential"]["ServiceSpecificCredentialId"]
+    if what.get("password"):
+        iam.create_login_profile(UserName=name, Password="Sandbox-Passw0rd!x")
+    if what.get("mfa"):
+        serial = iam.create_virtual_mfa_device(VirtualMFADeviceName=name)["VirtualMFADevice"][
+            "SerialNumber"
+        ]
+        iam.enable_mfa_device(
+            UserName=name,
+            SerialNumber=serial,
+            AuthenticationCode1="123456",
+            AuthenticationCode2="654321",
+        )
+        made["mfa"] = serial
+    if what.get("inline"):
+        iam.put_user_policy(UserName=name, PolicyName="own", PolicyDocument=json.dumps(DOC))
+    if what.get("managed"):
+        iam.attach_user_policy(
+            UserName=name,
+            PolicyArn=f"arn:aws:iam::{account_id}:policy{CUSTOMER_POLICY['path']}"
+            f"{CUSTOMER_POLICY['name']}",
+        )
+    if what.get("group"):
+        with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
+            iam.create_group(GroupName=what["group"])
+        iam.add_user_to_group(GroupName=what["group"], UserName=name)
+    return made
+
+
+def write_retire_plan(
+    world: World,
+    tmp_path: Path,
+    prefix: str,
+    *,
+    approve: str | None = "all",
+    bake_days: int = 14,
+    extra_findings: list[Any] | None = None,
+) -> tuple[Path, int]:
+    """A spec and an approved plan that retires every IAM user whose name starts with prefix.
+
+    The inventory is taken as if a year had passed, so every such user is unused (retire).
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from bench.plans import store_retire_plan
+    from domain.records import Account
+    from tasks.iam_users import ClassificationRules, inventory_account
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'name = "wave-1"\nstate = "sqlite:///state.db"\n'
+        f"[decommission]\nbake_days = {bake_days}\n"
+        "[aws]\nrate_limits = { sso-admin = 1000, identitystore = 1000, iam = 1000 }\n"
+    )
+    inventories = []
+    later = datetime.now(UTC) + timedelta(days=365)
+    for account_id in world.accounts:
+        creds = world.client("sts").assume_role(
+            RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
+            RoleSessionName="inventory",
+        )["Credentials"]
+        session = boto3.Session(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            region_name="us-east-1",
+        )
+        inventory = inventory_account(
+            session, Account(account_id), ClassificationRules(), now=later
+        )
+        inventory.users = [u for u in inventory.users if u.name.startswith(prefix)]
+        inventories.append(inventory)
+    plan_id = store_retire_plan(
+        spec,
+        f"sqlite:///{tmp_path / 'state.db'}",
+        "wave-1",
+        inventories,
+        approve_stage=approve,
+        approver="cab",
+        bake_days=bake_days,
+        extra_findings=extra_findings,
+    )
+    return spec, plan_id
+
+
+def iam_state(world: World, prefix: str) -> dict[str, Any]:
+    """Every IAM user whose name starts with prefix, as comparable data (no dates, no ids
+    that a re-creation would change)."""
+    state: dict[str, Any] = {}
+    for account_id in world.accounts:
+        iam = world.member_iam(account_id)
+        for user in iam.list_users()["Users"]:
+            name = user["UserName"]
+            if not name.startswith(prefix):
+                continue
+            try:
+                iam.get_login_profile(UserName=name)
+                console = True
+            except iam.exceptions.NoSuchEntityException:
+                console = False
+            state[f"{account_id}/{name}"] = {
+                "keys": sorted(
+                    (k["AccessKeyId"], k["Status"])
+                    for k in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]
+                ),
+                "ssh": sorted(
+                    (k["SSHPublicKeyId"], k["Status"])
+                    for k in iam.list_ssh_public_keys(UserName=name)["SSHPublicKeys"]
+                ),
+                "certs": sorted(
+                    (c["CertificateId"], c["Status"])
+                    for c in iam.list_signing_certificates(UserName=name)["Certificates"]
+                ),
+                "service": sorted(
+                    (c["ServiceSpecificCredentialId"], c["Status"])
+                    for c in iam.list_service_specific_credentials(UserName=name)[
+                        "ServiceSpecificCredentials"
+                    ]
+                ),
+                "inline": sorted(iam.list_user_policies(UserName=name)["PolicyNames"]),
+                "attached": sorted(
+                    p["PolicyArn"]
+                    for p in iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]
+                ),
+                "groups": sorted(
+                    g["GroupName"] for g in iam.list_groups_for_user(UserName=name)["Groups"]
+                ),
+                "mfa": sorted(
+                    d["SerialNumber"] for d in iam.list_mfa_devices(UserName=name)["MFADevices"]
+                ),
+                "console": console,
+            }
+    return state
+
+
+@pytest.fixture
+def retire_kit(kit: SimpleNamespace) -> SimpleNamespace:
+    """Helpers for the disable, bake, delete and restore tests."""
+    return SimpleNamespace(
+        **vars(kit),
+        seed_user=seed_user,
+        write_retire_plan=write_retire_plan,
+        iam_state=iam_state,
     )

@@ -68,11 +68,19 @@ def test_an_unapproved_plan_is_refused(clean, kit, tmp_path: Path):
 
 
 @pytest.mark.parametrize("stage", ["disable", "delete"])
-def test_later_stages_are_not_implemented_yet(clean, kit, tmp_path: Path, stage: str):
+def test_retire_stages_of_a_plan_without_users_change_nothing(
+    clean, kit, tmp_path: Path, stage: str
+):
     spec, plan_id = kit.write_approved_plan(clean, tmp_path, approve="all")
-    with pytest.raises(ApplyRefused, match="not implemented yet in this version"):
-        apply_plan(spec, plan_id, stage, poll=kit.QUICK)
+    summary = apply_plan(spec, plan_id, stage, poll=kit.QUICK)
+    assert summary["actions"] == 0 and summary["refused_by_plan"] == []
     assert _mutations(clean, kit) == 0
+
+
+def test_an_unknown_stage_is_refused(clean, kit, tmp_path: Path):
+    spec, plan_id = kit.write_approved_plan(clean, tmp_path, approve="all")
+    with pytest.raises(ApplyRefused, match="expected one of provision, disable, delete"):
+        apply_plan(spec, plan_id, "destroy", poll=kit.QUICK)
 
 
 def test_stale_principals_are_named_and_nothing_is_changed(clean, kit, tmp_path: Path):

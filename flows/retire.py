@@ -1,0 +1,262 @@
+"""Runbook step 5: the disable and delete stages, one account per task, one user at a time.
+
+``flows.apply`` checks, leases and records the run; this module walks each account's users
+through the journaled executor. A user that is refused (credentials created since the plan;
+for deletion: still baking, used since it was disabled, named in a resource policy) or whose
+step fails stops alone: the account's other users go on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from domain.errors import ActionError
+from domain.plan import PlanAction, Stage
+from domain.progress import emit
+from state.journal import DONE_STATUSES, FAILED, ROLLED_BACK
+from tasks.user_disable import unplanned_credentials
+
+if TYPE_CHECKING:
+    from flows.apply import AccountReport, _Runtime
+
+log = logging.getLogger(__name__)
+
+# Users of one account worked on at once. IAM's rate is per account and the session's limiter
+# holds every thread to it; a few threads only hide each call's latency.
+USER_CONCURRENCY = 4
+# Accounts worked on at once outside a Prefect flow: each has its own IAM rate, so more
+# accounts at once costs no account anything.
+RETIRE_ACCOUNT_CONCURRENCY = 16
+
+# Plan params that name a credential a disable action turns off.
+CREDENTIAL_PARAMS = ("access_key_id", "ssh_public_key_id", "certificate_id", "credential_id")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class UserWork:
+    """One user's actions of the stage, in plan order."""
+
+    account_id: str
+    user: str
+    actions: list[PlanAction] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.account_id}/{self.user}"
+
+
+def users_of(actions: list[PlanAction]) -> list[UserWork]:
+    """Group an account's actions by user, keeping the plan's order within each user."""
+    grouped: dict[tuple[str, str], UserWork] = {}
+    for action in actions:
+        key = (action.account_id or "", action.target)
+        grouped.setdefault(key, UserWork(*key)).actions.append(action)
+    for work in grouped.values():
+        # The quarantine goes on first: from that moment every credential grants nothing.
+        work.actions.sort(key=lambda a: a.kind != "attach-quarantine-policy")
+    return list(grouped.values())
+
+
+def _started(rt: _Runtime, work: UserWork) -> bool:
+    """Whether any of the user's actions of this stage was ever attempted."""
+    for action in work.actions:
+        entry = rt.store.journal_entry(rt.plan_id, action.id)
+        if entry is not None and entry.status != ROLLED_BACK:
+            return True
+    return False
+
+
+def _refuse(report: AccountReport, work: UserWork, reason: str) -> None:
+    for action in work.actions:
+        report.statuses.setdefault(action.id, "blocked")
+    report.errors.append(f"refused {work.key}: {reason}")
+    emit("user-refused", user=work.key, reason=reason)
+    log.warning("refused %s: %s", work.key, reason)
+
+
+def _run_user(rt: _Runtime, work: UserWork, report: AccountReport) -> bool:
+    """Run a user's actions in order; the first one that fails or waits stops this user."""
+    for action in work.actions:
+        try:
+            report.statuses[action.id] = rt.executor.run(action)
+        except ActionError as err:
+            # Blocked (a prerequisite is not done), refused by AWS, or a conflict: this
+            # user stops here, with the reason; the others go on.
+            report.statuses[action.id] = FAILED
+            report.errors.append(f"{work.key}: {err}")
+            return False
+    return True
+
+
+# -- disable -------------------------------------------------------------------------------------
+
+
+def disable_user(rt: _Runtime, work: UserWork, report: AccountReport) -> bool:
+    """Quarantine a user and set its credentials Inactive, after checking it is as planned.
+
+    Before the user's first action, its credentials are read live: an active credential the
+    plan does not know (created since the inventory) refuses the user, since disabling only
+    part of it would look done and is not.
+    """
+    if not _started(rt, work):
+        planned = {
+            action.params[name]
+            for action in work.actions
+            for name in CREDENTIAL_PARAMS
+            if name in action.params
+        }
+        unplanned = unplanned_credentials(rt.ctx.iam(work.account_id), work.user, planned)
+        if unplanned is None:
+            _refuse(report, work, "the user no longer exists; re-run inventory and plan")
+            return False
+        if unplanned:
+            _refuse(
+                report,
+                work,
+                f"active credential(s) created since the plan: {', '.join(unplanned)}; "
+                "re-run inventory and plan",
+            )
+            return False
+    return _run_user(rt, work, report)
+
+
+# -- per account ---------------------------------------------------------------------------------
+
+
+def retire_account(
+    rt: _Runtime, account_id: str, actions: list[PlanAction], stage: str
+) -> AccountReport:
+    """Run the disable or delete stage for one account's users."""
+    from flows.apply import AccountReport
+
+    report = AccountReport(account_id)
+    run_user: Callable[[_Runtime, UserWork, AccountReport], bool]
+    if stage == Stage.DISABLE:
+        run_user = disable_user
+    else:
+        from flows.retire_delete import delete_user
+
+        run_user = delete_user
+    work = users_of(actions)
+
+    def one_user(user: UserWork) -> bool:
+        # A dead process does no more work, not even the reads before a user's first step.
+        rt.executor.check_alive()
+        return run_user(rt, user, report)
+
+    with ThreadPoolExecutor(
+        max_workers=USER_CONCURRENCY, thread_name_prefix=f"{stage}-{account_id}"
+    ) as pool:
+        for future in [pool.submit(one_user, user) for user in work]:
+            future.result()
+    done = sum(1 for a in actions if report.statuses.get(a.id) in DONE_STATUSES)
+    log.info("account %s: %s of %s %s actions done", account_id, done, len(actions), stage)
+    return report
+
+
+@task(
+    name="retire-account",
+    task_run_name="{stage} {account_id}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def retire_account_task(
+    rt: _Runtime, account_id: str, actions: list[PlanAction], stage: str
+) -> AccountReport:
+    report = retire_account(rt, account_id, actions, stage)
+    if report.errors:
+        # The task's colour tells the truth: this account has users that did not finish.
+        log.warning("account %s: %s", account_id, "; ".join(report.errors))
+    return report
+
+
+def retire_accounts(
+    rt: _Runtime, stage: str, actions: list[PlanAction], in_flow: bool, concurrency: int
+) -> list[AccountReport]:
+    """Every account of the stage, in parallel (IAM's rate is per account)."""
+    grouped: dict[str, list[PlanAction]] = {}
+    for action in actions:
+        grouped.setdefault(action.account_id or "", []).append(action)
+    accounts = sorted(grouped.items())
+    if stage == Stage.DELETE:
+
+        def store_snapshot(account_id: str, user: str, content: dict[str, Any]) -> None:
+            rt.store.save_user_snapshot(
+                migration_id=rt.migration_id,
+                plan_id=rt.plan_id,
+                run_id=rt.executor.run_id,
+                account_id=account_id,
+                user_name=user,
+                user_id=content["user_id"],
+                arn=content["arn"],
+                taken=rt.clock(),
+                content=content,
+            )
+
+        rt.ctx.snapshot_sink = store_snapshot
+    if in_flow:
+        futures = [
+            retire_account_task.submit(rt, account_id, account_actions, stage)
+            for account_id, account_actions in accounts
+        ]
+        return [future.result() for future in futures]
+    workers = max(concurrency, RETIRE_ACCOUNT_CONCURRENCY)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="retire") as pool:
+        futures2 = [
+            pool.submit(retire_account, rt, account_id, account_actions, stage)
+            for account_id, account_actions in accounts
+        ]
+        return [future.result() for future in futures2]
+
+
+def refused_by_plan(plan: Any) -> list[str]:
+    """Users the plan itself refuses (user-scoped blocking findings), with the reason."""
+    return [f"{u.account_id}/{u.user}: {u.reason}" for u in plan.refused_users()]
+
+
+def parse_user(text: str) -> tuple[str, str]:
+    """``ACCOUNT/NAME`` -> (account id, user name).
+
+    Raises:
+        ApplyRefused: Not in that form.
+    """
+    from domain.errors import ApplyRefused
+
+    account_id, _, name = text.partition("/")
+    if not (account_id.isdigit() and len(account_id) == 12 and name):
+        raise ApplyRefused(f"--user: expected ACCOUNT/NAME (e.g. 123456789012/jane), got {text!r}")
+    return account_id, name
+
+
+def entries_of_user(entries: list[Any], user: str, run_id: int) -> list[Any]:
+    """The journal rows of one IAM user (``ACCOUNT/NAME``) among a stage's rows.
+
+    Raises:
+        ApplyRefused: The stage did nothing to that user.
+    """
+    from domain.errors import ApplyRefused
+
+    account_id, name = parse_user(user)
+    found = [
+        e
+        for e in entries
+        if e.account_id == account_id and (e.intent.get("action") or {}).get("target") == name
+    ]
+    if not found:
+        raise ApplyRefused(
+            f"run {run_id}'s plan stage did nothing to {user}: no such user in it; nothing "
+            "was changed"
+        )
+    return found
