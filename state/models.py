@@ -584,8 +584,18 @@ class KeyAcceptanceRow(Base):
 
     __tablename__ = "key_acceptances"
 
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    migration_id: Mapped[int] = _parent("migrations")
+    account_id: Mapped[str] = mapped_column(String(12))
+    user_name: Mapped[str] = mapped_column(String(128))
+    approver: Mapped[str] = mapped_column(String(256))
+    reason: Mapped[str] = mapped_column(Text)
+    key_ids: Mapped[list[str]] = mapped_column(Json)
+    scan_run_id: Mapped[int | None] = mapped_column(Id)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
 
-# -- Retiring users: snapshots before deletion, bake-period evidence and decisions (0006) -----
+
+# -- Retiring users: snapshots before deletion, bake-period evidence and decisions (0009) -----
 
 
 class UserSnapshotRow(Base):
@@ -620,12 +630,6 @@ class UseEvidenceRow(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     migration_id: Mapped[int] = _parent("migrations")
     account_id: Mapped[str] = mapped_column(String(12))
-    user_name: Mapped[str] = mapped_column(String(128))
-    approver: Mapped[str] = mapped_column(String(256))
-    reason: Mapped[str] = mapped_column(Text)
-    key_ids: Mapped[list[str]] = mapped_column(Json)
-    scan_run_id: Mapped[int | None] = mapped_column(Id)
-
     user_name: Mapped[str] = mapped_column(String(64))
     event_key: Mapped[str] = mapped_column(String(256))  # CloudTrail event id, or key+date
     source: Mapped[str] = mapped_column(String(32))  # cloudtrail | access-key-last-used
