@@ -26,8 +26,33 @@ INVENTORY_COLUMNS = [
     "console_without_mfa",
     "gaps",
     "cis_1_21",
+    "cis_1_21_why",
     "error",
 ]
+
+# What each class of IAM user left in an account needs before the account can pass.
+_STILL_NEEDS = {
+    UserClass.HUMAN: "human user(s): migrate, then disable and delete",
+    UserClass.WORKLOAD: "workload user(s): replace their keys with roles, then retire",
+    UserClass.UNUSED: "unused user(s): disable and delete",
+}
+
+
+def cis_why(classes: Counter, error: str | None) -> str:
+    """Why an account fails CIS 1.21 (or can't be judged), from the users left in it."""
+    if error:
+        return "not inventoried: " + error
+    parts = [
+        f"{classes[user_class]} {need}"
+        for user_class, need in _STILL_NEEDS.items()
+        if classes[user_class]
+    ]
+    unclassified = sum(
+        n for c, n in classes.items() if c not in _STILL_NEEDS and c != UserClass.PROTECTED
+    )
+    if unclassified:
+        parts.append(f"{unclassified} unclassified user(s)")
+    return "; ".join(parts)
 
 
 def inventory_rows(inventories: list[AccountInventory], now: datetime) -> list[dict[str, Any]]:
@@ -57,6 +82,7 @@ def inventory_rows(inventories: list[AccountInventory], now: datetime) -> list[d
                 ),
                 "gaps": len(inventory.gaps),
                 "cis_1_21": verdict,
+                "cis_1_21_why": "" if verdict == CIS_PASS else cis_why(classes, inventory.error),
                 "error": inventory.error or "",
             }
         )
@@ -65,7 +91,9 @@ def inventory_rows(inventories: list[AccountInventory], now: datetime) -> list[d
 
 def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     numeric = [
-        c for c in INVENTORY_COLUMNS if c not in ("account_id", "account_name", "cis_1_21", "error")
+        c
+        for c in INVENTORY_COLUMNS
+        if c not in ("account_id", "account_name", "cis_1_21", "cis_1_21_why", "error")
     ]
     total: dict[str, Any] = {c: sum(r[c] for r in rows) for c in numeric}
     total["accounts"] = len(rows)

@@ -623,7 +623,7 @@ def print_inventory_table(console: Console, rows: list[dict[str, Any]], title: s
         "console_without_mfa": "console, no MFA",
         "cis_1_21": "CIS 1.21",
     }
-    columns = [c for c in inventory_report.INVENTORY_COLUMNS if c != "error"]
+    columns = [c for c in inventory_report.INVENTORY_COLUMNS if c not in ("error", "cis_1_21_why")]
     for column in columns:
         if column == "account_id":
             footer = f"{total['accounts']} accounts"
@@ -649,8 +649,10 @@ def print_inventory_table(console: Console, rows: list[dict[str, Any]], title: s
         table.add_row(*cells)
     console.print(table)
     for row in rows:
-        if row["error"]:
-            console.print(f"[yellow]{row['account_id']}[/]: {row['error']}", highlight=False)
+        if row["cis_1_21_why"]:
+            console.print(
+                f"{row['account_id']} fails CIS 1.21: {row['cis_1_21_why']}", highlight=False
+            )
 
 
 # -- hard-coded keys (runbook step 4) ---------------------------------------------------------
