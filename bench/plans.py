@@ -117,6 +117,11 @@ def store_retire_plan(
         store.finish_run(plan_run, "succeeded")
     if approve_stage:
         record_decision(
-            spec_path, plan_id, approver=approver, ticket="REHEARSAL-2", stage=approve_stage
+            spec_path,
+            plan_id,
+            approver=approver,
+            ticket="REHEARSAL-2",
+            stage=approve_stage,
+            expected_hash=plan.content_hash(),
         )
     return plan_id
