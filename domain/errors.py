@@ -174,3 +174,9 @@ class ConflictError(ActionError):
 
 class BlockedError(ActionError):
     """An action whose prerequisite is not done: left pending."""
+
+
+class AccessNotVerified(IamcError):
+    """After provisioning, someone's access did not land as planned, or is less than before."""
+
+    exit_code = 1

@@ -344,6 +344,8 @@ def operator_step(
                 logger.error("%s stopped: %s", step, str(err).splitlines()[0])
                 _publish(publish, spec_path, arguments, err, logger)
                 return failed_state(err, step, migration, spec_path)
+            if isinstance(result, dict):
+                logger.info("%s finished: %s", step, _short(result))
             _publish(publish, spec_path, arguments, result, logger)
             return result
 
@@ -354,6 +356,16 @@ def operator_step(
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def _short(summary: dict[str, Any]) -> str:
+    """A summary's plain numbers and words, for one log line."""
+    parts = [
+        f"{key.replace('_', ' ')} {value}"
+        for key, value in summary.items()
+        if isinstance(value, int | str) and not isinstance(value, bool) and len(str(value)) < 40
+    ]
+    return ", ".join(parts) or "done"
 
 
 @contextmanager

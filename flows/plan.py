@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
-from pydantic import Field, field_validator
 
 from domain.errors import PlanError
 from domain.plan import Plan, build_plan, unseen_account_findings
 from domain.plan_render import render_assignments_csv, render_json, render_markdown
 from domain.spec import MigrationSpec, load_spec
+from flows.approval import ApprovalInput, request_approval
+from flows.console import operator_step
 from state import Store
-from state.approvals import MIN_HASH_PREFIX, record_decision
-from state.reports import load_plan, plan_meta
+from state.reports import plan_meta
 from tasks.synthesis import synthesize
 
 log = logging.getLogger(__name__)
+
+__all__ = ["ApprovalInput", "compute_plan", "plan_and_approve", "plan_flow", "write_plan_files"]
 
 
 def _plan_settings(spec: MigrationSpec) -> dict[str, Any]:
@@ -99,7 +99,8 @@ def write_plan_files(plan: Plan, meta: dict[str, Any], out_dir: Path) -> dict[st
     return {kind: str(path) for kind, path in files.items()}
 
 
-@flow(name="plan", log_prints=False)
+@flow(name="plan", log_prints=False, persist_result=False)
+@operator_step("plan")
 def plan_flow(spec_path: str, out_dir: str | None = None) -> dict[str, Any]:
     """Compute the plan from the latest inventory and mapping, store it, write its files."""
     spec = load_spec(spec_path)
@@ -142,65 +143,21 @@ def plan_flow(spec_path: str, out_dir: str | None = None) -> dict[str, Any]:
     return {**summary, "files": files}
 
 
-class ApprovalInput(RunInput):
-    """The form a change board fills in the Prefect UI to approve or reject a plan.
-
-    ``plan_hash`` is prefilled with the hash of the plan this run published; the decision is
-    refused unless it is (a 12+ character prefix of) the stored plan's hash when recorded.
-    """
-
-    approver: str
-    ticket: str
-    decision: Literal["approve", "reject"]
-    stage: Literal["all", "provision", "disable", "delete"] = "all"
-    plan_hash: str = Field(
-        default="",
-        description="The plan hash you reviewed (plan.md / the plan artifact): 12+ characters",
-    )
-    comment: str = ""
-
-    @field_validator("plan_hash")
-    @classmethod
-    def _hex_prefix(cls, value: str) -> str:
-        value = value.strip().lower()
-        if len(value) < MIN_HASH_PREFIX or any(c not in "0123456789abcdef" for c in value):
-            raise ValueError(
-                f"plan_hash: give at least {MIN_HASH_PREFIX} hex characters of the plan hash "
-                "shown in the plan artifact"
-            )
-        return value
-
-
-@flow(name="plan-and-approve", log_prints=False)
+@flow(name="plan-and-approve", log_prints=False, persist_result=False)
+@operator_step("plan-and-approve")
 def plan_and_approve(
     spec_path: str, plan_id: int | None = None, timeout_seconds: int = 7 * 24 * 3600
 ) -> dict[str, Any]:
     """Compute (or take) a plan, publish it as a Markdown artifact, and wait for a decision.
 
     The run pauses until someone resumes it from the UI (or ``resume_flow_run``) with an
-    :class:`ApprovalInput`; the decision is recorded like ``iamc approve``.
+    ``ApprovalInput`` (``flows.approval``); the decision is recorded like ``iamc approve``.
+
+    Args:
+        spec_path: The migration spec (TOML).
+        plan_id: The plan to decide on; empty: compute the plan now.
+        timeout_seconds: How long the run waits for a decision before it fails.
     """
     if plan_id is None:
         plan_id = plan_flow(spec_path)["plan_id"]
-    plan, meta = load_plan(spec_path, plan_id)
-    create_markdown_artifact(
-        key=f"plan-{plan_id}-for-approval",
-        markdown=render_markdown(plan, meta),
-        description=f"Plan {plan_id}: approve or reject from this run's Resume form",
-    )
-    form = ApprovalInput.with_initial_data(
-        description=f"Plan {plan_id}, hash {meta['hash']}: approve or reject",
-        plan_hash=meta["hash"],
-    )
-    answer = pause_flow_run(wait_for_input=form, timeout=timeout_seconds)
-    decision = "approved" if answer.decision == "approve" else "rejected"
-    return record_decision(
-        spec_path,
-        plan_id,
-        approver=answer.approver,
-        ticket=answer.ticket,
-        decision=decision,
-        stage=answer.stage,
-        expected_hash=answer.plan_hash,
-        comment=answer.comment,
-    )
+    return request_approval(spec_path, plan_id, timeout_seconds)

@@ -23,14 +23,80 @@ from domain.spec import load_spec
 log = logging.getLogger(__name__)
 
 
+# What each deployment does, for the operator who opens it in the UI; {migration} and {spec}
+# are filled in. Numbered in runbook order by flows.console.deployment_name.
+DESCRIPTIONS = {
+    "centralize": (
+        "The whole runbook for migration {migration}, in order: inventory, mapping, plan, the "
+        "change board's approval (the run pauses: open it and press Resume to decide), "
+        "provision, verify, notify. Safe to Retry or to start again: it continues at the first "
+        "step not finished yet, as the state database records it, and never repeats a finished "
+        "step. Each step shows as a subflow run with its own result table. Status from a "
+        "shell: iamc runs -c {spec}"
+    ),
+    "inventory": (
+        "Step 1. Read every IAM user of every in-scope account of {migration} into a new "
+        "snapshot. Changes nothing in AWS. Result: the inventory table artifact (users by "
+        "class, keys, CIS 1.21 per account). Next: 2 mapping."
+    ),
+    "mapping": (
+        "Step 2. Match each human IAM user to an Identity Center user, by the spec's rules. "
+        "Changes nothing in AWS. Result: a table of the users that matched no one or several "
+        "(for the IdP team). Next: 3 plan."
+    ),
+    "plan": (
+        "Step 3. Compute the dry-run plan from the latest inventory and mapping: permission "
+        "sets, account assignments, and what happens to each IAM user. Changes nothing in "
+        "AWS. Result: the plan artifact. Next: 4 plan-and-approve."
+    ),
+    "plan-and-approve": (
+        "Step 4. Publish the plan and pause for the change board: open the paused run, read "
+        "the plan artifact, press Resume and fill in the form (who, ticket, approve or "
+        "reject, the plan hash). Leave plan_id empty to compute the plan first. Next: 5 apply."
+    ),
+    "apply": (
+        "Step 5. Carry out a stage of the approved plan (provision: permission sets, then "
+        "each account's assignments, one task per account). Leave plan_id empty for the latest "
+        "plan. An account that fails shows as a red task with AWS's reason; the other "
+        "accounts go on. Fix the cause, then press Retry on the run: what is done is not "
+        "repeated. Result: the per-account table artifact (as iamc status shows it). "
+        "Next: 7 verify."
+    ),
+    "rollback": (
+        "Undo what an apply run created, newest first (assignments, then permission sets); "
+        "what existed before is left alone. run_id is the apply run's number (the title of "
+        "its per-account table, or iamc runs -c {spec}). dry_run only lists what would be "
+        "undone."
+    ),
+    "verify": (
+        "Step 6. Check, for each migrated person, that the access landed: the assignment "
+        "exists, the AWSReservedSSO role exists in each account with the permission set's "
+        "policies, and nobody has less than their old IAM user had. Changes nothing. Result: "
+        "a table per person and account. Next: 8 notify."
+    ),
+    "notify": (
+        "Step 7. Write, for each migrated person, a message (Markdown and .eml) and one CSV "
+        "for mail merge: the access portal URL, their accounts and permission sets, and the "
+        "dates their old IAM users will be disabled and deleted. Sends nothing."
+    ),
+}
+
+
 def deployments(spec_path: str | Path) -> list[Any]:
-    """The deployments of one migration spec, with the spec's path as their default parameter."""
+    """The runbook's deployments for one migration spec, numbered in runbook order.
+
+    Each is named ``N step (migration)`` and takes the spec's path as its default parameter.
+    """
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from flows.apply import apply_flow, rollback_flow
+    from flows.centralize import centralize_flow
+    from flows.console import deployment_name
     from flows.inventory import inventory_flow
     from flows.mapping import mapping_flow
+    from flows.notify import notify_flow
     from flows.plan import plan_and_approve, plan_flow
+    from flows.verify import verify_flow
 
     spec = load_spec(spec_path)
     path = str(Path(spec_path).resolve())
@@ -38,15 +104,25 @@ def deployments(spec_path: str | Path) -> list[Any]:
     inventory = inventory_flow.with_options(
         task_runner=ThreadPoolTaskRunner(max_workers=spec.inventory.concurrency)
     )
+    flows = {
+        "centralize": centralize_flow,
+        "inventory": inventory,
+        "mapping": mapping_flow,
+        "plan": plan_flow,
+        "plan-and-approve": plan_and_approve,
+        "apply": apply_flow,
+        "rollback": rollback_flow,
+        "verify": verify_flow,
+        "notify": notify_flow,
+    }
     return [
-        inventory.to_deployment(name=spec.name, parameters={"spec_path": path}, tags=tags),
-        mapping_flow.to_deployment(name=spec.name, parameters={"spec_path": path}, tags=tags),
-        plan_flow.to_deployment(name=spec.name, parameters={"spec_path": path}, tags=tags),
-        plan_and_approve.to_deployment(name=spec.name, parameters={"spec_path": path}, tags=tags),
-        apply_flow.to_deployment(
-            name=spec.name, parameters={"spec_path": path, "stage": "provision"}, tags=tags
-        ),
-        rollback_flow.to_deployment(name=spec.name, parameters={"spec_path": path}, tags=tags),
+        flow.to_deployment(
+            name=deployment_name(step, spec.name),
+            parameters={"spec_path": path},
+            tags=tags,
+            description=DESCRIPTIONS[step].format(migration=spec.name, spec=path),
+        )
+        for step, flow in flows.items()
     ]
 
 
