@@ -59,6 +59,39 @@ def artifact_key(migration: str, *parts: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", raw)).strip("-")
 
 
+# -- no tracebacks for what the Failed state's message already says --------------------------
+
+
+class _OperatorErrorsWithoutTraceback(logging.Filter):
+    """Keep expected errors out of the run logs as tracebacks.
+
+    Prefect's engine re-raises a failed flow run's exception at the top of the run's process
+    and logs it with its traceback ("Engine execution exited with unexpected exception"); for
+    an operator error the Failed state's message already says what happened and what to do,
+    so that record is dropped. A task that returns a Failed state is logged with an empty
+    ``exc_info`` (``NoneType: None``); that is stripped. Unexpected errors keep their traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info:
+            return True
+        error = record.exc_info[1]
+        if error is None:
+            record.exc_info, record.exc_text = None, None
+            return True
+        if isinstance(error, IamcError):
+            if "Engine execution exited" in record.getMessage():
+                return False
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_QUIET = _OperatorErrorsWithoutTraceback()
+for _name in ("prefect.flow_runs", "prefect.task_runs", "prefect.engine"):
+    if _QUIET not in logging.getLogger(_name).filters:
+        logging.getLogger(_name).addFilter(_QUIET)
+
+
 # -- where we run ---------------------------------------------------------------------------
 
 

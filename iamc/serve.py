@@ -126,6 +126,31 @@ def deployments(spec_path: str | Path) -> list[Any]:
     ]
 
 
+def runbook_lines(spec_path: str | Path) -> list[str]:
+    """What to run, in which order, in the UI; and the shell commands that show the same."""
+    from flows.console import deployment_name
+
+    migration = load_spec(spec_path).name
+
+    def name(step: str) -> str:
+        return f"'{deployment_name(step, migration)}'"
+
+    return [
+        "In the UI, Deployments, in this order:",
+        f"  {name('centralize')}: the whole runbook in one run; it pauses for the change "
+        "board (open the run, press Resume, fill in the form); Retry continues where it stopped",
+        "  or one step at a time:",
+        f"  {name('inventory')} -> {name('mapping')} -> {name('plan')} -> "
+        f"{name('plan-and-approve')} (Resume the paused run to decide) -> {name('apply')} -> "
+        f"{name('verify')} -> {name('notify')}",
+        f"  {name('rollback')} undoes an apply run; a failed run: fix the cause, press Retry",
+        "From a shell (state only, no AWS needed):",
+        f"  iamc runs -c {spec_path}            every run, its status and next step",
+        f"  iamc status RUN_ID -c {spec_path}   per account: done, adopted, pending, failed, "
+        "with AWS's reasons",
+    ]
+
+
 def serve_deployments(spec_path: str | Path) -> None:
     """Serve until interrupted, running flow runs in this process (``prefect.serve``)."""
     from prefect import serve
