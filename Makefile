@@ -10,7 +10,7 @@ export PREFECT_HOME ?= $(CURDIR)/.iamc/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_LOGGING_LEVEL ?= WARNING
 
-.PHONY: demo test lint bench ui lock clean
+.PHONY: demo test lint bench ui screenshots lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: lint
 # runbook's deployments served to it (SPEC=path/to/spec.toml to serve your own migration).
 ui: $(STAMP)
 	$(BIN)/iamc ui $(if $(SPEC),--spec $(SPEC) --no-sandbox)
+
+# The README's pictures of the UI, from a real run against the sandbox (needs Debian's chromium).
+screenshots: $(STAMP)
+	$(BIN)/python -m iamc.screenshots docs
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(or $(BENCH_ARGS),inventory)

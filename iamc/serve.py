@@ -152,7 +152,13 @@ def runbook_lines(spec_path: str | Path) -> list[str]:
 
 
 def serve_deployments(spec_path: str | Path) -> None:
-    """Serve until interrupted, running flow runs in this process (``prefect.serve``)."""
+    """Serve until interrupted; each flow run runs in a process of its own (``prefect.serve``).
+
+    Flow runs log at INFO to the API, so the UI's Logs tab tells the story per account; the
+    console of this process stays quiet (``iamc`` sets Prefect's console handler).
+    """
+    # Inherited by the flow runs' processes, which read it when they start.
+    os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
     from prefect import serve
 
     items = deployments(spec_path)
