@@ -124,13 +124,13 @@ def status_table(spec_path: str, run_id: int) -> tuple[list[dict[str, Any]], str
                 "account": account,
                 "name": names.get(account, "management account" if account == "management" else ""),
                 "state": "FAILED" if now["failed"] else ("pending" if now["pending"] else "done"),
+                "AWS's reasons": "; ".join(_short_reason(e) for e in now["errors"]),
                 "done": now["done"],
                 "adopted": now["adopted"],
                 "pending": now["pending"],
                 "failed": now["failed"],
                 "rolled back": now["rolled_back"],
                 f"run {run['id']} did": did,
-                "AWS's reasons": "; ".join(now["errors"]),
             }
         )
     failed = sum(r["failed"] for r in rows)
@@ -147,6 +147,14 @@ def status_table(spec_path: str, run_id: int) -> tuple[list[dict[str, Any]], str
             f"(from a shell: `{run['next']}`)."
         )
     return rows, description, load_spec(spec_path).name
+
+
+def _short_reason(error: str) -> str:
+    """``target: AWS's reason``: the action's own restatement of its target left out."""
+    target, _, rest = error.partition(": ")
+    if " FAILED: " in rest:
+        return f"{target}: {rest.split(' FAILED: ', 1)[1]}"
+    return error
 
 
 def publish_apply(spec_path: str, arguments: dict[str, Any], outcome: Any) -> None:

@@ -79,6 +79,8 @@ def screenshot(url: str, path: Path, size: str = "1400,900") -> Path:
 def take(out_dir: Path, workdir: Path) -> list[Path]:
     """Run the scenario and write the PNGs into ``out_dir``; return their paths."""
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
     from prefect.flow_runs import resume_flow_run
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -164,11 +166,16 @@ def take(out_dir: Path, workdir: Path) -> list[Path]:
                 _wait(lambda: state("FAILED", "COMPLETED", "CRASHED"), "the failed apply")
                 time.sleep(3)
                 key = artifact_key(SPEC_NAME, "apply", "provision")
+                artifact = client.read_artifacts(
+                    artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                    sort=ArtifactSort.CREATED_DESC,
+                    limit=1,
+                )[0]
                 taken.append(
                     screenshot(
-                        f"{ui}/artifacts/key/{key}",
+                        f"{ui}/artifacts/artifact/{artifact.id}",
                         out_dir / "ui-failed-apply-per-account.png",
-                        size="1400,800",
+                        size="1600,700",
                     )
                 )
         finally:
