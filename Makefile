@@ -12,7 +12,7 @@ export PREFECT_LOGGING_LEVEL ?= WARNING
 # A loaded machine misses Prefect's default 20 s for its temporary server to start.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 
-.PHONY: demo test lint bench ui lock clean
+.PHONY: demo test lint bench ui screenshots lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: lint
 # runbook's deployments served to it (SPEC=path/to/spec.toml to serve your own migration).
 ui: $(STAMP)
 	$(BIN)/iamc ui $(if $(SPEC),--spec $(SPEC) --no-sandbox)
+
+# The README's pictures of the UI, from a real run against the sandbox (needs Debian's chromium).
+screenshots: $(STAMP)
+	$(BIN)/python -m iamc.screenshots docs
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(or $(BENCH_ARGS),inventory)

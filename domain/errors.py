@@ -191,4 +191,8 @@ class NoKeyScanError(IamcError):
 class ScanIncomplete(IamcError):
     """The key scan ran, but some accounts could not be read: what was read is stored."""
 
+
+class AccessNotVerified(IamcError):
+    """After provisioning, someone's access did not land as planned, or is less than before."""
+
     exit_code = 1

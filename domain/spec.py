@@ -69,6 +69,18 @@ class Decommission(_Strict):
     bake_days: Annotated[int, Field(ge=0, le=365)] = 14
 
 
+class Notify(_Strict):
+    """What the notices to migrated people say; the tool writes them and sends nothing."""
+
+    # The AWS access portal; default: https://<identity store id>.awsapps.com/start, the URL
+    # Identity Center gives an instance without a custom alias.
+    portal_url: str | None = None
+    # Days between the notice and disabling the old IAM users (deletion follows bake_days on).
+    notice_days: Annotated[int, Field(ge=0, le=365)] = 7
+    sender: str = "iam-team@example.com"  # the From: of the .eml files
+    out_dir: str = "notices"  # relative to the spec's directory
+
+
 class Inventory(_Strict):
     concurrency: Annotated[int, Field(ge=1, le=64)] = 8
 
@@ -346,6 +358,8 @@ class MigrationSpec(_Strict):
             if wave.name == name:
                 return wave
         raise WaveError(f"--wave {name}: no such wave in migration {self.name!r} ({known})")
+
+    notify: Notify = Field(default_factory=Notify)
 
     @field_validator("name")
     @classmethod

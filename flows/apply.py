@@ -33,6 +33,15 @@ from domain.records import AccountInventory
 from domain.spec import MigrationSpec, load_spec
 from domain.waves import still_used_by
 from flows import retire
+from flows.artifacts import publish_apply, publish_rollback
+from flows.console import (
+    ProgressEvents,
+    account_label,
+    operator_step,
+    resolve_plan_id,
+    settle,
+    task_outcome,
+)
 from flows.waves import publish_waves_artifact
 from state import Store
 from state.journal import (
@@ -70,8 +79,9 @@ class AccountReport:
     """What one account's task did: statuses by action, and why it stopped, if it did."""
 
     account_id: str
-    statuses: dict[str, str] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
+    # Left out of the repr: Prefect logs a failed task's state, and the repr is in it.
+    statuses: dict[str, str] = field(default_factory=dict, repr=False)
+    errors: list[str] = field(default_factory=list, repr=False)
 
 
 class _Runtime:
@@ -274,16 +284,32 @@ def provision_account(rt: _Runtime, account_id: str, actions: list[PlanAction]) 
     return report
 
 
-@task(name="create-permission-sets", cache_policy=NO_CACHE, persist_result=False)
-def create_permission_sets_task(rt: _Runtime, actions: list[PlanAction]) -> AccountReport:
-    return create_permission_sets(rt, actions)
+@task(
+    name="create-permission-sets",
+    task_run_name="create permission sets",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def create_permission_sets_task(rt: _Runtime, actions: list[PlanAction]) -> Any:
+    """Ends Failed (one message, no traceback) when a permission set failed."""
+    return task_outcome(
+        "permission sets", lambda: create_permission_sets(rt, actions), len(actions)
+    )
 
 
-@task(name="provision-account", cache_policy=NO_CACHE, persist_result=False)
+@task(
+    name="provision-account",
+    task_run_name="provision {label}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
 def provision_account_task(
-    rt: _Runtime, account_id: str, actions: list[PlanAction]
-) -> AccountReport:
-    return provision_account(rt, account_id, actions)
+    rt: _Runtime, account_id: str, actions: list[PlanAction], label: str = ""
+) -> Any:
+    """Ends Failed (one message, no traceback) when the account failed; others go on."""
+    return task_outcome(
+        label or account_id, lambda: provision_account(rt, account_id, actions), len(actions)
+    )
 
 
 def _by_account(actions: list[PlanAction]) -> dict[str, list[PlanAction]]:
@@ -302,12 +328,14 @@ def _execute(
     sets = [a for a in actions if a.kind in PERMISSION_SET_KINDS]
     accounts = _by_account([a for a in actions if a.kind not in PERMISSION_SET_KINDS])
     if in_flow:
-        reports = [create_permission_sets_task(rt, sets)]
+        reports = [settle(create_permission_sets_task.submit(rt, sets))]
         futures = [
-            provision_account_task.submit(rt, account_id, account_actions)
+            provision_account_task.submit(
+                rt, account_id, account_actions, account_label(rt.planned_account(account_id))
+            )
             for account_id, account_actions in accounts.items()
         ]
-        reports.extend(future.result() for future in futures)
+        reports.extend(settle(future) for future in futures)
         return reports
     reports = [create_permission_sets(rt, sets)]
     reports.extend(
@@ -479,10 +507,19 @@ def _summary(
 @flow(
     name="apply",
     log_prints=False,
+    persist_result=False,
     task_runner=ThreadPoolTaskRunner(max_workers=ACCOUNT_CONCURRENCY),
 )
+@operator_step(
+    "apply",
+    progress=ProgressEvents("apply-start", "actions", "action-done", "actions"),
+    publish=publish_apply,
+)
 def apply_flow(
-    spec_path: str, plan_id: int, stage: str = "provision", resume_run_id: int | None = None
+    spec_path: str,
+    plan_id: int | None = None,
+    stage: Stage = Stage.PROVISION,
+    resume_run_id: int | None = None,
 ) -> dict[str, Any]:
     """Apply one stage of an approved plan: permission sets, then each account's provisioning
     and assignments as one task per account. Safe to re-run from the top (Prefect Retry):
@@ -490,15 +527,17 @@ def apply_flow(
 
     Args:
         spec_path: The migration spec (TOML).
-        plan_id: The approved plan.
-        stage: ``provision``, ``disable`` or ``delete`` (see ``flows.retire``).
-        resume_run_id: Continue this run instead of starting one (``iamc resume``).
+        plan_id: The approved plan; empty: the migration's latest plan.
+        stage: Which stage of the plan to carry out: ``provision``, ``disable`` or ``delete``
+            (see ``flows.retire``).
+        resume_run_id: Continue this apply run instead of starting one (``iamc resume``).
 
     Returns:
         The run's summary: counts of succeeded, adopted, failed and pending actions.
     """
+    plan_id = resolve_plan_id(spec_path, plan_id)
     try:
-        return apply_plan(spec_path, plan_id, stage, resume_run_id=resume_run_id, in_flow=True)
+        return apply_plan(spec_path, plan_id, str(stage), resume_run_id=resume_run_id, in_flow=True)
     finally:
         publish_waves_artifact(spec_path)
 
@@ -670,7 +709,8 @@ def rollback_plan(
             return summary
 
 
-@flow(name="rollback", log_prints=False)
+@flow(name="rollback", log_prints=False, persist_result=False)
+@operator_step("rollback", publish=publish_rollback)
 def rollback_flow(
     spec_path: str,
     run_id: int,

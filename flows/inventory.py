@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,8 @@ from domain.errors import AwsAccessError, AwsUnreachableError, InventoryIncomple
 from domain.progress import emit
 from domain.records import Account, AccountInventory, Finding
 from domain.spec import MigrationSpec, load_spec
+from flows.artifacts import publish_inventory
+from flows.console import ProgressEvents, operator_step, run_logger
 from state import Store
 from tasks.aws import UNREACHABLE_ERRORS, AwsSessions, error_code, unreachable
 from tasks.iam_users import ClassificationRules, inventory_account
@@ -79,7 +82,7 @@ def resolve_scope(runtime: _Runtime) -> ScopedAccounts:
 
 @task(
     name="inventory-account",
-    task_run_name="inventory {account.account_id}",
+    task_run_name="inventory {account.account_id} {account.name}",
     cache_policy=NO_CACHE,
     persist_result=False,
 )
@@ -134,6 +137,7 @@ def inventory_one_account(runtime: _Runtime, account: Account) -> AccountOutcome
         )
     runtime.store.save_account_inventory(runtime.snapshot_id, inventory)
     emit("account-done", account_id=account.account_id, users=len(inventory.users))
+    _log_account(inventory, findings)
     reason = next((f.kind for f in findings if f.severity == "error"), None)
     return AccountOutcome(
         account.account_id,
@@ -145,7 +149,12 @@ def inventory_one_account(runtime: _Runtime, account: Account) -> AccountOutcome
     )
 
 
-@flow(name="inventory", log_prints=False)
+@flow(name="inventory", log_prints=False, persist_result=False)
+@operator_step(
+    "inventory",
+    progress=ProgressEvents("scope", "accounts", "account-done", "accounts"),
+    publish=publish_inventory,
+)
 def inventory_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
     """Inventory every in-scope member account into one new snapshot.
 
@@ -216,6 +225,25 @@ def _inventory(
         "skipped_accounts": len(scoped.findings),
     }
     return summary, failed
+
+
+def _log_account(inventory: AccountInventory, findings: list[Finding]) -> None:
+    """One or two lines per account in the run's logs: what was found, or why not."""
+    logger = run_logger()
+    account = inventory.account
+    label = f"{account.account_id} {account.name}".strip()
+    if inventory.error:
+        logger.warning("%s: not inventoried: %s", label, inventory.error)
+        return
+    classes = Counter(str(u.user_class) for u in inventory.users)
+    logger.info(
+        "%s: %d IAM users (%s)",
+        label,
+        len(inventory.users),
+        ", ".join(f"{n} {c}" for c, n in sorted(classes.items())) or "none",
+    )
+    for finding in findings:
+        logger.warning("%s: %s", label, finding.message)
 
 
 def run_inventory(spec_path: str | Path, profile: str | None = None) -> dict[str, Any]:

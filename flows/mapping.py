@@ -13,6 +13,8 @@ from domain.errors import NoInventoryError
 from domain.progress import emit
 from domain.records import AccountInventory
 from domain.spec import MigrationSpec, load_spec
+from flows.artifacts import publish_mapping
+from flows.console import operator_step
 from state import Store
 from tasks.aws import AwsSessions
 from tasks.identity_store import IdentityStoreContents, find_instance, read_identity_store
@@ -99,7 +101,8 @@ def load_overrides(spec: MigrationSpec) -> tuple[Overrides | None, Overrides | N
     return users, groups
 
 
-@flow(name="mapping", log_prints=False)
+@flow(name="mapping", log_prints=False, persist_result=False)
+@operator_step("mapping", publish=publish_mapping)
 def mapping_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
     """Map the latest inventory's human IAM users and IAM groups to the identity store.
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
-from pydantic import Field, field_validator
 
 from domain.access import KnownPermissionSet
 from domain.errors import PlanError
@@ -21,15 +18,18 @@ from domain.plan_render import render_assignments_csv, render_json, render_markd
 from domain.records import AccountInventory
 from domain.spec import MigrationSpec, load_spec
 from domain.waves import OrgPermissionSet, names_only_accounts, organization_sets, resolve_waves
+from flows.approval import ApprovalInput, request_approval
+from flows.console import operator_step
 from flows.waves import publish_waves_artifact
 from state import Store
-from state.approvals import MIN_HASH_PREFIX, record_decision
-from state.reports import load_plan, plan_meta
+from state.reports import plan_meta
 from tasks.aws import AwsSessions
 from tasks.organizations import account_ancestors
 from tasks.synthesis import synthesize
 
 log = logging.getLogger(__name__)
+
+__all__ = ["ApprovalInput", "compute_plan", "plan_and_approve", "plan_flow", "write_plan_files"]
 
 
 def _plan_settings(spec: MigrationSpec) -> dict[str, Any]:
@@ -170,7 +170,8 @@ def write_plan_files(plan: Plan, meta: dict[str, Any], out_dir: Path) -> dict[st
     return {kind: str(path) for kind, path in files.items()}
 
 
-@flow(name="plan", log_prints=False)
+@flow(name="plan", log_prints=False, persist_result=False)
+@operator_step("plan")
 def plan_flow(
     spec_path: str, out_dir: str | None = None, wave: str | None = None
 ) -> dict[str, Any]:
@@ -224,36 +225,8 @@ def plan_flow(
     return {**summary, "files": files}
 
 
-class ApprovalInput(RunInput):
-    """The form a change board fills in the Prefect UI to approve or reject a plan.
-
-    ``plan_hash`` is prefilled with the hash of the plan this run published; the decision is
-    refused unless it is (a 12+ character prefix of) the stored plan's hash when recorded.
-    """
-
-    approver: str
-    ticket: str
-    decision: Literal["approve", "reject"]
-    stage: Literal["all", "provision", "disable", "delete"] = "all"
-    plan_hash: str = Field(
-        default="",
-        description="The plan hash you reviewed (plan.md / the plan artifact): 12+ characters",
-    )
-    comment: str = ""
-
-    @field_validator("plan_hash")
-    @classmethod
-    def _hex_prefix(cls, value: str) -> str:
-        value = value.strip().lower()
-        if len(value) < MIN_HASH_PREFIX or any(c not in "0123456789abcdef" for c in value):
-            raise ValueError(
-                f"plan_hash: give at least {MIN_HASH_PREFIX} hex characters of the plan hash "
-                "shown in the plan artifact"
-            )
-        return value
-
-
-@flow(name="plan-and-approve", log_prints=False)
+@flow(name="plan-and-approve", log_prints=False, persist_result=False)
+@operator_step("plan-and-approve")
 def plan_and_approve(
     spec_path: str,
     plan_id: int | None = None,
@@ -263,30 +236,14 @@ def plan_and_approve(
     """Compute (or take) a plan, publish it as a Markdown artifact, and wait for a decision.
 
     The run pauses until someone resumes it from the UI (or ``resume_flow_run``) with an
-    :class:`ApprovalInput`; the decision is recorded like ``iamc approve``. ``wave``: the wave
-    to plan when the spec has ``[[waves]]``.
+    ``ApprovalInput`` (``flows.approval``); the decision is recorded like ``iamc approve``.
+
+    Args:
+        spec_path: The migration spec (TOML).
+        plan_id: The plan to decide on; empty: compute the plan now.
+        timeout_seconds: How long the run waits for a decision before it fails.
+        wave: The wave to plan when the spec has ``[[waves]]``.
     """
     if plan_id is None:
         plan_id = plan_flow(spec_path, wave=wave)["plan_id"]
-    plan, meta = load_plan(spec_path, plan_id)
-    create_markdown_artifact(
-        key=f"plan-{plan_id}-for-approval",
-        markdown=render_markdown(plan, meta),
-        description=f"Plan {plan_id}: approve or reject from this run's Resume form",
-    )
-    form = ApprovalInput.with_initial_data(
-        description=f"Plan {plan_id}, hash {meta['hash']}: approve or reject",
-        plan_hash=meta["hash"],
-    )
-    answer = pause_flow_run(wait_for_input=form, timeout=timeout_seconds)
-    decision = "approved" if answer.decision == "approve" else "rejected"
-    return record_decision(
-        spec_path,
-        plan_id,
-        approver=answer.approver,
-        ticket=answer.ticket,
-        decision=decision,
-        stage=answer.stage,
-        expected_hash=answer.plan_hash,
-        comment=answer.comment,
-    )
+    return request_approval(spec_path, plan_id, timeout_seconds)

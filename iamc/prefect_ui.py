@@ -42,6 +42,10 @@ def run_ui(
         f"Prefect UI: http://127.0.0.1:{port}  (deployments of {spec}; Ctrl-C stops)",
         highlight=False,
     )
+    from iamc.serve import runbook_lines
+
+    for line in runbook_lines(spec):
+        console.print(line, highlight=False, soft_wrap=True)
     try:
         from iamc.serve import serve_deployments
 

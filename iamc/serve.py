@@ -23,17 +23,107 @@ from domain.spec import load_spec
 log = logging.getLogger(__name__)
 
 
+# What each deployment does, for the operator who opens it in the UI; {migration} and {spec}
+# are filled in. Numbered in runbook order by flows.console.deployment_name.
+DESCRIPTIONS = {
+    "centralize": (
+        "The whole runbook for migration {migration}, in order: inventory, mapping, plan, the "
+        "change board's approval (the run pauses: open it and press Resume to decide), "
+        "provision, verify, notify. Safe to Retry or to start again: it continues at the first "
+        "step not finished yet, as the state database records it, and never repeats a finished "
+        "step. Each step shows as a subflow run with its own result table. Status from a "
+        "shell: iamc runs -c {spec}"
+    ),
+    "inventory": (
+        "Step {n[inventory]}. Read every IAM user of every in-scope account of {migration} into a "
+        "new snapshot. Changes nothing in AWS. Result: the inventory table artifact (users by "
+        "class, keys, CIS 1.21 per account). Next: {n[mapping]} mapping."
+    ),
+    "mapping": (
+        "Step {n[mapping]}. Match each human IAM user to an Identity Center user, by the spec's "
+        "rules. Changes nothing in AWS. Result: a table of the users that matched no one or "
+        "several (for the IdP team). Next: {n[key-scan]} key-scan."
+    ),
+    "key-scan": (
+        "Step {n[key-scan]}. Find every place an access key is written down (the spec's code "
+        "paths with their git history, and each account's Lambda, ECS, EC2, SSM, CloudFormation "
+        "and CodeBuild configuration) and join it to its owner. Changes nothing in AWS; secrets "
+        "are never stored. A user whose active key is found is held from disable and delete. "
+        "Next: {n[plan]} plan."
+    ),
+    "plan": (
+        "Step {n[plan]}. Compute the dry-run plan from the latest inventory and mapping: "
+        "permission sets, account assignments, and what happens to each IAM user. Changes "
+        "nothing in AWS. Result: the plan artifact. Next: {n[plan-and-approve]} plan-and-approve."
+    ),
+    "plan-and-approve": (
+        "Step {n[plan-and-approve]}. Publish the plan and pause for the change board: open the "
+        "paused run, read the plan artifact, press Resume and fill in the form (who, ticket, "
+        "approve or reject, the plan hash). Leave plan_id empty to compute the plan first. "
+        "Next: {n[apply]} apply."
+    ),
+    "apply": (
+        "Step {n[apply]}. Carry out a stage of the approved plan: provision (permission sets, "
+        "then each account's assignments), disable (keys inactive, quarantine policy; "
+        "reversible) or delete (after the bake period, snapshot first). One task per account. "
+        "Leave plan_id empty for the latest plan. An account that fails shows as a red task "
+        "with AWS's reason; the other accounts go on. Fix the cause, then press Retry on the "
+        "run: what is done is not repeated. Result: the per-account table artifact (as iamc "
+        "status shows it). Next after provision: {n[verify]} verify."
+    ),
+    "verify": (
+        "Step {n[verify]}. Check, for each migrated person, that the access landed: the "
+        "assignment exists, the AWSReservedSSO role exists in each account with the permission "
+        "set's policies, and nobody has less than their old IAM user had. Changes nothing. "
+        "Result: a table per person and account. Next: {n[notify]} notify."
+    ),
+    "notify": (
+        "Step {n[notify]}. Write, for each migrated person, a message (Markdown and .eml) and "
+        "one CSV for mail merge: the access portal URL, their accounts and permission sets, and "
+        "the dates their old IAM users will be disabled and deleted. Sends nothing. Next: "
+        "{n[apply]} apply with stage disable, once approved."
+    ),
+    "bake-watch": (
+        "Step {n[bake-watch]}, daily at 07:00 UTC. For every user this migration disabled, look "
+        "for attempted use since (CloudTrail denied calls and failed sign-ins, key last use). "
+        "A user in use can't be deleted until re-enabled or a decision is recorded (iamc bake "
+        "decide). Changes nothing in AWS."
+    ),
+    "rollback": (
+        "Undo what a plan stage's apply runs did, newest first (assignments, then permission "
+        "sets; or the disable of every user, or of one with user=ACCOUNT/NAME); what existed "
+        "before, and what another wave uses, is left alone. run_id is an apply run's number "
+        "(iamc runs -c {spec}). dry_run only lists what would be undone."
+    ),
+    "restore": (
+        "Re-create deleted IAM users from their snapshots as far as AWS allows (user, path, "
+        "tags, boundary, policies, groups, SSH keys, certificates) and list what can't come "
+        "back (key secrets, password, MFA, resource-policy grants). Never creates access keys."
+    ),
+}
+
+# Daily runs: the bake watch's evidence is in its table by morning.
+SCHEDULES = {"bake-watch": "0 7 * * *"}
+
+
 def deployments(spec_path: str | Path) -> list[Any]:
-    """The deployments of one migration spec, with the spec's path as their default parameter."""
+    """The runbook's deployments for one migration spec, numbered in runbook order.
+
+    Each is named ``N step (migration)`` and takes the spec's path as its default parameter.
+    """
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from flows.apply import apply_flow, rollback_flow
     from flows.bake import bake_watch_flow
+    from flows.centralize import centralize_flow
+    from flows.console import RUNBOOK, deployment_name
     from flows.inventory import inventory_flow
     from flows.key_scan import key_scan_flow
     from flows.mapping import mapping_flow
+    from flows.notify import notify_flow
     from flows.plan import plan_and_approve, plan_flow
     from flows.restore import restore_flow
+    from flows.verify import verify_flow
 
     spec = load_spec(spec_path)
     path = str(Path(spec_path).resolve())
@@ -41,28 +131,70 @@ def deployments(spec_path: str | Path) -> list[Any]:
     inventory = inventory_flow.with_options(
         task_runner=ThreadPoolTaskRunner(max_workers=spec.inventory.concurrency)
     )
+    key_scan = key_scan_flow.with_options(
+        task_runner=ThreadPoolTaskRunner(max_workers=spec.scan.concurrency)
+    )
+    flows = {
+        "centralize": centralize_flow,
+        "inventory": inventory,
+        "mapping": mapping_flow,
+        "key-scan": key_scan,
+        "plan": plan_flow,
+        "plan-and-approve": plan_and_approve,
+        "apply": apply_flow,
+        "verify": verify_flow,
+        "notify": notify_flow,
+        "bake-watch": bake_watch_flow,
+        "rollback": rollback_flow,
+        "restore": restore_flow,
+    }
+    numbers = {step: RUNBOOK.index(step) for step in RUNBOOK}
     return [
-        inventory.to_deployment(name=spec.name, parameters={"spec_path": path}, tags=tags),
-        mapping_flow.to_deployment(name=spec.name, parameters={"spec_path": path}, tags=tags),
-        key_scan_flow.with_options(
-            task_runner=ThreadPoolTaskRunner(max_workers=spec.scan.concurrency)
-        ).to_deployment(name=spec.name, parameters={"spec_path": path}, tags=tags),
-        plan_flow.to_deployment(name=spec.name, parameters={"spec_path": path}, tags=tags),
-        plan_and_approve.to_deployment(name=spec.name, parameters={"spec_path": path}, tags=tags),
-        apply_flow.to_deployment(
-            name=spec.name, parameters={"spec_path": path, "stage": "provision"}, tags=tags
-        ),
-        rollback_flow.to_deployment(name=spec.name, parameters={"spec_path": path}, tags=tags),
-        # The bake watch runs daily (07:00 UTC): evidence of use is in the table by morning.
-        bake_watch_flow.to_deployment(
-            name=spec.name, parameters={"spec_path": path}, tags=tags, cron="0 7 * * *"
-        ),
-        restore_flow.to_deployment(name=spec.name, parameters={"spec_path": path}, tags=tags),
+        flow.to_deployment(
+            name=deployment_name(step, spec.name),
+            parameters={"spec_path": path},
+            tags=tags,
+            description=DESCRIPTIONS[step].format(migration=spec.name, spec=path, n=numbers),
+            cron=SCHEDULES.get(step),
+        )
+        for step, flow in flows.items()
+    ]
+
+
+def runbook_lines(spec_path: str | Path) -> list[str]:
+    """What to run, in which order, in the UI; and the shell commands that show the same."""
+    from flows.console import deployment_name
+
+    migration = load_spec(spec_path).name
+
+    def name(step: str) -> str:
+        return f"'{deployment_name(step, migration)}'"
+
+    return [
+        "In the UI, Deployments, in this order:",
+        f"  {name('centralize')}: the whole runbook in one run; it pauses for the change "
+        "board (open the run, press Resume, fill in the form); Retry continues where it stopped",
+        "  or one step at a time:",
+        f"  {name('inventory')} -> {name('mapping')} -> {name('key-scan')} -> {name('plan')} -> "
+        f"{name('plan-and-approve')} (Resume the paused run to decide) -> {name('apply')} -> "
+        f"{name('verify')} -> {name('notify')} -> {name('apply')} (stage disable) -> "
+        f"{name('bake-watch')} (daily) -> {name('apply')} (stage delete)",
+        f"  {name('rollback')} undoes an apply run; a failed run: fix the cause, press Retry",
+        "From a shell (state only, no AWS needed):",
+        f"  iamc runs -c {spec_path}            every run, its status and next step",
+        f"  iamc status RUN_ID -c {spec_path}   per account: done, adopted, pending, failed, "
+        "with AWS's reasons",
     ]
 
 
 def serve_deployments(spec_path: str | Path) -> None:
-    """Serve until interrupted, running flow runs in this process (``prefect.serve``)."""
+    """Serve until interrupted; each flow run runs in a process of its own (``prefect.serve``).
+
+    Flow runs log at INFO to the API, so the UI's Logs tab tells the story per account; the
+    console of this process stays quiet (``iamc`` sets Prefect's console handler).
+    """
+    # Inherited by the flow runs' processes, which read it when they start.
+    os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
     from prefect import serve
 
     items = deployments(spec_path)

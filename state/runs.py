@@ -267,11 +267,14 @@ class StageLockMixin:
                 return None
             if row.holder != holder and now - row.heartbeat < stale_after:
                 return _info(row)
-            # Ours already, or its holder fell silent (a killed process): take it over.
+            # Ours already, or its holder fell silent (a killed process): take it over. A new
+            # holder has not said which run it executes yet: the old holder's run is no longer
+            # live (it shows interrupted, so it may be resumed), not "still running".
+            values: dict[str, Any] = {"holder": holder, "heartbeat": now, "acquired": now}
+            if row.holder != holder:
+                values["run_id"] = None
             session.execute(
-                update(m.StageLockRow)
-                .where(m.StageLockRow.id == row.id)
-                .values(holder=holder, heartbeat=now, acquired=now)
+                update(m.StageLockRow).where(m.StageLockRow.id == row.id).values(**values)
             )
             return None
 
@@ -352,7 +355,16 @@ def _process_alive(process: str | None) -> bool | None:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """A killed process its parent has not reaped yet (or orphaned where nothing reaps) is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[:1] in (["Z"], ["X"])
 
 
 def _holder_process(holder: str) -> str:

@@ -1,4 +1,9 @@
-"""Deployments on a real local Prefect server: a run fails mid-stage, Retry completes it once."""
+"""Deployments on a real local Prefect server: a run fails mid-stage, Retry completes it once.
+
+What the operator sees is checked too: the failed account's task is Failed and named by the
+account, the per-account table artifact gives AWS's reason and, after Retry, shows it done;
+the run logs tell the story per account at INFO, with no traceback.
+"""
 
 from __future__ import annotations
 
@@ -98,19 +103,35 @@ def test_a_failed_apply_is_retried_like_the_ui_and_completes(
             deployment = None
             while deployment is None and time.monotonic() < deadline:
                 try:
-                    deployment = client.read_deployment_by_name("apply/e2e-served")
+                    deployment = client.read_deployment_by_name("apply/6 apply (e2e-served)")
                 except Exception:  # not registered yet
                     time.sleep(1)
             assert deployment is not None, (tmp_path / "serve.log").read_text()
 
             control.fail_next_assignment("*", "*", "Injected: ConflictException from a test")
             control.reset_calls()
-            run = client.create_flow_run_from_deployment(
-                deployment.id, parameters={"plan_id": plan["plan_id"]}
-            )
+            # plan_id left empty: the deployment takes the latest plan.
+            run = client.create_flow_run_from_deployment(deployment.id)
             failed = wait_for_state(client, run.id, TERMINAL)
             assert failed.state.type.value == "FAILED", failed.state
             first_calls = control.calls()["calls"]
+            # One clear message that says what to do in the UI and in a shell.
+            assert "press Retry on this flow run" in failed.state.message
+            assert "iamc resume" in failed.state.message
+
+            tasks = {t.name: t.state.type.value for t in _task_runs(client, run.id)}
+            accounts = sorted(a["account_id"] for a in control.manifest()["accounts"])
+            provision = {n: s for n, s in tasks.items() if n.startswith("provision ")}
+            # One task per account with work, named by the account's id and name.
+            assert len(provision) >= 2 and {n.split()[1] for n in provision} <= set(accounts)
+            assert all(len(n.split()) >= 3 for n in provision), provision
+            assert sorted(provision.values()) == ["COMPLETED"] * (len(provision) - 1) + ["FAILED"]
+            accounts = sorted(n.split()[1] for n in provision)
+            assert tasks["create permission sets"] == "COMPLETED"
+            table = _latest_table(client, "e2e-served-apply-provision")
+            failed_rows = [r for r in table if r["failed"]]
+            assert len(failed_rows) == 1 and failed_rows[0]["state"] == "FAILED"
+            assert "Injected: ConflictException from a test" in failed_rows[0]["AWS's reasons"]
 
             # What the UI's Retry button does: force the terminal run back to Scheduled
             # ("AwaitingRetry"); the served deployment picks it up and runs it from the top.
@@ -121,6 +142,17 @@ def test_a_failed_apply_is_retried_like_the_ui_and_completes(
             done = wait_for_state(client, run.id, TERMINAL)
             assert done.state.type.value == "COMPLETED", done.state
             assert done.id == run.id and done.run_count >= 2
+
+            table = _latest_table(client, "e2e-served-apply-provision")
+            assert [r["state"] for r in table] == ["done"] * len(table)
+            assert not any(r["failed"] or r["AWS's reasons"] for r in table), table
+            logs = _logs(client, run.id)
+            assert not [line for line in logs if "Traceback" in line.message]
+            for account_id in accounts:
+                assert any(account_id in line.message and line.level == 20 for line in logs), (
+                    f"no INFO line about {account_id}"
+                )
+            assert not _result_artifacts(client, run.id)
     finally:
         # Stop serve() before the server it talks to, or its shutdown hangs.
         stop_process(server)
@@ -131,3 +163,56 @@ def test_a_failed_apply_is_retried_like_the_ui_and_completes(
     # Each planned assignment created once, plus the one injected failure that was re-sent.
     assert calls.get("sso-admin:CreateAccountAssignment", 0) == len(plan["assignments"]) + 1
     assert first_calls.get("sso-admin:CreatePermissionSet", 0) == len(plan["permission_sets"])
+
+
+def _task_runs(client, flow_run_id) -> list:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    return client.read_task_runs(
+        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+    )
+
+
+def _latest_table(client, key: str) -> list[dict]:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    artifacts = client.read_artifacts(
+        artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+        sort=ArtifactSort.CREATED_DESC,
+        limit=1,
+    )
+    assert artifacts, f"no artifact {key}"
+    data = artifacts[0].data
+    return json.loads(data) if isinstance(data, str) else data
+
+
+def _result_artifacts(client, flow_run_id) -> list:
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterType,
+    )
+
+    return client.read_artifacts(
+        artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            type=ArtifactFilterType(any_=["result"]),
+        )
+    )
+
+
+def _logs(client, flow_run_id) -> list:
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    found, offset = [], 0
+    while True:
+        page = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+            offset=offset,
+            limit=200,
+        )
+        found.extend(page)
+        if len(page) < 200:
+            return found
+        offset += len(page)

@@ -1,0 +1,250 @@
+"""The change board's approval gate in the Prefect UI: the plan, a form, and the decision recorded.
+
+The run publishes the plan as a Markdown artifact and pauses with a form (:class:`ApprovalInput`)
+whose description says what is being approved: the plan hash, what each stage does, how many
+actions are irreversible, and a link to the plan. The decision is recorded like ``iamc
+approve`` (bound to the plan's hash), and the plan artifact gets a new version that says who
+decided what, under which ticket, and when.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect.input import RunInput
+from pydantic import Field, create_model, field_validator
+
+from domain.errors import PlanError
+from domain.plan import Outcome, Plan
+from domain.plan_render import render_markdown
+from domain.spec import load_spec
+from flows.console import artifact_key, artifact_url, deployment_name, publish_markdown, run_logger
+from state.approvals import MIN_HASH_PREFIX, check_reviewed_hash, record_decision
+from state.reports import load_plan
+
+ApprovalStage = Literal["all", "provision", "disable", "delete"]
+
+
+class ApprovalInput(RunInput):
+    """The form a change board fills in the Prefect UI to approve or reject a plan.
+
+    ``plan_hash`` is prefilled with the hash of the plan this run published; the decision is
+    refused unless it is (a 12+ character prefix of) the stored plan's hash when recorded.
+    """
+
+    approver: str = Field(description="Who decides: your name or e-mail, as the change record says")
+    ticket: str = Field(description="The change ticket that covers this plan, e.g. CHG-1234")
+    decision: Literal["approve", "reject"] = Field(
+        description="approve: the stage may be applied; reject: it may not (recorded, final)"
+    )
+    stage: ApprovalStage = Field(
+        default="all",
+        description="Which stage this decision covers: provision (Identity Center access), "
+        "disable (old IAM users made inactive), delete (irreversible), or all",
+    )
+    plan_hash: str = Field(
+        default="",
+        description="The plan hash you reviewed (plan.md / the plan artifact): 12+ characters. "
+        "A hash that is not the stored plan's is refused",
+    )
+    comment: str = Field(default="", description="Anything the record should say (optional)")
+
+    @field_validator("plan_hash")
+    @classmethod
+    def _hex_prefix(cls, value: str) -> str:
+        value = value.strip().lower()
+        if len(value) < MIN_HASH_PREFIX or any(c not in "0123456789abcdef" for c in value):
+            raise ValueError(
+                f"plan_hash: give at least {MIN_HASH_PREFIX} hex characters of the plan hash "
+                "shown in the plan artifact"
+            )
+        return value
+
+
+def plan_counts(plan: Plan) -> dict[str, Any]:
+    """What a change board weighs: users by outcome, changes by stage, irreversible actions."""
+    by_stage = Counter(str(a.stage) for a in plan.actions)
+    return {
+        "users": len(plan.users),
+        "outcomes": Counter(str(u.outcome) for u in plan.users),
+        "permission_sets": len(plan.permission_sets),
+        "assignments": len(plan.assignments),
+        "by_stage": by_stage,
+        "irreversible": sum(1 for a in plan.actions if a.irreversible),
+        "blocking": len(plan.blocking),
+    }
+
+
+def form_description(
+    migration: str, plan_id: int, plan_hash: str, plan: Plan, link: str | None
+) -> str:
+    """The Markdown shown above the approval form."""
+    counts = plan_counts(plan)
+    outcomes = counts["outcomes"]
+    skipped = sum(n for o, n in outcomes.items() if o.startswith("skip"))
+    lines = [
+        f"### Approve plan {plan_id} of {migration}?",
+        "",
+        f"Plan hash: `{plan_hash}`",
+        "",
+        f"- IAM users: {counts['users']}: {outcomes.get(Outcome.MIGRATE, 0)} migrate to "
+        f"Identity Center, {outcomes.get(Outcome.RETIRE, 0)} retire (unused), {skipped} left "
+        "as they are",
+        f"- **provision**: {counts['permission_sets']} permission set(s), "
+        f"{counts['assignments']} account assignment(s), {counts['by_stage'].get('provision', 0)}"
+        " action(s); reversible (the rollback deployment undoes them)",
+        f"- **disable**: {counts['by_stage'].get('disable', 0)} action(s) on the old IAM users; "
+        "reversible",
+        f"- **delete**: {counts['by_stage'].get('delete', 0)} action(s), "
+        f"**{counts['irreversible']} irreversible** (deleted users, keys and passwords can't be "
+        "restored)",
+        f"- blocking errors: {counts['blocking']}",
+        "",
+        f"Read the plan first: [plan {plan_id} artifact]({link})"
+        if link
+        else f"Read the plan first: the 'plan' artifact of this run (plan {plan_id}).",
+        "",
+        "Fill in who you are, the change ticket, the stage you decide on and the plan hash you "
+        "reviewed (prefilled with this plan's; any other hash is refused), choose approve or "
+        "reject, then submit.",
+    ]
+    return "\n".join(lines)
+
+
+def _form(description: str, plan_hash: str, stage: str) -> type[ApprovalInput]:
+    """ApprovalInput with this plan's hash and stage prefilled, keeping the field help."""
+    fields = ApprovalInput.model_fields
+    model = create_model(
+        "ApprovalInput",
+        __base__=ApprovalInput,
+        plan_hash=(str, Field(default=plan_hash, description=fields["plan_hash"].description)),
+        stage=(ApprovalStage, Field(default=stage, description=fields["stage"].description)),
+    )
+    model._description = description  # what RunInput.with_initial_data sets
+    return model
+
+
+def decision_markdown(plan: Plan, meta: dict[str, Any], latest: dict[str, Any]) -> str:
+    """The plan as approved or rejected: the decision first, then the plan."""
+    verb = latest["decision"].upper()
+    head = [
+        f"## {verb}: stage {latest['stage']} by {latest['approver']} (ticket "
+        f"{latest['ticket']}) at {latest['at']}",
+        "",
+        f"Plan hash `{meta['hash']}`."
+        + (f" Comment: {latest['comment']}" if latest["comment"] else ""),
+        "",
+        "---",
+        "",
+    ]
+    return "\n".join(head) + render_markdown(plan, meta)
+
+
+def _decided(meta: dict[str, Any], stage: str) -> dict[str, Any] | None:
+    """A decision already recorded for this stage and this plan's hash, if any."""
+    overlapping = {"all", "provision", "disable", "delete"} if stage == "all" else {stage, "all"}
+    for approval in reversed(meta["approvals"]):
+        if approval["stage"] in overlapping:
+            return approval
+    return None
+
+
+def request_approval(
+    spec_path: str | Path,
+    plan_id: int,
+    timeout_seconds: int = 7 * 24 * 3600,
+    stage: str = "all",
+    *,
+    ask_again: bool = True,
+) -> dict[str, Any]:
+    """Publish the plan, pause for the change board's form, record the decision.
+
+    With ``ask_again=False`` a decision already recorded for the stage is not asked again (a
+    Retry, a resumed ``centralize``). A hash that is not the stored plan's is refused.
+
+    Returns:
+        The plan's metadata after the decision: hash, approvals.
+
+    Raises:
+        PlanError: the plan has blocking errors, or the form quoted another plan's hash.
+    """
+    from prefect.flow_runs import pause_flow_run
+
+    logger = run_logger()
+    migration = load_spec(spec_path).name
+    plan, meta = load_plan(spec_path, plan_id)
+    key = artifact_key(migration, "plan-approval")
+    earlier = None if ask_again else _decided(meta, stage)
+    if earlier is not None:
+        logger.info(
+            "plan %s stage %s was already %s by %s (ticket %s) at %s: not asking again",
+            plan_id,
+            earlier["stage"],
+            earlier["decision"],
+            earlier["approver"],
+            earlier["ticket"],
+            earlier["at"],
+        )
+        return meta
+    if plan.blocking:
+        raise PlanError(
+            f"plan {plan_id} has {len(plan.blocking)} blocking error(s) and can't be approved: "
+            f"fix them (see the plan artifact), then compute a new plan with 'iamc plan -c "
+            f"{spec_path}'"
+        )
+    artifact = publish_markdown(
+        key,
+        render_markdown(plan, meta),
+        f"Plan {plan_id} of {migration}, hash {meta['hash'][:12]}: waiting for the change "
+        "board's decision (the paused run's Resume form)",
+    )
+    link = artifact_url(artifact)
+    form = _form(
+        form_description(migration, plan_id, meta["hash"], plan, link), meta["hash"], stage
+    )
+    logger.info(
+        "plan %s (hash %s) published; waiting for a decision in this run's Resume form",
+        plan_id,
+        meta["hash"][:12],
+    )
+    answer = pause_flow_run(
+        wait_for_input=form, timeout=timeout_seconds, key=f"approval-{uuid.uuid4().hex[:12]}"
+    )
+    try:
+        check_reviewed_hash(plan_id, meta["hash"], answer.plan_hash)
+    except PlanError as err:
+        raise PlanError(
+            f"{err}. Nothing was recorded; run the deployment "
+            f"'{deployment_name('plan-and-approve', migration)}' again and quote the hash of "
+            "the plan you reviewed"
+        ) from None
+    decided = record_decision(
+        spec_path,
+        plan_id,
+        approver=answer.approver,
+        ticket=answer.ticket,
+        decision="approved" if answer.decision == "approve" else "rejected",
+        stage=answer.stage,
+        expected_hash=answer.plan_hash,
+        comment=answer.comment,
+    )
+    latest = decided["approvals"][-1]
+    logger.info(
+        "plan %s stage %s %s by %s (ticket %s)",
+        plan_id,
+        latest["stage"],
+        latest["decision"],
+        latest["approver"],
+        latest["ticket"],
+    )
+    publish_markdown(
+        key,
+        decision_markdown(plan, {**meta, **decided}, latest),
+        f"Plan {plan_id} of {migration}, hash {meta['hash'][:12]}: {latest['decision']} "
+        f"(stage {latest['stage']}) by {latest['approver']}, ticket {latest['ticket']}, at "
+        f"{latest['at']}",
+    )
+    return decided

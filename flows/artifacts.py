@@ -1,0 +1,178 @@
+"""Each runbook step's result as a Prefect artifact, keyed per migration so it versions.
+
+Publishers are called by :func:`flows.console.operator_step` when a flow ends, with the flow's
+spec path, its arguments and its result (or the operator error it ended with). They read the
+state store, never AWS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.errors import InventoryIncompleteError
+from domain.inventory_report import totals
+from domain.records import MatchStatus
+from domain.spec import load_spec
+from flows.console import artifact_key, publish_table
+from state.progress import account_names, run_of_flow_run
+from state.reports import inventory_report, latest_mapping
+from state.runs import run_status
+
+
+def publish_inventory(spec_path: str, arguments: dict[str, Any], outcome: Any) -> None:
+    """Per account: IAM users by class, keys, console users without MFA, the CIS 1.21 verdict."""
+    if not isinstance(outcome, dict | InventoryIncompleteError):
+        return  # nothing was stored: no snapshot of this run to show
+    rows, meta, _ = inventory_report(spec_path)
+    table = [
+        {
+            "account": r["account_id"],
+            "name": r["account_name"],
+            "IAM users": r["users"],
+            "human": r["human"],
+            "workload": r["workload"],
+            "unused": r["unused"],
+            "protected": r["protected"],
+            "active keys": r["active_keys"],
+            "keys used ≤90d": r["keys_used_90d"],
+            "console without MFA": r["console_without_mfa"],
+            "CIS 1.21": r["cis_1_21"],
+            "why not read": r["error"],
+        }
+        for r in rows
+    ]
+    total = totals(rows)
+    description = (
+        f"**Inventory of {meta['migration']}**, snapshot {meta['snapshot_id']} (run "
+        f"{meta['run_id']}): {total['accounts']} accounts, {total['users']} IAM users. "
+        f"CIS 1.21: {total['accounts_passing']} pass, {total['accounts_failing']} fail, "
+        f"{total['accounts_unknown']} unknown (not read)."
+    )
+    if isinstance(outcome, InventoryIncompleteError):
+        description += (
+            f" **Incomplete:** {len(outcome.failures)} account(s) could not be read (see "
+            "'why not read'); a plan made from it is blocked."
+        )
+    publish_table(artifact_key(meta["migration"], "inventory"), table, description)
+
+
+def publish_mapping(spec_path: str, arguments: dict[str, Any], outcome: Any) -> None:
+    """The human IAM users that map to no identity, or to several: what the IdP team acts on."""
+    if not isinstance(outcome, dict):
+        return
+    mapping, tags, meta = latest_mapping(spec_path)
+    keys = meta["tag_keys"] or ["email"]
+    table = [
+        {
+            "account": m.account_id,
+            "IAM user": m.iam_user,
+            "status": str(m.status),
+            "candidates": ", ".join(m.candidates),
+            "email tag": next(
+                (v for k in keys if (v := tags.get((m.account_id, m.iam_user), {}).get(k))), ""
+            ),
+            "why": m.reason,
+        }
+        for m in mapping.user_mappings
+        if m.status != MatchStatus.MATCHED
+    ]
+    summary = meta["summary"]
+    description = (
+        f"**Mapping of {meta['migration']}** (run {meta['run_id']}, snapshot "
+        f"{meta['snapshot_id']}): {summary.get('iam_users', '?')} human IAM users, "
+        f"{summary.get('matched', '?')} matched, {summary.get('unmatched', '?')} unmatched, "
+        f"{summary.get('ambiguous', '?')} ambiguous. The rows below are not migrated until the "
+        "IdP team provisions (or disambiguates) them, or an override names their identity."
+    )
+    if not table:
+        table = [{"account": "", "IAM user": "", "status": "every human IAM user matched"}]
+    publish_table(artifact_key(meta["migration"], "mapping", "unmatched"), table, description)
+
+
+def apply_run_id(spec_path: str, arguments: dict[str, Any], outcome: Any, kind: str) -> int | None:
+    """The state-store run a flow run worked on: from its result, or the journal's records."""
+    if isinstance(outcome, dict) and outcome.get("run_id") is not None:
+        return int(outcome["run_id"])
+    from flows.console import flow_run_id
+
+    current = flow_run_id()
+    found = run_of_flow_run(spec_path, kind, current) if current else None
+    return found if found is not None else arguments.get("resume_run_id")
+
+
+def status_table(spec_path: str, run_id: int) -> tuple[list[dict[str, Any]], str, str]:
+    """``iamc status``'s content as one table: (rows, description, migration)."""
+    status = run_status(spec_path, run_id)
+    run = status["run"]
+    names = account_names(spec_path)
+    rollback = run["kind"] == "rollback"
+    rows = []
+    for account, now in status["stage"].items():
+        own = status["accounts"].get(account)
+        did = "-"
+        if own:
+            parts = (
+                [f"{own['rolled_back']} undone"]
+                if rollback
+                else [f"{own['done']} done", f"{own['adopted']} adopted"]
+            )
+            if own["failed"]:
+                parts.append(f"{own['failed']} failed")
+            did = ", ".join(parts)
+        rows.append(
+            {
+                "account": account,
+                "name": names.get(account, "management account" if account == "management" else ""),
+                "state": "FAILED" if now["failed"] else ("pending" if now["pending"] else "done"),
+                "AWS's reasons": "; ".join(_short_reason(e) for e in now["errors"]),
+                "done": now["done"],
+                "adopted": now["adopted"],
+                "pending": now["pending"],
+                "failed": now["failed"],
+                "rolled back": now["rolled_back"],
+                f"run {run['id']} did": did,
+            }
+        )
+    failed = sum(r["failed"] for r in rows)
+    description = (
+        f"**Run {run['id']}**: {run['kind']} of plan {run['plan_id']}, stage {run['stage']}: "
+        f"**{run['status']}**"
+    )
+    if run["superseded_by"]:
+        description += f", superseded by run {run['superseded_by']}"
+    description += f". {failed} action(s) failed." if failed else ". No action failed."
+    if run["next"] and run["status"] in ("failed", "interrupted"):
+        description += (
+            " Next: fix the cause in the reasons below, then press **Retry** on this flow run "
+            f"(from a shell: `{run['next']}`)."
+        )
+    return rows, description, load_spec(spec_path).name
+
+
+def _short_reason(error: str) -> str:
+    """``target: AWS's reason``: the action's own restatement of its target left out."""
+    target, _, rest = error.partition(": ")
+    if " FAILED: " in rest:
+        return f"{target}: {rest.split(' FAILED: ', 1)[1]}"
+    return error
+
+
+def publish_apply(spec_path: str, arguments: dict[str, Any], outcome: Any) -> None:
+    """Per account: done, adopted, pending, failed, with AWS's reasons (as ``iamc status``)."""
+    run_id = apply_run_id(spec_path, arguments, outcome, "apply")
+    if run_id is None:
+        return  # refused before a run was recorded: nothing changed, the message says why
+    rows, description, migration = status_table(spec_path, run_id)
+    stage = str(arguments.get("stage") or "provision")
+    publish_table(artifact_key(migration, "apply", stage), rows, description)
+
+
+def publish_rollback(spec_path: str, arguments: dict[str, Any], outcome: Any) -> None:
+    """Per account: what the rollback undid and what is left, as ``iamc status`` shows it."""
+    if isinstance(outcome, dict) and outcome.get("dry_run"):
+        return
+    run_id = apply_run_id(spec_path, arguments, outcome, "rollback")
+    if run_id is None:
+        return
+    rows, description, migration = status_table(spec_path, run_id)
+    publish_table(artifact_key(migration, "rollback"), rows, description)

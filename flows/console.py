@@ -1,0 +1,503 @@
+"""The Prefect UI as the operator's console: run logs, progress, step artifacts and Failed states.
+
+Every runbook flow is wrapped by :func:`operator_step` (under ``@flow``), which
+
+- writes the story of the run to the run's logs at INFO (``get_run_logger``);
+- keeps a progress artifact up to date while the flow's work emits progress events;
+- publishes the step's result as an artifact keyed per migration (so it versions run after
+  run) once the flow ends, successfully or not;
+- turns an expected operator error (:class:`domain.errors.IamcError`) into one Failed state
+  whose message says what happened and what to do next, in the UI's terms and the CLI's, with
+  no traceback. Called outside Prefect's API (the CLI) the same error is raised as before.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import re
+import threading
+import time
+import typing
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from uuid import UUID
+
+from domain.errors import ApplyFailed, IamcError
+from domain.progress import listening
+from domain.spec import load_spec
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The runbook in order: deployments are numbered by it, so the UI lists them as a runbook.
+RUNBOOK = (
+    "centralize",
+    "inventory",
+    "mapping",
+    "key-scan",
+    "plan",
+    "plan-and-approve",
+    "apply",
+    "verify",
+    "notify",
+    "bake-watch",
+    "rollback",
+    "restore",
+)
+
+
+def deployment_name(flow_name: str, migration: str) -> str:
+    """``5 apply (acme-2026q4)``: the step's number in the runbook, its flow, the migration."""
+    return f"{RUNBOOK.index(flow_name)} {flow_name} ({migration})"
+
+
+def artifact_key(migration: str, *parts: str) -> str:
+    """An artifact key for this migration: lowercase letters, digits and dashes only."""
+    raw = "-".join([migration, *parts]).lower()
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", raw)).strip("-")
+
+
+# -- no tracebacks for what the Failed state's message already says --------------------------
+
+
+class _OperatorErrorsWithoutTraceback(logging.Filter):
+    """Keep expected errors out of the run logs as tracebacks.
+
+    Prefect's engine re-raises a failed flow run's exception at the top of the run's process
+    and logs it with its traceback ("Engine execution exited with unexpected exception"); for
+    an operator error the Failed state's message already says what happened and what to do,
+    so that record is dropped. A task that returns a Failed state is logged with an empty
+    ``exc_info`` (``NoneType: None``); that is stripped. Unexpected errors keep their traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info:
+            return True
+        error = record.exc_info[1]
+        if error is None:
+            record.exc_info, record.exc_text = None, None
+            return True
+        if isinstance(error, IamcError):
+            if "Engine execution exited" in record.getMessage():
+                return False
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_QUIET = _OperatorErrorsWithoutTraceback()
+for _name in ("prefect.flow_runs", "prefect.task_runs", "prefect.engine"):
+    if _QUIET not in logging.getLogger(_name).filters:
+        logging.getLogger(_name).addFilter(_QUIET)
+
+
+# -- where we run ---------------------------------------------------------------------------
+
+
+def in_flow_run() -> bool:
+    """True inside a Prefect flow or task run (artifacts and run logs have somewhere to go)."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The run's logger (its lines show in the UI's Logs tab), or this module's outside a run."""
+    if not in_flow_run():
+        return log
+    from prefect import get_run_logger
+
+    return get_run_logger()
+
+
+def flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id) if flow_run.id else None
+
+
+def flow_run_url() -> str | None:
+    """This flow run's page in the UI, when the API has a UI."""
+    from prefect.runtime import flow_run
+
+    return flow_run.ui_url if flow_run.id else None
+
+
+def artifact_url(artifact_id: UUID | None) -> str | None:
+    """An artifact's page in the UI (``PREFECT_UI_URL``), or None."""
+    if artifact_id is None:
+        return None
+    from prefect.settings import PREFECT_UI_URL
+
+    base = PREFECT_UI_URL.value()
+    return f"{base.rstrip('/')}/artifacts/artifact/{artifact_id}" if base else None
+
+
+# -- artifacts ------------------------------------------------------------------------------
+
+
+def publish_table(key: str, rows: list[dict[str, Any]], description: str) -> UUID | None:
+    """A table artifact (a new version of ``key``), only inside a flow run."""
+    if not in_flow_run():
+        return None
+    from prefect.artifacts import create_table_artifact
+
+    return create_table_artifact(table=rows, key=key, description=description)
+
+
+def publish_markdown(key: str, markdown: str, description: str) -> UUID | None:
+    """A Markdown artifact (a new version of ``key``), only inside a flow run."""
+    if not in_flow_run():
+        return None
+    from prefect.artifacts import create_markdown_artifact
+
+    return create_markdown_artifact(markdown=markdown, key=key, description=description)
+
+
+@dataclass(frozen=True)
+class ProgressEvents:
+    """Which progress events (``domain.progress.emit``) drive a progress artifact.
+
+    ``total_event`` carries the number of units in ``total_field``; each ``step_event`` is one
+    unit done.
+    """
+
+    total_event: str
+    total_field: str
+    step_event: str
+    unit: str
+
+
+class _ProgressArtifact:
+    """A progress artifact, updated at most once a second (and at the end)."""
+
+    MIN_INTERVAL = 1.0
+
+    def __init__(self, key: str, what: str, events: ProgressEvents):
+        self.key, self.what, self.events = key, what, events
+        self.total = 0
+        self.done = 0
+        self.artifact_id: UUID | None = None
+        self._sent = 0.0
+        self._lock = threading.Lock()
+
+    def _description(self) -> str:
+        if not self.total:
+            return f"{self.what}: starting"
+        return f"{self.what}: {self.done} of {self.total} {self.events.unit} done"
+
+    def _percent(self) -> float:
+        return 100.0 * self.done / self.total if self.total else 0.0
+
+    def start(self) -> None:
+        from prefect.artifacts import create_progress_artifact
+
+        self.artifact_id = create_progress_artifact(
+            progress=0.0, key=self.key, description=self._description()
+        )
+
+    def on_event(self, event: str, data: dict[str, Any]) -> None:
+        with self._lock:
+            if event == self.events.total_event:
+                self.total = int(data.get(self.events.total_field) or 0)
+            elif event == self.events.step_event:
+                self.done += 1
+            else:
+                return
+            if time.monotonic() - self._sent >= self.MIN_INTERVAL:
+                self._send()
+
+    def _send(self) -> None:
+        from prefect.artifacts import update_progress_artifact
+
+        if self.artifact_id is None:
+            return
+        self._sent = time.monotonic()
+        try:
+            update_progress_artifact(
+                self.artifact_id, progress=self._percent(), description=self._description()
+            )
+        except Exception:  # progress is a courtesy: it never stops the work
+            log.debug("progress artifact update failed", exc_info=True)
+
+    def finish(self) -> None:
+        with self._lock:
+            self._send()
+
+
+@contextmanager
+def progress_artifact(key: str, what: str, events: ProgressEvents) -> Iterator[None]:
+    """Keep a progress artifact up to date while the block runs (inside a flow run only)."""
+    if not in_flow_run():
+        yield
+        return
+    progress = _ProgressArtifact(key, what, events)
+    try:
+        progress.start()
+    except Exception:
+        log.debug("progress artifact could not be created", exc_info=True)
+        yield
+        return
+    try:
+        with listening(progress.on_event):
+            yield
+    finally:
+        progress.finish()
+
+
+# -- failures an operator can act on --------------------------------------------------------
+
+# CLI commands named in our errors, and what does the same in the UI.
+_CLI_IN_UI: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], str], str]], ...] = (
+    (
+        re.compile(r"iamc inventory\b"),
+        lambda _, m: f"run the deployment '{deployment_name('inventory', m)}'",
+    ),
+    (
+        re.compile(r"iamc map\b"),
+        lambda _, m: f"run the deployment '{deployment_name('mapping', m)}'",
+    ),
+    (
+        re.compile(r"iamc plan(?! show| verify)\b"),
+        lambda _, m: f"run the deployment '{deployment_name('plan', m)}'",
+    ),
+    (
+        re.compile(r"iamc approve\b"),
+        lambda _, m: (
+            f"run the deployment '{deployment_name('plan-and-approve', m)}' and "
+            "approve in its Resume form"
+        ),
+    ),
+    (
+        re.compile(r"iamc resume (\d+)"),
+        lambda match, _: (
+            f"press Retry on the flow run that started run {match.group(1)}: it "
+            "continues where it stopped, done work is not repeated"
+        ),
+    ),
+    (
+        re.compile(r"iamc status (\d+)"),
+        lambda match, _: f"open the per-account table of run {match.group(1)} (Artifacts tab)",
+    ),
+    (
+        re.compile(r"iamc rollback\b"),
+        lambda _, m: f"run the deployment '{deployment_name('rollback', m)}'",
+    ),
+)
+
+
+def ui_next_steps(message: str, migration: str) -> list[str]:
+    """What the CLI commands a message names are called in the Prefect UI, in order, once."""
+    found: list[tuple[int, str]] = []
+    for pattern, say in _CLI_IN_UI:
+        for match in pattern.finditer(message):
+            found.append((match.start(), say(match, migration)))
+    seen: list[str] = []
+    for _, text in sorted(found):
+        if text not in seen:
+            seen.append(text)
+    return seen
+
+
+def operator_message(
+    err: IamcError, step: str, migration: str | None, spec_path: str | None
+) -> str:
+    """The Failed state's message: what happened, then what to do, in the UI and in a shell."""
+    text = str(err)
+    migration = migration or "?"
+    ui = ui_next_steps(text, migration)
+    if isinstance(err, ApplyFailed) or (step in ("apply", "rollback", "centralize") and not ui):
+        retry = "fix the cause named above, then press Retry on this flow run: it continues "
+        retry += "where it stopped, done work is not repeated"
+        if retry not in ui:
+            ui.insert(0, retry)
+    if not ui:
+        ui = ["fix the cause named above, then press Retry on this flow run"]
+    cli = f"iamc runs -c {spec_path}" if spec_path else "iamc runs -c SPEC"
+    return (
+        f"{step}: {text}\n\nNext, in the Prefect UI: " + "; ".join(ui) + f".\nFrom a shell: the "
+        f"commands named above, and '{cli}' for every run of this migration."
+    )
+
+
+def failed_state(err: IamcError, step: str, migration: str | None, spec_path: str | None) -> Any:
+    """A Failed state carrying ``err``: one message, no traceback; a direct call re-raises it."""
+    from prefect.states import Failed
+
+    return Failed(message=operator_message(err, step, migration, spec_path), data=err)
+
+
+# -- the wrapper every runbook flow wears ----------------------------------------------------
+
+Publisher = Callable[[str, dict[str, Any], Any], None]
+
+
+def operator_step(
+    step: str,
+    *,
+    progress: ProgressEvents | None = None,
+    publish: Publisher | None = None,
+) -> Callable[[F], F]:
+    """Wrap a flow function (put it under ``@flow``) so the UI tells an operator the story.
+
+    Args:
+        step: The runbook step, as operators call it (``inventory``, ``apply``...).
+        progress: Events that drive a progress artifact while the flow runs.
+        publish: ``publish(spec_path, arguments, result_or_error)`` publishes the step's
+            artifact when the flow ends, successfully or with an operator error.
+    """
+
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            arguments = dict(bound.arguments)
+            spec_path = arguments.get("spec_path")
+            logger = run_logger()
+            migration = None
+            try:
+                migration = load_spec(spec_path).name if spec_path else None
+                if progress is not None and migration:
+                    watching = progress_artifact(
+                        artifact_key(migration, step, "progress"),
+                        f"{step} of {migration}",
+                        progress,
+                    )
+                else:
+                    watching = _nothing()
+                with watching:
+                    result = fn(*args, **kwargs)
+            except IamcError as err:
+                if not in_flow_run():
+                    raise
+                logger.error("%s stopped: %s", step, str(err).splitlines()[0])
+                _publish(publish, spec_path, arguments, err, logger)
+                return failed_state(err, step, migration, spec_path)
+            if isinstance(result, dict):
+                logger.info("%s finished: %s", step, _short(result))
+            _publish(publish, spec_path, arguments, result, logger)
+            return result
+
+        # Prefect validates parameters against the wrapper's annotations: give it the
+        # resolved types, not strings that only resolve in the flow's own module.
+        wrapper.__annotations__ = typing.get_type_hints(fn)
+        wrapper.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _short(summary: dict[str, Any]) -> str:
+    """A summary's plain numbers and words, for one log line."""
+    parts = [
+        f"{key.replace('_', ' ')} {value}"
+        for key, value in summary.items()
+        if isinstance(value, int | str) and not isinstance(value, bool) and len(str(value)) < 40
+    ]
+    return ", ".join(parts) or "done"
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _publish(
+    publish: Publisher | None,
+    spec_path: str | None,
+    arguments: dict[str, Any],
+    outcome: Any,
+    logger: Any,
+) -> None:
+    if publish is None or spec_path is None or not in_flow_run():
+        return
+    try:
+        publish(str(spec_path), arguments, outcome)
+    except Exception as err:  # an artifact is a courtesy: it never changes how a run ends
+        logger.warning("could not publish the step's artifact: %s", err)
+
+
+# -- per-account tasks: named by what they act on, Failed when their account fails ------------
+
+
+def account_label(inventory: Any) -> str:
+    """``893263693528 acme-prod-app``: an account's id and, where known, its name."""
+    if inventory is None:
+        return ""
+    account = inventory.account
+    return f"{account.account_id} {account.name}".strip()
+
+
+def task_outcome(label: str, work: Callable[[], Any], planned: int) -> Any:
+    """Run one account's work and say how it went: a report, or a Failed state carrying it.
+
+    ``work`` returns a report with ``statuses`` (action id -> status) and ``errors``. An
+    account with errors ends Failed with one message naming the first (the others are in the
+    run logs and the per-account table), and the flow goes on with the other accounts. A
+    conflict, which stops the whole run, ends Failed carrying the error, for the flow to raise.
+    """
+    from collections import Counter
+
+    from prefect.states import Failed
+
+    from domain.errors import ConflictError
+
+    logger = run_logger()
+    logger.info("%s: %d action(s) to carry out", label, planned)
+    try:
+        report = work()
+    except ConflictError as err:
+        logger.error("%s: %s", label, err)
+        return Failed(message=f"{label}: {err}", data=err)
+    counts = Counter(report.statuses.values())
+    logger.info(
+        "%s: %s",
+        label,
+        ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do",
+    )
+    if not report.errors:
+        return report
+    for error in report.errors:
+        logger.error("%s: %s", label, error)
+    more = len(report.errors) - 1
+    message = f"{label}: {report.errors[0]}"
+    if more:
+        message += f" (and {more} more: see the run logs and the per-account table)"
+    return Failed(message=message, data=report)
+
+
+def settle(future: Any) -> Any:
+    """A task's report, whether it ended Completed or Failed; an exception it carries is raised."""
+    future.wait()
+    result = future.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def resolve_plan_id(spec_path: str, plan_id: int | None) -> int:
+    """``plan_id``, or the migration's latest plan when it is empty.
+
+    Raises:
+        PlanError: No plan yet; the message names the deployment and the command that make one.
+    """
+    from domain.errors import PlanError
+    from state.progress import latest_plan_id
+
+    if plan_id is not None:
+        return plan_id
+    latest = latest_plan_id(spec_path)
+    if latest is None:
+        raise PlanError(
+            f"no plan yet for migration {load_spec(spec_path).name!r}, and plan_id was left "
+            f"empty: compute one first with 'iamc plan -c {spec_path}'"
+        )
+    run_logger().info("plan_id left empty: taking the latest plan, %d", latest)
+    return latest

@@ -1,0 +1,181 @@
+"""Runbook step after provisioning: check that each migrated person's access landed, in AWS.
+
+Per account, one task (``verify 893263693528 acme-prod-app``): the planned assignments exist,
+the provisioned ``AWSReservedSSO_*`` roles carry their permission sets' policies, and no person
+has less than their old IAM user had (``tasks.verify_access``). Reads only; recorded as a
+``verify`` run of the plan, so ``centralize`` knows it is done.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from domain.errors import AccessNotVerified
+from domain.plan import Plan
+from domain.records import AccountInventory
+from domain.spec import load_spec
+from flows.console import (
+    artifact_key,
+    flow_run_id,
+    operator_step,
+    publish_table,
+    resolve_plan_id,
+    run_logger,
+)
+from state import Store
+from state.progress import VERIFY_RUN
+from state.reports import get_plan_info
+from tasks.aws import AwsSessions
+from tasks.identity_store import find_instance
+from tasks.verify_access import AccessCheck, permission_set_arns, verify_account
+
+
+class _Runtime:
+    """What the account tasks share. A plain class, so Prefect does not walk or hash it."""
+
+    def __init__(self, plan: Plan, inventories: dict[str, AccountInventory], sessions: Any):
+        self.plan = plan
+        self.inventories = inventories
+        self.sessions = sessions
+        self.sso: Any = None
+        self.instance_arn = ""
+        self.set_arns: dict[str, str] = {}
+
+
+@task(
+    name="verify-account",
+    task_run_name="verify {label}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def verify_account_task(rt: _Runtime, account_id: str, label: str) -> Any:
+    """Ends Failed, naming the first problem, when someone's access is not as planned."""
+    from prefect.states import Failed
+
+    logger = run_logger()
+    checks = verify_account(
+        rt.plan,
+        account_id,
+        rt.inventories.get(account_id),
+        rt.sso,
+        rt.instance_arn,
+        rt.set_arns,
+        rt.sessions.for_account(account_id),
+    )
+    bad = [c for c in checks if not c.ok]
+    logger.info("%s: %d person(s) checked, %d with problems", label, len(checks), len(bad))
+    for check in bad:
+        for problem in check.problems:
+            logger.error("%s: %s: %s", label, check.identity, problem)
+    if bad:
+        return Failed(
+            message=f"{label}: {bad[0].identity}: {bad[0].problems[0]}"
+            + (f" (and {len(bad) - 1} more person(s))" if len(bad) > 1 else ""),
+            data=checks,
+        )
+    return checks
+
+
+def _rows(checks: list[AccessCheck], names: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "person": c.identity,
+            "account": c.account_id,
+            "name": names.get(c.account_id, ""),
+            "old IAM users": ", ".join(c.iam_users),
+            "permission sets": ", ".join(c.permission_sets),
+            "result": "ok" if c.ok else "PROBLEM",
+            "problems": "; ".join(c.problems),
+        }
+        for c in checks
+    ]
+
+
+@flow(
+    name="verify",
+    log_prints=False,
+    persist_result=False,
+    task_runner=ThreadPoolTaskRunner(max_workers=8),
+)
+@operator_step("verify")
+def verify_flow(spec_path: str, plan_id: int | None = None) -> dict[str, Any]:
+    """Check that the plan's provisioning gave each migrated person what they had before.
+
+    Args:
+        spec_path: The migration spec (TOML).
+        plan_id: The provisioned plan; empty: the migration's latest plan.
+
+    Returns:
+        The run's summary: people and accounts checked, and how many have problems.
+    """
+    from flows.console import settle
+
+    plan_id = resolve_plan_id(spec_path, plan_id)
+    spec = load_spec(spec_path)
+    logger = run_logger()
+    with Store.open(spec.state) as store:
+        info = get_plan_info(store, spec, plan_id)
+        plan = Plan.from_content(info.content)
+        inventories = {
+            i.account.account_id: i for i in store.load_snapshot(plan.inventory_snapshot_id)
+        }
+        migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
+        run_id = store.start_run(
+            migration_id,
+            VERIFY_RUN,
+            {"spec": spec_path, "plan_id": plan_id, "prefect_flow_run_id": flow_run_id()},
+        )
+        try:
+            sessions = AwsSessions.from_spec(spec)
+            rt = _Runtime(plan, inventories, sessions)
+            management = sessions.management()
+            instance = find_instance(
+                management,
+                identity_store_id=spec.mapping.identity_store_id,
+                instance_arn=spec.mapping.instance_arn,
+                spec_path=spec_path,
+            )
+            rt.sso, rt.instance_arn = management.client("sso-admin"), instance.instance_arn
+            rt.set_arns = permission_set_arns(rt.sso, rt.instance_arn)
+            accounts = sorted({u.account_id for u in plan.users if u.outcome == "migrate"})
+            names = {a: i.account.name for a, i in inventories.items()}
+            logger.info("verifying plan %s in %d account(s)", plan_id, len(accounts))
+            futures = [
+                verify_account_task.submit(rt, a, f"{a} {names.get(a, '')}".strip())
+                for a in accounts
+            ]
+            checks = [c for f in futures for c in settle(f)]
+        except BaseException as err:
+            store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
+            raise
+        bad = [c for c in checks if not c.ok]
+        summary = {
+            "run_id": run_id,
+            "plan_id": plan_id,
+            "people": len({c.identity for c in checks}),
+            "accounts": len({c.account_id for c in checks}),
+            "checked": len(checks),
+            "problems": len(bad),
+        }
+        publish_table(
+            artifact_key(spec.name, "verify"),
+            _rows(checks, names),
+            f"**Verify run {run_id}** of plan {plan_id}: {summary['people']} people in "
+            f"{summary['accounts']} account(s); "
+            + (f"**{len(bad)} with problems**." if bad else "everyone's access landed."),
+        )
+        if bad:
+            message = (
+                f"verify run {run_id}: {len(bad)} of {len(checks)} person-account check(s) "
+                "found a problem; fix the cause (re-run the apply of this plan if an "
+                "assignment or role is missing), then run verify again:\n  "
+                + "\n  ".join(f"{c.identity} in {c.account_id}: {c.problems[0]}" for c in bad)
+            )
+            store.finish_run(run_id, "failed", summary=summary, error=message)
+            raise AccessNotVerified(message)
+        store.finish_run(run_id, "succeeded", summary=summary)
+        return summary

@@ -1,0 +1,243 @@
+"""Did the access land? Per migrated person and account: assignments, the SSO roles, no less access.
+
+For each person the plan migrates, in each account it names:
+
+1. every planned account assignment of their permission sets exists in Identity Center;
+2. each of those sets is provisioned: the role ``AWSReservedSSO_<set>_<hex>`` exists under
+   ``/aws-reserved/sso.amazonaws.com/`` with the set's managed policies attached and its inline
+   policy as ``AwsSSOInlinePolicy`` (IAM Identity Center User Guide, "IAM roles created by IAM
+   Identity Center");
+3. nobody is left with less than their old IAM user had: the managed policies the user held
+   (its own and its groups') are all attached to those roles, and every statement of its inline
+   policies is in the roles' inline policies, compared in canonical form.
+
+Reads only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+import boto3
+
+from domain.plan import Outcome, Plan
+from domain.policy_documents import statement_pairs
+from domain.records import AccountInventory
+from tasks.aws import translate_errors
+from tasks.iam_users import effective_access
+from tasks.permission_sets import permission_set_names
+
+log = logging.getLogger(__name__)
+
+READ_PERMISSIONS = (
+    "sso:ListPermissionSets",
+    "sso:DescribePermissionSet",
+    "sso:ListAccountAssignments",
+    "iam:ListRoles",
+    "iam:ListAttachedRolePolicies",
+    "iam:GetRolePolicy",
+)
+
+SSO_ROLE_PATH = "/aws-reserved/sso.amazonaws.com/"
+SSO_INLINE_POLICY = "AwsSSOInlinePolicy"
+
+
+@dataclass
+class SsoRole:
+    """A provisioned permission set's role in one account, as IAM shows it."""
+
+    name: str
+    managed_policy_arns: set[str] = field(default_factory=set)
+    inline_statements: set[str] = field(default_factory=set)  # canonical statement keys
+    inline_document: dict[str, Any] | None = None
+
+
+@dataclass
+class AccessCheck:
+    """One person in one account: what was checked and what is wrong, if anything."""
+
+    identity: str
+    account_id: str
+    iam_users: list[str]
+    permission_sets: list[str]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[Any]:
+    for page in client.get_paginator(operation).paginate(**kwargs):
+        yield from page.get(key, [])
+
+
+def inline_keys(document: dict[str, Any] | str | None) -> set[str]:
+    """The canonical keys of a policy document's statements (as synthesis merges them)."""
+    if not document:
+        return set()
+    if isinstance(document, str):
+        document = json.loads(unquote(document) if document.startswith("%") else document)
+    return {key for key, _ in statement_pairs(document)}
+
+
+def sso_roles(iam: Any) -> dict[str, SsoRole]:
+    """Permission set name -> its role in the account (under the Identity Center path)."""
+    found: dict[str, SsoRole] = {}
+    for role in _pages(iam, "list_roles", "Roles", PathPrefix=SSO_ROLE_PATH):
+        name = role["RoleName"]
+        if not name.startswith("AWSReservedSSO_"):
+            continue
+        # AWSReservedSSO_<set name>_<16 hex>; a set name may itself contain "_".
+        set_name = name[len("AWSReservedSSO_") :].rsplit("_", 1)[0]
+        attached = {
+            p["PolicyArn"]
+            for p in _pages(iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name)
+        }
+        document = None
+        with contextlib.suppress(iam.exceptions.NoSuchEntityException):
+            document = iam.get_role_policy(RoleName=name, PolicyName=SSO_INLINE_POLICY)[
+                "PolicyDocument"
+            ]
+        if isinstance(document, str):
+            document = json.loads(unquote(document))
+        found[set_name] = SsoRole(name, attached, inline_keys(document), document)
+    return found
+
+
+def held_access(inventory: AccountInventory, user_name: str) -> tuple[set[str], set[str]]:
+    """(managed policy ARNs, inline statement keys) an IAM user held, its groups' included."""
+    user = next((u for u in inventory.users if u.name == user_name), None)
+    if user is None:
+        return set(), set()
+    found = effective_access(user, inventory.groups)
+    statements: set[str] = set()
+    for _, policy in found.inline_policies:
+        statements |= inline_keys(policy.document)
+    return set(found.managed_policy_arns), statements
+
+
+def missing_access(
+    held: tuple[set[str], set[str]], given: tuple[set[str], set[str]]
+) -> tuple[list[str], int]:
+    """What an IAM user held that the roles don't give: (managed ARNs, inline statement count)."""
+    return sorted(held[0] - given[0]), len(held[1] - given[1])
+
+
+def expected_policy_arns(definition: dict[str, Any], account_id: str) -> set[str]:
+    """The managed policy ARNs a permission set's role carries in an account."""
+    arns = set(definition.get("aws_managed_policy_arns") or [])
+    for ref in definition.get("customer_managed_policies") or []:
+        path = ref.get("path") or "/"
+        arns.add(f"arn:aws:iam::{account_id}:policy{path}{ref['name']}")
+    return arns
+
+
+def verify_account(
+    plan: Plan,
+    account_id: str,
+    inventory: AccountInventory | None,
+    sso: Any,
+    instance_arn: str,
+    set_arns: dict[str, str],
+    member: boto3.Session,
+) -> list[AccessCheck]:
+    """Check every person the plan migrates in one account (see the module docstring)."""
+    people: dict[str, AccessCheck] = {}
+    for user in plan.users:
+        if user.account_id != account_id or user.outcome != Outcome.MIGRATE:
+            continue
+        identity = user.identity or user.user
+        check = people.setdefault(identity, AccessCheck(identity, account_id, [], []))
+        check.iam_users.append(user.user)
+        check.permission_sets = sorted(set(check.permission_sets) | set(user.permission_sets))
+    if not people:
+        return []
+    definitions = {d["name"]: d for d in plan.permission_sets}
+    with translate_errors(account_id=account_id, operation="iam:ListRoles"):
+        roles = sso_roles(member.client("iam"))
+    assigned: dict[str, set[tuple[str, str]]] = {}
+
+    def live_assignments(set_name: str) -> set[tuple[str, str]]:
+        if set_name not in assigned:
+            arn = set_arns.get(set_name)
+            assigned[set_name] = (
+                set()
+                if arn is None
+                else {
+                    (a["PrincipalType"], a["PrincipalId"])
+                    for a in _pages(
+                        sso,
+                        "list_account_assignments",
+                        "AccountAssignments",
+                        InstanceArn=instance_arn,
+                        AccountId=account_id,
+                        PermissionSetArn=arn,
+                    )
+                }
+            )
+        return assigned[set_name]
+
+    for check in people.values():
+        given: tuple[set[str], set[str]] = (set(), set())
+        for set_name in check.permission_sets:
+            planned = [
+                a
+                for a in plan.assignments
+                if a["account_id"] == account_id and a["permission_set_name"] == set_name
+            ]
+            live = live_assignments(set_name)
+            for a in planned:
+                if (a["principal_type"], a["principal_id"]) not in live:
+                    check.problems.append(
+                        f"assignment of {set_name} to {a['principal_type'].lower()} "
+                        f"{a['principal_name']} is missing"
+                    )
+            role = roles.get(set_name)
+            if role is None:
+                check.problems.append(
+                    f"no AWSReservedSSO_{set_name}_* role under {SSO_ROLE_PATH}: the permission "
+                    "set is not provisioned to this account"
+                )
+                continue
+            definition = definitions.get(set_name, {})
+            wanted = expected_policy_arns(definition, account_id)
+            if wanted - role.managed_policy_arns:
+                check.problems.append(
+                    f"role {role.name} lacks {', '.join(sorted(wanted - role.managed_policy_arns))}"
+                )
+            if inline_keys(definition.get("inline_policy")) - role.inline_statements:
+                check.problems.append(
+                    f"role {role.name}: {SSO_INLINE_POLICY} differs from the permission set's "
+                    "inline policy"
+                )
+            given[0].update(role.managed_policy_arns)
+            given[1].update(role.inline_statements)
+        if inventory is None:
+            continue
+        for iam_user in check.iam_users:
+            missing, statements = missing_access(held_access(inventory, iam_user), given)
+            if missing:
+                check.problems.append(
+                    f"IAM user {iam_user} held {', '.join(missing)}, which no assigned role gives"
+                )
+            if statements:
+                check.problems.append(
+                    f"IAM user {iam_user} held {statements} inline policy statement(s) that no "
+                    "assigned role's inline policy has"
+                )
+    return sorted(people.values(), key=lambda c: c.identity)
+
+
+def permission_set_arns(sso: Any, instance_arn: str) -> dict[str, str]:
+    """Permission set name -> ARN, for the whole instance (read once per run)."""
+    return permission_set_names(sso, instance_arn)
+
+
+SessionFor = Callable[[str], boto3.Session]
