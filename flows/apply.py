@@ -650,7 +650,9 @@ def rollback_plan(
             # The unit is the plan stage, not the run named: the journal has one row per
             # action, whichever of the stage's runs did it.
             "unit": (
-                f"plan {plan_id} stage {stage}: everything its apply runs "
+                f"plan {plan_id} stage {stage}, user {user} only"
+                if user
+                else f"plan {plan_id} stage {stage}: everything its apply runs "
                 f"({', '.join(map(str, apply_runs))}) created, not only run {run_id}'s"
             ),
             "user": user,

@@ -598,9 +598,8 @@ def rollback_with_listing(
 
     result = rollback_flow(str(spec), run_id, dry_run, user=user)
     verb = "would undo" if dry_run else "undone"
-    who = f", user {user}" if user else ""
     console.print(
-        f"rollback of {result['unit']}{who}: "
+        f"rollback of {result['unit']}: "
         f"{len(result['undo'])} {verb}, {len(result['left_alone'])} left alone",
         highlight=False,
     )

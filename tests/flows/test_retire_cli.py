@@ -84,7 +84,7 @@ def test_disable_bake_decide_rollback_one_user_and_plan_show(clean, retire_kit, 
     )
     back = iamc(clean, tmp_path, "rollback", run_id, "-c", "spec.toml", "--user", f"{a1}/{jane}")
     assert back.returncode == 0, back.stderr
-    assert f"user {a1}/{jane}): 2 undone" in back.stdout
+    assert f"stage disable, user {a1}/{jane} only: 2 undone" in back.stdout
     state = kit.iam_state(clean, prefix)
     assert state[f"{a1}/{jane}"]["inline"] == [] and state[f"{a2}/{bob}"]["inline"] != []
 
