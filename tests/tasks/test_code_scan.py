@@ -273,8 +273,55 @@ def test_re_engine_and_worker_processes_give_the_same_result(
 ) -> None:
     monkeypatch.setattr(code_scan, "PARALLEL_MIN_BYTES", 0)  # two worker processes, tiny tree
     monkeypatch.setattr(code_scan, "_BATCH_BYTES", 100)
-    parallel = scan_paths([repo], salt=b"s", options=ScanOptions(workers=2))
-    plain = scan_paths([repo], salt=b"s", options=ScanOptions(workers=1, engine="re"))
+    parallel = scan_paths([repo], salt=b"s", options=ScanOptions(workers=2, prefilter="none"))
+    plain = scan_paths(
+        [repo], salt=b"s", options=ScanOptions(workers=1, engine="re", prefilter="none")
+    )
     assert parallel.hits == plain.hits and parallel.hits
     assert parallel.ignored == plain.ignored
     assert parallel.stats.files == plain.stats.files
+
+
+def test_ripgrep_prefilter_finds_what_reading_every_file_finds(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Cases where ripgrep's defaults would differ from the detector's reading of a file.
+    (repo / "late_nul.log").write_bytes(b"x" * 9000 + b"\0\n" + WORKING.encode() + b"\n")
+    (repo / "wrapped.py").write_text(f'aws_secret_access_key =\n    "{SECRET}"\n')
+    (repo / "wrapped.yml").write_text(f"secretKey\r\n  : {SECRET[::-1]}\r\n")
+    with tarfile.open(repo / "plain.tar", "w") as archive:  # uncompressed: NULs, no magic at 0
+        data = f"K={IN_TGZ}\n".encode()
+        info = tarfile.TarInfo("k.env")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    (repo / "sub").mkdir()
+    (repo / "sub" / ".git").write_text(f"gitdir: ../elsewhere {WORKING}\n")  # a worktree link
+    (repo / "utf16.txt").write_bytes(f"key={WORKING}\n".encode("utf-16"))
+    (repo / "padding.bin").write_bytes(b"\0" * 10_000)  # binary, no archive: never read here
+    reads: list[str] = []
+    real = code_scan._read_file
+
+    def counting(path: str | Path, limit: int) -> bytes | memoryview:
+        reads.append(str(path))
+        return real(path, limit)
+
+    monkeypatch.setattr(code_scan, "_read_file", counting)
+    options = ScanOptions(history=False)
+    every = scan_paths([repo], salt=b"s", options=dataclasses.replace(options, prefilter="none"))
+    read_by_python = len(reads)
+    reads.clear()
+    listed = scan_paths(
+        [repo], salt=b"s", options=dataclasses.replace(options, prefilter="ripgrep")
+    )
+    assert listed.hits == every.hits
+    assert {h.location for h in listed.hits} >= {
+        "late_nul.log:2",
+        "wrapped.py:2",
+        "plain.tar!k.env:1",
+    }
+    assert listed.ignored == every.ignored
+    assert listed.skipped == every.skipped
+    assert (listed.stats.files, listed.stats.bytes) == (every.stats.files, every.stats.bytes)
+    # ripgrep read the rest: this process read only the files that can hold a finding.
+    assert 0 < len(reads) < read_by_python
+    assert not any(r.endswith(("padding.bin", ".gitignore")) for r in reads)
