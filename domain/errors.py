@@ -189,7 +189,12 @@ class NoKeyScanError(IamcError):
 
 
 class ScanIncomplete(IamcError):
-    """The key scan ran, but some accounts could not be read: what was read is stored."""
+    """The key scan ran, but some accounts could not be read: what was read is stored.
+
+    Exits 4, as an incomplete inventory does: AWS could not be read everywhere.
+    """
+
+    exit_code = 4
 
 
 class AccessNotVerified(IamcError):

@@ -246,8 +246,8 @@ def scan(
 ) -> None:
     """Scan the spec's code paths and every in-scope account's configuration for access keys.
 
-    Exit 1 when an account could not be scanned (the rest is stored); a skipped path or a gap
-    is reported, not fatal.
+    Exit 4 when an account could not be scanned (the rest is stored), as an incomplete
+    inventory does; a skipped path or a gap is reported, not fatal.
     """
     if ctx.invoked_subcommand is not None:
         return
