@@ -39,7 +39,7 @@ screenshots: $(STAMP)
 	$(BIN)/python -m iamc.screenshots docs
 
 bench: $(STAMP)
-	$(BIN)/python -m bench $(or $(BENCH_ARGS),inventory)
+	$(BIN)/python -m bench $(or $(BENCH_ARGS),all)
 
 # Re-pin every dependency from a fresh resolve of pyproject.toml.
 lock:

@@ -1,5 +1,8 @@
 """`make bench`: scale runs of the runbook's steps on the sandbox, reported as figures, not tests.
 
+Each goal is printed beside its bound from the same run, and summed up at the end.
+`python -m bench all` (what `make bench` runs) runs every benchmark with its defaults.
+
 python -m bench inventory --accounts 20 --users 50 --latency-ms 20 --concurrency 1 8
 python -m bench plan --accounts 500 --users 20
 python -m bench provision --accounts 50 --permission-sets 10 --assignments 5
@@ -10,13 +13,20 @@ python -m bench retire --accounts 20 --users 50
 from __future__ import annotations
 
 import argparse
+import sys
 
 from bench import inventory, plan, provision, retire, scan
+from bench.harness import print_goals
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="bench", required=True)
+    sub.add_parser("all", help="every benchmark below with its defaults, then the goals")
     inventory_args = sub.add_parser("inventory", help="inventory of a seeded organization")
     inventory_args.add_argument("--accounts", type=int, default=20)
     inventory_args.add_argument("--users", type=int, default=50)
@@ -71,7 +81,19 @@ def main() -> None:
         "retire": retire,
         "scan": scan,
     }
-    benches[args.bench].run(args)
+    names = list(benches) if args.bench == "all" else [args.bench]
+    failed = []
+    for name in names:
+        run_args = parser.parse_args([name]) if args.bench == "all" else args
+        print(f"\n=== bench {name} ===", flush=True)
+        try:
+            benches[name].run(run_args)
+        except SystemExit as exit_:  # a bench that found a target not met says so and exits 1
+            if exit_.code:
+                failed.append(name)
+    all_met = print_goals()
+    if failed or not all_met:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +33,57 @@ def member_iam(url: str, account_id: str) -> Any:
         aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds["SessionToken"],
     )
+
+
+@dataclass
+class Goal:
+    """A figure measured in this run, beside the bound or baseline it is held to."""
+
+    name: str
+    figure: float
+    bound: float
+    unit: str
+    higher_is_better: bool = False
+    detail: str = ""
+
+    @property
+    def met(self) -> bool:
+        return self.figure >= self.bound if self.higher_is_better else self.figure <= self.bound
+
+    def line(self) -> str:
+        relation = ">=" if self.higher_is_better else "<="
+        verdict = "met" if self.met else "NOT met"
+        detail = f"  ({self.detail})" if self.detail else ""
+        return (
+            f"{self.name}: {self.figure:,.3g} {self.unit} (goal {relation} {self.bound:,.3g} "
+            f"{self.unit}) -> {verdict}{detail}"
+        )
+
+
+GOALS: list[Goal] = []
+
+
+def goal(
+    name: str,
+    figure: float,
+    bound: float,
+    unit: str,
+    *,
+    higher_is_better: bool = False,
+    detail: str = "",
+) -> Goal:
+    """Record and print a goal's figure next to its bound (``make bench`` sums them up)."""
+    measured = Goal(name, figure, bound, unit, higher_is_better, detail)
+    GOALS.append(measured)
+    print(f"  GOAL {measured.line()}")
+    return measured
+
+
+def print_goals() -> bool:
+    """The summary of every goal measured in this process; True if all were met."""
+    if not GOALS:
+        return True
+    print("\nGoals measured in this run:")
+    for measured in GOALS:
+        print(f"  [{'x' if measured.met else ' '}] {measured.line()}")
+    return all(g.met for g in GOALS)
