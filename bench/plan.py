@@ -11,7 +11,7 @@ from typing import Any
 from bench.harness import bench_workdir
 
 
-def _synthetic_org(accounts: int, users: int) -> tuple[list[Any], list[Any], list[Any]]:
+def synthetic_org(accounts: int, users: int) -> tuple[list[Any], list[Any], list[Any]]:
     """An organization shaped like a real one: a few access patterns shared by many people."""
     from domain.records import (
         AccessKey,
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> None:
     spec = workdir / "spec.toml"
     spec.write_text('name = "bench-plan"\nstate = "sqlite:///state.db"\n')
     t0 = time.monotonic()
-    inventories, mappings, identities = _synthetic_org(args.accounts, args.users)
+    inventories, mappings, identities = synthetic_org(args.accounts, args.users)
     with Store.open(f"sqlite:///{workdir / 'state.db'}") as store:
         migration = store.ensure_migration("bench-plan", {})
         run = store.start_run(migration, "inventory")
