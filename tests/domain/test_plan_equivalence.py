@@ -80,8 +80,6 @@ def test_hash_and_plan_json_equal_the_formats_definition(display: str | None):
     rendered = render_json(plan, meta)
     assert rendered == _reference_json(plan, meta)
     assert not any(key_id in rendered for key_id in plan.access_key_ids())
-    # What plan verify reads back is the stored plan: same hash from the file.
-    assert Plan.from_content(json.loads(rendered)).content_hash() == plan.content_hash()
 
 
 def test_the_same_inputs_render_the_same_bytes_twice():
