@@ -192,8 +192,15 @@ def user_scoped(finding: Finding) -> bool:
     )
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _shallow(record: Any) -> dict[str, Any]:
-    return {f.name: getattr(record, f.name) for f in fields(record)}
+    # dataclasses.fields() rebuilds its tuple on every call: 870,000 calls at 10,000 users.
+    names = _FIELD_NAMES.get(type(record))
+    if names is None:
+        names = _FIELD_NAMES[type(record)] = tuple(f.name for f in fields(record))
+    return {name: getattr(record, name) for name in names}
 
 
 def canonical(value: Any) -> str:

@@ -9,6 +9,8 @@ import re
 from collections import Counter
 from typing import Any
 
+import orjson
+
 from domain.key_risks import worklist_markdown
 from domain.keys import mask_key_id
 from domain.plan import Outcome, Plan, Stage
@@ -35,8 +37,21 @@ def _unseen_label(finding: Any) -> str:
 
 
 # A run of word characters as long as an access key id can be (the API promises 16-128 word
-# characters, so no narrower shape is assumed): each run is looked up once.
-_WORD_RUN = re.compile(r"(?<!\w)\w{16,128}(?!\w)")
+# characters, so no narrower shape is assumed): each run is looked up once. ``\b`` on both
+# sides is the same as "not preceded or followed by a word character", and cheaper.
+_WORD_RUN = re.compile(r"\b\w{16,128}\b")
+# The same on ASCII bytes (plan.json is ASCII until key ids are masked).
+_WORD_RUN_BYTES = re.compile(rb"\b\w{16,128}\b")
+# What json.dumps(ensure_ascii=True) escapes that orjson writes as is: inside JSON strings
+# only, since JSON's own syntax is ASCII.
+_NOT_ASCII = re.compile(r"[^\x00-\x7e]")
+_JSON_OPTIONS = (
+    orjson.OPT_INDENT_2
+    | orjson.OPT_SORT_KEYS
+    # As json.dumps(default=str) shows them, not orjson's own forms.
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
 
 
 def mask_key_ids(text: str, key_ids: set[str]) -> str:
@@ -52,9 +67,46 @@ def mask_key_ids(text: str, key_ids: set[str]) -> str:
     return _WORD_RUN.sub(lambda m: masked.get(m.group(), m.group()), text)
 
 
-def render_json(plan: Plan, meta: dict[str, Any]) -> str:
-    text = json.dumps({**meta, **plan.content()}, indent=2, sort_keys=True, default=str)
-    return mask_key_ids(text, plan.access_key_ids())
+def _mask_key_ids_ascii(text: bytes, key_ids: set[str]) -> bytes:
+    r""":func:`mask_key_ids` on ASCII text as bytes (where ``\w`` is what it is in str)."""
+    if not key_ids:
+        return text
+    masked = {key_id.encode(): mask_key_id(key_id).encode() for key_id in key_ids}
+    return _WORD_RUN_BYTES.sub(lambda m: masked.get(m.group(), m.group()), text)
+
+
+def _escape_non_ascii(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}"
+
+
+def _dumps_indented(data: dict[str, Any]) -> bytes:
+    """``json.dumps(data, indent=2, sort_keys=True, default=str)``, byte for byte, as ASCII.
+
+    orjson writes the same layout ten times faster (a 10,000-user plan.json is 50 MB); what
+    it writes differently is put right: non-ASCII characters escaped as json.dumps does. What
+    orjson can't take (non-string keys, integers beyond 64 bits) goes the slow way.
+    """
+    try:
+        raw = orjson.dumps(data, default=str, option=_JSON_OPTIONS)
+    except TypeError:
+        return json.dumps(data, indent=2, sort_keys=True, default=str).encode()
+    if raw.isascii() and b"\x7f" not in raw:
+        return raw
+    return _NOT_ASCII.sub(_escape_non_ascii, raw.decode()).encode()
+
+
+def render_json(plan: Plan, meta: dict[str, Any], content: dict[str, Any] | None = None) -> str:
+    """plan.json: the plan's content with ``meta`` (id, hash, approvals), key ids masked.
+
+    Args:
+        content: ``plan.content()`` if the caller has it already (it is not built twice).
+    """
+    data = {**meta, **(plan.content() if content is None else content)}
+    return _mask_key_ids_ascii(_dumps_indented(data), plan.access_key_ids()).decode()
 
 
 def render_assignments_csv(plan: Plan) -> str:
@@ -95,7 +147,8 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
 
     add(f"# Migration plan `{plan.migration}` — plan {meta.get('plan_id', '?')}")
     add("")
-    add(f"- **Plan hash:** `{meta.get('hash', plan.content_hash())}`")
+    # Not meta.get("hash", plan.content_hash()): that hashes the whole plan every time.
+    add(f"- **Plan hash:** `{meta['hash'] if 'hash' in meta else plan.content_hash()}`")
     if plan.wave:
         add(
             f"- **Wave:** `{plan.wave['name']}`: {len(plan.wave['accounts'])} account(s) "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ from prefect.cache_policies import NO_CACHE
 from domain.access import KnownPermissionSet
 from domain.errors import PlanError
 from domain.key_risks import add_hard_coded_key_risks
-from domain.plan import Plan, build_plan, unseen_account_findings
+from domain.plan import Plan, build_plan, hashed_content, sha256_of, unseen_account_findings
 from domain.plan_render import render_assignments_csv, render_json, render_markdown
+from domain.progress import emit
 from domain.records import AccountInventory
 from domain.spec import MigrationSpec, load_spec
 from domain.waves import OrgPermissionSet, names_only_accounts, organization_sets, resolve_waves
@@ -30,6 +32,18 @@ from tasks.synthesis import synthesize
 log = logging.getLogger(__name__)
 
 __all__ = ["ApprovalInput", "compute_plan", "plan_and_approve", "plan_flow", "write_plan_files"]
+
+
+class _Phases:
+    """Times consecutive phases of planning and tells listeners (``make bench``) each one."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        emit("plan-phase", phase=name, seconds=now - self._last)
+        self._last = now
 
 
 def _plan_settings(spec: MigrationSpec) -> dict[str, Any]:
@@ -80,6 +94,7 @@ def compute_plan(
     spec: MigrationSpec, store: Store, migration_id: int, wave_name: str | None = None
 ) -> Plan:
     wave = spec.wave(wave_name)
+    phases = _Phases()
     snapshot = store.latest_snapshot(migration_id)
     if snapshot is None:
         raise PlanError(f"no inventory yet for migration {spec.name!r}: run 'iamc inventory'")
@@ -111,6 +126,7 @@ def compute_plan(
     unseen = unseen_account_findings(inventories, reasons, spec.scope.exclude_accounts)
     # The organization's permission sets, as every earlier plan's journal left them.
     organization = organization_sets(store.journal_uses(migration_id))
+    phases.done("load inventory")
     synthesis = synthesize(
         inventories,
         user_mappings,
@@ -120,6 +136,7 @@ def compute_plan(
         name_prefix=spec.permission_sets.name_prefix,
         known=known_permission_sets(organization),
     )
+    phases.done("synthesize")
     plan = build_plan(
         migration=spec.name,
         inventory_snapshot_id=snapshot.id,
@@ -138,6 +155,7 @@ def compute_plan(
     add_hard_coded_key_risks(
         plan, inventories, found, store.key_acceptances(migration_id), unscanned
     )
+    phases.done("build actions")
     return plan
 
 
@@ -157,15 +175,26 @@ def _summary(plan: Plan) -> dict[str, Any]:
     }
 
 
-def write_plan_files(plan: Plan, meta: dict[str, Any], out_dir: Path) -> dict[str, str]:
+def write_plan_files(
+    plan: Plan,
+    meta: dict[str, Any],
+    out_dir: Path,
+    *,
+    content: dict[str, Any] | None = None,
+    markdown: str | None = None,
+) -> dict[str, str]:
+    """Write plan.md, plan.json and assignments.csv; ``content`` and ``markdown`` if the
+    caller has them already (a 10,000-user plan is not built or rendered twice)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "markdown": out_dir / "plan.md",
         "json": out_dir / "plan.json",
         "assignments": out_dir / "assignments.csv",
     }
-    files["markdown"].write_text(render_markdown(plan, meta), encoding="utf-8")
-    files["json"].write_text(render_json(plan, meta) + "\n", encoding="utf-8")
+    if markdown is None:
+        markdown = render_markdown(plan, meta)
+    files["markdown"].write_text(markdown, encoding="utf-8")
+    files["json"].write_text(render_json(plan, meta, content) + "\n", encoding="utf-8")
     files["assignments"].write_text(render_assignments_csv(plan), encoding="utf-8")
     return {kind: str(path) for kind, path in files.items()}
 
@@ -189,20 +218,30 @@ def plan_flow(
         run_id = store.start_run(migration_id, "plan", {"spec": spec_path, "wave": wave})
         try:
             plan = compute_plan(spec, store, migration_id, wave)
-            content_hash = plan.content_hash()
+            phases = _Phases()
+            # The content is built once: hashed, stored and rendered from the same dict.
+            content = plan.content()
+            content_hash = sha256_of(hashed_content(content))
+            phases.done("hash")
             # Same content, same plan: an identical plan is reused with its id and approvals,
             # whatever snapshot or mapping run it was recomputed from (see PLAN_FORMAT).
             plan_id, reused = store.save_plan(
-                migration_id, run_id, content_hash, plan.content(), len(plan.blocking), wave
+                migration_id, run_id, content_hash, content, len(plan.blocking), wave
             )
-            info = store.get_plan(plan_id)
+            # The stored content is read back only when it is the one the files must show.
+            info = store.get_plan(plan_id, with_content=reused)
+            assert info is not None
             meta = {**plan_meta(info), "organization_sets": organization_notes(store, migration_id)}
             if reused:
                 # Its files show the stored plan, as approved, byte for byte.
-                plan = Plan.from_content(info.content)
+                content = info.content
+                plan = Plan.from_content(content)
+            phases.done("store")
             target = Path(out_dir) if out_dir else Path(spec_path).parent / "plans" / str(plan_id)
-            files = write_plan_files(plan, meta, target)
             markdown = render_markdown(plan, meta)
+            files = write_plan_files(plan, meta, target, content=content, markdown=markdown)
+            del content
+            phases.done("render")
             create_markdown_artifact(
                 key=f"plan-{spec.name}".lower().replace("_", "-"),
                 markdown=markdown,
@@ -217,11 +256,14 @@ def plan_flow(
                 "approvals": meta["approvals"],
                 **_summary(plan),
             }
+            phases.done("artifact")
         except BaseException as err:
             store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise
         store.finish_run(run_id, "succeeded", summary=summary)
+    phases = _Phases()
     publish_waves_artifact(spec_path)
+    phases.done("waves artifact")
     return {**summary, "files": files}
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from state import models as m
 
@@ -80,13 +80,19 @@ class PlanMixin:
 
         return self._retrying_on_conflict(work)  # type: ignore[attr-defined]
 
-    def get_plan(self, plan_id: int) -> PlanInfo | None:
-        """A stored plan with its approvals, oldest first; None if there is no such plan."""
+    def get_plan(self, plan_id: int, *, with_content: bool = True) -> PlanInfo | None:
+        """A stored plan with its approvals, oldest first; None if there is no such plan.
+
+        Args:
+            with_content: False: ``content`` is left empty (``{}``); the plan's header and
+                approvals only, without decoding a 10,000-user plan the caller already has.
+        """
         with self._session(write=False) as session:  # type: ignore[attr-defined]
             row = session.execute(
                 select(m.PlanRow, m.Migration.name)
                 .join(m.Migration, m.Migration.id == m.PlanRow.migration_id)
                 .where(m.PlanRow.id == plan_id)
+                .options(*(() if with_content else (defer(m.PlanRow.content),)))
             ).one_or_none()
             if row is None:
                 return None
@@ -104,7 +110,7 @@ class PlanMixin:
                 created=plan.created,
                 hash=plan.hash,
                 blocking=plan.blocking,
-                content=plan.content,
+                content=plan.content if with_content else {},
                 approvals=[
                     ApprovalInfo(
                         stage=a.stage,
