@@ -14,7 +14,14 @@ from prefect.cache_policies import NO_CACHE
 from domain.access import KnownPermissionSet
 from domain.errors import PlanError
 from domain.key_risks import add_hard_coded_key_risks
-from domain.plan import Plan, build_plan, hashed_content, sha256_of, unseen_account_findings
+from domain.plan import (
+    PROVENANCE_KEYS,
+    Plan,
+    build_plan,
+    hashed_content,
+    sha256_of,
+    unseen_account_findings,
+)
 from domain.plan_render import render_assignments_csv, render_json, render_markdown
 from domain.progress import emit
 from domain.records import AccountInventory
@@ -228,14 +235,17 @@ def plan_flow(
             plan_id, reused = store.save_plan(
                 migration_id, run_id, content_hash, content, len(plan.blocking), wave
             )
-            # The stored content is read back only when it is the one the files must show.
-            info = store.get_plan(plan_id, with_content=reused)
+            info = store.get_plan(plan_id, with_content=False)
             assert info is not None
             meta = {**plan_meta(info), "organization_sets": organization_notes(store, migration_id)}
             if reused:
-                # Its files show the stored plan, as approved, byte for byte.
-                content = info.content
-                plan = Plan.from_content(content)
+                # Its files show the stored plan, as approved, byte for byte: the same hash
+                # means the same content but for where it was computed from (PROVENANCE_KEYS),
+                # which is taken from the stored plan rather than decoding all of it again.
+                provenance = store.plan_provenance(plan_id, PROVENANCE_KEYS)
+                content = {**content, **provenance}
+                for key, value in provenance.items():
+                    setattr(plan, key, value)
             phases.done("store")
             target = Path(out_dir) if out_dir else Path(spec_path).parent / "plans" / str(plan_id)
             markdown = render_markdown(plan, meta)
@@ -262,7 +272,7 @@ def plan_flow(
             raise
         store.finish_run(run_id, "succeeded", summary=summary)
     phases = _Phases()
-    publish_waves_artifact(spec_path)
+    publish_waves_artifact(spec_path, {plan_id: plan})
     phases.done("waves artifact")
     return {**summary, "files": files}
 

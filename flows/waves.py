@@ -9,6 +9,7 @@ from pathlib import Path
 from prefect.artifacts import create_table_artifact
 
 from domain.errors import IamcError
+from domain.plan import Plan
 from state.reports import WAVE_COLUMNS, waves_report
 
 log = logging.getLogger(__name__)
@@ -19,11 +20,17 @@ def waves_artifact_key(migration: str) -> str:
     return "waves-" + re.sub(r"[^a-z0-9-]+", "-", migration.lower()).strip("-")
 
 
-def publish_waves_artifact(spec_path: str | Path) -> str | None:
+def publish_waves_artifact(
+    spec_path: str | Path, known_plans: dict[int, Plan] | None = None
+) -> str | None:
     """Publish ``iamc report waves`` as a table artifact; its key, or None when there is
-    nothing to report yet (no inventory). Never fails the flow that publishes it."""
+    nothing to report yet (no inventory). Never fails the flow that publishes it.
+
+    Args:
+        known_plans: stored plans the caller holds in memory, by id (not read back).
+    """
     try:
-        rows, meta = waves_report(spec_path)
+        rows, meta = waves_report(spec_path, known_plans)
     except IamcError as err:
         log.info("waves table not published: %s", err)
         return None

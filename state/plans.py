@@ -126,6 +126,15 @@ class PlanMixin:
                 wave=plan.wave,
             )
 
+    def plan_provenance(self, plan_id: int, keys: tuple[str, ...]) -> dict[str, Any]:
+        """Top-level values of a stored plan's content (say, where it was computed from),
+        read without decoding the whole content (a key it lacks reads as None)."""
+        with self._session(write=False) as session:  # type: ignore[attr-defined]
+            row = session.execute(
+                select(*(m.PlanRow.content[key] for key in keys)).where(m.PlanRow.id == plan_id)
+            ).one()
+            return dict(zip(keys, row, strict=True))
+
     def record_approval(
         self,
         plan_id: int,

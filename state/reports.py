@@ -285,9 +285,15 @@ def _pending(
     return f"plan {plan_id} approved, not applied: iamc apply {plan_id} -c {spec_path}"
 
 
-def waves_report(spec_path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def waves_report(
+    spec_path: str | Path, known_plans: dict[int, Plan] | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Per wave: accounts, users migrated, disabled and deleted, CIS 1.21 verdicts, and what
     is pending; from the latest inventory and each wave's latest plan and its runs.
+
+    Args:
+        known_plans: plan id -> that stored plan, already in memory (the plan flow's own):
+            not read back from the store.
 
     Raises:
         NoInventoryError: No inventory yet.
@@ -306,8 +312,15 @@ def waves_report(spec_path: str | Path) -> tuple[list[dict[str, Any]], dict[str,
         latest: dict[str, int] = {}
         for head in store.plan_heads(migration_id):
             latest[head.wave or NO_WAVES] = head.id
-        infos = {name: store.get_plan(plan_id) for name, plan_id in latest.items()}
-        plans = {name: Plan.from_content(info.content) for name, info in infos.items()}
+        known = known_plans or {}
+        infos = {
+            name: store.get_plan(plan_id, with_content=plan_id not in known)
+            for name, plan_id in latest.items()
+        }
+        plans = {
+            name: known[info.id] if info.id in known else Plan.from_content(info.content)
+            for name, info in infos.items()
+        }
         journals = {
             name: {e.action_id: e for e in store.journal_entries(info.id)}
             for name, info in infos.items()

@@ -23,7 +23,7 @@ from tasks.synthesis import synthesize
 
 
 def _plan(accounts: int, users: int, display: str | None = None) -> Plan:
-    inventories, mappings, identities = synthetic_org(accounts, users)
+    inventories, mappings, _identities = synthetic_org(accounts, users)
     if display is not None:
         # Identity-store names may be any Unicode: plan.json escapes it as json.dumps does.
         for mapping in mappings[::3]:
