@@ -205,6 +205,10 @@ def _shallow(record: Any) -> dict[str, Any]:
     names = _FIELD_NAMES.get(type(record))
     if names is None:
         names = _FIELD_NAMES[type(record)] = tuple(f.name for f in fields(record))
+    attributes = getattr(record, "__dict__", None)
+    if attributes is not None and len(attributes) == len(names):
+        # A dataclass instance's __dict__ holds exactly its fields: copied in C.
+        return attributes.copy()
     return {name: getattr(record, name) for name in names}
 
 

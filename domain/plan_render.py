@@ -44,7 +44,7 @@ _WORD_RUN = re.compile(r"\b\w{16,128}\b")
 _WORD_RUN_BYTES = re.compile(rb"\b\w{16,128}\b")
 # What json.dumps(ensure_ascii=True) escapes that orjson writes as is: inside JSON strings
 # only, since JSON's own syntax is ASCII.
-_NOT_ASCII = re.compile(r"[^\x00-\x7e]")
+_NOT_ASCII_BYTES = re.compile(rb"[\x7f-\xff]+")
 _JSON_OPTIONS = (
     orjson.OPT_INDENT_2
     | orjson.OPT_SORT_KEYS
@@ -67,46 +67,56 @@ def mask_key_ids(text: str, key_ids: set[str]) -> str:
     return _WORD_RUN.sub(lambda m: masked.get(m.group(), m.group()), text)
 
 
-def _mask_key_ids_ascii(text: bytes, key_ids: set[str]) -> bytes:
-    r""":func:`mask_key_ids` on ASCII text as bytes (where ``\w`` is what it is in str)."""
-    if not key_ids:
-        return text
-    masked = {key_id.encode(): mask_key_id(key_id).encode() for key_id in key_ids}
-    return _WORD_RUN_BYTES.sub(lambda m: masked.get(m.group(), m.group()), text)
-
-
-def _escape_non_ascii(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    code -= 0x10000
-    return f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}"
+def _escape_non_ascii(match: re.Match[bytes]) -> bytes:
+    escaped = []
+    for char in match.group().decode():
+        code = ord(char)
+        if code < 0x10000:
+            escaped.append(f"\\u{code:04x}")
+        else:
+            code -= 0x10000
+            escaped.append(f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}")
+    return "".join(escaped).encode()
 
 
 def _dumps_indented(data: dict[str, Any]) -> bytes:
     """``json.dumps(data, indent=2, sort_keys=True, default=str)``, byte for byte, as ASCII.
 
     orjson writes the same layout ten times faster (a 10,000-user plan.json is 50 MB); what
-    it writes differently is put right: non-ASCII characters escaped as json.dumps does. What
-    orjson can't take (non-string keys, integers beyond 64 bits) goes the slow way.
+    it writes differently is put right: non-ASCII characters (and DEL) escaped as json.dumps
+    does. What orjson can't take (non-string keys, integers beyond 64 bits) goes the slow
+    way. (Floats below 1e-4 would read ``0.000025`` instead of ``2.5e-05``: plans hold none.)
     """
     try:
         raw = orjson.dumps(data, default=str, option=_JSON_OPTIONS)
     except TypeError:
         return json.dumps(data, indent=2, sort_keys=True, default=str).encode()
-    if raw.isascii() and b"\x7f" not in raw:
-        return raw
-    return _NOT_ASCII.sub(_escape_non_ascii, raw.decode()).encode()
+    return _NOT_ASCII_BYTES.sub(_escape_non_ascii, raw)
 
 
-def render_json(plan: Plan, meta: dict[str, Any], content: dict[str, Any] | None = None) -> str:
-    """plan.json: the plan's content with ``meta`` (id, hash, approvals), key ids masked.
+def render_json_bytes(
+    plan: Plan, meta: dict[str, Any], content: dict[str, Any] | None = None
+) -> bytes:
+    """plan.json as UTF-8: the plan's content with ``meta`` (id, hash, approvals), key ids
+    masked; the same text as ``json.dumps(..., indent=2, sort_keys=True, default=str)``.
 
     Args:
         content: ``plan.content()`` if the caller has it already (it is not built twice).
     """
     data = {**meta, **(plan.content() if content is None else content)}
-    return _mask_key_ids_ascii(_dumps_indented(data), plan.access_key_ids()).decode()
+    text = _dumps_indented(data)
+    del data
+    key_ids = plan.access_key_ids()
+    if not key_ids:
+        return text
+    # ASCII bytes, where \w means what it means in str here: one pass, as mask_key_ids.
+    masked = {key_id.encode(): mask_key_id(key_id).encode() for key_id in key_ids}
+    return _WORD_RUN_BYTES.sub(lambda m: masked.get(m.group(), m.group()), text)
+
+
+def render_json(plan: Plan, meta: dict[str, Any], content: dict[str, Any] | None = None) -> str:
+    """plan.json (:func:`render_json_bytes`) as text."""
+    return render_json_bytes(plan, meta, content).decode()
 
 
 def render_assignments_csv(plan: Plan) -> str:

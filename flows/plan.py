@@ -22,7 +22,7 @@ from domain.plan import (
     sha256_of,
     unseen_account_findings,
 )
-from domain.plan_render import render_assignments_csv, render_json, render_markdown
+from domain.plan_render import render_assignments_csv, render_json_bytes, render_markdown
 from domain.progress import emit
 from domain.records import AccountInventory
 from domain.spec import MigrationSpec, load_spec
@@ -201,7 +201,9 @@ def write_plan_files(
     if markdown is None:
         markdown = render_markdown(plan, meta)
     files["markdown"].write_text(markdown, encoding="utf-8")
-    files["json"].write_text(render_json(plan, meta, content) + "\n", encoding="utf-8")
+    with files["json"].open("wb") as out:
+        out.write(render_json_bytes(plan, meta, content))
+        out.write(b"\n")
     files["assignments"].write_text(render_assignments_csv(plan), encoding="utf-8")
     return {kind: str(path) for kind, path in files.items()}
 
