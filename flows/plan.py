@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,21 @@ from tasks.synthesis import synthesize
 log = logging.getLogger(__name__)
 
 __all__ = ["ApprovalInput", "compute_plan", "plan_and_approve", "plan_flow", "write_plan_files"]
+
+
+@contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """Planning allocates millions of small objects that live until the plan is written:
+    CPython's cycle collector re-scans them all at every generation-2 pass, which cost half
+    of a 10,000-user plan's time. Reference counting still frees everything as usual; cycles
+    made meanwhile are collected once the collector is back on."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _Phases:
@@ -226,57 +244,75 @@ def plan_flow(
         migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
         run_id = store.start_run(migration_id, "plan", {"spec": spec_path, "wave": wave})
         try:
-            plan = compute_plan(spec, store, migration_id, wave)
-            phases = _Phases()
-            # The content is built once: hashed, stored and rendered from the same dict.
-            content = plan.content()
-            content_hash = sha256_of(hashed_content(content))
-            phases.done("hash")
-            # Same content, same plan: an identical plan is reused with its id and approvals,
-            # whatever snapshot or mapping run it was recomputed from (see PLAN_FORMAT).
-            plan_id, reused = store.save_plan(
-                migration_id, run_id, content_hash, content, len(plan.blocking), wave
-            )
-            info = store.get_plan(plan_id, with_content=False)
-            assert info is not None
-            meta = {**plan_meta(info), "organization_sets": organization_notes(store, migration_id)}
-            if reused:
-                # Its files show the stored plan, as approved, byte for byte: the same hash
-                # means the same content but for where it was computed from (PROVENANCE_KEYS),
-                # which is taken from the stored plan rather than decoding all of it again.
-                provenance = store.plan_provenance(plan_id, PROVENANCE_KEYS)
-                content = {**content, **provenance}
-                for key, value in provenance.items():
-                    setattr(plan, key, value)
-            phases.done("store")
-            target = Path(out_dir) if out_dir else Path(spec_path).parent / "plans" / str(plan_id)
-            markdown = render_markdown(plan, meta)
-            files = write_plan_files(plan, meta, target, content=content, markdown=markdown)
-            del content
-            phases.done("render")
-            create_markdown_artifact(
-                key=f"plan-{spec.name}".lower().replace("_", "-"),
-                markdown=markdown,
-                description=f"Plan {plan_id} of {spec.name}, hash {content_hash[:12]}",
-            )
-            summary = {
-                "plan_id": plan_id,
-                "wave": wave,
-                "hash": content_hash,
-                "reused": reused,
-                "computed": meta["created"],
-                "approvals": meta["approvals"],
-                **_summary(plan),
-            }
-            phases.done("artifact")
+            with _without_cyclic_gc():
+                summary, files, plan_id, plan = _plan_and_write(
+                    spec, spec_path, store, migration_id, run_id, wave, out_dir
+                )
         except BaseException as err:
             store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise
         store.finish_run(run_id, "succeeded", summary=summary)
     phases = _Phases()
-    publish_waves_artifact(spec_path, {plan_id: plan})
+    with _without_cyclic_gc():
+        publish_waves_artifact(spec_path, {plan_id: plan})
     phases.done("waves artifact")
     return {**summary, "files": files}
+
+
+def _plan_and_write(
+    spec: MigrationSpec,
+    spec_path: str,
+    store: Store,
+    migration_id: int,
+    run_id: int,
+    wave: str | None,
+    out_dir: str | None,
+) -> tuple[dict[str, Any], dict[str, str], int, Plan]:
+    """Compute, store and write the plan: (summary, files, plan id, the stored plan)."""
+    plan = compute_plan(spec, store, migration_id, wave)
+    phases = _Phases()
+    # The content is built once: hashed, stored and rendered from the same dict.
+    content = plan.content()
+    content_hash = sha256_of(hashed_content(content))
+    phases.done("hash")
+    # Same content, same plan: an identical plan is reused with its id and approvals,
+    # whatever snapshot or mapping run it was recomputed from (see PLAN_FORMAT).
+    plan_id, reused = store.save_plan(
+        migration_id, run_id, content_hash, content, len(plan.blocking), wave
+    )
+    info = store.get_plan(plan_id, with_content=False)
+    assert info is not None
+    meta = {**plan_meta(info), "organization_sets": organization_notes(store, migration_id)}
+    if reused:
+        # Its files show the stored plan, as approved, byte for byte: the same hash
+        # means the same content but for where it was computed from (PROVENANCE_KEYS),
+        # which is taken from the stored plan rather than decoding all of it again.
+        provenance = store.plan_provenance(plan_id, PROVENANCE_KEYS)
+        content = {**content, **provenance}
+        for key, value in provenance.items():
+            setattr(plan, key, value)
+    phases.done("store")
+    target = Path(out_dir) if out_dir else Path(spec_path).parent / "plans" / str(plan_id)
+    markdown = render_markdown(plan, meta)
+    files = write_plan_files(plan, meta, target, content=content, markdown=markdown)
+    del content
+    phases.done("render")
+    create_markdown_artifact(
+        key=f"plan-{spec.name}".lower().replace("_", "-"),
+        markdown=markdown,
+        description=f"Plan {plan_id} of {spec.name}, hash {content_hash[:12]}",
+    )
+    summary = {
+        "plan_id": plan_id,
+        "wave": wave,
+        "hash": content_hash,
+        "reused": reused,
+        "computed": meta["created"],
+        "approvals": meta["approvals"],
+        **_summary(plan),
+    }
+    phases.done("artifact")
+    return summary, files, plan_id, plan
 
 
 @flow(name="plan-and-approve", log_prints=False, persist_result=False)
