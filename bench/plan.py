@@ -127,13 +127,26 @@ def _timed_plan(spec: Path, out: Path) -> dict[str, Any]:
     return {"wall": time.perf_counter() - started, "phases": phases, "result": result}
 
 
+def _peak_rss_mib() -> float:
+    """This process's peak RSS. Linux's VmHWM starts afresh at exec; ru_maxrss does not (a
+    child started by a 500 MiB parent would report the parent's peak)."""
+    import resource
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def plan_once(spec: str, out: str) -> None:
     """The cold run's child process: one plan, then its figures as one JSON line."""
     import json
-    import resource
 
     timed = _timed_plan(Path(spec), Path(out))
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = _peak_rss_mib()
     print("BENCH " + json.dumps({**timed, "rss_mib": rss}, default=str))
 
 

@@ -36,12 +36,9 @@ def _unseen_label(finding: Any) -> str:
     return f"{label}: {_cell(finding.details.get('reason', 'not inventoried'))}"
 
 
-# A run of word characters as long as an access key id can be (the API promises 16-128 word
-# characters, so no narrower shape is assumed): each run is looked up once. ``\b`` on both
-# sides is the same as "not preceded or followed by a word character", and cheaper.
-_WORD_RUN = re.compile(r"\b\w{16,128}\b")
-# The same on ASCII bytes (plan.json is ASCII until key ids are masked).
-_WORD_RUN_BYTES = re.compile(rb"\b\w{16,128}\b")
+# Key ids are matched as whole word runs as long as an access key id can be (the API
+# promises 16-128 word characters, so no narrower shape is assumed); ``\b`` on both sides is
+# "not preceded or followed by a word character". See _key_id_pattern.
 # What json.dumps(ensure_ascii=True) escapes that orjson writes as is: inside JSON strings
 # only, since JSON's own syntax is ASCII.
 _NOT_ASCII_BYTES = re.compile(rb"[\x7f-\xff]+")
@@ -54,6 +51,41 @@ _JSON_OPTIONS = (
 )
 
 
+# Distinct leading characters of the key ids beyond which one pattern per prefix stops paying.
+_MAX_PREFIXES = 64
+_PREFIX = 4
+_WORD_CHAR = re.compile(r"\w")
+_WORD_CHAR_BYTES = re.compile(rb"\w")
+
+
+def _mask_words(text: Any, key_ids: set[str], masked: dict[Any, Any]) -> Any:
+    """Replace every whole word of ``text`` (str, or ASCII bytes) that is a key id.
+
+    The pattern starts with the ids' first four characters (``AKIA``, ``ASIA``...), a literal
+    the regex engine searches for quickly, instead of stopping at every long word (a plan.json
+    has 100,000 64-hex fingerprints); whether the run starts a word is checked per match.
+    Every whole word that is one of the ids matches, as with the generic 16-128 word-run
+    pattern, which is used when the ids have too many distinct prefixes.
+    """
+    as_bytes = isinstance(text, bytes)
+    prefixes = {key_id[:_PREFIX] for key_id in key_ids}
+    if len(prefixes) > _MAX_PREFIXES or any(len(key_id) < 16 for key_id in key_ids):
+        generic = re.compile(rb"\b\w{16,128}\b" if as_bytes else r"\b\w{16,128}\b")
+        return generic.sub(lambda m: masked.get(m.group(), m.group()), text)
+    alternatives = "|".join(re.escape(p) for p in sorted(prefixes))
+    source = rf"(?:{alternatives})\w{{{16 - _PREFIX},{128 - _PREFIX}}}\b"
+    pattern = re.compile(source.encode() if as_bytes else source)
+    word_char = _WORD_CHAR_BYTES if as_bytes else _WORD_CHAR
+
+    def replace(match: re.Match[Any]) -> Any:
+        start = match.start()
+        if start and word_char.match(text, start - 1):
+            return match.group()  # inside a longer word: not a key id standing alone
+        return masked.get(match.group(), match.group())
+
+    return pattern.sub(replace, text)
+
+
 def mask_key_ids(text: str, key_ids: set[str]) -> str:
     """Key ids appear as AKIA…WXYZ outside the state DB (the plan there keeps them whole).
 
@@ -63,8 +95,7 @@ def mask_key_ids(text: str, key_ids: set[str]) -> str:
     """
     if not key_ids:
         return text
-    masked = {key_id: mask_key_id(key_id) for key_id in key_ids}
-    return _WORD_RUN.sub(lambda m: masked.get(m.group(), m.group()), text)
+    return _mask_words(text, key_ids, {key_id: mask_key_id(key_id) for key_id in key_ids})
 
 
 def _escape_non_ascii(match: re.Match[bytes]) -> bytes:
@@ -91,6 +122,10 @@ def _dumps_indented(data: dict[str, Any]) -> bytes:
         raw = orjson.dumps(data, default=str, option=_JSON_OPTIONS)
     except TypeError:
         return json.dumps(data, indent=2, sort_keys=True, default=str).encode()
+    # Masked key ids in action ids are the one non-ASCII character most plans hold.
+    raw = raw.replace("…".encode(), b"\\u2026")
+    if raw.isascii() and b"\x7f" not in raw:
+        return raw
     return _NOT_ASCII_BYTES.sub(_escape_non_ascii, raw)
 
 
@@ -111,7 +146,7 @@ def render_json_bytes(
         return text
     # ASCII bytes, where \w means what it means in str here: one pass, as mask_key_ids.
     masked = {key_id.encode(): mask_key_id(key_id).encode() for key_id in key_ids}
-    return _WORD_RUN_BYTES.sub(lambda m: masked.get(m.group(), m.group()), text)
+    return _mask_words(text, key_ids, masked)
 
 
 def render_json(plan: Plan, meta: dict[str, Any], content: dict[str, Any] | None = None) -> str:

@@ -87,3 +87,29 @@ def test_the_same_inputs_render_the_same_bytes_twice():
     meta = {"plan_id": 1, "hash": first.content_hash()}
     assert first.content_hash() == second.content_hash()
     assert render_json(first, meta) == render_json(second, meta)
+
+
+def test_masking_by_prefix_masks_exactly_the_whole_words_the_generic_pattern_does():
+    import random
+    import re
+
+    from domain.plan_render import mask_key_ids
+
+    rng = random.Random(11)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    keys = {p + "".join(rng.choices(alphabet, k=16)) for p in ("AKIA", "ASIA") for _ in range(50)}
+    pieces = []
+    for key in sorted(keys):
+        pieces += [key, f"x{key}", f"{key}_", f"_{key}", f"é{key}", f"{key}é", f'"{key}"']
+    pieces += ["AKIA" + "Z" * 130, "ab" * 32, "AKIA…WXYZ"]
+    rng.shuffle(pieces)
+    text = " ".join(f"{p}{rng.choice([' ', ':', ',', '|', chr(10)])}" for p in pieces)
+    masked = {k: mask_key_id(k) for k in keys}
+    generic = re.sub(r"\b\w{16,128}\b", lambda m: masked.get(m.group(), m.group()), text)
+    assert mask_key_ids(text, keys) == generic
+    assert not any(re.search(rf"(?<!\w){k}(?!\w)", mask_key_ids(text, keys)) for k in keys)
+    # Too many distinct prefixes: the generic pattern itself.
+    many = {f"K{n:03d}" + "A" * 16 for n in range(100)}
+    assert mask_key_ids(" ".join(sorted(many)), many) == " ".join(
+        mask_key_id(k) for k in sorted(many)
+    )
