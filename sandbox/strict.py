@@ -112,7 +112,12 @@ class Strictness:
         delete_conflicts: DeleteUser refuses while the user has dependent objects.
         assume_role_checks: AssumeRole of a role that does not exist is refused with
             AccessDenied, as AWS does (moto hands out credentials for any ARN).
-        async_in_progress_polls: Describe* polls that report IN_PROGRESS before the final status.
+        async_in_progress_polls: Describe* polls that report IN_PROGRESS before the final status
+            (when ``async_completion_ms`` is 0).
+        async_completion_ms: When above 0, an asynchronous request (assignment creation or
+            deletion, provisioning) completes this many milliseconds after it was made,
+            however often it is polled, as AWS's do: a Describe or List*Status before then
+            reports IN_PROGRESS, any after it the final status.
         conflicts: Duplicate permission-set names and duplicate assignments are refused.
         credential_checks: A request signed by an ``Inactive`` access key is refused
             (``InvalidClientTokenId``) and one signed by a user holding the quarantine policy
@@ -127,6 +132,7 @@ class Strictness:
     delete_conflicts: bool = True
     assume_role_checks: bool = True
     async_in_progress_polls: int = 2
+    async_completion_ms: int = 0
     conflicts: bool = True
     credential_checks: bool = True
     throttle: dict[str, float] = field(default_factory=dict)
@@ -246,8 +252,12 @@ class _AsyncRequest:
     final: str = "SUCCEEDED"
     failure_reason: str | None = None
     done: bool = False
+    # Monotonic time it completes at (time-based model), None: after ``polls_left`` polls.
+    completes_at: float | None = None
 
     def view(self) -> dict[str, Any]:
+        if self.completes_at is not None and time.monotonic() >= self.completes_at:
+            self.done = True
         out = dict(self.status)
         out["RequestId"] = self.request_id
         out["Status"] = self.final if self.done else "IN_PROGRESS"
@@ -256,6 +266,8 @@ class _AsyncRequest:
         return out
 
     def poll(self) -> dict[str, Any]:
+        if self.completes_at is not None:
+            return self.view()
         if self.polls_left > 0:
             self.polls_left -= 1
         else:
@@ -844,6 +856,9 @@ class StrictMiddleware:
                 polls_left=self.strictness.async_in_progress_polls,
                 final=final,
                 failure_reason=failure_reason,
+                completes_at=time.monotonic() + self.strictness.async_completion_ms / 1000
+                if self.strictness.async_completion_ms > 0
+                else None,
             )
             self._requests[tracked.request_id] = tracked
             return tracked

@@ -130,6 +130,7 @@ class CreateAssignment:
                     ctx.poll,
                     action.id,
                     f"assignment {action.target} in account {key['TargetId']}",
+                    "CreateAccountAssignment",
                 )
             except ClientError as err:
                 raise ActionError(action.id, error_message(err)) from err
@@ -189,6 +190,7 @@ class CreateAssignment:
                     ctx.poll,
                     entry.action_id,
                     "deleting the assignment",
+                    "DeleteAccountAssignment",
                 )
         except ClientError as err:
             raise ActionError(entry.action_id, error_message(err)) from err

@@ -46,13 +46,40 @@ class InjectedCrash(BaseException):
     """Raised by the fault hook at a step boundary; only tests inject it."""
 
 
+# Seconds from an asynchronous sso-admin request to its first status poll: about when AWS
+# typically reports it done, so most requests take one Describe. The API reference gives no
+# latency (CreateAccountAssignment, DeleteAccountAssignment and ProvisionPermissionSet only
+# say "asynchronous"; poll Describe*Status, docs.aws.amazon.com/singlesignon/latest/
+# APIReference/API_CreateAccountAssignment.html); Terraform's AWS provider, which waits on the
+# same calls at scale, waits 5 s before its first poll of an assignment creation or deletion
+# and 5 s between provisioning polls (internal/service/ssoadmin/wait.go:
+# accountAssignmentDelay, permissionSetProvisioningRetryDelay).
+TYPICAL_COMPLETION_S = {
+    "CreateAccountAssignment": 5.0,
+    "DeleteAccountAssignment": 5.0,
+    "ProvisionPermissionSet": 5.0,
+}
+
+
 @dataclass(frozen=True)
 class PollPolicy:
-    """How long and how often to poll an asynchronous sso-admin request (tenacity)."""
+    """How long and how often to poll an asynchronous sso-admin request (tenacity).
+
+    The first poll comes ``first`` seconds after the request (default: the operation's
+    typical completion time, ``TYPICAL_COMPLETION_S``, at most ``maximum``); then polls back
+    off exponentially from ``initial`` up to ``maximum`` seconds apart, for ``timeout`` at most.
+    """
 
     initial: float = 0.5
     maximum: float = 10.0
     timeout: float = 900.0
+    first: float | None = None
+
+    def first_poll(self, operation: str) -> float:
+        """Seconds to wait before the first status poll of ``operation``."""
+        if self.first is not None:
+            return self.first
+        return min(TYPICAL_COMPLETION_S.get(operation, self.initial), self.maximum)
 
 
 @dataclass

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
-from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_exponential
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_result,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from domain.access import PermissionSetDefinition
 from domain.errors import ActionError
@@ -62,15 +70,34 @@ IN_PROGRESS = "IN_PROGRESS"
 FAILED = "FAILED"
 
 
+def _first_poll_wait(seconds: float) -> Callable[[RetryCallState], None]:
+    def before(state: RetryCallState) -> None:
+        if state.attempt_number == 1 and seconds > 0:
+            time.sleep(seconds)
+
+    return before
+
+
 def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[Any]:
     for page in client.get_paginator(operation).paginate(**kwargs):
         yield from page.get(key, [])
 
 
 def wait_for_status(
-    describe: Callable[[], dict[str, Any]], poll: PollPolicy, action_id: str, what: str
+    describe: Callable[[], dict[str, Any]],
+    poll: PollPolicy,
+    action_id: str,
+    what: str,
+    operation: str,
+    *,
+    waited: float = 0.0,
 ) -> dict[str, Any]:
-    """Poll an asynchronous request until it SUCCEEDED (bounded, backing off).
+    """Poll an asynchronous request until it SUCCEEDED: the first poll when ``operation``
+    typically completes (:meth:`PollPolicy.first_poll`), then backing off, bounded.
+
+    Args:
+        operation: The request's sso-admin operation (``CreateAccountAssignment``...).
+        waited: Seconds already passed since the request (a resumed run's earlier request).
 
     Raises:
         ActionError: It FAILED (with the reason AWS gave), or is still IN_PROGRESS after
@@ -80,6 +107,9 @@ def wait_for_status(
         retry=retry_if_result(lambda status: status.get("Status") == IN_PROGRESS),
         wait=wait_exponential(multiplier=poll.initial, max=poll.maximum),
         stop=stop_after_delay(poll.timeout),
+        # Polling before the request can typically be done costs a call of the shared
+        # sso-admin rate and answers IN_PROGRESS: the first poll waits that long.
+        before=_first_poll_wait(max(0.0, poll.first_poll(operation) - waited)),
     )
     try:
         final = retrying(describe)
@@ -493,6 +523,7 @@ class UpdatePermissionSet:
                 ctx.poll,
                 entry.action_id,
                 f"re-provisioning {name} with its previous definition",
+                "ProvisionPermissionSet",
             )
         except ClientError as err:
             raise ActionError(entry.action_id, error_message(err)) from err
@@ -546,6 +577,7 @@ class ProvisionPermissionSet:
                 ctx.poll,
                 action.id,
                 f"provisioning {action.target} to {account_id}",
+                "ProvisionPermissionSet",
             )
         except ClientError as err:
             raise ActionError(action.id, error_message(err)) from err

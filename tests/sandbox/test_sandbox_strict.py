@@ -190,6 +190,29 @@ def test_in_progress_polls_are_configurable(client, control, identity_center) ->
     assert _creation_status(sso, identity_center, created["RequestId"])["Status"] == "SUCCEEDED"
 
 
+def test_async_requests_complete_by_time_however_often_polled(client, control, identity_center):
+    """As AWS's: a request completes some time after it was made; polls don't advance it."""
+    control.configure(async_completion_ms=600, async_in_progress_polls=0)
+    sso = client("sso-admin")
+    created = _assign(sso, identity_center, "user-timed")
+    made = time.monotonic()
+    assert created["Status"] == "IN_PROGRESS"
+    early = [_creation_status(sso, identity_center, created["RequestId"]) for _ in range(5)]
+    if time.monotonic() - made < 0.5:  # a loaded machine may take longer than 600 ms
+        assert {s["Status"] for s in early} == {"IN_PROGRESS"}
+        listed = sso.list_account_assignment_creation_status(
+            InstanceArn=identity_center["instance"], Filter={"Status": "IN_PROGRESS"}
+        )["AccountAssignmentsCreationStatus"]
+        assert created["RequestId"] in {s["RequestId"] for s in listed}
+    time.sleep(max(0.0, 0.7 - (time.monotonic() - made)))
+    # One poll after the time, and a List*Status of the same, report it done.
+    listed = sso.list_account_assignment_creation_status(
+        InstanceArn=identity_center["instance"], Filter={"Status": "IN_PROGRESS"}
+    )["AccountAssignmentsCreationStatus"]
+    assert created["RequestId"] not in {s["RequestId"] for s in listed}
+    assert _creation_status(sso, identity_center, created["RequestId"])["Status"] == "SUCCEEDED"
+
+
 def test_assignment_deletion_is_in_progress_then_succeeded(client, control, identity_center):
     sso = client("sso-admin")
     _assign(sso, identity_center, "user-del")
