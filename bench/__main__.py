@@ -53,7 +53,15 @@ def main() -> None:
     provision_args.add_argument(
         "--sso-rate", type=float, default=20.0, help="sandbox sso-admin rate"
     )
-    provision_args.add_argument("--polls", type=int, default=2, help="IN_PROGRESS polls each")
+    provision_args.add_argument(
+        "--completion-ms",
+        type=int,
+        default=500,
+        help="sandbox: async requests complete this long after they are made (0: --polls)",
+    )
+    provision_args.add_argument(
+        "--polls", type=int, default=2, help="IN_PROGRESS polls each, when --completion-ms 0"
+    )
     scan_args = sub.add_parser(
         "scan",
         help="key scan: MB/s vs rg and detect-secrets, recall; AWS-side calls and wall time",
