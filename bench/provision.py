@@ -1,4 +1,4 @@
-"""The provision stage at scale through apply_flow's body, with the sandbox's sso-admin throttled."""
+"""The provision stage at scale through apply_flow's body, with sandbox sso-admin throttled."""
 
 from __future__ import annotations
 

@@ -164,6 +164,8 @@ class ExecutionContext:
         self._permission_sets: dict[str, str] | None = None
         self._assignments: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._assignment_locks: dict[tuple[str, str], threading.Lock] = {}
+        # Account -> ARNs of the sets provisioned there before this run provisioned any.
+        self._provisioned_before: dict[str, set[str]] = {}
         self._client_local = threading.local()
         # The retire stages' extras, set by the flow that runs them: where a snapshot taken
         # before a user's deletion is stored, and what "now" is (tests move it).
@@ -215,11 +217,27 @@ class ExecutionContext:
             with self._lock:
                 cached = self._assignments.get(key)
             if cached is None:
-                listed = loader()
+                with self._lock:
+                    before = self._provisioned_before.get(account_id)
+                # A set that was not provisioned to the account has no assignments there (an
+                # assignment provisions its set, API_CreateAccountAssignment): no listing.
+                unprovisioned = before is not None and permission_set_arn not in before
+                listed = set() if unprovisioned else loader()
                 with self._lock:
                     cached = self._assignments.setdefault(key, listed)
         with self._lock:
             return set(cached)
+
+    def note_provisioned_before(self, account_id: str, loader: Callable[[], list[str]]) -> None:
+        """Record, once per account and before this run provisions anything there, which
+        permission sets the account has (ListPermissionSetsProvisionedToAccount: one call per
+        account instead of one ListAccountAssignments per set that can't have assignments)."""
+        with self._lock:
+            if account_id in self._provisioned_before:
+                return
+        provisioned = set(loader())
+        with self._lock:
+            self._provisioned_before.setdefault(account_id, provisioned)
 
     def remember_assignment(
         self, account_id: str, permission_set_arn: str, principal: tuple[str, str], present: bool

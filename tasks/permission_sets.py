@@ -533,10 +533,17 @@ class UpdatePermissionSet:
 class ProvisionPermissionSet:
     """``provision-permission-set``: deploy a permission set to one account and wait."""
 
-    PERMISSIONS = PROVISION_PERMISSIONS
+    PERMISSIONS = (*PROVISION_PERMISSIONS, "sso:ListPermissionSetsProvisionedToAccount")
 
     def probe(self, ctx: ExecutionContext, action: PlanAction) -> Live:
         # Provisioning is idempotent and re-deploys the current definition: always do it.
+        # Before the first provisioning in an account: what it had, so the probes of its
+        # assignments list only the sets that were there already (ctx.assignments_of).
+        if action.account_id:
+            account_id = action.account_id
+            ctx.note_provisioned_before(
+                account_id, lambda: provisioned_permission_sets(ctx, account_id)
+            )
         return Live(exists=False)
 
     def apply(
