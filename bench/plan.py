@@ -188,7 +188,6 @@ def run(args: argparse.Namespace) -> None:
     print(f"built {args.accounts} accounts x {args.users} users in the store in {built:.1f} s")
 
     # A first run creates Prefect's home database (once per machine: ~12 s, not counted).
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     first = _timed_plan(spec, workdir / "out-first")
     print(f"first run in this process (fresh Prefect home, imports): {first['wall']:.1f} s")
     # Cold: a new process, imports included, reporting to a running Prefect server as `iamc`
