@@ -443,3 +443,18 @@ def test_stores_opened_at_once_upgrade_once(store_url: str, tmp_path: Path) -> N
     results = [opener.communicate(timeout=120) for opener in openers]
     assert [opener.returncode for opener in openers] == [0] * 4, [err for _, err in results]
     assert len({out.strip() for out, _ in results}) == 1
+
+
+def test_a_plans_header_and_provenance_read_without_its_content(store_url: str):
+    """The plan flow reads back what it needs of a stored plan, not its whole content."""
+    content = {"format": 2, "inventory_snapshot_id": 7, "mapping_run_id": None, "actions": [1]}
+    with Store.open(store_url) as store:
+        migration = store.ensure_migration("m", {})
+        run = store.start_run(migration, "plan")
+        plan_id, reused = store.save_plan(migration, run, "h" * 64, content, 0)
+        assert not reused
+        header = store.get_plan(plan_id, with_content=False)
+        assert header is not None and header.hash == "h" * 64 and header.content == {}
+        assert store.get_plan(plan_id).content == content
+        provenance = store.plan_provenance(plan_id, ("inventory_snapshot_id", "mapping_run_id"))
+        assert provenance == {"inventory_snapshot_id": 7, "mapping_run_id": None}
