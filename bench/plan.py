@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.harness import bench_workdir
+from bench.harness import bench_workdir, goal
 
 
 def synthetic_org(accounts: int, users: int) -> tuple[list[Any], list[Any], list[Any]]:
@@ -150,10 +150,6 @@ def plan_once(spec: str, out: str) -> None:
     print("BENCH " + json.dumps({**timed, "rss_mib": rss}, default=str))
 
 
-def _verdict(value: float, bound: float) -> str:
-    return "met" if value <= bound else "NOT met"
-
-
 def _print_phases(phases: dict[str, float], wall: float) -> None:
     for name, seconds in phases.items():
         print(f"    {name:16s} {seconds:6.2f} s")
@@ -223,10 +219,7 @@ def run(args: argparse.Namespace) -> None:
         f"plan {result['plan_id']}: {result['users']} users, {result['permission_sets']} "
         f"permission sets, {result['assignments']} assignments, {actions} actions"
     )
-    print(
-        f"plan cold {cold_wall:.1f} s (bound {COLD_BOUND_S:g} s) "
-        f"{_verdict(cold_wall, COLD_BOUND_S)}"
-    )
+    goal("plan cold", cold_wall, COLD_BOUND_S, "s", detail="new process, imports included")
     print(
         f"    {'process start':16s} {cold_wall - cold['wall']:6.2f} s  (interpreter, imports; "
         + (
@@ -239,20 +232,20 @@ def run(args: argparse.Namespace) -> None:
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"    (the child's CPU time {cpu.ru_utime + cpu.ru_stime:.1f} s: wall above is shared)")
     rss = cold["rss_mib"]
-    print(
-        f"plan peak RSS {rss:.0f} MiB (bound {RSS_BOUND_MIB:g} MiB) {_verdict(rss, RSS_BOUND_MIB)}"
-        " (the cold process: one plan, as `iamc plan` runs it)"
-    )
+    goal("plan peak RSS", rss, RSS_BOUND_MIB, "MiB", detail="the cold process: one plan")
 
     # Warm: this process has imported everything and started Prefect already.
     before = resource.getrusage(resource.RUSAGE_SELF)
     warm = _timed_plan(spec, workdir / "out-warm")
     after = resource.getrusage(resource.RUSAGE_SELF)
     warm_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    print(
-        f"plan warm {warm['wall']:.1f} s (bound {WARM_BOUND_S:g} s) "
-        f"{_verdict(warm['wall'], WARM_BOUND_S)}; same hash: "
-        f"{warm['result']['hash'] == result['hash']}, reused: {warm['result']['reused']}"
+    goal(
+        "plan warm",
+        warm["wall"],
+        WARM_BOUND_S,
+        "s",
+        detail=f"same hash: {warm['result']['hash'] == result['hash']}, "
+        f"reused: {warm['result']['reused']}",
     )
     _print_phases(warm["phases"], warm["wall"])
     print(f"    (this process's CPU time {warm_cpu:.1f} s, Prefect's server not included)")

@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 
-from bench.harness import bench_workdir
+from bench.harness import bench_workdir, goal
 
 BENCH_MANAGED_POLICIES = (
     "arn:aws:iam::aws:policy/ReadOnlyAccess",
@@ -253,8 +253,12 @@ def run(args: argparse.Namespace) -> None:
     bound = bounds[binding]
     print(f"binding: {binding} = {bound:.1f} s")
     ratio = wall / bound
-    print(
-        f"provision wall {wall:.1f} s / bound {bound:.1f} s = {ratio:.2f} (goal <= {GOAL:g}) "
-        f"{'met' if ratio <= GOAL else 'NOT met'}; apply-start to last action: "
-        f"{stage_wall / bound:.2f}"
+    goal(
+        "provision wall / lower bound",
+        ratio,
+        GOAL,
+        "x",
+        detail=f"{wall:.0f} s / {bound:.0f} s; apply-start to last action "
+        f"{stage_wall / bound:.2f}x; {sso_calls / minimum:.2f}x the minimum calls, "
+        f"wall / (calls made / rate) {wall / (sso_calls / rate):.2f}",
     )
