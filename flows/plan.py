@@ -240,21 +240,28 @@ def plan_flow(
     """
     spec = load_spec(spec_path)
     spec.wave(wave)  # an unknown wave is refused before a run is recorded
+    with _without_cyclic_gc():
+        # The plan is freed (reference counts) when this returns, before the collector is
+        # back on: it then has a small heap to scan, not the plan's millions of objects.
+        return _plan_flow(spec, spec_path, out_dir, wave)
+
+
+def _plan_flow(
+    spec: MigrationSpec, spec_path: str, out_dir: str | None, wave: str | None
+) -> dict[str, Any]:
     with Store.open(spec.state) as store:
         migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
         run_id = store.start_run(migration_id, "plan", {"spec": spec_path, "wave": wave})
         try:
-            with _without_cyclic_gc():
-                summary, files, plan_id, plan = _plan_and_write(
-                    spec, spec_path, store, migration_id, run_id, wave, out_dir
-                )
+            summary, files, plan_id, plan = _plan_and_write(
+                spec, spec_path, store, migration_id, run_id, wave, out_dir
+            )
         except BaseException as err:
             store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise
         store.finish_run(run_id, "succeeded", summary=summary)
     phases = _Phases()
-    with _without_cyclic_gc():
-        publish_waves_artifact(spec_path, {plan_id: plan})
+    publish_waves_artifact(spec_path, {plan_id: plan})
     phases.done("waves artifact")
     return {**summary, "files": files}
 
