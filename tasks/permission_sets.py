@@ -89,15 +89,12 @@ def wait_for_status(
     action_id: str,
     what: str,
     operation: str,
-    *,
-    waited: float = 0.0,
 ) -> dict[str, Any]:
     """Poll an asynchronous request until it SUCCEEDED: the first poll when ``operation``
     typically completes (:meth:`PollPolicy.first_poll`), then backing off, bounded.
 
     Args:
         operation: The request's sso-admin operation (``CreateAccountAssignment``...).
-        waited: Seconds already passed since the request (a resumed run's earlier request).
 
     Raises:
         ActionError: It FAILED (with the reason AWS gave), or is still IN_PROGRESS after
@@ -109,7 +106,7 @@ def wait_for_status(
         stop=stop_after_delay(poll.timeout),
         # Polling before the request can typically be done costs a call of the shared
         # sso-admin rate and answers IN_PROGRESS: the first poll waits that long.
-        before=_first_poll_wait(max(0.0, poll.first_poll(operation) - waited)),
+        before=_first_poll_wait(poll.first_poll(operation)),
     )
     try:
         final = retrying(describe)
