@@ -5,13 +5,14 @@ python -m bench plan --accounts 500 --users 20
 python -m bench provision --accounts 50 --permission-sets 10 --assignments 5
 python -m bench scan --size-mb 520 --commits 2000 --accounts 20
 python -m bench retire --accounts 20 --users 50
+python -m bench commands --repeat 2
 """
 
 from __future__ import annotations
 
 import argparse
 
-from bench import inventory, plan, provision, retire, scan
+from bench import commands, inventory, plan, provision, retire, scan
 
 
 def main() -> None:
@@ -63,8 +64,13 @@ def main() -> None:
     retire_args.add_argument(
         "--cloudtrail-rate", type=float, default=2.0, help="LookupEvents/s per account"
     )
+    commands_args = sub.add_parser(
+        "commands", help="each iamc command as a subprocess: overhead and wall vs. bounds"
+    )
+    commands.add_arguments(commands_args)
     args = parser.parse_args()
     benches = {
+        "commands": commands,
         "inventory": inventory,
         "plan": plan,
         "provision": provision,
