@@ -256,6 +256,7 @@ def scan(
     from domain.errors import ScanIncomplete
     from iamc import views
 
+    _report_to_prefect()
     summary = views.scan_with_progress(console, spec, profile)
     if summary["accounts_failed"]:
         raise ScanIncomplete(
@@ -386,6 +387,8 @@ def bake(
         raise typer.BadParameter("missing option --spec / -c", param_hint="--spec")
     from iamc.retire_views import bake_with_table
 
+    if not no_lookup:
+        _report_to_prefect()
     report = bake_with_table(console, spec, collect=not no_lookup)
     if report["counts"].get("in-use"):
         raise typer.Exit(3)
@@ -403,7 +406,7 @@ def bake_decide(
 ) -> None:
     """Record a decision about a user with evidence of use: delete it anyway, or --keep it."""
     from domain.retire import Decision
-    from flows.bake import decide
+    from flows.bake_status import decide
     from iamc.retire_views import print_decision
 
     print_decision(
@@ -431,6 +434,7 @@ def restore(
     """
     from iamc.retire_views import restore_with_listing
 
+    _report_to_prefect()
     restore_with_listing(console, spec, user, run_id)
 
 
