@@ -1,6 +1,6 @@
 """`make bench`: scale runs of the runbook's steps on the sandbox, reported as figures, not tests.
 
-python -m bench inventory --accounts 20 --users 50 --latency-ms 20 --concurrency 1 8
+python -m bench inventory --shapes 8x25 20x50 --latency-ms 20 --concurrency 8
 python -m bench plan --accounts 500 --users 20
 python -m bench provision --accounts 50 --permission-sets 10 --assignments 5
 python -m bench scan --size-mb 520 --commits 2000 --accounts 20
@@ -18,18 +18,10 @@ from bench import commands, inventory, plan, provision, retire, scan
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = parser.add_subparsers(dest="bench", required=True)
-    inventory_args = sub.add_parser("inventory", help="inventory of a seeded organization")
-    inventory_args.add_argument("--accounts", type=int, default=20)
-    inventory_args.add_argument("--users", type=int, default=50)
-    inventory_args.add_argument("--seed", type=int, default=7)
-    inventory_args.add_argument("--latency-ms", type=int, default=20)
-    inventory_args.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
-    inventory_args.add_argument(
-        "--iam-rate", type=float, default=100.0, help="client limit, calls/s per account"
+    inventory_args = sub.add_parser(
+        "inventory", help="inventory of seeded organizations: wall vs. latency bound, attributed"
     )
-    inventory_args.add_argument(
-        "--extra", type=int, default=30, help="groups+policies added to one account"
-    )
+    inventory.add_arguments(inventory_args)
     plan_args = sub.add_parser("plan", help="plan of a synthetic inventory in the store")
     plan_args.add_argument("--accounts", type=int, default=500)
     plan_args.add_argument("--users", type=int, default=20)
