@@ -101,6 +101,7 @@ def inventory_one_account(runtime: _Runtime, account: Account) -> AccountOutcome
             runtime.rules,
             runtime.now,
             timings=timings,
+            user_concurrency=runtime.spec.inventory.user_concurrency,
         )
     except (AwsAccessError, *UNREACHABLE_ERRORS) as err:
         # A transport failure that escaped translate_errors is an outage all the same.
