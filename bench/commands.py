@@ -2,10 +2,12 @@
 
 A sandbox organization in the demo's shape serves in this process; every command runs as a
 subprocess (``.venv/bin/iamc ...``) against it, reporting to a local Prefect server started
-once beforehand (as ``iamc server start`` does). For a step command the run record in the
-state store says when its flow's AWS and database work started and finished; overhead is the
-wall time beyond that (interpreter, imports, Prefect's flow engine, start and exit). Read-only
-commands are judged on their whole wall time.
+once beforehand (as ``iamc server start`` does). A step command's own work is its flow body
+(its AWS and database work, and the Prefect task runs inside it), which it logs with
+``IAMC_TIMINGS=1``; a flow without that line (key scan) is measured by its run record's start
+and finish, which covers less. Overhead is the wall time beyond the own work: interpreter,
+imports, Prefect's flow run, artifacts, exit. Read-only commands are judged on their wall time,
+and ``cpu`` is the child's user+sys CPU time (steadier than wall on a shared machine).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -24,6 +27,7 @@ import boto3
 
 from bench.harness import bench_workdir
 
+_OWN_WORK = re.compile(r"flows\.timing: \S+: own work ([\d.]+) s")
 STEP_BOUND_S = 2.0  # overhead beyond the command's own AWS and database work
 READ_BOUND_S = 1.0  # whole wall time of a read-only command
 
@@ -35,6 +39,8 @@ class Timing:
     wall: float
     own: float | None
     exit_code: int
+    cpu: float = 0.0
+    own_source: str = ""
 
     @property
     def figure(self) -> float:
@@ -78,22 +84,28 @@ def _run(
     args: list[str], kind: str, spec: Path, env: dict[str, str], expect: int = 0
 ) -> tuple[Timing, str]:
     before = _latest_run(spec) if kind == "step" else None
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     done = subprocess.run(  # noqa: S603 - our own console script, fixed arguments
-        [_iamc(), *args], env=env, capture_output=True, text=True, check=False
-    )
+        [_iamc(), *args], env={**env, "IAMC_TIMINGS": "1"}, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
     wall = time.monotonic() - started
+    after_usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after_usage.ru_utime - usage.ru_utime) + (after_usage.ru_stime - usage.ru_stime)
     if done.returncode != expect:
         sys.stderr.write(done.stdout + done.stderr)
         raise SystemExit(f"iamc {' '.join(args)} exited {done.returncode}, expected {expect}")
-    own = None
+    own, source = None, ""
     if kind == "step":
         after = _latest_run(spec)
         if after is None or (before is not None and after[0] == before[0]):
             raise SystemExit(f"iamc {' '.join(args)} recorded no run")
-        own = after[1]
+        logged = _OWN_WORK.findall(done.stderr)
+        own, source = (sum(float(s) for s in logged), "body") if logged else (after[1], "run")
     label = " ".join(a for a in args if a not in ("-c", str(spec)))
-    return Timing(label, kind, wall, own, done.returncode), done.stdout + done.stderr
+    timing = Timing(label, kind, wall, own, done.returncode, cpu, source)
+    return timing, done.stdout + done.stderr
 
 
 def run(args: argparse.Namespace) -> None:
@@ -192,18 +204,21 @@ def _plan_hash(spec: Path, plan_id: int) -> str:
 
 def _print(timings: list[Timing]) -> None:
     print(
-        "\nwall = subprocess wall time; own = the run's recorded start..finish (its AWS and DB "
-        "work);\noverhead = wall - own for step commands, wall for read-only ones. "
-        "Shared machine: noisy."
+        "\nwall = subprocess wall time; own = the flow body (body) or the run record (run); "
+        "cpu = the child's CPU time;\nfigure = wall - own for step commands, wall for read-only "
+        "ones. Shared machine: noisy."
     )
-    print(f"{'command':44s} {'wall s':>7s} {'own s':>7s} {'figure s':>9s} {'bound':>7s}  verdict")
+    print(
+        f"{'command':44s} {'wall s':>7s} {'cpu s':>6s} {'own s':>10s} {'figure s':>9s} "
+        f"{'bound':>7s}  verdict"
+    )
     worst: dict[str, float] = {}
     for t in timings:
-        own = f"{t.own:7.2f}" if t.own is not None else f"{'-':>7s}"
+        own = f"{t.own:5.2f} {t.own_source:>4s}" if t.own is not None else f"{'-':>10s}"
         name = "overhead" if t.kind == "step" else "wall"
         verdict = "met" if t.figure <= t.bound else "NOT met"
         print(
-            f"{t.command[:44]:44s} {t.wall:7.2f} {own} {t.figure:9.2f} "
+            f"{t.command[:44]:44s} {t.wall:7.2f} {t.cpu:6.2f} {own} {t.figure:9.2f} "
             f"{'<= ' + format(t.bound, '.0f') + ' s':>7s}  {name} {verdict}"
         )
         worst[t.kind] = max(worst.get(t.kind, 0.0), t.figure)

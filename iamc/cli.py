@@ -64,6 +64,8 @@ def _root(
         package_logger.addHandler(handler)
         package_logger.setLevel(logging.INFO if verbose else logging.WARNING)
         package_logger.propagate = False
+    if os.environ.get("IAMC_TIMINGS", "").lower() in ("1", "on", "true"):
+        logging.getLogger("flows.timing").setLevel(logging.DEBUG)
     if verbose:
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
     else:
