@@ -158,10 +158,11 @@ def _inventory_once(
             marks["last-account"] = now
             accounts.append(dict(data.get("timings") or {}))
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     with listening(on_event):
         summary = run_inventory(spec)
     wall = time.perf_counter() - t0
+    client_cpu = time.process_time() - cpu0
     calls = control.calls()
     control.configure(latency_ms=0)
     bound = calls["total"] * args.latency_ms / 1000 / concurrency
@@ -182,6 +183,8 @@ def _inventory_once(
             "end (last account -> return)": t0 + wall - last,
         },
         "accounts": accounts,
+        "client_cpu": client_cpu,
+        "load": os.getloadavg()[0],
     }
 
 
@@ -206,6 +209,11 @@ def _report(result: dict[str, Any], latency_ms: int) -> None:
             print(f"      {key:38s} {statistics.mean(values):7.3f} / {max(values):6.3f} s")
     slowest = sorted(calls.get("busy_cpu_by_call", {}).items(), key=lambda kv: -kv[1])[:3]
     mostly = ", ".join(f"{k} {v:.2f}" for k, v in slowest)
+    print(
+        f"    client (this process): {result['client_cpu']:.2f} s CPU "
+        f"({result['client_cpu'] / max(calls['total'], 1) * 1000:.1f} ms a call: botocore, "
+        f"Prefect, threads); machine load {result['load']:.1f} on {os.cpu_count()} CPUs"
+    )
     print(
         f"    sandbox: {calls.get('busy_cpu_s', 0.0):.2f} s CPU serving the calls (serialized: "
         f"a floor no client concurrency beats; mostly {mostly}), "
