@@ -89,6 +89,15 @@ def sandbox_env(url: str) -> dict[str, str]:
     }
 
 
+def _process_cpu(pid: int) -> float:
+    """User+system CPU seconds of a process so far (Linux /proc), 0.0 where unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _add_groups_and_policies(url: str, account_id: str, count: int) -> None:
     """Give one account many more groups and policies, attached to its users."""
     iam = member_iam(url, account_id)
@@ -136,7 +145,12 @@ def _start_prefect_server(workdir: Path) -> Any:
 
 
 def _inventory_once(
-    workdir: Path, control: Any, concurrency: int, args: argparse.Namespace, tag: str
+    workdir: Path,
+    control: Any,
+    concurrency: int,
+    args: argparse.Namespace,
+    tag: str,
+    sandbox_pid: int = 0,
 ) -> dict[str, Any]:
     from domain.progress import listening
     from flows.inventory import run_inventory
@@ -158,11 +172,12 @@ def _inventory_once(
             marks["last-account"] = now
             accounts.append(dict(data.get("timings") or {}))
 
-    t0, cpu0 = time.perf_counter(), time.process_time()
+    t0, cpu0, sandbox0 = time.perf_counter(), time.process_time(), _process_cpu(sandbox_pid)
     with listening(on_event):
         summary = run_inventory(spec)
     wall = time.perf_counter() - t0
     client_cpu = time.process_time() - cpu0
+    sandbox_cpu = _process_cpu(sandbox_pid) - sandbox0
     calls = control.calls()
     control.configure(latency_ms=0)
     bound = calls["total"] * args.latency_ms / 1000 / concurrency
@@ -184,6 +199,7 @@ def _inventory_once(
         },
         "accounts": accounts,
         "client_cpu": client_cpu,
+        "sandbox_cpu": sandbox_cpu,
         "load": os.getloadavg()[0],
     }
 
@@ -215,9 +231,17 @@ def _report(result: dict[str, Any], latency_ms: int) -> None:
         f"Prefect, threads); machine load {result['load']:.1f} on {os.cpu_count()} CPUs"
     )
     print(
-        f"    sandbox: {calls.get('busy_cpu_s', 0.0):.2f} s CPU serving the calls (serialized: "
-        f"a floor no client concurrency beats; mostly {mostly}), "
+        f"    sandbox: {calls.get('busy_cpu_s', 0.0):.2f} s CPU in moto and our strict layer "
+        f"(serialized under one interpreter lock: a floor no client concurrency beats; mostly "
+        f"{mostly}); its process {result['sandbox_cpu']:.2f} s CPU with HTTP and threads; "
         f"{calls['total'] * latency_ms / 1000:.1f} s of added latency in all"
+    )
+    needed = result["client_cpu"] + result["sandbox_cpu"]
+    print(
+        f"    CPU: client + sandbox {needed:.2f} s for {result['wall']:.2f} s wall; on "
+        f"{os.cpu_count()} CPUs at load {result['load']:.1f} that is "
+        f"{'the limit' if needed > result['bound'] else 'not the limit'} beside the "
+        f"{result['bound']:.2f} s bound"
     )
 
 
@@ -235,7 +259,7 @@ def run(args: argparse.Namespace) -> None:
             try:
                 os.environ.update(sandbox_env(url))
                 print(f"\n== {shape}: sandbox seeded in {time.monotonic() - started:.1f} s")
-                _run_shape(workdir, SandboxControl(url, timeout=60), url, args, shape)
+                _run_shape(workdir, SandboxControl(url, timeout=60), url, args, shape, process.pid)
             finally:
                 process.terminate()
                 process.wait(timeout=30)
@@ -245,11 +269,15 @@ def run(args: argparse.Namespace) -> None:
         stop_process(prefect)
 
 
-def _run_shape(workdir: Path, control: Any, url: str, args: argparse.Namespace, shape: str) -> None:
+def _run_shape(
+    workdir: Path, control: Any, url: str, args: argparse.Namespace, shape: str, pid: int
+) -> None:
     results = []
     for concurrency in args.concurrency:
         for n in range(args.runs):
-            result = _inventory_once(workdir, control, concurrency, args, f"{shape} c{concurrency}")
+            result = _inventory_once(
+                workdir, control, concurrency, args, f"{shape} c{concurrency}", pid
+            )
             result["tag"] += f" run {n + 1}"
             _report(result, args.latency_ms)
             results.append(result)
@@ -269,7 +297,7 @@ def _run_shape(workdir: Path, control: Any, url: str, args: argparse.Namespace, 
     before_calls = sum(first.get(probe, {}).values())
     _add_groups_and_policies(url, probe, args.extra)
     after_shape = _shape(url, probe)
-    after = _inventory_once(workdir, control, args.concurrency[-1], args, "extra-groups")
+    after = _inventory_once(workdir, control, args.concurrency[-1], args, "extra-groups", pid)
     after_calls = sum(after["calls"]["by_account"].get(probe, {}).values())
     print(f"  account {probe}: before {before_shape} -> {before_calls} calls")
     print(f"  account {probe}: after  {after_shape} -> {after_calls} calls")
