@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -131,17 +130,24 @@ def _shape(url: str, account_id: str) -> dict[str, int]:
     }
 
 
-def _start_prefect_server(workdir: Path) -> Any:
-    from iamc.serve import start_server
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def _start_prefect_server() -> None:
+    """``iamc server start`` in the bench's Prefect home: flows report to it, as CLI runs do."""
     started = time.monotonic()
-    process, api_url = start_server(port, workdir / "prefect-server")
-    os.environ["PREFECT_API_URL"] = api_url
+    done = subprocess.run(
+        [sys.executable, "-m", "iamc.cli", "server", "start"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    match = re.search(r"API (http\S+)", done.stdout)
+    if match is None:
+        raise SystemExit(f"no Prefect server: {done.stdout}{done.stderr}")
+    os.environ["PREFECT_API_URL"] = match.group(1)
     print(f"local Prefect server up in {time.monotonic() - started:.1f} s (once; not counted)")
-    return process
+
+
+def _stop_prefect_server() -> None:
+    subprocess.run(
+        [sys.executable, "-m", "iamc.cli", "server", "stop"], capture_output=True, check=False
+    )
 
 
 def _inventory_once(
@@ -250,7 +256,8 @@ def run(args: argparse.Namespace) -> None:
 
     workdir = bench_workdir("iamc-bench-")
     print("Shared machine: figures are noisy; each shape runs --runs times.")
-    prefect = _start_prefect_server(workdir)
+    os.environ.pop("PREFECT_API_URL", None)
+    _start_prefect_server()
     try:
         for shape in args.shapes:
             accounts, users = (int(n) for n in shape.lower().split("x"))
@@ -264,9 +271,7 @@ def run(args: argparse.Namespace) -> None:
                 process.terminate()
                 process.wait(timeout=30)
     finally:
-        from iamc.serve import stop_process
-
-        stop_process(prefect)
+        _stop_prefect_server()
 
 
 def _run_shape(
