@@ -137,7 +137,7 @@ def _start_prefect_server() -> None:
         [sys.executable, "-m", "iamc.cli", "server", "start"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    match = re.search(r"API (http\S+)", done.stdout)
+    match = re.search(r"API (http[^\s,)]+)", done.stdout)
     if match is None:
         raise SystemExit(f"no Prefect server: {done.stdout}{done.stderr}")
     os.environ["PREFECT_API_URL"] = match.group(1)
