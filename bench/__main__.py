@@ -3,11 +3,12 @@
 Each goal is printed beside its bound from the same run, and summed up at the end.
 `python -m bench all` (what `make bench` runs) runs every benchmark with its defaults.
 
-python -m bench inventory --accounts 20 --users 50 --latency-ms 20 --concurrency 1 8
+python -m bench inventory --shapes 8x25 20x50 --latency-ms 20 --concurrency 8
 python -m bench plan --accounts 500 --users 20
 python -m bench provision --accounts 50 --permission-sets 10 --assignments 5
 python -m bench scan --size-mb 520 --commits 2000 --accounts 20
 python -m bench retire --accounts 20 --users 50
+python -m bench commands --repeat 2
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import inventory, plan, provision, retire, scan
+from bench import commands, inventory, plan, provision, retire, scan
 from bench.harness import print_goals
 
 
@@ -27,18 +28,10 @@ def main() -> None:
     )
     sub = parser.add_subparsers(dest="bench", required=True)
     sub.add_parser("all", help="every benchmark below with its defaults, then the goals")
-    inventory_args = sub.add_parser("inventory", help="inventory of a seeded organization")
-    inventory_args.add_argument("--accounts", type=int, default=20)
-    inventory_args.add_argument("--users", type=int, default=50)
-    inventory_args.add_argument("--seed", type=int, default=7)
-    inventory_args.add_argument("--latency-ms", type=int, default=20)
-    inventory_args.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
-    inventory_args.add_argument(
-        "--iam-rate", type=float, default=100.0, help="client limit, calls/s per account"
+    inventory_args = sub.add_parser(
+        "inventory", help="inventory of seeded organizations: wall vs. latency bound, attributed"
     )
-    inventory_args.add_argument(
-        "--extra", type=int, default=30, help="groups+policies added to one account"
-    )
+    inventory.add_arguments(inventory_args)
     plan_args = sub.add_parser("plan", help="plan of a synthetic inventory in the store")
     plan_args.add_argument("--accounts", type=int, default=500)
     plan_args.add_argument("--users", type=int, default=20)
@@ -81,8 +74,13 @@ def main() -> None:
     retire_args.add_argument(
         "--cloudtrail-rate", type=float, default=2.0, help="LookupEvents/s per account"
     )
+    commands_args = sub.add_parser(
+        "commands", help="each iamc command as a subprocess: overhead and wall vs. bounds"
+    )
+    commands.add_arguments(commands_args)
     args = parser.parse_args()
     benches = {
+        "commands": commands,
         "inventory": inventory,
         "plan": plan,
         "provision": provision,

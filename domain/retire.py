@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from domain.errors import ApplyRefused
 from domain.keys import mask_key_id
 
 
@@ -158,3 +159,15 @@ class PolicyReference:
     def describe(self) -> str:
         sid = self.statement.get("Sid")
         return f"{self.resource_type} {self.resource_arn}" + (f" (statement {sid})" if sid else "")
+
+
+def parse_user(text: str) -> tuple[str, str]:
+    """``ACCOUNT/NAME`` -> (account id, user name).
+
+    Raises:
+        ApplyRefused: Not in that form.
+    """
+    account_id, _, name = text.partition("/")
+    if not (account_id.isdigit() and len(account_id) == 12 and name):
+        raise ApplyRefused(f"--user: expected ACCOUNT/NAME (e.g. 123456789012/jane), got {text!r}")
+    return account_id, name

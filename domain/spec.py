@@ -82,7 +82,10 @@ class Notify(_Strict):
 
 
 class Inventory(_Strict):
-    concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 8  # accounts at once
+    # Per-user reads (keys, MFA, SSH keys, ...) at once within one account; the account's IAM
+    # rate limit ([aws] rate_limits) still caps its calls per second.
+    user_concurrency: Annotated[int, Field(ge=1, le=16)] = 4
 
 
 class Aws(_Strict):

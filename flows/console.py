@@ -31,6 +31,10 @@ from domain.progress import listening
 from domain.spec import load_spec
 
 log = logging.getLogger(__name__)
+# "<step>: own work N s (flow body), artifacts N s" per step run, at DEBUG: what the command
+# spent on its AWS and database work, apart from Prefect's and the interpreter's share
+# (IAMC_TIMINGS=1 shows it on the console; `python -m bench commands` reads it).
+timing_log = logging.getLogger("flows.timing")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -372,6 +376,7 @@ def operator_step(
                     )
                 else:
                     watching = _nothing()
+                started = time.perf_counter()
                 with watching:
                     result = fn(*args, **kwargs)
             except IamcError as err:
@@ -380,9 +385,16 @@ def operator_step(
                 logger.error("%s stopped: %s", step, str(err).splitlines()[0])
                 _publish(publish, spec_path, arguments, err, logger)
                 return failed_state(err, step, migration, spec_path)
+            own = time.perf_counter() - started
             if isinstance(result, dict):
                 logger.info("%s finished: %s", step, _short(result))
             _publish(publish, spec_path, arguments, result, logger)
+            timing_log.debug(
+                "%s: own work %.3f s (flow body), artifacts %.3f s",
+                step,
+                own,
+                time.perf_counter() - started - own,
+            )
             return result
 
         # Prefect validates parameters against the wrapper's annotations: give it the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -89,10 +90,18 @@ def resolve_scope(runtime: _Runtime) -> ScopedAccounts:
 def inventory_one_account(runtime: _Runtime, account: Account) -> AccountOutcome:
     """Read one account and save it; an account that fails becomes findings, not a crash."""
     findings: list[Finding] = []
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
     try:
         runtime.sessions.check_access(account.account_id)
+        timings["assume_role"] = time.perf_counter() - started
         inventory = inventory_account(
-            runtime.sessions.for_account(account.account_id), account, runtime.rules, runtime.now
+            runtime.sessions.for_account(account.account_id),
+            account,
+            runtime.rules,
+            runtime.now,
+            timings=timings,
+            user_concurrency=runtime.spec.inventory.user_concurrency,
         )
     except (AwsAccessError, *UNREACHABLE_ERRORS) as err:
         # A transport failure that escaped translate_errors is an outage all the same.
@@ -135,8 +144,11 @@ def inventory_one_account(runtime: _Runtime, account: Account) -> AccountOutcome
                 details={"operation": gap},
             )
         )
+    saving = time.perf_counter()
     runtime.store.save_account_inventory(runtime.snapshot_id, inventory)
-    emit("account-done", account_id=account.account_id, users=len(inventory.users))
+    timings["save"] = time.perf_counter() - saving
+    timings["total"] = time.perf_counter() - started
+    emit("account-done", account_id=account.account_id, users=len(inventory.users), timings=timings)
     _log_account(inventory, findings)
     reason = next((f.kind for f in findings if f.severity == "error"), None)
     return AccountOutcome(
@@ -207,6 +219,7 @@ def _inventory(
     sessions = AwsSessions.from_spec(spec, profile=profile)
     snapshot_id = store.new_snapshot(migration_id, run_id)
     runtime = _Runtime(spec, sessions, store, snapshot_id)
+    emit("inventory-start")
     scoped = resolve_scope(runtime)
     store.add_findings(run_id, scoped.findings)
     emit("scope", accounts=len(scoped.in_scope))

@@ -24,7 +24,7 @@ RESTORE_RUN = "restore"
 def _chosen(
     store: Store, migration_id: int, user: str | None, run_id: int | None
 ) -> list[StoredSnapshot]:
-    from flows.retire import parse_user
+    from domain.retire import parse_user
 
     if user is not None:
         account_id, name = parse_user(user)

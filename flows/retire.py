@@ -21,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from domain.errors import ActionError
 from domain.plan import PlanAction, Stage
 from domain.progress import emit
+from domain.retire import parse_user
 from state.journal import DONE_STATUSES, FAILED, ROLLED_BACK
 from tasks.user_disable import unplanned_credentials
 
@@ -224,20 +225,6 @@ def retire_accounts(
 def refused_by_plan(plan: Any) -> list[str]:
     """Users the plan itself refuses (user-scoped blocking findings), with the reason."""
     return [f"{u.account_id}/{u.user}: {u.reason}" for u in plan.refused_users()]
-
-
-def parse_user(text: str) -> tuple[str, str]:
-    """``ACCOUNT/NAME`` -> (account id, user name).
-
-    Raises:
-        ApplyRefused: Not in that form.
-    """
-    from domain.errors import ApplyRefused
-
-    account_id, _, name = text.partition("/")
-    if not (account_id.isdigit() and len(account_id) == 12 and name):
-        raise ApplyRefused(f"--user: expected ACCOUNT/NAME (e.g. 123456789012/jane), got {text!r}")
-    return account_id, name
 
 
 def entries_of_user(entries: list[Any], user: str, run_id: int) -> list[Any]:

@@ -12,7 +12,9 @@ import contextlib
 import json
 import os
 import socket
+import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +24,10 @@ from domain.errors import ServeError
 
 DEFAULT_PORT = 4200  # Prefect's own default: the UI where operators expect it
 _STATE_FILE = "iamc-local-server.json"
+_LOCK_FILE = "iamc-local-server.lock"
+# How long a command waits for a server that is starting (a fresh one is healthy after ~10 s,
+# much later on a loaded machine) before it goes on with Prefect's temporary server.
+STARTUP_TIMEOUT_S = float(os.environ.get("IAMC_PREFECT_SERVER_STARTUP_TIMEOUT", "120"))
 
 
 @dataclass
@@ -62,13 +68,48 @@ def _healthy(api_url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def running() -> LocalServer | None:
-    """The local server this Prefect home started, if it is still up and answering."""
+def _recorded() -> LocalServer | None:
+    """The server this Prefect home started last, as recorded (it may have gone since)."""
     try:
-        server = LocalServer(**json.loads(_state_path().read_text()))
+        return LocalServer(**json.loads(_state_path().read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    return server if _alive(server.pid) and _healthy(server.api_url) else None
+
+
+def running() -> LocalServer | None:
+    """The local server this Prefect home started, if it is still up and answering."""
+    server = _recorded()
+    if server is None or not _alive(server.pid) or not _healthy(server.api_url):
+        return None
+    return server
+
+
+@contextlib.contextmanager
+def _start_lock() -> Iterator[None]:
+    """One command at a time decides whether to start the server: two commands that find
+    none at once must not start two."""
+    import fcntl
+
+    path = _prefect_home() / _LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _wait_until_healthy(server: LocalServer, timeout: float) -> bool:
+    """Wait for a starting server; False when it died or did not answer in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(server.pid):
+            return False
+        if _healthy(server.api_url):
+            return True
+        time.sleep(0.25)
+    return False
 
 
 def _free_port() -> int:
@@ -81,26 +122,49 @@ def _free_port() -> int:
             return probe.getsockname()[1]
 
 
-def start(console: Console) -> LocalServer:
+def start(console: Console, timeout: float | None = None) -> LocalServer:
     """Start the local server in the background (it outlives this command) and wait for it.
 
-    Raises:
-        ServeError: It did not become healthy in time.
-    """
-    from iamc.serve import start_server
+    A server another command is starting is waited for, not started twice.
 
-    port = _free_port()
-    home = _prefect_home() / "local-server"
-    console.print(
-        f"starting a local Prefect server on 127.0.0.1:{port} (once: later commands reuse it, "
-        "'iamc server stop' ends it)…",
-        highlight=False,
-    )
-    process, api_url = start_server(port, home)
-    server = LocalServer(pid=process.pid, port=port, api_url=api_url, home=str(home))
-    _state_path().parent.mkdir(parents=True, exist_ok=True)
-    _state_path().write_text(json.dumps(asdict(server)))
-    return server
+    Raises:
+        ServeError: It did not become healthy in ``timeout`` seconds (it is stopped).
+    """
+    from iamc.serve import spawn_server, stop_process
+
+    timeout = STARTUP_TIMEOUT_S if timeout is None else timeout
+    with _start_lock():
+        server = _recorded()
+        if server is not None and _alive(server.pid):
+            if not _healthy(server.api_url):
+                console.print(
+                    f"waiting for the local Prefect server (pid {server.pid}) to start…",
+                    highlight=False,
+                )
+            if _wait_until_healthy(server, timeout):
+                return server
+            raise ServeError(
+                f"the local Prefect server (pid {server.pid}) did not answer in {timeout:.0f} s"
+            )
+        port = _free_port()
+        home = _prefect_home() / "local-server"
+        console.print(
+            f"starting a local Prefect server on 127.0.0.1:{port} (once: later commands reuse "
+            "it, 'iamc server stop' ends it)…",
+            highlight=False,
+        )
+        process, api_url = spawn_server(port, home)
+        server = LocalServer(pid=process.pid, port=port, api_url=api_url, home=str(home))
+        # Recorded before it answers, so a command started meanwhile waits for this one.
+        _state_path().parent.mkdir(parents=True, exist_ok=True)
+        _state_path().write_text(json.dumps(asdict(server)))
+        if _wait_until_healthy(server, timeout):
+            return server
+        stop_process(process)
+        _state_path().unlink(missing_ok=True)
+        raise ServeError(
+            f"the local Prefect server did not answer in {timeout:.0f} s (see {home}/server.log)"
+        )
 
 
 def use_local_server(console: Console) -> str | None:

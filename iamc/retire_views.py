@@ -21,9 +21,14 @@ _STYLE = {
 
 def bake_with_table(console: Console, spec: Path | str, collect: bool = True) -> dict[str, Any]:
     """Run the bake watch (or only report) and print one row per disabled user."""
-    from flows.bake import bake_report, bake_watch_flow
+    if collect:
+        from flows.bake import bake_watch_flow
 
-    report = bake_watch_flow(str(spec)) if collect else bake_report(spec, collect=False)
+        report = bake_watch_flow(str(spec))
+    else:
+        from flows.bake_status import bake_report
+
+        report = bake_report(spec, collect=False)
     table = Table(title=f"bake period ({report['now'][:16]}Z)")
     for column in ("user", "state", "disabled at", "deletable from", "why / evidence"):
         table.add_column(column)
@@ -85,7 +90,7 @@ def restore_with_listing(
 def print_delete_preconditions(console: Console, spec: Path | str, plan_id: int) -> None:
     """Where each user this plan disabled stands against the delete preconditions (as
     recorded: no AWS reads; the delete stage checks again, live)."""
-    from flows.bake import bake_report
+    from flows.bake_status import bake_report
 
     report = bake_report(spec, collect=False, plan_id=plan_id)
     if not report["users"]:

@@ -217,6 +217,17 @@ def wait_healthy(api_url: str, timeout: float = 60.0) -> None:
 
 def start_server(port: int, home: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``prefect server start`` on 127.0.0.1:port with its own home; return it and its API."""
+    process, api_url = spawn_server(port, home)
+    try:
+        wait_healthy(api_url, timeout=90)
+    except ServeError:
+        stop_process(process)
+        raise
+    return process, api_url
+
+
+def spawn_server(port: int, home: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Launch ``prefect server start`` on 127.0.0.1:port (own home, own session); don't wait."""
     api_url = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
@@ -246,11 +257,6 @@ def start_server(port: int, home: Path) -> tuple[subprocess.Popen[bytes], str]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    try:
-        wait_healthy(api_url, timeout=90)
-    except ServeError:
-        stop_process(process)
-        raise
     return process, api_url
 
 

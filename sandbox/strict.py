@@ -204,7 +204,13 @@ class TokenBucket:
 
 
 class CallRecorder:
-    """Counts calls per ``service:Operation`` (and per account), throttled attempts apart."""
+    """Counts calls per ``service:Operation`` (and per account), throttled attempts apart, and
+    the time the sandbox itself spent on them.
+
+    ``busy_cpu_s`` is the CPU time of the threads that served the calls (the added latency is a
+    sleep, not counted): moto runs under one interpreter lock, so this is serialized time a
+    client cannot win back by asking in parallel.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -216,6 +222,8 @@ class CallRecorder:
             self.throttled: Counter[str] = Counter()
             self.errors: Counter[str] = Counter()
             self.by_account: dict[str, Counter[str]] = {}
+            self.busy_cpu_s: dict[str, float] = {}
+            self.busy_wall_s: dict[str, float] = {}
 
     def record(self, key: str, account_id: str, *, throttled: bool = False) -> None:
         with self._lock:
@@ -224,6 +232,11 @@ class CallRecorder:
                 return
             self.calls[key] += 1
             self.by_account.setdefault(account_id, Counter())[key] += 1
+
+    def record_time(self, key: str, cpu_s: float, wall_s: float) -> None:
+        with self._lock:
+            self.busy_cpu_s[key] = self.busy_cpu_s.get(key, 0.0) + cpu_s
+            self.busy_wall_s[key] = self.busy_wall_s.get(key, 0.0) + wall_s
 
     def record_error(self, key: str, code: str) -> None:
         with self._lock:
@@ -238,6 +251,9 @@ class CallRecorder:
                 "by_account": {acct: dict(c) for acct, c in self.by_account.items()},
                 "total": sum(self.calls.values()),
                 "throttled_total": sum(self.throttled.values()),
+                "busy_cpu_s": round(sum(self.busy_cpu_s.values()), 4),
+                "busy_wall_s": round(sum(self.busy_wall_s.values()), 4),
+                "busy_cpu_by_call": {k: round(v, 4) for k, v in self.busy_cpu_s.items()},
             }
 
 
@@ -331,6 +347,7 @@ class StrictMiddleware:
     # -- WSGI entry -------------------------------------------------------------------------
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        cpu_started = time.thread_time()  # the latency below sleeps: no CPU
         path = environ.get("PATH_INFO", "")
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
@@ -358,7 +375,21 @@ class StrictMiddleware:
             log.debug("throttled %s", call.key)
             return error_reply(call, code, "Rate exceeded", 400)(start_response)
         self.recorder.record(call.key, call.account_id)
+        wall_started = time.perf_counter()
+        try:
+            return self._serve(call, who, environ, start_response)
+        finally:
+            self.recorder.record_time(
+                call.key, time.thread_time() - cpu_started, time.perf_counter() - wall_started
+            )
 
+    def _serve(
+        self,
+        call: _Call,
+        who: UserKey | None,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+    ) -> Any:
         reply: _Reply | None = None
         handler = self._handlers.get(call.key)
         if handler is not None:

@@ -41,3 +41,87 @@ def test_step_commands_share_one_local_server_until_it_is_stopped(tmp_path: Path
         stopped = iamc("server", "stop", home=home, cwd=tmp_path)
     assert "stopped the Prefect server" in stopped.stdout
     assert iamc("server", "status", home=home, cwd=tmp_path).returncode == 1
+
+
+# A stand-in for a Prefect server that is still starting: a real process on a real port that
+# answers /api/health only after ``delay`` seconds (never, when negative).
+_SLOW_SERVER = """
+import http.server, sys, time
+delay = float(sys.argv[2])
+started = time.monotonic()
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ready = delay >= 0 and time.monotonic() - started >= delay
+        self.send_response(200 if ready and self.path == "/api/health" else 503)
+        self.end_headers()
+        self.wfile.write(b"true")
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
+"""
+
+
+def _slow_server(monkeypatch, tmp_path: Path, delay: float):
+    import json
+    import socket
+
+    from iamc import prefect_server
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-c", _SLOW_SERVER, str(port), str(delay)])
+    state = prefect_server._state_path()
+    state.parent.mkdir(parents=True)
+    api_url = f"http://127.0.0.1:{port}/api"
+    state.write_text(
+        json.dumps({"pid": process.pid, "port": port, "api_url": api_url, "home": "x"})
+    )
+    return process, api_url
+
+
+def _console():
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    return Console(file=out, width=200), out
+
+
+def test_a_command_waits_for_a_server_another_command_is_starting(monkeypatch, tmp_path: Path):
+    from iamc import prefect_server
+
+    process, api_url = _slow_server(monkeypatch, tmp_path, delay=1.5)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("IAMC_LOCAL_PREFECT_SERVER", "on")
+    console, out = _console()
+    try:
+        assert prefect_server.running() is None  # alive, not answering yet
+        assert prefect_server.use_local_server(console) == api_url
+    finally:
+        process.kill()
+        process.wait()
+    assert os.environ["PREFECT_API_URL"] == api_url
+    assert f"waiting for the local Prefect server (pid {process.pid}) to start" in out.getvalue()
+    assert "starting a local Prefect server" not in out.getvalue()  # no second server
+
+
+def test_a_server_that_never_answers_does_not_fail_the_command(monkeypatch, tmp_path: Path):
+    from iamc import prefect_server
+
+    process, _ = _slow_server(monkeypatch, tmp_path, delay=-1)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("IAMC_LOCAL_PREFECT_SERVER", "on")
+    monkeypatch.setattr(prefect_server, "STARTUP_TIMEOUT_S", 1.0)
+    console, out = _console()
+    try:
+        # The command goes on with Prefect's temporary server, saying why.
+        assert prefect_server.use_local_server(console) is None
+    finally:
+        process.kill()
+        process.wait()
+    assert "PREFECT_API_URL" not in os.environ
+    text = out.getvalue()
+    assert "did not answer in 1 s" in text and "starts a temporary one" in text, text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -102,6 +103,31 @@ def test_every_kind_of_credential_is_read(member):
     assert [c.status for c in users["soap-user"].signing_certificates] == ["Active"]
     # moto does not implement service-specific credentials: a recorded gap, not a crash.
     assert "iam:ListServiceSpecificCredentials" in inventory.gaps
+
+
+def test_users_read_in_parallel_equal_users_read_one_by_one(member):
+    session, account = member
+    iam = session.client("iam")
+    for n in range(12):
+        iam.create_user(UserName=f"user-{n:02d}")
+        if n % 2:
+            iam.create_access_key(UserName=f"user-{n:02d}")
+        if n % 3 == 0:
+            iam.upload_ssh_public_key(UserName=f"user-{n:02d}", SSHPublicKeyBody=SSH_KEY)
+    iam.create_login_profile(UserName="user-04", Password="Sandbox-Only-1!")
+
+    timings: dict[str, float] = {}
+    serial = inventory_account(session, account, RULES, now=NOW)
+    parallel = inventory_account(
+        session, account, RULES, now=NOW, timings=timings, user_concurrency=4
+    )
+
+    assert [u.name for u in parallel.users] == [f"user-{n:02d}" for n in range(12)]
+    assert asdict(parallel) == asdict(serial)
+    assert sum(len(u.access_keys) for u in parallel.users) == 6
+    assert sum(len(u.ssh_public_keys) for u in parallel.users) == 4
+    assert parallel.gaps == ["iam:ListServiceSpecificCredentials"]
+    assert set(timings) == {"client", "authorization_details", "credential_report", "per_user"}
 
 
 def test_policies_groups_and_documents(aws_managed_policies, member):
