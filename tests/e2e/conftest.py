@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -124,22 +123,6 @@ def sandbox_process(tmp_path_factory) -> Iterator[RunningSandbox]:
         running.process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         running.process.kill()
-
-
-@pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory) -> Iterator[str]:
-    """One real Prefect server per test process: CLI runs report to it, as in production.
-
-    It also spares every CLI call the ~7 s start of a temporary server of its own.
-    """
-    from iamc.serve import start_server, stop_process
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process, api_url = start_server(port, tmp_path_factory.mktemp("prefect-server"))
-    yield api_url
-    stop_process(process)
 
 
 @pytest.fixture
