@@ -125,24 +125,33 @@ def sandbox_process(tmp_path_factory) -> Iterator[RunningSandbox]:
         running.process.kill()
 
 
-@pytest.fixture
-def iamc(sandbox_process: RunningSandbox, prefect_api: str, tmp_path: Path):
-    """``iamc("inventory", "-c", spec)``: the CLI as a user runs it, sandbox exports set.
-
-    Keyword arguments are extra environment variables (``AWS_ENDPOINT_URL_IAM=...``).
-    """
-
+def _runner(sandbox_process: RunningSandbox, prefect_api: str, cwd: Path):
     def run(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [*IAMC, *args],
             env={**_cli_env(sandbox_process, prefect_api), **extra_env},
-            cwd=tmp_path,
+            cwd=cwd,
             capture_output=True,
             text=True,
             timeout=300,
         )
 
     return run
+
+
+@pytest.fixture
+def iamc(sandbox_process: RunningSandbox, prefect_api: str, tmp_path: Path):
+    """``iamc("inventory", "-c", spec)``: the CLI as a user runs it, sandbox exports set.
+
+    Keyword arguments are extra environment variables (``AWS_ENDPOINT_URL_IAM=...``).
+    """
+    return _runner(sandbox_process, prefect_api, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def iamc_in(sandbox_process: RunningSandbox, prefect_api: str):
+    """``iamc_in(directory)("map", ...)``: as ``iamc``, in a directory a module fixture owns."""
+    return lambda cwd: _runner(sandbox_process, prefect_api, cwd)
 
 
 @pytest.fixture
