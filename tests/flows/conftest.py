@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -40,14 +40,24 @@ class World:
     identity_store_id: str
     users: dict[str, str]  # user name -> id
     groups: dict[str, str]  # display name -> id
+    # One session and one client per service for the module: a new boto3 session parses
+    # every service model again (~10 ms a file), which added up to seconds per test.
+    _session: boto3.Session | None = field(default=None, repr=False)
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def session(self) -> boto3.Session:
-        return boto3.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-        )
+        if self._session is None:
+            self._session = boto3.Session(
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+                region_name="us-east-1",
+            )
+        return self._session
 
     def client(self, service: str) -> Any:
-        return self.session().client(service, endpoint_url=self.sandbox.url)
+        if service not in self._clients:
+            self._clients[service] = self.session().client(service, endpoint_url=self.sandbox.url)
+        return self._clients[service]
 
     def member_iam(self, account_id: str) -> Any:
         creds = self.client("sts").assume_role(
