@@ -74,6 +74,25 @@ class World:
         )
 
 
+_MODELS: Any = None
+
+
+def session_sharing_models(**credentials: str) -> boto3.Session:
+    """A boto3 session whose service models come from one loader for the whole process.
+
+    Each new session otherwise parses the JSON models of every client it makes again.
+    """
+    global _MODELS
+    import botocore.loaders
+    import botocore.session
+
+    if _MODELS is None:
+        _MODELS = botocore.loaders.create_loader()
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _MODELS)
+    return boto3.Session(botocore_session=core, **credentials)
+
+
 def _build_world(sandbox: Sandbox) -> World:
     sandbox.reset(seed=3)
     world = World(sandbox, SandboxControl(sandbox.url), [], "", "", {}, {})
@@ -353,7 +372,7 @@ def write_retire_plan(
             RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
             RoleSessionName="inventory",
         )["Credentials"]
-        session = boto3.Session(
+        session = session_sharing_models(
             aws_access_key_id=creds["AccessKeyId"],
             aws_secret_access_key=creds["SecretAccessKey"],
             aws_session_token=creds["SessionToken"],
