@@ -215,11 +215,17 @@ def wait_healthy(api_url: str, timeout: float = 60.0) -> None:
     raise ServeError(f"the Prefect server at {api_url} did not become healthy in {timeout:.0f} s")
 
 
-def start_server(port: int, home: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``prefect server start`` on 127.0.0.1:port with its own home; return it and its API."""
+def start_server(
+    port: int, home: Path, health_timeout: float = 90.0
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``prefect server start`` on 127.0.0.1:port with its own home; return it and its API.
+
+    Raises:
+        ServeError: It did not answer its health check within ``health_timeout`` seconds.
+    """
     process, api_url = spawn_server(port, home)
     try:
-        wait_healthy(api_url, timeout=90)
+        wait_healthy(api_url, timeout=health_timeout)
     except ServeError:
         stop_process(process)
         raise

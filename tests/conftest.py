@@ -75,15 +75,74 @@ def aws_managed_policies(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
 
 
+class WorkerPrefectServer:
+    """One real Prefect server per test process, started in the background at configure time.
+
+    Every flow the process runs, and every ``iamc`` subprocess its tests start (they inherit
+    ``PREFECT_API_URL``), reports to it: no temporary server per process or per CLI call
+    (~12 s of CPU each), and nothing a loaded machine can time out while starting.
+    """
+
+    def __init__(self, home: Path):
+        import socket
+        import threading
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.home = home
+        self.process = None
+        self.error: BaseException | None = None
+        self._started = threading.Thread(target=self._start, name="prefect-server", daemon=True)
+        self._started.start()
+
+    def _start(self) -> None:
+        from iamc.serve import start_server
+
+        try:
+            # Generous: it starts while pytest collects, on a machine that may be shared.
+            self.process, _ = start_server(self.port, self.home, health_timeout=SERVER_START_S)
+        except BaseException as err:  # reported to the first test that needs the server
+            self.error = err
+
+    def wait(self) -> str:
+        """The API URL once the server answers; raises what stopped it from starting."""
+        self._started.join()
+        if self.error is not None:
+            raise RuntimeError(f"the tests' Prefect server did not start: {self.error}")
+        return self.api_url
+
+    def stop(self) -> None:
+        from iamc.serve import stop_process
+
+        self._started.join()
+        if self.process is not None:
+            stop_process(self.process)
+
+
+SERVER_START_S = 600
+_server: WorkerPrefectServer | None = None
+
+
+def _runs_tests(config: pytest.Config) -> bool:
+    """False in xdist's controller, which only hands tests to its workers."""
+    if hasattr(config, "workerinput"):
+        return True
+    return not getattr(config.option, "numprocesses", None)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Each test process gets its own Prefect home (database, results): runs never leak."""
+    """Each test process gets its own Prefect home (database, results) and Prefect server."""
     import tempfile
 
+    global _server
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     home = tempfile.mkdtemp(prefix=f"iamc-prefect-{worker}-")
     os.environ["PREFECT_HOME"] = home
     os.environ.pop("PREFECT_API_URL", None)
-    # CLI runs in tests use a temporary server each, or the one a test starts: none outlives it.
+    # A CLI run never starts the lasting local server: it reports to this process's server
+    # (PREFECT_API_URL), or a test starts what it needs.
     os.environ["IAMC_LOCAL_PREFECT_SERVER"] = "off"
     # Prefect's temporary server gets 20 s to start by default, which a loaded 2-core machine
     # misses ("Timed out while attempting to connect to ephemeral Prefect API server").
@@ -91,3 +150,23 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
     os.environ["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "false"
+    if _runs_tests(config):
+        # Set before any test module imports Prefect, which reads its settings at import.
+        _server = WorkerPrefectServer(Path(home) / "server")
+        os.environ["PREFECT_API_URL"] = _server.api_url
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop this process's Prefect server (its whole process group)."""
+    global _server
+    if _server is not None:
+        _server.stop()
+        _server = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_api() -> str:
+    """The API URL of this test process's Prefect server, once it answers."""
+    if _server is None:
+        pytest.fail("no Prefect server in this process (pytest_configure did not start one)")
+    return _server.wait()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -126,20 +125,18 @@ def sandbox_process(tmp_path_factory) -> Iterator[RunningSandbox]:
         running.process.kill()
 
 
-@pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory) -> Iterator[str]:
-    """One real Prefect server per test process: CLI runs report to it, as in production.
+def _runner(sandbox_process: RunningSandbox, prefect_api: str, cwd: Path):
+    def run(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*IAMC, *args],
+            env={**_cli_env(sandbox_process, prefect_api), **extra_env},
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
-    It also spares every CLI call the ~7 s start of a temporary server of its own.
-    """
-    from iamc.serve import start_server, stop_process
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process, api_url = start_server(port, tmp_path_factory.mktemp("prefect-server"))
-    yield api_url
-    stop_process(process)
+    return run
 
 
 @pytest.fixture
@@ -148,18 +145,13 @@ def iamc(sandbox_process: RunningSandbox, prefect_api: str, tmp_path: Path):
 
     Keyword arguments are extra environment variables (``AWS_ENDPOINT_URL_IAM=...``).
     """
+    return _runner(sandbox_process, prefect_api, tmp_path)
 
-    def run(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [*IAMC, *args],
-            env={**_cli_env(sandbox_process, prefect_api), **extra_env},
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
 
-    return run
+@pytest.fixture(scope="module")
+def iamc_in(sandbox_process: RunningSandbox, prefect_api: str):
+    """``iamc_in(directory)("map", ...)``: as ``iamc``, in a directory a module fixture owns."""
+    return lambda cwd: _runner(sandbox_process, prefect_api, cwd)
 
 
 @pytest.fixture

@@ -6,9 +6,12 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import time
 from pathlib import Path
+
+import pytest
 
 SPEC = """name = "e2e-trust"
 state = "sqlite:///state.db"
@@ -42,10 +45,31 @@ def approved_plan(iamc, tmp_path: Path) -> tuple[Path, dict]:
     return spec, plan
 
 
+@pytest.fixture(scope="module")
+def prepared(iamc_in, tmp_path_factory) -> Path:
+    """inventory -> map -> plan -> approve through the CLI, once for the module.
+
+    Both tests start from the same seeded IAM users, and neither one's changes to IAM come
+    before this, so each test's copy of the state DB holds the plan a fresh run would make
+    (the second test re-reads IAM live before applying, as every apply does).
+    """
+    directory = tmp_path_factory.mktemp("approved")
+    approved_plan(iamc_in(directory), directory)
+    return directory
+
+
+def copy_of(prepared: Path, tmp_path: Path) -> tuple[Path, dict]:
+    """The test's own copy of the prepared spec, state DB and plan files."""
+    for name in ("spec.toml", "state.db"):
+        shutil.copy2(prepared / name, tmp_path / name)
+    shutil.copytree(prepared / "plan", tmp_path / "plan")
+    return tmp_path / "spec.toml", json.loads((tmp_path / "plan" / "plan.json").read_text())
+
+
 def test_a_killed_rollback_is_interrupted_and_never_resumes_after_a_later_run(
-    iamc, iamc_started, sandbox_process, tmp_path
+    iamc, iamc_started, sandbox_process, prepared, tmp_path
 ):
-    spec, plan = approved_plan(iamc, tmp_path)
+    spec, plan = copy_of(prepared, tmp_path)
     plan_id = str(plan["plan_id"])
     applied = iamc("apply", plan_id, "-c", str(spec), "--stage", "provision")
     assert applied.returncode == 0, applied.stdout + applied.stderr
@@ -113,9 +137,9 @@ def _delete_user(iam, name: str) -> None:
 
 
 def test_iam_changed_after_approval_refuses_those_accounts_and_names_the_users(
-    iamc, sandbox_process, tmp_path
+    iamc, sandbox_process, prepared, tmp_path
 ):
-    spec, plan = approved_plan(iamc, tmp_path)
+    spec, plan = copy_of(prepared, tmp_path)
     migrating: dict[str, list[str]] = {}
     for user in plan["users"]:
         if user["outcome"] == "migrate":

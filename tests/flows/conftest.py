@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -40,14 +40,24 @@ class World:
     identity_store_id: str
     users: dict[str, str]  # user name -> id
     groups: dict[str, str]  # display name -> id
+    # One session and one client per service for the module: a new boto3 session parses
+    # every service model again (~10 ms a file), which added up to seconds per test.
+    _session: boto3.Session | None = field(default=None, repr=False)
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def session(self) -> boto3.Session:
-        return boto3.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-        )
+        if self._session is None:
+            self._session = boto3.Session(
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+                region_name="us-east-1",
+            )
+        return self._session
 
     def client(self, service: str) -> Any:
-        return self.session().client(service, endpoint_url=self.sandbox.url)
+        if service not in self._clients:
+            self._clients[service] = self.session().client(service, endpoint_url=self.sandbox.url)
+        return self._clients[service]
 
     def member_iam(self, account_id: str) -> Any:
         creds = self.client("sts").assume_role(
@@ -62,6 +72,25 @@ class World:
             aws_secret_access_key=creds["SecretAccessKey"],
             aws_session_token=creds["SessionToken"],
         )
+
+
+_MODELS: Any = None
+
+
+def session_sharing_models(**credentials: str) -> boto3.Session:
+    """A boto3 session whose service models come from one loader for the whole process.
+
+    Each new session otherwise parses the JSON models of every client it makes again.
+    """
+    global _MODELS
+    import botocore.loaders
+    import botocore.session
+
+    if _MODELS is None:
+        _MODELS = botocore.loaders.create_loader()
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _MODELS)
+    return boto3.Session(botocore_session=core, **credentials)
 
 
 def _build_world(sandbox: Sandbox) -> World:
@@ -343,7 +372,7 @@ def write_retire_plan(
             RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
             RoleSessionName="inventory",
         )["Credentials"]
-        session = boto3.Session(
+        session = session_sharing_models(
             aws_access_key_id=creds["AccessKeyId"],
             aws_secret_access_key=creds["SecretAccessKey"],
             aws_session_token=creds["SessionToken"],

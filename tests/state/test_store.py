@@ -425,20 +425,28 @@ def test_stores_opened_at_once_upgrade_once(store_url: str, tmp_path: Path) -> N
         "import sys, time, pathlib\n"
         "from state import Store\n"
         "go = pathlib.Path(sys.argv[2])\n"
+        "pathlib.Path(sys.argv[3]).touch()\n"
         "while not go.exists(): time.sleep(0.01)\n"
         "with Store.open(sys.argv[1]) as store:\n"
         "    print(store.ensure_migration('wave-1', {}))\n"
     )
+    ready = [tmp_path / f"ready-{n}" for n in range(4)]
     openers = [
         subprocess.Popen(
-            [sys.executable, "-c", script, store_url, str(go)],
+            [sys.executable, "-c", script, store_url, str(go), str(flag)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(4)
+        for flag in ready
     ]
-    time.sleep(1.5)  # let every interpreter finish importing and wait on the file
+    # Every interpreter has imported the store and waits on the file: then they all go at once
+    # (a fixed sleep was too long on an idle machine and too short on a loaded one).
+    deadline = time.monotonic() + 120
+    while not all(flag.exists() for flag in ready):
+        assert time.monotonic() < deadline, "the openers did not start within 120 s"
+        assert all(opener.poll() is None for opener in openers), "an opener ended early"
+        time.sleep(0.02)
     go.touch()
     results = [opener.communicate(timeout=120) for opener in openers]
     assert [opener.returncode for opener in openers] == [0] * 4, [err for _, err in results]
