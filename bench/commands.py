@@ -26,7 +26,7 @@ from pathlib import Path
 
 import boto3
 
-from bench.harness import bench_workdir
+from bench.harness import bench_workdir, goal
 
 _OWN_WORK = re.compile(r"flows\.timing: \S+: own work ([\d.]+) s")
 # The demo's spec (iamc/demo.py), waves of half the accounts each: benchmarks don't import
@@ -251,4 +251,11 @@ def _print(timings: list[Timing]) -> None:
             print(
                 f"worst {'step command' if kind == 'step' else 'read-only command'} {what}: "
                 f"{worst[kind]:.2f} s (bound <= {bound:.0f} s): {verdict}"
+            )
+            label = "step command overhead" if kind == "step" else "read-only wall"
+            goal(
+                f"commands: worst {label}",
+                worst[kind],
+                bound,
+                "s",
             )

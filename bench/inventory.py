@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.harness import bench_workdir, member_iam
+from bench.harness import bench_workdir, goal, member_iam
 
 BENCH_SPEC = """name = "bench"
 state = "sqlite:///state.db"
@@ -220,6 +220,13 @@ def _report(result: dict[str, Any], latency_ms: int) -> None:
         f"concurrency {result['concurrency']}, latency {latency_ms} ms: {calls['total']} calls, "
         f"bound {result['bound']:.2f} s, wall {result['wall']:.2f} s, ratio {ratio:.2f} "
         f"(goal <= {GOAL_RATIO}x): {verdict}"
+    )
+    goal(
+        f"inventory {result['tag']}: wall / latency bound",
+        ratio,
+        GOAL_RATIO,
+        "x",
+        detail=f"{result['wall']:.2f} s vs {result['bound']:.2f} s, {calls['total']} calls",
     )
     for phase, seconds in result["phases"].items():
         print(f"    {phase:40s} {seconds:7.2f} s")
