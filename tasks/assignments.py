@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -12,6 +12,7 @@ from domain.errors import ActionError
 from domain.plan import PlanAction
 from state.journal import JournalEntry
 from tasks.aws import error_message
+from tasks.aws import pages as _pages
 from tasks.executor import Done, ExecutionContext, Live
 from tasks.permission_sets import IN_PROGRESS, permission_set_arn, wait_for_status
 
@@ -24,11 +25,6 @@ READ_PERMISSIONS = (
     "sso:ListAccountAssignmentCreationStatus",
 )
 PERMISSIONS = ("sso:CreateAccountAssignment", "sso:DeleteAccountAssignment")
-
-
-def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[Any]:
-    for page in client.get_paginator(operation).paginate(**kwargs):
-        yield from page.get(key, [])
 
 
 def list_assignments(ctx: ExecutionContext, account_id: str, ps_arn: str) -> set[tuple[str, str]]:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import boto3
 import botocore.session
@@ -269,6 +270,19 @@ def translate_errors(account_id: str | None = None, operation: str | None = None
         raise unreachable(err, account_id=account_id, operation=operation) from err
     except BotoCoreError as err:
         raise AwsAccessError(str(err), account_id=account_id, operation=operation) from err
+
+
+def pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[Any]:
+    """Every item under ``key`` of every page of a list call (STYLE: every list call paginates).
+
+    Args:
+        client: A boto3 client.
+        operation: The paginated operation's snake_case name (``list_access_keys``).
+        key: The list in each page (``AccessKeyMetadata``).
+        **kwargs: The operation's parameters.
+    """
+    for page in client.get_paginator(operation).paginate(**kwargs):
+        yield from page.get(key, [])
 
 
 def error_code(err: ClientError) -> str:

@@ -26,6 +26,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from domain.key_findings import HitSource, IgnoredHit, KeyHit, ScanGap, ScanResult
+from tasks.aws import pages as _pages
 from tasks.key_detection import KeyDetector
 
 log = logging.getLogger(__name__)
@@ -64,11 +65,6 @@ _NO_ECHO = "****"  # what DescribeStacks shows for a NoEcho parameter
 
 Finding = KeyHit | IgnoredHit
 Source = Callable[[boto3.Session, str, KeyDetector, str], Iterator[Finding]]
-
-
-def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[Any]:
-    for page in client.get_paginator(operation).paginate(**kwargs):
-        yield from page.get(key, [])
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:

@@ -13,7 +13,6 @@ import json
 import logging
 import time
 import urllib.parse
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,6 +39,7 @@ from domain.records import (
     UserClass,
 )
 from tasks.aws import error_code, translate_errors
+from tasks.aws import pages as _pages
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +114,6 @@ def _document(raw: Any) -> dict[str, Any]:
     if isinstance(raw, dict):
         return raw
     return json.loads(urllib.parse.unquote(raw))
-
-
-def _pages(client, operation: str, key: str, **kwargs) -> Iterator[dict[str, Any]]:
-    for page in client.get_paginator(operation).paginate(**kwargs):
-        yield from page.get(key, [])
 
 
 def read_authorization_details(

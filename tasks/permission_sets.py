@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -25,6 +25,7 @@ from domain.plan import PlanAction
 from domain.policy_documents import canonical_json
 from state.journal import JournalEntry
 from tasks.aws import error_code, error_message
+from tasks.aws import pages as _pages
 from tasks.executor import Done, ExecutionContext, Live, PollPolicy
 
 log = logging.getLogger(__name__)
@@ -76,11 +77,6 @@ def _first_poll_wait(seconds: float) -> Callable[[RetryCallState], None]:
             time.sleep(seconds)
 
     return before
-
-
-def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[Any]:
-    for page in client.get_paginator(operation).paginate(**kwargs):
-        yield from page.get(key, [])
 
 
 def wait_for_status(

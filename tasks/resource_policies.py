@@ -23,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from domain.retire import PolicyReference
 from tasks.aws import error_message
+from tasks.aws import pages as _pages
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +90,6 @@ def _document(raw: Any) -> dict[str, Any] | None:
         return json.loads(raw)
     except ValueError:
         return json.loads(urllib.parse.unquote(raw))
-
-
-def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[Any]:
-    for page in client.get_paginator(operation).paginate(**kwargs):
-        yield from page.get(key, [])
 
 
 def _s3(session: boto3.Session, region: str) -> Iterator[tuple[str, str, Any]]:

@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from domain.keys import mask_key_id
 from domain.teardown import QUARANTINE_POLICY_NAME
 from tasks.aws import error_code, error_message
+from tasks.aws import pages as _pages
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +60,6 @@ class RestoreResult:
     restored: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
     cannot: list[str] = field(default_factory=list)
-
-
-def _pages(iam: Any, operation: str, key: str, **kwargs: Any) -> list[Any]:
-    return [
-        item
-        for page in iam.get_paginator(operation).paginate(**kwargs)
-        for item in page.get(key, [])
-    ]
 
 
 def _ensure_user(iam: Any, snapshot: dict[str, Any], result: RestoreResult) -> bool:

@@ -26,6 +26,7 @@ from domain.plan import PlanAction
 from domain.teardown import TEARDOWN
 from state.journal import JournalEntry
 from tasks.aws import error_code, error_message
+from tasks.aws import pages as _pages
 from tasks.executor import Done, ExecutionContext, Handler, Live
 from tasks.user_disable import SERVICE_CREDENTIAL, list_credentials
 
@@ -52,14 +53,6 @@ PERMISSIONS = tuple(action for step in TEARDOWN for action in step.iam_actions)
 # IAM answers 409 ConcurrentModification while another change to the user is in flight:
 # wait and retry (IAM API reference, common errors).
 _RETRIED = frozenset({"ConcurrentModification"})
-
-
-def _pages(iam: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
-    return [
-        item
-        for page in iam.get_paginator(operation).paginate(**kwargs)
-        for item in page.get(key, [])
-    ]
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -29,6 +29,7 @@ import boto3
 from domain.plan import Outcome, Plan
 from domain.policy_documents import statement_pairs
 from domain.records import AccountInventory
+from tasks.aws import pages as _pages
 from tasks.aws import translate_errors
 from tasks.iam_users import effective_access
 from tasks.permission_sets import permission_set_names
@@ -71,11 +72,6 @@ class AccessCheck:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[Any]:
-    for page in client.get_paginator(operation).paginate(**kwargs):
-        yield from page.get(key, [])
 
 
 def inline_keys(document: dict[str, Any] | str | None) -> set[str]:
