@@ -3,8 +3,11 @@
 The working tree is read from the file system (untracked and git-ignored files included: ``.env``
 files are where keys hide), ``.git/`` internals excepted. Binary files are skipped by content
 (a NUL byte in the first block), archives (zip/jar/war, tar, tar.gz/tgz, gz) are opened under
-bomb limits. The history is every blob reachable from any ref, stash entries included, each
-unique blob read once through ``git rev-list --objects`` and ``git cat-file --batch``.
+bomb limits. When ripgrep is installed (it is a dependency), it walks and reads the tree on
+every core and lists the files that can hold a key or are archives; only those are read here,
+by the same detector, so the findings are those of reading every file. The history is every
+blob reachable from any ref, stash entries included, each unique blob read once through
+``git rev-list --objects`` and ``git cat-file --batch``.
 """
 
 from __future__ import annotations
