@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
 import uuid
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -170,3 +179,164 @@ def prefect_api() -> str:
     if _server is None:
         pytest.fail("no Prefect server in this process (pytest_configure did not start one)")
     return _server.wait()
+
+
+class StartedIamc:
+    """An `iamc` command running in the background: its pid, and its exit code once it ends."""
+
+    def __init__(self, pid: int, exited: Callable[[float | None], int | None], files: tuple):
+        self.pid = pid
+        self._exited = exited
+        self.files = files  # (stdout, stderr) paths, or None for a real subprocess's pipes
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self._exited(0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            self.returncode = self._exited(timeout)
+            if self.returncode is None:
+                raise subprocess.TimeoutExpired(["iamc"], timeout or 0)
+        return self.returncode
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+class IamcRunner:
+    """Runs `iamc` commands as a user does, each in its own process; see iamc_forkserver.py.
+
+    A command whose Prefect settings match the fork server's runs in a child forked from it
+    (no interpreter start or imports: ~0.1 s of CPU instead of ~2.5 s); any other runs as
+    ``python -m iamc.cli``. Either way: its own pid, cwd, environment, output and exit code.
+    """
+
+    # Read once at import, by Prefect (settings, logging) or moto: a fork can't change them.
+    IMPORT_TIME_PREFIXES = ("PREFECT_", "MOTO_", "PYTHON")
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self._server: subprocess.Popen | None = None
+        self._fixed: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._started: queue.Queue = queue.Queue()
+        self._exits: dict[int, int] = {}
+        self._exit_seen = threading.Condition()
+        self.unavailable: str | None = None
+        self.forked = 0
+
+    def _import_time(self, env: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in env.items() if k.startswith(self.IMPORT_TIME_PREFIXES)}
+
+    def _start_server(self, env: dict[str, str]) -> None:
+        script = Path(__file__).with_name("iamc_forkserver.py")
+        self._server = subprocess.Popen(
+            # -P: the script's directory (tests/, with its own state/ and flows/) not on sys.path.
+            [sys.executable, "-P", str(script)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            cwd=self.workdir,
+            text=True,
+            bufsize=1,
+        )
+        first = json.loads(self._server.stdout.readline() or '{"unavailable": "it exited"}')
+        if "ready" not in first:
+            self.unavailable = first.get("unavailable", str(first))
+            warnings.warn(
+                f"iamc fork server unavailable, commands run as subprocesses: {self.unavailable}",
+                stacklevel=1,
+            )
+            return
+        self._fixed = self._import_time(env)
+        threading.Thread(target=self._read, name="iamc-forkserver", daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self._server.stdout:
+            message = json.loads(line)
+            if "started" in message:
+                self._started.put(message["started"])
+            else:
+                with self._exit_seen:
+                    self._exits[message["exited"]] = message["returncode"]
+                    self._exit_seen.notify_all()
+
+    def _exit_of(self, pid: int) -> Callable[[float | None], int | None]:
+        def exited(timeout: float | None) -> int | None:
+            with self._exit_seen:
+                self._exit_seen.wait_for(lambda: pid in self._exits, timeout)
+                return self._exits.get(pid)
+
+        return exited
+
+    def _forkable(self, args: tuple[str, ...], env: dict[str, str]) -> bool:
+        if (args and args[0] == "sandbox") or "--verbose" in args or "-v" in args:
+            return False
+        with self._lock:
+            if self._server is None and self.unavailable is None:
+                self._start_server(env)
+        return self.unavailable is None and self._import_time(env) == self._fixed
+
+    def start(
+        self, args: tuple[str, ...], cwd: Path, env: dict[str, str], capture: bool = False
+    ) -> StartedIamc | subprocess.Popen:
+        """The command in the background; ``capture`` keeps its output in files for ``run``."""
+        args = tuple(os.fspath(arg) for arg in args)
+        if not self._forkable(args, env):
+            pipe = subprocess.PIPE if capture else subprocess.DEVNULL
+            return subprocess.Popen(
+                [sys.executable, "-m", "iamc.cli", *args],
+                cwd=cwd,
+                env=env,
+                stdout=pipe,
+                stderr=pipe,
+                text=True,
+            )
+        out = tempfile.mkdtemp(prefix="iamc-out-", dir=self.workdir)
+        files = (f"{out}/stdout", f"{out}/stderr") if capture else (os.devnull, os.devnull)
+        request = {"argv": list(args), "env": env, "cwd": str(cwd)}
+        request.update(stdout=files[0], stderr=files[1])
+        with self._lock:
+            self._server.stdin.write(json.dumps(request) + "\n")
+            self._server.stdin.flush()
+            pid = self._started.get(timeout=60)
+            self.forked += 1
+        return StartedIamc(pid, self._exit_of(pid), files)
+
+    def run(
+        self, args: tuple[str, ...], cwd: Path, env: dict[str, str], timeout: float = 300
+    ) -> subprocess.CompletedProcess:
+        """The command to its end, as ``subprocess.run(..., capture_output=True, text=True)``."""
+        started = self.start(args, cwd, env, capture=True)
+        argv = ["iamc", *args]
+        if isinstance(started, subprocess.Popen):
+            try:
+                stdout, stderr = started.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                started.kill()
+                raise
+            return subprocess.CompletedProcess(argv, started.returncode, stdout, stderr)
+        try:
+            returncode = started.wait(timeout)
+        except subprocess.TimeoutExpired:
+            started.kill()
+            raise
+        stdout, stderr = (Path(f).read_text() for f in started.files)
+        return subprocess.CompletedProcess(argv, returncode, stdout, stderr)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stdin.close()
+            self._server.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def iamc_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamcRunner]:
+    """Runs `iamc` commands for every test of this process (see IamcRunner)."""
+    runner = IamcRunner(tmp_path_factory.mktemp("iamc-runner"))
+    yield runner
+    runner.stop()

@@ -125,47 +125,35 @@ def sandbox_process(tmp_path_factory) -> Iterator[RunningSandbox]:
         running.process.kill()
 
 
-def _runner(sandbox_process: RunningSandbox, prefect_api: str, cwd: Path):
+def _runner(sandbox_process: RunningSandbox, prefect_api: str, cwd: Path, runner):
     def run(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [*IAMC, *args],
-            env={**_cli_env(sandbox_process, prefect_api), **extra_env},
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        env = {**_cli_env(sandbox_process, prefect_api), **extra_env}
+        return runner.run(args, cwd, env)
 
     return run
 
 
 @pytest.fixture
-def iamc(sandbox_process: RunningSandbox, prefect_api: str, tmp_path: Path):
+def iamc(sandbox_process: RunningSandbox, prefect_api: str, tmp_path: Path, iamc_runner):
     """``iamc("inventory", "-c", spec)``: the CLI as a user runs it, sandbox exports set.
 
     Keyword arguments are extra environment variables (``AWS_ENDPOINT_URL_IAM=...``).
     """
-    return _runner(sandbox_process, prefect_api, tmp_path)
+    return _runner(sandbox_process, prefect_api, tmp_path, iamc_runner)
 
 
 @pytest.fixture(scope="module")
-def iamc_in(sandbox_process: RunningSandbox, prefect_api: str):
+def iamc_in(sandbox_process: RunningSandbox, prefect_api: str, iamc_runner):
     """``iamc_in(directory)("map", ...)``: as ``iamc``, in a directory a module fixture owns."""
-    return lambda cwd: _runner(sandbox_process, prefect_api, cwd)
+    return lambda cwd: _runner(sandbox_process, prefect_api, cwd, iamc_runner)
 
 
 @pytest.fixture
-def iamc_started(sandbox_process: RunningSandbox, prefect_api: str, tmp_path: Path):
+def iamc_started(sandbox_process: RunningSandbox, prefect_api: str, tmp_path: Path, iamc_runner):
     """``iamc_started("rollback", "3", "-c", spec)``: the CLI started in the background."""
 
-    def start(*args: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            [*IAMC, *args],
-            env=_cli_env(sandbox_process, prefect_api),
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    def start(*args: str):
+        return iamc_runner.start(args, tmp_path, _cli_env(sandbox_process, prefect_api))
 
     return start
 

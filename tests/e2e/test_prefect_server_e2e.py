@@ -37,7 +37,7 @@ def wait_for_state(client, flow_run_id, states: set[str], timeout: float = 180):
 
 
 def test_a_failed_apply_is_retried_like_the_ui_and_completes(
-    sandbox_process, prefect_api, tmp_path
+    sandbox_process, prefect_api, iamc_runner, tmp_path
 ):
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -50,14 +50,7 @@ def test_a_failed_apply_is_retried_like_the_ui_and_completes(
     spec.write_text(SPEC)
 
     def iamc(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "iamc.cli", *args],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        return iamc_runner.run(args, tmp_path, env)
 
     for step in (
         ["inventory", "-c", str(spec)],

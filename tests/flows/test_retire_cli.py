@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -13,20 +12,21 @@ import pytest
 from botocore.config import Config
 
 
-def iamc(world, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(world.sandbox.env())
-    return subprocess.run(
-        [sys.executable, "-m", "iamc.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+@pytest.fixture
+def iamc(clean, iamc_runner):
+    """``iamc(cwd, *args)``: the CLI as an operator runs it, against the sandbox."""
+
+    def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(clean.sandbox.env())
+        return iamc_runner.run(args, cwd, env)
+
+    return run
 
 
-def test_disable_bake_decide_rollback_one_user_and_plan_show(clean, retire_kit, tmp_path: Path):
+def test_disable_bake_decide_rollback_one_user_and_plan_show(
+    clean, retire_kit, iamc, tmp_path: Path
+):
     kit, prefix = retire_kit, f"k{uuid.uuid4().hex[:6]}-"
     a1, a2 = clean.accounts
     jane, bob = f"{prefix}jane", f"{prefix}bob"
@@ -34,11 +34,11 @@ def test_disable_bake_decide_rollback_one_user_and_plan_show(clean, retire_kit, 
     made = kit.seed_user(clean, a2, bob, keys=1)
     _spec, plan_id = kit.write_retire_plan(clean, tmp_path, prefix)
 
-    applied = iamc(clean, tmp_path, "apply", str(plan_id), "-c", "spec.toml", "--stage", "disable")
+    applied = iamc(tmp_path, "apply", str(plan_id), "-c", "spec.toml", "--stage", "disable")
     assert applied.returncode == 0, applied.stderr
     assert "4 done" in applied.stdout
 
-    quiet = iamc(clean, tmp_path, "bake", "-c", "spec.toml")
+    quiet = iamc(tmp_path, "bake", "-c", "spec.toml")
     assert quiet.returncode == 0, quiet.stderr
     assert "2 baking" in quiet.stdout
 
@@ -53,12 +53,11 @@ def test_disable_bake_decide_rollback_one_user_and_plan_show(clean, retire_kit, 
     )
     with pytest.raises(Exception, match="InvalidClientTokenId"):
         stale.get_user()
-    used = iamc(clean, tmp_path, "bake", "-c", "spec.toml")
+    used = iamc(tmp_path, "bake", "-c", "spec.toml")
     assert used.returncode == 3
     assert "in-use" in used.stdout and "GetUser" in used.stdout
 
     decided = iamc(
-        clean,
         tmp_path,
         "bake",
         "decide",
@@ -73,7 +72,7 @@ def test_disable_bake_decide_rollback_one_user_and_plan_show(clean, retire_kit, 
     assert decided.returncode == 0, decided.stderr
     assert f"{a2}/{bob}: delete — decided by alice" in decided.stdout
 
-    shown = iamc(clean, tmp_path, "plan", "show", str(plan_id), "-c", "spec.toml")
+    shown = iamc(tmp_path, "plan", "show", str(plan_id), "-c", "spec.toml")
     assert shown.returncode == 0, shown.stderr
     assert "delete preconditions of plan" in shown.stdout and "baking" in shown.stdout
 
@@ -82,12 +81,12 @@ def test_disable_bake_decide_rollback_one_user_and_plan_show(clean, retire_kit, 
         for line in applied.stdout.splitlines()
         if line.startswith("run ") and "stage disable" in line
     )
-    back = iamc(clean, tmp_path, "rollback", run_id, "-c", "spec.toml", "--user", f"{a1}/{jane}")
+    back = iamc(tmp_path, "rollback", run_id, "-c", "spec.toml", "--user", f"{a1}/{jane}")
     assert back.returncode == 0, back.stderr
     assert f"stage disable, user {a1}/{jane} only: 2 undone" in back.stdout
     state = kit.iam_state(clean, prefix)
     assert state[f"{a1}/{jane}"]["inline"] == [] and state[f"{a2}/{bob}"]["inline"] != []
 
-    refused = iamc(clean, tmp_path, "restore", "-c", "spec.toml", f"{a2}/{bob}")
+    refused = iamc(tmp_path, "restore", "-c", "spec.toml", f"{a2}/{bob}")
     assert refused.returncode == 2 and "no snapshot" in refused.stderr
     assert "Traceback" not in refused.stderr
