@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import boto3
+import botocore.loaders
 import botocore.session
 from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
@@ -105,6 +106,23 @@ def client_config(max_attempts: int) -> Config:
     )
 
 
+_loader_lock = threading.Lock()
+_loader: botocore.loaders.Loader | None = None
+
+
+def shared_loader() -> botocore.loaders.Loader:
+    """One botocore loader for the process: it caches parsed service models and endpoint data.
+
+    A fresh botocore session reads and parses each service's JSON model again when it makes its
+    first client of that service (~0.2 s for sso-admin or IAM); the models are read-only data.
+    """
+    global _loader
+    with _loader_lock:
+        if _loader is None:
+            _loader = botocore.loaders.create_loader()
+        return _loader
+
+
 @dataclass
 class AwsSessions:
     """Makes and caches boto3 sessions for the management and member accounts.
@@ -153,6 +171,7 @@ class AwsSessions:
         with self._lock:
             if self._management is None:
                 core = botocore.session.Session(profile=self.profile)
+                core.register_component("data_loader", shared_loader())
                 # Limit management calls under a fixed key until we know the account id.
                 self._configure(core, "management")
                 self._management = boto3.Session(botocore_session=core, region_name=self.region)
@@ -189,9 +208,7 @@ class AwsSessions:
             expiry_window_seconds=self.expiry_window_seconds,
         )
         core = botocore.session.Session()
-        # Share the management session's loader: it caches the parsed service models and
-        # endpoint data, which a fresh session would read and parse again (~0.2 s a client).
-        core.register_component("data_loader", source_core.get_component("data_loader"))
+        core.register_component("data_loader", shared_loader())
         # botocore refreshes these before they expire: in the background from 15 minutes
         # before expiry, blocking from 10 minutes before (RefreshableCredentials).
         extra = {"time_fetcher": self.clock} if self.clock else {}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -417,3 +419,31 @@ def test_unimplemented_operation_is_a_501_not_a_retried_500(client, control) -> 
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
     # Not retried: one attempt reached the sandbox.
     assert control.calls()["calls"]["iam:GenerateServiceLastAccessedDetails"] == 1
+
+
+def test_requests_into_a_member_account_make_only_the_aws_partitions_iam_backend(client, sandbox):
+    """moto's own caller lookup made an IAM backend per partition (~0.15 s each, with managed
+    policies); the sandbox resolves the caller in the aws partition and tells moto."""
+    from moto.iam.models import iam_backends
+
+    org = client("organizations")
+    with contextlib.suppress(org.exceptions.AlreadyInOrganizationException):
+        org.create_organization(FeatureSet="ALL")  # the module's sandbox may have one
+    created = org.create_account(AccountName="partition-probe", Email="probe@example.com")
+    member = org.describe_create_account_status(
+        CreateAccountRequestId=created["CreateAccountStatus"]["Id"]
+    )["CreateAccountStatus"]["AccountId"]
+    assumed = client("sts").assume_role(
+        RoleArn=f"arn:aws:iam::{member}:role/OrganizationAccountAccessRole",
+        RoleSessionName="probe",
+    )["Credentials"]
+    iam = boto3.Session(
+        aws_access_key_id=assumed["AccessKeyId"],
+        aws_secret_access_key=assumed["SecretAccessKey"],
+        aws_session_token=assumed["SessionToken"],
+        region_name="us-east-1",
+    ).client("iam", endpoint_url=sandbox.url)
+    iam.create_user(UserName="probe")
+
+    assert [u["UserName"] for u in iam.list_users()["Users"]] == ["probe"]
+    assert sorted(iam_backends[member]) == ["aws"]
