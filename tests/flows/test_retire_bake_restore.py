@@ -163,8 +163,7 @@ def test_restore_a_whole_delete_run(clean, retire_kit, tmp_path: Path):
 
     restored = restore(spec, run_id=summary["run_id"])
 
-    assert sorted(u["user"] for u in restored["users"]) == [
-        f"{a1}/{prefix}jane",
-        f"{a2}/{prefix}bob",
-    ]
+    assert sorted(u["user"] for u in restored["users"]) == sorted(
+        [f"{a1}/{prefix}jane", f"{a2}/{prefix}bob"]
+    )
     assert set(kit.iam_state(clean, prefix)) == {f"{a1}/{prefix}jane", f"{a2}/{prefix}bob"}
