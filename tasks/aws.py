@@ -302,6 +302,27 @@ def pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[Any]
         yield from page.get(key, [])
 
 
+def marker_pages(method: Callable[..., Any], key: str, **kwargs: Any) -> Iterator[Any]:
+    """Like :func:`pages`, for an IAM list call botocore has no paginator for.
+
+    IAM's Marker/IsTruncated protocol by hand (IAM API reference, "Using pagination"):
+    ``ListServiceSpecificCredentials`` gained Marker and MaxItems with ``AllUsers`` but has no
+    paginator in botocore 1.44.
+
+    Args:
+        method: The client's bound method (``iam.list_service_specific_credentials``).
+        key: The list in each page.
+        **kwargs: The operation's parameters.
+    """
+    marker: dict[str, str] = {}
+    while True:
+        page = method(**kwargs, **marker)
+        yield from page.get(key, [])
+        if not page.get("IsTruncated") or not page.get("Marker"):
+            return
+        marker = {"Marker": page["Marker"]}
+
+
 def error_code(err: ClientError) -> str:
     """The AWS error code of a ClientError ('' if absent)."""
     return str(err.response.get("Error", {}).get("Code", ""))
