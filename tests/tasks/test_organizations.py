@@ -172,3 +172,55 @@ def test_parent_of_an_account(org):
     session, ids = org
     assert parent_of(session, ids["prod-a"]) == ids["prod"]
     assert parent_of(session, ids["sec"]) == ids["root"]
+
+
+def test_waves_by_ou_walk_only_the_wave_ous(org, monkeypatch):
+    import botocore.session
+
+    from domain.errors import WaveError
+    from domain.records import AccountInventory
+    from domain.spec import MigrationSpec
+    from flows.plan import wave_accounts
+
+    session, ids = org
+    inventories = [
+        AccountInventory(account=read_organization(session, Scope()).accounts[ids[name]])
+        for name in ("prod-a", "prod-b", "dev", "sec")
+    ]
+    spec = MigrationSpec(
+        name="waves",
+        waves=[
+            {"name": "prod", "include_accounts": [ids["prod"]]},
+            {
+                "name": "rest",
+                "include_accounts": [ids["workloads"], ids["sec"]],
+                "exclude_accounts": [ids["prod"]],
+            },
+        ],
+    )
+    # flows.plan makes its own sessions: count on every organizations client made.
+    counted: Counter[str] = Counter()
+    original = botocore.session.Session.create_client
+
+    def counting_client(self, service_name, *args, **kwargs):
+        client = original(self, service_name, *args, **kwargs)
+        if service_name == "organizations":
+            client.meta.events.register(
+                "before-call.organizations", lambda model, **_: counted.update([model.name])
+            )
+        return client
+
+    monkeypatch.setattr(botocore.session.Session, "create_client", counting_client)
+    waves = wave_accounts(spec, inventories)
+    assert waves == {
+        "prod": sorted([ids["prod-a"], ids["prod-b"]]),
+        "rest": sorted([ids["dev"], ids["sec"]]),
+    }
+    # Workloads and Prod are walked (Prod once); the root and the management account are not.
+    assert counted == {"ListAccountsForParent": 2, "ListOrganizationalUnitsForParent": 2}
+
+    spec = MigrationSpec(
+        name="waves", waves=[{"name": "gone", "include_accounts": ["ou-zzzz-zzzzzzzz"]}]
+    )
+    with pytest.raises(WaveError, match="ou-zzzz-zzzzzzzz is not an OU or root"):
+        wave_accounts(spec, inventories)
