@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from flows.console import ProgressEvents, operator_step, run_logger
 from state import Store
 from tasks.aws import UNREACHABLE_ERRORS, AwsSessions, error_code, unreachable
 from tasks.iam_users import ClassificationRules, inventory_account
-from tasks.organizations import ScopedAccounts, select_accounts, walk_organization
+from tasks.organizations import ScopedAccounts, parent_of, read_organization, select_accounts
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,12 @@ def _failure_kind(err: AwsAccessError) -> str:
 
 @task(name="resolve-scope", cache_policy=NO_CACHE, persist_result=False)
 def resolve_scope(runtime: _Runtime) -> ScopedAccounts:
-    tree = walk_organization(runtime.sessions.management())
-    return select_accounts(tree, runtime.spec.scope)
+    spec = runtime.spec
+    # The OUs the waves name are walked too: the inventory report places a wave's accounts by
+    # their parent until a plan resolves the wave against the organization.
+    wave_nodes = [s for w in spec.waves for s in [*w.include_accounts, *w.exclude_accounts]]
+    tree = read_organization(runtime.sessions.management(), spec.scope, also_walk=wave_nodes)
+    return select_accounts(tree, spec.scope)
 
 
 @task(
@@ -133,6 +137,8 @@ def inventory_one_account(runtime: _Runtime, account: Account) -> AccountOutcome
                 details={"code": code, "reason": "inventory-failed"},
             )
         )
+    if inventory.error and account.parent_id is None:
+        inventory.account = _with_parent(runtime, account)
     for gap in inventory.gaps:
         findings.append(
             Finding(
@@ -159,6 +165,20 @@ def inventory_one_account(runtime: _Runtime, account: Account) -> AccountOutcome
         account_name=account.name,
         reason=reason if inventory.error else None,
     )
+
+
+def _with_parent(runtime: _Runtime, account: Account) -> Account:
+    """The account with its parent OU, read for an account that failed.
+
+    A plan excludes a failed account by its parent OU too (domain.plan), and the scope read
+    parents only where it named OUs; one ListParents call per failed account keeps that.
+    """
+    try:
+        parent = parent_of(runtime.sessions.management(), account.account_id)
+    except (AwsAccessError, ClientError, *UNREACHABLE_ERRORS):
+        log.info("parent of %s not read: left unknown", account.account_id, exc_info=True)
+        return account
+    return replace(account, parent_id=parent)
 
 
 @flow(name="inventory", log_prints=False, persist_result=False)

@@ -29,7 +29,7 @@ from state.key_scans import KEY_SCAN_RUN
 from tasks.aws import AwsSessions
 from tasks.key_detection import KeyDetector
 from tasks.key_scan import ScanOutcome, scan_code_path, scan_member_account
-from tasks.organizations import select_accounts, walk_organization
+from tasks.organizations import read_organization, select_accounts
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,10 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
 def resolve_organization(runtime: _Runtime) -> tuple[OrgView, list[str], ScanProblem | None]:
     """The organization's accounts and the in-scope ones; unreadable is a gap for a code scan."""
     try:
-        tree = walk_organization(runtime.sessions.management())
+        # Every account, not only the scope's: a key of another account is told apart.
+        tree = read_organization(
+            runtime.sessions.management(), runtime.spec.scope, every_account=True
+        )
         scoped = select_accounts(tree, runtime.spec.scope)
     except (AwsAccessError, UnknownAccountError) as err:
         if runtime.spec.scan.aws:

@@ -86,7 +86,8 @@ def wave_accounts(spec: MigrationSpec, inventories: list[AccountInventory]) -> d
     if names_only_accounts(spec):
         return resolve_waves(spec, {a: [] for a in account_ids})
     session = AwsSessions.from_spec(spec).management()
-    chains, nodes = account_ancestors(session, account_ids)
+    named = {s for w in spec.waves for s in [*w.include_accounts, *w.exclude_accounts]}
+    chains, nodes = account_ancestors(session, account_ids, sorted(named))
     return resolve_waves(spec, chains, nodes)
 
 

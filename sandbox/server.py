@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 from types import TracebackType
@@ -35,12 +36,59 @@ def _load_managed_policies(on: bool) -> bool:
 
 
 def _quiet_handler() -> type:
-    """moto's request handler with werkzeug's per-request access log moved to DEBUG."""
+    """moto's request handler: access log at DEBUG, and connections kept alive as AWS does.
+
+    werkzeug closes every connection ("Connection: close"), because http.server cannot drain
+    a body the app left unread before the next request line. AWS endpoints keep HTTP/1.1
+    connections open and botocore reuses them (urllib3's pool), so a sandbox that closes them
+    makes every call pay a TCP connect on the client and a new serving thread here. Reading
+    the whole body before the app runs makes keep-alive safe.
+    """
     from moto.moto_server.werkzeug_app import MotoRequestHandler
 
     class QuietHandler(MotoRequestHandler):
+        # An idle kept-alive connection holds a serving thread: let it go after a while.
+        timeout = 120
+        # Headers and body go out in separate writes: without TCP_NODELAY a kept-alive
+        # connection waits on the client's delayed ACK (~40 ms) before the body.
+        disable_nagle_algorithm = True
+        _body_read = False
+
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             log.debug("%s %s -> %s", self.command, self.path, code)
+
+        def make_environ(self) -> dict[str, Any]:
+            environ = super().make_environ()
+            self._body_read = False
+            if environ.get("wsgi.input_terminated"):
+                return environ  # chunked: werkzeug dechunks it; the connection closes
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                return environ
+            environ["wsgi.input"] = io.BytesIO(self.rfile.read(length) if length > 0 else b"")
+            self._body_read = True
+            # After the response werkzeug discards whatever else the socket holds, which on a
+            # kept-alive connection is the next request: let it discard nothing instead.
+            self.rfile = io.BytesIO()
+            return environ
+
+        def run_wsgi(self) -> None:
+            socket_file = self.rfile
+            try:
+                super().run_wsgi()
+            finally:
+                self.rfile = socket_file
+
+        def send_header(self, keyword: str, value: str) -> None:
+            if (
+                keyword.lower() == "connection"
+                and value.lower() == "close"
+                and self._body_read
+                and not self.close_connection
+            ):
+                return
+            super().send_header(keyword, value)
 
     return QuietHandler
 

@@ -169,6 +169,15 @@ class ServiceCredentials:
                 "iam", "NotSupportedService", f"The service {service} is not supported.", 404
             )
         all_users = params.get("AllUsers", "").lower() == "true"
+        if all_users and params.get("UserName"):
+            # "This parameter cannot be specified together with UserName" (IAM API reference,
+            # ListServiceSpecificCredentials); moto has no such call to compare with.
+            return xml_error(
+                "iam",
+                "InvalidInput",
+                "AllUsers cannot be specified together with UserName.",
+                400,
+            )
         name: str | None = None
         if not all_users:
             name, error = self._user(call, params)

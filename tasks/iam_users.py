@@ -38,7 +38,7 @@ from domain.records import (
     User,
     UserClass,
 )
-from tasks.aws import error_code, translate_errors
+from tasks.aws import error_code, marker_pages, translate_errors
 from tasks.aws import pages as _pages
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,10 @@ READ_PERMISSIONS = (
 # The credential report writes these instead of a date (IAM user guide, "Getting credential
 # reports": N/A, no_information, not_supported).
 _NO_DATE = {"", "N/A", "no_information", "not_supported"}
+
+# How an endpoint that predates ListServiceSpecificCredentials' AllUsers (or ignores it and
+# then wants a UserName from a role caller) refuses it: we fall back to one call per user.
+_ALL_USERS_REFUSED = {"ValidationError", "InvalidInput", "InvalidParameterValue"}
 
 # How the endpoint tells us an operation does not exist: moto in-process raises
 # NotImplementedError; a server answers with one of these codes or HTTP 501.
@@ -212,8 +216,52 @@ def _has_certs(row: dict[str, str] | None) -> bool:
     )
 
 
-def _read_credentials(iam, user: User, row: dict[str, str] | None, gaps: _Gaps) -> None:
-    """Fill in what the two bulk reads don't give, one user at a time."""
+def read_all_service_credentials(iam, gaps: _Gaps) -> dict[str, list[dict[str, Any]]] | None:
+    """Every user's service-specific credentials: one paginated call for the whole account.
+
+    ``AllUsers=True`` (IAM API reference, ListServiceSpecificCredentials: "cannot be specified
+    together with UserName") replaces one call per user.
+
+    Returns:
+        user name -> credential metadata; ``{}`` when the endpoint lacks the operation (a
+        recorded gap); None when it refuses ``AllUsers``: then ask user by user.
+    """
+    try:
+        found = gaps.call(
+            "iam:ListServiceSpecificCredentials",
+            lambda: list(
+                marker_pages(
+                    iam.list_service_specific_credentials,
+                    "ServiceSpecificCredentials",
+                    AllUsers=True,
+                )
+            ),
+        )
+    except ClientError as err:
+        if error_code(err) not in _ALL_USERS_REFUSED:
+            raise
+        log.info(
+            "ListServiceSpecificCredentials refused AllUsers (%s): reading them user by user",
+            error_code(err),
+        )
+        return None
+    by_user: dict[str, list[dict[str, Any]]] = {}
+    for raw in found or []:
+        by_user.setdefault(raw["UserName"], []).append(raw)
+    return by_user
+
+
+def _read_credentials(
+    iam,
+    user: User,
+    row: dict[str, str] | None,
+    gaps: _Gaps,
+    service_credentials: dict[str, list[dict[str, Any]]] | None = None,
+) -> None:
+    """Fill in what the bulk reads don't give, one user at a time.
+
+    ``service_credentials``: what :func:`read_all_service_credentials` found (None: ask now).
+    """
     name = user.name
     if _has_keys(row):
         for raw in _pages(iam, "list_access_keys", "AccessKeyMetadata", UserName=name):
@@ -263,13 +311,16 @@ def _read_credentials(iam, user: User, row: dict[str, str] | None, gaps: _Gaps) 
                     uploaded=_utc(raw.get("UploadDate")),
                 )
             )
-    # Not paginated in the API, and absent from the credential report.
-    service_creds = gaps.call(
-        "iam:ListServiceSpecificCredentials",
-        lambda: iam.list_service_specific_credentials(UserName=name).get(
-            "ServiceSpecificCredentials", []
-        ),
-    )
+    # Absent from the credential report; for one user the API answers in one page.
+    if service_credentials is not None:
+        service_creds = service_credentials.get(name, [])
+    else:
+        service_creds = gaps.call(
+            "iam:ListServiceSpecificCredentials",
+            lambda: iam.list_service_specific_credentials(UserName=name).get(
+                "ServiceSpecificCredentials", []
+            ),
+        )
     for raw in service_creds or []:
         user.service_specific_credentials.append(
             ServiceSpecificCredential(
@@ -375,6 +426,11 @@ def inventory_account(
     with translate_errors(account_id=account.account_id, operation="iam:GetCredentialReport"):
         report = read_credential_report(iam, report_state)
     clock.lap("credential_report")
+    with translate_errors(
+        account_id=account.account_id, operation="iam:ListServiceSpecificCredentials"
+    ):
+        service_credentials = read_all_service_credentials(iam, gaps)
+    clock.lap("service_credentials")
 
     def read_user(raw: dict[str, Any]) -> User:
         row = report.get(raw["UserName"])
@@ -382,7 +438,7 @@ def inventory_account(
         with translate_errors(
             account_id=account.account_id, operation=f"credentials of {user.name}"
         ):
-            _read_credentials(iam, user, row, gaps)
+            _read_credentials(iam, user, row, gaps, service_credentials)
         user.user_class, user.class_reason, user.last_activity = classify_user(user, rules, now)
         return user
 

@@ -123,5 +123,10 @@ def test_an_unreachable_account_fails_the_run_and_the_rest_is_stored(
         inventories = {i.account.account_id: i for i in store.load_snapshot(err.snapshot_id)}
         assert len(inventories[alpha].users) == 4 and inventories[alpha].error is None
         assert "cannot reach the AWS endpoint" in (inventories[beta].error or "")
+        # The scope ("*") read no parents; the failed account's was read (a plan that now
+        # excludes its OU must see it), the others' were not needed.
+        root = AwsSessions(region="us-east-1").management().client("organizations")
+        assert inventories[beta].account.parent_id == root.list_roots()["Roots"][0]["Id"]
+        assert inventories[alpha].account.parent_id is None
         kinds = {(f.kind, f.account_id) for f in store.findings(run_id=err.run_id)}
         assert ("unreachable", beta) in kinds and ("access-denied", beta) not in kinds

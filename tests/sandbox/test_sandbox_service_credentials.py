@@ -163,3 +163,40 @@ def test_credentials_go_with_their_user(client, control) -> None:
     iam.delete_user(UserName=user)
     iam.create_user(UserName=user)  # a new user of the same name inherits nothing
     assert iam.list_service_specific_credentials(UserName=user)["ServiceSpecificCredentials"] == []
+
+
+def test_all_users_lists_every_users_credentials_in_pages(client, control) -> None:
+    iam = client("iam")
+    users = [_user(iam, "every") for _ in range(3)]
+    made = {
+        iam.create_service_specific_credential(UserName=u, ServiceName=service)[
+            "ServiceSpecificCredential"
+        ]["ServiceSpecificCredentialId"]: u
+        for u in users
+        for service in (CODECOMMIT, KEYSPACES)
+    }
+    listed, marker, pages = [], {}, 0
+    while True:
+        page = iam.list_service_specific_credentials(AllUsers=True, MaxItems=2, **marker)
+        pages += 1
+        assert len(page["ServiceSpecificCredentials"]) <= 2
+        listed.extend(page["ServiceSpecificCredentials"])
+        if not page["IsTruncated"]:
+            break
+        marker = {"Marker": page["Marker"]}
+    ours = {
+        c["ServiceSpecificCredentialId"]: c["UserName"] for c in listed if c["UserName"] in users
+    }
+    assert ours == made
+    assert pages >= 3
+    assert all("ServicePassword" not in c for c in listed)
+    keyspaces = iam.list_service_specific_credentials(AllUsers=True, ServiceName=KEYSPACES)
+    assert {c["ServiceName"] for c in keyspaces["ServiceSpecificCredentials"]} == {KEYSPACES}
+
+
+def test_all_users_with_a_user_name_is_refused(client, control) -> None:
+    iam = client("iam")
+    user = _user(iam, "both")
+    with pytest.raises(ClientError) as err:
+        iam.list_service_specific_credentials(AllUsers=True, UserName=user)
+    assert _code(err) == ("InvalidInput", 400)

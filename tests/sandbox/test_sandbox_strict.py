@@ -447,3 +447,39 @@ def test_requests_into_a_member_account_make_only_the_aws_partitions_iam_backend
 
     assert [u["UserName"] for u in iam.list_users()["Users"]] == ["probe"]
     assert sorted(iam_backends[member]) == ["aws"]
+
+
+def test_connections_are_kept_alive_as_aws_keeps_them(client, control, sandbox, monkeypatch):
+    """werkzeug closes every connection; AWS does not, and botocore reuses them."""
+    import http.client
+    from urllib.parse import urlparse
+
+    import urllib3.util.connection
+
+    opened: list[Any] = []
+    original = urllib3.util.connection.create_connection
+
+    def counting(address: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(address)
+        return original(address, *args, **kwargs)
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", counting)
+    iam = client("iam")
+    for _ in range(5):
+        iam.list_users()
+    assert len(opened) == 1
+
+    # Two requests with bodies on one raw connection: the second is read from its own start.
+    url = urlparse(sandbox.url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/"
+        "aws4_request, SignedHeaders=host, Signature=0",
+    }
+    for _ in range(2):
+        connection.request("POST", "/", body="Action=ListUsers&Version=2010-05-08", headers=headers)
+        response = connection.getresponse()
+        assert response.status == 200 and b"ListUsersResult" in response.read()
+        assert not response.will_close
+    connection.close()

@@ -189,3 +189,42 @@ def test_connection_failures_are_unreachable_not_access_denied(failure):
     assert isinstance(caught.value, AwsAccessError)  # still an AWS problem to old handlers
     assert "cannot reach the AWS endpoint" in str(caught.value)
     assert "111111111111" in str(caught.value)
+
+
+def test_accounts_starting_at_once_parse_a_service_model_once(monkeypatch):
+    """Eight member sessions making IAM clients together: IAM's model is read one time."""
+    import threading
+
+    import tasks.aws
+
+    monkeypatch.setattr(tasks.aws, "_loader", None)  # a fresh process-wide loader
+    sessions = AwsSessions(region="us-east-1")
+    shared = sessions.management()._session.get_component("data_loader")
+    real = getattr(shared, "_loader", shared)  # botocore's Loader, behind our lock
+    files = real.file_loader
+    read: list[str] = []
+
+    class CountingFileLoader:
+        def __getattr__(self, name):
+            return getattr(files, name)
+
+        def load_file(self, file_path):
+            read.append(str(file_path))
+            time.sleep(0.02)  # a slow parse: the other threads arrive while it runs
+            return files.load_file(file_path)
+
+    real.file_loader = CountingFileLoader()
+    start = threading.Barrier(8)
+
+    def make(n: int) -> None:
+        session = sessions.for_account(f"{n:012d}")
+        start.wait()
+        session.client("iam")
+
+    threads = [threading.Thread(target=make, args=(n,)) for n in range(1, 9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    iam_models = [f for f in read if "/iam/" in f and f.endswith("service-2")]
+    assert len(iam_models) == 1, iam_models

@@ -6,7 +6,9 @@ import json
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
+import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 
 from domain.records import AccessKey, Account, User, UserClass
 from tasks.aws import AwsSessions
@@ -127,7 +129,13 @@ def test_users_read_in_parallel_equal_users_read_one_by_one(member):
     assert sum(len(u.access_keys) for u in parallel.users) == 6
     assert sum(len(u.ssh_public_keys) for u in parallel.users) == 4
     assert parallel.gaps == ["iam:ListServiceSpecificCredentials"]
-    assert set(timings) == {"client", "authorization_details", "credential_report", "per_user"}
+    assert set(timings) == {
+        "client",
+        "authorization_details",
+        "credential_report",
+        "service_credentials",
+        "per_user",
+    }
 
 
 def test_policies_groups_and_documents(aws_managed_policies, member):
@@ -262,3 +270,62 @@ def test_mfa_only_user_with_fresh_key_is_human():
         access_keys=[AccessKey("AKIA1", "Active", last_used_date=recent())],
     )
     assert classify_user(record, RULES, NOW)[0] is UserClass.HUMAN
+
+
+@pytest.fixture
+def sandbox_account(monkeypatch):
+    """The sandbox server (moto lacks service-specific credentials) and its default account."""
+    from sandbox.server import Sandbox
+
+    with Sandbox(port=0) as running:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", running.url)
+        yield boto3.Session(region_name="us-east-1"), Account(account_id="123456789012")
+
+
+def _count_and_refuse_all_users(session: boto3.Session, refuse: bool) -> list[dict]:
+    """ListServiceSpecificCredentials calls the session makes; optionally refuse AllUsers as
+    an endpoint without it would (ValidationError: a role caller must name a user)."""
+    calls: list[dict] = []
+
+    def before_call(params, **_):
+        body = {k: v for k, v in params["body"].items() if k not in ("Action", "Version")}
+        calls.append(body)
+        if refuse and body.get("AllUsers"):
+            return AWSResponse("", 400, {}, None), {
+                "Error": {"Code": "ValidationError", "Message": "Must specify userName"},
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            }
+        return None
+
+    session.events.register("before-call.iam.ListServiceSpecificCredentials", before_call)
+    return calls
+
+
+def test_service_credentials_of_all_users_in_one_call_equal_user_by_user(sandbox_account):
+    session, account = sandbox_account
+    iam = session.client("iam")
+    for n in range(6):
+        iam.create_user(UserName=f"git-{n}")
+        if n % 2 == 0:
+            iam.create_service_specific_credential(
+                UserName=f"git-{n}", ServiceName="codecommit.amazonaws.com"
+            )
+    iam.create_service_specific_credential(UserName="git-0", ServiceName="cassandra.amazonaws.com")
+
+    all_users = _count_and_refuse_all_users(session, refuse=False)
+    bulk = inventory_account(session, account, RULES, now=NOW, user_concurrency=4)
+    # A fresh session: the hook of the first stays on its own session.
+    fallback_session = boto3.Session(region_name="us-east-1")
+    per_user = _count_and_refuse_all_users(fallback_session, refuse=True)
+    one_by_one = inventory_account(fallback_session, account, RULES, now=NOW, user_concurrency=4)
+
+    assert all_users == [{"AllUsers": "true"}]
+    assert per_user[0] == {"AllUsers": "true"}
+    assert sorted(c["UserName"] for c in per_user[1:]) == [u.name for u in one_by_one.users]
+    assert asdict(bulk) == asdict(one_by_one)
+    creds = {
+        u.name: sorted(c.service_name for c in u.service_specific_credentials) for u in bulk.users
+    }
+    assert creds["git-0"] == ["cassandra.amazonaws.com", "codecommit.amazonaws.com"]
+    assert creds["git-1"] == [] and creds["git-2"] == ["codecommit.amazonaws.com"]
+    assert "iam:ListServiceSpecificCredentials" not in bulk.gaps
