@@ -100,15 +100,15 @@ def inventory(spec: SpecOption, profile: ProfileOption = None) -> None:
 
 def _report_to_prefect() -> None:
     """Flows of this command report to the local Prefect server (started once, then reused),
-    and the command goes on as soon as a flow's final state is recorded."""
+    recorded as they start and end with nothing that only costs time (flows.runtime)."""
     from iamc.prefect_server import use_local_server
     from iamc.startup import imports_without_gc
 
     use_local_server(err_console)
     with imports_without_gc():
-        from flows.runtime import end_flow_runs_without_waiting
+        from flows.runtime import prepare_flow_runs
 
-        end_flow_runs_without_waiting()
+        prepare_flow_runs()
 
 
 @report_app.command("inventory")
