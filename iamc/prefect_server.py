@@ -36,6 +36,7 @@ class LocalServer:
     port: int
     api_url: str
     home: str
+    prefect_version: str = ""  # of the Prefect that started it ("" in older records)
 
     @property
     def ui_url(self) -> str:
@@ -48,6 +49,16 @@ def _prefect_home() -> Path:
 
 def _state_path() -> Path:
     return _prefect_home() / _STATE_FILE
+
+
+def _prefect_version() -> str:
+    # Package metadata, not `import prefect` (~1 s): this runs before Prefect is imported.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("prefect")
+    except PackageNotFoundError:
+        return ""
 
 
 def _alive(pid: int) -> bool:
@@ -154,7 +165,13 @@ def start(console: Console, timeout: float | None = None) -> LocalServer:
             highlight=False,
         )
         process, api_url = spawn_server(port, home)
-        server = LocalServer(pid=process.pid, port=port, api_url=api_url, home=str(home))
+        server = LocalServer(
+            pid=process.pid,
+            port=port,
+            api_url=api_url,
+            home=str(home),
+            prefect_version=_prefect_version(),
+        )
         # Recorded before it answers, so a command started meanwhile waits for this one.
         _state_path().parent.mkdir(parents=True, exist_ok=True)
         _state_path().write_text(json.dumps(asdict(server)))
@@ -190,6 +207,11 @@ def use_local_server(console: Console) -> str | None:
             )
             return None
     os.environ["PREFECT_API_URL"] = server.api_url
+    if server.prefect_version and server.prefect_version == _prefect_version():
+        # The server runs the very Prefect this process imports: its clients' version
+        # handshake (GET /admin/version, once per client, with an SSL context built for
+        # each) can only agree. Prefect's setting for "a known-compatible server".
+        os.environ.setdefault("PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", "false")
     return server.api_url
 
 
