@@ -73,12 +73,13 @@ def _slow_server(monkeypatch, tmp_path: Path, delay: float, prefect_version: str
         port = probe.getsockname()[1]
     process = subprocess.Popen([sys.executable, "-c", _SLOW_SERVER, str(port), str(delay)])
     state = prefect_server._state_path()
-    state.parent.mkdir(parents=True)
+    state.parent.mkdir(parents=True, exist_ok=True)
     api_url = f"http://127.0.0.1:{port}/api"
-    record = {"pid": process.pid, "port": port, "api_url": api_url, "home": "x"}
+    state.write_text(
+        json.dumps({"pid": process.pid, "port": port, "api_url": api_url, "home": "x"})
+    )
     if prefect_version is not None:
-        record["prefect_version"] = prefect_version
-    state.write_text(json.dumps(record))
+        (state.parent / prefect_server._VERSION_FILE).write_text(f"{process.pid} {prefect_version}")
     return process, api_url
 
 
@@ -156,3 +157,15 @@ def test_a_server_another_or_unknown_prefect_started_is_version_checked(
 ):
     assert _version_check_after_use(monkeypatch, tmp_path / "a", "2.0.0") == "unset"
     assert _version_check_after_use(monkeypatch, tmp_path / "b", None) == "unset"
+
+
+def test_a_version_recorded_for_an_earlier_server_does_not_count(monkeypatch, tmp_path: Path):
+    from importlib.metadata import version
+
+    from iamc import prefect_server
+
+    # An older iamc started the server that runs now; the note is from the one before.
+    home = tmp_path / "prefect"
+    home.mkdir()
+    (home / prefect_server._VERSION_FILE).write_text(f"1 {version('prefect')}")
+    assert _version_check_after_use(monkeypatch, tmp_path, None) == "unset"
