@@ -38,8 +38,9 @@ console = Console(width=_WIDTH)
 # An error is one logical line per problem: never hard-wrapped, so it can be grepped and pasted.
 err_console = Console(stderr=True, width=_WIDTH, soft_wrap=True)
 
-# Our own progress display replaces Prefect's per-run log lines on the console.
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Run logs at INFO go to Prefect's API (the UI's Logs tab tells the run's story); on the
+# console our own progress display replaces them (console handler CRITICAL, see _root).
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 ProfileOption = Annotated[
