@@ -153,6 +153,8 @@ def run(args: argparse.Namespace) -> None:
         )
         env = {**os.environ, "COLUMNS": "200"}
         env.pop("PREFECT_API_URL", None)
+        # The commands log as a user's do (run logs to the API), not at this process's level.
+        env.pop("PREFECT_LOGGING_LEVEL", None)
         iamc = _iamc()
         print(
             f"sandbox: {args.accounts} accounts x {args.users} users (demo shape), {sandbox.url}; "

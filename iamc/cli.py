@@ -38,8 +38,9 @@ console = Console(width=_WIDTH)
 # An error is one logical line per problem: never hard-wrapped, so it can be grepped and pasted.
 err_console = Console(stderr=True, width=_WIDTH, soft_wrap=True)
 
-# Our own progress display replaces Prefect's per-run log lines on the console.
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Run logs at INFO go to Prefect's API (the UI's Logs tab tells the run's story); on the
+# console our own progress display replaces them (console handler CRITICAL, see _root).
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 ProfileOption = Annotated[
@@ -99,10 +100,16 @@ def inventory(spec: SpecOption, profile: ProfileOption = None) -> None:
 
 
 def _report_to_prefect() -> None:
-    """Flows of this command report to the local Prefect server (started once, then reused)."""
+    """Flows of this command report to the local Prefect server (started once, then reused),
+    recorded as they start and end with nothing that only costs time (flows.runtime)."""
     from iamc.prefect_server import use_local_server
+    from iamc.startup import imports_without_gc
 
     use_local_server(err_console)
+    with imports_without_gc():
+        from flows.runtime import prepare_flow_runs
+
+        prepare_flow_runs()
 
 
 @report_app.command("inventory")

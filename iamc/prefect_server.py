@@ -25,6 +25,9 @@ from domain.errors import ServeError
 DEFAULT_PORT = 4200  # Prefect's own default: the UI where operators expect it
 _STATE_FILE = "iamc-local-server.json"
 _LOCK_FILE = "iamc-local-server.lock"
+# "<pid> <Prefect version>" of the server started last, beside the record rather than in it:
+# an older iamc sharing this Prefect home reads the record with no room for new keys.
+_VERSION_FILE = "iamc-local-server.prefect-version"
 # How long a command waits for a server that is starting (a fresh one is healthy after ~10 s,
 # much later on a loaded machine) before it goes on with Prefect's temporary server.
 STARTUP_TIMEOUT_S = float(os.environ.get("IAMC_PREFECT_SERVER_STARTUP_TIMEOUT", "120"))
@@ -48,6 +51,25 @@ def _prefect_home() -> Path:
 
 def _state_path() -> Path:
     return _prefect_home() / _STATE_FILE
+
+
+def _prefect_version() -> str:
+    # Package metadata, not `import prefect` (~1 s): this runs before Prefect is imported.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("prefect")
+    except PackageNotFoundError:
+        return ""
+
+
+def _started_by_this_prefect(server: LocalServer) -> bool:
+    """Whether ``server`` was started by the Prefect version this process runs."""
+    try:
+        pid, _, started_by = (_prefect_home() / _VERSION_FILE).read_text().partition(" ")
+    except OSError:  # started by an iamc that did not record it
+        return False
+    return pid == str(server.pid) and started_by.strip() == _prefect_version() != ""
 
 
 def _alive(pid: int) -> bool:
@@ -158,10 +180,12 @@ def start(console: Console, timeout: float | None = None) -> LocalServer:
         # Recorded before it answers, so a command started meanwhile waits for this one.
         _state_path().parent.mkdir(parents=True, exist_ok=True)
         _state_path().write_text(json.dumps(asdict(server)))
+        (_prefect_home() / _VERSION_FILE).write_text(f"{server.pid} {_prefect_version()}")
         if _wait_until_healthy(server, timeout):
             return server
         stop_process(process)
         _state_path().unlink(missing_ok=True)
+        (_prefect_home() / _VERSION_FILE).unlink(missing_ok=True)
         raise ServeError(
             f"the local Prefect server did not answer in {timeout:.0f} s (see {home}/server.log)"
         )
@@ -190,6 +214,11 @@ def use_local_server(console: Console) -> str | None:
             )
             return None
     os.environ["PREFECT_API_URL"] = server.api_url
+    if _started_by_this_prefect(server):
+        # The server runs the very Prefect this process imports: its clients' version
+        # handshake (GET /admin/version, once per client, with an SSL context built for
+        # each) can only agree. Prefect's setting for "a known-compatible server".
+        os.environ.setdefault("PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", "false")
     return server.api_url
 
 
@@ -205,4 +234,5 @@ def stop() -> LocalServer | None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGTERM)
     _state_path().unlink(missing_ok=True)
+    (_prefect_home() / _VERSION_FILE).unlink(missing_ok=True)
     return server

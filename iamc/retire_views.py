@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from iamc.startup import imports_without_gc
+
 _STYLE = {
     "in-use": "bold red",
     "keep": "yellow",
@@ -22,7 +24,8 @@ _STYLE = {
 def bake_with_table(console: Console, spec: Path | str, collect: bool = True) -> dict[str, Any]:
     """Run the bake watch (or only report) and print one row per disabled user."""
     if collect:
-        from flows.bake import bake_watch_flow
+        with imports_without_gc():
+            from flows.bake import bake_watch_flow
 
         report = bake_watch_flow(str(spec))
     else:
@@ -70,7 +73,8 @@ def restore_with_listing(
     console: Console, spec: Path | str, user: str | None, run_id: int | None
 ) -> dict[str, Any]:
     """Restore and print, per user, what came back and what a person must do by hand."""
-    from flows.restore import restore_flow
+    with imports_without_gc():
+        from flows.restore import restore_flow
 
     summary = restore_flow(str(spec), user, run_id)
     for result in summary["users"]:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from domain import inventory_report
 from domain.records import Finding
+from iamc.startup import imports_without_gc
 
 if TYPE_CHECKING:
     from state.identity import MappingInfo
@@ -24,7 +25,9 @@ def inventory_with_progress(
 ) -> dict[str, Any]:
     """Run the inventory flow with a progress bar (accounts done/total, users found)."""
     from domain.progress import listening
-    from flows.inventory import run_inventory
+
+    with imports_without_gc():
+        from flows.inventory import run_inventory
 
     with Progress(
         TextColumn("[bold]inventory[/]"),
@@ -96,7 +99,8 @@ def plan_with_summary(
     console: Console, spec: Path | str, out: Path | None, wave: str | None = None
 ) -> dict[str, Any]:
     """Run the plan flow and print what a reviewer needs first."""
-    from flows.plan import plan_flow
+    with imports_without_gc():
+        from flows.plan import plan_flow
 
     with console.status("computing the plan…"):
         result = plan_flow(str(spec), str(out) if out else None, wave)
@@ -266,7 +270,8 @@ def mapping_with_status(
     console: Console, spec: Path | str, profile: str | None = None
 ) -> dict[str, Any]:
     """Run the mapping flow with a spinner, then print its summary."""
-    from flows.mapping import run_mapping
+    with imports_without_gc():
+        from flows.mapping import run_mapping
 
     with console.status("mapping IAM users to Identity Center identities…"):
         summary = run_mapping(spec, profile)
@@ -469,7 +474,8 @@ def apply_with_progress(
     console: Console, spec: Path | str, plan_id: int, stage: str
 ) -> dict[str, Any]:
     """Run the apply flow with a progress bar (actions done/total, failures as they happen)."""
-    from flows.apply import apply_flow
+    with imports_without_gc():
+        from flows.apply import apply_flow
 
     summary = _watch(console, lambda: apply_flow(str(spec), plan_id, stage))
     _print_apply_summary(console, spec, summary)
@@ -477,7 +483,8 @@ def apply_with_progress(
 
 
 def resume_with_progress(console: Console, spec: Path | str, run_id: int) -> None:
-    from flows.apply import resume
+    with imports_without_gc():
+        from flows.apply import resume
 
     summary = _watch(console, lambda: resume(spec, run_id))
     if "succeeded" in summary:
@@ -594,7 +601,8 @@ def print_status(console: Console, spec: Path | str, run_id: int) -> None:
 def rollback_with_listing(
     console: Console, spec: Path | str, run_id: int, dry_run: bool, user: str | None = None
 ) -> None:
-    from flows.apply import rollback_flow
+    with imports_without_gc():
+        from flows.apply import rollback_flow
 
     result = rollback_flow(str(spec), run_id, dry_run, user=user)
     verb = "would undo" if dry_run else "undone"
@@ -675,7 +683,9 @@ def scan_with_progress(
         The flow's summary; ``accounts_failed`` non-empty means the scan is incomplete.
     """
     from domain.progress import listening
-    from flows.key_scan import run_key_scan
+
+    with imports_without_gc():
+        from flows.key_scan import run_key_scan
 
     with Progress(
         TextColumn("[bold]key scan[/]"),

@@ -159,7 +159,12 @@ def iamc_started(sandbox_process: RunningSandbox, prefect_api: str, tmp_path: Pa
 
 
 def _cli_env(sandbox_process: RunningSandbox, prefect_api: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    # Not this process's Prefect log level (set for its own flows): the CLI's, as for a user.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AWS_") and k != "PREFECT_LOGGING_LEVEL"
+    }
     env.update(sandbox_process.env)
     env["PREFECT_API_URL"] = prefect_api
     return env

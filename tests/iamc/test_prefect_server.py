@@ -61,7 +61,7 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
 """
 
 
-def _slow_server(monkeypatch, tmp_path: Path, delay: float):
+def _slow_server(monkeypatch, tmp_path: Path, delay: float, prefect_version: str | None = None):
     import json
     import socket
 
@@ -73,11 +73,13 @@ def _slow_server(monkeypatch, tmp_path: Path, delay: float):
         port = probe.getsockname()[1]
     process = subprocess.Popen([sys.executable, "-c", _SLOW_SERVER, str(port), str(delay)])
     state = prefect_server._state_path()
-    state.parent.mkdir(parents=True)
+    state.parent.mkdir(parents=True, exist_ok=True)
     api_url = f"http://127.0.0.1:{port}/api"
     state.write_text(
         json.dumps({"pid": process.pid, "port": port, "api_url": api_url, "home": "x"})
     )
+    if prefect_version is not None:
+        (state.parent / prefect_server._VERSION_FILE).write_text(f"{process.pid} {prefect_version}")
     return process, api_url
 
 
@@ -125,3 +127,45 @@ def test_a_server_that_never_answers_does_not_fail_the_command(monkeypatch, tmp_
     assert "PREFECT_API_URL" not in os.environ
     text = out.getvalue()
     assert "did not answer in 1 s" in text and "starts a temporary one" in text, text
+
+
+def _version_check_after_use(monkeypatch, tmp_path: Path, prefect_version: str | None) -> str:
+    """PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED once a command uses a server that Prefect
+    ``prefect_version`` started ("unset" if it is not set)."""
+    from iamc import prefect_server
+
+    process, api_url = _slow_server(monkeypatch, tmp_path, 0, prefect_version)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.delenv("PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", raising=False)
+    monkeypatch.setenv("IAMC_LOCAL_PREFECT_SERVER", "on")
+    try:
+        assert prefect_server.use_local_server(_console()[0]) == api_url
+    finally:
+        process.kill()
+        process.wait()
+    return os.environ.get("PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", "unset")
+
+
+def test_a_server_this_prefect_started_needs_no_version_handshake(monkeypatch, tmp_path: Path):
+    from importlib.metadata import version
+
+    assert _version_check_after_use(monkeypatch, tmp_path, version("prefect")) == "false"
+
+
+def test_a_server_another_or_unknown_prefect_started_is_version_checked(
+    monkeypatch, tmp_path: Path
+):
+    assert _version_check_after_use(monkeypatch, tmp_path / "a", "2.0.0") == "unset"
+    assert _version_check_after_use(monkeypatch, tmp_path / "b", None) == "unset"
+
+
+def test_a_version_recorded_for_an_earlier_server_does_not_count(monkeypatch, tmp_path: Path):
+    from importlib.metadata import version
+
+    from iamc import prefect_server
+
+    # An older iamc started the server that runs now; the note is from the one before.
+    home = tmp_path / "prefect"
+    home.mkdir()
+    (home / prefect_server._VERSION_FILE).write_text(f"1 {version('prefect')}")
+    assert _version_check_after_use(monkeypatch, tmp_path, None) == "unset"

@@ -1,0 +1,95 @@
+"""How a short-lived process (a CLI step command) runs flows: nothing Prefect does for nobody.
+
+Imports Prefect: call these only where a flow is about to run, never from a read-only command.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_MARK = "_iamc_switched"
+# Values FastAPI's jsonable_encoder returns unchanged (exact types: a subclass may not be).
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def prepare_flow_runs() -> None:
+    """Both switches below, for a command that runs a flow and exits."""
+    end_flow_runs_without_waiting()
+    serialize_plain_parameters_without_fastapi()
+
+
+def end_flow_runs_without_waiting() -> bool:
+    """Let a flow run end as soon as its final state is recorded, heartbeats kept.
+
+    Prefect's flow-run heartbeat thread sleeps in one-second steps, and the synchronous flow
+    engine joins it when the run ends, so every run ended 0-1 s after its final state was set,
+    waiting for the thread to wake up (Prefect 3.9, ``flow_engine._send_heartbeats``). The
+    asynchronous engine passes ``join_on_exit=False`` instead: the thread is a daemon that
+    returns at its next wake-up without sending anything (it sends no heartbeat once the
+    run's state is final). We do the same for synchronous runs. Idempotent.
+
+    Returns:
+        True if flow runs now end without waiting; False if this Prefect has no such
+        switch (then they wait as before, and a test says so).
+    """
+    from prefect import flow_engine
+
+    current: Callable[..., Any] | None = getattr(flow_engine, "_send_heartbeats", None)
+    if current is None:
+        log.debug("Prefect has no flow_engine._send_heartbeats: heartbeats joined as before")
+        return False
+    if getattr(current, _MARK, False):
+        return True
+    if "join_on_exit" not in inspect.signature(current).parameters:
+        log.debug("Prefect's _send_heartbeats takes no join_on_exit: joined as before")
+        return False
+
+    @functools.wraps(current)
+    def heartbeats_not_joined(*args: Any, **kwargs: Any) -> Any:
+        kwargs["join_on_exit"] = False
+        return current(*args, **kwargs)
+
+    setattr(heartbeats_not_joined, _MARK, True)
+    flow_engine._send_heartbeats = heartbeats_not_joined  # type: ignore[attr-defined]
+    return True
+
+
+def serialize_plain_parameters_without_fastapi() -> bool:
+    """Record a flow run's plain parameters without importing FastAPI.
+
+    Prefect stores a new flow run's parameters through FastAPI's ``jsonable_encoder``
+    (``Flow.serialize_parameters``), and importing FastAPI for it costs a step command about
+    0.1-0.3 s before the run is even created. Our flows take strings, numbers, booleans, None
+    and string enums, which that encoder returns unchanged (an enum as its value): those are
+    recorded as they are; a flow given anything else goes through Prefect's own code. Idempotent.
+
+    Returns:
+        True (the switch is in place).
+    """
+    from prefect.flows import Flow
+
+    current: Callable[..., dict[str, Any]] = Flow.serialize_parameters
+    if getattr(current, _MARK, False):
+        return True
+
+    @functools.wraps(current)
+    def serialize(self: Flow[Any, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+        plain: dict[str, Any] = {}
+        for key, value in parameters.items():
+            if isinstance(value, Enum):
+                value = value.value
+            if type(value) not in _PLAIN:
+                return current(self, parameters)
+            plain[key] = value
+        return plain
+
+    setattr(serialize, _MARK, True)
+    Flow.serialize_parameters = serialize  # type: ignore[method-assign]
+    return True

@@ -1,0 +1,110 @@
+"""A flow run starts without FastAPI and ends when its final state is recorded, not later."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from prefect import Flow, flow, flow_engine
+
+from domain.plan import Stage
+from flows.runtime import end_flow_runs_without_waiting, serialize_plain_parameters_without_fastapi
+
+
+@flow(name="instant", persist_result=False)
+def instant() -> float:
+    return time.monotonic()
+
+
+def _tail_seconds() -> float:
+    """Seconds from the end of an instant flow body to the flow call's return (best of 3)."""
+    tails = []
+    for _ in range(3):
+        ended = instant()
+        tails.append(time.monotonic() - ended)
+    return min(tails)
+
+
+@pytest.fixture
+def heartbeats(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Prefect's heartbeats on (its default), each one recorded; the switch undone after."""
+    monkeypatch.setenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")
+    # Restored after the test, so the switch below stays inside it.
+    monkeypatch.setattr(flow_engine, "_send_heartbeats", flow_engine._send_heartbeats)
+    sent: list[object] = []
+    emit = flow_engine.FlowRunEngine._emit_flow_run_heartbeat
+
+    def recorded(engine, *args, **kwargs):
+        sent.append(engine.flow_run.id)
+        return emit(engine, *args, **kwargs)
+
+    monkeypatch.setattr(flow_engine.FlowRunEngine, "_emit_flow_run_heartbeat", recorded)
+    return sent
+
+
+def test_a_flow_run_ends_without_waiting_for_the_heartbeat_thread(heartbeats):
+    # Prefect as shipped: the heartbeat thread sleeps in 1 s steps and is joined at the end,
+    # so an instant flow returns about a second after its body ended.
+    assert _tail_seconds() > 0.6
+    assert end_flow_runs_without_waiting()
+    assert _tail_seconds() < 0.5
+
+
+def test_heartbeats_are_still_sent(heartbeats):
+    assert end_flow_runs_without_waiting()
+    instant()
+    assert len(heartbeats) == 1  # the first one, as the run starts
+
+
+def test_the_switch_is_idempotent(heartbeats):
+    assert end_flow_runs_without_waiting()
+    switched = flow_engine._send_heartbeats
+    assert end_flow_runs_without_waiting()
+    assert flow_engine._send_heartbeats is switched
+
+
+@pytest.fixture
+def original_serializer(monkeypatch: pytest.MonkeyPatch):
+    """Prefect's own Flow.serialize_parameters; the switch is undone after the test."""
+    original = Flow.serialize_parameters
+    monkeypatch.setattr(Flow, "serialize_parameters", original)
+    return original
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"spec_path": "/x/spec.toml", "profile": None},
+        {"spec_path": "s", "plan_id": 3, "stage": Stage.DISABLE, "resume_run_id": None},
+        {"spec_path": "s", "run_id": 7, "dry_run": True, "user": "111111111111/jane"},
+        {"spec_path": "s", "approval_timeout_seconds": 604800, "ratio": 0.5},
+        {"spec_path": Path("/x/spec.toml"), "accounts": ["111111111111"]},  # Prefect's own
+    ],
+)
+def test_parameters_are_recorded_as_prefect_records_them(original_serializer, parameters):
+    expected = original_serializer(instant, dict(parameters))
+    assert serialize_plain_parameters_without_fastapi()
+    assert instant.serialize_parameters(dict(parameters)) == expected
+
+
+def test_plain_parameters_import_no_fastapi():
+    """In a fresh process (this one may have FastAPI already): a flow run's parameters as a
+    step command passes them."""
+    script = (
+        "import sys\n"
+        "from prefect import flow\n"
+        "from domain.plan import Stage\n"
+        "from flows.runtime import serialize_plain_parameters_without_fastapi\n"
+        "serialize_plain_parameters_without_fastapi()\n"
+        "@flow\n"
+        "def step(spec_path: str, plan_id: int, stage: Stage) -> None: ...\n"
+        "step.serialize_parameters({'spec_path': 's', 'plan_id': 1, 'stage': Stage.PROVISION})\n"
+        "print('fastapi' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert done.stdout.strip() == "False"
