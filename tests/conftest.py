@@ -229,6 +229,18 @@ class IamcRunner:
         self.unavailable: str | None = None
         self.forked = 0
 
+    @staticmethod
+    def user_env(**overrides: str) -> dict[str, str]:
+        """The environment a user's shell gives `iamc`: this process's, without its AWS
+        variables and without the log level set for its own flows (the CLI picks its own)."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("AWS_") and k != "PREFECT_LOGGING_LEVEL"
+        }
+        env.update(overrides)
+        return env
+
     def _import_time(self, env: dict[str, str]) -> dict[str, str]:
         return {k: v for k, v in env.items() if k.startswith(self.IMPORT_TIME_PREFIXES)}
 

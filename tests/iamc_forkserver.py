@@ -21,6 +21,7 @@ and ``{"exited": pid, "returncode": n}`` when a child ends (negative: killed by 
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -103,6 +104,9 @@ def main() -> None:
         names = [t.name for t in threading.enumerate()]
         _send(out, {"unavailable": f"threads started at import: {names}"})
         return
+    # As a step command does after its imports (iamc.startup): the collector skips them, so a
+    # child's collections don't write to (and copy) every page it shares with this process.
+    gc.freeze()
     signal.signal(signal.SIGCHLD, lambda *_: _reap(out))
     _send(out, {"ready": os.getpid()})
     for line in sys.stdin:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -127,7 +126,7 @@ def sandbox_process(tmp_path_factory) -> Iterator[RunningSandbox]:
 
 def _runner(sandbox_process: RunningSandbox, prefect_api: str, cwd: Path, runner):
     def run(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
-        env = {**_cli_env(sandbox_process, prefect_api), **extra_env}
+        env = {**_cli_env(runner, sandbox_process, prefect_api), **extra_env}
         return runner.run(args, cwd, env)
 
     return run
@@ -153,18 +152,11 @@ def iamc_started(sandbox_process: RunningSandbox, prefect_api: str, tmp_path: Pa
     """``iamc_started("rollback", "3", "-c", spec)``: the CLI started in the background."""
 
     def start(*args: str):
-        return iamc_runner.start(args, tmp_path, _cli_env(sandbox_process, prefect_api))
+        env = _cli_env(iamc_runner, sandbox_process, prefect_api)
+        return iamc_runner.start(args, tmp_path, env)
 
     return start
 
 
-def _cli_env(sandbox_process: RunningSandbox, prefect_api: str) -> dict[str, str]:
-    # Not this process's Prefect log level (set for its own flows): the CLI's, as for a user.
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("AWS_") and k != "PREFECT_LOGGING_LEVEL"
-    }
-    env.update(sandbox_process.env)
-    env["PREFECT_API_URL"] = prefect_api
-    return env
+def _cli_env(runner, sandbox_process: RunningSandbox, prefect_api: str) -> dict[str, str]:
+    return runner.user_env(**sandbox_process.env, PREFECT_API_URL=prefect_api)

@@ -8,7 +8,6 @@ the run logs tell the story per account at INFO, with no traceback.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -43,9 +42,7 @@ def test_a_failed_apply_is_retried_like_the_ui_and_completes(
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.states import Scheduled
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(sandbox_process.env)
-    env["PREFECT_API_URL"] = prefect_api
+    env = iamc_runner.user_env(**sandbox_process.env, PREFECT_API_URL=prefect_api)
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC)
 

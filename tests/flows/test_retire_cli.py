@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -17,9 +16,7 @@ def iamc(clean, iamc_runner):
     """``iamc(cwd, *args)``: the CLI as an operator runs it, against the sandbox."""
 
     def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(clean.sandbox.env())
-        return iamc_runner.run(args, cwd, env)
+        return iamc_runner.run(args, cwd, iamc_runner.user_env(**clean.sandbox.env()))
 
     return run
 
