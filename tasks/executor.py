@@ -166,6 +166,7 @@ class ExecutionContext:
         self._assignment_locks: dict[tuple[str, str], threading.Lock] = {}
         # Account -> ARNs of the sets provisioned there before this run provisioned any.
         self._provisioned_before: dict[str, set[str]] = {}
+        self._provisioned_locks: dict[str, threading.Lock] = {}
         self._client_local = threading.local()
         # The retire stages' extras, set by the flow that runs them: where a snapshot taken
         # before a user's deletion is stored, and what "now" is (tests move it).
@@ -233,11 +234,16 @@ class ExecutionContext:
         permission sets the account has (ListPermissionSetsProvisionedToAccount: one call per
         account instead of one ListAccountAssignments per set that can't have assignments)."""
         with self._lock:
-            if account_id in self._provisioned_before:
-                return
-        provisioned = set(loader())
-        with self._lock:
-            self._provisioned_before.setdefault(account_id, provisioned)
+            loading = self._provisioned_locks.setdefault(account_id, threading.Lock())
+        # An account's sets are provisioned concurrently: one lists, the others wait for it,
+        # and none provisions before the listing is taken.
+        with loading:
+            with self._lock:
+                if account_id in self._provisioned_before:
+                    return
+            provisioned = set(loader())
+            with self._lock:
+                self._provisioned_before.setdefault(account_id, provisioned)
 
     def remember_assignment(
         self, account_id: str, permission_set_arn: str, principal: tuple[str, str], present: bool
