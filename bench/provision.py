@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import threading
 import time
@@ -97,6 +98,34 @@ def _bench_provision_plan(
     return plan_id
 
 
+SAMPLE_S = 0.5
+
+
+def _idle_report(samples: list[tuple[float, int]], rate: float, wall: float, calls: int) -> None:
+    """Where the sso-admin rate went unused: the apply's idle time, and its longest gaps.
+
+    Idle time = wall time - calls admitted / rate; a gap is a run of sample intervals in which
+    fewer than half the rate's calls were admitted.
+    """
+    gaps: list[tuple[float, float, float]] = []  # (from, to, idle s)
+    previous_t, previous_n = 0.0, 0
+    for t, n in samples:
+        span = t - previous_t
+        idle = span - (n - previous_n) / rate
+        if idle > 0.5 * span:
+            if gaps and abs(gaps[-1][1] - previous_t) < 1e-9:
+                gaps[-1] = (gaps[-1][0], t, gaps[-1][2] + idle)
+            else:
+                gaps.append((previous_t, t, idle))
+        previous_t, previous_n = t, n
+    print(
+        f"\nsso-admin idle: {wall - calls / rate:.1f} s of {wall:.1f} s (wall - calls / rate); "
+        f"gaps below half the rate (sampled every {SAMPLE_S:g} s), longest first:"
+    )
+    for lo, hi, idle in sorted(gaps, key=lambda gap: -gap[2])[:8]:
+        print(f"  {lo:7.1f} s - {hi:7.1f} s  idle {idle:4.1f} s")
+
+
 def run(args: argparse.Namespace) -> None:
     """The provision stage at scale through ``apply_flow``, with sso-admin throttled."""
     from prefect import flow
@@ -182,11 +211,37 @@ def run(args: argparse.Namespace) -> None:
         flow(name="bench-warm-up", persist_result=False)(lambda: None)()
         control.recorder.reset()
         started = time.monotonic()
+        sampling = threading.Event()
+        samples: list[tuple[float, int]] = []
+
+        def sample() -> None:
+            # sso-admin calls admitted so far, every SAMPLE_S: where the stage left the rate idle.
+            while not sampling.wait(SAMPLE_S):
+                snap = control.recorder.snapshot()["calls"]
+                admitted = sum(v for k, v in snap.items() if k.startswith("sso-admin:"))
+                samples.append((time.monotonic() - started, admitted))
+
+        sampler = threading.Thread(target=sample, name="bench-sampler", daemon=True)
+        sampler.start()
+        pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        began: list[float] = [0.0]
+
+        def on_gc(phase: str, info: dict[str, Any]) -> None:
+            # Cyclic GC stops every thread of the process (the sandbox's server too).
+            if phase == "start":
+                began[0] = time.perf_counter()
+            else:
+                pauses[info["generation"]].append(time.perf_counter() - began[0])
+
+        gc.callbacks.append(on_gc)
         with listening(progress):
             summary = flow(name="bench-apply", persist_result=False)(apply_plan)(
                 str(spec), plan_id, "provision", poll=poll, in_flow=True
             )
         wall = time.monotonic() - started
+        gc.callbacks.remove(on_gc)
+        sampling.set()
+        sampler.join()
         calls = control.recorder.snapshot()
     stage_wall = seen["last"] - seen["start"]
     print(
@@ -213,6 +268,17 @@ def run(args: argparse.Namespace) -> None:
     print(f"  {'total':58s} {calls['throttled_total']:7d}")
     if calls["errors"]:
         table("errors", calls["errors"])
+
+    _idle_report(samples, args.sso_rate, wall, sso_calls)
+    print(
+        "cyclic GC pauses during the apply: "
+        + ", ".join(
+            f"gen {g}: {len(p)} taking {sum(p):.2f} s (longest {max(p, default=0):.2f} s)"
+            for g, p in pauses.items()
+        )
+    )
+    if os.environ.get("BENCH_SAMPLES"):
+        print("samples:", " ".join(f"{t:.1f}:{n}" for t, n in samples))
 
     # Status polls per request, by operation.
     requests = {

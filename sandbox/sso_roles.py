@@ -96,6 +96,11 @@ class SsoRoles:
         with self._lock:
             return sorted(a for a, ps in self._provisioned if ps == permission_set_arn)
 
+    def provisioned_to(self, account_id: str) -> list[str]:
+        """ARNs of the permission sets provisioned to one account."""
+        with self._lock:
+            return sorted(ps for a, ps in self._provisioned if a == account_id)
+
     def check(self, permission_set: Any, account_id: str) -> str | None:
         """Why provisioning ``permission_set`` to ``account_id`` would fail, or None."""
         backend = iam_backend(account_id)

@@ -345,6 +345,7 @@ class StrictMiddleware:
             "sso-admin:CreateAccountAssignment": self._create_account_assignment,
             "sso-admin:DeleteAccountAssignment": self._delete_account_assignment,
             "sso-admin:ProvisionPermissionSet": self._provision_permission_set,
+            "sso-admin:ListPermissionSetsProvisionedToAccount": self._provisioned_to_account,
             "sso-admin:DescribeAccountAssignmentCreationStatus": self._describe("creation"),
             "sso-admin:DescribeAccountAssignmentDeletionStatus": self._describe("deletion"),
             "sso-admin:DescribePermissionSetProvisioningStatus": self._describe("provisioning"),
@@ -841,6 +842,19 @@ class StrictMiddleware:
                 self.sso_roles.provision(permission_set, account_id)
         tracked = self._track("provisioning", provisioned)
         return json_reply({"PermissionSetProvisioningStatus": tracked.view()})
+
+    def _provisioned_to_account(self, call: _Call) -> _Reply | None:
+        # moto ignores AccountId and lists every set ProvisionPermissionSet was ever called
+        # for, in any account, and none a CreateAccountAssignment provisioned. AWS lists the
+        # sets provisioned to that account (API_ListPermissionSetsProvisionedToAccount):
+        # those whose role is there.
+        params = call.json()
+        if self._ssoadmin(call).instances and not any(
+            i.instance_arn == params.get("InstanceArn") for i in self._ssoadmin(call).instances
+        ):
+            return None  # moto's own answer for an unknown instance
+        arns = self.sso_roles.provisioned_to(str(params.get("AccountId")))
+        return json_reply({"PermissionSets": arns})
 
     def _permission_set(self, call: _Call, permission_set_arn: str | None) -> Any:
         for permission_set in list(self._ssoadmin(call).permission_sets):

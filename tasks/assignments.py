@@ -197,22 +197,31 @@ class CreateAssignment:
 
 
 def verify_assignments(ctx: ExecutionContext, actions: list[PlanAction]) -> list[str]:
-    """Check with ListAccountAssignments that each planned assignment exists.
+    """Check that each planned assignment exists, from what this run read of AWS.
+
+    An (account, permission set) pair this run has read is answered from that reading: its
+    ListAccountAssignments (or ListPermissionSetsProvisionedToAccount saying the set was not
+    there), kept current with the creations AWS reported SUCCEEDED to this run
+    (DescribeAccountAssignmentCreationStatus is the API's own confirmation of a creation,
+    API_DescribeAccountAssignmentCreationStatus). A pair it has not read (its assignments
+    were done by an earlier run, resumed) is listed now. Listing every pair again would cost
+    one ListAccountAssignments per pair of the sso-admin rate all accounts share, to re-learn
+    what AWS has just answered.
 
     Returns:
         One message per planned assignment that is missing.
     """
     missing = []
-    listed: dict[tuple[str, str], set[tuple[str, str]]] = {}
     for action in actions:
         params = action.params
         ps_arn = permission_set_arn(ctx, params["permission_set_name"])
         if ps_arn is None:
             missing.append(f"{action.target} in {params['account_id']}: permission set missing")
             continue
-        where = (params["account_id"], ps_arn)
-        if where not in listed:
-            listed[where] = list_assignments(ctx, *where)
-        if (params["principal_type"], params["principal_id"]) not in listed[where]:
-            missing.append(f"{action.target} in {params['account_id']}: not assigned")
+        account_id = params["account_id"]
+        found = ctx.assignments_of(
+            account_id, ps_arn, lambda a=account_id, p=ps_arn: list_assignments(ctx, a, p)
+        )
+        if (params["principal_type"], params["principal_id"]) not in found:
+            missing.append(f"{action.target} in {account_id}: not assigned")
     return missing

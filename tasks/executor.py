@@ -166,7 +166,10 @@ class ExecutionContext:
         self._assignment_locks: dict[tuple[str, str], threading.Lock] = {}
         # Account -> ARNs of the sets provisioned there before this run provisioned any.
         self._provisioned_before: dict[str, set[str]] = {}
+        self._provisioned_locks: dict[str, threading.Lock] = {}
         self._client_local = threading.local()
+        self._sso: Any = None
+        self._sso_lock = threading.Lock()
         # The retire stages' extras, set by the flow that runs them: where a snapshot taken
         # before a user's deletion is stored, and what "now" is (tests move it).
         self.snapshot_sink: Callable[[str, str, dict[str, Any]], None] | None = None
@@ -183,12 +186,20 @@ class ExecutionContext:
         return client
 
     def sso(self) -> Any:
-        """An sso-admin client of the management session, one per thread (clients are not
-        shared between threads that create them lazily)."""
-        client = getattr(self._client_local, "sso", None)
-        if client is None:
-            client = self._client_local.sso = self.management.client("sso-admin")
-        return client
+        """The sso-admin client of the management session, made once and shared by every
+        thread.
+
+        A client is thread-safe once made; making one is not, hence the lock ("Low-level
+        clients are thread safe", boto3 guide, Multithreading or multiprocessing with
+        clients). One per thread cost a client for each of the thousand short-lived threads a
+        provision stage runs; dead threads' clients, held by reference cycles, lived until a
+        generation-2 collection, which they made longer (a pass stops every thread).
+        """
+        # Its own lock: permission_set_arn holds self._lock while its loader calls this.
+        with self._sso_lock:
+            if self._sso is None:
+                self._sso = self.management.client("sso-admin")
+            return self._sso
 
     def permission_set_arn(self, name: str, loader: Callable[[], dict[str, str]]) -> str | None:
         """The ARN of the permission set called ``name``; the listing is read once."""
@@ -233,11 +244,16 @@ class ExecutionContext:
         permission sets the account has (ListPermissionSetsProvisionedToAccount: one call per
         account instead of one ListAccountAssignments per set that can't have assignments)."""
         with self._lock:
-            if account_id in self._provisioned_before:
-                return
-        provisioned = set(loader())
-        with self._lock:
-            self._provisioned_before.setdefault(account_id, provisioned)
+            loading = self._provisioned_locks.setdefault(account_id, threading.Lock())
+        # An account's sets are provisioned concurrently: one lists, the others wait for it,
+        # and none provisions before the listing is taken.
+        with loading:
+            with self._lock:
+                if account_id in self._provisioned_before:
+                    return
+            provisioned = set(loader())
+            with self._lock:
+                self._provisioned_before.setdefault(account_id, provisioned)
 
     def remember_assignment(
         self, account_id: str, permission_set_arn: str, principal: tuple[str, str], present: bool

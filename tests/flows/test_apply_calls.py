@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from domain.errors import ApplyFailed
 from flows.apply import apply_plan
 from tasks.executor import PollPolicy
 
@@ -10,7 +13,7 @@ from tasks.executor import PollPolicy
 TIMED = PollPolicy(initial=0.05, maximum=0.5, timeout=30, first=0.15)
 
 
-def test_a_fresh_apply_polls_each_request_once_and_lists_only_to_verify(clean, kit, tmp_path):
+def test_a_fresh_apply_polls_each_request_once_and_lists_no_assignments(clean, kit, tmp_path):
     clean.control.configure(async_completion_ms=100, async_in_progress_polls=0)
     spec, plan_id = kit.write_approved_plan(clean, tmp_path)
     clean.control.reset_calls()
@@ -21,14 +24,43 @@ def test_a_fresh_apply_polls_each_request_once_and_lists_only_to_verify(clean, k
     assert count("CreateAccountAssignment") == 4
     assert count("DescribeAccountAssignmentCreationStatus") == 4
     assert count("DescribePermissionSetProvisioningStatus") == count("ProvisionPermissionSet") == 3
-    # Neither account had a set: one ListPermissionSetsProvisionedToAccount each says so, and
-    # the verification after the stage lists assignments once per (account, set): 3. Listing
-    # before each creation too would make it 6. (moto answers that list for the whole
-    # instance, ignoring AccountId: a set provisioned to the other account first is listed
-    # once more, which is merely cautious.)
+    # Neither account had a set: one ListPermissionSetsProvisionedToAccount each says so. Each
+    # assignment is then confirmed by its creation's SUCCEEDED status, which the verification
+    # takes as read: listing each (account, set) again would add 3 calls.
     assert count("ListPermissionSetsProvisionedToAccount") == 2
-    assert 3 <= count("ListAccountAssignments") <= 4
+    assert count("ListAccountAssignments") == 0
     assert len(kit.live_state(clean)["assignments"]) == 4
+
+
+def test_assignments_an_earlier_run_made_are_listed_and_a_missing_one_fails(clean, kit, tmp_path):
+    spec, plan_id = kit.write_approved_plan(clean, tmp_path)
+    apply_plan(spec, plan_id, poll=kit.QUICK)
+    a2 = clean.accounts[1]
+    sso = clean.client("sso-admin")
+    gone = next(a for a in kit.live_state(clean)["assignments"] if a[0] == a2)
+    readers = next(
+        arn
+        for arn in sso.list_permission_sets(InstanceArn=clean.instance_arn)["PermissionSets"]
+        if sso.describe_permission_set(InstanceArn=clean.instance_arn, PermissionSetArn=arn)[
+            "PermissionSet"
+        ]["Name"]
+        == gone[1]
+    )
+    # Removed outside iamc after the run: the journal still has it as done.
+    sso.delete_account_assignment(
+        InstanceArn=clean.instance_arn,
+        TargetId=a2,
+        TargetType="AWS_ACCOUNT",
+        PermissionSetArn=readers,
+        PrincipalType=gone[2],
+        PrincipalId=gone[3],
+    )
+    clean.control.reset_calls()
+    with pytest.raises(ApplyFailed, match=rf"verify: .* in {a2}: not assigned"):
+        apply_plan(spec, plan_id, poll=kit.QUICK)
+    # This run made none of them: each (account, set) is listed once, nothing is created.
+    assert kit.calls(clean)("ListAccountAssignments") == 3
+    assert kit.calls(clean)("CreateAccountAssignment") == 0
 
 
 def test_an_account_that_has_the_set_already_is_listed_before_creating(clean, kit, tmp_path):
@@ -45,7 +77,9 @@ def test_an_account_that_has_the_set_already_is_listed_before_creating(clean, ki
     assert summary["failed"] == 0 and summary["adopted"] >= 4
     calls = clean.control.calls()["calls"]
     assert calls.get("sso-admin:CreateAccountAssignment", 0) == 0
-    assert calls.get("sso-admin:ListAccountAssignments", 0) >= 3
+    # Each (account, set) is listed once, before its first assignment; the verification
+    # after reads those listings.
+    assert calls.get("sso-admin:ListAccountAssignments", 0) == 3
     assert len(kit.live_state(clean)["assignments"]) == 4
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,11 +11,12 @@ import pytest
 
 from domain.errors import ApplyFailed, ApplyRefused
 from domain.policy_documents import canonical_json
+from domain.progress import listening
 from flows.apply import apply_flow, apply_plan, resume, rollback_plan
 from state import Store
 from state.reports import load_plan
 from state.runs import list_runs, run_status
-from tasks.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
+from tasks.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash, PollPolicy
 
 MUTATIONS = (
     "CreatePermissionSet",
@@ -248,6 +250,51 @@ def test_a_failed_assignment_fails_the_run_with_its_reason_and_a_resume_complete
     # One create FAILED and was sent again; every other one once.
     assert kit.calls(clean)("CreateAccountAssignment") == 5
     assert canonical_json(kit.live_state(clean)["assignments"])
+
+
+def test_an_account_provisions_its_sets_together_and_is_verified_before_the_next_starts(
+    clean, kit, tmp_path: Path
+):
+    # Each async request completes 300 ms after it is made, and is first polled then.
+    clean.control.configure(async_completion_ms=300, async_in_progress_polls=0)
+    poll = PollPolicy(initial=0.05, maximum=0.5, timeout=30, first=0.3)
+    spec, plan_id = kit.write_approved_plan(clean, tmp_path)
+    plan, _ = load_plan(spec, plan_id)
+    account_of = {a.id: a.account_id for a in plan.actions}
+    a1, a2 = clean.accounts
+    events: list[tuple[float, str, dict]] = []
+    with listening(lambda event, data: events.append((time.monotonic(), event, data))):
+        # Outside a flow the accounts run one after another.
+        summary = apply_plan(spec, plan_id, poll=poll)
+    assert summary["succeeded"] == 9
+    order = [
+        ("verified", d["account_id"])
+        if e == "account-verified"
+        else ("done", account_of[d["action_id"]])
+        for _, e, d in events
+        if e in ("account-verified", "action-done")
+    ]
+    assert order.index(("verified", a1)) < order.index(("done", a2))
+    assert [d for _, e, d in events if e == "account-verified"] == [
+        {"account_id": a1, "checked": 2, "missing": 0},
+        {"account_id": a2, "checked": 2, "missing": 0},
+    ]
+    # a1's two sets were provisioned at once: one after the other, 300 ms or more apart.
+    kind_of = {a.id: a.kind for a in plan.actions}
+    provisioned = [
+        t
+        for t, e, d in events
+        if e == "action-done"
+        and kind_of[d["action_id"]] == "provision-permission-set"
+        and account_of[d["action_id"]] == a1
+    ]
+    assert len(provisioned) == 2 and abs(provisioned[1] - provisioned[0]) < 0.2
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        entries = [e for e in store.journal_entries(plan_id, "provision") if e.account_id == a1]
+    assert sorted(e.kind for e in entries if e.status == "succeeded") == [
+        "create-assignment", "create-assignment",
+        "provision-permission-set", "provision-permission-set",
+    ]  # fmt: skip
 
 
 # -- one process per stage ------------------------------------------------------------------

@@ -261,6 +261,38 @@ def test_provisioning_is_in_progress_then_succeeded(client, control, identity_ce
     assert provisioned["RequestId"] in {s["RequestId"] for s in listed}
 
 
+def test_sets_provisioned_to_an_account_are_that_accounts(client, control, identity_center):
+    # moto lists every set ever provisioned, to any account, and none an assignment
+    # provisioned; the provision stage decides from this list whether to list assignments.
+    sso, instance = client("sso-admin"), identity_center["instance"]
+    # Accounts of their own: the module's other tests provision the set to ACCOUNT.
+    first, other = "555566667777", "444455556666"
+
+    def provisioned(account_id: str) -> list[str]:
+        return sso.list_permission_sets_provisioned_to_account(
+            InstanceArn=instance, AccountId=account_id
+        )["PermissionSets"]
+
+    assert provisioned(first) == provisioned(other) == []
+    sso.provision_permission_set(
+        InstanceArn=instance,
+        PermissionSetArn=identity_center["permission_set"],
+        TargetType="AWS_ACCOUNT",
+        TargetId=first,
+    )
+    assert provisioned(first) == [identity_center["permission_set"]]
+    assert provisioned(other) == []
+    sso.create_account_assignment(
+        InstanceArn=instance,
+        TargetId=other,
+        TargetType="AWS_ACCOUNT",
+        PermissionSetArn=identity_center["permission_set"],
+        PrincipalType="USER",
+        PrincipalId="user-p",
+    )
+    assert provisioned(other) == [identity_center["permission_set"]]
+
+
 def test_unknown_request_id_is_not_found(client, control, identity_center) -> None:
     with pytest.raises(ClientError) as err:
         _creation_status(
