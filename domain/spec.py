@@ -95,6 +95,10 @@ class Aws(_Strict):
     rate_limits: dict[str, Annotated[float, Field(gt=0, le=1000)]] = Field(
         default_factory=lambda: dict(DEFAULT_RATE_LIMITS)
     )
+    # Seconds from an asynchronous Identity Center request (assignment, provisioning) to its
+    # first status poll. Default: the operation's typical completion time (5 s), so most
+    # requests take one poll; an endpoint that completes at once (a sandbox) can say so.
+    first_status_poll_s: Annotated[float, Field(ge=0, le=60)] | None = None
 
     @field_validator("rate_limits")
     @classmethod

@@ -420,6 +420,8 @@ def _context(spec: MigrationSpec, spec_path: str, poll: PollPolicy | None) -> Ex
         instance_arn=spec.mapping.instance_arn,
         spec_path=spec_path,
     )
+    if poll is None and spec.aws.first_status_poll_s is not None:
+        poll = PollPolicy(first=spec.aws.first_status_poll_s)
     return ExecutionContext(management, sessions.for_account, instance, poll=poll)
 
 

@@ -29,6 +29,7 @@ protected_users = ["breakglass-*"]
 [inventory]
 concurrency = 4
 [aws]
+first_status_poll_s = 0.2  # the sandbox answers IN_PROGRESS twice, not for seconds
 rate_limits = { iam = 40 }
 [notify]
 portal_url = "https://acme.awsapps.com/start"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from domain.errors import ApplyFailed
@@ -85,3 +87,25 @@ def test_an_account_that_has_the_set_already_is_listed_before_creating(clean, ki
 
 def test_a_policys_first_poll_is_its_own_when_given():
     assert TIMED.first_poll("CreateAccountAssignment") == 0.15
+
+
+def test_the_specs_first_status_poll_reaches_the_apply(aws, tmp_path: Path):
+    """`[aws] first_status_poll_s` replaces the typical-completion wait; unset, it stays."""
+    import boto3
+
+    from domain.spec import load_spec
+    from flows.apply import _context
+    from tasks.executor import TYPICAL_COMPLETION_S
+
+    boto3.client("sso-admin", region_name="us-east-1").list_instances()  # moto makes one
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "x"\nstate = "sqlite:///s.db"\n[aws]\nfirst_status_poll_s = 0.25\n')
+    quick = _context(load_spec(spec), str(spec), None)
+    spec.write_text('name = "x"\nstate = "sqlite:///s.db"\n')
+    default = _context(load_spec(spec), str(spec), None)
+
+    assert quick.poll.first_poll("CreateAccountAssignment") == 0.25
+    assert (
+        default.poll.first_poll("CreateAccountAssignment")
+        == TYPICAL_COMPLETION_S["CreateAccountAssignment"]
+    )
