@@ -110,6 +110,7 @@ class WorkerPrefectServer:
         from iamc.serve import start_server
 
         try:
+            _copy_migrated_database(self.home)
             # Generous: it starts while pytest collects, on a machine that may be shared.
             self.process, _ = start_server(self.port, self.home, health_timeout=SERVER_START_S)
         except BaseException as err:  # reported to the first test that needs the server
@@ -132,6 +133,39 @@ class WorkerPrefectServer:
 
 SERVER_START_S = 600
 _server: WorkerPrefectServer | None = None
+
+
+def _copy_migrated_database(home: Path) -> None:
+    """Give a new server home a copy of an empty Prefect database already at Prefect's head.
+
+    Migrating a new database is ~7 of a server start's ~10 s of CPU, once per test process.
+    One process (under a file lock) migrates a template for this Prefect version; the others
+    copy it. The server still checks the schema at start and would migrate what is missing.
+    """
+    import fcntl
+    import sqlite3
+    from importlib.metadata import version
+
+    template_home = Path(tempfile.gettempdir()) / f"iamc-tests-prefect-{version('prefect')}"
+    template_home.mkdir(exist_ok=True)
+    template = template_home / "prefect.db"
+    with (template_home / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (template_home / "migrated").exists():
+            env = {**os.environ, "PREFECT_HOME": str(template_home)}
+            env.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
+            subprocess.run(
+                [sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=SERVER_START_S,
+            )
+            (template_home / "migrated").touch()
+        home.mkdir(parents=True, exist_ok=True)
+        # The backup API copies a consistent database, WAL included.
+        with sqlite3.connect(template) as source, sqlite3.connect(home / "prefect.db") as copy:
+            source.backup(copy)
 
 
 def _runs_tests(config: pytest.Config) -> bool:
