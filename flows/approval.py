@@ -210,8 +210,13 @@ def request_approval(
         plan_id,
         meta["hash"][:12],
     )
+    # The paused run reads its state every 2 s (Prefect's default is 10 s): an approver who
+    # presses Resume in the UI sees the run go on at once, for one small API read per poll.
     answer = pause_flow_run(
-        wait_for_input=form, timeout=timeout_seconds, key=f"approval-{uuid.uuid4().hex[:12]}"
+        wait_for_input=form,
+        timeout=timeout_seconds,
+        poll_interval=2,
+        key=f"approval-{uuid.uuid4().hex[:12]}",
     )
     try:
         check_reviewed_hash(plan_id, meta["hash"], answer.plan_hash)
