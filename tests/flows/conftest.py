@@ -74,22 +74,15 @@ class World:
         )
 
 
-_MODELS: Any = None
-
-
 def session_sharing_models(**credentials: str) -> boto3.Session:
-    """A boto3 session whose service models come from one loader for the whole process.
-
-    Each new session otherwise parses the JSON models of every client it makes again.
-    """
-    global _MODELS
-    import botocore.loaders
+    """A boto3 session whose service models come from the process's one loader (the one
+    AwsSessions uses): each new session otherwise parses every client's JSON model again."""
     import botocore.session
 
-    if _MODELS is None:
-        _MODELS = botocore.loaders.create_loader()
+    from tasks.aws import shared_loader
+
     core = botocore.session.get_session()
-    core.register_component("data_loader", _MODELS)
+    core.register_component("data_loader", shared_loader())
     return boto3.Session(botocore_session=core, **credentials)
 
 
