@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.harness import bench_workdir, goal, member_iam
+from bench.harness import bench_workdir, goal, member_iam, run_flows_as_the_cli_does
 
 BENCH_SPEC = """name = "bench"
 state = "sqlite:///state.db"
@@ -265,6 +265,7 @@ def run(args: argparse.Namespace) -> None:
     print("Shared machine: figures are noisy; each shape runs --runs times.")
     os.environ.pop("PREFECT_API_URL", None)
     _start_prefect_server()
+    run_flows_as_the_cli_does()  # imports Prefect: after PREFECT_API_URL is set
     try:
         for shape in args.shapes:
             accounts, users = (int(n) for n in shape.lower().split("x"))

@@ -12,7 +12,7 @@ from typing import Any
 
 import boto3
 
-from bench.harness import bench_workdir, goal
+from bench.harness import bench_workdir, goal, run_flows_as_the_cli_does
 
 BENCH_MANAGED_POLICIES = (
     "arn:aws:iam::aws:policy/ReadOnlyAccess",
@@ -140,6 +140,7 @@ def run(args: argparse.Namespace) -> None:
     from tasks.executor import MAX_OUTSTANDING_ASSIGNMENTS, TYPICAL_COMPLETION_S, PollPolicy
 
     workdir = bench_workdir("iamc-bench-provision-")
+    run_flows_as_the_cli_does()
     spec = workdir / "spec.toml"
     # The client-side limits are the spec's defaults: what an operator runs with.
     spec.write_text('name = "bench-provision"\nstate = "sqlite:///state.db"\n')

@@ -20,7 +20,7 @@ from typing import Any
 
 import boto3
 
-from bench.harness import bench_workdir, member_iam
+from bench.harness import bench_workdir, member_iam, run_flows_as_the_cli_does
 
 SANDBOX_PASSWORD = "Bench-Passw0rd!x"  # noqa: S105 - a sandbox user's, never real
 POLICY = {
@@ -159,6 +159,7 @@ def run(args: argparse.Namespace) -> None:
     from tasks.executor import AFTER_CALL, InjectedCrash
 
     workdir = bench_workdir("iamc-bench-retire-")
+    run_flows_as_the_cli_does()
     spec = workdir / "spec.toml"
     # The client-side IAM limit is what an operator would run with (spec default 10/s).
     spec.write_text(

@@ -33,7 +33,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.harness import goal
+from bench.harness import goal, run_flows_as_the_cli_does
 from tasks import code_scan
 from tasks.code_scan import ScanOptions, scan_git_history, scan_paths, scan_working_tree
 from tasks.key_detection import KeyDetector, classify_key_id, classify_secret
@@ -567,6 +567,7 @@ def run_aws(args: argparse.Namespace) -> int:
     from sandbox.server import Sandbox
 
     workdir = bench_workdir("iamc-bench-scan-aws-")
+    run_flows_as_the_cli_does()
     with Sandbox(port=0) as sandbox:
         sandbox.reset(seed=args.seed)
         os.environ.update(sandbox.env())
