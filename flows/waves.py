@@ -10,6 +10,7 @@ from prefect.artifacts import create_table_artifact
 
 from domain.errors import IamcError
 from domain.plan import Plan
+from domain.records import AccountInventory
 from state.reports import WAVE_COLUMNS, waves_report
 
 log = logging.getLogger(__name__)
@@ -21,16 +22,19 @@ def waves_artifact_key(migration: str) -> str:
 
 
 def publish_waves_artifact(
-    spec_path: str | Path, known_plans: dict[int, Plan] | None = None
+    spec_path: str | Path,
+    known_plans: dict[int, Plan] | None = None,
+    known_snapshot: tuple[int, list[AccountInventory]] | None = None,
 ) -> str | None:
     """Publish ``iamc report waves`` as a table artifact; its key, or None when there is
     nothing to report yet (no inventory). Never fails the flow that publishes it.
 
     Args:
         known_plans: stored plans the caller holds in memory, by id (not read back).
+        known_snapshot: (snapshot id, its inventories) the caller holds in memory.
     """
     try:
-        rows, meta = waves_report(spec_path, known_plans)
+        rows, meta = waves_report(spec_path, known_plans, known_snapshot)
     except IamcError as err:
         log.info("waves table not published: %s", err)
         return None

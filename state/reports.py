@@ -12,7 +12,7 @@ from typing import Any
 from domain.errors import NoInventoryError, NoKeyScanError, NoMappingError, PlanError
 from domain.inventory_report import inventory_rows
 from domain.plan import Plan
-from domain.records import Finding
+from domain.records import AccountInventory, Finding
 from domain.spec import MigrationSpec, load_spec
 from state.identity import MappingInfo
 from state.runs import STAGE_RUN_KINDS, view_runs
@@ -286,7 +286,9 @@ def _pending(
 
 
 def waves_report(
-    spec_path: str | Path, known_plans: dict[int, Plan] | None = None
+    spec_path: str | Path,
+    known_plans: dict[int, Plan] | None = None,
+    known_snapshot: tuple[int, list[AccountInventory]] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Per wave: accounts, users migrated, disabled and deleted, CIS 1.21 verdicts, and what
     is pending; from the latest inventory and each wave's latest plan and its runs.
@@ -294,6 +296,8 @@ def waves_report(
     Args:
         known_plans: plan id -> that stored plan, already in memory (the plan flow's own):
             not read back from the store.
+        known_snapshot: (snapshot id, its inventories) already in memory: used if that
+            snapshot is still the latest.
 
     Raises:
         NoInventoryError: No inventory yet.
@@ -308,7 +312,10 @@ def waves_report(
             raise NoInventoryError(
                 f"no inventory yet for migration {spec.name!r}: run 'iamc inventory -c {spec_path}'"
             )
-        inventories = store.load_snapshot(snapshot.id)
+        if known_snapshot is not None and known_snapshot[0] == snapshot.id:
+            inventories = known_snapshot[1]
+        else:
+            inventories = store.load_snapshot(snapshot.id)
         latest: dict[str, int] = {}
         for head in store.plan_heads(migration_id):
             latest[head.wave or NO_WAVES] = head.id

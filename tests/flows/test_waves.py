@@ -318,3 +318,32 @@ def test_an_update_cut_off_after_its_intent_resumes_without_a_second_change(org:
     # cut.)
     updated = sum(1 for a in plan.actions if a.kind == "update-permission-set")
     assert org.calls("UpdatePermissionSet") - updates_before == updated
+
+
+def test_a_wave_plan_reads_the_inventory_once_and_its_waves_table_covers_every_wave(
+    org: Org, waves: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from domain.spec import load_spec
+    from state.snapshots import SnapshotMixin
+    from state.store import Store
+
+    loads: list[int] = []
+    load = SnapshotMixin.load_snapshot
+
+    def counted(self: Any, snapshot_id: int) -> Any:
+        loads.append(snapshot_id)
+        return load(self, snapshot_id)
+
+    monkeypatch.setattr(SnapshotMixin, "load_snapshot", counted)
+    planned = plan_flow(str(waves), str(waves.parent / "one"), "wave-1")
+    assert len(loads) == 1  # the waves table took the plan's snapshot, not a second read
+    plan, _ = load_plan(waves, planned["plan_id"])
+    with Store.open(load_spec(waves).state) as store:
+        whole = load(store, plan.inventory_snapshot_id)
+    # Given the whole snapshot (the plan itself holds only wave 1's accounts), the same table.
+    assert waves_report(waves, known_snapshot=(plan.inventory_snapshot_id, whole)) == (
+        waves_report(waves)
+    )
+    # A snapshot that is no longer the latest is not used.
+    rows, _ = waves_report(waves, known_snapshot=(plan.inventory_snapshot_id - 1, []))
+    assert [r["accounts"] for r in rows] == [2, 2]
