@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections import Counter
 from typing import Any
 
-import orjson
-
+from domain.json_compat import dumps_indented
 from domain.key_risks import worklist_markdown
 from domain.keys import mask_key_id
 from domain.plan import Outcome, Plan, Stage
@@ -39,16 +37,6 @@ def _unseen_label(finding: Any) -> str:
 # Key ids are matched as whole word runs as long as an access key id can be (the API
 # promises 16-128 word characters, so no narrower shape is assumed); ``\b`` on both sides is
 # "not preceded or followed by a word character". See _key_id_pattern.
-# What json.dumps(ensure_ascii=True) escapes that orjson writes as is: inside JSON strings
-# only, since JSON's own syntax is ASCII.
-_NOT_ASCII_BYTES = re.compile(rb"[\x7f-\xff]+")
-_JSON_OPTIONS = (
-    orjson.OPT_INDENT_2
-    | orjson.OPT_SORT_KEYS
-    # As json.dumps(default=str) shows them, not orjson's own forms.
-    | orjson.OPT_PASSTHROUGH_DATETIME
-    | orjson.OPT_PASSTHROUGH_DATACLASS
-)
 
 
 # Distinct leading characters of the key ids beyond which one pattern per prefix stops paying.
@@ -98,37 +86,6 @@ def mask_key_ids(text: str, key_ids: set[str]) -> str:
     return _mask_words(text, key_ids, {key_id: mask_key_id(key_id) for key_id in key_ids})
 
 
-def _escape_non_ascii(match: re.Match[bytes]) -> bytes:
-    escaped = []
-    for char in match.group().decode():
-        code = ord(char)
-        if code < 0x10000:
-            escaped.append(f"\\u{code:04x}")
-        else:
-            code -= 0x10000
-            escaped.append(f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}")
-    return "".join(escaped).encode()
-
-
-def _dumps_indented(data: dict[str, Any]) -> bytes:
-    """``json.dumps(data, indent=2, sort_keys=True, default=str)``, byte for byte, as ASCII.
-
-    orjson writes the same layout ten times faster (a 10,000-user plan.json is 50 MB); what
-    it writes differently is put right: non-ASCII characters (and DEL) escaped as json.dumps
-    does. What orjson can't take (non-string keys, integers beyond 64 bits) goes the slow
-    way. (Floats below 1e-4 would read ``0.000025`` instead of ``2.5e-05``: plans hold none.)
-    """
-    try:
-        raw = orjson.dumps(data, default=str, option=_JSON_OPTIONS)
-    except TypeError:
-        return json.dumps(data, indent=2, sort_keys=True, default=str).encode()
-    # Masked key ids in action ids are the one non-ASCII character most plans hold.
-    raw = raw.replace("…".encode(), b"\\u2026")
-    if raw.isascii() and b"\x7f" not in raw:
-        return raw
-    return _NOT_ASCII_BYTES.sub(_escape_non_ascii, raw)
-
-
 def render_json_bytes(
     plan: Plan, meta: dict[str, Any], content: dict[str, Any] | None = None
 ) -> bytes:
@@ -139,7 +96,7 @@ def render_json_bytes(
         content: ``plan.content()`` if the caller has it already (it is not built twice).
     """
     data = {**meta, **(plan.content() if content is None else content)}
-    text = _dumps_indented(data)
+    text = dumps_indented(data)
     del data
     key_ids = plan.access_key_ids()
     if not key_ids:
