@@ -218,7 +218,7 @@ def wait_healthy(api_url: str, timeout: float = 60.0) -> None:
 def start_server(
     port: int, home: Path, health_timeout: float = 90.0
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``prefect server start`` on 127.0.0.1:port with its own home; return it and its API.
+    """Start a Prefect server on 127.0.0.1:port with its own home; return it and its API.
 
     Raises:
         ServeError: It did not answer its health check within ``health_timeout`` seconds.
@@ -233,7 +233,8 @@ def start_server(
 
 
 def spawn_server(port: int, home: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Launch ``prefect server start`` on 127.0.0.1:port (own home, own session); don't wait."""
+    """Launch a Prefect server (:mod:`iamc.prefect_api_server`) on 127.0.0.1:port with its own
+    home and session; don't wait."""
     api_url = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
@@ -250,9 +251,7 @@ def spawn_server(port: int, home: Path) -> tuple[subprocess.Popen[bytes], str]:
         [
             sys.executable,
             "-m",
-            "prefect",
-            "server",
-            "start",
+            "iamc.prefect_api_server",  # `prefect server start`, busy-database answers retried
             "--host",
             "127.0.0.1",
             "--port",
