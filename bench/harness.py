@@ -25,12 +25,30 @@ def bench_workdir(prefix: str) -> Path:
     return workdir
 
 
-def run_flows_as_the_cli_does() -> None:
-    """Flows run in this process as an ``iamc`` step command runs them (``flows.runtime``):
-    a run ends when its final state is recorded, not at the heartbeat thread's next wake-up."""
+def run_flows_as_the_cli_does() -> str | None:
+    """Flows run in this process as an ``iamc`` step command runs them: reporting to the local
+    Prefect server of the bench's Prefect home (started here, stopped at exit), with
+    ``flows.runtime``'s switches (a run ends when its final state is recorded).
+
+    Call it before Prefect is imported: Prefect reads ``PREFECT_API_URL`` then.
+
+    Returns:
+        The API URL flows report to.
+    """
+    import atexit
+
+    from rich.console import Console
+
+    from iamc import prefect_server
+
+    already = prefect_server.running()
+    api_url = prefect_server.use_local_server(Console(stderr=True))
+    if already is None and prefect_server.running() is not None:
+        atexit.register(prefect_server.stop)
     from flows.runtime import prepare_flow_runs
 
     prepare_flow_runs()
+    return api_url
 
 
 def member_iam(url: str, account_id: str) -> Any:

@@ -130,26 +130,6 @@ def _shape(url: str, account_id: str) -> dict[str, int]:
     }
 
 
-def _start_prefect_server() -> None:
-    """``iamc server start`` in the bench's Prefect home: flows report to it, as CLI runs do."""
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "iamc.cli", "server", "start"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    match = re.search(r"API (http[^\s,)]+)", done.stdout)
-    if match is None:
-        raise SystemExit(f"no Prefect server: {done.stdout}{done.stderr}")
-    os.environ["PREFECT_API_URL"] = match.group(1)
-    print(f"local Prefect server up in {time.monotonic() - started:.1f} s (once; not counted)")
-
-
-def _stop_prefect_server() -> None:
-    subprocess.run(
-        [sys.executable, "-m", "iamc.cli", "server", "stop"], capture_output=True, check=False
-    )
-
-
 def _inventory_once(
     workdir: Path,
     control: Any,
@@ -264,22 +244,20 @@ def run(args: argparse.Namespace) -> None:
     workdir = bench_workdir("iamc-bench-")
     print("Shared machine: figures are noisy; each shape runs --runs times.")
     os.environ.pop("PREFECT_API_URL", None)
-    _start_prefect_server()
-    run_flows_as_the_cli_does()  # imports Prefect: after PREFECT_API_URL is set
-    try:
-        for shape in args.shapes:
-            accounts, users = (int(n) for n in shape.lower().split("x"))
-            started = time.monotonic()
-            process, url = _start_sandbox(workdir, accounts, users, args.seed)
-            try:
-                os.environ.update(sandbox_env(url))
-                print(f"\n== {shape}: sandbox seeded in {time.monotonic() - started:.1f} s")
-                _run_shape(workdir, SandboxControl(url, timeout=60), url, args, shape, process.pid)
-            finally:
-                process.terminate()
-                process.wait(timeout=30)
-    finally:
-        _stop_prefect_server()
+    started = time.monotonic()
+    run_flows_as_the_cli_does()
+    print(f"local Prefect server up in {time.monotonic() - started:.1f} s (once; not counted)")
+    for shape in args.shapes:
+        accounts, users = (int(n) for n in shape.lower().split("x"))
+        started = time.monotonic()
+        process, url = _start_sandbox(workdir, accounts, users, args.seed)
+        try:
+            os.environ.update(sandbox_env(url))
+            print(f"\n== {shape}: sandbox seeded in {time.monotonic() - started:.1f} s")
+            _run_shape(workdir, SandboxControl(url, timeout=60), url, args, shape, process.pid)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 def _run_shape(

@@ -160,11 +160,10 @@ def _print_phases(phases: dict[str, float], wall: float) -> None:
 def run(args: argparse.Namespace) -> None:
     """Plan computation for a synthetic inventory built directly in the store.
 
-    A first run in this process creates Prefect's home database (once per machine), starts
-    Prefect's ephemeral API and stores the plan. Cold: then a new Python process (``python
-    -c``) imports iamc and, reporting to that running Prefect API as every ``iamc`` command
-    reports to its local server (``iamc server``), computes the plan, finds it stored (same
-    hash), and writes its files;
+    This process starts the local Prefect server (``iamc server``) of a fresh Prefect home, and
+    a first run in it stores the plan. Cold: then a new Python process (``python -c``) imports
+    iamc and, reporting to that server as every ``iamc`` command does, computes the plan,
+    finds it stored (same hash), and writes its files;
     its wall time is measured by this process around the child, its peak RSS is the child's.
     Warm: the same again in this process, which has imported everything and started Prefect
     already, with the OS cache of the state DB warm. Figures are wall-clock: on a shared
@@ -185,17 +184,12 @@ def run(args: argparse.Namespace) -> None:
     built = time.monotonic() - t0
     print(f"built {args.accounts} accounts x {args.users} users in the store in {built:.1f} s")
 
-    # A first run creates Prefect's home database (once per machine: ~12 s, not counted).
+    # A first run in this process: imports, Prefect's first flow run here (not counted).
     first = _timed_plan(spec, workdir / "out-first")
     print(f"first run in this process (fresh Prefect home, imports): {first['wall']:.1f} s")
-    # Cold: a new process, imports included, reporting to a running Prefect server as `iamc`
-    # commands do (iamc/prefect_server.py): this process's, once its first run started it.
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()
+    # Cold: a new process, imports included, reporting to the local Prefect server as `iamc`
+    # commands do (iamc/prefect_server.py).
     env = dict(os.environ)
-    if server.running:
-        env["PREFECT_API_URL"] = server.api_url
     started = time.perf_counter()
     child = subprocess.run(  # noqa: S603 - this interpreter, our own module
         [
@@ -224,11 +218,7 @@ def run(args: argparse.Namespace) -> None:
     goal("plan cold", cold_wall, COLD_BOUND_S, "s", detail="new process, imports included")
     print(
         f"    {'process start':16s} {cold_wall - cold['wall']:6.2f} s  (interpreter, imports; "
-        + (
-            "Prefect server already running)"
-            if server.running
-            else "the child starts Prefect's ephemeral API)"
-        )
+        "the local Prefect server already running)"
     )
     _print_phases(cold["phases"], cold["wall"])
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
