@@ -136,6 +136,36 @@ def _in_aws(name: str, notes: dict[str, str], updating: set[str], known: bool) -
     return "new: created" if known else "created, or adopted if identical"
 
 
+# Prefect refuses an event over 1.5 MB (PREFECT_EVENTS_MAXIMUM_SIZE_BYTES) and an artifact's
+# event carries its Markdown; the UI also renders a document that long slowly.
+ARTIFACT_MAX_BYTES = 1_000_000
+_ACCOUNT_HEADING = "\n### Account "
+
+
+def artifact_markdown(
+    markdown: str, full_document: str, plan_id: Any, max_bytes: int = ARTIFACT_MAX_BYTES
+) -> str:
+    """The plan's Markdown for the Prefect UI: whole, or cut before the first account table
+    that would pass ``max_bytes``, saying where the whole plan is. The summary, risks and
+    permission sets come first, so they are always shown."""
+    if len(markdown.encode()) <= max_bytes:
+        return markdown
+
+    def note(left_out: int) -> str:
+        return (
+            f"\n\n---\n\n**Not shown here: {left_out} more account(s).** The whole plan is "
+            f"in `{full_document}`; `iamc plan show {plan_id}` prints it.\n"
+        )
+
+    budget = max_bytes - len(note(markdown.count(_ACCOUNT_HEADING)).encode())
+    # Bytes, not characters: a character cut in two at the end is dropped.
+    head = markdown.encode()[:budget].decode(errors="ignore")
+    cut = head.rfind(_ACCOUNT_HEADING)
+    if cut <= 0:
+        cut = head.rfind("\n")
+    return markdown[:cut] + note(markdown.count(_ACCOUNT_HEADING, cut))
+
+
 def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
     """The change board's document: summary first, then risks, permission sets, per account."""
     lines: list[str] = []

@@ -25,7 +25,12 @@ from domain.plan import (
     sha256_of,
     unseen_account_findings,
 )
-from domain.plan_render import render_assignments_csv, render_json_bytes, render_markdown
+from domain.plan_render import (
+    artifact_markdown,
+    render_assignments_csv,
+    render_json_bytes,
+    render_markdown,
+)
 from domain.progress import emit
 from domain.records import AccountInventory
 from domain.spec import MigrationSpec, load_spec
@@ -310,7 +315,7 @@ def _plan_and_write(
     phases.done("render")
     create_markdown_artifact(
         key=f"plan-{spec.name}".lower().replace("_", "-"),
-        markdown=markdown,
+        markdown=artifact_markdown(markdown, files["markdown"], plan_id),
         description=f"Plan {plan_id} of {spec.name}, hash {content_hash[:12]}",
     )
     summary = {

@@ -9,7 +9,12 @@ import random
 from datetime import UTC, datetime
 
 from domain.plan import Outcome, Plan, Stage, build_plan
-from domain.plan_render import render_assignments_csv, render_json, render_markdown
+from domain.plan_render import (
+    artifact_markdown,
+    render_assignments_csv,
+    render_json,
+    render_markdown,
+)
 from domain.records import (
     AccessKey,
     Account,
@@ -303,3 +308,22 @@ def test_masking_matches_the_old_replacement_on_a_plan_text():
     for key in sorted(keys, key=len, reverse=True):
         expected = expected.replace(key, mask_key_id(key))
     assert mask_key_ids(text, keys) == expected
+
+
+def test_the_ui_artifact_is_the_whole_plan_or_cut_before_an_account_saying_where_the_rest_is():
+    plan = make_plan()
+    markdown = render_markdown(plan, {"plan_id": 7, "hash": plan.content_hash()})
+    assert artifact_markdown(markdown, "/plans/7/plan.md", 7) == markdown
+    accounts = markdown.count("\n### Account ")
+    assert accounts >= 2
+    second = markdown.index("\n### Account ", markdown.index("\n### Account ") + 1)
+    # Room for the first account's table and the note, not for the second account's table.
+    max_bytes = len(markdown[: second + 20].encode()) + 200
+    assert len(markdown.encode()) > max_bytes
+    cut = artifact_markdown(markdown, "/plans/7/plan.md", 7, max_bytes=max_bytes)
+    assert len(cut.encode()) <= max_bytes
+    assert cut.startswith(markdown[:second])
+    assert cut.count("\n### Account ") == 1
+    assert f"Not shown here: {accounts - 1} more account(s)" in cut
+    assert "`/plans/7/plan.md`" in cut and "iamc plan show 7" in cut
+    assert "## Summary" in cut and "## Risks" in cut
