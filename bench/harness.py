@@ -25,9 +25,9 @@ def bench_workdir(prefix: str) -> Path:
     return workdir
 
 
-def run_flows_as_the_cli_does() -> str | None:
+def run_flows_as_the_cli_does() -> str:
     """Flows run in this process as an ``iamc`` step command runs them: reporting to the local
-    Prefect server of the bench's Prefect home (started here, stopped at exit), with
+    Prefect server of the bench's Prefect home (``iamc server start``, stopped at exit), with
     ``flows.runtime``'s switches (a run ends when its final state is recorded).
 
     Call it before Prefect is imported: Prefect reads ``PREFECT_API_URL`` then.
@@ -36,19 +36,31 @@ def run_flows_as_the_cli_does() -> str | None:
         The API URL flows report to.
     """
     import atexit
+    import re
+    import subprocess
+    import sys
 
-    from rich.console import Console
-
-    from iamc import prefect_server
-
-    already = prefect_server.running()
-    api_url = prefect_server.use_local_server(Console(stderr=True))
-    if already is None and prefect_server.running() is not None:
-        atexit.register(prefect_server.stop)
+    if not os.environ.get("PREFECT_API_URL"):
+        started = subprocess.run(  # this interpreter, our own CLI
+            [sys.executable, "-m", "iamc.cli", "server", "start"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        match = re.search(r"API (http[^\s,)]+)", started.stdout)
+        if match is None:
+            raise SystemExit(f"no local Prefect server: {started.stdout}{started.stderr}")
+        os.environ["PREFECT_API_URL"] = match.group(1)
+        # As iamc.prefect_server.use_local_server: the server runs this very Prefect.
+        os.environ.setdefault("PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", "false")
+        atexit.register(
+            subprocess.run,
+            [sys.executable, "-m", "iamc.cli", "server", "stop"],
+            capture_output=True,
+            check=False,
+        )
     from flows.runtime import prepare_flow_runs
 
     prepare_flow_runs()
-    return api_url
+    return os.environ["PREFECT_API_URL"]
 
 
 def member_iam(url: str, account_id: str) -> Any:
