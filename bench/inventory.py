@@ -150,6 +150,25 @@ def _stop_prefect_server() -> None:
     )
 
 
+def _start_like_the_cli() -> None:
+    """Import the flow stack and switch Prefect as ``iamc inventory`` does before its run.
+
+    The command imports with the collector paused and then freezes what it imported
+    (``iamc.startup``), and ends flow runs without joining the heartbeat thread
+    (``flows.runtime``); measured without these, a run paid up to 0.3 s of CPU in full
+    collections of the imported heap and up to 1 s of wall waiting for that thread.
+    Idempotent: a second call imports nothing new, so it freezes nothing.
+    """
+    from iamc.startup import imports_without_gc
+
+    with imports_without_gc():
+        from flows.runtime import prepare_flow_runs
+
+        prepare_flow_runs()
+    with imports_without_gc():
+        import flows.inventory  # noqa: F401 - imported as the command imports it
+
+
 def _inventory_once(
     workdir: Path,
     control: Any,
@@ -158,6 +177,7 @@ def _inventory_once(
     tag: str,
     sandbox_pid: int = 0,
 ) -> dict[str, Any]:
+    _start_like_the_cli()
     from domain.progress import listening
     from flows.inventory import run_inventory
 
