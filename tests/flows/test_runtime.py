@@ -15,6 +15,7 @@ from prefect import Flow, flow, flow_engine
 from domain.plan import Stage
 from flows.runtime import (
     end_flow_runs_without_waiting,
+    keep_old_objects_frozen,
     old_objects_frozen,
     serialize_plain_parameters_without_fastapi,
 )
@@ -117,7 +118,10 @@ def test_plain_parameters_import_no_fastapi():
     assert done.stdout.strip() == "False"
 
 
-def test_old_objects_are_frozen_while_the_work_runs_and_given_back_after():
+def test_old_objects_are_frozen_while_the_work_runs_and_given_back_after(monkeypatch):
+    import flows.runtime
+
+    monkeypatch.setattr(flows.runtime, "_keep_frozen", False)
     if gc.get_freeze_count():
         pytest.skip("something in this test process froze its heap already")
     old = [[]]
@@ -130,21 +134,27 @@ def test_old_objects_are_frozen_while_the_work_runs_and_given_back_after():
     assert any(o is old for o in gc.get_objects())
 
 
-def test_what_a_step_command_froze_stays_frozen():
+def test_a_step_command_keeps_what_it_froze_frozen(monkeypatch):
     """A step command froze its imports (iamc.startup): unfreezing would hand them back."""
+    import flows.runtime
+
+    monkeypatch.setattr(flows.runtime, "_keep_frozen", False)
     gc.freeze()
     try:
+        keep_old_objects_frozen()
         frozen = gc.get_freeze_count()
         with old_objects_frozen():
             pass
-        assert gc.get_freeze_count() >= frozen
+        assert gc.get_freeze_count() >= frozen > 0
     finally:
         gc.unfreeze()
 
 
 def test_the_inventory_runs_with_the_old_heap_frozen(aws, tmp_path, monkeypatch):
     import flows.inventory
+    import flows.runtime
 
+    monkeypatch.setattr(flows.runtime, "_keep_frozen", False)
     seen: list[int] = []
     real = flows.inventory.inventory_account
 
@@ -162,3 +172,4 @@ def test_the_inventory_runs_with_the_old_heap_frozen(aws, tmp_path, monkeypatch)
     frozen_before = gc.get_freeze_count()
     assert flows.inventory.run_inventory(spec)["accounts"] == 1
     assert seen and all(count > frozen_before for count in seen)
+    assert gc.get_freeze_count() == frozen_before
