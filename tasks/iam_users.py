@@ -124,8 +124,8 @@ def _document(raw: Any) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=128)
 def _unquoted(raw: str) -> str:
-    # Percent-decoding runs in Python, ~10 ms for a large AWS-managed policy, and each account
-    # reachable to the same AWS-managed policies sends the same documents: decoded once here.
+    # Percent-decoding runs in Python, milliseconds for a large AWS-managed policy, and every
+    # account whose users reach the same AWS-managed policy sends the same document.
     return urllib.parse.unquote(raw)
 
 
