@@ -245,7 +245,7 @@ def run(args: argparse.Namespace) -> None:
     print("Shared machine: figures are noisy; each shape runs --runs times.")
     os.environ.pop("PREFECT_API_URL", None)
     started = time.monotonic()
-    run_flows_as_the_cli_does()
+    run_flows_as_the_cli_does("flows.inventory")
     print(f"local Prefect server up in {time.monotonic() - started:.1f} s (once; not counted)")
     for shape in args.shapes:
         accounts, users = (int(n) for n in shape.lower().split("x"))

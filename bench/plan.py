@@ -145,7 +145,7 @@ def plan_once(spec: str, out: str) -> None:
     """The cold run's child process: one plan, then its figures as one JSON line."""
     import json
 
-    run_flows_as_the_cli_does()
+    run_flows_as_the_cli_does("flows.plan")
     timed = _timed_plan(Path(spec), Path(out))
     rss = _peak_rss_mib()
     print("BENCH " + json.dumps({**timed, "rss_mib": rss}, default=str))
@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> None:
     import sys
 
     workdir = bench_workdir("iamc-bench-plan-")
-    run_flows_as_the_cli_does()
+    run_flows_as_the_cli_does("flows.plan")
     spec = workdir / "spec.toml"
     spec.write_text('name = "bench-plan"\nstate = "sqlite:///state.db"\n')
     t0 = time.monotonic()

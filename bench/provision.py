@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> None:
     from tasks.executor import MAX_OUTSTANDING_ASSIGNMENTS, TYPICAL_COMPLETION_S, PollPolicy
 
     workdir = bench_workdir("iamc-bench-provision-")
-    run_flows_as_the_cli_does()
+    run_flows_as_the_cli_does("flows.apply")
     spec = workdir / "spec.toml"
     # The client-side limits are the spec's defaults: what an operator runs with.
     spec.write_text('name = "bench-provision"\nstate = "sqlite:///state.db"\n')

@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> None:
     from tasks.executor import AFTER_CALL, InjectedCrash
 
     workdir = bench_workdir("iamc-bench-retire-")
-    run_flows_as_the_cli_does()
+    run_flows_as_the_cli_does("flows.retire", "flows.apply")
     spec = workdir / "spec.toml"
     # The client-side IAM limit is what an operator would run with (spec default 10/s).
     spec.write_text(

@@ -567,7 +567,7 @@ def run_aws(args: argparse.Namespace) -> int:
     from sandbox.server import Sandbox
 
     workdir = bench_workdir("iamc-bench-scan-aws-")
-    run_flows_as_the_cli_does()
+    run_flows_as_the_cli_does("flows.inventory", "flows.key_scan")
     with Sandbox(port=0) as sandbox:
         sandbox.reset(seed=args.seed)
         os.environ.update(sandbox.env())

@@ -21,6 +21,7 @@ from domain.records import Account, AccountInventory, Finding
 from domain.spec import MigrationSpec, load_spec
 from flows.artifacts import publish_inventory
 from flows.console import ProgressEvents, operator_step, run_logger
+from flows.runtime import old_objects_frozen
 from state import Store
 from tasks.aws import UNREACHABLE_ERRORS, AwsSessions, error_code, unreachable
 from tasks.iam_users import ClassificationRules, inventory_account
@@ -203,7 +204,7 @@ def inventory_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]
             recorded as failed, and the error names each account, its reason and the fix.
     """
     spec = load_spec(spec_path)
-    with Store.open(spec.state) as store:
+    with old_objects_frozen(), Store.open(spec.state) as store:
         migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
         run_id = store.start_run(migration_id, "inventory", {"spec": str(Path(spec_path))})
         try:

@@ -146,11 +146,16 @@ class SnapshotMixin:
             migration_id=row.migration_id,
         )
 
-    def load_snapshot(self, snapshot_id: int) -> list[records.AccountInventory]:
+    def load_snapshot(
+        self, snapshot_id: int, *, policies: bool = True
+    ) -> list[records.AccountInventory]:
         """Load a snapshot, ordered by account id; users and groups by name, policies by ARN.
 
         Args:
             snapshot_id: The snapshot.
+            policies: False leaves out managed policies, policy attachments and inline
+                policies (their documents are most of a snapshot's bytes), for readers of
+                users and credentials only, such as the inventory report.
 
         Returns:
             One inventory per saved account, with every field as saved.
@@ -164,7 +169,7 @@ class SnapshotMixin:
             ).scalar_one_or_none()
             if exists is None:
                 raise StateError(f"state DB {self._masked_url} has no snapshot {snapshot_id}")
-            return _load_snapshot(session, snapshot_id)
+            return _load_snapshot(session, snapshot_id, policies=policies)
 
     # Findings
 
@@ -435,7 +440,9 @@ def _by_owner(session: Session, model: type[m.Base], where: Any, order: Any) -> 
     return iter(session.execute(select(table).where(where).order_by(*order)))
 
 
-def _load_snapshot(session: Session, snapshot_id: int) -> list[records.AccountInventory]:
+def _load_snapshot(
+    session: Session, snapshot_id: int, *, policies: bool = True
+) -> list[records.AccountInventory]:
     account_pks = select(m.SnapshotAccount.id).where(m.SnapshotAccount.snapshot_id == snapshot_id)
     user_pks = select(m.IamUser.id).where(m.IamUser.snapshot_account_id.in_(account_pks))
     group_pks = select(m.IamGroup.id).where(m.IamGroup.snapshot_account_id.in_(account_pks))
@@ -458,11 +465,9 @@ def _load_snapshot(session: Session, snapshot_id: int) -> list[records.AccountIn
             error=row.error,
         )
 
-    for row in _by_owner(
-        session,
-        m.ManagedPolicy,
-        m.ManagedPolicy.snapshot_account_id.in_(account_pks),
-        [m.ManagedPolicy.arn],
+    managed = m.ManagedPolicy.snapshot_account_id.in_(account_pks)
+    for row in (
+        _by_owner(session, m.ManagedPolicy, managed, [m.ManagedPolicy.arn]) if policies else ()
     ):
         inventories[row.snapshot_account_id].managed_policies.append(
             records.ManagedPolicy(
@@ -550,7 +555,7 @@ def _load_snapshot(session: Session, snapshot_id: int) -> list[records.AccountIn
             )
         )
 
-    for model in (m.PolicyAttachment, m.InlinePolicy):
+    for model in (m.PolicyAttachment, m.InlinePolicy) if policies else ():
         owned = model.user_id.in_(user_pks) | model.group_id.in_(group_pks)
         order = [model.user_id, model.group_id, model.position]
         for row in _by_owner(session, model, owned, order):

@@ -1,7 +1,9 @@
-"""A flow run starts without FastAPI and ends when its final state is recorded, not later."""
+"""A flow run starts without FastAPI, ends when its final state is recorded, not later, and
+its work runs with the old heap out of the cycle collector's passes."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import time
@@ -11,7 +13,13 @@ import pytest
 from prefect import Flow, flow, flow_engine
 
 from domain.plan import Stage
-from flows.runtime import end_flow_runs_without_waiting, serialize_plain_parameters_without_fastapi
+from flows.runtime import (
+    end_flow_runs_without_waiting,
+    keep_old_objects_frozen,
+    old_objects_frozen,
+    serialize_plain_parameters_without_fastapi,
+)
+from tasks.aws import AwsSessions
 
 
 @flow(name="instant", persist_result=False)
@@ -108,3 +116,60 @@ def test_plain_parameters_import_no_fastapi():
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
     )
     assert done.stdout.strip() == "False"
+
+
+def test_old_objects_are_frozen_while_the_work_runs_and_given_back_after(monkeypatch):
+    import flows.runtime
+
+    monkeypatch.setattr(flows.runtime, "_keep_frozen", False)
+    if gc.get_freeze_count():
+        pytest.skip("something in this test process froze its heap already")
+    old = [[]]
+    with old_objects_frozen():
+        young = [[]]
+        tracked = gc.get_objects()  # what the collector's passes walk
+        assert not any(o is old for o in tracked)
+        assert any(o is young for o in tracked)
+    assert gc.get_freeze_count() == 0
+    assert any(o is old for o in gc.get_objects())
+
+
+def test_a_step_command_keeps_what_it_froze_frozen(monkeypatch):
+    """A step command froze its imports (iamc.startup): unfreezing would hand them back."""
+    import flows.runtime
+
+    monkeypatch.setattr(flows.runtime, "_keep_frozen", False)
+    gc.freeze()
+    try:
+        keep_old_objects_frozen()
+        frozen = gc.get_freeze_count()
+        with old_objects_frozen():
+            pass
+        assert gc.get_freeze_count() >= frozen > 0
+    finally:
+        gc.unfreeze()
+
+
+def test_the_inventory_runs_with_the_old_heap_frozen(aws, tmp_path, monkeypatch):
+    import flows.inventory
+    import flows.runtime
+
+    monkeypatch.setattr(flows.runtime, "_keep_frozen", False)
+    seen: list[int] = []
+    real = flows.inventory.inventory_account
+
+    def inventory_account(*args, **kwargs):
+        seen.append(gc.get_freeze_count())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(flows.inventory, "inventory_account", inventory_account)
+    org = AwsSessions(region="us-east-1").management().client("organizations")
+    org.create_organization(FeatureSet="ALL")
+    org.create_account(AccountName="alpha", Email="alpha@example.com")
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "wave-1"\nstate = "sqlite:///state.db"\n')
+
+    frozen_before = gc.get_freeze_count()
+    assert flows.inventory.run_inventory(spec)["accounts"] == 1
+    assert seen and all(count > frozen_before for count in seen)
+    assert gc.get_freeze_count() == frozen_before

@@ -403,6 +403,27 @@ def test_open_rejects_a_malformed_url() -> None:
         Store.open("nosuchdialect://x")
 
 
+def test_snapshot_loaded_without_policies_is_the_snapshot_less_its_policies(
+    store: Store,
+) -> None:
+    migration_id = store.ensure_migration("wave-1", {})
+    snapshot_id = store.new_snapshot(migration_id, store.start_run(migration_id, "inventory"))
+    store.save_account_inventory(snapshot_id, full_inventory())
+    statements: list[str] = []
+    event.listen(store._engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+
+    (loaded,) = store.load_snapshot(snapshot_id, policies=False)
+
+    expected = full_inventory()
+    assert expected.managed_policies and any(u.inline_policies for u in expected.users)
+    expected.managed_policies = []
+    for principal in [*expected.users, *expected.groups]:
+        principal.attached_policies, principal.inline_policies = [], []
+    assert loaded == expected
+    # The documents are not even read.
+    assert not [s for s in statements if "policies" in s.split("WHERE")[0].lower()]
+
+
 def test_resaving_one_account_concurrently_keeps_one_copy(store: Store) -> None:
     migration_id = store.ensure_migration("wave-1", {})
     snapshot_id = store.new_snapshot(migration_id, store.start_run(migration_id, "inventory"))

@@ -5,12 +5,20 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+import botocore.session
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.utils import parse_timestamp
 
 from domain.errors import AwsAccessError
 from domain.keys import mask_key_id
-from tasks.aws import AwsSessions, RateLimiters, translate_errors
+from tasks.aws import (
+    AwsSessions,
+    RateLimiters,
+    new_botocore_session,
+    parse_aws_timestamp,
+    translate_errors,
+)
 
 
 def error_response(status: int, code: str, message: str = "injected") -> AWSResponse:
@@ -242,3 +250,71 @@ def test_accounts_starting_at_once_parse_a_service_model_once(monkeypatch):
         thread.join()
     iam_models = [f for f in read if "/iam/" in f and f.endswith("service-2")]
     assert len(iam_models) == 1, iam_models
+
+
+def test_sessions_get_botocore_builtin_handlers_from_one_registration():
+    """A session made by new_botocore_session has every builtin handler a default botocore
+    session registers itself, in the same order (botocore's emitter internals: this fails
+    if botocore changes how it keeps them)."""
+    from botocore.handlers import BUILTIN_HANDLERS
+
+    default = botocore.session.Session().get_component("event_emitter")._emitter._handlers
+    ours = new_botocore_session().get_component("event_emitter")._emitter._handlers
+    names = {spec[0] for spec in BUILTIN_HANDLERS}
+    found = 0
+    for name in names:
+        expected = list(default.prefix_search(name))
+        assert list(ours.prefix_search(name)) == expected, name
+        found += len(expected)
+    assert found >= len(BUILTIN_HANDLERS)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-11-28T10:11:12Z",
+        "2026-11-28T10:11:12.5Z",
+        "2026-11-28T10:11:12.123456Z",
+        "2024-02-29T23:59:59.000Z",
+        "2026-11-28T10:11:12+02:00",  # not UTC: botocore's own parser
+        "2026-11-28T10:11:12",
+        "Sat, 28 Nov 2026 10:11:12 GMT",
+        1795774272,
+        "1795774272.25",
+    ],
+)
+def test_timestamps_parse_as_botocore_parses_them(value):
+    ours, theirs = parse_aws_timestamp(value), parse_timestamp(value)
+    assert ours == theirs
+    assert repr(ours) == repr(theirs)  # the same tzinfo too, and microseconds
+
+
+def test_responses_use_the_fast_timestamp_parser(aws):
+    iam = new_botocore_session().create_client("iam", region_name="us-east-1")
+    created = iam.create_user(UserName="alice")["User"]["CreateDate"]
+    assert created == parse_aws_timestamp(created.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    factory = new_botocore_session().get_component("response_parser_factory")
+    parser = factory.create_parser("query")
+    assert parser._timestamp_parser is parse_aws_timestamp  # botocore internals, as above
+
+
+def test_member_roles_are_assumed_with_one_sts_client(aws):
+    """One STS client per run assumes every member role (botocore's fetcher made one each)."""
+    sessions = AwsSessions(region="us-east-1")
+    org = sessions.management().client("organizations")
+    org.create_organization(FeatureSet="ALL")
+    accounts = [
+        org.create_account(AccountName=f"a{n}", Email=f"a{n}@example.com")["CreateAccountStatus"][
+            "AccountId"
+        ]
+        for n in range(3)
+    ]
+    made: list[str] = []
+    sessions.management()._session.register(
+        "creating-client-class.sts", lambda **_: made.append("sts")
+    )
+    for account_id in accounts:
+        sessions.check_access(account_id)
+        identity = sessions.for_account(account_id).client("sts").get_caller_identity()
+        assert identity["Account"] == account_id
+    assert made == ["sts"]

@@ -12,7 +12,13 @@ from botocore.awsrequest import AWSResponse
 
 from domain.records import AccessKey, Account, User, UserClass
 from tasks.aws import AwsSessions
-from tasks.iam_users import ClassificationRules, classify_user, effective_access, inventory_account
+from tasks.iam_users import (
+    ClassificationRules,
+    classify_user,
+    effective_access,
+    inventory_account,
+    inventory_client,
+)
 
 RULES = ClassificationRules(protected_globs=("breakglass-*",), inactive_days=90)
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
@@ -170,6 +176,36 @@ def test_policies_groups_and_documents(aws_managed_policies, member):
         [policy_arn, "arn:aws:iam::aws:policy/ReadOnlyAccess"]
     )
     assert [source for source, _ in access.inline_policies] == ["user", "group:admins"]
+
+
+def test_policy_documents_are_decoded_where_kept(member):
+    """The inventory's client leaves documents as IAM sends them (botocore decoded every
+    version of every policy); the one kept decodes to the JSON botocore gives."""
+    session, account = member
+    iam = session.client("iam")
+    arn = iam.create_policy(PolicyName="s3", PolicyDocument=json.dumps(S3_READ))["Policy"]["Arn"]
+    iam.create_policy_version(
+        PolicyArn=arn, PolicyDocument=json.dumps(ADMIN_POLICY), SetAsDefault=True
+    )
+    iam.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps({**S3_READ, "Id": "v3"}))
+    iam.create_user(UserName="bob")
+    iam.attach_user_policy(UserName="bob", PolicyArn=arn)
+    iam.put_user_policy(UserName="bob", PolicyName="own", PolicyDocument=json.dumps(S3_READ))
+
+    raw = inventory_client(session).get_account_authorization_details(
+        Filter=["User", "LocalManagedPolicy"]
+    )
+    versions = raw["Policies"][0]["PolicyVersionList"]
+    assert len(versions) == 3
+    assert all(isinstance(v["Document"], str) for v in versions)
+    assert isinstance(raw["UserDetailList"][0]["UserPolicyList"][0]["PolicyDocument"], str)
+    decoded = iam.get_account_authorization_details(Filter=["LocalManagedPolicy"])
+    default = next(v for v in decoded["Policies"][0]["PolicyVersionList"] if v["IsDefaultVersion"])
+
+    inventory = inventory_account(session, account, RULES, now=NOW)
+    assert [p.document for p in inventory.managed_policies] == [default["Document"]]
+    assert default["Document"] == ADMIN_POLICY
+    assert by_name(inventory)["bob"].inline_policies[0].document == S3_READ
 
 
 def test_protected_by_glob_and_by_tag(member):
