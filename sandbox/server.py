@@ -128,14 +128,14 @@ class Sandbox:
         """
         self._managed_policies_before = _load_managed_policies(True)
         try:
-            from moto.moto_server.werkzeug_app import (
-                DomainDispatcherApplication,
-                create_backend_app,
-            )
+            from moto.moto_server.werkzeug_app import create_backend_app
             from werkzeug.serving import make_server
+
+            from sandbox.moto_speedups import CachedDispatcher, cache_action_names
         except ImportError as err:  # pragma: no cover - moto[server] is a dependency
             raise SandboxError(f"moto's server is not installed: {err}") from err
-        app = DomainDispatcherApplication(create_backend_app)
+        cache_action_names()
+        app = CachedDispatcher(create_backend_app)
         self.middleware = StrictMiddleware(app, self.strictness)
         try:
             self._server = make_server(
