@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
+import functools
 from typing import Any
+from urllib import parse
 from urllib.parse import parse_qs
 
 from sandbox.wire import Call, Reply, iam_backend, query_reply, xml_error
@@ -29,7 +32,8 @@ def get_account_authorization_details(call: Call) -> Reply:
     AWS lists customer-managed policies and only the AWS-managed ones attached in the account.
     Building the answer here from moto's model objects, with moto's own serializer, serializes
     only what AWS would return and leaves moto's backend untouched (no swapping of its policy
-    list, so concurrent calls see nothing odd).
+    list, so concurrent calls see nothing odd). Policies go out as views that URL-encode each
+    version's document once per text (``_quoting_once``).
     """
     params = parse_qs(call.body.decode())
     filters = set(params.get("Filter.member.1", []))
@@ -58,7 +62,7 @@ def get_account_authorization_details(call: Call) -> Reply:
     result: dict[str, Any] = {name: [] for _, name in _LISTS}
     names = dict(_LISTS)
     for key, entity in page:
-        result[names[key]].append(entity)
+        result[names[key]].append(_policy_view(entity) if key == "Policy" else entity)
     result["IsTruncated"] = start + max_items < len(items)
     if result["IsTruncated"]:
         result["Marker"] = _encode_marker(start + max_items)
@@ -83,6 +87,39 @@ def _entities(backend: Any, filters: set[str]) -> list[tuple[str, Any]]:
         elif "LocalManagedPolicy" in wanted:
             out.append(("Policy", policy))
     return out
+
+
+@functools.lru_cache(maxsize=128)
+def _quoted(document: str) -> str:
+    return parse.quote(document)
+
+
+def _policy_version_list(policy: Any) -> list[dict[str, Any]]:
+    # moto 5.2.5's ManagedPolicy.policy_version_list, with the encoded documents remembered:
+    # moto encodes every document on every call, and AWS-managed ones are large
+    # (ReadOnlyAccess ~100 KB, ~3 ms of CPU each time).
+    return [
+        {
+            "Document": _quoted(version.document),
+            "VersionId": version.version_id,
+            "IsDefaultVersion": version.is_default_version,
+            "CreateDate": version.create_date,
+        }
+        for version in policy.versions
+    ]
+
+
+@functools.cache
+def _quoting_once(model: type) -> type:
+    # The same class name: moto's serializer derives attribute aliases from it.
+    return type(model.__name__, (model,), {"policy_version_list": property(_policy_version_list)})
+
+
+def _policy_view(policy: Any) -> Any:
+    """A shallow copy of a moto managed policy whose version list encodes documents once."""
+    view = copy.copy(policy)
+    view.__class__ = _quoting_once(type(policy))
+    return view
 
 
 def _encode_marker(offset: int) -> str:

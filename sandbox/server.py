@@ -49,8 +49,11 @@ def _quiet_handler() -> type:
     class QuietHandler(MotoRequestHandler):
         # An idle kept-alive connection holds a serving thread: let it go after a while.
         timeout = 120
-        # Headers and body go out in separate writes: without TCP_NODELAY a kept-alive
-        # connection waits on the client's delayed ACK (~40 ms) before the body.
+        # Buffer the response until werkzeug flushes it after the body: one send for headers
+        # and body rather than two (each a syscall, and a wake-up of the client).
+        wbufsize = -1
+        # A response larger than the buffer still goes out in several writes: without
+        # TCP_NODELAY a kept-alive connection would wait on the client's delayed ACK (~40 ms).
         disable_nagle_algorithm = True
         _body_read = False
 
@@ -128,14 +131,14 @@ class Sandbox:
         """
         self._managed_policies_before = _load_managed_policies(True)
         try:
-            from moto.moto_server.werkzeug_app import (
-                DomainDispatcherApplication,
-                create_backend_app,
-            )
+            from moto.moto_server.werkzeug_app import create_backend_app
             from werkzeug.serving import make_server
+
+            from sandbox.moto_speedups import CachedDispatcher, cache_action_names
         except ImportError as err:  # pragma: no cover - moto[server] is a dependency
             raise SandboxError(f"moto's server is not installed: {err}") from err
-        app = DomainDispatcherApplication(create_backend_app)
+        cache_action_names()
+        app = CachedDispatcher(create_backend_app)
         self.middleware = StrictMiddleware(app, self.strictness)
         try:
             self._server = make_server(

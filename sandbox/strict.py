@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 
 from sandbox.cloudtrail import Clock, Trail, UserKey, mark_used, parse_event_time, user_key
 from sandbox.gaad import get_account_authorization_details
+from sandbox.key_last_used import get_access_key_last_used
 from sandbox.service_credentials import ServiceCredentials
 from sandbox.sso_roles import SsoRoles
 from sandbox.wire import Call as _Call
@@ -339,6 +340,7 @@ class StrictMiddleware:
         self._handlers: dict[str, Callable[[_Call], _Reply | None]] = {
             "iam:DeleteUser": self._delete_user,
             "iam:GetAccountAuthorizationDetails": get_account_authorization_details,
+            "iam:GetAccessKeyLastUsed": get_access_key_last_used,
             **self.service_credentials.handlers(),
             "sts:AssumeRole": self._assume_role,
             "sso-admin:CreatePermissionSet": self._create_permission_set,

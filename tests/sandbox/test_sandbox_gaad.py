@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import urllib.parse
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from sandbox import gaad
 from sandbox.server import Sandbox
 
 READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
@@ -139,3 +142,42 @@ def test_bad_marker_and_max_items_are_validation_errors(account) -> None:
     with pytest.raises(ClientError) as big:
         iam.get_account_authorization_details(MaxItems=1001)
     assert big.value.response["Error"]["Code"] == "ValidationError"
+
+
+def _raw_details(account: dict[str, Any]) -> bytes:
+    iam = account["iam"]
+    body: list[bytes] = []
+
+    def keep(response_dict: dict[str, Any], **_: Any) -> None:
+        body.append(re.sub(rb"<RequestId>[^<]*</RequestId>", b"", response_dict["body"]))
+
+    iam.meta.events.register("before-parse.iam.GetAccountAuthorizationDetails", keep)
+    try:
+        iam.get_account_authorization_details()
+    finally:
+        iam.meta.events.unregister("before-parse.iam.GetAccountAuthorizationDetails", keep)
+    return body[0]
+
+
+def test_policy_documents_are_encoded_as_moto_encodes_them(account, monkeypatch) -> None:
+    ours = _raw_details(account)
+    assert b"policy/ReadOnlyAccess" in ours and b"<PolicyVersionList>" in ours
+    # moto's own models, encoding every document on every call.
+    monkeypatch.setattr(gaad, "_policy_view", lambda policy: policy)
+    assert _raw_details(account) == ours
+
+
+def test_a_large_policy_document_is_encoded_once(account, monkeypatch) -> None:
+    account["iam"].get_account_authorization_details()
+    encoded: list[int] = []
+    original = urllib.parse.quote
+
+    def counting(text: Any, *args: Any, **kwargs: Any) -> Any:
+        if len(text) > 10_000:  # ReadOnlyAccess, SecurityAudit; not the inline policies
+            encoded.append(len(text))
+        return original(text, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.parse, "quote", counting)
+    details = account["iam"].get_account_authorization_details()
+    assert READ_ONLY in {p["Arn"] for p in details["Policies"]}
+    assert encoded == []

@@ -515,3 +515,30 @@ def test_connections_are_kept_alive_as_aws_keeps_them(client, control, sandbox, 
         assert response.status == 200 and b"ListUsersResult" in response.read()
         assert not response.will_close
     connection.close()
+
+
+def test_a_response_goes_out_in_one_write(client, sandbox, monkeypatch):
+    """Headers and body in one send: two would cost a syscall and a client wake-up each."""
+    import socket
+    from urllib.parse import urlparse
+
+    port = urlparse(sandbox.url).port
+    writes: list[int] = []
+
+    def counting(method: str) -> Any:
+        original = getattr(socket.socket, method)
+
+        def write(self: socket.socket, data: Any, *args: Any) -> Any:
+            if self.getsockname()[1] == port:  # the server's end of a connection
+                writes.append(len(data))
+            return original(self, data, *args)
+
+        return write
+
+    iam = client("iam")
+    iam.list_users()  # the connection is open before counting
+    for method in ("send", "sendall"):
+        monkeypatch.setattr(socket.socket, method, counting(method))
+    for _ in range(3):
+        iam.list_users()
+    assert len(writes) == 3
