@@ -7,12 +7,10 @@ stage (a Prefect Retry, ``iamc resume``) skips what is done and reconciles what 
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -44,6 +42,7 @@ from flows.console import (
     settle,
     task_outcome,
 )
+from flows.runtime import old_objects_frozen
 from flows.waves import publish_waves_artifact
 from state import Store
 from state.journal import (
@@ -389,22 +388,6 @@ def _execute(
     return reports
 
 
-@contextmanager
-def _old_objects_frozen() -> Iterator[None]:
-    """Leave what exists before the stage (Prefect, botocore's models, the plan) out of
-    the cycle collector's passes while the stage runs.
-
-    A generation-2 pass stops every thread; scanning that heap again and again took up to
-    0.65 s a pass, during which no request went out of the sso-admin rate the stage is
-    bound by. What the stage itself allocates is still collected as usual (gc.freeze).
-    """
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def _prefect_flow_run_id() -> str | None:
     from prefect.runtime import flow_run
 
@@ -507,7 +490,9 @@ def apply_plan(
             try:
                 emit("apply-start", actions=len(actions), run_id=run_id)
                 # Each account's task verifies its assignments when its own work is over.
-                with _old_objects_frozen():
+                # Prefect, botocore and the plan stay out of the collector's passes: a full pass
+                # stops every thread, up to 0.65 s in which no sso-admin request goes out.
+                with old_objects_frozen():
                     reports = _execute(rt, actions, in_flow, stage)
             except ConflictError as err:
                 store.finish_run(run_id, "failed", error=str(err))
