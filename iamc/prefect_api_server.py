@@ -8,7 +8,8 @@ transaction back and answers 503 (``custom_internal_exception_handler`` in
 ``prefect/server/api/server.py``), and Prefect's client repeats the request 2**attempt seconds
 later: flow runs that followed each other here started ~2 s late in 10 of 24 (0 of 18 with
 this). The server now repeats such a request itself after 10 ms, then longer; only if the
-database stays busy for ~1.6 s does the client see the 503 and back off as before. Repeating is what the client does with the same request anyway.
+database stays busy for ~1.6 s does the client see the 503 and back off as before. Repeating
+is what the client does with the same request anyway.
 
 Run as ``python -m iamc.prefect_api_server --host 127.0.0.1 --port N``, in place of ``prefect
 server start`` (which runs ``create_app(final=True)`` under uvicorn the same way).
