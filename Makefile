@@ -27,9 +27,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 # Four test processes on two cores: most end-to-end tests wait on the sandbox, a Prefect server
-# or a CLI child, and the others use the CPU meanwhile (one module per process: its fixtures).
+# or a CLI child, and the others use the CPU meanwhile (one module per process: its fixtures),
+# handed out longest first (tests/conftest.py, collection order).
 test: lint
-	$(BIN)/pytest -n 4 --dist loadfile --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -n 4 --dist loadfile --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
 
 # A local Prefect server and UI on http://127.0.0.1:4200, a seeded sandbox AWS, and the
 # runbook's deployments served to it (SPEC=path/to/spec.toml to serve your own migration).

@@ -199,6 +199,21 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["PREFECT_API_URL"] = _server.api_url
 
 
+# Modules that run whole flows against servers take longest (30-110 s each, few tests):
+# they start first, so the test processes end together. `make test` passes
+# --no-loadscope-reorder, which makes xdist hand out modules in this order; its own order
+# (most tests first) started the end-to-end modules last and left one process running alone.
+_LONGEST_FIRST = ("tests/e2e/", "tests/flows/")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid
+        return next((n for n, prefix in enumerate(_LONGEST_FIRST) if path.startswith(prefix)), 9)
+
+    items.sort(key=rank)  # stable: each module's tests stay together and in order
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Stop this process's Prefect server (its whole process group)."""
     global _server

@@ -145,7 +145,9 @@ def test_a_step_command_keeps_what_it_froze_frozen(monkeypatch):
         frozen = gc.get_freeze_count()
         with old_objects_frozen():
             pass
-        assert gc.get_freeze_count() >= frozen > 0
+        # Not unfrozen (0 then); a frozen object still dies when its last reference goes,
+        # and this process's other threads run meanwhile: not an exact count.
+        assert gc.get_freeze_count() > frozen // 2 > 0
     finally:
         gc.unfreeze()
 
