@@ -9,6 +9,7 @@ import pytest
 from domain.errors import ApplyFailed
 from flows.apply import apply_plan
 from tasks.executor import PollPolicy
+from tasks.permission_sets import permission_set_names
 
 # The sandbox completes each async request 100 ms after it is made; the client's first poll
 # is timed from that (as TYPICAL_COMPLETION_S is from AWS's), then backs off.
@@ -40,14 +41,7 @@ def test_assignments_an_earlier_run_made_are_listed_and_a_missing_one_fails(clea
     a2 = clean.accounts[1]
     sso = clean.client("sso-admin")
     gone = next(a for a in kit.live_state(clean)["assignments"] if a[0] == a2)
-    readers = next(
-        arn
-        for arn in sso.list_permission_sets(InstanceArn=clean.instance_arn)["PermissionSets"]
-        if sso.describe_permission_set(InstanceArn=clean.instance_arn, PermissionSetArn=arn)[
-            "PermissionSet"
-        ]["Name"]
-        == gone[1]
-    )
+    readers = permission_set_names(sso, clean.instance_arn)[gone[1]]
     # Removed outside iamc after the run: the journal still has it as done.
     sso.delete_account_assignment(
         InstanceArn=clean.instance_arn,

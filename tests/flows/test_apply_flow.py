@@ -17,6 +17,7 @@ from state import Store
 from state.reports import load_plan
 from state.runs import list_runs, run_status
 from tasks.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash, PollPolicy
+from tasks.permission_sets import permission_set_names
 
 MUTATIONS = (
     "CreatePermissionSet",
@@ -223,14 +224,7 @@ def test_a_failed_assignment_fails_the_run_with_its_reason_and_a_resume_complete
         apply_plan(spec, plan_id, fault=(provision.id, AFTER_INTENT), poll=kit.QUICK)
     run_id = _apply_run_id(tmp_path)
     sso = clean.client("sso-admin")
-    readers = next(
-        arn
-        for arn in sso.list_permission_sets(InstanceArn=clean.instance_arn)["PermissionSets"]
-        if sso.describe_permission_set(InstanceArn=clean.instance_arn, PermissionSetArn=arn)[
-            "PermissionSet"
-        ]["Name"]
-        == "Readers"
-    )
+    readers = permission_set_names(sso, clean.instance_arn)["Readers"]
     clean.control.fail_next_assignment(a1, readers, "Quota exceeded for account assignments")
 
     with pytest.raises(ApplyFailed, match="FAILED: Quota exceeded for account assignments"):
