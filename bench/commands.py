@@ -26,7 +26,12 @@ from pathlib import Path
 
 import boto3
 
-from bench.harness import bench_workdir, goal, warm_up_prefect_server
+from bench.harness import (
+    bench_workdir,
+    goal,
+    start_local_prefect_server,
+    warm_up_prefect_server,
+)
 
 _OWN_WORK = re.compile(r"flows\.timing: \S+: own work ([\d.]+) s")
 # The demo's spec (iamc/demo.py), waves of half the accounts each: benchmarks don't import
@@ -162,13 +167,7 @@ def run(args: argparse.Namespace) -> None:
             flush=True,
         )
         started = time.monotonic()
-        server = subprocess.run(  # noqa: S603 - our own console script, fixed arguments
-            [iamc, "server", "start"], env=env, check=True, capture_output=True, text=True
-        )
-        api_url = re.search(r"API (http[^\s,)]+)", server.stdout)
-        if api_url is None:
-            raise SystemExit(f"no local Prefect server: {server.stdout}{server.stderr}")
-        warm_up_prefect_server(api_url.group(1))
+        warm_up_prefect_server(start_local_prefect_server(env))
         print(f"local Prefect server started in {time.monotonic() - started:.1f} s (not counted)")
         try:
             timings = _measure(args, spec, env, active)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import importlib
 import os
 import tempfile
@@ -37,6 +36,22 @@ warm_up()
 """
 
 
+def start_local_prefect_server(env: dict[str, str]) -> str:
+    """``iamc server start`` in a subprocess (a benchmark never imports the CLI); its API URL."""
+    import re
+    import subprocess
+    import sys
+
+    started = subprocess.run(
+        [sys.executable, "-m", "iamc.cli", "server", "start"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    match = re.search(r"API (http[^\s,)]+)", started.stdout)
+    if match is None:
+        raise SystemExit(f"no local Prefect server: {started.stdout}{started.stderr}")
+    return match.group(1)
+
+
 def warm_up_prefect_server(api_url: str) -> None:
     """One throwaway flow run from another process (this one stays cold), so the benchmarks
     meet a server that has answered commands before, as operators' has: the first flow run
@@ -55,9 +70,9 @@ def warm_up_prefect_server(api_url: str) -> None:
 def run_flows_as_the_cli_does(*flow_modules: str) -> str:
     """Flows run in this process as an ``iamc`` step command runs them: reporting to the local
     Prefect server of the bench's Prefect home (``iamc server start``, stopped at exit); the
-    flow modules imported with the collector paused, then frozen (``iamc.startup``, which a
-    benchmark may not import: without it a run paid up to 0.3 s of CPU in collections of the
-    imported heap); ``flows.runtime``'s switches (a run ends when its final state is recorded).
+    flow modules imported with the collector paused, then frozen (without it a run paid up to
+    0.3 s of CPU in collections of the imported heap); ``flows.runtime``'s switches (a run ends
+    when its final state is recorded).
 
     Call it before Prefect is imported: Prefect reads ``PREFECT_API_URL`` then.
 
@@ -68,19 +83,11 @@ def run_flows_as_the_cli_does(*flow_modules: str) -> str:
         The API URL flows report to.
     """
     import atexit
-    import re
     import subprocess
     import sys
 
     if not os.environ.get("PREFECT_API_URL"):
-        started = subprocess.run(  # this interpreter, our own CLI
-            [sys.executable, "-m", "iamc.cli", "server", "start"],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        match = re.search(r"API (http[^\s,)]+)", started.stdout)
-        if match is None:
-            raise SystemExit(f"no local Prefect server: {started.stdout}{started.stderr}")
-        os.environ["PREFECT_API_URL"] = match.group(1)
+        os.environ["PREFECT_API_URL"] = start_local_prefect_server(dict(os.environ))
         # As iamc.prefect_server.use_local_server: the server runs this very Prefect.
         os.environ.setdefault("PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", "false")
         warm_up_prefect_server(os.environ["PREFECT_API_URL"])
@@ -90,14 +97,11 @@ def run_flows_as_the_cli_does(*flow_modules: str) -> str:
             capture_output=True,
             check=False,
         )
-    gc.disable()
-    try:
-        for module in ("flows.runtime", *flow_modules):
+    from flows.runtime import imports_without_gc, prepare_flow_runs
+
+    with imports_without_gc():
+        for module in flow_modules:
             importlib.import_module(module)
-    finally:
-        gc.freeze()
-        gc.enable()
-    from flows.runtime import prepare_flow_runs
 
     prepare_flow_runs()
     return os.environ["PREFECT_API_URL"]

@@ -102,8 +102,8 @@ def inventory(spec: SpecOption, profile: ProfileOption = None) -> None:
 def _report_to_prefect() -> None:
     """Flows of this command report to the local Prefect server (started once, then reused),
     recorded as they start and end with nothing that only costs time (flows.runtime)."""
+    from flows.runtime import imports_without_gc
     from iamc.prefect_server import use_local_server
-    from iamc.startup import imports_without_gc
 
     use_local_server(err_console)
     with imports_without_gc():

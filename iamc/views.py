@@ -14,7 +14,7 @@ from rich.table import Table
 
 from domain import inventory_report
 from domain.records import Finding
-from iamc.startup import imports_without_gc
+from flows.runtime import imports_without_gc
 
 if TYPE_CHECKING:
     from state.identity import MappingInfo

@@ -104,7 +104,7 @@ def main() -> None:
         names = [t.name for t in threading.enumerate()]
         _send(out, {"unavailable": f"threads started at import: {names}"})
         return
-    # As a step command does after its imports (iamc.startup): the collector skips them, so a
+    # As a step command does after its imports (imports_without_gc): the collector skips them, so a
     # child's collections don't write to (and copy) every page it shares with this process.
     gc.freeze()
     signal.signal(signal.SIGCHLD, lambda *_: _reap(out))

@@ -135,7 +135,7 @@ def test_old_objects_are_frozen_while_the_work_runs_and_given_back_after(monkeyp
 
 
 def test_a_step_command_keeps_what_it_froze_frozen(monkeypatch):
-    """A step command froze its imports (iamc.startup): unfreezing would hand them back."""
+    """A step command froze its imports (imports_without_gc): unfreezing would hand them back."""
     import flows.runtime
 
     monkeypatch.setattr(flows.runtime, "_keep_frozen", False)

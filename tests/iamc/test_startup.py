@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from iamc.startup import imports_without_gc
+from flows.runtime import imports_without_gc
 
 
 @pytest.fixture
