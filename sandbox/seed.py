@@ -456,18 +456,6 @@ class _Seeder:
 
     # -- member accounts --------------------------------------------------------------------
 
-    def _member_session(self, account_id: str) -> boto3.Session:
-        credentials = self.client("sts").assume_role(
-            RoleArn=f"arn:aws:iam::{account_id}:role/{MEMBER_ROLE}",
-            RoleSessionName="iamc-sandbox-seed",
-        )["Credentials"]
-        return boto3.Session(
-            aws_access_key_id=credentials["AccessKeyId"],
-            aws_secret_access_key=credentials["SecretAccessKey"],
-            aws_session_token=credentials["SessionToken"],
-            region_name=self.region,
-        )
-
     def _seed_account(
         self,
         manifest: SeedManifest,
@@ -476,7 +464,7 @@ class _Seeder:
         people: list[_Person],
         first: bool,
     ) -> None:
-        iam = self.client("iam", self._member_session(account.account_id))
+        iam = self._member_client(account.account_id, "iam")
         customer_policy_arn = iam.create_policy(
             PolicyName="acme-app-s3-access",
             PolicyDocument=json.dumps(_ALLOW_S3_READ),

@@ -134,10 +134,15 @@ class Sandbox:
             from moto.moto_server.werkzeug_app import create_backend_app
             from werkzeug.serving import make_server
 
-            from sandbox.moto_speedups import CachedDispatcher, cache_action_names
+            from sandbox.moto_speedups import (
+                CachedDispatcher,
+                cache_action_names,
+                share_aws_managed_policy_data,
+            )
         except ImportError as err:  # pragma: no cover - moto[server] is a dependency
             raise SandboxError(f"moto's server is not installed: {err}") from err
         cache_action_names()
+        share_aws_managed_policy_data()
         app = CachedDispatcher(create_backend_app)
         self.middleware = StrictMiddleware(app, self.strictness)
         try:

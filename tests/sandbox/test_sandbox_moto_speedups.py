@@ -95,3 +95,46 @@ def test_action_names_are_looked_up_once_per_class(
     for _ in range(3):
         assert "list_things" in responses.method_names_from_class(Probe)
     assert looked_up == [Probe]
+
+
+def test_aws_managed_policies_are_moto_s_own_built_from_data_parsed_once(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json as json_module
+
+    from moto.iam import models
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+    from sandbox.moto_speedups import share_aws_managed_policy_data
+
+    # The sandbox fixture has installed the shared data; moto's own builds from its table.
+    patched = models.IAMBackend._init_aws_policies
+    assert patched.shares_parsed_data  # type: ignore[attr-defined]
+    share_aws_managed_policy_data()  # idempotent: no second layer
+    assert models.IAMBackend._init_aws_policies is patched
+    parses: list[int] = []
+    real_loads = json_module.loads
+
+    def counting_loads(text: Any, *args: Any, **kwargs: Any) -> Any:
+        if text is aws_managed_policies_data:
+            parses.append(1)
+        return real_loads(text, *args, **kwargs)
+
+    monkeypatch.setattr(json_module, "loads", counting_loads)
+    ours = [models.IAMBackend("us-east-1", f"12345678901{n}") for n in range(3)][-1]
+    assert len(parses) <= 1  # once per process, for every backend (none if parsed before)
+
+    def fields(policy: models.ManagedPolicy) -> dict[str, Any]:
+        versions = [vars(v) | {"create_date": None} for v in policy.versions]
+        return vars(policy) | {"id": None, "versions": versions}
+
+    theirs = [
+        models.AWSManagedPolicy.from_data(name, "123456789012", "us-east-1", data)
+        for name, data in real_loads(aws_managed_policies_data).items()
+    ]
+    assert len(ours.aws_managed_policies) == len(theirs) > 1000
+    assert [fields(p) for p in ours.aws_managed_policies] == [fields(p) for p in theirs]
+    # Each account attaches its own copy: counts don't leak between accounts.
+    other = models.IAMBackend("us-east-1", "210987654321")
+    ours.aws_managed_policies[0].attachment_count += 1
+    assert other.aws_managed_policies[0].attachment_count == 0
