@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
@@ -409,6 +409,45 @@ def read_account_access(session: boto3.Session, account_id: str) -> tuple[list[U
     return users, _groups_from_details(raw_groups)
 
 
+def _bulk_reads(
+    iam, account_id: str, report_state: str, gaps: _Gaps, pool: ThreadPoolExecutor | None
+) -> tuple[
+    list[dict[str, Any]],
+    list[dict[str, Any]],
+    dict[str, dict[str, Any]],
+    dict[str, dict[str, str]],
+    dict[str, list[dict[str, Any]]] | None,
+]:
+    """The account's authorization details, credential report and service credentials.
+
+    With a pool the three go at once (the report's wait overlaps the others); a failure is
+    raised in the order a serial read would meet it: details, report, service credentials.
+    """
+
+    def details() -> tuple:
+        with translate_errors(
+            account_id=account_id, operation="iam:GetAccountAuthorizationDetails"
+        ):
+            return read_authorization_details(iam)
+
+    def credential_report() -> dict[str, dict[str, str]]:
+        with translate_errors(account_id=account_id, operation="iam:GetCredentialReport"):
+            return read_credential_report(iam, report_state)
+
+    def service_credentials() -> dict[str, list[dict[str, Any]]] | None:
+        with translate_errors(
+            account_id=account_id, operation="iam:ListServiceSpecificCredentials"
+        ):
+            return read_all_service_credentials(iam, gaps)
+
+    if pool is None:
+        return (*details(), credential_report(), service_credentials())
+    reads = [pool.submit(read) for read in (details, credential_report, service_credentials)]
+    wait(reads)
+    (users, groups, policies), report, services = (read.result() for read in reads)
+    return users, groups, policies, report, services
+
+
 def inventory_account(
     session: boto3.Session,
     account: Account,
@@ -424,8 +463,9 @@ def inventory_account(
         account: The account being read.
         rules: How to classify users.
         now: The reference time for "inactive" (defaults to the current time).
-        timings: If given, filled with seconds spent per phase (client, authorization
-            details, credential report wait, per-user reads).
+        timings: If given, filled with seconds spent per phase (client; the bulk reads:
+            authorization details, credential report and its wait, service credentials;
+            per-user reads).
         user_concurrency: Users whose credentials are read at once (one client, shared).
 
     Raises:
@@ -437,43 +477,38 @@ def inventory_account(
     iam = inventory_client(session)
     clock.lap("client")
     gaps = _Gaps()
+    account_id = account.account_id
     # The report is generated while the authorization details are read.
-    with translate_errors(account_id=account.account_id, operation="iam:GetCredentialReport"):
+    with translate_errors(account_id=account_id, operation="iam:GetCredentialReport"):
         report_state = start_credential_report(iam)
-    with translate_errors(
-        account_id=account.account_id, operation="iam:GetAccountAuthorizationDetails"
-    ):
-        raw_users, raw_groups, raw_policies = read_authorization_details(iam)
-    clock.lap("authorization_details")
-    with translate_errors(account_id=account.account_id, operation="iam:GetCredentialReport"):
-        report = read_credential_report(iam, report_state)
-    clock.lap("credential_report")
-    with translate_errors(
-        account_id=account.account_id, operation="iam:ListServiceSpecificCredentials"
-    ):
-        service_credentials = read_all_service_credentials(iam, gaps)
-    clock.lap("service_credentials")
+    # One pool for the account (botocore clients are thread-safe): first the three bulk reads
+    # at once (they don't depend on each other), then the users' own reads.
+    pool = (
+        ThreadPoolExecutor(max_workers=user_concurrency, thread_name_prefix="iamc-users")
+        if user_concurrency > 1
+        else None
+    )
+    try:
+        raw_users, raw_groups, raw_policies, report, service_credentials = _bulk_reads(
+            iam, account_id, report_state, gaps, pool
+        )
+        clock.lap("bulk_reads")
 
-    def read_user(raw: dict[str, Any]) -> User:
-        row = report.get(raw["UserName"])
-        user = _user_from_details(raw, row)
-        with translate_errors(
-            account_id=account.account_id, operation=f"credentials of {user.name}"
-        ):
-            _read_credentials(iam, user, row, gaps, service_credentials)
-        user.user_class, user.class_reason, user.last_activity = classify_user(user, rules, now)
-        return user
+        def read_user(raw: dict[str, Any]) -> User:
+            row = report.get(raw["UserName"])
+            user = _user_from_details(raw, row)
+            with translate_errors(account_id=account_id, operation=f"credentials of {user.name}"):
+                _read_credentials(iam, user, row, gaps, service_credentials)
+            user.user_class, user.class_reason, user.last_activity = classify_user(user, rules, now)
+            return user
 
-    ordered = sorted(raw_users, key=lambda u: u["UserName"])
-    if user_concurrency > 1 and len(ordered) > 1:
-        # botocore clients are thread-safe; results keep the users' order, and the first
-        # failure fails the account as a serial read would.
-        with ThreadPoolExecutor(
-            max_workers=min(user_concurrency, len(ordered)), thread_name_prefix="iamc-users"
-        ) as pool:
-            users = list(pool.map(read_user, ordered))
-    else:
-        users = [read_user(raw) for raw in ordered]
+        ordered = sorted(raw_users, key=lambda u: u["UserName"])
+        # Results keep the users' order, and the first failure fails the account as a serial
+        # read would.
+        users = list(pool.map(read_user, ordered)) if pool else [read_user(r) for r in ordered]
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     clock.lap("per_user")
 
     groups = _groups_from_details(raw_groups)

@@ -135,13 +135,59 @@ def test_users_read_in_parallel_equal_users_read_one_by_one(member):
     assert sum(len(u.access_keys) for u in parallel.users) == 6
     assert sum(len(u.ssh_public_keys) for u in parallel.users) == 4
     assert parallel.gaps == ["iam:ListServiceSpecificCredentials"]
-    assert set(timings) == {
-        "client",
-        "authorization_details",
-        "credential_report",
-        "service_credentials",
-        "per_user",
-    }
+    assert set(timings) == {"client", "bulk_reads", "per_user"}
+
+
+def _slow_and_failing_sends(session, slow: str, failing: tuple[str, ...], sent: list):
+    """Hooks on the session's clients: ``slow`` answers 0.3 s late; ``failing`` never connect."""
+    import threading
+    import time
+
+    from botocore.exceptions import EndpointConnectionError
+
+    lock = threading.Lock()
+
+    def before_call(model, **_):
+        # before-call: in-process moto answers at before-send, ahead of any later hook there.
+        with lock:
+            sent.append((model.name, time.monotonic()))
+        if model.name in failing:
+            raise EndpointConnectionError(endpoint_url="https://iam.amazonaws.com")
+        if model.name == slow:
+            time.sleep(0.3)
+
+    session.events.register("before-call.iam", before_call)
+
+
+def test_the_bulk_reads_go_at_once(member):
+    import time
+
+    session, account = member
+    session.client("iam").create_user(UserName="alice")
+    sent: list = []
+    _slow_and_failing_sends(session, "GetAccountAuthorizationDetails", (), sent)
+    inventory_account(session, account, RULES, now=NOW, user_concurrency=4)
+    first = {}
+    for operation, at in sent:
+        first.setdefault(operation, at)
+    details_answered = first["GetAccountAuthorizationDetails"] + 0.3
+    # Sent while the (slow) authorization details were still on their way.
+    assert first["GetCredentialReport"] < details_answered
+    assert first["ListServiceSpecificCredentials"] < details_answered
+    assert time.monotonic() > details_answered
+
+
+def test_bulk_reads_failing_together_report_the_first_a_serial_read_meets(member):
+    from domain.errors import AwsUnreachableError
+
+    session, account = member
+    session.client("iam").create_user(UserName="alice")
+    failing = ("GetAccountAuthorizationDetails", "GetCredentialReport")
+    _slow_and_failing_sends(session, "", failing, [])
+    for concurrency in (1, 4):
+        with pytest.raises(AwsUnreachableError) as caught:
+            inventory_account(session, account, RULES, now=NOW, user_concurrency=concurrency)
+        assert caught.value.operation == "iam:GetAccountAuthorizationDetails"
 
 
 def test_policies_groups_and_documents(aws_managed_policies, member):
