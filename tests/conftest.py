@@ -132,6 +132,16 @@ class WorkerPrefectServer:
 
 
 SERVER_START_S = 600
+IDLE_SERVICES = (
+    "SCHEDULER",
+    "LATE_RUNS",
+    "FOREMAN",
+    "REPOSSESSOR",
+    "CANCELLATION_CLEANUP",
+    "PAUSE_EXPIRATIONS",
+    "TRIGGERS",
+    "EVENT_LOGGER",
+)
 _server: WorkerPrefectServer | None = None
 
 
@@ -193,6 +203,11 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
     os.environ["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "false"
+    # The tests' Prefect servers skip the loop services no test uses (no schedules, workers,
+    # automations, concurrency leases, pause time-outs or cancellations): ~0.7 CPU-s a minute
+    # each while idle. Task-run recording and event persistence, which the UI shows, stay on.
+    for service in IDLE_SERVICES:
+        os.environ.setdefault(f"PREFECT_SERVER_SERVICES_{service}_ENABLED", "false")
     if _runs_tests(config):
         # Set before any test module imports Prefect, which reads its settings at import.
         _server = WorkerPrefectServer(Path(home) / "server")
