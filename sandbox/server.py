@@ -60,6 +60,14 @@ def _quiet_handler() -> type:
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             log.debug("%s %s -> %s", self.command, self.path, code)
 
+        def log_error(self, format: str, *args: Any) -> None:
+            # An idle kept-alive connection reaching `timeout` is how it is meant to end
+            # (http.server reports it as "Request timed out"); no request failed.
+            if format.startswith("Request timed out"):
+                log.debug("idle connection closed: " + format, *args)
+                return
+            super().log_error(format, *args)
+
         def make_environ(self) -> dict[str, Any]:
             environ = super().make_environ()
             self._body_read = False

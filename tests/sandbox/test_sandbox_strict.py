@@ -542,3 +542,21 @@ def test_a_response_goes_out_in_one_write(client, sandbox, monkeypatch):
     for _ in range(3):
         iam.list_users()
     assert len(writes) == 3
+
+
+def test_an_idle_kept_alive_connection_timing_out_is_not_logged_as_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from sandbox.server import _quiet_handler
+
+    handler = object.__new__(_quiet_handler())  # only its logging, no socket
+    handler.client_address = ("127.0.0.1", 1)
+    handler.requestline = ""
+    with caplog.at_level(logging.DEBUG):
+        handler.log_error("Request timed out: %r", TimeoutError("timed out"))
+        handler.log_error("code %d, message %s", 400, "Bad request syntax")
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors and all("timed out" not in message for message in errors)
+    assert any("idle connection closed" in r.getMessage() for r in caplog.records)
