@@ -22,8 +22,14 @@ from domain.spec import MigrationSpec, load_spec
 from flows.artifacts import publish_inventory
 from flows.console import ProgressEvents, operator_step, run_logger
 from flows.runtime import old_objects_frozen
-from state import Store
-from tasks.aws import UNREACHABLE_ERRORS, AwsSessions, error_code, unreachable
+from state import Store, warm_up_models
+from tasks.aws import (
+    UNREACHABLE_ERRORS,
+    AwsSessions,
+    error_code,
+    unreachable,
+    warm_up_clients,
+)
 from tasks.iam_users import ClassificationRules, inventory_account
 from tasks.organizations import ScopedAccounts, parent_of, read_organization, select_accounts
 
@@ -283,5 +289,8 @@ def _log_account(inventory: AccountInventory, findings: list[Finding]) -> None:
 def run_inventory(spec_path: str | Path, profile: str | None = None) -> dict[str, Any]:
     """Run the inventory flow with the spec's concurrency (accounts at once)."""
     spec = load_spec(spec_path)
+    # While Prefect creates the run and the organization is walked, mostly waiting.
+    warm_up_clients(("sts", "iam", "organizations"), spec.region)
+    warm_up_models()
     runner = ThreadPoolTaskRunner(max_workers=spec.inventory.concurrency)
     return inventory_flow.with_options(task_runner=runner)(str(spec_path), profile)

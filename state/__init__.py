@@ -2,6 +2,6 @@
 
 from state.runs import RunInfo
 from state.snapshots import SnapshotInfo
-from state.store import Store
+from state.store import Store, warm_up_models
 
-__all__ = ["RunInfo", "SnapshotInfo", "Store"]
+__all__ = ["RunInfo", "SnapshotInfo", "Store", "warm_up_models"]

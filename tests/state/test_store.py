@@ -487,3 +487,18 @@ def test_a_plans_header_and_provenance_read_without_its_content(store_url: str):
         assert store.get_plan(plan_id).content == content
         provenance = store.plan_provenance(plan_id, ("inventory_snapshot_id", "mapping_run_id"))
         assert provenance == {"inventory_snapshot_id": 7, "mapping_run_id": None}
+
+
+def test_warm_up_models_configures_every_mapper_in_the_background() -> None:
+    # A new interpreter: this one's mappers were configured by earlier tests.
+    script = (
+        "from state import models, warm_up_models\n"
+        "mappers = list(models.Base.registry.mappers)\n"
+        "before = any(m.configured for m in mappers)\n"
+        "warm_up_models().join(timeout=60)\n"
+        "print(before, all(m.configured for m in mappers), len(mappers))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.split()
+    assert out[:2] == ["False", "True"] and int(out[2]) > 5, out

@@ -252,6 +252,38 @@ def test_accounts_starting_at_once_parse_a_service_model_once(monkeypatch):
     assert len(iam_models) == 1, iam_models
 
 
+def test_warmed_up_services_make_their_first_clients_without_reading_a_file(monkeypatch):
+    """warm_up_clients leaves the models, endpoint rules and partitions in the shared loader."""
+    import tasks.aws
+    from tasks.aws import new_botocore_session, shared_loader, warm_up_clients
+
+    def files_read_by_a_new_iam_client() -> list[str]:
+        loader = shared_loader()
+        real = getattr(loader, "_loader", loader)
+        files = real.file_loader
+        read: list[str] = []
+
+        class CountingFileLoader:
+            def __getattr__(self, name):
+                return getattr(files, name)
+
+            def load_file(self, file_path):
+                read.append(str(file_path))
+                return files.load_file(file_path)
+
+        real.file_loader = CountingFileLoader()
+        new_botocore_session().create_client(
+            "iam", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
+        )
+        return read
+
+    monkeypatch.setattr(tasks.aws, "_loader", None)  # a fresh process-wide loader: cold
+    assert files_read_by_a_new_iam_client()  # the control: a cold loader reads files
+    monkeypatch.setattr(tasks.aws, "_loader", None)
+    warm_up_clients(("sts", "iam"), "us-east-1").join(timeout=60)
+    assert files_read_by_a_new_iam_client() == []
+
+
 def test_sessions_get_botocore_builtin_handlers_from_one_registration():
     """A session made by new_botocore_session has every builtin handler a default botocore
     session registers itself, in the same order (botocore's emitter internals: this fails
