@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
@@ -443,9 +443,10 @@ def _bulk_reads(
     if pool is None:
         return (*details(), credential_report(), service_credentials())
     reads = [pool.submit(read) for read in (details, credential_report, service_credentials)]
-    wait(reads)
-    (users, groups, policies), report, services = (read.result() for read in reads)
-    return users, groups, policies, report, services
+    # In a serial read's order: a failed details read is raised as soon as it fails, without
+    # waiting for the report (whose generation can take seconds).
+    users, groups, policies = reads[0].result()
+    return users, groups, policies, reads[1].result(), reads[2].result()
 
 
 def inventory_account(
@@ -506,9 +507,13 @@ def inventory_account(
         # Results keep the users' order, and the first failure fails the account as a serial
         # read would.
         users = list(pool.map(read_user, ordered)) if pool else [read_user(r) for r in ordered]
-    finally:
+    except BaseException:
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
+            # The account has failed: reads still under way end on their own, unawaited.
+            pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    if pool is not None:
+        pool.shutdown()
     clock.lap("per_user")
 
     groups = _groups_from_details(raw_groups)

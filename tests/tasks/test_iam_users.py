@@ -138,8 +138,11 @@ def test_users_read_in_parallel_equal_users_read_one_by_one(member):
     assert set(timings) == {"client", "bulk_reads", "per_user"}
 
 
-def _slow_and_failing_sends(session, slow: str, failing: tuple[str, ...], sent: list):
-    """Hooks on the session's clients: ``slow`` answers 0.3 s late; ``failing`` never connect."""
+def _slow_and_failing_sends(
+    session, slow: str, failing: tuple[str, ...], sent: list, delay: float = 0.3
+):
+    """Hooks on the session's clients: ``slow`` answers ``delay`` s late; ``failing`` never
+    connect."""
     import threading
     import time
 
@@ -154,7 +157,7 @@ def _slow_and_failing_sends(session, slow: str, failing: tuple[str, ...], sent: 
         if model.name in failing:
             raise EndpointConnectionError(endpoint_url="https://iam.amazonaws.com")
         if model.name == slow:
-            time.sleep(0.3)
+            time.sleep(delay)
 
     session.events.register("before-call.iam", before_call)
 
@@ -411,3 +414,22 @@ def test_service_credentials_of_all_users_in_one_call_equal_user_by_user(sandbox
     assert creds["git-0"] == ["cassandra.amazonaws.com", "codecommit.amazonaws.com"]
     assert creds["git-1"] == [] and creds["git-2"] == ["codecommit.amazonaws.com"]
     assert "iam:ListServiceSpecificCredentials" not in bulk.gaps
+
+
+def test_failed_authorization_details_fail_the_account_without_waiting_for_the_report(member):
+    import time
+
+    from domain.errors import AwsUnreachableError
+
+    session, account = member
+    session.client("iam").create_user(UserName="alice")
+    sent: list = []
+    _slow_and_failing_sends(
+        session, "GetCredentialReport", ("GetAccountAuthorizationDetails",), sent, delay=1.0
+    )
+    began = time.monotonic()
+    with pytest.raises(AwsUnreachableError) as caught:
+        inventory_account(session, account, RULES, now=NOW, user_concurrency=4)
+    assert time.monotonic() - began < 0.8
+    assert caught.value.operation == "iam:GetAccountAuthorizationDetails"
+    time.sleep(1.0)  # the abandoned report read ends before moto's mock does
