@@ -257,15 +257,20 @@ def warm_up_clients(services: tuple[str, ...], region: str) -> threading.Thread:
     """
 
     def load() -> None:
-        core = new_botocore_session()
-        for service in services:
-            core.create_client(
-                service,
-                region_name=region,
-                # Placeholders: a client is made, never called, so no credentials are looked up.
-                aws_access_key_id="warm-up",
-                aws_secret_access_key="warm-up",  # noqa: S106 - not a secret
-            )
+        try:
+            core = new_botocore_session()
+            for service in services:
+                core.create_client(
+                    service,
+                    region_name=region,
+                    # Placeholders: a client is made, never called, so no credentials are read.
+                    aws_access_key_id="warm-up",
+                    aws_secret_access_key="warm-up",  # noqa: S106 - not a secret
+                )
+        except Exception:
+            # Only a head start (an unknown AWS_PROFILE, say): the command's own clients meet
+            # the same problem and report it; a thread's traceback would only add noise.
+            log.debug("warming up AWS clients stopped", exc_info=True)
 
     thread = threading.Thread(target=load, name="iamc-warm-up", daemon=True)
     thread.start()

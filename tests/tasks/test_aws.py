@@ -284,6 +284,19 @@ def test_warmed_up_services_make_their_first_clients_without_reading_a_file(monk
     assert files_read_by_a_new_iam_client() == []
 
 
+def test_a_warm_up_that_fails_prints_nothing(monkeypatch, capfd):
+    import threading
+
+    from tasks.aws import warm_up_clients
+
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    escaped: list = []
+    monkeypatch.setattr(threading, "excepthook", escaped.append)
+    warm_up_clients(("sts",), "us-east-1").join(timeout=60)
+    assert escaped == []
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_sessions_get_botocore_builtin_handlers_from_one_registration():
     """A session made by new_botocore_session has every builtin handler a default botocore
     session registers itself, in the same order (botocore's emitter internals: this fails
