@@ -213,16 +213,12 @@ def test_connection_failures_are_unreachable_not_access_denied(failure):
     assert "111111111111" in str(caught.value)
 
 
-def test_accounts_starting_at_once_parse_a_service_model_once(monkeypatch):
-    """Eight member sessions making IAM clients together: IAM's model is read one time."""
-    import threading
+def _file_reads_of_the_shared_loader(delay: float = 0.0) -> list[str]:
+    """Make the process's shared botocore loader list (and slow down) every file it reads."""
+    from tasks.aws import shared_loader
 
-    import tasks.aws
-
-    monkeypatch.setattr(tasks.aws, "_loader", None)  # a fresh process-wide loader
-    sessions = AwsSessions(region="us-east-1")
-    shared = sessions.management()._session.get_component("data_loader")
-    real = getattr(shared, "_loader", shared)  # botocore's Loader, behind our lock
+    loader = shared_loader()
+    real = getattr(loader, "_loader", loader)  # botocore's Loader, behind our lock
     files = real.file_loader
     read: list[str] = []
 
@@ -232,10 +228,23 @@ def test_accounts_starting_at_once_parse_a_service_model_once(monkeypatch):
 
         def load_file(self, file_path):
             read.append(str(file_path))
-            time.sleep(0.02)  # a slow parse: the other threads arrive while it runs
+            time.sleep(delay)
             return files.load_file(file_path)
 
     real.file_loader = CountingFileLoader()
+    return read
+
+
+def test_accounts_starting_at_once_parse_a_service_model_once(monkeypatch):
+    """Eight member sessions making IAM clients together: IAM's model is read one time."""
+    import threading
+
+    import tasks.aws
+
+    monkeypatch.setattr(tasks.aws, "_loader", None)  # a fresh process-wide loader
+    # A slow parse: the other threads arrive while it runs.
+    read = _file_reads_of_the_shared_loader(delay=0.02)
+    sessions = AwsSessions(region="us-east-1")
     start = threading.Barrier(8)
 
     def make(n: int) -> None:
@@ -255,23 +264,10 @@ def test_accounts_starting_at_once_parse_a_service_model_once(monkeypatch):
 def test_warmed_up_services_make_their_first_clients_without_reading_a_file(monkeypatch):
     """warm_up_clients leaves the models, endpoint rules and partitions in the shared loader."""
     import tasks.aws
-    from tasks.aws import new_botocore_session, shared_loader, warm_up_clients
+    from tasks.aws import new_botocore_session, warm_up_clients
 
     def files_read_by_a_new_iam_client() -> list[str]:
-        loader = shared_loader()
-        real = getattr(loader, "_loader", loader)
-        files = real.file_loader
-        read: list[str] = []
-
-        class CountingFileLoader:
-            def __getattr__(self, name):
-                return getattr(files, name)
-
-            def load_file(self, file_path):
-                read.append(str(file_path))
-                return files.load_file(file_path)
-
-        real.file_loader = CountingFileLoader()
+        read = _file_reads_of_the_shared_loader()
         new_botocore_session().create_client(
             "iam", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
         )
