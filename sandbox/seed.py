@@ -318,8 +318,8 @@ class _Seeder:
         self.plant_rng = random.Random(f"{seed}-planted-keys")
         self._member_credentials: dict[str, dict[str, Any]] = {}
 
-    def client(self, service: str, session: boto3.Session | None = None) -> Any:
-        return (session or self.session).client(service, endpoint_url=self.endpoint_url)
+    def client(self, service: str) -> Any:
+        return self.session.client(service, endpoint_url=self.endpoint_url)
 
     # -- organization -----------------------------------------------------------------------
 
