@@ -27,7 +27,7 @@ from domain.errors import (
     BlockedError,
     ConflictError,
 )
-from domain.plan import Outcome, Plan, PlanAction, Stage
+from domain.plan import Outcome, Plan, PlanAction, Stage, UserPlan
 from domain.progress import emit
 from domain.records import AccountInventory
 from domain.spec import MigrationSpec, load_spec
@@ -54,7 +54,15 @@ from state.journal import (
     JournalEntry,
 )
 from state.plans import PlanInfo
-from state.runs import APPLY_RUN, ROLLBACK_RUN, check_resumable, open_run, stage_lease
+from state.runs import (
+    APPLY_RUN,
+    ROLLBACK_RUN,
+    LeaseLost,
+    StageLease,
+    check_resumable,
+    open_run,
+    stage_lease,
+)
 from tasks.assignments import verify_assignments
 from tasks.aws import AwsSessions
 from tasks.executor import ExecutionContext, Executor, PollPolicy
@@ -106,6 +114,8 @@ class _Runtime:
         self.migration_id = 0
         self.clock: Callable[[], datetime] = retire.utc_now
         self._planned: dict[str, AccountInventory] | None = None
+        self._actions: dict[str, PlanAction] | None = None
+        self._users: dict[tuple[str, str], UserPlan] | None = None
         self._lock = threading.Lock()
 
     def planned_account(self, account_id: str) -> AccountInventory | None:
@@ -117,6 +127,20 @@ class _Runtime:
                     for inventory in self.store.load_snapshot(self.plan.inventory_snapshot_id)
                 }
         return self._planned.get(account_id)
+
+    def action(self, action_id: str) -> PlanAction | None:
+        """One of the plan's actions by id (indexed on first use)."""
+        with self._lock:
+            if self._actions is None:
+                self._actions = {a.id: a for a in self.plan.actions}
+        return self._actions.get(action_id)
+
+    def user_plan(self, account_id: str, user: str) -> UserPlan | None:
+        """What the plan says of one IAM user (indexed on first use)."""
+        with self._lock:
+            if self._users is None:
+                self._users = {(u.account_id, u.user): u for u in self.plan.users}
+        return self._users.get((account_id, user))
 
     def users_acted_for(self, account_id: str) -> list[str]:
         """The IAM users of an account whose access this plan reproduces or retires."""
@@ -457,7 +481,7 @@ def apply_plan(
         }
         # The lease first: a second process is refused at once, before any AWS read, and no
         # other run of this stage can start while the checks below read live AWS.
-        with stage_lease(store, plan_id, stage) as holder:
+        with stage_lease(store, plan_id, stage) as lease:
             if resume_run_id is not None:
                 check_resumable(store, store.get_run(resume_run_id), spec_path)
             ctx = _context(spec, spec_path, poll)
@@ -473,7 +497,7 @@ def apply_plan(
                     + "\n  ".join(problems)
                 )
             run_id = open_run(store, info.migration_id, APPLY_RUN, params, resume_run_id, spec_path)
-            store.stage_lock_run(plan_id, stage, holder, run_id)
+            _record_lease_run(store, lease, run_id)
             executor = Executor(
                 store,
                 HANDLERS,
@@ -483,6 +507,7 @@ def apply_plan(
                 stage=stage,
                 fault=fault,
                 on_done=_on_done,
+                guard=lease.ensure,
             )
             rt = _Runtime(spec, store, plan, plan_id, executor)
             rt.migration_id = info.migration_id
@@ -497,6 +522,9 @@ def apply_plan(
             except ConflictError as err:
                 store.finish_run(run_id, "failed", error=str(err))
                 raise ApplyRefused(f"run {run_id} stopped: {err}") from err
+            except LeaseLost:
+                # The run is another process's now (it may have resumed it): not ours to end.
+                raise
             except BaseException as err:
                 store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
                 raise
@@ -515,6 +543,12 @@ def apply_plan(
                 raise ApplyFailed(message)
             store.finish_run(run_id, "succeeded", summary=summary)
             return summary
+
+
+def _record_lease_run(store: Store, lease: StageLease, run_id: int) -> None:
+    """Say which run holds each lease of the group (shown to anyone refused)."""
+    for each in lease.stages:
+        store.stage_lock_run(lease.plan_id, each, lease.holder, run_id)
 
 
 def _refuse_if_stale(
@@ -717,7 +751,7 @@ def rollback_plan(
             "user": user,
             "prefect_flow_run_id": _prefect_flow_run_id(),
         }
-        with stage_lease(store, plan_id, stage) as holder:
+        with stage_lease(store, plan_id, stage) as lease:
             if resume_run_id is not None:
                 check_resumable(store, store.get_run(resume_run_id), spec_path)
             # Credentials are checked before the run is recorded: a refusal records no run.
@@ -725,7 +759,7 @@ def rollback_plan(
             rollback_run = open_run(
                 store, run.migration_id, ROLLBACK_RUN, params, resume_run_id, spec_path
             )
-            store.stage_lock_run(plan_id, stage, holder, rollback_run)
+            _record_lease_run(store, lease, rollback_run)
             executor = Executor(
                 store,
                 HANDLERS,
@@ -735,10 +769,13 @@ def rollback_plan(
                 stage=stage,
                 fault=fault,
                 on_done=_on_done,
+                guard=lease.ensure,
             )
             try:
                 for entry in undo:
                     executor.undo(entry)
+            except LeaseLost:
+                raise
             except ActionError as err:
                 message = (
                     f"rollback run {rollback_run} stopped: {err}; 'iamc resume {rollback_run}'"

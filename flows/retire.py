@@ -9,7 +9,6 @@ step fails stops alone: the account's other users go on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,8 +21,8 @@ from domain.errors import ActionError
 from domain.plan import PlanAction, Stage
 from domain.progress import emit
 from domain.retire import parse_user
-from state.journal import DONE_STATUSES, FAILED, ROLLED_BACK
-from tasks.user_disable import unplanned_credentials
+from flows import preconditions
+from state.journal import DONE_STATUSES, FAILED
 
 if TYPE_CHECKING:
     from flows.apply import AccountReport, _Runtime
@@ -36,9 +35,6 @@ USER_CONCURRENCY = 4
 # Accounts worked on at once outside a Prefect flow: each has its own IAM rate, so more
 # accounts at once costs no account anything.
 RETIRE_ACCOUNT_CONCURRENCY = 16
-
-# Plan params that name a credential a disable action turns off.
-CREDENTIAL_PARAMS = ("access_key_id", "ssh_public_key_id", "certificate_id", "credential_id")
 
 
 def utc_now() -> datetime:
@@ -70,15 +66,6 @@ def users_of(actions: list[PlanAction]) -> list[UserWork]:
     return list(grouped.values())
 
 
-def _started(rt: _Runtime, work: UserWork) -> bool:
-    """Whether any of the user's actions of this stage was ever attempted."""
-    for action in work.actions:
-        entry = rt.store.journal_entry(rt.plan_id, action.id)
-        if entry is not None and entry.status != ROLLED_BACK:
-            return True
-    return False
-
-
 def _refuse(report: AccountReport, work: UserWork, reason: str) -> None:
     for action in work.actions:
         report.statuses.setdefault(action.id, "blocked")
@@ -101,34 +88,19 @@ def _run_user(rt: _Runtime, work: UserWork, report: AccountReport) -> bool:
     return True
 
 
-# -- disable -------------------------------------------------------------------------------------
+# -- one user ------------------------------------------------------------------------------------
 
 
-def disable_user(rt: _Runtime, work: UserWork, report: AccountReport) -> bool:
-    """Quarantine a user and set its credentials Inactive, after checking it is as planned.
+def retire_user(rt: _Runtime, stage: str, work: UserWork, report: AccountReport) -> bool:
+    """Re-prove the stage's live preconditions, then run the user's actions in order.
 
-    Before the user's first action, its credentials are read live: an active credential the
-    plan does not know (created since the inventory) refuses the user, since disabling only
-    part of it would look done and is not.
+    The checks run before the user's first change in every run — a first run, a resume and a
+    Retry alike (``flows.preconditions``); a user whose actions are all done is not re-read.
     """
-    if not _started(rt, work):
-        planned = {
-            action.params[name]
-            for action in work.actions
-            for name in CREDENTIAL_PARAMS
-            if name in action.params
-        }
-        unplanned = unplanned_credentials(rt.ctx.iam(work.account_id), work.user, planned)
-        if unplanned is None:
-            _refuse(report, work, "the user no longer exists; re-run inventory and plan")
-            return False
-        if unplanned:
-            _refuse(
-                report,
-                work,
-                f"active credential(s) created since the plan: {', '.join(unplanned)}; "
-                "re-run inventory and plan",
-            )
+    if preconditions.pending(rt, work.actions):
+        problems = preconditions.user_refusals(rt, stage, work)
+        if problems:
+            _refuse(report, work, "; ".join(problems))
             return False
     return _run_user(rt, work, report)
 
@@ -143,19 +115,14 @@ def retire_account(
     from flows.apply import AccountReport
 
     report = AccountReport(account_id)
-    run_user: Callable[[_Runtime, UserWork, AccountReport], bool]
-    if stage == Stage.DISABLE:
-        run_user = disable_user
-    else:
-        from flows.retire_delete import delete_user
-
-        run_user = delete_user
+    preconditions.preconditions_of(stage)  # a stage that declares none can't run
     work = users_of(actions)
 
     def one_user(user: UserWork) -> bool:
-        # A dead process does no more work, not even the reads before a user's first step.
+        # A dead process (or one that lost its lease) does no more work, not even the reads
+        # before a user's first step.
         rt.executor.check_alive()
-        return run_user(rt, user, report)
+        return retire_user(rt, stage, user, report)
 
     with ThreadPoolExecutor(
         max_workers=USER_CONCURRENCY, thread_name_prefix=f"{stage}-{account_id}"

@@ -1,11 +1,13 @@
-"""The delete stage's per-user work: preconditions right before the first delete action.
+"""The delete stage's readiness check, re-proved live before a user's first change in every run.
 
-A user is deleted only if, checked live at that moment: this migration disabled it (journal)
-at least ``bake_days`` ago, nothing shows it was used or tried since (CloudTrail and key
-last-used dates, looked up again now, plus what the bake watch recorded) unless a person
-recorded a decision after the newest evidence, it is still quarantined with no active
-credential, and no resource policy of its account names it. Otherwise the user is refused
-with the reasons and the other users go on.
+A user is deleted only if, checked live at that moment (``flows.preconditions`` runs this after
+the identity and protection checks, in a first run, a resume and a Retry alike): this migration
+disabled it (journal) at least ``bake_days`` ago and no rollback brought it back since, nothing
+shows it was used or tried since (CloudTrail and key last-used dates, looked up again now, plus
+what the bake watch recorded) unless a person recorded a decision after the newest evidence, it
+has no active credential, its quarantine policy is the planned one (until this stage's own
+teardown removes it), and no resource policy names it. Otherwise the user is refused with the
+reasons and the other users go on.
 """
 
 from __future__ import annotations
@@ -16,25 +18,17 @@ from typing import TYPE_CHECKING
 
 from domain.plan import PlanAction, Stage
 from domain.retire import BakeState, bake_status
-from state.journal import DONE_STATUSES, ROLLED_BACK
+from state.journal import DONE_STATUSES, ROLLBACK_PREFIX, ROLLED_BACK
 from tasks.cloudtrail import GLOBAL_EVENTS_REGION, collect_evidence
+from tasks.iam_user_live import LiveUser
 from tasks.resource_policies import AccountPolicies, read_account_policies
 from tasks.user_disable import AttachQuarantinePolicy, unplanned_credentials
 
 if TYPE_CHECKING:
-    from flows.apply import AccountReport, _Runtime
+    from flows.apply import _Runtime
     from flows.retire import UserWork
 
 _POLICY_LOCK = threading.Lock()
-
-
-def _irreversible_started(rt: _Runtime, work: UserWork) -> bool:
-    for action in work.actions:
-        if not action.irreversible:
-            continue
-        if rt.store.journal_entry(rt.plan_id, action.id) is not None:
-            return True
-    return False
 
 
 def account_policies(rt: _Runtime, account_id: str) -> AccountPolicies:
@@ -68,11 +62,20 @@ def _bake_days(rt: _Runtime, work: UserWork) -> int:
     return max(planned, rt.spec.decommission.bake_days)
 
 
-def delete_preconditions(rt: _Runtime, work: UserWork) -> list[str]:
+def _quarantine_removed_by_us(rt: _Runtime, work: UserWork) -> bool:
+    """Whether this stage's own teardown has begun removing the user's inline policies."""
+    return any(
+        rt.store.journal_entry(rt.plan_id, a.id) is not None
+        for a in work.actions
+        if a.kind == "delete-inline-policy"
+    )
+
+
+def delete_preconditions(rt: _Runtime, work: UserWork, live: LiveUser) -> list[str]:
     """Why this user may not be deleted now; empty when it may.
 
     Reads live: CloudTrail and key last-used (recorded as evidence), the user's credentials
-    and quarantine, and the account's resource policies.
+    and quarantine, and the resource policies that could name it.
     """
     disable = _disable_actions(rt, work)
     entries = {a.id: rt.store.journal_entry(rt.plan_id, a.id) for a in disable}
@@ -82,6 +85,14 @@ def delete_preconditions(rt: _Runtime, work: UserWork) -> list[str]:
         if entry is not None and entry.status == ROLLED_BACK:
             return ["re-enabled: its disable was rolled back; disable it again first"]
         return ["not disabled by this migration yet: apply the disable stage first"]
+    undoing = [
+        a.kind for a in disable if rt.store.journal_entry(rt.plan_id, ROLLBACK_PREFIX + a.id)
+    ]
+    if undoing:
+        return [
+            f"a rollback of its disable began ({', '.join(undoing)}) and did not finish: "
+            "resume that rollback run (iamc runs shows it), then disable it again"
+        ]
     unfinished = [a.kind for a in disable if (e := entries[a.id]) is None or not e.done]
     if unfinished:
         return [f"its disable is not finished ({', '.join(unfinished)}): resume the disable run"]
@@ -118,11 +129,14 @@ def delete_preconditions(rt: _Runtime, work: UserWork) -> list[str]:
         return problems  # already gone: the teardown steps will find nothing to remove
     if active:
         problems.append(f"re-enabled outside iamc: active {', '.join(active)}")
-    if not AttachQuarantinePolicy().probe(rt.ctx, quarantine).exists:
-        problems.append("its quarantine policy was removed outside iamc")
-    live = iam.get_user(UserName=user)["User"]
+    if not _quarantine_removed_by_us(rt, work):
+        found = AttachQuarantinePolicy().probe(rt.ctx, quarantine)
+        if not found.exists:
+            problems.append("its quarantine policy was removed outside iamc")
+        elif found.difference:
+            problems.append(f"its quarantine policy was changed outside iamc ({found.difference})")
     policies = account_policies(rt, account_id)
-    for reference in policies.references_to(live["Arn"], live["UserId"]):
+    for reference in policies.references_to(live.arn, live.user_id):
         problems.append(
             f"named in {reference.describe()}: {json.dumps(reference.statement, sort_keys=True)}"
             " (AWS would leave a dangling unique id there; remove the grant first)"
@@ -134,19 +148,3 @@ def delete_preconditions(rt: _Runtime, work: UserWork) -> list[str]:
             + (f" and {len(policies.gaps) - 5} more" if len(policies.gaps) > 5 else "")
         )
     return problems
-
-
-def delete_user(rt: _Runtime, work: UserWork, report: AccountReport) -> bool:
-    """Check the preconditions (before the first delete action only), then delete in order.
-
-    Once an irreversible step has been attempted the user is half-deleted: a resume finishes
-    it without checking again.
-    """
-    from flows.retire import _refuse, _run_user
-
-    if not _irreversible_started(rt, work):
-        problems = delete_preconditions(rt, work)
-        if problems:
-            _refuse(report, work, "; ".join(problems))
-            return False
-    return _run_user(rt, work, report)

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from domain.errors import ApplyRefused, StateError
+from domain.errors import ApplyFailed, ApplyRefused, StateError
 from domain.plan import Plan
 from domain.spec import load_spec
 from state import models as m
@@ -328,6 +329,9 @@ class StageLockMixin:
 # and the next apply, resume or rollback of that stage may take over.
 LOCK_HEARTBEAT_SECONDS = 15.0
 LOCK_STALE_AFTER = timedelta(minutes=2)
+# A run whose lease was not renewed for this long stops before its next change: well before
+# anyone may presume it dead (LOCK_STALE_AFTER) and take over.
+SAFE_FOR = LOCK_STALE_AFTER / 2
 
 # What a run is, as an operator reads it. Stored: running, succeeded, failed. Derived on read:
 # interrupted (still "running" in the DB, but its process is gone: no live lease, no live pid)
@@ -473,18 +477,125 @@ def check_resumable(store: Store, run: RunInfo, spec_path: str | Path = "SPEC") 
         )
 
 
+# Stages of one plan that touch the same users exclude each other: a rollback of a disable run,
+# a delete and a restore of one plan never run at once (each holds every lease of its group).
+LOCK_GROUPS: dict[str, tuple[str, ...]] = {
+    "disable": ("disable", "delete"),
+    "delete": ("disable", "delete"),
+}
+
+
+def locked_stages(stage: str) -> tuple[str, ...]:
+    """Every stage whose lease a run of ``stage`` holds, in the order they are taken."""
+    return LOCK_GROUPS.get(stage, (stage,))
+
+
+class LeaseLost(ApplyFailed):
+    """This process no longer holds its stage lease: it must not change anything more."""
+
+
+class StageLease:
+    """The (plan, stage) leases one run holds, and whether it may still act on them.
+
+    The heartbeat renews them every ``LOCK_HEARTBEAT_SECONDS``; a renewal that fails (another
+    holder took over, or the database answered an error) is not ignored: once the last renewal
+    that succeeded is older than ``SAFE_FOR``, :meth:`ensure` refuses. ``SAFE_FOR`` is well
+    inside ``LOCK_STALE_AFTER``, so this process stops before anyone may presume it dead and
+    take over: two processes never act on one plan stage.
+    """
+
+    def __init__(self, store: Store, plan_id: int, stages: tuple[str, ...], holder: str):
+        self.store = store
+        self.plan_id = plan_id
+        self.stages = stages
+        self.holder = holder
+        self._renewed = time.monotonic()
+        self._lost: str | None = None
+        self._lock = threading.Lock()
+
+    def renew(self) -> None:
+        """One heartbeat: renew every lease of the group, or record why it can't be."""
+        try:
+            kept = all(
+                self.store.heartbeat_stage_lock(self.plan_id, stage, self.holder)
+                for stage in self.stages
+            )
+        except Exception as err:  # any failure to renew counts against the lease
+            log.error(
+                "could not renew the lease on plan %s stage %s: %s",
+                self.plan_id,
+                "+".join(self.stages),
+                err,
+            )
+            return
+        with self._lock:
+            if not kept:
+                self._lost = "another process took it over"
+            else:
+                self._renewed = time.monotonic()
+
+    def ensure(self) -> None:
+        """Raise :class:`LeaseLost` unless this process may still change the plan stage.
+
+        Raises:
+            LeaseLost: Taken over, or not renewed for ``SAFE_FOR`` (the database failed).
+        """
+        with self._lock:
+            silent = time.monotonic() - self._renewed
+            lost = self._lost
+        if lost is None and silent > SAFE_FOR.total_seconds():
+            lost = f"its lease was not renewed for {silent:.0f} s (the state database failed)"
+        if lost is not None:
+            raise LeaseLost(
+                f"lost the stage lock to another process or time-out on plan {self.plan_id} "
+                f"stage {'+'.join(self.stages)}: {lost}; stopped before the next change. See "
+                "'iamc runs' for the run that holds it now; resume this run once that one "
+                "has ended"
+            )
+
+
 @contextmanager
-def stage_lease(store: Store, plan_id: int, stage: str) -> Iterator[str]:
+def stage_lease(store: Store, plan_id: int, stage: str) -> Iterator[StageLease]:
     """Hold the (plan, stage) lock: two processes never change the same stage at once.
 
     Without it, `iamc resume` and a Retry pressed in the UI (or two operators) could send the
     same creations twice. The lock is a lease renewed by a heartbeat thread; taking it never
-    waits: a held lease is refused at once, saying when it frees if its holder is gone.
+    waits: a held lease is refused at once, saying when it frees if its holder is gone. The
+    disable and delete stages of a plan share their leases (``LOCK_GROUPS``).
 
     Raises:
-        ApplyRefused: Another live process holds it.
+        ApplyRefused: Another live process holds one of the leases.
     """
     holder = f"{this_process()}:{uuid.uuid4().hex[:8]}"
+    stages = locked_stages(stage)
+    taken: list[str] = []
+    try:
+        for each in stages:
+            _take(store, plan_id, each, holder)
+            taken.append(each)
+    except BaseException:
+        for each in taken:
+            store.release_stage_lock(plan_id, each, holder)
+        raise
+    lease = StageLease(store, plan_id, stages, holder)
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.wait(LOCK_HEARTBEAT_SECONDS):
+            lease.renew()
+
+    beating = threading.Thread(target=heartbeat, name="iamc-stage-lock", daemon=True)
+    beating.start()
+    try:
+        yield lease
+    finally:
+        stop.set()
+        beating.join(timeout=5)
+        for each in stages:
+            store.release_stage_lock(plan_id, each, holder)
+
+
+def _take(store: Store, plan_id: int, stage: str, holder: str) -> None:
     blocker = store.acquire_stage_lock(plan_id, stage, holder, stale_after=LOCK_STALE_AFTER)
     if blocker is not None and _process_alive(_holder_process(blocker.holder)) is False:
         # Its holder ran on this host and is gone (killed): no need to wait out the lease.
@@ -500,22 +611,6 @@ def stage_lease(store: Store, plan_id: int, stage: str) -> Iterator[str]:
             f"it to finish (iamc runs shows it); if that process is gone, its lease frees at "
             f"{frees:%H:%M:%S} UTC, in {max(0.0, (frees - now).total_seconds()):.0f} s"
         )
-    stop = threading.Event()
-
-    def heartbeat() -> None:
-        while not stop.wait(LOCK_HEARTBEAT_SECONDS):
-            if not store.heartbeat_stage_lock(plan_id, stage, holder):
-                log.error("lost the lock on plan %s stage %s", plan_id, stage)
-                return
-
-    beating = threading.Thread(target=heartbeat, name="iamc-stage-lock", daemon=True)
-    beating.start()
-    try:
-        yield holder
-    finally:
-        stop.set()
-        beating.join(timeout=5)
-        store.release_stage_lock(plan_id, stage, holder)
 
 
 def open_run(

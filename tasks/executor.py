@@ -300,6 +300,9 @@ class Executor:
         fault: ``(action id, point)`` to simulate the process dying there (tests only);
             default from ``IAMC_FAULT``.
         on_done: Called with each journal row an action ends with (progress display).
+        guard: Called before every step and right before every AWS change; raises to stop
+            the run (``state.runs.StageLease.ensure``: a run that lost its lease changes
+            nothing more).
     """
 
     def __init__(
@@ -313,6 +316,7 @@ class Executor:
         stage: str,
         fault: tuple[str, str] | None = None,
         on_done: Callable[[str, str, str | None], None] | None = None,
+        guard: Callable[[], None] | None = None,
     ):
         self.journal = journal
         self.handlers = handlers
@@ -322,6 +326,7 @@ class Executor:
         self.stage = stage
         self.fault = fault if fault is not None else parse_fault(os.environ.get(FAULT_ENV))
         self.on_done = on_done
+        self.guard = guard
         self._crashed = threading.Event()
 
     # -- step boundaries --------------------------------------------------------------------
@@ -335,6 +340,8 @@ class Executor:
         # A simulated death stops every thread at its next step, as a real one would.
         if self._crashed.is_set():
             raise InjectedCrash("the process died")
+        if self.guard is not None:
+            self.guard()
 
     def check_alive(self) -> None:
         """Raise InjectedCrash if a simulated death happened (before work that only reads)."""
@@ -429,6 +436,7 @@ class Executor:
                 self.plan_id, action.id, outcome=known, undo=known.get("undo")
             )
 
+        self._alive()
         try:
             done = handler.apply(self.ctx, action, live, progress, prior)
         except ActionError as err:
@@ -465,6 +473,7 @@ class Executor:
             intent={"undo_of": entry.action_id, "undo": entry.undo},
         )
         self._boundary(rollback_id, AFTER_INTENT)
+        self._alive()
         try:
             outcome = handler.undo(self.ctx, entry)
         except ActionError as err:

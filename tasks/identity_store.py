@@ -175,7 +175,12 @@ def read_identity_store(
     return contents
 
 
-PRINCIPAL_READ_PERMISSIONS = ("identitystore:DescribeUser", "identitystore:DescribeGroup")
+PRINCIPAL_READ_PERMISSIONS = (
+    "identitystore:DescribeUser",
+    "identitystore:DescribeGroup",
+    "identitystore:GetUserId",
+    "identitystore:IsMemberInGroups",
+)
 READ_PERMISSIONS = READ_PERMISSIONS + PRINCIPAL_READ_PERMISSIONS
 
 
@@ -223,4 +228,55 @@ def principal_problems(
                 f"{principal_type.lower()} {principal_id} is now named {found!r}, "
                 f"planned as {name!r}"
             )
+    return problems
+
+
+def membership_problems(
+    session: boto3.Session, identity_store_id: str, user_name: str, group_ids: list[str]
+) -> list[str]:
+    """Why a person no longer reaches their groups' access: gone, or no longer a member.
+
+    Args:
+        session: The session of the account that holds the identity store.
+        identity_store_id: The store's id.
+        user_name: The person's UserName in the identity store.
+        group_ids: The groups whose assignments give them access.
+
+    Returns:
+        One message per problem; empty when the user exists and is in every group.
+    """
+    from botocore.exceptions import ClientError
+
+    from tasks.aws import error_code
+
+    if not group_ids:
+        return []
+    client = session.client("identitystore")
+    try:
+        with translate_errors(operation="identitystore:GetUserId"):
+            user_id = client.get_user_id(
+                IdentityStoreId=identity_store_id,
+                AlternateIdentifier={
+                    "UniqueAttribute": {"AttributePath": "userName", "AttributeValue": user_name}
+                },
+            )["UserId"]
+    except ClientError as err:
+        if error_code(err) != "ResourceNotFoundException":
+            raise
+        return [f"identity-store user {user_name} no longer exists"]
+    groups = sorted(set(group_ids))
+    # IsMemberInGroups takes at most 100 group ids a call (API_IsMemberInGroups).
+    problems = []
+    for start in range(0, len(groups), 100):
+        with translate_errors(operation="identitystore:IsMemberInGroups"):
+            results = client.is_member_in_groups(
+                IdentityStoreId=identity_store_id,
+                MemberId={"UserId": user_id},
+                GroupIds=groups[start : start + 100],
+            )["Results"]
+        problems.extend(
+            f"identity-store user {user_name} is no longer in group {r['GroupId']}"
+            for r in results
+            if not r.get("MembershipExists")
+        )
     return problems

@@ -1,0 +1,52 @@
+"""One IAM user as it is now: the reads every stage that takes access away re-proves itself on.
+
+A plan names a user by account and name; the unique id (``AIDA…``) is what says it is still
+the same person: a user deleted and created again under the same name gets a new one
+(IAM User Guide, "Unique identifiers": "if you delete a user and create a new one with the
+same name, the new user has a different unique ID").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from tasks.aws import error_code
+
+READ_PERMISSIONS = ("iam:GetUser", "iam:ListUserTags")
+
+
+@dataclass(frozen=True)
+class LiveUser:
+    """What the checks need of a user, read now."""
+
+    name: str
+    user_id: str
+    arn: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def read_live_user(iam: Any, user_name: str) -> LiveUser | None:
+    """The user as IAM has it now, with every tag; None when no user has that name.
+
+    Args:
+        iam: An IAM client of the user's account.
+        user_name: The user's name.
+    """
+    try:
+        raw = iam.get_user(UserName=user_name)["User"]
+    except ClientError as err:
+        if error_code(err) == "NoSuchEntity":
+            return None
+        raise
+    tags: dict[str, str] = {}
+    try:
+        for page in iam.get_paginator("list_user_tags").paginate(UserName=user_name):
+            tags.update({t["Key"]: t["Value"] for t in page.get("Tags", [])})
+    except ClientError as err:
+        if error_code(err) == "NoSuchEntity":
+            return None
+        raise
+    return LiveUser(name=raw["UserName"], user_id=raw["UserId"], arn=raw["Arn"], tags=tags)
