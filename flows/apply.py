@@ -91,6 +91,8 @@ class AccountReport:
     # Left out of the repr: Prefect logs a failed task's state, and the repr is in it.
     statuses: dict[str, str] = field(default_factory=dict, repr=False)
     errors: list[str] = field(default_factory=list, repr=False)
+    # Users the stage's live preconditions refused: {account_id, user, reason}.
+    refused: list[dict[str, str]] = field(default_factory=list, repr=False)
 
 
 class _Runtime:
@@ -533,6 +535,7 @@ def apply_plan(
             summary["errors"] = errors
             if stage != Stage.PROVISION:
                 summary["refused_by_plan"] = retire.refused_by_plan(plan)
+                summary["refused"] = [r for report in reports for r in report.refused]
             if errors or summary["failed"] or summary["pending"]:
                 message = (
                     f"run {run_id}: {summary['failed']} failed, {summary['pending']} pending of "

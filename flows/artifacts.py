@@ -123,8 +123,8 @@ def status_table(spec_path: str, run_id: int) -> tuple[list[dict[str, Any]], str
             {
                 "account": account,
                 "name": names.get(account, "management account" if account == "management" else ""),
-                "state": "FAILED" if now["failed"] else ("pending" if now["pending"] else "done"),
-                "AWS's reasons": "; ".join(_short_reason(e) for e in now["errors"]),
+                "state": _state(now),
+                "reasons": "; ".join(_short_reason(e) for e in now["errors"]),
                 "done": now["done"],
                 "adopted": now["adopted"],
                 "pending": now["pending"],
@@ -134,6 +134,7 @@ def status_table(spec_path: str, run_id: int) -> tuple[list[dict[str, Any]], str
             }
         )
     failed = sum(r["failed"] for r in rows)
+    refused = sum(now.get("refused", 0) for now in status["stage"].values())
     description = (
         f"**Run {run['id']}**: {run['kind']} of plan {run['plan_id']}, stage {run['stage']}: "
         f"**{run['status']}**"
@@ -141,12 +142,25 @@ def status_table(spec_path: str, run_id: int) -> tuple[list[dict[str, Any]], str
     if run["superseded_by"]:
         description += f", superseded by run {run['superseded_by']}"
     description += f". {failed} action(s) failed." if failed else ". No action failed."
+    if refused:
+        description += (
+            f" {refused} user(s) refused by the live checks before any change (reasons below):"
+            " they stay as they are until the cause is gone and the run is resumed."
+        )
     if run["next"] and run["status"] in ("failed", "interrupted"):
         description += (
             " Next: fix the cause in the reasons below, then press **Retry** on this flow run "
             f"(from a shell: `{run['next']}`)."
         )
     return rows, description, load_spec(spec_path).name
+
+
+def _state(row: dict[str, Any]) -> str:
+    if row["failed"]:
+        return "FAILED"
+    if row.get("refused"):
+        return f"REFUSED {row['refused']} user(s)"
+    return "pending" if row["pending"] else "done"
 
 
 def _short_reason(error: str) -> str:
@@ -158,7 +172,8 @@ def _short_reason(error: str) -> str:
 
 
 def publish_apply(spec_path: str, arguments: dict[str, Any], outcome: Any) -> None:
-    """Per account: done, adopted, pending, failed, with AWS's reasons (as ``iamc status``)."""
+    """Per account: done, adopted, pending, failed, refused, with the reasons (AWS's, and the
+    live preconditions' for a refused user), as ``iamc status`` shows them."""
     run_id = apply_run_id(spec_path, arguments, outcome, "apply")
     if run_id is None:
         return  # refused before a run was recorded: nothing changed, the message says why

@@ -70,6 +70,7 @@ def _refuse(report: AccountReport, work: UserWork, reason: str) -> None:
     for action in work.actions:
         report.statuses.setdefault(action.id, "blocked")
     report.errors.append(f"refused {work.key}: {reason}")
+    report.refused.append({"account_id": work.account_id, "user": work.user, "reason": reason})
     emit("user-refused", user=work.key, reason=reason)
     log.warning("refused %s: %s", work.key, reason)
 

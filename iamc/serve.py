@@ -183,7 +183,7 @@ def runbook_lines(spec_path: str | Path) -> list[str]:
         "From a shell (state only, no AWS needed):",
         f"  iamc runs -c {spec_path}            every run, its status and next step",
         f"  iamc status RUN_ID -c {spec_path}   per account: done, adopted, pending, failed, "
-        "with AWS's reasons",
+        "refused, with the reasons",
     ]
 
 

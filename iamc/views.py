@@ -586,6 +586,8 @@ def print_status(console: Console, spec: Path | str, run_id: int) -> None:
         ("failed", "failed"),
         ("rolled back", "rolled_back"),
     ]
+    if any(row.get("refused") for row in status["stage"].values()):
+        stage_columns.append(("refused", "refused"))
     console.print(
         _account_table(
             f"plan {run['plan_id']} stage {run['stage']} now", status["stage"], stage_columns

@@ -122,7 +122,7 @@ def test_a_failed_apply_is_retried_like_the_ui_and_completes(
             table = _latest_table(client, "e2e-served-apply-provision")
             failed_rows = [r for r in table if r["failed"]]
             assert len(failed_rows) == 1 and failed_rows[0]["state"] == "FAILED"
-            assert "Injected: ConflictException from a test" in failed_rows[0]["AWS's reasons"]
+            assert "Injected: ConflictException from a test" in failed_rows[0]["reasons"]
 
             # What the UI's Retry button does: force the terminal run back to Scheduled
             # ("AwaitingRetry"); the served deployment picks it up and runs it from the top.
@@ -136,7 +136,7 @@ def test_a_failed_apply_is_retried_like_the_ui_and_completes(
 
             table = _latest_table(client, "e2e-served-apply-provision")
             assert [r["state"] for r in table] == ["done"] * len(table)
-            assert not any(r["failed"] or r["AWS's reasons"] for r in table), table
+            assert not any(r["failed"] or r["reasons"] for r in table), table
             logs = _logs(client, run.id)
             assert not [line for line in logs if "Traceback" in line.message]
             for account_id in accounts:

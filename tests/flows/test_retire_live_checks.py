@@ -24,10 +24,11 @@ from domain.plan import build_plan
 from domain.records import Account, MatchStatus, UserMapping
 from flows import retire
 from flows.apply import apply_plan, rollback_plan
+from flows.artifacts import status_table
 from state import Store
 from state import runs as runs_module
 from state.approvals import record_decision
-from state.runs import LeaseLost, stage_lease
+from state.runs import LeaseLost, run_status, stage_lease
 from tasks.executor import InjectedCrash
 from tasks.iam_users import ClassificationRules, inventory_account
 
@@ -144,6 +145,16 @@ def test_a_user_tagged_protected_after_the_approval_is_not_deleted(
     assert f"refused {a1}/{jane}: protected: tagged iamc:protected=true now" in str(err.value)
     assert jane in _user_names(clean, a1)
     assert bob not in _user_names(clean, a2)
+    # The reason shows where operators look: iamc status and the run's table in the UI.
+    status = run_status(spec, _runs(tmp_path)[-1])
+    assert status["stage"][a1]["refused"] == 1
+    assert any(
+        e.startswith(f"{jane}: refused: protected: tagged") for e in status["stage"][a1]["errors"]
+    )
+    rows, description, _ = status_table(str(spec), _runs(tmp_path)[-1])
+    row = next(r for r in rows if r["account"] == a1)
+    assert row["state"] == "REFUSED 1 user(s)" and "protected: tagged" in row["reasons"]
+    assert "1 user(s) refused by the live checks" in description
 
 
 def test_a_user_the_spec_protects_after_the_approval_is_neither_disabled_nor_deleted(
