@@ -23,6 +23,7 @@ from tasks.assignments import verify_assignments
 from tasks.iam_user_live import LiveUser, read_live_user
 from tasks.identity_store import membership_problems, principal_problems
 from tasks.user_disable import unplanned_credentials
+from tasks.user_teardown import VERIFIED_USERS
 
 if TYPE_CHECKING:
     from flows.apply import _Runtime
@@ -262,4 +263,8 @@ def user_refusals(rt: _Runtime, stage: str, work: UserWork) -> list[str]:
         problems.extend(found)
         if found and check.gate:
             break
+    if not problems:
+        # What the teardown steps check again before each removal (tasks.user_teardown).
+        verified = rt.ctx.shared.setdefault(VERIFIED_USERS, {})
+        verified[(work.account_id, work.user)] = live.user_id
     return problems

@@ -28,6 +28,7 @@ from state.journal import JournalEntry
 from tasks.aws import error_code, error_message
 from tasks.aws import pages as _pages
 from tasks.executor import Done, ExecutionContext, Handler, Live
+from tasks.iam_user_live import read_live_user
 from tasks.user_disable import SERVICE_CREDENTIAL, list_credentials
 
 log = logging.getLogger(__name__)
@@ -415,6 +416,30 @@ def finish_what_is_left(iam: Any, user: str) -> list[str]:
     return removed
 
 
+# ExecutionContext.shared key: (account, user) -> the unique id this run's live preconditions
+# proved (flows.preconditions); every teardown step that removes something checks it again.
+VERIFIED_USERS = "verified-users"
+
+
+def _still_the_verified_user(ctx: ExecutionContext, action: PlanAction) -> None:
+    """Refuse a step when the name now belongs to another user than the one the checks proved.
+
+    Teardown acts by name; a user deleted and created again under that name mid-run (another
+    person: a new unique id) is never torn down in its place.
+    """
+    account_id, user = action.account_id or "", action.params["user"]
+    expected = ctx.shared.get(VERIFIED_USERS, {}).get((account_id, user))
+    if expected is None:
+        return
+    live = read_live_user(ctx.iam(account_id), user)
+    if live is not None and live.user_id != expected:
+        raise ActionError(
+            action.id,
+            f"{user} is now another user (unique id {live.user_id}, checked {expected}): "
+            "nothing of it is removed",
+        )
+
+
 class TeardownStep:
     """One row of the teardown table: remove what is live of its kind; never undone."""
 
@@ -450,6 +475,8 @@ class TeardownStep:
         # A step resumed after a crash (live.exists: nothing was left when probed) or a
         # probe that found items: no second listing.
         items = [] if live.exists else (live.items or live_items(iam, self.kind, user))
+        if items:
+            _still_the_verified_user(ctx, action)
         try:
             for item in items:
                 if self.kind == "delete-user":

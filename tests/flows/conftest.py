@@ -389,6 +389,89 @@ def write_retire_plan(
     return spec, plan_id
 
 
+def write_migrate_plan(
+    world: World, tmp_path: Path, people: list[tuple[str, str, str]], *, bake_days: int = 14
+) -> tuple[Path, int]:
+    """A spec and a plan migrating IAM users to identity-store users, approved for provision
+    and disable (delete is approved on its own by the caller).
+
+    ``people``: (account id, IAM user, identity-store user name); each person gets the Readers
+    permission set (without its customer-managed policy) in their account.
+    """
+    from domain.access import SynthesisResult
+    from domain.plan import build_plan
+    from domain.records import Account, MatchStatus, UserMapping
+    from state import Store
+    from state.approvals import record_decision
+    from tasks.iam_users import ClassificationRules, inventory_account
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'name = "wave-1"\nstate = "sqlite:///state.db"\n'
+        f"[decommission]\nbake_days = {bake_days}\n"
+        "[aws]\nrate_limits = { sso-admin = 1000, identitystore = 1000, iam = 1000 }\n"
+    )
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    readers = next(s for s in permission_sets() if s.name == "Readers")
+    readers.customer_managed_policies = []
+    wanted: dict[str, set[str]] = {}
+    for account_id, user, _ in people:
+        wanted.setdefault(account_id, set()).add(user)
+    inventories = []
+    for account_id, users in sorted(wanted.items()):
+        creds = world.client("sts").assume_role(
+            RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
+            RoleSessionName="inventory",
+        )["Credentials"]
+        session = session_sharing_models(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            region_name="us-east-1",
+        )
+        inventory = inventory_account(session, Account(account_id), ClassificationRules())
+        inventory.users = [u for u in inventory.users if u.name in users]
+        inventories.append(inventory)
+    assignments_ = [
+        AssignmentDefinition(
+            account_id, "Readers", "USER", world.users[identity], identity, identity
+        )
+        for account_id, identity in sorted({(a, i) for a, _, i in people})
+    ]
+    mappings = [
+        UserMapping(account_id, user, MatchStatus.MATCHED, "override", world.users[i], i)
+        for account_id, user, i in people
+    ]
+    store_provision_plan(spec, url, "wave-1", [readers], assignments_, approve_stage=None)
+    with Store.open(url) as store:
+        migration_id = store.ensure_migration("wave-1", {})
+        run = store.start_run(migration_id, "inventory")
+        snapshot = store.new_snapshot(migration_id, run)
+        for inventory in inventories:
+            store.save_account_inventory(snapshot, inventory)
+        store.complete_snapshot(snapshot)
+        store.finish_run(run, "succeeded")
+        plan = build_plan(
+            migration="wave-1",
+            inventory_snapshot_id=snapshot,
+            mapping_run_id=None,
+            inventories=inventories,
+            user_mappings=mappings,
+            group_mappings=[],
+            synthesis=SynthesisResult(permission_sets=[readers], assignments=assignments_),
+            settings={"bake_days": bake_days},
+        )
+        plan_run = store.start_run(migration_id, "plan")
+        plan_id, _ = store.save_plan(migration_id, plan_run, plan.content_hash(), plan.content(), 0)
+        store.finish_run(plan_run, "succeeded")
+    for stage in ("provision", "disable", "delete"):
+        record_decision(
+            spec, plan_id, approver="cab", ticket="CHG-6", stage=stage,
+            expected_hash=plan.content_hash(),
+        )  # fmt: skip
+    return spec, plan_id
+
+
 def iam_state(world: World, prefix: str) -> dict[str, Any]:
     """Every IAM user whose name starts with prefix, as comparable data (no dates, no ids
     that a re-creation would change)."""
@@ -446,5 +529,6 @@ def retire_kit(kit: SimpleNamespace) -> SimpleNamespace:
         **vars(kit),
         seed_user=seed_user,
         write_retire_plan=write_retire_plan,
+        write_migrate_plan=write_migrate_plan,
         iam_state=iam_state,
     )

@@ -17,20 +17,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from bench.plans import store_provision_plan
-from domain.access import AssignmentDefinition, SynthesisResult
 from domain.errors import ApplyFailed, ApplyRefused
-from domain.plan import build_plan
-from domain.records import Account, MatchStatus, UserMapping
 from flows import retire
 from flows.apply import apply_plan, rollback_plan
 from flows.artifacts import status_table
 from state import Store
 from state import runs as runs_module
-from state.approvals import record_decision
 from state.runs import LeaseLost, run_status, stage_lease
 from tasks.executor import InjectedCrash
-from tasks.iam_users import ClassificationRules, inventory_account
 
 LATER = datetime.now(UTC) + timedelta(days=15)
 
@@ -224,70 +218,14 @@ def test_a_namesake_created_since_the_plan_is_neither_quarantined_nor_deleted(
 # -- 6. disable checks that the person's new access still exists -------------------------------
 
 
-def _write_migrate_plan(world, tmp_path: Path, prefix: str) -> tuple[Path, int, str]:
-    """jane (console, account 1) maps to alice, who gets Readers there; approved for all."""
-    a1, _ = world.accounts
-    jane = f"{prefix}jane"
-    spec = tmp_path / "spec.toml"
-    spec.write_text(
-        'name = "wave-1"\nstate = "sqlite:///state.db"\n'
-        "[aws]\nrate_limits = { sso-admin = 1000, identitystore = 1000, iam = 1000 }\n"
-    )
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    creds = world.client("sts").assume_role(
-        RoleArn=f"arn:aws:iam::{a1}:role/OrganizationAccountAccessRole", RoleSessionName="inv"
-    )["Credentials"]
-    from tests.flows.conftest import permission_sets, session_sharing_models
-
-    session = session_sharing_models(
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-        region_name="us-east-1",
-    )
-    inventory = inventory_account(session, Account(a1), ClassificationRules())
-    inventory.users = [u for u in inventory.users if u.name == jane]
-    alice = world.users["alice@example.com"]
-    readers = next(s for s in permission_sets() if s.name == "Readers")
-    readers.customer_managed_policies = []
-    assignment = AssignmentDefinition(a1, "Readers", "USER", alice, "alice@example.com", "alice")
-    mapping = UserMapping(a1, jane, MatchStatus.MATCHED, "override", alice, "alice@example.com")
-    store_provision_plan(spec, url, "wave-1", [readers], [assignment], approve_stage=None)
-    with Store.open(url) as store:
-        migration_id = store.ensure_migration("wave-1", {})
-        run = store.start_run(migration_id, "inventory")
-        snapshot = store.new_snapshot(migration_id, run)
-        store.save_account_inventory(snapshot, inventory)
-        store.complete_snapshot(snapshot)
-        store.finish_run(run, "succeeded")
-        plan = build_plan(
-            migration="wave-1",
-            inventory_snapshot_id=snapshot,
-            mapping_run_id=None,
-            inventories=[inventory],
-            user_mappings=[mapping],
-            group_mappings=[],
-            synthesis=SynthesisResult(permission_sets=[readers], assignments=[assignment]),
-            settings={"bake_days": 14},
-        )
-        plan_run = store.start_run(migration_id, "plan")
-        plan_id, _ = store.save_plan(migration_id, plan_run, plan.content_hash(), plan.content(), 0)
-        store.finish_run(plan_run, "succeeded")
-    for stage in ("provision", "disable"):
-        record_decision(
-            spec, plan_id, approver="cab", ticket="CHG-6", stage=stage,
-            expected_hash=plan.content_hash(),
-        )  # fmt: skip
-    return spec, plan_id, jane
-
-
 def test_disable_refuses_a_person_whose_assignment_was_removed_after_provisioning(
     clean, retire_kit, tmp_path: Path
 ):
     kit, prefix = retire_kit, _prefix()
     a1, _ = clean.accounts
-    kit.seed_user(clean, a1, f"{prefix}jane", keys=1, password=True)
-    spec, plan_id, jane = _write_migrate_plan(clean, tmp_path, prefix)
+    jane = f"{prefix}jane"
+    kit.seed_user(clean, a1, jane, keys=1, password=True)
+    spec, plan_id = kit.write_migrate_plan(clean, tmp_path, [(a1, jane, "alice@example.com")])
     apply_plan(spec, plan_id, "provision")
     sso = clean.client("sso-admin")
     instance = sso.list_instances()["Instances"][0]["InstanceArn"]
