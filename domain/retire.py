@@ -154,11 +154,21 @@ class PolicyReference:
 
     resource_arn: str
     resource_type: str
-    statement: dict[str, Any]
+    statement: dict[str, Any]  # a policy statement, or a KMS grant's principals and operations
+    account_id: str = ""  # the account holding the resource (any in-scope account)
+    region: str = ""  # its region; "" for IAM (global)
 
     def describe(self) -> str:
         sid = self.statement.get("Sid")
-        return f"{self.resource_type} {self.resource_arn}" + (f" (statement {sid})" if sid else "")
+        grant = self.statement.get("GrantId")
+        where = f" in account {self.account_id}" if self.account_id else ""
+        where += f" ({self.region})" if self.region else ""
+        return (
+            f"{self.resource_type} {self.resource_arn}"
+            + (f" (statement {sid})" if sid else "")
+            + (f" (grant {grant})" if grant else "")
+            + where
+        )
 
 
 def parse_user(text: str) -> tuple[str, str]:

@@ -67,6 +67,17 @@ def _selectors(values: list[str]) -> list[str]:
 class Decommission(_Strict):
     inactive_days: Annotated[int, Field(ge=1, le=3650)] = 90
     bake_days: Annotated[int, Field(ge=0, le=365)] = 14
+    # Regions whose resource policies the delete stage reads for references to a user;
+    # default (empty): every region enabled in each in-scope account.
+    reference_regions: list[str] = Field(default_factory=list)
+
+    @field_validator("reference_regions")
+    @classmethod
+    def _reference_regions(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not _REGION.match(value):
+                raise ValueError(f"{value!r} is not an AWS region name such as 'us-east-1'")
+        return values
 
 
 class Notify(_Strict):

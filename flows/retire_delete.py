@@ -21,7 +21,7 @@ from domain.retire import BakeState, bake_status
 from state.journal import DONE_STATUSES, ROLLBACK_PREFIX, ROLLED_BACK
 from tasks.cloudtrail import GLOBAL_EVENTS_REGION, collect_evidence
 from tasks.iam_user_live import LiveUser
-from tasks.resource_policies import AccountPolicies, read_account_policies
+from tasks.resource_policies import OrgPolicies
 from tasks.user_disable import AttachQuarantinePolicy, unplanned_credentials
 
 if TYPE_CHECKING:
@@ -31,18 +31,24 @@ if TYPE_CHECKING:
 _POLICY_LOCK = threading.Lock()
 
 
-def account_policies(rt: _Runtime, account_id: str) -> AccountPolicies:
-    """The account's resource policies, read once per run (shared by its users' checks)."""
+def org_policies(rt: _Runtime) -> OrgPolicies:
+    """The resource policies and KMS grants of every in-scope account (the plan's inventory
+    covers the whole scope) in every enabled region, or ``[decommission] reference_regions``:
+    any account may name any user. One per run, read on the first user's check."""
     with _POLICY_LOCK:
-        locks = rt.ctx.shared.setdefault("policy-locks", {})
-        lock = locks.setdefault(account_id, threading.Lock())
-    with lock:
-        cache = rt.ctx.shared.setdefault("policies", {})
-        if account_id not in cache:
-            cache[account_id] = read_account_policies(
-                rt.ctx.member(account_id), account_id, rt.spec.region
+        found = rt.ctx.shared.get("org-policies")
+        if found is None:
+            found = rt.ctx.shared["org-policies"] = OrgPolicies(
+                lambda: [
+                    inventory.account.account_id
+                    for inventory in rt.store.load_snapshot(
+                        rt.plan.inventory_snapshot_id, policies=False
+                    )
+                ],
+                rt.ctx.member,
+                regions=rt.spec.decommission.reference_regions,
             )
-        return cache[account_id]
+        return found
 
 
 def _disable_actions(rt: _Runtime, work: UserWork) -> list[PlanAction]:
@@ -135,7 +141,7 @@ def delete_preconditions(rt: _Runtime, work: UserWork, live: LiveUser) -> list[s
             problems.append("its quarantine policy was removed outside iamc")
         elif found.difference:
             problems.append(f"its quarantine policy was changed outside iamc ({found.difference})")
-    policies = account_policies(rt, account_id)
+    policies = org_policies(rt)
     for reference in policies.references_to(live.arn, live.user_id):
         problems.append(
             f"named in {reference.describe()}: {json.dumps(reference.statement, sort_keys=True)}"

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 from sandbox.cloudtrail import Clock, Trail, UserKey, mark_used, parse_event_time, user_key
 from sandbox.gaad import get_account_authorization_details
 from sandbox.key_last_used import get_access_key_last_used
+from sandbox.regions import describe_regions
 from sandbox.service_credentials import ServiceCredentials
 from sandbox.sso_roles import SsoRoles
 from sandbox.wire import Call as _Call
@@ -128,6 +129,9 @@ class Strictness:
             throttled. ``cloudtrail`` is per account and region, as AWS's quota is.
         latency_ms: Fixed delay added to every AWS call.
         faults: Pending injected assignment failures, consumed one per matching creation.
+        deny: Calls (``service:Operation``, e.g. ``kms:GetKeyPolicy``) refused with
+            AccessDenied, as a resource policy or SCP would refuse them in AWS; only calls the
+            layer can name (JSON services and IAM/STS, not REST ones such as S3 or Lambda).
     """
 
     delete_conflicts: bool = True
@@ -139,6 +143,7 @@ class Strictness:
     throttle: dict[str, float] = field(default_factory=dict)
     latency_ms: int = 0
     faults: list[AssignmentFault] = field(default_factory=list)
+    deny: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,6 +163,8 @@ class Strictness:
                 setattr(self, name, _parse_throttle(value))
             elif name == "faults":
                 self.faults = [AssignmentFault(**fault) for fault in value or []]
+            elif name == "deny":
+                self.deny = _parse_deny(value)
             elif name in (
                 "delete_conflicts",
                 "conflicts",
@@ -170,6 +177,16 @@ class Strictness:
                 if number < 0:
                     raise ValueError(f"{name} must be >= 0")
                 setattr(self, name, number)
+
+
+def _parse_deny(value: Any) -> list[str]:
+    if not value:
+        return []
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and re.fullmatch(r"[a-z0-9-]+:[A-Za-z]+", v) for v in value
+    ):
+        raise ValueError("deny must be a list of 'service:Operation' (e.g. 'kms:GetKeyPolicy')")
+    return list(value)
 
 
 def _parse_throttle(value: Any) -> dict[str, float]:
@@ -355,6 +372,7 @@ class StrictMiddleware:
             "sso-admin:ListAccountAssignmentDeletionStatus": self._list_statuses("deletion"),
             "sso-admin:ListPermissionSetProvisioningStatus": self._list_statuses("provisioning"),
             "cloudtrail:LookupEvents": self.trail.lookup_events,
+            "ec2:DescribeRegions": describe_regions,
         }
 
     # -- WSGI entry -------------------------------------------------------------------------
@@ -405,7 +423,11 @@ class StrictMiddleware:
     ) -> Any:
         reply: _Reply | None = None
         handler = self._handlers.get(call.key)
-        if handler is not None:
+        if call.key in self.strictness.deny:
+            code = "AccessDenied" if call.is_query else "AccessDeniedException"
+            message = f"not authorized to perform {call.key} (denied by the sandbox's deny list)"
+            reply = error_reply(call, code, message, 403 if call.is_query else 400)
+        elif handler is not None:
             reply = handler(call)
         if reply is None and who is not None:
             # Buffer moto's answer to learn its error code for the trail.

@@ -33,6 +33,7 @@ MEMBER_ACCOUNT_SERVICES = frozenset(
         "sqs",
         "sns",
         "secretsmanager",
+        "ecr",
     }
 )
 

@@ -35,6 +35,7 @@ def test_valid_spec_loads_with_defaults_and_resolves_state_against_spec_dir(tmp_
     assert spec.name == "acme-2026q4"
     assert spec.protected_users == ["breakglass-*"]
     assert spec.decommission.bake_days == 14
+    assert spec.decommission.reference_regions == []  # every enabled region
     assert spec.inventory.concurrency == 8
     assert spec.state == f"sqlite:///{(tmp_path / '.iamc/state.db').resolve()}"
     assert spec.aws.rate_limits["sso-admin"] == 20.0
@@ -79,6 +80,12 @@ def test_postgres_url_is_kept_as_is(tmp_path: Path):
             "empty glob",
         ),
         ("[decommission]", "[decommision]", "decommision", "unknown key"),
+        (
+            "bake_days = 14",
+            'bake_days = 14\nreference_regions = ["eu-west-1", "Frankfurt"]',
+            "decommission.reference_regions",
+            "'Frankfurt' is not an AWS region name",
+        ),
     ],
 )
 def test_each_bad_field_is_named(tmp_path, replace, by, key, expected):

@@ -229,3 +229,130 @@ def test_use_since_disabling_blocks_deletion_until_a_decision(clean, retire_kit,
         )
     summary = resume_delete(spec, plan_id, tmp_path)
     assert summary["failed"] == 0 and kit.iam_state(clean, prefix) == {}
+
+
+# -- references anywhere in the organization (issue 21, part 4) -------------------------------
+
+
+def _member_client(world, account_id: str, service: str, region: str):
+    creds = world.client("sts").assume_role(
+        RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
+        RoleSessionName="test",
+    )["Credentials"]
+    return boto3.client(
+        service,
+        endpoint_url=world.sandbox.url,
+        region_name=region,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+
+
+def _policy(sid: str, principal: str, action: str, resource: str = "*") -> str:
+    statement = {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": {"AWS": principal},
+        "Action": action,
+        "Resource": resource,
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def _kms_key_policy_in_another_region(world, prefix: str, jane_arn: str) -> str:
+    a1, _a2 = world.accounts
+    kms = _member_client(world, a1, "kms", "eu-west-1")
+    key = kms.create_key(Policy=_policy("JaneDecrypts", jane_arn, "kms:Decrypt"))["KeyMetadata"]
+    return f"kms key {key['Arn']} (statement JaneDecrypts) in account {a1} (eu-west-1)"
+
+
+def _ecr_repository_policy(world, prefix: str, jane_arn: str) -> str:
+    a1, _a2 = world.accounts
+    ecr = _member_client(world, a1, "ecr", "us-west-2")
+    repository = ecr.create_repository(repositoryName=f"{prefix}app")["repository"]
+    ecr.set_repository_policy(
+        repositoryName=repository["repositoryName"],
+        policyText=_policy("JanePulls", jane_arn, "ecr:BatchGetImage"),
+    )
+    arn = repository["repositoryArn"]
+    return f"ecr repository {arn} (statement JanePulls) in account {a1} (us-west-2)"
+
+
+def _s3_bucket_policy_in_another_member_account(world, prefix: str, jane_arn: str) -> str:
+    _a1, a2 = world.accounts
+    s3 = _member_client(world, a2, "s3", "eu-west-1")
+    bucket = f"{prefix}reports"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    s3.put_bucket_policy(
+        Bucket=bucket,
+        Policy=_policy("JaneReads", jane_arn, "s3:GetObject", f"arn:aws:s3:::{bucket}/*"),
+    )
+    return f"s3 bucket arn:aws:s3:::{bucket} (statement JaneReads) in account {a2} (eu-west-1)"
+
+
+def _kms_grant(world, prefix: str, jane_arn: str) -> str:
+    _a1, a2 = world.accounts
+    kms = _member_client(world, a2, "kms", "us-east-2")
+    key = kms.create_key()["KeyMetadata"]
+    grant = kms.create_grant(KeyId=key["KeyId"], GranteePrincipal=jane_arn, Operations=["Decrypt"])
+    return f"kms grant {key['Arn']} (grant {grant['GrantId']}) in account {a2} (us-east-2)"
+
+
+@pytest.mark.parametrize(
+    "name_jane",
+    [
+        _kms_key_policy_in_another_region,
+        _ecr_repository_policy,
+        _s3_bucket_policy_in_another_member_account,
+        _kms_grant,
+    ],
+)
+def test_a_reference_anywhere_in_the_organization_refuses_the_users_deletion(
+    clean, retire_kit, tmp_path: Path, name_jane
+):
+    kit, prefix = retire_kit, _prefix()
+    a1, _a2 = clean.accounts
+    jane = f"{prefix}jane"
+    kit.seed_user(clean, a1, jane, keys=1)
+    spec, plan_id = kit.write_retire_plan(clean, tmp_path, prefix)
+    apply_plan(spec, plan_id, "disable")
+    where = name_jane(clean, prefix, f"arn:aws:iam::{a1}:user/people/{jane}")
+
+    with pytest.raises(ApplyFailed) as err:
+        apply_plan(spec, plan_id, "delete", clock=later)
+
+    message = str(err.value)
+    assert f"refused {a1}/{jane}: named in {where}: " in message
+    assert "remove the grant first" in message
+    assert list(kit.iam_state(clean, prefix)) == [f"{a1}/{jane}"]
+
+
+def test_a_policy_that_cannot_be_read_blocks_deletion_naming_it(
+    clean, retire_kit, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    kit, prefix = retire_kit, _prefix()
+    a1, a2 = clean.accounts
+    jane = f"{prefix}jane"
+    kit.seed_user(clean, a1, jane, keys=1)
+    spec, plan_id = kit.write_retire_plan(clean, tmp_path, prefix)
+    apply_plan(spec, plan_id, "disable")
+    ecr = _member_client(clean, a2, "ecr", "eu-central-1")
+    arn = ecr.create_repository(repositoryName=f"{prefix}locked")["repository"]["repositoryArn"]
+    clean.control.configure(deny=["ecr:GetRepositoryPolicy"])
+    try:
+        with (
+            caplog.at_level("INFO", logger="tasks.resource_policies"),
+            pytest.raises(ApplyFailed) as err,
+        ):
+            apply_plan(spec, plan_id, "delete", clock=later)
+    finally:
+        clean.control.configure(deny=[])
+
+    message = str(err.value)
+    assert f"refused {a1}/{jane}: resource policies that could not be read" in message
+    assert f"ecr repository {arn} (account {a2} eu-central-1): AccessDeniedException" in message
+    assert list(kit.iam_state(clean, prefix)) == [f"{a1}/{jane}"]
+    # Read once for the run: every in-scope account, every enabled region.
+    reads = [r.getMessage() for r in caplog.records if "resource policies of" in r.getMessage()]
+    assert len(reads) == 1 and reads[0].startswith("resource policies of 2 accounts read in")

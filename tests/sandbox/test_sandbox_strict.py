@@ -560,3 +560,44 @@ def test_an_idle_kept_alive_connection_timing_out_is_not_logged_as_an_error(
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors and all("timed out" not in message for message in errors)
     assert any("idle connection closed" in r.getMessage() for r in caplog.records)
+
+
+# -- DescribeRegions and the deny list ------------------------------------------------------
+
+
+def test_describe_regions_answers_the_enabled_regions_of_the_aws_partition(client) -> None:
+    from sandbox.regions import DEFAULT_ENABLED_REGIONS
+
+    ec2 = client("ec2")
+    enabled = {r["RegionName"] for r in ec2.describe_regions(AllRegions=False)["Regions"]}
+    every = {r["RegionName"] for r in ec2.describe_regions(AllRegions=True)["Regions"]}
+
+    # moto alone answers AllRegions=false with opt-in, China and GovCloud regions too.
+    assert enabled == set(DEFAULT_ENABLED_REGIONS)
+    assert {"cn-north-1", "us-gov-west-1", "af-south-1"} <= every - enabled
+    assert {r["RegionName"] for r in ec2.describe_regions()["Regions"]} == enabled
+
+
+def test_a_denied_call_is_refused_with_access_denied_and_others_go_on(client, control) -> None:
+    kms = client(
+        "kms",
+        target=boto3.Session(
+            region_name="eu-west-1", aws_access_key_id="t", aws_secret_access_key="t"
+        ),
+    )
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    control.configure(deny=["kms:GetKeyPolicy"])
+
+    with pytest.raises(ClientError) as err:
+        kms.get_key_policy(KeyId=key_id, PolicyName="default")
+
+    assert _code(err) == ("AccessDeniedException", 400)
+    assert "kms:GetKeyPolicy" in str(err.value)
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyId"] == key_id
+    control.configure(deny=[])
+    assert kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"]
+
+
+def test_the_deny_list_takes_service_operation_names_only(control) -> None:
+    with pytest.raises(SandboxError):
+        control.configure(deny=["GetKeyPolicy"])

@@ -34,6 +34,7 @@ SERVICES = {
     "sqs": "sqs",
     "sns": "sns",
     "secretsmanager": "secretsmanager",
+    "ecr": "ecr",
 }
 # Operations whose IAM action is named differently (Service Authorization Reference).
 ACTION_OF_OPERATION = {"s3:ListBuckets": "s3:ListAllMyBuckets"}
