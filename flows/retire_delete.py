@@ -144,6 +144,12 @@ def delete_user(rt: _Runtime, work: UserWork, report: AccountReport) -> bool:
     """
     from flows.retire import _refuse, _run_user
 
+    if rt.store.restore_rows(rt.plan_id, work.account_id, work.user) and not all(
+        (e := rt.store.journal_entry(rt.plan_id, a.id)) and e.done for a in work.actions
+    ):
+        # 'iamc restore' rebuilt it after its deletion stopped half-way: finishing undoes that.
+        _refuse(report, work, "restored while its deletion was unfinished; plan it again")
+        return False
     if not _irreversible_started(rt, work):
         problems = delete_preconditions(rt, work)
         if problems:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from domain.errors import ApplyRefused
+from domain.errors import ApplyFailed, ApplyRefused
 from flows.apply import apply_plan, resume
 from flows.restore import restore
 from state import Store
@@ -133,6 +133,12 @@ def test_restore_rebuilds_a_user_whose_deletion_stopped_before_delete_user(
     cannot = "\n".join(result["cannot"])
     assert "access key" in cannot and "console password" in cannot  # deleted: gone for good
     assert "new unique id" not in cannot  # same id: resource policies still name it
+
+    # The stopped delete run, resumed, must not finish deleting what was brought back.
+    run_id = [r["id"] for r in list_runs(spec) if r["kind"] == "apply"][-1]
+    with pytest.raises(ApplyFailed, match="restored while its deletion was unfinished"):
+        apply_plan(spec, plan_id, "delete", resume_run_id=run_id, clock=later)
+    assert _restorable(kit.iam_state(clean, prefix)[f"{a1}/{jane}"]) == _restorable(before)
 
 
 def test_changes_made_while_a_delete_was_stopped_are_snapshotted_and_restored(
