@@ -820,6 +820,10 @@ def resume(spec_path: str | Path, run_id: int) -> dict[str, Any]:
     spec = load_spec(spec_path)
     with Store.open(spec.state) as store:
         run = store.get_run(run_id)
+        if run.kind == "restore":  # journaled too, but not a plan stage's run
+            from flows.restore import resume_restore
+
+            return resume_restore(spec_path, run_id)
         if run.migration != spec.name or run.kind not in (APPLY_RUN, ROLLBACK_RUN):
             raise ApplyRefused(f"run {run_id} is not an apply or rollback run of {spec.name!r}")
         # Refused here, before a flow run starts, and again under the stage lease.

@@ -1,20 +1,41 @@
-"""Bringing a deleted IAM user back, as far as AWS allows, from its pre-deletion snapshot."""
+"""Bringing a deleted IAM user back, as far as AWS allows, from its pre-deletion snapshot.
+
+A restore is a run (kind ``restore``) whose steps go through the journal like a plan stage's:
+a restore cut off half-way is continued by ``iamc resume RUN_ID`` or by the same ``iamc
+restore`` command again, and sends no creation twice. It holds the delete stage's lease of the
+snapshot's plan, so it never runs beside a delete of the same plan. It refuses, changing
+nothing, when the user's name now belongs to another unique id than the snapshot's (or than a
+user an earlier restore made); a user whose deletion stopped half-way (same unique id) gets
+back what it lacks.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from prefect import flow
 
 from domain.errors import ApplyRefused
+from domain.plan import Stage
 from domain.spec import load_spec
 from state import Store
-from state.user_snapshots import StoredSnapshot
+from state.journal import ADOPTED, DONE_STATUSES
+from state.runs import LeaseLost, stage_lease
+from state.user_snapshots import RESTORE_STAGE, StoredSnapshot
 from tasks.aws import AwsSessions, translate_errors
-from tasks.user_restore import restore_user
+from tasks.executor import ExecutionContext, Executor
+from tasks.user_restore import (
+    HANDLERS,
+    cannot_come_back,
+    describe,
+    live_user,
+    ours,
+    restore_actions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +45,8 @@ RESTORE_RUN = "restore"
 def _chosen(
     store: Store, migration_id: int, user: str | None, run_id: int | None
 ) -> list[StoredSnapshot]:
+    """The newest snapshot of each user to restore (a resumed delete may have stored several
+    of one user: the newest of that unique id is the user as it was last)."""
     from domain.retire import parse_user
 
     if user is not None:
@@ -32,22 +55,107 @@ def _chosen(
         if not found:
             raise ApplyRefused(f"no snapshot of {user}: it was not deleted by this migration")
         return [found[-1]]  # the latest deletion of that name
-    found = [s for s in store.user_snapshots(migration_id) if s.run_id == run_id]
-    if not found:
+    every = store.user_snapshots(migration_id)
+    wanted = {(s.account_id, s.user_name, s.user_id) for s in every if s.run_id == run_id}
+    if not wanted:
         raise ApplyRefused(f"run {run_id} deleted no user of this migration: nothing to restore")
-    return found
+    newest = {(s.account_id, s.user_name, s.user_id): s for s in every}  # oldest first
+    return [newest[key] for key in sorted(wanted)]
+
+
+def _open_run(store: Store, migration_id: int, params: dict[str, Any], resume: int | None) -> int:
+    """The restore run to record steps under: the one resumed, the latest one of the same
+    restore if it did not succeed (the same command again continues it), or a new one."""
+    if resume is None:
+        same = [
+            r
+            for r in store.list_runs(migration_id)
+            if r.kind == RESTORE_RUN
+            and (r.params.get("user"), r.params.get("of_run")) == (params["user"], params["of_run"])
+        ]
+        if same and same[-1].status != "succeeded":
+            resume = same[-1].id
+    if resume is None:
+        return store.start_run(migration_id, RESTORE_RUN, params)
+    log.info("continuing restore run %s", resume)
+    store.reopen_run(resume)
+    return resume
+
+
+def _refusal(store: Store, iam: Any, snapshot: StoredSnapshot) -> str | None:
+    """Why this user may not be restored now: its name belongs to someone else."""
+    live = live_user(iam, snapshot.user_name)
+    if live is None:
+        return None
+    earlier = store.restore_rows(snapshot.plan_id, snapshot.account_id, snapshot.user_name)
+    if ours(live, snapshot.user_id, earlier):
+        return None
+    return (
+        f"{snapshot.account_id}/{snapshot.user_name} now belongs to a different user (unique "
+        f"id {live['UserId']}, created {live.get('CreateDate')}), not the one deleted (unique "
+        f"id {snapshot.user_id}): restoring would give it the deleted user's policies, groups "
+        "and tags. Rename or remove that user first, or leave it"
+    )
+
+
+def _restore_one(executor: Executor, iam: Any, snapshot: StoredSnapshot) -> dict[str, Any]:
+    """Run one user's restore steps through the journal; what came back, what was there."""
+    result: dict[str, Any] = {
+        "user": f"{snapshot.account_id}/{snapshot.user_name}",
+        "account_id": snapshot.account_id,
+        "user_name": snapshot.user_name,
+        "old_user_id": snapshot.user_id,
+        "user_id": None,
+        "restored": [],
+        "present": [],
+        "cannot": [],
+    }
+    for action in restore_actions(executor.run_id, snapshot.account_id, snapshot.content):
+        executor.run(action)
+        entry = executor.journal.journal_entry(executor.plan_id, action.id)
+        assert entry is not None and entry.status in DONE_STATUSES
+        outcome = entry.outcome or {}
+        if action.kind == "restore-user":
+            adopted = outcome.get("adopted") or {}
+            result["user_id"] = outcome.get("user_id") or adopted.get("user_id")
+        if "cannot" in outcome:
+            result["cannot"].append(outcome["cannot"])
+        elif entry.status == ADOPTED:
+            result["present"].append(describe(action))
+        else:
+            result["restored"].append(outcome.get("restored") or describe(action))
+    result["cannot"].extend(cannot_come_back(iam, snapshot.content, result["user_id"]))
+    if result["user_id"] == snapshot.user_id:
+        result["present"].append(
+            f"unique id {snapshot.user_id}: the user was not deleted (its deletion stopped "
+            "half-way), so resource policies that name it still apply"
+        )
+    return result
 
 
 def restore(
-    spec_path: str | Path, user: str | None = None, run_id: int | None = None
+    spec_path: str | Path,
+    user: str | None = None,
+    run_id: int | None = None,
+    *,
+    resume_run_id: int | None = None,
+    fault: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Re-create one deleted user (``ACCOUNT/NAME``) or every user a delete run deleted.
+
+    Args:
+        spec_path: The migration spec.
+        user: ``ACCOUNT/NAME`` of one deleted user.
+        run_id: Or every user one delete run deleted.
+        resume_run_id: The restore run to continue (``iamc resume``).
+        fault: ``(action id, point)`` where the process "dies" (tests only).
 
     Returns:
         ``{"run_id", "users": [{"user", "restored", "present", "cannot", ...}]}``.
 
     Raises:
-        ApplyRefused: Neither or both of ``user`` and ``run_id``; no snapshot to restore.
+        ApplyRefused: Neither or both of ``user`` and ``run_id``; no snapshot to restore; a
+            name now held by another unique id; a delete of the same plan is running.
     """
     if (user is None) == (run_id is None):
         raise ApplyRefused("restore: name one user (ACCOUNT/NAME) or one delete run (--run ID)")
@@ -58,36 +166,103 @@ def restore(
         if migration_id is None:
             raise ApplyRefused(f"migration {spec.name!r} has no state: nothing to restore")
         snapshots = _chosen(store, migration_id, user, run_id)
-        restore_run = store.start_run(
-            migration_id, RESTORE_RUN, {"spec": str(spec_path), "user": user, "of_run": run_id}
-        )
-        results = []
-        try:
-            for snapshot in snapshots:
-                with translate_errors(snapshot.account_id, "restore"):
-                    iam = sessions.for_account(snapshot.account_id).client("iam")
-                    result = restore_user(iam, snapshot.account_id, snapshot.content)
-                log.info(
-                    "restored %s/%s: %s re-created, %s not possible",
-                    snapshot.account_id,
-                    snapshot.user_name,
-                    len(result.restored),
-                    len(result.cannot),
+        with ExitStack() as leases:
+            # Never beside a delete of the same plan (nor another restore of it).
+            holders = {
+                plan_id: leases.enter_context(stage_lease(store, plan_id, Stage.DELETE))
+                for plan_id in sorted({s.plan_id for s in snapshots})
+            }
+            params = {"spec": str(spec_path), "user": user, "of_run": run_id}
+            restore_run = _open_run(store, migration_id, params, resume_run_id)
+            for lease in holders.values():
+                for stage in lease.stages:
+                    store.stage_lock_run(lease.plan_id, stage, lease.holder, restore_run)
+
+            def still_leased() -> None:
+                for lease in holders.values():
+                    lease.ensure()
+
+            try:
+                summary = _restore_all(
+                    store, sessions, snapshots, restore_run, fault, guard=still_leased
                 )
-                results.append(
-                    {"user": f"{snapshot.account_id}/{snapshot.user_name}", **asdict(result)}
-                )
-        except BaseException as err:
-            store.finish_run(restore_run, "failed", error=str(err) or type(err).__name__)
-            raise
-        summary = {"run_id": restore_run, "users": results}
-        store.finish_run(restore_run, "succeeded", summary=summary)
+            except LeaseLost:
+                raise  # another process holds the plan now: not ours to end the run
+            except BaseException as err:
+                store.finish_run(restore_run, "failed", error=str(err) or type(err).__name__)
+                raise
+            store.finish_run(restore_run, "succeeded", summary=summary)
     return summary
+
+
+def _restore_all(
+    store: Store,
+    sessions: AwsSessions,
+    snapshots: list[StoredSnapshot],
+    restore_run: int,
+    fault: tuple[str, str] | None,
+    guard: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    # A restore acts on IAM only: no Identity Center instance.
+    ctx = ExecutionContext(sessions.management, sessions.for_account, instance=None)
+    # Every name is checked before anything changes: a refusal changes nothing at all.
+    refusals = []
+    for snapshot in snapshots:
+        with translate_errors(snapshot.account_id, "restore"):
+            refusal = _refusal(store, ctx.iam(snapshot.account_id), snapshot)
+        if refusal:
+            refusals.append(refusal)
+    if refusals:
+        raise ApplyRefused("restore refused; nothing was changed: " + "; ".join(refusals))
+    results = []
+    for snapshot in snapshots:
+        executor = Executor(
+            store,
+            HANDLERS,
+            ctx,
+            run_id=restore_run,
+            plan_id=snapshot.plan_id,
+            stage=RESTORE_STAGE,
+            fault=fault,
+            guard=guard,
+        )
+        with translate_errors(snapshot.account_id, "restore"):
+            result = _restore_one(executor, ctx.iam(snapshot.account_id), snapshot)
+        log.info(
+            "restored %s: %s re-created, %s already there, %s not possible",
+            result["user"],
+            len(result["restored"]),
+            len(result["present"]),
+            len(result["cannot"]),
+        )
+        results.append(result)
+    return {"run_id": restore_run, "users": results}
+
+
+def resume_restore(spec_path: str | Path, run_id: int) -> dict[str, Any]:
+    """Continue a restore run that failed or was cut off, under the same run id.
+
+    Raises:
+        ApplyRefused: Not a restore run of this migration, or it succeeded.
+    """
+    spec = load_spec(spec_path)
+    with Store.open(spec.state) as store:
+        run = store.get_run(run_id)
+    if run.migration != spec.name or run.kind != RESTORE_RUN:
+        raise ApplyRefused(f"run {run_id} is not a restore run of {spec.name!r}")
+    if run.status == "succeeded":
+        raise ApplyRefused(
+            f"run {run_id} succeeded: there is nothing to resume; nothing was changed"
+        )
+    return restore_flow(str(spec_path), run.params.get("user"), run.params.get("of_run"), run_id)
 
 
 @flow(name="restore", log_prints=False)
 def restore_flow(
-    spec_path: str, user: str | None = None, run_id: int | None = None
+    spec_path: str,
+    user: str | None = None,
+    run_id: int | None = None,
+    resume_run_id: int | None = None,
 ) -> dict[str, Any]:
     """Re-create deleted IAM users from their snapshots: the user, path, tags, boundary,
     policies, groups, SSH keys and signing certificates; and list what can't come back
@@ -97,5 +272,6 @@ def restore_flow(
         spec_path: The migration spec (TOML).
         user: ``ACCOUNT/NAME`` of one deleted user.
         run_id: Or every user one delete run deleted.
+        resume_run_id: A restore run to continue.
     """
-    return restore(spec_path, user, run_id)
+    return restore(spec_path, user, run_id, resume_run_id=resume_run_id)

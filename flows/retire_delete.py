@@ -83,6 +83,9 @@ def delete_preconditions(rt: _Runtime, work: UserWork, live: LiveUser) -> list[s
     Reads live: CloudTrail and key last-used (recorded as evidence), the user's credentials
     and quarantine, and the resource policies that could name it.
     """
+    if rt.store.restore_rows(rt.plan_id, work.account_id, work.user):
+        # 'iamc restore' rebuilt it after its deletion stopped half-way: finishing undoes that.
+        return ["restored while its deletion was unfinished; plan it again"]
     disable = _disable_actions(rt, work)
     entries = {a.id: rt.store.journal_entry(rt.plan_id, a.id) for a in disable}
     quarantine = next((a for a in disable if a.kind == "attach-quarantine-policy"), None)

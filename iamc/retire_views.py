@@ -77,10 +77,14 @@ def restore_with_listing(
         from flows.restore import restore_flow
 
     summary = restore_flow(str(spec), user, run_id)
+    print_restore(console, summary)
+    return summary
+
+
+def print_restore(console: Console, summary: dict[str, Any]) -> None:
+    """Per restored user: what came back, what was there, what a person must do by hand."""
     for result in summary["users"]:
-        console.print(
-            f"[bold]{result['user']}[/] (new unique id {result['user_id']})", highlight=False
-        )
+        console.print(f"[bold]{result['user']}[/] (unique id {result['user_id']})", highlight=False)
         for line in result["restored"]:
             console.print(f"  [green]re-created[/] {escape(line)}", highlight=False)
         for line in result["present"]:
@@ -88,7 +92,6 @@ def restore_with_listing(
         for line in result["cannot"]:
             console.print(f"  [yellow]not restored[/] {escape(line)}", highlight=False)
     console.print(f"restore run {summary['run_id']}", highlight=False)
-    return summary
 
 
 def print_delete_preconditions(console: Console, spec: Path | str, plan_id: int) -> None:

@@ -487,7 +487,11 @@ def resume_with_progress(console: Console, spec: Path | str, run_id: int) -> Non
         from flows.apply import resume
 
     summary = _watch(console, lambda: resume(spec, run_id))
-    if "succeeded" in summary:
+    if "users" in summary:  # a restore run
+        from iamc.retire_views import print_restore
+
+        print_restore(console, summary)
+    elif "succeeded" in summary:
         _print_apply_summary(console, spec, summary)
     else:
         console.print(

@@ -603,11 +603,11 @@ class UserSnapshotRow(Base):
 
     ``content`` holds path, tags, boundary, inline documents, attached policy ARNs, groups,
     key ids and dates, MFA serials, SSH public key bodies, signing certificate bodies and
-    whether a console password existed: what ``iamc restore`` re-creates or names.
+    whether a console password existed: what ``iamc restore`` re-creates or names. A user
+    that changed before a resumed deletion gets a newer row; the earlier ones stay.
     """
 
     __tablename__ = "user_snapshots"
-    __table_args__ = (UniqueConstraint("plan_id", "account_id", "user_name"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     migration_id: Mapped[int] = _parent("migrations")

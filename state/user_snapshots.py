@@ -6,18 +6,26 @@ time a user's quarantine policy was attached by this tool is its "disabled at".
 
 from __future__ import annotations
 
+import logging
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from domain.plan import Stage
 from domain.retire import BakeDecision, Decision, UseEvidence
+from domain.user_snapshot import TORN_DOWN_BY, merge_snapshot, same_snapshot
 from state import models as m
+from state.journal import JournalEntry, _entry
+
+log = logging.getLogger(__name__)
 
 QUARANTINE_KIND = "attach-quarantine-policy"
+# The journal stage of restore steps (``iamc restore``), beside a plan's own stages.
+RESTORE_STAGE = "restore"
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,23 @@ def _snapshot(row: m.UserSnapshotRow) -> StoredSnapshot:
     )
 
 
+def _teardown_begun(session: Session, plan_id: int, account_id: str, user_name: str) -> set[str]:
+    """Teardown kinds of the delete stage with a journal row for this user (any status)."""
+    rows = session.execute(
+        select(m.JournalRow.kind, m.JournalRow.intent).where(
+            m.JournalRow.plan_id == plan_id,
+            m.JournalRow.account_id == account_id,
+            m.JournalRow.stage == str(Stage.DELETE),
+            m.JournalRow.kind.in_(tuple(TORN_DOWN_BY.values())),
+        )
+    )
+    return {
+        kind
+        for kind, intent in rows
+        if ((intent or {}).get("action") or {}).get("target") == user_name
+    }
+
+
 def _evidence(row: m.UseEvidenceRow) -> UseEvidence:
     return UseEvidence(
         account_id=row.account_id,
@@ -98,33 +123,71 @@ class RetireMixin:
         taken: datetime,
         content: dict[str, Any],
     ) -> int:
-        """Store (or replace, on a resumed step) the snapshot of one user of a plan."""
-        values = {
-            "migration_id": migration_id,
-            "run_id": run_id,
-            "user_id": user_id,
-            "arn": arn,
-            "taken": taken,
-            "content": content,
-        }
+        """Store the snapshot of one user of a plan, as a new version only if it changed.
+
+        A user read again (a resumed deletion) is compared with its newest stored snapshot of
+        the same unique id: unchanged (volatile fields aside) keeps that one; changed stores a
+        new version and keeps the old. For a teardown step that already began, what the
+        stored snapshot had is kept (``domain.user_snapshot.merge_snapshot``).
+
+        Returns:
+            The id of the user's newest snapshot.
+        """
         with self._session(write=True) as session:
-            found = session.execute(
-                select(m.UserSnapshotRow.id).where(
+            newest = session.execute(
+                select(m.UserSnapshotRow)
+                .where(
                     m.UserSnapshotRow.plan_id == plan_id,
                     m.UserSnapshotRow.account_id == account_id,
                     m.UserSnapshotRow.user_name == user_name,
                 )
+                .order_by(m.UserSnapshotRow.id.desc())
+                .limit(1)
             ).scalar_one_or_none()
-            if found is not None:
-                session.execute(
-                    update(m.UserSnapshotRow).where(m.UserSnapshotRow.id == found).values(**values)
+            if newest is not None and newest.user_id == user_id:
+                begun = _teardown_begun(session, plan_id, account_id, user_name)
+                content = merge_snapshot(newest.content, content, begun)
+                if same_snapshot(newest.content, content):
+                    return newest.id
+                log.info(
+                    "%s/%s changed since its snapshot %s: stored a newer one",
+                    account_id,
+                    user_name,
+                    newest.id,
                 )
-                return found
             return session.execute(
                 insert(m.UserSnapshotRow)
-                .values(plan_id=plan_id, account_id=account_id, user_name=user_name, **values)
+                .values(
+                    migration_id=migration_id,
+                    plan_id=plan_id,
+                    run_id=run_id,
+                    account_id=account_id,
+                    user_name=user_name,
+                    user_id=user_id,
+                    arn=arn,
+                    taken=taken,
+                    content=content,
+                )
                 .returning(m.UserSnapshotRow.id)
             ).scalar_one()
+
+    def restore_rows(self, plan_id: int, account_id: str, user_name: str) -> list[JournalEntry]:
+        """Journal rows of every restore of one user of a plan, oldest first."""
+        query = (
+            select(m.JournalRow)
+            .where(
+                m.JournalRow.plan_id == plan_id,
+                m.JournalRow.account_id == account_id,
+                m.JournalRow.stage == RESTORE_STAGE,
+            )
+            .order_by(m.JournalRow.id)
+        )
+        with self._session(write=False) as session:
+            return [
+                entry
+                for entry in (_entry(row) for row in session.execute(query).scalars())
+                if (entry.intent.get("action") or {}).get("target") == user_name
+            ]
 
     def user_snapshots(
         self,

@@ -149,7 +149,7 @@ class ExecutionContext:
         self,
         management: boto3.Session,
         member: Callable[[str], boto3.Session],
-        instance: IdentityCenterInstance,
+        instance: IdentityCenterInstance | None,
         poll: PollPolicy | None = None,
         max_outstanding: int = MAX_OUTSTANDING_ASSIGNMENTS,
     ):
@@ -360,6 +360,17 @@ class Executor:
 
     # -- forward ----------------------------------------------------------------------------
 
+    def _revisit(self, action: PlanAction, entry: JournalEntry) -> None:
+        """Let a handler look again at an action the journal says is done (a resume).
+
+        Only a handler with a ``revisit(ctx, action, entry)`` method is asked: the snapshot
+        before a deletion is read again, since the user may have changed while the run was
+        stopped (``tasks.user_teardown.SnapshotUser``). Others are skipped as done.
+        """
+        revisit = getattr(self.handlers.get(action.kind), "revisit", None)
+        if revisit is not None:
+            revisit(self.ctx, action, entry)
+
     def run(self, action: PlanAction) -> str:
         """Do one action unless the journal says it is done; returns its final status.
 
@@ -375,6 +386,7 @@ class Executor:
             undoing = self.journal.journal_entry(self.plan_id, ROLLBACK_PREFIX + action.id)
             if undoing is None:
                 log.debug("%s: already %s", action.id, entry.status)
+                self._revisit(action, entry)
                 if self.on_done is not None:
                     self.on_done(action.id, entry.status, None)
                 return entry.status

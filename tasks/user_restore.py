@@ -1,37 +1,48 @@
-"""Re-creating a deleted IAM user from its snapshot: what AWS allows, and a list of the rest.
+"""Re-creating a deleted (or half-deleted) IAM user from its snapshot, one journaled step each.
 
 A deleted user can't come back as it was: the re-created user gets a new unique id, so
 resource policies that named the old one keep a dangling id; access key secrets, the console
-password and MFA seeds are gone for good (AWS_FACTS). This re-creates the user, its path,
+password and MFA seeds are gone for good (AWS_FACTS). The steps here re-create the user, its
 tags, permissions boundary, inline and attached policies, group memberships, SSH public keys
-and signing certificates (as they were when deleted: Inactive), and names everything else.
-It never creates access keys. Every step converges, so running it twice changes nothing.
+and signing certificates (as they were when deleted: Inactive); ``cannot_come_back`` names
+everything else. A user whose deletion stopped half-way (same unique id) gets back what it
+lacks. Access keys are never created.
+
+Each step is a handler of the journaled executor (``tasks.executor``): its probe says whether
+the snapshot's item is live (adopted: "already there"), its apply adds it and converges when
+resumed after a crash, so a restore resumed never sends a creation twice.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from domain.errors import ActionError
 from domain.keys import mask_key_id
+from domain.plan import PlanAction, Stage
 from domain.teardown import QUARANTINE_POLICY_NAME
+from state.journal import JournalEntry
 from tasks.aws import error_code, error_message
 from tasks.aws import pages as _pages
-
-log = logging.getLogger(__name__)
+from tasks.executor import Done, ExecutionContext, Handler, Live
 
 READ_PERMISSIONS = (
     "iam:GetUser",
-    "iam:ListUserPolicies",
+    "iam:ListUserTags",
+    "iam:GetUserPolicy",
     "iam:ListAttachedUserPolicies",
     "iam:ListGroupsForUser",
     "iam:ListSSHPublicKeys",
     "iam:GetSSHPublicKey",
     "iam:ListSigningCertificates",
+    "iam:ListAccessKeys",
+    "iam:ListMFADevices",
+    "iam:GetLoginProfile",
 )
 PERMISSIONS = (
     "iam:CreateUser",
@@ -46,200 +57,420 @@ PERMISSIONS = (
     "iam:UpdateSigningCertificate",
 )
 
+RESTORE_PREFIX = "restore:"
 _NOT_IMPLEMENTED = frozenset({"NotImplemented", "InvalidAction"})
+Progress = Callable[[dict[str, Any]], None]
 
 
-@dataclass
-class RestoreResult:
-    """What was re-created, what already was there, and what can't be re-created."""
-
-    account_id: str
-    user_name: str
-    user_id: str | None = None
-    old_user_id: str | None = None
-    restored: list[str] = field(default_factory=list)
-    present: list[str] = field(default_factory=list)
-    cannot: list[str] = field(default_factory=list)
+def _missing(err: ClientError) -> bool:
+    return error_code(err) == "NoSuchEntity"
 
 
-def _ensure_user(iam: Any, snapshot: dict[str, Any], result: RestoreResult) -> bool:
-    """Create the user, or find it; False when a different, live user holds the name."""
-    name = snapshot["user_name"]
-    tags = [{"Key": k, "Value": v} for k, v in sorted((snapshot.get("tags") or {}).items())]
+def live_user(iam: Any, name: str) -> dict[str, Any] | None:
+    """``GetUser`` of ``name``, or None when no user holds the name."""
     try:
-        kwargs: dict[str, Any] = {"UserName": name, "Path": snapshot.get("path") or "/"}
-        if tags:
-            kwargs["Tags"] = tags
-        created = iam.create_user(**kwargs)["User"]
-        result.user_id = created["UserId"]
-        result.restored.append(f"user {name} (path {kwargs['Path']}, {len(tags)} tag(s))")
-        return True
+        return iam.get_user(UserName=name)["User"]
     except ClientError as err:
-        if error_code(err) != "EntityAlreadyExists":
-            raise
-    live = iam.get_user(UserName=name)["User"]
-    result.user_id = live["UserId"]
-    if live["UserId"] == snapshot.get("user_id"):
-        result.cannot.append(
-            f"{name} was never deleted (same unique id {live['UserId']}): nothing to restore"
-        )
-        return False
-    result.present.append(f"user {name}")
-    if tags:
-        iam.tag_user(UserName=name, Tags=tags)
-    return True
+        if _missing(err):
+            return None
+        raise
 
 
-def restore_user(iam: Any, account_id: str, snapshot: dict[str, Any]) -> RestoreResult:
-    """Re-create one user from its snapshot, converging; list what can't be re-created.
+# -- the steps of one user, from its snapshot ----------------------------------------------------
+
+
+def restore_actions(run_id: int, account_id: str, snapshot: dict[str, Any]) -> list[PlanAction]:
+    """The restore steps of one user, in order; ids are stable for a run, so it can resume.
 
     Args:
-        iam: An IAM client of the user's account.
-        account_id: The account.
+        run_id: The restore run (its steps are its own: a later restore compares afresh).
+        account_id: The user's account.
         snapshot: As stored before the user's deletion (``tasks.user_teardown``).
-
-    Returns:
-        What was done and what a person must do by hand.
     """
     name = snapshot["user_name"]
-    result = RestoreResult(account_id, name, old_user_id=snapshot.get("user_id"))
-    if not _ensure_user(iam, snapshot, result):
-        return result
-
-    boundary = snapshot.get("permissions_boundary")
-    if boundary:
-        try:
-            iam.put_user_permissions_boundary(UserName=name, PermissionsBoundary=boundary)
-            result.restored.append(f"permissions boundary {boundary}")
-        except ClientError as err:
-            result.cannot.append(f"permissions boundary {boundary}: {error_message(err)}")
-
-    existing_inline = set(
-        _pages(iam, "list_user_policies", "PolicyNames", UserName=name)  # names only
-    )
+    base = f"{RESTORE_PREFIX}{run_id}:{account_id}:{name}"
+    tags = dict(sorted((snapshot.get("tags") or {}).items()))
+    steps: list[tuple[str, str, dict[str, Any]]] = [
+        ("restore-user", "", {"path": snapshot.get("path") or "/", "tags": tags})
+    ]
+    if tags:
+        steps.append(("restore-tags", "", {"tags": tags}))
+    if snapshot.get("permissions_boundary"):
+        steps.append(("restore-boundary", "", {"arn": snapshot["permissions_boundary"]}))
     for policy_name, document in sorted((snapshot.get("inline_policies") or {}).items()):
-        if policy_name == QUARANTINE_POLICY_NAME:
-            continue  # the user comes back without credentials: nothing to quarantine
-        if policy_name in existing_inline:
-            result.present.append(f"inline policy {policy_name}")
-            continue
-        iam.put_user_policy(
-            UserName=name, PolicyName=policy_name, PolicyDocument=json.dumps(document)
-        )
-        result.restored.append(f"inline policy {policy_name}")
-
-    attached = {
-        p["PolicyArn"]
-        for p in _pages(iam, "list_attached_user_policies", "AttachedPolicies", UserName=name)
-    }
+        if policy_name != QUARANTINE_POLICY_NAME:  # it comes back without credentials
+            steps.append(
+                ("restore-inline-policy", policy_name, {"name": policy_name, "document": document})
+            )
     for arn in snapshot.get("attached_policies") or []:
-        if arn in attached:
-            result.present.append(f"managed policy {arn}")
-            continue
-        try:
-            iam.attach_user_policy(UserName=name, PolicyArn=arn)
-            result.restored.append(f"managed policy {arn}")
-        except ClientError as err:
-            result.cannot.append(f"managed policy {arn}: {error_message(err)}")
-
-    groups = {g["GroupName"] for g in _pages(iam, "list_groups_for_user", "Groups", UserName=name)}
+        steps.append(("restore-managed-policy", arn, {"arn": arn}))
     for group in snapshot.get("groups") or []:
-        if group in groups:
-            result.present.append(f"group {group}")
-            continue
-        try:
-            iam.add_user_to_group(GroupName=group, UserName=name)
-            result.restored.append(f"group {group}")
-        except ClientError as err:
-            result.cannot.append(f"group {group}: {error_message(err)}")
-
-    _restore_ssh_keys(iam, name, snapshot, result)
-    _restore_certificates(iam, name, snapshot, result)
-    _name_the_rest(snapshot, result)
-    return result
-
-
-def _restore_ssh_keys(iam: Any, name: str, snapshot: dict[str, Any], result: RestoreResult):
-    live_bodies = {
-        iam.get_ssh_public_key(UserName=name, SSHPublicKeyId=k["SSHPublicKeyId"], Encoding="SSH")[
-            "SSHPublicKey"
-        ]["SSHPublicKeyBody"].strip()
-        for k in _pages(iam, "list_ssh_public_keys", "SSHPublicKeys", UserName=name)
-    }
+        steps.append(("restore-group", group, {"group": group}))
     for key in snapshot.get("ssh_public_keys") or []:
-        body = (key.get("body") or "").strip()
-        if not body:
-            result.cannot.append(f"SSH public key {key.get('ssh_public_key_id')}: no body kept")
-            continue
-        if body in live_bodies:
-            result.present.append(f"SSH public key {key.get('fingerprint') or ''}".strip())
-            continue
-        uploaded = iam.upload_ssh_public_key(UserName=name, SSHPublicKeyBody=body)["SSHPublicKey"]
-        status = key.get("status") or "Active"
-        if status != "Active":
-            iam.update_ssh_public_key(
-                UserName=name, SSHPublicKeyId=uploaded["SSHPublicKeyId"], Status=status
+        if (key.get("body") or "").strip():
+            steps.append(
+                (
+                    "restore-ssh-key",
+                    key["ssh_public_key_id"],
+                    {"body": key["body"].strip(), "status": key.get("status") or "Active"},
+                )
             )
-        result.restored.append(
-            f"SSH public key {uploaded['SSHPublicKeyId']} ({status}, as when deleted)"
-        )
-
-
-def _restore_certificates(iam: Any, name: str, snapshot: dict[str, Any], result: RestoreResult):
-    live_bodies = {
-        c.get("CertificateBody", "").strip()
-        for c in _pages(iam, "list_signing_certificates", "Certificates", UserName=name)
-    }
     for cert in snapshot.get("signing_certificates") or []:
-        body = (cert.get("body") or "").strip()
-        if not body:
-            result.cannot.append(f"signing certificate {cert.get('certificate_id')}: no body kept")
-            continue
-        if body in live_bodies:
-            result.present.append(f"signing certificate {cert.get('certificate_id')}")
-            continue
-        try:
-            uploaded = iam.upload_signing_certificate(UserName=name, CertificateBody=body)[
-                "Certificate"
-            ]
-        except ClientError as err:
-            if error_code(err) in _NOT_IMPLEMENTED:
-                result.cannot.append(f"signing certificate: {error_message(err)}")
-                continue
-            raise
-        status = cert.get("status") or "Active"
-        if status != "Active":
-            iam.update_signing_certificate(
-                UserName=name, CertificateId=uploaded["CertificateId"], Status=status
+        if (cert.get("body") or "").strip():
+            steps.append(
+                (
+                    "restore-certificate",
+                    cert["certificate_id"],
+                    {"body": cert["body"].strip(), "status": cert.get("status") or "Active"},
+                )
             )
-        result.restored.append(
-            f"signing certificate {uploaded['CertificateId']} ({status}, as when deleted)"
+    return [
+        PlanAction(
+            id=f"{base}:{position:02d}-{kind}" + (f":{item}" if item else ""),
+            stage=Stage.DELETE,  # what it restores; the journal records it as stage "restore"
+            kind=kind,
+            account_id=account_id,
+            target=name,
+            target_fingerprint="",
+            params={"user": name, **params},
+        )
+        for position, (kind, item, params) in enumerate(steps)
+    ]
+
+
+def describe(action: PlanAction) -> str:
+    """What one step brings back, as a person reads it."""
+    params = action.params
+    return {
+        "restore-user": lambda: f"user {params['user']}",
+        "restore-tags": lambda: f"tags {', '.join(f'{k}={v}' for k, v in params['tags'].items())}",
+        "restore-boundary": lambda: f"permissions boundary {params['arn']}",
+        "restore-inline-policy": lambda: f"inline policy {params['name']}",
+        "restore-managed-policy": lambda: f"managed policy {params['arn']}",
+        "restore-group": lambda: f"group {params['group']}",
+        "restore-ssh-key": lambda: f"SSH public key ({params['status']}, as when deleted)",
+        "restore-certificate": lambda: f"signing certificate ({params['status']}, as when deleted)",
+    }[action.kind]()
+
+
+# -- handlers ------------------------------------------------------------------------------------
+
+
+class _Step:
+    """A restore step: probe whether the snapshot's item is live; apply adds it; never undone."""
+
+    PERMISSIONS: tuple[str, ...] = PERMISSIONS
+
+    def present(self, iam: Any, action: PlanAction) -> bool:
+        raise NotImplementedError
+
+    def add(self, iam: Any, action: PlanAction, progress: Progress) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def probe(self, ctx: ExecutionContext, action: PlanAction) -> Live:
+        return Live(exists=self.present(ctx.iam(action.account_id or ""), action))
+
+    def apply(
+        self,
+        ctx: ExecutionContext,
+        action: PlanAction,
+        live: Live,
+        progress: Progress,
+        prior: JournalEntry | None,
+    ) -> Done:
+        iam = ctx.iam(action.account_id or "")
+        # Resumed after a crash with the item already live: our own earlier call did it.
+        if live.exists:
+            return Done(outcome=self.finish(iam, action), undo=None)
+        try:
+            return Done(outcome=self.add(iam, action, progress), undo=None)
+        except ClientError as err:
+            if error_code(err) in ("NoSuchEntity", "LimitExceeded", *_NOT_IMPLEMENTED):
+                # A policy or group that no longer exists, a quota: a person must decide.
+                return Done(
+                    outcome={"cannot": f"{describe(action)}: {error_message(err)}"}, undo=None
+                )
+            raise ActionError(action.id, f"{describe(action)}: {error_message(err)}") from err
+
+    def finish(self, iam: Any, action: PlanAction) -> dict[str, Any]:
+        return {"restored": describe(action), "resumed": True}
+
+    def undo(self, ctx: ExecutionContext, entry: JournalEntry) -> dict[str, Any]:
+        return {"skipped": "a restore is not undone: retire the user again through a plan"}
+
+
+class RestoreUser(_Step):
+    def probe(self, ctx: ExecutionContext, action: PlanAction) -> Live:
+        user = live_user(ctx.iam(action.account_id or ""), action.params["user"])
+        if user is None:
+            return Live(exists=False)
+        return Live(exists=True, detail={"user_id": user["UserId"]})
+
+    def add(self, iam: Any, action: PlanAction, progress: Progress) -> dict[str, Any]:
+        params = action.params
+        kwargs: dict[str, Any] = {"UserName": params["user"], "Path": params["path"]}
+        if params["tags"]:
+            kwargs["Tags"] = [{"Key": k, "Value": v} for k, v in params["tags"].items()]
+        created = iam.create_user(**kwargs)["User"]
+        # Known at once, so a crash right after still tells our user from someone else's.
+        progress({"user_id": created["UserId"]})
+        shown = f"{describe(action)} (path {params['path']}, {len(params['tags'])} tag(s))"
+        return {"user_id": created["UserId"], "restored": shown}
+
+    def finish(self, iam: Any, action: PlanAction) -> dict[str, Any]:
+        user = live_user(iam, action.params["user"]) or {}
+        return {"user_id": user.get("UserId"), "restored": describe(action), "resumed": True}
+
+
+class RestoreTags(_Step):
+    def present(self, iam: Any, action: PlanAction) -> bool:
+        live = {
+            t["Key"]: t["Value"]
+            for t in _pages(iam, "list_user_tags", "Tags", UserName=action.params["user"])
+        }
+        return all(live.get(k) == v for k, v in action.params["tags"].items())
+
+    def add(self, iam: Any, action: PlanAction, progress: Progress) -> dict[str, Any]:
+        tags = [{"Key": k, "Value": v} for k, v in action.params["tags"].items()]
+        iam.tag_user(UserName=action.params["user"], Tags=tags)
+        return {"restored": describe(action)}
+
+
+class RestoreBoundary(_Step):
+    def present(self, iam: Any, action: PlanAction) -> bool:
+        user = live_user(iam, action.params["user"]) or {}
+        return (user.get("PermissionsBoundary") or {}).get(
+            "PermissionsBoundaryArn"
+        ) == action.params["arn"]
+
+    def add(self, iam: Any, action: PlanAction, progress: Progress) -> dict[str, Any]:
+        try:
+            iam.put_user_permissions_boundary(
+                UserName=action.params["user"], PermissionsBoundary=action.params["arn"]
+            )
+        except ClientError as err:
+            # A boundary policy deleted since, or one AWS refuses: named, not fatal.
+            return {"cannot": f"{describe(action)}: {error_message(err)}"}
+        return {"restored": describe(action)}
+
+
+class RestoreInlinePolicy(_Step):
+    def present(self, iam: Any, action: PlanAction) -> bool:
+        try:
+            iam.get_user_policy(UserName=action.params["user"], PolicyName=action.params["name"])
+        except ClientError as err:
+            if _missing(err):
+                return False
+            raise
+        return True
+
+    def add(self, iam: Any, action: PlanAction, progress: Progress) -> dict[str, Any]:
+        iam.put_user_policy(
+            UserName=action.params["user"],
+            PolicyName=action.params["name"],
+            PolicyDocument=json.dumps(action.params["document"]),
+        )
+        return {"restored": describe(action)}
+
+
+class RestoreManagedPolicy(_Step):
+    def present(self, iam: Any, action: PlanAction) -> bool:
+        return any(
+            p["PolicyArn"] == action.params["arn"]
+            for p in _pages(
+                iam,
+                "list_attached_user_policies",
+                "AttachedPolicies",
+                UserName=action.params["user"],
+            )
         )
 
+    def add(self, iam: Any, action: PlanAction, progress: Progress) -> dict[str, Any]:
+        iam.attach_user_policy(UserName=action.params["user"], PolicyArn=action.params["arn"])
+        return {"restored": describe(action)}
 
-def _name_the_rest(snapshot: dict[str, Any], result: RestoreResult) -> None:
+
+class RestoreGroup(_Step):
+    def present(self, iam: Any, action: PlanAction) -> bool:
+        return any(
+            g["GroupName"] == action.params["group"]
+            for g in _pages(iam, "list_groups_for_user", "Groups", UserName=action.params["user"])
+        )
+
+    def add(self, iam: Any, action: PlanAction, progress: Progress) -> dict[str, Any]:
+        iam.add_user_to_group(GroupName=action.params["group"], UserName=action.params["user"])
+        return {"restored": describe(action)}
+
+
+class RestoreSshKey(_Step):
+    """An SSH public key by its body (a re-upload gets a new id), then its status."""
+
+    def _live(self, iam: Any, user: str) -> dict[str, tuple[str, str]]:
+        found = {}
+        for key in _pages(iam, "list_ssh_public_keys", "SSHPublicKeys", UserName=user):
+            body = iam.get_ssh_public_key(
+                UserName=user, SSHPublicKeyId=key["SSHPublicKeyId"], Encoding="SSH"
+            )["SSHPublicKey"]["SSHPublicKeyBody"].strip()
+            found[body] = (key["SSHPublicKeyId"], key["Status"])
+        return found
+
+    def present(self, iam: Any, action: PlanAction) -> bool:
+        live = self._live(iam, action.params["user"]).get(action.params["body"])
+        return live is not None and live[1] == action.params["status"]
+
+    def add(self, iam: Any, action: PlanAction, progress: Progress) -> dict[str, Any]:
+        user, status = action.params["user"], action.params["status"]
+        live = self._live(iam, user).get(action.params["body"])
+        if live is None:
+            uploaded = iam.upload_ssh_public_key(
+                UserName=user, SSHPublicKeyBody=action.params["body"]
+            )
+            live = (uploaded["SSHPublicKey"]["SSHPublicKeyId"], "Active")
+            progress({"ssh_public_key_id": live[0]})
+        if live[1] != status:
+            iam.update_ssh_public_key(UserName=user, SSHPublicKeyId=live[0], Status=status)
+        return {"restored": f"SSH public key {live[0]} ({status}, as when deleted)"}
+
+    def finish(self, iam: Any, action: PlanAction) -> dict[str, Any]:
+        return {**self.add(iam, action, lambda _: None), "resumed": True}
+
+
+class RestoreCertificate(_Step):
+    """A signing certificate by its body, then its status."""
+
+    def _live(self, iam: Any, user: str) -> dict[str, tuple[str, str]]:
+        return {
+            (c.get("CertificateBody") or "").strip(): (c["CertificateId"], c["Status"])
+            for c in _pages(iam, "list_signing_certificates", "Certificates", UserName=user)
+        }
+
+    def present(self, iam: Any, action: PlanAction) -> bool:
+        live = self._live(iam, action.params["user"]).get(action.params["body"])
+        return live is not None and live[1] == action.params["status"]
+
+    def add(self, iam: Any, action: PlanAction, progress: Progress) -> dict[str, Any]:
+        user, status = action.params["user"], action.params["status"]
+        live = self._live(iam, user).get(action.params["body"])
+        if live is None:
+            uploaded = iam.upload_signing_certificate(
+                UserName=user, CertificateBody=action.params["body"]
+            )["Certificate"]
+            live = (uploaded["CertificateId"], "Active")
+            progress({"certificate_id": live[0]})
+        if live[1] != status:
+            iam.update_signing_certificate(UserName=user, CertificateId=live[0], Status=status)
+        return {"restored": f"signing certificate {live[0]} ({status}, as when deleted)"}
+
+    def finish(self, iam: Any, action: PlanAction) -> dict[str, Any]:
+        return {**self.add(iam, action, lambda _: None), "resumed": True}
+
+
+HANDLERS: dict[str, Handler] = {
+    "restore-user": RestoreUser(),
+    "restore-tags": RestoreTags(),
+    "restore-boundary": RestoreBoundary(),
+    "restore-inline-policy": RestoreInlinePolicy(),
+    "restore-managed-policy": RestoreManagedPolicy(),
+    "restore-group": RestoreGroup(),
+    "restore-ssh-key": RestoreSshKey(),
+    "restore-certificate": RestoreCertificate(),
+}
+
+
+# -- whose name is it, and what can't come back --------------------------------------------------
+
+
+def ours(live: dict[str, Any], snapshot_user_id: str, earlier: list[JournalEntry]) -> bool:
+    """Whether the live user holding the name is the snapshot's user or one a restore made.
+
+    Args:
+        live: ``GetUser`` of the name.
+        snapshot_user_id: The unique id the snapshot was taken of.
+        earlier: Journal rows of restores of this user (``Store.restore_rows``).
+    """
+    if live["UserId"] == snapshot_user_id:
+        return True
+    for entry in earlier:
+        if entry.kind != "restore-user":
+            continue
+        outcome = entry.outcome or {}
+        made = outcome.get("user_id") or (outcome.get("adopted") or {}).get("user_id")
+        if made == live["UserId"]:
+            return True
+        # Cut off between CreateUser and recording its id: a user created after that
+        # attempt's intent was written is the one it created.
+        created: datetime | None = live.get("CreateDate")
+        if made is None and entry.status == "started" and created and created >= entry.started:
+            return True
+    return False
+
+
+def _live_ids(iam: Any, name: str) -> dict[str, set[str]]:
+    found = {
+        "keys": {
+            k["AccessKeyId"]
+            for k in _pages(iam, "list_access_keys", "AccessKeyMetadata", UserName=name)
+        },
+        "mfa": {
+            d["SerialNumber"] for d in _pages(iam, "list_mfa_devices", "MFADevices", UserName=name)
+        },
+        "console": set(),
+    }
+    try:
+        iam.get_login_profile(UserName=name)
+        found["console"] = {"yes"}
+    except ClientError as err:
+        if not _missing(err):
+            raise
+    return found
+
+
+def cannot_come_back(iam: Any, snapshot: dict[str, Any], user_id: str | None) -> list[str]:
+    """What of the snapshot no restore can bring back, as lines for a person to act on.
+
+    A user that kept its unique id (its deletion stopped half-way) keeps what is still live,
+    and resource policies that name it still apply.
+    """
+    same = user_id is not None and user_id == snapshot.get("user_id")
+    live = (
+        _live_ids(iam, snapshot["user_name"])
+        if same
+        else {"keys": set(), "mfa": set(), "console": set()}
+    )
+    lines = []
     for key in snapshot.get("access_keys") or []:
-        result.cannot.append(
-            f"access key {mask_key_id(key['access_key_id'])} (created {key.get('created')}): "
-            "its secret is gone; iamc never creates keys: the owner creates a new one if still "
-            "needed (better: use Identity Center)"
-        )
-    if (snapshot.get("console_password") or {}).get("existed"):
-        result.cannot.append(
+        if key["access_key_id"] not in live["keys"]:
+            lines.append(
+                f"access key {mask_key_id(key['access_key_id'])} (created {key.get('created')}): "
+                "its secret is gone; iamc never creates keys: the owner creates a new one if "
+                "still needed (better: use Identity Center)"
+            )
+    if (snapshot.get("console_password") or {}).get("existed") and not live["console"]:
+        lines.append(
             "console password: it can't be recovered; set a new one with "
             "'aws iam create-login-profile --password-reset-required' if still needed"
         )
     for device in snapshot.get("mfa_devices") or []:
-        result.cannot.append(
-            f"MFA device {device['serial']}: its seed is gone; the owner enrols a new one"
-        )
+        if device["serial"] not in live["mfa"]:
+            lines.append(
+                f"MFA device {device['serial']}: its seed is gone; the owner enrols a new one"
+            )
     for credential in snapshot.get("service_specific_credentials") or []:
-        result.cannot.append(
+        lines.append(
             f"service-specific credential {credential['credential_id']} "
             f"({credential.get('service_name')}): its password is gone; create a new one"
         )
-    result.cannot.append(
-        f"resource-policy grants: the user now has a new unique id ({result.user_id}); any "
-        f"resource policy that named the old one ({result.old_user_id}) shows that bare id "
-        "and does not apply to this user: grant again where needed"
-    )
+    for item, key, shown in (
+        ("ssh_public_keys", "ssh_public_key_id", "SSH public key"),
+        ("signing_certificates", "certificate_id", "signing certificate"),
+    ):
+        for record in snapshot.get(item) or []:
+            if not (record.get("body") or "").strip():
+                lines.append(f"{shown} {record.get(key)}: no body kept")
+    if not same:
+        lines.append(
+            f"resource-policy grants: the user now has a new unique id ({user_id}); any "
+            f"resource policy that named the old one ({snapshot.get('user_id')}) shows that bare "
+            "id and does not apply to this user: grant again where needed"
+        )
+    return lines

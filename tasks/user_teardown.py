@@ -241,6 +241,24 @@ class SnapshotUser:
             outcome={"user_id": snapshot["user_id"], "stored": True, "counts": counts}, undo=None
         )
 
+    def revisit(self, ctx: ExecutionContext, action: PlanAction, entry: JournalEntry) -> None:
+        """On a resume, read the user again: a change since the snapshot is stored as a newer
+        snapshot before the teardown removes it (the store keeps the older one too).
+
+        A user that is gone, or whose name now belongs to another unique id, is left alone.
+        """
+        account_id, user = action.account_id or "", action.params["user"]
+        taken_of = (entry.outcome or {}).get("user_id")
+        if taken_of is None or ctx.snapshot_sink is None:
+            return  # the user was already gone when the snapshot was due: nothing to compare
+        try:
+            snapshot = read_user_snapshot(ctx.iam(account_id), user)
+        except ClientError as err:
+            raise ActionError(action.id, f"snapshot of {user}: {error_message(err)}") from err
+        if snapshot is None or snapshot["user_id"] != taken_of:
+            return
+        ctx.snapshot_sink(account_id, user, snapshot)
+
     def undo(self, ctx: ExecutionContext, entry: JournalEntry) -> dict[str, Any]:
         return {"skipped": "a snapshot changes nothing in AWS"}
 
