@@ -571,7 +571,7 @@ def stage_lease(store: Store, plan_id: int, stage: str) -> Iterator[StageLease]:
     taken: list[str] = []
     try:
         for each in stages:
-            _take(store, plan_id, each, holder)
+            _take(store, plan_id, each, holder, stage)
             taken.append(each)
     except BaseException:
         for each in taken:
@@ -595,7 +595,7 @@ def stage_lease(store: Store, plan_id: int, stage: str) -> Iterator[StageLease]:
             store.release_stage_lock(plan_id, each, holder)
 
 
-def _take(store: Store, plan_id: int, stage: str, holder: str) -> None:
+def _take(store: Store, plan_id: int, stage: str, holder: str, wanted: str) -> None:
     blocker = store.acquire_stage_lock(plan_id, stage, holder, stale_after=LOCK_STALE_AFTER)
     if blocker is not None and _process_alive(_holder_process(blocker.holder)) is False:
         # Its holder ran on this host and is gone (killed): no need to wait out the lease.
@@ -605,8 +605,9 @@ def _take(store: Store, plan_id: int, stage: str, holder: str) -> None:
         now = datetime.now(UTC)
         age = (now - blocker.heartbeat).total_seconds()
         frees = blocker.heartbeat + LOCK_STALE_AFTER
+        shared = "" if stage == wanted else f" (its {wanted} and {stage} stages: one run at a time)"
         raise ApplyRefused(
-            f"plan {plan_id} stage {stage} is being changed by run {blocker.run_id} "
+            f"plan {plan_id} stage {wanted} is being changed by run {blocker.run_id}{shared} "
             f"({blocker.holder}, last heartbeat {age:.0f} s ago); nothing was changed. Wait for "
             f"it to finish (iamc runs shows it); if that process is gone, its lease frees at "
             f"{frees:%H:%M:%S} UTC, in {max(0.0, (frees - now).total_seconds()):.0f} s"
