@@ -148,11 +148,13 @@ def csv_writer_uses(path: Path) -> list[int]:
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Attribute) and node.attr in _WRITERS:
-            if isinstance(node.value, ast.Name) and node.value.id == "csv":
-                found.append(node.lineno)
+            named = isinstance(node.value, ast.Name) and node.value.id == "csv"
         elif isinstance(node, ast.ImportFrom) and node.module == "csv":
-            if any(alias.name in _WRITERS for alias in node.names):
-                found.append(node.lineno)
+            named = any(alias.name in _WRITERS for alias in node.names)
+        else:
+            named = False
+        if named:
+            found.append(node.lineno)
     return found
 
 
