@@ -15,21 +15,37 @@ class IamcError(Exception):
 class SpecError(IamcError):
     """The migration spec (TOML) is unreadable or invalid.
 
+    One problem is one line, ``spec.toml:2: invalid migration spec: regoin: unknown key``;
+    several are a line each under ``spec.toml: invalid migration spec``.
+
     Args:
         path: The spec file.
         problems: One ``(key, message)`` pair per invalid field; the key is dotted
             (``decommission.bake_days``) or empty for a file-level problem.
+        lines: The line of the file each key is on, where it was found.
     """
 
     exit_code = 2
 
-    def __init__(self, path: str, problems: list[tuple[str, str]]):
+    def __init__(
+        self, path: str, problems: list[tuple[str, str]], lines: dict[str, int] | None = None
+    ):
         self.path = path
         self.problems = problems
-        lines = [f"{path}: invalid migration spec"]
+        self.lines = lines or {}
+        if len(problems) == 1:
+            key, message = problems[0]
+            line = self.lines.get(key)
+            where = f"{path}:{line}" if line else path
+            text = f"{where}: invalid migration spec: " + (f"{key}: {message}" if key else message)
+            super().__init__(text)
+            return
+        text = [f"{path}: invalid migration spec"]
         for key, message in problems:
-            lines.append(f"  {key}: {message}" if key else f"  {message}")
-        super().__init__("\n".join(lines))
+            line = self.lines.get(key)
+            where = f"{key} (line {line})" if line else key
+            text.append(f"  {where}: {message}" if key else f"  {message}")
+        super().__init__("\n".join(text))
 
 
 class InputFileError(IamcError):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
+from domain import csv_export
 from domain.records import AccountInventory, UserClass
 
 # CIS 1.21 asks that IAM users be managed centrally: an account passes when the only IAM users
@@ -108,8 +107,4 @@ def render_json(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 
 def render_csv(rows: list[dict[str, Any]]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=INVENTORY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
+    return csv_export.render_csv(INVENTORY_COLUMNS, rows)

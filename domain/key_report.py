@@ -6,15 +6,14 @@ one was found next to the key id).
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from domain import csv_export
 from domain.key_attribution import Classification, KeyFinding, ScanProblem
 
 ORDER = {c: n for n, c in enumerate(Classification)}
@@ -136,12 +135,7 @@ def render_json(
 
 
 def render_csv(findings: list[KeyFinding]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for finding in sort_findings(findings):
-        writer.writerow(finding_row(finding))
-    return out.getvalue()
+    return csv_export.render_csv(COLUMNS, (finding_row(f) for f in sort_findings(findings)))
 
 
 def _uri_and_line(finding: KeyFinding) -> tuple[str, int, str]:

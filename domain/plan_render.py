@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections import Counter
 from typing import Any
 
+from domain import csv_export
 from domain.json_compat import dumps_indented
 from domain.key_risks import worklist_markdown
 from domain.keys import mask_key_id
@@ -112,7 +111,6 @@ def render_json(plan: Plan, meta: dict[str, Any], content: dict[str, Any] | None
 
 
 def render_assignments_csv(plan: Plan) -> str:
-    out = io.StringIO()
     columns = [
         "account_id",
         "permission_set_name",
@@ -121,10 +119,7 @@ def render_assignments_csv(plan: Plan) -> str:
         "principal_name",
         "reason",
     ]
-    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(plan.assignments)
-    return out.getvalue()
+    return csv_export.render_csv(columns, plan.assignments, extra="ignore")
 
 
 def _in_aws(name: str, notes: dict[str, str], updating: set[str], known: bool) -> str:

@@ -440,8 +440,54 @@ def _explain(error: dict[str, Any]) -> str:
     return message
 
 
-def parse_spec(data: dict[str, Any], path: str = "<spec>") -> MigrationSpec:
+_TABLE_LINE = re.compile(r"^\s*(\[\[?)([^\[\]]+)\]")
+_KEY_LINE = re.compile(r"^\s*([A-Za-z0-9_\-\"' .]+?)\s*=")
+
+
+def _dotted(text: str) -> list[str]:
+    return [part.strip().strip("\"'") for part in text.split(".")]
+
+
+def key_lines(text: str) -> dict[str, int]:
+    """Where a TOML text defines each key and table: dotted key -> line number (1-based).
+
+    Arrays of tables are indexed as pydantic names them (``waves.0.name``). A line scan, not
+    a TOML parser: a line inside a multi-line string or array may be taken for a key, so the
+    first definition wins and an error names a line only as a pointer next to the key.
+    """
+    found: dict[str, int] = {}
+    table: list[str] = []
+    arrays: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if header := _TABLE_LINE.match(line):
+            table = _dotted(header.group(2))
+            if header.group(1) == "[[":
+                name = ".".join(table)
+                arrays[name] = arrays.get(name, -1) + 1
+                table.append(str(arrays[name]))
+            found.setdefault(".".join(table), number)
+        elif key := _KEY_LINE.match(line):
+            found.setdefault(".".join([*table, *_dotted(key.group(1))]), number)
+    return found
+
+
+def _line_of(key: str, lines: dict[str, int]) -> int | None:
+    """The line of ``key``, or of the nearest enclosing key or table the text defines."""
+    parts = key.split(".")
+    while parts:
+        if (line := lines.get(".".join(parts))) is not None:
+            return line
+        parts.pop()
+    return None
+
+
+def parse_spec(data: dict[str, Any], path: str = "<spec>", text: str = "") -> MigrationSpec:
     """Validate a parsed TOML document.
+
+    Args:
+        data: The parsed document.
+        path: The file, for the error.
+        text: The document's text: the error then names the line of each invalid key.
 
     Raises:
         SpecError: naming each invalid key with what was expected.
@@ -449,7 +495,10 @@ def parse_spec(data: dict[str, Any], path: str = "<spec>") -> MigrationSpec:
     try:
         spec = MigrationSpec.model_validate(data)
     except ValidationError as err:
-        raise SpecError(path, [(_key_of(e["loc"]), _explain(e)) for e in err.errors()]) from None
+        problems = [(_key_of(e["loc"]), _explain(e)) for e in err.errors()]
+        defined = key_lines(text) if text else {}
+        lines = {k: line for k, _ in problems if k and (line := _line_of(k, defined))}
+        raise SpecError(path, problems, lines) from None
     return spec
 
 
@@ -474,7 +523,7 @@ def load_spec(path: str | Path) -> MigrationSpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise SpecError(str(path), [("", f"not valid TOML: {err}")]) from None
-    spec = parse_spec(data, str(path))
+    spec = parse_spec(data, str(path), text)
     mapping = spec.mapping.model_copy(
         update={
             key: str((path.parent / value).resolve())

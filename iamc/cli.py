@@ -47,8 +47,36 @@ ProfileOption = Annotated[
     str | None,
     typer.Option("--profile", help="AWS profile of the management account (default: boto3 chain)."),
 ]
+
+
+def _valid_spec(spec: Path | None) -> Path | None:
+    """Load the spec as its option is parsed, before the command starts anything.
+
+    A typo is then one error line (SpecError, exit 2) within the CLI's own start-up, not
+    after a Prefect server started, Prefect and boto3 were imported and a progress display
+    was drawn. The command still passes the path on (flows take a path, deployments too).
+    """
+    if spec is not None:
+        from domain.spec import load_spec
+
+        load_spec(spec)
+    return spec
+
+
 SpecOption = Annotated[
-    Path, typer.Option("--spec", "-c", help="The migration spec (TOML).", show_default=False)
+    Path,
+    typer.Option(
+        "--spec",
+        "-c",
+        help="The migration spec (TOML).",
+        show_default=False,
+        callback=_valid_spec,
+    ),
+]
+# Of a command group that also has subcommands (plan, scan, bake): required only when it runs.
+GroupSpecOption = Annotated[
+    Path | None,
+    typer.Option("--spec", "-c", help="The migration spec (TOML).", callback=_valid_spec),
 ]
 
 
@@ -134,9 +162,7 @@ app.add_typer(plan_app, name="plan")
 @plan_app.callback()
 def plan(
     ctx: typer.Context,
-    spec: Annotated[
-        Path | None, typer.Option("--spec", "-c", help="The migration spec (TOML).")
-    ] = None,
+    spec: GroupSpecOption = None,
     out: Annotated[
         Path | None, typer.Option(help="Where to write plan.md, plan.json, assignments.csv.")
     ] = None,
@@ -249,9 +275,7 @@ app.add_typer(scan_app, name="scan")
 @scan_app.callback()
 def scan(
     ctx: typer.Context,
-    spec: Annotated[
-        Path | None, typer.Option("--spec", "-c", help="The migration spec (TOML).")
-    ] = None,
+    spec: GroupSpecOption = None,
     profile: ProfileOption = None,
 ) -> None:
     """Scan the spec's code paths and every in-scope account's configuration for access keys.
@@ -382,9 +406,7 @@ app.add_typer(bake_app, name="bake")
 @bake_app.callback()
 def bake(
     ctx: typer.Context,
-    spec: Annotated[
-        Path | None, typer.Option("--spec", "-c", help="The migration spec (TOML).")
-    ] = None,
+    spec: GroupSpecOption = None,
     no_lookup: Annotated[
         bool, typer.Option("--no-lookup", help="Only report what is recorded; read no AWS.")
     ] = False,
@@ -502,7 +524,12 @@ def serve(spec: SpecOption) -> None:
 def ui_command(
     spec: Annotated[
         Path | None,
-        typer.Option("--spec", "-c", help="The migration spec; default: a sandbox demo spec."),
+        typer.Option(
+            "--spec",
+            "-c",
+            help="The migration spec; default: a sandbox demo spec.",
+            callback=_valid_spec,
+        ),
     ] = None,
     port: Annotated[int, typer.Option(help="Port of the local Prefect server and UI.")] = 4200,
     with_sandbox: Annotated[

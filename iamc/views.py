@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from domain import inventory_report
+from domain import csv_export, inventory_report
 from domain.records import Finding
 from flows.runtime import imports_without_gc
 
@@ -336,12 +336,16 @@ def mapping_user_rows(
     return rows
 
 
+def mapping_csv(users: list[dict[str, Any]]) -> str:
+    """The mapping's users (:func:`mapping_user_rows`) as CSV, candidates joined by ``;``."""
+    rows = ({**u, "candidates": ";".join(u["candidates"])} for u in users)
+    return csv_export.render_csv(MAPPING_CSV_COLUMNS, rows, extra="ignore")
+
+
 def mapping_report(
     console: Console, spec: Path | str, unmatched_only: bool = False, output_format: str = "table"
 ) -> None:
     """Print the latest mapping as a table, JSON or CSV (``--unmatched``: what needs a person)."""
-    import csv
-    import io
     import json
 
     from state.reports import latest_mapping
@@ -369,13 +373,7 @@ def mapping_report(
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
         return
     if output_format == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(
-            out, fieldnames=MAPPING_CSV_COLUMNS, lineterminator="\n", extrasaction="ignore"
-        )
-        writer.writeheader()
-        writer.writerows({**u, "candidates": ";".join(u["candidates"])} for u in users)
-        sys.stdout.write(out.getvalue())
+        sys.stdout.write(mapping_csv(users))
         return
     from rich.table import Table
 
@@ -794,8 +792,6 @@ def print_key_report(console: Console, spec: Path | str, output_format: str = "t
 
 def print_waves_report(console: Console, spec: Path | str, output_format: str = "table") -> None:
     """Per wave: accounts, users migrated, disabled, deleted, CIS 1.21 and what is pending."""
-    import csv
-    import io
     import json
 
     from rich.table import Table
@@ -807,13 +803,8 @@ def print_waves_report(console: Console, spec: Path | str, output_format: str = 
         console.print_json(json.dumps({**meta, "waves": rows}, default=str))
         return
     if output_format == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(
-            out, fieldnames=WAVE_COLUMNS, extrasaction="ignore", lineterminator="\n"
-        )
-        writer.writeheader()
-        writer.writerows(rows)
-        console.print(out.getvalue(), end="", markup=False, highlight=False)
+        text = csv_export.render_csv(WAVE_COLUMNS, rows, extra="ignore")
+        console.print(text, end="", markup=False, highlight=False)
         return
     table = Table(title=f"waves of {meta['migration']} (inventory snapshot {meta['snapshot_id']})")
     headers = {

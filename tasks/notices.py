@@ -6,8 +6,6 @@ plan, the dates from the spec's ``[decommission]`` and ``[notify]`` settings. No
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -16,6 +14,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
+from domain import csv_export
 from domain.plan import Outcome, Plan
 from domain.records import IdentityUser
 
@@ -160,11 +159,7 @@ def _file_stem(user_name: str) -> str:
 
 
 def render_csv(rows: list[dict[str, Any]]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
+    return csv_export.render_csv(CSV_COLUMNS, rows)
 
 
 def write_notices(

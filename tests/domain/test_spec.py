@@ -128,3 +128,29 @@ def test_missing_file(tmp_path):
 def test_unknown_rate_limit_family(tmp_path):
     with pytest.raises(SpecError, match=r"aws\.rate_limits: unknown API family s3"):
         load_spec(write(tmp_path, 'name = "w"\n[aws.rate_limits]\ns3 = 5\n'))
+
+
+def test_one_bad_key_is_one_line_naming_the_file_line_and_key(tmp_path):
+    path = write(tmp_path, GOOD.replace('region = "us-east-1"', 'regoin = "us-east-1"'))
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert str(caught.value) == (
+        f"{path}:3: invalid migration spec: regoin: unknown key (check its spelling)"
+    )
+
+
+def test_each_of_several_problems_names_its_line(tmp_path):
+    text = GOOD.replace("bake_days = 14", "bake_days = -1") + (
+        '[[waves]]\nname = "a"\ninclude_accounts = ["111111111111"]\n'
+        '[[waves]]\nnme = "b"\ninclude_accounts = ["222222222222"]\n'
+        "[aws]\nrate_limits = { iam = 5, s3 = 5 }\n"
+    )
+    with pytest.raises(SpecError) as caught:
+        load_spec(write(tmp_path, text))
+    lines = str(caught.value).splitlines()
+    assert lines[0].endswith("spec.toml: invalid migration spec")
+    # A key's own line; a missing key's table; an inline table's key: the line it is on.
+    assert "  decommission.bake_days (line 12): " in lines[1]
+    assert any(line.startswith("  waves.1.name (line 16): required key") for line in lines)
+    assert any(line.startswith("  waves.1.nme (line 17): unknown key") for line in lines)
+    assert any(line.startswith("  aws.rate_limits (line 20): unknown API family") for line in lines)
