@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import tasks.code_scan as code_scan
+import tasks.code_tree as code_tree
 from domain.key_findings import ScanResult
 from tasks.code_scan import ArchiveLimits, ScanOptions, scan_paths
 
@@ -192,14 +192,14 @@ def test_unreadable_file_is_skipped(repo: Path, monkeypatch: pytest.MonkeyPatch)
     secret_file.write_text(f"K={WORKING}\n")
     secret_file.chmod(0)
     if os.geteuid() == 0:  # root reads mode-000 files: make the read fail as it would for others
-        real = code_scan._read_file
+        real = code_tree._read_file
 
         def refuse(path: str | Path, limit: int) -> bytes:
             if Path(path) == secret_file:
                 raise PermissionError(13, "Permission denied", str(path))
             return real(path, limit)
 
-        monkeypatch.setattr(code_scan, "_read_file", refuse)
+        monkeypatch.setattr(code_tree, "_read_file", refuse)
     result = scan_paths([repo], options=ScanOptions(history=False))
     assert [(s.location, s.reason) for s in result.skipped] == [
         ("deploy/private.env", "cannot read: Permission denied")
@@ -271,8 +271,8 @@ def test_archive_bombs_become_skipped_items(
 def test_re_engine_and_worker_processes_give_the_same_result(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(code_scan, "PARALLEL_MIN_BYTES", 0)  # two worker processes, tiny tree
-    monkeypatch.setattr(code_scan, "_BATCH_BYTES", 100)
+    monkeypatch.setattr(code_tree, "PARALLEL_MIN_BYTES", 0)  # two worker processes, tiny tree
+    monkeypatch.setattr(code_tree, "_BATCH_BYTES", 100)
     parallel = scan_paths([repo], salt=b"s", options=ScanOptions(workers=2, prefilter="none"))
     plain = scan_paths(
         [repo], salt=b"s", options=ScanOptions(workers=1, engine="re", prefilter="none")
@@ -299,13 +299,13 @@ def test_ripgrep_prefilter_finds_what_reading_every_file_finds(
     (repo / "utf16.txt").write_bytes(f"key={WORKING}\n".encode("utf-16"))
     (repo / "padding.bin").write_bytes(b"\0" * 10_000)  # binary, no archive: never read here
     reads: list[str] = []
-    real = code_scan._read_file
+    real = code_tree._read_file
 
     def counting(path: str | Path, limit: int) -> bytes | memoryview:
         reads.append(str(path))
         return real(path, limit)
 
-    monkeypatch.setattr(code_scan, "_read_file", counting)
+    monkeypatch.setattr(code_tree, "_read_file", counting)
     options = ScanOptions(history=False)
     every = scan_paths([repo], salt=b"s", options=dataclasses.replace(options, prefilter="none"))
     read_by_python = len(reads)
