@@ -680,7 +680,8 @@ def scan_with_progress(
     """Run the key-scan flow with a progress line (code paths and accounts done), then a summary.
 
     Returns:
-        The flow's summary; ``accounts_failed`` non-empty means the scan is incomplete.
+        The flow's summary; ``accounts_failed`` or ``paths_failed`` non-empty means the
+        scan is incomplete.
     """
     from domain.progress import listening
 
@@ -725,6 +726,12 @@ def scan_with_progress(
         console.print(
             f"[red]incomplete:[/] {len(failed)} account(s) not scanned: {', '.join(failed)}; "
             "their earlier scan results (if any) still count",
+            highlight=False,
+        )
+    for path in summary.get("paths_failed", {}):
+        console.print(
+            f"[red]incomplete:[/] {escape(path)}: git history not scanned; its earlier "
+            "history results (if any) still count",
             highlight=False,
         )
     return summary

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import tarfile
 import zipfile
 import zlib
@@ -77,6 +78,25 @@ class _Budget:
     bytes: int = 0
 
 
+def display_name(name: str | bytes) -> str:
+    """A file name as reports show it: UTF-8, other bytes escaped as ``\\xNN``.
+
+    File names are bytes to the OS and to git, and need not be UTF-8 (``caf\\xe9.txt`` from a
+    Latin-1 system); Python keeps the OS's bytes in ``str`` names as lone surrogates. Shown,
+    stored or printed, such a name could not be encoded: it is shown with Python's
+    ``backslashreplace`` instead (a backslash in a name is shown as it is).
+    """
+    if isinstance(name, str):
+        if name.isascii():
+            return name
+        try:
+            name.encode()
+            return name
+        except UnicodeEncodeError:
+            name = os.fsencode(name)
+    return name.decode("utf-8", "backslashreplace")
+
+
 def is_binary(data: bytes | memoryview) -> bool:
     """Binary by content: a NUL byte in the first block."""
     return bytes(data[:SNIFF_BYTES]).find(b"\0") != -1
@@ -120,7 +140,11 @@ class ContentScanner:
         budget: _Budget | None = None,
         **fields: object,
     ) -> bool:
-        """Scan ``data`` shown as ``display``; returns whether anything was hit."""
+        """Scan ``data`` shown as ``display``; returns whether anything was hit.
+
+        ``display`` may hold the OS's bytes (lone surrogates): records show it escaped.
+        """
+        display = display_name(display)
         kind = archive_kind(data)
         if kind is not None:
             return self._archive(kind, data, display, result, source, depth, budget, **fields)
@@ -237,7 +261,9 @@ class ContentScanner:
                 if not info.isfile():
                     continue
                 if info.size > self.limits.max_member_bytes:
-                    raise _ArchiveBomb(f"member {info.name} declares {info.size} bytes")
+                    raise _ArchiveBomb(
+                        f"member {display_name(info.name)} declares {info.size} bytes"
+                    )
                 self._count(budget, 1, info.size)
                 member = archive.extractfile(info)
                 if member is not None:

@@ -21,6 +21,7 @@ from tasks.key_detection import KeyDetector
 __all__ = [
     "ArchiveLimits",
     "ScanOptions",
+    "is_git_repository",
     "ripgrep_executable",
     "scan_git_history",
     "scan_paths",

@@ -31,6 +31,7 @@ from tasks.code_content import (
     MiB,
     ScanOptions,
     archive_kind,
+    display_name,
     git_blob_id,
     is_binary,
     sort_result,
@@ -41,7 +42,11 @@ log = logging.getLogger(__name__)
 
 
 def _walk(root: Path, result: ScanResult, root_label: str) -> Iterator[tuple[str, str, int]]:
-    """(path, path relative to root, size) of every regular file, .git internals excepted."""
+    """(path, path relative to root, size) of every regular file, .git internals excepted.
+
+    Names are the OS's bytes, kept lossless in ``str`` (lone surrogates for non-UTF-8 bytes):
+    records show them through :func:`display_name`.
+    """
     stack = [(str(root), "")]
     while stack:
         directory, prefix = stack.pop()
@@ -50,7 +55,12 @@ def _walk(root: Path, result: ScanResult, root_label: str) -> Iterator[tuple[str
                 entries = sorted(listing, key=lambda e: e.name)
         except OSError as err:
             result.skipped.append(
-                SkippedItem(prefix or ".", f"cannot list directory: {err.strerror}", "", root_label)
+                SkippedItem(
+                    display_name(prefix) or ".",
+                    f"cannot list directory: {err.strerror}",
+                    "",
+                    root_label,
+                )
             )
             continue
         subdirs = []
@@ -62,7 +72,9 @@ def _walk(root: Path, result: ScanResult, root_label: str) -> Iterator[tuple[str
                 info = entry.stat(follow_symlinks=False)
             except OSError as err:
                 result.skipped.append(
-                    SkippedItem(relative, f"cannot stat: {err.strerror}", "", root_label)
+                    SkippedItem(
+                        display_name(relative), f"cannot stat: {err.strerror}", "", root_label
+                    )
                 )
                 continue
             mode = info.st_mode
@@ -73,7 +85,10 @@ def _walk(root: Path, result: ScanResult, root_label: str) -> Iterator[tuple[str
             elif not stat.S_ISLNK(mode):  # links are not followed: targets are scanned in place
                 result.skipped.append(
                     SkippedItem(
-                        relative, "not a regular file (device, FIFO or socket)", "", root_label
+                        display_name(relative),
+                        "not a regular file (device, FIFO or socket)",
+                        "",
+                        root_label,
                     )
                 )
         stack.extend(reversed(subdirs))
@@ -165,14 +180,21 @@ def _scan_files(
     for path, relative, size in files:
         if size > options.max_file_bytes:
             result.skipped.append(
-                SkippedItem(relative, f"larger than {options.max_file_bytes} bytes", source, label)
+                SkippedItem(
+                    display_name(relative),
+                    f"larger than {options.max_file_bytes} bytes",
+                    source,
+                    label,
+                )
             )
             continue
         try:
             data = _read_file(path, options.max_file_bytes)
         except OSError as err:
             result.skipped.append(
-                SkippedItem(relative, f"cannot read: {err.strerror or err}", source, label)
+                SkippedItem(
+                    display_name(relative), f"cannot read: {err.strerror or err}", source, label
+                )
             )
             continue
         result.stats.files += 1
@@ -294,7 +316,9 @@ def _ripgrep_errors(rg: _Ripgrep, root: Path, result: ScanResult, label: str) ->
             path, reason = text[len(prefix) :].rsplit(": ", 1)
             reason = reason.split(" (os error", 1)[0]
             result.skipped.append(
-                SkippedItem(path, f"cannot read: {reason}", str(HitSource.WORKING_TREE), label)
+                SkippedItem(
+                    display_name(path), f"cannot read: {reason}", str(HitSource.WORKING_TREE), label
+                )
             )
         elif line.strip():
             log.warning("ripgrep: %s", line)
@@ -336,7 +360,7 @@ def _scan_with_ripgrep(
     unread = {s.location for s in result.skipped}
     too_large = []
     for item in files:
-        if item[1] in listed or item[1] in unread:
+        if item[1] in listed or display_name(item[1]) in unread:
             continue
         if item[2] > options.max_file_bytes:
             too_large.append(item)  # skipped with its reason

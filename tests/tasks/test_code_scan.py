@@ -8,6 +8,7 @@ import io
 import os
 import subprocess
 import tarfile
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import pytest
 
 import tasks.code_tree as code_tree
 from domain.key_findings import ScanResult
-from tasks.code_scan import ArchiveLimits, ScanOptions, scan_paths
+from tasks.code_scan import ArchiveLimits, ScanOptions, scan_git_history, scan_paths
+from tasks.key_detection import KeyDetector
 
 # Key ids and secrets made up for these tests (base32 ids, 40-character secrets).
 WORKING = "AKIAQ3EGRDZ5V7WKTJNM"
@@ -325,3 +327,91 @@ def test_ripgrep_prefilter_finds_what_reading_every_file_finds(
     # ripgrep read the rest: this process read only the files that can hold a finding.
     assert 0 < len(reads) < read_by_python
     assert not any(r.endswith(("padding.bin", ".gitignore")) for r in reads)
+
+
+def refuse_by_git(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make git refuse ``repo`` for "dubious ownership", as for a clone another user owns."""
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)  # no safe.directory of this machine's
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    if os.geteuid() == 0:
+        for directory, subdirs, files in os.walk(repo):
+            for name in [directory, *(os.path.join(directory, n) for n in subdirs + files)]:
+                os.lchown(name, 54321, 54321)
+    else:  # git's own switch for its ownership check (t/t0033-safe-directory.sh)
+        monkeypatch.setenv("GIT_TEST_ASSUME_DIFFERENT_OWNER", "1")
+
+
+@pytest.mark.parametrize("prefilter", ["ripgrep", "none"])
+def test_non_utf8_file_names_are_scanned_and_shown_escaped(
+    repo: Path, tmp_path: Path, prefilter: str
+) -> None:
+    latin1 = os.fsencode(repo) + b"/caf\xe9.env"
+    with open(latin1, "wb") as handle:
+        handle.write(f"K={HISTORY}\n".encode())
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a Latin-1 file name")
+    with open(os.fsencode(repo) + b"/big\xff.log", "wb") as handle:
+        handle.write(b"x" * 200_000)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "run.sh").write_text(f"K={WORKING}\n")
+    options = ScanOptions(max_file_bytes=100_000, prefilter=prefilter)
+
+    result = scan_paths([repo, other], options=options)
+
+    where = {(h.source, h.root, h.location) for h in result.hits}
+    assert ("working-tree", str(repo), "caf\\xe9.env:1") in where
+    assert ("git-history", str(repo), "caf\\xe9.env:1") in where
+    assert ("working-tree", str(other), "run.sh:1") in where  # the other path is scanned too
+    assert ("big\\xff.log", "larger than 100000 bytes") in {
+        (s.location, s.reason) for s in result.skipped
+    }
+    for record in [*result.hits, *result.ignored, *result.skipped]:
+        str(record).encode()  # reports, CSV, SARIF, logs and the state DB can hold it
+
+
+def test_a_repository_git_refuses_is_a_failed_skip_not_zero_blobs(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refuse_by_git(repo, monkeypatch)
+
+    result = scan_paths([repo])
+
+    (refused,) = [s for s in result.skipped if s.failed]
+    assert (refused.location, refused.source) == ("git history", "git-history")
+    assert "dubious ownership" in refused.reason
+    assert f"git config --global --add safe.directory {repo}" in refused.reason
+    assert result.stats.blobs == 0
+    # The working tree is still scanned; only the history is missing.
+    assert ("working-tree", "deploy/run.sh:2") in {(h.source, h.location) for h in result.hits}
+    assert not any(h.source == "git-history" for h in result.hits)
+
+
+def test_an_oversize_history_blob_is_skipped_by_its_size_never_read(tmp_path: Path) -> None:
+    root = tmp_path / "big"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    blob = b"# padding\n" * (400 * 1024) + f"K={HISTORY}\n".encode()  # 4 MiB, key at the end
+    (root / "dump.sql").write_bytes(blob)
+    (root / "small.cfg").write_text(f"K={TAGGED}\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "a dump")
+    git(root, "rm", "-q", "dump.sql")
+    git(root, "commit", "-qm", "gone from the tree, not from the history")
+    big = git(root, "rev-parse", "HEAD~1:dump.sql")
+    detector = KeyDetector(b"salt")  # compiled before measuring
+    options = ScanOptions(max_file_bytes=64 * 1024)
+
+    tracemalloc.start()
+    try:
+        result = scan_git_history(root, detector, options)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert (f"dump.sql (blob {big})", f"larger than 65536 bytes ({len(blob)} bytes): not read") in {
+        (s.location, s.reason) for s in result.skipped
+    }
+    assert [h.key_id for h in result.hits] == [TAGGED]
+    assert result.stats.blobs == 1
+    assert peak < len(blob) // 4, f"peak {peak} bytes: the {len(blob)}-byte blob was read"
