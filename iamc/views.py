@@ -758,7 +758,8 @@ def print_key_report(console: Console, spec: Path | str, output_format: str = "t
             tool_version = version("iam-centralize")
         except PackageNotFoundError:
             tool_version = "0"
-        sys.stdout.write(key_report.render_sarif(findings, data["roots"], tool_version) + "\n")
+        sarif = key_report.render_sarif(findings, data["roots"], tool_version, problems)
+        sys.stdout.write(sarif + "\n")
         return
     meta = data["meta"]
     table = Table(

@@ -274,7 +274,7 @@ def scan_git_history(
     try:
         tips, hit_blobs = _scan_blobs(git, result, label, ContentScanner(detector, options, label))
     except GitFailed as failed:
-        log.warning("git history of %s not scanned: %s", label, failed)
+        log.info("git history of %s not scanned: %s", label, failed)
         result.skipped.append(SkippedItem("git history", str(failed), source, label, failed=True))
         sort_result(result)
         return result

@@ -86,7 +86,7 @@ def scan_code_path(
         outcome.units.append(ScanUnit(code_history_unit(label), status, detail))
     if failures:
         outcome.failed = "; ".join(f"{s.location}: {s.reason}" for s in failures)
-        log.warning("key scan of %s incomplete: %s", label, outcome.failed)
+        log.info("key scan of %s incomplete: %s", label, outcome.failed)
     for skipped in result.skipped:
         outcome.problems.append(
             ScanProblem(

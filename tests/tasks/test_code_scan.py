@@ -329,18 +329,6 @@ def test_ripgrep_prefilter_finds_what_reading_every_file_finds(
     assert not any(r.endswith(("padding.bin", ".gitignore")) for r in reads)
 
 
-def refuse_by_git(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make git refuse ``repo`` for "dubious ownership", as for a clone another user owns."""
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)  # no safe.directory of this machine's
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    if os.geteuid() == 0:
-        for directory, subdirs, files in os.walk(repo):
-            for name in [directory, *(os.path.join(directory, n) for n in subdirs + files)]:
-                os.lchown(name, 54321, 54321)
-    else:  # git's own switch for its ownership check (t/t0033-safe-directory.sh)
-        monkeypatch.setenv("GIT_TEST_ASSUME_DIFFERENT_OWNER", "1")
-
-
 @pytest.mark.parametrize("prefilter", ["ripgrep", "none"])
 def test_non_utf8_file_names_are_scanned_and_shown_escaped(
     repo: Path, tmp_path: Path, prefilter: str
@@ -371,9 +359,9 @@ def test_non_utf8_file_names_are_scanned_and_shown_escaped(
 
 
 def test_a_repository_git_refuses_is_a_failed_skip_not_zero_blobs(
-    repo: Path, monkeypatch: pytest.MonkeyPatch
+    repo: Path, refuse_by_git
 ) -> None:
-    refuse_by_git(repo, monkeypatch)
+    refuse_by_git(repo)
 
     result = scan_paths([repo])
 
