@@ -205,9 +205,9 @@ class NoKeyScanError(IamcError):
 
 
 class ScanIncomplete(IamcError):
-    """The key scan ran, but some accounts could not be read: what was read is stored.
+    """The key scan ran, but an account or a repository's git history could not be read.
 
-    Exits 4, as an incomplete inventory does: AWS could not be read everywhere.
+    What was read is stored. Exits 4, as an incomplete inventory does.
     """
 
     exit_code = 4

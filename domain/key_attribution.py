@@ -388,12 +388,19 @@ def code_unit(root: str) -> str:
     return f"code:{root}"
 
 
+def code_history_unit(root: str) -> str:
+    """The unit of a code path's git history: read (or refused by git) apart from its files."""
+    return f"code-history:{root}"
+
+
 def aws_unit(account_id: str, source: str, region: str) -> str:
     """The unit of one AWS-side source of one account in one region."""
     return f"aws:{account_id}:{source}:{region}"
 
 
 def unit_of(finding: KeyFinding) -> str:
+    if finding.source == HitSource.GIT_HISTORY:
+        return code_history_unit(finding.root or "")
     if finding.is_code or not finding.found_in_account:
         return code_unit(finding.root or "")
     return aws_unit(finding.found_in_account, finding.source, finding.region or "")

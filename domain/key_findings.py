@@ -120,15 +120,21 @@ class IgnoredHit:
 
 @dataclass(frozen=True)
 class SkippedItem:
-    """An input that was not scanned (or not completely), and why: one clear line each."""
+    """An input that was not scanned (or not completely), and why: one clear line each.
+
+    ``failed`` marks a whole source that could not be read (git refused the repository): the
+    scan run is incomplete, as when an account can't be read, and its earlier results there
+    keep counting. A file, blob, archive or ref skipped on its own is not ``failed``.
+    """
 
     location: str
     reason: str
     source: str = ""
     root: str | None = None
+    failed: bool = False
 
     def __str__(self) -> str:
-        return f"skipped {self.location}: {self.reason}"
+        return f"{'failed' if self.failed else 'skipped'} {self.location}: {self.reason}"
 
 
 @dataclass(frozen=True)

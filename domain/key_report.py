@@ -149,8 +149,31 @@ def _uri_and_line(finding: KeyFinding) -> tuple[str, int, str]:
     return quote(path), max(1, int(line)), ""
 
 
+def _notifications(problems: list[ScanProblem]) -> list[dict[str, Any]]:
+    """What the scan could not read, as SARIF tool execution notifications (one each)."""
+    return [
+        {
+            "level": "error" if problem.kind == "failed" else "warning",
+            "message": {"text": str(problem)},
+            "descriptor": {"id": f"scan-{problem.kind}"},
+            "properties": {
+                "kind": problem.kind,
+                "source": problem.source,
+                "root": problem.root,
+                "location": problem.location,
+                "reason": problem.reason,
+                "accountId": problem.account_id,
+            },
+        }
+        for problem in problems
+    ]
+
+
 def render_sarif(
-    findings: list[KeyFinding], roots: dict[str, Path], tool_version: str = "0"
+    findings: list[KeyFinding],
+    roots: dict[str, Path],
+    tool_version: str = "0",
+    problems: list[ScanProblem] | None = None,
 ) -> str:
     """SARIF 2.1.0 of the findings in code (working tree, archives, git history).
 
@@ -158,6 +181,9 @@ def render_sarif(
         findings: The report's findings; AWS-side ones and ignored look-alikes are left out.
         roots: {root label: absolute path} of the scanned paths, for ``originalUriBaseIds``.
         tool_version: iamc's version.
+        problems: What the scans could not read (skipped files and blobs, a repository git
+            refused, gaps): the invocation's notifications; any ``failed`` one makes the
+            invocation unsuccessful (the scan is incomplete).
     """
     rule_ids = list(_RULES)
     rules = [
@@ -241,6 +267,12 @@ def render_sarif(
                     }
                 },
                 "originalUriBaseIds": original,
+                "invocations": [
+                    {
+                        "executionSuccessful": not any(p.kind == "failed" for p in problems or []),
+                        "toolExecutionNotifications": _notifications(problems or []),
+                    }
+                ],
                 "results": results,
             }
         ],

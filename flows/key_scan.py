@@ -55,9 +55,11 @@ class _Runtime:
         self.detector = detector
         self.paths = paths
         self.regions = list(spec.scan.regions) or [spec.region]
-        # Outcomes by account, kept here so a failed account's task can end Failed (red in the
-        # UI, one message, no traceback) while the flow still records what it found.
+        # Outcomes by account and by path index, kept here so a failed account's (or git
+        # history's) task can end Failed (red in the UI, one message, no traceback) while the
+        # flow still records what it found.
         self.outcomes: dict[str, ScanOutcome] = {}
+        self.code_outcomes: dict[int, ScanOutcome] = {}
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:
@@ -101,8 +103,12 @@ def resolve_organization(runtime: _Runtime) -> tuple[OrgView, list[str], ScanPro
     cache_policy=NO_CACHE,
     persist_result=False,
 )
-def scan_code(runtime: _Runtime, label: str, index: int) -> ScanOutcome:
-    """One spec path: working tree (ignored files too), archives, whole git history."""
+def scan_code(runtime: _Runtime, label: str, index: int) -> ScanOutcome | State:
+    """One spec path: working tree (ignored files too), archives, whole git history.
+
+    Ends Failed (red in the UI) when git refused the repository or failed on its history;
+    the flow still records the files and the rest of the scan.
+    """
     entry = runtime.paths[index]
     logger = _logger()
     if entry.problem:
@@ -125,7 +131,11 @@ def scan_code(runtime: _Runtime, label: str, index: int) -> ScanOutcome:
         len(outcome.result.ignored),
         len(outcome.result.skipped),
     )
+    runtime.code_outcomes[index] = outcome
     emit("scan-unit-done", what=outcome.what, hits=len(outcome.result.hits))
+    if outcome.failed:
+        logger.error("code %s: not completely scanned: %s", label, outcome.failed)
+        return Failed(message=f"code {label} not completely scanned: {outcome.failed}")
     return outcome
 
 
@@ -221,9 +231,12 @@ def _scan(
         scan_code.submit(runtime, entry.label, index) for index, entry in enumerate(runtime.paths)
     ]
     account_futures = [scan_account_config.submit(runtime, a) for a in accounts]
-    outcomes: list[ScanOutcome] = [future.result() for future in code_futures]
-    for future in account_futures:
+    for future in [*code_futures, *account_futures]:
         future.wait()
+    for index, future in enumerate(code_futures):
+        if index not in runtime.code_outcomes:
+            future.result()  # the task raised before it had an outcome: raise that
+    outcomes = [runtime.code_outcomes[index] for index in range(len(runtime.paths))]
     outcomes += [runtime.outcomes[a] for a in accounts]
 
     hits = [hit for outcome in outcomes for hit in outcome.result.hits]
@@ -259,10 +272,13 @@ def _summary(
     for outcome in outcomes:
         calls.update(outcome.calls)
     accounts = [o for o in outcomes if o.what.startswith("account ")]
+    paths = [o for o in outcomes if o.what.startswith("code ")]
     return {
         "run_id": run_id,
         "snapshot_id": snapshot_id,
-        "paths": sum(1 for o in outcomes if o.what.startswith("code ")),
+        "paths": len(paths),
+        # {path: why it was not completely scanned}: git refused or failed on its history.
+        "paths_failed": {o.what.split(" ", 1)[1]: o.failed for o in paths if o.failed},
         "accounts": len(accounts),
         "accounts_failed": sorted(o.what.split(" ", 1)[1] for o in accounts if o.failed),
         "findings": dict(sorted(classes.items())),

@@ -280,8 +280,9 @@ def scan(
 ) -> None:
     """Scan the spec's code paths and every in-scope account's configuration for access keys.
 
-    Exit 4 when an account could not be scanned (the rest is stored), as an incomplete
-    inventory does; a skipped path or a gap is reported, not fatal.
+    Exit 4 when an account could not be scanned, or git refused a path's repository (the
+    rest is stored), as an incomplete inventory does; a skipped path, file or blob, or a gap,
+    is reported, not fatal.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -292,10 +293,15 @@ def scan(
 
     _report_to_prefect()
     summary = views.scan_with_progress(console, spec, profile)
-    if summary["accounts_failed"]:
+    failed = [f"account(s) {', '.join(summary['accounts_failed'])} could not be scanned"]
+    failed = failed if summary["accounts_failed"] else []
+    failed += [
+        f"path {path} could not be scanned completely: {reason}"
+        for path, reason in summary.get("paths_failed", {}).items()
+    ]
+    if failed:
         raise ScanIncomplete(
-            f"key scan run {summary['run_id']} is incomplete: account(s) "
-            f"{', '.join(summary['accounts_failed'])} could not be scanned"
+            f"key scan run {summary['run_id']} is incomplete: " + "; ".join(failed)
         )
     console.print(f"next: iamc report keys -c {spec}; iamc plan -c {spec}", style="dim")
 

@@ -684,7 +684,8 @@ def scan_with_progress(
     """Run the key-scan flow with a progress line (code paths and accounts done), then a summary.
 
     Returns:
-        The flow's summary; ``accounts_failed`` non-empty means the scan is incomplete.
+        The flow's summary; ``accounts_failed`` or ``paths_failed`` non-empty means the
+        scan is incomplete.
     """
     from domain.progress import listening
 
@@ -731,6 +732,12 @@ def scan_with_progress(
             "their earlier scan results (if any) still count",
             highlight=False,
         )
+    for path in summary.get("paths_failed", {}):
+        console.print(
+            f"[red]incomplete:[/] {escape(path)}: git history not scanned; its earlier "
+            "history results (if any) still count",
+            highlight=False,
+        )
     return summary
 
 
@@ -755,7 +762,8 @@ def print_key_report(console: Console, spec: Path | str, output_format: str = "t
             tool_version = version("iam-centralize")
         except PackageNotFoundError:
             tool_version = "0"
-        sys.stdout.write(key_report.render_sarif(findings, data["roots"], tool_version) + "\n")
+        sarif = key_report.render_sarif(findings, data["roots"], tool_version, problems)
+        sys.stdout.write(sarif + "\n")
         return
     meta = data["meta"]
     table = Table(

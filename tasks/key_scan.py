@@ -15,12 +15,12 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from domain.errors import AwsAccessError
-from domain.key_attribution import ScanProblem, aws_unit, code_unit
+from domain.key_attribution import ScanProblem, aws_unit, code_history_unit, code_unit
 from domain.key_findings import ScanResult
 from state.key_scans import UNIT_SCANNED, ScanUnit
 from tasks.aws import AwsSessions, error_code
 from tasks.aws_config_scan import SOURCES, scan_account
-from tasks.code_scan import ScanOptions, scan_paths
+from tasks.code_scan import ScanOptions, is_git_repository, scan_paths
 from tasks.key_detection import KeyDetector
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class ScanOutcome:
     problems: list[ScanProblem] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)  # AWS source -> API calls
     seconds: float = 0.0
-    failed: str | None = None  # why the whole account could not be scanned
+    failed: str | None = None  # why the account (or a path's git history) could not be scanned
 
 
 def scan_code_path(
@@ -57,7 +57,8 @@ def scan_code_path(
         problem: Why the path can't be scanned (it does not exist): recorded, not scanned.
 
     Returns:
-        Hits, look-alikes and skipped items with ``root`` = ``label``.
+        Hits, look-alikes and skipped items with ``root`` = ``label``; units for the files
+        and (a repository) the history; ``failed`` when git refused or failed on the history.
     """
     outcome = ScanOutcome(f"code {label}")
     unit = code_unit(label)
@@ -74,13 +75,26 @@ def scan_code_path(
     result.skipped = [replace(s, root=label) for s in raw.skipped]
     outcome.result = result
     outcome.seconds = time.monotonic() - started
-    outcome.units.append(
-        ScanUnit(unit, UNIT_SCANNED, f"{raw.stats.files} files, {raw.stats.blobs} blobs")
-    )
+    outcome.units.append(ScanUnit(unit, UNIT_SCANNED, f"{raw.stats.files} files"))
+    failures = [s for s in result.skipped if s.failed]
+    if history and path.is_dir() and is_git_repository(path):
+        # The history is its own unit: when git refuses it, the files still count, and the
+        # history findings of the last scan that read it keep counting (as for an account).
+        status, detail = UNIT_SCANNED, f"{raw.stats.blobs} blobs"
+        if failures:
+            status, detail = "failed", "; ".join(s.reason for s in failures)
+        outcome.units.append(ScanUnit(code_history_unit(label), status, detail))
+    if failures:
+        outcome.failed = "; ".join(f"{s.location}: {s.reason}" for s in failures)
+        log.info("key scan of %s incomplete: %s", label, outcome.failed)
     for skipped in result.skipped:
         outcome.problems.append(
             ScanProblem(
-                "skipped", skipped.source or "code", skipped.location, skipped.reason, label
+                "failed" if skipped.failed else "skipped",
+                skipped.source or "code",
+                skipped.location,
+                skipped.reason,
+                label,
             )
         )
     return outcome

@@ -84,6 +84,31 @@ def aws_managed_policies(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
 
 
+@pytest.fixture
+def refuse_by_git(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], dict[str, str]]:
+    """``refuse_by_git(repo)``: git now refuses ``repo`` for "dubious ownership".
+
+    As root, the repository is given to another uid (a clone another user owns); otherwise git's
+    own switch for its ownership check is set (t/t0033-safe-directory.sh). Returns the
+    environment a subprocess needs for the same (this process's is already set); no
+    safe.directory of this machine's git configuration applies.
+    """
+
+    def refuse(repo: Path) -> dict[str, str]:
+        env = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+        if os.geteuid() == 0:
+            for directory, subdirs, files in os.walk(repo):
+                for name in [directory, *(os.path.join(directory, n) for n in subdirs + files)]:
+                    os.lchown(name, 54321, 54321)
+        else:
+            env["GIT_TEST_ASSUME_DIFFERENT_OWNER"] = "1"
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return env
+
+    return refuse
+
+
 class WorkerPrefectServer:
     """One real Prefect server per test process, started in the background at configure time.
 

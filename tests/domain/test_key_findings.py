@@ -12,6 +12,7 @@ from domain.key_attribution import (
     Classification,
     KeyOwner,
     OrgView,
+    ScanProblem,
     account_of_key_id,
     attribute,
 )
@@ -148,3 +149,20 @@ def test_scan_section_of_the_spec(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"scan\.regions"):
         parse_spec({"name": "w", "scan": {"regions": ["mars-1"]}})
     assert parse_spec({"name": "w"}).scan.aws is True
+
+
+def test_sarif_lists_what_the_scan_could_not_read_as_notifications() -> None:
+    problems = [
+        ScanProblem("skipped", "git-history", "dump.sql (blob ab12)", "larger than 10 bytes", "r"),
+        ScanProblem("failed", "git-history", "git history", "git refused the repository", "r"),
+    ]
+    sarif = json.loads(render_sarif(_findings(), {"r": Path("/tmp/r")}, "1.2.3", problems))
+    (invocation,) = sarif["runs"][0]["invocations"]
+    assert invocation["executionSuccessful"] is False  # a failed source: the scan is incomplete
+    levels = [(n["level"], n["message"]["text"]) for n in invocation["toolExecutionNotifications"]]
+    assert levels == [
+        ("warning", "skipped r: dump.sql (blob ab12): larger than 10 bytes"),
+        ("error", "failed r: git history: git refused the repository"),
+    ]
+    complete = json.loads(render_sarif(_findings(), {"r": Path("/tmp/r")}, "1.2.3", problems[:1]))
+    assert complete["runs"][0]["invocations"][0]["executionSuccessful"] is True

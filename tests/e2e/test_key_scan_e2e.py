@@ -196,3 +196,47 @@ def test_scan_finds_every_planted_key_joins_it_and_holds_the_plan(
         assert key_id not in cli_output, key_id
         assert key_id.encode() not in prefect_bytes, key_id
     assert stale_key.encode() in state_db  # the one place whole key ids live
+
+
+def test_scan_of_a_repository_git_refuses_exits_4_and_every_report_lists_it(
+    iamc, tmp_path, refuse_by_git
+):
+    repo = tmp_path / "their-clone"
+    repo.mkdir()
+    git_env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    # A file name that is not UTF-8 (Latin-1 "café"), with a key id in it.
+    with open(os.fsencode(repo) + b"/caf\xe9.env", "wb") as handle:
+        handle.write(b"AWS_ACCESS_KEY_ID=AKIAQ3EGRDZ5V7WKTJNM\n")
+    for args in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "a"],
+    ):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, env=git_env)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'name = "e2e-refused"\nstate = "sqlite:///state.db"\n'
+        '[scan]\npaths = ["their-clone"]\naws = false\n'
+    )
+    assert iamc("inventory", "-c", str(spec)).returncode == 0
+    env = refuse_by_git(repo)
+
+    scanned = iamc("scan", "-c", str(spec), **env)
+
+    output = scanned.stdout + scanned.stderr
+    assert scanned.returncode == 4, output
+    assert "incomplete" in output and "their-clone" in output
+    assert f"git config --global --add safe.directory {repo}" in " ".join(output.split())
+    report = json.loads(iamc("report", "keys", "-c", str(spec), "--format", "json").stdout)
+    (failed,) = [p for p in report["problems"] if p["kind"] == "failed"]
+    assert (failed["root"], failed["location"]) == ("their-clone", "git history")
+    assert "dubious ownership" in failed["reason"]
+    assert "caf\\xe9.env:1" in {row["location"] for row in report["findings"]}
+    assert "caf\\xe9.env" in iamc("report", "keys", "-c", str(spec), "--format", "csv").stdout
+    sarif = json.loads(iamc("report", "keys", "-c", str(spec), "--format", "sarif").stdout)
+    (invocation,) = sarif["runs"][0]["invocations"]
+    assert invocation["executionSuccessful"] is False
+    (notification,) = invocation["toolExecutionNotifications"]
+    assert notification["level"] == "error" and "safe.directory" in notification["message"]["text"]
+    table = iamc("report", "keys", "-c", str(spec))
+    assert "failed their-clone: git history: git refused" in " ".join(table.stdout.split())

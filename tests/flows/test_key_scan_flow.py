@@ -248,3 +248,36 @@ def test_an_unreachable_account_makes_the_scan_incomplete_not_failed(org, tmp_pa
     # The Lambda finding of the first scan still counts: nobody has looked since.
     assert first["run_id"] != second["run_id"]
     assert any(f.source == "lambda" for f in current)
+
+
+def test_a_repository_git_refuses_makes_the_scan_incomplete_and_keeps_its_history(
+    org, tmp_path, refuse_by_git
+):
+    repo = tmp_path / "code"
+    env = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "PATH": "/usr/bin:/bin"}
+    ident = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True, env=env)
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True, env=env)
+    subprocess.run(["git", "-C", str(repo), *ident, "commit", "-qm", "a"], check=True, env=env)
+    (repo / "app.py").write_text("KEY = None\n")  # the key stays in the history only
+    run_inventory(org["spec"])
+    first = run_key_scan(org["spec"])
+    assert first["paths_failed"] == {}
+    deployer = org["keys"]["deployer"]["AccessKeyId"]
+
+    refuse_by_git(repo)
+    second = run_key_scan(org["spec"])
+
+    (reason,) = second["paths_failed"].values()
+    assert list(second["paths_failed"]) == ["code"]
+    assert "dubious ownership" in reason and "safe.directory" in reason
+    assert any(p.startswith("failed code: git history: git refused") for p in second["problems"])
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    with Store.open(url) as store:
+        assert store.get_run(second["run_id"]).status == "succeeded"
+        units = {u.unit: u.status for u in store.key_scan_units(second["run_id"])}
+        current, _ = store.current_key_findings(store.find_migration("wave-1"))
+    assert units["code:code"] == "scanned" and units["code-history:code"] == "failed"
+    # Nobody read the history this time: the first scan's history finding still counts.
+    in_app = {f.source for f in current if f.key_id == deployer and f.location == "app.py:1"}
+    assert in_app == {"git-history"}

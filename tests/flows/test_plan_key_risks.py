@@ -121,7 +121,7 @@ def test_an_active_hard_coded_key_holds_disable_and_delete_until_accepted(spec: 
                 region="us-east-1",
             ),
         ],
-        ["code:repo", f"aws:{ACCOUNT}:lambda:us-east-1"],
+        ["code:repo", "code-history:repo", f"aws:{ACCOUNT}:lambda:us-east-1"],
     )
     result = plan_flow(str(spec))
     assert result["blocking"] == 1 and result["blocking_provision"] == 0
@@ -169,7 +169,7 @@ def test_a_key_only_in_history_is_a_risk_not_a_hold(spec: Path):
     _scan(
         spec,
         [_hit(ANA_KEY, "old.py:1", source="git-history", commit="ab" * 20, history_only=True)],
-        ["code:repo"],
+        ["code:repo", "code-history:repo"],
     )
     result = plan_flow(str(spec))
     assert result["blocking"] == 0

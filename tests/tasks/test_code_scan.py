@@ -8,14 +8,16 @@ import io
 import os
 import subprocess
 import tarfile
+import tracemalloc
 import zipfile
 from pathlib import Path
 
 import pytest
 
-import tasks.code_scan as code_scan
+import tasks.code_tree as code_tree
 from domain.key_findings import ScanResult
-from tasks.code_scan import ArchiveLimits, ScanOptions, scan_paths
+from tasks.code_scan import ArchiveLimits, ScanOptions, scan_git_history, scan_paths
+from tasks.key_detection import KeyDetector
 
 # Key ids and secrets made up for these tests (base32 ids, 40-character secrets).
 WORKING = "AKIAQ3EGRDZ5V7WKTJNM"
@@ -192,14 +194,14 @@ def test_unreadable_file_is_skipped(repo: Path, monkeypatch: pytest.MonkeyPatch)
     secret_file.write_text(f"K={WORKING}\n")
     secret_file.chmod(0)
     if os.geteuid() == 0:  # root reads mode-000 files: make the read fail as it would for others
-        real = code_scan._read_file
+        real = code_tree._read_file
 
         def refuse(path: str | Path, limit: int) -> bytes:
             if Path(path) == secret_file:
                 raise PermissionError(13, "Permission denied", str(path))
             return real(path, limit)
 
-        monkeypatch.setattr(code_scan, "_read_file", refuse)
+        monkeypatch.setattr(code_tree, "_read_file", refuse)
     result = scan_paths([repo], options=ScanOptions(history=False))
     assert [(s.location, s.reason) for s in result.skipped] == [
         ("deploy/private.env", "cannot read: Permission denied")
@@ -271,8 +273,8 @@ def test_archive_bombs_become_skipped_items(
 def test_re_engine_and_worker_processes_give_the_same_result(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(code_scan, "PARALLEL_MIN_BYTES", 0)  # two worker processes, tiny tree
-    monkeypatch.setattr(code_scan, "_BATCH_BYTES", 100)
+    monkeypatch.setattr(code_tree, "PARALLEL_MIN_BYTES", 0)  # two worker processes, tiny tree
+    monkeypatch.setattr(code_tree, "_BATCH_BYTES", 100)
     parallel = scan_paths([repo], salt=b"s", options=ScanOptions(workers=2, prefilter="none"))
     plain = scan_paths(
         [repo], salt=b"s", options=ScanOptions(workers=1, engine="re", prefilter="none")
@@ -299,13 +301,13 @@ def test_ripgrep_prefilter_finds_what_reading_every_file_finds(
     (repo / "utf16.txt").write_bytes(f"key={WORKING}\n".encode("utf-16"))
     (repo / "padding.bin").write_bytes(b"\0" * 10_000)  # binary, no archive: never read here
     reads: list[str] = []
-    real = code_scan._read_file
+    real = code_tree._read_file
 
     def counting(path: str | Path, limit: int) -> bytes | memoryview:
         reads.append(str(path))
         return real(path, limit)
 
-    monkeypatch.setattr(code_scan, "_read_file", counting)
+    monkeypatch.setattr(code_tree, "_read_file", counting)
     options = ScanOptions(history=False)
     every = scan_paths([repo], salt=b"s", options=dataclasses.replace(options, prefilter="none"))
     read_by_python = len(reads)
@@ -325,3 +327,79 @@ def test_ripgrep_prefilter_finds_what_reading_every_file_finds(
     # ripgrep read the rest: this process read only the files that can hold a finding.
     assert 0 < len(reads) < read_by_python
     assert not any(r.endswith(("padding.bin", ".gitignore")) for r in reads)
+
+
+@pytest.mark.parametrize("prefilter", ["ripgrep", "none"])
+def test_non_utf8_file_names_are_scanned_and_shown_escaped(
+    repo: Path, tmp_path: Path, prefilter: str
+) -> None:
+    latin1 = os.fsencode(repo) + b"/caf\xe9.env"
+    with open(latin1, "wb") as handle:
+        handle.write(f"K={HISTORY}\n".encode())
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a Latin-1 file name")
+    with open(os.fsencode(repo) + b"/big\xff.log", "wb") as handle:
+        handle.write(b"x" * 200_000)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "run.sh").write_text(f"K={WORKING}\n")
+    options = ScanOptions(max_file_bytes=100_000, prefilter=prefilter)
+
+    result = scan_paths([repo, other], options=options)
+
+    where = {(h.source, h.root, h.location) for h in result.hits}
+    assert ("working-tree", str(repo), "caf\\xe9.env:1") in where
+    assert ("git-history", str(repo), "caf\\xe9.env:1") in where
+    assert ("working-tree", str(other), "run.sh:1") in where  # the other path is scanned too
+    assert ("big\\xff.log", "larger than 100000 bytes") in {
+        (s.location, s.reason) for s in result.skipped
+    }
+    for record in [*result.hits, *result.ignored, *result.skipped]:
+        str(record).encode()  # reports, CSV, SARIF, logs and the state DB can hold it
+
+
+def test_a_repository_git_refuses_is_a_failed_skip_not_zero_blobs(
+    repo: Path, refuse_by_git
+) -> None:
+    refuse_by_git(repo)
+
+    result = scan_paths([repo])
+
+    (refused,) = [s for s in result.skipped if s.failed]
+    assert (refused.location, refused.source) == ("git history", "git-history")
+    assert "dubious ownership" in refused.reason
+    assert f"git config --global --add safe.directory {repo}" in refused.reason
+    assert result.stats.blobs == 0
+    # The working tree is still scanned; only the history is missing.
+    assert ("working-tree", "deploy/run.sh:2") in {(h.source, h.location) for h in result.hits}
+    assert not any(h.source == "git-history" for h in result.hits)
+
+
+def test_an_oversize_history_blob_is_skipped_by_its_size_never_read(tmp_path: Path) -> None:
+    root = tmp_path / "big"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    blob = b"# padding\n" * (400 * 1024) + f"K={HISTORY}\n".encode()  # 4 MiB, key at the end
+    (root / "dump.sql").write_bytes(blob)
+    (root / "small.cfg").write_text(f"K={TAGGED}\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "a dump")
+    git(root, "rm", "-q", "dump.sql")
+    git(root, "commit", "-qm", "gone from the tree, not from the history")
+    big = git(root, "rev-parse", "HEAD~1:dump.sql")
+    detector = KeyDetector(b"salt")  # compiled before measuring
+    options = ScanOptions(max_file_bytes=64 * 1024)
+
+    tracemalloc.start()
+    try:
+        result = scan_git_history(root, detector, options)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert (f"dump.sql (blob {big})", f"larger than 65536 bytes ({len(blob)} bytes): not read") in {
+        (s.location, s.reason) for s in result.skipped
+    }
+    assert [h.key_id for h in result.hits] == [TAGGED]
+    assert result.stats.blobs == 1
+    assert peak < len(blob) // 4, f"peak {peak} bytes: the {len(blob)}-byte blob was read"
