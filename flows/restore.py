@@ -65,7 +65,7 @@ def restore(
         try:
             for snapshot in snapshots:
                 with translate_errors(snapshot.account_id, "restore"):
-                    iam = sessions.for_account(snapshot.account_id).client("iam")
+                    iam = sessions.for_restore(snapshot.account_id).client("iam")
                     result = restore_user(iam, snapshot.account_id, snapshot.content)
                 log.info(
                     "restored %s/%s: %s re-created, %s not possible",

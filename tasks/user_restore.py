@@ -21,6 +21,7 @@ from domain.keys import mask_key_id
 from domain.teardown import QUARANTINE_POLICY_NAME
 from tasks.aws import error_code, error_message
 from tasks.aws import pages as _pages
+from tasks.permissions import RESTORE
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ READ_PERMISSIONS = (
     "iam:GetSSHPublicKey",
     "iam:ListSigningCertificates",
 )
+# Only `iamc restore` re-creates users: its writes go in the restore role's policy, and routine
+# sessions are denied the ones no other stage makes (tasks.permissions).
+RUNS_AS = RESTORE
 PERMISSIONS = (
     "iam:CreateUser",
     "iam:TagUser",
