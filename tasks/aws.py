@@ -247,7 +247,8 @@ def new_botocore_session(profile: str | None = None) -> botocore.session.Session
 
 
 def warm_up_clients(services: tuple[str, ...], region: str) -> threading.Thread:
-    """Load, in a background thread, what the first clients of ``services`` need.
+    """Load, in a background thread, what the first clients of ``services`` need, and the
+    member sessions' session policy.
 
     A process's first client of a service reads its model, endpoint rules and partitions
     (~80 ms of CPU for the first, ~20 ms for each other service). A command that starts this
@@ -267,6 +268,11 @@ def warm_up_clients(services: tuple[str, ...], region: str) -> threading.Thread:
                     aws_access_key_id="warm-up",
                     aws_secret_access_key="warm-up",  # noqa: S106 - not a secret
                 )
+            # The member sessions' session policy reads every tasks module's declarations
+            # (~60 ms of imports a first time); its cache serves every protected tag after.
+            from tasks.permissions import session_policy
+
+            session_policy(restore=False)
         except Exception:
             # Only a head start (an unknown AWS_PROFILE, say): the command's own clients meet
             # the same problem and report it; a thread's traceback would only add noise.
