@@ -110,6 +110,17 @@ class Aws(_Strict):
     # first status poll. Default: the operation's typical completion time (5 s), so most
     # requests take one poll; an endpoint that completes at once (a sandbox) can say so.
     first_status_poll_s: Annotated[float, Field(ge=0, le=60)] | None = None
+    # The member-account role `iamc restore` assumes: the only one whose policy may re-create
+    # users (`iamc policy restore`). Default: member_role, whose sessions then carry a session
+    # policy denying restore's writes to every other command.
+    restore_role: str | None = None
+
+    @field_validator("restore_role")
+    @classmethod
+    def _restore_role(cls, value: str | None) -> str | None:
+        if value is not None and not _ROLE_NAME.match(value):
+            raise ValueError("expected an IAM role name: 1-64 characters of [A-Za-z0-9+=,.@_-]")
+        return value
 
     @field_validator("rate_limits")
     @classmethod
@@ -378,6 +389,11 @@ class MigrationSpec(_Strict):
         raise WaveError(f"--wave {name}: no such wave in migration {self.name!r} ({known})")
 
     notify: Notify = Field(default_factory=Notify)
+
+    @property
+    def restore_role(self) -> str:
+        """The role `iamc restore` assumes in members: [aws] restore_role, or member_role."""
+        return self.aws.restore_role or self.member_role
 
     @field_validator("name")
     @classmethod

@@ -204,7 +204,7 @@ def _restore_all(
     guard: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     # A restore acts on IAM only: no Identity Center instance.
-    ctx = ExecutionContext(sessions.management, sessions.for_account, instance=None)
+    ctx = ExecutionContext(sessions.management, sessions.for_restore, instance=None)
     # Every name is checked before anything changes: a refusal changes nothing at all.
     refusals = []
     for snapshot in snapshots:

@@ -549,21 +549,48 @@ def ui_command(
     run_ui(console, spec=spec, port=port, with_sandbox=with_sandbox, workdir=workdir)
 
 
+class PolicyKind(StrEnum):
+    member = "member"
+    restore = "restore"
+    management = "management"
+
+
 @app.command("policy")
 def policy(
     which: Annotated[
-        str, typer.Argument(help="management or member (the role iamc assumes in members).")
-    ] = "member",
+        PolicyKind,
+        typer.Argument(
+            help="member (the role every command but restore assumes in member accounts), "
+            "restore (the role iamc restore assumes) or management."
+        ),
+    ] = PolicyKind.member,
+    spec: Annotated[
+        Path | None,
+        typer.Option("--spec", "-c", help="The migration spec: its role names and protected tag."),
+    ] = None,
 ) -> None:
     """Print the least-privilege IAM policy iamc needs, generated from the code's declarations."""
     import json
 
-    from tasks.permissions import least_privilege_policies
+    from tasks.permissions import DEFAULT_MEMBER_ROLE, least_privilege_policies
 
-    policies = least_privilege_policies()
-    if which not in policies:
-        raise typer.BadParameter(f"expected one of {', '.join(sorted(policies))}")
-    sys.stdout.write(json.dumps(policies[which], indent=2) + "\n")
+    if spec is None:
+        policies = least_privilege_policies()
+        # The policy goes to stdout for piping; what it assumed, to stderr.
+        err_console.print(
+            f"no spec given: member and restore role {DEFAULT_MEMBER_ROLE}, protected tag "
+            "iamc:protected; pass -c SPEC for yours",
+            style="dim",
+            highlight=False,
+        )
+    else:
+        from domain.spec import load_spec
+
+        loaded = load_spec(spec)
+        policies = least_privilege_policies(
+            loaded.member_role, loaded.restore_role, loaded.protected_tag
+        )
+    sys.stdout.write(json.dumps(policies[which.value], indent=2) + "\n")
 
 
 @sandbox_app.command("up")

@@ -247,7 +247,8 @@ def new_botocore_session(profile: str | None = None) -> botocore.session.Session
 
 
 def warm_up_clients(services: tuple[str, ...], region: str) -> threading.Thread:
-    """Load, in a background thread, what the first clients of ``services`` need.
+    """Load, in a background thread, what the first clients of ``services`` need, and the
+    member sessions' session policy.
 
     A process's first client of a service reads its model, endpoint rules and partitions
     (~80 ms of CPU for the first, ~20 ms for each other service). A command that starts this
@@ -267,6 +268,11 @@ def warm_up_clients(services: tuple[str, ...], region: str) -> threading.Thread:
                     aws_access_key_id="warm-up",
                     aws_secret_access_key="warm-up",  # noqa: S106 - not a secret
                 )
+            # The member sessions' session policy reads every tasks module's declarations
+            # (~60 ms of imports a first time); its cache serves every protected tag after.
+            from tasks.permissions import session_policy
+
+            session_policy(restore=False)
         except Exception:
             # Only a head start (an unknown AWS_PROFILE, say): the command's own clients meet
             # the same problem and report it; a thread's traceback would only add noise.
@@ -283,11 +289,16 @@ class AwsSessions:
 
     The management session comes from the standard boto3 chain (profile, environment, SSO), so
     ``AWS_ENDPOINT_URL`` points everything at a sandbox with no special code. Member sessions
-    assume ``member_role`` from the management session and refresh before expiry.
+    assume ``member_role`` (``restore_role`` for :meth:`for_restore`) from the management
+    session, carry a session policy that denies what that session must never do
+    (:func:`tasks.permissions.session_policy`), and refresh before expiry.
     """
 
     region: str
     member_role: str = "OrganizationAccountAccessRole"
+    # The role `iamc restore` assumes; None: member_role.
+    restore_role: str | None = None
+    protected_tag: str = "iamc:protected"
     rate_limits: dict[str, float] = field(default_factory=dict)
     max_attempts: int = 8
     profile: str | None = None
@@ -297,6 +308,7 @@ class AwsSessions:
     clock: Callable[[], datetime] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _members: dict[str, boto3.Session] = field(default_factory=dict, repr=False)
+    _restorers: dict[str, boto3.Session] = field(default_factory=dict, repr=False)
     _management: boto3.Session | None = field(default=None, repr=False)
     _sts: Any = field(default=None, repr=False)
     _management_account: str | None = field(default=None, repr=False)
@@ -309,6 +321,8 @@ class AwsSessions:
         return cls(
             region=spec.region,
             member_role=spec.member_role,
+            restore_role=spec.restore_role,
+            protected_tag=spec.protected_tag,
             rate_limits=dict(spec.aws.rate_limits),
             max_attempts=spec.aws.max_attempts,
             profile=profile,
@@ -339,25 +353,44 @@ class AwsSessions:
             self._management_account = identity["Account"]
         return self._management_account
 
-    def role_arn(self, account_id: str) -> str:
-        return f"arn:aws:iam::{account_id}:role/{self.member_role}"
+    def role_arn(self, account_id: str, role: str | None = None) -> str:
+        return f"arn:aws:iam::{account_id}:role/{role or self.member_role}"
 
     def for_account(self, account_id: str) -> boto3.Session:
         """A session in a member account, by AssumeRole into ``member_role``.
 
-        Credentials are fetched lazily and refreshed ``EXPIRY_WINDOW_SECONDS`` before expiry;
-        call :meth:`check_access` to fail early with a clear message.
+        Its session policy denies restore's own writes and any write on a protected user,
+        whatever the role allows. Credentials are fetched lazily and refreshed
+        ``EXPIRY_WINDOW_SECONDS`` before expiry; call :meth:`check_access` to fail early with
+        a clear message.
         """
+        return self._assumed(account_id, self.member_role, self._members, restore=False)
+
+    def for_restore(self, account_id: str) -> boto3.Session:
+        """A session in a member account for ``iamc restore`` only, by AssumeRole into
+        ``restore_role``: the one session allowed to re-create users. Its session policy
+        denies any write on a protected user."""
+        role = self.restore_role or self.member_role
+        return self._assumed(account_id, role, self._restorers, restore=True)
+
+    def _assumed(
+        self, account_id: str, role: str, cache: dict[str, boto3.Session], *, restore: bool
+    ) -> boto3.Session:
+        from tasks.permissions import session_policy
+
         with self._lock:
-            cached = self._members.get(account_id)
+            cached = cache.get(account_id)
             if cached is not None:
                 return cached
         source_core = self.management()._session  # boto3 exposes no public accessor
         fetcher = AssumeRoleCredentialFetcher(
             client_creator=self._assume_role_client,
             source_credentials=source_core.get_credentials(),
-            role_arn=self.role_arn(account_id),
-            extra_args={"RoleSessionName": self.role_session_name},
+            role_arn=self.role_arn(account_id, role),
+            extra_args={
+                "RoleSessionName": self.role_session_name,
+                "Policy": session_policy(restore, self.protected_tag),
+            },
             expiry_window_seconds=self.expiry_window_seconds,
         )
         core = new_botocore_session()
@@ -370,7 +403,7 @@ class AwsSessions:
         self._configure(core, account_id)
         session = boto3.Session(botocore_session=core, region_name=self.region)
         with self._lock:
-            return self._members.setdefault(account_id, session)
+            return cache.setdefault(account_id, session)
 
     def _assume_role_client(self, service_name: str, **_source_credentials: Any) -> Any:
         """The management session's STS client, made once and shared by every account.

@@ -1,20 +1,32 @@
-"""The tool's own least-privilege IAM policy, generated from what each tasks module declares.
+"""The tool's own least-privilege IAM policies, generated from what each tasks module declares.
 
 Every module in ``tasks/`` that calls AWS declares the actions it needs beside the code:
 ``READ_PERMISSIONS`` for reads and ``PERMISSIONS`` for mutations (cloud-custodian's
-``permissions``). This module gathers them; a test checks that no module calls an operation it
-did not declare.
+``permissions``). A module whose writes only ``iamc restore`` makes says so with
+``RUNS_AS = RESTORE``: they go in the restore role's policy, never in the routine member
+role's. This module gathers the declarations; a test checks that no module calls an operation
+it did not declare, and another that each command's calls fit the policy of the role it uses.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import json
 import pkgutil
 from typing import Any
 
 import tasks
 
-# Where each action runs: member-account actions go in the member role's policy; the rest run
+DEFAULT_MEMBER_ROLE = "OrganizationAccountAccessRole"
+DEFAULT_PROTECTED_TAG = "iamc:protected"
+
+# Which member-account role a module's permissions belong to: ROUTINE is the role every command
+# but ``iamc restore`` assumes; RESTORE is the role ``iamc restore`` assumes.
+ROUTINE = "routine"
+RESTORE = "restore"
+
+# Where each action runs: member-account actions go in the member roles' policies; the rest run
 # with the management account's credentials.
 # Read in each member account: workload configuration for the key scan (tasks.aws_config_scan);
 # CloudTrail (use since disabling) and the resource policies that could name a user (retiring).
@@ -37,53 +49,192 @@ MEMBER_ACCOUNT_SERVICES = frozenset(
     }
 )
 
+# The IAM writes the tool declares whose resource is the user itself, so that
+# ``iam:ResourceTag/<key>`` is the user's tag: the Service Authorization Reference for IAM
+# (docs.aws.amazon.com/service-authorization/latest/reference/
+# list_awsidentityandaccessmanagementiam.html) lists resource type ``user*`` for each, and the
+# ``user`` resource type carries ``iam:ResourceTag/${TagKey}``.
+USER_RESOURCE_WRITES = frozenset(
+    {
+        "iam:AttachUserPolicy",
+        "iam:DeactivateMFADevice",
+        "iam:DeleteAccessKey",
+        "iam:DeleteLoginProfile",
+        "iam:DeleteSSHPublicKey",
+        "iam:DeleteServiceSpecificCredential",
+        "iam:DeleteSigningCertificate",
+        "iam:DeleteUser",
+        "iam:DeleteUserPermissionsBoundary",
+        "iam:DeleteUserPolicy",
+        "iam:DetachUserPolicy",
+        "iam:PutUserPermissionsBoundary",
+        "iam:PutUserPolicy",
+        "iam:TagUser",
+        "iam:UpdateAccessKey",
+        "iam:UpdateSSHPublicKey",
+        "iam:UpdateServiceSpecificCredential",
+        "iam:UpdateSigningCertificate",
+        "iam:UploadSSHPublicKey",
+        "iam:UploadSigningCertificate",
+    }
+)
+# The IAM writes the tool declares that a user's tag can't guard, and why (same reference):
+# the protected-user deny can't name them, so the code's own protected-user check is all.
+NOT_GUARDED_BY_USER_TAG = {
+    "iam:AddUserToGroup": "its resource is the group (resource type group*)",
+    "iam:RemoveUserFromGroup": "its resource is the group (resource type group*)",
+    "iam:DeleteVirtualMFADevice": "its resource is the MFA device (resource type mfa*)",
+    "iam:CreateUser": "the user has no tags before it exists",
+}
 
-def declared_permissions() -> dict[str, dict[str, tuple[str, ...]]]:
-    """{module: {"read": actions, "write": actions}} for every module of the tasks package."""
-    found: dict[str, dict[str, tuple[str, ...]]] = {}
+
+def declared_permissions() -> dict[str, dict[str, Any]]:
+    """{module: {"read": actions, "write": actions, "role": ROUTINE | RESTORE}} per tasks module."""
+    found: dict[str, dict[str, Any]] = {}
     for module_info in pkgutil.iter_modules(tasks.__path__):
         module = importlib.import_module(f"tasks.{module_info.name}")
         read = tuple(getattr(module, "READ_PERMISSIONS", ()))
         write = tuple(getattr(module, "PERMISSIONS", ()))
         if read or write:
-            found[module.__name__] = {"read": read, "write": write}
+            role = getattr(module, "RUNS_AS", ROUTINE)
+            found[module.__name__] = {"read": read, "write": write, "role": role}
     return found
 
 
-def least_privilege_policies() -> dict[str, dict[str, Any]]:
-    """Two IAM policy documents: one for the management account, one for the member role."""
-    read: set[str] = set()
-    write: set[str] = set()
-    for declared in declared_permissions().values():
-        read.update(declared["read"])
-        write.update(declared["write"])
-    # sts:AssumeRole into the member role is what the session factory itself does.
-    read.add("sts:AssumeRole")
-    read.add("sts:GetCallerIdentity")
+def _member(action: str) -> bool:
+    return action.split(":", 1)[0] in MEMBER_ACCOUNT_SERVICES
 
-    def document(actions_read: set[str], actions_write: set[str]) -> dict[str, Any]:
-        statements = []
-        if actions_read:
-            statements.append(
-                {"Sid": "Read", "Effect": "Allow", "Action": sorted(actions_read), "Resource": "*"}
-            )
-        if actions_write:
-            statements.append(
-                {
-                    "Sid": "Change",
-                    "Effect": "Allow",
-                    "Action": sorted(actions_write),
-                    "Resource": "*",
-                }
-            )
-        return {"Version": "2012-10-17", "Statement": statements}
 
-    def member(action: str) -> bool:
-        return action.split(":", 1)[0] in MEMBER_ACCOUNT_SERVICES
-
-    return {
-        "management": document(
-            {a for a in read if not member(a)}, {a for a in write if not member(a)}
-        ),
-        "member": document({a for a in read if member(a)}, {a for a in write if member(a)}),
+@functools.cache
+def _gathered() -> dict[str, frozenset[str]]:
+    """Actions by where and as what they run: management/routine/restore, read/write."""
+    sets: dict[str, set[str]] = {
+        key: set()
+        for key in (
+            "management_read",
+            "management_write",
+            "routine_read",
+            "routine_write",
+            "restore_read",
+            "restore_write",
+        )
     }
+    for declared in declared_permissions().values():
+        role = declared["role"]
+        for kind in ("read", "write"):
+            for action in declared[kind]:
+                where = role if _member(action) else "management"
+                sets[f"{where}_{kind}"].add(action)
+    # The session factory's own call; sts:AssumeRole has a statement of its own (role ARNs).
+    sets["management_read"].add("sts:GetCallerIdentity")
+    return {key: frozenset(value) for key, value in sets.items()}
+
+
+def restore_only_writes() -> frozenset[str]:
+    """The writes only ``iamc restore`` makes: never in the routine member role's policy."""
+    gathered = _gathered()
+    return gathered["restore_write"] - gathered["routine_write"]
+
+
+def _protected_users_deny(actions: set[str] | frozenset[str], protected_tag: str) -> dict[str, Any]:
+    # StringEqualsIgnoreCase: iamc treats any casing of "true" as protected (tasks.iam_users).
+    return {
+        "Sid": "NeverTouchProtectedUsers",
+        "Effect": "Deny",
+        "Action": sorted(actions),
+        "Resource": "*",
+        "Condition": {"StringEqualsIgnoreCase": {f"iam:ResourceTag/{protected_tag}": "true"}},
+    }
+
+
+def _document(
+    read: frozenset[str], write: frozenset[str], protected_tag: str | None = None
+) -> dict[str, Any]:
+    statements: list[dict[str, Any]] = []
+    if read:
+        statements.append(
+            {"Sid": "Read", "Effect": "Allow", "Action": sorted(read), "Resource": "*"}
+        )
+    if write:
+        statements.append(
+            {"Sid": "Change", "Effect": "Allow", "Action": sorted(write), "Resource": "*"}
+        )
+    guarded = write & USER_RESOURCE_WRITES
+    if protected_tag is not None and guarded:
+        statements.append(_protected_users_deny(guarded, protected_tag))
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def role_arn_pattern(role_name: str) -> str:
+    """The role of that name in any account (member roles have no path: domain.spec)."""
+    return f"arn:aws:iam::*:role/{role_name}"
+
+
+def least_privilege_policies(
+    member_role: str = DEFAULT_MEMBER_ROLE,
+    restore_role: str | None = None,
+    protected_tag: str = DEFAULT_PROTECTED_TAG,
+) -> dict[str, dict[str, Any]]:
+    """Three IAM policy documents: the management account's, the routine member role's and the
+    restore role's.
+
+    Args:
+        member_role: The role every command but ``iamc restore`` assumes in member accounts.
+        restore_role: The role ``iamc restore`` assumes (None: ``member_role``).
+        protected_tag: The tag key that marks a user iamc must never touch.
+
+    Returns:
+        ``{"management": ..., "member": ..., "restore": ...}``. The member policy holds none
+        of restore's own writes; both member-account policies deny every write on a user
+        tagged ``protected_tag=true``; the management policy may assume only the two roles.
+    """
+    gathered = _gathered()
+    roles = sorted({member_role, restore_role or member_role})
+    management = _document(gathered["management_read"], gathered["management_write"])
+    management["Statement"].append(
+        {
+            "Sid": "AssumeMemberRoles",
+            "Effect": "Allow",
+            "Action": ["sts:AssumeRole"],
+            "Resource": [role_arn_pattern(role) for role in roles],
+        }
+    )
+    return {
+        "management": management,
+        "member": _document(gathered["routine_read"], gathered["routine_write"], protected_tag),
+        "restore": _document(gathered["restore_read"], gathered["restore_write"], protected_tag),
+    }
+
+
+@functools.cache
+def session_policy(restore: bool, protected_tag: str = DEFAULT_PROTECTED_TAG) -> str:
+    """The AssumeRole session policy (``Policy``) every member session carries, as JSON.
+
+    A session's permissions are the intersection of the role's policies and the session
+    policy (STS API reference, AssumeRole, ``Policy``), so this allows everything and then
+    denies: in every session, any write on a user tagged ``protected_tag=true``; in a routine
+    session also restore's own writes. It holds whatever role the operator gave iamc
+    (``OrganizationAccountAccessRole`` has AdministratorAccess), and when the routine and
+    restore roles are one role it is what keeps a routine run from restore's writes.
+
+    Args:
+        restore: For ``iamc restore``'s sessions (only the protected-user deny).
+        protected_tag: The tag key that marks a user iamc must never touch.
+    """
+    gathered = _gathered()
+    guarded = (gathered["routine_write"] | gathered["restore_write"]) & USER_RESOURCE_WRITES
+    statements: list[dict[str, Any]] = [
+        {"Sid": "WithinTheRole", "Effect": "Allow", "Action": "*", "Resource": "*"},
+        _protected_users_deny(guarded, protected_tag),
+    ]
+    if not restore:
+        statements.append(
+            {
+                "Sid": "NoRestoreWrites",
+                "Effect": "Deny",
+                "Action": sorted(restore_only_writes()),
+                "Resource": "*",
+            }
+        )
+    # Compact: AssumeRole allows at most 2,048 characters of session policy plain text.
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":"))

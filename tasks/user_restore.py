@@ -30,6 +30,7 @@ from state.journal import JournalEntry
 from tasks.aws import error_code, error_message
 from tasks.aws import pages as _pages
 from tasks.executor import Done, ExecutionContext, Handler, Live
+from tasks.permissions import RESTORE
 
 READ_PERMISSIONS = (
     "iam:GetUser",
@@ -44,6 +45,9 @@ READ_PERMISSIONS = (
     "iam:ListMFADevices",
     "iam:GetLoginProfile",
 )
+# Only `iamc restore` re-creates users: its writes go in the restore role's policy, and routine
+# sessions are denied the ones no other stage makes (tasks.permissions).
+RUNS_AS = RESTORE
 PERMISSIONS = (
     "iam:CreateUser",
     "iam:TagUser",

@@ -45,6 +45,19 @@ def test_minimal_spec_needs_only_a_name(tmp_path: Path):
     spec = load_spec(write(tmp_path, 'name = "wave-1"\n'))
     assert spec.scope.include_accounts == ["*"]
     assert spec.member_role == "OrganizationAccountAccessRole"
+    assert spec.restore_role == "OrganizationAccountAccessRole"  # the member role's, by default
+
+
+def test_restore_role_is_its_own_role_when_named(tmp_path: Path):
+    spec = load_spec(write(tmp_path, 'name = "w"\n[aws]\nrestore_role = "iamc-restore"\n'))
+    assert (spec.member_role, spec.restore_role) == (
+        "OrganizationAccountAccessRole",
+        "iamc-restore",
+    )
+    with pytest.raises(SpecError) as caught:
+        load_spec(write(tmp_path, 'name = "w"\n[aws]\nrestore_role = "a/b"\n'))
+    assert [k for k, _ in caught.value.problems] == ["aws.restore_role"]
+    assert "IAM role name" in str(caught.value)
 
 
 def test_postgres_url_is_kept_as_is(tmp_path: Path):

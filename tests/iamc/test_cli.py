@@ -52,6 +52,25 @@ def test_policy_prints_valid_json(tmp_path: Path):
     assert result.returncode == 0
     actions = {a for s in json.loads(result.stdout)["Statement"] for a in s["Action"]}
     assert "sso:CreateAccountAssignment" in actions and "sts:AssumeRole" in actions
+    # Without a spec the role names are the defaults, and stderr says so (stdout stays JSON).
+    assert "OrganizationAccountAccessRole" in result.stderr and "-c SPEC" in result.stderr
+
+
+def test_policy_takes_role_names_and_protected_tag_from_the_spec(tmp_path: Path):
+    import json
+
+    (tmp_path / "spec.toml").write_text(
+        'name = "x"\nmember_role = "Audit"\nprotected_tag = "team:keep"\n'
+        '[aws]\nrestore_role = "Restorer"\n'
+    )
+    management = json.loads(run(["policy", "management", "-c", "spec.toml"], tmp_path).stdout)
+    (assuming,) = [s for s in management["Statement"] if "sts:AssumeRole" in s["Action"]]
+    assert assuming["Resource"] == ["arn:aws:iam::*:role/Audit", "arn:aws:iam::*:role/Restorer"]
+    result = run(["policy", "restore", "-c", "spec.toml"], tmp_path)
+    assert result.returncode == 0 and result.stderr == ""
+    restore = json.loads(result.stdout)
+    assert "iam:CreateUser" in {a for s in restore["Statement"] for a in s["Action"]}
+    assert "iam:ResourceTag/team:keep" in result.stdout
 
 
 def test_approve_without_a_hash_is_refused_before_anything_is_read(tmp_path: Path):

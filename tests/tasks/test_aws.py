@@ -280,6 +280,16 @@ def test_warmed_up_services_make_their_first_clients_without_reading_a_file(monk
     assert files_read_by_a_new_iam_client() == []
 
 
+def test_warm_up_also_prepares_the_member_session_policy():
+    """Its declarations are read off the critical path (~60 ms of imports a first time)."""
+    from tasks.aws import warm_up_clients
+    from tasks.permissions import session_policy
+
+    session_policy.cache_clear()
+    warm_up_clients(("sts",), "us-east-1").join(timeout=60)
+    assert session_policy.cache_info().currsize == 1
+
+
 def test_a_warm_up_that_fails_prints_nothing(monkeypatch, capfd):
     import threading
 
@@ -359,3 +369,58 @@ def test_member_roles_are_assumed_with_one_sts_client(aws):
         identity = sessions.for_account(account_id).client("sts").get_caller_identity()
         assert identity["Account"] == account_id
     assert made == ["sts"]
+
+
+def assume_role_requests(sessions: AwsSessions) -> list[dict]:
+    """The parameters of every AssumeRole the management session sends."""
+    sent: list[dict] = []
+    sessions.management()._session.register(
+        "before-parameter-build.sts.AssumeRole", lambda params, **_: sent.append(dict(params))
+    )
+    return sent
+
+
+def test_routine_sessions_carry_a_session_policy_that_denies_restore_writes(aws):
+    import json
+
+    from tasks.permissions import restore_only_writes, session_policy
+
+    sessions = AwsSessions(region="us-east-1", protected_tag="team:keep")
+    account_id = member_account(sessions)
+    sent = assume_role_requests(sessions)
+    sessions.for_account(account_id).client("iam").list_users()
+
+    (request,) = sent
+    assert request["RoleArn"] == f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole"
+    assert request["Policy"] == session_policy(False, "team:keep")
+    denied = {
+        a
+        for s in json.loads(request["Policy"])["Statement"]
+        if s["Effect"] == "Deny" and "Condition" not in s
+        for a in s["Action"]
+    }
+    assert denied == restore_only_writes() and "iam:AttachUserPolicy" in denied
+    assert "iam:ResourceTag/team:keep" in request["Policy"]
+
+
+def test_restore_sessions_assume_the_restore_role_without_the_restore_deny(aws):
+    import json
+
+    from tasks.permissions import session_policy
+
+    sessions = AwsSessions(region="us-east-1", restore_role="iamc-restore")
+    account_id = member_account(sessions)
+    sent = assume_role_requests(sessions)
+    restoring = sessions.for_restore(account_id)
+    restoring.client("iam").list_users()
+    sessions.for_account(account_id).client("iam").list_users()
+
+    assert restoring is sessions.for_restore(account_id)
+    assert restoring is not sessions.for_account(account_id)
+    assert [r["RoleArn"].rsplit("/", 1)[1] for r in sent] == [
+        "iamc-restore",
+        "OrganizationAccountAccessRole",
+    ]
+    assert sent[0]["Policy"] == session_policy(True, "iamc:protected")
+    sids = {s["Sid"] for s in json.loads(sent[0]["Policy"])["Statement"]}
+    assert sids == {"WithinTheRole", "NeverTouchProtectedUsers"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -10,8 +11,12 @@ import botocore.session
 
 from tasks.permissions import (
     MEMBER_ACCOUNT_SERVICES,
+    NOT_GUARDED_BY_USER_TAG,
+    USER_RESOURCE_WRITES,
     declared_permissions,
     least_privilege_policies,
+    restore_only_writes,
+    session_policy,
 )
 
 SERVICES = {
@@ -99,3 +104,86 @@ def test_policies_split_management_and_member_actions():
     assert {"cloudtrail:LookupEvents", "s3:GetBucketPolicy", "iam:UpdateAccessKey"} <= member
     for action in member | management:
         assert re.fullmatch(r"[a-z0-9-]+:[A-Za-z]+", action), action
+
+
+def allowed(document: dict) -> set[str]:
+    return {a for s in document["Statement"] if s["Effect"] == "Allow" for a in s["Action"]}
+
+
+def test_the_member_policy_holds_none_of_restores_writes():
+    policies = least_privilege_policies()
+    restore_only = restore_only_writes()
+    assert {
+        "iam:CreateUser",
+        "iam:AttachUserPolicy",
+        "iam:AddUserToGroup",
+        "iam:PutUserPermissionsBoundary",
+        "iam:UploadSSHPublicKey",
+        "iam:UploadSigningCertificate",
+    } <= restore_only
+    assert not allowed(policies["member"]) & restore_only
+    assert restore_only <= allowed(policies["restore"])
+    # The restore policy is restore's own declarations and nothing else.
+    restore = declared_permissions()["tasks.user_restore"]
+    assert allowed(policies["restore"]) == set(restore["read"]) | set(restore["write"])
+    # Disabling still needs what it shares with restore (the quarantine policy).
+    assert "iam:PutUserPolicy" in allowed(policies["member"])
+
+
+def test_every_iam_write_is_classified_for_the_protected_user_deny():
+    declared = {
+        a for d in declared_permissions().values() for a in d["write"] if a.startswith("iam:")
+    }
+    assert not USER_RESOURCE_WRITES & set(NOT_GUARDED_BY_USER_TAG)
+    assert declared == USER_RESOURCE_WRITES | set(NOT_GUARDED_BY_USER_TAG)
+
+
+def test_member_policies_deny_every_user_write_on_protected_users():
+    policies = least_privilege_policies(protected_tag="team:keep")
+    for which in ("member", "restore"):
+        document = policies[which]
+        (deny,) = [s for s in document["Statement"] if s["Effect"] == "Deny"]
+        assert deny["Condition"] == {
+            "StringEqualsIgnoreCase": {"iam:ResourceTag/team:keep": "true"}
+        }
+        writes = {a for s in document["Statement"] if s.get("Sid") == "Change" for a in s["Action"]}
+        assert set(deny["Action"]) == writes - set(NOT_GUARDED_BY_USER_TAG), which
+    assert {"iam:DeleteUser", "iam:UpdateAccessKey", "iam:PutUserPolicy"} <= set(
+        next(s for s in policies["member"]["Statement"] if s["Effect"] == "Deny")["Action"]
+    )
+
+
+def test_the_management_policy_may_assume_only_the_member_roles():
+    for roles, expected in (
+        ((), ["arn:aws:iam::*:role/OrganizationAccountAccessRole"]),
+        (("Audit", None), ["arn:aws:iam::*:role/Audit"]),
+        (("Audit", "Restorer"), ["arn:aws:iam::*:role/Audit", "arn:aws:iam::*:role/Restorer"]),
+    ):
+        statements = least_privilege_policies(*roles)["management"]["Statement"]
+        assuming = [s for s in statements if "sts:AssumeRole" in s["Action"]]
+        assert len(assuming) == 1 and assuming[0]["Action"] == ["sts:AssumeRole"]
+        assert assuming[0]["Resource"] == expected
+        for statement in statements:
+            if statement["Resource"] == "*":
+                assert "sts:AssumeRole" not in statement["Action"]
+
+
+def test_session_policies_fit_assume_roles_limit_and_deny_what_they_must():
+    for restore in (False, True):
+        text = session_policy(restore, "iamc:protected")
+        # AssumeRole: the session policy's plain text may not exceed 2,048 characters.
+        assert len(text) <= 2048
+        statements = {s["Sid"]: s for s in json.loads(text)["Statement"]}
+        assert statements["WithinTheRole"] == {
+            "Sid": "WithinTheRole",
+            "Effect": "Allow",
+            "Action": "*",
+            "Resource": "*",
+        }
+        protected = statements["NeverTouchProtectedUsers"]
+        assert set(protected["Action"]) >= {"iam:DeleteUser", "iam:AttachUserPolicy"}
+        assert ("NoRestoreWrites" in statements) is not restore
+    routine = json.loads(session_policy(False, "iamc:protected"))["Statement"]
+    assert set(next(s for s in routine if s["Sid"] == "NoRestoreWrites")["Action"]) == (
+        restore_only_writes()
+    )
