@@ -8,6 +8,7 @@ import re
 from collections import Counter
 from typing import Any
 
+from domain.deletion import AUTHORISED_BY
 from domain.json_compat import dumps_indented
 from domain.key_risks import worklist_markdown
 from domain.keys import mask_key_id
@@ -211,7 +212,7 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
         approved = [
             a
             for a in meta.get("approvals", [])
-            if a["stage"] in (stage, "all") and a["decision"] == "approved"
+            if a["stage"] in AUTHORISED_BY[stage] and a["decision"] == "approved"
         ]
         by = (
             f"approved by {approved[0]['approver']} (ticket {approved[0]['ticket']})"

@@ -67,6 +67,11 @@ def _selectors(values: list[str]) -> list[str]:
 class Decommission(_Strict):
     inactive_days: Annotated[int, Field(ge=1, le=3650)] = 90
     bake_days: Annotated[int, Field(ge=0, le=365)] = 14
+    # The blast-radius cap (domain.deletion): a delete run stops before its first deletion
+    # when it would delete more IAM users than this in all, or in any one account. Deleting
+    # can't be undone, so a larger run is a reviewed change to the spec (or smaller waves).
+    max_deletes_per_run: Annotated[int, Field(ge=1, le=100_000)] = 50
+    max_deletes_per_account: Annotated[int, Field(ge=1, le=100_000)] = 20
 
 
 class Notify(_Strict):
