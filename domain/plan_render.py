@@ -8,7 +8,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from domain.deletion import AUTHORISED_BY
+from domain.deletion import AUTHORISED_BY, deletes_in
 from domain.json_compat import dumps_indented
 from domain.key_risks import worklist_markdown
 from domain.keys import mask_key_id
@@ -257,9 +257,14 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
         f"| **Irreversible actions** (stage `delete`, not before {plan.settings.get('bake_days')} "
         f"days after disable) | **{len(irreversible)}** |"
     )
+    add(
+        "| **IAM users the `delete` stage deletes** (approved on its own, quoting this number: "
+        f"`--stage delete --deletes N`) | **{deletes_in(plan)}** |"
+    )
     add("")
     add(
-        "Stages are approved and applied separately: `provision` creates access in Identity "
+        "Stages are approved and applied separately (`all` approves provision and disable, "
+        "never delete): `provision` creates access in Identity "
         "Center; `disable` deactivates keys and attaches a deny-all quarantine policy "
         "(reversible); `delete` removes users in the order AWS requires, after a snapshot "
         "(irreversible: a deleted user's keys, password and MFA can never be restored)."

@@ -34,6 +34,25 @@ def test_users_are_counted_once_per_account_and_only_the_delete_stage():
     assert deletes_in(plan) == 3
 
 
+def test_plan_md_states_the_number_its_delete_approval_quotes_and_which_approval_counts():
+    from domain.plan_render import render_markdown
+
+    plan = Plan("m", 1, None, {"bake_days": 14}, [], ACTIONS, [], [], [], [])
+    old_all = {
+        "stage": "all",
+        "decision": "approved",
+        "approver": "cab",
+        "ticket": "T-1",
+        "at": "x",
+    }
+    runs = [{"id": 7, "kind": "apply", "stage": "delete", "status": "failed"}]
+    text = render_markdown(plan, {"hash": "ab" * 32, "approvals": [old_all], "runs": runs})
+    assert "| **IAM users the `delete` stage deletes** (approved on its own" in text
+    assert "`--stage delete --deletes N`) | **3** |" in text
+    # An approval of "all" is not shown as the delete stage's approval.
+    assert "- **Stage `delete`:** no approval on record; applied by run 7" in text
+
+
 def test_a_user_is_deleted_only_once_all_its_actions_are_done():
     jane = {a.id for a in _deletes(A1, "jane")}
     half_bob = {f"delete:{A1}:bob:00-snapshot-user", f"delete:{A1}:bob:01-delete-access-key"}
