@@ -207,7 +207,7 @@ def _measure(
         plan_hash = _plan_hash(spec, plan_id)
         read("plan", "show", str(plan_id))
         read("approve", str(plan_id), "--by", "bench", "--ticket", "B-1", "--hash", "0" * 12,
-             expect=2)  # fmt: skip
+             "--stage", "provision", expect=2)  # fmt: skip
         read("approve", str(plan_id), "--by", "bench", "--ticket", "B-1", "--hash", plan_hash,
              "--stage", "provision")  # fmt: skip
         output = step("apply", str(plan_id), "--stage", "provision")

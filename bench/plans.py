@@ -14,6 +14,7 @@ from domain.access import (
     RequiredPolicy,
     SynthesisResult,
 )
+from domain.deletion import deletes_in
 from domain.plan import build_plan
 from domain.records import AccountInventory, Finding
 from state import Store
@@ -79,7 +80,7 @@ def store_retire_plan(
     migration: str,
     inventories: list[AccountInventory],
     *,
-    approve_stage: str | None = "all",
+    approve_stages: tuple[str, ...] = ("all", "delete"),
     approver: str = "rehearsal",
     bake_days: int = 14,
     extra_findings: list[Finding] | None = None,
@@ -87,6 +88,8 @@ def store_retire_plan(
     """Store a plan that disables and deletes the given inventories' unused users.
 
     The inventories are stored as the plan's (complete) snapshot, so the plan is current.
+    Each of ``approve_stages`` is approved in turn; delete on its own, quoting the number of
+    users it deletes (an approval of "all" never covers delete).
 
     Returns:
         The plan's id.
@@ -115,13 +118,14 @@ def store_retire_plan(
             migration_id, plan_run, plan.content_hash(), plan.content(), len(plan.blocking)
         )
         store.finish_run(plan_run, "succeeded")
-    if approve_stage:
+    for stage in approve_stages:
         record_decision(
             spec_path,
             plan_id,
             approver=approver,
             ticket="REHEARSAL-2",
-            stage=approve_stage,
+            stage=stage,
             expected_hash=plan.content_hash(),
+            deletes=deletes_in(plan) if stage == "delete" else None,
         )
     return plan_id

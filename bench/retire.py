@@ -162,8 +162,12 @@ def run(args: argparse.Namespace) -> None:
     run_flows_as_the_cli_does("flows.retire", "flows.apply")
     spec = workdir / "spec.toml"
     # The client-side IAM limit is what an operator would run with (spec default 10/s).
+    # The blast-radius cap is raised to the bench's size, as an operator would in a reviewed
+    # spec change; the default (50 per run, 20 per account) would stop the delete run.
     spec.write_text(
         'name = "bench-retire"\nstate = "sqlite:///state.db"\n'
+        f"[decommission]\nmax_deletes_per_run = {args.accounts * args.users}\n"
+        f"max_deletes_per_account = {args.users}\n"
         f"[aws]\nrate_limits = {{ iam = {args.iam_rate:g}, "
         f"cloudtrail = {args.cloudtrail_rate:g} }}\n"
     )

@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 from domain import csv_export
+from domain.deletion import AUTHORISED_BY, deletes_in
 from domain.json_compat import dumps_indented
 from domain.key_risks import worklist_markdown
 from domain.keys import mask_key_id
@@ -206,7 +207,7 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
         approved = [
             a
             for a in meta.get("approvals", [])
-            if a["stage"] in (stage, "all") and a["decision"] == "approved"
+            if a["stage"] in AUTHORISED_BY[stage] and a["decision"] == "approved"
         ]
         by = (
             f"approved by {approved[0]['approver']} (ticket {approved[0]['ticket']})"
@@ -251,9 +252,14 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
         f"| **Irreversible actions** (stage `delete`, not before {plan.settings.get('bake_days')} "
         f"days after disable) | **{len(irreversible)}** |"
     )
+    add(
+        "| **IAM users the `delete` stage deletes** (approved on its own, quoting this number: "
+        f"`--stage delete --deletes N`) | **{deletes_in(plan)}** |"
+    )
     add("")
     add(
-        "Stages are approved and applied separately: `provision` creates access in Identity "
+        "Stages are approved and applied separately (`all` approves provision and disable, "
+        "never delete): `provision` creates access in Identity "
         "Center; `disable` deactivates keys and attaches a deny-all quarantine policy "
         "(reversible); `delete` removes users in the order AWS requires, after a snapshot "
         "(irreversible: a deleted user's keys, password and MFA can never be restored)."

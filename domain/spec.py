@@ -79,6 +79,12 @@ class Decommission(_Strict):
                 raise ValueError(f"{value!r} is not an AWS region name such as 'us-east-1'")
         return values
 
+    # The blast-radius cap (domain.deletion): a delete run stops before its first deletion
+    # when it would delete more IAM users than this in all, or in any one account. Deleting
+    # can't be undone, so a larger run is a reviewed change to the spec (or smaller waves).
+    max_deletes_per_run: Annotated[int, Field(ge=1, le=100_000)] = 50
+    max_deletes_per_account: Annotated[int, Field(ge=1, le=100_000)] = 20
+
 
 class Notify(_Strict):
     """What the notices to migrated people say; the tool writes them and sends nothing."""

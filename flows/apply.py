@@ -20,6 +20,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from domain.deletion import over_delete_cap, users_to_delete
 from domain.errors import (
     ActionError,
     ApplyFailed,
@@ -45,6 +46,7 @@ from flows.console import (
 from flows.runtime import old_objects_frozen
 from flows.waves import publish_waves_artifact
 from state import Store
+from state.approvals import unapproved_reason
 from state.journal import (
     ADOPTED,
     DONE_STATUSES,
@@ -186,20 +188,37 @@ def check_runnable(info: PlanInfo, stage: str, spec_path: str) -> Plan:
     if plan.blocking_for(stage):
         blocking = len(plan.blocking_for(stage))
         raise ApplyRefused(f"plan {info.id} has {blocking} blocking error(s): re-plan")
-    covering = [a for a in info.approvals if a.stage in (stage, "all")]
-    for approval in covering:
-        if approval.decision != "approved":
-            raise ApplyRefused(
-                f"plan {info.id} stage {approval.stage} was {approval.decision} by "
-                f"{approval.approver} (ticket {approval.ticket}): refusing"
-            )
-    if not any(a.plan_hash == info.hash for a in covering):
-        raise ApplyRefused(
-            f"plan {info.id} is not approved for stage {stage}: refusing; after review run "
-            f"'iamc approve {info.id} -c {spec_path} --stage {stage} --by NAME --ticket ID "
-            f"--hash {info.hash[:12]}'"
-        )
+    # Delete is approved on its own: an approval of "all" never covers it (issue 21).
+    refusal = unapproved_reason(info, stage, spec_path)
+    if refusal:
+        raise ApplyRefused(refusal)
     return plan
+
+
+def check_delete_cap(
+    store: Store, spec: MigrationSpec, plan_id: int, actions: list[PlanAction]
+) -> None:
+    """The blast-radius cap: refuse a delete run that would delete more users than allowed.
+
+    Counts the stage's users the journal does not have as deleted, in all and per account,
+    before any AWS call; users the bake check would still hold are counted too (a bound).
+
+    Raises:
+        ApplyRefused: over ``[decommission] max_deletes_per_run`` or
+            ``max_deletes_per_account``, saying by how much; nothing was changed.
+    """
+    done = {e.action_id for e in store.journal_entries(plan_id, Stage.DELETE) if e.done}
+    caps = spec.decommission
+    excess = over_delete_cap(
+        users_to_delete(actions, done), caps.max_deletes_per_run, caps.max_deletes_per_account
+    )
+    if excess:
+        raise ApplyRefused(
+            f"plan {plan_id} stage delete is over the blast-radius cap; nothing was changed, "
+            "no user was deleted:\n  " + "\n  ".join(excess) + "\nRaise [decommission] "
+            "max_deletes_per_run / max_deletes_per_account in the spec (a reviewed change), or "
+            "plan and delete in smaller waves"
+        )
 
 
 def check_wave(spec: MigrationSpec, plan: Plan, plan_id: int) -> None:
@@ -486,6 +505,9 @@ def apply_plan(
         with stage_lease(store, plan_id, stage) as lease:
             if resume_run_id is not None:
                 check_resumable(store, store.get_run(resume_run_id), spec_path)
+            # -- issue 21: the blast-radius cap, before any AWS call and any deletion --
+            if stage == Stage.DELETE:
+                check_delete_cap(store, spec, plan_id, actions)
             ctx = _context(spec, spec_path, poll)
             if stage != Stage.DELETE:
                 # Disabling changes the users it plans from, so the delete stage checks each

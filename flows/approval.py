@@ -2,9 +2,11 @@
 
 The run publishes the plan as a Markdown artifact and pauses with a form (:class:`ApprovalInput`)
 whose description says what is being approved: the plan hash, what each stage does, how many
-actions are irreversible, and a link to the plan. The decision is recorded like ``iamc
-approve`` (bound to the plan's hash), and the plan artifact gets a new version that says who
-decided what, under which ticket, and when.
+actions are irreversible, how many users delete deletes and the cap on a run, and a link to
+the plan. Nothing that decides is prefilled: the reviewer types the hash they read, and delete
+is approved on its own. The decision is recorded like ``iamc approve`` (bound to the plan's
+hash), and the plan artifact gets a new version that says who decided what, under which
+ticket, and when.
 """
 
 from __future__ import annotations
@@ -17,12 +19,18 @@ from typing import Any, Literal
 from prefect.input import RunInput
 from pydantic import Field, create_model, field_validator
 
+from domain.deletion import AUTHORISED_BY, over_delete_cap, users_to_delete
 from domain.errors import PlanError
-from domain.plan import Outcome, Plan
+from domain.plan import Outcome, Plan, Stage
 from domain.plan_render import render_markdown
-from domain.spec import load_spec
+from domain.spec import Decommission, load_spec
 from flows.console import artifact_key, artifact_url, deployment_name, publish_markdown, run_logger
-from state.approvals import MIN_HASH_PREFIX, check_reviewed_hash, record_decision
+from state.approvals import (
+    MIN_HASH_PREFIX,
+    check_quoted_deletes,
+    check_reviewed_hash,
+    record_decision,
+)
 from state.reports import load_plan
 
 ApprovalStage = Literal["all", "provision", "disable", "delete"]
@@ -31,8 +39,10 @@ ApprovalStage = Literal["all", "provision", "disable", "delete"]
 class ApprovalInput(RunInput):
     """The form a change board fills in the Prefect UI to approve or reject a plan.
 
-    ``plan_hash`` is prefilled with the hash of the plan this run published; the decision is
-    refused unless it is (a 12+ character prefix of) the stored plan's hash when recorded.
+    Nothing that decides is prefilled: the reviewer types (or pastes) the hash of the plan
+    they read, and the decision is refused unless it is (a 12+ character prefix of) the stored
+    plan's hash. No stage choice includes delete, which is approved on its own, quoting how
+    many IAM users it deletes (``deletes``).
     """
 
     approver: str = Field(description="Who decides: your name or e-mail, as the change record says")
@@ -41,14 +51,19 @@ class ApprovalInput(RunInput):
         description="approve: the stage may be applied; reject: it may not (recorded, final)"
     )
     stage: ApprovalStage = Field(
-        default="all",
         description="Which stage this decision covers: provision (Identity Center access), "
-        "disable (old IAM users made inactive), delete (irreversible), or all",
+        "disable (old IAM users made inactive; reversible), all (provision and disable), or "
+        "delete (irreversible: approved on its own, with the number of users it deletes)",
+    )
+    deletes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Only to approve stage delete: how many IAM users the delete stage "
+        "deletes, as the description above says. A wrong number is refused",
     )
     plan_hash: str = Field(
-        default="",
-        description="The plan hash you reviewed (plan.md / the plan artifact): 12+ characters. "
-        "A hash that is not the stored plan's is refused",
+        description="Type or paste the plan hash you reviewed (plan.md / the plan artifact): "
+        "12+ characters. A hash that is not the stored plan's is refused",
     )
     comment: str = Field(default="", description="Anything the record should say (optional)")
 
@@ -78,8 +93,32 @@ def plan_counts(plan: Plan) -> dict[str, Any]:
     }
 
 
+def _delete_line(plan: Plan, caps: Decommission) -> str:
+    """What approving delete means: irreversible, how many users, and the cap on a run."""
+    to_delete = users_to_delete(plan.actions)
+    users = sum(len(names) for names in to_delete.values())
+    actions = sum(1 for a in plan.actions if a.stage == Stage.DELETE)
+    irreversible = sum(1 for a in plan.actions if a.irreversible)
+    over = over_delete_cap(to_delete, caps.max_deletes_per_run, caps.max_deletes_per_account)
+    return (
+        f"- **delete**: deletes **{users} IAM user(s)** in {len(to_delete)} account(s), "
+        f"{actions} action(s), **{irreversible} irreversible** (deleted users, keys and "
+        "passwords can't be restored). It is approved on its own: choose stage `delete` and "
+        f"type **{users}** in *deletes*; `all` never includes it. A delete run stops before its "
+        f"first deletion if it would delete more than {caps.max_deletes_per_run} users, or more "
+        f"than {caps.max_deletes_per_account} in one account ([decommission] "
+        "max_deletes_per_run, max_deletes_per_account)"
+        + (f"; **this plan is over the cap**: {'; '.join(over)}" if over else "")
+    )
+
+
 def form_description(
-    migration: str, plan_id: int, plan_hash: str, plan: Plan, link: str | None
+    migration: str,
+    plan_id: int,
+    plan_hash: str,
+    plan: Plan,
+    link: str | None,
+    caps: Decommission | None = None,
 ) -> str:
     """The Markdown shown above the approval form."""
     counts = plan_counts(plan)
@@ -98,9 +137,7 @@ def form_description(
         " action(s); reversible (the rollback deployment undoes them)",
         f"- **disable**: {counts['by_stage'].get('disable', 0)} action(s) on the old IAM users; "
         "reversible",
-        f"- **delete**: {counts['by_stage'].get('delete', 0)} action(s), "
-        f"**{counts['irreversible']} irreversible** (deleted users, keys and passwords can't be "
-        "restored)",
+        _delete_line(plan, caps or Decommission()),
         f"- blocking errors: {counts['blocking']}",
         "",
         f"Read the plan first: [plan {plan_id} artifact]({link})"
@@ -108,21 +145,26 @@ def form_description(
         else f"Read the plan first: the 'plan' artifact of this run (plan {plan_id}).",
         "",
         "Fill in who you are, the change ticket, the stage you decide on and the plan hash you "
-        "reviewed (prefilled with this plan's; any other hash is refused), choose approve or "
-        "reject, then submit.",
+        "reviewed (type or paste at least its first 12 characters: nothing is prefilled, and "
+        "any other plan's hash is refused), choose approve or reject, then submit.",
     ]
     return "\n".join(lines)
 
 
-def _form(description: str, plan_hash: str, stage: str) -> type[ApprovalInput]:
-    """ApprovalInput with this plan's hash and stage prefilled, keeping the field help."""
-    fields = ApprovalInput.model_fields
-    model = create_model(
-        "ApprovalInput",
-        __base__=ApprovalInput,
-        plan_hash=(str, Field(default=plan_hash, description=fields["plan_hash"].description)),
-        stage=(ApprovalStage, Field(default=stage, description=fields["stage"].description)),
-    )
+def _form(description: str, stage: str | None = None) -> type[ApprovalInput]:
+    """ApprovalInput with this description; the stage prefilled only when it is not delete.
+
+    The plan hash is never prefilled: the reviewer quotes the one they read.
+    """
+    if stage is None or stage == Stage.DELETE:
+        model = create_model("ApprovalInput", __base__=ApprovalInput)
+    else:
+        field = ApprovalInput.model_fields["stage"]
+        model = create_model(
+            "ApprovalInput",
+            __base__=ApprovalInput,
+            stage=(ApprovalStage, Field(default=stage, description=field.description)),
+        )
     model._description = description  # what RunInput.with_initial_data sets
     return model
 
@@ -145,9 +187,10 @@ def decision_markdown(plan: Plan, meta: dict[str, Any], latest: dict[str, Any]) 
 
 def _decided(meta: dict[str, Any], stage: str) -> dict[str, Any] | None:
     """A decision already recorded for this stage and this plan's hash, if any."""
-    overlapping = {"all", "provision", "disable", "delete"} if stage == "all" else {stage, "all"}
     for approval in reversed(meta["approvals"]):
-        if approval["stage"] in overlapping:
+        if approval["stage"] in AUTHORISED_BY.get(stage, (stage,)) or (
+            approval["stage"] == "all" and approval["decision"] == "rejected"
+        ):
             return approval
     return None
 
@@ -156,28 +199,32 @@ def request_approval(
     spec_path: str | Path,
     plan_id: int,
     timeout_seconds: int = 7 * 24 * 3600,
-    stage: str = "all",
+    stage: str | None = None,
     *,
     ask_again: bool = True,
 ) -> dict[str, Any]:
     """Publish the plan, pause for the change board's form, record the decision.
 
-    With ``ask_again=False`` a decision already recorded for the stage is not asked again (a
-    Retry, a resumed ``centralize``). A hash that is not the stored plan's is refused.
+    The form's stage is prefilled with ``stage`` unless it is None or delete (the reviewer
+    chooses). With ``ask_again=False`` a decision already recorded for the stage is not asked
+    again (a Retry, a resumed ``centralize``). A hash that is not the stored plan's is refused,
+    as is approving delete without the right number of users it deletes.
 
     Returns:
         The plan's metadata after the decision: hash, approvals.
 
     Raises:
-        PlanError: the plan has blocking errors, or the form quoted another plan's hash.
+        PlanError: the plan has blocking errors, or the form quoted another plan's hash, or
+            not the number of users the delete stage deletes.
     """
     from prefect.flow_runs import pause_flow_run
 
     logger = run_logger()
-    migration = load_spec(spec_path).name
+    spec = load_spec(spec_path)
+    migration = spec.name
     plan, meta = load_plan(spec_path, plan_id)
     key = artifact_key(migration, "plan-approval")
-    earlier = None if ask_again else _decided(meta, stage)
+    earlier = None if ask_again or stage is None else _decided(meta, stage)
     if earlier is not None:
         logger.info(
             "plan %s stage %s was already %s by %s (ticket %s) at %s: not asking again",
@@ -203,7 +250,7 @@ def request_approval(
     )
     link = artifact_url(artifact)
     form = _form(
-        form_description(migration, plan_id, meta["hash"], plan, link), meta["hash"], stage
+        form_description(migration, plan_id, meta["hash"], plan, link, spec.decommission), stage
     )
     logger.info(
         "plan %s (hash %s) published; waiting for a decision in this run's Resume form",
@@ -218,23 +265,26 @@ def request_approval(
         poll_interval=2,
         key=f"approval-{uuid.uuid4().hex[:12]}",
     )
+    decision = "approved" if answer.decision == "approve" else "rejected"
     try:
         check_reviewed_hash(plan_id, meta["hash"], answer.plan_hash)
+        check_quoted_deletes(plan_id, plan, answer.stage, decision, answer.deletes)
     except PlanError as err:
         raise PlanError(
             f"{err}. Nothing was recorded; run the deployment "
             f"'{deployment_name('plan-and-approve', migration)}' again and quote the hash of "
-            "the plan you reviewed"
+            "the plan you reviewed (and, approving delete, the number of users it deletes)"
         ) from None
     decided = record_decision(
         spec_path,
         plan_id,
         approver=answer.approver,
         ticket=answer.ticket,
-        decision="approved" if answer.decision == "approve" else "rejected",
+        decision=decision,
         stage=answer.stage,
         expected_hash=answer.plan_hash,
         comment=answer.comment,
+        deletes=answer.deletes,
     )
     latest = decided["approvals"][-1]
     logger.info(

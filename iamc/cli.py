@@ -223,11 +223,30 @@ def approve(
             "--hash", help="The plan hash the reviewer read in plan.md (at least 12 characters)."
         ),
     ],
-    stage: Annotated[str, typer.Option(help="all, provision, disable or delete.")] = "all",
+    stage: Annotated[
+        str,
+        typer.Option(
+            help="Required, no default: provision, disable, all (provision and disable) or "
+            "delete (irreversible: approved only on its own, with --deletes)."
+        ),
+    ],
+    deletes: Annotated[
+        int | None,
+        typer.Option(
+            "--deletes",
+            min=0,
+            help="Approving --stage delete: how many IAM users it deletes (plan.md says); a "
+            "wrong number is refused.",
+        ),
+    ] = None,
     comment: str = "",
     reject: Annotated[bool, typer.Option("--reject", help="Record a rejection instead.")] = False,
 ) -> None:
-    """Record who approved which plan hash, for which stage, and when."""
+    """Record who approved which plan hash, for which stage, and when.
+
+    Every decision names its stage. Delete is approved on its own, quoting the number of IAM
+    users it deletes; an approval of "all" (provision and disable) never covers it.
+    """
     from state.approvals import record_decision
 
     meta = record_decision(
@@ -239,11 +258,14 @@ def approve(
         stage=stage,
         expected_hash=plan_hash,
         comment=comment,
+        deletes=deletes,
     )
     latest = meta["approvals"][-1]
+    quoted = f" ({deletes} IAM users to delete)" if stage == "delete" and not reject else ""
     console.print(
-        f"plan {plan_id} ({meta['hash'][:12]}): stage {latest['stage']} {latest['decision']} by "
-        f"{latest['approver']}, ticket {latest['ticket']}, at {latest['at']}",
+        f"plan {plan_id} ({meta['hash'][:12]}): stage {latest['stage']}{quoted} "
+        f"{latest['decision']} by {latest['approver']}, ticket {latest['ticket']}, at "
+        f"{latest['at']}",
         highlight=False,
     )
 

@@ -21,6 +21,8 @@ include_accounts = ["*"]
 [decommission]
 inactive_days = 90
 bake_days = 14
+max_deletes_per_run = 50      # the blast-radius cap: a delete run over it stops before deleting
+max_deletes_per_account = 20
 [inventory]
 concurrency = 8
 """
@@ -192,6 +194,7 @@ def retire_demo(console: Console, spec_path: Path, plan_ids: list[int], sandbox:
     CIS 1.21 verdicts."""
     from datetime import UTC, datetime, timedelta
 
+    from domain.deletion import deletes_in
     from domain.errors import IamcError
     from domain.spec import load_spec
     from flows.apply import apply_plan
@@ -204,16 +207,18 @@ def retire_demo(console: Console, spec_path: Path, plan_ids: list[int], sandbox:
     if not plan_ids:
         return
     for plan_id in plan_ids:
-        reviewed = load_plan(spec_path, plan_id)[1]["hash"][:12]
+        plan, meta = load_plan(spec_path, plan_id)
         for stage in ("disable", "delete"):
+            # Delete is approved on its own, quoting how many IAM users it deletes.
             record_decision(
                 spec_path,
                 plan_id,
                 approver="demo-change-board",
                 ticket="DEMO-2",
                 stage=stage,
-                expected_hash=reviewed,
+                expected_hash=meta["hash"][:12],
                 comment="approved by make demo, for illustration",
+                deletes=deletes_in(plan) if stage == "delete" else None,
             )
         console.print(Rule(f"9. disable: iamc apply {plan_id} -c {spec_path} --stage disable"))
         try:

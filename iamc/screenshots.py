@@ -89,6 +89,7 @@ def take(out_dir: Path, workdir: Path) -> list[Path]:
     from sandbox.control import SandboxControl
     from sandbox.seed import seed_organization
     from sandbox.server import Sandbox
+    from state.progress import migration_progress
 
     out_dir.mkdir(parents=True, exist_ok=True)
     workdir = workdir.resolve()
@@ -160,6 +161,8 @@ def take(out_dir: Path, workdir: Path) -> list[Path]:
                         "ticket": "CHG-2041",
                         "decision": "approve",
                         "stage": "provision",
+                        # The reviewer types the hash they read: the form does not prefill it.
+                        "plan_hash": migration_progress(str(spec)).plan_hash,
                         "comment": "reviewed in the CAB of Tuesday",
                     },
                 )

@@ -59,7 +59,9 @@ DESCRIPTIONS = {
     "plan-and-approve": (
         "Step {n[plan-and-approve]}. Publish the plan and pause for the change board: open the "
         "paused run, read the plan artifact, press Resume and fill in the form (who, ticket, "
-        "approve or reject, the plan hash). Leave plan_id empty to compute the plan first. "
+        "approve or reject, the stage, and the plan hash you reviewed: nothing is prefilled; "
+        "delete is approved on its own, with the number of users it deletes). Leave plan_id "
+        "empty to compute the plan first. "
         "Next: {n[apply]} apply."
     ),
     "apply": (

@@ -121,8 +121,8 @@ def plan_with_summary(
         )
     else:
         console.print(
-            f"next: iamc approve {result['plan_id']} -c {spec} --by NAME --ticket ID "
-            f"--hash {result['hash'][:12]}",
+            f"next: iamc approve {result['plan_id']} -c {spec} --stage provision --by NAME "
+            f"--ticket ID --hash {result['hash'][:12]}",
             style="dim",
             highlight=False,
         )
@@ -202,6 +202,7 @@ def verify_plan_file(console: Console, spec: Path | str, path: Path) -> None:
     """
     import json
 
+    from domain.deletion import AUTHORISED_BY
     from domain.errors import InputFileError, PlanMismatchError
     from domain.plan import Stage
     from domain.plan_verify import compare_plan_file
@@ -230,7 +231,12 @@ def verify_plan_file(console: Console, spec: Path | str, path: Path) -> None:
         f"  the stored plan, rendered the same way: {check.expected_hash}", highlight=False
     )
     for stage in Stage:
-        decisions = [a for a in meta["approvals"] if a["stage"] in (stage, "all")]
+        decisions = [
+            a
+            for a in meta["approvals"]
+            if a["stage"] in AUTHORISED_BY[stage]
+            or (a["stage"] == "all" and a["decision"] == "rejected")
+        ]
         text = "; ".join(
             f"{a['decision']} by {a['approver']} (ticket {a['ticket']}) at {a['at']}"
             for a in decisions

@@ -6,9 +6,11 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+from domain.deletion import AUTHORISED_BY, deletes_in
 from domain.errors import PlanError
 from domain.plan import Plan, Stage
 from domain.spec import load_spec
+from state.plans import ApprovalInfo, PlanInfo
 from state.reports import get_plan_info, plan_meta
 from state.store import Store
 
@@ -46,6 +48,77 @@ def check_reviewed_hash(plan_id: int, stored_hash: str, reviewed: str | None) ->
         )
 
 
+def check_quoted_deletes(
+    plan_id: int, plan: Plan, stage: str, decision: str, deletes: int | None
+) -> None:
+    """Approving the delete stage quotes how many IAM users it deletes; it must be right.
+
+    Raises:
+        PlanError: missing or wrong (the message says the plan's number), or quoted for
+            another stage; nothing recorded.
+    """
+    if stage != Stage.DELETE and deletes is not None:
+        raise PlanError(
+            f"plan {plan_id}: a number of users to delete goes with stage delete only, not "
+            f"{stage} (all is provision and disable, never delete): refusing, nothing was "
+            "recorded"
+        )
+    if stage != Stage.DELETE or decision != "approved":
+        return
+    actual = deletes_in(plan)
+    if deletes is None:
+        raise PlanError(
+            f"plan {plan_id}: approving the delete stage quotes how many IAM users it deletes "
+            f"(--deletes {actual}; deleting can't be undone): refusing, nothing was recorded"
+        )
+    if deletes != actual:
+        raise PlanError(
+            f"plan {plan_id}'s delete stage deletes {actual} IAM user(s), not the {deletes} "
+            "quoted: refusing, nothing was recorded; review the plan's delete stage again"
+        )
+
+
+def _overlapping(stage: str, decision: str) -> set[str]:
+    """The stages whose earlier decision stops this one being recorded."""
+    if stage == "all":
+        # An approval of "all" is not one of delete; a rejection of "all" rejects everything.
+        return set(APPROVAL_STAGES) if decision == "rejected" else {"all", "provision", "disable"}
+    return {stage} if stage == Stage.DELETE else {stage, "all"}
+
+
+def unapproved_reason(info: PlanInfo, stage: str, spec_path: str) -> str | None:
+    """Why the plan's stage may not be applied (a rejection, no approval); None: approved.
+
+    A rejection of the stage, or of "all", holds; only :data:`AUTHORISED_BY` approvals of
+    this plan's hash count.
+    """
+    for approval in info.approvals:
+        if approval.stage in (stage, "all") and approval.decision != "approved":
+            return (
+                f"plan {info.id} stage {approval.stage} was {approval.decision} by "
+                f"{approval.approver} (ticket {approval.ticket}): refusing"
+            )
+    authorising = AUTHORISED_BY.get(stage, ())
+    if any(a.stage in authorising and a.plan_hash == info.hash for a in info.approvals):
+        return None
+    command = f"'iamc approve {info.id} -c {spec_path} --stage {stage}"
+    if stage == Stage.DELETE:
+        command += f" --deletes {deletes_in(Plan.from_content(info.content))}"
+    command += f" --by NAME --ticket ID --hash {info.hash[:12]}'"
+    earlier = [a for a in info.approvals if a.stage == "all" and a.decision == "approved"]
+    if stage == Stage.DELETE and earlier:
+        return (
+            f"plan {info.id} is not approved for stage delete: its approval of stage all "
+            f"({_who(earlier[-1])}) covers provision and disable, never the irreversible delete "
+            f"stage: refusing; approve the delete stage on its own after review: {command}"
+        )
+    return f"plan {info.id} is not approved for stage {stage}: refusing; after review run {command}"
+
+
+def _who(approval: ApprovalInfo) -> str:
+    return f"by {approval.approver}, ticket {approval.ticket}"
+
+
 def record_decision(
     spec_path: str | Path,
     plan_id: int,
@@ -56,17 +129,20 @@ def record_decision(
     stage: str = "all",
     expected_hash: str | None,
     comment: str = "",
+    deletes: int | None = None,
 ) -> dict[str, Any]:
     """Record who approved (or rejected) which plan hash, for which stage, and when.
 
     Args:
+        stage: provision, disable, delete, or all (provision and disable: never delete).
         expected_hash: The plan hash the reviewer read (at least its first 12 hex characters):
             required, so a decision always binds the content that was reviewed.
+        deletes: Approving delete: how many IAM users its delete stage deletes (required).
 
     Raises:
         PlanError: unknown plan; its content no longer matches its hash; the reviewer's hash
-            missing, too short or different; blocking errors; a decision already recorded for
-            that stage.
+            missing, too short or different; the quoted deletes missing or wrong; blocking
+            errors; a decision already recorded for that stage.
     """
     if stage not in APPROVAL_STAGES:
         raise PlanError(f"--stage: expected one of {', '.join(APPROVAL_STAGES)}, got {stage!r}")
@@ -82,14 +158,21 @@ def record_decision(
                 f"content hash {actual[:12]}): refusing; compute a new plan with 'iamc plan'"
             )
         check_reviewed_hash(plan_id, info.hash, expected_hash)
-        blocking = Plan.from_content(info.content).blocking_for(stage)
+        plan = Plan.from_content(info.content)
+        check_quoted_deletes(plan_id, plan, stage, decision, deletes)
+        blocking = plan.blocking_for(stage)
         if decision == "approved" and blocking:
             raise PlanError(
                 f"plan {plan_id} has {len(blocking)} blocking error(s) for stage {stage}: "
                 "fix them and re-plan"
             )
-        # "all" overlaps every stage; a stage overlaps itself and "all".
-        overlapping = set(APPROVAL_STAGES) if stage == "all" else {stage, "all"}
+        rejected_all = [a for a in info.approvals if a.stage == "all" and a.decision != "approved"]
+        if stage == Stage.DELETE and decision == "approved" and rejected_all:
+            raise PlanError(
+                f"plan {plan_id} stage all was rejected ({_who(rejected_all[-1])}), which "
+                "holds delete too: refusing; make a new plan"
+            )
+        overlapping = _overlapping(stage, decision)
         earlier = store.record_approval(
             plan_id,
             stage=stage,

@@ -22,6 +22,7 @@ import pytest
 
 from iamc.serve import stop_process
 from state import Store
+from state.progress import migration_progress
 
 SPEC = """name = "e2e-central"
 state = "sqlite:///state.db"
@@ -127,6 +128,8 @@ def test_centralize_pauses_for_approval_and_resumed_with_input_reaches_provision
             "ticket": "CHG-77",
             "decision": "approve",
             "stage": "provision",
+            # Typed by the reviewer: the form no longer prefills it (issue 21).
+            "plan_hash": migration_progress(str(served.spec)).plan_hash[:12],
         },
     )
     _wait(

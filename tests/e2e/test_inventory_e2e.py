@@ -180,5 +180,7 @@ def test_account_whose_role_cannot_be_assumed_blocks_the_plan(iamc, sandbox_proc
         "CHG-1",
         "--hash",
         plan["hash"][:12],
+        "--stage",
+        "provision",
     )
     assert approve.returncode == 2 and "blocking error" in approve.stderr

@@ -338,13 +338,16 @@ def write_retire_plan(
     tmp_path: Path,
     prefix: str,
     *,
-    approve: str | None = "all",
+    approve: tuple[str, ...] = ("all", "delete"),
     bake_days: int = 14,
+    decommission: str = "",
     extra_findings: list[Any] | None = None,
 ) -> tuple[Path, int]:
     """A spec and an approved plan that retires every IAM user whose name starts with prefix.
 
     The inventory is taken as if a year had passed, so every such user is unused (retire).
+    ``approve``: the stages approved, one decision each (delete on its own, quoting its
+    number of users); ``decommission``: more ``[decommission]`` lines (the delete caps).
     """
     from datetime import UTC, datetime, timedelta
 
@@ -355,7 +358,7 @@ def write_retire_plan(
     spec = tmp_path / "spec.toml"
     spec.write_text(
         'name = "wave-1"\nstate = "sqlite:///state.db"\n'
-        f"[decommission]\nbake_days = {bake_days}\n"
+        f"[decommission]\nbake_days = {bake_days}\n{decommission}"
         "[aws]\nrate_limits = { sso-admin = 1000, identitystore = 1000, iam = 1000 }\n"
     )
     inventories = []
@@ -381,7 +384,7 @@ def write_retire_plan(
         f"sqlite:///{tmp_path / 'state.db'}",
         "wave-1",
         inventories,
-        approve_stage=approve,
+        approve_stages=approve,
         approver="cab",
         bake_days=bake_days,
         extra_findings=extra_findings,
@@ -392,13 +395,14 @@ def write_retire_plan(
 def write_migrate_plan(
     world: World, tmp_path: Path, people: list[tuple[str, str, str]], *, bake_days: int = 14
 ) -> tuple[Path, int]:
-    """A spec and a plan migrating IAM users to identity-store users, approved for provision
-    and disable (delete is approved on its own by the caller).
+    """A spec and a plan migrating IAM users to identity-store users, approved for provision,
+    disable and (on its own, quoting its number of users) delete.
 
     ``people``: (account id, IAM user, identity-store user name); each person gets the Readers
     permission set (without its customer-managed policy) in their account.
     """
     from domain.access import SynthesisResult
+    from domain.deletion import deletes_in
     from domain.plan import build_plan
     from domain.records import Account, MatchStatus, UserMapping
     from state import Store
@@ -468,6 +472,7 @@ def write_migrate_plan(
         record_decision(
             spec, plan_id, approver="cab", ticket="CHG-6", stage=stage,
             expected_hash=plan.content_hash(),
+            deletes=deletes_in(plan) if stage == "delete" else None,
         )  # fmt: skip
     return spec, plan_id
 

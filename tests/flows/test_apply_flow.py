@@ -14,6 +14,7 @@ from domain.policy_documents import canonical_json
 from domain.progress import listening
 from flows.apply import apply_flow, apply_plan, resume, rollback_plan
 from state import Store
+from state.approvals import record_decision
 from state.reports import load_plan
 from state.runs import list_runs, run_status
 from tasks.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash, PollPolicy
@@ -75,6 +76,14 @@ def test_retire_stages_of_a_plan_without_users_change_nothing(
     clean, kit, tmp_path: Path, stage: str
 ):
     spec, plan_id = kit.write_approved_plan(clean, tmp_path, approve="all")
+    if stage == "delete":
+        # "all" never covers delete: it is approved on its own, quoting its users (none here).
+        with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+            digest = store.get_plan(plan_id).hash
+        record_decision(
+            spec, plan_id, approver="cab", ticket="CHG-2", stage="delete", expected_hash=digest,
+            deletes=0,
+        )  # fmt: skip
     summary = apply_plan(spec, plan_id, stage, poll=kit.QUICK)
     assert summary["actions"] == 0 and summary["refused_by_plan"] == []
     assert _mutations(clean, kit) == 0

@@ -101,12 +101,50 @@ def test_the_approval_form_shows_the_hash_irreversible_actions_and_the_plan():
     text = form_description("acme", 3, "ab" * 32, plan, "http://ui/artifacts/artifact/1")
     assert "ab" * 32 in text and "**2 irreversible**" in text
     assert "(http://ui/artifacts/artifact/1)" in text and "2 migrate" in text
-    form = _form(text, "ab" * 32, "provision")
+    form = _form(text, "provision")
     schema = form.model_json_schema()
-    assert schema["properties"]["plan_hash"]["default"] == "ab" * 32
+    # The reviewer types the hash they read: it is not prefilled (issue 21).
+    assert "default" not in schema["properties"]["plan_hash"]
+    assert "plan_hash" in schema["required"]
     assert "12+ characters" in schema["properties"]["plan_hash"]["description"]
     assert schema["properties"]["ticket"]["description"]
     assert issubclass(form, ApprovalInput) and form._description == text
+
+
+@pytest.mark.parametrize("stage", [None, "delete", "all", "provision"])
+def test_the_approval_form_prefills_no_hash_and_no_stage_that_approves_delete(stage):
+    form = _form("text", stage)
+    schema = form.model_json_schema()
+    assert "default" not in schema["properties"]["plan_hash"]
+    assert "plan_hash" in schema["required"]
+    default = schema["properties"]["stage"].get("default")
+    assert default != "delete"
+    if stage in (None, "delete"):
+        # The reviewer chooses the stage: nothing is prefilled, and the form requires it.
+        assert default is None and "stage" in schema["required"]
+    else:
+        assert default == stage
+    assert schema["properties"]["deletes"].get("default") is None
+    # The base form, as Prefect would draw it, prefills neither.
+    base = ApprovalInput.model_json_schema()
+    assert "default" not in base["properties"]["stage"]
+    assert "default" not in base["properties"]["plan_hash"]
+
+
+def test_the_approval_form_says_what_delete_means_users_and_cap():
+    from domain.spec import Decommission
+
+    text = form_description("acme", 3, "ab" * 32, _plan(), None)
+    assert "deletes **2 IAM user(s)** in 2 account(s)" in text
+    assert "approved on its own" in text and "type **2** in *deletes*" in text
+    assert "more than 50 users, or more than 20 in one account" in text
+    assert "over the cap" not in text
+    tight = form_description("acme", 3, "ab" * 32, _plan(), None, Decommission(
+        max_deletes_per_run=1, max_deletes_per_account=1
+    ))  # fmt: skip
+    assert (
+        "**this plan is over the cap**: would delete 2 users, 1 over max_deletes_per_run" in tight
+    )
 
 
 def test_notices_are_written_per_person_with_the_portal_and_dates(tmp_path: Path):

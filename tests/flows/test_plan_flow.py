@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from domain.deletion import deletes_in
 from domain.errors import PlanError
 from domain.records import (
     AccessKey,
@@ -27,6 +28,7 @@ from domain.records import (
 from flows.plan import plan_and_approve, plan_flow
 from state import Store
 from state.approvals import record_decision
+from state.reports import load_plan
 
 READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 DOC = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
@@ -162,10 +164,12 @@ def test_an_approval_without_a_12_character_hash_is_refused(spec: Path, reviewed
     assert digest[:12] in str(caught.value) and "refusing" in str(caught.value)
     with Store.open(f"sqlite:///{spec.parent / 'state.db'}") as store:
         assert store.get_plan(plan_id).approvals == []
-    # Twelve characters, in either case, bind the approval.
+    # Twelve characters, in either case, bind the approval (delete quotes its users, too).
+    deletes = deletes_in(load_plan(spec, plan_id)[0])
     meta = record_decision(
-        spec, plan_id, approver="x", ticket="y", stage="delete", expected_hash=digest[:12].upper()
-    )
+        spec, plan_id, approver="x", ticket="y", stage="delete",
+        expected_hash=digest[:12].upper(), deletes=deletes,
+    )  # fmt: skip
     assert [a["stage"] for a in meta["approvals"]] == ["delete"]
 
 
@@ -228,7 +232,8 @@ def _paused_run_id(flow_name: str, deadline: float) -> str:
 def test_approval_pause_is_resumed_through_the_api_like_the_ui(spec: Path, decision: str):
     from prefect.flow_runs import resume_flow_run
 
-    plan_id = plan_flow(str(spec))["plan_id"]
+    planned = plan_flow(str(spec))
+    plan_id = planned["plan_id"]
     outcome: dict = {}
 
     def run() -> None:
@@ -247,6 +252,8 @@ def test_approval_pause_is_resumed_through_the_api_like_the_ui(spec: Path, decis
             "ticket": "CHG-42",
             "decision": decision,
             "stage": "provision",
+            # Typed by the reviewer: the form no longer prefills the hash (issue 21).
+            "plan_hash": planned["hash"][:12],
             "comment": "reviewed plan.md",
         },
     )
