@@ -557,7 +557,7 @@ def _account_table(title: str, rows: dict[str, Any], columns: list[tuple[str, st
         table.add_column(header, justify="right")
     for account, row in rows.items():
         cells = [
-            f"[red]{row[key]}[/]" if key == "failed" and row[key] else str(row[key])
+            f"[red]{row[key]}[/]" if key == "failed" and row[key] else str(row.get(key, 0))
             for _, key in columns
         ]
         table.add_row(account, *cells)

@@ -658,15 +658,7 @@ def _count(row: dict[str, Any], status: str, error: str | None, target: str) -> 
 
 
 def _empty_row() -> dict[str, Any]:
-    return {
-        "done": 0,
-        "adopted": 0,
-        "pending": 0,
-        "failed": 0,
-        "rolled_back": 0,
-        "refused": 0,
-        "errors": [],
-    }
+    return {"done": 0, "adopted": 0, "pending": 0, "failed": 0, "rolled_back": 0, "errors": []}
 
 
 def run_status(spec_path: str | Path, run_id: int) -> dict[str, Any]:
@@ -713,7 +705,7 @@ def run_status(spec_path: str | Path, run_id: int) -> dict[str, Any]:
     # Users this run's live preconditions refused: pending, and why (iamc status, the UI table).
     for refused in (run.summary or {}).get("refused") or []:
         row = stage_rows.setdefault(refused["account_id"], _empty_row())
-        row["refused"] += 1
+        row["refused"] = row.get("refused", 0) + 1
         row["errors"].append(f"{refused['user']}: refused: {refused['reason']}")
     # The run's own outcomes: the last event of each action in this run.
     last: dict[str, Any] = {}
