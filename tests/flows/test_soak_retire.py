@@ -1,4 +1,5 @@
-"""A randomized soak of the stages that take access away: disable, rollback of one user, delete.
+"""A randomized soak of the stages that take access away: disable, rollback of one user, delete,
+and restore.
 
 Two operators act in any order — one runs the stages, resumes and rolls back, sometimes at the
 same moment as the other; the other changes the world between and during runs (protects a user,
@@ -7,7 +8,9 @@ turns a key back on) — and processes die at random step boundaries. At the mom
 quarantine and every deletion the soak checks, against live AWS and the journal, that the user
 was the planned unique id, unprotected, and (quarantine) still had the access the plan gave
 them, or (deletion) disabled by this plan and not brought back, with no active key and no
-bucket policy naming it. The seed is printed; IAMC_SOAK_SEED replays a failure.
+bucket policy naming it; after every restore that went through, that the user is as its newest
+snapshot says, as far as AWS allows (path, tags, inline policies but the quarantine, managed
+policies, groups). The seed is printed; IAMC_SOAK_SEED replays a failure.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import boto3
 
 from domain.errors import ApplyFailed, ApplyRefused
 from flows.apply import HANDLERS, apply_plan, rollback_plan
+from flows.restore import restore
 from state import Store
 from state.journal import DONE_STATUSES, ROLLBACK_PREFIX
 from state.reports import load_plan
@@ -55,6 +59,8 @@ class Watch:
         self.quarantined: set[tuple[str, str]] = set()
         self.replaced: set[tuple[str, str]] = set()
         self.referenced: dict[tuple[str, str], str] = {}  # user -> bucket naming it
+        self.restored: set[tuple[str, str]] = set()
+        self.deletions = 0
         self._lock = threading.Lock()
 
     def _check(self, ok: bool, what: str) -> None:
@@ -118,6 +124,36 @@ class Watch:
         self._check(bucket is None, f"deleted {account_id}/{user}: named in bucket {bucket}")
         with self._lock:
             self.deleted.add((account_id, user))
+            self.deletions += 1
+
+    def after_restore(self, account_id: str, user: str) -> None:
+        """The restored user is what its newest snapshot says, where AWS allows it back."""
+        with Store.open(self.url) as store:
+            migration_id = store.find_migration("wave-1")
+            snapshot = store.user_snapshots(migration_id, account_id=account_id, user_name=user)[
+                -1
+            ].content
+        iam = self.world.member_iam(account_id)
+        live = iam.get_user(UserName=user)["User"]
+        inline = set(iam.list_user_policies(UserName=user)["PolicyNames"])
+        attached = {
+            p["PolicyArn"]
+            for p in iam.list_attached_user_policies(UserName=user)["AttachedPolicies"]
+        }
+        groups = {g["GroupName"] for g in iam.list_groups_for_user(UserName=user)["Groups"]}
+        tags = {t["Key"]: t["Value"] for t in iam.list_user_tags(UserName=user)["Tags"]}
+        want_inline = set(snapshot["inline_policies"]) - {"iamc-quarantine"}
+        want_attached = set(snapshot["attached_policies"])
+        for what, got, want in (
+            ("path", live["Path"], snapshot["path"]),
+            ("tags", tags, snapshot["tags"]),
+            ("inline policies", inline - {"iamc-quarantine"}, want_inline),
+            ("managed policies", attached, want_attached),
+            ("groups", groups, set(snapshot["groups"])),
+        ):
+            self._check(got == want, f"restored {account_id}/{user}: {what} {got} != {want}")
+        with self._lock:
+            self.restored.add((account_id, user))
 
 
 def _sso(world):
@@ -244,7 +280,7 @@ def world_change(rng: random.Random, world, watch: Watch) -> str:
 # -- the first operator's runs ------------------------------------------------------------------
 
 
-def _operation(rng: random.Random, spec: Path, plan_id: int, url: str, forward: dict, kit):
+def _operation(rng: random.Random, spec: Path, plan_id: int, url: str, forward: dict, kit, watch):
     """One operator action, as a (description, callable) pair."""
     with Store.open(url) as store:
         runs = [r for r in store.list_runs() if r.kind in ("apply", "rollback")]
@@ -253,6 +289,7 @@ def _operation(rng: random.Random, spec: Path, plan_id: int, url: str, forward: 
     open_runs = [r for r in runs if views[r.id].status in ("failed", "interrupted")]
     choices = ["disable", "delete"] + (["resume"] * 2 if open_runs else [])
     choices += ["rollback-user"] if disables else []
+    choices += ["restore"] if watch.deleted else []
     op = rng.choice(choices)
     fault = None
     if op in ("disable", "delete") and rng.random() < 0.5:
@@ -269,6 +306,15 @@ def _operation(rng: random.Random, spec: Path, plan_id: int, url: str, forward: 
         return f"rollback {run.id} {user}", lambda: rollback_plan(
             spec, run.id, user=f"{account_id}/{user}", poll=kit.QUICK
         )
+    if op == "restore":
+        account_id, user = rng.choice(sorted(watch.deleted))
+
+        def restore_and_check() -> None:
+            restore(spec, user=f"{account_id}/{user}")
+            watch.after_restore(account_id, user)
+            watch.deleted.discard((account_id, user))
+
+        return f"restore {user}", restore_and_check
     run = rng.choice(open_runs)
     if run.kind == "apply":
         return f"resume {run.id} ({run.params['stage']})", lambda: apply_plan(
@@ -326,7 +372,7 @@ def test_random_operators_and_crashes_never_remove_the_wrong_person(
             history.append((step, world_change(rng, clean, watch)))
         elif roll < 0.4:
             # Both operators at the same moment: the stages' shared leases let one act.
-            ops = [_operation(rng, spec, plan_id, url, forward, kit) for _ in range(2)]
+            ops = [_operation(rng, spec, plan_id, url, forward, kit, watch) for _ in range(2)]
             results: list[str] = []
 
             def attempt(call, results=results) -> None:
@@ -339,19 +385,20 @@ def test_random_operators_and_crashes_never_remove_the_wrong_person(
                 thread.join()
             history.append((step, [d for d, _ in ops], results))
         else:
-            what, call = _operation(rng, spec, plan_id, url, forward, kit)
+            what, call = _operation(rng, spec, plan_id, url, forward, kit, watch)
             history.append((step, what, _attempt(call)))
         context = f"seed {seed}, steps {history}"
         assert watch.violations == [], f"{context}: {watch.violations}"
         for account_id, user in planned:
             live = watch._live(account_id, user)
             gone = live is None or live["id"] != planned[(account_id, user)][0]
-            vanished = gone and (account_id, user) not in watch.deleted | watch.replaced
+            accounted = watch.deleted | watch.replaced | watch.restored
+            vanished = gone and (account_id, user) not in accounted
             assert not vanished, f"{context}: {account_id}/{user} vanished"
 
     print(
         f"retire soak: {len(history)} sequences, {watch.checks} checks at the moment of a change, "
-        f"{len(watch.quarantined)} quarantined, {len(watch.deleted)} deleted, "
-        f"{len(watch.replaced)} replaced by a namesake"
+        f"{len(watch.quarantined)} quarantined, {watch.deletions} deleted, "
+        f"{len(watch.replaced)} replaced by a namesake, {len(watch.restored)} restored"
     )
     assert watch.checks > 0 or len(history) < 3, f"seed {seed}: nothing was ever changed"
