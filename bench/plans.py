@@ -16,7 +16,7 @@ from domain.access import (
 )
 from domain.deletion import deletes_in
 from domain.plan import build_plan
-from domain.records import AccountInventory, Finding
+from domain.records import AccountInventory, Finding, UserMapping
 from state import Store
 from state.approvals import record_decision
 
@@ -84,8 +84,11 @@ def store_retire_plan(
     approver: str = "rehearsal",
     bake_days: int = 14,
     extra_findings: list[Finding] | None = None,
+    user_mappings: list[UserMapping] | None = None,
+    synthesis: SynthesisResult | None = None,
 ) -> int:
-    """Store a plan that disables and deletes the given inventories' unused users.
+    """Store a plan that disables and deletes the given inventories' unused users (and, with
+    ``user_mappings`` and ``synthesis``, migrates the mapped humans before disabling them).
 
     The inventories are stored as the plan's (complete) snapshot, so the plan is current.
     Each of ``approve_stages`` is approved in turn; delete on its own, quoting the number of
@@ -107,9 +110,9 @@ def store_retire_plan(
             inventory_snapshot_id=snapshot,
             mapping_run_id=None,
             inventories=inventories,
-            user_mappings=[],
+            user_mappings=user_mappings or [],
             group_mappings=[],
-            synthesis=SynthesisResult(),
+            synthesis=synthesis or SynthesisResult(),
             settings={"bake_days": bake_days},
             extra_findings=extra_findings,
         )

@@ -60,12 +60,28 @@ class World:
         return self._clients[service]
 
     def member_iam(self, account_id: str) -> Any:
+        return self.member_client(account_id, "iam")
+
+    def member_session(self, account_id: str) -> boto3.Session:
+        """A session in a member account, through its OrganizationAccountAccessRole."""
+        creds = self.client("sts").assume_role(
+            RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
+            RoleSessionName="test",
+        )["Credentials"]
+        return session_sharing_models(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            region_name="us-east-1",
+        )
+
+    def member_client(self, account_id: str, service: str) -> Any:
         creds = self.client("sts").assume_role(
             RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
             RoleSessionName="test",
         )["Credentials"]
         return boto3.client(
-            "iam",
+            service,
             endpoint_url=self.sandbox.url,
             region_name="us-east-1",
             aws_access_key_id=creds["AccessKeyId"],
@@ -333,6 +349,30 @@ def seed_user(world: World, account_id: str, name: str, **what: Any) -> dict[str
     return made
 
 
+def _spec(tmp_path: Path, bake_days: int, decommission: str = "") -> Path:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'name = "wave-1"\nstate = "sqlite:///state.db"\n'
+        f"[decommission]\nbake_days = {bake_days}\n{decommission}"
+        "[aws]\nrate_limits = { sso-admin = 1000, identitystore = 1000, iam = 1000 }\n"
+    )
+    return spec
+
+
+def _inventories(world: World, keep: Callable[[str, str], bool], now: Any = None) -> list[Any]:
+    """Each member account inventoried now (or at ``now``), keeping the users ``keep`` names."""
+    from domain.records import Account
+    from tasks.iam_users import ClassificationRules, inventory_account
+
+    inventories = []
+    for account_id in world.accounts:
+        session = world.member_session(account_id)
+        found = inventory_account(session, Account(account_id), ClassificationRules(), now=now)
+        found.users = [u for u in found.users if keep(account_id, u.name)]
+        inventories.append(found)
+    return inventories
+
+
 def write_retire_plan(
     world: World,
     tmp_path: Path,
@@ -352,38 +392,14 @@ def write_retire_plan(
     from datetime import UTC, datetime, timedelta
 
     from bench.plans import store_retire_plan
-    from domain.records import Account
-    from tasks.iam_users import ClassificationRules, inventory_account
 
-    spec = tmp_path / "spec.toml"
-    spec.write_text(
-        'name = "wave-1"\nstate = "sqlite:///state.db"\n'
-        f"[decommission]\nbake_days = {bake_days}\n{decommission}"
-        "[aws]\nrate_limits = { sso-admin = 1000, identitystore = 1000, iam = 1000 }\n"
-    )
-    inventories = []
+    spec = _spec(tmp_path, bake_days, decommission)
     later = datetime.now(UTC) + timedelta(days=365)
-    for account_id in world.accounts:
-        creds = world.client("sts").assume_role(
-            RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
-            RoleSessionName="inventory",
-        )["Credentials"]
-        session = session_sharing_models(
-            aws_access_key_id=creds["AccessKeyId"],
-            aws_secret_access_key=creds["SecretAccessKey"],
-            aws_session_token=creds["SessionToken"],
-            region_name="us-east-1",
-        )
-        inventory = inventory_account(
-            session, Account(account_id), ClassificationRules(), now=later
-        )
-        inventory.users = [u for u in inventory.users if u.name.startswith(prefix)]
-        inventories.append(inventory)
     plan_id = store_retire_plan(
         spec,
         f"sqlite:///{tmp_path / 'state.db'}",
         "wave-1",
-        inventories,
+        _inventories(world, lambda _, name: name.startswith(prefix), now=later),
         approve_stages=approve,
         approver="cab",
         bake_days=bake_days,
@@ -401,79 +417,32 @@ def write_migrate_plan(
     ``people``: (account id, IAM user, identity-store user name); each person gets the Readers
     permission set (without its customer-managed policy) in their account.
     """
+    from bench.plans import store_retire_plan
     from domain.access import SynthesisResult
-    from domain.deletion import deletes_in
-    from domain.plan import build_plan
-    from domain.records import Account, MatchStatus, UserMapping
-    from state import Store
-    from state.approvals import record_decision
-    from tasks.iam_users import ClassificationRules, inventory_account
+    from domain.records import MatchStatus, UserMapping
 
-    spec = tmp_path / "spec.toml"
-    spec.write_text(
-        'name = "wave-1"\nstate = "sqlite:///state.db"\n'
-        f"[decommission]\nbake_days = {bake_days}\n"
-        "[aws]\nrate_limits = { sso-admin = 1000, identitystore = 1000, iam = 1000 }\n"
-    )
-    url = f"sqlite:///{tmp_path / 'state.db'}"
     readers = next(s for s in permission_sets() if s.name == "Readers")
     readers.customer_managed_policies = []
-    wanted: dict[str, set[str]] = {}
-    for account_id, user, _ in people:
-        wanted.setdefault(account_id, set()).add(user)
-    inventories = []
-    for account_id, users in sorted(wanted.items()):
-        creds = world.client("sts").assume_role(
-            RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
-            RoleSessionName="inventory",
-        )["Credentials"]
-        session = session_sharing_models(
-            aws_access_key_id=creds["AccessKeyId"],
-            aws_secret_access_key=creds["SecretAccessKey"],
-            aws_session_token=creds["SessionToken"],
-            region_name="us-east-1",
-        )
-        inventory = inventory_account(session, Account(account_id), ClassificationRules())
-        inventory.users = [u for u in inventory.users if u.name in users]
-        inventories.append(inventory)
+    wanted = {(account_id, user) for account_id, user, _ in people}
     assignments_ = [
-        AssignmentDefinition(
-            account_id, "Readers", "USER", world.users[identity], identity, identity
-        )
-        for account_id, identity in sorted({(a, i) for a, _, i in people})
+        AssignmentDefinition(account, "Readers", "USER", world.users[identity], identity, identity)
+        for account, identity in sorted({(a, i) for a, _, i in people})
     ]
-    mappings = [
-        UserMapping(account_id, user, MatchStatus.MATCHED, "override", world.users[i], i)
-        for account_id, user, i in people
-    ]
-    store_provision_plan(spec, url, "wave-1", [readers], assignments_, approve_stage=None)
-    with Store.open(url) as store:
-        migration_id = store.ensure_migration("wave-1", {})
-        run = store.start_run(migration_id, "inventory")
-        snapshot = store.new_snapshot(migration_id, run)
-        for inventory in inventories:
-            store.save_account_inventory(snapshot, inventory)
-        store.complete_snapshot(snapshot)
-        store.finish_run(run, "succeeded")
-        plan = build_plan(
-            migration="wave-1",
-            inventory_snapshot_id=snapshot,
-            mapping_run_id=None,
-            inventories=inventories,
-            user_mappings=mappings,
-            group_mappings=[],
-            synthesis=SynthesisResult(permission_sets=[readers], assignments=assignments_),
-            settings={"bake_days": bake_days},
-        )
-        plan_run = store.start_run(migration_id, "plan")
-        plan_id, _ = store.save_plan(migration_id, plan_run, plan.content_hash(), plan.content(), 0)
-        store.finish_run(plan_run, "succeeded")
-    for stage in ("provision", "disable", "delete"):
-        record_decision(
-            spec, plan_id, approver="cab", ticket="CHG-6", stage=stage,
-            expected_hash=plan.content_hash(),
-            deletes=deletes_in(plan) if stage == "delete" else None,
-        )  # fmt: skip
+    spec = _spec(tmp_path, bake_days)
+    plan_id = store_retire_plan(
+        spec,
+        f"sqlite:///{tmp_path / 'state.db'}",
+        "wave-1",
+        _inventories(world, lambda account_id, name: (account_id, name) in wanted),
+        approve_stages=("provision", "disable", "delete"),
+        approver="cab",
+        bake_days=bake_days,
+        user_mappings=[
+            UserMapping(account_id, user, MatchStatus.MATCHED, "override", world.users[i], i)
+            for account_id, user, i in people
+        ],
+        synthesis=SynthesisResult(permission_sets=[readers], assignments=assignments_),
+    )
     return spec, plan_id
 
 

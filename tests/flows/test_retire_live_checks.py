@@ -60,6 +60,17 @@ def _protect_in_spec(spec: Path, glob: str) -> None:
     spec.write_text(f"{first}\nprotected_users = [{glob!r}]\n{rest}")
 
 
+def _jane_and_bob(world, kit, tmp_path: Path) -> tuple[str, str, Path, int]:
+    """jane (account 1) and bob (account 2), each with one active key, in an approved plan."""
+    prefix = _prefix()
+    a1, a2 = world.accounts
+    jane, bob = f"{prefix}jane", f"{prefix}bob"
+    kit.seed_user(world, a1, jane, keys=1)
+    kit.seed_user(world, a2, bob, keys=1)
+    spec, plan_id = kit.write_retire_plan(world, tmp_path, prefix)
+    return jane, bob, spec, plan_id
+
+
 # -- 1. a resumed delete re-checks: a user brought back meanwhile is not deleted -----------------
 
 
@@ -124,12 +135,8 @@ def test_a_disable_rollback_and_a_delete_of_one_plan_never_run_at_once(
 def test_a_user_tagged_protected_after_the_approval_is_not_deleted(
     clean, retire_kit, tmp_path: Path
 ):
-    kit, prefix = retire_kit, _prefix()
     a1, a2 = clean.accounts
-    jane, bob = f"{prefix}jane", f"{prefix}bob"
-    kit.seed_user(clean, a1, jane, keys=1)
-    kit.seed_user(clean, a2, bob, keys=1)
-    spec, plan_id = kit.write_retire_plan(clean, tmp_path, prefix)
+    jane, bob, spec, plan_id = _jane_and_bob(clean, retire_kit, tmp_path)
     apply_plan(spec, plan_id, "disable")
     clean.member_iam(a1).tag_user(UserName=jane, Tags=[{"Key": "iamc:protected", "Value": "TRUE"}])
 
@@ -154,13 +161,9 @@ def test_a_user_tagged_protected_after_the_approval_is_not_deleted(
 def test_a_user_the_spec_protects_after_the_approval_is_neither_disabled_nor_deleted(
     clean, retire_kit, tmp_path: Path
 ):
-    kit, prefix = retire_kit, _prefix()
     a1, a2 = clean.accounts
-    jane, bob = f"{prefix}jane", f"{prefix}bob"
-    kit.seed_user(clean, a1, jane, keys=1)
-    kit.seed_user(clean, a2, bob, keys=1)
-    spec, plan_id = kit.write_retire_plan(clean, tmp_path, prefix)
-    _protect_in_spec(spec, f"{prefix}j*")
+    jane, bob, spec, plan_id = _jane_and_bob(clean, retire_kit, tmp_path)
+    _protect_in_spec(spec, jane.removesuffix("jane") + "j*")
 
     with pytest.raises(ApplyFailed) as err:
         apply_plan(spec, plan_id, "disable")
@@ -190,12 +193,8 @@ def _replace_with_namesake(world, account_id: str, name: str) -> str:
 def test_a_namesake_created_since_the_plan_is_neither_quarantined_nor_deleted(
     clean, retire_kit, tmp_path: Path
 ):
-    kit, prefix = retire_kit, _prefix()
     a1, a2 = clean.accounts
-    jane, bob = f"{prefix}jane", f"{prefix}bob"
-    kit.seed_user(clean, a1, jane, keys=1)
-    kit.seed_user(clean, a2, bob, keys=1)
-    spec, plan_id = kit.write_retire_plan(clean, tmp_path, prefix)
+    jane, bob, spec, plan_id = _jane_and_bob(clean, retire_kit, tmp_path)
     new_jane = _replace_with_namesake(clean, a1, jane)
 
     with pytest.raises(ApplyFailed) as err:

@@ -25,8 +25,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import boto3
-
 from domain.errors import ApplyFailed, ApplyRefused
 from flows.apply import HANDLERS, apply_plan, rollback_plan
 from flows.restore import restore
@@ -204,21 +202,6 @@ def _hook(monkeypatch, watch: Watch) -> None:
 # -- the second operator's changes to the world ------------------------------------------------
 
 
-def _s3(world, account_id: str):
-    creds = world.client("sts").assume_role(
-        RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
-        RoleSessionName="soak",
-    )["Credentials"]
-    return boto3.client(
-        "s3",
-        endpoint_url=world.sandbox.url,
-        region_name="us-east-1",
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-    )
-
-
 def world_change(rng: random.Random, world, watch: Watch) -> str:
     account_id, user = rng.choice(sorted(watch.planned))
     iam = world.member_iam(account_id)
@@ -254,7 +237,7 @@ def world_change(rng: random.Random, world, watch: Watch) -> str:
                 PrincipalId=world.users[identity],
             )
     elif change == "reference":
-        s3 = _s3(world, account_id)
+        s3 = world.member_client(account_id, "s3")
         bucket = f"soak-{uuid.uuid4().hex[:8]}"
         s3.create_bucket(Bucket=bucket)
         arn = f"arn:aws:iam::{account_id}:user/people/{user}"
