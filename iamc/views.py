@@ -603,7 +603,9 @@ def print_status(console: Console, spec: Path | str, run_id: int) -> None:
     )
     for account, row in status["stage"].items():
         for error in row["errors"]:
-            console.print(f"[red]error[/] {account}: {escape(error)}", highlight=False)
+            # A user the live checks refused is left as it was: not an error of AWS's.
+            label = "[yellow]refused[/]" if ": refused: " in error else "[red]error[/]"
+            console.print(f"{label} {account}: {escape(error)}", highlight=False)
     if run["next"]:
         console.print(f"next: {run['next']}", highlight=False)
 
