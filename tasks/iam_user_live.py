@@ -28,12 +28,13 @@ class LiveUser:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def read_live_user(iam: Any, user_name: str) -> LiveUser | None:
+def read_live_user(iam: Any, user_name: str, *, tags: bool = True) -> LiveUser | None:
     """The user as IAM has it now, with every tag; None when no user has that name.
 
     Args:
         iam: An IAM client of the user's account.
         user_name: The user's name.
+        tags: Read its tags too (one more call); without, ``tags`` is empty.
     """
     try:
         raw = iam.get_user(UserName=user_name)["User"]
@@ -41,12 +42,14 @@ def read_live_user(iam: Any, user_name: str) -> LiveUser | None:
         if error_code(err) == "NoSuchEntity":
             return None
         raise
-    tags: dict[str, str] = {}
+    found: dict[str, str] = {}
     try:
-        for page in iam.get_paginator("list_user_tags").paginate(UserName=user_name):
-            tags.update({t["Key"]: t["Value"] for t in page.get("Tags", [])})
+        for page in (
+            iam.get_paginator("list_user_tags").paginate(UserName=user_name) if tags else ()
+        ):
+            found.update({t["Key"]: t["Value"] for t in page.get("Tags", [])})
     except ClientError as err:
         if error_code(err) == "NoSuchEntity":
             return None
         raise
-    return LiveUser(name=raw["UserName"], user_id=raw["UserId"], arn=raw["Arn"], tags=tags)
+    return LiveUser(name=raw["UserName"], user_id=raw["UserId"], arn=raw["Arn"], tags=found)

@@ -449,7 +449,7 @@ def _still_the_verified_user(ctx: ExecutionContext, action: PlanAction) -> None:
     expected = ctx.shared.get(VERIFIED_USERS, {}).get((account_id, user))
     if expected is None:
         return
-    live = read_live_user(ctx.iam(account_id), user)
+    live = read_live_user(ctx.iam(account_id), user, tags=False)
     if live is not None and live.user_id != expected:
         raise ActionError(
             action.id,
