@@ -24,7 +24,7 @@ from domain.plan import Stage
 from domain.spec import load_spec
 from state import Store
 from state.journal import ADOPTED, DONE_STATUSES
-from state.runs import LeaseLost, stage_lease
+from state.runs import RESTORE_RUN, LeaseLost, stage_lease
 from state.user_snapshots import RESTORE_STAGE, StoredSnapshot
 from tasks.aws import AwsSessions, translate_errors
 from tasks.executor import ExecutionContext, Executor
@@ -38,8 +38,6 @@ from tasks.user_restore import (
 )
 
 log = logging.getLogger(__name__)
-
-RESTORE_RUN = "restore"
 
 
 def _chosen(

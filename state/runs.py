@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 # Run kinds that change AWS through the journal (the others: inventory, mapping, plan).
 APPLY_RUN = "apply"
 ROLLBACK_RUN = "rollback"
+# Journaled as well, but of deleted users rather than of a plan stage (flows.restore).
+RESTORE_RUN = "restore"
 
 RUN_RUNNING = "running"
 RUN_SUCCEEDED = "succeeded"
@@ -436,6 +438,9 @@ def view_runs(
 def next_step(view: RunView, spec_path: str | Path) -> str | None:
     """The command that continues or follows a run, for the CLI and the UI alike."""
     run = view.run
+    if run.kind == RESTORE_RUN and view.status in (RUN_FAILED, RUN_INTERRUPTED):
+        # A restore is journaled too: a resume finishes it without creating anything twice.
+        return f"iamc resume {run.id} -c {spec_path}"
     if run.kind not in STAGE_RUN_KINDS:
         return None
     if view.status in (RUN_FAILED, RUN_INTERRUPTED):

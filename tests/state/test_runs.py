@@ -10,6 +10,7 @@ from state.runs import (
     LOCK_STALE_AFTER,
     RunInfo,
     StageLockInfo,
+    next_step,
     this_process,
     view_runs,
 )
@@ -76,3 +77,13 @@ def test_only_the_latest_run_of_a_plan_stage_may_act():
     assert (views[3].status, views[3].superseded_by) == ("succeeded", None)
     assert (views[4].status, views[4].superseded_by) == ("failed", None)
     assert (views[5].status, views[5].superseded_by) == ("running", None)
+
+
+def test_a_failed_or_interrupted_restore_run_says_how_to_resume_it():
+    failed = view_runs([run(3, "restore", "failed", this_process(), user="1/jane")], [])[3]
+    assert next_step(failed, "spec.toml") == "iamc resume 3 -c spec.toml"
+    gone = view_runs([run(4, "restore", "running", dead_process(), user="1/jane")], [])[4]
+    assert gone.status == "interrupted"
+    assert next_step(gone, "spec.toml") == "iamc resume 4 -c spec.toml"
+    done = view_runs([run(5, "restore", "succeeded", this_process(), user="1/jane")], [])[5]
+    assert next_step(done, "spec.toml") is None
