@@ -56,15 +56,7 @@ from state.journal import (
     JournalEntry,
 )
 from state.plans import PlanInfo
-from state.runs import (
-    APPLY_RUN,
-    ROLLBACK_RUN,
-    LeaseLost,
-    StageLease,
-    check_resumable,
-    open_run,
-    stage_lease,
-)
+from state.runs import APPLY_RUN, ROLLBACK_RUN, check_resumable, open_run
 from tasks.assignments import verify_assignments
 from tasks.aws import AwsSessions
 from tasks.executor import ExecutionContext, Executor, PollPolicy
@@ -73,6 +65,7 @@ from tasks.preflight import live_access_changes, preflight, stale_targets
 from tasks.provisioning import HANDLERS as PROVISION_HANDLERS
 from tasks.provisioning import PERMISSION_SET_KINDS
 from tasks.provisioning import UNDO_ORDER as PROVISION_UNDO_ORDER
+from tasks.stage_lease import LeaseLost, StageLease, stage_lease
 from tasks.user_disable import HANDLERS as DISABLE_HANDLERS
 from tasks.user_disable import UNDO_ORDER as DISABLE_UNDO_ORDER
 from tasks.user_teardown import HANDLERS as DELETE_HANDLERS

@@ -24,10 +24,11 @@ from domain.plan import Stage
 from domain.spec import load_spec
 from state import Store
 from state.journal import ADOPTED, DONE_STATUSES
-from state.runs import RESTORE_RUN, LeaseLost, stage_lease
+from state.runs import RESTORE_RUN
 from state.user_snapshots import RESTORE_STAGE, StoredSnapshot
 from tasks.aws import AwsSessions, translate_errors
 from tasks.executor import ExecutionContext, Executor
+from tasks.stage_lease import LeaseLost, stage_lease
 from tasks.user_restore import (
     HANDLERS,
     cannot_come_back,

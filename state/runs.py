@@ -1,8 +1,9 @@
-"""Runs and their lifecycle: records, stage leases, resume rules, status and listing.
+"""Runs and their lifecycle: records, stage lease rows, resume rules, status and listing.
 
-A run is one execution of a runbook step (inventory, mapping, plan, apply, rollback). The
-store methods here (mixed into ``state.Store``) record runs and the per-(plan, stage) lease
-that keeps two processes from changing the same stage at once.
+A run is one execution of a runbook step (inventory, mapping, plan, apply, rollback, restore).
+The store methods here (mixed into ``state.Store``) record runs and the per-(plan, stage) lease
+rows that keep two processes from changing the same stage at once; taking, renewing and losing
+a lease safely is ``tasks.stage_lease``.
 """
 
 from __future__ import annotations
@@ -10,11 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
-import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from domain.errors import ApplyFailed, ApplyRefused, StateError
+from domain.errors import ApplyRefused, StateError
 from domain.plan import Plan
 from domain.spec import load_spec
 from state import models as m
@@ -327,13 +325,9 @@ class StageLockMixin:
 # -- the lifecycle: one writer per stage, which run may act, what each run did ------------------
 
 
-# A run renews its lock this often; one silent for LOCK_STALE_AFTER is presumed dead (killed),
-# and the next apply, resume or rollback of that stage may take over.
-LOCK_HEARTBEAT_SECONDS = 15.0
+# A run silent for LOCK_STALE_AFTER is presumed dead (killed), and the next apply, resume or
+# rollback of that stage may take over (tasks.stage_lease renews leases well within it).
 LOCK_STALE_AFTER = timedelta(minutes=2)
-# A run whose lease was not renewed for this long stops before its next change: well before
-# anyone may presume it dead (LOCK_STALE_AFTER) and take over.
-SAFE_FOR = LOCK_STALE_AFTER / 2
 
 # What a run is, as an operator reads it. Stored: running, succeeded, failed. Derived on read:
 # interrupted (still "running" in the DB, but its process is gone: no live lease, no live pid)
@@ -348,7 +342,7 @@ def this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _process_alive(process: str | None) -> bool | None:
+def process_alive(process: str | None) -> bool | None:
     """True/False for a process on this host; None when it ran elsewhere (can't tell)."""
     if not process or ":" not in process:
         return None
@@ -373,7 +367,7 @@ def _zombie(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[:1] in (["Z"], ["X"])
 
 
-def _holder_process(holder: str) -> str:
+def holder_process(holder: str) -> str:
     """``host:pid`` of a stage-lock holder (``host:pid:nonce``)."""
     return holder.rsplit(":", 1)[0]
 
@@ -414,7 +408,7 @@ def view_runs(
         for lock in locks
         if lock.run_id is not None
         and now - lock.heartbeat < LOCK_STALE_AFTER
-        and _process_alive(_holder_process(lock.holder)) is not False
+        and process_alive(holder_process(lock.holder)) is not False
     }
     views: dict[int, RunView] = {}
     for run in runs:
@@ -426,7 +420,7 @@ def view_runs(
             if key is not None:
                 alive = run.id in live_lease
             else:
-                alive = _process_alive(run.process) is not False
+                alive = process_alive(run.process) is not False
             if not alive:
                 status = RUN_INTERRUPTED
         if superseded_by is not None and status != RUN_SUCCEEDED:
@@ -479,143 +473,6 @@ def check_resumable(store: Store, run: RunInfo, spec_path: str | Path = "SPEC") 
         raise ApplyRefused(
             f"run {run.id} is still running ({run.process or 'another process'});"
             " nothing was changed"
-        )
-
-
-# Stages of one plan that touch the same users exclude each other: a rollback of a disable run,
-# a delete and a restore of one plan never run at once (each holds every lease of its group).
-LOCK_GROUPS: dict[str, tuple[str, ...]] = {
-    "disable": ("disable", "delete"),
-    "delete": ("disable", "delete"),
-}
-
-
-def locked_stages(stage: str) -> tuple[str, ...]:
-    """Every stage whose lease a run of ``stage`` holds, in the order they are taken."""
-    return LOCK_GROUPS.get(stage, (stage,))
-
-
-class LeaseLost(ApplyFailed):
-    """This process no longer holds its stage lease: it must not change anything more."""
-
-
-class StageLease:
-    """The (plan, stage) leases one run holds, and whether it may still act on them.
-
-    The heartbeat renews them every ``LOCK_HEARTBEAT_SECONDS``; a renewal that fails (another
-    holder took over, or the database answered an error) is not ignored: once the last renewal
-    that succeeded is older than ``SAFE_FOR``, :meth:`ensure` refuses. ``SAFE_FOR`` is well
-    inside ``LOCK_STALE_AFTER``, so this process stops before anyone may presume it dead and
-    take over: two processes never act on one plan stage.
-    """
-
-    def __init__(self, store: Store, plan_id: int, stages: tuple[str, ...], holder: str):
-        self.store = store
-        self.plan_id = plan_id
-        self.stages = stages
-        self.holder = holder
-        self._renewed = time.monotonic()
-        self._lost: str | None = None
-        self._lock = threading.Lock()
-
-    def renew(self) -> None:
-        """One heartbeat: renew every lease of the group, or record why it can't be."""
-        try:
-            kept = all(
-                self.store.heartbeat_stage_lock(self.plan_id, stage, self.holder)
-                for stage in self.stages
-            )
-        except Exception as err:  # any failure to renew counts against the lease
-            log.error(
-                "could not renew the lease on plan %s stage %s: %s",
-                self.plan_id,
-                "+".join(self.stages),
-                err,
-            )
-            return
-        with self._lock:
-            if not kept:
-                self._lost = "another process took it over"
-            else:
-                self._renewed = time.monotonic()
-
-    def ensure(self) -> None:
-        """Raise :class:`LeaseLost` unless this process may still change the plan stage.
-
-        Raises:
-            LeaseLost: Taken over, or not renewed for ``SAFE_FOR`` (the database failed).
-        """
-        with self._lock:
-            silent = time.monotonic() - self._renewed
-            lost = self._lost
-        if lost is None and silent > SAFE_FOR.total_seconds():
-            lost = f"its lease was not renewed for {silent:.0f} s (the state database failed)"
-        if lost is not None:
-            raise LeaseLost(
-                f"lost the stage lock to another process or time-out on plan {self.plan_id} "
-                f"stage {'+'.join(self.stages)}: {lost}; stopped before the next change. See "
-                "'iamc runs' for the run that holds it now; resume this run once that one "
-                "has ended"
-            )
-
-
-@contextmanager
-def stage_lease(store: Store, plan_id: int, stage: str) -> Iterator[StageLease]:
-    """Hold the (plan, stage) lock: two processes never change the same stage at once.
-
-    Without it, `iamc resume` and a Retry pressed in the UI (or two operators) could send the
-    same creations twice. The lock is a lease renewed by a heartbeat thread; taking it never
-    waits: a held lease is refused at once, saying when it frees if its holder is gone. The
-    disable and delete stages of a plan share their leases (``LOCK_GROUPS``).
-
-    Raises:
-        ApplyRefused: Another live process holds one of the leases.
-    """
-    holder = f"{this_process()}:{uuid.uuid4().hex[:8]}"
-    stages = locked_stages(stage)
-    taken: list[str] = []
-    try:
-        for each in stages:
-            _take(store, plan_id, each, holder, stage)
-            taken.append(each)
-    except BaseException:
-        for each in taken:
-            store.release_stage_lock(plan_id, each, holder)
-        raise
-    lease = StageLease(store, plan_id, stages, holder)
-    stop = threading.Event()
-
-    def heartbeat() -> None:
-        while not stop.wait(LOCK_HEARTBEAT_SECONDS):
-            lease.renew()
-
-    beating = threading.Thread(target=heartbeat, name="iamc-stage-lock", daemon=True)
-    beating.start()
-    try:
-        yield lease
-    finally:
-        stop.set()
-        beating.join(timeout=5)
-        for each in stages:
-            store.release_stage_lock(plan_id, each, holder)
-
-
-def _take(store: Store, plan_id: int, stage: str, holder: str, wanted: str) -> None:
-    blocker = store.acquire_stage_lock(plan_id, stage, holder, stale_after=LOCK_STALE_AFTER)
-    if blocker is not None and _process_alive(_holder_process(blocker.holder)) is False:
-        # Its holder ran on this host and is gone (killed): no need to wait out the lease.
-        log.info("taking over plan %s stage %s from %s (gone)", plan_id, stage, blocker.holder)
-        blocker = store.acquire_stage_lock(plan_id, stage, holder, stale_after=timedelta(0))
-    if blocker is not None:
-        now = datetime.now(UTC)
-        age = (now - blocker.heartbeat).total_seconds()
-        frees = blocker.heartbeat + LOCK_STALE_AFTER
-        shared = "" if stage == wanted else f" (its {wanted} and {stage} stages: one run at a time)"
-        raise ApplyRefused(
-            f"plan {plan_id} stage {wanted} is being changed by run {blocker.run_id}{shared} "
-            f"({blocker.holder}, last heartbeat {age:.0f} s ago); nothing was changed. Wait for "
-            f"it to finish (iamc runs shows it); if that process is gone, its lease frees at "
-            f"{frees:%H:%M:%S} UTC, in {max(0.0, (frees - now).total_seconds()):.0f} s"
         )
 
 

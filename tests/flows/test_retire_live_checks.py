@@ -22,9 +22,10 @@ from flows import retire
 from flows.apply import apply_plan, rollback_plan
 from flows.artifacts import status_table
 from state import Store
-from state import runs as runs_module
-from state.runs import LeaseLost, run_status, stage_lease
+from state.runs import run_status
+from tasks import stage_lease as lease_module
 from tasks.executor import InjectedCrash
+from tasks.stage_lease import LeaseLost, stage_lease
 
 LATER = datetime.now(UTC) + timedelta(days=15)
 
@@ -268,8 +269,8 @@ def test_a_run_that_cannot_renew_its_lease_stops_before_its_next_change(
     for i, name in enumerate(names):
         kit.seed_user(clean, (a1, a2)[i % 2], name, keys=1)
     spec, plan_id = kit.write_retire_plan(clean, tmp_path, prefix)
-    monkeypatch.setattr(runs_module, "LOCK_HEARTBEAT_SECONDS", 0.05)
-    monkeypatch.setattr(runs_module, "SAFE_FOR", timedelta(seconds=0.3))
+    monkeypatch.setattr(lease_module, "LOCK_HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr(lease_module, "SAFE_FOR", timedelta(seconds=0.3))
     renewals = []
 
     def broken_heartbeat(self, plan_id, stage, holder):
@@ -339,7 +340,7 @@ def test_every_stage_declares_its_live_preconditions():
 def test_a_lease_heartbeat_error_does_not_end_the_heartbeat(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(runs_module, "LOCK_HEARTBEAT_SECONDS", 0.02)
+    monkeypatch.setattr(lease_module, "LOCK_HEARTBEAT_SECONDS", 0.02)
     calls = []
     real = Store.heartbeat_stage_lock
 
