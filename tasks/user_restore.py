@@ -306,8 +306,45 @@ class RestoreGroup(_Step):
         return {"restored": describe(action)}
 
 
-class RestoreSshKey(_Step):
-    """An SSH public key by its body (a re-upload gets a new id), then its status."""
+class _RestoreByBody(_Step):
+    """A public credential found again by its body (a re-upload gets a new id), then its
+    status as when deleted: SSH public keys and signing certificates."""
+
+    noun = ""
+    id_key = ""
+
+    def _live(self, iam: Any, user: str) -> dict[str, tuple[str, str]]:
+        """body -> (id, status) of the user's credentials of this kind."""
+        raise NotImplementedError
+
+    def _upload(self, iam: Any, user: str, body: str) -> str:
+        raise NotImplementedError
+
+    def _set_status(self, iam: Any, user: str, credential_id: str, status: str) -> None:
+        raise NotImplementedError
+
+    def present(self, iam: Any, action: PlanAction) -> bool:
+        live = self._live(iam, action.params["user"]).get(action.params["body"])
+        return live is not None and live[1] == action.params["status"]
+
+    def add(self, iam: Any, action: PlanAction, progress: Progress) -> dict[str, Any]:
+        user, status = action.params["user"], action.params["status"]
+        live = self._live(iam, user).get(action.params["body"])
+        if live is None:
+            live = (self._upload(iam, user, action.params["body"]), "Active")
+            progress({self.id_key: live[0]})
+        if live[1] != status:
+            self._set_status(iam, user, live[0], status)
+        return {"restored": f"{self.noun} {live[0]} ({status}, as when deleted)"}
+
+    def finish(self, iam: Any, action: PlanAction) -> dict[str, Any]:
+        return {**self.add(iam, action, lambda _: None), "resumed": True}
+
+
+class RestoreSshKey(_RestoreByBody):
+    """An SSH public key by its body, then its status."""
+
+    noun, id_key = "SSH public key", "ssh_public_key_id"
 
     def _live(self, iam: Any, user: str) -> dict[str, tuple[str, str]]:
         found = {}
@@ -318,29 +355,18 @@ class RestoreSshKey(_Step):
             found[body] = (key["SSHPublicKeyId"], key["Status"])
         return found
 
-    def present(self, iam: Any, action: PlanAction) -> bool:
-        live = self._live(iam, action.params["user"]).get(action.params["body"])
-        return live is not None and live[1] == action.params["status"]
+    def _upload(self, iam: Any, user: str, body: str) -> str:
+        uploaded = iam.upload_ssh_public_key(UserName=user, SSHPublicKeyBody=body)
+        return uploaded["SSHPublicKey"]["SSHPublicKeyId"]
 
-    def add(self, iam: Any, action: PlanAction, progress: Progress) -> dict[str, Any]:
-        user, status = action.params["user"], action.params["status"]
-        live = self._live(iam, user).get(action.params["body"])
-        if live is None:
-            uploaded = iam.upload_ssh_public_key(
-                UserName=user, SSHPublicKeyBody=action.params["body"]
-            )
-            live = (uploaded["SSHPublicKey"]["SSHPublicKeyId"], "Active")
-            progress({"ssh_public_key_id": live[0]})
-        if live[1] != status:
-            iam.update_ssh_public_key(UserName=user, SSHPublicKeyId=live[0], Status=status)
-        return {"restored": f"SSH public key {live[0]} ({status}, as when deleted)"}
-
-    def finish(self, iam: Any, action: PlanAction) -> dict[str, Any]:
-        return {**self.add(iam, action, lambda _: None), "resumed": True}
+    def _set_status(self, iam: Any, user: str, credential_id: str, status: str) -> None:
+        iam.update_ssh_public_key(UserName=user, SSHPublicKeyId=credential_id, Status=status)
 
 
-class RestoreCertificate(_Step):
+class RestoreCertificate(_RestoreByBody):
     """A signing certificate by its body, then its status."""
+
+    noun, id_key = "signing certificate", "certificate_id"
 
     def _live(self, iam: Any, user: str) -> dict[str, tuple[str, str]]:
         return {
@@ -348,25 +374,12 @@ class RestoreCertificate(_Step):
             for c in _pages(iam, "list_signing_certificates", "Certificates", UserName=user)
         }
 
-    def present(self, iam: Any, action: PlanAction) -> bool:
-        live = self._live(iam, action.params["user"]).get(action.params["body"])
-        return live is not None and live[1] == action.params["status"]
+    def _upload(self, iam: Any, user: str, body: str) -> str:
+        uploaded = iam.upload_signing_certificate(UserName=user, CertificateBody=body)
+        return uploaded["Certificate"]["CertificateId"]
 
-    def add(self, iam: Any, action: PlanAction, progress: Progress) -> dict[str, Any]:
-        user, status = action.params["user"], action.params["status"]
-        live = self._live(iam, user).get(action.params["body"])
-        if live is None:
-            uploaded = iam.upload_signing_certificate(
-                UserName=user, CertificateBody=action.params["body"]
-            )["Certificate"]
-            live = (uploaded["CertificateId"], "Active")
-            progress({"certificate_id": live[0]})
-        if live[1] != status:
-            iam.update_signing_certificate(UserName=user, CertificateId=live[0], Status=status)
-        return {"restored": f"signing certificate {live[0]} ({status}, as when deleted)"}
-
-    def finish(self, iam: Any, action: PlanAction) -> dict[str, Any]:
-        return {**self.add(iam, action, lambda _: None), "resumed": True}
+    def _set_status(self, iam: Any, user: str, credential_id: str, status: str) -> None:
+        iam.update_signing_certificate(UserName=user, CertificateId=credential_id, Status=status)
 
 
 HANDLERS: dict[str, Handler] = {
