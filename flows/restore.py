@@ -28,12 +28,12 @@ from state.runs import RESTORE_RUN
 from state.user_snapshots import RESTORE_STAGE, StoredSnapshot
 from tasks.aws import AwsSessions, translate_errors
 from tasks.executor import ExecutionContext, Executor
+from tasks.iam_user_live import user_record
 from tasks.stage_lease import LeaseLost, stage_lease
 from tasks.user_restore import (
     HANDLERS,
     cannot_come_back,
     describe,
-    live_user,
     ours,
     restore_actions,
 )
@@ -83,7 +83,7 @@ def _open_run(store: Store, migration_id: int, params: dict[str, Any], resume: i
 
 def _refusal(store: Store, iam: Any, snapshot: StoredSnapshot) -> str | None:
     """Why this user may not be restored now: its name belongs to someone else."""
-    live = live_user(iam, snapshot.user_name)
+    live = user_record(iam, snapshot.user_name)
     if live is None:
         return None
     earlier = store.restore_rows(snapshot.plan_id, snapshot.account_id, snapshot.user_name)

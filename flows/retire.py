@@ -1,9 +1,9 @@
 """Runbook step 5: the disable and delete stages, one account per task, one user at a time.
 
 ``flows.apply`` checks, leases and records the run; this module walks each account's users
-through the journaled executor. A user that is refused (credentials created since the plan;
-for deletion: still baking, used since it was disabled, named in a resource policy) or whose
-step fails stops alone: the account's other users go on.
+through the journaled executor. Before a user's first change in every run, the stage's live
+preconditions (``flows.preconditions``) are re-proved; a user they refuse, or whose step fails,
+stops alone: the account's other users go on.
 """
 
 from __future__ import annotations

@@ -28,6 +28,16 @@ class LiveUser:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+def user_record(iam: Any, user_name: str) -> dict[str, Any] | None:
+    """``GetUser`` of ``user_name`` as IAM answers it, or None when no user holds the name."""
+    try:
+        return iam.get_user(UserName=user_name)["User"]
+    except ClientError as err:
+        if error_code(err) == "NoSuchEntity":
+            return None
+        raise
+
+
 def read_live_user(iam: Any, user_name: str, *, tags: bool = True) -> LiveUser | None:
     """The user as IAM has it now, with every tag; None when no user has that name.
 
@@ -36,12 +46,9 @@ def read_live_user(iam: Any, user_name: str, *, tags: bool = True) -> LiveUser |
         user_name: The user's name.
         tags: Read its tags too (one more call); without, ``tags`` is empty.
     """
-    try:
-        raw = iam.get_user(UserName=user_name)["User"]
-    except ClientError as err:
-        if error_code(err) == "NoSuchEntity":
-            return None
-        raise
+    raw = user_record(iam, user_name)
+    if raw is None:
+        return None
     found: dict[str, str] = {}
     try:
         for page in (

@@ -30,6 +30,7 @@ from state.journal import JournalEntry
 from tasks.aws import error_code, error_message
 from tasks.aws import pages as _pages
 from tasks.executor import Done, ExecutionContext, Handler, Live
+from tasks.iam_user_live import user_record
 from tasks.permissions import RESTORE
 
 READ_PERMISSIONS = (
@@ -68,16 +69,6 @@ Progress = Callable[[dict[str, Any]], None]
 
 def _missing(err: ClientError) -> bool:
     return error_code(err) == "NoSuchEntity"
-
-
-def live_user(iam: Any, name: str) -> dict[str, Any] | None:
-    """``GetUser`` of ``name``, or None when no user holds the name."""
-    try:
-        return iam.get_user(UserName=name)["User"]
-    except ClientError as err:
-        if _missing(err):
-            return None
-        raise
 
 
 # -- the steps of one user, from its snapshot ----------------------------------------------------
@@ -205,7 +196,7 @@ class _Step:
 
 class RestoreUser(_Step):
     def probe(self, ctx: ExecutionContext, action: PlanAction) -> Live:
-        user = live_user(ctx.iam(action.account_id or ""), action.params["user"])
+        user = user_record(ctx.iam(action.account_id or ""), action.params["user"])
         if user is None:
             return Live(exists=False)
         return Live(exists=True, detail={"user_id": user["UserId"]})
@@ -222,7 +213,7 @@ class RestoreUser(_Step):
         return {"user_id": created["UserId"], "restored": shown}
 
     def finish(self, iam: Any, action: PlanAction) -> dict[str, Any]:
-        user = live_user(iam, action.params["user"]) or {}
+        user = user_record(iam, action.params["user"]) or {}
         return {"user_id": user.get("UserId"), "restored": describe(action), "resumed": True}
 
 
@@ -242,7 +233,7 @@ class RestoreTags(_Step):
 
 class RestoreBoundary(_Step):
     def present(self, iam: Any, action: PlanAction) -> bool:
-        user = live_user(iam, action.params["user"]) or {}
+        user = user_record(iam, action.params["user"]) or {}
         return (user.get("PermissionsBoundary") or {}).get(
             "PermissionsBoundaryArn"
         ) == action.params["arn"]

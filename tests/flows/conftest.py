@@ -75,7 +75,7 @@ class World:
             region_name="us-east-1",
         )
 
-    def member_client(self, account_id: str, service: str) -> Any:
+    def member_client(self, account_id: str, service: str, region: str = "us-east-1") -> Any:
         creds = self.client("sts").assume_role(
             RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
             RoleSessionName="test",
@@ -83,7 +83,7 @@ class World:
         return boto3.client(
             service,
             endpoint_url=self.sandbox.url,
-            region_name="us-east-1",
+            region_name=region,
             aws_access_key_id=creds["AccessKeyId"],
             aws_secret_access_key=creds["SecretAccessKey"],
             aws_session_token=creds["SessionToken"],

@@ -234,21 +234,6 @@ def test_use_since_disabling_blocks_deletion_until_a_decision(clean, retire_kit,
 # -- references anywhere in the organization (issue 21, part 4) -------------------------------
 
 
-def _member_client(world, account_id: str, service: str, region: str):
-    creds = world.client("sts").assume_role(
-        RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
-        RoleSessionName="test",
-    )["Credentials"]
-    return boto3.client(
-        service,
-        endpoint_url=world.sandbox.url,
-        region_name=region,
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-    )
-
-
 def _policy(sid: str, principal: str, action: str, resource: str = "*") -> str:
     statement = {
         "Sid": sid,
@@ -262,14 +247,14 @@ def _policy(sid: str, principal: str, action: str, resource: str = "*") -> str:
 
 def _kms_key_policy_in_another_region(world, prefix: str, jane_arn: str) -> str:
     a1, _a2 = world.accounts
-    kms = _member_client(world, a1, "kms", "eu-west-1")
+    kms = world.member_client(a1, "kms", "eu-west-1")
     key = kms.create_key(Policy=_policy("JaneDecrypts", jane_arn, "kms:Decrypt"))["KeyMetadata"]
     return f"kms key {key['Arn']} (statement JaneDecrypts) in account {a1} (eu-west-1)"
 
 
 def _ecr_repository_policy(world, prefix: str, jane_arn: str) -> str:
     a1, _a2 = world.accounts
-    ecr = _member_client(world, a1, "ecr", "us-west-2")
+    ecr = world.member_client(a1, "ecr", "us-west-2")
     repository = ecr.create_repository(repositoryName=f"{prefix}app")["repository"]
     ecr.set_repository_policy(
         repositoryName=repository["repositoryName"],
@@ -281,7 +266,7 @@ def _ecr_repository_policy(world, prefix: str, jane_arn: str) -> str:
 
 def _s3_bucket_policy_in_another_member_account(world, prefix: str, jane_arn: str) -> str:
     _a1, a2 = world.accounts
-    s3 = _member_client(world, a2, "s3", "eu-west-1")
+    s3 = world.member_client(a2, "s3", "eu-west-1")
     bucket = f"{prefix}reports"
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     s3.put_bucket_policy(
@@ -293,7 +278,7 @@ def _s3_bucket_policy_in_another_member_account(world, prefix: str, jane_arn: st
 
 def _kms_grant(world, prefix: str, jane_arn: str) -> str:
     _a1, a2 = world.accounts
-    kms = _member_client(world, a2, "kms", "us-east-2")
+    kms = world.member_client(a2, "kms", "us-east-2")
     key = kms.create_key()["KeyMetadata"]
     grant = kms.create_grant(KeyId=key["KeyId"], GranteePrincipal=jane_arn, Operations=["Decrypt"])
     return f"kms grant {key['Arn']} (grant {grant['GrantId']}) in account {a2} (us-east-2)"
@@ -337,7 +322,7 @@ def test_a_policy_that_cannot_be_read_blocks_deletion_naming_it(
     kit.seed_user(clean, a1, jane, keys=1)
     spec, plan_id = kit.write_retire_plan(clean, tmp_path, prefix)
     apply_plan(spec, plan_id, "disable")
-    ecr = _member_client(clean, a2, "ecr", "eu-central-1")
+    ecr = clean.member_client(a2, "ecr", "eu-central-1")
     arn = ecr.create_repository(repositoryName=f"{prefix}locked")["repository"]["repositoryArn"]
     clean.control.configure(deny=["ecr:GetRepositoryPolicy"])
     try:
