@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> None:
     # bench's poll policy, which apply_flow's UI parameters don't offer.
     from flows.apply import apply_plan
     from sandbox.server import Sandbox
-    from tasks.executor import MAX_OUTSTANDING_ASSIGNMENTS, TYPICAL_COMPLETION_S, PollPolicy
+    from tasks.handler import MAX_OUTSTANDING_ASSIGNMENTS, TYPICAL_COMPLETION_S, PollPolicy
 
     workdir = bench_workdir("iamc-bench-provision-")
     run_flows_as_the_cli_does("flows.apply")

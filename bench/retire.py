@@ -60,8 +60,9 @@ def _seed(url: str, account_id: str, users: int) -> None:
 
 def _plan(spec: Path, state_url: str, url: str, accounts: list[str]) -> int:
     from bench.plans import store_retire_plan
+    from domain.classification import ClassificationRules
     from domain.records import Account
-    from tasks.iam_users import ClassificationRules, inventory_account
+    from tasks.iam_users import inventory_account
 
     later = datetime.now(UTC) + timedelta(days=365)  # every seeded user is unused by then
     inventories = []
@@ -152,11 +153,11 @@ def run(args: argparse.Namespace) -> None:
     """Disable and delete ``accounts`` x ``users`` IAM users on the throttled sandbox."""
     import sandbox.strict as strict
     from domain.plan import Stage
+    from engine.executor import AFTER_CALL, InjectedCrash
     from flows import retire
     from flows.apply import apply_plan
     from sandbox.server import Sandbox
     from state.reports import load_plan
-    from tasks.executor import AFTER_CALL, InjectedCrash
 
     workdir = bench_workdir("iamc-bench-retire-")
     run_flows_as_the_cli_does("flows.retire", "flows.apply")

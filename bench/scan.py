@@ -4,7 +4,7 @@ Generates, deterministically and in a temporary directory, a tree of mixed text,
 binaries and archives with planted keys and decoys, and a git repository of 2,000+ commits with
 keys committed and removed again; warms the page cache; then measures, in one run:
 
-- our scan (``tasks.code_scan``) of the tree in MB/s: the default (ripgrep lists the files that
+- our scan (``scanner.code_scan``) of the tree in MB/s: the default (ripgrep lists the files that
   can hold a key, Hyperscan scans those in-process), every file read in-process, and plain ``re``;
 - ``rg`` searching the same tree for the key-id pattern alone (the practical limit);
 - ``detect-secrets scan --all-files`` on a proportional subset of the tree (it is ~1,000x slower;
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.harness import goal, run_flows_as_the_cli_does
-from tasks import code_scan
-from tasks.code_scan import ScanOptions, scan_git_history, scan_paths, scan_working_tree
-from tasks.key_detection import KeyDetector, classify_key_id, classify_secret
+from scanner import code_scan
+from scanner.code_scan import ScanOptions, scan_git_history, scan_paths, scan_working_tree
+from scanner.key_detection import KeyDetector, classify_key_id, classify_secret
 
 MB = 1_000_000
 KEY_ID_REGEX = r"(AKIA|ASIA)[A-Z2-7]{16}"

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from domain.policy_documents import canonical_json
-from domain.records import Finding
+from domain.records import Finding, Group, InlinePolicy, User
 
 
 @dataclass
@@ -74,3 +74,30 @@ class SynthesisResult:
     def blocking(self) -> list[Finding]:
         """The findings that must stop the plan."""
         return [f for f in self.findings if f.severity == "blocking"]
+
+
+@dataclass
+class EffectiveAccess:
+    """What a user can do: its own policies, those inherited from its groups, and its boundary."""
+
+    managed_policy_arns: list[str]
+    inline_policies: list[tuple[str, InlinePolicy]]  # (source: "user" or "group:NAME", policy)
+    boundary_arn: str | None
+
+
+def effective_access(user: User, groups: list[Group]) -> EffectiveAccess:
+    """Gather a user's managed and inline policies, including those inherited from groups."""
+    by_name = {g.name: g for g in groups}
+    arns = {p.arn for p in user.attached_policies}
+    inline: list[tuple[str, InlinePolicy]] = [("user", p) for p in user.inline_policies]
+    for name in user.groups:
+        group = by_name.get(name)
+        if group is None:
+            continue
+        arns |= {p.arn for p in group.attached_policies}
+        inline.extend((f"group:{name}", p) for p in group.inline_policies)
+    return EffectiveAccess(
+        managed_policy_arns=sorted(arns),
+        inline_policies=inline,
+        boundary_arn=user.permissions_boundary_arn,
+    )

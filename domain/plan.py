@@ -354,7 +354,7 @@ def build_plan(
     """Turn an inventory, its mapping and the synthesized access into an ordered plan.
 
     Args:
-        synthesis: a ``tasks.synthesis.SynthesisResult``.
+        synthesis: a ``domain.synthesis.SynthesisResult``.
         settings: what the change board should see of the spec (bake days, inactive days...).
         wave: ``{"name", "accounts"}`` when the plan is one wave's.
         organization: the permission sets earlier plans created, by fingerprint

@@ -197,7 +197,7 @@ def scan_paths_of(spec: MigrationSpec, spec_path: str | Path) -> list[ScanPath]:
     return found
 
 
-# Identity-mapping rules (see tasks/mapping.py): "override" (the overrides CSV), "tag:<key>" (an
+# Identity-mapping rules (see domain/mapping.py): "override" (the overrides CSV), "tag:<key>" (an
 # IAM user tag), "username" (the IAM user name), "email-localpart" (the part of an identity
 # email before "@"), or a template containing "username" such as "username@example.com".
 USER_RULE_KINDS = ("override", "tag:<key>", "username", "email-localpart", "<template>")

@@ -1,6 +1,6 @@
 """Runbook steps 3, 5 and 7: apply an approved plan stage, journaled; resume, status, rollback.
 
-Every mutating step goes through ``tasks.executor.Executor``, which records it in the state
+Every mutating step goes through ``engine.executor.Executor``, which records it in the state
 store's journal before and after the AWS call; re-running ``apply_flow`` on the same plan and
 stage (a Prefect Retry, ``iamc resume``) skips what is done and reconciles what was cut off.
 """
@@ -20,6 +20,17 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from console.artifacts import publish_apply, publish_rollback
+from console.operator import (
+    ProgressEvents,
+    account_label,
+    operator_step,
+    resolve_plan_id,
+    settle,
+    task_outcome,
+)
+from console.prefect_runtime import old_objects_frozen
+from console.waves import publish_waves_artifact
 from domain.deletion import over_delete_cap, users_to_delete
 from domain.errors import (
     ActionError,
@@ -33,18 +44,10 @@ from domain.progress import emit
 from domain.records import AccountInventory
 from domain.spec import MigrationSpec, load_spec
 from domain.waves import still_used_by
+from engine.executor import Executor
+from engine.lease import LeaseLost, StageLease, stage_lease
+from engine.preflight import live_access_changes, preflight, stale_targets
 from flows import retire
-from flows.artifacts import publish_apply, publish_rollback
-from flows.console import (
-    ProgressEvents,
-    account_label,
-    operator_step,
-    resolve_plan_id,
-    settle,
-    task_outcome,
-)
-from flows.runtime import old_objects_frozen
-from flows.waves import publish_waves_artifact
 from state import Store
 from state.approvals import unapproved_reason
 from state.journal import (
@@ -59,13 +62,11 @@ from state.plans import PlanInfo
 from state.runs import APPLY_RUN, ROLLBACK_RUN, check_resumable, open_run
 from tasks.assignments import verify_assignments
 from tasks.aws import AwsSessions
-from tasks.executor import ExecutionContext, Executor, PollPolicy
+from tasks.handler import ExecutionContext, PollPolicy
 from tasks.identity_store import find_instance
-from tasks.preflight import live_access_changes, preflight, stale_targets
 from tasks.provisioning import HANDLERS as PROVISION_HANDLERS
 from tasks.provisioning import PERMISSION_SET_KINDS
 from tasks.provisioning import UNDO_ORDER as PROVISION_UNDO_ORDER
-from tasks.stage_lease import LeaseLost, StageLease, stage_lease
 from tasks.user_disable import HANDLERS as DISABLE_HANDLERS
 from tasks.user_disable import UNDO_ORDER as DISABLE_UNDO_ORDER
 from tasks.user_teardown import HANDLERS as DELETE_HANDLERS

@@ -17,7 +17,7 @@ from prefect import flow
 
 from domain.retire import BakeState
 from domain.spec import load_spec
-from flows.bake_status import BAKE_RUN, bake_report, decide
+from engine.bake_evidence import BAKE_RUN, bake_report, decide
 
 __all__ = ["BAKE_RUN", "bake_report", "bake_watch_flow", "decide"]
 

@@ -24,11 +24,11 @@ from typing import Any
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from console.approval import request_approval
+from console.operator import deployment_name, operator_step, run_logger
 from domain.errors import PlanError
 from domain.spec import load_spec
 from flows.apply import apply_flow
-from flows.approval import request_approval
-from flows.console import deployment_name, operator_step, run_logger
 from flows.inventory import inventory_flow
 from flows.mapping import mapping_flow
 from flows.notify import notify_flow

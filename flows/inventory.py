@@ -15,13 +15,14 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from console.artifacts import publish_inventory
+from console.operator import ProgressEvents, operator_step, run_logger
+from console.prefect_runtime import old_objects_frozen
+from domain.classification import ClassificationRules
 from domain.errors import AwsAccessError, AwsUnreachableError, InventoryIncompleteError
 from domain.progress import emit
 from domain.records import Account, AccountInventory, Finding
 from domain.spec import MigrationSpec, load_spec
-from flows.artifacts import publish_inventory
-from flows.console import ProgressEvents, operator_step, run_logger
-from flows.runtime import old_objects_frozen
 from state import Store, warm_up_models
 from tasks.aws import (
     UNREACHABLE_ERRORS,
@@ -30,7 +31,7 @@ from tasks.aws import (
     unreachable,
     warm_up_clients,
 )
-from tasks.iam_users import ClassificationRules, inventory_account
+from tasks.iam_users import inventory_account
 from tasks.organizations import ScopedAccounts, parent_of, read_organization, select_accounts
 
 log = logging.getLogger(__name__)

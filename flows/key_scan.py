@@ -15,6 +15,7 @@ from prefect.exceptions import MissingContextError
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from console.operator import timing_log
 from domain.errors import AwsAccessError, NoInventoryError, UnknownAccountError
 from domain.key_attribution import (
     KeyFinding,
@@ -25,11 +26,10 @@ from domain.key_attribution import (
 )
 from domain.progress import emit
 from domain.spec import MigrationSpec, ScanPath, load_spec, scan_paths_of
-from flows.console import timing_log
+from scanner.key_detection import KeyDetector
 from state import Store
 from state.key_scans import KEY_SCAN_RUN
 from tasks.aws import AwsSessions
-from tasks.key_detection import KeyDetector
 from tasks.key_scan import ScanOutcome, scan_code_path, scan_member_account
 from tasks.organizations import read_organization, select_accounts
 

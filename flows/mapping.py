@@ -9,16 +9,10 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from console.artifacts import publish_mapping
+from console.operator import operator_step
 from domain.errors import NoInventoryError
-from domain.progress import emit
-from domain.records import AccountInventory
-from domain.spec import MigrationSpec, load_spec
-from flows.artifacts import publish_mapping
-from flows.console import operator_step
-from state import Store
-from tasks.aws import AwsSessions
-from tasks.identity_store import IdentityStoreContents, find_instance, read_identity_store
-from tasks.mapping import (
+from domain.mapping import (
     GROUP_OVERRIDE_HEADER,
     USER_OVERRIDE_HEADER,
     MappingResult,
@@ -27,6 +21,12 @@ from tasks.mapping import (
     map_identities,
     parse_overrides,
 )
+from domain.progress import emit
+from domain.records import AccountInventory
+from domain.spec import MigrationSpec, load_spec
+from state import Store
+from tasks.aws import AwsSessions
+from tasks.identity_store import IdentityStoreContents, find_instance, read_identity_store
 
 log = logging.getLogger(__name__)
 

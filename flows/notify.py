@@ -1,7 +1,7 @@
 """Runbook step after verify: write the notices that tell each migrated person what changed.
 
 Per person a Markdown message and an ``.eml`` file, and one ``notices.csv`` for mail merge
-(``tasks.notices``): the access portal URL, the accounts and permission sets they now have, and
+(``domain.notices``): the access portal URL, the accounts and permission sets they now have, and
 the dates their old IAM users will be disabled (``[notify] notice_days`` from today) and deleted
 (``[decommission] bake_days`` after that). Nothing is sent. Recorded as a ``notify`` run.
 """
@@ -14,9 +14,7 @@ from typing import Any
 
 from prefect import flow
 
-from domain.plan import Plan
-from domain.spec import load_spec
-from flows.console import (
+from console.operator import (
     artifact_key,
     flow_run_id,
     operator_step,
@@ -24,10 +22,12 @@ from flows.console import (
     resolve_plan_id,
     run_logger,
 )
+from domain.notices import NoticeContext, notices_from_plan, portal_url, write_notices
+from domain.plan import Plan
+from domain.spec import load_spec
 from state import Store
 from state.progress import NOTIFY_RUN, account_names
 from state.reports import get_plan_info, latest_mapping
-from tasks.notices import NoticeContext, notices_from_plan, portal_url, write_notices
 
 
 @flow(name="notify", log_prints=False, persist_result=False)

@@ -14,6 +14,9 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from console.approval import ApprovalInput, request_approval
+from console.operator import operator_step
+from console.waves import publish_waves_artifact
 from domain.access import KnownPermissionSet
 from domain.errors import PlanError
 from domain.key_risks import add_hard_coded_key_risks
@@ -34,15 +37,12 @@ from domain.plan_render import (
 from domain.progress import emit
 from domain.records import AccountInventory
 from domain.spec import MigrationSpec, load_spec
+from domain.synthesis import synthesize
 from domain.waves import OrgPermissionSet, names_only_accounts, organization_sets, resolve_waves
-from flows.approval import ApprovalInput, request_approval
-from flows.console import operator_step
-from flows.waves import publish_waves_artifact
 from state import Store
 from state.reports import plan_meta
 from tasks.aws import AwsSessions
 from tasks.organizations import account_ancestors
-from tasks.synthesis import synthesize
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +342,7 @@ def plan_and_approve(
     """Compute (or take) a plan, publish it as a Markdown artifact, and wait for a decision.
 
     The run pauses until someone resumes it from the UI (or ``resume_flow_run``) with an
-    ``ApprovalInput`` (``flows.approval``); the decision is recorded like ``iamc approve``.
+    ``ApprovalInput`` (``console.approval``); the decision is recorded like ``iamc approve``.
 
     Args:
         spec_path: The migration spec (TOML).

@@ -22,14 +22,15 @@ from prefect import flow
 from domain.errors import ApplyRefused
 from domain.plan import Stage
 from domain.spec import load_spec
+from engine.executor import Executor
+from engine.lease import LeaseLost, stage_lease
 from state import Store
 from state.journal import ADOPTED, DONE_STATUSES
 from state.runs import RESTORE_RUN
 from state.user_snapshots import RESTORE_STAGE, StoredSnapshot
 from tasks.aws import AwsSessions, translate_errors
-from tasks.executor import ExecutionContext, Executor
+from tasks.handler import ExecutionContext
 from tasks.iam_user_live import user_record
-from tasks.stage_lease import LeaseLost, stage_lease
 from tasks.user_restore import (
     HANDLERS,
     cannot_come_back,

@@ -14,11 +14,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from domain.errors import AccessNotVerified
-from domain.plan import Plan
-from domain.records import AccountInventory
-from domain.spec import load_spec
-from flows.console import (
+from console.operator import (
     artifact_key,
     flow_run_id,
     operator_step,
@@ -26,6 +22,10 @@ from flows.console import (
     resolve_plan_id,
     run_logger,
 )
+from domain.errors import AccessNotVerified
+from domain.plan import Plan
+from domain.records import AccountInventory
+from domain.spec import load_spec
 from state import Store
 from state.progress import VERIFY_RUN
 from state.reports import get_plan_info
@@ -112,7 +112,7 @@ def verify_flow(spec_path: str, plan_id: int | None = None) -> dict[str, Any]:
     Returns:
         The run's summary: people and accounts checked, and how many have problems.
     """
-    from flows.console import settle
+    from console.operator import settle
 
     plan_id = resolve_plan_id(spec_path, plan_id)
     spec = load_spec(spec_path)

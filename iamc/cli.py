@@ -129,13 +129,13 @@ def inventory(spec: SpecOption, profile: ProfileOption = None) -> None:
 
 def _report_to_prefect() -> None:
     """Flows of this command report to the local Prefect server (started once, then reused),
-    recorded as they start and end with nothing that only costs time (flows.runtime)."""
-    from flows.runtime import imports_without_gc
+    recorded as they start and end with nothing that only costs time (console.prefect_runtime)."""
+    from console.prefect_runtime import imports_without_gc
     from iamc.prefect_server import use_local_server
 
     use_local_server(err_console)
     with imports_without_gc():
-        from flows.runtime import prepare_flow_runs
+        from console.prefect_runtime import prepare_flow_runs
 
         prepare_flow_runs()
 
@@ -466,7 +466,7 @@ def bake_decide(
 ) -> None:
     """Record a decision about a user with evidence of use: delete it anyway, or --keep it."""
     from domain.retire import Decision
-    from flows.bake_status import decide
+    from engine.bake_evidence import decide
     from iamc.retire_views import print_decision
 
     print_decision(

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from flows.runtime import imports_without_gc
+from console.prefect_runtime import imports_without_gc
 
 _STYLE = {
     "in-use": "bold red",
@@ -29,7 +29,7 @@ def bake_with_table(console: Console, spec: Path | str, collect: bool = True) ->
 
         report = bake_watch_flow(str(spec))
     else:
-        from flows.bake_status import bake_report
+        from engine.bake_evidence import bake_report
 
         report = bake_report(spec, collect=False)
     table = Table(title=f"bake period ({report['now'][:16]}Z)")
@@ -97,7 +97,7 @@ def print_restore(console: Console, summary: dict[str, Any]) -> None:
 def print_delete_preconditions(console: Console, spec: Path | str, plan_id: int) -> None:
     """Where each user this plan disabled stands against the delete preconditions (as
     recorded: no AWS reads; the delete stage checks again, live)."""
-    from flows.bake_status import bake_report
+    from engine.bake_evidence import bake_report
 
     report = bake_report(spec, collect=False, plan_id=plan_id)
     if not report["users"]:

@@ -84,7 +84,7 @@ def take(out_dir: Path, workdir: Path) -> list[Path]:
     from prefect.flow_runs import resume_flow_run
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.console import artifact_key, deployment_name
+    from console.operator import artifact_key, deployment_name
     from iamc.serve import start_server, stop_process
     from sandbox.control import SandboxControl
     from sandbox.seed import seed_organization

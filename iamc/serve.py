@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 # What each deployment does, for the operator who opens it in the UI; {migration} and {spec}
-# are filled in. Numbered in runbook order by flows.console.deployment_name.
+# are filled in. Numbered in runbook order by console.operator.deployment_name.
 DESCRIPTIONS = {
     "centralize": (
         "The whole runbook for migration {migration}, in order: inventory, mapping, plan, the "
@@ -115,10 +115,10 @@ def deployments(spec_path: str | Path) -> list[Any]:
     """
     from prefect.task_runners import ThreadPoolTaskRunner
 
+    from console.operator import RUNBOOK, deployment_name
     from flows.apply import apply_flow, rollback_flow
     from flows.bake import bake_watch_flow
     from flows.centralize import centralize_flow
-    from flows.console import RUNBOOK, deployment_name
     from flows.inventory import inventory_flow
     from flows.key_scan import key_scan_flow
     from flows.mapping import mapping_flow
@@ -165,7 +165,7 @@ def deployments(spec_path: str | Path) -> list[Any]:
 
 def runbook_lines(spec_path: str | Path) -> list[str]:
     """What to run, in which order, in the UI; and the shell commands that show the same."""
-    from flows.console import deployment_name
+    from console.operator import deployment_name
 
     migration = load_spec(spec_path).name
 

@@ -12,9 +12,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from console.prefect_runtime import imports_without_gc
 from domain import csv_export, inventory_report
 from domain.records import Finding
-from flows.runtime import imports_without_gc
 
 if TYPE_CHECKING:
     from state.identity import MappingInfo

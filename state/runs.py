@@ -3,7 +3,7 @@
 A run is one execution of a runbook step (inventory, mapping, plan, apply, rollback, restore).
 The store methods here (mixed into ``state.Store``) record runs and the per-(plan, stage) lease
 rows that keep two processes from changing the same stage at once; taking, renewing and losing
-a lease safely is ``tasks.stage_lease``.
+a lease safely is ``engine.lease``.
 """
 
 from __future__ import annotations
@@ -326,7 +326,7 @@ class StageLockMixin:
 
 
 # A run silent for LOCK_STALE_AFTER is presumed dead (killed), and the next apply, resume or
-# rollback of that stage may take over (tasks.stage_lease renews leases well within it).
+# rollback of that stage may take over (engine.lease renews leases well within it).
 LOCK_STALE_AFTER = timedelta(minutes=2)
 
 # What a run is, as an operator reads it. Stored: running, succeeded, failed. Derived on read:

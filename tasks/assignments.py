@@ -13,7 +13,7 @@ from domain.plan import PlanAction
 from state.journal import JournalEntry
 from tasks.aws import error_message
 from tasks.aws import pages as _pages
-from tasks.executor import Done, ExecutionContext, Live
+from tasks.handler import Done, ExecutionContext, Live
 from tasks.permission_sets import IN_PROGRESS, permission_set_arn, wait_for_status
 
 log = logging.getLogger(__name__)

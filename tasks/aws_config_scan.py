@@ -26,8 +26,8 @@ import boto3
 from botocore.exceptions import ClientError
 
 from domain.key_findings import HitSource, IgnoredHit, KeyHit, ScanGap, ScanResult
+from scanner.key_detection import KeyDetector
 from tasks.aws import pages as _pages
-from tasks.key_detection import KeyDetector
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,7 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from fnmatch import fnmatchcase
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -25,6 +24,7 @@ from botocore.exceptions import ClientError
 from botocore.handlers import json_decode_policies
 from tenacity import retry, retry_if_result, stop_after_delay, wait_exponential
 
+from domain.classification import ClassificationRules, classify_user
 from domain.records import (
     AccessKey,
     Account,
@@ -38,7 +38,6 @@ from domain.records import (
     SigningCertificate,
     SshPublicKey,
     User,
-    UserClass,
 )
 from tasks.aws import error_code, marker_pages, translate_errors
 from tasks.aws import pages as _pages
@@ -68,15 +67,6 @@ _ALL_USERS_REFUSED = {"ValidationError", "InvalidInput", "InvalidParameterValue"
 # How the endpoint tells us an operation does not exist: moto in-process raises
 # NotImplementedError; a server answers with one of these codes or HTTP 501.
 _NOT_IMPLEMENTED_CODES = {"NotImplemented", "InvalidAction", "UnknownOperationException"}
-
-
-@dataclass(frozen=True)
-class ClassificationRules:
-    """What the spec says about classifying users."""
-
-    protected_globs: tuple[str, ...] = ()
-    protected_tag: str = "iamc:protected"
-    inactive_days: int = 90
 
 
 @dataclass
@@ -551,86 +541,3 @@ class _PhaseClock:
         now = time.perf_counter()
         self.timings[phase] = self.timings.get(phase, 0.0) + now - self.last
         self.last = now
-
-
-def _usable_credentials(user: User) -> list[str]:
-    found = []
-    if user.password_enabled:
-        found.append("console password")
-    active_keys = [k for k in user.access_keys if k.status == "Active"]
-    if active_keys:
-        found.append(f"{len(active_keys)} active access key{'s' if len(active_keys) > 1 else ''}")
-    if any(k.status == "Active" for k in user.ssh_public_keys):
-        found.append("SSH public key")
-    if any(c.status == "Active" for c in user.signing_certificates):
-        found.append("signing certificate")
-    if any(c.status == "Active" for c in user.service_specific_credentials):
-        found.append("service-specific credential")
-    return found
-
-
-def classify_user(
-    user: User, rules: ClassificationRules, now: datetime
-) -> tuple[UserClass, str, datetime | None]:
-    """One class per user, with the reason, and the user's last activity.
-
-    Order matters: protected beats everything (never touched); a user whose credentials are
-    all idle is unused whatever kind it was; then console or MFA makes a human; what remains
-    holds only programmatic credentials and needs a role, not a person.
-    """
-    lowered = user.name.lower()
-    for glob in rules.protected_globs:
-        if fnmatchcase(lowered, glob.lower()):
-            return UserClass.PROTECTED, f"name matches protected glob {glob!r}", None
-    if user.tags.get(rules.protected_tag, "").strip().lower() == "true":
-        return UserClass.PROTECTED, f"tagged {rules.protected_tag}=true", None
-
-    used = [user.password_last_used] + [k.last_used_date for k in user.access_keys]
-    used_dates = [d for d in used if d is not None]
-    last_activity = max(used_dates) if used_dates else user.created
-    credentials = _usable_credentials(user)
-    if not credentials:
-        return UserClass.UNUSED, "no usable credentials", last_activity
-    if last_activity is not None and now - last_activity > timedelta(days=rules.inactive_days):
-        when = "never used" if not used_dates else f"last used {last_activity:%Y-%m-%d}"
-        return (
-            UserClass.UNUSED,
-            f"no credential used in {rules.inactive_days} days "
-            f"({when}; has {', '.join(credentials)})",
-            last_activity,
-        )
-    if user.password_enabled or user.mfa_devices:
-        why = "console password" if user.password_enabled else "MFA device"
-        return UserClass.HUMAN, why, last_activity
-    return (
-        UserClass.WORKLOAD,
-        f"programmatic credentials only ({', '.join(credentials)})",
-        last_activity,
-    )
-
-
-@dataclass
-class EffectiveAccess:
-    """What a user can do: its own policies, those inherited from its groups, and its boundary."""
-
-    managed_policy_arns: list[str]
-    inline_policies: list[tuple[str, InlinePolicy]]  # (source: "user" or "group:NAME", policy)
-    boundary_arn: str | None
-
-
-def effective_access(user: User, groups: list[Group]) -> EffectiveAccess:
-    """Gather a user's managed and inline policies, including those inherited from groups."""
-    by_name = {g.name: g for g in groups}
-    arns = {p.arn for p in user.attached_policies}
-    inline: list[tuple[str, InlinePolicy]] = [("user", p) for p in user.inline_policies]
-    for name in user.groups:
-        group = by_name.get(name)
-        if group is None:
-            continue
-        arns |= {p.arn for p in group.attached_policies}
-        inline.extend((f"group:{name}", p) for p in group.inline_policies)
-    return EffectiveAccess(
-        managed_policy_arns=sorted(arns),
-        inline_policies=inline,
-        boundary_arn=user.permissions_boundary_arn,
-    )

@@ -17,11 +17,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from domain.errors import AwsAccessError
 from domain.key_attribution import ScanProblem, aws_unit, code_history_unit, code_unit
 from domain.key_findings import ScanResult
+from scanner.code_scan import ScanOptions, is_git_repository, scan_paths
+from scanner.key_detection import KeyDetector
 from state.key_scans import UNIT_SCANNED, ScanUnit
 from tasks.aws import AwsSessions, error_code
 from tasks.aws_config_scan import SOURCES, scan_account
-from tasks.code_scan import ScanOptions, is_git_repository, scan_paths
-from tasks.key_detection import KeyDetector
 
 log = logging.getLogger(__name__)
 

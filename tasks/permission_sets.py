@@ -26,7 +26,7 @@ from domain.policy_documents import canonical_json
 from state.journal import JournalEntry
 from tasks.aws import error_code, error_message
 from tasks.aws import pages as _pages
-from tasks.executor import Done, ExecutionContext, Live, PollPolicy
+from tasks.handler import Done, ExecutionContext, Live, PollPolicy
 
 log = logging.getLogger(__name__)
 

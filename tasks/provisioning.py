@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tasks.assignments import CreateAssignment
-from tasks.executor import Handler
+from tasks.handler import Handler
 from tasks.permission_sets import (
     CreatePermissionSet,
     ProvisionPermissionSet,

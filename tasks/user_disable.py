@@ -24,7 +24,7 @@ from domain.plan import PlanAction
 from domain.policy_documents import canonical_json
 from state.journal import JournalEntry
 from tasks.aws import error_code, error_message
-from tasks.executor import Done, ExecutionContext, Handler, Live
+from tasks.handler import Done, ExecutionContext, Handler, Live
 
 log = logging.getLogger(__name__)
 

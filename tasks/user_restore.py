@@ -8,7 +8,7 @@ and signing certificates (as they were when deleted: Inactive); ``cannot_come_ba
 everything else. A user whose deletion stopped half-way (same unique id) gets back what it
 lacks. Access keys are never created.
 
-Each step is a handler of the journaled executor (``tasks.executor``): its probe says whether
+Each step is a handler of the journaled executor (``engine.executor``): its probe says whether
 the snapshot's item is live (adopted: "already there"), its apply adds it and converges when
 resumed after a crash, so a restore resumed never sends a creation twice.
 """
@@ -29,7 +29,7 @@ from domain.teardown import QUARANTINE_POLICY_NAME
 from state.journal import JournalEntry
 from tasks.aws import error_code, error_message
 from tasks.aws import pages as _pages
-from tasks.executor import Done, ExecutionContext, Handler, Live
+from tasks.handler import Done, ExecutionContext, Handler, Live
 from tasks.iam_user_live import user_record
 from tasks.permissions import RESTORE
 

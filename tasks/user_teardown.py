@@ -27,7 +27,7 @@ from domain.teardown import TEARDOWN
 from state.journal import JournalEntry
 from tasks.aws import error_code, error_message
 from tasks.aws import pages as _pages
-from tasks.executor import Done, ExecutionContext, Handler, Live
+from tasks.handler import Done, ExecutionContext, Handler, Live
 from tasks.iam_user_live import read_live_user
 from tasks.user_disable import SERVICE_CREDENTIAL, list_credentials
 

@@ -26,12 +26,12 @@ from urllib.parse import unquote
 
 import boto3
 
+from domain.access import effective_access
 from domain.plan import Outcome, Plan
 from domain.policy_documents import statement_pairs
 from domain.records import AccountInventory
 from tasks.aws import pages as _pages
 from tasks.aws import translate_errors
-from tasks.iam_users import effective_access
 from tasks.permission_sets import permission_set_names
 
 log = logging.getLogger(__name__)

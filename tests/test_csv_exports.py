@@ -13,12 +13,12 @@ import pytest
 from domain import csv_export, inventory_report, key_report
 from domain.csv_export import FORMULA_TRIGGERS, neutralise, render_csv
 from domain.key_attribution import KeyFinding
+from domain.notices import Notice, NoticeContext, write_notices
 from domain.plan import Plan
 from domain.plan_render import render_assignments_csv
 from domain.records import Account, AccountInventory, MatchStatus, User, UserClass, UserMapping
 from iamc.views import mapping_csv, mapping_user_rows
 from state.identity import MappingInfo
-from tasks.notices import Notice, NoticeContext, write_notices
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every package that ships (as tests/test_layers.py lists them); tests may write input files.

@@ -1,4 +1,4 @@
-"""The packages import one way: iamc → flows → tasks → state → domain; sandbox and bench beside."""
+"""The packages import one way, each on those of a lower rank (RANK): iamc on top, domain below."""
 
 from __future__ import annotations
 
@@ -7,12 +7,33 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # A package may import only packages of a lower rank (and itself).
-RANK = {"domain": 0, "state": 1, "tasks": 2, "flows": 3, "iamc": 4}
+RANK = {
+    "domain": 0,
+    "state": 1,
+    "scanner": 1.5,
+    "tasks": 2,
+    "engine": 3,
+    "console": 4,
+    "stages": 5,
+    "flows": 6,
+    "iamc": 7,
+}
 # Beside the library: the sandbox is a fake AWS that knows only the domain's records and
 # errors; the benchmarks drive the library like the CLI does, but never the CLI itself.
 BESIDE = {
     "sandbox": {"domain", "sandbox"},
-    "bench": {"domain", "state", "tasks", "flows", "sandbox", "bench"},
+    "bench": {
+        "domain",
+        "state",
+        "scanner",
+        "tasks",
+        "console",
+        "engine",
+        "stages",
+        "flows",
+        "sandbox",
+        "bench",
+    },
 }
 # The CLI on top also starts the sandbox (`iamc sandbox up`, the demo, `make ui`).
 ALSO = {"iamc": {"sandbox"}}

@@ -28,7 +28,7 @@ from domain.records import (
     UserClass,
     UserMapping,
 )
-from tasks.synthesis import synthesize
+from domain.synthesis import synthesize
 
 READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 S3 = {

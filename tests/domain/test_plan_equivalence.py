@@ -19,7 +19,7 @@ from bench.plan import synthetic_org
 from domain.keys import mask_key_id
 from domain.plan import PROVENANCE_KEYS, Plan, build_plan
 from domain.plan_render import render_json
-from tasks.synthesis import synthesize
+from domain.synthesis import synthesize
 
 
 def _plan(accounts: int, users: int, display: str | None = None) -> Plan:

@@ -18,7 +18,7 @@ from domain.access import AssignmentDefinition, PermissionSetDefinition, Require
 from sandbox.control import SandboxControl
 from sandbox.server import Sandbox
 from sandbox.strict import Strictness
-from tasks.executor import PollPolicy
+from tasks.handler import PollPolicy
 
 READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 CUSTOMER_POLICY = {"name": "team-read", "path": "/iamc/"}
@@ -361,8 +361,9 @@ def _spec(tmp_path: Path, bake_days: int, decommission: str = "") -> Path:
 
 def _inventories(world: World, keep: Callable[[str, str], bool], now: Any = None) -> list[Any]:
     """Each member account inventoried now (or at ``now``), keeping the users ``keep`` names."""
+    from domain.classification import ClassificationRules
     from domain.records import Account
-    from tasks.iam_users import ClassificationRules, inventory_account
+    from tasks.iam_users import inventory_account
 
     inventories = []
     for account_id in world.accounts:

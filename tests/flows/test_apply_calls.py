@@ -8,7 +8,7 @@ import pytest
 
 from domain.errors import ApplyFailed
 from flows.apply import apply_plan
-from tasks.executor import PollPolicy
+from tasks.handler import PollPolicy
 from tasks.permission_sets import permission_set_names
 
 # The sandbox completes each async request 100 ms after it is made; the client's first poll
@@ -89,7 +89,7 @@ def test_the_specs_first_status_poll_reaches_the_apply(aws, tmp_path: Path):
 
     from domain.spec import load_spec
     from flows.apply import _context
-    from tasks.executor import TYPICAL_COMPLETION_S
+    from tasks.handler import TYPICAL_COMPLETION_S
 
     boto3.client("sso-admin", region_name="us-east-1").list_instances()  # moto makes one
     spec = tmp_path / "spec.toml"

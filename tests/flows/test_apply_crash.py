@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from domain.plan import Stage
+from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash, parse_fault
 from flows.apply import apply_plan
 from state import Store
 from state.reports import load_plan
-from tasks.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash, parse_fault
 
 ACTIONS = 9  # 2 permission sets, 3 provisionings, 4 assignments
 _baseline: dict[str, Any] = {}

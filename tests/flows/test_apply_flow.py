@@ -12,12 +12,13 @@ import pytest
 from domain.errors import ApplyFailed, ApplyRefused
 from domain.policy_documents import canonical_json
 from domain.progress import listening
+from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
 from flows.apply import apply_flow, apply_plan, resume, rollback_plan
 from state import Store
 from state.approvals import record_decision
 from state.reports import load_plan
 from state.runs import list_runs, run_status
-from tasks.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash, PollPolicy
+from tasks.handler import PollPolicy
 from tasks.permission_sets import permission_set_names
 
 MUTATIONS = (

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from domain.errors import ApplyFailed, NoInventoryError
-from domain.plan import Outcome, Plan, PlanAction, Stage, UserPlan
-from domain.records import IdentityUser
-from flows.approval import ApprovalInput, _form, form_description
-from flows.console import (
+from console.approval import ApprovalInput, _form, form_description
+from console.operator import (
     artifact_key,
     deployment_name,
     operator_message,
     ui_next_steps,
 )
-from tasks.notices import NoticeContext, notices_from_plan, portal_url, write_notices
+from domain.errors import ApplyFailed, NoInventoryError
+from domain.notices import NoticeContext, notices_from_plan, portal_url, write_notices
+from domain.plan import Outcome, Plan, PlanAction, Stage, UserPlan
+from domain.records import IdentityUser
 from tasks.verify_access import expected_policy_arns, inline_keys, missing_access
 
 A1, A2 = "111111111111", "222222222222"
@@ -188,7 +188,7 @@ def test_less_access_is_found_by_policy_arn_and_by_inline_statement():
 
 @pytest.mark.parametrize("decision", ["approved", "rejected"])
 def test_the_plan_artifact_after_a_decision_says_who_when_and_which_ticket(decision: str):
-    from flows.approval import decision_markdown
+    from console.approval import decision_markdown
 
     latest = {"decision": decision, "stage": "provision", "approver": "cab", "ticket": "CHG-1",
               "at": "2026-01-01T10:00:00", "comment": "ok"}  # fmt: skip

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from domain.errors import ApplyFailed, ApplyRefused
+from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
+from engine.lease import stage_lease
 from flows.apply import apply_plan, resume
 from flows.restore import restore
 from state import Store
 from state.reports import load_plan
 from state.runs import list_runs
-from tasks.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
-from tasks.stage_lease import stage_lease
 
 LATER = datetime.now(UTC) + timedelta(days=15)
 # What a restore can bring back of a user (keys, password, MFA and service credentials can't

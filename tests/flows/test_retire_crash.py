@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from domain.plan import Stage
+from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
 from flows.apply import apply_plan
 from state import Store
 from state.reports import load_plan
-from tasks.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
 
 LATER = datetime.now(UTC) + timedelta(days=15)
 MUTATING = (

@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from console.artifacts import status_table
 from domain.errors import ApplyFailed, ApplyRefused
+from engine import lease as lease_module
+from engine.executor import InjectedCrash
+from engine.lease import LeaseLost, stage_lease
 from flows import retire
 from flows.apply import apply_plan, rollback_plan
-from flows.artifacts import status_table
 from state import Store
 from state.runs import run_status
-from tasks import stage_lease as lease_module
-from tasks.executor import InjectedCrash
-from tasks.stage_lease import LeaseLost, stage_lease
 
 LATER = datetime.now(UTC) + timedelta(days=15)
 

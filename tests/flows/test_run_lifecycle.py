@@ -9,13 +9,13 @@ import pytest
 
 from domain.errors import ApplyRefused, AwsAccessError
 from domain.plan import Stage
+from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
 from flows import apply as apply_module
 from flows.apply import apply_plan, resume, rollback_plan
 from state import Store
 from state.journal import ROLLBACK_PREFIX
 from state.reports import load_plan
 from state.runs import LOCK_STALE_AFTER, list_runs, run_status, this_process
-from tasks.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
 
 
 def _runs(tmp_path: Path) -> list:

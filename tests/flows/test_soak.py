@@ -17,12 +17,12 @@ import pytest
 
 from domain.errors import ApplyRefused
 from domain.plan import Stage
+from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
 from flows.apply import apply_plan, rollback_plan
 from state import Store
 from state.journal import DONE_STATUSES, ROLLBACK_PREFIX, ROLLED_BACK, STARTED
 from state.reports import load_plan
 from state.runs import view_runs
-from tasks.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
 
 STEPS = 12
 BUDGET_SECONDS = 35

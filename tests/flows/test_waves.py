@@ -24,7 +24,7 @@ from sandbox.seed import seed_organization
 from sandbox.server import Sandbox
 from state.approvals import record_decision
 from state.reports import load_plan, waves_report
-from tasks.executor import PollPolicy
+from tasks.handler import PollPolicy
 
 QUICK = PollPolicy(initial=0.005, maximum=0.05, timeout=30)
 
@@ -292,9 +292,9 @@ def test_waves_report_and_wave_errors(org: Org, waves: Path):
 
 
 def test_an_update_cut_off_after_its_intent_resumes_without_a_second_change(org: Org, waves: Path):
+    from engine.executor import AFTER_INTENT, InjectedCrash
     from flows.apply import resume
     from state import Store
-    from tasks.executor import AFTER_INTENT, InjectedCrash
 
     _approve_and_apply(waves, "wave-1")
     waves.write_text(waves.read_text().replace('"PT8H"', '"PT4H"'))

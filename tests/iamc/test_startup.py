@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from flows.runtime import imports_without_gc
+from console.prefect_runtime import imports_without_gc
 
 
 @pytest.fixture

@@ -185,7 +185,7 @@ def test_planted_keys_are_inventory_keys_in_every_source(seeded, client) -> None
 
 
 def test_code_scan_of_the_samples_finds_every_planted_key_and_no_decoy(seeded) -> None:
-    from tasks.code_scan import scan_paths
+    from scanner.code_scan import scan_paths
 
     manifest, samples = seeded[1], seeded[2]
     result = scan_paths([samples])

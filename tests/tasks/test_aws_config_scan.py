@@ -19,8 +19,8 @@ from botocore.stub import Stubber
 
 import tasks.aws_config_scan as aws_config_scan
 from domain.key_findings import ScanResult
+from scanner.key_detection import KeyDetector
 from tasks.aws_config_scan import READ_PERMISSIONS, SOURCE_PERMISSIONS, scan_account
-from tasks.key_detection import KeyDetector
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-import tasks.code_tree as code_tree
+import scanner.code_tree as code_tree
 from domain.key_findings import ScanResult
-from tasks.code_scan import ArchiveLimits, ScanOptions, scan_git_history, scan_paths
-from tasks.key_detection import KeyDetector
+from scanner.code_scan import ArchiveLimits, ScanOptions, scan_git_history, scan_paths
+from scanner.key_detection import KeyDetector
 
 # Key ids and secrets made up for these tests (base32 ids, 40-character secrets).
 WORKING = "AKIAQ3EGRDZ5V7WKTJNM"

@@ -10,15 +10,11 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from domain.access import effective_access
+from domain.classification import ClassificationRules, classify_user
 from domain.records import AccessKey, Account, User, UserClass
 from tasks.aws import AwsSessions
-from tasks.iam_users import (
-    ClassificationRules,
-    classify_user,
-    effective_access,
-    inventory_account,
-    inventory_client,
-)
+from tasks.iam_users import inventory_account, inventory_client
 
 RULES = ClassificationRules(protected_globs=("breakglass-*",), inactive_days=90)
 NOW = datetime(2026, 11, 28, tzinfo=UTC)

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from domain.key_findings import IgnoreReason, KeyHit, ScanResult, mask_key_id
-from tasks.key_detection import (
+from scanner.key_detection import (
     KeyDetector,
     classify_key_id,
     classify_secret,

@@ -7,6 +7,15 @@ from pathlib import Path
 import pytest
 
 from domain.errors import InputFileError, SpecError
+from domain.mapping import (
+    GROUP_OVERRIDE_HEADER,
+    IdentityIndex,
+    check_overrides,
+    map_identities,
+    map_user,
+    parse_overrides,
+    parse_user_rules,
+)
 from domain.records import (
     Account,
     AccountInventory,
@@ -18,15 +27,6 @@ from domain.records import (
     UserClass,
 )
 from domain.spec import load_spec
-from tasks.mapping import (
-    GROUP_OVERRIDE_HEADER,
-    IdentityIndex,
-    check_overrides,
-    map_identities,
-    map_user,
-    parse_overrides,
-    parse_user_rules,
-)
 
 A, B = "111111111111", "222222222222"
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from domain.errors import ActionError
-from tasks.executor import TYPICAL_COMPLETION_S, PollPolicy
+from tasks.handler import TYPICAL_COMPLETION_S, PollPolicy
 from tasks.permission_sets import wait_for_status
 
 

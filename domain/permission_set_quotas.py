@@ -13,7 +13,7 @@ from domain.access import PermissionSetDefinition, SynthesisResult
 from domain.records import Finding
 
 if TYPE_CHECKING:
-    from tasks.synthesis import _Holder
+    from domain.synthesis import _Holder
 
 # IAM Identity Center quotas (userguide/limits) and IAM quotas (IAM user guide, "IAM and AWS
 # STS quotas"): a permission set is provisioned as an AWSReservedSSO_* role in each account, so

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from domain.key_findings import HitSource, ScanResult, SkippedItem
-from tasks.code_content import (
+from scanner.code_content import (
     SNIFF_BYTES,
     ContentScanner,
     MiB,
@@ -36,7 +36,7 @@ from tasks.code_content import (
     is_binary,
     sort_result,
 )
-from tasks.key_detection import CANDIDATE_PATTERNS, KeyDetector
+from scanner.key_detection import CANDIDATE_PATTERNS, KeyDetector
 
 log = logging.getLogger(__name__)
 

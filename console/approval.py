@@ -19,12 +19,18 @@ from typing import Any, Literal
 from prefect.input import RunInput
 from pydantic import Field, create_model, field_validator
 
+from console.operator import (
+    artifact_key,
+    artifact_url,
+    deployment_name,
+    publish_markdown,
+    run_logger,
+)
 from domain.deletion import AUTHORISED_BY, over_delete_cap, users_to_delete
 from domain.errors import PlanError
 from domain.plan import Outcome, Plan, Stage
 from domain.plan_render import render_markdown
 from domain.spec import Decommission, load_spec
-from flows.console import artifact_key, artifact_url, deployment_name, publish_markdown, run_logger
 from state.approvals import (
     MIN_HASH_PREFIX,
     check_quoted_deletes,

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from domain.key_findings import HitSource, ScanResult, SkippedItem
-from tasks.key_detection import KeyDetector
+from scanner.key_detection import KeyDetector
 
 log = logging.getLogger(__name__)
 

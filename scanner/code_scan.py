@@ -1,8 +1,8 @@
 """Scan local code for hard-coded AWS keys: working trees, archives in them, whole git histories.
 
-The entry point over the three sources, one module each: :mod:`tasks.code_tree` (the working
-tree, with ripgrep as prefilter), :mod:`tasks.code_history` (every blob of the git history) and
-:mod:`tasks.code_content` (one piece of content, archives opened under bomb limits).
+The entry point over the three sources, one module each: :mod:`scanner.code_tree` (the working
+tree, with ripgrep as prefilter), :mod:`scanner.code_history` (every blob of the git history) and
+:mod:`scanner.code_content` (one piece of content, archives opened under bomb limits).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from domain.key_findings import ScanResult, SkippedItem
-from tasks.code_content import ArchiveLimits, ScanOptions
-from tasks.code_history import is_git_repository, scan_git_history
-from tasks.code_tree import ripgrep_executable, scan_single_file, scan_working_tree
-from tasks.key_detection import KeyDetector
+from scanner.code_content import ArchiveLimits, ScanOptions
+from scanner.code_history import is_git_repository, scan_git_history
+from scanner.code_tree import ripgrep_executable, scan_single_file, scan_working_tree
+from scanner.key_detection import KeyDetector
 
 __all__ = [
     "ArchiveLimits",

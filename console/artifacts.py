@@ -1,6 +1,6 @@
 """Each runbook step's result as a Prefect artifact, keyed per migration so it versions.
 
-Publishers are called by :func:`flows.console.operator_step` when a flow ends, with the flow's
+Publishers are called by :func:`console.operator.operator_step` when a flow ends, with the flow's
 spec path, its arguments and its result (or the operator error it ended with). They read the
 state store, never AWS.
 """
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from console.operator import artifact_key, publish_table
 from domain.errors import InventoryIncompleteError
 from domain.inventory_report import totals
 from domain.records import MatchStatus
 from domain.spec import load_spec
-from flows.console import artifact_key, publish_table
 from state.progress import account_names, run_of_flow_run
 from state.reports import inventory_report, latest_mapping
 from state.runs import run_status
@@ -93,7 +93,7 @@ def apply_run_id(spec_path: str, arguments: dict[str, Any], outcome: Any, kind: 
     """The state-store run a flow run worked on: from its result, or the journal's records."""
     if isinstance(outcome, dict) and outcome.get("run_id") is not None:
         return int(outcome["run_id"])
-    from flows.console import flow_run_id
+    from console.operator import flow_run_id
 
     current = flow_run_id()
     found = run_of_flow_run(spec_path, kind, current) if current else None

@@ -13,6 +13,15 @@ from domain.access import (
     PermissionSetDefinition,
     RequiredPolicy,
     SynthesisResult,
+    effective_access,
+)
+from domain.permission_set_quotas import (
+    DEFAULT_MAX_PER_ACCOUNT,
+    DEFAULT_MAX_PERMISSION_SETS,
+    MAX_DESCRIPTION_LENGTH,
+    MAX_MANAGED_PER_ROLE,
+    MAX_NAME_LENGTH,
+    check_quotas,
 )
 from domain.policy_documents import (
     DEFAULT_POLICY_VERSION,
@@ -33,15 +42,6 @@ from domain.records import (
     MatchStatus,
     User,
     UserMapping,
-)
-from tasks.iam_users import effective_access
-from tasks.permission_set_quotas import (
-    DEFAULT_MAX_PER_ACCOUNT,
-    DEFAULT_MAX_PERMISSION_SETS,
-    MAX_DESCRIPTION_LENGTH,
-    MAX_MANAGED_PER_ROLE,
-    MAX_NAME_LENGTH,
-    check_quotas,
 )
 
 # Identity Center names: [\w+=,.@-]{1,32}. Java's \w is ASCII-only, so say so explicitly.

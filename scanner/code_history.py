@@ -14,8 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from domain.key_findings import HitSource, ScanResult, SkippedItem
-from tasks.code_content import ContentScanner, ScanOptions, display_name, sort_result
-from tasks.key_detection import KeyDetector
+from scanner.code_content import ContentScanner, ScanOptions, display_name, sort_result
+from scanner.key_detection import KeyDetector
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.access import effective_access
 from domain.plan import Outcome, Plan, PlanAction, Stage, user_fingerprint
 from domain.policy_documents import canonical_json
 from domain.records import AccountInventory, Group, User
 from state.journal import DONE_STATUSES
 from state.store import Store
-from tasks.executor import ExecutionContext
-from tasks.iam_users import effective_access, read_account_access
+from tasks.handler import ExecutionContext
+from tasks.iam_users import read_account_access
 from tasks.identity_store import principal_problems
 from tasks.permission_sets import (
     CreatePermissionSet,

@@ -1,0 +1,46 @@
+"""A migration opened once at a command or flow entry: its spec, the spec's file and its state DB."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from domain.spec import MigrationSpec, load_spec
+from state import Store
+
+
+@dataclass(frozen=True)
+class Migration:
+    """What every step of one migration works on, handed down instead of re-opened.
+
+    A command or a flow entry opens it once (:meth:`open`); nothing below it loads the spec
+    or opens the store again (cloud-custodian's ``policy_command`` loads policies once).
+    """
+
+    spec: MigrationSpec
+    spec_path: str  # as the operator named it: what hints such as ``iamc resume N -c`` quote
+    store: Store
+
+    @property
+    def directory(self) -> Path:
+        """The spec's directory: relative paths of the spec (plans, notices) are under it."""
+        return Path(self.spec_path).resolve().parent
+
+    @classmethod
+    @contextmanager
+    def open(cls, spec_path: str | Path) -> Iterator[Migration]:
+        """Load the spec and open its state DB for the length of one command or flow run.
+
+        Raises:
+            SpecError: The spec is missing or invalid.
+            StateError: The state DB can't be reached or upgraded.
+        """
+        spec = load_spec(spec_path)
+        with Store.open(spec.state) as store:
+            yield cls(spec=spec, spec_path=str(spec_path), store=store)
+
+    def hint(self, command: str) -> str:
+        """An ``iamc`` command line for this migration, e.g. ``hint("resume 7")``."""
+        return f"iamc {command} -c {self.spec_path}"

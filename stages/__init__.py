@@ -1,0 +1,1 @@
+"""The runbook's stages, each a plug-in: what it plans, runs, checks live, undoes and shows."""
