@@ -1,4 +1,4 @@
-"""A migration opened once at a command or flow entry: its spec, the spec's file and its state DB."""
+"""A migration opened once at a command or flow entry: its spec, its spec file, its state DB."""
 
 from __future__ import annotations
 
