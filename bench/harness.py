@@ -71,7 +71,7 @@ def run_flows_as_the_cli_does(*flow_modules: str) -> str:
     """Flows run in this process as an ``iamc`` step command runs them: reporting to the local
     Prefect server of the bench's Prefect home (``iamc server start``, stopped at exit); the
     flow modules imported with the collector paused, then frozen (without it a run paid up to
-    0.3 s of CPU in collections of the imported heap); ``console.prefect_runtime``'s switches
+    0.3 s of CPU in collections of the imported heap); ``engine.prefect_runtime``'s switches
     (a run ends when its final state is recorded).
 
     Call it before Prefect is imported: Prefect reads ``PREFECT_API_URL`` then.
@@ -97,7 +97,7 @@ def run_flows_as_the_cli_does(*flow_modules: str) -> str:
             capture_output=True,
             check=False,
         )
-    from console.prefect_runtime import imports_without_gc, prepare_flow_runs
+    from engine.prefect_runtime import imports_without_gc, prepare_flow_runs
 
     with imports_without_gc():
         for module in flow_modules:

@@ -15,7 +15,7 @@ from domain.access import (
     SynthesisResult,
 )
 from domain.deletion import deletes_in
-from domain.plan import build_plan
+from domain.planning import build_plan
 from domain.records import AccountInventory, Finding, UserMapping
 from state import Store
 from state.approvals import record_decision

@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> None:
 
     # apply_flow's own body (apply_plan in a flow, per-account Prefect tasks) with the
     # bench's poll policy, which apply_flow's UI parameters don't offer.
-    from flows.apply import apply_plan
+    from engine.apply import apply_plan
     from sandbox.server import Sandbox
     from tasks.handler import MAX_OUTSTANDING_ASSIGNMENTS, TYPICAL_COMPLETION_S, PollPolicy
 

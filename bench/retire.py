@@ -154,13 +154,13 @@ def run(args: argparse.Namespace) -> None:
     import sandbox.strict as strict
     from domain.plan import Stage
     from engine.executor import AFTER_CALL, InjectedCrash
-    from flows import retire
     from flows.apply import apply_plan
     from sandbox.server import Sandbox
+    from stages import retire
     from state.reports import load_plan
 
     workdir = bench_workdir("iamc-bench-retire-")
-    run_flows_as_the_cli_does("flows.retire", "flows.apply")
+    run_flows_as_the_cli_does("stages.retire", "flows.apply")
     spec = workdir / "spec.toml"
     # The client-side IAM limit is what an operator would run with (spec default 10/s).
     # The blast-radius cap is raised to the bench's size, as an operator would in a reviewed

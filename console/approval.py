@@ -26,11 +26,12 @@ from console.operator import (
     publish_markdown,
     run_logger,
 )
-from domain.deletion import AUTHORISED_BY, over_delete_cap, users_to_delete
+from domain.deletion import over_delete_cap, users_to_delete
 from domain.errors import PlanError
 from domain.plan import Outcome, Plan, Stage
 from domain.plan_render import render_markdown
 from domain.spec import Decommission, load_spec
+from domain.stages import approval_choices, approved_with_all, authorised_by
 from state.approvals import (
     MIN_HASH_PREFIX,
     check_quoted_deletes,
@@ -38,8 +39,6 @@ from state.approvals import (
     record_decision,
 )
 from state.reports import load_plan
-
-ApprovalStage = Literal["all", "provision", "disable", "delete"]
 
 
 class ApprovalInput(RunInput):
@@ -56,7 +55,8 @@ class ApprovalInput(RunInput):
     decision: Literal["approve", "reject"] = Field(
         description="approve: the stage may be applied; reject: it may not (recorded, final)"
     )
-    stage: ApprovalStage = Field(
+    # The form offers the registered stages (``_form``): ``all``, then each in runbook order.
+    stage: str = Field(
         description="Which stage this decision covers: provision (Identity Center access), "
         "disable (old IAM users made inactive; reversible), all (provision and disable), or "
         "delete (irreversible: approved on its own, with the number of users it deletes)",
@@ -162,15 +162,14 @@ def _form(description: str, stage: str | None = None) -> type[ApprovalInput]:
 
     The plan hash is never prefilled: the reviewer quotes the one they read.
     """
-    if stage is None or stage == Stage.DELETE:
-        model = create_model("ApprovalInput", __base__=ApprovalInput)
+    field = ApprovalInput.model_fields["stage"]
+    choices = Literal[tuple(approval_choices())]  # type: ignore[valid-type]
+    if stage is None or stage not in approved_with_all():
+        # A stage approved on its own (delete) is chosen by the reviewer, never prefilled.
+        stage_field = Field(description=field.description)
     else:
-        field = ApprovalInput.model_fields["stage"]
-        model = create_model(
-            "ApprovalInput",
-            __base__=ApprovalInput,
-            stage=(ApprovalStage, Field(default=stage, description=field.description)),
-        )
+        stage_field = Field(default=stage, description=field.description)
+    model = create_model("ApprovalInput", __base__=ApprovalInput, stage=(choices, stage_field))
     model._description = description  # what RunInput.with_initial_data sets
     return model
 
@@ -194,7 +193,7 @@ def decision_markdown(plan: Plan, meta: dict[str, Any], latest: dict[str, Any]) 
 def _decided(meta: dict[str, Any], stage: str) -> dict[str, Any] | None:
     """A decision already recorded for this stage and this plan's hash, if any."""
     for approval in reversed(meta["approvals"]):
-        if approval["stage"] in AUTHORISED_BY.get(stage, (stage,)) or (
+        if approval["stage"] in (authorised_by(stage) or (stage,)) or (
             approval["stage"] == "all" and approval["decision"] == "rejected"
         ):
             return approval

@@ -12,15 +12,6 @@ from collections.abc import Collection, Iterable
 
 from domain.plan import Plan, PlanAction, Stage
 
-# Which approved stages let a stage be applied. "all" means provision and disable (both
-# reversible); delete is approved on its own, and no other approval (an "all" recorded when it
-# still included delete among them) stands for it.
-AUTHORISED_BY: dict[str, tuple[str, ...]] = {
-    Stage.PROVISION: ("provision", "all"),
-    Stage.DISABLE: ("disable", "all"),
-    Stage.DELETE: ("delete",),
-}
-
 
 def users_to_delete(
     actions: Iterable[PlanAction], done_action_ids: Collection[str] = ()

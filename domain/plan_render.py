@@ -7,11 +7,12 @@ from collections import Counter
 from typing import Any
 
 from domain import csv_export
-from domain.deletion import AUTHORISED_BY, deletes_in
+from domain.deletion import deletes_in
 from domain.json_compat import dumps_indented
 from domain.key_risks import worklist_markdown
 from domain.keys import mask_key_id
-from domain.plan import Outcome, Plan, Stage
+from domain.plan import Outcome, Plan
+from domain.stages import authorised_by, stage_names
 
 _OUTCOME_WORDS = {
     Outcome.MIGRATE: "migrate to Identity Center, then disable and delete",
@@ -200,14 +201,14 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
             f"- **{approval['decision']}** for stage `{approval['stage']}` by "
             f"{approval['approver']} (ticket {approval['ticket']}) at {approval['at']}"
         )
-    for stage in Stage:
+    for stage in stage_names():
         stage_runs = [r for r in runs if r.get("stage") == stage]
         if not stage_runs:
             continue
         approved = [
             a
             for a in meta.get("approvals", [])
-            if a["stage"] in AUTHORISED_BY[stage] and a["decision"] == "approved"
+            if a["stage"] in authorised_by(stage) and a["decision"] == "approved"
         ]
         by = (
             f"approved by {approved[0]['approver']} (ticket {approved[0]['ticket']})"
@@ -246,7 +247,7 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
             add(f"| — {_OUTCOME_WORDS[outcome]} | {outcomes[outcome]} |")
     add(f"| Permission sets to create | {len(plan.permission_sets)} |")
     add(f"| Account assignments to create | {len(plan.assignments)} |")
-    for stage in Stage:
+    for stage in stage_names():
         add(f"| Actions in stage `{stage}` | {stages[stage]} |")
     add(
         f"| **Irreversible actions** (stage `delete`, not before {plan.settings.get('bake_days')} "

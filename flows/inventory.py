@@ -17,12 +17,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from console.artifacts import publish_inventory
 from console.operator import ProgressEvents, operator_step, run_logger
-from console.prefect_runtime import old_objects_frozen
 from domain.classification import ClassificationRules
 from domain.errors import AwsAccessError, AwsUnreachableError, InventoryIncompleteError
 from domain.progress import emit
 from domain.records import Account, AccountInventory, Finding
 from domain.spec import MigrationSpec, load_spec
+from engine.prefect_runtime import old_objects_frozen
 from state import Store, warm_up_models
 from tasks.aws import (
     UNREACHABLE_ERRORS,

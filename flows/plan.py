@@ -20,20 +20,14 @@ from console.waves import publish_waves_artifact
 from domain.access import KnownPermissionSet
 from domain.errors import PlanError
 from domain.key_risks import add_hard_coded_key_risks
-from domain.plan import (
-    PROVENANCE_KEYS,
-    Plan,
-    build_plan,
-    hashed_content,
-    sha256_of,
-    unseen_account_findings,
-)
+from domain.plan import PROVENANCE_KEYS, Plan, hashed_content, sha256_of
 from domain.plan_render import (
     artifact_markdown,
     render_assignments_csv,
     render_json_bytes,
     render_markdown,
 )
+from domain.planning import build_plan, unseen_account_findings
 from domain.progress import emit
 from domain.records import AccountInventory
 from domain.spec import MigrationSpec, load_spec

@@ -129,13 +129,13 @@ def inventory(spec: SpecOption, profile: ProfileOption = None) -> None:
 
 def _report_to_prefect() -> None:
     """Flows of this command report to the local Prefect server (started once, then reused),
-    recorded as they start and end with nothing that only costs time (console.prefect_runtime)."""
-    from console.prefect_runtime import imports_without_gc
+    recorded as they start and end with nothing that only costs time (engine.prefect_runtime)."""
+    from engine.prefect_runtime import imports_without_gc
     from iamc.prefect_server import use_local_server
 
     use_local_server(err_console)
     with imports_without_gc():
-        from console.prefect_runtime import prepare_flow_runs
+        from engine.prefect_runtime import prepare_flow_runs
 
         prepare_flow_runs()
 

@@ -197,7 +197,7 @@ def retire_demo(console: Console, spec_path: Path, plan_ids: list[int], sandbox:
     from domain.deletion import deletes_in
     from domain.errors import IamcError
     from domain.spec import load_spec
-    from flows.apply import apply_plan
+    from engine.apply import apply_plan
     from iamc import views
     from iamc.retire_views import bake_with_table
     from sandbox.control import SandboxControl

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from console.prefect_runtime import imports_without_gc
+from engine.prefect_runtime import imports_without_gc
 
 _STYLE = {
     "in-use": "bold red",

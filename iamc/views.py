@@ -12,9 +12,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from console.prefect_runtime import imports_without_gc
 from domain import csv_export, inventory_report
 from domain.records import Finding
+from engine.prefect_runtime import imports_without_gc
 
 if TYPE_CHECKING:
     from state.identity import MappingInfo
@@ -202,10 +202,9 @@ def verify_plan_file(console: Console, spec: Path | str, path: Path) -> None:
     """
     import json
 
-    from domain.deletion import AUTHORISED_BY
     from domain.errors import InputFileError, PlanMismatchError
-    from domain.plan import Stage
     from domain.plan_verify import compare_plan_file
+    from domain.stages import authorised_by, stage_names
     from state.reports import load_plan
 
     try:
@@ -230,11 +229,11 @@ def verify_plan_file(console: Console, spec: Path | str, path: Path) -> None:
     console.print(
         f"  the stored plan, rendered the same way: {check.expected_hash}", highlight=False
     )
-    for stage in Stage:
+    for stage in stage_names():
         decisions = [
             a
             for a in meta["approvals"]
-            if a["stage"] in AUTHORISED_BY[stage]
+            if a["stage"] in authorised_by(stage)
             or (a["stage"] == "all" and a["decision"] == "rejected")
         ]
         text = "; ".join(

@@ -6,15 +6,15 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from domain.deletion import AUTHORISED_BY, deletes_in
+from domain.deletion import deletes_in
 from domain.errors import PlanError
 from domain.plan import Plan, Stage
 from domain.spec import load_spec
+from domain.stages import ALL, approval_choices, approved_with_all, authorised_by
 from state.plans import ApprovalInfo, PlanInfo
 from state.reports import get_plan_info, plan_meta
 from state.store import Store
 
-APPROVAL_STAGES = ("all", *(s.value for s in Stage))
 # A reviewer proves they read this plan by quoting its hash: 12 hex digits (48 bits) at least,
 # so no shorter prefix, and no other plan's hash, can pass for it by chance.
 MIN_HASH_PREFIX = 12
@@ -82,14 +82,14 @@ def _overlapping(stage: str, decision: str) -> set[str]:
     """The stages whose earlier decision stops this one being recorded."""
     if stage == "all":
         # An approval of "all" is not one of delete; a rejection of "all" rejects everything.
-        return set(APPROVAL_STAGES) if decision == "rejected" else {"all", "provision", "disable"}
-    return {stage} if stage == Stage.DELETE else {stage, "all"}
+        return set(approval_choices()) if decision == "rejected" else {ALL, *approved_with_all()}
+    return {stage, ALL} if stage in approved_with_all() else {stage}
 
 
 def unapproved_reason(info: PlanInfo, stage: str, spec_path: str) -> str | None:
     """Why the plan's stage may not be applied (a rejection, no approval); None: approved.
 
-    A rejection of the stage, or of "all", holds; only :data:`AUTHORISED_BY` approvals of
+    A rejection of the stage, or of "all", holds; only ``domain.stages.authorised_by`` approvals of
     this plan's hash count.
     """
     for approval in info.approvals:
@@ -98,7 +98,7 @@ def unapproved_reason(info: PlanInfo, stage: str, spec_path: str) -> str | None:
                 f"plan {info.id} stage {approval.stage} was {approval.decision} by "
                 f"{approval.approver} (ticket {approval.ticket}): refusing"
             )
-    authorising = AUTHORISED_BY.get(stage, ())
+    authorising = authorised_by(stage)
     if any(a.stage in authorising and a.plan_hash == info.hash for a in info.approvals):
         return None
     command = f"'iamc approve {info.id} -c {spec_path} --stage {stage}"
@@ -144,8 +144,8 @@ def record_decision(
             missing, too short or different; the quoted deletes missing or wrong; blocking
             errors; a decision already recorded for that stage.
     """
-    if stage not in APPROVAL_STAGES:
-        raise PlanError(f"--stage: expected one of {', '.join(APPROVAL_STAGES)}, got {stage!r}")
+    if stage not in approval_choices():
+        raise PlanError(f"--stage: expected one of {', '.join(approval_choices())}, got {stage!r}")
     if not approver.strip() or not ticket.strip():
         raise PlanError("an approval needs both --by (who) and --ticket (the change record)")
     spec = load_spec(spec_path)

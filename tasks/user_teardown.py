@@ -435,7 +435,7 @@ def finish_what_is_left(iam: Any, user: str) -> list[str]:
 
 
 # ExecutionContext.shared key: (account, user) -> the unique id this run's live preconditions
-# proved (flows.preconditions); every teardown step that removes something checks it again.
+# proved (engine.preconditions); every teardown step that removes something checks it again.
 VERIFIED_USERS = "verified-users"
 
 

@@ -8,13 +8,14 @@ import json
 import random
 from datetime import UTC, datetime
 
-from domain.plan import Outcome, Plan, Stage, build_plan
+from domain.plan import Outcome, Plan, Stage
 from domain.plan_render import (
     artifact_markdown,
     render_assignments_csv,
     render_json,
     render_markdown,
 )
+from domain.planning import build_plan
 from domain.records import (
     AccessKey,
     Account,

@@ -17,8 +17,9 @@ import pytest
 
 from bench.plan import synthetic_org
 from domain.keys import mask_key_id
-from domain.plan import PROVENANCE_KEYS, Plan, build_plan
+from domain.plan import PROVENANCE_KEYS, Plan
 from domain.plan_render import render_json
+from domain.planning import build_plan
 from domain.synthesis import synthesize
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from domain.errors import ApplyFailed
-from flows.apply import apply_plan
+from engine.apply import apply_plan
 from tasks.handler import PollPolicy
 from tasks.permission_sets import permission_set_names
 
@@ -88,7 +88,7 @@ def test_the_specs_first_status_poll_reaches_the_apply(aws, tmp_path: Path):
     import boto3
 
     from domain.spec import load_spec
-    from flows.apply import _context
+    from engine.apply import _context
     from tasks.handler import TYPICAL_COMPLETION_S
 
     boto3.client("sso-admin", region_name="us-east-1").list_instances()  # moto makes one

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from domain.plan import Stage
+from engine.apply import apply_plan
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash, parse_fault
-from flows.apply import apply_plan
 from state import Store
 from state.reports import load_plan
 

@@ -12,8 +12,9 @@ import pytest
 from domain.errors import ApplyFailed, ApplyRefused
 from domain.policy_documents import canonical_json
 from domain.progress import listening
+from engine.apply import apply_plan, rollback_plan
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
-from flows.apply import apply_flow, apply_plan, resume, rollback_plan
+from flows.apply import apply_flow, resume
 from state import Store
 from state.approvals import record_decision
 from state.reports import load_plan

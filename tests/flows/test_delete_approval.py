@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from domain.errors import ApplyRefused, PlanError
-from flows.apply import apply_plan
+from engine.apply import apply_plan
 from state import Store
 from state.approvals import record_decision
 

@@ -365,7 +365,7 @@ def test_blocked_users_access_is_left_out_of_the_plan(tmp_path: Path):
 def test_recomputing_from_a_new_inventory_and_mapping_keeps_the_plan_and_its_approval(
     spec: Path, tmp_path: Path
 ):
-    from flows.apply import check_runnable
+    from engine.apply import check_runnable
 
     first = plan_flow(str(spec))
     record_decision(

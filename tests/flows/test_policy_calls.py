@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from flows.apply import apply_plan, rollback_plan
+from engine.apply import apply_plan, rollback_plan
 from flows.bake import bake_report
 from flows.inventory import run_inventory
 from flows.key_scan import run_key_scan

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from domain.errors import ApplyFailed, ApplyRefused
+from engine.apply import apply_plan
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
 from engine.lease import stage_lease
-from flows.apply import apply_plan, resume
+from flows.apply import resume
 from flows.restore import restore
 from state import Store
 from state.reports import load_plan

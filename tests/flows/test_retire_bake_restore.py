@@ -12,7 +12,7 @@ from botocore.config import Config
 
 from domain.errors import ApplyRefused, PlanError
 from domain.retire import Decision
-from flows.apply import apply_plan, rollback_plan
+from engine.apply import apply_plan, rollback_plan
 from flows.bake import bake_report, decide
 from flows.restore import restore
 from state import Store

@@ -10,7 +10,8 @@ import pytest
 from domain.errors import ApplyFailed, ApplyRefused
 from domain.records import Finding
 from domain.teardown import QUARANTINE_POLICY_NAME
-from flows.apply import apply_plan, resume, rollback_plan
+from engine.apply import apply_plan, rollback_plan
+from flows.apply import resume
 from state import Store
 
 DISABLE_MUTATIONS = (

@@ -20,10 +20,10 @@ from sqlalchemy.exc import OperationalError
 from console.artifacts import status_table
 from domain.errors import ApplyFailed, ApplyRefused
 from engine import lease as lease_module
+from engine.apply import apply_plan, rollback_plan
 from engine.executor import InjectedCrash
 from engine.lease import LeaseLost, stage_lease
-from flows import retire
-from flows.apply import apply_plan, rollback_plan
+from stages import retire
 from state import Store
 from state.runs import run_status
 
@@ -289,7 +289,7 @@ def test_a_run_that_cannot_renew_its_lease_stops_before_its_next_change(
     monkeypatch.setattr(retire, "_run_user", slow_run_user)
     monkeypatch.setattr(retire, "USER_CONCURRENCY", 1)
     monkeypatch.setattr(retire, "RETIRE_ACCOUNT_CONCURRENCY", 1)
-    monkeypatch.setattr("flows.apply.ACCOUNT_CONCURRENCY", 1)
+    monkeypatch.setattr("engine.stage_run.ACCOUNT_CONCURRENCY", 1)
 
     with pytest.raises(LeaseLost, match="lost the stage lock"):
         apply_plan(spec, plan_id, "disable")
@@ -327,9 +327,10 @@ def test_a_lease_taken_over_refuses_at_once_and_a_renewed_one_keeps_acting(
 
 def test_every_stage_declares_its_live_preconditions():
     from domain.plan import Stage
-    from flows.preconditions import PRECONDITIONS, preconditions_of
+    from domain.stages import stage_names, stages
+    from engine.preconditions import preconditions_of
 
-    assert set(PRECONDITIONS) == set(Stage)
+    assert {s.name for s in stages() if s.preconditions is not None} == set(stage_names())
     for stage in (Stage.DISABLE, Stage.DELETE):
         names = [c.name for c in preconditions_of(stage).per_user]
         assert names[:2] == ["same-user", "not-protected"], names

@@ -9,9 +9,10 @@ import pytest
 
 from domain.errors import ApplyRefused, AwsAccessError
 from domain.plan import Stage
+from engine import apply as apply_module
+from engine.apply import apply_plan, rollback_plan
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
-from flows import apply as apply_module
-from flows.apply import apply_plan, resume, rollback_plan
+from flows.apply import resume
 from state import Store
 from state.journal import ROLLBACK_PREFIX
 from state.reports import load_plan

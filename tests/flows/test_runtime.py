@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from prefect import Flow, flow, flow_engine
 
-from console.prefect_runtime import (
+from domain.plan import Stage
+from engine.prefect_runtime import (
     end_flow_runs_without_waiting,
     keep_old_objects_frozen,
     old_objects_frozen,
     serialize_plain_parameters_without_fastapi,
 )
-from domain.plan import Stage
 from tasks.aws import AwsSessions
 
 
@@ -105,7 +105,7 @@ def test_plain_parameters_import_no_fastapi():
         "import sys\n"
         "from prefect import flow\n"
         "from domain.plan import Stage\n"
-        "from console.prefect_runtime import serialize_plain_parameters_without_fastapi\n"
+        "from engine.prefect_runtime import serialize_plain_parameters_without_fastapi\n"
         "serialize_plain_parameters_without_fastapi()\n"
         "@flow\n"
         "def step(spec_path: str, plan_id: int, stage: Stage) -> None: ...\n"
@@ -119,9 +119,9 @@ def test_plain_parameters_import_no_fastapi():
 
 
 def test_old_objects_are_frozen_while_the_work_runs_and_given_back_after(monkeypatch):
-    import console.prefect_runtime
+    import engine.prefect_runtime
 
-    monkeypatch.setattr(console.prefect_runtime, "_keep_frozen", False)
+    monkeypatch.setattr(engine.prefect_runtime, "_keep_frozen", False)
     if gc.get_freeze_count():
         pytest.skip("something in this test process froze its heap already")
     old = [[]]
@@ -136,9 +136,9 @@ def test_old_objects_are_frozen_while_the_work_runs_and_given_back_after(monkeyp
 
 def test_a_step_command_keeps_what_it_froze_frozen(monkeypatch):
     """A step command froze its imports (imports_without_gc): unfreezing would hand them back."""
-    import console.prefect_runtime
+    import engine.prefect_runtime
 
-    monkeypatch.setattr(console.prefect_runtime, "_keep_frozen", False)
+    monkeypatch.setattr(engine.prefect_runtime, "_keep_frozen", False)
     gc.freeze()
     try:
         keep_old_objects_frozen()
@@ -153,10 +153,10 @@ def test_a_step_command_keeps_what_it_froze_frozen(monkeypatch):
 
 
 def test_the_inventory_runs_with_the_old_heap_frozen(aws, tmp_path, monkeypatch):
-    import console.prefect_runtime
+    import engine.prefect_runtime
     import flows.inventory
 
-    monkeypatch.setattr(console.prefect_runtime, "_keep_frozen", False)
+    monkeypatch.setattr(engine.prefect_runtime, "_keep_frozen", False)
     seen: list[int] = []
     real = flows.inventory.inventory_account
 

@@ -17,8 +17,8 @@ import pytest
 
 from domain.errors import ApplyRefused
 from domain.plan import Stage
+from engine.apply import apply_plan, rollback_plan
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
-from flows.apply import apply_plan, rollback_plan
 from state import Store
 from state.journal import DONE_STATUSES, ROLLBACK_PREFIX, ROLLED_BACK, STARTED
 from state.reports import load_plan

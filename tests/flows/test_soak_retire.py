@@ -26,13 +26,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from domain.errors import ApplyFailed, ApplyRefused
+from engine.apply import apply_plan, rollback_plan
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
-from flows.apply import HANDLERS, apply_plan, rollback_plan
 from flows.restore import restore
 from state import Store
 from state.journal import DONE_STATUSES, ROLLBACK_PREFIX
 from state.reports import load_plan
 from state.runs import view_runs
+from tasks.user_disable import HANDLERS
 from tasks.user_teardown import TeardownStep
 
 STEPS = 18

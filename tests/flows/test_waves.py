@@ -16,7 +16,7 @@ import boto3
 import pytest
 
 from domain.errors import WaveError
-from flows.apply import apply_plan, rollback_plan
+from engine.apply import apply_plan, rollback_plan
 from flows.inventory import run_inventory
 from flows.mapping import run_mapping
 from flows.plan import plan_flow

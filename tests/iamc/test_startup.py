@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from console.prefect_runtime import imports_without_gc
+from engine.prefect_runtime import imports_without_gc
 
 
 @pytest.fixture

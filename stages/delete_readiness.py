@@ -1,6 +1,6 @@
 """The delete stage's readiness check, re-proved live before a user's first change in every run.
 
-A user is deleted only if, checked live at that moment (``flows.preconditions`` runs this after
+A user is deleted only if, checked live at that moment (``engine.preconditions`` runs this after
 the identity and protection checks, in a first run, a resume and a Retry alike): this migration
 disabled it (journal) at least ``bake_days`` ago and no rollback brought it back since, nothing
 shows it was used or tried since (CloudTrail and key last-used dates, looked up again now, plus
@@ -14,24 +14,20 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import TYPE_CHECKING
 
 from domain.plan import PlanAction, Stage
 from domain.retire import BakeState, bake_status
+from engine.stage_run import StageRun, UserWork
 from state.journal import DONE_STATUSES, ROLLBACK_PREFIX, ROLLED_BACK
 from tasks.cloudtrail import GLOBAL_EVENTS_REGION, collect_evidence
 from tasks.iam_user_live import LiveUser
 from tasks.resource_policies import OrgPolicies
 from tasks.user_disable import AttachQuarantinePolicy, unplanned_credentials
 
-if TYPE_CHECKING:
-    from flows.apply import _Runtime
-    from flows.retire import UserWork
-
 _POLICY_LOCK = threading.Lock()
 
 
-def org_policies(rt: _Runtime) -> OrgPolicies:
+def org_policies(rt: StageRun) -> OrgPolicies:
     """The resource policies and KMS grants of every in-scope account (the plan's inventory
     covers the whole scope) in every enabled region, or ``[decommission] reference_regions``:
     any account may name any user. One per run, read on the first user's check."""
@@ -51,7 +47,7 @@ def org_policies(rt: _Runtime) -> OrgPolicies:
         return found
 
 
-def _disable_actions(rt: _Runtime, work: UserWork) -> list[PlanAction]:
+def _disable_actions(rt: StageRun, work: UserWork) -> list[PlanAction]:
     return [
         a
         for a in rt.plan.actions
@@ -59,7 +55,7 @@ def _disable_actions(rt: _Runtime, work: UserWork) -> list[PlanAction]:
     ]
 
 
-def _bake_days(rt: _Runtime, work: UserWork) -> int:
+def _bake_days(rt: StageRun, work: UserWork) -> int:
     planned = max(
         (int(a.params.get("not_before_days_after_disable", 0)) for a in work.actions),
         default=0,
@@ -68,7 +64,7 @@ def _bake_days(rt: _Runtime, work: UserWork) -> int:
     return max(planned, rt.spec.decommission.bake_days)
 
 
-def _quarantine_removed_by_us(rt: _Runtime, work: UserWork) -> bool:
+def _quarantine_removed_by_us(rt: StageRun, work: UserWork) -> bool:
     """Whether this stage's own teardown has begun removing the user's inline policies."""
     return any(
         rt.store.journal_entry(rt.plan_id, a.id) is not None
@@ -77,7 +73,7 @@ def _quarantine_removed_by_us(rt: _Runtime, work: UserWork) -> bool:
     )
 
 
-def delete_preconditions(rt: _Runtime, work: UserWork, live: LiveUser) -> list[str]:
+def delete_preconditions(rt: StageRun, work: UserWork, live: LiveUser) -> list[str]:
     """Why this user may not be deleted now; empty when it may.
 
     Reads live: CloudTrail and key last-used (recorded as evidence), the user's credentials

@@ -1,0 +1,216 @@
+"""Planning: the inventory, its mapping and the synthesized access, made into an ordered plan.
+
+The users' outcomes and the synthesized access are computed here; each registered stage
+(``domain.stages``) then plans its own actions from them, in runbook order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from domain.access_plan import AccessPlan, plan_access
+from domain.plan import (
+    Outcome,
+    Plan,
+    PlanAction,
+    UserPlan,
+    user_fingerprint,
+)
+from domain.records import (
+    AccountInventory,
+    Finding,
+    GroupMapping,
+    MatchStatus,
+    User,
+    UserClass,
+    UserMapping,
+)
+from domain.stages import order_of, stages
+from domain.waves import OrgPermissionSet
+
+
+@dataclass
+class PlanInputs:
+    """What every stage's planner reads: the users as planned, and what earlier stages planned.
+
+    Attributes:
+        users: One entry per IAM user of the plan's accounts, with its outcome.
+        records: ``(account id, user name)`` -> the user as the inventory saw it.
+        settings: The spec's planning settings (``bake_days`` ...).
+        prerequisites: ``(account id, user name)`` -> action ids that must be done before the
+            user loses access (the assignments that give it the new access).
+        actions: The actions earlier stages planned (stages plan in their order).
+    """
+
+    users: list[UserPlan]
+    records: dict[tuple[str, str], User]
+    settings: dict[str, Any]
+    prerequisites: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    actions: list[PlanAction] = field(default_factory=list)
+    # What the access synthesis planned (the provision stage's inputs): plan_access's result.
+    access: Any = None
+
+
+def unseen_account_findings(
+    inventories: list[AccountInventory],
+    reasons: dict[str, str],
+    exclude_accounts: list[str],
+) -> list[Finding]:
+    """One finding per in-scope account the inventory could not read.
+
+    A plan made without seeing an account can't say what happens to that account's IAM users:
+    it is blocking, unless the spec now excludes the account (by id, or by its parent OU), in
+    which case it is only noted.
+
+    Args:
+        inventories: The snapshot's accounts; those with ``error`` set were not read.
+        reasons: account id -> failure kind (``unreachable``, ``cannot-assume-role``, ...).
+        exclude_accounts: The spec's ``scope.exclude_accounts``.
+    """
+    findings = []
+    for inventory in sorted(inventories, key=lambda i: i.account.account_id):
+        if not inventory.error:
+            continue
+        account = inventory.account
+        reason = reasons.get(account.account_id, "inventory-failed")
+        label = f"{account.account_id} ({account.name})" if account.name else account.account_id
+        excluded = account.account_id in exclude_accounts or (
+            account.parent_id is not None and account.parent_id in exclude_accounts
+        )
+        details = {"account_name": account.name, "reason": reason, "error": inventory.error}
+        if excluded:
+            findings.append(
+                Finding(
+                    severity="info",
+                    kind="account-not-inventoried-excluded",
+                    message=f"account {label} was not inventoried ({reason}) and the spec now "
+                    "excludes it: nothing is planned for it",
+                    account_id=account.account_id,
+                    details=details,
+                )
+            )
+            continue
+        findings.append(
+            Finding(
+                severity="blocking",
+                kind="account-not-inventoried",
+                message=f"account {label} could not be inventoried ({reason}: "
+                f"{inventory.error}): this plan can't say what happens to its IAM users; run "
+                "'iamc inventory' again once it answers, or exclude it in [scope] "
+                "exclude_accounts",
+                account_id=account.account_id,
+                details=details,
+            )
+        )
+    return findings
+
+
+def _user_plans(
+    inventories: list[AccountInventory], user_mappings: list[UserMapping], access: AccessPlan
+) -> tuple[list[UserPlan], dict[tuple[str, str], User]]:
+    """What the plan does with each IAM user, and the users as the inventory saw them."""
+    mappings = {(m.account_id, m.iam_user): m for m in user_mappings}
+    users: list[UserPlan] = []
+    records: dict[tuple[str, str], User] = {}
+    for inventory in sorted(inventories, key=lambda i: i.account.account_id):
+        account_id = inventory.account.account_id
+        for user in sorted(inventory.users, key=lambda u: u.name):
+            key = (account_id, user.name)
+            records[key] = user
+            mapping = mappings.get(key)
+            outcome, reason = _outcome(user, mapping, access.blocked.get(key))
+            users.append(
+                UserPlan(
+                    account_id=account_id,
+                    user=user.name,
+                    user_class=str(user.user_class),
+                    outcome=outcome,
+                    reason=reason,
+                    target_fingerprint=user_fingerprint(user),
+                    identity=mapping.identity_user_name if mapping else None,
+                    permission_sets=sorted(set(access.permission_sets_of_user.get(key, [])))
+                    if outcome == Outcome.MIGRATE
+                    else [],
+                )
+            )
+    return users, records
+
+
+def build_plan(
+    *,
+    migration: str,
+    inventory_snapshot_id: int,
+    mapping_run_id: int | None,
+    inventories: list[AccountInventory],
+    user_mappings: list[UserMapping],
+    group_mappings: list[GroupMapping],
+    synthesis: Any,
+    settings: dict[str, Any],
+    extra_findings: list[Finding] | None = None,
+    wave: dict[str, Any] | None = None,
+    organization: dict[str, OrgPermissionSet] | None = None,
+) -> Plan:
+    """Turn an inventory, its mapping and the synthesized access into an ordered plan.
+
+    Each registered stage plans its actions in runbook order (``domain.stages``).
+
+    Args:
+        synthesis: a ``domain.synthesis.SynthesisResult``.
+        settings: what the change board should see of the spec (bake days, inactive days...).
+        wave: ``{"name", "accounts"}`` when the plan is one wave's.
+        organization: the permission sets earlier plans created (see :func:`plan_access`).
+    """
+    access = plan_access(
+        inventories=inventories,
+        user_mappings=user_mappings,
+        group_mappings=group_mappings,
+        synthesis=synthesis,
+        extra_findings=extra_findings,
+        organization=organization,
+    )
+    users, records = _user_plans(inventories, user_mappings, access)
+    inputs = PlanInputs(
+        users=users,
+        records=records,
+        settings=settings,
+        prerequisites=access.assignment_ids,
+        access=access,
+    )
+    for definition in stages():
+        inputs.actions.extend(definition.plan_actions(inputs))
+    actions = sorted(inputs.actions, key=lambda a: (order_of(a.stage), a.account_id or "", a.id))
+    return Plan(
+        migration=migration,
+        inventory_snapshot_id=inventory_snapshot_id,
+        mapping_run_id=mapping_run_id,
+        settings=settings,
+        users=users,
+        actions=actions,
+        permission_sets=access.permission_sets,
+        assignments=access.assignments,
+        required_customer_policies=access.required_customer_policies,
+        findings=access.findings,
+        wave=wave,
+    )
+
+
+def _outcome(user: User, mapping: UserMapping | None, blocked: str | None) -> tuple[Outcome, str]:
+    if user.user_class == UserClass.PROTECTED:
+        return Outcome.SKIP_PROTECTED, user.class_reason
+    if user.user_class == UserClass.WORKLOAD:
+        return (
+            Outcome.SKIP_WORKLOAD,
+            "programmatic credentials only: needs an IAM role, not a person",
+        )
+    if blocked:
+        return Outcome.SKIP_BLOCKED, blocked
+    if user.user_class == UserClass.UNUSED:
+        return Outcome.RETIRE, user.class_reason
+    if mapping is None:
+        return Outcome.SKIP_UNMATCHED, "no mapping result for this user (run iamc map)"
+    if mapping.status == MatchStatus.AMBIGUOUS:
+        return Outcome.SKIP_AMBIGUOUS, f"ambiguous: {', '.join(mapping.candidates)}"
+    if mapping.status != MatchStatus.MATCHED:
+        return Outcome.SKIP_UNMATCHED, mapping.reason or "no identity-store user matches"
+    return Outcome.MIGRATE, f"maps to {mapping.identity_user_name} (rule {mapping.rule})"

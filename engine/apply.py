@@ -1,0 +1,426 @@
+"""The engine's apply and rollback of one plan stage: checked, leased, journaled, recorded.
+
+Every stage runs the same way whatever it does (``domain.stages`` says what that is): the plan
+must be intact, approved for the stage and of the spec's wave; the stage's lease is taken; its
+checks before the run (``before_run``) and the read-only preflight pass; then its per-account
+driver runs every action through ``engine.executor.Executor``, which journals each step.
+A rollback undoes, newest first, what the stage's apply runs created, in its ``undo_order``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from domain import stages as registry
+from domain.errors import ActionError, ApplyFailed, ApplyRefused, ConflictError, IamcError
+from domain.plan import Plan, PlanAction
+from domain.progress import emit
+from domain.spec import MigrationSpec, load_spec
+from domain.waves import still_used_by
+from engine.executor import Executor
+from engine.lease import LeaseLost, StageLease, stage_lease
+from engine.preconditions import preconditions_of
+from engine.prefect_runtime import old_objects_frozen
+from engine.preflight import preflight
+from engine.stage_run import StageRun, entries_of_user, refused_by_plan, utc_now
+from state import Store
+from state.approvals import unapproved_reason
+from state.journal import ADOPTED, DONE_STATUSES, FAILED, ROLLBACK_PREFIX, ROLLED_BACK, JournalEntry
+from state.plans import PlanInfo
+from state.runs import APPLY_RUN, ROLLBACK_RUN, check_resumable, open_run
+from tasks.aws import AwsSessions
+from tasks.handler import ExecutionContext, PollPolicy
+from tasks.identity_store import find_instance
+
+log = logging.getLogger(__name__)
+
+
+# -- checks before anything is changed ----------------------------------------------------------
+
+
+def _plan_info(store: Store, spec: MigrationSpec, plan_id: int) -> PlanInfo:
+    info = store.get_plan(plan_id)
+    if info is None or info.migration != spec.name:
+        raise ApplyRefused(f"no plan {plan_id} in migration {spec.name!r}")
+    return info
+
+
+def check_runnable(info: PlanInfo, name: str, spec_path: str) -> Plan:
+    """The plan, if its content is intact and the change board approved this stage.
+
+    Raises:
+        ApplyRefused: unknown stage, changed content, blocking errors, rejected or missing
+            approval.
+    """
+    try:
+        registry.stage(name)
+    except IamcError as err:
+        raise ApplyRefused(str(err)) from None
+    plan = Plan.from_content(info.content)
+    if plan.content_hash() != info.hash:
+        raise ApplyRefused(
+            f"plan {info.id} changed since it was computed (stored hash {info.hash[:12]}): "
+            "refusing; compute a new plan with 'iamc plan'"
+        )
+    if plan.blocking_for(name):
+        blocking = len(plan.blocking_for(name))
+        raise ApplyRefused(f"plan {info.id} has {blocking} blocking error(s): re-plan")
+    # A stage approved on its own (delete) is never covered by an approval of "all".
+    refusal = unapproved_reason(info, name, spec_path)
+    if refusal:
+        raise ApplyRefused(refusal)
+    return plan
+
+
+def check_wave(spec: MigrationSpec, plan: Plan, plan_id: int) -> None:
+    """Refuse a wave's plan once the spec no longer has that wave (or has waves, or none).
+
+    Raises:
+        ApplyRefused: the plan's wave and the spec's waves disagree; nothing was changed.
+    """
+    names = [w.name for w in spec.waves]
+    wave = plan.wave_name
+    if wave is None and names:
+        raise ApplyRefused(
+            f"plan {plan_id} covers the whole scope, but migration {spec.name!r} is now planned "
+            f"in waves ({', '.join(names)}): re-plan with --wave; nothing was changed"
+        )
+    if wave is not None and wave not in names:
+        raise ApplyRefused(
+            f"plan {plan_id} is of wave {wave!r}, which the spec no longer has: re-plan; "
+            "nothing was changed"
+        )
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+def _prefect_flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id) if flow_run.id else None
+
+
+def _context(spec: MigrationSpec, spec_path: str, poll: PollPolicy | None) -> ExecutionContext:
+    sessions = AwsSessions.from_spec(spec)
+    management = sessions.management()
+    instance = find_instance(
+        management,
+        identity_store_id=spec.mapping.identity_store_id,
+        instance_arn=spec.mapping.instance_arn,
+        spec_path=spec_path,
+    )
+    if poll is None and spec.aws.first_status_poll_s is not None:
+        poll = PollPolicy(first=spec.aws.first_status_poll_s)
+    return ExecutionContext(management, sessions.for_account, instance, poll=poll)
+
+
+def _on_done(action_id: str, status: str, error: str | None) -> None:
+    emit("action-done", action_id=action_id, status=status, error=error)
+
+
+def apply_plan(
+    spec_path: str | Path,
+    plan_id: int,
+    stage: str = "provision",
+    *,
+    resume_run_id: int | None = None,
+    fault: tuple[str, str] | None = None,
+    poll: PollPolicy | None = None,
+    in_flow: bool = False,
+    clock: Callable[[], datetime] | None = None,
+) -> dict[str, Any]:
+    """Apply one stage of an approved plan through the journal (what ``apply_flow`` runs).
+
+    Args:
+        spec_path: The migration spec.
+        plan_id: The plan.
+        stage: ``provision``, ``disable`` or ``delete``.
+        resume_run_id: Continue this run (``iamc resume``) instead of starting one.
+        fault: Simulate the process dying at ``(action id, point)`` (tests only).
+        poll: How to poll asynchronous requests (tests make it quick).
+        in_flow: Run per-account work as Prefect tasks (inside ``apply_flow``).
+        clock: What "now" is for the bake period (tests move it); default: the real time.
+
+    Returns:
+        The run's summary.
+
+    Raises:
+        ApplyRefused: Unapproved, stale, conflicting or unimplemented; nothing was changed.
+        ApplyFailed: Some actions failed; the rest is done, and a resume continues.
+    """
+    spec_path = str(spec_path)
+    spec = load_spec(spec_path)
+    with Store.open(spec.state) as store:
+        info = _plan_info(store, spec, plan_id)
+        plan = check_runnable(info, stage, spec_path)
+        check_wave(spec, plan, plan_id)
+        actions = [a for a in plan.actions if a.stage == stage]
+        params = {
+            "spec": spec_path,
+            "plan_id": plan_id,
+            "stage": stage,
+            "prefect_flow_run_id": _prefect_flow_run_id() if in_flow else None,
+        }
+        definition = registry.stage(stage)
+        rt = StageRun(spec, store, plan, plan_id, lambda: _context(spec, spec_path, poll))
+        rt.migration_id = info.migration_id
+        rt.clock = clock or utc_now
+        # The lease first: a second process is refused at once, before any AWS read, and no
+        # other run of this stage can start while the checks below read live AWS.
+        with stage_lease(store, plan_id, stage) as lease:
+            if resume_run_id is not None:
+                check_resumable(store, store.get_run(resume_run_id), spec_path)
+            preconditions_of(stage)  # a stage that declares none can't run
+            # The stage's own checks (the delete cap, the plan's targets still live), then
+            # the read-only preflight; a refusal before any change records no run.
+            for check in definition.before_run:
+                check(rt, actions)
+            problems = preflight(store, plan_id, rt.ctx, actions)
+            if problems:
+                raise ApplyRefused(
+                    f"plan {plan_id} can't be applied as is; nothing was changed:\n  "
+                    + "\n  ".join(problems)
+                )
+            run_id = open_run(store, info.migration_id, APPLY_RUN, params, resume_run_id, spec_path)
+            _record_lease_run(store, lease, run_id)
+            rt.executor = Executor(
+                store,
+                definition.handlers,
+                rt.ctx,
+                run_id=run_id,
+                plan_id=plan_id,
+                stage=stage,
+                fault=fault,
+                on_done=_on_done,
+                guard=lease.ensure,
+            )
+            try:
+                emit("apply-start", actions=len(actions), run_id=run_id)
+                # Each account's task verifies its assignments when its own work is over.
+                # Prefect, botocore and the plan stay out of the collector's passes: a full pass
+                # stops every thread, up to 0.65 s in which no sso-admin request goes out.
+                with old_objects_frozen():
+                    reports = definition.run(rt, actions, in_flow)
+            except ConflictError as err:
+                store.finish_run(run_id, "failed", error=str(err))
+                raise ApplyRefused(f"run {run_id} stopped: {err}") from err
+            except LeaseLost:
+                # The run is another process's now (it may have resumed it): not ours to end.
+                raise
+            except BaseException as err:
+                store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
+                raise
+            summary = _summary(store, run_id, plan_id, stage, actions)
+            errors = [e for r in reports for e in r.errors]
+            summary["errors"] = errors
+            if definition.takes_access_away:
+                summary["refused_by_plan"] = refused_by_plan(plan)
+                summary["refused"] = [r for report in reports for r in report.refused]
+            if errors or summary["failed"] or summary["pending"]:
+                message = (
+                    f"run {run_id}: {summary['failed']} failed, {summary['pending']} pending of "
+                    f"{summary['actions']} actions; fix the cause, then 'iamc resume {run_id} -c "
+                    f"{spec_path}':\n  " + "\n  ".join(errors or ["(see iamc status)"])
+                )
+                store.finish_run(run_id, "failed", summary=summary, error=message)
+                raise ApplyFailed(message)
+            store.finish_run(run_id, "succeeded", summary=summary)
+            return summary
+
+
+def _record_lease_run(store: Store, lease: StageLease, run_id: int) -> None:
+    """Say which run holds each lease of the group (shown to anyone refused)."""
+    for each in lease.stages:
+        store.stage_lock_run(lease.plan_id, each, lease.holder, run_id)
+
+
+def _summary(
+    store: Store, run_id: int, plan_id: int, stage: str, actions: list[PlanAction]
+) -> dict[str, Any]:
+    entries = {e.action_id: e for e in store.journal_entries(plan_id, stage)}
+    counts = {"succeeded": 0, "adopted": 0, "failed": 0, "pending": 0}
+    for action in actions:
+        entry = entries.get(action.id)
+        status = entry.status if entry else "pending"
+        if status == FAILED:
+            counts["failed"] += 1
+        elif status in DONE_STATUSES:
+            counts[status] += 1
+        else:
+            counts["pending"] += 1
+    return {"run_id": run_id, "plan_id": plan_id, "stage": stage, "actions": len(actions), **counts}
+
+
+# -- rollback ------------------------------------------------------------------------------------
+
+
+def _forward_entries(store: Store, plan_id: int, stage: str) -> list[JournalEntry]:
+    undo_order = registry.stage(stage).undo_order
+    entries = [
+        e
+        for e in store.journal_entries(plan_id, stage)
+        if not e.action_id.startswith(ROLLBACK_PREFIX)
+    ]
+    rank = {kind: i for i, kind in enumerate(undo_order)}
+    # Reverse of the order they were done in, grouped so assignments go before their sets.
+    ordered = list(reversed(entries))
+    return sorted(ordered, key=lambda e: rank.get(e.kind, len(rank)))
+
+
+def _used_by_other_plans(
+    store: Store, migration_id: int, plan_id: int, stage: str, entries: list[JournalEntry]
+) -> dict[str, list[str]]:
+    """action id -> the other plans (waves) that still use what it created or updated."""
+    if not registry.stage(stage).undo_keeps_shared or not entries:
+        return {}
+    uses = store.journal_uses(migration_id, stage)
+    found = {}
+    for entry in entries:
+        action = entry.intent.get("action") or {}
+        users = still_used_by(
+            entry.kind,
+            str(action.get("target", "")),
+            action.get("params") or {},
+            entry.finished,
+            plan_id,
+            uses,
+        )
+        if users:
+            found[entry.action_id] = users
+    return found
+
+
+def _describe(entry: JournalEntry) -> str:
+    target = (entry.intent.get("action") or {}).get("target", entry.action_id)
+    where = f" in {entry.account_id}" if entry.account_id else ""
+    return f"{entry.kind} {target}{where}"
+
+
+def rollback_plan(
+    spec_path: str | Path,
+    run_id: int,
+    dry_run: bool = False,
+    *,
+    resume_run_id: int | None = None,
+    fault: tuple[str, str] | None = None,
+    poll: PollPolicy | None = None,
+    user: str | None = None,
+) -> dict[str, Any]:
+    """Undo, in reverse order, what an apply run's plan and stage created; journaled.
+
+    Only what this migration created is undone: adopted things (there before the run) and
+    anything the journal does not record are never touched.
+
+    Args:
+        user: ``ACCOUNT/NAME``: undo only what the run did to this one IAM user (bring one
+            person back from a disable run without touching the others).
+
+    Raises:
+        ApplyRefused: The run is not an apply run of this migration; it deleted users
+            (irreversible: see ``iamc restore``); ``user`` is malformed or not in the run.
+        ApplyFailed: An undo failed; a resume of the rollback run continues.
+    """
+    spec_path = str(spec_path)
+    spec = load_spec(spec_path)
+    with Store.open(spec.state) as store:
+        run = store.get_run(run_id)
+        if run.migration != spec.name or run.kind != APPLY_RUN:
+            raise ApplyRefused(f"run {run_id} is not an apply run of migration {spec.name!r}")
+        plan_id, stage = int(run.params["plan_id"]), str(run.params["stage"])
+        definition = registry.stage(stage)
+        if not definition.reversible:
+            hint = definition.irreversible_hint or "did what can't be undone; nothing was changed"
+            raise ApplyRefused(f"run {run_id} " + hint.format(spec=spec_path, run=run_id))
+        entries = _forward_entries(store, plan_id, stage)
+        if user is not None:
+            entries = entries_of_user(entries, user, run_id)
+        undo = [
+            e
+            for e in entries
+            if e.status not in (ADOPTED, ROLLED_BACK) and e.intent.get("existed_before") is False
+        ]
+        kept = [e for e in entries if e.status == ADOPTED or e.intent.get("existed_before")]
+        # Waves build on each other: what another wave's plan still uses stays, whoever made it.
+        in_use = _used_by_other_plans(store, run.migration_id, plan_id, stage, undo)
+        undo = [e for e in undo if e.action_id not in in_use]
+        apply_runs = [
+            r.id
+            for r in store.list_runs(run.migration_id)
+            if r.kind == APPLY_RUN
+            and r.params.get("plan_id") == plan_id
+            and r.params.get("stage") == stage
+        ]
+        listing = {
+            "of_run": run_id,
+            "plan_id": plan_id,
+            "stage": stage,
+            # The unit is the plan stage, not the run named: the journal has one row per
+            # action, whichever of the stage's runs did it.
+            "unit": (
+                f"plan {plan_id} stage {stage}, user {user} only"
+                if user
+                else f"plan {plan_id} stage {stage}: everything its apply runs "
+                f"({', '.join(map(str, apply_runs))}) created, not only run {run_id}'s"
+            ),
+            "user": user,
+            "undo": [_describe(e) for e in undo],
+            "left_alone": [f"{_describe(e)} (existed before: adopted)" for e in kept]
+            + [
+                f"{_describe(e)} (still used by {', '.join(users)}: kept; roll back again "
+                "once they no longer use it)"
+                for e in entries
+                if (users := in_use.get(e.action_id))
+            ],
+        }
+        if dry_run:
+            return {**listing, "dry_run": True}
+        params = {
+            "spec": spec_path,
+            "plan_id": plan_id,
+            "stage": stage,
+            "of_run": run_id,
+            "user": user,
+            "prefect_flow_run_id": _prefect_flow_run_id(),
+        }
+        with stage_lease(store, plan_id, stage) as lease:
+            if resume_run_id is not None:
+                check_resumable(store, store.get_run(resume_run_id), spec_path)
+            # Credentials are checked before the run is recorded: a refusal records no run.
+            ctx = _context(spec, spec_path, poll)
+            rollback_run = open_run(
+                store, run.migration_id, ROLLBACK_RUN, params, resume_run_id, spec_path
+            )
+            _record_lease_run(store, lease, rollback_run)
+            executor = Executor(
+                store,
+                definition.handlers,
+                ctx,
+                run_id=rollback_run,
+                plan_id=plan_id,
+                stage=stage,
+                fault=fault,
+                on_done=_on_done,
+                guard=lease.ensure,
+            )
+            try:
+                for entry in undo:
+                    executor.undo(entry)
+            except LeaseLost:
+                raise
+            except ActionError as err:
+                message = (
+                    f"rollback run {rollback_run} stopped: {err}; 'iamc resume {rollback_run}'"
+                )
+                store.finish_run(rollback_run, "failed", error=message)
+                raise ApplyFailed(message) from err
+            except BaseException as err:
+                store.finish_run(rollback_run, "failed", error=str(err) or type(err).__name__)
+                raise
+            summary = {**listing, "run_id": rollback_run, "dry_run": False}
+            store.finish_run(rollback_run, "succeeded", summary=summary)
+            return summary

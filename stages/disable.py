@@ -1,0 +1,234 @@
+"""The disable stage: quarantine each user and set its active credentials Inactive (reversible).
+
+Before a user's first change in every run it re-proves, live, that the user is the planned one,
+not protected, has no credential created since the plan, and that the person's new Identity
+Center access is in place (``PRECONDITIONS``). A rollback turns the credentials back to their
+prior status and lifts the quarantine, also for one user. Approved with ``all``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from domain.keys import mask_key_id
+from domain.plan import Outcome, PlanAction, Stage
+from domain.planning import PlanInputs
+from domain.records import User
+from domain.stages import WITH_ALL, StageDefinition, register
+from domain.teardown import QUARANTINE_POLICY, QUARANTINE_POLICY_NAME
+from engine.preconditions import IDENTITY, PROTECTION, StagePreconditions, UserCheck
+from engine.preflight import refuse_if_stale
+from engine.stage_run import AccountReport, StageRun, UserWork
+from stages.retire import retire_accounts
+from tasks.assignments import verify_assignments
+from tasks.iam_user_live import LiveUser
+from tasks.identity_store import membership_problems, principal_problems
+from tasks.user_disable import HANDLERS, UNDO_ORDER, unplanned_credentials
+
+# Plan params that name a credential a disable action turns off.
+CREDENTIAL_PARAMS = ("access_key_id", "ssh_public_key_id", "certificate_id", "credential_id")
+
+_SHARED_LOCK = threading.Lock()
+
+
+def plan_actions(inputs: PlanInputs) -> list[PlanAction]:
+    """For every user the plan migrates or retires: quarantine, then each active credential."""
+    actions: list[PlanAction] = []
+    for user_plan in inputs.users:
+        if user_plan.outcome not in (Outcome.MIGRATE, Outcome.RETIRE):
+            continue
+        key = (user_plan.account_id, user_plan.user)
+        actions.extend(
+            _disable_actions(
+                user_plan.account_id,
+                inputs.records[key],
+                user_plan.target_fingerprint,
+                inputs.prerequisites.get(key, []),
+            )
+        )
+    return actions
+
+
+def _disable_actions(
+    account_id: str, user: User, fingerprint: str, prerequisites: list[str]
+) -> list[PlanAction]:
+    """Quarantine the user, then set every active credential Inactive, one action each.
+
+    Only credentials that are Active get an action: one already Inactive stays as it is,
+    and a rollback never turns it on. The console password is left alone (irreversible to
+    delete); the quarantine's explicit deny makes it grant nothing.
+    """
+    base = f"disable:{account_id}:{user.name}"
+    credentials: list[tuple[str, str, str, str]] = [
+        # (kind, params key, id, id as people may see it)
+        ("deactivate-access-key", "access_key_id", k.key_id, mask_key_id(k.key_id))
+        for k in user.access_keys
+        if k.status == "Active"
+    ]
+    credentials += [
+        ("deactivate-ssh-public-key", "ssh_public_key_id", k.key_id, k.key_id)
+        for k in user.ssh_public_keys
+        if k.status == "Active"
+    ]
+    credentials += [
+        ("deactivate-signing-certificate", "certificate_id", c.certificate_id, c.certificate_id)
+        for c in user.signing_certificates
+        if c.status == "Active"
+    ]
+    credentials += [
+        (
+            "deactivate-service-specific-credential",
+            "credential_id",
+            c.credential_id,
+            c.credential_id,
+        )
+        for c in user.service_specific_credentials
+        if c.status == "Active"
+    ]
+    actions = [
+        PlanAction(
+            # Ids are shown to people (plan files, status): never a whole key id in them.
+            id=f"{base}:{kind}:{shown}",
+            stage=Stage.DISABLE,
+            kind=kind,
+            account_id=account_id,
+            target=user.name,
+            target_fingerprint=fingerprint,
+            params={"user": user.name, key: credential_id},
+            depends_on=list(prerequisites),
+        )
+        for kind, key, credential_id, shown in credentials
+    ]
+    actions.append(
+        PlanAction(
+            id=f"{base}:attach-quarantine-policy",
+            stage=Stage.DISABLE,
+            kind="attach-quarantine-policy",
+            account_id=account_id,
+            target=user.name,
+            target_fingerprint=fingerprint,
+            params={
+                "user": user.name,
+                "policy_name": QUARANTINE_POLICY_NAME,
+                "policy": QUARANTINE_POLICY,
+            },
+            depends_on=list(prerequisites),
+        )
+    )
+    return actions
+
+
+# -- live preconditions --------------------------------------------------------------------------
+
+
+def no_unplanned_credentials(rt: StageRun, work: UserWork, live: LiveUser) -> list[str]:
+    """No active credential the plan does not turn off (disabling part would look done)."""
+    planned = {
+        action.params[name]
+        for action in work.actions
+        for name in CREDENTIAL_PARAMS
+        if name in action.params
+    }
+    unplanned = unplanned_credentials(rt.ctx.iam(work.account_id), work.user, planned)
+    if unplanned is None:
+        return ["the user no longer exists; re-run inventory and plan"]
+    if unplanned:
+        return [
+            f"active credential(s) created since the plan: {', '.join(unplanned)}; "
+            "re-run inventory and plan"
+        ]
+    return []
+
+
+def new_access_in_place(rt: StageRun, work: UserWork, live: LiveUser) -> list[str]:
+    """The person's planned Identity Center access exists now: assignments and principals."""
+    quarantine = next((a for a in work.actions if a.kind == "attach-quarantine-policy"), None)
+    if quarantine is None:
+        return []
+    assignments = [
+        action
+        for action_id in quarantine.depends_on
+        if (action := rt.action(action_id)) is not None and action.kind == "create-assignment"
+    ]
+    if not assignments:
+        return []  # retired, not migrated: the plan gives this user no new access
+    problems = [f"new access missing: {m}" for m in verify_assignments(rt.ctx, assignments)]
+    principals = sorted(
+        {
+            (a.params["principal_type"], a.params["principal_id"], a.params["principal_name"])
+            for a in assignments
+        }
+    )
+    problems.extend(f"new access missing: {p}" for p in _principal_problems(rt, principals))
+    person = rt.user_plan(work.account_id, work.user)
+    groups = [p[1] for p in principals if p[0] == "GROUP"]
+    if person is not None and person.identity and groups:
+        problems.extend(
+            f"new access missing: {p}"
+            for p in membership_problems(
+                rt.ctx.management, rt.ctx.instance.identity_store_id, person.identity, groups
+            )
+        )
+    if problems:
+        problems.append(
+            "disabling would lock this person out: provision again (iamc apply --stage "
+            "provision, or its resume) and check the identity store, then resume this run"
+        )
+    return problems
+
+
+def _principal_problems(rt: StageRun, principals: list[tuple[str, str, str]]) -> list[str]:
+    """principal_problems, read once per principal and run (many users share a group)."""
+    with _SHARED_LOCK:
+        cache: dict[tuple[str, str, str], list[str]] = rt.ctx.shared.setdefault("principals", {})
+        unread = [p for p in principals if p not in cache]
+    for principal in unread:
+        found = principal_problems(
+            rt.ctx.management, rt.ctx.instance.identity_store_id, [principal]
+        )
+        with _SHARED_LOCK:
+            cache[principal] = found
+    with _SHARED_LOCK:
+        return [m for p in principals for m in cache[p]]
+
+
+PRECONDITIONS = StagePreconditions(
+    per_account=(),
+    per_user=(
+        IDENTITY,
+        PROTECTION,
+        UserCheck(
+            "no-unplanned-credentials",
+            "no active credential created since the plan",
+            no_unplanned_credentials,
+            gate=True,
+        ),
+        UserCheck(
+            "new-access-in-place",
+            "the person's planned assignments and identity-store user (and groups) exist now",
+            new_access_in_place,
+        ),
+    ),
+)
+
+
+def run(rt: StageRun, actions: list[PlanAction], in_flow: bool) -> list[AccountReport]:
+    """Every account at once, one user at a time within it (``stages.retire``)."""
+    return retire_accounts(rt, Stage.DISABLE, actions, in_flow)
+
+
+DISABLE = register(
+    StageDefinition(
+        name=Stage.DISABLE,
+        order=1,
+        summary="quarantine each user and set its active credentials Inactive (reversible)",
+        plan_actions=plan_actions,
+        handlers=HANDLERS,
+        run=run,
+        undo_order=UNDO_ORDER,
+        preconditions=PRECONDITIONS,
+        before_run=(refuse_if_stale,),
+        approval=WITH_ALL,
+        takes_access_away=True,
+    )
+)

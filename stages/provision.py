@@ -1,0 +1,192 @@
+"""The provision stage: permission sets and account assignments in Identity Center.
+
+It plans the synthesized access (``domain.access_plan``); runs the permission sets in the
+management account first, then one task per account (provision its sets, create its
+assignments, verify them); re-reads each account's IAM users live before its first change and
+leaves an account untouched when IAM moved since the plan. A rollback undoes what it created,
+keeping what another wave's plan still uses. Approved with ``all``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from console.operator import account_label, settle, task_outcome
+from domain.plan import PlanAction, Stage
+from domain.planning import PlanInputs
+from domain.progress import emit
+from domain.stages import WITH_ALL, StageDefinition, register
+from engine.preflight import live_access_changes, refuse_if_stale
+from engine.stage_run import (
+    AccountReport,
+    StageRun,
+    by_account,
+    prefect_task,
+    run_concurrently,
+)
+from tasks.assignments import CreateAssignment, verify_assignments
+from tasks.handler import Handler
+from tasks.permission_sets import CreatePermissionSet, ProvisionPermissionSet, UpdatePermissionSet
+
+HANDLERS: dict[str, Handler] = {
+    "create-permission-set": CreatePermissionSet(),
+    "update-permission-set": UpdatePermissionSet(),
+    "provision-permission-set": ProvisionPermissionSet(),
+    "create-assignment": CreateAssignment(),
+}
+
+# Rollback undoes in reverse order: assignments, then provisioning, then updates of sets an
+# earlier wave created (restored and re-provisioned), then the sets this plan created.
+UNDO_ORDER = (
+    "create-assignment",
+    "provision-permission-set",
+    "update-permission-set",
+    "create-permission-set",
+)
+# Done in the management account before any account is provisioned.
+PERMISSION_SET_KINDS = ("create-permission-set", "update-permission-set")
+
+
+def plan_actions(inputs: PlanInputs) -> list[PlanAction]:
+    """The synthesized access's actions: sets, their provisioning, the assignments."""
+    return list(inputs.access.actions)
+
+
+def create_permission_sets(rt: StageRun, actions: list[PlanAction]) -> AccountReport:
+    """Create (or adopt) every permission set, in the management account, several at once.
+
+    Every account waits for them, so they go at the rate sso-admin allows rather than one
+    call at a time; each set's own calls stay in order.
+    """
+    report = AccountReport("management")
+    # A set that fails leaves only its own provisioning and assignments blocked.
+    run_concurrently(rt, "management", actions, report, "create", stop_on_failure=False)
+    return report
+
+
+def _refused_as_changed(
+    rt: StageRun, account_id: str, actions: list[PlanAction], report: AccountReport
+) -> bool:
+    """Re-read the account live before its first change; True (and why) if it changed.
+
+    Only when the account still has work to do: a finished account is not re-read.
+    """
+    pending = [
+        a
+        for a in actions
+        if (entry := rt.store.journal_entry(rt.plan_id, a.id)) is None or not entry.done
+    ]
+    planned = rt.planned_account(account_id)
+    if not pending or planned is None:
+        return False
+    changes = live_access_changes(
+        rt.ctx.member(account_id), planned, rt.users_acted_for(account_id)
+    )
+    if not changes:
+        return False
+    for action in pending:
+        report.statuses[action.id] = "refused"
+    report.errors.append(
+        f"account {account_id}: nothing changed here, because IAM changed since the plan was "
+        "made (re-run inventory, map and plan, then approve again): " + "; ".join(changes)
+    )
+    return True
+
+
+def _verify_account(
+    rt: StageRun, account_id: str, assignments: list[PlanAction], report: AccountReport
+) -> None:
+    """Confirm the account's done assignments exist, as soon as its own work is over.
+
+    Inside the account's task, so a missing assignment fails that account (not the run's
+    end), while the other accounts are still at work.
+    """
+    rt.executor.check_alive()
+    done = [
+        a
+        for a in assignments
+        if (entry := rt.store.journal_entry(rt.plan_id, a.id)) is not None and entry.done
+    ]
+    missing = verify_assignments(rt.ctx, done)
+    report.errors.extend(f"verify: {m}" for m in missing)
+    emit("account-verified", account_id=account_id, checked=len(done), missing=len(missing))
+
+
+def provision_account(rt: StageRun, account_id: str, actions: list[PlanAction]) -> AccountReport:
+    """Provision the account's permission sets, create its assignments, then verify them.
+
+    The permission sets are provisioned together, then the assignments are created, each on
+    up to ``max_outstanding`` threads (all accounts together capped by the context's
+    semaphore of outstanding creations); the first FAILED one stops the account's actions not
+    yet started, and its reason is recorded. Whatever happened, the assignments the journal
+    has as done are then verified (:func:`tasks.assignments.verify_assignments`).
+    """
+    report = AccountReport(account_id)
+    assignments = [a for a in actions if a.kind == "create-assignment"]
+    if not _refused_as_changed(rt, account_id, actions, report):
+        provisions = [a for a in actions if a.kind == "provision-permission-set"]
+        if run_concurrently(rt, account_id, provisions, report, "provision"):
+            run_concurrently(rt, account_id, assignments, report, "assign")
+    _verify_account(rt, account_id, assignments, report)
+    return report
+
+
+def create_permission_sets_outcome(rt: StageRun, actions: list[PlanAction]) -> Any:
+    """Ends Failed (one message, no traceback) when a permission set failed."""
+    return task_outcome(
+        "permission sets", lambda: create_permission_sets(rt, actions), len(actions)
+    )
+
+
+def provision_account_outcome(
+    rt: StageRun, account_id: str, actions: list[PlanAction], label: str = ""
+) -> Any:
+    """Ends Failed (one message, no traceback) when the account failed; others go on."""
+    return task_outcome(
+        label or account_id, lambda: provision_account(rt, account_id, actions), len(actions)
+    )
+
+
+def run(rt: StageRun, actions: list[PlanAction], in_flow: bool) -> list[AccountReport]:
+    """Permission sets first (every account waits for them), then every account at once."""
+    sets = [a for a in actions if a.kind in PERMISSION_SET_KINDS]
+    accounts = by_account([a for a in actions if a.kind not in PERMISSION_SET_KINDS])
+    if in_flow:
+        reports = [
+            settle(
+                prefect_task(
+                    create_permission_sets_outcome,
+                    "create-permission-sets",
+                    "create permission sets",
+                ).submit(rt, sets)
+            )
+        ]
+        futures = [
+            prefect_task(
+                provision_account_outcome, "provision-account", "provision {label}"
+            ).submit(rt, account_id, account_actions, account_label(rt.planned_account(account_id)))
+            for account_id, account_actions in accounts.items()
+        ]
+        reports.extend(settle(future) for future in futures)
+        return reports
+    reports = [create_permission_sets(rt, sets)]
+    reports.extend(
+        provision_account(rt, a, account_actions) for a, account_actions in accounts.items()
+    )
+    return reports
+
+
+PROVISION = register(
+    StageDefinition(
+        name=Stage.PROVISION,
+        order=0,
+        summary="permission sets and account assignments in Identity Center",
+        plan_actions=plan_actions,
+        handlers=HANDLERS,
+        run=run,
+        undo_order=UNDO_ORDER,
+        before_run=(refuse_if_stale,),
+        approval=WITH_ALL,
+        undo_keeps_shared=True,
+    )
+)
