@@ -290,7 +290,7 @@ def seed_user(world: World, account_id: str, name: str, **what: Any) -> dict[str
     ``what``: keys (active access keys), inactive_keys, ssh, cert, service_credential,
     password, mfa, inline, managed, group, tags.
     """
-    from sandbox.seed import _signing_certificate
+    from sandbox.seed_iam_users import signing_certificate
 
     iam = world.member_iam(account_id)
     iam.create_user(
@@ -315,7 +315,7 @@ def seed_user(world: World, account_id: str, name: str, **what: Any) -> dict[str
         ]["SSHPublicKeyId"]
     if what.get("cert"):
         made["cert"] = iam.upload_signing_certificate(
-            UserName=name, CertificateBody=_signing_certificate()
+            UserName=name, CertificateBody=signing_certificate()
         )["Certificate"]["CertificateId"]
     if what.get("service_credential"):
         made["service_credential"] = iam.create_service_specific_credential(
