@@ -17,7 +17,7 @@ from bench.plans import store_provision_plan
 from domain.access import AssignmentDefinition, PermissionSetDefinition, RequiredPolicy
 from sandbox.control import SandboxControl
 from sandbox.server import Sandbox
-from sandbox.strict import Strictness
+from sandbox.strict_settings import Strictness
 from tasks.executor import PollPolicy
 
 READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
