@@ -158,6 +158,7 @@ def caller_account_id(headers: dict[str, str], access_key: str | None) -> str:
         return os.environ["MOTO_ACCOUNT_ID"]
     if headers.get("x-moto-account-id"):
         return headers["x-moto-account-id"]
+    # Imported here: moto is slow to import, and only a serving sandbox needs its backends.
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.iam.models import iam_backends
 

@@ -96,6 +96,7 @@ class SsoAdminRules:
 
     @staticmethod
     def _ssoadmin(call: Call) -> Any:
+        # Imported here: moto is slow to import, and only a serving sandbox needs its backends.
         from moto.ssoadmin.models import ssoadmin_backends
 
         return ssoadmin_backends[call.account_id][call.region]
