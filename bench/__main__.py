@@ -21,7 +21,7 @@ from bench import commands, inventory, plan, provision, retire, scan
 from bench.harness import print_goals
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__,
@@ -79,23 +79,33 @@ def main() -> None:
         "commands", help="each iamc command as a subprocess: overhead and wall vs. bounds"
     )
     commands.add_arguments(commands_args)
-    args = parser.parse_args()
-    benches = {
-        "commands": commands,
-        "inventory": inventory,
-        "plan": plan,
-        "provision": provision,
-        "retire": retire,
-        "scan": scan,
-    }
+    return parser
+
+
+BENCHES = {
+    "commands": commands,
+    "inventory": inventory,
+    "plan": plan,
+    "provision": provision,
+    "retire": retire,
+    "scan": scan,
+}
+
+
+def main() -> None:
+    args = _parser().parse_args()
     if args.bench != "all":
-        benches[args.bench].run(args)
+        BENCHES[args.bench].run(args)
         if not print_goals():
             sys.exit(1)  # `make bench` (all) then lists this benchmark as not met
         return
+    _run_all()
+
+
+def _run_all() -> None:
     # Each in its own process: a bench sets up its own Prefect home, server and environment.
     failed, goal_lines = [], []
-    for name in benches:
+    for name in BENCHES:
         print(f"\n=== bench {name} ===", flush=True)
         child = subprocess.Popen(  # noqa: S603 - this interpreter, a fixed module
             [sys.executable, "-m", "bench", name],

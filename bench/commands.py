@@ -13,7 +13,6 @@ and ``cpu`` is the child's user+sys CPU time (steadier than wall on a shared mac
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import resource
@@ -32,23 +31,9 @@ from bench.harness import (
     start_local_prefect_server,
     warm_up_prefect_server,
 )
+from sandbox.demo_spec import DEMO_SPEC, demo_waves
 
 _OWN_WORK = re.compile(r"flows\.timing: \S+: own work ([\d.]+) s")
-# The demo's spec (iamc/demo.py), waves of half the accounts each: benchmarks don't import
-# the CLI package.
-DEMO_SPEC = """name = "demo"
-region = "us-east-1"
-member_role = "OrganizationAccountAccessRole"
-state = "sqlite:///state.db"
-protected_users = ["breakglass-*"]
-[scope]
-include_accounts = ["*"]
-[decommission]
-inactive_days = 90
-bake_days = 14
-[inventory]
-concurrency = 8
-"""
 STEP_BOUND_S = 2.0  # overhead beyond the command's own AWS and database work
 READ_BOUND_S = 1.0  # whole wall time of a read-only command
 
@@ -147,15 +132,7 @@ def run(args: argparse.Namespace) -> None:
             endpoint_url=sandbox.url,
         )
         active = sorted(a.account_id for a in manifest.accounts if a.status == "ACTIVE")
-        half = max(1, len(active) // 2)
-        spec.write_text(
-            DEMO_SPEC
-            + "".join(
-                f'[[waves]]\nname = "wave-{n}"\ninclude_accounts = {json.dumps(chunk)}\n'
-                for n, chunk in enumerate((active[:half], active[half:]), start=1)
-                if chunk
-            )
-        )
+        spec.write_text(DEMO_SPEC + demo_waves(active))
         env = {**os.environ, "COLUMNS": "200"}
         env.pop("PREFECT_API_URL", None)
         # The commands log as a user's do (run logs to the API), not at this process's level.

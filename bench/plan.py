@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import sqlite3
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -130,8 +135,6 @@ def _timed_plan(spec: Path, out: Path) -> dict[str, Any]:
 def _peak_rss_mib() -> float:
     """This process's peak RSS. Linux's VmHWM starts afresh at exec; ru_maxrss does not (a
     child started by a 500 MiB parent would report the parent's peak)."""
-    import resource
-
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -143,8 +146,6 @@ def _peak_rss_mib() -> float:
 
 def plan_once(spec: str, out: str) -> None:
     """The cold run's child process: one plan, then its figures as one JSON line."""
-    import json
-
     run_flows_as_the_cli_does("flows.plan")
     timed = _timed_plan(Path(spec), Path(out))
     rss = _peak_rss_mib()
@@ -155,6 +156,30 @@ def _print_phases(phases: dict[str, float], wall: float) -> None:
     for name, seconds in phases.items():
         print(f"    {name:16s} {seconds:6.2f} s")
     print(f"    {'Prefect, other':16s} {wall - sum(phases.values()):6.2f} s")
+
+
+def _cold_plan(spec: Path, out: Path) -> tuple[dict[str, Any], float]:
+    """The plan computed by a new process, imports included, reporting to the local Prefect
+    server as `iamc` commands do (iamc/prefect_server.py); returns its figures and wall time."""
+    env = dict(os.environ)
+    started = time.perf_counter()
+    child = subprocess.run(  # noqa: S603 - this interpreter, our own module
+        [
+            sys.executable,
+            "-c",
+            f"from bench.plan import plan_once; plan_once({str(spec)!r}, {str(out)!r})",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    cold_wall = time.perf_counter() - started
+    lines = [x for x in child.stdout.splitlines() if x.startswith("BENCH ")]
+    if child.returncode or not lines:
+        print(child.stdout[-2000:], child.stderr[-4000:])
+        raise SystemExit(f"cold plan process failed (exit {child.returncode})")
+    return json.loads(lines[-1][len("BENCH ") :]), cold_wall
 
 
 def run(args: argparse.Namespace) -> None:
@@ -169,12 +194,6 @@ def run(args: argparse.Namespace) -> None:
     already, with the OS cache of the state DB warm. Figures are wall-clock: on a shared
     machine run it twice.
     """
-    import json
-    import resource
-    import sqlite3
-    import subprocess
-    import sys
-
     workdir = bench_workdir("iamc-bench-plan-")
     run_flows_as_the_cli_does("flows.plan")
     spec = workdir / "spec.toml"
@@ -187,28 +206,7 @@ def run(args: argparse.Namespace) -> None:
     # A first run in this process: imports, Prefect's first flow run here (not counted).
     first = _timed_plan(spec, workdir / "out-first")
     print(f"first run in this process (fresh Prefect home, imports): {first['wall']:.1f} s")
-    # Cold: a new process, imports included, reporting to the local Prefect server as `iamc`
-    # commands do (iamc/prefect_server.py).
-    env = dict(os.environ)
-    started = time.perf_counter()
-    child = subprocess.run(  # noqa: S603 - this interpreter, our own module
-        [
-            sys.executable,
-            "-c",
-            f"from bench.plan import plan_once; plan_once({str(spec)!r}, "
-            f"{str(workdir / 'out-cold')!r})",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-    )
-    cold_wall = time.perf_counter() - started
-    lines = [x for x in child.stdout.splitlines() if x.startswith("BENCH ")]
-    if child.returncode or not lines:
-        print(child.stdout[-2000:], child.stderr[-4000:])
-        raise SystemExit(f"cold plan process failed (exit {child.returncode})")
-    cold = json.loads(lines[-1][len("BENCH ") :])
+    cold, cold_wall = _cold_plan(spec, workdir / "out-cold")
     result = cold["result"]
     actions = sum(result["actions"].values())
     print(

@@ -8,11 +8,14 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
 from bench.harness import bench_workdir, goal, run_flows_as_the_cli_does
+
+if TYPE_CHECKING:
+    from tasks.handler import PollPolicy
 
 BENCH_MANAGED_POLICIES = (
     "arn:aws:iam::aws:policy/ReadOnlyAccess",
@@ -131,13 +134,11 @@ def run(args: argparse.Namespace) -> None:
     from prefect import flow
 
     from domain.progress import listening
-    from domain.spec import DEFAULT_RATE_LIMITS
 
     # apply_flow's own body (apply_plan in a flow, per-account Prefect tasks) with the
     # bench's poll policy, which apply_flow's UI parameters don't offer.
     from engine.apply import apply_plan
     from sandbox.server import Sandbox
-    from tasks.handler import MAX_OUTSTANDING_ASSIGNMENTS, TYPICAL_COMPLETION_S, PollPolicy
 
     workdir = bench_workdir("iamc-bench-provision-")
     run_flows_as_the_cli_does("flows.apply")
@@ -161,90 +162,19 @@ def run(args: argparse.Namespace) -> None:
             f"{n_sets} permission sets, {n_provisions} provisionings, {n_assignments} "
             f"assignments ({time.monotonic() - t0:.1f} s)"
         )
-        completion = args.completion_ms / 1000
-        control.strictness.update(
-            {
-                "throttle": {"sso-admin": args.sso_rate},
-                "async_in_progress_polls": args.polls,
-                "async_completion_ms": args.completion_ms,
-            }
-        )
-        if completion > 0:
-            # AWS's clock scaled down so the bench runs in minutes: a request completes
-            # `completion` s after it is made (AWS: seconds; the client's production first
-            # poll is TYPICAL_COMPLETION_S), and the client's first poll and back-off are
-            # scaled by the same factor.
-            scale = completion / TYPICAL_COMPLETION_S["CreateAccountAssignment"]
-            poll = PollPolicy(initial=0.5 * scale, maximum=10 * scale, first=completion)
-            model = f"async requests complete {args.completion_ms} ms after they are made"
-        else:
-            poll = PollPolicy()
-            model = f"{args.polls} IN_PROGRESS poll(s) per async request"
-        print(
-            f"sandbox: sso-admin throttled at {args.sso_rate:g} req/s, {model}; client: first "
-            f"poll after {poll.first_poll('CreateAccountAssignment'):g} s, back-off from "
-            f"{poll.initial:g} s to {poll.maximum:g} s; client limits (spec defaults) "
-            f"{DEFAULT_RATE_LIMITS}"
-        )
-        lock = threading.Lock()
-        seen = {"done": 0, "start": 0.0, "last": 0.0}
-        total_actions = n_sets + n_provisions + n_assignments
-
-        def progress(event: str, data: dict[str, Any]) -> None:
-            with lock:
-                now = time.monotonic() - started
-                if event == "apply-start":
-                    seen["start"] = now
-                    print(f"  {now:7.1f} s  apply-start: {data.get('actions')} actions", flush=True)
-                elif event == "action-done":
-                    seen["done"] += 1
-                    seen["last"] = now
-                    if seen["done"] % max(1, total_actions // 20) == 0:
-                        snap = control.recorder.snapshot()
-                        print(
-                            f"  {now:7.1f} s  {seen['done']:5d}/{total_actions} actions done, "
-                            f"{snap['total']} calls, {snap['throttled_total']} throttled",
-                            flush=True,
-                        )
-
+        poll = _configure(control, args)
+        watch = _ApplyWatch(control.recorder, n_sets + n_provisions + n_assignments)
         # Prefect's API up before the clock starts, as for an operator whose `iamc` commands
         # report to a running server: its start is not provisioning.
         flow(name="bench-warm-up", persist_result=False)(lambda: None)()
         control.recorder.reset()
-        started = time.monotonic()
-        sampling = threading.Event()
-        samples: list[tuple[float, int]] = []
-
-        def sample() -> None:
-            # sso-admin calls admitted so far, every SAMPLE_S: where the stage left the rate idle.
-            while not sampling.wait(SAMPLE_S):
-                snap = control.recorder.snapshot()["calls"]
-                admitted = sum(v for k, v in snap.items() if k.startswith("sso-admin:"))
-                samples.append((time.monotonic() - started, admitted))
-
-        sampler = threading.Thread(target=sample, name="bench-sampler", daemon=True)
-        sampler.start()
-        pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
-        began: list[float] = [0.0]
-
-        def on_gc(phase: str, info: dict[str, Any]) -> None:
-            # Cyclic GC stops every thread of the process (the sandbox's server too).
-            if phase == "start":
-                began[0] = time.perf_counter()
-            else:
-                pauses[info["generation"]].append(time.perf_counter() - began[0])
-
-        gc.callbacks.append(on_gc)
-        with listening(progress):
+        with watch, listening(watch.progress):
             summary = flow(name="bench-apply", persist_result=False)(apply_plan)(
                 str(spec), plan_id, "provision", poll=poll, in_flow=True
             )
-        wall = time.monotonic() - started
-        gc.callbacks.remove(on_gc)
-        sampling.set()
-        sampler.join()
         calls = control.recorder.snapshot()
-    stage_wall = seen["last"] - seen["start"]
+    wall = watch.wall
+    stage_wall = watch.seen["last"] - watch.seen["start"]
     print(
         f"\napply: {summary['succeeded']} succeeded, {summary['adopted']} adopted, "
         f"{summary['failed']} failed, {summary['pending']} pending of {summary['actions']}"
@@ -254,6 +184,107 @@ def run(args: argparse.Namespace) -> None:
         "verification)"
     )
     print(f"           {stage_wall:.1f} s from apply-start to the last action done")
+    sso_calls = _print_calls(calls, watch, args.sso_rate)
+    _judge(args, n_provisions, n_assignments, poll, wall, stage_wall, sso_calls)
+
+
+def _configure(control: Any, args: argparse.Namespace) -> PollPolicy:
+    """Throttle the sandbox's sso-admin and set its async model; returns the poll policy."""
+    # Imported here, as in run(): the flows' modules load after run_flows_as_the_cli_does.
+    from domain.spec import DEFAULT_RATE_LIMITS
+    from tasks.handler import TYPICAL_COMPLETION_S, PollPolicy
+
+    completion = args.completion_ms / 1000
+    control.strictness.update(
+        {
+            "throttle": {"sso-admin": args.sso_rate},
+            "async_in_progress_polls": args.polls,
+            "async_completion_ms": args.completion_ms,
+        }
+    )
+    if completion > 0:
+        # AWS's clock scaled down so the bench runs in minutes: a request completes
+        # `completion` s after it is made (AWS: seconds; the client's production first
+        # poll is TYPICAL_COMPLETION_S), and the client's first poll and back-off are
+        # scaled by the same factor.
+        scale = completion / TYPICAL_COMPLETION_S["CreateAccountAssignment"]
+        poll = PollPolicy(initial=0.5 * scale, maximum=10 * scale, first=completion)
+        model = f"async requests complete {args.completion_ms} ms after they are made"
+    else:
+        poll = PollPolicy()
+        model = f"{args.polls} IN_PROGRESS poll(s) per async request"
+    print(
+        f"sandbox: sso-admin throttled at {args.sso_rate:g} req/s, {model}; client: first "
+        f"poll after {poll.first_poll('CreateAccountAssignment'):g} s, back-off from "
+        f"{poll.initial:g} s to {poll.maximum:g} s; client limits (spec defaults) "
+        f"{DEFAULT_RATE_LIMITS}"
+    )
+    return poll
+
+
+class _ApplyWatch:
+    """What the bench watches while the apply runs: progress, sso-admin calls admitted over
+    time, and cyclic GC pauses."""
+
+    def __init__(self, recorder: Any, total_actions: int):
+        self.recorder = recorder
+        self.total_actions = total_actions
+        self.seen = {"done": 0, "start": 0.0, "last": 0.0}
+        self.samples: list[tuple[float, int]] = []
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self.started = 0.0
+        self.wall = 0.0
+        self._lock = threading.Lock()
+        self._sampling = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, name="bench-sampler", daemon=True)
+        self._gc_began = 0.0
+
+    def __enter__(self) -> _ApplyWatch:
+        self.started = time.monotonic()
+        self._sampler.start()
+        gc.callbacks.append(self._on_gc)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.wall = time.monotonic() - self.started
+        gc.callbacks.remove(self._on_gc)
+        self._sampling.set()
+        self._sampler.join()
+
+    def progress(self, event: str, data: dict[str, Any]) -> None:
+        with self._lock:
+            now = time.monotonic() - self.started
+            if event == "apply-start":
+                self.seen["start"] = now
+                print(f"  {now:7.1f} s  apply-start: {data.get('actions')} actions", flush=True)
+            elif event == "action-done":
+                self.seen["done"] += 1
+                self.seen["last"] = now
+                if self.seen["done"] % max(1, self.total_actions // 20) == 0:
+                    snap = self.recorder.snapshot()
+                    print(
+                        f"  {now:7.1f} s  {self.seen['done']:5d}/{self.total_actions} actions "
+                        f"done, {snap['total']} calls, {snap['throttled_total']} throttled",
+                        flush=True,
+                    )
+
+    def _sample(self) -> None:
+        # sso-admin calls admitted so far, every SAMPLE_S: where the stage left the rate idle.
+        while not self._sampling.wait(SAMPLE_S):
+            snap = self.recorder.snapshot()["calls"]
+            admitted = sum(v for k, v in snap.items() if k.startswith("sso-admin:"))
+            self.samples.append((time.monotonic() - self.started, admitted))
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        # Cyclic GC stops every thread of the process (the sandbox's server too).
+        if phase == "start":
+            self._gc_began = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self._gc_began)
+
+
+def _print_calls(calls: dict[str, Any], watch: _ApplyWatch, rate: float) -> int:
+    """The sandbox's call counts, idle time, GC pauses and polls; returns sso-admin calls."""
 
     def table(title: str, counts: dict[str, int]) -> None:
         print(f"\n{title}:")
@@ -270,16 +301,16 @@ def run(args: argparse.Namespace) -> None:
     if calls["errors"]:
         table("errors", calls["errors"])
 
-    _idle_report(samples, args.sso_rate, wall, sso_calls)
+    _idle_report(watch.samples, rate, watch.wall, sso_calls)
     print(
         "cyclic GC pauses during the apply: "
         + ", ".join(
             f"gen {g}: {len(p)} taking {sum(p):.2f} s (longest {max(p, default=0):.2f} s)"
-            for g, p in pauses.items()
+            for g, p in watch.pauses.items()
         )
     )
     if os.environ.get("BENCH_SAMPLES"):
-        print("samples:", " ".join(f"{t:.1f}:{n}" for t, n in samples))
+        print("samples:", " ".join(f"{t:.1f}:{n}" for t, n in watch.samples))
 
     # Status polls per request, by operation.
     requests = {
@@ -292,7 +323,24 @@ def run(args: argparse.Namespace) -> None:
         polled = calls["calls"].get(f"sso-admin:{describe}", 0)
         if made:
             print(f"  {describe:52s} {polled / made:5.2f} ({polled} for {made} requests)")
+    return sso_calls
 
+
+def _judge(
+    args: argparse.Namespace,
+    n_provisions: int,
+    n_assignments: int,
+    poll: PollPolicy,
+    wall: float,
+    stage_wall: float,
+    sso_calls: int,
+) -> None:
+    """The wall time against the binding lower bound: the rate's or the concurrency's."""
+    # Imported here, as in run(): the flows' modules load after run_flows_as_the_cli_does.
+    from tasks.handler import MAX_OUTSTANDING_ASSIGNMENTS
+
+    n_sets = args.permission_sets
+    completion = args.completion_ms / 1000
     # (a) The rate bound: sso-admin requests the stage can't do without, at the limit.
     rate = args.sso_rate
     creates = n_sets * CALLS_PER_SET

@@ -149,6 +149,60 @@ def _report(
     print(f"  wall / bound = {wall:.1f} / {bound:.1f} = {wall / bound if bound else 0:.2f}")
 
 
+def _crash_point(plan: Any, accounts: list[str], users: int) -> Any:
+    """The delete action to crash after: a DeleteAccessKey mid-way through the middle account."""
+    from domain.plan import Stage
+
+    return next(
+        a
+        for a in plan.actions
+        if a.stage == Stage.DELETE
+        and a.kind == "delete-access-key"
+        and a.account_id == accounts[len(accounts) // 2]
+        and a.target == f"retiree-{users // 2:03d}"
+    )
+
+
+def _check_nothing_sent_twice(
+    plan: Any, calls: dict[str, Any], users: int, url: str, accounts: list[str]
+) -> None:
+    """One DeleteUser per user and one DeleteAccessKey per key, and no user left."""
+    keys = sum(len(a.params["items"]) for a in plan.actions if a.kind == "delete-access-key")
+    sent = calls["calls"]
+    print(
+        f"  no mutation twice: DeleteUser {sent.get('iam:DeleteUser', 0)} for {users} users, "
+        f"DeleteAccessKey {sent.get('iam:DeleteAccessKey', 0)} for {keys} keys"
+    )
+    assert sent.get("iam:DeleteUser", 0) == users
+    assert sent.get("iam:DeleteAccessKey", 0) == keys
+    left = sum(len(member_iam(url, a).list_users()["Users"]) for a in accounts)
+    print(f"  IAM users left in the member accounts: {left}")
+
+
+def _write_spec(spec: Path, args: argparse.Namespace) -> None:
+    # The client-side IAM limit is what an operator would run with (spec default 10/s).
+    # The blast-radius cap is raised to the bench's size, as an operator would in a reviewed
+    # spec change; the default (50 per run, 20 per account) would stop the delete run.
+    spec.write_text(
+        'name = "bench-retire"\nstate = "sqlite:///state.db"\n'
+        f"[decommission]\nmax_deletes_per_run = {args.accounts * args.users}\n"
+        f"max_deletes_per_account = {args.users}\n"
+        f"[aws]\nrate_limits = {{ iam = {args.iam_rate:g}, "
+        f"cloudtrail = {args.cloudtrail_rate:g} }}\n"
+    )
+
+
+def _throttle(control: Any, args: argparse.Namespace) -> None:
+    control.strictness.update(
+        {"throttle": {"iam": args.sandbox_iam_rate, "cloudtrail": args.cloudtrail_rate}}
+    )
+    print(
+        f"sandbox: IAM throttled at {args.sandbox_iam_rate:g} req/s per account, "
+        f"CloudTrail at {args.cloudtrail_rate:g}/s per account; client limits "
+        f"iam {args.iam_rate:g}/s, cloudtrail {args.cloudtrail_rate:g}/s per account"
+    )
+
+
 def run(args: argparse.Namespace) -> None:
     """Disable and delete ``accounts`` x ``users`` IAM users on the throttled sandbox."""
     import sandbox.strict as strict
@@ -162,16 +216,7 @@ def run(args: argparse.Namespace) -> None:
     workdir = bench_workdir("iamc-bench-retire-")
     run_flows_as_the_cli_does("stages.retire", "flows.apply")
     spec = workdir / "spec.toml"
-    # The client-side IAM limit is what an operator would run with (spec default 10/s).
-    # The blast-radius cap is raised to the bench's size, as an operator would in a reviewed
-    # spec change; the default (50 per run, 20 per account) would stop the delete run.
-    spec.write_text(
-        'name = "bench-retire"\nstate = "sqlite:///state.db"\n'
-        f"[decommission]\nmax_deletes_per_run = {args.accounts * args.users}\n"
-        f"max_deletes_per_account = {args.users}\n"
-        f"[aws]\nrate_limits = {{ iam = {args.iam_rate:g}, "
-        f"cloudtrail = {args.cloudtrail_rate:g} }}\n"
-    )
+    _write_spec(spec, args)
     state_url = f"sqlite:///{workdir / 'state.db'}"
     # IAM throttles per account: the sandbox keeps one bucket per account for it too.
     strict._PER_ACCOUNT_REGION = frozenset({*strict._PER_ACCOUNT_REGION, "iam"})
@@ -195,14 +240,7 @@ def run(args: argparse.Namespace) -> None:
             f"{sum(a.stage == Stage.DELETE for a in plan.actions)} delete actions "
             f"({time.monotonic() - t0:.1f} s)"
         )
-        control.strictness.update(
-            {"throttle": {"iam": args.sandbox_iam_rate, "cloudtrail": args.cloudtrail_rate}}
-        )
-        print(
-            f"sandbox: IAM throttled at {args.sandbox_iam_rate:g} req/s per account, "
-            f"CloudTrail at {args.cloudtrail_rate:g}/s per account; client limits "
-            f"iam {args.iam_rate:g}/s, cloudtrail {args.cloudtrail_rate:g}/s per account"
-        )
+        _throttle(control, args)
 
         control.recorder.reset()
         started = time.monotonic()
@@ -220,14 +258,7 @@ def run(args: argparse.Namespace) -> None:
 
         # Delete, killed once in the middle (after a user's DeleteAccessKey went out but
         # before it was recorded), then resumed: nothing may be sent twice.
-        victim = next(
-            a
-            for a in plan.actions
-            if a.stage == Stage.DELETE
-            and a.kind == "delete-access-key"
-            and a.account_id == accounts[len(accounts) // 2]
-            and a.target == f"retiree-{args.users // 2:03d}"
-        )
+        victim = _crash_point(plan, accounts, args.users)
         control.recorder.reset()
         started = time.monotonic()
         try:
@@ -245,13 +276,4 @@ def run(args: argparse.Namespace) -> None:
         _report("delete", wall, calls, users, len(accounts), args.iam_rate, args.cloudtrail_rate)
         print(f"  (crashed at {crashed_at:.1f} s after {victim.id}, resumed as run {run_id})")
         assert summary["failed"] == summary["pending"] == 0, summary
-        keys = sum(len(a.params["items"]) for a in plan.actions if a.kind == "delete-access-key")
-        sent = calls["calls"]
-        print(
-            f"  no mutation twice: DeleteUser {sent.get('iam:DeleteUser', 0)} for {users} users, "
-            f"DeleteAccessKey {sent.get('iam:DeleteAccessKey', 0)} for {keys} keys"
-        )
-        assert sent.get("iam:DeleteUser", 0) == users
-        assert sent.get("iam:DeleteAccessKey", 0) == keys
-        left = sum(len(member_iam(sandbox.url, a).list_users()["Users"]) for a in accounts)
-        print(f"  IAM users left in the member accounts: {left}")
+        _check_nothing_sent_twice(plan, calls, users, sandbox.url, accounts)

@@ -8,7 +8,7 @@ from pathlib import Path
 import boto3
 from rich.console import Console
 
-from iamc.demo import DEMO_SPEC
+from sandbox.demo_spec import DEMO_SPEC
 
 
 def run_ui(

@@ -21,7 +21,7 @@ from typing import Any
 
 import boto3
 
-from iamc.demo import DEMO_SPEC
+from sandbox.demo_spec import DEMO_SPEC
 
 SPEC_NAME = "acme-wave-1"
 CHROMIUM_FLAGS = [

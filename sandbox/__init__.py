@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from sandbox.strict import Strictness
+from sandbox.strict_settings import Strictness
 
 __all__ = ["Strictness"]

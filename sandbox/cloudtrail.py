@@ -1,10 +1,9 @@
-"""CloudTrail for the sandbox: what IAM users' keys did, and LookupEvents (moto 5.2.5 lacks it).
+"""CloudTrail for the sandbox: what IAM users' keys did, and LookupEvents (moto 5.2.5 lacks it)."""
 
-The middleware asks :func:`user_key` who signed each request; an ``Inactive`` key is refused
-as AWS refuses it, a quarantined user (the tool's deny-all inline policy) is denied, and every
-call signed by an IAM user's key becomes an event here, with the key's last-used date moved
-as AWS moves it.
-"""
+# The middleware asks :func:`user_key` who signed each request; an ``Inactive`` key is refused
+# as AWS refuses it, a quarantined user (the tool's deny-all inline policy) is denied, and every
+# call signed by an IAM user's key becomes an event here, with the key's last-used date moved
+# as AWS moves it.
 
 from __future__ import annotations
 

@@ -53,9 +53,10 @@ class SandboxControl:
         return self._request("GET", "/_iamc/config")
 
     def configure(self, **settings: Any) -> dict[str, Any]:
-        """Change strictness settings (see :class:`sandbox.strict.Strictness`); returns them all.
+        """Change strictness settings; returns them all.
 
         ``throttle=True`` means the default rates; ``throttle={}`` switches throttling off.
+        The settings are :class:`sandbox.strict_settings.Strictness`'s.
         """
         return self._request("POST", "/_iamc/config", settings)
 

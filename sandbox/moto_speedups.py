@@ -1,12 +1,11 @@
-"""moto's server with the work it repeats on every request or account done once per process.
+"""moto's server with the work it repeats on every request or account done once per process."""
 
-Profiles of the sandbox under ``iamc inventory`` (py-spy, GIL samples) put about a fifth of its
-CPU in two lookups whose answers never change while it runs: which backend serves a host
-(moto lists its package directory on disk and tries its URL patterns) and which actions a
-response class has (``inspect.getmembers`` over the class). Profiles of seeding put a third of
-it in parsing moto's table of AWS-managed policies, again for every account's IAM backend.
-All three are done once here; every answer is moto's own.
-"""
+# Profiles of the sandbox under ``iamc inventory`` (py-spy, GIL samples) put about a fifth of its
+# CPU in two lookups whose answers never change while it runs: which backend serves a host
+# (moto lists its package directory on disk and tries its URL patterns) and which actions a
+# response class has (``inspect.getmembers`` over the class). Profiles of seeding put a third of
+# it in parsing moto's table of AWS-managed policies, again for every account's IAM backend.
+# All three are done once here; every answer is moto's own.
 
 from __future__ import annotations
 

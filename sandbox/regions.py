@@ -1,12 +1,11 @@
-"""EC2 DescribeRegions as AWS answers an account that opted in to nothing.
+"""EC2 DescribeRegions as AWS answers an account that opted in to nothing."""
 
-moto 5.2.5 answers ``DescribeRegions`` with ``AllRegions=false`` with every region it knows:
-the opt-in regions it marks ``not-opted-in``, and the China and GovCloud partitions' regions,
-which no ``aws``-partition account can reach. AWS answers only the regions enabled for the
-account (EC2 API reference, DescribeRegions: "AllRegions ... whether to display all Regions,
-including Regions that are disabled for your account"). A caller that reads every enabled
-region would otherwise try endpoints that refuse its credentials in production.
-"""
+# moto 5.2.5 answers ``DescribeRegions`` with ``AllRegions=false`` with every region it knows:
+# the opt-in regions it marks ``not-opted-in``, and the China and GovCloud partitions' regions,
+# which no ``aws``-partition account can reach. AWS answers only the regions enabled for the
+# account (EC2 API reference, DescribeRegions: "AllRegions ... whether to display all Regions,
+# including Regions that are disabled for your account"). A caller that reads every enabled
+# region would otherwise try endpoints that refuse its credentials in production.
 
 from __future__ import annotations
 

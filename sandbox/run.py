@@ -11,7 +11,8 @@ import boto3
 from rich.console import Console
 from rich.table import Table
 
-from sandbox.seed import SeedManifest, seed_organization
+from sandbox.seed import seed_organization
+from sandbox.seed_manifest import SeedManifest
 from sandbox.server import Sandbox
 
 log = logging.getLogger(__name__)

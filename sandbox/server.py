@@ -9,7 +9,8 @@ from types import TracebackType
 from typing import Any
 
 from domain.errors import SandboxError
-from sandbox.strict import StrictMiddleware, Strictness
+from sandbox.strict import StrictMiddleware
+from sandbox.strict_settings import Strictness
 
 log = logging.getLogger(__name__)
 

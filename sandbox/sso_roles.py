@@ -1,12 +1,11 @@
-"""The AWSReservedSSO_* roles IAM Identity Center keeps in member accounts, which moto never makes.
+"""The AWSReservedSSO_* roles Identity Center keeps in member accounts, which moto never makes."""
 
-"When you assign a permission set, IAM Identity Center creates corresponding IAM Identity
-Center-controlled IAM roles in each account, and attaches the policies specified in the
-permission set to those roles. [...] As you modify the permission set, IAM Identity Center
-ensures that the corresponding IAM policies and roles are updated accordingly."
-(IAM Identity Center User Guide, "IAM roles created by IAM Identity Center",
-https://docs.aws.amazon.com/singlesignon/latest/userguide/identity-center-and-iam-roles.html)
-"""
+# "When you assign a permission set, IAM Identity Center creates corresponding IAM Identity
+# Center-controlled IAM roles in each account, and attaches the policies specified in the
+# permission set to those roles. [...] As you modify the permission set, IAM Identity Center
+# ensures that the corresponding IAM policies and roles are updated accordingly."
+# (IAM Identity Center User Guide, "IAM roles created by IAM Identity Center",
+# https://docs.aws.amazon.com/singlesignon/latest/userguide/identity-center-and-iam-roles.html)
 
 from __future__ import annotations
 

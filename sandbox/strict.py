@@ -9,10 +9,8 @@ import os
 import re
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -22,6 +20,10 @@ from sandbox.key_last_used import get_access_key_last_used
 from sandbox.regions import describe_regions
 from sandbox.service_credentials import ServiceCredentials
 from sandbox.sso_roles import SsoRoles
+from sandbox.strict_iam import IamRules
+from sandbox.strict_settings import AssignmentFault, Strictness
+from sandbox.strict_sso_admin import SsoAdminRules
+from sandbox.strict_sts import StsRules
 from sandbox.wire import Call as _Call
 from sandbox.wire import Reply as _Reply
 from sandbox.wire import (
@@ -36,14 +38,6 @@ log = logging.getLogger(__name__)
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
-# Requests per second when throttling is switched "on" without rates: IAM Identity Center
-# quotas give sso-admin and identitystore ~20 requests/s each
-# (https://docs.aws.amazon.com/singlesignon/latest/userguide/limits.html).
-# CloudTrail's LookupEvents allows 2 requests/s per account per region (CloudTrail API
-# reference, LookupEvents).
-DEFAULT_THROTTLE: dict[str, float] = {"sso-admin": 20.0, "identitystore": 20.0, "cloudtrail": 2.0}
-
-API_FAMILIES = ("iam", "sts", "organizations", "sso-admin", "identitystore", "cloudtrail")
 # Families whose quota is per account and region rather than one bucket for the sandbox.
 _PER_ACCOUNT_REGION = frozenset({"cloudtrail"})
 
@@ -73,133 +67,6 @@ _THROTTLE_CODE = {
     "identitystore": "ThrottlingException",
     "cloudtrail": "ThrottlingException",
 }
-
-# What DeleteUser requires removed first, in the order AWS documents for deleting a user
-# (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_users_remove.html#id_users_deleting_cli),
-# with a message in the style of AWS's DeleteConflict errors.
-DELETE_USER_DEPENDENTS: tuple[tuple[str, str], ...] = (
-    ("login-profile", "Cannot delete entity, must delete login profile first."),
-    ("access-keys", "Cannot delete entity, must delete access keys first."),
-    ("signing-certificates", "Cannot delete entity, must delete signing certificates first."),
-    ("ssh-public-keys", "Cannot delete entity, must delete SSH public keys first."),
-    (
-        "service-specific-credentials",
-        "Cannot delete entity, must delete service specific credentials first.",
-    ),
-    ("mfa-devices", "Cannot delete entity, must delete MFA device first."),
-    ("inline-policies", "Cannot delete entity, must delete policies first."),
-    ("attached-policies", "Cannot delete entity, must detach all policies first."),
-    ("groups", "Cannot delete entity, must remove user from all groups first."),
-    ("permissions-boundary", "Cannot delete entity, must delete permissions boundary first."),
-)
-
-
-@dataclass
-class AssignmentFault:
-    """Make the next assignment creation for (account, permission set) end FAILED.
-
-    Either field may be "*" to match any account or permission set.
-    """
-
-    account_id: str
-    permission_set_arn: str
-    reason: str = "Injected failure"
-
-
-@dataclass
-class Strictness:
-    """How strict the sandbox is; readable and settable at runtime over ``/_iamc/config``.
-
-    Attributes:
-        delete_conflicts: DeleteUser refuses while the user has dependent objects.
-        assume_role_checks: AssumeRole of a role that does not exist is refused with
-            AccessDenied, as AWS does (moto hands out credentials for any ARN).
-        async_in_progress_polls: Describe* polls that report IN_PROGRESS before the final status
-            (when ``async_completion_ms`` is 0).
-        async_completion_ms: When above 0, an asynchronous request (assignment creation or
-            deletion, provisioning) completes this many milliseconds after it was made,
-            however often it is polled, as AWS's do: a Describe or List*Status before then
-            reports IN_PROGRESS, any after it the final status.
-        conflicts: Duplicate permission-set names and duplicate assignments are refused.
-        credential_checks: A request signed by an ``Inactive`` access key is refused
-            (``InvalidClientTokenId``) and one signed by a user holding the quarantine policy
-            is denied (``AccessDenied``), as AWS would; either way CloudTrail records it.
-        throttle: Requests per second per API family (``iam``, ``sts``, ``organizations``,
-            ``sso-admin``, ``identitystore``, ``cloudtrail``); a family not listed is not
-            throttled. ``cloudtrail`` is per account and region, as AWS's quota is.
-        latency_ms: Fixed delay added to every AWS call.
-        faults: Pending injected assignment failures, consumed one per matching creation.
-        deny: Calls (``service:Operation``, e.g. ``kms:GetKeyPolicy``) refused with
-            AccessDenied, as a resource policy or SCP would refuse them in AWS; only calls the
-            layer can name (JSON services and IAM/STS, not REST ones such as S3 or Lambda).
-    """
-
-    delete_conflicts: bool = True
-    assume_role_checks: bool = True
-    async_in_progress_polls: int = 2
-    async_completion_ms: int = 0
-    conflicts: bool = True
-    credential_checks: bool = True
-    throttle: dict[str, float] = field(default_factory=dict)
-    latency_ms: int = 0
-    faults: list[AssignmentFault] = field(default_factory=list)
-    deny: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def update(self, changes: dict[str, Any]) -> None:
-        """Apply a partial update from JSON; ``throttle: true`` means the default rates.
-
-        Raises:
-            ValueError: An unknown setting or API family, or a value of the wrong type.
-        """
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
-        for name, value in changes.items():
-            if name == "throttle":
-                setattr(self, name, _parse_throttle(value))
-            elif name == "faults":
-                self.faults = [AssignmentFault(**fault) for fault in value or []]
-            elif name == "deny":
-                self.deny = _parse_deny(value)
-            elif name in (
-                "delete_conflicts",
-                "conflicts",
-                "assume_role_checks",
-                "credential_checks",
-            ):
-                setattr(self, name, bool(value))
-            else:
-                number = int(value)
-                if number < 0:
-                    raise ValueError(f"{name} must be >= 0")
-                setattr(self, name, number)
-
-
-def _parse_deny(value: Any) -> list[str]:
-    if not value:
-        return []
-    if not isinstance(value, list) or not all(
-        isinstance(v, str) and re.fullmatch(r"[a-z0-9-]+:[A-Za-z]+", v) for v in value
-    ):
-        raise ValueError("deny must be a list of 'service:Operation' (e.g. 'kms:GetKeyPolicy')")
-    return list(value)
-
-
-def _parse_throttle(value: Any) -> dict[str, float]:
-    if value is True:
-        return dict(DEFAULT_THROTTLE)
-    if not value:
-        return {}
-    if not isinstance(value, dict):
-        raise ValueError("throttle must be true, false or {family: requests_per_second}")
-    unknown = sorted(set(value) - set(API_FAMILIES))
-    if unknown:
-        raise ValueError(f"unknown API family {', '.join(unknown)}; expected {API_FAMILIES}")
-    return {family: float(rate) for family, rate in value.items() if float(rate) > 0}
 
 
 class TokenBucket:
@@ -275,40 +142,6 @@ class CallRecorder:
             }
 
 
-@dataclass
-class _AsyncRequest:
-    """One asynchronous sso-admin request the middleware reports on."""
-
-    kind: str  # creation | deletion | provisioning
-    request_id: str
-    status: dict[str, Any]  # the status object without Status/FailureReason
-    polls_left: int
-    final: str = "SUCCEEDED"
-    failure_reason: str | None = None
-    done: bool = False
-    # Monotonic time it completes at (time-based model), None: after ``polls_left`` polls.
-    completes_at: float | None = None
-
-    def view(self) -> dict[str, Any]:
-        if self.completes_at is not None and time.monotonic() >= self.completes_at:
-            self.done = True
-        out = dict(self.status)
-        out["RequestId"] = self.request_id
-        out["Status"] = self.final if self.done else "IN_PROGRESS"
-        if self.done and self.failure_reason:
-            out["FailureReason"] = self.failure_reason
-        return out
-
-    def poll(self) -> dict[str, Any]:
-        if self.completes_at is not None:
-            return self.view()
-        if self.polls_left > 0:
-            self.polls_left -= 1
-        else:
-            self.done = True
-        return self.view()
-
-
 def caller_account_id(headers: dict[str, str], access_key: str | None) -> str:
     """The account moto serves a request from, resolved as moto's BaseResponse does.
 
@@ -325,6 +158,7 @@ def caller_account_id(headers: dict[str, str], access_key: str | None) -> str:
         return os.environ["MOTO_ACCOUNT_ID"]
     if headers.get("x-moto-account-id"):
         return headers["x-moto-account-id"]
+    # Imported here: moto is slow to import, and only a serving sandbox needs its backends.
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.iam.models import iam_backends
 
@@ -353,24 +187,17 @@ class StrictMiddleware:
         self.sso_roles = SsoRoles()
         self._lock = threading.RLock()
         self._buckets: dict[Any, TokenBucket] = {}
-        self._requests: dict[str, _AsyncRequest] = {}
+        self.sso_admin = SsoAdminRules(
+            self.strictness, self.sso_roles, self._lock, self._forward_reply
+        )
+        iam = IamRules(self.strictness, self.service_credentials, self._forward_reply)
         self._handlers: dict[str, Callable[[_Call], _Reply | None]] = {
-            "iam:DeleteUser": self._delete_user,
+            **iam.handlers(),
             "iam:GetAccountAuthorizationDetails": get_account_authorization_details,
             "iam:GetAccessKeyLastUsed": get_access_key_last_used,
             **self.service_credentials.handlers(),
-            "sts:AssumeRole": self._assume_role,
-            "sso-admin:CreatePermissionSet": self._create_permission_set,
-            "sso-admin:CreateAccountAssignment": self._create_account_assignment,
-            "sso-admin:DeleteAccountAssignment": self._delete_account_assignment,
-            "sso-admin:ProvisionPermissionSet": self._provision_permission_set,
-            "sso-admin:ListPermissionSetsProvisionedToAccount": self._provisioned_to_account,
-            "sso-admin:DescribeAccountAssignmentCreationStatus": self._describe("creation"),
-            "sso-admin:DescribeAccountAssignmentDeletionStatus": self._describe("deletion"),
-            "sso-admin:DescribePermissionSetProvisioningStatus": self._describe("provisioning"),
-            "sso-admin:ListAccountAssignmentCreationStatus": self._list_statuses("creation"),
-            "sso-admin:ListAccountAssignmentDeletionStatus": self._list_statuses("deletion"),
-            "sso-admin:ListPermissionSetProvisioningStatus": self._list_statuses("provisioning"),
+            **StsRules(self.strictness).handlers(),
+            **self.sso_admin.handlers(),
             "cloudtrail:LookupEvents": self.trail.lookup_events,
             "ec2:DescribeRegions": describe_regions,
         }
@@ -529,11 +356,6 @@ class StrictMiddleware:
         self.recorder.record_error(call.key, "501")
         return error_reply(call, "NotImplemented", str(err), 501)
 
-    def _forward(self, call: _Call) -> tuple[int, bytes]:
-        """Send the call to moto and return its status and body, for rewriting."""
-        reply = self._forward_reply(call)
-        return reply.status, reply.body
-
     def _forward_reply(self, call: _Call) -> _Reply:
         """Send the call to moto and keep its whole answer."""
         captured: dict[str, Any] = {}
@@ -674,8 +496,7 @@ class StrictMiddleware:
 
     def reset_async(self) -> None:
         """Forget tracked asynchronous requests (after moto's state is reset)."""
-        with self._lock:
-            self._requests.clear()
+        self.sso_admin.reset()
 
     def reset_state(self) -> None:
         """Forget everything the layer keeps beside moto: async requests, service-specific
@@ -687,324 +508,3 @@ class StrictMiddleware:
         self.clock.set_offset(0)
         with self._lock:
             self._buckets.clear()
-
-    # -- IAM DeleteUser ---------------------------------------------------------------------
-
-    def _delete_user(self, call: _Call) -> _Reply | None:
-        from moto.iam.models import iam_backends
-        from moto.utilities.utils import get_partition
-
-        backend = iam_backends[call.account_id][get_partition(call.region)]
-        user = backend.users.get(call.form().get("UserName", ""))
-        if user is None:
-            return None  # moto answers NoSuchEntity
-        if self.strictness.delete_conflicts:
-            for dependent, message in DELETE_USER_DEPENDENTS:
-                if dependent == "service-specific-credentials":
-                    has = self.service_credentials.user_has(call.account_id, user.name)
-                else:
-                    has = _user_has(backend, user, dependent)
-                if has:
-                    return xml_error("iam", "DeleteConflict", message, 409)
-        reply = self._forward_reply(call)
-        if reply.status == 200:
-            # A deleted user's service-specific credentials go with it.
-            self.service_credentials.forget_user(call.account_id, user.name)
-        return reply
-
-    # -- STS AssumeRole ---------------------------------------------------------------------
-
-    def _assume_role(self, call: _Call) -> _Reply | None:
-        if not self.strictness.assume_role_checks:
-            return None
-        from moto.iam.models import iam_backends
-        from moto.utilities.utils import get_partition
-
-        role_arn = call.form().get("RoleArn", "")
-        parts = role_arn.split(":")
-        if len(parts) != 6 or not parts[5].startswith("role/"):
-            return None  # moto answers the validation error
-        account_id, role_name = parts[4], parts[5].rsplit("/", 1)[-1]
-        backend = iam_backends[account_id][get_partition(call.region)]
-        if any(role.name == role_name for role in backend.roles.values()):
-            return None
-        # AWS answers a missing role (or a trust policy that excludes the caller) the same
-        # way, without saying which (STS API reference, AssumeRole errors).
-        return xml_error(
-            "sts",
-            "AccessDenied",
-            f"User: arn:aws:iam::{call.account_id}:user/sandbox is not authorized to perform: "
-            f"sts:AssumeRole on resource: {role_arn}",
-            403,
-        )
-
-    # -- sso-admin --------------------------------------------------------------------------
-
-    @staticmethod
-    def _ssoadmin(call: _Call) -> Any:
-        from moto.ssoadmin.models import ssoadmin_backends
-
-        return ssoadmin_backends[call.account_id][call.region]
-
-    def _create_permission_set(self, call: _Call) -> _Reply | None:
-        if not self.strictness.conflicts:
-            return None
-        params = call.json()
-        for existing in self._ssoadmin(call).permission_sets:
-            if existing.instance_arn == params.get("InstanceArn") and existing.name == params.get(
-                "Name"
-            ):
-                return json_error(
-                    "ConflictException",
-                    f"PermissionSet with name {params.get('Name')} already exists.",
-                    409,
-                )
-        return None
-
-    def _create_account_assignment(self, call: _Call) -> _Reply | None:
-        params = call.json()
-        wanted = _assignment_key(params)
-        if self.strictness.conflicts:
-            for existing in self._ssoadmin(call).account_assignments:
-                if _assignment_key(vars(existing), snake=True) == wanted:
-                    return json_error(
-                        "ConflictException",
-                        "The request would create an account assignment that already exists.",
-                        409,
-                    )
-        summary = {
-            "TargetId": params.get("TargetId"),
-            "TargetType": params.get("TargetType"),
-            "PermissionSetArn": params.get("PermissionSetArn"),
-            "PrincipalType": params.get("PrincipalType"),
-            "PrincipalId": params.get("PrincipalId"),
-            "CreatedDate": time.time(),
-        }
-        fault = self._take_fault(params.get("TargetId"), params.get("PermissionSetArn"))
-        if fault is not None:
-            # The assignment is never made, as when AWS reports FAILED.
-            tracked = self._track("creation", summary, "FAILED", fault.reason)
-            log.info("injected FAILED for assignment %s", tracked.request_id)
-            return json_reply({"AccountAssignmentCreationStatus": tracked.view()})
-        # Creating an assignment provisions the permission set to the account (sso-admin API
-        # reference, CreateAccountAssignment): if that can't succeed, neither does this.
-        permission_set = self._permission_set(call, params.get("PermissionSetArn"))
-        account_id = str(params.get("TargetId"))
-        if permission_set is not None:
-            reason = self.sso_roles.check(permission_set, account_id)
-            if reason is not None:
-                tracked = self._track("creation", summary, "FAILED", reason)
-                return json_reply({"AccountAssignmentCreationStatus": tracked.view()})
-        status, body = self._forward(call)
-        if status != 200:
-            return _Reply(status, body, "application/x-amz-json-1.1", {})
-        if permission_set is not None:
-            self.sso_roles.provision(permission_set, account_id)
-        created = json.loads(body)["AccountAssignmentCreationStatus"]
-        tracked = self._track("creation", {**summary, **_without_status(created)})
-        return json_reply({"AccountAssignmentCreationStatus": tracked.view()})
-
-    def _delete_account_assignment(self, call: _Call) -> _Reply | None:
-        params = call.json()
-        permission_set = self._permission_set(call, params.get("PermissionSetArn"))
-        status, body = self._forward(call)
-        if status != 200:
-            return _Reply(status, body, "application/x-amz-json-1.1", {})
-        account_id = str(params.get("TargetId"))
-        ps_arn = params.get("PermissionSetArn")
-        remaining = [
-            a
-            for a in list(self._ssoadmin(call).account_assignments)
-            if a.target_id == account_id and a.permission_set_arn == ps_arn
-        ]
-        if permission_set is not None and not remaining:
-            # The role lives while the set is assigned in the account: removing the last
-            # assignment removes the AWSReservedSSO_ role ("Remove permission sets in IAM
-            # Identity Center", https://docs.aws.amazon.com/singlesignon/latest/userguide/
-            # howtoremovepermissionset.html; practitioners report the same, e.g.
-            # github.com/ministryofjustice/modernisation-platform/issues/6216).
-            self.sso_roles.remove(ps_arn, permission_set.name, account_id)
-        deleted = json.loads(body)["AccountAssignmentDeletionStatus"]
-        tracked = self._track("deletion", _without_status(deleted))
-        return json_reply({"AccountAssignmentDeletionStatus": tracked.view()})
-
-    def _provision_permission_set(self, call: _Call) -> _Reply | None:
-        params = call.json()
-        ps_arn = params.get("PermissionSetArn")
-        permission_set = self._permission_set(call, ps_arn)
-        if params.get("TargetType") == "AWS_ACCOUNT":
-            accounts = [str(params.get("TargetId"))]
-        else:  # ALL_PROVISIONED_ACCOUNTS
-            assigned = {
-                a.target_id
-                for a in list(self._ssoadmin(call).account_assignments)
-                if a.permission_set_arn == ps_arn
-            }
-            accounts = sorted(assigned | set(self.sso_roles.provisioned_accounts(ps_arn)))
-        reason = None
-        if permission_set is not None:
-            reason = next(
-                (r for r in (self.sso_roles.check(permission_set, a) for a in accounts) if r),
-                None,
-            )
-        status, body = self._forward(call) if reason is None else (200, b"")
-        if status != 200:
-            return _Reply(status, body, "application/x-amz-json-1.1", {})
-        provisioned: dict[str, Any] = {"PermissionSetArn": ps_arn, "CreatedDate": time.time()}
-        if body:
-            provisioned = _without_status(json.loads(body)["PermissionSetProvisioningStatus"])
-        # AWS reports the target account only for TargetType AWS_ACCOUNT; moto reports the
-        # caller's account.
-        provisioned.pop("AccountId", None)
-        if params.get("TargetType") == "AWS_ACCOUNT":
-            provisioned["AccountId"] = params.get("TargetId")
-        if reason is not None:
-            tracked = self._track("provisioning", provisioned, "FAILED", reason)
-            return json_reply({"PermissionSetProvisioningStatus": tracked.view()})
-        if permission_set is not None:
-            for account_id in accounts:
-                self.sso_roles.provision(permission_set, account_id)
-        tracked = self._track("provisioning", provisioned)
-        return json_reply({"PermissionSetProvisioningStatus": tracked.view()})
-
-    def _provisioned_to_account(self, call: _Call) -> _Reply | None:
-        # moto ignores AccountId and lists every set ProvisionPermissionSet was ever called
-        # for, in any account, and none a CreateAccountAssignment provisioned. AWS lists the
-        # sets provisioned to that account (API_ListPermissionSetsProvisionedToAccount):
-        # those whose role is there.
-        params = call.json()
-        if self._ssoadmin(call).instances and not any(
-            i.instance_arn == params.get("InstanceArn") for i in self._ssoadmin(call).instances
-        ):
-            return None  # moto's own answer for an unknown instance
-        arns = self.sso_roles.provisioned_to(str(params.get("AccountId")))
-        return json_reply({"PermissionSets": arns})
-
-    def _permission_set(self, call: _Call, permission_set_arn: str | None) -> Any:
-        for permission_set in list(self._ssoadmin(call).permission_sets):
-            if permission_set.permission_set_arn == permission_set_arn:
-                return permission_set
-        return None
-
-    def _describe(self, kind: str) -> Callable[[_Call], _Reply | None]:
-        id_key, out_key = _STATUS_KEY[kind]
-
-        def describe(call: _Call) -> _Reply | None:
-            request_id = call.json().get(id_key, "")
-            with self._lock:
-                tracked = self._requests.get(request_id)
-                if tracked is None or tracked.kind != kind:
-                    return json_error(
-                        "ResourceNotFoundException", f"Request {request_id} not found.", 400
-                    )
-                return json_reply({out_key: tracked.poll()})
-
-        return describe
-
-    def _list_statuses(self, kind: str) -> Callable[[_Call], _Reply | None]:
-        out_key = {
-            "creation": "AccountAssignmentsCreationStatus",
-            "deletion": "AccountAssignmentsDeletionStatus",
-            "provisioning": "PermissionSetsProvisioningStatus",
-        }[kind]
-
-        def list_statuses(call: _Call) -> _Reply | None:
-            wanted = (call.json().get("Filter") or {}).get("Status")
-            with self._lock:
-                items = [
-                    {k: v for k, v in r.view().items() if k in ("Status", "RequestId")}
-                    | {"CreatedDate": r.status.get("CreatedDate")}
-                    for r in self._requests.values()
-                    if r.kind == kind
-                ]
-            if wanted:
-                items = [item for item in items if item["Status"] == wanted]
-            return json_reply({out_key: items})
-
-        return list_statuses
-
-    def _track(
-        self,
-        kind: str,
-        status: dict[str, Any],
-        final: str = "SUCCEEDED",
-        failure_reason: str | None = None,
-    ) -> _AsyncRequest:
-        # Our own ids: moto's come from its seeded random, which repeats after a re-seed.
-        with self._lock:
-            tracked = _AsyncRequest(
-                kind=kind,
-                request_id=str(uuid.uuid4()),
-                status=status,
-                polls_left=self.strictness.async_in_progress_polls,
-                final=final,
-                failure_reason=failure_reason,
-                completes_at=time.monotonic() + self.strictness.async_completion_ms / 1000
-                if self.strictness.async_completion_ms > 0
-                else None,
-            )
-            self._requests[tracked.request_id] = tracked
-            return tracked
-
-    def _take_fault(self, account_id: str | None, permission_set_arn: str | None) -> Any:
-        with self._lock:
-            for fault in self.strictness.faults:
-                # "*" matches any: a test can't know a permission set's ARN before it exists.
-                if fault.account_id in ("*", account_id) and fault.permission_set_arn in (
-                    "*",
-                    permission_set_arn,
-                ):
-                    self.strictness.faults.remove(fault)
-                    return fault
-        return None
-
-
-# Request-id parameter and status member of each asynchronous kind (sso-admin API reference).
-_STATUS_KEY = {
-    "creation": ("AccountAssignmentCreationRequestId", "AccountAssignmentCreationStatus"),
-    "deletion": ("AccountAssignmentDeletionRequestId", "AccountAssignmentDeletionStatus"),
-    "provisioning": ("ProvisionPermissionSetRequestId", "PermissionSetProvisioningStatus"),
-}
-
-_ASSIGNMENT_FIELDS = (
-    ("InstanceArn", "instance_arn"),
-    ("TargetId", "target_id"),
-    ("PermissionSetArn", "permission_set_arn"),
-    ("PrincipalType", "principal_type"),
-    ("PrincipalId", "principal_id"),
-)
-
-
-def _assignment_key(values: dict[str, Any], snake: bool = False) -> tuple[Any, ...]:
-    return tuple(values.get(s if snake else c) for c, s in _ASSIGNMENT_FIELDS)
-
-
-def _without_status(status: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in status.items() if k not in ("Status", "RequestId", "FailureReason")}
-
-
-def _user_has(backend: Any, user: Any, dependent: str) -> bool:
-    """Whether a moto IAM user still has one kind of object DeleteUser refuses to orphan."""
-    if dependent == "login-profile":
-        return user.password is not None
-    if dependent == "access-keys":
-        return bool(user.access_keys)
-    if dependent == "signing-certificates":
-        return bool(user.signing_certificates)
-    if dependent == "ssh-public-keys":
-        return bool(user.ssh_public_keys)
-    if dependent == "service-specific-credentials":
-        # moto 5.2.5 does not model them: the middleware keeps them (ServiceCredentials).
-        return bool(getattr(user, "service_specific_credentials", None))
-    if dependent == "mfa-devices":
-        return bool(user.mfa_devices)
-    if dependent == "inline-policies":
-        return bool(user.policies)
-    if dependent == "attached-policies":
-        return bool(user.managed_policies)
-    if dependent == "groups":
-        return bool(backend.get_groups_for_user(user.name))
-    if dependent == "permissions-boundary":
-        # moto 5.2.5 has no user permissions boundary (PutUserPermissionsBoundary).
-        return bool(getattr(user, "permissions_boundary_arn", None))
-    raise ValueError(dependent)

@@ -17,7 +17,7 @@ from bench.plans import store_provision_plan
 from domain.access import AssignmentDefinition, PermissionSetDefinition, RequiredPolicy
 from sandbox.control import SandboxControl
 from sandbox.server import Sandbox
-from sandbox.strict import Strictness
+from sandbox.strict_settings import Strictness
 from tasks.handler import PollPolicy
 
 READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
@@ -290,7 +290,7 @@ def seed_user(world: World, account_id: str, name: str, **what: Any) -> dict[str
     ``what``: keys (active access keys), inactive_keys, ssh, cert, service_credential,
     password, mfa, inline, managed, group, tags.
     """
-    from sandbox.seed import _signing_certificate
+    from sandbox.seed_iam_users import signing_certificate
 
     iam = world.member_iam(account_id)
     iam.create_user(
@@ -315,7 +315,7 @@ def seed_user(world: World, account_id: str, name: str, **what: Any) -> dict[str
         ]["SSHPublicKeyId"]
     if what.get("cert"):
         made["cert"] = iam.upload_signing_certificate(
-            UserName=name, CertificateBody=_signing_certificate()
+            UserName=name, CertificateBody=signing_certificate()
         )["Certificate"]["CertificateId"]
     if what.get("service_credential"):
         made["service_credential"] = iam.create_service_specific_credential(
@@ -361,9 +361,8 @@ def _spec(tmp_path: Path, bake_days: int, decommission: str = "") -> Path:
 
 def _inventories(world: World, keep: Callable[[str, str], bool], now: Any = None) -> list[Any]:
     """Each member account inventoried now (or at ``now``), keeping the users ``keep`` names."""
-    from domain.classification import ClassificationRules
     from domain.records import Account
-    from tasks.iam_users import inventory_account
+    from tasks.iam_users import ClassificationRules, inventory_account
 
     inventories = []
     for account_id in world.accounts:

@@ -11,7 +11,7 @@ from botocore.config import Config
 
 from sandbox.control import SandboxControl
 from sandbox.server import Sandbox
-from sandbox.strict import Strictness
+from sandbox.strict_settings import Strictness
 
 
 @pytest.fixture(scope="module")

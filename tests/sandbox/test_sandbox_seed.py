@@ -9,7 +9,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from sandbox.seed import FALSE_POSITIVE_KEY_ID, SeedManifest, expected_class, seed_organization
+from sandbox.seed import seed_organization
+from sandbox.seed_manifest import SeedManifest, expected_class
+from sandbox.seed_samples import FALSE_POSITIVE_KEY_ID
 from sandbox.server import Sandbox
 
 

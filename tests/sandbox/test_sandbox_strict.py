@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from domain.errors import SandboxError
 from sandbox.control import SandboxControl
-from sandbox.seed import _signing_certificate
+from sandbox.seed_iam_users import signing_certificate
 from sandbox.server import Sandbox
 
 _names = itertools.count(1)
@@ -39,9 +39,9 @@ def _add_dependent(iam: Any, user: str, kind: str) -> Callable[[], None]:
         key_id = iam.create_access_key(UserName=user)["AccessKey"]["AccessKeyId"]
         return lambda: iam.delete_access_key(UserName=user, AccessKeyId=key_id)
     if kind == "signing-certificates":
-        cert = iam.upload_signing_certificate(
-            UserName=user, CertificateBody=_signing_certificate()
-        )["Certificate"]["CertificateId"]
+        cert = iam.upload_signing_certificate(UserName=user, CertificateBody=signing_certificate())[
+            "Certificate"
+        ]["CertificateId"]
         return lambda: iam.delete_signing_certificate(UserName=user, CertificateId=cert)
     if kind == "ssh-public-keys":
         key = iam.upload_ssh_public_key(UserName=user, SSHPublicKeyBody="ssh-ed25519 AAAAC3 t@h")
