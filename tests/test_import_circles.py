@@ -1,4 +1,4 @@
-"""No import circle inside a package: its modules import each other one way, read from the source."""
+"""No import circle inside a package: its modules import each other one way, read from source."""
 
 from __future__ import annotations
 
