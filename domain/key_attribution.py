@@ -275,80 +275,86 @@ def attribute(
     for hit in hits:
         if hit.key_id and hit.secret_hash:
             paired.setdefault(hit.secret_hash, hit.key_id)
-    found: list[KeyFinding] = []
-    for hit in hits:
-        base = {
-            "source": hit.source,
-            "location": hit.location,
-            "line": hit.line,
-            "root": hit.root,
-            "commit": hit.commit,
-            "blob": hit.blob,
-            "history_only": hit.history_only,
-            "found_in_account": hit.account_id,
-            "region": hit.region,
-            "pair_found": hit.secret_found,
-            "pair_hmac": hit.secret_hash,
-        }
-        key_id = hit.key_id
-        note = ""
-        if key_id is None and hit.secret_hash and hit.secret_hash in paired:
-            key_id = paired[hit.secret_hash]
-            note = f"the secret of {mask_key_id(key_id)} (the same secret is next to it elsewhere)"
-        if key_id is None:
-            found.append(
-                KeyFinding(
-                    Classification.UNATTRIBUTED,
-                    note="a secret access key with no key id near it: find whose key it is and "
-                    "rotate that key",
-                    **base,  # type: ignore[arg-type]
-                )
-            )
-            continue
-        kind, why, owner = _attribute_key_id(key_id, latest, earlier, org)
-        found.append(
-            KeyFinding(
-                kind,
-                key_id=key_id,
-                note="; ".join(x for x in (note, why) if x),
-                **base,  # type: ignore[arg-type]
-                **owner,  # type: ignore[arg-type]
-            )
-        )
-    for item in ignored:
-        base = {
-            "source": item.source,
-            "location": item.location,
-            "line": item.line,
-            "root": item.root,
-            "blob": item.blob,
-            "found_in_account": item.account_id,
-            "region": item.region,
-        }
-        promotable = item.reason != IgnoreReason.DOCUMENTATION_EXAMPLE
-        if item.kind == "key-id" and item.key_id and promotable and item.key_id in latest:
-            kind, why, owner = _attribute_key_id(item.key_id, latest, earlier, org)
-            found.append(
-                KeyFinding(
-                    kind,
-                    key_id=item.key_id,
-                    note=f"an inventory key, although it looked like a look-alike ({item.reason})",
-                    **base,  # type: ignore[arg-type]
-                    **owner,  # type: ignore[arg-type]
-                )
-            )
-            continue
-        found.append(
-            KeyFinding(
-                Classification.IGNORED,
-                # A look-alike's id is kept masked only: it is nobody's key.
-                key_id=None,
-                note=f"{item.kind} look-alike: {item.reason}"
-                + (f" ({mask_key_id(item.key_id)})" if item.key_id else ""),
-                **base,  # type: ignore[arg-type]
-            )
-        )
+    found = [_hit_finding(hit, paired, latest, earlier, org) for hit in hits]
+    found.extend(_look_alike_finding(item, latest, earlier, org) for item in ignored)
     return found
+
+
+def _hit_finding(
+    hit: KeyHit,
+    paired: Mapping[str, str],
+    latest: Mapping[str, KeyOwner],
+    earlier: Mapping[str, KeyOwner],
+    org: OrgView,
+) -> KeyFinding:
+    base = {
+        "source": hit.source,
+        "location": hit.location,
+        "line": hit.line,
+        "root": hit.root,
+        "commit": hit.commit,
+        "blob": hit.blob,
+        "history_only": hit.history_only,
+        "found_in_account": hit.account_id,
+        "region": hit.region,
+        "pair_found": hit.secret_found,
+        "pair_hmac": hit.secret_hash,
+    }
+    key_id = hit.key_id
+    note = ""
+    if key_id is None and hit.secret_hash and hit.secret_hash in paired:
+        key_id = paired[hit.secret_hash]
+        note = f"the secret of {mask_key_id(key_id)} (the same secret is next to it elsewhere)"
+    if key_id is None:
+        return KeyFinding(
+            Classification.UNATTRIBUTED,
+            note="a secret access key with no key id near it: find whose key it is and "
+            "rotate that key",
+            **base,  # type: ignore[arg-type]
+        )
+    kind, why, owner = _attribute_key_id(key_id, latest, earlier, org)
+    return KeyFinding(
+        kind,
+        key_id=key_id,
+        note="; ".join(x for x in (note, why) if x),
+        **base,  # type: ignore[arg-type]
+        **owner,  # type: ignore[arg-type]
+    )
+
+
+def _look_alike_finding(
+    item: IgnoredHit,
+    latest: Mapping[str, KeyOwner],
+    earlier: Mapping[str, KeyOwner],
+    org: OrgView,
+) -> KeyFinding:
+    base = {
+        "source": item.source,
+        "location": item.location,
+        "line": item.line,
+        "root": item.root,
+        "blob": item.blob,
+        "found_in_account": item.account_id,
+        "region": item.region,
+    }
+    promotable = item.reason != IgnoreReason.DOCUMENTATION_EXAMPLE
+    if item.kind == "key-id" and item.key_id and promotable and item.key_id in latest:
+        kind, _, owner = _attribute_key_id(item.key_id, latest, earlier, org)
+        return KeyFinding(
+            kind,
+            key_id=item.key_id,
+            note=f"an inventory key, although it looked like a look-alike ({item.reason})",
+            **base,  # type: ignore[arg-type]
+            **owner,  # type: ignore[arg-type]
+        )
+    return KeyFinding(
+        Classification.IGNORED,
+        # A look-alike's id is kept masked only: it is nobody's key.
+        key_id=None,
+        note=f"{item.kind} look-alike: {item.reason}"
+        + (f" ({mask_key_id(item.key_id)})" if item.key_id else ""),
+        **base,  # type: ignore[arg-type]
+    )
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,17 @@ block: nothing runs it, and disabling the key is exactly the remedy for a leaked
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from domain.key_attribution import REPLACEMENT_ROLE, KeyAcceptance, KeyFinding, inventory_index
+from domain.key_attribution import (
+    REPLACEMENT_ROLE,
+    KeyAcceptance,
+    KeyFinding,
+    KeyOwner,
+    inventory_index,
+)
 from domain.keys import mask_key_id
 from domain.plan import Plan, Stage
 from domain.records import AccountInventory, Finding
@@ -93,72 +99,10 @@ def hard_coded_key_findings(
         for a in plan.actions
         if a.stage in (Stage.DISABLE, Stage.DELETE) and a.account_id
     }
-    results: list[Finding] = []
-    for (account_id, user), entry in sorted(users.items()):
-        keys_out = []
-        parts = []
-        blocking_keys = set()
-        for key_id, findings in sorted(entry.keys.items()):
-            owner = owners[key_id]
-            locations = sorted(
-                {(f.where(), f.source): f for f in findings}.values(),
-                key=lambda f: (not f.current, f.where()),
-            )
-            current = [f for f in locations if f.current]
-            if owner.status == "Active" and current:
-                blocking_keys.add(key_id)
-            last_used = f", last used {owner.last_used:%Y-%m-%d}" if owner.last_used else ""
-            shown = [f.where() for f in locations[:_MAX_LOCATIONS_IN_MESSAGE]]
-            more = len(locations) - len(shown)
-            parts.append(
-                f"{mask_key_id(key_id)} ({owner.status}{last_used}) at "
-                + "; ".join(shown)
-                + (f"; and {more} more" if more > 0 else "")
-            )
-            keys_out.append(
-                {
-                    "key": mask_key_id(key_id),
-                    "status": owner.status,
-                    "last_used": owner.last_used.isoformat() if owner.last_used else None,
-                    "locations": [_location(f) for f in locations],
-                }
-            )
-        details: dict[str, Any] = {"user_class": entry.user_class, "keys": keys_out}
-        message = "hard-coded " + " | ".join(parts)
-        severity = "warning"
-        acts = (account_id, user) in acting
-        if blocking_keys and acts:
-            acceptance = _covering(acceptances, account_id, user, set(entry.keys))
-            if acceptance is None:
-                severity = "blocking"
-                details["stages"] = BLOCKED_STAGES
-                message += (
-                    ": disable and delete are held until a later 'iamc scan' no longer finds "
-                    f"the active key there, or 'iamc scan accept {account_id}/{user} --by NAME "
-                    "--reason ...' records why it is safe"
-                )
-            else:
-                details["accepted"] = {
-                    "by": acceptance.approver,
-                    "reason": acceptance.reason,
-                    "at": acceptance.at.isoformat(),
-                }
-                message += (
-                    f": accepted by {acceptance.approver} at {acceptance.at:%Y-%m-%d %H:%M}: "
-                    f"{acceptance.reason}"
-                )
-        elif blocking_keys:
-            message += ": the plan does not disable this user; replace the key before it does"
-        results.append(
-            Finding(
-                severity=severity,
-                kind=HARD_CODED_KEY,
-                message=message,
-                account_id=account_id,
-                subject=user,
-                details=details,
-            )
-        )
+    results = [
+        _user_finding(entry, owners, (account_id, user) in acting, acceptances)
+        for (account_id, user), entry in sorted(users.items())
+    ]
     for unit in unscanned:
         results.append(
             Finding(
@@ -169,6 +113,85 @@ def hard_coded_key_findings(
             )
         )
     return results
+
+
+def _user_finding(
+    entry: _UserKeys,
+    owners: Mapping[str, KeyOwner],
+    acts: bool,
+    acceptances: list[KeyAcceptance],
+) -> Finding:
+    """One user's finding: blocking when the plan acts on it and an active key is current."""
+    account_id, user = entry.account_id, entry.user
+    parts, keys_out, blocking_keys = _describe_keys(entry, owners)
+    details: dict[str, Any] = {"user_class": entry.user_class, "keys": keys_out}
+    message = "hard-coded " + " | ".join(parts)
+    severity = "warning"
+    if blocking_keys and acts:
+        acceptance = _covering(acceptances, account_id, user, set(entry.keys))
+        if acceptance is None:
+            severity = "blocking"
+            details["stages"] = BLOCKED_STAGES
+            message += (
+                ": disable and delete are held until a later 'iamc scan' no longer finds "
+                f"the active key there, or 'iamc scan accept {account_id}/{user} --by NAME "
+                "--reason ...' records why it is safe"
+            )
+        else:
+            details["accepted"] = {
+                "by": acceptance.approver,
+                "reason": acceptance.reason,
+                "at": acceptance.at.isoformat(),
+            }
+            message += (
+                f": accepted by {acceptance.approver} at {acceptance.at:%Y-%m-%d %H:%M}: "
+                f"{acceptance.reason}"
+            )
+    elif blocking_keys:
+        message += ": the plan does not disable this user; replace the key before it does"
+    return Finding(
+        severity=severity,
+        kind=HARD_CODED_KEY,
+        message=message,
+        account_id=account_id,
+        subject=user,
+        details=details,
+    )
+
+
+def _describe_keys(
+    entry: _UserKeys, owners: Mapping[str, KeyOwner]
+) -> tuple[list[str], list[dict[str, Any]], set[str]]:
+    """Per key of the user: its message part, its details row; and the keys that block."""
+    keys_out = []
+    parts = []
+    blocking_keys = set()
+    for key_id, findings in sorted(entry.keys.items()):
+        owner = owners[key_id]
+        locations = sorted(
+            {(f.where(), f.source): f for f in findings}.values(),
+            key=lambda f: (not f.current, f.where()),
+        )
+        current = [f for f in locations if f.current]
+        if owner.status == "Active" and current:
+            blocking_keys.add(key_id)
+        last_used = f", last used {owner.last_used:%Y-%m-%d}" if owner.last_used else ""
+        shown = [f.where() for f in locations[:_MAX_LOCATIONS_IN_MESSAGE]]
+        more = len(locations) - len(shown)
+        parts.append(
+            f"{mask_key_id(key_id)} ({owner.status}{last_used}) at "
+            + "; ".join(shown)
+            + (f"; and {more} more" if more > 0 else "")
+        )
+        keys_out.append(
+            {
+                "key": mask_key_id(key_id),
+                "status": owner.status,
+                "last_used": owner.last_used.isoformat() if owner.last_used else None,
+                "locations": [_location(f) for f in locations],
+            }
+        )
+    return parts, keys_out, blocking_keys
 
 
 def add_hard_coded_key_risks(

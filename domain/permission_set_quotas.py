@@ -7,13 +7,10 @@ IAM limits are the ones that bite at provisioning time.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from domain.access import PermissionSetDefinition, SynthesisResult
 from domain.records import Finding
-
-if TYPE_CHECKING:
-    from domain.synthesis import _Holder
 
 # IAM Identity Center quotas (userguide/limits) and IAM quotas (IAM user guide, "IAM and AWS
 # STS quotas"): a permission set is provisioned as an AWSReservedSSO_* role in each account, so
@@ -38,7 +35,6 @@ def _names_text(names: list[str]) -> str:
 
 def check_quotas(
     result: SynthesisResult,
-    holders: list[_Holder],
     max_permission_sets: int,
     max_per_account: int,
     max_managed_policies: int,

@@ -26,7 +26,7 @@ from state.journal import (
     SUCCEEDED,
     JournalEntry,
 )
-from tasks.handler import ExecutionContext, Handler, Journal
+from tasks.handler import ExecutionContext, Handler, Journal, Live
 
 log = logging.getLogger(__name__)
 
@@ -175,34 +175,8 @@ class Executor:
         live = handler.probe(self.ctx, action)
         record = {"action": _action_record(action)}
         if live.exists and not ours:
-            self.journal.journal_intent(
-                run_id=self.run_id,
-                plan_id=self.plan_id,
-                stage=self.stage,
-                action_id=action.id,
-                kind=action.kind,
-                account_id=action.account_id,
-                intent={**record, "existed_before": True, "live": live.detail},
-            )
-            if live.difference:
-                message = (
-                    f"{action.target} already exists and differs from the plan: "
-                    f"{live.difference}; refusing to change what this migration did not create"
-                )
-                self._finish(action.id, FAILED, error=message)
-                raise ConflictError(action.id, message)
-            self._boundary(action.id, AFTER_INTENT)
-            self._finish(action.id, ADOPTED, outcome={"adopted": live.detail})
-            return ADOPTED
-        self.journal.journal_intent(
-            run_id=self.run_id,
-            plan_id=self.plan_id,
-            stage=self.stage,
-            action_id=action.id,
-            kind=action.kind,
-            account_id=action.account_id,
-            intent={**record, "existed_before": False, "resumed": ours},
-        )
+            return self._adopt(action, live, record)
+        self._intend(action, {**record, "existed_before": False, "resumed": ours})
         self._boundary(action.id, AFTER_INTENT)
 
         def progress(known: dict[str, Any]) -> None:
@@ -220,6 +194,31 @@ class Executor:
         self._boundary(action.id, AFTER_CALL)
         self._finish(action.id, SUCCEEDED, outcome=done.outcome, undo=done.undo)
         return SUCCEEDED
+
+    def _intend(self, action: PlanAction, intent: dict[str, Any]) -> None:
+        self.journal.journal_intent(
+            run_id=self.run_id,
+            plan_id=self.plan_id,
+            stage=self.stage,
+            action_id=action.id,
+            kind=action.kind,
+            account_id=action.account_id,
+            intent=intent,
+        )
+
+    def _adopt(self, action: PlanAction, live: Live, record: dict[str, Any]) -> str:
+        """Record what exists without us: adopted as it is, or refused if it differs."""
+        self._intend(action, {**record, "existed_before": True, "live": live.detail})
+        if live.difference:
+            message = (
+                f"{action.target} already exists and differs from the plan: "
+                f"{live.difference}; refusing to change what this migration did not create"
+            )
+            self._finish(action.id, FAILED, error=message)
+            raise ConflictError(action.id, message)
+        self._boundary(action.id, AFTER_INTENT)
+        self._finish(action.id, ADOPTED, outcome={"adopted": live.detail})
+        return ADOPTED
 
     # -- rollback ---------------------------------------------------------------------------
 

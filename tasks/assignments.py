@@ -6,15 +6,19 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from domain.errors import ActionError
 from domain.plan import PlanAction
 from state.journal import JournalEntry
-from tasks.aws import error_message
 from tasks.aws import pages as _pages
 from tasks.handler import Done, ExecutionContext, Live
-from tasks.permission_sets import IN_PROGRESS, permission_set_arn, wait_for_status
+from tasks.permission_sets import permission_set_arn
+from tasks.sso_requests import (
+    CREATE_ASSIGNMENT,
+    DELETE_ASSIGNMENT,
+    IN_PROGRESS,
+    action_errors,
+    request_and_wait,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +60,7 @@ def _pending_creation(ctx: ExecutionContext, key: dict[str, str]) -> str | None:
         InstanceArn=instance,
         Filter={"Status": IN_PROGRESS},
     ):
-        described = sso.describe_account_assignment_creation_status(
-            InstanceArn=instance, AccountAssignmentCreationRequestId=status["RequestId"]
-        )["AccountAssignmentCreationStatus"]
+        described = CREATE_ASSIGNMENT.status(sso, instance, status["RequestId"])
         if all(described.get(k) == v for k, v in key.items()):
             return status["RequestId"]
     return None
@@ -110,26 +112,21 @@ class CreateAssignment:
         undo = {"instance_arn": ctx.instance.instance_arn, **key}
         if live.exists:  # our own earlier attempt got there (resume after a crash)
             return Done(outcome={"existing": True}, undo=undo)
-        sso, instance = ctx.sso(), ctx.instance.instance_arn
         with ctx.outstanding:  # at most N creations outstanding across the instance
-            try:
-                request_id = self._request_of_earlier_attempt(ctx, prior, key)
-                if request_id is None:
-                    request_id = sso.create_account_assignment(
-                        InstanceArn=instance, TargetType="AWS_ACCOUNT", **key
-                    )["AccountAssignmentCreationStatus"]["RequestId"]
-                    progress({"request_id": request_id, "undo": undo})
-                wait_for_status(
-                    lambda: sso.describe_account_assignment_creation_status(
-                        InstanceArn=instance, AccountAssignmentCreationRequestId=request_id
-                    )["AccountAssignmentCreationStatus"],
-                    ctx.poll,
-                    action.id,
-                    f"assignment {action.target} in account {key['TargetId']}",
-                    "CreateAccountAssignment",
-                )
-            except ClientError as err:
-                raise ActionError(action.id, error_message(err)) from err
+            with action_errors(action.id):
+                earlier = self._request_of_earlier_attempt(ctx, prior, key)
+            request_id = request_and_wait(
+                ctx.sso(),
+                ctx.instance.instance_arn,
+                CREATE_ASSIGNMENT,
+                ctx.poll,
+                action.id,
+                f"assignment {action.target} in account {key['TargetId']}",
+                sent=lambda request_id: progress({"request_id": request_id, "undo": undo}),
+                resume=earlier,
+                TargetType="AWS_ACCOUNT",
+                **key,
+            )
         ctx.remember_assignment(
             key["TargetId"],
             key["PermissionSetArn"],
@@ -146,10 +143,7 @@ class CreateAssignment:
             return None
         recorded = (prior.outcome or {}).get("request_id")
         if recorded:
-            status = ctx.sso().describe_account_assignment_creation_status(
-                InstanceArn=ctx.instance.instance_arn,
-                AccountAssignmentCreationRequestId=recorded,
-            )["AccountAssignmentCreationStatus"]
+            status = CREATE_ASSIGNMENT.status(ctx.sso(), ctx.instance.instance_arn, recorded)
             return recorded if status.get("Status") == IN_PROGRESS else None
         return _pending_creation(ctx, key)
 
@@ -169,27 +163,22 @@ class CreateAssignment:
             }
         instance = recorded.pop("instance_arn", ctx.instance.instance_arn)
         principal = (recorded["PrincipalType"], recorded["PrincipalId"])
-        sso = ctx.sso()
-        try:
+        with action_errors(entry.action_id):
             if principal not in list_assignments(
                 ctx, recorded["TargetId"], recorded["PermissionSetArn"]
             ):
                 return {"deleted": None, "note": "already gone"}
-            with ctx.outstanding:
-                request_id = sso.delete_account_assignment(
-                    InstanceArn=instance, TargetType="AWS_ACCOUNT", **recorded
-                )["AccountAssignmentDeletionStatus"]["RequestId"]
-                wait_for_status(
-                    lambda: sso.describe_account_assignment_deletion_status(
-                        InstanceArn=instance, AccountAssignmentDeletionRequestId=request_id
-                    )["AccountAssignmentDeletionStatus"],
-                    ctx.poll,
-                    entry.action_id,
-                    "deleting the assignment",
-                    "DeleteAccountAssignment",
-                )
-        except ClientError as err:
-            raise ActionError(entry.action_id, error_message(err)) from err
+        with ctx.outstanding:
+            request_id = request_and_wait(
+                ctx.sso(),
+                instance,
+                DELETE_ASSIGNMENT,
+                ctx.poll,
+                entry.action_id,
+                "deleting the assignment",
+                TargetType="AWS_ACCOUNT",
+                **recorded,
+            )
         ctx.remember_assignment(
             recorded["TargetId"], recorded["PermissionSetArn"], principal, present=False
         )

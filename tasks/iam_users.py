@@ -506,6 +506,17 @@ def inventory_account(
         pool.shutdown()
     clock.lap("per_user")
 
+    return _account_inventory(account, users, raw_groups, raw_policies, gaps)
+
+
+def _account_inventory(
+    account: Account,
+    users: list[User],
+    raw_groups: list[dict[str, Any]],
+    raw_policies: dict[str, dict[str, Any]],
+    gaps: _Gaps,
+) -> AccountInventory:
+    """The account's inventory from its read users and its bulk-read groups and policies."""
     groups = _groups_from_details(raw_groups)
     # Keep only the managed policies our users can reach (directly, through groups, or as a
     # boundary): AWS-managed policies number in the thousands and are the same everywhere.

@@ -4,29 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
-from tenacity import (
-    RetryCallState,
-    RetryError,
-    Retrying,
-    retry_if_result,
-    stop_after_delay,
-    wait_exponential,
-)
 
 from domain.access import PermissionSetDefinition
 from domain.errors import ActionError
 from domain.plan import PlanAction
 from domain.policy_documents import canonical_json
 from state.journal import JournalEntry
-from tasks.aws import error_code, error_message
+from tasks.aws import error_code
 from tasks.aws import pages as _pages
-from tasks.handler import Done, ExecutionContext, Live, PollPolicy
+from tasks.handler import Done, ExecutionContext, Live
+from tasks.sso_requests import PROVISION_PERMISSION_SET, action_errors, request_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -65,56 +57,6 @@ UPDATE_PERMISSIONS = (
     "sso:DeletePermissionsBoundaryFromPermissionSet",
 )
 PERMISSIONS = CREATE_PERMISSIONS + UPDATE_PERMISSIONS + PROVISION_PERMISSIONS
-
-# Async status values (sso-admin API reference, PermissionSetProvisioningStatus.Status).
-IN_PROGRESS = "IN_PROGRESS"
-FAILED = "FAILED"
-
-
-def _first_poll_wait(seconds: float) -> Callable[[RetryCallState], None]:
-    def before(state: RetryCallState) -> None:
-        if state.attempt_number == 1 and seconds > 0:
-            time.sleep(seconds)
-
-    return before
-
-
-def wait_for_status(
-    describe: Callable[[], dict[str, Any]],
-    poll: PollPolicy,
-    action_id: str,
-    what: str,
-    operation: str,
-) -> dict[str, Any]:
-    """Poll an asynchronous request until it SUCCEEDED: the first poll when ``operation``
-    typically completes (:meth:`PollPolicy.first_poll`), then backing off, bounded.
-
-    Args:
-        operation: The request's sso-admin operation (``CreateAccountAssignment``...).
-
-    Raises:
-        ActionError: It FAILED (with the reason AWS gave), or is still IN_PROGRESS after
-            ``poll.timeout`` seconds.
-    """
-    retrying = Retrying(
-        retry=retry_if_result(lambda status: status.get("Status") == IN_PROGRESS),
-        wait=wait_exponential(multiplier=poll.initial, max=poll.maximum),
-        stop=stop_after_delay(poll.timeout),
-        # Polling before the request can typically be done costs a call of the shared
-        # sso-admin rate and answers IN_PROGRESS: the first poll waits that long.
-        before=_first_poll_wait(poll.first_poll(operation)),
-    )
-    try:
-        final = retrying(describe)
-    except RetryError as err:
-        raise ActionError(
-            action_id, f"{what} still IN_PROGRESS after {poll.timeout:.0f} s; run resume later"
-        ) from err
-    if final.get("Status") == FAILED:
-        raise ActionError(
-            action_id, f"{what} FAILED: {final.get('FailureReason') or 'no reason given'}"
-        )
-    return final
 
 
 def permission_set_names(client: Any, instance_arn: str) -> dict[str, str]:
@@ -284,7 +226,7 @@ class CreatePermissionSet:
         definition = definition_of(action)
         sso, instance = ctx.sso(), ctx.instance.instance_arn
         arn = live.detail.get("arn")
-        try:
+        with action_errors(action.id):
             if arn is None:
                 extra = {"Description": definition.description} if definition.description else {}
                 created = sso.create_permission_set(
@@ -301,8 +243,6 @@ class CreatePermissionSet:
             else:
                 current = read_permission_set(sso, instance, arn)
             self._converge(sso, instance, arn, definition, current, action.id)
-        except ClientError as err:
-            raise ActionError(action.id, error_message(err)) from err
         undo = {"permission_set_arn": arn, "name": definition.name}
         return Done(outcome={"arn": arn}, undo=undo)
 
@@ -485,11 +425,9 @@ class UpdatePermissionSet:
         # Recorded before the first call: a crash mid-update still knows what to restore.
         progress({"arn": arn, "undo": undo})
         sso, instance = ctx.sso(), ctx.instance.instance_arn
-        try:
+        with action_errors(action.id):
             current = read_permission_set(sso, instance, arn)
             converge_definition(sso, instance, arn, definition, current)
-        except ClientError as err:
-            raise ActionError(action.id, error_message(err)) from err
         return Done(outcome={"arn": arn, "changes": action.params.get("changes", [])}, undo=undo)
 
     def undo(self, ctx: ExecutionContext, entry: JournalEntry) -> dict[str, Any]:
@@ -502,24 +440,20 @@ class UpdatePermissionSet:
         if arn is None or previous is None:
             return {"restored": None, "note": "it does not exist"}
         sso, instance = ctx.sso(), ctx.instance.instance_arn
-        try:
+        with action_errors(entry.action_id):
             current = read_permission_set(sso, instance, arn)
             converge_definition(sso, instance, arn, PermissionSetDefinition(**previous), current)
-            # The accounts keep the updated roles until the set is provisioned again.
-            request_id = sso.provision_permission_set(
-                InstanceArn=instance, PermissionSetArn=arn, TargetType="ALL_PROVISIONED_ACCOUNTS"
-            )["PermissionSetProvisioningStatus"]["RequestId"]
-            wait_for_status(
-                lambda: sso.describe_permission_set_provisioning_status(
-                    InstanceArn=instance, ProvisionPermissionSetRequestId=request_id
-                )["PermissionSetProvisioningStatus"],
-                ctx.poll,
-                entry.action_id,
-                f"re-provisioning {name} with its previous definition",
-                "ProvisionPermissionSet",
-            )
-        except ClientError as err:
-            raise ActionError(entry.action_id, error_message(err)) from err
+        # The accounts keep the updated roles until the set is provisioned again.
+        request_id = request_and_wait(
+            sso,
+            instance,
+            PROVISION_PERMISSION_SET,
+            ctx.poll,
+            entry.action_id,
+            f"re-provisioning {name} with its previous definition",
+            PermissionSetArn=arn,
+            TargetType="ALL_PROVISIONED_ACCOUNTS",
+        )
         return {"restored": arn, "reprovisioned": request_id}
 
 
@@ -560,27 +494,18 @@ class ProvisionPermissionSet:
         arn = permission_set_arn(ctx, action.target)
         if arn is None:
             raise ActionError(action.id, f"permission set {action.target} does not exist")
-        sso, instance = ctx.sso(), ctx.instance.instance_arn
-        try:
-            status = sso.provision_permission_set(
-                InstanceArn=instance,
-                PermissionSetArn=arn,
-                TargetType="AWS_ACCOUNT",
-                TargetId=account_id,
-            )["PermissionSetProvisioningStatus"]
-            request_id = status["RequestId"]
-            progress({"request_id": request_id})
-            wait_for_status(
-                lambda: sso.describe_permission_set_provisioning_status(
-                    InstanceArn=instance, ProvisionPermissionSetRequestId=request_id
-                )["PermissionSetProvisioningStatus"],
-                ctx.poll,
-                action.id,
-                f"provisioning {action.target} to {account_id}",
-                "ProvisionPermissionSet",
-            )
-        except ClientError as err:
-            raise ActionError(action.id, error_message(err)) from err
+        request_id = request_and_wait(
+            ctx.sso(),
+            ctx.instance.instance_arn,
+            PROVISION_PERMISSION_SET,
+            ctx.poll,
+            action.id,
+            f"provisioning {action.target} to {account_id}",
+            sent=lambda request_id: progress({"request_id": request_id}),
+            PermissionSetArn=arn,
+            TargetType="AWS_ACCOUNT",
+            TargetId=account_id,
+        )
         # Nothing to undo on its own: removing the last assignment of the set from the account
         # and deleting the set removes the role Identity Center provisioned there.
         return Done(outcome={"request_id": request_id, "arn": arn}, undo={"note": "none needed"})

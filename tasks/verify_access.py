@@ -164,19 +164,7 @@ def verify_account(
         if set_name not in assigned:
             arn = set_arns.get(set_name)
             assigned[set_name] = (
-                set()
-                if arn is None
-                else {
-                    (a["PrincipalType"], a["PrincipalId"])
-                    for a in _pages(
-                        sso,
-                        "list_account_assignments",
-                        "AccountAssignments",
-                        InstanceArn=instance_arn,
-                        AccountId=account_id,
-                        PermissionSetArn=arn,
-                    )
-                }
+                set() if arn is None else _assignments(sso, instance_arn, account_id, arn)
             )
         return assigned[set_name]
 
@@ -196,39 +184,65 @@ def verify_account(
                         f"{a['principal_name']} is missing"
                     )
             role = roles.get(set_name)
-            if role is None:
-                check.problems.append(
-                    f"no AWSReservedSSO_{set_name}_* role under {SSO_ROLE_PATH}: the permission "
-                    "set is not provisioned to this account"
-                )
-                continue
-            definition = definitions.get(set_name, {})
-            wanted = expected_policy_arns(definition, account_id)
-            if wanted - role.managed_policy_arns:
-                check.problems.append(
-                    f"role {role.name} lacks {', '.join(sorted(wanted - role.managed_policy_arns))}"
-                )
-            if inline_keys(definition.get("inline_policy")) - role.inline_statements:
-                check.problems.append(
-                    f"role {role.name}: {SSO_INLINE_POLICY} differs from the permission set's "
-                    "inline policy"
-                )
-            given[0].update(role.managed_policy_arns)
-            given[1].update(role.inline_statements)
-        if inventory is None:
-            continue
-        for iam_user in check.iam_users:
-            missing, statements = missing_access(held_access(inventory, iam_user), given)
-            if missing:
-                check.problems.append(
-                    f"IAM user {iam_user} held {', '.join(missing)}, which no assigned role gives"
-                )
-            if statements:
-                check.problems.append(
-                    f"IAM user {iam_user} held {statements} inline policy statement(s) that no "
-                    "assigned role's inline policy has"
-                )
+            _check_role(check, set_name, role, definitions.get(set_name, {}))
+            if role is not None:
+                given[0].update(role.managed_policy_arns)
+                given[1].update(role.inline_statements)
+        if inventory is not None:
+            _check_held_access(check, inventory, given)
     return sorted(people.values(), key=lambda c: c.identity)
+
+
+def _assignments(sso: Any, instance_arn: str, account_id: str, arn: str) -> set[tuple[str, str]]:
+    return {
+        (a["PrincipalType"], a["PrincipalId"])
+        for a in _pages(
+            sso,
+            "list_account_assignments",
+            "AccountAssignments",
+            InstanceArn=instance_arn,
+            AccountId=account_id,
+            PermissionSetArn=arn,
+        )
+    }
+
+
+def _check_role(
+    check: AccessCheck, set_name: str, role: SsoRole | None, definition: dict[str, Any]
+) -> None:
+    """The permission set's role in the account exists and carries the set's policies."""
+    if role is None:
+        check.problems.append(
+            f"no AWSReservedSSO_{set_name}_* role under {SSO_ROLE_PATH}: the permission "
+            "set is not provisioned to this account"
+        )
+        return
+    wanted = expected_policy_arns(definition, check.account_id)
+    if wanted - role.managed_policy_arns:
+        check.problems.append(
+            f"role {role.name} lacks {', '.join(sorted(wanted - role.managed_policy_arns))}"
+        )
+    if inline_keys(definition.get("inline_policy")) - role.inline_statements:
+        check.problems.append(
+            f"role {role.name}: {SSO_INLINE_POLICY} differs from the permission set's inline policy"
+        )
+
+
+def _check_held_access(
+    check: AccessCheck, inventory: AccountInventory, given: tuple[set[str], set[str]]
+) -> None:
+    """Each of the person's IAM users held nothing the assigned roles don't give."""
+    for iam_user in check.iam_users:
+        missing, statements = missing_access(held_access(inventory, iam_user), given)
+        if missing:
+            check.problems.append(
+                f"IAM user {iam_user} held {', '.join(missing)}, which no assigned role gives"
+            )
+        if statements:
+            check.problems.append(
+                f"IAM user {iam_user} held {statements} inline policy statement(s) that no "
+                "assigned role's inline policy has"
+            )
 
 
 def permission_set_arns(sso: Any, instance_arn: str) -> dict[str, str]:

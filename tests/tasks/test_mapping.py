@@ -7,15 +7,8 @@ from pathlib import Path
 import pytest
 
 from domain.errors import InputFileError, SpecError
-from domain.mapping import (
-    GROUP_OVERRIDE_HEADER,
-    IdentityIndex,
-    check_overrides,
-    map_identities,
-    map_user,
-    parse_overrides,
-    parse_user_rules,
-)
+from domain.mapping import IdentityIndex, map_identities, map_user, parse_user_rules
+from domain.mapping_overrides import GROUP_OVERRIDE_HEADER, check_overrides, parse_overrides
 from domain.records import (
     Account,
     AccountInventory,

@@ -10,7 +10,7 @@ import pytest
 
 from domain.errors import ActionError
 from tasks.handler import TYPICAL_COMPLETION_S, PollPolicy
-from tasks.permission_sets import wait_for_status
+from tasks.sso_requests import wait_for_status
 
 
 def _request(completes_after: float, final: str = "SUCCEEDED") -> tuple[Any, list[float]]:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from domain.access import RequiredPolicy, SynthesisResult
+from domain.permission_set_naming import NAME_PATTERN
 from domain.permission_set_quotas import MAX_INLINE_BYTES, MAX_INLINE_CHARS
 from domain.policy_documents import canonical_json, normalize_policy, policy_fingerprint
 from domain.records import (
@@ -25,7 +26,7 @@ from domain.records import (
     User,
     UserMapping,
 )
-from domain.synthesis import NAME_PATTERN, synthesize
+from domain.synthesis import synthesize
 
 A1 = "111111111111"
 A2 = "222222222222"
@@ -698,7 +699,7 @@ def test_ten_thousand_users_synthesize_in_one_pass():
 
 
 def test_clashing_names_get_more_hash_digits():
-    from domain.synthesis import _unique_names
+    from domain.permission_set_naming import unique_names as _unique_names
 
     same_start = {"abcdef12" + "0" * 56: ("team", False), "abcdef12" + "1" * 56: ("team", False)}
     names = _unique_names(same_start, "")
