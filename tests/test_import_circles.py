@@ -26,10 +26,6 @@ PACKAGES = (
 KNOWN_CIRCLES: dict[str, set[frozenset[str]]] = {
     # removed when state/ is repositories
     "state": {frozenset({"state.runs", "state.store", "state.waves"})},
-    # removed when flows/ is split (another helper holds flows/; reported, not fixed here)
-    "flows": {
-        frozenset({"flows.apply", "flows.preconditions", "flows.retire", "flows.retire_delete"})
-    },
 }
 
 
