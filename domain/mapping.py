@@ -13,17 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.errors import SpecError
-
-# flows/mapping.py imports the overrides names from here: re-exported until it imports them
-# from domain.mapping_overrides.
-from domain.mapping_overrides import (  # noqa: F401
-    GROUP_OVERRIDE_HEADER,
-    USER_OVERRIDE_HEADER,
-    Overrides,
-    check_overrides,
-    parse_overrides,
-    unused_override_findings,
-)
+from domain.mapping_overrides import Overrides, unused_override_findings
 from domain.records import (
     AccountInventory,
     Finding,

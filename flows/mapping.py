@@ -12,13 +12,12 @@ from prefect.cache_policies import NO_CACHE
 from console.artifacts import publish_mapping
 from console.operator import operator_step
 from domain.errors import NoInventoryError
-from domain.mapping import (
+from domain.mapping import MappingResult, map_identities
+from domain.mapping_overrides import (
     GROUP_OVERRIDE_HEADER,
     USER_OVERRIDE_HEADER,
-    MappingResult,
     Overrides,
     check_overrides,
-    map_identities,
     parse_overrides,
 )
 from domain.progress import emit
