@@ -80,9 +80,11 @@ class StageDefinition:
         order: Its place in the runbook: plans list, approve and apply stages in this order.
         summary: One line for plan.md, the approval form and ``--help``.
         plan_actions: ``PlanInputs -> [PlanAction]``: this stage's actions (pure).
-        handlers: action kind -> the handler that probes, applies and undoes it.
+        handlers: ``() -> {action kind: handler}`` (the handler probes, applies and undoes
+            it); a loader, so listing the stages imports no AWS adapter.
         run: ``(runtime, actions, in_flow) -> [account report]``: the per-account driver.
-        undo_order: Action kinds in the order a rollback undoes them; empty: irreversible.
+        undo_order: Action kinds in the order a rollback undoes them (or their loader);
+            empty: irreversible.
         irreversible_hint: What to say when a rollback is asked of this stage (``{spec}``,
             ``{run}``: the spec path and the run id).
         preconditions: The live checks re-proved before each change (``None``: the stage
@@ -101,9 +103,9 @@ class StageDefinition:
     order: int
     summary: str
     plan_actions: Callable[[Any], list[Any]]  # domain.planning.PlanInputs -> actions
-    handlers: Mapping[str, Any]
+    handlers: Callable[[], Mapping[str, Any]]
     run: Callable[..., list[Any]]
-    undo_order: tuple[str, ...] = ()
+    undo_order: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
     irreversible_hint: str = ""
     preconditions: Any = None
     before_run: tuple[Callable[..., None], ...] = ()
@@ -112,10 +114,15 @@ class StageDefinition:
     takes_access_away: bool = False
     undo_keeps_shared: bool = False
 
+    def undo_kinds(self) -> tuple[str, ...]:
+        """The kinds a rollback undoes, in order (loaded on first use when given a loader)."""
+        order = self.undo_order
+        return tuple(order() if callable(order) else order)
+
     @property
     def reversible(self) -> bool:
         """Whether ``iamc rollback`` can undo what this stage did."""
-        return bool(self.undo_order)
+        return bool(self.undo_kinds())
 
 
 _REGISTRY: dict[str, StageDefinition] = {}

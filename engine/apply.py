@@ -190,7 +190,7 @@ def apply_plan(
             _record_lease_run(store, lease, run_id)
             rt.executor = Executor(
                 store,
-                definition.handlers,
+                definition.handlers(),
                 rt.ctx,
                 run_id=run_id,
                 plan_id=plan_id,
@@ -260,7 +260,7 @@ def _summary(
 
 
 def _forward_entries(store: Store, plan_id: int, stage: str) -> list[JournalEntry]:
-    undo_order = registry.stage(stage).undo_order
+    undo_order = registry.stage(stage).undo_kinds()
     entries = [
         e
         for e in store.journal_entries(plan_id, stage)
@@ -398,7 +398,7 @@ def rollback_plan(
             _record_lease_run(store, lease, rollback_run)
             executor = Executor(
                 store,
-                definition.handlers,
+                definition.handlers(),
                 ctx,
                 run_id=rollback_run,
                 plan_id=plan_id,

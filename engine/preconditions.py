@@ -13,14 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
 
-from domain.errors import IamcError, PlanError
+from domain.errors import ApplyRefused, IamcError, PlanError
 from domain.plan import PlanAction
 from domain.stages import stage
 from engine.stage_run import StageRun, UserWork
 from state.journal import DONE_STATUSES
-from tasks.iam_user_live import LiveUser, read_live_user
-from tasks.user_teardown import VERIFIED_USERS
+from tasks.handler import VERIFIED_USERS
+
+if TYPE_CHECKING:
+    from tasks.iam_user_live import LiveUser
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ def preconditions_of(name: str) -> StagePreconditions:
     except PlanError:  # not a registered stage: it declares nothing either
         found = None
     if found is None:
-        raise IamcError(f"stage {stage!r} declares no live preconditions: it can't run")
+        raise IamcError(f"stage {name!r} declares no live preconditions: it can't run")
     return found
 
 
@@ -125,6 +128,10 @@ def user_refusals(rt: StageRun, stage: str, work: UserWork) -> list[str]:
     it matters. A user already gone is refused by ``disable`` and left to ``delete``'s steps,
     which find nothing to remove (they never act on another user: a namesake has a user id).
     """
+    # The IAM adapter (boto3) is imported when a stage runs, not when it is declared: the
+    # read-only commands that list the stages import no AWS SDK.
+    from tasks.iam_user_live import read_live_user
+
     checks = preconditions_of(stage).per_user
     live = read_live_user(rt.ctx.iam(work.account_id), work.user)
     if live is None:
@@ -142,3 +149,23 @@ def user_refusals(rt: StageRun, stage: str, work: UserWork) -> list[str]:
         verified = rt.ctx.shared.setdefault(VERIFIED_USERS, {})
         verified[(work.account_id, work.user)] = live.user_id
     return problems
+
+
+def refuse_if_stale(rt: StageRun, actions: list[PlanAction]) -> None:
+    """Before a stage that re-reads no user one by one: the plan's targets still match AWS.
+
+    Raises:
+        ApplyRefused: Targets changed since the plan was computed; nothing was changed.
+    """
+    from engine.preflight import stale_targets  # IAM and identity-store reads: boto3
+
+    ctx = rt.ctx
+    stale = stale_targets(
+        rt.store, rt.migration_id, rt.plan, ctx.management, ctx.instance.identity_store_id
+    )
+    if stale:
+        raise ApplyRefused(
+            f"plan {rt.plan_id} is stale: {len(stale)} target(s) changed since it was "
+            "computed; nothing was changed. Re-run inventory, map and plan, then approve "
+            "again:\n  " + "\n  ".join(stale)
+        )

@@ -10,11 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from domain.access import effective_access
-from domain.errors import ApplyRefused
 from domain.plan import Outcome, Plan, PlanAction, Stage, user_fingerprint
 from domain.policy_documents import canonical_json
 from domain.records import AccountInventory, Group, User
-from engine.stage_run import StageRun
 from state.journal import DONE_STATUSES
 from state.store import Store
 from tasks.handler import ExecutionContext
@@ -183,21 +181,3 @@ def live_access_changes(
             continue
         problems.extend(_difference(name, _access(before, planned.groups), _access(now, groups)))
     return problems
-
-
-def refuse_if_stale(rt: StageRun, actions: list[PlanAction]) -> None:
-    """Before a stage that re-reads no user one by one: the plan's targets still match AWS.
-
-    Raises:
-        ApplyRefused: Targets changed since the plan was computed; nothing was changed.
-    """
-    ctx = rt.ctx
-    stale = stale_targets(
-        rt.store, rt.migration_id, rt.plan, ctx.management, ctx.instance.identity_store_id
-    )
-    if stale:
-        raise ApplyRefused(
-            f"plan {rt.plan_id} is stale: {len(stale)} target(s) changed since it was "
-            "computed; nothing was changed. Re-run inventory, map and plan, then approve "
-            "again:\n  " + "\n  ".join(stale)
-        )

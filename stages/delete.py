@@ -5,11 +5,14 @@ IAM users it deletes, and capped per run and per account (``[decommission]``). B
 first change in every run it re-proves, live, that the user is the planned one, not protected,
 and ready for deletion (``stages.delete_readiness``); a user already gone passes (its steps find
 nothing to remove). ``iamc restore`` re-creates what AWS allows from the snapshots.
+
+The AWS adapters are imported inside the functions that run the stage: listing the stages
+imports no AWS SDK (``tests/iamc/test_read_only_imports.py``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from domain.deletion import deletes_in, over_delete_cap, users_to_delete
 from domain.errors import ApplyRefused
@@ -20,10 +23,11 @@ from domain.stages import ON_ITS_OWN, StageDefinition, register
 from domain.teardown import TEARDOWN
 from engine.preconditions import IDENTITY, PROTECTION, StagePreconditions, UserCheck
 from engine.stage_run import AccountReport, StageRun, UserWork
-from stages.delete_readiness import delete_preconditions
 from stages.retire import retire_accounts
-from tasks.iam_user_live import LiveUser
-from tasks.user_teardown import HANDLERS
+
+if TYPE_CHECKING:
+    from tasks.handler import Handler
+    from tasks.iam_user_live import LiveUser
 
 
 def plan_actions(inputs: PlanInputs) -> list[PlanAction]:
@@ -87,6 +91,8 @@ def ready_for_deletion(rt: StageRun, work: UserWork, live: LiveUser) -> list[str
     """Disabled by this migration at least ``bake_days`` ago and not brought back since, no use
     since (CloudTrail, last-used), no active credential, quarantine unchanged, and no resource
     policy anywhere in scope naming it."""
+    from stages.delete_readiness import delete_preconditions  # CloudTrail, resource policies
+
     return delete_preconditions(rt, work, live)
 
 
@@ -130,6 +136,13 @@ def check_delete_cap(rt: StageRun, actions: list[PlanAction]) -> None:
         )
 
 
+def handlers() -> dict[str, Handler]:
+    """Action kind -> how it is done and checked (the adapters, on first use)."""
+    from tasks.user_teardown import HANDLERS
+
+    return HANDLERS
+
+
 def run(rt: StageRun, actions: list[PlanAction], in_flow: bool) -> list[AccountReport]:
     """Each user's snapshot is stored before its first removal; then as ``stages.retire``."""
 
@@ -156,7 +169,7 @@ DELETE = register(
         order=2,
         summary="after the bake period: snapshot, then delete each user in AWS's order",
         plan_actions=plan_actions,
-        handlers=HANDLERS,
+        handlers=handlers,
         run=run,
         irreversible_hint=(
             "deleted IAM users, which can't be undone (a re-created user gets a new unique id); "

@@ -4,11 +4,15 @@ Before a user's first change in every run it re-proves, live, that the user is t
 not protected, has no credential created since the plan, and that the person's new Identity
 Center access is in place (``PRECONDITIONS``). A rollback turns the credentials back to their
 prior status and lifts the quarantine, also for one user. Approved with ``all``.
+
+The AWS adapters are imported inside the functions that run the stage: listing the stages
+imports no AWS SDK (``tests/iamc/test_read_only_imports.py``).
 """
 
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from domain.keys import mask_key_id
 from domain.plan import Outcome, PlanAction, Stage
@@ -16,14 +20,19 @@ from domain.planning import PlanInputs
 from domain.records import User
 from domain.stages import WITH_ALL, StageDefinition, register
 from domain.teardown import QUARANTINE_POLICY, QUARANTINE_POLICY_NAME
-from engine.preconditions import IDENTITY, PROTECTION, StagePreconditions, UserCheck
-from engine.preflight import refuse_if_stale
+from engine.preconditions import (
+    IDENTITY,
+    PROTECTION,
+    StagePreconditions,
+    UserCheck,
+    refuse_if_stale,
+)
 from engine.stage_run import AccountReport, StageRun, UserWork
 from stages.retire import retire_accounts
-from tasks.assignments import verify_assignments
-from tasks.iam_user_live import LiveUser
-from tasks.identity_store import membership_problems, principal_problems
-from tasks.user_disable import HANDLERS, UNDO_ORDER, unplanned_credentials
+
+if TYPE_CHECKING:
+    from tasks.handler import Handler
+    from tasks.iam_user_live import LiveUser
 
 # Plan params that name a credential a disable action turns off.
 CREDENTIAL_PARAMS = ("access_key_id", "ssh_public_key_id", "certificate_id", "credential_id")
@@ -129,6 +138,8 @@ def no_unplanned_credentials(rt: StageRun, work: UserWork, live: LiveUser) -> li
         for name in CREDENTIAL_PARAMS
         if name in action.params
     }
+    from tasks.user_disable import unplanned_credentials
+
     unplanned = unplanned_credentials(rt.ctx.iam(work.account_id), work.user, planned)
     if unplanned is None:
         return ["the user no longer exists; re-run inventory and plan"]
@@ -142,6 +153,9 @@ def no_unplanned_credentials(rt: StageRun, work: UserWork, live: LiveUser) -> li
 
 def new_access_in_place(rt: StageRun, work: UserWork, live: LiveUser) -> list[str]:
     """The person's planned Identity Center access exists now: assignments and principals."""
+    from tasks.assignments import verify_assignments
+    from tasks.identity_store import membership_problems
+
     quarantine = next((a for a in work.actions if a.kind == "attach-quarantine-policy"), None)
     if quarantine is None:
         return []
@@ -179,6 +193,8 @@ def new_access_in_place(rt: StageRun, work: UserWork, live: LiveUser) -> list[st
 
 def _principal_problems(rt: StageRun, principals: list[tuple[str, str, str]]) -> list[str]:
     """principal_problems, read once per principal and run (many users share a group)."""
+    from tasks.identity_store import principal_problems
+
     with _SHARED_LOCK:
         cache: dict[tuple[str, str, str], list[str]] = rt.ctx.shared.setdefault("principals", {})
         unread = [p for p in principals if p not in cache]
@@ -212,6 +228,20 @@ PRECONDITIONS = StagePreconditions(
 )
 
 
+def handlers() -> dict[str, Handler]:
+    """Action kind -> how it is done, checked and undone (the adapters, on first use)."""
+    from tasks.user_disable import HANDLERS
+
+    return HANDLERS
+
+
+def undo_order() -> tuple[str, ...]:
+    """Credentials back to their prior status first, then the quarantine lifted."""
+    from tasks.user_disable import UNDO_ORDER
+
+    return UNDO_ORDER
+
+
 def run(rt: StageRun, actions: list[PlanAction], in_flow: bool) -> list[AccountReport]:
     """Every account at once, one user at a time within it (``stages.retire``)."""
     return retire_accounts(rt, Stage.DISABLE, actions, in_flow)
@@ -223,9 +253,9 @@ DISABLE = register(
         order=1,
         summary="quarantine each user and set its active credentials Inactive (reversible)",
         plan_actions=plan_actions,
-        handlers=HANDLERS,
+        handlers=handlers,
         run=run,
-        undo_order=UNDO_ORDER,
+        undo_order=undo_order,
         preconditions=PRECONDITIONS,
         before_run=(refuse_if_stale,),
         approval=WITH_ALL,

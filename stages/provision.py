@@ -5,18 +5,22 @@ management account first, then one task per account (provision its sets, create 
 assignments, verify them); re-reads each account's IAM users live before its first change and
 leaves an account untouched when IAM moved since the plan. A rollback undoes what it created,
 keeping what another wave's plan still uses. Approved with ``all``.
+
+The AWS adapters are imported inside the functions that run the stage: importing a stage
+module, which listing the stages does, costs no AWS SDK (``iamc status``, ``plan show`` and
+``approve`` stay fast; ``tests/iamc/test_read_only_imports.py``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from console.operator import account_label, settle, task_outcome
 from domain.plan import PlanAction, Stage
 from domain.planning import PlanInputs
 from domain.progress import emit
 from domain.stages import WITH_ALL, StageDefinition, register
-from engine.preflight import live_access_changes, refuse_if_stale
+from engine.preconditions import StagePreconditions, refuse_if_stale
 from engine.stage_run import (
     AccountReport,
     StageRun,
@@ -24,16 +28,27 @@ from engine.stage_run import (
     prefect_task,
     run_concurrently,
 )
-from tasks.assignments import CreateAssignment, verify_assignments
-from tasks.handler import Handler
-from tasks.permission_sets import CreatePermissionSet, ProvisionPermissionSet, UpdatePermissionSet
 
-HANDLERS: dict[str, Handler] = {
-    "create-permission-set": CreatePermissionSet(),
-    "update-permission-set": UpdatePermissionSet(),
-    "provision-permission-set": ProvisionPermissionSet(),
-    "create-assignment": CreateAssignment(),
-}
+if TYPE_CHECKING:
+    from tasks.handler import Handler
+
+
+def handlers() -> dict[str, Handler]:
+    """Action kind -> how it is done, checked and undone (the adapters, on first use)."""
+    from tasks.assignments import CreateAssignment
+    from tasks.permission_sets import (
+        CreatePermissionSet,
+        ProvisionPermissionSet,
+        UpdatePermissionSet,
+    )
+
+    return {
+        "create-permission-set": CreatePermissionSet(),
+        "update-permission-set": UpdatePermissionSet(),
+        "provision-permission-set": ProvisionPermissionSet(),
+        "create-assignment": CreateAssignment(),
+    }
+
 
 # Rollback undoes in reverse order: assignments, then provisioning, then updates of sets an
 # earlier wave created (restored and re-provisioned), then the sets this plan created.
@@ -45,6 +60,17 @@ UNDO_ORDER = (
 )
 # Done in the management account before any account is provisioned.
 PERMISSION_SET_KINDS = ("create-permission-set", "update-permission-set")
+
+
+# Re-proved before the first change in each account (``engine.preflight``): the stage takes
+# no access away, so it re-reads accounts, not users one by one.
+PRECONDITIONS = StagePreconditions(
+    per_account=(
+        "the account's IAM users as the plan saw them (access unchanged since the plan)",
+        "the planned identity-store principals and customer-managed policies exist",
+    ),
+    per_user=(),
+)
 
 
 def plan_actions(inputs: PlanInputs) -> list[PlanAction]:
@@ -79,6 +105,8 @@ def _refused_as_changed(
     planned = rt.planned_account(account_id)
     if not pending or planned is None:
         return False
+    from engine.preflight import live_access_changes  # IAM reads
+
     changes = live_access_changes(
         rt.ctx.member(account_id), planned, rt.users_acted_for(account_id)
     )
@@ -107,6 +135,8 @@ def _verify_account(
         for a in assignments
         if (entry := rt.store.journal_entry(rt.plan_id, a.id)) is not None and entry.done
     ]
+    from tasks.assignments import verify_assignments
+
     missing = verify_assignments(rt.ctx, done)
     report.errors.extend(f"verify: {m}" for m in missing)
     emit("account-verified", account_id=account_id, checked=len(done), missing=len(missing))
@@ -182,9 +212,10 @@ PROVISION = register(
         order=0,
         summary="permission sets and account assignments in Identity Center",
         plan_actions=plan_actions,
-        handlers=HANDLERS,
+        handlers=handlers,
         run=run,
         undo_order=UNDO_ORDER,
+        preconditions=PRECONDITIONS,
         before_run=(refuse_if_stale,),
         approval=WITH_ALL,
         undo_keeps_shared=True,

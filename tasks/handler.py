@@ -6,15 +6,21 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import boto3
+from typing import TYPE_CHECKING, Any, Protocol
 
 from domain.plan import PlanAction
 from state.journal import JournalEntry
-from tasks.identity_store import IdentityCenterInstance
+
+if TYPE_CHECKING:  # types only: importing the contract costs no boto3
+    import boto3
+
+    from tasks.identity_store import IdentityCenterInstance
 
 log = logging.getLogger(__name__)
+
+# ExecutionContext.shared key: (account id, user) -> the unique id the stage's live checks
+# proved; every teardown step that removes something checks it again (tasks.user_teardown).
+VERIFIED_USERS = "verified-users"
 
 # Identity Center allows 10-15 outstanding assignment creations per instance (userguide/limits).
 MAX_OUTSTANDING_ASSIGNMENTS = 10

@@ -27,7 +27,7 @@ from domain.teardown import TEARDOWN
 from state.journal import JournalEntry
 from tasks.aws import error_code, error_message
 from tasks.aws import pages as _pages
-from tasks.handler import Done, ExecutionContext, Handler, Live
+from tasks.handler import VERIFIED_USERS, Done, ExecutionContext, Handler, Live
 from tasks.iam_user_live import read_live_user
 from tasks.user_disable import SERVICE_CREDENTIAL, list_credentials
 
@@ -433,10 +433,6 @@ def finish_what_is_left(iam: Any, user: str) -> list[str]:
                 removed.append(f"{step.kind} {_shown(step.kind, item)}")
     return removed
 
-
-# ExecutionContext.shared key: (account, user) -> the unique id this run's live preconditions
-# proved (engine.preconditions); every teardown step that removes something checks it again.
-VERIFIED_USERS = "verified-users"
 
 
 def _still_the_verified_user(ctx: ExecutionContext, action: PlanAction) -> None:

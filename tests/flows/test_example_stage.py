@@ -88,7 +88,7 @@ EXAMPLE = StageDefinition(
     order=3,
     summary="note each retired user (an example: changes nothing)",
     plan_actions=plan_notes,
-    handlers={"example-note": Note()},
+    handlers=lambda: {"example-note": Note()},
     run=run_notes,
     undo_order=("example-note",),
     preconditions=StagePreconditions(per_account=("nothing: it changes nothing",), per_user=()),
