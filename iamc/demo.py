@@ -3,25 +3,38 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
 from rich.console import Console
 from rich.rule import Rule
 
+from domain.deletion import deletes_in
+from domain.errors import IamcError
+from domain.keys import mask_key_id
+from domain.spec import load_spec
+from iamc.views.apply import apply_with_progress, print_apply_summary, print_status, watch_actions
+from iamc.views.inventory import inventory_with_progress, print_inventory_report, print_waves_report
+from iamc.views.mapping import mapping_with_status
+from iamc.views.plan import plan_with_summary
+from iamc.views.retire import bake_with_table
+from sandbox.control import SandboxControl
 from sandbox.demo_spec import DEMO_SPEC, demo_waves
+from sandbox.run import print_summary
+from sandbox.seed import seed_organization
+from sandbox.server import Sandbox
+from state.approvals import record_decision
+from state.reports import load_plan
 
 
 def run_demo(
     accounts: int, users_per_account: int, seed: int, workdir: Path, console: Console
 ) -> None:
     """Start a sandbox, seed it, and run every step built so far against it."""
-    from iamc import views
-    from sandbox.run import print_summary
-    from sandbox.seed import seed_organization
-    from sandbox.server import Sandbox
-
     workdir.mkdir(parents=True, exist_ok=True)
     spec_path = workdir / "spec.toml"
     # A fresh state per demo: the sandbox's account ids are new every time it starts.
@@ -48,14 +61,14 @@ def run_demo(
             console.print(f"sandbox at {sandbox.url}; spec {spec_path}", highlight=False)
 
             console.print(Rule("2. inventory: iamc inventory -c " + str(spec_path)))
-            views.inventory_with_progress(console, spec_path)
+            inventory_with_progress(console, spec_path)
             console.print(Rule("3. iamc report inventory -c " + str(spec_path)))
-            views.print_inventory_report(console, spec_path)
+            print_inventory_report(console, spec_path)
             expected = manifest.counts_by_class()
             console.print(f"seeded users by expected class: {expected}", highlight=False)
 
             console.print(Rule("4. identity mapping: iamc map -c " + str(spec_path)))
-            views.mapping_with_status(console, spec_path)
+            mapping_with_status(console, spec_path)
             console.print(
                 f"seeded: unmatched {manifest.unmatched_humans}, ambiguous "
                 f"{sorted(manifest.ambiguous_humans)}; the IdP team's list: "
@@ -63,14 +76,12 @@ def run_demo(
                 highlight=False,
             )
 
-            from domain.spec import load_spec
-
             waves = [w.name for w in load_spec(spec_path).waves]
             plan_ids = [
                 _migrate_wave(console, spec_path, workdir, wave, sandbox.url) for wave in waves
             ]
             console.print(Rule("iamc report waves -c " + str(spec_path)))
-            views.print_waves_report(console, spec_path)
+            print_waves_report(console, spec_path)
             console.print(
                 "Undo a wave's provisioning with iamc rollback RUN_ID -c "
                 f"{spec_path}: what another wave uses stays.",
@@ -89,13 +100,9 @@ def _migrate_wave(
     console: Console, spec_path: Path, workdir: Path, wave: str, sandbox_url: str
 ) -> int | None:
     """Plan, approve and provision one wave, then say how many sets it created."""
-    from iamc import views
-    from sandbox.control import SandboxControl
-    from state.approvals import record_decision
-
     control = SandboxControl(sandbox_url)
     console.print(Rule(f"{wave}: iamc plan -c {spec_path} --wave {wave}"))
-    plan = views.plan_with_summary(console, spec_path, workdir / "plans" / wave, wave)
+    plan = plan_with_summary(console, spec_path, workdir / "plans" / wave, wave)
     if plan["blocking"]:
         console.print(f"[red]the plan of {wave} has blocking errors: nothing to approve[/]")
         return None
@@ -116,7 +123,7 @@ def _migrate_wave(
     )
     created_before = control.calls()["calls"].get("sso-admin:CreatePermissionSet", 0)
     console.print(Rule(f"{wave}: iamc apply {plan['plan_id']} -c {spec_path} --stage provision"))
-    applied = views.apply_with_progress(console, spec_path, plan["plan_id"], "provision")
+    applied = apply_with_progress(console, spec_path, plan["plan_id"], "provision")
     created = control.calls()["calls"].get("sso-admin:CreatePermissionSet", 0) - created_before
     console.print(
         f"{wave}: {plan['permission_sets']} permission set(s) in the plan, {created} created "
@@ -125,18 +132,14 @@ def _migrate_wave(
         highlight=False,
     )
     console.print(Rule(f"{wave}: iamc status {applied['run_id']}"))
-    views.print_status(console, spec_path, applied["run_id"])
+    print_status(console, spec_path, applied["run_id"])
     return int(plan["plan_id"])
 
 
 def _use_a_disabled_key(console: Console, spec_path: Path, plan_id: int, url: str) -> None:
     """Play a forgotten script: sign a request with one disabled user's (now inactive) key."""
-    from botocore.config import Config
-    from botocore.exceptions import ClientError
+    # Deferred: the in-process moto backend (moto's IAM models), which only this scene reads.
     from moto.iam.models import iam_backends
-
-    from domain.keys import mask_key_id
-    from state.reports import load_plan
 
     plan, _ = load_plan(spec_path, plan_id)
     action = next((a for a in plan.actions if a.kind == "deactivate-access-key"), None)
@@ -166,17 +169,9 @@ def _use_a_disabled_key(console: Console, spec_path: Path, plan_id: int, url: st
 def retire_demo(console: Console, spec_path: Path, plan_ids: list[int], sandbox: Any) -> None:
     """Steps 9-13 for every wave's plan: disable, the bake period, delete after it, and the
     CIS 1.21 verdicts."""
-    from datetime import UTC, datetime, timedelta
-
-    from domain.deletion import deletes_in
-    from domain.errors import IamcError
-    from domain.spec import load_spec
+    # Deferred: Prefect reads its settings (and sets up logging) when imported, which must
+    # come after the CLI's root callback set them; only the retire scenes need the flow.
     from engine.apply import apply_plan
-    from iamc import views
-    from iamc.retire_views import bake_with_table
-    from sandbox.control import SandboxControl
-    from state.approvals import record_decision
-    from state.reports import load_plan
 
     if not plan_ids:
         return
@@ -196,7 +191,7 @@ def retire_demo(console: Console, spec_path: Path, plan_ids: list[int], sandbox:
             )
         console.print(Rule(f"9. disable: iamc apply {plan_id} -c {spec_path} --stage disable"))
         try:
-            disabled = views.apply_with_progress(console, spec_path, plan_id, "disable")
+            disabled = apply_with_progress(console, spec_path, plan_id, "disable")
             console.print(
                 f"bring one person back: iamc rollback {disabled['run_id']} -c {spec_path} "
                 "--user ACCOUNT/NAME",
@@ -221,13 +216,13 @@ def retire_demo(console: Console, spec_path: Path, plan_ids: list[int], sandbox:
             )
         )
         try:
-            deleted = views._watch(
+            deleted = watch_actions(
                 console,
                 lambda plan_id=plan_id: apply_plan(
                     spec_path, plan_id, "delete", clock=lambda: later
                 ),
             )
-            views._print_apply_summary(console, spec_path, deleted)
+            print_apply_summary(console, spec_path, deleted)
         except IamcError as err:
             # Users refused by a precondition stay disabled; the message says who and why.
             console.print(f"[yellow]{err}[/]", highlight=False)
@@ -239,5 +234,5 @@ def retire_demo(console: Console, spec_path: Path, plan_ids: list[int], sandbox:
     )
 
     console.print(Rule(f"12. inventory again: iamc report inventory -c {spec_path}"))
-    views.inventory_with_progress(console, spec_path)
-    views.print_inventory_report(console, spec_path)
+    inventory_with_progress(console, spec_path)
+    print_inventory_report(console, spec_path)

@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
 
+    # Deferred: the tests and the fork server import this module for its middleware; Prefect's
+    # server app is for the server process only.
     import uvicorn
     from prefect.server.api.server import create_app
     from prefect.settings import (

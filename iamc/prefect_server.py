@@ -9,18 +9,22 @@ its imports, and CLI runs show in the Prefect UI where operators look. ``PREFECT
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import signal
 import socket
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from rich.console import Console
 
 from domain.errors import ServeError
+from iamc.serve import spawn_server, stop_process
 
 DEFAULT_PORT = 4200  # Prefect's own default: the UI where operators expect it
 _STATE_FILE = "iamc-local-server.json"
@@ -55,8 +59,6 @@ def _state_path() -> Path:
 
 def _prefect_version() -> str:
     # Package metadata, not `import prefect` (~1 s): this runs before Prefect is imported.
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("prefect")
     except PackageNotFoundError:
@@ -110,8 +112,6 @@ def running() -> LocalServer | None:
 def _start_lock() -> Iterator[None]:
     """One command at a time decides whether to start the server: two commands that find
     none at once must not start two."""
-    import fcntl
-
     path = _prefect_home() / _LOCK_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
@@ -152,8 +152,6 @@ def start(console: Console, timeout: float | None = None) -> LocalServer:
     Raises:
         ServeError: It did not become healthy in ``timeout`` seconds (it is stopped).
     """
-    from iamc.serve import spawn_server, stop_process
-
     timeout = STARTUP_TIMEOUT_S if timeout is None else timeout
     with _start_lock():
         server = _recorded()
@@ -224,8 +222,6 @@ def use_local_server(console: Console) -> str | None:
 
 def stop() -> LocalServer | None:
     """Stop the local server if it runs; returns what was stopped."""
-    import signal
-
     try:
         server = LocalServer(**json.loads(_state_path().read_text()))
     except (OSError, ValueError, TypeError):

@@ -8,22 +8,20 @@ from pathlib import Path
 import boto3
 from rich.console import Console
 
+from iamc.serve import runbook_lines, serve_deployments, start_server, stop_process
 from sandbox.demo_spec import DEMO_SPEC
+from sandbox.seed import seed_organization
+from sandbox.server import Sandbox
 
 
 def run_ui(
     console: Console, *, spec: Path | None, port: int, with_sandbox: bool, workdir: Path
 ) -> None:
     """Serve until Ctrl-C; stops the deployments before the server (or its shutdown hangs)."""
-    from iamc.serve import start_server, stop_process
-
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     sandbox = None
     if with_sandbox:
-        from sandbox.seed import seed_organization
-        from sandbox.server import Sandbox
-
         sandbox = Sandbox(port=0)
         sandbox.start()
         sandbox.reset(seed=7)
@@ -42,13 +40,9 @@ def run_ui(
         f"Prefect UI: http://127.0.0.1:{port}  (deployments of {spec}; Ctrl-C stops)",
         highlight=False,
     )
-    from iamc.serve import runbook_lines
-
     for line in runbook_lines(spec):
         console.print(line, highlight=False, soft_wrap=True)
     try:
-        from iamc.serve import serve_deployments
-
         serve_deployments(spec)
     except KeyboardInterrupt:
         pass

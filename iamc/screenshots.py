@@ -20,8 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
+from prefect.flow_runs import resume_flow_run
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from console.operator import artifact_key, deployment_name
+from iamc.serve import start_server, stop_process
+from sandbox.control import SandboxControl
 from sandbox.demo_spec import DEMO_SPEC
+from sandbox.seed import seed_organization
+from sandbox.server import Sandbox
+from state.progress import migration_progress
 
 SPEC_NAME = "acme-wave-1"
 CHROMIUM_FLAGS = [
@@ -78,19 +89,6 @@ def screenshot(url: str, path: Path, size: str = "1400,900") -> Path:
 
 def take(out_dir: Path, workdir: Path) -> list[Path]:
     """Run the scenario and write the PNGs into ``out_dir``; return their paths."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-    from prefect.client.schemas.sorting import ArtifactSort
-    from prefect.flow_runs import resume_flow_run
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from console.operator import artifact_key, deployment_name
-    from iamc.serve import start_server, stop_process
-    from sandbox.control import SandboxControl
-    from sandbox.seed import seed_organization
-    from sandbox.server import Sandbox
-    from state.progress import migration_progress
-
     out_dir.mkdir(parents=True, exist_ok=True)
     workdir = workdir.resolve()
     if workdir.exists():
@@ -98,7 +96,6 @@ def take(out_dir: Path, workdir: Path) -> list[Path]:
     workdir.mkdir(parents=True)
     spec = workdir / "spec.toml"
     spec.write_text(DEMO_SPEC.replace('name = "demo"', f'name = "{SPEC_NAME}"'))
-    taken: list[Path] = []
     with Sandbox(port=0) as sandbox:
         sandbox.reset(seed=7)
         os.environ.update(sandbox.env())
@@ -120,71 +117,82 @@ def take(out_dir: Path, workdir: Path) -> list[Path]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        ui = f"http://127.0.0.1:{port}"
         try:
             with (
                 temporary_settings({PREFECT_API_URL: api_url}),
                 get_client(sync_client=True) as client,
             ):
-
-                def deployment() -> Any:
-                    try:
-                        return client.read_deployment_by_name(
-                            f"centralize/{deployment_name('centralize', SPEC_NAME)}"
-                        )
-                    except Exception:  # not registered yet
-                        return None
-
-                found = _wait(deployment, "the deployments", 120)
-                run = client.create_flow_run_from_deployment(found.id)
-
-                def state(*names: str) -> Any:
-                    current = client.read_flow_run(run.id)
-                    kind = current.state.type.value if current.state else ""
-                    return current if kind in names else None
-
-                _wait(lambda: state("PAUSED", "FAILED", "CRASHED"), "the approval pause")
-                time.sleep(3)  # the run's last log lines reach the API
-                taken.append(
-                    screenshot(f"{ui}/runs/flow-run/{run.id}", out_dir / "ui-paused-approval.png")
-                )
-                SandboxControl(sandbox.url).fail_next_assignment(
-                    "*",
-                    "*",
-                    "ConflictException: Request to create an assignment conflicts with a "
-                    "pending operation (injected by the screenshot script)",
-                )
-                resume_flow_run(
-                    run.id,
-                    run_input={
-                        "approver": "change-board@acme.example",
-                        "ticket": "CHG-2041",
-                        "decision": "approve",
-                        "stage": "provision",
-                        # The reviewer types the hash they read: the form does not prefill it.
-                        "plan_hash": migration_progress(str(spec)).plan_hash,
-                        "comment": "reviewed in the CAB of Tuesday",
-                    },
-                )
-                _wait(lambda: state("FAILED", "COMPLETED", "CRASHED"), "the failed apply")
-                time.sleep(3)
-                key = artifact_key(SPEC_NAME, "apply", "provision")
-                artifact = client.read_artifacts(
-                    artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
-                    sort=ArtifactSort.CREATED_DESC,
-                    limit=1,
-                )[0]
-                taken.append(
-                    screenshot(
-                        f"{ui}/artifacts/artifact/{artifact.id}",
-                        out_dir / "ui-failed-apply-per-account.png",
-                        size="1600,700",
-                    )
+                return _run_and_capture(
+                    client, spec, sandbox.url, f"http://127.0.0.1:{port}", out_dir
                 )
         finally:
             stop_process(serve)
             stop_process(server)
+
+
+def _run_and_capture(
+    client: Any, spec: Path, sandbox_url: str, ui: str, out_dir: Path
+) -> list[Path]:
+    """Run ``centralize`` to its approval pause, then to a failed apply; a screenshot of each."""
+
+    def deployment() -> Any:
+        try:
+            return client.read_deployment_by_name(
+                f"centralize/{deployment_name('centralize', SPEC_NAME)}"
+            )
+        except Exception:  # not registered yet
+            return None
+
+    found = _wait(deployment, "the deployments", 120)
+    run = client.create_flow_run_from_deployment(found.id)
+
+    def state(*names: str) -> Any:
+        current = client.read_flow_run(run.id)
+        kind = current.state.type.value if current.state else ""
+        return current if kind in names else None
+
+    _wait(lambda: state("PAUSED", "FAILED", "CRASHED"), "the approval pause")
+    time.sleep(3)  # the run's last log lines reach the API
+    taken = [screenshot(f"{ui}/runs/flow-run/{run.id}", out_dir / "ui-paused-approval.png")]
+    _approve_into_a_failed_apply(run.id, spec, sandbox_url)
+    _wait(lambda: state("FAILED", "COMPLETED", "CRASHED"), "the failed apply")
+    time.sleep(3)
+    key = artifact_key(SPEC_NAME, "apply", "provision")
+    artifact = client.read_artifacts(
+        artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+        sort=ArtifactSort.CREATED_DESC,
+        limit=1,
+    )[0]
+    taken.append(
+        screenshot(
+            f"{ui}/artifacts/artifact/{artifact.id}",
+            out_dir / "ui-failed-apply-per-account.png",
+            size="1600,700",
+        )
+    )
     return taken
+
+
+def _approve_into_a_failed_apply(run_id: Any, spec: Path, sandbox_url: str) -> None:
+    """Make the next account assignment fail, then approve the paused run as the form would."""
+    SandboxControl(sandbox_url).fail_next_assignment(
+        "*",
+        "*",
+        "ConflictException: Request to create an assignment conflicts with a "
+        "pending operation (injected by the screenshot script)",
+    )
+    resume_flow_run(
+        run_id,
+        run_input={
+            "approver": "change-board@acme.example",
+            "ticket": "CHG-2041",
+            "decision": "approve",
+            "stage": "provision",
+            # The reviewer types the hash they read: the form does not prefill it.
+            "plan_hash": migration_progress(str(spec)).plan_hash,
+            "comment": "reviewed in the CAB of Tuesday",
+        },
+    )
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from console.operator import RUNBOOK, deployment_name
 from domain.errors import ServeError
 from domain.spec import load_spec
 
@@ -113,9 +114,10 @@ def deployments(spec_path: str | Path) -> list[Any]:
 
     Each is named ``N step (migration)`` and takes the spec's path as its default parameter.
     """
+    # Deferred: the flows import Prefect, which reads its settings when imported (serve_deployments
+    # sets them first); `iamc server` and `iamc ui`, which import this module, never need them.
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from console.operator import RUNBOOK, deployment_name
     from flows.apply import apply_flow, rollback_flow
     from flows.bake import bake_watch_flow
     from flows.centralize import centralize_flow
@@ -165,8 +167,6 @@ def deployments(spec_path: str | Path) -> list[Any]:
 
 def runbook_lines(spec_path: str | Path) -> list[str]:
     """What to run, in which order, in the UI; and the shell commands that show the same."""
-    from console.operator import deployment_name
-
     migration = load_spec(spec_path).name
 
     def name(step: str) -> str:
@@ -197,6 +197,7 @@ def serve_deployments(spec_path: str | Path) -> None:
     """
     # Inherited by the flow runs' processes, which read it when they start.
     os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+    # Deferred: Prefect reads that setting when imported.
     from prefect import serve
 
     items = deployments(spec_path)

@@ -31,7 +31,7 @@ import sys
 import threading
 
 # Modules the `iamc` commands import lazily; the `sandbox` and `demo` commands are not served.
-_SKIP = {"iamc.screenshots", "iamc.demo"}
+_SKIP = {"iamc.screenshots", "iamc.demo", "iamc.commands.rehearse"}
 
 
 def _send(out: int, message: dict) -> None:
@@ -47,10 +47,9 @@ def _import_commands() -> None:
     import iamc
 
     for package in (iamc, flows):
-        for module in pkgutil.iter_modules(package.__path__):
-            name = f"{package.__name__}.{module.name}"
-            if name not in _SKIP:
-                importlib.import_module(name)
+        for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            if module.name not in _SKIP:
+                importlib.import_module(module.name)
 
 
 def _reap(out: int) -> None:

@@ -17,7 +17,7 @@ from domain.notices import Notice, NoticeContext, write_notices
 from domain.plan import Plan
 from domain.plan_render import render_assignments_csv
 from domain.records import Account, AccountInventory, MatchStatus, User, UserClass, UserMapping
-from iamc.views import mapping_csv, mapping_user_rows
+from iamc.views.mapping import mapping_csv, mapping_user_rows
 from state.identity import MappingInfo
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -163,7 +163,7 @@ def test_bad_overrides_csv_stops_before_anything_is_stored(organization, tmp_pat
 
 
 def test_map_counts_rules_of_matched_users_and_names_unknown_override_rows(organization, tmp_path):
-    from iamc.views import print_mapping_summary
+    from iamc.views.mapping import print_mapping_summary
 
     (alpha, _beta), _users = organization
     spec = write_spec(tmp_path, 'overrides = "people.csv"\n')

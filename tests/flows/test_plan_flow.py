@@ -389,7 +389,7 @@ def test_plan_show_of_an_applied_plan_says_what_was_applied(spec: Path, tmp_path
 
     from rich.console import Console
 
-    from iamc.views import show_plan
+    from iamc.views.plan import show_plan
 
     result = plan_flow(str(spec))
     plan_id = result["plan_id"]
@@ -415,7 +415,7 @@ def test_iamc_plan_prints_sentences_not_python_dicts(spec: Path):
 
     from rich.console import Console
 
-    from iamc.views import plan_with_summary
+    from iamc.views.plan import plan_with_summary
 
     out = StringIO()
     plan_with_summary(Console(file=out, width=200), spec, None)

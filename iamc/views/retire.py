@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from engine.bake_evidence import bake_report
 from engine.prefect_runtime import imports_without_gc
 
 _STYLE = {
@@ -24,13 +25,13 @@ _STYLE = {
 def bake_with_table(console: Console, spec: Path | str, collect: bool = True) -> dict[str, Any]:
     """Run the bake watch (or only report) and print one row per disabled user."""
     if collect:
+        # Deferred: the flow imports Prefect, which reads its settings (the API the
+        # command chose) at import; this module's read-only commands never import it.
         with imports_without_gc():
             from flows.bake import bake_watch_flow
 
         report = bake_watch_flow(str(spec))
     else:
-        from engine.bake_evidence import bake_report
-
         report = bake_report(spec, collect=False)
     table = Table(title=f"bake period ({report['now'][:16]}Z)")
     for column in ("user", "state", "disabled at", "deletable from", "why / evidence"):
@@ -73,6 +74,8 @@ def restore_with_listing(
     console: Console, spec: Path | str, user: str | None, run_id: int | None
 ) -> dict[str, Any]:
     """Restore and print, per user, what came back and what a person must do by hand."""
+    # Deferred: the flow imports Prefect, which reads its settings (the API the
+    # command chose) at import; this module's read-only commands never import it.
     with imports_without_gc():
         from flows.restore import restore_flow
 
@@ -97,8 +100,6 @@ def print_restore(console: Console, summary: dict[str, Any]) -> None:
 def print_delete_preconditions(console: Console, spec: Path | str, plan_id: int) -> None:
     """Where each user this plan disabled stands against the delete preconditions (as
     recorded: no AWS reads; the delete stage checks again, live)."""
-    from engine.bake_evidence import bake_report
-
     report = bake_report(spec, collect=False, plan_id=plan_id)
     if not report["users"]:
         return

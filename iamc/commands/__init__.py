@@ -1,0 +1,1 @@
+"""The ``iamc`` commands, one module per runbook step; ``iamc.cli`` imports one when it runs."""

@@ -1,0 +1,165 @@
+"""What a person watches of the inventory step: its progress bar, the inventory and wave reports."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from domain import csv_export, inventory_report
+from domain.progress import listening
+from domain.records import Finding
+from engine.prefect_runtime import imports_without_gc
+from state.reports import WAVE_COLUMNS, waves_report
+from state.reports import inventory_report as load_report
+
+
+def inventory_with_progress(
+    console: Console, spec: Path | str, profile: str | None = None
+) -> dict[str, Any]:
+    """Run the inventory flow with a progress bar (accounts done/total, users found)."""
+    # Deferred: the flow imports Prefect, which reads its settings (the API the
+    # command chose) at import; this module's read-only commands never import it.
+    with imports_without_gc():
+        from flows.inventory import run_inventory
+
+    with Progress(
+        TextColumn("[bold]inventory[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("accounts · {task.fields[users]} users"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        bar = progress.add_task("accounts", total=None, users=0)
+        found = {"users": 0}
+
+        def on_event(event: str, data: dict[str, Any]) -> None:
+            if event == "scope":
+                progress.update(bar, total=data["accounts"])
+            elif event == "account-done":
+                found["users"] += data["users"]
+                progress.update(bar, advance=1, users=found["users"])
+
+        with listening(on_event):
+            summary = run_inventory(spec, profile)
+    failed = summary["accounts_failed"]
+    console.print(
+        f"snapshot {summary['snapshot_id']} (run {summary['run_id']}): "
+        f"{summary['accounts']} accounts, {summary['users']} IAM users"
+        + (f", [red]{len(failed)} accounts failed[/]: {', '.join(failed)}" if failed else ""),
+        highlight=False,
+    )
+    return summary
+
+
+def print_inventory_report(
+    console: Console, spec: Path | str, output_format: str = "table"
+) -> None:
+    """Print the latest snapshot's per-account report as a table, JSON or CSV."""
+    rows, meta, findings = load_report(spec)
+    # Machine formats bypass rich: no wrapping, no markup, exactly what a pipe expects.
+    if output_format == "json":
+        meta["findings"] = [asdict(f) for f in findings]
+        sys.stdout.write(inventory_report.render_json(rows, meta) + "\n")
+    elif output_format == "csv":
+        sys.stdout.write(inventory_report.render_csv(rows))
+    else:
+        print_inventory_table(
+            console, rows, f"{meta['migration']}: snapshot {meta['snapshot_id']} ({meta['taken']})"
+        )
+        print_findings(console, findings)
+
+
+def print_findings(console: Console, findings: list[Finding]) -> None:
+    """Warnings and errors, the same finding in many accounts folded into one line."""
+    folded: dict[tuple[str, str, str], list[str]] = {}
+    for finding in findings:
+        if finding.severity not in ("warning", "error", "blocking"):
+            continue
+        key = (finding.severity, finding.kind, finding.message)
+        folded.setdefault(key, []).append(finding.account_id or "-")
+    for (severity, kind, message), accounts in folded.items():
+        where = accounts[0] if len(accounts) == 1 else f"{len(accounts)} accounts"
+        style = "red" if severity in ("error", "blocking") else "yellow"
+        console.print(
+            f"[{style}]{severity}[/] {kind} ({where}): {escape(message)}", highlight=False
+        )
+
+
+def print_inventory_table(console: Console, rows: list[dict[str, Any]], title: str) -> None:
+    table = Table(title=title, show_footer=True)
+    total = inventory_report.totals(rows)
+    headers = {
+        "account_id": "account",
+        "account_name": "name",
+        "keys_used_90d": "keys used ≤90d",
+        "active_keys": "active keys",
+        "console_without_mfa": "console, no MFA",
+        "cis_1_21": "CIS 1.21",
+    }
+    columns = [c for c in inventory_report.INVENTORY_COLUMNS if c not in ("error", "cis_1_21_why")]
+    for column in columns:
+        if column == "account_id":
+            footer = f"{total['accounts']} accounts"
+        elif column == "cis_1_21":
+            footer = f"{total['accounts_passing']} pass"
+        elif column in total:
+            footer = str(total[column])
+        else:
+            footer = ""
+        table.add_column(
+            headers.get(column, column),
+            footer=footer,
+            justify="left" if column in ("account_id", "account_name", "cis_1_21") else "right",
+        )
+    styles = {
+        inventory_report.CIS_PASS: "green",
+        inventory_report.CIS_FAIL: "red",
+        inventory_report.CIS_UNKNOWN: "yellow",
+    }
+    for row in rows:
+        cells = [str(row[c]) for c in columns]
+        cells[-1] = f"[{styles[row['cis_1_21']]}]{row['cis_1_21']}[/]"
+        table.add_row(*cells)
+    console.print(table)
+    for row in rows:
+        if row["cis_1_21_why"]:
+            console.print(
+                f"{row['account_id']} fails CIS 1.21: {row['cis_1_21_why']}", highlight=False
+            )
+
+
+def print_waves_report(console: Console, spec: Path | str, output_format: str = "table") -> None:
+    """Per wave: accounts, users migrated, disabled, deleted, CIS 1.21 and what is pending."""
+    rows, meta = waves_report(spec)
+    if output_format == "json":
+        console.print_json(json.dumps({**meta, "waves": rows}, default=str))
+        return
+    if output_format == "csv":
+        text = csv_export.render_csv(WAVE_COLUMNS, rows, extra="ignore")
+        console.print(text, end="", markup=False, highlight=False)
+        return
+    table = Table(title=f"waves of {meta['migration']} (inventory snapshot {meta['snapshot_id']})")
+    headers = {
+        "to_migrate": "to migrate",
+        "cis_pass": "CIS pass",
+        "cis_fail": "CIS fail",
+        "cis_unknown": "CIS ?",
+    }
+    for column in WAVE_COLUMNS:
+        table.add_column(
+            headers.get(column, column),
+            justify="left" if column in ("wave", "pending") else "right",
+        )
+    for row in rows:
+        cells = ["" if row[c] is None else str(row[c]) for c in WAVE_COLUMNS]
+        table.add_row(*(escape(c) for c in cells))
+    console.print(table)
