@@ -397,12 +397,6 @@ _READERS: dict[str, Callable[[_UserReads, User], None]] = {
 }
 
 
-def _read_credentials(reads: _UserReads, user: User) -> None:
-    """Fill in what the bulk reads don't give, one user at a time, kind by kind."""
-    for kind in CREDENTIAL_KINDS:
-        _READERS[kind.name](reads, user)
-
-
 def _user_from_details(raw: dict[str, Any]) -> User:
     boundary = raw.get("PermissionsBoundary") or {}
     user = User(
@@ -540,7 +534,8 @@ def inventory_account(
             user = _user_from_details(raw)
             reads = _UserReads(iam, report.get(user.name), gaps, service_credentials)
             with translate_errors(account_id=account_id, operation=f"credentials of {user.name}"):
-                _read_credentials(reads, user)
+                for kind in CREDENTIAL_KINDS:  # what the bulk reads don't give
+                    _READERS[kind.name](reads, user)
             user.user_class, user.class_reason, user.last_activity = classify_user(user, rules, now)
             return user
 
