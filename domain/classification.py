@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
+from domain.credentials import CREDENTIAL_KINDS
 from domain.records import User, UserClass
 
 
@@ -20,17 +21,10 @@ class ClassificationRules:
 
 def _usable_credentials(user: User) -> list[str]:
     found = []
-    if user.password_enabled:
-        found.append("console password")
-    active_keys = [k for k in user.access_keys if k.status == "Active"]
-    if active_keys:
-        found.append(f"{len(active_keys)} active access key{'s' if len(active_keys) > 1 else ''}")
-    if any(k.status == "Active" for k in user.ssh_public_keys):
-        found.append("SSH public key")
-    if any(c.status == "Active" for c in user.signing_certificates):
-        found.append("signing certificate")
-    if any(c.status == "Active" for c in user.service_specific_credentials):
-        found.append("service-specific credential")
+    for kind in CREDENTIAL_KINDS:
+        active = kind.active_ids(user) if kind.usable else []
+        if active:
+            found.append(kind.usable_phrase(len(active)))
     return found
 
 
@@ -64,9 +58,9 @@ def classify_user(
             f"({when}; has {', '.join(credentials)})",
             last_activity,
         )
-    if user.password_enabled or user.mfa_devices:
-        why = "console password" if user.password_enabled else "MFA device"
-        return UserClass.HUMAN, why, last_activity
+    human = [kind for kind in CREDENTIAL_KINDS if kind.human and kind.ids(user)]
+    if human:
+        return UserClass.HUMAN, human[0].noun, last_activity
     return (
         UserClass.WORKLOAD,
         f"programmatic credentials only ({', '.join(credentials)})",

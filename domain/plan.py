@@ -209,7 +209,9 @@ def user_fingerprint(user: User) -> str:
     """The live state a user-level action is planned from.
 
     Last-used dates are left out on purpose: they move every day without changing what the
-    plan would do. Everything that changes what a disable or delete touches is in.
+    plan would do. Everything that changes what a disable or delete touches is in. The keys
+    are spelled out, not read from ``domain.credentials``: a plan stored by an earlier version
+    is compared with this fingerprint of the live user, so its shape must not move.
     """
     return sha256_of(
         {

@@ -1,8 +1,10 @@
 """The order AWS requires to delete an IAM user, as a table (API_DeleteUser; AWS_FACTS).
 
 Each row names what must go, the IAM action that removes it, and how to find the items in an
-inventory record. The planner turns rows into ordered, irreversible delete actions; a row whose
-items are gone counts as done (``NoSuchEntity`` is success), so replaying the table is safe.
+inventory record; the credential rows come from ``domain.credentials``. The planner turns rows
+into ordered, irreversible delete actions, and ``tasks.user_teardown`` holds only the AWS calls
+of each row's kind; a row whose items are gone counts as done (``NoSuchEntity`` is success), so
+replaying the table is safe.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from domain.credentials import IN_TEARDOWN_ORDER, CredentialKind
 from domain.records import User
 
 
@@ -18,38 +21,16 @@ class TeardownStep:
     kind: str
     iam_actions: tuple[str, ...]
     items: Callable[[User], list[str]]
+    credential: CredentialKind | None = None  # the credential kind the row removes, if any
 
 
 # DeleteUser fails with DeleteConflict until all of these are gone, in this order
-# (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_users_remove.html#id_users_deleting_cli).
+# (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_users_remove.html#id_users_deleting_cli):
+# the credentials first (in their teardown order), then what grants the user access.
 TEARDOWN: tuple[TeardownStep, ...] = (
-    TeardownStep(
-        "delete-login-profile",
-        ("iam:DeleteLoginProfile",),
-        lambda u: ["console password"] if u.password_enabled else [],
-    ),
-    TeardownStep(
-        "delete-access-key", ("iam:DeleteAccessKey",), lambda u: [k.key_id for k in u.access_keys]
-    ),
-    TeardownStep(
-        "delete-signing-certificate",
-        ("iam:DeleteSigningCertificate",),
-        lambda u: [c.certificate_id for c in u.signing_certificates],
-    ),
-    TeardownStep(
-        "delete-ssh-public-key",
-        ("iam:DeleteSSHPublicKey",),
-        lambda u: [k.key_id for k in u.ssh_public_keys],
-    ),
-    TeardownStep(
-        "delete-service-specific-credential",
-        ("iam:DeleteServiceSpecificCredential",),
-        lambda u: [c.credential_id for c in u.service_specific_credentials],
-    ),
-    TeardownStep(
-        "delete-mfa-device",
-        ("iam:DeactivateMFADevice", "iam:DeleteVirtualMFADevice"),
-        lambda u: [d.serial for d in u.mfa_devices],
+    *(
+        TeardownStep(kind.teardown_kind, kind.teardown_actions, kind.ids, kind)
+        for kind in IN_TEARDOWN_ORDER
     ),
     TeardownStep(
         "delete-inline-policy",

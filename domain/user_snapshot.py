@@ -12,29 +12,26 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from domain.credentials import CONSOLE_PASSWORD, CREDENTIAL_KINDS
+
 # Snapshot field -> the teardown kind that removes it (domain.teardown.TEARDOWN), and for
 # lists of records, the key that identifies one record.
 TORN_DOWN_BY: dict[str, str] = {
-    "console_password": "delete-login-profile",
-    "access_keys": "delete-access-key",
-    "signing_certificates": "delete-signing-certificate",
-    "ssh_public_keys": "delete-ssh-public-key",
-    "service_specific_credentials": "delete-service-specific-credential",
-    "mfa_devices": "delete-mfa-device",
+    **{kind.snapshot_field: kind.teardown_kind for kind in CREDENTIAL_KINDS},
     "inline_policies": "delete-inline-policy",
     "attached_policies": "detach-managed-policy",
     "groups": "remove-from-group",
     "permissions_boundary": "delete-permissions-boundary",
 }
 _RECORD_KEYS = {
-    "access_keys": "access_key_id",
-    "signing_certificates": "certificate_id",
-    "ssh_public_keys": "ssh_public_key_id",
-    "service_specific_credentials": "credential_id",
-    "mfa_devices": "serial",
+    kind.snapshot_field: kind.snapshot_id for kind in CREDENTIAL_KINDS if kind.snapshot_id
 }
 # Fields that change without the user changing: an access key's last use.
-_VOLATILE = {"access_keys": ("last_used", "last_used_service")}
+_VOLATILE = {
+    kind.snapshot_field: kind.snapshot_volatile
+    for kind in CREDENTIAL_KINDS
+    if kind.snapshot_volatile
+}
 
 
 def _comparable(content: dict[str, Any]) -> str:
@@ -55,7 +52,7 @@ def same_snapshot(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def _union(name: str, stored: Any, live: Any) -> Any:
-    if name == "console_password":
+    if name == CONSOLE_PASSWORD.snapshot_field:
         return live if (live or {}).get("existed") else stored
     if name == "permissions_boundary":
         return live or stored

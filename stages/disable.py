@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from domain.keys import mask_key_id
+from domain.credentials import DISABLEABLE, disable_items
 from domain.plan import Outcome, PlanAction, Stage
 from domain.planning import PlanInputs
 from domain.records import User
@@ -35,7 +35,12 @@ if TYPE_CHECKING:
     from tasks.iam_user_live import LiveUser
 
 # Plan params that name a credential a disable action turns off.
-CREDENTIAL_PARAMS = ("access_key_id", "ssh_public_key_id", "certificate_id", "credential_id")
+CREDENTIAL_PARAMS = tuple(kind.disable_param for kind in DISABLEABLE if kind.disable_param)
+# Credentials back to their prior status first, then the quarantine lifted.
+UNDO_ORDER = (
+    *(kind.disable_action for kind in DISABLEABLE if kind.disable_action),
+    "attach-quarantine-policy",
+)
 
 _SHARED_LOCK = threading.Lock()
 
@@ -68,31 +73,10 @@ def _disable_actions(
     delete); the quarantine's explicit deny makes it grant nothing.
     """
     base = f"disable:{account_id}:{user.name}"
-    credentials: list[tuple[str, str, str, str]] = [
-        # (kind, params key, id, id as people may see it)
-        ("deactivate-access-key", "access_key_id", k.key_id, mask_key_id(k.key_id))
-        for k in user.access_keys
-        if k.status == "Active"
-    ]
-    credentials += [
-        ("deactivate-ssh-public-key", "ssh_public_key_id", k.key_id, k.key_id)
-        for k in user.ssh_public_keys
-        if k.status == "Active"
-    ]
-    credentials += [
-        ("deactivate-signing-certificate", "certificate_id", c.certificate_id, c.certificate_id)
-        for c in user.signing_certificates
-        if c.status == "Active"
-    ]
-    credentials += [
-        (
-            "deactivate-service-specific-credential",
-            "credential_id",
-            c.credential_id,
-            c.credential_id,
-        )
-        for c in user.service_specific_credentials
-        if c.status == "Active"
+    credentials = [
+        # (action kind, params key, id, id as people may see it: a key id masked)
+        (kind.disable_action, kind.disable_param, item_id, shown)
+        for kind, item_id, shown in disable_items(user)
     ]
     actions = [
         PlanAction(
@@ -235,13 +219,6 @@ def handlers() -> dict[str, Handler]:
     return HANDLERS
 
 
-def undo_order() -> tuple[str, ...]:
-    """Credentials back to their prior status first, then the quarantine lifted."""
-    from tasks.user_disable import UNDO_ORDER
-
-    return UNDO_ORDER
-
-
 def run(rt: StageRun, actions: list[PlanAction], in_flow: bool) -> list[AccountReport]:
     """Every account at once, one user at a time within it (``stages.retire``)."""
     return retire_accounts(rt, Stage.DISABLE, actions, in_flow)
@@ -255,7 +232,7 @@ DISABLE = register(
         plan_actions=plan_actions,
         handlers=handlers,
         run=run,
-        undo_order=undo_order,
+        undo_order=UNDO_ORDER,
         preconditions=PRECONDITIONS,
         before_run=(refuse_if_stale,),
         approval=WITH_ALL,

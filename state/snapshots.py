@@ -14,10 +14,14 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from domain import records
+from domain.credentials import CREDENTIAL_KINDS
 from domain.errors import StateError
 from state import models as m
 
 log = logging.getLogger(__name__)
+
+# The credential kinds with a table of their own (the console password is IamUser columns).
+LISTED_KINDS = tuple(kind for kind in CREDENTIAL_KINDS if not kind.flag)
 
 
 @dataclass(frozen=True)
@@ -239,7 +243,10 @@ class SnapshotMixin:
             ]
 
 
-def _save_account(session: Session, snapshot_id: int, inventory: records.AccountInventory) -> None:
+def _replace_account(
+    session: Session, snapshot_id: int, inventory: records.AccountInventory
+) -> int:
+    """Delete an earlier save of the account, insert its row; returns the row's primary key."""
     account = inventory.account
     if session.get_bind().dialect.name == "postgresql":
         # Two saves of one account (a retried task racing the first attempt) would both find
@@ -259,7 +266,7 @@ def _save_account(session: Session, snapshot_id: int, inventory: records.Account
             m.SnapshotAccount.account_id == account.account_id,
         )
     )
-    account_pk = session.execute(
+    return session.execute(
         insert(m.SnapshotAccount)
         .values(
             snapshot_id=snapshot_id,
@@ -274,6 +281,9 @@ def _save_account(session: Session, snapshot_id: int, inventory: records.Account
         .returning(m.SnapshotAccount.id)
     ).scalar_one()
 
+
+def _save_account(session: Session, snapshot_id: int, inventory: records.AccountInventory) -> None:
+    account_pk = _replace_account(session, snapshot_id, inventory)
     _bulk(
         session,
         m.ManagedPolicy,
@@ -304,24 +314,7 @@ def _save_account(session: Session, snapshot_id: int, inventory: records.Account
         session,
         m.IamUser,
         account_pk,
-        [
-            {
-                "name": user.name,
-                "user_id": user.user_id,
-                "arn": user.arn,
-                "path": user.path,
-                "created": user.created,
-                "password_enabled": user.password_enabled,
-                "password_last_used": user.password_last_used,
-                "password_last_changed": user.password_last_changed,
-                "mfa_active": user.mfa_active,
-                "permissions_boundary_arn": user.permissions_boundary_arn,
-                "user_class": None if user.user_class is None else str(user.user_class),
-                "class_reason": user.class_reason,
-                "last_activity": user.last_activity,
-            }
-            for user in inventory.users
-        ],
+        [_user_columns(user) for user in inventory.users],
     )
 
     rows: dict[type[m.Base], list[dict[str, Any]]] = defaultdict(list)
@@ -329,70 +322,43 @@ def _save_account(session: Session, snapshot_id: int, inventory: records.Account
         owner = {"user_id": None, "group_id": group_pks[group.name]}
         _policy_rows(rows, owner, group.attached_policies, group.inline_policies)
     for user in inventory.users:
-        pk = user_pks[user.name]
-        owner = {"user_id": pk, "group_id": None}
-        _policy_rows(rows, owner, user.attached_policies, user.inline_policies)
-        for i, (key, value) in enumerate(user.tags.items()):
-            rows[m.UserTag].append({"user_id": pk, "position": i, "key": key, "value": value})
-        for i, group_name in enumerate(user.groups):
-            rows[m.GroupMembership].append({"user_id": pk, "position": i, "group_name": group_name})
-        for i, key in enumerate(user.access_keys):
-            rows[m.AccessKey].append(
-                {
-                    "user_id": pk,
-                    "position": i,
-                    "key_id": key.key_id,
-                    "status": key.status,
-                    "created": key.created,
-                    "last_used_date": key.last_used_date,
-                    "last_used_service": key.last_used_service,
-                    "last_used_region": key.last_used_region,
-                }
-            )
-        for i, device in enumerate(user.mfa_devices):
-            rows[m.MfaDevice].append(
-                {
-                    "user_id": pk,
-                    "position": i,
-                    "serial": device.serial,
-                    "enabled": device.enabled,
-                    "virtual": device.virtual,
-                }
-            )
-        for i, ssh in enumerate(user.ssh_public_keys):
-            rows[m.SshPublicKey].append(
-                {
-                    "user_id": pk,
-                    "position": i,
-                    "key_id": ssh.key_id,
-                    "status": ssh.status,
-                    "uploaded": ssh.uploaded,
-                }
-            )
-        for i, cert in enumerate(user.signing_certificates):
-            rows[m.SigningCertificate].append(
-                {
-                    "user_id": pk,
-                    "position": i,
-                    "certificate_id": cert.certificate_id,
-                    "status": cert.status,
-                    "uploaded": cert.uploaded,
-                }
-            )
-        for i, cred in enumerate(user.service_specific_credentials):
-            rows[m.ServiceSpecificCredential].append(
-                {
-                    "user_id": pk,
-                    "position": i,
-                    "credential_id": cred.credential_id,
-                    "service_name": cred.service_name,
-                    "service_user_name": cred.service_user_name,
-                    "status": cred.status,
-                    "created": cred.created,
-                }
-            )
+        _user_rows(rows, user_pks[user.name], user)
     for model, model_rows in rows.items():
         _bulk(session, model, model_rows)
+
+
+def _user_columns(user: records.User) -> dict[str, Any]:
+    return {
+        "name": user.name,
+        "user_id": user.user_id,
+        "arn": user.arn,
+        "path": user.path,
+        "created": user.created,
+        "password_enabled": user.password_enabled,
+        "password_last_used": user.password_last_used,
+        "password_last_changed": user.password_last_changed,
+        "mfa_active": user.mfa_active,
+        "permissions_boundary_arn": user.permissions_boundary_arn,
+        "user_class": None if user.user_class is None else str(user.user_class),
+        "class_reason": user.class_reason,
+        "last_activity": user.last_activity,
+    }
+
+
+def _user_rows(rows: dict[type[m.Base], list[dict[str, Any]]], pk: int, user: records.User) -> None:
+    """Rows of the tables a user's row owns: policies, tags, groups, credentials."""
+    owner = {"user_id": pk, "group_id": None}
+    _policy_rows(rows, owner, user.attached_policies, user.inline_policies)
+    for i, (key, value) in enumerate(user.tags.items()):
+        rows[m.UserTag].append({"user_id": pk, "position": i, "key": key, "value": value})
+    for i, group_name in enumerate(user.groups):
+        rows[m.GroupMembership].append({"user_id": pk, "position": i, "group_name": group_name})
+    for kind in LISTED_KINDS:
+        columns = kind.record_fields
+        rows[m.CREDENTIAL_TABLES[kind.name]].extend(
+            {"user_id": pk, "position": i, **{c: getattr(item, c) for c in columns}}
+            for i, item in enumerate(kind.items(user))
+        )
 
 
 def _policy_rows(
@@ -440,13 +406,8 @@ def _by_owner(session: Session, model: type[m.Base], where: Any, order: Any) -> 
     return iter(session.execute(select(table).where(where).order_by(*order)))
 
 
-def _load_snapshot(
-    session: Session, snapshot_id: int, *, policies: bool = True
-) -> list[records.AccountInventory]:
-    account_pks = select(m.SnapshotAccount.id).where(m.SnapshotAccount.snapshot_id == snapshot_id)
-    user_pks = select(m.IamUser.id).where(m.IamUser.snapshot_account_id.in_(account_pks))
-    group_pks = select(m.IamGroup.id).where(m.IamGroup.snapshot_account_id.in_(account_pks))
-
+def _load_accounts(session: Session, snapshot_id: int) -> dict[int, records.AccountInventory]:
+    """The snapshot's accounts, each an inventory still without users and groups."""
     inventories: dict[int, records.AccountInventory] = {}
     for row in session.execute(
         select(m.SnapshotAccount.__table__)
@@ -464,6 +425,35 @@ def _load_snapshot(
             gaps=list(row.gaps or []),
             error=row.error,
         )
+    return inventories
+
+
+def _user_record(row: Any) -> records.User:
+    return records.User(
+        name=row.name,
+        user_id=row.user_id,
+        arn=row.arn,
+        path=row.path,
+        created=row.created,
+        password_enabled=row.password_enabled,
+        password_last_used=row.password_last_used,
+        password_last_changed=row.password_last_changed,
+        mfa_active=row.mfa_active,
+        permissions_boundary_arn=row.permissions_boundary_arn,
+        user_class=None if row.user_class is None else records.UserClass(row.user_class),
+        class_reason=row.class_reason,
+        last_activity=row.last_activity,
+    )
+
+
+def _load_snapshot(
+    session: Session, snapshot_id: int, *, policies: bool = True
+) -> list[records.AccountInventory]:
+    account_pks = select(m.SnapshotAccount.id).where(m.SnapshotAccount.snapshot_id == snapshot_id)
+    user_pks = select(m.IamUser.id).where(m.IamUser.snapshot_account_id.in_(account_pks))
+    group_pks = select(m.IamGroup.id).where(m.IamGroup.snapshot_account_id.in_(account_pks))
+
+    inventories = _load_accounts(session, snapshot_id)
 
     managed = m.ManagedPolicy.snapshot_account_id.in_(account_pks)
     for row in (
@@ -492,21 +482,7 @@ def _load_snapshot(
     for row in _by_owner(
         session, m.IamUser, m.IamUser.snapshot_account_id.in_(account_pks), [m.IamUser.name]
     ):
-        user = records.User(
-            name=row.name,
-            user_id=row.user_id,
-            arn=row.arn,
-            path=row.path,
-            created=row.created,
-            password_enabled=row.password_enabled,
-            password_last_used=row.password_last_used,
-            password_last_changed=row.password_last_changed,
-            mfa_active=row.mfa_active,
-            permissions_boundary_arn=row.permissions_boundary_arn,
-            user_class=None if row.user_class is None else records.UserClass(row.user_class),
-            class_reason=row.class_reason,
-            last_activity=row.last_activity,
-        )
+        user = _user_record(row)
         users[row.id] = user
         inventories[row.snapshot_account_id].users.append(user)
 
@@ -519,41 +495,12 @@ def _load_snapshot(
         users[row.user_id].tags[row.key] = row.value
     for row in user_rows(m.GroupMembership):
         users[row.user_id].groups.append(row.group_name)
-    for row in user_rows(m.AccessKey):
-        users[row.user_id].access_keys.append(
-            records.AccessKey(
-                key_id=row.key_id,
-                status=row.status,
-                created=row.created,
-                last_used_date=row.last_used_date,
-                last_used_service=row.last_used_service,
-                last_used_region=row.last_used_region,
+    for kind in LISTED_KINDS:
+        columns = kind.record_fields
+        for row in user_rows(m.CREDENTIAL_TABLES[kind.name]):
+            getattr(users[row.user_id], kind.user_field).append(
+                kind.record(**{c: getattr(row, c) for c in columns})
             )
-        )
-    for row in user_rows(m.MfaDevice):
-        users[row.user_id].mfa_devices.append(
-            records.MfaDevice(serial=row.serial, enabled=row.enabled, virtual=row.virtual)
-        )
-    for row in user_rows(m.SshPublicKey):
-        users[row.user_id].ssh_public_keys.append(
-            records.SshPublicKey(key_id=row.key_id, status=row.status, uploaded=row.uploaded)
-        )
-    for row in user_rows(m.SigningCertificate):
-        users[row.user_id].signing_certificates.append(
-            records.SigningCertificate(
-                certificate_id=row.certificate_id, status=row.status, uploaded=row.uploaded
-            )
-        )
-    for row in user_rows(m.ServiceSpecificCredential):
-        users[row.user_id].service_specific_credentials.append(
-            records.ServiceSpecificCredential(
-                credential_id=row.credential_id,
-                service_name=row.service_name,
-                service_user_name=row.service_user_name,
-                status=row.status,
-                created=row.created,
-            )
-        )
 
     for model in (m.PolicyAttachment, m.InlinePolicy) if policies else ():
         owned = model.user_id.in_(user_pks) | model.group_id.in_(group_pks)

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 import urllib.parse
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +26,15 @@ from botocore.handlers import json_decode_policies
 from tenacity import retry, retry_if_result, stop_after_delay, wait_exponential
 
 from domain.classification import ClassificationRules, classify_user
+from domain.credentials import (
+    ACCESS_KEY,
+    CONSOLE_PASSWORD,
+    CREDENTIAL_KINDS,
+    MFA_DEVICE,
+    SERVICE_CREDENTIAL,
+    SIGNING_CERTIFICATE,
+    SSH_PUBLIC_KEY,
+)
 from domain.records import (
     AccessKey,
     Account,
@@ -263,44 +273,65 @@ def read_all_service_credentials(iam, gaps: _Gaps) -> dict[str, list[dict[str, A
     return by_user
 
 
-def _read_credentials(
-    iam,
-    user: User,
-    row: dict[str, str] | None,
-    gaps: _Gaps,
-    service_credentials: dict[str, list[dict[str, Any]]] | None = None,
-) -> None:
-    """Fill in what the bulk reads don't give, one user at a time.
+@dataclass
+class _UserReads:
+    """What one user's credential reads go by (the same for every kind)."""
 
-    ``service_credentials``: what :func:`read_all_service_credentials` found (None: ask now).
-    """
-    name = user.name
-    if _has_keys(row):
-        for raw in _pages(iam, "list_access_keys", "AccessKeyMetadata", UserName=name):
-            key = AccessKey(
-                key_id=raw["AccessKeyId"], status=raw["Status"], created=_utc(raw.get("CreateDate"))
+    iam: Any
+    row: dict[str, str] | None  # the user's credential report row, if it has one
+    gaps: _Gaps
+    # What read_all_service_credentials found (None: ask user by user).
+    service_credentials: dict[str, list[dict[str, Any]]] | None = None
+
+
+def _read_password(reads: _UserReads, user: User) -> None:
+    # The credential report has it all; no call of its own.
+    if reads.row is not None:
+        user.password_enabled = reads.row.get("password_enabled") == "true"
+        user.password_last_used = _date(reads.row.get("password_last_used"))
+        user.password_last_changed = _date(reads.row.get("password_last_changed"))
+
+
+def _read_access_keys(reads: _UserReads, user: User) -> None:
+    if not _has_keys(reads.row):
+        return
+    iam = reads.iam
+    for raw in _pages(iam, "list_access_keys", "AccessKeyMetadata", UserName=user.name):
+        key = AccessKey(
+            key_id=raw["AccessKeyId"], status=raw["Status"], created=_utc(raw.get("CreateDate"))
+        )
+        used = iam.get_access_key_last_used(AccessKeyId=key.key_id).get("AccessKeyLastUsed", {})
+        key.last_used_date = _utc(used.get("LastUsedDate"))
+        key.last_used_service = (
+            None if used.get("ServiceName") in _NO_DATE else used.get("ServiceName")
+        )
+        key.last_used_region = None if used.get("Region") in _NO_DATE else used.get("Region")
+        user.access_keys.append(key)
+
+
+def _read_mfa_devices(reads: _UserReads, user: User) -> None:
+    if reads.row is not None:
+        user.mfa_active = reads.row.get("mfa_active") == "true"
+    if not (user.mfa_active or reads.row is None):
+        return
+    for raw in _pages(reads.iam, "list_mfa_devices", "MFADevices", UserName=user.name):
+        serial = raw["SerialNumber"]
+        user.mfa_devices.append(
+            MfaDevice(
+                serial=serial,
+                enabled=_utc(raw.get("EnableDate")),
+                # Virtual devices have an ARN serial (arn:aws:iam::123:mfa/name).
+                virtual=serial.startswith("arn:"),
             )
-            used = iam.get_access_key_last_used(AccessKeyId=key.key_id).get("AccessKeyLastUsed", {})
-            key.last_used_date = _utc(used.get("LastUsedDate"))
-            key.last_used_service = (
-                None if used.get("ServiceName") in _NO_DATE else used.get("ServiceName")
-            )
-            key.last_used_region = None if used.get("Region") in _NO_DATE else used.get("Region")
-            user.access_keys.append(key)
-    if user.mfa_active or row is None:
-        for raw in _pages(iam, "list_mfa_devices", "MFADevices", UserName=name):
-            serial = raw["SerialNumber"]
-            user.mfa_devices.append(
-                MfaDevice(
-                    serial=serial,
-                    enabled=_utc(raw.get("EnableDate")),
-                    # Virtual devices have an ARN serial (arn:aws:iam::123:mfa/name).
-                    virtual=serial.startswith("arn:"),
-                )
-            )
-    ssh = gaps.call(
+        )
+
+
+def _read_ssh_public_keys(reads: _UserReads, user: User) -> None:
+    ssh = reads.gaps.call(
         "iam:ListSSHPublicKeys",
-        lambda: list(_pages(iam, "list_ssh_public_keys", "SSHPublicKeys", UserName=name)),
+        lambda: list(
+            _pages(reads.iam, "list_ssh_public_keys", "SSHPublicKeys", UserName=user.name)
+        ),
     )
     for raw in ssh or []:
         user.ssh_public_keys.append(
@@ -310,26 +341,35 @@ def _read_credentials(
                 uploaded=_utc(raw.get("UploadDate")),
             )
         )
-    if _has_certs(row):
-        certs = gaps.call(
-            "iam:ListSigningCertificates",
-            lambda: list(_pages(iam, "list_signing_certificates", "Certificates", UserName=name)),
-        )
-        for raw in certs or []:
-            user.signing_certificates.append(
-                SigningCertificate(
-                    certificate_id=raw["CertificateId"],
-                    status=raw["Status"],
-                    uploaded=_utc(raw.get("UploadDate")),
-                )
+
+
+def _read_signing_certificates(reads: _UserReads, user: User) -> None:
+    if not _has_certs(reads.row):
+        return
+    certs = reads.gaps.call(
+        "iam:ListSigningCertificates",
+        lambda: list(
+            _pages(reads.iam, "list_signing_certificates", "Certificates", UserName=user.name)
+        ),
+    )
+    for raw in certs or []:
+        user.signing_certificates.append(
+            SigningCertificate(
+                certificate_id=raw["CertificateId"],
+                status=raw["Status"],
+                uploaded=_utc(raw.get("UploadDate")),
             )
+        )
+
+
+def _read_service_credentials(reads: _UserReads, user: User) -> None:
     # Absent from the credential report; for one user the API answers in one page.
-    if service_credentials is not None:
-        service_creds = service_credentials.get(name, [])
+    if reads.service_credentials is not None:
+        service_creds = reads.service_credentials.get(user.name, [])
     else:
-        service_creds = gaps.call(
+        service_creds = reads.gaps.call(
             "iam:ListServiceSpecificCredentials",
-            lambda: iam.list_service_specific_credentials(UserName=name).get(
+            lambda: reads.iam.list_service_specific_credentials(UserName=user.name).get(
                 "ServiceSpecificCredentials", []
             ),
         )
@@ -345,7 +385,19 @@ def _read_credentials(
         )
 
 
-def _user_from_details(raw: dict[str, Any], row: dict[str, str] | None) -> User:
+# credential kind name (domain.credentials) -> how the inventory reads a user's ones, with
+# the fewest calls the credential report allows.
+_READERS: dict[str, Callable[[_UserReads, User], None]] = {
+    CONSOLE_PASSWORD.name: _read_password,
+    ACCESS_KEY.name: _read_access_keys,
+    MFA_DEVICE.name: _read_mfa_devices,
+    SSH_PUBLIC_KEY.name: _read_ssh_public_keys,
+    SIGNING_CERTIFICATE.name: _read_signing_certificates,
+    SERVICE_CREDENTIAL.name: _read_service_credentials,
+}
+
+
+def _user_from_details(raw: dict[str, Any]) -> User:
     boundary = raw.get("PermissionsBoundary") or {}
     user = User(
         name=raw["UserName"],
@@ -359,11 +411,6 @@ def _user_from_details(raw: dict[str, Any], row: dict[str, str] | None) -> User:
         permissions_boundary_arn=boundary.get("PermissionsBoundaryArn"),
         tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
     )
-    if row is not None:
-        user.password_enabled = row.get("password_enabled") == "true"
-        user.password_last_used = _date(row.get("password_last_used"))
-        user.password_last_changed = _date(row.get("password_last_changed"))
-        user.mfa_active = row.get("mfa_active") == "true"
     return user
 
 
@@ -393,9 +440,7 @@ def read_account_access(session: boto3.Session, account_id: str) -> tuple[list[U
     """
     with translate_errors(account_id=account_id, operation="iam:GetAccountAuthorizationDetails"):
         raw_users, raw_groups, _ = read_authorization_details(session.client("iam"))
-    users = [
-        _user_from_details(raw, None) for raw in sorted(raw_users, key=lambda u: u["UserName"])
-    ]
+    users = [_user_from_details(raw) for raw in sorted(raw_users, key=lambda u: u["UserName"])]
     return users, _groups_from_details(raw_groups)
 
 
@@ -486,10 +531,11 @@ def inventory_account(
         clock.lap("bulk_reads")
 
         def read_user(raw: dict[str, Any]) -> User:
-            row = report.get(raw["UserName"])
-            user = _user_from_details(raw, row)
+            user = _user_from_details(raw)
+            reads = _UserReads(iam, report.get(user.name), gaps, service_credentials)
             with translate_errors(account_id=account_id, operation=f"credentials of {user.name}"):
-                _read_credentials(iam, user, row, gaps, service_credentials)
+                for kind in CREDENTIAL_KINDS:  # what the bulk reads don't give
+                    _READERS[kind.name](reads, user)
             user.user_class, user.class_reason, user.last_activity = classify_user(user, rules, now)
             return user
 
@@ -506,18 +552,16 @@ def inventory_account(
         pool.shutdown()
     clock.lap("per_user")
 
-    return _account_inventory(account, users, raw_groups, raw_policies, gaps)
+    return _assembled(account, users, _groups_from_details(raw_groups), raw_policies, gaps)
 
 
-def _account_inventory(
+def _assembled(
     account: Account,
     users: list[User],
-    raw_groups: list[dict[str, Any]],
+    groups: list[Group],
     raw_policies: dict[str, dict[str, Any]],
     gaps: _Gaps,
 ) -> AccountInventory:
-    """The account's inventory from its read users and its bulk-read groups and policies."""
-    groups = _groups_from_details(raw_groups)
     # Keep only the managed policies our users can reach (directly, through groups, or as a
     # boundary): AWS-managed policies number in the thousands and are the same everywhere.
     referenced = {p.arn for u in users for p in u.attached_policies}

@@ -1,9 +1,10 @@
 """Disabling IAM users reversibly: credentials set Inactive, the quarantine policy attached.
 
-One handler per credential type (access key, SSH public key, signing certificate,
-service-specific credential) and one for the quarantine inline policy, run by the journaled
-executor. Each records the credential's prior status before it calls AWS, so an undo restores
-exactly that: a credential that was already Inactive is adopted, never turned on by a rollback.
+One handler per credential kind that can be set Inactive (``domain.credentials.DISABLEABLE``:
+access key, SSH public key, signing certificate, service-specific credential) and one for the
+quarantine inline policy, run by the journaled executor. Each records the credential's prior
+status before it calls AWS, so an undo restores exactly that: a credential that was already
+Inactive is adopted, never turned on by a rollback.
 The console password is kept: deleting it is irreversible, and the quarantine's explicit deny
 makes it grant nothing (AWS_FACTS, "Reversible ways to disable").
 """
@@ -12,34 +13,28 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from domain.credentials import DISABLEABLE, CredentialKind
 from domain.errors import ActionError
-from domain.keys import mask_key_id
 from domain.plan import PlanAction
 from domain.policy_documents import canonical_json
 from state.journal import JournalEntry
 from tasks.aws import error_code, error_message
+from tasks.credentials import CALLS
 from tasks.handler import Done, ExecutionContext, Handler, Live
 
 log = logging.getLogger(__name__)
 
 READ_PERMISSIONS = (
-    "iam:ListAccessKeys",
-    "iam:ListSSHPublicKeys",
-    "iam:ListSigningCertificates",
-    "iam:ListServiceSpecificCredentials",
+    *(kind.list_actions[0] for kind in DISABLEABLE),
     "iam:GetUserPolicy",
 )
 PERMISSIONS = (
-    "iam:UpdateAccessKey",
-    "iam:UpdateSSHPublicKey",
-    "iam:UpdateSigningCertificate",
-    "iam:UpdateServiceSpecificCredential",
+    *(kind.update_action for kind in DISABLEABLE if kind.update_action),
     "iam:PutUserPolicy",
     "iam:DeleteUserPolicy",
 )
@@ -47,86 +42,14 @@ PERMISSIONS = (
 ACTIVE = "Active"
 INACTIVE = "Inactive"
 
-
-@dataclass(frozen=True)
-class CredentialType:
-    """How one kind of IAM user credential is listed and switched on or off."""
-
-    kind: str  # the plan action kind
-    noun: str  # for people
-    param: str  # the plan action's params key holding the credential id
-    list_operation: str
-    list_key: str
-    id_field: str
-    update_operation: str
-    update_id_arg: str
-    paginated: bool = True
-
-    def shown(self, credential_id: str) -> str:
-        return mask_key_id(credential_id) if self.param == "access_key_id" else credential_id
-
-
-ACCESS_KEY = CredentialType(
-    "deactivate-access-key",
-    "access key",
-    "access_key_id",
-    "list_access_keys",
-    "AccessKeyMetadata",
-    "AccessKeyId",
-    "update_access_key",
-    "AccessKeyId",
-)
-SSH_PUBLIC_KEY = CredentialType(
-    "deactivate-ssh-public-key",
-    "SSH public key",
-    "ssh_public_key_id",
-    "list_ssh_public_keys",
-    "SSHPublicKeys",
-    "SSHPublicKeyId",
-    "update_ssh_public_key",
-    "SSHPublicKeyId",
-)
-SIGNING_CERTIFICATE = CredentialType(
-    "deactivate-signing-certificate",
-    "signing certificate",
-    "certificate_id",
-    "list_signing_certificates",
-    "Certificates",
-    "CertificateId",
-    "update_signing_certificate",
-    "CertificateId",
-)
-# ListServiceSpecificCredentials returns everything at once: it has no paginator.
-SERVICE_CREDENTIAL = CredentialType(
-    "deactivate-service-specific-credential",
-    "service-specific credential",
-    "credential_id",
-    "list_service_specific_credentials",
-    "ServiceSpecificCredentials",
-    "ServiceSpecificCredentialId",
-    "update_service_specific_credential",
-    "ServiceSpecificCredentialId",
-    paginated=False,
-)
-CREDENTIAL_TYPES = (ACCESS_KEY, SSH_PUBLIC_KEY, SIGNING_CERTIFICATE, SERVICE_CREDENTIAL)
-
 # Endpoints without service-specific credentials (moto) answer one of these.
 _NOT_IMPLEMENTED = {"NotImplemented", "InvalidAction", "UnknownOperationException"}
 
 
-def list_credentials(iam: Any, kind: CredentialType, user: str) -> dict[str, str] | None:
+def list_credentials(iam: Any, kind: CredentialKind, user: str) -> dict[str, str] | None:
     """credential id -> status of one kind of a user's credentials; None if the user is gone."""
     try:
-        if kind.paginated:
-            items: Iterator[dict[str, Any]] = (
-                item
-                for page in iam.get_paginator(kind.list_operation).paginate(UserName=user)
-                for item in page.get(kind.list_key, [])
-            )
-            found = {item[kind.id_field]: item["Status"] for item in items}
-        else:
-            answer = getattr(iam, kind.list_operation)(UserName=user)
-            found = {item[kind.id_field]: item["Status"] for item in answer.get(kind.list_key, [])}
+        found = CALLS[kind.name].live(iam, user)
     except ClientError as err:
         if error_code(err) == "NoSuchEntity":
             return None
@@ -135,7 +58,7 @@ def list_credentials(iam: Any, kind: CredentialType, user: str) -> dict[str, str
         raise
     except NotImplementedError:  # moto in-process
         return {}
-    return found
+    return {cid: status or "" for cid, status in found.items()}
 
 
 def unplanned_credentials(iam: Any, user: str, planned: set[str]) -> list[str] | None:
@@ -145,7 +68,7 @@ def unplanned_credentials(iam: Any, user: str, planned: set[str]) -> list[str] |
         One description per such credential; None when the user no longer exists.
     """
     found = []
-    for kind in CREDENTIAL_TYPES:
+    for kind in DISABLEABLE:
         live = list_credentials(iam, kind, user)
         if live is None:
             return None
@@ -162,15 +85,17 @@ class DeactivateCredential:
 
     PERMISSIONS: tuple[str, ...] = PERMISSIONS
 
-    def __init__(self, kind: CredentialType):
+    def __init__(self, kind: CredentialKind):
         self.kind = kind
+        self.param = kind.disable_param or ""
+        self.calls = CALLS[kind.name]
 
     def _status(self, ctx: ExecutionContext, action: PlanAction) -> str | None:
         account_id = action.account_id or ""
         live = list_credentials(ctx.iam(account_id), self.kind, action.params["user"])
         if live is None:
             return None
-        return live.get(action.params[self.kind.param])
+        return live.get(action.params[self.param])
 
     def probe(self, ctx: ExecutionContext, action: PlanAction) -> Live:
         status = self._status(ctx, action)
@@ -181,10 +106,7 @@ class DeactivateCredential:
         return Live(exists=status == INACTIVE, detail={"status": status})
 
     def _update(self, ctx: ExecutionContext, account_id: str, user: str, cid: str, status: str):
-        iam = ctx.iam(account_id)
-        getattr(iam, self.kind.update_operation)(
-            UserName=user, **{self.kind.update_id_arg: cid}, Status=status
-        )
+        self.calls.set_status(ctx.iam(account_id), user, cid, status)
 
     def apply(
         self,
@@ -194,8 +116,8 @@ class DeactivateCredential:
         progress: Callable[[dict[str, Any]], None],
         prior: JournalEntry | None,
     ) -> Done:
-        user, cid = action.params["user"], action.params[self.kind.param]
-        undo = {"user": user, self.kind.param: cid, "status": ACTIVE}
+        user, cid = action.params["user"], action.params[self.param]
+        undo = {"user": user, self.param: cid, "status": ACTIVE}
         outcome = {"prior_status": ACTIVE, "status": INACTIVE, "undo": undo}
         if live.exists:
             # Our own earlier attempt set it Inactive and then died: nothing to send again.
@@ -207,7 +129,7 @@ class DeactivateCredential:
         except ClientError as err:
             raise ActionError(
                 action.id,
-                f"{self.kind.update_operation} {self.kind.shown(cid)} of {user}: "
+                f"{self.calls.update_operation} {self.kind.shown(cid)} of {user}: "
                 f"{error_message(err)}",
             ) from err
         log.info("%s %s of %s set Inactive", self.kind.noun, self.kind.shown(cid), user)
@@ -215,7 +137,7 @@ class DeactivateCredential:
 
     def undo(self, ctx: ExecutionContext, entry: JournalEntry) -> dict[str, Any]:
         recorded = entry.undo or {}
-        user, cid = recorded.get("user"), recorded.get(self.kind.param)
+        user, cid = recorded.get("user"), recorded.get(self.param)
         status = recorded.get("status", ACTIVE)
         if not user or not cid:
             return {"skipped": "nothing recorded to restore"}
@@ -296,10 +218,9 @@ class AttachQuarantinePolicy:
 
 
 HANDLERS: dict[str, Handler] = {
-    **{kind.kind: DeactivateCredential(kind) for kind in CREDENTIAL_TYPES},
+    **{kind.disable_action or "": DeactivateCredential(kind) for kind in DISABLEABLE},
     "attach-quarantine-policy": AttachQuarantinePolicy(),
 }
 
 # A rollback turns credentials back on first, then lifts the quarantine: the person is
 # let back in only when everything they had is there again.
-UNDO_ORDER = (*(kind.kind for kind in CREDENTIAL_TYPES), "attach-quarantine-policy")

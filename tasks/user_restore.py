@@ -22,16 +22,30 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from domain.credentials import (
+    ACCESS_KEY,
+    CONSOLE_PASSWORD,
+    CREDENTIAL_KINDS,
+    MFA_DEVICE,
+    SIGNING_CERTIFICATE,
+    SSH_PUBLIC_KEY,
+    CredentialKind,
+)
 from domain.errors import ActionError
-from domain.keys import mask_key_id
 from domain.plan import PlanAction, Stage
 from domain.teardown import QUARANTINE_POLICY_NAME
 from state.journal import JournalEntry
 from tasks.aws import error_code, error_message
 from tasks.aws import pages as _pages
+from tasks.credentials import CALLS
 from tasks.handler import Done, ExecutionContext, Handler, Live
 from tasks.iam_user_live import user_record
 from tasks.permissions import RESTORE
+
+# A half-deleted user (same unique id) may still hold these: read live before they are named
+# as lost. Service-specific credentials are always named (the restore role does not list them).
+_READ_LIVE = (CONSOLE_PASSWORD, ACCESS_KEY, MFA_DEVICE)
+_BY_BODY_KINDS = tuple(kind for kind in CREDENTIAL_KINDS if kind.restore_kind)
 
 READ_PERMISSIONS = (
     "iam:GetUser",
@@ -39,12 +53,8 @@ READ_PERMISSIONS = (
     "iam:GetUserPolicy",
     "iam:ListAttachedUserPolicies",
     "iam:ListGroupsForUser",
-    "iam:ListSSHPublicKeys",
-    "iam:GetSSHPublicKey",
-    "iam:ListSigningCertificates",
-    "iam:ListAccessKeys",
-    "iam:ListMFADevices",
-    "iam:GetLoginProfile",
+    *(a for kind in _BY_BODY_KINDS for a in (kind.list_actions[0], *kind.snapshot_actions)),
+    *(kind.list_actions[0] for kind in _READ_LIVE),
 )
 # Only `iamc restore` re-creates users: its writes go in the restore role's policy, and routine
 # sessions are denied the ones no other stage makes (tasks.permissions).
@@ -56,10 +66,7 @@ PERMISSIONS = (
     "iam:PutUserPolicy",
     "iam:AttachUserPolicy",
     "iam:AddUserToGroup",
-    "iam:UploadSSHPublicKey",
-    "iam:UpdateSSHPublicKey",
-    "iam:UploadSigningCertificate",
-    "iam:UpdateSigningCertificate",
+    *(a for kind in _BY_BODY_KINDS for a in kind.restore_actions),
 )
 
 RESTORE_PREFIX = "restore:"
@@ -101,24 +108,12 @@ def restore_actions(run_id: int, account_id: str, snapshot: dict[str, Any]) -> l
         steps.append(("restore-managed-policy", arn, {"arn": arn}))
     for group in snapshot.get("groups") or []:
         steps.append(("restore-group", group, {"group": group}))
-    for key in snapshot.get("ssh_public_keys") or []:
-        if (key.get("body") or "").strip():
-            steps.append(
-                (
-                    "restore-ssh-key",
-                    key["ssh_public_key_id"],
-                    {"body": key["body"].strip(), "status": key.get("status") or "Active"},
-                )
-            )
-    for cert in snapshot.get("signing_certificates") or []:
-        if (cert.get("body") or "").strip():
-            steps.append(
-                (
-                    "restore-certificate",
-                    cert["certificate_id"],
-                    {"body": cert["body"].strip(), "status": cert.get("status") or "Active"},
-                )
-            )
+    for kind in _BY_BODY_KINDS:
+        for record in snapshot.get(kind.snapshot_field) or []:
+            if (record.get("body") or "").strip():
+                status = record.get("status") or "Active"
+                params = {"body": record["body"].strip(), "status": status}
+                steps.append((kind.restore_kind or "", record[kind.snapshot_id or ""], params))
     return [
         PlanAction(
             id=f"{base}:{position:02d}-{kind}" + (f":{item}" if item else ""),
@@ -133,9 +128,16 @@ def restore_actions(run_id: int, account_id: str, snapshot: dict[str, Any]) -> l
     ]
 
 
+# restore step kind -> the credential kind it re-creates from its kept body.
+_BY_BODY_KIND = {kind.restore_kind: kind for kind in _BY_BODY_KINDS}
+
+
 def describe(action: PlanAction) -> str:
     """What one step brings back, as a person reads it."""
     params = action.params
+    by_body = _BY_BODY_KIND.get(action.kind)
+    if by_body is not None:
+        return f"{by_body.noun} ({params['status']}, as when deleted)"
     return {
         "restore-user": lambda: f"user {params['user']}",
         "restore-tags": lambda: f"tags {', '.join(f'{k}={v}' for k, v in params['tags'].items())}",
@@ -143,8 +145,6 @@ def describe(action: PlanAction) -> str:
         "restore-inline-policy": lambda: f"inline policy {params['name']}",
         "restore-managed-policy": lambda: f"managed policy {params['arn']}",
         "restore-group": lambda: f"group {params['group']}",
-        "restore-ssh-key": lambda: f"SSH public key ({params['status']}, as when deleted)",
-        "restore-certificate": lambda: f"signing certificate ({params['status']}, as when deleted)",
     }[action.kind]()
 
 
@@ -301,8 +301,10 @@ class _RestoreByBody(_Step):
     """A public credential found again by its body (a re-upload gets a new id), then its
     status as when deleted: SSH public keys and signing certificates."""
 
-    noun = ""
-    id_key = ""
+    def __init__(self, kind: CredentialKind):
+        self.noun = kind.noun
+        self.id_key = kind.snapshot_id or ""
+        self.calls = CALLS[kind.name]
 
     def _live(self, iam: Any, user: str) -> dict[str, tuple[str, str]]:
         """body -> (id, status) of the user's credentials of this kind."""
@@ -312,7 +314,7 @@ class _RestoreByBody(_Step):
         raise NotImplementedError
 
     def _set_status(self, iam: Any, user: str, credential_id: str, status: str) -> None:
-        raise NotImplementedError
+        self.calls.set_status(iam, user, credential_id, status)
 
     def present(self, iam: Any, action: PlanAction) -> bool:
         live = self._live(iam, action.params["user"]).get(action.params["body"])
@@ -335,43 +337,36 @@ class _RestoreByBody(_Step):
 class RestoreSshKey(_RestoreByBody):
     """An SSH public key by its body, then its status."""
 
-    noun, id_key = "SSH public key", "ssh_public_key_id"
-
     def _live(self, iam: Any, user: str) -> dict[str, tuple[str, str]]:
-        found = {}
-        for key in _pages(iam, "list_ssh_public_keys", "SSHPublicKeys", UserName=user):
-            body = iam.get_ssh_public_key(
-                UserName=user, SSHPublicKeyId=key["SSHPublicKeyId"], Encoding="SSH"
-            )["SSHPublicKey"]["SSHPublicKeyBody"].strip()
-            found[body] = (key["SSHPublicKeyId"], key["Status"])
-        return found
+        return {
+            body["SSHPublicKeyBody"].strip(): (key["SSHPublicKeyId"], key["Status"])
+            for key, body in CALLS[SSH_PUBLIC_KEY.name].bodies(iam, user)
+        }
 
     def _upload(self, iam: Any, user: str, body: str) -> str:
         uploaded = iam.upload_ssh_public_key(UserName=user, SSHPublicKeyBody=body)
         return uploaded["SSHPublicKey"]["SSHPublicKeyId"]
 
-    def _set_status(self, iam: Any, user: str, credential_id: str, status: str) -> None:
-        iam.update_ssh_public_key(UserName=user, SSHPublicKeyId=credential_id, Status=status)
-
 
 class RestoreCertificate(_RestoreByBody):
     """A signing certificate by its body, then its status."""
 
-    noun, id_key = "signing certificate", "certificate_id"
-
     def _live(self, iam: Any, user: str) -> dict[str, tuple[str, str]]:
         return {
             (c.get("CertificateBody") or "").strip(): (c["CertificateId"], c["Status"])
-            for c in _pages(iam, "list_signing_certificates", "Certificates", UserName=user)
+            for c in self.calls.listed(iam, user)
         }
 
     def _upload(self, iam: Any, user: str, body: str) -> str:
         uploaded = iam.upload_signing_certificate(UserName=user, CertificateBody=body)
         return uploaded["Certificate"]["CertificateId"]
 
-    def _set_status(self, iam: Any, user: str, credential_id: str, status: str) -> None:
-        iam.update_signing_certificate(UserName=user, CertificateId=credential_id, Status=status)
 
+# credential kind -> its restore handler (each re-creates a kind from its kept body).
+_BY_BODY_HANDLERS: dict[str, type[_RestoreByBody]] = {
+    SSH_PUBLIC_KEY.name: RestoreSshKey,
+    SIGNING_CERTIFICATE.name: RestoreCertificate,
+}
 
 HANDLERS: dict[str, Handler] = {
     "restore-user": RestoreUser(),
@@ -380,8 +375,7 @@ HANDLERS: dict[str, Handler] = {
     "restore-inline-policy": RestoreInlinePolicy(),
     "restore-managed-policy": RestoreManagedPolicy(),
     "restore-group": RestoreGroup(),
-    "restore-ssh-key": RestoreSshKey(),
-    "restore-certificate": RestoreCertificate(),
+    **{kind.restore_kind or "": _BY_BODY_HANDLERS[kind.name](kind) for kind in _BY_BODY_KINDS},
 }
 
 
@@ -413,24 +407,12 @@ def ours(live: dict[str, Any], snapshot_user_id: str, earlier: list[JournalEntry
     return False
 
 
-def _live_ids(iam: Any, name: str) -> dict[str, set[str]]:
-    found = {
-        "keys": {
-            k["AccessKeyId"]
-            for k in _pages(iam, "list_access_keys", "AccessKeyMetadata", UserName=name)
-        },
-        "mfa": {
-            d["SerialNumber"] for d in _pages(iam, "list_mfa_devices", "MFADevices", UserName=name)
-        },
-        "console": set(),
-    }
-    try:
-        iam.get_login_profile(UserName=name)
-        found["console"] = {"yes"}
-    except ClientError as err:
-        if not _missing(err):
-            raise
-    return found
+def _lost(kind: CredentialKind, snapshot: dict[str, Any], live: set[str]) -> list[str]:
+    """Lines for what of one kind the snapshot had and the user does not hold live."""
+    held = snapshot.get(kind.snapshot_field)
+    if kind.flag:
+        return [kind.lost_line({})] if (held or {}).get("existed") and not live else []
+    return [kind.lost_line(r) for r in held or [] if r[kind.snapshot_id or ""] not in live]
 
 
 def cannot_come_back(iam: Any, snapshot: dict[str, Any], user_id: str | None) -> list[str]:
@@ -440,41 +422,16 @@ def cannot_come_back(iam: Any, snapshot: dict[str, Any], user_id: str | None) ->
     and resource policies that name it still apply.
     """
     same = user_id is not None and user_id == snapshot.get("user_id")
-    live = (
-        _live_ids(iam, snapshot["user_name"])
-        if same
-        else {"keys": set(), "mfa": set(), "console": set()}
-    )
+    name = snapshot["user_name"]
     lines = []
-    for key in snapshot.get("access_keys") or []:
-        if key["access_key_id"] not in live["keys"]:
-            lines.append(
-                f"access key {mask_key_id(key['access_key_id'])} (created {key.get('created')}): "
-                "its secret is gone; iamc never creates keys: the owner creates a new one if "
-                "still needed (better: use Identity Center)"
-            )
-    if (snapshot.get("console_password") or {}).get("existed") and not live["console"]:
-        lines.append(
-            "console password: it can't be recovered; set a new one with "
-            "'aws iam create-login-profile --password-reset-required' if still needed"
-        )
-    for device in snapshot.get("mfa_devices") or []:
-        if device["serial"] not in live["mfa"]:
-            lines.append(
-                f"MFA device {device['serial']}: its seed is gone; the owner enrols a new one"
-            )
-    for credential in snapshot.get("service_specific_credentials") or []:
-        lines.append(
-            f"service-specific credential {credential['credential_id']} "
-            f"({credential.get('service_name')}): its password is gone; create a new one"
-        )
-    for item, key, shown in (
-        ("ssh_public_keys", "ssh_public_key_id", "SSH public key"),
-        ("signing_certificates", "certificate_id", "signing certificate"),
-    ):
-        for record in snapshot.get(item) or []:
+    for kind in CREDENTIAL_KINDS:
+        if kind.lost:
+            live = set(CALLS[kind.name].live(iam, name)) if same and kind in _READ_LIVE else set()
+            lines.extend(_lost(kind, snapshot, live))
+    for kind in _BY_BODY_KINDS:
+        for record in snapshot.get(kind.snapshot_field) or []:
             if not (record.get("body") or "").strip():
-                lines.append(f"{shown} {record.get(key)}: no body kept")
+                lines.append(f"{kind.noun} {record.get(kind.snapshot_id or '')}: no body kept")
     if not same:
         lines.append(
             f"resource-policy grants: the user now has a new unique id ({user_id}); any "

@@ -20,16 +20,16 @@ from typing import Any
 from botocore.exceptions import ClientError
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
+from domain.credentials import CREDENTIAL_KINDS, CredentialKind
 from domain.errors import ActionError
-from domain.keys import mask_key_id
 from domain.plan import PlanAction
 from domain.teardown import TEARDOWN
 from state.journal import JournalEntry
 from tasks.aws import error_code, error_message
 from tasks.aws import pages as _pages
+from tasks.credentials import CALLS
 from tasks.handler import VERIFIED_USERS, Done, ExecutionContext, Handler, Live
 from tasks.iam_user_live import read_live_user
-from tasks.user_disable import SERVICE_CREDENTIAL, list_credentials
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +40,15 @@ READ_PERMISSIONS = (
     "iam:GetUserPolicy",
     "iam:ListAttachedUserPolicies",
     "iam:ListGroupsForUser",
-    "iam:ListAccessKeys",
-    "iam:GetAccessKeyLastUsed",
-    "iam:ListMFADevices",
-    "iam:ListSSHPublicKeys",
-    "iam:GetSSHPublicKey",
-    "iam:ListSigningCertificates",
-    "iam:ListServiceSpecificCredentials",
-    "iam:GetLoginProfile",
+    *(a for kind in CREDENTIAL_KINDS for a in (*kind.list_actions, *kind.snapshot_actions)),
 )
 PERMISSIONS = tuple(action for step in TEARDOWN for action in step.iam_actions)
 
 # IAM answers 409 ConcurrentModification while another change to the user is in flight:
 # wait and retry (IAM API reference, common errors).
 _RETRIED = frozenset({"ConcurrentModification"})
+# Endpoints without service-specific credentials (moto) answer one of these.
+_NOT_IMPLEMENTED = frozenset({"NotImplemented", "InvalidAction", "UnknownOperationException"})
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -88,57 +83,8 @@ def read_user_snapshot(iam: Any, user_name: str) -> dict[str, Any] | None:
         raise
     inline = {
         name: _document(iam.get_user_policy(UserName=user_name, PolicyName=name)["PolicyDocument"])
-        for name in (
-            n
-            for page in iam.get_paginator("list_user_policies").paginate(UserName=user_name)
-            for n in page.get("PolicyNames", [])
-        )
+        for name in _user_policy_names(iam, user_name)
     }
-    keys = []
-    for key in _pages(iam, "list_access_keys", "AccessKeyMetadata", UserName=user_name):
-        used = iam.get_access_key_last_used(AccessKeyId=key["AccessKeyId"]).get(
-            "AccessKeyLastUsed", {}
-        )
-        keys.append(
-            {
-                "access_key_id": key["AccessKeyId"],
-                "status": key["Status"],
-                "created": _iso(key.get("CreateDate")),
-                "last_used": _iso(used.get("LastUsedDate")),
-                "last_used_service": used.get("ServiceName"),
-            }
-        )
-    ssh = []
-    for key in _pages(iam, "list_ssh_public_keys", "SSHPublicKeys", UserName=user_name):
-        body = iam.get_ssh_public_key(
-            UserName=user_name, SSHPublicKeyId=key["SSHPublicKeyId"], Encoding="SSH"
-        )["SSHPublicKey"]
-        ssh.append(
-            {
-                "ssh_public_key_id": key["SSHPublicKeyId"],
-                "status": key["Status"],
-                "uploaded": _iso(key.get("UploadDate")),
-                "body": body.get("SSHPublicKeyBody"),
-                "fingerprint": body.get("Fingerprint"),
-            }
-        )
-    certificates = [
-        {
-            "certificate_id": cert["CertificateId"],
-            "status": cert["Status"],
-            "uploaded": _iso(cert.get("UploadDate")),
-            "body": cert.get("CertificateBody"),
-        }
-        for cert in _pages(iam, "list_signing_certificates", "Certificates", UserName=user_name)
-    ]
-    service_credentials = _service_credentials(iam, user_name)
-    try:
-        profile = iam.get_login_profile(UserName=user_name)["LoginProfile"]
-        console = {"existed": True, "created": _iso(profile.get("CreateDate"))}
-    except ClientError as err:
-        if not _missing(err):
-            raise
-        console = {"existed": False}
     tags = {
         tag["Key"]: tag["Value"]
         for tag in _pages(iam, "list_user_tags", "Tags", UserName=user_name)
@@ -154,47 +100,22 @@ def read_user_snapshot(iam: Any, user_name: str) -> dict[str, Any] | None:
             "PermissionsBoundaryArn"
         ),
         "inline_policies": inline,
-        "attached_policies": [
-            p["PolicyArn"]
-            for p in _pages(
-                iam, "list_attached_user_policies", "AttachedPolicies", UserName=user_name
-            )
-        ],
-        "groups": [
-            g["GroupName"]
-            for g in _pages(iam, "list_groups_for_user", "Groups", UserName=user_name)
-        ],
-        "access_keys": keys,
-        "mfa_devices": [
-            {"serial": d["SerialNumber"], "enabled": _iso(d.get("EnableDate"))}
-            for d in _pages(iam, "list_mfa_devices", "MFADevices", UserName=user_name)
-        ],
-        "ssh_public_keys": ssh,
-        "signing_certificates": certificates,
-        "service_specific_credentials": service_credentials,
-        "console_password": console,
+        "attached_policies": _attached_arns(iam, user_name),
+        "groups": _group_names(iam, user_name),
+        **{
+            kind.snapshot_field: CALLS[kind.name].snapshot(iam, user_name)
+            for kind in CREDENTIAL_KINDS
+        },
     }
 
 
-def _service_credentials(iam: Any, user_name: str) -> list[dict[str, Any]]:
-    try:
-        listed = iam.list_service_specific_credentials(UserName=user_name)
-    except ClientError as err:
-        if error_code(err) in ("NotImplemented", "InvalidAction"):
-            return []
-        raise
-    except NotImplementedError:
-        return []
-    return [
-        {
-            "credential_id": c["ServiceSpecificCredentialId"],
-            "service_name": c.get("ServiceName"),
-            "service_user_name": c.get("ServiceUserName"),
-            "status": c.get("Status"),
-            "created": _iso(c.get("CreateDate")),
-        }
-        for c in listed.get("ServiceSpecificCredentials", [])
-    ]
+# Snapshot fields whose items SnapshotUser counts (the flag kinds' fields are no list).
+_COUNTED = (
+    "inline_policies",
+    "attached_policies",
+    "groups",
+    *(kind.snapshot_field for kind in CREDENTIAL_KINDS if not kind.flag),
+)
 
 
 class SnapshotUser:
@@ -224,19 +145,7 @@ class SnapshotUser:
         if ctx.snapshot_sink is None:
             raise ActionError(action.id, "no snapshot store: refusing to delete without one")
         ctx.snapshot_sink(account_id, user, snapshot)
-        counts = {
-            name: len(snapshot[name])
-            for name in (
-                "inline_policies",
-                "attached_policies",
-                "groups",
-                "access_keys",
-                "mfa_devices",
-                "ssh_public_keys",
-                "signing_certificates",
-                "service_specific_credentials",
-            )
-        }
+        counts = {name: len(snapshot[name]) for name in _COUNTED}
         return Done(
             outcome={"user_id": snapshot["user_id"], "stored": True, "counts": counts}, undo=None
         )
@@ -264,16 +173,6 @@ class SnapshotUser:
 
 
 # -- teardown rows: list what is live, remove it -------------------------------------------------
-
-
-def _login_profile(iam: Any, user: str) -> list[str]:
-    try:
-        iam.get_login_profile(UserName=user)
-    except ClientError as err:
-        if _missing(err):
-            return []
-        raise
-    return ["console password"]
 
 
 def _boundary(iam: Any, user: str) -> list[str]:
@@ -305,75 +204,58 @@ def _user_policy_names(iam: Any, user: str) -> list[str]:
     ]
 
 
-def _service_credential_ids(iam: Any, user: str) -> list[str]:
-    return sorted(list_credentials(iam, SERVICE_CREDENTIAL, user) or {})
+def _attached_arns(iam: Any, user: str) -> list[str]:
+    return [
+        p["PolicyArn"]
+        for p in _pages(iam, "list_attached_user_policies", "AttachedPolicies", UserName=user)
+    ]
 
 
-def _remove_mfa(iam: Any, user: str, serial: str) -> None:
-    iam.deactivate_mfa_device(UserName=user, SerialNumber=serial)
-    # A virtual device's serial is its ARN; it outlives its user unless deleted too.
-    if serial.startswith("arn:") and ":mfa/" in serial:
+def _group_names(iam: Any, user: str) -> list[str]:
+    return [g["GroupName"] for g in _pages(iam, "list_groups_for_user", "Groups", UserName=user)]
+
+
+Lister = Callable[[Any, str], list[str]]
+Remover = Callable[[Any, str, str], None]
+
+
+def _credential_ids(kind: CredentialKind) -> Lister:
+    calls = CALLS[kind.name]
+
+    def listed(iam: Any, user: str) -> list[str]:
         try:
-            iam.delete_virtual_mfa_device(SerialNumber=serial)
+            return list(calls.live(iam, user))
         except ClientError as err:
-            if not _missing(err):
-                raise
+            if calls.may_be_missing and error_code(err) in _NOT_IMPLEMENTED:
+                return []
+            raise
+        except NotImplementedError:  # moto in-process
+            if calls.may_be_missing:
+                return []
+            raise
+
+    return listed
 
 
-# kind -> (list what is live, remove one item). A listing of a user that is gone is empty.
-_ROWS: dict[str, tuple[Callable[[Any, str], list[str]], Callable[[Any, str, str], None]]] = {
-    "delete-login-profile": (
-        _login_profile,
-        lambda iam, user, _: iam.delete_login_profile(UserName=user),
-    ),
-    "delete-access-key": (
-        lambda iam, user: [
-            k["AccessKeyId"]
-            for k in _pages(iam, "list_access_keys", "AccessKeyMetadata", UserName=user)
-        ],
-        lambda iam, user, item: iam.delete_access_key(UserName=user, AccessKeyId=item),
-    ),
-    "delete-signing-certificate": (
-        lambda iam, user: [
-            c["CertificateId"]
-            for c in _pages(iam, "list_signing_certificates", "Certificates", UserName=user)
-        ],
-        lambda iam, user, item: iam.delete_signing_certificate(UserName=user, CertificateId=item),
-    ),
-    "delete-ssh-public-key": (
-        lambda iam, user: [
-            k["SSHPublicKeyId"]
-            for k in _pages(iam, "list_ssh_public_keys", "SSHPublicKeys", UserName=user)
-        ],
-        lambda iam, user, item: iam.delete_ssh_public_key(UserName=user, SSHPublicKeyId=item),
-    ),
-    "delete-service-specific-credential": (
-        _service_credential_ids,
-        lambda iam, user, item: iam.delete_service_specific_credential(
-            UserName=user, ServiceSpecificCredentialId=item
-        ),
-    ),
-    "delete-mfa-device": (
-        lambda iam, user: [
-            d["SerialNumber"] for d in _pages(iam, "list_mfa_devices", "MFADevices", UserName=user)
-        ],
-        _remove_mfa,
-    ),
+# The AWS calls of each teardown row (domain.teardown.TEARDOWN), by its kind: list what is
+# live, remove one item. A listing of a user that is gone is empty. A credential row's calls
+# are its kind's (tasks.credentials).
+_ROWS: dict[str, tuple[Lister, Remover]] = {
+    **{
+        step.kind: (_credential_ids(step.credential), CALLS[step.credential.name].remove)
+        for step in TEARDOWN
+        if step.credential is not None
+    },
     "delete-inline-policy": (
         _user_policy_names,
         lambda iam, user, item: iam.delete_user_policy(UserName=user, PolicyName=item),
     ),
     "detach-managed-policy": (
-        lambda iam, user: [
-            p["PolicyArn"]
-            for p in _pages(iam, "list_attached_user_policies", "AttachedPolicies", UserName=user)
-        ],
+        _attached_arns,
         lambda iam, user, item: iam.detach_user_policy(UserName=user, PolicyArn=item),
     ),
     "remove-from-group": (
-        lambda iam, user: [
-            g["GroupName"] for g in _pages(iam, "list_groups_for_user", "Groups", UserName=user)
-        ],
+        _group_names,
         lambda iam, user, item: iam.remove_user_from_group(UserName=user, GroupName=item),
     ),
     "delete-permissions-boundary": (
@@ -395,8 +277,13 @@ def live_items(iam: Any, kind: str, user: str) -> list[str]:
         raise
 
 
+# teardown kind -> the credential kind it removes, for how its ids are shown.
+_CREDENTIAL_OF = {step.kind: step.credential for step in TEARDOWN if step.credential}
+
+
 def _shown(kind: str, item: str) -> str:
-    return mask_key_id(item) if kind == "delete-access-key" else item
+    credential = _CREDENTIAL_OF.get(kind)
+    return credential.shown(item) if credential else item
 
 
 @retry(
@@ -432,7 +319,6 @@ def finish_what_is_left(iam: Any, user: str) -> list[str]:
             if _remove(iam, step.kind, user, item):
                 removed.append(f"{step.kind} {_shown(step.kind, item)}")
     return removed
-
 
 
 def _still_the_verified_user(ctx: ExecutionContext, action: PlanAction) -> None:

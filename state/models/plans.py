@@ -1,342 +1,21 @@
-"""SQLAlchemy models of the state DB: migrations, runs, inventory snapshots and findings."""
+"""Models of mapping runs, plans and approvals, the step journal, key scans and retiring users."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    BigInteger,
     Boolean,
-    CheckConstraint,
-    DateTime,
-    Dialect,
     ForeignKey,
-    Index,
     Integer,
-    MetaData,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-# Deterministic constraint names on every backend, so later migrations can name what they
-# alter (SQLite batch mode needs names; PostgreSQL would otherwise invent its own).
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """A timestamp that goes in as UTC and always comes out timezone-aware UTC.
-
-    SQLite has no timezone type and returns naive values; PostgreSQL returns the session's
-    zone. A naive value handed to us is taken to be UTC already (boto3 returns aware ones).
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    @property
-    def python_type(self) -> type[datetime]:
-        return datetime
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
-        # SQLite would store the "+00:00" suffix as text and compare strings; keep it naive UTC.
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
-# JSON null and SQL NULL differ; store a missing document as SQL NULL so "IS NULL" finds it.
-Json = JSON(none_as_null=True)
-# Keys are BIGINT on PostgreSQL (snapshots of many accounts add up) but INTEGER on SQLite,
-# where only "INTEGER PRIMARY KEY" is the autoincrementing rowid.
-Id = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class Base(DeclarativeBase):
-    """Declarative base carrying the naming convention."""
-
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-def _parent(table: str, *, nullable: bool = False) -> Mapped[Any]:
-    return mapped_column(
-        Id, ForeignKey(f"{table}.id", ondelete="CASCADE"), nullable=nullable, index=True
-    )
-
-
-class Migration(Base):
-    """One named migration (a wave); its spec as last seen."""
-
-    __tablename__ = "migrations"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    name: Mapped[str] = mapped_column(String(63), unique=True)
-    spec: Mapped[dict[str, Any]] = mapped_column(Json)
-    created: Mapped[datetime] = mapped_column(UtcDateTime)
-    updated: Mapped[datetime] = mapped_column(UtcDateTime)
-
-
-class Run(Base):
-    """One execution of a flow (inventory, plan, apply, ...) for a migration."""
-
-    __tablename__ = "runs"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    migration_id: Mapped[int] = _parent("migrations")
-    kind: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16))
-    started: Mapped[datetime] = mapped_column(UtcDateTime)
-    finished: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    params: Mapped[dict[str, Any] | None] = mapped_column(Json)
-    summary: Mapped[dict[str, Any] | None] = mapped_column(Json)
-    error: Mapped[str | None] = mapped_column(Text)
-    process: Mapped[str | None] = mapped_column(String(256))  # host:pid running it
-
-
-class Snapshot(Base):
-    """The inventory one run took; only a completed one counts as the latest."""
-
-    __tablename__ = "snapshots"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    migration_id: Mapped[int] = _parent("migrations")
-    run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id", ondelete="CASCADE"), unique=True)
-    created: Mapped[datetime] = mapped_column(UtcDateTime)
-    completed: Mapped[datetime | None] = mapped_column(UtcDateTime)
-
-
-class SnapshotAccount(Base):
-    """One account in a snapshot, with the calls it could not make and why it failed, if so."""
-
-    __tablename__ = "snapshot_accounts"
-    __table_args__ = (UniqueConstraint("snapshot_id", "account_id"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    snapshot_id: Mapped[int] = _parent("snapshots")
-    account_id: Mapped[str] = mapped_column(String(12))
-    name: Mapped[str] = mapped_column(String(255))
-    email: Mapped[str] = mapped_column(String(320))
-    status: Mapped[str] = mapped_column(String(32))
-    parent_id: Mapped[str | None] = mapped_column(String(100))
-    gaps: Mapped[list[str]] = mapped_column(Json)
-    error: Mapped[str | None] = mapped_column(Text)
-
-
-class ManagedPolicy(Base):
-    """A managed policy referenced in an account, with its default version's document."""
-
-    __tablename__ = "managed_policies"
-    __table_args__ = (UniqueConstraint("snapshot_account_id", "arn"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    snapshot_account_id: Mapped[int] = _parent("snapshot_accounts")
-    arn: Mapped[str] = mapped_column(String(2048))
-    name: Mapped[str] = mapped_column(String(128))
-    path: Mapped[str] = mapped_column(String(512))
-    aws_managed: Mapped[bool] = mapped_column(Boolean)
-    default_version_id: Mapped[str | None] = mapped_column(String(32))
-    document: Mapped[dict[str, Any] | None] = mapped_column(Json)
-
-
-class IamGroup(Base):
-    """An IAM group of an account."""
-
-    __tablename__ = "iam_groups"
-    __table_args__ = (UniqueConstraint("snapshot_account_id", "name"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    snapshot_account_id: Mapped[int] = _parent("snapshot_accounts")
-    name: Mapped[str] = mapped_column(String(128))
-    group_id: Mapped[str] = mapped_column(String(128))
-    arn: Mapped[str] = mapped_column(String(2048))
-    path: Mapped[str] = mapped_column(String(512))
-
-
-class IamUser(Base):
-    """An IAM user of an account: identity, console-password facts (never the password), class."""
-
-    __tablename__ = "iam_users"
-    __table_args__ = (UniqueConstraint("snapshot_account_id", "name"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    snapshot_account_id: Mapped[int] = _parent("snapshot_accounts")
-    name: Mapped[str] = mapped_column(String(64))
-    user_id: Mapped[str] = mapped_column(String(128))
-    arn: Mapped[str] = mapped_column(String(2048))
-    path: Mapped[str] = mapped_column(String(512))
-    created: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    password_enabled: Mapped[bool] = mapped_column(Boolean)
-    password_last_used: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    password_last_changed: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    mfa_active: Mapped[bool] = mapped_column(Boolean)
-    permissions_boundary_arn: Mapped[str | None] = mapped_column(String(2048))
-    user_class: Mapped[str | None] = mapped_column(String(16))
-    class_reason: Mapped[str] = mapped_column(Text)
-    last_activity: Mapped[datetime | None] = mapped_column(UtcDateTime)
-
-
-class UserTag(Base):
-    """One tag of a user."""
-
-    __tablename__ = "user_tags"
-    __table_args__ = (UniqueConstraint("user_id", "key"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    user_id: Mapped[int] = _parent("iam_users")
-    position: Mapped[int] = mapped_column(Integer)
-    key: Mapped[str] = mapped_column(String(128))
-    value: Mapped[str] = mapped_column(String(256))
-
-
-class GroupMembership(Base):
-    """A user's membership of a group, by group name (as IAM lists it for the user)."""
-
-    __tablename__ = "group_memberships"
-    __table_args__ = (UniqueConstraint("user_id", "group_name"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    user_id: Mapped[int] = _parent("iam_users")
-    position: Mapped[int] = mapped_column(Integer)
-    group_name: Mapped[str] = mapped_column(String(128))
-
-
-class AccessKey(Base):
-    """An access key's id and activity; the secret is never stored (there is no column for it)."""
-
-    __tablename__ = "access_keys"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    user_id: Mapped[int] = _parent("iam_users")
-    position: Mapped[int] = mapped_column(Integer)
-    key_id: Mapped[str] = mapped_column(String(128), index=True)
-    status: Mapped[str] = mapped_column(String(16))
-    created: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    last_used_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    last_used_service: Mapped[str | None] = mapped_column(String(128))
-    last_used_region: Mapped[str | None] = mapped_column(String(64))
-
-
-class MfaDevice(Base):
-    """An MFA device's serial (ARN for virtual ones); never its seed."""
-
-    __tablename__ = "mfa_devices"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    user_id: Mapped[int] = _parent("iam_users")
-    position: Mapped[int] = mapped_column(Integer)
-    serial: Mapped[str] = mapped_column(String(256))
-    enabled: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    virtual: Mapped[bool] = mapped_column(Boolean)
-
-
-class SshPublicKey(Base):
-    """An SSH public key's id and status (for CodeCommit)."""
-
-    __tablename__ = "ssh_public_keys"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    user_id: Mapped[int] = _parent("iam_users")
-    position: Mapped[int] = mapped_column(Integer)
-    key_id: Mapped[str] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(16))
-    uploaded: Mapped[datetime | None] = mapped_column(UtcDateTime)
-
-
-class SigningCertificate(Base):
-    """An X.509 signing certificate's id and status."""
-
-    __tablename__ = "signing_certificates"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    user_id: Mapped[int] = _parent("iam_users")
-    position: Mapped[int] = mapped_column(Integer)
-    certificate_id: Mapped[str] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(16))
-    uploaded: Mapped[datetime | None] = mapped_column(UtcDateTime)
-
-
-class ServiceSpecificCredential(Base):
-    """A service-specific (e.g. CodeCommit Git) credential's id; never its password."""
-
-    __tablename__ = "service_specific_credentials"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    user_id: Mapped[int] = _parent("iam_users")
-    position: Mapped[int] = mapped_column(Integer)
-    credential_id: Mapped[str] = mapped_column(String(128))
-    service_name: Mapped[str] = mapped_column(String(128))
-    service_user_name: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16))
-    created: Mapped[datetime | None] = mapped_column(UtcDateTime)
-
-
-# A policy row belongs to exactly one principal: a user or a group.
-_ONE_PRINCIPAL = "(user_id IS NULL) <> (group_id IS NULL)"
-
-
-class PolicyAttachment(Base):
-    """A managed policy attached to a user or a group."""
-
-    __tablename__ = "policy_attachments"
-    __table_args__ = (CheckConstraint(_ONE_PRINCIPAL, name="one_principal"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    user_id: Mapped[int | None] = _parent("iam_users", nullable=True)
-    group_id: Mapped[int | None] = _parent("iam_groups", nullable=True)
-    position: Mapped[int] = mapped_column(Integer)
-    arn: Mapped[str] = mapped_column(String(2048))
-    name: Mapped[str] = mapped_column(String(128))
-
-
-class InlinePolicy(Base):
-    """An inline policy of a user or a group, with its document."""
-
-    __tablename__ = "inline_policies"
-    __table_args__ = (CheckConstraint(_ONE_PRINCIPAL, name="one_principal"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    user_id: Mapped[int | None] = _parent("iam_users", nullable=True)
-    group_id: Mapped[int | None] = _parent("iam_groups", nullable=True)
-    position: Mapped[int] = mapped_column(Integer)
-    name: Mapped[str] = mapped_column(String(128))
-    document: Mapped[dict[str, Any]] = mapped_column(Json)
-
-
-class FindingRow(Base):
-    """A finding of a run: a fact worth a human's attention."""
-
-    __tablename__ = "findings"
-    __table_args__ = (Index("ix_findings_run_id_kind", "run_id", "kind"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id", ondelete="CASCADE"))
-    severity: Mapped[str] = mapped_column(String(16))
-    kind: Mapped[str] = mapped_column(String(64))
-    account_id: Mapped[str | None] = mapped_column(String(12))
-    subject: Mapped[str | None] = mapped_column(String(256))
-    message: Mapped[str] = mapped_column(Text)
-    details: Mapped[dict[str, Any]] = mapped_column(Json)
-
+from state.models.base import Base, Id, Json, UtcDateTime, parent
 
 # -- Identity mapping (revision 0002) ---------------------------------------------------------
 
@@ -348,7 +27,7 @@ class MappingRow(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id", ondelete="CASCADE"), unique=True)
-    snapshot_id: Mapped[int] = _parent("snapshots")
+    snapshot_id: Mapped[int] = parent("snapshots")
     created: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
@@ -359,7 +38,7 @@ class IdentityUserRow(Base):
     __table_args__ = (UniqueConstraint("mapping_id", "user_id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    mapping_id: Mapped[int] = _parent("mappings")
+    mapping_id: Mapped[int] = parent("mappings")
     user_id: Mapped[str] = mapped_column(String(64))
     user_name: Mapped[str] = mapped_column(String(128))
     display_name: Mapped[str] = mapped_column(String(1024))
@@ -374,7 +53,7 @@ class IdentityGroupRow(Base):
     __table_args__ = (UniqueConstraint("mapping_id", "group_id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    mapping_id: Mapped[int] = _parent("mappings")
+    mapping_id: Mapped[int] = parent("mappings")
     group_id: Mapped[str] = mapped_column(String(64))
     display_name: Mapped[str] = mapped_column(String(1024))
     member_ids: Mapped[list[str]] = mapped_column(Json)
@@ -387,7 +66,7 @@ class UserMappingRow(Base):
     __table_args__ = (UniqueConstraint("mapping_id", "account_id", "iam_user"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    mapping_id: Mapped[int] = _parent("mappings")
+    mapping_id: Mapped[int] = parent("mappings")
     account_id: Mapped[str] = mapped_column(String(12))
     iam_user: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
@@ -405,7 +84,7 @@ class GroupMappingRow(Base):
     __table_args__ = (UniqueConstraint("mapping_id", "account_id", "iam_group"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    mapping_id: Mapped[int] = _parent("mappings")
+    mapping_id: Mapped[int] = parent("mappings")
     account_id: Mapped[str] = mapped_column(String(12))
     iam_group: Mapped[str] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16))
@@ -422,7 +101,7 @@ class PlanRow(Base):
     __table_args__ = (UniqueConstraint("migration_id", "hash"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    migration_id: Mapped[int] = _parent("migrations")
+    migration_id: Mapped[int] = parent("migrations")
     run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     created: Mapped[datetime] = mapped_column(UtcDateTime)
     hash: Mapped[str] = mapped_column(String(64))
@@ -438,7 +117,7 @@ class ApprovalRow(Base):
     __tablename__ = "approvals"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    plan_id: Mapped[int] = _parent("plans")
+    plan_id: Mapped[int] = parent("plans")
     stage: Mapped[str] = mapped_column(String(16))
     decision: Mapped[str] = mapped_column(String(16))
     approver: Mapped[str] = mapped_column(String(256))
@@ -464,7 +143,7 @@ class JournalRow(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    plan_id: Mapped[int] = _parent("plans")
+    plan_id: Mapped[int] = parent("plans")
     stage: Mapped[str] = mapped_column(String(16))
     action_id: Mapped[str] = mapped_column(String(512))
     kind: Mapped[str] = mapped_column(String(64))
@@ -486,7 +165,7 @@ class JournalEventRow(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    plan_id: Mapped[int] = _parent("plans")
+    plan_id: Mapped[int] = parent("plans")
     stage: Mapped[str] = mapped_column(String(16))
     action_id: Mapped[str] = mapped_column(String(512))
     kind: Mapped[str] = mapped_column(String(64))
@@ -503,7 +182,7 @@ class StageLockRow(Base):
     __table_args__ = (UniqueConstraint("plan_id", "stage"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    plan_id: Mapped[int] = _parent("plans")
+    plan_id: Mapped[int] = parent("plans")
     stage: Mapped[str] = mapped_column(String(16))
     holder: Mapped[str] = mapped_column(String(256))
     run_id: Mapped[int | None] = mapped_column(Id)
@@ -585,7 +264,7 @@ class KeyAcceptanceRow(Base):
     __tablename__ = "key_acceptances"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    migration_id: Mapped[int] = _parent("migrations")
+    migration_id: Mapped[int] = parent("migrations")
     account_id: Mapped[str] = mapped_column(String(12))
     user_name: Mapped[str] = mapped_column(String(128))
     approver: Mapped[str] = mapped_column(String(256))
@@ -610,8 +289,8 @@ class UserSnapshotRow(Base):
     __tablename__ = "user_snapshots"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    migration_id: Mapped[int] = _parent("migrations")
-    plan_id: Mapped[int] = _parent("plans")
+    migration_id: Mapped[int] = parent("migrations")
+    plan_id: Mapped[int] = parent("plans")
     run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     account_id: Mapped[str] = mapped_column(String(12))
     user_name: Mapped[str] = mapped_column(String(64))
@@ -628,7 +307,7 @@ class UseEvidenceRow(Base):
     __table_args__ = (UniqueConstraint("migration_id", "account_id", "user_name", "event_key"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    migration_id: Mapped[int] = _parent("migrations")
+    migration_id: Mapped[int] = parent("migrations")
     account_id: Mapped[str] = mapped_column(String(12))
     user_name: Mapped[str] = mapped_column(String(64))
     event_key: Mapped[str] = mapped_column(String(256))  # CloudTrail event id, or key+date
@@ -649,7 +328,7 @@ class BakeDecisionRow(Base):
     __tablename__ = "bake_decisions"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    migration_id: Mapped[int] = _parent("migrations")
+    migration_id: Mapped[int] = parent("migrations")
     account_id: Mapped[str] = mapped_column(String(12))
     user_name: Mapped[str] = mapped_column(String(64))
     decision: Mapped[str] = mapped_column(String(16))  # delete | keep
