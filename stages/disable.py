@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
 # Plan params that name a credential a disable action turns off.
 CREDENTIAL_PARAMS = tuple(kind.disable_param for kind in DISABLEABLE if kind.disable_param)
-# Credentials back to their prior status first, then the quarantine lifted.
+# A rollback turns credentials back on first, then lifts the quarantine: the person is let
+# back in only when everything they had is there again.
 UNDO_ORDER = (
     *(kind.disable_action for kind in DISABLEABLE if kind.disable_action),
     "attach-quarantine-policy",

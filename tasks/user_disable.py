@@ -221,6 +221,3 @@ HANDLERS: dict[str, Handler] = {
     **{kind.disable_action or "": DeactivateCredential(kind) for kind in DISABLEABLE},
     "attach-quarantine-policy": AttachQuarantinePolicy(),
 }
-
-# A rollback turns credentials back on first, then lifts the quarantine: the person is
-# let back in only when everything they had is there again.
