@@ -227,9 +227,11 @@ def _plan_id(output: str) -> int:
 
 
 def _plan_hash(spec: Path, plan_id: int) -> str:
-    from state.reports import load_plan
+    from engine.migration import Migration
+    from engine.reports import load_plan
 
-    return str(load_plan(spec, plan_id)[1]["hash"][:12])
+    with Migration.open(spec) as mig:
+        return str(load_plan(mig, plan_id)[1]["hash"][:12])
 
 
 def _print(timings: list[Timing]) -> None:

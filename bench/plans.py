@@ -17,8 +17,9 @@ from domain.access import (
 from domain.deletion import deletes_in
 from domain.plan import build_plan
 from domain.records import AccountInventory, Finding, UserMapping
+from engine.approvals import record_decision
+from engine.migration import Migration
 from state import Store
-from state.approvals import record_decision
 
 
 def store_provision_plan(
@@ -63,14 +64,15 @@ def store_provision_plan(
         )
         store.finish_run(plan_run, "succeeded")
     if approve_stage:
-        record_decision(
-            spec_path,
-            plan_id,
-            approver=approver,
-            ticket="REHEARSAL-1",
-            stage=approve_stage,
-            expected_hash=plan.content_hash(),
-        )
+        with Migration.open(spec_path) as mig:
+            record_decision(
+                mig,
+                plan_id,
+                approver=approver,
+                ticket="REHEARSAL-1",
+                stage=approve_stage,
+                expected_hash=plan.content_hash(),
+            )
     return plan_id
 
 
@@ -121,14 +123,15 @@ def store_retire_plan(
             migration_id, plan_run, plan.content_hash(), plan.content(), len(plan.blocking)
         )
         store.finish_run(plan_run, "succeeded")
-    for stage in approve_stages:
-        record_decision(
-            spec_path,
-            plan_id,
-            approver=approver,
-            ticket="REHEARSAL-2",
-            stage=stage,
-            expected_hash=plan.content_hash(),
-            deletes=deletes_in(plan) if stage == "delete" else None,
-        )
+    with Migration.open(spec_path) as mig:
+        for stage in approve_stages:
+            record_decision(
+                mig,
+                plan_id,
+                approver=approver,
+                ticket="REHEARSAL-2",
+                stage=stage,
+                expected_hash=plan.content_hash(),
+                deletes=deletes_in(plan) if stage == "delete" else None,
+            )
     return plan_id

@@ -154,10 +154,11 @@ def run(args: argparse.Namespace) -> None:
     import sandbox.strict as strict
     from domain.plan import Stage
     from engine.executor import AFTER_CALL, InjectedCrash
+    from engine.migration import Migration
+    from engine.reports import load_plan
     from flows import retire
     from flows.apply import apply_plan
     from sandbox.server import Sandbox
-    from state.reports import load_plan
 
     workdir = bench_workdir("iamc-bench-retire-")
     run_flows_as_the_cli_does("flows.retire", "flows.apply")
@@ -188,7 +189,8 @@ def run(args: argparse.Namespace) -> None:
         for account_id in accounts:
             _seed(sandbox.url, account_id, args.users)
         plan_id = _plan(spec, state_url, sandbox.url, accounts)
-        plan, _ = load_plan(spec, plan_id)
+        with Migration.open(spec) as mig:
+            plan, _ = load_plan(mig, plan_id)
         print(
             f"set up {len(accounts)} accounts x {args.users} users, plan {plan_id}: "
             f"{sum(a.stage == Stage.DISABLE for a in plan.actions)} disable and "

@@ -44,12 +44,12 @@ from domain.progress import emit
 from domain.records import AccountInventory
 from domain.spec import MigrationSpec, load_spec
 from domain.waves import still_used_by
+from engine.approvals import unapproved_reason
 from engine.executor import Executor
 from engine.lease import LeaseLost, StageLease, stage_lease
 from engine.preflight import live_access_changes, preflight, stale_targets
 from flows import retire
 from state import Store
-from state.approvals import unapproved_reason
 from state.journal import (
     ADOPTED,
     DONE_STATUSES,

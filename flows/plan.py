@@ -39,8 +39,8 @@ from domain.records import AccountInventory
 from domain.spec import MigrationSpec, load_spec
 from domain.synthesis import synthesize
 from domain.waves import OrgPermissionSet, names_only_accounts, organization_sets, resolve_waves
+from engine.reports import plan_meta
 from state import Store
-from state.reports import plan_meta
 from tasks.aws import AwsSessions
 from tasks.organizations import account_ancestors
 

@@ -26,9 +26,9 @@ from domain.errors import AccessNotVerified
 from domain.plan import Plan
 from domain.records import AccountInventory
 from domain.spec import load_spec
+from engine.progress import VERIFY_RUN
+from engine.reports import get_plan_info
 from state import Store
-from state.progress import VERIFY_RUN
-from state.reports import get_plan_info
 from tasks.aws import AwsSessions
 from tasks.identity_store import find_instance
 from tasks.verify_access import AccessCheck, permission_set_arns, verify_account
@@ -118,7 +118,7 @@ def verify_flow(spec_path: str, plan_id: int | None = None) -> dict[str, Any]:
     spec = load_spec(spec_path)
     logger = run_logger()
     with Store.open(spec.state) as store:
-        info = get_plan_info(store, spec, plan_id)
+        info = get_plan_info(store, spec.name, plan_id)
         plan = Plan.from_content(info.content)
         inventories = {
             i.account.account_id: i for i in store.load_snapshot(plan.inventory_snapshot_id)

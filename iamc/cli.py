@@ -247,19 +247,21 @@ def approve(
     Every decision names its stage. Delete is approved on its own, quoting the number of IAM
     users it deletes; an approval of "all" (provision and disable) never covers it.
     """
-    from state.approvals import record_decision
+    from engine.approvals import record_decision
+    from engine.migration import Migration
 
-    meta = record_decision(
-        spec,
-        plan_id,
-        approver=by,
-        ticket=ticket,
-        decision="rejected" if reject else "approved",
-        stage=stage,
-        expected_hash=plan_hash,
-        comment=comment,
-        deletes=deletes,
-    )
+    with Migration.open(spec) as mig:
+        meta = record_decision(
+            mig,
+            plan_id,
+            approver=by,
+            ticket=ticket,
+            decision="rejected" if reject else "approved",
+            stage=stage,
+            expected_hash=plan_hash,
+            comment=comment,
+            deletes=deletes,
+        )
     latest = meta["approvals"][-1]
     quoted = f" ({deletes} IAM users to delete)" if stage == "delete" and not reject else ""
     console.print(
@@ -336,12 +338,14 @@ def scan_accept(
     reason: Annotated[str, typer.Option("--reason", help="Why disabling it is safe anyway.")],
 ) -> None:
     """Record that a user's hard-coded keys (as found now) need not hold its disable/delete."""
-    from state.key_acceptance import accept_hard_coded_keys
+    from engine.key_acceptance import accept_hard_coded_keys
+    from engine.migration import Migration
 
     account_id, sep, user = target.partition("/")
     if not sep or not account_id or not user:
         raise typer.BadParameter("expected ACCOUNT/USER, e.g. 111111111111/deployer")
-    acceptance = accept_hard_coded_keys(spec, account_id, user, approver=by, reason=reason)
+    with Migration.open(spec) as mig:
+        acceptance = accept_hard_coded_keys(mig, account_id, user, approver=by, reason=reason)
     console.print(
         f"accepted {len(acceptance.key_ids)} hard-coded key(s) of {account_id}/{user} by "
         f"{acceptance.approver} at {acceptance.at:%Y-%m-%d %H:%M}: the next 'iamc plan' shows "

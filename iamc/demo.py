@@ -115,9 +115,10 @@ def _migrate_wave(
     console: Console, spec_path: Path, workdir: Path, wave: str, sandbox_url: str
 ) -> int | None:
     """Plan, approve and provision one wave, then say how many sets it created."""
+    from engine.approvals import record_decision
+    from engine.migration import Migration
     from iamc import views
     from sandbox.control import SandboxControl
-    from state.approvals import record_decision
 
     control = SandboxControl(sandbox_url)
     console.print(Rule(f"{wave}: iamc plan -c {spec_path} --wave {wave}"))
@@ -125,15 +126,16 @@ def _migrate_wave(
     if plan["blocking"]:
         console.print(f"[red]the plan of {wave} has blocking errors: nothing to approve[/]")
         return None
-    meta = record_decision(
-        spec_path,
-        plan["plan_id"],
-        approver="demo-change-board",
-        ticket=f"DEMO-{wave}",
-        stage="provision",
-        expected_hash=plan["hash"][:12],
-        comment="approved by make demo, for illustration",
-    )
+    with Migration.open(spec_path) as mig:
+        meta = record_decision(
+            mig,
+            plan["plan_id"],
+            approver="demo-change-board",
+            ticket=f"DEMO-{wave}",
+            stage="provision",
+            expected_hash=plan["hash"][:12],
+            comment="approved by make demo, for illustration",
+        )
     approval = meta["approvals"][-1]
     console.print(
         f"{wave}: stage {approval['stage']} {approval['decision']} by {approval['approver']} "
@@ -162,9 +164,11 @@ def _use_a_disabled_key(console: Console, spec_path: Path, plan_id: int, url: st
     from moto.iam.models import iam_backends
 
     from domain.keys import mask_key_id
-    from state.reports import load_plan
+    from engine.migration import Migration
+    from engine.reports import load_plan
 
-    plan, _ = load_plan(spec_path, plan_id)
+    with Migration.open(spec_path) as mig:
+        plan, _ = load_plan(mig, plan_id)
     action = next((a for a in plan.actions if a.kind == "deactivate-access-key"), None)
     if action is None:
         return
@@ -197,29 +201,31 @@ def retire_demo(console: Console, spec_path: Path, plan_ids: list[int], sandbox:
     from domain.deletion import deletes_in
     from domain.errors import IamcError
     from domain.spec import load_spec
+    from engine.approvals import record_decision
+    from engine.migration import Migration
+    from engine.reports import load_plan
     from flows.apply import apply_plan
     from iamc import views
     from iamc.retire_views import bake_with_table
     from sandbox.control import SandboxControl
-    from state.approvals import record_decision
-    from state.reports import load_plan
 
     if not plan_ids:
         return
     for plan_id in plan_ids:
-        plan, meta = load_plan(spec_path, plan_id)
-        for stage in ("disable", "delete"):
-            # Delete is approved on its own, quoting how many IAM users it deletes.
-            record_decision(
-                spec_path,
-                plan_id,
-                approver="demo-change-board",
-                ticket="DEMO-2",
-                stage=stage,
-                expected_hash=meta["hash"][:12],
-                comment="approved by make demo, for illustration",
-                deletes=deletes_in(plan) if stage == "delete" else None,
-            )
+        with Migration.open(spec_path) as mig:
+            plan, meta = load_plan(mig, plan_id)
+            for stage in ("disable", "delete"):
+                # Delete is approved on its own, quoting how many IAM users it deletes.
+                record_decision(
+                    mig,
+                    plan_id,
+                    approver="demo-change-board",
+                    ticket="DEMO-2",
+                    stage=stage,
+                    expected_hash=meta["hash"][:12],
+                    comment="approved by make demo, for illustration",
+                    deletes=deletes_in(plan) if stage == "delete" else None,
+                )
         console.print(Rule(f"9. disable: iamc apply {plan_id} -c {spec_path} --stage disable"))
         try:
             disabled = views.apply_with_progress(console, spec_path, plan_id, "disable")

@@ -89,7 +89,6 @@ def take(out_dir: Path, workdir: Path) -> list[Path]:
     from sandbox.control import SandboxControl
     from sandbox.seed import seed_organization
     from sandbox.server import Sandbox
-    from state.progress import migration_progress
 
     out_dir.mkdir(parents=True, exist_ok=True)
     workdir = workdir.resolve()
@@ -162,7 +161,7 @@ def take(out_dir: Path, workdir: Path) -> list[Path]:
                         "decision": "approve",
                         "stage": "provision",
                         # The reviewer types the hash they read: the form does not prefill it.
-                        "plan_hash": migration_progress(str(spec)).plan_hash,
+                        "plan_hash": _plan_hash(spec),
                         "comment": "reviewed in the CAB of Tuesday",
                     },
                 )
@@ -195,3 +194,13 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _plan_hash(spec: Path) -> str | None:
+    """The hash of the migration's current plan, as the reviewer reads it in plan.md."""
+    # Imported here like the rest of this module's library: `iamc` starts without SQLAlchemy.
+    from engine.migration import Migration
+    from engine.progress import migration_progress
+
+    with Migration.open(spec) as mig:
+        return migration_progress(mig).plan_hash

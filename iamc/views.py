@@ -63,9 +63,11 @@ def print_inventory_report(
     console: Console, spec: Path | str, output_format: str = "table"
 ) -> None:
     """Print the latest snapshot's per-account report as a table, JSON or CSV."""
-    from state.reports import inventory_report as load_report
+    from engine.migration import Migration
+    from engine.reports import inventory_report as load_report
 
-    rows, meta, findings = load_report(spec)
+    with Migration.open(spec) as mig:
+        rows, meta, findings = load_report(mig)
     # Machine formats bypass rich: no wrapping, no markup, exactly what a pipe expects.
     if output_format == "json":
         meta["findings"] = [asdict(f) for f in findings]
@@ -170,9 +172,11 @@ def plan_summary_lines(result: dict[str, Any]) -> list[str]:
 
 def show_plan(console: Console, spec: Path | str, plan_id: int, output_format: str) -> None:
     from domain.plan_render import render_json, render_markdown
-    from state.reports import load_plan
+    from engine.migration import Migration
+    from engine.reports import load_plan
 
-    plan, meta = load_plan(spec, plan_id)
+    with Migration.open(spec) as mig:
+        plan, meta = load_plan(mig, plan_id)
     if output_format == "json":
         sys.stdout.write(render_json(plan, meta) + "\n")
         return
@@ -206,7 +210,8 @@ def verify_plan_file(console: Console, spec: Path | str, path: Path) -> None:
     from domain.errors import InputFileError, PlanMismatchError
     from domain.plan import Stage
     from domain.plan_verify import compare_plan_file
-    from state.reports import load_plan
+    from engine.migration import Migration
+    from engine.reports import load_plan
 
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -215,7 +220,8 @@ def verify_plan_file(console: Console, spec: Path | str, path: Path) -> None:
     if not isinstance(data, dict) or not isinstance(data.get("plan_id"), int):
         raise InputFileError(str(path), "no plan_id: not a plan.json written by 'iamc plan'")
     plan_id = data["plan_id"]
-    plan, meta = load_plan(spec, plan_id)
+    with Migration.open(spec) as mig:
+        plan, meta = load_plan(mig, plan_id)
     check = compare_plan_file(data, plan, meta["hash"])
     if plan.content_hash() != meta["hash"]:
         check.differences.insert(
@@ -354,9 +360,11 @@ def mapping_report(
     """Print the latest mapping as a table, JSON or CSV (``--unmatched``: what needs a person)."""
     import json
 
-    from state.reports import latest_mapping
+    from engine.migration import Migration
+    from engine.reports import latest_mapping
 
-    mapping, tags, meta = latest_mapping(spec)
+    with Migration.open(spec) as mig:
+        mapping, tags, meta = latest_mapping(mig)
     users = mapping_user_rows(mapping, tags, meta["tag_keys"])
     groups = [
         {
@@ -522,12 +530,14 @@ def _styled(status: str) -> str:
 def print_runs(console: Console, spec: Path | str) -> None:
     from rich.table import Table
 
-    from state.runs import list_runs
+    from engine.migration import Migration
+    from engine.runs import list_runs
 
     table = Table(title="runs")
     for column in ("run", "kind", "status", "plan", "stage", "started", "finished", "error"):
         table.add_column(column)
-    runs = list_runs(spec)
+    with Migration.open(spec) as mig:
+        runs = list_runs(mig)
     for run in runs:
         status = _styled(run["status"])
         if run["superseded_by"]:
@@ -565,9 +575,11 @@ def _account_table(title: str, rows: dict[str, Any], columns: list[tuple[str, st
 
 
 def print_status(console: Console, spec: Path | str, run_id: int) -> None:
-    from state.runs import run_status
+    from engine.migration import Migration
+    from engine.runs import run_status
 
-    status = run_status(spec, run_id)
+    with Migration.open(spec) as mig:
+        status = run_status(mig, run_id)
     run = status["run"]
     wave = f" of wave {run['wave']}" if run.get("wave") else ""
     line = (
@@ -752,9 +764,11 @@ def scan_with_progress(
 def print_key_report(console: Console, spec: Path | str, output_format: str = "table") -> None:
     """Print what the key scans say now: table, JSON, CSV or SARIF (key ids masked)."""
     from domain import key_report
-    from state.reports import key_scan_report
+    from engine.migration import Migration
+    from engine.reports import key_scan_report
 
-    data = key_scan_report(spec)
+    with Migration.open(spec) as mig:
+        data = key_scan_report(mig)
     findings, problems, unscanned = data["findings"], data["problems"], data["unscanned"]
     if output_format == "json":
         sys.stdout.write(key_report.render_json(findings, problems, unscanned, data["meta"]))
@@ -812,9 +826,11 @@ def print_waves_report(console: Console, spec: Path | str, output_format: str = 
 
     from rich.table import Table
 
-    from state.reports import WAVE_COLUMNS, waves_report
+    from engine.migration import Migration
+    from engine.reports import WAVE_COLUMNS, waves_report
 
-    rows, meta = waves_report(spec)
+    with Migration.open(spec) as mig:
+        rows, meta = waves_report(mig)
     if output_format == "json":
         console.print_json(json.dumps({**meta, "waves": rows}, default=str))
         return

@@ -126,6 +126,16 @@ class PlanMixin:
                 wave=plan.wave,
             )
 
+    def latest_plan_id(self, migration_id: int) -> int | None:
+        """The migration's most recently stored plan, or None when it has none yet."""
+        with self._session(write=False) as session:  # type: ignore[attr-defined]
+            return session.execute(
+                select(m.PlanRow.id)
+                .where(m.PlanRow.migration_id == migration_id)
+                .order_by(m.PlanRow.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+
     def plan_provenance(self, plan_id: int, keys: tuple[str, ...]) -> dict[str, Any]:
         """Top-level values of a stored plan's content (say, where it was computed from),
         read without decoding the whole content (a key it lacks reads as None)."""

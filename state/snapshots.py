@@ -146,6 +146,16 @@ class SnapshotMixin:
             migration_id=row.migration_id,
         )
 
+    def account_names(self, snapshot_id: int) -> dict[str, str]:
+        """Account id -> name, as the snapshot saw them."""
+        with self._session(write=False) as session:
+            rows = session.execute(
+                select(m.SnapshotAccount.account_id, m.SnapshotAccount.name).where(
+                    m.SnapshotAccount.snapshot_id == snapshot_id
+                )
+            ).all()
+        return {account_id: name or "" for account_id, name in rows}
+
     def load_snapshot(
         self, snapshot_id: int, *, policies: bool = True
     ) -> list[records.AccountInventory]:

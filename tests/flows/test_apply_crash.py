@@ -14,9 +14,10 @@ import pytest
 
 from domain.plan import Stage
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash, parse_fault
+from engine.migration import Migration
+from engine.reports import load_plan
 from flows.apply import apply_plan
 from state import Store
-from state.reports import load_plan
 
 ACTIONS = 9  # 2 permission sets, 3 provisionings, 4 assignments
 _baseline: dict[str, Any] = {}
@@ -41,7 +42,7 @@ def test_a_crash_at_any_step_boundary_resumes_to_the_same_end_state(
     clean, kit, baseline, tmp_path: Path, index: int, point: str
 ):
     spec, plan_id = kit.write_approved_plan(clean, tmp_path)
-    plan, _ = load_plan(spec, plan_id)
+    plan, _ = Migration.call(load_plan, spec, plan_id)
     actions = [a for a in plan.actions if a.stage == Stage.PROVISION]
     assert len(actions) == ACTIONS
     victim = actions[index]

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from domain.errors import ApplyRefused, PlanError
+from engine.approvals import record_decision
+from engine.migration import Migration
 from flows.apply import apply_plan
 from state import Store
-from state.approvals import record_decision
 
 LATER = datetime.now(UTC) + timedelta(days=15)
 
@@ -84,7 +85,7 @@ def test_a_delete_approval_must_quote_the_right_number_of_users(clean, retire_ki
     digest = _hash(tmp_path, plan_id)
 
     def approve(**what) -> dict:
-        return record_decision(
+        return Migration.call(record_decision,
             spec, plan_id, approver="cab", ticket="CHG-9", stage="delete", expected_hash=digest,
             **what,
         )  # fmt: skip
@@ -94,7 +95,7 @@ def test_a_delete_approval_must_quote_the_right_number_of_users(clean, retire_ki
     with pytest.raises(PlanError, match="--deletes 3"):
         approve()
     with pytest.raises(PlanError, match="goes with stage delete only, not all"):
-        record_decision(
+        Migration.call(record_decision,
             spec, plan_id, approver="cab", ticket="CHG-9", stage="all", expected_hash=digest,
             deletes=3,
         )  # fmt: skip

@@ -15,11 +15,12 @@ import pytest
 from domain.errors import ApplyFailed, ApplyRefused
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
 from engine.lease import stage_lease
+from engine.migration import Migration
+from engine.reports import load_plan
+from engine.runs import list_runs
 from flows.apply import apply_plan, resume
 from flows.restore import restore
 from state import Store
-from state.reports import load_plan
-from state.runs import list_runs
 
 LATER = datetime.now(UTC) + timedelta(days=15)
 # What a restore can bring back of a user (keys, password, MFA and service credentials can't
@@ -71,7 +72,7 @@ def _disabled_jane(clean, kit, tmp_path: Path) -> tuple[str, str, Path, int]:
 
 
 def _delete_action(spec: Path, plan_id: int, kind: str) -> str:
-    plan, _ = load_plan(spec, plan_id)
+    plan, _ = Migration.call(load_plan, spec, plan_id)
     return next(a.id for a in plan.actions if a.stage == "delete" and a.kind == kind)
 
 
@@ -102,7 +103,7 @@ def test_restore_refuses_a_name_now_held_by_another_user(clean, retire_kit, tmp_
     state = kit.iam_state(clean, prefix)[f"{a1}/{jane}"]
     assert state["inline"] == state["attached"] == state["groups"] == []
     assert iam.list_user_tags(UserName=jane)["Tags"] == []
-    runs = [r for r in list_runs(spec) if r["kind"] == "restore"]
+    runs = [r for r in Migration.call(list_runs, spec) if r["kind"] == "restore"]
     assert [r["status"] for r in runs] == ["failed"]  # recorded, visible in iamc runs
 
 
@@ -136,7 +137,7 @@ def test_restore_rebuilds_a_user_whose_deletion_stopped_before_delete_user(
     assert "new unique id" not in cannot  # same id: resource policies still name it
 
     # The stopped delete run, resumed, must not finish deleting what was brought back.
-    run_id = [r["id"] for r in list_runs(spec) if r["kind"] == "apply"][-1]
+    run_id = [r["id"] for r in Migration.call(list_runs, spec) if r["kind"] == "apply"][-1]
     with pytest.raises(ApplyFailed, match="restored while its deletion was unfinished"):
         apply_plan(spec, plan_id, "delete", resume_run_id=run_id, clock=later)
     assert _restorable(kit.iam_state(clean, prefix)[f"{a1}/{jane}"]) == _restorable(before)
@@ -157,7 +158,7 @@ def test_changes_made_while_a_delete_was_stopped_are_snapshotted_and_restored(
     iam.add_user_to_group(GroupName=f"{prefix}late", UserName=jane)
     iam.put_user_policy(UserName=jane, PolicyName="late", PolicyDocument=json.dumps(DOC))
     before = kit.iam_state(clean, prefix)[f"{a1}/{jane}"]
-    run_id = [r["id"] for r in list_runs(spec) if r["kind"] == "apply"][-1]
+    run_id = [r["id"] for r in Migration.call(list_runs, spec) if r["kind"] == "apply"][-1]
 
     summary = apply_plan(spec, plan_id, "delete", resume_run_id=run_id, clock=later)
 
@@ -183,7 +184,7 @@ def test_a_resume_with_nothing_changed_keeps_one_snapshot(clean, retire_kit, tmp
     crash_at = _delete_action(spec, plan_id, "detach-managed-policy")
     with pytest.raises(InjectedCrash):
         apply_plan(spec, plan_id, "delete", fault=(crash_at, AFTER_CALL), clock=later)
-    run_id = [r["id"] for r in list_runs(spec) if r["kind"] == "apply"][-1]
+    run_id = [r["id"] for r in Migration.call(list_runs, spec) if r["kind"] == "apply"][-1]
 
     apply_plan(spec, plan_id, "delete", resume_run_id=run_id, clock=later)
 
@@ -219,7 +220,7 @@ def test_a_restore_cut_off_half_way_resumes_to_the_snapshot_state_sending_nothin
 
     with pytest.raises(InjectedCrash):
         restore(spec, f"{a1}/{jane}", fault=(victim, point))
-    (crashed,) = [r for r in list_runs(spec) if r["kind"] == "restore"]
+    (crashed,) = [r for r in Migration.call(list_runs, spec) if r["kind"] == "restore"]
     assert crashed["id"] == first_run and crashed["status"] != "succeeded"
 
     if how == "same command":
@@ -228,7 +229,9 @@ def test_a_restore_cut_off_half_way_resumes_to_the_snapshot_state_sending_nothin
         summary = resume(spec, crashed["id"])
 
     assert summary["run_id"] == crashed["id"]
-    assert [r["status"] for r in list_runs(spec) if r["kind"] == "restore"] == ["succeeded"]
+    assert [r["status"] for r in Migration.call(list_runs, spec) if r["kind"] == "restore"] == [
+        "succeeded"
+    ]
     state = kit.iam_state(clean, prefix)[f"{a1}/{jane}"]
     assert _restorable(state) == _restorable(before)
     assert clean.member_iam(a1).list_user_tags(UserName=jane)["Tags"] == [

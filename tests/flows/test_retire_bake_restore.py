@@ -12,11 +12,12 @@ from botocore.config import Config
 
 from domain.errors import ApplyRefused, PlanError
 from domain.retire import Decision
+from engine.migration import Migration
+from engine.runs import list_runs
 from flows.apply import apply_plan, rollback_plan
 from flows.bake import bake_report, decide
 from flows.restore import restore
 from state import Store
-from state.runs import list_runs
 
 LATER = datetime.now(UTC) + timedelta(days=15)
 
@@ -42,7 +43,7 @@ def test_bake_watch_shows_who_tried_when_and_from_where(clean, retire_kit, tmp_p
     kit.seed_user(clean, a2, carol, keys=1)
     spec, plan_id = kit.write_retire_plan(clean, tmp_path, prefix)
     apply_plan(spec, plan_id, "disable")
-    run_id = next(r["id"] for r in list_runs(spec) if r["kind"] == "apply")
+    run_id = next(r["id"] for r in Migration.call(list_runs, spec) if r["kind"] == "apply")
 
     assert set(_states(bake_report(spec)).values()) == {"baking"}
 

@@ -16,9 +16,10 @@ import pytest
 
 from domain.plan import Stage
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
+from engine.migration import Migration
+from engine.reports import load_plan
 from flows.apply import apply_plan
 from state import Store
-from state.reports import load_plan
 
 LATER = datetime.now(UTC) + timedelta(days=15)
 MUTATING = (
@@ -109,7 +110,7 @@ def _baseline(clean, kit, tmp_path: Path, stage: str) -> dict[str, Any]:
 def _crash_and_resume(clean, kit, tmp_path: Path, stage: str, index: int, point: str) -> None:
     baseline = _baseline(clean, kit, tmp_path, stage)
     prefix, spec, plan_id = _prepare(clean, kit, tmp_path, stage)
-    plan, _ = load_plan(spec, plan_id)
+    plan, _ = Migration.call(load_plan, spec, plan_id)
     actions = [a for a in plan.actions if a.stage == stage]
     assert len(actions) == (DISABLE_ACTIONS if stage == Stage.DISABLE else DELETE_ACTIONS)
     victim = actions[index]

@@ -22,10 +22,11 @@ from domain.errors import ApplyFailed, ApplyRefused
 from engine import lease as lease_module
 from engine.executor import InjectedCrash
 from engine.lease import LeaseLost, stage_lease
+from engine.migration import Migration
+from engine.runs import run_status
 from flows import retire
 from flows.apply import apply_plan, rollback_plan
 from state import Store
-from state.runs import run_status
 
 LATER = datetime.now(UTC) + timedelta(days=15)
 
@@ -148,12 +149,12 @@ def test_a_user_tagged_protected_after_the_approval_is_not_deleted(
     assert jane in _user_names(clean, a1)
     assert bob not in _user_names(clean, a2)
     # The reason shows where operators look: iamc status and the run's table in the UI.
-    status = run_status(spec, _runs(tmp_path)[-1])
+    status = Migration.call(run_status, spec, _runs(tmp_path)[-1])
     assert status["stage"][a1]["refused"] == 1
     assert any(
         e.startswith(f"{jane}: refused: protected: tagged") for e in status["stage"][a1]["errors"]
     )
-    rows, description, _ = status_table(str(spec), _runs(tmp_path)[-1])
+    rows, description, _ = Migration.call(status_table, str(spec), _runs(tmp_path)[-1])
     row = next(r for r in rows if r["account"] == a1)
     assert row["state"] == "REFUSED 1 user(s)" and "protected: tagged" in row["reasons"]
     assert "1 user(s) refused by the live checks" in description

@@ -18,10 +18,11 @@ import pytest
 from domain.errors import ApplyRefused
 from domain.plan import Stage
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
+from engine.migration import Migration
+from engine.reports import load_plan
 from flows.apply import apply_plan, rollback_plan
 from state import Store
 from state.journal import DONE_STATUSES, ROLLBACK_PREFIX, ROLLED_BACK, STARTED
-from state.reports import load_plan
 from state.runs import view_runs
 
 STEPS = 12
@@ -67,7 +68,7 @@ def test_random_kills_resumes_and_rollbacks_keep_aws_equal_to_the_journal(
     print(f"soak seed {seed} (IAMC_SOAK_SEED={seed} replays it)")
     rng = random.Random(seed)
     spec, plan_id = kit.write_approved_plan(clean, tmp_path)
-    plan, _ = load_plan(spec, plan_id)
+    plan, _ = Migration.call(load_plan, spec, plan_id)
     forward = [a.id for a in plan.actions if a.stage == Stage.PROVISION]
     url = f"sqlite:///{tmp_path / 'state.db'}"
     started = time.monotonic()

@@ -27,11 +27,12 @@ from pathlib import Path
 
 from domain.errors import ApplyFailed, ApplyRefused
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
+from engine.migration import Migration
+from engine.reports import load_plan
 from flows.apply import HANDLERS, apply_plan, rollback_plan
 from flows.restore import restore
 from state import Store
 from state.journal import DONE_STATUSES, ROLLBACK_PREFIX
-from state.reports import load_plan
 from state.runs import view_runs
 from tasks.user_teardown import TeardownStep
 
@@ -334,7 +335,7 @@ def test_random_operators_and_crashes_never_remove_the_wrong_person(
     spec, plan_id = kit.write_migrate_plan(clean, tmp_path, people)
     url = f"sqlite:///{tmp_path / 'state.db'}"
     apply_plan(spec, plan_id, "provision", poll=kit.QUICK)
-    plan, _ = load_plan(spec, plan_id)
+    plan, _ = Migration.call(load_plan, spec, plan_id)
     forward = {
         stage: [a.id for a in plan.actions if a.stage == stage] for stage in ("disable", "delete")
     }
