@@ -2,7 +2,7 @@
 
 Two processes never change the same stage at once: `iamc resume` and a Retry pressed in the UI
 (or two operators) could otherwise send the same changes twice. The lease rows live in the state
-store (``state.runs.StageLockMixin``); this is the engine's side of them — which stages lock
+store (``state.runs``); this is the engine's side of them — which stages lock
 together, the heartbeat thread, and the check every mutation makes (``Executor(guard=...)``).
 """
 
@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from domain.errors import ApplyFailed, ApplyRefused
-from state.runs import LOCK_STALE_AFTER, holder_process, process_alive, this_process
+from domain.runs import this_process
+from engine.runs import LOCK_STALE_AFTER, holder_process, process_alive
 
 if TYPE_CHECKING:
     from state.store import Store

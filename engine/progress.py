@@ -11,11 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from domain.runs import APPLY_RUN, NOTIFY_RUN, RUN_SUCCEEDED, VERIFY_RUN, RunInfo
 from engine.migration import Migration
-from state.runs import APPLY_RUN, RUN_SUCCEEDED, RunInfo, view_runs
-
-VERIFY_RUN = "verify"
-NOTIFY_RUN = "notify"
+from engine.runs import view_runs
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,12 @@ from domain.errors import NoInventoryError, NoKeyScanError, NoMappingError, Plan
 from domain.inventory_report import CIS_FAIL, CIS_PASS, CIS_UNKNOWN, inventory_rows
 from domain.plan import Outcome, Plan
 from domain.records import AccountInventory, Finding
+from domain.runs import STAGE_RUN_KINDS, RunInfo
 from domain.spec import MigrationSpec, scan_paths_of
 from domain.waves import resolve_waves
 from engine.migration import Migration
+from engine.runs import view_runs
 from state.identity import MappingInfo
-from state.runs import STAGE_RUN_KINDS, RunInfo, view_runs
 from state.store import Store
 
 

@@ -42,12 +42,14 @@ from domain.errors import (
 from domain.plan import Outcome, Plan, PlanAction, Stage, UserPlan
 from domain.progress import emit
 from domain.records import AccountInventory
+from domain.runs import APPLY_RUN, ROLLBACK_RUN
 from domain.spec import MigrationSpec, load_spec
 from domain.waves import still_used_by
 from engine.approvals import unapproved_reason
 from engine.executor import Executor
 from engine.lease import LeaseLost, StageLease, stage_lease
 from engine.preflight import live_access_changes, preflight, stale_targets
+from engine.runs import check_resumable, open_run
 from flows import retire
 from state import Store
 from state.journal import (
@@ -59,7 +61,6 @@ from state.journal import (
     JournalEntry,
 )
 from state.plans import PlanInfo
-from state.runs import APPLY_RUN, ROLLBACK_RUN, check_resumable, open_run
 from tasks.assignments import verify_assignments
 from tasks.aws import AwsSessions
 from tasks.handler import ExecutionContext, PollPolicy

@@ -27,6 +27,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from console.approval import request_approval
 from console.operator import deployment_name, operator_step, run_logger
 from domain.errors import PlanError
+from domain.runs import RUN_FAILED, RUN_INTERRUPTED
 from domain.spec import load_spec
 from engine.migration import Migration
 from engine.progress import MigrationProgress, migration_progress
@@ -36,7 +37,6 @@ from flows.mapping import mapping_flow
 from flows.notify import notify_flow
 from flows.plan import plan_flow
 from flows.verify import verify_flow
-from state.runs import RUN_FAILED, RUN_INTERRUPTED
 
 # Why a step counts as finished ("snapshot 3, run 12"), or None when it must run.
 Done = Callable[[MigrationProgress], str | None]

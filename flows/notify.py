@@ -24,8 +24,9 @@ from console.operator import (
 )
 from domain.notices import NoticeContext, notices_from_plan, portal_url, write_notices
 from domain.plan import Plan
+from domain.runs import NOTIFY_RUN
 from engine.migration import Migration
-from engine.progress import NOTIFY_RUN, account_names
+from engine.progress import account_names
 from engine.reports import get_plan_info, latest_mapping
 
 

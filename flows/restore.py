@@ -21,12 +21,12 @@ from prefect import flow
 
 from domain.errors import ApplyRefused
 from domain.plan import Stage
+from domain.runs import RESTORE_RUN
 from domain.spec import load_spec
 from engine.executor import Executor
 from engine.lease import LeaseLost, stage_lease
 from state import Store
 from state.journal import ADOPTED, DONE_STATUSES
-from state.runs import RESTORE_RUN
 from state.user_snapshots import RESTORE_STAGE, StoredSnapshot
 from tasks.aws import AwsSessions, translate_errors
 from tasks.handler import ExecutionContext

@@ -25,8 +25,8 @@ from console.operator import (
 from domain.errors import AccessNotVerified
 from domain.plan import Plan
 from domain.records import AccountInventory
+from domain.runs import VERIFY_RUN
 from domain.spec import load_spec
-from engine.progress import VERIFY_RUN
 from engine.reports import get_plan_info
 from state import Store
 from tasks.aws import AwsSessions

@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session
 
 from domain import records
 from domain.errors import StateError
+from domain.runs import RUN_SUCCEEDED
 from state import models as m
 
 # state.store.RUN_SUCCEEDED; not imported, as state.store imports this module.
-_RUN_SUCCEEDED = "succeeded"
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class IdentityMixin:
         query = (
             select(m.MappingRow.__table__)
             .join(m.Run, m.Run.id == m.MappingRow.run_id)
-            .where(m.Run.migration_id == migration_id, m.Run.status == _RUN_SUCCEEDED)
+            .where(m.Run.migration_id == migration_id, m.Run.status == RUN_SUCCEEDED)
             .order_by(m.MappingRow.id.desc())
             .limit(1)
         )

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from domain.runs import RunInfo, released_plans
 from domain.waves import JournalUse
 from state import models as m
 from state.journal import ROLLBACK_PREFIX
-from state.runs import APPLY_RUN, ROLLBACK_RUN, RUN_SUCCEEDED, RunInfo
 
 
 @dataclass(frozen=True)
@@ -25,19 +25,6 @@ class PlanHead:
     created: datetime
     hash: str
     blocking: int
-
-
-def released_plans(runs: list[RunInfo], stage: str = "provision") -> set[int]:
-    """Plans whose stage was last acted on by a rollback that succeeded: they use nothing."""
-    last: dict[int, RunInfo] = {}
-    for run in runs:
-        if run.kind in (APPLY_RUN, ROLLBACK_RUN) and run.params.get("stage") == stage:
-            last[int(run.params["plan_id"])] = run
-    return {
-        plan_id
-        for plan_id, run in last.items()
-        if run.kind == ROLLBACK_RUN and run.status == RUN_SUCCEEDED
-    }
 
 
 class WavesMixin:

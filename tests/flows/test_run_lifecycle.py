@@ -9,15 +9,15 @@ import pytest
 
 from domain.errors import ApplyRefused, AwsAccessError
 from domain.plan import Stage
+from domain.runs import this_process
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
 from engine.migration import Migration
 from engine.reports import load_plan
-from engine.runs import list_runs, run_status
+from engine.runs import LOCK_STALE_AFTER, list_runs, run_status
 from flows import apply as apply_module
 from flows.apply import apply_plan, resume, rollback_plan
 from state import Store
 from state.journal import ROLLBACK_PREFIX
-from state.runs import LOCK_STALE_AFTER, this_process
 
 
 def _runs(tmp_path: Path) -> list:

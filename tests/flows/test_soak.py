@@ -20,10 +20,10 @@ from domain.plan import Stage
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
 from engine.migration import Migration
 from engine.reports import load_plan
+from engine.runs import view_runs
 from flows.apply import apply_plan, rollback_plan
 from state import Store
 from state.journal import DONE_STATUSES, ROLLBACK_PREFIX, ROLLED_BACK, STARTED
-from state.runs import view_runs
 
 STEPS = 12
 BUDGET_SECONDS = 35

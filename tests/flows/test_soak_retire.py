@@ -29,11 +29,11 @@ from domain.errors import ApplyFailed, ApplyRefused
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
 from engine.migration import Migration
 from engine.reports import load_plan
+from engine.runs import view_runs
 from flows.apply import HANDLERS, apply_plan, rollback_plan
 from flows.restore import restore
 from state import Store
 from state.journal import DONE_STATUSES, ROLLBACK_PREFIX
-from state.runs import view_runs
 from tasks.user_teardown import TeardownStep
 
 STEPS = 18

@@ -6,14 +6,8 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
-from engine.runs import next_step
-from state.runs import (
-    LOCK_STALE_AFTER,
-    RunInfo,
-    StageLockInfo,
-    this_process,
-    view_runs,
-)
+from domain.runs import RunInfo, StageLockInfo, this_process
+from engine.runs import LOCK_STALE_AFTER, next_step, view_runs
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
