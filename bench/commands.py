@@ -91,8 +91,8 @@ def _latest_run(spec: Path) -> tuple[int, float] | None:
 
     loaded = load_spec(spec)
     with Store.open(loaded.state) as store:
-        migration_id = store.find_migration(loaded.name)
-        runs = [] if migration_id is None else store.list_runs(migration_id)
+        migration_id = store.migrations.find_migration(loaded.name)
+        runs = [] if migration_id is None else store.runs.list_runs(migration_id)
     if not runs:
         return None
     run = max(runs, key=lambda r: r.id)

@@ -240,7 +240,7 @@ def run(args: argparse.Namespace) -> None:
         from state import Store
 
         with Store.open(state_url) as store:
-            run_id = [r.id for r in store.list_runs() if r.kind == "apply"][-1]
+            run_id = [r.id for r in store.runs.list_runs() if r.kind == "apply"][-1]
         summary = apply_plan(spec, plan_id, "delete", resume_run_id=run_id, clock=lambda: later)
         wall = time.monotonic() - started
         calls = control.recorder.snapshot()

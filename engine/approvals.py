@@ -170,7 +170,7 @@ def record_decision(
             "holds delete too: refusing; make a new plan"
         )
     overlapping = _overlapping(stage, decision)
-    earlier = store.record_approval(
+    earlier = store.plans.record_approval(
         plan_id,
         stage=stage,
         decision=decision,
@@ -185,4 +185,4 @@ def record_decision(
             f"plan {plan_id} stage {earlier.stage} was already {earlier.decision} by "
             f"{earlier.approver} (ticket {earlier.ticket}) at {earlier.at:%Y-%m-%d %H:%M}"
         )
-    return plan_meta(store.get_plan(plan_id))
+    return plan_meta(store.plans.get_plan(plan_id))

@@ -22,12 +22,12 @@ def accept_hard_coded_keys(
     if not approver.strip() or not reason.strip():
         raise PlanError("an acceptance needs both --by (who) and --reason (why it is safe)")
     spec, store = mig.spec, mig.store
-    migration_id = store.find_migration(spec.name)
-    snapshot = store.latest_snapshot(migration_id) if migration_id is not None else None
+    migration_id = store.migrations.find_migration(spec.name)
+    snapshot = store.snapshots.latest_snapshot(migration_id) if migration_id is not None else None
     if migration_id is None or snapshot is None:
         raise PlanError(f"no inventory yet for migration {spec.name!r}: nothing to accept")
-    owners = inventory_index(store.load_snapshot(snapshot.id))
-    found, _ = store.current_key_findings(migration_id)
+    owners = inventory_index(store.snapshots.load_snapshot(snapshot.id))
+    found, _ = store.scans.current_key_findings(migration_id)
     key_ids = {
         f.key_id
         for f in found
@@ -47,7 +47,7 @@ def accept_hard_coded_keys(
         reason=reason.strip(),
         key_ids=tuple(sorted(key_ids)),
         at=datetime.now(UTC),
-        scan_run_id=store.latest_key_scan_run(migration_id),
+        scan_run_id=store.scans.latest_key_scan_run(migration_id),
     )
-    store.record_key_acceptance(migration_id, acceptance)
+    store.scans.record_key_acceptance(migration_id, acceptance)
     return acceptance

@@ -71,15 +71,15 @@ def _latest_succeeded(runs: list[RunInfo], kind: str, **params: Any) -> RunInfo 
 def migration_progress(mig: Migration) -> MigrationProgress:
     """Read where the spec's migration stands (see :class:`MigrationProgress`)."""
     spec, store = mig.spec, mig.store
-    migration_id = store.find_migration(spec.name)
+    migration_id = store.migrations.find_migration(spec.name)
     if migration_id is None:
         return MigrationProgress(spec.name)
-    runs = store.list_runs(migration_id)
-    snapshot = store.latest_snapshot(migration_id)
+    runs = store.runs.list_runs(migration_id)
+    snapshot = store.snapshots.latest_snapshot(migration_id)
     if snapshot is None:
         return MigrationProgress(spec.name, migration_id)
-    inventory_run = store.get_run(snapshot.run_id)
-    mapping = store.latest_mapping(migration_id)
+    inventory_run = store.runs.get_run(snapshot.run_id)
+    mapping = store.identity.latest_mapping(migration_id)
     mapping_current = mapping is not None and mapping.snapshot_id == snapshot.id
     found: dict[str, Any] = {
         "migration": spec.name,
@@ -103,7 +103,7 @@ def migration_progress(mig: Migration) -> MigrationProgress:
     if not plan_runs:
         return MigrationProgress(**found)
     plan_id = int(plan_runs[-1].summary["plan_id"])  # type: ignore[index]
-    info = store.get_plan(plan_id)
+    info = store.plans.get_plan(plan_id)
     if info is None:
         return MigrationProgress(**found)
     decisions = [
@@ -123,7 +123,7 @@ def migration_progress(mig: Migration) -> MigrationProgress:
     apply_run = _latest(runs, APPLY_RUN, plan_id=plan_id, stage="provision")
     apply_status = None
     if apply_run is not None:
-        apply_status = view_runs(runs, store.list_stage_locks())[apply_run.id].status
+        apply_status = view_runs(runs, store.leases.list_stage_locks())[apply_run.id].status
     verify_run = _latest_succeeded(runs, VERIFY_RUN, plan_id=plan_id)
     notify_run = _latest_succeeded(runs, NOTIFY_RUN, plan_id=plan_id)
     return MigrationProgress(
@@ -141,16 +141,16 @@ def migration_progress(mig: Migration) -> MigrationProgress:
 
 def latest_plan_id(mig: Migration) -> int | None:
     """The migration's most recently stored plan, or None when it has none yet."""
-    migration_id = mig.store.find_migration(mig.spec.name)
-    return None if migration_id is None else mig.store.latest_plan_id(migration_id)
+    migration_id = mig.store.migrations.find_migration(mig.spec.name)
+    return None if migration_id is None else mig.store.plans.latest_plan_id(migration_id)
 
 
 def run_of_flow_run(mig: Migration, kind: str, flow_run_id: str) -> int | None:
     """The state-store run of ``kind`` that a Prefect flow run recorded, if any."""
-    migration_id = mig.store.find_migration(mig.spec.name)
+    migration_id = mig.store.migrations.find_migration(mig.spec.name)
     if migration_id is None:
         return None
-    runs = mig.store.list_runs(migration_id)
+    runs = mig.store.runs.list_runs(migration_id)
     found = _latest(runs, kind, prefect_flow_run_id=str(flow_run_id))
     return found.id if found else None
 
@@ -158,6 +158,6 @@ def run_of_flow_run(mig: Migration, kind: str, flow_run_id: str) -> int | None:
 def account_names(mig: Migration) -> dict[str, str]:
     """Account id -> name, as the latest complete inventory saw them ({} before one)."""
     store = mig.store
-    migration_id = store.find_migration(mig.spec.name)
-    snapshot = store.latest_snapshot(migration_id) if migration_id is not None else None
-    return {} if snapshot is None else store.account_names(snapshot.id)
+    migration_id = store.migrations.find_migration(mig.spec.name)
+    snapshot = store.snapshots.latest_snapshot(migration_id) if migration_id is not None else None
+    return {} if snapshot is None else store.snapshots.account_names(snapshot.id)

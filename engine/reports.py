@@ -28,15 +28,15 @@ def inventory_report(
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[Finding]]:
     """Rows of the latest complete snapshot, its metadata, and the findings of its run."""
     spec, store = mig.spec, mig.store
-    migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
-    snapshot = store.latest_snapshot(migration_id)
+    migration_id = store.migrations.ensure_migration(spec.name, spec.model_dump(mode="json"))
+    snapshot = store.snapshots.latest_snapshot(migration_id)
     if snapshot is None:
         raise NoInventoryError(
             f"no inventory yet for migration {spec.name!r}: run '{mig.hint('inventory')}'"
         )
     # The rows count users, classes and keys: the policy documents are not read.
-    inventories = store.load_snapshot(snapshot.id, policies=False)
-    findings = store.findings(run_id=snapshot.run_id)
+    inventories = store.snapshots.load_snapshot(snapshot.id, policies=False)
+    findings = store.snapshots.findings(run_id=snapshot.run_id)
     meta: dict[str, Any] = {
         "migration": spec.name,
         "snapshot_id": snapshot.id,
@@ -58,17 +58,17 @@ def latest_mapping(mig: Migration) -> tuple[MappingInfo, dict[str, Any], dict[st
         NoMappingError: No mapping run has succeeded yet.
     """
     spec, store = mig.spec, mig.store
-    known = store.find_migration(spec.name)
-    mapping = store.latest_mapping(known) if known is not None else None
+    known = store.migrations.find_migration(spec.name)
+    mapping = store.identity.latest_mapping(known) if known is not None else None
     if known is None or mapping is None:
         raise NoMappingError(f"no mapping yet for migration {spec.name!r}: run '{mig.hint('map')}'")
     tags = {
         (inventory.account.account_id, user.name): dict(user.tags)
-        for inventory in store.load_snapshot(mapping.snapshot_id)
+        for inventory in store.snapshots.load_snapshot(mapping.snapshot_id)
         for user in inventory.users
     }
-    run = store.get_run(mapping.run_id)
-    findings = store.findings(run_id=mapping.run_id)
+    run = store.runs.get_run(mapping.run_id)
+    findings = store.snapshots.findings(run_id=mapping.run_id)
     meta = {
         "migration": spec.name,
         "mapping_id": mapping.id,
@@ -106,8 +106,8 @@ def plan_runs(store: Store, migration_id: int, plan_id: int) -> list[dict[str, A
 
     Statuses are the lifecycle's (interrupted, superseded), as ``iamc runs`` shows them.
     """
-    runs = store.list_runs(migration_id)
-    views = view_runs(runs, store.list_stage_locks())
+    runs = store.runs.list_runs(migration_id)
+    views = view_runs(runs, store.leases.list_stage_locks())
     return [
         {
             "id": run.id,
@@ -134,7 +134,7 @@ def get_plan_info(store: Store, migration: str, plan_id: int) -> Any:
     Raises:
         PlanError: No such plan in that migration.
     """
-    info = store.get_plan(plan_id)
+    info = store.plans.get_plan(plan_id)
     if info is None or info.migration != migration:
         raise PlanError(f"no plan {plan_id} in migration {migration!r}")
     return info
@@ -152,15 +152,15 @@ def key_scan_report(mig: Migration) -> dict[str, Any]:
         NoKeyScanError: No key scan has succeeded yet for the migration.
     """
     spec, store = mig.spec, mig.store
-    known = store.find_migration(spec.name)
-    latest = store.latest_key_scan_run(known) if known is not None else None
+    known = store.migrations.find_migration(spec.name)
+    latest = store.scans.latest_key_scan_run(known) if known is not None else None
     if known is None or latest is None:
         raise NoKeyScanError(
             f"no key scan yet for migration {spec.name!r}: run '{mig.hint('scan')}'"
         )
-    findings, unscanned = store.current_key_findings(known)
-    problems = store.key_scan_problems(latest)
-    run = store.get_run(latest)
+    findings, unscanned = store.scans.current_key_findings(known)
+    problems = store.scans.key_scan_problems(latest)
+    run = store.runs.get_run(latest)
     return {
         "findings": findings,
         "problems": problems,
@@ -300,8 +300,8 @@ def _read_waves(
     known_snapshot: tuple[int, list[AccountInventory]] | None,
 ) -> _WavesState:
     spec, store = mig.spec, mig.store
-    migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
-    snapshot = store.latest_snapshot(migration_id)
+    migration_id = store.migrations.ensure_migration(spec.name, spec.model_dump(mode="json"))
+    snapshot = store.snapshots.latest_snapshot(migration_id)
     if snapshot is None:
         raise NoInventoryError(
             f"no inventory yet for migration {spec.name!r}: run '{mig.hint('inventory')}'"
@@ -309,13 +309,13 @@ def _read_waves(
     if known_snapshot is not None and known_snapshot[0] == snapshot.id:
         inventories = known_snapshot[1]
     else:
-        inventories = store.load_snapshot(snapshot.id)
+        inventories = store.snapshots.load_snapshot(snapshot.id)
     latest: dict[str, int] = {}
-    for head in store.plan_heads(migration_id):
+    for head in store.waves.plan_heads(migration_id):
         latest[head.wave or NO_WAVES] = head.id
     known = known_plans or {}
     infos = {
-        name: store.get_plan(plan_id, with_content=plan_id not in known)
+        name: store.plans.get_plan(plan_id, with_content=plan_id not in known)
         for name, plan_id in latest.items()
     }
     plans = {
@@ -323,11 +323,11 @@ def _read_waves(
         for name, info in infos.items()
     }
     journals = {
-        name: {e.action_id: e for e in store.journal_entries(info.id)}
+        name: {e.action_id: e for e in store.journal.journal_entries(info.id)}
         for name, info in infos.items()
     }
-    runs = store.list_runs(migration_id)
-    views = view_runs(runs, store.list_stage_locks())
+    runs = store.runs.list_runs(migration_id)
+    views = view_runs(runs, store.leases.list_stage_locks())
     return _WavesState(snapshot, inventories, latest, infos, plans, journals, runs, views)
 
 

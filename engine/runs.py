@@ -132,7 +132,7 @@ def check_resumable(store: Store, run: RunInfo, spec_path: str | Path = "SPEC") 
     key = _plan_stage(run)
     if key is None:
         raise ApplyRefused(f"run {run.id} is a {run.kind} run: only apply and rollback resume")
-    views = view_runs(store.list_runs(run.migration_id), store.list_stage_locks())
+    views = view_runs(store.runs.list_runs(run.migration_id), store.leases.list_stage_locks())
     view = views[run.id]
     plan_id, stage = key
     if view.superseded_by is not None:
@@ -173,14 +173,14 @@ def open_run(
     if resume_run_id is None:
         flow_run_id = params.get("prefect_flow_run_id")
         if flow_run_id:
-            for run in store.list_runs(migration_id):
+            for run in store.runs.list_runs(migration_id):
                 if run.kind == kind and run.params.get("prefect_flow_run_id") == flow_run_id:
                     resume_run_id = run.id
     if resume_run_id is not None:
-        check_resumable(store, store.get_run(resume_run_id), spec_path)
-        store.reopen_run(resume_run_id)
+        check_resumable(store, store.runs.get_run(resume_run_id), spec_path)
+        store.runs.reopen_run(resume_run_id)
         return resume_run_id
-    return store.start_run(migration_id, kind, params)
+    return store.runs.start_run(migration_id, kind, params)
 
 
 def next_step(view: RunView, hint: Callable[[str], str]) -> str | None:
@@ -233,16 +233,18 @@ def run_status(mig: Migration, run_id: int) -> dict[str, Any]:
         permission sets are under ``"management"``.
     """
     spec, store = mig.spec, mig.store
-    run = store.get_run(run_id)
+    run = store.runs.get_run(run_id)
     if run.migration != spec.name or run.kind not in STAGE_RUN_KINDS:
         raise ApplyRefused(f"run {run_id} is not an apply or rollback run of {spec.name!r}")
     plan_id, stage = int(run.params["plan_id"]), str(run.params["stage"])
-    info = store.get_plan(plan_id)
+    info = store.plans.get_plan(plan_id)
     if info is None or info.migration != spec.name:
         raise ApplyRefused(f"no plan {plan_id} in migration {spec.name!r}")
-    entries = {e.action_id: e for e in store.journal_entries(plan_id, stage)}
-    events = store.journal_events(run_id)
-    view = view_runs(store.list_runs(run.migration_id), store.list_stage_locks())[run_id]
+    entries = {e.action_id: e for e in store.journal.journal_entries(plan_id, stage)}
+    events = store.journal.journal_events(run_id)
+    view = view_runs(store.runs.list_runs(run.migration_id), store.leases.list_stage_locks())[
+        run_id
+    ]
     plan = Plan.from_content(info.content)
     rollback = run.kind == ROLLBACK_RUN
     targets = {a.id: (a.account_id or "management", a.target) for a in plan.actions}
@@ -298,9 +300,9 @@ def run_status(mig: Migration, run_id: int) -> dict[str, Any]:
 def list_runs(mig: Migration) -> list[dict[str, Any]]:
     """The migration's runs, oldest first, with their lifecycle status and next step."""
     store = mig.store
-    migration_id = store.find_migration(mig.spec.name)
-    runs = [] if migration_id is None else store.list_runs(migration_id)
-    views = view_runs(runs, store.list_stage_locks())
+    migration_id = store.migrations.find_migration(mig.spec.name)
+    runs = [] if migration_id is None else store.runs.list_runs(migration_id)
+    views = view_runs(runs, store.leases.list_stage_locks())
     return [
         {
             "id": r.id,

@@ -123,7 +123,9 @@ class _Runtime:
             if self._planned is None:
                 self._planned = {
                     inventory.account.account_id: inventory
-                    for inventory in self.store.load_snapshot(self.plan.inventory_snapshot_id)
+                    for inventory in self.store.snapshots.load_snapshot(
+                        self.plan.inventory_snapshot_id
+                    )
                 }
         return self._planned.get(account_id)
 
@@ -154,7 +156,7 @@ class _Runtime:
 
 
 def _plan_info(store: Store, spec: MigrationSpec, plan_id: int) -> PlanInfo:
-    info = store.get_plan(plan_id)
+    info = store.plans.get_plan(plan_id)
     if info is None or info.migration != spec.name:
         raise ApplyRefused(f"no plan {plan_id} in migration {spec.name!r}")
     return info
@@ -202,7 +204,7 @@ def check_delete_cap(
         ApplyRefused: over ``[decommission] max_deletes_per_run`` or
             ``max_deletes_per_account``, saying by how much; nothing was changed.
     """
-    done = {e.action_id for e in store.journal_entries(plan_id, Stage.DELETE) if e.done}
+    done = {e.action_id for e in store.journal.journal_entries(plan_id, Stage.DELETE) if e.done}
     caps = spec.decommission
     excess = over_delete_cap(
         users_to_delete(actions, done), caps.max_deletes_per_run, caps.max_deletes_per_account
@@ -277,7 +279,7 @@ def _refused_as_changed(
     pending = [
         a
         for a in actions
-        if (entry := rt.store.journal_entry(rt.plan_id, a.id)) is None or not entry.done
+        if (entry := rt.store.journal.journal_entry(rt.plan_id, a.id)) is None or not entry.done
     ]
     planned = rt.planned_account(account_id)
     if not pending or planned is None:
@@ -342,7 +344,7 @@ def _verify_account(
     done = [
         a
         for a in assignments
-        if (entry := rt.store.journal_entry(rt.plan_id, a.id)) is not None and entry.done
+        if (entry := rt.store.journal.journal_entry(rt.plan_id, a.id)) is not None and entry.done
     ]
     missing = verify_assignments(rt.ctx, done)
     report.errors.extend(f"verify: {m}" for m in missing)
@@ -499,7 +501,7 @@ def apply_plan(
         # other run of this stage can start while the checks below read live AWS.
         with stage_lease(store, plan_id, stage) as lease:
             if resume_run_id is not None:
-                check_resumable(store, store.get_run(resume_run_id), spec_path)
+                check_resumable(store, store.runs.get_run(resume_run_id), spec_path)
             # -- issue 21: the blast-radius cap, before any AWS call and any deletion --
             if stage == Stage.DELETE:
                 check_delete_cap(store, spec, plan_id, actions)
@@ -518,7 +520,7 @@ def apply_plan(
             run_id = open_run(store, info.migration_id, APPLY_RUN, params, resume_run_id, spec_path)
             _record_lease_run(store, lease, run_id)
             executor = Executor(
-                store,
+                store.journal,
                 HANDLERS,
                 ctx,
                 run_id=run_id,
@@ -539,13 +541,13 @@ def apply_plan(
                 with old_objects_frozen():
                     reports = _execute(rt, actions, in_flow, stage)
             except ConflictError as err:
-                store.finish_run(run_id, "failed", error=str(err))
+                store.runs.finish_run(run_id, "failed", error=str(err))
                 raise ApplyRefused(f"run {run_id} stopped: {err}") from err
             except LeaseLost:
                 # The run is another process's now (it may have resumed it): not ours to end.
                 raise
             except BaseException as err:
-                store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
+                store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
                 raise
             summary = _summary(store, run_id, plan_id, stage, actions)
             errors = [e for r in reports for e in r.errors]
@@ -559,16 +561,16 @@ def apply_plan(
                     f"{summary['actions']} actions; fix the cause, then 'iamc resume {run_id} -c "
                     f"{spec_path}':\n  " + "\n  ".join(errors or ["(see iamc status)"])
                 )
-                store.finish_run(run_id, "failed", summary=summary, error=message)
+                store.runs.finish_run(run_id, "failed", summary=summary, error=message)
                 raise ApplyFailed(message)
-            store.finish_run(run_id, "succeeded", summary=summary)
+            store.runs.finish_run(run_id, "succeeded", summary=summary)
             return summary
 
 
 def _record_lease_run(store: Store, lease: StageLease, run_id: int) -> None:
     """Say which run holds each lease of the group (shown to anyone refused)."""
     for each in lease.stages:
-        store.stage_lock_run(lease.plan_id, each, lease.holder, run_id)
+        store.leases.stage_lock_run(lease.plan_id, each, lease.holder, run_id)
 
 
 def _refuse_if_stale(
@@ -586,7 +588,7 @@ def _refuse_if_stale(
 def _summary(
     store: Store, run_id: int, plan_id: int, stage: str, actions: list[PlanAction]
 ) -> dict[str, Any]:
-    entries = {e.action_id: e for e in store.journal_entries(plan_id, stage)}
+    entries = {e.action_id: e for e in store.journal.journal_entries(plan_id, stage)}
     counts = {"succeeded": 0, "adopted": 0, "failed": 0, "pending": 0}
     for action in actions:
         entry = entries.get(action.id)
@@ -644,7 +646,7 @@ def apply_flow(
 def _forward_entries(store: Store, plan_id: int, stage: str) -> list[JournalEntry]:
     entries = [
         e
-        for e in store.journal_entries(plan_id, stage)
+        for e in store.journal.journal_entries(plan_id, stage)
         if not e.action_id.startswith(ROLLBACK_PREFIX)
     ]
     rank = {kind: i for i, kind in enumerate(UNDO_ORDER)}
@@ -659,7 +661,7 @@ def _used_by_other_plans(
     """action id -> the other plans (waves) that still use what it created or updated."""
     if stage != Stage.PROVISION or not entries:
         return {}
-    uses = store.journal_uses(migration_id, stage)
+    uses = store.waves.journal_uses(migration_id, stage)
     found = {}
     for entry in entries:
         action = entry.intent.get("action") or {}
@@ -709,7 +711,7 @@ def rollback_plan(
     spec_path = str(spec_path)
     spec = load_spec(spec_path)
     with Store.open(spec.state) as store:
-        run = store.get_run(run_id)
+        run = store.runs.get_run(run_id)
         if run.migration != spec.name or run.kind != APPLY_RUN:
             raise ApplyRefused(f"run {run_id} is not an apply run of migration {spec.name!r}")
         plan_id, stage = int(run.params["plan_id"]), str(run.params["stage"])
@@ -734,7 +736,7 @@ def rollback_plan(
         undo = [e for e in undo if e.action_id not in in_use]
         apply_runs = [
             r.id
-            for r in store.list_runs(run.migration_id)
+            for r in store.runs.list_runs(run.migration_id)
             if r.kind == APPLY_RUN
             and r.params.get("plan_id") == plan_id
             and r.params.get("stage") == stage
@@ -773,7 +775,7 @@ def rollback_plan(
         }
         with stage_lease(store, plan_id, stage) as lease:
             if resume_run_id is not None:
-                check_resumable(store, store.get_run(resume_run_id), spec_path)
+                check_resumable(store, store.runs.get_run(resume_run_id), spec_path)
             # Credentials are checked before the run is recorded: a refusal records no run.
             ctx = _context(spec, spec_path, poll)
             rollback_run = open_run(
@@ -781,7 +783,7 @@ def rollback_plan(
             )
             _record_lease_run(store, lease, rollback_run)
             executor = Executor(
-                store,
+                store.journal,
                 HANDLERS,
                 ctx,
                 run_id=rollback_run,
@@ -800,13 +802,13 @@ def rollback_plan(
                 message = (
                     f"rollback run {rollback_run} stopped: {err}; 'iamc resume {rollback_run}'"
                 )
-                store.finish_run(rollback_run, "failed", error=message)
+                store.runs.finish_run(rollback_run, "failed", error=message)
                 raise ApplyFailed(message) from err
             except BaseException as err:
-                store.finish_run(rollback_run, "failed", error=str(err) or type(err).__name__)
+                store.runs.finish_run(rollback_run, "failed", error=str(err) or type(err).__name__)
                 raise
             summary = {**listing, "run_id": rollback_run, "dry_run": False}
-            store.finish_run(rollback_run, "succeeded", summary=summary)
+            store.runs.finish_run(rollback_run, "succeeded", summary=summary)
             return summary
 
 
@@ -836,7 +838,7 @@ def resume(spec_path: str | Path, run_id: int) -> dict[str, Any]:
     """Continue an apply or rollback run where it stopped, under the same run id."""
     spec = load_spec(spec_path)
     with Store.open(spec.state) as store:
-        run = store.get_run(run_id)
+        run = store.runs.get_run(run_id)
         if run.kind == "restore":  # journaled too, but not a plan stage's run
             from flows.restore import resume_restore
 

@@ -82,8 +82,8 @@ def _write_notices(
     target = Path(out_dir) if out_dir else Path(spec_path).parent / spec.notify.out_dir
     target = target / str(plan_id) if not out_dir else target
     plan = Plan.from_content(get_plan_info(store, spec.name, plan_id).content)
-    migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
-    run_id = store.start_run(
+    migration_id = store.migrations.ensure_migration(spec.name, spec.model_dump(mode="json"))
+    run_id = store.runs.start_run(
         migration_id,
         NOTIFY_RUN,
         {"spec": spec_path, "plan_id": plan_id, "prefect_flow_run_id": flow_run_id()},
@@ -92,7 +92,7 @@ def _write_notices(
         notices = notices_from_plan(plan, mapping.identity_users, account_names(mig))
         rows = write_notices(notices, ctx, target, today)
     except BaseException as err:
-        store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
+        store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
         raise
     for row in rows:
         logger.info(
@@ -111,5 +111,5 @@ def _write_notices(
         "out_dir": str(target),
         "csv": str(target / "notices.csv"),
     }
-    store.finish_run(run_id, "succeeded", summary=summary)
+    store.runs.finish_run(run_id, "succeeded", summary=summary)
     return summary, rows, ctx, target

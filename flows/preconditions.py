@@ -239,7 +239,7 @@ def pending(rt: _Runtime, actions: list[PlanAction]) -> list[PlanAction]:
     return [
         a
         for a in actions
-        if (entry := rt.store.journal_entry(rt.plan_id, a.id)) is None
+        if (entry := rt.store.journal.journal_entry(rt.plan_id, a.id)) is None
         or entry.status not in DONE_STATUSES
     ]
 

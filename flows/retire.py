@@ -162,7 +162,7 @@ def retire_accounts(
     if stage == Stage.DELETE:
 
         def store_snapshot(account_id: str, user: str, content: dict[str, Any]) -> None:
-            rt.store.save_user_snapshot(
+            rt.store.retired.save_user_snapshot(
                 migration_id=rt.migration_id,
                 plan_id=rt.plan_id,
                 run_id=rt.executor.run_id,

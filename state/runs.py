@@ -8,13 +8,10 @@ which run may act) is ``engine.runs``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Select, delete, insert, select, update
-from sqlalchemy.orm import Session
 
 from domain.errors import StateError
 from domain.runs import (
@@ -25,6 +22,7 @@ from domain.runs import (
     this_process,
 )
 from state import models as m
+from state.session import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +31,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class RunsMixin:
+class RunRepository:
     """Run records (mixed into ``state.Store``); each call is its own transaction."""
 
-    if TYPE_CHECKING:
-        _masked_url: str
-
-        def _session(self, *, write: bool) -> AbstractContextManager[Session]: ...
-
-        def _retrying_on_conflict(self, work: Callable[[Session], Any]) -> Any: ...
+    def __init__(self, db: Sessions):
+        self._db = db
 
     def start_run(self, migration_id: int, kind: str, params: dict[str, Any] | None = None) -> int:
         """Record that a run of ``kind`` (e.g. ``"inventory"``) has started.
@@ -57,7 +51,7 @@ class RunsMixin:
         Raises:
             StateError: The migration doesn't exist or the DB can't be written.
         """
-        with self._session(write=True) as session:
+        with self._db.session(write=True) as session:
             return session.execute(
                 insert(m.Run)
                 .values(
@@ -95,14 +89,14 @@ class RunsMixin:
                 f"run status must be one of {', '.join(sorted(FINISHED_RUN_STATUSES))}, "
                 f"not {status!r}"
             )
-        with self._session(write=True) as session:
+        with self._db.session(write=True) as session:
             result = session.execute(
                 update(m.Run)
                 .where(m.Run.id == run_id)
                 .values(status=status, finished=_now(), summary=summary, error=error)
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
-                raise StateError(f"state DB {self._masked_url} has no run {run_id}")
+                raise StateError(f"state DB {self._db.masked_url} has no run {run_id}")
 
     def _runs_query(self) -> Select[Any]:
         return select(m.Run.__table__, m.Migration.name.label("migration_name")).join(
@@ -137,10 +131,10 @@ class RunsMixin:
         Raises:
             StateError: No such run.
         """
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             row = session.execute(self._runs_query().where(m.Run.id == run_id)).one_or_none()
         if row is None:
-            raise StateError(f"state DB {self._masked_url} has no run {run_id}")
+            raise StateError(f"state DB {self._db.masked_url} has no run {run_id}")
         return self._run_info(row)
 
     def list_runs(self, migration_id: int | None = None) -> list[RunInfo]:
@@ -155,12 +149,12 @@ class RunsMixin:
         query = self._runs_query().order_by(m.Run.id)
         if migration_id is not None:
             query = query.where(m.Run.migration_id == migration_id)
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             return [self._run_info(row) for row in session.execute(query)]
 
     def reopen_run(self, run_id: int) -> None:
         """Mark a finished run running again: a resume or a retried flow run continues it."""
-        with self._session(write=True) as session:
+        with self._db.session(write=True) as session:
             result = session.execute(
                 update(m.Run)
                 .where(m.Run.id == run_id)
@@ -172,7 +166,7 @@ class RunsMixin:
                 )
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
-                raise StateError(f"state DB {self._masked_url} has no run {run_id}")
+                raise StateError(f"state DB {self._db.masked_url} has no run {run_id}")
 
 
 # -- stage locks ---------------------------------------------------------------------------------
@@ -189,9 +183,12 @@ def _info(row: m.StageLockRow) -> StageLockInfo:
     )
 
 
-class StageLockMixin:
+class LeaseRepository:
     """A lease per (plan, stage): taken in one transaction with the plan row locked, renewed by
     a heartbeat, released at the end; a holder silent for ``stale_after`` is presumed dead."""
+
+    def __init__(self, db: Sessions):
+        self._db = db
 
     def acquire_stage_lock(
         self,
@@ -208,7 +205,7 @@ class StageLockMixin:
             None when ``holder`` now holds it; otherwise the live lock of someone else.
         """
         now = now or datetime.now(UTC)
-        with self._session(write=True) as session:  # type: ignore[attr-defined]
+        with self._db.session(write=True) as session:
             session.execute(
                 select(m.PlanRow.id).where(m.PlanRow.id == plan_id).with_for_update()
             ).scalar_one()
@@ -239,12 +236,12 @@ class StageLockMixin:
 
     def list_stage_locks(self) -> list[StageLockInfo]:
         """Every lease held now (live or lapsed): which run holds which plan stage."""
-        with self._session(write=False) as session:  # type: ignore[attr-defined]
+        with self._db.session(write=False) as session:
             return [_info(row) for row in session.execute(select(m.StageLockRow)).scalars()]
 
     def stage_lock_run(self, plan_id: int, stage: str, holder: str, run_id: int) -> None:
         """Record which run the holder is executing (shown to anyone refused)."""
-        with self._session(write=True) as session:  # type: ignore[attr-defined]
+        with self._db.session(write=True) as session:
             session.execute(
                 update(m.StageLockRow)
                 .where(
@@ -257,7 +254,7 @@ class StageLockMixin:
 
     def heartbeat_stage_lock(self, plan_id: int, stage: str, holder: str) -> bool:
         """Renew the lease; False if someone took it over (we were presumed dead)."""
-        with self._session(write=True) as session:  # type: ignore[attr-defined]
+        with self._db.session(write=True) as session:
             result = session.execute(
                 update(m.StageLockRow)
                 .where(
@@ -270,7 +267,7 @@ class StageLockMixin:
             return bool(result.rowcount)
 
     def release_stage_lock(self, plan_id: int, stage: str, holder: str) -> None:
-        with self._session(write=True) as session:  # type: ignore[attr-defined]
+        with self._db.session(write=True) as session:
             session.execute(
                 delete(m.StageLockRow).where(
                     m.StageLockRow.plan_id == plan_id,

@@ -61,7 +61,7 @@ def _state(client, flow_run_id, states: set[str], timeout: float = 240):
 
 def _runs(tmp: Path) -> list:
     with Store.open(f"sqlite:///{tmp / 'state.db'}") as store:
-        return store.list_runs()
+        return store.runs.list_runs()
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,7 @@ def _create_readers(world, kit, description: str = "read access") -> None:
 
 def _apply_run_id(tmp_path: Path) -> int:
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        return next(r.id for r in store.list_runs() if r.kind == "apply")
+        return next(r.id for r in store.runs.list_runs() if r.kind == "apply")
 
 
 # -- refusals: exit code 2, nothing mutated ------------------------------------------------
@@ -81,7 +81,7 @@ def test_retire_stages_of_a_plan_without_users_change_nothing(
     if stage == "delete":
         # "all" never covers delete: it is approved on its own, quoting its users (none here).
         with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-            digest = store.get_plan(plan_id).hash
+            digest = store.plans.get_plan(plan_id).hash
         Migration.call(record_decision,
             spec, plan_id, approver="cab", ticket="CHG-2", stage="delete", expected_hash=digest,
             deletes=0,
@@ -296,7 +296,9 @@ def test_an_account_provisions_its_sets_together_and_is_verified_before_the_next
     ]
     assert len(provisioned) == 2
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        entries = [e for e in store.journal_entries(plan_id, "provision") if e.account_id == a1]
+        entries = [
+            e for e in store.journal.journal_entries(plan_id, "provision") if e.account_id == a1
+        ]
     # Together: each set's provisioning started before the other's ended (one after the
     # other, the second would start when the first had ended, 300 ms or more later).
     sets = sorted(
@@ -317,23 +319,24 @@ def test_a_stage_another_live_process_is_changing_is_refused(clean, kit, tmp_pat
     from datetime import timedelta
 
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        store.acquire_stage_lock(
+        store.leases.acquire_stage_lock(
             plan_id, "provision", "ops-host:4242:cafe", stale_after=timedelta(1)
         )
-        store.stage_lock_run(plan_id, "provision", "ops-host:4242:cafe", 99)
+        store.leases.stage_lock_run(plan_id, "provision", "ops-host:4242:cafe", 99)
     with pytest.raises(ApplyRefused, match=r"being changed by run 99 \(ops-host:4242:cafe") as err:
         apply_plan(spec, plan_id, poll=kit.QUICK)
     assert err.value.exit_code == 2
     assert _mutations(clean, kit) == 0
 
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        store.release_stage_lock(plan_id, "provision", "ops-host:4242:cafe")
+        store.leases.release_stage_lock(plan_id, "provision", "ops-host:4242:cafe")
     summary = apply_plan(spec, plan_id, poll=kit.QUICK)
     assert summary["failed"] == 0 and summary["pending"] == 0
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
         # Released at the end: the next process gets it at once.
         assert (
-            store.acquire_stage_lock(plan_id, "provision", "next", stale_after=timedelta(1)) is None
+            store.leases.acquire_stage_lock(plan_id, "provision", "next", stale_after=timedelta(1))
+            is None
         )
 
 
@@ -342,7 +345,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(clean, kit, tmp_path: Pat
 
     spec, plan_id = kit.write_approved_plan(clean, tmp_path)
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        store.acquire_stage_lock(
+        store.leases.acquire_stage_lock(
             plan_id,
             "provision",
             "killed:1:dead",

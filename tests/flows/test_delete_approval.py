@@ -37,17 +37,17 @@ def _store(tmp_path: Path) -> Store:
 
 def _delete_runs(tmp_path: Path) -> list[int]:
     with _store(tmp_path) as store:
-        return [r.id for r in store.list_runs() if r.params.get("stage") == "delete"]
+        return [r.id for r in store.runs.list_runs() if r.params.get("stage") == "delete"]
 
 
 def _approvals(tmp_path: Path, plan_id: int) -> list[tuple[str, str]]:
     with _store(tmp_path) as store:
-        return [(a.stage, a.decision) for a in store.get_plan(plan_id).approvals]
+        return [(a.stage, a.decision) for a in store.plans.get_plan(plan_id).approvals]
 
 
 def _hash(tmp_path: Path, plan_id: int) -> str:
     with _store(tmp_path) as store:
-        return store.get_plan(plan_id).hash
+        return store.plans.get_plan(plan_id).hash
 
 
 def _seed(world, kit, prefix: str) -> list[str]:
@@ -143,7 +143,7 @@ def test_the_cap_stops_a_delete_run_before_its_first_deletion(
     assert sorted(kit.iam_state(clean, prefix)) == sorted(users)
     assert _delete_runs(tmp_path) == []
     with _store(tmp_path) as store:
-        assert store.journal_entries(plan_id, "delete") == []
+        assert store.journal.journal_entries(plan_id, "delete") == []
 
 
 def test_the_cli_refuses_delete_after_all_and_checks_the_quoted_number(

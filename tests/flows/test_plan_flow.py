@@ -64,16 +64,16 @@ def seed_store(url: str, managed_policies: int = 1, unreachable: str | None = No
         ],
     )
     with Store.open(url) as store:
-        migration = store.ensure_migration("wave-1", {})
-        run = store.start_run(migration, "inventory")
-        snapshot = store.new_snapshot(migration, run)
-        store.save_account_inventory(snapshot, inventory)
+        migration = store.migrations.ensure_migration("wave-1", {})
+        run = store.runs.start_run(migration, "inventory")
+        snapshot = store.snapshots.new_snapshot(migration, run)
+        store.snapshots.save_account_inventory(snapshot, inventory)
         if unreachable:
             error = f"account {unreachable} iam:GetAccountAuthorizationDetails: unreachable: ..."
-            store.save_account_inventory(
+            store.snapshots.save_account_inventory(
                 snapshot, AccountInventory(account=Account(unreachable, "beta"), error=error)
             )
-            store.add_findings(
+            store.snapshots.add_findings(
                 run,
                 [
                     Finding(
@@ -85,9 +85,9 @@ def seed_store(url: str, managed_policies: int = 1, unreachable: str | None = No
                     )
                 ],
             )
-        store.complete_snapshot(snapshot)
-        store.finish_run(run, "failed" if unreachable else "succeeded")
-        mapping_run = store.start_run(migration, "mapping")
+        store.snapshots.complete_snapshot(snapshot)
+        store.runs.finish_run(run, "failed" if unreachable else "succeeded")
+        mapping_run = store.runs.start_run(migration, "mapping")
         identities = [IdentityUser(f"id-{u.name}", f"{u.name}@example.com") for u in users]
         mappings = [
             UserMapping(
@@ -95,8 +95,8 @@ def seed_store(url: str, managed_policies: int = 1, unreachable: str | None = No
             )
             for u, i in zip(users, identities, strict=True)
         ]
-        store.save_mapping(mapping_run, snapshot, identities, [], mappings, [])
-        store.finish_run(mapping_run, "succeeded")
+        store.identity.save_mapping(mapping_run, snapshot, identities, [], mappings, [])
+        store.runs.finish_run(mapping_run, "succeeded")
 
 
 @pytest.fixture
@@ -197,7 +197,7 @@ def test_an_approval_without_a_12_character_hash_is_refused(spec: Path, reviewed
         )
     assert digest[:12] in str(caught.value) and "refusing" in str(caught.value)
     with Store.open(f"sqlite:///{spec.parent / 'state.db'}") as store:
-        assert store.get_plan(plan_id).approvals == []
+        assert store.plans.get_plan(plan_id).approvals == []
     # Twelve characters, in either case, bind the approval (delete quotes its users, too).
     deletes = deletes_in(Migration.call(load_plan, spec, plan_id)[0])
     meta = Migration.call(record_decision,
@@ -385,7 +385,7 @@ def test_the_approval_form_refuses_a_hash_other_than_the_stored_plans(spec: Path
     assert isinstance(outcome.get("error"), PlanError), outcome
     assert f"has hash {result['hash'][:12]}, not the {other}" in str(outcome["error"])
     with Store.open(f"sqlite:///{spec.parent / 'state.db'}") as store:
-        assert store.get_plan(plan_id).approvals == []
+        assert store.plans.get_plan(plan_id).approvals == []
 
 
 def test_blocked_users_access_is_left_out_of_the_plan(tmp_path: Path):
@@ -428,8 +428,8 @@ def test_recomputing_from_a_new_inventory_and_mapping_keeps_the_plan_and_its_app
     assert again["plan_id"] == first["plan_id"] and again["reused"]
     assert [a["ticket"] for a in again["approvals"]] == ["CHG-1"]
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        assert len(store.list_runs()) == 6  # 2 x (inventory, mapping, plan)
-        info = store.get_plan(first["plan_id"])
+        assert len(store.runs.list_runs()) == 6  # 2 x (inventory, mapping, plan)
+        info = store.plans.get_plan(first["plan_id"])
         check_runnable(info, "provision", str(spec))  # the approval still applies
 
 
@@ -447,9 +447,9 @@ def test_plan_show_of_an_applied_plan_says_what_was_applied(spec: Path, tmp_path
         expected_hash=result["hash"],
     )  # fmt: skip
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        migration = store.find_migration("wave-1")
-        run = store.start_run(migration, "apply", {"plan_id": plan_id, "stage": "provision"})
-        store.finish_run(run, "succeeded")
+        migration = store.migrations.find_migration("wave-1")
+        run = store.runs.start_run(migration, "apply", {"plan_id": plan_id, "stage": "provision"})
+        store.runs.finish_run(run, "succeeded")
 
     out = StringIO()
     show_plan(Console(file=out, width=200), spec, plan_id, "markdown")

@@ -60,19 +60,19 @@ def spec(tmp_path: Path) -> Path:
         ],
     )
     with Store.open(url) as store:
-        migration = store.ensure_migration("wave-1", {})
-        run = store.start_run(migration, "inventory")
-        snapshot = store.new_snapshot(migration, run)
-        store.save_account_inventory(snapshot, inventory)
-        store.complete_snapshot(snapshot)
-        store.finish_run(run, "succeeded")
-        mapping_run = store.start_run(migration, "mapping")
+        migration = store.migrations.ensure_migration("wave-1", {})
+        run = store.runs.start_run(migration, "inventory")
+        snapshot = store.snapshots.new_snapshot(migration, run)
+        store.snapshots.save_account_inventory(snapshot, inventory)
+        store.snapshots.complete_snapshot(snapshot)
+        store.runs.finish_run(run, "succeeded")
+        mapping_run = store.runs.start_run(migration, "mapping")
         identity = IdentityUser("id-ana", "ana@example.com")
         mapping = UserMapping(
             ACCOUNT, "ana", MatchStatus.MATCHED, "username", identity.user_id, identity.user_name
         )
-        store.save_mapping(mapping_run, snapshot, [identity], [], [mapping], [])
-        store.finish_run(mapping_run, "succeeded")
+        store.identity.save_mapping(mapping_run, snapshot, [identity], [], [mapping], [])
+        store.runs.finish_run(mapping_run, "succeeded")
     path = tmp_path / "spec.toml"
     path.write_text('name = "wave-1"\nstate = "sqlite:///state.db"\n')
     return path
@@ -80,10 +80,10 @@ def spec(tmp_path: Path) -> Path:
 
 def _scan(spec: Path, findings: list[KeyFinding], units: list[str]) -> None:
     with Store.open(f"sqlite:///{spec.parent / 'state.db'}") as store:
-        migration = store.find_migration("wave-1")
-        run = store.start_run(migration, KEY_SCAN_RUN)
-        store.save_key_scan(run, findings, [ScanUnit(u, "scanned") for u in units], [])
-        store.finish_run(run, "succeeded")
+        migration = store.migrations.find_migration("wave-1")
+        run = store.runs.start_run(migration, KEY_SCAN_RUN)
+        store.scans.save_key_scan(run, findings, [ScanUnit(u, "scanned") for u in units], [])
+        store.runs.finish_run(run, "succeeded")
 
 
 def _hit(key: str, location: str, **extra) -> KeyFinding:

@@ -90,7 +90,7 @@ def test_restore_refuses_a_name_now_held_by_another_user(clean, retire_kit, tmp_
     iam = clean.member_iam(a1)
     stranger = iam.create_user(UserName=jane)["User"]  # someone else, same name
     with _store(tmp_path) as store:
-        (snapshot,) = store.user_snapshots(store.find_migration("wave-1"))
+        (snapshot,) = store.retired.user_snapshots(store.migrations.find_migration("wave-1"))
     clean.control.reset_calls()
 
     with pytest.raises(ApplyRefused) as refused:
@@ -165,7 +165,7 @@ def test_changes_made_while_a_delete_was_stopped_are_snapshotted_and_restored(
     assert summary["failed"] == summary["pending"] == 0, summary
     assert kit.iam_state(clean, prefix) == {}
     with _store(tmp_path) as store:
-        snapshots = store.user_snapshots(store.find_migration("wave-1"))
+        snapshots = store.retired.user_snapshots(store.migrations.find_migration("wave-1"))
     assert len(snapshots) == 2  # the first one is kept; the newer one has the changes
     assert f"{prefix}late" not in snapshots[0].content["groups"]
     assert f"{prefix}late" in snapshots[1].content["groups"]
@@ -189,7 +189,7 @@ def test_a_resume_with_nothing_changed_keeps_one_snapshot(clean, retire_kit, tmp
     apply_plan(spec, plan_id, "delete", resume_run_id=run_id, clock=later)
 
     with _store(tmp_path) as store:
-        snapshots = store.user_snapshots(store.find_migration("wave-1"))
+        snapshots = store.retired.user_snapshots(store.migrations.find_migration("wave-1"))
     # Half torn down when read again: what the teardown removed is not a change.
     assert [s.user_name for s in snapshots] == [jane]
 
@@ -212,8 +212,8 @@ def test_a_restore_cut_off_half_way_resumes_to_the_snapshot_state_sending_nothin
     apply_plan(spec, plan_id, "delete", clock=later)
     clean.control.reset_calls()
     with _store(tmp_path) as store:
-        (snapshot,) = store.user_snapshots(store.find_migration("wave-1"))
-        first_run = max(r.id for r in store.list_runs()) + 1  # the restore's run id
+        (snapshot,) = store.retired.user_snapshots(store.migrations.find_migration("wave-1"))
+        first_run = max(r.id for r in store.runs.list_runs()) + 1  # the restore's run id
     from tasks.user_restore import restore_actions
 
     victim = next(a.id for a in restore_actions(first_run, a1, snapshot.content) if a.kind == kind)

@@ -81,10 +81,12 @@ def test_bake_watch_shows_who_tried_when_and_from_where(clean, retire_kit, tmp_p
     assert "nightly-backup/1.0" in denied["user_agent"] and denied["key"] == key["AccessKeyId"]
     assert users[f"{a2}/{carol}"]["state"] == "re-enabled"
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        assert len(store.use_evidence(store.find_migration("wave-1"))) == 2  # stored once
+        assert (
+            len(store.retired.use_evidence(store.migrations.find_migration("wave-1"))) == 2
+        )  # stored once
     bake_report(spec, clock=later)  # a second watch records nothing twice
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        assert len(store.use_evidence(store.find_migration("wave-1"))) == 2
+        assert len(store.retired.use_evidence(store.migrations.find_migration("wave-1"))) == 2
 
     decide(spec, f"{a2}/{bob}", by="ops-lead", reason="backup job moved to a role")
     decide(spec, f"{a1}/{jane}", by="ops-lead", reason="on leave", decision=Decision.KEEP)

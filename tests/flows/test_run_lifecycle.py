@@ -22,7 +22,7 @@ from state.journal import ROLLBACK_PREFIX
 
 def _runs(tmp_path: Path) -> list:
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        return store.list_runs()
+        return store.runs.list_runs()
 
 
 def _last(tmp_path: Path, kind: str) -> int:
@@ -150,7 +150,9 @@ def test_a_held_stage_is_refused_at_once_saying_when_the_lease_frees(clean, kit,
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
         holder = f"{this_process()}:other-op"  # a live process: this one
         assert (
-            store.acquire_stage_lock(plan_id, "provision", holder, stale_after=LOCK_STALE_AFTER)
+            store.leases.acquire_stage_lock(
+                plan_id, "provision", holder, stale_after=LOCK_STALE_AFTER
+            )
             is None
         )
     clean.control.reset_calls()

@@ -31,7 +31,7 @@ BUDGET_SECONDS = 35
 
 def journal_bounds(store: Store, plan_id: int) -> tuple[set, set]:
     """(what must exist, what may exist) in Identity Center, by the journal alone."""
-    entries = {e.action_id: e for e in store.journal_entries(plan_id, Stage.PROVISION)}
+    entries = {e.action_id: e for e in store.journal.journal_entries(plan_id, Stage.PROVISION)}
     must, may = set(), set()
     for action_id, entry in entries.items():
         if action_id.startswith(ROLLBACK_PREFIX) or entry.kind == "provision-permission-set":
@@ -77,8 +77,8 @@ def test_random_kills_resumes_and_rollbacks_keep_aws_equal_to_the_journal(
         if time.monotonic() - started > BUDGET_SECONDS:
             break
         with Store.open(url) as store:
-            runs = [r for r in store.list_runs() if r.kind in ("apply", "rollback")]
-            views = view_runs(runs, store.list_stage_locks())
+            runs = [r for r in store.runs.list_runs() if r.kind in ("apply", "rollback")]
+            views = view_runs(runs, store.leases.list_stage_locks())
         latest = max(runs, key=lambda r: r.id) if runs else None
         applies = [r for r in runs if r.kind == "apply"]
         choices = ["apply"]

@@ -109,8 +109,8 @@ class Watch:
         )
         with Store.open(self.url) as store:
             quarantine = f"disable:{account_id}:{user}:attach-quarantine-policy"
-            entry = store.journal_entry(self.plan_id, quarantine)
-            undo = store.journal_entry(self.plan_id, ROLLBACK_PREFIX + quarantine)
+            entry = store.journal.journal_entry(self.plan_id, quarantine)
+            undo = store.journal.journal_entry(self.plan_id, ROLLBACK_PREFIX + quarantine)
         self._check(
             entry is not None and entry.status in DONE_STATUSES and undo is None,
             f"deleted {account_id}/{user}: not disabled by this plan, or brought back",
@@ -128,10 +128,10 @@ class Watch:
     def after_restore(self, account_id: str, user: str) -> None:
         """The restored user is what its newest snapshot says, where AWS allows it back."""
         with Store.open(self.url) as store:
-            migration_id = store.find_migration("wave-1")
-            snapshot = store.user_snapshots(migration_id, account_id=account_id, user_name=user)[
-                -1
-            ].content
+            migration_id = store.migrations.find_migration("wave-1")
+            snapshot = store.retired.user_snapshots(
+                migration_id, account_id=account_id, user_name=user
+            )[-1].content
         iam = self.world.member_iam(account_id)
         live = iam.get_user(UserName=user)["User"]
         inline = set(iam.list_user_policies(UserName=user)["PolicyNames"])
@@ -267,8 +267,8 @@ def world_change(rng: random.Random, world, watch: Watch) -> str:
 def _operation(rng: random.Random, spec: Path, plan_id: int, url: str, forward: dict, kit, watch):
     """One operator action, as a (description, callable) pair."""
     with Store.open(url) as store:
-        runs = [r for r in store.list_runs() if r.kind in ("apply", "rollback")]
-        views = view_runs(runs, store.list_stage_locks())
+        runs = [r for r in store.runs.list_runs() if r.kind in ("apply", "rollback")]
+        views = view_runs(runs, store.leases.list_stage_locks())
     disables = [r for r in runs if r.kind == "apply" and r.params.get("stage") == "disable"]
     open_runs = [r for r in runs if views[r.id].status in ("failed", "interrupted")]
     choices = ["disable", "delete"] + (["resume"] * 2 if open_runs else [])

@@ -311,7 +311,7 @@ def test_an_update_cut_off_after_its_intent_resumes_without_a_second_change(org:
     with pytest.raises(InjectedCrash):
         apply_plan(waves, two["plan_id"], fault=(update.id, AFTER_INTENT), poll=QUICK)
     with Store.open(f"sqlite:///{waves.parent / 'state.db'}") as store:
-        run_id = max(r.id for r in store.list_runs() if r.kind == "apply")
+        run_id = max(r.id for r in store.runs.list_runs() if r.kind == "apply")
     resume(waves, run_id)
     sessions = org.identity_center()["permission_sets"]
     assert sessions[update.target][1] == "PT4H"
@@ -326,22 +326,22 @@ def test_a_wave_plan_reads_the_inventory_once_and_its_waves_table_covers_every_w
     org: Org, waves: Path, monkeypatch: pytest.MonkeyPatch
 ):
     from domain.spec import load_spec
-    from state.snapshots import SnapshotMixin
+    from state.snapshots import SnapshotRepository
     from state.store import Store
 
     loads: list[int] = []
-    load = SnapshotMixin.load_snapshot
+    load = SnapshotRepository.load_snapshot
 
     def counted(self: Any, snapshot_id: int) -> Any:
         loads.append(snapshot_id)
         return load(self, snapshot_id)
 
-    monkeypatch.setattr(SnapshotMixin, "load_snapshot", counted)
+    monkeypatch.setattr(SnapshotRepository, "load_snapshot", counted)
     planned = plan_flow(str(waves), str(waves.parent / "one"), "wave-1")
     assert len(loads) == 1  # the waves table took the plan's snapshot, not a second read
     plan, _ = Migration.call(load_plan, waves, planned["plan_id"])
     with Store.open(load_spec(waves).state) as store:
-        whole = load(store, plan.inventory_snapshot_id)
+        whole = load(store.snapshots, plan.inventory_snapshot_id)
     # Given the whole snapshot (the plan itself holds only wave 1's accounts), the same table.
     assert Migration.call(
         waves_report, waves, known_snapshot=(plan.inventory_snapshot_id, whole)
