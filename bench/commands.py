@@ -76,8 +76,8 @@ def _latest_run(spec: Path) -> tuple[int, float] | None:
 
     loaded = load_spec(spec)
     with Store.open(loaded.state) as store:
-        migration_id = store.find_migration(loaded.name)
-        runs = [] if migration_id is None else store.list_runs(migration_id)
+        migration_id = store.migrations.find_migration(loaded.name)
+        runs = [] if migration_id is None else store.runs.list_runs(migration_id)
     if not runs:
         return None
     run = max(runs, key=lambda r: r.id)
@@ -204,9 +204,11 @@ def _plan_id(output: str) -> int:
 
 
 def _plan_hash(spec: Path, plan_id: int) -> str:
-    from state.reports import load_plan
+    from engine.migration import Migration
+    from engine.reports import load_plan
 
-    return str(load_plan(spec, plan_id)[1]["hash"][:12])
+    with Migration.open(spec) as mig:
+        return str(load_plan(mig, plan_id)[1]["hash"][:12])
 
 
 def _print(timings: list[Timing]) -> None:

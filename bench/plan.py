@@ -103,16 +103,16 @@ def _build_store(workdir: Path, accounts: int, users: int) -> None:
 
     inventories, mappings, identities = synthetic_org(accounts, users)
     with Store.open(f"sqlite:///{workdir / 'state.db'}") as store:
-        migration = store.ensure_migration("bench-plan", {})
-        run = store.start_run(migration, "inventory")
-        snapshot = store.new_snapshot(migration, run)
+        migration = store.migrations.ensure_migration("bench-plan", {})
+        run = store.runs.start_run(migration, "inventory")
+        snapshot = store.snapshots.new_snapshot(migration, run)
         for inventory in inventories:
-            store.save_account_inventory(snapshot, inventory)
-        store.complete_snapshot(snapshot)
-        store.finish_run(run, "succeeded")
-        mapping_run = store.start_run(migration, "mapping")
-        store.save_mapping(mapping_run, snapshot, identities, [], mappings, [])
-        store.finish_run(mapping_run, "succeeded")
+            store.snapshots.save_account_inventory(snapshot, inventory)
+        store.snapshots.complete_snapshot(snapshot)
+        store.runs.finish_run(run, "succeeded")
+        mapping_run = store.runs.start_run(migration, "mapping")
+        store.identity.save_mapping(mapping_run, snapshot, identities, [], mappings, [])
+        store.runs.finish_run(mapping_run, "succeeded")
 
 
 def _timed_plan(spec: Path, out: Path) -> dict[str, Any]:

@@ -17,8 +17,9 @@ from domain.access import (
 from domain.deletion import deletes_in
 from domain.planning import build_plan
 from domain.records import AccountInventory, Finding, UserMapping
+from engine.approvals import record_decision
+from engine.migration import Migration
 from state import Store
-from state.approvals import record_decision
 
 
 def store_provision_plan(
@@ -42,11 +43,11 @@ def store_provision_plan(
         required_customer_policies=required_customer_policies or [],
     )
     with Store.open(state_url) as store:
-        migration_id = store.ensure_migration(migration, {})
-        run = store.start_run(migration_id, "inventory")
-        snapshot = store.new_snapshot(migration_id, run)
-        store.complete_snapshot(snapshot)
-        store.finish_run(run, "succeeded")
+        migration_id = store.migrations.ensure_migration(migration, {})
+        run = store.runs.start_run(migration_id, "inventory")
+        snapshot = store.snapshots.new_snapshot(migration_id, run)
+        store.snapshots.complete_snapshot(snapshot)
+        store.runs.finish_run(run, "succeeded")
         plan = build_plan(
             migration=migration,
             inventory_snapshot_id=snapshot,
@@ -57,20 +58,21 @@ def store_provision_plan(
             synthesis=synthesis,
             settings={},
         )
-        plan_run = store.start_run(migration_id, "plan")
-        plan_id, _ = store.save_plan(
+        plan_run = store.runs.start_run(migration_id, "plan")
+        plan_id, _ = store.plans.save_plan(
             migration_id, plan_run, plan.content_hash(), plan.content(), len(plan.blocking)
         )
-        store.finish_run(plan_run, "succeeded")
+        store.runs.finish_run(plan_run, "succeeded")
     if approve_stage:
-        record_decision(
-            spec_path,
-            plan_id,
-            approver=approver,
-            ticket="REHEARSAL-1",
-            stage=approve_stage,
-            expected_hash=plan.content_hash(),
-        )
+        with Migration.open(spec_path) as mig:
+            record_decision(
+                mig,
+                plan_id,
+                approver=approver,
+                ticket="REHEARSAL-1",
+                stage=approve_stage,
+                expected_hash=plan.content_hash(),
+            )
     return plan_id
 
 
@@ -98,13 +100,13 @@ def store_retire_plan(
         The plan's id.
     """
     with Store.open(state_url) as store:
-        migration_id = store.ensure_migration(migration, {})
-        run = store.start_run(migration_id, "inventory")
-        snapshot = store.new_snapshot(migration_id, run)
+        migration_id = store.migrations.ensure_migration(migration, {})
+        run = store.runs.start_run(migration_id, "inventory")
+        snapshot = store.snapshots.new_snapshot(migration_id, run)
         for inventory in inventories:
-            store.save_account_inventory(snapshot, inventory)
-        store.complete_snapshot(snapshot)
-        store.finish_run(run, "succeeded")
+            store.snapshots.save_account_inventory(snapshot, inventory)
+        store.snapshots.complete_snapshot(snapshot)
+        store.runs.finish_run(run, "succeeded")
         plan = build_plan(
             migration=migration,
             inventory_snapshot_id=snapshot,
@@ -116,19 +118,20 @@ def store_retire_plan(
             settings={"bake_days": bake_days},
             extra_findings=extra_findings,
         )
-        plan_run = store.start_run(migration_id, "plan")
-        plan_id, _ = store.save_plan(
+        plan_run = store.runs.start_run(migration_id, "plan")
+        plan_id, _ = store.plans.save_plan(
             migration_id, plan_run, plan.content_hash(), plan.content(), len(plan.blocking)
         )
-        store.finish_run(plan_run, "succeeded")
-    for stage in approve_stages:
-        record_decision(
-            spec_path,
-            plan_id,
-            approver=approver,
-            ticket="REHEARSAL-2",
-            stage=stage,
-            expected_hash=plan.content_hash(),
-            deletes=deletes_in(plan) if stage == "delete" else None,
-        )
+        store.runs.finish_run(plan_run, "succeeded")
+    with Migration.open(spec_path) as mig:
+        for stage in approve_stages:
+            record_decision(
+                mig,
+                plan_id,
+                approver=approver,
+                ticket="REHEARSAL-2",
+                stage=stage,
+                expected_hash=plan.content_hash(),
+                deletes=deletes_in(plan) if stage == "delete" else None,
+            )
     return plan_id

@@ -208,10 +208,11 @@ def run(args: argparse.Namespace) -> None:
     import sandbox.strict as strict
     from domain.plan import Stage
     from engine.executor import AFTER_CALL, InjectedCrash
+    from engine.migration import Migration
+    from engine.reports import load_plan
     from flows.apply import apply_plan
     from sandbox.server import Sandbox
     from stages import retire
-    from state.reports import load_plan
 
     workdir = bench_workdir("iamc-bench-retire-")
     run_flows_as_the_cli_does("stages.retire", "flows.apply")
@@ -233,7 +234,7 @@ def run(args: argparse.Namespace) -> None:
         for account_id in accounts:
             _seed(sandbox.url, account_id, args.users)
         plan_id = _plan(spec, state_url, sandbox.url, accounts)
-        plan, _ = load_plan(spec, plan_id)
+        plan, _ = Migration.call(load_plan, spec, plan_id)
         print(
             f"set up {len(accounts)} accounts x {args.users} users, plan {plan_id}: "
             f"{sum(a.stage == Stage.DISABLE for a in plan.actions)} disable and "
@@ -269,7 +270,7 @@ def run(args: argparse.Namespace) -> None:
         from state import Store
 
         with Store.open(state_url) as store:
-            run_id = [r.id for r in store.list_runs() if r.kind == "apply"][-1]
+            run_id = [r.id for r in store.runs.list_runs() if r.kind == "apply"][-1]
         summary = apply_plan(spec, plan_id, "delete", resume_run_id=run_id, clock=lambda: later)
         wall = time.monotonic() - started
         calls = control.recorder.snapshot()

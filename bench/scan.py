@@ -387,7 +387,7 @@ def run_aws(args: argparse.Namespace) -> int:
             with Store.open(f"sqlite:///{workdir / 'state.db'}") as store:
                 found = {
                     f.key_id
-                    for f in store.key_scan_findings(summary["run_id"])
+                    for f in store.scans.key_scan_findings(summary["run_id"])
                     if f.is_org_key and not f.is_code
                 }
             missing = aws_planted - found

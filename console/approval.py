@@ -30,15 +30,16 @@ from domain.deletion import over_delete_cap, users_to_delete
 from domain.errors import PlanError
 from domain.plan import Outcome, Plan, Stage
 from domain.plan_render import render_markdown
-from domain.spec import Decommission, load_spec
+from domain.spec import Decommission
 from domain.stages import approval_choices, approved_with_all, authorised_by
-from state.approvals import (
+from engine.approvals import (
     MIN_HASH_PREFIX,
     check_quoted_deletes,
     check_reviewed_hash,
     record_decision,
 )
-from state.reports import load_plan
+from engine.migration import Migration
+from engine.reports import load_plan
 
 
 class ApprovalInput(RunInput):
@@ -208,6 +209,20 @@ def request_approval(
     *,
     ask_again: bool = True,
 ) -> dict[str, Any]:
+    """Publish the plan, pause for the change board's form, record the decision
+    (:func:`ask_for_decision` with the migration opened)."""
+    with Migration.open(spec_path) as mig:
+        return ask_for_decision(mig, plan_id, timeout_seconds, stage, ask_again=ask_again)
+
+
+def ask_for_decision(
+    mig: Migration,
+    plan_id: int,
+    timeout_seconds: int = 7 * 24 * 3600,
+    stage: str | None = None,
+    *,
+    ask_again: bool = True,
+) -> dict[str, Any]:
     """Publish the plan, pause for the change board's form, record the decision.
 
     The form's stage is prefilled with ``stage`` unless it is None or delete (the reviewer
@@ -225,9 +240,9 @@ def request_approval(
     from prefect.flow_runs import pause_flow_run
 
     logger = run_logger()
-    spec = load_spec(spec_path)
+    spec = mig.spec
     migration = spec.name
-    plan, meta = load_plan(spec_path, plan_id)
+    plan, meta = load_plan(mig, plan_id)
     key = artifact_key(migration, "plan-approval")
     earlier = None if ask_again or stage is None else _decided(meta, stage)
     if earlier is not None:
@@ -244,8 +259,8 @@ def request_approval(
     if plan.blocking:
         raise PlanError(
             f"plan {plan_id} has {len(plan.blocking)} blocking error(s) and can't be approved: "
-            f"fix them (see the plan artifact), then compute a new plan with 'iamc plan -c "
-            f"{spec_path}'"
+            f"fix them (see the plan artifact), then compute a new plan with "
+            f"'{mig.hint('plan')}'"
         )
     artifact = publish_markdown(
         key,
@@ -281,7 +296,7 @@ def request_approval(
             "the plan you reviewed (and, approving delete, the number of users it deletes)"
         ) from None
     decided = record_decision(
-        spec_path,
+        mig,
         plan_id,
         approver=answer.approver,
         ticket=answer.ticket,

@@ -13,17 +13,18 @@ from console.operator import artifact_key, publish_table
 from domain.errors import InventoryIncompleteError
 from domain.inventory_report import totals
 from domain.records import MatchStatus
-from domain.spec import load_spec
-from state.progress import account_names, run_of_flow_run
-from state.reports import inventory_report, latest_mapping
-from state.runs import run_status
+from engine.migration import Migration
+from engine.progress import account_names, run_of_flow_run
+from engine.reports import inventory_report, latest_mapping
+from engine.runs import run_status
 
 
 def publish_inventory(spec_path: str, arguments: dict[str, Any], outcome: Any) -> None:
     """Per account: IAM users by class, keys, console users without MFA, the CIS 1.21 verdict."""
     if not isinstance(outcome, dict | InventoryIncompleteError):
         return  # nothing was stored: no snapshot of this run to show
-    rows, meta, _ = inventory_report(spec_path)
+    with Migration.open(spec_path) as mig:
+        rows, meta, _ = inventory_report(mig)
     table = [
         {
             "account": r["account_id"],
@@ -60,7 +61,8 @@ def publish_mapping(spec_path: str, arguments: dict[str, Any], outcome: Any) -> 
     """The human IAM users that map to no identity, or to several: what the IdP team acts on."""
     if not isinstance(outcome, dict):
         return
-    mapping, tags, meta = latest_mapping(spec_path)
+    with Migration.open(spec_path) as mig:
+        mapping, tags, meta = latest_mapping(mig)
     keys = meta["tag_keys"] or ["email"]
     table = [
         {
@@ -89,22 +91,22 @@ def publish_mapping(spec_path: str, arguments: dict[str, Any], outcome: Any) -> 
     publish_table(artifact_key(meta["migration"], "mapping", "unmatched"), table, description)
 
 
-def apply_run_id(spec_path: str, arguments: dict[str, Any], outcome: Any, kind: str) -> int | None:
+def apply_run_id(mig: Migration, arguments: dict[str, Any], outcome: Any, kind: str) -> int | None:
     """The state-store run a flow run worked on: from its result, or the journal's records."""
     if isinstance(outcome, dict) and outcome.get("run_id") is not None:
         return int(outcome["run_id"])
     from console.operator import flow_run_id
 
     current = flow_run_id()
-    found = run_of_flow_run(spec_path, kind, current) if current else None
+    found = run_of_flow_run(mig, kind, current) if current else None
     return found if found is not None else arguments.get("resume_run_id")
 
 
-def status_table(spec_path: str, run_id: int) -> tuple[list[dict[str, Any]], str, str]:
+def status_table(mig: Migration, run_id: int) -> tuple[list[dict[str, Any]], str, str]:
     """``iamc status``'s content as one table: (rows, description, migration)."""
-    status = run_status(spec_path, run_id)
+    status = run_status(mig, run_id)
     run = status["run"]
-    names = account_names(spec_path)
+    names = account_names(mig)
     rollback = run["kind"] == "rollback"
     rows = []
     for account, now in status["stage"].items():
@@ -152,7 +154,7 @@ def status_table(spec_path: str, run_id: int) -> tuple[list[dict[str, Any]], str
             " Next: fix the cause in the reasons below, then press **Retry** on this flow run "
             f"(from a shell: `{run['next']}`)."
         )
-    return rows, description, load_spec(spec_path).name
+    return rows, description, mig.spec.name
 
 
 def _state(row: dict[str, Any]) -> str:
@@ -174,10 +176,11 @@ def _short_reason(error: str) -> str:
 def publish_apply(spec_path: str, arguments: dict[str, Any], outcome: Any) -> None:
     """Per account: done, adopted, pending, failed, refused, with the reasons (AWS's, and the
     live preconditions' for a refused user), as ``iamc status`` shows them."""
-    run_id = apply_run_id(spec_path, arguments, outcome, "apply")
-    if run_id is None:
-        return  # refused before a run was recorded: nothing changed, the message says why
-    rows, description, migration = status_table(spec_path, run_id)
+    with Migration.open(spec_path) as mig:
+        run_id = apply_run_id(mig, arguments, outcome, "apply")
+        if run_id is None:
+            return  # refused before a run was recorded: nothing changed, the message says why
+        rows, description, migration = status_table(mig, run_id)
     stage = str(arguments.get("stage") or "provision")
     publish_table(artifact_key(migration, "apply", stage), rows, description)
 
@@ -186,8 +189,9 @@ def publish_rollback(spec_path: str, arguments: dict[str, Any], outcome: Any) ->
     """Per account: what the rollback undid and what is left, as ``iamc status`` shows it."""
     if isinstance(outcome, dict) and outcome.get("dry_run"):
         return
-    run_id = apply_run_id(spec_path, arguments, outcome, "rollback")
-    if run_id is None:
-        return
-    rows, description, migration = status_table(spec_path, run_id)
+    with Migration.open(spec_path) as mig:
+        run_id = apply_run_id(mig, arguments, outcome, "rollback")
+        if run_id is None:
+            return
+        rows, description, migration = status_table(mig, run_id)
     publish_table(artifact_key(migration, "rollback"), rows, description)

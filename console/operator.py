@@ -501,15 +501,19 @@ def resolve_plan_id(spec_path: str, plan_id: int | None) -> int:
         PlanError: No plan yet; the message names the deployment and the command that make one.
     """
     from domain.errors import PlanError
-    from state.progress import latest_plan_id
+
+    # The state DB (SQLAlchemy) is imported only when a plan id must be looked up.
+    from engine.migration import Migration
+    from engine.progress import latest_plan_id
 
     if plan_id is not None:
         return plan_id
-    latest = latest_plan_id(spec_path)
-    if latest is None:
-        raise PlanError(
-            f"no plan yet for migration {load_spec(spec_path).name!r}, and plan_id was left "
-            f"empty: compute one first with 'iamc plan -c {spec_path}'"
-        )
+    with Migration.open(spec_path) as mig:
+        latest = latest_plan_id(mig)
+        if latest is None:
+            raise PlanError(
+                f"no plan yet for migration {mig.spec.name!r}, and plan_id was left "
+                f"empty: compute one first with '{mig.hint('plan')}'"
+            )
     run_logger().info("plan_id left empty: taking the latest plan, %d", latest)
     return latest

@@ -11,7 +11,8 @@ from prefect.artifacts import create_table_artifact
 from domain.errors import IamcError
 from domain.plan import Plan
 from domain.records import AccountInventory
-from state.reports import WAVE_COLUMNS, waves_report
+from engine.migration import Migration
+from engine.reports import WAVE_COLUMNS, waves_report
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,8 @@ def publish_waves_artifact(
         known_snapshot: (snapshot id, its inventories) the caller holds in memory.
     """
     try:
-        rows, meta = waves_report(spec_path, known_plans, known_snapshot)
+        with Migration.open(spec_path) as mig:
+            rows, meta = waves_report(mig, known_plans, known_snapshot)
     except IamcError as err:
         log.info("waves table not published: %s", err)
         return None

@@ -74,7 +74,7 @@ def hard_coded_key_findings(
         plan: The plan as built (its users' outcomes and actions decide what a key blocks).
         inventories: The snapshot the plan was built from: key status is read from it, not
             from the scan (a key deactivated since the scan no longer blocks).
-        found: What the current scans found (``Store.current_key_findings``).
+        found: What the current scans found (``store.scans.current_key_findings``).
         acceptances: Approvers' recorded acceptances.
         unscanned: Units of the latest scan that no scan ever read (a warning each).
 

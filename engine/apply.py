@@ -19,19 +19,20 @@ from domain import stages as registry
 from domain.errors import ActionError, ApplyFailed, ApplyRefused, ConflictError, IamcError
 from domain.plan import Plan, PlanAction
 from domain.progress import emit
+from domain.runs import APPLY_RUN, ROLLBACK_RUN
 from domain.spec import MigrationSpec, load_spec
 from domain.waves import still_used_by
+from engine.approvals import unapproved_reason
 from engine.executor import Executor
 from engine.lease import LeaseLost, StageLease, stage_lease
 from engine.preconditions import preconditions_of
 from engine.prefect_runtime import old_objects_frozen
 from engine.preflight import preflight
+from engine.runs import check_resumable, open_run
 from engine.stage_run import StageRun, entries_of_user, refused_by_plan, utc_now
 from state import Store
-from state.approvals import unapproved_reason
 from state.journal import ADOPTED, DONE_STATUSES, FAILED, ROLLBACK_PREFIX, ROLLED_BACK, JournalEntry
 from state.plans import PlanInfo
-from state.runs import APPLY_RUN, ROLLBACK_RUN, check_resumable, open_run
 from tasks.aws import AwsSessions
 from tasks.handler import ExecutionContext, PollPolicy
 from tasks.identity_store import find_instance
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 def _plan_info(store: Store, spec: MigrationSpec, plan_id: int) -> PlanInfo:
-    info = store.get_plan(plan_id)
+    info = store.plans.get_plan(plan_id)
     if info is None or info.migration != spec.name:
         raise ApplyRefused(f"no plan {plan_id} in migration {spec.name!r}")
     return info
@@ -174,7 +175,7 @@ def apply_plan(
         # other run of this stage can start while the checks below read live AWS.
         with stage_lease(store, plan_id, stage) as lease:
             if resume_run_id is not None:
-                check_resumable(store, store.get_run(resume_run_id), spec_path)
+                check_resumable(store, store.runs.get_run(resume_run_id), spec_path)
             preconditions_of(stage)  # a stage that declares none can't run
             # The stage's own checks (the delete cap, the plan's targets still live), then
             # the read-only preflight; a refusal before any change records no run.
@@ -189,7 +190,7 @@ def apply_plan(
             run_id = open_run(store, info.migration_id, APPLY_RUN, params, resume_run_id, spec_path)
             _record_lease_run(store, lease, run_id)
             rt.executor = Executor(
-                store,
+                store.journal,
                 definition.handlers(),
                 rt.ctx,
                 run_id=run_id,
@@ -207,13 +208,13 @@ def apply_plan(
                 with old_objects_frozen():
                     reports = definition.run(rt, actions, in_flow)
             except ConflictError as err:
-                store.finish_run(run_id, "failed", error=str(err))
+                store.runs.finish_run(run_id, "failed", error=str(err))
                 raise ApplyRefused(f"run {run_id} stopped: {err}") from err
             except LeaseLost:
                 # The run is another process's now (it may have resumed it): not ours to end.
                 raise
             except BaseException as err:
-                store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
+                store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
                 raise
             summary = _summary(store, run_id, plan_id, stage, actions)
             errors = [e for r in reports for e in r.errors]
@@ -227,22 +228,22 @@ def apply_plan(
                     f"{summary['actions']} actions; fix the cause, then 'iamc resume {run_id} -c "
                     f"{spec_path}':\n  " + "\n  ".join(errors or ["(see iamc status)"])
                 )
-                store.finish_run(run_id, "failed", summary=summary, error=message)
+                store.runs.finish_run(run_id, "failed", summary=summary, error=message)
                 raise ApplyFailed(message)
-            store.finish_run(run_id, "succeeded", summary=summary)
+            store.runs.finish_run(run_id, "succeeded", summary=summary)
             return summary
 
 
 def _record_lease_run(store: Store, lease: StageLease, run_id: int) -> None:
     """Say which run holds each lease of the group (shown to anyone refused)."""
     for each in lease.stages:
-        store.stage_lock_run(lease.plan_id, each, lease.holder, run_id)
+        store.leases.stage_lock_run(lease.plan_id, each, lease.holder, run_id)
 
 
 def _summary(
     store: Store, run_id: int, plan_id: int, stage: str, actions: list[PlanAction]
 ) -> dict[str, Any]:
-    entries = {e.action_id: e for e in store.journal_entries(plan_id, stage)}
+    entries = {e.action_id: e for e in store.journal.journal_entries(plan_id, stage)}
     counts = {"succeeded": 0, "adopted": 0, "failed": 0, "pending": 0}
     for action in actions:
         entry = entries.get(action.id)
@@ -263,7 +264,7 @@ def _forward_entries(store: Store, plan_id: int, stage: str) -> list[JournalEntr
     undo_order = registry.stage(stage).undo_kinds()
     entries = [
         e
-        for e in store.journal_entries(plan_id, stage)
+        for e in store.journal.journal_entries(plan_id, stage)
         if not e.action_id.startswith(ROLLBACK_PREFIX)
     ]
     rank = {kind: i for i, kind in enumerate(undo_order)}
@@ -278,7 +279,7 @@ def _used_by_other_plans(
     """action id -> the other plans (waves) that still use what it created or updated."""
     if not registry.stage(stage).undo_keeps_shared or not entries:
         return {}
-    uses = store.journal_uses(migration_id, stage)
+    uses = store.waves.journal_uses(migration_id, stage)
     found = {}
     for entry in entries:
         action = entry.intent.get("action") or {}
@@ -328,7 +329,7 @@ def rollback_plan(
     spec_path = str(spec_path)
     spec = load_spec(spec_path)
     with Store.open(spec.state) as store:
-        run = store.get_run(run_id)
+        run = store.runs.get_run(run_id)
         if run.migration != spec.name or run.kind != APPLY_RUN:
             raise ApplyRefused(f"run {run_id} is not an apply run of migration {spec.name!r}")
         plan_id, stage = int(run.params["plan_id"]), str(run.params["stage"])
@@ -350,7 +351,7 @@ def rollback_plan(
         undo = [e for e in undo if e.action_id not in in_use]
         apply_runs = [
             r.id
-            for r in store.list_runs(run.migration_id)
+            for r in store.runs.list_runs(run.migration_id)
             if r.kind == APPLY_RUN
             and r.params.get("plan_id") == plan_id
             and r.params.get("stage") == stage
@@ -389,7 +390,7 @@ def rollback_plan(
         }
         with stage_lease(store, plan_id, stage) as lease:
             if resume_run_id is not None:
-                check_resumable(store, store.get_run(resume_run_id), spec_path)
+                check_resumable(store, store.runs.get_run(resume_run_id), spec_path)
             # Credentials are checked before the run is recorded: a refusal records no run.
             ctx = _context(spec, spec_path, poll)
             rollback_run = open_run(
@@ -397,7 +398,7 @@ def rollback_plan(
             )
             _record_lease_run(store, lease, rollback_run)
             executor = Executor(
-                store,
+                store.journal,
                 definition.handlers(),
                 ctx,
                 run_id=rollback_run,
@@ -416,11 +417,11 @@ def rollback_plan(
                 message = (
                     f"rollback run {rollback_run} stopped: {err}; 'iamc resume {rollback_run}'"
                 )
-                store.finish_run(rollback_run, "failed", error=message)
+                store.runs.finish_run(rollback_run, "failed", error=message)
                 raise ApplyFailed(message) from err
             except BaseException as err:
-                store.finish_run(rollback_run, "failed", error=str(err) or type(err).__name__)
+                store.runs.finish_run(rollback_run, "failed", error=str(err) or type(err).__name__)
                 raise
             summary = {**listing, "run_id": rollback_run, "dry_run": False}
-            store.finish_run(rollback_run, "succeeded", summary=summary)
+            store.runs.finish_run(rollback_run, "succeeded", summary=summary)
             return summary

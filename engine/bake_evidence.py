@@ -40,7 +40,7 @@ def _latest_disable(rows: list[DisabledUser]) -> dict[tuple[str, str], DisabledU
 
 
 def _plan_bake_days(store: Store, plan_id: int, default: int) -> int:
-    info = store.get_plan(plan_id)
+    info = store.plans.get_plan(plan_id)
     if info is None:
         return default
     return max(int(Plan.from_content(info.content).settings.get("bake_days", default)), default)
@@ -71,18 +71,20 @@ def bake_report(
     spec = load_spec(spec_path)
     now = (clock or _now)()
     with Store.open(spec.state) as store:
-        migration_id = store.find_migration(spec.name)
+        migration_id = store.migrations.find_migration(spec.name)
         if migration_id is None:
             raise ApplyRefused(f"migration {spec.name!r} has no state yet: nothing was disabled")
         # Only a watch that reads AWS is a run; a report of what is recorded only reads.
         run_id = (
-            store.start_run(migration_id, BAKE_RUN, {"spec": str(spec_path)}) if collect else None
+            store.runs.start_run(migration_id, BAKE_RUN, {"spec": str(spec_path)})
+            if collect
+            else None
         )
         try:
-            latest = _latest_disable(store.disabled_users(migration_id))
+            latest = _latest_disable(store.retired.disabled_users(migration_id))
             if plan_id is not None:
                 latest = {k: row for k, row in latest.items() if row.plan_id == plan_id}
-            deleted = store.deleted_users(migration_id)
+            deleted = store.retired.deleted_users(migration_id)
             errors: list[str] = []
             if collect:
                 errors = _collect(store, spec, migration_id, latest, deleted)
@@ -100,8 +102,8 @@ def bake_report(
                         plan_id=row.plan_id,
                         disabled_at=row.disabled_at if done else None,
                         bake_days=bake_days[row.plan_id],
-                        evidence=store.use_evidence(migration_id, account_id, user),
-                        decisions=store.bake_decisions(migration_id, account_id, user),
+                        evidence=store.retired.use_evidence(migration_id, account_id, user),
+                        decisions=store.retired.bake_decisions(migration_id, account_id, user),
                         now=now,
                         re_enabled=row.status == ROLLED_BACK,
                         deleted=(account_id, user) in deleted,
@@ -109,14 +111,14 @@ def bake_report(
                 )
         except BaseException as err:
             if run_id is not None:
-                store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
+                store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise
         counts: dict[str, int] = {}
         for status in statuses:
             counts[status.state] = counts.get(status.state, 0) + 1
         summary = {"run_id": run_id, "counts": counts, "errors": errors}
         if run_id is not None:
-            store.finish_run(
+            store.runs.finish_run(
                 run_id,
                 "failed" if errors else "succeeded",
                 summary=summary,
@@ -161,7 +163,7 @@ def _collect(
                 # One user's (or account's) failure is reported; the others are still read.
                 problems.append(f"{account_id}/{row.user_name}: {err}")
                 continue
-            new = store.add_use_evidence(migration_id, found)
+            new = store.retired.add_use_evidence(migration_id, found)
             if new:
                 log.warning("%s/%s: %s new sign(s) of use", account_id, row.user_name, new)
         return problems
@@ -224,13 +226,17 @@ def decide(
     account_id, name = parse_user(user)
     spec = load_spec(spec_path)
     with Store.open(spec.state) as store:
-        migration_id = store.find_migration(spec.name)
+        migration_id = store.migrations.find_migration(spec.name)
         disabled = (
-            _latest_disable(store.disabled_users(migration_id)) if migration_id is not None else {}
+            _latest_disable(store.retired.disabled_users(migration_id))
+            if migration_id is not None
+            else {}
         )
         if migration_id is None or (account_id, name) not in disabled:
             raise PlanError(f"{user} was not disabled by migration {spec.name!r}: nothing decided")
-        recorded = store.record_bake_decision(migration_id, account_id, name, decision, by, reason)
+        recorded = store.retired.record_bake_decision(
+            migration_id, account_id, name, decision, by, reason
+        )
     return {
         "user": user,
         "decision": str(recorded.decision),

@@ -54,7 +54,7 @@ class Executor:
     """Runs a plan stage's actions, and their rollback, through the journal.
 
     Args:
-        journal: The state store.
+        journal: The state store's journal (``store.journal``).
         handlers: kind -> handler (see :data:`tasks.provisioning.HANDLERS`).
         ctx: Sessions and shared limits.
         run_id: The run that records its steps.

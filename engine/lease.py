@@ -2,7 +2,7 @@
 
 Two processes never change the same stage at once: `iamc resume` and a Retry pressed in the UI
 (or two operators) could otherwise send the same changes twice. The lease rows live in the state
-store (``state.runs.StageLockMixin``); this is the engine's side of them — which stages lock
+store (``state.runs``); this is the engine's side of them — which stages lock
 together, the heartbeat thread, and the check every mutation makes (``Executor(guard=...)``).
 """
 
@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from domain.errors import ApplyFailed, ApplyRefused
-from state.runs import LOCK_STALE_AFTER, holder_process, process_alive, this_process
+from domain.runs import this_process
+from engine.runs import LOCK_STALE_AFTER, holder_process, process_alive
 
 if TYPE_CHECKING:
     from state.store import Store
@@ -71,7 +72,7 @@ class StageLease:
         """One heartbeat: renew every lease of the group, or record why it can't be."""
         try:
             kept = all(
-                self.store.heartbeat_stage_lock(self.plan_id, stage, self.holder)
+                self.store.leases.heartbeat_stage_lock(self.plan_id, stage, self.holder)
                 for stage in self.stages
             )
         except Exception as err:  # any failure to renew counts against the lease
@@ -129,7 +130,7 @@ def stage_lease(store: Store, plan_id: int, stage: str) -> Iterator[StageLease]:
             taken.append(each)
     except BaseException:
         for each in taken:
-            store.release_stage_lock(plan_id, each, holder)
+            store.leases.release_stage_lock(plan_id, each, holder)
         raise
     lease = StageLease(store, plan_id, stages, holder)
     stop = threading.Event()
@@ -146,15 +147,15 @@ def stage_lease(store: Store, plan_id: int, stage: str) -> Iterator[StageLease]:
         stop.set()
         beating.join(timeout=5)
         for each in stages:
-            store.release_stage_lock(plan_id, each, holder)
+            store.leases.release_stage_lock(plan_id, each, holder)
 
 
 def _take(store: Store, plan_id: int, stage: str, holder: str, wanted: str) -> None:
-    blocker = store.acquire_stage_lock(plan_id, stage, holder, stale_after=LOCK_STALE_AFTER)
+    blocker = store.leases.acquire_stage_lock(plan_id, stage, holder, stale_after=LOCK_STALE_AFTER)
     if blocker is not None and process_alive(holder_process(blocker.holder)) is False:
         # Its holder ran on this host and is gone (killed): no need to wait out the lease.
         log.info("taking over plan %s stage %s from %s (gone)", plan_id, stage, blocker.holder)
-        blocker = store.acquire_stage_lock(plan_id, stage, holder, stale_after=timedelta(0))
+        blocker = store.leases.acquire_stage_lock(plan_id, stage, holder, stale_after=timedelta(0))
     if blocker is not None:
         now = datetime.now(UTC)
         age = (now - blocker.heartbeat).total_seconds()

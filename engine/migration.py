@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 from domain.spec import MigrationSpec, load_spec
 from state import Store
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,22 @@ class Migration:
         spec = load_spec(spec_path)
         with Store.open(spec.state) as store:
             yield cls(spec=spec, spec_path=str(spec_path), store=store)
+
+    @classmethod
+    def call(
+        cls,
+        fn: Callable[Concatenate[Migration, P], R],
+        spec_path: str | Path,
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """``fn(migration, *args, **kwargs)`` with the migration opened for that one call.
+
+        For an entry that does one thing, e.g. ``Migration.call(load_plan, spec_path, 7)``.
+        """
+        with cls.open(spec_path) as mig:
+            return fn(mig, *args, **kwargs)
 
     def hint(self, command: str) -> str:
         """An ``iamc`` command line for this migration, e.g. ``hint("resume 7")``."""

@@ -116,7 +116,7 @@ def pending(rt: StageRun, actions: list[PlanAction]) -> list[PlanAction]:
     return [
         a
         for a in actions
-        if (entry := rt.store.journal_entry(rt.plan_id, a.id)) is None
+        if (entry := rt.store.journal.journal_entry(rt.plan_id, a.id)) is None
         or entry.status not in DONE_STATUSES
     ]
 

@@ -40,13 +40,13 @@ def stale_targets(
         One message per stale target; empty when the plan is current.
     """
     problems: list[str] = []
-    latest = store.latest_snapshot(migration_id)
+    latest = store.snapshots.latest_snapshot(migration_id)
     if latest is None:
         problems.append("the migration has no complete inventory snapshot any more")
     elif latest.id != plan.inventory_snapshot_id:
         current = {
             (inventory.account.account_id, user.name): user_fingerprint(user)
-            for inventory in store.load_snapshot(latest.id)
+            for inventory in store.snapshots.load_snapshot(latest.id)
             for user in inventory.users
         }
         for user in plan.users:
@@ -86,7 +86,7 @@ def preflight(
     }
     for action in actions:
         if action.kind in probes:
-            entry = store.journal_entry(plan_id, action.id)
+            entry = store.journal.journal_entry(plan_id, action.id)
             if entry is not None and (
                 entry.status in DONE_STATUSES or entry.intent.get("existed_before") is False
             ):

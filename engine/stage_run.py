@@ -82,7 +82,9 @@ class StageRun:
             if self._planned is None:
                 self._planned = {
                     inventory.account.account_id: inventory
-                    for inventory in self.store.load_snapshot(self.plan.inventory_snapshot_id)
+                    for inventory in self.store.snapshots.load_snapshot(
+                        self.plan.inventory_snapshot_id
+                    )
                 }
         return self._planned.get(account_id)
 

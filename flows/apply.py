@@ -18,11 +18,12 @@ from console.operator import ProgressEvents, operator_step, resolve_plan_id
 from console.waves import publish_waves_artifact
 from domain.errors import ApplyRefused
 from domain.plan import Stage
+from domain.runs import APPLY_RUN, ROLLBACK_RUN
 from domain.spec import load_spec
 from engine.apply import apply_plan, rollback_plan
+from engine.runs import check_resumable
 from engine.stage_run import ACCOUNT_CONCURRENCY
 from state import Store
-from state.runs import APPLY_RUN, ROLLBACK_RUN, check_resumable
 
 
 @flow(
@@ -89,7 +90,7 @@ def resume(spec_path: str | Path, run_id: int) -> dict[str, Any]:
     """Continue an apply or rollback run where it stopped, under the same run id."""
     spec = load_spec(spec_path)
     with Store.open(spec.state) as store:
-        run = store.get_run(run_id)
+        run = store.runs.get_run(run_id)
         if run.kind == "restore":  # journaled too, but not a plan stage's run
             from flows.restore import resume_restore
 

@@ -5,7 +5,7 @@ the change board's approval (this run pauses with the approval form) → provisi
 notify → (approval of disable → disable → bake → approval of delete → delete). Each step but
 the approval is a subflow with its own run page and result artifact.
 
-What is finished comes from the state DB (``state.progress.migration_progress``), not from
+What is finished comes from the state DB (``engine.progress.migration_progress``), not from
 Prefect: a Retry of a failed or crashed ``centralize`` run, or a new run, skips every step the
 store records as finished and continues at the first that is not, so inventory, mapping and
 plan are never repeated once done, and a failed apply is resumed under its own run id.
@@ -27,15 +27,16 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from console.approval import request_approval
 from console.operator import deployment_name, operator_step, run_logger
 from domain.errors import PlanError
+from domain.runs import RUN_FAILED, RUN_INTERRUPTED
 from domain.spec import load_spec
+from engine.migration import Migration
+from engine.progress import MigrationProgress, migration_progress
 from flows.apply import apply_flow
 from flows.inventory import inventory_flow
 from flows.mapping import mapping_flow
 from flows.notify import notify_flow
 from flows.plan import plan_flow
 from flows.verify import verify_flow
-from state.progress import MigrationProgress, migration_progress
-from state.runs import RUN_FAILED, RUN_INTERRUPTED
 
 # Why a step counts as finished ("snapshot 3, run 12"), or None when it must run.
 Done = Callable[[MigrationProgress], str | None]
@@ -181,36 +182,38 @@ def centralize_flow(
     logger = run_logger()
     options = {"approval_timeout_seconds": approval_timeout_seconds}
     outcome: dict[str, Any] = {"already_done": [], "ran": [], "left": []}
-    for number, step in enumerate(STEPS, start=1):
-        progress = migration_progress(spec_path)
-        why = step.done(progress)
-        if why:
-            logger.info("step %d %s: already done (%s): not repeated", number, step.name, why)
-            outcome["already_done"].append(step.name)
-            continue
-        if step.run is None:
-            if step.optional:
-                logger.info("step %d %s: not built in this version: skipped", number, step.name)
+    # Opened once for the run: each step is its own flow and opens the migration itself.
+    with Migration.open(spec_path) as mig:
+        for number, step in enumerate(STEPS, start=1):
+            progress = migration_progress(mig)
+            why = step.done(progress)
+            if why:
+                logger.info("step %d %s: already done (%s): not repeated", number, step.name, why)
+                outcome["already_done"].append(step.name)
                 continue
-            outcome["left"] = [s.name for s in STEPS[number - 1 :] if not s.optional]
-            logger.info(
-                "step %d %s: not built in this version: the run ends here; left to do: %s",
-                number,
-                step.name,
-                ", ".join(outcome["left"]),
-            )
-            break
-        logger.info("step %d %s: starting", number, step.name)
-        try:
-            step.run(spec_path, progress, options)
-        except Exception:
-            logger.error(
-                "step %d %s did not finish: see the message of this run", number, step.name
-            )
-            raise
-        logger.info("step %d %s: finished", number, step.name)
-        outcome["ran"].append(step.name)
-    final = migration_progress(spec_path)
+            if step.run is None:
+                if step.optional:
+                    logger.info("step %d %s: not built in this version: skipped", number, step.name)
+                    continue
+                outcome["left"] = [s.name for s in STEPS[number - 1 :] if not s.optional]
+                logger.info(
+                    "step %d %s: not built in this version: the run ends here; left to do: %s",
+                    number,
+                    step.name,
+                    ", ".join(outcome["left"]),
+                )
+                break
+            logger.info("step %d %s: starting", number, step.name)
+            try:
+                step.run(spec_path, progress, options)
+            except Exception:
+                logger.error(
+                    "step %d %s did not finish: see the message of this run", number, step.name
+                )
+                raise
+            logger.info("step %d %s: finished", number, step.name)
+            outcome["ran"].append(step.name)
+        final = migration_progress(mig)
     outcome.update(
         {
             "migration": final.migration,

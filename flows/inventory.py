@@ -159,7 +159,7 @@ def inventory_one_account(runtime: _Runtime, account: Account) -> AccountOutcome
             )
         )
     saving = time.perf_counter()
-    runtime.store.save_account_inventory(runtime.snapshot_id, inventory)
+    runtime.store.snapshots.save_account_inventory(runtime.snapshot_id, inventory)
     timings["save"] = time.perf_counter() - saving
     timings["total"] = time.perf_counter() - started
     emit("account-done", account_id=account.account_id, users=len(inventory.users), timings=timings)
@@ -212,12 +212,12 @@ def inventory_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]
     """
     spec = load_spec(spec_path)
     with old_objects_frozen(), Store.open(spec.state) as store:
-        migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
-        run_id = store.start_run(migration_id, "inventory", {"spec": str(Path(spec_path))})
+        migration_id = store.migrations.ensure_migration(spec.name, spec.model_dump(mode="json"))
+        run_id = store.runs.start_run(migration_id, "inventory", {"spec": str(Path(spec_path))})
         try:
             summary, failures = _inventory(spec, store, migration_id, run_id, profile)
         except BaseException as err:
-            store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
+            store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise
         if failures:
             incomplete = InventoryIncompleteError(
@@ -235,9 +235,9 @@ def inventory_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]
                     for o in failures
                 ],
             )
-            store.finish_run(run_id, "failed", summary=summary, error=str(incomplete))
+            store.runs.finish_run(run_id, "failed", summary=summary, error=str(incomplete))
             raise incomplete
-        store.finish_run(run_id, "succeeded", summary=summary)
+        store.runs.finish_run(run_id, "succeeded", summary=summary)
         return summary
 
 
@@ -245,16 +245,16 @@ def _inventory(
     spec: MigrationSpec, store: Store, migration_id: int, run_id: int, profile: str | None
 ) -> tuple[dict[str, Any], list[AccountOutcome]]:
     sessions = AwsSessions.from_spec(spec, profile=profile)
-    snapshot_id = store.new_snapshot(migration_id, run_id)
+    snapshot_id = store.snapshots.new_snapshot(migration_id, run_id)
     runtime = _Runtime(spec, sessions, store, snapshot_id)
     emit("inventory-start")
     scoped = resolve_scope(runtime)
-    store.add_findings(run_id, scoped.findings)
+    store.snapshots.add_findings(run_id, scoped.findings)
     emit("scope", accounts=len(scoped.in_scope))
     futures = [inventory_one_account.submit(runtime, account) for account in scoped.in_scope]
     outcomes = [future.result() for future in futures]
-    store.add_findings(run_id, [f for outcome in outcomes for f in outcome.findings])
-    store.complete_snapshot(snapshot_id)
+    store.snapshots.add_findings(run_id, [f for outcome in outcomes for f in outcome.findings])
+    store.snapshots.complete_snapshot(snapshot_id)
     failed = sorted((o for o in outcomes if o.error), key=lambda o: o.account_id)
     summary = {
         "run_id": run_id,

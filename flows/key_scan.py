@@ -185,14 +185,14 @@ def key_scan_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     spec = load_spec(spec_path)
     with Store.open(spec.state) as store:
-        migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
-        run_id = store.start_run(migration_id, KEY_SCAN_RUN, {"spec": str(Path(spec_path))})
+        migration_id = store.migrations.ensure_migration(spec.name, spec.model_dump(mode="json"))
+        run_id = store.runs.start_run(migration_id, KEY_SCAN_RUN, {"spec": str(Path(spec_path))})
         try:
             summary, artifacts = _scan(spec, spec_path, store, migration_id, run_id, profile)
         except BaseException as err:
-            store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
+            store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise
-        store.finish_run(run_id, "succeeded", summary=summary)
+        store.runs.finish_run(run_id, "succeeded", summary=summary)
     # As operator_step logs it for the other steps (this flow does not wear it).
     timing_log.debug(
         "key-scan: own work %.3f s (flow body), artifacts %.3f s",
@@ -211,7 +211,7 @@ def _scan(
     profile: str | None,
 ) -> tuple[dict[str, Any], float]:
     """The scan's summary, and the seconds spent publishing its artifacts."""
-    snapshot = store.latest_snapshot(migration_id)
+    snapshot = store.snapshots.latest_snapshot(migration_id)
     if snapshot is None:
         raise NoInventoryError(
             f"no inventory yet for migration {spec.name!r}: run 'iamc inventory -c {spec_path}' "
@@ -241,8 +241,8 @@ def _scan(
 
     hits = [hit for outcome in outcomes for hit in outcome.result.hits]
     ignored = [item for outcome in outcomes for item in outcome.result.ignored]
-    latest = inventory_index(store.load_snapshot(snapshot.id))
-    earlier = store.earlier_key_owners(migration_id, snapshot.id)
+    latest = inventory_index(store.snapshots.load_snapshot(snapshot.id))
+    earlier = store.scans.earlier_key_owners(migration_id, snapshot.id)
     if not org.accounts:
         # The organization could not be read: the snapshot's accounts are what is in scope.
         org = OrgView(in_scope=frozenset(o.account_id for o in latest.values()))
@@ -251,7 +251,7 @@ def _scan(
     if org_problem is not None:
         problems.insert(0, org_problem)
     units = [unit for outcome in outcomes for unit in outcome.units]
-    store.save_key_scan(run_id, findings, units, problems)
+    store.scans.save_key_scan(run_id, findings, units, problems)
     summary = _summary(run_id, snapshot.id, outcomes, findings, problems)
     publishing = time.perf_counter()
     _publish(spec, summary, outcomes, findings)

@@ -123,8 +123,8 @@ def mapping_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
     overrides, group_overrides = load_overrides(spec)
     runtime = _Runtime(spec, spec_path, AwsSessions.from_spec(spec, profile=profile))
     with Store.open(spec.state) as store:
-        known = store.find_migration(spec.name)
-        snapshot = store.latest_snapshot(known) if known is not None else None
+        known = store.migrations.find_migration(spec.name)
+        snapshot = store.snapshots.latest_snapshot(known) if known is not None else None
         if known is None or snapshot is None:
             raise NoInventoryError(
                 f"no inventory yet for migration {spec.name!r}: run 'iamc inventory -c "
@@ -133,14 +133,14 @@ def mapping_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
         identity = read_identity(runtime)
         check_overrides(overrides, group_overrides, identity.users, identity.groups)
         emit("identity-read", users=len(identity.users), groups=len(identity.groups))
-        inventories = store.load_snapshot(snapshot.id)
+        inventories = store.snapshots.load_snapshot(snapshot.id)
         given = _MappingInput(inventories, identity, overrides, group_overrides)
         result = map_all(runtime, given)
 
-        migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
-        run_id = store.start_run(migration_id, "mapping", {"spec": str(Path(spec_path))})
+        migration_id = store.migrations.ensure_migration(spec.name, spec.model_dump(mode="json"))
+        run_id = store.runs.start_run(migration_id, "mapping", {"spec": str(Path(spec_path))})
         try:
-            mapping_id = store.save_mapping(
+            mapping_id = store.identity.save_mapping(
                 run_id,
                 snapshot.id,
                 identity.users,
@@ -148,7 +148,7 @@ def mapping_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
                 result.users,
                 result.groups,
             )
-            store.add_findings(run_id, result.findings)
+            store.snapshots.add_findings(run_id, result.findings)
             summary = {
                 "run_id": run_id,
                 "mapping_id": mapping_id,
@@ -166,9 +166,9 @@ def mapping_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
                 ],
             }
         except BaseException as err:
-            store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
+            store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise
-        store.finish_run(run_id, "succeeded", summary=summary)
+        store.runs.finish_run(run_id, "succeeded", summary=summary)
         return summary
 
 

@@ -24,10 +24,10 @@ from console.operator import (
 )
 from domain.notices import NoticeContext, notices_from_plan, portal_url, write_notices
 from domain.plan import Plan
-from domain.spec import load_spec
-from state import Store
-from state.progress import NOTIFY_RUN, account_names
-from state.reports import get_plan_info, latest_mapping
+from domain.runs import NOTIFY_RUN
+from engine.migration import Migration
+from engine.progress import account_names
+from engine.reports import get_plan_info, latest_mapping
 
 
 @flow(name="notify", log_prints=False, persist_result=False)
@@ -46,9 +46,29 @@ def notify_flow(
         The run's summary: people, files written, the disable and delete dates.
     """
     plan_id = resolve_plan_id(spec_path, plan_id)
-    spec = load_spec(spec_path)
+    with Migration.open(spec_path) as mig:
+        summary, rows, ctx, target = _write_notices(mig, plan_id, out_dir)
+    run_id = summary["run_id"]
+    publish_table(
+        artifact_key(mig.spec.name, "notices"),
+        [
+            {k: r[k] for k in ("name", "email", "accounts", "disable_on", "delete_on", "eml_file")}
+            for r in rows
+        ],
+        f"**Notices of plan {plan_id}** (notify run {run_id}): {len(rows)} people, written to "
+        f"`{target}` (mail merge: `notices.csv`); nothing was sent. Portal: {ctx.portal_url}. "
+        f"Old IAM users disabled on {ctx.disable_on}, deleted on {ctx.delete_on}.",
+    )
+    return summary
+
+
+def _write_notices(
+    mig: Migration, plan_id: int, out_dir: str | None
+) -> tuple[dict[str, Any], list[dict[str, Any]], NoticeContext, Path]:
+    """Write the plan's notices under a ``notify`` run: (summary, rows, context, directory)."""
+    spec, store, spec_path = mig.spec, mig.store, mig.spec_path
     logger = run_logger()
-    mapping, _, meta = latest_mapping(spec_path)
+    mapping, _, meta = latest_mapping(mig)
     store_id = (meta["summary"] or {}).get("identity_store_id") or "d-unknown"
     today = datetime.now(UTC).date()
     disable_on = today + timedelta(days=spec.notify.notice_days)
@@ -61,46 +81,35 @@ def notify_flow(
     )
     target = Path(out_dir) if out_dir else Path(spec_path).parent / spec.notify.out_dir
     target = target / str(plan_id) if not out_dir else target
-    with Store.open(spec.state) as store:
-        plan = Plan.from_content(get_plan_info(store, spec, plan_id).content)
-        migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
-        run_id = store.start_run(
-            migration_id,
-            NOTIFY_RUN,
-            {"spec": spec_path, "plan_id": plan_id, "prefect_flow_run_id": flow_run_id()},
-        )
-        try:
-            notices = notices_from_plan(plan, mapping.identity_users, account_names(spec_path))
-            rows = write_notices(notices, ctx, target, today)
-        except BaseException as err:
-            store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
-            raise
-        for row in rows:
-            logger.info(
-                "notice for %s <%s>: %s",
-                row["user_name"],
-                row["email"] or "no e-mail",
-                row["accounts"],
-            )
-        summary = {
-            "run_id": run_id,
-            "plan_id": plan_id,
-            "people": len(rows),
-            "without_email": sum(1 for r in rows if not r["email"]),
-            "disable_on": ctx.disable_on.isoformat(),
-            "delete_on": ctx.delete_on.isoformat(),
-            "out_dir": str(target),
-            "csv": str(target / "notices.csv"),
-        }
-        store.finish_run(run_id, "succeeded", summary=summary)
-    publish_table(
-        artifact_key(spec.name, "notices"),
-        [
-            {k: r[k] for k in ("name", "email", "accounts", "disable_on", "delete_on", "eml_file")}
-            for r in rows
-        ],
-        f"**Notices of plan {plan_id}** (notify run {run_id}): {len(rows)} people, written to "
-        f"`{target}` (mail merge: `notices.csv`); nothing was sent. Portal: {ctx.portal_url}. "
-        f"Old IAM users disabled on {ctx.disable_on}, deleted on {ctx.delete_on}.",
+    plan = Plan.from_content(get_plan_info(store, spec.name, plan_id).content)
+    migration_id = store.migrations.ensure_migration(spec.name, spec.model_dump(mode="json"))
+    run_id = store.runs.start_run(
+        migration_id,
+        NOTIFY_RUN,
+        {"spec": spec_path, "plan_id": plan_id, "prefect_flow_run_id": flow_run_id()},
     )
-    return summary
+    try:
+        notices = notices_from_plan(plan, mapping.identity_users, account_names(mig))
+        rows = write_notices(notices, ctx, target, today)
+    except BaseException as err:
+        store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
+        raise
+    for row in rows:
+        logger.info(
+            "notice for %s <%s>: %s",
+            row["user_name"],
+            row["email"] or "no e-mail",
+            row["accounts"],
+        )
+    summary = {
+        "run_id": run_id,
+        "plan_id": plan_id,
+        "people": len(rows),
+        "without_email": sum(1 for r in rows if not r["email"]),
+        "disable_on": ctx.disable_on.isoformat(),
+        "delete_on": ctx.delete_on.isoformat(),
+        "out_dir": str(target),
+        "csv": str(target / "notices.csv"),
+    }
+    store.runs.finish_run(run_id, "succeeded", summary=summary)
+    return summary, rows, ctx, target

@@ -33,8 +33,8 @@ from domain.records import AccountInventory
 from domain.spec import MigrationSpec, load_spec
 from domain.synthesis import synthesize
 from domain.waves import OrgPermissionSet, names_only_accounts, organization_sets, resolve_waves
+from engine.reports import plan_meta
 from state import Store
-from state.reports import plan_meta
 from tasks.aws import AwsSessions
 from tasks.organizations import account_ancestors
 
@@ -94,7 +94,7 @@ def organization_notes(store: Store, migration_id: int) -> dict[str, str]:
     """Set name -> who created it, for the change board (not part of the plan or its hash)."""
     return {
         known.name: f"exists: created by {known.created_by}" if known.ours else "exists: adopted"
-        for known in organization_sets(store.journal_uses(migration_id)).values()
+        for known in organization_sets(store.waves.journal_uses(migration_id)).values()
     }
 
 
@@ -122,10 +122,10 @@ def compute_plan(
     the waves table reads it too, and a 10,000-user snapshot takes ~0.5 s to load again)."""
     wave = spec.wave(wave_name)
     phases = _Phases()
-    snapshot = store.latest_snapshot(migration_id)
+    snapshot = store.snapshots.latest_snapshot(migration_id)
     if snapshot is None:
         raise PlanError(f"no inventory yet for migration {spec.name!r}: run 'iamc inventory'")
-    mapping = store.latest_mapping(migration_id)
+    mapping = store.identity.latest_mapping(migration_id)
     if mapping is None:
         raise PlanError(f"no identity mapping yet for migration {spec.name!r}: run 'iamc map'")
     if mapping.snapshot_id != snapshot.id:
@@ -134,7 +134,7 @@ def compute_plan(
             f"{mapping.snapshot_id}, but the latest inventory is snapshot {snapshot.id}: "
             "run 'iamc map' again so the plan reads one consistent picture"
         )
-    inventories = snapshot_inventories = store.load_snapshot(snapshot.id)
+    inventories = snapshot_inventories = store.snapshots.load_snapshot(snapshot.id)
     user_mappings, group_mappings = mapping.user_mappings, mapping.group_mappings
     wave_info = None
     if wave is not None:
@@ -147,12 +147,12 @@ def compute_plan(
     # Why each unread account failed, as the inventory run filed it (unreachable, denied...).
     reasons = {
         f.account_id: str(f.details.get("reason") or f.kind)
-        for f in store.findings(run_id=snapshot.run_id)
+        for f in store.snapshots.findings(run_id=snapshot.run_id)
         if f.severity == "error" and f.account_id
     }
     unseen = unseen_account_findings(inventories, reasons, spec.scope.exclude_accounts)
     # The organization's permission sets, as every earlier plan's journal left them.
-    organization = organization_sets(store.journal_uses(migration_id))
+    organization = organization_sets(store.waves.journal_uses(migration_id))
     phases.done("load inventory")
     synthesis = synthesize(
         inventories,
@@ -178,9 +178,9 @@ def compute_plan(
         organization=organization,
     )
     # Runbook step 4: keys the scans found written down hold their users' disable and delete.
-    found, unscanned = store.current_key_findings(migration_id)
+    found, unscanned = store.scans.current_key_findings(migration_id)
     add_hard_coded_key_risks(
-        plan, inventories, found, store.key_acceptances(migration_id), unscanned
+        plan, inventories, found, store.scans.key_acceptances(migration_id), unscanned
     )
     phases.done("build actions")
     return plan, snapshot_inventories
@@ -252,16 +252,16 @@ def _plan_flow(
     spec: MigrationSpec, spec_path: str, out_dir: str | None, wave: str | None
 ) -> dict[str, Any]:
     with Store.open(spec.state) as store:
-        migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
-        run_id = store.start_run(migration_id, "plan", {"spec": spec_path, "wave": wave})
+        migration_id = store.migrations.ensure_migration(spec.name, spec.model_dump(mode="json"))
+        run_id = store.runs.start_run(migration_id, "plan", {"spec": spec_path, "wave": wave})
         try:
             summary, files, plan_id, plan, inventories = _plan_and_write(
                 spec, spec_path, store, migration_id, run_id, wave, out_dir
             )
         except BaseException as err:
-            store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
+            store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise
-        store.finish_run(run_id, "succeeded", summary=summary)
+        store.runs.finish_run(run_id, "succeeded", summary=summary)
     phases = _Phases()
     publish_waves_artifact(spec_path, {plan_id: plan}, (plan.inventory_snapshot_id, inventories))
     phases.done("waves artifact")
@@ -287,17 +287,17 @@ def _plan_and_write(
     phases.done("hash")
     # Same content, same plan: an identical plan is reused with its id and approvals,
     # whatever snapshot or mapping run it was recomputed from (see PLAN_FORMAT).
-    plan_id, reused = store.save_plan(
+    plan_id, reused = store.plans.save_plan(
         migration_id, run_id, content_hash, content, len(plan.blocking), wave
     )
-    info = store.get_plan(plan_id, with_content=False)
+    info = store.plans.get_plan(plan_id, with_content=False)
     assert info is not None
     meta = {**plan_meta(info), "organization_sets": organization_notes(store, migration_id)}
     if reused:
         # Its files show the stored plan, as approved, byte for byte: the same hash
         # means the same content but for where it was computed from (PROVENANCE_KEYS),
         # which is taken from the stored plan rather than decoding all of it again.
-        provenance = store.plan_provenance(plan_id, PROVENANCE_KEYS)
+        provenance = store.plans.plan_provenance(plan_id, PROVENANCE_KEYS)
         content = {**content, **provenance}
         for key, value in provenance.items():
             setattr(plan, key, value)

@@ -21,12 +21,12 @@ from prefect import flow
 
 from domain.errors import ApplyRefused
 from domain.plan import Stage
+from domain.runs import RESTORE_RUN
 from domain.spec import load_spec
 from engine.executor import Executor
 from engine.lease import LeaseLost, stage_lease
 from state import Store
 from state.journal import ADOPTED, DONE_STATUSES
-from state.runs import RESTORE_RUN
 from state.user_snapshots import RESTORE_STAGE, StoredSnapshot
 from tasks.aws import AwsSessions, translate_errors
 from tasks.handler import ExecutionContext
@@ -51,11 +51,11 @@ def _chosen(
 
     if user is not None:
         account_id, name = parse_user(user)
-        found = store.user_snapshots(migration_id, account_id=account_id, user_name=name)
+        found = store.retired.user_snapshots(migration_id, account_id=account_id, user_name=name)
         if not found:
             raise ApplyRefused(f"no snapshot of {user}: it was not deleted by this migration")
         return [found[-1]]  # the latest deletion of that name
-    every = store.user_snapshots(migration_id)
+    every = store.retired.user_snapshots(migration_id)
     wanted = {(s.account_id, s.user_name, s.user_id) for s in every if s.run_id == run_id}
     if not wanted:
         raise ApplyRefused(f"run {run_id} deleted no user of this migration: nothing to restore")
@@ -69,16 +69,16 @@ def _open_run(store: Store, migration_id: int, params: dict[str, Any], resume: i
     if resume is None:
         same = [
             r
-            for r in store.list_runs(migration_id)
+            for r in store.runs.list_runs(migration_id)
             if r.kind == RESTORE_RUN
             and (r.params.get("user"), r.params.get("of_run")) == (params["user"], params["of_run"])
         ]
         if same and same[-1].status != "succeeded":
             resume = same[-1].id
     if resume is None:
-        return store.start_run(migration_id, RESTORE_RUN, params)
+        return store.runs.start_run(migration_id, RESTORE_RUN, params)
     log.info("continuing restore run %s", resume)
-    store.reopen_run(resume)
+    store.runs.reopen_run(resume)
     return resume
 
 
@@ -87,7 +87,7 @@ def _refusal(store: Store, iam: Any, snapshot: StoredSnapshot) -> str | None:
     live = user_record(iam, snapshot.user_name)
     if live is None:
         return None
-    earlier = store.restore_rows(snapshot.plan_id, snapshot.account_id, snapshot.user_name)
+    earlier = store.retired.restore_rows(snapshot.plan_id, snapshot.account_id, snapshot.user_name)
     if ours(live, snapshot.user_id, earlier):
         return None
     return (
@@ -162,7 +162,7 @@ def restore(
     spec = load_spec(spec_path)
     sessions = AwsSessions.from_spec(spec)
     with Store.open(spec.state) as store:
-        migration_id = store.find_migration(spec.name)
+        migration_id = store.migrations.find_migration(spec.name)
         if migration_id is None:
             raise ApplyRefused(f"migration {spec.name!r} has no state: nothing to restore")
         snapshots = _chosen(store, migration_id, user, run_id)
@@ -176,7 +176,7 @@ def restore(
             restore_run = _open_run(store, migration_id, params, resume_run_id)
             for lease in holders.values():
                 for stage in lease.stages:
-                    store.stage_lock_run(lease.plan_id, stage, lease.holder, restore_run)
+                    store.leases.stage_lock_run(lease.plan_id, stage, lease.holder, restore_run)
 
             def still_leased() -> None:
                 for lease in holders.values():
@@ -189,9 +189,9 @@ def restore(
             except LeaseLost:
                 raise  # another process holds the plan now: not ours to end the run
             except BaseException as err:
-                store.finish_run(restore_run, "failed", error=str(err) or type(err).__name__)
+                store.runs.finish_run(restore_run, "failed", error=str(err) or type(err).__name__)
                 raise
-            store.finish_run(restore_run, "succeeded", summary=summary)
+            store.runs.finish_run(restore_run, "succeeded", summary=summary)
     return summary
 
 
@@ -217,7 +217,7 @@ def _restore_all(
     results = []
     for snapshot in snapshots:
         executor = Executor(
-            store,
+            store.journal,
             HANDLERS,
             ctx,
             run_id=restore_run,
@@ -247,7 +247,7 @@ def resume_restore(spec_path: str | Path, run_id: int) -> dict[str, Any]:
     """
     spec = load_spec(spec_path)
     with Store.open(spec.state) as store:
-        run = store.get_run(run_id)
+        run = store.runs.get_run(run_id)
     if run.migration != spec.name or run.kind != RESTORE_RUN:
         raise ApplyRefused(f"run {run_id} is not a restore run of {spec.name!r}")
     if run.status == "succeeded":

@@ -25,10 +25,10 @@ from console.operator import (
 from domain.errors import AccessNotVerified
 from domain.plan import Plan
 from domain.records import AccountInventory
+from domain.runs import VERIFY_RUN
 from domain.spec import load_spec
+from engine.reports import get_plan_info
 from state import Store
-from state.progress import VERIFY_RUN
-from state.reports import get_plan_info
 from tasks.aws import AwsSessions
 from tasks.identity_store import find_instance
 from tasks.verify_access import AccessCheck, permission_set_arns, verify_account
@@ -118,13 +118,14 @@ def verify_flow(spec_path: str, plan_id: int | None = None) -> dict[str, Any]:
     spec = load_spec(spec_path)
     logger = run_logger()
     with Store.open(spec.state) as store:
-        info = get_plan_info(store, spec, plan_id)
+        info = get_plan_info(store, spec.name, plan_id)
         plan = Plan.from_content(info.content)
         inventories = {
-            i.account.account_id: i for i in store.load_snapshot(plan.inventory_snapshot_id)
+            i.account.account_id: i
+            for i in store.snapshots.load_snapshot(plan.inventory_snapshot_id)
         }
-        migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
-        run_id = store.start_run(
+        migration_id = store.migrations.ensure_migration(spec.name, spec.model_dump(mode="json"))
+        run_id = store.runs.start_run(
             migration_id,
             VERIFY_RUN,
             {"spec": spec_path, "plan_id": plan_id, "prefect_flow_run_id": flow_run_id()},
@@ -150,7 +151,7 @@ def verify_flow(spec_path: str, plan_id: int | None = None) -> dict[str, Any]:
             ]
             checks = [c for f in futures for c in settle(f)]
         except BaseException as err:
-            store.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
+            store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise
         bad = [c for c in checks if not c.ok]
         summary = {
@@ -175,7 +176,7 @@ def verify_flow(spec_path: str, plan_id: int | None = None) -> dict[str, Any]:
                 "assignment or role is missing), then run verify again:\n  "
                 + "\n  ".join(f"{c.identity} in {c.account_id}: {c.problems[0]}" for c in bad)
             )
-            store.finish_run(run_id, "failed", summary=summary, error=message)
+            store.runs.finish_run(run_id, "failed", summary=summary, error=message)
             raise AccessNotVerified(message)
-        store.finish_run(run_id, "succeeded", summary=summary)
+        store.runs.finish_run(run_id, "succeeded", summary=summary)
         return summary

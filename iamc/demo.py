@@ -17,6 +17,9 @@ from domain.deletion import deletes_in
 from domain.errors import IamcError
 from domain.keys import mask_key_id
 from domain.spec import load_spec
+from engine.approvals import record_decision
+from engine.migration import Migration
+from engine.reports import load_plan
 from iamc.views.apply import apply_with_progress, print_apply_summary, print_status, watch_actions
 from iamc.views.inventory import inventory_with_progress, print_inventory_report, print_waves_report
 from iamc.views.mapping import mapping_with_status
@@ -27,8 +30,6 @@ from sandbox.demo_spec import DEMO_SPEC, demo_waves
 from sandbox.run import print_summary
 from sandbox.seed import seed_organization
 from sandbox.server import Sandbox
-from state.approvals import record_decision
-from state.reports import load_plan
 
 
 def run_demo(
@@ -106,7 +107,8 @@ def _migrate_wave(
     if plan["blocking"]:
         console.print(f"[red]the plan of {wave} has blocking errors: nothing to approve[/]")
         return None
-    meta = record_decision(
+    meta = Migration.call(
+        record_decision,
         spec_path,
         plan["plan_id"],
         approver="demo-change-board",
@@ -141,7 +143,7 @@ def _use_a_disabled_key(console: Console, spec_path: Path, plan_id: int, url: st
     # Deferred: the in-process moto backend (moto's IAM models), which only this scene reads.
     from moto.iam.models import iam_backends
 
-    plan, _ = load_plan(spec_path, plan_id)
+    plan, _ = Migration.call(load_plan, spec_path, plan_id)
     action = next((a for a in plan.actions if a.kind == "deactivate-access-key"), None)
     if action is None:
         return
@@ -176,10 +178,11 @@ def retire_demo(console: Console, spec_path: Path, plan_ids: list[int], sandbox:
     if not plan_ids:
         return
     for plan_id in plan_ids:
-        plan, meta = load_plan(spec_path, plan_id)
+        plan, meta = Migration.call(load_plan, spec_path, plan_id)
         for stage in ("disable", "delete"):
             # Delete is approved on its own, quoting how many IAM users it deletes.
-            record_decision(
+            Migration.call(
+                record_decision,
                 spec_path,
                 plan_id,
                 approver="demo-change-board",

@@ -27,12 +27,13 @@ from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from console.operator import artifact_key, deployment_name
+from engine.migration import Migration
+from engine.progress import migration_progress
 from iamc.serve import start_server, stop_process
 from sandbox.control import SandboxControl
 from sandbox.demo_spec import DEMO_SPEC
 from sandbox.seed import seed_organization
 from sandbox.server import Sandbox
-from state.progress import migration_progress
 
 SPEC_NAME = "acme-wave-1"
 CHROMIUM_FLAGS = [
@@ -189,7 +190,7 @@ def _approve_into_a_failed_apply(run_id: Any, spec: Path, sandbox_url: str) -> N
             "decision": "approve",
             "stage": "provision",
             # The reviewer types the hash they read: the form does not prefill it.
-            "plan_hash": migration_progress(str(spec)).plan_hash,
+            "plan_hash": Migration.call(migration_progress, str(spec)).plan_hash,
             "comment": "reviewed in the CAB of Tuesday",
         },
     )

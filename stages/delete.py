@@ -122,7 +122,9 @@ def check_delete_cap(rt: StageRun, actions: list[PlanAction]) -> None:
         ApplyRefused: over ``[decommission] max_deletes_per_run`` or
             ``max_deletes_per_account``, saying by how much; nothing was changed.
     """
-    done = {e.action_id for e in rt.store.journal_entries(rt.plan_id, Stage.DELETE) if e.done}
+    done = {
+        e.action_id for e in rt.store.journal.journal_entries(rt.plan_id, Stage.DELETE) if e.done
+    }
     caps = rt.spec.decommission
     excess = over_delete_cap(
         users_to_delete(actions, done), caps.max_deletes_per_run, caps.max_deletes_per_account
@@ -147,7 +149,7 @@ def run(rt: StageRun, actions: list[PlanAction], in_flow: bool) -> list[AccountR
     """Each user's snapshot is stored before its first removal; then as ``stages.retire``."""
 
     def store_snapshot(account_id: str, user: str, content: dict[str, Any]) -> None:
-        rt.store.save_user_snapshot(
+        rt.store.retired.save_user_snapshot(
             migration_id=rt.migration_id,
             plan_id=rt.plan_id,
             run_id=rt.executor.run_id,

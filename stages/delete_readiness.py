@@ -37,7 +37,7 @@ def org_policies(rt: StageRun) -> OrgPolicies:
             found = rt.ctx.shared["org-policies"] = OrgPolicies(
                 lambda: [
                     inventory.account.account_id
-                    for inventory in rt.store.load_snapshot(
+                    for inventory in rt.store.snapshots.load_snapshot(
                         rt.plan.inventory_snapshot_id, policies=False
                     )
                 ],
@@ -67,7 +67,7 @@ def _bake_days(rt: StageRun, work: UserWork) -> int:
 def _quarantine_removed_by_us(rt: StageRun, work: UserWork) -> bool:
     """Whether this stage's own teardown has begun removing the user's inline policies."""
     return any(
-        rt.store.journal_entry(rt.plan_id, a.id) is not None
+        rt.store.journal.journal_entry(rt.plan_id, a.id) is not None
         for a in work.actions
         if a.kind == "delete-inline-policy"
     )
@@ -79,11 +79,11 @@ def delete_preconditions(rt: StageRun, work: UserWork, live: LiveUser) -> list[s
     Reads live: CloudTrail and key last-used (recorded as evidence), the user's credentials
     and quarantine, and the resource policies that could name it.
     """
-    if rt.store.restore_rows(rt.plan_id, work.account_id, work.user):
+    if rt.store.retired.restore_rows(rt.plan_id, work.account_id, work.user):
         # 'iamc restore' rebuilt it after its deletion stopped half-way: finishing undoes that.
         return ["restored while its deletion was unfinished; plan it again"]
     disable = _disable_actions(rt, work)
-    entries = {a.id: rt.store.journal_entry(rt.plan_id, a.id) for a in disable}
+    entries = {a.id: rt.store.journal.journal_entry(rt.plan_id, a.id) for a in disable}
     quarantine = next((a for a in disable if a.kind == "attach-quarantine-policy"), None)
     entry = entries.get(quarantine.id) if quarantine else None
     if quarantine is None or entry is None or entry.status not in DONE_STATUSES:
@@ -91,7 +91,9 @@ def delete_preconditions(rt: StageRun, work: UserWork, live: LiveUser) -> list[s
             return ["re-enabled: its disable was rolled back; disable it again first"]
         return ["not disabled by this migration yet: apply the disable stage first"]
     undoing = [
-        a.kind for a in disable if rt.store.journal_entry(rt.plan_id, ROLLBACK_PREFIX + a.id)
+        a.kind
+        for a in disable
+        if rt.store.journal.journal_entry(rt.plan_id, ROLLBACK_PREFIX + a.id)
     ]
     if undoing:
         return [
@@ -115,15 +117,15 @@ def delete_preconditions(rt: StageRun, work: UserWork, live: LiveUser) -> list[s
         regions=(GLOBAL_EVENTS_REGION, rt.spec.region),
         access_key_ids=keys,
     )
-    rt.store.add_use_evidence(rt.migration_id, fresh)
+    rt.store.retired.add_use_evidence(rt.migration_id, fresh)
     verdict = bake_status(
         account_id=account_id,
         user_name=user,
         plan_id=rt.plan_id,
         disabled_at=disabled_at,
         bake_days=_bake_days(rt, work),
-        evidence=rt.store.use_evidence(rt.migration_id, account_id, user),
-        decisions=rt.store.bake_decisions(rt.migration_id, account_id, user),
+        evidence=rt.store.retired.use_evidence(rt.migration_id, account_id, user),
+        decisions=rt.store.retired.bake_decisions(rt.migration_id, account_id, user),
         now=rt.clock(),
     )
     if verdict.state != BakeState.READY:

@@ -100,7 +100,7 @@ def _refused_as_changed(
     pending = [
         a
         for a in actions
-        if (entry := rt.store.journal_entry(rt.plan_id, a.id)) is None or not entry.done
+        if (entry := rt.store.journal.journal_entry(rt.plan_id, a.id)) is None or not entry.done
     ]
     planned = rt.planned_account(account_id)
     if not pending or planned is None:
@@ -133,7 +133,7 @@ def _verify_account(
     done = [
         a
         for a in assignments
-        if (entry := rt.store.journal_entry(rt.plan_id, a.id)) is not None and entry.done
+        if (entry := rt.store.journal.journal_entry(rt.plan_id, a.id)) is not None and entry.done
     ]
     from tasks.assignments import verify_assignments
 

@@ -1,7 +1,6 @@
 """The state DB: the only package that talks SQL; everything else goes through ``Store``."""
 
-from state.runs import RunInfo
 from state.snapshots import SnapshotInfo
 from state.store import Store, warm_up_models
 
-__all__ = ["RunInfo", "SnapshotInfo", "Store", "warm_up_models"]
+__all__ = ["SnapshotInfo", "Store", "warm_up_models"]

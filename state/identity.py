@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from domain import records
 from domain.errors import StateError
+from domain.runs import RUN_SUCCEEDED
 from state import models as m
+from state.session import Sessions
 
 # state.store.RUN_SUCCEEDED; not imported, as state.store imports this module.
-_RUN_SUCCEEDED = "succeeded"
 
 
 @dataclass(frozen=True)
@@ -33,27 +33,11 @@ class MappingInfo:
     group_mappings: list[records.GroupMapping]
 
 
-class IdentityMixin:
-    """Identity-mapping methods of :class:`state.Store` (uses its session helpers)."""
+class IdentityRepository:
+    """Mappings of IAM users and groups to Identity Center identities, per mapping run."""
 
-    if TYPE_CHECKING:
-        _masked_url: str
-
-        def _session(self, *, write: bool) -> AbstractContextManager[Session]: ...
-
-    def find_migration(self, name: str) -> int | None:
-        """Return the id of the migration called ``name`` without creating or touching it.
-
-        Args:
-            name: The spec's ``name``.
-
-        Returns:
-            The id, or None when no run of that migration was ever recorded.
-        """
-        with self._session(write=False) as session:
-            return session.execute(
-                select(m.Migration.id).where(m.Migration.name == name)
-            ).scalar_one_or_none()
+    def __init__(self, db: Sessions):
+        self._db = db
 
     def save_mapping(
         self,
@@ -81,69 +65,13 @@ class IdentityMixin:
             StateError: No such run or snapshot, the run already has a mapping, duplicate
                 (account, name) pairs, or the DB can't be written.
         """
-        with self._session(write=True) as session:
+        with self._db.session(write=True) as session:
             mapping_id = session.execute(
                 insert(m.MappingRow)
                 .values(run_id=run_id, snapshot_id=snapshot_id, created=datetime.now(UTC))
                 .returning(m.MappingRow.id)
             ).scalar_one()
-            rows: list[tuple[type[m.Base], list[dict[str, Any]]]] = [
-                (
-                    m.IdentityUserRow,
-                    [
-                        {
-                            "user_id": u.user_id,
-                            "user_name": u.user_name,
-                            "display_name": u.display_name,
-                            "emails": list(u.emails),
-                            "external_id": u.external_id,
-                        }
-                        for u in identity_users
-                    ],
-                ),
-                (
-                    m.IdentityGroupRow,
-                    [
-                        {
-                            "group_id": g.group_id,
-                            "display_name": g.display_name,
-                            "member_ids": list(g.member_ids),
-                        }
-                        for g in identity_groups
-                    ],
-                ),
-                (
-                    m.UserMappingRow,
-                    [
-                        {
-                            "account_id": u.account_id,
-                            "iam_user": u.iam_user,
-                            "status": str(u.status),
-                            "rule": u.rule,
-                            "identity_user_id": u.identity_user_id,
-                            "identity_user_name": u.identity_user_name,
-                            "candidates": list(u.candidates),
-                            "reason": u.reason,
-                        }
-                        for u in user_mappings
-                    ],
-                ),
-                (
-                    m.GroupMappingRow,
-                    [
-                        {
-                            "account_id": g.account_id,
-                            "iam_group": g.iam_group,
-                            "status": str(g.status),
-                            "rule": g.rule,
-                            "identity_group_id": g.identity_group_id,
-                            "identity_group_name": g.identity_group_name,
-                            "reason": g.reason,
-                        }
-                        for g in group_mappings
-                    ],
-                ),
-            ]
+            rows = _mapping_rows(identity_users, identity_groups, user_mappings, group_mappings)
             for model, model_rows in rows:
                 if model_rows:
                     session.execute(
@@ -164,11 +92,11 @@ class IdentityMixin:
         query = (
             select(m.MappingRow.__table__)
             .join(m.Run, m.Run.id == m.MappingRow.run_id)
-            .where(m.Run.migration_id == migration_id, m.Run.status == _RUN_SUCCEEDED)
+            .where(m.Run.migration_id == migration_id, m.Run.status == RUN_SUCCEEDED)
             .order_by(m.MappingRow.id.desc())
             .limit(1)
         )
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             row = session.execute(query).one_or_none()
             if row is None:
                 return None
@@ -180,13 +108,79 @@ class IdentityMixin:
         Raises:
             StateError: No such mapping.
         """
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             row = session.execute(
                 select(m.MappingRow.__table__).where(m.MappingRow.id == mapping_id)
             ).one_or_none()
             if row is None:
-                raise StateError(f"state DB {self._masked_url} has no mapping {mapping_id}")
+                raise StateError(f"state DB {self._db.masked_url} has no mapping {mapping_id}")
             return _load_mapping(session, row)
+
+
+def _mapping_rows(
+    identity_users: list[records.IdentityUser],
+    identity_groups: list[records.IdentityGroup],
+    user_mappings: list[records.UserMapping],
+    group_mappings: list[records.GroupMapping],
+) -> list[tuple[type[m.Base], list[dict[str, Any]]]]:
+    """The rows of a mapping, per table, without their mapping id."""
+    return [
+        (
+            m.IdentityUserRow,
+            [
+                {
+                    "user_id": u.user_id,
+                    "user_name": u.user_name,
+                    "display_name": u.display_name,
+                    "emails": list(u.emails),
+                    "external_id": u.external_id,
+                }
+                for u in identity_users
+            ],
+        ),
+        (
+            m.IdentityGroupRow,
+            [
+                {
+                    "group_id": g.group_id,
+                    "display_name": g.display_name,
+                    "member_ids": list(g.member_ids),
+                }
+                for g in identity_groups
+            ],
+        ),
+        (
+            m.UserMappingRow,
+            [
+                {
+                    "account_id": u.account_id,
+                    "iam_user": u.iam_user,
+                    "status": str(u.status),
+                    "rule": u.rule,
+                    "identity_user_id": u.identity_user_id,
+                    "identity_user_name": u.identity_user_name,
+                    "candidates": list(u.candidates),
+                    "reason": u.reason,
+                }
+                for u in user_mappings
+            ],
+        ),
+        (
+            m.GroupMappingRow,
+            [
+                {
+                    "account_id": g.account_id,
+                    "iam_group": g.iam_group,
+                    "status": str(g.status),
+                    "rule": g.rule,
+                    "identity_group_id": g.identity_group_id,
+                    "identity_group_name": g.identity_group_name,
+                    "reason": g.reason,
+                }
+                for g in group_mappings
+            ],
+        ),
+    ]
 
 
 def _rows(session: Session, model: Any, mapping_id: int, *order: Any) -> Iterator[Any]:

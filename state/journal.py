@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.orm import Session
 
 from domain.errors import StateError
 from state import models as m
+from state.session import Sessions
 
 # Journal statuses. A forward action is started, then succeeded (we did it), adopted (it was
 # already there, identical: never undone) or failed; a rollback marks it rolled-back.
@@ -82,21 +81,19 @@ class JournalEvent:
     at: datetime
 
 
-class JournalMixin:
+class JournalRepository:
     """Journal methods of :class:`state.Store`; each call is its own committed transaction.
 
     The executor writes the intent with :meth:`journal_intent` *before* the AWS call, so a
     process that dies during the call leaves a ``started`` row for the next run to reconcile.
     """
 
-    if TYPE_CHECKING:
-        _masked_url: str
-
-        def _session(self, *, write: bool) -> AbstractContextManager[Session]: ...
+    def __init__(self, db: Sessions):
+        self._db = db
 
     def journal_entry(self, plan_id: int, action_id: str) -> JournalEntry | None:
         """The row of one action of a plan, or None if it was never attempted."""
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             row = session.execute(
                 select(m.JournalRow).where(
                     m.JournalRow.plan_id == plan_id, m.JournalRow.action_id == action_id
@@ -109,7 +106,7 @@ class JournalMixin:
         query = select(m.JournalRow).where(m.JournalRow.plan_id == plan_id)
         if stage is not None:
             query = query.where(m.JournalRow.stage == stage)
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             return [
                 _entry(row) for row in session.execute(query.order_by(m.JournalRow.id)).scalars()
             ]
@@ -134,7 +131,7 @@ class JournalMixin:
             StateError: The DB can't be written.
         """
         now = datetime.now(UTC)
-        with self._session(write=True) as session:
+        with self._db.session(write=True) as session:
             row = session.execute(
                 select(m.JournalRow)
                 .where(m.JournalRow.plan_id == plan_id, m.JournalRow.action_id == action_id)
@@ -214,7 +211,7 @@ class JournalMixin:
         }
         if undo is not None:
             values["undo"] = undo
-        with self._session(write=True) as session:
+        with self._db.session(write=True) as session:
             row = session.execute(
                 select(m.JournalRow).where(
                     m.JournalRow.plan_id == plan_id, m.JournalRow.action_id == action_id
@@ -222,7 +219,7 @@ class JournalMixin:
             ).scalar_one_or_none()
             if row is None:
                 raise StateError(
-                    f"state DB {self._masked_url} has no journal row {action_id!r} "
+                    f"state DB {self._db.masked_url} has no journal row {action_id!r} "
                     f"of plan {plan_id}"
                 )
             session.execute(update(m.JournalRow).where(m.JournalRow.id == row.id).values(**values))
@@ -247,7 +244,7 @@ class JournalMixin:
             .where(m.JournalEventRow.run_id == run_id)
             .order_by(m.JournalEventRow.id)
         )
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             return [
                 JournalEvent(
                     run_id=row.run_id,
@@ -269,7 +266,7 @@ class JournalMixin:
 
     def journal_forget(self, plan_id: int, action_id: str) -> None:
         """Delete a row: the rollback row of an action that is applied again."""
-        with self._session(write=True) as session:
+        with self._db.session(write=True) as session:
             session.execute(
                 delete(m.JournalRow).where(
                     m.JournalRow.plan_id == plan_id, m.JournalRow.action_id == action_id
@@ -277,7 +274,7 @@ class JournalMixin:
             )
 
     def _update_entry(self, plan_id: int, action_id: str, values: dict[str, Any]) -> None:
-        with self._session(write=True) as session:
+        with self._db.session(write=True) as session:
             result = session.execute(
                 update(m.JournalRow)
                 .where(m.JournalRow.plan_id == plan_id, m.JournalRow.action_id == action_id)
@@ -285,6 +282,6 @@ class JournalMixin:
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise StateError(
-                    f"state DB {self._masked_url} has no journal row {action_id!r} "
+                    f"state DB {self._db.masked_url} has no journal row {action_id!r} "
                     f"of plan {plan_id}"
                 )

@@ -6,13 +6,11 @@ Whole key ids are stored here and nowhere else; secrets never (there is no colum
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
 
 from domain.key_attribution import (
     KeyAcceptance,
@@ -22,6 +20,7 @@ from domain.key_attribution import (
     unit_of,
 )
 from state import models as m
+from state.session import Sessions
 
 KEY_SCAN_RUN = "key-scan"
 UNIT_SCANNED = "scanned"
@@ -86,13 +85,11 @@ def _finding(row: Any) -> KeyFinding:
     )
 
 
-class KeyScanMixin:
+class KeyScanRepository:
     """Key-scan methods of ``state.Store``; each call is its own transaction."""
 
-    if TYPE_CHECKING:
-        _masked_url: str
-
-        def _session(self, *, write: bool) -> AbstractContextManager[Session]: ...
+    def __init__(self, db: Sessions):
+        self._db = db
 
     def save_key_scan(
         self,
@@ -129,7 +126,7 @@ class KeyScanMixin:
             }
             for p in problems
         ]
-        with self._session(write=True) as session:
+        with self._db.session(write=True) as session:
             for model, rows in (
                 (m.KeyScanFindingRow, finding_rows),
                 (m.KeyScanUnitRow, unit_rows),
@@ -140,7 +137,7 @@ class KeyScanMixin:
 
     def latest_key_scan_run(self, migration_id: int) -> int | None:
         """The id of the migration's latest finished key-scan run (succeeded), or None."""
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             return session.execute(
                 select(m.Run.id)
                 .where(
@@ -154,7 +151,7 @@ class KeyScanMixin:
 
     def key_scan_findings(self, run_id: int) -> list[KeyFinding]:
         """A scan run's findings, in the order they were stored."""
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             rows = session.execute(
                 select(m.KeyScanFindingRow)
                 .where(m.KeyScanFindingRow.run_id == run_id)
@@ -164,7 +161,7 @@ class KeyScanMixin:
 
     def key_scan_units(self, run_id: int) -> list[ScanUnit]:
         """What a scan run set out to read, and how each went."""
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             rows = session.execute(
                 select(m.KeyScanUnitRow)
                 .where(m.KeyScanUnitRow.run_id == run_id)
@@ -174,7 +171,7 @@ class KeyScanMixin:
 
     def key_scan_problems(self, run_id: int) -> list[ScanProblem]:
         """What a scan run could not read (completely), and why."""
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             rows = session.execute(
                 select(m.KeyScanProblemRow)
                 .where(m.KeyScanProblemRow.run_id == run_id)
@@ -201,7 +198,7 @@ class KeyScanMixin:
         latest = self.latest_key_scan_run(migration_id)
         if latest is None:
             return [], []
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             wanted = {
                 row.unit
                 for row in session.execute(
@@ -259,7 +256,7 @@ class KeyScanMixin:
             .order_by(m.Snapshot.id)
         )
         owners: dict[str, KeyOwner] = {}
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             for row in session.execute(query):
                 owners[row.key_id] = KeyOwner(
                     account_id=row.account_id,
@@ -273,7 +270,7 @@ class KeyScanMixin:
 
     def record_key_acceptance(self, migration_id: int, acceptance: KeyAcceptance) -> None:
         """Record an approver's acceptance of a user's hard-coded keys."""
-        with self._session(write=True) as session:
+        with self._db.session(write=True) as session:
             session.execute(
                 insert(m.KeyAcceptanceRow).values(
                     migration_id=migration_id,
@@ -289,7 +286,7 @@ class KeyScanMixin:
 
     def key_acceptances(self, migration_id: int) -> list[KeyAcceptance]:
         """Every acceptance recorded for the migration, oldest first."""
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             rows = session.execute(
                 select(m.KeyAcceptanceRow)
                 .where(m.KeyAcceptanceRow.migration_id == migration_id)

@@ -10,6 +10,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, defer
 
 from state import models as m
+from state.session import Sessions
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,11 @@ class PlanInfo:
     wave: str | None = None
 
 
-class PlanMixin:
+class PlanRepository:
     """Plans are stored whole (their content is the thing approved) and found by hash."""
+
+    def __init__(self, db: Sessions):
+        self._db = db
 
     def save_plan(
         self,
@@ -78,7 +82,7 @@ class PlanMixin:
             ).scalar_one()
             return plan_id, False
 
-        return self._retrying_on_conflict(work)  # type: ignore[attr-defined]
+        return self._db.retrying_on_conflict(work)
 
     def get_plan(self, plan_id: int, *, with_content: bool = True) -> PlanInfo | None:
         """A stored plan with its approvals, oldest first; None if there is no such plan.
@@ -87,7 +91,7 @@ class PlanMixin:
             with_content: False: ``content`` is left empty (``{}``); the plan's header and
                 approvals only, without decoding a 10,000-user plan the caller already has.
         """
-        with self._session(write=False) as session:  # type: ignore[attr-defined]
+        with self._db.session(write=False) as session:
             row = session.execute(
                 select(m.PlanRow, m.Migration.name)
                 .join(m.Migration, m.Migration.id == m.PlanRow.migration_id)
@@ -126,10 +130,20 @@ class PlanMixin:
                 wave=plan.wave,
             )
 
+    def latest_plan_id(self, migration_id: int) -> int | None:
+        """The migration's most recently stored plan, or None when it has none yet."""
+        with self._db.session(write=False) as session:
+            return session.execute(
+                select(m.PlanRow.id)
+                .where(m.PlanRow.migration_id == migration_id)
+                .order_by(m.PlanRow.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+
     def plan_provenance(self, plan_id: int, keys: tuple[str, ...]) -> dict[str, Any]:
         """Top-level values of a stored plan's content (say, where it was computed from),
         read without decoding the whole content (a key it lacks reads as None)."""
-        with self._session(write=False) as session:  # type: ignore[attr-defined]
+        with self._db.session(write=False) as session:
             row = session.execute(
                 select(*(m.PlanRow.content[key] for key in keys)).where(m.PlanRow.id == plan_id)
             ).one()
@@ -155,7 +169,7 @@ class PlanMixin:
         Returns:
             None when recorded; otherwise the earlier decision that overlaps.
         """
-        with self._session(write=True) as session:  # type: ignore[attr-defined]
+        with self._db.session(write=True) as session:
             session.execute(
                 select(m.PlanRow.id).where(m.PlanRow.id == plan_id).with_for_update()
             ).scalar_one()

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -17,6 +16,7 @@ from domain import records
 from domain.credentials import CREDENTIAL_KINDS
 from domain.errors import StateError
 from state import models as m
+from state.session import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +40,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class SnapshotMixin:
+class SnapshotRepository:
     """Snapshot and finding methods of ``state.Store``."""
 
-    if TYPE_CHECKING:
-        _masked_url: str
-
-        def _session(self, *, write: bool) -> AbstractContextManager[Session]: ...
-
-        def _retrying_on_conflict(self, work: Callable[[Session], Any]) -> Any: ...
+    def __init__(self, db: Sessions):
+        self._db = db
 
     def new_snapshot(self, migration_id: int, run_id: int) -> int:
         """Start the snapshot of an inventory run; calling it again for the run returns the same.
@@ -80,7 +76,7 @@ class SnapshotMixin:
                 .returning(m.Snapshot.id)
             ).scalar_one()
 
-        return self._retrying_on_conflict(work)
+        return self._db.retrying_on_conflict(work)
 
     def save_account_inventory(self, snapshot_id: int, inventory: records.AccountInventory) -> None:
         """Save one account's inventory in one transaction, replacing any earlier save of it.
@@ -93,7 +89,9 @@ class SnapshotMixin:
             StateError: No such snapshot, duplicate names in the inventory, or the DB can't
                 be written.
         """
-        self._retrying_on_conflict(lambda session: _save_account(session, snapshot_id, inventory))
+        self._db.retrying_on_conflict(
+            lambda session: _save_account(session, snapshot_id, inventory)
+        )
         log.debug(
             "saved account %s (%d users) in snapshot %s",
             inventory.account.account_id,
@@ -110,12 +108,12 @@ class SnapshotMixin:
         Raises:
             StateError: No such snapshot.
         """
-        with self._session(write=True) as session:
+        with self._db.session(write=True) as session:
             result = session.execute(
                 update(m.Snapshot).where(m.Snapshot.id == snapshot_id).values(completed=_now())
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
-                raise StateError(f"state DB {self._masked_url} has no snapshot {snapshot_id}")
+                raise StateError(f"state DB {self._db.masked_url} has no snapshot {snapshot_id}")
 
     def latest_snapshot(self, migration_id: int) -> SnapshotInfo | None:
         """Return the migration's most recently completed snapshot.
@@ -137,7 +135,7 @@ class SnapshotMixin:
             .order_by(m.Snapshot.completed.desc(), m.Snapshot.id.desc())
             .limit(1)
         )
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             row = session.execute(query).one_or_none()
         if row is None:
             return None
@@ -149,6 +147,16 @@ class SnapshotMixin:
             account_count=row.account_count,
             migration_id=row.migration_id,
         )
+
+    def account_names(self, snapshot_id: int) -> dict[str, str]:
+        """Account id -> name, as the snapshot saw them."""
+        with self._db.session(write=False) as session:
+            rows = session.execute(
+                select(m.SnapshotAccount.account_id, m.SnapshotAccount.name).where(
+                    m.SnapshotAccount.snapshot_id == snapshot_id
+                )
+            ).all()
+        return {account_id: name or "" for account_id, name in rows}
 
     def load_snapshot(
         self, snapshot_id: int, *, policies: bool = True
@@ -167,12 +175,12 @@ class SnapshotMixin:
         Raises:
             StateError: No such snapshot.
         """
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             exists = session.execute(
                 select(m.Snapshot.id).where(m.Snapshot.id == snapshot_id)
             ).scalar_one_or_none()
             if exists is None:
-                raise StateError(f"state DB {self._masked_url} has no snapshot {snapshot_id}")
+                raise StateError(f"state DB {self._db.masked_url} has no snapshot {snapshot_id}")
             return _load_snapshot(session, snapshot_id, policies=policies)
 
     # Findings
@@ -201,7 +209,7 @@ class SnapshotMixin:
             }
             for finding in findings
         ]
-        with self._session(write=True) as session:
+        with self._db.session(write=True) as session:
             session.execute(insert(m.FindingRow), rows)
 
     def findings(
@@ -229,7 +237,7 @@ class SnapshotMixin:
             )
         if kind is not None:
             query = query.where(m.FindingRow.kind == kind)
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             return [
                 records.Finding(
                     severity=row.severity,

@@ -7,10 +7,9 @@ time a user's quarantine policy was attached by this tool is its "disabled at".
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
@@ -20,6 +19,7 @@ from domain.retire import BakeDecision, Decision, UseEvidence
 from domain.user_snapshot import TORN_DOWN_BY, merge_snapshot, same_snapshot
 from state import models as m
 from state.journal import JournalEntry, _entry
+from state.session import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +101,11 @@ def _evidence(row: m.UseEvidenceRow) -> UseEvidence:
     )
 
 
-class RetireMixin:
+class RetireRepository:
     """Snapshots, use evidence and bake decisions; each call is its own transaction."""
 
-    if TYPE_CHECKING:
-
-        def _session(self, *, write: bool) -> AbstractContextManager[Session]: ...
+    def __init__(self, db: Sessions):
+        self._db = db
 
     # -- snapshots --------------------------------------------------------------------------
 
@@ -133,7 +132,7 @@ class RetireMixin:
         Returns:
             The id of the user's newest snapshot.
         """
-        with self._session(write=True) as session:
+        with self._db.session(write=True) as session:
             newest = session.execute(
                 select(m.UserSnapshotRow)
                 .where(
@@ -182,7 +181,7 @@ class RetireMixin:
             )
             .order_by(m.JournalRow.id)
         )
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             return [
                 entry
                 for entry in (_entry(row) for row in session.execute(query).scalars())
@@ -205,7 +204,7 @@ class RetireMixin:
             query = query.where(m.UserSnapshotRow.user_name == user_name)
         if plan_id is not None:
             query = query.where(m.UserSnapshotRow.plan_id == plan_id)
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             rows = session.execute(query.order_by(m.UserSnapshotRow.id)).scalars()
             return [_snapshot(row) for row in rows]
 
@@ -220,7 +219,7 @@ class RetireMixin:
             .where(m.JournalRow.action_id.not_like("rollback:%"))
             .order_by(m.JournalRow.plan_id, m.JournalRow.id)
         )
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             rows = session.execute(query).scalars().all()
             return [
                 DisabledUser(
@@ -241,7 +240,7 @@ class RetireMixin:
             return 0
         new = 0
         now = datetime.now(UTC)
-        with self._session(write=True) as session:
+        with self._db.session(write=True) as session:
             for item in evidence:
                 seen = session.execute(
                     select(m.UseEvidenceRow.id).where(
@@ -282,7 +281,7 @@ class RetireMixin:
             query = query.where(m.UseEvidenceRow.account_id == account_id)
         if user_name is not None:
             query = query.where(m.UseEvidenceRow.user_name == user_name)
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             rows = session.execute(query.order_by(m.UseEvidenceRow.event_time)).scalars()
             return [_evidence(row) for row in rows]
 
@@ -298,7 +297,7 @@ class RetireMixin:
     ) -> BakeDecision:
         """Record who decided what about a user with use evidence, and why."""
         at = at or datetime.now(UTC)
-        with self._session(write=True) as session:
+        with self._db.session(write=True) as session:
             session.execute(
                 insert(m.BakeDecisionRow).values(
                     migration_id=migration_id,
@@ -321,7 +320,7 @@ class RetireMixin:
             query = query.where(m.BakeDecisionRow.account_id == account_id)
         if user_name is not None:
             query = query.where(m.BakeDecisionRow.user_name == user_name)
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             rows = session.execute(query.order_by(m.BakeDecisionRow.at)).scalars()
             return [
                 BakeDecision(
@@ -341,7 +340,7 @@ class RetireMixin:
                 m.JournalRow.status.in_(("succeeded", "adopted")),
             )
         )
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             return {
                 (account_id or "", str(((intent or {}).get("action") or {}).get("target", "")))
                 for account_id, intent in session.execute(query)

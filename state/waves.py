@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from domain.runs import released_plans
 from domain.waves import JournalUse
 from state import models as m
 from state.journal import ROLLBACK_PREFIX
-from state.runs import APPLY_RUN, ROLLBACK_RUN, RUN_SUCCEEDED, RunInfo
+from state.runs import RunRepository
+from state.session import Sessions
 
 
 @dataclass(frozen=True)
@@ -27,27 +26,12 @@ class PlanHead:
     blocking: int
 
 
-def released_plans(runs: list[RunInfo], stage: str = "provision") -> set[int]:
-    """Plans whose stage was last acted on by a rollback that succeeded: they use nothing."""
-    last: dict[int, RunInfo] = {}
-    for run in runs:
-        if run.kind in (APPLY_RUN, ROLLBACK_RUN) and run.params.get("stage") == stage:
-            last[int(run.params["plan_id"])] = run
-    return {
-        plan_id
-        for plan_id, run in last.items()
-        if run.kind == ROLLBACK_RUN and run.status == RUN_SUCCEEDED
-    }
+class WavesRepository:
+    """Reads across a migration's plans: each wave's plans, who created and uses what."""
 
-
-class WavesMixin:
-    """Reads across a migration's plans (mixed into :class:`state.Store`)."""
-
-    if TYPE_CHECKING:
-
-        def _session(self, *, write: bool) -> AbstractContextManager[Session]: ...
-
-        def list_runs(self, migration_id: int | None = None) -> list[RunInfo]: ...
+    def __init__(self, db: Sessions, runs: RunRepository):
+        self._db = db
+        self._runs = runs
 
     def plan_heads(self, migration_id: int) -> list[PlanHead]:
         """The migration's plans, oldest first, without their content."""
@@ -57,13 +41,13 @@ class WavesMixin:
             .where(m.PlanRow.migration_id == migration_id)
             .order_by(m.PlanRow.id)
         )
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             return [PlanHead(*row) for row in session.execute(query)]
 
     def journal_uses(self, migration_id: int, stage: str = "provision") -> list[JournalUse]:
         """Every forward journal row of the stage, in every plan of the migration, with its
         plan's wave: who created, adopted, provisioned and assigned what."""
-        released = released_plans(self.list_runs(migration_id), stage)
+        released = released_plans(self._runs.list_runs(migration_id), stage)
         query = (
             select(m.JournalRow, m.PlanRow.wave)
             .join(m.PlanRow, m.PlanRow.id == m.JournalRow.plan_id)
@@ -75,7 +59,7 @@ class WavesMixin:
             .order_by(m.JournalRow.id)
         )
         uses = []
-        with self._session(write=False) as session:
+        with self._db.session(write=False) as session:
             for row, wave in session.execute(query):
                 action = (row.intent or {}).get("action") or {}
                 uses.append(

@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
+from engine.approvals import record_decision
+from engine.migration import Migration
 from iamc.commands.common import GroupSpecOption, SpecOption, report_to_prefect, required_spec
 from iamc.consoles import console
 from iamc.views.plan import plan_with_summary, show_plan, verify_plan_file
-from state.approvals import record_decision
 
 app = typer.Typer()
 plan_app = typer.Typer(
@@ -100,7 +101,8 @@ def approve(
     Every decision names its stage. Delete is approved on its own, quoting the number of IAM
     users it deletes; an approval of "all" (provision and disable) never covers it.
     """
-    meta = record_decision(
+    meta = Migration.call(
+        record_decision,
         spec,
         plan_id,
         approver=by,

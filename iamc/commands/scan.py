@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from domain.errors import ScanIncomplete
+from engine.key_acceptance import accept_hard_coded_keys
+from engine.migration import Migration
 from iamc.commands.common import (
     GroupSpecOption,
     ProfileOption,
@@ -17,7 +19,6 @@ from iamc.commands.common import (
 )
 from iamc.consoles import console
 from iamc.views.keys import print_key_report, scan_with_progress
-from state.key_acceptance import accept_hard_coded_keys
 
 app = typer.Typer()
 report = typer.Typer()
@@ -69,7 +70,9 @@ def scan_accept(
     account_id, sep, user = target.partition("/")
     if not sep or not account_id or not user:
         raise typer.BadParameter("expected ACCOUNT/USER, e.g. 111111111111/deployer")
-    acceptance = accept_hard_coded_keys(spec, account_id, user, approver=by, reason=reason)
+    acceptance = Migration.call(
+        accept_hard_coded_keys, spec, account_id, user, approver=by, reason=reason
+    )
     console.print(
         f"accepted {len(acceptance.key_ids)} hard-coded key(s) of {account_id}/{user} by "
         f"{acceptance.approver} at {acceptance.at:%Y-%m-%d %H:%M}: the next 'iamc plan' shows "

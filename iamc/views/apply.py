@@ -11,9 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from domain.progress import listening
+from engine.migration import Migration
 from engine.prefect_runtime import imports_without_gc
+from engine.runs import list_runs, run_status
 from iamc.views.retire import print_restore
-from state.runs import list_runs, run_status
 
 
 def _apply_progress(console: Console) -> Progress:
@@ -111,7 +112,7 @@ def print_runs(console: Console, spec: Path | str) -> None:
     table = Table(title="runs")
     for column in ("run", "kind", "status", "plan", "stage", "started", "finished", "error"):
         table.add_column(column)
-    runs = list_runs(spec)
+    runs = Migration.call(list_runs, spec)
     for run in runs:
         status = _styled(run["status"])
         if run["superseded_by"]:
@@ -147,7 +148,7 @@ def _account_table(title: str, rows: dict[str, Any], columns: list[tuple[str, st
 
 
 def print_status(console: Console, spec: Path | str, run_id: int) -> None:
-    status = run_status(spec, run_id)
+    status = Migration.call(run_status, spec, run_id)
     run = status["run"]
     wave = f" of wave {run['wave']}" if run.get("wave") else ""
     line = (

@@ -16,9 +16,10 @@ from rich.table import Table
 from domain import csv_export, inventory_report
 from domain.progress import listening
 from domain.records import Finding
+from engine.migration import Migration
 from engine.prefect_runtime import imports_without_gc
-from state.reports import WAVE_COLUMNS, waves_report
-from state.reports import inventory_report as load_report
+from engine.reports import WAVE_COLUMNS, waves_report
+from engine.reports import inventory_report as load_report
 
 
 def inventory_with_progress(
@@ -64,7 +65,7 @@ def print_inventory_report(
     console: Console, spec: Path | str, output_format: str = "table"
 ) -> None:
     """Print the latest snapshot's per-account report as a table, JSON or CSV."""
-    rows, meta, findings = load_report(spec)
+    rows, meta, findings = Migration.call(load_report, spec)
     # Machine formats bypass rich: no wrapping, no markup, exactly what a pipe expects.
     if output_format == "json":
         meta["findings"] = [asdict(f) for f in findings]
@@ -139,7 +140,7 @@ def print_inventory_table(console: Console, rows: list[dict[str, Any]], title: s
 
 def print_waves_report(console: Console, spec: Path | str, output_format: str = "table") -> None:
     """Per wave: accounts, users migrated, disabled, deleted, CIS 1.21 and what is pending."""
-    rows, meta = waves_report(spec)
+    rows, meta = Migration.call(waves_report, spec)
     if output_format == "json":
         console.print_json(json.dumps({**meta, "waves": rows}, default=str))
         return

@@ -14,8 +14,9 @@ from rich.table import Table
 
 from domain import key_report
 from domain.progress import listening
+from engine.migration import Migration
 from engine.prefect_runtime import imports_without_gc
-from state.reports import key_scan_report
+from engine.reports import key_scan_report
 
 _CLASS_STYLES = {
     "org-key-active": "bold red",
@@ -92,7 +93,7 @@ def scan_with_progress(
 
 def print_key_report(console: Console, spec: Path | str, output_format: str = "table") -> None:
     """Print what the key scans say now: table, JSON, CSV or SARIF (key ids masked)."""
-    data = key_scan_report(spec)
+    data = Migration.call(key_scan_report, spec)
     findings, problems, unscanned = data["findings"], data["problems"], data["unscanned"]
     if output_format == "json":
         sys.stdout.write(key_report.render_json(findings, problems, unscanned, data["meta"]))

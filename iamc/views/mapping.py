@@ -14,9 +14,10 @@ from rich.table import Table
 
 from domain import csv_export
 from domain.records import Finding
+from engine.migration import Migration
 from engine.prefect_runtime import imports_without_gc
+from engine.reports import latest_mapping
 from iamc.views.inventory import print_findings
-from state.reports import latest_mapping
 
 if TYPE_CHECKING:
     from state.identity import MappingInfo
@@ -119,7 +120,7 @@ def mapping_report(
     console: Console, spec: Path | str, unmatched_only: bool = False, output_format: str = "table"
 ) -> None:
     """Print the latest mapping as a table, JSON or CSV (``--unmatched``: what needs a person)."""
-    mapping, tags, meta = latest_mapping(spec)
+    mapping, tags, meta = Migration.call(latest_mapping, spec)
     users = mapping_user_rows(mapping, tags, meta["tag_keys"])
     groups = [
         {

@@ -14,9 +14,10 @@ from domain.errors import InputFileError, PlanMismatchError
 from domain.plan_render import render_json, render_markdown
 from domain.plan_verify import compare_plan_file
 from domain.stages import authorised_by, stage_names
+from engine.migration import Migration
 from engine.prefect_runtime import imports_without_gc
+from engine.reports import load_plan
 from iamc.views.retire import print_delete_preconditions
-from state.reports import load_plan
 
 
 def plan_with_summary(
@@ -95,7 +96,7 @@ def plan_summary_lines(result: dict[str, Any]) -> list[str]:
 
 
 def show_plan(console: Console, spec: Path | str, plan_id: int, output_format: str) -> None:
-    plan, meta = load_plan(spec, plan_id)
+    plan, meta = Migration.call(load_plan, spec, plan_id)
     if output_format == "json":
         sys.stdout.write(render_json(plan, meta) + "\n")
         return
@@ -129,7 +130,7 @@ def verify_plan_file(console: Console, spec: Path | str, path: Path) -> None:
     if not isinstance(data, dict) or not isinstance(data.get("plan_id"), int):
         raise InputFileError(str(path), "no plan_id: not a plan.json written by 'iamc plan'")
     plan_id = data["plan_id"]
-    plan, meta = load_plan(spec, plan_id)
+    plan, meta = Migration.call(load_plan, spec, plan_id)
     check = compare_plan_file(data, plan, meta["hash"])
     if plan.content_hash() != meta["hash"]:
         check.differences.insert(

@@ -20,9 +20,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from engine.migration import Migration
+from engine.progress import migration_progress
 from iamc.serve import stop_process
 from state import Store
-from state.progress import migration_progress
 
 SPEC = """name = "e2e-central"
 state = "sqlite:///state.db"
@@ -60,7 +61,7 @@ def _state(client, flow_run_id, states: set[str], timeout: float = 240):
 
 def _runs(tmp: Path) -> list:
     with Store.open(f"sqlite:///{tmp / 'state.db'}") as store:
-        return store.list_runs()
+        return store.runs.list_runs()
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +130,7 @@ def test_centralize_pauses_for_approval_and_resumed_with_input_reaches_provision
             "decision": "approve",
             "stage": "provision",
             # Typed by the reviewer: the form no longer prefills it (issue 21).
-            "plan_hash": migration_progress(str(served.spec)).plan_hash[:12],
+            "plan_hash": Migration.call(migration_progress, str(served.spec)).plan_hash[:12],
         },
     )
     _wait(

@@ -87,8 +87,8 @@ def test_bad_input_is_a_clear_error_and_the_state_is_intact(iamc, tmp_path):
     spec = write_spec(tmp_path)
     assert iamc("inventory", "-c", str(spec)).returncode == 0
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        migration = store.list_runs()[0].migration_id
-        before = store.latest_snapshot(migration)
+        migration = store.runs.list_runs()[0].migration_id
+        before = store.snapshots.latest_snapshot(migration)
 
     unknown = write_spec(
         tmp_path, SPEC + '[scope]\ninclude_accounts = ["999999999999"]\n', "bad.toml"
@@ -104,10 +104,10 @@ def test_bad_input_is_a_clear_error_and_the_state_is_intact(iamc, tmp_path):
     assert "typo.toml" in result.stderr and "inventroy: unknown key" in result.stderr
 
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        after = store.latest_snapshot(migration)
+        after = store.snapshots.latest_snapshot(migration)
         assert after == before
-        assert len(store.load_snapshot(after.id)) == 3
-        assert store.list_runs()[-1].status == "failed"
+        assert len(store.snapshots.load_snapshot(after.id)) == 3
+        assert store.runs.list_runs()[-1].status == "failed"
 
 
 def test_an_outage_is_unreachable_and_the_inventory_fails(iamc, sandbox_process, tmp_path):
@@ -123,7 +123,7 @@ def test_an_outage_is_unreachable_and_the_inventory_fails(iamc, sandbox_process,
     assert "access-denied" not in result.stderr and "what to do:" in result.stderr
     assert "Traceback" not in result.stderr
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        run = store.list_runs()[-1]
+        run = store.runs.list_runs()[-1]
         assert (run.kind, run.status) == ("inventory", "failed")
 
 

@@ -15,8 +15,9 @@ import pytest
 from domain.plan import Stage
 from engine.apply import apply_plan
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash, parse_fault
+from engine.migration import Migration
+from engine.reports import load_plan
 from state import Store
-from state.reports import load_plan
 
 ACTIONS = 9  # 2 permission sets, 3 provisionings, 4 assignments
 _baseline: dict[str, Any] = {}
@@ -41,7 +42,7 @@ def test_a_crash_at_any_step_boundary_resumes_to_the_same_end_state(
     clean, kit, baseline, tmp_path: Path, index: int, point: str
 ):
     spec, plan_id = kit.write_approved_plan(clean, tmp_path)
-    plan, _ = load_plan(spec, plan_id)
+    plan, _ = Migration.call(load_plan, spec, plan_id)
     actions = [a for a in plan.actions if a.stage == Stage.PROVISION]
     assert len(actions) == ACTIONS
     victim = actions[index]
@@ -49,8 +50,8 @@ def test_a_crash_at_any_step_boundary_resumes_to_the_same_end_state(
     with pytest.raises(InjectedCrash):
         apply_plan(spec, plan_id, fault=(victim.id, point), poll=kit.QUICK)
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        crashed = store.journal_entry(plan_id, victim.id)
-        run_id = next(r.id for r in store.list_runs() if r.kind == "apply")
+        crashed = store.journal.journal_entry(plan_id, victim.id)
+        run_id = next(r.id for r in store.runs.list_runs() if r.kind == "apply")
     # The intent was committed before the call; the outcome never was.
     assert crashed is not None and crashed.status == "started" and crashed.finished is None
 
@@ -63,7 +64,7 @@ def test_a_crash_at_any_step_boundary_resumes_to_the_same_end_state(
     assert count("CreatePermissionSet") == 2
     assert count("CreateAccountAssignment") == 4
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        resumed = store.journal_entry(plan_id, victim.id)
+        resumed = store.journal.journal_entry(plan_id, victim.id)
     assert resumed is not None and resumed.status == "succeeded"
     assert resumed.intent["existed_before"] is False  # ours: rollback will undo it
 

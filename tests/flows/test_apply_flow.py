@@ -13,12 +13,13 @@ from domain.errors import ApplyFailed, ApplyRefused
 from domain.policy_documents import canonical_json
 from domain.progress import listening
 from engine.apply import apply_plan, rollback_plan
+from engine.approvals import record_decision
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
+from engine.migration import Migration
+from engine.reports import load_plan
+from engine.runs import list_runs, run_status
 from flows.apply import apply_flow, resume
 from state import Store
-from state.approvals import record_decision
-from state.reports import load_plan
-from state.runs import list_runs, run_status
 from tasks.handler import PollPolicy
 from tasks.permission_sets import permission_set_names
 
@@ -58,7 +59,7 @@ def _create_readers(world, kit, description: str = "read access") -> None:
 
 def _apply_run_id(tmp_path: Path) -> int:
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        return next(r.id for r in store.list_runs() if r.kind == "apply")
+        return next(r.id for r in store.runs.list_runs() if r.kind == "apply")
 
 
 # -- refusals: exit code 2, nothing mutated ------------------------------------------------
@@ -70,7 +71,7 @@ def test_an_unapproved_plan_is_refused(clean, kit, tmp_path: Path):
         apply_plan(spec, plan_id, poll=kit.QUICK)
     assert err.value.exit_code == 2
     assert _mutations(clean, kit) == 0
-    assert list_runs(spec)[-1]["kind"] == "plan"  # no apply run was even started
+    assert Migration.call(list_runs, spec)[-1]["kind"] == "plan"  # no apply run was even started
 
 
 @pytest.mark.parametrize("stage", ["disable", "delete"])
@@ -81,8 +82,8 @@ def test_retire_stages_of_a_plan_without_users_change_nothing(
     if stage == "delete":
         # "all" never covers delete: it is approved on its own, quoting its users (none here).
         with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-            digest = store.get_plan(plan_id).hash
-        record_decision(
+            digest = store.plans.get_plan(plan_id).hash
+        Migration.call(record_decision,
             spec, plan_id, approver="cab", ticket="CHG-2", stage="delete", expected_hash=digest,
             deletes=0,
         )  # fmt: skip
@@ -127,7 +128,7 @@ def test_a_permission_set_that_differs_is_a_conflict_that_changes_nothing(
     assert kit.live_state(clean) == before
     assert _mutations(clean, kit) == 0
     # A refusal before any change records no run (issue 9): only the plan's own runs exist.
-    assert [r for r in list_runs(spec) if r["kind"] == "apply"] == []
+    assert [r for r in Migration.call(list_runs, spec) if r["kind"] == "apply"] == []
 
 
 def test_a_boundary_the_endpoint_cannot_set_fails_its_action_clearly(clean, kit, tmp_path):
@@ -138,7 +139,7 @@ def test_a_boundary_the_endpoint_cannot_set_fails_its_action_clearly(clean, kit,
         apply_plan(spec, plan_id, poll=kit.QUICK)
     assert "Admins needs a permissions boundary" in str(err.value)
     assert "PutPermissionsBoundaryToPermissionSet (NotImplemented)" in str(err.value)
-    status = run_status(spec, _apply_run_id(tmp_path))
+    status = Migration.call(run_status, spec, _apply_run_id(tmp_path))
     assert status["accounts"]["management"]["failed"] == 1
     # Readers and its work went on; Admins' provisioning and assignment wait, blocked.
     assert kit.live_state(clean)["assignments"] == [
@@ -177,7 +178,7 @@ def test_rollback_restores_the_state_before_and_leaves_adopted_sets_alone(
     result = rollback_plan(spec, run_id, poll=kit.QUICK)
     assert kit.live_state(clean) == before
     assert "Readers" in kit.live_state(clean)["permission_sets"]
-    status = run_status(spec, result["run_id"])
+    status = Migration.call(run_status, spec, result["run_id"])
     assert status["run"]["kind"] == "rollback" and status["run"]["status"] == "succeeded"
     # A second rollback finds nothing left to undo.
     assert rollback_plan(spec, run_id, dry_run=True)["undo"] == []
@@ -187,11 +188,11 @@ def test_rollback_restores_the_state_before_and_leaves_adopted_sets_alone(
 def test_rollback_is_journaled_and_resumable(clean, kit, tmp_path: Path, point: str):
     spec, plan_id = kit.write_approved_plan(clean, tmp_path)
     run_id = apply_plan(spec, plan_id, poll=kit.QUICK)["run_id"]
-    plan, _ = load_plan(spec, plan_id)
+    plan, _ = Migration.call(load_plan, spec, plan_id)
     victim = next(a for a in plan.actions if a.kind == "create-assignment")
     with pytest.raises(InjectedCrash):
         rollback_plan(spec, run_id, fault=(f"rollback:{victim.id}", point), poll=kit.QUICK)
-    rollback_run = max(r["id"] for r in list_runs(spec) if r["kind"] == "rollback")
+    rollback_run = max(r["id"] for r in Migration.call(list_runs, spec) if r["kind"] == "rollback")
     rollback_plan(spec, run_id, resume_run_id=rollback_run, poll=kit.QUICK)
     assert kit.live_state(clean) == {"permission_sets": {}, "assignments": []}
     assert kit.calls(clean)("DeleteAccountAssignment") == 4
@@ -210,7 +211,7 @@ def test_the_flow_completes_under_throttling_with_in_progress_statuses(clean, ki
     spec, plan_id = kit.write_approved_plan(clean, tmp_path)
     summary = apply_flow(str(spec), plan_id, "provision")
     assert summary["succeeded"] == 9 and summary["failed"] == summary["pending"] == 0
-    status = run_status(spec, summary["run_id"])
+    status = Migration.call(run_status, spec, summary["run_id"])
     assert status["run"]["status"] == "succeeded"
     assert {a: (r["done"], r["pending"], r["failed"]) for a, r in status["accounts"].items()} == {
         "management": (2, 0, 0),
@@ -225,7 +226,7 @@ def test_a_failed_assignment_fails_the_run_with_its_reason_and_a_resume_complete
     clean, kit, tmp_path: Path
 ):
     spec, plan_id = kit.write_approved_plan(clean, tmp_path)
-    plan, _ = load_plan(spec, plan_id)
+    plan, _ = Migration.call(load_plan, spec, plan_id)
     a1, a2 = clean.accounts
     provision = next(
         a for a in plan.actions if a.kind == "provision-permission-set" and a.account_id == a1
@@ -240,7 +241,7 @@ def test_a_failed_assignment_fails_the_run_with_its_reason_and_a_resume_complete
 
     with pytest.raises(ApplyFailed, match="FAILED: Quota exceeded for account assignments"):
         resume(spec, run_id)
-    status = run_status(spec, run_id)
+    status = Migration.call(run_status, spec, run_id)
     assert status["run"]["status"] == "failed"
     assert status["accounts"][a1]["failed"] == 1
     assert "Quota exceeded for account assignments" in status["accounts"][a1]["errors"][0]
@@ -250,7 +251,7 @@ def test_a_failed_assignment_fails_the_run_with_its_reason_and_a_resume_complete
 
     summary = resume(spec, run_id)
     assert summary["run_id"] == run_id and summary["succeeded"] == 9
-    assert run_status(spec, run_id)["run"]["status"] == "succeeded"
+    assert Migration.call(run_status, spec, run_id)["run"]["status"] == "succeeded"
     assert kit.calls(clean)("CreatePermissionSet") == 2
     # One create FAILED and was sent again; every other one once.
     assert kit.calls(clean)("CreateAccountAssignment") == 5
@@ -264,7 +265,7 @@ def test_an_account_provisions_its_sets_together_and_is_verified_before_the_next
     clean.control.configure(async_completion_ms=300, async_in_progress_polls=0)
     poll = PollPolicy(initial=0.05, maximum=0.5, timeout=30, first=0.3)
     spec, plan_id = kit.write_approved_plan(clean, tmp_path)
-    plan, _ = load_plan(spec, plan_id)
+    plan, _ = Migration.call(load_plan, spec, plan_id)
     account_of = {a.id: a.account_id for a in plan.actions}
     a1, a2 = clean.accounts
     events: list[tuple[float, str, dict]] = []
@@ -296,7 +297,9 @@ def test_an_account_provisions_its_sets_together_and_is_verified_before_the_next
     ]
     assert len(provisioned) == 2
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        entries = [e for e in store.journal_entries(plan_id, "provision") if e.account_id == a1]
+        entries = [
+            e for e in store.journal.journal_entries(plan_id, "provision") if e.account_id == a1
+        ]
     # Together: each set's provisioning started before the other's ended (one after the
     # other, the second would start when the first had ended, 300 ms or more later).
     sets = sorted(
@@ -317,23 +320,24 @@ def test_a_stage_another_live_process_is_changing_is_refused(clean, kit, tmp_pat
     from datetime import timedelta
 
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        store.acquire_stage_lock(
+        store.leases.acquire_stage_lock(
             plan_id, "provision", "ops-host:4242:cafe", stale_after=timedelta(1)
         )
-        store.stage_lock_run(plan_id, "provision", "ops-host:4242:cafe", 99)
+        store.leases.stage_lock_run(plan_id, "provision", "ops-host:4242:cafe", 99)
     with pytest.raises(ApplyRefused, match=r"being changed by run 99 \(ops-host:4242:cafe") as err:
         apply_plan(spec, plan_id, poll=kit.QUICK)
     assert err.value.exit_code == 2
     assert _mutations(clean, kit) == 0
 
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        store.release_stage_lock(plan_id, "provision", "ops-host:4242:cafe")
+        store.leases.release_stage_lock(plan_id, "provision", "ops-host:4242:cafe")
     summary = apply_plan(spec, plan_id, poll=kit.QUICK)
     assert summary["failed"] == 0 and summary["pending"] == 0
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
         # Released at the end: the next process gets it at once.
         assert (
-            store.acquire_stage_lock(plan_id, "provision", "next", stale_after=timedelta(1)) is None
+            store.leases.acquire_stage_lock(plan_id, "provision", "next", stale_after=timedelta(1))
+            is None
         )
 
 
@@ -342,7 +346,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(clean, kit, tmp_path: Pat
 
     spec, plan_id = kit.write_approved_plan(clean, tmp_path)
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        store.acquire_stage_lock(
+        store.leases.acquire_stage_lock(
             plan_id,
             "provision",
             "killed:1:dead",

@@ -16,8 +16,9 @@ import pytest
 
 from domain.errors import ApplyRefused, PlanError
 from engine.apply import apply_plan
+from engine.approvals import record_decision
+from engine.migration import Migration
 from state import Store
-from state.approvals import record_decision
 
 LATER = datetime.now(UTC) + timedelta(days=15)
 
@@ -36,17 +37,17 @@ def _store(tmp_path: Path) -> Store:
 
 def _delete_runs(tmp_path: Path) -> list[int]:
     with _store(tmp_path) as store:
-        return [r.id for r in store.list_runs() if r.params.get("stage") == "delete"]
+        return [r.id for r in store.runs.list_runs() if r.params.get("stage") == "delete"]
 
 
 def _approvals(tmp_path: Path, plan_id: int) -> list[tuple[str, str]]:
     with _store(tmp_path) as store:
-        return [(a.stage, a.decision) for a in store.get_plan(plan_id).approvals]
+        return [(a.stage, a.decision) for a in store.plans.get_plan(plan_id).approvals]
 
 
 def _hash(tmp_path: Path, plan_id: int) -> str:
     with _store(tmp_path) as store:
-        return store.get_plan(plan_id).hash
+        return store.plans.get_plan(plan_id).hash
 
 
 def _seed(world, kit, prefix: str) -> list[str]:
@@ -84,7 +85,7 @@ def test_a_delete_approval_must_quote_the_right_number_of_users(clean, retire_ki
     digest = _hash(tmp_path, plan_id)
 
     def approve(**what) -> dict:
-        return record_decision(
+        return Migration.call(record_decision,
             spec, plan_id, approver="cab", ticket="CHG-9", stage="delete", expected_hash=digest,
             **what,
         )  # fmt: skip
@@ -94,7 +95,7 @@ def test_a_delete_approval_must_quote_the_right_number_of_users(clean, retire_ki
     with pytest.raises(PlanError, match="--deletes 3"):
         approve()
     with pytest.raises(PlanError, match="goes with stage delete only, not all"):
-        record_decision(
+        Migration.call(record_decision,
             spec, plan_id, approver="cab", ticket="CHG-9", stage="all", expected_hash=digest,
             deletes=3,
         )  # fmt: skip
@@ -142,7 +143,7 @@ def test_the_cap_stops_a_delete_run_before_its_first_deletion(
     assert sorted(kit.iam_state(clean, prefix)) == sorted(users)
     assert _delete_runs(tmp_path) == []
     with _store(tmp_path) as store:
-        assert store.journal_entries(plan_id, "delete") == []
+        assert store.journal.journal_entries(plan_id, "delete") == []
 
 
 def test_the_cli_refuses_delete_after_all_and_checks_the_quoted_number(

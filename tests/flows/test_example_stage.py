@@ -111,7 +111,7 @@ def example_stage() -> Iterator[StageDefinition]:
 
 def _runs(tmp_path: Path) -> list[Any]:
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        return store.list_runs()
+        return store.runs.list_runs()
 
 
 def test_an_example_stage_is_planned_approved_applied_resumed_rolled_back_and_shown(
@@ -128,7 +128,7 @@ def test_an_example_stage_is_planned_approved_applied_resumed_rolled_back_and_sh
         world, tmp_path, prefix, approve=("all", "delete", "example")
     )
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        content = store.get_plan(plan_id).content
+        content = store.plans.get_plan(plan_id).content
     notes = [a for a in content["actions"] if a["stage"] == "example"]
     assert sorted(a["target"] for a in notes) == [f"{prefix}bob", f"{prefix}jane"]
     assert content["actions"][-1]["stage"] == "example"  # planned after the others

@@ -54,9 +54,11 @@ def test_inventory_flow_writes_one_snapshot_per_run(organization, tmp_path):
 
     assert summary["accounts"] == 2 and summary["users"] == 4 and summary["accounts_failed"] == []
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        run = store.get_run(summary["run_id"])
+        run = store.runs.get_run(summary["run_id"])
         assert run.status == "succeeded" and run.kind == "inventory"
-        inventories = {i.account.account_id: i for i in store.load_snapshot(summary["snapshot_id"])}
+        inventories = {
+            i.account.account_id: i for i in store.snapshots.load_snapshot(summary["snapshot_id"])
+        }
         assert set(inventories) == {alpha, beta}
         classes = {u.name: u.user_class for u in inventories[alpha].users}
         assert classes == {
@@ -65,7 +67,7 @@ def test_inventory_flow_writes_one_snapshot_per_run(organization, tmp_path):
             "deployer": UserClass.WORKLOAD,
             "nobody": UserClass.UNUSED,
         }
-        kinds = {(f.kind, f.account_id) for f in store.findings(run_id=summary["run_id"])}
+        kinds = {(f.kind, f.account_id) for f in store.snapshots.findings(run_id=summary["run_id"])}
         assert ("account-not-active", gamma) in kinds
         assert ("inventory-gap", alpha) in kinds
         first_snapshot = summary["snapshot_id"]
@@ -74,10 +76,11 @@ def test_inventory_flow_writes_one_snapshot_per_run(organization, tmp_path):
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
         assert again["snapshot_id"] != first_snapshot
         assert (
-            store.latest_snapshot(store.ensure_migration("wave-1", {})).id == again["snapshot_id"]
+            store.snapshots.latest_snapshot(store.migrations.ensure_migration("wave-1", {})).id
+            == again["snapshot_id"]
         )
         # The earlier snapshot stays for comparison.
-        assert len(store.load_snapshot(first_snapshot)) == 2
+        assert len(store.snapshots.load_snapshot(first_snapshot)) == 2
 
 
 def test_an_unreachable_account_fails_the_run_and_the_rest_is_stored(
@@ -117,10 +120,12 @@ def test_an_unreachable_account_fails_the_run_and_the_rest_is_stored(
     assert f"{beta} (beta): unreachable" in message and "what to do:" in message
     assert "access-denied" not in message
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        run = store.get_run(err.run_id)
+        run = store.runs.get_run(err.run_id)
         assert run.status == "failed" and beta in (run.error or "")
         assert run.summary["accounts_failed"] == [beta]
-        inventories = {i.account.account_id: i for i in store.load_snapshot(err.snapshot_id)}
+        inventories = {
+            i.account.account_id: i for i in store.snapshots.load_snapshot(err.snapshot_id)
+        }
         assert len(inventories[alpha].users) == 4 and inventories[alpha].error is None
         assert "cannot reach the AWS endpoint" in (inventories[beta].error or "")
         # The scope ("*") read no parents; the failed account's was read (a plan that now
@@ -128,5 +133,5 @@ def test_an_unreachable_account_fails_the_run_and_the_rest_is_stored(
         root = AwsSessions(region="us-east-1").management().client("organizations")
         assert inventories[beta].account.parent_id == root.list_roots()["Roots"][0]["Id"]
         assert inventories[alpha].account.parent_id is None
-        kinds = {(f.kind, f.account_id) for f in store.findings(run_id=err.run_id)}
+        kinds = {(f.kind, f.account_id) for f in store.snapshots.findings(run_id=err.run_id)}
         assert ("unreachable", beta) in kinds and ("access-denied", beta) not in kinds

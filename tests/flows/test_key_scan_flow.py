@@ -114,8 +114,8 @@ def test_scan_classifies_every_kind_of_key_and_stores_no_secret(org, tmp_path):
     assert any("scan.paths[1]: 'missing-repo' does not exist" in p for p in summary["problems"])
     url = f"sqlite:///{tmp_path / 'state.db'}"
     with Store.open(url) as store:
-        findings = store.key_scan_findings(summary["run_id"])
-        units = {u.unit: u.status for u in store.key_scan_units(summary["run_id"])}
+        findings = store.scans.key_scan_findings(summary["run_id"])
+        units = {u.unit: u.status for u in store.scans.key_scan_units(summary["run_id"])}
     by_key = {}
     for finding in findings:
         by_key.setdefault(finding.key_id, set()).add(
@@ -170,8 +170,8 @@ def test_a_later_scan_replaces_only_what_it_read(org, tmp_path):
     deployer = org["keys"]["deployer"]["AccessKeyId"]
     url = f"sqlite:///{tmp_path / 'state.db'}"
     with Store.open(url) as store:
-        migration = store.find_migration("wave-1")
-        current, never = store.current_key_findings(migration)
+        migration = store.migrations.find_migration("wave-1")
+        current, never = store.scans.current_key_findings(migration)
         assert {f.source for f in current if f.key_id == deployer} == {"working-tree", "lambda"}
         assert never == ["code:missing-repo"]
 
@@ -193,7 +193,7 @@ def test_a_later_scan_replaces_only_what_it_read(org, tmp_path):
         second = run_key_scan(org["spec"])
     assert second["gaps"] == 1 and second["run_id"] != first["run_id"]
     with Store.open(url) as store:
-        current, _ = store.current_key_findings(migration)
+        current, _ = store.scans.current_key_findings(migration)
     # The code no longer has it; the Lambda finding of the first scan still counts.
     assert {f.source for f in current if f.key_id == deployer} == {"lambda"}
 
@@ -217,7 +217,7 @@ def test_git_history_hit_names_its_commit(org, tmp_path):
     run_inventory(org["spec"])
     summary = run_key_scan(org["spec"])
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        findings = store.key_scan_findings(summary["run_id"])
+        findings = store.scans.key_scan_findings(summary["run_id"])
     deployer = org["keys"]["deployer"]["AccessKeyId"]
     (history,) = [
         f
@@ -241,10 +241,10 @@ def test_an_unreachable_account_makes_the_scan_incomplete_not_failed(org, tmp_pa
     assert second["accounts_failed"] == [org["alpha"]]
     assert any(p.startswith(f"failed {org['alpha']}") for p in second["problems"])
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        assert store.get_run(second["run_id"]).status == "succeeded"
-        units = {u.unit: u.status for u in store.key_scan_units(second["run_id"])}
+        assert store.runs.get_run(second["run_id"]).status == "succeeded"
+        units = {u.unit: u.status for u in store.scans.key_scan_units(second["run_id"])}
         assert units[f"aws:{org['alpha']}:lambda:us-east-1"] == "failed"
-        current, _ = store.current_key_findings(store.find_migration("wave-1"))
+        current, _ = store.scans.current_key_findings(store.migrations.find_migration("wave-1"))
     # The Lambda finding of the first scan still counts: nobody has looked since.
     assert first["run_id"] != second["run_id"]
     assert any(f.source == "lambda" for f in current)
@@ -274,9 +274,9 @@ def test_a_repository_git_refuses_makes_the_scan_incomplete_and_keeps_its_histor
     assert any(p.startswith("failed code: git history: git refused") for p in second["problems"])
     url = f"sqlite:///{tmp_path / 'state.db'}"
     with Store.open(url) as store:
-        assert store.get_run(second["run_id"]).status == "succeeded"
-        units = {u.unit: u.status for u in store.key_scan_units(second["run_id"])}
-        current, _ = store.current_key_findings(store.find_migration("wave-1"))
+        assert store.runs.get_run(second["run_id"]).status == "succeeded"
+        units = {u.unit: u.status for u in store.scans.key_scan_units(second["run_id"])}
+        current, _ = store.scans.current_key_findings(store.migrations.find_migration("wave-1"))
     assert units["code:code"] == "scanned" and units["code-history:code"] == "failed"
     # Nobody read the history this time: the first scan's history finding still counts.
     in_app = {f.source for f in current if f.key_id == deployer and f.location == "app.py:1"}

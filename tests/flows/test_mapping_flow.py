@@ -80,8 +80,8 @@ def write_spec(tmp_path: Path, mapping: str = "") -> Path:
 
 def state_counts(tmp_path: Path) -> tuple[int, list]:
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        runs = store.list_runs()
-        mapping = store.latest_mapping(runs[0].migration_id) if runs else None
+        runs = store.runs.list_runs()
+        mapping = store.identity.latest_mapping(runs[0].migration_id) if runs else None
         return len(runs), mapping
 
 
@@ -99,9 +99,9 @@ def test_mapping_flow_stores_mappings_findings_and_the_identity_store(organizati
     assert (summary["groups"], summary["groups_matched"], summary["groups_unmatched"]) == (3, 2, 1)
     assert summary["snapshot_id"] == inventory["snapshot_id"]
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        run = store.get_run(summary["run_id"])
+        run = store.runs.get_run(summary["run_id"])
         assert (run.kind, run.status) == ("mapping", "succeeded")
-        mapping = store.latest_mapping(run.migration_id)
+        mapping = store.identity.latest_mapping(run.migration_id)
         assert mapping is not None and mapping.run_id == run.id
         assert mapping.snapshot_id == inventory["snapshot_id"]
         assert len(mapping.identity_users) == 3 and len(mapping.identity_groups) == 1
@@ -128,7 +128,7 @@ def test_mapping_flow_stores_mappings_findings_and_the_identity_store(organizati
         # victor is unmatched, so only jane counts in alpha: the IdP group holds her.
         assert groups[(alpha, "developers")].status == MatchStatus.MATCHED
         assert groups[(alpha, "auditors")].status == MatchStatus.UNMATCHED  # no such IdP group
-        findings = store.findings(run_id=run.id)
+        findings = store.snapshots.findings(run_id=run.id)
         assert [(f.kind, f.subject) for f in findings if f.kind == "workload-needs-role"] == [
             ("workload-needs-role", "deployer")
         ]

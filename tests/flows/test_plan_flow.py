@@ -25,10 +25,11 @@ from domain.records import (
     UserClass,
     UserMapping,
 )
+from engine.approvals import record_decision
+from engine.migration import Migration
+from engine.reports import load_plan
 from flows.plan import plan_and_approve, plan_flow
 from state import Store
-from state.approvals import record_decision
-from state.reports import load_plan
 
 READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 DOC = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
@@ -63,16 +64,16 @@ def seed_store(url: str, managed_policies: int = 1, unreachable: str | None = No
         ],
     )
     with Store.open(url) as store:
-        migration = store.ensure_migration("wave-1", {})
-        run = store.start_run(migration, "inventory")
-        snapshot = store.new_snapshot(migration, run)
-        store.save_account_inventory(snapshot, inventory)
+        migration = store.migrations.ensure_migration("wave-1", {})
+        run = store.runs.start_run(migration, "inventory")
+        snapshot = store.snapshots.new_snapshot(migration, run)
+        store.snapshots.save_account_inventory(snapshot, inventory)
         if unreachable:
             error = f"account {unreachable} iam:GetAccountAuthorizationDetails: unreachable: ..."
-            store.save_account_inventory(
+            store.snapshots.save_account_inventory(
                 snapshot, AccountInventory(account=Account(unreachable, "beta"), error=error)
             )
-            store.add_findings(
+            store.snapshots.add_findings(
                 run,
                 [
                     Finding(
@@ -84,9 +85,9 @@ def seed_store(url: str, managed_policies: int = 1, unreachable: str | None = No
                     )
                 ],
             )
-        store.complete_snapshot(snapshot)
-        store.finish_run(run, "failed" if unreachable else "succeeded")
-        mapping_run = store.start_run(migration, "mapping")
+        store.snapshots.complete_snapshot(snapshot)
+        store.runs.finish_run(run, "failed" if unreachable else "succeeded")
+        mapping_run = store.runs.start_run(migration, "mapping")
         identities = [IdentityUser(f"id-{u.name}", f"{u.name}@example.com") for u in users]
         mappings = [
             UserMapping(
@@ -94,8 +95,8 @@ def seed_store(url: str, managed_policies: int = 1, unreachable: str | None = No
             )
             for u, i in zip(users, identities, strict=True)
         ]
-        store.save_mapping(mapping_run, snapshot, identities, [], mappings, [])
-        store.finish_run(mapping_run, "succeeded")
+        store.identity.save_mapping(mapping_run, snapshot, identities, [], mappings, [])
+        store.runs.finish_run(mapping_run, "succeeded")
 
 
 @pytest.fixture
@@ -121,29 +122,56 @@ def test_approval_is_recorded_once_and_bound_to_the_hash(spec: Path):
     result = plan_flow(str(spec))
     plan_id, digest = result["plan_id"], result["hash"]
     with pytest.raises(PlanError, match="not the 000000000000 that was reviewed"):
-        record_decision(spec, plan_id, approver="cab", ticket="CHG-1", expected_hash="000000000000")
-    meta = record_decision(
-        spec, plan_id, approver="cab", ticket="CHG-1", stage="provision", expected_hash=digest[:12]
+        Migration.call(
+            record_decision,
+            spec,
+            plan_id,
+            approver="cab",
+            ticket="CHG-1",
+            expected_hash="000000000000",
+        )
+    meta = Migration.call(
+        record_decision,
+        spec,
+        plan_id,
+        approver="cab",
+        ticket="CHG-1",
+        stage="provision",
+        expected_hash=digest[:12],
     )
     assert [(a["stage"], a["decision"], a["approver"]) for a in meta["approvals"]] == [
         ("provision", "approved", "cab")
     ]
     with pytest.raises(PlanError, match="already approved by cab"):
-        record_decision(
+        Migration.call(record_decision,
             spec, plan_id, approver="someone", ticket="CHG-2", stage="provision",
             expected_hash=digest,
         )  # fmt: skip
     with pytest.raises(PlanError, match="already approved"):
-        record_decision(
-            spec, plan_id, approver="someone", ticket="CHG-2", stage="all", expected_hash=digest
+        Migration.call(
+            record_decision,
+            spec,
+            plan_id,
+            approver="someone",
+            ticket="CHG-2",
+            stage="all",
+            expected_hash=digest,
         )
     # Another stage is a separate decision.
-    meta = record_decision(
-        spec, plan_id, approver="cab", ticket="CHG-3", stage="disable", expected_hash=digest
+    meta = Migration.call(
+        record_decision,
+        spec,
+        plan_id,
+        approver="cab",
+        ticket="CHG-3",
+        stage="disable",
+        expected_hash=digest,
     )
     assert len(meta["approvals"]) == 2
     with pytest.raises(PlanError, match="no plan 999"):
-        record_decision(spec, 999, approver="cab", ticket="CHG-1", expected_hash=digest)
+        Migration.call(
+            record_decision, spec, 999, approver="cab", ticket="CHG-1", expected_hash=digest
+        )
 
 
 @pytest.mark.parametrize("reviewed", ["missing", "empty", "1 char", "11 chars", "not hex"])
@@ -158,15 +186,21 @@ def test_an_approval_without_a_12_character_hash_is_refused(spec: Path, reviewed
         "not hex": "z" * 12,
     }[reviewed]
     with pytest.raises(PlanError) as caught:
-        record_decision(
-            spec, plan_id, approver="x", ticket="y", stage="delete", expected_hash=quoted
+        Migration.call(
+            record_decision,
+            spec,
+            plan_id,
+            approver="x",
+            ticket="y",
+            stage="delete",
+            expected_hash=quoted,
         )
     assert digest[:12] in str(caught.value) and "refusing" in str(caught.value)
     with Store.open(f"sqlite:///{spec.parent / 'state.db'}") as store:
-        assert store.get_plan(plan_id).approvals == []
+        assert store.plans.get_plan(plan_id).approvals == []
     # Twelve characters, in either case, bind the approval (delete quotes its users, too).
-    deletes = deletes_in(load_plan(spec, plan_id)[0])
-    meta = record_decision(
+    deletes = deletes_in(Migration.call(load_plan, spec, plan_id)[0])
+    meta = Migration.call(record_decision,
         spec, plan_id, approver="x", ticket="y", stage="delete",
         expected_hash=digest[:12].upper(), deletes=deletes,
     )  # fmt: skip
@@ -184,8 +218,13 @@ def test_a_plan_whose_content_changed_is_not_approved(spec: Path, tmp_path: Path
         )
     engine.dispose()
     with pytest.raises(PlanError, match="changed since it was computed"):
-        record_decision(
-            spec, result["plan_id"], approver="cab", ticket="CHG-1", expected_hash=result["hash"]
+        Migration.call(
+            record_decision,
+            spec,
+            result["plan_id"],
+            approver="cab",
+            ticket="CHG-1",
+            expected_hash=result["hash"],
         )
 
 
@@ -198,8 +237,13 @@ def test_a_plan_with_blocking_errors_cannot_be_approved(tmp_path: Path):
     markdown = Path(result["files"]["markdown"]).read_text()
     assert "## Blocking errors" in markdown and "12 managed policies > 10" in markdown
     with pytest.raises(PlanError, match="blocking error"):
-        record_decision(
-            path, result["plan_id"], approver="cab", ticket="CHG-1", expected_hash=result["hash"]
+        Migration.call(
+            record_decision,
+            path,
+            result["plan_id"],
+            approver="cab",
+            ticket="CHG-1",
+            expected_hash=result["hash"],
         )
 
 
@@ -268,7 +312,7 @@ def test_approval_pause_is_resumed_through_the_api_like_the_ui(spec: Path, decis
     if decision == "reject":
         # A rejected stage can't be approved afterwards: a new plan is needed.
         with pytest.raises(PlanError, match="already rejected"):
-            record_decision(
+            Migration.call(record_decision,
                 spec, plan_id, approver="cab", ticket="CHG-43", stage="provision",
                 expected_hash=outcome["meta"]["hash"],
             )  # fmt: skip
@@ -286,8 +330,13 @@ def test_an_account_the_inventory_could_not_read_blocks_the_plan(tmp_path: Path)
     blocking = markdown[markdown.index("## Blocking errors") : markdown.index("## Risks")]
     assert "account-not-inventoried" in blocking and "222222222222 (beta)" in blocking
     with pytest.raises(PlanError, match="blocking error"):
-        record_decision(
-            path, result["plan_id"], approver="cab", ticket="CHG-1", expected_hash=result["hash"]
+        Migration.call(
+            record_decision,
+            path,
+            result["plan_id"],
+            approver="cab",
+            ticket="CHG-1",
+            expected_hash=result["hash"],
         )
 
 
@@ -336,7 +385,7 @@ def test_the_approval_form_refuses_a_hash_other_than_the_stored_plans(spec: Path
     assert isinstance(outcome.get("error"), PlanError), outcome
     assert f"has hash {result['hash'][:12]}, not the {other}" in str(outcome["error"])
     with Store.open(f"sqlite:///{spec.parent / 'state.db'}") as store:
-        assert store.get_plan(plan_id).approvals == []
+        assert store.plans.get_plan(plan_id).approvals == []
 
 
 def test_blocked_users_access_is_left_out_of_the_plan(tmp_path: Path):
@@ -368,7 +417,7 @@ def test_recomputing_from_a_new_inventory_and_mapping_keeps_the_plan_and_its_app
     from engine.apply import check_runnable
 
     first = plan_flow(str(spec))
-    record_decision(
+    Migration.call(record_decision,
         spec, first["plan_id"], approver="cab", ticket="CHG-1", stage="provision",
         expected_hash=first["hash"],
     )  # fmt: skip
@@ -379,8 +428,8 @@ def test_recomputing_from_a_new_inventory_and_mapping_keeps_the_plan_and_its_app
     assert again["plan_id"] == first["plan_id"] and again["reused"]
     assert [a["ticket"] for a in again["approvals"]] == ["CHG-1"]
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        assert len(store.list_runs()) == 6  # 2 x (inventory, mapping, plan)
-        info = store.get_plan(first["plan_id"])
+        assert len(store.runs.list_runs()) == 6  # 2 x (inventory, mapping, plan)
+        info = store.plans.get_plan(first["plan_id"])
         check_runnable(info, "provision", str(spec))  # the approval still applies
 
 
@@ -393,14 +442,14 @@ def test_plan_show_of_an_applied_plan_says_what_was_applied(spec: Path, tmp_path
 
     result = plan_flow(str(spec))
     plan_id = result["plan_id"]
-    record_decision(
+    Migration.call(record_decision,
         spec, plan_id, approver="cab", ticket="CHG-7", stage="provision",
         expected_hash=result["hash"],
     )  # fmt: skip
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        migration = store.find_migration("wave-1")
-        run = store.start_run(migration, "apply", {"plan_id": plan_id, "stage": "provision"})
-        store.finish_run(run, "succeeded")
+        migration = store.migrations.find_migration("wave-1")
+        run = store.runs.start_run(migration, "apply", {"plan_id": plan_id, "stage": "provision"})
+        store.runs.finish_run(run, "succeeded")
 
     out = StringIO()
     show_plan(Console(file=out, width=200), spec, plan_id, "markdown")
@@ -448,7 +497,7 @@ def test_plan_verify_tells_the_stored_plan_from_an_edited_file(spec: Path, tmp_p
     import json
 
     result = plan_flow(str(spec))
-    record_decision(
+    Migration.call(record_decision,
         spec, result["plan_id"], approver="cab", ticket="CHG-7", stage="provision",
         expected_hash=result["hash"],
     )  # fmt: skip

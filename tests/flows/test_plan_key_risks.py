@@ -21,10 +21,11 @@ from domain.records import (
     UserClass,
     UserMapping,
 )
+from engine.approvals import record_decision
+from engine.key_acceptance import accept_hard_coded_keys
+from engine.migration import Migration
 from flows.plan import plan_flow
 from state import Store
-from state.approvals import record_decision
-from state.key_acceptance import accept_hard_coded_keys
 from state.key_scans import KEY_SCAN_RUN, ScanUnit
 
 ACCOUNT = "111111111111"
@@ -59,19 +60,19 @@ def spec(tmp_path: Path) -> Path:
         ],
     )
     with Store.open(url) as store:
-        migration = store.ensure_migration("wave-1", {})
-        run = store.start_run(migration, "inventory")
-        snapshot = store.new_snapshot(migration, run)
-        store.save_account_inventory(snapshot, inventory)
-        store.complete_snapshot(snapshot)
-        store.finish_run(run, "succeeded")
-        mapping_run = store.start_run(migration, "mapping")
+        migration = store.migrations.ensure_migration("wave-1", {})
+        run = store.runs.start_run(migration, "inventory")
+        snapshot = store.snapshots.new_snapshot(migration, run)
+        store.snapshots.save_account_inventory(snapshot, inventory)
+        store.snapshots.complete_snapshot(snapshot)
+        store.runs.finish_run(run, "succeeded")
+        mapping_run = store.runs.start_run(migration, "mapping")
         identity = IdentityUser("id-ana", "ana@example.com")
         mapping = UserMapping(
             ACCOUNT, "ana", MatchStatus.MATCHED, "username", identity.user_id, identity.user_name
         )
-        store.save_mapping(mapping_run, snapshot, [identity], [], [mapping], [])
-        store.finish_run(mapping_run, "succeeded")
+        store.identity.save_mapping(mapping_run, snapshot, [identity], [], [mapping], [])
+        store.runs.finish_run(mapping_run, "succeeded")
     path = tmp_path / "spec.toml"
     path.write_text('name = "wave-1"\nstate = "sqlite:///state.db"\n')
     return path
@@ -79,10 +80,10 @@ def spec(tmp_path: Path) -> Path:
 
 def _scan(spec: Path, findings: list[KeyFinding], units: list[str]) -> None:
     with Store.open(f"sqlite:///{spec.parent / 'state.db'}") as store:
-        migration = store.find_migration("wave-1")
-        run = store.start_run(migration, KEY_SCAN_RUN)
-        store.save_key_scan(run, findings, [ScanUnit(u, "scanned") for u in units], [])
-        store.finish_run(run, "succeeded")
+        migration = store.migrations.find_migration("wave-1")
+        run = store.runs.start_run(migration, KEY_SCAN_RUN)
+        store.scans.save_key_scan(run, findings, [ScanUnit(u, "scanned") for u in units], [])
+        store.runs.finish_run(run, "succeeded")
 
 
 def _hit(key: str, location: str, **extra) -> KeyFinding:
@@ -136,21 +137,46 @@ def test_an_active_hard_coded_key_holds_disable_and_delete_until_accepted(spec: 
 
     plan_id, reviewed = result["plan_id"], result["hash"][:12]
     with pytest.raises(PlanError, match=r"blocking error.*for stage disable"):
-        record_decision(
-            spec, plan_id, approver="cab", ticket="CHG-1", stage="disable", expected_hash=reviewed
+        Migration.call(
+            record_decision,
+            spec,
+            plan_id,
+            approver="cab",
+            ticket="CHG-1",
+            stage="disable",
+            expected_hash=reviewed,
         )
     with pytest.raises(PlanError, match="for stage all"):
-        record_decision(
-            spec, plan_id, approver="cab", ticket="CHG-1", stage="all", expected_hash=reviewed
+        Migration.call(
+            record_decision,
+            spec,
+            plan_id,
+            approver="cab",
+            ticket="CHG-1",
+            stage="all",
+            expected_hash=reviewed,
         )
-    record_decision(
-        spec, plan_id, approver="cab", ticket="CHG-1", stage="provision", expected_hash=reviewed
+    Migration.call(
+        record_decision,
+        spec,
+        plan_id,
+        approver="cab",
+        ticket="CHG-1",
+        stage="provision",
+        expected_hash=reviewed,
     )
 
     with pytest.raises(PlanError, match="no key of 111111111111/nobody"):
-        accept_hard_coded_keys(spec, ACCOUNT, "nobody", approver="sec", reason="n/a")
-    accept_hard_coded_keys(
-        spec, ACCOUNT, "ana", approver="sec-lead", reason="app.py is a dead branch"
+        Migration.call(
+            accept_hard_coded_keys, spec, ACCOUNT, "nobody", approver="sec", reason="n/a"
+        )
+    Migration.call(
+        accept_hard_coded_keys,
+        spec,
+        ACCOUNT,
+        "ana",
+        approver="sec-lead",
+        reason="app.py is a dead branch",
     )
     accepted = plan_flow(str(spec))
     assert accepted["blocking"] == 0
@@ -178,7 +204,7 @@ def test_a_key_only_in_history_is_a_risk_not_a_hold(spec: Path):
 
 def test_an_acceptance_covers_its_key_ids_wherever_they_are_found_later(spec: Path):
     _scan(spec, [_hit(ANA_KEY, "app.py:3")], ["code:repo"])
-    accept_hard_coded_keys(spec, ACCOUNT, "ana", approver="sec", reason="known")
+    Migration.call(accept_hard_coded_keys, spec, ACCOUNT, "ana", approver="sec", reason="known")
     assert plan_flow(str(spec))["blocking"] == 0
     # The same key, now also in a Lambda function: still the same key id, still covered.
     _scan(

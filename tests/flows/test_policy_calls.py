@@ -21,11 +21,12 @@ from typing import Any
 import pytest
 
 from engine.apply import apply_plan, rollback_plan
+from engine.migration import Migration
+from engine.runs import list_runs
 from flows.bake import bake_report
 from flows.inventory import run_inventory
 from flows.key_scan import run_key_scan
 from flows.restore import restore
-from state.runs import list_runs
 from tasks.aws import AwsSessions
 from tasks.permissions import least_privilege_policies, restore_only_writes, session_policy
 
@@ -135,7 +136,7 @@ def test_each_commands_calls_fit_the_policy_of_the_role_it_uses(
     run_inventory(spec)
     run_key_scan(spec)
     apply_plan(spec, plan_id, "disable")
-    disable_run = next(r["id"] for r in list_runs(spec) if r["kind"] == "apply")
+    disable_run = next(r["id"] for r in Migration.call(list_runs, spec) if r["kind"] == "apply")
     rollback_plan(spec, disable_run, user=f"{a2}/{bob}")
     bake_report(spec, clock=lambda: LATER)
     apply_plan(spec, plan_id, "disable")

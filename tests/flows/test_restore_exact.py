@@ -16,11 +16,12 @@ from domain.errors import ApplyFailed, ApplyRefused
 from engine.apply import apply_plan
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
 from engine.lease import stage_lease
+from engine.migration import Migration
+from engine.reports import load_plan
+from engine.runs import list_runs
 from flows.apply import resume
 from flows.restore import restore
 from state import Store
-from state.reports import load_plan
-from state.runs import list_runs
 
 LATER = datetime.now(UTC) + timedelta(days=15)
 # What a restore can bring back of a user (keys, password, MFA and service credentials can't
@@ -72,7 +73,7 @@ def _disabled_jane(clean, kit, tmp_path: Path) -> tuple[str, str, Path, int]:
 
 
 def _delete_action(spec: Path, plan_id: int, kind: str) -> str:
-    plan, _ = load_plan(spec, plan_id)
+    plan, _ = Migration.call(load_plan, spec, plan_id)
     return next(a.id for a in plan.actions if a.stage == "delete" and a.kind == kind)
 
 
@@ -90,7 +91,7 @@ def test_restore_refuses_a_name_now_held_by_another_user(clean, retire_kit, tmp_
     iam = clean.member_iam(a1)
     stranger = iam.create_user(UserName=jane)["User"]  # someone else, same name
     with _store(tmp_path) as store:
-        (snapshot,) = store.user_snapshots(store.find_migration("wave-1"))
+        (snapshot,) = store.retired.user_snapshots(store.migrations.find_migration("wave-1"))
     clean.control.reset_calls()
 
     with pytest.raises(ApplyRefused) as refused:
@@ -103,7 +104,7 @@ def test_restore_refuses_a_name_now_held_by_another_user(clean, retire_kit, tmp_
     state = kit.iam_state(clean, prefix)[f"{a1}/{jane}"]
     assert state["inline"] == state["attached"] == state["groups"] == []
     assert iam.list_user_tags(UserName=jane)["Tags"] == []
-    runs = [r for r in list_runs(spec) if r["kind"] == "restore"]
+    runs = [r for r in Migration.call(list_runs, spec) if r["kind"] == "restore"]
     assert [r["status"] for r in runs] == ["failed"]  # recorded, visible in iamc runs
 
 
@@ -137,7 +138,7 @@ def test_restore_rebuilds_a_user_whose_deletion_stopped_before_delete_user(
     assert "new unique id" not in cannot  # same id: resource policies still name it
 
     # The stopped delete run, resumed, must not finish deleting what was brought back.
-    run_id = [r["id"] for r in list_runs(spec) if r["kind"] == "apply"][-1]
+    run_id = [r["id"] for r in Migration.call(list_runs, spec) if r["kind"] == "apply"][-1]
     with pytest.raises(ApplyFailed, match="restored while its deletion was unfinished"):
         apply_plan(spec, plan_id, "delete", resume_run_id=run_id, clock=later)
     assert _restorable(kit.iam_state(clean, prefix)[f"{a1}/{jane}"]) == _restorable(before)
@@ -158,14 +159,14 @@ def test_changes_made_while_a_delete_was_stopped_are_snapshotted_and_restored(
     iam.add_user_to_group(GroupName=f"{prefix}late", UserName=jane)
     iam.put_user_policy(UserName=jane, PolicyName="late", PolicyDocument=json.dumps(DOC))
     before = kit.iam_state(clean, prefix)[f"{a1}/{jane}"]
-    run_id = [r["id"] for r in list_runs(spec) if r["kind"] == "apply"][-1]
+    run_id = [r["id"] for r in Migration.call(list_runs, spec) if r["kind"] == "apply"][-1]
 
     summary = apply_plan(spec, plan_id, "delete", resume_run_id=run_id, clock=later)
 
     assert summary["failed"] == summary["pending"] == 0, summary
     assert kit.iam_state(clean, prefix) == {}
     with _store(tmp_path) as store:
-        snapshots = store.user_snapshots(store.find_migration("wave-1"))
+        snapshots = store.retired.user_snapshots(store.migrations.find_migration("wave-1"))
     assert len(snapshots) == 2  # the first one is kept; the newer one has the changes
     assert f"{prefix}late" not in snapshots[0].content["groups"]
     assert f"{prefix}late" in snapshots[1].content["groups"]
@@ -184,12 +185,12 @@ def test_a_resume_with_nothing_changed_keeps_one_snapshot(clean, retire_kit, tmp
     crash_at = _delete_action(spec, plan_id, "detach-managed-policy")
     with pytest.raises(InjectedCrash):
         apply_plan(spec, plan_id, "delete", fault=(crash_at, AFTER_CALL), clock=later)
-    run_id = [r["id"] for r in list_runs(spec) if r["kind"] == "apply"][-1]
+    run_id = [r["id"] for r in Migration.call(list_runs, spec) if r["kind"] == "apply"][-1]
 
     apply_plan(spec, plan_id, "delete", resume_run_id=run_id, clock=later)
 
     with _store(tmp_path) as store:
-        snapshots = store.user_snapshots(store.find_migration("wave-1"))
+        snapshots = store.retired.user_snapshots(store.migrations.find_migration("wave-1"))
     # Half torn down when read again: what the teardown removed is not a change.
     assert [s.user_name for s in snapshots] == [jane]
 
@@ -212,15 +213,15 @@ def test_a_restore_cut_off_half_way_resumes_to_the_snapshot_state_sending_nothin
     apply_plan(spec, plan_id, "delete", clock=later)
     clean.control.reset_calls()
     with _store(tmp_path) as store:
-        (snapshot,) = store.user_snapshots(store.find_migration("wave-1"))
-        first_run = max(r.id for r in store.list_runs()) + 1  # the restore's run id
+        (snapshot,) = store.retired.user_snapshots(store.migrations.find_migration("wave-1"))
+        first_run = max(r.id for r in store.runs.list_runs()) + 1  # the restore's run id
     from tasks.user_restore import restore_actions
 
     victim = next(a.id for a in restore_actions(first_run, a1, snapshot.content) if a.kind == kind)
 
     with pytest.raises(InjectedCrash):
         restore(spec, f"{a1}/{jane}", fault=(victim, point))
-    (crashed,) = [r for r in list_runs(spec) if r["kind"] == "restore"]
+    (crashed,) = [r for r in Migration.call(list_runs, spec) if r["kind"] == "restore"]
     assert crashed["id"] == first_run and crashed["status"] != "succeeded"
 
     if how == "same command":
@@ -229,7 +230,9 @@ def test_a_restore_cut_off_half_way_resumes_to_the_snapshot_state_sending_nothin
         summary = resume(spec, crashed["id"])
 
     assert summary["run_id"] == crashed["id"]
-    assert [r["status"] for r in list_runs(spec) if r["kind"] == "restore"] == ["succeeded"]
+    assert [r["status"] for r in Migration.call(list_runs, spec) if r["kind"] == "restore"] == [
+        "succeeded"
+    ]
     state = kit.iam_state(clean, prefix)[f"{a1}/{jane}"]
     assert _restorable(state) == _restorable(before)
     assert clean.member_iam(a1).list_user_tags(UserName=jane)["Tags"] == [

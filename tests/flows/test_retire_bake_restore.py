@@ -13,10 +13,11 @@ from botocore.config import Config
 from domain.errors import ApplyRefused, PlanError
 from domain.retire import Decision
 from engine.apply import apply_plan, rollback_plan
+from engine.migration import Migration
+from engine.runs import list_runs
 from flows.bake import bake_report, decide
 from flows.restore import restore
 from state import Store
-from state.runs import list_runs
 
 LATER = datetime.now(UTC) + timedelta(days=15)
 
@@ -42,7 +43,7 @@ def test_bake_watch_shows_who_tried_when_and_from_where(clean, retire_kit, tmp_p
     kit.seed_user(clean, a2, carol, keys=1)
     spec, plan_id = kit.write_retire_plan(clean, tmp_path, prefix)
     apply_plan(spec, plan_id, "disable")
-    run_id = next(r["id"] for r in list_runs(spec) if r["kind"] == "apply")
+    run_id = next(r["id"] for r in Migration.call(list_runs, spec) if r["kind"] == "apply")
 
     assert set(_states(bake_report(spec)).values()) == {"baking"}
 
@@ -80,10 +81,12 @@ def test_bake_watch_shows_who_tried_when_and_from_where(clean, retire_kit, tmp_p
     assert "nightly-backup/1.0" in denied["user_agent"] and denied["key"] == key["AccessKeyId"]
     assert users[f"{a2}/{carol}"]["state"] == "re-enabled"
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        assert len(store.use_evidence(store.find_migration("wave-1"))) == 2  # stored once
+        assert (
+            len(store.retired.use_evidence(store.migrations.find_migration("wave-1"))) == 2
+        )  # stored once
     bake_report(spec, clock=later)  # a second watch records nothing twice
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        assert len(store.use_evidence(store.find_migration("wave-1"))) == 2
+        assert len(store.retired.use_evidence(store.migrations.find_migration("wave-1"))) == 2
 
     decide(spec, f"{a2}/{bob}", by="ops-lead", reason="backup job moved to a role")
     decide(spec, f"{a1}/{jane}", by="ops-lead", reason="on leave", decision=Decision.KEEP)

@@ -17,8 +17,9 @@ import pytest
 from domain.plan import Stage
 from engine.apply import apply_plan
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
+from engine.migration import Migration
+from engine.reports import load_plan
 from state import Store
-from state.reports import load_plan
 
 LATER = datetime.now(UTC) + timedelta(days=15)
 MUTATING = (
@@ -109,7 +110,7 @@ def _baseline(clean, kit, tmp_path: Path, stage: str) -> dict[str, Any]:
 def _crash_and_resume(clean, kit, tmp_path: Path, stage: str, index: int, point: str) -> None:
     baseline = _baseline(clean, kit, tmp_path, stage)
     prefix, spec, plan_id = _prepare(clean, kit, tmp_path, stage)
-    plan, _ = load_plan(spec, plan_id)
+    plan, _ = Migration.call(load_plan, spec, plan_id)
     actions = [a for a in plan.actions if a.stage == stage]
     assert len(actions) == (DISABLE_ACTIONS if stage == Stage.DISABLE else DELETE_ACTIONS)
     victim = actions[index]
@@ -117,8 +118,8 @@ def _crash_and_resume(clean, kit, tmp_path: Path, stage: str, index: int, point:
     with pytest.raises(InjectedCrash):
         apply_plan(spec, plan_id, stage, fault=(victim.id, point), clock=later)
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        crashed = store.journal_entry(plan_id, victim.id)
-        run_id = [r.id for r in store.list_runs() if r.kind == "apply"][-1]
+        crashed = store.journal.journal_entry(plan_id, victim.id)
+        run_id = [r.id for r in store.runs.list_runs() if r.kind == "apply"][-1]
     assert crashed is not None and crashed.status == "started" and crashed.finished is None
 
     summary = apply_plan(spec, plan_id, stage, resume_run_id=run_id, clock=later)
@@ -128,9 +129,9 @@ def _crash_and_resume(clean, kit, tmp_path: Path, stage: str, index: int, point:
     assert _shape(kit.iam_state(clean, prefix), prefix) == baseline["state"]
     assert _mutations(clean) == baseline["mutations"]  # nothing sent twice
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        resumed = store.journal_entry(plan_id, victim.id)
+        resumed = store.journal.journal_entry(plan_id, victim.id)
         if stage == Stage.DELETE:
-            snapshots = store.user_snapshots(store.find_migration("wave-1"))
+            snapshots = store.retired.user_snapshots(store.migrations.find_migration("wave-1"))
             assert [s.user_name for s in snapshots] == [f"{prefix}jane"]
     assert resumed is not None and resumed.done
 

@@ -33,7 +33,7 @@ def _store(tmp_path: Path) -> Store:
 
 def _runs(tmp_path: Path, kind: str = "apply") -> list[int]:
     with _store(tmp_path) as store:
-        return [r.id for r in store.list_runs() if r.kind == kind]
+        return [r.id for r in store.runs.list_runs() if r.kind == kind]
 
 
 def resume_delete(spec: Path, plan_id: int, tmp_path: Path) -> dict:
@@ -83,8 +83,8 @@ def test_a_user_is_deleted_only_after_its_bake_period_with_a_snapshot_first(
     assert summary["failed"] == summary["pending"] == 0, summary
     assert kit.iam_state(clean, prefix) == {}
     with _store(tmp_path) as store:
-        migration_id = store.find_migration("wave-1")
-        snapshots = {s.user_name: s for s in store.user_snapshots(migration_id)}
+        migration_id = store.migrations.find_migration("wave-1")
+        snapshots = {s.user_name: s for s in store.retired.user_snapshots(migration_id)}
     snap = snapshots[jane].content
     assert snap["path"] == "/people/" and snap["tags"] == {"team": "payments"}
     assert snap["console_password"]["existed"] is True
@@ -175,8 +175,10 @@ def test_delete_conflict_rereads_the_user_and_finishes_what_is_left(
     errors = clean.control.calls()["errors"]
     assert errors.get("iam:DeleteUser:409") == 1  # one DeleteConflict, then finished
     with _store(tmp_path) as store:
-        entry = store.journal_entry(plan_id, f"delete:{a2}:{bob}:11-delete-user")
-        snapshot = store.user_snapshots(store.find_migration("wave-1"), user_name=bob)[0]
+        entry = store.journal.journal_entry(plan_id, f"delete:{a2}:{bob}:11-delete-user")
+        snapshot = store.retired.user_snapshots(
+            store.migrations.find_migration("wave-1"), user_name=bob
+        )[0]
     assert entry is not None and entry.outcome is not None
     assert f"left over: delete-ssh-public-key {key_id}" in entry.outcome["removed"]
     assert snapshot.content["ssh_public_keys"][0]["ssh_public_key_id"] == key_id
@@ -219,8 +221,8 @@ def test_use_since_disabling_blocks_deletion_until_a_decision(clean, retire_kit,
     assert list(kit.iam_state(clean, prefix)) == [f"{a2}/{bob}"]
 
     with _store(tmp_path) as store:
-        store.record_bake_decision(
-            store.find_migration("wave-1"),
+        store.retired.record_bake_decision(
+            store.migrations.find_migration("wave-1"),
             a2,
             bob,
             Decision.DELETE,

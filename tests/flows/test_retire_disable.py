@@ -35,7 +35,7 @@ def _mutations(world) -> dict[str, int]:
 
 def _run_id(tmp_path: Path, kind: str = "apply") -> int:
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        return [r.id for r in store.list_runs() if r.kind == kind][-1]
+        return [r.id for r in store.runs.list_runs() if r.kind == kind][-1]
 
 
 def _everything(world, kit, prefix: str) -> tuple[str, str]:

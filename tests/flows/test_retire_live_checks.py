@@ -23,9 +23,11 @@ from engine import lease as lease_module
 from engine.apply import apply_plan, rollback_plan
 from engine.executor import InjectedCrash
 from engine.lease import LeaseLost, stage_lease
+from engine.migration import Migration
+from engine.runs import run_status
 from stages import retire
 from state import Store
-from state.runs import run_status
+from state.runs import LeaseRepository
 
 LATER = datetime.now(UTC) + timedelta(days=15)
 
@@ -44,7 +46,7 @@ def _store(tmp_path: Path) -> Store:
 
 def _runs(tmp_path: Path, kind: str = "apply") -> list[int]:
     with _store(tmp_path) as store:
-        return [r.id for r in store.list_runs() if r.kind == kind]
+        return [r.id for r in store.runs.list_runs() if r.kind == kind]
 
 
 def _key_statuses(world, account_id: str, user: str) -> list[str]:
@@ -148,12 +150,12 @@ def test_a_user_tagged_protected_after_the_approval_is_not_deleted(
     assert jane in _user_names(clean, a1)
     assert bob not in _user_names(clean, a2)
     # The reason shows where operators look: iamc status and the run's table in the UI.
-    status = run_status(spec, _runs(tmp_path)[-1])
+    status = Migration.call(run_status, spec, _runs(tmp_path)[-1])
     assert status["stage"][a1]["refused"] == 1
     assert any(
         e.startswith(f"{jane}: refused: protected: tagged") for e in status["stage"][a1]["errors"]
     )
-    rows, description, _ = status_table(str(spec), _runs(tmp_path)[-1])
+    rows, description, _ = Migration.call(status_table, str(spec), _runs(tmp_path)[-1])
     row = next(r for r in rows if r["account"] == a1)
     assert row["state"] == "REFUSED 1 user(s)" and "protected: tagged" in row["reasons"]
     assert "1 user(s) refused by the live checks" in description
@@ -277,7 +279,7 @@ def test_a_run_that_cannot_renew_its_lease_stops_before_its_next_change(
         renewals.append(stage)
         raise OperationalError("UPDATE stage_locks", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(Store, "heartbeat_stage_lock", broken_heartbeat)
+    monkeypatch.setattr(LeaseRepository, "heartbeat_stage_lock", broken_heartbeat)
     changed = []
     real_run_user = retire._run_user
 
@@ -301,7 +303,7 @@ def test_a_run_that_cannot_renew_its_lease_stops_before_its_next_change(
     # Each account's first user started before the lease lapsed; nothing after it changed.
     assert len(disabled) < len(names), disabled
     with _store(tmp_path) as store:
-        run = store.get_run(_runs(tmp_path)[-1])
+        run = store.runs.get_run(_runs(tmp_path)[-1])
     assert run.status == "running", "a run that lost its lease must not record how it ended"
 
 
@@ -309,15 +311,15 @@ def test_a_lease_taken_over_refuses_at_once_and_a_renewed_one_keeps_acting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     with _store(tmp_path) as store:
-        migration = store.ensure_migration("m", {})
-        run = store.start_run(migration, "plan")
-        plan_id, _ = store.save_plan(migration, run, "h" * 64, {"actions": []}, 0)
+        migration = store.migrations.ensure_migration("m", {})
+        run = store.runs.start_run(migration, "plan")
+        plan_id, _ = store.plans.save_plan(migration, run, "h" * 64, {"actions": []}, 0)
         with stage_lease(store, plan_id, "delete") as lease:
             assert lease.stages == ("disable", "delete")
             lease.renew()
             lease.ensure()  # renewed: may act
             # Another process takes one of the group's leases over (we were presumed dead).
-            store.acquire_stage_lock(
+            store.leases.acquire_stage_lock(
                 plan_id, "delete", "other:1:x", stale_after=timedelta(0), now=datetime.now(UTC)
             )
             lease.renew()
@@ -343,7 +345,7 @@ def test_a_lease_heartbeat_error_does_not_end_the_heartbeat(
 ):
     monkeypatch.setattr(lease_module, "LOCK_HEARTBEAT_SECONDS", 0.02)
     calls = []
-    real = Store.heartbeat_stage_lock
+    real = LeaseRepository.heartbeat_stage_lock
 
     def flaky(self, plan_id, stage, holder):
         calls.append(stage)
@@ -351,11 +353,11 @@ def test_a_lease_heartbeat_error_does_not_end_the_heartbeat(
             raise OperationalError("UPDATE", {}, Exception("database is locked"))
         return real(self, plan_id, stage, holder)
 
-    monkeypatch.setattr(Store, "heartbeat_stage_lock", flaky)
+    monkeypatch.setattr(LeaseRepository, "heartbeat_stage_lock", flaky)
     with _store(tmp_path) as store:
-        migration = store.ensure_migration("m", {})
-        run = store.start_run(migration, "plan")
-        plan_id, _ = store.save_plan(migration, run, "h" * 64, {"actions": []}, 0)
+        migration = store.migrations.ensure_migration("m", {})
+        run = store.runs.start_run(migration, "plan")
+        plan_id, _ = store.plans.save_plan(migration, run, "h" * 64, {"actions": []}, 0)
         with stage_lease(store, plan_id, "provision") as lease:
             deadline = time.monotonic() + 5
             while len(calls) < 4 and time.monotonic() < deadline:

@@ -9,19 +9,21 @@ import pytest
 
 from domain.errors import ApplyRefused, AwsAccessError
 from domain.plan import Stage
+from domain.runs import this_process
 from engine import apply as apply_module
 from engine.apply import apply_plan, rollback_plan
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
+from engine.migration import Migration
+from engine.reports import load_plan
+from engine.runs import LOCK_STALE_AFTER, list_runs, run_status
 from flows.apply import resume
 from state import Store
 from state.journal import ROLLBACK_PREFIX
-from state.reports import load_plan
-from state.runs import LOCK_STALE_AFTER, list_runs, run_status, this_process
 
 
 def _runs(tmp_path: Path) -> list:
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        return store.list_runs()
+        return store.runs.list_runs()
 
 
 def _last(tmp_path: Path, kind: str) -> int:
@@ -32,7 +34,7 @@ def test_a_superseded_or_finished_run_never_resumes(clean, kit, tmp_path: Path):
     spec, plan_id = kit.write_approved_plan(clean, tmp_path)
     run_a = apply_plan(spec, plan_id, poll=kit.QUICK)["run_id"]
     applied = kit.live_state(clean)
-    plan, _ = load_plan(spec, plan_id)
+    plan, _ = Migration.call(load_plan, spec, plan_id)
     first_assignment = next(a for a in plan.actions if a.kind == "create-assignment")
     # Rollback R dies right after its first DeleteAccountAssignment.
     with pytest.raises(InjectedCrash):
@@ -57,14 +59,14 @@ def test_a_superseded_or_finished_run_never_resumes(clean, kit, tmp_path: Path):
     assert kit.live_state(clean) == applied
     assert clean.control.calls()["calls"].get("sso-admin:DeleteAccountAssignment", 0) == 0
 
-    listed = {r["id"]: r for r in list_runs(spec)}
+    listed = {r["id"]: r for r in Migration.call(list_runs, spec)}
     assert listed[run_r]["status"] == "superseded" and listed[run_r]["superseded_by"] == run_b
     assert listed[run_b]["status"] == "succeeded" and listed[run_b]["next"] is None
 
 
 def test_each_run_reports_what_it_did_and_the_stage_separately(clean, kit, tmp_path: Path):
     spec, plan_id = kit.write_approved_plan(clean, tmp_path)
-    plan, _ = load_plan(spec, plan_id)
+    plan, _ = Migration.call(load_plan, spec, plan_id)
     actions = [a for a in plan.actions if a.stage == Stage.PROVISION]
     last = actions[-1]
     with pytest.raises(InjectedCrash):
@@ -77,7 +79,10 @@ def test_each_run_reports_what_it_did_and_the_stage_separately(clean, kit, tmp_p
     def done(status: dict) -> int:
         return sum(row["done"] for row in status["accounts"].values())
 
-    status_a, status_b = run_status(spec, run_a), run_status(spec, run_b)
+    status_a, status_b = (
+        Migration.call(run_status, spec, run_a),
+        Migration.call(run_status, spec, run_b),
+    )
     # Run A died in its last action (other accounts' threads stop with it); run B did the
     # rest. Neither counts the other's work.
     assert 0 < done(status_a) < len(actions) and done(status_b) >= 1
@@ -89,7 +94,7 @@ def test_each_run_reports_what_it_did_and_the_stage_separately(clean, kit, tmp_p
         assert sum(row["pending"] for row in status["stage"].values()) == 0
 
     rollback = rollback_plan(spec, run_a, poll=kit.QUICK)
-    undone = run_status(spec, rollback["run_id"])
+    undone = Migration.call(run_status, spec, rollback["run_id"])
     assert sum(row["rolled_back"] for row in undone["accounts"].values()) == len(actions)
     assert sum(row["done"] for row in undone["accounts"].values()) == 0
     assert sum(row["rolled_back"] for row in undone["stage"].values()) == len(actions)
@@ -131,7 +136,7 @@ def test_an_apply_after_an_interrupted_rollback_checks_aws_not_the_journal(
     spec, plan_id = kit.write_approved_plan(clean, tmp_path)
     run_a = apply_plan(spec, plan_id, poll=kit.QUICK)["run_id"]
     applied = kit.live_state(clean)
-    plan, _ = load_plan(spec, plan_id)
+    plan, _ = Migration.call(load_plan, spec, plan_id)
     victim = next(a for a in plan.actions if a.kind == "create-assignment")
     with pytest.raises(InjectedCrash):
         rollback_plan(spec, run_a, fault=(ROLLBACK_PREFIX + victim.id, AFTER_CALL), poll=kit.QUICK)
@@ -146,7 +151,9 @@ def test_a_held_stage_is_refused_at_once_saying_when_the_lease_frees(clean, kit,
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
         holder = f"{this_process()}:other-op"  # a live process: this one
         assert (
-            store.acquire_stage_lock(plan_id, "provision", holder, stale_after=LOCK_STALE_AFTER)
+            store.leases.acquire_stage_lock(
+                plan_id, "provision", holder, stale_after=LOCK_STALE_AFTER
+            )
             is None
         )
     clean.control.reset_calls()
@@ -155,4 +162,4 @@ def test_a_held_stage_is_refused_at_once_saying_when_the_lease_frees(clean, kit,
         apply_plan(spec, plan_id, poll=kit.QUICK)
     assert time.monotonic() - began < 5
     assert clean.control.calls()["total"] == 0  # refused before any AWS read
-    assert [r for r in list_runs(spec) if r["kind"] == "apply"] == []
+    assert [r for r in Migration.call(list_runs, spec) if r["kind"] == "apply"] == []

@@ -19,10 +19,11 @@ from domain.errors import ApplyRefused
 from domain.plan import Stage
 from engine.apply import apply_plan, rollback_plan
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
+from engine.migration import Migration
+from engine.reports import load_plan
+from engine.runs import view_runs
 from state import Store
 from state.journal import DONE_STATUSES, ROLLBACK_PREFIX, ROLLED_BACK, STARTED
-from state.reports import load_plan
-from state.runs import view_runs
 
 STEPS = 12
 BUDGET_SECONDS = 35
@@ -30,7 +31,7 @@ BUDGET_SECONDS = 35
 
 def journal_bounds(store: Store, plan_id: int) -> tuple[set, set]:
     """(what must exist, what may exist) in Identity Center, by the journal alone."""
-    entries = {e.action_id: e for e in store.journal_entries(plan_id, Stage.PROVISION)}
+    entries = {e.action_id: e for e in store.journal.journal_entries(plan_id, Stage.PROVISION)}
     must, may = set(), set()
     for action_id, entry in entries.items():
         if action_id.startswith(ROLLBACK_PREFIX) or entry.kind == "provision-permission-set":
@@ -67,7 +68,7 @@ def test_random_kills_resumes_and_rollbacks_keep_aws_equal_to_the_journal(
     print(f"soak seed {seed} (IAMC_SOAK_SEED={seed} replays it)")
     rng = random.Random(seed)
     spec, plan_id = kit.write_approved_plan(clean, tmp_path)
-    plan, _ = load_plan(spec, plan_id)
+    plan, _ = Migration.call(load_plan, spec, plan_id)
     forward = [a.id for a in plan.actions if a.stage == Stage.PROVISION]
     url = f"sqlite:///{tmp_path / 'state.db'}"
     started = time.monotonic()
@@ -76,8 +77,8 @@ def test_random_kills_resumes_and_rollbacks_keep_aws_equal_to_the_journal(
         if time.monotonic() - started > BUDGET_SECONDS:
             break
         with Store.open(url) as store:
-            runs = [r for r in store.list_runs() if r.kind in ("apply", "rollback")]
-            views = view_runs(runs, store.list_stage_locks())
+            runs = [r for r in store.runs.list_runs() if r.kind in ("apply", "rollback")]
+            views = view_runs(runs, store.leases.list_stage_locks())
         latest = max(runs, key=lambda r: r.id) if runs else None
         applies = [r for r in runs if r.kind == "apply"]
         choices = ["apply"]

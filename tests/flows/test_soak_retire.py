@@ -28,11 +28,12 @@ from pathlib import Path
 from domain.errors import ApplyFailed, ApplyRefused
 from engine.apply import apply_plan, rollback_plan
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
+from engine.migration import Migration
+from engine.reports import load_plan
+from engine.runs import view_runs
 from flows.restore import restore
 from state import Store
 from state.journal import DONE_STATUSES, ROLLBACK_PREFIX
-from state.reports import load_plan
-from state.runs import view_runs
 from tasks.user_disable import HANDLERS
 from tasks.user_teardown import TeardownStep
 
@@ -109,8 +110,8 @@ class Watch:
         )
         with Store.open(self.url) as store:
             quarantine = f"disable:{account_id}:{user}:attach-quarantine-policy"
-            entry = store.journal_entry(self.plan_id, quarantine)
-            undo = store.journal_entry(self.plan_id, ROLLBACK_PREFIX + quarantine)
+            entry = store.journal.journal_entry(self.plan_id, quarantine)
+            undo = store.journal.journal_entry(self.plan_id, ROLLBACK_PREFIX + quarantine)
         self._check(
             entry is not None and entry.status in DONE_STATUSES and undo is None,
             f"deleted {account_id}/{user}: not disabled by this plan, or brought back",
@@ -128,10 +129,10 @@ class Watch:
     def after_restore(self, account_id: str, user: str) -> None:
         """The restored user is what its newest snapshot says, where AWS allows it back."""
         with Store.open(self.url) as store:
-            migration_id = store.find_migration("wave-1")
-            snapshot = store.user_snapshots(migration_id, account_id=account_id, user_name=user)[
-                -1
-            ].content
+            migration_id = store.migrations.find_migration("wave-1")
+            snapshot = store.retired.user_snapshots(
+                migration_id, account_id=account_id, user_name=user
+            )[-1].content
         iam = self.world.member_iam(account_id)
         live = iam.get_user(UserName=user)["User"]
         inline = set(iam.list_user_policies(UserName=user)["PolicyNames"])
@@ -267,8 +268,8 @@ def world_change(rng: random.Random, world, watch: Watch) -> str:
 def _operation(rng: random.Random, spec: Path, plan_id: int, url: str, forward: dict, kit, watch):
     """One operator action, as a (description, callable) pair."""
     with Store.open(url) as store:
-        runs = [r for r in store.list_runs() if r.kind in ("apply", "rollback")]
-        views = view_runs(runs, store.list_stage_locks())
+        runs = [r for r in store.runs.list_runs() if r.kind in ("apply", "rollback")]
+        views = view_runs(runs, store.leases.list_stage_locks())
     disables = [r for r in runs if r.kind == "apply" and r.params.get("stage") == "disable"]
     open_runs = [r for r in runs if views[r.id].status in ("failed", "interrupted")]
     choices = ["disable", "delete"] + (["resume"] * 2 if open_runs else [])
@@ -335,7 +336,7 @@ def test_random_operators_and_crashes_never_remove_the_wrong_person(
     spec, plan_id = kit.write_migrate_plan(clean, tmp_path, people)
     url = f"sqlite:///{tmp_path / 'state.db'}"
     apply_plan(spec, plan_id, "provision", poll=kit.QUICK)
-    plan, _ = load_plan(spec, plan_id)
+    plan, _ = Migration.call(load_plan, spec, plan_id)
     forward = {
         stage: [a.id for a in plan.actions if a.stage == stage] for stage in ("disable", "delete")
     }

@@ -17,13 +17,14 @@ import pytest
 
 from domain.errors import WaveError
 from engine.apply import apply_plan, rollback_plan
+from engine.approvals import record_decision
+from engine.migration import Migration
+from engine.reports import load_plan, waves_report
 from flows.inventory import run_inventory
 from flows.mapping import run_mapping
 from flows.plan import plan_flow
 from sandbox.seed import seed_organization
 from sandbox.server import Sandbox
-from state.approvals import record_decision
-from state.reports import load_plan, waves_report
 from tasks.handler import PollPolicy
 
 QUICK = PollPolicy(initial=0.005, maximum=0.05, timeout=30)
@@ -133,7 +134,8 @@ def waves(org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _approve_and_apply(spec: Path, wave: str) -> tuple[dict[str, Any], dict[str, Any]]:
     planned = plan_flow(str(spec), str(spec.parent / wave), wave)
     assert planned["blocking"] == 0
-    record_decision(
+    Migration.call(
+        record_decision,
         spec,
         planned["plan_id"],
         approver="cab",
@@ -145,7 +147,7 @@ def _approve_and_apply(spec: Path, wave: str) -> tuple[dict[str, Any], dict[str,
 
 
 def _fingerprints(spec: Path, plan_id: int) -> dict[str, str]:
-    plan, _ = load_plan(spec, plan_id)
+    plan, _ = Migration.call(load_plan, spec, plan_id)
     return {ps["name"]: ps["fingerprint"] for ps in plan.permission_sets}
 
 
@@ -153,7 +155,7 @@ def test_wave_two_adopts_wave_ones_sets_and_creates_only_new_access(org: Org, wa
     one, applied_one = _approve_and_apply(waves, "wave-1")
     sets_one = _fingerprints(waves, one["plan_id"])
     assert applied_one["failed"] == 0 and sets_one
-    plan_one, _ = load_plan(waves, one["plan_id"])
+    plan_one, _ = Migration.call(load_plan, waves, one["plan_id"])
     assert plan_one.wave == {"name": "wave-1", "accounts": org.accounts[:2]}
     assert {a.account_id for a in plan_one.actions if a.account_id} <= set(org.accounts[:2])
 
@@ -216,7 +218,7 @@ def test_a_shared_set_with_a_changed_definition_is_a_planned_update(org: Org, wa
     # The organization decides on 4-hour sessions from wave 2 on.
     waves.write_text(waves.read_text().replace('"PT8H"', '"PT4H"'))
     two = plan_flow(str(waves), str(waves.parent / "wave-2"), "wave-2")
-    plan, _ = load_plan(waves, two["plan_id"])
+    plan, _ = Migration.call(load_plan, waves, two["plan_id"])
     updates = {a.target: a for a in plan.actions if a.kind == "update-permission-set"}
     shared = {n for n, fp in _fingerprints(waves, two["plan_id"]).items() if sets_one.get(n) == fp}
     assert shared and set(updates) == shared
@@ -240,7 +242,7 @@ def test_a_shared_set_with_a_changed_definition_is_a_planned_update(org: Org, wa
         assert all(account in markdown for account in wave_one_accounts)
 
     # Applied: the shared sets have 4-hour sessions; rolled back: 8 hours again, re-provisioned.
-    record_decision(
+    Migration.call(record_decision,
         waves, two["plan_id"], approver="cab", ticket="CHG-2", stage="provision",
         expected_hash=two["hash"][:12],
     )  # fmt: skip
@@ -254,14 +256,14 @@ def test_a_shared_set_with_a_changed_definition_is_a_planned_update(org: Org, wa
 
 def test_a_replan_with_unchanged_inputs_keeps_every_name_and_description(org: Org, waves: Path):
     one, _ = _approve_and_apply(waves, "wave-1")
-    first, _ = load_plan(waves, one["plan_id"])
+    first, _ = Migration.call(load_plan, waves, one["plan_id"])
     again = plan_flow(str(waves), str(waves.parent / "again"), "wave-1")
     assert again["plan_id"] == one["plan_id"] and again["reused"]
     # Also after wave 2 was applied (the organization's sets are now used by two waves).
     _approve_and_apply(waves, "wave-2")
     third = plan_flow(str(waves), str(waves.parent / "third"), "wave-1")
     assert third["plan_id"] == one["plan_id"]
-    plan, _ = load_plan(waves, third["plan_id"])
+    plan, _ = Migration.call(load_plan, waves, third["plan_id"])
     assert [(p["name"], p["description"]) for p in plan.permission_sets] == [
         (p["name"], p["description"]) for p in first.permission_sets
     ]
@@ -270,11 +272,11 @@ def test_a_replan_with_unchanged_inputs_keeps_every_name_and_description(org: Or
 
 
 def test_waves_report_and_wave_errors(org: Org, waves: Path):
-    rows, _ = waves_report(waves)
+    rows, _ = Migration.call(waves_report, waves)
     assert [r["wave"] for r in rows] == ["wave-1", "wave-2"]
     assert all(r["pending"].startswith("no plan") for r in rows)
     _approve_and_apply(waves, "wave-1")
-    rows, _ = waves_report(waves)
+    rows, _ = Migration.call(waves_report, waves)
     one, two = rows
     assert one["accounts"] == 2 and one["migrated"] == one["to_migrate"] > 0
     assert one["pending"].startswith("provisioned")
@@ -299,9 +301,9 @@ def test_an_update_cut_off_after_its_intent_resumes_without_a_second_change(org:
     _approve_and_apply(waves, "wave-1")
     waves.write_text(waves.read_text().replace('"PT8H"', '"PT4H"'))
     two = plan_flow(str(waves), str(waves.parent / "wave-2"), "wave-2")
-    plan, _ = load_plan(waves, two["plan_id"])
+    plan, _ = Migration.call(load_plan, waves, two["plan_id"])
     update = next(a for a in plan.actions if a.kind == "update-permission-set")
-    record_decision(
+    Migration.call(record_decision,
         waves, two["plan_id"], approver="cab", ticket="CHG-2", stage="provision",
         expected_hash=two["hash"][:12],
     )  # fmt: skip
@@ -309,7 +311,7 @@ def test_an_update_cut_off_after_its_intent_resumes_without_a_second_change(org:
     with pytest.raises(InjectedCrash):
         apply_plan(waves, two["plan_id"], fault=(update.id, AFTER_INTENT), poll=QUICK)
     with Store.open(f"sqlite:///{waves.parent / 'state.db'}") as store:
-        run_id = max(r.id for r in store.list_runs() if r.kind == "apply")
+        run_id = max(r.id for r in store.runs.list_runs() if r.kind == "apply")
     resume(waves, run_id)
     sessions = org.identity_center()["permission_sets"]
     assert sessions[update.target][1] == "PT4H"
@@ -324,26 +326,28 @@ def test_a_wave_plan_reads_the_inventory_once_and_its_waves_table_covers_every_w
     org: Org, waves: Path, monkeypatch: pytest.MonkeyPatch
 ):
     from domain.spec import load_spec
-    from state.snapshots import SnapshotMixin
+    from state.snapshots import SnapshotRepository
     from state.store import Store
 
     loads: list[int] = []
-    load = SnapshotMixin.load_snapshot
+    load = SnapshotRepository.load_snapshot
 
     def counted(self: Any, snapshot_id: int) -> Any:
         loads.append(snapshot_id)
         return load(self, snapshot_id)
 
-    monkeypatch.setattr(SnapshotMixin, "load_snapshot", counted)
+    monkeypatch.setattr(SnapshotRepository, "load_snapshot", counted)
     planned = plan_flow(str(waves), str(waves.parent / "one"), "wave-1")
     assert len(loads) == 1  # the waves table took the plan's snapshot, not a second read
-    plan, _ = load_plan(waves, planned["plan_id"])
+    plan, _ = Migration.call(load_plan, waves, planned["plan_id"])
     with Store.open(load_spec(waves).state) as store:
-        whole = load(store, plan.inventory_snapshot_id)
+        whole = load(store.snapshots, plan.inventory_snapshot_id)
     # Given the whole snapshot (the plan itself holds only wave 1's accounts), the same table.
-    assert waves_report(waves, known_snapshot=(plan.inventory_snapshot_id, whole)) == (
-        waves_report(waves)
-    )
+    assert Migration.call(
+        waves_report, waves, known_snapshot=(plan.inventory_snapshot_id, whole)
+    ) == (Migration.call(waves_report, waves))
     # A snapshot that is no longer the latest is not used.
-    rows, _ = waves_report(waves, known_snapshot=(plan.inventory_snapshot_id - 1, []))
+    rows, _ = Migration.call(
+        waves_report, waves, known_snapshot=(plan.inventory_snapshot_id - 1, [])
+    )
     assert [r["accounts"] for r in rows] == [2, 2]

@@ -40,14 +40,16 @@ def spec_with_a_plan(tmp_path_factory) -> tuple[Path, int, int, str]:
         approve_stage=None,
     )
     with Store.open(url) as store:
-        migration_id = store.find_migration("read-only")
+        migration_id = store.migrations.find_migration("read-only")
         assert migration_id is not None
-        run_id = store.start_run(migration_id, "apply", {"plan_id": plan_id, "stage": "provision"})
-        store.finish_run(run_id, "succeeded", summary={})
-        scan_run = store.start_run(migration_id, KEY_SCAN_RUN, {})
-        store.save_key_scan(scan_run, [], [], [])
-        store.finish_run(scan_run, "succeeded", summary={})
-        plan = store.get_plan(plan_id)
+        run_id = store.runs.start_run(
+            migration_id, "apply", {"plan_id": plan_id, "stage": "provision"}
+        )
+        store.runs.finish_run(run_id, "succeeded", summary={})
+        scan_run = store.runs.start_run(migration_id, KEY_SCAN_RUN, {})
+        store.scans.save_key_scan(scan_run, [], [], [])
+        store.runs.finish_run(scan_run, "succeeded", summary={})
+        plan = store.plans.get_plan(plan_id)
         assert plan is not None
         plan_hash = plan.hash
     return spec, plan_id, run_id, plan_hash

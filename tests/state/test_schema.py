@@ -94,8 +94,8 @@ def test_no_column_can_hold_a_secret() -> None:
 
 def test_newer_revision_is_refused_and_data_kept(store_url: str) -> None:
     with Store.open(store_url) as store:
-        migration_id = store.ensure_migration("wave-1", {"name": "wave-1"})
-        store.start_run(migration_id, "inventory")
+        migration_id = store.migrations.ensure_migration("wave-1", {"name": "wave-1"})
+        store.runs.start_run(migration_id, "inventory")
     engine = create_engine(store_url)
     try:
         with engine.begin() as connection:

@@ -183,14 +183,16 @@ def store(store_url: str) -> Store:
 
 def test_inventory_round_trips_through_a_reopened_store(store_url: str) -> None:
     with Store.open(store_url) as store:
-        migration_id = store.ensure_migration("wave-1", {"name": "wave-1", "region": "us-east-1"})
-        run_id = store.start_run(migration_id, "inventory", {"accounts": 2})
-        snapshot_id = store.new_snapshot(migration_id, run_id)
+        migration_id = store.migrations.ensure_migration(
+            "wave-1", {"name": "wave-1", "region": "us-east-1"}
+        )
+        run_id = store.runs.start_run(migration_id, "inventory", {"accounts": 2})
+        snapshot_id = store.snapshots.new_snapshot(migration_id, run_id)
         # Saved out of order: loading sorts by account id.
-        store.save_account_inventory(snapshot_id, failed_inventory("999999999999"))
-        store.save_account_inventory(snapshot_id, full_inventory())
-        store.complete_snapshot(snapshot_id)
-        store.add_findings(
+        store.snapshots.save_account_inventory(snapshot_id, failed_inventory("999999999999"))
+        store.snapshots.save_account_inventory(snapshot_id, full_inventory())
+        store.snapshots.complete_snapshot(snapshot_id)
+        store.snapshots.add_findings(
             run_id,
             [
                 Finding(
@@ -203,10 +205,10 @@ def test_inventory_round_trips_through_a_reopened_store(store_url: str) -> None:
                 Finding("blocking", "cannot-assume-role", "denied", account_id="999999999999"),
             ],
         )
-        store.finish_run(run_id, "succeeded", summary={"users": 3})
+        store.runs.finish_run(run_id, "succeeded", summary={"users": 3})
 
     with Store.open(store_url) as store:
-        loaded = store.load_snapshot(snapshot_id)
+        loaded = store.snapshots.load_snapshot(snapshot_id)
         assert loaded == [full_inventory(), failed_inventory("999999999999")]
         stamps = _all_datetimes(loaded)
         assert len(stamps) >= 10
@@ -218,17 +220,17 @@ def test_inventory_round_trips_through_a_reopened_store(store_url: str) -> None:
         assert alice.user_class is UserClass.HUMAN
         assert loaded[0].users[2].user_class is None
 
-        latest = store.latest_snapshot(migration_id)
+        latest = store.snapshots.latest_snapshot(migration_id)
         assert latest is not None
         assert (latest.id, latest.run_id, latest.account_count) == (snapshot_id, run_id, 2)
         assert latest.completed is not None and latest.completed >= latest.created
 
-        run = store.get_run(run_id)
+        run = store.runs.get_run(run_id)
         assert (run.migration, run.kind, run.status) == ("wave-1", "inventory", "succeeded")
         assert run.params == {"accounts": 2} and run.summary == {"users": 3} and run.error is None
         assert run.finished is not None and run.finished.tzinfo is not None
 
-        found = store.findings(run_id=run_id)
+        found = store.snapshots.findings(run_id=run_id)
         assert [f.kind for f in found] == ["inventory-gap", "cannot-assume-role"]
         assert found[0] == Finding(
             "warning", "inventory-gap", "no ListServiceSpecificCredentials",
@@ -238,101 +240,109 @@ def test_inventory_round_trips_through_a_reopened_store(store_url: str) -> None:
 
 
 def test_resaving_an_account_replaces_it(store: Store) -> None:
-    migration_id = store.ensure_migration("wave-1", {})
-    snapshot_id = store.new_snapshot(migration_id, store.start_run(migration_id, "inventory"))
-    store.save_account_inventory(snapshot_id, full_inventory())
+    migration_id = store.migrations.ensure_migration("wave-1", {})
+    snapshot_id = store.snapshots.new_snapshot(
+        migration_id, store.runs.start_run(migration_id, "inventory")
+    )
+    store.snapshots.save_account_inventory(snapshot_id, full_inventory())
     smaller = full_inventory()
     smaller.users = smaller.users[1:]
     smaller.groups = []
-    store.save_account_inventory(snapshot_id, smaller)
-    assert store.load_snapshot(snapshot_id) == [smaller]
+    store.snapshots.save_account_inventory(snapshot_id, smaller)
+    assert store.snapshots.load_snapshot(snapshot_id) == [smaller]
 
 
 def test_only_completed_snapshots_are_latest(store: Store) -> None:
-    migration_id = store.ensure_migration("wave-1", {})
-    assert store.latest_snapshot(migration_id) is None
-    first = store.new_snapshot(migration_id, store.start_run(migration_id, "inventory"))
-    store.save_account_inventory(first, full_inventory())
-    store.complete_snapshot(first)
-    second_run = store.start_run(migration_id, "inventory")
-    second = store.new_snapshot(migration_id, second_run)
-    assert store.new_snapshot(migration_id, second_run) == second  # idempotent per run
-    store.save_account_inventory(second, full_inventory("222222222222"))
-    latest = store.latest_snapshot(migration_id)
+    migration_id = store.migrations.ensure_migration("wave-1", {})
+    assert store.snapshots.latest_snapshot(migration_id) is None
+    first = store.snapshots.new_snapshot(
+        migration_id, store.runs.start_run(migration_id, "inventory")
+    )
+    store.snapshots.save_account_inventory(first, full_inventory())
+    store.snapshots.complete_snapshot(first)
+    second_run = store.runs.start_run(migration_id, "inventory")
+    second = store.snapshots.new_snapshot(migration_id, second_run)
+    assert store.snapshots.new_snapshot(migration_id, second_run) == second  # idempotent per run
+    store.snapshots.save_account_inventory(second, full_inventory("222222222222"))
+    latest = store.snapshots.latest_snapshot(migration_id)
     assert latest is not None and latest.id == first and latest.account_count == 1
-    store.complete_snapshot(second)
-    latest = store.latest_snapshot(migration_id)
+    store.snapshots.complete_snapshot(second)
+    latest = store.snapshots.latest_snapshot(migration_id)
     assert latest is not None and latest.id == second
-    other = store.ensure_migration("wave-2", {})
-    assert store.latest_snapshot(other) is None
+    other = store.migrations.ensure_migration("wave-2", {})
+    assert store.snapshots.latest_snapshot(other) is None
 
 
 def test_migrations_and_runs(store: Store) -> None:
-    first = store.ensure_migration("wave-1", {"bake_days": 14})
-    assert store.ensure_migration("wave-1", {"bake_days": 7}) == first
-    second = store.ensure_migration("wave-2", {})
-    run_a = store.start_run(first, "inventory")
-    run_b = store.start_run(second, "plan", {"dry_run": True})
-    store.finish_run(run_a, "failed", error="boom")
+    first = store.migrations.ensure_migration("wave-1", {"bake_days": 14})
+    assert store.migrations.ensure_migration("wave-1", {"bake_days": 7}) == first
+    second = store.migrations.ensure_migration("wave-2", {})
+    run_a = store.runs.start_run(first, "inventory")
+    run_b = store.runs.start_run(second, "plan", {"dry_run": True})
+    store.runs.finish_run(run_a, "failed", error="boom")
 
-    failed = store.get_run(run_a)
+    failed = store.runs.get_run(run_a)
     assert (failed.status, failed.error, failed.summary, failed.params) == (
         "failed",
         "boom",
         None,
         {},
     )
-    running = store.get_run(run_b)
+    running = store.runs.get_run(run_b)
     assert running.status == "running" and running.finished is None
-    assert [run.id for run in store.list_runs()] == [run_a, run_b]
-    assert [run.id for run in store.list_runs(second)] == [run_b]
+    assert [run.id for run in store.runs.list_runs()] == [run_a, run_b]
+    assert [run.id for run in store.runs.list_runs(second)] == [run_b]
 
     with pytest.raises(ValueError, match="succeeded"):
-        store.finish_run(run_b, "done")
+        store.runs.finish_run(run_b, "done")
     with pytest.raises(StateError, match="no run 424242"):
-        store.get_run(424242)
+        store.runs.get_run(424242)
     with pytest.raises(StateError, match="no snapshot 424242"):
-        store.load_snapshot(424242)
+        store.snapshots.load_snapshot(424242)
     with pytest.raises(StateError):
-        store.start_run(424242, "inventory")  # no such migration: foreign keys are enforced
+        store.runs.start_run(424242, "inventory")  # no such migration: foreign keys are enforced
 
 
 def test_findings_filters(store: Store) -> None:
-    wave1 = store.ensure_migration("wave-1", {})
-    wave2 = store.ensure_migration("wave-2", {})
-    run1, run2 = store.start_run(wave1, "inventory"), store.start_run(wave2, "inventory")
-    store.add_findings(run1, [Finding("info", "a", "one"), Finding("error", "b", "two")])
-    store.add_findings(run2, [Finding("info", "a", "three", subject="bob")])
-    store.add_findings(run2, [])
-    assert [f.message for f in store.findings()] == ["one", "two", "three"]
-    assert [f.message for f in store.findings(run_id=run2)] == ["three"]
-    assert [f.message for f in store.findings(migration_id=wave1)] == ["one", "two"]
-    assert [f.message for f in store.findings(kind="a")] == ["one", "three"]
-    assert [f.message for f in store.findings(migration_id=wave2, kind="b")] == []
+    wave1 = store.migrations.ensure_migration("wave-1", {})
+    wave2 = store.migrations.ensure_migration("wave-2", {})
+    run1, run2 = store.runs.start_run(wave1, "inventory"), store.runs.start_run(wave2, "inventory")
+    store.snapshots.add_findings(run1, [Finding("info", "a", "one"), Finding("error", "b", "two")])
+    store.snapshots.add_findings(run2, [Finding("info", "a", "three", subject="bob")])
+    store.snapshots.add_findings(run2, [])
+    assert [f.message for f in store.snapshots.findings()] == ["one", "two", "three"]
+    assert [f.message for f in store.snapshots.findings(run_id=run2)] == ["three"]
+    assert [f.message for f in store.snapshots.findings(migration_id=wave1)] == ["one", "two"]
+    assert [f.message for f in store.snapshots.findings(kind="a")] == ["one", "three"]
+    assert [f.message for f in store.snapshots.findings(migration_id=wave2, kind="b")] == []
 
 
 def test_concurrent_saves_from_eight_threads(store: Store) -> None:
-    migration_id = store.ensure_migration("wave-1", {})
-    snapshot_id = store.new_snapshot(migration_id, store.start_run(migration_id, "inventory"))
+    migration_id = store.migrations.ensure_migration("wave-1", {})
+    snapshot_id = store.snapshots.new_snapshot(
+        migration_id, store.runs.start_run(migration_id, "inventory")
+    )
     account_ids = [f"{n:012d}" for n in range(100000000001, 100000000017)]
     start = threading.Barrier(8)
 
     def save(account_id: str) -> None:
         if account_id in account_ids[:8]:
             start.wait()  # the first eight really do start together
-        store.save_account_inventory(snapshot_id, full_inventory(account_id))
+        store.snapshots.save_account_inventory(snapshot_id, full_inventory(account_id))
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(save, account_ids))
-    store.complete_snapshot(snapshot_id)
-    loaded = store.load_snapshot(snapshot_id)
+    store.snapshots.complete_snapshot(snapshot_id)
+    loaded = store.snapshots.load_snapshot(snapshot_id)
     assert [inventory.account.account_id for inventory in loaded] == account_ids
     assert loaded == [full_inventory(account_id) for account_id in account_ids]
 
 
 def test_thousands_of_users_in_a_handful_of_queries(store: Store) -> None:
-    migration_id = store.ensure_migration("wave-1", {})
-    snapshot_id = store.new_snapshot(migration_id, store.start_run(migration_id, "inventory"))
+    migration_id = store.migrations.ensure_migration("wave-1", {})
+    snapshot_id = store.snapshots.new_snapshot(
+        migration_id, store.runs.start_run(migration_id, "inventory")
+    )
     inventory = full_inventory()
     template = inventory.users[0]
     inventory.users = [
@@ -353,11 +363,11 @@ def test_thousands_of_users_in_a_handful_of_queries(store: Store) -> None:
     statements: list[str] = []
     event.listen(store._engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
     began = time.perf_counter()
-    store.save_account_inventory(snapshot_id, inventory)
+    store.snapshots.save_account_inventory(snapshot_id, inventory)
     saved = time.perf_counter()
     save_statements = len(statements)
     statements.clear()
-    loaded = store.load_snapshot(snapshot_id)
+    loaded = store.snapshots.load_snapshot(snapshot_id)
     loaded_at = time.perf_counter()
     assert loaded == [inventory]
     # One statement per table (executemany may batch into a few), never one per user.
@@ -377,16 +387,21 @@ def test_sqlite_creates_the_directory_and_sets_wal_and_foreign_keys(tmp_path: Pa
 
 def test_in_memory_sqlite_works_across_threads() -> None:
     with Store.open("sqlite://") as store:
-        migration_id = store.ensure_migration("wave-1", {})
-        snapshot_id = store.new_snapshot(migration_id, store.start_run(migration_id, "inventory"))
+        migration_id = store.migrations.ensure_migration("wave-1", {})
+        snapshot_id = store.snapshots.new_snapshot(
+            migration_id, store.runs.start_run(migration_id, "inventory")
+        )
         with ThreadPoolExecutor(max_workers=4) as pool:
             accounts = [f"{n:012d}" for n in range(1, 9)]
             list(
                 pool.map(
-                    lambda a: store.save_account_inventory(snapshot_id, full_inventory(a)), accounts
+                    lambda a: store.snapshots.save_account_inventory(
+                        snapshot_id, full_inventory(a)
+                    ),
+                    accounts,
                 )
             )
-        assert len(store.load_snapshot(snapshot_id)) == 8
+        assert len(store.snapshots.load_snapshot(snapshot_id)) == 8
 
 
 def test_open_failure_names_the_url_with_the_password_masked() -> None:
@@ -406,13 +421,15 @@ def test_open_rejects_a_malformed_url() -> None:
 def test_snapshot_loaded_without_policies_is_the_snapshot_less_its_policies(
     store: Store,
 ) -> None:
-    migration_id = store.ensure_migration("wave-1", {})
-    snapshot_id = store.new_snapshot(migration_id, store.start_run(migration_id, "inventory"))
-    store.save_account_inventory(snapshot_id, full_inventory())
+    migration_id = store.migrations.ensure_migration("wave-1", {})
+    snapshot_id = store.snapshots.new_snapshot(
+        migration_id, store.runs.start_run(migration_id, "inventory")
+    )
+    store.snapshots.save_account_inventory(snapshot_id, full_inventory())
     statements: list[str] = []
     event.listen(store._engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
 
-    (loaded,) = store.load_snapshot(snapshot_id, policies=False)
+    (loaded,) = store.snapshots.load_snapshot(snapshot_id, policies=False)
 
     expected = full_inventory()
     assert expected.managed_policies and any(u.inline_policies for u in expected.users)
@@ -425,17 +442,19 @@ def test_snapshot_loaded_without_policies_is_the_snapshot_less_its_policies(
 
 
 def test_resaving_one_account_concurrently_keeps_one_copy(store: Store) -> None:
-    migration_id = store.ensure_migration("wave-1", {})
-    snapshot_id = store.new_snapshot(migration_id, store.start_run(migration_id, "inventory"))
+    migration_id = store.migrations.ensure_migration("wave-1", {})
+    snapshot_id = store.snapshots.new_snapshot(
+        migration_id, store.runs.start_run(migration_id, "inventory")
+    )
     start = threading.Barrier(6)
 
     def save(_: int) -> None:
         start.wait()
-        store.save_account_inventory(snapshot_id, full_inventory())
+        store.snapshots.save_account_inventory(snapshot_id, full_inventory())
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         list(pool.map(save, range(6)))
-    assert store.load_snapshot(snapshot_id) == [full_inventory()]
+    assert store.snapshots.load_snapshot(snapshot_id) == [full_inventory()]
 
 
 def test_stores_opened_at_once_upgrade_once(store_url: str, tmp_path: Path) -> None:
@@ -449,7 +468,7 @@ def test_stores_opened_at_once_upgrade_once(store_url: str, tmp_path: Path) -> N
         "pathlib.Path(sys.argv[3]).touch()\n"
         "while not go.exists(): time.sleep(0.01)\n"
         "with Store.open(sys.argv[1]) as store:\n"
-        "    print(store.ensure_migration('wave-1', {}))\n"
+        "    print(store.migrations.ensure_migration('wave-1', {}))\n"
     )
     ready = [tmp_path / f"ready-{n}" for n in range(4)]
     openers = [
@@ -478,14 +497,16 @@ def test_a_plans_header_and_provenance_read_without_its_content(store_url: str):
     """The plan flow reads back what it needs of a stored plan, not its whole content."""
     content = {"format": 2, "inventory_snapshot_id": 7, "mapping_run_id": None, "actions": [1]}
     with Store.open(store_url) as store:
-        migration = store.ensure_migration("m", {})
-        run = store.start_run(migration, "plan")
-        plan_id, reused = store.save_plan(migration, run, "h" * 64, content, 0)
+        migration = store.migrations.ensure_migration("m", {})
+        run = store.runs.start_run(migration, "plan")
+        plan_id, reused = store.plans.save_plan(migration, run, "h" * 64, content, 0)
         assert not reused
-        header = store.get_plan(plan_id, with_content=False)
+        header = store.plans.get_plan(plan_id, with_content=False)
         assert header is not None and header.hash == "h" * 64 and header.content == {}
-        assert store.get_plan(plan_id).content == content
-        provenance = store.plan_provenance(plan_id, ("inventory_snapshot_id", "mapping_run_id"))
+        assert store.plans.get_plan(plan_id).content == content
+        provenance = store.plans.plan_provenance(
+            plan_id, ("inventory_snapshot_id", "mapping_run_id")
+        )
         assert provenance == {"inventory_snapshot_id": 7, "mapping_run_id": None}
 
 

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any, Literal
 
 from domain.deletion import deletes_in
 from domain.errors import PlanError
 from domain.plan import Plan, Stage
-from domain.spec import load_spec
 from domain.stages import ALL, approval_choices, approved_with_all, authorised_by
+from engine.migration import Migration
+from engine.reports import get_plan_info, plan_meta
 from state.plans import ApprovalInfo, PlanInfo
-from state.reports import get_plan_info, plan_meta
-from state.store import Store
 
 # A reviewer proves they read this plan by quoting its hash: 12 hex digits (48 bits) at least,
 # so no shorter prefix, and no other plan's hash, can pass for it by chance.
@@ -120,7 +118,7 @@ def _who(approval: ApprovalInfo) -> str:
 
 
 def record_decision(
-    spec_path: str | Path,
+    mig: Migration,
     plan_id: int,
     *,
     approver: str,
@@ -148,44 +146,43 @@ def record_decision(
         raise PlanError(f"--stage: expected one of {', '.join(approval_choices())}, got {stage!r}")
     if not approver.strip() or not ticket.strip():
         raise PlanError("an approval needs both --by (who) and --ticket (the change record)")
-    spec = load_spec(spec_path)
-    with Store.open(spec.state) as store:
-        info = get_plan_info(store, spec, plan_id)
-        actual = Plan.from_content(info.content).content_hash()
-        if actual != info.hash:
-            raise PlanError(
-                f"plan {plan_id} changed since it was computed (stored hash {info.hash[:12]}, "
-                f"content hash {actual[:12]}): refusing; compute a new plan with 'iamc plan'"
-            )
-        check_reviewed_hash(plan_id, info.hash, expected_hash)
-        plan = Plan.from_content(info.content)
-        check_quoted_deletes(plan_id, plan, stage, decision, deletes)
-        blocking = plan.blocking_for(stage)
-        if decision == "approved" and blocking:
-            raise PlanError(
-                f"plan {plan_id} has {len(blocking)} blocking error(s) for stage {stage}: "
-                "fix them and re-plan"
-            )
-        rejected_all = [a for a in info.approvals if a.stage == "all" and a.decision != "approved"]
-        if stage == Stage.DELETE and decision == "approved" and rejected_all:
-            raise PlanError(
-                f"plan {plan_id} stage all was rejected ({_who(rejected_all[-1])}), which "
-                "holds delete too: refusing; make a new plan"
-            )
-        overlapping = _overlapping(stage, decision)
-        earlier = store.record_approval(
-            plan_id,
-            stage=stage,
-            decision=decision,
-            approver=approver,
-            ticket=ticket,
-            comment=comment,
-            plan_hash=info.hash,
-            overlapping_stages=overlapping,
+    store = mig.store
+    info = get_plan_info(store, mig.spec.name, plan_id)
+    actual = Plan.from_content(info.content).content_hash()
+    if actual != info.hash:
+        raise PlanError(
+            f"plan {plan_id} changed since it was computed (stored hash {info.hash[:12]}, "
+            f"content hash {actual[:12]}): refusing; compute a new plan with 'iamc plan'"
         )
-        if earlier is not None:
-            raise PlanError(
-                f"plan {plan_id} stage {earlier.stage} was already {earlier.decision} by "
-                f"{earlier.approver} (ticket {earlier.ticket}) at {earlier.at:%Y-%m-%d %H:%M}"
-            )
-        return plan_meta(store.get_plan(plan_id))
+    check_reviewed_hash(plan_id, info.hash, expected_hash)
+    plan = Plan.from_content(info.content)
+    check_quoted_deletes(plan_id, plan, stage, decision, deletes)
+    blocking = plan.blocking_for(stage)
+    if decision == "approved" and blocking:
+        raise PlanError(
+            f"plan {plan_id} has {len(blocking)} blocking error(s) for stage {stage}: "
+            "fix them and re-plan"
+        )
+    rejected_all = [a for a in info.approvals if a.stage == "all" and a.decision != "approved"]
+    if stage == Stage.DELETE and decision == "approved" and rejected_all:
+        raise PlanError(
+            f"plan {plan_id} stage all was rejected ({_who(rejected_all[-1])}), which "
+            "holds delete too: refusing; make a new plan"
+        )
+    overlapping = _overlapping(stage, decision)
+    earlier = store.plans.record_approval(
+        plan_id,
+        stage=stage,
+        decision=decision,
+        approver=approver,
+        ticket=ticket,
+        comment=comment,
+        plan_hash=info.hash,
+        overlapping_stages=overlapping,
+    )
+    if earlier is not None:
+        raise PlanError(
+            f"plan {plan_id} stage {earlier.stage} was already {earlier.decision} by "
+            f"{earlier.approver} (ticket {earlier.ticket}) at {earlier.at:%Y-%m-%d %H:%M}"
+        )
+    return plan_meta(store.plans.get_plan(plan_id))

@@ -1,39 +1,42 @@
-"""What the stored state says, for people: the latest inventory report, mapping and a plan.
+"""What the stored state says, for people: the latest inventory report, mapping, plans, waves.
 
-Read-only: these open the migration's store, read, and close it; no AWS, no Prefect.
+Read-only: these read an opened migration's store; no AWS, no Prefect.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from domain.errors import NoInventoryError, NoKeyScanError, NoMappingError, PlanError
-from domain.inventory_report import inventory_rows
-from domain.plan import Plan
+from domain.errors import NoInventoryError, NoKeyScanError, NoMappingError, PlanError, WaveError
+from domain.inventory_report import CIS_FAIL, CIS_PASS, CIS_UNKNOWN, inventory_rows
+from domain.plan import Outcome, Plan
 from domain.records import AccountInventory, Finding
-from domain.spec import MigrationSpec, load_spec
+from domain.runs import STAGE_RUN_KINDS, RunInfo
+from domain.spec import MigrationSpec, scan_paths_of
+from domain.waves import resolve_waves
+from engine.migration import Migration
+from engine.runs import view_runs
 from state.identity import MappingInfo
-from state.runs import STAGE_RUN_KINDS, view_runs
 from state.store import Store
 
 
 def inventory_report(
-    spec_path: str | Path,
+    mig: Migration,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[Finding]]:
     """Rows of the latest complete snapshot, its metadata, and the findings of its run."""
-    spec = load_spec(spec_path)
-    with Store.open(spec.state) as store:
-        migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
-        snapshot = store.latest_snapshot(migration_id)
-        if snapshot is None:
-            raise NoInventoryError(
-                f"no inventory yet for migration {spec.name!r}: run 'iamc inventory -c {spec_path}'"
-            )
-        # The rows count users, classes and keys: the policy documents are not read.
-        inventories = store.load_snapshot(snapshot.id, policies=False)
-        findings = store.findings(run_id=snapshot.run_id)
+    spec, store = mig.spec, mig.store
+    migration_id = store.migrations.ensure_migration(spec.name, spec.model_dump(mode="json"))
+    snapshot = store.snapshots.latest_snapshot(migration_id)
+    if snapshot is None:
+        raise NoInventoryError(
+            f"no inventory yet for migration {spec.name!r}: run '{mig.hint('inventory')}'"
+        )
+    # The rows count users, classes and keys: the policy documents are not read.
+    inventories = store.snapshots.load_snapshot(snapshot.id, policies=False)
+    findings = store.snapshots.findings(run_id=snapshot.run_id)
     meta: dict[str, Any] = {
         "migration": spec.name,
         "snapshot_id": snapshot.id,
@@ -43,7 +46,7 @@ def inventory_report(
     return inventory_rows(inventories, datetime.now(UTC)), meta, findings
 
 
-def latest_mapping(spec_path: str | Path) -> tuple[MappingInfo, dict[str, Any], dict[str, Any]]:
+def latest_mapping(mig: Migration) -> tuple[MappingInfo, dict[str, Any], dict[str, Any]]:
     """The latest mapping for the report: the mapping, the IAM users' tags, and metadata.
 
     Returns:
@@ -54,21 +57,18 @@ def latest_mapping(spec_path: str | Path) -> tuple[MappingInfo, dict[str, Any], 
     Raises:
         NoMappingError: No mapping run has succeeded yet.
     """
-    spec = load_spec(spec_path)
-    with Store.open(spec.state) as store:
-        known = store.find_migration(spec.name)
-        mapping = store.latest_mapping(known) if known is not None else None
-        if known is None or mapping is None:
-            raise NoMappingError(
-                f"no mapping yet for migration {spec.name!r}: run 'iamc map -c {spec_path}'"
-            )
-        tags = {
-            (inventory.account.account_id, user.name): dict(user.tags)
-            for inventory in store.load_snapshot(mapping.snapshot_id)
-            for user in inventory.users
-        }
-        run = store.get_run(mapping.run_id)
-        findings = store.findings(run_id=mapping.run_id)
+    spec, store = mig.spec, mig.store
+    known = store.migrations.find_migration(spec.name)
+    mapping = store.identity.latest_mapping(known) if known is not None else None
+    if known is None or mapping is None:
+        raise NoMappingError(f"no mapping yet for migration {spec.name!r}: run '{mig.hint('map')}'")
+    tags = {
+        (inventory.account.account_id, user.name): dict(user.tags)
+        for inventory in store.snapshots.load_snapshot(mapping.snapshot_id)
+        for user in inventory.users
+    }
+    run = store.runs.get_run(mapping.run_id)
+    findings = store.snapshots.findings(run_id=mapping.run_id)
     meta = {
         "migration": spec.name,
         "mapping_id": mapping.id,
@@ -106,8 +106,8 @@ def plan_runs(store: Store, migration_id: int, plan_id: int) -> list[dict[str, A
 
     Statuses are the lifecycle's (interrupted, superseded), as ``iamc runs`` shows them.
     """
-    runs = store.list_runs(migration_id)
-    views = view_runs(runs, store.list_stage_locks())
+    runs = store.runs.list_runs(migration_id)
+    views = view_runs(runs, store.leases.list_stage_locks())
     return [
         {
             "id": run.id,
@@ -121,23 +121,26 @@ def plan_runs(store: Store, migration_id: int, plan_id: int) -> list[dict[str, A
     ]
 
 
-def load_plan(spec_path: str | Path, plan_id: int) -> tuple[Plan, dict[str, Any]]:
+def load_plan(mig: Migration, plan_id: int) -> tuple[Plan, dict[str, Any]]:
     """A stored plan and its metadata (hash, approvals, its apply and rollback runs)."""
-    spec = load_spec(spec_path)
-    with Store.open(spec.state) as store:
-        info = get_plan_info(store, spec, plan_id)
-        runs = plan_runs(store, info.migration_id, plan_id)
+    info = get_plan_info(mig.store, mig.spec.name, plan_id)
+    runs = plan_runs(mig.store, info.migration_id, plan_id)
     return Plan.from_content(info.content), {**plan_meta(info), "runs": runs}
 
 
-def get_plan_info(store: Store, spec: MigrationSpec, plan_id: int) -> Any:
-    info = store.get_plan(plan_id)
-    if info is None or info.migration != spec.name:
-        raise PlanError(f"no plan {plan_id} in migration {spec.name!r}")
+def get_plan_info(store: Store, migration: str, plan_id: int) -> Any:
+    """The stored plan ``plan_id`` of the migration called ``migration``.
+
+    Raises:
+        PlanError: No such plan in that migration.
+    """
+    info = store.plans.get_plan(plan_id)
+    if info is None or info.migration != migration:
+        raise PlanError(f"no plan {plan_id} in migration {migration!r}")
     return info
 
 
-def key_scan_report(spec_path: str | Path) -> dict[str, Any]:
+def key_scan_report(mig: Migration) -> dict[str, Any]:
     """What the key scans say now (as the plan reads it), for ``iamc report keys``.
 
     Returns:
@@ -148,24 +151,21 @@ def key_scan_report(spec_path: str | Path) -> dict[str, Any]:
     Raises:
         NoKeyScanError: No key scan has succeeded yet for the migration.
     """
-    from domain.spec import scan_paths_of
-
-    spec = load_spec(spec_path)
-    with Store.open(spec.state) as store:
-        known = store.find_migration(spec.name)
-        latest = store.latest_key_scan_run(known) if known is not None else None
-        if known is None or latest is None:
-            raise NoKeyScanError(
-                f"no key scan yet for migration {spec.name!r}: run 'iamc scan -c {spec_path}'"
-            )
-        findings, unscanned = store.current_key_findings(known)
-        problems = store.key_scan_problems(latest)
-        run = store.get_run(latest)
+    spec, store = mig.spec, mig.store
+    known = store.migrations.find_migration(spec.name)
+    latest = store.scans.latest_key_scan_run(known) if known is not None else None
+    if known is None or latest is None:
+        raise NoKeyScanError(
+            f"no key scan yet for migration {spec.name!r}: run '{mig.hint('scan')}'"
+        )
+    findings, unscanned = store.scans.current_key_findings(known)
+    problems = store.scans.key_scan_problems(latest)
+    run = store.runs.get_run(latest)
     return {
         "findings": findings,
         "problems": problems,
         "unscanned": unscanned,
-        "roots": {entry.label: entry.path for entry in scan_paths_of(spec, spec_path)},
+        "roots": {entry.label: entry.path for entry in scan_paths_of(spec, mig.spec_path)},
         "meta": {
             "migration": spec.name,
             "scan_run_id": latest,
@@ -202,9 +202,6 @@ def _wave_accounts(
     A wave never planned that names a nested OU is placed by its accounts' direct parents
     only (the report reads no AWS); ``iamc plan --wave`` resolves it against the organization.
     """
-    from domain.errors import WaveError
-    from domain.waves import resolve_waves
-
     if not spec.waves:
         return {NO_WAVES: sorted(i.account.account_id for i in inventories)}, None
     chains = {
@@ -224,7 +221,6 @@ def _wave_accounts(
 
 def _user_progress(plan: Plan, journal: dict[str, Any]) -> dict[str, int]:
     """Users migrated (all their assignments done), disabled and deleted, per the journal."""
-    from domain.plan import Outcome
 
     def done(action_id: str) -> bool:
         entry = journal.get(action_id)
@@ -254,18 +250,18 @@ def _user_progress(plan: Plan, journal: dict[str, Any]) -> dict[str, int]:
 
 
 def _pending(
-    name: str, plan_id: int | None, info: Any, stage_runs: list[Any], spec_path: str
+    name: str, plan_id: int | None, info: Any, stage_runs: list[Any], hint: Callable[[str], str]
 ) -> str:
     """What the wave waits for, in one line: the next command when there is one."""
     wave_option = f" --wave {name}" if name != NO_WAVES else ""
     if plan_id is None:
-        return f"no plan: iamc plan -c {spec_path}{wave_option}"
+        return f"no plan: {hint('plan')}{wave_option}"
     if info.blocking:
         return f"plan {plan_id} has {info.blocking} blocking error(s): fix them and re-plan"
     if stage_runs:
         last = stage_runs[-1]
         if last.status in ("failed", "interrupted"):
-            return f"run {last.run.id} {last.status}: iamc resume {last.run.id} -c {spec_path}"
+            return f"run {last.run.id} {last.status}: {hint(f'resume {last.run.id}')}"
         if last.status == "running":
             return f"run {last.run.id} is running"
         if last.run.kind == "rollback":
@@ -280,14 +276,63 @@ def _pending(
         rejected = [a for a in info.approvals if a.decision == "rejected"]
         if rejected:
             return f"plan {plan_id} rejected by {rejected[-1].approver}: re-plan"
-        return (
-            f"plan {plan_id} not approved: iamc approve {plan_id} -c {spec_path} --stage provision"
+        return f"plan {plan_id} not approved: {hint(f'approve {plan_id}')} --stage provision"
+    return f"plan {plan_id} approved, not applied: {hint(f'apply {plan_id}')}"
+
+
+@dataclass(frozen=True)
+class _WavesState:
+    """What the waves report reads from the store: the snapshot, each wave's latest plan."""
+
+    snapshot: Any
+    inventories: list[AccountInventory]
+    latest: dict[str, int]  # wave -> its latest plan id
+    infos: dict[str, Any]
+    plans: dict[str, Plan]
+    journals: dict[str, dict[str, Any]]
+    runs: list[RunInfo]
+    views: dict[int, Any]
+
+
+def _read_waves(
+    mig: Migration,
+    known_plans: dict[int, Plan] | None,
+    known_snapshot: tuple[int, list[AccountInventory]] | None,
+) -> _WavesState:
+    spec, store = mig.spec, mig.store
+    migration_id = store.migrations.ensure_migration(spec.name, spec.model_dump(mode="json"))
+    snapshot = store.snapshots.latest_snapshot(migration_id)
+    if snapshot is None:
+        raise NoInventoryError(
+            f"no inventory yet for migration {spec.name!r}: run '{mig.hint('inventory')}'"
         )
-    return f"plan {plan_id} approved, not applied: iamc apply {plan_id} -c {spec_path}"
+    if known_snapshot is not None and known_snapshot[0] == snapshot.id:
+        inventories = known_snapshot[1]
+    else:
+        inventories = store.snapshots.load_snapshot(snapshot.id)
+    latest: dict[str, int] = {}
+    for head in store.waves.plan_heads(migration_id):
+        latest[head.wave or NO_WAVES] = head.id
+    known = known_plans or {}
+    infos = {
+        name: store.plans.get_plan(plan_id, with_content=plan_id not in known)
+        for name, plan_id in latest.items()
+    }
+    plans = {
+        name: known[info.id] if info.id in known else Plan.from_content(info.content)
+        for name, info in infos.items()
+    }
+    journals = {
+        name: {e.action_id: e for e in store.journal.journal_entries(info.id)}
+        for name, info in infos.items()
+    }
+    runs = store.runs.list_runs(migration_id)
+    views = view_runs(runs, store.leases.list_stage_locks())
+    return _WavesState(snapshot, inventories, latest, infos, plans, journals, runs, views)
 
 
 def waves_report(
-    spec_path: str | Path,
+    mig: Migration,
     known_plans: dict[int, Plan] | None = None,
     known_snapshot: tuple[int, list[AccountInventory]] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -303,59 +348,30 @@ def waves_report(
     Raises:
         NoInventoryError: No inventory yet.
     """
-    from domain.inventory_report import CIS_FAIL, CIS_PASS, CIS_UNKNOWN
-
-    spec = load_spec(spec_path)
-    with Store.open(spec.state) as store:
-        migration_id = store.ensure_migration(spec.name, spec.model_dump(mode="json"))
-        snapshot = store.latest_snapshot(migration_id)
-        if snapshot is None:
-            raise NoInventoryError(
-                f"no inventory yet for migration {spec.name!r}: run 'iamc inventory -c {spec_path}'"
-            )
-        if known_snapshot is not None and known_snapshot[0] == snapshot.id:
-            inventories = known_snapshot[1]
-        else:
-            inventories = store.load_snapshot(snapshot.id)
-        latest: dict[str, int] = {}
-        for head in store.plan_heads(migration_id):
-            latest[head.wave or NO_WAVES] = head.id
-        known = known_plans or {}
-        infos = {
-            name: store.get_plan(plan_id, with_content=plan_id not in known)
-            for name, plan_id in latest.items()
-        }
-        plans = {
-            name: known[info.id] if info.id in known else Plan.from_content(info.content)
-            for name, info in infos.items()
-        }
-        journals = {
-            name: {e.action_id: e for e in store.journal_entries(info.id)}
-            for name, info in infos.items()
-        }
-        runs = store.list_runs(migration_id)
-        views = view_runs(runs, store.list_stage_locks())
+    spec = mig.spec
+    read = _read_waves(mig, known_plans, known_snapshot)
     wave_names = [w.name for w in spec.waves] or [NO_WAVES]
-    accounts_of, problem = _wave_accounts(spec, inventories, plans)
-    rows_by_account = {r["account_id"]: r for r in inventory_rows(inventories, datetime.now(UTC))}
+    accounts_of, problem = _wave_accounts(spec, read.inventories, read.plans)
+    rows_by_account = {
+        r["account_id"]: r for r in inventory_rows(read.inventories, datetime.now(UTC))
+    }
     rows = []
     for name in wave_names:
         accounts = accounts_of.get(name, [])
-        cis = [rows_by_account[a]["cis_1_21"] for a in accounts if a in rows_by_account]
-        plan_id = latest.get(name)
+        plan_id = read.latest.get(name)
         progress = {"to_migrate": 0, "migrated": 0, "disabled": 0, "deleted": 0}
         stage_runs = []
         if plan_id is not None:
-            progress = _user_progress(plans[name], journals[name])
+            progress = _user_progress(read.plans[name], read.journals[name])
             stage_runs = [
-                views[r.id]
-                for r in runs
+                read.views[r.id]
+                for r in read.runs
                 if r.kind in STAGE_RUN_KINDS
                 and r.params.get("plan_id") == plan_id
                 and r.params.get("stage") == "provision"
             ]
-        pending = _pending(name, plan_id, infos.get(name), stage_runs, str(spec_path))
-        if problem and name not in plans:
+        pending = _pending(name, plan_id, read.infos.get(name), stage_runs, mig.hint)
+        if problem and name not in read.plans:
             pending = problem
         rows.append(
             {
@@ -363,9 +379,7 @@ def waves_report(
                 "accounts": len(accounts),
                 "users": sum(rows_by_account[a]["users"] for a in accounts if a in rows_by_account),
                 **progress,
-                "cis_pass": cis.count(CIS_PASS),
-                "cis_fail": cis.count(CIS_FAIL),
-                "cis_unknown": cis.count(CIS_UNKNOWN),
+                **_cis_counts(rows_by_account, accounts),
                 "plan": plan_id,
                 "pending": pending,
                 "account_ids": accounts,
@@ -373,7 +387,17 @@ def waves_report(
         )
     meta = {
         "migration": spec.name,
-        "snapshot_id": snapshot.id,
-        "taken": snapshot.created.isoformat(),
+        "snapshot_id": read.snapshot.id,
+        "taken": read.snapshot.created.isoformat(),
     }
     return rows, meta
+
+
+def _cis_counts(rows_by_account: dict[str, dict[str, Any]], accounts: list[str]) -> dict[str, int]:
+    """The wave's accounts' CIS 1.21 verdicts, counted."""
+    cis = [rows_by_account[a]["cis_1_21"] for a in accounts if a in rows_by_account]
+    return {
+        "cis_pass": cis.count(CIS_PASS),
+        "cis_fail": cis.count(CIS_FAIL),
+        "cis_unknown": cis.count(CIS_UNKNOWN),
+    }

@@ -6,16 +6,15 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
-from state.runs import (
-    LOCK_STALE_AFTER,
-    RunInfo,
-    StageLockInfo,
-    next_step,
-    this_process,
-    view_runs,
-)
+from domain.runs import RunInfo, StageLockInfo, this_process
+from engine.runs import LOCK_STALE_AFTER, next_step, view_runs
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def hint(command: str) -> str:
+    """What ``Migration.hint`` makes for a spec at ``spec.toml``."""
+    return f"iamc {command} -c spec.toml"
 
 
 def dead_process() -> str:
@@ -81,9 +80,9 @@ def test_only_the_latest_run_of_a_plan_stage_may_act():
 
 def test_a_failed_or_interrupted_restore_run_says_how_to_resume_it():
     failed = view_runs([run(3, "restore", "failed", this_process(), user="1/jane")], [])[3]
-    assert next_step(failed, "spec.toml") == "iamc resume 3 -c spec.toml"
+    assert next_step(failed, hint) == "iamc resume 3 -c spec.toml"
     gone = view_runs([run(4, "restore", "running", dead_process(), user="1/jane")], [])[4]
     assert gone.status == "interrupted"
-    assert next_step(gone, "spec.toml") == "iamc resume 4 -c spec.toml"
+    assert next_step(gone, hint) == "iamc resume 4 -c spec.toml"
     done = view_runs([run(5, "restore", "succeeded", this_process(), user="1/jane")], [])[5]
-    assert next_step(done, "spec.toml") is None
+    assert next_step(done, hint) is None
