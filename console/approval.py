@@ -31,7 +31,7 @@ from domain.errors import PlanError
 from domain.plan import Outcome, Plan, Stage
 from domain.plan_render import render_markdown
 from domain.spec import Decommission
-from domain.stages import approval_choices, approved_with_all, authorised_by
+from domain.stages import ALL, approval_choices, approved_with_all, authorised_by
 from engine.approvals import (
     MIN_HASH_PREFIX,
     check_quoted_deletes,
@@ -165,7 +165,7 @@ def _form(description: str, stage: str | None = None) -> type[ApprovalInput]:
     """
     field = ApprovalInput.model_fields["stage"]
     choices = Literal[tuple(approval_choices())]  # type: ignore[valid-type]
-    if stage is None or stage not in approved_with_all():
+    if stage is None or (stage != ALL and stage not in approved_with_all()):
         # A stage approved on its own (delete) is chosen by the reviewer, never prefilled.
         stage_field = Field(description=field.description)
     else:

@@ -13,6 +13,7 @@ Every runbook flow is wrapped by :func:`operator_step` (under ``@flow``), which
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -28,7 +29,6 @@ from uuid import UUID
 
 from domain.errors import ApplyFailed, IamcError
 from domain.progress import listening
-from domain.spec import load_spec
 
 log = logging.getLogger(__name__)
 # "<step>: own work N s (flow body), artifacts N s" per step run, at DEBUG: what the command
@@ -364,10 +364,26 @@ def operator_step(
             bound.apply_defaults()
             arguments = dict(bound.arguments)
             spec_path = arguments.get("spec_path")
+            # The flow run's migration, opened once: the work, its artifacts and its failure
+            # message all use it (engine.migration hands the open one on).
+            with contextlib.ExitStack() as opened:
+                return _run_step(fn, args, kwargs, arguments, spec_path, opened)
+
+        def _run_step(
+            fn: F,
+            args: Any,
+            kwargs: Any,
+            arguments: dict[str, Any],
+            spec_path: str | None,
+            opened: contextlib.ExitStack,
+        ) -> Any:
+            from engine.migration import Migration  # the state DB, once a flow runs
+
             logger = run_logger()
             migration = None
             try:
-                migration = load_spec(spec_path).name if spec_path else None
+                if spec_path:
+                    migration = opened.enter_context(Migration.open(spec_path)).spec.name
                 if progress is not None and migration:
                     watching = progress_artifact(
                         artifact_key(migration, step, "progress"),

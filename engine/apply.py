@@ -20,11 +20,12 @@ from domain.errors import ActionError, ApplyFailed, ApplyRefused, ConflictError,
 from domain.plan import Plan, PlanAction
 from domain.progress import emit
 from domain.runs import APPLY_RUN, ROLLBACK_RUN
-from domain.spec import MigrationSpec, load_spec
+from domain.spec import MigrationSpec
 from domain.waves import still_used_by
 from engine.approvals import unapproved_reason
 from engine.executor import Executor
 from engine.lease import LeaseLost, StageLease, stage_lease
+from engine.migration import Migration
 from engine.preconditions import preconditions_of
 from engine.prefect_runtime import old_objects_frozen
 from engine.preflight import preflight
@@ -155,8 +156,8 @@ def apply_plan(
         ApplyFailed: Some actions failed; the rest is done, and a resume continues.
     """
     spec_path = str(spec_path)
-    spec = load_spec(spec_path)
-    with Store.open(spec.state) as store:
+    with Migration.open(spec_path) as mig:
+        spec, store = mig.spec, mig.store
         info = _plan_info(store, spec, plan_id)
         plan = check_runnable(info, stage, spec_path)
         check_wave(spec, plan, plan_id)
@@ -327,8 +328,8 @@ def rollback_plan(
         ApplyFailed: An undo failed; a resume of the rollback run continues.
     """
     spec_path = str(spec_path)
-    spec = load_spec(spec_path)
-    with Store.open(spec.state) as store:
+    with Migration.open(spec_path) as mig:
+        spec, store = mig.spec, mig.store
         run = store.runs.get_run(run_id)
         if run.migration != spec.name or run.kind != APPLY_RUN:
             raise ApplyRefused(f"run {run_id} is not an apply run of migration {spec.name!r}")

@@ -17,7 +17,7 @@ from typing import Any
 from domain.errors import ApplyRefused, IamcError, PlanError
 from domain.plan import Plan
 from domain.retire import BakeStatus, Decision, UseEvidence, bake_status, parse_user
-from domain.spec import load_spec
+from engine.migration import Migration
 from state import Store
 from state.journal import DONE_STATUSES, ROLLED_BACK
 from state.user_snapshots import DisabledUser
@@ -68,9 +68,9 @@ def bake_report(
     Raises:
         ApplyRefused: The migration has no state yet.
     """
-    spec = load_spec(spec_path)
-    now = (clock or _now)()
-    with Store.open(spec.state) as store:
+    with Migration.open(spec_path) as mig:
+        spec, store = mig.spec, mig.store
+        now = (clock or _now)()
         migration_id = store.migrations.find_migration(spec.name)
         if migration_id is None:
             raise ApplyRefused(f"migration {spec.name!r} has no state yet: nothing was disabled")
@@ -224,8 +224,8 @@ def decide(
     if not by.strip() or not reason.strip():
         raise PlanError("a decision needs both --by (who) and --reason (why)")
     account_id, name = parse_user(user)
-    spec = load_spec(spec_path)
-    with Store.open(spec.state) as store:
+    with Migration.open(spec_path) as mig:
+        spec, store = mig.spec, mig.store
         migration_id = store.migrations.find_migration(spec.name)
         disabled = (
             _latest_disable(store.retired.disabled_users(migration_id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
@@ -13,6 +14,9 @@ from state import Store
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# The migration open in this context (a command, a flow run and the tasks it starts).
+_OPEN: ContextVar[Migration | None] = ContextVar("iamc_open_migration", default=None)
 
 
 @dataclass(frozen=True)
@@ -37,13 +41,38 @@ class Migration:
     def open(cls, spec_path: str | Path) -> Iterator[Migration]:
         """Load the spec and open its state DB for the length of one command or flow run.
 
+        Inside an open migration of the same spec (the flow's entry, a command), the open one
+        is handed on instead: a flow run loads its spec and opens its store once, however many
+        of its parts (the work, its artifacts, its failure message) ask for the migration.
+
         Raises:
             SpecError: The spec is missing or invalid.
             StateError: The state DB can't be reached or upgraded.
         """
+        current = _OPEN.get()
+        if current is not None and current.spec_path == str(spec_path):
+            yield current
+            return
         spec = load_spec(spec_path)
         with Store.open(spec.state) as store:
-            yield cls(spec=spec, spec_path=str(spec_path), store=store)
+            mig = cls(spec=spec, spec_path=str(spec_path), store=store)
+            token = _OPEN.set(mig)
+            try:
+                yield mig
+            finally:
+                _OPEN.reset(token)
+
+    @classmethod
+    def spec_of(cls, spec_path: str | Path) -> MigrationSpec:
+        """The spec of the migration open in this context for ``spec_path``; loaded if none is.
+
+        Raises:
+            SpecError: No migration is open and the spec is missing or invalid.
+        """
+        current = _OPEN.get()
+        if current is not None and current.spec_path == str(spec_path):
+            return current.spec
+        return load_spec(spec_path)
 
     @classmethod
     def call(

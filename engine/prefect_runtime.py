@@ -90,6 +90,8 @@ def serialize_plain_parameters_without_fastapi() -> bool:
         for key, value in parameters.items():
             if isinstance(value, Enum):
                 value = value.value
+            elif isinstance(value, str):
+                value = str.__str__(value)  # a str subclass (domain.stages.Stage) as plain text
             if type(value) not in _PLAIN:
                 return current(self, parameters)
             plain[key] = value

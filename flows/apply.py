@@ -19,11 +19,10 @@ from console.waves import publish_waves_artifact
 from domain.errors import ApplyRefused
 from domain.plan import Stage
 from domain.runs import APPLY_RUN, ROLLBACK_RUN
-from domain.spec import load_spec
 from engine.apply import apply_plan, rollback_plan
+from engine.migration import Migration
 from engine.runs import check_resumable
 from engine.stage_run import ACCOUNT_CONCURRENCY
-from state import Store
 
 
 @flow(
@@ -88,8 +87,8 @@ def rollback_flow(
 
 def resume(spec_path: str | Path, run_id: int) -> dict[str, Any]:
     """Continue an apply or rollback run where it stopped, under the same run id."""
-    spec = load_spec(spec_path)
-    with Store.open(spec.state) as store:
+    with Migration.open(spec_path) as mig:
+        spec, store = mig.spec, mig.store
         run = store.runs.get_run(run_id)
         if run.kind == "restore":  # journaled too, but not a plan stage's run
             from flows.restore import resume_restore

@@ -16,8 +16,8 @@ from typing import Any
 from prefect import flow
 
 from domain.retire import BakeState
-from domain.spec import load_spec
 from engine.bake_evidence import BAKE_RUN, bake_report, decide
+from engine.migration import Migration
 
 __all__ = ["BAKE_RUN", "bake_report", "bake_watch_flow", "decide"]
 
@@ -61,5 +61,5 @@ def bake_watch_flow(spec_path: str) -> dict[str, Any]:
     for user in report["users"]:
         if user["state"] == BakeState.IN_USE:
             logger.warning("%s in use: %s", user["user"], user["reason"])
-    _publish(report, load_spec(spec_path).name)
+    _publish(report, Migration.spec_of(spec_path).name)
     return report

@@ -28,7 +28,6 @@ from console.approval import request_approval
 from console.operator import deployment_name, operator_step, run_logger
 from domain.errors import PlanError
 from domain.runs import RUN_FAILED, RUN_INTERRUPTED
-from domain.spec import load_spec
 from engine.migration import Migration
 from engine.progress import MigrationProgress, migration_progress
 from flows.apply import apply_flow
@@ -79,7 +78,7 @@ def _inventory_done(p: MigrationProgress) -> str | None:
 
 
 def _run_inventory(spec_path: str, p: MigrationProgress, options: dict[str, Any]) -> Any:
-    runner = ThreadPoolTaskRunner(max_workers=load_spec(spec_path).inventory.concurrency)
+    runner = ThreadPoolTaskRunner(max_workers=Migration.spec_of(spec_path).inventory.concurrency)
     return inventory_flow.with_options(task_runner=runner)(spec_path)
 
 
@@ -114,7 +113,7 @@ def _run_approval(spec_path: str, p: MigrationProgress, options: dict[str, Any])
     ]
     if bound:
         a = bound[-1]
-        migration = load_spec(spec_path).name
+        migration = Migration.spec_of(spec_path).name
         raise PlanError(
             f"plan {p.plan_id} stage {a['stage']} was {a['decision']} by {a['approver']} "
             f"(ticket {a['ticket']}): nothing will be applied. Address the board's comment "

@@ -21,7 +21,8 @@ from domain.classification import ClassificationRules
 from domain.errors import AwsAccessError, AwsUnreachableError, InventoryIncompleteError
 from domain.progress import emit
 from domain.records import Account, AccountInventory, Finding
-from domain.spec import MigrationSpec, load_spec
+from domain.spec import MigrationSpec
+from engine.migration import Migration
 from engine.prefect_runtime import old_objects_frozen
 from state import Store, warm_up_models
 from tasks.aws import (
@@ -210,8 +211,8 @@ def inventory_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]
             accounts that answered is stored (a plan made from it is blocked), the run is
             recorded as failed, and the error names each account, its reason and the fix.
     """
-    spec = load_spec(spec_path)
-    with old_objects_frozen(), Store.open(spec.state) as store:
+    with old_objects_frozen(), Migration.open(spec_path) as mig:
+        spec, store = mig.spec, mig.store
         migration_id = store.migrations.ensure_migration(spec.name, spec.model_dump(mode="json"))
         run_id = store.runs.start_run(migration_id, "inventory", {"spec": str(Path(spec_path))})
         try:
@@ -289,9 +290,11 @@ def _log_account(inventory: AccountInventory, findings: list[Finding]) -> None:
 
 def run_inventory(spec_path: str | Path, profile: str | None = None) -> dict[str, Any]:
     """Run the inventory flow with the spec's concurrency (accounts at once)."""
-    spec = load_spec(spec_path)
-    # While Prefect creates the run and the organization is walked, mostly waiting.
-    warm_up_clients(("sts", "iam", "organizations"), spec.region)
-    warm_up_models()
-    runner = ThreadPoolTaskRunner(max_workers=spec.inventory.concurrency)
-    return inventory_flow.with_options(task_runner=runner)(str(spec_path), profile)
+    # Opened here, handed on to the flow run (engine.migration): one load per command.
+    with Migration.open(spec_path) as mig:
+        spec = mig.spec
+        # While Prefect creates the run and the organization is walked, mostly waiting.
+        warm_up_clients(("sts", "iam", "organizations"), spec.region)
+        warm_up_models()
+        runner = ThreadPoolTaskRunner(max_workers=spec.inventory.concurrency)
+        return inventory_flow.with_options(task_runner=runner)(str(spec_path), profile)

@@ -25,7 +25,8 @@ from domain.key_attribution import (
     inventory_index,
 )
 from domain.progress import emit
-from domain.spec import MigrationSpec, ScanPath, load_spec, scan_paths_of
+from domain.spec import MigrationSpec, ScanPath, scan_paths_of
+from engine.migration import Migration
 from scanner.key_detection import KeyDetector
 from state import Store
 from state.key_scans import KEY_SCAN_RUN
@@ -183,8 +184,8 @@ def key_scan_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
         failed accounts, AWS calls per source.
     """
     started = time.perf_counter()
-    spec = load_spec(spec_path)
-    with Store.open(spec.state) as store:
+    with Migration.open(spec_path) as mig:
+        spec, store = mig.spec, mig.store
         migration_id = store.migrations.ensure_migration(spec.name, spec.model_dump(mode="json"))
         run_id = store.runs.start_run(migration_id, KEY_SCAN_RUN, {"spec": str(Path(spec_path))})
         try:
@@ -336,6 +337,8 @@ def _publish(
 
 def run_key_scan(spec_path: str | Path, profile: str | None = None) -> dict[str, Any]:
     """Run the key-scan flow with the spec's concurrency (accounts and paths at once)."""
-    spec = load_spec(spec_path)
-    runner = ThreadPoolTaskRunner(max_workers=spec.scan.concurrency)
-    return key_scan_flow.with_options(task_runner=runner)(str(spec_path), profile)
+    # Opened here, handed on to the flow run (engine.migration): one load per command.
+    with Migration.open(spec_path) as mig:
+        spec = mig.spec
+        runner = ThreadPoolTaskRunner(max_workers=spec.scan.concurrency)
+        return key_scan_flow.with_options(task_runner=runner)(str(spec_path), profile)

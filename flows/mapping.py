@@ -22,8 +22,8 @@ from domain.mapping_overrides import (
 )
 from domain.progress import emit
 from domain.records import AccountInventory
-from domain.spec import MigrationSpec, load_spec
-from state import Store
+from domain.spec import MigrationSpec
+from engine.migration import Migration
 from tasks.aws import AwsSessions
 from tasks.identity_store import IdentityStoreContents, find_instance, read_identity_store
 
@@ -119,10 +119,10 @@ def mapping_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
         InputFileError: An overrides CSV is malformed or names an unknown identity.
         NoInventoryError: No complete inventory snapshot yet.
     """
-    spec = load_spec(spec_path)
-    overrides, group_overrides = load_overrides(spec)
-    runtime = _Runtime(spec, spec_path, AwsSessions.from_spec(spec, profile=profile))
-    with Store.open(spec.state) as store:
+    with Migration.open(spec_path) as mig:
+        spec, store = mig.spec, mig.store
+        overrides, group_overrides = load_overrides(spec)
+        runtime = _Runtime(spec, spec_path, AwsSessions.from_spec(spec, profile=profile))
         known = store.migrations.find_migration(spec.name)
         snapshot = store.snapshots.latest_snapshot(known) if known is not None else None
         if known is None or snapshot is None:

@@ -30,9 +30,10 @@ from domain.plan_render import (
 from domain.planning import build_plan, unseen_account_findings
 from domain.progress import emit
 from domain.records import AccountInventory
-from domain.spec import MigrationSpec, load_spec
+from domain.spec import MigrationSpec
 from domain.synthesis import synthesize
 from domain.waves import OrgPermissionSet, names_only_accounts, organization_sets, resolve_waves
+from engine.migration import Migration
 from engine.reports import plan_meta
 from state import Store
 from tasks.aws import AwsSessions
@@ -240,7 +241,7 @@ def plan_flow(
         out_dir: Where to write plan.md, plan.json and assignments.csv.
         wave: The wave to plan, when the spec has ``[[waves]]`` (required then).
     """
-    spec = load_spec(spec_path)
+    spec = Migration.spec_of(spec_path)
     spec.wave(wave)  # an unknown wave is refused before a run is recorded
     with _without_cyclic_gc():
         # The plan is freed (reference counts) when this returns, before the collector is

@@ -22,9 +22,9 @@ from prefect import flow
 from domain.errors import ApplyRefused
 from domain.plan import Stage
 from domain.runs import RESTORE_RUN
-from domain.spec import load_spec
 from engine.executor import Executor
 from engine.lease import LeaseLost, stage_lease
+from engine.migration import Migration
 from state import Store
 from state.journal import ADOPTED, DONE_STATUSES
 from state.user_snapshots import RESTORE_STAGE, StoredSnapshot
@@ -159,9 +159,9 @@ def restore(
     """
     if (user is None) == (run_id is None):
         raise ApplyRefused("restore: name one user (ACCOUNT/NAME) or one delete run (--run ID)")
-    spec = load_spec(spec_path)
-    sessions = AwsSessions.from_spec(spec)
-    with Store.open(spec.state) as store:
+    with Migration.open(spec_path) as mig:
+        spec, store = mig.spec, mig.store
+        sessions = AwsSessions.from_spec(spec)
         migration_id = store.migrations.find_migration(spec.name)
         if migration_id is None:
             raise ApplyRefused(f"migration {spec.name!r} has no state: nothing to restore")
@@ -245,8 +245,8 @@ def resume_restore(spec_path: str | Path, run_id: int) -> dict[str, Any]:
     Raises:
         ApplyRefused: Not a restore run of this migration, or it succeeded.
     """
-    spec = load_spec(spec_path)
-    with Store.open(spec.state) as store:
+    with Migration.open(spec_path) as mig:
+        spec, store = mig.spec, mig.store
         run = store.runs.get_run(run_id)
     if run.migration != spec.name or run.kind != RESTORE_RUN:
         raise ApplyRefused(f"run {run_id} is not a restore run of {spec.name!r}")

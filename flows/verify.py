@@ -26,9 +26,8 @@ from domain.errors import AccessNotVerified
 from domain.plan import Plan
 from domain.records import AccountInventory
 from domain.runs import VERIFY_RUN
-from domain.spec import load_spec
+from engine.migration import Migration
 from engine.reports import get_plan_info
-from state import Store
 from tasks.aws import AwsSessions
 from tasks.identity_store import find_instance
 from tasks.verify_access import AccessCheck, permission_set_arns, verify_account
@@ -115,9 +114,9 @@ def verify_flow(spec_path: str, plan_id: int | None = None) -> dict[str, Any]:
     from console.operator import settle
 
     plan_id = resolve_plan_id(spec_path, plan_id)
-    spec = load_spec(spec_path)
-    logger = run_logger()
-    with Store.open(spec.state) as store:
+    with Migration.open(spec_path) as mig:
+        spec, store = mig.spec, mig.store
+        logger = run_logger()
         info = get_plan_info(store, spec.name, plan_id)
         plan = Plan.from_content(info.content)
         inventories = {

@@ -27,7 +27,7 @@ from engine.executor import AFTER_INTENT, InjectedCrash
 from engine.preconditions import StagePreconditions
 from engine.stage_run import AccountReport, StageRun, by_account, run_one
 from flows.apply import resume
-from iamc.views import print_status
+from iamc.views.apply import print_status
 from state import Store
 from tasks.handler import Done, Live
 
