@@ -285,6 +285,20 @@ def ask_for_decision(
         poll_interval=2,
         key=f"approval-{uuid.uuid4().hex[:12]}",
     )
+    return _record_answer(mig, plan_id, plan, meta, answer, key)
+
+
+def _record_answer(
+    mig: Migration, plan_id: int, plan: Plan, meta: dict[str, Any], answer: Any, key: str
+) -> dict[str, Any]:
+    """Check the form's answer against the plan, record it, and show it in the plan artifact.
+
+    Raises:
+        PlanError: The answer quoted another plan's hash or a wrong number of deletes;
+            nothing was recorded.
+    """
+    logger = run_logger()
+    migration = mig.spec.name
     decision = "approved" if answer.decision == "approve" else "rejected"
     try:
         check_reviewed_hash(plan_id, meta["hash"], answer.plan_hash)

@@ -177,17 +177,7 @@ def apply_plan(
         with stage_lease(store, plan_id, stage) as lease:
             if resume_run_id is not None:
                 check_resumable(store, store.runs.get_run(resume_run_id), spec_path)
-            preconditions_of(stage)  # a stage that declares none can't run
-            # The stage's own checks (the delete cap, the plan's targets still live), then
-            # the read-only preflight; a refusal before any change records no run.
-            for check in definition.before_run:
-                check(rt, actions)
-            problems = preflight(store, plan_id, rt.ctx, actions)
-            if problems:
-                raise ApplyRefused(
-                    f"plan {plan_id} can't be applied as is; nothing was changed:\n  "
-                    + "\n  ".join(problems)
-                )
+            _check_before_run(rt, definition, actions)
             run_id = open_run(store, info.migration_id, APPLY_RUN, params, resume_run_id, spec_path)
             _record_lease_run(store, lease, run_id)
             rt.executor = Executor(
@@ -201,38 +191,76 @@ def apply_plan(
                 on_done=_on_done,
                 guard=lease.ensure,
             )
-            try:
-                emit("apply-start", actions=len(actions), run_id=run_id)
-                # Each account's task verifies its assignments when its own work is over.
-                # Prefect, botocore and the plan stay out of the collector's passes: a full pass
-                # stops every thread, up to 0.65 s in which no sso-admin request goes out.
-                with old_objects_frozen():
-                    reports = definition.run(rt, actions, in_flow)
-            except ConflictError as err:
-                store.runs.finish_run(run_id, "failed", error=str(err))
-                raise ApplyRefused(f"run {run_id} stopped: {err}") from err
-            except LeaseLost:
-                # The run is another process's now (it may have resumed it): not ours to end.
-                raise
-            except BaseException as err:
-                store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
-                raise
-            summary = _summary(store, run_id, plan_id, stage, actions)
-            errors = [e for r in reports for e in r.errors]
-            summary["errors"] = errors
-            if definition.takes_access_away:
-                summary["refused_by_plan"] = refused_by_plan(plan)
-                summary["refused"] = [r for report in reports for r in report.refused]
-            if errors or summary["failed"] or summary["pending"]:
-                message = (
-                    f"run {run_id}: {summary['failed']} failed, {summary['pending']} pending of "
-                    f"{summary['actions']} actions; fix the cause, then 'iamc resume {run_id} -c "
-                    f"{spec_path}':\n  " + "\n  ".join(errors or ["(see iamc status)"])
-                )
-                store.runs.finish_run(run_id, "failed", summary=summary, error=message)
-                raise ApplyFailed(message)
-            store.runs.finish_run(run_id, "succeeded", summary=summary)
-            return summary
+            reports = _run_stage(rt, definition, actions, in_flow)
+            return _finish(rt, definition, actions, reports, mig.hint(f"resume {run_id}"))
+
+
+def _check_before_run(rt: StageRun, definition: Any, actions: list[PlanAction]) -> None:
+    """The stage's own checks (the delete cap, the plan's targets still live), then the
+    read-only preflight; a refusal before any change records no run.
+
+    Raises:
+        ApplyRefused: A check refused; nothing was changed.
+    """
+    preconditions_of(definition.name)  # a stage that declares none can't run
+    for check in definition.before_run:
+        check(rt, actions)
+    problems = preflight(rt.store, rt.plan_id, rt.ctx, actions)
+    if problems:
+        raise ApplyRefused(
+            f"plan {rt.plan_id} can't be applied as is; nothing was changed:\n  "
+            + "\n  ".join(problems)
+        )
+
+
+def _run_stage(
+    rt: StageRun, definition: Any, actions: list[PlanAction], in_flow: bool
+) -> list[Any]:
+    """The stage's per-account work; the run is recorded failed if it stops on an error."""
+    run_id = rt.executor.run_id
+    try:
+        emit("apply-start", actions=len(actions), run_id=run_id)
+        # Each account's task verifies its assignments when its own work is over.
+        # Prefect, botocore and the plan stay out of the collector's passes: a full pass
+        # stops every thread, up to 0.65 s in which no sso-admin request goes out.
+        with old_objects_frozen():
+            return definition.run(rt, actions, in_flow)
+    except ConflictError as err:
+        rt.store.runs.finish_run(run_id, "failed", error=str(err))
+        raise ApplyRefused(f"run {run_id} stopped: {err}") from err
+    except LeaseLost:
+        # The run is another process's now (it may have resumed it): not ours to end.
+        raise
+    except BaseException as err:
+        rt.store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
+        raise
+
+
+def _finish(
+    rt: StageRun, definition: Any, actions: list[PlanAction], reports: list[Any], resume: str
+) -> dict[str, Any]:
+    """Record the run's summary: succeeded, or failed naming what to fix and how to resume.
+
+    Raises:
+        ApplyFailed: Some actions failed or are pending; the rest is done.
+    """
+    store, run_id = rt.store, rt.executor.run_id
+    summary = _summary(store, run_id, rt.plan_id, definition.name, actions)
+    errors = [e for r in reports for e in r.errors]
+    summary["errors"] = errors
+    if definition.takes_access_away:
+        summary["refused_by_plan"] = refused_by_plan(rt.plan)
+        summary["refused"] = [r for report in reports for r in report.refused]
+    if errors or summary["failed"] or summary["pending"]:
+        message = (
+            f"run {run_id}: {summary['failed']} failed, {summary['pending']} pending of "
+            f"{summary['actions']} actions; fix the cause, then '{resume}':\n  "
+            + "\n  ".join(errors or ["(see iamc status)"])
+        )
+        store.runs.finish_run(run_id, "failed", summary=summary, error=message)
+        raise ApplyFailed(message)
+    store.runs.finish_run(run_id, "succeeded", summary=summary)
+    return summary
 
 
 def _record_lease_run(store: Store, lease: StageLease, run_id: int) -> None:
@@ -338,47 +366,7 @@ def rollback_plan(
         if not definition.reversible:
             hint = definition.irreversible_hint or "did what can't be undone; nothing was changed"
             raise ApplyRefused(f"run {run_id} " + hint.format(spec=spec_path, run=run_id))
-        entries = _forward_entries(store, plan_id, stage)
-        if user is not None:
-            entries = entries_of_user(entries, user, run_id)
-        undo = [
-            e
-            for e in entries
-            if e.status not in (ADOPTED, ROLLED_BACK) and e.intent.get("existed_before") is False
-        ]
-        kept = [e for e in entries if e.status == ADOPTED or e.intent.get("existed_before")]
-        # Waves build on each other: what another wave's plan still uses stays, whoever made it.
-        in_use = _used_by_other_plans(store, run.migration_id, plan_id, stage, undo)
-        undo = [e for e in undo if e.action_id not in in_use]
-        apply_runs = [
-            r.id
-            for r in store.runs.list_runs(run.migration_id)
-            if r.kind == APPLY_RUN
-            and r.params.get("plan_id") == plan_id
-            and r.params.get("stage") == stage
-        ]
-        listing = {
-            "of_run": run_id,
-            "plan_id": plan_id,
-            "stage": stage,
-            # The unit is the plan stage, not the run named: the journal has one row per
-            # action, whichever of the stage's runs did it.
-            "unit": (
-                f"plan {plan_id} stage {stage}, user {user} only"
-                if user
-                else f"plan {plan_id} stage {stage}: everything its apply runs "
-                f"({', '.join(map(str, apply_runs))}) created, not only run {run_id}'s"
-            ),
-            "user": user,
-            "undo": [_describe(e) for e in undo],
-            "left_alone": [f"{_describe(e)} (existed before: adopted)" for e in kept]
-            + [
-                f"{_describe(e)} (still used by {', '.join(users)}: kept; roll back again "
-                "once they no longer use it)"
-                for e in entries
-                if (users := in_use.get(e.action_id))
-            ],
-        }
+        listing, undo = _undo_listing(store, run, user)
         if dry_run:
             return {**listing, "dry_run": True}
         params = {
@@ -409,20 +397,78 @@ def rollback_plan(
                 on_done=_on_done,
                 guard=lease.ensure,
             )
-            try:
-                for entry in undo:
-                    executor.undo(entry)
-            except LeaseLost:
-                raise
-            except ActionError as err:
-                message = (
-                    f"rollback run {rollback_run} stopped: {err}; 'iamc resume {rollback_run}'"
-                )
-                store.runs.finish_run(rollback_run, "failed", error=message)
-                raise ApplyFailed(message) from err
-            except BaseException as err:
-                store.runs.finish_run(rollback_run, "failed", error=str(err) or type(err).__name__)
-                raise
-            summary = {**listing, "run_id": rollback_run, "dry_run": False}
-            store.runs.finish_run(rollback_run, "succeeded", summary=summary)
-            return summary
+            return _undo_all(store, executor, undo, listing)
+
+
+def _undo_listing(store: Store, run: Any, user: str | None) -> tuple[dict[str, Any], list[Any]]:
+    """What a rollback of ``run``'s plan stage undoes, and what it leaves alone and why."""
+    run_id = run.id
+    plan_id, stage = int(run.params["plan_id"]), str(run.params["stage"])
+    entries = _forward_entries(store, plan_id, stage)
+    if user is not None:
+        entries = entries_of_user(entries, user, run_id)
+    undo = [
+        e
+        for e in entries
+        if e.status not in (ADOPTED, ROLLED_BACK) and e.intent.get("existed_before") is False
+    ]
+    kept = [e for e in entries if e.status == ADOPTED or e.intent.get("existed_before")]
+    # Waves build on each other: what another wave's plan still uses stays, whoever made it.
+    in_use = _used_by_other_plans(store, run.migration_id, plan_id, stage, undo)
+    undo = [e for e in undo if e.action_id not in in_use]
+    apply_runs = [
+        r.id
+        for r in store.runs.list_runs(run.migration_id)
+        if r.kind == APPLY_RUN
+        and r.params.get("plan_id") == plan_id
+        and r.params.get("stage") == stage
+    ]
+    listing = {
+        "of_run": run_id,
+        "plan_id": plan_id,
+        "stage": stage,
+        # The unit is the plan stage, not the run named: the journal has one row per
+        # action, whichever of the stage's runs did it.
+        "unit": (
+            f"plan {plan_id} stage {stage}, user {user} only"
+            if user
+            else f"plan {plan_id} stage {stage}: everything its apply runs "
+            f"({', '.join(map(str, apply_runs))}) created, not only run {run_id}'s"
+        ),
+        "user": user,
+        "undo": [_describe(e) for e in undo],
+        "left_alone": [f"{_describe(e)} (existed before: adopted)" for e in kept]
+        + [
+            f"{_describe(e)} (still used by {', '.join(users)}: kept; roll back again "
+            "once they no longer use it)"
+            for e in entries
+            if (users := in_use.get(e.action_id))
+        ],
+    }
+    return listing, undo
+
+
+def _undo_all(
+    store: Store, executor: Executor, undo: list[Any], listing: dict[str, Any]
+) -> dict[str, Any]:
+    """Undo each entry in order; the rollback run is recorded as it ends.
+
+    Raises:
+        ApplyFailed: An undo failed; a resume of the rollback run continues.
+    """
+    rollback_run = executor.run_id
+    try:
+        for entry in undo:
+            executor.undo(entry)
+    except LeaseLost:
+        raise
+    except ActionError as err:
+        message = f"rollback run {rollback_run} stopped: {err}; 'iamc resume {rollback_run}'"
+        store.runs.finish_run(rollback_run, "failed", error=message)
+        raise ApplyFailed(message) from err
+    except BaseException as err:
+        store.runs.finish_run(rollback_run, "failed", error=str(err) or type(err).__name__)
+        raise
+    summary = {**listing, "run_id": rollback_run, "dry_run": False}
+    store.runs.finish_run(rollback_run, "succeeded", summary=summary)
+    return summary

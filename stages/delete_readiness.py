@@ -142,6 +142,13 @@ def delete_preconditions(rt: StageRun, work: UserWork, live: LiveUser) -> list[s
             problems.append("its quarantine policy was removed outside iamc")
         elif found.difference:
             problems.append(f"its quarantine policy was changed outside iamc ({found.difference})")
+    problems.extend(_named_in_resource_policies(rt, live))
+    return problems
+
+
+def _named_in_resource_policies(rt: StageRun, live: LiveUser) -> list[str]:
+    """Resource policies anywhere in scope that name the user, and those that can't be read."""
+    problems: list[str] = []
     policies = org_policies(rt)
     for reference in policies.references_to(live.arn, live.user_id):
         problems.append(
