@@ -24,6 +24,7 @@ from domain.planning import PlanInputs
 from domain.stages import ON_ITS_OWN, StageDefinition, register, stage_names, unregister
 from engine.apply import apply_plan, rollback_plan
 from engine.executor import AFTER_INTENT, InjectedCrash
+from engine.migration import Migration
 from engine.preconditions import StagePreconditions
 from engine.stage_run import AccountReport, StageRun, by_account, run_one
 from flows.apply import resume
@@ -147,7 +148,7 @@ def test_an_example_stage_is_planned_approved_applied_resumed_rolled_back_and_sh
     out = io.StringIO()
     print_status(Console(file=out, width=200), spec, crashed.id)
     assert "example" in out.getvalue()
-    rows, description, _ = status_table(str(spec), crashed.id)
+    rows, description, _ = Migration.call(status_table, str(spec), crashed.id)
     assert {r["account"].split()[0] for r in rows} >= {a1, a2}
     assert "example" in description
 
