@@ -262,6 +262,22 @@ def _required_policies(
     return required, required_list, references_of
 
 
+def _provision_action(
+    name: str, account_id: str, definition_hash: str, set_action: str, params: dict[str, Any]
+) -> PlanAction:
+    """Provision set ``name`` to one account, after the action that creates or updates it."""
+    return PlanAction(
+        id=f"provision:provision-permission-set:{name}:{account_id}",
+        stage=Stage.PROVISION,
+        kind="provision-permission-set",
+        account_id=account_id,
+        target=name,
+        target_fingerprint=sha256_of({"definition": definition_hash, "account": account_id}),
+        params=params,
+        depends_on=[set_action],
+    )
+
+
 def _provision_actions(
     kept_assignments: list[Any],
     definition_hash: dict[str, str],
@@ -278,22 +294,15 @@ def _provision_actions(
         key=lambda a: (a.account_id, a.permission_set_name, a.principal_type, a.principal_id),
     )
     for account_id, name in sorted({(a.account_id, a.permission_set_name) for a in assignments}):
-        action_id = f"provision:provision-permission-set:{name}:{account_id}"
-        provision_ids[(account_id, name)] = action_id
-        actions.append(
-            PlanAction(
-                id=action_id,
-                stage=Stage.PROVISION,
-                kind="provision-permission-set",
-                account_id=account_id,
-                target=name,
-                target_fingerprint=sha256_of(
-                    {"definition": definition_hash[name], "account": account_id}
-                ),
-                params={"required_customer_policies": required.get(account_id, [])},
-                depends_on=[set_action[name]],
-            )
+        action = _provision_action(
+            name,
+            account_id,
+            definition_hash[name],
+            set_action[name],
+            {"required_customer_policies": required.get(account_id, [])},
         )
+        provision_ids[(account_id, name)] = action.id
+        actions.append(action)
     # An updated set changes nothing in an account until it is provisioned there again
     # (sso-admin, ProvisionPermissionSet): every account that already has it, in any wave.
     for name, known in sorted(updated.items()):
@@ -301,25 +310,18 @@ def _provision_actions(
         for account_id in known.accounts:
             if (account_id, name) in provision_ids:
                 continue
-            action_id = f"provision:provision-permission-set:{name}:{account_id}"
-            provision_ids[(account_id, name)] = action_id
-            actions.append(
-                PlanAction(
-                    id=action_id,
-                    stage=Stage.PROVISION,
-                    kind="provision-permission-set",
-                    account_id=account_id,
-                    target=name,
-                    target_fingerprint=sha256_of(
-                        {"definition": definition_hash[name], "account": account_id}
-                    ),
-                    params={
-                        "required_customer_policies": references,
-                        "reprovision": f"updated by {set_action[name]}",
-                    },
-                    depends_on=[set_action[name]],
-                )
+            action = _provision_action(
+                name,
+                account_id,
+                definition_hash[name],
+                set_action[name],
+                {
+                    "required_customer_policies": references,
+                    "reprovision": f"updated by {set_action[name]}",
+                },
             )
+            provision_ids[(account_id, name)] = action.id
+            actions.append(action)
     return actions, provision_ids, assignments
 
 
