@@ -64,7 +64,7 @@ class Executor:
             default from ``IAMC_FAULT``.
         on_done: Called with each journal row an action ends with (progress display).
         guard: Called before every step and right before every AWS change; raises to stop
-            the run (``state.runs.StageLease.ensure``: a run that lost its lease changes
+            the run (``engine.lease.StageLease.ensure``: a run that lost its lease changes
             nothing more).
     """
 
