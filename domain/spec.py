@@ -524,6 +524,11 @@ def parse_spec(data: dict[str, Any], path: str = "<spec>", text: str = "") -> Mi
     return spec
 
 
+# A spec is parsed and validated once per process: the CLI checks it as it parses ``-c``, the
+# command's migration opens it, and only a changed file (by its text) is validated again.
+_LOADED: dict[tuple[str, str], MigrationSpec] = {}
+
+
 def load_spec(path: str | Path) -> MigrationSpec:
     """Read and validate a migration spec.
 
@@ -541,6 +546,9 @@ def load_spec(path: str | Path) -> MigrationSpec:
         raise SpecError(str(path), [("", "file not found")]) from None
     except (OSError, UnicodeDecodeError) as err:
         raise SpecError(str(path), [("", f"cannot read: {err}")]) from None
+    cache_key = (str(path.resolve()), text)
+    if cache_key in _LOADED:
+        return _LOADED[cache_key]
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -553,9 +561,11 @@ def load_spec(path: str | Path) -> MigrationSpec:
             if (value := getattr(spec.mapping, key))
         }
     )
-    return spec.model_copy(
+    loaded = spec.model_copy(
         update={"state": resolve_state_url(spec.state, path.parent), "mapping": mapping}
     )
+    _LOADED[cache_key] = loaded
+    return loaded
 
 
 def resolve_state_url(url: str, base: Path) -> str:

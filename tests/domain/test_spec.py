@@ -167,3 +167,14 @@ def test_each_of_several_problems_names_its_line(tmp_path):
     assert any(line.startswith("  waves.1.name (line 16): required key") for line in lines)
     assert any(line.startswith("  waves.1.nme (line 17): unknown key") for line in lines)
     assert any(line.startswith("  aws.rate_limits (line 20): unknown API family") for line in lines)
+
+
+def test_a_spec_is_validated_once_per_process_until_its_text_changes(tmp_path: Path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "m1"\n')
+    first = load_spec(spec)
+    assert load_spec(str(spec)) is first  # the CLI's check and the command's migration
+    spec.write_text('name = "m2"\n')  # same size, maybe the same mtime: the text decides
+    assert load_spec(spec).name == "m2"
+    spec.write_text('name = "m1"\n')
+    assert load_spec(spec) is first
