@@ -381,6 +381,8 @@ def operator_step(
 
             logger = run_logger()
             migration = None
+            # The step's own work starts with opening its migration (the body did, before).
+            started = time.perf_counter()
             try:
                 if spec_path:
                     migration = opened.enter_context(Migration.open(spec_path)).spec.name
@@ -392,7 +394,6 @@ def operator_step(
                     )
                 else:
                     watching = _nothing()
-                started = time.perf_counter()
                 with watching:
                     result = fn(*args, **kwargs)
             except IamcError as err:
