@@ -381,8 +381,7 @@ def operator_step(
 
             logger = run_logger()
             migration = None
-            # The step's own work starts with opening its migration (the body did, before).
-            started = time.perf_counter()
+            started = time.perf_counter()  # the step's own work: its migration opened first
             try:
                 if spec_path:
                     migration = opened.enter_context(Migration.open(spec_path)).spec.name
