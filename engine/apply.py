@@ -21,6 +21,7 @@ from domain.plan import Plan, PlanAction
 from domain.progress import emit
 from domain.runs import APPLY_RUN, ROLLBACK_RUN
 from domain.spec import MigrationSpec
+from domain.stages import StageDefinition
 from domain.waves import still_used_by
 from engine.approvals import unapproved_reason
 from engine.executor import Executor
@@ -195,7 +196,7 @@ def apply_plan(
             return _finish(rt, definition, actions, reports, mig.hint(f"resume {run_id}"))
 
 
-def _check_before_run(rt: StageRun, definition: Any, actions: list[PlanAction]) -> None:
+def _check_before_run(rt: StageRun, definition: StageDefinition, actions: list[PlanAction]) -> None:
     """The stage's own checks (the delete cap, the plan's targets still live), then the
     read-only preflight; a refusal before any change records no run.
 
@@ -214,7 +215,7 @@ def _check_before_run(rt: StageRun, definition: Any, actions: list[PlanAction]) 
 
 
 def _run_stage(
-    rt: StageRun, definition: Any, actions: list[PlanAction], in_flow: bool
+    rt: StageRun, definition: StageDefinition, actions: list[PlanAction], in_flow: bool
 ) -> list[Any]:
     """The stage's per-account work; the run is recorded failed if it stops on an error."""
     run_id = rt.executor.run_id
@@ -237,7 +238,11 @@ def _run_stage(
 
 
 def _finish(
-    rt: StageRun, definition: Any, actions: list[PlanAction], reports: list[Any], resume: str
+    rt: StageRun,
+    definition: StageDefinition,
+    actions: list[PlanAction],
+    reports: list[Any],
+    resume: str,
 ) -> dict[str, Any]:
     """Record the run's summary: succeeded, or failed naming what to fix and how to resume.
 

@@ -108,7 +108,7 @@ COMMANDS = {
 def spec_before_import(args: list[str]) -> None:
     """Load the spec a command is given before its module is imported (Prefect aside, its
     views and the state store take ~0.5 s): a typo is one error line (SpecError, exit 2) within
-    the CLI's own start-up. The command's option loads it again as it parses it."""
+    the CLI's own start-up. The command reuses that parse (domain.spec keeps it)."""
     if "--help" in args:
         return
     spec = _spec_argument(args)
