@@ -1,10 +1,10 @@
-"""The engine's apply and rollback of one plan stage: checked, leased, journaled, recorded.
+"""The engine's apply of one plan stage: checked, leased, journaled, recorded.
 
 Every stage runs the same way whatever it does (``domain.stages`` says what that is): the plan
 must be intact, approved for the stage and of the spec's wave; the stage's lease is taken; its
 checks before the run (``before_run``) and the read-only preflight pass; then its per-account
 driver runs every action through ``engine.executor.Executor``, which journals each step.
-A rollback undoes, newest first, what the stage's apply runs created, in its ``undo_order``.
+(The rollback is ``engine.rollback``.)
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from domain import stages as registry
-from domain.errors import ActionError, ApplyFailed, ApplyRefused, ConflictError, IamcError
+from domain.errors import ApplyFailed, ApplyRefused, ConflictError, IamcError
 from domain.plan import Plan, PlanAction
 from domain.progress import emit
-from domain.runs import APPLY_RUN, ROLLBACK_RUN
+from domain.runs import APPLY_RUN
 from domain.spec import MigrationSpec
 from domain.stages import StageDefinition
-from domain.waves import still_used_by
 from engine.approvals import unapproved_reason
 from engine.executor import Executor
 from engine.lease import LeaseLost, StageLease, stage_lease
@@ -31,9 +30,9 @@ from engine.preconditions import preconditions_of
 from engine.prefect_runtime import old_objects_frozen
 from engine.preflight import preflight
 from engine.runs import check_resumable, open_run
-from engine.stage_run import StageRun, entries_of_user, refused_by_plan, utc_now
+from engine.stage_run import StageRun, refused_by_plan, utc_now
 from state import Store
-from state.journal import ADOPTED, DONE_STATUSES, FAILED, ROLLBACK_PREFIX, ROLLED_BACK, JournalEntry
+from state.journal import DONE_STATUSES, FAILED
 from state.plans import PlanInfo
 from tasks.aws import AwsSessions
 from tasks.handler import ExecutionContext, PollPolicy
@@ -102,13 +101,13 @@ def check_wave(spec: MigrationSpec, plan: Plan, plan_id: int) -> None:
 # -- the run -------------------------------------------------------------------------------------
 
 
-def _prefect_flow_run_id() -> str | None:
+def prefect_flow_run_id() -> str | None:
     from prefect.runtime import flow_run
 
     return str(flow_run.id) if flow_run.id else None
 
 
-def _context(spec: MigrationSpec, spec_path: str, poll: PollPolicy | None) -> ExecutionContext:
+def stage_context(spec: MigrationSpec, spec_path: str, poll: PollPolicy | None) -> ExecutionContext:
     sessions = AwsSessions.from_spec(spec)
     management = sessions.management()
     instance = find_instance(
@@ -122,7 +121,7 @@ def _context(spec: MigrationSpec, spec_path: str, poll: PollPolicy | None) -> Ex
     return ExecutionContext(management, sessions.for_account, instance, poll=poll)
 
 
-def _on_done(action_id: str, status: str, error: str | None) -> None:
+def on_action_done(action_id: str, status: str, error: str | None) -> None:
     emit("action-done", action_id=action_id, status=status, error=error)
 
 
@@ -167,10 +166,10 @@ def apply_plan(
             "spec": spec_path,
             "plan_id": plan_id,
             "stage": stage,
-            "prefect_flow_run_id": _prefect_flow_run_id() if in_flow else None,
+            "prefect_flow_run_id": prefect_flow_run_id() if in_flow else None,
         }
         definition = registry.stage(stage)
-        rt = StageRun(spec, store, plan, plan_id, lambda: _context(spec, spec_path, poll))
+        rt = StageRun(spec, store, plan, plan_id, lambda: stage_context(spec, spec_path, poll))
         rt.migration_id = info.migration_id
         rt.clock = clock or utc_now
         # The lease first: a second process is refused at once, before any AWS read, and no
@@ -180,7 +179,7 @@ def apply_plan(
                 check_resumable(store, store.runs.get_run(resume_run_id), spec_path)
             _check_before_run(rt, definition, actions)
             run_id = open_run(store, info.migration_id, APPLY_RUN, params, resume_run_id, spec_path)
-            _record_lease_run(store, lease, run_id)
+            record_lease_run(store, lease, run_id)
             rt.executor = Executor(
                 store.journal,
                 definition.handlers(),
@@ -189,7 +188,7 @@ def apply_plan(
                 plan_id=plan_id,
                 stage=stage,
                 fault=fault,
-                on_done=_on_done,
+                on_done=on_action_done,
                 guard=lease.ensure,
             )
             reports = _run_stage(rt, definition, actions, in_flow)
@@ -268,7 +267,7 @@ def _finish(
     return summary
 
 
-def _record_lease_run(store: Store, lease: StageLease, run_id: int) -> None:
+def record_lease_run(store: Store, lease: StageLease, run_id: int) -> None:
     """Say which run holds each lease of the group (shown to anyone refused)."""
     for each in lease.stages:
         store.leases.stage_lock_run(lease.plan_id, each, lease.holder, run_id)
@@ -289,191 +288,3 @@ def _summary(
         else:
             counts["pending"] += 1
     return {"run_id": run_id, "plan_id": plan_id, "stage": stage, "actions": len(actions), **counts}
-
-
-# -- rollback ------------------------------------------------------------------------------------
-
-
-def _forward_entries(store: Store, plan_id: int, stage: str) -> list[JournalEntry]:
-    undo_order = registry.stage(stage).undo_kinds()
-    entries = [
-        e
-        for e in store.journal.journal_entries(plan_id, stage)
-        if not e.action_id.startswith(ROLLBACK_PREFIX)
-    ]
-    rank = {kind: i for i, kind in enumerate(undo_order)}
-    # Reverse of the order they were done in, grouped so assignments go before their sets.
-    ordered = list(reversed(entries))
-    return sorted(ordered, key=lambda e: rank.get(e.kind, len(rank)))
-
-
-def _used_by_other_plans(
-    store: Store, migration_id: int, plan_id: int, stage: str, entries: list[JournalEntry]
-) -> dict[str, list[str]]:
-    """action id -> the other plans (waves) that still use what it created or updated."""
-    if not registry.stage(stage).undo_keeps_shared or not entries:
-        return {}
-    uses = store.waves.journal_uses(migration_id, stage)
-    found = {}
-    for entry in entries:
-        action = entry.intent.get("action") or {}
-        users = still_used_by(
-            entry.kind,
-            str(action.get("target", "")),
-            action.get("params") or {},
-            entry.finished,
-            plan_id,
-            uses,
-        )
-        if users:
-            found[entry.action_id] = users
-    return found
-
-
-def _describe(entry: JournalEntry) -> str:
-    target = (entry.intent.get("action") or {}).get("target", entry.action_id)
-    where = f" in {entry.account_id}" if entry.account_id else ""
-    return f"{entry.kind} {target}{where}"
-
-
-def rollback_plan(
-    spec_path: str | Path,
-    run_id: int,
-    dry_run: bool = False,
-    *,
-    resume_run_id: int | None = None,
-    fault: tuple[str, str] | None = None,
-    poll: PollPolicy | None = None,
-    user: str | None = None,
-) -> dict[str, Any]:
-    """Undo, in reverse order, what an apply run's plan and stage created; journaled.
-
-    Only what this migration created is undone: adopted things (there before the run) and
-    anything the journal does not record are never touched.
-
-    Args:
-        user: ``ACCOUNT/NAME``: undo only what the run did to this one IAM user (bring one
-            person back from a disable run without touching the others).
-
-    Raises:
-        ApplyRefused: The run is not an apply run of this migration; it deleted users
-            (irreversible: see ``iamc restore``); ``user`` is malformed or not in the run.
-        ApplyFailed: An undo failed; a resume of the rollback run continues.
-    """
-    spec_path = str(spec_path)
-    with Migration.open(spec_path) as mig:
-        spec, store = mig.spec, mig.store
-        run = store.runs.get_run(run_id)
-        if run.migration != spec.name or run.kind != APPLY_RUN:
-            raise ApplyRefused(f"run {run_id} is not an apply run of migration {spec.name!r}")
-        plan_id, stage = int(run.params["plan_id"]), str(run.params["stage"])
-        definition = registry.stage(stage)
-        if not definition.reversible:
-            hint = definition.irreversible_hint or "did what can't be undone; nothing was changed"
-            raise ApplyRefused(f"run {run_id} " + hint.format(spec=spec_path, run=run_id))
-        listing, undo = _undo_listing(store, run, user)
-        if dry_run:
-            return {**listing, "dry_run": True}
-        params = {
-            "spec": spec_path,
-            "plan_id": plan_id,
-            "stage": stage,
-            "of_run": run_id,
-            "user": user,
-            "prefect_flow_run_id": _prefect_flow_run_id(),
-        }
-        with stage_lease(store, plan_id, stage) as lease:
-            if resume_run_id is not None:
-                check_resumable(store, store.runs.get_run(resume_run_id), spec_path)
-            # Credentials are checked before the run is recorded: a refusal records no run.
-            ctx = _context(spec, spec_path, poll)
-            rollback_run = open_run(
-                store, run.migration_id, ROLLBACK_RUN, params, resume_run_id, spec_path
-            )
-            _record_lease_run(store, lease, rollback_run)
-            executor = Executor(
-                store.journal,
-                definition.handlers(),
-                ctx,
-                run_id=rollback_run,
-                plan_id=plan_id,
-                stage=stage,
-                fault=fault,
-                on_done=_on_done,
-                guard=lease.ensure,
-            )
-            return _undo_all(store, executor, undo, listing)
-
-
-def _undo_listing(store: Store, run: Any, user: str | None) -> tuple[dict[str, Any], list[Any]]:
-    """What a rollback of ``run``'s plan stage undoes, and what it leaves alone and why."""
-    run_id = run.id
-    plan_id, stage = int(run.params["plan_id"]), str(run.params["stage"])
-    entries = _forward_entries(store, plan_id, stage)
-    if user is not None:
-        entries = entries_of_user(entries, user, run_id)
-    undo = [
-        e
-        for e in entries
-        if e.status not in (ADOPTED, ROLLED_BACK) and e.intent.get("existed_before") is False
-    ]
-    kept = [e for e in entries if e.status == ADOPTED or e.intent.get("existed_before")]
-    # Waves build on each other: what another wave's plan still uses stays, whoever made it.
-    in_use = _used_by_other_plans(store, run.migration_id, plan_id, stage, undo)
-    undo = [e for e in undo if e.action_id not in in_use]
-    apply_runs = [
-        r.id
-        for r in store.runs.list_runs(run.migration_id)
-        if r.kind == APPLY_RUN
-        and r.params.get("plan_id") == plan_id
-        and r.params.get("stage") == stage
-    ]
-    listing = {
-        "of_run": run_id,
-        "plan_id": plan_id,
-        "stage": stage,
-        # The unit is the plan stage, not the run named: the journal has one row per
-        # action, whichever of the stage's runs did it.
-        "unit": (
-            f"plan {plan_id} stage {stage}, user {user} only"
-            if user
-            else f"plan {plan_id} stage {stage}: everything its apply runs "
-            f"({', '.join(map(str, apply_runs))}) created, not only run {run_id}'s"
-        ),
-        "user": user,
-        "undo": [_describe(e) for e in undo],
-        "left_alone": [f"{_describe(e)} (existed before: adopted)" for e in kept]
-        + [
-            f"{_describe(e)} (still used by {', '.join(users)}: kept; roll back again "
-            "once they no longer use it)"
-            for e in entries
-            if (users := in_use.get(e.action_id))
-        ],
-    }
-    return listing, undo
-
-
-def _undo_all(
-    store: Store, executor: Executor, undo: list[Any], listing: dict[str, Any]
-) -> dict[str, Any]:
-    """Undo each entry in order; the rollback run is recorded as it ends.
-
-    Raises:
-        ApplyFailed: An undo failed; a resume of the rollback run continues.
-    """
-    rollback_run = executor.run_id
-    try:
-        for entry in undo:
-            executor.undo(entry)
-    except LeaseLost:
-        raise
-    except ActionError as err:
-        message = f"rollback run {rollback_run} stopped: {err}; 'iamc resume {rollback_run}'"
-        store.runs.finish_run(rollback_run, "failed", error=message)
-        raise ApplyFailed(message) from err
-    except BaseException as err:
-        store.runs.finish_run(rollback_run, "failed", error=str(err) or type(err).__name__)
-        raise
-    summary = {**listing, "run_id": rollback_run, "dry_run": False}
-    store.runs.finish_run(rollback_run, "succeeded", summary=summary)
-    return summary

@@ -19,8 +19,9 @@ from console.waves import publish_waves_artifact
 from domain.errors import ApplyRefused
 from domain.plan import Stage
 from domain.runs import APPLY_RUN, ROLLBACK_RUN
-from engine.apply import apply_plan, rollback_plan
+from engine.apply import apply_plan
 from engine.migration import Migration
+from engine.rollback import rollback_plan
 from engine.runs import check_resumable
 from engine.stage_run import ACCOUNT_CONCURRENCY
 

@@ -88,7 +88,7 @@ def test_the_specs_first_status_poll_reaches_the_apply(aws, tmp_path: Path):
     import boto3
 
     from domain.spec import load_spec
-    from engine.apply import _context
+    from engine.apply import stage_context as _context
     from tasks.handler import TYPICAL_COMPLETION_S
 
     boto3.client("sso-admin", region_name="us-east-1").list_instances()  # moto makes one

@@ -12,11 +12,12 @@ import pytest
 from domain.errors import ApplyFailed, ApplyRefused
 from domain.policy_documents import canonical_json
 from domain.progress import listening
-from engine.apply import apply_plan, rollback_plan
+from engine.apply import apply_plan
 from engine.approvals import record_decision
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
 from engine.migration import Migration
 from engine.reports import load_plan
+from engine.rollback import rollback_plan
 from engine.runs import list_runs, run_status
 from flows.apply import apply_flow, resume
 from state import Store

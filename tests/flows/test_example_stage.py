@@ -22,10 +22,11 @@ from console.artifacts import status_table
 from domain.plan import Outcome, PlanAction, Stage
 from domain.planning import PlanInputs
 from domain.stages import ON_ITS_OWN, StageDefinition, register, stage_names, unregister
-from engine.apply import apply_plan, rollback_plan
+from engine.apply import apply_plan
 from engine.executor import AFTER_INTENT, InjectedCrash
 from engine.migration import Migration
 from engine.preconditions import StagePreconditions
+from engine.rollback import rollback_plan
 from engine.stage_run import AccountReport, StageRun, by_account, run_one
 from flows.apply import resume
 from iamc.views.apply import print_status

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from engine.apply import apply_plan, rollback_plan
+from engine.apply import apply_plan
 from engine.migration import Migration
+from engine.rollback import rollback_plan
 from engine.runs import list_runs
 from flows.bake import bake_report
 from flows.inventory import run_inventory

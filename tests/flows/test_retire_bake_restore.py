@@ -12,8 +12,9 @@ from botocore.config import Config
 
 from domain.errors import ApplyRefused, PlanError
 from domain.retire import Decision
-from engine.apply import apply_plan, rollback_plan
+from engine.apply import apply_plan
 from engine.migration import Migration
+from engine.rollback import rollback_plan
 from engine.runs import list_runs
 from flows.bake import bake_report, decide
 from flows.restore import restore

@@ -13,7 +13,8 @@ from botocore.config import Config
 
 from domain.errors import ApplyFailed, ApplyRefused
 from domain.retire import Decision
-from engine.apply import apply_plan, rollback_plan
+from engine.apply import apply_plan
+from engine.rollback import rollback_plan
 from state import Store
 
 LATER = datetime.now(UTC) + timedelta(days=15)

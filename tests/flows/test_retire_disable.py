@@ -10,7 +10,8 @@ import pytest
 from domain.errors import ApplyFailed, ApplyRefused
 from domain.records import Finding
 from domain.teardown import QUARANTINE_POLICY_NAME
-from engine.apply import apply_plan, rollback_plan
+from engine.apply import apply_plan
+from engine.rollback import rollback_plan
 from flows.apply import resume
 from state import Store
 

@@ -20,10 +20,11 @@ from sqlalchemy.exc import OperationalError
 from console.artifacts import status_table
 from domain.errors import ApplyFailed, ApplyRefused
 from engine import lease as lease_module
-from engine.apply import apply_plan, rollback_plan
+from engine.apply import apply_plan
 from engine.executor import InjectedCrash
 from engine.lease import LeaseLost, stage_lease
 from engine.migration import Migration
+from engine.rollback import rollback_plan
 from engine.runs import run_status
 from stages import retire
 from state import Store

@@ -10,11 +10,12 @@ import pytest
 from domain.errors import ApplyRefused, AwsAccessError
 from domain.plan import Stage
 from domain.runs import this_process
-from engine import apply as apply_module
-from engine.apply import apply_plan, rollback_plan
+from engine import rollback as rollback_module
+from engine.apply import apply_plan
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
 from engine.migration import Migration
 from engine.reports import load_plan
+from engine.rollback import rollback_plan
 from engine.runs import LOCK_STALE_AFTER, list_runs, run_status
 from flows.apply import resume
 from state import Store
@@ -120,7 +121,7 @@ def test_a_rollback_refused_for_credentials_leaves_no_running_run(
     def expired(*_args, **_kwargs):
         raise AwsAccessError("ExpiredToken: The security token included in the request is expired")
 
-    monkeypatch.setattr(apply_module, "_context", expired)
+    monkeypatch.setattr(rollback_module, "stage_context", expired)
     with pytest.raises(AwsAccessError):
         rollback_plan(spec, run_a, poll=kit.QUICK)
     after = _runs(tmp_path)

@@ -17,10 +17,11 @@ import pytest
 
 from domain.errors import ApplyRefused
 from domain.plan import Stage
-from engine.apply import apply_plan, rollback_plan
+from engine.apply import apply_plan
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
 from engine.migration import Migration
 from engine.reports import load_plan
+from engine.rollback import rollback_plan
 from engine.runs import view_runs
 from state import Store
 from state.journal import DONE_STATUSES, ROLLBACK_PREFIX, ROLLED_BACK, STARTED

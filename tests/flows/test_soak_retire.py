@@ -26,10 +26,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from domain.errors import ApplyFailed, ApplyRefused
-from engine.apply import apply_plan, rollback_plan
+from engine.apply import apply_plan
 from engine.executor import AFTER_CALL, AFTER_INTENT, InjectedCrash
 from engine.migration import Migration
 from engine.reports import load_plan
+from engine.rollback import rollback_plan
 from engine.runs import view_runs
 from flows.restore import restore
 from state import Store

@@ -16,10 +16,11 @@ import boto3
 import pytest
 
 from domain.errors import WaveError
-from engine.apply import apply_plan, rollback_plan
+from engine.apply import apply_plan
 from engine.approvals import record_decision
 from engine.migration import Migration
 from engine.reports import load_plan, waves_report
+from engine.rollback import rollback_plan
 from flows.inventory import run_inventory
 from flows.mapping import run_mapping
 from flows.plan import plan_flow

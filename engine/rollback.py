@@ -1,0 +1,211 @@
+"""The engine's rollback of one plan stage: what its apply runs created, undone newest first.
+
+Only what this migration created is undone, in the stage's ``undo_order``; adopted things
+(there before the run), what the journal does not record, and what another wave's plan still
+uses are left alone. Every undo goes through the journaled executor, so a rollback run resumes
+like an apply run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from domain import stages as registry
+from domain.errors import ActionError, ApplyFailed, ApplyRefused
+from domain.runs import APPLY_RUN, ROLLBACK_RUN
+from domain.waves import still_used_by
+from engine.apply import on_action_done, prefect_flow_run_id, record_lease_run, stage_context
+from engine.executor import Executor
+from engine.lease import LeaseLost, stage_lease
+from engine.migration import Migration
+from engine.runs import check_resumable, open_run
+from engine.stage_run import entries_of_user
+from state import Store
+from state.journal import ADOPTED, ROLLBACK_PREFIX, ROLLED_BACK, JournalEntry
+from tasks.handler import PollPolicy
+
+
+def _forward_entries(store: Store, plan_id: int, stage: str) -> list[JournalEntry]:
+    undo_order = registry.stage(stage).undo_kinds()
+    entries = [
+        e
+        for e in store.journal.journal_entries(plan_id, stage)
+        if not e.action_id.startswith(ROLLBACK_PREFIX)
+    ]
+    rank = {kind: i for i, kind in enumerate(undo_order)}
+    # Reverse of the order they were done in, grouped so assignments go before their sets.
+    ordered = list(reversed(entries))
+    return sorted(ordered, key=lambda e: rank.get(e.kind, len(rank)))
+
+
+def _used_by_other_plans(
+    store: Store, migration_id: int, plan_id: int, stage: str, entries: list[JournalEntry]
+) -> dict[str, list[str]]:
+    """action id -> the other plans (waves) that still use what it created or updated."""
+    if not registry.stage(stage).undo_keeps_shared or not entries:
+        return {}
+    uses = store.waves.journal_uses(migration_id, stage)
+    found = {}
+    for entry in entries:
+        action = entry.intent.get("action") or {}
+        users = still_used_by(
+            entry.kind,
+            str(action.get("target", "")),
+            action.get("params") or {},
+            entry.finished,
+            plan_id,
+            uses,
+        )
+        if users:
+            found[entry.action_id] = users
+    return found
+
+
+def _describe(entry: JournalEntry) -> str:
+    target = (entry.intent.get("action") or {}).get("target", entry.action_id)
+    where = f" in {entry.account_id}" if entry.account_id else ""
+    return f"{entry.kind} {target}{where}"
+
+
+def rollback_plan(
+    spec_path: str | Path,
+    run_id: int,
+    dry_run: bool = False,
+    *,
+    resume_run_id: int | None = None,
+    fault: tuple[str, str] | None = None,
+    poll: PollPolicy | None = None,
+    user: str | None = None,
+) -> dict[str, Any]:
+    """Undo, in reverse order, what an apply run's plan and stage created; journaled.
+
+    Only what this migration created is undone: adopted things (there before the run) and
+    anything the journal does not record are never touched.
+
+    Args:
+        user: ``ACCOUNT/NAME``: undo only what the run did to this one IAM user (bring one
+            person back from a disable run without touching the others).
+
+    Raises:
+        ApplyRefused: The run is not an apply run of this migration; it deleted users
+            (irreversible: see ``iamc restore``); ``user`` is malformed or not in the run.
+        ApplyFailed: An undo failed; a resume of the rollback run continues.
+    """
+    spec_path = str(spec_path)
+    with Migration.open(spec_path) as mig:
+        spec, store = mig.spec, mig.store
+        run = store.runs.get_run(run_id)
+        if run.migration != spec.name or run.kind != APPLY_RUN:
+            raise ApplyRefused(f"run {run_id} is not an apply run of migration {spec.name!r}")
+        plan_id, stage = int(run.params["plan_id"]), str(run.params["stage"])
+        definition = registry.stage(stage)
+        if not definition.reversible:
+            hint = definition.irreversible_hint or "did what can't be undone; nothing was changed"
+            raise ApplyRefused(f"run {run_id} " + hint.format(spec=spec_path, run=run_id))
+        listing, undo = _undo_listing(store, run, user)
+        if dry_run:
+            return {**listing, "dry_run": True}
+        params = {
+            "spec": spec_path,
+            "plan_id": plan_id,
+            "stage": stage,
+            "of_run": run_id,
+            "user": user,
+            "prefect_flow_run_id": prefect_flow_run_id(),
+        }
+        with stage_lease(store, plan_id, stage) as lease:
+            if resume_run_id is not None:
+                check_resumable(store, store.runs.get_run(resume_run_id), spec_path)
+            # Credentials are checked before the run is recorded: a refusal records no run.
+            ctx = stage_context(spec, spec_path, poll)
+            rollback_run = open_run(
+                store, run.migration_id, ROLLBACK_RUN, params, resume_run_id, spec_path
+            )
+            record_lease_run(store, lease, rollback_run)
+            executor = Executor(
+                store.journal,
+                definition.handlers(),
+                ctx,
+                run_id=rollback_run,
+                plan_id=plan_id,
+                stage=stage,
+                fault=fault,
+                on_done=on_action_done,
+                guard=lease.ensure,
+            )
+            return _undo_all(store, executor, undo, listing)
+
+
+def _undo_listing(store: Store, run: Any, user: str | None) -> tuple[dict[str, Any], list[Any]]:
+    """What a rollback of ``run``'s plan stage undoes, and what it leaves alone and why."""
+    run_id = run.id
+    plan_id, stage = int(run.params["plan_id"]), str(run.params["stage"])
+    entries = _forward_entries(store, plan_id, stage)
+    if user is not None:
+        entries = entries_of_user(entries, user, run_id)
+    undo = [
+        e
+        for e in entries
+        if e.status not in (ADOPTED, ROLLED_BACK) and e.intent.get("existed_before") is False
+    ]
+    kept = [e for e in entries if e.status == ADOPTED or e.intent.get("existed_before")]
+    # Waves build on each other: what another wave's plan still uses stays, whoever made it.
+    in_use = _used_by_other_plans(store, run.migration_id, plan_id, stage, undo)
+    undo = [e for e in undo if e.action_id not in in_use]
+    apply_runs = [
+        r.id
+        for r in store.runs.list_runs(run.migration_id)
+        if r.kind == APPLY_RUN
+        and r.params.get("plan_id") == plan_id
+        and r.params.get("stage") == stage
+    ]
+    listing = {
+        "of_run": run_id,
+        "plan_id": plan_id,
+        "stage": stage,
+        # The unit is the plan stage, not the run named: the journal has one row per
+        # action, whichever of the stage's runs did it.
+        "unit": (
+            f"plan {plan_id} stage {stage}, user {user} only"
+            if user
+            else f"plan {plan_id} stage {stage}: everything its apply runs "
+            f"({', '.join(map(str, apply_runs))}) created, not only run {run_id}'s"
+        ),
+        "user": user,
+        "undo": [_describe(e) for e in undo],
+        "left_alone": [f"{_describe(e)} (existed before: adopted)" for e in kept]
+        + [
+            f"{_describe(e)} (still used by {', '.join(users)}: kept; roll back again "
+            "once they no longer use it)"
+            for e in entries
+            if (users := in_use.get(e.action_id))
+        ],
+    }
+    return listing, undo
+
+
+def _undo_all(
+    store: Store, executor: Executor, undo: list[Any], listing: dict[str, Any]
+) -> dict[str, Any]:
+    """Undo each entry in order; the rollback run is recorded as it ends.
+
+    Raises:
+        ApplyFailed: An undo failed; a resume of the rollback run continues.
+    """
+    rollback_run = executor.run_id
+    try:
+        for entry in undo:
+            executor.undo(entry)
+    except LeaseLost:
+        raise
+    except ActionError as err:
+        message = f"rollback run {rollback_run} stopped: {err}; 'iamc resume {rollback_run}'"
+        store.runs.finish_run(rollback_run, "failed", error=message)
+        raise ApplyFailed(message) from err
+    except BaseException as err:
+        store.runs.finish_run(rollback_run, "failed", error=str(err) or type(err).__name__)
+        raise
+    summary = {**listing, "run_id": rollback_run, "dry_run": False}
+    store.runs.finish_run(rollback_run, "succeeded", summary=summary)
+    return summary
