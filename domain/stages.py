@@ -9,8 +9,8 @@ whether it can be undone and how it is approved. Planning, ``apply``, ``resume``
 here instead of naming them. Importing the ``stages`` package registers the runbook's own.
 
 The engine-side parts are typed loosely here (the domain knows no AWS adapter nor engine):
-``handlers`` maps an action kind to a ``tasks.handler.Handler``, ``run`` is the engine's
-per-account driver (``engine.stage_run``), ``preconditions`` an
+``handlers`` maps an action kind to a ``tasks.handler.Handler``, ``per_account`` takes the
+engine's ``engine.stage_run.StageRun``, ``preconditions`` an
 ``engine.preconditions.StagePreconditions``.
 """
 
@@ -82,7 +82,15 @@ class StageDefinition:
         plan_actions: ``PlanInputs -> [PlanAction]``: this stage's actions (pure).
         handlers: ``() -> {action kind: handler}`` (the handler probes, applies and undoes
             it); a loader, so listing the stages imports no AWS adapter.
-        run: ``(runtime, actions, in_flow) -> [account report]``: the per-account driver.
+        per_account: ``(runtime, account id, actions) -> account report``: what the stage
+            does in one account. The engine runs every account (``engine.account_work``),
+            each contained: one that fails ends Failed with AWS's reason, the others go on.
+        first: ``(runtime, actions) -> report``: what runs in the management account before
+            any member account (provision's permission sets), for actions of ``first_kinds``.
+        first_kinds: The action kinds ``first`` does.
+        first_label: ``first``'s task name in the UI.
+        accounts_at_once: Accounts worked on at once outside a Prefect flow (inside one, the
+            flow's task runner decides), or a function giving it when the stage runs.
         undo_order: Action kinds in the order a rollback undoes them (or their loader);
             empty: irreversible.
         irreversible_hint: What to say when a rollback is asked of this stage (``{spec}``,
@@ -104,7 +112,7 @@ class StageDefinition:
     summary: str
     plan_actions: Callable[[Any], list[Any]]  # domain.planning.PlanInputs -> actions
     handlers: Callable[[], Mapping[str, Any]]
-    run: Callable[..., list[Any]]
+    per_account: Callable[..., Any]  # (StageRun, account id, actions) -> AccountReport
     undo_order: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
     irreversible_hint: str = ""
     preconditions: Any = None
@@ -113,6 +121,10 @@ class StageDefinition:
     approval_count: Callable[[Any], int] | None = None  # domain.plan.Plan -> count
     takes_access_away: bool = False
     undo_keeps_shared: bool = False
+    first: Callable[..., Any] | None = None
+    first_kinds: tuple[str, ...] = ()
+    first_label: str = "management account"
+    accounts_at_once: int | Callable[[], int] = 8
 
     def undo_kinds(self) -> tuple[str, ...]:
         """The kinds a rollback undoes, in order (loaded on first use when given a loader)."""

@@ -22,6 +22,7 @@ from domain.progress import emit
 from domain.runs import APPLY_RUN
 from domain.spec import MigrationSpec
 from domain.stages import StageDefinition
+from engine.account_work import run_accounts
 from engine.approvals import unapproved_reason
 from engine.executor import Executor
 from engine.lease import LeaseLost, StageLease, stage_lease
@@ -118,7 +119,9 @@ def stage_context(spec: MigrationSpec, spec_path: str, poll: PollPolicy | None) 
     )
     if poll is None and spec.aws.first_status_poll_s is not None:
         poll = PollPolicy(first=spec.aws.first_status_poll_s)
-    return ExecutionContext(management, sessions.for_account, instance, poll=poll)
+    return ExecutionContext(
+        management, sessions.for_account, instance, poll=poll, reach=sessions.check_access
+    )
 
 
 def on_action_done(action_id: str, status: str, error: str | None) -> None:
@@ -205,7 +208,7 @@ def _check_before_run(rt: StageRun, definition: StageDefinition, actions: list[P
     preconditions_of(definition.name)  # a stage that declares none can't run
     for check in definition.before_run:
         check(rt, actions)
-    problems = preflight(rt.store, rt.plan_id, rt.ctx, actions)
+    problems, rt.account_failures = preflight(rt.store, rt.plan_id, rt.ctx, actions)
     if problems:
         raise ApplyRefused(
             f"plan {rt.plan_id} can't be applied as is; nothing was changed:\n  "
@@ -224,7 +227,7 @@ def _run_stage(
         # Prefect, botocore and the plan stay out of the collector's passes: a full pass
         # stops every thread, up to 0.65 s in which no sso-admin request goes out.
         with old_objects_frozen():
-            return definition.run(rt, actions, in_flow)
+            return run_accounts(rt, definition, actions, in_flow)
     except ConflictError as err:
         rt.store.runs.finish_run(run_id, "failed", error=str(err))
         raise ApplyRefused(f"run {run_id} stopped: {err}") from err

@@ -13,8 +13,10 @@ from domain.access import effective_access
 from domain.plan import Outcome, Plan, PlanAction, Stage, user_fingerprint
 from domain.policy_documents import canonical_json
 from domain.records import AccountInventory, Group, User
+from engine.account_work import STOPS_THE_RUN
 from state.journal import DONE_STATUSES
 from state.store import Store
+from tasks.aws import failure_reason
 from tasks.handler import ExecutionContext
 from tasks.iam_users import read_account_access
 from tasks.identity_store import principal_problems
@@ -73,13 +75,20 @@ def stale_targets(
 
 def preflight(
     store: Store, plan_id: int, ctx: ExecutionContext, actions: list[PlanAction]
-) -> list[str]:
+) -> tuple[list[str], dict[str, str]]:
     """Read-only checks that would otherwise stop the run half-way.
 
     A permission set that exists under a planned name with another definition (and is not
-    our own unfinished work), and customer-managed policies missing from a target account.
+    our own unfinished work) stops the whole run: every account would use it. A target
+    account whose customer-managed policies are missing, or that can't be read at all (its
+    role can't be assumed), is that account's failure alone (``engine.account_work``).
+
+    Returns:
+        What refuses the run; and account id -> why that account can't be worked on.
     """
     problems = []
+    accounts: dict[str, list[str]] = {}
+    unreadable: set[str] = set()
     probes = {
         "create-permission-set": CreatePermissionSet(),
         "update-permission-set": UpdatePermissionSet(),
@@ -100,14 +109,33 @@ def preflight(
         elif action.kind == "provision-permission-set":
             account_id = action.account_id or ""
             policies = action.params.get("required_customer_policies") or []
-            if policies:
-                missing = missing_customer_policies(ctx.member(account_id), account_id, policies)
-                problems.extend(
-                    f"account {account_id}: customer-managed policy {arn} does not exist "
-                    f"(needed by {action.target})"
-                    for arn in missing
-                )
-    return sorted(set(problems))
+            if policies and account_id not in unreadable:
+                why = _missing_policies(ctx, account_id, action.target, policies)
+                if why and why[0].startswith(UNREADABLE):
+                    unreadable.add(account_id)  # one read that fails is enough
+                accounts.setdefault(account_id, []).extend(why)
+    failures = {a: "; ".join(sorted(set(why))) for a, why in accounts.items() if why}
+    return sorted(set(problems)), failures
+
+
+UNREADABLE = "its customer-managed policies could not be read"
+
+
+def _missing_policies(
+    ctx: ExecutionContext, account_id: str, permission_set: str, policies: list[str]
+) -> list[str]:
+    """Why the account can't take the permission set: missing policies, or the read failed."""
+    try:
+        missing = missing_customer_policies(ctx.member(account_id), account_id, policies)
+    except STOPS_THE_RUN:
+        raise
+    except Exception as err:
+        return [f"{UNREADABLE}: {failure_reason(err)}"]
+    return [
+        f"customer-managed policy {arn} does not exist (needed by {permission_set}): create "
+        "it there, then Retry"
+        for arn in missing
+    ]
 
 
 def _access(user: User, groups: list[Group]) -> dict[str, Any]:

@@ -39,6 +39,8 @@ class AccountReport:
     errors: list[str] = field(default_factory=list, repr=False)
     # Users the stage's live preconditions refused: {account_id, user, reason}.
     refused: list[dict[str, str]] = field(default_factory=list, repr=False)
+    # Why the account as a whole failed (its role could not be assumed, a call failed).
+    failure: str | None = field(default=None, repr=False)
 
 
 class StageRun:
@@ -68,6 +70,8 @@ class StageRun:
         self._actions: dict[str, PlanAction] | None = None
         self._users: dict[tuple[str, str], UserPlan] | None = None
         self._lock = threading.Lock()
+        # Account -> why it can't be worked on, as the read-only preflight found it.
+        self.account_failures: dict[str, str] = {}
 
     @property
     def ctx(self) -> ExecutionContext:

@@ -12,6 +12,7 @@ imports no AWS SDK (``tests/iamc/test_read_only_imports.py``).
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from domain.deletion import deletes_in, over_delete_cap, users_to_delete
@@ -23,7 +24,8 @@ from domain.stages import ON_ITS_OWN, StageDefinition, register
 from domain.teardown import TEARDOWN
 from engine.preconditions import IDENTITY, PROTECTION, StagePreconditions, UserCheck
 from engine.stage_run import AccountReport, StageRun, UserWork
-from stages.retire import retire_accounts
+from stages import retire
+from stages.retire import retire_account
 
 if TYPE_CHECKING:
     from tasks.handler import Handler
@@ -145,24 +147,25 @@ def handlers() -> dict[str, Handler]:
     return HANDLERS
 
 
-def run(rt: StageRun, actions: list[PlanAction], in_flow: bool) -> list[AccountReport]:
+def _store_snapshot(rt: StageRun, account_id: str, user: str, content: dict[str, Any]) -> None:
+    rt.store.retired.save_user_snapshot(
+        migration_id=rt.migration_id,
+        plan_id=rt.plan_id,
+        run_id=rt.executor.run_id,
+        account_id=account_id,
+        user_name=user,
+        user_id=content["user_id"],
+        arn=content["arn"],
+        taken=rt.clock(),
+        content=content,
+    )
+
+
+def per_account(rt: StageRun, account_id: str, actions: list[PlanAction]) -> AccountReport:
     """Each user's snapshot is stored before its first removal; then as ``stages.retire``."""
-
-    def store_snapshot(account_id: str, user: str, content: dict[str, Any]) -> None:
-        rt.store.retired.save_user_snapshot(
-            migration_id=rt.migration_id,
-            plan_id=rt.plan_id,
-            run_id=rt.executor.run_id,
-            account_id=account_id,
-            user_name=user,
-            user_id=content["user_id"],
-            arn=content["arn"],
-            taken=rt.clock(),
-            content=content,
-        )
-
-    rt.ctx.snapshot_sink = store_snapshot
-    return retire_accounts(rt, Stage.DELETE, actions, in_flow)
+    if rt.ctx.snapshot_sink is None:  # every account's task sets the same one
+        rt.ctx.snapshot_sink = functools.partial(_store_snapshot, rt)
+    return retire_account(rt, account_id, actions, Stage.DELETE)
 
 
 DELETE = register(
@@ -172,7 +175,9 @@ DELETE = register(
         summary="after the bake period: snapshot, then delete each user in AWS's order",
         plan_actions=plan_actions,
         handlers=handlers,
-        run=run,
+        per_account=per_account,
+        # Read when the stage runs: the retire bench sets it to its account count.
+        accounts_at_once=lambda: retire.RETIRE_ACCOUNT_CONCURRENCY,
         irreversible_hint=(
             "deleted IAM users, which can't be undone (a re-created user gets a new unique id); "
             "nothing was changed. Re-create what AWS allows from the snapshots: "

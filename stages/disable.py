@@ -28,7 +28,8 @@ from engine.preconditions import (
     refuse_if_stale,
 )
 from engine.stage_run import AccountReport, StageRun, UserWork
-from stages.retire import retire_accounts
+from stages import retire
+from stages.retire import retire_account
 
 if TYPE_CHECKING:
     from tasks.handler import Handler
@@ -220,9 +221,9 @@ def handlers() -> dict[str, Handler]:
     return HANDLERS
 
 
-def run(rt: StageRun, actions: list[PlanAction], in_flow: bool) -> list[AccountReport]:
-    """Every account at once, one user at a time within it (``stages.retire``)."""
-    return retire_accounts(rt, Stage.DISABLE, actions, in_flow)
+def per_account(rt: StageRun, account_id: str, actions: list[PlanAction]) -> AccountReport:
+    """One account's users, one at a time each, a few at once (``stages.retire``)."""
+    return retire_account(rt, account_id, actions, Stage.DISABLE)
 
 
 DISABLE = register(
@@ -232,7 +233,9 @@ DISABLE = register(
         summary="quarantine each user and set its active credentials Inactive (reversible)",
         plan_actions=plan_actions,
         handlers=handlers,
-        run=run,
+        per_account=per_account,
+        # Read when the stage runs: the retire bench sets it to its account count.
+        accounts_at_once=lambda: retire.RETIRE_ACCOUNT_CONCURRENCY,
         undo_order=UNDO_ORDER,
         preconditions=PRECONDITIONS,
         before_run=(refuse_if_stale,),

@@ -13,21 +13,14 @@ module, which listing the stages does, costs no AWS SDK (``iamc status``, ``plan
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from console.operator import account_label, settle, task_outcome
 from domain.plan import PlanAction, Stage
 from domain.planning import PlanInputs
 from domain.progress import emit
 from domain.stages import WITH_ALL, StageDefinition, register
 from engine.preconditions import StagePreconditions, refuse_if_stale
-from engine.stage_run import (
-    AccountReport,
-    StageRun,
-    by_account,
-    prefect_task,
-    run_concurrently,
-)
+from engine.stage_run import AccountReport, StageRun, run_concurrently
 
 if TYPE_CHECKING:
     from tasks.handler import Handler
@@ -161,51 +154,6 @@ def provision_account(rt: StageRun, account_id: str, actions: list[PlanAction]) 
     return report
 
 
-def create_permission_sets_outcome(rt: StageRun, actions: list[PlanAction]) -> Any:
-    """Ends Failed (one message, no traceback) when a permission set failed."""
-    return task_outcome(
-        "permission sets", lambda: create_permission_sets(rt, actions), len(actions)
-    )
-
-
-def provision_account_outcome(
-    rt: StageRun, account_id: str, actions: list[PlanAction], label: str = ""
-) -> Any:
-    """Ends Failed (one message, no traceback) when the account failed; others go on."""
-    return task_outcome(
-        label or account_id, lambda: provision_account(rt, account_id, actions), len(actions)
-    )
-
-
-def run(rt: StageRun, actions: list[PlanAction], in_flow: bool) -> list[AccountReport]:
-    """Permission sets first (every account waits for them), then every account at once."""
-    sets = [a for a in actions if a.kind in PERMISSION_SET_KINDS]
-    accounts = by_account([a for a in actions if a.kind not in PERMISSION_SET_KINDS])
-    if in_flow:
-        reports = [
-            settle(
-                prefect_task(
-                    create_permission_sets_outcome,
-                    "create-permission-sets",
-                    "create permission sets",
-                ).submit(rt, sets)
-            )
-        ]
-        futures = [
-            prefect_task(
-                provision_account_outcome, "provision-account", "provision {label}"
-            ).submit(rt, account_id, account_actions, account_label(rt.planned_account(account_id)))
-            for account_id, account_actions in accounts.items()
-        ]
-        reports.extend(settle(future) for future in futures)
-        return reports
-    reports = [create_permission_sets(rt, sets)]
-    reports.extend(
-        provision_account(rt, a, account_actions) for a, account_actions in accounts.items()
-    )
-    return reports
-
-
 PROVISION = register(
     StageDefinition(
         name=Stage.PROVISION,
@@ -213,7 +161,12 @@ PROVISION = register(
         summary="permission sets and account assignments in Identity Center",
         plan_actions=plan_actions,
         handlers=handlers,
-        run=run,
+        per_account=provision_account,
+        first=create_permission_sets,
+        first_kinds=PERMISSION_SET_KINDS,
+        first_label="create permission sets",
+        # Outside a flow one account at a time, as the CLI's direct path always did.
+        accounts_at_once=1,
         undo_order=UNDO_ORDER,
         preconditions=PRECONDITIONS,
         before_run=(refuse_if_stale,),

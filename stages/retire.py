@@ -1,7 +1,8 @@
 """What the stages that take access away share: one account per task, one user at a time.
 
-``engine.apply`` checks, leases and records the run; the disable and delete stages hand each
-account's users to :func:`retire_accounts`, which walks them through the journaled executor.
+``engine.apply`` checks, leases and records the run, and ``engine.account_work`` runs each
+account, contained; the disable and delete stages hand an account's users to
+:func:`retire_account`, which walks them through the journaled executor.
 Before a user's first change in every run, the stage's live preconditions
 (``engine.preconditions``) are re-proved; a user they refuse, or whose step fails, stops alone:
 the account's other users go on.
@@ -16,7 +17,7 @@ from domain.errors import ActionError
 from domain.plan import PlanAction
 from domain.progress import emit
 from engine import preconditions
-from engine.stage_run import AccountReport, StageRun, UserWork, prefect_task, users_of
+from engine.stage_run import AccountReport, StageRun, UserWork, users_of
 from state.journal import DONE_STATUSES, FAILED
 
 log = logging.getLogger(__name__)
@@ -94,38 +95,3 @@ def retire_account(
     done = sum(1 for a in actions if report.statuses.get(a.id) in DONE_STATUSES)
     log.info("account %s: %s of %s %s actions done", account_id, done, len(actions), stage)
     return report
-
-
-def retire_account_logged(
-    rt: StageRun, account_id: str, actions: list[PlanAction], stage: str
-) -> AccountReport:
-    report = retire_account(rt, account_id, actions, stage)
-    if report.errors:
-        # The task's colour tells the truth: this account has users that did not finish.
-        log.warning("account %s: %s", account_id, "; ".join(report.errors))
-    return report
-
-
-def retire_accounts(
-    rt: StageRun, stage: str, actions: list[PlanAction], in_flow: bool, concurrency: int = 8
-) -> list[AccountReport]:
-    """Every account of the stage, in parallel (IAM's rate is per account)."""
-    grouped: dict[str, list[PlanAction]] = {}
-    for action in actions:
-        grouped.setdefault(action.account_id or "", []).append(action)
-    accounts = sorted(grouped.items())
-    if in_flow:
-        futures = [
-            prefect_task(retire_account_logged, "retire-account", "{stage} {account_id}").submit(
-                rt, account_id, account_actions, stage
-            )
-            for account_id, account_actions in accounts
-        ]
-        return [future.result() for future in futures]
-    workers = max(concurrency, RETIRE_ACCOUNT_CONCURRENCY)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="retire") as pool:
-        futures2 = [
-            pool.submit(retire_account, rt, account_id, account_actions, stage)
-            for account_id, account_actions in accounts
-        ]
-        return [future.result() for future in futures2]

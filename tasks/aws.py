@@ -530,3 +530,21 @@ def error_code(err: ClientError) -> str:
 def error_message(err: ClientError) -> str:
     """``Code: message`` of a ClientError, as AWS gave them (for journals and status lines)."""
     return f"{error_code(err)}: {err.response.get('Error', {}).get('Message', err)}"
+
+
+def failure_reason(err: BaseException) -> str:
+    """What an operator reads for an account's failure: AWS's code and message, or the cause.
+
+    ``AccessDenied: User: … is not authorized to perform: sts:AssumeRole on resource: …`` for
+    a refusal (as AWS words it), ``cannot reach the AWS endpoint (…)`` for an outage, and the
+    error's own text for ours. No traceback: the operator acts on the reason.
+    """
+    if isinstance(err, ClientError):
+        operation = getattr(err, "operation_name", "") or ""
+        return (f"{operation}: " if operation else "") + error_message(err)
+    if isinstance(err, UNREACHABLE_ERRORS):
+        return str(unreachable(err))
+    if isinstance(err, NoCredentialsError):
+        return "no AWS credentials found"
+    text = str(err)
+    return text if text else type(err).__name__

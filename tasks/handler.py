@@ -132,9 +132,12 @@ class ExecutionContext:
         instance: IdentityCenterInstance | None,
         poll: PollPolicy | None = None,
         max_outstanding: int = MAX_OUTSTANDING_ASSIGNMENTS,
+        reach: Callable[[str], None] | None = None,
     ):
         self.management = management
         self.member = member
+        # Assume a member account's role now, raising with AWS's reason when it can't be.
+        self.reach = reach
         self.instance = instance
         self.poll = poll or PollPolicy()
         self.max_outstanding = max_outstanding

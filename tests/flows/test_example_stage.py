@@ -27,7 +27,7 @@ from engine.executor import AFTER_INTENT, InjectedCrash
 from engine.migration import Migration
 from engine.preconditions import StagePreconditions
 from engine.rollback import rollback_plan
-from engine.stage_run import AccountReport, StageRun, by_account, run_one
+from engine.stage_run import AccountReport, StageRun, run_one
 from flows.apply import resume
 from iamc.views.apply import print_status
 from state import Store
@@ -75,14 +75,11 @@ def plan_notes(inputs: PlanInputs) -> list[PlanAction]:
     ]
 
 
-def run_notes(rt: StageRun, actions: list[PlanAction], in_flow: bool) -> list[AccountReport]:
-    reports = []
-    for account_id, account_actions in by_account(actions).items():
-        report = AccountReport(account_id)
-        for action in account_actions:
-            run_one(rt, action, report)
-        reports.append(report)
-    return reports
+def note_account(rt: StageRun, account_id: str, actions: list[PlanAction]) -> AccountReport:
+    report = AccountReport(account_id)
+    for action in actions:
+        run_one(rt, action, report)
+    return report
 
 
 EXAMPLE = StageDefinition(
@@ -91,7 +88,7 @@ EXAMPLE = StageDefinition(
     summary="note each retired user (an example: changes nothing)",
     plan_actions=plan_notes,
     handlers=lambda: {"example-note": Note()},
-    run=run_notes,
+    per_account=note_account,
     undo_order=("example-note",),
     preconditions=StagePreconditions(per_account=("nothing: it changes nothing",), per_user=()),
     approval=ON_ITS_OWN,
