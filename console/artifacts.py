@@ -144,6 +144,12 @@ def status_table(mig: Migration, run_id: int) -> tuple[list[dict[str, Any]], str
     if run["superseded_by"]:
         description += f", superseded by run {run['superseded_by']}"
     description += f". {failed} action(s) failed." if failed else ". No action failed."
+    down = [a for a, now in status["stage"].items() if now.get("account_failed")]
+    if down:
+        description += (
+            f" {len(down)} account(s) could not be worked on ({', '.join(down)}): their actions"
+            " are pending; the reason is in their row."
+        )
     if refused:
         description += (
             f" {refused} user(s) refused by the live checks before any change (reasons below):"
@@ -158,7 +164,7 @@ def status_table(mig: Migration, run_id: int) -> tuple[list[dict[str, Any]], str
 
 
 def _state(row: dict[str, Any]) -> str:
-    if row["failed"]:
+    if row["failed"] or row.get("account_failed"):
         return "FAILED"
     if row.get("refused"):
         return f"REFUSED {row['refused']} user(s)"

@@ -255,6 +255,9 @@ def _finish(
     summary = _summary(store, run_id, rt.plan_id, definition.name, actions)
     errors = [e for r in reports for e in r.errors]
     summary["errors"] = errors
+    # Accounts that failed as a whole (role not assumable, calls failing): iamc status and
+    # the UI's table show them FAILED with the reason, though their actions are pending.
+    summary["accounts_failed"] = {r.account_id: r.failure for r in reports if r.failure}
     if definition.takes_access_away:
         summary["refused_by_plan"] = refused_by_plan(rt.plan)
         summary["refused"] = [r for report in reports for r in report.refused]

@@ -114,8 +114,12 @@ def start_sandbox(tmp: Path, accounts: int, users: int, seed: int) -> RunningSan
 
 
 @pytest.fixture(scope="module")
-def sandbox_process(tmp_path_factory) -> Iterator[RunningSandbox]:
-    running = start_sandbox(tmp_path_factory.mktemp("sandbox"), accounts=3, users=12, seed=11)
+def sandbox_process(request, tmp_path_factory) -> Iterator[RunningSandbox]:
+    # A module may seed a smaller organization: SANDBOX_SIZE = (accounts, users per account).
+    accounts, users = getattr(request.module, "SANDBOX_SIZE", (3, 12))
+    running = start_sandbox(
+        tmp_path_factory.mktemp("sandbox"), accounts=accounts, users=users, seed=11
+    )
     yield running
     running.process.terminate()
     try:

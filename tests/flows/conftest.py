@@ -263,6 +263,35 @@ def calls(world: World) -> Callable[[str], int]:
     return lambda operation: counts.get(f"sso-admin:{operation}", 0)
 
 
+@contextlib.contextmanager
+def role_removed(world: World, account_id: str) -> Iterator[None]:
+    """The member account's OrganizationAccountAccessRole deleted, as a person might, and put
+    back as it was on exit: while it is gone, AssumeRole into the account is refused."""
+    role = "OrganizationAccountAccessRole"
+    iam = world.member_iam(account_id)  # assumed before the role goes: it stays usable
+    trust = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
+    attached = [
+        p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
+    ]
+    inline = {
+        name: iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+        for name in iam.list_role_policies(RoleName=role)["PolicyNames"]
+    }
+    for arn in attached:
+        iam.detach_role_policy(RoleName=role, PolicyArn=arn)
+    for name in inline:
+        iam.delete_role_policy(RoleName=role, PolicyName=name)
+    iam.delete_role(RoleName=role)
+    try:
+        yield
+    finally:
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
+        for arn in attached:
+            iam.attach_role_policy(RoleName=role, PolicyArn=arn)
+        for name, document in inline.items():
+            iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(document))
+
+
 @pytest.fixture
 def kit() -> SimpleNamespace:
     """The helpers above, for test modules (conftest is not importable under importlib mode)."""
@@ -275,6 +304,7 @@ def kit() -> SimpleNamespace:
         write_approved_plan=write_approved_plan,
         live_state=live_state,
         calls=calls,
+        role_removed=role_removed,
         wipe=wipe_identity_center,
         AssignmentDefinition=AssignmentDefinition,
         PermissionSetDefinition=PermissionSetDefinition,
