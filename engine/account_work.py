@@ -41,11 +41,28 @@ def account_label(inventory: Any) -> str:
     return f"{account.account_id} {account.name}".strip()
 
 
+# What an operator does about an account that failed as a whole, by what AWS said.
+WHAT_TO_DO = (
+    (
+        "AssumeRole",
+        "make sure the member role exists in the account and trusts the management account "
+        "(or take the account out of the plan's scope and re-plan), then Retry",
+    ),
+    ("cannot reach the AWS endpoint", "check the network or AWS_ENDPOINT_URL, then Retry"),
+    (
+        "AccessDenied",
+        "compare the member role with 'iamc policy member', then Retry",
+    ),
+)
+
+
 def failed_account(account_id: str, reason: str, actions: list[PlanAction]) -> AccountReport:
     """The report of an account none of whose unfinished work could be done, and why."""
     report = AccountReport(account_id)
-    report.failure = reason
-    report.errors.append(f"account {account_id}: {reason}")
+    todo = next((what for cue, what in WHAT_TO_DO if cue in reason), "fix the cause, then Retry")
+    report.failure = f"{reason} (what to do: {todo})"
+    where = "" if account_id in reason else f"account {account_id}: "
+    report.errors.append(f"{where}{report.failure}")
     for action in actions:
         report.statuses[action.id] = "not reached"
     emit("account-failed", account_id=account_id, reason=reason)
