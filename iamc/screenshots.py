@@ -261,7 +261,7 @@ def latest_artifact(scene: Scene, key: str) -> Any:
 
 def shoot_failed_table(browser: Browser, scene: Scene, victim: str) -> Path:
     """The provision run's per-account table: ``victim`` FAILED with AWS's reason."""
-    key = artifact_key(SPEC_NAME, "apply", "provision")
+    key = artifact_key(SPEC_NAME, "apply-provision")
     artifact = _wait(lambda: latest_artifact(scene, key), f"the artifact {key}", 60)
     rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
     failed = [r.get("account") for r in rows if str(r.get("state")).upper() == "FAILED"]
