@@ -17,6 +17,7 @@ browser without a saved preference opens.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -50,6 +51,10 @@ REFUSED = "sts:AssumeRole"  # AWS's words when the member role is gone
 APPROVAL_PNG = "ui-approval-form.png"
 FAILED_TABLE_PNG = "ui-failed-apply-per-account.png"
 STATUS_PNG = "ui-migration-status.png"
+# The Artifact tab of an artifact's page (newer UI): the table or the Markdown, drawn.
+CONTENT = "document.querySelector('main [role=tabpanel]')"
+MAX_HEIGHT = 2400  # the tallest picture of an artifact, in CSS pixels
+MAX_PNG_BYTES = 300_000
 
 
 @dataclass(frozen=True)
@@ -133,9 +138,11 @@ def run_and_capture(scene: Scene) -> list[Path]:
         taken.append(shoot_approval_form(browser, scene, run.id))
         victim = make_unreachable(scene)
         approve(scene, run.id)
-        wait_for_state(scene, run.id, "FAILED", "COMPLETED", what="the provision run")
+        # A failed provision ends the run; were centralize to go on past a failed account,
+        # its next stop would be the next approval's pause.
+        wait_for_state(scene, run.id, "FAILED", "COMPLETED", "PAUSED", what="the provision run")
         taken.append(shoot_failed_table(browser, scene, victim))
-        status = shoot_status(browser, scene)
+        status = shoot_status(browser, scene, victim)
         if status is not None:
             taken.append(status)
     return taken
@@ -179,7 +186,8 @@ def shoot_approval_form(browser: Browser, scene: Scene, run_id: Any) -> Path:
     browser.resize(1400, 2400)
     browser.open(f"{scene.ui}/runs/flow-run/{run_id}")
     browser.wait_for(_has_text("Paused"), "the run's Paused badge")
-    # The newer UI keeps Resume in the run's ⋮ menu; the classic UI shows it as a button.
+    # The newer UI keeps Resume in the run's ⋮ menu; the classic UI (without /v2) shows it as
+    # a button, which the same finder clicks.
     resume = _by_text("[role=menuitem], button", "Resume")
     if not browser.evaluate(f"!!({resume})"):
         browser.click(_menu_button(), "the run's ⋮ menu")
@@ -197,7 +205,7 @@ def shoot_approval_form(browser: Browser, scene: Scene, run_id: Any) -> Path:
         "width": box["width"] + 2 * margin,
         "height": min(box["height"] + 2 * margin, browser.height - max(0.0, box["y"] - margin)),
     }
-    return browser.screenshot(scene.out_dir / APPROVAL_PNG, clip)
+    return _small(browser.screenshot(scene.out_dir / APPROVAL_PNG, clip))
 
 
 def make_unreachable(scene: Scene) -> str:
@@ -248,6 +256,12 @@ def approve(scene: Scene, run_id: Any) -> None:
         },
     )
 
+    def resumed() -> bool:
+        state = scene.client.read_flow_run(run_id).state
+        return state is not None and not state.is_paused()
+
+    _wait(resumed, "the run to leave its pause", 60)
+
 
 def latest_artifact(scene: Scene, key: str) -> Any:
     """The newest artifact with this key, or None."""
@@ -267,41 +281,61 @@ def shoot_failed_table(browser: Browser, scene: Scene, victim: str) -> Path:
     failed = [r.get("account") for r in rows if str(r.get("state")).upper() == "FAILED"]
     if failed != [victim]:
         print(f"warning: {key} should show {victim} alone FAILED; FAILED rows: {failed}")
-    return _shoot_artifact(browser, scene, artifact, FAILED_TABLE_PNG, victim, REFUSED)
+    return _shoot_artifact(browser, scene, artifact, FAILED_TABLE_PNG, victim, (REFUSED,))
 
 
-def shoot_status(browser: Browser, scene: Scene) -> Path | None:
+def shoot_status(browser: Browser, scene: Scene, victim: str) -> Path | None:
     """The migration's status artifact, or None (said) when this version publishes none."""
     key = artifact_key(SPEC_NAME, "status")
     artifact = latest_artifact(scene, key)
     if artifact is None:
         print(f"skipped {STATUS_PNG}: no artifact with key {key} (this centralize publishes none)")
         return None
-    return _shoot_artifact(browser, scene, artifact, STATUS_PNG, SPEC_NAME)
+    return _shoot_artifact(browser, scene, artifact, STATUS_PNG, "", (victim,))
 
 
 def _shoot_artifact(
-    browser: Browser, scene: Scene, artifact: Any, name: str, drawn: str, *shows: str
+    browser: Browser,
+    scene: Scene,
+    artifact: Any,
+    name: str,
+    drawn: str,
+    shows: tuple[str, ...] = (),
 ) -> Path:
-    """An artifact's page, down to the end of its content, once ``drawn`` is on it.
+    """An artifact's page down to the end of its content, once its content shows ``drawn``.
 
-    Each text of ``shows`` that the picture does not show (off the window, or cut off by the
-    table's scroller) is said as a warning: the picture is what the UI shows, not retouched.
+    The window grows with a long artifact (up to :data:`MAX_HEIGHT`). Each text of ``shows``
+    the picture does not show (below it, or cut off by a table's scroller) is said as a
+    warning: the picture is what the UI shows, not retouched.
     """
-    browser.resize(1600, 1400)
+    browser.resize(1600, 900)
     browser.open(f"{scene.ui}/artifacts/artifact/{artifact.id}")
-    browser.wait_for(_has_text(drawn, "main"), f"the artifact {artifact.key} to be drawn")
-    browser.settle()
-    content = browser.box(
-        "document.querySelector('main [role=tabpanel]') || document.querySelector('main')",
-        "the artifact's content",
+    text = f"({CONTENT}?.innerText || '').trim()"
+    browser.wait_for(
+        f"{text}.length && {text}.includes({json.dumps(drawn)})",
+        f"the artifact {artifact.key} to be drawn",
     )
-    bottom = min(float(browser.height), content["y"] + content["height"] + 16)
-    for text in shows:
-        if not browser.text_shown(text, bottom):
-            print(f"warning: {name} does not show {text!r}: the UI cuts it off")
+    browser.settle()
+    box = browser.box(CONTENT, "the artifact's content")
+    bottom = box["y"] + box["height"] + 16
+    if bottom > browser.height:
+        browser.resize(browser.width, min(MAX_HEIGHT, math.ceil(bottom)))
+        browser.settle()
+        box = browser.box(CONTENT, "the artifact's content")
+        bottom = box["y"] + box["height"] + 16
+    bottom = min(float(browser.height), bottom)
+    for wanted in shows:
+        if not browser.text_shown(wanted, bottom):
+            print(f"warning: {name} does not show {wanted!r} (absent, below or cut off)")
     clip = {"x": 0.0, "y": 0.0, "width": float(browser.width), "height": bottom}
-    return browser.screenshot(scene.out_dir / name, clip)
+    return _small(browser.screenshot(scene.out_dir / name, clip))
+
+
+def _small(path: Path) -> Path:
+    """``path``, said when it is too big a file for the repository."""
+    if path.stat().st_size > MAX_PNG_BYTES:
+        print(f"warning: {path} is {path.stat().st_size // 1000} kB (keep pictures small)")
+    return path
 
 
 # -- finding things in Prefect's pages ---------------------------------------------------------
