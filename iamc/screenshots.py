@@ -158,7 +158,7 @@ def _run_and_capture(
     _approve_into_a_failed_apply(run.id, spec, sandbox_url)
     _wait(lambda: state("FAILED", "COMPLETED", "CRASHED"), "the failed apply")
     time.sleep(3)
-    key = artifact_key(SPEC_NAME, "apply", "provision")
+    key = artifact_key(SPEC_NAME, "apply-provision")
     artifact = client.read_artifacts(
         artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
         sort=ArtifactSort.CREATED_DESC,

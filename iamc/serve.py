@@ -152,7 +152,7 @@ def deployments(spec_path: str | Path) -> list[Any]:
         "rollback": rollback_flow,
         "restore": restore_flow,
     }
-    numbers = {step: RUNBOOK.index(step) for step in RUNBOOK}
+    numbers = {step: f"{RUNBOOK.index(step):02d}" for step in RUNBOOK}
     return [
         flow.to_deployment(
             name=deployment_name(step, spec.name),
