@@ -173,10 +173,11 @@ def _state(row: dict[str, Any]) -> str:
 
 
 def _short_reason(error: str) -> str:
-    """``target: AWS's reason``: the action's own restatement of its target left out."""
+    """``AWS's reason (target)``: the reason first, so a cell cut short still shows it; the
+    action's own restatement of its target left out."""
     target, _, rest = error.partition(": ")
     if " FAILED: " in rest:
-        return f"{target}: {rest.split(' FAILED: ', 1)[1]}"
+        return f"{rest.split(' FAILED: ', 1)[1]} ({target})"
     return error
 
 

@@ -63,12 +63,11 @@ class ProgressArtifact:
             return f"{self.what}: {self.stopped or 'starting'}"
         total = max(self.total, len(self.ended))
         pending = total - len(self.ended)
-        parts = [f"{self.done} done"]
-        if self.failed:
-            parts.append(f"{self.failed} failed")
-        if pending or self.stopped:
-            parts.append(f"{pending} pending")
-        text = f"{self.what}: {', '.join(parts)} of {total} {self.events.unit}"
+        if self.failed or self.stopped:
+            counts = f"{self.done} done, {self.failed} failed, {pending} pending of {total}"
+            text = f"{self.what}: {counts} {self.events.unit}"
+        else:
+            text = f"{self.what}: {self.done} of {total} {self.events.unit} done"
         return f"{text}; {self.stopped}" if self.stopped else text
 
     def percent(self) -> float:

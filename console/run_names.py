@@ -95,7 +95,11 @@ class RunNamer:
         current = _current()
         if current is None or current.id != self.flow_run_id:
             return
-        self._rename(current, opened_name(data))
+        name = opened_name(data)
+        if name == current.name:  # a Retry of a run already named after it
+            self.renamed = True
+            return
+        self._rename(current, name)
 
     def finish(self, result: Any) -> None:
         """Add the run id a step's result names, unless the run was named after it already."""

@@ -264,6 +264,12 @@ def test_progress_counts_failed_and_pending_actions_never_a_full_bar_on_failure(
     # A Retry that finds an action done and re-does a failed one counts each action once.
     bar.on_event("action-done", {"action_id": "f1", "status": "succeeded"})
     assert bar.done == 31 and bar.failed == 1
+    done = ProgressArtifact("k", "apply of acme", events)
+    done.on_event("apply-start", {"actions": 2})
+    for n in range(2):
+        done.on_event("action-done", {"action_id": f"a{n}", "status": "adopted"})
+    done.finish(None)
+    assert done.description() == "apply of acme: 2 of 2 actions done" and done.percent() == 100
 
 
 def test_long_cells_are_cut_and_written_whole_in_the_description():
