@@ -41,18 +41,46 @@ from engine.approvals import (
 from engine.migration import Migration
 from engine.reports import load_plan
 
+# One line of text, with something in it: what the server checks before a Resume is accepted
+# (both Prefect UIs draw a text field as a one-row text area, where Enter adds a line).
+ONE_LINE = r"^[^\r\n]*\S[^\r\n]*$"
+# A plan hash as the form shows it: hex, in lines of HASH_LINE characters; whitespace ignored.
+HASH_TYPED = r"^\s*([0-9a-fA-F]\s*){12,64}$"
+HASH_LINE = 16
+
+
+def _one_line(name: str, value: Any) -> Any:
+    """Strip a text field; refuse one that spans lines."""
+    if not isinstance(value, str):
+        return value
+    value = value.strip()
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"{name}: one line only (Enter adds a line break in this field)")
+    return value
+
 
 class ApprovalInput(RunInput):
     """The form a change board fills in the Prefect UI to approve or reject a plan.
 
     Nothing that decides is prefilled: the reviewer types (or pastes) the hash of the plan
     they read, and the decision is refused unless it is (a 12+ character prefix of) the stored
-    plan's hash. No stage choice includes delete, which is approved on its own, quoting how
-    many IAM users it deletes (``deletes``).
+    plan's hash; a malformed hash is refused by the form itself, before the run resumes. No
+    stage choice includes delete, which is approved on its own, quoting how many IAM users it
+    deletes (``deletes``). Approver and ticket are single lines.
     """
 
-    approver: str = Field(description="Who decides: your name or e-mail, as the change record says")
-    ticket: str = Field(description="The change ticket that covers this plan, e.g. CHG-1234")
+    approver: str = Field(
+        min_length=1,
+        max_length=120,
+        pattern=ONE_LINE,
+        description="Who decides: your name or e-mail, as the change record says (one line)",
+    )
+    ticket: str = Field(
+        min_length=1,
+        max_length=60,
+        pattern=ONE_LINE,
+        description="The change ticket that covers this plan, e.g. CHG-1234 (one line)",
+    )
     decision: Literal["approve", "reject"] = Field(
         description="approve: the stage may be applied; reject: it may not (recorded, final)"
     )
@@ -69,21 +97,36 @@ class ApprovalInput(RunInput):
         "deletes, as the description above says. A wrong number is refused",
     )
     plan_hash: str = Field(
-        description="Type or paste the plan hash you reviewed (plan.md / the plan artifact): "
-        "12+ characters. A hash that is not the stored plan's is refused",
+        pattern=HASH_TYPED,
+        description="Required: type the plan hash shown above, at least its first 12 "
+        "characters (or paste it whole; spaces and line breaks are ignored). A hash that is "
+        "not the stored plan's is refused",
     )
     comment: str = Field(default="", description="Anything the record should say (optional)")
 
-    @field_validator("plan_hash")
+    @field_validator("approver", "ticket", mode="before")
     @classmethod
-    def _hex_prefix(cls, value: str) -> str:
-        value = value.strip().lower()
+    def _single_line(cls, value: Any, info: Any) -> Any:
+        return _one_line(info.field_name, value)
+
+    @field_validator("plan_hash", mode="before")
+    @classmethod
+    def _hex_prefix(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        value = "".join(value.split()).lower()
         if len(value) < MIN_HASH_PREFIX or any(c not in "0123456789abcdef" for c in value):
             raise ValueError(
                 f"plan_hash: give at least {MIN_HASH_PREFIX} hex characters of the plan hash "
-                "shown in the plan artifact"
+                "shown in the form's description"
             )
         return value
+
+
+def hash_block(plan_hash: str) -> list[str]:
+    """The full plan hash as a code block in lines of 16: a dialog clips one long line."""
+    lines = [plan_hash[i : i + HASH_LINE] for i in range(0, len(plan_hash), HASH_LINE)]
+    return ["```text", *lines, "```"]
 
 
 def plan_counts(plan: Plan) -> dict[str, Any]:
@@ -126,15 +169,20 @@ def form_description(
     plan: Plan,
     link: str | None,
     caps: Decommission | None = None,
+    stage: str | None = None,
 ) -> str:
-    """The Markdown shown above the approval form."""
+    """The Markdown shown above the approval form; ``stage``: the one this run decides on."""
     counts = plan_counts(plan)
     outcomes = counts["outcomes"]
     skipped = sum(n for o, n in outcomes.items() if o.startswith("skip"))
+    deciding = f" (stage {stage})" if stage else ""
     lines = [
-        f"### Approve plan {plan_id} of {migration}?",
+        f"### Approve plan {plan_id} of {migration}{deciding}?",
         "",
-        f"Plan hash: `{plan_hash}`",
+        f"Plan hash, {len(plan_hash)} characters in lines of {HASH_LINE} (type at least the "
+        "first 12 into *plan_hash*):",
+        "",
+        *hash_block(plan_hash),
         "",
         f"- IAM users: {counts['users']}: {outcomes.get(Outcome.MIGRATE, 0)} migrate to "
         f"Identity Center, {outcomes.get(Outcome.RETIRE, 0)} retire (unused), {skipped} left "
@@ -151,9 +199,10 @@ def form_description(
         if link
         else f"Read the plan first: the 'plan' artifact of this run (plan {plan_id}).",
         "",
-        "Fill in who you are, the change ticket, the stage you decide on and the plan hash you "
-        "reviewed (type or paste at least its first 12 characters: nothing is prefilled, and "
-        "any other plan's hash is refused), choose approve or reject, then submit.",
+        "Fill in who you are and the change ticket (one line each), check the stage you "
+        "decide on, type the plan hash you reviewed (at least its first 12 characters: it is "
+        "never prefilled, and any other plan's hash is refused), choose approve or reject, "
+        "then press Resume.",
     ]
     return "\n".join(lines)
 
@@ -243,7 +292,7 @@ def ask_for_decision(
     spec = mig.spec
     migration = spec.name
     plan, meta = load_plan(mig, plan_id)
-    key = artifact_key(migration, "plan-approval")
+    key = artifact_key(migration, "plan-approval", plan.wave_name)
     earlier = None if ask_again or stage is None else _decided(meta, stage)
     if earlier is not None:
         logger.info(
@@ -270,7 +319,8 @@ def ask_for_decision(
     )
     link = artifact_url(artifact)
     form = _form(
-        form_description(migration, plan_id, meta["hash"], plan, link, spec.decommission), stage
+        form_description(migration, plan_id, meta["hash"], plan, link, spec.decommission, stage),
+        stage,
     )
     logger.info(
         "plan %s (hash %s) published; waiting for a decision in this run's Resume form",

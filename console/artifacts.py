@@ -11,7 +11,7 @@ from typing import Any
 
 from console.operator import artifact_key, publish_table
 from domain.errors import InventoryIncompleteError
-from domain.inventory_report import totals
+from domain.inventory_report import CIS_FAIL, totals
 from domain.records import MatchStatus
 from engine.migration import Migration
 from engine.progress import account_names, run_of_flow_run
@@ -37,7 +37,10 @@ def publish_inventory(spec_path: str, arguments: dict[str, Any], outcome: Any) -
             "active keys": r["active_keys"],
             "keys used ≤90d": r["keys_used_90d"],
             "console without MFA": r["console_without_mfa"],
-            "CIS 1.21": r["cis_1_21"],
+            # The verdict first; why it fails follows (cut short, whole in the description).
+            "CIS 1.21": f"{r['cis_1_21']}: {r['cis_1_21_why']}"
+            if r["cis_1_21"] == CIS_FAIL and r["cis_1_21_why"]
+            else r["cis_1_21"],
             "why not read": r["error"],
         }
         for r in rows
@@ -88,7 +91,7 @@ def publish_mapping(spec_path: str, arguments: dict[str, Any], outcome: Any) -> 
     )
     if not table:
         table = [{"account": "", "IAM user": "", "status": "every human IAM user matched"}]
-    publish_table(artifact_key(meta["migration"], "mapping", "unmatched"), table, description)
+    publish_table(artifact_key(meta["migration"], "mapping"), table, description)
 
 
 def apply_run_id(mig: Migration, arguments: dict[str, Any], outcome: Any, kind: str) -> int | None:
@@ -103,7 +106,10 @@ def apply_run_id(mig: Migration, arguments: dict[str, Any], outcome: Any, kind: 
 
 
 def status_table(mig: Migration, run_id: int) -> tuple[list[dict[str, Any]], str, str]:
-    """``iamc status``'s content as one table: (rows, description, migration)."""
+    """``iamc status``'s content as one table: (rows, description, artifact key).
+
+    The key is ``<migration>-<kind>-<stage>[-<wave>]`` (``acme-apply-disable-wave-1``).
+    """
     status = run_status(mig, run_id)
     run = status["run"]
     names = account_names(mig)
@@ -160,7 +166,8 @@ def status_table(mig: Migration, run_id: int) -> tuple[list[dict[str, Any]], str
             " Next: fix the cause in the reasons below, then press **Retry** on this flow run "
             f"(from a shell: `{run['next']}`)."
         )
-    return rows, description, mig.spec.name
+    key = artifact_key(mig.spec.name, f"{run['kind']}-{run['stage']}", run["wave"])
+    return rows, description, key
 
 
 def _state(row: dict[str, Any]) -> str:
@@ -172,10 +179,11 @@ def _state(row: dict[str, Any]) -> str:
 
 
 def _short_reason(error: str) -> str:
-    """``target: AWS's reason``: the action's own restatement of its target left out."""
+    """``AWS's reason (target)``: the reason first, so a cell cut short still shows it; the
+    action's own restatement of its target left out."""
     target, _, rest = error.partition(": ")
     if " FAILED: " in rest:
-        return f"{target}: {rest.split(' FAILED: ', 1)[1]}"
+        return f"{rest.split(' FAILED: ', 1)[1]} ({target})"
     return error
 
 
@@ -186,9 +194,9 @@ def publish_apply(spec_path: str, arguments: dict[str, Any], outcome: Any) -> No
         run_id = apply_run_id(mig, arguments, outcome, "apply")
         if run_id is None:
             return  # refused before a run was recorded: nothing changed, the message says why
-        rows, description, migration = status_table(mig, run_id)
-    stage = str(arguments.get("stage") or "provision")
-    publish_table(artifact_key(migration, "apply", stage), rows, description)
+        rows, description, key = status_table(mig, run_id)
+        hint = f"`{mig.hint(f'status {run_id}')}` lists every reason"
+    publish_table(key, rows, description, hint)
 
 
 def publish_rollback(spec_path: str, arguments: dict[str, Any], outcome: Any) -> None:
@@ -199,5 +207,6 @@ def publish_rollback(spec_path: str, arguments: dict[str, Any], outcome: Any) ->
         run_id = apply_run_id(mig, arguments, outcome, "rollback")
         if run_id is None:
             return
-        rows, description, migration = status_table(mig, run_id)
-    publish_table(artifact_key(migration, "rollback"), rows, description)
+        rows, description, key = status_table(mig, run_id)
+        hint = f"`{mig.hint(f'status {run_id}')}` lists every reason"
+    publish_table(key, rows, description, hint)

@@ -18,15 +18,16 @@ import functools
 import inspect
 import logging
 import re
-import threading
 import time
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
 
+from console.progress import ProgressArtifact, ProgressEvents
+from console.run_names import RunNamer
+from console.tables import fitted_table
 from domain.errors import ApplyFailed, IamcError
 from domain.progress import listening
 
@@ -56,13 +57,19 @@ RUNBOOK = (
 
 
 def deployment_name(flow_name: str, migration: str) -> str:
-    """``5 apply (acme-2026q4)``: the step's number in the runbook, its flow, the migration."""
-    return f"{RUNBOOK.index(flow_name)} {flow_name} ({migration})"
+    """``06 apply (acme-2026q4)``: the step's number in the runbook, zero-padded so the UI's
+    list (sorted as text) reads in runbook order, its flow, the migration."""
+    return f"{RUNBOOK.index(flow_name):02d} {flow_name} ({migration})"
 
 
-def artifact_key(migration: str, *parts: str) -> str:
-    """An artifact key for this migration: lowercase letters, digits and dashes only."""
-    raw = "-".join([migration, *parts]).lower()
+def artifact_key(migration: str, step: str, wave: str | None = None) -> str:
+    """``<migration>-<step>[-<wave>]``, the one key scheme of every artifact: lowercase
+    letters, digits and dashes only, so each step's result versions per migration (and wave).
+
+    ``step`` is the runbook step as operators call it (``inventory``, ``plan``,
+    ``apply-provision``, ``rollback-disable``, ``bake-watch``...).
+    """
+    raw = "-".join(part for part in (migration, step, wave) if part).lower()
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", raw)).strip("-")
 
 
@@ -144,13 +151,21 @@ def artifact_url(artifact_id: UUID | None) -> str | None:
 # -- artifacts ------------------------------------------------------------------------------
 
 
-def publish_table(key: str, rows: list[dict[str, Any]], description: str) -> UUID | None:
-    """A table artifact (a new version of ``key``), only inside a flow run."""
+def publish_table(
+    key: str, rows: list[dict[str, Any]], description: str, more_hint: str | None = None
+) -> UUID | None:
+    """A table artifact (a new version of ``key``), only inside a flow run.
+
+    Its columns fit the UI: a long cell is cut and written whole in the description
+    (:func:`console.tables.fitted_table`); ``more_hint`` says where the rest is when there
+    are more cut cells than the description lists.
+    """
     if not in_flow_run():
         return None
     from prefect.artifacts import create_table_artifact
 
-    return create_table_artifact(table=rows, key=key, description=description)
+    table, text = fitted_table(rows, description, more_hint)
+    return create_table_artifact(table=table, key=key, description=text)
 
 
 def publish_markdown(key: str, markdown: str, description: str) -> UUID | None:
@@ -162,98 +177,31 @@ def publish_markdown(key: str, markdown: str, description: str) -> UUID | None:
     return create_markdown_artifact(markdown=markdown, key=key, description=description)
 
 
-@dataclass(frozen=True)
-class ProgressEvents:
-    """Which progress events (``domain.progress.emit``) drive a progress artifact.
-
-    ``total_event`` carries the number of units in ``total_field``; each ``step_event`` is one
-    unit done.
-    """
-
-    total_event: str
-    total_field: str
-    step_event: str
-    unit: str
-
-
-class _ProgressArtifact:
-    """A progress artifact, updated at most once a second (and at the end)."""
-
-    MIN_INTERVAL = 1.0
-
-    def __init__(self, key: str, what: str, events: ProgressEvents):
-        self.key, self.what, self.events = key, what, events
-        self.total = 0
-        self.done = 0
-        self.artifact_id: UUID | None = None
-        self._sent = 0.0
-        self._lock = threading.Lock()
-
-    def _description(self) -> str:
-        if not self.total:
-            return f"{self.what}: starting"
-        return f"{self.what}: {self.done} of {self.total} {self.events.unit} done"
-
-    def _percent(self) -> float:
-        return 100.0 * self.done / self.total if self.total else 0.0
-
-    def start(self) -> None:
-        from prefect.artifacts import create_progress_artifact
-
-        self.artifact_id = create_progress_artifact(
-            progress=0.0, key=self.key, description=self._description()
-        )
-
-    def on_event(self, event: str, data: dict[str, Any]) -> None:
-        with self._lock:
-            if event == self.events.total_event:
-                self.total = int(data.get(self.events.total_field) or 0)
-            elif event == self.events.step_event:
-                self.done += 1
-            else:
-                return
-            if time.monotonic() - self._sent >= self.MIN_INTERVAL:
-                self._send()
-
-    def _send(self) -> None:
-        from prefect.artifacts import update_progress_artifact
-
-        if self.artifact_id is None:
-            return
-        self._sent = time.monotonic()
-        try:
-            update_progress_artifact(
-                self.artifact_id, progress=self._percent(), description=self._description()
-            )
-        except Exception:  # progress is a courtesy: it never stops the work
-            log.debug("progress artifact update failed", exc_info=True)
-
-    def finish(self) -> None:
-        with self._lock:
-            self._send()
-
-
 @contextmanager
 def progress_artifact(key: str, what: str, events: ProgressEvents) -> Iterator[None]:
     """Keep a progress artifact up to date while the block runs (inside a flow run only)."""
     if not in_flow_run():
         yield
         return
-    progress = _ProgressArtifact(key, what, events)
+    progress = ProgressArtifact(key, what, events)
     try:
         progress.start()
     except Exception:
         log.debug("progress artifact could not be created", exc_info=True)
         yield
         return
+    stopped: str | None = "the run failed (its state message says why)"
     try:
         with listening(progress.on_event):
             yield
+        stopped = None
     finally:
-        progress.finish()
+        progress.finish(stopped)
 
 
 # -- failures an operator can act on --------------------------------------------------------
+
+_RETRY_THAT_RUN = "press Retry on the flow run that started run"
 
 # CLI commands named in our errors, and what does the same in the UI.
 _CLI_IN_UI: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], str], str]], ...] = (
@@ -279,7 +227,7 @@ _CLI_IN_UI: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], str], str]], .
     (
         re.compile(r"iamc resume (\d+)"),
         lambda match, _: (
-            f"press Retry on the flow run that started run {match.group(1)}: it "
+            f"{_RETRY_THAT_RUN} {match.group(1)}: it "
             "continues where it stopped, done work is not repeated"
         ),
     ),
@@ -315,10 +263,14 @@ def operator_message(
     migration = migration or "?"
     ui = ui_next_steps(text, migration)
     if isinstance(err, ApplyFailed) or (step in ("apply", "rollback", "centralize") and not ui):
-        retry = "fix the cause named above, then press Retry on this flow run: it continues "
-        retry += "where it stopped, done work is not repeated"
-        if retry not in ui:
-            ui.insert(0, retry)
+        # Retry on this flow run continues the run the message names: said once, not again
+        # as "press Retry on the flow run that started run N".
+        ui = [line for line in ui if not line.startswith(_RETRY_THAT_RUN)]
+        ui.insert(
+            0,
+            "fix the cause named above, then press Retry on this flow run: it continues "
+            "where it stopped, done work is not repeated",
+        )
     if not ui:
         ui = ["fix the cause named above, then press Retry on this flow run"]
     cli = f"iamc runs -c {spec_path}" if spec_path else "iamc runs -c SPEC"
@@ -381,19 +333,12 @@ def operator_step(
 
             logger = run_logger()
             migration = None
+            namer = RunNamer() if in_flow_run() else None
             started = time.perf_counter()  # the step's own work: its migration opened first
             try:
                 if spec_path:
                     migration = opened.enter_context(Migration.open(spec_path)).spec.name
-                if progress is not None and migration:
-                    watching = progress_artifact(
-                        artifact_key(migration, step, "progress"),
-                        f"{step} of {migration}",
-                        progress,
-                    )
-                else:
-                    watching = _nothing()
-                with watching:
+                with _watched(step, migration, arguments, progress, namer):
                     result = fn(*args, **kwargs)
             except IamcError as err:
                 if not in_flow_run():
@@ -402,6 +347,8 @@ def operator_step(
                 _publish(publish, spec_path, arguments, err, logger)
                 return failed_state(err, step, migration, spec_path)
             own = time.perf_counter() - started
+            if namer is not None:
+                namer.finish(result)
             if isinstance(result, dict):
                 logger.info("%s finished: %s", step, _short(result))
             _publish(publish, spec_path, arguments, result, logger)
@@ -422,6 +369,14 @@ def operator_step(
     return decorate
 
 
+def _progress_key(migration: str, step: str, arguments: dict[str, Any]) -> str:
+    """``acme-apply-disable-progress``: the step (and stage) whose work the bar follows."""
+    stage = arguments.get("stage")
+    return artifact_key(
+        migration, "-".join(p for p in (step, stage and str(stage), "progress") if p)
+    )
+
+
 def _short(summary: dict[str, Any]) -> str:
     """A summary's plain numbers and words, for one log line."""
     parts = [
@@ -433,8 +388,21 @@ def _short(summary: dict[str, Any]) -> str:
 
 
 @contextmanager
-def _nothing() -> Iterator[None]:
-    yield
+def _watched(
+    step: str,
+    migration: str | None,
+    arguments: dict[str, Any],
+    progress: ProgressEvents | None,
+    namer: RunNamer | None,
+) -> Iterator[None]:
+    """While a step works: its progress artifact, and its flow run renamed after its run."""
+    with contextlib.ExitStack() as stack:
+        if progress is not None and migration:
+            key = _progress_key(migration, step, arguments)
+            stack.enter_context(progress_artifact(key, f"{step} of {migration}", progress))
+        if namer is not None:
+            stack.enter_context(listening(namer.on_event))
+        yield
 
 
 def _publish(

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
-from prefect.artifacts import create_table_artifact
-
+from console.operator import artifact_key, publish_table
 from domain.errors import IamcError
 from domain.plan import Plan
 from domain.records import AccountInventory
@@ -18,8 +16,8 @@ log = logging.getLogger(__name__)
 
 
 def waves_artifact_key(migration: str) -> str:
-    """One key per migration, so the table versions as the waves progress."""
-    return "waves-" + re.sub(r"[^a-z0-9-]+", "-", migration.lower()).strip("-")
+    """``<migration>-waves``: one key per migration, so the table versions as waves progress."""
+    return artifact_key(migration, "waves")
 
 
 def publish_waves_artifact(
@@ -41,10 +39,11 @@ def publish_waves_artifact(
         log.info("waves table not published: %s", err)
         return None
     key = waves_artifact_key(meta["migration"])
-    create_table_artifact(
-        key=key,
-        table=[{column: row[column] for column in WAVE_COLUMNS} for row in rows],
-        description=f"Waves of migration {meta['migration']} "
-        f"(inventory snapshot {meta['snapshot_id']})",
+    publish_table(
+        key,
+        [{column: row[column] for column in WAVE_COLUMNS} for row in rows],
+        f"Waves of migration {meta['migration']} (inventory snapshot {meta['snapshot_id']}): "
+        "per wave, its accounts, users migrated, disabled and deleted, CIS 1.21 verdicts, and "
+        "what it waits for ('pending').",
     )
     return key

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from domain import stages as registry
 from domain.errors import NoInventoryError, NoKeyScanError, NoMappingError, PlanError, WaveError
 from domain.inventory_report import CIS_FAIL, CIS_PASS, CIS_UNKNOWN, inventory_rows
 from domain.plan import Outcome, Plan
@@ -20,6 +21,7 @@ from domain.waves import resolve_waves
 from engine.migration import Migration
 from engine.runs import view_runs
 from state.identity import MappingInfo
+from state.journal import FAILED
 from state.store import Store
 
 
@@ -249,30 +251,87 @@ def _user_progress(plan: Plan, journal: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
-def _pending(
-    name: str, plan_id: int | None, info: Any, stage_runs: list[Any], hint: Callable[[str], str]
+# What a wave's row says once a stage's latest run succeeded.
+_STAGE_DONE = {"provision": "provisioned", "disable": "disabled", "delete": "deleted"}
+_BEFORE_NEXT = {"delete": "after the bake period (the bake-watch table says who is ready), "}
+
+
+def _approved_for(info: Any, stage: str) -> bool:
+    """The plan's latest decision that covers ``stage`` approves it (for this plan's hash)."""
+    covering = [
+        a
+        for a in info.approvals
+        if a.stage in registry.authorised_by(stage) and a.plan_hash == info.hash
+    ]
+    return bool(covering) and covering[-1].decision == "approved"
+
+
+def _stage_counts(plan: Plan | None, journal: dict[str, Any], stage: str) -> str:
+    """``25 of 28 actions done, 3 failed``: the stage's actions, from the journal."""
+    if plan is None:
+        return "see its per-account table"
+    actions = [a.id for a in plan.actions if a.stage == stage]
+    done = sum(1 for a in actions if a in journal and journal[a].done)
+    failed = sum(1 for a in actions if a in journal and journal[a].status == FAILED)
+    pending = len(actions) - done - failed
+    return f"{done} of {len(actions)} actions done, {failed} failed, {pending} pending"
+
+
+def _after_stage_runs(
+    plan_id: int,
+    info: Any,
+    last: Any,
+    hint: Callable[[str], str],
+    plan: Plan | None,
+    journal: dict[str, Any],
 ) -> str:
-    """What the wave waits for, in one line: the next command when there is one."""
+    """What the wave waits for after its latest apply or rollback run of any stage."""
+    run_id, stage = last.run.id, str(last.run.params.get("stage") or "")
+    if last.status in ("failed", "interrupted"):
+        return (
+            f"{stage} run {run_id} {last.status}: {_stage_counts(plan, journal, stage)}; fix "
+            f"the cause in its table, then press Retry on its flow run ({hint(f'resume {run_id}')})"
+        )
+    if last.status == "running":
+        return f"{stage} run {run_id} is running: {_stage_counts(plan, journal, stage)}"
+    if last.run.kind == "rollback":
+        return f"{stage} rolled back by run {run_id}: re-plan or apply the stage again"
+    done = f"{_STAGE_DONE.get(stage, stage + ' done')} (run {run_id})"
+    names = registry.stage_names()
+    later = names[names.index(stage) + 1 :] if stage in names else []
+    if not later:
+        return f"{done}: every stage of plan {plan_id} is done"
+    upcoming = later[0]
+    if _approved_for(info, upcoming):
+        command = f"{hint(f'apply {plan_id}')} --stage {upcoming}"
+        return f"{done}; next, {_BEFORE_NEXT.get(upcoming, '')}stage {upcoming}: {command}"
+    command = f"{hint(f'approve {plan_id}')} --stage {upcoming}"
+    return f"{done}; next: stage {upcoming} needs its approval: {command}"
+
+
+def _pending(
+    name: str,
+    plan_id: int | None,
+    info: Any,
+    stage_runs: list[Any],
+    hint: Callable[[str], str],
+    plan: Plan | None = None,
+    journal: dict[str, Any] | None = None,
+) -> str:
+    """What the wave waits for, in one line: the next command when there is one.
+
+    ``stage_runs`` are the plan's apply and rollback runs of every stage, oldest first: the
+    latest says where the wave is (a failed disable run is named with its counts, never
+    passed over as "provisioned").
+    """
     wave_option = f" --wave {name}" if name != NO_WAVES else ""
     if plan_id is None:
         return f"no plan: {hint('plan')}{wave_option}"
     if info.blocking:
         return f"plan {plan_id} has {info.blocking} blocking error(s): fix them and re-plan"
     if stage_runs:
-        last = stage_runs[-1]
-        if last.status in ("failed", "interrupted"):
-            return f"run {last.run.id} {last.status}: {hint(f'resume {last.run.id}')}"
-        if last.status == "running":
-            return f"run {last.run.id} is running"
-        if last.run.kind == "rollback":
-            return f"rolled back by run {last.run.id}: re-plan or apply again"
-        return f"provisioned (run {last.run.id}); next: the disable stage"
-    approved = [
-        a
-        for a in info.approvals
-        if a.stage in ("provision", "all") and a.decision == "approved" and a.plan_hash == info.hash
-    ]
-    if not approved:
+        return _after_stage_runs(plan_id, info, stage_runs[-1], hint, plan, journal or {})
+    if not _approved_for(info, "provision"):
         rejected = [a for a in info.approvals if a.decision == "rejected"]
         if rejected:
             return f"plan {plan_id} rejected by {rejected[-1].approver}: re-plan"
@@ -366,11 +425,17 @@ def waves_report(
             stage_runs = [
                 read.views[r.id]
                 for r in read.runs
-                if r.kind in STAGE_RUN_KINDS
-                and r.params.get("plan_id") == plan_id
-                and r.params.get("stage") == "provision"
+                if r.kind in STAGE_RUN_KINDS and r.params.get("plan_id") == plan_id
             ]
-        pending = _pending(name, plan_id, read.infos.get(name), stage_runs, mig.hint)
+        pending = _pending(
+            name,
+            plan_id,
+            read.infos.get(name),
+            stage_runs,
+            mig.hint,
+            read.plans.get(name),
+            read.journals.get(name),
+        )
         if problem and name not in read.plans:
             pending = problem
         rows.append(

@@ -14,6 +14,7 @@ from typing import Any
 
 from domain.errors import ApplyRefused
 from domain.plan import Plan
+from domain.progress import emit
 from domain.runs import (
     RESTORE_RUN,
     ROLLBACK_RUN,
@@ -33,6 +34,8 @@ from state.store import Store
 # A run silent for LOCK_STALE_AFTER is presumed dead (killed), and the next apply, resume or
 # rollback of that stage may take over (engine.lease renews leases well within it).
 LOCK_STALE_AFTER = timedelta(minutes=2)
+# What a ``run-opened`` event carries of the run's parameters.
+RUN_NAMED_BY = ("plan_id", "stage", "of_run", "user")
 
 
 def process_alive(process: str | None) -> bool | None:
@@ -179,8 +182,12 @@ def open_run(
     if resume_run_id is not None:
         check_resumable(store, store.runs.get_run(resume_run_id), spec_path)
         store.runs.reopen_run(resume_run_id)
-        return resume_run_id
-    return store.runs.start_run(migration_id, kind, params)
+        run_id = resume_run_id
+    else:
+        run_id = store.runs.start_run(migration_id, kind, params)
+    # The UI names the flow run after it (console.run_names): "apply provision · plan 1 · run 11".
+    emit("run-opened", run_id=run_id, kind=kind, **{k: params.get(k) for k in RUN_NAMED_BY})
+    return run_id
 
 
 def next_step(view: RunView, hint: Callable[[str], str]) -> str | None:

@@ -15,6 +15,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from console.artifacts import publish_apply, publish_rollback
 from console.operator import ProgressEvents, operator_step, resolve_plan_id
+from console.run_names import step_run_name
 from console.waves import publish_waves_artifact
 from domain.errors import ApplyRefused
 from domain.plan import Stage
@@ -28,6 +29,7 @@ from engine.stage_run import ACCOUNT_CONCURRENCY
 
 @flow(
     name="apply",
+    flow_run_name=step_run_name("apply"),
     log_prints=False,
     persist_result=False,
     task_runner=ThreadPoolTaskRunner(max_workers=ACCOUNT_CONCURRENCY),
@@ -64,7 +66,9 @@ def apply_flow(
         publish_waves_artifact(spec_path)
 
 
-@flow(name="rollback", log_prints=False, persist_result=False)
+@flow(
+    name="rollback", flow_run_name=step_run_name("rollback"), log_prints=False, persist_result=False
+)
 @operator_step("rollback", publish=publish_rollback)
 def rollback_flow(
     spec_path: str,

@@ -15,6 +15,8 @@ from typing import Any
 
 from prefect import flow
 
+from console.operator import artifact_key, publish_table
+from console.run_names import step_run_name
 from domain.retire import BakeState
 from engine.bake_evidence import BAKE_RUN, bake_report, decide
 from engine.migration import Migration
@@ -22,9 +24,14 @@ from engine.migration import Migration
 __all__ = ["BAKE_RUN", "bake_report", "bake_watch_flow", "decide"]
 
 
-def _publish(report: dict[str, Any], migration: str) -> None:
-    from prefect.artifacts import create_table_artifact
+def counted(counts: dict[str, int]) -> str:
+    """``25 baking, 2 ready, 1 in-use``: users per bake state, in the states' order."""
+    order = {str(state): n for n, state in enumerate(BakeState)}
+    ordered = sorted(counts.items(), key=lambda item: order.get(str(item[0]), len(order)))
+    return ", ".join(f"{n} {state}" for state, n in ordered) or "no disabled user yet"
 
+
+def _publish(report: dict[str, Any], migration: str) -> None:
     rows = [
         {
             "user": u["user"],
@@ -36,14 +43,17 @@ def _publish(report: dict[str, Any], migration: str) -> None:
         }
         for u in report["users"]
     ]
-    create_table_artifact(
-        table=rows,
-        key=f"bake-{migration}".lower().replace("_", "-"),
-        description=f"Bake period of {migration}: {report['counts']}",
+    run = f" (bake-watch run {report['run_id']})" if report.get("run_id") is not None else ""
+    publish_table(
+        artifact_key(migration, "bake-watch"),
+        rows,
+        f"**Bake period of {migration}**{run}: "
+        f"{counted(report['counts'])}. A user in-use is not deleted until it is re-enabled "
+        "or a decision is recorded (`iamc bake decide`).",
     )
 
 
-@flow(name="bake-watch", log_prints=False)
+@flow(name="bake-watch", flow_run_name=step_run_name("bake-watch"), log_prints=False)
 def bake_watch_flow(spec_path: str) -> dict[str, Any]:
     """Look for attempted use of every user this migration disabled; report who is ready.
 
@@ -57,7 +67,7 @@ def bake_watch_flow(spec_path: str) -> dict[str, Any]:
 
     report = bake_report(spec_path)
     logger = get_run_logger()
-    logger.info("bake: %s", report["counts"])
+    logger.info("bake: %s", counted(report["counts"]))
     for user in report["users"]:
         if user["state"] == BakeState.IN_USE:
             logger.warning("%s in use: %s", user["user"], user["reason"])

@@ -17,6 +17,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from console.artifacts import publish_inventory
 from console.operator import ProgressEvents, operator_step, run_logger
+from console.run_names import step_run_name
 from domain.classification import ClassificationRules
 from domain.errors import AwsAccessError, AwsUnreachableError, InventoryIncompleteError
 from domain.progress import emit
@@ -163,7 +164,13 @@ def inventory_one_account(runtime: _Runtime, account: Account) -> AccountOutcome
     runtime.store.snapshots.save_account_inventory(runtime.snapshot_id, inventory)
     timings["save"] = time.perf_counter() - saving
     timings["total"] = time.perf_counter() - started
-    emit("account-done", account_id=account.account_id, users=len(inventory.users), timings=timings)
+    emit(
+        "account-done",
+        account_id=account.account_id,
+        users=len(inventory.users),
+        timings=timings,
+        status="failed" if inventory.error else "done",
+    )
     _log_account(inventory, findings)
     reason = next((f.kind for f in findings if f.severity == "error"), None)
     return AccountOutcome(
@@ -190,10 +197,15 @@ def _with_parent(runtime: _Runtime, account: Account) -> Account:
     return replace(account, parent_id=parent)
 
 
-@flow(name="inventory", log_prints=False, persist_result=False)
+@flow(
+    name="inventory",
+    flow_run_name=step_run_name("inventory"),
+    log_prints=False,
+    persist_result=False,
+)
 @operator_step(
     "inventory",
-    progress=ProgressEvents("scope", "accounts", "account-done", "accounts"),
+    progress=ProgressEvents("scope", "accounts", "account-done", "accounts", "account_id"),
     publish=publish_inventory,
 )
 def inventory_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from console.operator import timing_log
+from console.operator import artifact_key, publish_markdown, publish_table, timing_log
+from console.run_names import step_run_name
 from domain.errors import AwsAccessError, NoInventoryError, UnknownAccountError
 from domain.key_attribution import (
     KeyFinding,
@@ -171,7 +171,7 @@ def scan_account_config(runtime: _Runtime, account_id: str) -> ScanOutcome | Sta
     return outcome
 
 
-@flow(name="key-scan", log_prints=False)
+@flow(name="key-scan", flow_run_name=step_run_name("key-scan"), log_prints=False)
 def key_scan_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
     """Scan the spec's code paths and every in-scope account's configuration for access keys.
 
@@ -300,7 +300,7 @@ def _publish(
     findings: list[KeyFinding],
 ) -> None:
     """Artifacts for the UI: one row per code path and account, and the org keys (masked)."""
-    key = f"key-scan-{spec.name}".lower().replace("_", "-").replace(".", "-")
+    key = artifact_key(spec.name, "key-scan")
     rows = []
     for outcome in outcomes:
         rows.append(
@@ -314,9 +314,7 @@ def _publish(
                 "seconds": round(outcome.seconds, 2),
             }
         )
-    create_table_artifact(
-        key=key, table=rows, description=f"Key scan run {summary['run_id']} of {spec.name}"
-    )
+    publish_table(key, rows, f"Key scan run {summary['run_id']} of {spec.name}")
     lines = [
         f"# Key scan run {summary['run_id']} of `{spec.name}`",
         "",
@@ -332,7 +330,11 @@ def _publish(
             where = finding.where().replace("|", "\\|")
             lines.append(f"| {finding.classification} | {finding.masked_key} | {owner} | {where} |")
     lines += ["", *[f"- {p}" for p in summary["problems"]]]
-    create_markdown_artifact(key=f"{key}-findings", markdown="\n".join(lines))
+    publish_markdown(
+        artifact_key(spec.name, "key-scan-findings"),
+        "\n".join(lines),
+        f"Keys of the organization found by key scan run {summary['run_id']} of {spec.name}",
+    )
 
 
 def run_key_scan(spec_path: str | Path, profile: str | None = None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from console.artifacts import publish_mapping
 from console.operator import operator_step
+from console.run_names import step_run_name
 from domain.errors import NoInventoryError
 from domain.mapping import MappingResult, map_identities
 from domain.mapping_overrides import (
@@ -100,7 +101,9 @@ def load_overrides(spec: MigrationSpec) -> tuple[Overrides | None, Overrides | N
     return users, groups
 
 
-@flow(name="mapping", log_prints=False, persist_result=False)
+@flow(
+    name="mapping", flow_run_name=step_run_name("mapping"), log_prints=False, persist_result=False
+)
 @operator_step("mapping", publish=publish_mapping)
 def mapping_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
     """Map the latest inventory's human IAM users and IAM groups to the identity store.

@@ -22,6 +22,7 @@ from console.operator import (
     resolve_plan_id,
     run_logger,
 )
+from console.run_names import step_run_name
 from domain.notices import NoticeContext, notices_from_plan, portal_url, write_notices
 from domain.plan import Plan
 from domain.runs import NOTIFY_RUN
@@ -30,7 +31,7 @@ from engine.progress import account_names
 from engine.reports import get_plan_info, latest_mapping
 
 
-@flow(name="notify", log_prints=False, persist_result=False)
+@flow(name="notify", flow_run_name=step_run_name("notify"), log_prints=False, persist_result=False)
 @operator_step("notify")
 def notify_flow(
     spec_path: str, plan_id: int | None = None, out_dir: str | None = None
@@ -50,7 +51,7 @@ def notify_flow(
         summary, rows, ctx, target = _write_notices(mig, plan_id, out_dir)
     run_id = summary["run_id"]
     publish_table(
-        artifact_key(mig.spec.name, "notices"),
+        artifact_key(mig.spec.name, "notify", summary["wave"]),
         [
             {k: r[k] for k in ("name", "email", "accounts", "disable_on", "delete_on", "eml_file")}
             for r in rows
@@ -104,6 +105,7 @@ def _write_notices(
     summary = {
         "run_id": run_id,
         "plan_id": plan_id,
+        "wave": plan.wave_name,
         "people": len(rows),
         "without_email": sum(1 for r in rows if not r["email"]),
         "disable_on": ctx.disable_on.isoformat(),

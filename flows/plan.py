@@ -15,12 +15,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from console.approval import ApprovalInput, request_approval
-from console.operator import operator_step
+from console.operator import artifact_key, operator_step
+from console.run_names import step_run_name
 from console.waves import publish_waves_artifact
 from domain.access import KnownPermissionSet
 from domain.errors import PlanError
 from domain.key_risks import add_hard_coded_key_risks
-from domain.plan import PROVENANCE_KEYS, Plan, hashed_content, sha256_of
+from domain.plan import PROVENANCE_KEYS, Plan, Stage, hashed_content, sha256_of
 from domain.plan_render import (
     artifact_markdown,
     render_assignments_csv,
@@ -229,7 +230,7 @@ def write_plan_files(
     return {kind: str(path) for kind, path in files.items()}
 
 
-@flow(name="plan", log_prints=False, persist_result=False)
+@flow(name="plan", flow_run_name=step_run_name("plan"), log_prints=False, persist_result=False)
 @operator_step("plan")
 def plan_flow(
     spec_path: str, out_dir: str | None = None, wave: str | None = None
@@ -309,7 +310,7 @@ def _plan_and_write(
     del content
     phases.done("render")
     create_markdown_artifact(
-        key=f"plan-{spec.name}".lower().replace("_", "-"),
+        key=artifact_key(spec.name, "plan", wave),
         markdown=artifact_markdown(markdown, files["markdown"], plan_id),
         description=f"Plan {plan_id} of {spec.name}, hash {content_hash[:12]}",
     )
@@ -326,13 +327,19 @@ def _plan_and_write(
     return summary, files, plan_id, plan, inventories
 
 
-@flow(name="plan-and-approve", log_prints=False, persist_result=False)
+@flow(
+    name="plan-and-approve",
+    flow_run_name=step_run_name("plan-and-approve"),
+    log_prints=False,
+    persist_result=False,
+)
 @operator_step("plan-and-approve")
 def plan_and_approve(
     spec_path: str,
     plan_id: int | None = None,
     timeout_seconds: int = 7 * 24 * 3600,
     wave: str | None = None,
+    stage: Stage = Stage.PROVISION,
 ) -> dict[str, Any]:
     """Compute (or take) a plan, publish it as a Markdown artifact, and wait for a decision.
 
@@ -344,7 +351,9 @@ def plan_and_approve(
         plan_id: The plan to decide on; empty: compute the plan now.
         timeout_seconds: How long the run waits for a decision before it fails.
         wave: The wave to plan when the spec has ``[[waves]]``.
+        stage: The stage to be decided on: the form's stage starts at it (delete is never
+            preset: the reviewer chooses it, quoting the users it deletes).
     """
     if plan_id is None:
         plan_id = plan_flow(spec_path, wave=wave)["plan_id"]
-    return request_approval(spec_path, plan_id, timeout_seconds)
+    return request_approval(spec_path, plan_id, timeout_seconds, str(stage))

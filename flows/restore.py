@@ -19,6 +19,7 @@ from typing import Any
 
 from prefect import flow
 
+from console.run_names import step_run_name
 from domain.errors import ApplyRefused
 from domain.plan import Stage
 from domain.runs import RESTORE_RUN
@@ -257,7 +258,7 @@ def resume_restore(spec_path: str | Path, run_id: int) -> dict[str, Any]:
     return restore_flow(str(spec_path), run.params.get("user"), run.params.get("of_run"), run_id)
 
 
-@flow(name="restore", log_prints=False)
+@flow(name="restore", flow_run_name=step_run_name("restore"), log_prints=False)
 def restore_flow(
     spec_path: str,
     user: str | None = None,

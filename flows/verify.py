@@ -22,6 +22,7 @@ from console.operator import (
     resolve_plan_id,
     run_logger,
 )
+from console.run_names import step_run_name
 from domain.errors import AccessNotVerified
 from domain.plan import Plan
 from domain.records import AccountInventory
@@ -96,6 +97,7 @@ def _rows(checks: list[AccessCheck], names: dict[str, str]) -> list[dict[str, An
 
 @flow(
     name="verify",
+    flow_run_name=step_run_name("verify"),
     log_prints=False,
     persist_result=False,
     task_runner=ThreadPoolTaskRunner(max_workers=8),
@@ -162,7 +164,7 @@ def verify_flow(spec_path: str, plan_id: int | None = None) -> dict[str, Any]:
             "problems": len(bad),
         }
         publish_table(
-            artifact_key(spec.name, "verify"),
+            artifact_key(spec.name, "verify", info.wave),
             _rows(checks, names),
             f"**Verify run {run_id}** of plan {plan_id}: {summary['people']} people in "
             f"{summary['accounts']} account(s); "

@@ -59,10 +59,11 @@ DESCRIPTIONS = {
     ),
     "plan-and-approve": (
         "Step {n[plan-and-approve]}. Publish the plan and pause for the change board: open the "
-        "paused run, read the plan artifact, press Resume and fill in the form (who, ticket, "
-        "approve or reject, the stage, and the plan hash you reviewed: nothing is prefilled; "
-        "delete is approved on its own, with the number of users it deletes). Leave plan_id "
-        "empty to compute the plan first. "
+        "paused run, read the plan artifact, press Resume (newer UI: in the run's ⋮ menu) and "
+        "fill in the form (who, ticket, approve or reject, the stage, which starts at this "
+        "run's stage parameter, and the plan hash you reviewed: it is never prefilled; delete "
+        "is approved on its own, with the number of users it deletes). Leave plan_id empty to "
+        "compute the plan first. "
         "Next: {n[apply]} apply."
     ),
     "apply": (
@@ -152,7 +153,7 @@ def deployments(spec_path: str | Path) -> list[Any]:
         "rollback": rollback_flow,
         "restore": restore_flow,
     }
-    numbers = {step: RUNBOOK.index(step) for step in RUNBOOK}
+    numbers = {step: f"{RUNBOOK.index(step):02d}" for step in RUNBOOK}
     return [
         flow.to_deployment(
             name=deployment_name(step, spec.name),

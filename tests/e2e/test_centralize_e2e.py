@@ -38,7 +38,7 @@ portal_url = "https://acme.awsapps.com/start"
 notice_days = 7
 """
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-DEPLOYMENT = "centralize/0 centralize (e2e-central)"
+DEPLOYMENT = "centralize/00 centralize (e2e-central)"
 
 
 def _wait(check, what: str, timeout: float = 240):
