@@ -1,0 +1,141 @@
+"""The steps that are not plan stages (verify, notify, key scan, restore) contain each account.
+
+An account whose member role can't be assumed (the sandbox refuses AssumeRole of a role that
+does not exist, as AWS does) ends as a red task named by the account with AWS's reason and a
+FAILED row in the step's table; the other accounts go on; the run is recorded; the flow's
+message says what to do in the UI and in a shell. Once the role is back, running the step
+again (what a Retry does) finishes, with no creation twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from engine.apply import apply_plan
+from state import Store
+
+MEMBER_ROLE = "OrganizationAccountAccessRole"
+REFUSED = "is not authorized to perform: sts:AssumeRole"
+
+
+@contextlib.contextmanager
+def role_removed(world: Any, account_id: str) -> Iterator[None]:
+    """The member role of one account deleted (as an operator's mistake would), then put back."""
+    from moto.iam.models import iam_backends
+
+    iam = world.member_iam(account_id)
+    trust = iam.get_role(RoleName=MEMBER_ROLE)["Role"]["AssumeRolePolicyDocument"]
+    iam.delete_role(RoleName=MEMBER_ROLE)
+    try:
+        yield
+    finally:
+        # Nobody can assume into the account now: put it back as Organizations made it.
+        iam_backends[account_id]["global"].create_role(
+            role_name=MEMBER_ROLE,
+            assume_role_policy_document=trust if isinstance(trust, str) else json.dumps(trust),
+            path="",
+            permissions_boundary=None,
+            description="",
+            tags=[],
+            max_session_duration="3600",
+        )
+
+
+def _prefix() -> str:
+    return f"c{uuid.uuid4().hex[:6]}-"
+
+
+def _task_runs(flow_run_id: Any) -> dict[str, Any]:
+    """{task run name: state} of one flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return {run.name: run.state for run in runs}
+
+
+def _table(flow_run_id: Any, key: str) -> list[dict[str, Any]]:
+    """The rows of the table artifact ``key`` the flow run published."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[key]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            )
+        )
+    assert found, f"no artifact {key} on flow run {flow_run_id}"
+    data = found[0].data
+    return json.loads(data) if isinstance(data, str) else data
+
+
+def _runs(spec: Path, kind: str) -> list[Any]:
+    with Store.open(f"sqlite:///{spec.parent / 'state.db'}") as store:
+        migration_id = store.migrations.find_migration("wave-1")
+        return [r for r in store.runs.list_runs(migration_id) if r.kind == kind]
+
+
+def _says_what_to_do(message: str, account_id: str) -> None:
+    assert account_id in message and REFUSED in message, message
+    assert "press Retry on this flow run" in message, message
+    assert "iamc " in message, message
+
+
+def _migrated(clean: Any, kit: Any, tmp_path: Path) -> tuple[Path, int, str, str]:
+    """jane in the first account and bob in the second, migrated (provisioned)."""
+    prefix = _prefix()
+    a1, a2 = clean.accounts
+    kit.seed_user(clean, a1, f"{prefix}jane", keys=1, password=True)
+    kit.seed_user(clean, a2, f"{prefix}bob", keys=1, password=True)
+    spec, plan_id = kit.write_migrate_plan(
+        clean,
+        tmp_path,
+        [(a1, f"{prefix}jane", "alice@example.com"), (a2, f"{prefix}bob", "bob@example.com")],
+    )
+    apply_plan(spec, plan_id, "provision", poll=kit.QUICK)
+    return spec, plan_id, a1, a2
+
+
+def test_verify_contains_an_account_whose_role_cannot_be_assumed(clean, retire_kit, tmp_path: Path):
+    from flows.verify import verify_flow
+
+    spec, plan_id, a1, a2 = _migrated(clean, retire_kit, tmp_path)
+
+    with role_removed(clean, a2):
+        state = verify_flow(str(spec), plan_id, return_state=True)
+
+    assert state.is_failed()
+    _says_what_to_do(state.message, a2)
+    flow_run_id = state.state_details.flow_run_id
+    tasks = _task_runs(flow_run_id)
+    (failed,) = [name for name, s in tasks.items() if s.is_failed()]
+    assert failed.startswith(f"verify {a2}")
+    assert REFUSED in tasks[failed].message and "AccessDenied" in tasks[failed].message
+    assert any(name.startswith(f"verify {a1}") and s.is_completed() for name, s in tasks.items())
+    rows = _table(flow_run_id, "wave-1-verify")
+    by_account = {r["account"]: r for r in rows}
+    assert by_account[a1]["result"] == "ok"
+    assert by_account[a2]["result"] == "FAILED" and REFUSED in by_account[a2]["problems"]
+    (run,) = _runs(spec, "verify")
+    assert run.status == "failed" and a2 in run.error and REFUSED in run.error
+    assert list(run.summary["accounts_failed"]) == [a2]
+    assert REFUSED in run.summary["accounts_failed"][a2]
+
+    # The role is back: the same run again (what Retry does) finishes.
+    again = verify_flow(str(spec), plan_id, return_state=True)
+    assert again.is_completed(), again.message
+    assert _runs(spec, "verify")[-1].status == "succeeded"
