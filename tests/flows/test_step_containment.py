@@ -13,6 +13,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,11 @@ def role_removed(world: Any, account_id: str) -> Iterator[None]:
             tags=[],
             max_session_duration="3600",
         )
+
+
+def _later() -> datetime:
+    """After the bake period: the delete stage may delete what disable disabled."""
+    return datetime.now(UTC) + timedelta(days=15)
 
 
 def _prefix() -> str:
@@ -139,3 +145,46 @@ def test_verify_contains_an_account_whose_role_cannot_be_assumed(clean, retire_k
     again = verify_flow(str(spec), plan_id, return_state=True)
     assert again.is_completed(), again.message
     assert _runs(spec, "verify")[-1].status == "succeeded"
+
+
+def test_restore_contains_an_account_whose_role_cannot_be_assumed(
+    clean, retire_kit, tmp_path: Path
+):
+    from flows.restore import restore_flow
+
+    kit, prefix = retire_kit, _prefix()
+    a1, a2 = clean.accounts
+    jane, bob = f"{prefix}jane", f"{prefix}bob"
+    kit.seed_user(clean, a1, jane, keys=1, inline=True)
+    kit.seed_user(clean, a2, bob, keys=1, inline=True)
+    spec, plan_id = kit.write_retire_plan(clean, tmp_path, prefix)
+    apply_plan(spec, plan_id, "disable")
+    deleted = apply_plan(spec, plan_id, "delete", clock=_later)
+    assert kit.iam_state(clean, prefix) == {}
+    clean.control.reset_calls()
+
+    with role_removed(clean, a2):
+        state = restore_flow(str(spec), run_id=deleted["run_id"], return_state=True)
+
+    assert state.is_failed()
+    _says_what_to_do(state.message, a2)
+    (run,) = _runs(spec, "restore")
+    assert f"iamc resume {run.id}" in state.message
+    flow_run_id = state.state_details.flow_run_id
+    tasks = _task_runs(flow_run_id)
+    assert tasks[f"restore {a1}"].is_completed()
+    assert tasks[f"restore {a2}"].is_failed() and REFUSED in tasks[f"restore {a2}"].message
+    rows = {r["user"]: r for r in _table(flow_run_id, "wave-1-restore")}
+    assert rows[f"{a1}/{jane}"]["result"] == "restored"
+    assert rows[f"{a2}/{bob}"]["result"] == "FAILED"
+    assert REFUSED in rows[f"{a2}/{bob}"]["can't come back"]
+    assert set(kit.iam_state(clean, prefix)) == {f"{a1}/{jane}"}  # the other account went on
+    assert run.status == "failed" and a2 in run.error and REFUSED in run.error
+
+    # The role is back: the same restore again (what Retry does) continues the same run.
+    again = restore_flow(str(spec), run_id=deleted["run_id"], return_state=True)
+    assert again.is_completed(), again.message
+    assert [r.status for r in _runs(spec, "restore")] == ["succeeded"]
+    assert set(kit.iam_state(clean, prefix)) == {f"{a1}/{jane}", f"{a2}/{bob}"}
+    sent = clean.control.calls()["calls"]
+    assert sent.get("iam:CreateUser") == 2 and sent.get("iam:PutUserPolicy") == 2, sent
