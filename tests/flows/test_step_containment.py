@@ -188,3 +188,42 @@ def test_restore_contains_an_account_whose_role_cannot_be_assumed(
     assert set(kit.iam_state(clean, prefix)) == {f"{a1}/{jane}", f"{a2}/{bob}"}
     sent = clean.control.calls()["calls"]
     assert sent.get("iam:CreateUser") == 2 and sent.get("iam:PutUserPolicy") == 2, sent
+
+
+def test_key_scan_of_an_unreadable_account_is_incomplete_and_says_so(
+    clean, retire_kit, tmp_path: Path
+):
+    from flows.key_scan import key_scan_flow
+
+    a1, a2 = clean.accounts
+    spec, _ = retire_kit.write_approved_plan(clean, tmp_path)  # a spec and a snapshot
+
+    with role_removed(clean, a2):
+        state = key_scan_flow(str(spec), return_state=True)
+
+    # Read-only: Completed, but never passed off as a clean scan of that account.
+    assert state.is_completed()
+    assert "INCOMPLETE" in state.message
+    _says_what_to_do(state.message, a2)
+    assert f"iamc scan -c {spec}" in state.message
+    flow_run_id = state.state_details.flow_run_id
+    tasks = _task_runs(flow_run_id)
+    assert tasks[f"scan account {a1}"].is_completed()
+    assert tasks[f"scan account {a2}"].is_failed()
+    assert REFUSED in tasks[f"scan account {a2}"].message
+    rows = {r["scanned"]: r for r in _table(flow_run_id, "key-scan-wave-1")}
+    assert rows[f"account {a1}"]["status"] == "scanned"
+    assert rows[f"account {a2}"]["status"] == "FAILED"
+    assert REFUSED in rows[f"account {a2}"]["reason"]
+    (run,) = _runs(spec, "key-scan")
+    assert run.status == "succeeded" and "INCOMPLETE" in run.error and REFUSED in run.error
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        units = {u.unit: u.status for u in store.scans.key_scan_units(run.id)}
+        _, never_read = store.scans.current_key_findings(store.migrations.find_migration("wave-1"))
+    assert units[f"aws:{a2}:lambda:us-east-1"] == "failed"
+    assert f"aws:{a2}:lambda:us-east-1" in never_read  # the plan warns: no scan has read it
+
+    # The role is back: the scan again (what Retry does) is complete.
+    again = key_scan_flow(str(spec), return_state=True)
+    assert again.is_completed() and not again.message, again.message
+    assert _runs(spec, "key-scan")[-1].error is None
