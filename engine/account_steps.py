@@ -78,3 +78,39 @@ def account_task_result(account_id: str, label: str, work: Callable[[], Any]) ->
 def failures_text(failures: list[AccountFailure]) -> str:
     """``account A (name) could not be read: reason``, one line each, for a run's message."""
     return "\n  ".join(f"account {f.label}: {f.reason}" for f in failures)
+
+
+def unprovisioned_accounts(store: Any, plan: Any, plan_id: int) -> dict[str, str]:
+    """{account: why} for each account whose provisioning of the plan is not done.
+
+    Why: the failed action's error, else the latest provision run's error for the account
+    (its role could not be assumed, ...), else how many actions are still pending.
+    """
+    from state.journal import DONE_STATUSES
+
+    entries = {e.action_id: e for e in store.journal.journal_entries(plan_id, "provision")}
+    left: dict[str, list[str]] = {}
+    for action in plan.actions:
+        if str(action.stage) != "provision" or not action.account_id:
+            continue
+        entry = entries.get(action.id)
+        if entry is None or entry.status not in DONE_STATUSES:
+            left.setdefault(action.account_id, []).append(entry.error if entry else "")
+    if not left:
+        return {}
+    said: dict[str, str] = {}
+    for run in store.runs.list_runs(store.plans.get_plan(plan_id).migration_id):
+        if run.params.get("plan_id") == plan_id and run.params.get("stage") == "provision":
+            for error in (run.summary or {}).get("errors") or []:
+                for account_id in left:
+                    prefix = f"account {account_id}: "
+                    if error.startswith(prefix):
+                        while error.startswith(prefix):  # said once is enough
+                            error = error.removeprefix(prefix)
+                        said[account_id] = error
+    return {
+        account_id: next((e for e in errors if e), None)
+        or said.get(account_id)
+        or f"{len(errors)} provisioning action(s) of this account are not done"
+        for account_id, errors in sorted(left.items())
+    }

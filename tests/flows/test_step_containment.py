@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from engine.apply import apply_plan
 from state import Store
 
@@ -227,3 +229,59 @@ def test_key_scan_of_an_unreadable_account_is_incomplete_and_says_so(
     again = key_scan_flow(str(spec), return_state=True)
     assert again.is_completed() and not again.message, again.message
     assert _runs(spec, "key-scan")[-1].error is None
+
+
+def _save_mapping(spec: Path, world: Any) -> None:
+    """The identity store's people as a mapping run saw them (notify reads their e-mails)."""
+    from domain.records import IdentityUser
+
+    with Store.open(f"sqlite:///{spec.parent / 'state.db'}") as store:
+        migration_id = store.migrations.find_migration("wave-1")
+        snapshot = store.snapshots.latest_snapshot(migration_id)
+        run_id = store.runs.start_run(migration_id, "mapping", {"spec": str(spec)})
+        people = [IdentityUser(uid, name, name, [name]) for name, uid in world.users.items()]
+        store.identity.save_mapping(run_id, snapshot.id, people, [], [], [])
+        store.runs.finish_run(run_id, "succeeded")
+
+
+def test_notify_holds_back_the_notices_of_an_account_whose_access_did_not_land(
+    clean, retire_kit, tmp_path: Path
+):
+    from domain.errors import ApplyFailed
+    from flows.notify import notify_flow
+
+    kit, prefix = retire_kit, _prefix()
+    a1, a2 = clean.accounts
+    kit.seed_user(clean, a1, f"{prefix}jane", keys=1, password=True)
+    kit.seed_user(clean, a2, f"{prefix}bob", keys=1, password=True)
+    spec, plan_id = kit.write_migrate_plan(
+        clean,
+        tmp_path,
+        [(a1, f"{prefix}jane", "alice@example.com"), (a2, f"{prefix}bob", "bob@example.com")],
+    )
+    _save_mapping(spec, clean)
+    with role_removed(clean, a2):
+        with pytest.raises(ApplyFailed):
+            apply_plan(spec, plan_id, "provision", poll=kit.QUICK)
+        state = notify_flow(str(spec), plan_id, return_state=True)
+
+    assert state.is_failed()
+    _says_what_to_do(state.message, a2)
+    flow_run_id = state.state_details.flow_run_id
+    tasks = _task_runs(flow_run_id)
+    assert tasks[f"notify {a1}"].is_completed()
+    assert tasks[f"notify {a2}"].is_failed() and REFUSED in tasks[f"notify {a2}"].message
+    rows = {r["email"]: r for r in _table(flow_run_id, "wave-1-notices")}
+    assert rows["alice@example.com"]["eml_file"].endswith(".eml")
+    assert rows["bob@example.com"]["eml_file"].startswith("FAILED")
+    assert REFUSED in rows["bob@example.com"]["eml_file"]
+    written = {p.name for p in (tmp_path / "notices" / str(plan_id)).glob("*.eml")}
+    assert len(written) == 1 and any("alice" in name for name in written)
+    (run,) = _runs(spec, "notify")
+    assert run.status == "failed" and a2 in run.error and REFUSED in run.error
+
+    # The role is back, provisioning finished: notify again writes everyone's notice.
+    apply_plan(spec, plan_id, "provision", poll=kit.QUICK)
+    again = notify_flow(str(spec), plan_id, return_state=True)
+    assert again.is_completed(), again.message
+    assert len(list((tmp_path / "notices" / str(plan_id)).glob("*.eml"))) == 2
