@@ -11,7 +11,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
-from prefect.states import Failed, State
+from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from console.operator import artifact_key, publish_markdown, publish_table, timing_log
@@ -142,26 +142,28 @@ def scan_code(runtime: _Runtime, label: str, index: int) -> ScanOutcome | State:
 
 @task(
     name="scan-account",
-    task_run_name="scan account {account_id}",
+    task_run_name="scan account {label}",
     cache_policy=NO_CACHE,
     persist_result=False,
 )
-def scan_account_config(runtime: _Runtime, account_id: str) -> ScanOutcome | State:
+def scan_account_config(runtime: _Runtime, account_id: str, label: str = "") -> ScanOutcome | State:
     """One member account through the member role: Lambda, ECS, EC2, SSM, CFN, CodeBuild.
 
-    Ends Failed (red in the UI) when the account could not be read at all; the flow still
-    records the rest of the scan.
+    Ends Failed (red in the UI) with AWS's reason when the account could not be read at all
+    (its role can't be assumed, its credentials are refused); the flow still records the
+    rest of the scan, and says the scan is incomplete.
     """
     logger = _logger()
+    label = label or account_id
     outcome = scan_member_account(runtime.sessions, account_id, runtime.detector, runtime.regions)
     runtime.outcomes[account_id] = outcome
     emit("scan-unit-done", what=outcome.what, hits=len(outcome.result.hits))
     if outcome.failed:
-        logger.error("account %s: not scanned: %s", account_id, outcome.failed)
-        return Failed(message=f"account {account_id} not scanned: {outcome.failed}")
+        logger.error("account %s: not scanned: %s", label, outcome.failed)
+        return Failed(message=f"account {label} not scanned: {outcome.failed}")
     logger.info(
         "account %s: %d key hits, %d look-alikes, %d gaps, %d calls in %.1f s",
-        account_id,
+        label,
         len(outcome.result.hits),
         len(outcome.result.ignored),
         len(outcome.result.gaps),
@@ -193,14 +195,54 @@ def key_scan_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
         except BaseException as err:
             store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise
-        store.runs.finish_run(run_id, "succeeded", summary=summary)
+        incomplete = _incomplete(summary, mig.hint("scan"), mig.hint("runs"))
+        if incomplete:
+            summary["incomplete"] = incomplete
+        # Succeeded even when incomplete: what it did read counts (per unit), what it could not
+        # read keeps the findings of the last scan that did; `iamc runs` shows why.
+        store.runs.finish_run(run_id, "succeeded", summary=summary, error=incomplete)
     # As operator_step logs it for the other steps (this flow does not wear it).
     timing_log.debug(
         "key-scan: own work %.3f s (flow body), artifacts %.3f s",
         time.perf_counter() - started - artifacts,
         artifacts,
     )
+    if incomplete:
+        _logger().warning("%s", incomplete)
+        # Completed, read-only, but never passed off as a clean scan: the state says so.
+        return Completed(message=incomplete, data=summary)
     return summary
+
+
+def _incomplete(summary: dict[str, Any], scan_again: str, runs: str) -> str | None:
+    """The warning of a scan that could not read everything, and what to do; None if complete."""
+    accounts = summary["account_failures"]
+    paths = summary.get("paths_failed") or {}
+    if not accounts and not paths:
+        return None
+    lines = [
+        f"key scan run {summary['run_id']} is INCOMPLETE: "
+        + ", ".join(
+            part
+            for part in (
+                f"{len(accounts)} account(s) not scanned" if accounts else "",
+                f"{len(paths)} path(s) not completely scanned" if paths else "",
+            )
+            if part
+        )
+        + ". Keys written down there are unknown: it is not a clean scan of them (the "
+        "findings of the last scan that read them still count; a part no scan ever read is "
+        "a warning in the plan)."
+    ]
+    lines += [f"  account {a}: {why}" for a, why in accounts.items()]
+    lines += [f"  code {p}: {why}" for p, why in paths.items()]
+    lines += [
+        "",
+        "Next, in the Prefect UI: fix the cause named above (e.g. the account's member role), "
+        "then press Retry on this flow run: it scans again.",
+        f"From a shell: '{scan_again}' scans again; '{runs}' lists every run of this migration.",
+    ]
+    return "\n".join(lines)
 
 
 def _scan(
@@ -231,7 +273,10 @@ def _scan(
     code_futures = [
         scan_code.submit(runtime, entry.label, index) for index, entry in enumerate(runtime.paths)
     ]
-    account_futures = [scan_account_config.submit(runtime, a) for a in accounts]
+    names = store.snapshots.account_names(snapshot.id)
+    account_futures = [
+        scan_account_config.submit(runtime, a, f"{a} {names.get(a, '')}".strip()) for a in accounts
+    ]
     for future in [*code_futures, *account_futures]:
         future.wait()
     for index, future in enumerate(code_futures):
@@ -282,6 +327,8 @@ def _summary(
         "paths_failed": {o.what.split(" ", 1)[1]: o.failed for o in paths if o.failed},
         "accounts": len(accounts),
         "accounts_failed": sorted(o.what.split(" ", 1)[1] for o in accounts if o.failed),
+        # {account: why it could not be read}: AWS's reason (its role, its credentials).
+        "account_failures": {o.what.split(" ", 1)[1]: o.failed for o in accounts if o.failed},
         "findings": dict(sorted(classes.items())),
         "org_keys": len(org_keys),
         "users": len(users),
@@ -306,7 +353,8 @@ def _publish(
         rows.append(
             {
                 "scanned": outcome.what,
-                "status": "failed" if outcome.failed else "scanned",
+                "status": "FAILED" if outcome.failed else "scanned",
+                "reason": outcome.failed or "",
                 "hits": len(outcome.result.hits),
                 "look-alikes": len(outcome.result.ignored),
                 "skipped or gaps": len(outcome.problems),
@@ -314,7 +362,13 @@ def _publish(
                 "seconds": round(outcome.seconds, 2),
             }
         )
-    publish_table(key, rows, f"Key scan run {summary['run_id']} of {spec.name}")
+    failed = len(summary["accounts_failed"]) + len(summary.get("paths_failed") or {})
+    publish_table(
+        key,
+        rows,
+        f"Key scan run {summary['run_id']} of {spec.name}"
+        + (f": **INCOMPLETE, {failed} not (completely) scanned**" if failed else ""),
+    )
     lines = [
         f"# Key scan run {summary['run_id']} of `{spec.name}`",
         "",

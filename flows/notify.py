@@ -12,20 +12,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
 from console.operator import (
     artifact_key,
     flow_run_id,
+    in_flow_run,
     operator_step,
     publish_table,
     resolve_plan_id,
     run_logger,
 )
 from console.run_names import step_run_name
+from domain.errors import AccessNotVerified
 from domain.notices import NoticeContext, notices_from_plan, portal_url, write_notices
 from domain.plan import Plan
 from domain.runs import NOTIFY_RUN
+from engine.account_steps import unprovisioned_accounts
 from engine.migration import Migration
 from engine.progress import account_names
 from engine.reports import get_plan_info, latest_mapping
@@ -52,10 +56,7 @@ def notify_flow(
     run_id = summary["run_id"]
     publish_table(
         artifact_key(mig.spec.name, "notify", summary["wave"]),
-        [
-            {k: r[k] for k in ("name", "email", "accounts", "disable_on", "delete_on", "eml_file")}
-            for r in rows
-        ],
+        _table_rows(rows),
         f"**Notices of plan {plan_id}** (notify run {run_id}): {len(rows)} people, written to "
         f"`{target}` (mail merge: `notices.csv`); nothing was sent. Portal: {ctx.portal_url}. "
         f"Old IAM users disabled on {ctx.disable_on}, deleted on {ctx.delete_on}.",
@@ -90,8 +91,14 @@ def _write_notices(
         {"spec": spec_path, "plan_id": plan_id, "prefect_flow_run_id": flow_run_id()},
     )
     try:
-        notices = notices_from_plan(plan, mapping.identity_users, account_names(mig))
-        rows = write_notices(notices, ctx, target, today)
+        names = account_names(mig)
+        # An account whose access did not land (its provisioning failed or is unfinished):
+        # nobody with access there is told it is ready; they are told once it is.
+        held = unprovisioned_accounts(store, plan, plan_id)
+        notices = notices_from_plan(plan, mapping.identity_users, names)
+        ready = [n for n in notices if not set(n.accounts) & set(held)]
+        rows = write_notices(ready, ctx, target, today)
+        _account_tasks(plan, names, held)
     except BaseException as err:
         store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
         raise
@@ -113,5 +120,76 @@ def _write_notices(
         "out_dir": str(target),
         "csv": str(target / "notices.csv"),
     }
+    if held:
+        _held_back(mig, summary, rows, [n for n in notices if n not in ready], held)
     store.runs.finish_run(run_id, "succeeded", summary=summary)
     return summary, rows, ctx, target
+
+
+def _held_back(
+    mig: Migration,
+    summary: dict[str, Any],
+    rows: list[dict[str, Any]],
+    waiting: list[Any],
+    held: dict[str, str],
+) -> None:
+    """Record the run failed, publish the table with the held-back people, and raise.
+
+    Raises:
+        AccessNotVerified: Always: whose notices wait, for which account, and why.
+    """
+    run_id = summary["run_id"]
+    summary["accounts_failed"] = held
+    summary["held_back"] = len(waiting)
+    for notice in waiting:
+        accounts = sorted(set(notice.accounts) & set(held))
+        rows.append(
+            {
+                "name": notice.display_name,
+                "email": notice.email or "",
+                "accounts": ", ".join(sorted(notice.accounts)),
+                "disable_on": "",
+                "delete_on": "",
+                "eml_file": "FAILED: held back: "
+                + "; ".join(f"account {a}: {held[a]}" for a in accounts),
+            }
+        )
+    message = (
+        f"notify run {run_id}: {summary['people']} notice(s) written, {len(waiting)} held "
+        f"back: the access of {len(held)} account(s) did not land, so their people are not "
+        "told it is ready. Fix the cause, finish the provisioning (press Retry on its apply "
+        f"flow run; '{mig.hint('runs')}' shows the run to resume), then notify again:\n  "
+        + "\n  ".join(f"account {a}: {why}" for a, why in held.items())
+    )
+    publish_table(
+        artifact_key(mig.spec.name, "notify", summary.get("wave")), _table_rows(rows), message
+    )
+    mig.store.runs.finish_run(run_id, "failed", summary=summary, error=message)
+    raise AccessNotVerified(message)
+
+
+def _table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys = ("name", "email", "accounts", "disable_on", "delete_on", "eml_file")
+    return [{k: r[k] for k in keys} for r in rows]
+
+
+def _account_tasks(plan: Plan, names: dict[str, str], held: dict[str, str]) -> None:
+    """One task per account (red where its access did not land), for the UI's task list."""
+    if not in_flow_run():
+        return
+    accounts = sorted({u.account_id for u in plan.users if u.outcome == "migrate"})
+    for account_id in accounts:
+        label = f"{account_id} {names.get(account_id, '')}".strip()
+        notify_account.submit(label, held.get(account_id)).wait()
+
+
+@task(name="notify-account", task_run_name="notify {label}", cache_policy=NO_CACHE)
+def notify_account(label: str, held: str | None) -> Any:
+    """Failed, with the reason, when the account's access did not land (its notices wait)."""
+    from prefect.states import Failed
+
+    if held:
+        run_logger().error("%s: notices held back: %s", label, held)
+        return Failed(message=f"{label}: notices held back: {held}")
+    run_logger().info("%s: access landed; notices written", label)
+    return None

@@ -14,18 +14,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
+from console.operator import artifact_key, in_flow_run, operator_step, publish_table, run_logger
 from console.run_names import step_run_name
-from domain.errors import ApplyRefused
+from domain.errors import ApplyFailed, ApplyRefused
 from domain.plan import Stage
 from domain.runs import RESTORE_RUN
+from engine.account_steps import AccountFailure, contained_account
+from engine.account_work import settle
 from engine.executor import Executor
 from engine.lease import LeaseLost, stage_lease
 from engine.migration import Migration
+from engine.progress import account_names
 from state import Store
 from state.journal import ADOPTED, DONE_STATUSES
 from state.user_snapshots import RESTORE_STAGE, StoredSnapshot
@@ -157,6 +163,8 @@ def restore(
     Raises:
         ApplyRefused: Neither or both of ``user`` and ``run_id``; no snapshot to restore; a
             name now held by another unique id; a delete of the same plan is running.
+        ApplyFailed: An account's users could not (all) be restored (its role, its calls):
+            the other accounts' are; a resume (or the same command) continues.
     """
     if (user is None) == (run_id is None):
         raise ApplyRefused("restore: name one user (ACCOUNT/NAME) or one delete run (--run ID)")
@@ -184,39 +192,143 @@ def restore(
                     lease.ensure()
 
             try:
-                summary = _restore_all(
-                    store, sessions, snapshots, restore_run, fault, guard=still_leased
+                results, failed = _restore_all(
+                    mig, sessions, snapshots, restore_run, fault, guard=still_leased
                 )
             except LeaseLost:
                 raise  # another process holds the plan now: not ours to end the run
             except BaseException as err:
                 store.runs.finish_run(restore_run, "failed", error=str(err) or type(err).__name__)
                 raise
-            store.runs.finish_run(restore_run, "succeeded", summary=summary)
-    return summary
+            return _finish(mig, restore_run, results, failed)
+
+
+def _finish(
+    mig: Migration, restore_run: int, results: list[dict[str, Any]], failed: list[AccountRestore]
+) -> dict[str, Any]:
+    """Publish the table and record the run: succeeded, or failed saying what to do.
+
+    Raises:
+        ApplyFailed: An account's users could not (all) be restored; the rest are.
+    """
+    summary: dict[str, Any] = {"run_id": restore_run, "users": results}
+    if failed:
+        summary["accounts_failed"] = {a.account_id: str(a.failure.reason) for a in failed}
+    rows = _rows(results, failed)
+    publish_table(
+        artifact_key(mig.spec.name, "restore"),
+        rows,
+        f"**Restore run {restore_run}**: {len(results)} user(s) restored"
+        + (f", **{len(rows) - len(results)} not restored**." if failed else "."),
+    )
+    if not failed:
+        mig.store.runs.finish_run(restore_run, "succeeded", summary=summary)
+        return summary
+    message = (
+        f"restore run {restore_run}: {len(rows) - len(results)} user(s) not restored, "
+        f"{len(results)} restored; fix the cause, then '{mig.hint(f'resume {restore_run}')}' "
+        "(or the same restore command again): what is restored is not created twice:\n  "
+        + "\n  ".join(
+            f"account {a.label}: {a.failure.reason} ({', '.join(a.not_restored())})"
+            for a in failed
+            if a.failure is not None
+        )
+    )
+    mig.store.runs.finish_run(restore_run, "failed", summary=summary, error=message)
+    raise ApplyFailed(message)
 
 
 def _restore_all(
-    store: Store,
+    mig: Migration,
     sessions: AwsSessions,
     snapshots: list[StoredSnapshot],
     restore_run: int,
     fault: tuple[str, str] | None,
     guard: Callable[[], None] | None = None,
-) -> dict[str, Any]:
+) -> tuple[list[dict[str, Any]], list[AccountRestore]]:
+    """Each account's users restored, contained: (what came back, the accounts that failed).
+
+    Every name is checked before anything changes (a refusal changes nothing at all); an
+    account that can't be read (its role, its calls) is that account's failure alone.
+    """
+    store = mig.store
     # A restore acts on IAM only: no Identity Center instance.
     ctx = ExecutionContext(sessions.management, sessions.for_restore, instance=None)
-    # Every name is checked before anything changes: a refusal changes nothing at all.
-    refusals = []
+    names = account_names(mig)
+    accounts: dict[str, AccountRestore] = {}
     for snapshot in snapshots:
-        with translate_errors(snapshot.account_id, "restore"):
-            refusal = _refusal(store, ctx.iam(snapshot.account_id), snapshot)
-        if refusal:
-            refusals.append(refusal)
+        account_id = snapshot.account_id
+        label = f"{account_id} {names.get(account_id, '')}".strip()
+        accounts.setdefault(account_id, AccountRestore(account_id, label)).snapshots.append(
+            snapshot
+        )
+    refusals = []
+    for account in accounts.values():
+        checked = contained_account(
+            account.account_id, account.label, lambda a=account: _refusals(store, ctx, a)
+        )
+        if isinstance(checked, AccountFailure):
+            account.failure = checked
+        else:
+            refusals.extend(checked)
     if refusals:
         raise ApplyRefused("restore refused; nothing was changed: " + "; ".join(refusals))
-    results = []
-    for snapshot in snapshots:
+
+    def work(account_id: str) -> AccountRestore:
+        return _restore_account(store, ctx, accounts[account_id], restore_run, fault, guard)
+
+    if in_flow_run():
+        rt = _Work(work, accounts)
+        futures = [restore_account_task.submit(rt, a, accounts[a].label) for a in accounts]
+        done = [settle(f) for f in futures]
+    else:
+        done = [work(a) for a in accounts]
+    results = [r for account in done for r in account.results]
+    return results, [a for a in done if a.failure is not None]
+
+
+@dataclass
+class AccountRestore:
+    """One account's users to restore, what came back and, if it failed, why."""
+
+    account_id: str
+    label: str
+    snapshots: list[StoredSnapshot] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+    failure: AccountFailure | None = None
+
+    def not_restored(self) -> list[str]:
+        done = {r["user"] for r in self.results}
+        return [
+            f"{s.account_id}/{s.user_name}"
+            for s in self.snapshots
+            if f"{s.account_id}/{s.user_name}" not in done
+        ]
+
+
+def _refusals(store: Store, ctx: ExecutionContext, account: AccountRestore) -> list[str]:
+    found = []
+    with translate_errors(account.account_id, "restore"):
+        for snapshot in account.snapshots:
+            refusal = _refusal(store, ctx.iam(account.account_id), snapshot)
+            if refusal:
+                found.append(refusal)
+    return found
+
+
+def _restore_account(
+    store: Store,
+    ctx: ExecutionContext,
+    account: AccountRestore,
+    restore_run: int,
+    fault: tuple[str, str] | None,
+    guard: Callable[[], None] | None,
+) -> AccountRestore:
+    """One account's users, in order; the first failure stops the account (the rest wait
+    for a Retry, as a stage's account does)."""
+    if account.failure is not None:
+        return account
+    for snapshot in account.snapshots:
         executor = Executor(
             store.journal,
             HANDLERS,
@@ -227,8 +339,15 @@ def _restore_all(
             fault=fault,
             guard=guard,
         )
-        with translate_errors(snapshot.account_id, "restore"):
-            result = _restore_one(executor, ctx.iam(snapshot.account_id), snapshot)
+
+        def one(snapshot: StoredSnapshot = snapshot, executor: Executor = executor) -> Any:
+            with translate_errors(snapshot.account_id, "restore"):
+                return _restore_one(executor, ctx.iam(snapshot.account_id), snapshot)
+
+        result = contained_account(account.account_id, account.label, one)
+        if isinstance(result, AccountFailure):
+            account.failure = result
+            return account
         log.info(
             "restored %s: %s re-created, %s already there, %s not possible",
             result["user"],
@@ -236,8 +355,64 @@ def _restore_all(
             len(result["present"]),
             len(result["cannot"]),
         )
-        results.append(result)
-    return {"run_id": restore_run, "users": results}
+        account.results.append(result)
+    return account
+
+
+class _Work:
+    """What the account tasks share. A plain class, so Prefect does not walk or hash it."""
+
+    def __init__(
+        self, work: Callable[[str], AccountRestore], accounts: dict[str, AccountRestore]
+    ) -> None:
+        self.work = work
+        self.accounts = accounts
+
+
+@task(
+    name="restore-account",
+    task_run_name="restore {label}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def restore_account_task(rt: _Work, account_id: str, label: str) -> Any:
+    """One account's users; Failed (red in the UI) with AWS's reason when the account failed."""
+    from prefect.states import Failed
+
+    logger = run_logger()
+    logger.info("%s: %d user(s) to restore", label, len(rt.accounts[account_id].snapshots))
+    done = rt.work(account_id)
+    if done.failure is not None:
+        logger.error("%s", done.failure)
+        return Failed(message=str(done.failure), data=done)
+    logger.info("%s: %d user(s) restored", label, len(done.results))
+    return done
+
+
+def _rows(results: list[dict[str, Any]], failed: list[AccountRestore]) -> list[dict[str, Any]]:
+    rows = [
+        {
+            "user": r["user"],
+            "result": "restored",
+            "re-created": len(r["restored"]),
+            "already there": len(r["present"]),
+            "can't come back": "; ".join(r["cannot"]),
+        }
+        for r in results
+    ]
+    for account in failed:
+        assert account.failure is not None
+        for user in account.not_restored():
+            rows.append(
+                {
+                    "user": user,
+                    "result": "FAILED",
+                    "re-created": 0,
+                    "already there": 0,
+                    "can't come back": f"not restored: {account.failure.reason}",
+                }
+            )
+    return rows
 
 
 def resume_restore(spec_path: str | Path, run_id: int) -> dict[str, Any]:
@@ -259,6 +434,7 @@ def resume_restore(spec_path: str | Path, run_id: int) -> dict[str, Any]:
 
 
 @flow(name="restore", flow_run_name=step_run_name("restore"), log_prints=False)
+@operator_step("restore")
 def restore_flow(
     spec_path: str,
     user: str | None = None,

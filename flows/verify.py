@@ -27,6 +27,8 @@ from domain.errors import AccessNotVerified
 from domain.plan import Plan
 from domain.records import AccountInventory
 from domain.runs import VERIFY_RUN
+from engine.account_steps import AccountFailure, account_task_result, failures_text
+from engine.account_work import account_label, settle
 from engine.migration import Migration
 from engine.reports import get_plan_info
 from tasks.aws import AwsSessions
@@ -53,19 +55,14 @@ class _Runtime:
     persist_result=False,
 )
 def verify_account_task(rt: _Runtime, account_id: str, label: str) -> Any:
-    """Ends Failed, naming the first problem, when someone's access is not as planned."""
+    """Ends Failed, naming the first problem, when someone's access is not as planned, or
+    naming AWS's reason when the account could not be read (its role, its calls)."""
     from prefect.states import Failed
 
     logger = run_logger()
-    checks = verify_account(
-        rt.plan,
-        account_id,
-        rt.inventories.get(account_id),
-        rt.sso,
-        rt.instance_arn,
-        rt.set_arns,
-        rt.sessions.for_account(account_id),
-    )
+    checks = account_task_result(account_id, label, lambda: _verify(rt, account_id))
+    if not isinstance(checks, list):
+        return checks  # the account's failure, Failed
     bad = [c for c in checks if not c.ok]
     logger.info("%s: %d person(s) checked, %d with problems", label, len(checks), len(bad))
     for check in bad:
@@ -80,8 +77,35 @@ def verify_account_task(rt: _Runtime, account_id: str, label: str) -> Any:
     return checks
 
 
-def _rows(checks: list[AccessCheck], names: dict[str, str]) -> list[dict[str, Any]]:
-    return [
+def _verify(rt: _Runtime, account_id: str) -> list[AccessCheck]:
+    rt.sessions.check_access(account_id)  # a missing role is reported as such, first
+    return verify_account(
+        rt.plan,
+        account_id,
+        rt.inventories.get(account_id),
+        rt.sso,
+        rt.instance_arn,
+        rt.set_arns,
+        rt.sessions.for_account(account_id),
+    )
+
+
+def _not_checked(plan: Plan, failure: AccountFailure) -> list[AccessCheck]:
+    """One FAILED row per person of an account that could not be read, with the reason."""
+    people: dict[str, AccessCheck] = {}
+    for user in plan.users:
+        if user.account_id == failure.account_id and user.outcome == "migrate":
+            identity = user.identity or user.user
+            check = people.setdefault(identity, AccessCheck(identity, user.account_id, [], []))
+            check.iam_users.append(user.user)
+            check.permission_sets = sorted(set(check.permission_sets) | set(user.permission_sets))
+    return list(people.values())
+
+
+def _rows(
+    checks: list[AccessCheck], names: dict[str, str], failed: dict[str, str]
+) -> list[dict[str, Any]]:
+    rows = [
         {
             "person": c.identity,
             "account": c.account_id,
@@ -92,7 +116,22 @@ def _rows(checks: list[AccessCheck], names: dict[str, str]) -> list[dict[str, An
             "problems": "; ".join(c.problems),
         }
         for c in checks
+        if c.account_id not in failed
     ]
+    for c in checks:
+        if c.account_id in failed:
+            rows.append(
+                {
+                    "person": c.identity,
+                    "account": c.account_id,
+                    "name": names.get(c.account_id, ""),
+                    "old IAM users": ", ".join(c.iam_users),
+                    "permission sets": ", ".join(c.permission_sets),
+                    "result": "FAILED",
+                    "problems": f"not checked: {failed[c.account_id]}",
+                }
+            )
+    return rows
 
 
 @flow(
@@ -113,12 +152,9 @@ def verify_flow(spec_path: str, plan_id: int | None = None) -> dict[str, Any]:
     Returns:
         The run's summary: people and accounts checked, and how many have problems.
     """
-    from console.operator import settle
-
     plan_id = resolve_plan_id(spec_path, plan_id)
     with Migration.open(spec_path) as mig:
         spec, store = mig.spec, mig.store
-        logger = run_logger()
         info = get_plan_info(store, spec.name, plan_id)
         plan = Plan.from_content(info.content)
         inventories = {
@@ -132,52 +168,98 @@ def verify_flow(spec_path: str, plan_id: int | None = None) -> dict[str, Any]:
             {"spec": spec_path, "plan_id": plan_id, "prefect_flow_run_id": flow_run_id()},
         )
         try:
-            sessions = AwsSessions.from_spec(spec)
-            rt = _Runtime(plan, inventories, sessions)
-            management = sessions.management()
-            instance = find_instance(
-                management,
-                identity_store_id=spec.mapping.identity_store_id,
-                instance_arn=spec.mapping.instance_arn,
-                spec_path=spec_path,
-            )
-            rt.sso, rt.instance_arn = management.client("sso-admin"), instance.instance_arn
-            rt.set_arns = permission_set_arns(rt.sso, rt.instance_arn)
-            accounts = sorted({u.account_id for u in plan.users if u.outcome == "migrate"})
-            names = {a: i.account.name for a, i in inventories.items()}
-            logger.info("verifying plan %s in %d account(s)", plan_id, len(accounts))
-            futures = [
-                verify_account_task.submit(rt, a, f"{a} {names.get(a, '')}".strip())
-                for a in accounts
-            ]
-            checks = [c for f in futures for c in settle(f)]
+            checks, failures = _check_accounts(spec, spec_path, plan, plan_id, inventories)
         except BaseException as err:
             store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise
-        bad = [c for c in checks if not c.ok]
-        summary = {
-            "run_id": run_id,
-            "plan_id": plan_id,
-            "people": len({c.identity for c in checks}),
-            "accounts": len({c.account_id for c in checks}),
-            "checked": len(checks),
-            "problems": len(bad),
-        }
-        publish_table(
-            artifact_key(spec.name, "verify", info.wave),
-            _rows(checks, names),
-            f"**Verify run {run_id}** of plan {plan_id}: {summary['people']} people in "
-            f"{summary['accounts']} account(s); "
-            + (f"**{len(bad)} with problems**." if bad else "everyone's access landed."),
-        )
-        if bad:
-            message = (
-                f"verify run {run_id}: {len(bad)} of {len(checks)} person-account check(s) "
-                "found a problem; fix the cause (re-run the apply of this plan if an "
-                "assignment or role is missing), then run verify again:\n  "
-                + "\n  ".join(f"{c.identity} in {c.account_id}: {c.problems[0]}" for c in bad)
-            )
-            store.runs.finish_run(run_id, "failed", summary=summary, error=message)
-            raise AccessNotVerified(message)
+        return _finish(mig, run_id, plan_id, inventories, checks, failures, info.wave)
+
+
+def _check_accounts(
+    spec: Any, spec_path: str, plan: Plan, plan_id: int, inventories: dict[str, AccountInventory]
+) -> tuple[list[AccessCheck], list[AccountFailure]]:
+    """Every migrated person's checks, and the accounts that could not be read."""
+    sessions = AwsSessions.from_spec(spec)
+    rt = _Runtime(plan, inventories, sessions)
+    management = sessions.management()
+    instance = find_instance(
+        management,
+        identity_store_id=spec.mapping.identity_store_id,
+        instance_arn=spec.mapping.instance_arn,
+        spec_path=spec_path,
+    )
+    rt.sso, rt.instance_arn = management.client("sso-admin"), instance.instance_arn
+    rt.set_arns = permission_set_arns(rt.sso, rt.instance_arn)
+    accounts = sorted({u.account_id for u in plan.users if u.outcome == "migrate"})
+    run_logger().info("verifying plan %s in %d account(s)", plan_id, len(accounts))
+    futures = [
+        verify_account_task.submit(rt, a, account_label(inventories.get(a)) or a) for a in accounts
+    ]
+    checks: list[AccessCheck] = []
+    failures: list[AccountFailure] = []
+    for future in futures:
+        outcome = settle(future)
+        if isinstance(outcome, AccountFailure):
+            failures.append(outcome)
+            checks.extend(_not_checked(plan, outcome))
+        else:
+            checks.extend(outcome)
+    return checks, failures
+
+
+def _finish(
+    mig: Migration,
+    run_id: int,
+    plan_id: int,
+    inventories: dict[str, AccountInventory],
+    checks: list[AccessCheck],
+    failures: list[AccountFailure],
+    wave: str | None = None,
+) -> dict[str, Any]:
+    """Publish the table and record the run: succeeded, or failed saying what to fix.
+
+    Raises:
+        AccessNotVerified: Someone's access is not as planned, or an account could not be read.
+    """
+    spec, store = mig.spec, mig.store
+    names = {a: i.account.name for a, i in inventories.items()}
+    failed = {f.account_id: f.reason for f in failures}
+    bad = [c for c in checks if not c.ok and c.account_id not in failed]
+    summary = {
+        "run_id": run_id,
+        "plan_id": plan_id,
+        "people": len({c.identity for c in checks}),
+        "accounts": len({c.account_id for c in checks}),
+        "checked": len(checks) - sum(1 for c in checks if c.account_id in failed),
+        "problems": len(bad),
+        "accounts_failed": failed,
+    }
+    verdict = "everyone's access landed."
+    if bad or failed:
+        verdict = f"**{len(bad)} with problems, {len(failed)} account(s) not checked**."
+    publish_table(
+        artifact_key(spec.name, "verify", wave),
+        _rows(checks, names, failed),
+        f"**Verify run {run_id}** of plan {plan_id}: {summary['people']} people in "
+        f"{summary['accounts']} account(s); " + verdict,
+    )
+    if not bad and not failed:
         store.runs.finish_run(run_id, "succeeded", summary=summary)
         return summary
+    parts = [f"verify run {run_id}:"]
+    if failures:
+        parts.append(
+            f"{len(failures)} account(s) could not be checked (their people's access is not "
+            "verified); restore the account's access for the tool (its member role), then "
+            "verify again:\n  " + failures_text(failures)
+        )
+    if bad:
+        parts.append(
+            f"{len(bad)} of {len(checks)} person-account check(s) found a problem; fix the "
+            "cause (re-run the apply of this plan if an assignment or role is missing), then "
+            "run verify again:\n  "
+            + "\n  ".join(f"{c.identity} in {c.account_id}: {c.problems[0]}" for c in bad)
+        )
+    message = "\n".join(parts)
+    store.runs.finish_run(run_id, "failed", summary=summary, error=message)
+    raise AccessNotVerified(message)

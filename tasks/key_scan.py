@@ -20,7 +20,7 @@ from domain.key_findings import ScanResult
 from scanner.code_scan import ScanOptions, is_git_repository, scan_paths
 from scanner.key_detection import KeyDetector
 from state.key_scans import UNIT_SCANNED, ScanUnit
-from tasks.aws import AwsSessions, error_code
+from tasks.aws import AwsSessions, failure_reason
 from tasks.aws_config_scan import SOURCES, scan_account
 
 log = logging.getLogger(__name__)
@@ -160,8 +160,9 @@ def scan_member_account(
     except (AwsAccessError, ClientError, BotoCoreError) as err:
         # The account could not be read as a whole (role, credentials, network): its units
         # are failed, so earlier scans' findings there keep counting; the run is incomplete.
-        code = error_code(err) if isinstance(err, ClientError) else type(err).__name__
-        reason = str(err) if isinstance(err, AwsAccessError) else f"{code}: {err}"
+        # AWS's code and message ("AssumeRole: AccessDenied: User: ... is not authorized"),
+        # the account being named by whoever shows the reason.
+        reason = failure_reason(err).removeprefix(f"account {account_id}: ")
         log.warning("key scan of account %s failed: %s", account_id, reason)
         outcome.failed = reason
         done = {u.unit for u in outcome.units}
