@@ -14,9 +14,9 @@ import uuid
 from console.operator import artifact_key, run_logger
 
 CENTRALIZE_FLOW = "centralize"
-# The paused run reads its state this often: a resume is seen within seconds, for one small
-# API read per poll over a bake period of days.
-POLL_SECONDS = 5
+# The paused run reads its state this often (as the approval pause): a resume is seen within
+# seconds, for one small API read per poll.
+POLL_SECONDS = 2
 
 
 def bake_pause_prefix(migration: str, plan_id: int) -> str:

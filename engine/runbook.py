@@ -110,10 +110,14 @@ def _other_done(step: str, w: WaveProgress) -> str | None:
         return f"notify run {w.notify_run_id}" if w.notify_run_id and provisioned else None
     delete = w.stage("delete")
     if step == "bake":
-        # Re-checked (a fresh watch) every time the run passes here, until delete is done.
         if delete.actions == 0:
             return f"plan {w.plan_id} deletes no one"
-        return f"delete run {delete.run_id} succeeded" if delete.done else None
+        if delete.done:
+            return f"delete run {delete.run_id} succeeded"
+        if w.bake_run_id and w.bake_counts and not waiting_to_bake(w.bake_counts):
+            # The delete stage looks for use again, user by user, before it deletes anyone.
+            return f"every disabled user is ready (bake watch run {w.bake_run_id})"
+        return None
     if step == "final inventory":
         if w.final_inventory_run_id:
             return f"inventory run {w.final_inventory_run_id}, after the wave's last stage run"

@@ -29,6 +29,7 @@ from domain.runs import (
     RunInfo,
 )
 from domain.waves import resolve_waves
+from engine.bake_evidence import BAKE_RUN, bake_report
 from engine.migration import Migration
 from engine.progress import MigrationProgress, migration_progress
 from engine.runs import view_runs
@@ -90,6 +91,7 @@ class WaveProgress:
     verify_failed_run_id: int | None = None  # a later verify run that failed
     notify_run_id: int | None = None
     bake_counts: dict[str, int] = field(default_factory=dict)  # the recorded bake report
+    bake_run_id: int | None = None  # the latest succeeded bake watch after the disable run
     final_inventory_run_id: int | None = None  # a succeeded inventory after the delete run
     cis: dict[str, dict[str, str]] = field(default_factory=dict)  # account -> verdict, why, name
 
@@ -290,9 +292,22 @@ def _wave(
         ),
         notify_run_id=notified[-1].id if notified else None,
         bake_counts=_bake_counts(mig, info.id, stages),
+        bake_run_id=_bake_run(runs, stages),
         final_inventory_run_id=final,
         cis=_cis(rows, accounts),
     )
+
+
+def _bake_run(runs: list[RunInfo], stages: dict[str, StageState]) -> int | None:
+    disable = stages.get("disable")
+    if disable is None or not disable.done or disable.run_id is None:
+        return None
+    watched = [
+        r.id
+        for r in runs
+        if r.kind == BAKE_RUN and r.status == RUN_SUCCEEDED and r.id > disable.run_id
+    ]
+    return watched[-1] if watched else None
 
 
 def _bake_counts(mig: Migration, plan_id: int, stages: dict[str, StageState]) -> dict[str, int]:
@@ -300,8 +315,6 @@ def _bake_counts(mig: Migration, plan_id: int, stages: dict[str, StageState]) ->
     disable = stages.get("disable")
     if disable is None or disable.run_id is None:
         return {}
-    from engine.bake_evidence import bake_report
-
     report = bake_report(mig.spec_path, collect=False, plan_id=plan_id)
     return dict(sorted(report["counts"].items()))
 

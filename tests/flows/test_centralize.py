@@ -2,19 +2,19 @@
 
 The change board's decisions are recorded beforehand (as `make demo` does), so the runs pause
 only for the bake period; `bake_days = 1` keeps the disabled users baking until the clock is
-moved two days on (as `make demo` moves it), and the bake watch then resumes the paused run. A second run continues at the first unfinished step: nothing finished is run
-again. The approval pauses themselves are driven through the API in
-tests/e2e/test_centralize_e2e.py.
+moved two days on (as `make demo` moves it), and the bake watch then resumes the paused run.
+A second run continues at the first unfinished step: nothing finished is run again. The
+approval pauses themselves are driven through the API in tests/e2e/test_centralize_e2e.py.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
