@@ -23,6 +23,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from console.operator import deployment_name
 from domain.deletion import deletes_in
 from engine.migration import Migration
 from engine.progress import migration_progress
@@ -47,7 +48,7 @@ notice_days = 7
 bake_days = 0  # disabled users are ready at once: the runbook goes on to delete
 """
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-DEPLOYMENT = "centralize/0 centralize (e2e-central)"
+DEPLOYMENT = f"centralize/{deployment_name('centralize', 'e2e-central')}"
 
 
 def _waves(accounts: list[str]) -> str:

@@ -21,7 +21,8 @@ from typing import Any
 import boto3
 import pytest
 
-from console.migration_status import end_message, migration_status, status_key
+from console.migration_status import end_message, migration_status, status_key, status_markdown
+from console.operator import deployment_name
 from domain.deletion import deletes_in
 from domain.retire import BakeState
 from engine.approvals import record_decision
@@ -287,3 +288,44 @@ def test_centralize_runs_a_wave_through_the_bake_to_its_verdict_and_a_rerun_cont
         cells = row.split(" | ")[2:5]  # provision, disable, delete
         assert all(c.startswith("done · run") or c == "—" for c in cells), row
         assert cells[1].startswith("done") and cells[2].startswith("done"), row
+
+
+def test_the_status_shows_a_failed_account_and_the_deployment_that_continues_it(tmp_path: Path):
+    from engine.progress import MigrationProgress
+    from engine.wave_progress import AccountStage, StageState, WaveProgress
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(_spec_text(["111111111111", "222222222222"]))
+    provision = StageState(
+        "provision",
+        4,
+        {"stage": "all", "decision": "approved", "approver": "cab", "ticket": "CHG-1"},
+        run_id=7,
+        status="failed",
+        accounts={
+            "111111111111": AccountStage("done", 2, 2),
+            "222222222222": AccountStage("failed", 0, 2, "AccessDenied: no role | here"),
+        },
+    )
+    wave = WaveProgress(
+        "wave-1",
+        accounts=("111111111111", "222222222222"),
+        plan_id=3,
+        plan_hash="ab" * 32,
+        plan_current=True,
+        stages={"provision": provision},
+        cis={"222222222222": {"verdict": "FAIL", "why": "2 human user(s)", "name": "prod"}},
+    )
+    m = MigrationProgress("central", 1, 1, 1, True, 2, True, key_scan_run_id=None)
+    with Migration.open(spec) as mig:
+        steps = wave_steps(m, wave, mig.spec)
+    failed = [s for s in steps if s.state == "failed"]
+    assert [(s.name, s.run_id) for s in failed] == [("provision", 7)]
+    markdown = status_markdown("central", m, [(wave, steps)], {}, now="2026-01-01T00:00:00+00:00")
+    row = next(line for line in markdown.splitlines() if line.startswith("| 222222222222 |"))
+    assert "**failed** · run 7: AccessDenied: no role \\| here" in row and "FAIL: 2 human" in row
+    summary = next(line for line in markdown.splitlines() if line.startswith("| wave-1 |"))
+    assert "provision (failed)" in summary and "press Retry" in summary
+    central, apply = deployment_name("centralize", "central"), deployment_name("apply", "central")
+    assert f"'{central}' with wave wave-1 continues here" in summary
+    assert f"'{apply}' (plan_id 3, stage provision) with resume_run_id 7" in summary
