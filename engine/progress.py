@@ -39,6 +39,7 @@ class MigrationProgress:
     apply_status: str | None = None  # its lifecycle status (succeeded, failed, interrupted...)
     verify_run_id: int | None = None  # the latest succeeded verify run of the plan
     notify_run_id: int | None = None  # the latest succeeded notify run of the plan
+    key_scan_run_id: int | None = None  # the latest succeeded key scan after the inventory
 
     @property
     def inventory_done(self) -> bool:
@@ -81,6 +82,7 @@ def migration_progress(mig: Migration) -> MigrationProgress:
     inventory_run = store.runs.get_run(snapshot.run_id)
     mapping = store.identity.latest_mapping(migration_id)
     mapping_current = mapping is not None and mapping.snapshot_id == snapshot.id
+    scanned = store.scans.latest_key_scan_run(migration_id)
     found: dict[str, Any] = {
         "migration": spec.name,
         "migration_id": migration_id,
@@ -89,6 +91,7 @@ def migration_progress(mig: Migration) -> MigrationProgress:
         "inventory_succeeded": inventory_run.status == RUN_SUCCEEDED,
         "mapping_run_id": mapping.run_id if mapping else None,
         "mapping_current": mapping_current,
+        "key_scan_run_id": scanned if scanned is not None and scanned > snapshot.run_id else None,
     }
     if not mapping_current or mapping is None:
         return MigrationProgress(**found)

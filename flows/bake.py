@@ -15,6 +15,7 @@ from typing import Any
 
 from prefect import flow
 
+from console.bake_pause import resume_bake_pauses
 from console.operator import artifact_key, publish_table
 from console.run_names import step_run_name
 from domain.retire import BakeState
@@ -54,22 +55,44 @@ def _publish(report: dict[str, Any], migration: str) -> None:
 
 
 @flow(name="bake-watch", flow_run_name=step_run_name("bake-watch"), log_prints=False)
-def bake_watch_flow(spec_path: str) -> dict[str, Any]:
+def bake_watch_flow(
+    spec_path: str, plan_id: int | None = None, resume_paused: bool = True
+) -> dict[str, Any]:
     """Look for attempted use of every user this migration disabled; report who is ready.
+
+    Then resume the ``centralize`` runs paused for the bake of a plan whose disabled users are
+    all ready (none baking, none in use): they look again before anything is deleted.
 
     Args:
         spec_path: The migration spec (TOML).
+        plan_id: Only the users this plan disabled; empty: every plan's.
+        resume_paused: Resume the paused ``centralize`` runs of the plans that are ready
+            (``centralize`` itself, watching before its delete, leaves this off).
 
     Returns:
-        Counts per state, and each user's state with its evidence (who, when, where).
+        Counts per state, and each user's state with its evidence (who, when, where); under
+        ``resumed``, the flow runs resumed.
     """
     from prefect import get_run_logger
 
-    report = bake_report(spec_path)
+    report = bake_report(spec_path, plan_id=plan_id)
     logger = get_run_logger()
     logger.info("bake: %s", counted(report["counts"]))
     for user in report["users"]:
         if user["state"] == BakeState.IN_USE:
             logger.warning("%s in use: %s", user["user"], user["reason"])
-    _publish(report, Migration.spec_of(spec_path).name)
+    migration = Migration.spec_of(spec_path).name
+    _publish(report, migration)
+    report["resumed"] = resume_bake_pauses(migration, ready_plans(report)) if resume_paused else []
     return report
+
+
+def ready_plans(report: dict[str, Any]) -> set[int]:
+    """The plans whose disabled users are all past the bake: none baking, none in use."""
+    held = {BakeState.BAKING, BakeState.IN_USE}
+    plans = {int(u["plan_id"]) for u in report["users"]}
+    return {
+        p
+        for p in plans
+        if not any(u["state"] in held for u in report["users"] if u["plan_id"] == p)
+    }

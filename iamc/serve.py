@@ -28,12 +28,18 @@ log = logging.getLogger(__name__)
 # are filled in. Numbered in runbook order by console.operator.deployment_name.
 DESCRIPTIONS = {
     "centralize": (
-        "The whole runbook for migration {migration}, in order: inventory, mapping, plan, the "
-        "change board's approval (the run pauses: open it and press Resume to decide), "
-        "provision, verify, notify. Safe to Retry or to start again: it continues at the first "
-        "step not finished yet, as the state database records it, and never repeats a finished "
-        "step. Each step shows as a subflow run with its own result table. Status from a "
-        "shell: iamc runs -c {spec}"
+        "The whole runbook for migration {migration}, wave by wave (wave: one of the spec's "
+        "waves; empty: every wave in order): inventory, mapping, key-scan, plan, the change "
+        "board's approval of provision (the run pauses: open it, press Resume, fill in the "
+        "form), provision, verify, notify, the approval of disable, disable, the bake period "
+        "(the run pauses; the daily bake-watch resumes it once every disabled user is ready, "
+        "or press Resume to look again), the approval of delete (on its own, with the number "
+        "of users it deletes), delete, inventory again and the CIS 1.21 verdict. Every stage "
+        "goes through apply's checks; nothing is skipped. Safe to Retry or to start again: it "
+        "continues at the first step not finished yet, as the state database records it. Each "
+        "step shows as a subflow run with its own table; the run's status artifact shows every "
+        "wave's accounts by stage and what to press next. Status from a shell: iamc runs -c "
+        "{spec}"
     ),
     "inventory": (
         "Step {n[inventory]}. Read every IAM user of every in-scope account of {migration} into a "
@@ -154,8 +160,8 @@ def deployments(spec_path: str | Path) -> list[Any]:
         "restore": restore_flow,
     }
     numbers = {step: f"{RUNBOOK.index(step):02d}" for step in RUNBOOK}
-    return [
-        flow.to_deployment(
+    served = {
+        step: flow.to_deployment(
             name=deployment_name(step, spec.name),
             parameters={"spec_path": path},
             tags=tags,
@@ -163,7 +169,23 @@ def deployments(spec_path: str | Path) -> list[Any]:
             cron=SCHEDULES.get(step),
         )
         for step, flow in flows.items()
-    ]
+    }
+    offer_waves(served["centralize"], [w.name for w in spec.waves])
+    return list(served.values())
+
+
+def offer_waves(deployment: Any, waves: list[str]) -> None:
+    """Make the deployment's ``wave`` parameter a choice of the spec's waves in the UI's form.
+
+    The flow takes any name (and refuses one the spec does not have); the form a deployment
+    shows comes from its parameter schema, which Prefect builds from the flow's signature.
+    """
+    if not waves:
+        return
+    # RunnerDeployment keeps the schema it sends to the API in this attribute.
+    schema = deployment._parameter_openapi_schema
+    wave = schema.properties["wave"]
+    wave["anyOf"] = [{"type": "string", "enum": waves}, {"type": "null"}]
 
 
 def runbook_lines(spec_path: str | Path) -> list[str]:
@@ -175,8 +197,10 @@ def runbook_lines(spec_path: str | Path) -> list[str]:
 
     return [
         "In the UI, Deployments, in this order:",
-        f"  {name('centralize')}: the whole runbook in one run; it pauses for the change "
-        "board (open the run, press Resume, fill in the form); Retry continues where it stopped",
+        f"  {name('centralize')}: the whole runbook in one run, wave by wave; it pauses for "
+        "each approval (open the run, press Resume, fill in the form) and for the bake period "
+        "(bake-watch resumes it); Retry continues where it stopped; its status artifact says "
+        "where every wave stands",
         "  or one step at a time:",
         f"  {name('inventory')} -> {name('mapping')} -> {name('key-scan')} -> {name('plan')} -> "
         f"{name('plan-and-approve')} (Resume the paused run to decide) -> {name('apply')} -> "

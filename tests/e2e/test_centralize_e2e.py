@@ -1,9 +1,12 @@
-"""The whole runbook as one served `centralize` run on a real Prefect server.
+"""The whole runbook as one served `centralize` run on a real Prefect server, over two waves.
 
-It pauses at the change board's approval; a resume through the API with the form's input
-carries it on to provisioning; killed mid-provision and retried like the UI's Retry button, it
-continues at provisioning (inventory, mapping and plan are not run again), resumes the same
-apply run, then verifies and writes the notices.
+It pauses at the change board's approval of wave 1's provision; a resume through the API with
+the form's input carries it on to provisioning; killed mid-provision and retried like the UI's
+Retry button, it continues at provisioning (inventory, mapping, key scan and plan are not run
+again) and resumes the same apply run. Then it pauses at every other approval of every wave
+(disable, delete; with `bake_days = 0` the bake is over as soon as the users are disabled),
+each resumed with the form's input, and ends Completed at the verdict; the status artifact
+shows every account's stages.
 """
 
 from __future__ import annotations
@@ -20,8 +23,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from console.operator import artifact_key, deployment_name
+from domain.deletion import deletes_in
 from engine.migration import Migration
 from engine.progress import migration_progress
+from engine.reports import load_plan
+from engine.runbook import wave_steps
+from engine.wave_progress import waves_progress
 from iamc.serve import stop_process
 from state import Store
 
@@ -36,9 +44,19 @@ rate_limits = { iam = 40 }
 [notify]
 portal_url = "https://acme.awsapps.com/start"
 notice_days = 7
+[decommission]
+bake_days = 0  # disabled users are ready at once: the runbook goes on to delete
 """
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-DEPLOYMENT = "centralize/00 centralize (e2e-central)"
+DEPLOYMENT = f"centralize/{deployment_name('centralize', 'e2e-central')}"
+
+
+def _waves(accounts: list[str]) -> str:
+    one, two = accounts[:1], accounts[1:]
+    return (
+        f'[[waves]]\nname = "wave-1"\ninclude_accounts = {one!r}\n'
+        f'[[waves]]\nname = "wave-2"\ninclude_accounts = {two!r}\n'
+    ).replace("'", '"')
 
 
 def _wait(check, what: str, timeout: float = 240):
@@ -71,7 +89,12 @@ def served(sandbox_process, prefect_api, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("centralize")
     spec = tmp / "spec.toml"
-    spec.write_text(SPEC)
+    accounts = sorted(
+        a["account_id"]
+        for a in sandbox_process.control.manifest()["accounts"]
+        if a.get("status", "ACTIVE") == "ACTIVE"
+    )
+    spec.write_text(SPEC + _waves(accounts))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(sandbox_process.env)
     env["PREFECT_API_URL"] = prefect_api
@@ -117,7 +140,8 @@ def test_centralize_pauses_for_approval_and_resumed_with_input_reaches_provision
     paused = _state(client, run.id, {"PAUSED"} | TERMINAL)
     assert paused.state.type.value == "PAUSED", (paused.state, (served.tmp / "serve.log"))
     kinds = Counter(r.kind for r in _runs(served.tmp))
-    assert kinds == {"inventory": 1, "mapping": 1, "plan": 1}, kinds
+    assert kinds == {"inventory": 1, "mapping": 1, "key-scan": 1, "plan": 1}, kinds
+    assert _asked(served.spec) == ("wave-1", "approve provision")
 
     # Slow AWS down, so the next test can stop the run in the middle of provisioning.
     control.configure(latency_ms=120)
@@ -130,7 +154,7 @@ def test_centralize_pauses_for_approval_and_resumed_with_input_reaches_provision
             "decision": "approve",
             "stage": "provision",
             # Typed by the reviewer: the form no longer prefills it (issue 21).
-            "plan_hash": Migration.call(migration_progress, str(served.spec)).plan_hash[:12],
+            "plan_hash": _plan(served.spec, "wave-1").plan_hash[:12],
         },
     )
     _wait(
@@ -159,15 +183,18 @@ def test_centralize_killed_mid_provision_and_retried_does_not_repeat_earlier_ste
     client.set_flow_run_state(
         served.flow_run_id, Scheduled(name="AwaitingRetry", message="Retry from the UI"), force=True
     )
-    done = _state(client, served.flow_run_id, TERMINAL, timeout=300)
-    assert done.state.type.value == "COMPLETED", done.state
+    paused = _state(client, served.flow_run_id, {"PAUSED"} | TERMINAL, timeout=300)
+    assert paused.state.type.value == "PAUSED", paused.state
+    assert _asked(served.spec) == ("wave-1", "approve disable")
+    served.pause_key = paused.state.state_details.pause_key
 
     runs = _runs(served.tmp)
     kinds = Counter(r.kind for r in runs)
-    # Inventory, mapping and plan ran once, before the kill; the apply run was resumed.
+    # Inventory, mapping, key scan and plan ran once, before the kill; the apply run was resumed.
     assert kinds == {
         "inventory": 1,
         "mapping": 1,
+        "key-scan": 1,
         "plan": 1,
         "apply": 1,
         "verify": 1,
@@ -177,20 +204,114 @@ def test_centralize_killed_mid_provision_and_retried_does_not_repeat_earlier_ste
     notify = next(r for r in runs if r.kind == "notify")
     csv = Path(notify.summary["csv"]).read_text()
     assert "https://acme.awsapps.com/start" in csv and notify.summary["people"] >= 1
-    approval = _artifact(client, "e2e-central-plan-approval")
-    assert "APPROVED: stage provision by change-board (ticket CHG-77)" in approval
-    verify = json.loads(_artifact(client, "e2e-central-verify"))
+    # The approval artifact's versions: the plan as approved, then as waiting for disable.
+    approvals = _artifact(
+        client, artifact_key("e2e-central", "plan-approval", "wave-1"), versions=5
+    )
+    assert "APPROVED: stage provision by change-board (ticket CHG-77)" in approvals[1]
+    verify = json.loads(_artifact(client, artifact_key("e2e-central", "verify", "wave-1")))
     assert verify and {row["result"] for row in verify} == {"ok"}
 
 
-def _artifact(client, key: str) -> str:
+def test_centralize_pauses_at_each_approval_of_each_wave_and_ends_at_the_verdict(served):
+    from prefect.flow_runs import resume_flow_run
+
+    client = served.client
+    asked = [("wave-1", "approve disable")]
+    while True:
+        wave, step = asked[-1]
+        stage = step.removeprefix("approve ")
+        progress = _plan(served.spec, wave)
+        plan, _ = Migration.call(load_plan, served.spec, progress.plan_id)
+        resume_flow_run(
+            served.flow_run_id,
+            run_input={
+                "approver": "change-board",
+                "ticket": f"CHG-{wave}-{stage}",
+                "decision": "approve",
+                "stage": stage,
+                "plan_hash": progress.plan_hash[:12],
+                # Delete is approved on its own, quoting how many users it deletes.
+                **({"deletes": deletes_in(plan)} if stage == "delete" else {}),
+            },
+        )
+        run = _wait(lambda: _next_pause(client, served), "the next pause or the end", 300)
+        if run.state.type.value != "PAUSED":
+            break
+        asked.append(_asked(served.spec))
+    assert run.state.type.value == "COMPLETED", run.state
+    expected = [
+        (wave, f"approve {stage}")
+        for wave in ("wave-1", "wave-2")
+        for stage in ("provision", "disable", "delete")
+        if _plan(served.spec, wave).stage(stage).actions
+    ]
+    assert asked == expected[1:], asked  # wave 1's provision: the first test
+    message = run.state.message
+    assert message.startswith("Done: wave-1: every step, CIS 1.21: "), message
+    assert "wave-2: every step" in message and "Nothing is left." in message
+
+    runs = _runs(served.tmp)
+    applied = Counter((r.params["plan_id"], r.params["stage"]) for r in runs if r.kind == "apply")
+    assert set(applied.values()) == {1} and len(applied) == len(expected), applied
+    assert {r.status for r in runs if r.kind == "apply"} == {"succeeded"}
+    status = _artifact(client, "e2e-central-status")
+    for wave in ("wave-1", "wave-2"):
+        progress = _plan(served.spec, wave)
+        for account in progress.accounts:
+            row = next(line for line in status.splitlines() if line.startswith(f"| {account} |"))
+            cells = row.split(" | ")[2:5]  # provision, disable, delete
+            assert all(c.startswith("done · run") or c == "—" for c in cells), row
+        assert f"| {wave} | {len(progress.accounts)} | {progress.plan_id} | 15 of 15 |" in status
+
+
+def _plan(spec: Path, wave: str):
+    """The wave's progress as the state DB records it (its plan id and hash, its stages)."""
+
+    def read(mig):
+        return next(w for w in waves_progress(mig) if w.wave == wave)
+
+    return Migration.call(read, str(spec))
+
+
+def _asked(spec: Path) -> tuple[str, str]:
+    """(wave, step) of the first unfinished step: what the paused run waits for."""
+
+    def read(mig):
+        m = migration_progress(mig)
+        for w in waves_progress(mig, m):
+            step = next((s for s in wave_steps(m, w, mig.spec) if s.state != "done"), None)
+            if step is not None:
+                return w.wave, step.name
+        return None
+
+    return Migration.call(read, str(spec))
+
+
+def _next_pause(client, served):
+    """The run, once it is paused again (a new pause) or has ended."""
+    run = client.read_flow_run(served.flow_run_id)
+    if run.state is None:
+        return None
+    kind = run.state.type.value
+    if kind in TERMINAL:
+        return run
+    key = run.state.state_details.pause_key
+    if kind == "PAUSED" and key != served.pause_key:
+        served.pause_key = key
+        return run
+    return None
+
+
+def _artifact(client, key: str, versions: int = 1):
+    """The latest version's data, or the latest ``versions`` (newest first) when > 1."""
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
     from prefect.client.schemas.sorting import ArtifactSort
 
     found = client.read_artifacts(
         artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
         sort=ArtifactSort.CREATED_DESC,
-        limit=1,
+        limit=versions,
     )
     assert found, f"no artifact {key}"
-    return found[0].data
+    return found[0].data if versions == 1 else [a.data for a in found]
