@@ -275,7 +275,7 @@ def run_status(mig: Migration, run_id: int) -> dict[str, Any]:
     for account, reason in ((run.summary or {}).get("accounts_failed") or {}).items():
         row = stage_rows.setdefault(account, _empty_row())
         row["account_failed"] = reason
-        row["errors"].insert(0, f"account failed: {reason}")
+        row["errors"].insert(0, f"account failed: {reason.removeprefix(f'account {account}: ')}")
     # The run's own outcomes: the last event of each action in this run.
     last: dict[str, Any] = {}
     for event in events:

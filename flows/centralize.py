@@ -28,6 +28,7 @@ from console.approval import request_approval
 from console.bake_pause import pause_for_bake
 from console.migration_status import end_message, migration_status, publish_status
 from console.operator import deployment_name, operator_step, run_logger
+from console.run_names import step_run_name
 from domain import stages as registry
 from domain.errors import ApplyRefused, PlanError
 from domain.retire import BakeState
@@ -214,7 +215,12 @@ def run_wave(mig: Migration, wave: str | None, options: dict[str, Any], outcome:
             publish_status(mig)
 
 
-@flow(name="centralize", log_prints=False, persist_result=False)
+@flow(
+    name="centralize",
+    flow_run_name=step_run_name("centralize"),
+    log_prints=False,
+    persist_result=False,
+)
 @operator_step("centralize")
 def centralize_flow(
     spec_path: str,
