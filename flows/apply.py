@@ -7,6 +7,7 @@ Prefect Retry, ``iamc resume``) skips what is done and reconciles what was cut o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,14 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from console.artifacts import publish_apply, publish_rollback
-from console.operator import ProgressEvents, operator_step, resolve_plan_id
+from console.operator import (
+    ProgressEvents,
+    account_label,
+    operator_step,
+    resolve_plan_id,
+    settle,
+    task_outcome,
+)
 from console.run_names import step_run_name
 from console.waves import publish_waves_artifact
 from domain.errors import ApplyRefused
@@ -24,7 +32,8 @@ from engine.apply import apply_plan
 from engine.migration import Migration
 from engine.rollback import rollback_plan
 from engine.runs import check_resumable
-from engine.stage_run import ACCOUNT_CONCURRENCY
+from engine.stage_run import ACCOUNT_CONCURRENCY, AccountReport, prefect_task
+from engine.undo_run import UndoScope
 
 
 @flow(
@@ -67,7 +76,11 @@ def apply_flow(
 
 
 @flow(
-    name="rollback", flow_run_name=step_run_name("rollback"), log_prints=False, persist_result=False
+    name="rollback",
+    flow_run_name=step_run_name("rollback"),
+    log_prints=False,
+    persist_result=False,
+    task_runner=ThreadPoolTaskRunner(max_workers=ACCOUNT_CONCURRENCY),
 )
 @operator_step("rollback", publish=publish_rollback)
 def rollback_flow(
@@ -77,7 +90,8 @@ def rollback_flow(
     resume_run_id: int | None = None,
     user: str | None = None,
 ) -> dict[str, Any]:
-    """Undo what an apply run did: assignments before permission sets; for a disable run,
+    """Undo what an apply run did, one task per account as the apply ran them: every
+    account's assignments before the permission sets they use; for a disable run,
     credentials back to their prior status, then the quarantine lifted.
 
     Args:
@@ -87,7 +101,33 @@ def rollback_flow(
         resume_run_id: Continue this rollback run instead of starting one.
         user: ``ACCOUNT/NAME``: only this IAM user (bring one person back).
     """
-    return rollback_plan(spec_path, run_id, dry_run, resume_run_id=resume_run_id, user=user)
+    return rollback_plan(
+        spec_path,
+        run_id,
+        dry_run,
+        resume_run_id=resume_run_id,
+        user=user,
+        run_scopes=_undo_as_tasks,
+    )
+
+
+def _undo_scope_outcome(
+    scope: UndoScope, work: Callable[[UndoScope], AccountReport], label: str
+) -> Any:
+    """One account's undo as a task: Failed (one message, no traceback) when it failed."""
+    return task_outcome(label, lambda: work(scope), len(scope.entries))
+
+
+def _undo_as_tasks(
+    scopes: list[UndoScope], work: Callable[[UndoScope], AccountReport]
+) -> list[Any]:
+    """Each account's undo as a Prefect task, named as the apply names its own."""
+    undo_task = prefect_task(_undo_scope_outcome, "rollback-account", "rollback {label}")
+    futures = [
+        undo_task.submit(scope, work, account_label(scope.planned) or scope.name)
+        for scope in scopes
+    ]
+    return [settle(future) for future in futures]
 
 
 def resume(spec_path: str | Path, run_id: int) -> dict[str, Any]:
