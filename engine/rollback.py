@@ -3,12 +3,14 @@
 Only what this migration created is undone, in the stage's ``undo_order``; adopted things
 (there before the run), what the journal does not record, and what another wave's plan still
 uses are left alone. Every undo goes through the journaled executor, so a rollback run resumes
-like an apply run.
+like an apply run; the accounts are undone at once, as the apply did them (``engine.undo_run``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -154,22 +156,17 @@ def _plan_of(store: Store, plan_id: int) -> Plan | None:
     return Plan.from_content(info.content) if info is not None else None
 
 
-def _planned_accounts(store: Store, plan: Plan | None) -> Any:
+def _planned_accounts(store: Store, plan: Plan | None) -> Callable[[str], Any]:
     """account id -> the account as the plan's inventory saw it (loaded on first use)."""
-    loaded: dict[str, Any] = {}
 
-    def planned(account_id: str) -> Any:
+    @functools.cache
+    def by_id() -> dict[str, Any]:
         if plan is None:
-            return None
-        if not loaded:
-            loaded.update(
-                (inventory.account.account_id, inventory)
-                for inventory in store.snapshots.load_snapshot(plan.inventory_snapshot_id)
-            )
-            loaded.setdefault("", None)  # loaded, even when the snapshot is empty
-        return loaded.get(account_id)
+            return {}
+        snapshot = store.snapshots.load_snapshot(plan.inventory_snapshot_id)
+        return {inventory.account.account_id: inventory for inventory in snapshot}
 
-    return planned
+    return lambda account_id: by_id().get(account_id)
 
 
 def _undo_listing(store: Store, run: Any, user: str | None) -> tuple[dict[str, Any], list[Any]]:
