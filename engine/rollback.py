@@ -30,7 +30,6 @@ from engine.undo_run import (
     PENDING,
     SKIPPED,
     UNDONE,
-    ScopeRunner,
     describe,
     undo_everything,
 )
@@ -84,7 +83,7 @@ def rollback_plan(
     fault: tuple[str, str] | None = None,
     poll: PollPolicy | None = None,
     user: str | None = None,
-    run_scopes: ScopeRunner | None = None,
+    in_flow: bool = False,
 ) -> dict[str, Any]:
     """Undo, in reverse order, what an apply run's plan and stage created; journaled.
 
@@ -95,8 +94,7 @@ def rollback_plan(
     Args:
         user: ``ACCOUNT/NAME``: undo only what the run did to this one IAM user (bring one
             person back from a disable run without touching the others).
-        run_scopes: How each account's undo runs (``rollback_flow``: one Prefect task
-            each); default: threads.
+        in_flow: Run each account's undo as a Prefect task (inside ``rollback_flow``).
 
     Raises:
         ApplyRefused: The run is not an apply run of this migration; it deleted users
@@ -147,7 +145,7 @@ def rollback_plan(
                 guard=lease.ensure,
             )
             resume = mig.hint(f"resume {rollback_run}")
-            return _undo_all(store, executor, undo, listing, resume, run_scopes)
+            return _undo_all(store, executor, undo, listing, resume, in_flow)
 
 
 def _plan_of(store: Store, plan_id: int) -> Plan | None:
@@ -223,7 +221,7 @@ def _undo_all(
     undo: list[JournalEntry],
     listing: dict[str, Any],
     resume: str,
-    run_scopes: ScopeRunner | None,
+    in_flow: bool,
 ) -> dict[str, Any]:
     """Undo every row, accounts together (``engine.undo_run``); the run is recorded as it ends.
 
@@ -238,8 +236,8 @@ def _undo_all(
             undo,
             {a.id: list(a.depends_on) for a in plan.actions} if plan else {},
             user_order=registry.stage(executor.stage).takes_access_away,
-            run_scopes=run_scopes,
-            planned=_planned_accounts(store, plan) if run_scopes is not None else None,
+            in_flow=in_flow,
+            planned=_planned_accounts(store, plan) if in_flow else None,
         )
     except LeaseLost:
         raise
@@ -256,6 +254,7 @@ def _undo_all(
         "failed": statuses[FAILED],
         "pending": statuses[PENDING] + statuses[BLOCKED],
         "errors": errors,
+        "accounts_failed": {r.account_id: r.failure for r in reports if r.failure},
     }
     if errors:
         failed = sorted(

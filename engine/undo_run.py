@@ -9,7 +9,9 @@ ended. Within an account the kinds go one after another in rank order, each kind
 up to ``ctx.max_outstanding`` threads; a stage whose users keep their own order
 (``takes_access_away``: disable) undoes each user's rows of a kind one at a time.
 
-An account whose undo fails stops alone, with AWS's reason; the others go on. What a later
+An account whose undo fails stops alone, with AWS's reason (contained as the apply's accounts
+are, ``engine.account_work``: an error, not only a FAILED request); the others go on. Inside a
+flow each account is a Prefect task named ``rollback <account id> <name>``. What a later
 phase would undo that the failed account's remaining rows still depend on (in the plan: an
 assignment on its provisioning, the provisioning on its permission set) is left as it is, so
 no permission set is deleted while an account still holds its assignments. A resume of the
@@ -19,18 +21,25 @@ rollback run continues from the journal.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from domain.errors import ActionError
+from engine.account_work import (
+    MANAGEMENT,
+    STOPS_THE_RUN,
+    account_label,
+    settle,
+    task_outcome,
+)
 from engine.executor import Executor
-from engine.stage_run import ACCOUNT_CONCURRENCY, AccountReport
+from engine.stage_run import ACCOUNT_CONCURRENCY, AccountReport, prefect_task
 from state.journal import FAILED, SUCCEEDED, JournalEntry
 
-# The report row of what no account holds (as the apply's permission-set task reports it).
-MANAGEMENT = "management"
+log = logging.getLogger(__name__)
 # Report statuses of an undo: done, nothing to do (adopted, never made), waiting, not reached.
 UNDONE, SKIPPED, BLOCKED, PENDING = "rolled-back", "skipped", "blocked", "pending"
 _FINISHED = (UNDONE, SKIPPED)
@@ -98,13 +107,28 @@ def in_threads(
         return [future.result() for future in futures]
 
 
+def as_tasks(scopes: list[UndoScope], work: Callable[[UndoScope], AccountReport]) -> list[Any]:
+    """Every scope at once as a Prefect task, named as the apply names its own."""
+    undo_task = prefect_task(_scope_task, "rollback-account", "rollback {label}")
+    futures = [
+        undo_task.submit(scope, work, account_label(scope.planned) or scope.name)
+        for scope in scopes
+    ]
+    return [settle(future) for future in futures]
+
+
+def _scope_task(scope: UndoScope, work: Callable[[UndoScope], AccountReport], label: str) -> Any:
+    """One account's undo as a task: Failed (one message, no traceback) when it failed."""
+    return task_outcome(label, lambda: work(scope), len(scope.entries))
+
+
 def undo_everything(
     executor: Executor,
     undo: list[JournalEntry],
     depends_on: dict[str, list[str]],
     *,
     user_order: bool,
-    run_scopes: ScopeRunner | None = None,
+    in_flow: bool = False,
     planned: Callable[[str], Any] | None = None,
 ) -> list[AccountReport]:
     """Undo the ranked rows phase by phase, each phase's accounts together.
@@ -114,14 +138,14 @@ def undo_everything(
         undo: The rows to undo, in the stage's undo order.
         depends_on: The plan's action id -> the action ids it depends on.
         user_order: Undo each user's rows of a kind one at a time (a user-scoped stage).
-        run_scopes: How a phase's scopes run (default: threads; a flow: Prefect tasks).
+        in_flow: Each account a Prefect task (inside ``rollback_flow``); else threads.
         planned: account id -> the account as the plan saw it (for the tasks' names).
 
     Returns:
         One report per scope of every phase run.
     """
-    runner = run_scopes or in_threads
-    work = functools.partial(undo_scope, executor, user_order=user_order)
+    runner: ScopeRunner = as_tasks if in_flow else in_threads
+    work = functools.partial(contained_undo, executor, user_order=user_order)
     reports: list[AccountReport] = []
     unfinished: list[JournalEntry] = []
     for scopes in undo_phases(undo):
@@ -160,6 +184,32 @@ def _still_needed(
             needed.setdefault(action_id, set()).add(account)
             stack.extend(depends_on.get(action_id, ()))
     return {action_id: sorted(accounts) for action_id, accounts in needed.items()}
+
+
+def contained_undo(executor: Executor, scope: UndoScope, *, user_order: bool) -> AccountReport:
+    """:func:`undo_scope`, contained: an error in this account (its role can't be assumed, a
+    call fails) ends its report with the reason, not the run; its rows not undone stay."""
+    try:
+        return undo_scope(executor, scope, user_order=user_order)
+    except STOPS_THE_RUN:
+        raise
+    except Exception as err:
+        from tasks.aws import failure_reason  # botocore's error classes
+
+        reason = failure_reason(err)
+        # Ours to fix, not AWS's, when unexpected: the traceback goes to the process log.
+        log.warning("rollback of %s failed: %s", scope.name, reason, exc_info=not _aws(err))
+        scope.report.failure = reason
+        scope.report.errors.append(f"the undo stopped: {reason}")
+        return scope.report
+
+
+def _aws(err: Exception) -> bool:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from domain.errors import IamcError
+
+    return isinstance(err, IamcError | ClientError | BotoCoreError)
 
 
 def undo_scope(executor: Executor, scope: UndoScope, *, user_order: bool) -> AccountReport:
@@ -223,6 +273,9 @@ def _undo_together(
                 report.errors.append(f"undo of {describe(entry)} failed: {reason}")
                 stop.set()
                 return
+            except BaseException:
+                stop.set()  # the account stops (contained above) or the run does
+                raise
             report.statuses[entry.action_id] = UNDONE if status == SUCCEEDED else SKIPPED
 
     work = list(lanes.values())

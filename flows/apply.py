@@ -7,7 +7,6 @@ Prefect Retry, ``iamc resume``) skips what is done and reconciles what was cut o
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,7 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from console.artifacts import publish_apply, publish_rollback
-from console.operator import (
-    ProgressEvents,
-    account_label,
-    operator_step,
-    resolve_plan_id,
-    settle,
-    task_outcome,
-)
+from console.operator import ProgressEvents, operator_step, resolve_plan_id
 from console.run_names import step_run_name
 from console.waves import publish_waves_artifact
 from domain.errors import ApplyRefused
@@ -32,8 +24,7 @@ from engine.apply import apply_plan
 from engine.migration import Migration
 from engine.rollback import rollback_plan
 from engine.runs import check_resumable
-from engine.stage_run import ACCOUNT_CONCURRENCY, AccountReport, prefect_task
-from engine.undo_run import UndoScope
+from engine.stage_run import ACCOUNT_CONCURRENCY
 
 
 @flow(
@@ -107,27 +98,8 @@ def rollback_flow(
         dry_run,
         resume_run_id=resume_run_id,
         user=user,
-        run_scopes=_undo_as_tasks,
+        in_flow=True,
     )
-
-
-def _undo_scope_outcome(
-    scope: UndoScope, work: Callable[[UndoScope], AccountReport], label: str
-) -> Any:
-    """One account's undo as a task: Failed (one message, no traceback) when it failed."""
-    return task_outcome(label, lambda: work(scope), len(scope.entries))
-
-
-def _undo_as_tasks(
-    scopes: list[UndoScope], work: Callable[[UndoScope], AccountReport]
-) -> list[Any]:
-    """Each account's undo as a Prefect task, named as the apply names its own."""
-    undo_task = prefect_task(_undo_scope_outcome, "rollback-account", "rollback {label}")
-    futures = [
-        undo_task.submit(scope, work, account_label(scope.planned) or scope.name)
-        for scope in scopes
-    ]
-    return [settle(future) for future in futures]
 
 
 def resume(spec_path: str | Path, run_id: int) -> dict[str, Any]:
