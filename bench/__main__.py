@@ -6,6 +6,7 @@ Each goal is printed beside its bound from the same run, and summed up at the en
 python -m bench inventory --shapes 8x25 20x50 --latency-ms 20 --concurrency 8
 python -m bench plan --accounts 500 --users 20
 python -m bench provision --accounts 50 --permission-sets 10 --assignments 5
+python -m bench rollback --accounts 12 --permission-sets 4 --assignments 3
 python -m bench scan --size-mb 520 --commits 2000 --accounts 20
 python -m bench retire --accounts 20 --users 50
 python -m bench commands --repeat 2
@@ -17,7 +18,7 @@ import argparse
 import subprocess
 import sys
 
-from bench import commands, inventory, plan, provision, retire, scan
+from bench import commands, inventory, plan, provision, retire, rollback, scan
 from bench.harness import print_goals
 
 
@@ -56,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     provision_args.add_argument(
         "--polls", type=int, default=2, help="IN_PROGRESS polls each, when --completion-ms 0"
     )
+    rollback_args = sub.add_parser(
+        "rollback", help="the provision stage applied then rolled back: wall times, ratio"
+    )
+    rollback.add_arguments(rollback_args)
     scan_args = sub.add_parser(
         "scan",
         help="key scan: MB/s vs rg and detect-secrets, recall; AWS-side calls and wall time",
@@ -88,6 +93,7 @@ BENCHES = {
     "plan": plan,
     "provision": provision,
     "retire": retire,
+    "rollback": rollback,
     "scan": scan,
 }
 

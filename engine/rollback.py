@@ -3,16 +3,20 @@
 Only what this migration created is undone, in the stage's ``undo_order``; adopted things
 (there before the run), what the journal does not record, and what another wave's plan still
 uses are left alone. Every undo goes through the journaled executor, so a rollback run resumes
-like an apply run.
+like an apply run; the accounts are undone at once, as the apply did them (``engine.undo_run``).
 """
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from domain import stages as registry
-from domain.errors import ActionError, ApplyFailed, ApplyRefused
+from domain.errors import ApplyFailed, ApplyRefused
+from domain.plan import Plan
 from domain.runs import APPLY_RUN, ROLLBACK_RUN
 from domain.waves import still_used_by
 from engine.apply import on_action_done, prefect_flow_run_id, record_lease_run, stage_context
@@ -21,8 +25,16 @@ from engine.lease import LeaseLost, stage_lease
 from engine.migration import Migration
 from engine.runs import check_resumable, open_run
 from engine.stage_run import entries_of_user
+from engine.undo_run import (
+    BLOCKED,
+    PENDING,
+    SKIPPED,
+    UNDONE,
+    describe,
+    undo_everything,
+)
 from state import Store
-from state.journal import ADOPTED, ROLLBACK_PREFIX, ROLLED_BACK, JournalEntry
+from state.journal import ADOPTED, FAILED, ROLLBACK_PREFIX, ROLLED_BACK, JournalEntry
 from tasks.handler import PollPolicy
 
 
@@ -62,12 +74,6 @@ def _used_by_other_plans(
     return found
 
 
-def _describe(entry: JournalEntry) -> str:
-    target = (entry.intent.get("action") or {}).get("target", entry.action_id)
-    where = f" in {entry.account_id}" if entry.account_id else ""
-    return f"{entry.kind} {target}{where}"
-
-
 def rollback_plan(
     spec_path: str | Path,
     run_id: int,
@@ -77,20 +83,24 @@ def rollback_plan(
     fault: tuple[str, str] | None = None,
     poll: PollPolicy | None = None,
     user: str | None = None,
+    in_flow: bool = False,
 ) -> dict[str, Any]:
     """Undo, in reverse order, what an apply run's plan and stage created; journaled.
 
     Only what this migration created is undone: adopted things (there before the run) and
-    anything the journal does not record are never touched.
+    anything the journal does not record are never touched. Every account's undo runs at
+    once, as the apply's work did (``engine.undo_run``).
 
     Args:
         user: ``ACCOUNT/NAME``: undo only what the run did to this one IAM user (bring one
             person back from a disable run without touching the others).
+        in_flow: Run each account's undo as a Prefect task (inside ``rollback_flow``).
 
     Raises:
         ApplyRefused: The run is not an apply run of this migration; it deleted users
             (irreversible: see ``iamc restore``); ``user`` is malformed or not in the run.
-        ApplyFailed: An undo failed; a resume of the rollback run continues.
+        ApplyFailed: An account's undo failed (the others went on); a resume of the rollback
+            run continues.
     """
     spec_path = str(spec_path)
     with Migration.open(spec_path) as mig:
@@ -134,7 +144,27 @@ def rollback_plan(
                 on_done=on_action_done,
                 guard=lease.ensure,
             )
-            return _undo_all(store, executor, undo, listing)
+            resume = mig.hint(f"resume {rollback_run}")
+            return _undo_all(store, executor, undo, listing, resume, in_flow)
+
+
+def _plan_of(store: Store, plan_id: int) -> Plan | None:
+    """The plan whose stage is undone (its actions' dependencies order the undo)."""
+    info = store.plans.get_plan(plan_id)
+    return Plan.from_content(info.content) if info is not None else None
+
+
+def _planned_accounts(store: Store, plan: Plan | None) -> Callable[[str], Any]:
+    """account id -> the account as the plan's inventory saw it (loaded on first use)."""
+
+    @functools.cache
+    def by_id() -> dict[str, Any]:
+        if plan is None:
+            return {}
+        snapshot = store.snapshots.load_snapshot(plan.inventory_snapshot_id)
+        return {inventory.account.account_id: inventory for inventory in snapshot}
+
+    return lambda account_id: by_id().get(account_id)
 
 
 def _undo_listing(store: Store, run: Any, user: str | None) -> tuple[dict[str, Any], list[Any]]:
@@ -173,10 +203,10 @@ def _undo_listing(store: Store, run: Any, user: str | None) -> tuple[dict[str, A
             f"({', '.join(map(str, apply_runs))}) created, not only run {run_id}'s"
         ),
         "user": user,
-        "undo": [_describe(e) for e in undo],
-        "left_alone": [f"{_describe(e)} (existed before: adopted)" for e in kept]
+        "undo": [describe(e) for e in undo],
+        "left_alone": [f"{describe(e)} (existed before: adopted)" for e in kept]
         + [
-            f"{_describe(e)} (still used by {', '.join(users)}: kept; roll back again "
+            f"{describe(e)} (still used by {', '.join(users)}: kept; roll back again "
             "once they no longer use it)"
             for e in entries
             if (users := in_use.get(e.action_id))
@@ -186,26 +216,57 @@ def _undo_listing(store: Store, run: Any, user: str | None) -> tuple[dict[str, A
 
 
 def _undo_all(
-    store: Store, executor: Executor, undo: list[Any], listing: dict[str, Any]
+    store: Store,
+    executor: Executor,
+    undo: list[JournalEntry],
+    listing: dict[str, Any],
+    resume: str,
+    in_flow: bool,
 ) -> dict[str, Any]:
-    """Undo each entry in order; the rollback run is recorded as it ends.
+    """Undo every row, accounts together (``engine.undo_run``); the run is recorded as it ends.
 
     Raises:
-        ApplyFailed: An undo failed; a resume of the rollback run continues.
+        ApplyFailed: An account's undo failed (the others went on); a resume continues.
     """
     rollback_run = executor.run_id
     try:
-        for entry in undo:
-            executor.undo(entry)
+        plan = _plan_of(store, executor.plan_id)
+        reports = undo_everything(
+            executor,
+            undo,
+            {a.id: list(a.depends_on) for a in plan.actions} if plan else {},
+            user_order=registry.stage(executor.stage).takes_access_away,
+            in_flow=in_flow,
+            planned=_planned_accounts(store, plan) if in_flow else None,
+        )
     except LeaseLost:
         raise
-    except ActionError as err:
-        message = f"rollback run {rollback_run} stopped: {err}; 'iamc resume {rollback_run}'"
-        store.runs.finish_run(rollback_run, "failed", error=message)
-        raise ApplyFailed(message) from err
     except BaseException as err:
         store.runs.finish_run(rollback_run, "failed", error=str(err) or type(err).__name__)
         raise
-    summary = {**listing, "run_id": rollback_run, "dry_run": False}
+    statuses = Counter(s for report in reports for s in report.statuses.values())
+    errors = [f"{report.account_id}: {e}" for report in reports for e in report.errors]
+    summary = {
+        **listing,
+        "run_id": rollback_run,
+        "dry_run": False,
+        "undone": statuses[UNDONE] + statuses[SKIPPED],
+        "failed": statuses[FAILED],
+        "pending": statuses[PENDING] + statuses[BLOCKED],
+        "errors": errors,
+        "accounts_failed": {r.account_id: r.failure for r in reports if r.failure},
+    }
+    if errors:
+        failed = sorted(
+            {r.account_id for r in reports if FAILED in r.statuses.values()}
+            or {r.account_id for r in reports if r.errors}
+        )
+        message = (
+            f"rollback run {rollback_run}: {summary['undone']} of {len(undo)} undone; the "
+            f"undo failed in {', '.join(failed)} (the other accounts' undo went on; what "
+            f"it still uses is kept); fix the cause, then '{resume}':\n  " + "\n  ".join(errors)
+        )
+        store.runs.finish_run(rollback_run, "failed", summary=summary, error=message)
+        raise ApplyFailed(message)
     store.runs.finish_run(rollback_run, "succeeded", summary=summary)
     return summary

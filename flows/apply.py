@@ -67,7 +67,11 @@ def apply_flow(
 
 
 @flow(
-    name="rollback", flow_run_name=step_run_name("rollback"), log_prints=False, persist_result=False
+    name="rollback",
+    flow_run_name=step_run_name("rollback"),
+    log_prints=False,
+    persist_result=False,
+    task_runner=ThreadPoolTaskRunner(max_workers=ACCOUNT_CONCURRENCY),
 )
 @operator_step("rollback", publish=publish_rollback)
 def rollback_flow(
@@ -77,7 +81,8 @@ def rollback_flow(
     resume_run_id: int | None = None,
     user: str | None = None,
 ) -> dict[str, Any]:
-    """Undo what an apply run did: assignments before permission sets; for a disable run,
+    """Undo what an apply run did, one task per account as the apply ran them: every
+    account's assignments before the permission sets they use; for a disable run,
     credentials back to their prior status, then the quarantine lifted.
 
     Args:
@@ -87,7 +92,14 @@ def rollback_flow(
         resume_run_id: Continue this rollback run instead of starting one.
         user: ``ACCOUNT/NAME``: only this IAM user (bring one person back).
     """
-    return rollback_plan(spec_path, run_id, dry_run, resume_run_id=resume_run_id, user=user)
+    return rollback_plan(
+        spec_path,
+        run_id,
+        dry_run,
+        resume_run_id=resume_run_id,
+        user=user,
+        in_flow=True,
+    )
 
 
 def resume(spec_path: str | Path, run_id: int) -> dict[str, Any]:

@@ -61,13 +61,23 @@ class SandboxControl:
         return self._request("POST", "/_iamc/config", settings)
 
     def fail_next_assignment(
-        self, account_id: str, permission_set_arn: str, reason: str = "Injected failure"
+        self,
+        account_id: str,
+        permission_set_arn: str,
+        reason: str = "Injected failure",
+        operation: str = "create",
     ) -> None:
-        """Make the next CreateAccountAssignment for this account and permission set end FAILED."""
+        """Make the next CreateAccountAssignment (``operation="delete"``:
+        DeleteAccountAssignment) for this account and permission set end FAILED."""
         self._request(
             "POST",
             "/_iamc/faults",
-            {"account_id": account_id, "permission_set_arn": permission_set_arn, "reason": reason},
+            {
+                "account_id": account_id,
+                "permission_set_arn": permission_set_arn,
+                "reason": reason,
+                "operation": operation,
+            },
         )
 
     def clock(self) -> dict[str, Any]:

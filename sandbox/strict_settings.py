@@ -18,7 +18,8 @@ API_FAMILIES = ("iam", "sts", "organizations", "sso-admin", "identitystore", "cl
 
 @dataclass
 class AssignmentFault:
-    """Make the next assignment creation for (account, permission set) end FAILED.
+    """Make the next assignment creation (or deletion) for (account, permission set) end
+    FAILED.
 
     Either field may be "*" to match any account or permission set.
     """
@@ -26,6 +27,7 @@ class AssignmentFault:
     account_id: str
     permission_set_arn: str
     reason: str = "Injected failure"
+    operation: str = "create"  # or "delete": DeleteAccountAssignment ends FAILED
 
 
 @dataclass

@@ -161,6 +161,13 @@ class SsoAdminRules:
 
     def _delete_account_assignment(self, call: Call) -> Reply | None:
         params = call.json()
+        fault = self._take_fault(params.get("TargetId"), params.get("PermissionSetArn"), "delete")
+        if fault is not None:
+            # The assignment stays, as when AWS reports the deletion FAILED.
+            keys = ("TargetId", "TargetType", "PermissionSetArn", "PrincipalType", "PrincipalId")
+            summary = {k: params.get(k) for k in keys} | {"CreatedDate": time.time()}
+            tracked = self._track("deletion", summary, "FAILED", fault.reason)
+            return json_reply({"AccountAssignmentDeletionStatus": tracked.view()})
         permission_set = self._permission_set(call, params.get("PermissionSetArn"))
         status, body = self._forward(call)
         if status != 200:
@@ -302,14 +309,15 @@ class SsoAdminRules:
             return tracked
 
     def _take_fault(
-        self, account_id: str | None, permission_set_arn: str | None
+        self, account_id: str | None, permission_set_arn: str | None, operation: str = "create"
     ) -> AssignmentFault | None:
         with self._lock:
             for fault in self.strictness.faults:
                 # "*" matches any: a test can't know a permission set's ARN before it exists.
-                if fault.account_id in ("*", account_id) and fault.permission_set_arn in (
-                    "*",
-                    permission_set_arn,
+                if (
+                    fault.operation == operation
+                    and fault.account_id in ("*", account_id)
+                    and fault.permission_set_arn in ("*", permission_set_arn)
                 ):
                     self.strictness.faults.remove(fault)
                     return fault

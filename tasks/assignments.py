@@ -163,10 +163,15 @@ class CreateAssignment:
             }
         instance = recorded.pop("instance_arn", ctx.instance.instance_arn)
         principal = (recorded["PrincipalType"], recorded["PrincipalId"])
+        account_id, ps_arn = recorded["TargetId"], recorded["PermissionSetArn"]
         with action_errors(entry.action_id):
-            if principal not in list_assignments(
-                ctx, recorded["TargetId"], recorded["PermissionSetArn"]
-            ):
+            # Listed once per (account, set) and run, as the apply's probes list them: the
+            # rows of one pair are undone together, and each listing costs a call of the
+            # sso-admin rate they share. A resume lists afresh.
+            present = ctx.assignments_of(
+                account_id, ps_arn, lambda: list_assignments(ctx, account_id, ps_arn)
+            )
+            if principal not in present:
                 return {"deleted": None, "note": "already gone"}
         with ctx.outstanding:
             request_id = request_and_wait(
