@@ -216,7 +216,11 @@ def run_accounts(
         account_task = prefect_task(_account_task, f"{stage}-account", f"{stage} {{label}}")
         futures = [
             account_task.submit(
-                rt, stage, account_id, work, account_label(rt.planned_account(account_id))
+                rt,
+                stage,
+                account_id,
+                work,
+                account_label(rt.planned_account(account_id)) or account_id,
             )
             for account_id, work in accounts
         ]
