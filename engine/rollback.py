@@ -17,6 +17,7 @@ from typing import Any
 from domain import stages as registry
 from domain.errors import ApplyFailed, ApplyRefused
 from domain.plan import Plan
+from domain.retire import parse_user
 from domain.runs import APPLY_RUN, ROLLBACK_RUN
 from domain.waves import still_used_by
 from engine.apply import on_action_done, prefect_flow_run_id, record_lease_run, stage_context
@@ -34,7 +35,14 @@ from engine.undo_run import (
     undo_everything,
 )
 from state import Store
-from state.journal import ADOPTED, FAILED, ROLLBACK_PREFIX, ROLLED_BACK, JournalEntry
+from state.journal import (
+    ADOPTED,
+    DONE_STATUSES,
+    FAILED,
+    ROLLBACK_PREFIX,
+    ROLLED_BACK,
+    JournalEntry,
+)
 from tasks.handler import PollPolicy
 
 
@@ -114,6 +122,14 @@ def rollback_plan(
             hint = definition.irreversible_hint or "did what can't be undone; nothing was changed"
             raise ApplyRefused(f"run {run_id} " + hint.format(spec=spec_path, run=run_id))
         listing, undo = _undo_listing(store, run, user)
+        relying = _later_stages_relying(store, run, stage, user, spec_path)
+        if relying and undo:
+            raise ApplyRefused(
+                f"run {run_id}'s stage {stage} can't be rolled back while a later stage of plan "
+                f"{plan_id} relies on it: {'; '.join(relying)}. Undoing {stage} now would leave "
+                "those people with neither their old IAM user nor their new access; nothing "
+                "was changed"
+            )
         if dry_run:
             return {**listing, "dry_run": True}
         params = {
@@ -165,6 +181,55 @@ def _planned_accounts(store: Store, plan: Plan | None) -> Callable[[str], Any]:
         return {inventory.account.account_id: inventory for inventory in snapshot}
 
     return lambda account_id: by_id().get(account_id)
+
+
+def _later_stages_relying(
+    store: Store, run: Any, stage: str, user: str | None, spec_path: str
+) -> list[str]:
+    """What later stages of the run's plan that take access away did and still stands (not
+    rolled back), and how to undo it first: a disable rests on the access provision gave.
+
+    A stage that itself takes access away is not held back: bringing one person back from a
+    disable while their delete is cut off is how an operator stops that delete (the delete's
+    live checks then refuse them).
+    """
+    if registry.stage(stage).takes_access_away:
+        return []
+    plan_id, mine = int(run.params["plan_id"]), registry.order_of(stage)
+    found = []
+    for later in registry.stages():
+        if later.order <= mine or not later.takes_access_away:
+            continue
+        standing = [
+            e
+            for e in store.journal.journal_entries(plan_id, later.name)
+            if not e.action_id.startswith(ROLLBACK_PREFIX) and e.status in DONE_STATUSES
+        ]
+        if user is not None:
+            account_id, name = parse_user(user)
+            standing = [
+                e
+                for e in standing
+                if e.account_id == account_id
+                and (e.intent.get("action") or {}).get("target") == name
+            ]
+        if not standing:
+            continue
+        users = {(e.account_id, (e.intent.get("action") or {}).get("target")) for e in standing}
+        runs = [
+            r.id
+            for r in store.runs.list_runs(run.migration_id)
+            if r.kind == APPLY_RUN
+            and r.params.get("plan_id") == plan_id
+            and r.params.get("stage") == later.name
+        ]
+        first = (
+            f"roll back run {runs[-1]} first ('iamc rollback {runs[-1]} -c {spec_path}')"
+            if later.reversible and runs
+            else "it can't be undone (restore brings users back: 'iamc restore')"
+        )
+        found.append(f"stage {later.name} changed {len(users)} IAM user(s): {first}")
+    return found
 
 
 def _undo_listing(store: Store, run: Any, user: str | None) -> tuple[dict[str, Any], list[Any]]:

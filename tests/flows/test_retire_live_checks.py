@@ -365,3 +365,27 @@ def test_a_lease_heartbeat_error_does_not_end_the_heartbeat(
                 threading.Event().wait(0.02)
             lease.ensure()  # renewed again after the errors
     assert len(calls) >= 4, "the heartbeat thread died at the first database error"
+
+
+def test_provision_is_not_rolled_back_while_the_disable_that_relies_on_it_stands(
+    clean, retire_kit, tmp_path: Path
+):
+    """Undoing a person's new access after their old IAM user was disabled would lock them
+    out: the rollback of provision is refused until the disable is rolled back first."""
+    kit, prefix = retire_kit, _prefix()
+    a1, _ = clean.accounts
+    jane = f"{prefix}jane"
+    kit.seed_user(clean, a1, jane, keys=1, password=True)
+    spec, plan_id = kit.write_migrate_plan(clean, tmp_path, [(a1, jane, "alice@example.com")])
+    provision_run = apply_plan(spec, plan_id, "provision")["run_id"]
+    disable_run = apply_plan(spec, plan_id, "disable")["run_id"]
+
+    with pytest.raises(ApplyRefused, match=f"roll back run {disable_run} first") as err:
+        rollback_plan(spec, provision_run)
+    assert "neither their old IAM user nor their new access" in str(err.value)
+    assert _key_statuses(clean, a1, jane) == ["Inactive"]
+
+    rollback_plan(spec, disable_run)
+    undone = rollback_plan(spec, provision_run)
+    assert any("create-assignment" in line for line in undone["undo"])
+    assert _key_statuses(clean, a1, jane) == ["Active"]
