@@ -149,12 +149,17 @@ def status_table(mig: Migration, run_id: int) -> tuple[list[dict[str, Any]], str
     )
     if run["superseded_by"]:
         description += f", superseded by run {run['superseded_by']}"
-    description += f". {failed} action(s) failed." if failed else ". No action failed."
     down = [a for a, now in status["stage"].items() if now.get("account_failed")]
+    if failed:
+        description += f". {failed} action(s) failed."
+    elif not down:
+        description += ". No action failed."
+    else:
+        description += "."
     if down:
         description += (
-            f" {len(down)} account(s) could not be worked on ({', '.join(down)}): their actions"
-            " are pending; the reason is in their row."
+            f" **{len(down)} account(s) could not be worked on** ({', '.join(down)}): their "
+            "actions are pending; the reason is in their row."
         )
     if refused:
         description += (
