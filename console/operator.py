@@ -420,64 +420,6 @@ def _publish(
         logger.warning("could not publish the step's artifact: %s", err)
 
 
-# -- per-account tasks: named by what they act on, Failed when their account fails ------------
-
-
-def account_label(inventory: Any) -> str:
-    """``893263693528 acme-prod-app``: an account's id and, where known, its name."""
-    if inventory is None:
-        return ""
-    account = inventory.account
-    return f"{account.account_id} {account.name}".strip()
-
-
-def task_outcome(label: str, work: Callable[[], Any], planned: int) -> Any:
-    """Run one account's work and say how it went: a report, or a Failed state carrying it.
-
-    ``work`` returns a report with ``statuses`` (action id -> status) and ``errors``. An
-    account with errors ends Failed with one message naming the first (the others are in the
-    run logs and the per-account table), and the flow goes on with the other accounts. A
-    conflict, which stops the whole run, ends Failed carrying the error, for the flow to raise.
-    """
-    from collections import Counter
-
-    from prefect.states import Failed
-
-    from domain.errors import ConflictError
-
-    logger = run_logger()
-    logger.info("%s: %d action(s) to carry out", label, planned)
-    try:
-        report = work()
-    except ConflictError as err:
-        logger.error("%s: %s", label, err)
-        return Failed(message=f"{label}: {err}", data=err)
-    counts = Counter(report.statuses.values())
-    logger.info(
-        "%s: %s",
-        label,
-        ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do",
-    )
-    if not report.errors:
-        return report
-    for error in report.errors:
-        logger.error("%s: %s", label, error)
-    more = len(report.errors) - 1
-    message = f"{label}: {report.errors[0]}"
-    if more:
-        message += f" (and {more} more: see the run logs and the per-account table)"
-    return Failed(message=message, data=report)
-
-
-def settle(future: Any) -> Any:
-    """A task's report, whether it ended Completed or Failed; an exception it carries is raised."""
-    future.wait()
-    result = future.result(raise_on_failure=False)
-    if isinstance(result, BaseException):
-        raise result
-    return result
-
-
 def resolve_plan_id(spec_path: str, plan_id: int | None) -> int:
     """``plan_id``, or the migration's latest plan when it is empty.
 

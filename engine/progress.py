@@ -58,6 +58,18 @@ class MigrationProgress:
         return self.plan_done and self.apply_status == RUN_SUCCEEDED
 
 
+def decision_record(approval: Any) -> dict[str, Any]:
+    """A recorded decision as the status, the flows and their messages read it."""
+    return {
+        "stage": approval.stage,
+        "decision": approval.decision,
+        "approver": approval.approver,
+        "ticket": approval.ticket,
+        "comment": approval.comment,
+        "at": approval.at.isoformat(timespec="seconds"),
+    }
+
+
 def _latest(runs: list[RunInfo], kind: str, **params: Any) -> RunInfo | None:
     matching = [
         r for r in runs if r.kind == kind and all(r.params.get(k) == v for k, v in params.items())
@@ -112,17 +124,7 @@ def migration_progress(mig: Migration) -> MigrationProgress:
     decisions = [
         a for a in info.approvals if a.stage in ("provision", "all") and a.plan_hash == info.hash
     ]
-    approval = None
-    if decisions:
-        last = decisions[-1]
-        approval = {
-            "stage": last.stage,
-            "decision": last.decision,
-            "approver": last.approver,
-            "ticket": last.ticket,
-            "comment": last.comment,
-            "at": last.at.isoformat(timespec="seconds"),
-        }
+    approval = decision_record(decisions[-1]) if decisions else None
     apply_run = _latest(runs, APPLY_RUN, plan_id=plan_id, stage="provision")
     apply_status = None
     if apply_run is not None:

@@ -31,7 +31,7 @@ from domain.runs import (
 from domain.waves import resolve_waves
 from engine.bake_evidence import BAKE_RUN, bake_report
 from engine.migration import Migration
-from engine.progress import MigrationProgress, migration_progress
+from engine.progress import MigrationProgress, decision_record, migration_progress
 from engine.runs import view_runs
 from state.journal import FAILED
 
@@ -118,15 +118,7 @@ def _approval(info: Any, stage: str) -> dict[str, Any] | None:
     ]
     if not found:
         return None
-    last = found[-1]
-    return {
-        "stage": last.stage,
-        "decision": last.decision,
-        "approver": last.approver,
-        "ticket": last.ticket,
-        "comment": last.comment,
-        "at": last.at.isoformat(timespec="seconds"),
-    }
+    return decision_record(found[-1])
 
 
 def _stage_status(runs: list[RunInfo], views: dict[int, Any], plan_id: int, stage: str) -> tuple:
