@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from domain.cis_rules import Cis
 from domain.errors import SpecError, WaveError
 
 # An account id is 12 digits; an OU id is ou-<root 4-32>-<8-32> (Organizations API reference,
@@ -351,6 +352,7 @@ class MigrationSpec(_Strict):
     scan: Scan = Field(default_factory=Scan)
     permission_sets: PermissionSets = Field(default_factory=PermissionSets)
     waves: list[Wave] = Field(default_factory=list)
+    cis: Cis = Field(default_factory=Cis)
 
     @field_validator("waves")
     @classmethod

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from domain import stages as registry
-from domain.inventory_report import CIS_FAIL, CIS_PASS
+from domain.cis import PASSING
+from domain.inventory_report import CIS_FAIL
 from domain.spec import MigrationSpec
 from engine.progress import MigrationProgress
 from engine.wave_progress import ROLLED_BACK, WaveProgress, waiting_to_bake
@@ -131,10 +132,11 @@ def verdict_line(w: WaveProgress) -> str:
     """``CIS 1.21: 2 of 3 account(s) pass; 1 fail (…)`` for the wave's accounts."""
     verdicts = [c["verdict"] for c in w.cis.values()]
     failing = [f"{a} {c['why']}" for a, c in sorted(w.cis.items()) if c["verdict"] == CIS_FAIL]
-    line = f"CIS 1.21: {verdicts.count(CIS_PASS)} of {len(verdicts)} account(s) pass"
+    passing = sum(1 for v in verdicts if v in PASSING)
+    line = f"CIS 1.21: {passing} of {len(verdicts)} account(s) pass"
     if failing:
         line += f"; {len(failing)} fail ({'; '.join(failing)})"
-    unknown = len(verdicts) - verdicts.count(CIS_PASS) - len(failing)
+    unknown = len(verdicts) - passing - len(failing)
     if unknown:
         line += f"; {unknown} not read"
     return line

@@ -211,7 +211,8 @@ def waves_progress(mig: Migration, base: MigrationProgress | None = None) -> lis
         else {}
     )
     rows = {
-        r["account_id"]: r for r in inventory_rows(list(inventories.values()), datetime.now(UTC))
+        r["account_id"]: r
+        for r in inventory_rows(list(inventories.values()), datetime.now(UTC), mig.spec.cis)
     }
     accounts_of = _accounts_of(mig, inventories)
     return [

@@ -105,8 +105,10 @@ def print_inventory_table(console: Console, rows: list[dict[str, Any]], title: s
         "active_keys": "active keys",
         "console_without_mfa": "console, no MFA",
         "cis_1_21": "CIS 1.21",
+        "long_lived_keys": "long-lived keys left",
     }
-    columns = [c for c in inventory_report.INVENTORY_COLUMNS if c not in ("error", "cis_1_21_why")]
+    text_only = ("error", "cis_1_21_why", "cis_1_21_exceptions", "cis_1_21_evidence")
+    columns = [c for c in inventory_report.INVENTORY_COLUMNS if c not in text_only]
     for column in columns:
         if column == "account_id":
             footer = f"{total['accounts']} accounts"
@@ -123,18 +125,28 @@ def print_inventory_table(console: Console, rows: list[dict[str, Any]], title: s
         )
     styles = {
         inventory_report.CIS_PASS: "green",
+        inventory_report.CIS_PASS_EXCEPTIONS: "green",
         inventory_report.CIS_FAIL: "red",
         inventory_report.CIS_UNKNOWN: "yellow",
     }
     for row in rows:
         cells = [str(row[c]) for c in columns]
-        cells[-1] = f"[{styles[row['cis_1_21']]}]{row['cis_1_21']}[/]"
+        at = columns.index("cis_1_21")
+        cells[at] = f"[{styles[row['cis_1_21']]}]{row['cis_1_21']}[/]"
         table.add_row(*cells)
     console.print(table)
     for row in rows:
-        if row["cis_1_21_why"]:
+        verdict = row["cis_1_21"]
+        if verdict in (inventory_report.CIS_FAIL, inventory_report.CIS_UNKNOWN):
+            how = "fails" if verdict == inventory_report.CIS_FAIL else "is not judged on"
             console.print(
-                f"{row['account_id']} fails CIS 1.21: {row['cis_1_21_why']}", highlight=False
+                f"{row['account_id']} {how} CIS 1.21: {row['cis_1_21_why']}", highlight=False
+            )
+        elif row["cis_1_21_exceptions"]:
+            console.print(
+                f"{row['account_id']} passes CIS 1.21 with documented exceptions: "
+                f"{row['cis_1_21_exceptions']}",
+                highlight=False,
             )
 
 

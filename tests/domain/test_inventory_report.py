@@ -1,36 +1,131 @@
-"""The inventory report says, for every account that fails CIS 1.21, what is left and why."""
+"""The inventory report gives CIS 1.21 as the benchmark states it, and says why per account."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
+from domain.cis_rules import Cis, CisException, ServiceUser
 from domain.inventory_report import inventory_rows
-from domain.records import Account, AccountInventory, User, UserClass
+from domain.records import AccessKey, Account, AccountInventory, User, UserClass
+
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
 
-def user(name: str, user_class: UserClass) -> User:
-    return User(name=name, user_id=f"AIDA{name.upper()}", arn=f"arn:{name}", user_class=user_class)
-
-
-def test_an_account_with_only_protected_users_passes_and_the_others_say_why_not():
-    now = datetime(2026, 11, 28, tzinfo=UTC)
-    clean = AccountInventory(Account("111111111111"), [user("breakglass", UserClass.PROTECTED)])
-    left = AccountInventory(
-        Account("222222222222"),
-        [
-            user("breakglass", UserClass.PROTECTED),
-            user("ci-bot", UserClass.WORKLOAD),
-            user("deploy", UserClass.WORKLOAD),
-            user("jane", UserClass.HUMAN),
-        ],
+def user(name: str, user_class: UserClass, *, password: bool = False, keys: int = 0) -> User:
+    return User(
+        name=name,
+        user_id=f"AIDA{name.upper()}",
+        arn=f"arn:{name}",
+        user_class=user_class,
+        password_enabled=password,
+        access_keys=[AccessKey(f"AKIA{name.upper()}{n}", "Active") for n in range(keys)],
     )
-    unread = AccountInventory(Account("333333333333"), error="unreachable: connection refused")
-    rows = {r["account_id"]: r for r in inventory_rows([clean, left, unread], now)}
-    assert (rows["111111111111"]["cis_1_21"], rows["111111111111"]["cis_1_21_why"]) == ("PASS", "")
-    assert rows["222222222222"]["cis_1_21"] == "FAIL"
-    assert rows["222222222222"]["cis_1_21_why"] == (
-        "1 human user(s): migrate, then disable and delete; "
-        "2 workload user(s): replace their keys with roles, then retire"
+
+
+def account(account_id: str, *users: User, error: str | None = None) -> AccountInventory:
+    return AccountInventory(Account(account_id), list(users), error=error)
+
+
+RULES = Cis(
+    identity_accounts=["999999999999"],
+    service_users=[
+        ServiceUser(account="222222222222", user="ci-bot", owner="platform-team"),
+        ServiceUser(account="444444444444", user="console-bot", owner="data-team"),
+    ],
+    exceptions=[
+        CisException(
+            account="222222222222",
+            user="breakglass",
+            owner="secops",
+            reason="break-glass for an IdP outage",
+            expires=date(2027, 6, 30),
+        ),
+        CisException(
+            account="555555555555",
+            user="breakglass",
+            owner="secops",
+            reason="break-glass",
+            expires=date(2026, 1, 1),
+        ),
+    ],
+)
+
+
+def test_the_verdict_table_of_cis_1_21():
+    rows = {
+        r["account_id"]: r
+        for r in inventory_rows(
+            [
+                # no IAM user at all
+                account("111111111111"),
+                # a declared service with keys and a documented break-glass exception
+                account(
+                    "222222222222",
+                    user("ci-bot", UserClass.WORKLOAD, keys=2),
+                    user("breakglass", UserClass.PROTECTED, password=True),
+                ),
+                # a human, an unused user and a workload nobody vouched for
+                account(
+                    "333333333333",
+                    user("jane", UserClass.HUMAN, password=True),
+                    user("old", UserClass.UNUSED),
+                    user("deploy", UserClass.WORKLOAD, keys=1),
+                ),
+                # a "service" with a console password is not one
+                account("444444444444", user("console-bot", UserClass.HUMAN, password=True)),
+                # an expired exception, and a protected user nobody documented
+                account(
+                    "555555555555",
+                    user("breakglass", UserClass.PROTECTED, password=True),
+                    user("breakglass-2", UserClass.PROTECTED, password=True),
+                ),
+                # the account providing centralized IAM user management
+                account("999999999999", user("alice", UserClass.HUMAN, password=True)),
+                account("666666666666", error="unreachable: connection refused"),
+            ],
+            NOW,
+            RULES,
+        )
+    }
+    verdicts = {a: r["cis_1_21"] for a, r in rows.items()}
+    assert verdicts == {
+        "111111111111": "PASS",
+        "222222222222": "PASS (exceptions)",
+        "333333333333": "FAIL",
+        "444444444444": "FAIL",
+        "555555555555": "FAIL",
+        "999999999999": "PASS",
+        "666666666666": "UNKNOWN",
+    }
+    assert rows["111111111111"]["cis_1_21_why"] == "no non-service IAM user"
+    two = rows["222222222222"]
+    assert (
+        "break-glass for an IdP outage (owner secops, until 2027-06-30)"
+        in two["cis_1_21_exceptions"]
     )
-    assert rows["333333333333"]["cis_1_21"] == "UNKNOWN"
-    assert "not inventoried: unreachable" in rows["333333333333"]["cis_1_21_why"]
+    assert (
+        "ci-bot: service, declared by platform-team; no console password"
+        in two["cis_1_21_evidence"]
+    )
+    # Beside the verdict, never in it: the service user's long-lived keys.
+    assert two["long_lived_keys"] == 2
+    three = rows["333333333333"]["cis_1_21_why"]
+    assert "1 human user(s)" in three and "1 unused user(s) not shown to be services" in three
+    assert "1 workload user(s) not shown to be services" in three
+    assert (
+        "with a console password, not services: console-bot" in rows["444444444444"]["cis_1_21_why"]
+    )
+    five = rows["555555555555"]["cis_1_21_why"]
+    assert "expired exception(s): breakglass (owner secops, expired 2026-01-01)" in five
+    assert "1 protected user(s) not documented as exceptions" in five
+    assert "centralized IAM user management" in rows["999999999999"]["cis_1_21_why"]
+    assert "not inventoried: unreachable" in rows["666666666666"]["cis_1_21_why"]
+
+
+def test_without_rules_only_an_account_without_iam_users_passes():
+    """Protected users alone no longer pass: the benchmark asks for documented exceptions."""
+    rows = inventory_rows(
+        [account("111111111111", user("breakglass", UserClass.PROTECTED, password=True))], NOW
+    )
+    assert rows[0]["cis_1_21"] == "FAIL"
+    assert "not documented as exceptions" in rows[0]["cis_1_21_why"]

@@ -1,0 +1,121 @@
+"""CIS AWS Foundations 3.0.0 §1.21 as the benchmark states it, per account, with its evidence.
+
+The acceptance criterion: "no non-service IAM users, and non-root accounts, are present outside
+the account providing centralized IAM user management"; the audit: "confirm that no IAM users
+representing individuals are present". So an account FAILs while any non-service IAM user
+remains: a human, a user with a console password, an unused user nobody showed to be a service,
+or a protected (break-glass) user that is not a documented exception. A user counts as a
+service only with evidence, which the verdict names: its owner declared it
+(``[[cis.service_users]]``, and it has no console password). The account(s) providing
+centralized IAM user management (``[cis] identity_accounts``) pass with their users. A
+documented, unexpired exception (``[[cis.exceptions]]``) gives PASS (exceptions), listed; an
+expired one FAILs. Beside the verdict, never in it: the long-lived access keys left (active
+keys of service users), so a PASS never hides them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from domain.cis_rules import Cis
+from domain.records import AccountInventory, User, UserClass
+
+PASS, PASS_EXCEPTIONS, FAIL, UNKNOWN = "PASS", "PASS (exceptions)", "FAIL", "UNKNOWN"
+PASSING = (PASS, PASS_EXCEPTIONS)
+
+
+@dataclass
+class Verdict:
+    """One account's CIS 1.21 verdict: why, the evidence per user, and what goes beyond it."""
+
+    status: str
+    why: str
+    evidence: list[str] = field(default_factory=list)
+    exceptions: list[str] = field(default_factory=list)
+    long_lived_keys: int = 0
+
+
+# What a non-service user of each class needs before the account can pass.
+_STILL_NEEDS = {
+    UserClass.HUMAN: "human user(s): migrate, then disable and delete",
+    UserClass.WORKLOAD: (
+        "workload user(s) not shown to be services: move them to roles, or have their owner "
+        "declare them in [[cis.service_users]]"
+    ),
+    UserClass.UNUSED: "unused user(s) not shown to be services: disable and delete",
+    UserClass.PROTECTED: (
+        "protected user(s) not documented as exceptions: add each to [[cis.exceptions]] "
+        "(owner, reason, expires)"
+    ),
+}
+
+
+def _active_keys(user: User) -> int:
+    return sum(1 for k in user.access_keys if k.status == "Active")
+
+
+def verdict(inventory: AccountInventory, rules: Cis, now: datetime) -> Verdict:
+    """CIS 1.21 for one account, as the benchmark states it (see the module's docstring)."""
+    account_id = inventory.account.account_id
+    if inventory.error:
+        return Verdict(UNKNOWN, "not inventoried: " + inventory.error)
+    if account_id in rules.identity_accounts:
+        return Verdict(
+            PASS,
+            f"the account providing centralized IAM user management ([cis] identity_accounts): "
+            f"its {len(inventory.users)} IAM user(s) are the centralized ones",
+        )
+    declared = {s.user: s for s in rules.service_users if s.account == account_id}
+    excepted = {e.user: e for e in rules.exceptions if e.account == account_id}
+    result = Verdict(PASS, "")
+    failing: dict[UserClass | str, list[str]] = {}
+    for user in sorted(inventory.users, key=lambda u: u.name):
+        exception = excepted.get(user.name)
+        service = declared.get(user.name)
+        if exception is not None:
+            if exception.expires < now.date():
+                failing.setdefault("expired", []).append(
+                    f"{user.name} (owner {exception.owner}, expired {exception.expires})"
+                )
+            else:
+                result.exceptions.append(
+                    f"{user.name}: {exception.reason} (owner {exception.owner}, until "
+                    f"{exception.expires})"
+                )
+            continue
+        if service is not None and not user.password_enabled:
+            keys = _active_keys(user)
+            result.long_lived_keys += keys
+            result.evidence.append(
+                f"{user.name}: service, declared by {service.owner}; no console password; "
+                f"{keys} active access key(s)"
+            )
+            continue
+        if service is not None:
+            failing.setdefault("password", []).append(user.name)
+            continue
+        failing.setdefault(user.user_class or "unclassified", []).append(user.name)
+    if failing:
+        result.status, result.why = FAIL, _why(failing)
+    elif result.exceptions:
+        result.status = PASS_EXCEPTIONS
+        result.why = f"no non-service IAM user but {len(result.exceptions)} documented exception(s)"
+    else:
+        result.why = "no non-service IAM user"
+    return result
+
+
+def _why(failing: dict[UserClass | str, list[str]]) -> str:
+    parts = []
+    for user_class, need in _STILL_NEEDS.items():
+        if failing.get(user_class):
+            parts.append(f"{len(failing[user_class])} {need}")
+    if failing.get("password"):
+        names = ", ".join(failing["password"])
+        parts.append(f"declared service user(s) with a console password, not services: {names}")
+    if failing.get("expired"):
+        parts.append("expired exception(s): " + ", ".join(failing["expired"]))
+    if failing.get("unclassified"):
+        parts.append(f"{len(failing['unclassified'])} unclassified user(s)")
+    return "; ".join(parts)
