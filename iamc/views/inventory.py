@@ -140,12 +140,13 @@ def print_inventory_table(console: Console, rows: list[dict[str, Any]], title: s
         if verdict in (inventory_report.CIS_FAIL, inventory_report.CIS_UNKNOWN):
             how = "fails" if verdict == inventory_report.CIS_FAIL else "is not judged on"
             console.print(
-                f"{row['account_id']} {how} CIS 1.21: {row['cis_1_21_why']}", highlight=False
+                f"{row['account_id']} {how} CIS 1.21: {escape(row['cis_1_21_why'])}",
+                highlight=False,
             )
         elif row["cis_1_21_exceptions"]:
             console.print(
                 f"{row['account_id']} passes CIS 1.21 with documented exceptions: "
-                f"{row['cis_1_21_exceptions']}",
+                f"{escape(row['cis_1_21_exceptions'])}",
                 highlight=False,
             )
 

@@ -129,3 +129,15 @@ def test_without_rules_only_an_account_without_iam_users_passes():
     )
     assert rows[0]["cis_1_21"] == "FAIL"
     assert "not documented as exceptions" in rows[0]["cis_1_21_why"]
+
+
+def test_the_console_shows_the_why_with_its_toml_names_intact():
+    """The reason names ``[[cis.service_users]]``: rich must not take it for markup."""
+    from rich.console import Console
+
+    from iamc.views.inventory import print_inventory_table
+
+    rows = inventory_rows([account("333333333333", user("deploy", UserClass.WORKLOAD))], NOW)
+    console = Console(record=True, width=300)
+    print_inventory_table(console, rows, "inventory")
+    assert "declare them in [[cis.service_users]]" in console.export_text()
