@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -26,15 +27,38 @@ def inventory(spec: SpecOption, profile: ProfileOption = None) -> None:
     console.print(f"next: iamc report inventory -c {spec}", style="dim")
 
 
+class InventoryFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    asff = "asff"
+
+
 @report.command("inventory")
 def report_inventory(
     spec: SpecOption,
     output_format: Annotated[
-        ReportFormat, typer.Option("--format", "-f", help="table, json or csv.")
-    ] = ReportFormat.table,
+        InventoryFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table, json, csv, or asff (AWS Security Hub findings: one per account).",
+        ),
+    ] = InventoryFormat.table,
+    send: Annotated[
+        bool,
+        typer.Option(
+            "--import",
+            help="With --format asff: import the findings into Security Hub in the management "
+            "account (BatchImportFindings) instead of printing them.",
+        ),
+    ] = False,
+    profile: ProfileOption = None,
 ) -> None:
     """Per account: users by class, key activity, console users without MFA, CIS 1.21 verdict."""
-    print_inventory_report(console, spec, output_format.value)
+    if send and output_format != InventoryFormat.asff:
+        raise typer.BadParameter("--import needs --format asff", param_hint="--import")
+    print_inventory_report(console, spec, output_format.value, send=send, profile=profile)
 
 
 @report.command("waves")

@@ -62,12 +62,20 @@ def inventory_with_progress(
 
 
 def print_inventory_report(
-    console: Console, spec: Path | str, output_format: str = "table"
+    console: Console,
+    spec: Path | str,
+    output_format: str = "table",
+    *,
+    send: bool = False,
+    profile: str | None = None,
 ) -> None:
-    """Print the latest snapshot's per-account report as a table, JSON or CSV."""
+    """Print the latest snapshot's per-account report as a table, JSON, CSV or ASFF findings
+    (or, ``send``, import those into Security Hub)."""
     rows, meta, findings = Migration.call(load_report, spec)
     # Machine formats bypass rich: no wrapping, no markup, exactly what a pipe expects.
-    if output_format == "json":
+    if output_format == "asff":
+        _asff(console, spec, rows, send, profile)
+    elif output_format == "json":
         meta["findings"] = [asdict(f) for f in findings]
         sys.stdout.write(inventory_report.render_json(rows, meta) + "\n")
     elif output_format == "csv":
@@ -77,6 +85,45 @@ def print_inventory_report(
             console, rows, f"{meta['migration']}: snapshot {meta['snapshot_id']} ({meta['taken']})"
         )
         print_findings(console, findings)
+
+
+def _asff(
+    console: Console, spec: Path | str, rows: list[dict[str, Any]], send: bool, profile: str | None
+) -> None:
+    """The verdicts as Security Hub findings of the management account's default product."""
+    import json
+    from datetime import UTC, datetime
+
+    from domain.cis_asff import asff_findings
+    from domain.spec import load_spec
+    from tasks.aws import AwsSessions  # boto3: only this format reaches AWS
+
+    loaded = load_spec(spec)
+    sessions = AwsSessions.from_spec(loaded, profile)
+    found = asff_findings(
+        rows,
+        product_account=sessions.management_account_id(),
+        region=loaded.region,
+        now=datetime.now(UTC),
+    )
+    if not send:
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        return
+    from tasks.security_hub import import_findings
+
+    result = import_findings(sessions.management(), found)
+    console.print(
+        f"imported {result['imported']} of {len(found)} CIS 1.21 finding(s) into Security Hub "
+        f"({loaded.region})",
+        highlight=False,
+    )
+    if result["failed"]:
+        from domain.errors import AwsAccessError
+
+        raise AwsAccessError(
+            f"Security Hub refused {len(result['failed'])} finding(s): "
+            + "; ".join(result["failed"][:5])
+        )
 
 
 def print_findings(console: Console, findings: list[Finding]) -> None:

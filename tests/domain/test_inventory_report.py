@@ -141,3 +141,35 @@ def test_the_console_shows_the_why_with_its_toml_names_intact():
     console = Console(record=True, width=300)
     print_inventory_table(console, rows, "inventory")
     assert "declare them in [[cis.service_users]]" in console.export_text()
+
+
+def test_the_verdicts_as_security_hub_findings_keep_their_id_and_status():
+    from domain.cis_asff import asff_findings
+
+    rows = inventory_rows(
+        [
+            account("111111111111"),
+            account("333333333333", user("jane", UserClass.HUMAN, password=True)),
+            account("666666666666", error="unreachable"),
+        ],
+        NOW,
+        RULES,
+    )
+    found = {
+        f["AwsAccountId"]: f
+        for f in asff_findings(rows, product_account="123456789012", region="eu-west-1", now=NOW)
+    }
+    assert {a: f["Compliance"]["Status"] for a, f in found.items()} == {
+        "111111111111": "PASSED",
+        "333333333333": "FAILED",
+        "666666666666": "NOT_AVAILABLE",
+    }
+    fail = found["333333333333"]
+    # The same account's finding keeps its id: a re-import updates it.
+    assert fail["Id"].endswith("/333333333333") and fail["Severity"]["Label"] == "MEDIUM"
+    assert fail["ProductArn"] == (
+        "arn:aws:securityhub:eu-west-1:123456789012:product/123456789012/default"
+    )
+    assert fail["Description"].startswith("FAIL: 1 human user(s)")
+    assert fail["Resources"][0]["Id"] == "AWS::::Account:333333333333"
+    assert fail["ProductFields"]["iamc/long_lived_keys"] == "0"

@@ -7,7 +7,15 @@ import io
 import json
 from pathlib import Path
 
+import boto3
+
 from state import Store
+
+CREDENTIALS = {
+    "aws_access_key_id": "testing",
+    "aws_secret_access_key": "testing",
+    "region_name": "us-east-1",
+}
 
 SPEC = """name = "e2e"
 state = "sqlite:///state.db"
@@ -58,6 +66,27 @@ def test_report_counts_equal_what_the_seed_created(iamc, sandbox_process, tmp_pa
     suspended = [a["account_id"] for a in manifest["accounts"] if a["status"] == "SUSPENDED"]
     skipped = {f["account_id"] for f in data["findings"] if f["kind"] == "account-not-active"}
     assert skipped == set(suspended) and suspended
+
+    # The verdicts as Security Hub findings: printed, then imported and read back.
+    asff = iamc("report", "inventory", "-c", str(spec), "--format", "asff")
+    assert asff.returncode == 0, asff.stderr
+    printed = json.loads(asff.stdout)
+    verdicts = {row["account_id"]: row["cis_1_21"] for row in data["accounts"]}
+    assert {f["AwsAccountId"]: f["Compliance"]["Status"] for f in printed} == {
+        a: ("PASSED" if v.startswith("PASS") else "FAILED") for a, v in verdicts.items()
+    }
+    hub = boto3.client("securityhub", endpoint_url=sandbox_process.url, **CREDENTIALS)
+    hub.enable_security_hub()
+    sent = iamc("report", "inventory", "-c", str(spec), "--format", "asff", "--import")
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert f"imported {len(printed)} of {len(printed)}" in sent.stdout
+    stored = hub.get_findings(
+        Filters={"GeneratorId": [{"Value": printed[0]["GeneratorId"], "Comparison": "EQUALS"}]}
+    )["Findings"]
+    assert sorted((f["AwsAccountId"], f["Compliance"]["Status"]) for f in stored) == sorted(
+        (f["AwsAccountId"], f["Compliance"]["Status"]) for f in printed
+    )
+    assert all(f["Description"].startswith("FAIL: ") for f in stored)
 
     as_csv = iamc("report", "inventory", "-c", str(spec), "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
