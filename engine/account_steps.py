@@ -10,14 +10,11 @@ crash: ``BaseException``).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from engine.account_work import STOPS_THE_RUN
-
-log = logging.getLogger(__name__)
+from engine.account_work import STOPS_THE_RUN, reason_for
 
 T = TypeVar("T")
 
@@ -45,21 +42,7 @@ def contained_account(account_id: str, label: str, work: Callable[[], T]) -> T |
     except STOPS_THE_RUN:
         raise
     except Exception as err:
-        from tasks.aws import failure_reason  # botocore's error classes
-
-        if not _expected(err):  # ours to fix: the traceback goes to the process log
-            log.warning("account %s failed unexpectedly", account_id, exc_info=True)
-        # An AwsAccessError already says "account A: ...": the label names the account.
-        reason = failure_reason(err).removeprefix(f"account {account_id}: ")
-        return AccountFailure(account_id, label or account_id, reason)
-
-
-def _expected(err: Exception) -> bool:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from domain.errors import IamcError
-
-    return isinstance(err, IamcError | ClientError | BotoCoreError)
+        return AccountFailure(account_id, label or account_id, reason_for(account_id, err))
 
 
 def account_task_result(account_id: str, label: str, work: Callable[[], Any]) -> Any:
@@ -83,8 +66,8 @@ def failures_text(failures: list[AccountFailure]) -> str:
 def unprovisioned_accounts(store: Any, plan: Any, plan_id: int) -> dict[str, str]:
     """{account: why} for each account whose provisioning of the plan is not done.
 
-    Why: the failed action's error, else the latest provision run's error for the account
-    (its role could not be assumed, ...), else how many actions are still pending.
+    Why: the failed action's error, else why a provision run recorded the account as failed
+    as a whole (its role could not be assumed, ...), else how many actions are still pending.
     """
     from state.journal import DONE_STATUSES
 
@@ -98,16 +81,11 @@ def unprovisioned_accounts(store: Any, plan: Any, plan_id: int) -> dict[str, str
             left.setdefault(action.account_id, []).append(entry.error if entry else "")
     if not left:
         return {}
+    # What the provision runs recorded of each account that failed as a whole.
     said: dict[str, str] = {}
     for run in store.runs.list_runs(store.plans.get_plan(plan_id).migration_id):
         if run.params.get("plan_id") == plan_id and run.params.get("stage") == "provision":
-            for error in (run.summary or {}).get("errors") or []:
-                for account_id in left:
-                    prefix = f"account {account_id}: "
-                    if error.startswith(prefix):
-                        while error.startswith(prefix):  # said once is enough
-                            error = error.removeprefix(prefix)
-                        said[account_id] = error
+            said.update((run.summary or {}).get("accounts_failed") or {})
     return {
         account_id: next((e for e in errors if e), None)
         or said.get(account_id)

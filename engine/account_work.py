@@ -96,21 +96,23 @@ def contained(
     except STOPS_THE_RUN:
         raise
     except Exception as err:
-        from tasks.aws import failure_reason  # botocore's error classes
-
-        reason = failure_reason(err)
-        # Ours to fix, not AWS's: the traceback goes to the process log, not the operator.
-        if not _expected(err):
-            log.warning("account %s failed unexpectedly", account_id, exc_info=True)
-        return failed_account(account_id, reason, actions)
+        return failed_account(account_id, reason_for(account_id, err), actions)
 
 
-def _expected(err: Exception) -> bool:
+def reason_for(account_id: str, err: Exception) -> str:
+    """AWS's reason (or ours) an account's work failed, the account not named twice.
+
+    An error that is ours to fix (not AWS's, not an operator's) also leaves its traceback in
+    the process log; the operator acts on the reason.
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
     from domain.errors import IamcError
+    from tasks.aws import failure_reason  # botocore's error classes
 
-    return isinstance(err, IamcError | ClientError | BotoCoreError)
+    if not isinstance(err, IamcError | ClientError | BotoCoreError):
+        log.warning("account %s failed unexpectedly", account_id, exc_info=True)
+    return failure_reason(err).removeprefix(f"account {account_id}: ")
 
 
 # -- as Prefect tasks ------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from engine.account_work import (
     MANAGEMENT,
     STOPS_THE_RUN,
     account_label,
+    reason_for,
     settle,
     task_outcome,
 )
@@ -194,22 +195,11 @@ def contained_undo(executor: Executor, scope: UndoScope, *, user_order: bool) ->
     except STOPS_THE_RUN:
         raise
     except Exception as err:
-        from tasks.aws import failure_reason  # botocore's error classes
-
-        reason = failure_reason(err)
-        # Ours to fix, not AWS's, when unexpected: the traceback goes to the process log.
-        log.warning("rollback of %s failed: %s", scope.name, reason, exc_info=not _aws(err))
+        reason = reason_for(scope.account_id, err)
+        log.warning("rollback of %s failed: %s", scope.name, reason)
         scope.report.failure = reason
         scope.report.errors.append(f"the undo stopped: {reason}")
         return scope.report
-
-
-def _aws(err: Exception) -> bool:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from domain.errors import IamcError
-
-    return isinstance(err, IamcError | ClientError | BotoCoreError)
 
 
 def undo_scope(executor: Executor, scope: UndoScope, *, user_order: bool) -> AccountReport:
