@@ -39,6 +39,9 @@ class Outcome(StrEnum):
     MIGRATE = "migrate"  # provision its access in Identity Center, then disable and delete
     RETIRE = "retire"  # unused: disable and delete, nothing to provision
     SKIP_PROTECTED = "skip-protected"
+    # A workload user whose runtime is placed (domain.workloads): the replace stage gives the
+    # runtime a role, then disable and delete retire the user once its key is quiet.
+    REPLACE_WITH_ROLE = "replace-with-role"
     SKIP_WORKLOAD = "skip-workload"
     SKIP_UNMATCHED = "skip-unmatched"
     SKIP_AMBIGUOUS = "skip-ambiguous"

@@ -28,6 +28,7 @@ from domain.records import (
 )
 from domain.stages import order_of, stages
 from domain.waves import OrgPermissionSet
+from domain.workloads import Placement
 
 
 @dataclass
@@ -50,6 +51,9 @@ class PlanInputs:
     actions: list[PlanAction] = field(default_factory=list)
     # What the access synthesis planned (the provision stage's inputs): plan_access's result.
     access: Any = None
+    # (account id, user name) -> where the workload user's key is used from (the workloads
+    # step's latest placements, ``domain.workloads.Placement``): the replace stage's inputs.
+    workloads: dict[tuple[str, str], Placement] = field(default_factory=dict)
 
 
 def unseen_account_findings(
@@ -150,6 +154,7 @@ def build_plan(
     extra_findings: list[Finding] | None = None,
     wave: dict[str, Any] | None = None,
     organization: dict[str, OrgPermissionSet] | None = None,
+    workloads: dict[tuple[str, str], Placement] | None = None,
 ) -> Plan:
     """Turn an inventory, its mapping and the synthesized access into an ordered plan.
 
@@ -160,6 +165,7 @@ def build_plan(
         settings: what the change board should see of the spec (bake days, inactive days...).
         wave: ``{"name", "accounts"}`` when the plan is one wave's.
         organization: the permission sets earlier plans created (see :func:`plan_access`).
+        workloads: the workloads step's placements (``(account, user)`` -> placement).
     """
     access = plan_access(
         inventories=inventories,
@@ -176,6 +182,7 @@ def build_plan(
         settings=settings,
         prerequisites=access.assignment_ids,
         access=access,
+        workloads=dict(workloads or {}),
     )
     for definition in stages():
         inputs.actions.extend(definition.plan_actions(inputs))

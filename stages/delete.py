@@ -171,7 +171,7 @@ def per_account(rt: StageRun, account_id: str, actions: list[PlanAction]) -> Acc
 DELETE = register(
     StageDefinition(
         name=Stage.DELETE,
-        order=2,
+        order=3,
         summary="after the bake period: snapshot, then delete each user in AWS's order",
         plan_actions=plan_actions,
         handlers=handlers,

@@ -229,7 +229,7 @@ def per_account(rt: StageRun, account_id: str, actions: list[PlanAction]) -> Acc
 DISABLE = register(
     StageDefinition(
         name=Stage.DISABLE,
-        order=1,
+        order=2,
         summary="quarantine each user and set its active credentials Inactive (reversible)",
         plan_actions=plan_actions,
         handlers=handlers,

@@ -84,7 +84,7 @@ def note_account(rt: StageRun, account_id: str, actions: list[PlanAction]) -> Ac
 
 EXAMPLE = StageDefinition(
     name="example",
-    order=3,
+    order=4,
     summary="note each retired user (an example: changes nothing)",
     plan_actions=plan_notes,
     handlers=lambda: {"example-note": Note()},
