@@ -127,3 +127,29 @@ class Placement:
     def placeable(self) -> bool:
         """Whether the plan can give its runtime a role (``replace-with-role``)."""
         return self.runtime != Runtime.UNKNOWN
+
+
+# The role the replace stage creates for a workload user lives under this path, so people (and
+# iamc's own teardown) tell it apart from the account's other roles.
+ROLE_PATH = "/iamc/"
+_ROLE_PREFIX = "iamc-wl-"
+_ROLE_NAME_MAX = 64  # IAM quotas: a role name is at most 64 characters
+
+
+def replacement_role_name(user: str) -> str:
+    """The name of the role that replaces workload user ``user``'s keys (one per user).
+
+    ``iamc-wl-<user>``; a name over IAM's 64 characters keeps its start and gets a short hash of
+    the whole user name, so two long names never share a role.
+    """
+    import hashlib
+
+    name = _ROLE_PREFIX + user
+    if len(name) <= _ROLE_NAME_MAX:
+        return name
+    digest = hashlib.sha256(user.encode()).hexdigest()[:8]
+    return name[: _ROLE_NAME_MAX - 9] + "-" + digest
+
+
+def replacement_role_arn(account_id: str, user: str) -> str:
+    return f"arn:aws:iam::{account_id}:role{ROLE_PATH}{replacement_role_name(user)}"
