@@ -8,6 +8,7 @@ key, how sure we are and why, so the plan can give that runtime a role instead o
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -142,8 +143,6 @@ def replacement_role_name(user: str) -> str:
     ``iamc-wl-<user>``; a name over IAM's 64 characters keeps its start and gets a short hash of
     the whole user name, so two long names never share a role.
     """
-    import hashlib
-
     name = _ROLE_PREFIX + user
     if len(name) <= _ROLE_NAME_MAX:
         return name
