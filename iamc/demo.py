@@ -26,7 +26,7 @@ from iamc.views.mapping import mapping_with_status
 from iamc.views.plan import plan_with_summary
 from iamc.views.retire import bake_with_table
 from sandbox.control import SandboxControl
-from sandbox.demo_spec import DEMO_SPEC, demo_waves
+from sandbox.demo_spec import DEMO_SPEC, demo_cis, demo_waves
 from sandbox.run import print_summary
 from sandbox.seed import seed_organization
 from sandbox.server import Sandbox
@@ -58,7 +58,9 @@ def run_demo(
                 )
             print_summary(console, manifest, workdir / "samples")
             active = sorted(a.account_id for a in manifest.accounts if a.status == "ACTIVE")
-            spec_path.write_text(DEMO_SPEC + demo_waves(active))
+            spec_path.write_text(
+                DEMO_SPEC + demo_waves(active) + demo_cis(manifest, datetime.now(UTC).date())
+            )
             console.print(f"sandbox at {sandbox.url}; spec {spec_path}", highlight=False)
 
             console.print(Rule("2. inventory: iamc inventory -c " + str(spec_path)))
@@ -76,6 +78,9 @@ def run_demo(
                 f"iamc report mapping -c {spec_path} --unmatched --format csv",
                 highlight=False,
             )
+            console.print(Rule("5. the IdP team works off the list; iamc map again"))
+            _work_off_idp_list(console, spec_path, manifest)
+            mapping_with_status(console, spec_path)
 
             waves = [w.name for w in load_spec(spec_path).waves]
             plan_ids = [
@@ -95,6 +100,38 @@ def run_demo(
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+
+def _work_off_idp_list(console: Console, spec_path: Path, manifest: Any) -> None:
+    """Play the IdP team: provision the unmatched person, and settle the ambiguous one with a
+    row of the mapping overrides file the spec then names."""
+    store = boto3.client("identitystore", region_name="us-east-1")
+    for login in manifest.unmatched_humans:
+        first, _, last = login.partition(".")
+        display = f"{first.title()} {last.title()}"
+        email = f"{login}@example.com"
+        store.create_user(
+            IdentityStoreId=manifest.identity_store_id,
+            UserName=email,
+            DisplayName=display,
+            Name={"GivenName": first.title(), "FamilyName": last.title(), "Formatted": display},
+            Emails=[{"Value": email, "Type": "work", "Primary": True}],
+        )
+        console.print(f"the IdP team provisioned {email} (SCIM)", highlight=False)
+    rows = ["account_id,iam_user,idp_user"]
+    for iam_user, candidates in sorted(manifest.ambiguous_humans.items()):
+        # The employee, not the contractor of the same name: HR's record says so.
+        chosen = next((c for c in candidates if "contractor" not in c), candidates[0])
+        rows += [
+            f"{account.account_id},{iam_user},{chosen}"
+            for account in manifest.accounts
+            if any(u.name == iam_user for u in account.users)
+        ]
+        console.print(f"the IdP team settled {iam_user} -> {chosen}", highlight=False)
+    overrides = spec_path.parent / "mapping-overrides.csv"
+    overrides.write_text("\n".join(rows) + "\n")
+    with spec_path.open("a") as spec:
+        spec.write(f'[mapping]\noverrides = "{overrides.name}"\n')
 
 
 def _migrate_wave(

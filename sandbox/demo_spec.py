@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
+from sandbox.seed_manifest import SeedManifest
+
 DEMO_SPEC = """# The demo's migration spec: a sandbox organization on a local moto server.
 name = "demo"
 region = "us-east-1"
@@ -28,4 +32,48 @@ def demo_waves(accounts: list[str]) -> str:
         if chunk:
             ids = ", ".join(f'"{a}"' for a in chunk)
             lines += ["[[waves]]", f'name = "wave-{n}"', f"include_accounts = [{ids}]"]
+    return "\n".join(lines) + "\n"
+
+
+# What the owners of the demo's non-person users declared (CIS 1.21 evidence, ``[cis]``):
+# break-glass and legacy protected users are documented exceptions; the users whose only
+# credential is an SSH key or a signing certificate are services, declared by their owners.
+_EXCEPTION_REASONS = {
+    "breakglass": (
+        "security-oncall",
+        "break-glass administrator for when Identity Center is down; hardware MFA, sealed",
+    ),
+    "protected-tag": (
+        "payments-platform",
+        "legacy integration that cannot assume roles until its 2027 rewrite",
+    ),
+}
+_SERVICE_KINDS = {"ssh-key": "platform-team", "signing-cert": "platform-team"}
+
+
+def demo_cis(manifest: SeedManifest, today: date) -> str:
+    """The spec's ``[cis]`` documentation of the seeded organization's non-person users."""
+    expires = (today + timedelta(days=180)).isoformat()
+    lines = ["[cis]", "identity_accounts = []"]
+    for account in manifest.accounts:
+        if account.status != "ACTIVE":
+            continue
+        for user in account.users:
+            if user.kind in _SERVICE_KINDS:
+                lines += [
+                    "[[cis.service_users]]",
+                    f'account = "{account.account_id}"',
+                    f'user = "{user.name}"',
+                    f'owner = "{_SERVICE_KINDS[user.kind]}"',
+                ]
+            elif user.kind in _EXCEPTION_REASONS:
+                owner, reason = _EXCEPTION_REASONS[user.kind]
+                lines += [
+                    "[[cis.exceptions]]",
+                    f'account = "{account.account_id}"',
+                    f'user = "{user.name}"',
+                    f'owner = "{owner}"',
+                    f'reason = "{reason}"',
+                    f"expires = {expires}",
+                ]
     return "\n".join(lines) + "\n"
