@@ -98,7 +98,7 @@ def test_codebuild_hint_in_the_agent():
 
 
 def test_github_actions_and_its_aws_cli_steps():
-    user, key_id, _ = _sample("github_actions")
+    _, key_id, _ = _sample("github_actions")
     workflow = _finding(key_id, "working-tree", ".github/workflows/deploy.yml:14", "repos/acme/web")
     placement, _ = _place("github_actions", [workflow])
     assert (placement.runtime, placement.confidence) == (Runtime.GITHUB_ACTIONS, Confidence.HIGH)
