@@ -1,4 +1,4 @@
-"""The spec's ``[[workloads]]``: a workload user's runtime, declared by its owner."""
+"""The spec's ``[[workloads]]``: a workload user's runtime, declared by its owner.
 
 A declaration settles what the inference (``domain.workload_runtime``) could only guess: the
 runtime, the GitHub repository an OIDC role is pinned to, a vendor's account and ExternalId.
