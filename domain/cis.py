@@ -9,9 +9,9 @@ service only with evidence, which the verdict names: its owner declared it
 (``[[cis.service_users]]``, and it has no console password), or, a workload user with no
 console password, its keys were used only by non-interactive clients (``iamc workloads``).
 The account(s) providing centralized IAM user management (``[cis] identity_accounts``) pass
-with their users. A documented, unexpired exception (``[[cis.exceptions]]``) gives PASS (exceptions), listed; an
-expired one FAILs. Beside the verdict, never in it: the long-lived access keys left (active
-keys of service users), so a PASS never hides them.
+with their users. A documented, unexpired exception (``[[cis.exceptions]]``) gives PASS
+(exceptions), listed; an expired one FAILs. Beside the verdict, never in it: the long-lived
+access keys left (active keys of service users), so a PASS never hides them.
 """
 
 from __future__ import annotations
