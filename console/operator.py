@@ -45,6 +45,7 @@ RUNBOOK = (
     "inventory",
     "mapping",
     "key-scan",
+    "workloads",
     "plan",
     "plan-and-approve",
     "apply",
@@ -57,7 +58,7 @@ RUNBOOK = (
 
 
 def deployment_name(flow_name: str, migration: str) -> str:
-    """``06 apply (acme-2026q4)``: the step's number in the runbook, zero-padded so the UI's
+    """``07 apply (acme-2026q4)``: the step's number in the runbook, zero-padded so the UI's
     list (sorted as text) reads in runbook order, its flow, the migration."""
     return f"{RUNBOOK.index(flow_name):02d} {flow_name} ({migration})"
 

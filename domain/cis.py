@@ -6,11 +6,12 @@ representing individuals are present". So an account FAILs while any non-service
 remains: a human, a user with a console password, an unused user nobody showed to be a service,
 or a protected (break-glass) user that is not a documented exception. A user counts as a
 service only with evidence, which the verdict names: its owner declared it
-(``[[cis.service_users]]``, and it has no console password). The account(s) providing
-centralized IAM user management (``[cis] identity_accounts``) pass with their users. A
-documented, unexpired exception (``[[cis.exceptions]]``) gives PASS (exceptions), listed; an
-expired one FAILs. Beside the verdict, never in it: the long-lived access keys left (active
-keys of service users), so a PASS never hides them.
+(``[[cis.service_users]]``, and it has no console password), or, a workload user with no
+console password, its keys were used only by non-interactive clients (``iamc workloads``).
+The account(s) providing centralized IAM user management (``[cis] identity_accounts``) pass
+with their users. A documented, unexpired exception (``[[cis.exceptions]]``) gives PASS
+(exceptions), listed; an expired one FAILs. Beside the verdict, never in it: the long-lived
+access keys left (active keys of service users), so a PASS never hides them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from datetime import datetime
 
 from domain.cis_rules import Cis
 from domain.records import AccountInventory, User, UserClass
+from domain.workload_runtime import classify_agent
+from domain.workloads import Placement
 
 PASS, PASS_EXCEPTIONS, FAIL, UNKNOWN = "PASS", "PASS (exceptions)", "FAIL", "UNKNOWN"
 PASSING = (PASS, PASS_EXCEPTIONS)
@@ -55,8 +58,31 @@ def _active_keys(user: User) -> int:
     return sum(1 for k in user.access_keys if k.status == "Active")
 
 
-def verdict(inventory: AccountInventory, rules: Cis, now: datetime) -> Verdict:
-    """CIS 1.21 for one account, as the benchmark states it (see the module's docstring)."""
+def service_evidence(user: User, placement: Placement | None) -> str | None:
+    """Why a WORKLOAD user without a console password is a service, from where its keys are
+    used (``iamc workloads``): only non-interactive clients, at least one use; else None."""
+    if user.user_class != UserClass.WORKLOAD or user.password_enabled or placement is None:
+        return None
+    calls = sum(k.events for k in placement.keys)
+    if not placement.non_interactive or calls == 0:
+        return None
+    agents = [a for k in placement.keys for a in k.user_agents]
+    clients = ", ".join(dict.fromkeys(classify_agent(a).token for a in agents[:3]))
+    return f"service: keys used only by non-interactive clients ({clients}, {calls} calls)"
+
+
+def verdict(
+    inventory: AccountInventory,
+    rules: Cis,
+    now: datetime,
+    placements: dict[tuple[str, str], Placement] | None = None,
+) -> Verdict:
+    """CIS 1.21 for one account, as the benchmark states it (see the module's docstring).
+
+    ``placements`` (``store.workloads.latest``): a workload user whose keys only
+    non-interactive clients used is a service (:func:`service_evidence`).
+    """
+    placements = placements or {}
     account_id = inventory.account.account_id
     if inventory.error:
         return Verdict(UNKNOWN, "not inventoried: " + inventory.error)
@@ -94,6 +120,12 @@ def verdict(inventory: AccountInventory, rules: Cis, now: datetime) -> Verdict:
             continue
         if service is not None:
             failing.setdefault("password", []).append(user.name)
+            continue
+        used = service_evidence(user, placements.get((account_id, user.name)))
+        if used is not None:
+            keys = _active_keys(user)
+            result.long_lived_keys += keys
+            result.evidence.append(f"{user.name}: {used}; {keys} active access key(s)")
             continue
         failing.setdefault(user.user_class or "unclassified", []).append(user.name)
     if failing:

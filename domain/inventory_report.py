@@ -10,6 +10,7 @@ from typing import Any
 from domain import cis, csv_export
 from domain.cis_rules import Cis
 from domain.records import AccountInventory, UserClass
+from domain.workloads import Placement
 
 # CIS 1.21 as the benchmark states it (domain.cis); re-exported for the report's readers.
 CIS_PASS, CIS_PASS_EXCEPTIONS, CIS_FAIL, CIS_UNKNOWN = (
@@ -39,7 +40,10 @@ INVENTORY_COLUMNS = [
 
 
 def inventory_rows(
-    inventories: list[AccountInventory], now: datetime, rules: Cis | None = None
+    inventories: list[AccountInventory],
+    now: datetime,
+    rules: Cis | None = None,
+    placements: dict[tuple[str, str], Placement] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per account: users by class, key activity, console users without MFA, CIS 1.21
     (``domain.cis``: the verdict, its why and evidence, and the long-lived keys beside it)."""
@@ -49,7 +53,7 @@ def inventory_rows(
     for inventory in inventories:
         classes = Counter(u.user_class for u in inventory.users)
         keys = [k for u in inventory.users for k in u.access_keys]
-        verdict = cis.verdict(inventory, rules, now)
+        verdict = cis.verdict(inventory, rules, now, placements)
         rows.append(
             {
                 "account_id": inventory.account.account_id,

@@ -19,6 +19,7 @@ from pydantic import (
 
 from domain.cis_rules import Cis
 from domain.errors import SpecError, WaveError
+from domain.workload_spec import Workload
 
 # An account id is 12 digits; an OU id is ou-<root 4-32>-<8-32> (Organizations API reference,
 # OrganizationalUnit.Id); "*" means every account.
@@ -353,6 +354,7 @@ class MigrationSpec(_Strict):
     permission_sets: PermissionSets = Field(default_factory=PermissionSets)
     waves: list[Wave] = Field(default_factory=list)
     cis: Cis = Field(default_factory=Cis)
+    workloads: list[Workload] = Field(default_factory=list)  # [[workloads]]
 
     @field_validator("waves")
     @classmethod

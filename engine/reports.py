@@ -51,7 +51,10 @@ def inventory_report(
         "run_id": snapshot.run_id,
         "taken": snapshot.created.isoformat(),
     }
-    return inventory_rows(inventories, datetime.now(UTC), mig.spec.cis), meta, findings
+    # Where workload keys are used from (iamc workloads): evidence that a user is a service.
+    placements = store.workloads.latest(migration_id)
+    rows = inventory_rows(inventories, datetime.now(UTC), mig.spec.cis, placements)
+    return rows, meta, findings
 
 
 def latest_mapping(mig: Migration) -> tuple[MappingInfo, dict[str, Any], dict[str, Any]]:
@@ -419,7 +422,12 @@ def waves_report(
     accounts_of, problem = _wave_accounts(spec, read.inventories, read.plans)
     rows_by_account = {
         r["account_id"]: r
-        for r in inventory_rows(read.inventories, datetime.now(UTC), mig.spec.cis)
+        for r in inventory_rows(
+            read.inventories,
+            datetime.now(UTC),
+            mig.spec.cis,
+            _placements(mig),
+        )
     }
     rows = []
     for name in wave_names:
@@ -473,3 +481,9 @@ def _cis_counts(rows_by_account: dict[str, dict[str, Any]], accounts: list[str])
         "cis_fail": cis.count(CIS_FAIL),
         "cis_unknown": cis.count(CIS_UNKNOWN),
     }
+
+
+def _placements(mig: Migration) -> dict[tuple[str, str], Any]:
+    """The latest workloads run's placements (empty before the migration or the first run)."""
+    migration_id = mig.store.migrations.find_migration(mig.spec.name)
+    return mig.store.workloads.latest(migration_id) if migration_id is not None else {}

@@ -212,7 +212,12 @@ def waves_progress(mig: Migration, base: MigrationProgress | None = None) -> lis
     )
     rows = {
         r["account_id"]: r
-        for r in inventory_rows(list(inventories.values()), datetime.now(UTC), mig.spec.cis)
+        for r in inventory_rows(
+            list(inventories.values()),
+            datetime.now(UTC),
+            mig.spec.cis,
+            store.workloads.latest(base.migration_id),
+        )
     }
     accounts_of = _accounts_of(mig, inventories)
     return [

@@ -56,7 +56,15 @@ DESCRIPTIONS = {
         "paths with their git history, and each account's Lambda, ECS, EC2, SSM, CloudFormation "
         "and CodeBuild configuration) and join it to its owner. Changes nothing in AWS; secrets "
         "are never stored. A user whose active key is found is held from disable and delete. "
-        "Next: {n[plan]} plan."
+        "Next: {n[workloads]} workloads."
+    ),
+    "workloads": (
+        "Step {n[workloads]}. For each workload IAM user of {migration}, where its keys are used "
+        "from: CloudTrail by access key id in every in-scope region (90 days), last-used dates, "
+        "the key scan's findings; from that the runtime that most likely holds the key (Lambda, "
+        "ECS, EC2, CodeBuild, GitHub Actions, Terraform, on-premises, a vendor, unknown), with "
+        "its evidence and a confidence, and when its replacement role was first used. Changes "
+        "nothing in AWS. Result: the workloads table artifact. Next: {n[plan]} plan."
     ),
     "plan": (
         "Step {n[plan]}. Compute the dry-run plan from the latest inventory and mapping: "
@@ -135,6 +143,7 @@ def deployments(spec_path: str | Path) -> list[Any]:
     from flows.plan import plan_and_approve, plan_flow
     from flows.restore import restore_flow
     from flows.verify import verify_flow
+    from flows.workloads import workloads_flow
 
     spec = load_spec(spec_path)
     path = str(Path(spec_path).resolve())
@@ -150,6 +159,7 @@ def deployments(spec_path: str | Path) -> list[Any]:
         "inventory": inventory,
         "mapping": mapping_flow,
         "key-scan": key_scan,
+        "workloads": workloads_flow,
         "plan": plan_flow,
         "plan-and-approve": plan_and_approve,
         "apply": apply_flow,
@@ -202,7 +212,8 @@ def runbook_lines(spec_path: str | Path) -> list[str]:
         "(bake-watch resumes it); Retry continues where it stopped; its status artifact says "
         "where every wave stands",
         "  or one step at a time:",
-        f"  {name('inventory')} -> {name('mapping')} -> {name('key-scan')} -> {name('plan')} -> "
+        f"  {name('inventory')} -> {name('mapping')} -> {name('key-scan')} -> "
+        f"{name('workloads')} -> {name('plan')} -> "
         f"{name('plan-and-approve')} (Resume the paused run to decide) -> {name('apply')} -> "
         f"{name('verify')} -> {name('notify')} -> {name('apply')} (stage disable) -> "
         f"{name('bake-watch')} (daily) -> {name('apply')} (stage delete)",

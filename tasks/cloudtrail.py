@@ -13,13 +13,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
 
 from domain.retire import UseEvidence
+from domain.workload_runtime import key_use_from_record
+from domain.workloads import ROLE_PATH, KeyUse, replacement_role_name
 from tasks.aws import error_code
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ READ_PERMISSIONS = (
     "cloudtrail:LookupEvents",
     "iam:ListAccessKeys",
     "iam:GetAccessKeyLastUsed",
+    "iam:GetRole",  # the workload's replacement role: when it was last used (iamc workloads)
 )
 
 # IAM and console sign-in events are logged in us-east-1 whatever region a caller used
@@ -146,3 +149,77 @@ def collect_evidence(
                 if evidence.event_time >= since:
                     found.setdefault(evidence.event_key, evidence)
     return sorted([*found.values(), *last_used], key=lambda e: (e.event_time, e.event_key))
+
+
+# -- iamc workloads: where each workload key is used from ------------------------------------
+
+# LookupEvents reaches back 90 days (CloudTrail API reference).
+LOOKBACK_DAYS = 90
+
+
+def key_uses(
+    session: boto3.Session,
+    access_key_id: str,
+    regions: tuple[str, ...],
+    now: datetime,
+) -> list[KeyUse]:
+    """Every request ``access_key_id`` signed in the last 90 days, in each region, oldest first.
+
+    The session's ``cloudtrail`` family rate limit (``[aws] rate_limits``, 2/s per account and
+    region by default; ``tasks.aws.AwsSessions``) paces the calls. IAM's events are in
+    us-east-1 whatever region the caller used, so us-east-1 is always read.
+
+    Args:
+        session: The member account's session (from ``AwsSessions.for_account``).
+        access_key_id: The key.
+        regions: The in-scope regions.
+        now: The end of the window.
+
+    Returns:
+        One :class:`KeyUse` per event (deduplicated by event id).
+    """
+    start = now - timedelta(days=LOOKBACK_DAYS)
+    seen: dict[str, KeyUse] = {}
+    for region in dict.fromkeys((GLOBAL_EVENTS_REGION, *regions)):
+        trail = session.client("cloudtrail", region_name=region)
+        for event in lookup_events(trail, "AccessKeyId", access_key_id, start, now):
+            try:
+                record = json.loads(event.get("CloudTrailEvent") or "{}")
+            except ValueError:
+                record = {}
+            record.setdefault("eventTime", _utc(event["EventTime"]))
+            record.setdefault("eventName", event.get("EventName"))
+            record.setdefault("eventSource", event.get("EventSource"))
+            record.setdefault("awsRegion", region)
+            use = key_use_from_record(record, access_key_id)
+            seen.setdefault(event.get("EventId") or record.get("eventID") or str(len(seen)), use)
+    return sorted(seen.values(), key=lambda u: u.event_time)
+
+
+def key_last_used(session: boto3.Session, access_key_id: str) -> datetime | None:
+    """GetAccessKeyLastUsed's date (None: never used, or the key is gone)."""
+    try:
+        used = session.client("iam").get_access_key_last_used(AccessKeyId=access_key_id)
+    except ClientError as err:
+        if error_code(err) in ("NoSuchEntity", "AccessDenied"):
+            return None
+        raise
+    when = (used.get("AccessKeyLastUsed") or {}).get("LastUsedDate")
+    return _utc(when) if when else None
+
+
+def role_last_used(session: boto3.Session, user_name: str) -> datetime | None:
+    """When ``user_name``'s replacement role (``iamc-wl-…`` under ``/iamc/``) was last used.
+
+    None when the role does not exist (``replace`` has not made it) or was never used.
+    """
+    try:
+        role = session.client("iam").get_role(RoleName=replacement_role_name(user_name))["Role"]
+    except ClientError as err:
+        if error_code(err) == "NoSuchEntity":
+            return None
+        raise
+    if role.get("Path") != ROLE_PATH:
+        return None  # a role of that name that iamc did not make
+    when = (role.get("RoleLastUsed") or {}).get("LastUsedDate")
+    return _utc(when) if when else None

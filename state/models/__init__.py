@@ -43,6 +43,7 @@ from state.models.plans import (
     UserMappingRow,
     UserSnapshotRow,
 )
+from state.models.workloads import PlacementRow
 
 __all__ = [
     "CREDENTIAL_TABLES",
@@ -71,6 +72,7 @@ __all__ = [
     "MappingRow",
     "MfaDevice",
     "Migration",
+    "PlacementRow",
     "PlanRow",
     "PolicyAttachment",
     "Run",

@@ -173,3 +173,58 @@ def test_the_verdicts_as_security_hub_findings_keep_their_id_and_status():
     assert fail["Description"].startswith("FAIL: 1 human user(s)")
     assert fail["Resources"][0]["Id"] == "AWS::::Account:333333333333"
     assert fail["ProductFields"]["iamc/long_lived_keys"] == "0"
+
+
+def _placement(account_id: str, name: str, agents: list[str], events: int):
+    from domain.workloads import Confidence, KeyUsage, Placement, Runtime
+
+    return Placement(
+        account_id,
+        name,
+        Runtime.LAMBDA,
+        Confidence.HIGH,
+        keys=[KeyUsage(f"AKIA{name.upper()}0", "Active", events=events, user_agents=agents)],
+        non_interactive=all("console" not in a for a in agents) and events > 0,
+    )
+
+
+LAMBDA_AGENT = "Boto3/1.34.84 ua/2.0 exec-env/AWS_Lambda_python3.12 Botocore/1.34.84"
+
+
+def test_a_workload_whose_keys_only_non_interactive_clients_used_is_a_service():
+    inventory = account("333333333333", user("report-gen", UserClass.WORKLOAD, keys=1))
+    placements = {
+        ("333333333333", "report-gen"): _placement("333333333333", "report-gen", [LAMBDA_AGENT], 14)
+    }
+    row = inventory_rows([inventory], NOW, RULES, placements)[0]
+    assert row["cis_1_21"] == "PASS", row["cis_1_21_why"]
+    assert row["cis_1_21_evidence"] == (
+        "report-gen: service: keys used only by non-interactive clients "
+        "(exec-env/AWS_Lambda_python3.12, 14 calls); 1 active access key(s)"
+    )
+    assert row["long_lived_keys"] == 1
+    # Without the placements the same user is not shown to be a service.
+    assert inventory_rows([inventory], NOW, RULES)[0]["cis_1_21"] == "FAIL"
+
+
+def test_interactive_use_or_a_console_password_is_not_service_evidence():
+    mixed = account("333333333333", user("ops-tool", UserClass.WORKLOAD, keys=1))
+    placements = {
+        ("333333333333", "ops-tool"): _placement(
+            "333333333333", "ops-tool", [LAMBDA_AGENT, "console.amazonaws.com"], 5
+        ),
+        ("444444444444", "bot"): _placement("444444444444", "bot", [LAMBDA_AGENT], 3),
+        ("555555555555", "idle"): _placement("555555555555", "idle", [], 0),
+    }
+    rows = inventory_rows(
+        [
+            mixed,
+            account("444444444444", user("bot", UserClass.WORKLOAD, password=True, keys=1)),
+            account("555555555555", user("idle", UserClass.WORKLOAD, keys=1)),
+        ],
+        NOW,
+        Cis(),
+        placements,
+    )
+    assert [r["cis_1_21"] for r in rows] == ["FAIL", "FAIL", "FAIL"]
+    assert all(r["long_lived_keys"] == 0 for r in rows)

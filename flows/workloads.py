@@ -1,0 +1,242 @@
+"""Runbook step after the key scan: where each workload user's keys are used from.
+
+Per account, one task (``workloads 893263693528 acme-prod-app``): for each WORKLOAD user of the
+latest inventory (and each user declared in ``[[workloads]]``), every request its keys signed
+in the last 90 days (CloudTrail ``LookupEvents`` by access key id, every in-scope region, at
+the ``cloudtrail`` rate limit), their last-used dates, the replacement role's last use, and
+where the key scan found the keys written down; from that the runtime that most likely holds
+them (``domain.workload_runtime``). Reads only; recorded as a ``workloads`` run whose
+placements ``store.workloads.latest`` gives the plan (``replace``) and the CIS report.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from console.operator import artifact_key, flow_run_id, publish_table, run_logger
+from console.run_names import step_run_name
+from domain.errors import NoInventoryError
+from domain.keys import mask_key_id
+from domain.records import AccountInventory, User, UserClass
+from domain.workload_runtime import infer_placement
+from domain.workload_spec import workloads_by_user
+from domain.workloads import KeyUsage, Placement
+from engine.account_steps import AccountFailure, account_task_result, failures_text
+from engine.account_work import account_label, settle
+from engine.migration import Migration
+from state.workloads import WORKLOADS_RUN
+from tasks.aws import AwsSessions
+from tasks.cloudtrail import key_last_used, key_uses, role_last_used
+
+
+class _Runtime:
+    """What the account tasks share. A plain class, so Prefect does not walk or hash it."""
+
+    def __init__(self, spec: Any, sessions: AwsSessions, findings: list[Any], now: datetime):
+        self.spec = spec
+        self.sessions = sessions
+        self.findings = findings
+        self.now = now
+        self.declared = workloads_by_user(spec.workloads)
+        self.regions = tuple(dict.fromkeys([*spec.scan.regions, spec.region]))
+
+
+def workload_users(inventory: AccountInventory, declared: dict[tuple[str, str], Any]) -> list[User]:
+    """The account's WORKLOAD users and the users declared in ``[[workloads]]``."""
+    account_id = inventory.account.account_id
+    return [
+        u
+        for u in inventory.users
+        if u.user_class == UserClass.WORKLOAD or (account_id, u.name) in declared
+    ]
+
+
+def place_account(rt: _Runtime, inventory: AccountInventory) -> list[Placement]:
+    """Every workload user of one account, placed (one account's work: may raise)."""
+    account_id = inventory.account.account_id
+    rt.sessions.check_access(account_id)  # a missing role is reported as such, first
+    session = rt.sessions.for_account(account_id)
+    placements = []
+    for user in workload_users(inventory, rt.declared):
+        keys, uses = [], []
+        for key in user.access_keys:
+            keys.append(
+                KeyUsage(key.key_id, key.status, last_used=key_last_used(session, key.key_id))
+            )
+            uses += key_uses(session, key.key_id, rt.regions, rt.now)
+        ids = {k.access_key_id for k in keys}
+        findings = [f for f in rt.findings if f.key_id in ids and f.is_org_key]
+        placements.append(
+            infer_placement(
+                account_id,
+                user.name,
+                keys,
+                uses,
+                findings,
+                declared=rt.declared.get((account_id, user.name)),
+                owner=user.tags.get("owner"),
+                role_first_used=role_last_used(session, user.name),
+            )
+        )
+    return placements
+
+
+@task(
+    name="workloads-account",
+    task_run_name="workloads {label}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def workloads_account(rt: _Runtime, inventory: AccountInventory, label: str) -> Any:
+    """Ends Failed with AWS's reason when the account could not be read (its role, its calls)."""
+    account_id = inventory.account.account_id
+    found = account_task_result(account_id, label, lambda: place_account(rt, inventory))
+    if isinstance(found, list):
+        run_logger().info(
+            "%s: %d workload user(s): %s",
+            label,
+            len(found),
+            ", ".join(f"{p.user} {p.runtime} ({p.confidence})" for p in found) or "none",
+        )
+    return found
+
+
+@flow(
+    name="workloads",
+    flow_run_name=step_run_name("workloads"),
+    log_prints=False,
+    persist_result=False,
+    task_runner=ThreadPoolTaskRunner(max_workers=8),
+)
+def workloads_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
+    """Place every workload user's keys: the runtime that most likely holds them, and why.
+
+    Args:
+        spec_path: The migration spec (TOML).
+        profile: An AWS profile for the management account (default: the boto3 chain).
+
+    Returns:
+        The run's summary: run id, users placed by runtime, accounts not read (and why).
+    """
+    with Migration.open(spec_path) as mig:
+        spec, store = mig.spec, mig.store
+        migration_id = store.migrations.ensure_migration(spec.name, spec.model_dump(mode="json"))
+        snapshot = store.snapshots.latest_snapshot(migration_id)
+        if snapshot is None:
+            raise NoInventoryError(
+                f"no inventory yet for migration {spec.name!r}: run '{mig.hint('inventory')}' "
+                "first, so its workload users are known"
+            )
+        run_id = store.runs.start_run(
+            migration_id, WORKLOADS_RUN, {"spec": spec_path, "prefect_flow_run_id": flow_run_id()}
+        )
+        try:
+            findings, _ = store.scans.current_key_findings(migration_id)
+            inventories = [i for i in store.snapshots.load_snapshot(snapshot.id) if not i.error]
+            rt = _Runtime(spec, AwsSessions.from_spec(spec, profile=profile), findings, _now())
+            futures = [
+                workloads_account.submit(rt, i, account_label(i) or i.account.account_id)
+                for i in inventories
+                if workload_users(i, rt.declared)
+            ]
+            placements: list[Placement] = []
+            failures: list[AccountFailure] = []
+            for future in futures:
+                outcome = settle(future)
+                if isinstance(outcome, AccountFailure):
+                    failures.append(outcome)
+                else:
+                    placements.extend(outcome)
+            store.workloads.save_placements(migration_id, run_id, placements)
+        except BaseException as err:
+            store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
+            raise
+        summary = _summary(run_id, snapshot.id, placements, failures)
+        message = _incomplete(run_id, failures, mig.hint("workloads"))
+        publish_table(
+            artifact_key(spec.name, "workloads"),
+            workload_rows(placements) + _failed_rows(failures),
+            f"**Workloads run {run_id}** of {spec.name}: {len(placements)} workload user(s)"
+            + (f"; **INCOMPLETE, {len(failures)} account(s) not read**" if failures else ""),
+        )
+        # Succeeded even when incomplete: what it read counts, what it could not read keeps
+        # the placements of the last run that did (store.workloads.latest); the run says so.
+        store.runs.finish_run(run_id, "succeeded", summary=summary, error=message)
+    if message:
+        from prefect.states import Completed
+
+        run_logger().warning("%s", message)
+        return Completed(message=message, data=summary)
+    return summary
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _summary(
+    run_id: int, snapshot_id: int, placements: list[Placement], failures: list[AccountFailure]
+) -> dict[str, Any]:
+    runtimes: dict[str, int] = {}
+    for p in placements:
+        runtimes[str(p.runtime)] = runtimes.get(str(p.runtime), 0) + 1
+    return {
+        "run_id": run_id,
+        "snapshot_id": snapshot_id,
+        "users": len(placements),
+        "runtimes": dict(sorted(runtimes.items())),
+        "accounts_failed": {f.account_id: f.reason for f in failures},
+    }
+
+
+def _incomplete(run_id: int, failures: list[AccountFailure], again: str) -> str | None:
+    if not failures:
+        return None
+    return (
+        f"workloads run {run_id} is INCOMPLETE: {len(failures)} account(s) not read; their "
+        "workload users keep the placements of the last run that read them:\n  "
+        + failures_text(failures)
+        + f"\nFix the cause, then press Retry on this flow run, or run '{again}' again."
+    )
+
+
+def workload_rows(placements: list[Placement]) -> list[dict[str, Any]]:
+    """One row per user and key for people: every key id masked."""
+    rows = []
+    for p in sorted(placements, key=lambda p: p.key):
+        for key in p.keys or [KeyUsage("", "-")]:
+            rows.append(
+                {
+                    "account": p.account_id,
+                    "user": p.user,
+                    "runtime": str(p.runtime),
+                    "confidence": str(p.confidence),
+                    "key": mask_key_id(key.access_key_id),
+                    "last used": _day(key.last_seen or key.last_used),
+                    "role first used": _day(p.role_first_used),
+                    "evidence": p.evidence[0] if p.evidence else "",
+                    "written down": "; ".join(key.written_down),
+                }
+            )
+    return rows
+
+
+def _failed_rows(failures: list[AccountFailure]) -> list[dict[str, Any]]:
+    return [
+        {"account": f.account_id, "user": "", "runtime": "FAILED", "evidence": f.reason}
+        for f in failures
+    ]
+
+
+def _day(when: datetime | None) -> str:
+    return when.date().isoformat() if when else ""
+
+
+def run_workloads(spec_path: str, profile: str | None = None) -> dict[str, Any]:
+    """Run the workloads flow (what ``iamc workloads`` does)."""
+    return workloads_flow(str(spec_path), profile)
