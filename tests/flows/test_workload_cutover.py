@@ -58,7 +58,9 @@ def _spec(tmp_path: Path, inactive_days: int) -> Path:
     return spec
 
 
-def _workload_plan(world: Any, tmp_path: Path, account_id: str, user: str) -> tuple[Path, int]:
+def _workload_plan(
+    world: Any, tmp_path: Path, account_id: str, user: str, runtime: str = "lambda"
+) -> tuple[Path, int]:
     """An approved plan replacing ``user``'s key with a role: the replace stage's role action
     (journaled done, its role created), then disable and delete as the stages plan them."""
     spec = _spec(tmp_path, inactive_days=30)
@@ -90,7 +92,7 @@ def _workload_plan(world: Any, tmp_path: Path, account_id: str, user: str) -> tu
         )
         # What the replace stage plans for a placed workload (stages/replace.py, built apart).
         (planned,) = [u for u in plan.users if u.user == user]
-        planned.outcome, planned.reason = Outcome.REPLACE_WITH_ROLE, "workload: lambda"
+        planned.outcome, planned.reason = Outcome.REPLACE_WITH_ROLE, f"workload: {runtime}"
         role = replacement_role_name(user)
         create_role = PlanAction(
             id=f"replace:{account_id}:{user}:create-workload-role",
@@ -103,8 +105,9 @@ def _workload_plan(world: Any, tmp_path: Path, account_id: str, user: str) -> tu
                 "user": user,
                 "role_name": role,
                 "role_path": ROLE_PATH,
-                "runtime": "lambda",
+                "runtime": runtime,
                 "trust_policy": TRUST,
+                **({"repository": "acme/etl"} if runtime == "github-actions" else {}),
             },
         )
         record = next(u for u in inventories[world.accounts.index(account_id)].users)
@@ -305,3 +308,45 @@ def test_delete_refuses_a_workload_whose_inactive_key_is_used_during_the_bake(
     assert f"refused {a1}/{user}: in-use: " in str(err.value)
     names = {u["UserName"] for u in clean.member_iam(a1).list_users()["Users"]}
     assert user in names
+
+
+# -- the owners' hand-off ------------------------------------------------------------------------
+
+
+def test_notify_writes_each_owner_the_workflow_snippet_with_the_role_and_no_key(
+    clean, retire_kit, tmp_path: Path
+):
+    from domain.records import IdentityUser
+    from flows.notify import notify_flow
+
+    a1 = clean.accounts[0]
+    user = f"w{uuid.uuid4().hex[:6]}-deploy"
+    made = retire_kit.seed_user(clean, a1, user, keys=1, tags={"owner": "team-data@example.com"})
+    key_id, secret = made["keys"][0]["AccessKeyId"], made["keys"][0]["SecretAccessKey"]
+    _key_used(a1, key_id, NOW - timedelta(days=1))
+    spec, plan_id = _workload_plan(clean, tmp_path, a1, user, runtime="github-actions")
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        migration_id = store.migrations.find_migration("wave-1")
+        snapshot = store.snapshots.latest_snapshot(migration_id)
+        run_id = store.runs.start_run(migration_id, "mapping", {"spec": str(spec)})
+        people = [IdentityUser(uid, n, n, [n]) for n, uid in clean.users.items()]
+        store.identity.save_mapping(run_id, snapshot.id, people, [], [], [])
+        store.runs.finish_run(run_id, "succeeded")
+
+    state = notify_flow(str(spec), plan_id, return_state=True)
+
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert summary["workloads"] == 1 and summary["workload_owners"] == 1
+    folder = tmp_path / "notices" / str(plan_id) / "workloads"
+    text = (folder / "team-data@example.com.md").read_text()
+    role_arn = f"arn:aws:iam::{a1}:role{ROLE_PATH}{replacement_role_name(user)}"
+    assert f"role-to-assume: {role_arn}" in text
+    assert "id-token: write" in text and "aws-actions/configure-aws-credentials@v4" in text
+    assert "AWS_SECRET_ACCESS_KEY" in text and "`acme/etl`" in text
+    assert mask_key_id(key_id) in text
+    csv_text = (folder / "workloads.csv").read_text()
+    assert role_arn in csv_text and "team-data@example.com" in csv_text
+    for written in (text, csv_text):
+        assert key_id not in written, "a whole key id in the hand-off"
+        assert secret not in written, "a secret in the hand-off"
