@@ -34,7 +34,8 @@ CSV_COLUMNS = [
     "repository",
     "keys",
     "written_down",
-    "disable_not_before",
+    "switch_by",
+    "key_quiet_on",
     "markdown_file",
 ]
 # A whole access key id, wherever a location string might carry one: shown masked.
@@ -301,9 +302,10 @@ _CHANGES = {
 }
 
 
-def disable_not_before(h: WorkloadHandoff, ctx: HandoffContext) -> date:
-    """The earliest day iamc may disable the user without the owner switching: the notice
-    period's end, and the key quiet ``inactive_days`` after its last use."""
+def key_quiet_on(h: WorkloadHandoff, ctx: HandoffContext) -> date:
+    """The day the keys will have been quiet ``inactive_days`` if nothing uses them again (the
+    disable gate lets the user go then even if the role is never used), not before the notice
+    period's end."""
     if h.last_used is None:
         return ctx.disable_on
     return max(ctx.disable_on, (h.last_used + timedelta(days=ctx.inactive_days)).date())
@@ -347,17 +349,21 @@ def render_owner(owner: str, handoffs: list[WorkloadHandoff], ctx: HandoffContex
             "",
             "### When the IAM user is disabled",
             "",
-            f"Not before **{disable_not_before(h, ctx).isoformat()}**: iamc disables it once "
-            f"its keys have been quiet for {ctx.inactive_days} days, or as soon as the role has "
-            "been used after the key's last use — whichever comes first, and never while the key "
-            f"is still in use. `iamc workloads -c {ctx.spec_path}` shows when the key was last "
-            "used and when the role was first used.",
+            f"Switch by **{ctx.disable_on.isoformat()}**. iamc disables the IAM user (keys "
+            "Inactive, then deleted after the bake period) once the role has been used after "
+            f"the key's last use, or once its keys have been quiet for {ctx.inactive_days} "
+            f"days: on **{key_quiet_on(h, ctx).isoformat()}** at the earliest if nothing uses "
+            "the key again. While the key is used and the role is not, it is left alone. "
+            f"`iamc workloads -c {ctx.spec_path}` shows when the key was last used and when "
+            "the role was first used.",
             "",
         ]
     return mask_text("\n".join(lines))
 
 
 def _file_stem(owner: str) -> str:
+    if owner == UNOWNED:
+        return "unowned"
     return re.sub(r"[^A-Za-z0-9._@+-]", "_", owner).strip("_") or "owner"
 
 
@@ -389,7 +395,8 @@ def write_handoffs(
                 "repository": h.repository or "",
                 "keys": "; ".join(h.keys),
                 "written_down": mask_text("; ".join(h.written_down)),
-                "disable_not_before": disable_not_before(h, ctx).isoformat(),
+                "switch_by": ctx.disable_on.isoformat(),
+                "key_quiet_on": key_quiet_on(h, ctx).isoformat(),
                 "markdown_file": str(markdown),
             }
             for h in theirs
