@@ -3,7 +3,11 @@
 Per person a Markdown message and an ``.eml`` file, and one ``notices.csv`` for mail merge
 (``domain.notices``): the access portal URL, the accounts and permission sets they now have, and
 the dates their old IAM users will be disabled (``[notify] notice_days`` from today) and deleted
-(``[decommission] bake_days`` after that). Nothing is sent. Recorded as a ``notify`` run.
+(``[decommission] bake_days`` after that). Per workload owner, the hand-off
+(``domain.workload_handoff``): ``workloads/<owner>.md`` with each workload's role ARN, what to
+change in its runtime, where its key is written down, and when the user is disabled, plus
+``workloads/workloads.csv``; a Markdown artifact shows them. Nothing is sent. Recorded as a
+``notify`` run.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from console.operator import (
     flow_run_id,
     in_flow_run,
     operator_step,
+    publish_markdown,
     publish_table,
     resolve_plan_id,
     run_logger,
@@ -29,6 +34,12 @@ from domain.errors import AccessNotVerified
 from domain.notices import NoticeContext, notices_from_plan, portal_url, write_notices
 from domain.plan import Plan
 from domain.runs import NOTIFY_RUN
+from domain.workload_handoff import (
+    HandoffContext,
+    handoffs_from_plan,
+    render_owner,
+    write_handoffs,
+)
 from engine.account_steps import unprovisioned_accounts
 from engine.migration import Migration
 from engine.progress import account_names
@@ -98,6 +109,7 @@ def _write_notices(
         notices = notices_from_plan(plan, mapping.identity_users, names)
         ready = [n for n in notices if not set(n.accounts) & set(held)]
         rows = write_notices(ready, ctx, target, today)
+        handed = _write_handoffs(mig, plan, migration_id, target, disable_on)
         _account_tasks(plan, names, held)
     except BaseException as err:
         store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
@@ -119,11 +131,65 @@ def _write_notices(
         "delete_on": ctx.delete_on.isoformat(),
         "out_dir": str(target),
         "csv": str(target / "notices.csv"),
+        "workloads": len(handed),
+        "workload_owners": len({r["owner"] for r in handed}),
     }
+    if handed:
+        summary["workloads_csv"] = str(target / "workloads" / "workloads.csv")
     if held:
         _held_back(mig, summary, rows, [n for n in notices if n not in ready], held)
     store.runs.finish_run(run_id, "succeeded", summary=summary)
     return summary, rows, ctx, target
+
+
+def _write_handoffs(
+    mig: Migration, plan: Plan, migration_id: int, target: Path, disable_on: Any
+) -> list[dict[str, Any]]:
+    """Write each workload owner's hand-off and publish them as one Markdown artifact."""
+    spec, store = mig.spec, mig.store
+    records = {
+        (inventory.account.account_id, user.name): user
+        for inventory in store.snapshots.load_snapshot(plan.inventory_snapshot_id)
+        for user in inventory.users
+    }
+    # The spec's [[workloads]] entries may name an owner (the user's owner tag comes first).
+    declared = {
+        (str(getattr(w, "account", None) or getattr(w, "account_id", "")), str(w.user)): w.owner
+        for w in getattr(spec, "workloads", None) or []
+        if getattr(w, "owner", None) and getattr(w, "user", None)
+    }
+    findings, _ = store.scans.current_key_findings(migration_id)
+    handoffs = handoffs_from_plan(plan, records, declared, findings)
+    ctx = HandoffContext(
+        migration=spec.name,
+        disable_on=disable_on,
+        inactive_days=max(
+            int(plan.settings.get("inactive_days", 0) or 0), spec.decommission.inactive_days
+        ),
+        region=spec.region,
+        spec_path=mig.spec_path,
+    )
+    rows = write_handoffs(handoffs, ctx, target)
+    for row in rows:
+        run_logger().info(
+            "hand-off to %s: %s/%s (%s) -> %s",
+            row["owner"],
+            row["account_id"],
+            row["user"],
+            row["runtime"],
+            row["role_arn"],
+        )
+    if rows:
+        owners = sorted({h.owner for h in handoffs})
+        publish_markdown(
+            artifact_key(spec.name, "notify-workloads", plan.wave_name),
+            "\n\n".join(
+                render_owner(o, [h for h in handoffs if h.owner == o], ctx) for o in owners
+            ),
+            f"Workload hand-offs of plan: {len(rows)} workload(s), {len(owners)} owner(s), "
+            f"written to `{target / 'workloads'}` (mail merge: `workloads.csv`); nothing was sent.",
+        )
+    return rows
 
 
 def _held_back(

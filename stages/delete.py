@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from domain.deletion import deletes_in, over_delete_cap, users_to_delete
 from domain.errors import ApplyRefused
-from domain.plan import Outcome, PlanAction, Stage
+from domain.plan import PlanAction, Stage
 from domain.planning import PlanInputs
 from domain.records import User
 from domain.stages import ON_ITS_OWN, StageDefinition, register
@@ -25,6 +25,7 @@ from domain.teardown import TEARDOWN
 from engine.preconditions import IDENTITY, PROTECTION, StagePreconditions, UserCheck
 from engine.stage_run import AccountReport, StageRun, UserWork
 from stages import retire
+from stages.disable import DISABLED_OUTCOMES
 from stages.retire import retire_account
 
 if TYPE_CHECKING:
@@ -33,11 +34,11 @@ if TYPE_CHECKING:
 
 
 def plan_actions(inputs: PlanInputs) -> list[PlanAction]:
-    """For every user the plan migrates or retires: a snapshot, then each teardown step."""
+    """For every user the disable stage plans: a snapshot, then each teardown step."""
     bake_days = inputs.settings.get("bake_days", 14)
     actions: list[PlanAction] = []
     for user_plan in inputs.users:
-        if user_plan.outcome not in (Outcome.MIGRATE, Outcome.RETIRE):
+        if user_plan.outcome not in DISABLED_OUTCOMES:
             continue
         record = inputs.records[(user_plan.account_id, user_plan.user)]
         actions.extend(

@@ -1,9 +1,11 @@
 """The disable stage: quarantine each user and set its active credentials Inactive (reversible).
 
 Before a user's first change in every run it re-proves, live, that the user is the planned one,
-not protected, has no credential created since the plan, and that the person's new Identity
-Center access is in place (``PRECONDITIONS``). A rollback turns the credentials back to their
-prior status and lifts the quarantine, also for one user. Approved with ``all``.
+not protected, has no credential created since the plan, that the person's new Identity
+Center access is in place, and, for a workload user replaced with a role, that its owner has
+switched: keys quiet for ``inactive_days`` or the role used since (``PRECONDITIONS``). A
+rollback turns the credentials back to their prior status and lifts the quarantine, also for
+one user. Approved with ``all``.
 
 The AWS adapters are imported inside the functions that run the stage: listing the stages
 imports no AWS SDK (``tests/iamc/test_read_only_imports.py``).
@@ -20,6 +22,8 @@ from domain.planning import PlanInputs
 from domain.records import User
 from domain.stages import WITH_ALL, StageDefinition, register
 from domain.teardown import QUARANTINE_POLICY, QUARANTINE_POLICY_NAME
+from domain.workload_cutover import cutover_refusals
+from domain.workloads import replacement_role_name
 from engine.preconditions import (
     IDENTITY,
     PROTECTION,
@@ -45,13 +49,20 @@ UNDO_ORDER = (
 )
 
 _SHARED_LOCK = threading.Lock()
+# The users this stage (and delete after it) takes away: a workload user only once its owner
+# has switched to the replacement role (``workload_cut_over``).
+DISABLED_OUTCOMES = (Outcome.MIGRATE, Outcome.RETIRE, Outcome.REPLACE_WITH_ROLE)
+# The replace stage's action whose role a workload user's disable waits for.
+CREATE_WORKLOAD_ROLE = "create-workload-role"
 
 
 def plan_actions(inputs: PlanInputs) -> list[PlanAction]:
-    """For every user the plan migrates or retires: quarantine, then each active credential."""
+    """For every user the plan migrates, retires or replaces with a role: quarantine, then each
+    active credential, after the user's prerequisites (a person's new access, a workload's
+    replacement role)."""
     actions: list[PlanAction] = []
     for user_plan in inputs.users:
-        if user_plan.outcome not in (Outcome.MIGRATE, Outcome.RETIRE):
+        if user_plan.outcome not in DISABLED_OUTCOMES:
             continue
         key = (user_plan.account_id, user_plan.user)
         actions.extend(
@@ -177,6 +188,43 @@ def new_access_in_place(rt: StageRun, work: UserWork, live: LiveUser) -> list[st
     return problems
 
 
+def _replacement_role(rt: StageRun, work: UserWork) -> str:
+    """The role the replace stage planned for this workload user (its name by convention when
+    the plan names none)."""
+    for action in work.actions:
+        for action_id in action.depends_on:
+            found = rt.action(action_id)
+            if found is not None and found.kind == CREATE_WORKLOAD_ROLE:
+                return str(found.params.get("role_name") or replacement_role_name(work.user))
+    return replacement_role_name(work.user)
+
+
+def _inactive_days(rt: StageRun) -> int:
+    # The longer of what the change board approved and what the spec says now.
+    planned = int(rt.plan.settings.get("inactive_days", 0) or 0)
+    return max(planned, rt.spec.decommission.inactive_days)
+
+
+def workload_cut_over(rt: StageRun, work: UserWork, live: LiveUser) -> list[str]:
+    """A workload user replaced with a role: its keys quiet for ``inactive_days``, or the role
+    used after every key's last use (read live, in every run). Other users pass."""
+    planned = rt.user_plan(work.account_id, work.user)
+    if planned is None or planned.outcome != Outcome.REPLACE_WITH_ROLE:
+        return []
+    from tasks.workload_use import key_last_uses, role_use
+
+    iam = rt.ctx.iam(work.account_id)
+    keys = key_last_uses(iam, work.user)
+    if keys is None:
+        return ["the user no longer exists; re-run inventory and plan"]
+    return cutover_refusals(
+        keys,
+        role_use(iam, _replacement_role(rt, work)),
+        now=rt.clock(),
+        inactive_days=_inactive_days(rt),
+    )
+
+
 def _principal_problems(rt: StageRun, principals: list[tuple[str, str, str]]) -> list[str]:
     """principal_problems, read once per principal and run (many users share a group)."""
     from tasks.identity_store import principal_problems
@@ -199,6 +247,13 @@ PRECONDITIONS = StagePreconditions(
     per_user=(
         IDENTITY,
         PROTECTION,
+        UserCheck(
+            "workload-cut-over",
+            "a workload user replaced with a role: its keys quiet for [decommission] "
+            "inactive_days, or its role used after every key's last use",
+            workload_cut_over,
+            gate=True,
+        ),
         UserCheck(
             "no-unplanned-credentials",
             "no active credential created since the plan",
