@@ -178,6 +178,9 @@ def compute_plan(
         extra_findings=unseen,
         wave=wave_info,
         organization=organization,
+        # Where each workload user's key is used from (the workloads step): the replace
+        # stage's inputs. None yet: every workload user is skipped, with the why.
+        workloads=store.workloads.latest(migration_id),
     )
     # Runbook step 4: keys the scans found written down hold their users' disable and delete.
     found, unscanned = store.scans.current_key_findings(migration_id)
