@@ -105,9 +105,13 @@ def verdict(
                     f"{user.name} (owner {exception.owner}, expired {exception.expires})"
                 )
             else:
+                # Its keys are named here, not counted as long-lived keys left: the exception
+                # documents them (owner, reason, expiry); the verdict never hides them.
+                keys = _active_keys(user)
+                held = f"; {keys} active access key(s)" if keys else ""
                 result.exceptions.append(
                     f"{user.name}: {exception.reason} (owner {exception.owner}, until "
-                    f"{exception.expires})"
+                    f"{exception.expires}{held})"
                 )
             continue
         if service is not None and not user.password_enabled:

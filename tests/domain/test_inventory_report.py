@@ -62,7 +62,7 @@ def test_the_verdict_table_of_cis_1_21():
                 account(
                     "222222222222",
                     user("ci-bot", UserClass.WORKLOAD, keys=2),
-                    user("breakglass", UserClass.PROTECTED, password=True),
+                    user("breakglass", UserClass.PROTECTED, password=True, keys=1),
                 ),
                 # a human, an unused user and a workload nobody vouched for
                 account(
@@ -100,14 +100,15 @@ def test_the_verdict_table_of_cis_1_21():
     assert rows["111111111111"]["cis_1_21_why"] == "no non-service IAM user"
     two = rows["222222222222"]
     assert (
-        "break-glass for an IdP outage (owner secops, until 2027-06-30)"
+        "break-glass for an IdP outage (owner secops, until 2027-06-30; 1 active access key(s))"
         in two["cis_1_21_exceptions"]
     )
     assert (
         "ci-bot: service, declared by platform-team; no console password"
         in two["cis_1_21_evidence"]
     )
-    # Beside the verdict, never in it: the service user's long-lived keys.
+    # Beside the verdict, never in it: the service user's long-lived keys (the exception's key
+    # is named in the exception, which documents it).
     assert two["long_lived_keys"] == 2
     three = rows["333333333333"]["cis_1_21_why"]
     assert "1 human user(s)" in three and "1 unused user(s) not shown to be services" in three
