@@ -39,6 +39,7 @@ _DEPLOYMENT = {
     "final inventory": "inventory",
     "mapping": "mapping",
     "key-scan": "key-scan",
+    "workloads": "workloads",
     "plan": "plan",
     "verify": "verify",
     "notify": "notify",
@@ -60,7 +61,7 @@ def step_artifact_keys(migration: str, step: str, wave: str | None) -> list[str]
         key = artifact_key(migration, f"apply-{step}", wave)
     elif step in ("inventory", "final inventory", "verdict"):
         key = artifact_key(migration, "inventory")
-    elif step in ("mapping", "key-scan"):
+    elif step in ("mapping", "key-scan", "workloads"):
         key = artifact_key(migration, step)
     elif step == "bake":
         key = artifact_key(migration, "bake-watch")

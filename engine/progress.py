@@ -40,6 +40,8 @@ class MigrationProgress:
     verify_run_id: int | None = None  # the latest succeeded verify run of the plan
     notify_run_id: int | None = None  # the latest succeeded notify run of the plan
     key_scan_run_id: int | None = None  # the latest succeeded key scan after the inventory
+    # The latest succeeded workloads run after the inventory and the key scan.
+    workloads_run_id: int | None = None
 
     @property
     def inventory_done(self) -> bool:
@@ -95,6 +97,7 @@ def migration_progress(mig: Migration) -> MigrationProgress:
     mapping = store.identity.latest_mapping(migration_id)
     mapping_current = mapping is not None and mapping.snapshot_id == snapshot.id
     scanned = store.scans.latest_key_scan_run(migration_id)
+    placed = store.workloads.latest_run(migration_id)
     found: dict[str, Any] = {
         "migration": spec.name,
         "migration_id": migration_id,
@@ -104,6 +107,9 @@ def migration_progress(mig: Migration) -> MigrationProgress:
         "mapping_run_id": mapping.run_id if mapping else None,
         "mapping_current": mapping_current,
         "key_scan_run_id": scanned if scanned is not None and scanned > snapshot.run_id else None,
+        "workloads_run_id": placed
+        if placed is not None and placed > max(snapshot.run_id, scanned or 0)
+        else None,
     }
     if not mapping_current or mapping is None:
         return MigrationProgress(**found)

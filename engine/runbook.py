@@ -19,7 +19,7 @@ from domain.spec import MigrationSpec
 from engine.progress import MigrationProgress
 from engine.wave_progress import ROLLED_BACK, WaveProgress, waiting_to_bake
 
-SHARED = ("inventory", "mapping", "key-scan", "plan")
+SHARED = ("inventory", "mapping", "key-scan", "workloads", "plan")
 BEFORE_APPROVAL = {"delete": ("bake",)}
 AFTER_STAGE = {"provision": ("verify", "notify")}
 FINAL = ("final inventory", "verdict")
@@ -64,7 +64,7 @@ def scan_needed(spec: MigrationSpec) -> bool:
 
 def step_done(step: str, m: MigrationProgress, w: WaveProgress, spec: MigrationSpec) -> str | None:
     """Why ``step`` of wave ``w`` counts as finished, or None when it must (still) run."""
-    if step in SHARED[:3] and w.plan_current:
+    if step in SHARED[:-1] and w.plan_current:
         return f"plan {w.plan_id} of this wave is already made"
     if step == "inventory":
         return f"snapshot {m.snapshot_id}, run {m.inventory_run_id}" if m.inventory_done else None
@@ -74,6 +74,10 @@ def step_done(step: str, m: MigrationProgress, w: WaveProgress, spec: MigrationS
         if not scan_needed(spec):
             return "nothing to scan ([scan] names no paths and aws = false)"
         return f"run {m.key_scan_run_id}" if m.key_scan_run_id and m.inventory_done else None
+    if step == "workloads":
+        # After the key scan: where a key is written down is evidence of where it runs.
+        done = m.workloads_run_id and m.inventory_done
+        return f"run {m.workloads_run_id}" if done else None
     if step == "plan":
         if w.plan_current:
             return f"plan {w.plan_id}, hash {(w.plan_hash or '')[:12]}"
@@ -201,6 +205,7 @@ def _run_of(step: str, m: MigrationProgress, w: WaveProgress) -> int | None:
         "inventory": m.inventory_run_id if not w.plan_current else None,
         "mapping": m.mapping_run_id if not w.plan_current else None,
         "key-scan": m.key_scan_run_id if not w.plan_current else None,
+        "workloads": m.workloads_run_id if not w.plan_current else None,
         "verify": w.verify_run_id,
         "notify": w.notify_run_id,
         "final inventory": w.final_inventory_run_id,

@@ -44,6 +44,7 @@ from flows.mapping import mapping_flow
 from flows.notify import notify_flow
 from flows.plan import plan_flow
 from flows.verify import verify_flow
+from flows.workloads import workloads_flow
 
 # Runs one step: (the open migration, where it stands, its wave, the run's options).
 Run = Callable[[Migration, MigrationProgress, WaveProgress, dict[str, Any]], Any]
@@ -154,6 +155,7 @@ RUNS: dict[str, Run] = {
     "inventory": _inventory,
     "mapping": lambda mig, m, w, o: mapping_flow(mig.spec_path),
     "key-scan": _key_scan,
+    "workloads": lambda mig, m, w, o: workloads_flow(mig.spec_path),
     "plan": lambda mig, m, w, o: plan_flow(mig.spec_path, wave=w.wave),
     "verify": lambda mig, m, w, o: verify_flow(mig.spec_path, w.plan_id),
     "notify": lambda mig, m, w, o: notify_flow(mig.spec_path, w.plan_id),

@@ -29,9 +29,10 @@ log = logging.getLogger(__name__)
 DESCRIPTIONS = {
     "centralize": (
         "The whole runbook for migration {migration}, wave by wave (wave: one of the spec's "
-        "waves; empty: every wave in order): inventory, mapping, key-scan, plan, the change "
-        "board's approval of provision (the run pauses: open it, press Resume, fill in the "
-        "form), provision, verify, notify, the approval of disable, disable, the bake period "
+        "waves; empty: every wave in order): inventory, mapping, key-scan, workloads, plan, the "
+        "change board's approval of provision (the run pauses: open it, press Resume, fill in "
+        "the form), provision, verify, notify, the approval of replace, replace (workload "
+        "users' roles), the approval of disable, disable, the bake period "
         "(the run pauses; the daily bake-watch resumes it once every disabled user is ready, "
         "or press Resume to look again), the approval of delete (on its own, with the number "
         "of users it deletes), delete, inventory again and the CIS 1.21 verdict. Every stage "

@@ -191,6 +191,7 @@ def test_steps_of_a_wave_follow_the_stage_registry():
         "inventory",
         "mapping",
         "key-scan",
+        "workloads",
         "plan",
         "approve provision",
         "provision",
