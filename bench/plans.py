@@ -17,6 +17,7 @@ from domain.access import (
 from domain.deletion import deletes_in
 from domain.planning import build_plan
 from domain.records import AccountInventory, Finding, UserMapping
+from domain.workloads import Placement
 from engine.approvals import record_decision
 from engine.migration import Migration
 from state import Store
@@ -88,6 +89,7 @@ def store_retire_plan(
     extra_findings: list[Finding] | None = None,
     user_mappings: list[UserMapping] | None = None,
     synthesis: SynthesisResult | None = None,
+    workloads: dict[tuple[str, str], Placement] | None = None,
 ) -> int:
     """Store a plan that disables and deletes the given inventories' unused users (and, with
     ``user_mappings`` and ``synthesis``, migrates the mapped humans before disabling them).
@@ -117,6 +119,7 @@ def store_retire_plan(
             synthesis=synthesis or SynthesisResult(),
             settings={"bake_days": bake_days},
             extra_findings=extra_findings,
+            workloads=workloads,
         )
         plan_run = store.runs.start_run(migration_id, "plan")
         plan_id, _ = store.plans.save_plan(

@@ -18,6 +18,7 @@ _OUTCOME_WORDS = {
     Outcome.MIGRATE: "migrate to Identity Center, then disable and delete",
     Outcome.RETIRE: "unused: disable and delete",
     Outcome.SKIP_PROTECTED: "skipped: protected",
+    Outcome.REPLACE_WITH_ROLE: "workload: a role replaces its key, then disable and delete",
     Outcome.SKIP_WORKLOAD: "skipped: workload (needs a role)",
     Outcome.SKIP_UNMATCHED: "skipped: no identity matches",
     Outcome.SKIP_AMBIGUOUS: "skipped: ambiguous identity",
@@ -259,9 +260,13 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
     )
     add("")
     add(
-        "Stages are approved and applied separately (`all` approves provision and disable, "
+        "Stages are approved and applied separately (`all` approves provision, replace and "
+        "disable, "
         "never delete): `provision` creates access in Identity "
-        "Center; `disable` deactivates keys and attaches a deny-all quarantine policy "
+        "Center; `replace` creates an IAM role under `/iamc/` for each placed workload, "
+        "with the runtime's trust and the user's permissions (reversible; every trust policy "
+        "is checked, a loose one blocks it); "
+        "`disable` deactivates keys and attaches a deny-all quarantine policy "
         "(reversible); `delete` removes users in the order AWS requires, after a snapshot "
         "(irreversible: a deleted user's keys, password and MFA can never be restored)."
     )
@@ -313,6 +318,12 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
         add(
             f"- {skipped_humans} human user(s) stay as IAM users until the IdP team provisions "
             "or disambiguates their identity (`iamc report mapping --unmatched`)."
+        )
+        risks += 1
+    if outcomes[Outcome.REPLACE_WITH_ROLE]:
+        add(
+            f"- {outcomes[Outcome.REPLACE_WITH_ROLE]} workload user(s) get a role (stage "
+            "`replace`): each keeps its key until its owner switches the workload to the role."
         )
         risks += 1
     if outcomes[Outcome.SKIP_WORKLOAD]:

@@ -20,12 +20,14 @@ from domain.plan import (
 from domain.records import (
     AccountInventory,
     Finding,
+    Group,
     GroupMapping,
     MatchStatus,
     User,
     UserClass,
     UserMapping,
 )
+from domain.role_replacement import PLACEABLE_CONFIDENCE, RoleReplacement, plan_replacement
 from domain.stages import order_of, stages
 from domain.waves import OrgPermissionSet
 from domain.workloads import Placement
@@ -54,6 +56,12 @@ class PlanInputs:
     # (account id, user name) -> where the workload user's key is used from (the workloads
     # step's latest placements, ``domain.workloads.Placement``): the replace stage's inputs.
     workloads: dict[tuple[str, str], Placement] = field(default_factory=dict)
+    # (account id, user name) -> the role that replaces a ``replace-with-role`` user's keys
+    # (``domain.role_replacement``), computed with the users' outcomes.
+    replacements: dict[tuple[str, str], RoleReplacement] = field(default_factory=dict)
+    # Findings a stage's planning adds (the replace stage's trust checks): in the plan's.
+    findings: list[Finding] = field(default_factory=list)
+    migration: str = ""
 
 
 def unseen_account_findings(
@@ -110,8 +118,46 @@ def unseen_account_findings(
     return findings
 
 
+@dataclass
+class _Workloads:
+    """The workloads step's placements, and what planning their replacement found."""
+
+    placements: dict[tuple[str, str], Placement]
+    replacements: dict[tuple[str, str], RoleReplacement] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    why_not: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def consider(self, account_id: str, user: User, groups: dict[str, Group]) -> None:
+        """Plan the role of a workload user whose runtime is placed well enough."""
+        key = (account_id, user.name)
+        placement = self.placements.get(key)
+        if user.user_class != UserClass.WORKLOAD or placement is None:
+            return
+        if user.password_enabled:
+            self.why_not[key] = "has a console password: a person signs in as it, not a workload"
+            return
+        if not placement.placeable or placement.confidence not in PLACEABLE_CONFIDENCE:
+            evidence = "; ".join(placement.evidence[:3]) or "no usable evidence"
+            guess = (
+                "runtime unknown"
+                if not placement.placeable
+                else f"runtime {placement.runtime} only a guess ({placement.confidence} confidence)"
+            )
+            self.why_not[key] = f"{guess}: {evidence}; declare it in [[workloads]]"
+            return
+        replacement, findings = plan_replacement(placement, user, groups)
+        self.findings.extend(findings)
+        if replacement is None:
+            self.why_not[key] = "; ".join(f.message for f in findings) or "no role for it"
+            return
+        self.replacements[key] = replacement
+
+
 def _user_plans(
-    inventories: list[AccountInventory], user_mappings: list[UserMapping], access: AccessPlan
+    inventories: list[AccountInventory],
+    user_mappings: list[UserMapping],
+    access: AccessPlan,
+    workloads: _Workloads,
 ) -> tuple[list[UserPlan], dict[tuple[str, str], User]]:
     """What the plan does with each IAM user, and the users as the inventory saw them."""
     mappings = {(m.account_id, m.iam_user): m for m in user_mappings}
@@ -119,11 +165,13 @@ def _user_plans(
     records: dict[tuple[str, str], User] = {}
     for inventory in sorted(inventories, key=lambda i: i.account.account_id):
         account_id = inventory.account.account_id
+        groups = {g.name: g for g in inventory.groups}
         for user in sorted(inventory.users, key=lambda u: u.name):
             key = (account_id, user.name)
             records[key] = user
             mapping = mappings.get(key)
-            outcome, reason = _outcome(user, mapping, access.blocked.get(key))
+            workloads.consider(account_id, user, groups)
+            outcome, reason = _outcome(user, mapping, access.blocked.get(key), workloads, key)
             users.append(
                 UserPlan(
                     account_id=account_id,
@@ -175,14 +223,18 @@ def build_plan(
         extra_findings=extra_findings,
         organization=organization,
     )
-    users, records = _user_plans(inventories, user_mappings, access)
+    placed = _Workloads(dict(workloads or {}))
+    users, records = _user_plans(inventories, user_mappings, access, placed)
     inputs = PlanInputs(
         users=users,
         records=records,
         settings=settings,
         prerequisites=access.assignment_ids,
         access=access,
-        workloads=dict(workloads or {}),
+        workloads=placed.placements,
+        replacements=placed.replacements,
+        findings=list(placed.findings),
+        migration=migration,
     )
     for definition in stages():
         inputs.actions.extend(definition.plan_actions(inputs))
@@ -197,19 +249,22 @@ def build_plan(
         permission_sets=access.permission_sets,
         assignments=access.assignments,
         required_customer_policies=access.required_customer_policies,
-        findings=access.findings,
+        findings=[*access.findings, *inputs.findings],
         wave=wave,
     )
 
 
-def _outcome(user: User, mapping: UserMapping | None, blocked: str | None) -> tuple[Outcome, str]:
+def _outcome(
+    user: User,
+    mapping: UserMapping | None,
+    blocked: str | None,
+    workloads: _Workloads,
+    key: tuple[str, str],
+) -> tuple[Outcome, str]:
     if user.user_class == UserClass.PROTECTED:
         return Outcome.SKIP_PROTECTED, user.class_reason
     if user.user_class == UserClass.WORKLOAD:
-        return (
-            Outcome.SKIP_WORKLOAD,
-            "programmatic credentials only: needs an IAM role, not a person",
-        )
+        return _workload_outcome(workloads, key)
     if blocked:
         return Outcome.SKIP_BLOCKED, blocked
     if user.user_class == UserClass.UNUSED:
@@ -221,3 +276,21 @@ def _outcome(user: User, mapping: UserMapping | None, blocked: str | None) -> tu
     if mapping.status != MatchStatus.MATCHED:
         return Outcome.SKIP_UNMATCHED, mapping.reason or "no identity-store user matches"
     return Outcome.MIGRATE, f"maps to {mapping.identity_user_name} (rule {mapping.rule})"
+
+
+def _workload_outcome(workloads: _Workloads, key: tuple[str, str]) -> tuple[Outcome, str]:
+    """A placed workload gets a role; the others keep their keys, with why."""
+    replacement = workloads.replacements.get(key)
+    if replacement is not None:
+        return (
+            Outcome.REPLACE_WITH_ROLE,
+            f"key used from {replacement.runtime} ({replacement.confidence} confidence): "
+            f"role {replacement.role_name} replaces it",
+        )
+    if key in workloads.why_not:
+        return Outcome.SKIP_WORKLOAD, f"keeps its key: {workloads.why_not[key]}"
+    return (
+        Outcome.SKIP_WORKLOAD,
+        "programmatic credentials only: needs an IAM role, not a person (runtime unknown: run "
+        "iamc workloads, or declare it in [[workloads]])",
+    )

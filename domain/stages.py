@@ -36,6 +36,7 @@ class Stage(str):
     """
 
     PROVISION: ClassVar[Stage]
+    REPLACE: ClassVar[Stage]
     DISABLE: ClassVar[Stage]
     DELETE: ClassVar[Stage]
 
@@ -61,6 +62,7 @@ class Stage(str):
 
 
 Stage.PROVISION = Stage("provision")
+Stage.REPLACE = Stage("replace")
 Stage.DISABLE = Stage("disable")
 Stage.DELETE = Stage("delete")
 

@@ -94,6 +94,8 @@ class Placement:
         vendor_account: The vendor's AWS account (VENDOR), from the spec.
         external_id: The ExternalId the vendor's role must pass (VENDOR), from the spec.
         owner: Who changes the workload (the user's ``owner`` tag, or the spec).
+        trust_anchor_arn: The IAM Roles Anywhere trust anchor the on-premises workload's
+            certificates chain to (ON_PREMISES), from the spec; without it no role is planned.
         non_interactive: Every use came from a non-interactive client: evidence that it is a
             service user (CIS 1.21).
         settled_by: ``inferred`` or ``spec`` (a ``[[workloads]]`` entry decided it).
@@ -113,6 +115,7 @@ class Placement:
     non_interactive: bool = False
     settled_by: str = "inferred"
     role_first_used: datetime | None = None
+    trust_anchor_arn: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:

@@ -4,4 +4,4 @@ A stage module declares one ``domain.stages.StageDefinition`` and registers it; 
 adding its module and one line here (see ARCHITECTURE.md, "How to add a stage").
 """
 
-from stages import delete, disable, provision  # noqa: F401  (each registers its stage)
+from stages import delete, disable, provision, replace  # noqa: F401  (each registers its stage)

@@ -85,6 +85,35 @@ NOT_GUARDED_BY_USER_TAG = {
     "iam:RemoveUserFromGroup": "its resource is the group (resource type group*)",
     "iam:DeleteVirtualMFADevice": "its resource is the MFA device (resource type mfa*)",
     "iam:CreateUser": "the user has no tags before it exists",
+    # The replace stage's writes act on roles, instance profiles and OIDC providers it
+    # creates (tasks.iam_roles), never on a user.
+    **{
+        action: "its resource is a role (resource type role*)"
+        for action in (
+            "iam:CreateRole",
+            "iam:TagRole",
+            "iam:PutRolePermissionsBoundary",
+            "iam:DeleteRole",
+            "iam:PutRolePolicy",
+            "iam:DeleteRolePolicy",
+            "iam:AttachRolePolicy",
+            "iam:DetachRolePolicy",
+        )
+    },
+    **{
+        action: "its resource is an instance profile (resource type instance-profile*)"
+        for action in (
+            "iam:CreateInstanceProfile",
+            "iam:TagInstanceProfile",
+            "iam:AddRoleToInstanceProfile",
+            "iam:RemoveRoleFromInstanceProfile",
+            "iam:DeleteInstanceProfile",
+        )
+    },
+    **{
+        action: "its resource is an OIDC provider (resource type oidc-provider*)"
+        for action in ("iam:CreateOpenIDConnectProvider", "iam:DeleteOpenIDConnectProvider")
+    },
 }
 
 

@@ -95,7 +95,7 @@ def test_retire_stages_of_a_plan_without_users_change_nothing(
 
 def test_an_unknown_stage_is_refused(clean, kit, tmp_path: Path):
     spec, plan_id = kit.write_approved_plan(clean, tmp_path, approve="all")
-    with pytest.raises(ApplyRefused, match="expected one of provision, disable, delete"):
+    with pytest.raises(ApplyRefused, match="expected one of provision, replace, disable, delete"):
         apply_plan(spec, plan_id, "destroy", poll=kit.QUICK)
 
 

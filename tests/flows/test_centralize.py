@@ -197,6 +197,8 @@ def test_steps_of_a_wave_follow_the_stage_registry():
         "provision",
         "verify",
         "notify",
+        "approve replace",
+        "replace",
         "approve disable",
         "disable",
         "bake",
@@ -287,9 +289,9 @@ def test_centralize_runs_a_wave_through_the_bake_to_its_verdict_and_a_rerun_cont
     status = _latest_artifact(status_key("central"))
     for account in org.accounts:
         row = next(line for line in status.splitlines() if line.startswith(f"| {account} |"))
-        cells = row.split(" | ")[2:5]  # provision, disable, delete
+        cells = row.split(" | ")[2:6]  # provision, replace, disable, delete
         assert all(c.startswith("done · run") or c == "—" for c in cells), row
-        assert cells[1].startswith("done") and cells[2].startswith("done"), row
+        assert cells[2].startswith("done") and cells[3].startswith("done"), row
 
 
 def test_the_status_shows_a_failed_account_and_the_deployment_that_continues_it(tmp_path: Path):

@@ -163,5 +163,5 @@ def test_an_unregistered_stage_is_refused_by_name(clean, retire_kit, tmp_path: P
     prefix = f"y{uuid.uuid4().hex[:6]}-"
     kit.seed_user(world, world.accounts[0], f"{prefix}ann", keys=1)
     spec, plan_id = kit.write_retire_plan(world, tmp_path, prefix)
-    with pytest.raises(ApplyRefused, match="expected one of provision, disable, delete"):
+    with pytest.raises(ApplyRefused, match="expected one of provision, replace, disable, delete"):
         apply_plan(spec, plan_id, "example")
