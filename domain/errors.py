@@ -213,6 +213,22 @@ class ScanIncomplete(IamcError):
     exit_code = 4
 
 
+class NoWorkloadsRun(IamcError):
+    """No workloads run has succeeded yet for the migration."""
+
+    exit_code = 2
+
+
+class WorkloadsIncomplete(IamcError):
+    """The workloads step ran, but an account could not be read (its role, its calls).
+
+    What was read is stored; the unread account keeps its last placements. Exits 4, as an
+    incomplete inventory does.
+    """
+
+    exit_code = 4
+
+
 class AccessNotVerified(IamcError):
     """After provisioning, someone's access did not land as planned, or is less than before."""
 

@@ -11,7 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain import stages as registry
-from domain.errors import NoInventoryError, NoKeyScanError, NoMappingError, PlanError, WaveError
+from domain.errors import (
+    NoInventoryError,
+    NoKeyScanError,
+    NoMappingError,
+    NoWorkloadsRun,
+    PlanError,
+    WaveError,
+)
 from domain.inventory_report import (
     CIS_FAIL,
     CIS_PASS,
@@ -182,6 +189,37 @@ def key_scan_report(mig: Migration) -> dict[str, Any]:
             "scan_run_id": latest,
             "scanned_at": run.started.isoformat(),
             "snapshot_id": (run.summary or {}).get("snapshot_id"),
+        },
+    }
+
+
+def workloads_report(mig: Migration) -> dict[str, Any]:
+    """Where each workload user's keys are used from, as stored, for ``iamc report workloads``.
+
+    Returns:
+        ``placements`` (``store.workloads.latest``: an account the latest run could not read
+        keeps its earlier placements) and ``meta``: migration, ``run_id``, ``recorded`` and
+        ``accounts_failed`` ({account: why} of the latest run).
+
+    Raises:
+        NoWorkloadsRun: No workloads run has succeeded yet for the migration.
+    """
+    spec, store = mig.spec, mig.store
+    known = store.migrations.find_migration(spec.name)
+    latest = store.workloads.latest_run(known) if known is not None else None
+    if known is None or latest is None:
+        raise NoWorkloadsRun(
+            f"no workloads run yet for migration {spec.name!r}: run '{mig.hint('workloads')}'"
+        )
+    run = store.runs.get_run(latest)
+    placements = store.workloads.latest(known)
+    return {
+        "placements": [placements[k] for k in sorted(placements)],
+        "meta": {
+            "migration": spec.name,
+            "run_id": latest,
+            "recorded": run.started.isoformat(),
+            "accounts_failed": dict((run.summary or {}).get("accounts_failed") or {}),
         },
     }
 

@@ -98,6 +98,10 @@ COMMANDS = {
         _STEPS + "scan",
         "Find every place an access key is written down (default), or accept a finding.",
     ),
+    "workloads": Lazy(
+        _STEPS + "workloads",
+        "Find where each workload user's keys are used from, and the runtime that holds them.",
+    ),
     "bake": Lazy(
         _STEPS + "retire",
         "The bake period: look for use of disabled users (default), or record a decision.",

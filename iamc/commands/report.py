@@ -21,6 +21,11 @@ REPORTS = {
         "Every access key written down, its owner and status (key ids masked); SARIF for code.",
         app="report",
     ),
+    "workloads": Lazy(
+        "iamc.commands.workloads",
+        "Where each workload user's keys are used from, as last stored (key ids masked).",
+        app="report",
+    ),
     "waves": Lazy(
         "iamc.commands.inventory",
         "Per wave: accounts, users migrated, disabled, deleted, CIS 1.21 verdicts, what is "

@@ -11,8 +11,10 @@ import pytest
 
 from bench.plans import store_provision_plan
 from domain.access import AssignmentDefinition, PermissionSetDefinition
+from domain.workloads import Confidence, KeyUsage, Placement, Runtime
 from state import Store
 from state.key_scans import KEY_SCAN_RUN
+from state.workloads import WORKLOADS_RUN
 
 HEAVY = ("prefect", "boto3", "botocore", "moto")
 
@@ -49,6 +51,17 @@ def spec_with_a_plan(tmp_path_factory) -> tuple[Path, int, int, str]:
         scan_run = store.runs.start_run(migration_id, KEY_SCAN_RUN, {})
         store.scans.save_key_scan(scan_run, [], [], [])
         store.runs.finish_run(scan_run, "succeeded", summary={})
+        workloads_run = store.runs.start_run(migration_id, WORKLOADS_RUN, {})
+        placement = Placement(
+            "111111111111",
+            "ci",
+            Runtime.LAMBDA,
+            Confidence.HIGH,
+            ["exec-env/AWS_Lambda_python3.12 on 1 of 1 calls"],
+            [KeyUsage("AKIAREADONLY00000001", "Active")],
+        )
+        store.workloads.save_placements(migration_id, workloads_run, [placement])
+        store.runs.finish_run(workloads_run, "succeeded", summary={"accounts_failed": {}})
         plan = store.plans.get_plan(plan_id)
         assert plan is not None
         plan_hash = plan.hash
@@ -84,6 +97,7 @@ def _imported(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, 
         ["report", "inventory"],
         ["report", "keys"],
         ["report", "waves"],
+        ["report", "workloads"],
         [
             "approve",
             "{plan}",
