@@ -3,8 +3,9 @@
 ``centralize`` runs a wave's steps in this order and continues at the first unfinished one;
 the migration status artifact shows the same list. The stage steps come from the stage
 registry (``domain.stages``): each stage is approved, then applied; an approval of ``all``
-covers the stages approved with it, delete is approved on its own. Verify and notify follow
-provision, the bake period comes before delete's approval, and a wave ends with an inventory
+covers the stages approved with it, delete is approved on its own. Verify follows
+provision, notify (people's messages, owners' hand-off) follows replace, the bake period comes
+before delete's approval, and a wave ends with an inventory
 after its delete and the CIS 1.21 verdict of its accounts. Read-only: no AWS, no Prefect.
 """
 
@@ -21,7 +22,9 @@ from engine.wave_progress import ROLLED_BACK, WaveProgress, waiting_to_bake
 
 SHARED = ("inventory", "mapping", "key-scan", "workloads", "plan")
 BEFORE_APPROVAL = {"delete": ("bake",)}
-AFTER_STAGE = {"provision": ("verify", "notify")}
+# Notify after replace: the owners' hand-off names roles that exist by then (a wave with no
+# workload to replace has nothing to wait for).
+AFTER_STAGE = {"provision": ("verify",), "replace": ("notify",)}
 FINAL = ("final inventory", "verdict")
 APPROVE = "approve "
 
