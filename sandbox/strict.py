@@ -9,12 +9,21 @@ import os
 import re
 import threading
 import time
+from datetime import UTC
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
-from sandbox.cloudtrail import Clock, Trail, UserKey, mark_used, parse_event_time, user_key
+from sandbox.cloudtrail import (
+    EVENT_TIME_KEY,
+    Clock,
+    Trail,
+    UserKey,
+    mark_used,
+    parse_event_time,
+    user_key,
+)
 from sandbox.gaad import get_account_authorization_details
 from sandbox.key_last_used import get_access_key_last_used
 from sandbox.regions import describe_regions
@@ -53,6 +62,9 @@ _FAMILY_OF_SCOPE = {"sso": "sso-admin"}
 
 # What AWS answers a request signed by an inactive (or unknown) access key.
 _INVALID_TOKEN = "The security token included in the request is invalid."  # noqa: S105
+
+# Who may name a request's source address (X-Forwarded-For): the sandbox's own playback.
+_LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
@@ -142,6 +154,19 @@ class CallRecorder:
             }
 
 
+def _unsigned_web_identity(environ: dict[str, Any], body: bytes) -> _Call | None:
+    """AssumeRoleWithWebIdentity, which clients send unsigned (the token is the credential),
+    served from the role's account."""
+    if environ.get("HTTP_AUTHORIZATION") or not body:
+        return None
+    params = parse_qs(body.decode(errors="replace"))
+    if params.get("Action", [""])[0] != "AssumeRoleWithWebIdentity":
+        return None
+    parts = params.get("RoleArn", [""])[0].split(":")
+    account_id = parts[4] if len(parts) == 6 else ""
+    return _Call("sts", "AssumeRoleWithWebIdentity", account_id, "us-east-1", body, environ)
+
+
 def caller_account_id(headers: dict[str, str], access_key: str | None) -> str:
     """The account moto serves a request from, resolved as moto's BaseResponse does.
 
@@ -191,12 +216,13 @@ class StrictMiddleware:
             self.strictness, self.sso_roles, self._lock, self._forward_reply
         )
         iam = IamRules(self.strictness, self.service_credentials, self._forward_reply)
+        self.sts = StsRules(self.strictness, self.trail, self.clock, self._forward_reply)
         self._handlers: dict[str, Callable[[_Call], _Reply | None]] = {
             **iam.handlers(),
             "iam:GetAccountAuthorizationDetails": get_account_authorization_details,
             "iam:GetAccessKeyLastUsed": get_access_key_last_used,
             **self.service_credentials.handlers(),
-            **StsRules(self.strictness).handlers(),
+            **self.sts.handlers(),
             **self.sso_admin.handlers(),
             "cloudtrail:LookupEvents": self.trail.lookup_events,
             "ec2:DescribeRegions": describe_regions,
@@ -212,8 +238,9 @@ class StrictMiddleware:
         # moto reads the body again: hand it a fresh stream.
         environ["wsgi.input"] = io.BytesIO(body)
         if path.startswith("/_iamc/"):
-            return self._control(environ["REQUEST_METHOD"], path, body)(start_response)
-        call = self._identify(environ, body)
+            return self._control(environ["REQUEST_METHOD"], path, body, environ)(start_response)
+        self._apply_forwarding(environ)
+        call = self._identify(environ, body) or _unsigned_web_identity(environ, body)
         if call is None:
             return self._unidentified(environ, start_response)
 
@@ -330,7 +357,26 @@ class StrictMiddleware:
         code = reply.error_code
         message = error_message_of(reply.body) if code else None
         self.trail.record_call(who, call, error_code=code, error_message=message)
-        mark_used(who, call.scope or call.family, call.region, self.clock.naive_now())
+        mark_used(who, call.scope or call.family, call.region, self._call_time(call))
+
+    def _call_time(self, call: _Call) -> Any:
+        """When the call happened, naive UTC: the playback's backdated time, or now."""
+        when = call.environ.get(EVENT_TIME_KEY)
+        return when.astimezone(UTC).replace(tzinfo=None) if when else self.clock.naive_now()
+
+    def _apply_forwarding(self, environ: dict[str, Any]) -> None:
+        """Sandbox only: a loopback request may name its source address and event time."""
+        if not self.strictness.forwarded_for or environ.get("REMOTE_ADDR") not in _LOOPBACK:
+            return
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
+        if forwarded:
+            environ["REMOTE_ADDR"] = forwarded.split(",", 1)[0].strip()
+        stamp = environ.get("HTTP_X_IAMC_EVENT_TIME")
+        if stamp:
+            try:
+                environ[EVENT_TIME_KEY] = parse_event_time(stamp)
+            except ValueError:
+                log.warning("ignored a bad X-Iamc-Event-Time: %r", stamp)
 
     def _caller_user(self, call: _Call) -> str | None:
         who = user_key(call.account_id, call.access_key)
@@ -422,7 +468,9 @@ class StrictMiddleware:
 
     # -- control endpoints ------------------------------------------------------------------
 
-    def _control(self, method: str, path: str, body: bytes) -> _Reply:
+    def _control(
+        self, method: str, path: str, body: bytes, environ: dict[str, Any] | None = None
+    ) -> _Reply:
         try:
             payload = json.loads(body) if body else {}
         except ValueError:
@@ -454,6 +502,10 @@ class StrictMiddleware:
             return self._control_console_login(payload)
         if path == "/_iamc/manifest" and method == "GET":
             return json_reply(self.manifest or {}, 200 if self.manifest else 404)
+        if path.startswith("/_iamc/workloads/") and method == "POST":
+            from sandbox.workload_control import control_workloads
+
+            return control_workloads(self, path, payload, environ or {})
         if path == "/_iamc/health":
             return json_reply({"ok": True})
         return json_reply({"error": f"no such control endpoint: {method} {path}"}, 404)
