@@ -9,9 +9,9 @@ import os
 import re
 import threading
 import time
-from datetime import UTC
 from collections import Counter
 from collections.abc import Callable, Iterable
+from datetime import UTC
 from typing import Any
 from urllib.parse import parse_qs
 

@@ -111,9 +111,10 @@ def _applies(statement: dict[str, Any], action: str, caller: Caller) -> bool:
     if "Action" in statement:
         if not any(_glob(action, a, fold=True) for a in _listed(statement["Action"])):
             return False
-    elif "NotAction" in statement:
-        if any(_glob(action, a, fold=True) for a in _listed(statement["NotAction"])):
-            return False
+    elif "NotAction" in statement and any(
+        _glob(action, a, fold=True) for a in _listed(statement["NotAction"])
+    ):
+        return False
     if not _principal_matches(statement.get("Principal"), caller):
         return False
     return _conditions_hold(statement.get("Condition") or {}, caller.context)
@@ -188,9 +189,7 @@ def _condition_holds(operator: str, key: str, expected: list[Any], context: dict
 
 def _glob(value: str, pattern: str, *, fold: bool = False) -> bool:
     """IAM's ``*`` and ``?`` wildcards (no character classes, unlike fnmatch)."""
-    regex = "".join(
-        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern
-    )
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     flags = re.IGNORECASE | re.DOTALL if fold else re.DOTALL
     return re.fullmatch(regex, value, flags) is not None
 
@@ -207,4 +206,3 @@ _COMPARATORS = {
     "ArnLike": _glob,
     "Bool": _bool,
 }
-
