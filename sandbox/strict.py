@@ -32,16 +32,18 @@ from sandbox.sso_roles import SsoRoles
 from sandbox.strict_iam import IamRules
 from sandbox.strict_settings import AssignmentFault, Strictness
 from sandbox.strict_sso_admin import SsoAdminRules
-from sandbox.strict_sts import StsRules
+from sandbox.strict_sts import StsRules, note_role_used
 from sandbox.wire import Call as _Call
 from sandbox.wire import Reply as _Reply
 from sandbox.wire import (
     error_message_of,
     error_reply,
+    iam_backend,
     json_error,
     json_reply,
     xml_error,
 )
+from sandbox.workload_control import WorkloadState, control_workloads
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +212,7 @@ class StrictMiddleware:
         self.trail = Trail(self.clock)
         self.service_credentials = ServiceCredentials(self.clock.naive_now, self._caller_user)
         self.sso_roles = SsoRoles()
+        self.workload_state = WorkloadState()
         self._lock = threading.RLock()
         self._buckets: dict[Any, TokenBucket] = {}
         self.sso_admin = SsoAdminRules(
@@ -262,7 +265,10 @@ class StrictMiddleware:
         self.recorder.record(call.key, call.account_id)
         wall_started = time.perf_counter()
         try:
-            return self._serve(call, who, environ, start_response)
+            served = self._serve(call, who, environ, start_response)
+            if who is None and call.access_key:
+                self._note_role_use(call)
+            return served
         finally:
             self.recorder.record_time(
                 call.key, time.thread_time() - cpu_started, time.perf_counter() - wall_started
@@ -363,6 +369,18 @@ class StrictMiddleware:
         """When the call happened, naive UTC: the playback's backdated time, or now."""
         when = call.environ.get(EVENT_TIME_KEY)
         return when.astimezone(UTC).replace(tzinfo=None) if when else self.clock.naive_now()
+
+    def _note_role_use(self, call: _Call) -> None:
+        """moto stamps a role's last use with the real time when its session's key signs a
+        call (``mark_account_as_visited``, for the roles it finds by ARN); restamp it with the
+        sandbox clock and the call's region, which moto leaves out."""
+        backend = iam_backend(call.account_id)
+        key = backend.access_keys.get(call.access_key)
+        if key is None or not key.role_arn:
+            return
+        role = next((r for r in list(backend.roles.values()) if r.arn == key.role_arn), None)
+        if role is not None:
+            note_role_used(role, call.region, self._call_time(call))
 
     def _apply_forwarding(self, environ: dict[str, Any]) -> None:
         """Sandbox only: a loopback request may name its source address and event time."""
@@ -502,10 +520,8 @@ class StrictMiddleware:
             return self._control_console_login(payload)
         if path == "/_iamc/manifest" and method == "GET":
             return json_reply(self.manifest or {}, 200 if self.manifest else 404)
-        if path.startswith("/_iamc/workloads/") and method == "POST":
-            from sandbox.workload_control import control_workloads
-
-            return control_workloads(self, path, payload, environ or {})
+        if path.startswith("/_iamc/workloads/"):
+            return control_workloads(self, method, path, payload, environ or {})
         if path == "/_iamc/health":
             return json_reply({"ok": True})
         return json_reply({"error": f"no such control endpoint: {method} {path}"}, 404)
@@ -557,6 +573,7 @@ class StrictMiddleware:
         self.service_credentials.reset()
         self.sso_roles.reset()
         self.trail.reset()
+        self.workload_state.reset()
         self.clock.set_offset(0)
         with self._lock:
             self._buckets.clear()
