@@ -52,6 +52,14 @@ _RESOURCE_PARAMS = (
 _SECRET_WORDS = ("password", "secret", "token")
 # The WSGI environ key where the middleware puts a playback's backdated event time.
 EVENT_TIME_KEY = "iamc.event_time"
+# ... and the source address a playback names (X-Forwarded-For). Kept apart from REMOTE_ADDR:
+# werkzeug's handler reads the previous request's REMOTE_ADDR back on a kept-alive connection.
+SOURCE_IP_KEY = "iamc.source_ip"
+
+
+def source_ip_of(environ: dict[str, Any]) -> str:
+    """The request's source address as CloudTrail records it."""
+    return environ.get(SOURCE_IP_KEY) or environ.get("REMOTE_ADDR", "")
 
 
 class Clock:
@@ -252,7 +260,7 @@ class Trail:
             "eventSource": source,
             "eventName": call.operation,
             "awsRegion": region,
-            "sourceIPAddress": environ.get("REMOTE_ADDR", ""),
+            "sourceIPAddress": source_ip_of(environ),
             "userAgent": environ.get("HTTP_USER_AGENT", ""),
             "requestParameters": None if error_code else _request_parameters(params),
             "responseElements": None,

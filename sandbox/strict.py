@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 
 from sandbox.cloudtrail import (
     EVENT_TIME_KEY,
+    SOURCE_IP_KEY,
     Clock,
     Trail,
     UserKey,
@@ -388,7 +389,7 @@ class StrictMiddleware:
             return
         forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
         if forwarded:
-            environ["REMOTE_ADDR"] = forwarded.split(",", 1)[0].strip()
+            environ[SOURCE_IP_KEY] = forwarded.split(",", 1)[0].strip()
         stamp = environ.get("HTTP_X_IAMC_EVENT_TIME")
         if stamp:
             try:

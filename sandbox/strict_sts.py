@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sandbox.cloudtrail import EVENT_TIME_KEY, Clock, Trail
+from sandbox.cloudtrail import EVENT_TIME_KEY, Clock, Trail, source_ip_of
 from sandbox.oidc import token_claims
 from sandbox.strict_settings import Strictness
 from sandbox.trust import Caller, Decision, aws_caller, evaluate
@@ -228,7 +228,7 @@ class StsRules:
             role.arn,
             identity,
             region=call.region,
-            source_ip=call.environ.get("REMOTE_ADDR", ""),
+            source_ip=source_ip_of(call.environ),
             user_agent=call.environ.get("HTTP_USER_AGENT", ""),
             request_parameters={
                 "roleArn": role.arn,
