@@ -45,10 +45,21 @@ _RESOURCE_PARAMS = (
     ("AccessKeyId", "AWS::IAM::AccessKey"),
     ("GroupName", "AWS::IAM::Group"),
     ("RoleName", "AWS::IAM::Role"),
+    ("RoleArn", "AWS::IAM::Role"),
     ("PolicyArn", "AWS::IAM::Policy"),
     ("PermissionSetArn", "AWS::SSO::PermissionSet"),
 )
 _SECRET_WORDS = ("password", "secret", "token")
+# The WSGI environ key where the middleware puts a playback's backdated event time.
+EVENT_TIME_KEY = "iamc.event_time"
+# ... and the source address a playback names (X-Forwarded-For). Kept apart from REMOTE_ADDR:
+# werkzeug's handler reads the previous request's REMOTE_ADDR back on a kept-alive connection.
+SOURCE_IP_KEY = "iamc.source_ip"
+
+
+def source_ip_of(environ: dict[str, Any]) -> str:
+    """The request's source address as CloudTrail records it."""
+    return environ.get(SOURCE_IP_KEY) or environ.get("REMOTE_ADDR", "")
 
 
 class Clock:
@@ -228,8 +239,8 @@ class Trail:
         error_code: str | None = None,
         error_message: str | None = None,
     ) -> TrailEvent:
-        """Record one API call signed by an IAM user's key."""
-        when = self.clock.now()
+        """Record one API call signed by an IAM user's key (at the playback's time, if any)."""
+        when = call.environ.get(EVENT_TIME_KEY) or self.clock.now()
         region = "us-east-1" if call.family in _GLOBAL else call.region
         params = call.params()
         environ = call.environ
@@ -249,7 +260,7 @@ class Trail:
             "eventSource": source,
             "eventName": call.operation,
             "awsRegion": region,
-            "sourceIPAddress": environ.get("REMOTE_ADDR", ""),
+            "sourceIPAddress": source_ip_of(environ),
             "userAgent": environ.get("HTTP_USER_AGENT", ""),
             "requestParameters": None if error_code else _request_parameters(params),
             "responseElements": None,
@@ -278,6 +289,68 @@ class Trail:
             record=record,
         )
         return self._add(who.account_id, event)
+
+    def record_role_event(
+        self,
+        account_id: str,
+        event_name: str,
+        role_arn: str,
+        identity: dict[str, Any],
+        *,
+        region: str,
+        source_ip: str,
+        user_agent: str,
+        request_parameters: dict[str, Any] | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        when: datetime | None = None,
+    ) -> TrailEvent:
+        """Record an STS AssumeRole* in the role's account, the role as its resource.
+
+        ``identity`` is the caller's CloudTrail ``userIdentity`` (IAMUser, AssumedRole, Root,
+        AWSAccount, AWSService or WebIdentityUser).
+        """
+        when = when or self.clock.now()
+        event_id = str(uuid.uuid4())
+        record: dict[str, Any] = {
+            "eventVersion": "1.08",
+            "userIdentity": identity,
+            "eventTime": _iso(when),
+            "eventSource": "sts.amazonaws.com",
+            "eventName": event_name,
+            "awsRegion": region,
+            "sourceIPAddress": source_ip,
+            "userAgent": user_agent,
+            "requestParameters": None if error_code else request_parameters,
+            "responseElements": None,
+            "requestID": str(uuid.uuid4()),
+            "eventID": event_id,
+            "readOnly": True,
+            "resources": [{"accountId": account_id, "type": "AWS::IAM::Role", "ARN": role_arn}],
+            "eventType": "AwsApiCall",
+            "managementEvent": True,
+            "recipientAccountId": account_id,
+            "eventCategory": "Management",
+        }
+        if identity.get("type") == "AWSService":
+            record["sharedEventID"] = str(uuid.uuid4())
+        if error_code:
+            record["errorCode"] = error_code
+            record["errorMessage"] = error_message or ""
+        event = TrailEvent(
+            seq=0,
+            event_id=event_id,
+            event_name=event_name,
+            event_source="sts.amazonaws.com",
+            event_time=when,
+            region=region,
+            read_only=True,
+            username=identity.get("userName"),
+            access_key_id=identity.get("accessKeyId") or None,
+            resources=[{"ResourceType": "AWS::IAM::Role", "ResourceName": role_arn}],
+            record=record,
+        )
+        return self._add(account_id, event)
 
     def record_console_login_failure(
         self,

@@ -24,7 +24,9 @@ class SandboxControl:
         self.url = url.rstrip("/")
         self.timeout = timeout
 
-    def _request(self, method: str, path: str, payload: Any = None) -> Any:
+    def _request(
+        self, method: str, path: str, payload: Any = None, timeout: float | None = None
+    ) -> Any:
         data = None if payload is None else json.dumps(payload).encode()
         request = urllib.request.Request(  # noqa: S310 - scheme checked in __init__
             f"{self.url}{path}",
@@ -33,7 +35,7 @@ class SandboxControl:
             headers={"Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:  # noqa: S310
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as err:
             detail = err.read().decode(errors="replace")
@@ -139,3 +141,75 @@ class SandboxControl:
     def manifest(self) -> dict[str, Any]:
         """The seed manifest of the running sandbox (``iamc sandbox up`` publishes it)."""
         return self._request("GET", "/_iamc/manifest")
+
+    def play_workload_usage(
+        self,
+        *,
+        days: int = 14,
+        rounds: int = 4,
+        accounts: list[str] | None = None,
+        manifest: dict[str, Any] | None = None,
+        timeout: float = 300.0,
+    ) -> dict[str, Any]:
+        """Play the seeded workload users' key usage as real signed requests, each as its
+        runtime would make them (user agent, source address, services), ``rounds`` times
+        spread over the past ``days`` days; CloudTrail records them and the keys' last-used
+        dates move. Users already switched to a role are not played.
+
+        Args:
+            days: How far back the first round runs.
+            rounds: Rounds per workload user (the last within the last hour).
+            accounts: Only these accounts.
+            manifest: The seed manifest, when the sandbox was not given one (``iamc sandbox
+                up`` gives it); without either, users are known by the seed's names.
+
+        Returns:
+            ``played``: per user ``account_id``, ``user``, ``runtime``, ``access_key``
+            (masked), ``calls``, ``errors``, ``user_agents``, ``source_ips``; ``noise``: the
+            scanner's probe; ``unplaceable``: the one user nobody can place.
+        """
+        payload: dict[str, Any] = {"days": days, "rounds": rounds}
+        if accounts:
+            payload["accounts"] = accounts
+        if manifest:
+            payload["manifest"] = manifest
+        return self._request("POST", "/_iamc/workloads/play", payload, timeout=timeout)
+
+    def workload_runtimes(self) -> list[dict[str, Any]]:
+        """Which runtime each seeded workload user is (or was) played as:
+        ``[{account_id, user, runtime, access_key}]``, runtime as ``domain.workloads.Runtime``."""
+        return self._request("GET", "/_iamc/workloads/runtimes")["workloads"]
+
+    def switch_workload(
+        self,
+        account_id: str,
+        user: str,
+        runtime: str,
+        repository: str | None = None,
+        **overrides: Any,
+    ) -> dict[str, Any]:
+        """Play the owner moving ``user``'s workload onto its replacement role
+        (``domain.workloads.replacement_role_arn``): the runtime assumes the role, its trust
+        evaluated as STS does, then makes a few calls with the role's credentials; the user's
+        key is not played again.
+
+        Args:
+            account_id: The workload's account.
+            user: The workload user.
+            runtime: A ``domain.workloads.Runtime`` value.
+            repository: ``OWNER/NAME`` for GitHub Actions and Terraform (OIDC token's ``sub``).
+            overrides: ``ref``, ``audience`` (the token), ``source_account``, ``source_arn``
+                (service principals; Roles Anywhere's trust anchor), ``vendor_account``,
+                ``external_id`` (vendor), ``role_name``.
+
+        Returns:
+            ``switched``, ``role_arn``, ``assumed_by``, ``calls``.
+
+        Raises:
+            SandboxError: The switch was refused (no role, or its trust does not allow the
+                runtime): the message names why.
+        """
+        payload = {"account_id": account_id, "user": user, "runtime": runtime, **overrides}
+        if repository:
+            payload["repository"] = repository
+        return self._request("POST", "/_iamc/workloads/switch", payload, timeout=60.0)

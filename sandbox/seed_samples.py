@@ -22,6 +22,9 @@ FALSE_POSITIVE_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 FALSE_POSITIVE_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # noqa: S105
 # Marks a samples directory's .git as ours, so a re-seed may replace it (never anyone else's).
 SAMPLES_GIT_MARKER = "iamc-sandbox-samples"
+# The GitHub repository the samples come from (their git remote ``origin``): a key scan finding
+# in them names it, which is how the GitHub Actions workload learns its repository.
+SAMPLES_REPOSITORY = "acme/platform-app"
 
 
 def write_samples(seeding: Seeding, manifest: SeedManifest, samples_dir: Path) -> None:
@@ -72,6 +75,7 @@ def write_samples(seeding: Seeding, manifest: SeedManifest, samples_dir: Path) -
             _where(samples_dir, samples_dir / name, key_id or ""),
         )
     _sample_decoys(seeding, manifest, samples_dir)
+    _sample_workflow(seeding, manifest, samples_dir, warning)
     _sample_bundle(seeding, manifest, samples_dir, warning)
     _sample_repository(seeding, manifest, samples_dir, warning)
 
@@ -104,6 +108,43 @@ def _sample_decoys(seeding: Seeding, manifest: SeedManifest, samples_dir: Path) 
         manifest.decoys.append(
             {"where": _where(samples_dir, path, value), "kind": kind, "why": why}
         )
+
+
+def _sample_workflow(
+    seeding: Seeding, manifest: SeedManifest, samples_dir: Path, warning: str
+) -> None:
+    """A GitHub Actions workflow with ci-deployer's key pasted in (instead of a secret or,
+    better, an OIDC role): the key scan places ci-deployer in this repository's pipeline."""
+    key = next(
+        (k for k in seeding.workload_keys if k[1] == "ci-deployer"),
+        (manifest.sample_key_account or "", manifest.sample_key_user or "", ""),
+    )
+    if not key[2]:
+        return
+    workflows = samples_dir / ".github" / "workflows"
+    workflows.mkdir(parents=True, exist_ok=True)
+    path = workflows / "deploy.yml"
+    path.write_text(
+        f"# {warning}\n"
+        "name: deploy\n"
+        "on:\n"
+        "  push:\n"
+        "    branches: [main]\n"
+        "jobs:\n"
+        "  deploy:\n"
+        "    runs-on: ubuntu-latest\n"
+        "    steps:\n"
+        "      - uses: actions/checkout@v4\n"
+        "      - uses: aws-actions/configure-aws-credentials@v4\n"
+        "        with:\n"
+        f"          aws-access-key-id: {key[2]}\n"
+        f"          aws-secret-access-key: {seeding.fake_secret()}\n"
+        "          aws-region: us-east-1\n"
+        "      - run: aws ecr get-login-password | docker login --username AWS "
+        "--password-stdin $ECR_REGISTRY\n"
+        "      - run: aws cloudformation deploy --template-file stack.yml --stack-name app\n"
+    )
+    plant(manifest, key, "working-tree", _where(samples_dir, path, key[2]))
 
 
 def _sample_bundle(
@@ -149,6 +190,7 @@ def _sample_repository(
     where = _where(samples_dir, settings, key[2])
     try:
         _git(samples_dir, "init", "--quiet", "--initial-branch=main")
+        _git(samples_dir, "remote", "add", "origin", f"https://github.com/{SAMPLES_REPOSITORY}.git")
         (git_dir / SAMPLES_GIT_MARKER).write_text("written by iamc sandbox seeding\n")
         _git(samples_dir, "add", "--all")
         _git(samples_dir, "commit", "--quiet", "-m", "Add the report exporter", day=1)

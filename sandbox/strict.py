@@ -11,10 +11,20 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from datetime import UTC
 from typing import Any
 from urllib.parse import parse_qs
 
-from sandbox.cloudtrail import Clock, Trail, UserKey, mark_used, parse_event_time, user_key
+from sandbox.cloudtrail import (
+    EVENT_TIME_KEY,
+    SOURCE_IP_KEY,
+    Clock,
+    Trail,
+    UserKey,
+    mark_used,
+    parse_event_time,
+    user_key,
+)
 from sandbox.gaad import get_account_authorization_details
 from sandbox.key_last_used import get_access_key_last_used
 from sandbox.regions import describe_regions
@@ -23,16 +33,18 @@ from sandbox.sso_roles import SsoRoles
 from sandbox.strict_iam import IamRules
 from sandbox.strict_settings import AssignmentFault, Strictness
 from sandbox.strict_sso_admin import SsoAdminRules
-from sandbox.strict_sts import StsRules
+from sandbox.strict_sts import StsRules, note_role_used
 from sandbox.wire import Call as _Call
 from sandbox.wire import Reply as _Reply
 from sandbox.wire import (
     error_message_of,
     error_reply,
+    iam_backend,
     json_error,
     json_reply,
     xml_error,
 )
+from sandbox.workload_control import WorkloadState, control_workloads
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +65,9 @@ _FAMILY_OF_SCOPE = {"sso": "sso-admin"}
 
 # What AWS answers a request signed by an inactive (or unknown) access key.
 _INVALID_TOKEN = "The security token included in the request is invalid."  # noqa: S105
+
+# Who may name a request's source address (X-Forwarded-For): the sandbox's own playback.
+_LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
@@ -142,6 +157,19 @@ class CallRecorder:
             }
 
 
+def _unsigned_web_identity(environ: dict[str, Any], body: bytes) -> _Call | None:
+    """AssumeRoleWithWebIdentity, which clients send unsigned (the token is the credential),
+    served from the role's account."""
+    if environ.get("HTTP_AUTHORIZATION") or not body:
+        return None
+    params = parse_qs(body.decode(errors="replace"))
+    if params.get("Action", [""])[0] != "AssumeRoleWithWebIdentity":
+        return None
+    parts = params.get("RoleArn", [""])[0].split(":")
+    account_id = parts[4] if len(parts) == 6 else ""
+    return _Call("sts", "AssumeRoleWithWebIdentity", account_id, "us-east-1", body, environ)
+
+
 def caller_account_id(headers: dict[str, str], access_key: str | None) -> str:
     """The account moto serves a request from, resolved as moto's BaseResponse does.
 
@@ -185,18 +213,20 @@ class StrictMiddleware:
         self.trail = Trail(self.clock)
         self.service_credentials = ServiceCredentials(self.clock.naive_now, self._caller_user)
         self.sso_roles = SsoRoles()
+        self.workload_state = WorkloadState()
         self._lock = threading.RLock()
         self._buckets: dict[Any, TokenBucket] = {}
         self.sso_admin = SsoAdminRules(
             self.strictness, self.sso_roles, self._lock, self._forward_reply
         )
         iam = IamRules(self.strictness, self.service_credentials, self._forward_reply)
+        self.sts = StsRules(self.strictness, self.trail, self.clock, self._forward_reply)
         self._handlers: dict[str, Callable[[_Call], _Reply | None]] = {
             **iam.handlers(),
             "iam:GetAccountAuthorizationDetails": get_account_authorization_details,
             "iam:GetAccessKeyLastUsed": get_access_key_last_used,
             **self.service_credentials.handlers(),
-            **StsRules(self.strictness).handlers(),
+            **self.sts.handlers(),
             **self.sso_admin.handlers(),
             "cloudtrail:LookupEvents": self.trail.lookup_events,
             "ec2:DescribeRegions": describe_regions,
@@ -212,8 +242,9 @@ class StrictMiddleware:
         # moto reads the body again: hand it a fresh stream.
         environ["wsgi.input"] = io.BytesIO(body)
         if path.startswith("/_iamc/"):
-            return self._control(environ["REQUEST_METHOD"], path, body)(start_response)
-        call = self._identify(environ, body)
+            return self._control(environ["REQUEST_METHOD"], path, body, environ)(start_response)
+        self._apply_forwarding(environ)
+        call = self._identify(environ, body) or _unsigned_web_identity(environ, body)
         if call is None:
             return self._unidentified(environ, start_response)
 
@@ -235,7 +266,10 @@ class StrictMiddleware:
         self.recorder.record(call.key, call.account_id)
         wall_started = time.perf_counter()
         try:
-            return self._serve(call, who, environ, start_response)
+            served = self._serve(call, who, environ, start_response)
+            if who is None and call.access_key:
+                self._note_role_use(call)
+            return served
         finally:
             self.recorder.record_time(
                 call.key, time.thread_time() - cpu_started, time.perf_counter() - wall_started
@@ -330,7 +364,38 @@ class StrictMiddleware:
         code = reply.error_code
         message = error_message_of(reply.body) if code else None
         self.trail.record_call(who, call, error_code=code, error_message=message)
-        mark_used(who, call.scope or call.family, call.region, self.clock.naive_now())
+        mark_used(who, call.scope or call.family, call.region, self._call_time(call))
+
+    def _call_time(self, call: _Call) -> Any:
+        """When the call happened, naive UTC: the playback's backdated time, or now."""
+        when = call.environ.get(EVENT_TIME_KEY)
+        return when.astimezone(UTC).replace(tzinfo=None) if when else self.clock.naive_now()
+
+    def _note_role_use(self, call: _Call) -> None:
+        """moto stamps a role's last use with the real time when its session's key signs a
+        call (``mark_account_as_visited``, for the roles it finds by ARN); restamp it with the
+        sandbox clock and the call's region, which moto leaves out."""
+        backend = iam_backend(call.account_id)
+        key = backend.access_keys.get(call.access_key)
+        if key is None or not key.role_arn:
+            return
+        role = next((r for r in list(backend.roles.values()) if r.arn == key.role_arn), None)
+        if role is not None:
+            note_role_used(role, call.region, self._call_time(call))
+
+    def _apply_forwarding(self, environ: dict[str, Any]) -> None:
+        """Sandbox only: a loopback request may name its source address and event time."""
+        if not self.strictness.forwarded_for or environ.get("REMOTE_ADDR") not in _LOOPBACK:
+            return
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
+        if forwarded:
+            environ[SOURCE_IP_KEY] = forwarded.split(",", 1)[0].strip()
+        stamp = environ.get("HTTP_X_IAMC_EVENT_TIME")
+        if stamp:
+            try:
+                environ[EVENT_TIME_KEY] = parse_event_time(stamp)
+            except ValueError:
+                log.warning("ignored a bad X-Iamc-Event-Time: %r", stamp)
 
     def _caller_user(self, call: _Call) -> str | None:
         who = user_key(call.account_id, call.access_key)
@@ -422,7 +487,9 @@ class StrictMiddleware:
 
     # -- control endpoints ------------------------------------------------------------------
 
-    def _control(self, method: str, path: str, body: bytes) -> _Reply:
+    def _control(
+        self, method: str, path: str, body: bytes, environ: dict[str, Any] | None = None
+    ) -> _Reply:
         try:
             payload = json.loads(body) if body else {}
         except ValueError:
@@ -454,6 +521,8 @@ class StrictMiddleware:
             return self._control_console_login(payload)
         if path == "/_iamc/manifest" and method == "GET":
             return json_reply(self.manifest or {}, 200 if self.manifest else 404)
+        if path.startswith("/_iamc/workloads/"):
+            return control_workloads(self, method, path, payload, environ or {})
         if path == "/_iamc/health":
             return json_reply({"ok": True})
         return json_reply({"error": f"no such control endpoint: {method} {path}"}, 404)
@@ -505,6 +574,7 @@ class StrictMiddleware:
         self.service_credentials.reset()
         self.sso_roles.reset()
         self.trail.reset()
+        self.workload_state.reset()
         self.clock.set_offset(0)
         with self._lock:
             self._buckets.clear()

@@ -37,7 +37,17 @@ class Strictness:
     Attributes:
         delete_conflicts: DeleteUser refuses while the user has dependent objects.
         assume_role_checks: AssumeRole of a role that does not exist is refused with
-            AccessDenied, as AWS does (moto hands out credentials for any ARN).
+            AccessDenied, as AWS does (moto hands out credentials for any ARN); a
+            successful AssumeRole* moves the role's RoleLastUsed and is recorded in the role's
+            account's CloudTrail.
+        trust_policy_checks: With ``assume_role_checks``, AssumeRole and
+            AssumeRoleWithWebIdentity are allowed only when the role's trust policy allows the
+            caller (principal, conditions such as ``sts:ExternalId`` or the OIDC token's
+            ``aud``/``sub``), as STS evaluates it (``sandbox/trust.py``).
+        forwarded_for: A request from the loopback address may name its source address in
+            ``X-Forwarded-For`` (and a playback its event time in ``X-Iamc-Event-Time``), which
+            CloudTrail then records; the sandbox's usage playback relies on it. Sandbox only:
+            AWS takes the address from the connection.
         async_in_progress_polls: Describe* polls that report IN_PROGRESS before the final status
             (when ``async_completion_ms`` is 0).
         async_completion_ms: When above 0, an asynchronous request (assignment creation or
@@ -60,6 +70,8 @@ class Strictness:
 
     delete_conflicts: bool = True
     assume_role_checks: bool = True
+    trust_policy_checks: bool = True
+    forwarded_for: bool = True
     async_in_progress_polls: int = 2
     async_completion_ms: int = 0
     conflicts: bool = True
@@ -93,6 +105,8 @@ class Strictness:
                 "delete_conflicts",
                 "conflicts",
                 "assume_role_checks",
+                "trust_policy_checks",
+                "forwarded_for",
                 "credential_checks",
             ):
                 setattr(self, name, bool(value))
