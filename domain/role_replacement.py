@@ -99,9 +99,11 @@ def github_trust(account_id: str, repository: str) -> dict[str, Any]:
     )
 
 
-def _blocking(placement: Placement, kind: str, message: str) -> Finding:
+def _missing(placement: Placement, kind: str, message: str) -> Finding:
+    # A warning, not blocking: no role is planned for this user (nothing loose can be
+    # created), and the other workloads' roles need not wait for one owner's answer.
     return Finding(
-        severity="blocking",
+        severity="warning",
         kind=kind,
         message=message,
         account_id=placement.account_id,
@@ -122,7 +124,7 @@ def _trust(placement: Placement) -> tuple[dict[str, Any] | None, Finding | None]
     if runtime in (Runtime.GITHUB_ACTIONS, Runtime.TERRAFORM):
         if placement.repository:
             return github_trust(account, placement.repository), None
-        return None, _blocking(
+        return None, _missing(
             placement,
             "replace-needs-repository",
             f"{who}'s {runtime} workload needs the repository (owner/name) its GitHub OIDC role "
@@ -152,7 +154,7 @@ def _trust(placement: Placement) -> tuple[dict[str, Any] | None, Finding | None]
                 "sts:AssumeRole",
                 {"StringEquals": {"sts:ExternalId": placement.external_id}},
             ), None
-        return None, _blocking(
+        return None, _missing(
             placement,
             "replace-needs-vendor",
             f"{who}'s vendor workload needs the vendor's AWS account and the ExternalId its "
@@ -209,7 +211,7 @@ def plan_replacement(
 
     Returns:
         The role (None when it can't be planned), and findings: what is missing to plan it
-        (blocking for ``replace``, or a warning for a prerequisite such as a trust anchor),
+        (warnings: a repository, a vendor account or a trust anchor),
         and what of its permissions could not be copied as they are.
     """
     trust, missing = _trust(placement)

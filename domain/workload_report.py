@@ -7,13 +7,12 @@ evidence line, a place the key is written down) might quote.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from datetime import datetime
 from typing import Any
 
+from domain import csv_export
 from domain.keys import mask_key_id
 from domain.workload_json import placement_to_json
 from domain.workloads import Placement
@@ -137,9 +136,5 @@ def csv_rows(placements: list[Placement]) -> list[dict[str, Any]]:
 
 
 def render_csv(placements: list[Placement]) -> str:
-    """:func:`csv_rows` as CSV with a header line."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(csv_rows(placements))
-    return out.getvalue()
+    """:func:`csv_rows` as CSV with a header line (every cell inert: ``domain.csv_export``)."""
+    return csv_export.render_csv(CSV_COLUMNS, csv_rows(placements))

@@ -293,6 +293,7 @@ def _settle(placement: Placement, declared: Any) -> None:
     placement.repository = declared.repository or placement.repository
     placement.vendor_account = declared.vendor_account
     placement.external_id = declared.external_id
+    placement.trust_anchor_arn = declared.trust_anchor_arn
     placement.owner = declared.owner or placement.owner
 
 

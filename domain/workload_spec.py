@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.workloads import Runtime
 
+_TRUST_ANCHOR = r"^arn:aws[\w-]*:rolesanywhere:[\w-]+:\d{12}:trust-anchor/[\w-]+$"
+
 
 class Workload(BaseModel):
     """One workload IAM user and where its key lives, as its owner declares it."""
@@ -24,6 +26,11 @@ class Workload(BaseModel):
     repository: Annotated[str | None, Field(pattern=r"^[\w.-]+/[\w.-]+$")] = None  # owner/name
     vendor_account: Annotated[str | None, Field(pattern=r"^\d{12}$")] = None
     external_id: Annotated[str | None, Field(min_length=2, max_length=1224)] = None
+    # An on-premises workload's IAM Roles Anywhere trust anchor: its role trusts only it.
+    trust_anchor_arn: Annotated[
+        str | None,
+        Field(pattern=r"^arn:aws[\w-]*:rolesanywhere:[\w-]+:\d{12}:trust-anchor/[\w-]+$"),
+    ] = None
     owner: str | None = None
 
     @model_validator(mode="after")
@@ -37,6 +44,10 @@ class Workload(BaseModel):
             raise ValueError(
                 f"{self.account}/{self.user}: vendor_account and external_id are for "
                 "runtime = 'vendor'"
+            )
+        if self.trust_anchor_arn and self.runtime != Runtime.ON_PREMISES:
+            raise ValueError(
+                f"{self.account}/{self.user}: trust_anchor_arn is for runtime = 'on-premises'"
             )
         return self
 

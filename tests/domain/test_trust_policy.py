@@ -110,9 +110,9 @@ def test_every_planned_trust_policy_passes_the_checks(runtime: Runtime, extra: d
 @pytest.mark.parametrize(
     ("runtime", "kind", "severity"),
     [
-        (Runtime.GITHUB_ACTIONS, "replace-needs-repository", "blocking"),
-        (Runtime.TERRAFORM, "replace-needs-repository", "blocking"),
-        (Runtime.VENDOR, "replace-needs-vendor", "blocking"),
+        (Runtime.GITHUB_ACTIONS, "replace-needs-repository", "warning"),
+        (Runtime.TERRAFORM, "replace-needs-repository", "warning"),
+        (Runtime.VENDOR, "replace-needs-vendor", "warning"),
         (Runtime.ON_PREMISES, "replace-needs-trust-anchor", "warning"),
     ],
 )
