@@ -305,9 +305,13 @@ def ask_for_decision(
             earlier["at"],
         )
         return meta
-    if plan.blocking:
+    # What holds the stage asked about (all of them when the form may pick any): a hard-coded
+    # key holds disable and delete, not provision.
+    blocking = plan.blocking_for(stage) if stage else plan.blocking
+    if blocking:
         raise PlanError(
-            f"plan {plan_id} has {len(plan.blocking)} blocking error(s) and can't be approved: "
+            f"plan {plan_id} has {len(blocking)} blocking error(s) for stage {stage or 'all'} "
+            "and can't be approved: "
             f"fix them (see the plan artifact), then compute a new plan with "
             f"'{mig.hint('plan')}'"
         )

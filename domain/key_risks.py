@@ -22,7 +22,7 @@ from domain.key_attribution import (
     inventory_index,
 )
 from domain.keys import mask_key_id
-from domain.plan import Plan, Stage
+from domain.plan import Outcome, Plan, Stage
 from domain.records import AccountInventory, Finding
 
 HARD_CODED_KEY = "hard-coded-key"
@@ -99,8 +99,13 @@ def hard_coded_key_findings(
         for a in plan.actions
         if a.stage in (Stage.DISABLE, Stage.DELETE) and a.account_id
     }
+    replaced = {
+        (u.account_id, u.user) for u in plan.users if u.outcome == Outcome.REPLACE_WITH_ROLE
+    }
     results = [
-        _user_finding(entry, owners, (account_id, user) in acting, acceptances)
+        _user_finding(
+            entry, owners, (account_id, user) in acting, acceptances, (account_id, user) in replaced
+        )
         for (account_id, user), entry in sorted(users.items())
     ]
     for unit in unscanned:
@@ -120,14 +125,25 @@ def _user_finding(
     owners: Mapping[str, KeyOwner],
     acts: bool,
     acceptances: list[KeyAcceptance],
+    replaced: bool = False,
 ) -> Finding:
-    """One user's finding: blocking when the plan acts on it and an active key is current."""
+    """One user's finding: blocking when the plan acts on it and an active key is current.
+
+    A workload the plan moves to a role is the exception: where its key is written down is
+    the owner's worklist (the hand-off lists it), and its disable waits for proof that the key
+    is no longer used (the disable stage's live ``workload-cut-over`` check), not for a scan.
+    """
     account_id, user = entry.account_id, entry.user
     parts, keys_out, blocking_keys = _describe_keys(entry, owners)
     details: dict[str, Any] = {"user_class": entry.user_class, "keys": keys_out}
     message = "hard-coded " + " | ".join(parts)
     severity = "warning"
-    if blocking_keys and acts:
+    if blocking_keys and acts and replaced:
+        message += (
+            ": its owner removes it when switching to the role (the hand-off lists where); "
+            "disable waits until the key is quiet or the role is in use since its last use"
+        )
+    elif blocking_keys and acts:
         acceptance = _covering(acceptances, account_id, user, set(entry.keys))
         if acceptance is None:
             severity = "blocking"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,12 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from rich.console import Console
+from rich.markup import escape
 from rich.rule import Rule
+from rich.table import Table
 
 from domain.deletion import deletes_in
-from domain.errors import IamcError
+from domain.errors import IamcError, SandboxError
 from domain.keys import mask_key_id
 from domain.spec import load_spec
 from engine.approvals import record_decision
@@ -25,8 +28,9 @@ from iamc.views.inventory import inventory_with_progress, print_inventory_report
 from iamc.views.mapping import mapping_with_status
 from iamc.views.plan import plan_with_summary
 from iamc.views.retire import bake_with_table
+from iamc.views.workloads import print_workloads_report, workloads_with_progress
 from sandbox.control import SandboxControl
-from sandbox.demo_spec import DEMO_SPEC, demo_cis, demo_waves
+from sandbox.demo_spec import DEMO_SPEC, demo_cis, demo_waves, demo_workloads
 from sandbox.run import print_summary
 from sandbox.seed import seed_organization
 from sandbox.server import Sandbox
@@ -57,9 +61,14 @@ def run_demo(
                     endpoint_url=sandbox.url,
                 )
             print_summary(console, manifest, workdir / "samples")
+            control = SandboxControl(sandbox.url)
+            _play_workloads(console, control, manifest)
             active = sorted(a.account_id for a in manifest.accounts if a.status == "ACTIVE")
             spec_path.write_text(
-                DEMO_SPEC + demo_waves(active) + demo_cis(manifest, datetime.now(UTC).date())
+                DEMO_SPEC
+                + demo_waves(active)
+                + demo_cis(manifest, datetime.now(UTC).date())
+                + demo_workloads(manifest)
             )
             console.print(f"sandbox at {sandbox.url}; spec {spec_path}", highlight=False)
 
@@ -82,10 +91,17 @@ def run_demo(
             _work_off_idp_list(console, spec_path, manifest)
             mapping_with_status(console, spec_path)
 
+            console.print(
+                Rule("6. where workload keys are used from: iamc workloads -c " + str(spec_path))
+            )
+            workloads_with_progress(console, spec_path)
+            print_workloads_report(console, spec_path)
+
             waves = [w.name for w in load_spec(spec_path).waves]
-            plan_ids = [
-                _migrate_wave(console, spec_path, workdir, wave, sandbox.url) for wave in waves
-            ]
+            plan_ids = [_migrate_wave(console, spec_path, workdir, wave, control) for wave in waves]
+            console.print(Rule("after the owners' switch: iamc workloads -c " + str(spec_path)))
+            workloads_with_progress(console, spec_path)
+            print_workloads_report(console, spec_path)
             console.print(Rule("iamc report waves -c " + str(spec_path)))
             print_waves_report(console, spec_path)
             console.print(
@@ -135,10 +151,10 @@ def _work_off_idp_list(console: Console, spec_path: Path, manifest: Any) -> None
 
 
 def _migrate_wave(
-    console: Console, spec_path: Path, workdir: Path, wave: str, sandbox_url: str
+    console: Console, spec_path: Path, workdir: Path, wave: str, control: SandboxControl
 ) -> int | None:
-    """Plan, approve and provision one wave, then say how many sets it created."""
-    control = SandboxControl(sandbox_url)
+    """Plan, approve and provision one wave (saying how many sets it created), then replace
+    its workloads' keys with roles."""
     console.print(Rule(f"{wave}: iamc plan -c {spec_path} --wave {wave}"))
     plan = plan_with_summary(console, spec_path, workdir / "plans" / wave, wave)
     if plan["blocking"]:
@@ -172,7 +188,68 @@ def _migrate_wave(
     )
     console.print(Rule(f"{wave}: iamc status {applied['run_id']}"))
     print_status(console, spec_path, applied["run_id"])
+    _replace_workloads(console, spec_path, plan, wave, control)
     return int(plan["plan_id"])
+
+
+def _replace_workloads(
+    console: Console, spec_path: Path, plan: dict[str, Any], wave: str, control: SandboxControl
+) -> None:
+    """Approve and apply the wave's replace stage, then play each owner moving their workload
+    onto its role (the hand-off's instructions, carried out)."""
+    stored, _ = Migration.call(load_plan, spec_path, int(plan["plan_id"]))
+    roles = [a for a in stored.actions if a.kind == "create-workload-role"]
+    if not roles:
+        return
+    Migration.call(
+        record_decision,
+        spec_path,
+        plan["plan_id"],
+        approver="demo-change-board",
+        ticket=f"DEMO-{wave}-roles",
+        stage="replace",
+        expected_hash=plan["hash"][:12],
+        comment="approved by make demo, for illustration",
+    )
+    console.print(Rule(f"{wave}: iamc apply {plan['plan_id']} -c {spec_path} --stage replace"))
+    applied = apply_with_progress(console, spec_path, plan["plan_id"], "replace")
+    print_status(console, spec_path, applied["run_id"])
+    console.print(Rule(f"{wave}: the owners switch their workloads to the roles"))
+    for action in roles:
+        params = action.params
+        try:
+            control.switch_workload(
+                action.account_id or "",
+                params["user"],
+                params["runtime"],
+                repository=params.get("repository"),
+            )
+            outcome = "[green]switched[/]: the role is in use, the key is not"
+        except SandboxError as err:
+            outcome = f"[red]refused[/]: {escape(str(err))}"
+        console.print(
+            f"{action.account_id}/{params['user']} ({params['runtime']}) -> "
+            f"{params['role_path']}{params['role_name']}: {outcome}",
+            highlight=False,
+        )
+
+
+def _play_workloads(console: Console, control: SandboxControl, manifest: Any) -> None:
+    """Play two weeks of the seeded workloads' key usage, each as its runtime makes calls (the
+    sandbox's CloudTrail records them), so ``iamc workloads`` has evidence to read."""
+    with console.status("playing two weeks of workload traffic…"):
+        played = control.play_workload_usage(days=14, rounds=4, manifest=asdict(manifest))
+    table = Table(
+        title="What the sandbox played (iamc workloads is not told)", title_justify="left"
+    )
+    for column in ("account", "user", "played as", "calls", "user agent"):
+        table.add_column(column, overflow="fold")
+    for row in played["played"]:
+        agents = row.get("user_agents") or [""]
+        table.add_row(
+            row["account_id"], row["user"], row["runtime"], str(row["calls"]), agents[0][:60]
+        )
+    console.print(table)
 
 
 def _use_a_disabled_key(console: Console, spec_path: Path, plan_id: int, url: str) -> None:
@@ -181,7 +258,16 @@ def _use_a_disabled_key(console: Console, spec_path: Path, plan_id: int, url: st
     from moto.iam.models import iam_backends
 
     plan, _ = Migration.call(load_plan, spec_path, plan_id)
-    action = next((a for a in plan.actions if a.kind == "deactivate-access-key"), None)
+    # A person's key (a forgotten script), not a workload's: workloads were switched to roles.
+    people = {(u.account_id, u.user) for u in plan.users if u.outcome != "replace-with-role"}
+    action = next(
+        (
+            a
+            for a in plan.actions
+            if a.kind == "deactivate-access-key" and (a.account_id, a.target) in people
+        ),
+        None,
+    )
     if action is None:
         return
     key_id = action.params["access_key_id"]

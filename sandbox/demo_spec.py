@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 from sandbox.seed_manifest import SeedManifest
@@ -77,3 +78,50 @@ def demo_cis(manifest: SeedManifest, today: date) -> str:
                     f"expires = {expires}",
                 ]
     return "\n".join(lines) + "\n"
+
+
+# What the owners declared of the workloads the evidence can't finish placing (``[[workloads]]``):
+# the repository a GitHub OIDC role is pinned to, the vendor's account and ExternalId, the
+# on-premises host's Roles Anywhere trust anchor. The others are placed from CloudTrail alone.
+_DECLARED = {
+    "ci-deployer": ("github-actions", "app-team", {"repository": "acme/platform-app"}),
+    "terraform-runner": ("terraform", "platform-team", {"repository": "acme/infrastructure"}),
+    "datadog-integration": (
+        "vendor",
+        "observability-team",
+        {"vendor_account": "464622532012", "external_id": "acme-datadog-{account}"},
+    ),
+    "jenkins": (
+        "on-premises",
+        "build-team",
+        {
+            "trust_anchor_arn": "arn:aws:rolesanywhere:us-east-1:{account}:trust-anchor/"
+            "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+        },
+    ),
+}
+
+
+def demo_workloads(manifest: SeedManifest) -> str:
+    """The spec's ``[[workloads]]``: what the owners of four kinds of workload declared."""
+    lines: list[str] = []
+    for account in manifest.accounts:
+        if account.status != "ACTIVE":
+            continue
+        for user in account.users:
+            declared = _DECLARED.get(re.sub(r"-\d+$", "", user.name))
+            if declared is None:
+                continue
+            runtime, owner, fields = declared
+            lines += [
+                "[[workloads]]",
+                f'account = "{account.account_id}"',
+                f'user = "{user.name}"',
+                f'runtime = "{runtime}"',
+                f'owner = "{owner}"',
+            ]
+            lines += [
+                f'{name} = "{value.format(account=account.account_id)}"'
+                for name, value in fields.items()
+            ]
+    return "\n".join(lines) + "\n" if lines else ""

@@ -35,12 +35,14 @@ RESTORE_ROLE = "iamc-restore"
 # Operations whose IAM action is named differently (Service Authorization Reference).
 ACTION_OF_OPERATION = {"s3:ListBuckets": "s3:ListAllMyBuckets"}
 LATER = datetime.now(UTC) + timedelta(days=15)
+# The restore role trusts the management account, whose credentials the tool assumes it with
+# (the sandbox evaluates trust policies as STS does).
 TRUST = {
     "Version": "2012-10-17",
     "Statement": [
         {
             "Effect": "Allow",
-            "Principal": {"AWS": "arn:aws:iam::123456789012:role/iamc-operator"},
+            "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
             "Action": "sts:AssumeRole",
         }
     ],
