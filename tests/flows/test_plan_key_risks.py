@@ -223,3 +223,27 @@ def test_an_acceptance_covers_its_key_ids_wherever_they_are_found_later(spec: Pa
         ["code:repo", f"aws:{ACCOUNT}:lambda:us-east-1"],
     )
     assert plan_flow(str(spec))["blocking"] == 0
+
+
+def test_a_workload_moved_to_a_role_lists_its_written_down_key_for_its_owner(spec: Path):
+    """A key in the Lambda function of a workload the plan replaces with a role is the owner's
+    worklist: it holds nothing (its disable waits for the cut-over gate), and says so."""
+    from domain.workloads import Confidence, Placement, Runtime
+    from state.workloads import WORKLOADS_RUN
+
+    with Store.open(f"sqlite:///{spec.parent / 'state.db'}") as store:
+        migration = store.migrations.find_migration("wave-1")
+        run = store.runs.start_run(migration, WORKLOADS_RUN)
+        placed = Placement(ACCOUNT, "bot", Runtime.LAMBDA, Confidence.HIGH, ["exec-env/AWS_Lambda"])
+        store.workloads.save_placements(migration, run, [placed])
+        store.runs.finish_run(run, "succeeded")
+    lambda_hit = _hit(
+        BOT_KEY, LAMBDA, source="lambda", root=None, found_in_account=ACCOUNT, region="us-east-1"
+    )
+    _scan(spec, [lambda_hit], [f"aws:{ACCOUNT}:lambda:us-east-1"])
+    result = plan_flow(str(spec))
+    assert result["outcomes"]["replace-with-role"] == 1
+    assert result["blocking"] == 0
+    markdown = Path(result["files"]["markdown"]).read_text()
+    assert "its owner removes it when switching to the role" in markdown
+    assert BOT_KEY not in markdown
