@@ -21,6 +21,7 @@ from datetime import datetime
 
 from domain.cis_rules import Cis
 from domain.records import AccountInventory, User, UserClass
+from domain.teardown import QUARANTINE_POLICY_NAME
 from domain.workload_runtime import classify_agent
 from domain.workloads import Placement
 
@@ -131,7 +132,7 @@ def verdict(
             result.long_lived_keys += keys
             result.evidence.append(f"{user.name}: {used}; {keys} active access key(s)")
             continue
-        failing.setdefault(user.user_class or "unclassified", []).append(user.name)
+        failing.setdefault(user.user_class or "unclassified", []).append(_named(user))
     if failing:
         result.status, result.why = FAIL, _why(failing)
     elif result.exceptions:
@@ -142,11 +143,26 @@ def verdict(
     return result
 
 
+# A few users are named in the why; beyond that, the counts say it.
+_NAMED_AT_MOST = 3
+
+
+def _named(user: User) -> str:
+    """The user as the why names it: a user iamc disabled but did not delete says so (its
+    delete was refused: in use during the bake, or not approved yet)."""
+    if any(p.name == QUARANTINE_POLICY_NAME for p in user.inline_policies):
+        return f"{user.name}, disabled, not deleted"
+    return user.name
+
+
 def _why(failing: dict[UserClass | str, list[str]]) -> str:
     parts = []
     for user_class, need in _STILL_NEEDS.items():
-        if failing.get(user_class):
-            parts.append(f"{len(failing[user_class])} {need}")
+        names = failing.get(user_class)
+        if names:
+            shown = f" ({'; '.join(names)})" if len(names) <= _NAMED_AT_MOST else ""
+            count, _, what = need.partition(": ")
+            parts.append(f"{len(names)} {count}{shown}: {what}")
     if failing.get("password"):
         names = ", ".join(failing["password"])
         parts.append(f"declared service user(s) with a console password, not services: {names}")

@@ -378,10 +378,18 @@ def _decide(
         return runtime, Confidence.MEDIUM if len(written) == 1 else Confidence.LOW
     plain = [(u, s) for u, s in signals if s.kind == "plain"]
     if plain and len(plain) == total:
-        if any(s.runtime == Runtime.EC2 for _, s in plain):
-            return Runtime.EC2, Confidence.LOW
         public = {_is_public(u.source_ip) for u, _ in plain}
         addresses = {u.source_ip for u, _ in plain}
+        networks = {_network(u.source_ip) for u, _ in plain}
+        if all(s.runtime == Runtime.EC2 for _, s in plain):
+            # An Amazon Linux host calling from one private network: an instance in a VPC.
+            one_vpc = public == {False} and len(networks) == 1
+            return Runtime.EC2, Confidence.MEDIUM if one_vpc else Confidence.LOW
+        if any(s.runtime == Runtime.EC2 for _, s in plain):
+            return Runtime.EC2, Confidence.LOW
+        if len(networks) > 2:
+            # The same plain SDK from networks that change: nothing places it.
+            return Runtime.UNKNOWN, Confidence.LOW
         if public == {True} and len(addresses) <= 3:
             return Runtime.ON_PREMISES, Confidence.LOW
         if public == {False}:
@@ -389,6 +397,12 @@ def _decide(
     if total and not interactive:
         return Runtime.UNKNOWN, Confidence.LOW
     return Runtime.UNKNOWN, Confidence.NONE
+
+
+def _network(address: str | None) -> str:
+    """The /16 an IPv4 address is in (the whole address otherwise): hosts of one VPC or site."""
+    parts = (address or "").split(".")
+    return ".".join(parts[:2]) if len(parts) == 4 else (address or "")
 
 
 def _only_ecs_on_ec2(signals: list[tuple[KeyUse, Signal]]) -> bool:

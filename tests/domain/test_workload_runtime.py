@@ -15,7 +15,7 @@ import pytest
 from domain.key_attribution import KeyFinding
 from domain.workload_runtime import classify_agent, infer_placement, key_use_from_record
 from domain.workload_spec import Workload
-from domain.workloads import Confidence, KeyUsage, Runtime
+from domain.workloads import Confidence, KeyUsage, KeyUse, Runtime
 
 SAMPLES = Path(__file__).parent / "cloudtrail_samples"
 ACCOUNT = "603910436417"
@@ -125,8 +125,9 @@ def test_terraform_file_alone_is_medium():
 
 
 def test_ec2_from_a_plain_cli_on_amazon_linux_and_a_launch_template():
+    # Amazon Linux in the agent, from one private network: an instance in a VPC.
     placement, key_id = _place("ec2")
-    assert (placement.runtime, placement.confidence) == (Runtime.EC2, Confidence.LOW)
+    assert (placement.runtime, placement.confidence) == (Runtime.EC2, Confidence.MEDIUM)
     where = f"{ACCOUNT} / us-east-1 / EC2 launch template batch (user data)"
     placement, _ = _place("ec2", [_finding(key_id, "ec2-launch-template", where)])
     assert (placement.runtime, placement.confidence) == (Runtime.EC2, Confidence.MEDIUM)
@@ -197,3 +198,37 @@ def test_secret_scanners(agent):
 )
 def test_interactive_clients(agent):
     assert classify_agent(agent).kind == "interactive"
+
+
+def _plain_uses(key_id: str, agent: str, addresses: list[str]) -> list[KeyUse]:
+    return [
+        KeyUse(
+            key_id,
+            datetime(2026, 12, 1, n, tzinfo=UTC),
+            "dynamodb.amazonaws.com",
+            "GetItem",
+            "us-east-1",
+            address,
+            agent,
+        )
+        for n, address in enumerate(addresses)
+    ]
+
+
+def test_amazon_linux_from_changing_networks_is_only_a_guess():
+    key_id = "AKIAYVP4CIPPEC2A1234"
+    agent = "Boto3/1.26.137 Python/3.9.16 Linux/5.10.178-162.673.amzn2.x86_64 Botocore/1.29"
+    uses = _plain_uses(key_id, agent, ["10.20.1.5", "172.31.7.9", "10.99.3.3"])
+    placement = infer_placement(ACCOUNT, "batch", [KeyUsage(key_id, "Active")], uses, [])
+    assert (placement.runtime, placement.confidence) == (Runtime.EC2, Confidence.LOW)
+
+
+def test_a_plain_sdk_from_networks_that_change_is_placed_nowhere():
+    """The one nobody can place: a plain SDK, no hint, from four networks in a fortnight."""
+    key_id = "AKIAYVP4CIPPUNKN1234"
+    agent = "Boto3/1.34.0 md/Botocore#1.34.0 ua/2.0 os/linux#6.1.0 lang/python#3.11.6"
+    addresses = ["198.51.100.7", "203.0.113.9", "100.64.12.4", "172.31.200.8"]
+    uses = _plain_uses(key_id, agent, addresses)
+    placement = infer_placement(ACCOUNT, "transcoder", [KeyUsage(key_id, "Active")], uses, [])
+    assert placement.runtime == Runtime.UNKNOWN and placement.confidence == Confidence.LOW
+    assert placement.non_interactive  # a service all the same: evidence for CIS 1.21
