@@ -298,3 +298,43 @@ def test_a_loose_trust_is_a_blocking_finding_and_the_stage_is_refused(
         apply_plan(spec, plan_id, "replace")
     assert _roles(world, a1, prefix) == {}
     assert _provider_arns(world, a1) == []
+
+
+def test_each_role_is_assumed_by_its_runtime_and_refused_to_any_other(
+    replace_world, tmp_path: Path
+):
+    """The trust the stage wrote, evaluated as STS does (the sandbox's trust layer): the
+    runtime it was written for gets in and the role's last use moves; another service, another
+    repository, another audience, another account or a wrong ExternalId is refused."""
+    from domain.errors import SandboxError
+
+    world, prefix, placements = replace_world
+    a1, _ = world.accounts
+    spec, plan_id = _plan(world, tmp_path, prefix, placements)
+    assert apply_plan(spec, plan_id, "replace")["pending"] == 0
+    vendor = {"vendor_account": "999999999999", "external_id": "ext-7"}
+    wrong = [
+        ("fn", "ecs", {}),  # a Lambda execution role: not for ECS tasks
+        ("box", "lambda", {}),  # an instance profile's role: not for Lambda
+        ("task", "ecs", {"source_account": "111122223333"}),  # another account's task
+        ("ci", "github-actions", {"repository": "acme/other"}),  # another repository's token
+        ("ci", "github-actions", {"repository": "acme/app", "audience": "sigstore"}),
+        ("vendor", "vendor", {**vendor, "external_id": "ext-8"}),  # the confused deputy
+        ("vendor", "vendor", {"vendor_account": "888888888888", "external_id": "ext-7"}),
+    ]
+    for name, runtime, overrides in wrong:
+        with pytest.raises(SandboxError):
+            world.control.switch_workload(a1, f"{prefix}{name}", runtime, **overrides)
+    iam = world.member_iam(a1)
+    for name, runtime, overrides in [
+        ("fn", "lambda", {}),
+        ("task", "ecs", {}),
+        ("box", "ec2", {}),
+        ("ci", "github-actions", {"repository": "acme/app"}),
+        ("vendor", "vendor", vendor),
+    ]:
+        role = replacement_role_name(f"{prefix}{name}")
+        assert "LastUsedDate" not in iam.get_role(RoleName=role)["Role"].get("RoleLastUsed", {})
+        switched = world.control.switch_workload(a1, f"{prefix}{name}", runtime, **overrides)
+        assert switched["switched"] and switched["role_arn"].endswith(f"{ROLE_PATH}{role}")
+        assert iam.get_role(RoleName=role)["Role"]["RoleLastUsed"]["LastUsedDate"]
