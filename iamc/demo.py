@@ -214,6 +214,17 @@ def _replace_workloads(
     console.print(Rule(f"{wave}: iamc apply {plan['plan_id']} -c {spec_path} --stage replace"))
     applied = apply_with_progress(console, spec_path, plan["plan_id"], "replace")
     print_status(console, spec_path, applied["run_id"])
+    # Deferred: Prefect reads its settings when imported (after the CLI set them).
+    from flows.notify import notify_flow
+
+    console.print(Rule(f"{wave}: the owners' hand-off (notify, plan {plan['plan_id']})"))
+    notified = notify_flow(str(spec_path), int(plan["plan_id"]))
+    if notified.get("workloads_csv"):
+        console.print(
+            f"{notified['workloads']} workload(s) for {notified['workload_owners']} owner(s): "
+            f"what to change, per owner, in {Path(notified['workloads_csv']).parent}",
+            highlight=False,
+        )
     console.print(Rule(f"{wave}: the owners switch their workloads to the roles"))
     for action in roles:
         params = action.params

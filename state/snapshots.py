@@ -166,7 +166,8 @@ class SnapshotRepository:
         Args:
             snapshot_id: The snapshot.
             policies: False leaves out managed policies, policy attachments and inline
-                policies (their documents are most of a snapshot's bytes), for readers of
+                policy documents (users' inline policies keep their names; the documents
+                are most of a snapshot's bytes), for readers of
                 users and credentials only, such as the inventory report.
 
         Returns:
@@ -510,6 +511,16 @@ def _load_snapshot(
                 kind.record(**{c: getattr(row, c) for c in columns})
             )
 
+    if not policies:
+        # Users' inline policy names without their documents: a reader of counts (the CIS
+        # verdict) still sees whom iamc quarantined (its deny-all inline policy).
+        named = session.execute(
+            select(m.InlinePolicy.user_id, m.InlinePolicy.name)
+            .where(m.InlinePolicy.user_id.in_(user_pks))
+            .order_by(m.InlinePolicy.user_id, m.InlinePolicy.position)
+        )
+        for user_pk, name in named:
+            users[user_pk].inline_policies.append(records.InlinePolicy(name, {}))
     for model in (m.PolicyAttachment, m.InlinePolicy) if policies else ():
         owned = model.user_id.in_(user_pks) | model.group_id.in_(group_pks)
         order = [model.user_id, model.group_id, model.position]

@@ -434,11 +434,15 @@ def test_snapshot_loaded_without_policies_is_the_snapshot_less_its_policies(
     expected = full_inventory()
     assert expected.managed_policies and any(u.inline_policies for u in expected.users)
     expected.managed_policies = []
-    for principal in [*expected.users, *expected.groups]:
-        principal.attached_policies, principal.inline_policies = [], []
+    for group in expected.groups:
+        group.attached_policies, group.inline_policies = [], []
+    for user in expected.users:
+        # A user's inline policies keep their names (whom iamc quarantined), not documents.
+        user.attached_policies = []
+        user.inline_policies = [InlinePolicy(p.name, {}) for p in user.inline_policies]
     assert loaded == expected
     # The documents are not even read.
-    assert not [s for s in statements if "policies" in s.split("WHERE")[0].lower()]
+    assert not [s for s in statements if "document" in s.split("FROM")[0].lower()]
 
 
 def test_resaving_one_account_concurrently_keeps_one_copy(store: Store) -> None:
