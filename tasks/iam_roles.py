@@ -91,6 +91,28 @@ def _failed(action_id: str, what: str, err: ClientError) -> ActionError:
     return ActionError(action_id, f"{what}: {error_message(err)}")
 
 
+def _take_off(
+    ctx: ExecutionContext,
+    entry: JournalEntry,
+    field: str,
+    call_name: str,
+    result: str,
+    call: Callable[[Any, str, str], Any],
+) -> dict[str, Any]:
+    """Undo a policy put on or attached to a role, as the journal recorded it (gone already:
+    done)."""
+    recorded = entry.undo or {}
+    role, item = recorded.get("role_name"), recorded.get(field)
+    if not role or not item:
+        return {"skipped": "nothing recorded to remove"}
+    try:
+        call(_iam(ctx, entry.account_id), role, item)
+    except ClientError as err:
+        if error_code(err) != "NoSuchEntity":
+            raise _failed(entry.action_id, f"{call_name} {item}", err) from err
+    return {result: item}
+
+
 # -- the OIDC provider ---------------------------------------------------------------------------
 
 
@@ -331,16 +353,14 @@ class PutRolePolicy:
         return Done(outcome={"put": name}, undo=undo)
 
     def undo(self, ctx: ExecutionContext, entry: JournalEntry) -> dict[str, Any]:
-        recorded = entry.undo or {}
-        role, name = recorded.get("role_name"), recorded.get("policy_name")
-        if not role or not name:
-            return {"skipped": "nothing recorded to remove"}
-        try:
-            _iam(ctx, entry.account_id).delete_role_policy(RoleName=role, PolicyName=name)
-        except ClientError as err:
-            if error_code(err) != "NoSuchEntity":
-                raise _failed(entry.action_id, f"DeleteRolePolicy {name}", err) from err
-        return {"removed": name}
+        return _take_off(
+            ctx,
+            entry,
+            "policy_name",
+            "DeleteRolePolicy",
+            "removed",
+            lambda iam, role, name: iam.delete_role_policy(RoleName=role, PolicyName=name),
+        )
 
 
 class AttachRolePolicy:
@@ -385,16 +405,14 @@ class AttachRolePolicy:
         return Done(outcome={"attached": arn}, undo=undo)
 
     def undo(self, ctx: ExecutionContext, entry: JournalEntry) -> dict[str, Any]:
-        recorded = entry.undo or {}
-        role, arn = recorded.get("role_name"), recorded.get("policy_arn")
-        if not role or not arn:
-            return {"skipped": "nothing recorded to remove"}
-        try:
-            _iam(ctx, entry.account_id).detach_role_policy(RoleName=role, PolicyArn=arn)
-        except ClientError as err:
-            if error_code(err) != "NoSuchEntity":
-                raise _failed(entry.action_id, f"DetachRolePolicy {arn}", err) from err
-        return {"detached": arn}
+        return _take_off(
+            ctx,
+            entry,
+            "policy_arn",
+            "DetachRolePolicy",
+            "detached",
+            lambda iam, role, arn: iam.detach_role_policy(RoleName=role, PolicyArn=arn),
+        )
 
 
 class CreateInstanceProfile:
