@@ -174,6 +174,7 @@ def apply_plan(
         definition = registry.stage(stage)
         rt = StageRun(spec, store, plan, plan_id, lambda: stage_context(spec, spec_path, poll))
         rt.migration_id = info.migration_id
+        rt.spec_path = str(spec_path)
         rt.clock = clock or utc_now
         # The lease first: a second process is refused at once, before any AWS read, and no
         # other run of this stage can start while the checks below read live AWS.

@@ -65,6 +65,7 @@ class StageRun:
         self.executor: Executor | None = None
         # The retire stages' extras (stages.retire): the migration, and what "now" is.
         self.migration_id = 0
+        self.spec_path = "SPEC"  # what messages name in a command line (``iamc ... -c``)
         self.clock: Callable[[], datetime] = utc_now
         self._planned: dict[str, AccountInventory] | None = None
         self._actions: dict[str, PlanAction] | None = None

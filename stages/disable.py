@@ -222,6 +222,7 @@ def workload_cut_over(rt: StageRun, work: UserWork, live: LiveUser) -> list[str]
         role_use(iam, _replacement_role(rt, work)),
         now=rt.clock(),
         inactive_days=_inactive_days(rt),
+        hint=f"iamc workloads -c {rt.spec_path}",
     )
 
 

@@ -78,7 +78,7 @@ def plan_summary_lines(result: dict[str, Any]) -> list[str]:
                 for a in approvals
             )
         head += ")"
-    stages = ["provision", "disable", "delete"]
+    stages = stage_names()  # runbook order
     return [
         head,
         f"IAM users: {result['users']} ({_counted(result['outcomes'])})",
