@@ -20,10 +20,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import PurePosixPath
 from typing import Any
 
 from domain.key_findings import HitSource
@@ -150,13 +149,13 @@ def finding_runtime(source: str, location: str) -> Runtime | None:
     return None
 
 
-def repository_of(finding: Any) -> str | None:
-    """``owner/name`` of a workflow file's repository: the last two parts of the scanned root."""
+def repository_of(finding: Any, repositories: Mapping[str, str]) -> str | None:
+    """``owner/name`` of a workflow file's repository: the GitHub ``origin`` of the clone the
+    key scan read (``repositories``: scanned root -> repository), never a guess from a path."""
     root = getattr(finding, "root", None)
     if not root or ".github/workflows/" not in getattr(finding, "location", ""):
         return None
-    parts = [p for p in PurePosixPath(root).parts if p not in ("/", ".")]
-    return "/".join(parts[-2:]) if len(parts) >= 2 else None
+    return repositories.get(root)
 
 
 def _is_public(address: str | None) -> bool | None:
@@ -229,6 +228,7 @@ def infer_placement(
     declared: Any = None,
     owner: str | None = None,
     role_first_used: datetime | None = None,
+    repositories: Mapping[str, str] | None = None,
 ) -> Placement:
     """Where ``user``'s keys are used from, the runtime that most likely holds them, and why.
 
@@ -269,7 +269,8 @@ def infer_placement(
         non_interactive=bool(counted) and interactive == 0,
         role_first_used=role_first_used,
     )
-    placement.repository = next(filter(None, map(repository_of, findings)), None)
+    known = repositories or {}
+    placement.repository = next(filter(None, (repository_of(f, known) for f in findings)), None)
     if declared is not None:
         _settle(placement, declared)
     return placement

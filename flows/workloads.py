@@ -12,6 +12,7 @@ placements ``store.workloads.latest`` gives the plan (``replace``) and the CIS r
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
@@ -23,12 +24,14 @@ from console.run_names import step_run_name
 from domain.errors import NoInventoryError
 from domain.keys import mask_key_id
 from domain.records import AccountInventory, User, UserClass
+from domain.spec import scan_paths_of
 from domain.workload_runtime import infer_placement
 from domain.workload_spec import workloads_by_user
 from domain.workloads import KeyUsage, Placement
 from engine.account_steps import AccountFailure, account_task_result, failures_text
 from engine.account_work import account_label, settle
 from engine.migration import Migration
+from scanner.git_remote import origin_repository
 from state.workloads import WORKLOADS_RUN
 from tasks.aws import AwsSessions
 from tasks.cloudtrail import key_last_used, key_uses, role_last_used
@@ -37,13 +40,30 @@ from tasks.cloudtrail import key_last_used, key_uses, role_last_used
 class _Runtime:
     """What the account tasks share. A plain class, so Prefect does not walk or hash it."""
 
-    def __init__(self, spec: Any, sessions: AwsSessions, findings: list[Any], now: datetime):
+    def __init__(
+        self,
+        spec: Any,
+        sessions: AwsSessions,
+        findings: list[Any],
+        now: datetime,
+        scan_paths: dict[str, Path] | None = None,
+    ):
         self.spec = spec
         self.sessions = sessions
         self.findings = findings
         self.now = now
         self.declared = workloads_by_user(spec.workloads)
         self.regions = tuple(dict.fromkeys([*spec.scan.regions, spec.region]))
+        # The GitHub repository of each scanned clone (its origin remote), read once: a
+        # GitHub Actions role's trust is pinned to it.
+        # A code finding's root is its [scan] paths entry as written (scan_paths: resolved).
+        where = scan_paths or {}
+        roots = sorted({f.root for f in findings if getattr(f, "root", None)})
+        self.repositories = {
+            root: repo
+            for root in roots
+            if (repo := origin_repository(where.get(root, Path(root)))) is not None
+        }
 
 
 def workload_users(inventory: AccountInventory, declared: dict[tuple[str, str], Any]) -> list[User]:
@@ -81,6 +101,7 @@ def place_account(rt: _Runtime, inventory: AccountInventory) -> list[Placement]:
                 declared=rt.declared.get((account_id, user.name)),
                 owner=user.tags.get("owner"),
                 role_first_used=role_last_used(session, user.name),
+                repositories=rt.repositories,
             )
         )
     return placements
@@ -138,7 +159,9 @@ def workloads_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]
         try:
             findings, _ = store.scans.current_key_findings(migration_id)
             inventories = [i for i in store.snapshots.load_snapshot(snapshot.id) if not i.error]
-            rt = _Runtime(spec, AwsSessions.from_spec(spec, profile=profile), findings, _now())
+            scan_paths = {p.label: p.path for p in scan_paths_of(spec, mig.spec_path)}
+            sessions = AwsSessions.from_spec(spec, profile=profile)
+            rt = _Runtime(spec, sessions, findings, _now(), scan_paths)
             futures = [
                 workloads_account.submit(rt, i, account_label(i) or i.account.account_id)
                 for i in inventories

@@ -99,10 +99,12 @@ def test_codebuild_hint_in_the_agent():
 
 def test_github_actions_and_its_aws_cli_steps():
     _, key_id, _ = _sample("github_actions")
-    workflow = _finding(key_id, "working-tree", ".github/workflows/deploy.yml:14", "repos/acme/web")
-    placement, _ = _place("github_actions", [workflow])
+    workflow = _finding(key_id, "working-tree", ".github/workflows/deploy.yml:14", "/src/web")
+    # The repository is the scanned clone's GitHub origin, not its path here.
+    placement, _ = _place("github_actions", [workflow], repositories={"/src/web": "acme/web"})
     assert (placement.runtime, placement.confidence) == (Runtime.GITHUB_ACTIONS, Confidence.HIGH)
     assert placement.repository == "acme/web"
+    assert _place("github_actions", [workflow])[0].repository is None
     assert placement.evidence[0].startswith("configure-aws-credentials-for-github-actions on 5 of")
 
 
@@ -232,3 +234,20 @@ def test_a_plain_sdk_from_networks_that_change_is_placed_nowhere():
     placement = infer_placement(ACCOUNT, "transcoder", [KeyUsage(key_id, "Active")], uses, [])
     assert placement.runtime == Runtime.UNKNOWN and placement.confidence == Confidence.LOW
     assert placement.non_interactive  # a service all the same: evidence for CIS 1.21
+
+
+@pytest.mark.parametrize(
+    ("url", "repository"),
+    [
+        ("https://github.com/acme/platform-app.git", "acme/platform-app"),
+        ("https://token@github.com/acme/web", "acme/web"),
+        ("git@github.com:acme/infra.git\n", "acme/infra"),
+        ("ssh://git@github.com/acme/ops.git", "acme/ops"),
+        ("https://gitlab.com/acme/web.git", None),
+        ("https://github.com/acme", None),
+    ],
+)
+def test_the_repository_is_the_clones_github_origin(url: str, repository: str | None):
+    from scanner.git_remote import github_repository
+
+    assert github_repository(url) == repository

@@ -10,6 +10,7 @@ from botocore.config import Config
 
 from domain.workloads import Confidence, Runtime
 from flows.inventory import run_inventory
+from flows.key_scan import run_key_scan
 from flows.workloads import run_workloads
 from state import Store
 
@@ -67,3 +68,43 @@ def test_a_lambda_key_is_placed_and_an_unreachable_account_is_contained(clean, k
         assert (second, name) not in latest
         run = next(r for r in store.runs.list_runs(migration_id) if r.kind == "workloads")
         assert run.status == "succeeded" and "INCOMPLETE" in (run.error or "")
+
+
+def test_a_key_in_a_github_workflow_is_pinned_to_the_clones_origin(clean, kit, tmp_path):
+    """The key scan finds the key in ``.github/workflows/`` of a clone; the GitHub OIDC role
+    is pinned to the repository the clone's ``origin`` names, whatever its path here."""
+    import subprocess
+
+    world = clean
+    first, _ = world.accounts
+    name = f"gh{uuid.uuid4().hex[:6]}"
+    iam = world.member_iam(first)
+    iam.create_user(UserName=name)
+    key_id = iam.create_access_key(UserName=name)["AccessKey"]["AccessKeyId"]
+    clone = tmp_path / "checkouts" / "whatever-name"
+    (clone / ".github" / "workflows").mkdir(parents=True)
+    (clone / ".github" / "workflows" / "deploy.yml").write_text(
+        f"env:\n  AWS_ACCESS_KEY_ID: {key_id}\n"
+    )
+    for args in (
+        ["init", "-q"],
+        ["remote", "add", "origin", "https://github.com/acme/web.git"],
+        ["add", "."],
+        ["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "deploy"],
+    ):
+        subprocess.run(["git", "-C", str(clone), *args], check=True)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        f'name = "gh-{name}"\nstate = "sqlite:///state.db"\n'
+        "[aws]\nrate_limits = { iam = 1000, cloudtrail = 1000 }\n"
+        '[scan]\npaths = ["checkouts/whatever-name"]\naws = false\n'
+    )
+    run_inventory(spec)
+    run_key_scan(spec)
+    run_workloads(str(spec))
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        migration_id = store.migrations.find_migration(f"gh-{name}")
+        placement = store.workloads.latest(migration_id)[(first, name)]
+    assert placement.runtime == Runtime.GITHUB_ACTIONS, placement.evidence
+    assert placement.repository == "acme/web"
+    assert any(".github/workflows/deploy.yml" in w for k in placement.keys for w in k.written_down)
