@@ -24,6 +24,7 @@ class KeyLastUse:
         created: When the key was created (a key never used is quiet only since then).
         last_used: ``GetAccessKeyLastUsed``'s date, or None (never used).
         service / region: Where it was last used (``ServiceName``, ``Region``).
+        status: Active | Inactive, now.
     """
 
     access_key_id: str
@@ -31,6 +32,7 @@ class KeyLastUse:
     last_used: datetime | None
     service: str | None = None
     region: str | None = None
+    status: str = "Active"
 
     @property
     def last_activity(self) -> datetime | None:

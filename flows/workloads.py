@@ -34,7 +34,8 @@ from engine.migration import Migration
 from scanner.git_remote import origin_repository
 from state.workloads import WORKLOADS_RUN
 from tasks.aws import AwsSessions
-from tasks.cloudtrail import key_last_used, key_uses, role_last_used
+from tasks.cloudtrail import key_uses, role_last_used
+from tasks.workload_use import key_last_uses
 
 
 class _Runtime:
@@ -83,12 +84,17 @@ def place_account(rt: _Runtime, inventory: AccountInventory) -> list[Placement]:
     session = rt.sessions.for_account(account_id)
     placements = []
     for user in workload_users(inventory, rt.declared):
-        keys, uses = [], []
-        for key in user.access_keys:
-            keys.append(
-                KeyUsage(key.key_id, key.status, last_used=key_last_used(session, key.key_id))
-            )
-            uses += key_uses(session, key.key_id, rt.regions, rt.now)
+        # The keys as IAM has them now (a key disabled or created since the inventory shows
+        # as it is); a user deleted since keeps the inventory's keys, marked so.
+        live = key_last_uses(session.client("iam"), user.name)
+        keys = (
+            [KeyUsage(k.key_id, "deleted", last_used=k.last_used_date) for k in user.access_keys]
+            if live is None
+            else [KeyUsage(k.access_key_id, k.status, last_used=k.last_used) for k in live]
+        )
+        uses = [
+            use for key in keys for use in key_uses(session, key.access_key_id, rt.regions, rt.now)
+        ]
         ids = {k.access_key_id for k in keys}
         findings = [f for f in rt.findings if f.key_id in ids and f.is_org_key]
         placements.append(

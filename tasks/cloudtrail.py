@@ -196,18 +196,6 @@ def key_uses(
     return sorted(seen.values(), key=lambda u: u.event_time)
 
 
-def key_last_used(session: boto3.Session, access_key_id: str) -> datetime | None:
-    """GetAccessKeyLastUsed's date (None: never used, or the key is gone)."""
-    try:
-        used = session.client("iam").get_access_key_last_used(AccessKeyId=access_key_id)
-    except ClientError as err:
-        if error_code(err) in ("NoSuchEntity", "AccessDenied"):
-            return None
-        raise
-    when = (used.get("AccessKeyLastUsed") or {}).get("LastUsedDate")
-    return _utc(when) if when else None
-
-
 def role_last_used(session: boto3.Session, user_name: str) -> datetime | None:
     """When ``user_name``'s replacement role (``iamc-wl-…`` under ``/iamc/``) was last used.
 

@@ -41,6 +41,7 @@ def key_last_uses(iam: Any, user_name: str) -> list[KeyLastUse] | None:
                 last_used=used.get("LastUsedDate"),
                 service=used.get("ServiceName"),
                 region=used.get("Region"),
+                status=key.get("Status", "Active"),
             )
         )
     return found
