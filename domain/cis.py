@@ -23,7 +23,7 @@ from domain.cis_rules import Cis
 from domain.records import AccountInventory, User, UserClass
 from domain.teardown import QUARANTINE_POLICY_NAME
 from domain.workload_runtime import classify_agent
-from domain.workloads import Placement
+from domain.workloads import Confidence, Placement
 
 PASS, PASS_EXCEPTIONS, FAIL, UNKNOWN = "PASS", "PASS (exceptions)", "FAIL", "UNKNOWN"
 PASSING = (PASS, PASS_EXCEPTIONS)
@@ -38,6 +38,8 @@ class Verdict:
     evidence: list[str] = field(default_factory=list)
     exceptions: list[str] = field(default_factory=list)
     long_lived_keys: int = 0
+    # Per user holding them, why its long-lived keys are still there (and what would end it).
+    keys_left: list[str] = field(default_factory=list)
 
 
 # What a non-service user of each class needs before the account can pass.
@@ -122,15 +124,22 @@ def verdict(
                 f"{user.name}: service, declared by {service.owner}; no console password; "
                 f"{keys} active access key(s)"
             )
+            if keys:
+                result.keys_left.append(
+                    f"{user.name}: {keys} key(s), a service its owner {service.owner} declared"
+                )
             continue
         if service is not None:
             failing.setdefault("password", []).append(user.name)
             continue
-        used = service_evidence(user, placements.get((account_id, user.name)))
-        if used is not None:
+        placement = placements.get((account_id, user.name))
+        used = service_evidence(user, placement)
+        if used is not None and placement is not None:
             keys = _active_keys(user)
             result.long_lived_keys += keys
             result.evidence.append(f"{user.name}: {used}; {keys} active access key(s)")
+            if keys:
+                result.keys_left.append(f"{user.name}: {keys} key(s); {_why_kept(placement)}")
             continue
         failing.setdefault(user.user_class or "unclassified", []).append(_named(user))
     if failing:
@@ -141,6 +150,19 @@ def verdict(
     else:
         result.why = "no non-service IAM user"
     return result
+
+
+def _why_kept(placement: Placement) -> str:
+    """Why a service's key is still there: nobody placed its runtime, or its move is pending."""
+    if not placement.placeable or placement.confidence in (Confidence.LOW, Confidence.NONE):
+        return (
+            f"its runtime could not be placed ({placement.runtime}, {placement.confidence} "
+            "confidence): its owner declares it in [[workloads]] to move it to a role"
+        )
+    return (
+        f"runs in {placement.runtime}: the replace stage gives it a role; the key goes once "
+        "its owner has switched (disable, delete)"
+    )
 
 
 # A few users are named in the why; beyond that, the counts say it.

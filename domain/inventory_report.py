@@ -35,6 +35,7 @@ INVENTORY_COLUMNS = [
     "cis_1_21_exceptions",
     "cis_1_21_evidence",
     "long_lived_keys",
+    "long_lived_keys_why",
     "error",
 ]
 
@@ -73,6 +74,7 @@ def inventory_rows(
                 "cis_1_21_exceptions": "; ".join(verdict.exceptions),
                 "cis_1_21_evidence": "; ".join(verdict.evidence),
                 "long_lived_keys": verdict.long_lived_keys,
+                "long_lived_keys_why": "; ".join(verdict.keys_left),
                 "error": inventory.error or "",
             }
         )
@@ -91,6 +93,7 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "cis_1_21_why",
             "cis_1_21_exceptions",
             "cis_1_21_evidence",
+            "long_lived_keys_why",
             "error",
         )
     ]

@@ -154,7 +154,13 @@ def print_inventory_table(console: Console, rows: list[dict[str, Any]], title: s
         "cis_1_21": "CIS 1.21",
         "long_lived_keys": "long-lived keys left",
     }
-    text_only = ("error", "cis_1_21_why", "cis_1_21_exceptions", "cis_1_21_evidence")
+    text_only = (
+        "error",
+        "cis_1_21_why",
+        "cis_1_21_exceptions",
+        "cis_1_21_evidence",
+        "long_lived_keys_why",
+    )
     columns = [c for c in inventory_report.INVENTORY_COLUMNS if c not in text_only]
     for column in columns:
         if column == "account_id":
@@ -194,6 +200,12 @@ def print_inventory_table(console: Console, rows: list[dict[str, Any]], title: s
             console.print(
                 f"{row['account_id']} passes CIS 1.21 with documented exceptions: "
                 f"{escape(row['cis_1_21_exceptions'])}",
+                highlight=False,
+            )
+        if row.get("long_lived_keys_why"):
+            console.print(
+                f"{row['account_id']} keeps {row['long_lived_keys']} long-lived key(s): "
+                f"{escape(row['long_lived_keys_why'])}",
                 highlight=False,
             )
 

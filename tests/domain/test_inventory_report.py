@@ -14,6 +14,7 @@ from domain.records import (
     User,
     UserClass,
 )
+from domain.workloads import Confidence, KeyUsage, Placement, Runtime
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
@@ -191,8 +192,6 @@ def test_the_verdicts_as_security_hub_findings_keep_their_id_and_status():
 
 
 def _placement(account_id: str, name: str, agents: list[str], events: int):
-    from domain.workloads import Confidence, KeyUsage, Placement, Runtime
-
     return Placement(
         account_id,
         name,
@@ -218,6 +217,16 @@ def test_a_workload_whose_keys_only_non_interactive_clients_used_is_a_service():
         "(exec-env/AWS_Lambda_python3.12, 14 calls); 1 active access key(s)"
     )
     assert row["long_lived_keys"] == 1
+    # Why the key is still there: its runtime is placed, its move is pending.
+    assert row["long_lived_keys_why"].startswith(
+        "report-gen: 1 key(s); runs in lambda: the replace"
+    )
+    # One nobody could place says so, and what its owner does about it.
+    unplaced = _placement("333333333333", "report-gen", ["Boto3/1.34.0 md/Botocore#1.34.0"], 12)
+    unplaced.runtime, unplaced.confidence = Runtime.UNKNOWN, Confidence.LOW
+    why = inventory_rows([inventory], NOW, RULES, {unplaced.key: unplaced})[0]
+    assert "could not be placed (unknown, low confidence)" in why["long_lived_keys_why"]
+    assert "[[workloads]]" in why["long_lived_keys_why"]
     # Without the placements the same user is not shown to be a service.
     assert inventory_rows([inventory], NOW, RULES)[0]["cis_1_21"] == "FAIL"
 
