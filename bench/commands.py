@@ -179,6 +179,8 @@ def _measure(
         step("map")
         step("scan")
         read("report", "keys")
+        step("workloads")
+        read("report", "workloads")
         output = step("plan", "--wave", "wave-1", "--out", str(spec.parent / "plans"))
         plan_id = _plan_id(output)
         plan_hash = _plan_hash(spec, plan_id)
