@@ -233,3 +233,9 @@ class AccessNotVerified(IamcError):
     """After provisioning, someone's access did not land as planned, or is less than before."""
 
     exit_code = 1
+
+
+class NothingToExport(IamcError):
+    """The migration has applied nothing yet: there is nothing for Terraform to take over."""
+
+    exit_code = 2

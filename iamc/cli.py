@@ -102,6 +102,10 @@ COMMANDS = {
         _STEPS + "workloads",
         "Find where each workload user's keys are used from, and the runtime that holds them.",
     ),
+    "export": Lazy(
+        _STEPS + "export",
+        "Write what the migration created or adopted as another tool's configuration.",
+    ),
     "bake": Lazy(
         _STEPS + "retire",
         "The bake period: look for use of disabled users (default), or record a decision.",

@@ -503,3 +503,70 @@ HANDLERS: dict[str, Handler] = {
     "attach-role-policy": AttachRolePolicy(),
     "create-instance-profile": CreateInstanceProfile(),
 }
+
+
+# -- read back, as it is now (iamc export terraform) ---------------------------------------------
+
+
+def read_role(iam: Any, name: str) -> dict[str, Any] | None:
+    """A role as it is now: its attributes, trust policy and permissions boundary; None if gone."""
+    role = _read_role(iam, name)
+    if role is None:
+        return None
+    boundary = (role.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn")
+    return {
+        "name": role["RoleName"],
+        "path": role.get("Path") or "/",
+        "arn": role["Arn"],
+        "assume_role_policy": _document(role.get("AssumeRolePolicyDocument") or {}),
+        "description": role.get("Description") or "",
+        "max_session_duration": role.get("MaxSessionDuration") or 3600,
+        "permissions_boundary": boundary,
+    }
+
+
+def read_role_policy(iam: Any, role: str, policy: str) -> dict[str, Any] | None:
+    """An inline policy's document as it is now; None if it is gone."""
+    try:
+        found = iam.get_role_policy(RoleName=role, PolicyName=policy)
+    except ClientError as err:
+        if error_code(err) == "NoSuchEntity":
+            return None
+        raise
+    return _document(found["PolicyDocument"])
+
+
+def attached_policy_arns(iam: Any, role: str) -> list[str]:
+    """The managed policies attached to a role now."""
+    found = pages(iam, "list_attached_role_policies", "AttachedPolicies", RoleName=role)
+    return sorted(p["PolicyArn"] for p in found)
+
+
+def read_instance_profile(iam: Any, name: str) -> dict[str, Any] | None:
+    """An instance profile's name, path and role names as they are now; None if gone."""
+    try:
+        profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+    except ClientError as err:
+        if error_code(err) == "NoSuchEntity":
+            return None
+        raise
+    return {
+        "name": profile["InstanceProfileName"],
+        "path": profile.get("Path") or "/",
+        "roles": [r["RoleName"] for r in profile.get("Roles", [])],
+    }
+
+
+def read_oidc_provider(iam: Any, url: str) -> dict[str, Any] | None:
+    """The account's OIDC provider for ``url`` as it is now (ARN, URL, audiences,
+    thumbprints); None if there is none."""
+    arn = _provider_arn(iam, url)
+    if arn is None:
+        return None
+    found = iam.get_open_id_connect_provider(OpenIDConnectProviderArn=arn)
+    return {
+        "arn": arn,
+        "url": url,
+        "client_id_list": list(found.get("ClientIDList", [])),
+        "thumbprint_list": list(found.get("ThumbprintList", [])),
+    }

@@ -525,3 +525,11 @@ def provisioned_permission_sets(ctx: ExecutionContext, account_id: str) -> list[
             AccountId=account_id,
         )
     )
+
+
+def read_for_export(client: Any, instance_arn: str, arn: str) -> dict[str, Any]:
+    """:func:`read_permission_set` and the set's relay state (``None`` when it has none)."""
+    found = read_permission_set(client, instance_arn, arn)
+    described = client.describe_permission_set(InstanceArn=instance_arn, PermissionSetArn=arn)
+    found["relay_state"] = described["PermissionSet"].get("RelayState") or None
+    return found
