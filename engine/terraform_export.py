@@ -249,26 +249,7 @@ def _workload_resource(
     p = use.params
     gone = f"{use.kind} {use.target} in {account_id}: in the journal, gone from AWS"
     if use.kind == "ensure-oidc-provider":
-        provider = iam_roles.read_oidc_provider(iam, p["url"])
-        if provider is None:
-            result.notes.append(gone)
-            return None
-        if use.status == "adopted":  # someone else's: Terraform of theirs may own it
-            result.role_notes.append(
-                f"OIDC provider {provider['arn']} was there before the migration (adopted): "
-                "not exported"
-            )
-            return None
-        return TfResource(
-            "aws_iam_openid_connect_provider",
-            identifier(account_id, p["url"].removeprefix("https://")),
-            {
-                "url": provider["url"],
-                "client_id_list": provider["client_id_list"],
-                "thumbprint_list": provider["thumbprint_list"],
-            },
-            import_id=provider["arn"],
-        )
+        return _oidc_resource(iam, account_id, use, result, gone)
     role_name = p["role_name"]
     if use.kind == "create-workload-role":
         role = iam_roles.read_role(iam, role_name)
@@ -325,3 +306,30 @@ def _workload_resource(
             import_id=profile["name"],
         )
     return None
+
+
+def _oidc_resource(
+    iam: Any, account_id: str, use: JournalUse, result: TerraformExport, gone: str
+) -> TfResource | None:
+    """The OIDC provider the migration created; one it adopted is someone else's: a note."""
+    p = use.params
+    provider = iam_roles.read_oidc_provider(iam, p["url"])
+    if provider is None:
+        result.notes.append(gone)
+        return None
+    if use.status == "adopted":  # someone else's: Terraform of theirs may own it
+        result.role_notes.append(
+            f"OIDC provider {provider['arn']} was there before the migration (adopted): "
+            "not exported"
+        )
+        return None
+    return TfResource(
+        "aws_iam_openid_connect_provider",
+        identifier(account_id, p["url"].removeprefix("https://")),
+        {
+            "url": provider["url"],
+            "client_id_list": provider["client_id_list"],
+            "thumbprint_list": provider["thumbprint_list"],
+        },
+        import_id=provider["arn"],
+    )
