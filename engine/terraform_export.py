@@ -266,6 +266,8 @@ def _workload_resource(
                 "description": role["description"] or None,
                 "max_session_duration": role["max_session_duration"],
                 "permissions_boundary": role["permissions_boundary"],
+                # What iamc tagged it with: left out, `terraform plan` would remove them.
+                "tags": role["tags"] or None,
             },
             import_id=role_name,
         )
@@ -302,6 +304,7 @@ def _workload_resource(
                 "name": profile["name"],
                 "path": profile["path"],
                 "role": profile["roles"][0] if profile["roles"] else None,
+                "tags": profile["tags"] or None,
             },
             import_id=profile["name"],
         )
@@ -330,6 +333,7 @@ def _oidc_resource(
             "url": provider["url"],
             "client_id_list": provider["client_id_list"],
             "thumbprint_list": provider["thumbprint_list"],
+            "tags": provider["tags"] or None,
         },
         import_id=provider["arn"],
     )

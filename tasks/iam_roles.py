@@ -522,7 +522,12 @@ def read_role(iam: Any, name: str) -> dict[str, Any] | None:
         "description": role.get("Description") or "",
         "max_session_duration": role.get("MaxSessionDuration") or 3600,
         "permissions_boundary": boundary,
+        "tags": _tag_map(role.get("Tags", [])),  # GetRole returns the role's tags
     }
+
+
+def _tag_map(tags: list[dict[str, str]]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in sorted(tags, key=lambda t: t["Key"])}
 
 
 def read_role_policy(iam: Any, role: str, policy: str) -> dict[str, Any] | None:
@@ -554,6 +559,8 @@ def read_instance_profile(iam: Any, name: str) -> dict[str, Any] | None:
         "name": profile["InstanceProfileName"],
         "path": profile.get("Path") or "/",
         "roles": [r["RoleName"] for r in profile.get("Roles", [])],
+        # GetInstanceProfile returns the profile's tags (IAM API reference, InstanceProfile).
+        "tags": _tag_map(profile.get("Tags", [])),
     }
 
 
@@ -569,4 +576,5 @@ def read_oidc_provider(iam: Any, url: str) -> dict[str, Any] | None:
         "url": url,
         "client_id_list": list(found.get("ClientIDList", [])),
         "thumbprint_list": list(found.get("ThumbprintList", [])),
+        "tags": _tag_map(found.get("Tags", [])),  # GetOpenIDConnectProvider returns them
     }

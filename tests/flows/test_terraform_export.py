@@ -269,6 +269,11 @@ def _expected(
     return expected
 
 
+def _tags(tags: list[dict[str, str]]) -> dict[str, Any]:
+    """The live tags as the export writes them (none: no attribute)."""
+    return {"tags": {t["Key"]: t["Value"] for t in tags}} if tags else {}
+
+
 def _expected_iam(iam: Any, account: str, kind: str, status: str, p: dict[str, Any]) -> dict:
     if kind == "ensure-oidc-provider":
         if status == "adopted":
@@ -281,6 +286,7 @@ def _expected_iam(iam: Any, account: str, kind: str, status: str, p: dict[str, A
                     "url": f"https://{HOST}",
                     "client_id_list": found["ClientIDList"],
                     "thumbprint_list": found["ThumbprintList"],
+                    **_tags(found.get("Tags", [])),
                 },
                 account,
             )
@@ -294,6 +300,7 @@ def _expected_iam(iam: Any, account: str, kind: str, status: str, p: dict[str, A
             "path": live["Path"],
             "assume_role_policy": json.loads(trust) if isinstance(trust, str) else trust,
             "max_session_duration": live["MaxSessionDuration"],
+            **_tags(iam.list_role_tags(RoleName=role)["Tags"]),
         }
         if live.get("Description"):
             attributes["description"] = live["Description"]
@@ -328,7 +335,12 @@ def _expected_iam(iam: Any, account: str, kind: str, status: str, p: dict[str, A
     profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
     return {
         ("aws_iam_instance_profile", name): (
-            {"name": name, "path": profile["Path"], "role": profile["Roles"][0]["RoleName"]},
+            {
+                "name": name,
+                "path": profile["Path"],
+                "role": profile["Roles"][0]["RoleName"],
+                **_tags(profile.get("Tags", [])),
+            },
             account,
         )
     }
