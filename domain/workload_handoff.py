@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from domain import csv_export
-from domain.keys import mask_key_id
+from domain.keys import mask_key_id, mask_key_ids_in
 from domain.plan import Outcome, Plan
 from domain.records import User
 
@@ -38,8 +38,6 @@ CSV_COLUMNS = [
     "key_quiet_on",
     "markdown_file",
 ]
-# A whole access key id, wherever a location string might carry one: shown masked.
-_KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
 
 
 @dataclass(frozen=True)
@@ -79,11 +77,6 @@ class WorkloadHandoff:
     last_used: datetime | None = None
 
 
-def mask_text(text: str) -> str:
-    """``text`` with every whole access key id in it masked."""
-    return _KEY_ID.sub(lambda m: mask_key_id(m.group(0)), text)
-
-
 def owner_of(tags: dict[str, str], declared: str | None) -> str:
     """The user's ``owner`` tag (any casing of the key), else the spec's owner, else unowned."""
     for key, value in tags.items():
@@ -95,7 +88,7 @@ def owner_of(tags: dict[str, str], declared: str | None) -> str:
 def _written_down(finding: Any) -> str:
     where = f"{finding.location}:{finding.line}" if finding.line else str(finding.location)
     pair = "; the secret key is written there too" if finding.pair_found else ""
-    return mask_text(f"{finding.source}: {where} (key {finding.masked_key}{pair})")
+    return mask_key_ids_in(f"{finding.source}: {where} (key {finding.masked_key}{pair})")
 
 
 def handoffs_from_plan(
@@ -358,7 +351,7 @@ def render_owner(owner: str, handoffs: list[WorkloadHandoff], ctx: HandoffContex
             "the role was first used.",
             "",
         ]
-    return mask_text("\n".join(lines))
+    return mask_key_ids_in("\n".join(lines))
 
 
 def _file_stem(owner: str) -> str:
@@ -394,7 +387,7 @@ def write_handoffs(
                 "role_arn": h.role_arn,
                 "repository": h.repository or "",
                 "keys": "; ".join(h.keys),
-                "written_down": mask_text("; ".join(h.written_down)),
+                "written_down": mask_key_ids_in("; ".join(h.written_down)),
                 "switch_by": ctx.disable_on.isoformat(),
                 "key_quiet_on": key_quiet_on(h, ctx).isoformat(),
                 "markdown_file": str(markdown),

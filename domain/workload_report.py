@@ -8,12 +8,11 @@ evidence line, a place the key is written down) might quote.
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from typing import Any
 
 from domain import csv_export
-from domain.keys import mask_key_id
+from domain.keys import mask_key_id, mask_key_ids_in
 from domain.workload_json import placement_to_json
 from domain.workloads import Placement
 
@@ -51,13 +50,6 @@ TABLE_COLUMNS = [
     "Written down",
 ]
 
-_KEY_ID = re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")
-
-
-def scrub(text: str) -> str:
-    """``text`` with every whole access key id in it masked."""
-    return _KEY_ID.sub(lambda m: mask_key_id(m.group(0)), text)
-
 
 def _iso(when: datetime | None) -> str:
     return when.isoformat() if when else ""
@@ -79,7 +71,7 @@ def table_row(placement: Placement) -> dict[str, str]:
         "Keys": "\n".join(keys) or "-",
         "Key last used": _day(placement.last_used),
         "Role first used": _day(placement.role_first_used),
-        "Evidence": scrub(placement.evidence[0]) if placement.evidence else "-",
+        "Evidence": mask_key_ids_in(placement.evidence[0]) if placement.evidence else "-",
         "Written down": str(written),
     }
 
@@ -89,10 +81,10 @@ def render_json(placements: list[Placement], meta: dict[str, Any]) -> str:
     shown = []
     for placement in placements:
         data = placement_to_json(placement, masked=True)
-        data["evidence"] = [scrub(line) for line in data["evidence"]]
+        data["evidence"] = [mask_key_ids_in(line) for line in data["evidence"]]
         for key in data["keys"]:
-            key["written_down"] = [scrub(w) for w in key["written_down"]]
-            key["ignored"] = [scrub(w) for w in key["ignored"]]
+            key["written_down"] = [mask_key_ids_in(w) for w in key["written_down"]]
+            key["ignored"] = [mask_key_ids_in(w) for w in key["ignored"]]
         shown.append(data)
     document = {
         "migration": meta.get("migration"),
@@ -116,7 +108,7 @@ def csv_rows(placements: list[Placement]) -> list[dict[str, Any]]:
             "role_first_used": _iso(p.role_first_used),
             "settled_by": p.settled_by,
             "owner": p.owner or "",
-            "evidence": scrub("; ".join(p.evidence)),
+            "evidence": mask_key_ids_in("; ".join(p.evidence)),
         }
         for key in p.keys or [None]:
             per_key = {
@@ -129,7 +121,7 @@ def csv_rows(placements: list[Placement]) -> list[dict[str, Any]]:
                 "user_agents": "; ".join(key.user_agents) if key else "",
                 "source_ips": "; ".join(key.source_ips) if key else "",
                 "calls": "; ".join(key.calls) if key else "",
-                "written_down": scrub("; ".join(key.written_down)) if key else "",
+                "written_down": mask_key_ids_in("; ".join(key.written_down)) if key else "",
             }
             rows.append({c: {**common, **per_key}[c] for c in CSV_COLUMNS})
     return rows

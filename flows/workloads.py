@@ -22,7 +22,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from console.operator import artifact_key, flow_run_id, publish_table, run_logger
 from console.run_names import step_run_name
 from domain.errors import NoInventoryError
-from domain.keys import mask_key_id
+from domain.keys import mask_key_id, mask_key_ids_in
 from domain.records import AccountInventory, User, UserClass
 from domain.spec import scan_paths_of
 from domain.workload_runtime import infer_placement
@@ -248,8 +248,8 @@ def workload_rows(placements: list[Placement]) -> list[dict[str, Any]]:
                     "key": mask_key_id(key.access_key_id),
                     "last used": _day(key.last_seen or key.last_used),
                     "role first used": _day(p.role_first_used),
-                    "evidence": p.evidence[0] if p.evidence else "",
-                    "written down": "; ".join(key.written_down),
+                    "evidence": mask_key_ids_in(p.evidence[0]) if p.evidence else "",
+                    "written down": mask_key_ids_in("; ".join(key.written_down)),
                 }
             )
     return rows

@@ -8,7 +8,8 @@ import json
 import re
 from datetime import UTC, datetime
 
-from domain.workload_report import CSV_COLUMNS, render_csv, render_json, scrub, table_row
+from domain.keys import mask_key_ids_in
+from domain.workload_report import CSV_COLUMNS, render_csv, render_json, table_row
 from domain.workloads import Confidence, KeyUsage, Placement, Runtime
 
 WHOLE = re.compile(r"AKIA[A-Z0-9]{16}")
@@ -47,8 +48,8 @@ def _placement() -> Placement:
     )
 
 
-def test_scrub_masks_whole_key_ids_only():
-    assert scrub(f"id={KEY}, AKIA…WXYZ, XAKIAEXAMPLEWORKLOAD1") == (
+def test_mask_key_ids_in_masks_whole_key_ids_only():
+    assert mask_key_ids_in(f"id={KEY}, AKIA…WXYZ, XAKIAEXAMPLEWORKLOAD1") == (
         "id=AKIA…OAD1, AKIA…WXYZ, XAKIAEXAMPLEWORKLOAD1"
     )
 
