@@ -137,15 +137,12 @@ def _trust(placement: Placement) -> tuple[dict[str, Any] | None, Finding | None]
                 ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
                 {"ArnEquals": {"aws:SourceArn": placement.trust_anchor_arn}},
             ), None
-        return None, Finding(
-            severity="warning",
-            kind="replace-needs-trust-anchor",
-            message=f"prerequisite: create an IAM Roles Anywhere trust anchor and profile for "
+        return None, _missing(
+            placement,
+            "replace-needs-trust-anchor",
+            f"prerequisite: create an IAM Roles Anywhere trust anchor and profile for "
             f"{who}'s on-premises workload, then declare trust_anchor_arn in [[workloads]]; "
             "until then no role is planned and the key stays",
-            account_id=account,
-            subject=f"user {who}",
-            details={"stages": [REPLACE_STAGE], "runtime": str(runtime)},
         )
     if runtime == Runtime.VENDOR:
         if placement.vendor_account and placement.external_id:

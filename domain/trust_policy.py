@@ -2,7 +2,7 @@
 
 Every trust policy the plan creates goes through :func:`trust_problems`; a problem is a blocking
 finding for the ``replace`` stage. The rules are the ones a reviewer applies to a trust policy
-(ARCHITECTURE.md, "Every trust policy names exactly who may assume the role"):
+(STYLE.md, "Safety idioms": every trust policy names exactly who may assume the role):
 
 - an ``Allow`` to ``*`` (``"Principal": "*"`` or ``{"AWS": "*"}``) without a condition that
   narrows who (organization, principal ARN, source account or ARN, ExternalId);

@@ -1,7 +1,7 @@
 """What a migration created or adopted, read live from AWS, as Terraform with import blocks.
 
 The journal says what the migration made (done forward rows of its apply runs); AWS says what
-it is now, so ``terraform plan`` after the imports shows no change. No Prefect, no writes.
+it is now, so ``terraform plan`` after the imports shows no change. No Prefect, no AWS writes.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from domain.planning import PlanInputs
 from domain.records import Finding
 from domain.role_replacement import RoleReplacement
 from domain.stages import WITH_ALL, StageDefinition, register
-from domain.trust_policy import GITHUB_OIDC_HOST, trust_problems
+from domain.trust_policy import GITHUB_AUDIENCE, GITHUB_OIDC_HOST, trust_problems
 from engine.preconditions import IDENTITY, PROTECTION, StagePreconditions, refuse_if_stale
 from engine.stage_run import AccountReport, StageRun, run_one, users_of
 from stages.retire import retire_user
@@ -155,7 +155,7 @@ def _provider_action(account_id: str, migration: str) -> PlanAction:
         target_fingerprint="",
         params={
             "url": GITHUB_OIDC_URL,
-            "client_ids": ["sts.amazonaws.com"],
+            "client_ids": [GITHUB_AUDIENCE],
             "migration": migration,
         },
     )

@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 READ_PERMISSIONS = (
     "iam:GetRole",
     "iam:ListRoles",
-    "iam:ListRoleTags",
     "iam:GetRolePolicy",
     "iam:ListRolePolicies",
     "iam:ListAttachedRolePolicies",
@@ -207,11 +206,7 @@ def _read_role(iam: Any, name: str) -> dict[str, Any] | None:
         raise
 
 
-def _role_tags(iam: Any, name: str) -> list[dict[str, str]]:
-    return list(pages(iam, "list_role_tags", "Tags", RoleName=name))
-
-
-def strip_role(iam: Any, name: str) -> list[str]:
+def _strip_role(iam: Any, name: str) -> list[str]:
     """Take off everything that keeps IAM from deleting a role; what was removed."""
     removed = []
     for profile in pages(iam, "list_instance_profiles_for_role", "InstanceProfiles", RoleName=name):
@@ -245,7 +240,8 @@ class CreateWorkloadRole:
         if role is None:
             return Live(exists=False)
         detail = {"role_name": name, "arn": role["Arn"]}
-        if not _ours(_role_tags(iam, name), action.params.get("migration")):
+        # GetRole returns the role's tags (IAM API reference, Role): no ListRoleTags needed.
+        if not _ours(role.get("Tags", []), action.params.get("migration")):
             return Live(
                 exists=True,
                 difference=f"role {name} exists and was not created by this migration "
@@ -297,11 +293,12 @@ class CreateWorkloadRole:
             return {"skipped": "nothing recorded to remove"}
         iam = _iam(ctx, entry.account_id)
         try:
-            if _read_role(iam, name) is None:
+            role = _read_role(iam, name)
+            if role is None:
                 return {"skipped": f"role {name} is gone"}
-            if not _ours(_role_tags(iam, name), recorded.get("migration")):
+            if not _ours(role.get("Tags", []), recorded.get("migration")):
                 return {"skipped": f"role {name} is no longer ours ({MIGRATION_TAG} tag gone)"}
-            removed = strip_role(iam, name)
+            removed = _strip_role(iam, name)
             iam.delete_role(RoleName=name)
         except ClientError as err:
             raise _failed(entry.action_id, f"DeleteRole {name}", err) from err
