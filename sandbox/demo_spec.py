@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date, timedelta
 
 from sandbox.seed_manifest import SeedManifest
+from sandbox.seed_samples import SAMPLES_REPOSITORY
+from sandbox.workload_usage import VENDOR_ACCOUNTS, base_name
 
 DEMO_SPEC = """# The demo's migration spec: a sandbox organization on a local moto server.
 name = "demo"
@@ -84,12 +85,12 @@ def demo_cis(manifest: SeedManifest, today: date) -> str:
 # the repository a GitHub OIDC role is pinned to, the vendor's account and ExternalId, the
 # on-premises host's Roles Anywhere trust anchor. The others are placed from CloudTrail alone.
 _DECLARED = {
-    "ci-deployer": ("github-actions", "app-team", {"repository": "acme/platform-app"}),
+    "ci-deployer": ("github-actions", "app-team", {"repository": SAMPLES_REPOSITORY}),
     "terraform-runner": ("terraform", "platform-team", {"repository": "acme/infrastructure"}),
     "datadog-integration": (
         "vendor",
         "observability-team",
-        {"vendor_account": "464622532012", "external_id": "acme-datadog-{account}"},
+        {"vendor_account": VENDOR_ACCOUNTS["datadog"], "external_id": "acme-datadog-{account}"},
     ),
     "jenkins": (
         "on-premises",
@@ -109,7 +110,7 @@ def demo_workloads(manifest: SeedManifest) -> str:
         if account.status != "ACTIVE":
             continue
         for user in account.users:
-            declared = _DECLARED.get(re.sub(r"-\d+$", "", user.name))
+            declared = _DECLARED.get(base_name(user.name))
             if declared is None:
                 continue
             runtime, owner, fields = declared

@@ -25,6 +25,7 @@ from sandbox.wire import Reply, json_reply
 from sandbox.workload_requests import PLAYBACK_LOCK, SelfRequests
 from sandbox.workload_usage import (
     SCANNER_AGENT,
+    VENDOR_ACCOUNTS,
     Workload,
     base_name,
     round_times,
@@ -34,9 +35,6 @@ from sandbox.workload_usage import (
     user_agent,
 )
 
-# Datadog's AWS account, which its integration assumes roles from (Datadog docs, "AWS
-# integration": the role trusts arn:aws:iam::464622532012:root with an ExternalId).
-VENDOR_ACCOUNTS = {"datadog": "464622532012"}
 _VENDOR_USER = "vendor-integration"
 # The service principal that assumes a replacement role for each runtime.
 SERVICE_PRINCIPALS = {

@@ -138,6 +138,12 @@ class Workload:
         }
 
 
+# Datadog's AWS account, which its integration assumes roles from (Datadog docs, "AWS
+# integration": the role trusts arn:aws:iam::464622532012:root with an ExternalId); the
+# owners' switch assumes from there and the demo's spec declares it.
+VENDOR_ACCOUNTS = {"datadog": "464622532012"}
+
+
 def base_name(user: str) -> str:
     """The seeded name without the ``-2``, ``-3`` a later cycle appends."""
     return re.sub(r"-\d+$", "", user)

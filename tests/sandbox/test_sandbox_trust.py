@@ -17,7 +17,8 @@ from domain.errors import SandboxError
 from domain.workloads import ROLE_PATH, replacement_role_name
 from sandbox.oidc import GITHUB_ISSUER, github_token, token_claims
 from sandbox.server import Sandbox
-from sandbox.workload_control import VENDOR_ACCOUNTS, _vendor_key
+from sandbox.workload_control import _vendor_key
+from sandbox.workload_usage import VENDOR_ACCOUNTS
 
 GITHUB = "token.actions.githubusercontent.com"
 VENDOR = VENDOR_ACCOUNTS["datadog"]
