@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from domain.keys import mask_key_id
 
@@ -128,3 +129,9 @@ def cutover_refusals(
         f"or the key stays quiet until {quiet_on} ([decommission] inactive_days = "
         f"{inactive_days})"
     ]
+
+
+def cutover_inactive_days(plan_settings: dict[str, Any], spec_days: int) -> int:
+    """How long a key must be quiet: the longer of what the change board approved (the plan's
+    ``inactive_days``) and what the spec says now."""
+    return max(int(plan_settings.get("inactive_days", 0) or 0), spec_days)

@@ -21,10 +21,9 @@ from domain import csv_export
 from domain.keys import mask_key_id, mask_key_ids_in
 from domain.plan import Outcome, Plan
 from domain.records import User
+from domain.workloads import CREATE_INSTANCE_PROFILE, CREATE_WORKLOAD_ROLE
 
 UNOWNED = "unowned (tag the user with owner=...)"
-CREATE_ROLE = "create-workload-role"
-INSTANCE_PROFILE = "create-instance-profile"
 CSV_COLUMNS = [
     "owner",
     "account_id",
@@ -105,8 +104,10 @@ def handoffs_from_plan(
         declared_owners: ``(account, user)`` -> the owner the spec's ``[[workloads]]`` names.
         findings: The key scan's current findings (``domain.key_attribution.KeyFinding``).
     """
-    roles = {(a.account_id, a.target): a for a in plan.actions if a.kind == CREATE_ROLE}
-    profiles = {(a.account_id, a.target): a for a in plan.actions if a.kind == INSTANCE_PROFILE}
+    roles = {(a.account_id, a.target): a for a in plan.actions if a.kind == CREATE_WORKLOAD_ROLE}
+    profiles = {
+        (a.account_id, a.target): a for a in plan.actions if a.kind == CREATE_INSTANCE_PROFILE
+    }
     found: list[WorkloadHandoff] = []
     for user_plan in plan.users:
         if user_plan.outcome != Outcome.REPLACE_WITH_ROLE:

@@ -133,6 +133,11 @@ class Placement:
         return self.runtime != Runtime.UNKNOWN
 
 
+# The replace stage's action kinds other floors read: the disable gate and the owners' hand-off
+# find a user's role through them, the Terraform export exports what they made.
+CREATE_WORKLOAD_ROLE = "create-workload-role"
+CREATE_INSTANCE_PROFILE = "create-instance-profile"
+
 # The role the replace stage creates for a workload user lives under this path, so people (and
 # iamc's own teardown) tell it apart from the account's other roles.
 ROLE_PATH = "/iamc/"

@@ -23,6 +23,7 @@ from domain.terraform_export import (
     unique_names,
 )
 from domain.waves import JournalUse, assignment_key, organization_sets
+from domain.workloads import CREATE_INSTANCE_PROFILE, CREATE_WORKLOAD_ROLE
 from engine.apply import stage_context
 from engine.migration import Migration
 from tasks import iam_roles
@@ -251,7 +252,7 @@ def _workload_resource(
     if use.kind == "ensure-oidc-provider":
         return _oidc_resource(iam, account_id, use, result, gone)
     role_name = p["role_name"]
-    if use.kind == "create-workload-role":
+    if use.kind == CREATE_WORKLOAD_ROLE:
         role = iam_roles.read_role(iam, role_name)
         if role is None:
             result.notes.append(gone)
@@ -292,7 +293,7 @@ def _workload_resource(
             {"role": role_name, "policy_arn": p["policy_arn"]},
             import_id=f"{role_name}/{p['policy_arn']}",
         )
-    if use.kind == "create-instance-profile":
+    if use.kind == CREATE_INSTANCE_PROFILE:
         profile = iam_roles.read_instance_profile(iam, p["instance_profile_name"])
         if profile is None:
             result.notes.append(gone)

@@ -34,12 +34,14 @@ from domain.errors import AccessNotVerified
 from domain.notices import NoticeContext, notices_from_plan, portal_url, write_notices
 from domain.plan import Plan
 from domain.runs import NOTIFY_RUN
+from domain.workload_cutover import cutover_inactive_days
 from domain.workload_handoff import (
     HandoffContext,
     handoffs_from_plan,
     render_owner,
     write_handoffs,
 )
+from domain.workload_spec import workloads_by_user
 from engine.account_steps import unprovisioned_accounts
 from engine.migration import Migration
 from engine.progress import account_names
@@ -153,19 +155,13 @@ def _write_handoffs(
         for user in inventory.users
     }
     # The spec's [[workloads]] entries may name an owner (the user's owner tag comes first).
-    declared = {
-        (str(getattr(w, "account", None) or getattr(w, "account_id", "")), str(w.user)): w.owner
-        for w in getattr(spec, "workloads", None) or []
-        if getattr(w, "owner", None) and getattr(w, "user", None)
-    }
+    declared = {key: w.owner for key, w in workloads_by_user(spec.workloads).items() if w.owner}
     findings, _ = store.scans.current_key_findings(migration_id)
     handoffs = handoffs_from_plan(plan, records, declared, findings)
     ctx = HandoffContext(
         migration=spec.name,
         disable_on=disable_on,
-        inactive_days=max(
-            int(plan.settings.get("inactive_days", 0) or 0), spec.decommission.inactive_days
-        ),
+        inactive_days=cutover_inactive_days(plan.settings, spec.decommission.inactive_days),
         region=spec.region,
         spec_path=mig.spec_path,
     )

@@ -20,6 +20,7 @@ from domain.deletion import deletes_in
 from domain.errors import IamcError, SandboxError
 from domain.keys import mask_key_id
 from domain.spec import load_spec
+from domain.workloads import CREATE_WORKLOAD_ROLE
 from engine.approvals import record_decision
 from engine.migration import Migration
 from engine.reports import load_plan
@@ -198,7 +199,7 @@ def _replace_workloads(
     """Approve and apply the wave's replace stage, then play each owner moving their workload
     onto its role (the hand-off's instructions, carried out)."""
     stored, _ = Migration.call(load_plan, spec_path, int(plan["plan_id"]))
-    roles = [a for a in stored.actions if a.kind == "create-workload-role"]
+    roles = [a for a in stored.actions if a.kind == CREATE_WORKLOAD_ROLE]
     if not roles:
         return
     Migration.call(

@@ -22,8 +22,8 @@ from domain.planning import PlanInputs
 from domain.records import User
 from domain.stages import WITH_ALL, StageDefinition, register
 from domain.teardown import QUARANTINE_POLICY, QUARANTINE_POLICY_NAME
-from domain.workload_cutover import cutover_refusals
-from domain.workloads import replacement_role_name
+from domain.workload_cutover import cutover_inactive_days, cutover_refusals
+from domain.workloads import CREATE_WORKLOAD_ROLE, replacement_role_name
 from engine.preconditions import (
     IDENTITY,
     PROTECTION,
@@ -53,7 +53,6 @@ _SHARED_LOCK = threading.Lock()
 # has switched to the replacement role (``workload_cut_over``).
 DISABLED_OUTCOMES = (Outcome.MIGRATE, Outcome.RETIRE, Outcome.REPLACE_WITH_ROLE)
 # The replace stage's action whose role a workload user's disable waits for.
-CREATE_WORKLOAD_ROLE = "create-workload-role"
 
 
 def plan_actions(inputs: PlanInputs) -> list[PlanAction]:
@@ -200,9 +199,7 @@ def _replacement_role(rt: StageRun, work: UserWork) -> str:
 
 
 def _inactive_days(rt: StageRun) -> int:
-    # The longer of what the change board approved and what the spec says now.
-    planned = int(rt.plan.settings.get("inactive_days", 0) or 0)
-    return max(planned, rt.spec.decommission.inactive_days)
+    return cutover_inactive_days(rt.plan.settings, rt.spec.decommission.inactive_days)
 
 
 def workload_cut_over(rt: StageRun, work: UserWork, live: LiveUser) -> list[str]:

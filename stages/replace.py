@@ -25,6 +25,7 @@ from domain.records import Finding
 from domain.role_replacement import RoleReplacement
 from domain.stages import WITH_ALL, StageDefinition, register
 from domain.trust_policy import GITHUB_AUDIENCE, GITHUB_OIDC_HOST, trust_problems
+from domain.workloads import CREATE_INSTANCE_PROFILE, CREATE_WORKLOAD_ROLE
 from engine.preconditions import IDENTITY, PROTECTION, StagePreconditions, refuse_if_stale
 from engine.stage_run import AccountReport, StageRun, run_one, users_of
 from stages.retire import retire_user
@@ -33,15 +34,19 @@ if TYPE_CHECKING:
     from tasks.handler import Handler
 
 OIDC_PROVIDER = "ensure-oidc-provider"
-CREATE_ROLE = "create-workload-role"
 PUT_POLICY = "put-role-policy"
 ATTACH_POLICY = "attach-role-policy"
-INSTANCE_PROFILE = "create-instance-profile"
 # A user's actions run in this order: the role, then what hangs on it.
-KIND_ORDER = (CREATE_ROLE, PUT_POLICY, ATTACH_POLICY, INSTANCE_PROFILE)
+KIND_ORDER = (CREATE_WORKLOAD_ROLE, PUT_POLICY, ATTACH_POLICY, CREATE_INSTANCE_PROFILE)
 # A rollback removes in the order IAM requires: DeleteRole refuses a role that still has
 # policies or instance profiles (IAM API reference, DeleteRole); the provider goes last.
-UNDO_ORDER = (INSTANCE_PROFILE, ATTACH_POLICY, PUT_POLICY, CREATE_ROLE, OIDC_PROVIDER)
+UNDO_ORDER = (
+    CREATE_INSTANCE_PROFILE,
+    ATTACH_POLICY,
+    PUT_POLICY,
+    CREATE_WORKLOAD_ROLE,
+    OIDC_PROVIDER,
+)
 GITHUB_OIDC_URL = f"https://{GITHUB_OIDC_HOST}"
 
 
@@ -100,7 +105,12 @@ def _role_actions(
         },
     }
     role = _action(
-        r, fingerprint, CREATE_ROLE, CREATE_ROLE, params, [provider_id] if provider_id else []
+        r,
+        fingerprint,
+        CREATE_WORKLOAD_ROLE,
+        CREATE_WORKLOAD_ROLE,
+        params,
+        [provider_id] if provider_id else [],
     )
     on_role = [role.id]
     actions = [role]
@@ -131,8 +141,8 @@ def _role_actions(
             _action(
                 r,
                 fingerprint,
-                INSTANCE_PROFILE,
-                INSTANCE_PROFILE,
+                CREATE_INSTANCE_PROFILE,
+                CREATE_INSTANCE_PROFILE,
                 {
                     "role_name": r.role_name,
                     "instance_profile_name": r.instance_profile_name,
