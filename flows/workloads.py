@@ -27,15 +27,15 @@ from domain.records import AccountInventory, User, UserClass
 from domain.spec import scan_paths_of
 from domain.workload_runtime import infer_placement
 from domain.workload_spec import workloads_by_user
-from domain.workloads import KeyUsage, Placement
+from domain.workloads import KeyUsage, Placement, replacement_role_name
 from engine.account_steps import AccountFailure, account_task_result, failures_text
 from engine.account_work import account_label, settle
 from engine.migration import Migration
 from scanner.git_remote import origin_repository
 from state.workloads import WORKLOADS_RUN
 from tasks.aws import AwsSessions
-from tasks.cloudtrail import key_uses, role_last_used
-from tasks.workload_use import key_last_uses
+from tasks.cloudtrail import key_uses
+from tasks.workload_use import key_last_uses, role_use
 
 
 class _Runtime:
@@ -82,11 +82,12 @@ def place_account(rt: _Runtime, inventory: AccountInventory) -> list[Placement]:
     account_id = inventory.account.account_id
     rt.sessions.check_access(account_id)  # a missing role is reported as such, first
     session = rt.sessions.for_account(account_id)
+    iam = session.client("iam")
     placements = []
     for user in workload_users(inventory, rt.declared):
         # The keys as IAM has them now (a key disabled or created since the inventory shows
         # as it is); a user deleted since keeps the inventory's keys, marked so.
-        live = key_last_uses(session.client("iam"), user.name)
+        live = key_last_uses(iam, user.name)
         keys = (
             [KeyUsage(k.key_id, "deleted", last_used=k.last_used_date) for k in user.access_keys]
             if live is None
@@ -106,7 +107,7 @@ def place_account(rt: _Runtime, inventory: AccountInventory) -> list[Placement]:
                 findings,
                 declared=rt.declared.get((account_id, user.name)),
                 owner=user.tags.get("owner"),
-                role_first_used=role_last_used(session, user.name),
+                role_first_used=role_use(iam, replacement_role_name(user.name)).last_used,
                 repositories=rt.repositories,
             )
         )

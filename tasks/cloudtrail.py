@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from domain.retire import UseEvidence
 from domain.workload_runtime import key_use_from_record
-from domain.workloads import ROLE_PATH, KeyUse, replacement_role_name
+from domain.workloads import KeyUse
 from tasks.aws import error_code
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,6 @@ READ_PERMISSIONS = (
     "cloudtrail:LookupEvents",
     "iam:ListAccessKeys",
     "iam:GetAccessKeyLastUsed",
-    "iam:GetRole",  # the workload's replacement role: when it was last used (iamc workloads)
 )
 
 # IAM and console sign-in events are logged in us-east-1 whatever region a caller used
@@ -194,20 +193,3 @@ def key_uses(
             use = key_use_from_record(record, access_key_id)
             seen.setdefault(event.get("EventId") or record.get("eventID") or str(len(seen)), use)
     return sorted(seen.values(), key=lambda u: u.event_time)
-
-
-def role_last_used(session: boto3.Session, user_name: str) -> datetime | None:
-    """When ``user_name``'s replacement role (``iamc-wl-…`` under ``/iamc/``) was last used.
-
-    None when the role does not exist (``replace`` has not made it) or was never used.
-    """
-    try:
-        role = session.client("iam").get_role(RoleName=replacement_role_name(user_name))["Role"]
-    except ClientError as err:
-        if error_code(err) == "NoSuchEntity":
-            return None
-        raise
-    if role.get("Path") != ROLE_PATH:
-        return None  # a role of that name that iamc did not make
-    when = (role.get("RoleLastUsed") or {}).get("LastUsedDate")
-    return _utc(when) if when else None

@@ -12,6 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from domain.workload_cutover import KeyLastUse, RoleUse
+from domain.workloads import ROLE_PATH
 from tasks.aws import error_code
 
 READ_PERMISSIONS = ("iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "iam:GetRole")
@@ -48,13 +49,16 @@ def key_last_uses(iam: Any, user_name: str) -> list[KeyLastUse] | None:
 
 
 def role_use(iam: Any, role_name: str) -> RoleUse:
-    """The role's last use as ``GetRole`` reports it (``exists`` False: no such role)."""
+    """The replacement role's last use as ``GetRole`` reports it (``exists`` False: no such
+    role, or one of that name outside ``/iamc/``, which iamc did not make)."""
     try:
         role = iam.get_role(RoleName=role_name)["Role"]
     except ClientError as err:
         if error_code(err) == "NoSuchEntity":
             return RoleUse(role_name, exists=False)
         raise
+    if role.get("Path") != ROLE_PATH:
+        return RoleUse(role_name, exists=False)
     last = role.get("RoleLastUsed") or {}
     return RoleUse(
         role_name, exists=True, last_used=last.get("LastUsedDate"), region=last.get("Region")
