@@ -1,4 +1,4 @@
-"""The cut-over's live reads: a replacement role counts only under ``/iamc/``, where iamc makes it."""
+"""The cut-over's live reads: a replacement role counts only under ``/iamc/``, as iamc makes it."""
 
 from __future__ import annotations
 
