@@ -33,7 +33,7 @@ from sandbox.sso_roles import SsoRoles
 from sandbox.strict_iam import IamRules
 from sandbox.strict_settings import AssignmentFault, Strictness
 from sandbox.strict_sso_admin import SsoAdminRules
-from sandbox.strict_sts import StsRules, find_role, note_role_used
+from sandbox.strict_sts import StsRules, note_role_used
 from sandbox.wire import Call as _Call
 from sandbox.wire import Reply as _Reply
 from sandbox.wire import (
@@ -379,7 +379,10 @@ class StrictMiddleware:
         key = backend.access_keys.get(call.access_key)
         if key is None or not key.role_arn:
             return
-        role = find_role(key.role_arn)
+        # By whole ARN, not by name (strict_sts.find_role): by name, the tool's own
+        # OrganizationAccountAccessRole sessions would move that role's last use on every call,
+        # and two GetAccountAuthorizationDetails reads would differ (test_sandbox_gaad).
+        role = next((r for r in list(backend.roles.values()) if r.arn == key.role_arn), None)
         if role is not None:
             note_role_used(role, call.region, self._call_time(call))
 
