@@ -23,7 +23,7 @@ from domain.stages import Stage
 # changed made a new plan and orphaned its approval). Format-1 plans keep their old hash.
 PLAN_FORMAT = 2
 # Recorded in the plan for the reader, left out of its hash.
-PROVENANCE_KEYS = ("inventory_snapshot_id", "mapping_run_id")
+PROVENANCE_KEYS = ("inventory_snapshot_id", "mapping_run_id", "usage_read_id")
 
 
 def hashed_content(content: dict[str, Any]) -> dict[str, Any]:
@@ -91,6 +91,12 @@ class Plan:
     format: int = PLAN_FORMAT
     # {"name": ..., "accounts": [...]} for a plan of one wave; None: the spec has no waves.
     wave: dict[str, Any] | None = None
+    # Least privilege from use ([least_privilege]; domain.least_privilege): the mode, the
+    # window, the hash of the usage read relied on (domain.usage.UsageRead.content_hash), the
+    # per-set report and, in trim mode, each person's losses. None: no usage read was used.
+    least_privilege: dict[str, Any] | None = None
+    # The usage read the plan was computed from (provenance, like the snapshot id).
+    usage_read_id: int | None = None
 
     @property
     def blocking(self) -> list[Finding]:
@@ -129,6 +135,12 @@ class Plan:
             "findings": [asdict(f) for f in self.findings],
             # Only in wave plans, so a spec without waves keeps the content (and hash) it had.
             **({"wave": self.wave} if self.wave is not None else {}),
+            # Only when usage was read, so earlier plans keep their content (and hash).
+            **(
+                {"least_privilege": self.least_privilege, "usage_read_id": self.usage_read_id}
+                if self.least_privilege is not None
+                else {}
+            ),
         }
 
     @property
@@ -166,6 +178,8 @@ class Plan:
             findings=[Finding(**f) for f in content["findings"]],
             format=content.get("format", 1),
             wave=content.get("wave"),
+            least_privilege=content.get("least_privilege"),
+            usage_read_id=content.get("usage_read_id"),
         )
 
 
