@@ -7,6 +7,23 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.export_records import (
+    AssignmentRecord,
+    ExportRecords,
+    InstanceProfileRecord,
+    OidcProviderRecord,
+    PermissionSetRecord,
+    RoleAttachmentRecord,
+    RolePolicyRecord,
+    RoleRecord,
+    WorkloadRecord,
+)
+
+HEADER = (
+    "Written by `iamc export terraform` from migration {name}: what it created or adopted,\n"
+    "as it is in AWS now. Terraform >= 1.5 imports it from the import blocks on `terraform plan`."
+)
+
 # Terraform ≥ 1.5 imports from configuration: `import { to = ADDRESS  id = "..." }`.
 # Identifiers: a letter or underscore first, then letters, digits, underscores and dashes
 # (Terraform language, "Identifiers").
@@ -164,3 +181,176 @@ def render_providers(account_ids: list[str], member_role: str, region: str | Non
             "",
         ]
     return "\n".join(lines)
+
+
+# -- the migration's records as resources --------------------------------------------------------
+
+
+def terraform_files(records: ExportRecords) -> tuple[dict[str, str], dict[str, int]]:
+    """The ``.tf`` files (name -> text) of what a migration made, and resources by type.
+
+    Roles live in member accounts: their resources and imports go through one aliased
+    provider per account (``providers.tf``), which assumes the spec's member role there.
+    """
+    instance = records.instance_arn
+    sets = [r for ps in records.permission_sets for r in _permission_set_resources(ps, instance)]
+    assignments = [_assignment_resource(a, instance) for a in records.assignments]
+    roles = []
+    for record in records.workloads:
+        resource = _workload_resource(record)
+        resource.provider = f"aws.{provider_alias(record.account_id)}"
+        roles.append(resource)
+    order = ("aws_iam_openid_connect_provider", "aws_iam_role", "aws_iam_role_policy")
+    roles.sort(key=lambda r: (order.index(r.type) if r.type in order else 3, r.name))
+    header = HEADER.format(name=records.migration)
+    files = {
+        "providers.tf": render_providers(
+            records.workload_accounts(), records.member_role, records.region
+        ),
+        "permission_sets.tf": render_file(unique_names(sets), header),
+        "assignments.tf": render_file(unique_names(assignments), header),
+        "workload_roles.tf": render_file(
+            unique_names(roles), header, [note for _, note in records.workload_notes]
+        ),
+    }
+    counts: dict[str, int] = {}
+    for resource in [*sets, *assignments, *roles]:
+        counts[resource.type] = counts.get(resource.type, 0) + 1
+    return files, counts
+
+
+def _permission_set_resources(found: PermissionSetRecord, instance: str) -> list[TfResource]:
+    name, arn = found.name, found.arn
+    base = identifier(name)
+    ids = f"{arn},{instance}"
+    resources = [
+        TfResource(
+            "aws_ssoadmin_permission_set",
+            base,
+            {
+                "name": name,
+                "description": found.description or None,
+                "session_duration": found.session_duration,
+                "relay_state": found.relay_state,
+                "instance_arn": instance,
+                # Read live (ListTagsForResource): left out, `terraform plan` would remove them.
+                "tags": found.tags or None,
+            },
+            import_id=ids,
+        )
+    ]
+    if found.inline_policy is not None:
+        resources.append(
+            TfResource(
+                "aws_ssoadmin_permission_set_inline_policy",
+                base,
+                {
+                    "inline_policy": jsonencode(found.inline_policy),
+                    "instance_arn": instance,
+                    "permission_set_arn": arn,
+                },
+                import_id=ids,
+            )
+        )
+    for policy_arn in found.aws_managed_policy_arns:
+        resources.append(
+            TfResource(
+                "aws_ssoadmin_managed_policy_attachment",
+                identifier(name, policy_arn.rsplit("/", 1)[-1]),
+                {
+                    "instance_arn": instance,
+                    "managed_policy_arn": policy_arn,
+                    "permission_set_arn": arn,
+                },
+                import_id=f"{policy_arn},{ids}",
+            )
+        )
+    for ref in found.customer_managed_policies:
+        resources.append(
+            TfResource(
+                "aws_ssoadmin_customer_managed_policy_attachment",
+                identifier(name, ref["name"]),
+                {"instance_arn": instance, "permission_set_arn": arn},
+                import_id=f"{ref['name']},{ref['path']},{ids}",
+                blocks=[Block("customer_managed_policy_reference", dict(ref))],
+            )
+        )
+    return resources
+
+
+def _assignment_resource(a: AssignmentRecord, instance: str) -> TfResource:
+    arn = a.permission_set_arn
+    return TfResource(
+        "aws_ssoadmin_account_assignment",
+        identifier(a.permission_set_name, a.account_id, a.principal_name),
+        {
+            "instance_arn": instance,
+            "permission_set_arn": arn,
+            "principal_id": a.principal_id,
+            "principal_type": a.principal_type,
+            "target_id": a.account_id,
+            "target_type": "AWS_ACCOUNT",
+        },
+        import_id=(
+            f"{a.principal_id},{a.principal_type},{a.account_id},AWS_ACCOUNT,{arn},{instance}"
+        ),
+    )
+
+
+def _workload_resource(record: WorkloadRecord) -> TfResource:
+    account_id = record.account_id
+    if isinstance(record, OidcProviderRecord):
+        return TfResource(
+            "aws_iam_openid_connect_provider",
+            identifier(account_id, record.url.removeprefix("https://")),
+            {
+                "url": record.url,
+                "client_id_list": list(record.client_id_list),
+                "thumbprint_list": list(record.thumbprint_list),
+                "tags": record.tags or None,
+            },
+            import_id=record.arn,
+        )
+    if isinstance(record, RoleRecord):
+        return TfResource(
+            "aws_iam_role",
+            identifier(account_id, record.name),
+            {
+                "name": record.name,
+                "path": record.path,
+                "assume_role_policy": jsonencode(record.assume_role_policy),
+                "description": record.description or None,
+                "max_session_duration": record.max_session_duration,
+                "permissions_boundary": record.permissions_boundary,
+                # What iamc tagged it with: left out, `terraform plan` would remove them.
+                "tags": record.tags or None,
+            },
+            import_id=record.name,
+        )
+    if isinstance(record, RolePolicyRecord):
+        return TfResource(
+            "aws_iam_role_policy",
+            identifier(account_id, record.role, record.name),
+            {"name": record.name, "role": record.role, "policy": jsonencode(record.document)},
+            import_id=f"{record.role}:{record.name}",
+        )
+    if isinstance(record, RoleAttachmentRecord):
+        return TfResource(
+            "aws_iam_role_policy_attachment",
+            identifier(account_id, record.role, record.policy_arn.rsplit("/", 1)[-1]),
+            {"role": record.role, "policy_arn": record.policy_arn},
+            import_id=f"{record.role}/{record.policy_arn}",
+        )
+    if not isinstance(record, InstanceProfileRecord):
+        raise TypeError(f"no Terraform resource for {type(record).__name__}")
+    return TfResource(
+        "aws_iam_instance_profile",
+        identifier(account_id, record.name),
+        {
+            "name": record.name,
+            "path": record.path,
+            "role": record.roles[0] if record.roles else None,
+            "tags": record.tags or None,
+        },
+        import_id=record.name,
+    )

@@ -82,6 +82,9 @@ class SsoAdminRules:
             "sso-admin:ListAccountAssignmentCreationStatus": self._list_statuses("creation"),
             "sso-admin:ListAccountAssignmentDeletionStatus": self._list_statuses("deletion"),
             "sso-admin:ListPermissionSetProvisioningStatus": self._list_statuses("provisioning"),
+            "sso-admin:ListTagsForResource": self._list_tags,
+            "sso-admin:TagResource": self._tag_resource,
+            "sso-admin:UntagResource": self._untag_resource,
         }
 
     def reset(self) -> None:
@@ -241,6 +244,44 @@ class SsoAdminRules:
             return None  # moto's own answer for an unknown instance
         arns = self.sso_roles.provisioned_to(str(params.get("AccountId")))
         return json_reply({"PermissionSets": arns})
+
+    # Tags of a permission set (moto 5.2.5 keeps CreatePermissionSet's Tags but implements none
+    # of the tagging calls). Only permission sets are tagged here; instances are not.
+    def _tagged(self, call: Call) -> tuple[Any, Reply | None]:
+        arn = call.json().get("ResourceArn")
+        permission_set = self._permission_set(call, arn)
+        if permission_set is None:
+            return None, json_error(
+                "ResourceNotFoundException", f"Could not find resource {arn}", 400
+            )
+        return permission_set, None
+
+    def _list_tags(self, call: Call) -> Reply | None:
+        permission_set, missing = self._tagged(call)
+        if missing is not None:
+            return missing
+        return json_reply({"Tags": [dict(t) for t in permission_set.tags or []]})
+
+    def _tag_resource(self, call: Call) -> Reply | None:
+        permission_set, missing = self._tagged(call)
+        if missing is not None:
+            return missing
+        with self._lock:
+            tags = {t["Key"]: t["Value"] for t in permission_set.tags or []}
+            tags.update({t["Key"]: t["Value"] for t in call.json().get("Tags", [])})
+            if len(tags) > 50:  # sso-admin API reference, TagResource: at most 50 tags
+                return json_error("ValidationException", "A resource has at most 50 tags", 400)
+            permission_set.tags = [{"Key": k, "Value": v} for k, v in tags.items()]
+        return json_reply({})
+
+    def _untag_resource(self, call: Call) -> Reply | None:
+        permission_set, missing = self._tagged(call)
+        if missing is not None:
+            return missing
+        drop = set(call.json().get("TagKeys", []))
+        with self._lock:
+            permission_set.tags = [t for t in permission_set.tags or [] if t["Key"] not in drop]
+        return json_reply({})
 
     def _permission_set(self, call: Call, permission_set_arn: str | None) -> Any:
         for permission_set in list(self._ssoadmin(call).permission_sets):

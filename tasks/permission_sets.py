@@ -32,6 +32,7 @@ READ_PERMISSIONS = (
     "sso:GetPermissionsBoundaryForPermissionSet",
     "sso:ListPermissionSetsProvisionedToAccount",
     "sso:DescribePermissionSetProvisioningStatus",
+    "sso:ListTagsForResource",  # iamc export: a set's tags, so the export keeps them
     "iam:GetPolicy",  # in member accounts: customer-managed policies must exist there first
 )
 CREATE_PERMISSIONS = (
@@ -528,8 +529,14 @@ def provisioned_permission_sets(ctx: ExecutionContext, account_id: str) -> list[
 
 
 def read_for_export(client: Any, instance_arn: str, arn: str) -> dict[str, Any]:
-    """:func:`read_permission_set` and the set's relay state (``None`` when it has none)."""
+    """:func:`read_permission_set`, the set's relay state (``None`` when it has none) and its
+    tags (key -> value): iamc tags no set it creates, but a set it adopted, or one tagged
+    since, keeps its tags only if the export writes them."""
     found = read_permission_set(client, instance_arn, arn)
     described = client.describe_permission_set(InstanceArn=instance_arn, PermissionSetArn=arn)
     found["relay_state"] = described["PermissionSet"].get("RelayState") or None
+    tags = _pages(
+        client, "list_tags_for_resource", "Tags", InstanceArn=instance_arn, ResourceArn=arn
+    )
+    found["tags"] = {t["Key"]: t["Value"] for t in sorted(tags, key=lambda t: t["Key"])}
     return found

@@ -526,6 +526,60 @@ def iam_state(world: World, prefix: str) -> dict[str, Any]:
     return state
 
 
+GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
+
+
+def export_plans(world: World, tmp_path: Path, prefix: str) -> tuple[Path, int, int]:
+    """A provision plan (two sets, four assignments) and a retire plan with workload roles:
+    four workload users in two accounts (Lambda, EC2, two GitHub Actions), account 2's GitHub
+    OIDC provider already there (adopted), account 1's made by the replace stage."""
+    from bench.plans import store_retire_plan
+    from domain.records import Account
+    from domain.workloads import Confidence, Placement, Runtime
+    from tasks.iam_users import ClassificationRules, inventory_account
+
+    spec, provision = write_approved_plan(world, tmp_path, approve="all")
+    a1, a2 = world.accounts
+    for account_id in world.accounts:
+        iam = world.member_iam(account_id)
+        for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]:
+            if p["Arn"].endswith(GITHUB_OIDC_HOST):
+                iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=p["Arn"])
+    world.member_iam(a2).create_open_id_connect_provider(
+        Url=f"https://{GITHUB_OIDC_HOST}",
+        ClientIDList=["sts.amazonaws.com"],
+        ThumbprintList=["a" * 40],
+    )
+    seed_user(world, a1, f"{prefix}fn", keys=1, inline=True, managed=True)
+    seed_user(world, a1, f"{prefix}box", keys=1)
+    seed_user(world, a1, f"{prefix}ci", keys=1)
+    seed_user(world, a2, f"{prefix}deploy", keys=1, inline=True)
+    high = Confidence.HIGH
+    found = [
+        Placement(a1, f"{prefix}fn", Runtime.LAMBDA, high),
+        Placement(a1, f"{prefix}box", Runtime.EC2, high),
+        Placement(a1, f"{prefix}ci", Runtime.GITHUB_ACTIONS, high, repository="acme/app"),
+        Placement(a2, f"{prefix}deploy", Runtime.GITHUB_ACTIONS, high, repository="acme/infra"),
+    ]
+    inventories = []
+    for account_id in world.accounts:
+        inventory = inventory_account(
+            world.member_session(account_id), Account(account_id), ClassificationRules()
+        )
+        inventory.users = [u for u in inventory.users if u.name.startswith(prefix)]
+        inventories.append(inventory)
+    retire = store_retire_plan(
+        spec,
+        f"sqlite:///{tmp_path / 'state.db'}",
+        "wave-1",
+        inventories,
+        approve_stages=("all",),
+        approver="cab",
+        workloads={p.key: p for p in found},
+    )
+    return spec, provision, retire
+
+
 @pytest.fixture
 def retire_kit(kit: SimpleNamespace) -> SimpleNamespace:
     """Helpers for the disable, bake, delete and restore tests."""
@@ -535,4 +589,5 @@ def retire_kit(kit: SimpleNamespace) -> SimpleNamespace:
         write_retire_plan=write_retire_plan,
         write_migrate_plan=write_migrate_plan,
         iam_state=iam_state,
+        export_plans=export_plans,
     )
