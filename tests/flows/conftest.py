@@ -580,6 +580,21 @@ def export_plans(world: World, tmp_path: Path, prefix: str) -> tuple[Path, int, 
     return spec, provision, retire
 
 
+SET_TAGS = {"owner": "platform", "cost-centre": "42"}
+
+
+def tag_permission_set(world: World, name: str) -> None:
+    """Tag one permission set live (``SET_TAGS``), as a team might after the migration."""
+    sso, instance = world.client("sso-admin"), world.instance_arn
+    for arn in sso.list_permission_sets(InstanceArn=instance)["PermissionSets"]:
+        ps = sso.describe_permission_set(InstanceArn=instance, PermissionSetArn=arn)
+        if ps["PermissionSet"]["Name"] == name:
+            tags = [{"Key": k, "Value": v} for k, v in SET_TAGS.items()]
+            sso.tag_resource(InstanceArn=instance, ResourceArn=arn, Tags=tags)
+            return
+    raise AssertionError(f"no permission set {name}")
+
+
 @pytest.fixture
 def retire_kit(kit: SimpleNamespace) -> SimpleNamespace:
     """Helpers for the disable, bake, delete and restore tests."""
@@ -590,4 +605,5 @@ def retire_kit(kit: SimpleNamespace) -> SimpleNamespace:
         write_migrate_plan=write_migrate_plan,
         iam_state=iam_state,
         export_plans=export_plans,
+        tag_permission_set=tag_permission_set,
     )

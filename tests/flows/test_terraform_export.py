@@ -72,7 +72,7 @@ def test_export_matches_the_live_sandbox_and_the_journal(clean, retire_kit, tmp_
     spec, provision, retire = retire_kit.export_plans(world, tmp_path, prefix)
     assert apply_plan(spec, provision, "provision", poll=retire_kit.QUICK)["failed"] == 0
     assert apply_plan(spec, retire, "replace", poll=retire_kit.QUICK)["failed"] == 0
-    tag_a_set(world, "Readers")  # tagged by hand since: an import must keep the tags
+    retire_kit.tag_permission_set(world, "Readers")  # tagged by hand: the import keeps them
 
     with Migration.open(spec) as mig:
         result = export_terraform(mig)
@@ -118,21 +118,6 @@ def test_export_matches_the_live_sandbox_and_the_journal(clean, retire_kit, tmp_
     text = (out / "workload_roles.tf").read_text()
     assert f"oidc-provider/{HOST} was there before the migration (adopted)" in text
     assert f"arn:aws:iam::{world.accounts[1]}:oidc-provider" in text
-
-
-def tag_a_set(world: Any, name: str) -> None:
-    """Tag one permission set live, as a team might after the migration."""
-    sso, instance = world.client("sso-admin"), world.instance_arn
-    for arn in sso.list_permission_sets(InstanceArn=instance)["PermissionSets"]:
-        ps = sso.describe_permission_set(InstanceArn=instance, PermissionSetArn=arn)
-        if ps["PermissionSet"]["Name"] == name:
-            sso.tag_resource(
-                InstanceArn=instance,
-                ResourceArn=arn,
-                Tags=[{"Key": "owner", "Value": "platform"}, {"Key": "cost-centre", "Value": "42"}],
-            )
-            return
-    raise AssertionError(f"no permission set {name}")
 
 
 def _done(tmp_path: Path, stage: str, plans: tuple[int, ...]) -> list[Any]:
