@@ -355,6 +355,28 @@ def test_duplicate_assignment_conflicts(client, control, identity_center) -> Non
     assert _assign(sso, identity_center, "user-dup-2")["Status"] == "IN_PROGRESS"
 
 
+def test_permission_set_tags_are_kept_listed_and_removed(client, control, identity_center):
+    sso = client("sso-admin")
+    ids = {
+        "InstanceArn": identity_center["instance"],
+        "ResourceArn": identity_center["permission_set"],
+    }
+    assert sso.list_tags_for_resource(**ids)["Tags"] == []
+    sso.tag_resource(**ids, Tags=[{"Key": "owner", "Value": "a"}, {"Key": "team", "Value": "x"}])
+    sso.tag_resource(**ids, Tags=[{"Key": "owner", "Value": "b"}])  # a key's value replaced
+    assert sso.list_tags_for_resource(**ids)["Tags"] == [
+        {"Key": "owner", "Value": "b"},
+        {"Key": "team", "Value": "x"},
+    ]
+    sso.untag_resource(**ids, TagKeys=["team"])
+    assert sso.list_tags_for_resource(**ids)["Tags"] == [{"Key": "owner", "Value": "b"}]
+    with pytest.raises(ClientError) as err:
+        sso.list_tags_for_resource(
+            InstanceArn=ids["InstanceArn"], ResourceArn=ids["ResourceArn"] + "x"
+        )
+    assert _code(err) == ("ResourceNotFoundException", 400)
+
+
 # -- throttling, latency, recorder ----------------------------------------------------------
 
 
