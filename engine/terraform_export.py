@@ -22,7 +22,7 @@ from domain.terraform_export import (
     render_providers,
     unique_names,
 )
-from domain.waves import JournalUse, assignment_key, organization_sets
+from domain.waves import JournalUse, Owned, current_uses, owned
 from domain.workloads import CREATE_INSTANCE_PROFILE, CREATE_WORKLOAD_ROLE
 from engine.apply import stage_context
 from engine.migration import Migration
@@ -51,11 +51,6 @@ class TerraformExport:
     role_notes: list[str] = field(default_factory=list)  # written into workload_roles.tf
 
 
-def _current(uses: list[JournalUse]) -> list[JournalUse]:
-    """Done rows that still count: an adoption by a plan rolled back since says nothing."""
-    return [u for u in uses if u.done and not (u.released and u.status == "adopted")]
-
-
 def export_terraform(mig: Migration, out_dir: Path | None = None) -> TerraformExport:
     """Write the migration's permission sets, assignments and workload roles as ``.tf`` files.
 
@@ -73,8 +68,8 @@ def export_terraform(mig: Migration, out_dir: Path | None = None) -> TerraformEx
     migration_id = mig.store.migrations.find_migration(mig.spec.name)
     uses = [] if migration_id is None else mig.store.waves.journal_uses(migration_id, PROVISION)
     replaced = [] if migration_id is None else mig.store.waves.journal_uses(migration_id, REPLACE)
-    uses, replaced = _current(uses), _current(replaced)
-    if not uses and not replaced:
+    ours, replaced = owned(uses), current_uses(replaced)
+    if not ours and not replaced:
         raise NothingToExport(
             f"migration {mig.spec.name!r} has applied nothing yet: run "
             f"`{mig.hint('apply PLAN_ID --stage provision')}` first, then export"
@@ -82,8 +77,8 @@ def export_terraform(mig: Migration, out_dir: Path | None = None) -> TerraformEx
     out = out_dir or mig.directory / ".iamc" / mig.spec.name / "terraform"
     result = TerraformExport(out_dir=out)
     ctx = stage_context(mig.spec, mig.spec_path, None)
-    sets, arns = _permission_sets(ctx, uses, result)
-    assignments = _assignments(ctx, uses, arns, sets, result)
+    sets, arns = _permission_sets(ctx, ours, result)
+    assignments = _assignments(ctx, ours, arns, result)
     roles, accounts = _workload_roles(ctx, replaced, result)
     header = HEADER.format(name=mig.spec.name)
     result.files = {
@@ -101,12 +96,12 @@ def export_terraform(mig: Migration, out_dir: Path | None = None) -> TerraformEx
 
 
 def _permission_sets(
-    ctx: ExecutionContext, uses: list[JournalUse], result: TerraformExport
+    ctx: ExecutionContext, ours: Owned, result: TerraformExport
 ) -> tuple[list[TfResource], dict[str, str]]:
     """Every set the migration created or adopted, with its policies, as it is now."""
     sso, instance = ctx.sso(), ctx.instance.instance_arn
     live = permission_set_names(sso, instance)
-    wanted = sorted({known.name for known in organization_sets(uses).values()})
+    wanted = sorted(ours.sets)
     resources: list[TfResource] = []
     arns: dict[str, str] = {}
     for name in wanted:
@@ -177,18 +172,11 @@ def _permission_set_resources(found: dict[str, Any], instance: str) -> list[TfRe
 
 
 def _assignments(
-    ctx: ExecutionContext,
-    uses: list[JournalUse],
-    arns: dict[str, str],
-    sets: list[TfResource],
-    result: TerraformExport,
+    ctx: ExecutionContext, ours: Owned, arns: dict[str, str], result: TerraformExport
 ) -> list[TfResource]:
     """Every assignment the migration created or adopted that is there now."""
     instance = ctx.instance.instance_arn
-    keys: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-    for use in uses:
-        if use.kind == "create-assignment":
-            keys.setdefault(assignment_key(use.params), use.params)
+    keys = ours.assignments
     resources = []
     for key in sorted(keys):
         account_id, set_name, principal_type, principal_id = key
