@@ -182,126 +182,141 @@ def drift_plan(migration: str, snapshot_id: int, ours: Owned, read: DriftRead) -
     account that has it (what an edit and a provisioning outside iamc may have changed there);
     a deleted one is created again, provisioned and its assignments created; a set whose latest
     definition is not provisioned to an account is provisioned there; a removed assignment is
-    created again.
+    created again. Accounts the read could not reach get no action.
     """
     if not read.findings:
         return None
-    actions: dict[str, PlanAction] = {}
-    set_action: dict[str, str] = {}
-    restored_sets: list[dict[str, Any]] = []
-    provision_to: set[tuple[str, str]] = set()
-    assignments: list[dict[str, Any]] = []
+    restore = _Restore(ours, read)
     for finding in read.findings:
-        known = ours.sets.get(finding.permission_set)
-        if known is None:
-            continue
-        name, definition = known.name, known.definition
-        if finding.kind == DriftKind.SET_CHANGED:
-            previous = _live_definition(definition, read.live[name])
-            set_action[name] = f"provision:update-permission-set:{name}"
-            actions[set_action[name]] = PlanAction(
-                id=set_action[name],
-                stage=Stage.PROVISION,
-                kind="update-permission-set",
-                account_id=None,
-                target=name,
-                target_fingerprint=sha256_of(definition),
-                params={
-                    "definition": definition,
-                    "previous": previous,
-                    "changes": [f"{f.replace('_', ' ')} restored" for f in finding.fields],
-                    "created_by": known.created_by,
-                    "reprovision_accounts": list(known.accounts),
-                    "drift": finding.as_dict(),
-                },
-            )
-            restored_sets.append(definition)
-            provision_to |= {(a, name) for a in known.accounts if a not in read.not_read}
-        elif finding.kind == DriftKind.SET_DELETED:
-            set_action[name] = f"provision:create-permission-set:{name}"
-            actions[set_action[name]] = PlanAction(
-                id=set_action[name],
-                stage=Stage.PROVISION,
-                kind="create-permission-set",
-                account_id=None,
-                target=name,
-                target_fingerprint=sha256_of(definition),
-                params={"definition": definition, "drift": finding.as_dict()},
-            )
-            restored_sets.append(definition)
-            provision_to |= {(a, name) for a in known.accounts if a not in read.not_read}
-            assignments += [
-                p
-                for key, p in ours.assignments.items()
-                if key[1] == name and key[0] not in read.not_read
-            ]
-        elif finding.kind == DriftKind.SET_NOT_PROVISIONED and finding.account_id:
-            provision_to.add((finding.account_id, name))
-    for finding in read.findings:
-        if finding.kind == DriftKind.ASSIGNMENT_REMOVED:
-            assignments += [
-                p
-                for key, p in ours.assignments.items()
-                if key[0] == finding.account_id
-                and key[1] == finding.permission_set
-                and _principal(p) == finding.principal
-            ]
-    provision_ids: dict[tuple[str, str], str] = {}
-    for account_id, name in sorted(provision_to):
-        definition = ours.sets[name].definition
-        action_id = f"provision:provision-permission-set:{name}:{account_id}"
-        provision_ids[(account_id, name)] = action_id
-        actions[action_id] = PlanAction(
-            id=action_id,
-            stage=Stage.PROVISION,
-            kind="provision-permission-set",
-            account_id=account_id,
-            target=name,
-            target_fingerprint=sha256_of({"definition": definition, "account": account_id}),
-            params={
-                "required_customer_policies": _references(definition),
-                "reprovision": "drift: "
-                + (f"restored by {set_action[name]}" if name in set_action else "not latest"),
-            },
-            depends_on=[set_action[name]] if name in set_action else [],
-        )
-    restored: list[dict[str, Any]] = []
-    for params in assignments:
-        account_id, name = str(params["account_id"]), str(params["permission_set_name"])
-        action_id = (
-            f"provision:create-assignment:{account_id}:{name}"
-            f":{params['principal_type']}:{params['principal_id']}"
-        )
-        if action_id in actions:
-            continue
-        restored.append(params)
-        depends = [provision_ids[(account_id, name)]] if (account_id, name) in provision_ids else []
-        if not depends and name in set_action:
-            depends = [set_action[name]]
-        actions[action_id] = PlanAction(
-            id=action_id,
-            stage=Stage.PROVISION,
-            kind="create-assignment",
-            account_id=account_id,
-            target=f"{str(params['principal_type']).lower()} "
-            f"{params.get('principal_name') or params['principal_id']} -> {name}",
-            target_fingerprint=sha256_of(params),
-            params=dict(params),
-            depends_on=depends,
-        )
+        restore.add(finding)
+    restore.provisions()
+    restore.assignment_actions()
     return Plan(
         migration=migration,
         inventory_snapshot_id=snapshot_id,
         mapping_run_id=None,
         settings={},
         users=[],
-        actions=list(actions.values()),
-        permission_sets=restored_sets,
-        assignments=restored,
+        actions=list(restore.actions.values()),
+        permission_sets=restore.sets,
+        assignments=restore.assigned,
         required_customer_policies=[],
         findings=[_as_finding(f) for f in read.findings] + _unread_findings(read),
         drift=drift_section(read),
     )
+
+
+class _Restore:
+    """The drift plan's actions as they are gathered, keyed by id (each once)."""
+
+    def __init__(self, ours: Owned, read: DriftRead):
+        self.ours, self.read = ours, read
+        self.actions: dict[str, PlanAction] = {}
+        self.set_action: dict[str, str] = {}  # set name -> the action that restores it
+        self.sets: list[dict[str, Any]] = []
+        self.provision_to: set[tuple[str, str]] = set()
+        self.wanted: list[dict[str, Any]] = []  # assignments' params to create
+        self.assigned: list[dict[str, Any]] = []
+
+    def add(self, finding: DriftFinding) -> None:
+        known = self.ours.sets.get(finding.permission_set)
+        if known is None:
+            return
+        name, definition = known.name, known.definition
+        reached = [a for a in known.accounts if a not in self.read.not_read]
+        if finding.kind == DriftKind.SET_CHANGED:
+            params = {
+                "definition": definition,
+                "previous": _live_definition(definition, self.read.live[name]),
+                "changes": [f"{f.replace('_', ' ')} restored" for f in finding.fields],
+                "created_by": known.created_by,
+                "reprovision_accounts": list(known.accounts),
+            }
+            self._set_action("update-permission-set", name, definition, params, finding)
+            self.provision_to |= {(a, name) for a in reached}
+        elif finding.kind == DriftKind.SET_DELETED:
+            params = {"definition": definition}
+            self._set_action("create-permission-set", name, definition, params, finding)
+            self.provision_to |= {(a, name) for a in reached}
+            self.wanted += [
+                p
+                for key, p in self.ours.assignments.items()
+                if key[1] == name and key[0] not in self.read.not_read
+            ]
+        elif finding.kind == DriftKind.SET_NOT_PROVISIONED and finding.account_id:
+            self.provision_to.add((finding.account_id, name))
+        elif finding.kind == DriftKind.ASSIGNMENT_REMOVED:
+            self.wanted += [
+                p
+                for key, p in self.ours.assignments.items()
+                if key[0] == finding.account_id
+                and key[1] == name
+                and _principal(p) == finding.principal
+            ]
+
+    def _set_action(
+        self,
+        kind: str,
+        name: str,
+        definition: dict[str, Any],
+        params: dict[str, Any],
+        finding: DriftFinding,
+    ) -> None:
+        action_id = self.set_action[name] = f"provision:{kind}:{name}"
+        self.actions[action_id] = PlanAction(
+            id=action_id,
+            stage=Stage.PROVISION,
+            kind=kind,
+            account_id=None,
+            target=name,
+            target_fingerprint=sha256_of(definition),
+            params={**params, "drift": finding.as_dict()},
+        )
+        self.sets.append(definition)
+
+    def provisions(self) -> None:
+        for account_id, name in sorted(self.provision_to):
+            definition = self.ours.sets[name].definition
+            restored_by = self.set_action.get(name)
+            why = f"restored by {restored_by}" if restored_by else "latest definition not there"
+            action_id = f"provision:provision-permission-set:{name}:{account_id}"
+            self.actions[action_id] = PlanAction(
+                id=action_id,
+                stage=Stage.PROVISION,
+                kind="provision-permission-set",
+                account_id=account_id,
+                target=name,
+                target_fingerprint=sha256_of({"definition": definition, "account": account_id}),
+                params={
+                    "required_customer_policies": _references(definition),
+                    "reprovision": f"drift: {why}",
+                },
+                depends_on=[restored_by] if restored_by else [],
+            )
+
+    def assignment_actions(self) -> None:
+        for params in self.wanted:
+            account_id, name = str(params["account_id"]), str(params["permission_set_name"])
+            action_id = (
+                f"provision:create-assignment:{account_id}:{name}"
+                f":{params['principal_type']}:{params['principal_id']}"
+            )
+            if action_id in self.actions:
+                continue
+            self.assigned.append(params)
+            provision = f"provision:provision-permission-set:{name}:{account_id}"
+            before = provision if provision in self.actions else self.set_action.get(name)
+            self.actions[action_id] = PlanAction(
+                id=action_id,
+                stage=Stage.PROVISION,
+                kind="create-assignment",
+                account_id=account_id,
+                target=f"{str(params['principal_type']).lower()} "
+                f"{params.get('principal_name') or params['principal_id']} -> {name}",
+                target_fingerprint=sha256_of(params),
+                params=dict(params),
+                depends_on=[before] if before else [],
+            )
 
 
 def drift_section(read: DriftRead) -> dict[str, Any]:

@@ -104,7 +104,7 @@ COMMANDS = {
     ),
     "drift": Lazy(
         _STEPS + "drift",
-        "Compare what the migration made with AWS; plan what puts it back (exit 3: drift).",
+        "Compare what the migration created or adopted with AWS; plan what puts it back.",
     ),
     "export": Lazy(
         _STEPS + "export",
