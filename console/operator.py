@@ -54,6 +54,7 @@ RUNBOOK = (
     "bake-watch",
     "rollback",
     "restore",
+    "drift",
 )
 
 

@@ -239,3 +239,18 @@ class NothingToExport(IamcError):
     """The migration has applied nothing yet: there is nothing for Terraform to take over."""
 
     exit_code = 2
+
+
+class NothingToCompare(IamcError):
+    """The migration has applied nothing yet: nothing it made can have drifted."""
+
+    exit_code = 2
+
+
+class DriftIncomplete(IamcError):
+    """The drift read ran, but an account (or the permission sets) could not be read.
+
+    Exits 4, as an incomplete inventory does: what was not read may have drifted too.
+    """
+
+    exit_code = 4

@@ -97,6 +97,10 @@ class Plan:
     least_privilege: dict[str, Any] | None = None
     # The usage read the plan was computed from (provenance, like the snapshot id).
     usage_read_id: int | None = None
+    # A drift plan (``iamc drift``, domain.drift): when it was read, the accounts read and
+    # those that could not be, and what drifted. None: a plan of the migration (or a wave).
+    # A drift plan restores what earlier plans did; it is no wave's plan and supersedes none.
+    drift: dict[str, Any] | None = None
 
     @property
     def blocking(self) -> list[Finding]:
@@ -141,7 +145,14 @@ class Plan:
                 if self.least_privilege is not None
                 else {}
             ),
+            # Only in drift plans, so every other plan keeps its content (and hash).
+            **({"drift": self.drift} if self.drift is not None else {}),
         }
+
+    @property
+    def is_drift(self) -> bool:
+        """A plan that puts back what drifted (``iamc drift``), not a plan of the migration."""
+        return self.drift is not None
 
     @property
     def wave_name(self) -> str | None:
@@ -180,6 +191,7 @@ class Plan:
             wave=content.get("wave"),
             least_privilege=content.get("least_privilege"),
             usage_read_id=content.get("usage_read_id"),
+            drift=content.get("drift"),
         )
 
 

@@ -184,6 +184,13 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
             f"- **Wave:** `{plan.wave['name']}`: {len(plan.wave['accounts'])} account(s) "
             f"({', '.join(plan.wave['accounts'])})"
         )
+    if plan.drift:
+        unread = plan.drift.get("accounts_not_read") or {}
+        add(
+            f"- **Drift plan:** puts back {len(plan.drift.get('findings') or [])} drift(s) read "
+            f"at {plan.drift.get('read_at')} (`iamc drift`); no wave's plan"
+            + (f"; **partial read, not read: {', '.join(sorted(unread))}**" if unread else "")
+        )
     add(
         f"- **Computed from:** inventory snapshot {plan.inventory_snapshot_id}, "
         f"mapping run {plan.mapping_run_id}"

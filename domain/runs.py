@@ -15,6 +15,8 @@ ROLLBACK_RUN = "rollback"
 RESTORE_RUN = "restore"
 STAGE_RUN_KINDS = (APPLY_RUN, ROLLBACK_RUN)
 VERIFY_RUN = "verify"
+# Reads what the migration made against AWS, and may store a plan that puts it back.
+DRIFT_RUN = "drift"
 NOTIFY_RUN = "notify"
 
 RUN_RUNNING = "running"

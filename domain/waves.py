@@ -201,6 +201,45 @@ def organization_sets(uses: list[JournalUse]) -> dict[str, OrgPermissionSet]:
     return found
 
 
+def current_uses(uses: list[JournalUse]) -> list[JournalUse]:
+    """Done rows that still count: an adoption by a plan rolled back since says nothing (a
+    row a rollback undid is ``rolled-back``, not done)."""
+    return [u for u in uses if u.done and not (u.released and u.status == "adopted")]
+
+
+@dataclass
+class Owned:
+    """What the migration created or adopted, as its journal has it now: every permission set
+    by name (its latest definition, the accounts it was provisioned to) and every account
+    assignment (``assignment_key`` -> the params it was created with)."""
+
+    sets: dict[str, OrgPermissionSet]
+    assignments: dict[tuple[str, str, str, str], dict[str, Any]]
+
+    def __bool__(self) -> bool:
+        return bool(self.sets or self.assignments)
+
+    def accounts(self) -> list[str]:
+        """Every account a set of ours was provisioned to or assigned in."""
+        found = {a for known in self.sets.values() for a in known.accounts}
+        return sorted(found | {key[0] for key in self.assignments})
+
+
+def owned(uses: list[JournalUse]) -> Owned:
+    """The permission sets and assignments the provision stage's journal says are ours.
+
+    Args:
+        uses: The provision stage's forward rows of every plan (``store.waves.journal_uses``).
+    """
+    current = current_uses(uses)
+    sets = {known.name: known for known in organization_sets(current).values()}
+    assignments: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for use in current:
+        if use.kind == "create-assignment":
+            assignments.setdefault(assignment_key(use.params), use.params)
+    return Owned(sets=sets, assignments=dict(sorted(assignments.items())))
+
+
 def assignment_key(params: dict[str, Any]) -> tuple[str, str, str, str]:
     return (
         str(params.get("account_id", "")),
@@ -257,6 +296,11 @@ def _normal(name: str, value: Any) -> Any:
     if name == "description":
         return value or ""
     return value or None
+
+
+def differing_fields(recorded: dict[str, Any], live: dict[str, Any]) -> list[str]:
+    """The fields Identity Center stores (``AWS_FIELDS``) in which two definitions differ."""
+    return [n for n in AWS_FIELDS if _normal(n, recorded.get(n)) != _normal(n, live.get(n))]
 
 
 def definition_changes(new: dict[str, Any], old: dict[str, Any]) -> list[str]:

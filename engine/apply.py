@@ -85,6 +85,9 @@ def check_wave(spec: MigrationSpec, plan: Plan, plan_id: int) -> None:
     Raises:
         ApplyRefused: the plan's wave and the spec's waves disagree; nothing was changed.
     """
+    if plan.is_drift:
+        # A drift plan puts back what the migration's plans (of any wave) made: no wave's.
+        return
     names = [w.name for w in spec.waves]
     wave = plan.wave_name
     if wave is None and names:

@@ -28,7 +28,7 @@ from domain.export_records import (
     RoleRecord,
     WorkloadRecord,
 )
-from domain.waves import JournalUse, assignment_key, organization_sets
+from domain.waves import JournalUse, Owned, current_uses, owned
 from domain.workloads import CREATE_INSTANCE_PROFILE, CREATE_WORKLOAD_ROLE
 from engine.apply import stage_context
 from engine.migration import Migration
@@ -51,11 +51,6 @@ class ExportResult:
     files: dict[str, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-
-
-def _current(uses: list[JournalUse]) -> list[JournalUse]:
-    """Done rows that still count: an adoption by a plan rolled back since says nothing."""
-    return [u for u in uses if u.done and not (u.released and u.status == "adopted")]
 
 
 def export_terraform(mig: Migration, out_dir: Path | None = None) -> ExportResult:
@@ -113,8 +108,8 @@ def read_export(mig: Migration) -> ExportRecords:
     migration_id = mig.store.migrations.find_migration(mig.spec.name)
     uses = [] if migration_id is None else mig.store.waves.journal_uses(migration_id, PROVISION)
     replaced = [] if migration_id is None else mig.store.waves.journal_uses(migration_id, REPLACE)
-    uses, replaced = _current(uses), _current(replaced)
-    if not uses and not replaced:
+    ours, replaced = owned(uses), current_uses(replaced)
+    if not ours and not replaced:
         raise NothingToExport(
             f"migration {mig.spec.name!r} has applied nothing yet: run "
             f"`{mig.hint('apply PLAN_ID --stage provision')}` first, then export"
@@ -126,20 +121,20 @@ def read_export(mig: Migration) -> ExportRecords:
         region=mig.spec.region,
         member_role=mig.spec.member_role,
     )
-    records.permission_sets = _permission_sets(ctx, uses, records)
-    records.assignments = _assignments(ctx, uses, records)
+    records.permission_sets = _permission_sets(ctx, ours, records)
+    records.assignments = _assignments(ctx, ours, records)
     records.workloads = _workloads(ctx, replaced, records)
     return records
 
 
 def _permission_sets(
-    ctx: ExecutionContext, uses: list[JournalUse], records: ExportRecords
+    ctx: ExecutionContext, ours: Owned, records: ExportRecords
 ) -> list[PermissionSetRecord]:
     """Every set the migration created or adopted, with its policies and tags, as it is now."""
     sso, instance = ctx.sso(), ctx.instance.instance_arn
     live = permission_set_names(sso, instance)
     found = []
-    for name in sorted({known.name for known in organization_sets(uses).values()}):
+    for name in sorted(ours.sets):
         arn = live.get(name)
         if arn is None:
             records.notes.append(f"permission set {name}: in the journal, gone from AWS")
@@ -163,14 +158,11 @@ def _permission_sets(
 
 
 def _assignments(
-    ctx: ExecutionContext, uses: list[JournalUse], records: ExportRecords
+    ctx: ExecutionContext, ours: Owned, records: ExportRecords
 ) -> list[AssignmentRecord]:
     """Every assignment the migration created or adopted that is there now."""
     arns = {ps.name: ps.arn for ps in records.permission_sets}
-    keys: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-    for use in uses:
-        if use.kind == "create-assignment":
-            keys.setdefault(assignment_key(use.params), use.params)
+    keys = ours.assignments
     found = []
     for key in sorted(keys):
         account_id, set_name, principal_type, principal_id = key

@@ -102,6 +102,10 @@ COMMANDS = {
         _STEPS + "workloads",
         "Find where each workload user's keys are used from, and the runtime that holds them.",
     ),
+    "drift": Lazy(
+        _STEPS + "drift",
+        "Compare what the migration created or adopted with AWS; plan what puts it back.",
+    ),
     "export": Lazy(
         _STEPS + "export",
         "Write what the migration created or adopted as another tool's configuration.",

@@ -119,6 +119,15 @@ DESCRIPTIONS = {
         "tags, boundary, policies, groups, SSH keys, certificates) and list what can't come "
         "back (key secrets, password, MFA, resource-policy grants). Never creates access keys."
     ),
+    "drift": (
+        "After provisioning, any time: compare every permission set and account assignment "
+        "{migration} created or adopted with AWS (out-of-band edits of a set, a set left "
+        "LATEST_PERMISSION_SET_NOT_PROVISIONED in an account, an assignment removed, a set "
+        "deleted). Changes nothing in AWS. One task per account; one that can't be read fails "
+        "with its reason and the read says it is partial. Result: the drift artifact and, when "
+        "something drifted, a plan that puts it back, approved and applied like any plan "
+        "(stage provision)."
+    ),
 }
 
 # Daily runs: the bake watch's evidence is in its table by morning.
@@ -137,6 +146,7 @@ def deployments(spec_path: str | Path) -> list[Any]:
     from flows.apply import apply_flow, rollback_flow
     from flows.bake import bake_watch_flow
     from flows.centralize import centralize_flow
+    from flows.drift import drift_flow
     from flows.inventory import inventory_flow
     from flows.key_scan import key_scan_flow
     from flows.mapping import mapping_flow
@@ -169,6 +179,7 @@ def deployments(spec_path: str | Path) -> list[Any]:
         "bake-watch": bake_watch_flow,
         "rollback": rollback_flow,
         "restore": restore_flow,
+        "drift": drift_flow,
     }
     numbers = {step: f"{RUNBOOK.index(step):02d}" for step in RUNBOOK}
     served = {

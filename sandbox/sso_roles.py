@@ -74,6 +74,21 @@ def _session_seconds(duration: str | int | None) -> int:
     return hours * 3600 + minutes * 60 + seconds
 
 
+def definition_digest(permission_set: Any) -> str:
+    """What a permission set would put in a role: changes when the set is edited."""
+    return json.dumps(
+        [
+            permission_set.description,
+            permission_set.session_duration,
+            permission_set.inline_policy or "",
+            sorted(p.arn for p in permission_set.managed_policies),
+            sorted((r.name, r.path or "/") for r in permission_set.customer_managed_policies),
+            str(getattr(permission_set, "permissions_boundary", None)),
+        ],
+        default=str,
+    )
+
+
 def _customer_policy_arn(account_id: str, reference: Any) -> str:
     path = reference.path or "/"
     return f"arn:aws:iam::{account_id}:policy{path}{reference.name}"
@@ -86,10 +101,13 @@ class SsoRoles:
         self._lock = threading.RLock()
         # (account id, permission set ARN) pairs provisioned so far.
         self._provisioned: set[tuple[str, str]] = set()
+        # The definition each pair was last provisioned with (definition_digest).
+        self._digests: dict[tuple[str, str], str] = {}
 
     def reset(self) -> None:
         with self._lock:
             self._provisioned.clear()
+            self._digests.clear()
 
     def provisioned_accounts(self, permission_set_arn: str) -> list[str]:
         with self._lock:
@@ -99,6 +117,17 @@ class SsoRoles:
         """ARNs of the permission sets provisioned to one account."""
         with self._lock:
             return sorted(ps for a, ps in self._provisioned if a == account_id)
+
+    def is_latest(self, permission_set: Any, account_id: str) -> bool:
+        """Whether the account's role was provisioned from the set as it is now.
+
+        Editing a permission set changes nothing in the accounts until it is provisioned
+        again; until then AWS lists it there as ``LATEST_PERMISSION_SET_NOT_PROVISIONED``
+        (API_ListPermissionSetsProvisionedToAccount, ``ProvisioningStatus``).
+        """
+        key = (account_id, permission_set.permission_set_arn)
+        with self._lock:
+            return self._digests.get(key) == definition_digest(permission_set)
 
     def check(self, permission_set: Any, account_id: str) -> str | None:
         """Why provisioning ``permission_set`` to ``account_id`` would fail, or None."""
@@ -159,6 +188,9 @@ class SsoRoles:
             elif INLINE_POLICY_NAME in role.policies:
                 backend.delete_role_policy(name, INLINE_POLICY_NAME)
             self._provisioned.add((account_id, permission_set.permission_set_arn))
+            self._digests[(account_id, permission_set.permission_set_arn)] = definition_digest(
+                permission_set
+            )
         return name
 
     def remove(self, permission_set_arn: str, permission_set_name: str, account_id: str) -> None:
@@ -168,6 +200,7 @@ class SsoRoles:
         name = f"AWSReservedSSO_{permission_set_name}_{suffix}"
         with self._lock:
             self._provisioned.discard((account_id, permission_set_arn))
+            self._digests.pop((account_id, permission_set_arn), None)
             role = next((r for r in list(backend.roles.values()) if r.name == name), None)
             if role is None:
                 return

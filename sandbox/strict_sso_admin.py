@@ -242,7 +242,17 @@ class SsoAdminRules:
             i.instance_arn == params.get("InstanceArn") for i in self._ssoadmin(call).instances
         ):
             return None  # moto's own answer for an unknown instance
-        arns = self.sso_roles.provisioned_to(str(params.get("AccountId")))
+        account_id = str(params.get("AccountId"))
+        arns = self.sso_roles.provisioned_to(account_id)
+        wanted = params.get("ProvisioningStatus")
+        if wanted in ("LATEST_PERMISSION_SET_PROVISIONED", "LATEST_PERMISSION_SET_NOT_PROVISIONED"):
+            latest = wanted == "LATEST_PERMISSION_SET_PROVISIONED"
+            arns = [
+                arn
+                for arn in arns
+                if (ps := self._permission_set(call, arn)) is not None
+                and self.sso_roles.is_latest(ps, account_id) == latest
+            ]
         return json_reply({"PermissionSets": arns})
 
     # Tags of a permission set (moto 5.2.5 keeps CreatePermissionSet's Tags but implements none

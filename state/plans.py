@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, defer
 
+from domain.runs import DRIFT_RUN
 from state import models as m
 from state.session import Sessions
 
@@ -131,11 +132,16 @@ class PlanRepository:
             )
 
     def latest_plan_id(self, migration_id: int) -> int | None:
-        """The migration's most recently stored plan, or None when it has none yet."""
+        """The migration's most recently stored plan, or None when it has none yet.
+
+        A drift plan (stored by a ``drift`` run) is never "the latest plan": it restores
+        what the migration's plans did and is named by its id when approved or applied.
+        """
+        drift_runs = select(m.Run.id).where(m.Run.kind == DRIFT_RUN)
         with self._db.session(write=False) as session:
             return session.execute(
                 select(m.PlanRow.id)
-                .where(m.PlanRow.migration_id == migration_id)
+                .where(m.PlanRow.migration_id == migration_id, m.PlanRow.run_id.not_in(drift_runs))
                 .order_by(m.PlanRow.id.desc())
                 .limit(1)
             ).scalar_one_or_none()

@@ -528,6 +528,25 @@ def provisioned_permission_sets(ctx: ExecutionContext, account_id: str) -> list[
     )
 
 
+# Editing a set changes nothing in an account until it is provisioned there again; until then
+# the account lists it under this status (API_ListPermissionSetsProvisionedToAccount).
+NOT_PROVISIONED = "LATEST_PERMISSION_SET_NOT_PROVISIONED"
+
+
+def provisioning_in_account(ctx: ExecutionContext, account_id: str) -> tuple[set[str], set[str]]:
+    """The ARNs of the sets provisioned to an account, and of those whose latest definition
+    is not provisioned there (edited since, ``LATEST_PERMISSION_SET_NOT_PROVISIONED``).
+
+    Its calls are in ``READ_PERMISSIONS``.
+    """
+    sso, instance = ctx.sso(), ctx.instance.instance_arn
+    ids = {"InstanceArn": instance, "AccountId": account_id}
+    listing = "list_permission_sets_provisioned_to_account"
+    provisioned = set(_pages(sso, listing, "PermissionSets", **ids))
+    stale = set(_pages(sso, listing, "PermissionSets", **ids, ProvisioningStatus=NOT_PROVISIONED))
+    return provisioned, stale
+
+
 def read_for_export(client: Any, instance_arn: str, arn: str) -> dict[str, Any]:
     """:func:`read_permission_set`, the set's relay state (``None`` when it has none) and its
     tags (key -> value): iamc tags no set it creates, but a set it adopted, or one tagged

@@ -86,6 +86,7 @@ def test_the_deployments_are_numbered_typed_and_described_for_operators(tmp_path
         "10 bake-watch (acme_Wave.1)",
         "11 rollback (acme_Wave.1)",
         "12 restore (acme_Wave.1)",
+        "13 drift (acme_Wave.1)",
     ]
     for deployment in found.values():
         assert "Args:" not in deployment.description and ":class:" not in deployment.description
