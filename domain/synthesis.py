@@ -93,8 +93,7 @@ def synthesize(
             one of them has keeps that set's name and inline document.
         provisioned: Fingerprint -> accounts earlier waves provisioned that set to: a
             customer-managed policy is referenced only if those accounts have it too.
-        policy_inventories: Where customer-managed policies are compared (default
-            ``inventories``; the whole snapshot when ``inventories`` is one wave's).
+        policy_inventories: Where customer-managed policies are compared (all waves').
 
     Returns:
         The permission sets, assignments, required customer-managed policies and findings.
@@ -125,12 +124,7 @@ def synthesize(
             )
     result = _assemble(holders, session_duration, name_prefix, findings, known)
     # Reference or inline each customer-managed policy, before the inline quotas are checked.
-    by_name = {p.name: p for p in result.permission_sets}
-    chosen = choose_customer_policies(
-        result, holders, policy_inventories or inventories, provisioned
-    )
-    for name, inlined in chosen.items():
-        _inline_customer_policies(by_name[name], inlined)
+    _choose_references(result, holders, policy_inventories or inventories, provisioned)
     check_quotas(result, max_permission_sets, max_per_account, max_managed_policies)
     result.findings.sort(
         key=lambda f: (
@@ -388,6 +382,18 @@ def _inline_document(access: FingerprintedAccess) -> dict[str, Any] | None:
         "Version": DEFAULT_POLICY_VERSION,
         "Statement": [{k: s[k] for k in sorted(s)} for s in statements],
     }
+
+
+def _choose_references(
+    result: SynthesisResult,
+    holders: list[Holder],
+    inventories: list[AccountInventory],
+    provisioned: dict[str, list[str]] | None,
+) -> None:
+    by_name = {p.name: p for p in result.permission_sets}
+    chosen = choose_customer_policies(result, holders, inventories, provisioned)
+    for name, inlined in chosen.items():
+        _inline_customer_policies(by_name[name], inlined)
 
 
 def _inline_customer_policies(

@@ -51,6 +51,7 @@ from domain.records import (
 )
 from tasks.aws import error_code, marker_pages, translate_errors
 from tasks.aws import pages as _pages
+from tasks.iam_account import read_role_quota
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,6 @@ READ_PERMISSIONS = (
     "iam:ListSSHPublicKeys",
     "iam:ListSigningCertificates",
     "iam:ListServiceSpecificCredentials",
-    "iam:GetAccountSummary",
 )
 
 # The credential report writes these instead of a date (IAM user guide, "Getting credential
@@ -553,19 +553,8 @@ def inventory_account(
         pool.shutdown()
     clock.lap("per_user")
     inventory = _assembled(account, users, _groups_from_details(raw_groups), raw_policies, gaps)
-    inventory.roles, inventory.roles_quota = read_role_quota(iam, account_id, gaps)
+    inventory.roles, inventory.roles_quota = read_role_quota(iam, account_id, gaps.call)
     return inventory
-
-
-def read_role_quota(iam, account_id: str, gaps: _Gaps) -> tuple[int | None, int | None]:
-    """The account's IAM roles and role quota (GetAccountSummary's SummaryMap ``Roles`` and
-    ``RolesQuota``; the quota is 1,000 by default, adjustable): each permission set
-    provisioned to the account adds one role. (None, None) where the endpoint lacks the call."""
-    with translate_errors(account_id=account_id, operation="iam:GetAccountSummary"):
-        found = gaps.call("GetAccountSummary", iam.get_account_summary)
-    summary = (found or {}).get("SummaryMap", {})
-    roles, quota = summary.get("Roles"), summary.get("RolesQuota")
-    return (None, None) if roles is None or quota is None else (int(roles), int(quota))
 
 
 def _assembled(
