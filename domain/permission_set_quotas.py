@@ -7,6 +7,7 @@ IAM limits are the ones that bite at provisioning time.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from typing import Any
 
 from domain.access import PermissionSetDefinition, SynthesisResult
@@ -142,7 +143,9 @@ _NEW_ROLE_KINDS = ("provision-permission-set", "create-workload-role")
 
 
 def role_quota_findings(
-    inventories: list[AccountInventory], actions: list[PlanAction]
+    inventories: list[AccountInventory],
+    actions: list[PlanAction],
+    provisioned: Collection[tuple[str, str]] = (),
 ) -> list[Finding]:
     """A blocking finding per account where the roles the plan adds exceed the IAM role quota.
 
@@ -153,11 +156,14 @@ def role_quota_findings(
     Args:
         inventories: The plan's accounts, with ``roles`` and ``roles_quota``.
         actions: Every stage's planned actions.
+        provisioned: (account id, set name) an earlier wave already provisioned (its role
+            is there, counted in ``Roles``).
     """
     adding: dict[str, int] = defaultdict(int)
     for action in actions:
         # Re-provisioning a set the account already has (an update) adds no role.
         new = action.kind in _NEW_ROLE_KINDS and not action.params.get("reprovision")
+        new = new and (action.account_id, action.target) not in provisioned
         if new and action.account_id:
             adding[action.account_id] += 1
     findings = []

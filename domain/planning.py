@@ -250,7 +250,8 @@ def build_plan(
     for definition in stages():
         inputs.actions.extend(definition.plan_actions(inputs))
     # Each account's IAM role quota against the roles the planned actions add there.
-    inputs.findings.extend(role_quota_findings(inventories, inputs.actions))
+    there = {(a, k.name) for k in (organization or {}).values() for a in k.accounts}
+    inputs.findings.extend(role_quota_findings(inventories, inputs.actions, there))
     actions = sorted(inputs.actions, key=lambda a: (order_of(a.stage), a.account_id or "", a.id))
     return Plan(
         migration=migration,

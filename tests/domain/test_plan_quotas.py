@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.permission_set_quotas import role_quota_findings
 from domain.plan import Outcome, Plan
 from domain.plan_render import render_markdown
 from domain.planning import build_plan
@@ -188,6 +189,12 @@ def test_roles_beyond_the_account_quota_block_the_plan_naming_the_numbers():
     assert finding.kind == "quota-roles"
     assert f"account {A1}: 1,000 roles + 1 to add > quota 1,000" in finding.message
     assert finding.details == {"roles": 1000, "adding": 1, "limit": 1000}
+    # A set an earlier wave provisioned there already has its role (counted in Roles).
+    [inventory] = [AccountInventory(Account(A1), roles=1000, roles_quota=1000)]
+    provisions = [a for a in over.actions if a.kind == "provision-permission-set"]
+    already = {(A1, provisions[0].target)}
+    assert role_quota_findings([inventory], over.actions, already) == []
+    assert len(role_quota_findings([inventory], over.actions)) == 1
 
 
 # -- delegated administrator ---------------------------------------------------------------
