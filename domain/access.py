@@ -23,6 +23,9 @@ class PermissionSetDefinition:
     # {"managed_policy_arn": arn} or {"customer_managed_policy_reference": {name, path}}
     permissions_boundary: dict[str, Any] | None = None
     sources: list[str] = field(default_factory=list)
+    # Per customer-managed policy of the access: referenced or inlined, and why
+    # (``domain.customer_policy_choice``): {"policy", "choice", "why", "document_hash"}.
+    customer_managed_choice: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def inline_policy_json(self) -> str | None:

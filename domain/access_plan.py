@@ -228,6 +228,10 @@ def _set_actions(
     return actions, ps_dicts, set_action, updated, definition_hash
 
 
+def _with_hash(reference: dict[str, str], document_hash: str | None) -> dict[str, str]:
+    return {**reference, "document_hash": document_hash} if document_hash else reference
+
+
 def _required_policies(
     permission_sets: dict[str, Any],
     kept_assignments: list[Any],
@@ -244,8 +248,27 @@ def _required_policies(
         if boundary:
             refs.add((boundary["name"], boundary.get("path", "/")))
         references[name] = refs
+    # The document each referenced policy was planned with: the provision stage's live check
+    # refuses an account whose policy now says something else (domain.customer_policy_choice).
+    planned_hash = {
+        name: {
+            c["policy"]: c["document_hash"]
+            for c in ps.customer_managed_choice
+            if c["choice"] == "reference" and c.get("document_hash")
+        }
+        for name, ps in permission_sets.items()
+    }
     references_of = {
-        name: [{"name": n, "path": p} for n, p in refs] for name, refs in references.items()
+        name: [
+            _with_hash({"name": n, "path": p}, planned_hash[name].get(f"{p}{n}")) for n, p in refs
+        ]
+        for name, refs in references.items()
+    }
+    hash_in_account = {
+        (a.account_id, f"{r['path']}{r['name']}"): r["document_hash"]
+        for a in kept_assignments
+        for r in references_of.get(a.permission_set_name, [])
+        if "document_hash" in r
     }
     needed = {
         (a.account_id, ref_name, ref_path)
@@ -257,8 +280,13 @@ def _required_policies(
     for account_id, policy_name, path in sorted(synthesis.required_customer_policies):
         if dropped_assignments and (account_id, policy_name, path) not in needed:
             continue
-        required.setdefault(account_id, []).append({"name": policy_name, "path": path})
-        required_list.append({"account_id": account_id, "name": policy_name, "path": path})
+        document_hash = hash_in_account.get((account_id, f"{path}{policy_name}"))
+        required.setdefault(account_id, []).append(
+            _with_hash({"name": policy_name, "path": path}, document_hash)
+        )
+        required_list.append(
+            _with_hash({"account_id": account_id, "name": policy_name, "path": path}, document_hash)
+        )
     return required, required_list, references_of
 
 

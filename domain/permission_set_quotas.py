@@ -7,10 +7,12 @@ IAM limits are the ones that bite at provisioning time.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from typing import Any
 
 from domain.access import PermissionSetDefinition, SynthesisResult
-from domain.records import Finding
+from domain.plan import PlanAction
+from domain.records import AccountInventory, Finding
 
 # IAM Identity Center quotas (userguide/limits) and IAM quotas (IAM user guide, "IAM and AWS
 # STS quotas"): a permission set is provisioned as an AWSReservedSSO_* role in each account, so
@@ -133,3 +135,53 @@ def _set_problems(
                 )
             )
     return problems
+
+
+# Kinds of plan actions that add one IAM role to their account: a permission set provisioned
+# there for the first time (its AWSReservedSSO_ role), and the replace stage's workload role.
+_NEW_ROLE_KINDS = ("provision-permission-set", "create-workload-role")
+
+
+def role_quota_findings(
+    inventories: list[AccountInventory],
+    actions: list[PlanAction],
+    provisioned: Collection[tuple[str, str]] = (),
+) -> list[Finding]:
+    """A blocking finding per account where the roles the plan adds exceed the IAM role quota.
+
+    The inventory read each account's ``Roles`` and ``RolesQuota`` (IAM GetAccountSummary;
+    1,000 by default, adjustable). Re-provisioning a set already in the account (an update)
+    adds no role; an account whose summary was not read is not checked.
+
+    Args:
+        inventories: The plan's accounts, with ``roles`` and ``roles_quota``.
+        actions: Every stage's planned actions.
+        provisioned: (account id, set name) an earlier wave already provisioned (its role
+            is there, counted in ``Roles``).
+    """
+    adding: dict[str, int] = defaultdict(int)
+    for action in actions:
+        # Re-provisioning a set the account already has (an update) adds no role.
+        new = action.kind in _NEW_ROLE_KINDS and not action.params.get("reprovision")
+        new = new and (action.account_id, action.target) not in provisioned
+        if new and action.account_id:
+            adding[action.account_id] += 1
+    findings = []
+    for inventory in sorted(inventories, key=lambda i: i.account.account_id):
+        account_id = inventory.account.account_id
+        roles, quota, added = inventory.roles, inventory.roles_quota, adding.get(account_id, 0)
+        if roles is None or quota is None or not added or roles + added <= quota:
+            continue
+        findings.append(
+            Finding(
+                severity="blocking",
+                kind="quota-roles",
+                message=f"account {account_id}: {roles:,} roles + {added:,} to add > quota "
+                f"{quota:,} (IAM quota for roles per account, from GetAccountSummary; each "
+                "permission set provisioned there is an AWSReservedSSO_ role): raise the quota "
+                "or plan fewer sets there",
+                account_id=account_id,
+                details={"roles": roles, "adding": added, "limit": quota},
+            )
+        )
+    return findings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from domain import csv_export
@@ -399,6 +400,7 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
                 f"{f'{statements} statement(s)' if statements else '—'} | "
                 f"{_cell(boundary) or '—'} | {_cell(ps.get('description', ''))} |"
             )
+        _customer_managed_choices(plan, add)
     else:
         add("None.")
     add("")
@@ -435,3 +437,27 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
             )
     add("")
     return mask_key_ids("\n".join(lines), plan.access_key_ids())
+
+
+def _customer_managed_choices(plan: Plan, add: Callable[[str], None]) -> None:
+    """Per set, each customer-managed policy referenced or inlined, and why."""
+    rows = [
+        (ps["name"], choice)
+        for ps in plan.permission_sets
+        for choice in ps.get("customer_managed_choice") or []
+    ]
+    if not rows:
+        return
+    add("")
+    add(
+        "Customer-managed policies are referenced only where every account the set is "
+        "assigned to has the same name, path and document; otherwise they are inlined."
+    )
+    add("")
+    add("| Permission set | Policy | Choice | Why |")
+    add("|---|---|---|---|")
+    for name, choice in rows:
+        add(
+            f"| `{name}` | `{_cell(choice['policy'])}` | {choice['choice']} | "
+            f"{_cell(choice['why'])} |"
+        )

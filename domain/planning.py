@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.access_plan import AccessPlan, plan_access
+from domain.delegated_admin import management_account_findings
+from domain.permission_set_quotas import role_quota_findings
 from domain.plan import (
     Outcome,
     Plan,
@@ -203,6 +205,8 @@ def build_plan(
     wave: dict[str, Any] | None = None,
     organization: dict[str, OrgPermissionSet] | None = None,
     workloads: dict[tuple[str, str], Placement] | None = None,
+    management_account_id: str | None = None,
+    caller_account_id: str | None = None,
 ) -> Plan:
     """Turn an inventory, its mapping and the synthesized access into an ordered plan.
 
@@ -214,13 +218,20 @@ def build_plan(
         wave: ``{"name", "accounts"}`` when the plan is one wave's.
         organization: the permission sets earlier plans created (see :func:`plan_access`).
         workloads: the workloads step's placements (``(account, user)`` -> placement).
+        management_account_id: the organization's management account (the inventory's
+            DescribeOrganization); with ``caller_account_id``, the account the tool runs
+            from. When they differ the tool is a delegated administrator: the users whose
+            access lands in the management account are skipped (``domain.delegated_admin``).
     """
+    delegated = management_account_findings(
+        synthesis.assignments, inventories, management_account_id, caller_account_id
+    )
     access = plan_access(
         inventories=inventories,
         user_mappings=user_mappings,
         group_mappings=group_mappings,
         synthesis=synthesis,
-        extra_findings=extra_findings,
+        extra_findings=[*(extra_findings or []), *delegated],
         organization=organization,
     )
     placed = _Workloads(dict(workloads or {}))
@@ -238,6 +249,9 @@ def build_plan(
     )
     for definition in stages():
         inputs.actions.extend(definition.plan_actions(inputs))
+    # Each account's IAM role quota against the roles the planned actions add there.
+    there = {(a, k.name) for k in (organization or {}).values() for a in k.accounts}
+    inputs.findings.extend(role_quota_findings(inventories, inputs.actions, there))
     actions = sorted(inputs.actions, key=lambda a: (order_of(a.stage), a.account_id or "", a.id))
     return Plan(
         migration=migration,

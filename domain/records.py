@@ -137,6 +137,10 @@ class AccountInventory:
     managed_policies: list[ManagedPolicy] = field(default_factory=list)
     gaps: list[str] = field(default_factory=list)  # calls the endpoint does not implement
     error: str | None = None  # set when the account could not be inventoried at all
+    # IAM GetAccountSummary's SummaryMap Roles and RolesQuota: the roles the account has and
+    # may have (None: not read). Every permission set provisioned there is one more role.
+    roles: int | None = None
+    roles_quota: int | None = None
 
 
 @dataclass

@@ -13,6 +13,7 @@ from domain.access import (
     RequiredPolicy,
     SynthesisResult,
 )
+from domain.customer_policy_choice import Inlined, choose_customer_policies
 from domain.fingerprinted_access import AccountAccess, FingerprintedAccess, Holder, PolicyRef
 from domain.permission_set_naming import (
     check_prefix,
@@ -26,7 +27,7 @@ from domain.permission_set_quotas import (
     MAX_MANAGED_PER_ROLE,
     check_quotas,
 )
-from domain.policy_documents import DEFAULT_POLICY_VERSION, SID_PATTERN
+from domain.policy_documents import DEFAULT_POLICY_VERSION, SID_PATTERN, statement_pairs
 from domain.records import (
     AccountInventory,
     Finding,
@@ -67,6 +68,8 @@ def synthesize(
     max_per_account: int = DEFAULT_MAX_PER_ACCOUNT,
     max_managed_policies: int = MAX_MANAGED_PER_ROLE,
     known: dict[str, KnownPermissionSet] | None = None,
+    provisioned: dict[str, list[str]] | None = None,
+    policy_inventories: list[AccountInventory] | None = None,
 ) -> SynthesisResult:
     """Permission sets and assignments that reproduce the access of every matched IAM user.
 
@@ -88,6 +91,9 @@ def synthesize(
             only where the IAM quota was raised in every account).
         known: The organization's permission sets by fingerprint (earlier waves): an access
             one of them has keeps that set's name and inline document.
+        provisioned: Fingerprint -> accounts earlier waves provisioned that set to: a
+            customer-managed policy is referenced only if those accounts have it too.
+        policy_inventories: Where customer-managed policies are compared (all waves').
 
     Returns:
         The permission sets, assignments, required customer-managed policies and findings.
@@ -117,6 +123,8 @@ def synthesize(
                 groups_by_key, idp_groups
             )
     result = _assemble(holders, session_duration, name_prefix, findings, known)
+    # Reference or inline each customer-managed policy, before the inline quotas are checked.
+    _choose_references(result, holders, policy_inventories or inventories, provisioned)
     check_quotas(result, max_permission_sets, max_per_account, max_managed_policies)
     result.findings.sort(
         key=lambda f: (
@@ -376,6 +384,35 @@ def _inline_document(access: FingerprintedAccess) -> dict[str, Any] | None:
     }
 
 
+def _choose_references(
+    result: SynthesisResult,
+    holders: list[Holder],
+    inventories: list[AccountInventory],
+    provisioned: dict[str, list[str]] | None,
+) -> None:
+    by_name = {p.name: p for p in result.permission_sets}
+    chosen = choose_customer_policies(result, holders, inventories, provisioned)
+    for name, inlined in chosen.items():
+        _inline_customer_policies(by_name[name], inlined)
+
+
+def _inline_customer_policies(
+    permission_set: PermissionSetDefinition, inlined: list[Inlined]
+) -> None:
+    """Merge the statements of customer-managed policies into the set's inline policy."""
+    pairs = statement_pairs(permission_set.inline_policy or {})
+    for item in inlined:
+        pairs.extend(statement_pairs(item.document))
+    statements: dict[str, dict[str, Any]] = {}
+    for key, shown in pairs:
+        statements.setdefault(key, shown)
+    ordered = {key: statements[key] for key in sorted(statements)}
+    merged = FingerprintedAccess([], [], ordered, None, [])
+    permission_set.inline_policy = _inline_document(merged)
+    inlined_sources = {f"inlined {i.policy}" for i in inlined}
+    permission_set.sources = sorted({*permission_set.sources, *inlined_sources})
+
+
 def _boundary(ref: PolicyRef | None) -> dict[str, Any] | None:
     if ref is None:
         return None
@@ -390,6 +427,8 @@ def _assemble(
     prefix: str,
     findings: list[Finding],
     known: dict[str, KnownPermissionSet] | None = None,
+    provisioned: dict[str, list[str]] | None = None,
+    policy_inventories: list[AccountInventory] | None = None,
 ) -> SynthesisResult:
     by_fingerprint: dict[str, list[Holder]] = defaultdict(list)
     for holder in holders:

@@ -132,9 +132,9 @@ def _missing_policies(
     except Exception as err:
         return [f"{UNREADABLE}: {failure_reason(err)}"]
     return [
-        f"customer-managed policy {arn} does not exist (needed by {permission_set}): create "
-        "it there, then Retry"
-        for arn in missing
+        f"customer-managed policy {problem} (needed by {permission_set}): create or restore it "
+        "there as planned, then Retry (or re-run inventory and plan)"
+        for problem in missing
     ]
 
 

@@ -164,6 +164,8 @@ def compute_plan(
         session_duration=spec.permission_sets.session_duration,
         name_prefix=spec.permission_sets.name_prefix,
         known=known_permission_sets(organization),
+        provisioned={fp: list(known.accounts) for fp, known in organization.items()},
+        policy_inventories=snapshot_inventories,
     )
     phases.done("synthesize")
     plan = build_plan(
@@ -181,6 +183,8 @@ def compute_plan(
         # Where each workload user's key is used from (the workloads step): the replace
         # stage's inputs. None yet: every workload user is skipped, with the why.
         workloads=store.workloads.latest(migration_id),
+        management_account_id=snapshot.management_account_id,
+        caller_account_id=snapshot.caller_account_id,
     )
     # Runbook step 4: keys the scans found written down hold their users' disable and delete.
     found, unscanned = store.scans.current_key_findings(migration_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,10 @@ DELETE_USER_DEPENDENTS: tuple[tuple[str, str], ...] = (
 )
 
 
+# GetAccountSummary's entry for RolesQuota in moto's XML answer.
+_ROLES_QUOTA = re.compile(r"(<key>RolesQuota</key>\s*<value>)\d+(</value>)")
+
+
 class IamRules:
     """DeleteUser as AWS answers it: DeleteConflict while anything depends on the user."""
 
@@ -43,7 +48,33 @@ class IamRules:
         self._forward = forward
 
     def handlers(self) -> dict[str, Callable[[Call], Reply | None]]:
-        return {"iam:DeleteUser": self.delete_user}
+        return {
+            "iam:DeleteUser": self.delete_user,
+            "iam:GetAccountSummary": self.get_account_summary,
+            "iam:CreateRole": self.create_role,
+        }
+
+    def get_account_summary(self, call: Call) -> Reply | None:
+        """moto's summary, with the configured roles quota (moto always says 1,000)."""
+        reply = self._forward(call)
+        if reply.status != 200:
+            return reply
+        body = _ROLES_QUOTA.sub(
+            rf"\g<1>{self.strictness.roles_quota}\g<2>", reply.body.decode("utf-8")
+        )
+        return Reply(200, body.encode("utf-8"), reply.content_type, reply.extra)
+
+    def create_role(self, call: Call) -> Reply | None:
+        """IAM refuses a role beyond the account's roles quota (IAM and AWS STS quotas)."""
+        backend = iam_backend(call.account_id, call.region)
+        if len(backend.roles) < self.strictness.roles_quota:
+            return None
+        return xml_error(
+            "iam",
+            "LimitExceeded",
+            f"Cannot exceed quota for RolesPerAccount: {self.strictness.roles_quota}",
+            409,
+        )
 
     def delete_user(self, call: Call) -> Reply | None:
         backend = iam_backend(call.account_id, call.region)

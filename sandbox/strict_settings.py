@@ -66,6 +66,13 @@ class Strictness:
         deny: Calls (``service:Operation``, e.g. ``kms:GetKeyPolicy``) refused with
             AccessDenied, as a resource policy or SCP would refuse them in AWS; only calls the
             layer can name (JSON services and IAM/STS, not REST ones such as S3 or Lambda).
+        roles_quota: The IAM roles quota every account reports (GetAccountSummary
+            ``RolesQuota``; AWS's default 1,000); CreateRole beyond it is refused with
+            ``LimitExceeded``, as IAM does. Lower it to exercise the plan's role-quota check.
+        delegated_admin_checks: sso-admin refuses CreateAccountAssignment and
+            ProvisionPermissionSet into the organization's management account when the caller
+            is another account (a delegated administrator), with AccessDeniedException, as
+            AWS does (IAM Identity Center user guide, "Delegated administration").
     """
 
     delete_conflicts: bool = True
@@ -80,6 +87,8 @@ class Strictness:
     latency_ms: int = 0
     faults: list[AssignmentFault] = field(default_factory=list)
     deny: list[str] = field(default_factory=list)
+    roles_quota: int = 1000
+    delegated_admin_checks: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +117,7 @@ class Strictness:
                 "trust_policy_checks",
                 "forwarded_for",
                 "credential_checks",
+                "delegated_admin_checks",
             ):
                 setattr(self, name, bool(value))
             else:

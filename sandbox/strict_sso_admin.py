@@ -119,8 +119,31 @@ class SsoAdminRules:
                 )
         return None
 
+    def _refused_as_delegated(self, call: Call, target_id: Any) -> Reply | None:
+        """AccessDeniedException for a delegated administrator acting in the management account.
+
+        A delegated administrator of Identity Center can't manage assignments in the
+        management account nor permission sets provisioned there (IAM Identity Center user
+        guide, "Delegated administration"; "considerations" of registering a member account).
+        """
+        if not self.strictness.delegated_admin_checks:
+            return None
+        management = management_account_id()
+        if management is None or str(target_id) != management or call.account_id == management:
+            return None
+        return json_error(
+            "AccessDeniedException",
+            f"User: account {call.account_id} is a delegated administrator and is not "
+            f"authorized to manage account assignments or permission sets in the management "
+            f"account {management}",
+            400,
+        )
+
     def _create_account_assignment(self, call: Call) -> Reply | None:
         params = call.json()
+        refused = self._refused_as_delegated(call, params.get("TargetId"))
+        if refused is not None:
+            return refused
         wanted = _assignment_key(params)
         if self.strictness.conflicts:
             for existing in self._ssoadmin(call).account_assignments:
@@ -164,6 +187,9 @@ class SsoAdminRules:
 
     def _delete_account_assignment(self, call: Call) -> Reply | None:
         params = call.json()
+        refused = self._refused_as_delegated(call, params.get("TargetId"))
+        if refused is not None:
+            return refused
         fault = self._take_fault(params.get("TargetId"), params.get("PermissionSetArn"), "delete")
         if fault is not None:
             # The assignment stays, as when AWS reports the deletion FAILED.
@@ -195,6 +221,10 @@ class SsoAdminRules:
 
     def _provision_permission_set(self, call: Call) -> Reply | None:
         params = call.json()
+        if params.get("TargetType") == "AWS_ACCOUNT":
+            refused = self._refused_as_delegated(call, params.get("TargetId"))
+            if refused is not None:
+                return refused
         ps_arn = params.get("PermissionSetArn")
         permission_set = self._permission_set(call, ps_arn)
         if params.get("TargetType") == "AWS_ACCOUNT":
@@ -388,6 +418,18 @@ _ASSIGNMENT_FIELDS = (
     ("PrincipalType", "principal_type"),
     ("PrincipalId", "principal_id"),
 )
+
+
+def management_account_id() -> str | None:
+    """The organization's management account, as moto's Organizations has it (None: none)."""
+    # Imported here: moto is slow to import, and only a serving sandbox needs its backends.
+    from moto.organizations.models import organizations_backends
+
+    for backends in list(organizations_backends.values()):  # list(): moto's thread note
+        for backend in list(backends.values()):
+            if backend.org is not None:
+                return str(backend.org.master_account_id)
+    return None
 
 
 def _assignment_key(values: dict[str, Any], snake: bool = False) -> tuple[Any, ...]:

@@ -60,7 +60,8 @@ PERMISSION_SET_KINDS = ("create-permission-set", "update-permission-set")
 PRECONDITIONS = StagePreconditions(
     per_account=(
         "the account's IAM users as the plan saw them (access unchanged since the plan)",
-        "the planned identity-store principals and customer-managed policies exist",
+        "the planned identity-store principals exist, and each referenced customer-managed "
+        "policy exists there with the planned document (GetPolicy, GetPolicyVersion)",
     ),
     per_user=(),
 )

@@ -34,6 +34,10 @@ class SnapshotInfo:
     completed: datetime | None
     account_count: int
     migration_id: int
+    # The organization's management account and the account the inventory ran from
+    # (None: not recorded); they differ when the tool runs as a delegated administrator.
+    management_account_id: str | None = None
+    caller_account_id: str | None = None
 
 
 def _now() -> datetime:
@@ -146,7 +150,29 @@ class SnapshotRepository:
             completed=row.completed,
             account_count=row.account_count,
             migration_id=row.migration_id,
+            management_account_id=row.management_account_id,
+            caller_account_id=row.caller_account_id,
         )
+
+    def record_organization(
+        self, snapshot_id: int, management_account_id: str, caller_account_id: str
+    ) -> None:
+        """Record the organization's management account and the account the run was in.
+
+        Args:
+            snapshot_id: From :meth:`new_snapshot`.
+            management_account_id: DescribeOrganization's MasterAccountId.
+            caller_account_id: The tool's session's account (GetCallerIdentity).
+        """
+        with self._db.session(write=True) as session:
+            session.execute(
+                update(m.Snapshot)
+                .where(m.Snapshot.id == snapshot_id)
+                .values(
+                    management_account_id=management_account_id,
+                    caller_account_id=caller_account_id,
+                )
+            )
 
     def account_names(self, snapshot_id: int) -> dict[str, str]:
         """Account id -> name, as the snapshot saw them."""
@@ -286,6 +312,8 @@ def _replace_account(
             parent_id=account.parent_id,
             gaps=list(inventory.gaps),
             error=inventory.error,
+            roles=inventory.roles,
+            roles_quota=inventory.roles_quota,
         )
         .returning(m.SnapshotAccount.id)
     ).scalar_one()
@@ -433,6 +461,8 @@ def _load_accounts(session: Session, snapshot_id: int) -> dict[int, records.Acco
             ),
             gaps=list(row.gaps or []),
             error=row.error,
+            roles=row.roles,
+            roles_quota=row.roles_quota,
         )
     return inventories
 

@@ -51,6 +51,7 @@ from domain.records import (
 )
 from tasks.aws import error_code, marker_pages, translate_errors
 from tasks.aws import pages as _pages
+from tasks.iam_account import read_role_quota
 
 log = logging.getLogger(__name__)
 
@@ -551,8 +552,9 @@ def inventory_account(
     if pool is not None:
         pool.shutdown()
     clock.lap("per_user")
-
-    return _assembled(account, users, _groups_from_details(raw_groups), raw_policies, gaps)
+    inventory = _assembled(account, users, _groups_from_details(raw_groups), raw_policies, gaps)
+    inventory.roles, inventory.roles_quota = read_role_quota(iam, account_id, gaps.call)
+    return inventory
 
 
 def _assembled(

@@ -61,6 +61,7 @@ class OrganizationTree:
 class ScopedAccounts:
     in_scope: list[Account]
     findings: list[Finding]
+    management_account_id: str = ""  # the organization's (DescribeOrganization)
 
 
 def _is_account_id(value: str) -> bool:
@@ -216,7 +217,9 @@ def select_accounts(tree: OrganizationTree, scope: Scope) -> ScopedAccounts:
             )
             continue
         in_scope.append(account)
-    return ScopedAccounts(in_scope=in_scope, findings=findings)
+    return ScopedAccounts(
+        in_scope=in_scope, findings=findings, management_account_id=tree.management_account_id
+    )
 
 
 def account_ancestors(

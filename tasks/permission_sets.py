@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from domain.access import PermissionSetDefinition
 from domain.errors import ActionError
 from domain.plan import PlanAction
-from domain.policy_documents import canonical_json
+from domain.policy_documents import canonical_json, policy_fingerprint
 from state.journal import JournalEntry
 from tasks.aws import error_code
 from tasks.aws import pages as _pages
@@ -34,6 +34,7 @@ READ_PERMISSIONS = (
     "sso:DescribePermissionSetProvisioningStatus",
     "sso:ListTagsForResource",  # iamc export: a set's tags, so the export keeps them
     "iam:GetPolicy",  # in member accounts: customer-managed policies must exist there first
+    "iam:GetPolicyVersion",  # ... with the document the plan referenced them with
 )
 CREATE_PERMISSIONS = (
     "sso:CreatePermissionSet",
@@ -176,30 +177,42 @@ def permission_set_arn(ctx: ExecutionContext, name: str) -> str | None:
 def missing_customer_policies(
     session: boto3.Session, account_id: str, policies: list[dict[str, str]]
 ) -> list[str]:
-    """Customer-managed policies a permission set references that the account lacks.
+    """Why the account can't take the customer-managed policy references of a permission set.
 
     Identity Center requires them to exist, same name and path, in every account the
-    permission set is provisioned to (userguide, customer managed policies).
+    permission set is provisioned to (userguide, customer managed policies); and the role it
+    provisions gets that account's document, so a reference planned with a document
+    (``document_hash``) must still have it there (GetPolicy, then GetPolicyVersion of the
+    default version), or the set would grant something else than the plan showed.
 
     Args:
         session: The member account's session.
         account_id: The account.
-        policies: ``{"name", "path"}`` of each reference.
+        policies: ``{"name", "path"}`` of each reference, and the planned ``document_hash``.
 
     Returns:
-        The ARNs that do not exist.
+        One problem per reference: ``"ARN does not exist"`` or ``"ARN has another document
+        than planned (default version v3)"``.
     """
     iam = session.client("iam")
-    missing = []
+    problems = []
     for policy in policies:
         arn = f"arn:aws:iam::{account_id}:policy{policy.get('path') or '/'}{policy['name']}"
         try:
-            iam.get_policy(PolicyArn=arn)
+            found = iam.get_policy(PolicyArn=arn)["Policy"]
+            planned = policy.get("document_hash")
+            if not planned:
+                continue
+            version = found["DefaultVersionId"]
+            document = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]
         except ClientError as err:
             if error_code(err) != "NoSuchEntity":
                 raise
-            missing.append(arn)
-    return missing
+            problems.append(f"{arn} does not exist")
+            continue
+        if policy_fingerprint(document["Document"]) != planned:
+            problems.append(f"{arn} has another document than planned (default version {version})")
+    return problems
 
 
 class CreatePermissionSet:
@@ -489,8 +502,9 @@ class ProvisionPermissionSet:
         if missing:
             raise ActionError(
                 action.id,
-                f"customer-managed policies missing in account {account_id}: "
-                f"{', '.join(missing)}; create them (same name and path) before provisioning",
+                f"customer-managed policies in account {account_id} are not as planned: "
+                f"{'; '.join(missing)}; create or restore them (same name, path and "
+                "document) before provisioning, or re-run inventory and plan",
             )
         arn = permission_set_arn(ctx, action.target)
         if arn is None:

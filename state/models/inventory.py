@@ -66,6 +66,10 @@ class Snapshot(Base):
     run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id", ondelete="CASCADE"), unique=True)
     created: Mapped[datetime] = mapped_column(UtcDateTime)
     completed: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The organization's management account (DescribeOrganization) and the account the tool
+    # ran from (GetCallerIdentity): they differ when it runs as a delegated administrator.
+    management_account_id: Mapped[str | None] = mapped_column(String(12))
+    caller_account_id: Mapped[str | None] = mapped_column(String(12))
 
 
 class SnapshotAccount(Base):
@@ -83,6 +87,9 @@ class SnapshotAccount(Base):
     parent_id: Mapped[str | None] = mapped_column(String(100))
     gaps: Mapped[list[str]] = mapped_column(Json)
     error: Mapped[str | None] = mapped_column(Text)
+    # IAM GetAccountSummary: Roles and RolesQuota (None: not read).
+    roles: Mapped[int | None] = mapped_column(Integer)
+    roles_quota: Mapped[int | None] = mapped_column(Integer)
 
 
 class ManagedPolicy(Base):
