@@ -12,6 +12,8 @@ from domain.access import (
     PermissionSetDefinition,
     RequiredPolicy,
     SynthesisResult,
+    boundary_label,
+    same_boundary,
 )
 from domain.fingerprinted_access import AccountAccess, FingerprintedAccess, Holder, PolicyRef
 from domain.permission_set_naming import (
@@ -26,6 +28,7 @@ from domain.permission_set_quotas import (
     MAX_MANAGED_PER_ROLE,
     check_quotas,
 )
+from domain.plan import USER_SCOPE
 from domain.policy_documents import DEFAULT_POLICY_VERSION, SID_PATTERN
 from domain.records import (
     AccountInventory,
@@ -67,6 +70,7 @@ def synthesize(
     max_per_account: int = DEFAULT_MAX_PER_ACCOUNT,
     max_managed_policies: int = MAX_MANAGED_PER_ROLE,
     known: dict[str, KnownPermissionSet] | None = None,
+    boundary: dict[str, Any] | None = None,
 ) -> SynthesisResult:
     """Permission sets and assignments that reproduce the access of every matched IAM user.
 
@@ -88,6 +92,11 @@ def synthesize(
             only where the IAM quota was raised in every account).
         known: The organization's permission sets by fingerprint (earlier waves): an access
             one of them has keeps that set's name and inline document.
+        boundary: The spec's permissions boundary (``PermissionSets.boundary_reference()``),
+            put on every set; None: a set keeps the boundary of the IAM user it comes from.
+            A user whose own boundary is another policy is a user-scoped blocking finding
+            (``boundary-conflict``): a set holds one boundary, and which of two is stricter
+            can't be known from their names.
 
     Returns:
         The permission sets, assignments, required customer-managed policies and findings.
@@ -113,10 +122,10 @@ def synthesize(
     for inventory in sorted(inventories, key=lambda i: i.account.account_id):
         if inventory.error is None:
             account = AccountAccess(inventory)
-            _AccountSynthesis(account, users_by_key, holders, findings).run(
+            _AccountSynthesis(account, users_by_key, holders, findings, boundary).run(
                 groups_by_key, idp_groups
             )
-    result = _assemble(holders, session_duration, name_prefix, findings, known)
+    result = _assemble(holders, session_duration, name_prefix, findings, known, boundary)
     check_quotas(result, max_permission_sets, max_per_account, max_managed_policies)
     result.findings.sort(
         key=lambda f: (
@@ -139,8 +148,10 @@ class _AccountSynthesis:
         users_by_key: dict[tuple[str, str], UserMapping],
         holders: list[Holder],
         findings: list[Finding],
+        boundary: dict[str, Any] | None = None,
     ):
         self.account = account
+        self.boundary = boundary
         self.account_id = account.account_id
         self.holders = holders
         self.findings = findings
@@ -190,7 +201,8 @@ class _AccountSynthesis:
                 )
             )
             return
-        bounded = sorted(u.name for u in self.members[group.name] if u.permissions_boundary_arn)
+        # A member whose boundary is the spec's loses nothing: the group's set carries it too.
+        bounded = sorted(u.name for u in self.members[group.name] if self._own_boundary(u))
         if bounded:
             # A group assignment would give the members G's access without their boundary.
             self.findings.append(
@@ -230,8 +242,21 @@ class _AccountSynthesis:
         if gaining:
             self.findings.append(_access_widened(account_id, group.name, label, idp_group, gaining))
 
+    def _own_boundary(self, user: User) -> str | None:
+        """The user's boundary when the set it receives would not carry that same policy."""
+        arn = user.permissions_boundary_arn
+        if arn and self.boundary and same_boundary(arn, self.boundary, self.account_id):
+            return None
+        return arn
+
     def _assign_user(self, user: User, mapping: UserMapping) -> None:
         account_id = self.account_id
+        own_boundary = self._own_boundary(user)
+        if own_boundary and self.boundary:
+            self.findings.append(
+                _boundary_conflict(account_id, user.name, own_boundary, self.boundary)
+            )
+            return
         identity = mapping.identity_user_id or ""
         routed = self.routed
         covered = {g for g in user.groups if g in routed and identity in routed[g]}
@@ -257,12 +282,16 @@ class _AccountSynthesis:
         )
         own = bool(user.attached_policies or user.inline_policies)
         residual = own or any(g not in covered for g in contributing)
-        if not residual and not user.permissions_boundary_arn:
+        if not residual and not own_boundary:
             if not covered:
                 self.findings.append(_no_access(account_id, user.name))
             return  # the group assignments give everything the user had
         # One session must still do all it did: the per-user set carries the FULL access.
-        access = self.account.access(user, self.account.inventory.groups, with_boundary=True)
+        # With a spec boundary every set carries it (a user's own is that one, or refused
+        # above): the user's boundary is then no part of what is shared.
+        access = self.account.access(
+            user, self.account.inventory.groups, with_boundary=self.boundary is None
+        )
         if access is None:
             return  # unresolvable: reported below
         if not access.grants_anything:
@@ -331,6 +360,22 @@ def _access_widened(
     )
 
 
+def _boundary_conflict(
+    account_id: str, user_name: str, own: str, boundary: dict[str, Any]
+) -> Finding:
+    return Finding(
+        severity="blocking",
+        kind="boundary-conflict",
+        message=f"IAM user {user_name} in {account_id} has permissions boundary {own}, but "
+        f"[permission_sets] boundary is {boundary_label(boundary)}: a permission set holds one "
+        "boundary and which of the two is stricter can't be known, so this user is not "
+        "migrated; make the spec's boundary the user's (or remove the user's), then plan again",
+        account_id=account_id,
+        subject=f"user {user_name}",
+        details={"scope": USER_SCOPE, "user_boundary": own, "spec_boundary": boundary},
+    )
+
+
 def _no_access(account_id: str, user_name: str) -> Finding:
     return Finding(
         severity="info",
@@ -390,6 +435,7 @@ def _assemble(
     prefix: str,
     findings: list[Finding],
     known: dict[str, KnownPermissionSet] | None = None,
+    boundary: dict[str, Any] | None = None,
 ) -> SynthesisResult:
     by_fingerprint: dict[str, list[Holder]] = defaultdict(list)
     for holder in holders:
@@ -421,7 +467,9 @@ def _assemble(
                 customer_managed_policies=[
                     {"name": r.name, "path": r.path} for r in access.customer_managed
                 ],
-                permissions_boundary=_boundary(access.boundary),
+                # The spec's boundary is part of the definition, not of the fingerprint:
+                # changing it updates the organization's sets instead of making new ones.
+                permissions_boundary=boundary or _boundary(access.boundary),
                 sources=sources,
             )
         )
@@ -429,6 +477,7 @@ def _assemble(
 
     reasons: dict[tuple[str, str, str, str], tuple[str, set[str]]] = {}
     required: set[RequiredPolicy] = set()
+    spec_reference = (boundary or {}).get("customer_managed_policy_reference")
     for holder in holders:
         name = names[holder.access.fingerprint]
         key = (holder.account_id, name, holder.principal_type, holder.principal_id)
@@ -440,6 +489,12 @@ def _assemble(
         # Identity Center needs the referenced policy to exist, same name and path, in every
         # account the set is provisioned to (userguide, customer managed policies).
         required.update(RequiredPolicy(holder.account_id, r.name, r.path) for r in customer)
+        if spec_reference:
+            required.add(
+                RequiredPolicy(
+                    holder.account_id, spec_reference["name"], spec_reference.get("path") or "/"
+                )
+            )
     assignments = [
         AssignmentDefinition(
             account_id=account_id,

@@ -79,6 +79,15 @@ def _customer_policy_arn(account_id: str, reference: Any) -> str:
     return f"arn:aws:iam::{account_id}:policy{path}{reference.name}"
 
 
+def boundary_arn(boundary: dict[str, Any], account_id: str) -> str:
+    """The IAM policy a set's boundary (sso-admin's ``PermissionsBoundary``) is in an account:
+    the AWS-managed ARN, or the customer-managed policy of that name and path there."""
+    if boundary.get("ManagedPolicyArn"):
+        return str(boundary["ManagedPolicyArn"])
+    ref = boundary["CustomerManagedPolicyReference"]
+    return f"arn:aws:iam::{account_id}:policy{ref.get('Path') or '/'}{ref['Name']}"
+
+
 class SsoRoles:
     """Creates, updates and deletes the roles of provisioned permission sets in member accounts."""
 
@@ -86,10 +95,26 @@ class SsoRoles:
         self._lock = threading.RLock()
         # (account id, permission set ARN) pairs provisioned so far.
         self._provisioned: set[tuple[str, str]] = set()
+        # Permission set ARN -> its PermissionsBoundary as sso-admin takes it (moto has none).
+        self._boundaries: dict[str, dict[str, Any]] = {}
 
     def reset(self) -> None:
         with self._lock:
             self._provisioned.clear()
+            self._boundaries.clear()
+
+    def boundary(self, permission_set_arn: str) -> dict[str, Any] | None:
+        """The set's permissions boundary (``PermissionsBoundary``), None without one."""
+        with self._lock:
+            return self._boundaries.get(permission_set_arn)
+
+    def set_boundary(self, permission_set_arn: str, boundary: dict[str, Any] | None) -> None:
+        """Put (or, with None, delete) a set's boundary; roles change when it is provisioned."""
+        with self._lock:
+            if boundary is None:
+                self._boundaries.pop(permission_set_arn, None)
+            else:
+                self._boundaries[permission_set_arn] = boundary
 
     def provisioned_accounts(self, permission_set_arn: str) -> list[str]:
         with self._lock:
@@ -118,6 +143,15 @@ class SsoRoles:
                 # every account the set is provisioned to (Identity Center user guide,
                 # "Customer managed policies").
                 return f"Received a 404 status error: Not supported policy {arn}."
+        boundary = self.boundary(permission_set.permission_set_arn)
+        if boundary and boundary.get("CustomerManagedPolicyReference"):
+            arn = boundary_arn(boundary, account_id)
+            if arn not in backend.managed_policies:
+                # A customer-managed boundary is referenced by name and path too: "IAM
+                # Identity Center fails to assign the permission set if the policy doesn't
+                # exist in your member account" (userguide, "Use IAM policies in permission
+                # sets", https://docs.aws.amazon.com/singlesignon/latest/userguide/howtocmp.html).
+                return f"Received a 404 status error: Not supported policy {arn}."
         return None
 
     def provision(self, permission_set: Any, account_id: str) -> str:
@@ -130,12 +164,14 @@ class SsoRoles:
             role = next((r for r in list(backend.roles.values()) if r.name == name), None)
             trust = _trust_policy(account_id)
             seconds = _session_seconds(permission_set.session_duration)
+            boundary = self.boundary(permission_set.permission_set_arn)
+            boundary_policy = None if boundary is None else boundary_arn(boundary, account_id)
             if role is None:
                 role = backend.create_role(
                     role_name=name,
                     assume_role_policy_document=trust,
                     path=ROLE_PATH,
-                    permissions_boundary=None,
+                    permissions_boundary=boundary_policy,
                     description="",
                     tags=[],
                     max_session_duration=str(seconds),
@@ -144,6 +180,9 @@ class SsoRoles:
             else:
                 role.assume_role_policy_document = trust
                 role.max_session_duration = seconds
+                # The set's boundary becomes the role's IAM permissions boundary (GetRole's
+                # PermissionsBoundary); provisioning again puts back one changed by hand.
+                role.permissions_boundary_arn = boundary_policy
             wanted = [p.arn for p in permission_set.managed_policies] + [
                 _customer_policy_arn(account_id, ref)
                 for ref in permission_set.customer_managed_policies
