@@ -26,6 +26,8 @@ class Block:
 
     name: str
     attributes: dict[str, Any]
+    # Blocks inside this one (``permissions_boundary { customer_managed_policy_reference {} }``).
+    blocks: list[Block] = field(default_factory=list)
 
 
 @dataclass
@@ -117,6 +119,12 @@ def _attributes(attributes: dict[str, Any], indent: int) -> list[str]:
     return [f"{pad}{k} = {value(v, indent)}" for k, v in attributes.items() if v is not None]
 
 
+def _block(block: Block, indent: int) -> list[str]:
+    pad = "  " * indent
+    inner = [line for child in block.blocks for line in _block(child, indent + 1)]
+    return [f"{pad}{block.name} {{", *_attributes(block.attributes, indent + 1), *inner, f"{pad}}}"]
+
+
 def render_resource(resource: TfResource) -> str:
     """One ``import`` block (when it has an id) and its ``resource`` block."""
     address = f"{resource.type}.{resource.name}"
@@ -131,7 +139,7 @@ def render_resource(resource: TfResource) -> str:
         lines.append(f"  provider = {resource.provider}")
     lines += _attributes(resource.attributes, 1)
     for block in resource.blocks:
-        lines += [f"  {block.name} {{", *_attributes(block.attributes, 2), "  }"]
+        lines += _block(block, 1)
     lines.append("}")
     return "\n".join(lines) + "\n"
 

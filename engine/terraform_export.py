@@ -173,7 +173,30 @@ def _permission_set_resources(found: dict[str, Any], instance: str) -> list[TfRe
                 blocks=[Block("customer_managed_policy_reference", dict(ref))],
             )
         )
+    boundary = found["permissions_boundary"]
+    if boundary is not None:
+        resources.append(
+            TfResource(
+                "aws_ssoadmin_permissions_boundary_attachment",
+                base,
+                {"instance_arn": instance, "permission_set_arn": arn},
+                # The provider's import id: PERMISSION_SET_ARN,INSTANCE_ARN.
+                import_id=ids,
+                blocks=[_boundary_block(boundary)],
+            )
+        )
     return resources
+
+
+def _boundary_block(boundary: dict[str, Any]) -> Block:
+    """``permissions_boundary { managed_policy_arn }`` or its customer-managed reference."""
+    if "managed_policy_arn" in boundary:
+        return Block("permissions_boundary", {"managed_policy_arn": boundary["managed_policy_arn"]})
+    ref = boundary["customer_managed_policy_reference"]
+    reference = {"name": ref["name"], "path": ref.get("path") or "/"}
+    return Block(
+        "permissions_boundary", {}, [Block("customer_managed_policy_reference", reference)]
+    )
 
 
 def _assignments(

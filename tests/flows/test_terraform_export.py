@@ -28,6 +28,10 @@ OPTIONS = hcl2.SerializationOptions(
     strip_string_quotes=True, explicit_blocks=False, with_comments=False
 )
 NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_-]*$")
+# [permission_sets] boundary: the customer-managed one on workload roles and the Readers set
+# (the world has /iamc/team-read in both accounts), an AWS-managed one on the Admins set.
+BOUNDARY = {"customer_managed_policy_reference": {"name": "team-read", "path": "/iamc/"}}
+MANAGED_BOUNDARY = {"managed_policy_arn": "arn:aws:iam::aws:policy/PowerUserAccess"}
 
 
 def _text(parsed: Any) -> Any:
@@ -63,9 +67,18 @@ def _read(out: Path) -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[st
     return resources, imports, import_providers, providers["provider"]
 
 
-def _plans(world: Any, kit: Any, tmp_path: Path, prefix: str) -> tuple[Path, int, int]:
-    """A provision plan (two sets, four assignments) and a retire plan with workload roles."""
-    spec, provision = kit.write_approved_plan(world, tmp_path, approve="all")
+def _plans(
+    world: Any, kit: Any, tmp_path: Path, prefix: str, boundary: bool = False
+) -> tuple[Path, int, int]:
+    """A provision plan (two sets, four assignments) and a retire plan with workload roles;
+    with ``boundary``, the sets and roles have permissions boundaries."""
+    sets = kit.permission_sets()
+    if boundary:
+        for definition in sets:
+            definition.permissions_boundary = (
+                BOUNDARY if definition.name == "Readers" else MANAGED_BOUNDARY
+            )
+    spec, provision = kit.write_approved_plan(world, tmp_path, approve="all", sets=sets)
     a1, a2 = world.accounts
     for account_id in world.accounts:
         iam = world.member_iam(account_id)
@@ -101,6 +114,7 @@ def _plans(world: Any, kit: Any, tmp_path: Path, prefix: str) -> tuple[Path, int
         approve_stages=("all",),
         approver="cab",
         workloads={p.key: p for p in found},
+        settings={"permissions_boundary": BOUNDARY} if boundary else None,
     )
     return spec, provision, retire
 
@@ -113,9 +127,12 @@ def test_nothing_applied_is_refused_with_exit_2(clean, kit, tmp_path: Path) -> N
     assert not (tmp_path / "tf").exists()
 
 
-def test_export_matches_the_live_sandbox_and_the_journal(clean, retire_kit, tmp_path: Path) -> None:
+@pytest.mark.parametrize("boundary", [False, True], ids=["no-boundary", "boundary"])
+def test_export_matches_the_live_sandbox_and_the_journal(
+    clean, retire_kit, tmp_path: Path, boundary: bool
+) -> None:
     world, prefix = clean, f"t{uuid.uuid4().hex[:5]}-"
-    spec, provision, retire = _plans(world, retire_kit, tmp_path, prefix)
+    spec, provision, retire = _plans(world, retire_kit, tmp_path, prefix, boundary)
     assert apply_plan(spec, provision, "provision", poll=retire_kit.QUICK)["failed"] == 0
     assert apply_plan(spec, retire, "replace", poll=retire_kit.QUICK)["failed"] == 0
 
@@ -159,6 +176,9 @@ def test_export_matches_the_live_sandbox_and_the_journal(clean, retire_kit, tmp_
     assert counts["aws_ssoadmin_account_assignment"] == 4
     assert counts["aws_iam_openid_connect_provider"] == 1  # account 1's: created
     assert counts["aws_iam_role"] == 4 and counts["aws_iam_instance_profile"] == 1
+    assert counts.get("aws_ssoadmin_permissions_boundary_attachment", 0) == (2 if boundary else 0)
+    roles = [a for (kind, _), (a, _) in expected.items() if kind == "aws_iam_role"]
+    assert all(("permissions_boundary" in r) == boundary for r in roles)
     # The adopted OIDC provider (account 2's) is someone else's: a comment, not a resource.
     text = (out / "workload_roles.tf").read_text()
     assert f"oidc-provider/{HOST} was there before the migration (adopted)" in text
@@ -232,6 +252,25 @@ def _expected(
                     "instance_arn": instance,
                     "permission_set_arn": arn,
                     "customer_managed_policy_reference": [{"name": ref["Name"], "path": path}],
+                },
+                None,
+            )
+        try:
+            live = sso.get_permissions_boundary_for_permission_set(**ids)["PermissionsBoundary"]
+        except sso.exceptions.ResourceNotFoundException:
+            live = None
+        if live is not None:
+            ref = live.get("CustomerManagedPolicyReference")
+            block = (
+                {"customer_managed_policy_reference": [{"name": ref["Name"], "path": ref["Path"]}]}
+                if ref
+                else {"managed_policy_arn": live["ManagedPolicyArn"]}
+            )
+            expected["aws_ssoadmin_permissions_boundary_attachment", both] = (
+                {
+                    "instance_arn": instance,
+                    "permission_set_arn": arn,
+                    "permissions_boundary": [block],
                 },
                 None,
             )
