@@ -476,25 +476,11 @@ def _assemble(
     permission_sets.sort(key=lambda p: p.name)
 
     reasons: dict[tuple[str, str, str, str], tuple[str, set[str]]] = {}
-    required: set[RequiredPolicy] = set()
-    spec_reference = (boundary or {}).get("customer_managed_policy_reference")
     for holder in holders:
         name = names[holder.access.fingerprint]
         key = (holder.account_id, name, holder.principal_type, holder.principal_id)
         # Two IAM users of one account may map to one identity: one assignment, both reasons.
         reasons.setdefault(key, (holder.principal_name, set()))[1].add(holder.reason)
-        customer = list(holder.access.customer_managed)
-        if holder.access.boundary and not holder.access.boundary.aws_managed:
-            customer.append(holder.access.boundary)
-        # Identity Center needs the referenced policy to exist, same name and path, in every
-        # account the set is provisioned to (userguide, customer managed policies).
-        required.update(RequiredPolicy(holder.account_id, r.name, r.path) for r in customer)
-        if spec_reference:
-            required.add(
-                RequiredPolicy(
-                    holder.account_id, spec_reference["name"], spec_reference.get("path") or "/"
-                )
-            )
     assignments = [
         AssignmentDefinition(
             account_id=account_id,
@@ -511,6 +497,28 @@ def _assemble(
     return SynthesisResult(
         permission_sets=permission_sets,
         assignments=assignments,
-        required_customer_policies=sorted(required),
+        required_customer_policies=_required_policies(holders, boundary),
         findings=findings,
     )
+
+
+def _required_policies(
+    holders: list[Holder], boundary: dict[str, Any] | None
+) -> list[RequiredPolicy]:
+    """Customer-managed policies each account needs: the sets' references and boundaries.
+
+    Identity Center needs a referenced policy to exist, same name and path, in every account
+    the set is provisioned to (userguide, customer managed policies); a customer-managed
+    boundary is referenced the same way.
+    """
+    required: set[RequiredPolicy] = set()
+    spec_reference = (boundary or {}).get("customer_managed_policy_reference")
+    for holder in holders:
+        customer = list(holder.access.customer_managed)
+        if holder.access.boundary and not holder.access.boundary.aws_managed:
+            customer.append(holder.access.boundary)
+        required.update(RequiredPolicy(holder.account_id, r.name, r.path) for r in customer)
+        if spec_reference:
+            path = spec_reference.get("path") or "/"
+            required.add(RequiredPolicy(holder.account_id, spec_reference["name"], path))
+    return sorted(required)
