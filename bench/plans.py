@@ -7,6 +7,7 @@ mapping against an organization first; this builds one through the real planner 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from domain.access import (
     AssignmentDefinition,
@@ -90,6 +91,7 @@ def store_retire_plan(
     user_mappings: list[UserMapping] | None = None,
     synthesis: SynthesisResult | None = None,
     workloads: dict[tuple[str, str], Placement] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> int:
     """Store a plan that disables and deletes the given inventories' unused users (and, with
     ``user_mappings`` and ``synthesis``, migrates the mapped humans before disabling them).
@@ -117,7 +119,8 @@ def store_retire_plan(
             user_mappings=user_mappings or [],
             group_mappings=[],
             synthesis=synthesis or SynthesisResult(),
-            settings={"bake_days": bake_days},
+            # ``settings``: more of the spec's, e.g. its permissions boundary.
+            settings={"bake_days": bake_days, **(settings or {})},
             extra_findings=extra_findings,
             workloads=workloads,
         )

@@ -56,6 +56,33 @@ class AssignmentDefinition:
     reason: str  # e.g. "user jane.doe", "group developers"
 
 
+def boundary_policy_arn(boundary: dict[str, Any], account_id: str, partition: str = "aws") -> str:
+    """The IAM policy ARN a permission set's boundary (``permissions_boundary``) is in one
+    account: the AWS-managed ARN, or the customer-managed policy of that name and path there
+    (Identity Center resolves the reference per account: userguide, permissions boundaries)."""
+    if "managed_policy_arn" in boundary:
+        return str(boundary["managed_policy_arn"])
+    ref = boundary["customer_managed_policy_reference"]
+    return f"arn:{partition}:iam::{account_id}:policy{ref.get('path') or '/'}{ref['name']}"
+
+
+def boundary_label(boundary: dict[str, Any] | None) -> str:
+    """A boundary as a person reads it: the AWS-managed ARN, or the customer policy's path+name."""
+    if not boundary:
+        return ""
+    if "managed_policy_arn" in boundary:
+        return str(boundary["managed_policy_arn"])
+    ref = boundary["customer_managed_policy_reference"]
+    return f"{ref.get('path') or '/'}{ref['name']} (customer-managed, in each account)"
+
+
+def same_boundary(arn: str, boundary: dict[str, Any], account_id: str) -> bool:
+    """Whether the policy ``arn`` (an IAM user's or role's boundary in ``account_id``) is the
+    policy ``boundary`` names there."""
+    partition = arn.split(":")[1] if arn.count(":") >= 5 else "aws"
+    return arn == boundary_policy_arn(boundary, account_id, partition)
+
+
 class RequiredPolicy(NamedTuple):
     """A customer-managed policy that must exist, by name and path, in an account."""
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from domain import csv_export
+from domain.access import boundary_label
 from domain.deletion import deletes_in
 from domain.json_compat import dumps_indented
 from domain.key_risks import worklist_markdown
@@ -198,6 +199,14 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
     )
     if meta.get("created"):
         add(f"- **Computed at:** {meta['created']}")
+    spec_boundary = plan.settings.get("permissions_boundary")
+    add(
+        f"- **Permissions boundary** (every permission set and every role iamc creates): "
+        f"`{boundary_label(spec_boundary)}`"
+        if spec_boundary
+        else "- **Permissions boundary:** none in the spec ([permission_sets] boundary); a "
+        "set or role keeps the boundary of the IAM user it comes from"
+    )
     runs = meta.get("runs") or []
     if blocking:
         add(f"- **Status:** **{len(blocking)} blocking error(s): this plan cannot be approved**")
@@ -310,6 +319,14 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
         where = " ".join(x for x in (finding.account_id, finding.subject) if x)
         add(f"- {finding.kind} {where}: {_cell(finding.message)}")
         risks += 1
+    for finding in plan.findings:
+        if finding.kind == "boundary-conflict":
+            # Blocking for its user only (user-scoped): listed here, since the plan goes on.
+            add(
+                f"- **{finding.kind}** {finding.account_id} {finding.subject}: "
+                f"{_cell(finding.message)}"
+            )
+            risks += 1
     if plan.required_customer_policies:
         add(
             f"- {len(plan.required_customer_policies)} customer-managed policy reference(s) "
@@ -391,7 +408,7 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
             customer = ", ".join(c["name"] for c in ps.get("customer_managed_policies", []))
             inline = ps.get("inline_policy")
             statements = len(inline.get("Statement", [])) if inline else 0
-            boundary = ps.get("permissions_boundary") or ""
+            boundary = boundary_label(ps.get("permissions_boundary"))
             add(
                 f"| `{ps['name']}` | {serves[ps['name']]} | "
                 f"{_cell(_in_aws(ps['name'], notes, updating, 'organization_sets' in meta))} | "
@@ -404,6 +421,20 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
     else:
         add("None.")
     add("")
+    roles = [a for a in plan.actions if a.kind == "create-workload-role"]
+    if roles:
+        add("## Workload roles")
+        add("")
+        add("| Account | IAM user | Role | Runtime | Permissions boundary |")
+        add("|---|---|---|---|---|")
+        for action in roles:
+            params = action.params
+            add(
+                f"| {action.account_id} | `{params['user']}` | "
+                f"`{params['role_path']}{params['role_name']}` | {params['runtime']} | "
+                f"{_cell(params.get('permissions_boundary_arn') or '—')} |"
+            )
+        add("")
     add("## Per account")
     users_by_account: dict[str, list[Any]] = {}
     for user in plan.users:

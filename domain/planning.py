@@ -128,6 +128,8 @@ class _Workloads:
     replacements: dict[tuple[str, str], RoleReplacement] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     why_not: dict[tuple[str, str], str] = field(default_factory=dict)
+    # The spec's permissions boundary (``settings["permissions_boundary"]``): every role's.
+    boundary: dict[str, Any] | None = None
 
     def consider(self, account_id: str, user: User, groups: dict[str, Group]) -> None:
         """Plan the role of a workload user whose runtime is placed well enough."""
@@ -147,7 +149,7 @@ class _Workloads:
             )
             self.why_not[key] = f"{guess}: {evidence}; declare it in [[workloads]]"
             return
-        replacement, findings = plan_replacement(placement, user, groups)
+        replacement, findings = plan_replacement(placement, user, groups, self.boundary)
         self.findings.extend(findings)
         if replacement is None:
             self.why_not[key] = "; ".join(f.message for f in findings) or "no role for it"
@@ -234,7 +236,7 @@ def build_plan(
         extra_findings=[*(extra_findings or []), *delegated],
         organization=organization,
     )
-    placed = _Workloads(dict(workloads or {}))
+    placed = _Workloads(dict(workloads or {}), boundary=settings.get("permissions_boundary"))
     users, records = _user_plans(inventories, user_mappings, access, placed)
     inputs = PlanInputs(
         users=users,

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.access import boundary_label, boundary_policy_arn, same_boundary
+from domain.plan import USER_SCOPE
 from domain.records import Finding, Group, User
 from domain.trust_policy import GITHUB_AUDIENCE, GITHUB_OIDC_HOST
 from domain.workloads import ROLE_PATH, Confidence, Placement, Runtime, replacement_role_name
@@ -196,8 +198,32 @@ def _permissions(
     return gaps
 
 
+def _boundary_conflict(placement: Placement, user: User, boundary: dict[str, Any]) -> Finding:
+    # As for permission sets (domain.synthesis): a role holds one boundary, and which of two
+    # is stricter can't be known, so no role is planned for this user.
+    return Finding(
+        severity="blocking",
+        kind="boundary-conflict",
+        message=f"IAM user {user.name} in {placement.account_id} has permissions boundary "
+        f"{user.permissions_boundary_arn}, but [permission_sets] boundary (every role iamc "
+        f"creates) is {boundary_label(boundary)}: no role is planned for it and it keeps its "
+        "key; make the spec's boundary the user's (or remove the user's), then plan again",
+        account_id=placement.account_id,
+        subject=f"user {user.name}",
+        details={
+            "scope": USER_SCOPE,
+            "stages": [REPLACE_STAGE],
+            "user_boundary": user.permissions_boundary_arn,
+            "spec_boundary": boundary,
+        },
+    )
+
+
 def plan_replacement(
-    placement: Placement, user: User, groups: Mapping[str, Group]
+    placement: Placement,
+    user: User,
+    groups: Mapping[str, Group],
+    boundary: dict[str, Any] | None = None,
 ) -> tuple[RoleReplacement | None, list[Finding]]:
     """The role that replaces ``user``'s keys where ``placement`` says they are used.
 
@@ -205,12 +231,17 @@ def plan_replacement(
         placement: Where the user's key is used from (runtime, repository, vendor...).
         user: The user as the inventory saw it (its policies, groups and boundary).
         groups: The account's groups by name (their policies are the user's too).
+        boundary: The spec's permissions boundary (``PermissionSets.boundary_reference()``):
+            the role's, resolved in the user's account; None: the user's own, if any.
 
     Returns:
         The role (None when it can't be planned), and findings: what is missing to plan it
         (warnings: a repository, a vendor account or a trust anchor),
         and what of its permissions could not be copied as they are.
     """
+    own = user.permissions_boundary_arn
+    if boundary and own and not same_boundary(own, boundary, placement.account_id):
+        return None, [_boundary_conflict(placement, user, boundary)]
     trust, missing = _trust(placement)
     if trust is None:
         return None, [missing] if missing else []
@@ -245,4 +276,6 @@ def plan_replacement(
         )
         for gap in _permissions(replacement, user, groups)
     ]
+    if boundary:
+        replacement.permissions_boundary_arn = boundary_policy_arn(boundary, placement.account_id)
     return replacement, findings

@@ -12,6 +12,8 @@ from domain.access import (
     PermissionSetDefinition,
     RequiredPolicy,
     SynthesisResult,
+    boundary_label,
+    same_boundary,
 )
 from domain.customer_policy_choice import Inlined, choose_customer_policies
 from domain.fingerprinted_access import AccountAccess, FingerprintedAccess, Holder, PolicyRef
@@ -27,6 +29,7 @@ from domain.permission_set_quotas import (
     MAX_MANAGED_PER_ROLE,
     check_quotas,
 )
+from domain.plan import USER_SCOPE
 from domain.policy_documents import DEFAULT_POLICY_VERSION, SID_PATTERN, statement_pairs
 from domain.records import (
     AccountInventory,
@@ -70,6 +73,7 @@ def synthesize(
     known: dict[str, KnownPermissionSet] | None = None,
     provisioned: dict[str, list[str]] | None = None,
     policy_inventories: list[AccountInventory] | None = None,
+    boundary: dict[str, Any] | None = None,
 ) -> SynthesisResult:
     """Permission sets and assignments that reproduce the access of every matched IAM user.
 
@@ -94,6 +98,11 @@ def synthesize(
         provisioned: Fingerprint -> accounts earlier waves provisioned that set to: a
             customer-managed policy is referenced only if those accounts have it too.
         policy_inventories: Where customer-managed policies are compared (all waves').
+        boundary: The spec's permissions boundary (``PermissionSets.boundary_reference()``),
+            put on every set; None: a set keeps the boundary of the IAM user it comes from.
+            A user whose own boundary is another policy is a user-scoped blocking finding
+            (``boundary-conflict``): a set holds one boundary, and which of two is stricter
+            can't be known from their names.
 
     Returns:
         The permission sets, assignments, required customer-managed policies and findings.
@@ -119,10 +128,10 @@ def synthesize(
     for inventory in sorted(inventories, key=lambda i: i.account.account_id):
         if inventory.error is None:
             account = AccountAccess(inventory)
-            _AccountSynthesis(account, users_by_key, holders, findings).run(
+            _AccountSynthesis(account, users_by_key, holders, findings, boundary).run(
                 groups_by_key, idp_groups
             )
-    result = _assemble(holders, session_duration, name_prefix, findings, known)
+    result = _assemble(holders, session_duration, name_prefix, findings, known, boundary)
     # Reference or inline each customer-managed policy, before the inline quotas are checked.
     _choose_references(result, holders, policy_inventories or inventories, provisioned)
     check_quotas(result, max_permission_sets, max_per_account, max_managed_policies)
@@ -147,8 +156,10 @@ class _AccountSynthesis:
         users_by_key: dict[tuple[str, str], UserMapping],
         holders: list[Holder],
         findings: list[Finding],
+        boundary: dict[str, Any] | None = None,
     ):
         self.account = account
+        self.boundary = boundary
         self.account_id = account.account_id
         self.holders = holders
         self.findings = findings
@@ -198,7 +209,8 @@ class _AccountSynthesis:
                 )
             )
             return
-        bounded = sorted(u.name for u in self.members[group.name] if u.permissions_boundary_arn)
+        # A member whose boundary is the spec's loses nothing: the group's set carries it too.
+        bounded = sorted(u.name for u in self.members[group.name] if self._own_boundary(u))
         if bounded:
             # A group assignment would give the members G's access without their boundary.
             self.findings.append(
@@ -238,8 +250,21 @@ class _AccountSynthesis:
         if gaining:
             self.findings.append(_access_widened(account_id, group.name, label, idp_group, gaining))
 
+    def _own_boundary(self, user: User) -> str | None:
+        """The user's boundary when the set it receives would not carry that same policy."""
+        arn = user.permissions_boundary_arn
+        if arn and self.boundary and same_boundary(arn, self.boundary, self.account_id):
+            return None
+        return arn
+
     def _assign_user(self, user: User, mapping: UserMapping) -> None:
         account_id = self.account_id
+        own_boundary = self._own_boundary(user)
+        if own_boundary and self.boundary:
+            self.findings.append(
+                _boundary_conflict(account_id, user.name, own_boundary, self.boundary)
+            )
+            return
         identity = mapping.identity_user_id or ""
         routed = self.routed
         covered = {g for g in user.groups if g in routed and identity in routed[g]}
@@ -265,12 +290,16 @@ class _AccountSynthesis:
         )
         own = bool(user.attached_policies or user.inline_policies)
         residual = own or any(g not in covered for g in contributing)
-        if not residual and not user.permissions_boundary_arn:
+        if not residual and not own_boundary:
             if not covered:
                 self.findings.append(_no_access(account_id, user.name))
             return  # the group assignments give everything the user had
         # One session must still do all it did: the per-user set carries the FULL access.
-        access = self.account.access(user, self.account.inventory.groups, with_boundary=True)
+        # With a spec boundary every set carries it (a user's own is that one, or refused
+        # above): the user's boundary is then no part of what is shared.
+        access = self.account.access(
+            user, self.account.inventory.groups, with_boundary=self.boundary is None
+        )
         if access is None:
             return  # unresolvable: reported below
         if not access.grants_anything:
@@ -336,6 +365,22 @@ def _access_widened(
             "gaining_count": len(gaining),
             "gaining_identity_ids": gaining,
         },
+    )
+
+
+def _boundary_conflict(
+    account_id: str, user_name: str, own: str, boundary: dict[str, Any]
+) -> Finding:
+    return Finding(
+        severity="blocking",
+        kind="boundary-conflict",
+        message=f"IAM user {user_name} in {account_id} has permissions boundary {own}, but "
+        f"[permission_sets] boundary is {boundary_label(boundary)}: a permission set holds one "
+        "boundary and which of the two is stricter can't be known, so this user is not "
+        "migrated; make the spec's boundary the user's (or remove the user's), then plan again",
+        account_id=account_id,
+        subject=f"user {user_name}",
+        details={"scope": USER_SCOPE, "user_boundary": own, "spec_boundary": boundary},
     )
 
 
@@ -427,8 +472,7 @@ def _assemble(
     prefix: str,
     findings: list[Finding],
     known: dict[str, KnownPermissionSet] | None = None,
-    provisioned: dict[str, list[str]] | None = None,
-    policy_inventories: list[AccountInventory] | None = None,
+    boundary: dict[str, Any] | None = None,
 ) -> SynthesisResult:
     by_fingerprint: dict[str, list[Holder]] = defaultdict(list)
     for holder in holders:
@@ -460,25 +504,20 @@ def _assemble(
                 customer_managed_policies=[
                     {"name": r.name, "path": r.path} for r in access.customer_managed
                 ],
-                permissions_boundary=_boundary(access.boundary),
+                # The spec's boundary is part of the definition, not of the fingerprint:
+                # changing it updates the organization's sets instead of making new ones.
+                permissions_boundary=boundary or _boundary(access.boundary),
                 sources=sources,
             )
         )
     permission_sets.sort(key=lambda p: p.name)
 
     reasons: dict[tuple[str, str, str, str], tuple[str, set[str]]] = {}
-    required: set[RequiredPolicy] = set()
     for holder in holders:
         name = names[holder.access.fingerprint]
         key = (holder.account_id, name, holder.principal_type, holder.principal_id)
         # Two IAM users of one account may map to one identity: one assignment, both reasons.
         reasons.setdefault(key, (holder.principal_name, set()))[1].add(holder.reason)
-        customer = list(holder.access.customer_managed)
-        if holder.access.boundary and not holder.access.boundary.aws_managed:
-            customer.append(holder.access.boundary)
-        # Identity Center needs the referenced policy to exist, same name and path, in every
-        # account the set is provisioned to (userguide, customer managed policies).
-        required.update(RequiredPolicy(holder.account_id, r.name, r.path) for r in customer)
     assignments = [
         AssignmentDefinition(
             account_id=account_id,
@@ -495,6 +534,28 @@ def _assemble(
     return SynthesisResult(
         permission_sets=permission_sets,
         assignments=assignments,
-        required_customer_policies=sorted(required),
+        required_customer_policies=_required_policies(holders, boundary),
         findings=findings,
     )
+
+
+def _required_policies(
+    holders: list[Holder], boundary: dict[str, Any] | None
+) -> list[RequiredPolicy]:
+    """Customer-managed policies each account needs: the sets' references and boundaries.
+
+    Identity Center needs a referenced policy to exist, same name and path, in every account
+    the set is provisioned to (userguide, customer managed policies); a customer-managed
+    boundary is referenced the same way.
+    """
+    required: set[RequiredPolicy] = set()
+    spec_reference = (boundary or {}).get("customer_managed_policy_reference")
+    for holder in holders:
+        customer = list(holder.access.customer_managed)
+        if holder.access.boundary and not holder.access.boundary.aws_managed:
+            customer.append(holder.access.boundary)
+        required.update(RequiredPolicy(holder.account_id, r.name, r.path) for r in customer)
+        if spec_reference:
+            path = spec_reference.get("path") or "/"
+            required.add(RequiredPolicy(holder.account_id, spec_reference["name"], path))
+    return sorted(required)

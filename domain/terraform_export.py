@@ -43,6 +43,8 @@ class Block:
 
     name: str
     attributes: dict[str, Any]
+    # Blocks inside this one (``permissions_boundary { customer_managed_policy_reference {} }``).
+    blocks: list[Block] = field(default_factory=list)
 
 
 @dataclass
@@ -134,6 +136,12 @@ def _attributes(attributes: dict[str, Any], indent: int) -> list[str]:
     return [f"{pad}{k} = {value(v, indent)}" for k, v in attributes.items() if v is not None]
 
 
+def _block(block: Block, indent: int) -> list[str]:
+    pad = "  " * indent
+    inner = [line for child in block.blocks for line in _block(child, indent + 1)]
+    return [f"{pad}{block.name} {{", *_attributes(block.attributes, indent + 1), *inner, f"{pad}}}"]
+
+
 def render_resource(resource: TfResource) -> str:
     """One ``import`` block (when it has an id) and its ``resource`` block."""
     address = f"{resource.type}.{resource.name}"
@@ -148,7 +156,7 @@ def render_resource(resource: TfResource) -> str:
         lines.append(f"  provider = {resource.provider}")
     lines += _attributes(resource.attributes, 1)
     for block in resource.blocks:
-        lines += [f"  {block.name} {{", *_attributes(block.attributes, 2), "  }"]
+        lines += _block(block, 1)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -275,7 +283,29 @@ def _permission_set_resources(found: PermissionSetRecord, instance: str) -> list
                 blocks=[Block("customer_managed_policy_reference", dict(ref))],
             )
         )
+    if found.permissions_boundary is not None:
+        resources.append(
+            TfResource(
+                "aws_ssoadmin_permissions_boundary_attachment",
+                base,
+                {"instance_arn": instance, "permission_set_arn": arn},
+                # The provider's import id: PERMISSION_SET_ARN,INSTANCE_ARN.
+                import_id=ids,
+                blocks=[_boundary_block(found.permissions_boundary)],
+            )
+        )
     return resources
+
+
+def _boundary_block(boundary: dict[str, Any]) -> Block:
+    """``permissions_boundary { managed_policy_arn }`` or its customer-managed reference."""
+    if "managed_policy_arn" in boundary:
+        return Block("permissions_boundary", {"managed_policy_arn": boundary["managed_policy_arn"]})
+    ref = boundary["customer_managed_policy_reference"]
+    reference = {"name": ref["name"], "path": ref.get("path") or "/"}
+    return Block(
+        "permissions_boundary", {}, [Block("customer_managed_policy_reference", reference)]
+    )
 
 
 def _assignment_resource(a: AssignmentRecord, instance: str) -> TfResource:

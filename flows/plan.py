@@ -78,6 +78,12 @@ def _plan_settings(spec: MigrationSpec) -> dict[str, Any]:
         "bake_days": spec.decommission.bake_days,
         "protected_users": list(spec.protected_users),
         "protected_tag": spec.protected_tag,
+        # Only with a boundary, so plans of a spec without one keep their content (and hash).
+        **(
+            {"permissions_boundary": spec.permission_sets.boundary_reference()}
+            if spec.permission_sets.boundary
+            else {}
+        ),
     }
 
 
@@ -166,6 +172,7 @@ def compute_plan(
         known=known_permission_sets(organization),
         provisioned={fp: list(known.accounts) for fp, known in organization.items()},
         policy_inventories=snapshot_inventories,
+        boundary=spec.permission_sets.boundary_reference(),
     )
     phases.done("synthesize")
     plan = build_plan(

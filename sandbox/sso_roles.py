@@ -74,8 +74,9 @@ def _session_seconds(duration: str | int | None) -> int:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def definition_digest(permission_set: Any) -> str:
-    """What a permission set would put in a role: changes when the set is edited."""
+def definition_digest(permission_set: Any, boundary: dict[str, Any] | None = None) -> str:
+    """What a permission set would put in a role: changes when the set is edited (its
+    boundary is kept beside moto's set, in ``SsoRoles``)."""
     return json.dumps(
         [
             permission_set.description,
@@ -83,7 +84,7 @@ def definition_digest(permission_set: Any) -> str:
             permission_set.inline_policy or "",
             sorted(p.arn for p in permission_set.managed_policies),
             sorted((r.name, r.path or "/") for r in permission_set.customer_managed_policies),
-            str(getattr(permission_set, "permissions_boundary", None)),
+            boundary,
         ],
         default=str,
     )
@@ -92,6 +93,15 @@ def definition_digest(permission_set: Any) -> str:
 def _customer_policy_arn(account_id: str, reference: Any) -> str:
     path = reference.path or "/"
     return f"arn:aws:iam::{account_id}:policy{path}{reference.name}"
+
+
+def boundary_arn(boundary: dict[str, Any], account_id: str) -> str:
+    """The IAM policy a set's boundary (sso-admin's ``PermissionsBoundary``) is in an account:
+    the AWS-managed ARN, or the customer-managed policy of that name and path there."""
+    if boundary.get("ManagedPolicyArn"):
+        return str(boundary["ManagedPolicyArn"])
+    ref = boundary["CustomerManagedPolicyReference"]
+    return f"arn:aws:iam::{account_id}:policy{ref.get('Path') or '/'}{ref['Name']}"
 
 
 class SsoRoles:
@@ -103,11 +113,27 @@ class SsoRoles:
         self._provisioned: set[tuple[str, str]] = set()
         # The definition each pair was last provisioned with (definition_digest).
         self._digests: dict[tuple[str, str], str] = {}
+        # Permission set ARN -> its PermissionsBoundary as sso-admin takes it (moto has none).
+        self._boundaries: dict[str, dict[str, Any]] = {}
 
     def reset(self) -> None:
         with self._lock:
             self._provisioned.clear()
             self._digests.clear()
+            self._boundaries.clear()
+
+    def boundary(self, permission_set_arn: str) -> dict[str, Any] | None:
+        """The set's permissions boundary (``PermissionsBoundary``), None without one."""
+        with self._lock:
+            return self._boundaries.get(permission_set_arn)
+
+    def set_boundary(self, permission_set_arn: str, boundary: dict[str, Any] | None) -> None:
+        """Put (or, with None, delete) a set's boundary; roles change when it is provisioned."""
+        with self._lock:
+            if boundary is None:
+                self._boundaries.pop(permission_set_arn, None)
+            else:
+                self._boundaries[permission_set_arn] = boundary
 
     def provisioned_accounts(self, permission_set_arn: str) -> list[str]:
         with self._lock:
@@ -127,7 +153,9 @@ class SsoRoles:
         """
         key = (account_id, permission_set.permission_set_arn)
         with self._lock:
-            return self._digests.get(key) == definition_digest(permission_set)
+            return self._digests.get(key) == definition_digest(
+                permission_set, self._boundaries.get(permission_set.permission_set_arn)
+            )
 
     def check(self, permission_set: Any, account_id: str) -> str | None:
         """Why provisioning ``permission_set`` to ``account_id`` would fail, or None."""
@@ -147,6 +175,15 @@ class SsoRoles:
                 # every account the set is provisioned to (Identity Center user guide,
                 # "Customer managed policies").
                 return f"Received a 404 status error: Not supported policy {arn}."
+        boundary = self.boundary(permission_set.permission_set_arn)
+        if boundary and boundary.get("CustomerManagedPolicyReference"):
+            arn = boundary_arn(boundary, account_id)
+            if arn not in backend.managed_policies:
+                # A customer-managed boundary is referenced by name and path too: "IAM
+                # Identity Center fails to assign the permission set if the policy doesn't
+                # exist in your member account" (userguide, "Use IAM policies in permission
+                # sets", https://docs.aws.amazon.com/singlesignon/latest/userguide/howtocmp.html).
+                return f"Received a 404 status error: Not supported policy {arn}."
         return None
 
     def provision(self, permission_set: Any, account_id: str) -> str:
@@ -159,12 +196,14 @@ class SsoRoles:
             role = next((r for r in list(backend.roles.values()) if r.name == name), None)
             trust = _trust_policy(account_id)
             seconds = _session_seconds(permission_set.session_duration)
+            boundary = self.boundary(permission_set.permission_set_arn)
+            boundary_policy = None if boundary is None else boundary_arn(boundary, account_id)
             if role is None:
                 role = backend.create_role(
                     role_name=name,
                     assume_role_policy_document=trust,
                     path=ROLE_PATH,
-                    permissions_boundary=None,
+                    permissions_boundary=boundary_policy,
                     description="",
                     tags=[],
                     max_session_duration=str(seconds),
@@ -173,6 +212,9 @@ class SsoRoles:
             else:
                 role.assume_role_policy_document = trust
                 role.max_session_duration = seconds
+                # The set's boundary becomes the role's IAM permissions boundary (GetRole's
+                # PermissionsBoundary); provisioning again puts back one changed by hand.
+                role.permissions_boundary_arn = boundary_policy
             wanted = [p.arn for p in permission_set.managed_policies] + [
                 _customer_policy_arn(account_id, ref)
                 for ref in permission_set.customer_managed_policies
@@ -189,7 +231,7 @@ class SsoRoles:
                 backend.delete_role_policy(name, INLINE_POLICY_NAME)
             self._provisioned.add((account_id, permission_set.permission_set_arn))
             self._digests[(account_id, permission_set.permission_set_arn)] = definition_digest(
-                permission_set
+                permission_set, self._boundaries.get(permission_set.permission_set_arn)
             )
         return name
 

@@ -251,6 +251,17 @@ class CreateWorkloadRole:
         trust = _document(role.get("AssumeRolePolicyDocument") or {})
         if canonical_json(trust) != canonical_json(action.params["trust_policy"]):
             return Live(exists=True, difference=f"role {name} trusts others", detail=detail)
+        # GetRole returns the boundary; one changed or removed since would let the role do
+        # more (or other) than the plan showed.
+        found = (role.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn")
+        wanted = action.params.get("permissions_boundary_arn")
+        if found != wanted:
+            return Live(
+                exists=True,
+                difference=f"role {name} has permissions boundary {found or 'none'} "
+                f"(plan: {wanted or 'none'})",
+                detail=detail,
+            )
         return Live(exists=True, detail=detail)
 
     def apply(

@@ -7,7 +7,10 @@ For each person the plan migrates, in each account it names:
    ``/aws-reserved/sso.amazonaws.com/`` with the set's managed policies attached and its inline
    policy as ``AwsSSOInlinePolicy`` (IAM Identity Center User Guide, "IAM roles created by IAM
    Identity Center");
-3. nobody is left with less than their old IAM user had: the managed policies the user held
+3. the role's IAM permissions boundary is the set's (an AWS-managed ARN, or the set's
+   customer-managed reference resolved in that account), read with GetRole: ListRoles never
+   returns a role's boundary (IAM API reference, ListRoles);
+4. nobody is left with less than their old IAM user had: the managed policies the user held
    (its own and its groups') are all attached to those roles, and every statement of its inline
    policies is in the roles' inline policies, compared in canonical form.
 
@@ -26,7 +29,7 @@ from urllib.parse import unquote
 
 import boto3
 
-from domain.access import effective_access
+from domain.access import boundary_policy_arn, effective_access
 from domain.plan import Outcome, Plan
 from domain.policy_documents import statement_pairs
 from domain.records import AccountInventory
@@ -41,6 +44,7 @@ READ_PERMISSIONS = (
     "sso:DescribePermissionSet",
     "sso:ListAccountAssignments",
     "iam:ListRoles",
+    "iam:GetRole",
     "iam:ListAttachedRolePolicies",
     "iam:GetRolePolicy",
 )
@@ -57,6 +61,7 @@ class SsoRole:
     managed_policy_arns: set[str] = field(default_factory=set)
     inline_statements: set[str] = field(default_factory=set)  # canonical statement keys
     inline_document: dict[str, Any] | None = None
+    boundary_arn: str | None = None  # its IAM permissions boundary (GetRole)
 
 
 @dataclass
@@ -103,7 +108,10 @@ def sso_roles(iam: Any) -> dict[str, SsoRole]:
             ]
         if isinstance(document, str):
             document = json.loads(unquote(document))
-        found[set_name] = SsoRole(name, attached, inline_keys(document), document)
+        boundary = (iam.get_role(RoleName=name)["Role"].get("PermissionsBoundary") or {}).get(
+            "PermissionsBoundaryArn"
+        )
+        found[set_name] = SsoRole(name, attached, inline_keys(document), document, boundary)
     return found
 
 
@@ -225,6 +233,15 @@ def _check_role(
     if inline_keys(definition.get("inline_policy")) - role.inline_statements:
         check.problems.append(
             f"role {role.name}: {SSO_INLINE_POLICY} differs from the permission set's inline policy"
+        )
+    boundary = definition.get("permissions_boundary")
+    expected = boundary_policy_arn(boundary, check.account_id) if boundary else None
+    if role.boundary_arn != expected:
+        # Removed or changed by hand in the account (or not provisioned since the set changed):
+        # the role may grant more than the set allows.
+        check.problems.append(
+            f"account {check.account_id}, permission set {set_name}: role {role.name} has "
+            f"permissions boundary {role.boundary_arn or 'none'}, expected {expected or 'none'}"
         )
 
 

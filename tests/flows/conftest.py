@@ -529,16 +529,26 @@ def iam_state(world: World, prefix: str) -> dict[str, Any]:
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 
 
-def export_plans(world: World, tmp_path: Path, prefix: str) -> tuple[Path, int, int]:
+def export_plans(
+    world: World,
+    tmp_path: Path,
+    prefix: str,
+    boundaries: tuple[dict[str, Any], dict[str, Any]] | None = None,
+) -> tuple[Path, int, int]:
     """A provision plan (two sets, four assignments) and a retire plan with workload roles:
     four workload users in two accounts (Lambda, EC2, two GitHub Actions), account 2's GitHub
-    OIDC provider already there (adopted), account 1's made by the replace stage."""
+    OIDC provider already there (adopted), account 1's made by the replace stage. With
+    ``boundaries`` (Readers', the other set's), the sets have permissions boundaries and the
+    workload roles Readers' one."""
     from bench.plans import store_retire_plan
     from domain.records import Account
     from domain.workloads import Confidence, Placement, Runtime
     from tasks.iam_users import ClassificationRules, inventory_account
 
-    spec, provision = write_approved_plan(world, tmp_path, approve="all")
+    sets = permission_sets()
+    for definition in sets if boundaries else []:
+        definition.permissions_boundary = boundaries[0 if definition.name == "Readers" else 1]
+    spec, provision = write_approved_plan(world, tmp_path, approve="all", sets=sets)
     a1, a2 = world.accounts
     for account_id in world.accounts:
         iam = world.member_iam(account_id)
@@ -576,6 +586,7 @@ def export_plans(world: World, tmp_path: Path, prefix: str) -> tuple[Path, int, 
         approve_stages=("all",),
         approver="cab",
         workloads={p.key: p for p in found},
+        settings={"permissions_boundary": boundaries[0]} if boundaries else None,
     )
     return spec, provision, retire
 

@@ -132,7 +132,18 @@ def test_a_permission_set_that_differs_is_a_conflict_that_changes_nothing(
     assert [r for r in Migration.call(list_runs, spec) if r["kind"] == "apply"] == []
 
 
-def test_a_boundary_the_endpoint_cannot_set_fails_its_action_clearly(clean, kit, tmp_path):
+def test_a_boundary_the_endpoint_cannot_set_fails_its_action_clearly(
+    clean, kit, tmp_path, monkeypatch
+):
+    # An endpoint without the call (moto in process answers NotImplemented; the sandbox
+    # implements it, so it is made to answer as moto does for this test).
+    from sandbox.wire import json_error
+
+    monkeypatch.setitem(
+        clean.sandbox.middleware._handlers,
+        "sso-admin:PutPermissionsBoundaryToPermissionSet",
+        lambda call: json_error("NotImplemented", "not implemented", 501),
+    )
     sets = kit.permission_sets()
     sets[0] = replace(sets[0], permissions_boundary={"managed_policy_arn": kit.READ_ONLY})
     spec, plan_id = kit.write_approved_plan(clean, tmp_path, sets=sets)

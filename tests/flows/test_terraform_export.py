@@ -24,6 +24,10 @@ OPTIONS = hcl2.SerializationOptions(
     strip_string_quotes=True, explicit_blocks=False, with_comments=False
 )
 NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_-]*$")
+# [permission_sets] boundary: the customer-managed one on workload roles and the Readers set
+# (the world has /iamc/team-read in both accounts), an AWS-managed one on the Admins set.
+BOUNDARY = {"customer_managed_policy_reference": {"name": "team-read", "path": "/iamc/"}}
+MANAGED_BOUNDARY = {"managed_policy_arn": "arn:aws:iam::aws:policy/PowerUserAccess"}
 
 
 def _text(parsed: Any) -> Any:
@@ -67,9 +71,14 @@ def test_nothing_applied_is_refused_with_exit_2(clean, kit, tmp_path: Path) -> N
     assert not (tmp_path / "tf").exists()
 
 
-def test_export_matches_the_live_sandbox_and_the_journal(clean, retire_kit, tmp_path: Path) -> None:
+@pytest.mark.parametrize("boundary", [False, True], ids=["no-boundary", "boundary"])
+def test_export_matches_the_live_sandbox_and_the_journal(
+    clean, retire_kit, tmp_path: Path, boundary: bool
+) -> None:
     world, prefix = clean, f"t{uuid.uuid4().hex[:5]}-"
-    spec, provision, retire = retire_kit.export_plans(world, tmp_path, prefix)
+    spec, provision, retire = retire_kit.export_plans(
+        world, tmp_path, prefix, (BOUNDARY, MANAGED_BOUNDARY) if boundary else None
+    )
     assert apply_plan(spec, provision, "provision", poll=retire_kit.QUICK)["failed"] == 0
     assert apply_plan(spec, retire, "replace", poll=retire_kit.QUICK)["failed"] == 0
     retire_kit.tag_permission_set(world, "Readers")  # tagged by hand: the import keeps them
@@ -114,6 +123,9 @@ def test_export_matches_the_live_sandbox_and_the_journal(clean, retire_kit, tmp_
     assert counts["aws_ssoadmin_account_assignment"] == 4
     assert counts["aws_iam_openid_connect_provider"] == 1  # account 1's: created
     assert counts["aws_iam_role"] == 4 and counts["aws_iam_instance_profile"] == 1
+    assert counts.get("aws_ssoadmin_permissions_boundary_attachment", 0) == (2 if boundary else 0)
+    roles = [a for (kind, _), (a, _) in expected.items() if kind == "aws_iam_role"]
+    assert all(("permissions_boundary" in r) == boundary for r in roles)
     # The adopted OIDC provider (account 2's) is someone else's: a comment, not a resource.
     text = (out / "workload_roles.tf").read_text()
     assert f"oidc-provider/{HOST} was there before the migration (adopted)" in text
@@ -188,6 +200,25 @@ def _expected(
                     "instance_arn": instance,
                     "permission_set_arn": arn,
                     "customer_managed_policy_reference": [{"name": ref["Name"], "path": path}],
+                },
+                None,
+            )
+        try:
+            live = sso.get_permissions_boundary_for_permission_set(**ids)["PermissionsBoundary"]
+        except sso.exceptions.ResourceNotFoundException:
+            live = None
+        if live is not None:
+            ref = live.get("CustomerManagedPolicyReference")
+            block = (
+                {"customer_managed_policy_reference": [{"name": ref["Name"], "path": ref["Path"]}]}
+                if ref
+                else {"managed_policy_arn": live["ManagedPolicyArn"]}
+            )
+            expected["aws_ssoadmin_permissions_boundary_attachment", both] = (
+                {
+                    "instance_arn": instance,
+                    "permission_set_arn": arn,
+                    "permissions_boundary": [block],
                 },
                 None,
             )
