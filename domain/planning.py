@@ -203,6 +203,7 @@ def build_plan(
     wave: dict[str, Any] | None = None,
     organization: dict[str, OrgPermissionSet] | None = None,
     workloads: dict[tuple[str, str], Placement] | None = None,
+    usage_read_id: int | None = None,
 ) -> Plan:
     """Turn an inventory, its mapping and the synthesized access into an ordered plan.
 
@@ -214,6 +215,8 @@ def build_plan(
         wave: ``{"name", "accounts"}`` when the plan is one wave's.
         organization: the permission sets earlier plans created (see :func:`plan_access`).
         workloads: the workloads step's placements (``(account, user)`` -> placement).
+        usage_read_id: the usage read synthesis looked at (its least privilege section is
+            ``synthesis.least_privilege``), recorded as provenance.
     """
     access = plan_access(
         inventories=inventories,
@@ -251,6 +254,8 @@ def build_plan(
         required_customer_policies=access.required_customer_policies,
         findings=[*access.findings, *inputs.findings],
         wave=wave,
+        least_privilege=getattr(synthesis, "least_privilege", None),
+        usage_read_id=usage_read_id if getattr(synthesis, "least_privilege", None) else None,
     )
 
 

@@ -14,6 +14,7 @@ from domain.access import (
     SynthesisResult,
 )
 from domain.fingerprinted_access import AccountAccess, FingerprintedAccess, Holder, PolicyRef
+from domain.least_privilege_report import UsageTrim
 from domain.permission_set_naming import (
     check_prefix,
     describe_access,
@@ -37,6 +38,7 @@ from domain.records import (
     User,
     UserMapping,
 )
+from domain.usage import DEFAULT_WINDOW_DAYS, UsageRead
 
 # ISO-8601 duration as Identity Center accepts it for SessionDuration (1 to 12 hours).
 _DURATION_PATTERN = re.compile(r"PT(?:(\d+)H)?(?:(\d+)M)?")
@@ -67,6 +69,9 @@ def synthesize(
     max_per_account: int = DEFAULT_MAX_PER_ACCOUNT,
     max_managed_policies: int = MAX_MANAGED_PER_ROLE,
     known: dict[str, KnownPermissionSet] | None = None,
+    usage: UsageRead | None = None,
+    least_privilege_mode: str = "report",
+    window_days: int = DEFAULT_WINDOW_DAYS,
 ) -> SynthesisResult:
     """Permission sets and assignments that reproduce the access of every matched IAM user.
 
@@ -88,9 +93,15 @@ def synthesize(
             only where the IAM quota was raised in every account).
         known: The organization's permission sets by fingerprint (earlier waves): an access
             one of them has keeps that set's name and inline document.
+        usage: The latest usage read (``iamc usage``); None: least privilege is not looked at.
+        least_privilege_mode: ``report`` (the sets are unchanged; the result's
+            ``least_privilege`` reports granted / used / never used) or ``trim`` (each holder
+            whose use is known keeps only the services used: ``domain.least_privilege``).
+        window_days: The spec's ``[least_privilege] window_days``.
 
     Returns:
-        The permission sets, assignments, required customer-managed policies and findings.
+        The permission sets, assignments, required customer-managed policies and findings,
+        and with ``usage`` the plan's least privilege section.
 
     Raises:
         ValueError: the session duration or the name prefix is invalid.
@@ -116,7 +127,15 @@ def synthesize(
             _AccountSynthesis(account, users_by_key, holders, findings).run(
                 groups_by_key, idp_groups
             )
+    trim = None
+    if usage is not None:
+        trim = UsageTrim(usage, least_privilege_mode, window_days)
+        documents, members = _usage_inputs(inventories, users_by_key)
+        holders = trim.apply(holders, documents, members)
     result = _assemble(holders, session_duration, name_prefix, findings, known)
+    if trim is not None:
+        names = {ps.fingerprint: ps.name for ps in result.permission_sets}
+        result.least_privilege = trim.report(names, documents)
     check_quotas(result, max_permission_sets, max_per_account, max_managed_policies)
     result.findings.sort(
         key=lambda f: (
@@ -128,6 +147,25 @@ def synthesize(
         )
     )
     return result
+
+
+def _usage_inputs(
+    inventories: list[AccountInventory], users_by_key: dict[tuple[str, str], UserMapping]
+) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], list[str]]]:
+    """What least privilege reads: account -> managed policy ARN -> document, and
+    (account, IAM group) -> its mapped members (whose use a group's set is trimmed by)."""
+    documents: dict[str, dict[str, Any]] = {}
+    members: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for inventory in inventories:
+        account_id = inventory.account.account_id
+        documents[account_id] = {
+            p.arn: p.document for p in inventory.managed_policies if p.document is not None
+        }
+        for user in inventory.users:
+            if (account_id, user.name) in users_by_key:
+                for group in user.groups:
+                    members[(account_id, group)].append(user.name)
+    return documents, members
 
 
 class _AccountSynthesis:

@@ -155,6 +155,9 @@ def compute_plan(
     unseen = unseen_account_findings(inventories, reasons, spec.scope.exclude_accounts)
     # The organization's permission sets, as every earlier plan's journal left them.
     organization = organization_sets(store.waves.journal_uses(migration_id))
+    # What each user used in the window (``iamc usage``): the least privilege report, and in
+    # trim mode the sets themselves. None: no read yet, the plan copies access as it is.
+    usage = store.usage.latest(migration_id)
     phases.done("load inventory")
     synthesis = synthesize(
         inventories,
@@ -164,6 +167,9 @@ def compute_plan(
         session_duration=spec.permission_sets.session_duration,
         name_prefix=spec.permission_sets.name_prefix,
         known=known_permission_sets(organization),
+        usage=usage,
+        least_privilege_mode=spec.least_privilege.mode,
+        window_days=spec.least_privilege.window_days,
     )
     phases.done("synthesize")
     plan = build_plan(
@@ -181,6 +187,7 @@ def compute_plan(
         # Where each workload user's key is used from (the workloads step): the replace
         # stage's inputs. None yet: every workload user is skipped, with the why.
         workloads=store.workloads.latest(migration_id),
+        usage_read_id=usage.id if usage is not None else None,
     )
     # Runbook step 4: keys the scans found written down hold their users' disable and delete.
     found, unscanned = store.scans.current_key_findings(migration_id)
