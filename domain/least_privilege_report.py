@@ -186,3 +186,31 @@ def _losses(item: _Considered, name: str | None) -> list[dict[str, Any]]:
         }
         for account_id, user in item.use.people
     ]
+
+
+def usage_staleness(section: dict[str, Any] | None, latest: UsageRead | None) -> str | None:
+    """Why a plan that relied on a usage read is stale now, or None while it is current.
+
+    A newer read that found other use (other services or actions, or other users unread:
+    ``UsageRead.content_hash``) makes the plan stale as a changed inventory does: its sets
+    (in trim mode) and its report were computed from use that is no longer the latest.
+
+    Args:
+        section: The plan's ``least_privilege`` section (None: the plan read no usage).
+        latest: The migration's latest usage read.
+    """
+    if section is None:
+        return None
+    if latest is None:
+        return (
+            f"usage: the plan relied on usage read at {section['read_at']}, which is no "
+            "longer stored: run 'iamc usage', then 'iamc plan' again"
+        )
+    current = latest.content_hash()
+    if current == section["usage_hash"]:
+        return None
+    return (
+        f"usage: a newer usage read (read at {latest.read_at}, hash {current[:12]}) differs "
+        f"from the one the plan relied on (read at {section['read_at']}, hash "
+        f"{section['usage_hash'][:12]}): re-plan ('iamc plan') and approve again"
+    )

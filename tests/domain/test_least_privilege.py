@@ -226,3 +226,58 @@ def test_granted_services_and_trim_are_pure():
     trim = trim_access(access, index, {"ec2"})
     assert access_grants(trim.access, index).as_json() == ["ec2"]
     assert trim.access.fingerprint != access.fingerprint and trim.services_removed == ["s3"]
+
+
+def test_plan_md_and_json_show_the_section():
+    import json
+
+    from domain.plan import Plan
+    from domain.plan_render import render_json, render_markdown
+
+    ana, bob = person("ana", S3_FULL, EC2_FULL), person("bob", S3_FULL)
+    usage = read({"ana": {"ec2": WHEN}}, unread={(A1, "bob"): "job FAILED"})
+    section = plan_sets([ana, bob], usage).least_privilege
+    plan = Plan(
+        migration="m",
+        inventory_snapshot_id=1,
+        mapping_run_id=2,
+        settings={},
+        users=[],
+        actions=[],
+        permission_sets=[],
+        assignments=[],
+        required_customer_policies=[],
+        findings=[],
+        least_privilege=section,
+        usage_read_id=usage.id,
+    )
+    markdown = render_markdown(plan, {"hash": "h"})
+    assert "## Least privilege" in markdown and "usage read 7" in markdown
+    assert "| 111111111111 | `ana` | own access |" in markdown
+    assert "AmazonS3FullAccess" in markdown and "job FAILED" in markdown
+    content = json.loads(render_json(plan, {}))
+    assert content["least_privilege"]["losses"][0]["services_removed"] == ["s3"]
+    assert content["usage_read_id"] == 7
+    # In the hash: a different read is a different plan; the read's id is provenance only.
+    other = Plan.from_content({**plan.content(), "usage_read_id": 8})
+    assert other.content_hash() == plan.content_hash()
+    changed = {**section, "usage_hash": "x"}
+    assert Plan.from_content({**plan.content(), "least_privilege": changed}).content_hash() != (
+        plan.content_hash()
+    )
+
+
+def test_a_newer_read_with_other_use_makes_the_plan_stale():
+    from domain.least_privilege_report import usage_staleness
+
+    usage = read({"ana": {"ec2": WHEN}})
+    section = plan_sets([person("ana", S3_FULL, EC2_FULL)], usage).least_privilege
+    assert usage_staleness(None, usage) is None
+    assert usage_staleness(section, usage) is None
+    # Only when each service was last used moved: the same use, not stale.
+    later = read({"ana": {"ec2": "2026-12-01T00:00:00Z"}})
+    assert usage_staleness(section, later) is None
+    newer = read({"ana": {"ec2": WHEN, "s3": WHEN}})
+    message = usage_staleness(section, newer)
+    assert message is not None and "re-plan" in message
+    assert "no longer stored" in (usage_staleness(section, None) or "")
