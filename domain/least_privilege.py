@@ -297,3 +297,26 @@ def holder_use(holder: Holder, members: list[str], usage: UsageRead) -> HolderUs
             if when > last:
                 use.used[ns] = (when, who_used)
     return use
+
+
+def documents_grant(documents: list[dict[str, Any] | None]) -> Granted:
+    """The services a role's policy documents grant (None: a policy whose document is not
+    known, counted as granting every service)."""
+    granted = NOTHING
+    for document in documents:
+        granted = granted | (document_grants(document) if document else Granted(everything=True))
+    return granted
+
+
+def names_action(documents: list[dict[str, Any] | None], action: str) -> bool:
+    """An Allow statement of the documents names the action (on whatever resources it says)."""
+    for document in documents:
+        for statement in _listed((document or {}).get("Statement", [])):
+            if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
+                continue
+            if "Action" in statement:
+                if any(_wildcard_match(str(a), action) for a in _listed(statement["Action"])):
+                    return True
+            elif not any(_wildcard_match(str(a), action) for a in _listed(statement["NotAction"])):
+                return True
+    return False
