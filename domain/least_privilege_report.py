@@ -52,6 +52,7 @@ class UsageTrim:
         self._policies: dict[str, PolicyIndex] = {}
         self._trims: dict[tuple[str, frozenset[str]], Trim] = {}
         self._grants: dict[str, Granted] = {}
+        self._documents: dict[str, dict[str, Any]] = {}
 
     def apply(
         self,
@@ -70,6 +71,7 @@ class UsageTrim:
             The holders that still grant anything (a holder trimmed to nothing is dropped:
             its person used nothing of it in the window, and the plan says so).
         """
+        self._documents = documents
         kept = []
         for holder in holders:
             group_members = members.get((holder.account_id, holder.subject), [])
@@ -103,13 +105,13 @@ class UsageTrim:
             )
         return self._grants[access.fingerprint]
 
-    def report(self, names: dict[str, str], documents: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def report(self, names: dict[str, str]) -> dict[str, Any]:
         """The plan's ``least_privilege`` section.
 
         Args:
             names: access fingerprint -> permission set name (after assembly).
-            documents: account id -> managed policy ARN -> document.
         """
+        documents = self._documents
         sets: dict[str, dict[str, Any]] = {}
         losses: list[dict[str, Any]] = []
         unread: list[dict[str, Any]] = []

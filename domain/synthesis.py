@@ -94,9 +94,8 @@ def synthesize(
         known: The organization's permission sets by fingerprint (earlier waves): an access
             one of them has keeps that set's name and inline document.
         usage: The latest usage read (``iamc usage``); None: least privilege is not looked at.
-        least_privilege_mode: ``report`` (the sets are unchanged; the result's
-            ``least_privilege`` reports granted / used / never used) or ``trim`` (each holder
-            whose use is known keeps only the services used: ``domain.least_privilege``).
+        least_privilege_mode: ``report`` (sets unchanged, granted / used / never used
+            reported) or ``trim`` (a holder whose use is known keeps the services used).
         window_days: The spec's ``[least_privilege] window_days``.
 
     Returns:
@@ -127,26 +126,27 @@ def synthesize(
             _AccountSynthesis(account, users_by_key, holders, findings).run(
                 groups_by_key, idp_groups
             )
-    trim = None
-    if usage is not None:
-        trim = UsageTrim(usage, least_privilege_mode, window_days)
-        documents, members = _usage_inputs(inventories, users_by_key)
-        holders = trim.apply(holders, documents, members)
+    trim = None if usage is None else UsageTrim(usage, least_privilege_mode, window_days)
+    if trim is not None:
+        holders = trim.apply(holders, *_usage_inputs(inventories, users_by_key))
     result = _assemble(holders, session_duration, name_prefix, findings, known)
     if trim is not None:
-        names = {ps.fingerprint: ps.name for ps in result.permission_sets}
-        result.least_privilege = trim.report(names, documents)
-    check_quotas(result, max_permission_sets, max_per_account, max_managed_policies)
-    result.findings.sort(
-        key=lambda f: (
-            _SEVERITY_ORDER.get(f.severity, 9),
-            f.kind,
-            f.account_id or "",
-            f.subject or "",
-            f.message,
+        result.least_privilege = trim.report(
+            {d.fingerprint: d.name for d in result.permission_sets}
         )
-    )
+    check_quotas(result, max_permission_sets, max_per_account, max_managed_policies)
+    result.findings.sort(key=_finding_order)
     return result
+
+
+def _finding_order(f: Finding) -> tuple[int, str, str, str, str]:
+    return (
+        _SEVERITY_ORDER.get(f.severity, 9),
+        f.kind,
+        f.account_id or "",
+        f.subject or "",
+        f.message,
+    )
 
 
 def _usage_inputs(
