@@ -99,6 +99,8 @@ class SynthesisResult:
     assignments: list[AssignmentDefinition] = field(default_factory=list)
     required_customer_policies: list[RequiredPolicy] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    # The plan's least privilege section (domain.least_privilege_report): None without usage.
+    least_privilege: dict[str, Any] | None = None
 
     @property
     def blocking(self) -> list[Finding]:

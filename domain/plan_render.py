@@ -13,6 +13,7 @@ from domain.deletion import deletes_in
 from domain.json_compat import dumps_indented
 from domain.key_risks import worklist_markdown
 from domain.keys import mask_key_id
+from domain.least_privilege_render import least_privilege_markdown
 from domain.plan import Outcome, Plan
 from domain.stages import authorised_by, stage_names
 
@@ -196,6 +197,7 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
     add(
         f"- **Computed from:** inventory snapshot {plan.inventory_snapshot_id}, "
         f"mapping run {plan.mapping_run_id}"
+        + (f", usage read {plan.usage_read_id}" if plan.usage_read_id is not None else "")
     )
     if meta.get("created"):
         add(f"- **Computed at:** {meta['created']}")
@@ -435,6 +437,8 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
                 f"{_cell(params.get('permissions_boundary_arn') or '—')} |"
             )
         add("")
+    if plan.least_privilege is not None:
+        lines.extend(least_privilege_markdown(plan.least_privilege))
     add("## Per account")
     users_by_account: dict[str, list[Any]] = {}
     for user in plan.users:

@@ -209,6 +209,7 @@ def build_plan(
     workloads: dict[tuple[str, str], Placement] | None = None,
     management_account_id: str | None = None,
     caller_account_id: str | None = None,
+    usage_read_id: int | None = None,
 ) -> Plan:
     """Turn an inventory, its mapping and the synthesized access into an ordered plan.
 
@@ -224,6 +225,8 @@ def build_plan(
             DescribeOrganization); with ``caller_account_id``, the account the tool runs
             from. When they differ the tool is a delegated administrator: the users whose
             access lands in the management account are skipped (``domain.delegated_admin``).
+        usage_read_id: the usage read synthesis looked at (its least privilege section is
+            ``synthesis.least_privilege``), recorded as provenance.
     """
     delegated = management_account_findings(
         synthesis.assignments, inventories, management_account_id, caller_account_id
@@ -267,6 +270,8 @@ def build_plan(
         required_customer_policies=access.required_customer_policies,
         findings=[*access.findings, *inputs.findings],
         wave=wave,
+        least_privilege=getattr(synthesis, "least_privilege", None),
+        usage_read_id=usage_read_id if getattr(synthesis, "least_privilege", None) else None,
     )
 
 

@@ -12,11 +12,11 @@ from domain.access import (
     PermissionSetDefinition,
     RequiredPolicy,
     SynthesisResult,
-    boundary_label,
     same_boundary,
 )
 from domain.customer_policy_choice import Inlined, choose_customer_policies
 from domain.fingerprinted_access import AccountAccess, FingerprintedAccess, Holder, PolicyRef
+from domain.least_privilege_report import UsageTrim
 from domain.permission_set_naming import (
     check_prefix,
     describe_access,
@@ -29,7 +29,6 @@ from domain.permission_set_quotas import (
     MAX_MANAGED_PER_ROLE,
     check_quotas,
 )
-from domain.plan import USER_SCOPE
 from domain.policy_documents import DEFAULT_POLICY_VERSION, SID_PATTERN, statement_pairs
 from domain.records import (
     AccountInventory,
@@ -41,6 +40,8 @@ from domain.records import (
     User,
     UserMapping,
 )
+from domain.synthesis_findings import access_widened, boundary_conflict, no_access
+from domain.usage import DEFAULT_WINDOW_DAYS, UsageRead
 
 # ISO-8601 duration as Identity Center accepts it for SessionDuration (1 to 12 hours).
 _DURATION_PATTERN = re.compile(r"PT(?:(\d+)H)?(?:(\d+)M)?")
@@ -74,6 +75,9 @@ def synthesize(
     provisioned: dict[str, list[str]] | None = None,
     policy_inventories: list[AccountInventory] | None = None,
     boundary: dict[str, Any] | None = None,
+    usage: UsageRead | None = None,
+    least_privilege_mode: str = "report",
+    window_days: int = DEFAULT_WINDOW_DAYS,
 ) -> SynthesisResult:
     """Permission sets and assignments that reproduce the access of every matched IAM user.
 
@@ -103,15 +107,47 @@ def synthesize(
             A user whose own boundary is another policy is a user-scoped blocking finding
             (``boundary-conflict``): a set holds one boundary, and which of two is stricter
             can't be known from their names.
+        usage: The latest usage read (``iamc usage``); None: least privilege is not looked at.
+        least_privilege_mode: ``report`` (sets unchanged, granted / used / never used
+            reported) or ``trim`` (a holder whose use is known keeps the services used).
+        window_days: The spec's ``[least_privilege] window_days``.
 
     Returns:
-        The permission sets, assignments, required customer-managed policies and findings.
+        The permission sets, assignments, required customer-managed policies and findings,
+        and with ``usage`` the plan's least privilege section.
 
     Raises:
         ValueError: the session duration or the name prefix is invalid.
     """
     _check_session_duration(session_duration)
     check_prefix(name_prefix)
+    holders, findings, users_by_key = _holders(
+        inventories, user_mappings, group_mappings, identity_groups, boundary
+    )
+    trim = None if usage is None else UsageTrim(usage, least_privilege_mode, window_days)
+    if trim is not None:
+        holders = trim.apply(holders, *_usage_inputs(inventories, users_by_key))
+    result = _assemble(holders, session_duration, name_prefix, findings, known, boundary)
+    # Reference or inline each customer-managed policy, before the inline quotas are checked.
+    _choose_references(result, holders, policy_inventories or inventories, provisioned)
+    if trim is not None:
+        result.least_privilege = trim.report(
+            {d.fingerprint: d.name for d in result.permission_sets}
+        )
+    check_quotas(result, max_permission_sets, max_per_account, max_managed_policies)
+    result.findings.sort(key=_finding_order)
+    return result
+
+
+def _holders(
+    inventories: list[AccountInventory],
+    user_mappings: list[UserMapping],
+    group_mappings: list[GroupMapping],
+    identity_groups: list[IdentityGroup],
+    boundary: dict[str, Any] | None,
+) -> tuple[list[Holder], list[Finding], dict[tuple[str, str], UserMapping]]:
+    """Who receives which access in every readable account, the findings on the way, and the
+    matched user mappings by (account, IAM user)."""
     users_by_key = {
         (m.account_id, m.iam_user): m
         for m in user_mappings
@@ -131,20 +167,36 @@ def synthesize(
             _AccountSynthesis(account, users_by_key, holders, findings, boundary).run(
                 groups_by_key, idp_groups
             )
-    result = _assemble(holders, session_duration, name_prefix, findings, known, boundary)
-    # Reference or inline each customer-managed policy, before the inline quotas are checked.
-    _choose_references(result, holders, policy_inventories or inventories, provisioned)
-    check_quotas(result, max_permission_sets, max_per_account, max_managed_policies)
-    result.findings.sort(
-        key=lambda f: (
-            _SEVERITY_ORDER.get(f.severity, 9),
-            f.kind,
-            f.account_id or "",
-            f.subject or "",
-            f.message,
-        )
+    return holders, findings, users_by_key
+
+
+def _finding_order(f: Finding) -> tuple[int, str, str, str, str]:
+    return (
+        _SEVERITY_ORDER.get(f.severity, 9),
+        f.kind,
+        f.account_id or "",
+        f.subject or "",
+        f.message,
     )
-    return result
+
+
+def _usage_inputs(
+    inventories: list[AccountInventory], users_by_key: dict[tuple[str, str], UserMapping]
+) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], list[str]]]:
+    """What least privilege reads: account -> managed policy ARN -> document, and
+    (account, IAM group) -> its mapped members (whose use a group's set is trimmed by)."""
+    documents: dict[str, dict[str, Any]] = {}
+    members: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for inventory in inventories:
+        account_id = inventory.account.account_id
+        documents[account_id] = {
+            p.arn: p.document for p in inventory.managed_policies if p.document is not None
+        }
+        for user in inventory.users:
+            if (account_id, user.name) in users_by_key:
+                for group in user.groups:
+                    members[(account_id, group)].append(user.name)
+    return documents, members
 
 
 class _AccountSynthesis:
@@ -248,7 +300,7 @@ class _AccountSynthesis:
         }
         gaining = sorted(idp_members - mapped_members)
         if gaining:
-            self.findings.append(_access_widened(account_id, group.name, label, idp_group, gaining))
+            self.findings.append(access_widened(account_id, group.name, label, idp_group, gaining))
 
     def _own_boundary(self, user: User) -> str | None:
         """The user's boundary when the set it receives would not carry that same policy."""
@@ -262,7 +314,7 @@ class _AccountSynthesis:
         own_boundary = self._own_boundary(user)
         if own_boundary and self.boundary:
             self.findings.append(
-                _boundary_conflict(account_id, user.name, own_boundary, self.boundary)
+                boundary_conflict(account_id, user.name, own_boundary, self.boundary)
             )
             return
         identity = mapping.identity_user_id or ""
@@ -292,7 +344,7 @@ class _AccountSynthesis:
         residual = own or any(g not in covered for g in contributing)
         if not residual and not own_boundary:
             if not covered:
-                self.findings.append(_no_access(account_id, user.name))
+                self.findings.append(no_access(account_id, user.name))
             return  # the group assignments give everything the user had
         # One session must still do all it did: the per-user set carries the FULL access.
         # With a spec boundary every set carries it (a user's own is that one, or refused
@@ -303,7 +355,7 @@ class _AccountSynthesis:
         if access is None:
             return  # unresolvable: reported below
         if not access.grants_anything:
-            self.findings.append(_no_access(account_id, user.name))
+            self.findings.append(no_access(account_id, user.name))
             return
         self.holders.append(
             Holder(
@@ -346,52 +398,6 @@ class _AccountSynthesis:
                     details={"policy": policy, "used_by": sorted(subjects)},
                 )
             )
-
-
-def _access_widened(
-    account_id: str, group_name: str, label: str, idp_group: IdentityGroup, gaining: list[str]
-) -> Finding:
-    return Finding(
-        severity="warning",
-        kind="access-widened",
-        message=f"Assigning IAM group {group_name}'s access in {account_id} to "
-        f"identity group {label or idp_group.group_id} widens access: "
-        f"{len(gaining)} identity(ies) gain it without being mapped members of "
-        f"{group_name} in that account",
-        account_id=account_id,
-        subject=group_name,
-        details={
-            "identity_group_id": idp_group.group_id,
-            "gaining_count": len(gaining),
-            "gaining_identity_ids": gaining,
-        },
-    )
-
-
-def _boundary_conflict(
-    account_id: str, user_name: str, own: str, boundary: dict[str, Any]
-) -> Finding:
-    return Finding(
-        severity="blocking",
-        kind="boundary-conflict",
-        message=f"IAM user {user_name} in {account_id} has permissions boundary {own}, but "
-        f"[permission_sets] boundary is {boundary_label(boundary)}: a permission set holds one "
-        "boundary and which of the two is stricter can't be known, so this user is not "
-        "migrated; make the spec's boundary the user's (or remove the user's), then plan again",
-        account_id=account_id,
-        subject=f"user {user_name}",
-        details={"scope": USER_SCOPE, "user_boundary": own, "spec_boundary": boundary},
-    )
-
-
-def _no_access(account_id: str, user_name: str) -> Finding:
-    return Finding(
-        severity="info",
-        kind="no-effective-access",
-        message=f"IAM user {user_name} in {account_id} has no policies: no assignment needed",
-        account_id=account_id,
-        subject=user_name,
-    )
 
 
 # -- Assembly ----------------------------------------------------------------------------

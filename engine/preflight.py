@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain.access import effective_access
+from domain.least_privilege_report import usage_staleness
 from domain.plan import Outcome, Plan, PlanAction, Stage, user_fingerprint
 from domain.policy_documents import canonical_json
 from domain.records import AccountInventory, Group, User
@@ -36,7 +37,8 @@ def stale_targets(
     name; and the IAM users the assignments serve are as planned — taken as true while the
     plan's inventory snapshot is still the latest complete one, and otherwise checked user
     by user against the newer snapshot's fingerprints (a routine re-inventory that changed
-    nothing relevant does not make an approved plan stale).
+    nothing relevant does not make an approved plan stale). A plan that relied on a usage read
+    is stale once the latest read found other use (``usage_staleness``).
 
     Returns:
         One message per stale target; empty when the plan is current.
@@ -70,6 +72,11 @@ def stale_targets(
         if a.stage == Stage.PROVISION and a.kind == "create-assignment"
     ]
     problems.extend(principal_problems(session, store_id, principals))
+    if plan.least_privilege is not None:
+        # The usage the plan relied on (its least privilege section is in its hash).
+        usage = usage_staleness(plan.least_privilege, store.usage.latest(migration_id))
+        if usage:
+            problems.append(usage)
     return problems
 
 

@@ -33,6 +33,7 @@ from domain.progress import emit
 from domain.records import AccountInventory
 from domain.spec import MigrationSpec
 from domain.synthesis import synthesize
+from domain.usage import UsageRead
 from domain.waves import OrgPermissionSet, names_only_accounts, organization_sets, resolve_waves
 from engine.migration import Migration
 from engine.reports import plan_meta
@@ -122,6 +123,27 @@ def known_permission_sets(
     }
 
 
+def _synthesis_options(
+    spec: MigrationSpec,
+    organization: dict[str, OrgPermissionSet],
+    snapshot_inventories: list[AccountInventory],
+    usage: UsageRead | None,
+) -> dict[str, Any]:
+    """How synthesis defines the sets: the spec's [permission_sets] and [least_privilege],
+    what the organization has from earlier waves, the whole snapshot and the usage read."""
+    return {
+        "session_duration": spec.permission_sets.session_duration,
+        "name_prefix": spec.permission_sets.name_prefix,
+        "known": known_permission_sets(organization),
+        "provisioned": {fp: list(known.accounts) for fp, known in organization.items()},
+        "policy_inventories": snapshot_inventories,
+        "boundary": spec.permission_sets.boundary_reference(),
+        "usage": usage,
+        "least_privilege_mode": spec.least_privilege.mode,
+        "window_days": spec.least_privilege.window_days,
+    }
+
+
 @task(name="compute-plan", cache_policy=NO_CACHE, persist_result=False)
 def compute_plan(
     spec: MigrationSpec, store: Store, migration_id: int, wave_name: str | None = None
@@ -161,18 +183,16 @@ def compute_plan(
     unseen = unseen_account_findings(inventories, reasons, spec.scope.exclude_accounts)
     # The organization's permission sets, as every earlier plan's journal left them.
     organization = organization_sets(store.waves.journal_uses(migration_id))
+    # What each user used in the window (``iamc usage``): the least privilege report, and in
+    # trim mode the sets themselves. None: no read yet, the plan copies access as it is.
+    usage = store.usage.latest(migration_id)
     phases.done("load inventory")
     synthesis = synthesize(
         inventories,
         user_mappings,
         group_mappings,
         mapping.identity_groups,
-        session_duration=spec.permission_sets.session_duration,
-        name_prefix=spec.permission_sets.name_prefix,
-        known=known_permission_sets(organization),
-        provisioned={fp: list(known.accounts) for fp, known in organization.items()},
-        policy_inventories=snapshot_inventories,
-        boundary=spec.permission_sets.boundary_reference(),
+        **_synthesis_options(spec, organization, snapshot_inventories, usage),
     )
     phases.done("synthesize")
     plan = build_plan(
@@ -192,6 +212,7 @@ def compute_plan(
         workloads=store.workloads.latest(migration_id),
         management_account_id=snapshot.management_account_id,
         caller_account_id=snapshot.caller_account_id,
+        usage_read_id=usage.id if usage is not None else None,
     )
     # Runbook step 4: keys the scans found written down hold their users' disable and delete.
     found, unscanned = store.scans.current_key_findings(migration_id)

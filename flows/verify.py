@@ -2,8 +2,9 @@
 
 Per account, one task (``verify 893263693528 acme-prod-app``): the planned assignments exist,
 the provisioned ``AWSReservedSSO_*`` roles carry their permission sets' policies, and no person
-has less than their old IAM user had (``tasks.verify_access``). Reads only; recorded as a
-``verify`` run of the plan, so ``centralize`` knows it is done.
+has less than their old IAM user had (``tasks.verify_access``), or, when the plan trimmed
+their access to what they used, lost nothing they used in the window (``tasks.verify_use``).
+Reads only; recorded as a ``verify`` run of the plan, so ``centralize`` knows it is done.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class _Runtime:
         self.sso: Any = None
         self.instance_arn = ""
         self.set_arns: dict[str, str] = {}
+        # The latest usage read, when the plan trimmed access to what was used.
+        self.usage: Any = None
 
 
 @task(
@@ -87,6 +90,7 @@ def _verify(rt: _Runtime, account_id: str) -> list[AccessCheck]:
         rt.instance_arn,
         rt.set_arns,
         rt.sessions.for_account(account_id),
+        rt.usage,
     )
 
 
@@ -168,7 +172,9 @@ def verify_flow(spec_path: str, plan_id: int | None = None) -> dict[str, Any]:
             {"spec": spec_path, "plan_id": plan_id, "prefect_flow_run_id": flow_run_id()},
         )
         try:
-            checks, failures = _check_accounts(spec, spec_path, plan, plan_id, inventories)
+            # Who the plan trimmed is checked against what they used (tasks.verify_use).
+            usage = store.usage.latest(migration_id) if plan.least_privilege else None
+            checks, failures = _check_accounts(spec, spec_path, plan, plan_id, inventories, usage)
         except BaseException as err:
             store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise
@@ -176,11 +182,17 @@ def verify_flow(spec_path: str, plan_id: int | None = None) -> dict[str, Any]:
 
 
 def _check_accounts(
-    spec: Any, spec_path: str, plan: Plan, plan_id: int, inventories: dict[str, AccountInventory]
+    spec: Any,
+    spec_path: str,
+    plan: Plan,
+    plan_id: int,
+    inventories: dict[str, AccountInventory],
+    usage: Any = None,
 ) -> tuple[list[AccessCheck], list[AccountFailure]]:
     """Every migrated person's checks, and the accounts that could not be read."""
     sessions = AwsSessions.from_spec(spec)
     rt = _Runtime(plan, inventories, sessions)
+    rt.usage = usage
     management = sessions.management()
     instance = find_instance(
         management,

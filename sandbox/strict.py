@@ -27,6 +27,7 @@ from sandbox.cloudtrail import (
 )
 from sandbox.gaad import get_account_authorization_details
 from sandbox.key_last_used import get_access_key_last_used
+from sandbox.policy_simulator import simulate_principal_policy
 from sandbox.regions import describe_regions
 from sandbox.service_credentials import ServiceCredentials
 from sandbox.sso_roles import SsoRoles
@@ -225,6 +226,7 @@ class StrictMiddleware:
             **iam.handlers(),
             "iam:GetAccountAuthorizationDetails": get_account_authorization_details,
             "iam:GetAccessKeyLastUsed": get_access_key_last_used,
+            "iam:SimulatePrincipalPolicy": simulate_principal_policy,
             **self.service_credentials.handlers(),
             **self.sts.handlers(),
             **self.sso_admin.handlers(),

@@ -206,3 +206,9 @@ _COMPARATORS = {
     "ArnLike": _glob,
     "Bool": _bool,
 }
+
+# What the sandbox's identity-policy simulator (sandbox/policy_simulator.py) evaluates with.
+wildcard_match = _glob
+conditions_hold = _conditions_hold
+listed = _listed
+load_document = _load

@@ -12,7 +12,12 @@ For each person the plan migrates, in each account it names:
    returns a role's boundary (IAM API reference, ListRoles);
 4. nobody is left with less than their old IAM user had: the managed policies the user held
    (its own and its groups') are all attached to those roles, and every statement of its inline
-   policies is in the roles' inline policies, compared in canonical form.
+   policies is in the roles' inline policies, compared in canonical form;
+4. for a person whose access the plan trimmed to what was used ([least_privilege] mode
+   "trim"), 3 allows what the plan says they lose, and instead nobody lost anything they used
+   in the window: every action of their usage is allowed by one of their roles (IAM's policy
+   simulator, ``tasks.policy_simulator``), and every service they used at service level only
+   is still granted by one of their sets.
 
 Reads only.
 """
@@ -33,9 +38,11 @@ from domain.access import boundary_policy_arn, effective_access
 from domain.plan import Outcome, Plan
 from domain.policy_documents import statement_pairs
 from domain.records import AccountInventory
+from domain.usage import UsageRead
 from tasks.aws import pages as _pages
 from tasks.aws import translate_errors
 from tasks.permission_sets import permission_set_names
+from tasks.verify_use import check_used_access, trimmed_users
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +66,7 @@ class SsoRole:
 
     name: str
     managed_policy_arns: set[str] = field(default_factory=set)
+    arn: str = ""
     inline_statements: set[str] = field(default_factory=set)  # canonical statement keys
     inline_document: dict[str, Any] | None = None
     boundary_arn: str | None = None  # its IAM permissions boundary (GetRole)
@@ -111,7 +119,14 @@ def sso_roles(iam: Any) -> dict[str, SsoRole]:
         boundary = (iam.get_role(RoleName=name)["Role"].get("PermissionsBoundary") or {}).get(
             "PermissionsBoundaryArn"
         )
-        found[set_name] = SsoRole(name, attached, inline_keys(document), document, boundary)
+        found[set_name] = SsoRole(
+            name,
+            attached,
+            arn=role["Arn"],
+            inline_statements=inline_keys(document),
+            inline_document=document,
+            boundary_arn=boundary,
+        )
     return found
 
 
@@ -151,8 +166,10 @@ def verify_account(
     instance_arn: str,
     set_arns: dict[str, str],
     member: boto3.Session,
+    usage: UsageRead | None = None,
 ) -> list[AccessCheck]:
-    """Check every person the plan migrates in one account (see the module docstring)."""
+    """Check every person the plan migrates in one account (see the module docstring);
+    ``usage``: the latest usage read, for the people the plan trimmed."""
     people: dict[str, AccessCheck] = {}
     for user in plan.users:
         if user.account_id != account_id or user.outcome != Outcome.MIGRATE:
@@ -164,8 +181,10 @@ def verify_account(
     if not people:
         return []
     definitions = {d["name"]: d for d in plan.permission_sets}
+    trimmed = trimmed_users(plan, account_id)
+    iam = member.client("iam")
     with translate_errors(account_id=account_id, operation="iam:ListRoles"):
-        roles = sso_roles(member.client("iam"))
+        roles = sso_roles(iam)
     assigned: dict[str, set[tuple[str, str]]] = {}
 
     def live_assignments(set_name: str) -> set[tuple[str, str]]:
@@ -197,7 +216,10 @@ def verify_account(
                 given[0].update(role.managed_policy_arns)
                 given[1].update(role.inline_statements)
         if inventory is not None:
-            _check_held_access(check, inventory, given)
+            _check_held_access(check, inventory, given, trimmed)
+        if lost := [u for u in check.iam_users if u in trimmed]:
+            mine = {name: roles.get(name) for name in check.permission_sets}
+            check_used_access(check, lost, usage, mine, inventory, iam)
     return sorted(people.values(), key=lambda c: c.identity)
 
 
@@ -246,11 +268,20 @@ def _check_role(
 
 
 def _check_held_access(
-    check: AccessCheck, inventory: AccountInventory, given: tuple[set[str], set[str]]
+    check: AccessCheck,
+    inventory: AccountInventory,
+    given: tuple[set[str], set[str]],
+    trimmed: dict[str, list[dict[str, Any]]],
 ) -> None:
-    """Each of the person's IAM users held nothing the assigned roles don't give."""
+    """Each of the person's IAM users held nothing the assigned roles don't give, but for
+    what the plan trimmed (checked by use instead: ``tasks.verify_use``)."""
     for iam_user in check.iam_users:
         missing, statements = missing_access(held_access(inventory, iam_user), given)
+        losses = trimmed.get(iam_user, [])
+        dropped = {name for loss in losses for name in loss["policies_dropped"]}
+        missing = [arn for arn in missing if arn.rsplit("/", 1)[-1] not in dropped]
+        if any(loss["statements_narrowed"] for loss in losses):
+            statements = 0  # narrowed by the plan: what was used is checked by use
         if missing:
             check.problems.append(
                 f"IAM user {iam_user} held {', '.join(missing)}, which no assigned role gives"

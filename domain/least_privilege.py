@@ -1,0 +1,322 @@
+"""Least privilege from use: the services an access grants, which were used, and the trim.
+
+Narrowing is by SERVICE, never by action. CloudTrail records management events only (data
+events such as s3:GetObject are logged only where a trail enables them: CloudTrail user guide,
+"Logging data events"), and IAM's action-level last-accessed data covers a few services only
+(IAM user guide, "Refining permissions using last accessed information"): an action missing
+from the usage may well have been used. Action-level data is reported, never used to cut.
+
+The trim is conservative and explained:
+- a managed policy none of whose granted services was used is dropped; one with a used
+  service is kept whole (an AWS-managed document can't be edited), with the count of its
+  services nobody used; one holding a Deny statement is a guardrail and always kept (dropping
+  a Deny widens access); one whose document the inventory lacks is kept;
+- inline Allow statements keep the ``Action`` entries of used services (a ``*`` becomes the
+  used services' ``svc:*``); Deny statements are kept as they are; ``NotAction`` Allow
+  statements are kept and flagged as not narrowable;
+- a holder whose usage was not read (or a group with an unread member) is not trimmed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from domain.fingerprinted_access import FingerprintedAccess, Holder, PolicyRef, build_access
+from domain.policy_documents import statement_pairs
+from domain.usage import UsageRead, UserUsage
+
+ALL_SERVICES = "all services"
+_WILDCARD = re.compile(r"[*?]")
+
+
+@dataclass(frozen=True)
+class Granted:
+    """The IAM service namespaces an access (or one policy) allows; ``everything``: "*"."""
+
+    services: frozenset[str] = frozenset()
+    everything: bool = False
+
+    def __or__(self, other: Granted) -> Granted:
+        return Granted(self.services | other.services, self.everything or other.everything)
+
+    def covers(self, namespace: str) -> bool:
+        return self.everything or namespace in self.services
+
+    def as_json(self) -> list[str] | str:
+        return ALL_SERVICES if self.everything else sorted(self.services)
+
+
+NOTHING = Granted()
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _namespace(entry: Any) -> str | None:
+    """ "s3:GetObject" -> "s3"; None for "*" or a wildcard prefix (any service)."""
+    prefix, sep, _ = str(entry).partition(":")
+    if not sep or _WILDCARD.search(prefix):
+        return None
+    return prefix.lower()
+
+
+def statement_grants(statement: dict[str, Any]) -> Granted:
+    """The services an Allow statement grants (a Deny grants none); NotAction: any service."""
+    if statement.get("Effect") != "Allow":
+        return NOTHING
+    if "Action" not in statement:
+        return Granted(everything=True)  # NotAction: everything but some actions
+    names = [_namespace(e) for e in _listed(statement["Action"])]
+    if any(n is None for n in names):
+        return Granted(everything=True)
+    return Granted(frozenset(n for n in names if n))
+
+
+def document_grants(document: dict[str, Any] | None) -> Granted:
+    """The services a policy document's Allow statements grant."""
+    granted = NOTHING
+    for statement in _listed((document or {}).get("Statement", [])):
+        if isinstance(statement, dict):
+            granted = granted | statement_grants(statement)
+    return granted
+
+
+def _has_deny(document: dict[str, Any] | None) -> bool:
+    return any(
+        isinstance(s, dict) and s.get("Effect") == "Deny"
+        for s in _listed((document or {}).get("Statement", []))
+    )
+
+
+class PolicyIndex:
+    """Managed policy documents by ARN, and what each grants, read once however many share.
+
+    Args:
+        documents: Managed policy ARN -> its default version's document (the inventory's).
+    """
+
+    def __init__(self, documents: dict[str, Any]):
+        self.documents = documents
+        self._read: dict[str, tuple[Granted | None, bool]] = {}
+
+    def _of(self, ref: PolicyRef) -> tuple[Granted | None, bool]:
+        if ref.arn not in self._read:
+            document = self.documents.get(ref.arn)
+            grants = None if document is None else document_grants(document)
+            self._read[ref.arn] = (grants, _has_deny(document))
+        return self._read[ref.arn]
+
+    def grants(self, ref: PolicyRef) -> Granted | None:
+        """What the policy grants; None when the inventory has no document for it."""
+        return self._of(ref)[0]
+
+    def is_guardrail(self, ref: PolicyRef) -> bool:
+        """The policy holds a Deny: dropping it would widen access."""
+        return self._of(ref)[1]
+
+
+def access_grants(access: FingerprintedAccess, policies: PolicyIndex) -> Granted:
+    """The services an access grants: its managed policies' documents and inline statements
+    (its boundary restricts, it grants nothing); a policy without a document counts as
+    granting every service."""
+    granted = NOTHING
+    for ref in access.aws_managed + access.customer_managed:
+        granted = granted | (policies.grants(ref) or Granted(everything=True))
+    for statement in access.statements.values():
+        granted = granted | statement_grants(statement)
+    return granted
+
+
+def used_services(usage: UserUsage) -> dict[str, str]:
+    """Namespace -> last used (ISO): the service-level data, and the actions' services."""
+    used = {ns.lower(): when for ns, when in usage.services.items()}
+    for action, when in usage.actions.items():
+        ns = _namespace(action)
+        if ns and when > used.get(ns, ""):
+            used[ns] = when
+    return used
+
+
+@dataclass
+class Trim:
+    """An access trimmed to the services used, and what it lost."""
+
+    access: FingerprintedAccess
+    policies_dropped: list[str] = field(default_factory=list)
+    services_removed: list[str] = field(default_factory=list)
+    # All but the used services were removed (a "*" grant narrowed).
+    all_other_services: bool = False
+    # Managed policy name -> how many of its services nobody of the holder used (kept whole).
+    kept_whole: dict[str, int] = field(default_factory=dict)
+    statements_narrowed: int = 0
+    not_narrowable: int = 0  # NotAction Allow statements, kept
+
+    @property
+    def loses_anything(self) -> bool:
+        return bool(
+            self.policies_dropped
+            or self.services_removed
+            or self.all_other_services
+            or self.statements_narrowed
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "policies_dropped": self.policies_dropped,
+            "services_removed": self.services_removed,
+            "all_other_services": self.all_other_services,
+            "kept_whole": dict(sorted(self.kept_whole.items())),
+            "statements_narrowed": self.statements_narrowed,
+            "not_narrowable": self.not_narrowable,
+        }
+
+
+def _keep_policy(ref: PolicyRef, policies: PolicyIndex, used: set[str]) -> int | None:
+    """None: drop the policy; else how many of its services went unused (it is kept whole)."""
+    granted = policies.grants(ref)
+    if granted is None or policies.is_guardrail(ref):
+        return 0  # unknown document, or a guardrail: never dropped
+    if granted.everything:
+        return 0 if used else None
+    if not granted.services & used:
+        return None
+    return len(granted.services - used)
+
+
+def _narrow_actions(entries: list[Any], used: set[str]) -> list[str]:
+    kept: list[str] = []
+    for entry in entries:
+        ns = _namespace(entry)
+        if ns is not None:
+            if ns in used:
+                kept.append(str(entry))
+        elif str(entry) == "*":
+            kept.extend(f"{s}:*" for s in sorted(used))
+        elif any(_wildcard_match(str(entry).partition(":")[0], s) for s in used):
+            kept.append(str(entry))  # "s3*:Get*": kept if a used service matches its prefix
+    return kept
+
+
+def _wildcard_match(pattern: str, value: str) -> bool:
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.IGNORECASE) is not None
+
+
+def _narrow_statement(statement: dict[str, Any], used: set[str]) -> dict[str, Any] | None:
+    """The statement keeping the used services' actions; None when nothing is left."""
+    entries = _listed(statement["Action"])
+    kept = _narrow_actions(entries, used)
+    if not kept:
+        return None
+    return {**statement, "Action": kept if len(kept) > 1 else kept[0]}
+
+
+def trim_access(access: FingerprintedAccess, policies: PolicyIndex, used: set[str]) -> Trim:
+    """The access keeping only what serves the used services (see the module docstring).
+
+    Args:
+        access: The holder's access as synthesized from IAM.
+        policies: The account's managed policy documents.
+        used: The namespaces the holder used in the window (lower case).
+
+    Returns:
+        The trimmed access, re-fingerprinted (identical trimmed access shares a set), and
+        what it lost.
+    """
+    trim = Trim(access)
+    refs: list[PolicyRef] = []
+    for ref in access.aws_managed + access.customer_managed:
+        unused = _keep_policy(ref, policies, used)
+        if unused is None:
+            trim.policies_dropped.append(ref.name)
+            continue
+        refs.append(ref)
+        if unused:
+            trim.kept_whole[ref.name] = unused
+    statements: list[dict[str, Any]] = []
+    for shown in access.statements.values():
+        if shown.get("Effect") != "Allow":
+            statements.append(shown)  # a Deny stays as it is
+        elif "Action" not in shown:
+            trim.not_narrowable += 1
+            statements.append(shown)
+        else:
+            narrowed = _narrow_statement(shown, used)
+            if narrowed != shown:
+                trim.statements_narrowed += 1
+            if narrowed is not None:
+                statements.append(narrowed)
+    pairs = statement_pairs({"Statement": statements})
+    trim.access = build_access(refs, pairs, access.boundary, access.inline_names)
+    before, after = access_grants(access, policies), access_grants(trim.access, policies)
+    if before.everything and not after.everything:
+        trim.all_other_services = True
+    elif not before.everything:
+        trim.services_removed = sorted(before.services - after.services)
+    trim.policies_dropped.sort()
+    return trim
+
+
+@dataclass
+class HolderUse:
+    """What a holder's people used: namespace -> (last used, who), or why it is unknown."""
+
+    used: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    people: list[tuple[str, str]] = field(default_factory=list)  # (account, IAM user)
+    unread: str | None = None
+
+
+def holder_use(holder: Holder, members: list[str], usage: UsageRead) -> HolderUse:
+    """The use of a holder: its IAM user's, or the union of an IAM group's mapped members'.
+
+    Args:
+        holder: A USER holder (its IAM user is ``subject``) or a GROUP holder.
+        members: For a GROUP holder, the IAM group's members that are mapped (migrated).
+        usage: The usage read.
+    """
+    people = [holder.subject] if holder.principal_type == "USER" else sorted(members)
+    use = HolderUse(people=[(holder.account_id, p) for p in people])
+    if not people:
+        use.unread = "no mapped member of the group whose use could be read"
+        return use
+    for person in people:
+        found = usage.known(holder.account_id, person)
+        if found is None:
+            why = usage.unread.get((holder.account_id, person)) or usage.unread.get(
+                (holder.account_id, "*"), "not in the usage read"
+            )
+            who = "" if holder.principal_type == "USER" else f"member {person}: "
+            use.unread = f"{who}usage not read ({why})"
+            return use
+        for ns, when in used_services(found).items():
+            last, who_used = use.used.setdefault(ns, (when, []))
+            who_used.append(f"{holder.account_id}/{person}")
+            if when > last:
+                use.used[ns] = (when, who_used)
+    return use
+
+
+def documents_grant(documents: list[dict[str, Any] | None]) -> Granted:
+    """The services a role's policy documents grant (None: a policy whose document is not
+    known, counted as granting every service)."""
+    granted = NOTHING
+    for document in documents:
+        granted = granted | (document_grants(document) if document else Granted(everything=True))
+    return granted
+
+
+def names_action(documents: list[dict[str, Any] | None], action: str) -> bool:
+    """An Allow statement of the documents names the action (on whatever resources it says)."""
+    for document in documents:
+        for statement in _listed((document or {}).get("Statement", [])):
+            if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
+                continue
+            if "Action" in statement:
+                if any(_wildcard_match(str(a), action) for a in _listed(statement["Action"])):
+                    return True
+            elif not any(_wildcard_match(str(a), action) for a in _listed(statement["NotAction"])):
+                return True
+    return False
