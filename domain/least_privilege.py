@@ -7,10 +7,12 @@ events such as s3:GetObject are logged only where a trail enables them: CloudTra
 from the usage may well have been used. Action-level data is reported, never used to cut.
 
 The trim is conservative and explained:
-- a managed policy none of whose granted services was used is dropped; one with a used
-  service is kept whole (an AWS-managed document can't be edited), with the count of its
-  services nobody used; one holding a Deny statement is a guardrail and always kept (dropping
-  a Deny widens access); one whose document the inventory lacks is kept;
+- a managed policy none of whose granted services was used is dropped; one that grants used
+  and unused services is narrowed: replaced by its own statements keeping the used services'
+  actions, in the set's inline policy (an AWS-managed document can't be edited; the copy keeps
+  its Resource and Condition elements, but not AWS's later edits to the policy); one holding a
+  Deny statement is a guardrail and always kept whole (dropping a Deny widens access), as is
+  one with a ``NotAction`` Allow (not narrowable) or whose document the inventory lacks;
 - inline Allow statements keep the ``Action`` entries of used services (a ``*`` becomes the
   used services' ``svc:*``); Deny statements are kept as they are; ``NotAction`` Allow
   statements are kept and flagged as not narrowable;
@@ -151,6 +153,9 @@ class Trim:
     all_other_services: bool = False
     # Managed policy name -> how many of its services nobody of the holder used (kept whole).
     kept_whole: dict[str, int] = field(default_factory=dict)
+    # Managed policy name -> how many of its services nobody used (0: it granted every
+    # service): replaced by its statements for the used services, inline.
+    policies_narrowed: dict[str, int] = field(default_factory=dict)
     statements_narrowed: int = 0
     not_narrowable: int = 0  # NotAction Allow statements, kept
 
@@ -158,6 +163,7 @@ class Trim:
     def loses_anything(self) -> bool:
         return bool(
             self.policies_dropped
+            or self.policies_narrowed
             or self.services_removed
             or self.all_other_services
             or self.statements_narrowed
@@ -169,6 +175,7 @@ class Trim:
             "services_removed": self.services_removed,
             "all_other_services": self.all_other_services,
             "kept_whole": dict(sorted(self.kept_whole.items())),
+            "policies_narrowed": dict(sorted(self.policies_narrowed.items())),
             "statements_narrowed": self.statements_narrowed,
             "not_narrowable": self.not_narrowable,
         }
@@ -214,6 +221,21 @@ def _narrow_statement(statement: dict[str, Any], used: set[str]) -> dict[str, An
     return {**statement, "Action": kept if len(kept) > 1 else kept[0]}
 
 
+def _narrowed_copy(
+    ref: PolicyRef, policies: PolicyIndex, used: set[str]
+) -> list[dict[str, Any]] | None:
+    """A managed policy's Allow statements keeping the used services' actions; None when it
+    must stay whole: a guardrail (a Deny), a NotAction Allow, or no document."""
+    document = policies.documents.get(ref.arn)
+    if document is None or policies.is_guardrail(ref):
+        return None
+    statements = [s for s in _listed(document.get("Statement", [])) if isinstance(s, dict)]
+    if any(s.get("Effect") == "Allow" and "Action" not in s for s in statements):
+        return None
+    narrowed = [_narrow_statement(s, used) for s in statements if s.get("Effect") == "Allow"]
+    return [s for s in narrowed if s is not None]
+
+
 def trim_access(access: FingerprintedAccess, policies: PolicyIndex, used: set[str]) -> Trim:
     """The access keeping only what serves the used services (see the module docstring).
 
@@ -228,15 +250,22 @@ def trim_access(access: FingerprintedAccess, policies: PolicyIndex, used: set[st
     """
     trim = Trim(access)
     refs: list[PolicyRef] = []
+    statements: list[dict[str, Any]] = []
     for ref in access.aws_managed + access.customer_managed:
         unused = _keep_policy(ref, policies, used)
         if unused is None:
             trim.policies_dropped.append(ref.name)
             continue
+        granted = policies.grants(ref)
+        everything = granted is not None and granted.everything
+        copy = _narrowed_copy(ref, policies, used) if unused or everything else None
+        if copy:
+            trim.policies_narrowed[ref.name] = unused
+            statements.extend(copy)
+            continue
         refs.append(ref)
         if unused:
             trim.kept_whole[ref.name] = unused
-    statements: list[dict[str, Any]] = []
     for shown in access.statements.values():
         if shown.get("Effect") != "Allow":
             statements.append(shown)  # a Deny stays as it is

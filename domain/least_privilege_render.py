@@ -33,7 +33,11 @@ def _lost(loss: dict[str, Any]) -> tuple[str, str, str]:
     if loss["statements_narrowed"] and not removed:
         removed.append(f"{loss['statements_narrowed']} inline statement(s) narrowed")
     kept = [f"{name} ({n} unused)" for name, n in loss["kept_whole"].items()]
-    return _names(loss["policies_dropped"]), _names(removed), _names(kept)
+    narrowed = [
+        f"{name} (narrowed to the used services: {f'{n} unused' if n else 'all others'} removed)"
+        for name, n in loss.get("policies_narrowed", {}).items()
+    ]
+    return _names([*loss["policies_dropped"], *narrowed]), _names(removed), _names(kept)
 
 
 def least_privilege_markdown(section: dict[str, Any]) -> list[str]:
@@ -52,8 +56,9 @@ def least_privilege_markdown(section: dict[str, Any]) -> list[str]:
         f"(hash `{section['usage_hash'][:12]}`)",
         "- Narrowed by service, never by action: CloudTrail logs management events only and "
         "IAM reports actions for a few services, so an unseen action may have been used. "
-        "Managed policies with a used service are kept whole; Deny statements and guardrail "
-        "policies are kept; NotAction statements can't be narrowed.",
+        "A managed policy granting used and unused services becomes its own statements for "
+        "the used services, inline; Deny statements and guardrail policies are kept; NotAction "
+        "statements can't be narrowed.",
         "",
         "| Permission set | Holders | Granted | Used (by whom, last) | Never used in the window |",
         "|---|---:|---|---|---|",
@@ -81,8 +86,8 @@ def least_privilege_markdown(section: dict[str, Any]) -> list[str]:
             lines.append("Nobody loses anything.")
         else:
             lines += [
-                "| Account | IAM user | Via | Now in set | Policies dropped | Services removed | "
-                "Kept whole (services unused) |",
+                "| Account | IAM user | Via | Now in set | Policies dropped or narrowed | "
+                "Services removed | Kept whole (services unused) |",
                 "|---|---|---|---|---|---|---|",
             ]
             for loss in section["losses"]:

@@ -101,16 +101,19 @@ def plan_sets(users, usage, mode="trim", groups=(), group_mappings=(), idp_group
     )
 
 
-def test_managed_policy_with_no_used_service_is_dropped_and_used_one_kept_whole():
+def test_managed_policy_with_no_used_service_is_dropped_and_used_one_narrowed_inline():
     ana = person("ana", S3_FULL, EC2_FULL)
     result = plan_sets([ana], read({"ana": {"ec2": WHEN}}))
     [definition] = result.permission_sets
-    assert definition.aws_managed_policy_arns == [EC2_FULL]
+    # AmazonEC2FullAccess grants three services, one used: its statement, narrowed to ec2,
+    # replaces it inline (an AWS-managed document can't be edited).
+    assert definition.aws_managed_policy_arns == []
+    assert [s["Action"] for s in definition.inline_policy["Statement"]] == [["ec2:*"]]
     [loss] = result.least_privilege["losses"]
     assert (loss["user"], loss["policies_dropped"]) == ("ana", ["AmazonS3FullAccess"])
-    assert loss["services_removed"] == ["s3"]
-    # Kept whole: an AWS-managed document can't be edited; two of its services went unused.
-    assert loss["kept_whole"] == {"AmazonEC2FullAccess": 2}
+    assert loss["services_removed"] == ["cloudwatch", "elasticloadbalancing", "s3"]
+    assert loss["policies_narrowed"] == {"AmazonEC2FullAccess": 2}
+    assert loss["kept_whole"] == {}
 
 
 def test_report_mode_changes_no_set_and_reports_granted_used_never_used():
@@ -158,12 +161,21 @@ def test_star_narrowed_reports_all_other_services():
 
 def test_guardrail_and_admin_policies():
     ana = person("ana", ADMIN, GUARD)
-    result = plan_sets([ana], read({"ana": {"s3": WHEN}}))
+    usage = read({"ana": {"s3": WHEN}})
+    definition = plan_sets([ana], usage, "report").permission_sets[0]
+    assert (
+        plan_sets([ana], usage, "report").least_privilege["sets"][definition.name]["granted"]
+        == "all services"
+    )
+    result = plan_sets([ana], usage)
     definition = result.permission_sets[0]
-    # A Deny-holding policy is never dropped; "*" with any use is kept whole.
-    assert definition.aws_managed_policy_arns == [ADMIN]
+    # A Deny-holding policy is never dropped nor narrowed; "*" becomes the used services.
+    assert definition.aws_managed_policy_arns == []
     assert definition.customer_managed_policies == [{"name": "NoDeletes", "path": "/"}]
-    assert result.least_privilege["sets"][definition.name]["granted"] == "all services"
+    assert [s["Action"] for s in definition.inline_policy["Statement"]] == [["s3:*"]]
+    [loss] = result.least_privilege["losses"]
+    assert loss["policies_narrowed"] == {"AdministratorAccess": 0}
+    assert loss["all_other_services"] is True
 
 
 def test_unread_user_is_not_trimmed_and_the_plan_says_why():
@@ -171,7 +183,7 @@ def test_unread_user_is_not_trimmed_and_the_plan_says_why():
     usage = read({"ana": {"ec2": WHEN}}, unread={(A1, "bob"): "job FAILED"})
     result = plan_sets([ana, bob], usage)
     by_arns = sorted(d.aws_managed_policy_arns for d in result.permission_sets)
-    assert by_arns == [[EC2_FULL], [EC2_FULL, S3_FULL]]
+    assert by_arns == [[], [EC2_FULL, S3_FULL]]  # ana's narrowed inline, bob's untouched
     [unread] = result.least_privilege["unread"]
     assert unread["holder"] == "user bob" and "job FAILED" in unread["reason"]
     assert [x["user"] for x in result.least_privilege["losses"]] == ["ana"]
@@ -256,7 +268,11 @@ def test_plan_md_and_json_show_the_section():
     assert "| 111111111111 | `ana` | own access |" in markdown
     assert "AmazonS3FullAccess" in markdown and "job FAILED" in markdown
     content = json.loads(render_json(plan, {}))
-    assert content["least_privilege"]["losses"][0]["services_removed"] == ["s3"]
+    assert content["least_privilege"]["losses"][0]["services_removed"] == [
+        "cloudwatch",
+        "elasticloadbalancing",
+        "s3",
+    ]
     assert content["usage_read_id"] == 7
     # In the hash: a different read is a different plan; the read's id is provenance only.
     other = Plan.from_content({**plan.content(), "usage_read_id": 8})
