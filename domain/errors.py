@@ -239,3 +239,13 @@ class NothingToExport(IamcError):
     """The migration has applied nothing yet: there is nothing for Terraform to take over."""
 
     exit_code = 2
+
+
+class UsageIncomplete(IamcError):
+    """The usage step ran, but an account or some users could not be read.
+
+    What was read is stored; least privilege leaves the unread users' access as it is. Exits
+    4, as an incomplete inventory does.
+    """
+
+    exit_code = 4

@@ -102,6 +102,10 @@ COMMANDS = {
         _STEPS + "workloads",
         "Find where each workload user's keys are used from, and the runtime that holds them.",
     ),
+    "usage": Lazy(
+        _STEPS + "usage",
+        "Read what each IAM user used in the least-privilege window (services, actions).",
+    ),
     "export": Lazy(
         _STEPS + "export",
         "Write what the migration created or adopted as another tool's configuration.",
