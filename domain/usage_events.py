@@ -55,7 +55,7 @@ def action_name(namespace: str, event_name: str) -> str:
 
 
 def iam_action(event_source: str, event_name: str) -> str:
-    """ "service:Action" of one CloudTrail event (``s3.amazonaws.com``, ``ListBuckets`` ->
+    """The "service:Action" of one CloudTrail event (``s3.amazonaws.com``, ``ListBuckets`` ->
     ``s3:ListAllMyBuckets``)."""
     namespace = namespace_of(event_source)
     return f"{namespace}:{action_name(namespace, event_name)}"

@@ -188,18 +188,29 @@ def usage_from_report(
     return UserUsage(account_id, user, used, actions, frozenset(action_level))
 
 
-def cloudtrail_actions(
-    session: boto3.Session, user: str, regions: tuple[str, ...], since: datetime, until: datetime
-) -> dict[str, str]:
-    """ "service:Action" -> last time, from the user's management events in the window.
+def trail_clients(session: boto3.Session, regions: tuple[str, ...]) -> list[Any]:
+    """A CloudTrail client per region to read: us-east-1 (IAM's events are there whatever
+    region the caller used) and the in-scope regions."""
+    return [
+        session.client("cloudtrail", region_name=region)
+        for region in dict.fromkeys((GLOBAL_EVENTS_REGION, *regions))
+    ]
 
-    CloudTrail keeps 90 days: the window is cut to those. IAM's events are in us-east-1
-    whatever region the caller used, so us-east-1 is always read.
+
+def cloudtrail_actions(
+    trails: list[Any], user: str, since: datetime, until: datetime
+) -> dict[str, str]:
+    """What the user did in the window: "service:Action" -> last time, from its events.
+
+    Args:
+        trails: CloudTrail clients, one per region (:func:`trail_clients`).
+        user: The IAM user name (LookupEvents by ``Username``).
+        since: The window's start; CloudTrail keeps 90 days, so at most those are read.
+        until: The window's end.
     """
     start = max(since, until - timedelta(days=90))
     found: dict[str, str] = {}
-    for region in dict.fromkeys((GLOBAL_EVENTS_REGION, *regions)):
-        trail = session.client("cloudtrail", region_name=region)
+    for trail in trails:
         for event in lookup_events(trail, "Username", user, start, until):
             source = event.get("EventSource") or ""
             if not source or namespace_of(source) == "signin":
@@ -259,12 +270,14 @@ def read_account_usage(
         ClientError: IAM or CloudTrail refused the account's calls (the account is not read).
     """
     since = now - timedelta(days=window_days)
+    # Clients made here, on one thread: a boto3 session is not safe to share for that.
     iam = session.client("iam")
+    trails = trail_clients(session, regions)
     result = AccountUsage()
     with ThreadPoolExecutor(max_workers=1) as pool:
         # CloudTrail on its own thread: its rate is its own, so it runs while IAM's jobs do.
         trail_future = pool.submit(
-            lambda: {u: cloudtrail_actions(session, u, regions, since, now) for u in users}
+            lambda: {u: cloudtrail_actions(trails, u, since, now) for u in users}
         )
         jobs, gone = start_jobs(iam, users)
         reports, failed = wait_for_jobs(iam, jobs, poll or JobPoll())
