@@ -10,6 +10,7 @@ python -m bench rollback --accounts 12 --permission-sets 4 --assignments 3
 python -m bench scan --size-mb 520 --commits 2000 --accounts 20
 python -m bench retire --accounts 20 --users 50
 python -m bench commands --repeat 2
+python -m bench usage --accounts 20 --users 50 --concurrency 20
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import argparse
 import subprocess
 import sys
 
-from bench import commands, inventory, plan, provision, retire, rollback, scan
+from bench import commands, inventory, plan, provision, retire, rollback, scan, usage
 from bench.harness import print_goals
 
 
@@ -80,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     retire_args.add_argument(
         "--cloudtrail-rate", type=float, default=2.0, help="LookupEvents/s per account"
     )
+    usage_args = sub.add_parser(
+        "usage",
+        help="reading usage (Access Advisor + CloudTrail) within IAM's and CloudTrail's rates",
+    )
+    usage.add_arguments(usage_args)
     commands_args = sub.add_parser(
         "commands", help="each iamc command as a subprocess: overhead and wall vs. bounds"
     )
@@ -95,6 +101,7 @@ BENCHES = {
     "retire": retire,
     "rollback": rollback,
     "scan": scan,
+    "usage": usage,
 }
 
 

@@ -46,6 +46,7 @@ RUNBOOK = (
     "mapping",
     "key-scan",
     "workloads",
+    "usage",
     "plan",
     "plan-and-approve",
     "apply",
@@ -59,7 +60,7 @@ RUNBOOK = (
 
 
 def deployment_name(flow_name: str, migration: str) -> str:
-    """``07 apply (acme-2026q4)``: the step's number in the runbook, zero-padded so the UI's
+    """``08 apply (acme-2026q4)``: the step's number in the runbook, zero-padded so the UI's
     list (sorted as text) reads in runbook order, its flow, the migration."""
     return f"{RUNBOOK.index(flow_name):02d} {flow_name} ({migration})"
 

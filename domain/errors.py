@@ -254,3 +254,13 @@ class DriftIncomplete(IamcError):
     """
 
     exit_code = 4
+
+
+class UsageIncomplete(IamcError):
+    """The usage step ran, but an account or some users could not be read.
+
+    What was read is stored; least privilege leaves the unread users' access as it is. Exits
+    4, as an incomplete inventory does.
+    """
+
+    exit_code = 4

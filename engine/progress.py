@@ -42,6 +42,8 @@ class MigrationProgress:
     key_scan_run_id: int | None = None  # the latest succeeded key scan after the inventory
     # The latest succeeded workloads run after the inventory and the key scan.
     workloads_run_id: int | None = None
+    # The latest succeeded usage run after the inventory.
+    usage_run_id: int | None = None
 
     @property
     def inventory_done(self) -> bool:
@@ -109,6 +111,9 @@ def migration_progress(mig: Migration) -> MigrationProgress:
         "key_scan_run_id": scanned if scanned is not None and scanned > snapshot.run_id else None,
         "workloads_run_id": placed
         if placed is not None and placed > max(snapshot.run_id, scanned or 0)
+        else None,
+        "usage_run_id": read.id
+        if (read := _latest_succeeded(runs, "usage")) is not None and read.id > snapshot.run_id
         else None,
     }
     if not mapping_current or mapping is None:

@@ -20,7 +20,7 @@ from domain.spec import MigrationSpec
 from engine.progress import MigrationProgress
 from engine.wave_progress import ROLLED_BACK, WaveProgress, waiting_to_bake
 
-SHARED = ("inventory", "mapping", "key-scan", "workloads", "plan")
+SHARED = ("inventory", "mapping", "key-scan", "workloads", "usage", "plan")
 BEFORE_APPROVAL = {"delete": ("bake",)}
 # Notify after replace: the owners' hand-off names roles that exist by then (a wave with no
 # workload to replace has nothing to wait for).
@@ -81,6 +81,10 @@ def step_done(step: str, m: MigrationProgress, w: WaveProgress, spec: MigrationS
         # After the key scan: where a key is written down is evidence of where it runs.
         done = m.workloads_run_id and m.inventory_done
         return f"run {m.workloads_run_id}" if done else None
+    if step == "usage":
+        # What each user used in the window, for the plan's least-privilege section.
+        done = m.usage_run_id and m.inventory_done
+        return f"run {m.usage_run_id}" if done else None
     if step == "plan":
         if w.plan_current:
             return f"plan {w.plan_id}, hash {(w.plan_hash or '')[:12]}"
@@ -209,6 +213,7 @@ def _run_of(step: str, m: MigrationProgress, w: WaveProgress) -> int | None:
         "mapping": m.mapping_run_id if not w.plan_current else None,
         "key-scan": m.key_scan_run_id if not w.plan_current else None,
         "workloads": m.workloads_run_id if not w.plan_current else None,
+        "usage": m.usage_run_id if not w.plan_current else None,
         "verify": w.verify_run_id,
         "notify": w.notify_run_id,
         "final inventory": w.final_inventory_run_id,

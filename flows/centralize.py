@@ -1,10 +1,11 @@
 """The whole runbook as one flow: continue a migration at its first unfinished step, wave by wave.
 
 ``centralize`` runs, for each wave of the spec in order (or the one it is given): inventory →
-mapping → key scan → plan → the change board's approval of provision (this run pauses with
-the approval form) → provision → verify → notify → approval of disable → disable → the bake
-period (this run pauses until ``bake-watch`` or an operator resumes it and every disabled
-user is ready) → approval of delete → delete → inventory → the CIS 1.21 verdict. The stage
+mapping → key scan → workloads → usage → plan → the change board's approval of provision
+(this run pauses with the approval form) → provision → verify → notify → approval of
+disable → disable → the bake period (this run pauses until ``bake-watch`` or an operator
+resumes it and every disabled user is ready) → approval of delete → delete → inventory → the
+CIS 1.21 verdict. The stage
 steps come from the stage registry (``engine.runbook``); each runs as a subflow with its own
 run page and table, through ``engine.apply`` (approval, live checks, leases): nothing here
 is a shortcut.
@@ -43,6 +44,7 @@ from flows.key_scan import key_scan_flow
 from flows.mapping import mapping_flow
 from flows.notify import notify_flow
 from flows.plan import plan_flow
+from flows.usage import usage_flow
 from flows.verify import verify_flow
 from flows.workloads import workloads_flow
 
@@ -156,6 +158,7 @@ RUNS: dict[str, Run] = {
     "mapping": lambda mig, m, w, o: mapping_flow(mig.spec_path),
     "key-scan": _key_scan,
     "workloads": lambda mig, m, w, o: workloads_flow(mig.spec_path),
+    "usage": lambda mig, m, w, o: usage_flow(mig.spec_path),
     "plan": lambda mig, m, w, o: plan_flow(mig.spec_path, wave=w.wave),
     "verify": lambda mig, m, w, o: verify_flow(mig.spec_path, w.plan_id),
     "notify": lambda mig, m, w, o: notify_flow(mig.spec_path, w.plan_id),

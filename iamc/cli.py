@@ -106,6 +106,10 @@ COMMANDS = {
         _STEPS + "drift",
         "Compare what the migration created or adopted with AWS; plan what puts it back.",
     ),
+    "usage": Lazy(
+        _STEPS + "usage",
+        "Read what each IAM user used in the least-privilege window (services, actions).",
+    ),
     "export": Lazy(
         _STEPS + "export",
         "Write what the migration created or adopted as another tool's configuration.",

@@ -29,10 +29,10 @@ log = logging.getLogger(__name__)
 DESCRIPTIONS = {
     "centralize": (
         "The whole runbook for migration {migration}, wave by wave (wave: one of the spec's "
-        "waves; empty: every wave in order): inventory, mapping, key-scan, workloads, plan, the "
-        "change board's approval of provision (the run pauses: open it, press Resume, fill in "
-        "the form), provision, verify, notify, the approval of replace, replace (workload "
-        "users' roles), the approval of disable, disable, the bake period "
+        "waves; empty: every wave in order): inventory, mapping, key-scan, workloads, usage, "
+        "plan, the change board's approval of provision (the run pauses: open it, press "
+        "Resume, fill in the form), provision, verify, notify, the approval of replace, "
+        "replace (workload users' roles), the approval of disable, disable, the bake period "
         "(the run pauses; the daily bake-watch resumes it once every disabled user is ready, "
         "or press Resume to look again), the approval of delete (on its own, with the number "
         "of users it deletes), delete, inventory again and the CIS 1.21 verdict. Every stage "
@@ -65,7 +65,15 @@ DESCRIPTIONS = {
         "the key scan's findings; from that the runtime that most likely holds the key (Lambda, "
         "ECS, EC2, CodeBuild, GitHub Actions, Terraform, on-premises, a vendor, unknown), with "
         "its evidence and a confidence, and when its replacement role was first used. Changes "
-        "nothing in AWS. Result: the workloads table artifact. Next: {n[plan]} plan."
+        "nothing in AWS. Result: the workloads table artifact. Next: {n[usage]} usage."
+    ),
+    "usage": (
+        "Step {n[usage]}. For each IAM user of {migration} (but the protected), what it used in "
+        "the spec's [least_privilege] window: IAM's service-last-accessed data (actions for S3, "
+        "EC2, IAM and Lambda) and its CloudTrail management events, joined per user; an "
+        "account or user that could not be read is listed unread, never as unused. Changes "
+        "nothing in AWS. Result: the usage artifact, which the plan's least-privilege section "
+        "reads. Next: {n[plan]} plan."
     ),
     "plan": (
         "Step {n[plan]}. Compute the dry-run plan from the latest inventory and mapping: "
@@ -153,6 +161,7 @@ def deployments(spec_path: str | Path) -> list[Any]:
     from flows.notify import notify_flow
     from flows.plan import plan_and_approve, plan_flow
     from flows.restore import restore_flow
+    from flows.usage import usage_flow
     from flows.verify import verify_flow
     from flows.workloads import workloads_flow
 
@@ -171,6 +180,7 @@ def deployments(spec_path: str | Path) -> list[Any]:
         "mapping": mapping_flow,
         "key-scan": key_scan,
         "workloads": workloads_flow,
+        "usage": usage_flow,
         "plan": plan_flow,
         "plan-and-approve": plan_and_approve,
         "apply": apply_flow,
@@ -225,7 +235,7 @@ def runbook_lines(spec_path: str | Path) -> list[str]:
         "where every wave stands",
         "  or one step at a time:",
         f"  {name('inventory')} -> {name('mapping')} -> {name('key-scan')} -> "
-        f"{name('workloads')} -> {name('plan')} -> "
+        f"{name('workloads')} -> {name('usage')} -> {name('plan')} -> "
         f"{name('plan-and-approve')} (Resume the paused run to decide) -> {name('apply')} -> "
         f"{name('verify')} -> {name('notify')} -> {name('apply')} (stage disable) -> "
         f"{name('bake-watch')} (daily) -> {name('apply')} (stage delete)",

@@ -224,6 +224,11 @@ class Trail:
         with self._lock:
             self._events.clear()
 
+    def events_of(self, account_id: str) -> list[TrailEvent]:
+        """A copy of the account's events, oldest recorded first."""
+        with self._lock:
+            return list(self._events.get(account_id, []))
+
     def _add(self, account_id: str, event: TrailEvent) -> TrailEvent:
         with self._lock:
             self._seq += 1

@@ -213,3 +213,33 @@ class SandboxControl:
         if repository:
             payload["repository"] = repository
         return self._request("POST", "/_iamc/workloads/switch", payload, timeout=60.0)
+
+    def play_user_usage(
+        self,
+        account_id: str,
+        user: str,
+        calls: list[tuple[str, str]] | list[dict[str, Any]] | None = None,
+        *,
+        days_ago: float = 1,
+    ) -> dict[str, Any]:
+        """Play a person's own use of AWS: real signed requests with ``user``'s active access
+        key, backdated ``days_ago`` days (inside the least-privilege window), recorded in
+        CloudTrail and in IAM's service-last-accessed data as any request is.
+
+        Args:
+            account_id: The user's account.
+            user: The IAM user (a person, with an active key).
+            calls: ``(service, operation)`` pairs (boto3 service names, API operation names,
+                e.g. ``("s3", "ListBuckets")``), or dicts with ``service``, ``operation`` and
+                optional ``params`` and ``days_ago``; default: S3 ListBuckets, EC2
+                DescribeInstances and STS GetCallerIdentity.
+            days_ago: How far back the calls happened (each dict may name its own).
+
+        Returns:
+            ``played``: per call ``call`` ("s3:ListBuckets"), ``event_time`` and ``error``
+            (the AWS error code, or None).
+        """
+        payload: dict[str, Any] = {"account_id": account_id, "user": user, "days_ago": days_ago}
+        if calls:
+            payload["calls"] = [c if isinstance(c, dict) else list(c) for c in calls]
+        return self._request("POST", "/_iamc/usage/play", payload, timeout=60.0)

@@ -30,11 +30,13 @@ from sandbox.key_last_used import get_access_key_last_used
 from sandbox.policy_simulator import simulate_principal_policy
 from sandbox.regions import describe_regions
 from sandbox.service_credentials import ServiceCredentials
+from sandbox.service_last_accessed import ServiceLastAccessed
 from sandbox.sso_roles import SsoRoles
 from sandbox.strict_iam import IamRules
 from sandbox.strict_settings import AssignmentFault, Strictness
 from sandbox.strict_sso_admin import SsoAdminRules
 from sandbox.strict_sts import StsRules, note_role_used
+from sandbox.usage_control import control_usage, s3_operation
 from sandbox.wire import Call as _Call
 from sandbox.wire import Reply as _Reply
 from sandbox.wire import (
@@ -215,6 +217,7 @@ class StrictMiddleware:
         self.service_credentials = ServiceCredentials(self.clock.naive_now, self._caller_user)
         self.sso_roles = SsoRoles()
         self.workload_state = WorkloadState()
+        self.service_last_accessed = ServiceLastAccessed(self.trail, self.clock)
         self._lock = threading.RLock()
         self._buckets: dict[Any, TokenBucket] = {}
         self.sso_admin = SsoAdminRules(
@@ -228,6 +231,7 @@ class StrictMiddleware:
             "iam:GetAccessKeyLastUsed": get_access_key_last_used,
             "iam:SimulatePrincipalPolicy": simulate_principal_policy,
             **self.service_credentials.handlers(),
+            **self.service_last_accessed.handlers(),
             **self.sts.handlers(),
             **self.sso_admin.handlers(),
             "cloudtrail:LookupEvents": self.trail.lookup_events,
@@ -316,6 +320,16 @@ class StrictMiddleware:
             account_id = caller_account_id(headers, access_key)
             environ["HTTP_X_MOTO_ACCOUNT_ID"] = account_id
             who = user_key(account_id, access_key)
+            operation = s3_operation(environ) if scope == "s3" else None
+            if who is not None and who.active and operation is not None:
+                # S3's management calls are CloudTrail events like any other (CloudTrail user
+                # guide, "Logging Amazon S3 API calls"): record the ones the layer can name.
+                region = match.group(2)
+                body = environ["wsgi.input"].getvalue()
+                call = _Call("s3", operation, account_id, region, body, environ, access_key, "s3")
+                reply = self._forward_reply(call)
+                self._note_use(who, call, reply)
+                return reply(start_response)
             if who is not None and not who.active:
                 if scope == "s3":
                     # S3 names a key it won't accept this way (S3 API reference, error codes).
@@ -528,6 +542,8 @@ class StrictMiddleware:
             return json_reply(self.manifest or {}, 200 if self.manifest else 404)
         if path.startswith("/_iamc/workloads/"):
             return control_workloads(self, method, path, payload, environ or {})
+        if path.startswith("/_iamc/usage/"):
+            return control_usage(self, method, path, payload, environ or {})
         if path == "/_iamc/health":
             return json_reply({"ok": True})
         return json_reply({"error": f"no such control endpoint: {method} {path}"}, 404)
@@ -580,6 +596,7 @@ class StrictMiddleware:
         self.sso_roles.reset()
         self.trail.reset()
         self.workload_state.reset()
+        self.service_last_accessed.reset()
         self.clock.set_offset(0)
         with self._lock:
             self._buckets.clear()

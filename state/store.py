@@ -21,6 +21,7 @@ from state.plans import PlanRepository
 from state.runs import LeaseRepository, RunRepository
 from state.session import Sessions, reason
 from state.snapshots import SnapshotRepository
+from state.usage import UsageRepository
 from state.user_snapshots import RetireRepository
 from state.waves import WavesRepository
 from state.workloads import WorkloadsRepository
@@ -34,9 +35,9 @@ class Store:
     One repository per aggregate: ``store.migrations``, ``store.runs``, ``store.leases``,
     ``store.snapshots``, ``store.identity`` (mappings), ``store.plans`` (and approvals),
     ``store.journal``, ``store.scans`` (key scans), ``store.waves`` and ``store.retired``
-    (user snapshots, use evidence, bake decisions), ``store.workloads`` (placements). Each
-    call runs in its own session and transaction, so the inventory's per-account tasks may
-    save accounts concurrently.
+    (user snapshots, use evidence, bake decisions), ``store.workloads`` (placements),
+    ``store.usage`` (usage reads). Each call runs in its own session and transaction, so the
+    inventory's per-account tasks may save accounts concurrently.
     """
 
     def __init__(self, engine: Engine):
@@ -54,6 +55,7 @@ class Store:
         self.waves = WavesRepository(db, self.runs)
         self.retired = RetireRepository(db)
         self.workloads = WorkloadsRepository(db)
+        self.usage = UsageRepository(db)
 
     @classmethod
     def open(cls, url: str) -> Store:

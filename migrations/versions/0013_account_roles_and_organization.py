@@ -15,7 +15,7 @@ from alembic import op
 
 revision: str = "0013"
 # 0012 is another branch's (usage reads): when both are merged this revises 0012.
-down_revision: str | None = "0011"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

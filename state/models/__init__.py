@@ -43,6 +43,7 @@ from state.models.plans import (
     UserMappingRow,
     UserSnapshotRow,
 )
+from state.models.usage import UsageReadRow, UserUsageRow
 from state.models.workloads import PlacementRow
 
 __all__ = [
@@ -82,9 +83,11 @@ __all__ = [
     "SnapshotAccount",
     "SshPublicKey",
     "StageLockRow",
+    "UsageReadRow",
     "UseEvidenceRow",
     "UserMappingRow",
     "UserSnapshotRow",
     "UserTag",
+    "UserUsageRow",
     "UtcDateTime",
 ]

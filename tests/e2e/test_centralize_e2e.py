@@ -140,7 +140,14 @@ def test_centralize_pauses_for_approval_and_resumed_with_input_reaches_provision
     paused = _state(client, run.id, {"PAUSED"} | TERMINAL)
     assert paused.state.type.value == "PAUSED", (paused.state, (served.tmp / "serve.log"))
     kinds = Counter(r.kind for r in _runs(served.tmp))
-    assert kinds == {"inventory": 1, "mapping": 1, "key-scan": 1, "workloads": 1, "plan": 1}, kinds
+    assert kinds == {
+        "inventory": 1,
+        "mapping": 1,
+        "key-scan": 1,
+        "workloads": 1,
+        "usage": 1,
+        "plan": 1,
+    }, kinds
     assert _asked(served.spec) == ("wave-1", "approve provision")
 
     # Slow AWS down, so the next test can stop the run in the middle of provisioning.
@@ -194,13 +201,14 @@ def test_centralize_killed_mid_provision_and_retried_does_not_repeat_earlier_ste
 
     runs = _runs(served.tmp)
     kinds = Counter(r.kind for r in runs)
-    # Inventory, mapping, key scan, workloads and plan ran once, before the kill; the apply run
-    # was resumed.
+    # Inventory, mapping, key scan, workloads, usage and plan ran once, before the kill; the
+    # apply run was resumed.
     assert kinds == {
         "inventory": 1,
         "mapping": 1,
         "key-scan": 1,
         "workloads": 1,
+        "usage": 1,
         "plan": 1,
         "apply": 1,
         "verify": 1,

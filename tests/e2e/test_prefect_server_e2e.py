@@ -94,7 +94,7 @@ def test_a_failed_apply_is_retried_like_the_ui_and_completes(
             deployment = None
             while deployment is None and time.monotonic() < deadline:
                 try:
-                    deployment = client.read_deployment_by_name("apply/07 apply (e2e-served)")
+                    deployment = client.read_deployment_by_name("apply/08 apply (e2e-served)")
                 except Exception:  # not registered yet
                     time.sleep(1)
             assert deployment is not None, (tmp_path / "serve.log").read_text()

@@ -192,6 +192,7 @@ def test_steps_of_a_wave_follow_the_stage_registry():
         "mapping",
         "key-scan",
         "workloads",
+        "usage",
         "plan",
         "approve provision",
         "provision",

@@ -43,7 +43,7 @@ def _plan() -> Plan:
 
 def test_deployments_and_artifact_keys_read_as_the_runbook():
     assert deployment_name("centralize", "acme") == "00 centralize (acme)"
-    assert deployment_name("apply", "acme") == "07 apply (acme)"
+    assert deployment_name("apply", "acme") == "08 apply (acme)"
     assert artifact_key("acme_Wave.1", "apply", "provision") == "acme-wave-1-apply-provision"
 
 
@@ -61,7 +61,7 @@ def test_errors_name_the_deployment_as_well_as_the_command():
     assert "press Retry on this flow run" in failed and "iamc resume 4 -c s.toml" in failed
     assert ui_next_steps("run 'iamc map -c x' then 'iamc plan -c x'", "m") == [
         "run the deployment '02 mapping (m)'",
-        "run the deployment '05 plan (m)'",
+        "run the deployment '06 plan (m)'",
     ]
 
 
@@ -78,15 +78,16 @@ def test_the_deployments_are_numbered_typed_and_described_for_operators(tmp_path
         "02 mapping (acme_Wave.1)",
         "03 key-scan (acme_Wave.1)",
         "04 workloads (acme_Wave.1)",
-        "05 plan (acme_Wave.1)",
-        "06 plan-and-approve (acme_Wave.1)",
-        "07 apply (acme_Wave.1)",
-        "08 verify (acme_Wave.1)",
-        "09 notify (acme_Wave.1)",
-        "10 bake-watch (acme_Wave.1)",
-        "11 rollback (acme_Wave.1)",
-        "12 restore (acme_Wave.1)",
-        "13 drift (acme_Wave.1)",
+        "05 usage (acme_Wave.1)",
+        "06 plan (acme_Wave.1)",
+        "07 plan-and-approve (acme_Wave.1)",
+        "08 apply (acme_Wave.1)",
+        "09 verify (acme_Wave.1)",
+        "10 notify (acme_Wave.1)",
+        "11 bake-watch (acme_Wave.1)",
+        "12 rollback (acme_Wave.1)",
+        "13 restore (acme_Wave.1)",
+        "14 drift (acme_Wave.1)",
     ]
     for deployment in found.values():
         assert "Args:" not in deployment.description and ":class:" not in deployment.description

@@ -42,7 +42,7 @@ def _served(tmp_path: Path) -> set[str]:
 
 def test_the_docs_name_only_served_deployments(tmp_path: Path):
     served = _served(tmp_path)
-    assert "07 apply" in served and "12 restore" in served
+    assert "08 apply" in served and "13 restore" in served
     named = {
         f"{path.relative_to(ROOT)}:{line}: {name}"
         for path in DOCS

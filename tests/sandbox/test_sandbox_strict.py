@@ -464,15 +464,15 @@ def test_assume_role_of_a_missing_role_is_denied(client, control) -> None:
 
 def test_unimplemented_operation_is_a_501_not_a_retried_500(client, control) -> None:
     iam = client("iam", max_attempts=5)
-    arn = iam.create_user(UserName="last-accessed")["User"]["Arn"]
     control.reset_calls()
     with pytest.raises(ClientError) as caught:
-        # moto 5.2.5 lacks it (service-specific credentials, once the example, now exist).
-        iam.generate_service_last_accessed_details(Arn=arn)
+        # moto 5.2.5 lacks it (service-specific credentials and GenerateServiceLastAccessed-
+        # Details, once the examples, now exist in the sandbox).
+        iam.get_service_last_accessed_details_with_entities(JobId="a" * 36, ServiceNamespace="s3")
     assert caught.value.response["Error"]["Code"] == "NotImplemented"
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
     # Not retried: one attempt reached the sandbox.
-    assert control.calls()["calls"]["iam:GenerateServiceLastAccessedDetails"] == 1
+    assert control.calls()["calls"]["iam:GetServiceLastAccessedDetailsWithEntities"] == 1
 
 
 def test_requests_into_a_member_account_make_only_the_aws_partitions_iam_backend(client, sandbox):
