@@ -172,8 +172,13 @@ def verify_flow(spec_path: str, plan_id: int | None = None) -> dict[str, Any]:
             {"spec": spec_path, "plan_id": plan_id, "prefect_flow_run_id": flow_run_id()},
         )
         try:
-            # Who the plan trimmed is checked against what they used (tasks.verify_use).
-            usage = store.usage.latest(migration_id) if plan.least_privilege else None
+            # Who the plan trimmed is checked against what they used (tasks.verify_use): the
+            # read the plan was computed from, not a newer one.
+            usage = (
+                store.usage.load(plan.usage_read_id)
+                if plan.least_privilege and plan.usage_read_id is not None
+                else None
+            )
             checks, failures = _check_accounts(spec, spec_path, plan, plan_id, inventories, usage)
         except BaseException as err:
             store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)

@@ -106,6 +106,10 @@ COMMANDS = {
         _STEPS + "drift",
         "Compare what the migration created or adopted with AWS; plan what puts it back.",
     ),
+    "verify": Lazy(
+        _STEPS + "verify",
+        "Check that each migrated person's new access landed, and that nobody lost what they used.",
+    ),
     "usage": Lazy(
         _STEPS + "usage",
         "Read what each IAM user used in the least-privilege window (services, actions).",

@@ -23,6 +23,9 @@ max_deletes_per_run = 50      # the blast-radius cap: a delete run over it stops
 max_deletes_per_account = 20
 [inventory]
 concurrency = 8
+[least_privilege]
+window_days = 90
+mode = "trim"                 # each person's set keeps only the services they used
 """
 
 

@@ -1,4 +1,5 @@
-"""``/_iamc/usage/play``: play a person's own use of AWS with their IAM user's access key.
+"""``/_iamc/usage/play``: play a person's own use of AWS, with their IAM user's access key or,
+for a person without one, as the console's calls on their behalf.
 
 Each call is a real signed request sent through the sandbox's own endpoint, backdated inside
 the window (``X-Iamc-Event-Time``, honoured from loopback only), so the strict layer records
@@ -23,6 +24,8 @@ PERSON_AGENT = (
     "md/prompt#off"
 )
 PERSON_ADDRESS = "203.0.113.24"
+# What CloudTrail shows for calls the console makes on a signed-in person's behalf.
+CONSOLE_AGENT = "AWS Internal"
 # The calls played when none are named: one of S3, EC2 and STS each.
 DEFAULT_CALLS = (
     ("s3", "ListBuckets", {}),
@@ -77,8 +80,29 @@ def play_user(mw: Any, url: str, payload: dict[str, Any]) -> Reply:
     if user is None:
         return json_reply({"error": f"no IAM user {user_name} in {account_id}"}, 404)
     key = next((k for k in user.access_keys if k.status == "Active"), None)
-    if key is None:
-        return json_reply({"error": f"{user_name} in {account_id} has no active key"}, 409)
+    console = key is None
+    if console:
+        # A person who signs in to the console: AWS signs the console's calls with temporary
+        # credentials of the IAM user, and CloudTrail records them as the user's, with the
+        # agent "AWS Internal" (CloudTrail user guide, userIdentity element). The sandbox
+        # mints a key in moto's backend (no IAM call, so no event) for the calls only.
+        key = user.create_access_key(prefix="ASIA")
+    try:
+        return _play(mw, url, payload, account_id, user_name, key, console)
+    finally:
+        if console:
+            user.delete_access_key(key.access_key_id)
+
+
+def _play(
+    mw: Any,
+    url: str,
+    payload: dict[str, Any],
+    account_id: str,
+    user_name: str,
+    key: Any,
+    console: bool,
+) -> Reply:
     credentials = {
         "aws_access_key_id": key.access_key_id,
         "aws_secret_access_key": key.secret_access_key,
@@ -94,14 +118,16 @@ def play_user(mw: Any, url: str, payload: dict[str, Any]) -> Reply:
             service,
             operation,
             params,
-            agent=PERSON_AGENT,
+            agent=CONSOLE_AGENT if console else PERSON_AGENT,
             address=PERSON_ADDRESS,
             when=when,
         )
         played.append(
             {"call": f"{service}:{operation}", "event_time": when.isoformat(), "error": error}
         )
-    return json_reply({"account_id": account_id, "user": user_name, "played": played})
+    return json_reply(
+        {"account_id": account_id, "user": user_name, "console": console, "played": played}
+    )
 
 
 def _call_of(raw: Any, payload: dict[str, Any]) -> tuple[str, str, dict[str, Any], float]:
