@@ -334,7 +334,9 @@ def _plan_and_write(
         # Its files show the stored plan, as approved, byte for byte: the same hash
         # means the same content but for where it was computed from (PROVENANCE_KEYS),
         # which is taken from the stored plan rather than decoding all of it again.
-        provenance = store.plans.plan_provenance(plan_id, PROVENANCE_KEYS)
+        # Only the keys this content has: one computed without usage has no usage_read_id.
+        keys = tuple(k for k in PROVENANCE_KEYS if k in content)
+        provenance = store.plans.plan_provenance(plan_id, keys)
         content = {**content, **provenance}
         for key, value in provenance.items():
             setattr(plan, key, value)

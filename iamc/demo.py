@@ -24,12 +24,12 @@ from domain.workloads import CREATE_WORKLOAD_ROLE
 from engine.approvals import record_decision
 from engine.migration import Migration
 from engine.reports import load_plan
+from iamc.demo_least_privilege import play_people, print_losses, usage_scene, verify_wave
 from iamc.views.apply import apply_with_progress, print_apply_summary, print_status, watch_actions
 from iamc.views.inventory import inventory_with_progress, print_inventory_report, print_waves_report
 from iamc.views.mapping import mapping_with_status
 from iamc.views.plan import plan_with_summary
 from iamc.views.retire import bake_with_table
-from iamc.views.usage import print_usage_summary, usage_with_progress
 from iamc.views.workloads import print_workloads_report, workloads_with_progress
 from sandbox.control import SandboxControl
 from sandbox.demo_spec import DEMO_SPEC, demo_cis, demo_waves, demo_workloads
@@ -65,14 +65,9 @@ def run_demo(
             print_summary(console, manifest, workdir / "samples")
             control = SandboxControl(sandbox.url)
             _play_workloads(console, control, manifest)
-            _play_people(console, control, manifest)
+            play_people(console, control, manifest)
             active = sorted(a.account_id for a in manifest.accounts if a.status == "ACTIVE")
-            spec_path.write_text(
-                DEMO_SPEC
-                + demo_waves(active)
-                + demo_cis(manifest, datetime.now(UTC).date())
-                + demo_workloads(manifest)
-            )
+            spec_path.write_text(_demo_spec(manifest, active))
             console.print(f"sandbox at {sandbox.url}; spec {spec_path}", highlight=False)
 
             console.print(Rule("2. inventory: iamc inventory -c " + str(spec_path)))
@@ -100,12 +95,7 @@ def run_demo(
             workloads_with_progress(console, spec_path)
             print_workloads_report(console, spec_path)
 
-            console.print(Rule("7. what each person used: iamc usage -c " + str(spec_path)))
-            print_usage_summary(console, usage_with_progress(console, spec_path))
-            console.print(
-                "[least_privilege] mode = trim: each person's set keeps the services they used",
-                highlight=False,
-            )
+            usage_scene(console, spec_path)
 
             waves = [w.name for w in load_spec(spec_path).waves]
             plan_ids = [_migrate_wave(console, spec_path, workdir, wave, control) for wave in waves]
@@ -126,6 +116,15 @@ def run_demo(
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+
+def _demo_spec(manifest: Any, active: list[str]) -> str:
+    return (
+        DEMO_SPEC
+        + demo_waves(active)
+        + demo_cis(manifest, datetime.now(UTC).date())
+        + demo_workloads(manifest)
+    )
 
 
 def _work_off_idp_list(console: Console, spec_path: Path, manifest: Any) -> None:
@@ -170,7 +169,7 @@ def _migrate_wave(
     if plan["blocking"]:
         console.print(f"[red]the plan of {wave} has blocking errors: nothing to approve[/]")
         return None
-    _print_losses(console, spec_path, int(plan["plan_id"]), plan["files"]["markdown"])
+    print_losses(console, spec_path, int(plan["plan_id"]), plan["files"]["markdown"])
     meta = Migration.call(
         record_decision,
         spec_path,
@@ -199,52 +198,9 @@ def _migrate_wave(
     )
     console.print(Rule(f"{wave}: iamc status {applied['run_id']}"))
     print_status(console, spec_path, applied["run_id"])
-    _verify(console, spec_path, wave, int(plan["plan_id"]))
+    verify_wave(console, spec_path, wave, int(plan["plan_id"]))
     _replace_workloads(console, spec_path, plan, wave, control)
     return int(plan["plan_id"])
-
-
-def _print_losses(console: Console, spec_path: Path, plan_id: int, markdown: str) -> None:
-    """What least privilege takes from each person, as the plan lists it for the board."""
-    stored, _ = Migration.call(load_plan, spec_path, plan_id)
-    section = stored.least_privilege
-    if not section or section["mode"] != "trim":
-        return
-    table = Table(
-        title=f"Least privilege: what each person loses (plan {plan_id}; {markdown})",
-        title_justify="left",
-    )
-    for column in ("account", "IAM user", "now in set", "dropped or narrowed", "services"):
-        table.add_column(column, overflow="fold")
-    for loss in section["losses"]:
-        narrowed = [f"{name} (narrowed)" for name in loss.get("policies_narrowed", {})]
-        removed = loss["services_removed"] or (
-            ["every service not used"] if loss["all_other_services"] else []
-        )
-        table.add_row(
-            loss["account_id"],
-            loss["user"],
-            loss["permission_set"] or "none",
-            ", ".join([*loss["policies_dropped"], *narrowed]),
-            ", ".join(removed[:6]) + (f" +{len(removed) - 6}" if len(removed) > 6 else ""),
-        )
-    console.print(table)
-
-
-def _verify(console: Console, spec_path: Path, wave: str, plan_id: int) -> None:
-    """Each person's new access landed, and nobody lost what they used (the verify step)."""
-    # Deferred: the flow imports Prefect, which reads its settings at import.
-    from flows.verify import verify_flow
-
-    console.print(Rule(f"{wave}: verify plan {plan_id}: access landed, nothing used was lost"))
-    checked = verify_flow(str(spec_path), plan_id)
-    console.print(
-        f"{wave}: verify run {checked['run_id']}: {checked['people']} people in "
-        f"{checked['accounts']} account(s) checked, {checked['problems']} problem(s): every "
-        "action each person used in the window is allowed by their new role "
-        "(SimulatePrincipalPolicy)",
-        highlight=False,
-    )
 
 
 def _replace_workloads(
@@ -315,39 +271,6 @@ def _play_workloads(console: Console, control: SandboxControl, manifest: Any) ->
         table.add_row(
             row["account_id"], row["user"], row["runtime"], str(row["calls"]), agents[0][:60]
         )
-    console.print(table)
-
-
-# What the demo's people did in the last weeks, by how the seed made them (their IAM access:
-# platform-admins -> AdministratorAccess; ReadOnlyAccess; developers and auditors groups).
-_PEOPLE_CALLS = {
-    "console-mfa": [("s3", "ListBuckets"), ("ec2", "DescribeInstances"), ("iam", "ListRoles")],
-    "console-no-mfa": [("s3", "ListBuckets"), ("ec2", "DescribeInstances")],
-    "group-member": [("s3", "ListBuckets")],
-}
-
-
-def _play_people(console: Console, control: SandboxControl, manifest: Any) -> None:
-    """Play the people's own use of AWS in the window (console sessions: the sandbox records
-    them in CloudTrail and IAM's last-accessed data, as for any call), for ``iamc usage``."""
-    table = Table(
-        title="What the people did (console sessions; iamc usage is not told)",
-        title_justify="left",
-    )
-    for column in ("account", "user", "calls"):
-        table.add_column(column, overflow="fold")
-    with console.status("playing the people's use of AWS…"):
-        for account in manifest.accounts:
-            if account.status != "ACTIVE":
-                continue
-            for user in account.users:
-                calls = _PEOPLE_CALLS.get(user.kind)
-                if user.expected_class != "human" or not calls:
-                    continue
-                control.play_user_usage(account.account_id, user.name, calls, days_ago=3)
-                table.add_row(
-                    account.account_id, user.name, ", ".join(f"{s}:{o}" for s, o in calls)
-                )
     console.print(table)
 
 

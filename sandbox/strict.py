@@ -36,6 +36,7 @@ from sandbox.strict_iam import IamRules
 from sandbox.strict_settings import AssignmentFault, Strictness
 from sandbox.strict_sso_admin import SsoAdminRules
 from sandbox.strict_sts import StsRules, note_role_used
+from sandbox.token_bucket import TokenBucket
 from sandbox.usage_control import control_usage, s3_operation
 from sandbox.wire import Call as _Call
 from sandbox.wire import Reply as _Reply
@@ -85,25 +86,6 @@ _THROTTLE_CODE = {
     "identitystore": "ThrottlingException",
     "cloudtrail": "ThrottlingException",
 }
-
-
-class TokenBucket:
-    """Classic token bucket: ``rate`` tokens a second, holding at most one second's worth."""
-
-    def __init__(self, rate: float):
-        self.rate = rate
-        self.capacity = max(1.0, rate)
-        self.tokens = self.capacity
-        self.stamp = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
 
 
 class CallRecorder:

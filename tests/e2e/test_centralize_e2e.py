@@ -284,7 +284,7 @@ def test_centralize_pauses_at_each_approval_of_each_wave_and_ends_at_the_verdict
             row = next(line for line in status.splitlines() if line.startswith(f"| {account} |"))
             cells = row.split(" | ")[2:6]  # provision, replace, disable, delete
             assert all(c.startswith("done · run") or c == "—" for c in cells), row
-        assert f"| {wave} | {len(progress.accounts)} | {progress.plan_id} | 18 of 18 |" in status
+        assert f"| {wave} | {len(progress.accounts)} | {progress.plan_id} | 19 of 19 |" in status
 
 
 def _plan(spec: Path, wave: str):
