@@ -44,6 +44,26 @@ class WavesRepository:
         with self._db.session(write=False) as session:
             return [PlanHead(*row) for row in session.execute(query)]
 
+    def last_change_by_others(
+        self, migration_id: int, plan_id: int, stage: str = "provision"
+    ) -> tuple[int, datetime] | None:
+        """The latest step of the stage (forward or rollback) any other plan of the migration
+        finished: (that plan, when), or None when no other plan ran the stage."""
+        query = (
+            select(m.JournalEventRow.plan_id, m.JournalEventRow.at)
+            .join(m.PlanRow, m.PlanRow.id == m.JournalEventRow.plan_id)
+            .where(
+                m.PlanRow.migration_id == migration_id,
+                m.JournalEventRow.plan_id != plan_id,
+                m.JournalEventRow.stage == stage,
+            )
+            .order_by(m.JournalEventRow.at.desc(), m.JournalEventRow.id.desc())
+            .limit(1)
+        )
+        with self._db.session(write=False) as session:
+            row = session.execute(query).one_or_none()
+        return None if row is None else (row[0], row[1])
+
     def journal_uses(self, migration_id: int, stage: str = "provision") -> list[JournalUse]:
         """Every forward journal row of the stage, in every plan of the migration, with its
         plan's wave: who created, adopted, provisioned and assigned what."""
