@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from domain.runs import released_plans
+from domain.runs import DRIFT_RUN, released_plans
 from domain.waves import JournalUse
 from state import models as m
 from state.journal import ROLLBACK_PREFIX
@@ -34,11 +34,16 @@ class WavesRepository:
         self._runs = runs
 
     def plan_heads(self, migration_id: int) -> list[PlanHead]:
-        """The migration's plans, oldest first, without their content."""
+        """The migration's plans, oldest first, without their content.
+
+        Drift plans (stored by a ``drift`` run, without a wave) are left out: they are no
+        wave's plan and never the migration's (``PlanRepository.latest_plan_id`` says so too).
+        """
+        drift_runs = select(m.Run.id).where(m.Run.kind == DRIFT_RUN)
         query = (
             select(m.PlanRow.id, m.PlanRow.wave, m.PlanRow.created, m.PlanRow.hash)
             .add_columns(m.PlanRow.blocking)
-            .where(m.PlanRow.migration_id == migration_id)
+            .where(m.PlanRow.migration_id == migration_id, m.PlanRow.run_id.not_in(drift_runs))
             .order_by(m.PlanRow.id)
         )
         with self._db.session(write=False) as session:

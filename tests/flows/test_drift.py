@@ -193,3 +193,17 @@ def test_a_drift_plan_read_before_a_rollback_is_refused(clean, kit, tmp_path: Pa
         _approve_and_apply(spec, found["plan_id"], kit)
     assert "re-run 'iamc drift" in str(refused.value)
     assert kit.live_state(world) == rolled_back
+
+
+def test_a_drift_plan_is_not_the_plan_of_a_migration_without_waves(
+    clean, kit, tmp_path: Path
+) -> None:
+    from engine.reports import waves_report
+
+    world = clean
+    spec, wave_plan = _applied(world, kit, tmp_path)
+    _remove_bobs_readers(world)
+    found = run_drift(spec, tmp_path / "drift")
+    assert found["plan_id"] is not None and found["plan_id"] != wave_plan
+    rows, _ = Migration.call(waves_report, spec)
+    assert [row["plan"] for row in rows] == [wave_plan]
