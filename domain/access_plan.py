@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from domain.customer_policy_choice import policy_references
 from domain.plan import PlanAction, Stage, flat_fields, sha256_of
 from domain.records import AccountInventory, Finding, GroupMapping, MatchStatus, UserMapping
 from domain.waves import OrgPermissionSet, definition_changes
@@ -240,29 +241,15 @@ def _required_policies(
 ) -> tuple[dict[str, list[dict[str, str]]], list[dict[str, str]], dict[str, list[dict[str, str]]]]:
     """Customer-managed policies still needed, per account, and each set's references."""
     # Customer-managed policies still needed: those the kept permission sets reference, in
-    # the accounts they are still provisioned to.
-    references: dict[str, set[tuple[str, str]]] = {}
-    for name, ps in permission_sets.items():
-        refs = {(c["name"], c.get("path", "/")) for c in ps.customer_managed_policies}
-        boundary = (ps.permissions_boundary or {}).get("customer_managed_policy_reference")
-        if boundary:
-            refs.add((boundary["name"], boundary.get("path", "/")))
-        references[name] = refs
-    # The document each referenced policy was planned with: the provision stage's live check
-    # refuses an account whose policy now says something else (domain.customer_policy_choice).
-    planned_hash = {
-        name: {
-            c["policy"]: c["document_hash"]
-            for c in ps.customer_managed_choice
-            if c["choice"] == "reference" and c.get("document_hash")
-        }
+    # the accounts they are still provisioned to, each with the document it was planned with.
+    references_of = {
+        name: policy_references(
+            ps.customer_managed_policies, ps.permissions_boundary, ps.customer_managed_choice
+        )
         for name, ps in permission_sets.items()
     }
-    references_of = {
-        name: [
-            _with_hash({"name": n, "path": p}, planned_hash[name].get(f"{p}{n}")) for n, p in refs
-        ]
-        for name, refs in references.items()
+    references = {
+        name: {(r["name"], r["path"]) for r in refs} for name, refs in references_of.items()
     }
     hash_in_account = {
         (a.account_id, f"{r['path']}{r['name']}"): r["document_hash"]

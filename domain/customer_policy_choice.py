@@ -144,12 +144,52 @@ def choose_customer_policies(
     return inlined
 
 
-def _references(permission_set: PermissionSetDefinition) -> set[tuple[str, str]]:
-    refs = {(c["name"], c.get("path", "/")) for c in permission_set.customer_managed_policies}
-    boundary = (permission_set.permissions_boundary or {}).get("customer_managed_policy_reference")
+def policy_references(
+    customer_managed_policies: list[dict[str, str]],
+    permissions_boundary: dict[str, Any] | None,
+    choices: list[dict[str, Any]] | None = None,
+) -> list[dict[str, str]]:
+    """Every customer-managed policy a permission set references, as provisioning checks it.
+
+    The set's references and its customer-managed permissions boundary, by name and path
+    (each account's role gets that account's policy of that name), each with the
+    ``document_hash`` it was planned with where the choice to reference it recorded one: the
+    provision stage refuses an account whose policy now says something else
+    (``tasks.permission_sets``). The plan, the drift plan and this module all build them here.
+
+    Args:
+        customer_managed_policies: The set's ``{"name", "path"}`` references.
+        permissions_boundary: The set's boundary (``customer_managed_policy_reference`` or
+            ``managed_policy_arn``), or None.
+        choices: The set's ``customer_managed_choice`` entries.
+
+    Returns:
+        ``{"name", "path"[, "document_hash"]}`` per policy, sorted by path and name.
+    """
+    refs = {(c["name"], c.get("path") or "/") for c in customer_managed_policies}
+    boundary = (permissions_boundary or {}).get("customer_managed_policy_reference")
     if boundary:
-        refs.add((boundary["name"], boundary.get("path", "/")))
-    return refs
+        refs.add((boundary["name"], boundary.get("path") or "/"))
+    planned = {
+        c["policy"]: c["document_hash"]
+        for c in choices or []
+        if c.get("choice") == REFERENCE and c.get("document_hash")
+    }
+    found = []
+    for name, path in sorted(refs, key=lambda r: (r[1], r[0])):
+        reference = {"name": name, "path": path}
+        document_hash = planned.get(f"{path}{name}")
+        found.append({**reference, "document_hash": document_hash} if document_hash else reference)
+    return found
+
+
+def _references(permission_set: PermissionSetDefinition) -> set[tuple[str, str]]:
+    return {
+        (r["name"], r["path"])
+        for r in policy_references(
+            permission_set.customer_managed_policies, permission_set.permissions_boundary
+        )
+    }
 
 
 def _drop_references(result: SynthesisResult, inlined: dict[str, list[Inlined]]) -> None:

@@ -15,10 +15,15 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from domain.customer_policy_choice import policy_references
 from domain.plan import Plan, PlanAction, sha256_of
 from domain.records import Finding
 from domain.stages import Stage
 from domain.waves import AWS_FIELDS, Owned, differing_fields
+
+# What a drift of a set the migration adopted (found there, never created) says instead of a
+# plan to put it back: it was someone else's before the migration, and is still theirs.
+NOT_OURS = "adopted: not ours to change; restore it by hand or adopt the change"
 
 
 class DriftKind(StrEnum):
@@ -91,11 +96,19 @@ def set_findings(
     for name, known in sorted(ours.sets.items()):
         now = live.get(name)
         if now is None:
-            findings.append(DriftFinding(DriftKind.SET_DELETED, name, detail="gone from AWS"))
+            gone = "gone from AWS" if known.ours else f"gone from AWS; {NOT_OURS}"
+            findings.append(DriftFinding(DriftKind.SET_DELETED, name, detail=gone))
             continue
         differ = differing_fields(known.definition, now)
         if differ:
-            findings.append(DriftFinding(DriftKind.SET_CHANGED, name, fields=tuple(differ)))
+            findings.append(
+                DriftFinding(
+                    DriftKind.SET_CHANGED,
+                    name,
+                    fields=tuple(differ),
+                    detail="" if known.ours else NOT_OURS,
+                )
+            )
             changed[name] = now
     return findings, changed
 
@@ -123,31 +136,38 @@ def account_findings(
         arn = arns.get(name)
         if arn is None or account_id not in known.accounts:
             continue  # a deleted set is one finding of its own
+        status = None
         if arn not in provisioned:
-            findings.append(
-                DriftFinding(
-                    DriftKind.SET_NOT_PROVISIONED, name, account_id, detail="not provisioned"
-                )
-            )
+            status = "not provisioned"
         elif arn in stale:
+            status = "LATEST_PERMISSION_SET_NOT_PROVISIONED"
+        if status is not None:
+            detail = status if known.ours else f"{status}; {NOT_OURS}"
             findings.append(
-                DriftFinding(
-                    DriftKind.SET_NOT_PROVISIONED,
-                    name,
-                    account_id,
-                    detail="LATEST_PERMISSION_SET_NOT_PROVISIONED",
-                )
+                DriftFinding(DriftKind.SET_NOT_PROVISIONED, name, account_id, detail=detail)
             )
-    for (acct, name, ptype, pid), params in ours.assignments.items():
+    for key, params in ours.assignments.items():
+        acct, name, ptype, pid = key
         if acct != account_id or name not in arns:
             continue
         if (ptype, pid) not in assigned.get(name, set()):
             findings.append(
                 DriftFinding(
-                    DriftKind.ASSIGNMENT_REMOVED, name, account_id, principal=_principal(params)
+                    DriftKind.ASSIGNMENT_REMOVED,
+                    name,
+                    account_id,
+                    principal=_principal(params),
+                    detail=NOT_OURS if _not_ours(ours, key) else "",
                 )
             )
     return findings
+
+
+def _not_ours(ours: Owned, key: tuple[str, str, str, str]) -> bool:
+    """An assignment adopted into a set the migration adopted: nothing of it is ours to put
+    back. (One a plan created is the migration's, whoever owns the set.)"""
+    known = ours.sets.get(key[1])
+    return key in ours.adopted and (known is None or not known.ours)
 
 
 def _principal(params: dict[str, Any]) -> str:
@@ -166,12 +186,12 @@ def _live_definition(recorded: dict[str, Any], live: dict[str, Any]) -> dict[str
 
 
 def _references(definition: dict[str, Any]) -> list[dict[str, str]]:
-    return sorted(
-        (
-            {"name": r["name"], "path": r.get("path") or "/"}
-            for r in definition.get("customer_managed_policies") or []
-        ),
-        key=lambda r: (r["path"], r["name"]),
+    """What provisioning checks in each account: the plan's own references, with the document
+    each was planned with (``domain.customer_policy_choice.policy_references``)."""
+    return policy_references(
+        definition.get("customer_managed_policies") or [],
+        definition.get("permissions_boundary"),
+        definition.get("customer_managed_choice"),
     )
 
 
@@ -182,7 +202,10 @@ def drift_plan(migration: str, snapshot_id: int, ours: Owned, read: DriftRead) -
     account that has it (what an edit and a provisioning outside iamc may have changed there);
     a deleted one is created again, provisioned and its assignments created; a set whose latest
     definition is not provisioned to an account is provisioned there; a removed assignment is
-    created again. Accounts the read could not reach get no action.
+    created again. Accounts the read could not reach get no action. A set the migration
+    adopted (``OrgPermissionSet.ours`` false) is someone else's: its drift is reported, never
+    put back; only the assignments a plan created in it are created again. None too when
+    nothing that drifted is the migration's to put back (the read's findings still say it).
     """
     if not read.findings:
         return None
@@ -191,6 +214,8 @@ def drift_plan(migration: str, snapshot_id: int, ours: Owned, read: DriftRead) -
         restore.add(finding)
     restore.provisions()
     restore.assignment_actions()
+    if not restore.actions:
+        return None
     return Plan(
         migration=migration,
         inventory_snapshot_id=snapshot_id,
@@ -222,6 +247,12 @@ class _Restore:
         known = self.ours.sets.get(finding.permission_set)
         if known is None:
             return
+        if not known.ours:
+            # Adopted: the finding says so, and only assignments a plan created are put back
+            # (updating, creating or provisioning the set would change someone else's set).
+            if finding.kind == DriftKind.ASSIGNMENT_REMOVED:
+                self._assignments(finding, created_only=True)
+            return
         name, definition = known.name, known.definition
         reached = [a for a in known.accounts if a not in self.read.not_read]
         if finding.kind == DriftKind.SET_CHANGED:
@@ -246,13 +277,17 @@ class _Restore:
         elif finding.kind == DriftKind.SET_NOT_PROVISIONED and finding.account_id:
             self.provision_to.add((finding.account_id, name))
         elif finding.kind == DriftKind.ASSIGNMENT_REMOVED:
-            self.wanted += [
-                p
-                for key, p in self.ours.assignments.items()
-                if key[0] == finding.account_id
-                and key[1] == name
-                and _principal(p) == finding.principal
-            ]
+            self._assignments(finding, created_only=False)
+
+    def _assignments(self, finding: DriftFinding, created_only: bool) -> None:
+        self.wanted += [
+            p
+            for key, p in self.ours.assignments.items()
+            if key[0] == finding.account_id
+            and key[1] == finding.permission_set
+            and _principal(p) == finding.principal
+            and not (created_only and key in self.ours.adopted)
+        ]
 
     def _set_action(
         self,

@@ -215,6 +215,8 @@ class Owned:
 
     sets: dict[str, OrgPermissionSet]
     assignments: dict[tuple[str, str, str, str], dict[str, Any]]
+    # The assignments no plan created (each was there before and adopted): not ours to change.
+    adopted: frozenset[tuple[str, str, str, str]] = frozenset()
 
     def __bool__(self) -> bool:
         return bool(self.sets or self.assignments)
@@ -234,10 +236,18 @@ def owned(uses: list[JournalUse]) -> Owned:
     current = current_uses(uses)
     sets = {known.name: known for known in organization_sets(current).values()}
     assignments: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    created: set[tuple[str, str, str, str]] = set()
     for use in current:
         if use.kind == "create-assignment":
-            assignments.setdefault(assignment_key(use.params), use.params)
-    return Owned(sets=sets, assignments=dict(sorted(assignments.items())))
+            key = assignment_key(use.params)
+            assignments.setdefault(key, use.params)
+            if use.status != "adopted":
+                created.add(key)
+    return Owned(
+        sets=sets,
+        assignments=dict(sorted(assignments.items())),
+        adopted=frozenset(assignments) - created,
+    )
 
 
 def assignment_key(params: dict[str, Any]) -> tuple[str, str, str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,42 @@ def check_wave(spec: MigrationSpec, plan: Plan, plan_id: int) -> None:
         )
 
 
+def check_drift_current(store: Store, info: PlanInfo, plan: Plan, hint: str) -> None:
+    """Refuse a drift plan that no longer describes the world it would put back.
+
+    A drift plan restores what its read found missing; a rollback since (of a wave, or of
+    another drift plan) removed some of that on purpose, and a newer drift read supersedes
+    it. Applying it then would bring back what the rollback removed.
+
+    Raises:
+        ApplyRefused: Not the migration's latest drift plan, or another plan's provision
+            stage ran (applied or rolled back a step) after the read; nothing was changed.
+    """
+    if not plan.is_drift:
+        return
+    assert plan.drift is not None
+    again = f"re-run '{hint}' and apply its plan; nothing was changed"
+    latest = store.plans.latest_drift_plan_id(info.migration_id)
+    if latest is not None and latest != info.id:
+        raise ApplyRefused(
+            f"plan {info.id} is an older drift plan: drift plan {latest} read the migration "
+            f"since; {again}"
+        )
+    read_at = datetime.fromisoformat(str(plan.drift.get("read_at")))
+    read_at = read_at if read_at.tzinfo else read_at.replace(tzinfo=UTC)
+    last = store.waves.last_change_by_others(info.migration_id, info.id, "provision")
+    if last is None:
+        return
+    other, at = last
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    if at > read_at:
+        raise ApplyRefused(
+            f"drift plan {info.id} read AWS at {read_at.isoformat()}, but plan {other}'s "
+            f"provision stage changed things since ({at.isoformat(timespec='seconds')}: "
+            f"applied or rolled back); {again}"
+        )
+
+
 # -- the run -------------------------------------------------------------------------------------
 
 
@@ -167,6 +203,8 @@ def apply_plan(
         info = _plan_info(store, spec, plan_id)
         plan = check_runnable(info, stage, spec_path)
         check_wave(spec, plan, plan_id)
+        if stage == "provision":
+            check_drift_current(store, info, plan, mig.hint("drift"))
         actions = [a for a in plan.actions if a.stage == stage]
         params = {
             "spec": spec_path,

@@ -26,7 +26,7 @@ from domain.plan import Plan, hashed_content, sha256_of
 from domain.waves import Owned, owned
 from engine.migration import Migration
 from engine.reports import plan_meta
-from tasks.assignments import list_assignments
+from tasks.assignments import assignments_of
 from tasks.handler import ExecutionContext
 from tasks.permission_sets import (
     permission_set_names,
@@ -83,10 +83,9 @@ def read_account(
     if ctx.reach is not None:
         ctx.reach(account_id)
     provisioned, stale = provisioning_in_account(ctx, account_id)
-    wanted = {key[1] for key in ours.assignments if key[0] == account_id}
-    assigned = {
-        name: list_assignments(ctx, account_id, arns[name]) for name in wanted if name in arns
-    }
+    wanted = {key[1] for key in ours.assignments if key[0] == account_id and key[1] in arns}
+    live = assignments_of(ctx, ((account_id, arns[name]) for name in wanted))
+    assigned = {name: live[(account_id, arns[name])] for name in wanted}
     return account_findings(ours, account_id, arns, provisioned, stale, assigned)
 
 

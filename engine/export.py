@@ -33,7 +33,7 @@ from domain.workloads import CREATE_INSTANCE_PROFILE, CREATE_WORKLOAD_ROLE
 from engine.apply import stage_context
 from engine.migration import Migration
 from tasks import iam_roles
-from tasks.assignments import list_assignments
+from tasks.assignments import assignments_of
 from tasks.handler import ExecutionContext
 from tasks.permission_sets import permission_set_names, read_for_export
 
@@ -163,13 +163,13 @@ def _assignments(
     """Every assignment the migration created or adopted that is there now."""
     arns = {ps.name: ps.arn for ps in records.permission_sets}
     keys = ours.assignments
+    # One listing per (account, set), however many of its assignments are ours.
+    live = assignments_of(ctx, ((key[0], arns[key[1]]) for key in keys if key[1] in arns))
     found = []
     for key in sorted(keys):
         account_id, set_name, principal_type, principal_id = key
         arn = arns.get(set_name)
-        if arn is None or (principal_type, principal_id) not in list_assignments(
-            ctx, account_id, arn
-        ):
+        if arn is None or (principal_type, principal_id) not in live[(account_id, arn)]:
             records.notes.append(
                 f"assignment {principal_type} {principal_id} -> {set_name} in {account_id}: "
                 "in the journal, gone from AWS"

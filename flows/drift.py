@@ -138,7 +138,9 @@ def drift_flow(spec_path: str, out_dir: str | None = None) -> Any:
 
 def _read(rt: _Runtime) -> DriftRead:
     """The sets, then every account of ours, each contained."""
-    read = DriftRead(read_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    # To the microsecond: apply compares it with the journal's steps of other plans
+    # (engine.apply.check_drift_current), and a wave applied the same second is not newer.
+    read = DriftRead(read_at=datetime.now(UTC).isoformat())
     accounts = rt.ours.accounts()
     sets = settle(drift_sets.submit(rt))
     if isinstance(sets, AccountFailure):

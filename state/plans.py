@@ -146,6 +146,18 @@ class PlanRepository:
                 .limit(1)
             ).scalar_one_or_none()
 
+    def latest_drift_plan_id(self, migration_id: int) -> int | None:
+        """The migration's most recently stored drift plan (stored by a ``drift`` run), or
+        None: the only one that may still be applied (an older one read an older world)."""
+        drift_runs = select(m.Run.id).where(m.Run.kind == DRIFT_RUN)
+        with self._db.session(write=False) as session:
+            return session.execute(
+                select(m.PlanRow.id)
+                .where(m.PlanRow.migration_id == migration_id, m.PlanRow.run_id.in_(drift_runs))
+                .order_by(m.PlanRow.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+
     def plan_provenance(self, plan_id: int, keys: tuple[str, ...]) -> dict[str, Any]:
         """Top-level values of a stored plan's content (say, where it was computed from),
         read without decoding the whole content (a key it lacks reads as None)."""

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from domain.runs import released_plans
+from domain.runs import DRIFT_RUN, released_plans
 from domain.waves import JournalUse
 from state import models as m
 from state.journal import ROLLBACK_PREFIX
@@ -34,15 +34,40 @@ class WavesRepository:
         self._runs = runs
 
     def plan_heads(self, migration_id: int) -> list[PlanHead]:
-        """The migration's plans, oldest first, without their content."""
+        """The migration's plans, oldest first, without their content.
+
+        Drift plans (stored by a ``drift`` run, without a wave) are left out: they are no
+        wave's plan and never the migration's (``PlanRepository.latest_plan_id`` says so too).
+        """
+        drift_runs = select(m.Run.id).where(m.Run.kind == DRIFT_RUN)
         query = (
             select(m.PlanRow.id, m.PlanRow.wave, m.PlanRow.created, m.PlanRow.hash)
             .add_columns(m.PlanRow.blocking)
-            .where(m.PlanRow.migration_id == migration_id)
+            .where(m.PlanRow.migration_id == migration_id, m.PlanRow.run_id.not_in(drift_runs))
             .order_by(m.PlanRow.id)
         )
         with self._db.session(write=False) as session:
             return [PlanHead(*row) for row in session.execute(query)]
+
+    def last_change_by_others(
+        self, migration_id: int, plan_id: int, stage: str = "provision"
+    ) -> tuple[int, datetime] | None:
+        """The latest step of the stage (forward or rollback) any other plan of the migration
+        finished: (that plan, when), or None when no other plan ran the stage."""
+        query = (
+            select(m.JournalEventRow.plan_id, m.JournalEventRow.at)
+            .join(m.PlanRow, m.PlanRow.id == m.JournalEventRow.plan_id)
+            .where(
+                m.PlanRow.migration_id == migration_id,
+                m.JournalEventRow.plan_id != plan_id,
+                m.JournalEventRow.stage == stage,
+            )
+            .order_by(m.JournalEventRow.at.desc(), m.JournalEventRow.id.desc())
+            .limit(1)
+        )
+        with self._db.session(write=False) as session:
+            row = session.execute(query).one_or_none()
+        return None if row is None else (row[0], row[1])
 
     def journal_uses(self, migration_id: int, stage: str = "provision") -> list[JournalUse]:
         """Every forward journal row of the stage, in every plan of the migration, with its

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from domain.errors import ActionError
@@ -43,6 +43,23 @@ def list_assignments(ctx: ExecutionContext, account_id: str, ps_arn: str) -> set
             AccountId=account_id,
             PermissionSetArn=ps_arn,
         )
+    }
+
+
+def assignments_of(
+    ctx: ExecutionContext, pairs: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], set[tuple[str, str]]]:
+    """Every assignment of each (account id, permission set ARN), listed once per pair.
+
+    The drift read and the export ask about many assignments of the same set in the same
+    account; each listing is a full pagination, so they ask once per pair and look up.
+
+    Returns:
+        (account id, set ARN) -> (principal type, principal id) of its assignments.
+    """
+    return {
+        (account_id, arn): list_assignments(ctx, account_id, arn)
+        for account_id, arn in sorted(set(pairs))
     }
 
 

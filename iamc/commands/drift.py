@@ -39,7 +39,8 @@ def drift(
     is stored and written like `iamc plan`'s: approve it (`iamc approve ID --stage provision`)
     and apply it (`iamc apply ID --stage provision`) like any plan.
 
-    Exit 0: nothing drifted, no plan stored. Exit 3: drift found, its plan stored. Exit 4: an
+    Exit 0: nothing drifted, no plan stored. Exit 3: drift found, its plan stored (none when
+    all of it is of sets the migration adopted: those it reports, never changes). Exit 4: an
     account could not be read (the read is partial; the plan, if any, says which). Exit 2: the
     migration has applied nothing yet.
     """
@@ -65,6 +66,13 @@ def drift(
             style="dim",
             highlight=False,
         )
+    elif summary["drift"]:
+        console.print(
+            f"drift run {summary['run_id']}: {summary['drift']} drift(s), all of sets the "
+            "migration adopted: not its to put back, so no plan (restore them by hand or adopt "
+            "the change)",
+            highlight=False,
+        )
     else:
         console.print(
             f"drift run {summary['run_id']}: nothing to put back"
@@ -77,5 +85,5 @@ def drift(
             + "; ".join(f"{a} ({why})" for a, why in summary["accounts_not_read"].items())
             + f" could not be read; fix the cause and run 'iamc drift -c {spec}' again"
         )
-    if summary["plan_id"] is not None:
+    if summary["drift"]:
         raise typer.Exit(FOUND)

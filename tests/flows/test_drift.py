@@ -140,3 +140,70 @@ def test_nothing_applied_is_refused(clean, kit, tmp_path: Path) -> None:
     with pytest.raises(NothingToCompare) as refused:
         run_drift(spec)
     assert refused.value.exit_code == 2
+
+
+def _remove_bobs_readers(world: Any) -> None:
+    world.client("sso-admin").delete_account_assignment(
+        InstanceArn=world.instance_arn,
+        TargetId=world.accounts[1],
+        TargetType="AWS_ACCOUNT",
+        PermissionSetArn=_set_arn(world, "Readers"),
+        PrincipalType="USER",
+        PrincipalId=world.users["bob@example.com"],
+    )
+
+
+def test_an_older_drift_plan_is_refused_once_a_newer_read_exists(
+    clean, kit, tmp_path: Path
+) -> None:
+    import pytest
+
+    from domain.errors import ApplyRefused
+
+    world = clean
+    spec, _ = _applied(world, kit, tmp_path)
+    _remove_bobs_readers(world)
+    older = run_drift(spec, tmp_path / "d1")["plan_id"]
+    newer = run_drift(spec, tmp_path / "d2")["plan_id"]
+    assert older is not None and newer is not None and older != newer
+    removed = kit.live_state(world)
+    with pytest.raises(ApplyRefused, match="older drift plan") as refused:
+        _approve_and_apply(spec, older, kit)
+    assert f"drift plan {newer}" in str(refused.value) and "iamc drift" in str(refused.value)
+    assert kit.live_state(world) == removed
+    assert _approve_and_apply(spec, newer, kit)["failed"] == 0
+
+
+def test_a_drift_plan_read_before_a_rollback_is_refused(clean, kit, tmp_path: Path) -> None:
+    import pytest
+
+    from domain.errors import ApplyRefused
+    from engine.rollback import rollback_plan
+
+    world = clean
+    spec, plan_id = kit.write_approved_plan(world, tmp_path, approve="provision")
+    applied = apply_plan(spec, plan_id, "provision", poll=kit.QUICK)
+    _remove_bobs_readers(world)
+    found = run_drift(spec, tmp_path / "drift")
+    assert found["plan_id"] is not None
+    rollback_plan(spec, applied["run_id"], poll=kit.QUICK)
+    rolled_back = kit.live_state(world)
+    # Applying it would create again the assignment (and its set) the rollback removed.
+    with pytest.raises(ApplyRefused, match=f"plan {plan_id}'s provision stage changed") as refused:
+        _approve_and_apply(spec, found["plan_id"], kit)
+    assert "re-run 'iamc drift" in str(refused.value)
+    assert kit.live_state(world) == rolled_back
+
+
+def test_a_drift_plan_is_not_the_plan_of_a_migration_without_waves(
+    clean, kit, tmp_path: Path
+) -> None:
+    from engine.reports import waves_report
+
+    world = clean
+    spec, wave_plan = _applied(world, kit, tmp_path)
+    _remove_bobs_readers(world)
+    found = run_drift(spec, tmp_path / "drift")
+    assert found["plan_id"] is not None and found["plan_id"] != wave_plan
+    rows, _ = Migration.call(waves_report, spec)
+    assert [row["plan"] for row in rows] == [wave_plan]

@@ -14,6 +14,7 @@ import hcl2
 import pytest
 
 from domain.errors import NothingToExport
+from domain.waves import owned
 from engine.apply import apply_plan
 from engine.export import export_terraform
 from engine.migration import Migration
@@ -331,3 +332,19 @@ def _expected_iam(iam: Any, account: str, kind: str, status: str, p: dict[str, A
             account,
         )
     }
+
+
+def test_each_sets_assignments_are_listed_once_per_account(clean, kit, tmp_path: Path) -> None:
+    """ListAccountAssignments is a full pagination: once per (account, set), not per
+    assignment (a set with 500 people in an account would otherwise list it 500 times)."""
+    world = clean
+    spec, plan_id = kit.write_approved_plan(world, tmp_path, approve="provision")
+    assert apply_plan(spec, plan_id, "provision", poll=kit.QUICK)["failed"] == 0
+    with Migration.open(spec) as mig:
+        ours = owned(mig.store.waves.journal_uses(mig.store.migrations.find_migration("wave-1")))
+    pairs = {(key[0], key[1]) for key in ours.assignments}
+    assert len(ours.assignments) > len(pairs)  # some set has several people in an account
+    world.control.reset_calls()
+    with Migration.open(spec) as mig:
+        export_terraform(mig, tmp_path / "tf")
+    assert kit.calls(world)("ListAccountAssignments") == len(pairs)
