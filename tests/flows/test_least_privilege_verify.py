@@ -130,3 +130,28 @@ def test_trimmed_plan_provisions_and_verify_fails_when_a_used_action_is_removed(
         [_, run] = [r for r in store.runs.list_runs(migration_id) if r.kind == "verify"]
     assert "s3:GetObject" in run.error and definition["name"] in run.error, run.error
     assert "alice@example.com" in run.error and "jane" in run.error
+
+
+def test_held_access_excuses_a_trimmed_policy_by_its_arn_not_its_name():
+    from domain.records import AccountInventory, AttachedPolicy, User
+    from tasks.verify_access import AccessCheck, _check_held_access
+
+    a1 = "111111111111"
+    trimmed = f"arn:aws:iam::{a1}:policy/Deploy"
+    other = f"arn:aws:iam::{a1}:policy/team/Deploy"  # same name, another path
+    jane = User(
+        name="jane",
+        user_id="AIDAJANE",
+        arn=f"arn:aws:iam::{a1}:user/jane",
+        attached_policies=[AttachedPolicy(trimmed, "Deploy"), AttachedPolicy(other, "Deploy")],
+    )
+    inventory = AccountInventory(Account(a1), [jane])
+    loss = {
+        "policies_dropped": ["Deploy"],
+        "policy_arns_removed": [trimmed],
+        "statements_narrowed": 0,
+    }
+    check = AccessCheck("alice@example.com", a1, ["jane"], ["ps"])
+    _check_held_access(check, inventory, (set(), set()), {"jane": [loss]})
+    [problem] = check.problems
+    assert other in problem and trimmed not in problem
