@@ -16,6 +16,8 @@ The trim is conservative and explained:
 - inline Allow statements keep the ``Action`` entries of used services (a ``*`` becomes the
   used services' ``svc:*``); Deny statements are kept as they are; ``NotAction`` Allow
   statements are kept and flagged as not narrowable;
+- ``iam:PassRole`` is a permission check only, never seen used: an entry granting it keeps
+  it whenever any service was used (``PERMISSION_ONLY_ACTIONS``);
 - a holder whose usage was not read (or a group with an unread member) is not trimmed.
 """
 

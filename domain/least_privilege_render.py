@@ -92,7 +92,12 @@ def least_privilege_markdown(section: dict[str, Any]) -> list[str]:
             )
     if trim:
         lines += ["", "### What each person loses", ""]
-        if not section["losses"]:
+        if not section.get("trimmed", True):
+            lines.append(
+                f"Nobody was trimmed: the usage read covers {section['read_window_days']} days, "
+                f"fewer than the window's {section['window_days']} (finding usage-window-short)."
+            )
+        elif not section["losses"]:
             lines.append("Nobody loses anything.")
         else:
             lines += [

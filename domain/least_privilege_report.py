@@ -49,13 +49,13 @@ class UsageTrim:
         window_days: The spec's window (shown; the read says which window it covers).
     """
 
-    def __init__(self, usage: UsageRead, mode: str, window_days: int, now: datetime | None = None):
+    def __init__(self, usage: UsageRead, mode: str, window_days: int):
         self.usage = usage
         self.mode = mode
         self.window_days = window_days
-        self.findings = usage_findings(usage, mode, window_days, now)
-        # A read shorter than the spec's window can't show what was used in it: trim nobody.
-        self.trims = mode == TRIM and not any(f.kind == WINDOW_SHORT for f in self.findings)
+        # A read shorter than the spec's window can't show what was used in it: trim nobody
+        # (``usage_findings`` blocks the plan and says so).
+        self.trims = mode == TRIM and usage.window_days >= window_days
         self.considered: list[_Considered] = []
         self._policies: dict[str, PolicyIndex] = {}
         self._trims: dict[tuple[str, frozenset[str]], Trim] = {}

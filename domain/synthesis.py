@@ -127,12 +127,10 @@ def synthesize(
     holders, findings, users_by_key = _holders(
         inventories, user_mappings, group_mappings, identity_groups, boundary
     )
-    trim = None if usage is None else UsageTrim(usage, least_privilege_mode, window_days, now)
+    findings.extend(usage_findings(usage, least_privilege_mode, window_days, now))
+    trim = None if usage is None else UsageTrim(usage, least_privilege_mode, window_days)
     if trim is not None:
-        findings.extend(trim.findings)
         holders = trim.apply(holders, *_usage_inputs(inventories, users_by_key))
-    else:
-        findings.extend(usage_findings(None, least_privilege_mode, window_days, now))
     result = _assemble(holders, session_duration, name_prefix, findings, known, boundary)
     # Reference or inline each customer-managed policy, before the inline quotas are checked.
     _choose_references(result, holders, policy_inventories or inventories, provisioned)

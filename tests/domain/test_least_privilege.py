@@ -439,3 +439,13 @@ def test_a_deny_of_a_whole_service_is_recognised():
     partial = doc({"Effect": "Deny", "Action": "s3:Delete*", "Resource": "*"})
     assert not denies_service([scoped, partial, None], "s3")
     assert denies_service([doc({"Effect": "Deny", "Action": "*", "Resource": "*"})], "sqs")
+
+
+def test_plan_md_says_nobody_was_trimmed_when_the_read_is_short():
+    from domain.least_privilege_render import least_privilege_markdown
+
+    usage = read({"ana": {"ec2": WHEN}})
+    usage.window_days = 30
+    section = plan_sets([person("ana", S3_FULL)], usage).least_privilege
+    assert section["trimmed"] is False
+    assert "Nobody was trimmed" in "\n".join(least_privilege_markdown(section))
