@@ -16,6 +16,8 @@ The trim is conservative and explained:
 - inline Allow statements keep the ``Action`` entries of used services (a ``*`` becomes the
   used services' ``svc:*``); Deny statements are kept as they are; ``NotAction`` Allow
   statements are kept and flagged as not narrowable;
+- ``iam:PassRole`` is a permission check only, never seen used: an entry granting it keeps
+  it whenever any service was used (``PERMISSION_ONLY_ACTIONS``);
 - a holder whose usage was not read (or a group with an unread member) is not trimmed.
 """
 
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.fingerprinted_access import FingerprintedAccess, Holder, PolicyRef, build_access
-from domain.policy_documents import statement_pairs
+from domain.policy_documents import as_list, statement_pairs
 from domain.usage import UsageRead, UserUsage
 
 ALL_SERVICES = "all services"
@@ -53,10 +55,6 @@ class Granted:
 NOTHING = Granted()
 
 
-def _listed(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 def _namespace(entry: Any) -> str | None:
     """ "s3:GetObject" -> "s3"; None for "*" or a wildcard prefix (any service)."""
     prefix, sep, _ = str(entry).partition(":")
@@ -71,7 +69,7 @@ def statement_grants(statement: dict[str, Any]) -> Granted:
         return NOTHING
     if "Action" not in statement:
         return Granted(everything=True)  # NotAction: everything but some actions
-    names = [_namespace(e) for e in _listed(statement["Action"])]
+    names = [_namespace(e) for e in as_list(statement["Action"])]
     if any(n is None for n in names):
         return Granted(everything=True)
     return Granted(frozenset(n for n in names if n))
@@ -80,7 +78,7 @@ def statement_grants(statement: dict[str, Any]) -> Granted:
 def document_grants(document: dict[str, Any] | None) -> Granted:
     """The services a policy document's Allow statements grant."""
     granted = NOTHING
-    for statement in _listed((document or {}).get("Statement", [])):
+    for statement in as_list((document or {}).get("Statement", [])):
         if isinstance(statement, dict):
             granted = granted | statement_grants(statement)
     return granted
@@ -89,7 +87,7 @@ def document_grants(document: dict[str, Any] | None) -> Granted:
 def _has_deny(document: dict[str, Any] | None) -> bool:
     return any(
         isinstance(s, dict) and s.get("Effect") == "Deny"
-        for s in _listed((document or {}).get("Statement", []))
+        for s in as_list((document or {}).get("Statement", []))
     )
 
 
@@ -158,6 +156,9 @@ class Trim:
     policies_narrowed: dict[str, int] = field(default_factory=dict)
     statements_narrowed: int = 0
     not_narrowable: int = 0  # NotAction Allow statements, kept
+    # The ARNs of the policies dropped or narrowed: verify excuses exactly these (a name alone
+    # would excuse another account's or path's customer-managed policy of the same name).
+    policy_arns_removed: list[str] = field(default_factory=list)
 
     @property
     def loses_anything(self) -> bool:
@@ -178,6 +179,7 @@ class Trim:
             "policies_narrowed": dict(sorted(self.policies_narrowed.items())),
             "statements_narrowed": self.statements_narrowed,
             "not_narrowable": self.not_narrowable,
+            "policy_arns_removed": sorted(self.policy_arns_removed),
         }
 
 
@@ -189,8 +191,41 @@ def _keep_policy(ref: PolicyRef, policies: PolicyIndex, used: set[str]) -> int |
     if granted.everything:
         return 0 if used else None
     if not granted.services & used:
+        # A policy granting a permission-only action (iam:PassRole) of a service nobody used
+        # is narrowed to it, never dropped: that use can't be seen.
+        if used and _grants_permission_only(policies.documents.get(ref.arn)):
+            return len(granted.services)
         return None
     return len(granted.services - used)
+
+
+def _grants_permission_only(document: dict[str, Any] | None) -> bool:
+    return any(
+        isinstance(s, dict)
+        and s.get("Effect") == "Allow"
+        and _permission_only(as_list(s.get("Action", [])))
+        for s in as_list((document or {}).get("Statement", []))
+    )
+
+
+# Actions that are a permission check only: no API call of that name exists, so neither
+# CloudTrail nor IAM's last-accessed data ever shows them used. iam:PassRole is checked when
+# a person hands a role to another service (ec2:RunInstances with an instance profile,
+# lambda:CreateFunction...: IAM user guide, "Granting a user permissions to pass a role to an
+# AWS service"): the use shows in that service, never in iam. Trimming it because iam looks
+# unused would break what the person did use, so an entry granting it is kept whenever the
+# holder used any service. (sts:TagSession and sts:SetSourceIdentity are permission-only too,
+# but checked on an sts:AssumeRole* call, which shows sts used, so its entries are kept.)
+PERMISSION_ONLY_ACTIONS = ("iam:PassRole",)
+
+
+def _permission_only(entries: list[Any]) -> list[str]:
+    """The permission-only actions the Action entries grant ("*", "iam:*", "iam:Pass*"...)."""
+    return [
+        action
+        for action in PERMISSION_ONLY_ACTIONS
+        if any(_wildcard_match(str(entry), action) for entry in entries)
+    ]
 
 
 def _narrow_actions(entries: list[Any], used: set[str]) -> list[str]:
@@ -204,17 +239,33 @@ def _narrow_actions(entries: list[Any], used: set[str]) -> list[str]:
             kept.extend(f"{s}:*" for s in sorted(used))
         elif any(_wildcard_match(str(entry).partition(":")[0], s) for s in used):
             kept.append(str(entry))  # "s3*:Get*": kept if a used service matches its prefix
+    if used:
+        for action in _permission_only(entries):
+            if not any(_wildcard_match(k, action) for k in kept):
+                kept.append(action)  # never seen used, may well be: see PERMISSION_ONLY_ACTIONS
     return kept
 
 
-def _wildcard_match(pattern: str, value: str) -> bool:
+def wildcard_match(value: str, pattern: str, *, fold: bool = False) -> bool:
+    """IAM's ``*`` and ``?`` wildcards (no character classes, unlike fnmatch).
+
+    Args:
+        value: What is matched (an action, a resource ARN, a condition value).
+        pattern: The policy's entry.
+        fold: Ignore case (action names are case-insensitive; ARNs and most values are not).
+    """
     regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, re.IGNORECASE) is not None
+    flags = re.IGNORECASE | re.DOTALL if fold else re.DOTALL
+    return re.fullmatch(regex, value, flags) is not None
+
+
+def _wildcard_match(pattern: str, value: str) -> bool:
+    return wildcard_match(value, pattern, fold=True)
 
 
 def _narrow_statement(statement: dict[str, Any], used: set[str]) -> dict[str, Any] | None:
     """The statement keeping the used services' actions; None when nothing is left."""
-    entries = _listed(statement["Action"])
+    entries = as_list(statement["Action"])
     kept = _narrow_actions(entries, used)
     if not kept:
         return None
@@ -229,7 +280,7 @@ def _narrowed_copy(
     document = policies.documents.get(ref.arn)
     if document is None or policies.is_guardrail(ref):
         return None
-    statements = [s for s in _listed(document.get("Statement", [])) if isinstance(s, dict)]
+    statements = [s for s in as_list(document.get("Statement", [])) if isinstance(s, dict)]
     if any(s.get("Effect") == "Allow" and "Action" not in s for s in statements):
         return None
     narrowed = [_narrow_statement(s, used) for s in statements if s.get("Effect") == "Allow"]
@@ -255,12 +306,14 @@ def trim_access(access: FingerprintedAccess, policies: PolicyIndex, used: set[st
         unused = _keep_policy(ref, policies, used)
         if unused is None:
             trim.policies_dropped.append(ref.name)
+            trim.policy_arns_removed.append(ref.arn)
             continue
         granted = policies.grants(ref)
         everything = granted is not None and granted.everything
         copy = _narrowed_copy(ref, policies, used) if unused or everything else None
         if copy:
             trim.policies_narrowed[ref.name] = unused
+            trim.policy_arns_removed.append(ref.arn)
             statements.extend(copy)
             continue
         refs.append(ref)
@@ -337,15 +390,35 @@ def documents_grant(documents: list[dict[str, Any] | None]) -> Granted:
     return granted
 
 
+def denies_service(documents: list[dict[str, Any] | None], namespace: str) -> bool:
+    """A Deny statement takes the whole service away: ``*`` or ``svc:*`` on every resource,
+    without a condition (a scoped or conditional Deny may leave some of it)."""
+    for document in documents:
+        for statement in as_list((document or {}).get("Statement", [])):
+            if (
+                isinstance(statement, dict)
+                and statement.get("Effect") == "Deny"
+                and "Action" in statement
+                and not statement.get("Condition")
+                and "*" in as_list(statement.get("Resource", []))
+                and any(
+                    _wildcard_match(str(a), f"{namespace}:*") and str(a).endswith("*")
+                    for a in as_list(statement["Action"])
+                )
+            ):
+                return True
+    return False
+
+
 def names_action(documents: list[dict[str, Any] | None], action: str) -> bool:
     """An Allow statement of the documents names the action (on whatever resources it says)."""
     for document in documents:
-        for statement in _listed((document or {}).get("Statement", [])):
+        for statement in as_list((document or {}).get("Statement", [])):
             if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
                 continue
             if "Action" in statement:
-                if any(_wildcard_match(str(a), action) for a in _listed(statement["Action"])):
+                if any(_wildcard_match(str(a), action) for a in as_list(statement["Action"])):
                     return True
-            elif not any(_wildcard_match(str(a), action) for a in _listed(statement["NotAction"])):
+            elif not any(_wildcard_match(str(a), action) for a in as_list(statement["NotAction"])):
                 return True
     return False

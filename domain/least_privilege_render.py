@@ -40,6 +40,16 @@ def _lost(loss: dict[str, Any]) -> tuple[str, str, str]:
     return _names([*loss["policies_dropped"], *narrowed]), _names(removed), _names(kept)
 
 
+def _never_used(entry: dict[str, Any]) -> str:
+    never = entry["never_used"]
+    if never is None:
+        return "unknown: no holder's use was read"
+    unread = entry.get("holders_unread", 0)
+    if unread and never:
+        return f"{_names(never)} (by the {entry['holders'] - unread} holder(s) read)"
+    return _names(never)
+
+
 def least_privilege_markdown(section: dict[str, Any]) -> list[str]:
     """The section's lines (empty when the plan read no usage)."""
     trim = section["mode"] == "trim"
@@ -70,7 +80,7 @@ def least_privilege_markdown(section: dict[str, Any]) -> list[str]:
         holders = f"{entry['holders']}" + (f" ({unread} unread)" if unread else "")
         lines.append(
             f"| `{name}` | {holders} | {_cell(granted_text)} | {_cell(_used(entry['used']))} | "
-            f"{_cell(_names(entry['never_used']))} |"
+            f"{_cell(_never_used(entry))} |"
         )
     if section["unread"]:
         lines += ["", "**Not trimmed: usage unknown** (unread is never taken as unused)", ""]
@@ -82,7 +92,12 @@ def least_privilege_markdown(section: dict[str, Any]) -> list[str]:
             )
     if trim:
         lines += ["", "### What each person loses", ""]
-        if not section["losses"]:
+        if not section.get("trimmed", True):
+            lines.append(
+                f"Nobody was trimmed: the usage read covers {section['read_window_days']} days, "
+                f"fewer than the window's {section['window_days']} (finding usage-window-short)."
+            )
+        elif not section["losses"]:
             lines.append("Nobody loses anything.")
         else:
             lines += [

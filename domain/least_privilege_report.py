@@ -11,6 +11,7 @@ used; per person what they lose; who was not trimmed and why.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from domain.fingerprinted_access import FingerprintedAccess, Holder
@@ -23,9 +24,13 @@ from domain.least_privilege import (
     holder_use,
     trim_access,
 )
+from domain.records import Finding
 from domain.usage import UsageRead
 
 TRIM = "trim"
+# A read older than this at plan time no longer shows the window the spec asks for: the use
+# of its last days is missing, and people's work moves on.
+MAX_READ_AGE = timedelta(days=7)
 
 
 @dataclass
@@ -48,6 +53,9 @@ class UsageTrim:
         self.usage = usage
         self.mode = mode
         self.window_days = window_days
+        # A read shorter than the spec's window can't show what was used in it: trim nobody
+        # (``usage_findings`` blocks the plan and says so).
+        self.trims = mode == TRIM and usage.window_days >= window_days
         self.considered: list[_Considered] = []
         self._policies: dict[str, PolicyIndex] = {}
         self._trims: dict[tuple[str, frozenset[str]], Trim] = {}
@@ -77,7 +85,7 @@ class UsageTrim:
             group_members = members.get((holder.account_id, holder.subject), [])
             use = holder_use(holder, group_members, self.usage)
             trim = None
-            if self.mode == TRIM and use.unread is None:
+            if self.trims and use.unread is None:
                 trim = self._trim(holder, documents, use)
                 holder.access = trim.access
             self.considered.append(_Considered(holder, use, trim))
@@ -142,10 +150,65 @@ class UsageTrim:
             "usage_hash": self.usage.content_hash(),
             "read_at": self.usage.read_at,
             "read_window_days": self.usage.window_days,
+            "trimmed": self.trims,
             "sets": dict(sorted(sets.items())),
             "losses": losses,
             "unread": sorted(unread, key=lambda x: (x["account_id"], x["holder"])),
         }
+
+
+WINDOW_SHORT = "usage-window-short"
+
+
+def usage_findings(
+    usage: UsageRead | None, mode: str, window_days: int, now: datetime | None = None
+) -> list[Finding]:
+    """Why a trim-mode plan can't rely on the usage read: none (a warning: access is copied as
+    it is), a read shorter than the spec's window or older than ``MAX_READ_AGE`` (blocking).
+
+    Args:
+        usage: The latest usage read (None: none stored).
+        mode: The spec's ``[least_privilege] mode``; report mode trims nothing: no finding.
+        window_days: The spec's ``[least_privilege] window_days``.
+        now: Plan time (default: now).
+    """
+    if mode != TRIM:
+        return []
+    if usage is None:
+        return [
+            Finding(
+                "warning",
+                "usage-not-read",
+                "least privilege mode is trim but no usage read is stored: every set copies "
+                "its access as it is. Run 'iamc usage', then 'iamc plan' again to trim",
+            )
+        ]
+    findings = []
+    if usage.window_days < window_days:
+        findings.append(
+            Finding(
+                "blocking",
+                WINDOW_SHORT,
+                f"the usage read {usage.id} covers {usage.window_days} days, the spec's "
+                f"[least_privilege] window_days is {window_days}: nobody was trimmed (use "
+                "outside the read's window is unknown). Run 'iamc usage' again, then "
+                "'iamc plan'",
+                details={"read_window_days": usage.window_days, "window_days": window_days},
+            )
+        )
+    read_at = datetime.fromisoformat(usage.read_at.replace("Z", "+00:00"))
+    if (now or datetime.now(UTC)) - read_at > MAX_READ_AGE:
+        findings.append(
+            Finding(
+                "blocking",
+                "usage-read-old",
+                f"the usage read {usage.id} was made at {usage.read_at}, more than "
+                f"{MAX_READ_AGE.days} days before this plan: what people used since is "
+                "unknown. Run 'iamc usage' again, then 'iamc plan'",
+                details={"read_at": usage.read_at},
+            )
+        )
+    return findings
 
 
 def _empty_set(granted: Granted) -> dict[str, Any]:
@@ -169,7 +232,11 @@ def _finish_set(entry: dict[str, Any]) -> None:
     for seen in entry["used"].values():
         seen["by"] = sorted(set(seen["by"]))
     entry["used"] = dict(sorted(entry["used"].items()))
-    if isinstance(entry["granted"], list):
+    if entry["holders"] == entry.get("holders_unread", 0):
+        # Nobody's use of the set was read: unread is never taken as unused.
+        entry["never_used"] = None
+    elif isinstance(entry["granted"], list):
+        # By the holders whose use was read only (an unread holder added nothing to "used").
         entry["never_used"] = [ns for ns in entry["granted"] if ns not in entry["used"]]
 
 

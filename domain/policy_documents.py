@@ -35,14 +35,15 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
+    """A policy element as a list: IAM allows a single value where a list is meant."""
     return value if isinstance(value, list) else [value]
 
 
 def _sorted_unique(values: Any) -> list[Any]:
     """A single item and a one-item list mean the same in IAM: always a sorted, unique list."""
     by_key: dict[str, Any] = {}
-    for value in _as_list(values):
+    for value in as_list(values):
         by_key.setdefault(canonical_json(value), value)
     return [by_key[key] for key in sorted(by_key)]
 
@@ -52,7 +53,7 @@ def _actions(values: Any, *, fold: bool) -> list[str]:
     # compare lower-cased; when shown, lower-case the service prefix and keep the smallest
     # spelling of the name, so the choice doesn't depend on which document came first.
     chosen: dict[str, str] = {}
-    for raw in _as_list(values):
+    for raw in as_list(values):
         text = str(raw)
         prefix, sep, rest = text.partition(":")
         spelled = text.lower() if fold else prefix.lower() + sep + rest
@@ -104,7 +105,7 @@ def _statement(raw: dict[str, Any], *, for_output: bool) -> dict[str, Any]:
 def statement_pairs(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(fingerprint key, shown statement) per distinct statement, sorted by key."""
     chosen: dict[str, tuple[str, dict[str, Any]]] = {}
-    for raw in _as_list(document.get("Statement", [])):
+    for raw in as_list(document.get("Statement", [])):
         if not isinstance(raw, dict):
             continue
         key = canonical_json(_statement(raw, for_output=False))

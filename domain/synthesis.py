@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 from domain.access import (
@@ -16,7 +17,7 @@ from domain.access import (
 )
 from domain.customer_policy_choice import Inlined, choose_customer_policies
 from domain.fingerprinted_access import AccountAccess, FingerprintedAccess, Holder, PolicyRef
-from domain.least_privilege_report import UsageTrim
+from domain.least_privilege_report import UsageTrim, usage_findings
 from domain.permission_set_naming import (
     check_prefix,
     describe_access,
@@ -78,6 +79,7 @@ def synthesize(
     usage: UsageRead | None = None,
     least_privilege_mode: str = "report",
     window_days: int = DEFAULT_WINDOW_DAYS,
+    now: datetime | None = None,
 ) -> SynthesisResult:
     """Permission sets and assignments that reproduce the access of every matched IAM user.
 
@@ -111,6 +113,7 @@ def synthesize(
         least_privilege_mode: ``report`` (sets unchanged, granted / used / never used
             reported) or ``trim`` (a holder whose use is known keeps the services used).
         window_days: The spec's ``[least_privilege] window_days``.
+        now: Plan time, which the usage read's age is measured against (default: now).
 
     Returns:
         The permission sets, assignments, required customer-managed policies and findings,
@@ -124,6 +127,7 @@ def synthesize(
     holders, findings, users_by_key = _holders(
         inventories, user_mappings, group_mappings, identity_groups, boundary
     )
+    findings.extend(usage_findings(usage, least_privilege_mode, window_days, now))
     trim = None if usage is None else UsageTrim(usage, least_privilege_mode, window_days)
     if trim is not None:
         holders = trim.apply(holders, *_usage_inputs(inventories, users_by_key))

@@ -59,3 +59,15 @@ def iam_action(event_source: str, event_name: str) -> str:
     ``s3:ListAllMyBuckets``)."""
     namespace = namespace_of(event_source)
     return f"{namespace}:{action_name(namespace, event_name)}"
+
+
+# Calls that need no permission: an identity policy can't take them away, so verify never
+# counts them as lost ("GetCallerIdentity": "No permissions are required to perform this
+# operation", even under an explicit Deny; "GetSessionToken": "No permissions are required
+# for users to perform this operation" — AWS STS API reference).
+PERMISSION_FREE_ACTIONS = frozenset({"sts:getcalleridentity", "sts:getsessiontoken"})
+
+
+def needs_permission(action: str) -> bool:
+    """False for a call no policy governs (``PERMISSION_FREE_ACTIONS``, any case)."""
+    return action.lower() not in PERMISSION_FREE_ACTIONS

@@ -161,7 +161,12 @@ def refuse_if_stale(rt: StageRun, actions: list[PlanAction]) -> None:
 
     ctx = rt.ctx
     stale = stale_targets(
-        rt.store, rt.migration_id, rt.plan, ctx.management, ctx.instance.identity_store_id
+        rt.store,
+        rt.migration_id,
+        rt.plan,
+        ctx.management,
+        ctx.instance.identity_store_id,
+        frozenset(a.stage for a in actions),
     )
     if stale:
         raise ApplyRefused(

@@ -29,7 +29,12 @@ from tasks.permission_sets import (
 
 
 def stale_targets(
-    store: Store, migration_id: int, plan: Plan, session: Any, store_id: str
+    store: Store,
+    migration_id: int,
+    plan: Plan,
+    session: Any,
+    store_id: str,
+    stages: frozenset[Stage] = frozenset({Stage.PROVISION}),
 ) -> list[str]:
     """What the provision stage's targets depend on that changed since the plan.
 
@@ -38,7 +43,12 @@ def stale_targets(
     plan's inventory snapshot is still the latest complete one, and otherwise checked user
     by user against the newer snapshot's fingerprints (a routine re-inventory that changed
     nothing relevant does not make an approved plan stale). A plan that relied on a usage read
-    is stale once the latest read found other use (``usage_staleness``).
+    is stale once the latest read found other use (``usage_staleness``) — for provisioning
+    only: once provisioned, people work through their Identity Center roles, so a newer read
+    of their IAM users finds less use, which must not stop disabling or deleting those users.
+
+    Args:
+        stages: The stages of the run's actions (the usage check applies to provision's).
 
     Returns:
         One message per stale target; empty when the plan is current.
@@ -72,7 +82,7 @@ def stale_targets(
         if a.stage == Stage.PROVISION and a.kind == "create-assignment"
     ]
     problems.extend(principal_problems(session, store_id, principals))
-    if plan.least_privilege is not None:
+    if plan.least_privilege is not None and Stage.PROVISION in stages:
         # The usage the plan relied on (its least privilege section is in its hash).
         usage = usage_staleness(plan.least_privilege, store.usage.latest(migration_id))
         if usage:

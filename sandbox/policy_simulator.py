@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sandbox.trust import conditions_hold, listed, load_document, wildcard_match
+from domain.least_privilege import wildcard_match
+from sandbox.trust import conditions_hold, listed, load_document
 from sandbox.wire import Call, Reply, iam_backend, query_reply, xml_error
 
 _PRINCIPAL = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):(role|user)/(?:.*/)?([\w+=,.@-]+)$")
@@ -120,7 +121,9 @@ def _matches(statement: dict[str, Any], action: str, resource: str, context: dic
         wildcard_match(resource, r) for r in listed(statement["NotResource"])
     ):
         return False
-    return conditions_hold(statement.get("Condition") or {}, context)
+    return conditions_hold(
+        statement.get("Condition") or {}, context, deny=statement.get("Effect") == "Deny"
+    )
 
 
 def _matching(
@@ -146,13 +149,18 @@ def _result(
     denied = _matching(identity + boundary, "Deny", action, resource, context)
     allowed = _matching(identity, "Allow", action, resource, context)
     decision = "explicitDeny" if denied else "allowed" if allowed else "implicitDeny"
-    outside = boundary and not _matching(boundary, "Allow", action, resource, context)
+    outside = bool(boundary) and not _matching(boundary, "Allow", action, resource, context)
     if decision == "allowed" and outside:
         decision = "implicitDeny"  # outside the permissions boundary
-    return {
+    result: dict[str, Any] = {
         "EvalActionName": action,
         "EvalResourceName": resource,
         "EvalDecision": decision,
         "MatchedStatements": denied or allowed,
         "MissingContextValues": [],
     }
+    if boundary:
+        # As IAM answers for a principal with a boundary (IAM API reference,
+        # "PermissionsBoundaryDecisionDetail"): did the boundary allow the action.
+        result["PermissionsBoundaryDecisionDetail"] = {"AllowedByPermissionsBoundary": not outside}
+    return result

@@ -3,9 +3,10 @@
 Covers what workload roles use: ``Principal`` ``AWS`` (account root, exact ARN, ``*``),
 ``Service`` and ``Federated``; ``Action`` with wildcards; ``Condition`` with the string and ARN
 operators (``StringEquals``, ``StringLike``, ``ArnEquals``, ``ArnLike``, their ``Not`` and
-``IfExists`` forms, ``StringEqualsIgnoreCase``, ``Bool``). An explicit Deny wins; no Allow is
-an implicit deny (IAM user guide, "Policy evaluation logic"). An operator the sandbox does not
-know never matches, so a trust it can't read denies rather than allows.
+``IfExists`` forms, ``StringEqualsIgnoreCase``, ``Bool``, ``Null``). An explicit Deny wins;
+no Allow is an implicit deny (IAM user guide, "Policy evaluation logic"). A condition whose
+operator the sandbox does not know is taken the conservative way: an Allow with it does not
+apply, a Deny with it does — a policy it can't read denies rather than allows.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
+
+from domain.least_privilege import wildcard_match
 
 _ARN = re.compile(r"^arn:aws[\w-]*:(iam|sts)::(\d{12}):(.+)$")
 
@@ -109,15 +112,17 @@ def _listed(value: Any) -> list[Any]:
 
 def _applies(statement: dict[str, Any], action: str, caller: Caller) -> bool:
     if "Action" in statement:
-        if not any(_glob(action, a, fold=True) for a in _listed(statement["Action"])):
+        if not any(wildcard_match(action, a, fold=True) for a in _listed(statement["Action"])):
             return False
     elif "NotAction" in statement and any(
-        _glob(action, a, fold=True) for a in _listed(statement["NotAction"])
+        wildcard_match(action, a, fold=True) for a in _listed(statement["NotAction"])
     ):
         return False
     if not _principal_matches(statement.get("Principal"), caller):
         return False
-    return _conditions_hold(statement.get("Condition") or {}, caller.context)
+    return _conditions_hold(
+        statement.get("Condition") or {}, caller.context, deny=statement.get("Effect") == "Deny"
+    )
 
 
 def _principal_matches(principal: Any, caller: Caller) -> bool:
@@ -161,37 +166,46 @@ def _identity(arn: str) -> tuple[str, str, str] | None:
     return account, kind, rest.rsplit("/", 1)[-1]
 
 
-def _conditions_hold(conditions: dict[str, Any], context: dict[str, str]) -> bool:
+def _conditions_hold(
+    conditions: dict[str, Any], context: dict[str, str], *, deny: bool = False
+) -> bool:
+    """Every condition holds. ``deny``: the statement is a Deny, so a condition the sandbox
+    can't evaluate (an unknown operator, a malformed block) holds — it denies."""
+    if not isinstance(conditions, dict):
+        return deny
     for operator, tests in conditions.items():
         if not isinstance(tests, dict):
-            return False
+            return deny
         for key, expected in tests.items():
-            if not _condition_holds(operator, key.lower(), _listed(expected), context):
+            held = _condition_holds(operator, key.lower(), _listed(expected), context)
+            if held is None:
+                held = deny
+            if not held:
                 return False
     return True
 
 
-def _condition_holds(operator: str, key: str, expected: list[Any], context: dict[str, str]) -> bool:
+def _condition_holds(
+    operator: str, key: str, expected: list[Any], context: dict[str, str]
+) -> bool | None:
+    """Whether the condition holds; None when the operator is not one the sandbox knows."""
+    value = context.get(key)
+    if operator == "Null":
+        # "true": the key is absent; "false": it is present (IAM user guide, "Condition
+        # operator to check existence of condition keys").
+        return any((value is None) == (str(e).lower() == "true") for e in expected)
     if_exists = operator.endswith("IfExists")
     base = operator.removesuffix("IfExists")
     negated = "Not" in base
-    value = context.get(key)
+    compare = _COMPARATORS.get(base.replace("Not", "", 1))
+    if compare is None:
+        return None
     if value is None:
         # A missing key satisfies only the negated operators and the IfExists forms
         # (IAM user guide, "Condition operators": ...IfExists, and negated matching).
         return if_exists or negated
-    compare = _COMPARATORS.get(base.replace("Not", ""))
-    if compare is None:
-        return False
     found = any(compare(value, str(e)) for e in expected)
     return not found if negated else found
-
-
-def _glob(value: str, pattern: str, *, fold: bool = False) -> bool:
-    """IAM's ``*`` and ``?`` wildcards (no character classes, unlike fnmatch)."""
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    flags = re.IGNORECASE | re.DOTALL if fold else re.DOTALL
-    return re.fullmatch(regex, value, flags) is not None
 
 
 def _bool(value: str, expected: str) -> bool:
@@ -201,14 +215,13 @@ def _bool(value: str, expected: str) -> bool:
 _COMPARATORS = {
     "StringEquals": lambda value, expected: value == expected,
     "StringEqualsIgnoreCase": lambda value, expected: value.lower() == expected.lower(),
-    "StringLike": _glob,
+    "StringLike": wildcard_match,
     "ArnEquals": lambda value, expected: value == expected,
-    "ArnLike": _glob,
+    "ArnLike": wildcard_match,
     "Bool": _bool,
 }
 
 # What the sandbox's identity-policy simulator (sandbox/policy_simulator.py) evaluates with.
-wildcard_match = _glob
 conditions_hold = _conditions_hold
 listed = _listed
 load_document = _load

@@ -13,6 +13,12 @@ READ_PERMISSIONS = ("iam:SimulatePrincipalPolicy",)
 ACTION_BATCH = 100
 
 
+# A decision of ours (not IAM's): implicitly denied because the permissions boundary allows
+# no statement for the action (``PermissionsBoundaryDecisionDetail.AllowedByPermissionsBoundary``
+# false in the simulator's result), whatever the identity policies name.
+BOUNDARY_DENY = "boundaryDeny"
+
+
 def simulate_actions(iam: Any, role_arn: str, actions: list[str]) -> dict[str, str]:
     """action -> IAM's decision (``allowed``, ``explicitDeny``, ``implicitDeny``) for the role.
 
@@ -20,6 +26,10 @@ def simulate_actions(iam: Any, role_arn: str, actions: list[str]) -> dict[str, s
         iam: An IAM client of the role's account.
         role_arn: The principal whose policies (inline, managed, boundary) are evaluated.
         actions: IAM action names ("s3:GetObject"); Resource is IAM's default, ``*``.
+
+    Returns:
+        IAM's ``EvalDecision``, but ``BOUNDARY_DENY`` for an implicit deny the role's
+        permissions boundary decided.
     """
     decisions: dict[str, str] = {}
     for start in range(0, len(actions), ACTION_BATCH):
@@ -31,5 +41,9 @@ def simulate_actions(iam: Any, role_arn: str, actions: list[str]) -> dict[str, s
             PolicySourceArn=role_arn,
             ActionNames=batch,
         ):
-            decisions[result["EvalActionName"]] = result["EvalDecision"]
+            decision = result["EvalDecision"]
+            boundary = result.get("PermissionsBoundaryDecisionDetail") or {}
+            if decision == "implicitDeny" and boundary.get("AllowedByPermissionsBoundary") is False:
+                decision = BOUNDARY_DENY
+            decisions[result["EvalActionName"]] = decision
     return decisions

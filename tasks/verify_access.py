@@ -278,12 +278,11 @@ def _check_held_access(
     for iam_user in check.iam_users:
         missing, statements = missing_access(held_access(inventory, iam_user), given)
         losses = trimmed.get(iam_user, [])
-        dropped = {
-            name
-            for loss in losses
-            for name in [*loss["policies_dropped"], *loss.get("policies_narrowed", {})]
-        }
-        missing = [arn for arn in missing if arn.rsplit("/", 1)[-1] not in dropped]
+        # By full ARN: another policy of the same name (another path, a customer-managed
+        # policy named like an AWS-managed one) is not what the plan trimmed. A plan made
+        # before losses carried ARNs excuses nothing (re-plan).
+        dropped = {arn for loss in losses for arn in loss.get("policy_arns_removed", [])}
+        missing = [arn for arn in missing if arn not in dropped]
         if any(loss["statements_narrowed"] or loss.get("policies_narrowed") for loss in losses):
             statements = 0  # narrowed by the plan: what was used is checked by use
         if missing:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.least_privilege import documents_grant, names_action
+from domain.least_privilege import denies_service, documents_grant, names_action
 from domain.plan import Plan
 from domain.records import AccountInventory
 from domain.usage import UsageRead, UserUsage
+from domain.usage_events import needs_permission
 from tasks.aws import translate_errors
 from tasks.policy_simulator import simulate_actions
 
@@ -63,7 +64,7 @@ def check_used_access(
         )
         return
     live = {name: role for name, role in roles.items() if role is not None}
-    documents = [d for role in live.values() for d in _role_documents(role, inventory)]
+    documents = {name: _role_documents(role, inventory) for name, role in live.items()}
     for user in users:
         found = usage.known(check.account_id, user)
         if found is None:
@@ -78,36 +79,46 @@ def check_used_access(
                 f"which none of the person's permission sets ({sets}) allows now"
             )
         with_actions = {a.partition(":")[0].lower() for a in found.actions}
-        granted = documents_grant(documents) if documents else None
         for ns, when in sorted(found.services.items()):
-            if ns.lower() not in with_actions and (granted is None or not granted.covers(ns)):
+            if ns.lower() not in with_actions and not _service_kept(documents, ns.lower()):
                 check.problems.append(
                     f"IAM user {user} used service {ns} (last {when}) in the window, which "
                     f"none of the person's permission sets ({sets}) grants now"
                 )
 
 
+def _service_kept(documents: dict[str, list[dict[str, Any] | None]], namespace: str) -> bool:
+    """One of the roles grants the service (an Allow names it) and no Deny of that role takes
+    the whole service away."""
+    return any(
+        documents_grant(docs).covers(namespace) and not denies_service(docs, namespace)
+        for docs in documents.values()
+    )
+
+
 def _lost_actions(
     account_id: str,
     found: UserUsage,
     roles: dict[str, Any],
-    documents: list[dict[str, Any] | None],
+    documents: dict[str, list[dict[str, Any] | None]],
     iam: Any,
 ) -> list[str]:
-    actions = sorted(found.actions)
-    allowed: set[str] = set()
-    denied: set[str] = set()
-    for role in roles.values():
-        remaining = [a for a in actions if a not in allowed]
+    # A call no policy governs (sts:GetCallerIdentity) can't be lost.
+    actions = sorted(a for a in found.actions if needs_permission(a))
+    kept: set[str] = set()
+    for name, role in roles.items():
+        remaining = [a for a in actions if a not in kept]
         if not remaining or not role.arn:
             continue
         with translate_errors(account_id=account_id, operation="iam:SimulatePrincipalPolicy"):
             decisions = simulate_actions(iam, role.arn, remaining)
-        allowed |= {a for a, d in decisions.items() if d == "allowed"}
-        denied |= {a for a, d in decisions.items() if d == "explicitDeny"}
-    # The simulator asks about Resource "*", which a resource-scoped statement does not match;
-    # trimming never changes a statement's resources, so an action a live policy still names
-    # counts as kept, unless a Deny matched it.
-    return [
-        a for a in actions if a not in allowed and (a in denied or not names_action(documents, a))
-    ]
+        # The simulator asks about Resource "*", which a resource-scoped statement does not
+        # match; trimming never changes a statement's resources, so an action the role's
+        # policies still name counts as kept when the simulator's deny is only that implicit
+        # one: not an explicit Deny, nor the role's permissions boundary (BOUNDARY_DENY).
+        kept |= {
+            a
+            for a, d in decisions.items()
+            if d == "allowed" or (d == "implicitDeny" and names_action(documents[name], a))
+        }
+    return [a for a in actions if a not in kept]

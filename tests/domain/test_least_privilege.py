@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from domain.least_privilege import PolicyIndex, access_grants, trim_access
@@ -27,6 +28,7 @@ EC2_FULL = "arn:aws:iam::aws:policy/AmazonEC2FullAccess"
 ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
 GUARD = f"arn:aws:iam::{A1}:policy/NoDeletes"
 WHEN = "2026-11-30T12:00:00Z"
+NOW = datetime(2026, 12, 1, tzinfo=UTC)  # plan time: the read is a day old
 
 
 def doc(*statements: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +100,7 @@ def plan_sets(users, usage, mode="trim", groups=(), group_mappings=(), idp_group
         list(idp_groups),
         usage=usage,
         least_privilege_mode=mode,
+        now=NOW,
     )
 
 
@@ -143,7 +146,8 @@ def test_inline_statements_narrowed_by_service_deny_kept_notaction_flagged():
     statements = result.permission_sets[0].inline_policy["Statement"]
     actions = [s.get("Action") for s in statements]
     assert ["dynamodb:Query", "s3:GetObject"] in actions  # sqs gone, by service
-    assert ["dynamodb:*", "s3:*"] in actions  # "*" became the used services
+    # "*" became the used services, and iam:PassRole (permission-only: never seen used).
+    assert ["dynamodb:*", "iam:PassRole", "s3:*"] in actions
     assert {"Effect": "Deny", "Action": ["iam:*"], "Resource": ["*"]} in statements
     assert any("NotAction" in s for s in statements)
     [loss] = result.least_privilege["losses"]
@@ -155,7 +159,8 @@ def test_inline_statements_narrowed_by_service_deny_kept_notaction_flagged():
 def test_star_narrowed_reports_all_other_services():
     ana = person("ana", inline=doc(allow("*")))
     result = plan_sets([ana], read({"ana": {"s3": WHEN}}))
-    assert result.permission_sets[0].inline_policy["Statement"][0]["Action"] == ["s3:*"]
+    actions = result.permission_sets[0].inline_policy["Statement"][0]["Action"]
+    assert actions == ["iam:PassRole", "s3:*"]
     assert result.least_privilege["losses"][0]["all_other_services"] is True
 
 
@@ -169,10 +174,12 @@ def test_guardrail_and_admin_policies():
     )
     result = plan_sets([ana], usage)
     definition = result.permission_sets[0]
-    # A Deny-holding policy is never dropped nor narrowed; "*" becomes the used services.
+    # A Deny-holding policy is never dropped nor narrowed; "*" becomes the used services
+    # (and iam:PassRole, whose use no log shows).
     assert definition.aws_managed_policy_arns == []
     assert definition.customer_managed_policies == [{"name": "NoDeletes", "path": "/"}]
-    assert [s["Action"] for s in definition.inline_policy["Statement"]] == [["s3:*"]]
+    statements = definition.inline_policy["Statement"]
+    assert [s["Action"] for s in statements] == [["iam:PassRole", "s3:*"]]
     [loss] = result.least_privilege["losses"]
     assert loss["policies_narrowed"] == {"AdministratorAccess": 0}
     assert loss["all_other_services"] is True
@@ -297,3 +304,148 @@ def test_a_newer_read_with_other_use_makes_the_plan_stale():
     message = usage_staleness(section, newer)
     assert message is not None and "re-plan" in message
     assert "no longer stored" in (usage_staleness(section, None) or "")
+
+
+PASS_ROLE = f"arn:aws:iam::{A1}:policy/PassToEc2"
+ROLE = f"arn:aws:iam::{A1}:role/app"
+
+
+def test_pass_role_is_kept_whenever_a_service_was_used():
+    # iam:PassRole is a permission check only (no CloudTrail event, no last-accessed entry):
+    # ana ran instances with a role, so only ec2 shows used.
+    inline = doc(
+        allow(["ec2:RunInstances", "iam:PassRole"], Resource=ROLE),
+        allow("iam:Pass*", Resource=ROLE, Condition={"StringEquals": {"iam:PassedToService": "x"}}),
+        allow("iam:*"),
+        allow("sqs:*"),
+    )
+    pass_only = ManagedPolicy(
+        PASS_ROLE, "PassToEc2", document=doc(allow("iam:PassRole", Resource=ROLE))
+    )
+    ana = person("ana", PASS_ROLE, inline=inline)
+    result = synthesize(
+        [AccountInventory(Account(A1, "one"), [ana], [], [*POLICIES, pass_only])],
+        mapped("ana"),
+        [],
+        [],
+        usage=read({"ana": {"ec2": WHEN}}),
+        least_privilege_mode="trim",
+        now=NOW,
+    )
+    [definition] = result.permission_sets
+    statements = definition.inline_policy["Statement"]
+    kept = {(tuple(s["Action"]), tuple(s["Resource"])) for s in statements}
+    # Same Resource (and Condition); sqs gone; "iam:*" narrowed to PassRole.
+    assert (("ec2:RunInstances", "iam:PassRole"), (ROLE,)) in kept
+    assert (("iam:PassRole",), ("*",)) in kept
+    # "iam:Pass*" (iam unseen) keeps only PassRole, with its Condition.
+    assert any(s["Action"] == ["iam:PassRole"] and "Condition" in s for s in statements)
+    assert not any("sqs:*" in s["Action"] for s in statements)
+    # A policy granting only PassRole (its service, iam, unseen) is narrowed, not dropped.
+    [loss] = result.least_privilege["losses"]
+    assert loss["policies_dropped"] == [] and "PassToEc2" in loss["policies_narrowed"]
+    assert (("iam:PassRole",), (ROLE,)) in kept
+    # Nothing used: nothing kept, PassRole neither.
+    bare = trim_access(_access_of(inline), PolicyIndex({}), set())
+    assert not bare.access.grants_anything
+
+
+def _access_of(document: dict[str, Any]):
+    from domain.fingerprinted_access import build_access
+    from domain.policy_documents import statement_pairs
+
+    return build_access([], statement_pairs(document), None, [])
+
+
+def test_never_used_is_unknown_when_no_holder_of_the_set_was_read():
+    ana, bob = person("ana", S3_FULL), person("bob", S3_FULL)
+    usage = read({}, unread={(A1, "ana"): "job FAILED", (A1, "bob"): "job FAILED"})
+    result = plan_sets([ana, bob], usage, "report")
+    [entry] = result.least_privilege["sets"].values()
+    assert entry["never_used"] is None and entry["holders_unread"] == 2
+    from domain.least_privilege_render import least_privilege_markdown
+
+    assert "unknown: no holder's use was read" in "\n".join(
+        least_privilege_markdown(result.least_privilege)
+    )
+    # One read holder: never used is what the read ones didn't use.
+    usage = read({"ana": {"ec2": WHEN}}, unread={(A1, "bob"): "job FAILED"})
+    [entry] = plan_sets([ana, bob], usage, "report").least_privilege["sets"].values()
+    assert entry["never_used"] == ["s3"]
+
+
+def test_a_read_shorter_than_the_window_trims_nobody_and_blocks():
+    ana = person("ana", S3_FULL, EC2_FULL)
+    usage = read({"ana": {"ec2": WHEN}})
+    usage.window_days = 30
+    result = synthesize(
+        inventory(ana),
+        mapped("ana"),
+        [],
+        [],
+        usage=usage,
+        least_privilege_mode="trim",
+        window_days=90,
+        now=NOW,
+    )
+    [finding] = [f for f in result.findings if f.kind == "usage-window-short"]
+    assert finding.severity == "blocking" and finding.subject is None
+    assert "iamc usage" in finding.message
+    assert result.permission_sets[0].aws_managed_policy_arns == [EC2_FULL, S3_FULL]
+    assert result.least_privilege["losses"] == []
+
+
+def test_an_old_read_blocks_and_no_read_warns_in_trim_mode():
+    ana = person("ana", S3_FULL)
+    old = datetime(2026, 12, 8, tzinfo=UTC)  # the read is 8 days old
+    result = synthesize(
+        inventory(ana),
+        mapped("ana"),
+        [],
+        [],
+        usage=read({"ana": {"s3": WHEN}}),
+        least_privilege_mode="trim",
+        now=old,
+    )
+    assert [(f.kind, f.severity) for f in result.findings if f.kind.startswith("usage")] == [
+        ("usage-read-old", "blocking")
+    ]
+    assert not [f for f in plan_sets([ana], read({"ana": {"s3": WHEN}})).findings]
+    result = synthesize(inventory(ana), mapped("ana"), [], [], least_privilege_mode="trim")
+    assert [(f.kind, f.severity) for f in result.findings] == [("usage-not-read", "warning")]
+    report = synthesize(inventory(ana), mapped("ana"), [], [], least_privilege_mode="report")
+    assert report.findings == []
+
+
+def test_losses_carry_the_arns_of_the_policies_removed():
+    ana = person("ana", S3_FULL, EC2_FULL)
+    [loss] = plan_sets([ana], read({"ana": {"ec2": WHEN}})).least_privilege["losses"]
+    assert loss["policy_arns_removed"] == [EC2_FULL, S3_FULL]
+
+
+def test_permission_free_calls_need_no_permission():
+    from domain.usage_events import needs_permission
+
+    assert not needs_permission("sts:GetCallerIdentity")
+    assert needs_permission("sts:AssumeRole") and needs_permission("s3:GetObject")
+
+
+def test_a_deny_of_a_whole_service_is_recognised():
+    from domain.least_privilege import denies_service
+
+    deny = doc({"Effect": "Deny", "Action": "s3:*", "Resource": "*"})
+    assert denies_service([deny], "s3") and not denies_service([deny], "ec2")
+    scoped = doc({"Effect": "Deny", "Action": "s3:*", "Resource": "arn:aws:s3:::b"})
+    partial = doc({"Effect": "Deny", "Action": "s3:Delete*", "Resource": "*"})
+    assert not denies_service([scoped, partial, None], "s3")
+    assert denies_service([doc({"Effect": "Deny", "Action": "*", "Resource": "*"})], "sqs")
+
+
+def test_plan_md_says_nobody_was_trimmed_when_the_read_is_short():
+    from domain.least_privilege_render import least_privilege_markdown
+
+    usage = read({"ana": {"ec2": WHEN}})
+    usage.window_days = 30
+    section = plan_sets([person("ana", S3_FULL)], usage).least_privilege
+    assert section["trimmed"] is False
+    assert "Nobody was trimmed" in "\n".join(least_privilege_markdown(section))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,15 +17,19 @@ from domain.usage import UsageRead, UserUsage
 from engine.apply import apply_plan
 from state import Store
 
-WHEN = "2026-11-30T12:00:00Z"
+# Recent: a trim-mode plan refuses a read older than a week (usage-read-old).
+WHEN = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
 QUEUES = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"}],
 }
 
 
-def _trimmed_plan(world: Any, kit: Any, tmp_path: Path, usage_of: dict) -> tuple[Path, int, str]:
+def _trimmed_plan(
+    world: Any, kit: Any, tmp_path: Path, usage_of: dict, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, int, str]:
     """jane (s3:GetObject used; sqs:SendMessage never) migrated to alice, in trim mode."""
+    import bench.plans
     from bench.plans import store_retire_plan
     from tasks.iam_users import ClassificationRules, inventory_account
 
@@ -43,7 +48,25 @@ def _trimmed_plan(world: Any, kit: Any, tmp_path: Path, usage_of: dict) -> tuple
         inventories.append(found)
     alice = world.users["alice@example.com"]
     mappings = [UserMapping(a1, jane, MatchStatus.MATCHED, "override", alice, "alice@example.com")]
-    usage = UsageRead(7, 1, 90, WHEN, {(a1, jane): UserUsage(a1, jane, **usage_of)})
+    usage = UsageRead(None, 1, 90, WHEN, {(a1, jane): UserUsage(a1, jane, **usage_of)})
+    # Stored as 'iamc usage' stores it: the latest read, the one the plan relies on (apply
+    # refuses a plan whose read is gone or superseded; verify replays the plan's read).
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    with Store.open(state) as store:
+        migration_id = store.migrations.ensure_migration("wave-1", {})
+        run = store.runs.start_run(migration_id, "inventory")
+        usage.snapshot_id = store.snapshots.new_snapshot(migration_id, run)  # the read's users
+        for inventory in inventories:
+            store.snapshots.save_account_inventory(usage.snapshot_id, inventory)
+        store.snapshots.complete_snapshot(usage.snapshot_id)
+        store.runs.finish_run(run, "succeeded")
+        run = store.runs.start_run(migration_id, "usage")
+        store.usage.save_read(migration_id, run, usage)
+        store.runs.finish_run(run, "succeeded")
+    # The plan names its read, as flows.plan does (store_retire_plan doesn't pass it on).
+    monkeypatch.setattr(
+        bench.plans, "build_plan", functools.partial(bench.plans.build_plan, usage_read_id=usage.id)
+    )
     synthesis = synthesize(inventories, mappings, [], [], usage=usage, least_privilege_mode="trim")
     spec = tmp_path / "spec.toml"
     spec.write_text(
@@ -60,25 +83,16 @@ def _trimmed_plan(world: Any, kit: Any, tmp_path: Path, usage_of: dict) -> tuple
         user_mappings=mappings,
         synthesis=synthesis,
     )
-    # Until the usage repository (state/usage.py) is on this branch: the latest read.
-    Store.usage = SimpleNamespace(latest=lambda _migration_id: usage)
     return spec, plan_id, a1
 
 
-@pytest.fixture
-def usage_repository():
-    yield
-    if "usage" in vars(Store) and isinstance(vars(Store)["usage"], SimpleNamespace):
-        del Store.usage
-
-
 def test_trimmed_plan_provisions_and_verify_fails_when_a_used_action_is_removed(
-    clean, retire_kit, tmp_path: Path, usage_repository
+    clean, retire_kit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     from flows.verify import verify_flow
 
     used = {"services": {"s3": WHEN}, "actions": {"s3:GetObject": WHEN}}
-    spec, plan_id, a1 = _trimmed_plan(clean, retire_kit, tmp_path, used)
+    spec, plan_id, a1 = _trimmed_plan(clean, retire_kit, tmp_path, used, monkeypatch)
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
         info = store.plans.get_plan(plan_id)
     section = info.content["least_privilege"]
@@ -116,3 +130,28 @@ def test_trimmed_plan_provisions_and_verify_fails_when_a_used_action_is_removed(
         [_, run] = [r for r in store.runs.list_runs(migration_id) if r.kind == "verify"]
     assert "s3:GetObject" in run.error and definition["name"] in run.error, run.error
     assert "alice@example.com" in run.error and "jane" in run.error
+
+
+def test_held_access_excuses_a_trimmed_policy_by_its_arn_not_its_name():
+    from domain.records import AccountInventory, AttachedPolicy, User
+    from tasks.verify_access import AccessCheck, _check_held_access
+
+    a1 = "111111111111"
+    trimmed = f"arn:aws:iam::{a1}:policy/Deploy"
+    other = f"arn:aws:iam::{a1}:policy/team/Deploy"  # same name, another path
+    jane = User(
+        name="jane",
+        user_id="AIDAJANE",
+        arn=f"arn:aws:iam::{a1}:user/jane",
+        attached_policies=[AttachedPolicy(trimmed, "Deploy"), AttachedPolicy(other, "Deploy")],
+    )
+    inventory = AccountInventory(Account(a1), [jane])
+    loss = {
+        "policies_dropped": ["Deploy"],
+        "policy_arns_removed": [trimmed],
+        "statements_narrowed": 0,
+    }
+    check = AccessCheck("alice@example.com", a1, ["jane"], ["ps"])
+    _check_held_access(check, inventory, (set(), set()), {"jane": [loss]})
+    [problem] = check.problems
+    assert other in problem and trimmed not in problem

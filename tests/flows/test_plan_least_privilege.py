@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
-
-import pytest
 
 from domain.records import (
     Account,
@@ -27,7 +24,8 @@ from state import Store
 A1 = "111111111111"
 S3 = "arn:aws:iam::aws:policy/AmazonS3FullAccess"
 EC2 = "arn:aws:iam::aws:policy/AmazonEC2FullAccess"
-WHEN = "2026-11-30T12:00:00Z"
+# Recent: a trim-mode plan refuses a read older than a week (usage-read-old).
+WHEN = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _doc(action: str) -> dict:
@@ -71,37 +69,47 @@ def _seed(url: str) -> None:
         store.runs.finish_run(mapping_run, "succeeded")
 
 
-@pytest.fixture
-def usage_read(monkeypatch: pytest.MonkeyPatch) -> UsageRead:
+def _save_read(url: str) -> UsageRead:
+    """The read as 'iamc usage' stores it: the latest read, the one the plan relies on."""
     usage = UsageRead(
-        id=7,
+        id=None,
         snapshot_id=1,
         window_days=90,
         read_at=WHEN,
         users={(A1, "ana"): UserUsage(A1, "ana", {"s3": WHEN})},
         unread={(A1, "bo"): "GenerateServiceLastAccessedDetails job FAILED"},
     )
-    # Until the usage repository (state/usage.py) is on this branch: the latest read.
-    monkeypatch.setattr(Store, "usage", SimpleNamespace(latest=lambda _m: usage), raising=False)
+    with Store.open(url) as store:
+        migration = store.migrations.find_migration("wave-1")
+        run = store.runs.start_run(migration, "usage")
+        store.usage.save_read(migration, run, usage)
+        store.runs.finish_run(run, "succeeded")
     return usage
 
 
-def test_trim_mode_plan_narrows_sets_lists_losses_and_who_was_not_read(tmp_path: Path, usage_read):
+def test_trim_mode_plan_narrows_sets_lists_losses_and_who_was_not_read(tmp_path: Path):
     spec = tmp_path / "spec.toml"
     spec.write_text(
         'name = "wave-1"\nstate = "sqlite:///state.db"\n'
         '[least_privilege]\nmode = "trim"\nwindow_days = 30\n'
     )
-    _seed(f"sqlite:///{tmp_path / 'state.db'}")
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    _seed(url)
+    usage_read = _save_read(url)
     summary = plan_flow(str(spec))
-    assert summary["permission_sets"] == 2  # ana trimmed to S3; bo unread, kept whole
+    # ana used S3 only: AmazonEC2FullAccess (no ec2 used) dropped, AmazonS3FullAccess kept
+    # whole (all it grants was used); bo unread, kept whole: two sets.
+    assert summary["permission_sets"] == 2
     content = json.loads(Path(summary["files"]["json"]).read_text())
     section = content["least_privilege"]
-    assert content["usage_read_id"] == 7 and section["window_days"] == 30
+    assert content["usage_read_id"] == usage_read.id and section["window_days"] == 30
     assert section["usage_hash"] == usage_read.content_hash()
+    sets = {tuple(d["aws_managed_policy_arns"]) for d in content["permission_sets"]}
+    assert sets == {(S3,), (EC2, S3)}
     [loss] = section["losses"]
     assert (loss["user"], loss["policies_dropped"]) == ("ana", ["AmazonEC2FullAccess"])
     assert [u["holder"] for u in section["unread"]] == ["user bo"]
     markdown = Path(summary["files"]["markdown"]).read_text()
     assert "## Least privilege" in markdown and "### What each person loses" in markdown
-    assert "usage read 7" in markdown
+    assert f"usage read {usage_read.id}" in markdown
+    assert not [f for f in content["findings"] if f["kind"].startswith("usage")]

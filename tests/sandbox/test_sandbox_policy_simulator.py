@@ -124,3 +124,121 @@ def test_pages_and_refuses_an_unknown_role(client) -> None:
             PolicySourceArn="arn:aws:iam::123456789012:role/nobody", ActionNames=["s3:GetObject"]
         )
     assert err.value.response["Error"]["Code"] == "NoSuchEntity"
+
+
+def test_an_unknown_condition_operator_applies_a_deny_never_an_allow(client) -> None:
+    iam = client("iam")
+    unknown = {"NumericLessThan": {"aws:MultiFactorAuthAge": "3600"}}
+    arn = role(
+        iam,
+        inline=doc(
+            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "s3:DeleteBucket", "Resource": "*", "Condition": unknown},
+            {"Effect": "Allow", "Action": "sqs:*", "Resource": "*", "Condition": unknown},
+        ),
+    )
+    assert decisions(iam, arn, "s3:DeleteBucket", "s3:GetObject", "sqs:SendMessage") == {
+        "s3:DeleteBucket": "explicitDeny",  # can't be evaluated: the Deny is taken to apply
+        "s3:GetObject": "allowed",
+        "sqs:SendMessage": "implicitDeny",  # can't be evaluated: the Allow is not
+    }
+
+
+def test_null_checks_whether_a_context_key_is_present(client) -> None:
+    iam = client("iam")
+    absent = {"Null": {"aws:SourceIdentity": "true"}}
+    present = {"Null": {"aws:SourceIdentity": "false"}}
+    arn = role(
+        iam,
+        inline=doc(
+            {"Effect": "Allow", "Action": "s3:*", "Resource": "*", "Condition": absent},
+            {"Effect": "Allow", "Action": "sqs:*", "Resource": "*", "Condition": present},
+        ),
+    )
+    assert decisions(iam, arn, "s3:GetObject", "sqs:SendMessage") == {
+        "s3:GetObject": "allowed",
+        "sqs:SendMessage": "implicitDeny",
+    }
+    entry = {
+        "ContextKeyName": "aws:SourceIdentity",
+        "ContextKeyValues": ["x"],
+        "ContextKeyType": "string",
+    }
+    assert decisions(iam, arn, "s3:GetObject", "sqs:SendMessage", ContextEntries=[entry]) == {
+        "s3:GetObject": "implicitDeny",
+        "sqs:SendMessage": "allowed",
+    }
+
+
+class _Check:
+    def __init__(self, account_id: str) -> None:
+        self.account_id = account_id
+        self.problems: list[str] = []
+
+
+def _verify_use(iam: Any, arn: str, inline: str, usage: dict[str, Any]) -> list[str]:
+    """tasks.verify_use's check of one trimmed person against one provisioned role."""
+    from types import SimpleNamespace
+
+    from domain.usage import UsageRead, UserUsage
+    from tasks.verify_use import check_used_access
+
+    account_id = arn.split(":")[4]
+    live = SimpleNamespace(arn=arn, inline_document=json.loads(inline), managed_policy_arns=set())
+    read = UsageRead(
+        1,
+        1,
+        90,
+        "2026-12-01T00:00:00Z",
+        {(account_id, "jane"): UserUsage(account_id, "jane", **usage)},
+    )
+    check = _Check(account_id)
+    check_used_access(check, ["jane"], read, {"ps": live}, None, iam)
+    return check.problems
+
+
+def test_verify_counts_a_boundary_denial_as_lost_though_the_role_names_the_action(client) -> None:
+    from tasks.policy_simulator import BOUNDARY_DENY, simulate_actions
+
+    iam = client("iam")
+    boundary = iam.create_policy(
+        PolicyName=f"b-{uuid.uuid4().hex[:8]}",
+        PolicyDocument=doc({"Effect": "Allow", "Action": "s3:*", "Resource": "*"}),
+    )["Policy"]["Arn"]
+    # Resource-scoped: the simulator's Resource "*" doesn't match it (implicitDeny), and the
+    # action is named, which alone would count as kept.
+    inline = doc(
+        {
+            "Effect": "Allow",
+            "Action": ["ec2:RunInstances", "s3:GetObject"],
+            "Resource": "arn:aws:ec2:*:*:instance/*",
+        }
+    )
+    arn = role(iam, inline=inline, PermissionsBoundary=boundary)
+    result = iam.simulate_principal_policy(PolicySourceArn=arn, ActionNames=["ec2:RunInstances"])
+    [found] = result["EvaluationResults"]
+    assert found["PermissionsBoundaryDecisionDetail"] == {"AllowedByPermissionsBoundary": False}
+    assert simulate_actions(iam, arn, ["ec2:RunInstances", "s3:GetObject"]) == {
+        "ec2:RunInstances": BOUNDARY_DENY,
+        "s3:GetObject": "implicitDeny",
+    }
+    when = "2026-11-30T00:00:00Z"
+    used = {
+        "actions": {"ec2:RunInstances": when, "s3:GetObject": when, "sts:GetCallerIdentity": when}
+    }
+    problems = _verify_use(iam, arn, inline, used)
+    # s3:GetObject: named and inside the boundary (kept); sts:GetCallerIdentity needs no
+    # permission; ec2:RunInstances: the boundary takes it away.
+    assert len(problems) == 1 and "ec2:RunInstances" in problems[0], problems
+
+
+def test_verify_counts_a_service_a_deny_takes_away_as_lost(client) -> None:
+    iam = client("iam")
+    inline = doc(
+        {"Effect": "Allow", "Action": ["s3:*", "sqs:*"], "Resource": "*"},
+        {"Effect": "Deny", "Action": "sqs:*", "Resource": "*"},
+    )
+    arn = role(iam, inline=inline)
+    when = "2026-11-30T00:00:00Z"
+    problems = _verify_use(iam, arn, inline, {"services": {"s3": when, "sqs": when}})
+    assert len(problems) == 1 and "service sqs" in problems[0], problems
