@@ -67,6 +67,7 @@ class UsageTrim:
         holders: list[Holder],
         documents: dict[str, dict[str, Any]],
         members: dict[tuple[str, str], list[str]],
+        active: dict[tuple[str, str], datetime] | None = None,
     ) -> list[Holder]:
         """Consider every holder; in trim mode, give the known ones their trimmed access.
 
@@ -74,6 +75,9 @@ class UsageTrim:
             holders: Synthesis's holders (changed in place in trim mode).
             documents: account id -> managed policy ARN -> document.
             members: (account id, IAM group) -> its mapped members (migrated IAM users).
+            active: (account id, IAM user) -> its latest sign-in or key use (the inventory's):
+                a person active in the window with no use recorded at all is not trimmed
+                (the evidence disagrees; losing everything is not a guess to make).
 
         Returns:
             The holders that still grant anything (a holder trimmed to nothing is dropped:
@@ -84,6 +88,8 @@ class UsageTrim:
         for holder in holders:
             group_members = members.get((holder.account_id, holder.subject), [])
             use = holder_use(holder, group_members, self.usage)
+            if use.unread is None:
+                use.unread = self._silent_but_active(use, active or {})
             trim = None
             if self.trims and use.unread is None:
                 trim = self._trim(holder, documents, use)
@@ -92,6 +98,28 @@ class UsageTrim:
             if holder.access.grants_anything:
                 kept.append(holder)
         return kept
+
+    def _silent_but_active(
+        self, use: HolderUse, active: dict[tuple[str, str], datetime]
+    ) -> str | None:
+        """Why a holder's use can't be trusted: one of its people signed in or used a key in
+        the window, yet no use of any service was recorded for them; None: it can be."""
+        read_at = datetime.fromisoformat(self.usage.read_at.replace("Z", "+00:00"))
+        start = read_at - timedelta(days=self.usage.window_days)
+        for account_id, person in use.people:
+            found = self.usage.known(account_id, person)
+            when = active.get((account_id, person))
+            if found is None or found.services or found.actions or when is None:
+                continue
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            if when >= start:
+                return (
+                    f"{person} signed in or used a key on {when:%Y-%m-%d}, within the window, "
+                    "but no use of any service was recorded: not trimmed (the evidence "
+                    "disagrees)"
+                )
+        return None
 
     def _index(self, account_id: str, documents: dict[str, dict[str, Any]]) -> PolicyIndex:
         if account_id not in self._policies:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from domain.access import (
@@ -186,11 +186,15 @@ def _finding_order(f: Finding) -> tuple[int, str, str, str, str]:
 
 def _usage_inputs(
     inventories: list[AccountInventory], users_by_key: dict[tuple[str, str], UserMapping]
-) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], list[str]]]:
-    """What least privilege reads: account -> managed policy ARN -> document, and
-    (account, IAM group) -> its mapped members (whose use a group's set is trimmed by)."""
+) -> tuple[
+    dict[str, dict[str, Any]], dict[tuple[str, str], list[str]], dict[tuple[str, str], datetime]
+]:
+    """What least privilege reads: account -> managed policy ARN -> document, (account, IAM
+    group) -> its mapped members (whose use a group's set is trimmed by), and (account, IAM
+    user) -> its latest sign-in or key use."""
     documents: dict[str, dict[str, Any]] = {}
     members: dict[tuple[str, str], list[str]] = defaultdict(list)
+    active: dict[tuple[str, str], datetime] = {}
     for inventory in inventories:
         account_id = inventory.account.account_id
         documents[account_id] = {
@@ -200,7 +204,11 @@ def _usage_inputs(
             if (account_id, user.name) in users_by_key:
                 for group in user.groups:
                     members[(account_id, group)].append(user.name)
-    return documents, members
+                dates = [user.password_last_used, *(k.last_used_date for k in user.access_keys)]
+                known = [d if d.tzinfo else d.replace(tzinfo=UTC) for d in dates if d]
+                if known:
+                    active[(account_id, user.name)] = max(known)
+    return documents, members, active
 
 
 class _AccountSynthesis:

@@ -449,3 +449,19 @@ def test_plan_md_says_nobody_was_trimmed_when_the_read_is_short():
     section = plan_sets([person("ana", S3_FULL)], usage).least_privilege
     assert section["trimmed"] is False
     assert "Nobody was trimmed" in "\n".join(least_privilege_markdown(section))
+
+
+def test_a_person_active_in_the_window_with_no_use_recorded_is_not_trimmed():
+    # Signed in two days before the read, yet no service use was recorded: the evidence
+    # disagrees, so nothing is taken (trimming would take everything).
+    ana = person("ana", ADMIN)
+    ana.password_last_used = datetime(2026, 11, 28, tzinfo=UTC)
+    result = plan_sets([ana], read({"ana": {}}))
+    assert result.permission_sets[0].aws_managed_policy_arns == [ADMIN]
+    assert result.least_privilege["losses"] == []
+    [unread] = result.least_privilege["unread"]
+    assert "within the window" in unread["reason"] and "not trimmed" in unread["reason"]
+    # Not seen since long before the window: the silence is believed, and the set goes.
+    ana.password_last_used = datetime(2025, 1, 1, tzinfo=UTC)
+    gone = plan_sets([ana], read({"ana": {}}))
+    assert gone.permission_sets == [] and gone.least_privilege["losses"][0]["user"] == "ana"
