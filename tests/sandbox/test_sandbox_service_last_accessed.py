@@ -130,8 +130,19 @@ def test_inactive_key_is_not_use_and_unknown_things_are_refused(client, sandbox)
     assert err.value.response["Error"]["Code"] == "NoSuchEntity"
 
 
-def test_sandbox_control_refuses_a_user_without_key(client, control: SandboxControl) -> None:
+def test_a_person_without_a_key_is_played_as_console_calls_and_keeps_no_key(
+    client, control: SandboxControl
+) -> None:
+    iam = client("iam")
     name = f"nokey-{uuid.uuid4().hex[:8]}"
-    account_id = client("iam").create_user(UserName=name)["User"]["Arn"].split(":")[4]
-    with pytest.raises(Exception, match="no active key"):
-        control.play_user_usage(account_id, name)
+    arn = iam.create_user(UserName=name)["User"]["Arn"]
+    iam.attach_user_policy(UserName=name, PolicyArn="arn:aws:iam::aws:policy/ReadOnlyAccess")
+    played = control.play_user_usage(arn.split(":")[4], name, [("iam", "ListRoles")])
+    assert played["console"] is True and played["played"][0]["error"] is None
+    # Recorded as the person's use, as AWS records a console session's calls...
+    _, services = _details(iam, arn)
+    assert [s["ServiceNamespace"] for s in services if s.get("LastAuthenticated")] == ["iam"]
+    # ... and the session's credentials are gone: the user still has no access key.
+    assert iam.list_access_keys(UserName=name)["AccessKeyMetadata"] == []
+    with pytest.raises(Exception, match="no IAM user"):
+        control.play_user_usage(arn.split(":")[4], "nobody-here")
