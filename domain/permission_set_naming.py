@@ -40,7 +40,23 @@ def name_stem(access: FingerprintedAccess) -> tuple[str, bool]:
     managed = access.aws_managed + access.customer_managed
     if managed:
         return "+".join(r.name for r in managed), False
-    return "inline", False
+    return _services_stem(access) or "inline", False
+
+
+def _services_stem(access: FingerprintedAccess) -> str | None:
+    """An inline-only access named by the services its Allow statements name ("ec2-iam-s3"),
+    as least privilege leaves a narrowed AdministratorAccess; None if one names any service."""
+    services: set[str] = set()
+    for statement in access.statements.values():
+        if statement.get("Effect") != "Allow":
+            continue
+        actions = statement.get("Action")
+        for action in actions if isinstance(actions, list) else [actions]:
+            service, sep, _ = str(action).partition(":")
+            if not sep or "*" in service or "?" in service:
+                return None
+            services.add(service.lower())
+    return "-".join(sorted(services)[:4]) or None
 
 
 def _name(prefix: str, stem: str, fingerprint: str, digits: int, plain: bool) -> str:

@@ -465,3 +465,10 @@ def test_a_person_active_in_the_window_with_no_use_recorded_is_not_trimmed():
     ana.password_last_used = datetime(2025, 1, 1, tzinfo=UTC)
     gone = plan_sets([ana], read({"ana": {}}))
     assert gone.permission_sets == [] and gone.least_privilege["losses"][0]["user"] == "ana"
+
+
+def test_a_narrowed_set_is_named_by_the_services_it_keeps():
+    ana = person("ana", ADMIN)
+    [definition] = plan_sets([ana], read({"ana": {"s3": WHEN, "ec2": WHEN}})).permission_sets
+    # AdministratorAccess narrowed to the used services (and iam:PassRole): named by them.
+    assert definition.name.startswith("ec2-iam-s3-"), definition.name
