@@ -77,6 +77,7 @@ class SsoAdminRules:
             "sso-admin:DeleteAccountAssignment": self._delete_account_assignment,
             "sso-admin:ProvisionPermissionSet": self._provision_permission_set,
             "sso-admin:ListPermissionSetsProvisionedToAccount": self._provisioned_to_account,
+            "sso-admin:ListAccountsForProvisionedPermissionSet": self._accounts_of_set,
             "sso-admin:PutPermissionsBoundaryToPermissionSet": self._put_boundary,
             "sso-admin:GetPermissionsBoundaryForPermissionSet": self._get_boundary,
             "sso-admin:DeletePermissionsBoundaryFromPermissionSet": self._delete_boundary,
@@ -288,6 +289,25 @@ class SsoAdminRules:
                 and self.sso_roles.is_latest(ps, account_id) == latest
             ]
         return json_reply({"PermissionSets": arns})
+
+    def _accounts_of_set(self, call: Call) -> Reply | None:
+        # moto answers its default account whatever was provisioned; AWS lists the accounts
+        # the set is provisioned to (API_ListAccountsForProvisionedPermissionSet), filtered by
+        # ProvisioningStatus as ListPermissionSetsProvisionedToAccount is.
+        params = call.json()
+        permission_set = self._permission_set(call, params.get("PermissionSetArn"))
+        if permission_set is None:
+            return json_error(
+                "ResourceNotFoundException", "Could not find PermissionSet with specified ARN", 400
+            )
+        accounts = self.sso_roles.provisioned_accounts(permission_set.permission_set_arn)
+        wanted = params.get("ProvisioningStatus")
+        if wanted in ("LATEST_PERMISSION_SET_PROVISIONED", "LATEST_PERMISSION_SET_NOT_PROVISIONED"):
+            latest = wanted == "LATEST_PERMISSION_SET_PROVISIONED"
+            accounts = [
+                a for a in accounts if self.sso_roles.is_latest(permission_set, a) == latest
+            ]
+        return json_reply({"AccountIds": accounts})
 
     # Tags of a permission set (moto 5.2.5 keeps CreatePermissionSet's Tags but implements none
     # of the tagging calls). Only permission sets are tagged here; instances are not.

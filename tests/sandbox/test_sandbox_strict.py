@@ -291,6 +291,11 @@ def test_sets_provisioned_to_an_account_are_that_accounts(client, control, ident
         PrincipalId="user-p",
     )
     assert provisioned(other) == [identity_center["permission_set"]]
+    # And the other way round (moto answers its default account whatever was provisioned).
+    accounts = sso.list_accounts_for_provisioned_permission_set(
+        InstanceArn=instance, PermissionSetArn=identity_center["permission_set"]
+    )["AccountIds"]
+    assert {first, other} <= set(accounts) and "123456789012" not in accounts
 
 
 def test_unknown_request_id_is_not_found(client, control, identity_center) -> None:
