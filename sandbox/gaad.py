@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
 import functools
 from typing import Any
 from urllib import parse
 from urllib.parse import parse_qs
 
-from sandbox.wire import Call, Reply, iam_backend, query_reply, xml_error
+from sandbox.wire import (
+    Call,
+    Reply,
+    decode_marker,
+    encode_marker,
+    iam_backend,
+    query_reply,
+    xml_error,
+)
 
 # AWS pages GAAD with MaxItems across all four lists (IAM API reference,
 # GetAccountAuthorizationDetails: MaxItems defaults to 100, at most 1000).
@@ -123,15 +129,8 @@ def _policy_view(policy: Any) -> Any:
 
 
 def _encode_marker(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"gaad:{offset}".encode()).decode()
+    return encode_marker("gaad", offset)
 
 
 def _decode_marker(marker: str) -> int | None:
-    try:
-        text = base64.urlsafe_b64decode(marker.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-    prefix, _, offset = text.partition(":")
-    if prefix != "gaad" or not offset.isdigit():
-        return None
-    return int(offset)
+    return decode_marker("gaad", marker)

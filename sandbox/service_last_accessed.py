@@ -16,8 +16,6 @@ named in :data:`SERVICE_NAMES` rather than all of AWS's.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import threading
 import uuid
@@ -28,7 +26,15 @@ from urllib.parse import unquote
 
 from domain.usage_events import ACTION_LEVEL_SERVICES, action_name, namespace_of
 from sandbox.cloudtrail import Clock, Trail, TrailEvent
-from sandbox.wire import Call, Reply, iam_backend, query_reply, xml_error
+from sandbox.wire import (
+    Call,
+    Reply,
+    decode_marker,
+    encode_marker,
+    iam_backend,
+    query_reply,
+    xml_error,
+)
 
 # IAM reports at least the last 400 days (IAM user guide, "Tracking period").
 TRACKING_PERIOD = timedelta(days=400)
@@ -282,15 +288,8 @@ def _statements(text: str) -> list[dict[str, Any]]:
 
 
 def _encode_marker(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"sla:{offset}".encode()).decode()
+    return encode_marker("sla", offset)
 
 
 def _decode_marker(marker: str) -> int | None:
-    try:
-        text = base64.urlsafe_b64decode(marker.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-    prefix, _, offset = text.partition(":")
-    if prefix != "sla" or not offset.isdigit():
-        return None
-    return int(offset)
+    return decode_marker("sla", marker)

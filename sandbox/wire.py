@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import uuid
 from collections.abc import Callable
@@ -174,3 +176,20 @@ def iam_backend(account_id: str, region: str = "us-east-1") -> Any:
     from moto.utilities.utils import get_partition
 
     return iam_backends[account_id][get_partition(region)]
+
+
+def encode_marker(kind: str, offset: int) -> str:
+    """An opaque paging Marker the sandbox hands out (``kind`` keeps APIs' markers apart)."""
+    return base64.urlsafe_b64encode(f"{kind}:{offset}".encode()).decode()
+
+
+def decode_marker(kind: str, marker: str) -> int | None:
+    """The offset a Marker of ``kind`` stands for; None for one the sandbox did not make."""
+    try:
+        text = base64.urlsafe_b64decode(marker.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    prefix, _, offset = text.partition(":")
+    if prefix != kind or not offset.isdigit():
+        return None
+    return int(offset)
