@@ -262,13 +262,14 @@ def _inventory(
     runtime = _Runtime(spec, sessions, store, snapshot_id)
     emit("inventory-start")
     scoped = resolve_scope(runtime)
-    # Both accounts, so the plan can tell a delegated administrator's run (domain.delegated_admin).
-    store.snapshots.record_organization(
-        snapshot_id, scoped.management_account_id, sessions.management_account_id()
-    )
     store.snapshots.add_findings(run_id, scoped.findings)
     emit("scope", accounts=len(scoped.in_scope))
     futures = [inventory_one_account.submit(runtime, account) for account in scoped.in_scope]
+    # Both accounts, so the plan can tell a delegated administrator's run (domain.delegated_admin);
+    # asked while the accounts are read, not before (a client and a call off the critical path).
+    store.snapshots.record_organization(
+        snapshot_id, scoped.management_account_id, sessions.management_account_id()
+    )
     outcomes = [future.result() for future in futures]
     store.snapshots.add_findings(run_id, [f for outcome in outcomes for f in outcome.findings])
     store.snapshots.complete_snapshot(snapshot_id)
