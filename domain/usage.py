@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from domain.policy_documents import canonical_json, sha256_hex
@@ -21,6 +22,13 @@ from domain.policy_documents import canonical_json, sha256_hex
 DEFAULT_WINDOW_DAYS = 90
 # IAM keeps last-accessed data for 400 days (IAM user guide, "Regions where data is tracked").
 MAX_WINDOW_DAYS = 400
+
+
+def iso_utc(value: datetime) -> str:
+    """A time as usage records hold it: ISO-8601 UTC to the second ("2026-11-30T12:00:00Z");
+    a naive time is taken as UTC (moto and botocore's parsers may give either)."""
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from console.operator import artifact_key, flow_run_id, publish_markdown, run_lo
 from console.run_names import step_run_name
 from domain.errors import NoInventoryError
 from domain.records import AccountInventory, User, UserClass
-from domain.usage import UsageRead, UserUsage
+from domain.usage import UsageRead, UserUsage, iso_utc
 from engine.account_steps import AccountFailure, account_task_result, failures_text
 from engine.account_work import account_label, settle
 from engine.migration import Migration
@@ -143,7 +143,7 @@ def usage_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
                     read.users[usage.key] = usage
                 for user, why in outcome.unread.items():
                     read.unread[(account_id, user)] = why
-            read.read_at = _iso(_now())
+            read.read_at = iso_utc(_now())
             store.usage.save_read(migration_id, run_id, read)
         except BaseException as err:
             store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
@@ -167,10 +167,6 @@ def usage_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _iso(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def usage_summary(

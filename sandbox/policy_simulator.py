@@ -89,17 +89,18 @@ def _policies(
     """(identity policies, boundary policy) as (source id, document) pairs."""
     identity = [(f"inline:{n}", load_document(d) or {}) for n, d in principal.policies.items()]
     for arn, policy in list(principal.managed_policies.items()):
-        identity.append((arn, _default_document(policy)))
+        identity.append((arn, default_document(policy)))
     boundary: list[tuple[str, dict]] = []
     boundary_arn = getattr(principal, "permissions_boundary_arn", None)
     if boundary_arn:
         policy = backend.managed_policies.get(boundary_arn)
         # A boundary whose policy is gone allows nothing (the role can do nothing).
-        boundary = [(boundary_arn, _default_document(policy) if policy else {})]
+        boundary = [(boundary_arn, default_document(policy) if policy else {})]
     return identity, boundary
 
 
-def _default_document(policy: Any) -> dict[str, Any]:
+def default_document(policy: Any) -> dict[str, Any]:
+    """A moto managed policy's default version's document, loaded ({} without one)."""
     for version in policy.versions:
         if version.is_default:
             return load_document(version.document) or {}

@@ -16,16 +16,17 @@ named in :data:`SERVICE_NAMES` rather than all of AWS's.
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import unquote
 
+from domain.least_privilege import NOTHING, document_grants
 from domain.usage_events import ACTION_LEVEL_SERVICES, action_name, namespace_of
 from sandbox.cloudtrail import Clock, Trail, TrailEvent
+from sandbox.policy_simulator import default_document
+from sandbox.trust import load_document
 from sandbox.wire import (
     Call,
     Reply,
@@ -248,43 +249,16 @@ def _services(
 def granted_services(backend: Any, user: Any) -> set[str]:
     """The namespaces the user's Allow statements name: its own inline and managed policies
     and its groups'. ``*`` and ``NotAction`` grant every service (here: :data:`SERVICE_NAMES`)."""
-    documents = list(user.policies.values())
-    documents += [_default_document(p) for p in list(user.managed_policies.values())]
+    documents = [load_document(text) for text in list(user.policies.values())]
+    documents += [default_document(p) for p in list(user.managed_policies.values())]
     for group in list(backend.groups.values()):
         if user in group.users:
-            documents += list(group.policies.values())
-            documents += [_default_document(p) for p in list(group.managed_policies.values())]
-    found: set[str] = set()
-    for text in documents:
-        for statement in _statements(text):
-            if statement.get("Effect") != "Allow":
-                continue
-            if "NotAction" in statement:
-                found.update(SERVICE_NAMES)
-                continue
-            actions = statement.get("Action") or []
-            for action in [actions] if isinstance(actions, str) else actions:
-                if action == "*":
-                    found.update(SERVICE_NAMES)
-                elif ":" in str(action):
-                    found.add(str(action).split(":", 1)[0].lower())
-    return found
-
-
-def _default_document(policy: Any) -> str:
-    return next((v.document for v in policy.versions if v.is_default_version), "")
-
-
-def _statements(text: str) -> list[dict[str, Any]]:
-    for candidate in (text, unquote(text)):
-        try:
-            loaded = json.loads(candidate)
-        except (TypeError, ValueError):
-            continue
-        statements = loaded.get("Statement", []) if isinstance(loaded, dict) else []
-        statements = [statements] if isinstance(statements, dict) else statements
-        return [s for s in statements if isinstance(s, dict)]
-    return []
+            documents += [load_document(text) for text in list(group.policies.values())]
+            documents += [default_document(p) for p in list(group.managed_policies.values())]
+    granted = NOTHING
+    for document in documents:
+        granted = granted | document_grants(document)
+    return set(granted.services) | (set(SERVICE_NAMES) if granted.everything else set())
 
 
 def _encode_marker(offset: int) -> str:

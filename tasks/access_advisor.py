@@ -20,17 +20,17 @@ import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_exponential
 
-from domain.usage import UserUsage
+from domain.usage import UserUsage, iso_utc
 from domain.usage_events import iam_action, namespace_of
-from tasks.aws import error_code, error_message
-from tasks.cloudtrail import GLOBAL_EVENTS_REGION, lookup_events
+from tasks.aws import error_code, error_message, marker_pages
+from tasks.cloudtrail import GLOBAL_EVENTS_REGION, as_utc, lookup_events
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,16 @@ def wait_for_jobs(
                     f"{error.get('Message', 'no reason given')}"
                 )
                 continue
-            done[name] = _all_pages(iam, job_id, first)
+            # GetServiceLastAccessedDetails has no botocore paginator: IAM's Marker by hand.
+            done[name] = list(first.get("ServicesLastAccessed", []))
+            if first.get("IsTruncated") and first.get("Marker"):
+                done[name] += marker_pages(
+                    iam.get_service_last_accessed_details,
+                    "ServicesLastAccessed",
+                    start=first["Marker"],
+                    JobId=job_id,
+                    MaxItems=PAGE_SIZE,
+                )
         return pending
 
     retrying = Retrying(
@@ -140,26 +149,6 @@ def wait_for_jobs(
         for name in pending:
             failed[name] = f"service-last-accessed job still IN_PROGRESS after {poll.timeout:.0f} s"
     return done, failed
-
-
-def _all_pages(iam: Any, job_id: str, first: dict[str, Any]) -> list[dict[str, Any]]:
-    # GetServiceLastAccessedDetails has no botocore paginator: IAM's Marker by hand.
-    services = list(first.get("ServicesLastAccessed", []))
-    page = first
-    while page.get("IsTruncated") and page.get("Marker"):
-        page = iam.get_service_last_accessed_details(
-            JobId=job_id, MaxItems=PAGE_SIZE, Marker=page["Marker"]
-        )
-        services += page.get("ServicesLastAccessed", [])
-    return services
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _iso(value: datetime) -> str:
-    return _utc(value).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _later(found: dict[str, str], key: str, when: str) -> None:
@@ -179,12 +168,12 @@ def usage_from_report(
         if "TrackedActionsLastAccessed" in service:
             action_level.add(namespace)
         last = service.get("LastAuthenticated")
-        if last is not None and _utc(last) >= since:
-            _later(used, namespace, _iso(last))
+        if last is not None and as_utc(last) >= since:
+            _later(used, namespace, iso_utc(last))
         for tracked in service.get("TrackedActionsLastAccessed") or []:
             when = tracked.get("LastAccessedTime")
-            if when is not None and _utc(when) >= since:
-                _later(actions, f"{namespace}:{tracked['ActionName']}", _iso(when))
+            if when is not None and as_utc(when) >= since:
+                _later(actions, f"{namespace}:{tracked['ActionName']}", iso_utc(when))
     return UserUsage(account_id, user, used, actions, frozenset(action_level))
 
 
@@ -217,9 +206,9 @@ def cloudtrail_actions(
                 continue  # console sign-ins are no service's use
             if _not_use(event):
                 continue
-            when = _utc(event["EventTime"])
+            when = as_utc(event["EventTime"])
             if since <= when <= until:
-                _later(found, iam_action(source, event.get("EventName") or ""), _iso(when))
+                _later(found, iam_action(source, event.get("EventName") or ""), iso_utc(when))
     return found
 
 

@@ -501,7 +501,9 @@ def pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[Any]
         yield from page.get(key, [])
 
 
-def marker_pages(method: Callable[..., Any], key: str, **kwargs: Any) -> Iterator[Any]:
+def marker_pages(
+    method: Callable[..., Any], key: str, start: str | None = None, **kwargs: Any
+) -> Iterator[Any]:
     """Like :func:`pages`, for an IAM list call botocore has no paginator for.
 
     IAM's Marker/IsTruncated protocol by hand (IAM API reference, "Using pagination"):
@@ -511,9 +513,10 @@ def marker_pages(method: Callable[..., Any], key: str, **kwargs: Any) -> Iterato
     Args:
         method: The client's bound method (``iam.list_service_specific_credentials``).
         key: The list in each page.
+        start: The Marker to start from (the pages after one already read); None: the first.
         **kwargs: The operation's parameters.
     """
-    marker: dict[str, str] = {}
+    marker: dict[str, str] = {"Marker": start} if start else {}
     while True:
         page = method(**kwargs, **marker)
         yield from page.get(key, [])

@@ -37,7 +37,7 @@ READ_PERMISSIONS = (
 GLOBAL_EVENTS_REGION = "us-east-1"
 
 
-def _utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -73,7 +73,7 @@ def evidence_from_event(account_id: str, user_name: str, event: dict[str, Any]) 
         user_name=user_name,
         event_key=f"cloudtrail:{event.get('EventId') or record.get('eventID')}",
         source="cloudtrail",
-        event_time=_utc(event["EventTime"]),
+        event_time=as_utc(event["EventTime"]),
         event_name=name,
         event_source=event.get("EventSource") or record.get("eventSource"),
         source_ip=record.get("sourceIPAddress"),
@@ -125,14 +125,14 @@ def collect_evidence(
             "AccessKeyLastUsed", {}
         )
         when = used.get("LastUsedDate")
-        if when is not None and _utc(when) >= since:
+        if when is not None and as_utc(when) >= since:
             last_used.append(
                 UseEvidence(
                     account_id=account_id,
                     user_name=user_name,
-                    event_key=f"last-used:{key['AccessKeyId']}:{_utc(when).isoformat()}",
+                    event_key=f"last-used:{key['AccessKeyId']}:{as_utc(when).isoformat()}",
                     source="access-key-last-used",
-                    event_time=_utc(when),
+                    event_time=as_utc(when),
                     event_name=f"key last used: {used.get('ServiceName', '?')} "
                     f"in {used.get('Region', '?')}",
                     access_key_id=key["AccessKeyId"],
@@ -186,7 +186,7 @@ def key_uses(
                 record = json.loads(event.get("CloudTrailEvent") or "{}")
             except ValueError:
                 record = {}
-            record.setdefault("eventTime", _utc(event["EventTime"]))
+            record.setdefault("eventTime", as_utc(event["EventTime"]))
             record.setdefault("eventName", event.get("EventName"))
             record.setdefault("eventSource", event.get("EventSource"))
             record.setdefault("awsRegion", region)
