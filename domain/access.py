@@ -76,6 +76,15 @@ def boundary_label(boundary: dict[str, Any] | None) -> str:
     return f"{ref.get('path') or '/'}{ref['name']} (customer-managed, in each account)"
 
 
+def boundary_as_api(boundary: dict[str, Any]) -> dict[str, Any]:
+    """A boundary as Identity Center's API and CloudFormation's ``AWS::SSO::PermissionSet``
+    take it: ``ManagedPolicyArn``, or ``CustomerManagedPolicyReference`` (Name, Path)."""
+    if "managed_policy_arn" in boundary:
+        return {"ManagedPolicyArn": boundary["managed_policy_arn"]}
+    ref = boundary["customer_managed_policy_reference"]
+    return {"CustomerManagedPolicyReference": {"Name": ref["name"], "Path": ref.get("path", "/")}}
+
+
 def same_boundary(arn: str, boundary: dict[str, Any], account_id: str) -> bool:
     """Whether the policy ``arn`` (an IAM user's or role's boundary in ``account_id``) is the
     policy ``boundary`` names there."""

@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.access import boundary_as_api
 from domain.export_records import (
     AssignmentRecord,
     ExportRecords,
@@ -104,15 +105,6 @@ def _some(properties: dict[str, Any]) -> dict[str, Any]:
 # -- Identity Center --------------------------------------------------------------------------
 
 
-def _boundary(boundary: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not boundary:
-        return None
-    if "managed_policy_arn" in boundary:
-        return {"ManagedPolicyArn": boundary["managed_policy_arn"]}
-    ref = boundary["customer_managed_policy_reference"]
-    return {"CustomerManagedPolicyReference": {"Name": ref["name"], "Path": ref.get("path", "/")}}
-
-
 def permission_set_resource(ps: PermissionSetRecord, instance: str) -> CfnResource:
     """``AWS::SSO::PermissionSet``; imported by InstanceArn and PermissionSetArn."""
     return CfnResource(
@@ -132,7 +124,9 @@ def permission_set_resource(ps: PermissionSetRecord, instance: str) -> CfnResour
                     {"Name": r["name"], "Path": r.get("path") or "/"}
                     for r in ps.customer_managed_policies
                 ],
-                "PermissionsBoundary": _boundary(ps.permissions_boundary),
+                "PermissionsBoundary": (
+                    boundary_as_api(ps.permissions_boundary) if ps.permissions_boundary else None
+                ),
                 "Tags": _tags(ps.tags),
             }
         ),

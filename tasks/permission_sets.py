@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from domain.access import PermissionSetDefinition
+from domain.access import PermissionSetDefinition, boundary_as_api
 from domain.errors import ActionError
 from domain.plan import PlanAction
 from domain.policy_documents import canonical_json, policy_fingerprint
@@ -120,13 +120,6 @@ def _boundary_from_api(raw: dict[str, Any] | None) -> dict[str, Any] | None:
     return {
         "customer_managed_policy_reference": {"name": ref["Name"], "path": ref.get("Path", "/")}
     }
-
-
-def _boundary_to_api(boundary: dict[str, Any]) -> dict[str, Any]:
-    if "managed_policy_arn" in boundary:
-        return {"ManagedPolicyArn": boundary["managed_policy_arn"]}
-    ref = boundary["customer_managed_policy_reference"]
-    return {"CustomerManagedPolicyReference": {"Name": ref["name"], "Path": ref.get("path", "/")}}
 
 
 def differences(definition: PermissionSetDefinition, live: dict[str, Any]) -> list[str]:
@@ -303,7 +296,7 @@ class CreatePermissionSet:
         ):
             try:
                 sso.put_permissions_boundary_to_permission_set(
-                    **ids, PermissionsBoundary=_boundary_to_api(definition.permissions_boundary)
+                    **ids, PermissionsBoundary=boundary_as_api(definition.permissions_boundary)
                 )
             except ClientError as err:
                 if error_code(err) != "NotImplemented":
@@ -386,7 +379,7 @@ def converge_definition(
             sso.delete_permissions_boundary_from_permission_set(**ids)
         else:
             sso.put_permissions_boundary_to_permission_set(
-                **ids, PermissionsBoundary=_boundary_to_api(boundary)
+                **ids, PermissionsBoundary=boundary_as_api(boundary)
             )
 
 
