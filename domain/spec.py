@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from domain.central_spec import Central, Target
 from domain.cis_rules import Cis
 from domain.errors import SpecError, WaveError
 from domain.permission_set_spec import LeastPrivilege, PermissionSets
@@ -330,6 +331,26 @@ class MigrationSpec(_Strict):
     waves: list[Wave] = Field(default_factory=list)
     cis: Cis = Field(default_factory=Cis)
     workloads: list[Workload] = Field(default_factory=list)  # [[workloads]]
+    # Where people's access lands: Identity Center, or roles trusted by one identity account
+    # (``domain.central_spec``; ``[central]`` is required with ``central-roles``).
+    target: Target = "identity-center"
+    central: Central | None = None
+
+    @model_validator(mode="after")
+    def _target_has_its_account(self) -> MigrationSpec:
+        if self.target == "central-roles" and self.central is None:
+            raise ValueError(
+                'target = "central-roles" needs a [central] table naming the identity account '
+                '(account = "123456789012")'
+            )
+        if self.target == "identity-center" and self.central is not None:
+            raise ValueError('[central] is only read with target = "central-roles"')
+        return self
+
+    @property
+    def central_account(self) -> str | None:
+        """The identity account of the ``central-roles`` target; None for Identity Center."""
+        return self.central.account if self.target == "central-roles" and self.central else None
 
     @field_validator("waves")
     @classmethod
