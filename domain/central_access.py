@@ -58,6 +58,9 @@ class _Role:
     access: str
     principals: dict[str, str] = field(default_factory=dict)  # central ARN -> its name
     people: dict[str, str] = field(default_factory=dict)  # IAM user -> its central ARN
+    # The IAM users whose own access this is (synthesis's reasons): the others only arrive
+    # as a principal that holds it (several people mapped to one federated role).
+    own: set[str] = field(default_factory=set)
 
     def holders(self) -> list[str]:
         return [f"user {name}" for name in sorted(self.people)]
@@ -103,6 +106,8 @@ def _roles(access: AccessPlan, planned: _Planned) -> dict[_Key, _Role]:
             role = roles.setdefault((account_id, name), _Role(account_id, name))
             role.principals[params["principal_id"]] = params["principal_name"]
             role.people[iam_user] = params["principal_id"]
+            if f"user {iam_user}" in str(params.get("reason", "")).split("; "):
+                role.own.add(iam_user)
     for (account_id, name), people in sorted(groups.items()):
         holders = [f"user {p}" for p in sorted(set(people))]
         planned.block(
@@ -300,7 +305,9 @@ def _shared_federated_roles(roles: dict[_Key, _Role], central: Central, planned:
     grants: dict[str, dict[str, set[_Key]]] = defaultdict(lambda: defaultdict(set))
     for role in roles.values():
         for person, arn in role.people.items():
-            grants[arn][person].add((role.account_id, role.access))
+            grants[arn].setdefault(person, set())
+            if person in role.own:
+                grants[arn][person].add((role.account_id, role.access))
     for arn, by_person in sorted(grants.items()):
         if len({frozenset(g) for g in by_person.values()}) < 2:
             continue
