@@ -1,8 +1,10 @@
 """Checks of a role's trust policy: who may assume it, and whether conditions pin them down.
 
-Every trust policy the plan creates goes through :func:`trust_problems`; a problem is a blocking
-finding for the ``replace`` stage. The rules are the ones a reviewer applies to a trust policy
-(STYLE.md, "Safety idioms": every trust policy names exactly who may assume the role):
+Every workload role's trust policy the plan creates goes through :func:`trust_problems`; a
+problem is a blocking finding for the ``replace`` stage. A ``central-roles`` member role's goes
+through the stricter :func:`central_trust_problems` (people's roles trust named people only).
+The workload rules are the ones a reviewer applies to a trust policy (STYLE.md, "Safety
+idioms": every trust policy names exactly who may assume the role):
 
 - an ``Allow`` to ``*`` (``"Principal": "*"`` or ``{"AWS": "*"}``) without a condition that
   narrows who (organization, principal ARN, source account or ARN, ExternalId);
