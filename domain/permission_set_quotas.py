@@ -138,8 +138,9 @@ def _set_problems(
 
 
 # Kinds of plan actions that add one IAM role to their account: a permission set provisioned
-# there for the first time (its AWSReservedSSO_ role), and the replace stage's workload role.
-_NEW_ROLE_KINDS = ("provision-permission-set", "create-workload-role")
+# there for the first time (its AWSReservedSSO_ role), the replace stage's workload role, and
+# the central-roles target's member role of an access.
+_NEW_ROLE_KINDS = ("provision-permission-set", "create-workload-role", "create-member-role")
 
 
 def role_quota_findings(
@@ -178,8 +179,8 @@ def role_quota_findings(
                 kind="quota-roles",
                 message=f"account {account_id}: {roles:,} roles + {added:,} to add > quota "
                 f"{quota:,} (IAM quota for roles per account, from GetAccountSummary; each "
-                "permission set provisioned there is an AWSReservedSSO_ role): raise the quota "
-                "or plan fewer sets there",
+                "permission set provisioned there is an AWSReservedSSO_ role, each central-roles "
+                "access a member role): raise the quota or plan fewer there",
                 account_id=account_id,
                 details={"roles": roles, "adding": added, "limit": quota},
             )

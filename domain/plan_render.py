@@ -9,6 +9,7 @@ from typing import Any
 
 from domain import csv_export
 from domain.access import boundary_label
+from domain.central_spec import CENTRAL_ROLES
 from domain.deletion import deletes_in
 from domain.json_compat import dumps_indented
 from domain.key_risks import worklist_markdown
@@ -27,6 +28,15 @@ _OUTCOME_WORDS = {
     Outcome.SKIP_AMBIGUOUS: "skipped: ambiguous identity",
     Outcome.SKIP_BLOCKED: "skipped: blocking error",
 }
+# The central-roles target's words where they differ (settings["target"]).
+_CENTRAL_OUTCOME_WORDS = {
+    **_OUTCOME_WORDS,
+    Outcome.MIGRATE: "migrate to central roles, then disable and delete",
+}
+
+
+def _is_central(plan: Plan) -> bool:
+    return plan.settings.get("target") == CENTRAL_ROLES
 
 
 def _cell(value: Any) -> str:
@@ -177,6 +187,8 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
     accounts = sorted({u.account_id for u in plan.users})
     blocking = plan.blocking
     warnings = [f for f in plan.findings if f.severity == "warning"]
+    central = _is_central(plan)
+    words = _CENTRAL_OUTCOME_WORDS if central else _OUTCOME_WORDS
 
     add(f"# Migration plan `{plan.migration}` — plan {meta.get('plan_id', '?')}")
     add("")
@@ -264,9 +276,19 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
     add(f"| IAM users | {len(plan.users)} |")
     for outcome in Outcome:
         if outcomes[outcome]:
-            add(f"| — {_OUTCOME_WORDS[outcome]} | {outcomes[outcome]} |")
-    add(f"| Permission sets to create | {len(plan.permission_sets)} |")
-    add(f"| Account assignments to create | {len(plan.assignments)} |")
+            add(f"| — {words[outcome]} | {outcomes[outcome]} |")
+    if central:
+        member_roles = Counter(a.kind for a in plan.actions)
+        add(f"| Accesses (one member role each where it is needed) | {len(plan.permission_sets)} |")
+        add(f"| Member roles to create | {member_roles['create-member-role']} |")
+        add(
+            f"| Central account: groups / assume policies / memberships | "
+            f"{member_roles['create-access-group']} / {member_roles['put-access-policy']} / "
+            f"{member_roles['add-group-member']} |"
+        )
+    else:
+        add(f"| Permission sets to create | {len(plan.permission_sets)} |")
+        add(f"| Account assignments to create | {len(plan.assignments)} |")
     for stage in stage_names():
         add(f"| Actions in stage `{stage}` | {stages[stage]} |")
     add(
@@ -281,8 +303,15 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
     add(
         "Stages are approved and applied separately (`all` approves provision, replace and "
         "disable, "
-        "never delete): `provision` creates access in Identity "
-        "Center; `replace` creates an IAM role under `/iamc/` for each placed workload, "
+        "never delete): `provision` creates "
+        + (
+            "a role per access in each member account, trusting exactly the central "
+            f"account's people who hold it there ({plan.settings['central']['account']}), and "
+            "there the policies that let them switch into it; `replace`"
+            if central
+            else "access in Identity Center; `replace`"
+        )
+        + " creates an IAM role under `/iamc/` for each placed workload, "
         "with the runtime's trust and the user's permissions (reversible; every trust policy "
         "is checked, a loose one blocks it); "
         "`disable` deactivates keys and attaches a deny-all quarantine policy "
@@ -388,41 +417,11 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
                 f"{len(accounts_touched)}: {', '.join(accounts_touched) or '—'} |"
             )
         add("")
-    add("## Permission sets")
-    add("")
     serves = Counter(name for user in plan.users for name in user.permission_sets)
-    if plan.permission_sets:
-        add(
-            "A permission set is the organization's: its name and description follow from "
-            "its access alone, so another wave with the same access adopts it. *Serves* counts "
-            "this plan's IAM users."
-        )
-        add("")
-        add(
-            "| Name | Serves | In AWS | Managed policies | Customer-managed | Inline | Boundary | "
-            "Description |"
-        )
-        add("|---|---:|---|---|---|---|---|---|")
-        notes = meta.get("organization_sets") or {}
-        updating = {a.target for a in updates}
-        for ps in plan.permission_sets:
-            managed = ", ".join(a.rsplit("/", 1)[-1] for a in ps.get("aws_managed_policy_arns", []))
-            customer = ", ".join(c["name"] for c in ps.get("customer_managed_policies", []))
-            inline = ps.get("inline_policy")
-            statements = len(inline.get("Statement", [])) if inline else 0
-            boundary = boundary_label(ps.get("permissions_boundary"))
-            add(
-                f"| `{ps['name']}` | {serves[ps['name']]} | "
-                f"{_cell(_in_aws(ps['name'], notes, updating, 'organization_sets' in meta))} | "
-                f"{_cell(managed) or '—'} | "
-                f"{_cell(customer) or '—'} | "
-                f"{f'{statements} statement(s)' if statements else '—'} | "
-                f"{_cell(boundary) or '—'} | {_cell(ps.get('description', ''))} |"
-            )
-        _customer_managed_choices(plan, add)
+    if central:
+        _central_roles(plan, serves, add)
     else:
-        add("None.")
-    add("")
+        _permission_sets(plan, meta, serves, updates, add)
     roles = [a for a in plan.actions if a.kind == "create-workload-role"]
     if roles:
         add("## Workload roles")
@@ -451,16 +450,22 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
         add("")
         add(f"### Account {account_id}")
         add("")
-        add("| IAM user | Class | Outcome | Identity | Permission sets | Why |")
+        add(
+            "| IAM user | Class | Outcome | "
+            + ("Central principal | Accesses" if central else "Identity | Permission sets")
+            + " | Why |"
+        )
         add("|---|---|---|---|---|---|")
         for user in account_users:
             add(
-                f"| `{user.user}` | {user.user_class} | {_OUTCOME_WORDS[user.outcome]} | "
+                f"| `{user.user}` | {user.user_class} | {words[user.outcome]} | "
                 f"{_cell(user.identity or '—')} | {_cell(', '.join(user.permission_sets) or '—')} "
                 f"| {_cell(user.reason)} |"
             )
         account_assignments = assignments_by_account.get(account_id, [])
-        if account_assignments:
+        if central:
+            _account_roles(plan, account_id, add)
+        elif account_assignments:
             add("")
             add(
                 "Assignments: "
@@ -496,3 +501,114 @@ def _customer_managed_choices(plan: Plan, add: Callable[[str], None]) -> None:
             f"| `{name}` | `{_cell(choice['policy'])}` | {choice['choice']} | "
             f"{_cell(choice['why'])} |"
         )
+
+
+def _central_roles(plan: Plan, serves: Counter[str], add: Callable[[str], None]) -> None:
+    """central-roles: per access, its member role, the accounts it is created in and who may
+    switch into it there, and how the central account lets them."""
+    central = plan.settings["central"]
+    add("## Central roles")
+    add("")
+    roles = [a for a in plan.actions if a.kind == "create-member-role"]
+    if not roles:
+        add("None.")
+        add("")
+        return
+    by_access: dict[str, list[Any]] = {}
+    for action in roles:
+        by_access.setdefault(action.params["access"], []).append(action)
+    arrive = (
+        "as its IAM users, who must sign in with MFA, and join the access's group"
+        if central.get("arrive") == "iam-users"
+        else "through the roles their IdP federates into (SAML), each holding the access's "
+        "assume policy"
+    )
+    add(
+        f"People sign in to the central account `{central['account']}` {arrive}; from there "
+        "they switch into the access's role in each member account, whose trust names exactly "
+        "them. *Serves* counts this plan's IAM users."
+    )
+    add("")
+    add(
+        "| Access | Role | Serves | Accounts | Who may switch in | Managed policies | Inline | "
+        "Boundary | Description |"
+    )
+    add("|---|---|---:|---|---|---|---|---|---|")
+    for access, actions in sorted(by_access.items()):
+        first = actions[0].params
+        who = sorted({p.rsplit("/", 1)[-1] for a in actions for p in a.params["principals"]})
+        inline = first.get("inline_policy")
+        statements = len(inline.get("Statement", [])) if inline else 0
+        managed = sorted(
+            {m.rsplit("/", 1)[-1] for a in actions for m in a.params["managed_policy_arns"]}
+        )
+        boundaries = sorted({a.params["permissions_boundary_arn"] or "—" for a in actions})
+        add(
+            f"| `{access}` | `{first['path']}{first['role_name']}` | {serves[access]} | "
+            f"{len(actions)}: {', '.join(sorted(a.account_id for a in actions))} | "
+            f"{_cell(', '.join(who))} | {_cell(', '.join(managed)) or '—'} | "
+            f"{f'{statements} statement(s)' if statements else '—'} | "
+            f"{_cell(', '.join(boundaries))} | {_cell(first.get('description', ''))} |"
+        )
+    add("")
+
+
+def _account_roles(plan: Plan, account_id: str, add: Callable[[str], None]) -> None:
+    roles = [
+        a for a in plan.actions if a.kind == "create-member-role" and a.account_id == account_id
+    ]
+    if roles:
+        add("")
+        add(
+            "Roles: "
+            + "; ".join(f"`{a.target}` trusts {_names(a.params['principals'])}" for a in roles)
+        )
+
+
+def _names(arns: list[str]) -> str:
+    """Central principals as people read them: their names, not their ARNs."""
+    return ", ".join(arn.rsplit("/", 1)[-1] for arn in arns)
+
+
+def _permission_sets(
+    plan: Plan,
+    meta: dict[str, Any],
+    serves: Counter[str],
+    updates: list[Any],
+    add: Callable[[str], None],
+) -> None:
+    """Identity Center: each set, who it serves, whether it is created, adopted or updated."""
+    add("## Permission sets")
+    add("")
+    if plan.permission_sets:
+        add(
+            "A permission set is the organization's: its name and description follow from "
+            "its access alone, so another wave with the same access adopts it. *Serves* counts "
+            "this plan's IAM users."
+        )
+        add("")
+        add(
+            "| Name | Serves | In AWS | Managed policies | Customer-managed | Inline | Boundary | "
+            "Description |"
+        )
+        add("|---|---:|---|---|---|---|---|---|")
+        notes = meta.get("organization_sets") or {}
+        updating = {a.target for a in updates}
+        for ps in plan.permission_sets:
+            managed = ", ".join(a.rsplit("/", 1)[-1] for a in ps.get("aws_managed_policy_arns", []))
+            customer = ", ".join(c["name"] for c in ps.get("customer_managed_policies", []))
+            inline = ps.get("inline_policy")
+            statements = len(inline.get("Statement", [])) if inline else 0
+            boundary = boundary_label(ps.get("permissions_boundary"))
+            add(
+                f"| `{ps['name']}` | {serves[ps['name']]} | "
+                f"{_cell(_in_aws(ps['name'], notes, updating, 'organization_sets' in meta))} | "
+                f"{_cell(managed) or '—'} | "
+                f"{_cell(customer) or '—'} | "
+                f"{f'{statements} statement(s)' if statements else '—'} | "
+                f"{_cell(boundary) or '—'} | {_cell(ps.get('description', ''))} |"
+            )
+        _customer_managed_choices(plan, add)
+    else:
+        add("None.")
+    add("")

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.access_plan import AccessPlan, plan_access
+from domain.central_access import central_access
+from domain.central_roles import member_role_name
+from domain.central_spec import CENTRAL_ROLES, Central
 from domain.delegated_admin import management_account_findings
 from domain.permission_set_quotas import role_quota_findings
 from domain.plan import (
@@ -210,6 +213,7 @@ def build_plan(
     management_account_id: str | None = None,
     caller_account_id: str | None = None,
     usage_read_id: int | None = None,
+    earlier_roles: dict[str, list[str]] | None = None,
 ) -> Plan:
     """Turn an inventory, its mapping and the synthesized access into an ordered plan.
 
@@ -227,6 +231,9 @@ def build_plan(
             access lands in the management account are skipped (``domain.delegated_admin``).
         usage_read_id: the usage read synthesis looked at (its least privilege section is
             ``synthesis.least_privilege``), recorded as provenance.
+        earlier_roles: with ``settings["target"] == "central-roles"``: access name -> the
+            member accounts where earlier plans created its role
+            (:func:`domain.waves.central_role_accounts`).
     """
     delegated = management_account_findings(
         synthesis.assignments, inventories, management_account_id, caller_account_id
@@ -239,6 +246,17 @@ def build_plan(
         extra_findings=[*(extra_findings or []), *delegated],
         organization=organization,
     )
+    central = (
+        Central.model_validate(settings["central"])
+        if settings.get("target") == CENTRAL_ROLES
+        else None
+    )
+    if central is not None:
+        # The same people and access, provisioned as member roles the central account's
+        # people switch into (domain.central_access) instead of Identity Center's.
+        access = central_access(
+            access, central=central, migration=migration, earlier_roles=earlier_roles
+        )
     placed = _Workloads(dict(workloads or {}), boundary=settings.get("permissions_boundary"))
     users, records = _user_plans(inventories, user_mappings, access, placed)
     inputs = PlanInputs(
@@ -256,6 +274,13 @@ def build_plan(
         inputs.actions.extend(definition.plan_actions(inputs))
     # Each account's IAM role quota against the roles the planned actions add there.
     there = {(a, k.name) for k in (organization or {}).values() for a in k.accounts}
+    if central is not None:
+        # An earlier wave's member role is there already (counted in the account's Roles).
+        there |= {
+            (a, member_role_name(central, name))
+            for name, accounts in (earlier_roles or {}).items()
+            for a in accounts
+        }
     inputs.findings.extend(role_quota_findings(inventories, inputs.actions, there))
     actions = sorted(inputs.actions, key=lambda a: (order_of(a.stage), a.account_id or "", a.id))
     return Plan(

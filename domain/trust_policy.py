@@ -1,8 +1,10 @@
 """Checks of a role's trust policy: who may assume it, and whether conditions pin them down.
 
-Every trust policy the plan creates goes through :func:`trust_problems`; a problem is a blocking
-finding for the ``replace`` stage. The rules are the ones a reviewer applies to a trust policy
-(STYLE.md, "Safety idioms": every trust policy names exactly who may assume the role):
+Every workload role's trust policy the plan creates goes through :func:`trust_problems`; a
+problem is a blocking finding for the ``replace`` stage. A ``central-roles`` member role's goes
+through the stricter :func:`central_trust_problems` (people's roles trust named people only).
+The workload rules are the ones a reviewer applies to a trust policy (STYLE.md, "Safety
+idioms": every trust policy names exactly who may assume the role):
 
 - an ``Allow`` to ``*`` (``"Principal": "*"`` or ``{"AWS": "*"}``) without a condition that
   narrows who (organization, principal ARN, source account or ARN, ExternalId);
@@ -143,4 +145,106 @@ def trust_problems(document: dict[str, Any], account_id: str) -> list[str]:
                 )
         if any(p.endswith(f"oidc-provider/{GITHUB_OIDC_HOST}") for p in federated):
             problems.extend(_github_problems(statement))
+    return problems
+
+
+# Conditions that narrow an account root to named principals of that account (the central
+# account's root trusts every principal there whose own policy allows sts:AssumeRole).
+_ROOT_NARROWING_KEYS = frozenset({"aws:principalarn"})
+_PRINCIPAL_TAG = "aws:principaltag/"
+_ACCOUNT_OF_ARN = re.compile(r"^arn:aws[\w-]*:(?:iam|sts)::(\d{12}):")
+
+
+def _account_of(principal: str) -> str | None:
+    """The account an AWS principal (ARN or bare account id) belongs to."""
+    root = _ROOT.match(principal)
+    if root:
+        return root.group(1) or root.group(2)
+    match = _ACCOUNT_OF_ARN.match(principal)
+    return match.group(1) if match else None
+
+
+def _requires_mfa(statement: dict[str, Any]) -> bool:
+    """``Bool aws:MultiFactorAuthPresent = true``: ``BoolIfExists`` lets credentials without
+    the key through (../shared/AWS_FACTS.md, "Trust policies")."""
+    values = _conditions(statement).get("Bool", {}).get("aws:multifactorauthpresent", [])
+    return bool(values) and all(v.lower() == "true" for v in values)
+
+
+def central_trust_problems(
+    document: dict[str, Any], *, role_account: str, central_account: str, people_are_users: bool
+) -> list[str]:
+    """What is wrong with a ``central-roles`` member role's trust policy; empty when it names
+    exactly the central account's people who may switch into it.
+
+    Stricter than :func:`trust_problems`: a person's role trusts named principals only.
+    A violation is an ``Allow`` to ``*``; to an account's root (ARN or bare id), the central
+    account's own included, unless ``aws:PrincipalArn`` or a principal tag narrows who; to a
+    principal of an account that is neither the central account nor the role's own without
+    ``sts:ExternalId`` (a third party); to IAM users (``people_are_users``) without
+    ``Bool aws:MultiFactorAuthPresent = true``; to any ``Federated`` or ``Service`` principal
+    (people arrive through the central account, never straight into a member account).
+
+    Args:
+        document: The trust policy (``AssumeRolePolicyDocument``).
+        role_account: The member account the role is in.
+        central_account: The identity account (``[central] account``).
+        people_are_users: People arrive as the central account's IAM users (MFA required).
+
+    Returns:
+        One sentence per violation, for a blocking ``trust-policy`` finding.
+    """
+    problems: list[str] = []
+    for statement in _listed(document.get("Statement")):
+        if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
+            continue
+        if "NotPrincipal" in statement:
+            problems.append("Allow with NotPrincipal: trusts everyone but the principals it names")
+        principal = statement.get("Principal")
+        anyone, aws, federated = _principals(statement)
+        services = (
+            [str(s) for s in _listed(principal.get("Service"))]
+            if isinstance(principal, dict)
+            else []
+        )
+        keys = _condition_keys(statement)
+        narrowed = bool(keys & _ROOT_NARROWING_KEYS) or any(
+            k.startswith(_PRINCIPAL_TAG) for k in keys
+        )
+        if anyone:
+            problems.append("trust to any principal ('*'): name the people who may assume it")
+        for name in federated:
+            problems.append(
+                f"trust to the federated principal {name}: people arrive through the central "
+                f"account {central_account}, not straight into this account"
+            )
+        for name in services:
+            problems.append(f"trust to the service {name}: a person's role trusts people only")
+        for name in aws:
+            if name == "*":
+                continue
+            account = _account_of(name)
+            if _ROOT.match(name) and not narrowed:
+                whose = (
+                    "the central account's"
+                    if account == central_account
+                    else "its own account's"
+                    if account == role_account
+                    else "another account's"
+                )
+                problems.append(
+                    f"trust to {whose} root {name} without aws:PrincipalArn or a principal "
+                    "tag condition: every principal of that account whose own policy allows "
+                    "sts:AssumeRole could assume it"
+                )
+            elif account not in (central_account, role_account) and "sts:externalid" not in keys:
+                problems.append(
+                    f"trust to {name} of account {account or 'unknown'}, neither the central "
+                    "account nor the role's own, without sts:ExternalId (a third party)"
+                )
+        if people_are_users and any(":user/" in n for n in aws) and not _requires_mfa(statement):
+            problems.append(
+                "trust to IAM users without Bool aws:MultiFactorAuthPresent = true: a leaked "
+                "access key alone could switch into the role"
+            )
     return problems

@@ -327,3 +327,65 @@ def definition_changes(new: dict[str, Any], old: dict[str, Any]) -> list[str]:
         else:
             changes.append(f"{name.replace('_', ' ')} differs")
     return changes
+
+
+# -- the central-roles target's member roles ----------------------------------------------------
+
+MEMBER_ROLE_KIND = "create-member-role"
+
+
+def central_role_accounts(uses: list[JournalUse]) -> dict[str, list[str]]:
+    """Access name -> the member accounts where a plan of the migration created or adopted the
+    access's member role and was not rolled back since (``central-roles``).
+
+    A central assume policy is one document per access: each plan puts all of it, so it must
+    name the roles earlier waves made as well as its own.
+
+    Args:
+        uses: The provision stage's forward rows of every plan (``store.waves.journal_uses``).
+    """
+    found: dict[str, set[str]] = {}
+    for use in uses:
+        if use.kind != MEMBER_ROLE_KIND or not use.done or use.released or not use.account_id:
+            continue
+        access = str(use.params.get("access") or "")
+        if access:
+            found.setdefault(access, set()).add(use.account_id)
+    return {name: sorted(accounts) for name, accounts in sorted(found.items())}
+
+
+def central_accesses(uses: list[JournalUse]) -> dict[str, OrgPermissionSet]:
+    """Fingerprint -> the access an earlier plan made member roles of (``central-roles``), in
+    the shape of :func:`organization_sets`: synthesis keeps its name and inline document, so
+    the same access keeps the same role name in every wave.
+    """
+    found: dict[str, OrgPermissionSet] = {}
+    ordered = sorted(
+        (
+            u
+            for u in uses
+            if u.kind == MEMBER_ROLE_KIND and u.done and not u.released and u.account_id
+        ),
+        key=lambda u: (u.finished or u.started or datetime.min, u.plan_id),
+    )
+    accounts: dict[str, set[str]] = {}
+    for use in ordered:
+        fingerprint = str(use.params.get("fingerprint") or "")
+        access = str(use.params.get("access") or "")
+        if not fingerprint or not access:
+            continue
+        known = found.setdefault(
+            fingerprint,
+            OrgPermissionSet(
+                name=access,
+                fingerprint=fingerprint,
+                definition={"inline_policy": use.params.get("inline_policy")},
+                ours=True,
+                created_by=use.owner,
+            ),
+        )
+        accounts.setdefault(fingerprint, set()).add(str(use.account_id))
+        known.definition = {"inline_policy": use.params.get("inline_policy")}
+    for fingerprint, known in found.items():
+        known.accounts = sorted(accounts[fingerprint])
+    return found

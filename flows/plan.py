@@ -19,6 +19,7 @@ from console.operator import artifact_key, operator_step
 from console.run_names import step_run_name
 from console.waves import publish_waves_artifact
 from domain.access import KnownPermissionSet
+from domain.central_spec import CENTRAL_ROLES
 from domain.errors import PlanError
 from domain.key_risks import add_hard_coded_key_risks
 from domain.plan import PROVENANCE_KEYS, Plan, Stage, hashed_content, sha256_of
@@ -34,7 +35,14 @@ from domain.records import AccountInventory
 from domain.spec import MigrationSpec
 from domain.synthesis import synthesize
 from domain.usage import UsageRead
-from domain.waves import OrgPermissionSet, names_only_accounts, organization_sets, resolve_waves
+from domain.waves import (
+    OrgPermissionSet,
+    central_accesses,
+    central_role_accounts,
+    names_only_accounts,
+    organization_sets,
+    resolve_waves,
+)
 from engine.migration import Migration
 from engine.reports import plan_meta
 from state import Store
@@ -83,6 +91,12 @@ def _plan_settings(spec: MigrationSpec) -> dict[str, Any]:
         **(
             {"permissions_boundary": spec.permission_sets.boundary_reference()}
             if spec.permission_sets.boundary
+            else {}
+        ),
+        # Only for central-roles, so Identity Center plans keep their content (and hash).
+        **(
+            {"target": CENTRAL_ROLES, "central": spec.central.model_dump()}
+            if spec.target == CENTRAL_ROLES and spec.central is not None
             else {}
         ),
     }
@@ -182,7 +196,12 @@ def compute_plan(
     }
     unseen = unseen_account_findings(inventories, reasons, spec.scope.exclude_accounts)
     # The organization's permission sets, as every earlier plan's journal left them.
-    organization = organization_sets(store.waves.journal_uses(migration_id))
+    uses = store.waves.journal_uses(migration_id)
+    organization = organization_sets(uses)
+    # central-roles: the accesses earlier plans made member roles of (their names and
+    # documents kept), and where, so each access's central policy covers every wave.
+    earlier_roles = central_role_accounts(uses) if spec.target == CENTRAL_ROLES else None
+    known = central_accesses(uses) if spec.target == CENTRAL_ROLES else organization
     # What each user used in the window (``iamc usage``): the least privilege report, and in
     # trim mode the sets themselves. None: no read yet, the plan copies access as it is.
     usage = store.usage.latest(migration_id)
@@ -192,7 +211,7 @@ def compute_plan(
         user_mappings,
         group_mappings,
         mapping.identity_groups,
-        **_synthesis_options(spec, organization, snapshot_inventories, usage),
+        **_synthesis_options(spec, known, snapshot_inventories, usage),
     )
     phases.done("synthesize")
     plan = build_plan(
@@ -213,6 +232,7 @@ def compute_plan(
         management_account_id=snapshot.management_account_id,
         caller_account_id=snapshot.caller_account_id,
         usage_read_id=usage.id if usage is not None else None,
+        earlier_roles=earlier_roles,
     )
     # Runbook step 4: keys the scans found written down hold their users' disable and delete.
     found, unscanned = store.scans.current_key_findings(migration_id)
