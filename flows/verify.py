@@ -4,6 +4,10 @@ Per account, one task (``verify 893263693528 acme-prod-app``): the planned assig
 the provisioned ``AWSReservedSSO_*`` roles carry their permission sets' policies, and no person
 has less than their old IAM user had (``tasks.verify_access``), or, when the plan trimmed
 their access to what they used, lost nothing they used in the window (``tasks.verify_use``).
+For a ``central-roles`` plan (``settings["target"]``) each member account's task checks its
+roles instead (``tasks.verify_central``): per person and role, IAM's policy simulator says the
+person may switch in with the live trust policy (and MFA), and an unplanned central principal
+may not. Same table, artifact and failure.
 Reads only; recorded as a ``verify`` run of the plan, so ``centralize`` knows it is done.
 """
 
@@ -24,10 +28,12 @@ from console.operator import (
     run_logger,
 )
 from console.run_names import step_run_name
-from domain.errors import AccessNotVerified
+from domain.central_spec import CENTRAL_ROLES, Central
+from domain.errors import AccessNotVerified, SpecError
 from domain.plan import Plan
 from domain.records import AccountInventory
 from domain.runs import VERIFY_RUN
+from domain.stages import Stage
 from engine.account_steps import AccountFailure, account_task_result, failures_text
 from engine.account_work import account_label, settle
 from engine.migration import Migration
@@ -35,6 +41,16 @@ from engine.reports import get_plan_info
 from tasks.aws import AwsSessions
 from tasks.identity_store import find_instance
 from tasks.verify_access import AccessCheck, permission_set_arns, verify_account
+from tasks.verify_central import (
+    RoleCheck,
+    member_role_actions,
+    planned_checks,
+    verify_member_roles,
+)
+
+# A row of the verify table: a person in an account (Identity Center), or a person's role
+# in an account (central roles).
+Check = AccessCheck | RoleCheck
 
 
 class _Runtime:
@@ -49,6 +65,9 @@ class _Runtime:
         self.set_arns: dict[str, str] = {}
         # The latest usage read, when the plan trimmed access to what was used.
         self.usage: Any = None
+        # central-roles: the spec's [central] and the provision journal's statuses.
+        self.central: Central | None = None
+        self.statuses: dict[str, str] = {}
 
 
 @task(
@@ -80,8 +99,18 @@ def verify_account_task(rt: _Runtime, account_id: str, label: str) -> Any:
     return checks
 
 
-def _verify(rt: _Runtime, account_id: str) -> list[AccessCheck]:
+def _verify(rt: _Runtime, account_id: str) -> list[AccessCheck] | list[RoleCheck]:
     rt.sessions.check_access(account_id)  # a missing role is reported as such, first
+    if rt.central is not None:
+        rt.sessions.check_access(rt.central.account)  # the simulator runs there
+        return verify_member_roles(
+            rt.plan,
+            account_id,
+            rt.statuses,
+            rt.sessions.for_account(account_id),
+            rt.sessions.for_account(rt.central.account),
+            rt.central,
+        )
     return verify_account(
         rt.plan,
         account_id,
@@ -94,8 +123,11 @@ def _verify(rt: _Runtime, account_id: str) -> list[AccessCheck]:
     )
 
 
-def _not_checked(plan: Plan, failure: AccountFailure) -> list[AccessCheck]:
+def _not_checked(plan: Plan, failure: AccountFailure) -> list[Check]:
     """One FAILED row per person of an account that could not be read, with the reason."""
+    if _is_central(plan):
+        roles: list[Check] = [*planned_checks(plan, failure.account_id)]
+        return roles
     people: dict[str, AccessCheck] = {}
     for user in plan.users:
         if user.account_id == failure.account_id and user.outcome == "migrate":
@@ -106,35 +138,33 @@ def _not_checked(plan: Plan, failure: AccountFailure) -> list[AccessCheck]:
     return list(people.values())
 
 
+def _is_central(plan: Plan) -> bool:
+    return plan.settings.get("target") == CENTRAL_ROLES
+
+
 def _rows(
-    checks: list[AccessCheck], names: dict[str, str], failed: dict[str, str]
+    checks: list[Check], names: dict[str, str], failed: dict[str, str]
 ) -> list[dict[str, Any]]:
-    rows = [
-        {
+    def row(c: Check, result: str, problems: str) -> dict[str, Any]:
+        return {
             "person": c.identity,
             "account": c.account_id,
             "name": names.get(c.account_id, ""),
-            "old IAM users": ", ".join(c.iam_users),
-            "permission sets": ", ".join(c.permission_sets),
-            "result": "ok" if c.ok else "PROBLEM",
-            "problems": "; ".join(c.problems),
+            **c.columns(),
+            "result": result,
+            "problems": problems,
         }
+
+    rows = [
+        row(c, "ok" if c.ok else "PROBLEM", "; ".join(c.problems))
         for c in checks
         if c.account_id not in failed
     ]
-    for c in checks:
-        if c.account_id in failed:
-            rows.append(
-                {
-                    "person": c.identity,
-                    "account": c.account_id,
-                    "name": names.get(c.account_id, ""),
-                    "old IAM users": ", ".join(c.iam_users),
-                    "permission sets": ", ".join(c.permission_sets),
-                    "result": "FAILED",
-                    "problems": f"not checked: {failed[c.account_id]}",
-                }
-            )
+    rows.extend(
+        row(c, "FAILED", f"not checked: {failed[c.account_id]}")
+        for c in checks
+        if c.account_id in failed
+    )
     return rows
 
 
@@ -179,7 +209,17 @@ def verify_flow(spec_path: str, plan_id: int | None = None) -> dict[str, Any]:
                 if plan.least_privilege and plan.usage_read_id is not None
                 else None
             )
-            checks, failures = _check_accounts(spec, spec_path, plan, plan_id, inventories, usage)
+            statuses = (
+                {
+                    e.action_id: e.status
+                    for e in store.journal.journal_entries(plan_id, Stage.PROVISION)
+                }
+                if _is_central(plan)
+                else {}
+            )
+            checks, failures = _check_accounts(
+                spec, spec_path, plan, plan_id, inventories, usage, statuses
+            )
         except BaseException as err:
             store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise
@@ -193,11 +233,21 @@ def _check_accounts(
     plan_id: int,
     inventories: dict[str, AccountInventory],
     usage: Any = None,
-) -> tuple[list[AccessCheck], list[AccountFailure]]:
+    statuses: dict[str, str] | None = None,
+) -> tuple[list[Check], list[AccountFailure]]:
     """Every migrated person's checks, and the accounts that could not be read."""
     sessions = AwsSessions.from_spec(spec)
     rt = _Runtime(plan, inventories, sessions)
     rt.usage = usage
+    if _is_central(plan):
+        if spec.central is None:
+            raise SpecError(
+                f"plan {plan_id} is for the central-roles target but the spec has no [central] "
+                "table: put back [central] (the identity account) to verify it"
+            )
+        rt.central, rt.statuses = spec.central, dict(statuses or {})
+        accounts = sorted({str(a.account_id) for a in member_role_actions(plan)})
+        return _run_accounts(rt, plan, plan_id, inventories, accounts)
     management = sessions.management()
     instance = find_instance(
         management,
@@ -208,11 +258,22 @@ def _check_accounts(
     rt.sso, rt.instance_arn = management.client("sso-admin"), instance.instance_arn
     rt.set_arns = permission_set_arns(rt.sso, rt.instance_arn)
     accounts = sorted({u.account_id for u in plan.users if u.outcome == "migrate"})
+    return _run_accounts(rt, plan, plan_id, inventories, accounts)
+
+
+def _run_accounts(
+    rt: _Runtime,
+    plan: Plan,
+    plan_id: int,
+    inventories: dict[str, AccountInventory],
+    accounts: list[str],
+) -> tuple[list[Check], list[AccountFailure]]:
+    """One task per account; an account that could not be read gives FAILED rows."""
     run_logger().info("verifying plan %s in %d account(s)", plan_id, len(accounts))
     futures = [
         verify_account_task.submit(rt, a, account_label(inventories.get(a)) or a) for a in accounts
     ]
-    checks: list[AccessCheck] = []
+    checks: list[Check] = []
     failures: list[AccountFailure] = []
     for future in futures:
         outcome = settle(future)
@@ -229,7 +290,7 @@ def _finish(
     run_id: int,
     plan_id: int,
     inventories: dict[str, AccountInventory],
-    checks: list[AccessCheck],
+    checks: list[Check],
     failures: list[AccountFailure],
     wave: str | None = None,
 ) -> dict[str, Any]:

@@ -8,20 +8,36 @@ implicit deny. ``Action``/``NotAction`` and ``Resource``/``NotResource`` match w
 wildcards; ResourceArns default to ``*`` (API reference: "If you do not specify ... the value
 defaults to * (all resources)"), which a resource-scoped statement does not match, as the
 real simulator answers. A statement's Condition is evaluated with the ContextEntries given
-(sandbox.trust's operators: an unknown operator never matches).
+(sandbox.trust's operators: an unknown operator never matches). A user's groups' policies
+count as its own.
+
+With a ResourcePolicy (the role's trust policy, for ``sts:AssumeRole*`` on a role ARN) the
+call is evaluated as the cross-account request it is for central roles: allowed only when the
+identity policies allow it *and* the trust policy allows CallerArn (``sandbox.trust``, with the
+ContextEntries as the request's context, e.g. ``aws:MultiFactorAuthPresent``); an explicit Deny
+in either wins (IAM user guide, "Cross-account policy evaluation logic"). CallerArn must be an
+IAM user's ARN and defaults to PolicySourceArn when that is a user (IAM API reference,
+SimulatePrincipalPolicy: "You can specify only the ARN of an IAM user"); with David's
+PolicySourceArn and Bob's CallerArn the call is Bob's, with David's policies. Within one account
+AWS also lets a trust policy naming the caller's ARN allow on its own; the sandbox always
+requires both (stricter), and refuses a ResourcePolicy for any other action or resource rather
+than answer it wrongly.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from domain.least_privilege import wildcard_match
-from sandbox.trust import conditions_hold, listed, load_document
+from sandbox.trust import Decision, aws_caller, conditions_hold, evaluate, listed, load_document
 from sandbox.wire import Call, Reply, iam_backend, query_reply, xml_error
 
 _PRINCIPAL = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):(role|user)/(?:.*/)?([\w+=,.@-]+)$")
 _MEMBER = re.compile(r"^(ActionNames|ResourceArns)\.member\.(\d+)$")
+_USER = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):user/(?:.*/)?[\w+=,.@-]+$")
+_ROLE_RESOURCE = re.compile(r"^arn:aws[\w-]*:iam::\d{12}:role/")
 _CONTEXT = re.compile(r"^ContextEntries\.member\.(\d+)\.(ContextKeyName|ContextKeyValues)")
 DEFAULT_MAX_ITEMS = 100
 
@@ -47,12 +63,17 @@ def simulate_principal_policy(call: Call) -> Reply:
         return xml_error("iam", "InvalidInput", "ActionNames must not be empty.", 400)
     resources = _members(params, "ResourceArns") or ["*"]
     context = _context(params)
-    identity, boundary = _policies(backend, principal)
-    results = [
-        _result(action, resource, identity, boundary, context)
-        for action in actions
-        for resource in resources
-    ]
+    trust, refusal = _resource_policy(params, kind, actions, resources)
+    if refusal is not None:
+        return xml_error("iam", "InvalidInput", refusal, 400)
+    identity, boundary = _policies(backend, principal, is_user=kind == "user")
+    results = []
+    for action in actions:
+        for resource in resources:
+            result = _result(action, resource, identity, boundary, context)
+            if trust is not None:
+                _with_trust(result, trust, context)
+            results.append(result)
     start = int(params.get("Marker") or 0)
     size = int(params.get("MaxItems") or DEFAULT_MAX_ITEMS)
     page = results[start : start + size]
@@ -60,6 +81,64 @@ def simulate_principal_policy(call: Call) -> Reply:
     if answer["IsTruncated"]:
         answer["Marker"] = str(start + size)
     return query_reply("SimulatePrincipalPolicy", answer)
+
+
+@dataclass(frozen=True)
+class _Trust:
+    document: dict[str, Any]
+    caller_arn: str
+    caller_account: str
+
+
+def _resource_policy(
+    params: dict[str, str], kind: str, actions: list[str], resources: list[str]
+) -> tuple[_Trust | None, str | None]:
+    """(the trust policy to evaluate with, or None; or why the request is refused)."""
+    caller = params.get("CallerArn") or ""
+    if caller and not _USER.match(caller):
+        return None, "CallerArn must be the ARN of an IAM user."
+    if "ResourcePolicy" not in params:
+        return None, None
+    if not caller:
+        if kind != "user":
+            return None, (
+                "CallerArn is required when a ResourcePolicy is given and PolicySourceArn is "
+                "not an IAM user."
+            )
+        caller = params["PolicySourceArn"]
+    document = load_document(params["ResourcePolicy"])
+    if document is None:
+        return None, "ResourcePolicy is not a valid policy document."
+    owner = params.get("ResourceOwner")
+    if owner and not re.fullmatch(r"arn:aws[\w-]*:iam::\d{12}:root", owner):
+        return None, "ResourceOwner must be an account's root ARN (arn:aws:iam::ACCOUNT:root)."
+    assumes = all(a.lower().startswith("sts:assumerole") for a in actions)
+    if not assumes or not all(_ROLE_RESOURCE.match(r) for r in resources):
+        # What the sandbox can't evaluate it refuses, rather than answer it wrongly.
+        return None, (
+            "the sandbox evaluates a ResourcePolicy only as a role's trust policy: "
+            "sts:AssumeRole* actions on role ARNs."
+        )
+    match = _USER.match(caller)
+    return _Trust(document, caller, match.group(1) if match else ""), None
+
+
+def _with_trust(result: dict[str, Any], trust: _Trust, context: dict[str, str]) -> None:
+    """Combine the identity decision with the trust policy's, as a cross-account request."""
+    caller = aws_caller(trust.caller_arn, trust.caller_account, **context)
+    decided: Decision = evaluate(trust.document, result["EvalActionName"], caller)
+    identity = result["EvalDecision"]
+    if identity == "explicitDeny" or decided.explicit_deny:
+        result["EvalDecision"] = "explicitDeny"
+    elif identity == "allowed" and decided.allowed:
+        result["EvalDecision"] = "allowed"
+    else:
+        result["EvalDecision"] = "implicitDeny"
+    if decided.allowed or decided.explicit_deny:
+        result["MatchedStatements"] = [
+            *result["MatchedStatements"],
+            {"SourcePolicyId": "ResourcePolicy", "SourcePolicyType": "resource"},
+        ]
 
 
 def _members(params: dict[str, str], name: str) -> list[str]:
@@ -84,12 +163,24 @@ def _context(params: dict[str, str]) -> dict[str, str]:
 
 
 def _policies(
-    backend: Any, principal: Any
+    backend: Any, principal: Any, *, is_user: bool
 ) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
     """(identity policies, boundary policy) as (source id, document) pairs."""
     identity = [(f"inline:{n}", load_document(d) or {}) for n, d in principal.policies.items()]
     for arn, policy in list(principal.managed_policies.items()):
         identity.append((arn, default_document(policy)))
+    if is_user:  # a user's groups' policies are its own (IAM user guide, "Policy evaluation")
+        for group in list(backend.groups.values()):
+            if not any(member.name == principal.name for member in group.users):
+                continue
+            identity.extend(
+                (f"group:{group.name}:{n}", load_document(d) or {})
+                for n, d in group.policies.items()
+            )
+            identity.extend(
+                (arn, default_document(policy))
+                for arn, policy in list(group.managed_policies.items())
+            )
     boundary: list[tuple[str, dict]] = []
     boundary_arn = getattr(principal, "permissions_boundary_arn", None)
     if boundary_arn:

@@ -20,6 +20,7 @@ from urllib.parse import unquote
 from domain.least_privilege import wildcard_match
 
 _ARN = re.compile(r"^arn:aws[\w-]*:(iam|sts)::(\d{12}):(.+)$")
+_EXPLICIT = "explicitly denied by"
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class Caller:
 class Decision:
     allowed: bool
     why: str
+
+    @property
+    def explicit_deny(self) -> bool:
+        """A Deny statement decided (not merely no Allow): IAM's ``explicitDeny``."""
+        return not self.allowed and self.why.startswith(_EXPLICIT)
 
 
 def aws_caller(principal_arn: str, account_id: str, **context: str) -> Caller:
@@ -83,7 +89,7 @@ def evaluate(document: str | dict[str, Any], action: str, caller: Caller) -> Dec
             continue
         label = statement.get("Sid") or f"statement {index + 1}"
         if statement.get("Effect") == "Deny":
-            return Decision(False, f"explicitly denied by {label}")
+            return Decision(False, f"{_EXPLICIT} {label}")
         if statement.get("Effect") == "Allow" and allowed_by is None:
             allowed_by = label
     if allowed_by is not None:

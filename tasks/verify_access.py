@@ -86,6 +86,13 @@ class AccessCheck:
     def ok(self) -> bool:
         return not self.problems
 
+    def columns(self) -> dict[str, str]:
+        """The verify table's columns of this target."""
+        return {
+            "old IAM users": ", ".join(self.iam_users),
+            "permission sets": ", ".join(self.permission_sets),
+        }
+
 
 def inline_keys(document: dict[str, Any] | str | None) -> set[str]:
     """The canonical keys of a policy document's statements (as synthesis merges them)."""

@@ -26,14 +26,17 @@ def verify(
     Reads only: per account, the plan's assignments exist, each AWSReservedSSO_ role has its
     set's policies and permissions boundary, and nobody has less than their IAM user had but
     for what least privilege trimmed, which is replayed instead (every action they used in the
-    window through SimulatePrincipalPolicy on their new role). Exit 1 naming each problem.
+    window through SimulatePrincipalPolicy on their new role). For a central-roles plan: per
+    person and member role, SimulatePrincipalPolicy with the role's live trust policy says they
+    may switch in (with MFA) and an unplanned central principal may not. Exit 1 naming each
+    problem.
     """
     report_to_prefect()
     # Deferred: the flow imports Prefect, which reads its settings at import.
     with imports_without_gc():
         from flows.verify import verify_flow
 
-    with Migration.open(spec), console.status("[bold]verify[/] reading Identity Center and IAM"):
+    with Migration.open(spec), console.status("[bold]verify[/] reading IAM (and Identity Center)"):
         summary = verify_flow(str(spec), plan_id)
     console.print(
         f"verify run {summary['run_id']} of plan {summary['plan_id']}: {summary['people']} "

@@ -242,3 +242,127 @@ def test_verify_counts_a_service_a_deny_takes_away_as_lost(client) -> None:
     when = "2026-11-30T00:00:00Z"
     problems = _verify_use(iam, arn, inline, {"services": {"s3": when, "sqs": when}})
     assert len(problems) == 1 and "service sqs" in problems[0], problems
+
+
+# -- a role's trust policy as the ResourcePolicy (central roles' verify) ------------------------
+
+MEMBER_ROLE = "arn:aws:iam::210987654321:role/iamc/iamc-team"
+MFA = {"Bool": {"aws:MultiFactorAuthPresent": "true"}}
+WITH_MFA = [
+    {
+        "ContextKeyName": "aws:MultiFactorAuthPresent",
+        "ContextKeyValues": ["true"],
+        "ContextKeyType": "boolean",
+    }
+]
+
+
+def trust(*principals: str, condition: dict[str, Any] | None = MFA, deny: str | None = None) -> str:
+    allow: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"AWS": list(principals)},
+        "Action": "sts:AssumeRole",
+    }
+    if condition:
+        allow["Condition"] = condition
+    statements = [allow]
+    if deny:
+        statements.append({"Effect": "Deny", "Principal": {"AWS": deny}, "Action": "sts:*"})
+    return doc(*statements)
+
+
+@pytest.fixture
+def people(client) -> dict[str, str]:
+    """Two users of one account; only the first is in the group allowed to assume the role."""
+    iam = client("iam")
+    tag = uuid.uuid4().hex[:8]
+    group = f"team-{tag}"
+    iam.create_group(GroupName=group)
+    iam.put_group_policy(
+        GroupName=group,
+        PolicyName="assume",
+        PolicyDocument=doc(
+            {
+                "Effect": "Allow",
+                "Action": "sts:AssumeRole",
+                "Resource": MEMBER_ROLE,
+                "Condition": MFA,
+            }
+        ),
+    )
+    found = {}
+    for name in ("alice", "bob"):
+        found[name] = iam.create_user(UserName=f"{name}-{tag}", Path="/people/")["User"]["Arn"]
+    iam.add_user_to_group(GroupName=group, UserName=f"alice-{tag}")
+    return found
+
+
+def assume(iam: Any, source: str, policy: str, caller: str | None = None, **extra: Any) -> str:
+    if caller:
+        extra["CallerArn"] = caller
+    [result] = iam.simulate_principal_policy(
+        PolicySourceArn=source,
+        ActionNames=["sts:AssumeRole"],
+        ResourceArns=[MEMBER_ROLE],
+        ResourcePolicy=policy,
+        ResourceOwner="arn:aws:iam::210987654321:root",
+        **extra,
+    )["EvaluationResults"]
+    return result["EvalDecision"]
+
+
+def test_assume_role_needs_the_identity_policy_and_the_trust_policy_with_its_context(
+    client, people
+) -> None:
+    iam = client("iam")
+    alice, bob = people["alice"], people["bob"]
+    named = trust(alice)
+    assert assume(iam, alice, named, alice, ContextEntries=WITH_MFA) == "allowed"
+    # CallerArn defaults to the user of PolicySourceArn.
+    assert assume(iam, alice, named, ContextEntries=WITH_MFA) == "allowed"
+    # No MFA in the context: both the group's policy and the trust's condition fail.
+    assert assume(iam, alice, named, alice) == "implicitDeny"
+    # Bob with alice's policies: the trust does not name him.
+    assert assume(iam, alice, named, bob, ContextEntries=WITH_MFA) == "implicitDeny"
+    # Bob's own policies allow nothing, whatever the trust says.
+    assert assume(iam, bob, trust(bob), bob, ContextEntries=WITH_MFA) == "implicitDeny"
+    # A trust naming the account's root lets anyone of it in whose policies allow it.
+    root = trust("arn:aws:iam::123456789012:root", condition=None)
+    assert assume(iam, alice, root, bob, ContextEntries=WITH_MFA) == "allowed"
+    # A trust from another account's principal only: not alice.
+    other = trust("arn:aws:iam::111122223333:user/alice")
+    assert assume(iam, alice, other, alice, ContextEntries=WITH_MFA) == "implicitDeny"
+    # An explicit Deny of the trust policy wins.
+    denied = trust(alice, deny=alice)
+    assert assume(iam, alice, denied, alice, ContextEntries=WITH_MFA) == "explicitDeny"
+    # Without a ResourcePolicy only the identity side is simulated, as before.
+    [only] = iam.simulate_principal_policy(
+        PolicySourceArn=alice,
+        ActionNames=["sts:AssumeRole"],
+        ResourceArns=[MEMBER_ROLE],
+        ContextEntries=WITH_MFA,
+    )["EvaluationResults"]
+    assert only["EvalDecision"] == "allowed"
+
+
+def test_what_the_sandbox_cannot_evaluate_with_a_resource_policy_is_refused(client, people) -> None:
+    iam = client("iam")
+    alice = people["alice"]
+    arn = role(iam, inline=doc({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}))
+    refusals = [
+        # CallerArn is only ever an IAM user (IAM API reference, SimulatePrincipalPolicy).
+        dict(PolicySourceArn=alice, CallerArn=arn, ResourceArns=[MEMBER_ROLE]),
+        # A role's policies with a resource policy need a caller.
+        dict(PolicySourceArn=arn, ResourceArns=[MEMBER_ROLE], ResourcePolicy=trust(alice)),
+        # Not a trust policy's action and resource.
+        dict(
+            PolicySourceArn=alice,
+            ResourceArns=["arn:aws:s3:::bucket/key"],
+            ResourcePolicy=trust(alice),
+        ),
+        dict(PolicySourceArn=alice, ResourceArns=[MEMBER_ROLE], ResourcePolicy="{not json"),
+    ]
+    for params in refusals:
+        with pytest.raises(ClientError) as err:
+            iam.simulate_principal_policy(ActionNames=["sts:AssumeRole"], **params)
+        assert err.value.response["Error"]["Code"] == "InvalidInput", params
