@@ -156,8 +156,13 @@ def central_roles_of(notice: Notice, central: Central) -> list[dict[str, str]]:
                     "access": access,
                     "role": role,
                     "role_arn": role_arn(account_id, central, access),
-                    # The console shows at most 64 characters of a display name.
-                    "link": switch_role_link(account_id, role, f"{access} @ {where}"[:64]),
+                    # The console's Role field takes a role's path with its name (no leading
+                    # slash); it shows at most 64 characters of a display name.
+                    "link": switch_role_link(
+                        account_id,
+                        central.role_path.lstrip("/") + role,
+                        f"{access} @ {where}"[:64],
+                    ),
                     "profile": _profile_name(account_id, access),
                 }
             )
