@@ -24,7 +24,9 @@ def _trust(principal: dict) -> str:
 def test_iam_users_are_identities_by_arn_name_and_email_tags(aws):
     session = boto3.Session(region_name="us-east-1")
     iam = session.client("iam")
-    iam.create_user(UserName="jane.doe", Path="/people/", Tags=[{"Key": "email", "Value": "j@x.io"}])
+    iam.create_user(
+        UserName="jane.doe", Path="/people/", Tags=[{"Key": "email", "Value": "j@x.io"}]
+    )
     iam.create_user(UserName="Bob", Tags=[{"Key": "Email", "Value": "bob@x.io"}])
     iam.create_user(UserName="carol", Tags=[{"Key": "mail", "Value": "carol@x.io"}])
     iam.create_user(UserName="dave")
