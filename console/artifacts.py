@@ -88,7 +88,12 @@ def publish_mapping(spec_path: str, arguments: dict[str, Any], outcome: Any) -> 
         f"{meta['snapshot_id']}): {summary.get('iam_users', '?')} human IAM users, "
         f"{summary.get('matched', '?')} matched, {summary.get('unmatched', '?')} unmatched, "
         f"{summary.get('ambiguous', '?')} ambiguous. The rows below are not migrated until the "
-        "IdP team provisions (or disambiguates) them, or an override names their identity."
+        + (
+            f"{summary['identity_source']} has a principal for each (an IAM user or federated "
+            "role tagged with their e-mail), or an override names it."
+            if summary.get("central_account")
+            else "IdP team provisions (or disambiguates) them, or an override names their identity."
+        )
     )
     if not table:
         table = [{"account": "", "IAM user": "", "status": "every human IAM user matched"}]

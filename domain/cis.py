@@ -8,10 +8,11 @@ or a protected (break-glass) user that is not a documented exception. A user cou
 service only with evidence, which the verdict names: its owner declared it
 (``[[cis.service_users]]``, and it has no console password), or, a workload user with no
 console password, its keys were used only by non-interactive clients (``iamc workloads``).
-The account(s) providing centralized IAM user management (``[cis] identity_accounts``) pass
-with their users. A documented, unexpired exception (``[[cis.exceptions]]``) gives PASS
-(exceptions), listed; an expired one FAILs. Beside the verdict, never in it: the long-lived
-access keys left (active keys of service users), so a PASS never hides them.
+The account(s) providing centralized IAM user management (``[cis] identity_accounts``, and the
+``central-roles`` target's ``[central] account``) pass with their users. A documented,
+unexpired exception (``[[cis.exceptions]]``) gives PASS (exceptions), listed; an expired one
+FAILs. Beside the verdict, never in it: the long-lived access keys left (active keys of service
+users), so a PASS never hides them.
 """
 
 from __future__ import annotations
@@ -79,16 +80,26 @@ def verdict(
     rules: Cis,
     now: datetime,
     placements: dict[tuple[str, str], Placement] | None = None,
+    central_account: str | None = None,
 ) -> Verdict:
     """CIS 1.21 for one account, as the benchmark states it (see the module's docstring).
 
     ``placements`` (``store.workloads.latest``): a workload user whose keys only
     non-interactive clients used is a service (:func:`service_evidence`).
+    ``central_account`` (``MigrationSpec.central_account``): the ``central-roles`` target's
+    identity account, where people sign in: it passes with its users, as an identity account.
     """
     placements = placements or {}
     account_id = inventory.account.account_id
     if inventory.error:
         return Verdict(UNKNOWN, "not inventoried: " + inventory.error)
+    if central_account is not None and account_id == central_account:
+        return Verdict(
+            PASS,
+            "the account providing centralized IAM user management (the central identity "
+            f"account, [central] account): its {len(inventory.users)} IAM user(s) are the "
+            "centralized ones",
+        )
     if account_id in rules.identity_accounts:
         return Verdict(
             PASS,

@@ -17,6 +17,14 @@ class ClassificationRules:
     protected_globs: tuple[str, ...] = ()
     protected_tag: str = "iamc:protected"
     inactive_days: int = 90
+    # The central-roles target's identity account ([central] account): its users are people's
+    # sign-in, what the migration moves access to, never something it moves away from.
+    central_account: str | None = None
+
+
+CENTRAL_ACCOUNT_REASON = (
+    "the central identity account's users are where people sign in ([central] account)"
+)
 
 
 def _usable_credentials(user: User) -> list[str]:
@@ -29,14 +37,25 @@ def _usable_credentials(user: User) -> list[str]:
 
 
 def classify_user(
-    user: User, rules: ClassificationRules, now: datetime
+    user: User, rules: ClassificationRules, now: datetime, account_id: str | None = None
 ) -> tuple[UserClass, str, datetime | None]:
     """One class per user, with the reason, and the user's last activity.
 
     Order matters: protected beats everything (never touched); a user whose credentials are
     all idle is unused whatever kind it was; then console or MFA makes a human; what remains
     holds only programmatic credentials and needs a role, not a person.
+
+    Args:
+        user: The user's record.
+        rules: The spec's classification rules.
+        now: The reference time for "inactive".
+        account_id: The user's account (default: the account of its ARN); every user of
+            ``rules.central_account`` is protected.
     """
+    if rules.central_account is not None and rules.central_account == (
+        account_id or _account_of(user.arn)
+    ):
+        return UserClass.PROTECTED, CENTRAL_ACCOUNT_REASON, None
     lowered = user.name.lower()
     for glob in rules.protected_globs:
         if fnmatchcase(lowered, glob.lower()):
@@ -66,3 +85,9 @@ def classify_user(
         f"programmatic credentials only ({', '.join(credentials)})",
         last_activity,
     )
+
+
+def _account_of(arn: str) -> str:
+    # arn:partition:iam::ACCOUNT:user/path/name
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 4 else ""

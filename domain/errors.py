@@ -247,6 +247,12 @@ class NothingToCompare(IamcError):
     exit_code = 2
 
 
+class NotForThisTarget(IamcError):
+    """The command reads Identity Center only, and the spec's target is ``central-roles``."""
+
+    exit_code = 2
+
+
 class DriftIncomplete(IamcError):
     """The drift read ran, but an account (or the permission sets) could not be read.
 

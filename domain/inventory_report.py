@@ -45,16 +45,20 @@ def inventory_rows(
     now: datetime,
     rules: Cis | None = None,
     placements: dict[tuple[str, str], Placement] | None = None,
+    central_account: str | None = None,
 ) -> list[dict[str, Any]]:
     """One row per account: users by class, key activity, console users without MFA, CIS 1.21
-    (``domain.cis``: the verdict, its why and evidence, and the long-lived keys beside it)."""
+    (``domain.cis``: the verdict, its why and evidence, and the long-lived keys beside it).
+
+    ``central_account``: the ``central-roles`` target's identity account, which passes CIS 1.21
+    with its users (``MigrationSpec.central_account``)."""
     rules = rules or Cis()
     rows = []
     recent = now - timedelta(days=KEY_RECENCY_DAYS)
     for inventory in inventories:
         classes = Counter(u.user_class for u in inventory.users)
         keys = [k for u in inventory.users for k in u.access_keys]
-        verdict = cis.verdict(inventory, rules, now, placements)
+        verdict = cis.verdict(inventory, rules, now, placements, central_account)
         rows.append(
             {
                 "account_id": inventory.account.account_id,

@@ -19,7 +19,7 @@ from pydantic import (
 
 from domain.central_spec import Central, Target
 from domain.cis_rules import Cis
-from domain.errors import SpecError, WaveError
+from domain.errors import NotForThisTarget, SpecError, WaveError
 from domain.permission_set_spec import LeastPrivilege, PermissionSets
 from domain.workload_spec import Workload
 
@@ -351,6 +351,21 @@ class MigrationSpec(_Strict):
     def central_account(self) -> str | None:
         """The identity account of the ``central-roles`` target; None for Identity Center."""
         return self.central.account if self.target == "central-roles" and self.central else None
+
+    def identity_center_only(self, command: str, what: str) -> None:
+        """Refuse a command that reads Identity Center only when the target is central-roles.
+
+        Args:
+            command: The command as typed (``iamc drift``).
+            what: What the central-roles target lacks (``drift check``).
+
+        Raises:
+            NotForThisTarget: The target is ``central-roles``.
+        """
+        if self.target == "central-roles":
+            raise NotForThisTarget(
+                f"{command} reads Identity Center only; the central-roles target has no {what} yet"
+            )
 
     @field_validator("waves")
     @classmethod

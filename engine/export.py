@@ -88,7 +88,12 @@ _WRITERS: dict[str, Callable[[ExportRecords], tuple[dict[str, str], dict[str, in
 
 
 def export(mig: Migration, fmt: Format, out_dir: Path | None = None) -> ExportResult:
-    """Read what the migration made once, write it in ``fmt``; see :func:`export_terraform`."""
+    """Read what the migration made once, write it in ``fmt``; see :func:`export_terraform`.
+
+    Raises:
+        NotForThisTarget: The spec's target is ``central-roles`` (Identity Center only).
+    """
+    mig.spec.identity_center_only(f"iamc export {fmt}", f"{fmt} export")
     records = read_export(mig)
     out = out_dir or mig.directory / ".iamc" / mig.spec.name / fmt
     files, counts = _WRITERS[fmt](records)

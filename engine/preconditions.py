@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
+from domain.classification import CENTRAL_ACCOUNT_REASON
 from domain.errors import ApplyRefused, IamcError, PlanError
 from domain.plan import PlanAction
 from domain.stages import stage
@@ -70,7 +71,10 @@ def same_user(rt: StageRun, work: UserWork, live: LiveUser) -> list[str]:
 
 
 def not_protected(rt: StageRun, work: UserWork, live: LiveUser) -> list[str]:
-    """Not protected now: neither the live tag nor the current spec's ``protected_users``."""
+    """Not protected now: neither the live tag nor the current spec's ``protected_users``, nor
+    a user of the current spec's central identity account (``[central] account``)."""
+    if rt.spec.central_account is not None and work.account_id == rt.spec.central_account:
+        return [f"protected: {CENTRAL_ACCOUNT_REASON}; iamc never touches it"]
     tag = rt.spec.protected_tag
     if live.tags.get(tag, "").strip().lower() == "true":
         return [f"protected: tagged {tag}=true now; iamc never touches it"]
@@ -90,7 +94,8 @@ IDENTITY = UserCheck(
 )
 PROTECTION = UserCheck(
     "not-protected",
-    "not protected now (live iamc:protected tag, the current spec's protected_users)",
+    "not protected now (live iamc:protected tag, the current spec's protected_users, "
+    "[central] account)",
     not_protected,
     gate=True,
 )

@@ -60,7 +60,9 @@ def inventory_report(
     }
     # Where workload keys are used from (iamc workloads): evidence that a user is a service.
     placements = store.workloads.latest(migration_id)
-    rows = inventory_rows(inventories, datetime.now(UTC), mig.spec.cis, placements)
+    rows = inventory_rows(
+        inventories, datetime.now(UTC), mig.spec.cis, placements, mig.spec.central_account
+    )
     return rows, meta, findings
 
 
@@ -465,6 +467,7 @@ def waves_report(
             datetime.now(UTC),
             mig.spec.cis,
             _placements(mig),
+            mig.spec.central_account,
         )
     }
     rows = []

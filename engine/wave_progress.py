@@ -217,6 +217,7 @@ def waves_progress(mig: Migration, base: MigrationProgress | None = None) -> lis
             datetime.now(UTC),
             mig.spec.cis,
             store.workloads.latest(base.migration_id),
+            mig.spec.central_account,
         )
     }
     accounts_of = _accounts_of(mig, inventories)

@@ -100,6 +100,7 @@ def drift_flow(spec_path: str, out_dir: str | None = None) -> Any:
     """
     with Migration.open(spec_path) as mig:
         spec, store = mig.spec, mig.store
+        spec.identity_center_only("iamc drift", "drift check")
         migration_id, ours = what_we_own(mig)
         run_id = store.runs.start_run(
             migration_id, DRIFT_RUN, {"spec": spec_path, "prefect_flow_run_id": flow_run_id()}

@@ -51,6 +51,7 @@ class _Runtime:
             protected_globs=tuple(spec.protected_users),
             protected_tag=spec.protected_tag,
             inactive_days=spec.decommission.inactive_days,
+            central_account=spec.central_account,
         )
         self.now = datetime.now(UTC)
 

@@ -1,4 +1,9 @@
-"""Runbook step 2: map each human IAM user (and IAM group) to an Identity Center identity."""
+"""Runbook step 2: map each human IAM user (and IAM group) to an Identity Center identity.
+
+With ``target = "central-roles"`` the identities are the central account's principals (its IAM
+users, or the roles its IdP federates into: ``tasks.central_identities``), and there are no
+groups to map to.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from console.artifacts import publish_mapping
 from console.operator import operator_step
 from console.run_names import step_run_name
+from domain.central_spec import SAML_ROLES
 from domain.errors import NoInventoryError
 from domain.mapping import MappingResult, map_identities
 from domain.mapping_overrides import (
@@ -26,6 +32,7 @@ from domain.records import AccountInventory
 from domain.spec import MigrationSpec
 from engine.migration import Migration
 from tasks.aws import AwsSessions
+from tasks.central_identities import read_central_identities
 from tasks.identity_store import IdentityStoreContents, find_instance, read_identity_store
 
 log = logging.getLogger(__name__)
@@ -42,6 +49,11 @@ class _Runtime:
 
 @task(name="read-identity-store", cache_policy=NO_CACHE, persist_result=False)
 def read_identity(runtime: _Runtime) -> IdentityStoreContents:
+    central = runtime.spec.central
+    if runtime.spec.central_account and central is not None:
+        # The people sign in there: read it through the member role, like any member account.
+        runtime.sessions.check_access(central.account)
+        return read_central_identities(runtime.sessions.for_account(central.account), central)
     session = runtime.sessions.management()
     instance = find_instance(
         session,
@@ -106,7 +118,8 @@ def load_overrides(spec: MigrationSpec) -> tuple[Overrides | None, Overrides | N
 )
 @operator_step("mapping", publish=publish_mapping)
 def mapping_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
-    """Map the latest inventory's human IAM users and IAM groups to the identity store.
+    """Map the latest inventory's human IAM users and IAM groups to the identity store (or,
+    with ``target = "central-roles"``, to the central account's principals).
 
     Everything that can be wrong with the input (overrides CSVs, no inventory yet) is found
     before anything is written: a bad CSV leaves the state DB as it was.
@@ -136,6 +149,8 @@ def mapping_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
         identity = read_identity(runtime)
         check_overrides(overrides, group_overrides, identity.users, identity.groups)
         emit("identity-read", users=len(identity.users), groups=len(identity.groups))
+        source = identity_source(spec, identity)
+        log.info("identities read from %s: %d users", source, len(identity.users))
         inventories = store.snapshots.load_snapshot(snapshot.id)
         given = _MappingInput(inventories, identity, overrides, group_overrides)
         result = map_all(runtime, given)
@@ -156,7 +171,8 @@ def mapping_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
                 "run_id": run_id,
                 "mapping_id": mapping_id,
                 "snapshot_id": snapshot.id,
-                "identity_store_id": identity.identity_store_id,
+                **_identity_keys(spec, identity),
+                "identity_source": source,
                 "identity_users": len(identity.users),
                 "identity_groups": len(identity.groups),
                 **result.summary(),
@@ -173,6 +189,22 @@ def mapping_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
             raise
         store.runs.finish_run(run_id, "succeeded", summary=summary)
         return summary
+
+
+def identity_source(spec: MigrationSpec, identity: IdentityStoreContents) -> str:
+    """Where the identities came from, as a person reads it in the summary and artifacts."""
+    central = spec.central
+    if spec.central_account and central is not None:
+        people = "federated roles" if central.arrive == SAML_ROLES else "IAM users"
+        return f"central account {central.account} ({people})"
+    return f"identity store {identity.identity_store_id}"
+
+
+def _identity_keys(spec: MigrationSpec, identity: IdentityStoreContents) -> dict[str, str]:
+    # notify reads identity_store_id for the access portal's URL: only Identity Center has one.
+    if spec.central_account:
+        return {"central_account": identity.identity_store_id}
+    return {"identity_store_id": identity.identity_store_id}
 
 
 def run_mapping(spec_path: str | Path, profile: str | None = None) -> dict[str, Any]:

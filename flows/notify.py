@@ -1,7 +1,9 @@
 """Runbook step after verify: write the notices that tell each migrated person what changed.
 
 Per person a Markdown message and an ``.eml`` file, and one ``notices.csv`` for mail merge
-(``domain.notices``): the access portal URL, the accounts and permission sets they now have, and
+(``domain.notices``): the access portal URL (central-roles: the central account's sign-in, and
+per account and role a switch-role link and an ``~/.aws/config`` profile), the accounts and
+permission sets they now have, and
 the dates their old IAM users will be disabled (``[notify] notice_days`` from today) and deleted
 (``[decommission] bake_days`` after that). Per workload owner, the hand-off
 (``domain.workload_handoff``): ``workloads/<owner>.md`` with each workload's role ARN, what to
@@ -31,7 +33,14 @@ from console.operator import (
 )
 from console.run_names import step_run_name
 from domain.errors import AccessNotVerified
-from domain.notices import NoticeContext, notices_from_plan, portal_url, write_notices
+from domain.notices import (
+    NoticeContext,
+    central_of,
+    central_sign_in_url,
+    notices_from_plan,
+    portal_url,
+    write_notices,
+)
 from domain.plan import Plan
 from domain.runs import NOTIFY_RUN
 from domain.workload_cutover import cutover_inactive_days
@@ -71,10 +80,17 @@ def notify_flow(
         artifact_key(mig.spec.name, "notify", summary["wave"]),
         _table_rows(rows),
         f"**Notices of plan {plan_id}** (notify run {run_id}): {len(rows)} people, written to "
-        f"`{target}` (mail merge: `notices.csv`); nothing was sent. Portal: {ctx.portal_url}. "
+        f"`{target}` (mail merge: `notices.csv`); nothing was sent. {_sign_in(ctx)}. "
         f"Old IAM users disabled on {ctx.disable_on}, deleted on {ctx.delete_on}.",
     )
     return summary
+
+
+def _sign_in(ctx: NoticeContext) -> str:
+    if ctx.central is None:
+        return f"Portal: {ctx.portal_url}"
+    where = f" ({ctx.portal_url})" if ctx.portal_url else ""
+    return f"Sign-in: switch roles from the central account {ctx.central.account}{where}"
 
 
 def _write_notices(
@@ -87,16 +103,24 @@ def _write_notices(
     store_id = (meta["summary"] or {}).get("identity_store_id") or "d-unknown"
     today = datetime.now(UTC).date()
     disable_on = today + timedelta(days=spec.notify.notice_days)
-    ctx = NoticeContext(
-        migration=spec.name,
-        portal_url=portal_url(spec.notify.portal_url, store_id),
-        disable_on=disable_on,
-        delete_on=disable_on + timedelta(days=spec.decommission.bake_days),
-        sender=spec.notify.sender,
-    )
     target = Path(out_dir) if out_dir else Path(spec_path).parent / spec.notify.out_dir
     target = target / str(plan_id) if not out_dir else target
     plan = Plan.from_content(get_plan_info(store, spec.name, plan_id).content)
+    # The plan says where its access landed: people of a central-roles plan switch roles.
+    central = central_of(plan.settings)
+    ctx = NoticeContext(
+        migration=spec.name,
+        portal_url=(
+            central_sign_in_url(central, spec.notify.portal_url)
+            if central is not None
+            else portal_url(spec.notify.portal_url, store_id)
+        ),
+        disable_on=disable_on,
+        delete_on=disable_on + timedelta(days=spec.decommission.bake_days),
+        sender=spec.notify.sender,
+        central=central,
+        region=spec.region,
+    )
     migration_id = store.migrations.ensure_migration(spec.name, spec.model_dump(mode="json"))
     run_id = store.runs.start_run(
         migration_id,

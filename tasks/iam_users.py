@@ -537,7 +537,9 @@ def inventory_account(
             with translate_errors(account_id=account_id, operation=f"credentials of {user.name}"):
                 for kind in CREDENTIAL_KINDS:  # what the bulk reads don't give
                     _READERS[kind.name](reads, user)
-            user.user_class, user.class_reason, user.last_activity = classify_user(user, rules, now)
+            user.user_class, user.class_reason, user.last_activity = classify_user(
+                user, rules, now, account_id
+            )
             return user
 
         ordered = sorted(raw_users, key=lambda u: u["UserName"])

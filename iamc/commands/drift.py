@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from domain.errors import DriftIncomplete
+from domain.spec import load_spec
 from engine.prefect_runtime import imports_without_gc
 from iamc.commands.common import SpecOption, report_to_prefect
 from iamc.consoles import console, err_console
@@ -42,8 +43,11 @@ def drift(
     Exit 0: nothing drifted, no plan stored. Exit 3: drift found, its plan stored (none when
     all of it is of sets the migration adopted: those it reports, never changes). Exit 4: an
     account could not be read (the read is partial; the plan, if any, says which). Exit 2: the
-    migration has applied nothing yet.
+    migration has applied nothing yet, or the spec's target is central-roles (Identity Center
+    only for now).
     """
+    # Before the Prefect server starts: the spec was loaded (and cached) as the option parsed.
+    load_spec(spec).identity_center_only("iamc drift", "drift check")
     report_to_prefect()
     with imports_without_gc():
         from flows.drift import run_drift

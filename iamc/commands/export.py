@@ -48,7 +48,8 @@ def terraform(
     account assignments, and the replace stage's workload roles (with one aliased provider per
     member account), each with a Terraform >= 1.5 ``import {}`` block, so ``terraform plan``
     imports them and shows no change. ``--format cloudformation`` writes the same as
-    ``iamc export cloudformation``. Exits 2 when the migration has applied nothing yet.
+    ``iamc export cloudformation``. Exits 2 when the migration has applied nothing yet, or the
+    spec's target is central-roles (Identity Center only for now).
     """
     _run(spec, out, fmt)
 
@@ -61,7 +62,7 @@ def cloudformation(spec: SpecOption, out: OutOption = None) -> None:
     account) and one ``member-ACCOUNT.json`` per member account with workload roles, each with
     its ``.import.json`` for ``aws cloudformation create-change-set --change-set-type IMPORT``
     and every resource retained on delete; README.md has the commands. Exits 2 when the
-    migration has applied nothing yet.
+    migration has applied nothing yet, or the spec's target is central-roles.
     """
     _run(spec, out, ExportFormat.CLOUDFORMATION)
 

@@ -16,7 +16,11 @@ report = typer.Typer()
 
 @app.command("map")
 def map_identities(spec: SpecOption, profile: ProfileOption = None) -> None:
-    """Map the latest inventory's human IAM users and groups to Identity Center identities."""
+    """Map the latest inventory's human IAM users and groups to Identity Center identities.
+
+    With target = "central-roles": to the central account's IAM users (or the roles its IdP
+    federates into), by the same rules; there are no groups to map to.
+    """
     report_to_prefect()
     mapping_with_status(console, spec, profile)
     console.print(f"next: iamc report mapping -c {spec} --unmatched", style="dim")

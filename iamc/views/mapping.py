@@ -14,6 +14,7 @@ from rich.table import Table
 
 from domain import csv_export
 from domain.records import Finding
+from domain.spec import load_spec
 from engine.migration import Migration
 from engine.prefect_runtime import imports_without_gc
 from engine.reports import latest_mapping
@@ -47,7 +48,10 @@ def mapping_with_status(
     with imports_without_gc():
         from flows.mapping import run_mapping
 
-    with console.status("mapping IAM users to Identity Center identities…"):
+    # Loaded (and validated) as the option was parsed: this is the cached spec.
+    central = load_spec(spec).central_account
+    to = f"the central account {central}'s principals" if central else "Identity Center identities"
+    with console.status(f"mapping IAM users to {to}…"):
         summary = run_mapping(spec, profile)
     print_mapping_summary(console, summary)
     return summary
@@ -62,6 +66,11 @@ def print_mapping_summary(console: Console, summary: dict[str, Any]) -> None:
         f"[yellow]{summary['ambiguous']} ambiguous[/]",
         highlight=False,
     )
+    if summary.get("identity_source"):
+        console.print(
+            f"  identities of {summary['identity_source']}: {summary['identity_users']} users",
+            highlight=False,
+        )
     console.print(
         f"  {summary['identities']} identities ({summary['identities_in_several_accounts']} with "
         f"IAM users in several accounts); matched by rule: "

@@ -191,3 +191,108 @@ def test_map_counts_rules_of_matched_users_and_names_unknown_override_rows(organ
     text = out.getvalue()
     assert "people.csv:2" in text and "people.csv:3" in text
     assert "matched by rule: tag:email 2; ambiguous 1" in text
+
+
+@pytest.fixture
+def central_organization(aws):
+    """Members alpha and beta, and the identity account where people sign in as IAM users."""
+    sessions = AwsSessions(region="us-east-1")
+    org = sessions.management().client("organizations")
+    org.create_organization(FeatureSet="ALL")
+    alpha, beta, central = (
+        org.create_account(AccountName=name, Email=f"{name}@example.com")["CreateAccountStatus"][
+            "AccountId"
+        ]
+        for name in ("alpha", "beta", "identity")
+    )
+    people = sessions.for_account(central).client("iam")
+    _human(people, "jane", "jane.doe@example.com")
+    _human(people, "victor.stone", None)
+    _human(people, "kim", "alex.kim@example.com")
+    member = sessions.for_account(alpha).client("iam")
+    member.create_group(GroupName="developers")
+    _human(member, "jane.doe", "jane.doe@example.com", ("developers",))
+    _human(member, "victor.stone", "victor@elsewhere.example")
+    _human(member, "alex.kim", None)
+    _human(sessions.for_account(beta).client("iam"), "jdoe", None)
+    return alpha, beta, central
+
+
+def write_central_spec(tmp_path: Path, central: str, mapping: str = "") -> Path:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'name = "wave-1"\nstate = "sqlite:///state.db"\ntarget = "central-roles"\n'
+        f'[central]\naccount = "{central}"\n[inventory]\nconcurrency = 2\n'
+        + (f"[mapping]\n{mapping}" if mapping else "")
+    )
+    return spec
+
+
+def test_central_roles_maps_to_the_central_accounts_users_and_protects_them(
+    central_organization, tmp_path
+):
+    from engine.migration import Migration
+    from engine.reports import inventory_report
+
+    alpha, beta, central = central_organization
+    spec = write_central_spec(tmp_path, central, 'overrides = "people.csv"\n')
+    # An override names a central user by its name, as it would an identity-store user.
+    (tmp_path / "people.csv").write_text(f"account_id,iam_user,idp_user\n{beta},jdoe,jane\n")
+
+    inventory = run_inventory(spec)
+    summary = run_mapping(spec)
+
+    assert summary["identity_source"] == f"central account {central} (IAM users)"
+    assert summary["central_account"] == central and "identity_store_id" not in summary
+    assert (summary["matched"], summary["unmatched"], summary["ambiguous"]) == (4, 0, 0)
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        people = {
+            u.name: u
+            for i in store.snapshots.load_snapshot(inventory["snapshot_id"])
+            if i.account.account_id == central
+            for u in i.users
+        }
+        assert {(n, str(u.user_class)) for n, u in people.items()} == {
+            ("jane", "protected"),
+            ("victor.stone", "protected"),
+            ("kim", "protected"),
+        }
+        assert people["jane"].class_reason == (
+            "the central identity account's users are where people sign in ([central] account)"
+        )
+        mapping = store.identity.latest_mapping(store.runs.get_run(summary["run_id"]).migration_id)
+        assert mapping is not None
+        got = {(m.account_id, m.iam_user): m for m in mapping.user_mappings}
+        # The central account's own users are never mapped (nor planned): they are protected.
+        assert set(got) == {
+            (alpha, "jane.doe"),
+            (alpha, "victor.stone"),
+            (alpha, "alex.kim"),
+            (beta, "jdoe"),
+        }
+        arn = f"arn:aws:iam::{central}:user/"
+        assert (got[(alpha, "jane.doe")].identity_user_id, got[(alpha, "jane.doe")].rule) == (
+            arn + "jane",
+            "tag:email",
+        )
+        # The e-mail tag names nobody there: the user name decides.
+        victor = got[(alpha, "victor.stone")]
+        assert (victor.identity_user_id, victor.rule) == (arn + "victor.stone", "username")
+        alex = got[(alpha, "alex.kim")]
+        assert (alex.identity_user_id, alex.rule) == (arn + "kim", "email-localpart")
+        jdoe = got[(beta, "jdoe")]
+        assert (jdoe.identity_user_id, jdoe.rule) == (arn + "jane", "override")
+        assert {u.user_id for u in mapping.identity_users} == {
+            arn + "jane",
+            arn + "victor.stone",
+            arn + "kim",
+        }
+        assert mapping.identity_groups == []
+        groups = {(g.account_id, g.iam_group): g for g in mapping.group_mappings}
+        assert groups[(alpha, "developers")].status == MatchStatus.UNMATCHED
+
+    with Migration.open(spec) as mig:
+        rows, _, _ = inventory_report(mig)
+    verdicts = {r["account_id"]: (r["cis_1_21"], r["cis_1_21_why"]) for r in rows}
+    assert verdicts[central][0] == "PASS" and "[central] account" in verdicts[central][1]
+    assert verdicts[alpha][0] == "FAIL"

@@ -79,3 +79,21 @@ def test_approve_without_a_hash_is_refused_before_anything_is_read(tmp_path: Pat
     result = run(args, tmp_path)
     assert result.returncode == 2
     assert "--hash" in result.stderr and "Missing option" in result.stderr
+
+
+def test_drift_and_export_refuse_the_central_roles_target_in_one_line(tmp_path: Path):
+    (tmp_path / "spec.toml").write_text(
+        'name = "x"\nstate = "sqlite:///s.db"\ntarget = "central-roles"\n'
+        '[central]\naccount = "999999999999"\n'
+    )
+    for args, what in (
+        (["drift"], "iamc drift reads Identity Center only; the central-roles target has no "
+         "drift check yet"),
+        (["export", "terraform"], "iamc export terraform reads Identity Center only; the "
+         "central-roles target has no terraform export yet"),
+        (["export", "cloudformation"], "iamc export cloudformation reads Identity Center only; "
+         "the central-roles target has no cloudformation export yet"),
+    ):  # fmt: skip
+        result = run([*args, "-c", "spec.toml"], tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip() == f"error: {what}"
