@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 READ_PERMISSIONS = (
     "iam:GetGroup",
     "iam:GetGroupPolicy",
+    "iam:ListGroupPolicies",
+    "iam:ListAttachedGroupPolicies",
     "iam:GetRolePolicy",
     "iam:ListGroupsForUser",
     "iam:GetUser",
@@ -105,17 +107,32 @@ class CreateAccessGroup:
         name = (entry.undo or {}).get("group_name")
         if not name:
             return {"skipped": "nothing recorded to remove"}
+        iam = ctx.iam(entry.account_id or "")
         try:
-            ctx.iam(entry.account_id or "").delete_group(GroupName=name)
+            # Members or policies this plan did not put there (its own are undone first):
+            # another wave's, or added since. The group is left as it is, as a permission set
+            # another wave uses is (IAM would refuse with DeleteConflict anyway).
+            if _group_in_use(iam, name):
+                return {"kept": name, "reason": "it still has members or policies"}
+            iam.delete_group(GroupName=name)
         except ClientError as err:
             if error_code(err) == "NoSuchEntity":
                 return {"skipped": f"group {name} is gone"}
             if error_code(err) == "DeleteConflict":
-                # Members or policies this plan did not put there (its own are undone first):
-                # another wave's, or added since. Left as it is, as a shared set would be.
                 return {"kept": name, "reason": "it still has members or policies"}
             raise _failed(entry.action_id, f"DeleteGroup {name}", err) from err
         return {"removed": name}
+
+
+def _group_in_use(iam: Any, name: str) -> bool:
+    return any(
+        next(iter(pages(iam, operation, key, GroupName=name)), None) is not None
+        for operation, key in (
+            ("get_group", "Users"),
+            ("list_group_policies", "PolicyNames"),
+            ("list_attached_group_policies", "AttachedPolicies"),
+        )
+    )
 
 
 def _get_policy(iam: Any, principal_type: str, principal: str, policy: str) -> Any | None:
