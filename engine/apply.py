@@ -150,11 +150,16 @@ def prefect_flow_run_id() -> str | None:
 def stage_context(spec: MigrationSpec, spec_path: str, poll: PollPolicy | None) -> ExecutionContext:
     sessions = AwsSessions.from_spec(spec)
     management = sessions.management()
-    instance = find_instance(
-        management,
-        identity_store_id=spec.mapping.identity_store_id,
-        instance_arn=spec.mapping.instance_arn,
-        spec_path=spec_path,
+    # The central-roles target acts in IAM only: no Identity Center instance to find.
+    instance = (
+        None
+        if spec.central_account is not None
+        else find_instance(
+            management,
+            identity_store_id=spec.mapping.identity_store_id,
+            instance_arn=spec.mapping.instance_arn,
+            spec_path=spec_path,
+        )
     )
     if poll is None and spec.aws.first_status_poll_s is not None:
         poll = PollPolicy(first=spec.aws.first_status_poll_s)

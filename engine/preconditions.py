@@ -170,8 +170,10 @@ def refuse_if_stale(rt: StageRun, actions: list[PlanAction]) -> None:
         rt.migration_id,
         rt.plan,
         ctx.management,
-        ctx.instance.identity_store_id,
+        # central-roles has no Identity Center: its principals are the central account's.
+        ctx.instance.identity_store_id if ctx.instance is not None else "",
         frozenset(a.stage for a in actions),
+        member=ctx.member,
     )
     if stale:
         raise ApplyRefused(

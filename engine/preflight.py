@@ -7,9 +7,11 @@ customer-managed policy). Both only read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from domain.access import effective_access
+from domain.central_spec import CENTRAL_ROLES
 from domain.least_privilege_report import usage_staleness
 from domain.plan import Outcome, Plan, PlanAction, Stage, user_fingerprint
 from domain.policy_documents import canonical_json
@@ -18,6 +20,7 @@ from engine.account_work import STOPS_THE_RUN
 from state.journal import DONE_STATUSES
 from state.store import Store
 from tasks.aws import failure_reason
+from tasks.central_access import central_principal_problems
 from tasks.handler import ExecutionContext
 from tasks.iam_users import read_account_access
 from tasks.identity_store import principal_problems
@@ -35,6 +38,7 @@ def stale_targets(
     session: Any,
     store_id: str,
     stages: frozenset[Stage] = frozenset({Stage.PROVISION}),
+    member: Callable[[str], Any] | None = None,
 ) -> list[str]:
     """What the provision stage's targets depend on that changed since the plan.
 
@@ -47,8 +51,13 @@ def stale_targets(
     only: once provisioned, people work through their Identity Center roles, so a newer read
     of their IAM users finds less use, which must not stop disabling or deleting those users.
 
+    For the ``central-roles`` target (``plan.settings["target"]``) the principals checked are
+    the central account's: every ARN a member role's trust names and every planned group
+    member (GetUser, GetRole there), instead of the identity store's.
+
     Args:
         stages: The stages of the run's actions (the usage check applies to provision's).
+        member: account id -> a session there (central-roles: the central account's).
 
     Returns:
         One message per stale target; empty when the plan is current.
@@ -76,18 +85,44 @@ def stale_targets(
                     f"user {user.account_id}/{user.user}: changed since the plan's snapshot "
                     f"{plan.inventory_snapshot_id} (snapshot {latest.id} differs)"
                 )
-    principals = [
-        (a.params["principal_type"], a.params["principal_id"], a.params["principal_name"])
-        for a in plan.actions
-        if a.stage == Stage.PROVISION and a.kind == "create-assignment"
-    ]
-    problems.extend(principal_problems(session, store_id, principals))
+    if plan.settings.get("target") == CENTRAL_ROLES:
+        problems.extend(_central_principal_problems(plan, member))
+    else:
+        principals = [
+            (a.params["principal_type"], a.params["principal_id"], a.params["principal_name"])
+            for a in plan.actions
+            if a.stage == Stage.PROVISION and a.kind == "create-assignment"
+        ]
+        problems.extend(principal_problems(session, store_id, principals))
     if plan.least_privilege is not None and Stage.PROVISION in stages:
         # The usage the plan relied on (its least privilege section is in its hash).
         usage = usage_staleness(plan.least_privilege, store.usage.latest(migration_id))
         if usage:
             problems.append(usage)
     return problems
+
+
+def _central_principal_problems(plan: Plan, member: Callable[[str], Any] | None) -> list[str]:
+    arns = sorted(
+        {
+            arn
+            for a in plan.actions
+            if a.stage == Stage.PROVISION and a.kind == "create-member-role"
+            for arn in a.params.get("principals") or []
+        }
+    )
+    users = sorted(
+        {
+            (a.account_id or "", a.params["user_name"])
+            for a in plan.actions
+            if a.stage == Stage.PROVISION and a.kind == "add-group-member"
+        }
+    )
+    if not arns and not users:
+        return []
+    if member is None:
+        raise ValueError("central-roles plans need a session factory to check central principals")
+    return central_principal_problems(member, arns, users)
 
 
 def preflight(

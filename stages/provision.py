@@ -1,10 +1,13 @@
-"""The provision stage: permission sets and account assignments in Identity Center.
+"""The provision stage: the synthesized access, in Identity Center or as central roles.
 
-It plans the synthesized access (``domain.access_plan``); runs the permission sets in the
-management account first, then one task per account (provision its sets, create its
-assignments, verify them); re-reads each account's IAM users live before its first change and
-leaves an account untouched when IAM moved since the plan. A rollback undoes what it created,
-keeping what another wave's plan still uses. Approved with ``all``.
+It plans the synthesized access (``domain.access_plan``). For Identity Center it runs the
+permission sets in the management account first, then one task per account (provision its
+sets, create its assignments, verify them). For the ``central-roles`` target it runs the
+central account's groups, assume policies and memberships first, then one task per account
+(create its member roles, verify them). Either way it re-reads each account's IAM users live
+before its first change and leaves an account untouched when IAM moved since the plan. A
+rollback undoes what it created, keeping what another wave's plan still uses. Approved with
+``all``.
 
 The AWS adapters are imported inside the functions that run the stage: importing a stage
 module, which listing the stages does, costs no AWS SDK (``iamc status``, ``plan show`` and
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
 def handlers() -> dict[str, Handler]:
     """Action kind -> how it is done, checked and undone (the adapters, on first use)."""
     from tasks.assignments import CreateAssignment
+    from tasks.central_access import AddGroupMember, CreateAccessGroup, PutAccessPolicy
+    from tasks.member_roles import CreateMemberRole
     from tasks.permission_sets import (
         CreatePermissionSet,
         ProvisionPermissionSet,
@@ -40,19 +45,34 @@ def handlers() -> dict[str, Handler]:
         "update-permission-set": UpdatePermissionSet(),
         "provision-permission-set": ProvisionPermissionSet(),
         "create-assignment": CreateAssignment(),
+        "create-access-group": CreateAccessGroup(),
+        "put-access-policy": PutAccessPolicy(),
+        "add-group-member": AddGroupMember(),
+        "create-member-role": CreateMemberRole(),
     }
 
 
 # Rollback undoes in reverse order: assignments, then provisioning, then updates of sets an
 # earlier wave created (restored and re-provisioned), then the sets this plan created.
+# Central roles: who may switch (memberships, then the assume policies, then the groups)
+# before the member roles. A plan has one target's kinds, so each keeps its own order.
 UNDO_ORDER = (
     "create-assignment",
     "provision-permission-set",
     "update-permission-set",
     "create-permission-set",
+    "add-group-member",
+    "put-access-policy",
+    "create-access-group",
+    "create-member-role",
 )
 # Done in the management account before any account is provisioned.
 PERMISSION_SET_KINDS = ("create-permission-set", "update-permission-set")
+# Done in the central account before any member account (central-roles): the groups first,
+# then what depends on them.
+GROUP_KINDS = ("create-access-group",)
+CENTRAL_KINDS = ("create-access-group", "put-access-policy", "add-group-member")
+MEMBER_ROLE = "create-member-role"
 
 
 # Re-proved before the first change in each account (``engine.preflight``): the stage takes
@@ -62,6 +82,8 @@ PRECONDITIONS = StagePreconditions(
         "the account's IAM users as the plan saw them (access unchanged since the plan)",
         "the planned identity-store principals exist, and each referenced customer-managed "
         "policy exists there with the planned document (GetPolicy, GetPolicyVersion)",
+        "central-roles: the planned central principals exist in the central account "
+        "(GetUser, GetRole) instead of identity-store principals",
     ),
     per_user=(),
 )
@@ -84,6 +106,39 @@ def create_permission_sets(rt: StageRun, actions: list[PlanAction]) -> AccountRe
     return report
 
 
+def create_central_access(rt: StageRun, actions: list[PlanAction]) -> AccountReport:
+    """Create (or adopt) the central account's groups, then put their assume policies and
+    add their members, several at once (central-roles).
+
+    The central account is reached like a member account (its role assumed) before its first
+    change; a group that fails leaves only its own policy and members blocked.
+    """
+    central = next(a.account_id for a in actions if a.account_id)
+    report = AccountReport(central or "central")
+    if rt.ctx.reach is not None and central and _pending(rt, actions):
+        rt.ctx.reach(central)
+    groups = [a for a in actions if a.kind in GROUP_KINDS]
+    rest = [a for a in actions if a.kind not in GROUP_KINDS]
+    run_concurrently(rt, central or "central", groups, report, "group", stop_on_failure=False)
+    run_concurrently(rt, central or "central", rest, report, "central", stop_on_failure=False)
+    return report
+
+
+def create_first(rt: StageRun, actions: list[PlanAction]) -> AccountReport:
+    """What runs before every account: the permission sets, or the central account's work."""
+    if any(a.kind in CENTRAL_KINDS for a in actions):
+        return create_central_access(rt, actions)
+    return create_permission_sets(rt, actions)
+
+
+def _pending(rt: StageRun, actions: list[PlanAction]) -> list[PlanAction]:
+    return [
+        a
+        for a in actions
+        if (entry := rt.store.journal.journal_entry(rt.plan_id, a.id)) is None or not entry.done
+    ]
+
+
 def _refused_as_changed(
     rt: StageRun, account_id: str, actions: list[PlanAction], report: AccountReport
 ) -> bool:
@@ -91,11 +146,7 @@ def _refused_as_changed(
 
     Only when the account still has work to do: a finished account is not re-read.
     """
-    pending = [
-        a
-        for a in actions
-        if (entry := rt.store.journal.journal_entry(rt.plan_id, a.id)) is None or not entry.done
-    ]
+    pending = _pending(rt, actions)
     planned = rt.planned_account(account_id)
     if not pending or planned is None:
         return False
@@ -136,6 +187,33 @@ def _verify_account(
     emit("account-verified", account_id=account_id, checked=len(done), missing=len(missing))
 
 
+def _verify_roles(
+    rt: StageRun, account_id: str, roles: list[PlanAction], report: AccountReport
+) -> None:
+    """Confirm the account's done member roles exist and trust as planned (central-roles)."""
+    rt.executor.check_alive()
+    done = [
+        a
+        for a in roles
+        if (entry := rt.store.journal.journal_entry(rt.plan_id, a.id)) is not None and entry.done
+    ]
+    from tasks.member_roles import verify_member_roles
+
+    missing = verify_member_roles(rt.ctx, done)
+    report.errors.extend(f"verify: {m}" for m in missing)
+    emit("account-verified", account_id=account_id, checked=len(done), missing=len(missing))
+
+
+def provision_roles(rt: StageRun, account_id: str, actions: list[PlanAction]) -> AccountReport:
+    """Create (or adopt) the account's member roles, several at once, then verify them."""
+    report = AccountReport(account_id)
+    roles = [a for a in actions if a.kind == MEMBER_ROLE]
+    if not _refused_as_changed(rt, account_id, actions, report):
+        run_concurrently(rt, account_id, roles, report, "roles")
+    _verify_roles(rt, account_id, roles, report)
+    return report
+
+
 def provision_account(rt: StageRun, account_id: str, actions: list[PlanAction]) -> AccountReport:
     """Provision the account's permission sets, create its assignments, then verify them.
 
@@ -145,6 +223,8 @@ def provision_account(rt: StageRun, account_id: str, actions: list[PlanAction]) 
     yet started, and its reason is recorded. Whatever happened, the assignments the journal
     has as done are then verified (:func:`tasks.assignments.verify_assignments`).
     """
+    if any(a.kind == MEMBER_ROLE for a in actions):
+        return provision_roles(rt, account_id, actions)
     report = AccountReport(account_id)
     assignments = [a for a in actions if a.kind == "create-assignment"]
     if not _refused_as_changed(rt, account_id, actions, report):
@@ -163,8 +243,8 @@ PROVISION = register(
         plan_actions=plan_actions,
         handlers=handlers,
         per_account=provision_account,
-        first=create_permission_sets,
-        first_kinds=PERMISSION_SET_KINDS,
+        first=create_first,
+        first_kinds=PERMISSION_SET_KINDS + CENTRAL_KINDS,
         first_label="create permission sets",
         # Outside a flow one account at a time, as the CLI's direct path always did.
         accounts_at_once=1,

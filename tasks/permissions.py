@@ -98,6 +98,22 @@ NOT_GUARDED_BY_USER_TAG = {
             "iam:DeleteRolePolicy",
             "iam:AttachRolePolicy",
             "iam:DetachRolePolicy",
+            # The central-roles target's member roles (tasks.member_roles), brought to a
+            # plan and put back by a rollback.
+            "iam:UntagRole",
+            "iam:UpdateRole",
+            "iam:UpdateAssumeRolePolicy",
+            "iam:DeleteRolePermissionsBoundary",
+        )
+    },
+    # The central-roles target's access groups in the central account (tasks.central_access).
+    **{
+        action: "its resource is a group (resource type group*)"
+        for action in (
+            "iam:CreateGroup",
+            "iam:DeleteGroup",
+            "iam:PutGroupPolicy",
+            "iam:DeleteGroupPolicy",
         )
     },
     **{

@@ -33,7 +33,11 @@ def test_a_newer_read_with_other_use_refuses_provision_but_not_disable(tmp_path:
             store.runs.finish_run(usage_run, "succeeded")
         section = {"read_at": WHEN, "usage_hash": planned.content_hash()}
         plan = SimpleNamespace(
-            inventory_snapshot_id=snapshot, users=[], actions=[], least_privilege=section
+            inventory_snapshot_id=snapshot,
+            users=[],
+            actions=[],
+            least_privilege=section,
+            settings={},
         )
         session = SimpleNamespace(client=lambda *_a, **_k: None)  # no principal is asked about
 

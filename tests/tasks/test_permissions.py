@@ -116,7 +116,6 @@ def test_the_member_policy_holds_none_of_restores_writes():
     assert {
         "iam:CreateUser",
         "iam:AttachUserPolicy",
-        "iam:AddUserToGroup",
         "iam:PutUserPermissionsBoundary",
         "iam:UploadSSHPublicKey",
         "iam:UploadSigningCertificate",
@@ -126,8 +125,12 @@ def test_the_member_policy_holds_none_of_restores_writes():
     # The restore policy is restore's own declarations and nothing else.
     restore = declared_permissions()["tasks.user_restore"]
     assert allowed(policies["restore"]) == set(restore["read"]) | set(restore["write"])
-    # Disabling still needs what it shares with restore (the quarantine policy).
+    # Disabling still needs what it shares with restore (the quarantine policy), and the
+    # central-roles target adds people to its access groups in the central account.
     assert "iam:PutUserPolicy" in allowed(policies["member"])
+    assert {"iam:AddUserToGroup", "iam:CreateGroup", "iam:CreateRole"} <= allowed(
+        policies["member"]
+    )
 
 
 def test_every_iam_write_is_classified_for_the_protected_user_deny():

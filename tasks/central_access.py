@@ -1,0 +1,373 @@
+"""The ``central-roles`` target's central side: per access a group (people as IAM users) or an
+inline policy on each federated role, allowing ``sts:AssumeRole`` on exactly its member roles.
+
+Everything here acts in the central (identity) account: ``action.account_id`` is that account,
+reached like any member account (``ctx.iam``). A group or membership already there is adopted
+(a rollback leaves it); an inline policy put over another document records that document, and
+a rollback puts it back (an earlier wave's policy covers that wave's roles). Also the
+preflight's check that the planned central principals exist.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from domain.errors import ActionError
+from domain.plan import PlanAction
+from domain.policy_documents import policy_fingerprint
+from state.journal import JournalEntry
+from tasks.aws import error_code, error_message, pages
+from tasks.handler import Done, ExecutionContext, Handler, Live
+
+log = logging.getLogger(__name__)
+
+READ_PERMISSIONS = (
+    "iam:GetGroup",
+    "iam:GetGroupPolicy",
+    "iam:ListGroupPolicies",
+    "iam:ListAttachedGroupPolicies",
+    "iam:GetRolePolicy",
+    "iam:ListGroupsForUser",
+    "iam:GetUser",
+    "iam:GetRole",
+)
+# AddUserToGroup and RemoveUserFromGroup are routine writes here (the central account's access
+# groups), not only restore's: the routine session policy can no longer deny them.
+PERMISSIONS = (
+    "iam:CreateGroup",
+    "iam:DeleteGroup",
+    "iam:PutGroupPolicy",
+    "iam:DeleteGroupPolicy",
+    "iam:PutRolePolicy",
+    "iam:DeleteRolePolicy",
+    "iam:AddUserToGroup",
+    "iam:RemoveUserFromGroup",
+)
+
+
+def _failed(action_id: str, what: str, err: ClientError) -> ActionError:
+    return ActionError(action_id, f"{what}: {error_message(err)}")
+
+
+def _document(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+class CreateAccessGroup:
+    """``create-access-group``: the access's group in the central account, under the path."""
+
+    PERMISSIONS: tuple[str, ...] = ("iam:CreateGroup", "iam:DeleteGroup")
+
+    def probe(self, ctx: ExecutionContext, action: PlanAction) -> Live:
+        name, path = action.params["group_name"], action.params["path"]
+        try:
+            # GetGroup pages its members; only the group itself is read, from the first page.
+            group = ctx.iam(action.account_id or "").get_group(GroupName=name, MaxItems=1)["Group"]
+        except ClientError as err:
+            if error_code(err) != "NoSuchEntity":
+                raise
+            return Live(exists=False)
+        detail = {"group_name": name, "arn": group["Arn"]}
+        if (group.get("Path") or "/") != path:
+            return Live(
+                exists=True,
+                difference=f"group {name} exists under path {group.get('Path')} (plan: {path})",
+                detail=detail,
+            )
+        return Live(exists=True, detail=detail)
+
+    def apply(
+        self,
+        ctx: ExecutionContext,
+        action: PlanAction,
+        live: Live,
+        progress: Callable[[dict[str, Any]], None],
+        prior: JournalEntry | None,
+    ) -> Done:
+        name = action.params["group_name"]
+        undo = {"group_name": name}
+        if live.exists:  # our own earlier attempt created it, then the process died
+            return Done(outcome={**live.detail, "resumed": True}, undo=undo)
+        progress({"undo": undo})
+        try:
+            group = ctx.iam(action.account_id or "").create_group(
+                GroupName=name, Path=action.params["path"]
+            )["Group"]
+        except ClientError as err:
+            raise _failed(action.id, f"CreateGroup {name}", err) from err
+        log.info("group %s created in %s", name, action.account_id)
+        return Done(outcome={"group_name": name, "arn": group["Arn"]}, undo=undo)
+
+    def undo(self, ctx: ExecutionContext, entry: JournalEntry) -> dict[str, Any]:
+        name = (entry.undo or {}).get("group_name")
+        if not name:
+            return {"skipped": "nothing recorded to remove"}
+        iam = ctx.iam(entry.account_id or "")
+        try:
+            # Members or policies this plan did not put there (its own are undone first):
+            # another wave's, or added since. The group is left as it is, as a permission set
+            # another wave uses is (IAM would refuse with DeleteConflict anyway).
+            if _group_in_use(iam, name):
+                return {"kept": name, "reason": "it still has members or policies"}
+            iam.delete_group(GroupName=name)
+        except ClientError as err:
+            if error_code(err) == "NoSuchEntity":
+                return {"skipped": f"group {name} is gone"}
+            if error_code(err) == "DeleteConflict":
+                return {"kept": name, "reason": "it still has members or policies"}
+            raise _failed(entry.action_id, f"DeleteGroup {name}", err) from err
+        return {"removed": name}
+
+
+def _group_in_use(iam: Any, name: str) -> bool:
+    return any(
+        next(iter(pages(iam, operation, key, GroupName=name)), None) is not None
+        for operation, key in (
+            ("get_group", "Users"),
+            ("list_group_policies", "PolicyNames"),
+            ("list_attached_group_policies", "AttachedPolicies"),
+        )
+    )
+
+
+def _get_policy(iam: Any, principal_type: str, principal: str, policy: str) -> Any | None:
+    """The principal's inline policy document, None if there is none (or no principal)."""
+    try:
+        if principal_type == "group":
+            found = iam.get_group_policy(GroupName=principal, PolicyName=policy)
+        else:
+            found = iam.get_role_policy(RoleName=principal, PolicyName=policy)
+    except ClientError as err:
+        if error_code(err) != "NoSuchEntity":
+            raise
+        return None
+    return _document(found["PolicyDocument"])
+
+
+def _put_policy(iam: Any, principal_type: str, principal: str, policy: str, document: Any) -> None:
+    text = json.dumps(document)
+    if principal_type == "group":
+        iam.put_group_policy(GroupName=principal, PolicyName=policy, PolicyDocument=text)
+    else:
+        iam.put_role_policy(RoleName=principal, PolicyName=policy, PolicyDocument=text)
+
+
+def _delete_policy(iam: Any, principal_type: str, principal: str, policy: str) -> None:
+    if principal_type == "group":
+        iam.delete_group_policy(GroupName=principal, PolicyName=policy)
+    else:
+        iam.delete_role_policy(RoleName=principal, PolicyName=policy)
+
+
+class PutAccessPolicy:
+    """``put-access-policy``: the inline policy allowing ``sts:AssumeRole`` on the access's
+    member roles, on its group or on a federated role."""
+
+    PERMISSIONS: tuple[str, ...] = (
+        "iam:PutGroupPolicy",
+        "iam:DeleteGroupPolicy",
+        "iam:PutRolePolicy",
+        "iam:DeleteRolePolicy",
+    )
+
+    def probe(self, ctx: ExecutionContext, action: PlanAction) -> Live:
+        params = action.params
+        kind, principal, policy = (
+            params["principal_type"],
+            params["principal_name"],
+            params["policy_name"],
+        )
+        found = _get_policy(ctx.iam(action.account_id or ""), kind, principal, policy)
+        detail = {"principal_type": kind, "principal_name": principal, "policy_name": policy}
+        if found is None:
+            return Live(exists=False, detail=detail)
+        if policy_fingerprint(found) == policy_fingerprint(params["document"]):
+            return Live(exists=True, detail=detail)
+        # Another document under the name (an earlier wave's, covering its own roles): put
+        # over it, and a rollback puts it back.
+        return Live(exists=False, detail={**detail, "previous": found})
+
+    def apply(
+        self,
+        ctx: ExecutionContext,
+        action: PlanAction,
+        live: Live,
+        progress: Callable[[dict[str, Any]], None],
+        prior: JournalEntry | None,
+    ) -> Done:
+        params = action.params
+        kind, principal, policy = (
+            params["principal_type"],
+            params["principal_name"],
+            params["policy_name"],
+        )
+        # The first attempt's record stands: a resumed attempt may find its own document.
+        undo = (prior.undo if prior is not None else None) or {
+            "principal_type": kind,
+            "principal_name": principal,
+            "policy_name": policy,
+            "previous": live.detail.get("previous"),
+            "put": policy_fingerprint(params["document"]),
+        }
+        if live.exists:
+            return Done(outcome={"put": policy, "resumed": True}, undo=undo)
+        progress({"undo": undo})
+        try:
+            _put_policy(
+                ctx.iam(action.account_id or ""), kind, principal, policy, params["document"]
+            )
+        except ClientError as err:
+            raise _failed(action.id, f"put {policy} on {kind} {principal}", err) from err
+        return Done(outcome={"put": policy, "on": f"{kind} {principal}"}, undo=undo)
+
+    def undo(self, ctx: ExecutionContext, entry: JournalEntry) -> dict[str, Any]:
+        recorded = entry.undo or {}
+        kind, principal, policy = (
+            recorded.get("principal_type"),
+            recorded.get("principal_name"),
+            recorded.get("policy_name"),
+        )
+        if not kind or not principal or not policy:
+            return {"skipped": "nothing recorded to remove"}
+        iam = ctx.iam(entry.account_id or "")
+        try:
+            found = _get_policy(iam, kind, principal, policy)
+            if found is None:
+                return {"skipped": f"{policy} on {kind} {principal} is gone"}
+            if recorded.get("put") and policy_fingerprint(found) != recorded["put"]:
+                # Put again since (a later wave's document, covering its roles too): not ours.
+                return {"kept": policy, "reason": "its document changed since this plan put it"}
+            previous = recorded.get("previous")
+            if previous:
+                _put_policy(iam, kind, principal, policy, previous)
+                return {"restored": policy, "on": f"{kind} {principal}"}
+            _delete_policy(iam, kind, principal, policy)
+        except ClientError as err:
+            if error_code(err) == "NoSuchEntity":
+                return {"skipped": f"{policy} on {kind} {principal} is gone"}
+            raise _failed(entry.action_id, f"undo {policy} on {kind} {principal}", err) from err
+        return {"removed": policy, "on": f"{kind} {principal}"}
+
+
+class AddGroupMember:
+    """``add-group-member``: a person (a central IAM user) in the access's group."""
+
+    PERMISSIONS: tuple[str, ...] = ("iam:AddUserToGroup", "iam:RemoveUserFromGroup")
+
+    def probe(self, ctx: ExecutionContext, action: PlanAction) -> Live:
+        group, user = action.params["group_name"], action.params["user_name"]
+        detail = {"group_name": group, "user_name": user}
+        try:
+            groups = {
+                g["GroupName"]
+                for g in pages(
+                    ctx.iam(action.account_id or ""),
+                    "list_groups_for_user",
+                    "Groups",
+                    UserName=user,
+                )
+            }
+        except ClientError as err:
+            if error_code(err) != "NoSuchEntity":
+                raise
+            return Live(exists=False, detail=detail)  # apply names the missing user
+        return Live(exists=group in groups, detail=detail)
+
+    def apply(
+        self,
+        ctx: ExecutionContext,
+        action: PlanAction,
+        live: Live,
+        progress: Callable[[dict[str, Any]], None],
+        prior: JournalEntry | None,
+    ) -> Done:
+        group, user = action.params["group_name"], action.params["user_name"]
+        undo = {"group_name": group, "user_name": user}
+        if not live.exists:
+            progress({"undo": undo})
+            try:
+                ctx.iam(action.account_id or "").add_user_to_group(GroupName=group, UserName=user)
+            except ClientError as err:
+                raise _failed(action.id, f"AddUserToGroup {user} to {group}", err) from err
+        return Done(outcome={"member": user, "of": group}, undo=undo)
+
+    def undo(self, ctx: ExecutionContext, entry: JournalEntry) -> dict[str, Any]:
+        recorded = entry.undo or {}
+        group, user = recorded.get("group_name"), recorded.get("user_name")
+        if not group or not user:
+            return {"skipped": "nothing recorded to remove"}
+        try:
+            ctx.iam(entry.account_id or "").remove_user_from_group(GroupName=group, UserName=user)
+        except ClientError as err:
+            if error_code(err) != "NoSuchEntity":
+                raise _failed(entry.action_id, f"RemoveUserFromGroup {user} {group}", err) from err
+        return {"removed": user, "from": group}
+
+
+HANDLERS: dict[str, Handler] = {
+    "create-access-group": CreateAccessGroup(),
+    "put-access-policy": PutAccessPolicy(),
+    "add-group-member": AddGroupMember(),
+}
+CENTRAL_KINDS = tuple(HANDLERS)
+
+
+# -- the planned central principals exist (preflight) --------------------------------------------
+
+
+def _name_of(arn: str) -> tuple[str, str, str]:
+    """``arn:aws:iam::C:user/path/name`` -> (account, "user", name)."""
+    parts = arn.split(":", 5)
+    resource = parts[5] if len(parts) == 6 else ""
+    kind, _, rest = resource.partition("/")
+    return parts[4] if len(parts) > 4 else "", kind, rest.rsplit("/", 1)[-1]
+
+
+def central_principal_problems(
+    session_of: Callable[[str], Any],
+    principal_arns: list[str],
+    user_names: list[tuple[str, str]],
+) -> list[str]:
+    """Which planned central principals no longer exist (or moved) in the central account.
+
+    Args:
+        session_of: account id -> a session there (the central account's is asked).
+        principal_arns: The ARNs the member roles' trust policies name (users or roles).
+        user_names: ``(central account, user name)`` of the planned group members.
+
+    Returns:
+        One message per principal that is gone, moved or renamed.
+    """
+    problems = []
+    wanted = {_name_of(arn): arn for arn in principal_arns}
+    for account, name in user_names:
+        wanted.setdefault((account, "user", name), "")
+    clients: dict[str, Any] = {}
+    for (account, kind, name), arn in sorted(wanted.items()):
+        iam = clients.get(account)
+        if iam is None:
+            iam = clients[account] = session_of(account).client("iam")
+        try:
+            if kind == "user":
+                found = iam.get_user(UserName=name)["User"]["Arn"]
+            elif kind == "role":
+                found = iam.get_role(RoleName=name)["Role"]["Arn"]
+            else:
+                problems.append(f"central principal {arn} is neither a user nor a role")
+                continue
+        except ClientError as err:
+            if error_code(err) != "NoSuchEntity":
+                raise
+            problems.append(
+                f"central {kind} {name} ({arn or account}) no longer exists in the central "
+                f"account {account}"
+            )
+            continue
+        if arn and found != arn:
+            problems.append(f"central {kind} {name} is now {found} (planned {arn})")
+    return problems
