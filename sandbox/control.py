@@ -243,3 +243,31 @@ class SandboxControl:
         if calls:
             payload["calls"] = [c if isinstance(c, dict) else list(c) for c in calls]
         return self._request("POST", "/_iamc/usage/play", payload, timeout=60.0)
+
+    def mint_user_key(self, account_id: str, user_name: str) -> tuple[str, str]:
+        """An active access key of an IAM user, to call AWS as that person (its existing
+        active key, else one made in moto's backend, which CloudTrail does not record).
+
+        Returns:
+            (access key id, secret access key).
+
+        Raises:
+            SandboxError: No such user, or it holds two inactive keys already.
+        """
+        answer = self._request(
+            "POST", "/_iamc/users/key", {"account_id": account_id, "user_name": user_name}
+        )
+        return answer["access_key_id"], answer["secret_access_key"]
+
+    def mfa_serial(self, account_id: str, user_name: str) -> str | None:
+        """The serial number (ARN) of the user's MFA device, to pass as AssumeRole's
+        ``SerialNumber`` (with any six digits as ``TokenCode``); None without one.
+
+        Raises:
+            SandboxError: No such user.
+        """
+        answer = self._request(
+            "POST", "/_iamc/users/mfa", {"account_id": account_id, "user_name": user_name}
+        )
+        serials = answer["mfa_serials"]
+        return serials[0] if serials else None

@@ -26,6 +26,7 @@ def up(
     empty: bool,
     samples_dir: Path | None,
     console: Console,
+    central: bool = False,
 ) -> None:
     """Start the sandbox on 127.0.0.1:port, seed it, print a summary and the shell exports,
     then serve until Ctrl-C (KeyboardInterrupt), and stop cleanly.
@@ -53,6 +54,7 @@ def up(
                 empty=empty,
                 samples_dir=samples_dir,
                 endpoint_url=sandbox.url,
+                central=central,
             )
         if sandbox.middleware is not None:
             sandbox.middleware.manifest = manifest.to_dict()
@@ -89,6 +91,11 @@ def print_summary(console: Console, manifest: SeedManifest, samples_dir: Path | 
             *(str(counts.get(c, 0)) for c in classes),
         )
     console.print(table)
+    if manifest.central_account:
+        console.print(
+            f"Central identity account: {manifest.central_account} "
+            f"({len(manifest.central_users)} people as IAM users, each with an MFA device)"
+        )
     console.print(
         f"Identity Center: {manifest.instance_arn} (store {manifest.identity_store_id}, "
         f"{len(manifest.identity_users)} users, {len(manifest.identity_groups)} groups)"

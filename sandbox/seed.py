@@ -11,6 +11,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from domain.errors import SandboxError
+from sandbox.seed_central import seed_central_account
 from sandbox.seed_context import Seeding
 from sandbox.seed_iam_users import HUMAN_KINDS, KIND_CYCLE, seed_account_users
 from sandbox.seed_identity_center import EMAIL_DOMAIN, company_people, seed_identity_store
@@ -42,6 +43,7 @@ def seed_organization(
     empty: bool = False,
     samples_dir: Path | None = None,
     endpoint_url: str | None = None,
+    central: bool = False,
 ) -> SeedManifest:
     """Create an organization, Identity Center users and IAM users of every kind.
 
@@ -57,6 +59,10 @@ def seed_organization(
             Identity Center instance.
         samples_dir: Where to write sample code with a planted key, and seed-manifest.json.
         endpoint_url: The sandbox URL; None uses the session's configuration (AWS_ENDPOINT_URL).
+        central: Also an identity account for the ``central-roles`` target (a member named
+            "identity", ``manifest.central_account``) whose IAM users are the people, one per
+            identity-store user, each with a virtual MFA device (``manifest.central_users``);
+            made last, so everything else is as without it.
 
     Returns:
         The manifest of what was made and the class an inventory should give each user.
@@ -69,6 +75,8 @@ def seed_organization(
         manifest = _create_organization(seeding, accounts, empty)
         if not empty:
             _populate(seeding, manifest, users_per_account, samples_dir)
+        if central:
+            seed_central_account(seeding, manifest, people=not empty)
         return _finish(manifest, samples_dir)
     except ClientError as err:
         raise SandboxError(f"seeding the sandbox failed: {err}") from err

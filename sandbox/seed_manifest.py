@@ -60,6 +60,11 @@ class SeedManifest:
     planted_keys: list[dict[str, Any]] = field(default_factory=list)
     # Look-alikes in the samples that a scan must not report as keys: {"where", "kind", "why"}.
     decoys: list[dict[str, str]] = field(default_factory=list)
+    # The central-roles target's identity account (seeded with central=True; not one of
+    # ``accounts``: its users are the people, where they sign in, not users to migrate).
+    central_account: str | None = None
+    # Its IAM users, one per identity-store user: {"user_name", "email", "arn", "mfa_serial"}.
+    central_users: list[dict[str, str]] = field(default_factory=list)
 
     def counts_by_class(self) -> dict[str, int]:
         total: Counter[str] = Counter()

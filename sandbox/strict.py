@@ -27,6 +27,7 @@ from sandbox.cloudtrail import (
 )
 from sandbox.gaad import get_account_authorization_details
 from sandbox.key_last_used import get_access_key_last_used
+from sandbox.people_control import control_people
 from sandbox.policy_simulator import simulate_principal_policy
 from sandbox.regions import describe_regions
 from sandbox.service_credentials import ServiceCredentials
@@ -526,6 +527,8 @@ class StrictMiddleware:
             return control_workloads(self, method, path, payload, environ or {})
         if path.startswith("/_iamc/usage/"):
             return control_usage(self, method, path, payload, environ or {})
+        if path.startswith("/_iamc/users/"):
+            return control_people(method, path, payload)
         if path == "/_iamc/health":
             return json_reply({"ok": True})
         return json_reply({"error": f"no such control endpoint: {method} {path}"}, 404)

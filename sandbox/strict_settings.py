@@ -43,7 +43,15 @@ class Strictness:
         trust_policy_checks: With ``assume_role_checks``, AssumeRole and
             AssumeRoleWithWebIdentity are allowed only when the role's trust policy allows the
             caller (principal, conditions such as ``sts:ExternalId`` or the OIDC token's
-            ``aud``/``sub``), as STS evaluates it (``sandbox/trust.py``).
+            ``aud``/``sub``), as STS evaluates it (``sandbox/trust.py``). An AssumeRole that
+            carries ``SerialNumber`` and ``TokenCode`` of the calling user's MFA device (any
+            six digits) has ``aws:MultiFactorAuthPresent`` = ``true`` in that evaluation;
+            without them the key is absent, as in AWS.
+        identity_policy_checks: With ``assume_role_checks``, a cross-account AssumeRole by an
+            IAM user or a role session is allowed only when the caller's own identity
+            policies (a user's and its groups', a role's) allow ``sts:AssumeRole`` on the
+            role as well (IAM user guide, "Cross-account policy evaluation logic"). An account
+            root (such as the sandbox's ``testing`` key) needs no identity policy.
         forwarded_for: A request from the loopback address may name its source address in
             ``X-Forwarded-For`` (and a playback its event time in ``X-Iamc-Event-Time``), which
             CloudTrail then records; the sandbox's usage playback relies on it. Sandbox only:
@@ -78,6 +86,7 @@ class Strictness:
     delete_conflicts: bool = True
     assume_role_checks: bool = True
     trust_policy_checks: bool = True
+    identity_policy_checks: bool = True
     forwarded_for: bool = True
     async_in_progress_polls: int = 2
     async_completion_ms: int = 0
@@ -115,6 +124,7 @@ class Strictness:
                 "conflicts",
                 "assume_role_checks",
                 "trust_policy_checks",
+                "identity_policy_checks",
                 "forwarded_for",
                 "credential_checks",
                 "delegated_admin_checks",

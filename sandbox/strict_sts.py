@@ -1,18 +1,25 @@
 """The STS rules moto lacks: a role is assumed only if it exists and its trust policy allows
-the caller, and a use of the role shows in its RoleLastUsed and the account's CloudTrail."""
+the caller (with MFA in the request context when the caller signed with its MFA device), a
+cross-account caller's own policies must allow it too, and a use of the role shows in its
+RoleLastUsed and the account's CloudTrail."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.cloudtrail import EVENT_TIME_KEY, Clock, Trail, source_ip_of
+from sandbox.identity_policy import identity_allows
 from sandbox.oidc import token_claims
 from sandbox.strict_settings import Strictness
 from sandbox.trust import Caller, Decision, aws_caller, evaluate
 from sandbox.wire import Call, Reply, iam_backend, xml_error
+
+# A virtual MFA device's one-time code: six digits (IAM API reference, EnableMFADevice).
+_TOKEN_CODE = re.compile(r"^\d{6}$")
 
 
 @dataclass(frozen=True)
@@ -118,19 +125,30 @@ class StsRules:
             return None  # moto answers the validation error
         principal = signing_principal(call.account_id, call.access_key)
         role = find_role(role_arn)
+        mfa = signed_with_mfa(principal, form)
         decision = Decision(False, "the role does not exist")
-        if role is not None:
-            decision = self.check(
-                role,
-                "sts:AssumeRole",
-                aws_caller(
-                    principal.match_arn,
-                    principal.account_id,
-                    **{"sts:ExternalId": form.get("ExternalId")},
-                ),
+        if mfa is False:
+            decision = Decision(False, _MFA_FAILED)
+        elif role is not None:
+            caller = aws_caller(
+                principal.match_arn,
+                principal.account_id,
+                **{
+                    "sts:ExternalId": form.get("ExternalId"),
+                    # Present only for MFA-signed requests (IAM user guide, "AWS global
+                    # condition context keys": aws:MultiFactorAuthPresent).
+                    "aws:MultiFactorAuthPresent": "true" if mfa else None,
+                },
             )
+            decision = self.check(role, "sts:AssumeRole", caller)
+            if decision.allowed:
+                decision = self.check_identity(principal, role, "sts:AssumeRole", caller)
         if not decision.allowed:
-            reply = _denied(principal.display_arn, "sts:AssumeRole", role_arn)
+            reply = (
+                xml_error("sts", "AccessDenied", _MFA_FAILED, 403)
+                if mfa is False
+                else _denied(principal.display_arn, "sts:AssumeRole", role_arn)
+            )
             if role is not None:
                 self._record(call, role, "AssumeRole", principal.identity, reply)
             return reply
@@ -143,6 +161,19 @@ class StsRules:
         if not self.strictness.trust_policy_checks:
             return Decision(True, "trust policies are not checked (trust_policy_checks off)")
         return evaluate(role.assume_role_policy_document, action, caller)
+
+    def check_identity(
+        self, principal: Principal, role: Any, action: str, caller: Caller
+    ) -> Decision:
+        """The caller's own identity policies' decision on ``action`` on the role, which a
+        cross-account IAM user or role session needs besides the trust (IAM user guide,
+        "Cross-account policy evaluation logic"); allowed for a caller of the role's own
+        account, an account root, or with ``identity_policy_checks`` off."""
+        if not self.strictness.identity_policy_checks:
+            return Decision(True, "identity policies are not checked (identity_policy_checks off)")
+        if principal.account_id == role.account_id or principal.match_arn.endswith(":root"):
+            return Decision(True, "no identity policy is needed in the role's own account or root")
+        return identity_allows(principal.match_arn, action, role.arn, caller.context)
 
     # -- AssumeRoleWithWebIdentity ----------------------------------------------------------
 
@@ -246,6 +277,23 @@ def note_role_used(role: Any, region: str, when: datetime) -> None:
         when = when.astimezone(UTC).replace(tzinfo=None)
     role.last_used = when.replace(microsecond=0)
     role.last_used_region = region
+
+
+_MFA_FAILED = "MultiFactorAuthentication failed with invalid MFA one time pass code."
+
+
+def signed_with_mfa(principal: Principal, form: dict[str, str]) -> bool | None:
+    """Whether an AssumeRole request is MFA-authenticated: None without ``SerialNumber`` and
+    ``TokenCode`` (no MFA; the context key stays absent), True when the serial is an MFA
+    device of the calling IAM user and the code is six digits (the sandbox takes any), False
+    otherwise (AWS refuses the request)."""
+    serial, code = form.get("SerialNumber"), form.get("TokenCode")
+    if not serial and not code:
+        return None
+    if principal.identity.get("type") != "IAMUser" or not serial or not code:
+        return False
+    user = iam_backend(principal.account_id).users.get(principal.identity.get("userName", ""))
+    return user is not None and serial in user.mfa_devices and bool(_TOKEN_CODE.match(code))
 
 
 def _invalid_token(message: str) -> Reply:

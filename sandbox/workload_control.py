@@ -36,6 +36,10 @@ from sandbox.workload_usage import (
 )
 
 _VENDOR_USER = "vendor-integration"
+_ASSUME_ANY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}],
+}
 # The service principal that assumes a replacement role for each runtime.
 SERVICE_PRINCIPALS = {
     Runtime.LAMBDA: "lambda.amazonaws.com",
@@ -308,6 +312,9 @@ def _vendor_key(vendor_account: str) -> dict[str, str | None]:
     backend = iam_backends[vendor_account]["aws"]
     if _VENDOR_USER not in backend.users:
         backend.create_user(region_name="us-east-1", user_name=_VENDOR_USER)
+        # The vendor's own policy lets its integration user assume its customers' roles: STS
+        # asks the caller's account as well as the role's trust (identity_policy_checks).
+        backend.put_user_policy(_VENDOR_USER, "assume-customer-roles", json.dumps(_ASSUME_ANY))
     user = backend.users[_VENDOR_USER]
     key = next((k for k in user.access_keys if k.status == "Active"), None)
     if key is None:

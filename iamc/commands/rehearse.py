@@ -68,6 +68,13 @@ def sandbox_up(
     samples_dir: Annotated[
         Path | None, typer.Option(help="Where to write sample code with a hard-coded key.")
     ] = Path(".iamc/sandbox-samples"),
+    central: Annotated[
+        bool,
+        typer.Option(
+            help="Also an identity account whose IAM users are the people, each with MFA "
+            '(for target = "central-roles").'
+        ),
+    ] = False,
 ) -> None:
     """Run a seeded local AWS organization on 127.0.0.1 until interrupted (Ctrl-C)."""
     up(
@@ -78,4 +85,5 @@ def sandbox_up(
         empty=empty,
         samples_dir=samples_dir,
         console=console,
+        central=central,
     )
