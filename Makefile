@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/iamc demo
+	$(BIN)/iamc demo $(if $(TARGET),--target $(TARGET))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -25,6 +25,14 @@ ASSUME_POLICY_PREFIX = "assume-"
 # Tags on everything the target creates: what created it, for whom (adoption compares them).
 CREATED_BY = "iam-centralize"
 MFA_CONDITION = {"Bool": {"aws:MultiFactorAuthPresent": "true"}}
+# The plan action kinds that give a person access on this target.
+CREATE_MEMBER_ROLE = "create-member-role"
+CENTRAL_ACCESS_KINDS = (
+    CREATE_MEMBER_ROLE,
+    "create-access-group",
+    "put-access-policy",
+    "add-group-member",
+)
 
 
 def member_role_name(central: Central, access_name: str) -> str:

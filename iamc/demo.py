@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.rule import Rule
 from rich.table import Table
 
+from domain.central_spec import CENTRAL_ROLES, IDENTITY_CENTER
 from domain.deletion import deletes_in
 from domain.errors import IamcError, SandboxError
 from domain.keys import mask_key_id
@@ -39,9 +40,19 @@ from sandbox.server import Sandbox
 
 
 def run_demo(
-    accounts: int, users_per_account: int, seed: int, workdir: Path, console: Console
+    accounts: int,
+    users_per_account: int,
+    seed: int,
+    workdir: Path,
+    console: Console,
+    target: str = IDENTITY_CENTER,
 ) -> None:
-    """Start a sandbox, seed it, and run every step built so far against it."""
+    """Start a sandbox, seed it, and run every step built so far against it.
+
+    ``target`` is where people's access lands: Identity Center, or (``central-roles``) roles
+    in each member account that the seeded identity account's people switch into.
+    """
+    central = target == CENTRAL_ROLES
     workdir.mkdir(parents=True, exist_ok=True)
     spec_path = workdir / "spec.toml"
     # A fresh state per demo: the sandbox's account ids are new every time it starts.
@@ -61,13 +72,20 @@ def run_demo(
                     seed=seed,
                     samples_dir=workdir / "samples",
                     endpoint_url=sandbox.url,
+                    central=central,
                 )
             print_summary(console, manifest, workdir / "samples")
             control = SandboxControl(sandbox.url)
             _play_workloads(console, control, manifest)
             play_people(console, control, manifest)
-            active = sorted(a.account_id for a in manifest.accounts if a.status == "ACTIVE")
-            spec_path.write_text(_demo_spec(manifest, active))
+            # The identity account is inventoried (its verdict) but in no wave: its users are
+            # where people sign in, never migrated.
+            active = sorted(
+                a.account_id
+                for a in manifest.accounts
+                if a.status == "ACTIVE" and a.account_id != manifest.central_account
+            )
+            spec_path.write_text(_demo_spec(manifest, active, target))
             console.print(f"sandbox at {sandbox.url}; spec {spec_path}", highlight=False)
 
             console.print(Rule("2. inventory: iamc inventory -c " + str(spec_path)))
@@ -86,7 +104,7 @@ def run_demo(
                 highlight=False,
             )
             console.print(Rule("5. the IdP team works off the list; iamc map again"))
-            _work_off_idp_list(console, spec_path, manifest)
+            _work_off_idp_list(console, spec_path, manifest, central)
             mapping_with_status(console, spec_path)
 
             console.print(
@@ -118,20 +136,37 @@ def run_demo(
                     os.environ[name] = value
 
 
-def _demo_spec(manifest: Any, active: list[str]) -> str:
+def _demo_spec(manifest: Any, active: list[str], target: str = IDENTITY_CENTER) -> str:
+    spec = DEMO_SPEC
+    if target == CENTRAL_ROLES:
+        # A top-level key: before the spec's first table.
+        head, table, rest = spec.partition("\n[")
+        spec = (
+            f'{head}\ntarget = "{CENTRAL_ROLES}"   # roles people switch into from the identity '
+            f"account\n{table}{rest}"
+            f'[central]\naccount = "{manifest.central_account}"\narrive = "iam-users"\n'
+        )
     return (
-        DEMO_SPEC
+        spec
         + demo_waves(active)
         + demo_cis(manifest, datetime.now(UTC).date())
         + demo_workloads(manifest)
     )
 
 
-def _work_off_idp_list(console: Console, spec_path: Path, manifest: Any) -> None:
+def _work_off_idp_list(
+    console: Console, spec_path: Path, manifest: Any, central: bool = False
+) -> None:
     """Play the IdP team: provision the unmatched person, and settle the ambiguous one with a
-    row of the mapping overrides file the spec then names."""
+    row of the mapping overrides file the spec then names.
+
+    With the central-roles target the identity team gives the person an IAM user (with its
+    e-mail tag and an MFA device) in the identity account instead.
+    """
+    if central:
+        _central_user_for_unmatched(console, manifest)
     store = boto3.client("identitystore", region_name="us-east-1")
-    for login in manifest.unmatched_humans:
+    for login in [] if central else manifest.unmatched_humans:
         first, _, last = login.partition(".")
         display = f"{first.title()} {last.title()}"
         email = f"{login}@example.com"
@@ -157,6 +192,37 @@ def _work_off_idp_list(console: Console, spec_path: Path, manifest: Any) -> None
     overrides.write_text("\n".join(rows) + "\n")
     with spec_path.open("a") as spec:
         spec.write(f'[mapping]\noverrides = "{overrides.name}"\n')
+
+
+def _central_user_for_unmatched(console: Console, manifest: Any) -> None:
+    """The identity team's part for the central-roles target: an IAM user per unmatched
+    person in the identity account, tagged with the e-mail and with a virtual MFA device."""
+    credentials = boto3.client("sts", region_name="us-east-1").assume_role(
+        RoleArn=f"arn:aws:iam::{manifest.central_account}:role/OrganizationAccountAccessRole",
+        RoleSessionName="identity-team",
+    )["Credentials"]
+    iam = boto3.client(
+        "iam",
+        region_name="us-east-1",
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+    for login in manifest.unmatched_humans:
+        email = f"{login}@example.com"
+        iam.create_user(UserName=email, Tags=[{"Key": "email", "Value": email}])
+        device = iam.create_virtual_mfa_device(VirtualMFADeviceName=email)["VirtualMFADevice"]
+        iam.enable_mfa_device(
+            UserName=email,
+            SerialNumber=device["SerialNumber"],
+            AuthenticationCode1="123456",
+            AuthenticationCode2="654321",
+        )
+        console.print(
+            f"the identity team created {email} in the identity account "
+            f"{manifest.central_account} (e-mail tag, MFA device)",
+            highlight=False,
+        )
 
 
 def _migrate_wave(
@@ -186,16 +252,26 @@ def _migrate_wave(
         f"(ticket {approval['ticket']}); a reviewer reads {plan['files']['markdown']}",
         highlight=False,
     )
-    created_before = control.calls()["calls"].get("sso-admin:CreatePermissionSet", 0)
+    central = load_spec(spec_path).target == CENTRAL_ROLES
+    creation = "iam:CreateRole" if central else "sso-admin:CreatePermissionSet"
+    created_before = control.calls()["calls"].get(creation, 0)
     console.print(Rule(f"{wave}: iamc apply {plan['plan_id']} -c {spec_path} --stage provision"))
     applied = apply_with_progress(console, spec_path, plan["plan_id"], "provision")
-    created = control.calls()["calls"].get("sso-admin:CreatePermissionSet", 0) - created_before
-    console.print(
-        f"{wave}: {plan['permission_sets']} permission set(s) in the plan, {created} created "
-        f"(CreatePermissionSet), the rest adopted from earlier waves; "
-        f"{applied['adopted']} action(s) adopted",
-        highlight=False,
-    )
+    created = control.calls()["calls"].get(creation, 0) - created_before
+    if central:
+        console.print(
+            f"{wave}: {plan['permission_sets']} distinct access(es) in the plan; {created} "
+            "member-account role(s) created (CreateRole), each trusting only its people in "
+            f"the identity account, with MFA; {applied['adopted']} action(s) adopted",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"{wave}: {plan['permission_sets']} permission set(s) in the plan, {created} "
+            "created (CreatePermissionSet), the rest adopted from earlier waves; "
+            f"{applied['adopted']} action(s) adopted",
+            highlight=False,
+        )
     console.print(Rule(f"{wave}: iamc status {applied['run_id']}"))
     print_status(console, spec_path, applied["run_id"])
     verify_wave(console, spec_path, wave, int(plan["plan_id"]))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from domain.central_roles import CENTRAL_ACCESS_KINDS
 from domain.credentials import DISABLEABLE, disable_items
 from domain.plan import Outcome, PlanAction, Stage
 from domain.planning import PlanInputs
@@ -161,7 +162,8 @@ def new_access_in_place(rt: StageRun, work: UserWork, live: LiveUser) -> list[st
         if (action := rt.action(action_id)) is not None and action.kind == "create-assignment"
     ]
     if not assignments:
-        return []  # retired, not migrated: the plan gives this user no new access
+        # The central-roles target: the member roles, and the central account's side.
+        return _central_access_in_place(rt, quarantine)
     problems = [f"new access missing: {m}" for m in verify_assignments(rt.ctx, assignments)]
     principals = sorted(
         {
@@ -183,6 +185,42 @@ def new_access_in_place(rt: StageRun, work: UserWork, live: LiveUser) -> list[st
         problems.append(
             "disabling would lock this person out: provision again (iamc apply --stage "
             "provision, or its resume) and check the identity store, then resume this run"
+        )
+    return problems
+
+
+def _central_access_in_place(rt: StageRun, quarantine: PlanAction) -> list[str]:
+    """The person's planned central-roles access exists now: each member role, trusting as
+    planned (the person among its principals), the central policy allowing the switch, and
+    the person's group membership. Each read once per run (many people share a role)."""
+    from tasks.central_access import central_access_problems
+    from tasks.member_roles import verify_member_roles
+
+    needed = [
+        action
+        for action_id in quarantine.depends_on
+        if (action := rt.action(action_id)) is not None and action.kind in CENTRAL_ACCESS_KINDS
+    ]
+    if not needed:
+        return []  # retired, not migrated: the plan gives this user no new access
+    problems: list[str] = []
+    for action in needed:
+        with _SHARED_LOCK:
+            cache: dict[str, list[str]] = rt.ctx.shared.setdefault("central-access", {})
+            found = cache.get(action.id)
+        if found is None:
+            found = (
+                verify_member_roles(rt.ctx, [action])
+                if action.kind == "create-member-role"
+                else central_access_problems(rt.ctx, [action])
+            )
+            with _SHARED_LOCK:
+                cache[action.id] = found
+        problems.extend(f"new access missing: {p}" for p in found)
+    if problems:
+        problems.append(
+            "disabling would lock this person out: provision again (iamc apply --stage "
+            "provision, or its resume) and check the central account, then resume this run"
         )
     return problems
 
@@ -260,7 +298,8 @@ PRECONDITIONS = StagePreconditions(
         ),
         UserCheck(
             "new-access-in-place",
-            "the person's planned assignments and identity-store user (and groups) exist now",
+            "the person's planned assignments and identity-store user (and groups) exist now; "
+            "with central-roles, the member roles trusting them and their central access",
             new_access_in_place,
         ),
     ),

@@ -371,3 +371,51 @@ def central_principal_problems(
         if arn and found != arn:
             problems.append(f"central {kind} {name} is now {found} (planned {arn})")
     return problems
+
+
+def central_access_problems(ctx: ExecutionContext, actions: list[PlanAction]) -> list[str]:
+    """What of a person's planned central side is missing now: each ``put-access-policy``
+    still allows ``sts:AssumeRole`` on the roles it was planned for (a later wave's document
+    covers more, never fewer), and each ``add-group-member`` membership still stands.
+
+    Read before the person's old IAM user is disabled: without them the member role's trust
+    alone does not let anyone in (a cross-account switch needs both sides).
+    """
+    problems: list[str] = []
+    for action in actions:
+        params = action.params
+        iam = ctx.iam(action.account_id or "")
+        if action.kind == "put-access-policy":
+            document = _get_policy(
+                iam, params["principal_type"], params["principal_name"], params["policy_name"]
+            )
+            allowed = {
+                str(resource)
+                for statement in _listed((document or {}).get("Statement"))
+                if isinstance(statement, dict) and statement.get("Effect") == "Allow"
+                for resource in _listed(statement.get("Resource"))
+            }
+            missing = sorted(set(params.get("role_arns") or []) - allowed)
+            if document is None or missing:
+                problems.append(
+                    f"{params['principal_type']} {params['principal_name']}'s policy "
+                    f"{params['policy_name']} in the central account "
+                    + ("is gone" if document is None else f"no longer allows {missing[0]}")
+                )
+        elif action.kind == "add-group-member":
+            groups = {
+                g["GroupName"]
+                for g in pages(iam, "list_groups_for_user", "Groups", UserName=params["user_name"])
+            }
+            if params["group_name"] not in groups:
+                problems.append(
+                    f"user {params['user_name']} is no longer in group {params['group_name']} "
+                    "of the central account"
+                )
+    return problems
+
+
+def _listed(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]

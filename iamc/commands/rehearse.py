@@ -47,14 +47,26 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo keeps its spec and state.")] = Path(
         ".iamc/demo"
     ),
+    target: Annotated[
+        str,
+        typer.Option(
+            help="Where people's access lands: identity-center, or central-roles (roles in "
+            "each member account that people switch into from one identity account)."
+        ),
+    ] = "identity-center",
 ) -> None:
     """Seed a sandbox organization and run the migration steps against it, end to end."""
+    if target not in ("identity-center", "central-roles"):
+        raise typer.BadParameter(
+            f"{target!r}: expected identity-center or central-roles", param_hint="--target"
+        )
     run_demo(
         accounts=accounts,
         users_per_account=users_per_account,
         seed=seed,
         workdir=workdir,
         console=console,
+        target=target,
     )
 
 
