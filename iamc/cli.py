@@ -110,6 +110,10 @@ COMMANDS = {
         _STEPS + "verify",
         "Check that each migrated person's new access landed, and that nobody lost what they used.",
     ),
+    "notify": Lazy(
+        _STEPS + "notify",
+        "Write each migrated person's notice (what changes, when, how to sign in); send nothing.",
+    ),
     "usage": Lazy(
         _STEPS + "usage",
         "Read what each IAM user used in the least-privilege window (services, actions).",

@@ -70,7 +70,9 @@ class RunningSandbox:
         return {"permission_sets": sets, "assignments": assigned}
 
 
-def start_sandbox(tmp: Path, accounts: int, users: int, seed: int) -> RunningSandbox:
+def start_sandbox(
+    tmp: Path, accounts: int, users: int, seed: int, central: bool = False
+) -> RunningSandbox:
     log = (tmp / "sandbox.log").open("w+")
     process = subprocess.Popen(
         [
@@ -87,6 +89,7 @@ def start_sandbox(tmp: Path, accounts: int, users: int, seed: int) -> RunningSan
             str(seed),
             "--samples-dir",
             str(tmp / "samples"),
+            *(["--central"] if central else []),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -117,8 +120,13 @@ def start_sandbox(tmp: Path, accounts: int, users: int, seed: int) -> RunningSan
 def sandbox_process(request, tmp_path_factory) -> Iterator[RunningSandbox]:
     # A module may seed a smaller organization: SANDBOX_SIZE = (accounts, users per account).
     accounts, users = getattr(request.module, "SANDBOX_SIZE", (3, 12))
+    # SANDBOX_CENTRAL = True: also an identity account of the people (the central-roles target).
     running = start_sandbox(
-        tmp_path_factory.mktemp("sandbox"), accounts=accounts, users=users, seed=11
+        tmp_path_factory.mktemp("sandbox"),
+        accounts=accounts,
+        users=users,
+        seed=11,
+        central=getattr(request.module, "SANDBOX_CENTRAL", False),
     )
     yield running
     running.process.terminate()
