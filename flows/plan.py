@@ -254,6 +254,14 @@ def _summary(plan: Plan) -> dict[str, Any]:
         "assignments": len(plan.assignments),
         "actions": dict(sorted(Counter(str(a.stage) for a in plan.actions).items())),
         "irreversible": sum(1 for a in plan.actions if a.irreversible),
+        # The central-roles target's: roles in member accounts, the central side's actions.
+        "target": plan.settings.get("target", "identity-center"),
+        "member_roles": sum(1 for a in plan.actions if a.kind == "create-member-role"),
+        "central_actions": sum(
+            1
+            for a in plan.actions
+            if a.kind in ("create-access-group", "put-access-policy", "add-group-member")
+        ),
         "blocking": len(plan.blocking),
         "blocking_provision": len(plan.blocking_for("provision")),
     }

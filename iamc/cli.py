@@ -112,7 +112,7 @@ COMMANDS = {
     ),
     "notify": Lazy(
         _STEPS + "notify",
-        "Write each migrated person's notice (what changes, when, how to sign in); send nothing.",
+        "Write each person's notice: what changes, when, how they sign in now; send nothing.",
     ),
     "usage": Lazy(
         _STEPS + "usage",

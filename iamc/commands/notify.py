@@ -26,8 +26,7 @@ def notify(
         typer.Option("--out", help="Where to write them; default: [notify] out_dir / plan id."),
     ] = None,
 ) -> None:
-    """Write each migrated person's notice (what changes, when, how they sign in now); send
-    nothing.
+    """Write each person's notice: what changes, when, how they sign in now; send nothing.
 
     Per person a Markdown message and an .eml, and notices.csv for mail merge: the access
     portal (Identity Center), or for a central-roles plan each account's switch-role link and

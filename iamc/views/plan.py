@@ -79,17 +79,28 @@ def plan_summary_lines(result: dict[str, Any]) -> list[str]:
             )
         head += ")"
     stages = stage_names()  # runbook order
+    if result.get("target") == "central-roles":
+        creates = (
+            f"to create: {result['member_roles']} role(s) in member accounts for "
+            f"{result['permission_sets']} distinct access(es), trusted only by their people; "
+            f"{result['central_actions']} group/policy/membership action(s) in the identity "
+            "account (an identical role already there is adopted)"
+        )
+    else:
+        creates = (
+            f"to create: {result['permission_sets']} permission set(s), "
+            f"{result['assignments']} account assignment(s)"
+            + (
+                f"; {result['permission_set_updates']} update(s) of the organization's sets"
+                if result.get("permission_set_updates")
+                else ""
+            )
+            + " (a set the organization already has for the same access is adopted)"
+        )
     return [
         head,
         f"IAM users: {result['users']} ({_counted(result['outcomes'])})",
-        f"to create: {result['permission_sets']} permission set(s), "
-        f"{result['assignments']} account assignment(s)"
-        + (
-            f"; {result['permission_set_updates']} update(s) of the organization's sets"
-            if result.get("permission_set_updates")
-            else ""
-        )
-        + " (a set the organization already has for the same access is adopted)",
+        creates,
         f"actions by stage: {_counted(result['actions'], stages)}; "
         f"{result['irreversible']} of them irreversible (stage delete)",
     ]
