@@ -126,6 +126,9 @@ class StageDefinition:
     first: Callable[..., Any] | None = None
     first_kinds: tuple[str, ...] = ()
     first_label: str = "management account"
+    # The label of ``first``'s task for the actions it runs, when they say more than one label
+    # can (provision's first work is Identity Center's sets, or the identity account's side).
+    first_label_for: Callable[[list[Any]], str] | None = None
     accounts_at_once: int | Callable[[], int] = 8
 
     def undo_kinds(self) -> tuple[str, ...]:

@@ -167,7 +167,7 @@ def _first_task(rt: StageRun, stage: str, actions: list[PlanAction]) -> Any:
     assert definition.first is not None
     first = definition.first
     return task_outcome(
-        definition.first_label,
+        first_label(definition, actions),
         lambda: contained(rt, MANAGEMENT, actions, lambda: first(rt, actions)),
         len(actions),
     )
@@ -184,6 +184,13 @@ def _account_task(
         ),
         len(actions),
     )
+
+
+def first_label(definition: StageDefinition, actions: list[PlanAction]) -> str:
+    """The UI's name for the stage's first work on these actions."""
+    if definition.first_label_for is not None:
+        return definition.first_label_for(actions)
+    return definition.first_label
 
 
 def _definition(stage: str) -> StageDefinition:
@@ -213,7 +220,7 @@ def run_accounts(
     reports: list[AccountReport] = []
     if in_flow:
         if definition.first is not None and first:
-            task = prefect_task(_first_task, f"{stage}-management", definition.first_label)
+            task = prefect_task(_first_task, f"{stage}-management", first_label(definition, first))
             reports.append(settle(task.submit(rt, stage, first)))
         account_task = prefect_task(_account_task, f"{stage}-account", f"{stage} {{label}}")
         futures = [

@@ -235,6 +235,13 @@ def provision_account(rt: StageRun, account_id: str, actions: list[PlanAction]) 
     return report
 
 
+def _first_label(actions: list[PlanAction]) -> str:
+    """Identity Center's permission sets, or the identity account's groups and policies."""
+    if actions and all(a.kind in CENTRAL_KINDS for a in actions):
+        return "identity account: groups, policies, memberships"
+    return "create permission sets"
+
+
 PROVISION = register(
     StageDefinition(
         name=Stage.PROVISION,
@@ -246,6 +253,7 @@ PROVISION = register(
         first=create_first,
         first_kinds=PERMISSION_SET_KINDS + CENTRAL_KINDS,
         first_label="create permission sets",
+        first_label_for=_first_label,
         # Outside a flow one account at a time, as the CLI's direct path always did.
         accounts_at_once=1,
         undo_order=UNDO_ORDER,

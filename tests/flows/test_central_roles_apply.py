@@ -139,7 +139,7 @@ def _plan(world, tmp_path: Path, people: list[str]) -> tuple[Path, int, Central,
             user_mappings=[],
             group_mappings=[],
             synthesis=SynthesisResult(permission_sets=[], assignments=[]),
-            settings={"target": "central-roles"},
+            settings={"target": "central-roles", "central": central.model_dump()},
         )
         plan = replace(plan, actions=_actions(central, member, people, policy_arn))
         plan_run = store.runs.start_run(migration_id, "plan")
