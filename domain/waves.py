@@ -259,6 +259,13 @@ def assignment_key(params: dict[str, Any]) -> tuple[str, str, str, str]:
     )
 
 
+# The central-roles kinds another wave can share, and what makes two of them the same thing.
+_CENTRAL_SHARED: dict[str, Any] = {
+    "create-access-group": lambda p: p.get("group_name"),
+    "add-group-member": lambda p: (p.get("group_name"), p.get("user_name")),
+}
+
+
 def still_used_by(
     kind: str,
     target: str,
@@ -283,6 +290,12 @@ def still_used_by(
             continue
         if kind == "create-assignment":
             if use.kind == kind and assignment_key(use.params) == assignment_key(params):
+                users.add(use.owner)
+        elif kind in _CENTRAL_SHARED and use.kind == kind:
+            # The identity account's groups and memberships are shared by every wave whose
+            # people hold the access: a person in two waves is one membership.
+            key = _CENTRAL_SHARED[kind]
+            if key(use.params) == key(params):
                 users.add(use.owner)
         elif kind in SET_KINDS and use.permission_set == target:
             if kind == "update-permission-set" and finished is not None:

@@ -148,6 +148,52 @@ def test_the_journal_knows_who_created_and_who_uses_each_set():
     assert still_used_by("create-permission-set", "ReadOnlyAccess", {}, None, 1, released) == []
 
 
+def test_a_central_group_and_membership_another_wave_adopted_stay_on_rollback():
+    member = {"group_name": "iamc-Dev", "user_name": "jane@example.com"}
+    uses = [
+        _use(1, "wave-1", "create-access-group", "iamc-Dev", group_name="iamc-Dev"),
+        _use(1, "wave-1", "add-group-member", "jane -> iamc-Dev", **member),
+        _use(
+            2,
+            "wave-2",
+            "create-access-group",
+            "iamc-Dev",
+            status="adopted",
+            existed=True,
+            at=5,
+            group_name="iamc-Dev",
+        ),
+        _use(
+            2,
+            "wave-2",
+            "add-group-member",
+            "jane -> iamc-Dev",
+            status="adopted",
+            existed=True,
+            at=5,
+            **member,
+        ),
+        _use(
+            2,
+            "wave-2",
+            "add-group-member",
+            "joe -> iamc-Dev",
+            at=5,
+            group_name="iamc-Dev",
+            user_name="joe@example.com",
+        ),
+    ]
+    # Jane is in both waves: rolling wave 1 back must not take her out of the group.
+    assert still_used_by("add-group-member", "", member, None, 1, uses) == ["wave-2 (plan 2)"]
+    assert still_used_by("create-access-group", "", {"group_name": "iamc-Dev"}, None, 1, uses) == [
+        "wave-2 (plan 2)"
+    ]
+    other = {"group_name": "iamc-Ops", "user_name": "jane@example.com"}
+    assert still_used_by("add-group-member", "", other, None, 1, uses) == []
+    released = [*uses[:2], *(JournalUse(**{**vars(u), "released": True}) for u in uses[2:])]
+    assert still_used_by("add-group-member", "", member, None, 1, released) == []
+
+
 def test_an_update_is_used_only_by_plans_that_came_after_it():
     updated = {**DEF, "session_duration": "PT4H"}
     uses = [
