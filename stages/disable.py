@@ -219,8 +219,9 @@ def _central_access_in_place(rt: StageRun, quarantine: PlanAction) -> list[str]:
         problems.extend(f"new access missing: {p}" for p in found)
     if problems:
         problems.append(
-            "disabling would lock this person out: provision again (iamc apply --stage "
-            "provision, or its resume) and check the central account, then resume this run"
+            "disabling would lock this person out: put the planned access back (iamc verify "
+            "PLAN_ID says what differs and how; a provision not yet finished: its resume), then "
+            "resume this run"
         )
     return problems
 
