@@ -78,10 +78,17 @@ def print_mapping_summary(console: Console, summary: dict[str, Any]) -> None:
         + (f"; ambiguous {summary['ambiguous']}" if summary.get("ambiguous") else ""),
         highlight=False,
     )
+    groups = (
+        # A trust policy can't name a group: the central-roles target gives access per person.
+        f"  IAM groups: {summary['groups']}, not mapped (the central account's access is per "
+        "person; each group's access reaches its members)"
+        if summary.get("central_account")
+        else f"  IAM groups: {summary['groups_matched']} of {summary['groups']} mapped to IdP "
+        f"groups ({summary['groups_unmatched']} unmatched, {summary['groups_ambiguous']} "
+        "ambiguous)"
+    )
     console.print(
-        f"  IAM groups: {summary['groups_matched']} of {summary['groups']} mapped to IdP groups"
-        f" ({summary['groups_unmatched']} unmatched, {summary['groups_ambiguous']} ambiguous); "
-        f"{summary['workload_users']} workload users need roles, not people",
+        f"{groups}; {summary['workload_users']} workload users need roles, not people",
         highlight=False,
     )
     for problem in summary.get("override_problems", []):
