@@ -91,21 +91,9 @@ def verdict(
     """
     placements = placements or {}
     account_id = inventory.account.account_id
-    if inventory.error:
-        return Verdict(UNKNOWN, "not inventoried: " + inventory.error)
-    if central_account is not None and account_id == central_account:
-        return Verdict(
-            PASS,
-            "the account providing centralized IAM user management (the central identity "
-            f"account, [central] account): its {len(inventory.users)} IAM user(s) are the "
-            "centralized ones",
-        )
-    if account_id in rules.identity_accounts:
-        return Verdict(
-            PASS,
-            f"the account providing centralized IAM user management ([cis] identity_accounts): "
-            f"its {len(inventory.users)} IAM user(s) are the centralized ones",
-        )
+    settled = _without_users_judged(inventory, rules, central_account)
+    if settled is not None:
+        return settled
     declared = {s.user: s for s in rules.service_users if s.account == account_id}
     excepted = {e.user: e for e in rules.exceptions if e.account == account_id}
     result = Verdict(PASS, "")
@@ -153,6 +141,35 @@ def verdict(
                 result.keys_left.append(f"{user.name}: {keys} key(s); {_why_kept(placement)}")
             continue
         failing.setdefault(user.user_class or "unclassified", []).append(_named(user))
+    return _concluded(result, failing)
+
+
+def _without_users_judged(
+    inventory: AccountInventory, rules: Cis, central_account: str | None
+) -> Verdict | None:
+    """The verdict of an account whose users need no look: not inventoried, or an identity
+    account (where people sign in); None for every other account."""
+    account_id = inventory.account.account_id
+    if inventory.error:
+        return Verdict(UNKNOWN, "not inventoried: " + inventory.error)
+    if central_account is not None and account_id == central_account:
+        return Verdict(
+            PASS,
+            "the account providing centralized IAM user management (the central identity "
+            f"account, [central] account): its {len(inventory.users)} IAM user(s) are the "
+            "centralized ones",
+        )
+    if account_id in rules.identity_accounts:
+        return Verdict(
+            PASS,
+            f"the account providing centralized IAM user management ([cis] identity_accounts): "
+            f"its {len(inventory.users)} IAM user(s) are the centralized ones",
+        )
+    return None
+
+
+def _concluded(result: Verdict, failing: dict[UserClass | str, list[str]]) -> Verdict:
+    """The status and why once every user is judged: failing users first, then exceptions."""
     if failing:
         result.status, result.why = FAIL, _why(failing)
     elif result.exceptions:

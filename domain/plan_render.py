@@ -9,12 +9,14 @@ from typing import Any
 
 from domain import csv_export
 from domain.access import boundary_label
+from domain.central_roles_render import account_roles_markdown, central_roles_markdown
 from domain.central_spec import CENTRAL_ROLES
 from domain.deletion import deletes_in
 from domain.json_compat import dumps_indented
 from domain.key_risks import worklist_markdown
 from domain.keys import mask_key_id
 from domain.least_privilege_render import least_privilege_markdown
+from domain.markdown_cells import cell
 from domain.plan import Outcome, Plan
 from domain.stages import authorised_by, stage_names
 
@@ -39,14 +41,10 @@ def _is_central(plan: Plan) -> bool:
     return plan.settings.get("target") == CENTRAL_ROLES
 
 
-def _cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
 def _unseen_label(finding: Any) -> str:
     name = finding.details.get("account_name")
-    label = f"`{finding.account_id}`" + (f" ({_cell(name)})" if name else "")
-    return f"{label}: {_cell(finding.details.get('reason', 'not inventoried'))}"
+    label = f"`{finding.account_id}`" + (f" ({cell(name)})" if name else "")
+    return f"{label}: {cell(finding.details.get('reason', 'not inventoried'))}"
 
 
 # Key ids are matched as whole word runs as long as an access key id can be (the API
@@ -334,12 +332,12 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
         add("")
         for finding in blocking:
             where = " ".join(x for x in (finding.account_id, finding.subject) if x)
-            add(f"- **{finding.kind}** {where}: {_cell(finding.message)}")
+            add(f"- **{finding.kind}** {where}: {cell(finding.message)}")
         for finding in plan.findings:
             if finding.kind == "blocked-access-left-out":
                 add("")
                 add(
-                    f"Left out of this plan: {_cell(finding.message)} "
+                    f"Left out of this plan: {cell(finding.message)} "
                     "(the counts above and assignments.csv do not include them)."
                 )
         add("")
@@ -348,14 +346,14 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
     risks = 0
     for finding in warnings:
         where = " ".join(x for x in (finding.account_id, finding.subject) if x)
-        add(f"- {finding.kind} {where}: {_cell(finding.message)}")
+        add(f"- {finding.kind} {where}: {cell(finding.message)}")
         risks += 1
     for finding in plan.findings:
         if finding.kind == "boundary-conflict":
             # Blocking for its user only (user-scoped): listed here, since the plan goes on.
             add(
                 f"- **{finding.kind}** {finding.account_id} {finding.subject}: "
-                f"{_cell(finding.message)}"
+                f"{cell(finding.message)}"
             )
             risks += 1
     if plan.required_customer_policies:
@@ -412,14 +410,14 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
         for action in updates:
             accounts_touched = sorted(provisions.get(action.target, []))
             add(
-                f"| `{action.target}` | {_cell(action.params.get('created_by') or '—')} | "
-                f"{_cell('; '.join(action.params.get('changes', [])))} | "
+                f"| `{action.target}` | {cell(action.params.get('created_by') or '—')} | "
+                f"{cell('; '.join(action.params.get('changes', [])))} | "
                 f"{len(accounts_touched)}: {', '.join(accounts_touched) or '—'} |"
             )
         add("")
     serves = Counter(name for user in plan.users for name in user.permission_sets)
     if central:
-        _central_roles(plan, serves, add)
+        central_roles_markdown(plan, serves, add)
     else:
         _permission_sets(plan, meta, serves, updates, add)
     roles = [a for a in plan.actions if a.kind == "create-workload-role"]
@@ -433,7 +431,7 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
             add(
                 f"| {action.account_id} | `{params['user']}` | "
                 f"`{params['role_path']}{params['role_name']}` | {params['runtime']} | "
-                f"{_cell(params.get('permissions_boundary_arn') or '—')} |"
+                f"{cell(params.get('permissions_boundary_arn') or '—')} |"
             )
         add("")
     if plan.least_privilege is not None:
@@ -459,12 +457,12 @@ def render_markdown(plan: Plan, meta: dict[str, Any]) -> str:
         for user in account_users:
             add(
                 f"| `{user.user}` | {user.user_class} | {words[user.outcome]} | "
-                f"{_cell(user.identity or '—')} | {_cell(', '.join(user.permission_sets) or '—')} "
-                f"| {_cell(user.reason)} |"
+                f"{cell(user.identity or '—')} | {cell(', '.join(user.permission_sets) or '—')} "
+                f"| {cell(user.reason)} |"
             )
         account_assignments = assignments_by_account.get(account_id, [])
         if central:
-            _account_roles(plan, account_id, add)
+            account_roles_markdown(plan, account_id, add)
         elif account_assignments:
             add("")
             add(
@@ -498,76 +496,9 @@ def _customer_managed_choices(plan: Plan, add: Callable[[str], None]) -> None:
     add("|---|---|---|---|")
     for name, choice in rows:
         add(
-            f"| `{name}` | `{_cell(choice['policy'])}` | {choice['choice']} | "
-            f"{_cell(choice['why'])} |"
+            f"| `{name}` | `{cell(choice['policy'])}` | {choice['choice']} | "
+            f"{cell(choice['why'])} |"
         )
-
-
-def _central_roles(plan: Plan, serves: Counter[str], add: Callable[[str], None]) -> None:
-    """central-roles: per access, its member role, the accounts it is created in and who may
-    switch into it there, and how the central account lets them."""
-    central = plan.settings["central"]
-    add("## Central roles")
-    add("")
-    roles = [a for a in plan.actions if a.kind == "create-member-role"]
-    if not roles:
-        add("None.")
-        add("")
-        return
-    by_access: dict[str, list[Any]] = {}
-    for action in roles:
-        by_access.setdefault(action.params["access"], []).append(action)
-    arrive = (
-        "as its IAM users, who must sign in with MFA, and join the access's group"
-        if central.get("arrive") == "iam-users"
-        else "through the roles their IdP federates into (SAML), each holding the access's "
-        "assume policy"
-    )
-    add(
-        f"People sign in to the central account `{central['account']}` {arrive}; from there "
-        "they switch into the access's role in each member account, whose trust names exactly "
-        "them. *Serves* counts this plan's IAM users."
-    )
-    add("")
-    add(
-        "| Access | Role | Serves | Accounts | Who may switch in | Managed policies | Inline | "
-        "Boundary | Description |"
-    )
-    add("|---|---|---:|---|---|---|---|---|---|")
-    for access, actions in sorted(by_access.items()):
-        first = actions[0].params
-        who = sorted({p.rsplit("/", 1)[-1] for a in actions for p in a.params["principals"]})
-        inline = first.get("inline_policy")
-        statements = len(inline.get("Statement", [])) if inline else 0
-        managed = sorted(
-            {m.rsplit("/", 1)[-1] for a in actions for m in a.params["managed_policy_arns"]}
-        )
-        boundaries = sorted({a.params["permissions_boundary_arn"] or "—" for a in actions})
-        add(
-            f"| `{access}` | `{first['path']}{first['role_name']}` | {serves[access]} | "
-            f"{len(actions)}: {', '.join(sorted(a.account_id for a in actions))} | "
-            f"{_cell(', '.join(who))} | {_cell(', '.join(managed)) or '—'} | "
-            f"{f'{statements} statement(s)' if statements else '—'} | "
-            f"{_cell(', '.join(boundaries))} | {_cell(first.get('description', ''))} |"
-        )
-    add("")
-
-
-def _account_roles(plan: Plan, account_id: str, add: Callable[[str], None]) -> None:
-    roles = [
-        a for a in plan.actions if a.kind == "create-member-role" and a.account_id == account_id
-    ]
-    if roles:
-        add("")
-        add(
-            "Roles: "
-            + "; ".join(f"`{a.target}` trusts {_names(a.params['principals'])}" for a in roles)
-        )
-
-
-def _names(arns: list[str]) -> str:
-    """Central principals as people read them: their names, not their ARNs."""
-    return ", ".join(arn.rsplit("/", 1)[-1] for arn in arns)
 
 
 def _permission_sets(
@@ -602,11 +533,11 @@ def _permission_sets(
             boundary = boundary_label(ps.get("permissions_boundary"))
             add(
                 f"| `{ps['name']}` | {serves[ps['name']]} | "
-                f"{_cell(_in_aws(ps['name'], notes, updating, 'organization_sets' in meta))} | "
-                f"{_cell(managed) or '—'} | "
-                f"{_cell(customer) or '—'} | "
+                f"{cell(_in_aws(ps['name'], notes, updating, 'organization_sets' in meta))} | "
+                f"{cell(managed) or '—'} | "
+                f"{cell(customer) or '—'} | "
                 f"{f'{statements} statement(s)' if statements else '—'} | "
-                f"{_cell(boundary) or '—'} | {_cell(ps.get('description', ''))} |"
+                f"{cell(boundary) or '—'} | {cell(ps.get('description', ''))} |"
             )
         _customer_managed_choices(plan, add)
     else:

@@ -246,11 +246,7 @@ def build_plan(
         extra_findings=[*(extra_findings or []), *delegated],
         organization=organization,
     )
-    central = (
-        Central.model_validate(settings["central"])
-        if settings.get("target") == CENTRAL_ROLES
-        else None
-    )
+    central = _central(settings)
     if central is not None:
         # The same people and access, provisioned as member roles the central account's
         # people switch into (domain.central_access) instead of Identity Center's.
@@ -259,28 +255,9 @@ def build_plan(
         )
     placed = _Workloads(dict(workloads or {}), boundary=settings.get("permissions_boundary"))
     users, records = _user_plans(inventories, user_mappings, access, placed)
-    inputs = PlanInputs(
-        users=users,
-        records=records,
-        settings=settings,
-        prerequisites=access.assignment_ids,
-        access=access,
-        workloads=placed.placements,
-        replacements=placed.replacements,
-        findings=list(placed.findings),
-        migration=migration,
-    )
-    for definition in stages():
-        inputs.actions.extend(definition.plan_actions(inputs))
+    inputs = _staged(users, records, settings, access, placed, migration)
     # Each account's IAM role quota against the roles the planned actions add there.
-    there = {(a, k.name) for k in (organization or {}).values() for a in k.accounts}
-    if central is not None:
-        # An earlier wave's member role is there already (counted in the account's Roles).
-        there |= {
-            (a, member_role_name(central, name))
-            for name, accounts in (earlier_roles or {}).items()
-            for a in accounts
-        }
+    there = _roles_there(organization, central, earlier_roles)
     inputs.findings.extend(role_quota_findings(inventories, inputs.actions, there))
     actions = sorted(inputs.actions, key=lambda a: (order_of(a.stage), a.account_id or "", a.id))
     return Plan(
@@ -298,6 +275,55 @@ def build_plan(
         least_privilege=getattr(synthesis, "least_privilege", None),
         usage_read_id=usage_read_id if getattr(synthesis, "least_privilege", None) else None,
     )
+
+
+def _staged(
+    users: list[UserPlan],
+    records: dict[tuple[str, str], User],
+    settings: dict[str, Any],
+    access: AccessPlan,
+    placed: _Workloads,
+    migration: str,
+) -> PlanInputs:
+    """What the stages plan from, with each registered stage's actions added in runbook order."""
+    inputs = PlanInputs(
+        users=users,
+        records=records,
+        settings=settings,
+        prerequisites=access.assignment_ids,
+        access=access,
+        workloads=placed.placements,
+        replacements=placed.replacements,
+        findings=list(placed.findings),
+        migration=migration,
+    )
+    for definition in stages():
+        inputs.actions.extend(definition.plan_actions(inputs))
+    return inputs
+
+
+def _central(settings: dict[str, Any]) -> Central | None:
+    """The spec's ``[central]`` when the target is ``central-roles``; None for Identity Center."""
+    if settings.get("target") != CENTRAL_ROLES:
+        return None
+    return Central.model_validate(settings["central"])
+
+
+def _roles_there(
+    organization: dict[str, OrgPermissionSet] | None,
+    central: Central | None,
+    earlier_roles: dict[str, list[str]] | None,
+) -> set[tuple[str, str]]:
+    """(account, target) an earlier wave provisioned: its role is there, counted in ``Roles``."""
+    there = {(a, k.name) for k in (organization or {}).values() for a in k.accounts}
+    if central is not None:
+        # An earlier wave's member role is there already (counted in the account's Roles).
+        there |= {
+            (a, member_role_name(central, name))
+            for name, accounts in (earlier_roles or {}).items()
+            for a in accounts
+        }
+    return there
 
 
 def _outcome(

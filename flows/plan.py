@@ -45,7 +45,8 @@ from domain.waves import (
 )
 from engine.migration import Migration
 from engine.reports import plan_meta
-from state import Store
+from state import SnapshotInfo, Store
+from state.identity import MappingInfo
 from tasks.aws import AwsSessions
 from tasks.organizations import account_ancestors
 
@@ -166,18 +167,7 @@ def compute_plan(
     the waves table reads it too, and a 10,000-user snapshot takes ~0.5 s to load again)."""
     wave = spec.wave(wave_name)
     phases = _Phases()
-    snapshot = store.snapshots.latest_snapshot(migration_id)
-    if snapshot is None:
-        raise PlanError(f"no inventory yet for migration {spec.name!r}: run 'iamc inventory'")
-    mapping = store.identity.latest_mapping(migration_id)
-    if mapping is None:
-        raise PlanError(f"no identity mapping yet for migration {spec.name!r}: run 'iamc map'")
-    if mapping.snapshot_id != snapshot.id:
-        raise PlanError(
-            f"the latest mapping (run {mapping.run_id}) was computed from inventory snapshot "
-            f"{mapping.snapshot_id}, but the latest inventory is snapshot {snapshot.id}: "
-            "run 'iamc map' again so the plan reads one consistent picture"
-        )
+    snapshot, mapping = _latest_snapshot_and_mapping(spec, store, migration_id)
     inventories = snapshot_inventories = store.snapshots.load_snapshot(snapshot.id)
     user_mappings, group_mappings = mapping.user_mappings, mapping.group_mappings
     wave_info = None
@@ -188,13 +178,9 @@ def compute_plan(
         user_mappings = [m for m in user_mappings if m.account_id in accounts]
         group_mappings = [m for m in group_mappings if m.account_id in accounts]
         wave_info = {"name": wave.name, "accounts": sorted(accounts)}
-    # Why each unread account failed, as the inventory run filed it (unreachable, denied...).
-    reasons = {
-        f.account_id: str(f.details.get("reason") or f.kind)
-        for f in store.snapshots.findings(run_id=snapshot.run_id)
-        if f.severity == "error" and f.account_id
-    }
-    unseen = unseen_account_findings(inventories, reasons, spec.scope.exclude_accounts)
+    unseen = unseen_account_findings(
+        inventories, _unread_reasons(store, snapshot.run_id), spec.scope.exclude_accounts
+    )
     # The organization's permission sets, as every earlier plan's journal left them.
     uses = store.waves.journal_uses(migration_id)
     organization = organization_sets(uses)
@@ -241,6 +227,34 @@ def compute_plan(
     )
     phases.done("build actions")
     return plan, snapshot_inventories
+
+
+def _latest_snapshot_and_mapping(
+    spec: MigrationSpec, store: Store, migration_id: int
+) -> tuple[SnapshotInfo, MappingInfo]:
+    """The latest inventory snapshot and the mapping computed from it, or why there is none."""
+    snapshot = store.snapshots.latest_snapshot(migration_id)
+    if snapshot is None:
+        raise PlanError(f"no inventory yet for migration {spec.name!r}: run 'iamc inventory'")
+    mapping = store.identity.latest_mapping(migration_id)
+    if mapping is None:
+        raise PlanError(f"no identity mapping yet for migration {spec.name!r}: run 'iamc map'")
+    if mapping.snapshot_id != snapshot.id:
+        raise PlanError(
+            f"the latest mapping (run {mapping.run_id}) was computed from inventory snapshot "
+            f"{mapping.snapshot_id}, but the latest inventory is snapshot {snapshot.id}: "
+            "run 'iamc map' again so the plan reads one consistent picture"
+        )
+    return snapshot, mapping
+
+
+def _unread_reasons(store: Store, run_id: int) -> dict[str, str]:
+    """Why each unread account failed, as the inventory run filed it (unreachable, denied...)."""
+    return {
+        f.account_id: str(f.details.get("reason") or f.kind)
+        for f in store.snapshots.findings(run_id=run_id)
+        if f.severity == "error" and f.account_id
+    }
 
 
 def _summary(plan: Plan) -> dict[str, Any]:

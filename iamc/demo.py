@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,52 +62,11 @@ def run_demo(
         stale.unlink()
     with Sandbox(port=0) as sandbox:
         sandbox.reset(seed=seed)
-        previous = {name: os.environ.get(name) for name in sandbox.env()}
-        os.environ.update(sandbox.env())
-        try:
-            console.print(Rule("1. a seeded sandbox organization"))
-            with console.status("seeding the sandbox organization…"):
-                manifest = seed_organization(
-                    boto3.Session(),
-                    accounts=accounts,
-                    users_per_account=users_per_account,
-                    seed=seed,
-                    samples_dir=workdir / "samples",
-                    endpoint_url=sandbox.url,
-                    central=central,
-                )
-            print_summary(console, manifest, workdir / "samples")
-            control = SandboxControl(sandbox.url)
-            _play_workloads(console, control, manifest)
-            play_people(console, control, manifest)
-            # The identity account is inventoried (its verdict) but in no wave: its users are
-            # where people sign in, never migrated.
-            active = sorted(
-                a.account_id
-                for a in manifest.accounts
-                if a.status == "ACTIVE" and a.account_id != manifest.central_account
+        with _sandbox_environment(sandbox):
+            manifest, control = _seed_scene(
+                console, sandbox, spec_path, accounts, users_per_account, seed, target
             )
-            spec_path.write_text(_demo_spec(manifest, active, target))
-            console.print(f"sandbox at {sandbox.url}; spec {spec_path}", highlight=False)
-
-            console.print(Rule("2. inventory: iamc inventory -c " + str(spec_path)))
-            inventory_with_progress(console, spec_path)
-            console.print(Rule("3. iamc report inventory -c " + str(spec_path)))
-            print_inventory_report(console, spec_path)
-            expected = manifest.counts_by_class()
-            console.print(f"seeded users by expected class: {expected}", highlight=False)
-
-            console.print(Rule("4. identity mapping: iamc map -c " + str(spec_path)))
-            mapping_with_status(console, spec_path)
-            console.print(
-                f"seeded: unmatched {manifest.unmatched_humans}, ambiguous "
-                f"{sorted(manifest.ambiguous_humans)}; the IdP team's list: "
-                f"iamc report mapping -c {spec_path} --unmatched --format csv",
-                highlight=False,
-            )
-            console.print(Rule("5. the IdP team works off the list; iamc map again"))
-            _work_off_idp_list(console, spec_path, manifest, central)
-            mapping_with_status(console, spec_path)
+            _inventory_and_mapping_scenes(console, spec_path, manifest, central)
 
             console.print(
                 Rule("6. where workload keys are used from: iamc workloads -c " + str(spec_path))
@@ -128,12 +89,82 @@ def run_demo(
                 highlight=False,
             )
             retire_demo(console, spec_path, [p for p in plan_ids if p is not None], sandbox)
-        finally:
-            for name, value in previous.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+
+
+@contextmanager
+def _sandbox_environment(sandbox: Sandbox) -> Iterator[None]:
+    """The sandbox's endpoint and credentials in the environment, the previous ones restored."""
+    previous = {name: os.environ.get(name) for name in sandbox.env()}
+    os.environ.update(sandbox.env())
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _seed_scene(
+    console: Console,
+    sandbox: Sandbox,
+    spec_path: Path,
+    accounts: int,
+    users_per_account: int,
+    seed: int,
+    target: str,
+) -> tuple[Any, SandboxControl]:
+    """Step 1: seed the organization, play its workloads and people, write the demo spec."""
+    console.print(Rule("1. a seeded sandbox organization"))
+    with console.status("seeding the sandbox organization…"):
+        manifest = seed_organization(
+            boto3.Session(),
+            accounts=accounts,
+            users_per_account=users_per_account,
+            seed=seed,
+            samples_dir=spec_path.parent / "samples",
+            endpoint_url=sandbox.url,
+            central=target == CENTRAL_ROLES,
+        )
+    print_summary(console, manifest, spec_path.parent / "samples")
+    control = SandboxControl(sandbox.url)
+    _play_workloads(console, control, manifest)
+    play_people(console, control, manifest)
+    # The identity account is inventoried (its verdict) but in no wave: its users are
+    # where people sign in, never migrated.
+    active = sorted(
+        a.account_id
+        for a in manifest.accounts
+        if a.status == "ACTIVE" and a.account_id != manifest.central_account
+    )
+    spec_path.write_text(_demo_spec(manifest, active, target))
+    console.print(f"sandbox at {sandbox.url}; spec {spec_path}", highlight=False)
+    return manifest, control
+
+
+def _inventory_and_mapping_scenes(
+    console: Console, spec_path: Path, manifest: Any, central: bool
+) -> None:
+    """Steps 2 to 5: inventory and its report, the identity mapping, the IdP team's fixes."""
+    console.print(Rule("2. inventory: iamc inventory -c " + str(spec_path)))
+    inventory_with_progress(console, spec_path)
+    console.print(Rule("3. iamc report inventory -c " + str(spec_path)))
+    print_inventory_report(console, spec_path)
+    expected = manifest.counts_by_class()
+    console.print(f"seeded users by expected class: {expected}", highlight=False)
+
+    console.print(Rule("4. identity mapping: iamc map -c " + str(spec_path)))
+    mapping_with_status(console, spec_path)
+    console.print(
+        f"seeded: unmatched {manifest.unmatched_humans}, ambiguous "
+        f"{sorted(manifest.ambiguous_humans)}; the IdP team's list: "
+        f"iamc report mapping -c {spec_path} --unmatched --format csv",
+        highlight=False,
+    )
+    console.print(Rule("5. the IdP team works off the list; iamc map again"))
+    _work_off_idp_list(console, spec_path, manifest, central)
+    mapping_with_status(console, spec_path)
 
 
 def _demo_spec(manifest: Any, active: list[str], target: str = IDENTITY_CENTER) -> str:

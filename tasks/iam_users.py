@@ -14,44 +14,34 @@ import json
 import logging
 import time
 import urllib.parse
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
 from botocore.handlers import json_decode_policies
 from tenacity import retry, retry_if_result, stop_after_delay, wait_exponential
 
 from domain.classification import ClassificationRules, classify_user
-from domain.credentials import (
-    ACCESS_KEY,
-    CONSOLE_PASSWORD,
-    CREDENTIAL_KINDS,
-    MFA_DEVICE,
-    SERVICE_CREDENTIAL,
-    SIGNING_CERTIFICATE,
-    SSH_PUBLIC_KEY,
-)
+from domain.credentials import CREDENTIAL_KINDS
 from domain.records import (
-    AccessKey,
     Account,
     AccountInventory,
     AttachedPolicy,
     Group,
     InlinePolicy,
     ManagedPolicy,
-    MfaDevice,
-    ServiceSpecificCredential,
-    SigningCertificate,
-    SshPublicKey,
     User,
 )
-from tasks.aws import error_code, marker_pages, translate_errors
-from tasks.aws import pages as _pages
+from tasks.aws import translate_errors
 from tasks.iam_account import read_role_quota
+from tasks.iam_user_credentials import (
+    READERS,
+    Gaps,
+    UserReads,
+    read_all_service_credentials,
+    utc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,54 +56,6 @@ READ_PERMISSIONS = (
     "iam:ListSigningCertificates",
     "iam:ListServiceSpecificCredentials",
 )
-
-# The credential report writes these instead of a date (IAM user guide, "Getting credential
-# reports": N/A, no_information, not_supported).
-_NO_DATE = {"", "N/A", "no_information", "not_supported"}
-
-# How an endpoint that predates ListServiceSpecificCredentials' AllUsers (or ignores it and
-# then wants a UserName from a role caller) refuses it: we fall back to one call per user.
-_ALL_USERS_REFUSED = {"ValidationError", "InvalidInput", "InvalidParameterValue"}
-
-# How the endpoint tells us an operation does not exist: moto in-process raises
-# NotImplementedError; a server answers with one of these codes or HTTP 501.
-_NOT_IMPLEMENTED_CODES = {"NotImplemented", "InvalidAction", "UnknownOperationException"}
-
-
-@dataclass
-class _Gaps:
-    """Operations the endpoint doesn't implement: recorded once, then not called again."""
-
-    missing: set[str] = field(default_factory=set)
-
-    def call(self, operation: str, fn, *args, **kwargs):
-        if operation in self.missing:
-            return None
-        try:
-            return fn(*args, **kwargs)
-        except NotImplementedError:
-            self.missing.add(operation)
-        except ClientError as err:
-            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if error_code(err) in _NOT_IMPLEMENTED_CODES or status == 501:
-                self.missing.add(operation)
-            else:
-                raise
-        log.info("%s is not implemented by this endpoint: recorded as a gap", operation)
-        return None
-
-
-def _date(value: str | None) -> datetime | None:
-    if value is None or value in _NO_DATE:
-        return None
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _document(raw: Any) -> dict[str, Any]:
@@ -223,181 +165,6 @@ def _managed_policy(raw: dict[str, Any]) -> ManagedPolicy:
     )
 
 
-def _has_keys(row: dict[str, str] | None) -> bool:
-    if row is None:
-        return True  # no report row: ask rather than assume
-    return any(
-        row.get(f"access_key_{n}_last_rotated", "N/A") not in _NO_DATE for n in (1, 2)
-    ) or any(row.get(f"access_key_{n}_active") == "true" for n in (1, 2))
-
-
-def _has_certs(row: dict[str, str] | None) -> bool:
-    if row is None:
-        return True
-    return any(row.get(f"cert_{n}_active") == "true" for n in (1, 2)) or any(
-        row.get(f"cert_{n}_last_rotated", "N/A") not in _NO_DATE for n in (1, 2)
-    )
-
-
-def read_all_service_credentials(iam, gaps: _Gaps) -> dict[str, list[dict[str, Any]]] | None:
-    """Every user's service-specific credentials: one paginated call for the whole account.
-
-    ``AllUsers=True`` (IAM API reference, ListServiceSpecificCredentials: "cannot be specified
-    together with UserName") replaces one call per user.
-
-    Returns:
-        user name -> credential metadata; ``{}`` when the endpoint lacks the operation (a
-        recorded gap); None when it refuses ``AllUsers``: then ask user by user.
-    """
-    try:
-        found = gaps.call(
-            "iam:ListServiceSpecificCredentials",
-            lambda: list(
-                marker_pages(
-                    iam.list_service_specific_credentials,
-                    "ServiceSpecificCredentials",
-                    AllUsers=True,
-                )
-            ),
-        )
-    except ClientError as err:
-        if error_code(err) not in _ALL_USERS_REFUSED:
-            raise
-        log.info(
-            "ListServiceSpecificCredentials refused AllUsers (%s): reading them user by user",
-            error_code(err),
-        )
-        return None
-    by_user: dict[str, list[dict[str, Any]]] = {}
-    for raw in found or []:
-        by_user.setdefault(raw["UserName"], []).append(raw)
-    return by_user
-
-
-@dataclass
-class _UserReads:
-    """What one user's credential reads go by (the same for every kind)."""
-
-    iam: Any
-    row: dict[str, str] | None  # the user's credential report row, if it has one
-    gaps: _Gaps
-    # What read_all_service_credentials found (None: ask user by user).
-    service_credentials: dict[str, list[dict[str, Any]]] | None = None
-
-
-def _read_password(reads: _UserReads, user: User) -> None:
-    # The credential report has it all; no call of its own.
-    if reads.row is not None:
-        user.password_enabled = reads.row.get("password_enabled") == "true"
-        user.password_last_used = _date(reads.row.get("password_last_used"))
-        user.password_last_changed = _date(reads.row.get("password_last_changed"))
-
-
-def _read_access_keys(reads: _UserReads, user: User) -> None:
-    if not _has_keys(reads.row):
-        return
-    iam = reads.iam
-    for raw in _pages(iam, "list_access_keys", "AccessKeyMetadata", UserName=user.name):
-        key = AccessKey(
-            key_id=raw["AccessKeyId"], status=raw["Status"], created=_utc(raw.get("CreateDate"))
-        )
-        used = iam.get_access_key_last_used(AccessKeyId=key.key_id).get("AccessKeyLastUsed", {})
-        key.last_used_date = _utc(used.get("LastUsedDate"))
-        key.last_used_service = (
-            None if used.get("ServiceName") in _NO_DATE else used.get("ServiceName")
-        )
-        key.last_used_region = None if used.get("Region") in _NO_DATE else used.get("Region")
-        user.access_keys.append(key)
-
-
-def _read_mfa_devices(reads: _UserReads, user: User) -> None:
-    if reads.row is not None:
-        user.mfa_active = reads.row.get("mfa_active") == "true"
-    if not (user.mfa_active or reads.row is None):
-        return
-    for raw in _pages(reads.iam, "list_mfa_devices", "MFADevices", UserName=user.name):
-        serial = raw["SerialNumber"]
-        user.mfa_devices.append(
-            MfaDevice(
-                serial=serial,
-                enabled=_utc(raw.get("EnableDate")),
-                # Virtual devices have an ARN serial (arn:aws:iam::123:mfa/name).
-                virtual=serial.startswith("arn:"),
-            )
-        )
-
-
-def _read_ssh_public_keys(reads: _UserReads, user: User) -> None:
-    ssh = reads.gaps.call(
-        "iam:ListSSHPublicKeys",
-        lambda: list(
-            _pages(reads.iam, "list_ssh_public_keys", "SSHPublicKeys", UserName=user.name)
-        ),
-    )
-    for raw in ssh or []:
-        user.ssh_public_keys.append(
-            SshPublicKey(
-                key_id=raw["SSHPublicKeyId"],
-                status=raw["Status"],
-                uploaded=_utc(raw.get("UploadDate")),
-            )
-        )
-
-
-def _read_signing_certificates(reads: _UserReads, user: User) -> None:
-    if not _has_certs(reads.row):
-        return
-    certs = reads.gaps.call(
-        "iam:ListSigningCertificates",
-        lambda: list(
-            _pages(reads.iam, "list_signing_certificates", "Certificates", UserName=user.name)
-        ),
-    )
-    for raw in certs or []:
-        user.signing_certificates.append(
-            SigningCertificate(
-                certificate_id=raw["CertificateId"],
-                status=raw["Status"],
-                uploaded=_utc(raw.get("UploadDate")),
-            )
-        )
-
-
-def _read_service_credentials(reads: _UserReads, user: User) -> None:
-    # Absent from the credential report; for one user the API answers in one page.
-    if reads.service_credentials is not None:
-        service_creds = reads.service_credentials.get(user.name, [])
-    else:
-        service_creds = reads.gaps.call(
-            "iam:ListServiceSpecificCredentials",
-            lambda: reads.iam.list_service_specific_credentials(UserName=user.name).get(
-                "ServiceSpecificCredentials", []
-            ),
-        )
-    for raw in service_creds or []:
-        user.service_specific_credentials.append(
-            ServiceSpecificCredential(
-                credential_id=raw["ServiceSpecificCredentialId"],
-                service_name=raw["ServiceName"],
-                service_user_name=raw.get("ServiceUserName", ""),
-                status=raw["Status"],
-                created=_utc(raw.get("CreateDate")),
-            )
-        )
-
-
-# credential kind name (domain.credentials) -> how the inventory reads a user's ones, with
-# the fewest calls the credential report allows.
-_READERS: dict[str, Callable[[_UserReads, User], None]] = {
-    CONSOLE_PASSWORD.name: _read_password,
-    ACCESS_KEY.name: _read_access_keys,
-    MFA_DEVICE.name: _read_mfa_devices,
-    SSH_PUBLIC_KEY.name: _read_ssh_public_keys,
-    SIGNING_CERTIFICATE.name: _read_signing_certificates,
-    SERVICE_CREDENTIAL.name: _read_service_credentials,
-}
-
-
 def _user_from_details(raw: dict[str, Any]) -> User:
     boundary = raw.get("PermissionsBoundary") or {}
     user = User(
@@ -405,7 +172,7 @@ def _user_from_details(raw: dict[str, Any]) -> User:
         user_id=raw["UserId"],
         arn=raw["Arn"],
         path=raw.get("Path", "/"),
-        created=_utc(raw.get("CreateDate")),
+        created=utc(raw.get("CreateDate")),
         attached_policies=_attached(raw.get("AttachedManagedPolicies", [])),
         inline_policies=_inline(raw.get("UserPolicyList", [])),
         groups=sorted(raw.get("GroupList", [])),
@@ -446,7 +213,7 @@ def read_account_access(session: boto3.Session, account_id: str) -> tuple[list[U
 
 
 def _bulk_reads(
-    iam, account_id: str, report_state: str, gaps: _Gaps, pool: ThreadPoolExecutor | None
+    iam, account_id: str, report_state: str, gaps: Gaps, pool: ThreadPoolExecutor | None
 ) -> tuple[
     list[dict[str, Any]],
     list[dict[str, Any]],
@@ -513,7 +280,7 @@ def inventory_account(
     clock = _PhaseClock(timings)
     iam = inventory_client(session)
     clock.lap("client")
-    gaps = _Gaps()
+    gaps = Gaps()
     account_id = account.account_id
     # The report is generated while the authorization details are read.
     with translate_errors(account_id=account_id, operation="iam:GetCredentialReport"):
@@ -533,10 +300,10 @@ def inventory_account(
 
         def read_user(raw: dict[str, Any]) -> User:
             user = _user_from_details(raw)
-            reads = _UserReads(iam, report.get(user.name), gaps, service_credentials)
+            reads = UserReads(iam, report.get(user.name), gaps, service_credentials)
             with translate_errors(account_id=account_id, operation=f"credentials of {user.name}"):
                 for kind in CREDENTIAL_KINDS:  # what the bulk reads don't give
-                    _READERS[kind.name](reads, user)
+                    READERS[kind.name](reads, user)
             user.user_class, user.class_reason, user.last_activity = classify_user(
                 user, rules, now, account_id
             )
@@ -564,7 +331,7 @@ def _assembled(
     users: list[User],
     groups: list[Group],
     raw_policies: dict[str, dict[str, Any]],
-    gaps: _Gaps,
+    gaps: Gaps,
 ) -> AccountInventory:
     # Keep only the managed policies our users can reach (directly, through groups, or as a
     # boundary): AWS-managed policies number in the thousands and are the same everywhere.

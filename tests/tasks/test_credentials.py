@@ -5,14 +5,14 @@ from __future__ import annotations
 from domain.credentials import CREDENTIAL_KINDS
 from domain.teardown import TEARDOWN
 from state.models import CREDENTIAL_TABLES
-from tasks import iam_users, user_teardown
+from tasks import iam_user_credentials, user_teardown
 from tasks.credentials import CALLS
 
 
 def test_each_kind_is_found_by_its_name_on_every_floor():
     names = {kind.name for kind in CREDENTIAL_KINDS}
     assert set(CALLS) == names
-    assert set(iam_users._READERS) == names
+    assert set(iam_user_credentials.READERS) == names
     assert set(CREDENTIAL_TABLES) == {kind.name for kind in CREDENTIAL_KINDS if not kind.flag}
 
 
