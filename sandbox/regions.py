@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
@@ -39,9 +40,30 @@ DEFAULT_ENABLED_REGIONS = (
 )
 
 _NAMESPACE = "http://ec2.amazonaws.com/doc/2016-11-15/"
+# The regions the sandbox reports enabled, when fewer than all of the defaults: a comma-separated
+# list. The test suite sets it (every delete run reads each enabled region's resource policies,
+# six services each; tests that place a policy in another region name theirs among these).
+ENABLED_REGIONS_ENV = "IAMC_SANDBOX_ENABLED_REGIONS"
 
 
-def describe_regions(call: Call) -> Reply | None:
+def enabled_regions() -> list[str]:
+    """The regions to report enabled: ``IAMC_SANDBOX_ENABLED_REGIONS`` (of the defaults), or
+    every default one.
+
+    Raises:
+        ValueError: The variable names a region that is not enabled by default.
+    """
+    named = [r.strip() for r in os.environ.get(ENABLED_REGIONS_ENV, "").split(",") if r.strip()]
+    unknown = sorted(set(named) - set(DEFAULT_ENABLED_REGIONS))
+    if unknown:
+        raise ValueError(
+            f"{ENABLED_REGIONS_ENV}: {', '.join(unknown)} not among the regions enabled by "
+            f"default ({', '.join(DEFAULT_ENABLED_REGIONS)})"
+        )
+    return named or list(DEFAULT_ENABLED_REGIONS)
+
+
+def describe_regions(call: Call, enabled: list[str]) -> Reply | None:
     """The account's enabled regions; None (moto answers) for AllRegions or a named region."""
     params = {k: v[0] for k, v in parse_qs(call.body.decode(errors="replace")).items()}
     if params.get("AllRegions", "false").lower() == "true":
@@ -54,7 +76,7 @@ def describe_regions(call: Call) -> Reply | None:
         f"<item><regionName>{escape(name)}</regionName>"
         f"<regionEndpoint>ec2.{escape(name)}.amazonaws.com</regionEndpoint>"
         "<optInStatus>opt-in-not-required</optInStatus></item>"
-        for name in DEFAULT_ENABLED_REGIONS
+        for name in enabled
     )
     body = (
         f'<DescribeRegionsResponse xmlns="{_NAMESPACE}"><requestId>{uuid.uuid4()}</requestId>'

@@ -218,7 +218,9 @@ class StrictMiddleware:
             **self.sts.handlers(),
             **self.sso_admin.handlers(),
             "cloudtrail:LookupEvents": self.trail.lookup_events,
-            "ec2:DescribeRegions": describe_regions,
+            "ec2:DescribeRegions": lambda call: describe_regions(
+                call, self.strictness.enabled_regions
+            ),
         }
 
     # -- WSGI entry -------------------------------------------------------------------------

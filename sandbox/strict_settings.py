@@ -6,6 +6,8 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from sandbox.regions import DEFAULT_ENABLED_REGIONS, enabled_regions
+
 # Requests per second when throttling is switched "on" without rates: IAM Identity Center
 # quotas give sso-admin and identitystore ~20 requests/s each
 # (https://docs.aws.amazon.com/singlesignon/latest/userguide/limits.html).
@@ -77,6 +79,8 @@ class Strictness:
         roles_quota: The IAM roles quota every account reports (GetAccountSummary
             ``RolesQuota``; AWS's default 1,000); CreateRole beyond it is refused with
             ``LimitExceeded``, as IAM does. Lower it to exercise the plan's role-quota check.
+        enabled_regions: The regions ``DescribeRegions`` reports enabled (default: every
+            region enabled by default in the aws partition, or ``IAMC_SANDBOX_ENABLED_REGIONS``).
         delegated_admin_checks: sso-admin refuses CreateAccountAssignment and
             ProvisionPermissionSet into the organization's management account when the caller
             is another account (a delegated administrator), with AccessDeniedException, as
@@ -98,6 +102,7 @@ class Strictness:
     deny: list[str] = field(default_factory=list)
     roles_quota: int = 1000
     delegated_admin_checks: bool = True
+    enabled_regions: list[str] = field(default_factory=enabled_regions)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,6 +124,8 @@ class Strictness:
                 self.faults = [AssignmentFault(**fault) for fault in value or []]
             elif name == "deny":
                 self.deny = _parse_deny(value)
+            elif name == "enabled_regions":
+                self.enabled_regions = _parse_regions(value)
             elif name in (
                 "delete_conflicts",
                 "conflicts",
@@ -135,6 +142,15 @@ class Strictness:
                 if number < 0:
                     raise ValueError(f"{name} must be >= 0")
                 setattr(self, name, number)
+
+
+def _parse_regions(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("enabled_regions must be a non-empty list of region names")
+    unknown = sorted(set(value) - set(DEFAULT_ENABLED_REGIONS))
+    if unknown:
+        raise ValueError(f"enabled_regions: {', '.join(unknown)} are not enabled by default")
+    return [str(v) for v in value]
 
 
 def _parse_deny(value: Any) -> list[str]:

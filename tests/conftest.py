@@ -235,6 +235,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
     global _server
     _collect_garbage_less_often()
+    # The sandboxes tests start (in process, and `iamc sandbox up` children) report five
+    # regions enabled, not all seventeen: each delete run reads every enabled region's
+    # resource policies. Tests that place a policy in another region use one of these.
+    os.environ.setdefault(
+        "IAMC_SANDBOX_ENABLED_REGIONS", "us-east-1,us-east-2,us-west-2,eu-west-1,eu-central-1"
+    )
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     home = tempfile.mkdtemp(prefix=f"iamc-prefect-{worker}-")
     os.environ["PREFECT_HOME"] = home

@@ -600,10 +600,14 @@ def test_an_idle_kept_alive_connection_timing_out_is_not_logged_as_an_error(
 # -- DescribeRegions and the deny list ------------------------------------------------------
 
 
-def test_describe_regions_answers_the_enabled_regions_of_the_aws_partition(client) -> None:
+def test_describe_regions_answers_the_enabled_regions_of_the_aws_partition(client, control) -> None:
     from sandbox.regions import DEFAULT_ENABLED_REGIONS
 
     ec2 = client("ec2")
+    # The suite's sandboxes report five (IAMC_SANDBOX_ENABLED_REGIONS); by default, all.
+    narrowed = {r["RegionName"] for r in ec2.describe_regions()["Regions"]}
+    assert narrowed == {"us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1"}
+    control.configure(enabled_regions=list(DEFAULT_ENABLED_REGIONS))
     enabled = {r["RegionName"] for r in ec2.describe_regions(AllRegions=False)["Regions"]}
     every = {r["RegionName"] for r in ec2.describe_regions(AllRegions=True)["Regions"]}
 
