@@ -15,13 +15,20 @@ import re
 from typing import Any
 
 from domain.least_privilege import wildcard_match
-from sandbox.policy_simulator import default_document
 from sandbox.trust import Decision, conditions_hold, listed, load_document
 from sandbox.wire import iam_backend
 
 _PRINCIPAL = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):(role|user)/(?:.*/)?([\w+=,.@-]+)$")
 
 Policies = list[tuple[str, dict[str, Any]]]  # (source id, document)
+
+
+def default_document(policy: Any) -> dict[str, Any]:
+    """A moto managed policy's default version's document, loaded ({} without one)."""
+    for version in policy.versions:
+        if version.is_default:
+            return load_document(version.document) or {}
+    return {}
 
 
 def identity_policies(backend: Any, principal: Any) -> tuple[Policies, Policies]:

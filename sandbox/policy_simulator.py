@@ -30,8 +30,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from domain.least_privilege import wildcard_match
-from sandbox.trust import Decision, aws_caller, conditions_hold, evaluate, listed, load_document
+from sandbox.identity_policy import identity_policies, statement_matches
+from sandbox.trust import Decision, aws_caller, evaluate, listed, load_document
 from sandbox.wire import Call, Reply, iam_backend, query_reply, xml_error
 
 _PRINCIPAL = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):(role|user)/(?:.*/)?([\w+=,.@-]+)$")
@@ -66,7 +66,7 @@ def simulate_principal_policy(call: Call) -> Reply:
     trust, refusal = _resource_policy(params, kind, actions, resources)
     if refusal is not None:
         return xml_error("iam", "InvalidInput", refusal, 400)
-    identity, boundary = _policies(backend, principal, is_user=kind == "user")
+    identity, boundary = identity_policies(backend, principal)
     results = []
     for action in actions:
         for resource in resources:
@@ -162,62 +162,6 @@ def _context(params: dict[str, str]) -> dict[str, str]:
     return {names[i].lower(): values.get(i, "") for i in names}
 
 
-def _policies(
-    backend: Any, principal: Any, *, is_user: bool
-) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
-    """(identity policies, boundary policy) as (source id, document) pairs."""
-    identity = [(f"inline:{n}", load_document(d) or {}) for n, d in principal.policies.items()]
-    for arn, policy in list(principal.managed_policies.items()):
-        identity.append((arn, default_document(policy)))
-    if is_user:  # a user's groups' policies are its own (IAM user guide, "Policy evaluation")
-        for group in list(backend.groups.values()):
-            if not any(member.name == principal.name for member in group.users):
-                continue
-            identity.extend(
-                (f"group:{group.name}:{n}", load_document(d) or {})
-                for n, d in group.policies.items()
-            )
-            identity.extend(
-                (arn, default_document(policy))
-                for arn, policy in list(group.managed_policies.items())
-            )
-    boundary: list[tuple[str, dict]] = []
-    boundary_arn = getattr(principal, "permissions_boundary_arn", None)
-    if boundary_arn:
-        policy = backend.managed_policies.get(boundary_arn)
-        # A boundary whose policy is gone allows nothing (the role can do nothing).
-        boundary = [(boundary_arn, default_document(policy) if policy else {})]
-    return identity, boundary
-
-
-def default_document(policy: Any) -> dict[str, Any]:
-    """A moto managed policy's default version's document, loaded ({} without one)."""
-    for version in policy.versions:
-        if version.is_default:
-            return load_document(version.document) or {}
-    return {}
-
-
-def _matches(statement: dict[str, Any], action: str, resource: str, context: dict) -> bool:
-    if "Action" in statement:
-        if not any(wildcard_match(action, a, fold=True) for a in listed(statement["Action"])):
-            return False
-    elif "NotAction" not in statement or any(
-        wildcard_match(action, a, fold=True) for a in listed(statement["NotAction"])
-    ):
-        return False
-    if "Resource" in statement:
-        if not any(wildcard_match(resource, r) for r in listed(statement["Resource"])):
-            return False
-    elif "NotResource" in statement and any(
-        wildcard_match(resource, r) for r in listed(statement["NotResource"])
-    ):
-        return False
-    return conditions_hold(
-        statement.get("Condition") or {}, context, deny=statement.get("Effect") == "Deny"
-    )
-
-
 def _matching(
     policies: list[tuple[str, dict]], effect: str, action: str, resource: str, context: dict
 ) -> list[dict[str, Any]]:
@@ -227,7 +171,7 @@ def _matching(
         for statement in listed(document.get("Statement", []))
         if isinstance(statement, dict)
         and statement.get("Effect") == effect
-        and _matches(statement, action, resource, context)
+        and statement_matches(statement, action, resource, context)
     ]
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from domain.least_privilege import NOTHING, document_grants
 from domain.usage_events import ACTION_LEVEL_SERVICES, action_name, namespace_of
 from sandbox.cloudtrail import Clock, Trail, TrailEvent
-from sandbox.policy_simulator import default_document
+from sandbox.identity_policy import default_document
 from sandbox.trust import load_document
 from sandbox.wire import (
     Call,

@@ -48,6 +48,7 @@ class Org:
 @pytest.fixture(scope="module")
 def org() -> Iterator[Org]:
     with Sandbox(port=0) as sandbox:
+        sandbox.reset()  # moto's backends are this process's: an earlier module's org is there
         management = AtSandbox(
             sandbox.url, aws_access_key_id="testing", aws_secret_access_key="testing"
         )
