@@ -53,7 +53,12 @@ def read_identity(runtime: _Runtime) -> IdentityStoreContents:
     if runtime.spec.central_account and central is not None:
         # The people sign in there: read it through the member role, like any member account.
         runtime.sessions.check_access(central.account)
-        return read_central_identities(runtime.sessions.for_account(central.account), central)
+        return read_central_identities(
+            runtime.sessions.for_account(central.account),
+            central,
+            protected_globs=tuple(runtime.spec.protected_users),
+            protected_tag=runtime.spec.protected_tag,
+        )
     session = runtime.sessions.management()
     instance = find_instance(
         session,

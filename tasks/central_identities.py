@@ -15,6 +15,7 @@ import logging
 import re
 import urllib.parse
 from collections.abc import Iterator
+from fnmatch import fnmatchcase
 from typing import Any
 
 import boto3
@@ -81,8 +82,22 @@ def is_saml_federated(trust_policy: Any) -> bool:
     return False
 
 
+def _protected(principal: dict[str, Any], name: str, globs: tuple[str, ...], tag: str) -> bool:
+    """A break-glass principal (the spec's protected globs, or tagged ``tag=true``) is never a
+    person's sign-in: the migration must not put it in any access group."""
+    if any(fnmatchcase(name.lower(), glob.lower()) for glob in globs):
+        return True
+    tags = {t.get("Key"): str(t.get("Value", "")) for t in principal.get("Tags") or []}
+    return tags.get(tag, "").strip().lower() == "true"
+
+
 def read_central_identities(
-    session: boto3.Session, central: Central, page_size: int | None = None
+    session: boto3.Session,
+    central: Central,
+    page_size: int | None = None,
+    *,
+    protected_globs: tuple[str, ...] = (),
+    protected_tag: str = "iamc:protected",
 ) -> IdentityStoreContents:
     """The central account's people as identity-store users, for mapping.
 
@@ -97,6 +112,8 @@ def read_central_identities(
         session: A session in the central account.
         central: The spec's ``[central]``.
         page_size: Items per page (tests make it small to cross page boundaries).
+        protected_globs: The spec's ``protected_users``: such principals are no candidates.
+        protected_tag: The spec's ``protected_tag``: a principal tagged ``true`` is none either.
 
     Returns:
         The principals, sorted by name; no groups.
@@ -113,7 +130,8 @@ def read_central_identities(
         raw = [
             principal
             for principal in _pages(iam, filter_, key, page_size)
-            if not roles or is_saml_federated(principal.get("AssumeRolePolicyDocument"))
+            if (not roles or is_saml_federated(principal.get("AssumeRolePolicyDocument")))
+            and not _protected(principal, principal[name_key], protected_globs, protected_tag)
         ]
     users = sorted(
         (

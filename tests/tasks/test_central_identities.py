@@ -91,3 +91,18 @@ def test_only_an_allowed_saml_provider_makes_a_role_federated():
         "%7B%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22"
         "Federated%22%3A%22arn%3Aaws%3Aiam%3A%3A1%3Asaml-provider%2Fx%22%7D%7D%5D%7D"
     )
+
+
+def test_break_glass_principals_of_the_central_account_are_never_candidates(aws):
+    session = boto3.Session(region_name="us-east-1")
+    iam = session.client("iam")
+    iam.create_user(UserName="jane.doe", Tags=[{"Key": "email", "Value": "j@x.io"}])
+    iam.create_user(UserName="breakglass-admin", Tags=[{"Key": "email", "Value": "sec@x.io"}])
+    iam.create_user(UserName="vault", Tags=[{"Key": "iamc:protected", "Value": "true"}])
+    account = boto3.client("sts", region_name="us-east-1").get_caller_identity()["Account"]
+
+    found = read_central_identities(
+        session, Central(account=account), protected_globs=("breakglass-*",)
+    )
+
+    assert [u.user_name for u in found.users] == ["jane.doe"]
