@@ -79,6 +79,29 @@ def check_runnable(info: PlanInfo, name: str, spec_path: str) -> Plan:
     return plan
 
 
+def check_target(spec: MigrationSpec, plan: Plan, plan_id: int) -> None:
+    """Refuse a plan made for another target (or another identity account) than the spec's.
+
+    The spec says where the stage's sessions go (an Identity Center instance, or the identity
+    account); a plan for the other target would be applied against the wrong one.
+
+    Raises:
+        ApplyRefused: the plan's target or central account differs from the spec's.
+    """
+    planned = plan.settings.get("target", "identity-center")
+    central = (plan.settings.get("central") or {}).get("account")
+    if planned == spec.target and central == spec.central_account:
+        return
+    what = f"target {planned}" + (f" (identity account {central})" if central else "")
+    now = f"target {spec.target}" + (
+        f" (identity account {spec.central_account})" if spec.central_account else ""
+    )
+    raise ApplyRefused(
+        f"plan {plan_id} was made for {what}, but the spec now says {now}: nothing was "
+        "changed; plan again for the spec's target, or put the spec back"
+    )
+
+
 def check_wave(spec: MigrationSpec, plan: Plan, plan_id: int) -> None:
     """Refuse a wave's plan once the spec no longer has that wave (or has waves, or none).
 
@@ -207,6 +230,7 @@ def apply_plan(
         spec, store = mig.spec, mig.store
         info = _plan_info(store, spec, plan_id)
         plan = check_runnable(info, stage, spec_path)
+        check_target(spec, plan, plan_id)
         check_wave(spec, plan, plan_id)
         if stage == "provision":
             check_drift_current(store, info, plan, mig.hint("drift"))

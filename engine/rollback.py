@@ -20,7 +20,13 @@ from domain.plan import Plan
 from domain.retire import parse_user
 from domain.runs import APPLY_RUN, ROLLBACK_RUN
 from domain.waves import still_used_by
-from engine.apply import on_action_done, prefect_flow_run_id, record_lease_run, stage_context
+from engine.apply import (
+    check_target,
+    on_action_done,
+    prefect_flow_run_id,
+    record_lease_run,
+    stage_context,
+)
 from engine.executor import Executor
 from engine.lease import LeaseLost, stage_lease
 from engine.migration import Migration
@@ -130,6 +136,9 @@ def rollback_plan(
                 "those people with neither their old IAM user nor their new access; nothing "
                 "was changed"
             )
+        planned = _plan_of(store, plan_id)
+        if planned is not None:
+            check_target(spec, planned, plan_id)  # undo where the plan's changes were made
         if dry_run:
             return {**listing, "dry_run": True}
         params = {
