@@ -299,6 +299,9 @@ class AwsSessions:
     # The role `iamc restore` assumes; None: member_role.
     restore_role: str | None = None
     protected_tag: str = "iamc:protected"
+    # Where the roles and groups the migration creates live (the routine session's writes that
+    # re-point a role or group are denied elsewhere: tasks.permissions.session_policy).
+    role_path: str = "/iamc/"
     rate_limits: dict[str, float] = field(default_factory=dict)
     max_attempts: int = 8
     profile: str | None = None
@@ -323,6 +326,7 @@ class AwsSessions:
             member_role=spec.member_role,
             restore_role=spec.restore_role,
             protected_tag=spec.protected_tag,
+            role_path=spec.central.role_path if spec.central else "/iamc/",
             rate_limits=dict(spec.aws.rate_limits),
             max_attempts=spec.aws.max_attempts,
             profile=profile,
@@ -389,7 +393,7 @@ class AwsSessions:
             role_arn=self.role_arn(account_id, role),
             extra_args={
                 "RoleSessionName": self.role_session_name,
-                "Policy": session_policy(restore, self.protected_tag),
+                "Policy": session_policy(restore, self.protected_tag, self.role_path),
             },
             expiry_window_seconds=self.expiry_window_seconds,
         )

@@ -251,8 +251,39 @@ def least_privilege_policies(
     }
 
 
+# Writes that re-point who may use a role or group: a routine session makes them only on what
+# the migration creates, under its path, never on a role it was given (such as
+# OrganizationAccountAccessRole, whose trust is how iamc reaches the account) or a group of
+# the account's own. Restore's sessions don't make them.
+PATH_SCOPED_ROLE_WRITES = (
+    "iam:UpdateAssumeRolePolicy",
+    "iam:UpdateRole",
+    "iam:UntagRole",
+    "iam:DeleteRolePermissionsBoundary",
+)
+PATH_SCOPED_GROUP_WRITES = (
+    "iam:AddUserToGroup",
+    "iam:CreateGroup",
+    "iam:DeleteGroup",
+    "iam:PutGroupPolicy",
+    "iam:DeleteGroupPolicy",
+)
+DEFAULT_ROLE_PATH = "/iamc/"
+
+
+def _outside_path_deny(role_path: str) -> dict[str, Any]:
+    return {
+        "Sid": "OnlyWhatIamcCreates",
+        "Effect": "Deny",
+        "Action": [*PATH_SCOPED_ROLE_WRITES, *PATH_SCOPED_GROUP_WRITES],
+        "NotResource": [f"arn:*:iam::*:role{role_path}*", f"arn:*:iam::*:group{role_path}*"],
+    }
+
+
 @functools.cache
-def session_policy(restore: bool, protected_tag: str = DEFAULT_PROTECTED_TAG) -> str:
+def session_policy(
+    restore: bool, protected_tag: str = DEFAULT_PROTECTED_TAG, role_path: str = DEFAULT_ROLE_PATH
+) -> str:
     """The AssumeRole session policy (``Policy``) every member session carries, as JSON.
 
     A session's permissions are the intersection of the role's policies and the session
@@ -265,6 +296,8 @@ def session_policy(restore: bool, protected_tag: str = DEFAULT_PROTECTED_TAG) ->
     Args:
         restore: For ``iamc restore``'s sessions (only the protected-user deny).
         protected_tag: The tag key that marks a user iamc must never touch.
+        role_path: The path of the roles and groups the migration creates (``[central]
+            role_path``; ``/iamc/``): a routine session re-points none outside it.
     """
     gathered = _gathered()
     guarded = (gathered["routine_write"] | gathered["restore_write"]) & USER_RESOURCE_WRITES
@@ -281,5 +314,6 @@ def session_policy(restore: bool, protected_tag: str = DEFAULT_PROTECTED_TAG) ->
                 "Resource": "*",
             }
         )
+        statements.append(_outside_path_deny(role_path))
     # Compact: AssumeRole allows at most 2,048 characters of session policy plain text.
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":"))

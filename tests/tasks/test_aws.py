@@ -393,14 +393,20 @@ def test_routine_sessions_carry_a_session_policy_that_denies_restore_writes(aws)
     (request,) = sent
     assert request["RoleArn"] == f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole"
     assert request["Policy"] == session_policy(False, "team:keep")
+    statements = json.loads(request["Policy"])["Statement"]
     denied = {
         a
-        for s in json.loads(request["Policy"])["Statement"]
-        if s["Effect"] == "Deny" and "Condition" not in s
+        for s in statements
+        if s["Effect"] == "Deny" and "Condition" not in s and s.get("Resource") == "*"
         for a in s["Action"]
     }
     assert denied == restore_only_writes() and "iam:AttachUserPolicy" in denied
     assert "iam:ResourceTag/team:keep" in request["Policy"]
+    # Re-pointing a role's trust or a group is denied outside the migration's own path.
+    (scoped,) = [s for s in statements if s.get("NotResource")]
+    assert "iam:UpdateAssumeRolePolicy" in scoped["Action"]
+    assert "iam:AddUserToGroup" in scoped["Action"]
+    assert scoped["NotResource"] == ["arn:*:iam::*:role/iamc/*", "arn:*:iam::*:group/iamc/*"]
 
 
 def test_restore_sessions_assume_the_restore_role_without_the_restore_deny(aws):
