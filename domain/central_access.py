@@ -40,6 +40,9 @@ from domain.central_spec import IAM_USERS, Central
 from domain.plan import PlanAction, Stage, sha256_of
 from domain.records import Finding
 
+# (member account, role name) -> the central principals earlier plans put in its trust.
+EarlierPrincipals = dict[tuple[str, str], list[str]]
+
 
 def _roles(access: AccessPlan, planned: HeldBack) -> dict[RoleKey, MemberRole]:
     """(account, access) -> the role, from who each create-assignment gives access to."""
@@ -88,18 +91,27 @@ def _managed_arns(definition: dict[str, Any], account_id: str) -> list[str]:
 
 
 def _role_params(
-    role: MemberRole, definition: dict[str, Any], central: Central, migration: str
+    role: MemberRole,
+    definition: dict[str, Any],
+    central: Central,
+    migration: str,
+    kept_principals: EarlierPrincipals,
 ) -> dict[str, Any]:
-    principals = sorted(role.principals)
+    name = member_role_name(central, role.access)
+    # Who earlier plans put in this role stays: each put replaces the whole trust, and
+    # people already migrated (since disabled, so no longer planned) switch in through it.
+    earlier = set(kept_principals.get((role.account_id, name), ())) - set(role.principals)
+    principals = sorted({*role.principals, *earlier})
     boundary = definition.get("permissions_boundary")
     return {
-        "role_name": member_role_name(central, role.access),
+        "role_name": name,
         "path": central.role_path,
         "access": role.access,
         "fingerprint": definition.get("fingerprint"),
         "description": definition.get("description", ""),
         "trust_policy": trust_policy(principals, central),
         "principals": principals,
+        "earlier_principals": sorted(earlier),
         "max_session_duration": central.max_session_hours * 3600,
         "permissions_boundary_arn": boundary_policy_arn(boundary, role.account_id)
         if boundary
@@ -278,13 +290,15 @@ def central_access(
     central: Central,
     migration: str,
     earlier_roles: dict[str, list[str]] | None,
+    earlier_principals: EarlierPrincipals | None = None,
 ) -> AccessPlan:
     """Identity Center's planned access turned into the ``central-roles`` target's actions.
 
     One ``create-member-role`` per (account, access) trusting exactly the central principals
-    of the people holding it there; per access, in the central account, a
-    ``create-access-group`` with its ``put-access-policy`` and an ``add-group-member`` per
-    person (people as IAM users), or a ``put-access-policy`` on each federated role (SAML).
+    of the people holding it there and those earlier plans put in it; per access, in the
+    central account, a ``create-access-group`` with its ``put-access-policy`` and an
+    ``add-group-member`` per person (people as IAM users), or a ``put-access-policy`` on each
+    federated role (SAML).
     A role whose trust policy breaks :func:`domain.trust_policy.central_trust_problems`, or
     that breaks an IAM quota, is a blocking finding and is left out with its people, who are
     ``blocked`` (skipped, never disabled).
@@ -297,6 +311,12 @@ def central_access(
         earlier_roles: Access name -> member accounts where an earlier plan of this migration
             created the access's role (:func:`domain.waves.central_role_accounts`): the
             assume policies cover them too, since each put replaces the whole document.
+        earlier_principals: (member account, role name) -> the central principals earlier
+            plans of this migration (done, not rolled back) put in that role's trust
+            (:func:`domain.waves.central_role_principals`): the trust keeps them, since each
+            put replaces it whole and they may already sign in through it alone. A role's
+            ``principals`` are this plan's and these; ``earlier_principals`` those only
+            earlier plans name.
 
     Returns:
         The same dataclass: the central-roles actions, the kept sets and assignments,
@@ -304,17 +324,18 @@ def central_access(
         ``permission_sets_of_user`` (access names), every finding and every blocked person.
     """
     earlier = earlier_roles or {}
+    kept_principals = earlier_principals or {}
     planned = HeldBack()
     roles = _roles(access, planned)
     definitions = {ps["name"]: ps for ps in access.permission_sets}
-    _check(roles, definitions, central, migration, earlier, planned)
+    _check(roles, definitions, central, migration, earlier, kept_principals, planned)
     blocked = dict(access.blocked)
     for key, reason in planned.blocked.items():
         blocked.setdefault(key, reason)
     kept = _kept(roles, planned, blocked)
 
     out = _Actions()
-    role_ids = _member_role_actions(kept, definitions, central, migration, out)
+    role_ids = _member_role_actions(kept, definitions, central, migration, kept_principals, out)
     _central_actions(kept, role_ids, central, earlier, out)
 
     findings = [*access.findings, *planned.findings, *_left_out(roles, kept)]
@@ -371,11 +392,12 @@ def _check(
     central: Central,
     migration: str,
     earlier: dict[str, list[str]],
+    kept_principals: EarlierPrincipals,
     planned: HeldBack,
 ) -> None:
     """Every role's trust lint and quotas, the central side's quotas, shared federated roles."""
     params = {
-        key: _role_params(role, definitions[role.access], central, migration)
+        key: _role_params(role, definitions[role.access], central, migration, kept_principals)
         for key, role in roles.items()
     }
     for key, role in sorted(roles.items()):
@@ -390,12 +412,15 @@ def _member_role_actions(
     definitions: dict[str, dict[str, Any]],
     central: Central,
     migration: str,
+    kept_principals: EarlierPrincipals,
     out: _Actions,
 ) -> dict[RoleKey, str]:
     """A ``create-member-role`` per kept role; returns each (account, access)'s action id."""
     role_ids: dict[RoleKey, str] = {}
     for role in kept:
-        role_params = _role_params(role, definitions[role.access], central, migration)
+        role_params = _role_params(
+            role, definitions[role.access], central, migration, kept_principals
+        )
         name = role_params["role_name"]
         role_ids[(role.account_id, role.access)] = (
             f"provision:create-member-role:{role.account_id}:{name}"

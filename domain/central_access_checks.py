@@ -108,8 +108,9 @@ def check_role(
             _role_finding(
                 role,
                 "quota-trust-policy-size",
-                f"trust policy of {len(role.principals)} principal(s) is {trust:,} characters > "
-                f"{MAX_TRUST_CHARS:,} (IAM quota ACLSizePerRole; up to 4,096 after an increase)",
+                f"trust policy of {len(params['principals'])} principal(s) is {trust:,} "
+                f"characters > {MAX_TRUST_CHARS:,} (IAM quota ACLSizePerRole; up to 4,096 "
+                "after an increase)",
                 role_name=name,
                 characters=trust,
                 limit=MAX_TRUST_CHARS,

@@ -39,7 +39,8 @@ def central_roles_markdown(plan: Plan, serves: Counter[str], add: Callable[[str]
     add(
         f"People sign in to the central account `{central['account']}` {arrive}; from there "
         "they switch into the access's role in each member account, whose trust names exactly "
-        "them. *Serves* counts this plan's IAM users."
+        "them (and whom earlier plans of this migration put there: they stay). *Serves* counts "
+        "this plan's IAM users."
     )
     add("")
     add(
@@ -49,7 +50,13 @@ def central_roles_markdown(plan: Plan, serves: Counter[str], add: Callable[[str]
     add("|---|---|---:|---|---|---|---|---|---|")
     for access, actions in sorted(by_access.items()):
         first = actions[0].params
-        who = sorted({p.rsplit("/", 1)[-1] for a in actions for p in a.params["principals"]})
+        # Per account a principal is this plan's or an earlier plan's; across accounts both.
+        now = {_name(p) for a in actions for p in _this_plans(a.params)}
+        earlier = {_name(p) for a in actions for p in a.params.get("earlier_principals") or []}
+        who = ", ".join(sorted(now))
+        if earlier - now:
+            kept = f"(kept from earlier plans: {', '.join(sorted(earlier - now))})"
+            who = f"{who} {kept}" if who else kept
         inline = first.get("inline_policy")
         statements = len(inline.get("Statement", [])) if inline else 0
         managed = sorted(
@@ -59,7 +66,7 @@ def central_roles_markdown(plan: Plan, serves: Counter[str], add: Callable[[str]
         add(
             f"| `{access}` | `{first['path']}{first['role_name']}` | {serves[access]} | "
             f"{len(actions)}: {', '.join(sorted(a.account_id for a in actions))} | "
-            f"{cell(', '.join(who))} | {cell(', '.join(managed)) or '—'} | "
+            f"{cell(who)} | {cell(', '.join(managed)) or '—'} | "
             f"{f'{statements} statement(s)' if statements else '—'} | "
             f"{cell(', '.join(boundaries))} | {cell(first.get('description', ''))} |"
         )
@@ -79,12 +86,25 @@ def account_roles_markdown(plan: Plan, account_id: str, add: Callable[[str], Non
     ]
     if roles:
         add("")
-        add(
-            "Roles: "
-            + "; ".join(f"`{a.target}` trusts {_names(a.params['principals'])}" for a in roles)
-        )
+        add("Roles: " + "; ".join(f"`{a.target}` trusts {_trusted(a.params)}" for a in roles))
 
 
-def _names(arns: list[str]) -> str:
-    """Central principals as people read them: their names, not their ARNs."""
-    return ", ".join(arn.rsplit("/", 1)[-1] for arn in arns)
+def _this_plans(params: dict[str, Any]) -> list[str]:
+    """The principals a role trusts for this plan's people (not only for earlier plans')."""
+    earlier = set(params.get("earlier_principals") or [])
+    return [arn for arn in params["principals"] if arn not in earlier]
+
+
+def _trusted(params: dict[str, Any]) -> str:
+    """Whom a role trusts: this plan's people, then those earlier plans put there."""
+    now = ", ".join(_name(arn) for arn in _this_plans(params))
+    earlier = params.get("earlier_principals") or []
+    if not earlier:
+        return now
+    kept = f"(kept from earlier plans: {', '.join(_name(arn) for arn in earlier)})"
+    return f"{now} {kept}" if now else kept
+
+
+def _name(arn: str) -> str:
+    """A central principal as people read it: its name, not its ARN."""
+    return arn.rsplit("/", 1)[-1]

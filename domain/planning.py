@@ -214,6 +214,7 @@ def build_plan(
     caller_account_id: str | None = None,
     usage_read_id: int | None = None,
     earlier_roles: dict[str, list[str]] | None = None,
+    earlier_principals: dict[tuple[str, str], list[str]] | None = None,
 ) -> Plan:
     """Turn an inventory, its mapping and the synthesized access into an ordered plan.
 
@@ -234,6 +235,9 @@ def build_plan(
         earlier_roles: with ``settings["target"] == "central-roles"``: access name -> the
             member accounts where earlier plans created its role
             (:func:`domain.waves.central_role_accounts`).
+        earlier_principals: with ``central-roles``: (member account, role name) -> the
+            central principals earlier plans put in that role's trust, which it keeps
+            (:func:`domain.waves.central_role_principals`).
     """
     delegated = management_account_findings(
         synthesis.assignments, inventories, management_account_id, caller_account_id
@@ -251,7 +255,11 @@ def build_plan(
         # The same people and access, provisioned as member roles the central account's
         # people switch into (domain.central_access) instead of Identity Center's.
         access = central_access(
-            access, central=central, migration=migration, earlier_roles=earlier_roles
+            access,
+            central=central,
+            migration=migration,
+            earlier_roles=earlier_roles,
+            earlier_principals=earlier_principals,
         )
     placed = _Workloads(dict(workloads or {}), boundary=settings.get("permissions_boundary"))
     users, records = _user_plans(inventories, user_mappings, access, placed)

@@ -248,3 +248,27 @@ def central_trust_problems(
                 "access key alone could switch into the role"
             )
     return problems
+
+
+def allowed_principals(document: dict[str, Any]) -> dict[str, bool]:
+    """The AWS principals a trust policy's ``Allow`` statements name, each with whether every
+    statement naming it requires MFA (``Bool aws:MultiFactorAuthPresent = true``).
+
+    Comparing who a live trust lets in with who a plan's does: IAM may return a one-item
+    principal list as the item and orders the list its own way.
+
+    Args:
+        document: The trust policy (``AssumeRolePolicyDocument``).
+
+    Returns:
+        Principal (ARN, account id or ``*``) -> whether it must sign in with MFA.
+    """
+    found: dict[str, bool] = {}
+    for statement in _listed(document.get("Statement")):
+        if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
+            continue
+        anyone, aws, _ = _principals(statement)
+        mfa = _requires_mfa(statement)
+        for name in ["*"] * anyone + aws:
+            found[name] = found.get(name, True) and mfa
+    return found

@@ -9,6 +9,7 @@ and which waves still use them. Nothing here talks to AWS or SQL.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -259,10 +260,19 @@ def assignment_key(params: dict[str, Any]) -> tuple[str, str, str, str]:
     )
 
 
-# The central-roles kinds another wave can share, and what makes two of them the same thing.
-_CENTRAL_SHARED: dict[str, Any] = {
-    "create-access-group": lambda p: p.get("group_name"),
-    "add-group-member": lambda p: (p.get("group_name"), p.get("user_name")),
+# The central-roles kinds another wave can share, and what makes two of them the same thing
+# (from a row's account and params). A member role is one per account: the same name in two
+# accounts is two roles. The central account's groups, memberships and inline policies are
+# one each, whichever wave put them.
+_CENTRAL_SHARED: dict[str, Callable[[str | None, dict[str, Any]], Any]] = {
+    "create-access-group": lambda _, p: p.get("group_name"),
+    "add-group-member": lambda _, p: (p.get("group_name"), p.get("user_name")),
+    "create-member-role": lambda account, p: (account, p.get("role_name")),
+    "put-access-policy": lambda _, p: (
+        p.get("principal_type"),
+        p.get("principal_name"),
+        p.get("policy_name"),
+    ),
 }
 
 
@@ -273,13 +283,19 @@ def still_used_by(
     finished: datetime | None,
     plan_id: int,
     uses: list[JournalUse],
+    account_id: str | None = None,
 ) -> list[str]:
     """The other plans (waves) that still use what one of ``plan_id``'s actions did.
 
     A permission set is used by any other plan that created, adopted, updated or provisioned
     it or assigned it; an update is used by a plan that did so after the update (undoing it
     would make that plan's set differ); an assignment by a plan that adopted the same one.
-    A plan whose stage was rolled back uses nothing.
+    ``central-roles``: a member role by another plan that created, adopted or brought the
+    same role (account and name) to its plan; a central group, membership or access policy
+    by another plan that put the same one. A plan whose stage was rolled back uses nothing.
+
+    Args:
+        account_id: The account the action acted in (a member role is one per account).
 
     Returns:
         ``"wave-1 (plan 3)"`` per other plan; empty when nobody else uses it.
@@ -292,10 +308,12 @@ def still_used_by(
             if use.kind == kind and assignment_key(use.params) == assignment_key(params):
                 users.add(use.owner)
         elif kind in _CENTRAL_SHARED and use.kind == kind:
-            # The identity account's groups and memberships are shared by every wave whose
-            # people hold the access: a person in two waves is one membership.
+            # The identity account's groups, memberships and policies are shared by every
+            # wave whose people hold the access (a person in two waves is one membership), and
+            # a member role by every plan whose people it trusts: undoing one plan's would
+            # take the others' access away.
             key = _CENTRAL_SHARED[kind]
-            if key(use.params) == key(params):
+            if key(use.account_id, use.params) == key(account_id, params):
                 users.add(use.owner)
         elif kind in SET_KINDS and use.permission_set == target:
             if kind == "update-permission-set" and finished is not None:
@@ -365,6 +383,30 @@ def central_role_accounts(uses: list[JournalUse]) -> dict[str, list[str]]:
         if access:
             found.setdefault(access, set()).add(use.account_id)
     return {name: sorted(accounts) for name, accounts in sorted(found.items())}
+
+
+def central_role_principals(uses: list[JournalUse]) -> dict[tuple[str, str], list[str]]:
+    """(member account, role name) -> the central principals earlier plans of the migration
+    put in that role's trust, of every plan done with it and not rolled back since
+    (``central-roles``).
+
+    A member role is one per (account, access) whoever planned it, and each plan's put
+    replaces its whole trust policy: a later plan of the same wave (its earlier people now
+    disabled, so retired and no longer planned) or of another wave must keep trusting them,
+    or it locks out the people already migrated.
+
+    Args:
+        uses: The provision stage's forward rows of every plan (``store.waves.journal_uses``).
+    """
+    found: dict[tuple[str, str], set[str]] = {}
+    for use in uses:
+        if use.kind != MEMBER_ROLE_KIND or not use.done or use.released or not use.account_id:
+            continue
+        role_name = str(use.params.get("role_name") or use.target or "")
+        principals = [str(p) for p in use.params.get("principals") or [] if p]
+        if role_name and principals:
+            found.setdefault((use.account_id, role_name), set()).update(principals)
+    return {key: sorted(arns) for key, arns in sorted(found.items())}
 
 
 def central_accesses(uses: list[JournalUse]) -> dict[str, OrgPermissionSet]:

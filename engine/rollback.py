@@ -82,6 +82,7 @@ def _used_by_other_plans(
             entry.finished,
             plan_id,
             uses,
+            entry.account_id,
         )
         if users:
             found[entry.action_id] = users

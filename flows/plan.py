@@ -39,6 +39,7 @@ from domain.waves import (
     OrgPermissionSet,
     central_accesses,
     central_role_accounts,
+    central_role_principals,
     names_only_accounts,
     organization_sets,
     resolve_waves,
@@ -187,6 +188,9 @@ def compute_plan(
     # central-roles: the accesses earlier plans made member roles of (their names and
     # documents kept), and where, so each access's central policy covers every wave.
     earlier_roles = central_role_accounts(uses) if spec.target == CENTRAL_ROLES else None
+    # ... and whom their member roles trust: a later plan keeps them (its put replaces the
+    # whole trust; people already migrated and disabled are no longer planned).
+    earlier_principals = central_role_principals(uses) if spec.target == CENTRAL_ROLES else None
     known = central_accesses(uses) if spec.target == CENTRAL_ROLES else organization
     # What each user used in the window (``iamc usage``): the least privilege report, and in
     # trim mode the sets themselves. None: no read yet, the plan copies access as it is.
@@ -219,6 +223,7 @@ def compute_plan(
         caller_account_id=snapshot.caller_account_id,
         usage_read_id=usage.id if usage is not None else None,
         earlier_roles=earlier_roles,
+        earlier_principals=earlier_principals,
     )
     # Runbook step 4: keys the scans found written down hold their users' disable and delete.
     found, unscanned = store.scans.current_key_findings(migration_id)

@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 from domain.errors import ActionError, ConflictError
 from domain.plan import PlanAction
 from domain.policy_documents import policy_fingerprint
+from domain.trust_policy import allowed_principals, central_trust_problems
 from state.journal import JournalEntry
 from tasks.aws import error_code, error_message, pages
 from tasks.handler import Done, ExecutionContext, Handler, Live
@@ -50,6 +51,7 @@ PERMISSIONS = (
 
 MIGRATION_TAG = "iamc:migration"
 ACCESS_TAG = "iamc:access"
+CENTRAL_ACCOUNT_TAG = "iamc:central-account"
 
 
 def _document(value: Any) -> Any:
@@ -239,8 +241,20 @@ class CreateMemberRole:
         if not found:
             return Live(exists=True, detail=detail)
         if _ours(state, _migration(params)):
-            # An earlier plan of this migration made it: brought to this plan, and its state
-            # now is what a rollback of this plan puts back (apply records it).
+            dropped = _dropped_principals(state["trust_policy"], params["trust_policy"])
+            if dropped:
+                # The plan's trust keeps everyone earlier plans put there (as the journal
+                # had it when it was made); someone it does not know of came in since.
+                # Narrowing would lock them out: refused, as a namesake is (FAILED, untouched).
+                return Live(
+                    exists=True,
+                    difference=f"role {name}'s trust names {', '.join(dropped)} which this "
+                    "plan does not: another plan was applied since this one was made; re-plan",
+                    detail=detail,
+                )
+            # An earlier plan of this migration made it: brought to this plan (its trust only
+            # grows), and its state now is what a rollback of this plan puts back (apply
+            # records it).
             return Live(exists=False, detail={**detail, "previous": state, "differs": found})
         return Live(
             exists=True,
@@ -343,25 +357,89 @@ class CreateMemberRole:
         return {"removed": name}
 
 
-def verify_member_roles(ctx: ExecutionContext, actions: list[PlanAction]) -> list[str]:
-    """Check that each done ``create-member-role`` exists and trusts exactly as planned.
+def _dropped_principals(live: Any, planned: Any) -> list[str]:
+    """The principals a live trust lets in that a planned one does not (a put would drop)."""
+    return sorted(
+        set(allowed_principals(_document(live) or {}))
+        - set(allowed_principals(_document(planned) or {}))
+    )
+
+
+def trust_problems_against_plan(trust: Any, params: dict[str, Any], account_id: str) -> list[str]:
+    """What a member role's live trust lacks of the plan's, or lets in that it must not.
+
+    A later plan of the migration may have grown the trust (its own people besides ours), so
+    the trust need not equal this plan's: every planned principal must be let in, with MFA
+    when the plan requires it, and nothing may open the role to an account root, ``*``, a
+    third party or a federated or service principal
+    (:func:`domain.trust_policy.central_trust_problems`).
+
+    Args:
+        trust: The role's live ``AssumeRolePolicyDocument``.
+        params: The ``create-member-role`` action's params.
+        account_id: The member account the role is in.
 
     Returns:
-        One message per role that is missing or trusts someone else.
+        One phrase per problem; empty when the plan's people may switch in and only named
+        people may.
+    """
+    live = _document(trust) or {}
+    planned_doc = _document(params["trust_policy"]) or {}
+    planned = allowed_principals(planned_doc)
+    found = allowed_principals(live)
+    problems = []
+    missing = sorted(set(planned) - set(found))
+    if missing:
+        problems.append(f"its trust policy does not name {', '.join(missing)}")
+    without_mfa = sorted(p for p, mfa in planned.items() if mfa and found.get(p) is False)
+    if without_mfa:
+        problems.append(
+            f"its trust policy lets {', '.join(without_mfa)} in without "
+            "Bool aws:MultiFactorAuthPresent = true"
+        )
+    central = _tag_map(params.get("tags") or []).get(CENTRAL_ACCOUNT_TAG) or _account_of(
+        next(iter(sorted(planned)), "")
+    )
+    problems.extend(
+        central_trust_problems(
+            live,
+            role_account=account_id,
+            central_account=central,
+            # The plan requires MFA exactly when people arrive as the central account's users.
+            people_are_users=any(planned.values()),
+        )
+    )
+    return problems
+
+
+def _account_of(arn: str) -> str:
+    return arn.split(":")[4] if arn.count(":") >= 5 else ""
+
+
+def verify_member_roles(ctx: ExecutionContext, actions: list[PlanAction]) -> list[str]:
+    """Check that each done ``create-member-role`` exists and lets its planned people in, and
+    only named people (:func:`trust_problems_against_plan`).
+
+    Returns:
+        One message per role that is missing or whose trust is wrong:
+        ``"role NAME in ACCOUNT: ..."``.
     """
     problems = []
     for action in actions:
         name = action.params["role_name"]
+        account_id = action.account_id or ""
         try:
-            role = ctx.iam(action.account_id or "").get_role(RoleName=name)["Role"]
+            role = ctx.iam(account_id).get_role(RoleName=name)["Role"]
         except ClientError as err:
             if error_code(err) != "NoSuchEntity":
                 raise
-            problems.append(f"role {name} in {action.account_id}: missing")
+            problems.append(f"role {name} in {account_id}: missing")
             continue
         trust = role.get("AssumeRolePolicyDocument") or {}
-        if not same_policy(trust, action.params["trust_policy"]):
-            problems.append(f"role {name} in {action.account_id}: trust policy is not the plan's")
+        problems.extend(
+            f"role {name} in {account_id}: {problem}"
+            for problem in trust_problems_against_plan(trust, action.params, account_id)
+        )
     return problems
 
 

@@ -30,7 +30,12 @@ from domain.records import (
     UserMapping,
 )
 from domain.synthesis import synthesize
-from domain.waves import JournalUse, central_accesses, central_role_accounts
+from domain.waves import (
+    JournalUse,
+    central_accesses,
+    central_role_accounts,
+    central_role_principals,
+)
 
 C, A, B = "999999999999", "111111111111", "222222222222"
 READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
@@ -108,6 +113,7 @@ def _plan(
     *,
     arrive: str = "iam-users",
     earlier_roles: dict[str, list[str]] | None = None,
+    earlier_principals: dict[tuple[str, str], list[str]] | None = None,
     central: bool = True,
 ) -> Plan:
     settings: dict[str, Any] = dict(SETTINGS)
@@ -126,6 +132,7 @@ def _plan(
         synthesis=synthesize(inventories, mappings, [], []),
         settings=settings,
         earlier_roles=earlier_roles,
+        earlier_principals=earlier_principals,
     )
 
 
@@ -506,3 +513,75 @@ def test_member_roles_count_against_the_accounts_role_quota_unless_an_earlier_wa
     read_only = _access_of(plan, A, "alice")
     again = _plan(inventories, _mappings(inventories), earlier_roles={read_only: [A]})
     assert not [f for f in again.findings if f.kind == "quota-roles"]
+
+
+def _done(plan: Plan, plan_id: int, **fields: Any) -> list[JournalUse]:
+    """The journal rows of a plan whose provision stage was applied (every action done)."""
+    return [
+        JournalUse(
+            plan_id=plan_id,
+            wave="w1",
+            kind=a.kind,
+            status="succeeded",
+            account_id=a.account_id,
+            target=a.target,
+            params=a.params,
+            existed_before=False,
+            started=CREATED,
+            finished=CREATED,
+            **fields,
+        )
+        for a in plan.actions
+        if a.stage == Stage.PROVISION
+    ]
+
+
+def test_a_re_plan_after_the_first_people_were_disabled_keeps_them_in_the_trust():
+    first = _plan(_inventories(), _mappings(_inventories()))
+    read_only = _access_of(first, A, "alice")
+    alice, bob, dave = (_central_arn(n, "iam-users") for n in ("alice", "bob", "dave"))
+    # The same wave planned again once alice and bob were disabled: they are unused now (not
+    # planned), and dave arrived in A with the same access. (B's alice is still to come.)
+    inventories = _inventories()[:1]
+    people = {u.name: u for u in inventories[0].users}
+    for name in ("alice", "bob", "carol"):
+        people[name].user_class = UserClass.UNUSED
+    inventories[0].users.append(_user(A, "dave"))
+    uses = _done(first, 1)
+    earlier = central_role_principals(uses)
+    assert earlier[(A, f"iamc-{read_only}")] == [alice, bob]
+    assert earlier[(B, f"iamc-{read_only}")] == [alice]
+
+    plan = _plan(
+        inventories,
+        _mappings(inventories),
+        earlier_roles=central_role_accounts(uses),
+        earlier_principals=earlier,
+    )
+
+    (role,) = _of(plan, "create-member-role")
+    assert (role.account_id, role.params["access"]) == (A, read_only)
+    assert role.params["trust_policy"]["Statement"][0]["Principal"] == {"AWS": [alice, bob, dave]}
+    assert role.params["principals"] == [alice, bob, dave]
+    assert role.params["earlier_principals"] == [alice, bob]
+    # Only dave joins the group now; alice and bob are members since the first plan.
+    assert [a.params["user_name"] for a in _of(plan, "add-group-member")] == ["dave"]
+    markdown = render_markdown(plan, {"plan_id": 2, "hash": "h"})
+    assert "dave (kept from earlier plans: alice, bob)" in markdown
+    # Without the journal (the bug): the trust would name dave alone.
+    alone = _plan(inventories, _mappings(inventories))
+    (narrow,) = _of(alone, "create-member-role")
+    assert narrow.params["principals"] == [dave] and narrow.params["earlier_principals"] == []
+
+
+def test_earlier_principals_are_per_account_and_role_of_plans_not_rolled_back():
+    first = _plan(_inventories(), _mappings(_inventories()))
+    read_only = _access_of(first, A, "alice")
+    role = f"iamc-{read_only}"
+    alice = _central_arn("alice", "iam-users")
+    rolled_back = _done(first, 1, released=True)
+    failed = [JournalUse(**{**vars(u), "status": "failed"}) for u in _done(first, 2)]
+    assert central_role_principals([*rolled_back, *failed]) == {}
+    # A plan whose people are only in B keeps them in B's role, not in A's.
+    only_b = [u for u in _done(first, 3) if u.account_id == B]
+    assert central_role_principals(only_b) == {(B, role): [alice]}

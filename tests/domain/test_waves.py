@@ -194,6 +194,77 @@ def test_a_central_group_and_membership_another_wave_adopted_stay_on_rollback():
     assert still_used_by("add-group-member", "", member, None, 1, released) == []
 
 
+def test_a_member_role_another_plan_relies_on_stays_on_rollback_in_its_account_only():
+    role = {"role_name": "iamc-Dev", "access": "Dev"}
+    uses = [
+        _use(1, "wave-1", "create-member-role", "iamc-Dev", account_id=A, **role),
+        _use(1, "wave-1", "create-member-role", "iamc-Dev", account_id=B, **role),
+        # A later plan brought A's role to its plan (its people besides wave-1's).
+        _use(2, "wave-1", "create-member-role", "iamc-Dev", at=5, account_id=A, **role),
+        _use(
+            3,
+            "wave-2",
+            "create-member-role",
+            "iamc-Dev",
+            status="failed",
+            at=9,
+            account_id=B,
+            **role,
+        ),
+    ]
+    dev = {"role_name": "iamc-Dev", "access": "Dev"}
+    # Rolling back plan 1 must not delete A's role: plan 2's people switch in through it.
+    assert still_used_by("create-member-role", "iamc-Dev", dev, None, 1, uses, A) == [
+        "wave-1 (plan 2)"
+    ]
+    # The same name in B is another role: nobody else did it (plan 3 failed).
+    assert still_used_by("create-member-role", "iamc-Dev", dev, None, 1, uses, B) == []
+    other = {"role_name": "iamc-Ops", "access": "Ops"}
+    assert still_used_by("create-member-role", "iamc-Ops", other, None, 1, uses, A) == []
+    assert still_used_by("create-member-role", "iamc-Dev", dev, None, 2, uses, A) == [
+        "wave-1 (plan 1)"
+    ]
+    released = [*uses[:2], JournalUse(**{**vars(uses[2]), "released": True}), uses[3]]
+    assert still_used_by("create-member-role", "iamc-Dev", dev, None, 1, released, A) == []
+
+
+def test_a_central_access_policy_another_plan_put_stays_on_rollback():
+    policy = {
+        "principal_type": "group",
+        "principal_name": "iamc-Dev",
+        "policy_name": "iamc-assume-Dev",
+    }
+    uses = [
+        _use(1, "wave-1", "put-access-policy", "iamc-assume-Dev", account_id=C, **policy),
+        _use(
+            2,
+            "wave-2",
+            "put-access-policy",
+            "iamc-assume-Dev",
+            at=5,
+            account_id=C,
+            **policy,
+            document={"Statement": []},
+        ),
+        _use(
+            3,
+            "wave-3",
+            "put-access-policy",
+            "iamc-assume-Dev",
+            at=9,
+            account_id=C,
+            **{**policy, "principal_type": "role"},
+        ),
+    ]
+    assert still_used_by("put-access-policy", "", policy, None, 1, uses, C) == ["wave-2 (plan 2)"]
+    assert still_used_by("put-access-policy", "", policy, None, 2, uses, C) == ["wave-1 (plan 1)"]
+    # A federated role's policy of the same name is another policy.
+    on_role = {**policy, "principal_type": "role"}
+    assert still_used_by("put-access-policy", "", on_role, None, 3, uses, C) == []
+    released = [uses[0], JournalUse(**{**vars(uses[1]), "released": True}), uses[2]]
+    assert still_used_by("put-access-policy", "", policy, None, 1, released, C) == []
+
+
 def test_an_update_is_used_only_by_plans_that_came_after_it():
     updated = {**DEF, "session_duration": "PT4H"}
     uses = [

@@ -12,6 +12,7 @@ from engine.executor import InjectedCrash
 from state.journal import ADOPTED, FAILED, ROLLED_BACK, STARTED, SUCCEEDED
 from tasks.member_roles import HANDLERS, read_role_state, verify_member_roles
 from tests.tasks.central_roles_fixtures import (
+    CENTRAL,
     INLINE_DOC,
     MEMBER,
     MIGRATION,
@@ -207,6 +208,89 @@ def test_verify_names_a_role_whose_trust_changed_or_that_is_gone(run):
     iam.delete_role(RoleName="iamc-Writers")
 
     assert verify_member_roles(run.ctx, [readers, writers]) == [
-        f"role iamc-Readers in {MEMBER}: trust policy is not the plan's",
+        f"role iamc-Readers in {MEMBER}: its trust policy does not name {jane}",
         f"role iamc-Writers in {MEMBER}: missing",
+    ]
+
+
+def test_a_plan_that_would_narrow_the_trust_of_a_role_of_this_migration_is_refused(run):
+    jane, joe = central_user(run.ctx, "jane"), central_user(run.ctx, "joe")
+    read = customer_policy(run.ctx, MEMBER, "team-read")
+    # Another plan of this migration, applied after this one was made, trusts jane and joe.
+    with journal(HANDLERS) as other:
+        assert other.executor().run(member_role("Readers", [jane, joe], [read])) == SUCCEEDED
+    stale = member_role("Readers", [jane], [read])
+
+    with pytest.raises(ConflictError, match=r"trust names .*joe which this plan does not.*re-plan"):
+        run.executor().run(stale)
+
+    entry = run.entry(stale)
+    assert entry.status == FAILED
+    assert (
+        f"role iamc-Readers's trust names {joe} which this plan does not: another plan was "
+        "applied since this one was made; re-plan"
+    ) in entry.error
+    # Joe still switches in: the trust was not touched, and a rollback leaves the role.
+    trust = read_role_state(run.ctx.iam(MEMBER), "iamc-Readers")["trust_policy"]
+    assert trust["Statement"][0]["Principal"]["AWS"] == sorted([jane, joe])
+    assert run.rollback(stale) == ["skipped"]
+    assert _role_names(run) == ["iamc-Readers"]
+
+
+def test_a_plan_that_grows_the_trust_of_a_role_of_this_migration_brings_it_to_the_plan(run):
+    jane, joe = central_user(run.ctx, "jane"), central_user(run.ctx, "joe")
+    with journal(HANDLERS) as before:
+        assert before.executor().run(member_role("Readers", [jane], [])) == SUCCEEDED
+    action = member_role("Readers", [jane, joe], [])
+
+    assert run.executor().run(action) == SUCCEEDED
+
+    trust = read_role_state(run.ctx.iam(MEMBER), "iamc-Readers")["trust_policy"]
+    assert trust == action.params["trust_policy"]
+
+
+def _trust(iam, document) -> None:
+    iam.update_assume_role_policy(RoleName="iamc-Readers", PolicyDocument=json.dumps(document))
+
+
+def test_verify_accepts_a_trust_a_later_plan_grew_and_names_what_lets_others_in(run):
+    jane, joe = central_user(run.ctx, "jane"), central_user(run.ctx, "joe")
+    readers = member_role("Readers", [jane], [])
+    assert run.executor().run(readers) == SUCCEEDED
+    iam = run.ctx.iam(MEMBER)
+    # A later plan's trust: jane and joe (its own person) -- jane still switches in.
+    grown = member_role("Readers", [jane, joe], []).params["trust_policy"]
+    _trust(iam, grown)
+    assert verify_member_roles(run.ctx, [readers]) == []
+
+    # The central account's root added: everyone there whose own policy allows it.
+    widened = json.loads(json.dumps(grown))
+    widened["Statement"][0]["Principal"]["AWS"].append(f"arn:aws:iam::{CENTRAL}:root")
+    _trust(iam, widened)
+    [problem] = verify_member_roles(run.ctx, [readers])
+    assert problem.startswith(f"role iamc-Readers in {MEMBER}: trust to the central account's root")
+
+    # The MFA condition gone.
+    without_mfa = json.loads(json.dumps(grown))
+    del without_mfa["Statement"][0]["Condition"]
+    _trust(iam, without_mfa)
+    assert verify_member_roles(run.ctx, [readers]) == [
+        f"role iamc-Readers in {MEMBER}: its trust policy lets {jane} in without "
+        "Bool aws:MultiFactorAuthPresent = true",
+        f"role iamc-Readers in {MEMBER}: trust to IAM users without Bool "
+        "aws:MultiFactorAuthPresent = true: a leaked access key alone could switch into the role",
+    ]
+
+    # Jane's statement without MFA beside one with it: jane gets in without MFA.
+    loose = json.loads(json.dumps(grown))
+    loose["Statement"].append(
+        {"Effect": "Allow", "Principal": {"AWS": jane}, "Action": "sts:AssumeRole"}
+    )
+    _trust(iam, loose)
+    assert f"its trust policy lets {jane} in without" in verify_member_roles(run.ctx, [readers])[0]
+
+    # Jane dropped (only joe).
+    _trust(iam, member_role("Readers", [joe], []).params["trust_policy"])
+    assert verify_member_roles(run.ctx, [readers]) == [
+        f"role iamc-Readers in {MEMBER}: its trust policy does not name {jane}"
     ]
