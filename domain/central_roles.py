@@ -27,12 +27,15 @@ CREATED_BY = "iam-centralize"
 MFA_CONDITION = {"Bool": {"aws:MultiFactorAuthPresent": "true"}}
 # The plan action kinds that give a person access on this target.
 CREATE_MEMBER_ROLE = "create-member-role"
-CENTRAL_ACCESS_KINDS = (
-    CREATE_MEMBER_ROLE,
-    "create-access-group",
-    "put-access-policy",
-    "add-group-member",
-)
+CREATE_ACCESS_GROUP = "create-access-group"
+PUT_ACCESS_POLICY = "put-access-policy"
+ADD_GROUP_MEMBER = "add-group-member"
+# Done in the central (identity) account, before any member account's role.
+CENTRAL_SIDE_KINDS = (CREATE_ACCESS_GROUP, PUT_ACCESS_POLICY, ADD_GROUP_MEMBER)
+CENTRAL_ACCESS_KINDS = (CREATE_MEMBER_ROLE, *CENTRAL_SIDE_KINDS)
+# The assume policy's statement: a document under the policy's name with this Sid is one this
+# target wrote (a later wave's put keeps the role ARNs it allows).
+ASSUME_STATEMENT_SID = "SwitchIntoTheAccess"
 
 
 def member_role_name(central: Central, access_name: str) -> str:
@@ -59,6 +62,13 @@ def assume_policy_name(central: Central, access_name: str) -> str:
     return f"{central.role_prefix}{ASSUME_POLICY_PREFIX}{access_name}"
 
 
+def group_assume_policy_name(group_name: str, access_name: str) -> str:
+    """The assume policy's name on an access group (the group is the prefix + the access name,
+    :func:`access_group_name`), for a handler that has the group's names but not the spec."""
+    prefix = group_name.removesuffix(access_name)
+    return f"{prefix}{ASSUME_POLICY_PREFIX}{access_name}"
+
+
 def trust_policy(principals: list[str], central: Central) -> dict[str, Any]:
     """The member role's trust policy: exactly ``principals`` (central user or role ARNs).
 
@@ -79,7 +89,7 @@ def trust_policy(principals: list[str], central: Central) -> dict[str, Any]:
 def assume_policy(role_arns: list[str], central: Central) -> dict[str, Any]:
     """The central side: ``sts:AssumeRole`` on exactly the access's member roles."""
     statement: dict[str, Any] = {
-        "Sid": "SwitchIntoTheAccess",
+        "Sid": ASSUME_STATEMENT_SID,
         "Effect": "Allow",
         "Action": "sts:AssumeRole",
         "Resource": sorted(set(role_arns)),

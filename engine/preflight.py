@@ -2,15 +2,18 @@
 
 ``stale_targets`` compares what the plan was made from with what is there now;
 ``preflight`` finds what would stop a run half-way (a conflicting permission set, a missing
-customer-managed policy). Both only read.
+customer-managed policy) or what must not be granted at all (central-roles: a member role of a
+planned name that someone else made). Both only read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from domain.access import effective_access
+from domain.central_roles import CREATE_MEMBER_ROLE
 from domain.central_spec import CENTRAL_ROLES
 from domain.least_privilege_report import usage_staleness
 from domain.plan import Outcome, Plan, PlanAction, Stage, user_fingerprint
@@ -24,6 +27,7 @@ from tasks.central_access import central_principal_problems
 from tasks.handler import ExecutionContext
 from tasks.iam_users import read_account_access
 from tasks.identity_store import principal_problems
+from tasks.member_roles import MIGRATION_TAG, _migration, _ours, differences, read_role_state
 from tasks.permission_sets import (
     CreatePermissionSet,
     UpdatePermissionSet,
@@ -131,9 +135,11 @@ def preflight(
     """Read-only checks that would otherwise stop the run half-way.
 
     A permission set that exists under a planned name with another definition (and is not
-    our own unfinished work) stops the whole run: every account would use it. A target
-    account whose customer-managed policies are missing, or that can't be read at all (its
-    role can't be assumed), is that account's failure alone (``engine.account_work``).
+    our own unfinished work) stops the whole run: every account would use it. So does a
+    planned member role (central-roles) that someone else made: see
+    :func:`member_role_conflicts`. A target account whose customer-managed policies are
+    missing, or that can't be read at all (its role can't be assumed), is that account's
+    failure alone (``engine.account_work``).
 
     Returns:
         What refuses the run; and account id -> why that account can't be worked on.
@@ -166,8 +172,77 @@ def preflight(
                 if why and why[0].startswith(UNREADABLE):
                     unreadable.add(account_id)  # one read that fails is enough
                 accounts.setdefault(account_id, []).extend(why)
+    problems.extend(member_role_conflicts(ctx, actions))
     failures = {a: "; ".join(sorted(set(why))) for a, why in accounts.items() if why}
     return sorted(set(problems)), failures
+
+
+# Member accounts whose planned roles are read at once (one GetRole per absent role).
+ROLE_CHECK_CONCURRENCY = 8
+
+
+def member_role_conflicts(ctx: ExecutionContext, actions: list[PlanAction]) -> list[str]:
+    """Planned member roles (central-roles) that exist as someone else's role, read live.
+
+    The central account's side runs first (``stages.provision``): once its assume policy
+    allows ``sts:AssumeRole`` on a role ARN, a role of that name that is not this
+    migration's (one trusting the identity account's root, with permissions nobody reviewed)
+    is assumable by the planned people, though ``create-member-role`` would later refuse it
+    as a conflict. So each planned role is read in its account before anything is changed: a
+    role identical to the plan is adopted as ``create-member-role`` would; one this migration
+    made (tag ``iamc:migration``) under the planned path is brought to the plan; any other
+    refuses the run. An account that can't be read refuses it too: the central side would
+    allow roles no one checked.
+
+    Returns:
+        One message per conflicting role or unreadable account; empty when none.
+    """
+    by_account: dict[str, list[PlanAction]] = {}
+    for action in actions:
+        if action.kind == CREATE_MEMBER_ROLE:
+            by_account.setdefault(action.account_id or "", []).append(action)
+    if not by_account:
+        return []
+
+    def account(account_id: str, roles: list[PlanAction]) -> list[str]:
+        try:
+            iam = ctx.iam(account_id)
+            return [p for action in roles for p in _role_conflict(iam, account_id, action)]
+        except STOPS_THE_RUN:
+            raise
+        except Exception as err:
+            return [
+                f"account {account_id}: its planned member roles could not be read "
+                f"({failure_reason(err)}); the central account would allow switching into "
+                "roles no one checked. Make the account reachable, then apply again (or "
+                "re-plan without it)"
+            ]
+
+    workers = max(1, min(ROLE_CHECK_CONCURRENCY, len(by_account)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="role-check") as pool:
+        futures = [pool.submit(account, a, roles) for a, roles in sorted(by_account.items())]
+        return [problem for future in futures for problem in future.result()]
+
+
+def _role_conflict(iam: Any, account_id: str, action: PlanAction) -> list[str]:
+    params = action.params
+    name = params["role_name"]
+    state = read_role_state(iam, name)
+    if state is None:
+        return []
+    found = differences(state, params)
+    if not found:
+        return []  # identical: adopted
+    migration = _migration(params)
+    if _ours(state, migration) and state["path"] == params["path"]:
+        return []  # an earlier plan of this migration made it: brought to the plan
+    return [
+        f"account {account_id}: role {name} ({state['arn']}) already exists, was not made by "
+        f"this migration (no {MIGRATION_TAG}={migration} tag under {params['path']}) and "
+        f"differs from the plan: {'; '.join(found)}. Nothing was changed: the people planned "
+        "for it would be allowed to assume it. Rename or delete that role, or make it "
+        "identical to the plan to adopt it, then apply again"
+    ]
 
 
 UNREADABLE = "its customer-managed policies could not be read"

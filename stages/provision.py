@@ -16,8 +16,10 @@ module, which listing the stages does, costs no AWS SDK (``iamc status``, ``plan
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from domain.central_roles import CENTRAL_SIDE_KINDS, CREATE_ACCESS_GROUP, CREATE_MEMBER_ROLE
 from domain.plan import PlanAction, Stage
 from domain.planning import PlanInputs
 from domain.progress import emit
@@ -26,7 +28,7 @@ from engine.preconditions import StagePreconditions, refuse_if_stale
 from engine.stage_run import AccountReport, StageRun, run_concurrently
 
 if TYPE_CHECKING:
-    from tasks.handler import Handler
+    from tasks.handler import ExecutionContext, Handler
 
 
 def handlers() -> dict[str, Handler]:
@@ -69,10 +71,8 @@ UNDO_ORDER = (
 # Done in the management account before any account is provisioned.
 PERMISSION_SET_KINDS = ("create-permission-set", "update-permission-set")
 # Done in the central account before any member account (central-roles): the groups first,
-# then what depends on them.
-GROUP_KINDS = ("create-access-group",)
-CENTRAL_KINDS = ("create-access-group", "put-access-policy", "add-group-member")
-MEMBER_ROLE = "create-member-role"
+# then what depends on them (``domain.central_roles.CENTRAL_SIDE_KINDS``).
+GROUP_KINDS = (CREATE_ACCESS_GROUP,)
 
 
 # Re-proved before the first change in each account (``engine.preflight``): the stage takes
@@ -84,6 +84,8 @@ PRECONDITIONS = StagePreconditions(
         "policy exists there with the planned document (GetPolicy, GetPolicyVersion)",
         "central-roles: the planned central principals exist in the central account "
         "(GetUser, GetRole) instead of identity-store principals",
+        "central-roles: no planned member role exists as another's role differing from the "
+        "plan (GetRole in each member account, before the central account's first change)",
     ),
     per_user=(),
 )
@@ -126,7 +128,7 @@ def create_central_access(rt: StageRun, actions: list[PlanAction]) -> AccountRep
 
 def create_first(rt: StageRun, actions: list[PlanAction]) -> AccountReport:
     """What runs before every account: the permission sets, or the central account's work."""
-    if any(a.kind in CENTRAL_KINDS for a in actions):
+    if any(a.kind in CENTRAL_SIDE_KINDS for a in actions):
         return create_central_access(rt, actions)
     return create_permission_sets(rt, actions)
 
@@ -166,48 +168,52 @@ def _refused_as_changed(
     return True
 
 
-def _verify_account(
-    rt: StageRun, account_id: str, assignments: list[PlanAction], report: AccountReport
+def _verify_done(
+    rt: StageRun,
+    account_id: str,
+    actions: list[PlanAction],
+    report: AccountReport,
+    verify: Callable[[ExecutionContext, list[PlanAction]], list[str]],
 ) -> None:
-    """Confirm the account's done assignments exist, as soon as its own work is over.
+    """Confirm the account's done assignments (or member roles) exist, as soon as its own
+    work is over.
 
-    Inside the account's task, so a missing assignment fails that account (not the run's
-    end), while the other accounts are still at work.
+    Inside the account's task, so a missing one fails that account (not the run's end),
+    while the other accounts are still at work.
     """
     rt.executor.check_alive()
     done = [
         a
-        for a in assignments
+        for a in actions
         if (entry := rt.store.journal.journal_entry(rt.plan_id, a.id)) is not None and entry.done
     ]
-    from tasks.assignments import verify_assignments
-
-    missing = verify_assignments(rt.ctx, done)
+    missing = verify(rt.ctx, done)
     report.errors.extend(f"verify: {m}" for m in missing)
     emit("account-verified", account_id=account_id, checked=len(done), missing=len(missing))
+
+
+def _verify_account(
+    rt: StageRun, account_id: str, assignments: list[PlanAction], report: AccountReport
+) -> None:
+    """Confirm the account's done assignments exist (Identity Center)."""
+    from tasks.assignments import verify_assignments
+
+    _verify_done(rt, account_id, assignments, report, verify_assignments)
 
 
 def _verify_roles(
     rt: StageRun, account_id: str, roles: list[PlanAction], report: AccountReport
 ) -> None:
     """Confirm the account's done member roles exist and trust as planned (central-roles)."""
-    rt.executor.check_alive()
-    done = [
-        a
-        for a in roles
-        if (entry := rt.store.journal.journal_entry(rt.plan_id, a.id)) is not None and entry.done
-    ]
     from tasks.member_roles import verify_member_roles
 
-    missing = verify_member_roles(rt.ctx, done)
-    report.errors.extend(f"verify: {m}" for m in missing)
-    emit("account-verified", account_id=account_id, checked=len(done), missing=len(missing))
+    _verify_done(rt, account_id, roles, report, verify_member_roles)
 
 
 def provision_roles(rt: StageRun, account_id: str, actions: list[PlanAction]) -> AccountReport:
     """Create (or adopt) the account's member roles, several at once, then verify them."""
     report = AccountReport(account_id)
-    roles = [a for a in actions if a.kind == MEMBER_ROLE]
+    roles = [a for a in actions if a.kind == CREATE_MEMBER_ROLE]
     if not _refused_as_changed(rt, account_id, actions, report):
         run_concurrently(rt, account_id, roles, report, "roles")
     _verify_roles(rt, account_id, roles, report)
@@ -223,7 +229,7 @@ def provision_account(rt: StageRun, account_id: str, actions: list[PlanAction]) 
     yet started, and its reason is recorded. Whatever happened, the assignments the journal
     has as done are then verified (:func:`tasks.assignments.verify_assignments`).
     """
-    if any(a.kind == MEMBER_ROLE for a in actions):
+    if any(a.kind == CREATE_MEMBER_ROLE for a in actions):
         return provision_roles(rt, account_id, actions)
     report = AccountReport(account_id)
     assignments = [a for a in actions if a.kind == "create-assignment"]
@@ -237,7 +243,7 @@ def provision_account(rt: StageRun, account_id: str, actions: list[PlanAction]) 
 
 def _first_label(actions: list[PlanAction]) -> str:
     """Identity Center's permission sets, or the identity account's groups and policies."""
-    if actions and all(a.kind in CENTRAL_KINDS for a in actions):
+    if actions and all(a.kind in CENTRAL_SIDE_KINDS for a in actions):
         return "identity account: groups, policies, memberships"
     return "create permission sets"
 
@@ -251,7 +257,7 @@ PROVISION = register(
         handlers=handlers,
         per_account=provision_account,
         first=create_first,
-        first_kinds=PERMISSION_SET_KINDS + CENTRAL_KINDS,
+        first_kinds=PERMISSION_SET_KINDS + CENTRAL_SIDE_KINDS,
         first_label="create permission sets",
         first_label_for=_first_label,
         # Outside a flow one account at a time, as the CLI's direct path always did.

@@ -3,9 +3,12 @@ inline policy on each federated role, allowing ``sts:AssumeRole`` on exactly its
 
 Everything here acts in the central (identity) account: ``action.account_id`` is that account,
 reached like any member account (``ctx.iam``). A group or membership already there is adopted
-(a rollback leaves it); an inline policy put over another document records that document, and
-a rollback puts it back (an earlier wave's policy covers that wave's roles). Also the
-preflight's check that the planned central principals exist.
+(a rollback leaves it), unless the group already grants something else (attached or other
+inline policies: someone else's group, whose members would gain its permissions). An assume
+policy is read, then put with the role ARNs the live document (an earlier or concurrent wave's)
+already allows kept beside the planned ones, so a put never takes a migrated person's central
+half of the switch away; the document it replaced is recorded and a rollback puts it back. Also
+the preflight's check that the planned central principals exist.
 """
 
 from __future__ import annotations
@@ -17,6 +20,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from domain.central_roles import (
+    ADD_GROUP_MEMBER,
+    ASSUME_STATEMENT_SID,
+    CREATE_ACCESS_GROUP,
+    PUT_ACCESS_POLICY,
+    group_assume_policy_name,
+)
 from domain.errors import ActionError
 from domain.plan import PlanAction
 from domain.policy_documents import policy_fingerprint
@@ -79,6 +89,17 @@ class CreateAccessGroup:
                 difference=f"group {name} exists under path {group.get('Path')} (plan: {path})",
                 detail=detail,
             )
+        grants = _other_grants(ctx.iam(action.account_id or ""), name, action.params)
+        if grants:
+            # Someone else's group (iamc-Admin with AdministratorAccess): adopting it would put
+            # the planned people into it with its permissions too.
+            return Live(
+                exists=True,
+                difference=f"group {name} already grants {', '.join(grants)}: adding people "
+                "to it would give them that too. Rename or empty that group (or change "
+                "[central] role_prefix) and re-plan",
+                detail=detail,
+            )
         return Live(exists=True, detail=detail)
 
     def apply(
@@ -124,6 +145,23 @@ class CreateAccessGroup:
         return {"removed": name}
 
 
+def _other_grants(iam: Any, name: str, params: dict[str, Any]) -> list[str]:
+    """What an existing group grants besides the plan's assume policy: its attached managed
+    policies and its other inline policies (the planned assume policy may be an earlier
+    wave's, or this plan's own, and is what ``put-access-policy`` manages)."""
+    planned = params.get("policy_name") or group_assume_policy_name(name, params["access"])
+    attached = [
+        f"managed policy {p['PolicyArn']}"
+        for p in pages(iam, "list_attached_group_policies", "AttachedPolicies", GroupName=name)
+    ]
+    inline = [
+        f"inline policy {policy}"
+        for policy in pages(iam, "list_group_policies", "PolicyNames", GroupName=name)
+        if policy != planned
+    ]
+    return sorted(attached) + sorted(inline)
+
+
 def _group_in_use(iam: Any, name: str) -> bool:
     return any(
         next(iter(pages(iam, operation, key, GroupName=name)), None) is not None
@@ -164,9 +202,65 @@ def _delete_policy(iam: Any, principal_type: str, principal: str, policy: str) -
         iam.delete_role_policy(RoleName=principal, PolicyName=policy)
 
 
+def _allowed_roles(document: Any) -> set[str]:
+    """The role ARNs a document this target wrote allows ``sts:AssumeRole`` on.
+
+    Only its own statement counts (Sid ``SwitchIntoTheAccess``, Allow, ``sts:AssumeRole``), and
+    of it only IAM role ARNs without wildcards: a statement edited by hand to ``*`` or to
+    something else is not carried into the next put.
+    """
+    found: set[str] = set()
+    for statement in _listed((document or {}).get("Statement")):
+        if not isinstance(statement, dict) or statement.get("Sid") != ASSUME_STATEMENT_SID:
+            continue
+        if statement.get("Effect") != "Allow" or _listed(statement.get("Action")) != [
+            "sts:AssumeRole"
+        ]:
+            continue
+        found.update(
+            resource
+            for resource in _listed(statement.get("Resource"))
+            if isinstance(resource, str) and _is_role_arn(resource)
+        )
+    return found
+
+
+def _is_role_arn(value: str) -> bool:
+    parts = value.split(":", 5)
+    return (
+        len(parts) == 6
+        and parts[0] == "arn"
+        and parts[2] == "iam"
+        and parts[4].isdigit()
+        and parts[5].startswith("role/")
+        and not any(c in value for c in "*?")
+    )
+
+
+def _merged(planned: dict[str, Any], live: Any) -> tuple[dict[str, Any], list[str]]:
+    """The planned document with the role ARNs the live one already allows kept beside the
+    planned ones, and the ARNs of it the live document does not allow yet.
+
+    The planned statement's condition (MFA) stays as planned, for every ARN.
+    """
+    earlier = _allowed_roles(live)
+    document = json.loads(json.dumps(planned))
+    planned_arns: set[str] = set()
+    for statement in _listed(document.get("Statement")):
+        if isinstance(statement, dict) and statement.get("Sid") == ASSUME_STATEMENT_SID:
+            planned_arns.update(str(r) for r in _listed(statement.get("Resource")))
+            statement["Resource"] = sorted(planned_arns | earlier)
+    return document, sorted(planned_arns - earlier)
+
+
 class PutAccessPolicy:
     """``put-access-policy``: the inline policy allowing ``sts:AssumeRole`` on the access's
-    member roles, on its group or on a federated role."""
+    member roles, on its group or on a federated role.
+
+    Read, then put: the put keeps every role ARN the live document (an earlier or concurrent
+    wave's, or a wave applied after this plan was made) already allows, so it never takes
+    away an already migrated person's central half of the switch.
+    """
 
     PERMISSIONS: tuple[str, ...] = (
         "iam:PutGroupPolicy",
@@ -186,11 +280,14 @@ class PutAccessPolicy:
         detail = {"principal_type": kind, "principal_name": principal, "policy_name": policy}
         if found is None:
             return Live(exists=False, detail=detail)
-        if policy_fingerprint(found) == policy_fingerprint(params["document"]):
+        wanted, _ = _merged(params["document"], found)
+        if policy_fingerprint(found) == policy_fingerprint(wanted):
+            # Already allows the planned roles (this plan's document, or a later wave's that
+            # covers them too): nothing to put.
             return Live(exists=True, detail=detail)
         # Another document under the name (an earlier wave's, covering its own roles): put
-        # over it, and a rollback puts it back.
-        return Live(exists=False, detail={**detail, "previous": found})
+        # the union over it, and a rollback puts it back.
+        return Live(exists=False, detail=detail)
 
     def apply(
         self,
@@ -206,24 +303,45 @@ class PutAccessPolicy:
             params["principal_name"],
             params["policy_name"],
         )
-        # The first attempt's record stands: a resumed attempt may find its own document.
-        undo = (prior.undo if prior is not None else None) or {
+        if live.exists:  # our own earlier attempt put it, then the process died
+            undo = (prior.undo if prior is not None else None) or {}
+            return Done(outcome={"put": policy, "resumed": True}, undo=undo or None)
+        iam = ctx.iam(action.account_id or "")
+        # Read again now, not at the probe: another wave may have put its document since.
+        try:
+            found = _get_policy(iam, kind, principal, policy)
+        except ClientError as err:
+            raise _failed(action.id, f"read {policy} on {kind} {principal}", err) from err
+        document, added = _merged(params["document"], found)
+        # What was there before the first attempt stands: a resumed attempt may find a
+        # document it put itself, which is not what a rollback should put back.
+        before = (prior.undo or {}) if prior is not None else {}
+        undo = {
             "principal_type": kind,
             "principal_name": principal,
             "policy_name": policy,
-            "previous": live.detail.get("previous"),
-            "put": policy_fingerprint(params["document"]),
+            "previous": before.get("previous", found),
+            "put": policy_fingerprint(document),
         }
-        if live.exists:
-            return Done(outcome={"put": policy, "resumed": True}, undo=undo)
         progress({"undo": undo})
         try:
-            _put_policy(
-                ctx.iam(action.account_id or ""), kind, principal, policy, params["document"]
-            )
+            _put_policy(iam, kind, principal, policy, document)
         except ClientError as err:
             raise _failed(action.id, f"put {policy} on {kind} {principal}", err) from err
-        return Done(outcome={"put": policy, "on": f"{kind} {principal}"}, undo=undo)
+        kept = sorted(_allowed_roles(found) - set(params.get("role_arns") or []))
+        log.info(
+            "%s on %s %s in %s: %d role(s) added, %d earlier kept",
+            policy,
+            kind,
+            principal,
+            action.account_id,
+            len(added),
+            len(kept),
+        )
+        return Done(
+            outcome={"put": policy, "on": f"{kind} {principal}", "added": added, "kept": kept},
+            undo=undo,
+        )
 
     def undo(self, ctx: ExecutionContext, entry: JournalEntry) -> dict[str, Any]:
         recorded = entry.undo or {}
@@ -310,11 +428,10 @@ class AddGroupMember:
 
 
 HANDLERS: dict[str, Handler] = {
-    "create-access-group": CreateAccessGroup(),
-    "put-access-policy": PutAccessPolicy(),
-    "add-group-member": AddGroupMember(),
+    CREATE_ACCESS_GROUP: CreateAccessGroup(),
+    PUT_ACCESS_POLICY: PutAccessPolicy(),
+    ADD_GROUP_MEMBER: AddGroupMember(),
 }
-CENTRAL_KINDS = tuple(HANDLERS)
 
 
 # -- the planned central principals exist (preflight) --------------------------------------------
@@ -385,7 +502,7 @@ def central_access_problems(ctx: ExecutionContext, actions: list[PlanAction]) ->
     for action in actions:
         params = action.params
         iam = ctx.iam(action.account_id or "")
-        if action.kind == "put-access-policy":
+        if action.kind == PUT_ACCESS_POLICY:
             document = _get_policy(
                 iam, params["principal_type"], params["principal_name"], params["policy_name"]
             )
@@ -402,7 +519,7 @@ def central_access_problems(ctx: ExecutionContext, actions: list[PlanAction]) ->
                     f"{params['policy_name']} in the central account "
                     + ("is gone" if document is None else f"no longer allows {missing[0]}")
                 )
-        elif action.kind == "add-group-member":
+        elif action.kind == ADD_GROUP_MEMBER:
             groups = {
                 g["GroupName"]
                 for g in pages(iam, "list_groups_for_user", "Groups", UserName=params["user_name"])

@@ -8,6 +8,7 @@ The plan's actions are built by hand as ``domain.central_access`` plans them (IS
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -228,3 +229,37 @@ def test_a_plan_naming_a_central_person_who_is_gone_is_refused_before_any_change
         apply_plan(spec, plan_id)
     assert _central_state(clean, central) == {}
     assert read_role_state(clean.member_iam(member), "iamc-Readers") is None
+
+
+def test_someone_elses_role_of_a_planned_name_refuses_the_run_before_any_central_change(
+    clean, people, tmp_path
+):
+    spec, plan_id, central, member = _plan(clean, tmp_path, people)
+    member_iam = clean.member_iam(member)
+    # Not this migration's: trusts the whole identity account, permissions nobody reviewed.
+    root_trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{central.account}:root"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    member_iam.create_role(
+        RoleName="iamc-Readers", Path="/iamc/", AssumeRolePolicyDocument=json.dumps(root_trust)
+    )
+    try:
+        with pytest.raises(
+            ApplyRefused,
+            match=rf"account {member}: role iamc-Readers .* was not made by this migration",
+        ):
+            apply_plan(spec, plan_id)
+        # No CreateGroup, so no PutGroupPolicy or AddUserToGroup: nobody may switch into it.
+        assert _central_state(clean, central) == {}
+        role = read_role_state(member_iam, "iamc-Readers")
+        assert role is not None and role["trust_policy"] == root_trust
+        assert "iamc:migration" not in role["tags"]
+    finally:
+        member_iam.delete_role(RoleName="iamc-Readers")

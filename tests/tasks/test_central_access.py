@@ -8,7 +8,7 @@ import json
 import pytest
 
 from domain.central_roles import assume_policy
-from domain.errors import ConflictError
+from domain.errors import BlockedError, ConflictError
 from state.journal import ADOPTED, FAILED, SUCCEEDED
 from tasks.central_access import HANDLERS, central_principal_problems
 from tests.tasks.central_roles_fixtures import (
@@ -119,6 +119,143 @@ def test_a_policy_put_over_an_earlier_document_is_restored_by_the_rollback(run):
 
     assert run.rollback(policy) == [SUCCEEDED]
     assert _group_policy(run, "iamc-Readers", "iamc-assume-Readers") == earlier
+
+
+def test_a_put_keeps_the_roles_an_earlier_wave_allows_and_the_rollback_restores_its_document(
+    run,
+):
+    iam = run.ctx.iam(CENTRAL)
+    iam.create_group(GroupName="iamc-Readers", Path="/iamc/")
+    earlier_arns = [
+        the_role_arn("Readers", "333333333333"),
+        the_role_arn("Readers", "444444444444"),
+    ]
+    earlier = assume_policy(earlier_arns, SETTINGS)
+    iam.put_group_policy(
+        GroupName="iamc-Readers",
+        PolicyName="iamc-assume-Readers",
+        PolicyDocument=json.dumps(earlier),
+    )
+    # Planned before the earlier wave was applied: its document names only its own role.
+    policy = access_policy("Readers", [the_role_arn("Readers")])
+    executor = run.executor()
+    assert executor.run(access_group("Readers")) == ADOPTED
+
+    assert executor.run(policy) == SUCCEEDED
+    put = _group_policy(run, "iamc-Readers", "iamc-assume-Readers")
+    assert put == assume_policy([*earlier_arns, the_role_arn("Readers")], SETTINGS)
+    assert put["Statement"][0]["Condition"] == {"Bool": {"aws:MultiFactorAuthPresent": "true"}}
+    assert run.entry(policy).outcome == {
+        "put": "iamc-assume-Readers",
+        "on": "group iamc-Readers",
+        "added": [the_role_arn("Readers")],
+        "kept": sorted(earlier_arns),
+    }
+    assert run.entry(policy).undo["previous"] == earlier
+
+    assert run.rollback(policy) == [SUCCEEDED]
+    assert _group_policy(run, "iamc-Readers", "iamc-assume-Readers") == earlier
+
+
+def test_a_document_covering_the_planned_roles_already_is_adopted_and_left(run):
+    iam = run.ctx.iam(CENTRAL)
+    iam.create_group(GroupName="iamc-Readers", Path="/iamc/")
+    wider = assume_policy([the_role_arn("Readers"), the_role_arn("Readers", "333")], SETTINGS)
+    iam.put_group_policy(
+        GroupName="iamc-Readers", PolicyName="iamc-assume-Readers", PolicyDocument=json.dumps(wider)
+    )
+    policy = access_policy("Readers", [the_role_arn("Readers")])
+    executor = run.executor()
+    assert executor.run(access_group("Readers")) == ADOPTED
+
+    assert executor.run(policy) == ADOPTED
+    assert run.rollback(policy) == ["skipped"]
+    assert _group_policy(run, "iamc-Readers", "iamc-assume-Readers") == wider
+
+
+def test_only_role_arns_of_this_targets_own_statement_are_kept(run):
+    iam = run.ctx.iam(CENTRAL)
+    iam.create_role(RoleName="okta-admins", AssumeRolePolicyDocument=json.dumps({}))
+    by_hand = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "SwitchIntoTheAccess",
+                "Effect": "Allow",
+                "Action": "sts:AssumeRole",
+                "Resource": [the_role_arn("Admins", "333333333333"), "arn:aws:iam::*:role/*"],
+            },
+            {
+                "Sid": "Other",
+                "Effect": "Allow",
+                "Action": "sts:AssumeRole",
+                "Resource": the_role_arn("Admins", "444444444444"),
+            },
+        ],
+    }
+    iam.put_role_policy(
+        RoleName="okta-admins", PolicyName="iamc-assume-Admins", PolicyDocument=json.dumps(by_hand)
+    )
+    policy = access_policy("Admins", [the_role_arn("Admins")], "role", "okta-admins")
+
+    assert run.executor().run(policy) == SUCCEEDED
+    found = iam.get_role_policy(RoleName="okta-admins", PolicyName="iamc-assume-Admins")
+    assert found["PolicyDocument"] == assume_policy(
+        [the_role_arn("Admins"), the_role_arn("Admins", "333333333333")], SETTINGS
+    )
+
+
+def test_a_group_that_already_grants_something_else_is_not_adopted(run):
+    central_user(run.ctx, "jane")
+    iam = run.ctx.iam(CENTRAL)
+    admin = iam.create_policy(
+        PolicyName="AdministratorAccess",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+            }
+        ),
+    )["Policy"]["Arn"]
+    iam.create_group(GroupName="iamc-Admins", Path="/iamc/")
+    iam.attach_group_policy(GroupName="iamc-Admins", PolicyArn=admin)
+    group, member = access_group("Admins"), group_member("Admins", "jane")
+    executor = run.executor()
+
+    with pytest.raises(ConflictError, match=f"already grants managed policy {admin}"):
+        executor.run(group)
+    assert run.entry(group).status == FAILED
+    # Nobody is put into it: the membership waits for the group, which failed.
+    with pytest.raises(BlockedError):
+        executor.run(member)
+    assert iam.get_group(GroupName="iamc-Admins")["Users"] == []
+
+
+def test_a_group_with_another_inline_policy_is_not_adopted_but_its_own_assume_policy_is(run):
+    iam = run.ctx.iam(CENTRAL)
+    iam.create_group(GroupName="iamc-Readers", Path="/iamc/")
+    iam.put_group_policy(
+        GroupName="iamc-Readers",
+        PolicyName="iamc-assume-Readers",
+        PolicyDocument=json.dumps(assume_policy([the_role_arn("Readers", "333")], SETTINGS)),
+    )
+    assert run.executor().run(access_group("Readers")) == ADOPTED
+
+    iam.create_group(GroupName="iamc-Writers", Path="/iamc/")
+    iam.put_group_policy(
+        GroupName="iamc-Writers",
+        PolicyName="s3-everything",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+            }
+        ),
+    )
+    writers = access_group("Writers")
+    with pytest.raises(ConflictError, match="already grants inline policy s3-everything"):
+        run.executor().run(writers)
+    assert run.entry(writers).status == FAILED
 
 
 def test_an_identical_policy_is_adopted_and_one_put_again_since_is_kept(run):
