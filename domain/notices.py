@@ -23,6 +23,9 @@ from domain.central_spec import CENTRAL_ROLES, IAM_USERS, SAML_ROLES, Central
 from domain.plan import Outcome, Plan
 from domain.records import IdentityUser
 
+# STS's limit on a role session assumed with another role's session (role chaining).
+ROLE_CHAINING_MAX_SECONDS = 3600
+
 CSV_COLUMNS = [
     "email",
     "name",
@@ -169,9 +172,27 @@ def central_roles_of(notice: Notice, central: Central) -> list[dict[str, str]]:
     return rows
 
 
+def _mfa_serial(central: Central, user_name: str) -> str:
+    """The conventional ARN of a central user's virtual MFA device, named after the user (the
+    console's default); the notice tells people to use their device's ARN if it is named
+    otherwise."""
+    return f"arn:aws:iam::{central.account}:mfa/{user_name}"
+
+
+def _profile_duration(central: Central) -> int:
+    """The profiles' ``duration_seconds``: the member role's maximum session, except that a
+    federated role's session switching into a member role is role chaining, which STS caps
+    at one hour whatever the role's maximum (IAM user guide, "Role chaining"); a longer
+    duration fails the AssumeRole."""
+    duration = central.max_session_hours * 3600
+    if central.arrive == IAM_USERS:
+        return duration
+    return min(duration, ROLE_CHAINING_MAX_SECONDS)
+
+
 def _render_central(notice: Notice, ctx: NoticeContext, central: Central) -> str:
     as_users = central.arrive == IAM_USERS
-    mfa = f"arn:aws:iam::{central.account}:mfa/{notice.user_name}" if as_users else None
+    mfa = _mfa_serial(central, notice.user_name) if as_users else None
     if as_users:
         sign_in = (
             f"Sign in to the central account **{central.account}** as IAM user "
@@ -224,7 +245,7 @@ def _render_central(notice: Notice, ctx: NoticeContext, central: Central) -> str
         "",
         "```ini",
     ]
-    duration = central.max_session_hours * 3600
+    duration = _profile_duration(central)
     blocks = [
         config_profile(
             row["profile"],

@@ -164,7 +164,7 @@ def _account_of(principal: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _requires_mfa(statement: dict[str, Any]) -> bool:
+def requires_mfa(statement: dict[str, Any]) -> bool:
     """``Bool aws:MultiFactorAuthPresent = true``: ``BoolIfExists`` lets credentials without
     the key through (../shared/AWS_FACTS.md, "Trust policies")."""
     values = _conditions(statement).get("Bool", {}).get("aws:multifactorauthpresent", [])
@@ -242,7 +242,7 @@ def central_trust_problems(
                     f"trust to {name} of account {account or 'unknown'}, neither the central "
                     "account nor the role's own, without sts:ExternalId (a third party)"
                 )
-        if people_are_users and any(":user/" in n for n in aws) and not _requires_mfa(statement):
+        if people_are_users and any(":user/" in n for n in aws) and not requires_mfa(statement):
             problems.append(
                 "trust to IAM users without Bool aws:MultiFactorAuthPresent = true: a leaked "
                 "access key alone could switch into the role"

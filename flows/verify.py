@@ -5,9 +5,9 @@ the provisioned ``AWSReservedSSO_*`` roles carry their permission sets' policies
 has less than their old IAM user had (``tasks.verify_access``), or, when the plan trimmed
 their access to what they used, lost nothing they used in the window (``tasks.verify_use``).
 For a ``central-roles`` plan (``settings["target"]``) each member account's task checks its
-roles instead (``tasks.verify_central``): per person and role, IAM's policy simulator says the
-person may switch in with the live trust policy (and MFA), and an unplanned central principal
-may not. Same table, artifact and failure.
+roles instead (``tasks.verify_central``): per person and role, the live trust policy names
+them (with MFA) and nobody outside the central account, IAM's policy simulator says their own
+policies allow the switch, and they have an MFA device. Same table, artifact and failure.
 Reads only; recorded as a ``verify`` run of the plan, so ``centralize`` knows it is done.
 """
 

@@ -17,6 +17,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from domain.central_roles import CENTRAL_ACCESS_KINDS
+from domain.central_spec import IAM_USERS, Central
 from domain.credentials import DISABLEABLE, disable_items
 from domain.plan import Outcome, PlanAction, Stage
 from domain.planning import PlanInputs
@@ -163,7 +164,7 @@ def new_access_in_place(rt: StageRun, work: UserWork, live: LiveUser) -> list[st
     ]
     if not assignments:
         # The central-roles target: the member roles, and the central account's side.
-        return _central_access_in_place(rt, quarantine)
+        return _central_access_in_place(rt, work, quarantine)
     problems = [f"new access missing: {m}" for m in verify_assignments(rt.ctx, assignments)]
     principals = sorted(
         {
@@ -189,10 +190,12 @@ def new_access_in_place(rt: StageRun, work: UserWork, live: LiveUser) -> list[st
     return problems
 
 
-def _central_access_in_place(rt: StageRun, quarantine: PlanAction) -> list[str]:
+def _central_access_in_place(rt: StageRun, work: UserWork, quarantine: PlanAction) -> list[str]:
     """The person's planned central-roles access exists now: each member role, trusting as
-    planned (the person among its principals), the central policy allowing the switch, and
-    the person's group membership. Each read once per run (many people share a role)."""
+    planned (the person among its principals), the central policy allowing the switch, the
+    person's group membership, and that they can sign in to switch: an MFA device (people as
+    IAM users; the member roles' trust requires MFA) or their federated role. Each read once
+    per run (many people share a role)."""
     from tasks.central_access import central_access_problems
     from tasks.member_roles import verify_member_roles
 
@@ -223,7 +226,51 @@ def _central_access_in_place(rt: StageRun, quarantine: PlanAction) -> list[str]:
             "PLAN_ID says what differs and how; a provision not yet finished: its resume), then "
             "resume this run"
         )
+    person = rt.user_plan(work.account_id, work.user)
+    if person is not None and person.identity:
+        problems.extend(_central_sign_in_problems(rt, person.identity))
     return problems
+
+
+def _central_sign_in_problems(rt: StageRun, identity: str) -> list[str]:
+    """The person can sign in to the central account to switch: as an IAM user, with an MFA
+    device (the member roles' trust requires ``aws:MultiFactorAuthPresent``); through SAML,
+    their federated role still exists. Read once per person and run."""
+    from tasks.verify_central import central_role_exists, mfa_device_count, no_mfa_device
+
+    central = Central.model_validate(rt.plan.settings["central"])
+    with _SHARED_LOCK:
+        cache: dict[str, list[str]] = rt.ctx.shared.setdefault("central-sign-in", {})
+        found = cache.get(identity)
+    if found is not None:
+        return found
+    iam = rt.ctx.iam(central.account)
+    if central.arrive == IAM_USERS:
+        count = mfa_device_count(iam, central.account, identity)
+        found = (
+            [
+                f"central user {identity} does not exist in {central.account}: the person "
+                "could not sign in to switch; re-create it (or re-map the person and plan "
+                "again), then resume this run"
+            ]
+            if count is None
+            else [no_mfa_device(identity, "resume this run")]
+            if count == 0
+            else []
+        )
+    else:
+        found = (
+            []
+            if central_role_exists(iam, central.account, identity)
+            else [
+                f"federated role {identity} does not exist in {central.account}: the person "
+                "could not sign in to switch; re-create it (or re-map the person and plan "
+                "again), then resume this run"
+            ]
+        )
+    with _SHARED_LOCK:
+        cache[identity] = found
+    return found
 
 
 def _replacement_role(rt: StageRun, work: UserWork) -> str:
@@ -300,7 +347,8 @@ PRECONDITIONS = StagePreconditions(
         UserCheck(
             "new-access-in-place",
             "the person's planned assignments and identity-store user (and groups) exist now; "
-            "with central-roles, the member roles trusting them and their central access",
+            "with central-roles, the member roles trusting them, their central access, and "
+            "their MFA device (IAM users) or federated role",
             new_access_in_place,
         ),
     ),

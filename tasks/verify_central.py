@@ -5,21 +5,23 @@ action of a plan, in its member account:
 
 1. the action is done (journal) and the role exists (``GetRole``), whose live trust policy is
    read there;
-2. per planned principal (``params["principals"]``): IAM's policy simulator, in the central
-   account, says the principal may ``sts:AssumeRole`` the role, with its own identity policies
-   (the central group's or federated role's access policy) *and* the live trust policy as the
-   resource policy, the caller being the principal and, when people arrive as IAM users, with
-   ``aws:MultiFactorAuthPresent`` true;
-3. one central principal *not* planned for the role (another principal of the plan, else any
-   other IAM user of the central account) may not, even with a planned principal's policies
-   (``PolicySourceArn`` the planned principal, ``CallerArn`` the other one: "as if Bob had
-   David's policies", IAM API reference, SimulatePrincipalPolicy). So only the trust policy
-   decides: a trust naming the central account's root, ``*``, or a principal it should not
-   is caught, where the other principal's own policies would hide it.
+2. the trust side, checked in code on that live document: an ``Allow`` of ``sts:AssumeRole``
+   names each planned principal (``params["principals"]``), with ``Bool
+   aws:MultiFactorAuthPresent = true`` when people arrive as IAM users; and it trusts nobody
+   else: no finding of :func:`domain.trust_policy.central_trust_problems` (``*``, a root, a
+   third party, a service or IdP, IAM users without MFA) and no AWS principal that is not a
+   user or role of the central account. Not IAM's policy simulator: a public report says it
+   ignores ``ResourcePolicy`` for ``sts:AssumeRole`` (aws/aws-cli#10314), so a widened trust
+   could pass there;
+3. the identity side, by the simulator in the central account: the principal's own policies
+   (the central group's or federated role's access policy) allow ``sts:AssumeRole`` on the
+   role (with ``aws:MultiFactorAuthPresent`` true for IAM users). No ``ResourcePolicy`` and
+   no ``CallerArn``: only the principal's identity policies are evaluated;
+4. people arriving as IAM users have an MFA device (``ListMFADevices``): the trust requires
+   MFA, so without one they could not switch in.
 
-The simulator accepts only an IAM user as ``CallerArn``: a federated role (``saml-roles``) is
-checked on its identity side by the simulator and on the trust side by the trust naming it;
-the negative check still runs with an unplanned IAM user as the caller. Reads only.
+Principals of the migration's other plans (waves) are central principals too, so step 2
+accepts them. Reads only.
 """
 
 from __future__ import annotations
@@ -34,16 +36,17 @@ from urllib.parse import unquote
 import boto3
 from botocore.exceptions import ClientError
 
+from domain.central_roles import CREATE_MEMBER_ROLE, role_arn
 from domain.central_spec import IAM_USERS, Central
 from domain.plan import Outcome, Plan, PlanAction
+from domain.trust_policy import central_trust_problems, requires_mfa
 from state.journal import DONE_STATUSES
 from tasks.aws import error_code, pages, translate_errors
 
 log = logging.getLogger(__name__)
 
-READ_PERMISSIONS = ("iam:GetRole", "iam:SimulatePrincipalPolicy", "iam:ListUsers")
+READ_PERMISSIONS = ("iam:GetRole", "iam:SimulatePrincipalPolicy", "iam:ListMFADevices")
 
-CREATE_MEMBER_ROLE = "create-member-role"
 ASSUME = "sts:AssumeRole"
 MFA_CONTEXT = {
     "ContextKeyName": "aws:MultiFactorAuthPresent",
@@ -88,11 +91,6 @@ def member_role_actions(plan: Plan, account_id: str | None = None) -> list[PlanA
     ]
 
 
-def member_role_arn(action: PlanAction) -> str:
-    params = action.params
-    return f"arn:aws:iam::{action.account_id}:role{params.get('path') or '/'}{params['role_name']}"
-
-
 def planned_checks(plan: Plan, account_id: str) -> list[RoleCheck]:
     """One unchecked row per planned (principal, role) of an account."""
     names = _principal_names(plan)
@@ -128,16 +126,16 @@ def verify_member_roles(
         account_id: The member account.
         statuses: Action id -> its journal status (``succeeded``, ``adopted``, ``failed`` ...).
         member: A session in the member account (reads the roles).
-        central: A session in the central account (the policy simulator, its users).
+        central: A session in the central account (the policy simulator, its users' MFA).
         spec_central: The spec's ``[central]``: how people arrive (MFA with IAM users).
 
     Returns:
         One check per planned principal of each role, sorted by person and role.
     """
     iam = member.client("iam")
-    simulator = central.client("iam")
+    central_iam = central.client("iam")
     mfa = spec_central.arrive == IAM_USERS
-    others = _Others(plan, simulator, spec_central.account)
+    devices = _MfaDevices(central_iam, spec_central.account)
     checks = planned_checks(plan, account_id)
     for action in member_role_actions(plan, account_id):
         rows = [c for c in checks if c.role_name == action.target]
@@ -158,29 +156,64 @@ def verify_member_roles(
                     "apply?): roll back this plan's provision stage and apply it again"
                 )
             continue
-        _check_role(simulator, action, trust, rows, others, mfa=mfa)
+        arn = role_arn(account_id, spec_central, str(action.params["access"]))
+        for row in rows:
+            _check_principal(central_iam, row, arn, trust, mfa=mfa)
+            if mfa and _is_user(row.principal_arn):
+                _check_mfa_device(devices, row)
+        _check_nobody_else(action, trust, rows, central_account=spec_central.account, mfa=mfa)
     return sorted(checks, key=lambda c: (c.identity, c.role_name))
 
 
-def simulate_assume(
-    iam: Any,
-    source_arn: str,
-    role_arn: str,
-    *,
-    mfa: bool,
-    trust: dict[str, Any] | None = None,
-    caller_arn: str | None = None,
-) -> str:
-    """IAM's decision for ``sts:AssumeRole`` on ``role_arn`` with ``source_arn``'s policies.
+def mfa_device_count(iam: Any, central_account: str, user_name: str) -> int | None:
+    """How many MFA devices a central user has (paginated); None when the user is gone.
+
+    Args:
+        iam: An IAM client of the central account.
+        central_account: Its id (for the error's context).
+        user_name: The central user.
+    """
+    try:
+        with translate_errors(account_id=central_account, operation="iam:ListMFADevices"):
+            return sum(1 for _ in pages(iam, "list_mfa_devices", "MFADevices", UserName=user_name))
+    except ClientError as err:
+        if error_code(err) == "NoSuchEntity":
+            return None
+        raise
+
+
+def no_mfa_device(user_name: str, then: str) -> str:
+    """The refusal for a person arriving as an IAM user without an MFA device."""
+    return (
+        f"central user {user_name} has no MFA device: the member roles require MFA, so they "
+        f"could not switch in; enable one, then {then}"
+    )
+
+
+def central_role_exists(iam: Any, central_account: str, role_name: str) -> bool:
+    """Whether a (federated) role of the central account exists (``GetRole``)."""
+    try:
+        with translate_errors(account_id=central_account, operation="iam:GetRole"):
+            iam.get_role(RoleName=role_name)
+    except ClientError as err:
+        if error_code(err) == "NoSuchEntity":
+            return False
+        raise
+    return True
+
+
+def simulate_assume(iam: Any, source_arn: str, role_arn: str, *, mfa: bool) -> str:
+    """IAM's decision for ``sts:AssumeRole`` on ``role_arn`` by ``source_arn``'s own policies.
+
+    The identity side only: no ``ResourcePolicy`` (the trust is checked in code, the
+    simulator's evaluation of it for ``sts:AssumeRole`` is not to be relied on, see the module
+    docstring) and no ``CallerArn``.
 
     Args:
         iam: An IAM client of the central account (the principals').
-        source_arn: Whose identity policies are evaluated.
+        source_arn: Whose identity policies are evaluated (a central user or role).
         role_arn: The member role.
         mfa: Whether the request carries ``aws:MultiFactorAuthPresent`` true.
-        trust: The role's trust policy, evaluated as the resource policy; None: the identity
-            side only.
-        caller_arn: Who asks (an IAM user); required with ``trust`` for a role's policies.
 
     Returns:
         ``allowed``, ``implicitDeny`` or ``explicitDeny``.
@@ -190,11 +223,6 @@ def simulate_assume(
         "ActionNames": [ASSUME],
         "ResourceArns": [role_arn],
     }
-    if trust is not None:
-        params["ResourcePolicy"] = json.dumps(trust)
-        params["ResourceOwner"] = f"arn:aws:iam::{role_arn.split(':')[4]}:root"
-    if caller_arn:
-        params["CallerArn"] = caller_arn
     if mfa:
         params["ContextEntries"] = [MFA_CONTEXT]
     decisions = [
@@ -207,75 +235,78 @@ def simulate_assume(
     )
 
 
-class _Others:
-    """Central principals to try the negative check with: the plan's, else the account's users."""
+def trust_allows(trust: dict[str, Any], arn: str, *, mfa: bool) -> bool:
+    """An Allow of ``sts:AssumeRole`` naming ``arn`` itself as an AWS principal (with
+    ``Bool aws:MultiFactorAuthPresent = true`` in that statement when ``mfa``)."""
+    for statement in _assume_allows(trust):
+        principal = statement.get("Principal")
+        if not isinstance(principal, dict) or arn not in _listed(principal.get("AWS")):
+            continue
+        if not mfa or requires_mfa(statement):
+            return True
+    return False
 
-    def __init__(self, plan: Plan, iam: Any, central_account: str):
-        self._planned = sorted(
-            {arn for a in member_role_actions(plan) for arn in a.params.get("principals") or []}
+
+def unplanned_trust_problems(
+    trust: dict[str, Any], *, role_account: str, central_account: str, mfa: bool
+) -> list[str]:
+    """Whom else the trust lets in: ``central_trust_problems``'s findings, and each AWS
+    principal that is not a user or role of the central account (other waves' people are)."""
+    problems = central_trust_problems(
+        trust, role_account=role_account, central_account=central_account, people_are_users=mfa
+    )
+    prefix = f"arn:aws:iam::{central_account}:"
+    for statement in _assume_allows(trust):
+        principal = statement.get("Principal")
+        named = (
+            [str(p) for p in _listed(principal.get("AWS"))]
+            if isinstance(principal, dict)
+            else [str(principal)]
         )
+        for name in named:
+            central_principal = name.startswith(prefix) and name[len(prefix) :].startswith(
+                ("user/", "role/")
+            )
+            if central_principal or any(name in p for p in problems):
+                continue
+            problems.append(
+                f"trust to {name}, not a user or role of the central account {central_account}"
+            )
+    return problems
+
+
+class _MfaDevices:
+    """Central users' MFA device counts, read once per verify of an account."""
+
+    def __init__(self, iam: Any, central_account: str):
         self._iam = iam
         self._account = central_account
-        self._users: list[str] | None = None
+        self._counts: dict[str, int | None] = {}
 
-    def one_besides(self, principals: set[str]) -> str | None:
-        """An IAM user (the simulator's CallerArn must be one) not among ``principals``."""
-        for arn in self._planned:
-            if _is_user(arn) and arn not in principals:
-                return arn
-        if self._users is None:
-            with translate_errors(account_id=self._account, operation="iam:ListUsers"):
-                self._users = sorted(u["Arn"] for u in pages(self._iam, "list_users", "Users"))
-        return next((arn for arn in self._users if arn not in principals), None)
-
-
-def _check_role(
-    simulator: Any,
-    action: PlanAction,
-    trust: dict[str, Any],
-    rows: list[RoleCheck],
-    others: _Others,
-    *,
-    mfa: bool,
-) -> None:
-    role_arn = member_role_arn(action)
-    sources = [
-        row.principal_arn
-        for row in rows
-        if _check_principal(simulator, row, role_arn, trust, mfa=mfa)
-    ]
-    if not rows:
-        return
-    if not sources:
-        for row in rows:
-            row.checked.append("nobody else tried: no planned principal's policies allow it yet")
-        return
-    _check_nobody_else(simulator, action, trust, rows, others, sources[0], mfa=mfa)
+    def count(self, user_name: str) -> int | None:
+        if user_name not in self._counts:
+            self._counts[user_name] = mfa_device_count(self._iam, self._account, user_name)
+        return self._counts[user_name]
 
 
 def _check_principal(
     simulator: Any, row: RoleCheck, role_arn: str, trust: dict[str, Any], *, mfa: bool
-) -> bool:
-    """The planned principal may switch in; returns whether its own policies allow it."""
+) -> None:
+    """The planned principal may switch in: the trust names it, its own policies allow it."""
     arn = row.principal_arn
     central = _account_of(arn)
-    with_mfa = " with MFA" if mfa else ""
-    try:
-        # The simulator takes only an IAM user as CallerArn: a federated role's side of the
-        # trust is whether the trust names it.
-        if _is_user(arn):
-            decision = simulate_assume(
-                simulator, arn, role_arn, mfa=mfa, trust=trust, caller_arn=arn
-            )
-        else:
-            decision = "allowed" if _trust_names(trust, arn) else "implicitDeny"
-        # Allowed with the trust means allowed by its own policies (both must allow); else
-        # ask which side refuses.
-        identity = (
-            "allowed"
-            if decision == "allowed" and _is_user(arn)
-            else simulate_assume(simulator, arn, role_arn, mfa=mfa)
+    suffix = " with MFA" if mfa else ""
+    trusted = trust_allows(trust, arn, mfa=mfa)
+    if not trusted:
+        row.problems.append(
+            f"the trust policy of {row.role_name} does not let {row.identity} assume it"
+            f"{suffix}: it must name {arn} in an Allow of {ASSUME}"
+            + (" with Bool aws:MultiFactorAuthPresent true" if mfa else "")
+            + "; put the plan's trust policy back (iam update-assume-role-policy), then "
+            "verify again"
         )
+    try:
+        identity = simulate_assume(simulator, arn, role_arn, mfa=mfa)
     except ClientError as err:
         if error_code(err) != "NoSuchEntity":
             raise
@@ -283,60 +314,55 @@ def _check_principal(
             f"central principal {arn} does not exist in {central}: the person can't sign in "
             "there; re-create it (or re-map the person and plan again)"
         )
-        return False
+        return
     if identity != "allowed":
         row.problems.append(
             f"{row.identity}'s policies in the central account {central} don't allow "
-            f"{ASSUME} on {role_arn}{with_mfa} ({identity}): this plan's access policy for "
+            f"{ASSUME} on {role_arn}{suffix} ({identity}): this plan's access policy for "
             f"{row.access} (put-access-policy, add-group-member) is not in place; apply the "
             "plan's provision stage again"
         )
-    elif decision != "allowed":
-        row.problems.append(
-            f"the trust policy of {row.role_name} does not let {row.identity} assume it"
-            f"{with_mfa} ({decision}): it must name {arn}"
-            + (" with aws:MultiFactorAuthPresent true" if mfa else "")
-            + "; put the plan's trust policy back (iam update-assume-role-policy), then "
-            "verify again"
-        )
+    elif trusted:
+        row.checked.append(f"{row.identity} may switch in{suffix}")
+
+
+def _check_mfa_device(devices: _MfaDevices, row: RoleCheck) -> None:
+    name = _name_of(row.principal_arn)
+    count = devices.count(name)
+    if count is None:
+        return  # gone: said once already, by the simulator's NoSuchEntity
+    if count:
+        row.checked.append(f"{name} has an MFA device")
     else:
-        row.checked.append(f"{row.identity} may switch in{with_mfa}")
-    return identity == "allowed"
+        row.problems.append(no_mfa_device(name, "verify again"))
 
 
 def _check_nobody_else(
-    simulator: Any,
     action: PlanAction,
     trust: dict[str, Any],
     rows: list[RoleCheck],
-    others: _Others,
-    source: str,
     *,
+    central_account: str,
     mfa: bool,
 ) -> None:
-    """One unplanned central principal, with ``source``'s (a planned principal's) policies,
-    must be refused: then only the trust policy decides."""
-    principals = {r.principal_arn for r in rows}
-    other = others.one_besides(principals)
-    if other is None:
-        for row in rows:
-            row.checked.append("no other central principal to try the trust policy with")
-        return
-    decision = simulate_assume(
-        simulator, source, member_role_arn(action), mfa=mfa, trust=trust, caller_arn=other
+    """Nobody but central principals may switch in: a root, ``*`` or foreign principal in
+    the trust is a problem of every row of the role."""
+    problems = unplanned_trust_problems(
+        trust, role_account=action.account_id, central_account=central_account, mfa=mfa
     )
-    if decision != "allowed":
+    if not problems:
         for row in rows:
-            row.checked.append(f"{_name_of(other)} (not planned) is refused")
+            row.checked.append("trust names no root, '*' or foreign principal")
         return
-    named = ", ".join(sorted(principals))
+    named = ", ".join(sorted({r.principal_arn for r in rows}))
     for row in rows:
-        row.problems.append(
-            f"the trust policy of {action.target} lets {_name_of(other)} (not planned for it) "
-            f"assume it: it must name only {named}"
+        row.problems.extend(
+            f"the trust policy of {action.target} lets others in: {problem}; it must name "
+            f"only {named}"
             + (" with aws:MultiFactorAuthPresent true" if mfa else "")
-            + ", never the central account's root or '*'; put the plan's trust policy back "
+            + ", never a root or '*'; put the plan's trust policy back "
             "(iam update-assume-role-policy), then verify again"
+            for problem in problems
         )
 
 
@@ -354,18 +380,16 @@ def _live_trust(iam: Any, account_id: str, role_name: str) -> dict[str, Any] | N
     return dict(document)
 
 
-def _trust_names(trust: dict[str, Any], arn: str) -> bool:
-    """An Allow of ``sts:AssumeRole`` naming ``arn`` itself as an AWS principal."""
+def _assume_allows(trust: dict[str, Any]) -> list[dict[str, Any]]:
+    """The trust's Allow statements that grant ``sts:AssumeRole``."""
+    found = []
     for statement in _listed(trust.get("Statement")):
         if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
             continue
         actions = {str(a).lower() for a in _listed(statement.get("Action"))}
-        if not actions & {"sts:assumerole", "sts:*", "*"}:
-            continue
-        principal = statement.get("Principal")
-        if isinstance(principal, dict) and arn in _listed(principal.get("AWS")):
-            return True
-    return False
+        if actions & {"sts:assumerole", "sts:*", "*"}:
+            found.append(statement)
+    return found
 
 
 def _listed(value: Any) -> list[Any]:

@@ -27,9 +27,9 @@ def verify(
     set's policies and permissions boundary, and nobody has less than their IAM user had but
     for what least privilege trimmed, which is replayed instead (every action they used in the
     window through SimulatePrincipalPolicy on their new role). For a central-roles plan: per
-    person and member role, SimulatePrincipalPolicy with the role's live trust policy says they
-    may switch in (with MFA) and an unplanned central principal may not. Exit 1 naming each
-    problem.
+    person and member role, its live trust policy names them (with MFA) and nobody outside
+    the central account's users and roles, SimulatePrincipalPolicy says their own policies
+    allow the switch, and (IAM users) they have an MFA device. Exit 1 naming each problem.
     """
     report_to_prefect()
     # Deferred: the flow imports Prefect, which reads its settings at import.

@@ -152,3 +152,23 @@ def test_people_arriving_through_one_federated_role_are_each_told(tmp_path: Path
     assert "role_arn = arn:aws:iam::111111111111:role/iamc/iamc-Dev\n" in text
     message = email.message_from_bytes((tmp_path / "jane.eml").read_bytes())
     assert message["To"] == "engineers <a@x.io>, b@x.io"
+
+
+def test_a_federated_persons_profiles_ask_for_no_more_than_role_chaining_allows(
+    tmp_path: Path,
+):
+    # Switching from a federated role's session is role chaining: STS caps it at one hour,
+    # whatever the member role's maximum; IAM users switching in get the role's maximum.
+    for arrive, expected in (("saml-roles", 3600), ("iam-users", 4 * 3600)):
+        central = Central(account=C, arrive=arrive, max_session_hours=4)
+        name = "engineers" if arrive == "saml-roles" else "jane"
+        person = IdentityUser(f"arn:aws:iam::{C}:role/{name}", "jane", name, ["a@x.io"])
+        [notice] = notices_from_plan(central_plan(central), [person], {})
+        ctx = NoticeContext(
+            "acme", "", date(2026, 3, 2), date(2026, 3, 16), "iam@x.io", central=central
+        )
+        out = tmp_path / arrive
+        write_notices([notice], ctx, out, date(2026, 2, 23))
+        text = (out / "jane.md").read_text()
+        durations = {line for line in text.splitlines() if line.startswith("duration_seconds")}
+        assert durations == {f"duration_seconds = {expected}"}, arrive

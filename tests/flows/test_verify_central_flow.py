@@ -15,7 +15,7 @@ from state import Store
 from tests.flows.test_step_containment import _table
 
 
-def _central_plan(world: Any, tmp_path: Path) -> tuple[Path, int, Central, str]:
+def _central_plan(world: Any, tmp_path: Path) -> tuple[Path, int, Central, str, str]:
     """The first sandbox account as the central one: alice's central user, her group, and a
     member role in the second account trusting her; a plan and a journal saying it is done."""
     central_account, member = world.accounts
@@ -27,6 +27,16 @@ def _central_plan(world: Any, tmp_path: Path) -> tuple[Path, int, Central, str]:
     people = {
         name: iam.create_user(UserName=f"{name}-{tag}")["User"]["Arn"] for name in ("alice", "bob")
     }
+    # The trust requires MFA: alice has a device (verify checks she could switch in).
+    serial = iam.create_virtual_mfa_device(VirtualMFADeviceName=f"alice-{tag}")["VirtualMFADevice"][
+        "SerialNumber"
+    ]
+    iam.enable_mfa_device(
+        UserName=f"alice-{tag}",
+        SerialNumber=serial,
+        AuthenticationCode1="123456",
+        AuthenticationCode2="654321",
+    )
     iam.create_group(GroupName=role_name)
     iam.put_group_policy(
         GroupName=role_name,
@@ -113,7 +123,7 @@ def _central_plan(world: Any, tmp_path: Path) -> tuple[Path, int, Central, str]:
         )
         store.journal.journal_finish(plan_id, action.id, "succeeded")
         store.runs.finish_run(apply_run, "succeeded")
-    return spec, plan_id, central, role_name
+    return spec, plan_id, central, role_name, people["alice"]
 
 
 def test_verify_of_central_roles_reports_per_role_and_fails_on_a_root_trust(
@@ -121,7 +131,7 @@ def test_verify_of_central_roles_reports_per_role_and_fails_on_a_root_trust(
 ) -> None:
     from flows.verify import verify_flow
 
-    spec, plan_id, central, role_name = _central_plan(clean, tmp_path)
+    spec, plan_id, central, role_name, alice = _central_plan(clean, tmp_path)
     member = clean.accounts[1]
 
     state = verify_flow(str(spec), plan_id, return_state=True)
@@ -129,16 +139,17 @@ def test_verify_of_central_roles_reports_per_role_and_fails_on_a_root_trust(
     [row] = _table(state.state_details.flow_run_id, "central-verify")
     assert row["result"] == "ok" and row["role"] == role_name and row["access"] == "team"
     assert row["person"].startswith("alice-") and row["old IAM users"] == "alice-old"
-    assert "may switch in with MFA" in row["checks"] and "(not planned) is refused" in row["checks"]
+    assert "may switch in with MFA" in row["checks"] and "has an MFA device" in row["checks"]
+    assert "trust names no root, '*' or foreign principal" in row["checks"]
 
-    # Someone widened the trust to the central account's root: verify fails, saying so.
+    # Someone widened the trust to the central account's root: verify fails, naming it.
+    root = f"arn:aws:iam::{central.account}:root"
     clean.member_iam(member).update_assume_role_policy(
-        RoleName=role_name,
-        PolicyDocument=json.dumps(trust_policy([f"arn:aws:iam::{central.account}:root"], central)),
+        RoleName=role_name, PolicyDocument=json.dumps(trust_policy([alice, root], central))
     )
     state = verify_flow(str(spec), plan_id, return_state=True)
     assert state.is_failed()
-    assert "not planned for it" in state.message and member in state.message
+    assert f"root {root}" in state.message and member in state.message
     [row] = _table(state.state_details.flow_run_id, "central-verify")
     assert row["result"] == "PROBLEM" and "must name only" in row["problems"]
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
