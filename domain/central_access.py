@@ -339,6 +339,18 @@ def central_access(
     _central_actions(kept, role_ids, central, earlier, out)
 
     findings = [*access.findings, *planned.findings, *_left_out(roles, kept)]
+    return _kept_plan(access, kept, definitions, findings, out, blocked)
+
+
+def _kept_plan(
+    access: AccessPlan,
+    kept: list[MemberRole],
+    definitions: dict[str, dict[str, Any]],
+    findings: list[Finding],
+    out: _Actions,
+    blocked: dict[tuple[str, str], str],
+) -> AccessPlan:
+    """The access plan of the roles kept: their assignments, sets and customer policies."""
     kept_keys = {(r.account_id, r.access): set(r.principals) for r in kept}
     assignments = [
         a

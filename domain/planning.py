@@ -251,16 +251,7 @@ def build_plan(
         organization=organization,
     )
     central = _central(settings)
-    if central is not None:
-        # The same people and access, provisioned as member roles the central account's
-        # people switch into (domain.central_access) instead of Identity Center's.
-        access = central_access(
-            access,
-            central=central,
-            migration=migration,
-            earlier_roles=earlier_roles,
-            earlier_principals=earlier_principals,
-        )
+    access = _for_target(access, central, migration, earlier_roles, earlier_principals)
     placed = _Workloads(dict(workloads or {}), boundary=settings.get("permissions_boundary"))
     users, records = _user_plans(inventories, user_mappings, access, placed)
     inputs = _staged(users, records, settings, access, placed, migration)
@@ -282,6 +273,27 @@ def build_plan(
         wave=wave,
         least_privilege=getattr(synthesis, "least_privilege", None),
         usage_read_id=usage_read_id if getattr(synthesis, "least_privilege", None) else None,
+    )
+
+
+def _for_target(
+    access: AccessPlan,
+    central: Central | None,
+    migration: str,
+    earlier_roles: dict[str, list[str]] | None,
+    earlier_principals: Any,
+) -> AccessPlan:
+    """Identity Center's access as planned, or with ``central-roles`` the same people and
+    access provisioned as member roles the central account's people switch into
+    (:func:`domain.central_access.central_access`)."""
+    if central is None:
+        return access
+    return central_access(
+        access,
+        central=central,
+        migration=migration,
+        earlier_roles=earlier_roles,
+        earlier_principals=earlier_principals,
     )
 
 

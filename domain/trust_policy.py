@@ -268,7 +268,7 @@ def allowed_principals(document: dict[str, Any]) -> dict[str, bool]:
         if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
             continue
         anyone, aws, _ = _principals(statement)
-        mfa = _requires_mfa(statement)
+        mfa = requires_mfa(statement)
         for name in ["*"] * anyone + aws:
             found[name] = found.get(name, True) and mfa
     return found

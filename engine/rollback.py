@@ -129,17 +129,8 @@ def rollback_plan(
             hint = definition.irreversible_hint or "did what can't be undone; nothing was changed"
             raise ApplyRefused(f"run {run_id} " + hint.format(spec=spec_path, run=run_id))
         listing, undo = _undo_listing(store, run, user)
-        relying = _later_stages_relying(store, run, stage, user, spec_path)
-        if relying and undo:
-            raise ApplyRefused(
-                f"run {run_id}'s stage {stage} can't be rolled back while a later stage of plan "
-                f"{plan_id} relies on it: {'; '.join(relying)}. Undoing {stage} now would leave "
-                "those people with neither their old IAM user nor their new access; nothing "
-                "was changed"
-            )
-        planned = _plan_of(store, plan_id)
-        if planned is not None:
-            check_target(spec, planned, plan_id)  # undo where the plan's changes were made
+        if undo:
+            _refuse_unsafe_undo(store, spec, run, stage, user, spec_path)
         if dry_run:
             return {**listing, "dry_run": True}
         params = {
@@ -172,6 +163,28 @@ def rollback_plan(
             )
             resume = mig.hint(f"resume {rollback_run}")
             return _undo_all(store, executor, undo, listing, resume, in_flow)
+
+
+def _refuse_unsafe_undo(
+    store: Store, spec: Any, run: Any, stage: str, user: str | None, spec_path: str
+) -> None:
+    """Refuse an undo a later stage of the plan relies on, or one of another target's plan.
+
+    Raises:
+        ApplyRefused: nothing was changed.
+    """
+    plan_id = int(run.params["plan_id"])
+    relying = _later_stages_relying(store, run, stage, user, spec_path)
+    if relying:
+        raise ApplyRefused(
+            f"run {run.id}'s stage {stage} can't be rolled back while a later stage of plan "
+            f"{plan_id} relies on it: {'; '.join(relying)}. Undoing {stage} now would leave "
+            "those people with neither their old IAM user nor their new access; nothing "
+            "was changed"
+        )
+    planned = _plan_of(store, plan_id)
+    if planned is not None:
+        check_target(spec, planned, plan_id)  # undo where the plan's changes were made
 
 
 def _plan_of(store: Store, plan_id: int) -> Plan | None:
