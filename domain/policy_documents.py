@@ -36,7 +36,10 @@ def canonical_json(obj: Any) -> str:
 
 
 def as_list(value: Any) -> list[Any]:
-    """A policy element as a list: IAM allows a single value where a list is meant."""
+    """A policy element as a list: IAM allows a single value where a list is meant; an
+    element that is absent (None) is an empty list."""
+    if value is None:
+        return []
     return value if isinstance(value, list) else [value]
 
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from domain.policy_documents import as_list
+
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 GITHUB_AUDIENCE = "sts.amazonaws.com"
 # Conditions that narrow a "*" principal to a known set of callers (keys compared lowercased).
@@ -44,12 +46,6 @@ _FOREIGN_ROOT_KEYS = frozenset(
 _ROOT = re.compile(r"^(?:arn:aws[\w-]*:iam::(\d{12}):root|(\d{12}))$")
 
 
-def _listed(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list) else [value]
-
-
 def _conditions(statement: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
     """``{operator: {key lowercased: [values]}}`` of a statement's Condition block."""
     found: dict[str, dict[str, list[str]]] = {}
@@ -58,7 +54,7 @@ def _conditions(statement: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
             continue
         keys = found.setdefault(str(operator), {})
         for key, values in block.items():
-            keys.setdefault(str(key).lower(), []).extend(str(v) for v in _listed(values))
+            keys.setdefault(str(key).lower(), []).extend(str(v) for v in as_list(values))
     return found
 
 
@@ -73,8 +69,8 @@ def _principals(statement: dict[str, Any]) -> tuple[bool, list[str], list[str]]:
         return True, [], []
     if not isinstance(principal, dict):
         return False, [], []
-    aws = [str(p) for p in _listed(principal.get("AWS"))]
-    federated = [str(p) for p in _listed(principal.get("Federated"))]
+    aws = [str(p) for p in as_list(principal.get("AWS"))]
+    federated = [str(p) for p in as_list(principal.get("Federated"))]
     return "*" in aws, aws, federated
 
 
@@ -125,7 +121,7 @@ def trust_problems(document: dict[str, Any], account_id: str) -> list[str]:
         One sentence per violation, for a blocking finding.
     """
     problems: list[str] = []
-    for statement in _listed(document.get("Statement")):
+    for statement in as_list(document.get("Statement")):
         if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
             continue
         anyone, aws, federated = _principals(statement)
@@ -195,7 +191,7 @@ def central_trust_problems(
         One sentence per violation, for a blocking ``trust-policy`` finding.
     """
     problems: list[str] = []
-    for statement in _listed(document.get("Statement")):
+    for statement in as_list(document.get("Statement")):
         if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
             continue
         if "NotPrincipal" in statement:
@@ -203,7 +199,7 @@ def central_trust_problems(
         principal = statement.get("Principal")
         anyone, aws, federated = _principals(statement)
         services = (
-            [str(s) for s in _listed(principal.get("Service"))]
+            [str(s) for s in as_list(principal.get("Service"))]
             if isinstance(principal, dict)
             else []
         )
@@ -264,7 +260,7 @@ def allowed_principals(document: dict[str, Any]) -> dict[str, bool]:
         Principal (ARN, account id or ``*``) -> whether it must sign in with MFA.
     """
     found: dict[str, bool] = {}
-    for statement in _listed(document.get("Statement")):
+    for statement in as_list(document.get("Statement")):
         if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
             continue
         anyone, aws, _ = _principals(statement)

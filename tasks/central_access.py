@@ -29,7 +29,7 @@ from domain.central_roles import (
 )
 from domain.errors import ActionError
 from domain.plan import PlanAction
-from domain.policy_documents import policy_fingerprint
+from domain.policy_documents import as_list, policy_fingerprint
 from state.journal import JournalEntry
 from tasks.aws import error_code, error_message, pages
 from tasks.handler import Done, ExecutionContext, Handler, Live
@@ -210,16 +210,16 @@ def _allowed_roles(document: Any) -> set[str]:
     something else is not carried into the next put.
     """
     found: set[str] = set()
-    for statement in _listed((document or {}).get("Statement")):
+    for statement in as_list((document or {}).get("Statement")):
         if not isinstance(statement, dict) or statement.get("Sid") != ASSUME_STATEMENT_SID:
             continue
-        if statement.get("Effect") != "Allow" or _listed(statement.get("Action")) != [
+        if statement.get("Effect") != "Allow" or as_list(statement.get("Action")) != [
             "sts:AssumeRole"
         ]:
             continue
         found.update(
             resource
-            for resource in _listed(statement.get("Resource"))
+            for resource in as_list(statement.get("Resource"))
             if isinstance(resource, str) and _is_role_arn(resource)
         )
     return found
@@ -246,9 +246,9 @@ def _merged(planned: dict[str, Any], live: Any) -> tuple[dict[str, Any], list[st
     earlier = _allowed_roles(live)
     document = json.loads(json.dumps(planned))
     planned_arns: set[str] = set()
-    for statement in _listed(document.get("Statement")):
+    for statement in as_list(document.get("Statement")):
         if isinstance(statement, dict) and statement.get("Sid") == ASSUME_STATEMENT_SID:
-            planned_arns.update(str(r) for r in _listed(statement.get("Resource")))
+            planned_arns.update(str(r) for r in as_list(statement.get("Resource")))
             statement["Resource"] = sorted(planned_arns | earlier)
     return document, sorted(planned_arns - earlier)
 
@@ -508,9 +508,9 @@ def central_access_problems(ctx: ExecutionContext, actions: list[PlanAction]) ->
             )
             allowed = {
                 str(resource)
-                for statement in _listed((document or {}).get("Statement"))
+                for statement in as_list((document or {}).get("Statement"))
                 if isinstance(statement, dict) and statement.get("Effect") == "Allow"
-                for resource in _listed(statement.get("Resource"))
+                for resource in as_list(statement.get("Resource"))
             }
             missing = sorted(set(params.get("role_arns") or []) - allowed)
             if document is None or missing:
@@ -530,9 +530,3 @@ def central_access_problems(ctx: ExecutionContext, actions: list[PlanAction]) ->
                     "of the central account"
                 )
     return problems
-
-
-def _listed(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]

@@ -39,6 +39,7 @@ from botocore.exceptions import ClientError
 from domain.central_roles import CREATE_MEMBER_ROLE, role_arn
 from domain.central_spec import IAM_USERS, Central
 from domain.plan import Outcome, Plan, PlanAction
+from domain.policy_documents import as_list
 from domain.trust_policy import central_trust_problems, requires_mfa
 from state.journal import DONE_STATUSES
 from tasks.aws import error_code, pages, translate_errors
@@ -240,7 +241,7 @@ def trust_allows(trust: dict[str, Any], arn: str, *, mfa: bool) -> bool:
     ``Bool aws:MultiFactorAuthPresent = true`` in that statement when ``mfa``)."""
     for statement in _assume_allows(trust):
         principal = statement.get("Principal")
-        if not isinstance(principal, dict) or arn not in _listed(principal.get("AWS")):
+        if not isinstance(principal, dict) or arn not in as_list(principal.get("AWS")):
             continue
         if not mfa or requires_mfa(statement):
             return True
@@ -259,7 +260,7 @@ def unplanned_trust_problems(
     for statement in _assume_allows(trust):
         principal = statement.get("Principal")
         named = (
-            [str(p) for p in _listed(principal.get("AWS"))]
+            [str(p) for p in as_list(principal.get("AWS"))]
             if isinstance(principal, dict)
             else [str(principal)]
         )
@@ -383,19 +384,13 @@ def _live_trust(iam: Any, account_id: str, role_name: str) -> dict[str, Any] | N
 def _assume_allows(trust: dict[str, Any]) -> list[dict[str, Any]]:
     """The trust's Allow statements that grant ``sts:AssumeRole``."""
     found = []
-    for statement in _listed(trust.get("Statement")):
+    for statement in as_list(trust.get("Statement")):
         if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
             continue
-        actions = {str(a).lower() for a in _listed(statement.get("Action"))}
+        actions = {str(a).lower() for a in as_list(statement.get("Action"))}
         if actions & {"sts:assumerole", "sts:*", "*"}:
             found.append(statement)
     return found
-
-
-def _listed(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
 
 
 def _principal_names(plan: Plan) -> dict[str, str]:
