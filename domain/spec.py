@@ -21,6 +21,7 @@ from domain.central_spec import Central, Target
 from domain.cis_rules import Cis
 from domain.errors import NotForThisTarget, SpecError, WaveError
 from domain.permission_set_spec import LeastPrivilege, PermissionSets
+from domain.prefect_spec import PrefectSettings
 from domain.workload_spec import Workload
 
 # An account id is 12 digits; an OU id is ou-<root 4-32>-<8-32> (Organizations API reference,
@@ -410,6 +411,7 @@ class MigrationSpec(_Strict):
         raise WaveError(f"--wave {name}: no such wave in migration {self.name!r} ({known})")
 
     notify: Notify = Field(default_factory=Notify)
+    prefect: PrefectSettings = Field(default_factory=PrefectSettings)
 
     @property
     def restore_role(self) -> str:
