@@ -28,16 +28,20 @@ class PrefectSettings(BaseModel):
         heartbeat_seconds: How often a flow run on a worker says it is alive.
         crashed_after_seconds: A running flow run silent this long is marked Crashed (its
             worker died), so its parent or an operator's Retry continues it elsewhere.
-        account_timeout_seconds: How long a parent waits for one account's child flow run.
+        account_timeout_seconds: How long a parent waits for one batch run of accounts.
+        accounts_per_run: Accounts per child flow run on the pool: a flow run is a process
+            of its own on its worker (~2-3 s of start-up), so accounts go in batches.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     work_pool: str | None = None
     notify_block: str | None = None
-    heartbeat_seconds: Annotated[int, Field(ge=5, le=600)] = 30
-    crashed_after_seconds: Annotated[int, Field(ge=15, le=86_400)] = 120
+    # Prefect refuses fewer than 30 s (PREFECT_FLOWS_HEARTBEAT_FREQUENCY).
+    heartbeat_seconds: Annotated[int, Field(ge=30, le=600)] = 30
+    crashed_after_seconds: Annotated[int, Field(ge=60, le=86_400)] = 120
     account_timeout_seconds: Annotated[int, Field(ge=60, le=7 * 86_400)] = 6 * 3600
+    accounts_per_run: Annotated[int, Field(ge=1, le=1000)] = 10
 
     @field_validator("notify_block")
     @classmethod

@@ -222,6 +222,8 @@ def run_accounts(
         if definition.first is not None and first:
             task = prefect_task(_first_task, f"{stage}-management", first_label(definition, first))
             reports.append(settle(task.submit(rt, stage, first)))
+        if rt.spread is not None:
+            return reports + rt.spread(rt, definition, accounts)
         account_task = prefect_task(_account_task, f"{stage}-account", f"{stage} {{label}}")
         futures = [
             account_task.submit(

@@ -205,6 +205,7 @@ def apply_plan(
     poll: PollPolicy | None = None,
     in_flow: bool = False,
     clock: Callable[[], datetime] | None = None,
+    spread: Callable[..., list[Any]] | None = None,
 ) -> dict[str, Any]:
     """Apply one stage of an approved plan through the journal (what ``apply_flow`` runs).
 
@@ -217,6 +218,8 @@ def apply_plan(
         poll: How to poll asynchronous requests (tests make it quick).
         in_flow: Run per-account work as Prefect tasks (inside ``apply_flow``).
         clock: What "now" is for the bake period (tests move it); default: the real time.
+        spread: On a work pool, what sends the accounts to its workers
+            (``engine.apply_batch.spread_accounts``); default: this process's threads.
 
     Returns:
         The run's summary.
@@ -242,10 +245,7 @@ def apply_plan(
             "prefect_flow_run_id": prefect_flow_run_id() if in_flow else None,
         }
         definition = registry.stage(stage)
-        rt = StageRun(spec, store, plan, plan_id, lambda: stage_context(spec, spec_path, poll))
-        rt.migration_id = info.migration_id
-        rt.spec_path = str(spec_path)
-        rt.clock = clock or utc_now
+        rt = stage_run(spec, store, info, plan, spec_path, poll, clock)
         # The lease first: a second process is refused at once, before any AWS read, and no
         # other run of this stage can start while the checks below read live AWS.
         with stage_lease(store, plan_id, stage) as lease:
@@ -254,6 +254,8 @@ def apply_plan(
             _check_before_run(rt, definition, actions)
             run_id = open_run(store, info.migration_id, APPLY_RUN, params, resume_run_id, spec_path)
             record_lease_run(store, lease, run_id)
+            rt.lease_holder = lease.holder
+            rt.spread = spread if in_flow else None
             rt.executor = Executor(
                 store.journal,
                 definition.handlers(),
@@ -267,6 +269,23 @@ def apply_plan(
             )
             reports = _run_stage(rt, definition, actions, in_flow)
             return _finish(rt, definition, actions, reports, mig.hint(f"resume {run_id}"))
+
+
+def stage_run(
+    spec: MigrationSpec,
+    store: Store,
+    info: PlanInfo,
+    plan: Plan,
+    spec_path: str,
+    poll: PollPolicy | None,
+    clock: Callable[[], datetime] | None,
+) -> StageRun:
+    """What one run of the plan's stage shares (in the flow run, or in one of its batches)."""
+    rt = StageRun(spec, store, plan, info.id, lambda: stage_context(spec, spec_path, poll))
+    rt.migration_id = info.migration_id
+    rt.spec_path = spec_path
+    rt.clock = clock or utc_now
+    return rt
 
 
 def _check_before_run(rt: StageRun, definition: StageDefinition, actions: list[PlanAction]) -> None:

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -167,3 +167,40 @@ def _take(store: Store, plan_id: int, stage: str, holder: str, wanted: str) -> N
             f"it to finish (iamc runs shows it); if that process is gone, its lease frees at "
             f"{frees:%H:%M:%S} UTC, in {max(0.0, (frees - now).total_seconds()):.0f} s"
         )
+
+
+def borrowed_lease(store: Store, plan_id: int, stage: str, holder: str) -> Callable[[], None]:
+    """The check a batch run makes before each change: its parent still holds the lease.
+
+    A batch of accounts on a work pool's worker works under the lease its parent flow run took
+    (``holder``). Before every mutation it reads the lease: if another run took it over, or
+    the parent fell silent for ``SAFE_FOR`` (its worker died), the batch stops before the
+    change, exactly as the parent itself would; a resumed parent sends the accounts again.
+
+    Raises:
+        LeaseLost: (from the returned check) the parent no longer holds the lease.
+    """
+    stages = locked_stages(stage)
+
+    def ensure() -> None:
+        held = {
+            lock.stage: lock
+            for lock in store.leases.list_stage_locks()
+            if lock.plan_id == plan_id and lock.stage in stages
+        }
+        for each in stages:
+            lock = held.get(each)
+            if lock is None or lock.holder != holder:
+                lost = "its parent run no longer holds it (ended, or taken over)"
+            elif datetime.now(UTC) - lock.heartbeat > SAFE_FOR:
+                age = (datetime.now(UTC) - lock.heartbeat).total_seconds()
+                lost = f"its parent run has not renewed it for {age:.0f} s"
+            else:
+                continue
+            raise LeaseLost(
+                f"plan {plan_id} stage {'+'.join(stages)}: this batch works under its parent "
+                f"run's lease, and {lost}; stopped before the next change. Resume the parent "
+                "run (Retry in the UI, or iamc resume): it sends the unfinished accounts again"
+            )
+
+    return ensure

@@ -73,6 +73,10 @@ class StageRun:
         self._lock = threading.Lock()
         # Account -> why it can't be worked on, as the read-only preflight found it.
         self.account_failures: dict[str, str] = {}
+        # On a work pool: who holds the stage's lease, and what sends the accounts to the
+        # pool's workers (``engine.apply_batch.spread_accounts``) instead of this process.
+        self.lease_holder = ""
+        self.spread: Callable[..., list[AccountReport]] | None = None
 
     @property
     def ctx(self) -> ExecutionContext:

@@ -21,6 +21,8 @@ from domain.errors import ApplyRefused
 from domain.plan import Stage
 from domain.runs import APPLY_RUN, ROLLBACK_RUN
 from engine.apply import apply_plan
+from engine.apply_batch import spread_accounts
+from engine.batches import distributed
 from engine.migration import Migration
 from engine.rollback import rollback_plan
 from engine.runs import check_resumable
@@ -61,7 +63,15 @@ def apply_flow(
     """
     plan_id = resolve_plan_id(spec_path, plan_id)
     try:
-        return apply_plan(spec_path, plan_id, str(stage), resume_run_id=resume_run_id, in_flow=True)
+        return apply_plan(
+            spec_path,
+            plan_id,
+            str(stage),
+            resume_run_id=resume_run_id,
+            in_flow=True,
+            # On a work pool the accounts go out as batch runs any of its workers picks up.
+            spread=spread_accounts if distributed() else None,
+        )
     finally:
         publish_waves_artifact(spec_path)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from domain.errors import AwsAccessError, AwsUnreachableError, InventoryIncomple
 from domain.progress import emit
 from domain.records import Account, AccountInventory, Finding
 from domain.spec import MigrationSpec
+from engine.batches import dispatch, distributed
 from engine.migration import Migration
 from engine.prefect_runtime import old_objects_frozen
 from state import Store, warm_up_models
@@ -47,6 +48,7 @@ class _Runtime:
         self.sessions = sessions
         self.store = store
         self.snapshot_id = snapshot_id
+        self.spec_path = ""
         self.rules = ClassificationRules(
             protected_globs=tuple(spec.protected_users),
             protected_tag=spec.protected_tag,
@@ -229,7 +231,9 @@ def inventory_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]
         migration_id = store.migrations.ensure_migration(spec.name, spec.model_dump(mode="json"))
         run_id = store.runs.start_run(migration_id, "inventory", {"spec": str(Path(spec_path))})
         try:
-            summary, failures = _inventory(spec, store, migration_id, run_id, profile)
+            summary, failures = _inventory(
+                spec, store, migration_id, run_id, profile, mig.spec_path
+            )
         except BaseException as err:
             store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise
@@ -256,22 +260,32 @@ def inventory_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]
 
 
 def _inventory(
-    spec: MigrationSpec, store: Store, migration_id: int, run_id: int, profile: str | None
+    spec: MigrationSpec,
+    store: Store,
+    migration_id: int,
+    run_id: int,
+    profile: str | None,
+    spec_path: str,
 ) -> tuple[dict[str, Any], list[AccountOutcome]]:
     sessions = AwsSessions.from_spec(spec, profile=profile)
     snapshot_id = store.snapshots.new_snapshot(migration_id, run_id)
     runtime = _Runtime(spec, sessions, store, snapshot_id)
+    runtime.spec_path = str(Path(spec_path).resolve())
     emit("inventory-start")
     scoped = resolve_scope(runtime)
     store.snapshots.add_findings(run_id, scoped.findings)
     emit("scope", accounts=len(scoped.in_scope))
-    futures = [inventory_one_account.submit(runtime, account) for account in scoped.in_scope]
+    if distributed():
+        outcomes = _spread(runtime, run_id, scoped.in_scope)
+    else:
+        futures = [inventory_one_account.submit(runtime, account) for account in scoped.in_scope]
     # Both accounts, so the plan can tell a delegated administrator's run (domain.delegated_admin);
     # asked while the accounts are read, not before (a client and a call off the critical path).
     store.snapshots.record_organization(
         snapshot_id, scoped.management_account_id, sessions.management_account_id()
     )
-    outcomes = [future.result() for future in futures]
+    if not distributed():
+        outcomes = [future.result() for future in futures]
     store.snapshots.add_findings(run_id, [f for outcome in outcomes for f in outcome.findings])
     store.snapshots.complete_snapshot(snapshot_id)
     failed = sorted((o for o in outcomes if o.error), key=lambda o: o.account_id)
@@ -285,6 +299,66 @@ def _inventory(
         "skipped_accounts": len(scoped.findings),
     }
     return summary, failed
+
+
+def _spread(runtime: _Runtime, run_id: int, accounts: list[Account]) -> list[AccountOutcome]:
+    """On a work pool: the accounts read by batch runs on the pool's workers (engine.batches).
+
+    An account whose batch never reported (its worker died twice) is an account not read,
+    with the reason: the snapshot is incomplete, as with any account that failed.
+    """
+    params = {
+        "spec_path": runtime.spec_path,
+        "snapshot_id": runtime.snapshot_id,
+        "now": runtime.now.isoformat(),
+        "accounts": {a.account_id: asdict(a) for a in accounts},
+    }
+    results, missing = dispatch(
+        runtime.spec,
+        runtime.store,
+        work=f"inventory:{runtime.snapshot_id}",
+        step="inventory",
+        params=params,
+        accounts=[a.account_id for a in accounts],
+        label=lambda batch: f"inventory {len(batch)} account(s) {batch[0]}..{batch[-1]}",
+    )
+    outcomes = []
+    for account in accounts:
+        result = results.get(account.account_id)
+        if result is None:
+            why = f"not read: {missing.get(account.account_id, 'its batch reported nothing')}"
+            finding = Finding("error", "inventory-failed", why, account_id=account.account_id)
+            outcomes.append(
+                AccountOutcome(
+                    account.account_id, 0, why, [finding], account.name, "inventory-failed"
+                )
+            )
+            continue
+        findings = [Finding(**f) for f in result.pop("findings")]
+        outcomes.append(AccountOutcome(**result, findings=findings))
+    return outcomes
+
+
+def inventory_batch(
+    spec_path: str, params: dict[str, Any], accounts: list[str], flow_run_id: str | None
+) -> dict[str, dict[str, Any]]:
+    """One batch run's inventory (on a worker): its accounts read into the parent's snapshot."""
+    with Migration.open(spec_path) as mig:
+        spec, store = mig.spec, mig.store
+        runtime = _Runtime(spec, AwsSessions.from_spec(spec), store, int(params["snapshot_id"]))
+        runtime.now = datetime.fromisoformat(params["now"])
+        futures = [
+            inventory_one_account.submit(runtime, Account(**params["accounts"][a]))
+            for a in accounts
+        ]
+        work = f"inventory:{runtime.snapshot_id}"
+        results = {}
+        for future in futures:
+            outcome = future.result()
+            result = asdict(outcome)
+            store.account_results.save(work, outcome.account_id, result, flow_run_id)
+            results[outcome.account_id] = result
+        return results
 
 
 def _log_account(inventory: AccountInventory, findings: list[Finding]) -> None:

@@ -69,6 +69,10 @@ COMMANDS = {
         _STEPS + "server",
         "Serve the runbook's flows as Prefect deployments (start, watch and Retry them in the UI).",
     ),
+    "deploy": Lazy(
+        _STEPS + "server",
+        "Register the runbook's deployments on a Prefect work pool, run by its workers.",
+    ),
     "ui": Lazy(
         _STEPS + "rehearse",
         "Start a local Prefect server and UI, and serve the runbook's deployments to it.",

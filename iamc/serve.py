@@ -142,10 +142,15 @@ DESCRIPTIONS = {
 SCHEDULES = {"bake-watch": "0 7 * * *"}
 
 
-def deployments(spec_path: str | Path) -> list[Any]:
+def deployments(
+    spec_path: str | Path, work_pool: str | None = None, env: dict[str, str] | None = None
+) -> list[Any]:
     """The runbook's deployments for one migration spec, numbered in runbook order.
 
     Each is named ``N step (migration)`` and takes the spec's path as its default parameter.
+    With ``work_pool`` (``iamc deploy``) they are that pool's, entered by module path (a
+    worker imports them from the installed package), with ``env`` in their job variables, and
+    the batch deployment that spreads each step's accounts over the workers comes with them.
     """
     # Deferred: the flows import Prefect, which reads its settings when imported (serve_deployments
     # sets them first); `iamc server` and `iamc ui`, which import this module, never need them.
@@ -192,6 +197,10 @@ def deployments(spec_path: str | Path) -> list[Any]:
         "drift": drift_flow,
     }
     numbers = {step: f"{RUNBOOK.index(step):02d}" for step in RUNBOOK}
+    on_pool = _on_pool(work_pool, env)
+    if on_pool:
+        # A worker imports each flow by module path: options given here would not reach it.
+        flows = {**flows, "inventory": inventory_flow, "key-scan": key_scan_flow}
     served = {
         step: flow.to_deployment(
             name=deployment_name(step, spec.name),
@@ -199,11 +208,48 @@ def deployments(spec_path: str | Path) -> list[Any]:
             tags=tags,
             description=DESCRIPTIONS[step].format(migration=spec.name, spec=path, n=numbers),
             cron=SCHEDULES.get(step),
+            **on_pool,
         )
         for step, flow in flows.items()
     }
     offer_waves(served["centralize"], [w.name for w in spec.waves])
+    if on_pool:
+        served["account-batch"] = _batch_deployment(spec.name, tags, on_pool)
     return list(served.values())
+
+
+def _on_pool(work_pool: str | None, env: dict[str, str] | None) -> dict[str, Any]:
+    """What makes a deployment the work pool's: none without one."""
+    if work_pool is None:
+        return {}
+    from prefect.deployments.runner import EntrypointType
+
+    return {
+        "work_pool_name": work_pool,
+        "job_variables": {"env": dict(env or {})},
+        "entrypoint_type": EntrypointType.MODULE_PATH,
+    }
+
+
+def _batch_deployment(migration: str, tags: list[str], on_pool: dict[str, Any]) -> Any:
+    """The deployment of the batches of accounts a step on the pool sends to its workers."""
+    from engine.batches import batch_deployment_name
+    from flows.account_batch import account_batch_flow
+
+    return account_batch_flow.to_deployment(
+        name=batch_deployment_name(migration),
+        tags=tags,
+        description=BATCH_DESCRIPTION.format(migration=migration),
+        **on_pool,
+    )
+
+
+BATCH_DESCRIPTION = (
+    "Not started by hand: a step of {migration} running on the work pool sends its accounts "
+    "here in batches, one child flow run per batch, which any worker picks up. Each batch "
+    "shows under its parent run with one task per account, and records each account's result "
+    "for the parent. A batch whose worker died is sent once more; Retry the parent for the rest."
+)
 
 
 def offer_waves(deployment: Any, waves: list[str]) -> None:

@@ -268,3 +268,17 @@ def upgrade_to_head(engine: Engine) -> str:
                 ) from err
     assert head is not None
     return head
+
+
+def require_shared_state(url: str, work_pool: str | None) -> None:
+    """Refuse a SQLite state for flow runs on a work pool (placeholder; see branch pgstate).
+
+    Raises:
+        StateError: ``url`` is SQLite and ``work_pool`` is set.
+    """
+    if work_pool and make_url(url).get_backend_name() == "sqlite":
+        raise StateError(
+            f"work pool {work_pool!r} needs a PostgreSQL state: its workers, on any machine, "
+            "write the state at once and a SQLite file is one machine's; set state = "
+            "'postgresql+psycopg://USER@HOST/DB' in the spec, then run 'iamc db upgrade -c SPEC'"
+        )

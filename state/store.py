@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import configure_mappers
 
 from domain.errors import StateError
+from state.account_results import AccountResultRepository
 from state.engine import make_engine, mask_url, upgrade_to_head
 from state.identity import IdentityRepository
 from state.journal import JournalRepository
@@ -36,7 +37,8 @@ class Store:
     ``store.snapshots``, ``store.identity`` (mappings), ``store.plans`` (and approvals),
     ``store.journal``, ``store.scans`` (key scans), ``store.waves`` and ``store.retired``
     (user snapshots, use evidence, bake decisions), ``store.workloads`` (placements),
-    ``store.usage`` (usage reads). Each call runs in its own session and transaction, so the
+    ``store.usage`` (usage reads), ``store.account_results`` (child flow runs' reports).
+    Each call runs in its own session and transaction, so the
     inventory's per-account tasks may save accounts concurrently.
     """
 
@@ -56,6 +58,7 @@ class Store:
         self.retired = RetireRepository(db)
         self.workloads = WorkloadsRepository(db)
         self.usage = UsageRepository(db)
+        self.account_results = AccountResultRepository(db)
 
     @classmethod
     def open(cls, url: str) -> Store:

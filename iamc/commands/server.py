@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from iamc import prefect_server
@@ -24,6 +26,34 @@ def serve(spec: SpecOption) -> None:
     Talks to the Prefect API named by PREFECT_API_URL; runs the flow runs in this process.
     """
     serve_deployments(spec)
+
+
+@app.command("deploy")
+def deploy(
+    spec: SpecOption,
+    work_pool: str | None = typer.Option(
+        None, "--work-pool", help="The process work pool (default: the spec's [prefect] work_pool)."
+    ),
+) -> None:
+    """Register the runbook's deployments on a Prefect work pool; `prefect worker start --pool
+    NAME` on any machine runs them, each step's accounts spread over the workers.
+
+    Talks to the Prefect API named by PREFECT_API_URL. The state must be PostgreSQL.
+    """
+    from iamc.deploy import deploy as register
+
+    done = register(spec, work_pool)
+    made = "created" if done.created_pool else "existing"
+    console.print(f"work pool {done.pool!r} ({made}, process): {len(done.deployments)} deployments")
+    for name in done.deployments:
+        console.print(f"  {name}")
+    for name in done.automations:
+        console.print(f"  automation: {name}")
+    console.print(
+        "Start workers (on any machine with iamc installed, the spec at "
+        f"{Path(spec).resolve()} and PREFECT_API_URL set): prefect worker start --pool "
+        f"{done.pool!r}"
+    )
 
 
 @server_app.command("start")

@@ -4,6 +4,7 @@ the journal, key scans and retiring users (``from state import models as m``).""
 from __future__ import annotations
 
 from state.models.base import NAMING_CONVENTION, Base, Id, Json, UtcDateTime
+from state.models.batches import AccountResultRow
 from state.models.inventory import (
     CREDENTIAL_TABLES,
     AccessKey,
@@ -50,6 +51,7 @@ __all__ = [
     "CREDENTIAL_TABLES",
     "NAMING_CONVENTION",
     "AccessKey",
+    "AccountResultRow",
     "ApprovalRow",
     "BakeDecisionRow",
     "Base",

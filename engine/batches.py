@@ -1,0 +1,189 @@
+"""Accounts spread over a work pool's workers: batches of accounts as child flow runs.
+
+On a work pool (``iamc deploy --work-pool``) a step's per-account work does not run on the
+threads of the flow run's own process: it goes out as child flow runs of the ``account-batch``
+deployment, each a batch of accounts, which any worker of the pool picks up (a process each:
+no interpreter lock shared with the other batches). Each batch writes every account's result
+to the state database as soon as the account is done (``store.account_results``); the parent
+gathers them and goes on as it does with threads: its tables, the run's summary and the UI are
+the same. A batch whose run crashed (its worker died, and the zombie automation of
+``iamc deploy`` marked it Crashed) is dispatched once more, with only the accounts that had not
+reported: their journal makes the second attempt continue, never repeat. An account that never
+reports is failed with the reason and what to do; a Retry of the parent dispatches only the
+accounts whose work is not finished.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from domain.distribution import work_pool
+from domain.spec import MigrationSpec
+from state import Store
+
+log = logging.getLogger(__name__)
+
+BATCH_FLOW = "account-batch"
+# A batch whose worker died goes out once more; then its accounts fail (Retry sends them again).
+ATTEMPTS = 2
+# Batch runs the parent waits on at once (each wait is a thread polling the API).
+WAITING_AT_ONCE = 64
+
+
+def distributed() -> bool:
+    """Whether this flow run spreads its accounts over its work pool's workers."""
+    return work_pool() is not None
+
+
+def batch_deployment(migration: str) -> str:
+    """``account-batch/account-batch (migration)``: the child deployment's full name."""
+    return f"{BATCH_FLOW}/{batch_deployment_name(migration)}"
+
+
+def batch_deployment_name(migration: str) -> str:
+    """The batch deployment's name: not a runbook step, so not numbered like them."""
+    return f"{BATCH_FLOW} ({migration})"
+
+
+def split(accounts: list[str], per_run: int) -> list[list[str]]:
+    """``accounts`` in batches of at most ``per_run``, sizes as even as possible."""
+    if not accounts:
+        return []
+    count = math.ceil(len(accounts) / per_run)
+    size = math.ceil(len(accounts) / count)
+    return [accounts[i : i + size] for i in range(0, len(accounts), size)]
+
+
+@dataclass
+class BatchOutcome:
+    """What became of one batch run: its final state, and the accounts it never reported."""
+
+    accounts: list[str]
+    flow_run: str
+    state: str
+    message: str
+
+
+def dispatch(
+    spec: MigrationSpec,
+    store: Store,
+    *,
+    work: str,
+    step: str,
+    params: dict[str, Any],
+    accounts: list[str],
+    label: Callable[[list[str]], str],
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Run ``step`` for ``accounts`` as batch runs on the pool; wait for them all.
+
+    Args:
+        spec: The migration (the batch size and how long to wait: ``[prefect]``).
+        store: The state DB the batches report to.
+        work: The key their results are recorded under (``apply:RUN:STAGE``...).
+        step: What each batch does (``flows.account_batch.STEPS``).
+        params: The step's parameters, the same for every batch (plain JSON values).
+        accounts: The accounts to work on.
+        label: A batch's name in the UI, from its accounts.
+
+    Returns:
+        Each account's result, and why each account without one has none.
+    """
+    store.account_results.forget(work, accounts)
+    size = spec.prefect.accounts_per_run
+    missing: dict[str, str] = {}
+    todo = accounts
+    for attempt in range(1, ATTEMPTS + 1):
+        batches = split(todo, size)
+        outcomes = _run_all(spec, work, step, params, batches, label, attempt)
+        results = store.account_results.results(work, todo)
+        todo = []
+        for outcome in outcomes:
+            unreported = [a for a in outcome.accounts if a not in results]
+            if not unreported:
+                continue
+            why = (
+                f"its batch run {outcome.flow_run!r} ended {outcome.state}"
+                + (f" ({outcome.message})" if outcome.message else "")
+                + " before it reported"
+            )
+            for account in unreported:
+                missing[account] = why
+            if outcome.state in ("CRASHED", "PENDING", "SCHEDULED", "LATE"):
+                log.warning("%s: %s; %d account(s) again", work, why, len(unreported))
+                todo.extend(unreported)
+        if not todo:
+            break
+        if attempt == ATTEMPTS:
+            break
+    results = store.account_results.results(work, accounts)
+    return results, {a: why for a, why in missing.items() if a not in results}
+
+
+def _run_all(
+    spec: MigrationSpec,
+    work: str,
+    step: str,
+    params: dict[str, Any],
+    batches: list[list[str]],
+    label: Callable[[list[str]], str],
+    attempt: int,
+) -> list[BatchOutcome]:
+    """Start every batch run and wait for each (threads sharing the parent's flow context)."""
+    if not batches:
+        return []
+
+    def one(index: int, accounts: list[str]) -> BatchOutcome:
+        name = label(accounts) + (f" (attempt {attempt})" if attempt > 1 else "")
+        return _run_batch(spec, work, step, params, accounts, name, f"{index}.{attempt}")
+
+    with ThreadPoolExecutor(
+        max_workers=min(WAITING_AT_ONCE, len(batches)), thread_name_prefix="batch"
+    ) as pool:
+        futures = [
+            pool.submit(contextvars.copy_context().run, one, index, accounts)
+            for index, accounts in enumerate(batches)
+        ]
+        return [future.result() for future in futures]
+
+
+def _run_batch(
+    spec: MigrationSpec,
+    work: str,
+    step: str,
+    params: dict[str, Any],
+    accounts: list[str],
+    name: str,
+    key: str,
+) -> BatchOutcome:
+    from prefect.deployments import run_deployment
+    from prefect.runtime import flow_run
+
+    parent = f"{flow_run.id}.{flow_run.run_count}" if flow_run.id else "cli"
+    child = run_deployment(
+        batch_deployment(spec.name),
+        parameters={
+            "spec_path": params["spec_path"],
+            "step": step,
+            "work": work,
+            "accounts": accounts,
+            "params": params,
+        },
+        flow_run_name=name,
+        timeout=spec.prefect.account_timeout_seconds,
+        poll_interval=2,
+        idempotency_key=f"{parent}:{work}:{key}",
+        as_subflow=True,
+    )
+    state = child.state
+    return BatchOutcome(
+        accounts,
+        child.name,
+        state.type.value if state else "UNKNOWN",
+        (state.message or "") if state else "",
+    )
