@@ -11,6 +11,7 @@ python -m bench scan --size-mb 520 --commits 2000 --accounts 20
 python -m bench retire --accounts 20 --users 50
 python -m bench commands --repeat 2
 python -m bench usage --accounts 20 --users 50 --concurrency 20
+python -m bench scale --accounts 200 --users 20 --latency-ms 100 --workers 1,2,4
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import argparse
 import subprocess
 import sys
 
-from bench import commands, inventory, plan, provision, retire, rollback, scan, usage
+from bench import commands, inventory, plan, provision, retire, rollback, scale, scan, usage
 from bench.harness import print_goals
 
 
@@ -86,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
         help="reading usage (Access Advisor + CloudTrail) within IAM's and CloudTrail's rates",
     )
     usage.add_arguments(usage_args)
+    scale_args = sub.add_parser(
+        "scale", help="inventory on a Prefect work pool with 1, 2, 4 workers: wall vs. bounds"
+    )
+    scale.add_arguments(scale_args)
     commands_args = sub.add_parser(
         "commands", help="each iamc command as a subprocess: overhead and wall vs. bounds"
     )
@@ -100,6 +105,7 @@ BENCHES = {
     "provision": provision,
     "retire": retire,
     "rollback": rollback,
+    "scale": scale,
     "scan": scan,
     "usage": usage,
 }

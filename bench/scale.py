@@ -1,0 +1,268 @@
+"""Inventory on a Prefect work pool with 1, 2, 4... workers: wall time beside its bounds.
+
+A seeded sandbox organization (its own process, a fixed latency per call), a Prefect server
+and the state both on PostgreSQL, the runbook deployed with ``iamc deploy`` on a process pool;
+for each worker count, that many ``prefect worker`` processes (each taking ``--limit`` flow
+runs at once) run the inventory deployment, whose accounts go out in batch runs
+(``[prefect] accounts_per_run``). Reported per worker count: the wall time (the run's creation
+to its end), the calls per account (which must not move with the workers), the latency bound
+(calls x latency / accounts at once) and the CPU the workers' processes used (per call: what a
+model of 2,000 accounts is built from). The machine's cores are a bound too: client, sandbox
+and flow-run start-up CPU share them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.harness import bench_workdir, goal
+from bench.inventory import _process_cpu, _start_sandbox, sandbox_env
+from domain.distribution import WORK_POOL_ENV
+
+SPEC = """name = "scale"
+state = "{state}"
+protected_users = ["breakglass-*"]
+[aws]
+rate_limits = {{ iam = {iam_rate} }}
+[prefect]
+accounts_per_run = {per_run}
+"""
+POOL = "iamc-bench-scale"
+BATCH_THREADS = 8  # accounts a batch run works on at once (flows.account_batch's task runner)
+GOAL_SPEED_UP = 3.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--accounts", type=int, default=200)
+    parser.add_argument("--users", type=int, default=20, help="per account")
+    parser.add_argument("--latency-ms", type=int, default=100)
+    parser.add_argument("--workers", default="1,2,4", help="worker counts, comma-separated")
+    parser.add_argument("--limit", type=int, default=1, help="flow runs a worker runs at once")
+    parser.add_argument("--accounts-per-run", type=int, default=25)
+    parser.add_argument("--iam-rate", type=float, default=100.0)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get(
+            "IAMC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        ),
+    )
+
+
+def _database(base: str) -> tuple[str, str]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"iamc_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return name, make_url(base).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop(base: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and of its children it has waited for (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def run(args: argparse.Namespace) -> None:
+    from sandbox.control import SandboxControl
+
+    workdir = bench_workdir("iamc-bench-scale-")
+    cleanup: list[Any] = []
+    try:
+        _run(args, workdir, cleanup, SandboxControl)
+    finally:
+        for undo in reversed(cleanup):
+            undo()
+
+
+def _run(args: argparse.Namespace, workdir: Path, cleanup: list[Any], control_of: Any) -> None:
+    from sqlalchemy.engine import make_url
+
+    from iamc.serve import spawn_server, stop_process, wait_healthy
+
+    started = time.monotonic()
+    sandbox, url = _start_sandbox(workdir, args.accounts, args.users, args.seed)
+    cleanup.append(lambda: (sandbox.terminate(), sandbox.wait(timeout=30)))
+    print(f"sandbox {args.accounts}x{args.users} seeded in {time.monotonic() - started:.0f} s")
+    state_db, state = _database(args.postgres)
+    prefect_db, _ = _database(args.postgres)
+    cleanup.append(lambda: (_drop(args.postgres, state_db), _drop(args.postgres, prefect_db)))
+    prefect_url = make_url(args.postgres).set(drivername="postgresql+asyncpg", database=prefect_db)
+    os.environ["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = prefect_url.render_as_string(
+        hide_password=False
+    )
+    server, api = spawn_server(_free_port(), workdir / "prefect-server")
+    cleanup.append(lambda: stop_process(server))
+    wait_healthy(api, timeout=180)
+    env = {**os.environ, **sandbox_env(url), "PREFECT_API_URL": api}
+    env.pop("PREFECT_SERVER_DATABASE_CONNECTION_URL", None)
+    spec = workdir / "spec.toml"
+    spec.write_text(SPEC.format(state=state, iam_rate=args.iam_rate, per_run=args.accounts_per_run))
+    subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+        [sys.executable, "-m", "iamc.cli", "deploy", "-c", str(spec), "--work-pool", POOL],
+        env=env, cwd=workdir, check=True, capture_output=True,
+    )  # fmt: skip
+    control = control_of(url, timeout=60)
+    results = []
+    for count in (int(n) for n in args.workers.split(",")):
+        results.append(_once(args, workdir, env, api, control, count, sandbox.pid))
+    _report(args, results)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _once(
+    args: argparse.Namespace,
+    workdir: Path,
+    env: dict[str, str],
+    api: str,
+    control: Any,
+    count: int,
+    sandbox_pid: int,
+) -> dict[str, Any]:
+    prefect = str(Path(sys.executable).parent / "prefect")
+    workers = [
+        _start_worker(prefect, f"bench-{count}-{n}", args.limit, env, workdir) for n in range(count)
+    ]
+    try:
+        time.sleep(5)  # the workers poll the pool
+        control.configure(latency_ms=args.latency_ms)
+        control.reset_calls()
+        sandbox0 = _process_cpu(sandbox_pid)
+        wall, state = _run_inventory(env, workdir / "spec.toml")
+        calls = control.calls()
+        control.configure(latency_ms=0)
+        sandbox_cpu = _process_cpu(sandbox_pid) - sandbox0
+        # Before they stop: a worker's CPU with that of the flow-run processes it reaped.
+        cpu = sum(_tree_cpu(worker.pid) for worker in workers)
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    accounts_at_once = count * args.limit * min(BATCH_THREADS, args.accounts_per_run)
+    accounts_at_once = min(accounts_at_once, args.accounts)
+    return {
+        "workers": count,
+        "state": state,
+        "wall": wall,
+        "calls": calls["total"],
+        "per_account": calls["total"] / args.accounts,
+        "bound": calls["total"] * args.latency_ms / 1000 / accounts_at_once,
+        "at_once": accounts_at_once,
+        "sandbox_cpu": sandbox_cpu,
+        "client_cpu": cpu,
+        "load": os.getloadavg()[0],
+    }
+
+
+def _start_worker(
+    prefect: str, name: str, limit: int, env: dict[str, str], workdir: Path
+) -> subprocess.Popen[bytes]:
+    command = [prefect, "worker", "start", "--pool", POOL, "--name", name, "--limit", str(limit)]
+    return subprocess.Popen(  # noqa: S603 - Prefect's own CLI, fixed arguments
+        command,
+        env={**env, "PREFECT_LOGGING_LEVEL": "WARNING"},
+        cwd=workdir,
+        stdout=(workdir / f"worker-{name}.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _run_inventory(env: dict[str, str], spec: Path) -> tuple[float, str]:
+    """``iamc inventory`` with the pool named: its accounts go out to the pool's workers,
+    whose slots all go to batches (a parent run on the pool would hold one while it waits)."""
+    started = time.perf_counter()
+    done = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+        [sys.executable, "-m", "iamc.cli", "inventory", "-c", str(spec)],
+        env={**env, WORK_POOL_ENV: POOL}, capture_output=True, text=True,
+    )  # fmt: skip
+    wall = time.perf_counter() - started
+    if done.returncode:
+        print(done.stdout[-2000:], done.stderr[-2000:])
+    return wall, "COMPLETED" if done.returncode == 0 else f"exit {done.returncode}"
+
+
+def _report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+    print(
+        f"inventory of {args.accounts} accounts x {args.users} users, latency "
+        f"{args.latency_ms} ms, {args.limit} flow run(s) per worker, "
+        f"{args.accounts_per_run} accounts per batch run, {os.cpu_count()} CPUs:"
+    )
+    for r in results:
+        print(
+            f"  {r['workers']} worker(s): wall {r['wall']:.1f} s ({r['state']}), latency bound "
+            f"{r['bound']:.1f} s ({r['at_once']} accounts at once), {r['calls']} calls = "
+            f"{r['per_account']:.1f} per account; workers {r['client_cpu']:.0f} s CPU "
+            f"({r['client_cpu'] / max(r['calls'], 1) * 1000:.1f} ms a call, flow-run start-up "
+            f"included), sandbox {r['sandbox_cpu']:.0f} s CPU, "
+            f"load {r['load']:.1f}"
+        )
+    one = next((r for r in results if r["workers"] == 1), None)
+    most = max(results, key=lambda r: r["workers"])
+    if one is not None and most is not one:
+        speed_up = one["wall"] / most["wall"]
+        allowed = one["wall"] / max(most["bound"], one["sandbox_cpu"] / (os.cpu_count() or 1))
+        goal(
+            f"scale: {most['workers']} workers vs 1, speed-up",
+            speed_up,
+            min(GOAL_SPEED_UP, allowed),
+            "x",
+            higher_is_better=True,
+            detail=f"{one['wall']:.1f} s -> {most['wall']:.1f} s; the bounds allow "
+            f"{allowed:.1f}x (latency {most['bound']:.1f} s, sandbox CPU on "
+            f"{os.cpu_count()} cores)",
+        )
+    _model(args, results[-1])
+
+
+def _model(args: argparse.Namespace, r: dict[str, Any]) -> None:
+    """2,000 accounts from this run's calls per account and the workers' CPU per call."""
+    per_call = r["client_cpu"] / max(r["calls"], 1)
+    calls = 2000 * r["per_account"]
+    print(
+        f"  model, 2,000 accounts x {args.users} users: {calls:,.0f} calls, "
+        f"{calls * per_call / 60:.1f} CPU-minutes in the workers at {per_call * 1000:.1f} ms a "
+        "call; wall ~ max(calls x latency / accounts at once, CPU / cores):"
+    )
+    for workers, cores in ((4, 8), (16, 32), (64, 128)):
+        at_once = workers * BATCH_THREADS
+        latency = calls * args.latency_ms / 1000 / at_once
+        cpu = calls * per_call / cores
+        print(
+            f"    {workers} workers x 1 batch run ({at_once} accounts at once, {cores} cores): "
+            f"~{max(latency, cpu) / 60:.1f} min (latency {latency / 60:.1f}, CPU {cpu / 60:.1f})"
+        )
