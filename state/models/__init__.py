@@ -1,5 +1,5 @@
 """SQLAlchemy models of the state DB: migrations, runs, inventory snapshots and findings, plans,
-the journal, key scans and retiring users (``from state import models as m``)."""
+the journal, key scans, retiring users and the notices' mail (``from state import models as m``)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from state.models.inventory import (
     SshPublicKey,
     UserTag,
 )
+from state.models.notices import NoticeMailRow
 from state.models.plans import (
     ApprovalRow,
     BakeDecisionRow,
@@ -73,6 +74,7 @@ __all__ = [
     "MappingRow",
     "MfaDevice",
     "Migration",
+    "NoticeMailRow",
     "PlacementRow",
     "PlanRow",
     "PolicyAttachment",
