@@ -111,3 +111,9 @@ class Notify(BaseModel):
     out_dir: str = "notices"  # relative to the spec's directory
     # Only `iamc notify --send` (or the flow's send) mails; without it nothing is ever sent.
     smtp: NotifySmtp | None = None
+
+    @property
+    def mail_from(self) -> str:
+        """The From: of the notices and their envelope sender: ``[notify.smtp] from``, else
+        ``sender``."""
+        return self.smtp.sender(self.sender) if self.smtp else self.sender

@@ -261,7 +261,7 @@ def mail_notices(
         return report
     if pending:
         credentials = credentials_of(smtp, os.environ if environ is None else environ)
-        sender = smtp.sender(notify.sender)
+        sender = notify.mail_from
         with MailServer(smtp, credentials) as server:
             _Batch(store, ids, server, sender, report, smtp.max_per_minute).run(pending)
     return report
