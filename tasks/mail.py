@@ -81,12 +81,14 @@ class MailServer:
             self._close()
             raise MailError(
                 f"SMTP server {s.where()} refused the login of the user in the environment "
-                f"variable {s.username_env}: {_reply(err.smtp_code, err.smtp_error)}"
+                f"variable {s.username_env}: {_reply(err.smtp_code, err.smtp_error)}; "
+                "nothing was sent"
             ) from None
         except (smtplib.SMTPException, OSError) as err:
             self._close()
             raise MailError(
-                f"cannot open an SMTP session with {s.where()}: {err.__class__.__name__}: {err}"
+                f"cannot open an SMTP session with {s.where()}: {err.__class__.__name__}: {err}; "
+                "nothing was sent"
             ) from None
         return self
 
