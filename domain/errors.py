@@ -270,3 +270,17 @@ class UsageIncomplete(IamcError):
     """
 
     exit_code = 4
+
+
+class MailError(IamcError):
+    """Nothing was mailed: no ``[notify.smtp]``, a credential's environment variable is not
+    set, or the SMTP server can't be reached or refused the login."""
+
+    exit_code = 2
+
+
+class MailFailed(IamcError):
+    """Some notices were not mailed: the server refused a recipient, or a delivery's outcome is
+    unknown; the others were sent and journaled, a re-run sends only what is left."""
+
+    exit_code = 1

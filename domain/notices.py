@@ -1,7 +1,8 @@
 """Notices to migrated people: a Markdown message and an .eml per person, one CSV for mail merge.
 
 Pure rendering and file writing: who gets which accounts and permission sets comes from the
-plan, the dates from the spec's ``[decommission]`` and ``[notify]`` settings. Nothing is sent.
+plan, the dates from the spec's ``[decommission]`` and ``[notify]`` settings. Nothing is sent
+here: ``engine.notice_mail`` mails the ``.eml`` files when asked.
 A plan of the ``central-roles`` target (``plan.settings["target"]``) tells each person, per
 account and access, the console's switch-role link and an ``~/.aws/config`` profile
 (``domain.central_roles``) instead of the Identity Center portal.

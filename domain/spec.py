@@ -20,6 +20,7 @@ from pydantic import (
 from domain.central_spec import Central, Target
 from domain.cis_rules import Cis
 from domain.errors import NotForThisTarget, SpecError, WaveError
+from domain.notify_spec import Notify
 from domain.permission_set_spec import LeastPrivilege, PermissionSets
 from domain.prefect_spec import PrefectSettings
 from domain.workload_spec import Workload
@@ -89,18 +90,6 @@ class Decommission(_Strict):
     # can't be undone, so a larger run is a reviewed change to the spec (or smaller waves).
     max_deletes_per_run: Annotated[int, Field(ge=1, le=100_000)] = 50
     max_deletes_per_account: Annotated[int, Field(ge=1, le=100_000)] = 20
-
-
-class Notify(_Strict):
-    """What the notices to migrated people say; the tool writes them and sends nothing."""
-
-    # The AWS access portal; default: https://<identity store id>.awsapps.com/start, the URL
-    # Identity Center gives an instance without a custom alias.
-    portal_url: str | None = None
-    # Days between the notice and disabling the old IAM users (deletion follows bake_days on).
-    notice_days: Annotated[int, Field(ge=0, le=365)] = 7
-    sender: str = "iam-team@example.com"  # the From: of the .eml files
-    out_dir: str = "notices"  # relative to the spec's directory
 
 
 class Inventory(_Strict):

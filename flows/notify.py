@@ -8,15 +8,20 @@ the dates their old IAM users will be disabled (``[notify] notice_days`` from to
 (``[decommission] bake_days`` after that). Per workload owner, the hand-off
 (``domain.workload_handoff``): ``workloads/<owner>.md`` with each workload's role ARN, what to
 change in its runtime, where its key is written down, and when the user is disabled, plus
-``workloads/workloads.csv``; a Markdown artifact shows them. Nothing is sent. Recorded as a
-``notify`` run.
+``workloads/workloads.csv``; a Markdown artifact shows them. Recorded as a ``notify`` run.
+
+Nothing is sent unless asked: with ``send`` (``iamc notify --send``) each notice's ``.eml`` is
+mailed through ``[notify.smtp]`` (``engine.notice_mail``), every recipient journaled before and
+after, so a re-run never mails anyone the same notice twice. Without it, the run says who
+would be mailed.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -32,7 +37,8 @@ from console.operator import (
     run_logger,
 )
 from console.run_names import step_run_name
-from domain.errors import AccessNotVerified
+from domain.errors import AccessNotVerified, MailFailed
+from domain.notice_mail import REPORT_UNKNOWN, SENT, read_outgoing
 from domain.notices import (
     NoticeContext,
     central_of,
@@ -53,6 +59,7 @@ from domain.workload_handoff import (
 from domain.workload_spec import workloads_by_user
 from engine.account_steps import unprovisioned_accounts
 from engine.migration import Migration
+from engine.notice_mail import ALREADY_SENT, WOULD_SEND, MailIds, MailReport, mail_notices
 from engine.progress import account_names
 from engine.reports import get_plan_info, latest_mapping
 
@@ -60,30 +67,50 @@ from engine.reports import get_plan_info, latest_mapping
 @flow(name="notify", flow_run_name=step_run_name("notify"), log_prints=False, persist_result=False)
 @operator_step("notify")
 def notify_flow(
-    spec_path: str, plan_id: int | None = None, out_dir: str | None = None
+    spec_path: str,
+    plan_id: int | None = None,
+    out_dir: str | None = None,
+    send: bool = False,
+    unknown: Literal["report", "resend", "mark-sent"] = REPORT_UNKNOWN,
 ) -> dict[str, Any]:
-    """Write the notices for the people a provisioned plan migrated; send nothing.
+    """Write the notices for the people a provisioned plan migrated; mail them with ``send``.
 
     Args:
         spec_path: The migration spec (TOML).
         plan_id: The provisioned plan; empty: the migration's latest plan.
         out_dir: Where to write them; empty: the spec's [notify] out_dir / plan id.
+        send: Mail each notice through the spec's [notify.smtp] (credentials from the
+            environment variables it names); off: nothing is sent, the run says who would be.
+        unknown: A notice whose mailing has no recorded outcome (a run died mid-send): report
+            it and fail (the default), resend it, or mark-sent once the mail log shows it.
 
     Returns:
-        The run's summary: people, files written, the disable and delete dates.
+        The run's summary: people, files written, the disable and delete dates, and (with
+        [notify.smtp]) what was mailed or would be.
     """
     plan_id = resolve_plan_id(spec_path, plan_id)
     with Migration.open(spec_path) as mig:
-        summary, rows, ctx, target = _write_notices(mig, plan_id, out_dir)
-    run_id = summary["run_id"]
-    publish_table(
-        artifact_key(mig.spec.name, "notify", summary["wave"]),
-        _table_rows(rows),
-        f"**Notices of plan {plan_id}** (notify run {run_id}): {len(rows)} people, written to "
-        f"`{target}` (mail merge: `notices.csv`); nothing was sent. {_sign_in(ctx)}. "
-        f"Old IAM users disabled on {ctx.disable_on}, deleted on {ctx.delete_on}.",
-    )
-    return summary
+        written = _write_notices(mig, plan_id, out_dir)
+        mailed = _mail(mig, written, send, unknown)
+        _finish(mig, written, mailed)
+    return written.summary
+
+
+@dataclass
+class _Written:
+    """What one notify run wrote, before its run is finished."""
+
+    summary: dict[str, Any]
+    rows: list[dict[str, Any]]
+    ctx: NoticeContext
+    target: Path
+    migration_id: int
+    waiting: list[Any]
+    held: dict[str, str]
+
+    @property
+    def run_id(self) -> int:
+        return self.summary["run_id"]
 
 
 def _sign_in(ctx: NoticeContext) -> str:
@@ -93,10 +120,8 @@ def _sign_in(ctx: NoticeContext) -> str:
     return f"Sign-in: switch roles from the central account {ctx.central.account}{where}"
 
 
-def _write_notices(
-    mig: Migration, plan_id: int, out_dir: str | None
-) -> tuple[dict[str, Any], list[dict[str, Any]], NoticeContext, Path]:
-    """Write the plan's notices under a ``notify`` run: (summary, rows, context, directory)."""
+def _write_notices(mig: Migration, plan_id: int, out_dir: str | None) -> _Written:
+    """Write the plan's notices under a ``notify`` run, left running for the mail to finish."""
     spec, store, spec_path = mig.spec, mig.store, mig.spec_path
     logger = run_logger()
     mapping, _, meta = latest_mapping(mig)
@@ -117,7 +142,7 @@ def _write_notices(
         ),
         disable_on=disable_on,
         delete_on=disable_on + timedelta(days=spec.decommission.bake_days),
-        sender=spec.notify.sender,
+        sender=spec.notify.mail_from,  # the .eml files' From: is the one they are mailed from
         central=central,
         region=spec.region,
     )
@@ -162,10 +187,8 @@ def _write_notices(
     }
     if handed:
         summary["workloads_csv"] = str(target / "workloads" / "workloads.csv")
-    if held:
-        _held_back(mig, summary, rows, [n for n in notices if n not in ready], held)
-    store.runs.finish_run(run_id, "succeeded", summary=summary)
-    return summary, rows, ctx, target
+    waiting = [n for n in notices if n not in ready]
+    return _Written(summary, rows, ctx, target, migration_id, waiting, held)
 
 
 def _write_handoffs(
@@ -212,24 +235,14 @@ def _write_handoffs(
     return rows
 
 
-def _held_back(
-    mig: Migration,
-    summary: dict[str, Any],
-    rows: list[dict[str, Any]],
-    waiting: list[Any],
-    held: dict[str, str],
-) -> None:
-    """Record the run failed, publish the table with the held-back people, and raise.
-
-    Raises:
-        AccessNotVerified: Always: whose notices wait, for which account, and why.
-    """
-    run_id = summary["run_id"]
+def _held_back(mig: Migration, written: _Written) -> str:
+    """Add the held-back people to the table's rows; return the run's failure message."""
+    summary, held, waiting = written.summary, written.held, written.waiting
     summary["accounts_failed"] = held
     summary["held_back"] = len(waiting)
     for notice in waiting:
         accounts = sorted(set(notice.accounts) & set(held))
-        rows.append(
+        written.rows.append(
             {
                 "name": notice.display_name,
                 "email": notice.email or "",
@@ -240,23 +253,99 @@ def _held_back(
                 + "; ".join(f"account {a}: {held[a]}" for a in accounts),
             }
         )
-    message = (
-        f"notify run {run_id}: {summary['people']} notice(s) written, {len(waiting)} held "
-        f"back: the access of {len(held)} account(s) did not land, so their people are not "
+    return (
+        f"notify run {written.run_id}: {summary['people']} notice(s) written, {len(waiting)} "
+        f"held back: the access of {len(held)} account(s) did not land, so their people are not "
         "told it is ready. Fix the cause, finish the provisioning (press Retry on its apply "
         f"flow run; '{mig.hint('runs')}' shows the run to resume), then notify again:\n  "
         + "\n  ".join(f"account {a}: {why}" for a, why in held.items())
     )
-    publish_table(
-        artifact_key(mig.spec.name, "notify", summary.get("wave")), _table_rows(rows), message
+
+
+def _mail(mig: Migration, written: _Written, send: bool, unknown: str) -> MailReport | None:
+    """Mail the written notices (``send``) or say who would be mailed; None without
+    [notify.smtp] and ``send`` (the notices are for a mail merge)."""
+    if not send and mig.spec.notify.smtp is None:
+        return None
+    logger = run_logger()
+    try:
+        outgoing = [
+            read_outgoing(Path(row["eml_file"]), row["user_name"], row["name"])
+            for row in written.rows
+        ]
+        ids = MailIds(written.migration_id, written.summary["plan_id"], written.run_id)
+        report = mail_notices(mig.store, ids, outgoing, mig.spec.notify, send=send, unknown=unknown)
+    except Exception as err:
+        # A crash (the process killed) leaves the run running, as it would; an error ends it.
+        mig.store.runs.finish_run(written.run_id, "failed", error=str(err))
+        raise
+    by_notice: dict[str, list[str]] = {}
+    for d in report.deliveries:
+        logger.info(
+            "mail to %s <%s>: %s%s",
+            d.notice,
+            d.recipient,
+            d.status,
+            f": {d.detail}" * bool(d.detail),
+        )
+        by_notice.setdefault(d.notice, []).append(
+            d.status
+            if d.status in ("sent", "already sent", "would send")
+            else f"{d.status.upper()}: {d.detail}"
+        )
+    for row in written.rows:
+        row["mail"] = "; ".join(by_notice.get(row["user_name"], ["no e-mail address"]))
+    written.summary["mail"] = report.summary()
+    return report
+
+
+def _mail_sentence(report: MailReport | None) -> str:
+    """What the run did about mail, for the table's description."""
+    if report is None:
+        return "nothing was sent (no [notify.smtp] in the spec)"
+    if not report.send:
+        return (
+            f"nothing was sent: {len(report.of(WOULD_SEND))} would be mailed through "
+            f"{report.where} with send (iamc notify --send)"
+        )
+    return (
+        f"mailed through {report.where}: {len(report.of(SENT))} sent, "
+        f"{len(report.of(ALREADY_SENT))} already sent, "
+        f"{len(report.deliveries) - len(report.of(SENT, ALREADY_SENT))} not"
     )
-    mig.store.runs.finish_run(run_id, "failed", summary=summary, error=message)
-    raise AccessNotVerified(message)
+
+
+def _finish(mig: Migration, written: _Written, report: MailReport | None) -> None:
+    """Publish the table, finish the run, and raise when a notice is held back or not mailed.
+
+    Raises:
+        AccessNotVerified: Some notices were held back (their accounts' access did not land).
+        MailFailed: A notice was refused by the server, or its mailing's outcome is unknown.
+    """
+    summary, ctx = written.summary, written.ctx
+    problems = [_held_back(mig, written)] if written.held else []
+    send_again = mig.hint(f"notify {summary['plan_id']} --send")
+    if report is not None and (mailing := report.problem(send_again)):
+        problems.append(mailing)
+    message = "\n".join(problems) or (
+        f"**Notices of plan {summary['plan_id']}** (notify run {written.run_id}): "
+        f"{summary['people']} people, written to `{written.target}` (mail merge: "
+        f"`notices.csv`); {_mail_sentence(report)}. {_sign_in(ctx)}. Old IAM users disabled "
+        f"on {ctx.disable_on}, deleted on {ctx.delete_on}."
+    )
+    publish_table(
+        artifact_key(mig.spec.name, "notify", summary["wave"]), _table_rows(written.rows), message
+    )
+    if not problems:
+        mig.store.runs.finish_run(written.run_id, "succeeded", summary=summary)
+        return
+    mig.store.runs.finish_run(written.run_id, "failed", summary=summary, error=message)
+    raise (AccessNotVerified if written.held else MailFailed)(message)
 
 
 def _table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     keys = ("name", "email", "accounts", "disable_on", "delete_on", "eml_file")
-    return [{k: r[k] for k in keys} for r in rows]
+    return [{**{k: r[k] for k in keys}, "mail": r.get("mail", "")} for r in rows]
 
 
 def _account_tasks(plan: Plan, names: dict[str, str], held: dict[str, str]) -> None:

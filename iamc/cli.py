@@ -116,7 +116,7 @@ COMMANDS = {
     ),
     "notify": Lazy(
         _STEPS + "notify",
-        "Write each person's notice: what changes, when, how they sign in now; send nothing.",
+        "Write each person's notice: what changes, when, how they sign in now; mail with --send.",
     ),
     "usage": Lazy(
         _STEPS + "usage",

@@ -107,7 +107,9 @@ DESCRIPTIONS = {
     "notify": (
         "Step {n[notify]}. Write, for each migrated person, a message (Markdown and .eml) and "
         "one CSV for mail merge: the access portal URL, their accounts and permission sets, and "
-        "the dates their old IAM users will be disabled and deleted. Sends nothing. Next: "
+        "the dates their old IAM users will be disabled and deleted. Sends nothing unless "
+        "send is ticked: then each notice is mailed through the spec's [notify.smtp], each "
+        "recipient journaled, so Retry never mails anyone twice. Next: "
         "{n[apply]} apply with stage disable, once approved."
     ),
     "bake-watch": (

@@ -18,6 +18,7 @@ from state.identity import IdentityRepository
 from state.journal import JournalRepository
 from state.key_scans import KeyScanRepository
 from state.migrations import MigrationRepository
+from state.notice_mail import NoticeMailRepository
 from state.plans import PlanRepository
 from state.runs import LeaseRepository, RunRepository
 from state.session import Sessions, reason
@@ -37,9 +38,9 @@ class Store:
     ``store.snapshots``, ``store.identity`` (mappings), ``store.plans`` (and approvals),
     ``store.journal``, ``store.scans`` (key scans), ``store.waves`` and ``store.retired``
     (user snapshots, use evidence, bake decisions), ``store.workloads`` (placements),
-    ``store.usage`` (usage reads), ``store.account_results`` (child flow runs' reports).
-    Each call runs in its own session and transaction, so the
-    inventory's per-account tasks may save accounts concurrently.
+    ``store.usage`` (usage reads), ``store.mail`` (the notices' mail journal),
+    ``store.account_results`` (child flow runs' reports). Each call runs in its own session
+    and transaction, so the inventory's per-account tasks may save accounts concurrently.
     """
 
     def __init__(self, engine: Engine):
@@ -58,6 +59,7 @@ class Store:
         self.retired = RetireRepository(db)
         self.workloads = WorkloadsRepository(db)
         self.usage = UsageRepository(db)
+        self.mail = NoticeMailRepository(db)
         self.account_results = AccountResultRepository(db)
 
     @classmethod

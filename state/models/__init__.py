@@ -1,5 +1,5 @@
 """SQLAlchemy models of the state DB: migrations, runs, inventory snapshots and findings, plans,
-the journal, key scans and retiring users (``from state import models as m``)."""
+the journal, key scans, retiring users and the notices' mail (``from state import models as m``)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from state.models.inventory import (
     SshPublicKey,
     UserTag,
 )
+from state.models.notices import NoticeMailRow
 from state.models.plans import (
     ApprovalRow,
     BakeDecisionRow,
@@ -75,6 +76,7 @@ __all__ = [
     "MappingRow",
     "MfaDevice",
     "Migration",
+    "NoticeMailRow",
     "PlacementRow",
     "PlanRow",
     "PolicyAttachment",
