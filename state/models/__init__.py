@@ -43,6 +43,7 @@ from state.models.plans import (
     UserMappingRow,
     UserSnapshotRow,
 )
+from state.models.rate_buckets import RateBucketRow
 from state.models.usage import UsageReadRow, UserUsageRow
 from state.models.workloads import PlacementRow
 
@@ -76,6 +77,7 @@ __all__ = [
     "PlacementRow",
     "PlanRow",
     "PolicyAttachment",
+    "RateBucketRow",
     "Run",
     "ServiceSpecificCredential",
     "SigningCertificate",

@@ -1,0 +1,124 @@
+"""One rate limit across processes: four worker processes calling IAM in the same accounts,
+counted by the sandbox (its recorder's peak requests per second per account and family)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from domain.distribution import WORK_POOL_ENV
+from sandbox.control import SandboxControl
+from sandbox.server import Sandbox
+from sandbox.strict_settings import Strictness
+from state import Store
+from tasks.rate_limits import burst
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCOUNTS = ["111111111111", "222222222222"]
+PROCESSES = 4
+IAM_RATE = 10.0
+CALLS_PER_ACCOUNT = 10  # per process: 40 an account, 3 s at 10/s once the burst is spent
+ARRIVAL_SLACK = 3
+
+# A worker process: the spec's AwsSessions (state DB and work-pool flag as a flow run has
+# them), one thread per account calling IAM as fast as its limiter lets it.
+WORKER = """
+import json, sys, threading
+from domain.spec import MigrationSpec
+from tasks.aws import AwsSessions
+
+args = json.loads(sys.argv[1])
+spec = MigrationSpec(name="rate", state=args["state"], aws={"rate_limits": {"iam": args["rate"]}})
+sessions = AwsSessions.from_spec(spec)
+clients = {}
+for account in args["accounts"]:
+    sessions.for_account(account).get_credentials().get_frozen_credentials()
+    clients[account] = sessions.for_account(account).client("iam")
+print("shared" if sessions.limiters.shared is not None else "in-process", flush=True)
+sys.stdin.readline()  # the go: every worker starts at once
+
+def work(client):
+    for _ in range(args["calls"]):
+        client.list_users()
+
+threads = [threading.Thread(target=work, args=(c,)) for c in clients.values()]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print("done", flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    # Any member role may be assumed: the accounts only need to exist as the limit's keys.
+    strictness = Strictness(
+        assume_role_checks=False, trust_policy_checks=False, identity_policy_checks=False
+    )
+    with Sandbox(port=0, strictness=strictness) as running:
+        yield running
+
+
+def run_workers(sandbox: Sandbox, state_url: str, work_pool: str | None) -> dict:
+    """Start the workers, let them go together, and return the recorder's counts."""
+    control = SandboxControl(sandbox.url)
+    env = {**os.environ, **sandbox.env(), "PYTHONPATH": str(ROOT)}
+    env.pop(WORK_POOL_ENV, None)
+    if work_pool:
+        env[WORK_POOL_ENV] = work_pool
+    args = {"state": state_url, "rate": IAM_RATE, "accounts": ACCOUNTS, "calls": CALLS_PER_ACCOUNT}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, json.dumps(args)],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(PROCESSES)
+    ]
+    try:
+        modes = {worker.stdout.readline().strip() for worker in workers}  # type: ignore[union-attr]
+        control.reset_calls()  # count the calls only, not the AssumeRoles
+        for worker in workers:
+            worker.stdin.write("go\n")  # type: ignore[union-attr]
+            worker.stdin.flush()  # type: ignore[union-attr]
+        for worker in workers:
+            assert worker.wait(timeout=60) == 0
+        return {"modes": modes, **control.calls()}
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+
+
+@pytest.mark.parametrize(
+    "store_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_four_workers_share_each_accounts_limit(sandbox: Sandbox, store_url: str) -> None:
+    Store.open(store_url).close()  # the flow run's store creates the schema, rate_buckets too
+    # A token bucket holding `burst` tokens lets at most burst + rate calls start in any
+    # second. The sandbox counts arrivals, which come a little after the token was taken and
+    # not all equally late (a loaded machine's scheduling): a few calls of slack.
+    bound = burst(IAM_RATE) + IAM_RATE + ARRIVAL_SLACK
+
+    shared = run_workers(sandbox, store_url, work_pool="workers")
+    assert shared["modes"] == {"shared"}
+    for account in ACCOUNTS:
+        assert shared["by_account"][account]["iam:ListUsers"] == PROCESSES * CALLS_PER_ACCOUNT
+        assert shared["peak_per_second"][account]["iam"] <= bound, shared["peak_per_second"]
+
+    # Outside a work pool each process keeps its own limiter: four processes, four bursts.
+    alone = run_workers(sandbox, store_url, work_pool=None)
+    assert alone["modes"] == {"in-process"}
+    for account in ACCOUNTS:
+        assert alone["peak_per_second"][account]["iam"] > bound, alone["peak_per_second"]
