@@ -64,7 +64,12 @@ class RateBuckets:
     def _connected(self) -> Engine:
         with self._lock:
             if self._engine is None:
-                self._engine = create_engine(self._url, isolation_level="AUTOCOMMIT")
+                # A take holds its connection for one statement (well under a millisecond):
+                # a few connections serve every thread, and each worker's process adds few to
+                # the server's max_connections.
+                self._engine = create_engine(
+                    self._url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=2
+                )
             return self._engine
 
     def take(self, key: str, rate: float, capacity: float) -> float:
