@@ -45,7 +45,8 @@ class SandboxControl:
 
     def calls(self) -> dict[str, Any]:
         """Counts so far: ``calls``/``throttled``/``errors`` keyed ``service:Operation``,
-        ``by_account``, ``total`` and ``throttled_total``."""
+        ``by_account``, ``total``, ``throttled_total``, and ``peak_per_second``
+        (``{account: {family: the most requests in any one second}}``)."""
         return self._request("GET", "/_iamc/calls")
 
     def reset_calls(self) -> None:

@@ -9,7 +9,6 @@ import os
 import re
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC
 from typing import Any
@@ -29,6 +28,7 @@ from sandbox.gaad import get_account_authorization_details
 from sandbox.key_last_used import get_access_key_last_used
 from sandbox.people_control import control_people
 from sandbox.policy_simulator import simulate_principal_policy
+from sandbox.recorder import CallRecorder
 from sandbox.regions import describe_regions
 from sandbox.service_credentials import ServiceCredentials
 from sandbox.service_last_accessed import ServiceLastAccessed
@@ -87,60 +87,6 @@ _THROTTLE_CODE = {
     "identitystore": "ThrottlingException",
     "cloudtrail": "ThrottlingException",
 }
-
-
-class CallRecorder:
-    """Counts calls per ``service:Operation`` (and per account), throttled attempts apart, and
-    the time the sandbox itself spent on them.
-
-    ``busy_cpu_s`` is the CPU time of the threads that served the calls (the added latency is a
-    sleep, not counted): moto runs under one interpreter lock, so this is serialized time a
-    client cannot win back by asking in parallel.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.reset()
-
-    def reset(self) -> None:
-        with getattr(self, "_lock", threading.Lock()):
-            self.calls: Counter[str] = Counter()
-            self.throttled: Counter[str] = Counter()
-            self.errors: Counter[str] = Counter()
-            self.by_account: dict[str, Counter[str]] = {}
-            self.busy_cpu_s: dict[str, float] = {}
-            self.busy_wall_s: dict[str, float] = {}
-
-    def record(self, key: str, account_id: str, *, throttled: bool = False) -> None:
-        with self._lock:
-            if throttled:
-                self.throttled[key] += 1
-                return
-            self.calls[key] += 1
-            self.by_account.setdefault(account_id, Counter())[key] += 1
-
-    def record_time(self, key: str, cpu_s: float, wall_s: float) -> None:
-        with self._lock:
-            self.busy_cpu_s[key] = self.busy_cpu_s.get(key, 0.0) + cpu_s
-            self.busy_wall_s[key] = self.busy_wall_s.get(key, 0.0) + wall_s
-
-    def record_error(self, key: str, code: str) -> None:
-        with self._lock:
-            self.errors[f"{key}:{code}"] += 1
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "calls": dict(self.calls),
-                "throttled": dict(self.throttled),
-                "errors": dict(self.errors),
-                "by_account": {acct: dict(c) for acct, c in self.by_account.items()},
-                "total": sum(self.calls.values()),
-                "throttled_total": sum(self.throttled.values()),
-                "busy_cpu_s": round(sum(self.busy_cpu_s.values()), 4),
-                "busy_wall_s": round(sum(self.busy_wall_s.values()), 4),
-                "busy_cpu_by_call": {k: round(v, 4) for k, v in self.busy_cpu_s.items()},
-            }
 
 
 def _unsigned_web_identity(environ: dict[str, Any], body: bytes) -> _Call | None:

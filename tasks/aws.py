@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.loaders
@@ -29,10 +29,13 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.hooks import HierarchicalEmitter
 from botocore.utils import parse_timestamp
 from dateutil.tz import tzutc
-from pyrate_limiter import Duration, Limiter, Rate
 
 from domain.errors import AwsAccessError, AwsUnreachableError
-from domain.spec import DEFAULT_RATE_LIMITS, MigrationSpec
+from domain.spec import MigrationSpec
+from tasks.rate_limits import RateLimiters, shared_rate_buckets
+
+if TYPE_CHECKING:
+    from state.rate_buckets import RateBuckets
 
 log = logging.getLogger(__name__)
 
@@ -57,62 +60,6 @@ UNREACHABLE_ERRORS = (BotoConnectionError, HTTPClientError)
 # Refresh assumed-role credentials this long before they expire, so a long inventory or a
 # provisioning wait never sends a request with credentials that lapse mid-flight.
 EXPIRY_WINDOW_SECONDS = 15 * 60
-
-# How much later than the rate strictly allows a waiting call goes (pyrate-limiter's
-# ``buffer_ms``, 50 ms by default). A blocked call waits for the oldest call of the window to
-# leave it, plus this: with the window full all the time, as the provision stage keeps
-# sso-admin's, every 20 calls take 1 s + this, so 50 ms gave up 5 % of the 20 requests/s
-# Identity Center allows. A few ms absorb the timer's rounding; a call the service still
-# finds too early is throttled and retried by botocore (standard mode).
-LIMITER_BUFFER_MS = 5
-
-# botocore's event names use the service id, hyphenated and lower-cased (e.g. "sso-admin").
-_API_FAMILY_OF_SERVICE_ID = {"sso-admin": "sso-admin", "identitystore": "identitystore"}
-
-
-class RateLimiters:
-    """One thread-safe limiter per API family and account.
-
-    IAM throttles per account; sso-admin and identitystore per Identity Center instance, which
-    lives in one (the management or delegated admin) account. Keying by account keeps a busy
-    account from starving the others while still honouring each family's rate.
-    """
-
-    def __init__(self, rates: dict[str, float]):
-        self._rates = {**DEFAULT_RATE_LIMITS, **rates}
-        self._limiters: dict[tuple[str, str], Limiter] = {}
-        self._lock = threading.Lock()
-        self.waits: dict[str, int] = {}
-
-    def limiter(self, family: str, account_id: str) -> Limiter | None:
-        rate = self._rates.get(family)
-        if rate is None:
-            return None
-        with self._lock:
-            key = (family, account_id)
-            if key not in self._limiters:
-                # Rates below 1/s are expressed per minute so pyrate-limiter gets an integer.
-                if rate >= 1:
-                    self._limiters[key] = Limiter(
-                        Rate(int(rate), Duration.SECOND), buffer_ms=LIMITER_BUFFER_MS
-                    )
-                else:
-                    self._limiters[key] = Limiter(
-                        Rate(max(1, int(rate * 60)), Duration.MINUTE), buffer_ms=LIMITER_BUFFER_MS
-                    )
-            return self._limiters[key]
-
-    def hook_for(self, account_id: str) -> Callable[..., None]:
-        """A botocore ``before-send`` handler: runs before every HTTP attempt, retries included."""
-
-        def before_send(event_name: str, **_: object) -> None:
-            service_id = event_name.split(".")[1]
-            family = _API_FAMILY_OF_SERVICE_ID.get(service_id, service_id)
-            limiter = self.limiter(family, account_id)
-            if limiter is not None:
-                limiter.try_acquire(family, blocking=True)
-
-        return before_send
 
 
 class _OneLoadAtATime:
@@ -303,6 +250,8 @@ class AwsSessions:
     # re-point a role or group are denied elsewhere: tasks.permissions.session_policy).
     role_path: str = "/iamc/"
     rate_limits: dict[str, float] = field(default_factory=dict)
+    # The limit every process shares (a flow run on a work pool): see RateLimiters.
+    shared_limits: RateBuckets | None = None
     max_attempts: int = 8
     profile: str | None = None
     role_session_name: str = "iam-centralize"
@@ -317,7 +266,7 @@ class AwsSessions:
     _management_account: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.limiters = RateLimiters(self.rate_limits)
+        self.limiters = RateLimiters(self.rate_limits, self.shared_limits)
 
     @classmethod
     def from_spec(cls, spec: MigrationSpec, profile: str | None = None) -> AwsSessions:
@@ -328,6 +277,7 @@ class AwsSessions:
             protected_tag=spec.protected_tag,
             role_path=spec.central.role_path if spec.central else "/iamc/",
             rate_limits=dict(spec.aws.rate_limits),
+            shared_limits=shared_rate_buckets(spec.state),
             max_attempts=spec.aws.max_attempts,
             profile=profile,
         )

@@ -45,6 +45,7 @@ from state.models.plans import (
     UserMappingRow,
     UserSnapshotRow,
 )
+from state.models.rate_buckets import RateBucketRow
 from state.models.usage import UsageReadRow, UserUsageRow
 from state.models.workloads import PlacementRow
 
@@ -80,6 +81,7 @@ __all__ = [
     "PlacementRow",
     "PlanRow",
     "PolicyAttachment",
+    "RateBucketRow",
     "Run",
     "ServiceSpecificCredential",
     "SigningCertificate",
