@@ -14,7 +14,7 @@ from alembic import op
 
 revision: str = "0015"
 # Issue 27's chain makes this revise 0014 (notices per recipient); this branch has no 0014 yet.
-down_revision: str | None = "0013"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
