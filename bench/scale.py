@@ -14,6 +14,7 @@ and flow-run start-up CPU share them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -101,8 +102,6 @@ def run(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace, workdir: Path, cleanup: list[Any], control_of: Any) -> None:
     from sqlalchemy.engine import make_url
 
-    from iamc.serve import spawn_server, stop_process, wait_healthy
-
     started = time.monotonic()
     sandbox, url = _start_sandbox(workdir, args.accounts, args.users, args.seed)
     cleanup.append(lambda: (sandbox.terminate(), sandbox.wait(timeout=30)))
@@ -111,14 +110,9 @@ def _run(args: argparse.Namespace, workdir: Path, cleanup: list[Any], control_of
     prefect_db, _ = _database(args.postgres)
     cleanup.append(lambda: (_drop(args.postgres, state_db), _drop(args.postgres, prefect_db)))
     prefect_url = make_url(args.postgres).set(drivername="postgresql+asyncpg", database=prefect_db)
-    os.environ["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = prefect_url.render_as_string(
-        hide_password=False
-    )
-    server, api = spawn_server(_free_port(), workdir / "prefect-server")
-    cleanup.append(lambda: stop_process(server))
-    wait_healthy(api, timeout=180)
+    server, api = _start_server(workdir, prefect_url.render_as_string(hide_password=False))
+    cleanup.append(lambda: _stop(server))
     env = {**os.environ, **sandbox_env(url), "PREFECT_API_URL": api}
-    env.pop("PREFECT_SERVER_DATABASE_CONNECTION_URL", None)
     spec = workdir / "spec.toml"
     spec.write_text(SPEC.format(state=state, iam_rate=args.iam_rate, per_run=args.accounts_per_run))
     subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
@@ -130,6 +124,49 @@ def _run(args: argparse.Namespace, workdir: Path, cleanup: list[Any], control_of
     for count in (int(n) for n in args.workers.split(",")):
         results.append(_once(args, workdir, env, api, control, count, sandbox.pid))
     _report(args, results)
+
+
+def _start_server(workdir: Path, database: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The Prefect server iamc starts (``iamc.prefect_api_server``), its database on PostgreSQL,
+    in a process group of its own; its API URL once it answers."""
+    import urllib.request
+
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(workdir / "prefect-server"),
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": database,
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_UI_API_URL": api,
+    }
+    env.pop("PREFECT_API_URL", None)
+    server = subprocess.Popen(  # noqa: S603 - this interpreter, a fixed module
+        [sys.executable, "-m", "iamc.prefect_api_server", "--host", "127.0.0.1", "--port",
+         str(port)],
+        env=env, stdout=(workdir / "server.log").open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{api}/health", timeout=2):  # noqa: S310 - local
+                return server, api
+        except OSError:
+            time.sleep(0.5)
+    _stop(server)
+    raise SystemExit(f"the Prefect server did not answer in 180 s: {workdir / 'server.log'}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _free_port() -> int:
