@@ -56,7 +56,10 @@ def heartbeat_env(seconds: int) -> dict[str, str]:
     """The environment that makes a flow run send a heartbeat every ``seconds`` (at least 30).
 
     ``iamc deploy`` puts it into every deployment's job variables (``env``), so the flow runs a
-    worker starts heartbeat and the silent-run automation can tell a dead one.
+    worker starts heartbeat and the silent-run automation can tell a dead one. Every process
+    that runs the migration's flow runs needs it (``iamc serve``'s too): without it Prefect
+    sends one every 180 s, and a run would be marked Crashed while alive if
+    ``crashed_after_seconds`` is shorter.
     """
     return {HEARTBEAT_SETTING: str(max(seconds, MIN_HEARTBEAT_SECONDS))}
 
@@ -301,8 +304,7 @@ def _silent_run(migration: str, name: str, crashed_after_seconds: int) -> Automa
                 state=StateType.CRASHED,
                 message=(
                     f"No heartbeat for {crashed_after_seconds} s: the process running this flow "
-                    "run is gone (its worker or machine died). Press Retry: it continues from "
-                    "the state database's journal."
+                    "run is gone (its worker or machine died, or it was killed)."
                 ),
             )
         ],
