@@ -22,7 +22,7 @@ class PrefectSettings(BaseModel):
     Attributes:
         work_pool: The process work pool ``iamc deploy`` registers on (``--work-pool`` wins).
             With a work pool the state must be PostgreSQL: many workers write it at once.
-        notify_block: The Prefect notification block (``webhook/ops-alerts``,
+        notify_block: The Prefect notification block (``custom-webhook/ops-alerts``,
             ``slack-webhook/iam-team``…) ``iamc deploy``'s automations send through when a run
             pauses for approval, fails or crashes; none: no automations are made.
         heartbeat_seconds: How often a flow run on a worker says it is alive.
@@ -49,6 +49,6 @@ class PrefectSettings(BaseModel):
         if value is not None and not _BLOCK_SLUG.match(value):
             raise ValueError(
                 f"{value!r} is not a block slug: expected '<block type>/<block name>' as "
-                "'prefect block ls' lists it, e.g. 'webhook/ops-alerts'"
+                "'prefect block ls' lists it, e.g. 'custom-webhook/ops-alerts'"
             )
         return value

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from domain.distribution import WORK_POOL_ENV
 from domain.errors import ServeError
-from domain.spec import load_spec
+from domain.spec import MigrationSpec, load_spec
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,11 @@ class Deployed:
 def job_env(pool: str, heartbeat_seconds: int) -> dict[str, str]:
     """The environment every flow run of the pool gets: the pool's name (``domain.distribution``),
     heartbeats (a run that stops sending them is marked Crashed), logs at INFO for the UI."""
+    from iamc.automations import heartbeat_env
+
     return {
         WORK_POOL_ENV: pool,
-        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(heartbeat_seconds),
+        **heartbeat_env(heartbeat_seconds),
         "PREFECT_LOGGING_LEVEL": "INFO",
     }
 
@@ -66,22 +68,21 @@ def deploy(spec_path: str | Path, pool: str | None = None) -> Deployed:
     created = _ensure_pool(pool)
     env = job_env(pool, spec.prefect.heartbeat_seconds)
     result = Deployed(pool, created)
-    ids = []
     for deployment in deployments(spec_path, work_pool=pool, env=env):
-        ids.append(deployment.apply())
+        deployment.apply()
         result.deployments.append(deployment.name)
-    result.automations = _automations(spec, ids)
+    result.automations = _automations(spec)
     return result
 
 
-def _automations(spec: object, deployment_ids: list[object]) -> list[str]:
+def _automations(spec: MigrationSpec) -> list[str]:
     from iamc.automations import ensure_automations
 
     return ensure_automations(
-        spec.name,  # type: ignore[attr-defined]
-        deployment_ids,
-        spec.prefect.notify_block,  # type: ignore[attr-defined]
-        spec.prefect.crashed_after_seconds,  # type: ignore[attr-defined]
+        spec.name,
+        spec.prefect.notify_block,
+        heartbeat_seconds=spec.prefect.heartbeat_seconds,
+        crashed_after_seconds=spec.prefect.crashed_after_seconds,
     )
 
 

@@ -303,6 +303,11 @@ def serve_deployments(spec_path: str | Path) -> None:
     """
     # Inherited by the flow runs' processes, which read it when they start.
     os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+    # Heartbeats as often as on a work pool: `iamc deploy`'s automation marks a run of the
+    # migration silent for longer than [prefect] crashed_after_seconds as Crashed.
+    from iamc.automations import heartbeat_env
+
+    os.environ.update(heartbeat_env(load_spec(spec_path).prefect.heartbeat_seconds))
     # Deferred: Prefect reads that setting when imported.
     from prefect import serve
 
