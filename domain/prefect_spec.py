@@ -31,6 +31,8 @@ class PrefectSettings(BaseModel):
         account_timeout_seconds: How long a parent waits for one batch run of accounts.
         accounts_per_run: Accounts per child flow run on the pool: a flow run is a process
             of its own on its worker (~2-3 s of start-up), so accounts go in batches.
+        batch_start_seconds: A batch no worker has taken this long (every slot busy, some
+            with runs that wait for their own batches) is run by its parent instead.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -42,6 +44,7 @@ class PrefectSettings(BaseModel):
     crashed_after_seconds: Annotated[int, Field(ge=60, le=86_400)] = 120
     account_timeout_seconds: Annotated[int, Field(ge=60, le=7 * 86_400)] = 6 * 3600
     accounts_per_run: Annotated[int, Field(ge=1, le=1000)] = 10
+    batch_start_seconds: Annotated[int, Field(ge=10, le=86_400)] = 120
 
     @field_validator("notify_block")
     @classmethod

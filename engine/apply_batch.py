@@ -68,6 +68,7 @@ def spread_accounts(
         params=params,
         accounts=todo,
         label=lambda batch: f"{stage} {_accounts_label(batch)}",
+        here=lambda batch: run_batch(rt.spec_path, params, batch, None),
     )
     reports = []
     for account_id, actions in accounts:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ BATCH_FLOW = "account-batch"
 ATTEMPTS = 2
 # Batch runs the parent waits on at once (each wait is a thread polling the API).
 WAITING_AT_ONCE = 64
+# How often the parent reads a batch run's state.
+POLL_SECONDS = 2.0
 
 
 def distributed() -> bool:
@@ -79,6 +82,7 @@ def dispatch(
     params: dict[str, Any],
     accounts: list[str],
     label: Callable[[list[str]], str],
+    here: Callable[[list[str]], Any],
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Run ``step`` for ``accounts`` as batch runs on the pool; wait for them all.
 
@@ -90,6 +94,9 @@ def dispatch(
         params: The step's parameters, the same for every batch (plain JSON values).
         accounts: The accounts to work on.
         label: A batch's name in the UI, from its accounts.
+        here: Runs a batch in this process (and records its results), for a batch no worker
+            takes in ``[prefect] batch_start_seconds``: a pool whose every slot holds a run
+            waiting for its own batches would otherwise wait for ever.
 
     Returns:
         Each account's result, and why each account without one has none.
@@ -100,7 +107,7 @@ def dispatch(
     todo = accounts
     for attempt in range(1, ATTEMPTS + 1):
         batches = split(todo, size)
-        outcomes = _run_all(spec, work, step, params, batches, label, attempt)
+        outcomes = _run_all(spec, work, step, params, batches, label, attempt, here)
         results = store.account_results.results(work, todo)
         todo = []
         for outcome in outcomes:
@@ -133,6 +140,7 @@ def _run_all(
     batches: list[list[str]],
     label: Callable[[list[str]], str],
     attempt: int,
+    here: Callable[[list[str]], Any],
 ) -> list[BatchOutcome]:
     """Start every batch run and wait for each (threads sharing the parent's flow context)."""
     if not batches:
@@ -140,7 +148,7 @@ def _run_all(
 
     def one(index: int, accounts: list[str]) -> BatchOutcome:
         name = label(accounts) + (f" (attempt {attempt})" if attempt > 1 else "")
-        return _run_batch(spec, work, step, params, accounts, name, f"{index}.{attempt}")
+        return _run_batch(spec, work, step, params, accounts, name, f"{index}.{attempt}", here)
 
     with ThreadPoolExecutor(
         max_workers=min(WAITING_AT_ONCE, len(batches)), thread_name_prefix="batch"
@@ -160,7 +168,10 @@ def _run_batch(
     accounts: list[str],
     name: str,
     key: str,
+    here: Callable[[list[str]], Any],
 ) -> BatchOutcome:
+    """One batch run: created on the pool, waited for; run here if no worker takes it."""
+    from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
     from prefect.runtime import flow_run
 
@@ -175,15 +186,46 @@ def _run_batch(
             "params": params,
         },
         flow_run_name=name,
-        timeout=spec.prefect.account_timeout_seconds,
-        poll_interval=2,
+        timeout=0,
         idempotency_key=f"{parent}:{work}:{key}",
         as_subflow=True,
     )
-    state = child.state
-    return BatchOutcome(
-        accounts,
-        child.name,
-        state.type.value if state else "UNKNOWN",
-        (state.message or "") if state else "",
+    deadline = time.monotonic() + spec.prefect.account_timeout_seconds
+    waiting_since = time.monotonic()
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(child.id)
+            kind = run.state.type.value if run.state else "UNKNOWN"
+            if run.state is not None and run.state.is_final():
+                return BatchOutcome(accounts, run.name, kind, run.state.message or "")
+            waited = time.monotonic() - waiting_since
+            if kind != "SCHEDULED":
+                waiting_since = time.monotonic()
+            elif waited > spec.prefect.batch_start_seconds and _take_back(client, run):
+                _run_here(here, accounts, run.name, int(waited))
+                return BatchOutcome(accounts, run.name, "COMPLETED", "run by its parent")
+            if time.monotonic() > deadline:
+                return BatchOutcome(accounts, run.name, kind, "still not finished: gave up")
+            time.sleep(POLL_SECONDS)
+
+
+def _take_back(client: Any, run: Any) -> bool:
+    """Cancel a batch run no worker has taken; True if the server agreed (none ever will)."""
+    from prefect.states import Cancelled
+
+    result = client.set_flow_run_state(
+        run.id, Cancelled(message="no worker took it: its parent runs it instead")
     )
+    return result.status.value == "ACCEPT"
+
+
+def _run_here(
+    here: Callable[[list[str]], Any], accounts: list[str], name: str, waited: int
+) -> None:
+    log.warning(
+        "batch %s waited %d s for a worker: its parent runs it (every slot of the pool was "
+        "busy; give the workers a --limit of 2 or more, or start more workers)",
+        name,
+        waited,
+    )
+    here(accounts)

@@ -321,6 +321,7 @@ def _spread(runtime: _Runtime, run_id: int, accounts: list[Account]) -> list[Acc
         params=params,
         accounts=[a.account_id for a in accounts],
         label=lambda batch: f"inventory {len(batch)} account(s) {batch[0]}..{batch[-1]}",
+        here=lambda batch: inventory_batch(runtime.spec_path, params, batch, None),
     )
     outcomes = []
     for account in accounts:
