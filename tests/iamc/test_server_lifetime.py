@@ -6,6 +6,7 @@ database already migrated (``seed_prefect_home``): ~3 s of CPU each.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -147,3 +148,34 @@ def test_leftovers_names_a_process_of_this_session_still_running():
         sleeper.kill()
         sleeper.wait()
     assert leftovers("test-leftovers") == []
+
+
+# A benchmark in miniature: a child it stops in `finally`, another atexit stops.
+_KILLED_BENCH = """
+import atexit, subprocess, sys, time
+from iamc.serve import exit_on_sigterm
+exit_on_sigterm()
+by_finally = subprocess.Popen(["sleep", "60"])
+by_atexit = subprocess.Popen(["sleep", "61"])
+atexit.register(by_atexit.kill)
+try:
+    print(by_finally.pid, by_atexit.pid, flush=True)
+    time.sleep(60)
+finally:
+    by_finally.kill()
+"""
+
+
+def test_a_process_ended_by_sigterm_stops_what_it_started():
+    bench = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_BENCH], stdout=subprocess.PIPE, text=True
+    )
+    children = [int(pid) for pid in bench.stdout.readline().split()]
+    try:
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(timeout=30) == 128 + signal.SIGTERM
+        assert sorted(_wait_gone(children, timeout=10)) == sorted(children)
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
