@@ -20,8 +20,7 @@ import subprocess
 import sys
 
 from bench import commands, inventory, plan, provision, retire, rollback, scan, usage
-from bench.harness import print_goals
-from iamc.serve import exit_on_sigterm
+from bench.harness import exit_on_sigterm, print_goals
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM ends a benchmark as ``sys.exit`` would (as ``iamc.serve.exit_on_sigterm``, which
+    a benchmark doesn't import): ``finally`` blocks and ``atexit`` stop what it started."""
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
 
 
 def bench_workdir(prefix: str) -> Path:
