@@ -238,7 +238,8 @@ def pytest_configure(config: pytest.Config) -> None:
     global _server
     # Set in the controller before xdist starts its workers: every process the session starts
     # inherits it, and pytest_sessionfinish names whatever still carries it.
-    os.environ.setdefault(MARKER, uuid.uuid4().hex)
+    if not hasattr(config, "workerinput"):  # workers keep the controller's
+        os.environ[MARKER] = uuid.uuid4().hex
     # A test run ended by SIGTERM ends as Ctrl-C does: fixtures' teardowns and
     # pytest_unconfigure stop the servers, sandboxes and commands it started.
     signal.signal(signal.SIGTERM, _interrupt)
