@@ -29,7 +29,6 @@ from pathlib import Path
 from rich.console import Console
 
 from domain.errors import ServeError
-from iamc.prefect_api_server import idle_seconds_from_env
 from iamc.serve import spawn_server, stop_process
 
 DEFAULT_PORT = 4200  # Prefect's own default: the UI where operators expect it
@@ -174,11 +173,9 @@ def start(console: Console, timeout: float | None = None) -> LocalServer:
             )
         port = _free_port()
         home = _prefect_home() / "local-server"
-        idle_s = idle_seconds_from_env()
-        ends = f"it ends after {idle_s / 60:g} min unused" if idle_s else "it never idles out"
         console.print(
             f"starting a local Prefect server on 127.0.0.1:{port} (once: later commands reuse "
-            f"it; {ends}, or by 'iamc server stop')…",
+            "it; it ends by itself once unused, or by 'iamc server stop')…",
             highlight=False,
         )
         process, api_url = spawn_server(port, home, record_home=_prefect_home())
