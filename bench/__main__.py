@@ -21,7 +21,7 @@ import subprocess
 import sys
 
 from bench import commands, inventory, plan, provision, retire, rollback, scale, scan, usage
-from bench.harness import print_goals
+from bench.harness import exit_on_sigterm, print_goals
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -113,6 +113,9 @@ BENCHES = {
 
 def main() -> None:
     args = _parser().parse_args()
+    # Killed (SIGTERM), a benchmark still stops what it started: its `finally` blocks stop the
+    # sandboxes, and atexit the local Prefect server (`iamc server stop`) and Prefect's own.
+    exit_on_sigterm()
     if args.bench != "all":
         BENCHES[args.bench].run(args)
         if not print_goals():
@@ -133,10 +136,14 @@ def _run_all() -> None:
             text=True,
         )
         assert child.stdout is not None
-        for line in child.stdout:
-            print(line, end="", flush=True)
-            if line.startswith("  GOAL "):
-                goal_lines.append(line[len("  GOAL ") :].rstrip())
+        try:
+            for line in child.stdout:
+                print(line, end="", flush=True)
+                if line.startswith("  GOAL "):
+                    goal_lines.append(line[len("  GOAL ") :].rstrip())
+        finally:
+            if child.poll() is None:  # this process is stopping: so does the benchmark
+                child.terminate()
         if child.wait():
             failed.append(name)
     print("\nGoals measured in this run:")

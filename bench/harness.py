@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM ends a benchmark as ``sys.exit`` would (as ``iamc.serve.exit_on_sigterm``, which
+    a benchmark doesn't import): ``finally`` blocks and ``atexit`` stop what it started."""
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
 
 
 def bench_workdir(prefix: str) -> Path:
@@ -87,16 +98,19 @@ def run_flows_as_the_cli_does(*flow_modules: str) -> str:
     import sys
 
     if not os.environ.get("PREFECT_API_URL"):
-        os.environ["PREFECT_API_URL"] = start_local_prefect_server(dict(os.environ))
-        # As iamc.prefect_server.use_local_server: the server runs this very Prefect.
-        os.environ.setdefault("PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", "false")
-        warm_up_prefect_server(os.environ["PREFECT_API_URL"])
+        # Registered first: a benchmark stopped while its server starts stops that one too
+        # (the server is recorded as soon as it is spawned).
         atexit.register(
             subprocess.run,
             [sys.executable, "-m", "iamc.cli", "server", "stop"],
             capture_output=True,
             check=False,
+            env=dict(os.environ),
         )
+        os.environ["PREFECT_API_URL"] = start_local_prefect_server(dict(os.environ))
+        # As iamc.prefect_server.use_local_server: the server runs this very Prefect.
+        os.environ.setdefault("PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", "false")
+        warm_up_prefect_server(os.environ["PREFECT_API_URL"])
     from engine.prefect_runtime import imports_without_gc, prepare_flow_runs
 
     with imports_without_gc():

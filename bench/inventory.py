@@ -65,16 +65,20 @@ def _start_sandbox(workdir: Path, accounts: int, users: int, seed: int) -> tuple
         stdout=log, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        log.seek(0)
-        match = _URL.search(log.read())
-        if match:
-            return process, match.group(1).strip("'")
-        if process.poll() is not None:
-            raise SystemExit(f"sandbox exited: {log_path.read_text()}")
-        time.sleep(0.5)
-    process.kill()
-    raise SystemExit("the sandbox did not start in 900 s")
+    try:
+        while time.monotonic() < deadline:
+            log.seek(0)
+            match = _URL.search(log.read())
+            if match:
+                return process, match.group(1).strip("'")
+            if process.poll() is not None:
+                raise SystemExit(f"sandbox exited: {log_path.read_text()}")
+            time.sleep(0.5)
+        raise SystemExit("the sandbox did not start in 900 s")
+    except BaseException:  # not started in time, or this process is stopping (SIGTERM)
+        process.kill()
+        process.wait()
+        raise
 
 
 def sandbox_env(url: str) -> dict[str, str]:

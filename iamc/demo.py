@@ -28,6 +28,7 @@ from engine.approvals import record_decision
 from engine.migration import Migration
 from engine.reports import load_plan
 from iamc.demo_least_privilege import play_people, print_losses, usage_scene, verify_wave
+from iamc.serve import exit_on_sigterm
 from iamc.views.apply import apply_with_progress, print_apply_summary, print_status, watch_actions
 from iamc.views.inventory import inventory_with_progress, print_inventory_report, print_waves_report
 from iamc.views.mapping import mapping_with_status
@@ -55,6 +56,8 @@ def run_demo(
     in each member account that the seeded identity account's people switch into.
     """
     central = target == CENTRAL_ROLES
+    # Killed, it still stops its sandbox and Prefect's temporary server (an atexit handler).
+    exit_on_sigterm()
     workdir.mkdir(parents=True, exist_ok=True)
     spec_path = workdir / "spec.toml"
     # A fresh state per demo: the sandbox's account ids are new every time it starts.

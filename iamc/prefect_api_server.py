@@ -11,6 +11,12 @@ this). The server now repeats such a request itself after 10 ms, then longer; on
 database stays busy for ~1.6 s does the client see the 503 and back off as before. Repeating
 is what the client does with the same request anyway.
 
+It also ends by itself, so no server is left behind: when no API request came for
+``IAMC_PREFECT_SERVER_IDLE_MINUTES`` (default 60; 0: never), when its Prefect home is gone,
+and (``--exit-with-parent``) when the process that started it is gone. A flow run talks to
+the API all along (states, logs, events), so work keeps it running; ``/api/health`` probes
+(``iamc server status``, a command waiting for a server to start) don't count.
+
 Run as ``python -m iamc.prefect_api_server --host 127.0.0.1 --port N``, in place of ``prefect
 server start`` (which runs ``create_app(final=True)`` under uvicorn the same way).
 """
@@ -20,7 +26,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -35,6 +46,17 @@ BUSY_STATUS = 503
 BUSY_BODY = b'{"exception_message":"Service Unavailable"}'
 # ~1.6 s in all; after that the client's own back-off (2, 4, 8... s) takes over.
 RETRY_DELAYS_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)
+
+IDLE_MINUTES_ENV = "IAMC_PREFECT_SERVER_IDLE_MINUTES"
+DEFAULT_IDLE_MINUTES = 60.0
+# How often the server looks at its home, its parent and its idle time.
+WATCH_EVERY_S = 2.0
+# What a request that only asks whether the server is up asks for: not a use.
+HEALTH_PATHS = frozenset({"/api/health", "/health"})
+# In-flight requests get this long once the server decided to stop (or got SIGTERM) ...
+GRACEFUL_SHUTDOWN_S = 10.0
+# ... and the whole shutdown this long before the process ends regardless.
+HARD_EXIT_AFTER_S = 30.0
 
 
 class _Attempt:
@@ -123,15 +145,152 @@ class RetryBusyDatabase:
             await asyncio.sleep(delay)
 
 
+class Activity:
+    """ASGI middleware: when the API was last used. A request or connection (a websocket)
+    counts from its start to its end, so the idle time starts when the last one ended;
+    health probes don't count. Once the server is ``closing``, new requests get 503.
+
+    Args:
+        app: The ASGI application.
+        clock: Monotonic seconds.
+    """
+
+    def __init__(self, app: App, clock: Callable[[], float] = time.monotonic) -> None:
+        self.app = app
+        self.clock = clock
+        self.in_flight = 0
+        self.last_used = clock()
+        self.closing = False
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or scope.get("path") in HEALTH_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if self.closing and scope["type"] == "http":
+            # Prefect's client repeats a 503 later, and by then meets no server: a command
+            # then starts a new one, as for a server that is gone.
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b"the server is stopping"})
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+            self.last_used = self.clock()
+
+    def idle_for(self) -> float:
+        """Seconds since the API was last used (0 while a request or connection is open)."""
+        return 0.0 if self.in_flight else self.clock() - self.last_used
+
+
+def idle_seconds_from_env() -> float | None:
+    """The idle period ``IAMC_PREFECT_SERVER_IDLE_MINUTES`` sets, in seconds (None: never).
+
+    Raises:
+        ValueError: The setting is not a number of minutes.
+    """
+    minutes = float(os.environ.get(IDLE_MINUTES_ENV) or DEFAULT_IDLE_MINUTES)
+    if minutes < 0:
+        raise ValueError(f"{IDLE_MINUTES_ENV} must be >= 0 (0: never idle out), not {minutes}")
+    return minutes * 60 if minutes > 0 else None
+
+
+@dataclass
+class Watch:
+    """When the server should end by itself, and why.
+
+    Attributes:
+        home: Its Prefect home (database, log): gone means nobody can use it any more.
+        idle_s: The idle period in seconds, or None to never end for idleness.
+        parent: The pid of the process that started it, when it ends with that one.
+    """
+
+    home: Path
+    idle_s: float | None
+    parent: int | None = None
+
+    def reason_to_stop(self, activity: Activity) -> str | None:
+        if not self.home.is_dir():
+            return f"its Prefect home {self.home} is gone"
+        # Once the parent ends, this process is re-parented (to init or a subreaper): unlike
+        # polling the parent's pid, this can't be fooled by the pid being reused.
+        if self.parent is not None and os.getppid() != self.parent:
+            return f"the process that started it ({self.parent}) ended"
+        idle = activity.idle_for()
+        if self.idle_s is not None and idle >= self.idle_s:
+            return f"no API request for {idle / 60:.1f} min ({IDLE_MINUTES_ENV})"
+        return None
+
+
+def _forget_record(record_home: Path | None) -> None:
+    """Remove the local server's record of this process, if its Prefect home still holds it."""
+    if record_home is None or not record_home.is_dir():
+        return
+    # Deferred: only a server iamc's step commands started has a record.
+    from iamc.prefect_server import forget
+
+    forget(os.getpid(), record_home)
+
+
+def _serve(activity: Activity, watch: Watch, record_home: Path | None, **config: Any) -> None:
+    """Run the app under uvicorn until SIGTERM or until ``watch`` says the server should end."""
+    import uvicorn
+
+    class WatchedServer(uvicorn.Server):
+        async def serve(self, sockets: Any = None) -> None:
+            watching = asyncio.create_task(self._watch())
+            try:
+                await super().serve(sockets)
+            finally:
+                watching.cancel()
+
+        async def _watch(self) -> None:
+            # In the event loop, as the requests are: no request is counted after the
+            # decision, which closes the API to new requests before the listener goes.
+            while not self.started and not self.should_exit:
+                await asyncio.sleep(0.1)
+            activity.last_used = activity.clock()  # idle from when it answers, not before
+            while not self.should_exit:
+                await asyncio.sleep(WATCH_EVERY_S)
+                reason = watch.reason_to_stop(activity)
+                if reason is None:
+                    continue
+                print(f"stopping: {reason}", flush=True)
+                activity.closing = True
+                _forget_record(record_home)
+                # A shutdown stuck on a database whose directory is gone still ends.
+                hard_exit = threading.Timer(HARD_EXIT_AFTER_S, os._exit, (0,))
+                hard_exit.daemon = True
+                hard_exit.start()
+                self.should_exit = True
+
+    config = uvicorn.Config(activity, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, **config)
+    WatchedServer(config).run()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--record-home",
+        type=Path,
+        help="the Prefect home whose local-server record names this server (removed at exit)",
+    )
+    parser.add_argument(
+        "--exit-with-parent", action="store_true", help="end when the starting process ends"
+    )
     args = parser.parse_args(argv)
+    # Read before Prefect is imported: a bad setting stops the start, with its reason in the log.
+    watch = Watch(
+        home=Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser(),
+        idle_s=idle_seconds_from_env(),
+        parent=os.getppid() if args.exit_with_parent else None,
+    )
 
     # Deferred: the tests and the fork server import this module for its middleware; Prefect's
     # server app is for the server process only.
-    import uvicorn
     from prefect.server.api.server import create_app
     from prefect.settings import (
         PREFECT_SERVER_API_KEEPALIVE_TIMEOUT,
@@ -141,8 +300,11 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     print(f"Prefect server (iamc) on http://{args.host}:{args.port}", flush=True)
-    uvicorn.run(
-        RetryBusyDatabase(create_app(final=True)),
+    activity = Activity(RetryBusyDatabase(create_app(final=True)))
+    _serve(
+        activity,
+        watch,
+        args.record_home,
         host=args.host,
         port=args.port,
         timeout_keep_alive=PREFECT_SERVER_API_KEEPALIVE_TIMEOUT.value(),

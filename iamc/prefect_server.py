@@ -4,6 +4,11 @@ Without it each step command starts Prefect's temporary API server for itself (~
 may time out on a loaded machine) and its runs vanish with it. With it a command's overhead is
 its imports, and CLI runs show in the Prefect UI where operators look. ``PREFECT_API_URL``
 (your own server) always wins; ``IAMC_LOCAL_PREFECT_SERVER=off`` keeps the temporary one.
+
+It is left running for the next command, but not for ever: it ends by itself after
+``IAMC_PREFECT_SERVER_IDLE_MINUTES`` (default 60) without an API request, or a few seconds
+after its Prefect home is deleted (:mod:`iamc.prefect_api_server`); the next command starts
+another.
 """
 
 from __future__ import annotations
@@ -170,10 +175,10 @@ def start(console: Console, timeout: float | None = None) -> LocalServer:
         home = _prefect_home() / "local-server"
         console.print(
             f"starting a local Prefect server on 127.0.0.1:{port} (once: later commands reuse "
-            "it, 'iamc server stop' ends it)…",
+            "it; it ends by itself once unused, or by 'iamc server stop')…",
             highlight=False,
         )
-        process, api_url = spawn_server(port, home)
+        process, api_url = spawn_server(port, home, record_home=_prefect_home())
         server = LocalServer(pid=process.pid, port=port, api_url=api_url, home=str(home))
         # Recorded before it answers, so a command started meanwhile waits for this one.
         _state_path().parent.mkdir(parents=True, exist_ok=True)
@@ -189,6 +194,16 @@ def start(console: Console, timeout: float | None = None) -> LocalServer:
         )
 
 
+def _claim(server: LocalServer) -> bool:
+    """Use the server once (a request that counts, unlike ``/health``), so it does not end
+    for idleness between this command's look and its first flow run's request."""
+    try:
+        with urllib.request.urlopen(f"{server.api_url}/admin/version", timeout=5) as reply:  # noqa: S310
+            return reply.status == 200
+    except OSError:  # it ended meanwhile
+        return False
+
+
 def use_local_server(console: Console) -> str | None:
     """Point this process's flows at the local server, starting it if needed.
 
@@ -201,7 +216,7 @@ def use_local_server(console: Console) -> str | None:
     if os.environ.get("IAMC_LOCAL_PREFECT_SERVER", "on").lower() in ("off", "0", "false"):
         return None
     server = running()
-    if server is None:
+    if server is None or not _claim(server):
         try:
             server = start(console)
         except (ServeError, OSError) as err:
@@ -232,3 +247,21 @@ def stop() -> LocalServer | None:
     _state_path().unlink(missing_ok=True)
     (_prefect_home() / _VERSION_FILE).unlink(missing_ok=True)
     return server
+
+
+def forget(pid: int, home: Path) -> None:
+    """Remove the record of the local server ``pid`` from Prefect home ``home`` (the server
+    does, as it ends by itself); a record of another server is left alone.
+
+    Without the start lock: a command holding it may be waiting for this very server to
+    answer, and no command records a new server while this one's record names a live one.
+    """
+    try:
+        recorded = json.loads((home / _STATE_FILE).read_text()).get("pid")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded == pid:
+        (home / _STATE_FILE).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        if (home / _VERSION_FILE).read_text().partition(" ")[0] == str(pid):
+            (home / _VERSION_FILE).unlink(missing_ok=True)

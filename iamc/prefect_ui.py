@@ -8,7 +8,13 @@ from pathlib import Path
 import boto3
 from rich.console import Console
 
-from iamc.serve import runbook_lines, serve_deployments, start_server, stop_process
+from iamc.serve import (
+    exit_on_sigterm,
+    runbook_lines,
+    serve_deployments,
+    start_server,
+    stop_process,
+)
 from sandbox.demo_spec import DEMO_SPEC
 from sandbox.seed import seed_organization
 from sandbox.server import Sandbox
@@ -17,7 +23,9 @@ from sandbox.server import Sandbox
 def run_ui(
     console: Console, *, spec: Path | None, port: int, with_sandbox: bool, workdir: Path
 ) -> None:
-    """Serve until Ctrl-C; stops the deployments before the server (or its shutdown hangs)."""
+    """Serve until Ctrl-C or SIGTERM; stops the deployments before the server (or its
+    shutdown hangs), then the sandbox."""
+    exit_on_sigterm()
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     sandbox = None

@@ -40,7 +40,7 @@ from engine.migration import Migration
 from engine.progress import migration_progress
 from engine.reports import load_plan
 from iamc.browser import Browser, chromium_path
-from iamc.serve import start_server, stop_process
+from iamc.serve import exit_on_sigterm, start_server, stop_process
 from sandbox.demo_spec import DEMO_SPEC
 from sandbox.seed import seed_organization
 from sandbox.server import Sandbox
@@ -367,6 +367,7 @@ def _menu_button() -> str:
 
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs")
+    exit_on_sigterm()  # its server, sandbox and browser stop, as on Ctrl-C
     for path in take(out, Path(".iamc/screenshots")):
         print(path)
 

@@ -334,10 +334,12 @@ def start_server(
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start a Prefect server on 127.0.0.1:port with its own home; return it and its API.
 
+    The server ends with this process, however this one ends (even by SIGKILL).
+
     Raises:
         ServeError: It did not answer its health check within ``health_timeout`` seconds.
     """
-    process, api_url = spawn_server(port, home)
+    process, api_url = spawn_server(port, home, exit_with_parent=True)
     try:
         wait_healthy(api_url, timeout=health_timeout)
     except ServeError:
@@ -346,9 +348,16 @@ def start_server(
     return process, api_url
 
 
-def spawn_server(port: int, home: Path) -> tuple[subprocess.Popen[bytes], str]:
+def spawn_server(
+    port: int, home: Path, *, record_home: Path | None = None, exit_with_parent: bool = False
+) -> tuple[subprocess.Popen[bytes], str]:
     """Launch a Prefect server (:mod:`iamc.prefect_api_server`) on 127.0.0.1:port with its own
-    home and session; don't wait."""
+    home and session; don't wait.
+
+    It ends by itself when idle (``IAMC_PREFECT_SERVER_IDLE_MINUTES``) or when ``home`` is
+    gone, removing the local server's record in ``record_home`` if given; with
+    ``exit_with_parent``, also when this process ends.
+    """
     api_url = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
@@ -370,6 +379,8 @@ def spawn_server(port: int, home: Path) -> tuple[subprocess.Popen[bytes], str]:
             "127.0.0.1",
             "--port",
             str(port),
+            *(["--record-home", str(record_home)] if record_home is not None else []),
+            *(["--exit-with-parent"] if exit_with_parent else []),
         ],
         env=env,
         stdout=log_file,
@@ -377,6 +388,17 @@ def spawn_server(port: int, home: Path) -> tuple[subprocess.Popen[bytes], str]:
         start_new_session=True,
     )
     return process, api_url
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM ends this process as Ctrl-C or ``sys.exit`` would: ``finally`` blocks, context
+    managers and ``atexit`` handlers run, so the servers, sandboxes and workers it started are
+    stopped (by default SIGTERM ends the process at once and leaves them running)."""
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
 
 
 def stop_process(process: subprocess.Popen[Any], timeout: float = 20.0) -> None:

@@ -233,7 +233,16 @@ def pytest_configure(config: pytest.Config) -> None:
     """Each test process gets its own Prefect home (database, results) and Prefect server."""
     import tempfile
 
+    from tests.leftovers import MARKER
+
     global _server
+    # Set in the controller before xdist starts its workers: every process the session starts
+    # inherits it, and pytest_sessionfinish names whatever still carries it.
+    if not hasattr(config, "workerinput"):  # workers keep the controller's
+        os.environ[MARKER] = uuid.uuid4().hex
+    # A test run ended by SIGTERM ends as Ctrl-C does: fixtures' teardowns and
+    # pytest_unconfigure stop the servers, sandboxes and commands it started.
+    signal.signal(signal.SIGTERM, _interrupt)
     _collect_garbage_less_often()
     # The sandboxes tests start (in process, and `iamc sandbox up` children) report five
     # regions enabled, not all seventeen: each delete run reads every enabled region's
@@ -278,6 +287,46 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return next((n for n, prefix in enumerate(_LONGEST_FIRST) if path.startswith(prefix)), 9)
 
     items.sort(key=rank)  # stable: each module's tests stay together and in order
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# How long processes that end with the session (xdist's workers, stopping their Prefect
+# servers) get before what still runs counts as left behind.
+LEFTOVER_GRACE_S = 60.0
+
+
+@pytest.hookimpl(trylast=True)  # after xdist's own, which ends the workers
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop this process's Prefect server; in the controller, fail the session if any process
+    it started (a server, sandbox, worker or command) still runs, naming it, and end it."""
+    from tests.leftovers import MARKER, end, wait_for_leftovers
+
+    pytest_unconfigure(session.config)
+    if hasattr(session.config, "workerinput"):
+        return  # the controller looks once every worker has ended
+    found = wait_for_leftovers(os.environ[MARKER], LEFTOVER_GRACE_S, exclude=(os.getpid(),))
+    if not found:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"processes this test session started are still running ({len(found)}):"]
+    lines += [f"  {leftover}" for leftover in found]
+    for line in lines:
+        if reporter is not None:
+            reporter.write_line(line, red=True)
+        else:
+            print(line, file=sys.stderr)
+    end(found)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def seed_prefect_home() -> Callable[[Path], None]:
+    """``seed_prefect_home(home)``: a Prefect server started with that home finds its
+    database migrated already (a start then costs ~3 s of CPU, not ~10 s)."""
+    return _copy_migrated_database
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

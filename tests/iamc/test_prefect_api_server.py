@@ -1,9 +1,12 @@
-"""The local Prefect server repeats a request Prefect answered "database busy", not the client."""
+"""The local Prefect server repeats a request Prefect answered "database busy", not the client;
+it knows when it was last used and when to end by itself."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
+import pytest
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from prefect.server.api.server import custom_internal_exception_handler
@@ -12,7 +15,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from iamc.prefect_api_server import BUSY_BODY, BUSY_STATUS, RetryBusyDatabase
+from iamc.prefect_api_server import (
+    BUSY_BODY,
+    BUSY_STATUS,
+    IDLE_MINUTES_ENV,
+    Activity,
+    RetryBusyDatabase,
+    Watch,
+    idle_seconds_from_env,
+)
 
 QUICK = (0.0, 0.0, 0.0)
 
@@ -94,3 +105,74 @@ def test_non_busy_errors_are_not_repeated():
     client = TestClient(RetryBusyDatabase(api, delays=QUICK), raise_server_exceptions=False)
     assert client.post("/boom").status_code == 500
     assert calls == [b"boom"]
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _activity_app() -> tuple[Activity, _Clock]:
+    clock = _Clock()
+    api = FastAPI()
+
+    @api.get("/health")
+    async def health() -> JSONResponse:
+        return JSONResponse(True)
+
+    @api.get("/slow")
+    async def slow() -> JSONResponse:
+        assert activity.idle_for() == 0.0  # a request in flight: not idle
+        clock.now += 500
+        assert activity.idle_for() == 0.0
+        return JSONResponse("done")
+
+    activity = Activity(Starlette(routes=[Mount("/api", app=api)]), clock=clock)
+    return activity, clock
+
+
+def test_a_request_counts_as_use_until_it_ends_and_a_health_probe_does_not():
+    activity, clock = _activity_app()
+    client = TestClient(activity)
+    clock.now += 60
+    assert client.get("/api/health").status_code == 200
+    assert activity.idle_for() == 60  # iamc's probes don't keep the server up
+    assert client.get("/api/slow").json() == "done"
+    assert activity.idle_for() == 0  # idle from the end of the last request
+    clock.now += 7
+    assert activity.idle_for() == 7
+
+
+def test_a_stopping_server_refuses_new_requests_but_still_answers_health():
+    activity, _ = _activity_app()
+    activity.closing = True
+    client = TestClient(activity)
+    assert client.get("/api/slow").status_code == 503
+    assert client.get("/api/health").status_code == 200
+
+
+def test_when_the_server_ends_by_itself(tmp_path, monkeypatch):
+    activity, clock = _activity_app()
+    home = tmp_path / "home"
+    home.mkdir()
+    assert Watch(home, idle_s=60, parent=os.getppid()).reason_to_stop(activity) is None
+    clock.now += 61
+    assert "no API request for 1.0 min" in Watch(home, 60).reason_to_stop(activity)
+    assert Watch(home, idle_s=None).reason_to_stop(activity) is None  # 0: never
+    # Re-parented: the process that started it ended.
+    assert "ended" in Watch(home, None, parent=os.getppid() + 1).reason_to_stop(activity)
+    home.rmdir()
+    assert "is gone" in Watch(home, idle_s=None).reason_to_stop(activity)
+
+    monkeypatch.delenv(IDLE_MINUTES_ENV, raising=False)
+    assert idle_seconds_from_env() == 3600
+    monkeypatch.setenv(IDLE_MINUTES_ENV, "0.5")
+    assert idle_seconds_from_env() == 30
+    monkeypatch.setenv(IDLE_MINUTES_ENV, "0")
+    assert idle_seconds_from_env() is None
+    monkeypatch.setenv(IDLE_MINUTES_ENV, "-1")
+    with pytest.raises(ValueError, match="must be >= 0"):
+        idle_seconds_from_env()
