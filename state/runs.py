@@ -22,7 +22,7 @@ from domain.runs import (
     this_process,
 )
 from state import models as m
-from state.session import Sessions
+from state.session import Sessions, db_now
 
 log = logging.getLogger(__name__)
 
@@ -198,17 +198,30 @@ class LeaseRepository:
         *,
         stale_after: timedelta,
         now: datetime | None = None,
+        replacing: str | None = None,
     ) -> StageLockInfo | None:
         """Take the lock, or renew it if ``holder`` already has it.
+
+        Check and take are one transaction with the plan row locked (PostgreSQL; SQLite
+        writers queue on its write lock): of several processes taking a free or lapsed lease
+        at once, one wins and the others are refused with the winner's lease.
+
+        Args:
+            stale_after: A holder silent this long (by the database's clock) is presumed dead.
+            now: The time to judge and stamp with (tests); default the database's clock.
+            replacing: A holder known gone (its process is dead): its lease is taken whatever
+                its heartbeat, but only while that holder still has it; a lease someone else
+                took over meanwhile is theirs (compare-and-set).
 
         Returns:
             None when ``holder`` now holds it; otherwise the live lock of someone else.
         """
-        now = now or datetime.now(UTC)
         with self._db.session(write=True) as session:
             session.execute(
                 select(m.PlanRow.id).where(m.PlanRow.id == plan_id).with_for_update()
             ).scalar_one()
+            # Read after the plan row is ours: a clock read before waiting for it would be old.
+            now = now or db_now(session)
             row = session.execute(
                 select(m.StageLockRow).where(
                     m.StageLockRow.plan_id == plan_id, m.StageLockRow.stage == stage
@@ -221,7 +234,8 @@ class LeaseRepository:
                     )
                 )
                 return None
-            if row.holder != holder and now - row.heartbeat < stale_after:
+            gone = replacing is not None and row.holder == replacing
+            if row.holder != holder and not gone and now - row.heartbeat < stale_after:
                 return _info(row)
             # Ours already, or its holder fell silent (a killed process): take it over. A new
             # holder has not said which run it executes yet: the old holder's run is no longer
@@ -262,7 +276,7 @@ class LeaseRepository:
                     m.StageLockRow.stage == stage,
                     m.StageLockRow.holder == holder,
                 )
-                .values(heartbeat=datetime.now(UTC))
+                .values(heartbeat=db_now(session))
             )
             return bool(result.rowcount)
 
