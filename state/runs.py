@@ -11,7 +11,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, insert, select, update
+from sqlalchemy import Select, delete, insert, or_, select, update
 
 from domain.errors import StateError
 from domain.runs import (
@@ -71,14 +71,21 @@ class RunRepository:
         status: str,
         summary: dict[str, Any] | None = None,
         error: str | None = None,
-    ) -> None:
-        """Record how a run ended.
+    ) -> bool:
+        """Record how a run ended, unless another process continues it now.
+
+        A compare-and-set on the run's process: a process that lost the run (presumed dead,
+        its lease taken over, and the run resumed by another worker, which ``reopen_run``
+        stamped) does not overwrite the status the run has now.
 
         Args:
             run_id: From :meth:`start_run`.
             status: ``"succeeded"`` or ``"failed"``.
             summary: What it did, as JSON-compatible data.
             error: Why it failed.
+
+        Returns:
+            True when recorded; False when another process continues the run (left as is).
 
         Raises:
             ValueError: ``status`` is not a finished status.
@@ -89,14 +96,26 @@ class RunRepository:
                 f"run status must be one of {', '.join(sorted(FINISHED_RUN_STATUSES))}, "
                 f"not {status!r}"
             )
+        me = this_process()
         with self._db.session(write=True) as session:
             result = session.execute(
                 update(m.Run)
-                .where(m.Run.id == run_id)
+                .where(m.Run.id == run_id, or_(m.Run.process.is_(None), m.Run.process == me))
                 .values(status=status, finished=_now(), summary=summary, error=error)
             )
-            if result.rowcount == 0:  # type: ignore[attr-defined]
-                raise StateError(f"state DB {self._db.masked_url} has no run {run_id}")
+            if result.rowcount:  # type: ignore[attr-defined]
+                return True
+            owner = session.execute(select(m.Run.process).where(m.Run.id == run_id)).one_or_none()
+        if owner is None:
+            raise StateError(f"state DB {self._db.masked_url} has no run {run_id}")
+        log.warning(
+            "run %s is continued by %s now: its %s status is theirs to record, not %s's",
+            run_id,
+            owner.process,
+            status,
+            me,
+        )
+        return False
 
     def _runs_query(self) -> Select[Any]:
         return select(m.Run.__table__, m.Migration.name.label("migration_name")).join(

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from domain.runs import this_process
 from state import Store
 from state.engine import code_head
 
@@ -341,3 +342,21 @@ def test_migration_and_runs_at_once_one_migration_distinct_runs(pg_url: str) -> 
     assert len({r["ok"][0] for r in results}) == 1
     assert len({r["ok"][1] for r in results}) == 8
     assert _scalar(pg_url, "SELECT count(*) FROM migrations") == 1
+
+
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+def test_a_run_another_process_continues_is_not_finished_by_its_first(pg_url: str) -> None:
+    """A presumed-dead process that wakes up and ends its run leaves the run to the worker
+    that resumed it; before finish_run was a compare-and-set on the run's process, it
+    overwrote the resumed run's status with its own."""
+    with Store.open(pg_url) as store:
+        migration = store.migrations.ensure_migration("wave-1", {})
+        run = store.runs.start_run(migration, "apply")
+    (resumed,) = race(pg_url, f"store.runs.reopen_run({run})\nresult = 'resumed'", n=1)
+    assert resumed == {"ok": "resumed"}
+    with Store.open(pg_url) as store:
+        recorded = store.runs.finish_run(run, "failed", error="lost my lease")
+        info = store.runs.get_run(run)
+    assert info.status == "running" and info.error is None
+    assert info.process != this_process()
+    assert recorded is False
