@@ -360,3 +360,34 @@ def test_a_run_another_process_continues_is_not_finished_by_its_first(pg_url: st
     assert info.status == "running" and info.error is None
     assert info.process != this_process()
     assert recorded is False
+
+
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+def test_a_rejection_of_all_and_an_approval_of_delete_at_once_never_both(pg_url: str) -> None:
+    """engine.approvals.record checked "all was rejected" before the locked transaction; an
+    approval of delete made meanwhile was recorded beside the rejection. Now the check is
+    inside it (rejected_stages): whichever comes first stands, the other is refused."""
+    from domain.stages import approval_choices
+
+    with Store.open(pg_url) as store:
+        _, _, plan = _plan(store)
+    everything = sorted(str(choice) for choice in approval_choices())
+    results = race(
+        pg_url,
+        f"""
+        rejecting = i % 2 == 0
+        earlier = store.plans.record_approval(
+            {plan}, stage="all" if rejecting else "delete",
+            decision="rejected" if rejecting else "approved", approver=f"racer-{{i}}",
+            ticket="T-1", comment="", plan_hash="0" * 64,
+            overlapping_stages=set({everything!r}) if rejecting else {{"delete"}},
+            rejected_stages=frozenset() if rejecting else frozenset({{"all"}}),
+        )
+        result = earlier is None
+        """,
+    )
+    assert all("ok" in r for r in results), results
+    assert sum(r["ok"] for r in results) == 1
+    with Store.open(pg_url) as store:
+        info = store.plans.get_plan(plan, with_content=False)
+    assert info is not None and len(info.approvals) == 1
