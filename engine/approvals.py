@@ -179,6 +179,11 @@ def record_decision(
         comment=comment,
         plan_hash=info.hash,
         overlapping_stages=overlapping,
+        # Checked above for the message, and again with the plan locked: a rejection of "all"
+        # recorded meanwhile by another approver still holds this delete.
+        rejected_stages=frozenset(
+            {ALL} if stage == Stage.DELETE and decision == "approved" else ()
+        ),
     )
     if earlier is not None:
         raise PlanError(

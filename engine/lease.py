@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from domain.errors import ApplyFailed, ApplyRefused
@@ -155,7 +155,11 @@ def _take(store: Store, plan_id: int, stage: str, holder: str, wanted: str) -> N
     if blocker is not None and process_alive(holder_process(blocker.holder)) is False:
         # Its holder ran on this host and is gone (killed): no need to wait out the lease.
         log.info("taking over plan %s stage %s from %s (gone)", plan_id, stage, blocker.holder)
-        blocker = store.leases.acquire_stage_lock(plan_id, stage, holder, stale_after=timedelta(0))
+        # Only from that holder: of several processes doing this at once, the first takes it
+        # and the others find the lease live again (one winner, not each in turn).
+        blocker = store.leases.acquire_stage_lock(
+            plan_id, stage, holder, stale_after=LOCK_STALE_AFTER, replacing=blocker.holder
+        )
     if blocker is not None:
         now = datetime.now(UTC)
         age = (now - blocker.heartbeat).total_seconds()

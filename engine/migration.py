@@ -9,8 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
-from domain.spec import MigrationSpec, load_spec
+from domain.distribution import work_pool
+from domain.errors import SpecError
+from domain.spec import MigrationSpec, key_lines, load_spec
 from state import Store
+from state.engine import backend_name, mask_url
+from state.store import schema_revisions, upgrade_schema
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -46,7 +50,8 @@ class Migration:
         of its parts (the work, its artifacts, its failure message) ask for the migration.
 
         Raises:
-            SpecError: The spec is missing or invalid.
+            SpecError: The spec is missing or invalid, or its state DB is SQLite in a flow
+                run of a work pool (``require_shared_state``).
             StateError: The state DB can't be reached or upgraded.
         """
         current = _OPEN.get()
@@ -54,6 +59,7 @@ class Migration:
             yield current
             return
         spec = load_spec(spec_path)
+        require_shared_state(spec_path, spec.state, work_pool())
         with Store.open(spec.state) as store:
             mig = cls(spec=spec, spec_path=str(spec_path), store=store)
             token = _OPEN.set(mig)
@@ -93,3 +99,80 @@ class Migration:
     def hint(self, command: str) -> str:
         """An ``iamc`` command line for this migration, e.g. ``hint("resume 7")``."""
         return f"iamc {command} -c {self.spec_path}"
+
+
+def require_shared_state(spec_path: str | Path, state_url: str, pool: str | None) -> None:
+    """Refuse a state DB that the workers of a work pool can't share: only PostgreSQL.
+
+    A flow run on a work pool opens its migration through this (``Migration.open``), and
+    ``iamc deploy`` calls it before registering deployments on a pool.
+
+    Args:
+        spec_path: The spec, named in the error with the line of its ``state``.
+        state_url: The spec's ``state``.
+        pool: The work pool (``domain.distribution.work_pool()`` in a flow run, the
+            deployment's pool in ``iamc deploy``); None: one process, anything goes.
+
+    Raises:
+        SpecError: With a pool, a state DB other than PostgreSQL; one line saying why and
+            what to set.
+    """
+    if pool is None:
+        return
+    backend = backend_name(state_url)
+    if backend == "postgresql":
+        return
+    why = (
+        "a SQLite file is one machine's"
+        if backend == "sqlite"
+        else f"only PostgreSQL's row and advisory locks keep them apart, not {backend}'s"
+    )
+    try:
+        lines = (
+            {"state": line} if (line := key_lines(Path(spec_path).read_text()).get("state")) else {}
+        )
+    except (OSError, UnicodeDecodeError):
+        lines = {}
+    raise SpecError(
+        str(spec_path),
+        [
+            (
+                "state",
+                f"{mask_url(state_url)} can't serve work pool {pool!r}: its flows run on "
+                f"several workers on several machines that write the state DB at once, and "
+                f'{why}; set state = "postgresql+psycopg://USER@HOST/DB" in the spec, then '
+                f"run 'iamc db upgrade -c {spec_path}' once",
+            )
+        ],
+        lines,
+    )
+
+
+def upgrade_state_db(spec_path: str | Path) -> tuple[str, tuple[str, ...], str]:
+    """Upgrade the spec's state DB to this iamc's schema (``iamc db upgrade``), once.
+
+    Several at once are safe: one runs the DDL under the DB's upgrade lock (PostgreSQL's
+    advisory lock, SQLite's write lock), the others find it at head.
+
+    Returns:
+        (the URL, password masked; the revisions it was at, empty for a new DB; the head).
+
+    Raises:
+        SpecError: The spec is missing or invalid.
+        StateError: The DB can't be reached or upgraded, or is newer than this iamc.
+    """
+    spec = Migration.spec_of(spec_path)
+    before, head = upgrade_schema(spec.state)
+    return mask_url(spec.state), before, head
+
+
+def state_db_revisions(spec_path: str | Path) -> tuple[str, tuple[str, ...], str]:
+    """(The spec's state DB URL, password masked; its revisions; this iamc's head), unchanged.
+
+    Raises:
+        SpecError: The spec is missing or invalid.
+        StateError: The DB can't be reached.
+    """
+    spec = Migration.spec_of(spec_path)
+    current, head = schema_revisions(spec.state)
+    return mask_url(spec.state), current, head

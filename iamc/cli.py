@@ -126,6 +126,10 @@ COMMANDS = {
         _STEPS + "export",
         "Write what the migration created or adopted as another tool's configuration.",
     ),
+    "db": Lazy(
+        _STEPS + "db",
+        "The state DB's schema: upgrade it once before workers start, or show its revision.",
+    ),
     "bake": Lazy(
         _STEPS + "retire",
         "The bake period: look for use of disabled users (default), or record a decision.",

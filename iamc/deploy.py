@@ -54,7 +54,7 @@ def deploy(spec_path: str | Path, pool: str | None = None) -> Deployed:
         ServeError: The pool exists with another type than ``process``.
     """
     from iamc.serve import deployments
-    from state.engine import require_shared_state
+    from engine.migration import require_shared_state
 
     spec = load_spec(spec_path)
     pool = pool or spec.prefect.work_pool
@@ -64,7 +64,7 @@ def deploy(spec_path: str | Path, pool: str | None = None) -> Deployed:
         raise SpecError(
             f"{spec_path}: name the work pool: --work-pool NAME, or [prefect] work_pool"
         )
-    require_shared_state(spec.state, pool)
+    require_shared_state(str(spec_path), spec.state, pool)
     created = _ensure_pool(pool)
     env = job_env(pool, spec.prefect.heartbeat_seconds)
     result = Deployed(pool, created)

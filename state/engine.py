@@ -203,7 +203,19 @@ def code_head() -> str:
     return _code_head
 
 
-def _current_revisions(engine: Engine) -> tuple[str, ...]:
+def backend_name(url: str) -> str:
+    """The database kind of a state URL: ``sqlite``, ``postgresql``, ...
+
+    Raises:
+        StateError: The URL is malformed.
+    """
+    try:
+        return make_url(url).get_backend_name()
+    except (ArgumentError, ValueError) as err:
+        raise StateError(f"state DB URL {mask_url(url)} is malformed: {err}") from err
+
+
+def current_revisions(engine: Engine) -> tuple[str, ...]:
     """The DB's Alembic revisions, read with plain SQL; empty if it has none yet."""
     try:
         with engine.connect() as connection:
@@ -230,10 +242,28 @@ def upgrade_to_head(engine: Engine) -> str:
         StateError: The DB is at a revision this code does not know.
     """
     head = code_head()
-    if _current_revisions(engine) == (head,):
+    if current_revisions(engine) == (head,):
         # At head already, the common case: no Alembic import, no DDL lock (~0.5 s saved on
         # every command; the advisory lock and Alembic run only when an upgrade is due).
         return head
+    return upgrade_locked(engine)[1]
+
+
+def upgrade_locked(engine: Engine) -> tuple[tuple[str, ...], str]:
+    """Upgrade the schema to head under the DB's upgrade lock, whatever revision it reads.
+
+    The revisions are read again once the lock is held: of several processes upgrading at
+    once, one runs the DDL and the others find the DB at head and change nothing.
+
+    Args:
+        engine: An engine from :func:`make_engine`.
+
+    Returns:
+        (the revisions the DB was at when the lock was taken, empty for a new DB; the head).
+
+    Raises:
+        StateError: The DB is at a revision this code does not know, or the upgrade failed.
+    """
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
@@ -241,6 +271,7 @@ def upgrade_to_head(engine: Engine) -> str:
 
     script = ScriptDirectory.from_config(alembic_config())
     head = script.get_current_head()
+    assert head is not None
     known = {revision.revision for revision in script.walk_revisions()}
     with (
         _upgrade_lock,
@@ -248,17 +279,18 @@ def upgrade_to_head(engine: Engine) -> str:
         connection.begin(),
     ):
         if engine.dialect.name == "postgresql":
+            # Held to the end of this transaction, which holds the DDL and the new revision.
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_UPGRADE_LOCK}
             )
-        current = MigrationContext.configure(connection).get_current_heads()
+        current = tuple(sorted(MigrationContext.configure(connection).get_current_heads()))
         unknown = [revision for revision in current if revision not in known]
         if unknown:
             raise StateError(
                 f"state DB {mask_url(str(engine.url))} is at revision {', '.join(unknown)}, "
                 "newer than this iamc knows; upgrade iamc"
             )
-        if tuple(current) != (head,):
+        if current != (head,):
             log.info("upgrading state DB from %s to %s", current or "empty", head)
             try:
                 command.upgrade(alembic_config(connection), "head")
@@ -266,19 +298,4 @@ def upgrade_to_head(engine: Engine) -> str:
                 raise StateError(
                     f"cannot upgrade state DB {mask_url(str(engine.url))}: {err}"
                 ) from err
-    assert head is not None
-    return head
-
-
-def require_shared_state(url: str, work_pool: str | None) -> None:
-    """Refuse a SQLite state for flow runs on a work pool (placeholder; see branch pgstate).
-
-    Raises:
-        StateError: ``url`` is SQLite and ``work_pool`` is set.
-    """
-    if work_pool and make_url(url).get_backend_name() == "sqlite":
-        raise StateError(
-            f"work pool {work_pool!r} needs a PostgreSQL state: its workers, on any machine, "
-            "write the state at once and a SQLite file is one machine's; set state = "
-            "'postgresql+psycopg://USER@HOST/DB' in the spec, then run 'iamc db upgrade -c SPEC'"
-        )
+    return current, head

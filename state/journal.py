@@ -10,7 +10,7 @@ from sqlalchemy import delete, insert, select, update
 
 from domain.errors import StateError
 from state import models as m
-from state.session import Sessions
+from state.session import Sessions, dialect_insert
 
 # Journal statuses. A forward action is started, then succeeded (we did it), adopted (it was
 # already there, identical: never undone) or failed; a rollback marks it rolled-back.
@@ -125,51 +125,48 @@ class JournalRepository:
         """Record that an action is about to be attempted, and commit, before calling AWS.
 
         A second attempt of the same action updates its row: attempts go up, the outcome and
-        error are cleared, the undo of an earlier attempt is kept.
+        error are cleared, the undo of an earlier attempt is kept. One statement (``INSERT ...
+        ON CONFLICT DO UPDATE``), so processes writing the intent of one action at once leave
+        one row that counts each of them, and none fails on the other's insert.
 
         Raises:
             StateError: The DB can't be written.
         """
         now = datetime.now(UTC)
         with self._db.session(write=True) as session:
+            statement = dialect_insert(session, m.JournalRow).values(
+                run_id=run_id,
+                plan_id=plan_id,
+                stage=stage,
+                action_id=action_id,
+                kind=kind,
+                account_id=account_id,
+                status=STARTED,
+                intent=intent,
+                attempts=1,
+                started=now,
+            )
+            session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[m.JournalRow.plan_id, m.JournalRow.action_id],
+                    set_={
+                        "run_id": statement.excluded.run_id,
+                        "status": STARTED,
+                        "intent": statement.excluded.intent,
+                        "outcome": None,
+                        "error": None,
+                        "attempts": m.JournalRow.attempts + 1,
+                        "started": statement.excluded.started,
+                        "finished": None,
+                    },
+                )
+            )
             row = session.execute(
-                select(m.JournalRow)
-                .where(m.JournalRow.plan_id == plan_id, m.JournalRow.action_id == action_id)
-                .with_for_update()
-            ).scalar_one_or_none()
-            if row is None:
-                session.execute(
-                    insert(m.JournalRow).values(
-                        run_id=run_id,
-                        plan_id=plan_id,
-                        stage=stage,
-                        action_id=action_id,
-                        kind=kind,
-                        account_id=account_id,
-                        status=STARTED,
-                        intent=intent,
-                        attempts=1,
-                        started=now,
-                    )
+                select(m.JournalRow).where(
+                    m.JournalRow.plan_id == plan_id, m.JournalRow.action_id == action_id
                 )
-            else:
-                session.execute(
-                    update(m.JournalRow)
-                    .where(m.JournalRow.id == row.id)
-                    .values(
-                        run_id=run_id,
-                        status=STARTED,
-                        intent=intent,
-                        outcome=None,
-                        error=None,
-                        attempts=row.attempts + 1,
-                        started=now,
-                        finished=None,
-                    )
-                )
-        entry = self.journal_entry(plan_id, action_id)
-        assert entry is not None
-        return entry
+            ).scalar_one()
+            return _entry(row)
 
     def journal_progress(
         self,
@@ -212,10 +209,12 @@ class JournalRepository:
         if undo is not None:
             values["undo"] = undo
         with self._db.session(write=True) as session:
+            # Locked: the event names the run the row belongs to now, not before another
+            # process's intent re-stamped it.
             row = session.execute(
-                select(m.JournalRow).where(
-                    m.JournalRow.plan_id == plan_id, m.JournalRow.action_id == action_id
-                )
+                select(m.JournalRow)
+                .where(m.JournalRow.plan_id == plan_id, m.JournalRow.action_id == action_id)
+                .with_for_update()
             ).scalar_one_or_none()
             if row is None:
                 raise StateError(

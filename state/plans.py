@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session, defer
 
 from domain.runs import DRIFT_RUN
@@ -178,11 +178,16 @@ class PlanRepository:
         comment: str,
         plan_hash: str,
         overlapping_stages: set[str],
+        rejected_stages: frozenset[str] = frozenset(),
     ) -> ApprovalInfo | None:
         """Append a decision unless one already covers an overlapping stage.
 
         The check and the insert share one transaction, with the plan row locked on
         PostgreSQL (SQLite serializes writers), so two approvers racing can't both win.
+
+        Args:
+            overlapping_stages: Any earlier decision of these stops this one.
+            rejected_stages: An earlier rejection (not an approval) of these stops it too.
 
         Returns:
             None when recorded; otherwise the earlier decision that overlaps.
@@ -194,7 +199,14 @@ class PlanRepository:
             for earlier in session.execute(
                 select(m.ApprovalRow)
                 .where(
-                    m.ApprovalRow.plan_id == plan_id, m.ApprovalRow.stage.in_(overlapping_stages)
+                    m.ApprovalRow.plan_id == plan_id,
+                    or_(
+                        m.ApprovalRow.stage.in_(overlapping_stages),
+                        and_(
+                            m.ApprovalRow.stage.in_(rejected_stages),
+                            m.ApprovalRow.decision != "approved",
+                        ),
+                    ),
                 )
                 .order_by(m.ApprovalRow.id)
             ).scalars():

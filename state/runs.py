@@ -11,7 +11,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, insert, select, update
+from sqlalchemy import Select, delete, insert, or_, select, update
 
 from domain.errors import StateError
 from domain.runs import (
@@ -22,7 +22,7 @@ from domain.runs import (
     this_process,
 )
 from state import models as m
-from state.session import Sessions
+from state.session import Sessions, db_now
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +71,21 @@ class RunRepository:
         status: str,
         summary: dict[str, Any] | None = None,
         error: str | None = None,
-    ) -> None:
-        """Record how a run ended.
+    ) -> bool:
+        """Record how a run ended, unless another process continues it now.
+
+        A compare-and-set on the run's process: a process that lost the run (presumed dead,
+        its lease taken over, and the run resumed by another worker, which ``reopen_run``
+        stamped) does not overwrite the status the run has now.
 
         Args:
             run_id: From :meth:`start_run`.
             status: ``"succeeded"`` or ``"failed"``.
             summary: What it did, as JSON-compatible data.
             error: Why it failed.
+
+        Returns:
+            True when recorded; False when another process continues the run (left as is).
 
         Raises:
             ValueError: ``status`` is not a finished status.
@@ -89,14 +96,26 @@ class RunRepository:
                 f"run status must be one of {', '.join(sorted(FINISHED_RUN_STATUSES))}, "
                 f"not {status!r}"
             )
+        me = this_process()
         with self._db.session(write=True) as session:
             result = session.execute(
                 update(m.Run)
-                .where(m.Run.id == run_id)
+                .where(m.Run.id == run_id, or_(m.Run.process.is_(None), m.Run.process == me))
                 .values(status=status, finished=_now(), summary=summary, error=error)
             )
-            if result.rowcount == 0:  # type: ignore[attr-defined]
-                raise StateError(f"state DB {self._db.masked_url} has no run {run_id}")
+            if result.rowcount:  # type: ignore[attr-defined]
+                return True
+            owner = session.execute(select(m.Run.process).where(m.Run.id == run_id)).one_or_none()
+        if owner is None:
+            raise StateError(f"state DB {self._db.masked_url} has no run {run_id}")
+        log.warning(
+            "run %s is continued by %s now: its %s status is theirs to record, not %s's",
+            run_id,
+            owner.process,
+            status,
+            me,
+        )
+        return False
 
     def _runs_query(self) -> Select[Any]:
         return select(m.Run.__table__, m.Migration.name.label("migration_name")).join(
@@ -198,17 +217,30 @@ class LeaseRepository:
         *,
         stale_after: timedelta,
         now: datetime | None = None,
+        replacing: str | None = None,
     ) -> StageLockInfo | None:
         """Take the lock, or renew it if ``holder`` already has it.
+
+        Check and take are one transaction with the plan row locked (PostgreSQL; SQLite
+        writers queue on its write lock): of several processes taking a free or lapsed lease
+        at once, one wins and the others are refused with the winner's lease.
+
+        Args:
+            stale_after: A holder silent this long (by the database's clock) is presumed dead.
+            now: The time to judge and stamp with (tests); default the database's clock.
+            replacing: A holder known gone (its process is dead): its lease is taken whatever
+                its heartbeat, but only while that holder still has it; a lease someone else
+                took over meanwhile is theirs (compare-and-set).
 
         Returns:
             None when ``holder`` now holds it; otherwise the live lock of someone else.
         """
-        now = now or datetime.now(UTC)
         with self._db.session(write=True) as session:
             session.execute(
                 select(m.PlanRow.id).where(m.PlanRow.id == plan_id).with_for_update()
             ).scalar_one()
+            # Read after the plan row is ours: a clock read before waiting for it would be old.
+            now = now or db_now(session)
             row = session.execute(
                 select(m.StageLockRow).where(
                     m.StageLockRow.plan_id == plan_id, m.StageLockRow.stage == stage
@@ -221,7 +253,8 @@ class LeaseRepository:
                     )
                 )
                 return None
-            if row.holder != holder and now - row.heartbeat < stale_after:
+            gone = replacing is not None and row.holder == replacing
+            if row.holder != holder and not gone and now - row.heartbeat < stale_after:
                 return _info(row)
             # Ours already, or its holder fell silent (a killed process): take it over. A new
             # holder has not said which run it executes yet: the old holder's run is no longer
@@ -262,7 +295,7 @@ class LeaseRepository:
                     m.StageLockRow.stage == stage,
                     m.StageLockRow.holder == holder,
                 )
-                .values(heartbeat=datetime.now(UTC))
+                .values(heartbeat=db_now(session))
             )
             return bool(result.rowcount)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -59,6 +60,50 @@ class Sessions:
                 if attempt == 2 or not isinstance(err.__cause__, IntegrityError):
                     raise
         raise AssertionError("unreachable")
+
+
+# pg_advisory_xact_lock(namespace, key): iamc's row-group locks, apart from other users' locks
+# and from the one-key schema upgrade lock (state.engine).
+_PG_LOCK_NAMESPACE = 0x69616D63
+
+
+def lock_group(session: Session, *parts: object) -> None:
+    """Hold, to the end of the transaction, the lock of one group of rows named by ``parts``.
+
+    For a read-then-insert whose rows have no unique key to conflict on (a user's snapshot
+    versions, an account's rows in a snapshot): processes doing it to the same group queue
+    here, so each reads what the one before it wrote. PostgreSQL: a transaction-level
+    advisory lock (a hash collision only makes two groups queue together). SQLite: nothing
+    to do, a write transaction holds the whole file (``BEGIN IMMEDIATE``).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    key = ":".join(str(part) for part in parts)
+    session.execute(select(func.pg_advisory_xact_lock(_PG_LOCK_NAMESPACE, func.hashtext(key))))
+
+
+def dialect_insert(session: Session, model: Any) -> Any:
+    """``INSERT`` for the session's database with its ``ON CONFLICT`` clauses (PostgreSQL and
+    SQLite both have ``on_conflict_do_nothing`` / ``on_conflict_do_update``)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(model)
+
+
+def db_now(session: Session) -> datetime:
+    """The time by the database's clock (PostgreSQL), or this machine's (SQLite).
+
+    Workers on several machines compare each other's lease heartbeats: one clock, the
+    database server's, keeps a machine whose clock runs ahead from taking a live lease.
+    ``clock_timestamp()``, not ``now()``: the moment of the call, not of the transaction's
+    start (which may have waited for a row lock).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        value = session.execute(select(func.clock_timestamp())).scalar_one()
+        return value.astimezone(UTC)
+    return datetime.now(UTC)
 
 
 def reason(err: BaseException) -> str:

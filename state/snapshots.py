@@ -16,7 +16,7 @@ from domain import records
 from domain.credentials import CREDENTIAL_KINDS
 from domain.errors import StateError
 from state import models as m
-from state.session import Sessions
+from state.session import Sessions, lock_group
 
 log = logging.getLogger(__name__)
 
@@ -283,17 +283,9 @@ def _replace_account(
 ) -> int:
     """Delete an earlier save of the account, insert its row; returns the row's primary key."""
     account = inventory.account
-    if session.get_bind().dialect.name == "postgresql":
-        # Two saves of one account (a retried task racing the first attempt) would both find
-        # nothing to delete and collide on insert; queue them instead. SQLite writers already
-        # queue on the process lock and BEGIN IMMEDIATE.
-        session.execute(
-            select(
-                func.pg_advisory_xact_lock(
-                    func.hashtext(f"iamc:{snapshot_id}:{account.account_id}")
-                )
-            )
-        )
+    # Two saves of one account (a retried task racing the first attempt) would both find
+    # nothing to delete and collide on insert; queue them instead.
+    lock_group(session, "snapshot-account", snapshot_id, account.account_id)
     # Replacing is delete-then-insert; ON DELETE CASCADE removes the account's users, keys, ...
     session.execute(
         delete(m.SnapshotAccount).where(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Self
 
@@ -13,7 +15,14 @@ from sqlalchemy.orm import configure_mappers
 
 from domain.errors import StateError
 from state.account_results import AccountResultRepository
-from state.engine import make_engine, mask_url, upgrade_to_head
+from state.engine import (
+    code_head,
+    current_revisions,
+    make_engine,
+    mask_url,
+    upgrade_locked,
+    upgrade_to_head,
+)
 from state.identity import IdentityRepository
 from state.journal import JournalRepository
 from state.key_scans import KeyScanRepository
@@ -77,19 +86,8 @@ class Store:
             StateError: The DB can't be reached or upgraded, or is newer than this code;
                 the message names the URL with its password masked.
         """
-        masked = mask_url(url)
-        engine: Engine | None = None
-        try:
-            engine = make_engine(url)
+        with _engine(url, keep=True) as engine:
             upgrade_to_head(engine)
-        except StateError:
-            if engine is not None:
-                engine.dispose()
-            raise
-        except (SQLAlchemyError, OSError, ImportError) as err:
-            if engine is not None:
-                engine.dispose()
-            raise StateError(f"cannot open state DB {masked}: {reason(err)}") from err
         return cls(engine)
 
     def close(self) -> None:
@@ -106,6 +104,53 @@ class Store:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+@contextmanager
+def _engine(url: str, *, keep: bool = False) -> Iterator[Engine]:
+    """An engine for ``url``, disposed when the block fails (or ends, unless ``keep``); the
+    driver's errors become one StateError line naming the URL, password masked."""
+    engine: Engine | None = None
+    try:
+        engine = make_engine(url)
+        yield engine
+    except StateError:
+        if engine is not None:
+            engine.dispose()
+        raise
+    except (SQLAlchemyError, OSError, ImportError) as err:
+        if engine is not None:
+            engine.dispose()
+        raise StateError(f"cannot open state DB {mask_url(url)}: {reason(err)}") from err
+    if not keep:
+        engine.dispose()
+
+
+def upgrade_schema(url: str) -> tuple[tuple[str, ...], str]:
+    """Upgrade the state DB at ``url`` to this code's schema, once however many run it at once.
+
+    PostgreSQL: under an advisory lock; SQLite: under its write lock (``upgrade_locked``).
+
+    Returns:
+        (the revisions it was at, empty for a new DB; the head it is at now).
+
+    Raises:
+        StateError: The DB can't be reached or upgraded, or is newer than this code.
+    """
+    with _engine(url) as engine:
+        return upgrade_locked(engine)
+
+
+def schema_revisions(url: str) -> tuple[tuple[str, ...], str]:
+    """(the revisions the state DB at ``url`` is at, empty when none; this code's head).
+
+    Raises:
+        StateError: The DB can't be reached.
+    """
+    with _engine(url) as engine:
+        with engine.connect():
+            pass  # an unreachable DB is an error here, not "no revision"
+        return current_revisions(engine), code_head()
 
 
 def warm_up_models() -> threading.Thread:

@@ -19,7 +19,7 @@ from domain.retire import BakeDecision, Decision, UseEvidence
 from domain.user_snapshot import TORN_DOWN_BY, merge_snapshot, same_snapshot
 from state import models as m
 from state.journal import JournalEntry, _entry
-from state.session import Sessions
+from state.session import Sessions, dialect_insert, lock_group
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +129,14 @@ class RetireRepository:
         new version and keeps the old. For a teardown step that already began, what the
         stored snapshot had is kept (``domain.user_snapshot.merge_snapshot``).
 
+        Processes saving one user at once queue on the user's lock: each compares with
+        what the one before it stored, so an unchanged user is stored once, not once each.
+
         Returns:
             The id of the user's newest snapshot.
         """
         with self._db.session(write=True) as session:
+            lock_group(session, "user-snapshot", plan_id, account_id, user_name)
             newest = session.execute(
                 select(m.UserSnapshotRow)
                 .where(
@@ -238,38 +242,44 @@ class RetireRepository:
         """Record evidence not seen before (by event key); returns how many were new."""
         if not evidence:
             return 0
-        new = 0
         now = datetime.now(UTC)
+        rows = [
+            {
+                "migration_id": migration_id,
+                "account_id": item.account_id,
+                "user_name": item.user_name,
+                "event_key": item.event_key,
+                "source": item.source,
+                "event_time": item.event_time,
+                "event_name": item.event_name,
+                "event_source": item.event_source,
+                "source_ip": item.source_ip,
+                "user_agent": item.user_agent,
+                "access_key_id": item.access_key_id,
+                "error_code": item.error_code,
+                "found": now,
+            }
+            for item in evidence
+        ]
+        new = 0
         with self._db.session(write=True) as session:
-            for item in evidence:
-                seen = session.execute(
-                    select(m.UseEvidenceRow.id).where(
-                        m.UseEvidenceRow.migration_id == migration_id,
-                        m.UseEvidenceRow.account_id == item.account_id,
-                        m.UseEvidenceRow.user_name == item.user_name,
-                        m.UseEvidenceRow.event_key == item.event_key,
+            for row in rows:
+                # ON CONFLICT DO NOTHING: a process recording the same event at once (a
+                # retried account) neither fails on the other's row nor counts it twice.
+                result = session.execute(
+                    dialect_insert(session, m.UseEvidenceRow)
+                    .values(**row)
+                    .on_conflict_do_nothing(
+                        index_elements=[
+                            m.UseEvidenceRow.migration_id,
+                            m.UseEvidenceRow.account_id,
+                            m.UseEvidenceRow.user_name,
+                            m.UseEvidenceRow.event_key,
+                        ]
                     )
-                ).scalar_one_or_none()
-                if seen is not None:
-                    continue
-                session.execute(
-                    insert(m.UseEvidenceRow).values(
-                        migration_id=migration_id,
-                        account_id=item.account_id,
-                        user_name=item.user_name,
-                        event_key=item.event_key,
-                        source=item.source,
-                        event_time=item.event_time,
-                        event_name=item.event_name,
-                        event_source=item.event_source,
-                        source_ip=item.source_ip,
-                        user_agent=item.user_agent,
-                        access_key_id=item.access_key_id,
-                        error_code=item.error_code,
-                        found=now,
-                    )
+                    .returning(m.UseEvidenceRow.id)
                 )
-                new += 1
+                new += len(result.all())
         return new
 
     def use_evidence(
