@@ -20,6 +20,7 @@ from console.run_names import step_run_name
 from console.waves import publish_waves_artifact
 from domain.access import KnownPermissionSet
 from domain.central_spec import CENTRAL_ROLES
+from domain.distribution import work_pool
 from domain.errors import PlanError
 from domain.key_risks import add_hard_coded_key_risks
 from domain.plan import PROVENANCE_KEYS, Plan, Stage, hashed_content, sha256_of
@@ -44,7 +45,7 @@ from domain.waves import (
     organization_sets,
     resolve_waves,
 )
-from engine.migration import Migration
+from engine.migration import Migration, require_shared_state
 from engine.reports import plan_meta
 from state import SnapshotInfo, Store
 from state.identity import MappingInfo
@@ -335,6 +336,8 @@ def plan_flow(
 def _plan_flow(
     spec: MigrationSpec, spec_path: str, out_dir: str | None, wave: str | None
 ) -> dict[str, Any]:
+    # On a work pool, only a state its workers share (engine.migration.Migration.open).
+    require_shared_state(spec_path, spec.state, work_pool())
     with Store.open(spec.state) as store:
         migration_id = store.migrations.ensure_migration(spec.name, spec.model_dump(mode="json"))
         run_id = store.runs.start_run(migration_id, "plan", {"spec": spec_path, "wave": wave})

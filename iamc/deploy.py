@@ -53,8 +53,8 @@ def deploy(spec_path: str | Path, pool: str | None = None) -> Deployed:
             state is SQLite.
         ServeError: The pool exists with another type than ``process``.
     """
-    from iamc.serve import deployments
     from engine.migration import require_shared_state
+    from iamc.serve import deployments
 
     spec = load_spec(spec_path)
     pool = pool or spec.prefect.work_pool

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from bench.plans import store_provision_plan
+from domain.access import RequiredPolicy
 from domain.distribution import WORK_POOL_ENV
 from engine.apply_batch import work_key
 from engine.batches import BATCH_FLOW
@@ -19,17 +23,36 @@ from flows.apply import apply_flow
 from iamc.deploy import _ensure_pool
 from iamc.serve import _batch_deployment, _on_pool
 from state import Store
+from tests.flows.conftest import CUSTOMER_POLICY
 
 POOL = "iamc-test-pool"
 
 
-def test_batches_no_worker_takes_are_run_by_their_parent(clean, kit, tmp_path: Path, monkeypatch):
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)  # a pool's state
+def test_batches_no_worker_takes_are_run_by_their_parent(
+    clean, kit, tmp_path: Path, monkeypatch, store_url: str
+):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
-    spec, plan_id = kit.write_approved_plan(clean, tmp_path)
+    spec = tmp_path / "spec.toml"
     spec.write_text(
-        spec.read_text() + "[prefect]\naccounts_per_run = 1\nbatch_start_seconds = 10\n"
+        f'name = "wave-1"\nstate = "{store_url}"\n'
+        "[aws]\nrate_limits = { sso-admin = 1000, identitystore = 1000, iam = 1000 }\n"
+        "[prefect]\naccounts_per_run = 1\nbatch_start_seconds = 10\n"
+    )
+    plan_id = store_provision_plan(
+        spec,
+        store_url,
+        "wave-1",
+        kit.permission_sets(),
+        kit.assignments(clean),
+        [
+            RequiredPolicy(a, CUSTOMER_POLICY["name"], CUSTOMER_POLICY["path"])
+            for a in clean.accounts
+        ],
+        approve_stage="provision",
+        approver="cab",
     )
     _ensure_pool(POOL)
     _batch_deployment("wave-1", ["iam-centralize"], _on_pool(POOL, {})).apply()
@@ -46,7 +69,7 @@ def test_batches_no_worker_takes_are_run_by_their_parent(clean, kit, tmp_path: P
         clean.accounts[0]: 4,
         clean.accounts[1]: 3,
     }
-    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+    with Store.open(store_url) as store:
         reports = store.account_results.results(work_key(summary["run_id"], "provision"))
     assert set(reports) == set(clean.accounts)
     with get_client(sync_client=True) as client:
