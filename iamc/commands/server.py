@@ -35,10 +35,11 @@ def deploy(
         None, "--work-pool", help="The process work pool (default: the spec's [prefect] work_pool)."
     ),
 ) -> None:
-    """Register the runbook's deployments on a Prefect work pool; `prefect worker start --pool
-    NAME` on any machine runs them, each step's accounts spread over the workers.
+    """Register the runbook's deployments on a Prefect work pool, run by its workers.
 
-    Talks to the Prefect API named by PREFECT_API_URL. The state must be PostgreSQL.
+    `prefect worker start --pool NAME` on any machine runs them, each step's accounts spread
+    over the workers. Talks to the Prefect API named by PREFECT_API_URL. The state must be
+    PostgreSQL.
     """
     from iamc.deploy import deploy as register
 
