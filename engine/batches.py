@@ -121,7 +121,9 @@ def dispatch(
             )
             for account in unreported:
                 missing[account] = why
-            if outcome.state in ("CRASHED", "PENDING", "SCHEDULED", "LATE"):
+            # Only a crashed batch goes out again: its process is gone. One still scheduled
+            # or running when the parent gave up may yet run, and must not run twice.
+            if outcome.state == "CRASHED":
                 log.warning("%s: %s; %d account(s) again", work, why, len(unreported))
                 todo.extend(unreported)
         if not todo:
