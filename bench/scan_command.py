@@ -35,6 +35,7 @@ from pathlib import Path
 from bench.harness import bench_workdir, goal, start_local_prefect_server, warm_up_prefect_server
 from bench.scan_corpus import MB, generate_tree
 
+RG_LABEL = "rg (the scan's own ripgrep command)"
 BOUND_X_RG = 3.0  # the code scan's share of the command, in ripgrep times
 _SPEC = """name = "bench-scan-command"
 state = "sqlite:///state.db"
@@ -43,15 +44,16 @@ aws = false
 paths = [{path}]
 """
 _FINDINGS = re.compile(r"code paths, 0 accounts: (.*)")
+_OWN_WORK = re.compile(r"key-scan: own work ([\d.]+) s")
 
 
 @dataclass
 class Figures:
-    """Per round: ripgrep's wall, and each command's (wall, cpu)."""
+    """Per round: ripgrep's wall, and each command's (wall, cpu, flow body)."""
 
     rg: list[float] = field(default_factory=list)
-    tree: list[tuple[float, float]] = field(default_factory=list)
-    empty: list[tuple[float, float]] = field(default_factory=list)
+    tree: list[tuple[float, float, float]] = field(default_factory=list)
+    empty: list[tuple[float, float, float]] = field(default_factory=list)
     findings: set[str] = field(default_factory=set)
 
 
@@ -60,8 +62,10 @@ def _iamc() -> str:
     return str(beside) if beside.exists() else shutil.which("iamc") or "iamc"
 
 
-def _timed(command: list[str], env: dict[str, str] | None, cwd: Path) -> tuple[float, float, str]:
-    """(wall, user+sys CPU of the process and its children, stdout) of one command."""
+def _timed(
+    command: list[str], env: dict[str, str] | None, cwd: Path
+) -> tuple[float, float, str, str]:
+    """(wall, user+sys CPU of the process and its children, stdout, stderr) of one command."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(  # noqa: S603 - our console script or rg, arguments built here
@@ -75,7 +79,7 @@ def _timed(command: list[str], env: dict[str, str] | None, cwd: Path) -> tuple[f
             done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
         )
         raise SystemExit(f"{command[0]} exited {done.returncode}")
-    return wall, cpu, done.stdout.decode(errors="replace")
+    return wall, cpu, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
 
 
 def _warm(root: Path) -> int:
@@ -118,7 +122,7 @@ def _run_command(args: argparse.Namespace) -> int:
 
         seed_organization(boto3.Session(), accounts=1, users_per_account=3, seed=args.seed,
                           endpoint_url=sandbox.url)  # fmt: skip
-        env = {**os.environ, "COLUMNS": "200"}
+        env = {**os.environ, "COLUMNS": "200", "IAMC_TIMINGS": "1"}
         env.pop("PREFECT_API_URL", None)
         env.pop("PREFECT_LOGGING_LEVEL", None)
         # The commands run this checkout's code, whichever checkout the venv was installed from.
@@ -155,40 +159,44 @@ def _measure(
     for _ in range(args.command_repeat):
         figures.rg.append(_timed(rg_command, None, workdir)[0])
         for name in ("tree", "empty"):
-            wall, cpu, out = _timed([iamc, "scan", "-c", str(specs[name])], env, workdir)
-            getattr(figures, name).append((wall, cpu))
+            wall, cpu, out, err = _timed([iamc, "scan", "-c", str(specs[name])], env, workdir)
+            body = float((_OWN_WORK.findall(err) or ["nan"])[0])
+            getattr(figures, name).append((wall, cpu, body))
             if name == "tree":
                 figures.findings.update(_FINDINGS.findall(out))
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     return figures
 
 
+def _paired(figures: Figures, column: int) -> float:
+    """Median over rounds of the tree's command minus the empty tree's, in one column."""
+    pairs = zip(figures.tree, figures.empty, strict=True)
+    return statistics.median(t[column] - e[column] for t, e in pairs)
+
+
 def _report(figures: Figures, size: int) -> int:
     rg = statistics.median(figures.rg)
-    tree_wall = statistics.median(w for w, _ in figures.tree)
-    empty_wall = statistics.median(w for w, _ in figures.empty)
-    share = statistics.median(t[0] - e[0] for t, e in zip(figures.tree, figures.empty, strict=True))
-    share_cpu = statistics.median(
-        t[1] - e[1] for t, e in zip(figures.tree, figures.empty, strict=True)
-    )
+    share = _paired(figures, 0)
 
-    def walls(rows: list) -> str:
-        return " ".join(f"{(r[0] if isinstance(r, tuple) else r):.2f}" for r in rows)
+    def line(name: str, rows: list[tuple[float, float, float]]) -> str:
+        wall = statistics.median(r[0] for r in rows)
+        cpu = statistics.median(r[1] for r in rows)
+        body = statistics.median(r[2] for r in rows)
+        rounds = " ".join(f"{r[0]:.2f}" for r in rows)
+        return f"  {name:38s} {wall:6.2f} s  cpu {cpu:5.2f} s  flow body {body:5.2f} s  [{rounds}]"
 
     print(f"`iamc scan` of a {size / MB:.0f} MB working tree, {len(figures.rg)} rounds (medians):")
-    print(f"  rg (the scan's own ripgrep command)   {rg:6.2f} s   [{walls(figures.rg)}]")
+    rounds = " ".join(f"{r:.2f}" for r in figures.rg)
+    print(f"  {RG_LABEL:38s} {rg:6.2f} s  [{rounds}]")
+    print(line("iamc scan, tree", figures.tree))
+    print(line("iamc scan, empty tree (step overhead)", figures.empty))
     print(
-        f"  iamc scan, tree                      {tree_wall:6.2f} s   [{walls(figures.tree)}]  "
-        f"cpu {statistics.median(c for _, c in figures.tree):.2f} s"
+        f"  code scan = tree - empty, per round:   {share:6.2f} s = {share / rg:.1f}x rg; "
+        f"cpu {_paired(figures, 1):+.2f} s; flow body {_paired(figures, 2):+.2f} s "
+        f"= {_paired(figures, 2) / rg:.1f}x rg (steadier: no interpreter or import noise)"
     )
-    print(
-        f"  iamc scan, empty tree (step overhead) {empty_wall:5.2f} s   [{walls(figures.empty)}]  "
-        f"cpu {statistics.median(c for _, c in figures.empty):.2f} s"
-    )
-    print(
-        f"  code scan = tree - empty, per round  {share:6.2f} s = {share / rg:.1f}x rg "
-        f"(cpu {share_cpu:+.2f} s); findings: {'; '.join(sorted(figures.findings))}"
-    )
+    print(f"  findings on the tree: {'; '.join(sorted(figures.findings))}")
+    empty_wall = statistics.median(r[0] for r in figures.empty)
     return int(
         not goal(
             "scan: `iamc scan` of a working tree beyond the step overhead",
