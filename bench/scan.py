@@ -1,5 +1,8 @@
 """Benchmark of the hard-coded key scan against ripgrep and detect-secrets (issue 11's figures).
 
+``python -m bench scan`` also runs :mod:`bench.scan_command`: ``iamc scan`` of a working tree
+end to end, beside ripgrep and the step overhead (issue 27's figures).
+
 Generates, deterministically and in a temporary directory, a tree of mixed text, minified JS,
 binaries and archives with planted keys and decoys, and a git repository of 2,000+ commits with
 keys committed and removed again; warms the page cache; then measures, in one run:
@@ -29,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import scan_command
 from bench.harness import goal, run_flows_as_the_cli_does
 from bench.scan_corpus import MB, Corpus, Planted, generate_repo, generate_tree
 from domain.key_findings import ScanResult
@@ -416,6 +420,8 @@ def run(args: argparse.Namespace) -> None:
         finally:
             if not args.keep:
                 shutil.rmtree(base, ignore_errors=True)
+    if not args.skip_command:
+        status |= scan_command.run_command(args)
     if not args.skip_aws:
         status |= run_aws(args)
     if status:
@@ -435,8 +441,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, default=12, help="AWS side: users per account")
     parser.add_argument("--latency-ms", type=int, default=20, help="AWS side: per call")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--skip-code", action="store_true", help="only the AWS side")
-    parser.add_argument("--skip-aws", action="store_true", help="only the code scan")
+    parser.add_argument("--skip-code", action="store_true", help="no code scan figures")
+    parser.add_argument("--skip-command", action="store_true", help="no `iamc scan` figures")
+    parser.add_argument("--skip-aws", action="store_true", help="no AWS side figures")
+    scan_command.add_arguments(parser)
 
 
 if __name__ == "__main__":

@@ -266,17 +266,20 @@ def _scan(
         KeyDetector(),
         scan_paths_of(spec, spec_path),
     )
-    org, in_scope, org_problem = resolve_organization(runtime)
-    accounts = in_scope if spec.scan.aws else []
-    emit("scan-scope", units=len(runtime.paths) + len(accounts))
-
+    # The code paths need nothing from AWS: they are scanned while the organization is read.
     code_futures = [
         scan_code.submit(runtime, entry.label, index) for index, entry in enumerate(runtime.paths)
     ]
+    org, in_scope, org_problem = resolve_organization(runtime)
+    accounts = in_scope if spec.scan.aws else []
+    emit("scan-scope", units=len(runtime.paths) + len(accounts))
     names = store.snapshots.account_names(snapshot.id)
     account_futures = [
         scan_account_config.submit(runtime, a, f"{a} {names.get(a, '')}".strip()) for a in accounts
     ]
+    # The inventory the findings are joined with is read while the scans run.
+    latest = inventory_index(store.snapshots.load_snapshot(snapshot.id))
+    earlier = store.scans.earlier_key_owners(migration_id, snapshot.id)
     for future in [*code_futures, *account_futures]:
         future.wait()
     for index, future in enumerate(code_futures):
@@ -287,8 +290,6 @@ def _scan(
 
     hits = [hit for outcome in outcomes for hit in outcome.result.hits]
     ignored = [item for outcome in outcomes for item in outcome.result.ignored]
-    latest = inventory_index(store.snapshots.load_snapshot(snapshot.id))
-    earlier = store.scans.earlier_key_owners(migration_id, snapshot.id)
     if not org.accounts:
         # The organization could not be read: the snapshot's accounts are what is in scope.
         org = OrgView(in_scope=frozenset(o.account_id for o in latest.values()))

@@ -273,21 +273,35 @@ class _Ripgrep:
     errors: IO[bytes]  # its stderr: a file, not a pipe, so that many errors cannot block it
 
 
-def _start_ripgrep(rg: str, root: Path, options: ScanOptions, workers: int) -> _Ripgrep:
+def ripgrep_command(rg: str, root: Path, options: ScanOptions, workers: int) -> list[str]:
+    """The ripgrep command that lists the files of ``root`` to read (bench/ times it alone).
+
+    Args:
+        rg: The ripgrep executable.
+        root: The working tree.
+        options: Its file size limit.
+        workers: ripgrep's threads.
+
+    Returns:
+        The argument list: NUL-separated paths of files matching a candidate pattern or an
+        archive's magic bytes, on standard output.
+    """
     patterns = [*CANDIDATE_PATTERNS, _ARCHIVE_MAGIC]
+    return [
+        rg,
+        *_RIPGREP_ARGS,
+        f"--threads={workers}",
+        f"--max-filesize={options.max_file_bytes}",
+        *(f"--regexp={pattern}" for pattern in patterns),
+        "--",
+        os.path.abspath(root),
+    ]
+
+
+def _start_ripgrep(rg: str, root: Path, options: ScanOptions, workers: int) -> _Ripgrep:
     errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _ripgrep_errors
     process = subprocess.Popen(  # noqa: S603 - rg with fixed flags; the root is an argument
-        [
-            rg,
-            *_RIPGREP_ARGS,
-            f"--threads={workers}",
-            f"--max-filesize={options.max_file_bytes}",
-            *(f"--regexp={pattern}" for pattern in patterns),
-            "--",
-            os.path.abspath(root),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=errors,
+        ripgrep_command(rg, root, options, workers), stdout=subprocess.PIPE, stderr=errors
     )
     return _Ripgrep(process, errors)
 

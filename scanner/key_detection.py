@@ -13,6 +13,7 @@ import hmac
 import itertools
 import logging
 import math
+import os
 import re
 import secrets
 import threading
@@ -159,8 +160,8 @@ class _HyperscanEngine:
     """Hyperscan: key ids and secret assignments in one pass (~3-4 GB/s per core here)."""
 
     name = "hyperscan"
-    # One compiled database per process (compiling takes ~45 ms); scratch space is per thread
-    # ("a scratch region may not be used by more than one hs_scan() call at a time",
+    # One compiled database per process (compiling takes ~60 ms of CPU); scratch space is per
+    # thread ("a scratch region may not be used by more than one hs_scan() call at a time",
     # Hyperscan's hs_alloc_scratch documentation).
     _compiled = None
     _compile_lock = threading.Lock()
@@ -170,6 +171,12 @@ class _HyperscanEngine:
 
         self._hyperscan = hyperscan
         self._local = threading.local()
+        if type(self)._compiled is None:
+            # Compiled in the background from the detector's creation (hs_compile releases
+            # the GIL): a command's first scan comes after its walk, its ripgrep start or its
+            # AWS calls, by when the compile is done instead of added to the wait. Not a
+            # daemon: the thread is never cut off inside Hyperscan at exit.
+            threading.Thread(target=self._database, name="hyperscan-compile").start()
 
     def _database(self):
         engine = type(self)
@@ -209,6 +216,14 @@ class _HyperscanEngine:
             db = self._database()
             db.scan(data, match_event_handler=on_match, scratch=self._scratch(db))
         return ids, sorted(values)
+
+
+def _forget_compile_lock() -> None:
+    # A child forked while another thread compiled would inherit the lock held, forever.
+    _HyperscanEngine._compile_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_compile_lock)
 
 
 def _make_engine(name: str) -> _Engine:

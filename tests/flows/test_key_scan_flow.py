@@ -281,3 +281,29 @@ def test_a_repository_git_refuses_makes_the_scan_incomplete_and_keeps_its_histor
     # Nobody read the history this time: the first scan's history finding still counts.
     in_app = {f.source for f in current if f.key_id == deployer and f.location == "app.py:1"}
     assert in_app == {"git-history"}
+
+
+def test_code_paths_are_scanned_while_the_organization_is_read(org, monkeypatch):
+    """A code path needs nothing from AWS: its scan does not wait for the organization's read."""
+    import threading
+
+    import flows.key_scan as key_scan
+
+    run_inventory(org["spec"])
+    code_scan_started = threading.Event()
+    seen_during_read: list[bool] = []
+    real_scan, real_read = key_scan.scan_code_path, key_scan.read_organization
+
+    def scanning(*args, **kwargs):
+        code_scan_started.set()
+        return real_scan(*args, **kwargs)
+
+    def reading(*args, **kwargs):
+        seen_during_read.append(code_scan_started.wait(timeout=20))
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(key_scan, "scan_code_path", scanning)
+    monkeypatch.setattr(key_scan, "read_organization", reading)
+    summary = run_key_scan(org["spec"])
+    assert seen_during_read == [True]
+    assert summary["paths"] == 2 and summary["findings"]

@@ -403,3 +403,29 @@ def test_an_oversize_history_blob_is_skipped_by_its_size_never_read(tmp_path: Pa
     assert [h.key_id for h in result.hits] == [TAGGED]
     assert result.stats.blobs == 1
     assert peak < len(blob) // 4, f"peak {peak} bytes: the {len(blob)}-byte blob was read"
+
+
+def test_bench_corpus_findings_are_those_of_reading_every_file(tmp_path: Path) -> None:
+    """The benchmark's mix (text, .env, minified JS, binaries, archives, decoys): the default
+    scan (ripgrep lists, this process reads those) reports exactly what reading every file
+    does, every planted key among them, and no secret in any record."""
+    from bench.scan_corpus import generate_tree
+
+    corpus, _ = generate_tree(tmp_path / "tree", 24, seed=11)
+    options = ScanOptions(history=False)
+    default = scan_paths([tmp_path / "tree"], salt=b"s", options=options)
+    every = scan_paths(
+        [tmp_path / "tree"], salt=b"s", options=dataclasses.replace(options, prefilter="none")
+    )
+    assert default.hits == every.hits
+    assert default.ignored == every.ignored and default.ignored
+    assert default.skipped == every.skipped
+    # (binary_files aside: a binary file ripgrep does not list is never opened here.)
+    counted = ("files", "bytes", "archives", "archive_members")
+    assert [getattr(default.stats, c) for c in counted] == [
+        getattr(every.stats, c) for c in counted
+    ]
+    found = {(h.key_id, h.location.split(":", 1)[0]) for h in default.hits}
+    assert {(p.key_id, p.where) for p in corpus.planted} <= found
+    assert len(default.hits) == len(corpus.planted)
+    assert not any(h.key_id and "EXAMPLE" in h.key_id for h in default.hits)
