@@ -59,7 +59,7 @@ portal_url = "https://acme.awsapps.com/start"
 [decommission]
 bake_days = 0
 [prefect]
-accounts_per_run = 1
+accounts_per_run = 3  # a batch per step: each is a process to start
 heartbeat_seconds = 30
 crashed_after_seconds = 60
 """
@@ -237,9 +237,10 @@ def test_centralize_on_three_workers_survives_a_worker_killed_mid_apply(pool, sa
         pool.start_worker(3, 4)
         paused = _state(client, run.id, {"PAUSED"} | TERMINAL)
         assert paused.state.type.value == "PAUSED", (paused.state, _logs(pool))
-        # Inventory went out in batches, one per account, to the workers.
+        # Inventory went out to the workers: one batch of the three accounts.
         batches = _batches(client)
-        assert Counter(b.name.split()[0] for b in batches)["inventory"] == 3, batches
+        inventory = [b.name for b in batches if b.name.startswith("inventory")]
+        assert len(inventory) == 1 and inventory[0].startswith("inventory 3 account(s)"), batches
 
         # Provision slowly, so that a batch can be caught in the middle of it.
         control.configure(latency_ms=150)

@@ -40,8 +40,11 @@ def _tail_seconds() -> float:
 def heartbeats(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Prefect's heartbeats on (its default), each one recorded; the switch undone after."""
     monkeypatch.setenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")
-    # Restored after the test, so the switch below stays inside it.
-    monkeypatch.setattr(flow_engine, "_send_heartbeats", flow_engine._send_heartbeats)
+    # Prefect's own, even if an earlier test of this process (a CLI run in process) switched
+    # it; restored after the test, so the switch below stays inside it.
+    current = flow_engine._send_heartbeats
+    shipped = current.__wrapped__ if getattr(current, "_iamc_switched", False) else current
+    monkeypatch.setattr(flow_engine, "_send_heartbeats", shipped)
     sent: list[object] = []
     emit = flow_engine.FlowRunEngine._emit_flow_run_heartbeat
 

@@ -74,12 +74,18 @@ def called_operations(path: Path, by_method: dict[str, set[str]]) -> dict[str, s
     return calls
 
 
+# Adapters of tasks/ that call no AWS API, whose method names only look like AWS operations.
+NOT_AWS = {"tasks.mail"}  # SMTP: smtplib's send_message, not sqs:SendMessage
+
+
 def test_every_called_operation_is_declared():
     by_method = operations_by_method()
     declared = declared_permissions()
     missing = []
     for path in sorted(TASKS.glob("*.py")):
         module = f"tasks.{path.stem}"
+        if module in NOT_AWS:
+            continue
         actions = set()
         for kind in ("read", "write"):
             actions.update(declared.get(module, {}).get(kind, ()))
