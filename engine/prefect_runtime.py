@@ -162,3 +162,51 @@ def old_objects_frozen() -> Iterator[None]:
     finally:
         if not _keep_frozen:
             gc.unfreeze()
+
+
+def end_what_a_dead_attempt_left() -> int:
+    """On a Retry of a flow run whose process died: end the task runs it left Running.
+
+    A subflow's call is a task run of its parent; Prefect reattaches a new call to the subflow
+    run of a task run still Running with the same key (``load_subflow_run``), and runs that
+    subflow again *with its old parameters*: after a worker died during the disable stage and
+    the run was retried, the delete step reran the disable run's resume. Their process is gone:
+    each is marked Crashed (and its subflow run with it), so every call of this attempt starts
+    its own subflow run. A first attempt has nothing to end.
+
+    Returns:
+        How many task runs were ended.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterParentTaskRunId,
+        TaskRunFilter,
+        TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.filters import TaskRunFilterState as StateFilter
+    from prefect.runtime import flow_run
+    from prefect.states import Crashed
+
+    if not flow_run.id or (flow_run.run_count or 1) <= 1:
+        return 0
+    live = StateFilter(type=TaskRunFilterStateType(any_=["RUNNING", "PENDING"]))
+    message = "its process died; the flow run was retried and runs it again"
+    with get_client(sync_client=True) as client:
+        left = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])),
+            task_run_filter=TaskRunFilter(state=live),
+        )
+        for task_run in left:
+            client.set_task_run_state(task_run.id, Crashed(message=message), force=True)
+        if left:
+            for child in client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_task_run_id=FlowRunFilterParentTaskRunId(any_=[t.id for t in left])
+                )
+            ):
+                if child.state is not None and not child.state.is_final():
+                    client.set_flow_run_state(child.id, Crashed(message=message), force=True)
+    log.info("ended %d task run(s) a dead attempt left running", len(left))
+    return len(left)

@@ -34,6 +34,7 @@ from domain import stages as registry
 from domain.errors import ApplyRefused, PlanError
 from domain.retire import BakeState
 from engine.migration import Migration
+from engine.prefect_runtime import end_what_a_dead_attempt_left
 from engine.progress import MigrationProgress, migration_progress
 from engine.runbook import approval_stage, is_stage, step_done, step_names, verdict_line
 from engine.wave_progress import ROLLED_BACK, WaveProgress, wave_names, waves_progress
@@ -252,6 +253,8 @@ def centralize_flow(
         "bake_timeout_seconds": bake_timeout_seconds,
     }
     outcome: dict[str, Any] = {"already_done": [], "ran": []}
+    # A Retry after the worker died: what the dead attempt left Running must not be rerun.
+    end_what_a_dead_attempt_left()
     with Migration.open(spec_path) as mig:
         if wave is not None:
             mig.spec.wave(wave)  # an unknown wave is refused before anything runs
