@@ -69,7 +69,8 @@ def failed_account(account_id: str, reason: str, actions: list[PlanAction]) -> A
     return report
 
 
-def _unfinished(rt: StageRun, actions: list[PlanAction]) -> bool:
+def unfinished(rt: StageRun, actions: list[PlanAction]) -> bool:
+    """Whether any of the actions has no journal entry yet, or one not done."""
     for action in actions:
         entry = rt.store.journal.journal_entry(rt.plan_id, action.id)
         if entry is None or not entry.done:
@@ -90,7 +91,7 @@ def contained(
     if known:
         return failed_account(account_id, known, actions)
     try:
-        if account_id != MANAGEMENT and rt.ctx.reach is not None and _unfinished(rt, actions):
+        if account_id != MANAGEMENT and rt.ctx.reach is not None and unfinished(rt, actions):
             rt.ctx.reach(account_id)
         return work()
     except STOPS_THE_RUN:

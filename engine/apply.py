@@ -256,17 +256,7 @@ def apply_plan(
             record_lease_run(store, lease, run_id)
             rt.lease_holder = lease.holder
             rt.spread = spread if in_flow else None
-            rt.executor = Executor(
-                store.journal,
-                definition.handlers(),
-                rt.ctx,
-                run_id=run_id,
-                plan_id=plan_id,
-                stage=stage,
-                fault=fault,
-                on_done=on_action_done,
-                guard=lease.ensure,
-            )
+            rt.executor = stage_executor(rt, definition, run_id, lease.ensure, fault)
             reports = _run_stage(rt, definition, actions, in_flow)
             return _finish(rt, definition, actions, reports, mig.hint(f"resume {run_id}"))
 
@@ -286,6 +276,27 @@ def stage_run(
     rt.spec_path = spec_path
     rt.clock = clock or utc_now
     return rt
+
+
+def stage_executor(
+    rt: StageRun,
+    definition: StageDefinition,
+    run_id: int,
+    guard: Callable[[], None],
+    fault: tuple[str, str] | None = None,
+) -> Executor:
+    """The executor of the run's stage: each action journaled, each change behind ``guard``."""
+    return Executor(
+        rt.store.journal,
+        definition.handlers(),
+        rt.ctx,
+        run_id=run_id,
+        plan_id=rt.plan_id,
+        stage=definition.name,
+        fault=fault,
+        on_done=on_action_done,
+        guard=guard,
+    )
 
 
 def _check_before_run(rt: StageRun, definition: StageDefinition, actions: list[PlanAction]) -> None:

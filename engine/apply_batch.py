@@ -16,17 +16,16 @@ from typing import Any
 from domain import stages as registry
 from domain.plan import PlanAction
 from domain.stages import StageDefinition
-from engine.account_work import failed_account, run_accounts
+from engine.account_work import failed_account, run_accounts, unfinished
 from engine.apply import (
     _plan_info,
     check_runnable,
     check_target,
     check_wave,
-    on_action_done,
+    stage_executor,
     stage_run,
 )
 from engine.batches import dispatch
-from engine.executor import Executor
 from engine.lease import borrowed_lease
 from engine.migration import Migration
 from engine.stage_run import AccountReport, StageRun
@@ -50,7 +49,7 @@ def spread_accounts(
     """
     assert rt.executor is not None
     run_id, stage = rt.executor.run_id, definition.name
-    finished = {a for a, actions in accounts if _finished(rt, actions)}
+    finished = {a for a, actions in accounts if not unfinished(rt, actions)}
     todo = [a for a, _ in accounts if a not in finished]
     params = {
         "spec_path": rt.spec_path,
@@ -88,14 +87,6 @@ def _accounts_label(batch: list[str]) -> str:
     return f"{len(batch)} accounts {batch[0]}..{batch[-1]}"
 
 
-def _finished(rt: StageRun, actions: list[PlanAction]) -> bool:
-    for action in actions:
-        entry = rt.store.journal.journal_entry(rt.plan_id, action.id)
-        if entry is None or not entry.done:
-            return False
-    return True
-
-
 def _from_journal(rt: StageRun, account_id: str, actions: list[PlanAction]) -> AccountReport:
     report = AccountReport(account_id)
     for action in actions:
@@ -124,16 +115,7 @@ def run_batch(
         rt.account_failures = dict(params.get("account_failures") or {})
         guard = borrowed_lease(store, plan_id, stage, params["holder"])
         guard()  # before any AWS call: a batch of a parent that is gone does nothing
-        rt.executor = Executor(
-            store.journal,
-            definition.handlers(),
-            rt.ctx,
-            run_id=run_id,
-            plan_id=plan_id,
-            stage=stage,
-            on_done=on_action_done,
-            guard=guard,
-        )
+        rt.executor = stage_executor(rt, definition, run_id, guard)
         wanted = set(accounts)
         actions = [
             a
