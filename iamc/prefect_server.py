@@ -108,7 +108,8 @@ def _recorded() -> LocalServer | None:
 def running() -> LocalServer | None:
     """The local server this Prefect home started, if it is still up and answering."""
     server = _recorded()
-    if server is None or not _alive(server.pid) or not _healthy(server.api_url):
+    # A loaded machine answers slowly: a live process gets 10 s, not a second server.
+    if server is None or not _alive(server.pid) or not _healthy(server.api_url, timeout=10):
         return None
     return server
 
@@ -198,10 +199,12 @@ def _claim(server: LocalServer) -> bool:
     """Use the server once (a request that counts, unlike ``/health``), so it does not end
     for idleness between this command's look and its first flow run's request."""
     try:
-        with urllib.request.urlopen(f"{server.api_url}/admin/version", timeout=5) as reply:  # noqa: S310
+        with urllib.request.urlopen(f"{server.api_url}/admin/version", timeout=10) as reply:  # noqa: S310
             return reply.status == 200
-    except OSError:  # it ended meanwhile
-        return False
+    except OSError:
+        # Ended meanwhile (or ending: it answers 503), or only slow on a loaded machine: a
+        # live server that still answers its health check is used, not started twice.
+        return _alive(server.pid) and _healthy(server.api_url, timeout=10)
 
 
 def use_local_server(console: Console) -> str | None:
