@@ -18,7 +18,8 @@ the API all along (states, logs, events), so work keeps it running; ``/api/healt
 (``iamc server status``, a command waiting for a server to start) don't count.
 
 Run as ``python -m iamc.prefect_api_server --host 127.0.0.1 --port N``, in place of ``prefect
-server start`` (which runs ``create_app(final=True)`` under uvicorn the same way).
+server start`` (which runs ``create_app(final=True)`` under uvicorn the same way); with
+``--fd N`` it serves on a socket its starter bound already (:func:`iamc.serve.spawn_server`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -233,8 +235,15 @@ def _forget_record(record_home: Path | None) -> None:
     forget(os.getpid(), record_home)
 
 
-def _serve(activity: Activity, watch: Watch, record_home: Path | None, **config: Any) -> None:
-    """Run the app under uvicorn until SIGTERM or until ``watch`` says the server should end."""
+def _serve(
+    activity: Activity,
+    watch: Watch,
+    record_home: Path | None,
+    listener: socket.socket | None,
+    **config: Any,
+) -> None:
+    """Run the app under uvicorn until SIGTERM or until ``watch`` says the server should end,
+    on ``listener`` if given (else on ``config``'s host and port)."""
     import uvicorn
 
     class WatchedServer(uvicorn.Server):
@@ -266,7 +275,7 @@ def _serve(activity: Activity, watch: Watch, record_home: Path | None, **config:
                 self.should_exit = True
 
     config = uvicorn.Config(activity, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, **config)
-    WatchedServer(config).run()
+    WatchedServer(config).run(sockets=None if listener is None else [listener])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -280,6 +289,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--exit-with-parent", action="store_true", help="end when the starting process ends"
+    )
+    parser.add_argument(
+        "--fd", type=int, help="serve on this inherited socket, bound to --host/--port already"
     )
     args = parser.parse_args(argv)
     # Read before Prefect is imported: a bad setting stops the start, with its reason in the log.
@@ -305,6 +317,7 @@ def main(argv: list[str] | None = None) -> None:
         activity,
         watch,
         args.record_home,
+        None if args.fd is None else socket.socket(fileno=args.fd),  # family read from the fd
         host=args.host,
         port=args.port,
         timeout_keep_alive=PREFECT_SERVER_API_KEEPALIVE_TIMEOUT.value(),

@@ -18,8 +18,8 @@ import fcntl
 import json
 import os
 import signal
-import socket
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -140,16 +140,6 @@ def _wait_until_healthy(server: LocalServer, timeout: float) -> bool:
     return False
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", DEFAULT_PORT))
-            return DEFAULT_PORT
-        except OSError:
-            probe.bind(("127.0.0.1", 0))
-            return probe.getsockname()[1]
-
-
 def start(console: Console, timeout: float | None = None) -> LocalServer:
     """Start the local server in the background (it outlives this command) and wait for it.
 
@@ -172,14 +162,17 @@ def start(console: Console, timeout: float | None = None) -> LocalServer:
             raise ServeError(
                 f"the local Prefect server (pid {server.pid}) did not answer in {timeout:.0f} s"
             )
-        port = _free_port()
         home = _prefect_home() / "local-server"
+        try:
+            process, api_url = spawn_server(DEFAULT_PORT, home, record_home=_prefect_home())
+        except OSError:  # Prefect's port is another server's: any free one
+            process, api_url = spawn_server(0, home, record_home=_prefect_home())
+        port = int(urllib.parse.urlsplit(api_url).port or 0)
         console.print(
             f"starting a local Prefect server on 127.0.0.1:{port} (once: later commands reuse "
             "it; it ends by itself once unused, or by 'iamc server stop')…",
             highlight=False,
         )
-        process, api_url = spawn_server(port, home, record_home=_prefect_home())
         server = LocalServer(pid=process.pid, port=port, api_url=api_url, home=str(home))
         # Recorded before it answers, so a command started meanwhile waits for this one.
         _state_path().parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -68,12 +67,6 @@ class Scene:
     out_dir: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _wait(check: Callable[[], Any], what: str, timeout: float = 300) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -105,8 +98,7 @@ def take(out_dir: Path, workdir: Path) -> list[Path]:
             samples_dir=workdir / "samples",
             endpoint_url=sandbox.url,
         )
-        port = _free_port()
-        server, api_url = start_server(port, workdir / "prefect-server")
+        server, api_url = start_server(0, workdir / "prefect-server")
         env = {**os.environ, "PREFECT_API_URL": api_url}
         serve = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
             [sys.executable, "-m", "iamc.cli", "serve", "-c", str(spec)],
@@ -122,7 +114,7 @@ def take(out_dir: Path, workdir: Path) -> list[Path]:
                 temporary_settings({PREFECT_API_URL: api_url}),
                 get_client(sync_client=True) as client,
             ):
-                ui = f"http://127.0.0.1:{port}/v2"
+                ui = f"{api_url.removesuffix('/api')}/v2"
                 return run_and_capture(Scene(client, spec, sandbox, ui, out_dir))
         finally:
             stop_process(serve)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -330,9 +331,10 @@ def wait_healthy(api_url: str, timeout: float = 60.0) -> None:
 
 
 def start_server(
-    port: int, home: Path, health_timeout: float = 90.0
+    port: int | socket.socket, home: Path, health_timeout: float = 90.0
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start a Prefect server on 127.0.0.1:port with its own home; return it and its API.
+    """Start a Prefect server on 127.0.0.1:port (0: a free one) with its own home; return it
+    and its API.
 
     The server ends with this process, however this one ends (even by SIGKILL).
 
@@ -348,45 +350,85 @@ def start_server(
     return process, api_url
 
 
+# uvicorn's default backlog (it listens on the socket again, with its own).
+SERVER_BACKLOG = 2048
+
+
+def local_listener(port: int = 0) -> socket.socket:
+    """A TCP socket listening on 127.0.0.1:port (0: a free port), for :func:`spawn_server`.
+
+    Raises:
+        OSError: ``port`` is in use.
+    """
+    listener = socket.socket()
+    try:
+        # As uvicorn binds (a port a server just left, in TIME_WAIT, is free), and listening
+        # at once: on Linux two sockets may share a port with SO_REUSEADDR until one listens.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(SERVER_BACKLOG)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
 def spawn_server(
-    port: int, home: Path, *, record_home: Path | None = None, exit_with_parent: bool = False
+    port: int | socket.socket,
+    home: Path,
+    *,
+    record_home: Path | None = None,
+    exit_with_parent: bool = False,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Launch a Prefect server (:mod:`iamc.prefect_api_server`) on 127.0.0.1:port with its own
-    home and session; don't wait.
+    """Launch a Prefect server (:mod:`iamc.prefect_api_server`) on 127.0.0.1:port (0: a free
+    port; or a :func:`local_listener`, handed over) with its own home and session; don't wait.
+
+    The port is bound here and the socket handed to the server: a port only probed as free
+    could be taken before the server binds it, by another server starting at the same moment,
+    whose health check would then pass for this one's (found in the test suite: two step
+    commands of two Prefect homes, the second one's server dead on arrival).
 
     It ends by itself when idle (``IAMC_PREFECT_SERVER_IDLE_MINUTES``) or when ``home`` is
     gone, removing the local server's record in ``record_home`` if given; with
     ``exit_with_parent``, also when this process ends.
+
+    Raises:
+        OSError: ``port`` is in use.
     """
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        # Without these the UI's pages call the API on port 4200 (AWS_FACTS, Prefect).
-        "PREFECT_SERVER_API_PORT": str(port),
-        "PREFECT_UI_API_URL": api_url,
-    }
-    env.pop("PREFECT_API_URL", None)
-    home.mkdir(parents=True, exist_ok=True)
-    log_file = (home / "server.log").open("ab")
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-        [
-            sys.executable,
-            "-m",
-            "iamc.prefect_api_server",  # `prefect server start`, busy-database answers retried
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *(["--record-home", str(record_home)] if record_home is not None else []),
-            *(["--exit-with-parent"] if exit_with_parent else []),
-        ],
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with port if isinstance(port, socket.socket) else local_listener(port) as listener:
+        port = listener.getsockname()[1]
+        api_url = f"http://127.0.0.1:{port}/api"
+        env = {
+            **os.environ,
+            "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # Without these the UI's pages call the API on port 4200 (AWS_FACTS, Prefect).
+            "PREFECT_SERVER_API_PORT": str(port),
+            "PREFECT_UI_API_URL": api_url,
+        }
+        env.pop("PREFECT_API_URL", None)
+        home.mkdir(parents=True, exist_ok=True)
+        with (home / "server.log").open("ab") as log_file:
+            process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+                [
+                    sys.executable,
+                    "-m",
+                    "iamc.prefect_api_server",  # `prefect server start`, busy database retried
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--fd",
+                    str(listener.fileno()),
+                    *(["--record-home", str(record_home)] if record_home is not None else []),
+                    *(["--exit-with-parent"] if exit_with_parent else []),
+                ],
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=(listener.fileno(),),
+            )
     return process, api_url
 
 

@@ -118,13 +118,14 @@ class WorkerPrefectServer:
     """
 
     def __init__(self, home: Path):
-        import socket
         import threading
 
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        from iamc.serve import local_listener
+
+        # Its port is known at once (the environment's PREFECT_API_URL), and held until the
+        # server takes the socket: no other process can take it meanwhile.
+        self._listener = local_listener()
+        self.api_url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/api"
         self.home = home
         self.process = None
         self.error: BaseException | None = None
@@ -137,7 +138,7 @@ class WorkerPrefectServer:
         try:
             _copy_migrated_database(self.home)
             # Generous: it starts while pytest collects, on a machine that may be shared.
-            self.process, _ = start_server(self.port, self.home, health_timeout=SERVER_START_S)
+            self.process, _ = start_server(self._listener, self.home, health_timeout=SERVER_START_S)
         except BaseException as err:  # reported to the first test that needs the server
             self.error = err
 

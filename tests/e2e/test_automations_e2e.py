@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -95,12 +94,9 @@ def automations_api(tmp_path_factory) -> Iterator[str]:
     """A Prefect server of this module's own, its triggers (automations) service on."""
     home = tmp_path_factory.mktemp("prefect-automations")
     _copy_migrated_database(home)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED", "true")
-        process, api_url = start_server(port, home, health_timeout=300)
+        process, api_url = start_server(0, home, health_timeout=300)
     yield api_url
     stop_process(process)
 

@@ -99,14 +99,6 @@ def _drop(base_url: str, name: str) -> None:
     admin.dispose()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait(check, what: str, timeout: float = 300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -133,7 +125,7 @@ def pool(sandbox_process, tmp_path_factory):
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": prefect_url.render_as_string(hide_password=False),
     }
     with mock.patch.dict(os.environ, server_env):
-        server, api = spawn_server(_free_port(), tmp / "prefect")
+        server, api = spawn_server(0, tmp / "prefect")
     workers: list[subprocess.Popen] = []
     world = SimpleNamespace(tmp=tmp, spec=spec, state=state, api=api, workers=workers)
     try:

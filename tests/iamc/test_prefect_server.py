@@ -169,3 +169,20 @@ def test_a_version_recorded_for_an_earlier_server_does_not_count(monkeypatch, tm
     home.mkdir()
     (home / prefect_server._VERSION_FILE).write_text(f"1 {version('prefect')}")
     assert _version_check_after_use(monkeypatch, tmp_path, None) == "unset"
+
+
+def test_a_server_is_never_started_on_a_port_another_process_holds(tmp_path: Path):
+    """The port is bound before the server starts, not probed: a port another server took
+    meanwhile is refused at once, where the old probe let a second server start, die on the
+    port, and the first one's health check pass for it."""
+    import pytest
+
+    from iamc.serve import local_listener, spawn_server
+
+    with local_listener() as held:
+        port = held.getsockname()[1]
+        with pytest.raises(OSError):
+            spawn_server(port, tmp_path / "prefect")
+        with pytest.raises(OSError):
+            local_listener(port)
+    assert not (tmp_path / "prefect" / "server.log").exists()  # nothing was started
