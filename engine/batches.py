@@ -126,9 +126,7 @@ def dispatch(
             if outcome.state == "CRASHED":
                 log.warning("%s: %s; %d account(s) again", work, why, len(unreported))
                 todo.extend(unreported)
-        if not todo:
-            break
-        if attempt == ATTEMPTS:
+        if not todo or attempt == ATTEMPTS:
             break
     results = store.account_results.results(work, accounts)
     return results, {a: why for a, why in missing.items() if a not in results}

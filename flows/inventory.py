@@ -275,7 +275,8 @@ def _inventory(
     scoped = resolve_scope(runtime)
     store.snapshots.add_findings(run_id, scoped.findings)
     emit("scope", accounts=len(scoped.in_scope))
-    if distributed():
+    spread = distributed()
+    if spread:
         outcomes = _spread(runtime, run_id, scoped.in_scope)
     else:
         futures = [inventory_one_account.submit(runtime, account) for account in scoped.in_scope]
@@ -284,7 +285,7 @@ def _inventory(
     store.snapshots.record_organization(
         snapshot_id, scoped.management_account_id, sessions.management_account_id()
     )
-    if not distributed():
+    if not spread:
         outcomes = [future.result() for future in futures]
     store.snapshots.add_findings(run_id, [f for outcome in outcomes for f in outcome.findings])
     store.snapshots.complete_snapshot(snapshot_id)

@@ -20,6 +20,7 @@ the state-change events and the heartbeats list the flow run's tags as related r
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -208,9 +209,6 @@ def _tagged_flow_runs(migration: str) -> dict[str, Any]:
 
 
 def _paused(migration: str, name: str, block_id: UUID, link: str) -> AutomationCore:
-    from prefect.events.actions import SendNotification
-    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
-
     body = (
         f"Migration {migration}: {_RUN}. It waits for a decision: the change board's approval "
         "of the next stage, or the end of the bake period.\n"
@@ -219,32 +217,18 @@ def _paused(migration: str, name: str, block_id: UUID, link: str) -> AutomationC
         "form.\n"
         "{% if flow_run.state.message %}Prefect says: {{ flow_run.state.message }}\n{% endif %}"
     )
-    return AutomationCore(
-        name=name,
-        description=f"Tells the operators when a flow run of {migration} pauses for them.",
-        enabled=True,
-        tags=["iam-centralize", migration_tag(migration)],
-        trigger=EventTrigger(
-            **_tagged_flow_runs(migration),
-            expect=set(PAUSED_EVENTS),
-            posture=Posture.Reactive,
-            threshold=1,
-            within=timedelta(0),
-        ),
-        actions=[
-            SendNotification(
-                block_document_id=block_id,
-                subject=f"iamc {migration}: {{{{ flow_run.name }}}} waits for approval",
-                body=body,
-            )
-        ],
+    return _notification(
+        migration,
+        name,
+        block_id,
+        told=f"when a flow run of {migration} pauses for them",
+        events=PAUSED_EVENTS,
+        subject=f"iamc {migration}: {{{{ flow_run.name }}}} waits for approval",
+        body=body,
     )
 
 
 def _failed(migration: str, name: str, block_id: UUID, link: str) -> AutomationCore:
-    from prefect.events.actions import SendNotification
-    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
-
     body = (
         f"Migration {migration}: {_RUN}.\n"
         "{% if flow_run.state.message %}{{ flow_run.state.message }}\n{% endif %}"
@@ -252,27 +236,45 @@ def _failed(migration: str, name: str, block_id: UUID, link: str) -> AutomationC
         "Press Retry after fixing the cause: it continues from the state database's journal, "
         "and what is done is not repeated.\n"
     )
+    return _notification(
+        migration,
+        name,
+        block_id,
+        told=f"when a flow run of {migration} fails or crashes",
+        events=FAILED_EVENTS,
+        subject=f"iamc {migration}: {{{{ flow_run.name }}}} {{{{ flow_run.state.name }}}}",
+        body=body,
+    )
+
+
+def _notification(
+    migration: str,
+    name: str,
+    block_id: UUID,
+    *,
+    told: str,
+    events: Iterable[str],
+    subject: str,
+    body: str,
+) -> AutomationCore:
+    """An automation that sends ``subject`` and ``body`` through the notification block when
+    a flow run of ``migration`` emits one of ``events``."""
+    from prefect.events.actions import SendNotification
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
     return AutomationCore(
         name=name,
-        description=f"Tells the operators when a flow run of {migration} fails or crashes.",
+        description=f"Tells the operators {told}.",
         enabled=True,
         tags=["iam-centralize", migration_tag(migration)],
         trigger=EventTrigger(
             **_tagged_flow_runs(migration),
-            expect=set(FAILED_EVENTS),
+            expect=set(events),
             posture=Posture.Reactive,
             threshold=1,
             within=timedelta(0),
         ),
-        actions=[
-            SendNotification(
-                block_document_id=block_id,
-                subject=(
-                    f"iamc {migration}: {{{{ flow_run.name }}}} {{{{ flow_run.state.name }}}}"
-                ),
-                body=body,
-            )
-        ],
+        actions=[SendNotification(block_document_id=block_id, subject=subject, body=body)],
     )
 
 

@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,12 +25,11 @@ import pytest
 from console.operator import artifact_key, deployment_name
 from domain.deletion import deletes_in
 from engine.migration import Migration
-from engine.progress import migration_progress
 from engine.reports import load_plan
-from engine.runbook import wave_steps
 from engine.wave_progress import waves_progress
 from iamc.serve import stop_process
 from state import Store
+from tests.e2e.flow_runs import TERMINAL, asked, flow_run_in, next_pause, wait
 
 SPEC = """name = "e2e-central"
 state = "sqlite:///state.db"
@@ -47,7 +45,6 @@ notice_days = 7
 [decommission]
 bake_days = 0  # disabled users are ready at once: the runbook goes on to delete
 """
-TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 DEPLOYMENT = f"centralize/{deployment_name('centralize', 'e2e-central')}"
 
 
@@ -57,24 +54,6 @@ def _waves(accounts: list[str]) -> str:
         f'[[waves]]\nname = "wave-1"\ninclude_accounts = {one!r}\n'
         f'[[waves]]\nname = "wave-2"\ninclude_accounts = {two!r}\n'
     ).replace("'", '"')
-
-
-def _wait(check, what: str, timeout: float = 240):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _state(client, flow_run_id, states: set[str], timeout: float = 240):
-    def check():
-        run = client.read_flow_run(flow_run_id)
-        return run if run.state and run.state.type.value in states else None
-
-    return _wait(check, f"flow run in {states}", timeout)
 
 
 def _runs(tmp: Path) -> list:
@@ -124,7 +103,7 @@ def served(sandbox_process, prefect_api, tmp_path_factory):
                 except Exception:  # not registered yet
                     return None
 
-            world.deployment = _wait(deployment, "the deployments", 120)
+            world.deployment = wait(deployment, "the deployments", 120)
             yield world
     finally:
         stop_process(world.server)
@@ -137,7 +116,7 @@ def test_centralize_pauses_for_approval_and_resumed_with_input_reaches_provision
     client, control = served.client, served.control
     control.configure(latency_ms=0)
     run = client.create_flow_run_from_deployment(served.deployment.id)
-    paused = _state(client, run.id, {"PAUSED"} | TERMINAL)
+    paused = flow_run_in(client, run.id, {"PAUSED"} | TERMINAL)
     assert paused.state.type.value == "PAUSED", (paused.state, (served.tmp / "serve.log"))
     kinds = Counter(r.kind for r in _runs(served.tmp))
     assert kinds == {
@@ -148,7 +127,7 @@ def test_centralize_pauses_for_approval_and_resumed_with_input_reaches_provision
         "usage": 1,
         "plan": 1,
     }, kinds
-    assert _asked(served.spec) == ("wave-1", "approve provision")
+    assert asked(served.spec) == ("wave-1", "approve provision")
 
     # Slow AWS down, so the next test can stop the run in the middle of provisioning.
     control.configure(latency_ms=120)
@@ -164,7 +143,7 @@ def test_centralize_pauses_for_approval_and_resumed_with_input_reaches_provision
             "plan_hash": _plan(served.spec, "wave-1").plan_hash[:12],
         },
     )
-    _wait(
+    wait(
         lambda: any(r.kind == "apply" for r in _runs(served.tmp)),
         "an apply run after the approval",
     )
@@ -175,14 +154,14 @@ def test_centralize_killed_mid_provision_and_retried_does_not_repeat_earlier_ste
     from prefect.states import Scheduled
 
     client, control = served.client, served.control
-    _wait(
+    wait(
         lambda: control.calls()["calls"].get("sso-admin:CreateAccountAssignment", 0) >= 1,
         "the first assignment",
     )
     apply_run = next(r for r in _runs(served.tmp) if r.kind == "apply")
     pid = int(apply_run.process.rsplit(":", 1)[1])
     os.kill(pid, signal.SIGKILL)  # the flow run's process dies mid-provision
-    stopped = _state(client, served.flow_run_id, TERMINAL, timeout=120)
+    stopped = flow_run_in(client, served.flow_run_id, TERMINAL, timeout=120)
     assert stopped.state.type.value in ("CRASHED", "FAILED"), stopped.state
     assert {r.kind: r.status for r in _runs(served.tmp)}["apply"] == "running"  # cut off
 
@@ -190,12 +169,12 @@ def test_centralize_killed_mid_provision_and_retried_does_not_repeat_earlier_ste
     client.set_flow_run_state(
         served.flow_run_id, Scheduled(name="AwaitingRetry", message="Retry from the UI"), force=True
     )
-    paused = _state(client, served.flow_run_id, {"PAUSED"} | TERMINAL, timeout=300)
+    paused = flow_run_in(client, served.flow_run_id, {"PAUSED"} | TERMINAL, timeout=300)
     assert paused.state.type.value == "PAUSED", paused.state
     # Next: the approval of replace when the plan moves a workload to a role (the key found in
     # a Lambda function places one), else of disable (notify ran after an empty replace).
     first = "replace" if _plan(served.spec, "wave-1").stage("replace").actions else "disable"
-    assert _asked(served.spec) == ("wave-1", f"approve {first}")
+    assert asked(served.spec) == ("wave-1", f"approve {first}")
     served.pause_key = paused.state.state_details.pause_key
     served.first_pause = ("wave-1", f"approve {first}")
 
@@ -228,9 +207,9 @@ def test_centralize_pauses_at_each_approval_of_each_wave_and_ends_at_the_verdict
     from prefect.flow_runs import resume_flow_run
 
     client = served.client
-    asked = [served.first_pause]
+    pauses = [served.first_pause]
     while True:
-        wave, step = asked[-1]
+        wave, step = pauses[-1]
         stage = step.removeprefix("approve ")
         progress = _plan(served.spec, wave)
         plan, _ = Migration.call(load_plan, served.spec, progress.plan_id)
@@ -253,10 +232,10 @@ def test_centralize_pauses_at_each_approval_of_each_wave_and_ends_at_the_verdict
                 **({"deletes": deletes_in(plan)} if stage == "delete" else {}),
             },
         )
-        run = _wait(lambda: _next_pause(client, served), "the next pause or the end", 300)
+        run = wait(lambda: _next_pause(client, served), "the next pause or the end", 300)
         if run.state.type.value != "PAUSED":
             break
-        asked.append(_asked(served.spec))
+        pauses.append(asked(served.spec))
     assert run.state.type.value == "COMPLETED", run.state
     expected = [
         (wave, f"approve {stage}")
@@ -264,7 +243,7 @@ def test_centralize_pauses_at_each_approval_of_each_wave_and_ends_at_the_verdict
         for stage in ("provision", "replace", "disable", "delete")
         if _plan(served.spec, wave).stage(stage).actions
     ]
-    assert asked == expected[1:], asked  # wave 1's provision: the first test
+    assert pauses == expected[1:], pauses  # wave 1's provision: the first test
     message = run.state.message
     assert message.startswith("Done: wave-1: every step, CIS 1.21: "), message
     assert "wave-2: every step" in message and "Nothing is left." in message
@@ -296,33 +275,12 @@ def _plan(spec: Path, wave: str):
     return Migration.call(read, str(spec))
 
 
-def _asked(spec: Path) -> tuple[str, str]:
-    """(wave, step) of the first unfinished step: what the paused run waits for."""
-
-    def read(mig):
-        m = migration_progress(mig)
-        for w in waves_progress(mig, m):
-            step = next((s for s in wave_steps(m, w, mig.spec) if s.state != "done"), None)
-            if step is not None:
-                return w.wave, step.name
-        return None
-
-    return Migration.call(read, str(spec))
-
-
 def _next_pause(client, served):
     """The run, once it is paused again (a new pause) or has ended."""
-    run = client.read_flow_run(served.flow_run_id)
-    if run.state is None:
-        return None
-    kind = run.state.type.value
-    if kind in TERMINAL:
-        return run
-    key = run.state.state_details.pause_key
-    if kind == "PAUSED" and key != served.pause_key:
-        served.pause_key = key
-        return run
-    return None
+    run = next_pause(client, served.flow_run_id, served.pause_key)
+    if run is not None and run.state.type.value == "PAUSED":
+        served.pause_key = run.state.state_details.pause_key
+    return run
 
 
 def _artifact(client, key: str, versions: int = 1):

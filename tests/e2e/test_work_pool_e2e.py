@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -34,20 +33,18 @@ from domain.deletion import deletes_in
 from domain.plan import Plan
 from engine.batches import BATCH_FLOW
 from engine.migration import Migration
-from engine.progress import migration_progress
 from engine.reports import load_plan
-from engine.runbook import wave_steps
 from engine.wave_progress import waves_progress
 from iamc.serve import spawn_server, stop_process, wait_healthy
 from state import Store
 from tests.conftest import POSTGRES_URL_ENV
+from tests.e2e.flow_runs import TERMINAL, asked, flow_run_in, next_pause, wait
 
 pytestmark = pytest.mark.postgres
 
 SANDBOX_SIZE = (2, 6)
 POOL = "e2e-pool"
 MIGRATION = "e2e-pool"
-TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 SPEC = """name = "e2e-pool"
 state = "{state}"
 protected_users = ["breakglass-*"]
@@ -97,16 +94,6 @@ def _drop(base_url: str, name: str) -> None:
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
-
-
-def _wait(check, what: str, timeout: float = 300):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -235,10 +222,10 @@ def test_centralize_on_three_workers_survives_a_worker_killed_mid_apply(pool, sa
         # start once it runs, and take the batches.
         first = pool.start_worker(1, 1)
         run = client.create_flow_run_from_deployment(deployment.id)
-        _state(client, run.id, {"RUNNING"} | TERMINAL)
+        flow_run_in(client, run.id, {"RUNNING"} | TERMINAL)
         pool.start_worker(2, 4)
         pool.start_worker(3, 4)
-        paused = _state(client, run.id, {"PAUSED"} | TERMINAL)
+        paused = flow_run_in(client, run.id, {"PAUSED"} | TERMINAL)
         assert paused.state.type.value == "PAUSED", (paused.state, _logs(pool))
         # Inventory went out to the workers: one batch of the three accounts.
         batches = _batches(client)
@@ -249,30 +236,30 @@ def test_centralize_on_three_workers_survives_a_worker_killed_mid_apply(pool, sa
         control.configure(latency_ms=150)
         control.reset_calls()
         pause_key = paused.state.state_details.pause_key
-        _resume(client, run.id, pool.spec, "provision")
-        batch = _wait(lambda: _running_batch(client, "provision"), "a provision batch running")
-        _wait(
+        _resume(client, control, run.id, pool.spec, "provision")
+        batch = wait(lambda: _running_batch(client, "provision"), "a provision batch running")
+        wait(
             lambda: control.calls()["calls"].get("sso-admin:CreateAccountAssignment", 0) >= 1,
             "the first assignment",
         )
-        process = _wait(lambda: _process_of(batch.id), "the batch's process", 60)
+        process = wait(lambda: _process_of(batch.id), "the batch's process", 60)
         worker = _parent_pid(process)
         assert worker != first.pid  # the parent's worker lives on
         _kill_tree(worker)  # the worker dies, and its flow run with it
         control.configure(latency_ms=0)
 
-        crashed = _state(client, batch.id, TERMINAL, timeout=240)
+        crashed = flow_run_in(client, batch.id, TERMINAL, timeout=240)
         assert crashed.state.type.value == "CRASHED", crashed.state
-        asked = []
+        stages = []
         while True:
-            done = _wait(lambda key=pause_key: _next_pause(client, run.id, key), "next pause", 400)
+            done = wait(lambda key=pause_key: next_pause(client, run.id, key), "next pause", 400)
             if done.state.type.value != "PAUSED":
                 break
             pause_key = done.state.state_details.pause_key
-            _, step = _asked(pool.spec)
-            asked.append(step)
-            _resume(client, run.id, pool.spec, step.removeprefix("approve "))
-        assert done.state.type.value == "COMPLETED", (done.state, asked, _logs(pool))
+            _, step = asked(pool.spec)
+            stages.append(step)
+            _resume(client, control, run.id, pool.spec, step.removeprefix("approve "))
+        assert done.state.type.value == "COMPLETED", (done.state, stages, _logs(pool))
         again = [b for b in _batches(client) if b.name.startswith(f"{batch.name} (attempt 2)")]
         assert [b.state.type.value for b in again] == ["COMPLETED"], _batches(client)
     _same_as_one_process(pool, control, sandbox_process)
@@ -305,14 +292,6 @@ def _same_as_one_process(pool, control, sandbox_process) -> None:
     assert wanted <= {(acct, principal) for acct, _, principal in world["assignments"]}
 
 
-def _state(client, flow_run_id, states: set[str], timeout: float = 300):
-    def check():
-        run = client.read_flow_run(flow_run_id)
-        return run if run.state and run.state.type.value in states else None
-
-    return _wait(check, f"flow run in {states}", timeout)
-
-
 def _batches(client) -> list:
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
@@ -332,27 +311,14 @@ def _running_batch(client, step: str):
     )
 
 
-def _next_pause(client, flow_run_id, pause_key):
-    run = client.read_flow_run(flow_run_id)
-    if run.state is None:
-        return None
-    kind = run.state.type.value
-    if kind in TERMINAL:
-        return run
-    if kind == "PAUSED" and run.state.state_details.pause_key != pause_key:
-        return run
-    return None
-
-
-def _resume(client, flow_run_id, spec: Path, stage: str) -> None:
+def _resume(client, control, flow_run_id, spec: Path, stage: str) -> None:
     from prefect.flow_runs import resume_flow_run
 
     progress = _progress(spec)
     plan, _ = Migration.call(load_plan, spec, progress.plan_id)
     if stage == "disable":
         for action in (a for a in plan.actions if a.kind == "create-workload-role"):
-            pool_control = _CONTROL[0]
-            pool_control.switch_workload(
+            control.switch_workload(
                 action.account_id, action.params["user"], action.params["runtime"]
             )
     resume_flow_run(
@@ -368,28 +334,8 @@ def _resume(client, flow_run_id, spec: Path, stage: str) -> None:
     )
 
 
-_CONTROL: list = []
-
-
-@pytest.fixture(autouse=True)
-def _control(sandbox_process):
-    _CONTROL[:] = [sandbox_process.control]
-
-
 def _progress(spec: Path):
     return Migration.call(lambda mig: waves_progress(mig)[0], str(spec))
-
-
-def _asked(spec: Path) -> tuple[str, str]:
-    def read(mig):
-        m = migration_progress(mig)
-        for w in waves_progress(mig, m):
-            step = next((s for s in wave_steps(m, w, mig.spec) if s.state != "done"), None)
-            if step is not None:
-                return w.wave, step.name
-        return None
-
-    return Migration.call(read, str(spec))
 
 
 def _logs(pool) -> str:
