@@ -167,6 +167,7 @@ IDLE_SERVICES = (
     "PAUSE_EXPIRATIONS",
     "TRIGGERS",
     "EVENT_LOGGER",
+    "CLEANUP_RECONCILER",
 )
 _server: WorkerPrefectServer | None = None
 

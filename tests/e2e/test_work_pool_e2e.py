@@ -65,6 +65,8 @@ crashed_after_seconds = 60
 SERVER_SERVICES = {
     "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "true",
     "PREFECT_SERVER_SERVICES_ACTIONS_ENABLED": "true",
+    # Workers' clean-up messages: the tests' other servers run without it (no workers).
+    "PREFECT_SERVER_SERVICES_CLEANUP_RECONCILER_ENABLED": "true",
     **{
         f"PREFECT_SERVER_SERVICES_{service}_ENABLED": "false"
         for service in (
