@@ -47,6 +47,10 @@ _TAKE = text(
 )
 
 
+# Connections a process keeps for its takes (its threads wait their turn for one).
+POOLED_CONNECTIONS = 4
+
+
 class RateBuckets:
     """The shared token buckets of one PostgreSQL state DB; safe to share between threads.
 
@@ -66,9 +70,15 @@ class RateBuckets:
             if self._engine is None:
                 # A take holds its connection for one statement (well under a millisecond):
                 # a few connections serve every thread, and each worker's process adds few to
-                # the server's max_connections.
+                # the server's max_connections. No overflow: an overflow connection is closed
+                # when it comes back, so eight threads on two pooled connections connected
+                # anew all the time (a PostgreSQL backend process each; in a batch run's
+                # profile, its threads waited on connects more than on AWS).
                 self._engine = create_engine(
-                    self._url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=2
+                    self._url,
+                    isolation_level="AUTOCOMMIT",
+                    pool_size=POOLED_CONNECTIONS,
+                    max_overflow=0,
                 )
             return self._engine
 
