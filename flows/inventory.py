@@ -13,6 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from console.artifacts import publish_inventory
@@ -23,6 +24,7 @@ from domain.errors import AwsAccessError, AwsUnreachableError, InventoryIncomple
 from domain.progress import emit
 from domain.records import Account, AccountInventory, Finding
 from domain.spec import MigrationSpec
+from engine.account_work import settle
 from engine.batches import dispatch, distributed
 from engine.migration import Migration
 from engine.prefect_runtime import old_objects_frozen
@@ -104,8 +106,9 @@ def resolve_scope(runtime: _Runtime) -> ScopedAccounts:
     cache_policy=NO_CACHE,
     persist_result=False,
 )
-def inventory_one_account(runtime: _Runtime, account: Account) -> AccountOutcome:
-    """Read one account and save it; an account that fails becomes findings, not a crash."""
+def inventory_one_account(runtime: _Runtime, account: Account) -> Any:
+    """Read one account and save it; an account that fails becomes findings and a Failed task
+    (red in the UI, with the reason; the flow gets its outcome from ``settle``), not a crash."""
     findings: list[Finding] = []
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -120,36 +123,9 @@ def inventory_one_account(runtime: _Runtime, account: Account) -> AccountOutcome
             timings=timings,
             user_concurrency=runtime.spec.inventory.user_concurrency,
         )
-    except (AwsAccessError, *UNREACHABLE_ERRORS) as err:
-        # A transport failure that escaped translate_errors is an outage all the same.
-        failure = err if isinstance(err, AwsAccessError) else unreachable(err, account.account_id)
-        inventory = AccountInventory(account=account, error=str(failure))
-        kind = _failure_kind(failure)
-        findings.append(
-            Finding(
-                severity="error",
-                kind=kind,
-                message=str(failure),
-                account_id=account.account_id,
-                details={"reason": kind},
-            )
-        )
-    except Exception as err:
-        # Inventory only reads: one account's failure (an AWS error, a malformed response)
-        # is recorded against that account and the others go on; the run reports it.
-        log.warning("inventory of %s failed", account.account_id, exc_info=True)
-        code = error_code(err) if isinstance(err, ClientError) else type(err).__name__
-        message = f"inventory failed: {code}: {err}"
-        inventory = AccountInventory(account=account, error=message)
-        findings.append(
-            Finding(
-                severity="error",
-                kind="inventory-failed",
-                message=message,
-                account_id=account.account_id,
-                details={"code": code, "reason": "inventory-failed"},
-            )
-        )
+    except Exception as err:  # one account's failure: recorded against it, the others go on
+        inventory, finding = _unread(account, err)
+        findings.append(finding)
     if inventory.error and account.parent_id is None:
         inventory.account = _with_parent(runtime, account)
     for gap in inventory.gaps:
@@ -176,13 +152,47 @@ def inventory_one_account(runtime: _Runtime, account: Account) -> AccountOutcome
     )
     _log_account(inventory, findings)
     reason = next((f.kind for f in findings if f.severity == "error"), None)
-    return AccountOutcome(
+    outcome = AccountOutcome(
         account.account_id,
         len(inventory.users),
         inventory.error,
         findings,
         account_name=account.name,
         reason=reason if inventory.error else None,
+    )
+    if inventory.error:
+        # Red in the UI, as the other steps' accounts are: the run goes on (``settle``).
+        label = f"{account.account_id} {account.name}".strip()
+        return Failed(message=f"{label}: not inventoried: {inventory.error}", data=outcome)
+    return outcome
+
+
+def _unread(account: Account, err: Exception) -> tuple[AccountInventory, Finding]:
+    """An account that could not be read: its empty inventory with the reason, and the error
+    finding the run reports (an outage and a refused role kept apart from other failures)."""
+    if isinstance(err, (AwsAccessError, *UNREACHABLE_ERRORS)):
+        # A transport failure that escaped translate_errors is an outage all the same.
+        failure = err if isinstance(err, AwsAccessError) else unreachable(err, account.account_id)
+        kind = _failure_kind(failure)
+        inventory = AccountInventory(account=account, error=str(failure))
+        return inventory, Finding(
+            severity="error",
+            kind=kind,
+            message=str(failure),
+            account_id=account.account_id,
+            details={"reason": kind},
+        )
+    # Inventory only reads: one account's failure (an AWS error, a malformed response) is
+    # recorded against that account and the others go on; the run reports it.
+    log.warning("inventory of %s failed", account.account_id, exc_info=True)
+    code = error_code(err) if isinstance(err, ClientError) else type(err).__name__
+    message = f"inventory failed: {code}: {err}"
+    return AccountInventory(account=account, error=message), Finding(
+        severity="error",
+        kind="inventory-failed",
+        message=message,
+        account_id=account.account_id,
+        details={"code": code, "reason": "inventory-failed"},
     )
 
 
@@ -286,7 +296,7 @@ def _inventory(
         snapshot_id, scoped.management_account_id, sessions.management_account_id()
     )
     if not spread:
-        outcomes = [future.result() for future in futures]
+        outcomes = [settle(future) for future in futures]
     store.snapshots.add_findings(run_id, [f for outcome in outcomes for f in outcome.findings])
     store.snapshots.complete_snapshot(snapshot_id)
     failed = sorted((o for o in outcomes if o.error), key=lambda o: o.account_id)
@@ -356,7 +366,7 @@ def inventory_batch(
         work = f"inventory:{runtime.snapshot_id}"
         results = {}
         for future in futures:
-            outcome = future.result()
+            outcome = settle(future)
             result = asdict(outcome)
             store.account_results.save(work, outcome.account_id, result, flow_run_id)
             results[outcome.account_id] = result

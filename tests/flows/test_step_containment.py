@@ -298,3 +298,29 @@ def test_notify_holds_back_the_notices_of_an_account_whose_access_did_not_land(
     again = notify_flow(str(spec), plan_id, return_state=True)
     assert again.is_completed(), again.message
     assert len(list((tmp_path / "notices" / str(plan_id)).glob("*.eml"))) == 2
+
+
+def test_inventory_of_an_unreadable_account_is_a_failed_task_and_the_others_are_read(
+    clean, retire_kit, tmp_path: Path
+):
+    from flows.inventory import inventory_flow
+
+    a1, a2 = clean.accounts
+    spec, _ = retire_kit.write_approved_plan(clean, tmp_path)
+
+    with role_removed(clean, a2):
+        state = inventory_flow(str(spec), return_state=True)
+
+    # Partial data never passes as complete: the run fails, naming the account...
+    assert state.is_failed()
+    assert a2 in state.message
+    # ...and in the UI its account's task is red with AWS's words, the others' green.
+    tasks = {
+        name: s
+        for name, s in _task_runs(state.state_details.flow_run_id).items()
+        if name.startswith("inventory ")
+    }
+    (mine,) = [s for name, s in tasks.items() if name.startswith(f"inventory {a2}")]
+    (other,) = [s for name, s in tasks.items() if name.startswith(f"inventory {a1}")]
+    assert mine.is_failed() and "not inventoried" in mine.message and REFUSED in mine.message
+    assert other.is_completed()
