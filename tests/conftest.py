@@ -276,37 +276,17 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["PREFECT_API_URL"] = _server.api_url
 
 
-# Modules that run whole flows against servers take longest (30-240 s each, few tests):
+# Modules that run whole flows against servers take longest (30-110 s each, few tests):
 # they start first, so the test processes end together. `make test` passes
 # --no-loadscope-reorder, which makes xdist hand out modules in this order; its own order
 # (most tests first) started the end-to-end modules last and left one process running alone.
-# The slowest modules by name, measured (`--durations=0`, six processes, summed per module),
-# then the other end-to-end and flow modules: by directory alone, alphabetical order handed
-# out the crash-at-every-boundary module (~240 s) among the last and it ran alone at the end.
-_SLOWEST_FIRST = (
-    "tests/e2e/test_work_pool_e2e.py",
-    "tests/flows/test_retire_crash.py",
-    "tests/e2e/test_centralize_e2e.py",
-    "tests/e2e/test_account_failure_e2e.py",
-    "tests/e2e/test_automations_e2e.py",
-    "tests/state/test_many_writers.py",
-    "tests/flows/test_waves.py",
-    "tests/state/test_store.py",
-    "tests/flows/test_centralize.py",
-    "tests/flows/test_apply_flow.py",
-    "tests/iamc/test_server_lifetime.py",
-    "tests/e2e/",
-    "tests/flows/",
-)
+_LONGEST_FIRST = ("tests/e2e/", "tests/flows/")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         path = item.nodeid
-        return next(
-            (n for n, prefix in enumerate(_SLOWEST_FIRST) if path.startswith(prefix)),
-            len(_SLOWEST_FIRST),
-        )
+        return next((n for n, prefix in enumerate(_LONGEST_FIRST) if path.startswith(prefix)), 9)
 
     items.sort(key=rank)  # stable: each module's tests stay together and in order
 
