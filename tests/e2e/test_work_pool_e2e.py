@@ -37,7 +37,7 @@ from engine.reports import load_plan
 from engine.wave_progress import waves_progress
 from iamc.serve import spawn_server, stop_process, wait_healthy
 from state import Store
-from tests.conftest import POSTGRES_URL_ENV
+from tests.conftest import IDLE_SERVICES, POSTGRES_URL_ENV
 from tests.e2e.flow_runs import TERMINAL, asked, flow_run_in, next_pause, wait
 
 pytestmark = pytest.mark.postgres
@@ -60,25 +60,13 @@ accounts_per_run = 2  # a batch per step: each is a process to start
 heartbeat_seconds = 30
 crashed_after_seconds = 60
 """
-# The server services a pool needs: automations' triggers and actions (a silent run marked
-# Crashed), and no schedules (the daily bake-watch stays unscheduled here).
+# The server services a pool needs beyond the tests' other servers: automations' triggers and
+# actions (a silent run marked Crashed) and the workers' clean-up messages; the tests' idle
+# services stay off, schedules among them (the daily bake-watch stays unscheduled here).
+POOL_SERVICES = ("TRIGGERS", "ACTIONS", "CLEANUP_RECONCILER")
 SERVER_SERVICES = {
-    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "true",
-    "PREFECT_SERVER_SERVICES_ACTIONS_ENABLED": "true",
-    # Workers' clean-up messages: the tests' other servers run without it (no workers).
-    "PREFECT_SERVER_SERVICES_CLEANUP_RECONCILER_ENABLED": "true",
-    **{
-        f"PREFECT_SERVER_SERVICES_{service}_ENABLED": "false"
-        for service in (
-            "SCHEDULER",
-            "LATE_RUNS",
-            "FOREMAN",
-            "REPOSSESSOR",
-            "CANCELLATION_CLEANUP",
-            "PAUSE_EXPIRATIONS",
-            "EVENT_LOGGER",
-        )
-    },
+    f"PREFECT_SERVER_SERVICES_{service}_ENABLED": str(service in POOL_SERVICES).lower()
+    for service in (*IDLE_SERVICES, *POOL_SERVICES)
 }
 
 
