@@ -8,8 +8,10 @@ from pathlib import Path
 import boto3
 from rich.console import Console
 
+from domain.errors import ServeError
 from iamc.serve import (
     exit_on_sigterm,
+    local_listener,
     runbook_lines,
     serve_deployments,
     start_server,
@@ -26,6 +28,12 @@ def run_ui(
     """Serve until Ctrl-C or SIGTERM; stops the deployments before the server (or its
     shutdown hangs), then the sandbox."""
     exit_on_sigterm()
+    try:  # taken before anything starts: a port in use is refused with nothing to stop
+        listener = local_listener(port)
+    except OSError as err:
+        raise ServeError(
+            f"port {port} on 127.0.0.1 is in use ({err.strerror}): pick another with --port"
+        ) from err
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     sandbox = None
@@ -42,10 +50,10 @@ def run_ui(
         spec.write_text(DEMO_SPEC)
         for stale in workdir.glob("state.db*"):
             stale.unlink()
-    server, api_url = start_server(port, workdir / "prefect-server")
+    server, api_url = start_server(listener, workdir / "prefect-server")
     os.environ["PREFECT_API_URL"] = api_url
     console.print(
-        f"Prefect UI: http://127.0.0.1:{port}  (deployments of {spec}; Ctrl-C stops)",
+        f"Prefect UI: {api_url.removesuffix('/api')}  (deployments of {spec}; Ctrl-C stops)",
         highlight=False,
     )
     for line in runbook_lines(spec):

@@ -97,3 +97,17 @@ def test_drift_and_export_refuse_the_central_roles_target_in_one_line(tmp_path: 
         result = run([*args, "-c", "spec.toml"], tmp_path)
         assert result.returncode == 2, result.stderr
         assert result.stderr.strip() == f"error: {what}"
+
+
+def test_ui_on_a_port_in_use_is_one_line_and_starts_nothing(tmp_path: Path):
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = run(["ui", "--port", str(port), "--workdir", str(tmp_path / "ui")], tmp_path)
+    assert result.returncode != 0
+    assert f"port {port} on 127.0.0.1 is in use" in result.stderr
+    assert "--port" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "ui").exists()  # refused before a sandbox, server or state
