@@ -11,6 +11,8 @@ whose worker died as Crashed, are made here too (``iamc.automations``).
 from __future__ import annotations
 
 import logging
+import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,7 @@ class Deployed:
 
     pool: str
     created_pool: bool
+    python: str = ""
     deployments: list[str] = field(default_factory=list)
     automations: list[str] = field(default_factory=list)
 
@@ -45,8 +48,24 @@ def job_env(pool: str, heartbeat_seconds: int) -> dict[str, str]:
     }
 
 
-def deploy(spec_path: str | Path, pool: str | None = None) -> Deployed:
+def job_command(python: str) -> str:
+    """The command a worker starts each flow run with: Prefect's engine under ``python``.
+
+    Named, so that the process worker starts the engine itself. Without a command, Prefect 3.9's
+    process worker first starts a workspace supervisor (``prefect.runner._workspace_supervisor``:
+    the deployment's pull steps, then an exec of the engine): a second interpreter importing
+    Prefect for every flow run, ~4 CPU-seconds each measured on a worker here (a batch of 25
+    accounts' whole work is ~9). These deployments have no pull steps: a worker imports the
+    flows from the installed package.
+    """
+    return f"{shlex.quote(python)} -m prefect.engine"
+
+
+def deploy(spec_path: str | Path, pool: str | None = None, python: str | None = None) -> Deployed:
     """Register the runbook's deployments of ``spec_path`` on the work pool (made if missing).
+
+    Each worker runs a flow run with ``python`` (default: this interpreter), which must be
+    at that path, with iamc installed, on every worker, as the spec must.
 
     Raises:
         SpecError: No work pool named (``--work-pool`` or ``[prefect] work_pool``), or the
@@ -67,8 +86,9 @@ def deploy(spec_path: str | Path, pool: str | None = None) -> Deployed:
     require_shared_state(str(spec_path), spec.state, pool)
     created = _ensure_pool(pool)
     env = job_env(pool, spec.prefect.heartbeat_seconds)
-    result = Deployed(pool, created)
-    for deployment in deployments(spec_path, work_pool=pool, env=env):
+    result = Deployed(pool, created, python or sys.executable)
+    command = job_command(result.python)
+    for deployment in deployments(spec_path, work_pool=pool, env=env, command=command):
         deployment.apply()
         result.deployments.append(deployment.name)
     result.automations = _automations(spec)

@@ -146,7 +146,10 @@ SCHEDULES = {"bake-watch": "0 7 * * *"}
 
 
 def deployments(
-    spec_path: str | Path, work_pool: str | None = None, env: dict[str, str] | None = None
+    spec_path: str | Path,
+    work_pool: str | None = None,
+    env: dict[str, str] | None = None,
+    command: str | None = None,
 ) -> list[Any]:
     """The runbook's deployments for one migration spec, numbered in runbook order.
 
@@ -200,7 +203,7 @@ def deployments(
         "drift": drift_flow,
     }
     numbers = {step: f"{RUNBOOK.index(step):02d}" for step in RUNBOOK}
-    on_pool = _on_pool(work_pool, env)
+    on_pool = _on_pool(work_pool, env, command)
     if on_pool:
         # A worker imports each flow by module path: options given here would not reach it.
         flows = {**flows, "inventory": inventory_flow, "key-scan": key_scan_flow}
@@ -221,7 +224,9 @@ def deployments(
     return list(served.values())
 
 
-def _on_pool(work_pool: str | None, env: dict[str, str] | None) -> dict[str, Any]:
+def _on_pool(
+    work_pool: str | None, env: dict[str, str] | None, command: str | None = None
+) -> dict[str, Any]:
     """What makes a deployment the work pool's: none without one."""
     if work_pool is None:
         return {}
@@ -229,7 +234,7 @@ def _on_pool(work_pool: str | None, env: dict[str, str] | None) -> dict[str, Any
 
     return {
         "work_pool_name": work_pool,
-        "job_variables": {"env": dict(env or {})},
+        "job_variables": {"env": dict(env or {}), **({"command": command} if command else {})},
         "entrypoint_type": EntrypointType.MODULE_PATH,
     }
 

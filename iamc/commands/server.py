@@ -34,6 +34,12 @@ def deploy(
     work_pool: str | None = typer.Option(
         None, "--work-pool", help="The process work pool (default: the spec's [prefect] work_pool)."
     ),
+    worker_python: str | None = typer.Option(
+        None,
+        "--worker-python",
+        help="The Python with iamc installed that workers run flow runs with, the same path on "
+        "every worker (default: this one).",
+    ),
 ) -> None:
     """Register the runbook's deployments on a Prefect work pool, run by its workers.
 
@@ -43,7 +49,7 @@ def deploy(
     """
     from iamc.deploy import deploy as register
 
-    done = register(spec, work_pool)
+    done = register(spec, work_pool, worker_python)
     made = "created" if done.created_pool else "existing"
     console.print(f"work pool {done.pool!r} ({made}, process): {len(done.deployments)} deployments")
     for name in done.deployments:
@@ -51,7 +57,7 @@ def deploy(
     for name in done.automations:
         console.print(f"  automation: {name}")
     console.print(
-        "Start workers (on any machine with iamc installed, the spec at "
+        f"Start workers (on any machine with iamc installed in {done.python}, the spec at "
         f"{Path(spec).resolve()} and PREFECT_API_URL set): prefect worker start --pool "
         f"{done.pool!r}"
     )

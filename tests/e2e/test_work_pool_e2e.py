@@ -208,6 +208,8 @@ def test_centralize_on_three_workers_survives_a_worker_killed_mid_apply(pool, sa
             f"centralize/{deployment_name('centralize', MIGRATION)}"
         )
         assert deployment.work_pool_name == POOL
+        # Workers start the engine directly, not through Prefect's workspace supervisor.
+        assert deployment.job_variables["command"] == f"{sys.executable} -m prefect.engine"
         # The first worker takes one flow run at a time: the centralize run; the other two
         # start once it runs, and take the batches.
         first = pool.start_worker(1, 1)
