@@ -7,8 +7,10 @@ join with the inventory needs them) and masked (``AKIA…WXYZ``) in every ``str`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from domain.keys import mask_key_id
 
@@ -195,3 +197,19 @@ class ScanResult:
 
     def key_ids(self) -> set[str]:
         return {hit.key_id for hit in self.hits if hit.key_id}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values: a batch run on a work pool reports its units through the state
+        DB (no secret is in here to leak: the records hold none)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScanResult:
+        """The result :meth:`to_dict` wrote (through JSON)."""
+        return cls(
+            hits=[KeyHit(**hit) for hit in data["hits"]],
+            ignored=[IgnoredHit(**item) for item in data["ignored"]],
+            skipped=[SkippedItem(**item) for item in data["skipped"]],
+            gaps=[ScanGap(**gap) for gap in data["gaps"]],
+            stats=ScanStats(**data["stats"]),
+        )

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from domain.distribution import work_pool
@@ -42,6 +43,16 @@ POLL_SECONDS = 2.0
 def distributed() -> bool:
     """Whether this flow run spreads its accounts over its work pool's workers."""
     return work_pool() is not None
+
+
+def longest_dispatch(spec: MigrationSpec) -> timedelta:
+    """How long after it starts :func:`dispatch` may still start a batch, at most.
+
+    Each of its ``ATTEMPTS`` rounds waits at most ``[prefect] account_timeout_seconds`` for its
+    batch runs; a batch its parent takes back runs in the parent and delays the next round,
+    for which one more round's time allows (as slow a batch as the timeout itself).
+    """
+    return timedelta(seconds=(ATTEMPTS + 1) * spec.prefect.account_timeout_seconds)
 
 
 def batch_deployment(migration: str) -> str:

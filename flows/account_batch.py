@@ -36,11 +36,20 @@ def _inventory(
     return inventory_batch(spec_path, params, accounts, flow_run_id)
 
 
+def _key_scan(
+    spec_path: str, params: dict[str, Any], units: list[str], flow_run_id: str | None
+) -> dict[str, dict[str, Any]]:
+    from flows.key_scan_batch import key_scan_batch
+
+    return key_scan_batch(spec_path, params, units, flow_run_id)
+
+
 # What a batch of each step does: (spec path, the step's parameters, accounts, this flow run's
 # id) -> each account's result (also recorded under the parent's work key).
 STEPS: dict[str, Callable[..., dict[str, dict[str, Any]]]] = {
     "apply": _apply,
     "inventory": _inventory,
+    "key-scan": _key_scan,
 }
 
 
@@ -57,9 +66,10 @@ def account_batch_flow(
 
     Args:
         spec_path: The migration spec (TOML).
-        step: ``apply`` (a plan stage's accounts) or ``inventory``.
+        step: ``apply`` (a plan stage's accounts), ``inventory`` or ``key-scan`` (accounts
+            and code paths: ``path:INDEX`` in the spec's ``[scan] paths``).
         work: Where the accounts' results are recorded (the parent's key).
-        accounts: The batch's accounts.
+        accounts: The batch's accounts (a key scan's units).
         params: The step's parameters, as the parent gave them.
 
     Returns:

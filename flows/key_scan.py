@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
-from prefect.states import Completed, Failed, State
+from prefect import flow
+from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from console.operator import artifact_key, publish_markdown, publish_table, timing_log
+from console.operator import (
+    artifact_key,
+    publish_markdown,
+    publish_table,
+    run_logger,
+    timing_log,
+)
 from console.run_names import step_run_name
-from domain.errors import AwsAccessError, NoInventoryError, UnknownAccountError
+from domain.errors import NoInventoryError
 from domain.key_attribution import (
     KeyFinding,
     OrgView,
@@ -25,152 +28,21 @@ from domain.key_attribution import (
     inventory_index,
 )
 from domain.progress import emit
-from domain.spec import MigrationSpec, ScanPath, scan_paths_of
+from domain.spec import MigrationSpec, scan_paths_of
+from engine.batches import distributed
 from engine.migration import Migration
+from flows.key_scan_batch import spread_scan
+from flows.key_scan_units import (
+    ScanRuntime,
+    resolve_organization,
+    scan_account_config,
+    scan_code,
+)
 from scanner.key_detection import KeyDetector
 from state import Store
 from state.key_scans import KEY_SCAN_RUN
 from tasks.aws import AwsSessions
-from tasks.key_scan import ScanOutcome, scan_code_path, scan_member_account
-from tasks.organizations import read_organization, select_accounts
-
-log = logging.getLogger(__name__)
-
-
-class _Runtime:
-    """What every scan task shares. A plain class, so Prefect does not walk or hash it.
-
-    It holds the detector, and so the scan's salt: it must never become a task parameter
-    that Prefect could record.
-    """
-
-    def __init__(
-        self,
-        spec: MigrationSpec,
-        sessions: AwsSessions,
-        detector: KeyDetector,
-        paths: list[ScanPath],
-    ):
-        self.spec = spec
-        self.sessions = sessions
-        self.detector = detector
-        self.paths = paths
-        self.regions = list(spec.scan.regions) or [spec.region]
-        # Outcomes by account and by path index, kept here so a failed account's (or git
-        # history's) task can end Failed (red in the UI, one message, no traceback) while the
-        # flow still records what it found.
-        self.outcomes: dict[str, ScanOutcome] = {}
-        self.code_outcomes: dict[int, ScanOutcome] = {}
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    try:
-        return get_run_logger()
-    except MissingContextError:  # outside a run (a test calling a task's .fn)
-        return log
-
-
-@task(name="resolve-organization", cache_policy=NO_CACHE, persist_result=False)
-def resolve_organization(runtime: _Runtime) -> tuple[OrgView, list[str], ScanProblem | None]:
-    """The organization's accounts and the in-scope ones; unreadable is a gap for a code scan."""
-    try:
-        # Every account, not only the scope's: a key of another account is told apart.
-        tree = read_organization(
-            runtime.sessions.management(), runtime.spec.scope, every_account=True
-        )
-        scoped = select_accounts(tree, runtime.spec.scope)
-    except (AwsAccessError, UnknownAccountError) as err:
-        if runtime.spec.scan.aws:
-            raise
-        problem = ScanProblem(
-            "gap",
-            "organizations",
-            "organization",
-            f"{err}: keys of accounts outside the inventory can't be told apart",
-        )
-        return OrgView(), [], problem
-    in_scope = [a.account_id for a in scoped.in_scope]
-    view = OrgView(
-        accounts=frozenset(tree.accounts),
-        in_scope=frozenset(in_scope),
-        management_account_id=tree.management_account_id,
-    )
-    return view, in_scope, None
-
-
-@task(
-    name="scan-code",
-    task_run_name="scan code {label}",
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
-def scan_code(runtime: _Runtime, label: str, index: int) -> ScanOutcome | State:
-    """One spec path: working tree (ignored files too), archives, whole git history.
-
-    Ends Failed (red in the UI) when git refused the repository or failed on its history;
-    the flow still records the files and the rest of the scan.
-    """
-    entry = runtime.paths[index]
-    logger = _logger()
-    if entry.problem:
-        logger.warning("%s", entry.problem)
-    outcome = scan_code_path(
-        label,
-        entry.path,
-        runtime.detector,
-        history=runtime.spec.scan.history,
-        problem=entry.problem,
-    )
-    stats = outcome.result.stats
-    logger.info(
-        "code %s: %d files (%.1f MB), %d history blobs: %d key hits, %d look-alikes, %d skipped",
-        label,
-        stats.files,
-        stats.bytes / 1e6,
-        stats.blobs,
-        len(outcome.result.hits),
-        len(outcome.result.ignored),
-        len(outcome.result.skipped),
-    )
-    runtime.code_outcomes[index] = outcome
-    emit("scan-unit-done", what=outcome.what, hits=len(outcome.result.hits))
-    if outcome.failed:
-        logger.error("code %s: not completely scanned: %s", label, outcome.failed)
-        return Failed(message=f"code {label} not completely scanned: {outcome.failed}")
-    return outcome
-
-
-@task(
-    name="scan-account",
-    task_run_name="scan account {label}",
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
-def scan_account_config(runtime: _Runtime, account_id: str, label: str = "") -> ScanOutcome | State:
-    """One member account through the member role: Lambda, ECS, EC2, SSM, CFN, CodeBuild.
-
-    Ends Failed (red in the UI) with AWS's reason when the account could not be read at all
-    (its role can't be assumed, its credentials are refused); the flow still records the
-    rest of the scan, and says the scan is incomplete.
-    """
-    logger = _logger()
-    label = label or account_id
-    outcome = scan_member_account(runtime.sessions, account_id, runtime.detector, runtime.regions)
-    runtime.outcomes[account_id] = outcome
-    emit("scan-unit-done", what=outcome.what, hits=len(outcome.result.hits))
-    if outcome.failed:
-        logger.error("account %s: not scanned: %s", label, outcome.failed)
-        return Failed(message=f"account {label} not scanned: {outcome.failed}")
-    logger.info(
-        "account %s: %d key hits, %d look-alikes, %d gaps, %d calls in %.1f s",
-        label,
-        len(outcome.result.hits),
-        len(outcome.result.ignored),
-        len(outcome.result.gaps),
-        sum(outcome.calls.values()),
-        outcome.seconds,
-    )
-    return outcome
+from tasks.key_scan import ScanOutcome
 
 
 @flow(name="key-scan", flow_run_name=step_run_name("key-scan"), log_prints=False)
@@ -208,7 +80,7 @@ def key_scan_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
         artifacts,
     )
     if incomplete:
-        _logger().warning("%s", incomplete)
+        run_logger().warning("%s", incomplete)
         # Completed, read-only, but never passed off as a clean scan: the state says so.
         return Completed(message=incomplete, data=summary)
     return summary
@@ -260,33 +132,36 @@ def _scan(
             f"no inventory yet for migration {spec.name!r}: run 'iamc inventory -c {spec_path}' "
             "first, so found keys can be matched to their owners"
         )
-    runtime = _Runtime(
+    runtime = ScanRuntime(
         spec,
         AwsSessions.from_spec(spec, profile=profile),
         KeyDetector(),
         scan_paths_of(spec, spec_path),
     )
-    # The code paths need nothing from AWS: they are scanned while the organization is read.
+    # On a work pool every unit goes out in batches (flows.key_scan_batch), once the accounts
+    # are known; here the code paths need nothing from AWS: they are scanned while the
+    # organization is read.
+    spread = distributed()
     code_futures = [
-        scan_code.submit(runtime, entry.label, index) for index, entry in enumerate(runtime.paths)
+        scan_code.submit(runtime, entry.label, index)
+        for index, entry in enumerate(runtime.paths)
+        if not spread
     ]
     org, in_scope, org_problem = resolve_organization(runtime)
     accounts = in_scope if spec.scan.aws else []
     emit("scan-scope", units=len(runtime.paths) + len(accounts))
     names = store.snapshots.account_names(snapshot.id)
-    account_futures = [
-        scan_account_config.submit(runtime, a, f"{a} {names.get(a, '')}".strip()) for a in accounts
-    ]
+    labels = {a: f"{a} {names.get(a, '')}".strip() for a in accounts}
+    if spread:
+        where = str(Path(spec_path).resolve())  # a worker's working directory is not ours
+        outcomes = spread_scan(runtime, store, run_id, where, labels, profile)
+    else:
+        account_futures = [scan_account_config.submit(runtime, a, labels[a]) for a in accounts]
     # The inventory the findings are joined with is read while the scans run.
     latest = inventory_index(store.snapshots.load_snapshot(snapshot.id))
     earlier = store.scans.earlier_key_owners(migration_id, snapshot.id)
-    for future in [*code_futures, *account_futures]:
-        future.wait()
-    for index, future in enumerate(code_futures):
-        if index not in runtime.code_outcomes:
-            future.result()  # the task raised before it had an outcome: raise that
-    outcomes = [runtime.code_outcomes[index] for index in range(len(runtime.paths))]
-    outcomes += [runtime.outcomes[a] for a in accounts]
+    if not spread:
+        outcomes = _gathered(runtime, code_futures, account_futures, accounts)
 
     hits = [hit for outcome in outcomes for hit in outcome.result.hits]
     ignored = [item for outcome in outcomes for item in outcome.result.ignored]
@@ -303,6 +178,19 @@ def _scan(
     publishing = time.perf_counter()
     _publish(spec, summary, outcomes, findings)
     return summary, time.perf_counter() - publishing
+
+
+def _gathered(
+    runtime: ScanRuntime, code_futures: list[Any], account_futures: list[Any], accounts: list[str]
+) -> list[ScanOutcome]:
+    """The outcomes of the scan's own task runs: each path's in order, then each account's."""
+    for future in [*code_futures, *account_futures]:
+        future.wait()
+    for index, future in enumerate(code_futures):
+        if index not in runtime.code_outcomes:
+            future.result()  # the task raised before it had an outcome: raise that
+    outcomes = [runtime.code_outcomes[index] for index in range(len(runtime.paths))]
+    return outcomes + [runtime.outcomes[a] for a in accounts]
 
 
 def _summary(

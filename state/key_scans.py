@@ -1,17 +1,19 @@
 """Key scans in the state DB (mixed into ``state.Store``): findings, coverage, acceptances.
 
 Whole key ids are stored here and nowhere else; secrets never (there is no column for one).
+A scan spread over a work pool keeps its HMAC salt here while its batches run, and no longer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, or_, select
 
+from domain.errors import StateError
 from domain.key_attribution import (
     KeyAcceptance,
     KeyFinding,
@@ -19,6 +21,7 @@ from domain.key_attribution import (
     ScanProblem,
     unit_of,
 )
+from domain.runs import RUN_RUNNING
 from state import models as m
 from state.session import Sessions
 
@@ -134,6 +137,59 @@ class KeyScanRepository:
             ):
                 if rows:
                     session.execute(insert(model), rows)
+
+    def hold_salt(self, run_id: int, salt: bytes, lifetime: timedelta) -> None:
+        """Keep a running scan's salt for its batch runs on the pool, until :meth:`drop_salt`.
+
+        Also drops what scans that ended without dropping theirs left (their run finished, or
+        the salt outlived ``lifetime``, the longest any scan may hand it out): a parent killed
+        outright runs no ``finally``.
+
+        Args:
+            run_id: The ``key-scan`` run.
+            salt: Its detector's salt (never logged, never a Prefect parameter).
+            lifetime: How long a batch may still start and read it.
+
+        Raises:
+            StateError: The DB refused it (the message and traceback hold no salt).
+        """
+        now = datetime.now(UTC)
+        finished = select(m.Run.id).where(m.Run.status != RUN_RUNNING)
+        refused = None
+        try:
+            with self._db.session(write=True) as session:
+                session.execute(
+                    delete(m.KeyScanSaltRow).where(
+                        or_(
+                            m.KeyScanSaltRow.expires < now,
+                            m.KeyScanSaltRow.run_id.in_(finished),
+                            m.KeyScanSaltRow.run_id == run_id,
+                        )
+                    )
+                )
+                session.add(m.KeyScanSaltRow(run_id=run_id, salt=salt, expires=now + lifetime))
+        except StateError as err:
+            refused = str(err)  # the driver's own line: no parameter in it
+        if refused is not None:
+            # Raised apart from the driver's error, which prints the statement's parameters
+            # (the salt's bytes among them): a traceback a flow run logs must not hold it.
+            raise StateError(refused)
+
+    def scan_salt(self, run_id: int) -> bytes | None:
+        """The salt of scan run ``run_id`` while it hands one out; None once it has ended."""
+        with self._db.session(write=False) as session:
+            salt = session.execute(
+                select(m.KeyScanSaltRow.salt).where(
+                    m.KeyScanSaltRow.run_id == run_id,
+                    m.KeyScanSaltRow.expires >= datetime.now(UTC),
+                )
+            ).scalar_one_or_none()
+        return bytes(salt) if salt is not None else None
+
+    def drop_salt(self, run_id: int) -> None:
+        """Forget a scan's salt: its batches are done (or abandoned), nobody needs it again."""
+        with self._db.session(write=True) as session:
+            session.execute(delete(m.KeyScanSaltRow).where(m.KeyScanSaltRow.run_id == run_id))
 
     def latest_key_scan_run(self, migration_id: int) -> int | None:
         """The id of the migration's latest finished key-scan run (succeeded), or None."""

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -37,6 +39,23 @@ class ScanOutcome:
     calls: dict[str, int] = field(default_factory=dict)  # AWS source -> API calls
     seconds: float = 0.0
     failed: str | None = None  # why the account (or a path's git history) could not be scanned
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values, for a batch run on a work pool to report through the state DB."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScanOutcome:
+        """The outcome :meth:`to_dict` wrote (through JSON)."""
+        return cls(
+            what=data["what"],
+            result=ScanResult.from_dict(data["result"]),
+            units=[ScanUnit(**unit) for unit in data["units"]],
+            problems=[ScanProblem(**problem) for problem in data["problems"]],
+            calls=dict(data["calls"]),
+            seconds=float(data["seconds"]),
+            failed=data["failed"],
+        )
 
 
 def scan_code_path(
@@ -164,15 +183,46 @@ def scan_member_account(
         # the account being named by whoever shows the reason.
         reason = failure_reason(err).removeprefix(f"account {account_id}: ")
         log.warning("key scan of account %s failed: %s", account_id, reason)
-        outcome.failed = reason
-        done = {u.unit for u in outcome.units}
-        for region in regions:
-            for source in SOURCES:
-                unit = aws_unit(account_id, source, region)
-                if unit not in done:
-                    outcome.units.append(ScanUnit(unit, "failed", reason))
-        outcome.problems.append(
-            ScanProblem("failed", "account", account_id, reason, account_id=account_id)
-        )
+        _fail_account(outcome, account_id, regions, reason)
     outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def _fail_account(outcome: ScanOutcome, account_id: str, regions: list[str], reason: str) -> None:
+    """The account's units not read yet are failed, and the account is a failed problem."""
+    outcome.failed = reason
+    done = {u.unit for u in outcome.units}
+    for region in regions:
+        for source in SOURCES:
+            unit = aws_unit(account_id, source, region)
+            if unit not in done:
+                outcome.units.append(ScanUnit(unit, "failed", reason))
+    outcome.problems.append(
+        ScanProblem("failed", "account", account_id, reason, account_id=account_id)
+    )
+
+
+def unscanned_account(account_id: str, regions: list[str], reason: str) -> ScanOutcome:
+    """An account nobody reported on (its batch run on the pool never did), failed with why.
+
+    Failed like an account that could not be read: its earlier findings keep counting and the
+    scan is incomplete, never complete with a hole.
+    """
+    outcome = ScanOutcome(f"account {account_id}")
+    _fail_account(outcome, account_id, regions, reason)
+    return outcome
+
+
+def unscanned_path(label: str, reason: str, *, history: bool) -> ScanOutcome:
+    """A code path nobody reported on, failed with why (as :func:`unscanned_account`).
+
+    Its history unit fails too when histories are scanned: whoever reports this can't tell
+    whether the path is a repository where the workers see it, and a unit left out of the run
+    would drop the history findings of earlier scans as if the path were gone.
+    """
+    outcome = ScanOutcome(f"code {label}", failed=reason)
+    outcome.units.append(ScanUnit(code_unit(label), "failed", reason))
+    if history:
+        outcome.units.append(ScanUnit(code_history_unit(label), "failed", reason))
+    outcome.problems.append(ScanProblem("failed", "code", label, reason, label))
     return outcome

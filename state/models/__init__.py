@@ -4,7 +4,7 @@ the journal, key scans, retiring users and the notices' mail (``from state impor
 from __future__ import annotations
 
 from state.models.base import NAMING_CONVENTION, Base, Id, Json, UtcDateTime
-from state.models.batches import AccountResultRow
+from state.models.batches import AccountResultRow, KeyScanSaltRow
 from state.models.inventory import (
     CREDENTIAL_TABLES,
     AccessKey,
@@ -72,6 +72,7 @@ __all__ = [
     "KeyAcceptanceRow",
     "KeyScanFindingRow",
     "KeyScanProblemRow",
+    "KeyScanSaltRow",
     "KeyScanUnitRow",
     "ManagedPolicy",
     "MappingRow",

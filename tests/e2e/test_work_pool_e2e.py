@@ -223,6 +223,10 @@ def test_centralize_on_three_workers_survives_a_worker_killed_mid_apply(pool, sa
         batches = _batches(client)
         inventory = [b.name for b in batches if b.name.startswith("inventory")]
         assert len(inventory) == 1 and " account(s) " in inventory[0], batches
+        # So did the key scan, each batch on a worker with the scan's salt from the state DB
+        # (a batch that found none would have failed).
+        scans = [b for b in batches if b.name.startswith("key scan")]
+        assert scans and {b.state.type.value for b in scans} == {"COMPLETED"}, batches
 
         # Provision slowly, so that a batch can be caught in the middle of it.
         control.configure(latency_ms=150)

@@ -287,7 +287,7 @@ def test_code_paths_are_scanned_while_the_organization_is_read(org, monkeypatch)
     """A code path needs nothing from AWS: its scan does not wait for the organization's read."""
     import threading
 
-    import flows.key_scan as key_scan
+    import flows.key_scan_units as key_scan
 
     run_inventory(org["spec"])
     code_scan_started = threading.Event()
