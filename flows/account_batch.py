@@ -36,11 +36,29 @@ def _inventory(
     return inventory_batch(spec_path, params, accounts, flow_run_id)
 
 
+def _workloads(
+    spec_path: str, params: dict[str, Any], accounts: list[str], flow_run_id: str | None
+) -> dict[str, dict[str, Any]]:
+    from flows.workloads import workloads_batch
+
+    return workloads_batch(spec_path, params, accounts, flow_run_id)
+
+
+def _verify(
+    spec_path: str, params: dict[str, Any], accounts: list[str], flow_run_id: str | None
+) -> dict[str, dict[str, Any]]:
+    from flows.verify import verify_batch
+
+    return verify_batch(spec_path, params, accounts, flow_run_id)
+
+
 # What a batch of each step does: (spec path, the step's parameters, accounts, this flow run's
 # id) -> each account's result (also recorded under the parent's work key).
 STEPS: dict[str, Callable[..., dict[str, dict[str, Any]]]] = {
     "apply": _apply,
     "inventory": _inventory,
+    "workloads": _workloads,
+    "verify": _verify,
 }
 
 
@@ -57,7 +75,8 @@ def account_batch_flow(
 
     Args:
         spec_path: The migration spec (TOML).
-        step: ``apply`` (a plan stage's accounts) or ``inventory``.
+        step: ``apply`` (a plan stage's accounts), ``inventory``, ``workloads`` or
+            ``verify``.
         work: Where the accounts' results are recorded (the parent's key).
         accounts: The batch's accounts.
         params: The step's parameters, as the parent gave them.
