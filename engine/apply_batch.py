@@ -25,7 +25,7 @@ from engine.apply import (
     stage_executor,
     stage_run,
 )
-from engine.batches import dispatch
+from engine.batches import batch_label, dispatch
 from engine.lease import borrowed_lease
 from engine.migration import Migration
 from engine.stage_run import AccountReport, StageRun
@@ -66,7 +66,7 @@ def spread_accounts(
         step=BATCH_STEP,
         params=params,
         accounts=todo,
-        label=lambda batch: f"{stage} {_accounts_label(batch)}",
+        label=lambda batch: batch_label(stage, batch),
         here=lambda batch: run_batch(rt.spec_path, params, batch, None),
     )
     reports = []
@@ -79,12 +79,6 @@ def spread_accounts(
             why = missing.get(account_id, "its batch run reported nothing")
             reports.append(failed_account(account_id, why, actions))
     return reports
-
-
-def _accounts_label(batch: list[str]) -> str:
-    if len(batch) == 1:
-        return batch[0]
-    return f"{len(batch)} accounts {batch[0]}..{batch[-1]}"
 
 
 def _from_journal(rt: StageRun, account_id: str, actions: list[PlanAction]) -> AccountReport:

@@ -74,6 +74,13 @@ def split(accounts: list[str], per_run: int) -> list[list[str]]:
     return [accounts[i : i + size] for i in range(0, len(accounts), size)]
 
 
+def batch_label(what: str, batch: list[str]) -> str:
+    """A batch run's name in the UI: ``provision 111111111111``, ``verify 3 accounts a..c``."""
+    if len(batch) == 1:
+        return f"{what} {batch[0]}"
+    return f"{what} {len(batch)} accounts {batch[0]}..{batch[-1]}"
+
+
 @dataclass
 class BatchOutcome:
     """What became of one batch run: its final state, and the accounts it never reported."""

@@ -44,12 +44,30 @@ def _key_scan(
     return key_scan_batch(spec_path, params, units, flow_run_id)
 
 
+def _workloads(
+    spec_path: str, params: dict[str, Any], accounts: list[str], flow_run_id: str | None
+) -> dict[str, dict[str, Any]]:
+    from flows.workloads import workloads_batch
+
+    return workloads_batch(spec_path, params, accounts, flow_run_id)
+
+
+def _verify(
+    spec_path: str, params: dict[str, Any], accounts: list[str], flow_run_id: str | None
+) -> dict[str, dict[str, Any]]:
+    from flows.verify import verify_batch
+
+    return verify_batch(spec_path, params, accounts, flow_run_id)
+
+
 # What a batch of each step does: (spec path, the step's parameters, accounts, this flow run's
 # id) -> each account's result (also recorded under the parent's work key).
 STEPS: dict[str, Callable[..., dict[str, dict[str, Any]]]] = {
     "apply": _apply,
     "inventory": _inventory,
     "key-scan": _key_scan,
+    "workloads": _workloads,
+    "verify": _verify,
 }
 
 
@@ -66,8 +84,9 @@ def account_batch_flow(
 
     Args:
         spec_path: The migration spec (TOML).
-        step: ``apply`` (a plan stage's accounts), ``inventory`` or ``key-scan`` (accounts
-            and code paths: ``path:INDEX`` in the spec's ``[scan] paths``).
+        step: ``apply`` (a plan stage's accounts), ``inventory``, ``workloads``, ``verify``
+            or ``key-scan`` (accounts and code paths: ``path:INDEX`` in the spec's
+            ``[scan] paths``).
         work: Where the accounts' results are recorded (the parent's key).
         accounts: The batch's accounts (a key scan's units).
         params: The step's parameters, as the parent gave them.

@@ -9,10 +9,14 @@ roles instead (``tasks.verify_central``): per person and role, the live trust po
 them (with MFA) and nobody outside the central account, IAM's policy simulator says their own
 policies allow the switch, and they have an MFA device. Same table, artifact and failure.
 Reads only; recorded as a ``verify`` run of the plan, so ``centralize`` knows it is done.
+On a work pool the accounts go out in batches to its workers (``engine.batches``), as the
+inventory's do, each account's checks coming back through the state DB.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
@@ -36,6 +40,7 @@ from domain.runs import VERIFY_RUN
 from domain.stages import Stage
 from engine.account_steps import AccountFailure, account_task_result, failures_text
 from engine.account_work import account_label, settle
+from engine.batches import batch_label, dispatch, distributed
 from engine.migration import Migration
 from engine.reports import get_plan_info
 from tasks.aws import AwsSessions
@@ -47,6 +52,9 @@ from tasks.verify_central import (
     planned_checks,
     verify_member_roles,
 )
+
+# This step's name for the batches on a work pool (flows.account_batch.STEPS).
+VERIFY_STEP = "verify"
 
 # A row of the verify table: a person in an account (Identity Center), or a person's role
 # in an account (central roles).
@@ -202,87 +210,154 @@ def verify_flow(spec_path: str, plan_id: int | None = None) -> dict[str, Any]:
             {"spec": spec_path, "plan_id": plan_id, "prefect_flow_run_id": flow_run_id()},
         )
         try:
-            # Who the plan trimmed is checked against what they used (tasks.verify_use): the
-            # read the plan was computed from, not a newer one.
-            usage = (
-                store.usage.load(plan.usage_read_id)
-                if plan.least_privilege and plan.usage_read_id is not None
-                else None
-            )
-            statuses = (
-                {
-                    e.action_id: e.status
-                    for e in store.journal.journal_entries(plan_id, Stage.PROVISION)
-                }
-                if _is_central(plan)
-                else {}
-            )
-            checks, failures = _check_accounts(
-                spec, spec_path, plan, plan_id, inventories, usage, statuses
-            )
+            rt, accounts = _runtime(mig, plan, plan_id, inventories)
+            run_logger().info("verifying plan %s in %d account(s)", plan_id, len(accounts))
+            if distributed():
+                outcomes = _spread(rt, mig, plan_id, run_id, accounts)
+            else:
+                outcomes = _run_accounts(rt, accounts)
+            checks, failures = _gathered(plan, outcomes)
         except BaseException as err:
             store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
             raise
         return _finish(mig, run_id, plan_id, inventories, checks, failures, info.wave)
 
 
-def _check_accounts(
-    spec: Any,
-    spec_path: str,
-    plan: Plan,
-    plan_id: int,
-    inventories: dict[str, AccountInventory],
-    usage: Any = None,
-    statuses: dict[str, str] | None = None,
-) -> tuple[list[Check], list[AccountFailure]]:
-    """Every migrated person's checks, and the accounts that could not be read."""
+def _runtime(
+    mig: Migration, plan: Plan, plan_id: int, inventories: dict[str, AccountInventory]
+) -> tuple[_Runtime, list[str]]:
+    """What the account tasks share, and the accounts to check (a batch run reads it again)."""
+    spec, store = mig.spec, mig.store
     sessions = AwsSessions.from_spec(spec)
     rt = _Runtime(plan, inventories, sessions)
-    rt.usage = usage
+    # Who the plan trimmed is checked against what they used (tasks.verify_use): the read
+    # the plan was computed from, not a newer one.
+    if plan.least_privilege and plan.usage_read_id is not None:
+        rt.usage = store.usage.load(plan.usage_read_id)
     if _is_central(plan):
         if spec.central is None:
             raise SpecError(
                 f"plan {plan_id} is for the central-roles target but the spec has no [central] "
                 "table: put back [central] (the identity account) to verify it"
             )
-        rt.central, rt.statuses = spec.central, dict(statuses or {})
-        accounts = sorted({str(a.account_id) for a in member_role_actions(plan)})
-        return _run_accounts(rt, plan, plan_id, inventories, accounts)
+        rt.central = spec.central
+        rt.statuses = {
+            e.action_id: e.status for e in store.journal.journal_entries(plan_id, Stage.PROVISION)
+        }
+        return rt, sorted({str(a.account_id) for a in member_role_actions(plan)})
     management = sessions.management()
     instance = find_instance(
         management,
         identity_store_id=spec.mapping.identity_store_id,
         instance_arn=spec.mapping.instance_arn,
-        spec_path=spec_path,
+        spec_path=mig.spec_path,
     )
     rt.sso, rt.instance_arn = management.client("sso-admin"), instance.instance_arn
     rt.set_arns = permission_set_arns(rt.sso, rt.instance_arn)
-    accounts = sorted({u.account_id for u in plan.users if u.outcome == "migrate"})
-    return _run_accounts(rt, plan, plan_id, inventories, accounts)
+    return rt, sorted({u.account_id for u in plan.users if u.outcome == "migrate"})
 
 
-def _run_accounts(
-    rt: _Runtime,
-    plan: Plan,
-    plan_id: int,
-    inventories: dict[str, AccountInventory],
-    accounts: list[str],
-) -> tuple[list[Check], list[AccountFailure]]:
-    """One task per account; an account that could not be read gives FAILED rows."""
-    run_logger().info("verifying plan %s in %d account(s)", plan_id, len(accounts))
-    futures = [
-        verify_account_task.submit(rt, a, account_label(inventories.get(a)) or a) for a in accounts
-    ]
+def _label(rt: _Runtime, account_id: str) -> str:
+    return account_label(rt.inventories.get(account_id)) or account_id
+
+
+def _run_accounts(rt: _Runtime, accounts: list[str]) -> list[Any]:
+    """One task per account: each account's checks, or its :class:`AccountFailure`."""
+    futures = [verify_account_task.submit(rt, a, _label(rt, a)) for a in accounts]
+    return [settle(future) for future in futures]
+
+
+def _gathered(plan: Plan, outcomes: list[Any]) -> tuple[list[Check], list[AccountFailure]]:
+    """Every check, and the accounts that could not be read (as FAILED rows)."""
     checks: list[Check] = []
     failures: list[AccountFailure] = []
-    for future in futures:
-        outcome = settle(future)
+    for outcome in outcomes:
         if isinstance(outcome, AccountFailure):
             failures.append(outcome)
             checks.extend(_not_checked(plan, outcome))
         else:
             checks.extend(outcome)
     return checks, failures
+
+
+def work_key(run_id: int) -> str:
+    """Where a verify run's batches record their accounts' checks."""
+    return f"verify:{run_id}"
+
+
+def _spread(
+    rt: _Runtime, mig: Migration, plan_id: int, run_id: int, accounts: list[str]
+) -> list[Any]:
+    """On a work pool: the accounts checked by batch runs on its workers (engine.batches).
+
+    A batch reads the plan and its accounts' inventories from the state DB again (only ids
+    go out); an account whose batch never reported is an account not checked, with the
+    reason: the run fails, as with any account that could not be read.
+    """
+    params = {
+        "spec_path": str(Path(mig.spec_path).resolve()),
+        "plan_id": plan_id,
+        "run_id": run_id,
+    }
+    results, missing = dispatch(
+        mig.spec,
+        mig.store,
+        work=work_key(run_id),
+        step=VERIFY_STEP,
+        params=params,
+        accounts=accounts,
+        label=lambda batch: batch_label(VERIFY_STEP, batch),
+        here=lambda batch: verify_batch(params["spec_path"], params, batch, None),
+    )
+    return [
+        _from_json(rt.plan, results[a])
+        if a in results
+        else AccountFailure(a, _label(rt, a), missing.get(a, "its batch run reported nothing"))
+        for a in accounts
+    ]
+
+
+def verify_batch(
+    spec_path: str, params: dict[str, Any], accounts: list[str], flow_run_id: str | None
+) -> dict[str, dict[str, Any]]:
+    """One batch run's work (on a worker): its accounts' people checked, reported."""
+    plan_id = int(params["plan_id"])
+    with Migration.open(spec_path) as mig:
+        plan = Plan.from_content(get_plan_info(mig.store, mig.spec.name, plan_id).content)
+        inventories = {
+            i.account.account_id: i
+            for i in mig.store.snapshots.load_snapshot(
+                plan.inventory_snapshot_id, accounts=accounts
+            )
+        }
+        rt, _ = _runtime(mig, plan, plan_id, inventories)
+        work, results = work_key(int(params["run_id"])), {}
+        for account_id, outcome in zip(accounts, _run_accounts(rt, accounts), strict=True):
+            result = _to_json(account_id, _label(rt, account_id), outcome)
+            mig.store.account_results.save(work, account_id, result, flow_run_id)
+            results[account_id] = result
+        return results
+
+
+def _to_json(account_id: str, label: str, outcome: Any) -> dict[str, Any]:
+    """One account's outcome as plain JSON; ``errors``: its problems (its batch run fails)."""
+    if isinstance(outcome, AccountFailure):
+        return {"account_id": account_id, "label": outcome.label, "error": outcome.reason}
+    return {
+        "account_id": account_id,
+        "label": label,
+        "error": None,
+        "errors": [f"{c.identity}: {c.problems[0]}" for c in outcome if not c.ok],
+        "checks": [asdict(c) for c in outcome],
+    }
+
+
+def _from_json(plan: Plan, result: dict[str, Any]) -> list[Check] | AccountFailure:
+    if result.get("error"):
+        return AccountFailure(result["account_id"], result["label"], result["error"])
+    if _is_central(plan):
+        return [RoleCheck(**c) for c in result["checks"]]
+    return [AccessCheck(**c) for c in result["checks"]]
 
 
 def _finish(

@@ -6,7 +6,9 @@ in the last 90 days (CloudTrail ``LookupEvents`` by access key id, every in-scop
 the ``cloudtrail`` rate limit), their last-used dates, the replacement role's last use, and
 where the key scan found the keys written down; from that the runtime that most likely holds
 them (``domain.workload_runtime``). Reads only; recorded as a ``workloads`` run whose
-placements ``store.workloads.latest`` gives the plan (``replace``) and the CIS report.
+placements ``store.workloads.latest`` gives the plan (``replace``) and the CIS report. On a
+work pool the accounts go out in batches to its workers (``engine.batches``), as the
+inventory's do, each account's placements coming back through the state DB.
 """
 
 from __future__ import annotations
@@ -25,17 +27,22 @@ from domain.errors import NoInventoryError
 from domain.keys import mask_key_id, mask_key_ids_in
 from domain.records import AccountInventory, User, UserClass
 from domain.spec import scan_paths_of
+from domain.workload_json import placement_from_json, placement_to_json
 from domain.workload_runtime import infer_placement
 from domain.workload_spec import workloads_by_user
 from domain.workloads import KeyUsage, Placement, replacement_role_name
 from engine.account_steps import AccountFailure, account_task_result, failures_text
 from engine.account_work import account_label, settle
+from engine.batches import batch_label, dispatch, distributed
 from engine.migration import Migration
 from scanner.git_remote import origin_repository
 from state.workloads import WORKLOADS_RUN
 from tasks.aws import AwsSessions
 from tasks.cloudtrail import key_uses
 from tasks.workload_use import key_last_uses, role_use
+
+# This step's name for the batches on a work pool (flows.account_batch.STEPS).
+WORKLOADS_STEP = "workloads"
 
 
 class _Runtime:
@@ -164,24 +171,14 @@ def workloads_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]
             migration_id, WORKLOADS_RUN, {"spec": spec_path, "prefect_flow_run_id": flow_run_id()}
         )
         try:
-            findings, _ = store.scans.current_key_findings(migration_id)
-            inventories = [i for i in store.snapshots.load_snapshot(snapshot.id) if not i.error]
-            scan_paths = {p.label: p.path for p in scan_paths_of(spec, mig.spec_path)}
-            sessions = AwsSessions.from_spec(spec, profile=profile)
-            rt = _Runtime(spec, sessions, findings, _now(), scan_paths)
-            futures = [
-                workloads_account.submit(rt, i, account_label(i) or i.account.account_id)
-                for i in inventories
-                if workload_users(i, rt.declared)
-            ]
-            placements: list[Placement] = []
-            failures: list[AccountFailure] = []
-            for future in futures:
-                outcome = settle(future)
-                if isinstance(outcome, AccountFailure):
-                    failures.append(outcome)
-                else:
-                    placements.extend(outcome)
+            rt = _runtime(mig, migration_id, profile, _now())
+            # Users and keys only: the placing reads no policy.
+            inventories = store.snapshots.load_snapshot(snapshot.id, policies=False)
+            todo = [i for i in inventories if not i.error and workload_users(i, rt.declared)]
+            at = {"migration_id": migration_id, "run_id": run_id, "snapshot_id": snapshot.id}
+            outcomes = _place(rt, mig, {**at, "profile": profile}, todo)
+            failures = [o for o in outcomes if isinstance(o, AccountFailure)]
+            placements = [p for o in outcomes if not isinstance(o, AccountFailure) for p in o]
             store.workloads.save_placements(migration_id, run_id, placements)
         except BaseException as err:
             store.runs.finish_run(run_id, "failed", error=str(err) or type(err).__name__)
@@ -207,6 +204,104 @@ def workloads_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _label(inventory: AccountInventory) -> str:
+    return account_label(inventory) or inventory.account.account_id
+
+
+def _runtime(mig: Migration, migration_id: int, profile: str | None, now: datetime) -> _Runtime:
+    """What the account tasks share, read as the parent reads it (a batch run reads it again)."""
+    findings, _ = mig.store.scans.current_key_findings(migration_id)
+    scan_paths = {p.label: p.path for p in scan_paths_of(mig.spec, mig.spec_path)}
+    sessions = AwsSessions.from_spec(mig.spec, profile=profile)
+    return _Runtime(mig.spec, sessions, findings, now, scan_paths)
+
+
+def work_key(run_id: int) -> str:
+    """Where a workloads run's batches record their accounts' placements."""
+    return f"workloads:{run_id}"
+
+
+def _place(
+    rt: _Runtime, mig: Migration, run: dict[str, Any], inventories: list[AccountInventory]
+) -> list[list[Placement] | AccountFailure]:
+    """Each account's placements, or its failure: on this run's threads, or on a work pool."""
+    if distributed():
+        return _spread(rt, mig, run, inventories)
+    futures = [workloads_account.submit(rt, i, _label(i)) for i in inventories]
+    return [settle(future) for future in futures]
+
+
+def _spread(
+    rt: _Runtime, mig: Migration, run: dict[str, Any], inventories: list[AccountInventory]
+) -> list[list[Placement] | AccountFailure]:
+    """On a work pool: the accounts placed by batch runs on the pool's workers (engine.batches).
+
+    A batch reads its accounts' inventories from the snapshot again (only ids go out: a
+    flow run's parameters stay small); an account whose batch never reported is an account
+    not read, with the reason: the run is incomplete, as with any account that failed.
+    """
+    params = {
+        **run,
+        "spec_path": str(Path(mig.spec_path).resolve()),
+        "now": rt.now.isoformat(),
+    }
+    results, missing = dispatch(
+        rt.spec,
+        mig.store,
+        work=work_key(run["run_id"]),
+        step=WORKLOADS_STEP,
+        params=params,
+        accounts=[i.account.account_id for i in inventories],
+        label=lambda batch: batch_label(WORKLOADS_STEP, batch),
+        here=lambda batch: workloads_batch(params["spec_path"], params, batch, None),
+    )
+    outcomes: list[list[Placement] | AccountFailure] = []
+    for inventory in inventories:
+        account_id = inventory.account.account_id
+        if account_id in results:
+            outcomes.append(_from_json(results[account_id]))
+        else:
+            why = missing.get(account_id, "its batch run reported nothing")
+            outcomes.append(AccountFailure(account_id, _label(inventory), why))
+    return outcomes
+
+
+def workloads_batch(
+    spec_path: str, params: dict[str, Any], accounts: list[str], flow_run_id: str | None
+) -> dict[str, dict[str, Any]]:
+    """One batch run's work (on a worker): its accounts' workload users placed, reported."""
+    with Migration.open(spec_path) as mig:
+        now = datetime.fromisoformat(params["now"])
+        rt = _runtime(mig, int(params["migration_id"]), params.get("profile"), now)
+        inventories = mig.store.snapshots.load_snapshot(
+            int(params["snapshot_id"]), policies=False, accounts=accounts
+        )
+        futures = [(i, workloads_account.submit(rt, i, _label(i))) for i in inventories]
+        work, results = work_key(int(params["run_id"])), {}
+        for inventory, future in futures:
+            account_id = inventory.account.account_id
+            result = _to_json(account_id, _label(inventory), settle(future))
+            mig.store.account_results.save(work, account_id, result, flow_run_id)
+            results[account_id] = result
+        return results
+
+
+def _to_json(
+    account_id: str, label: str, outcome: list[Placement] | AccountFailure
+) -> dict[str, Any]:
+    """One account's outcome as plain JSON (key ids whole: it goes to the state DB)."""
+    if isinstance(outcome, AccountFailure):
+        return {"account_id": account_id, "label": outcome.label, "error": outcome.reason}
+    placements = [placement_to_json(p, masked=False) for p in outcome]
+    return {"account_id": account_id, "label": label, "error": None, "placements": placements}
+
+
+def _from_json(result: dict[str, Any]) -> list[Placement] | AccountFailure:
+    if result.get("error"):
+        return AccountFailure(result["account_id"], result["label"], result["error"])
+    return [placement_from_json(p) for p in result["placements"]]
 
 
 def _summary(

@@ -185,7 +185,7 @@ class SnapshotRepository:
         return {account_id: name or "" for account_id, name in rows}
 
     def load_snapshot(
-        self, snapshot_id: int, *, policies: bool = True
+        self, snapshot_id: int, *, policies: bool = True, accounts: list[str] | None = None
     ) -> list[records.AccountInventory]:
         """Load a snapshot, ordered by account id; users and groups by name, policies by ARN.
 
@@ -195,6 +195,8 @@ class SnapshotRepository:
                 policy documents (users' inline policies keep their names; the documents
                 are most of a snapshot's bytes), for readers of
                 users and credentials only, such as the inventory report.
+            accounts: Only these accounts (a batch of a step on a work pool reads its own,
+                not the whole organization's); None: every account.
 
         Returns:
             One inventory per saved account, with every field as saved.
@@ -208,7 +210,10 @@ class SnapshotRepository:
             ).scalar_one_or_none()
             if exists is None:
                 raise StateError(f"state DB {self._db.masked_url} has no snapshot {snapshot_id}")
-            return _load_snapshot(session, snapshot_id, policies=policies)
+            in_snapshot = m.SnapshotAccount.snapshot_id == snapshot_id
+            if accounts is not None:
+                in_snapshot = in_snapshot & m.SnapshotAccount.account_id.in_(accounts)
+            return _load_snapshot(session, in_snapshot, policies=policies)
 
     # Findings
 
@@ -435,12 +440,12 @@ def _by_owner(session: Session, model: type[m.Base], where: Any, order: Any) -> 
     return iter(session.execute(select(table).where(where).order_by(*order)))
 
 
-def _load_accounts(session: Session, snapshot_id: int) -> dict[int, records.AccountInventory]:
+def _load_accounts(session: Session, in_snapshot: Any) -> dict[int, records.AccountInventory]:
     """The snapshot's accounts, each an inventory still without users and groups."""
     inventories: dict[int, records.AccountInventory] = {}
     for row in session.execute(
         select(m.SnapshotAccount.__table__)
-        .where(m.SnapshotAccount.snapshot_id == snapshot_id)
+        .where(in_snapshot)
         .order_by(m.SnapshotAccount.account_id)
     ):
         inventories[row.id] = records.AccountInventory(
@@ -478,13 +483,13 @@ def _user_record(row: Any) -> records.User:
 
 
 def _load_snapshot(
-    session: Session, snapshot_id: int, *, policies: bool = True
+    session: Session, in_snapshot: Any, *, policies: bool = True
 ) -> list[records.AccountInventory]:
-    account_pks = select(m.SnapshotAccount.id).where(m.SnapshotAccount.snapshot_id == snapshot_id)
+    account_pks = select(m.SnapshotAccount.id).where(in_snapshot)
     user_pks = select(m.IamUser.id).where(m.IamUser.snapshot_account_id.in_(account_pks))
     group_pks = select(m.IamGroup.id).where(m.IamGroup.snapshot_account_id.in_(account_pks))
 
-    inventories = _load_accounts(session, snapshot_id)
+    inventories = _load_accounts(session, in_snapshot)
 
     managed = m.ManagedPolicy.snapshot_account_id.in_(account_pks)
     for row in (

@@ -258,6 +258,10 @@ def test_centralize_on_three_workers_survives_a_worker_killed_mid_apply(pool, sa
         assert done.state.type.value == "COMPLETED", (done.state, stages, _logs(pool))
         again = [b for b in _batches(client) if b.name.startswith(f"{batch.name} (attempt 2)")]
         assert [b.state.type.value for b in again] == ["COMPLETED"], _batches(client)
+        # The workloads and verify steps' accounts went out to the workers too.
+        for step in ("workloads", "verify"):
+            sent = [b.state.type.value for b in _batches(client) if b.name.startswith(f"{step} ")]
+            assert sent and set(sent) == {"COMPLETED"}, (step, _batches(client))
     _same_as_one_process(pool, control, sandbox_process)
 
 

@@ -379,12 +379,20 @@ def seed_user(world: World, account_id: str, name: str, **what: Any) -> dict[str
     return made
 
 
-def _spec(tmp_path: Path, bake_days: int, decommission: str = "") -> Path:
+def _spec(
+    tmp_path: Path,
+    bake_days: int,
+    decommission: str = "",
+    state: str = "sqlite:///state.db",
+    more: str = "",
+) -> Path:
+    """``more``: more tables (e.g. ``[prefect]``)."""
     spec = tmp_path / "spec.toml"
     spec.write_text(
-        'name = "wave-1"\nstate = "sqlite:///state.db"\n'
+        f'name = "wave-1"\nstate = "{state}"\n'
         f"[decommission]\nbake_days = {bake_days}\n{decommission}"
         "[aws]\nrate_limits = { sso-admin = 1000, identitystore = 1000, iam = 1000 }\n"
+        f"{more}"
     )
     return spec
 
@@ -439,13 +447,20 @@ def write_retire_plan(
 
 
 def write_migrate_plan(
-    world: World, tmp_path: Path, people: list[tuple[str, str, str]], *, bake_days: int = 14
+    world: World,
+    tmp_path: Path,
+    people: list[tuple[str, str, str]],
+    *,
+    bake_days: int = 14,
+    state: str | None = None,
+    more: str = "",
 ) -> tuple[Path, int]:
     """A spec and a plan migrating IAM users to identity-store users, approved for provision,
     disable and (on its own, quoting its number of users) delete.
 
     ``people``: (account id, IAM user, identity-store user name); each person gets the Readers
-    permission set (without its customer-managed policy) in their account.
+    permission set (without its customer-managed policy) in their account. ``state``: the
+    state DB's URL (default: ``state.db`` beside the spec); ``more``: more spec tables.
     """
     from bench.plans import store_retire_plan
     from domain.access import SynthesisResult
@@ -458,10 +473,10 @@ def write_migrate_plan(
         AssignmentDefinition(account, "Readers", "USER", world.users[identity], identity, identity)
         for account, identity in sorted({(a, i) for a, _, i in people})
     ]
-    spec = _spec(tmp_path, bake_days)
+    spec = _spec(tmp_path, bake_days, state=state or "sqlite:///state.db", more=more)
     plan_id = store_retire_plan(
         spec,
-        f"sqlite:///{tmp_path / 'state.db'}",
+        state or f"sqlite:///{tmp_path / 'state.db'}",
         "wave-1",
         _inventories(world, lambda account_id, name: (account_id, name) in wanted),
         approve_stages=("provision", "disable", "delete"),

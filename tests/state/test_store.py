@@ -445,6 +445,22 @@ def test_snapshot_loaded_without_policies_is_the_snapshot_less_its_policies(
     assert not [s for s in statements if "document" in s.split("FROM")[0].lower()]
 
 
+def test_a_snapshot_loaded_for_some_accounts_is_those_accounts_whole(store: Store) -> None:
+    migration_id = store.migrations.ensure_migration("wave-1", {})
+    snapshot_id = store.snapshots.new_snapshot(
+        migration_id, store.runs.start_run(migration_id, "inventory")
+    )
+    accounts = [f"{n:012d}" for n in range(1, 5)]
+    for account_id in accounts:
+        store.snapshots.save_account_inventory(snapshot_id, full_inventory(account_id))
+
+    loaded = store.snapshots.load_snapshot(snapshot_id, accounts=[accounts[3], accounts[1]])
+
+    assert loaded == [full_inventory(accounts[1]), full_inventory(accounts[3])]
+    assert store.snapshots.load_snapshot(snapshot_id, accounts=[]) == []
+    assert len(store.snapshots.load_snapshot(snapshot_id)) == 4
+
+
 def test_resaving_one_account_concurrently_keeps_one_copy(store: Store) -> None:
     migration_id = store.migrations.ensure_migration("wave-1", {})
     snapshot_id = store.snapshots.new_snapshot(
