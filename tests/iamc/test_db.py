@@ -14,6 +14,10 @@ from domain.errors import SpecError
 from engine.migration import Migration, require_shared_state
 from state.engine import code_head
 
+# These test the migrations: no schema copied in their place (tests/conftest.py).
+pytestmark = pytest.mark.real_migrations
+
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

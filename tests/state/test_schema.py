@@ -17,6 +17,10 @@ from state import Store
 from state.engine import alembic_config, code_head, migrations_dir
 from state.models import Base
 
+# These test the migrations: no schema copied in their place (tests/conftest.py).
+pytestmark = pytest.mark.real_migrations
+
+
 # Facts about a password (whether one is set, when used) are fine; the password is not.
 _ALLOWED_PASSWORD_COLUMNS = {"password_enabled", "password_last_used", "password_last_changed"}
 _SECRET_LIKE = re.compile(r"secret|password|passwd|private|seed|token|credential_value", re.I)
