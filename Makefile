@@ -34,12 +34,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Six test processes on two cores: most end-to-end tests wait on the sandbox, a Prefect server,
+# Eight test processes on two cores: most end-to-end tests wait on the sandbox, a Prefect server,
 # a worker or a CLI child, and the others use the CPU meanwhile (one module per process: its
 # fixtures), handed out longest first (tests/conftest.py, collection order). Measured on this
-# 2-core machine: 651 s with four, 586 s with six (the CPU ~90% busy either way).
+# 2-core machine: 651 s with four, 586 s with six (the CPU ~90% busy either way); after the
+# key scan, workloads and verify went to the pool too, 629 s with six and 608 s with eight.
 test: lint bytecode
-	$(BIN)/pytest -n 6 --dist loadfile --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -n 8 --dist loadfile --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
 
 # A local Prefect server and UI on http://127.0.0.1:4200, a seeded sandbox AWS, and the
 # runbook's deployments served to it (SPEC=path/to/spec.toml to serve your own migration).
