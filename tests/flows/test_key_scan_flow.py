@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import subprocess
-import zipfile
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -14,6 +12,7 @@ from flows.inventory import run_inventory
 from flows.key_scan import run_key_scan
 from state import Store
 from tasks.aws import AwsSessions
+from tests.flows.conftest import lambda_holding_key
 
 # A stranger's key id in the new format, of an account that is not in the organization.
 STRANGER_ACCOUNT = "210987654321"
@@ -51,23 +50,7 @@ def org(aws, tmp_path):
     beta_iam.create_user(UserName="outsider")
     beta_key = beta_iam.create_access_key(UserName="outsider")["AccessKey"]["AccessKeyId"]
 
-    role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    bundle = io.BytesIO()
-    with zipfile.ZipFile(bundle, "w") as archive:
-        archive.writestr("handler.py", "def handler(e, c):\n    return {}\n")
-    sessions.for_account(alpha).client("lambda").create_function(
-        FunctionName="uploader",
-        Runtime="python3.12",
-        Role=role,
-        Handler="handler.handler",
-        Code={"ZipFile": bundle.getvalue()},
-        Environment={
-            "Variables": {
-                "AWS_ACCESS_KEY_ID": keys["deployer"]["AccessKeyId"],
-                "AWS_SECRET_ACCESS_KEY": keys["deployer"]["SecretAccessKey"],
-            }
-        },
-    )
+    lambda_holding_key(iam, sessions.for_account(alpha).client("lambda"), keys["deployer"])
     stranger = _key_of_account(STRANGER_ACCOUNT)
     code = tmp_path / "code"
     code.mkdir()

@@ -10,10 +10,8 @@ reports each unit there, as on a worker.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import secrets
-import zipfile
 from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
@@ -35,6 +33,7 @@ from iamc.serve import _batch_deployment, _on_pool
 from state import Store
 from tasks.aws import AwsSessions
 from tasks.key_scan import ScanOutcome
+from tests.flows.conftest import lambda_holding_key
 
 POOL = "iamc-test-pool"
 
@@ -55,23 +54,7 @@ def org(aws, tmp_path: Path, store_url: str) -> dict[str, Any]:
     iam = sessions.for_account(alpha).client("iam")
     iam.create_user(UserName="deployer")
     key = iam.create_access_key(UserName="deployer")["AccessKey"]
-    role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    bundle = io.BytesIO()
-    with zipfile.ZipFile(bundle, "w") as archive:
-        archive.writestr("handler.py", "def handler(e, c):\n    return {}\n")
-    sessions.for_account(alpha).client("lambda").create_function(
-        FunctionName="uploader",
-        Runtime="python3.12",
-        Role=role,
-        Handler="handler.handler",
-        Code={"ZipFile": bundle.getvalue()},
-        Environment={
-            "Variables": {
-                "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-                "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-            }
-        },
-    )
+    lambda_holding_key(iam, sessions.for_account(alpha).client("lambda"), key)
     code = tmp_path / "code"
     code.mkdir()
     # The secret alone: whose it is, only the Lambda unit's HMAC of the same secret can tell.
