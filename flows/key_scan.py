@@ -42,7 +42,7 @@ from scanner.key_detection import KeyDetector
 from state import Store
 from state.key_scans import KEY_SCAN_RUN
 from tasks.aws import AwsSessions
-from tasks.key_scan import ScanOutcome
+from tasks.key_scan import ScanOutcome, unscanned_account
 
 
 @flow(name="key-scan", flow_run_name=step_run_name("key-scan"), log_prints=False)
@@ -190,6 +190,13 @@ def _gathered(
         if index not in runtime.code_outcomes:
             future.result()  # the task raised before it had an outcome: raise that
     outcomes = [runtime.code_outcomes[index] for index in range(len(runtime.paths))]
+    for account, future in zip(accounts, account_futures, strict=True):
+        if account not in runtime.outcomes:
+            # Its task raised before it had an outcome (an error the account's scan does not
+            # turn into a failure of its own): not scanned, with that reason, as an account
+            # that could not be read; the others' outcomes stand and the scan is incomplete.
+            why = future.state.message or "its task failed"
+            runtime.outcomes[account] = unscanned_account(account, runtime.regions, why)
     return outcomes + [runtime.outcomes[a] for a in accounts]
 
 

@@ -233,6 +233,30 @@ def test_an_unreachable_account_makes_the_scan_incomplete_not_failed(org, tmp_pa
     assert any(f.source == "lambda" for f in current)
 
 
+def test_an_account_whose_scan_raised_is_failed_with_the_reason_and_the_others_stand(
+    org, tmp_path, monkeypatch
+):
+    import flows.key_scan_units
+
+    run_inventory(org["spec"])
+    real = flows.key_scan_units.scan_member_account
+
+    def broken(sessions, account_id, *args, **kwargs):
+        if account_id == org["alpha"]:
+            raise ValueError("malformed Lambda configuration")
+        return real(sessions, account_id, *args, **kwargs)
+
+    monkeypatch.setattr(flows.key_scan_units, "scan_member_account", broken)
+    summary = run_key_scan(org["spec"])
+    assert summary["accounts_failed"] == [org["alpha"]]
+    assert "malformed Lambda configuration" in summary["account_failures"][org["alpha"]]
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        units = {u.unit: u.status for u in store.scans.key_scan_units(summary["run_id"])}
+    assert units[f"aws:{org['alpha']}:lambda:us-east-1"] == "failed"
+    others = {status for unit, status in units.items() if org["alpha"] not in unit}
+    assert others and "failed" not in others, units  # the code paths were scanned all the same
+
+
 def test_a_repository_git_refuses_makes_the_scan_incomplete_and_keeps_its_history(
     org, tmp_path, refuse_by_git
 ):
