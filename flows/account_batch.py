@@ -8,6 +8,7 @@ inside it, and records each account's result in the state DB for the parent to g
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -19,56 +20,22 @@ from domain.errors import StateError
 from engine.batches import BATCH_FLOW
 from engine.stage_run import ACCOUNT_CONCURRENCY
 
-
-def _apply(
-    spec_path: str, params: dict[str, Any], accounts: list[str], flow_run_id: str | None
-) -> dict[str, dict[str, Any]]:
-    from engine.apply_batch import run_batch
-
-    return run_batch(spec_path, params, accounts, flow_run_id)
-
-
-def _inventory(
-    spec_path: str, params: dict[str, Any], accounts: list[str], flow_run_id: str | None
-) -> dict[str, dict[str, Any]]:
-    from flows.inventory import inventory_batch
-
-    return inventory_batch(spec_path, params, accounts, flow_run_id)
-
-
-def _key_scan(
-    spec_path: str, params: dict[str, Any], units: list[str], flow_run_id: str | None
-) -> dict[str, dict[str, Any]]:
-    from flows.key_scan_batch import key_scan_batch
-
-    return key_scan_batch(spec_path, params, units, flow_run_id)
-
-
-def _workloads(
-    spec_path: str, params: dict[str, Any], accounts: list[str], flow_run_id: str | None
-) -> dict[str, dict[str, Any]]:
-    from flows.workloads import workloads_batch
-
-    return workloads_batch(spec_path, params, accounts, flow_run_id)
-
-
-def _verify(
-    spec_path: str, params: dict[str, Any], accounts: list[str], flow_run_id: str | None
-) -> dict[str, dict[str, Any]]:
-    from flows.verify import verify_batch
-
-    return verify_batch(spec_path, params, accounts, flow_run_id)
-
-
-# What a batch of each step does: (spec path, the step's parameters, accounts, this flow run's
-# id) -> each account's result (also recorded under the parent's work key).
-STEPS: dict[str, Callable[..., dict[str, dict[str, Any]]]] = {
-    "apply": _apply,
-    "inventory": _inventory,
-    "key-scan": _key_scan,
-    "workloads": _workloads,
-    "verify": _verify,
+# What a batch of each step does: the function (module, name; imported when a batch of that
+# step runs, so a worker loads only its step's modules) that takes (spec path, the step's
+# parameters, accounts, this flow run's id) and returns each account's result (also recorded
+# under the parent's work key).
+STEPS: dict[str, tuple[str, str]] = {
+    "apply": ("engine.apply_batch", "run_batch"),
+    "inventory": ("flows.inventory", "inventory_batch"),
+    "key-scan": ("flows.key_scan_batch", "key_scan_batch"),
+    "workloads": ("flows.workloads", "workloads_batch"),
+    "verify": ("flows.verify", "verify_batch"),
 }
+
+
+def _step(name: str) -> Callable[..., dict[str, dict[str, Any]]]:
+    module, function = STEPS[name]
+    return getattr(importlib.import_module(module), function)
 
 
 @flow(
@@ -100,7 +67,7 @@ def account_batch_flow(
         raise StateError(f"unknown batch step {step!r} (expected one of {', '.join(STEPS)})")
     logger = get_run_logger()
     logger.info("%s: %d account(s) for %s", step, len(accounts), work)
-    results = STEPS[step](spec_path, params, accounts, str(flow_run.id) if flow_run.id else None)
+    results = _step(step)(spec_path, params, accounts, str(flow_run.id) if flow_run.id else None)
     failed = {a: r for a, r in results.items() if r.get("errors") or r.get("error")}
     summary = {"work": work, "accounts": len(accounts), "failed": sorted(failed)}
     if failed:

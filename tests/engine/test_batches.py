@@ -72,3 +72,11 @@ def test_an_account_result_is_replaced_by_a_later_attempt(store_url: str) -> Non
         assert results.results("apply:8:provision", ["111111111111"]) == {
             "111111111111": {"statuses": {"b": "succeeded"}}
         }
+
+
+def test_every_batch_step_names_a_function_a_worker_can_import() -> None:
+    from flows.account_batch import STEPS, _step
+
+    assert set(STEPS) == {"apply", "inventory", "key-scan", "workloads", "verify"}
+    for name in STEPS:
+        assert callable(_step(name)), name
