@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
-from domain.distribution import work_pool
+from domain.distribution import step_run_tag, work_pool
 from domain.errors import SpecError
 from domain.spec import MigrationSpec, key_lines, load_spec
 from state import Store
@@ -21,6 +22,21 @@ R = TypeVar("R")
 
 # The migration open in this context (a command, a flow run and the tasks it starts).
 _OPEN: ContextVar[Migration | None] = ContextVar("iamc_open_migration", default=None)
+
+
+@contextmanager
+def step_runs_tagged(migration: str) -> Iterator[None]:
+    """In a flow run: the subflow runs it starts carry ``step_run_tag`` (``iamc.automations``
+    marks them Crashed with their parent when their process dies). Elsewhere nothing: a
+    command that has not imported Prefect is not in a flow run, and does not import it."""
+    prefect = sys.modules.get("prefect.context")
+    if prefect is None or prefect.FlowRunContext.get() is None:
+        yield
+        return
+    from prefect import tags
+
+    with tags(step_run_tag(migration)):
+        yield
 
 
 @dataclass(frozen=True)
@@ -60,7 +76,7 @@ class Migration:
             return
         spec = load_spec(spec_path)
         require_shared_state(spec_path, spec.state, work_pool())
-        with Store.open(spec.state) as store:
+        with Store.open(spec.state) as store, step_runs_tagged(spec.name):
             mig = cls(spec=spec, spec_path=str(spec_path), store=store)
             token = _OPEN.set(mig)
             try:

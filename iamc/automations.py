@@ -13,7 +13,9 @@
 Every automation is scoped by the tag ``migration:<name>`` that the runbook's deployments carry
 (``iamc.serve.deployments``): Prefect copies a deployment's tags onto its flow runs, and both
 the state-change events and the heartbeats list the flow run's tags as related resources
-(``prefect.tag.<tag>``, role ``tag``). Each automation is named after the migration, so running
+(``prefect.tag.<tag>``, role ``tag``). The silent-run automation also covers the subflow runs
+a flow run starts in its own process, tagged ``migration-step:<name>`` (``engine.migration``):
+they die with it. Each automation is named after the migration, so running
 ``ensure_automations`` again updates the same three instead of adding more.
 """
 
@@ -26,6 +28,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from domain.distribution import migration_tag, step_run_tag
 from domain.errors import ServeError
 
 if TYPE_CHECKING:
@@ -63,11 +66,6 @@ def heartbeat_env(seconds: int) -> dict[str, str]:
     ``crashed_after_seconds`` is shorter.
     """
     return {HEARTBEAT_SETTING: str(max(seconds, MIN_HEARTBEAT_SECONDS))}
-
-
-def migration_tag(migration: str) -> str:
-    """The tag every deployment of the migration, and so every flow run of it, carries."""
-    return f"migration:{migration}"
 
 
 @dataclass(frozen=True)
@@ -192,15 +190,17 @@ _RUN = (
 )
 
 
-def _tagged_flow_runs(migration: str) -> dict[str, Any]:
-    """The trigger fields that select the migration's flow runs."""
+def _tagged_flow_runs(migration: str, *, step_runs: bool = False) -> dict[str, Any]:
+    """The trigger fields that select the migration's flow runs (with ``step_runs``, also the
+    subflow runs they start in their own process: ``step_run_tag``)."""
     from prefect.events.schemas.events import ResourceSpecification
 
+    tags = [migration_tag(migration)] + ([step_run_tag(migration)] if step_runs else [])
     return {
         "match": ResourceSpecification({"prefect.resource.id": "prefect.flow-run.*"}),
         "match_related": ResourceSpecification(
             {
-                "prefect.resource.id": f"prefect.tag.{migration_tag(migration)}",
+                "prefect.resource.id": [f"prefect.tag.{tag}" for tag in tags],
                 "prefect.resource.role": "tag",
             }
         ),
@@ -294,7 +294,7 @@ def _silent_run(migration: str, name: str, crashed_after_seconds: int) -> Automa
         enabled=True,
         tags=["iam-centralize", migration_tag(migration)],
         trigger=EventTrigger(
-            **_tagged_flow_runs(migration),
+            **_tagged_flow_runs(migration, step_runs=True),
             after={"prefect.flow-run.heartbeat"},
             expect={"prefect.flow-run.heartbeat", *TERMINAL_EVENTS, *PAUSED_EVENTS},
             posture=Posture.Proactive,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from console.operator import RUNBOOK, deployment_name
+from domain.distribution import migration_tag
 from domain.errors import ServeError
 from domain.spec import load_spec
 
@@ -178,7 +179,7 @@ def deployments(
 
     spec = load_spec(spec_path)
     path = str(Path(spec_path).resolve())
-    tags = ["iam-centralize", f"migration:{spec.name}"]
+    tags = ["iam-centralize", migration_tag(spec.name)]
     inventory = inventory_flow.with_options(
         task_runner=ThreadPoolTaskRunner(max_workers=spec.inventory.concurrency)
     )

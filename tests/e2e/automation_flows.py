@@ -2,7 +2,8 @@
 
 ``python automation_flows.py MIGRATION`` serves them (``prefect.serve``, each flow run in a
 process of its own, as ``iamc serve`` does) until killed: three of ``migration:MIGRATION``
-(one pauses, one fails, one runs for ten minutes) and one of another migration, which fails.
+(one pauses, one fails, one runs a subflow for ten minutes) and one of another migration, which
+fails.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import time
 
 from prefect import flow, serve
 from prefect.flow_runs import pause_flow_run
+
+from engine.migration import step_runs_tagged
 
 
 @flow
@@ -26,7 +29,14 @@ def fails() -> None:
 
 
 @flow
-def runs_long() -> None:
+def runs_long(migration: str) -> None:
+    # As a runbook flow does (engine.migration): its subflow runs carry the step-run tag.
+    with step_runs_tagged(migration):
+        a_long_step()
+
+
+@flow
+def a_long_step() -> None:
     time.sleep(600)
 
 
@@ -35,7 +45,9 @@ def main(migration: str) -> None:
     serve(
         waits_for_approval.to_deployment(name=f"approve ({migration})", tags=tags),
         fails.to_deployment(name=f"apply ({migration})", tags=tags),
-        runs_long.to_deployment(name=f"inventory ({migration})", tags=tags),
+        runs_long.to_deployment(
+            name=f"inventory ({migration})", tags=tags, parameters={"migration": migration}
+        ),
         fails.to_deployment(name="apply (another)", tags=["iam-centralize", "migration:another"]),
         print_starting_message=False,
     )

@@ -270,6 +270,8 @@ def wait_for_heartbeat(client, flow_run_id) -> datetime:
 
 
 def dead_is_crashed_and_told(client, receiver: Receiver, run, ui: str, heartbeat) -> None:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
     killed = time.monotonic()
     crashed = wait_for_state(client, run.id, {"CRASHED"}, timeout=CRASHED_AFTER_S + SLACK_S)
     took = time.monotonic() - killed
@@ -281,6 +283,14 @@ def dead_is_crashed_and_told(client, receiver: Receiver, run, ui: str, heartbeat
     )
     assert f"No heartbeat for {CRASHED_AFTER_S} s" in message["body"]
     assert f"Open the run: {ui}/runs/flow-run/{run.id}\n" in message["body"]
+    # Its subflow run died with it: Crashed too, not Running for good in the UI.
+    (step,) = client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])
+        )
+    )
+    step = wait_for_state(client, step.id, {"CRASHED"}, timeout=SLACK_S)
+    assert f"No heartbeat for {CRASHED_AFTER_S} s" in step.state.message
     silence = (crashed.state.timestamp - heartbeat).total_seconds()
     print(
         f"crashed {took:.1f} s after the kill, {silence:.1f} s after its last heartbeat; "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -39,7 +38,6 @@ def test_a_spec_typo_is_one_line_before_anything_starts(tmp_path: Path, command:
     # As an operator's shell: the local server on (the tests switch it off), none named.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PREFECT_API"))}
     env.update(PREFECT_HOME=str(home), IAMC_LOCAL_PREFECT_SERVER="on")
-    began = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "iamc.cli", *command, "-c", str(spec)],
         cwd=tmp_path,
@@ -48,7 +46,6 @@ def test_a_spec_typo_is_one_line_before_anything_starts(tmp_path: Path, command:
         text=True,
         timeout=120,
     )
-    took = time.monotonic() - began
     errors = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
     loaded = {
         line.rsplit("|", 1)[-1].strip().split(".")[0]
@@ -61,6 +58,6 @@ def test_a_spec_typo_is_one_line_before_anything_starts(tmp_path: Path, command:
     ]
     assert done.stdout == ""  # no progress display, no "next:" hint
     assert not loaded & set(HEAVY), f"imported {loaded & set(HEAVY)} before reading the spec"
+    # The old path started a server first (~13-24 s); what this shows is that nothing heavy
+    # ran (no import, no server), not a time: a loaded machine's is anything.
     assert not home.exists(), "a local Prefect server was started (or its home created)"
-    # The old path started a server first (~13-24 s); the CLI's own imports take ~0.2 s.
-    assert took < 3, f"iamc {' '.join(command)} took {took:.1f} s to refuse a typo"
