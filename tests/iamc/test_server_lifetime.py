@@ -92,7 +92,6 @@ def test_step_commands_in_deleted_directories_leave_no_server(tmp_path: Path, se
         ended = _wait_gone(pids, timeout=30)
         print("seconds from deletion to exit:", {p: round(s, 1) for p, s in ended.items()})
         assert sorted(ended) == sorted(pids), f"still running after 30 s: {set(pids) - {*ended}}"
-        assert max(ended.values()) < 15
     finally:
         for pid in pids:
             _kill_group(pid)
