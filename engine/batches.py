@@ -74,6 +74,17 @@ def split(accounts: list[str], per_run: int) -> list[list[str]]:
     return [accounts[i : i + size] for i in range(0, len(accounts), size)]
 
 
+# A key scan's batches carry code paths beside accounts: ``path:INDEX`` (its ``[scan] paths``).
+PATH_UNIT = "path:"
+
+
+def unit_name(unit: str) -> str:
+    """What an operator reads for a unit of a batch: ``account 1111...`` or a scan's path."""
+    if unit.startswith(PATH_UNIT):
+        return f"[scan] paths entry {int(unit.removeprefix(PATH_UNIT)) + 1}"
+    return f"account {unit}"
+
+
 def batch_label(what: str, batch: list[str]) -> str:
     """A batch run's name in the UI: ``provision 111111111111``, ``verify 3 accounts a..c``."""
     if len(batch) == 1:

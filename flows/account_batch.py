@@ -17,7 +17,7 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from domain.errors import StateError
-from engine.batches import BATCH_FLOW
+from engine.batches import BATCH_FLOW, unit_name
 from engine.stage_run import ACCOUNT_CONCURRENCY
 
 # What a batch of each step does: the function (module, name; imported when a batch of that
@@ -74,5 +74,5 @@ def account_batch_flow(
         first, report = sorted(failed.items())[0]
         reason = (report.get("errors") or [report.get("error")])[0]
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        return Failed(message=f"account {first}: {reason}{more}", data=summary)
+        return Failed(message=f"{unit_name(first)}: {reason}{more}", data=summary)
     return summary

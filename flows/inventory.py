@@ -25,7 +25,7 @@ from domain.progress import emit
 from domain.records import Account, AccountInventory, Finding
 from domain.spec import MigrationSpec
 from engine.account_work import settle
-from engine.batches import dispatch, distributed
+from engine.batches import batch_label, dispatch, distributed
 from engine.migration import Migration
 from engine.prefect_runtime import old_objects_frozen
 from state import Store, warm_up_models
@@ -331,7 +331,7 @@ def _spread(runtime: _Runtime, run_id: int, accounts: list[Account]) -> list[Acc
         step="inventory",
         params=params,
         accounts=[a.account_id for a in accounts],
-        label=lambda batch: f"inventory {len(batch)} account(s) {batch[0]}..{batch[-1]}",
+        label=lambda batch: batch_label("inventory", batch),
         here=lambda batch: inventory_batch(runtime.spec_path, params, batch, None),
     )
     outcomes = []

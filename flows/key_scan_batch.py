@@ -21,7 +21,7 @@ from typing import Any
 
 from domain.errors import StateError
 from domain.spec import scan_paths_of
-from engine.batches import dispatch, longest_dispatch
+from engine.batches import PATH_UNIT, dispatch, longest_dispatch
 from engine.migration import Migration
 from flows.key_scan_units import ScanRuntime, scan_account_config, scan_code
 from scanner.key_detection import KeyDetector
@@ -30,7 +30,6 @@ from tasks.aws import AwsSessions
 from tasks.key_scan import ScanOutcome, unscanned_account, unscanned_path
 
 BATCH_STEP = "key-scan"
-_PATH = "path:"
 
 # THE SALT. The detector's random salt keys the HMAC of every secret found (KeyHit.secret_hash);
 # domain.key_attribution.attribute joins a secret found alone in one unit with the key id it sits
@@ -57,7 +56,7 @@ def work_key(run_id: int) -> str:
 
 def path_unit(index: int) -> str:
     """A code path's unit id: its index in the spec's ``[scan] paths``."""
-    return f"{_PATH}{index}"
+    return f"{PATH_UNIT}{index}"
 
 
 def spread_scan(
@@ -181,9 +180,9 @@ def _salt(store: Store, run_id: int) -> bytes:
 
 def _submit(runtime: ScanRuntime, params: dict[str, Any], unit: str) -> Any:
     """The unit's task run; an outcome instead for a path the spec no longer lists there."""
-    if not unit.startswith(_PATH):
+    if not unit.startswith(PATH_UNIT):
         return scan_account_config.submit(runtime, unit, params["labels"].get(unit, unit))
-    index, label = int(unit.removeprefix(_PATH)), params["paths"][unit]
+    index, label = int(unit.removeprefix(PATH_UNIT)), params["paths"][unit]
     if index >= len(runtime.paths) or runtime.paths[index].label != label:
         # The spec the worker reads is not the one the scan started with: another path.
         return unscanned_path(
@@ -196,6 +195,6 @@ def _submit(runtime: ScanRuntime, params: dict[str, Any], unit: str) -> Any:
 
 
 def _outcome_of(runtime: ScanRuntime, unit: str) -> ScanOutcome | None:
-    if unit.startswith(_PATH):
-        return runtime.code_outcomes.get(int(unit.removeprefix(_PATH)))
+    if unit.startswith(PATH_UNIT):
+        return runtime.code_outcomes.get(int(unit.removeprefix(PATH_UNIT)))
     return runtime.outcomes.get(unit)

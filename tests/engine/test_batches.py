@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from engine.batches import split
+from engine.batches import batch_label, split, unit_name
 from engine.lease import LeaseLost, borrowed_lease, locked_stages
 from state import Store
 from tests.state.test_locks import STALE, a_plan
@@ -80,3 +80,11 @@ def test_every_batch_step_names_a_function_a_worker_can_import() -> None:
     assert set(STEPS) == {"apply", "inventory", "key-scan", "workloads", "verify"}
     for name in STEPS:
         assert callable(_step(name)), name
+
+
+def test_a_batch_and_its_units_are_named_as_an_operator_reads_them() -> None:
+    assert unit_name("111111111111") == "account 111111111111"
+    # A key scan's code path: the spec's [scan] paths entry, counted from 1, not "account path:0".
+    assert unit_name("path:0") == "[scan] paths entry 1"
+    assert batch_label("inventory", ["111111111111"]) == "inventory 111111111111"
+    assert batch_label("inventory", ["1", "2", "3"]) == "inventory 3 accounts 1..3"
