@@ -150,6 +150,13 @@ class ApplyFailed(IamcError):
     exit_code = 1
 
 
+class BatchFailed(IamcError):
+    """Accounts of a batch run on the pool failed; each one's reason is recorded for its parent
+    (``engine.batches``), whose run says what to do."""
+
+    exit_code = 1
+
+
 class NoMappingError(IamcError):
     """No mapping run has succeeded yet for the migration."""
 

@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from domain.errors import StateError
+from domain.errors import BatchFailed, StateError
 from engine.batches import BATCH_FLOW, unit_name
 from engine.stage_run import ACCOUNT_CONCURRENCY
 
@@ -74,5 +74,8 @@ def account_batch_flow(
         first, report = sorted(failed.items())[0]
         reason = (report.get("errors") or [report.get("error")])[0]
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        return Failed(message=f"{unit_name(first)}: {reason}{more}", data=summary)
+        message = f"{unit_name(first)}: {reason}{more}"
+        # The data of a Failed state must be an exception: the engine a worker runs
+        # (``python -m prefect.engine``) raises it, and logged a TypeError for a dict instead.
+        return Failed(message=message, data=BatchFailed(message))
     return summary
