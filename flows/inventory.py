@@ -285,17 +285,17 @@ def _inventory(
     scoped = resolve_scope(runtime)
     store.snapshots.add_findings(run_id, scoped.findings)
     emit("scope", accounts=len(scoped.in_scope))
-    spread = distributed()
-    if spread:
-        outcomes = _spread(runtime, run_id, scoped.in_scope)
-    else:
-        futures = [inventory_one_account.submit(runtime, account) for account in scoped.in_scope]
-    # Both accounts, so the plan can tell a delegated administrator's run (domain.delegated_admin);
-    # asked while the accounts are read, not before (a client and a call off the critical path).
+    # Both accounts, so the plan can tell a delegated administrator's run (domain.delegated_admin).
+    # Asked before the accounts are read: asked after, an endpoint gone meanwhile failed the run
+    # with this one call's error, and the accounts' own failures (each named, with its reason)
+    # were never reported, the snapshot left neither complete nor failed (an operator check).
     store.snapshots.record_organization(
         snapshot_id, scoped.management_account_id, sessions.management_account_id()
     )
-    if not spread:
+    if distributed():
+        outcomes = _spread(runtime, run_id, scoped.in_scope)
+    else:
+        futures = [inventory_one_account.submit(runtime, account) for account in scoped.in_scope]
         outcomes = [settle(future) for future in futures]
     store.snapshots.add_findings(run_id, [f for outcome in outcomes for f in outcome.findings])
     store.snapshots.complete_snapshot(snapshot_id)

@@ -135,3 +135,46 @@ def test_an_unreachable_account_fails_the_run_and_the_rest_is_stored(
         assert inventories[alpha].account.parent_id is None
         kinds = {(f.kind, f.account_id) for f in store.snapshots.findings(run_id=err.run_id)}
         assert ("unreachable", beta) in kinds and ("access-denied", beta) not in kinds
+
+
+def test_an_endpoint_gone_while_the_accounts_are_read_names_each_account(
+    organization, tmp_path, monkeypatch
+):
+    """The organization's own identity is asked before the accounts are read: asked after, an
+    endpoint gone meanwhile failed the run with that one call's error, and no account's."""
+    import threading
+
+    from botocore.exceptions import EndpointConnectionError
+
+    from domain.errors import AwsUnreachableError, InventoryIncompleteError
+
+    alpha, beta, _ = organization
+    gone = threading.Event()
+    original, identity = AwsSessions.for_account, AwsSessions.management_account_id
+
+    def refuse(request, **_):
+        raise EndpointConnectionError(endpoint_url=request.url)
+
+    def for_account(self, account_id):
+        gone.set()  # from the first account read on, nothing answers
+        session = original(self, account_id)
+        session._session.register("before-send", refuse, unique_id="outage")
+        return session
+
+    def management_account_id(self):
+        if gone.is_set():
+            raise AwsUnreachableError("cannot reach the AWS endpoint", operation="sts")
+        return identity(self)
+
+    monkeypatch.setattr(AwsSessions, "for_account", for_account)
+    monkeypatch.setattr(AwsSessions, "management_account_id", management_account_id)
+    spec = write_spec(tmp_path)
+    spec.write_text(spec.read_text() + "[aws]\nmax_attempts = 1\n")
+
+    with pytest.raises(InventoryIncompleteError) as caught:
+        run_inventory(spec)
+
+    assert sorted(f[0] for f in caught.value.failures) == sorted([alpha, beta])
+    assert all(f[2] == "unreachable" for f in caught.value.failures)
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        assert store.runs.get_run(caught.value.run_id).status == "failed"
