@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from domain.progress import listening
+from domain.runs import RUN_SUPERSEDED
 from engine.migration import Migration
 from engine.prefect_runtime import imports_without_gc
 from engine.runs import list_runs, run_status
@@ -115,7 +116,9 @@ def print_runs(console: Console, spec: Path | str) -> None:
     runs = Migration.call(list_runs, spec)
     for run in runs:
         status = _styled(run["status"])
-        if run["superseded_by"]:
+        # Only a run that may no longer act says who took over; one that succeeded before a
+        # later run of its stage (its rollback, say) stays just "succeeded".
+        if run["superseded_by"] and run["status"] == RUN_SUPERSEDED:
             status += f" (by {run['superseded_by']})"
         table.add_row(
             str(run["id"]),

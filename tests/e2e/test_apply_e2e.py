@@ -62,3 +62,6 @@ def test_apply_status_and_rollback_through_the_cli(iamc, sandbox_process, tmp_pa
     rolled = iamc("rollback", run_id, "-c", str(spec))
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     assert sandbox_process.identity_center() == before
+    # The applied run succeeded before its rollback: not "succeeded (by N)", as if superseded.
+    applied_row = re.search(rf"\b{run_id}\s.*apply\s.*", iamc("runs", "-c", str(spec)).stdout)
+    assert applied_row and "succeeded" in applied_row[0] and "(by" not in applied_row[0]
