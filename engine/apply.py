@@ -359,6 +359,8 @@ def _finish(
     # Accounts that failed as a whole (role not assumable, calls failing): iamc status and
     # the UI's table show them FAILED with the reason, though their actions are pending.
     summary["accounts_failed"] = {r.account_id: r.failure for r in reports if r.failure}
+    # Accounts left as they were on purpose (IAM changed since the plan): pending, and why.
+    summary["accounts_refused"] = {r.account_id: r.refusal for r in reports if r.refusal}
     if definition.takes_access_away:
         summary["refused_by_plan"] = refused_by_plan(rt.plan)
         summary["refused"] = [r for report in reports for r in report.refused]

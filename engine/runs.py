@@ -272,6 +272,9 @@ def run_status(mig: Migration, run_id: int) -> dict[str, Any]:
         row = stage_rows.setdefault(refused["account_id"], _empty_row())
         row["refused"] = row.get("refused", 0) + 1
         row["errors"].append(f"{refused['user']}: refused: {refused['reason']}")
+    for account, reason in ((run.summary or {}).get("accounts_refused") or {}).items():
+        row = stage_rows.setdefault(account, _empty_row())
+        row["errors"].insert(0, f"account refused: {reason}")
     for account, reason in ((run.summary or {}).get("accounts_failed") or {}).items():
         row = stage_rows.setdefault(account, _empty_row())
         row["account_failed"] = reason

@@ -41,6 +41,8 @@ class AccountReport:
     refused: list[dict[str, str]] = field(default_factory=list, repr=False)
     # Why the account as a whole failed (its role could not be assumed, a call failed).
     failure: str | None = field(default=None, repr=False)
+    # Why the account as a whole was left as it was on purpose (IAM changed since the plan).
+    refusal: str | None = field(default=None, repr=False)
 
 
 class StageRun:

@@ -161,10 +161,11 @@ def _refused_as_changed(
         return False
     for action in pending:
         report.statuses[action.id] = "refused"
-    report.errors.append(
-        f"account {account_id}: nothing changed here, because IAM changed since the plan was "
-        "made (re-run inventory, map and plan, then approve again): " + "; ".join(changes)
+    report.refusal = (
+        "nothing changed here, because IAM changed since the plan was made (re-run inventory, "
+        "map and plan, then approve again): " + "; ".join(changes)
     )
+    report.errors.append(f"account {account_id}: {report.refusal}")
     return True
 
 

@@ -160,3 +160,7 @@ def test_iam_changed_after_approval_refuses_those_accounts_and_names_the_users(
     after = sandbox_process.identity_center()
     changed = {a for a, _, _ in after["assignments"] - before["assignments"]}
     assert changed.isdisjoint({grown, gone}), changed
+    # iamc status says why those accounts are pending, not only the run's failure message.
+    run_id = re.search(r"\brun (\d+)\b", output).group(1)
+    status = iamc("status", run_id, "-c", str(spec)).stdout
+    assert f"refused {grown}: account refused: nothing changed here" in status, status
