@@ -19,7 +19,7 @@ from console.run_names import step_run_name
 from console.waves import publish_waves_artifact
 from domain.errors import ApplyRefused
 from domain.plan import Stage
-from domain.runs import APPLY_RUN, ROLLBACK_RUN
+from domain.runs import APPLY_RUN, ROLLBACK_RUN, RunInfo
 from engine.apply import apply_plan
 from engine.apply_batch import spread_accounts
 from engine.batches import distributed
@@ -112,19 +112,32 @@ def rollback_flow(
     )
 
 
-def resume(spec_path: str | Path, run_id: int) -> dict[str, Any]:
-    """Continue an apply or rollback run where it stopped, under the same run id."""
+def refuse_unresumable(spec_path: str | Path, run_id: int) -> RunInfo:
+    """The run to resume, unless it may not act (superseded, finished, still running, not an
+    apply or rollback run of this migration): refused before a flow run or a display starts,
+    and again under the stage lease.
+
+    Raises:
+        ApplyRefused: It may not resume; nothing was changed.
+    """
     with Migration.open(spec_path) as mig:
         spec, store = mig.spec, mig.store
         run = store.runs.get_run(run_id)
         if run.kind == "restore":  # journaled too, but not a plan stage's run
-            from flows.restore import resume_restore
-
-            return resume_restore(spec_path, run_id)
+            return run
         if run.migration != spec.name or run.kind not in (APPLY_RUN, ROLLBACK_RUN):
             raise ApplyRefused(f"run {run_id} is not an apply or rollback run of {spec.name!r}")
-        # Refused here, before a flow run starts, and again under the stage lease.
         check_resumable(store, run, spec_path)
+        return run
+
+
+def resume(spec_path: str | Path, run_id: int) -> dict[str, Any]:
+    """Continue an apply or rollback run where it stopped, under the same run id."""
+    run = refuse_unresumable(spec_path, run_id)
+    if run.kind == "restore":
+        from flows.restore import resume_restore
+
+        return resume_restore(spec_path, run_id)
     if run.kind == APPLY_RUN:
         return apply_flow(
             str(spec_path), int(run.params["plan_id"]), str(run.params["stage"]), run_id

@@ -80,8 +80,10 @@ def resume_with_progress(console: Console, spec: Path | str, run_id: int) -> Non
     # Deferred: the flow imports Prefect, which reads its settings (the API the
     # command chose) at import; this module's read-only commands never import it.
     with imports_without_gc():
-        from flows.apply import resume
+        from flows.apply import refuse_unresumable, resume
 
+    # Before the display: a run that may not act is refused without a "0/?" bar first.
+    refuse_unresumable(spec, run_id)
     summary = watch_actions(console, lambda: resume(spec, run_id))
     if "users" in summary:  # a restore run
         print_restore(console, summary)

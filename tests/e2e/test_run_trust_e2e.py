@@ -111,6 +111,7 @@ def test_a_killed_rollback_is_interrupted_and_never_resumes_after_a_later_run(
         refused = iamc("resume", stale, "-c", str(spec))
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert f"run {stale} was superseded by run {run_b}" in refused.stderr
+        assert "0/?" not in refused.stdout + refused.stderr  # refused before any progress bar
     assert sandbox_process.identity_center() == after_reapply
     status = iamc("status", run_r, "-c", str(spec))
     assert "superseded by run" in status.stdout, status.stdout
