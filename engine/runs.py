@@ -125,6 +125,22 @@ def view_runs(
     return views
 
 
+def _add_reasons(stage_rows: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
+    """Why accounts and users the run left pending are pending (iamc status, the UI table):
+    users its live preconditions refused, accounts refused or failed as a whole."""
+    for refused in summary.get("refused") or []:
+        row = stage_rows.setdefault(refused["account_id"], _empty_row())
+        row["refused"] = row.get("refused", 0) + 1
+        row["errors"].append(f"{refused['user']}: refused: {refused['reason']}")
+    for account, reason in (summary.get("accounts_refused") or {}).items():
+        row = stage_rows.setdefault(account, _empty_row())
+        row["errors"].insert(0, f"account refused: {reason}")
+    for account, reason in (summary.get("accounts_failed") or {}).items():
+        row = stage_rows.setdefault(account, _empty_row())
+        row["account_failed"] = reason
+        row["errors"].insert(0, f"account failed: {reason.removeprefix(f'account {account}: ')}")
+
+
 def check_resumable(store: Store, run: RunInfo, spec_path: str | Path = "SPEC") -> None:
     """Refuse to continue a run that may no longer act.
 
@@ -267,18 +283,7 @@ def run_status(mig: Migration, run_id: int) -> dict[str, Any]:
             forward.error if forward else None,
             action.target,
         )
-    # Users this run's live preconditions refused: pending, and why (iamc status, the UI table).
-    for refused in (run.summary or {}).get("refused") or []:
-        row = stage_rows.setdefault(refused["account_id"], _empty_row())
-        row["refused"] = row.get("refused", 0) + 1
-        row["errors"].append(f"{refused['user']}: refused: {refused['reason']}")
-    for account, reason in ((run.summary or {}).get("accounts_refused") or {}).items():
-        row = stage_rows.setdefault(account, _empty_row())
-        row["errors"].insert(0, f"account refused: {reason}")
-    for account, reason in ((run.summary or {}).get("accounts_failed") or {}).items():
-        row = stage_rows.setdefault(account, _empty_row())
-        row["account_failed"] = reason
-        row["errors"].insert(0, f"account failed: {reason.removeprefix(f'account {account}: ')}")
+    _add_reasons(stage_rows, run.summary or {})
     # The run's own outcomes: the last event of each action in this run.
     last: dict[str, Any] = {}
     for event in events:
