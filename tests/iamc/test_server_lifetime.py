@@ -141,7 +141,12 @@ def test_a_local_server_nobody_uses_ends_after_the_idle_period(
 def test_leftovers_names_a_process_of_this_session_still_running():
     sleeper = subprocess.Popen(["sleep", "60"], env={**os.environ, MARKER: "test-leftovers"})
     try:
-        found = leftovers("test-leftovers")
+        # Popen may return before the kernel has laid out the new program's environment (a
+        # vfork'd parent resumes as exec releases the old memory), when /proc/<pid>/environ
+        # still reads empty: a fresh process gets a moment to show it.
+        deadline = time.monotonic() + 5
+        while not (found := leftovers("test-leftovers")) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert [(f.pid, f.command) for f in found] == [(sleeper.pid, "sleep 60")]
     finally:
         sleeper.kill()
