@@ -5,10 +5,12 @@ and the state both on PostgreSQL, the runbook deployed with ``iamc deploy`` on a
 for each worker count, that many ``prefect worker`` processes (each taking ``--limit`` flow
 runs at once) run the inventory deployment, whose accounts go out in batch runs
 (``[prefect] accounts_per_run``). Reported per worker count: the wall time (the run's creation
-to its end), the calls per account (which must not move with the workers), the latency bound
-(calls x latency / accounts at once) and the CPU the workers' processes used (per call: what a
-model of 2,000 accounts is built from). The machine's cores are a bound too: client, sandbox
-and flow-run start-up CPU share them.
+to its end), the calls per account (which must not move with the workers), the latency floor
+(calls x latency / the most calls ever in flight), the CPU the workers' processes used (per
+call: what a model of 2,000 accounts is built from) and where the batch runs' time went (the
+wait for a worker, the process start, the body). N workers are at best N times as fast as
+one; the machine's cores bound the run too: client, sandbox, Prefect server, PostgreSQL and
+flow-run start-up CPU share them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 from bench.harness import bench_workdir, goal
 from bench.inventory import _process_cpu, _start_sandbox, sandbox_env
 from domain.distribution import WORK_POOL_ENV
+from domain.spec import Inventory
 
 SPEC = """name = "scale"
 state = "{state}"
@@ -34,9 +37,14 @@ protected_users = ["breakglass-*"]
 rate_limits = {{ iam = {iam_rate} }}
 [prefect]
 accounts_per_run = {per_run}
+# A batch waits for a worker however long it takes: its parent never takes one back. With the
+# default (120 s) the parent runs the batches no worker took, in the `iamc` process itself, and
+# a "one worker" run would be one worker plus its parent.
+batch_start_seconds = 86400
 """
 POOL = "iamc-bench-scale"
 BATCH_THREADS = 8  # accounts a batch run works on at once (flows.account_batch's task runner)
+USER_THREADS = Inventory().user_concurrency  # an account's users read at once
 GOAL_SPEED_UP = 3.0
 
 
@@ -225,8 +233,10 @@ def _once(
         sandbox0, server0, postgres0 = (
             _process_cpu(sandbox_pid), _tree_cpu(server_pid), _postgres_cpu()
         )  # fmt: skip
+        since = time.time()
         wall, state = _run_inventory(env, workdir / "spec.toml")
         calls = control.calls()
+        timeline = _batch_timeline(env["PREFECT_API_URL"], since)
         control.configure(latency_ms=0)
         sandbox_cpu = _process_cpu(sandbox_pid) - sandbox0
         # The Prefect server and PostgreSQL share the cores too (their CPU, not only the
@@ -247,18 +257,72 @@ def _once(
                 worker.kill()
     accounts_at_once = count * args.limit * min(BATCH_THREADS, args.accounts_per_run)
     accounts_at_once = min(accounts_at_once, args.accounts)
+    # A floor, not an estimate: every call waits its latency, and no more calls than this are
+    # ever in flight (each account's users are read USER_THREADS at once).
+    in_flight = accounts_at_once * USER_THREADS
     return {
         "workers": count,
         "state": state,
         "wall": wall,
         "calls": calls["total"],
         "per_account": calls["total"] / args.accounts,
-        "bound": calls["total"] * args.latency_ms / 1000 / accounts_at_once,
-        "at_once": accounts_at_once,
+        "floor": calls["total"] * args.latency_ms / 1000 / in_flight,
+        "in_flight": in_flight,
         "sandbox_cpu": sandbox_cpu,
         "services_cpu": services_cpu,
         "client_cpu": cpu,
         "load": os.getloadavg()[0],
+        "timeline": timeline,
+    }
+
+
+def _batch_timeline(api: str, since: float) -> dict[str, float]:
+    """Where the batch runs' time went, from the Prefect API: each run's wait to be taken by a
+    worker (scheduled to Pending: the worker's poll), its process start (Pending to Running:
+    interpreter, imports, the engine) and its body (Running to its end); medians, and the span
+    from the first batch's schedule to the last one's end."""
+    import json
+    import statistics
+    import urllib.request
+    from datetime import datetime
+
+    def call(path: str, body: dict[str, Any] | None = None) -> Any:
+        request = urllib.request.Request(  # noqa: S310 - the bench's own local server
+            f"{api}{path}", data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return json.load(response)
+
+    def at(text: str) -> float:
+        return datetime.fromisoformat(text).timestamp()
+
+    runs = call("/flow_runs/filter", {"limit": 200, "sort": "EXPECTED_START_TIME_DESC"})
+    batches = [
+        r for r in runs
+        if r.get("parent_task_run_id") and r.get("end_time")
+        and at(r["expected_start_time"]) >= since
+    ]  # fmt: skip
+    waits, starts, bodies, first, last = [], [], [], [], []
+    for run in batches:
+        history = call(f"/flow_run_states/?flow_run_id={run['id']}")
+        states = {state["type"]: at(state["timestamp"]) for state in history}
+        scheduled = at(run["expected_start_time"])
+        pending = states.get("PENDING", scheduled)
+        running = states.get("RUNNING", pending)
+        waits.append(pending - scheduled)
+        starts.append(running - pending)
+        bodies.append(at(run["end_time"]) - running)
+        first.append(scheduled)
+        last.append(at(run["end_time"]))
+    if not batches:
+        return {}
+    return {
+        "batches": len(batches),
+        "wait": statistics.median(waits),
+        "start": statistics.median(starts),
+        "body": statistics.median(bodies),
+        "span": max(last) - min(first),
     }
 
 
@@ -286,7 +350,10 @@ def _start_worker(
     command = [prefect, "worker", "start", "--pool", POOL, "--name", name, "--limit", str(limit)]
     return subprocess.Popen(  # noqa: S603 - Prefect's own CLI, fixed arguments
         command,
-        env={**env, "PREFECT_LOGGING_LEVEL": "WARNING"},
+        # A worker looks for runs every 2 s, not Prefect's 10 s: one worker's batches (seconds
+        # long here) would otherwise wait ~5 s each for its next look, and the figures would be
+        # the poll's, not the distribution's. Production batches run for minutes.
+        env={**env, "PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_WORKER_QUERY_SECONDS": "2"},
         cwd=workdir,
         stdout=(workdir / f"worker-{name}.log").open("w"),
         stderr=subprocess.STDOUT,
@@ -316,21 +383,29 @@ def _report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     )
     for r in results:
         print(
-            f"  {r['workers']} worker(s): wall {r['wall']:.1f} s ({r['state']}), latency bound "
-            f"{r['bound']:.1f} s ({r['at_once']} accounts at once), {r['calls']} calls = "
+            f"  {r['workers']} worker(s): wall {r['wall']:.1f} s ({r['state']}), latency floor "
+            f"{r['floor']:.1f} s ({r['in_flight']} calls in flight at most), {r['calls']} calls = "
             f"{r['per_account']:.1f} per account; workers {r['client_cpu']:.0f} s CPU "
             f"({r['client_cpu'] / max(r['calls'], 1) * 1000:.1f} ms a call, flow-run start-up "
             f"included), sandbox {r['sandbox_cpu']:.0f} s CPU, Prefect server and PostgreSQL "
             f"{r['services_cpu']:.0f} s CPU, load {r['load']:.1f}"
         )
+        if r["timeline"]:
+            t = r["timeline"]
+            print(
+                f"    {t['batches']} batch runs, medians: {t['wait']:.1f} s to be taken by a "
+                f"worker, {t['start']:.1f} s process start, {t['body']:.1f} s body; first "
+                f"scheduled to last ended {t['span']:.1f} s"
+            )
     one = next((r for r in results if r["workers"] == 1), None)
     most = max(results, key=lambda r: r["workers"])
     if one is not None and most is not one:
         speed_up = one["wall"] / most["wall"]
-        # The machine's cores bound the run too: every process's CPU shares them.
+        # What the bounds allow: N workers at best N times one worker's pace; no faster than
+        # the latency floor; and the machine's cores, which every process's CPU shares.
         cpu = most["client_cpu"] + most["sandbox_cpu"] + most["services_cpu"]
         cpu_bound = cpu / (os.cpu_count() or 1)
-        allowed = one["wall"] / max(most["bound"], cpu_bound)
+        allowed = one["wall"] / max(one["wall"] / most["workers"], most["floor"], cpu_bound)
         goal(
             f"scale: {most['workers']} workers vs 1, speed-up",
             speed_up,
@@ -338,26 +413,31 @@ def _report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
             "x",
             higher_is_better=True,
             detail=f"{one['wall']:.1f} s -> {most['wall']:.1f} s; the bounds allow "
-            f"{allowed:.1f}x (latency {most['bound']:.1f} s; the CPU of workers, sandbox, "
-            f"Prefect server and PostgreSQL {cpu_bound:.1f} s on {os.cpu_count()} cores)",
+            f"{allowed:.1f}x ({most['workers']} workers; latency floor {most['floor']:.1f} s; "
+            f"the CPU of workers, sandbox, Prefect server and PostgreSQL {cpu_bound:.1f} s on "
+            f"{os.cpu_count()} cores)",
         )
-    _model(args, results[-1])
+    _model(args, one or results[0], results[-1])
 
 
-def _model(args: argparse.Namespace, r: dict[str, Any]) -> None:
-    """2,000 accounts from this run's calls per account and the workers' CPU per call."""
+def _model(args: argparse.Namespace, one: dict[str, Any], r: dict[str, Any]) -> None:
+    """2,000 accounts from this run's calls per account, the workers' CPU per call (the run
+    with the most workers) and the pace of one worker's batches (accounts a second, measured
+    from its first batch's schedule to its last batch's end)."""
     per_call = r["client_cpu"] / max(r["calls"], 1)
     calls = 2000 * r["per_account"]
+    span = (one["timeline"] or {}).get("span") or one["wall"]
+    pace = args.accounts / span / (one["workers"] * args.limit)
     print(
         f"  model, 2,000 accounts x {args.users} users: {calls:,.0f} calls, "
         f"{calls * per_call / 60:.1f} CPU-minutes in the workers at {per_call * 1000:.1f} ms a "
-        "call; wall ~ max(calls x latency / accounts at once, CPU / cores):"
+        f"call; one worker's batches took {pace:.2f} accounts a second at this latency; "
+        "wall ~ max(accounts / (workers x pace), CPU / cores):"
     )
     for workers, cores in ((4, 8), (16, 32), (64, 128)):
-        at_once = workers * BATCH_THREADS
-        latency = calls * args.latency_ms / 1000 / at_once
+        latency = 2000 / (workers * args.limit * pace)
         cpu = calls * per_call / cores
         print(
-            f"    {workers} workers x 1 batch run ({at_once} accounts at once, {cores} cores): "
+            f"    {workers} workers x {args.limit} batch run(s) ({cores} cores): "
             f"~{max(latency, cpu) / 60:.1f} min (latency {latency / 60:.1f}, CPU {cpu / 60:.1f})"
         )
