@@ -138,7 +138,7 @@ def status_table(mig: Migration, run_id: int) -> tuple[list[dict[str, Any]], str
                 "account": account,
                 "name": names.get(account, "management account" if account == "management" else ""),
                 "state": _state(now),
-                "reasons": "; ".join(_short_reason(e) for e in now["errors"]),
+                "reasons": "; ".join(_short_reason(e) for e in [*now["refusals"], *now["errors"]]),
                 "done": now["done"],
                 "adopted": now["adopted"],
                 "pending": now["pending"],

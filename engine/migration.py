@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -13,6 +12,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 from domain.distribution import step_run_tag, work_pool
 from domain.errors import SpecError
 from domain.spec import MigrationSpec, key_lines, load_spec
+from engine.prefect_runtime import subflow_runs_tagged
 from state import Store
 from state.engine import backend_name, mask_url
 from state.store import schema_revisions, upgrade_schema
@@ -22,21 +22,6 @@ R = TypeVar("R")
 
 # The migration open in this context (a command, a flow run and the tasks it starts).
 _OPEN: ContextVar[Migration | None] = ContextVar("iamc_open_migration", default=None)
-
-
-@contextmanager
-def step_runs_tagged(migration: str) -> Iterator[None]:
-    """In a flow run: the subflow runs it starts carry ``step_run_tag`` (``iamc.automations``
-    marks them Crashed with their parent when their process dies). Elsewhere nothing: a
-    command that has not imported Prefect is not in a flow run, and does not import it."""
-    prefect = sys.modules.get("prefect.context")
-    if prefect is None or prefect.FlowRunContext.get() is None:
-        yield
-        return
-    from prefect import tags
-
-    with tags(step_run_tag(migration)):
-        yield
 
 
 @dataclass(frozen=True)
@@ -76,7 +61,7 @@ class Migration:
             return
         spec = load_spec(spec_path)
         require_shared_state(spec_path, spec.state, work_pool())
-        with Store.open(spec.state) as store, step_runs_tagged(spec.name):
+        with Store.open(spec.state) as store, subflow_runs_tagged(step_run_tag(spec.name)):
             mig = cls(spec=spec, spec_path=str(spec_path), store=store)
             token = _OPEN.set(mig)
             try:

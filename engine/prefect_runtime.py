@@ -30,6 +30,22 @@ def prepare_flow_runs() -> None:
     keep_old_objects_frozen()
 
 
+@contextmanager
+def subflow_runs_tagged(tag: str) -> Iterator[None]:
+    """In a flow run: the subflow runs it starts carry ``tag`` (Prefect gives a subflow run the
+    tags in context, not its parent's; ``iamc.automations`` finds a dead run's subflow runs by
+    it). Elsewhere nothing: a command that has not imported Prefect is not in a flow run, and
+    does not import it."""
+    context = sys.modules.get("prefect.context")
+    if context is None or context.FlowRunContext.get() is None:
+        yield
+        return
+    from prefect import tags
+
+    with tags(tag):
+        yield
+
+
 def end_flow_runs_without_waiting() -> bool:
     """Let a flow run end as soon as its final state is recorded, heartbeats kept.
 

@@ -131,10 +131,10 @@ def _add_reasons(stage_rows: dict[str, dict[str, Any]], summary: dict[str, Any])
     for refused in summary.get("refused") or []:
         row = stage_rows.setdefault(refused["account_id"], _empty_row())
         row["refused"] = row.get("refused", 0) + 1
-        row["errors"].append(f"{refused['user']}: refused: {refused['reason']}")
+        row["refusals"].append(f"{refused['user']}: refused: {refused['reason']}")
     for account, reason in (summary.get("accounts_refused") or {}).items():
         row = stage_rows.setdefault(account, _empty_row())
-        row["errors"].insert(0, f"account refused: {reason}")
+        row["refusals"].insert(0, f"account refused: {reason}")
     for account, reason in (summary.get("accounts_failed") or {}).items():
         row = stage_rows.setdefault(account, _empty_row())
         row["account_failed"] = reason
@@ -240,7 +240,16 @@ def _count(row: dict[str, Any], status: str, error: str | None, target: str) -> 
 
 
 def _empty_row() -> dict[str, Any]:
-    return {"done": 0, "adopted": 0, "pending": 0, "failed": 0, "rolled_back": 0, "errors": []}
+    # refusals: what the live checks left as it was (not AWS's errors); errors: what failed.
+    return {
+        "done": 0,
+        "adopted": 0,
+        "pending": 0,
+        "failed": 0,
+        "rolled_back": 0,
+        "refusals": [],
+        "errors": [],
+    }
 
 
 def run_status(mig: Migration, run_id: int) -> dict[str, Any]:

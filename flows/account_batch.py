@@ -69,7 +69,6 @@ def account_batch_flow(
     logger.info("%s: %d account(s) for %s", step, len(accounts), work)
     results = _step(step)(spec_path, params, accounts, str(flow_run.id) if flow_run.id else None)
     failed = {a: r for a, r in results.items() if r.get("errors") or r.get("error")}
-    summary = {"work": work, "accounts": len(accounts), "failed": sorted(failed)}
     if failed:
         first, report = sorted(failed.items())[0]
         reason = (report.get("errors") or [report.get("error")])[0]
@@ -78,4 +77,4 @@ def account_batch_flow(
         # The data of a Failed state must be an exception: the engine a worker runs
         # (``python -m prefect.engine``) raises it, and logged a TypeError for a dict instead.
         return Failed(message=message, data=BatchFailed(message))
-    return summary
+    return {"work": work, "accounts": len(accounts), "failed": []}

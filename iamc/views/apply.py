@@ -188,11 +188,11 @@ def print_status(console: Console, spec: Path | str, run_id: int) -> None:
         )
     )
     for account, row in status["stage"].items():
+        # What the live checks refused is left as it was: not an error of AWS's.
+        for refusal in row["refusals"]:
+            console.print(f"[yellow]refused[/] {account}: {escape(refusal)}", highlight=False)
         for error in row["errors"]:
-            # A user the live checks refused is left as it was: not an error of AWS's.
-            refused = ": refused: " in error or error.startswith("account refused: ")
-            label = "[yellow]refused[/]" if refused else "[red]error[/]"
-            console.print(f"{label} {account}: {escape(error)}", highlight=False)
+            console.print(f"[red]error[/] {account}: {escape(error)}", highlight=False)
     if run["next"]:
         console.print(f"next: {run['next']}", highlight=False)
 

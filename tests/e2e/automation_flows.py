@@ -14,7 +14,8 @@ import time
 from prefect import flow, serve
 from prefect.flow_runs import pause_flow_run
 
-from engine.migration import step_runs_tagged
+from domain.distribution import step_run_tag
+from engine.prefect_runtime import subflow_runs_tagged
 
 
 @flow
@@ -31,7 +32,7 @@ def fails() -> None:
 @flow
 def runs_long(migration: str) -> None:
     # As a runbook flow does (engine.migration): its subflow runs carry the step-run tag.
-    with step_runs_tagged(migration):
+    with subflow_runs_tagged(step_run_tag(migration)):
         a_long_step()
 
 

@@ -258,7 +258,8 @@ def test_a_failed_assignment_fails_the_run_with_its_reason_and_a_resume_complete
     assert status["accounts"][a1]["failed"] == 1
     assert "Quota exceeded for account assignments" in status["accounts"][a1]["errors"][0]
     assert status["accounts"][a2] == {
-        "done": 3, "pending": 0, "failed": 0, "adopted": 0, "rolled_back": 0, "errors": []
+        "done": 3, "pending": 0, "failed": 0, "adopted": 0, "rolled_back": 0,
+        "refusals": [], "errors": [],
     }  # fmt: skip
 
     summary = resume(spec, run_id)

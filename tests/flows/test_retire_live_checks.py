@@ -153,9 +153,10 @@ def test_a_user_tagged_protected_after_the_approval_is_not_deleted(
     # The reason shows where operators look: iamc status and the run's table in the UI.
     status = Migration.call(run_status, spec, _runs(tmp_path)[-1])
     assert status["stage"][a1]["refused"] == 1
-    assert any(
-        e.startswith(f"{jane}: refused: protected: tagged") for e in status["stage"][a1]["errors"]
-    )
+    assert [r for r in status["stage"][a1]["refusals"] if r.startswith(f"{jane}: refused: ")] == [
+        f"{jane}: refused: protected: tagged iamc:protected=true now; iamc never touches it"
+    ]
+    assert not any("refused" in e for e in status["stage"][a1]["errors"])  # not AWS's errors
     rows, description, _ = Migration.call(status_table, str(spec), _runs(tmp_path)[-1])
     row = next(r for r in rows if r["account"] == a1)
     assert row["state"] == "REFUSED 1 user(s)" and "protected: tagged" in row["reasons"]
