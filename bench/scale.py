@@ -412,10 +412,10 @@ def _report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
             min(GOAL_SPEED_UP, allowed),
             "x",
             higher_is_better=True,
-            detail=f"{one['wall']:.1f} s -> {most['wall']:.1f} s; the bounds allow "
-            f"{allowed:.1f}x ({most['workers']} workers; latency floor {most['floor']:.1f} s; "
-            f"the CPU of workers, sandbox, Prefect server and PostgreSQL {cpu_bound:.1f} s on "
-            f"{os.cpu_count()} cores)",
+            detail=f"{one['wall']:.1f} s -> {most['wall']:.1f} s, {speed_up / allowed:.0%} of "
+            f"what the bounds allow, {allowed:.2f}x ({most['workers']} workers; latency floor "
+            f"{most['floor']:.1f} s; the CPU of workers, sandbox, Prefect server and PostgreSQL "
+            f"{cpu_bound:.1f} s on {os.cpu_count()} cores)",
         )
     _model(args, one or results[0], results[-1])
 
