@@ -5,7 +5,9 @@ and the state both on PostgreSQL, the runbook deployed with ``iamc deploy`` on a
 for each worker count, that many ``prefect worker`` processes (each taking ``--limit`` flow
 runs at once) run the inventory deployment, whose accounts go out in batch runs
 (``[prefect] accounts_per_run``). Reported per worker count: the wall time (the run's creation
-to its end), the calls per account (which must not move with the workers), the latency floor
+to its end), the calls per account (which must not move with the workers; the first worker
+count's run makes one more per account, as its accounts' credential reports are new: AWS
+reuses one younger than four hours, tasks/iam_users.py), the latency floor
 (calls x latency / the most calls ever in flight), the CPU the workers' processes used (per
 call: what a model of 2,000 accounts is built from) and where the batch runs' time went (the
 wait for a worker, the process start, the body). N workers are at best N times as fast as
