@@ -22,6 +22,7 @@ from engine.apply import (
     check_runnable,
     check_target,
     check_wave,
+    on_action_done,
     stage_executor,
     stage_run,
 )
@@ -29,8 +30,11 @@ from engine.batches import batch_label, dispatch
 from engine.lease import borrowed_lease
 from engine.migration import Migration
 from engine.stage_run import AccountReport, StageRun
+from state.journal import DONE_STATUSES, FAILED
 
 BATCH_STEP = "apply"
+# An action's statuses that end it (the progress a local run's executor reports as it goes).
+ENDED = DONE_STATUSES | {FAILED}
 
 
 def work_key(run_id: int, stage: str) -> str:
@@ -49,7 +53,11 @@ def spread_accounts(
     """
     assert rt.executor is not None
     run_id, stage = rt.executor.run_id, definition.name
-    finished = {a for a, actions in accounts if not unfinished(rt, actions)}
+    finished = {
+        a: _from_journal(rt, a, actions) for a, actions in accounts if not unfinished(rt, actions)
+    }
+    # What an earlier attempt finished counts in this run's progress, as a local run's does.
+    _batch_progress({a: asdict(report) for a, report in finished.items()})
     todo = [a for a, _ in accounts if a not in finished]
     params = {
         "spec_path": rt.spec_path,
@@ -68,17 +76,28 @@ def spread_accounts(
         accounts=todo,
         label=lambda batch: batch_label(stage, batch),
         here=lambda batch: run_batch(rt.spec_path, params, batch, None),
+        on_batch_done=_batch_progress,
     )
     reports = []
     for account_id, actions in accounts:
         if account_id in finished:
-            reports.append(_from_journal(rt, account_id, actions))
+            reports.append(finished[account_id])
         elif account_id in results:
             reports.append(AccountReport(**results[account_id]))
         else:
             why = missing.get(account_id, "its batch run reported nothing")
             reports.append(failed_account(account_id, why, actions))
     return reports
+
+
+def _batch_progress(results: dict[str, dict[str, Any]]) -> None:
+    """A batch's accounts are done: each action it ended, as its own process reported it."""
+    for result in results.values():
+        errors = result.get("errors") or []
+        for action_id, status in (result.get("statuses") or {}).items():
+            if status in ENDED:
+                error = next((e for e in errors if action_id in e), None)
+                on_action_done(action_id, status, error if status == FAILED else None)
 
 
 def _from_journal(rt: StageRun, account_id: str, actions: list[PlanAction]) -> AccountReport:

@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -112,6 +112,7 @@ def dispatch(
     accounts: list[str],
     label: Callable[[list[str]], str],
     here: Callable[[list[str]], Any],
+    on_batch_done: Callable[[dict[str, dict[str, Any]]], None] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Run ``step`` for ``accounts`` as batch runs on the pool; wait for them all.
 
@@ -126,6 +127,9 @@ def dispatch(
         here: Runs a batch in this process (and records its results), for a batch no worker
             takes in ``[prefect] batch_start_seconds``: a pool whose every slot holds a run
             waiting for its own batches would otherwise wait for ever.
+        on_batch_done: Called in this thread as each batch run ends, with its accounts'
+            results: the progress a batch's own process reports reaches no one here (the
+            CLI's bar, the run's progress artifact).
 
     Returns:
         Each account's result, and why each account without one has none.
@@ -136,7 +140,12 @@ def dispatch(
     todo = accounts
     for attempt in range(1, ATTEMPTS + 1):
         batches = split(todo, size)
-        outcomes = _run_all(spec, work, step, params, batches, label, attempt, here)
+
+        def ended(batch: list[str]) -> None:
+            if on_batch_done is not None:
+                on_batch_done(store.account_results.results(work, batch))
+
+        outcomes = _run_all(spec, work, step, params, batches, label, attempt, here, ended)
         results = store.account_results.results(work, todo)
         todo = []
         for outcome in outcomes:
@@ -170,8 +179,10 @@ def _run_all(
     label: Callable[[list[str]], str],
     attempt: int,
     here: Callable[[list[str]], Any],
+    ended: Callable[[list[str]], None],
 ) -> list[BatchOutcome]:
-    """Start every batch run and wait for each (threads sharing the parent's flow context)."""
+    """Start every batch run and wait for each (threads sharing the parent's flow context);
+    ``ended(accounts)`` is called in this thread as each batch run ends."""
     if not batches:
         return []
 
@@ -182,10 +193,15 @@ def _run_all(
     with ThreadPoolExecutor(
         max_workers=min(WAITING_AT_ONCE, len(batches)), thread_name_prefix="batch"
     ) as pool:
-        futures = [
-            pool.submit(contextvars.copy_context().run, one, index, accounts)
+        futures = {
+            pool.submit(contextvars.copy_context().run, one, index, accounts): accounts
             for index, accounts in enumerate(batches)
-        ]
+        }
+        for future in as_completed(futures):
+            try:
+                ended(futures[future])
+            except Exception:  # progress is a courtesy: it never stops the work
+                log.debug("progress of a batch's accounts not reported", exc_info=True)
         return [future.result() for future in futures]
 
 

@@ -71,9 +71,11 @@ def account_batch_flow(
     failed = {a: r for a, r in results.items() if r.get("errors") or r.get("error")}
     if failed:
         first, report = sorted(failed.items())[0]
-        reason = (report.get("errors") or [report.get("error")])[0]
+        unit = unit_name(first)
+        # A reason often names its account already ("account 1234: cannot assume ...").
+        reason = str((report.get("errors") or [report.get("error")])[0]).removeprefix(f"{unit}: ")
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        message = f"{unit_name(first)}: {reason}{more}"
+        message = f"{unit}: {reason}{more}"
         # The data of a Failed state must be an exception: the engine a worker runs
         # (``python -m prefect.engine``) raises it, and logged a TypeError for a dict instead.
         return Failed(message=message, data=BatchFailed(message))

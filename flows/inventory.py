@@ -40,6 +40,8 @@ from tasks.iam_users import inventory_account
 from tasks.organizations import ScopedAccounts, parent_of, read_organization, select_accounts
 
 log = logging.getLogger(__name__)
+# The run's progress artifact (and the CLI's bar): one unit an account, ended with its event.
+INVENTORY_PROGRESS = ProgressEvents("scope", "accounts", "account-done", "accounts", "account_id")
 
 
 class _Runtime:
@@ -167,6 +169,13 @@ def inventory_one_account(runtime: _Runtime, account: Account) -> Any:
     return outcome
 
 
+def _batch_progress(results: dict[str, dict[str, Any]]) -> None:
+    """A batch's accounts are done: the progress its own process reported, here."""
+    for account_id, result in results.items():
+        status = "failed" if result.get("error") else "done"
+        emit("account-done", account_id=account_id, users=result.get("users", 0), status=status)
+
+
 def _unread(account: Account, err: Exception) -> tuple[AccountInventory, Finding]:
     """An account that could not be read: its empty inventory with the reason, and the error
     finding the run reports (an outage and a refused role kept apart from other failures)."""
@@ -218,7 +227,7 @@ def _with_parent(runtime: _Runtime, account: Account) -> Account:
 )
 @operator_step(
     "inventory",
-    progress=ProgressEvents("scope", "accounts", "account-done", "accounts", "account_id"),
+    progress=INVENTORY_PROGRESS,
     publish=publish_inventory,
 )
 def inventory_flow(spec_path: str, profile: str | None = None) -> dict[str, Any]:
@@ -333,11 +342,13 @@ def _spread(runtime: _Runtime, run_id: int, accounts: list[Account]) -> list[Acc
         accounts=[a.account_id for a in accounts],
         label=lambda batch: batch_label("inventory", batch),
         here=lambda batch: inventory_batch(runtime.spec_path, params, batch, None),
+        on_batch_done=_batch_progress,
     )
     outcomes = []
     for account in accounts:
         result = results.get(account.account_id)
         if result is None:
+            emit("account-done", account_id=account.account_id, users=0, status="failed")
             why = f"not read: {missing.get(account.account_id, 'its batch reported nothing')}"
             finding = Finding("error", "inventory-failed", why, account_id=account.account_id)
             outcomes.append(

@@ -33,11 +33,13 @@ def watch_actions(console: Console, work: Any) -> dict[str, Any]:
     with _apply_progress(console) as progress:
         bar = progress.add_task("actions", total=None, failed=0)
         failed = {"n": 0}
+        ended: set[str] = set()  # an action counts once (a parent reports its batches' too)
 
         def on_event(event: str, data: dict[str, Any]) -> None:
             if event == "apply-start":
                 progress.update(bar, total=data["actions"])
-            elif event == "action-done":
+            elif event == "action-done" and data["action_id"] not in ended:
+                ended.add(data["action_id"])
                 if data["status"] == "failed":
                     failed["n"] += 1
                     reason = escape(data["error"] or "")

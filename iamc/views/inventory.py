@@ -41,11 +41,13 @@ def inventory_with_progress(
     ) as progress:
         bar = progress.add_task("accounts", total=None, users=0)
         found = {"users": 0}
+        ended: set[str] = set()  # an account counts once (a parent reports its batches' too)
 
         def on_event(event: str, data: dict[str, Any]) -> None:
             if event == "scope":
                 progress.update(bar, total=data["accounts"])
-            elif event == "account-done":
+            elif event == "account-done" and data["account_id"] not in ended:
+                ended.add(data["account_id"])
                 found["users"] += data["users"]
                 progress.update(bar, advance=1, users=found["users"])
 

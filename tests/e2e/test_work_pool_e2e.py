@@ -29,7 +29,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from console.operator import deployment_name
+from console.operator import artifact_key, deployment_name
 from domain.deletion import deletes_in
 from domain.plan import Plan
 from engine.batches import BATCH_FLOW
@@ -225,6 +225,9 @@ def test_centralize_on_three_workers_survives_a_worker_killed_mid_apply(pool, sa
         inventory = [b.name for b in batches if b.name.startswith("inventory")]
         assert len(inventory) == 1, batches
         assert re.fullmatch(r"inventory \d+ accounts \d{12}\.\.\d{12}", inventory[0]), inventory
+        # Its progress counts the accounts the batch did on its worker, as a local run's does.
+        said = _progress_said(client, "inventory")
+        assert re.fullmatch(rf"inventory of {MIGRATION}: (\d+) of \1 accounts done", said), said
         # So did the key scan, each batch on a worker with the scan's salt from the state DB
         # (a batch that found none would have failed).
         scans = [b for b in batches if b.name.startswith("key scan")]
@@ -258,6 +261,8 @@ def test_centralize_on_three_workers_survives_a_worker_killed_mid_apply(pool, sa
             stages.append(step)
             _resume(client, control, run.id, pool.spec, step.removeprefix("approve "))
         assert done.state.type.value == "COMPLETED", (done.state, stages, _logs(pool))
+        said = _progress_said(client, "apply-provision")
+        assert re.fullmatch(rf"apply of {MIGRATION}: (\d+) of \1 actions done", said), said
         again = [b for b in _batches(client) if b.name.startswith(f"{batch.name} (attempt 2)")]
         assert [b.state.type.value for b in again] == ["COMPLETED"], _batches(client)
         # The workloads and verify steps' accounts went out to the workers too.
@@ -292,6 +297,21 @@ def _same_as_one_process(pool, control, sandbox_process) -> None:
         if a.kind == "create-assignment"
     }
     assert wanted <= {(acct, principal) for acct, _, principal in world["assignments"]}
+
+
+def _progress_said(client, step: str) -> str:
+    """What a step's progress artifact (the parent run's) says now."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    key = artifact_key(MIGRATION, f"{step}-progress")
+    found = client.read_artifacts(
+        artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+        sort=ArtifactSort.CREATED_DESC,
+        limit=1,
+    )
+    assert found, f"no artifact {key}"
+    return str(found[0].description)
 
 
 def _batches(client) -> list:
