@@ -18,6 +18,19 @@ from engine.progress import account_names, run_of_flow_run
 from engine.reports import inventory_report, latest_mapping
 from engine.runs import run_status
 
+# An account not read has no figures: blank, never 0.
+UNREAD_BLANK = (
+    "IAM users",
+    "human",
+    "workload",
+    "unused",
+    "protected",
+    "active keys",
+    "keys used ≤90d",
+    "console without MFA",
+    "long-lived keys left",
+)
+
 
 def publish_inventory(spec_path: str, arguments: dict[str, Any], outcome: Any) -> None:
     """Per account: IAM users by class, keys, console users without MFA, the CIS 1.21 verdict."""
@@ -29,6 +42,9 @@ def publish_inventory(spec_path: str, arguments: dict[str, Any], outcome: Any) -
         {
             "account": r["account_id"],
             "name": r["account_name"],
+            # First, where it is seen without scrolling: an account not read is not one
+            # without users (its counts are left empty).
+            "why not read": r["error"],
             "IAM users": r["users"],
             "human": r["human"],
             "workload": r["workload"],
@@ -42,14 +58,19 @@ def publish_inventory(spec_path: str, arguments: dict[str, Any], outcome: Any) -
             if r["cis_1_21"] != CIS_PASS and r["cis_1_21_why"]
             else r["cis_1_21"],
             "long-lived keys left": r["long_lived_keys"],
-            "why not read": r["error"],
         }
         for r in rows
     ]
+    for row, r in zip(table, rows, strict=True):
+        if r["error"]:
+            row.update({column: None for column in UNREAD_BLANK})
     total = totals(rows)
+    unread = sum(1 for r in rows if r["error"])
+    read = f" ({unread} not read; the users are those of the {total['accounts'] - unread} read)"
     description = (
         f"**Inventory of {meta['migration']}**, snapshot {meta['snapshot_id']} (run "
-        f"{meta['run_id']}): {total['accounts']} accounts, {total['users']} IAM users. "
+        f"{meta['run_id']}): {total['accounts']} accounts, {total['users']} IAM users"
+        f"{read if unread else ''}. "
         f"CIS 1.21: {total['accounts_passing']} pass, {total['accounts_failing']} fail, "
         f"{total['accounts_unknown']} unknown (not read)."
     )

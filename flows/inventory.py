@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,8 +66,10 @@ class _Runtime:
 class AccountOutcome:
     account_id: str
     users: int
-    error: str | None
-    findings: list[Finding]
+    # Left out of the repr: Prefect logs a failed task's state, its result's repr in it, and
+    # the state's message says the error already.
+    error: str | None = field(repr=False)
+    findings: list[Finding] = field(repr=False)
     account_name: str = ""
     reason: str | None = None  # the failure's kind: unreachable, access-denied, ...
 

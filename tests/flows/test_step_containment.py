@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from console.operator import artifact_key
 from engine.apply import apply_plan
 from state import Store
 
@@ -324,3 +325,10 @@ def test_inventory_of_an_unreadable_account_is_a_failed_task_and_the_others_are_
     (other,) = [s for name, s in tasks.items() if name.startswith(f"inventory {a1}")]
     assert mine.is_failed() and "not inventoried" in mine.message and REFUSED in mine.message
     assert other.is_completed()
+    # ...and its table says why, where it is seen first, with no figures for it (not zeros).
+    flow_run_id = state.state_details.flow_run_id
+    rows = {r["account"]: r for r in _table(flow_run_id, artifact_key("wave-1", "inventory"))}
+    assert list(rows[a2])[:3] == ["account", "name", "why not read"]
+    assert REFUSED in rows[a2]["why not read"]
+    assert rows[a2]["IAM users"] is None and rows[a2]["active keys"] is None
+    assert not rows[a1]["why not read"] and rows[a1]["IAM users"] >= 1
