@@ -18,18 +18,28 @@ from engine.progress import account_names, run_of_flow_run
 from engine.reports import inventory_report, latest_mapping
 from engine.runs import run_status
 
-# An account not read has no figures: blank, never 0.
-UNREAD_BLANK = (
-    "IAM users",
-    "human",
-    "workload",
-    "unused",
-    "protected",
-    "active keys",
-    "keys used ≤90d",
-    "console without MFA",
-    "long-lived keys left",
-)
+
+def _inventory_figures(r: dict[str, Any]) -> dict[str, Any]:
+    """An account's figures in the inventory table: blank, never 0, for one not read."""
+
+    def n(key: str) -> Any:
+        return None if r["error"] else r[key]
+
+    return {
+        "IAM users": n("users"),
+        "human": n("human"),
+        "workload": n("workload"),
+        "unused": n("unused"),
+        "protected": n("protected"),
+        "active keys": n("active_keys"),
+        "keys used ≤90d": n("keys_used_90d"),
+        "console without MFA": n("console_without_mfa"),
+        # The verdict first; why it fails follows (cut short, whole in the description).
+        "CIS 1.21": f"{r['cis_1_21']}: {r['cis_1_21_why']}"
+        if r["cis_1_21"] != CIS_PASS and r["cis_1_21_why"]
+        else r["cis_1_21"],
+        "long-lived keys left": n("long_lived_keys"),
+    }
 
 
 def publish_inventory(spec_path: str, arguments: dict[str, Any], outcome: Any) -> None:
@@ -43,27 +53,12 @@ def publish_inventory(spec_path: str, arguments: dict[str, Any], outcome: Any) -
             "account": r["account_id"],
             "name": r["account_name"],
             # First, where it is seen without scrolling: an account not read is not one
-            # without users (its counts are left empty).
+            # without users.
             "why not read": r["error"],
-            "IAM users": r["users"],
-            "human": r["human"],
-            "workload": r["workload"],
-            "unused": r["unused"],
-            "protected": r["protected"],
-            "active keys": r["active_keys"],
-            "keys used ≤90d": r["keys_used_90d"],
-            "console without MFA": r["console_without_mfa"],
-            # The verdict first; why it fails follows (cut short, whole in the description).
-            "CIS 1.21": f"{r['cis_1_21']}: {r['cis_1_21_why']}"
-            if r["cis_1_21"] != CIS_PASS and r["cis_1_21_why"]
-            else r["cis_1_21"],
-            "long-lived keys left": r["long_lived_keys"],
+            **_inventory_figures(r),
         }
         for r in rows
     ]
-    for row, r in zip(table, rows, strict=True):
-        if r["error"]:
-            row.update({column: None for column in UNREAD_BLANK})
     total = totals(rows)
     unread = sum(1 for r in rows if r["error"])
     read = f" ({unread} not read; the users are those of the {total['accounts'] - unread} read)"

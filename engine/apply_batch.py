@@ -96,7 +96,8 @@ def _batch_progress(results: dict[str, dict[str, Any]]) -> None:
         errors = result.get("errors") or []
         for action_id, status in (result.get("statuses") or {}).items():
             if status in ENDED:
-                error = next((e for e in errors if action_id in e), None)
+                # A failed action's error is its ActionError's text: "<action id>: <why>".
+                error = next((e for e in errors if e.startswith(f"{action_id}: ")), None)
                 on_action_done(action_id, status, error if status == FAILED else None)
 
 

@@ -138,13 +138,13 @@ def dispatch(
     size = spec.prefect.accounts_per_run
     missing: dict[str, str] = {}
     todo = accounts
+
+    def ended(batch: list[str]) -> None:
+        if on_batch_done is not None:
+            on_batch_done(store.account_results.results(work, batch))
+
     for attempt in range(1, ATTEMPTS + 1):
         batches = split(todo, size)
-
-        def ended(batch: list[str]) -> None:
-            if on_batch_done is not None:
-                on_batch_done(store.account_results.results(work, batch))
-
         outcomes = _run_all(spec, work, step, params, batches, label, attempt, here, ended)
         results = store.account_results.results(work, todo)
         todo = []

@@ -147,13 +147,7 @@ def inventory_one_account(runtime: _Runtime, account: Account) -> Any:
     runtime.store.snapshots.save_account_inventory(runtime.snapshot_id, inventory)
     timings["save"] = time.perf_counter() - saving
     timings["total"] = time.perf_counter() - started
-    emit(
-        "account-done",
-        account_id=account.account_id,
-        users=len(inventory.users),
-        timings=timings,
-        status="failed" if inventory.error else "done",
-    )
+    _account_done(account.account_id, len(inventory.users), bool(inventory.error), timings)
     _log_account(inventory, findings)
     reason = next((f.kind for f in findings if f.severity == "error"), None)
     outcome = AccountOutcome(
@@ -171,11 +165,18 @@ def inventory_one_account(runtime: _Runtime, account: Account) -> Any:
     return outcome
 
 
+def _account_done(
+    account_id: str, users: int, failed: bool, timings: dict[str, float] | None = None
+) -> None:
+    """One unit of the run's progress (INVENTORY_PROGRESS), wherever the account was read."""
+    status = "failed" if failed else "done"
+    emit("account-done", account_id=account_id, users=users, timings=timings, status=status)
+
+
 def _batch_progress(results: dict[str, dict[str, Any]]) -> None:
     """A batch's accounts are done: the progress its own process reported, here."""
     for account_id, result in results.items():
-        status = "failed" if result.get("error") else "done"
-        emit("account-done", account_id=account_id, users=result.get("users", 0), status=status)
+        _account_done(account_id, result.get("users", 0), bool(result.get("error")))
 
 
 def _unread(account: Account, err: Exception) -> tuple[AccountInventory, Finding]:
@@ -350,7 +351,7 @@ def _spread(runtime: _Runtime, run_id: int, accounts: list[Account]) -> list[Acc
     for account in accounts:
         result = results.get(account.account_id)
         if result is None:
-            emit("account-done", account_id=account.account_id, users=0, status="failed")
+            _account_done(account.account_id, 0, failed=True)
             why = f"not read: {missing.get(account.account_id, 'its batch reported nothing')}"
             finding = Finding("error", "inventory-failed", why, account_id=account.account_id)
             outcomes.append(
